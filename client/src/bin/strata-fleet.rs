@@ -1,0 +1,2 @@
+//! Fleet simulator.
+fn main() {}

@@ -1,0 +1,3 @@
+//! Wire formats that turn client payloads into columnar [`strata_storage::WriteBatch`]es.
+
+pub mod line_protocol;

@@ -1,0 +1,149 @@
+//! The storage engine: ties WAL, memtable, segments, catalog and manifest together.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::wal::Durability;
+use crate::{FieldType, ScanRequest, SeriesBatch, WriteBatch};
+
+/// Engine configuration; [`EngineConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Root data directory (holds `wal/`, `segments/`, `MANIFEST`, `catalog`).
+    pub data_dir: PathBuf,
+    /// WAL durability mode.
+    pub durability: Durability,
+    /// Flush the memtable once it holds about this many bytes.
+    pub memtable_bytes: usize,
+    /// Flush the memtable once its oldest write is this old.
+    pub flush_age: Duration,
+    /// Length of a time partition in nanoseconds (one segment file per stream and partition).
+    pub partition_ns: i64,
+    /// Rotate WAL files above this size.
+    pub wal_file_bytes: u64,
+    /// Run flush-by-age and compaction in a background thread.
+    pub background: bool,
+    /// How often the background thread looks for work.
+    pub background_interval: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults: `sync` durability, 64 MiB memtable, 10 minute flush age, 1 day partitions.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            durability: Durability::Sync,
+            memtable_bytes: 64 << 20,
+            flush_age: Duration::from_secs(600),
+            partition_ns: 86_400 * 1_000_000_000,
+            wal_file_bytes: 64 << 20,
+            background: true,
+            background_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a successful write stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteReceipt {
+    /// Rows written.
+    pub rows: usize,
+    /// Field values written.
+    pub values: usize,
+}
+
+/// Counters for `/metrics` and `/health`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineStats {
+    /// Number of series in the catalog.
+    pub series: usize,
+    /// Approximate bytes held by memtables.
+    pub memtable_bytes: usize,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+    /// Bytes of WAL files.
+    pub wal_bytes: u64,
+    /// Rows written since start.
+    pub rows_written: u64,
+    /// Field values written since start.
+    pub values_written: u64,
+    /// Flushes since start.
+    pub flushes: u64,
+    /// Compactions since start.
+    pub compactions: u64,
+}
+
+/// Damage found while opening the engine.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecoveryReport {
+    /// WAL records replayed.
+    pub wal_records: usize,
+    /// WAL damage (torn or corrupt tail) with file and offset.
+    pub wal_warnings: Vec<String>,
+    /// Segments whose checks failed, with the reason.
+    pub segment_errors: Vec<String>,
+}
+
+/// The storage engine. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Engine {}
+
+impl Engine {
+    /// Opens the engine in `config.data_dir`, replaying the WAL.
+    pub fn open(_config: EngineConfig) -> Result<Engine> {
+        todo!()
+    }
+
+    /// Validates, logs and applies a batch; returns once it is durable under the configured mode.
+    pub fn write(&self, _batch: &WriteBatch) -> Result<WriteReceipt> {
+        todo!()
+    }
+
+    /// Reads rows of matching series in a time range, merging memtable and segments (last write wins).
+    pub fn scan(&self, _req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
+        todo!()
+    }
+
+    /// Writes the memtable to segment files and truncates the WAL.
+    pub fn flush(&self) -> Result<()> {
+        todo!()
+    }
+
+    /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
+    pub fn compact(&self) -> Result<usize> {
+        todo!()
+    }
+
+    /// Flushes and stops background work. Later writes fail with `ShutDown`.
+    pub fn shutdown(&self) -> Result<()> {
+        todo!()
+    }
+
+    /// Database names.
+    pub fn databases(&self) -> Vec<String> {
+        todo!()
+    }
+
+    /// Stream names of a database.
+    pub fn streams(&self, _database: &str) -> Vec<String> {
+        todo!()
+    }
+
+    /// Field names and types of a stream, in creation order.
+    pub fn schema(&self, _database: &str, _stream: &str) -> Option<Vec<(String, FieldType)>> {
+        todo!()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> EngineStats {
+        todo!()
+    }
+
+    /// What recovery found when the engine was opened.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        todo!()
+    }
+}

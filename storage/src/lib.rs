@@ -1,0 +1,17 @@
+//! Strata's storage engine: write-ahead log, memtable, compressed columnar segments, series catalog
+//! and tag index, flush and compaction. It knows nothing of HTTP, MQTT or any wire format.
+//!
+//! The entry point is [`Engine`]: [`Engine::open`] recovers from the data directory,
+//! [`Engine::write`] makes a [`WriteBatch`] durable, [`Engine::scan`] reads it back.
+
+pub mod codec;
+pub mod wal;
+
+mod engine;
+mod error;
+mod types;
+
+pub use engine::{Engine, EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+pub use error::{Result, StorageError};
+pub use types::*;
+pub use wal::Durability;

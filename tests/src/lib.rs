@@ -1,0 +1,1 @@
+//! Black-box test crate: the tests in `tests/` start the real `strata` binary.
