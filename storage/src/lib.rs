@@ -7,11 +7,20 @@
 pub mod codec;
 pub mod wal;
 
+mod bytes;
+mod catalog;
 mod engine;
 mod error;
+mod fsutil;
+mod manifest;
+mod memtable;
+mod rows;
+mod segment;
 mod types;
+mod wal_record;
 
 pub use engine::{Engine, EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use error::{Result, StorageError};
 pub use types::*;
+pub use segment::ChunkStats;
 pub use wal::Durability;

@@ -257,7 +257,7 @@ impl Column {
 }
 
 /// Identity of a series inside a stream: the device plus the remaining tags, sorted by tag name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SeriesKey {
     /// Device id (empty when the write named no device).
     pub device: String,

@@ -1,19 +1,108 @@
-//! Column codecs (contract stub, being implemented).
+//! Column codecs: compress one column of present values (timestamps, floats, integers, unsigned,
+//! booleans, strings) into a chunk payload and back. Each `encode_*` function tries the codecs
+//! that apply to its type and keeps the smallest output; the chosen [`Codec`] is stored by the
+//! caller as one byte in the chunk header. Each `decode_*` function appends exactly `n` values or
+//! returns a [`CodecError`]; it never panics, whatever the bytes and `n`.
+//!
+//! The byte layout of every codec is documented in `docs/codecs.md`.
+
+mod bits;
+mod boolean;
+mod float;
+mod int;
+mod string;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
 
 use crate::StringColumn;
 
-/// Codec identifiers, stored as one byte in each chunk header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use float::MAX_DECIMAL_DIGITS;
+
+/// Most values one chunk may decode to; larger `n` is rejected before anything is allocated.
+pub const MAX_CHUNK_VALUES: usize = 1 << 26;
+
+/// Most string bytes one chunk may decode to.
+pub const MAX_STRING_BYTES: usize = 1 << 30;
+
+/// Codec identifiers, stored as one byte in each chunk header. The ids are stable: never reuse or
+/// renumber one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Codec {
-    /// Placeholder.
+    /// Uncompressed: 8 bytes little-endian per value (integers, floats); for strings, every
+    /// length as a varint, then all bytes.
     Raw = 0,
+    /// Every value is the same: stored once (any type).
+    Constant = 1,
+    /// Arithmetic progression `first + i * step` (timestamps, integers).
+    Regular = 2,
+    /// Runs of equal values (integers, booleans).
+    RunLength = 3,
+    /// Frame-of-reference bit-packing of the values in blocks of 128 (timestamps, integers).
+    Packed = 4,
+    /// Frame-of-reference bit-packing of the deltas (timestamps, integers).
+    DeltaPacked = 5,
+    /// Frame-of-reference bit-packing of the deltas of deltas (timestamps, integers).
+    DeltaDeltaPacked = 6,
+    /// Gorilla XOR encoding (floats).
+    Gorilla = 7,
+    /// Decimal scaling: `v * 10^k` as integers with an integer codec, plus exceptions (floats).
+    Decimal = 8,
+    /// One bit per value (booleans).
+    BitPacked = 9,
+    /// Distinct values once, then bit-packed ids (strings).
+    Dictionary = 10,
 }
 
 impl Codec {
+    /// Every codec, in id order.
+    pub const ALL: [Codec; 11] = [
+        Codec::Raw,
+        Codec::Constant,
+        Codec::Regular,
+        Codec::RunLength,
+        Codec::Packed,
+        Codec::DeltaPacked,
+        Codec::DeltaDeltaPacked,
+        Codec::Gorilla,
+        Codec::Decimal,
+        Codec::BitPacked,
+        Codec::Dictionary,
+    ];
+
     /// Parses a stored codec byte.
-    pub fn from_u8(_b: u8) -> Result<Codec, CodecError> {
-        todo!()
+    pub fn from_u8(b: u8) -> Result<Codec, CodecError> {
+        Codec::ALL.get(usize::from(b)).copied().ok_or(CodecError::UnknownCodec(b))
+    }
+
+    /// The stored codec byte.
+    pub fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// Lower-case name, used in errors and statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Raw => "raw",
+            Codec::Constant => "constant",
+            Codec::Regular => "regular",
+            Codec::RunLength => "run-length",
+            Codec::Packed => "packed",
+            Codec::DeltaPacked => "delta-packed",
+            Codec::DeltaDeltaPacked => "delta-delta-packed",
+            Codec::Gorilla => "gorilla",
+            Codec::Decimal => "decimal",
+            Codec::BitPacked => "bit-packed",
+            Codec::Dictionary => "dictionary",
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -33,51 +122,113 @@ pub enum CodecError {
     },
 }
 
+/// Runs `decode` and removes anything it appended when it fails.
+fn all_or_nothing<T>(
+    out: &mut Vec<T>,
+    decode: impl FnOnce(&mut Vec<T>) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
+    let base = out.len();
+    let res = decode(out);
+    if res.is_err() {
+        out.truncate(base);
+    }
+    res
+}
+
 /// Encodes timestamps with the smallest codec; appends the payload to `out` and returns the codec used.
-pub fn encode_timestamps(_values: &[i64], _out: &mut Vec<u8>) -> Codec {
-    todo!()
+pub fn encode_timestamps(values: &[i64], out: &mut Vec<u8>) -> Codec {
+    int::encode(values, out)
 }
+
 /// Decodes `n` timestamps, appending them to `out`.
-pub fn decode_timestamps(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut Vec<i64>) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_timestamps(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    decode_integers(codec, buf, n, out)
 }
+
 /// Encodes floats with the smallest codec.
-pub fn encode_floats(_values: &[f64], _out: &mut Vec<u8>) -> Codec {
-    todo!()
+pub fn encode_floats(values: &[f64], out: &mut Vec<u8>) -> Codec {
+    float::encode(values, out)
 }
+
 /// Decodes `n` floats.
-pub fn decode_floats(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut Vec<f64>) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_floats(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<f64>,
+) -> Result<(), CodecError> {
+    all_or_nothing(out, |out| float::decode(codec, buf, n, out))
 }
+
 /// Encodes signed integers with the smallest codec.
-pub fn encode_integers(_values: &[i64], _out: &mut Vec<u8>) -> Codec {
-    todo!()
+pub fn encode_integers(values: &[i64], out: &mut Vec<u8>) -> Codec {
+    int::encode(values, out)
 }
+
 /// Decodes `n` signed integers.
-pub fn decode_integers(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut Vec<i64>) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_integers(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    all_or_nothing(out, |out| int::decode(codec, buf, n, out))
 }
-/// Encodes unsigned integers with the smallest codec.
-pub fn encode_unsigned(_values: &[u64], _out: &mut Vec<u8>) -> Codec {
-    todo!()
+
+/// Encodes unsigned integers with the smallest codec (they are stored as their `i64` bit
+/// patterns with the integer codecs).
+pub fn encode_unsigned(values: &[u64], out: &mut Vec<u8>) -> Codec {
+    let signed: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+    int::encode(&signed, out)
 }
+
 /// Decodes `n` unsigned integers.
-pub fn decode_unsigned(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut Vec<u64>) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_unsigned(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<u64>,
+) -> Result<(), CodecError> {
+    all_or_nothing(out, |out| int::decode(codec, buf, n, &mut int::AsUnsigned(out)))
 }
+
 /// Encodes booleans with the smallest codec.
-pub fn encode_booleans(_values: &[bool], _out: &mut Vec<u8>) -> Codec {
-    todo!()
+pub fn encode_booleans(values: &[bool], out: &mut Vec<u8>) -> Codec {
+    boolean::encode(values, out)
 }
+
 /// Decodes `n` booleans.
-pub fn decode_booleans(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut Vec<bool>) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_booleans(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<bool>,
+) -> Result<(), CodecError> {
+    all_or_nothing(out, |out| boolean::decode(codec, buf, n, out))
 }
+
 /// Encodes strings with the smallest codec.
-pub fn encode_strings(_values: &StringColumn, _out: &mut Vec<u8>) -> Codec {
-    todo!()
+pub fn encode_strings(values: &StringColumn, out: &mut Vec<u8>) -> Codec {
+    string::encode(values, out)
 }
+
 /// Decodes `n` strings.
-pub fn decode_strings(_codec: Codec, _buf: &[u8], _n: usize, _out: &mut StringColumn) -> Result<(), CodecError> {
-    todo!()
+pub fn decode_strings(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    out: &mut StringColumn,
+) -> Result<(), CodecError> {
+    let (data_len, ends_len) = (out.data.len(), out.ends.len());
+    let res = string::decode(codec, buf, n, out);
+    if res.is_err() {
+        out.data.truncate(data_len);
+        out.ends.truncate(ends_len);
+    }
+    res
 }

@@ -1,11 +1,9 @@
-//! The storage engine: ties WAL, memtable, segments, catalog and manifest together.
+//! Engine configuration and the public report types.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::Result;
 use crate::wal::Durability;
-use crate::{FieldType, ScanRequest, SeriesBatch, WriteBatch};
 
 /// Engine configuration; [`EngineConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -26,6 +24,10 @@ pub struct EngineConfig {
     pub background: bool,
     /// How often the background thread looks for work.
     pub background_interval: Duration,
+    /// Compact a partition once it has this many segments.
+    pub compaction_trigger: usize,
+    /// Check every chunk's CRC when opening (reports damage at start instead of at first read).
+    pub verify_on_open: bool,
 }
 
 impl EngineConfig {
@@ -40,6 +42,8 @@ impl EngineConfig {
             wal_file_bytes: 64 << 20,
             background: true,
             background_interval: Duration::from_secs(1),
+            compaction_trigger: 4,
+            verify_on_open: true,
         }
     }
 }
@@ -87,63 +91,3 @@ pub struct RecoveryReport {
     pub segment_errors: Vec<String>,
 }
 
-/// The storage engine. Cheap to share behind an `Arc`; all methods take `&self`.
-#[derive(Debug)]
-pub struct Engine {}
-
-impl Engine {
-    /// Opens the engine in `config.data_dir`, replaying the WAL.
-    pub fn open(_config: EngineConfig) -> Result<Engine> {
-        todo!()
-    }
-
-    /// Validates, logs and applies a batch; returns once it is durable under the configured mode.
-    pub fn write(&self, _batch: &WriteBatch) -> Result<WriteReceipt> {
-        todo!()
-    }
-
-    /// Reads rows of matching series in a time range, merging memtable and segments (last write wins).
-    pub fn scan(&self, _req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
-        todo!()
-    }
-
-    /// Writes the memtable to segment files and truncates the WAL.
-    pub fn flush(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
-    pub fn compact(&self) -> Result<usize> {
-        todo!()
-    }
-
-    /// Flushes and stops background work. Later writes fail with `ShutDown`.
-    pub fn shutdown(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Database names.
-    pub fn databases(&self) -> Vec<String> {
-        todo!()
-    }
-
-    /// Stream names of a database.
-    pub fn streams(&self, _database: &str) -> Vec<String> {
-        todo!()
-    }
-
-    /// Field names and types of a stream, in creation order.
-    pub fn schema(&self, _database: &str, _stream: &str) -> Option<Vec<(String, FieldType)>> {
-        todo!()
-    }
-
-    /// Current counters.
-    pub fn stats(&self) -> EngineStats {
-        todo!()
-    }
-
-    /// What recovery found when the engine was opened.
-    pub fn recovery_report(&self) -> RecoveryReport {
-        todo!()
-    }
-}

@@ -1,0 +1,89 @@
+//! Operational endpoints: `/health`, `/ping`, `/metrics`, the admin actions `POST /api/v1/flush`
+//! and `POST /api/v1/compact`, and catalog listings (`/api/v1/databases`, `/api/v1/streams`).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use strata_storage::DEFAULT_DATABASE;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::write::{DbParams, bad_query, database_name};
+
+/// `GET /health`: status (`ok`, or `degraded` when recovery found damage), version, uptime, the
+/// recovery report and engine counters.
+pub async fn health(State(st): State<AppState>) -> Json<Value> {
+    let r = &st.recovery;
+    let damaged = !r.wal_warnings.is_empty() || !r.segment_errors.is_empty();
+    let stats = st.engine.stats();
+    Json(json!({
+        "status": if damaged { "degraded" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": st.started.elapsed().as_secs_f64(),
+        "recovery": r,
+        "engine": stats,
+    }))
+}
+
+/// `GET|HEAD /ping`: InfluxDB-style liveness probe, 204 with a version header.
+pub async fn ping() -> impl IntoResponse {
+    (StatusCode::NO_CONTENT, [("X-Influxdb-Version", concat!("strata-", env!("CARGO_PKG_VERSION")))])
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    let text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+/// `POST /api/v1/flush`: writes the memtable to segments; 204 when done.
+pub async fn flush(State(st): State<AppState>) -> Result<StatusCode, ApiError> {
+    let engine = st.engine.clone();
+    tokio::task::spawn_blocking(move || engine.flush()).await.map_err(ApiError::from_join)??;
+    tracing::info!("flush requested over HTTP completed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/compact`: merges segments; answers `{"partitions_compacted": N}`.
+pub async fn compact(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = st.engine.clone();
+    let n = tokio::task::spawn_blocking(move || engine.compact()).await.map_err(ApiError::from_join)??;
+    tracing::info!(partitions = n, "compaction requested over HTTP completed");
+    Ok(Json(json!({ "partitions_compacted": n })))
+}
+
+/// `GET /api/v1/databases`: `{"databases": [...]}`.
+pub async fn databases(State(st): State<AppState>) -> Json<Value> {
+    Json(json!({ "databases": st.engine.databases() }))
+}
+
+/// `GET /api/v1/streams?db=`: streams of a database with their fields and types.
+pub async fn streams(State(st): State<AppState>, q: Result<Query<DbParams>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let db = database_name(q.db.as_deref().unwrap_or(DEFAULT_DATABASE))?;
+    let streams: Vec<Value> = st
+        .engine
+        .streams(&db)
+        .into_iter()
+        .map(|name| {
+            let fields: Vec<Value> = st
+                .engine
+                .schema(&db, &name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(f, ty)| json!({ "name": f, "type": ty }))
+                .collect();
+            json!({ "name": name, "fields": fields })
+        })
+        .collect();
+    Ok(Json(json!({ "database": db, "streams": streams })))
+}
+
+/// Fallback for unknown paths: 404 with a JSON error.
+pub async fn not_found(State(st): State<AppState>, uri: axum::http::Uri) -> ApiError {
+    st.metrics.count_request("unmatched", 404);
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}

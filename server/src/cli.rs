@@ -1,0 +1,204 @@
+//! Command-line interface (clap derive): the `serve` subcommand, its flags and environment
+//! variables, and their conversion into an [`EngineConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata_storage::{Durability, EngineConfig};
+
+/// Default HTTP listen address. 7086 keeps clear of a local InfluxDB (8086) used for side-by-side runs.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7086";
+
+/// Strata: a time-series database for IoT telemetry.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands of `strata`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: open (and recover) the data directory, then serve the HTTP API until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Flags of `strata serve`. Every flag can also be set through the environment variable shown.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Data directory (WAL, segments, catalog); created if missing.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
+    pub data_dir: PathBuf,
+
+    /// HTTP listen address (HOST:PORT; port 0 picks a free port, logged at startup).
+    #[arg(long, env = "STRATA_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+
+    /// When a write is acknowledged: `sync` (after fdatasync, group commit), `interval:<ms>`
+    /// (fsync every <ms> milliseconds, e.g. interval:100) or `none` (never fsync).
+    #[arg(long, env = "STRATA_DURABILITY", default_value = "sync", value_parser = parse_durability)]
+    pub durability: Durability,
+
+    /// Flush the in-memory table to a segment once it holds this many MiB (fractions allowed).
+    #[arg(long, env = "STRATA_MEMTABLE_MB", default_value_t = 64.0, value_parser = parse_positive_f64)]
+    pub memtable_mb: f64,
+
+    /// Flush the in-memory table once its oldest write is this old (e.g. 10m, 30s, 500ms).
+    #[arg(long, env = "STRATA_FLUSH_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub flush_age: Duration,
+
+    /// Length of a time partition: one segment file per stream and partition (e.g. 1d, 6h).
+    #[arg(long, env = "STRATA_PARTITION", default_value = "1d", value_parser = parse_duration)]
+    pub partition: Duration,
+
+    /// Start a new WAL file once the current one exceeds this many MiB.
+    #[arg(long, env = "STRATA_WAL_FILE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub wal_file_mb: u64,
+
+    /// How often the background thread checks for flush-by-age and compaction work.
+    #[arg(long, env = "STRATA_BACKGROUND_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub background_interval: Duration,
+
+    /// Tag names that identify the device of a line-protocol point, tried in order (repeatable or comma-separated).
+    #[arg(long = "device-tag", env = "STRATA_DEVICE_TAGS", value_delimiter = ',', default_values_t = ["device".to_string(), "name".to_string()])]
+    pub device_tags: Vec<String>,
+
+    /// Largest accepted request body in MiB, applied both to the body as sent and after gzip decompression.
+    #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_body_mb: u64,
+
+    /// On SIGTERM/SIGINT, wait at most this long for in-flight requests before flushing and exiting.
+    #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info` or `info,strata_server=debug`).
+    #[arg(long, env = "STRATA_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ServeArgs {
+    /// The storage-engine configuration these flags describe.
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut cfg = EngineConfig::new(self.data_dir.clone());
+        cfg.durability = self.durability;
+        cfg.memtable_bytes = mib_to_bytes(self.memtable_mb);
+        cfg.flush_age = self.flush_age;
+        cfg.partition_ns = i64::try_from(self.partition.as_nanos()).unwrap_or(i64::MAX).max(1);
+        cfg.wal_file_bytes = self.wal_file_mb.saturating_mul(1 << 20);
+        cfg.background_interval = self.background_interval;
+        cfg
+    }
+
+    /// The body-size limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_body_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Converts MiB (possibly fractional) to bytes, at least 1.
+fn mib_to_bytes(mib: f64) -> usize {
+    let bytes = (mib * 1_048_576.0).round();
+    if bytes >= usize::MAX as f64 { usize::MAX } else { (bytes as usize).max(1) }
+}
+
+/// Parses a positive, finite float.
+fn parse_positive_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
+}
+
+/// Parses `sync`, `none`, `interval:<ms>` or `interval:<duration>`.
+pub fn parse_durability(s: &str) -> Result<Durability, String> {
+    let s = s.trim();
+    match s {
+        "sync" => return Ok(Durability::Sync),
+        "none" => return Ok(Durability::None),
+        _ => {}
+    }
+    let Some(rest) = s.strip_prefix("interval:") else {
+        return Err(format!("unknown durability '{s}' (expected sync, interval:<ms> or none)"));
+    };
+    let interval = match rest.parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => parse_duration(rest)?,
+    };
+    if interval.is_zero() {
+        return Err("the fsync interval must be greater than zero".into());
+    }
+    Ok(Durability::Interval(interval))
+}
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (also `us` and `ns`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 10m, 1d)"))?;
+    let unit_ns: u64 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return Err(format!("'{s}' has an unknown unit (use ns, us, ms, s, m, h or d)")),
+    };
+    n.checked_mul(unit_ns).map(Duration::from_nanos).ok_or_else(|| format!("duration '{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("x5s").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn durability_parses() {
+        assert_eq!(parse_durability("sync"), Ok(Durability::Sync));
+        assert_eq!(parse_durability("none"), Ok(Durability::None));
+        assert_eq!(parse_durability("interval:100"), Ok(Durability::Interval(Duration::from_millis(100))));
+        assert_eq!(parse_durability("interval:2s"), Ok(Durability::Interval(Duration::from_secs(2))));
+        assert!(parse_durability("interval:0").is_err());
+        assert!(parse_durability("fsync").is_err());
+    }
+
+    #[test]
+    fn defaults_map_to_engine_config() {
+        let cli = Cli::try_parse_from(["strata", "serve", "--memtable-mb", "0.5", "--device-tag", "id,vin"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let cfg = args.engine_config();
+        assert_eq!(cfg.memtable_bytes, 512 * 1024);
+        assert_eq!(cfg.durability, Durability::Sync);
+        assert_eq!(args.device_tags, vec!["id".to_string(), "vin".to_string()]);
+        assert_eq!(args.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(args.max_body_bytes(), 64 << 20);
+    }
+}

@@ -1,0 +1,118 @@
+//! API errors: one enum for everything a handler can fail with, its HTTP status, and its JSON body
+//! `{"error": "...", "line": N, "column": M}` (line and column only for line-protocol errors).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use strata_ingest::line_protocol::ParseError;
+use strata_storage::StorageError;
+
+/// Everything an HTTP handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The line-protocol payload is malformed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The storage engine refused or failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A query parameter or header is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body (as sent or decompressed) exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes (see --max-body-mb)")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body uses a `Content-Encoding` the server does not decode.
+    #[error("unsupported Content-Encoding '{0}' (supported: gzip, identity)")]
+    UnsupportedEncoding(String),
+    /// The named database or stream does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A server-side failure that is not the storage engine's (e.g. a panicked task).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Parse(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Storage(e) => storage_status(e),
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Wraps a failed `spawn_blocking` join.
+    pub fn from_join(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("request task failed: {e}"))
+    }
+}
+
+/// Status for a storage error: caller mistakes are 400, an unusable engine is 503, damage is 500.
+fn storage_status(e: &StorageError) -> StatusCode {
+    match e {
+        StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        StorageError::Wal(_) | StorageError::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+        StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Codec(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// JSON body of an error response.
+#[derive(Debug, serde::Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let error = self.to_string();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %error, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %error, "request rejected");
+        }
+        let (line, column) = match &self {
+            ApiError::Parse(p) => (Some(p.line), Some(p.column)),
+            _ => (None, None),
+        };
+        (status, Json(ErrorBody { error, line, column })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_storage::FieldType;
+
+    #[test]
+    fn statuses() {
+        let conflict = StorageError::SchemaConflict {
+            database: "d".into(),
+            stream: "s".into(),
+            field: "f".into(),
+            existing: FieldType::Float,
+            requested: FieldType::String,
+        };
+        assert_eq!(ApiError::from(conflict).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::from(StorageError::ShutDown).status(), StatusCode::SERVICE_UNAVAILABLE);
+        let corrupt = StorageError::Corrupt { path: "x".into(), detail: "crc".into() };
+        assert_eq!(ApiError::from(corrupt).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let parse = ParseError { line: 2, column: 5, message: "bad".into() };
+        assert_eq!(ApiError::from(parse).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::PayloadTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

@@ -1,0 +1,95 @@
+//! The serve loop: open (recover) the engine, log the recovery report, serve HTTP until SIGTERM or
+//! SIGINT, drain in-flight requests (bounded by the shutdown timeout), then flush and stop the engine.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use strata_storage::{Engine, RecoveryReport};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+use crate::routes::router;
+use crate::state::AppState;
+
+/// Builds a multi-threaded Tokio runtime and runs [`run`] on it.
+pub fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(run(args))
+}
+
+/// Runs the server until a shutdown signal, then shuts the engine down cleanly.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.engine_config();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.display(),
+        durability = ?config.durability, memtable_bytes = config.memtable_bytes, "starting strata");
+    let engine = tokio::task::spawn_blocking(move || Engine::open(config))
+        .await
+        .context("engine open task failed")?
+        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let engine = Arc::new(engine);
+    let state = AppState::new(engine.clone(), args.max_body_bytes(), args.device_tags.clone());
+    log_recovery(&state.recovery);
+    let listener = TcpListener::bind(args.http_addr).await.with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let addr = listener.local_addr().context("no local address")?;
+    tracing::info!(addr = %addr, "listening");
+    serve_until_signal(listener, state, args.shutdown_timeout).await?;
+    tracing::info!("HTTP server stopped; flushing the engine");
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .context("engine shutdown task failed")?
+        .context("engine shutdown failed")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Logs what recovery found: a summary, and each damage item as a warning.
+fn log_recovery(r: &RecoveryReport) {
+    tracing::info!(wal_records = r.wal_records, wal_warnings = r.wal_warnings.len(),
+        segment_errors = r.segment_errors.len(), "recovery finished");
+    for w in &r.wal_warnings {
+        tracing::warn!(damage = %w, "WAL damage found during recovery");
+    }
+    for e in &r.segment_errors {
+        tracing::warn!(damage = %e, "segment damage found during recovery");
+    }
+}
+
+/// Serves until a signal arrives, then lets in-flight requests finish for at most `drain`.
+async fn serve_until_signal(listener: TcpListener, state: AppState, drain: std::time::Duration) -> anyhow::Result<()> {
+    let (tx, mut rx) = watch::channel(false);
+    let graceful = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(graceful);
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        res = &mut server => return res.context("server task failed")?.context("server failed"),
+        sig = shutdown_signal() => tracing::info!(signal = sig, "shutdown signal received; draining requests"),
+    }
+    let _ = tx.send(true);
+    match tokio::time::timeout(drain, &mut server).await {
+        Ok(res) => res.context("server task failed")?.context("server failed"),
+        Err(_) => {
+            tracing::warn!(timeout_ms = drain.as_millis() as u64, "in-flight requests did not finish in time; shutting down anyway");
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGTERM handler; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

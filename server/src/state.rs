@@ -1,0 +1,49 @@
+//! Shared state of the HTTP handlers: the engine, request limits, parser settings, metrics and the
+//! recovery report captured at startup.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_storage::{Engine, RecoveryReport};
+
+use crate::metrics::Metrics;
+
+/// Cheaply clonable handle passed to every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The shared parts behind [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The storage engine.
+    pub engine: Arc<Engine>,
+    /// Body-size limit in bytes (before and after decompression).
+    pub max_body: usize,
+    /// Tag names that identify the device.
+    pub device_tags: Vec<String>,
+    /// Request and write counters.
+    pub metrics: Metrics,
+    /// What recovery found when the engine was opened.
+    pub recovery: RecoveryReport,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Builds the state; reads the recovery report from the engine once.
+    pub fn new(engine: Arc<Engine>, max_body: usize, device_tags: Vec<String>) -> Self {
+        let recovery = engine.recovery_report();
+        let inner = Inner { engine, max_body, device_tags, metrics: Metrics::default(), recovery, started: Instant::now() };
+        AppState { inner: Arc::new(inner) }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}

@@ -1,0 +1,252 @@
+//! The series catalog: databases, streams with their schemas, series keys with dense ids, and the
+//! roaring-bitmap tag index (device → series, tag value → series). Persisted as a snapshot written at
+//! each flush; series created later are rebuilt by WAL replay in the same order, so ids are stable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use roaring::RoaringBitmap;
+
+use crate::error::{IoContext, Result, StorageError};
+use crate::fsutil::write_atomic;
+use crate::{FieldType, SeriesId, SeriesKey};
+
+/// Dense id of a (database, stream).
+pub(crate) type StreamId = u32;
+
+/// One stream: its schema and series index.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StreamMeta {
+    pub database: String,
+    pub name: String,
+    /// Fields in creation order; the position is the field id.
+    pub fields: Vec<(String, FieldType)>,
+    field_ids: HashMap<String, usize>,
+    lookup: HashMap<SeriesKey, SeriesId>,
+    pub all_series: RoaringBitmap,
+    by_device: HashMap<String, RoaringBitmap>,
+    by_tag: HashMap<(String, String), RoaringBitmap>,
+}
+
+impl StreamMeta {
+    pub fn field_id(&self, name: &str) -> Option<usize> {
+        self.field_ids.get(name).copied()
+    }
+
+    fn add_field(&mut self, name: &str, ty: FieldType) -> usize {
+        let id = self.fields.len();
+        self.fields.push((name.to_string(), ty));
+        self.field_ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn index_series(&mut self, id: SeriesId, key: &SeriesKey) {
+        self.lookup.insert(key.clone(), id);
+        self.all_series.insert(id);
+        self.by_device.entry(key.device.clone()).or_default().insert(id);
+        for tag in &key.tags {
+            self.by_tag.entry(tag.clone()).or_default().insert(id);
+        }
+    }
+
+    /// Series matching an optional device and all given tag values (bitmap intersection).
+    pub fn matching(&self, device: Option<&str>, tags: &[(String, String)]) -> RoaringBitmap {
+        let mut set = match device {
+            Some(d) => self.by_device.get(d).cloned().unwrap_or_default(),
+            None => self.all_series.clone(),
+        };
+        for tag in tags {
+            match self.by_tag.get(tag) {
+                Some(b) => set &= b,
+                None => return RoaringBitmap::new(),
+            }
+        }
+        set
+    }
+}
+
+/// Where a series lives.
+#[derive(Debug, Clone)]
+pub(crate) struct SeriesEntry {
+    pub stream: StreamId,
+    pub key: SeriesKey,
+}
+
+/// All streams and series.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Catalog {
+    pub streams: Vec<StreamMeta>,
+    stream_ids: BTreeMap<(String, String), StreamId>,
+    pub series: Vec<SeriesEntry>,
+}
+
+/// On-disk snapshot layout (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    version: u32,
+    streams: Vec<SnapshotStream>,
+    series: Vec<SnapshotSeries>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotStream {
+    database: String,
+    name: String,
+    fields: Vec<(String, FieldType)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotSeries {
+    stream: StreamId,
+    device: String,
+    tags: Vec<(String, String)>,
+}
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+impl Catalog {
+    pub fn stream_id(&self, database: &str, stream: &str) -> Option<StreamId> {
+        self.stream_ids.get(&(database.to_string(), stream.to_string())).copied()
+    }
+
+    pub fn stream(&self, id: StreamId) -> &StreamMeta {
+        &self.streams[id as usize]
+    }
+
+    /// Returns the stream's id, creating it when new.
+    pub fn ensure_stream(&mut self, database: &str, stream: &str) -> StreamId {
+        if let Some(id) = self.stream_id(database, stream) {
+            return id;
+        }
+        let id = self.streams.len() as StreamId;
+        self.streams.push(StreamMeta { database: database.to_string(), name: stream.to_string(), ..Default::default() });
+        self.stream_ids.insert((database.to_string(), stream.to_string()), id);
+        id
+    }
+
+    /// Checks a field against the stream's schema without changing anything.
+    pub fn check_field(&self, stream: StreamId, name: &str, ty: FieldType) -> Result<()> {
+        let meta = self.stream(stream);
+        match meta.field_id(name) {
+            Some(fid) if meta.fields[fid].1 != ty => Err(StorageError::SchemaConflict {
+                database: meta.database.clone(),
+                stream: meta.name.clone(),
+                field: name.to_string(),
+                existing: meta.fields[fid].1,
+                requested: ty,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns the field id, adding the field when new. Call [`Catalog::check_field`] first.
+    pub fn ensure_field(&mut self, stream: StreamId, name: &str, ty: FieldType) -> usize {
+        let meta = &mut self.streams[stream as usize];
+        meta.field_id(name).unwrap_or_else(|| meta.add_field(name, ty))
+    }
+
+    /// Returns the series id, creating and indexing it when new.
+    pub fn ensure_series(&mut self, stream: StreamId, key: &SeriesKey) -> SeriesId {
+        if let Some(id) = self.streams[stream as usize].lookup.get(key) {
+            return *id;
+        }
+        let id = self.series.len() as SeriesId;
+        self.series.push(SeriesEntry { stream, key: key.clone() });
+        self.streams[stream as usize].index_series(id, key);
+        id
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        let mut dbs: Vec<String> = self.streams.iter().map(|s| s.database.clone()).collect();
+        dbs.sort();
+        dbs.dedup();
+        dbs
+    }
+
+    pub fn streams_of(&self, database: &str) -> Vec<String> {
+        self.stream_ids.keys().filter(|(db, _)| db == database).map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Writes the snapshot atomically (temp file, fsync, rename, directory fsync).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            streams: self
+                .streams
+                .iter()
+                .map(|s| SnapshotStream { database: s.database.clone(), name: s.name.clone(), fields: s.fields.clone() })
+                .collect(),
+            series: self
+                .series
+                .iter()
+                .map(|s| SnapshotSeries { stream: s.stream, device: s.key.device.clone(), tags: s.key.tags.clone() })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&snap).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
+        write_atomic(path, &crate::fsutil::with_checksum_header("STRATA-CATALOG", &json))
+    }
+
+    /// Loads a snapshot, or an empty catalog when the file does not exist.
+    pub fn load(path: &Path) -> Result<Catalog> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            Err(e) => return Err(e).at(path),
+        };
+        let json = crate::fsutil::check_checksum_header("STRATA-CATALOG", &bytes, path)?;
+        let snap: Snapshot = serde_json::from_slice(json)
+            .map_err(|e| StorageError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("catalog version {} is not supported (expected {SNAPSHOT_VERSION})", snap.version),
+            });
+        }
+        Self::from_snapshot(snap, path)
+    }
+
+    fn from_snapshot(snap: Snapshot, path: &Path) -> Result<Catalog> {
+        let mut cat = Catalog::default();
+        for s in snap.streams {
+            let id = cat.ensure_stream(&s.database, &s.name);
+            for (name, ty) in s.fields {
+                cat.ensure_field(id, &name, ty);
+            }
+        }
+        for s in snap.series {
+            if s.stream as usize >= cat.streams.len() {
+                return Err(StorageError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!("series refers to unknown stream {}", s.stream),
+                });
+            }
+            cat.ensure_series(s.stream, &SeriesKey { device: s.device, tags: s.tags });
+        }
+        Ok(cat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trip_keeps_ids_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::default();
+        let s = cat.ensure_stream("db", "cpu");
+        cat.ensure_field(s, "v", FieldType::Float);
+        let k1 = SeriesKey { device: "a".into(), tags: vec![("fleet".into(), "x".into())] };
+        let k2 = SeriesKey { device: "b".into(), tags: vec![("fleet".into(), "y".into())] };
+        assert_eq!(cat.ensure_series(s, &k1), 0);
+        assert_eq!(cat.ensure_series(s, &k2), 1);
+        let path = dir.path().join("catalog");
+        cat.save(&path).unwrap();
+        let back = Catalog::load(&path).unwrap();
+        let meta = back.stream(back.stream_id("db", "cpu").unwrap());
+        assert_eq!(meta.fields, vec![("v".to_string(), FieldType::Float)]);
+        assert_eq!(meta.matching(Some("b"), &[]).iter().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(meta.matching(None, &[("fleet".into(), "x".into())]).iter().collect::<Vec<_>>(), vec![0]);
+        assert!(back.check_field(0, "v", FieldType::Integer).is_err());
+    }
+}

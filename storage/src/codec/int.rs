@@ -1,0 +1,544 @@
+//! Integer codecs (used for timestamps, signed and unsigned integers, and the scaled integers of
+//! the decimal float codec): raw, constant, regular (arithmetic progression), run-length, and
+//! frame-of-reference bit-packing of the values, their deltas, or their deltas of deltas.
+//!
+//! All arithmetic wraps, so every `i64` sequence round-trips; `u64` columns are stored as their
+//! `i64` bit patterns.
+
+use super::bits::{
+    BLOCK, Reader, bit_width, pack, packed_len, put_varint, unpack, varint_len, zigzag,
+};
+use super::{Codec, CodecError, MAX_CHUNK_VALUES};
+
+/// Receives decoded integers block by block (at most [`BLOCK`] at a time).
+pub(crate) trait Sink {
+    /// Reserves room for `n` more values.
+    fn reserve(&mut self, n: usize);
+    /// Appends decoded values.
+    fn put(&mut self, vals: &[i64]);
+}
+
+impl Sink for Vec<i64> {
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n);
+    }
+    #[inline]
+    fn put(&mut self, vals: &[i64]) {
+        self.extend_from_slice(vals);
+    }
+}
+
+/// A sink that stores each decoded `i64` bit pattern as a `u64`.
+pub(crate) struct AsUnsigned<'a>(pub(crate) &'a mut Vec<u64>);
+
+impl Sink for AsUnsigned<'_> {
+    fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+    #[inline]
+    fn put(&mut self, vals: &[i64]) {
+        self.0.extend(vals.iter().map(|&v| v as u64));
+    }
+}
+
+/// Whether `codec` is one of the integer codecs.
+pub(crate) fn is_int_codec(codec: Codec) -> bool {
+    matches!(
+        codec,
+        Codec::Raw
+            | Codec::Constant
+            | Codec::Regular
+            | Codec::RunLength
+            | Codec::Packed
+            | Codec::DeltaPacked
+            | Codec::DeltaDeltaPacked
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------
+
+/// Encodes `values` with the smallest integer codec; appends the payload to `out`.
+pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
+    let Some(&first) = values.first() else {
+        return Codec::Raw;
+    };
+    if values.iter().all(|&v| v == first) {
+        put_varint(out, zigzag(first));
+        return Codec::Constant;
+    }
+    let step = values[1].wrapping_sub(first);
+    if values.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+        put_varint(out, zigzag(first));
+        put_varint(out, zigzag(step));
+        return Codec::Regular;
+    }
+    let mut best = (Codec::Raw, values.len() * 8);
+    let runs = count_runs(values);
+    if runs * 4 <= values.len() {
+        let size = run_length_size(values, runs);
+        if size < best.1 {
+            best = (Codec::RunLength, size);
+        }
+    }
+    let deltas = diffs(values);
+    let dods = diffs(&deltas);
+    let orders = [
+        (Codec::Packed, values, plan(values)),
+        (Codec::DeltaPacked, &deltas[..], plan(&deltas)),
+        (Codec::DeltaDeltaPacked, &dods[..], plan(&dods)),
+    ];
+    let mut chosen = None;
+    for (codec, seq, p) in &orders {
+        let size = p.size + head(*codec, values).iter().map(|&h| varint_len(zigzag(h))).sum::<usize>();
+        if size < best.1 {
+            best = (*codec, size);
+            chosen = Some((*seq, *p));
+        }
+    }
+    match (best.0, chosen) {
+        (Codec::Raw, _) => write_raw(values, out),
+        (Codec::RunLength, _) => write_run_length(values, runs, out),
+        (codec, Some((seq, p))) => write_packed(&head(codec, values), seq, p, out),
+        (_, None) => write_raw(values, out),
+    }
+    best.0
+}
+
+/// The values stored verbatim before the packed sequence of `codec` (needs `values.len() >= 2`).
+fn head(codec: Codec, values: &[i64]) -> Vec<i64> {
+    match codec {
+        Codec::DeltaPacked => vec![values[0]],
+        Codec::DeltaDeltaPacked => vec![values[0], values[1].wrapping_sub(values[0])],
+        _ => Vec::new(),
+    }
+}
+
+/// Wrapping first differences.
+fn diffs(v: &[i64]) -> Vec<i64> {
+    v.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect()
+}
+
+/// Number of runs of equal consecutive values.
+fn count_runs(values: &[i64]) -> usize {
+    1 + values.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+/// Iterates over `(value, run length)` pairs.
+fn runs(values: &[i64]) -> impl Iterator<Item = (i64, usize)> + '_ {
+    values.chunk_by(|a, b| a == b).map(|c| (c[0], c.len()))
+}
+
+/// Exact encoded size of the run-length codec.
+fn run_length_size(values: &[i64], nruns: usize) -> usize {
+    let mut prev = 0i64;
+    let mut size = varint_len(nruns as u64);
+    for (v, len) in runs(values) {
+        size += varint_len(zigzag(v.wrapping_sub(prev))) + varint_len(len as u64);
+        prev = v;
+    }
+    size
+}
+
+fn write_raw(values: &[i64], out: &mut Vec<u8>) {
+    out.reserve(values.len() * 8);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn write_run_length(values: &[i64], nruns: usize, out: &mut Vec<u8>) {
+    put_varint(out, nruns as u64);
+    let mut prev = 0i64;
+    for (v, len) in runs(values) {
+        put_varint(out, zigzag(v.wrapping_sub(prev)));
+        put_varint(out, len as u64);
+        prev = v;
+    }
+}
+
+/// The chunk-wide parameters and exact size of a frame-of-reference packing.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Common divisor of all `seq[i] - seq[0]` (0 when all are equal).
+    g: u64,
+    /// Encoded bytes, excluding the head values.
+    size: usize,
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Greatest common divisor of the distances of every value from the first.
+fn seq_gcd(seq: &[i64]) -> u64 {
+    let Some(&base) = seq.first() else { return 0 };
+    let mut g = 0;
+    for &v in seq {
+        let d = v.abs_diff(base);
+        if d % g.max(1) != 0 || g == 0 {
+            g = gcd(g, d);
+            if g == 1 {
+                break;
+            }
+        }
+    }
+    g
+}
+
+fn min_max(block: &[i64]) -> (i64, i64) {
+    block.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// Bit width of a block whose values lie in `min..=max`, after division by `g`.
+fn block_width(min: i64, max: i64, g: u64) -> u32 {
+    bit_width(max.abs_diff(min) / g.max(1))
+}
+
+fn plan(seq: &[i64]) -> Plan {
+    let g = seq_gcd(seq);
+    let mut size = if seq.is_empty() { 0 } else { varint_len(g) };
+    let mut prev_min = 0i64;
+    for block in seq.chunks(BLOCK) {
+        let (min, max) = min_max(block);
+        let width = block_width(min, max, g);
+        size += 1 + varint_len(zigzag(min.wrapping_sub(prev_min))) + packed_len(block.len(), width);
+        prev_min = min;
+    }
+    Plan { g, size }
+}
+
+fn write_packed(head: &[i64], seq: &[i64], p: Plan, out: &mut Vec<u8>) {
+    out.reserve(p.size + head.len() * 10);
+    for &h in head {
+        put_varint(out, zigzag(h));
+    }
+    if seq.is_empty() {
+        return;
+    }
+    put_varint(out, p.g);
+    let mut prev_min = 0i64;
+    let mut q = [0u64; BLOCK];
+    for block in seq.chunks(BLOCK) {
+        let (min, max) = min_max(block);
+        let width = block_width(min, max, p.g);
+        out.push(width as u8);
+        put_varint(out, zigzag(min.wrapping_sub(prev_min)));
+        prev_min = min;
+        if width == 0 {
+            continue;
+        }
+        if p.g <= 1 {
+            for (o, &v) in q.iter_mut().zip(block) {
+                *o = v.abs_diff(min);
+            }
+        } else {
+            for (o, &v) in q.iter_mut().zip(block) {
+                *o = v.abs_diff(min) / p.g;
+            }
+        }
+        pack(&q[..block.len()], width, out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+/// Decodes `n` integers encoded with `codec` into `sink`.
+pub(crate) fn decode<S: Sink>(
+    codec: Codec,
+    buf: &[u8],
+    n: usize,
+    sink: &mut S,
+) -> Result<(), CodecError> {
+    let mut r = Reader::new(buf, codec);
+    if n > MAX_CHUNK_VALUES {
+        return Err(r.error(format!("{n} values exceed the limit of {MAX_CHUNK_VALUES}")));
+    }
+    match codec {
+        Codec::Raw => decode_raw(&mut r, n, sink),
+        Codec::Constant => {
+            let v = r.signed()?;
+            r.finish()?;
+            sink.reserve(n);
+            emit_regular(v, 0, n, sink);
+            Ok(())
+        }
+        Codec::Regular => {
+            let (first, step) = (r.signed()?, r.signed()?);
+            r.finish()?;
+            sink.reserve(n);
+            emit_regular(first, step, n, sink);
+            Ok(())
+        }
+        Codec::RunLength => decode_run_length(&mut r, n, sink),
+        Codec::Packed => decode_packed::<0, S>(&mut r, n, sink),
+        Codec::DeltaPacked => decode_packed::<1, S>(&mut r, n, sink),
+        Codec::DeltaDeltaPacked => decode_packed::<2, S>(&mut r, n, sink),
+        _ => Err(r.error("not an integer codec")),
+    }
+}
+
+fn decode_raw<S: Sink>(r: &mut Reader<'_>, n: usize, sink: &mut S) -> Result<(), CodecError> {
+    if Some(r.remaining()) != n.checked_mul(8) {
+        return Err(r.error(format!("{} bytes cannot hold exactly {n} values", r.remaining())));
+    }
+    sink.reserve(n);
+    let mut vals = [0i64; BLOCK];
+    for chunk in r.rest().chunks(8 * BLOCK) {
+        let len = chunk.len() / 8;
+        for (v, b) in vals.iter_mut().zip(chunk.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            *v = i64::from_le_bytes(a);
+        }
+        sink.put(&vals[..len]);
+    }
+    Ok(())
+}
+
+/// Emits `first, first + step, ...` (`n` values, wrapping).
+fn emit_regular<S: Sink>(first: i64, step: i64, n: usize, sink: &mut S) {
+    let mut vals = [0i64; BLOCK];
+    let mut x = first;
+    let mut left = n;
+    while left > 0 {
+        let len = left.min(BLOCK);
+        for v in &mut vals[..len] {
+            *v = x;
+            x = x.wrapping_add(step);
+        }
+        sink.put(&vals[..len]);
+        left -= len;
+    }
+}
+
+fn decode_run_length<S: Sink>(
+    r: &mut Reader<'_>,
+    n: usize,
+    sink: &mut S,
+) -> Result<(), CodecError> {
+    let nruns = r.len(r.remaining() / 2, "run count")?;
+    sink.reserve(n);
+    let (mut value, mut total) = (0i64, 0usize);
+    for _ in 0..nruns {
+        value = value.wrapping_add(r.signed()?);
+        let len = r.len(n - total, "run length")?;
+        if len == 0 {
+            return Err(r.error("empty run"));
+        }
+        emit_regular(value, 0, len, sink);
+        total += len;
+    }
+    if total != n {
+        return Err(r.error(format!("runs hold {total} values, expected {n}")));
+    }
+    r.finish()
+}
+
+/// Running state of the delta reconstruction: last value and last delta.
+struct Prefix {
+    x: i64,
+    d: i64,
+}
+
+fn decode_packed<const ORDER: usize, S: Sink>(
+    r: &mut Reader<'_>,
+    n: usize,
+    sink: &mut S,
+) -> Result<(), CodecError> {
+    let nhead = ORDER.min(n);
+    let mut st = Prefix { x: 0, d: 0 };
+    if nhead >= 1 {
+        st.x = r.signed()?;
+    }
+    if nhead >= 2 {
+        st.d = r.signed()?;
+    }
+    let m = n - nhead;
+    if m == 0 {
+        return head_only(r, nhead, st, sink);
+    }
+    let g = r.varint()?;
+    let blocks = m.div_ceil(BLOCK);
+    if blocks > r.remaining() / 2 {
+        return Err(r.error(format!("{} bytes cannot hold {n} values", r.remaining())));
+    }
+    sink.reserve(n);
+    put_head(nhead, &st, sink);
+    if nhead == 2 {
+        st.x = st.x.wrapping_add(st.d);
+    }
+    let (mut min, mut q, mut vals) = (0i64, [0u64; BLOCK], [0i64; BLOCK]);
+    for b in 0..blocks {
+        let len = BLOCK.min(m - b * BLOCK);
+        let width = u32::from(r.u8()?);
+        if width > 64 {
+            return Err(r.error(format!("bit width {width} exceeds 64")));
+        }
+        min = min.wrapping_add(r.signed()?);
+        unpack(r.bytes(packed_len(len, width))?, width, &mut q);
+        reconstruct::<ORDER>(&q, min, g, &mut vals);
+        prefix::<ORDER>(&mut vals[..len], &mut st);
+        sink.put(&vals[..len]);
+    }
+    r.finish()
+}
+
+/// Finishes a packed stream that holds only head values.
+fn head_only<S: Sink>(
+    r: &mut Reader<'_>,
+    nhead: usize,
+    st: Prefix,
+    sink: &mut S,
+) -> Result<(), CodecError> {
+    r.finish()?;
+    sink.reserve(nhead);
+    put_head(nhead, &st, sink);
+    Ok(())
+}
+
+/// Emits the verbatim head values (the first value, and the second for delta-of-delta).
+fn put_head<S: Sink>(nhead: usize, st: &Prefix, sink: &mut S) {
+    match nhead {
+        1 => sink.put(&[st.x]),
+        2 => sink.put(&[st.x, st.x.wrapping_add(st.d)]),
+        _ => {}
+    }
+}
+
+/// Turns unpacked offsets into sequence values: `min + q * g`.
+#[inline(always)]
+fn reconstruct<const ORDER: usize>(q: &[u64; BLOCK], min: i64, g: u64, vals: &mut [i64; BLOCK]) {
+    if g == 1 {
+        for (v, &o) in vals.iter_mut().zip(q) {
+            *v = min.wrapping_add(o as i64);
+        }
+    } else {
+        for (v, &o) in vals.iter_mut().zip(q) {
+            *v = min.wrapping_add(o.wrapping_mul(g) as i64);
+        }
+    }
+}
+
+/// Integrates the sequence `ORDER` times in place.
+#[inline(always)]
+fn prefix<const ORDER: usize>(vals: &mut [i64], st: &mut Prefix) {
+    match ORDER {
+        1 => {
+            let mut x = st.x;
+            for v in vals {
+                x = x.wrapping_add(*v);
+                *v = x;
+            }
+            st.x = x;
+        }
+        2 => {
+            let (mut x, mut d) = (st.x, st.d);
+            for v in vals {
+                d = d.wrapping_add(*v);
+                x = x.wrapping_add(d);
+                *v = x;
+            }
+            (st.x, st.d) = (x, d);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(values: &[i64]) -> (Codec, usize) {
+        let mut buf = Vec::new();
+        let codec = encode(values, &mut buf);
+        let mut out = Vec::new();
+        decode(codec, &buf, values.len(), &mut out).unwrap();
+        assert_eq!(out, values, "codec {codec:?}");
+        (codec, buf.len())
+    }
+
+    /// Encodes with a forced packed order, for testing each layout on any data.
+    fn forced(values: &[i64], codec: Codec) -> Vec<u8> {
+        let seq = match codec {
+            Codec::Packed => values.to_vec(),
+            Codec::DeltaPacked => diffs(values),
+            _ => diffs(&diffs(values)),
+        };
+        let mut out = Vec::new();
+        write_packed(&head(codec, values), &seq, plan(&seq), &mut out);
+        out
+    }
+
+    #[test]
+    fn every_packed_order_round_trips_extremes() {
+        let v: Vec<i64> = (0..1000)
+            .map(|i| match i % 5 {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                2 => 0,
+                3 => -1,
+                _ => i * 7919,
+            })
+            .collect();
+        for codec in [Codec::Packed, Codec::DeltaPacked, Codec::DeltaDeltaPacked] {
+            let buf = forced(&v, codec);
+            let mut out = Vec::new();
+            decode(codec, &buf, v.len(), &mut out).unwrap();
+            assert_eq!(out, v, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn gcd_shrinks_multiples() {
+        // Millisecond timestamps in nanoseconds with jitter of a few whole milliseconds.
+        let v: Vec<i64> =
+            (0..1000).map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000 + (i * 7 % 5) * 1_000_000).collect();
+        let (codec, size) = round_trip(&v);
+        assert_eq!(codec, Codec::DeltaPacked);
+        // 5 distinct jitters -> deltas span 9 multiples of 1 ms -> 4 bits a value.
+        assert!(size < 1000 * 4 / 8 + 100, "{size}");
+    }
+
+    #[test]
+    fn picks_constant_regular_and_runs() {
+        assert_eq!(round_trip(&[5; 300]).0, Codec::Constant);
+        assert_eq!(round_trip(&(0..300).map(|i| 3 - 2 * i).collect::<Vec<_>>()).0, Codec::Regular);
+        let steps: Vec<i64> = (0..10_000).map(|i| (i / 1000) * 1_000_003).collect();
+        let (codec, size) = round_trip(&steps);
+        assert_eq!(codec, Codec::RunLength);
+        assert!(size < 60, "{size}");
+    }
+
+    #[test]
+    fn random_in_range_uses_frame_of_reference() {
+        let mut x = 12345u64;
+        let v: Vec<i64> = (0..1000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                1_000_000 + (x >> 54) as i64
+            })
+            .collect();
+        let (codec, size) = round_trip(&v);
+        assert_eq!(codec, Codec::Packed);
+        assert!(size <= 1000 * 10 / 8 + 30, "{size}");
+    }
+
+    #[test]
+    fn rejects_bad_widths_and_short_input() {
+        let buf = forced(&(0..300).map(|i| i * i).collect::<Vec<_>>(), Codec::DeltaPacked);
+        let mut out = Vec::new();
+        assert!(decode(Codec::DeltaPacked, &buf[..buf.len() - 1], 300, &mut out).is_err());
+        let mut bad = buf.clone();
+        bad[2] = 65; // first block width (after head and g varints, both one byte)
+        assert!(decode(Codec::DeltaPacked, &bad, 300, &mut Vec::new()).is_err());
+        assert!(decode(Codec::DeltaPacked, &buf, 301, &mut Vec::new()).is_err());
+        assert!(decode(Codec::Regular, &[2, 2], usize::MAX, &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! The storage engine: ties WAL, memtable, segments, catalog and manifest together.
+//!
+//! Locking: `state` (RwLock) guards catalog, memtables and the live segment list; writers take it
+//! exclusively only to resolve series, append to the WAL buffer and apply to the memtable, then wait
+//! for the WAL sync without it. `maintenance` (Mutex) serializes flush and compaction and owns the
+//! manifest, so segment ids are allocated in data-age order.
+
+mod config;
+mod maintenance;
+mod read;
+mod recovery;
+mod write;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+
+use crate::catalog::Catalog;
+use crate::error::{Result, StorageError};
+use crate::manifest::{Manifest, SegmentMeta};
+use crate::memtable::Memtable;
+use crate::segment::Segment;
+use crate::wal::Wal;
+use crate::{FieldType, ScanRequest, SeriesBatch, WriteBatch};
+
+/// File and directory names inside the data directory.
+#[derive(Debug, Clone)]
+struct Paths {
+    wal: PathBuf,
+    segments: PathBuf,
+    manifest: PathBuf,
+    catalog: PathBuf,
+}
+
+impl Paths {
+    fn new(root: &std::path::Path) -> Paths {
+        Paths {
+            wal: root.join("wal"),
+            segments: root.join("segments"),
+            manifest: root.join("MANIFEST"),
+            catalog: root.join("catalog"),
+        }
+    }
+
+    fn segment(&self, id: u64) -> PathBuf {
+        self.segments.join(crate::manifest::segment_file_name(id))
+    }
+}
+
+/// A segment in the manifest, open for reading.
+#[derive(Debug)]
+struct LiveSegment {
+    meta: SegmentMeta,
+    segment: Segment,
+}
+
+/// A segment listed in the manifest that could not be opened; reads that need it fail loudly.
+#[derive(Debug, Clone)]
+struct BrokenSegment {
+    meta: SegmentMeta,
+    error: String,
+}
+
+/// A memtable being flushed, with the first WAL file that holds none of its records.
+#[derive(Debug)]
+struct Frozen {
+    memtable: Arc<Memtable>,
+    wal_cut: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    catalog: Catalog,
+    active: Memtable,
+    frozen: Vec<Frozen>,
+    segments: Vec<Arc<LiveSegment>>,
+    broken: Vec<BrokenSegment>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    rows: AtomicU64,
+    values: AtomicU64,
+    flushes: AtomicU64,
+    compactions: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EngineConfig,
+    paths: Paths,
+    wal: Wal,
+    state: RwLock<State>,
+    maintenance: Mutex<Manifest>,
+    counters: Counters,
+    shutdown: AtomicBool,
+    wake: (Mutex<bool>, Condvar),
+    recovery: RecoveryReport,
+    _lock: File,
+}
+
+/// The storage engine. All methods take `&self`; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn poisoned() -> StorageError {
+    StorageError::InvalidInput("internal lock poisoned by an earlier panic".into())
+}
+
+impl Inner {
+    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
+        self.state.read().map_err(|_| poisoned())
+    }
+
+    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>> {
+        self.state.write().map_err(|_| poisoned())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shutdown.load(Ordering::Acquire) { Err(StorageError::ShutDown) } else { Ok(()) }
+    }
+}
+
+impl Engine {
+    /// Opens the engine in `config.data_dir`: loads manifest and catalog, opens (and verifies)
+    /// segments, deletes orphans, replays the WAL, and starts background flush/compaction.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let inner = Arc::new(recovery::open(config)?);
+        let background = match inner.config.background {
+            true => Some(maintenance::spawn_background(inner.clone())?),
+            false => None,
+        };
+        Ok(Engine { inner, background: Mutex::new(background) })
+    }
+
+    /// Validates, logs and applies a batch; returns once it is durable under the configured mode.
+    pub fn write(&self, batch: &WriteBatch) -> Result<WriteReceipt> {
+        write::write(&self.inner, batch)
+    }
+
+    /// Reads rows of matching series in `[start, end)`, merging memtables and segments (last write wins).
+    pub fn scan(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
+        read::scan(&self.inner, req)
+    }
+
+    /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.
+    pub fn flush(&self) -> Result<()> {
+        maintenance::flush(&self.inner)
+    }
+
+    /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
+    pub fn compact(&self) -> Result<usize> {
+        maintenance::compact(&self.inner, 2)
+    }
+
+    /// Stops background work and flushes. Later writes fail with [`StorageError::ShutDown`].
+    pub fn shutdown(&self) -> Result<()> {
+        self.stop_background();
+        maintenance::flush(&self.inner)
+    }
+
+    fn stop_background(&self) {
+        self.inner.shutdown.store(true, Ordering::Release);
+        maintenance::wake(&self.inner);
+        let handle = self.background.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Database names.
+    pub fn databases(&self) -> Vec<String> {
+        self.inner.read_state().map(|s| s.catalog.databases()).unwrap_or_default()
+    }
+
+    /// Stream names of a database.
+    pub fn streams(&self, database: &str) -> Vec<String> {
+        self.inner.read_state().map(|s| s.catalog.streams_of(database)).unwrap_or_default()
+    }
+
+    /// Field names and types of a stream, in creation order.
+    pub fn schema(&self, database: &str, stream: &str) -> Option<Vec<(String, FieldType)>> {
+        let state = self.inner.read_state().ok()?;
+        let id = state.catalog.stream_id(database, stream)?;
+        Some(state.catalog.stream(id).fields.clone())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.inner.counters;
+        let mut stats = EngineStats {
+            wal_bytes: self.inner.wal.disk_bytes(),
+            rows_written: c.rows.load(Ordering::Relaxed),
+            values_written: c.values.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            ..EngineStats::default()
+        };
+        if let Ok(s) = self.inner.read_state() {
+            stats.series = s.catalog.series.len();
+            stats.memtable_bytes = s.active.bytes() + s.frozen.iter().map(|f| f.memtable.bytes()).sum::<usize>();
+            stats.segments = s.segments.len();
+            stats.segment_bytes = s.segments.iter().map(|l| l.meta.bytes).sum();
+        }
+        stats
+    }
+
+    /// What recovery found when the engine was opened.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.recovery.clone()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_background();
+    }
+}

@@ -1,0 +1,132 @@
+//! Opening a data directory: lock it, load manifest and catalog, open and verify segments, delete
+//! orphan files from interrupted flushes or compactions, and replay the WAL into the memtable.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use super::{BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write};
+use crate::catalog::Catalog;
+use crate::error::{IoContext, Result, StorageError};
+use crate::manifest::{Manifest, segment_file_name};
+use crate::segment::Segment;
+use crate::wal::{Wal, WalOptions};
+use crate::wal_record;
+
+pub(super) fn open(config: EngineConfig) -> Result<Inner> {
+    let paths = Paths::new(&config.data_dir);
+    for dir in [&config.data_dir, &paths.wal, &paths.segments] {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    let lock = lock_dir(&config.data_dir)?;
+    let manifest = Manifest::load(&paths.manifest)?;
+    let mut report = RecoveryReport::default();
+    let mut state = State { catalog: Catalog::load(&paths.catalog)?, ..State::default() };
+    open_segments(&paths, &manifest, config.verify_on_open, &mut state, &mut report);
+    remove_orphans(&paths.segments, &manifest)?;
+    let opts = WalOptions { dir: paths.wal.clone(), durability: config.durability, max_file_bytes: config.wal_file_bytes };
+    let (wal, replay) = Wal::open(opts, manifest.wal_min_file)?;
+    for w in &replay.warnings {
+        tracing::warn!(damage = %w, "WAL damage found during replay");
+    }
+    report.wal_warnings.extend(replay.warnings);
+    for rec in &replay.records {
+        let applied = wal_record::decode(&rec.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| write::replay(&mut state, &batch).map_err(|e| e.to_string()));
+        match applied {
+            Ok(()) => report.wal_records += 1,
+            Err(e) => {
+                let msg = format!("WAL file {} record {}: {e}", rec.file_id, rec.seq);
+                tracing::warn!(damage = %msg, "skipped an unreadable WAL record");
+                report.wal_warnings.push(msg);
+            }
+        }
+    }
+    tracing::info!(
+        segments = state.segments.len(),
+        series = state.catalog.series.len(),
+        wal_records = report.wal_records,
+        "storage engine opened"
+    );
+    Ok(Inner {
+        config,
+        paths,
+        wal,
+        state: RwLock::new(state),
+        maintenance: Mutex::new(manifest),
+        counters: Counters::default(),
+        shutdown: Default::default(),
+        wake: (Mutex::new(false), Condvar::new()),
+        recovery: report,
+        _lock: lock,
+    })
+}
+
+/// Takes an exclusive lock on `DATA/LOCK` so two servers never share a data directory.
+fn lock_dir(root: &Path) -> Result<File> {
+    let path = root.join("LOCK");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    file.try_lock().map_err(|_| {
+        StorageError::InvalidInput(format!(
+            "data directory {} is in use by another Strata process (lock file {})",
+            root.display(),
+            path.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+fn open_segments(paths: &Paths, manifest: &Manifest, verify: bool, state: &mut State, report: &mut RecoveryReport) {
+    for meta in &manifest.segments {
+        let path = paths.segment(meta.id);
+        let opened = Segment::open(&path).and_then(|segment| {
+            let matches = segment.database == meta.database
+                && segment.stream == meta.stream
+                && segment.partition_start == meta.partition_start;
+            match matches {
+                true => Ok(segment),
+                false => Err(StorageError::Corrupt {
+                    path: path.clone(),
+                    detail: format!(
+                        "footer names {}/{} partition {}, the manifest says {}/{} partition {}",
+                        segment.database, segment.stream, segment.partition_start,
+                        meta.database, meta.stream, meta.partition_start
+                    ),
+                }),
+            }
+        });
+        match opened {
+            Ok(segment) => {
+                if verify {
+                    for damage in segment.verify() {
+                        tracing::error!(damage = %damage, "segment damage found at open");
+                        report.segment_errors.push(damage);
+                    }
+                }
+                state.segments.push(Arc::new(LiveSegment { meta: meta.clone(), segment }));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open segment; reads of its time range will fail");
+                report.segment_errors.push(e.to_string());
+                state.broken.push(BrokenSegment { meta: meta.clone(), error: e.to_string() });
+            }
+        }
+    }
+    state.segments.sort_by_key(|l| l.meta.id);
+}
+
+/// Deletes segment files the manifest does not name (leftovers of interrupted flushes/compactions).
+fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let live: HashSet<String> = manifest.segments.iter().map(|m| segment_file_name(m.id)).collect();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !live.contains(&name) {
+            tracing::info!(file = %name, "removing orphan file from an interrupted flush or compaction");
+            std::fs::remove_file(entry.path()).at(entry.path())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! File-system helpers: atomic replace (temp file, fsync, rename, directory fsync), checksummed
+//! small metadata files, and read-only memory maps.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{IoContext, Result, StorageError};
+
+/// fsyncs a directory so that renames and unlinks inside it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Replaces `path` with `bytes` atomically and durably.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Prefixes `body` with a one-line header `TAG v1 crc32c=XXXXXXXX len=N\n`.
+pub(crate) fn with_checksum_header(tag: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{tag} v1 crc32c={:08x} len={}\n", crc32c::crc32c(body), body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Verifies the header written by [`with_checksum_header`] and returns the body.
+pub(crate) fn check_checksum_header<'a>(tag: &str, bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
+    let corrupt = |detail: String| StorageError::Corrupt { path: path.to_path_buf(), detail };
+    let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("missing header line".into()))?;
+    let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| corrupt("header is not UTF-8".into()))?;
+    let body = &bytes[nl + 1..];
+    let mut parts = header.split(' ');
+    if parts.next() != Some(tag) || parts.next() != Some("v1") {
+        return Err(corrupt(format!("bad header '{header}', expected '{tag} v1 ...'")));
+    }
+    let crc = parts
+        .next()
+        .and_then(|p| p.strip_prefix("crc32c="))
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| corrupt(format!("bad checksum field in header '{header}'")))?;
+    let len = parts
+        .next()
+        .and_then(|p| p.strip_prefix("len="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| corrupt(format!("bad length field in header '{header}'")))?;
+    if len != body.len() {
+        return Err(corrupt(format!("body is {} bytes, header says {len} (truncated?)", body.len())));
+    }
+    if crc32c::crc32c(body) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    Ok(body)
+}
+
+/// Maps a file read-only.
+#[allow(unsafe_code)]
+pub(crate) fn map_readonly(path: &Path) -> Result<memmap2::Mmap> {
+    let file = File::open(path).at(path)?;
+    // SAFETY: segment files are immutable once renamed into place; Strata never writes to or truncates
+    // a published segment, it only unlinks it (the mapping stays valid after unlink on Unix).
+    unsafe { memmap2::Mmap::map(&file) }.at(path)
+}

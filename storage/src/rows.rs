@@ -1,0 +1,170 @@
+//! `Rows`: the rows of one series in columnar form, and the last-write-wins merge every read path
+//! and flush/compaction share.
+
+use crate::{Column, FieldType};
+
+/// Rows of one series: a timestamp per row and one column per field of a fixed field list.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rows {
+    pub times: Vec<i64>,
+    pub columns: Vec<Column>,
+}
+
+impl Rows {
+    /// No rows, with one empty column per field.
+    pub fn empty(fields: &[(String, FieldType)]) -> Rows {
+        Rows { times: Vec::new(), columns: fields.iter().map(|(n, t)| Column::new(n.clone(), *t)).collect() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// True when timestamps strictly increase (sorted, no duplicates).
+    pub fn is_normalized(&self) -> bool {
+        self.times.windows(2).all(|w| w[0] < w[1])
+    }
+
+    /// Appends row `i` of `other`, whose columns are in the same order and of the same types.
+    pub fn push_row(&mut self, other: &Rows, i: usize) {
+        self.times.push(other.times[i]);
+        for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
+            dst.data.push_from(&src.data, i);
+            dst.valid.push(src.valid[i]);
+        }
+    }
+
+    /// Appends every row of `other` (same column layout).
+    pub fn append(&mut self, other: &Rows) {
+        for i in 0..other.len() {
+            self.push_row(other, i);
+        }
+    }
+
+    /// Sorts by time (stable) and collapses rows with equal timestamps: per column the value of the
+    /// last row (in input order) that has one wins. Input order is write order, so this is
+    /// last-write-wins per (timestamp, field).
+    pub fn normalize(self) -> Rows {
+        if self.is_normalized() {
+            return self;
+        }
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_by_key(|&i| self.times[i as usize]);
+        let mut out = Rows {
+            times: Vec::with_capacity(self.len()),
+            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+        };
+        let mut start = 0;
+        while start < order.len() {
+            let ts = self.times[order[start] as usize];
+            let mut end = start + 1;
+            while end < order.len() && self.times[order[end] as usize] == ts {
+                end += 1;
+            }
+            out.times.push(ts);
+            for (dst, src) in out.columns.iter_mut().zip(&self.columns) {
+                match order[start..end].iter().rev().find(|&&i| src.valid[i as usize]) {
+                    Some(&i) => {
+                        dst.data.push_from(&src.data, i as usize);
+                        dst.valid.push(true);
+                    }
+                    None => dst.push_null(),
+                }
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// The rows with `first <= time <= last`; requires normalized rows.
+    pub fn slice_time(&self, first: i64, last: i64) -> Rows {
+        let lo = self.times.partition_point(|&t| t < first);
+        let hi = self.times.partition_point(|&t| t <= last).max(lo);
+        if lo == 0 && hi == self.len() {
+            return self.clone();
+        }
+        self.select(lo..hi)
+    }
+
+    /// Rows with indexes in `range`.
+    pub fn select(&self, range: std::ops::Range<usize>) -> Rows {
+        let mut out = Rows {
+            times: Vec::with_capacity(range.len()),
+            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+        };
+        for i in range {
+            out.push_row(self, i);
+        }
+        out
+    }
+
+    /// Drops rows where no column has a value.
+    pub fn drop_empty_rows(self) -> Rows {
+        let keep: Vec<usize> = (0..self.len()).filter(|&i| self.columns.iter().any(|c| c.valid[i])).collect();
+        if keep.len() == self.len() {
+            return self;
+        }
+        let mut out = Rows {
+            times: Vec::with_capacity(keep.len()),
+            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+        };
+        for i in keep {
+            out.push_row(&self, i);
+        }
+        out
+    }
+}
+
+/// Merges parts of one series given oldest first (each part in write order) into normalized rows where
+/// newer parts win per (timestamp, field).
+pub(crate) fn merge_lww(mut parts: Vec<Rows>) -> Option<Rows> {
+    parts.retain(|p| !p.is_empty());
+    let mut iter = parts.into_iter();
+    let mut acc = iter.next()?;
+    for part in iter {
+        acc.append(&part);
+    }
+    Some(acc.normalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ColumnData, Value};
+
+    fn rows(times: &[i64], vals: &[Option<f64>]) -> Rows {
+        let mut r = Rows::empty(&[("v".to_string(), FieldType::Float)]);
+        for (t, v) in times.iter().zip(vals) {
+            r.times.push(*t);
+            match v {
+                Some(x) => {
+                    r.columns[0].data.push_value(&Value::Float(*x));
+                    r.columns[0].valid.push(true);
+                }
+                None => r.columns[0].push_null(),
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn later_writes_win_and_nulls_do_not_overwrite() {
+        let old = rows(&[3, 1, 2], &[Some(3.0), Some(1.0), Some(2.0)]);
+        let new = rows(&[2, 1, 1], &[Some(20.0), None, Some(10.0)]);
+        let merged = merge_lww(vec![old, new]).unwrap();
+        assert_eq!(merged.times, vec![1, 2, 3]);
+        assert_eq!(merged.columns[0].data, ColumnData::Float(vec![10.0, 20.0, 3.0]));
+        assert_eq!(merged.columns[0].valid, vec![true, true, true]);
+    }
+
+    #[test]
+    fn slice_and_drop_empty() {
+        let r = rows(&[1, 2, 3, 4], &[Some(1.0), None, Some(3.0), Some(4.0)]);
+        let s = r.slice_time(2, 3).drop_empty_rows();
+        assert_eq!(s.times, vec![3]);
+    }
+}

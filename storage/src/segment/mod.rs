@@ -1,0 +1,82 @@
+//! Immutable segment files: one per (database, stream, time partition) per flush or compaction.
+//! Layout (little-endian, documented byte by byte in `docs/format.md`):
+//!
+//! ```text
+//! header  : "STRATSEG" | version u16 | flags u16 | reserved u32          (16 bytes)
+//! chunks  : time chunk = codec u8 | payload
+//!           field chunk = presence u8 (0 all rows, 1 bitmap) | [bitmap] | codec u8 | payload
+//! footer  : database, stream, partition, schema, per series its blocks, per block its chunk refs
+//!           (offset, length, CRC32C) and per-field statistics
+//! trailer : footer offset u64 | footer length u32 | footer CRC32C u32 | "STRATEND"  (24 bytes)
+//! ```
+
+mod reader;
+mod writer;
+
+pub(crate) use reader::Segment;
+pub(crate) use writer::SegmentWriter;
+
+/// Magic at the start of every segment file.
+pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
+/// Magic at the very end of every segment file.
+pub(crate) const END_MAGIC: &[u8; 8] = b"STRATEND";
+/// Current format version; readers refuse newer versions.
+pub(crate) const VERSION: u16 = 1;
+/// Header length in bytes.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Trailer length in bytes.
+pub(crate) const TRAILER_LEN: usize = 24;
+/// Rows per block: each series is cut into blocks of at most this many rows, each with its own
+/// chunks and statistics, so range reads decode only what overlaps.
+pub(crate) const BLOCK_ROWS: usize = 8192;
+
+/// Where a chunk lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkRef {
+    pub offset: u64,
+    pub len: u32,
+    pub crc: u32,
+}
+
+/// Per-chunk statistics, values stored as raw 8-byte patterns of the field's type
+/// (f64 bits, i64, u64, bool as 0/1); `sum` is always an f64. Strings keep only `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ChunkStats {
+    /// Present values.
+    pub count: u32,
+    /// Minimum (raw bits of the field type).
+    pub min: u64,
+    /// Maximum (raw bits of the field type).
+    pub max: u64,
+    /// Sum as f64.
+    pub sum: f64,
+    /// Value at the earliest time (raw bits).
+    pub first: u64,
+    /// Value at the latest time (raw bits).
+    pub last: u64,
+}
+
+/// One field chunk of a block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FieldChunk {
+    pub field: u16,
+    pub chunk: ChunkRef,
+    pub stats: ChunkStats,
+}
+
+/// One block of rows of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Block {
+    pub rows: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub time: ChunkRef,
+    pub fields: Vec<FieldChunk>,
+}
+
+/// Footer entry of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SeriesIndex {
+    pub series_id: crate::SeriesId,
+    pub blocks: Vec<Block>,
+}

@@ -1,0 +1,376 @@
+//! Opens a segment file through `memmap2`, validates header, trailer and footer, and decodes the
+//! blocks a read needs, checking each chunk's CRC32C before decoding it.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex, TRAILER_LEN, VERSION,
+};
+use crate::bytes::{ReadError, Reader};
+use crate::codec::{self, Codec};
+use crate::error::{Result, StorageError};
+use crate::fsutil::map_readonly;
+use crate::rows::Rows;
+use crate::{Column, ColumnData, FieldType, SeriesId, StringColumn};
+
+/// An open, validated segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub path: PathBuf,
+    map: memmap2::Mmap,
+    pub database: String,
+    pub stream: String,
+    pub partition_start: i64,
+    pub fields: Vec<(String, FieldType)>,
+    series: Vec<SeriesIndex>,
+}
+
+impl Segment {
+    /// Maps and validates `path`.
+    pub fn open(path: &Path) -> Result<Segment> {
+        let map = map_readonly(path)?;
+        let corrupt = |detail: String| StorageError::Corrupt { path: path.to_path_buf(), detail };
+        let footer = locate_footer(&map).map_err(corrupt)?;
+        let parsed = parse_footer(footer, map.len()).map_err(|e| corrupt(format!("footer: {e}")))?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            map,
+            database: parsed.database,
+            stream: parsed.stream,
+            partition_start: parsed.partition_start,
+            fields: parsed.fields,
+            series: parsed.series,
+        })
+    }
+
+    /// Ids of the series stored, increasing.
+    pub fn series_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.series.iter().map(|s| s.series_id)
+    }
+
+    fn index_of(&self, id: SeriesId) -> Option<&SeriesIndex> {
+        self.series.binary_search_by_key(&id, |s| s.series_id).ok().map(|i| &self.series[i])
+    }
+
+    /// Checks every chunk's CRC; returns one description per damaged chunk.
+    pub fn verify(&self) -> Vec<String> {
+        let mut damage = Vec::new();
+        for s in &self.series {
+            for (bi, b) in s.blocks.iter().enumerate() {
+                let refs = std::iter::once(("time".to_string(), b.time))
+                    .chain(b.fields.iter().map(|f| (self.field_name(f.field), f.chunk)));
+                for (name, r) in refs {
+                    if let Err(e) = self.chunk(&r, s.series_id, bi, &name) {
+                        damage.push(e.to_string());
+                    }
+                }
+            }
+        }
+        damage
+    }
+
+    fn field_name(&self, id: u16) -> String {
+        self.fields.get(id as usize).map(|f| f.0.clone()).unwrap_or_else(|| format!("#{id}"))
+    }
+
+    fn chunk(&self, r: &ChunkRef, series: SeriesId, block: usize, column: &str) -> Result<&[u8]> {
+        let bytes = &self.map[r.offset as usize..r.offset as usize + r.len as usize];
+        if crc32c::crc32c(bytes) != r.crc {
+            return Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "checksum mismatch in chunk '{column}' of series {series}, block {block} (bytes {}..{})",
+                    r.offset,
+                    r.offset + u64::from(r.len)
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Rows of `series` with `first <= time <= last`, with one column per entry of `fields` (columns
+    /// the segment lacks are all-null). `None` when the segment has no rows of the series in range.
+    pub fn read_series(
+        &self,
+        series: SeriesId,
+        first: i64,
+        last: i64,
+        fields: &[(String, FieldType)],
+    ) -> Result<Option<Rows>> {
+        let Some(index) = self.index_of(series) else { return Ok(None) };
+        let wanted: Vec<Option<u16>> = fields.iter().map(|f| self.local_field(f)).collect::<Result<_>>()?;
+        let mut out = Rows::empty(fields);
+        for (bi, block) in index.blocks.iter().enumerate() {
+            if block.max_time < first || block.min_time > last {
+                continue;
+            }
+            let rows = self.read_block(series, bi, block, &wanted, fields)?;
+            out.append(&rows.slice_time(first, last));
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    fn local_field(&self, (name, ty): &(String, FieldType)) -> Result<Option<u16>> {
+        match self.fields.iter().position(|(n, _)| n == name) {
+            None => Ok(None),
+            Some(i) if self.fields[i].1 == *ty => Ok(Some(i as u16)),
+            Some(i) => Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("field '{name}' is {} here but {ty} in the catalog", self.fields[i].1),
+            }),
+        }
+    }
+
+    fn read_block(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        block: &Block,
+        wanted: &[Option<u16>],
+        fields: &[(String, FieldType)],
+    ) -> Result<Rows> {
+        let n = block.rows as usize;
+        let bytes = self.chunk(&block.time, series, bi, "time")?;
+        let mut times = Vec::with_capacity(n);
+        decode_time_chunk(bytes, n, &mut times).map_err(|e| self.decode_error(series, bi, "time", e))?;
+        let mut columns = Vec::with_capacity(fields.len());
+        for (want, (name, ty)) in wanted.iter().zip(fields) {
+            let chunk = want.and_then(|fid| block.fields.iter().find(|f| f.field == fid));
+            let col = match chunk {
+                None => null_column(name, *ty, n),
+                Some(fc) => {
+                    let bytes = self.chunk(&fc.chunk, series, bi, name)?;
+                    decode_field_chunk(bytes, name, *ty, n, fc.stats.count as usize)
+                        .map_err(|e| self.decode_error(series, bi, name, e))?
+                }
+            };
+            columns.push(col);
+        }
+        Ok(Rows { times, columns })
+    }
+
+    fn decode_error(&self, series: SeriesId, block: usize, column: &str, detail: String) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("cannot decode chunk '{column}' of series {series}, block {block}: {detail}"),
+        }
+    }
+
+    /// Statistics of one field over the blocks of a series (for aggregate pushdown by later layers).
+    #[allow(dead_code)]
+    pub fn field_stats(&self, series: SeriesId, field: &str) -> Vec<(i64, i64, ChunkStats)> {
+        let Some(fid) = self.fields.iter().position(|(n, _)| n == field) else { return Vec::new() };
+        let Some(index) = self.index_of(series) else { return Vec::new() };
+        index
+            .blocks
+            .iter()
+            .filter_map(|b| b.fields.iter().find(|f| f.field as usize == fid).map(|f| (b.min_time, b.max_time, f.stats)))
+            .collect()
+    }
+}
+
+fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
+    let mut c = Column::new(name, ty);
+    for _ in 0..n {
+        c.push_null();
+    }
+    c
+}
+
+fn decode_time_chunk(bytes: &[u8], n: usize, out: &mut Vec<i64>) -> std::result::Result<(), String> {
+    let (&codec, payload) = bytes.split_first().ok_or("empty chunk")?;
+    let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    codec::decode_timestamps(codec, payload, n, out).map_err(|e| e.to_string())?;
+    if out.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("timestamps are not strictly increasing".into());
+    }
+    Ok(())
+}
+
+fn decode_field_chunk(
+    bytes: &[u8],
+    name: &str,
+    ty: FieldType,
+    rows: usize,
+    count: usize,
+) -> std::result::Result<Column, String> {
+    let (&presence, rest) = bytes.split_first().ok_or("empty chunk")?;
+    let (valid, rest) = match presence {
+        0 => (vec![true; rows], rest),
+        1 => {
+            let len = rows.div_ceil(8);
+            if rest.len() < len {
+                return Err("truncated presence bitmap".into());
+            }
+            let valid: Vec<bool> = (0..rows).map(|i| rest[i / 8] & (1 << (i % 8)) != 0).collect();
+            (valid, &rest[len..])
+        }
+        p => return Err(format!("unknown presence flag {p}")),
+    };
+    if valid.iter().filter(|v| **v).count() != count {
+        return Err("presence bitmap disagrees with the value count".into());
+    }
+    let (&codec, payload) = rest.split_first().ok_or("missing codec byte")?;
+    let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    let dense = decode_values(codec, payload, ty, count).map_err(|e| e.to_string())?;
+    Ok(expand(name, dense, valid))
+}
+
+fn decode_values(codec: Codec, payload: &[u8], ty: FieldType, n: usize) -> Result<ColumnData, codec::CodecError> {
+    Ok(match ty {
+        FieldType::Float => {
+            let mut v = Vec::with_capacity(n);
+            codec::decode_floats(codec, payload, n, &mut v)?;
+            ColumnData::Float(v)
+        }
+        FieldType::Integer => {
+            let mut v = Vec::with_capacity(n);
+            codec::decode_integers(codec, payload, n, &mut v)?;
+            ColumnData::Integer(v)
+        }
+        FieldType::Unsigned => {
+            let mut v = Vec::with_capacity(n);
+            codec::decode_unsigned(codec, payload, n, &mut v)?;
+            ColumnData::Unsigned(v)
+        }
+        FieldType::Boolean => {
+            let mut v = Vec::with_capacity(n);
+            codec::decode_booleans(codec, payload, n, &mut v)?;
+            ColumnData::Boolean(v)
+        }
+        FieldType::String => {
+            let mut v = StringColumn::default();
+            codec::decode_strings(codec, payload, n, &mut v)?;
+            ColumnData::String(v)
+        }
+    })
+}
+
+/// Spreads dense present values over the rows marked valid.
+fn expand(name: &str, dense: ColumnData, valid: Vec<bool>) -> Column {
+    if valid.iter().all(|v| *v) {
+        return Column { name: name.to_string(), data: dense, valid };
+    }
+    let mut data = ColumnData::new(dense.field_type());
+    let mut next = 0;
+    for &v in &valid {
+        if v {
+            data.push_from(&dense, next);
+            next += 1;
+        } else {
+            data.push_default();
+        }
+    }
+    Column { name: name.to_string(), data, valid }
+}
+
+fn locate_footer(map: &[u8]) -> std::result::Result<&[u8], String> {
+    if map.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(format!("file is {} bytes, too short for a segment", map.len()));
+    }
+    if &map[..8] != MAGIC {
+        return Err("bad magic: not a Strata segment".into());
+    }
+    let version = u16::from_le_bytes([map[8], map[9]]);
+    if version > VERSION {
+        return Err(format!("format version {version} is newer than this build supports ({VERSION}); upgrade Strata"));
+    }
+    let trailer = &map[map.len() - TRAILER_LEN..];
+    if &trailer[16..] != END_MAGIC {
+        return Err("bad trailer magic (file truncated or not finished)".into());
+    }
+    let mut r = Reader::new(trailer);
+    let (offset, len, crc) = (|| -> std::result::Result<_, ReadError> {
+        Ok((r.u64("footer offset")?, r.u32("footer length")?, r.u32("footer crc")?))
+    })()
+    .map_err(|e| e.to_string())?;
+    let end = offset.checked_add(u64::from(len)).filter(|&e| e <= (map.len() - TRAILER_LEN) as u64);
+    if offset < HEADER_LEN as u64 || end.is_none() {
+        return Err(format!("footer location {offset}+{len} is outside the file"));
+    }
+    let footer = &map[offset as usize..offset as usize + len as usize];
+    if crc32c::crc32c(footer) != crc {
+        return Err("footer checksum mismatch".into());
+    }
+    Ok(footer)
+}
+
+struct ParsedFooter {
+    database: String,
+    stream: String,
+    partition_start: i64,
+    fields: Vec<(String, FieldType)>,
+    series: Vec<SeriesIndex>,
+}
+
+fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFooter, ReadError> {
+    let mut r = Reader::new(footer);
+    let database = r.str("database")?.to_string();
+    let stream = r.str("stream")?.to_string();
+    let partition_start = r.i64("partition start")?;
+    let _partition_ns = r.i64("partition length")?;
+    let nfields = r.count(5, "field count")?;
+    let mut fields = Vec::with_capacity(nfields);
+    for _ in 0..nfields {
+        let name = r.str("field name")?.to_string();
+        let tag = r.u8("field type")?;
+        let ty = FieldType::from_tag(tag).ok_or(ReadError { offset: 0, what: format!("unknown field type {tag}") })?;
+        fields.push((name, ty));
+    }
+    let nseries = r.count(8, "series count")?;
+    let mut series = Vec::with_capacity(nseries);
+    let limit = (file_len - TRAILER_LEN) as u64;
+    for _ in 0..nseries {
+        let series_id = r.u32("series id")?;
+        let nblocks = r.count(42, "block count")?;
+        let mut blocks = Vec::with_capacity(nblocks);
+        for _ in 0..nblocks {
+            blocks.push(parse_block(&mut r, limit, nfields)?);
+        }
+        series.push(SeriesIndex { series_id, blocks });
+    }
+    if series.windows(2).any(|w| w[0].series_id >= w[1].series_id) {
+        return Err(ReadError { offset: 0, what: "series ids are not increasing".into() });
+    }
+    Ok(ParsedFooter { database, stream, partition_start, fields, series })
+}
+
+fn parse_chunk_ref(r: &mut Reader<'_>, limit: u64) -> std::result::Result<ChunkRef, ReadError> {
+    let c = ChunkRef { offset: r.u64("chunk offset")?, len: r.u32("chunk length")?, crc: r.u32("chunk crc")? };
+    if c.offset < HEADER_LEN as u64 || c.offset.saturating_add(u64::from(c.len)) > limit {
+        return Err(ReadError { offset: 0, what: format!("chunk {}+{} lies outside the data area", c.offset, c.len) });
+    }
+    Ok(c)
+}
+
+fn parse_block(r: &mut Reader<'_>, limit: u64, nfields: usize) -> std::result::Result<Block, ReadError> {
+    let rows = r.u32("block rows")?;
+    let min_time = r.i64("block min time")?;
+    let max_time = r.i64("block max time")?;
+    let time = parse_chunk_ref(r, limit)?;
+    let nf = r.u16("field chunk count")? as usize;
+    let mut fields = Vec::with_capacity(nf.min(nfields));
+    for _ in 0..nf {
+        let field = r.u16("field id")?;
+        if field as usize >= nfields {
+            return Err(ReadError { offset: 0, what: format!("field id {field} out of range") });
+        }
+        let chunk = parse_chunk_ref(r, limit)?;
+        let stats = ChunkStats {
+            count: r.u32("count")?,
+            min: r.u64("min")?,
+            max: r.u64("max")?,
+            sum: f64::from_bits(r.u64("sum")?),
+            first: r.u64("first")?,
+            last: r.u64("last")?,
+        };
+        if stats.count > rows {
+            return Err(ReadError { offset: 0, what: "chunk value count exceeds block rows".into() });
+        }
+        fields.push(FieldChunk { field, chunk, stats });
+    }
+    if rows == 0 || rows as usize > super::BLOCK_ROWS || min_time > max_time {
+        return Err(ReadError { offset: 0, what: "empty block or inverted time range".into() });
+    }
+    Ok(Block { rows, min_time, max_time, time, fields })
+}
