@@ -6,16 +6,25 @@ use std::time::Duration;
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let digits_end = t.bytes().take_while(u8::is_ascii_digit).count();
-    let value: u64 = t[..digits_end].parse().map_err(|_| format!("'{text}' does not start with a number"))?;
+    let value: u64 = t[..digits_end]
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
     let millis_per_unit: u64 = match &t[digits_end..] {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        unit => return Err(format!("unknown unit '{unit}' in '{text}' (use ms, s, m, h or d)")),
+        unit => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{text}' (use ms, s, m, h or d)"
+            ));
+        }
     };
-    value.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| format!("'{text}' is too long"))
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is too long"))
 }
 
 #[cfg(test)]

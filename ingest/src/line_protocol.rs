@@ -287,7 +287,7 @@ impl<'a> Parser<'a> {
         let series = self.series_for(table, m_end, tags_end)?;
         let fields_start = lp_scan::skip_spaces(input, tags_end, end);
         if fields_start == end {
-            return Err(missing_fields(fields_start, &input[m_end..tags_end]));
+            return Err(missing_fields(fields_start, &input[m_start..tags_end]));
         }
         let fields_end = self.parse_fields(table, fields_start, end)?;
         let time = self.parse_time(fields_end, end)?;
@@ -564,7 +564,7 @@ impl<'a> Parser<'a> {
         if start == end {
             return Ok(self.opts.default_time);
         }
-        let stop = lp_scan::plain_end(input, start, end);
+        let stop = lp_scan::word_end(input, start, end);
         let token = &input[start..stop];
         let trailing = lp_scan::skip_spaces(input, stop, end);
         if trailing != end {
@@ -646,9 +646,9 @@ fn check_field_key(input: &[u8], start: usize, key_end: usize, end: usize) -> Re
     Ok(())
 }
 
-/// The error for a line without a field set; `tags` are the raw tag-set bytes.
-fn missing_fields(pos: usize, tags: &[u8]) -> Fail {
-    let hint = if tags.ends_with(b"\\") {
+/// The error for a line without a field set; `key` is the raw measurement and tag set.
+fn missing_fields(pos: usize, key: &[u8]) -> Fail {
+    let hint = if key.windows(2).any(|w| w == b"\\ ") {
         " (a backslash before a space escapes it)"
     } else {
         ""

@@ -124,12 +124,21 @@ pub(crate) fn field_key_end(buf: &[u8], from: usize, end: usize) -> usize {
     next_unescaped(buf, from, end, |h| memchr3(b'=', b',', b' ', h))
 }
 
-/// End of an unquoted field value or a timestamp: the first `,` or space (no escapes there).
+/// End of an unquoted field value: the first `,` or space (no escapes there).
 #[inline]
 pub(crate) fn plain_end(buf: &[u8], from: usize, end: usize) -> usize {
     buf[from..end]
         .iter()
         .position(|&b| b == b',' || b == b' ')
+        .map_or(end, |off| from + off)
+}
+
+/// End of a timestamp token: the first space, or `end`.
+#[inline]
+pub(crate) fn word_end(buf: &[u8], from: usize, end: usize) -> usize {
+    buf[from..end]
+        .iter()
+        .position(|&b| b == b' ')
         .map_or(end, |off| from + off)
 }
 

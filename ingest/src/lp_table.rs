@@ -60,7 +60,8 @@ pub(crate) struct TableBuilder<'a> {
     write: TableWrite,
     /// Raw tag-set bytes (from the `,` after the measurement to the space) → series index.
     series_by_raw: HashMap<&'a [u8], u32>,
-    /// Canonical key → series index, to merge tag sets written in different orders.
+    /// Canonical key → series index, to merge tag sets written in different orders; becomes
+    /// `write.series` (ordered by index) when the table is finished.
     series_by_key: HashMap<SeriesKey, u32>,
     /// Most recent raw tag set and its series (consecutive lines often share it).
     last_series: Option<(&'a [u8], u32)>,
@@ -115,16 +116,9 @@ impl<'a> TableBuilder<'a> {
 
     /// Registers the raw tag set with its canonical key; returns the series index.
     pub(crate) fn add_series(&mut self, raw: &'a [u8], key: SeriesKey) -> u32 {
-        let idx = match self.series_by_key.get(&key) {
-            Some(&idx) => idx,
-            None => {
-                // Series count <= line count < input length, checked to fit a u32.
-                let idx = u32::try_from(self.write.series.len()).unwrap_or(u32::MAX);
-                self.write.series.push(key.clone());
-                self.series_by_key.insert(key, idx);
-                idx
-            }
-        };
+        // Series count <= line count < input length, checked to fit a u32.
+        let next = u32::try_from(self.series_by_key.len()).unwrap_or(u32::MAX);
+        let idx = *self.series_by_key.entry(key).or_insert(next);
         self.series_by_raw.insert(raw, idx);
         self.last_series = Some((raw, idx));
         idx
@@ -205,7 +199,10 @@ impl<'a> TableBuilder<'a> {
     }
 
     /// The finished table.
-    pub(crate) fn finish(self) -> TableWrite {
+    pub(crate) fn finish(mut self) -> TableWrite {
+        let mut series: Vec<(SeriesKey, u32)> = self.series_by_key.into_iter().collect();
+        series.sort_unstable_by_key(|(_, idx)| *idx);
+        self.write.series = series.into_iter().map(|(key, _)| key).collect();
         self.write
     }
 }

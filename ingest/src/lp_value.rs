@@ -144,12 +144,17 @@ fn float(tok: &[u8]) -> Result<f64, BadValue> {
             BadValue::Syntax
         });
     }
-    let text = std::str::from_utf8(tok).map_err(|_| BadValue::Syntax)?;
-    let value = fast_float(tok).map_or_else(|| text.parse::<f64>(), Ok);
-    match value {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(BadValue::NonFinite),
-        Err(_) => Err(BadValue::Syntax),
+    let value = match fast_float(tok) {
+        Some(v) => v,
+        None => std::str::from_utf8(tok)
+            .ok()
+            .and_then(|text| text.parse::<f64>().ok())
+            .ok_or(BadValue::Syntax)?,
+    };
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(BadValue::NonFinite)
     }
 }
 
@@ -357,6 +362,21 @@ mod tests {
         assert_eq!(fast_float(b"1e5"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fast_float_is_exact(
+            negative: bool,
+            digits in "[0-9]{1,15}",
+            point in 0usize..16,
+        ) {
+            let point = point.min(digits.len());
+            let sign = if negative { "-" } else { "" };
+            let text = format!("{sign}{}.{}", &digits[..point], &digits[point..]);
+            let fast = fast_float(text.as_bytes()).expect("fast path applies");
+            proptest::prop_assert_eq!(fast.to_bits(), text.parse::<f64>().unwrap().to_bits());
+        }
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(timestamp(b"-12"), Ok(-12));
@@ -370,7 +390,7 @@ mod tests {
         assert_eq!(
             quoted_string(b, 1, b.len()),
             Some(QuotedString {
-                close: 8,
+                close: 7,
                 escaped: true
             })
         );

@@ -30,19 +30,33 @@ pub async fn health(State(st): State<AppState>) -> Json<Value> {
 
 /// `GET|HEAD /ping`: InfluxDB-style liveness probe, 204 with a version header.
 pub async fn ping() -> impl IntoResponse {
-    (StatusCode::NO_CONTENT, [("X-Influxdb-Version", concat!("strata-", env!("CARGO_PKG_VERSION")))])
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            "X-Influxdb-Version",
+            concat!("strata-", env!("CARGO_PKG_VERSION")),
+        )],
+    )
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 /// `POST /api/v1/flush`: writes the memtable to segments; 204 when done.
 pub async fn flush(State(st): State<AppState>) -> Result<StatusCode, ApiError> {
     let engine = st.engine.clone();
-    tokio::task::spawn_blocking(move || engine.flush()).await.map_err(ApiError::from_join)??;
+    tokio::task::spawn_blocking(move || engine.flush())
+        .await
+        .map_err(ApiError::from_join)??;
     tracing::info!("flush requested over HTTP completed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -50,7 +64,9 @@ pub async fn flush(State(st): State<AppState>) -> Result<StatusCode, ApiError> {
 /// `POST /api/v1/compact`: merges segments; answers `{"partitions_compacted": N}`.
 pub async fn compact(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let engine = st.engine.clone();
-    let n = tokio::task::spawn_blocking(move || engine.compact()).await.map_err(ApiError::from_join)??;
+    let n = tokio::task::spawn_blocking(move || engine.compact())
+        .await
+        .map_err(ApiError::from_join)??;
     tracing::info!(partitions = n, "compaction requested over HTTP completed");
     Ok(Json(json!({ "partitions_compacted": n })))
 }
@@ -61,7 +77,10 @@ pub async fn databases(State(st): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/v1/streams?db=`: streams of a database with their fields and types.
-pub async fn streams(State(st): State<AppState>, q: Result<Query<DbParams>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn streams(
+    State(st): State<AppState>,
+    q: Result<Query<DbParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let db = database_name(q.db.as_deref().unwrap_or(DEFAULT_DATABASE))?;
     let streams: Vec<Value> = st

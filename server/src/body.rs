@@ -30,7 +30,9 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
         Ok(Encoding::Identity)
     } else {
-        Err(ApiError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        Err(ApiError::UnsupportedEncoding(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ))
     }
 }
 
@@ -84,8 +86,14 @@ mod tests {
     fn gzip_round_trip_and_limit() {
         let data = vec![b'x'; 10_000];
         assert_eq!(gunzip(&gzip(&data), 10_000).unwrap(), data);
-        assert!(matches!(gunzip(&gzip(&data), 9_999), Err(ApiError::PayloadTooLarge { limit: 9_999 })));
-        assert!(matches!(gunzip(b"not gzip", 100), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            gunzip(&gzip(&data), 9_999),
+            Err(ApiError::PayloadTooLarge { limit: 9_999 })
+        ));
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -95,7 +103,10 @@ mod tests {
         h.insert(header::CONTENT_ENCODING, "GZIP".parse().unwrap());
         assert_eq!(content_encoding(&h).unwrap(), Encoding::Gzip);
         h.insert(header::CONTENT_ENCODING, "br".parse().unwrap());
-        assert!(matches!(content_encoding(&h), Err(ApiError::UnsupportedEncoding(_))));
+        assert!(matches!(
+            content_encoding(&h),
+            Err(ApiError::UnsupportedEncoding(_))
+        ));
     }
 
     proptest! {

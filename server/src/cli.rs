@@ -72,6 +72,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_BACKGROUND_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub background_interval: Duration,
 
+    /// Compact a partition once it holds this many segment files.
+    #[arg(long, env = "STRATA_COMPACTION_TRIGGER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub compaction_trigger: u64,
+
+    /// Check every chunk checksum of every segment at startup (damage then shows in /health at once).
+    #[arg(long, env = "STRATA_VERIFY_ON_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify_on_open: bool,
+
     /// Tag names that identify the device of a line-protocol point, tried in order (repeatable or comma-separated).
     #[arg(long = "device-tag", env = "STRATA_DEVICE_TAGS", value_delimiter = ',', default_values_t = ["device".to_string(), "name".to_string()])]
     pub device_tags: Vec<String>,
@@ -100,9 +108,13 @@ impl ServeArgs {
         cfg.durability = self.durability;
         cfg.memtable_bytes = mib_to_bytes(self.memtable_mb);
         cfg.flush_age = self.flush_age;
-        cfg.partition_ns = i64::try_from(self.partition.as_nanos()).unwrap_or(i64::MAX).max(1);
+        cfg.partition_ns = i64::try_from(self.partition.as_nanos())
+            .unwrap_or(i64::MAX)
+            .max(1);
         cfg.wal_file_bytes = self.wal_file_mb.saturating_mul(1 << 20);
         cfg.background_interval = self.background_interval;
+        cfg.compaction_trigger = usize::try_from(self.compaction_trigger).unwrap_or(usize::MAX);
+        cfg.verify_on_open = self.verify_on_open;
         cfg
     }
 
@@ -115,7 +127,11 @@ impl ServeArgs {
 /// Converts MiB (possibly fractional) to bytes, at least 1.
 fn mib_to_bytes(mib: f64) -> usize {
     let bytes = (mib * 1_048_576.0).round();
-    if bytes >= usize::MAX as f64 { usize::MAX } else { (bytes as usize).max(1) }
+    if bytes >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        (bytes as usize).max(1)
+    }
 }
 
 /// Parses a positive, finite float.
@@ -135,7 +151,9 @@ pub fn parse_durability(s: &str) -> Result<Durability, String> {
         _ => {}
     }
     let Some(rest) = s.strip_prefix("interval:") else {
-        return Err(format!("unknown durability '{s}' (expected sync, interval:<ms> or none)"));
+        return Err(format!(
+            "unknown durability '{s}' (expected sync, interval:<ms> or none)"
+        ));
     };
     let interval = match rest.parse::<u64>() {
         Ok(ms) => Duration::from_millis(ms),
@@ -152,7 +170,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 10m, 1d)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 10m, 1d)"))?;
     let unit_ns: u64 = match unit {
         "ns" => 1,
         "us" | "µs" => 1_000,
@@ -161,9 +181,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
         "d" => 86_400_000_000_000,
-        _ => return Err(format!("'{s}' has an unknown unit (use ns, us, ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "'{s}' has an unknown unit (use ns, us, ms, s, m, h or d)"
+            ));
+        }
     };
-    n.checked_mul(unit_ns).map(Duration::from_nanos).ok_or_else(|| format!("duration '{s}' is too large"))
+    n.checked_mul(unit_ns)
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("duration '{s}' is too large"))
 }
 
 #[cfg(test)]
@@ -184,19 +210,37 @@ mod tests {
     fn durability_parses() {
         assert_eq!(parse_durability("sync"), Ok(Durability::Sync));
         assert_eq!(parse_durability("none"), Ok(Durability::None));
-        assert_eq!(parse_durability("interval:100"), Ok(Durability::Interval(Duration::from_millis(100))));
-        assert_eq!(parse_durability("interval:2s"), Ok(Durability::Interval(Duration::from_secs(2))));
+        assert_eq!(
+            parse_durability("interval:100"),
+            Ok(Durability::Interval(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            parse_durability("interval:2s"),
+            Ok(Durability::Interval(Duration::from_secs(2)))
+        );
         assert!(parse_durability("interval:0").is_err());
         assert!(parse_durability("fsync").is_err());
     }
 
     #[test]
     fn defaults_map_to_engine_config() {
-        let cli = Cli::try_parse_from(["strata", "serve", "--memtable-mb", "0.5", "--device-tag", "id,vin"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "strata",
+            "serve",
+            "--memtable-mb",
+            "0.5",
+            "--device-tag",
+            "id,vin",
+            "--verify-on-open",
+            "false",
+        ])
+        .unwrap();
         let Command::Serve(args) = cli.command;
         let cfg = args.engine_config();
         assert_eq!(cfg.memtable_bytes, 512 * 1024);
         assert_eq!(cfg.durability, Durability::Sync);
+        assert!(!cfg.verify_on_open);
+        assert_eq!(cfg.compaction_trigger, 4);
         assert_eq!(args.device_tags, vec!["id".to_string(), "vin".to_string()]);
         assert_eq!(args.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(args.max_body_bytes(), 64 << 20);

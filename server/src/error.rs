@@ -58,7 +58,9 @@ impl ApiError {
 /// Status for a storage error: caller mistakes are 400, an unusable engine is 503, damage is 500.
 fn storage_status(e: &StorageError) -> StatusCode {
     match e {
-        StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_) => {
+            StatusCode::BAD_REQUEST
+        }
         StorageError::Wal(_) | StorageError::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
         StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Codec(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -89,7 +91,15 @@ impl IntoResponse for ApiError {
             ApiError::Parse(p) => (Some(p.line), Some(p.column)),
             _ => (None, None),
         };
-        (status, Json(ErrorBody { error, line, column })).into_response()
+        (
+            status,
+            Json(ErrorBody {
+                error,
+                line,
+                column,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -108,11 +118,27 @@ mod tests {
             requested: FieldType::String,
         };
         assert_eq!(ApiError::from(conflict).status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::from(StorageError::ShutDown).status(), StatusCode::SERVICE_UNAVAILABLE);
-        let corrupt = StorageError::Corrupt { path: "x".into(), detail: "crc".into() };
-        assert_eq!(ApiError::from(corrupt).status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let parse = ParseError { line: 2, column: 5, message: "bad".into() };
+        assert_eq!(
+            ApiError::from(StorageError::ShutDown).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let corrupt = StorageError::Corrupt {
+            path: "x".into(),
+            detail: "crc".into(),
+        };
+        assert_eq!(
+            ApiError::from(corrupt).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let parse = ParseError {
+            line: 2,
+            column: 5,
+            message: "bad".into(),
+        };
         assert_eq!(ApiError::from(parse).status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::PayloadTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ApiError::PayloadTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

@@ -15,7 +15,9 @@ use strata_storage::{EngineStats, WriteReceipt};
 use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// A fixed-bucket latency histogram.
 #[derive(Debug, Default)]
@@ -33,7 +35,8 @@ impl Histogram {
             self.counts[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.sum_ns
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
@@ -84,39 +87,121 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, engine: &EngineStats, uptime: Duration) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(out, "# HELP strata_build_info Build information.\n# TYPE strata_build_info gauge");
-        let _ = writeln!(out, "strata_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        gauge(&mut out, "strata_uptime_seconds", "Seconds since the server started.", uptime.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP strata_build_info Build information.\n# TYPE strata_build_info gauge"
+        );
+        let _ = writeln!(
+            out,
+            "strata_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        gauge(
+            &mut out,
+            "strata_uptime_seconds",
+            "Seconds since the server started.",
+            uptime.as_secs_f64(),
+        );
         self.render_requests(&mut out);
-        counter(&mut out, "strata_http_rows_written_total", "Rows accepted over HTTP.", self.rows.load(Relaxed));
-        counter(&mut out, "strata_http_values_written_total", "Field values accepted over HTTP.", self.values.load(Relaxed));
-        counter(&mut out, "strata_http_write_bytes_total", "Request body bytes of accepted writes (as sent).", self.write_bytes.load(Relaxed));
-        self.write_latency.render(&mut out, "strata_write_duration_seconds", "Latency of successful writes (decode, parse, durable commit).");
-        self.read_latency.render(&mut out, "strata_read_duration_seconds", "Latency of successful range reads.");
+        counter(
+            &mut out,
+            "strata_http_rows_written_total",
+            "Rows accepted over HTTP.",
+            self.rows.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "strata_http_values_written_total",
+            "Field values accepted over HTTP.",
+            self.values.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "strata_http_write_bytes_total",
+            "Request body bytes of accepted writes (as sent).",
+            self.write_bytes.load(Relaxed),
+        );
+        self.write_latency.render(
+            &mut out,
+            "strata_write_duration_seconds",
+            "Latency of successful writes (decode, parse, durable commit).",
+        );
+        self.read_latency.render(
+            &mut out,
+            "strata_read_duration_seconds",
+            "Latency of successful range reads.",
+        );
         render_engine(&mut out, engine);
         out
     }
 
     fn render_requests(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP strata_http_requests_total HTTP requests by endpoint and status.");
+        let _ = writeln!(
+            out,
+            "# HELP strata_http_requests_total HTTP requests by endpoint and status."
+        );
         let _ = writeln!(out, "# TYPE strata_http_requests_total counter");
         let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for ((endpoint, status), n) in map.iter() {
-            let _ = writeln!(out, "strata_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}", escape(endpoint));
+            let _ = writeln!(
+                out,
+                "strata_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
+                escape(endpoint)
+            );
         }
     }
 }
 
 fn render_engine(out: &mut String, s: &EngineStats) {
-    gauge(out, "strata_series", "Series in the catalog.", s.series as f64);
-    gauge(out, "strata_memtable_bytes", "Approximate bytes held by memtables.", s.memtable_bytes as f64);
+    gauge(
+        out,
+        "strata_series",
+        "Series in the catalog.",
+        s.series as f64,
+    );
+    gauge(
+        out,
+        "strata_memtable_bytes",
+        "Approximate bytes held by memtables.",
+        s.memtable_bytes as f64,
+    );
     gauge(out, "strata_segments", "Segment files.", s.segments as f64);
-    gauge(out, "strata_segment_bytes", "Bytes of segment files.", s.segment_bytes as f64);
-    gauge(out, "strata_wal_bytes", "Bytes of WAL files.", s.wal_bytes as f64);
-    counter(out, "strata_engine_rows_written_total", "Rows written to the engine since start.", s.rows_written);
-    counter(out, "strata_engine_values_written_total", "Field values written to the engine since start.", s.values_written);
-    counter(out, "strata_flushes_total", "Memtable flushes since start.", s.flushes);
-    counter(out, "strata_compactions_total", "Compactions since start.", s.compactions);
+    gauge(
+        out,
+        "strata_segment_bytes",
+        "Bytes of segment files.",
+        s.segment_bytes as f64,
+    );
+    gauge(
+        out,
+        "strata_wal_bytes",
+        "Bytes of WAL files.",
+        s.wal_bytes as f64,
+    );
+    counter(
+        out,
+        "strata_engine_rows_written_total",
+        "Rows written to the engine since start.",
+        s.rows_written,
+    );
+    counter(
+        out,
+        "strata_engine_values_written_total",
+        "Field values written to the engine since start.",
+        s.values_written,
+    );
+    counter(
+        out,
+        "strata_flushes_total",
+        "Memtable flushes since start.",
+        s.flushes,
+    );
+    counter(
+        out,
+        "strata_compactions_total",
+        "Compactions since start.",
+        s.compactions,
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
@@ -124,19 +209,30 @@ fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
 }
 
 /// Escapes a label value (backslash, quote, newline).
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Route middleware: counts each request under its route pattern and status.
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let endpoint = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let resp = next.run(req).await;
-    st.metrics.count_request(endpoint.as_deref().unwrap_or("unmatched"), resp.status().as_u16());
+    st.metrics.count_request(
+        endpoint.as_deref().unwrap_or("unmatched"),
+        resp.status().as_u16(),
+    );
     resp
 }
 
@@ -149,9 +245,17 @@ mod tests {
         let m = Metrics::default();
         m.count_request("/api/v1/write", 204);
         m.count_request("/api/v1/write", 204);
-        m.record_write(WriteReceipt { rows: 3, values: 7 }, 100, Duration::from_millis(2));
+        m.record_write(
+            WriteReceipt { rows: 3, values: 7 },
+            100,
+            Duration::from_millis(2),
+        );
         let text = m.render(&EngineStats::default(), Duration::from_secs(1));
-        assert!(text.contains("strata_http_requests_total{endpoint=\"/api/v1/write\",status=\"204\"} 2"));
+        assert!(
+            text.contains(
+                "strata_http_requests_total{endpoint=\"/api/v1/write\",status=\"204\"} 2"
+            )
+        );
         assert!(text.contains("strata_http_rows_written_total 3"));
         assert!(text.contains("strata_write_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("strata_write_duration_seconds_bucket{le=\"0.001\"} 0"));

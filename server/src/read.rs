@@ -38,7 +38,12 @@ impl ReadParams {
     /// Builds the parameters from raw query pairs (`tag` may repeat; unknown names are rejected).
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
         let mut p = ReadParams {
-            scan: ScanRequest { database: DEFAULT_DATABASE.into(), start: i64::MIN, end: i64::MAX, ..Default::default() },
+            scan: ScanRequest {
+                database: DEFAULT_DATABASE.into(),
+                start: i64::MIN,
+                end: i64::MAX,
+                ..Default::default()
+            },
             time_format: TimeFormat::Nanoseconds,
         };
         let mut stream = None;
@@ -49,10 +54,20 @@ impl ReadParams {
                 "device" => p.scan.device = Some(v),
                 "tag" => p.scan.tags.push(parse_tag(&v)?),
                 "fields" => p.scan.fields = Some(parse_fields(&v)),
-                "start" => p.scan.start = parse_time(&v).map_err(|e| ApiError::BadRequest(format!("start: {e}")))?,
-                "end" => p.scan.end = parse_time(&v).map_err(|e| ApiError::BadRequest(format!("end: {e}")))?,
+                "start" => {
+                    p.scan.start =
+                        parse_time(&v).map_err(|e| ApiError::BadRequest(format!("start: {e}")))?
+                }
+                "end" => {
+                    p.scan.end =
+                        parse_time(&v).map_err(|e| ApiError::BadRequest(format!("end: {e}")))?
+                }
                 "time_format" => p.time_format = parse_time_format(&v)?,
-                other => return Err(ApiError::BadRequest(format!("unknown query parameter '{other}'"))),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter '{other}'"
+                    )));
+                }
             }
         }
         p.scan.stream = stream
@@ -68,24 +83,35 @@ impl ReadParams {
 fn parse_tag(v: &str) -> Result<(String, String), ApiError> {
     match v.split_once(':') {
         Some((k, val)) if !k.is_empty() => Ok((k.to_owned(), val.to_owned())),
-        _ => Err(ApiError::BadRequest(format!("tag filter '{v}' must look like name:value"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "tag filter '{v}' must look like name:value"
+        ))),
     }
 }
 
 fn parse_fields(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse_time_format(v: &str) -> Result<TimeFormat, ApiError> {
     match v {
         "ns" | "" => Ok(TimeFormat::Nanoseconds),
         "rfc3339" => Ok(TimeFormat::Rfc3339),
-        _ => Err(ApiError::BadRequest(format!("unknown time_format '{v}' (expected ns or rfc3339)"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "unknown time_format '{v}' (expected ns or rfc3339)"
+        ))),
     }
 }
 
 /// `GET /api/v1/read`.
-pub async fn read(State(st): State<AppState>, q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Response, ApiError> {
+pub async fn read(
+    State(st): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Query(pairs) = q.map_err(bad_query)?;
     let params = ReadParams::from_pairs(pairs)?;
@@ -100,17 +126,30 @@ pub async fn read(State(st): State<AppState>, q: Result<Query<Vec<(String, Strin
 /// Checks the stream and fields exist, scans, and serializes the result.
 fn run_read(st: &AppState, p: &ReadParams) -> Result<Vec<u8>, ApiError> {
     let scan = &p.scan;
-    let schema = st.engine.schema(&scan.database, &scan.stream).ok_or_else(|| {
-        ApiError::NotFound(format!("stream '{}' not found in database '{}'", scan.stream, scan.database))
-    })?;
+    let schema = st
+        .engine
+        .schema(&scan.database, &scan.stream)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "stream '{}' not found in database '{}'",
+                scan.stream, scan.database
+            ))
+        })?;
     for f in scan.fields.iter().flatten() {
         if !schema.iter().any(|(name, _)| name == f) {
-            return Err(ApiError::BadRequest(format!("stream '{}' has no field '{f}'", scan.stream)));
+            return Err(ApiError::BadRequest(format!(
+                "stream '{}' has no field '{f}'",
+                scan.stream
+            )));
         }
     }
     let batches = st.engine.scan(scan)?;
-    let body = ReadResponse { series: &batches, time_format: p.time_format };
-    serde_json::to_vec(&body).map_err(|e| ApiError::Internal(format!("cannot serialize the response: {e}")))
+    let body = ReadResponse {
+        series: &batches,
+        time_format: p.time_format,
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| ApiError::Internal(format!("cannot serialize the response: {e}")))
 }
 
 /// The JSON response: `{"series": [...]}`.
@@ -124,7 +163,14 @@ pub struct ReadResponse<'a> {
 impl Serialize for ReadResponse<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(1))?;
-        let series: Vec<SeriesJson<'_>> = self.series.iter().map(|b| SeriesJson { b, tf: self.time_format }).collect();
+        let series: Vec<SeriesJson<'_>> = self
+            .series
+            .iter()
+            .map(|b| SeriesJson {
+                b,
+                tf: self.time_format,
+            })
+            .collect();
         m.serialize_entry("series", &series)?;
         m.end()
     }
@@ -142,7 +188,9 @@ impl Serialize for SeriesJson<'_> {
         let mut m = s.serialize_map(Some(4))?;
         m.serialize_entry("device", &b.key.device)?;
         m.serialize_entry("tags", &TagsJson(&b.key.tags))?;
-        let columns: Vec<&str> = std::iter::once("time").chain(b.columns.iter().map(|c| c.name.as_str())).collect();
+        let columns: Vec<&str> = std::iter::once("time")
+            .chain(b.columns.iter().map(|c| c.name.as_str()))
+            .collect();
         m.serialize_entry("columns", &columns)?;
         m.serialize_entry("values", &RowsJson { b, tf: self.tf })?;
         m.end()
@@ -172,7 +220,11 @@ impl Serialize for RowsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.b.times.len()))?;
         for i in 0..self.b.times.len() {
-            seq.serialize_element(&RowJson { b: self.b, i, tf: self.tf })?;
+            seq.serialize_element(&RowJson {
+                b: self.b,
+                i,
+                tf: self.tf,
+            })?;
         }
         seq.end()
     }
@@ -195,7 +247,11 @@ impl Serialize for RowJson<'_> {
         }
         for c in &self.b.columns {
             let valid = c.valid.get(self.i).copied().unwrap_or(false);
-            seq.serialize_element(&Cell { data: &c.data, i: self.i, valid })?;
+            seq.serialize_element(&Cell {
+                data: &c.data,
+                i: self.i,
+                valid,
+            })?;
         }
         seq.end()
     }
@@ -230,7 +286,9 @@ mod tests {
     use strata_storage::{Column, FieldType, SeriesKey};
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -246,7 +304,13 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(p.scan.database, "default");
-        assert_eq!(p.scan.tags, vec![("fleet".into(), "north".into()), ("model".into(), "F-150".into())]);
+        assert_eq!(
+            p.scan.tags,
+            vec![
+                ("fleet".into(), "north".into()),
+                ("model".into(), "F-150".into())
+            ]
+        );
         assert_eq!(p.scan.fields, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!((p.scan.start, p.scan.end), (1_000_000_000, 5_000_000_000));
         assert_eq!(p.time_format, TimeFormat::Rfc3339);
@@ -257,7 +321,10 @@ mod tests {
         assert!(ReadParams::from_pairs(pairs(&[])).is_err());
         assert!(ReadParams::from_pairs(pairs(&[("stream", "s"), ("tag", "nocolon")])).is_err());
         assert!(ReadParams::from_pairs(pairs(&[("stream", "s"), ("bogus", "1")])).is_err());
-        assert!(ReadParams::from_pairs(pairs(&[("stream", "s"), ("start", "10"), ("end", "10")])).is_err());
+        assert!(
+            ReadParams::from_pairs(pairs(&[("stream", "s"), ("start", "10"), ("end", "10")]))
+                .is_err()
+        );
         assert!(ReadParams::from_pairs(pairs(&[("stream", "s"), ("db", "a b")])).is_err());
     }
 
@@ -275,11 +342,18 @@ mod tests {
         s.valid = vec![true, true];
         let batch = SeriesBatch {
             series_id: 1,
-            key: SeriesKey { device: "t1".into(), tags: vec![("fleet".into(), "north".into())] },
+            key: SeriesKey {
+                device: "t1".into(),
+                tags: vec![("fleet".into(), "north".into())],
+            },
             times: vec![1, 2],
             columns: vec![f, s],
         };
-        let json = serde_json::to_value(ReadResponse { series: &[batch], time_format: TimeFormat::Nanoseconds }).unwrap();
+        let json = serde_json::to_value(ReadResponse {
+            series: &[batch],
+            time_format: TimeFormat::Nanoseconds,
+        })
+        .unwrap();
         assert_eq!(
             json,
             serde_json::json!({"series": [{"device": "t1", "tags": {"fleet": "north"},

@@ -25,7 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(admin::health))
         .route("/ping", get(admin::ping).head(admin::ping))
         .route("/metrics", get(admin::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(admin::not_found)
         .with_state(state)
 }

@@ -14,7 +14,10 @@ use crate::state::AppState;
 
 /// Builds a multi-threaded Tokio runtime and runs [`run`] on it.
 pub fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     rt.block_on(run(args))
 }
 
@@ -28,9 +31,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("engine open task failed")?
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
     let engine = Arc::new(engine);
-    let state = AppState::new(engine.clone(), args.max_body_bytes(), args.device_tags.clone());
+    let state = AppState::new(
+        engine.clone(),
+        args.max_body_bytes(),
+        args.device_tags.clone(),
+    );
     log_recovery(&state.recovery);
-    let listener = TcpListener::bind(args.http_addr).await.with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let listener = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
     let addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %addr, "listening");
     serve_until_signal(listener, state, args.shutdown_timeout).await?;
@@ -45,8 +54,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Logs what recovery found: a summary, and each damage item as a warning.
 fn log_recovery(r: &RecoveryReport) {
-    tracing::info!(wal_records = r.wal_records, wal_warnings = r.wal_warnings.len(),
-        segment_errors = r.segment_errors.len(), "recovery finished");
+    tracing::info!(
+        wal_records = r.wal_records,
+        wal_warnings = r.wal_warnings.len(),
+        segment_errors = r.segment_errors.len(),
+        "recovery finished"
+    );
     for w in &r.wal_warnings {
         tracing::warn!(damage = %w, "WAL damage found during recovery");
     }
@@ -56,7 +69,11 @@ fn log_recovery(r: &RecoveryReport) {
 }
 
 /// Serves until a signal arrives, then lets in-flight requests finish for at most `drain`.
-async fn serve_until_signal(listener: TcpListener, state: AppState, drain: std::time::Duration) -> anyhow::Result<()> {
+async fn serve_until_signal(
+    listener: TcpListener,
+    state: AppState,
+    drain: std::time::Duration,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = watch::channel(false);
     let graceful = async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -71,7 +88,10 @@ async fn serve_until_signal(listener: TcpListener, state: AppState, drain: std::
     match tokio::time::timeout(drain, &mut server).await {
         Ok(res) => res.context("server task failed")?.context("server failed"),
         Err(_) => {
-            tracing::warn!(timeout_ms = drain.as_millis() as u64, "in-flight requests did not finish in time; shutting down anyway");
+            tracing::warn!(
+                timeout_ms = drain.as_millis() as u64,
+                "in-flight requests did not finish in time; shutting down anyway"
+            );
             server.abort();
             Ok(())
         }

@@ -35,8 +35,17 @@ impl AppState {
     /// Builds the state; reads the recovery report from the engine once.
     pub fn new(engine: Arc<Engine>, max_body: usize, device_tags: Vec<String>) -> Self {
         let recovery = engine.recovery_report();
-        let inner = Inner { engine, max_body, device_tags, metrics: Metrics::default(), recovery, started: Instant::now() };
-        AppState { inner: Arc::new(inner) }
+        let inner = Inner {
+            engine,
+            max_body,
+            device_tags,
+            metrics: Metrics::default(),
+            recovery,
+            started: Instant::now(),
+        };
+        AppState {
+            inner: Arc::new(inner),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 /// A timestamp that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp '{input}': {reason} (expected RFC 3339 such as 2024-05-01T12:00:00Z, or integer nanoseconds)")]
+#[error(
+    "invalid timestamp '{input}': {reason} (expected RFC 3339 such as 2024-05-01T12:00:00Z, or integer nanoseconds)"
+)]
 pub struct TimeError {
     /// The rejected text.
     pub input: String,
@@ -20,7 +22,10 @@ pub fn parse_time(input: &str) -> Result<i64, TimeError> {
     if let Ok(ns) = s.parse::<i64>() {
         return Ok(ns);
     }
-    parse_rfc3339(s.as_bytes()).map_err(|reason| TimeError { input: input.to_owned(), reason })
+    parse_rfc3339(s.as_bytes()).map_err(|reason| TimeError {
+        input: input.to_owned(),
+        reason,
+    })
 }
 
 fn parse_rfc3339(b: &[u8]) -> Result<i64, &'static str> {
@@ -39,7 +44,8 @@ fn parse_rfc3339(b: &[u8]) -> Result<i64, &'static str> {
 
 /// Combines the parts in 128-bit arithmetic; fails when the instant does not fit in i64 nanoseconds.
 fn to_nanos(days: i64, secs_of_day: i64, offset: i64, frac_ns: i64) -> Result<i64, &'static str> {
-    let secs = i128::from(days) * i128::from(SECS_PER_DAY) + i128::from(secs_of_day) - i128::from(offset);
+    let secs =
+        i128::from(days) * i128::from(SECS_PER_DAY) + i128::from(secs_of_day) - i128::from(offset);
     let ns = secs * i128::from(NANOS_PER_SEC) + i128::from(frac_ns);
     i64::try_from(ns).map_err(|_| "out of range")
 }
@@ -98,7 +104,11 @@ fn parse_offset(b: &[u8]) -> Result<i64, &'static str> {
 
 fn digits(b: &[u8]) -> Result<i64, &'static str> {
     b.iter().try_fold(0i64, |acc, c| {
-        if c.is_ascii_digit() { Ok(acc * 10 + i64::from(c - b'0')) } else { Err("expected a digit") }
+        if c.is_ascii_digit() {
+            Ok(acc * 10 + i64::from(c - b'0'))
+        } else {
+            Err("expected a digit")
+        }
     })
 }
 
@@ -136,7 +146,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// Formats nanoseconds since the epoch as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00.5Z`.
@@ -145,7 +163,12 @@ pub fn format_rfc3339(ns: i64) -> String {
     let frac = ns.rem_euclid(NANOS_PER_SEC);
     let (y, mo, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
     let sod = secs.rem_euclid(SECS_PER_DAY);
-    let mut out = format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+    let mut out = format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
     if frac != 0 {
         let f = format!("{frac:09}");
         out.push('.');
@@ -165,18 +188,39 @@ mod tests {
         assert_eq!(parse_time("0"), Ok(0));
         assert_eq!(parse_time("-5"), Ok(-5));
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_time("2024-05-01T12:00:00Z"), Ok(1_714_564_800_000_000_000));
-        assert_eq!(parse_time("2024-05-01T14:00:00+02:00"), Ok(1_714_564_800_000_000_000));
-        assert_eq!(parse_time("2024-05-01T12:00:00.25Z"), Ok(1_714_564_800_250_000_000));
+        assert_eq!(
+            parse_time("2024-05-01T12:00:00Z"),
+            Ok(1_714_564_800_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2024-05-01T14:00:00+02:00"),
+            Ok(1_714_564_800_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2024-05-01T12:00:00.25Z"),
+            Ok(1_714_564_800_250_000_000)
+        );
         assert_eq!(parse_time("2024-05-01"), Ok(1_714_521_600_000_000_000));
-        assert_eq!(format_rfc3339(1_714_564_800_250_000_000), "2024-05-01T12:00:00.25Z");
+        assert_eq!(
+            format_rfc3339(1_714_564_800_250_000_000),
+            "2024-05-01T12:00:00.25Z"
+        );
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "2023-02-29", "2024-05-01T24:00:00Z",
-            "2024-05-01T12:00:00", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00.1234567891Z", "9999-12-31T23:59:59Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:00:00",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00.1234567891Z",
+            "9999-12-31T23:59:59Z",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad} should be rejected");
         }
     }

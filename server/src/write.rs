@@ -8,11 +8,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use strata_ingest::line_protocol::Precision;
 use strata_storage::{DEFAULT_DATABASE, WriteReceipt};
 
 use crate::body;
 use crate::error::ApiError;
-use crate::precision::{WirePrecision, parse_payload};
+use crate::precision::{parse_payload, precision_param};
 use crate::state::AppState;
 
 /// Query parameters of `/api/v1/write` and `/write` (InfluxDB 1.x; `rp`, `u`, `p` are ignored).
@@ -42,7 +43,7 @@ pub async fn write_db(
 ) -> Result<StatusCode, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let db = database_name(q.db.as_deref().unwrap_or(DEFAULT_DATABASE))?;
-    let precision = WirePrecision::from_param(q.precision.as_deref())?;
+    let precision = precision_param(q.precision.as_deref())?;
     ingest(&st, db, precision, &headers, body).await
 }
 
@@ -54,9 +55,11 @@ pub async fn write_v2(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
-    let bucket = q.bucket.ok_or_else(|| ApiError::BadRequest("missing 'bucket' query parameter".into()))?;
+    let bucket = q
+        .bucket
+        .ok_or_else(|| ApiError::BadRequest("missing 'bucket' query parameter".into()))?;
     let db = database_name(&bucket)?;
-    let precision = WirePrecision::from_param(q.precision.as_deref())?;
+    let precision = precision_param(q.precision.as_deref())?;
     ingest(&st, db, precision, &headers, body).await
 }
 
@@ -68,11 +71,15 @@ pub fn bad_query(r: QueryRejection) -> ApiError {
 /// Validates a database name: `[A-Za-z0-9_-]{1,64}`.
 pub fn database_name(name: &str) -> Result<String, ApiError> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(name.to_owned())
     } else {
-        Err(ApiError::BadRequest(format!("invalid database name '{name}' (allowed: [A-Za-z0-9_-]{{1,64}})")))
+        Err(ApiError::BadRequest(format!(
+            "invalid database name '{name}' (allowed: [A-Za-z0-9_-]{{1,64}})"
+        )))
     }
 }
 
@@ -80,7 +87,7 @@ pub fn database_name(name: &str) -> Result<String, ApiError> {
 async fn ingest(
     st: &AppState,
     db: String,
-    precision: WirePrecision,
+    precision: Precision,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -89,10 +96,12 @@ async fn ingest(
     let encoding = body::content_encoding(headers)?;
     let sent_bytes = body.len();
     let task_state = st.clone();
-    let receipt = tokio::task::spawn_blocking(move || commit(&task_state, body, encoding, &db, precision))
-        .await
-        .map_err(ApiError::from_join)??;
-    st.metrics.record_write(receipt, sent_bytes, started.elapsed());
+    let receipt =
+        tokio::task::spawn_blocking(move || commit(&task_state, body, encoding, &db, precision))
+            .await
+            .map_err(ApiError::from_join)??;
+    st.metrics
+        .record_write(receipt, sent_bytes, started.elapsed());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,7 +111,7 @@ fn commit(
     body: Bytes,
     encoding: body::Encoding,
     db: &str,
-    precision: WirePrecision,
+    precision: Precision,
 ) -> Result<WriteReceipt, ApiError> {
     let payload = body::decode(body, encoding, st.max_body)?;
     let batch = parse_payload(&payload, db, precision, &st.device_tags, now_ns())?;
@@ -115,7 +124,9 @@ fn commit(
 
 /// Wall-clock time in nanoseconds since the epoch.
 pub fn now_ns() -> i64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 

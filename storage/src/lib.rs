@@ -22,5 +22,5 @@ mod wal_record;
 pub use engine::{Engine, EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use error::{Result, StorageError};
 pub use types::*;
-pub use segment::ChunkStats;
+pub use segment::{ChunkStats, verify_segment_file};
 pub use wal::Durability;

@@ -31,7 +31,7 @@ fn write_read_restart_flush_compact() {
     assert_eq!(e.recovery_report().wal_records, 1);
     assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()), expected);
     e.flush().unwrap();
-    e.write(&batch("db", "m", &[("d1".into(), 5, vec![f("v", 99.0)])])).unwrap();
+    e.write(&batch("db", "m", &[("d1".into(), 50, vec![f("v", 99.0)])])).unwrap();
     e.flush().unwrap();
     assert_eq!(e.stats().segments, 2);
     assert_eq!(e.compact().unwrap(), 1);
@@ -42,7 +42,7 @@ fn write_read_restart_flush_compact() {
     let got = flatten(&e.scan(&all("db", "m")).unwrap());
     assert_eq!(got.len(), 1000);
     assert_eq!(got[0], ("d1".to_string(), 0, "v".to_string(), Value::Float(0.0)));
-    let five = got.iter().find(|r| r.1 == 5).unwrap();
+    let five = got.iter().find(|r| r.1 == 50).unwrap();
     assert_eq!(five.3, Value::Float(99.0), "the later write wins after flush and compaction");
     assert!(e.recovery_report().wal_warnings.is_empty());
 }

@@ -93,7 +93,7 @@ fn check(engine: &Engine, model: &Model, start: i64, end: i64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn engine_matches_model(ops in prop::collection::vec(op(), 1..25), start in -50i64..60, len in 0i64..80) {

@@ -1,2 +1,177 @@
-//! Fleet simulator.
-fn main() {}
+//! `strata-fleet`: simulate a truck fleet as line protocol (`generate`), or drive a Strata server's
+//! write endpoint with it (or with a file) and report throughput and latency (`load`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use strata_client::fleet::{FleetConfig, FleetGenerator};
+use strata_client::load::{LoadConfig, Source, run};
+
+/// Truck-fleet telemetry simulator and Strata load driver.
+#[derive(Debug, Parser)]
+#[command(name = "strata-fleet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write the simulated fleet's line protocol to a file.
+    Generate {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Output file (`-` for stdout).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// POST line protocol to a server's /api/v1/write and report rows/s, values/s, MB/s and latency.
+    Load {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:7086")]
+        url: String,
+        /// Target database.
+        #[arg(long, default_value = "default")]
+        db: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Lines per request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Send this file instead of generating data on the fly.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Do not print progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// Shape of the simulated fleet.
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// Number of trucks.
+    #[arg(long, default_value_t = 100)]
+    trucks: usize,
+    /// First timestamp: integer nanoseconds since the epoch, or `now` (the data then ends now).
+    #[arg(long, default_value = "1704067200000000000")]
+    start: String,
+    /// Simulated time span (e.g. 1h, 30m, 7d).
+    #[arg(long, default_value = "1h", value_parser = strata_client::duration::parse)]
+    duration: Duration,
+    /// Reporting interval of each truck.
+    #[arg(long, default_value = "10s", value_parser = strata_client::duration::parse)]
+    interval: Duration,
+    /// RNG seed (same seed, same data).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fraction of points never sent.
+    #[arg(long, default_value_t = 0.01)]
+    missing: f64,
+    /// Per-tick probability that a truck goes offline and later delivers its points late.
+    #[arg(long, default_value_t = 0.002)]
+    offline: f64,
+}
+
+impl FleetArgs {
+    fn config(&self) -> anyhow::Result<FleetConfig> {
+        for (name, p) in [("--missing", self.missing), ("--offline", self.offline)] {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("{name} must be between 0 and 1");
+            }
+        }
+        if self.interval.is_zero() {
+            bail!("--interval must be positive");
+        }
+        let start_ns = match self.start.as_str() {
+            "now" => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+                i64::try_from(now.saturating_sub(self.duration.as_nanos()))?
+            }
+            s => s
+                .parse()
+                .context("--start must be integer nanoseconds or 'now'")?,
+        };
+        Ok(FleetConfig {
+            trucks: self.trucks,
+            start_ns,
+            duration: self.duration,
+            interval: self.interval,
+            seed: self.seed,
+            missing_rate: self.missing,
+            offline_rate: self.offline,
+            ..FleetConfig::default()
+        })
+    }
+}
+
+fn generate(fleet: &FleetConfig, out: &PathBuf) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut sink: Box<dyn Write> = if out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(out)
+                .with_context(|| format!("cannot create {}", out.display()))?,
+        )
+    };
+    let mut generator = FleetGenerator::new(fleet);
+    let (mut buf, mut rows, mut values) = (Vec::with_capacity(1 << 20), 0, 0);
+    loop {
+        buf.clear();
+        let c = generator.next_batch(4096, &mut buf);
+        if c.rows == 0 {
+            break;
+        }
+        (rows, values) = (rows + c.rows, values + c.values);
+        sink.write_all(&buf)?;
+    }
+    sink.flush()?;
+    eprintln!("wrote {rows} rows, {values} values");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Generate { fleet, out } => generate(&fleet.config()?, &out),
+        Cmd::Load {
+            fleet,
+            url,
+            db,
+            connections,
+            batch,
+            file,
+            quiet,
+        } => {
+            let source = match file {
+                Some(path) => Source::File(Arc::new(
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                )),
+                None => Source::Fleet(fleet.config()?),
+            };
+            let progress = (!quiet).then_some(Duration::from_secs(2));
+            let report = run(
+                &LoadConfig {
+                    url,
+                    db,
+                    connections,
+                    batch,
+                    progress,
+                },
+                source,
+            );
+            println!("{report}");
+            if report.errors > 0 {
+                bail!("{} requests failed", report.errors);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,6 +1,7 @@
-//! Float codecs: raw, constant, Gorilla XOR, and decimal scaling (values with few decimal digits
+//! Float codecs: raw, constant, Gorilla XOR, decimal scaling (values with few decimal digits
 //! become integers `v * 10^k`, stored with the integer codecs; values that do not round-trip are
-//! stored verbatim as exceptions). Every f64 bit pattern round-trips exactly.
+//! stored verbatim as exceptions), and float bits (bit patterns mapped to order-preserving
+//! integers, stored with the integer codecs). Every f64 bit pattern round-trips exactly.
 
 use super::bits::{BitReader, BitWriter, Reader, put_varint};
 use super::int::{self, Sink};
@@ -12,6 +13,9 @@ pub const MAX_DECIMAL_DIGITS: u8 = 10;
 /// Exact powers of ten used as divisors by the decimal codec.
 const POW10: [f64; MAX_DECIMAL_DIGITS as usize + 1] =
     [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// See [`encode`]: decimal output this small (bytes a value) is kept without trying the others.
+const DECIMAL_GOOD_ENOUGH: usize = 2;
 
 /// Above this many exceptions (one in `EXCEPTION_RATIO` values) the decimal codec is not tried.
 const EXCEPTION_RATIO: usize = 8;
@@ -27,19 +31,31 @@ pub(crate) fn encode(values: &[f64], out: &mut Vec<u8>) -> Codec {
     }
     let mut best: (Codec, Vec<u8>) = (Codec::Raw, Vec::new());
     let mut best_len = values.len() * 8;
-    if let Some(dec) = encode_decimal(values) {
-        if dec.len() < best_len {
-            best_len = dec.len();
-            best = (Codec::Decimal, dec);
-        }
+    if let Some(dec) = encode_decimal(values)
+        && dec.len() < best_len
+    {
+        best_len = dec.len();
+        best = (Codec::Decimal, dec);
     }
-    // Gorilla spends at least 64 bits on the first value and one bit on each other one.
-    let gorilla_floor = 8 + (values.len() - 1).div_ceil(8);
-    if gorilla_floor < best_len {
-        let mut g = Vec::new();
-        encode_gorilla(values, &mut g);
-        if g.len() < best_len {
-            best = (Codec::Gorilla, g);
+    // On short decimals the low mantissa bits are noise to float bits and Gorilla: once the
+    // decimal codec needs at most `DECIMAL_GOOD_ENOUGH` bytes a value, they are not tried.
+    // A floor also skips them: both spend at least 64 bits on the first value and one bit on
+    // each other one.
+    let floor = 8 + (values.len() - 1).div_ceil(8);
+    let decimal_good = best.0 == Codec::Decimal && best_len <= values.len() * DECIMAL_GOOD_ENOUGH;
+    if floor < best_len && !decimal_good {
+        let mut fb = Vec::new();
+        encode_float_bits(values, &mut fb);
+        if fb.len() < best_len {
+            best_len = fb.len();
+            best = (Codec::FloatBits, fb);
+        }
+        if floor < best_len {
+            let mut g = Vec::new();
+            encode_gorilla(values, &mut g);
+            if g.len() < best_len {
+                best = (Codec::Gorilla, g);
+            }
         }
     }
     match best {
@@ -85,6 +101,10 @@ pub(crate) fn decode(
         }
         Codec::Gorilla => decode_gorilla(buf, n, out),
         Codec::Decimal => decode_decimal(&mut r, n, out),
+        Codec::FloatBits => {
+            let inner = inner_codec(&mut r)?;
+            int::decode(inner, r.rest(), n, &mut Ordered(out))
+        }
         _ => Err(r.error("not a float codec")),
     }
 }
@@ -104,7 +124,7 @@ fn scale_back(i: i64, k: usize) -> f64 {
 fn scaled(v: f64, k: usize) -> Option<i64> {
     let r = (v * POW10[k]).round();
     // 2^53: every integer below it converts to f64 exactly.
-    if !(r.abs() < 9_007_199_254_740_992.0) {
+    if r.is_nan() || r.abs() >= 9_007_199_254_740_992.0 {
         return None;
     }
     let i = r as i64;
@@ -183,7 +203,8 @@ fn encode_decimal(values: &[f64]) -> Option<Vec<u8>> {
     }
     let at = out.len();
     out.push(0);
-    out[at] = int::encode(&ints, &mut out) as u8;
+    let inner = int::encode(&ints, &mut out);
+    out[at] = inner as u8;
     Some(out)
 }
 
@@ -220,10 +241,7 @@ fn decode_decimal(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()
         exceptions.push((i, f64::from_bits(r.u64_le()?)));
         next = i + 1;
     }
-    let inner = Codec::from_u8(r.u8()?)?;
-    if !int::is_int_codec(inner) {
-        return Err(r.error(format!("inner codec {} is not an integer codec", inner.name())));
-    }
+    let inner = inner_codec(r)?;
     let base = out.len();
     let mut sink = Scaled { out, div: POW10[usize::from(k)] };
     let res = int::decode(inner, r.rest(), n, &mut sink);
@@ -235,6 +253,47 @@ fn decode_decimal(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()
         out[base + i] = v;
     }
     Ok(())
+}
+
+/// Reads the id of the integer codec nested in a float codec.
+fn inner_codec(r: &mut Reader<'_>) -> Result<Codec, CodecError> {
+    let inner = Codec::from_u8(r.u8()?)?;
+    if !int::is_int_codec(inner) {
+        return Err(r.error(format!("inner codec {} is not an integer codec", inner.name())));
+    }
+    Ok(inner)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float bits
+// ---------------------------------------------------------------------------------------------
+
+/// Maps float bits to integers ordered like the floats (an involution: it is its own inverse).
+/// Negative floats have their magnitude bits flipped, so `-0.0` maps to -1 and `+0.0` to 0.
+#[inline(always)]
+fn ordered(bits: i64) -> i64 {
+    if bits < 0 { bits ^ i64::MAX } else { bits }
+}
+
+fn encode_float_bits(values: &[f64], out: &mut Vec<u8>) {
+    let ints: Vec<i64> = values.iter().map(|v| ordered(v.to_bits() as i64)).collect();
+    let at = out.len();
+    out.push(0);
+    let inner = int::encode(&ints, out);
+    out[at] = inner as u8;
+}
+
+/// Converts decoded order-preserving integers back to floats.
+struct Ordered<'a>(&'a mut Vec<f64>);
+
+impl Sink for Ordered<'_> {
+    fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+    #[inline]
+    fn put(&mut self, vals: &[i64]) {
+        self.0.extend(vals.iter().map(|&i| f64::from_bits(ordered(i) as u64)));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,13 +427,37 @@ mod tests {
             .collect();
         v.extend([f64::NAN, -0.0, 0.0, f64::MIN_POSITIVE, f64::MAX, f64::INFINITY]);
         let (codec, _) = round_trip(&v);
-        assert_eq!(codec, Codec::Gorilla);
+        assert!(matches!(codec, Codec::Gorilla | Codec::FloatBits), "{codec}");
         let mut g = Vec::new();
         encode_gorilla(&v, &mut g);
         let mut out = Vec::new();
         decode_gorilla(&g, v.len(), &mut out).unwrap();
         assert_eq!(out.len(), v.len());
         assert!(decode_gorilla(&g[..g.len() - 1], v.len(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn ordered_bits_preserve_order_and_invert() {
+        let v = [f64::NEG_INFINITY, -1e300, -1.5, -f64::MIN_POSITIVE, -0.0, 0.0, 1e-300, 2.0, f64::INFINITY];
+        let o: Vec<i64> = v.iter().map(|x| ordered(x.to_bits() as i64)).collect();
+        assert!(o.windows(2).all(|w| w[0] < w[1]), "{o:?}");
+        for x in v {
+            assert_eq!(ordered(ordered(x.to_bits() as i64)) as u64, x.to_bits());
+        }
+    }
+
+    #[test]
+    fn slowly_drifting_full_precision_uses_float_bits() {
+        let mut x = 1.0f64;
+        let v: Vec<f64> = (0..2000)
+            .map(|i| {
+                x += f64::from(i % 17 - 8) * 1.234_567e-4;
+                x
+            })
+            .collect();
+        let (codec, size) = round_trip(&v);
+        assert_eq!(codec, Codec::FloatBits);
+        assert!(size < 2000 * 6, "{size}");
     }
 
     #[test]

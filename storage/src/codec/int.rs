@@ -52,6 +52,7 @@ pub(crate) fn is_int_codec(codec: Codec) -> bool {
             | Codec::Packed
             | Codec::DeltaPacked
             | Codec::DeltaDeltaPacked
+            | Codec::LinearPacked
     )
 }
 
@@ -84,14 +85,17 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
     }
     let deltas = diffs(values);
     let dods = diffs(&deltas);
+    let step = median(&deltas);
+    let residuals = linear_residuals(values, step);
     let orders = [
         (Codec::Packed, values, plan(values)),
         (Codec::DeltaPacked, &deltas[..], plan(&deltas)),
         (Codec::DeltaDeltaPacked, &dods[..], plan(&dods)),
+        (Codec::LinearPacked, &residuals[..], plan(&residuals)),
     ];
     let mut chosen = None;
     for (codec, seq, p) in &orders {
-        let size = p.size + head(*codec, values).iter().map(|&h| varint_len(zigzag(h))).sum::<usize>();
+        let size = p.size + head(*codec, values, step).iter().map(|&h| varint_len(zigzag(h))).sum::<usize>();
         if size < best.1 {
             best = (*codec, size);
             chosen = Some((*seq, *p));
@@ -100,19 +104,45 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
     match (best.0, chosen) {
         (Codec::Raw, _) => write_raw(values, out),
         (Codec::RunLength, _) => write_run_length(values, runs, out),
-        (codec, Some((seq, p))) => write_packed(&head(codec, values), seq, p, out),
+        (codec, Some((seq, p))) => write_packed(&head(codec, values, step), seq, p, out),
         (_, None) => write_raw(values, out),
     }
     best.0
 }
 
-/// The values stored verbatim before the packed sequence of `codec` (needs `values.len() >= 2`).
-fn head(codec: Codec, values: &[i64]) -> Vec<i64> {
+/// The values stored verbatim before the packed sequence of `codec` (needs `values.len() >= 2`);
+/// `step` is the grid step of [`Codec::LinearPacked`].
+fn head(codec: Codec, values: &[i64], step: i64) -> Vec<i64> {
     match codec {
         Codec::DeltaPacked => vec![values[0]],
         Codec::DeltaDeltaPacked => vec![values[0], values[1].wrapping_sub(values[0])],
+        Codec::LinearPacked => vec![values[0], step],
         _ => Vec::new(),
     }
+}
+
+/// The median of the deltas: the grid step of [`Codec::LinearPacked`]. Unlike the mean it keeps
+/// the deltas' common divisor (whole milliseconds stay whole milliseconds) and ignores gaps.
+fn median(deltas: &[i64]) -> i64 {
+    if deltas.is_empty() {
+        return 0;
+    }
+    let mut d = deltas.to_vec();
+    let mid = d.len() / 2;
+    *d.select_nth_unstable(mid).1
+}
+
+/// Wrapping residuals `values[i] - (first + i * step)`.
+fn linear_residuals(values: &[i64], step: i64) -> Vec<i64> {
+    let mut grid = values[0];
+    values
+        .iter()
+        .map(|&v| {
+            let r = v.wrapping_sub(grid);
+            grid = grid.wrapping_add(step);
+            r
+        })
+        .collect()
 }
 
 /// Wrapping first differences.
@@ -180,7 +210,7 @@ fn seq_gcd(seq: &[i64]) -> u64 {
     let mut g = 0;
     for &v in seq {
         let d = v.abs_diff(base);
-        if d % g.max(1) != 0 || g == 0 {
+        if g == 0 || d % g != 0 {
             g = gcd(g, d);
             if g == 1 {
                 break;
@@ -190,23 +220,99 @@ fn seq_gcd(seq: &[i64]) -> u64 {
     g
 }
 
+/// Division by a fixed `g` of numbers known to be multiples of it: a shift for the power of two
+/// in `g`, then a multiplication by the inverse of its odd part modulo 2^64.
+#[derive(Clone, Copy)]
+struct ExactDiv {
+    shift: u32,
+    inverse: u64,
+}
+
+impl ExactDiv {
+    fn new(g: u64) -> Self {
+        let g = g.max(1);
+        let shift = g.trailing_zeros();
+        let odd = g >> shift;
+        // Newton's iteration doubles the correct low bits: 3 -> 6 -> ... -> 96.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        ExactDiv { shift, inverse }
+    }
+
+    #[inline]
+    fn div(self, d: u64) -> u64 {
+        (d >> self.shift).wrapping_mul(self.inverse)
+    }
+}
+
 fn min_max(block: &[i64]) -> (i64, i64) {
     block.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
-/// Bit width of a block whose values lie in `min..=max`, after division by `g`.
-fn block_width(min: i64, max: i64, g: u64) -> u32 {
-    bit_width(max.abs_diff(min) / g.max(1))
+/// Offsets of a block from its minimum, divided by the chunk's common divisor.
+fn offsets(block: &[i64], div: ExactDiv, q: &mut [u64; BLOCK]) -> i64 {
+    let (min, _) = min_max(block);
+    for (o, &v) in q.iter_mut().zip(block) {
+        *o = div.div(v.abs_diff(min));
+    }
+    min
+}
+
+/// How one block's offsets are stored: a bit width, and the offsets that do not fit in it
+/// (exceptions, stored apart as position + high bits).
+struct BlockLayout {
+    width: u32,
+    exceptions: usize,
+    /// Bytes after the width byte and the minimum.
+    size: usize,
+}
+
+/// Most exceptions a block may carry.
+const MAX_EXCEPTIONS: usize = BLOCK / 8;
+
+/// Picks the width that minimises the block's size, exceptions included (at most
+/// [`MAX_EXCEPTIONS`]).
+fn layout(q: &[u64]) -> BlockLayout {
+    let mut hist = [0u8; 65];
+    for &v in q {
+        hist[bit_width(v) as usize] += 1;
+    }
+    let full = (0..=64).rev().find(|&b| hist[b] > 0).unwrap_or(0);
+    let mut best = BlockLayout { width: full as u32, exceptions: 0, size: packed_len(q.len(), full as u32) };
+    // Occupied bit widths above the candidate width: (width, count).
+    let mut above = [(0usize, 0usize); MAX_EXCEPTIONS];
+    let (mut nabove, mut exceptions) = (0, 0);
+    for w in (0..full).rev() {
+        let count = usize::from(hist[w + 1]);
+        if count > 0 {
+            exceptions += count;
+            if exceptions > MAX_EXCEPTIONS {
+                break;
+            }
+            above[nabove] = (w + 1, count);
+            nabove += 1;
+        }
+        // Count byte, one position byte and a varint of the high bits per exception.
+        let patch: usize = above[..nabove].iter().map(|&(bw, c)| c * (1 + (bw - w).div_ceil(7))).sum();
+        let size = packed_len(q.len(), w as u32) + 1 + patch;
+        if size < best.size {
+            best = BlockLayout { width: w as u32, exceptions, size };
+        }
+    }
+    best
 }
 
 fn plan(seq: &[i64]) -> Plan {
     let g = seq_gcd(seq);
+    let div = ExactDiv::new(g);
     let mut size = if seq.is_empty() { 0 } else { varint_len(g) };
     let mut prev_min = 0i64;
+    let mut q = [0u64; BLOCK];
     for block in seq.chunks(BLOCK) {
-        let (min, max) = min_max(block);
-        let width = block_width(min, max, g);
-        size += 1 + varint_len(zigzag(min.wrapping_sub(prev_min))) + packed_len(block.len(), width);
+        let min = offsets(block, div, &mut q);
+        size += 1 + varint_len(zigzag(min.wrapping_sub(prev_min))) + layout(&q[..block.len()]).size;
         prev_min = min;
     }
     Plan { g, size }
@@ -221,27 +327,40 @@ fn write_packed(head: &[i64], seq: &[i64], p: Plan, out: &mut Vec<u8>) {
         return;
     }
     put_varint(out, p.g);
+    let div = ExactDiv::new(p.g);
     let mut prev_min = 0i64;
     let mut q = [0u64; BLOCK];
     for block in seq.chunks(BLOCK) {
-        let (min, max) = min_max(block);
-        let width = block_width(min, max, p.g);
-        out.push(width as u8);
+        let min = offsets(block, div, &mut q);
+        let q = &mut q[..block.len()];
+        let l = layout(q);
+        out.push(l.width as u8 | if l.exceptions > 0 { PATCHED } else { 0 });
         put_varint(out, zigzag(min.wrapping_sub(prev_min)));
         prev_min = min;
-        if width == 0 {
-            continue;
+        if l.exceptions > 0 {
+            write_patches(q, l.width, l.exceptions, out);
         }
-        if p.g <= 1 {
-            for (o, &v) in q.iter_mut().zip(block) {
-                *o = v.abs_diff(min);
-            }
-        } else {
-            for (o, &v) in q.iter_mut().zip(block) {
-                *o = v.abs_diff(min) / p.g;
-            }
+        pack(q, l.width, out);
+    }
+}
+
+/// Flag in a block's width byte: the block carries exceptions.
+const PATCHED: u8 = 0x80;
+
+/// Writes the exceptions of a block (values of `width` bits or more) and clears their high bits.
+fn write_patches(q: &mut [u64], width: u32, count: usize, out: &mut Vec<u8>) {
+    out.push(count as u8);
+    let limit = 1u64 << width;
+    for (i, &v) in q.iter().enumerate() {
+        if v >= limit {
+            out.push(i as u8);
         }
-        pack(&q[..block.len()], width, out);
+    }
+    for v in q.iter_mut() {
+        if *v >= limit {
+            put_varint(out, *v >> width);
+            *v &= limit - 1;
+        }
     }
 }
 
@@ -280,6 +399,7 @@ pub(crate) fn decode<S: Sink>(
         Codec::Packed => decode_packed::<0, S>(&mut r, n, sink),
         Codec::DeltaPacked => decode_packed::<1, S>(&mut r, n, sink),
         Codec::DeltaDeltaPacked => decode_packed::<2, S>(&mut r, n, sink),
+        Codec::LinearPacked => decode_packed::<LINEAR, S>(&mut r, n, sink),
         _ => Err(r.error("not an integer codec")),
     }
 }
@@ -347,17 +467,22 @@ struct Prefix {
     d: i64,
 }
 
+/// The `ORDER` of [`Codec::LinearPacked`]: the head holds the grid's first value and step, and
+/// every value (the first included) is packed as its residual from the grid.
+const LINEAR: usize = 3;
+
 fn decode_packed<const ORDER: usize, S: Sink>(
     r: &mut Reader<'_>,
     n: usize,
     sink: &mut S,
 ) -> Result<(), CodecError> {
-    let nhead = ORDER.min(n);
+    // Head values read, and how many of them are values of the column.
+    let (nread, nhead) = if ORDER == LINEAR { (2 * usize::from(n > 0), 0) } else { (ORDER.min(n), ORDER.min(n)) };
     let mut st = Prefix { x: 0, d: 0 };
-    if nhead >= 1 {
+    if nread >= 1 {
         st.x = r.signed()?;
     }
-    if nhead >= 2 {
+    if nread >= 2 {
         st.d = r.signed()?;
     }
     let m = n - nhead;
@@ -371,23 +496,63 @@ fn decode_packed<const ORDER: usize, S: Sink>(
     }
     sink.reserve(n);
     put_head(nhead, &st, sink);
-    if nhead == 2 {
+    if ORDER == 2 && nhead == 2 {
         st.x = st.x.wrapping_add(st.d);
     }
     let (mut min, mut q, mut vals) = (0i64, [0u64; BLOCK], [0i64; BLOCK]);
+    let mut patches = Patches { count: 0, pos: [0; BLOCK], high: [0; BLOCK] };
     for b in 0..blocks {
         let len = BLOCK.min(m - b * BLOCK);
-        let width = u32::from(r.u8()?);
+        let head = r.u8()?;
+        let width = u32::from(head & !PATCHED);
         if width > 64 {
             return Err(r.error(format!("bit width {width} exceeds 64")));
         }
         min = min.wrapping_add(r.signed()?);
+        patches.count = 0;
+        if head & PATCHED != 0 {
+            patches.read(r, len, width)?;
+        }
         unpack(r.bytes(packed_len(len, width))?, width, &mut q);
+        patches.apply(&mut q, width);
         reconstruct::<ORDER>(&q, min, g, &mut vals);
         prefix::<ORDER>(&mut vals[..len], &mut st);
         sink.put(&vals[..len]);
     }
     r.finish()
+}
+
+/// The exceptions of one block: positions and the bits above the block's width.
+struct Patches {
+    count: usize,
+    pos: [u8; BLOCK],
+    high: [u64; BLOCK],
+}
+
+impl Patches {
+    fn read(&mut self, r: &mut Reader<'_>, len: usize, width: u32) -> Result<(), CodecError> {
+        let count = usize::from(r.u8()?);
+        if width >= 64 || count == 0 || count > len.min(MAX_EXCEPTIONS) {
+            return Err(r.error(format!("{count} exceptions in a block of {len} at width {width}")));
+        }
+        let pos = r.bytes(count)?;
+        if pos.iter().any(|&p| usize::from(p) >= len) {
+            return Err(r.error("exception position outside its block"));
+        }
+        self.pos[..count].copy_from_slice(pos);
+        for h in &mut self.high[..count] {
+            *h = r.varint()?;
+        }
+        self.count = count;
+        Ok(())
+    }
+
+    #[inline]
+    fn apply(&self, q: &mut [u64; BLOCK], width: u32) {
+        for (&p, &h) in self.pos[..self.count].iter().zip(&self.high) {
+            q[usize::from(p)] |= h.wrapping_shl(width);
+        }
+    }
 }
 
 /// Finishes a packed stream that holds only head values.
@@ -447,6 +612,14 @@ fn prefix<const ORDER: usize>(vals: &mut [i64], st: &mut Prefix) {
             }
             (st.x, st.d) = (x, d);
         }
+        LINEAR => {
+            let (mut x, d) = (st.x, st.d);
+            for v in vals {
+                *v = v.wrapping_add(x);
+                x = x.wrapping_add(d);
+            }
+            st.x = x;
+        }
         _ => {}
     }
 }
@@ -469,10 +642,11 @@ mod tests {
         let seq = match codec {
             Codec::Packed => values.to_vec(),
             Codec::DeltaPacked => diffs(values),
+            Codec::LinearPacked => linear_residuals(values, median(&diffs(values))),
             _ => diffs(&diffs(values)),
         };
         let mut out = Vec::new();
-        write_packed(&head(codec, values), &seq, plan(&seq), &mut out);
+        write_packed(&head(codec, values, median(&diffs(values))), &seq, plan(&seq), &mut out);
         out
     }
 
@@ -487,7 +661,7 @@ mod tests {
                 _ => i * 7919,
             })
             .collect();
-        for codec in [Codec::Packed, Codec::DeltaPacked, Codec::DeltaDeltaPacked] {
+        for codec in [Codec::Packed, Codec::DeltaPacked, Codec::DeltaDeltaPacked, Codec::LinearPacked] {
             let buf = forced(&v, codec);
             let mut out = Vec::new();
             decode(codec, &buf, v.len(), &mut out).unwrap();
@@ -538,7 +712,7 @@ mod tests {
         let mut bad = buf.clone();
         bad[2] = 65; // first block width (after head and g varints, both one byte)
         assert!(decode(Codec::DeltaPacked, &bad, 300, &mut Vec::new()).is_err());
-        assert!(decode(Codec::DeltaPacked, &buf, 301, &mut Vec::new()).is_err());
+        assert!(decode(Codec::DeltaPacked, &buf, 600, &mut Vec::new()).is_err());
         assert!(decode(Codec::Regular, &[2, 2], usize::MAX, &mut Vec::new()).is_err());
     }
 }

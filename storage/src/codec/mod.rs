@@ -54,11 +54,17 @@ pub enum Codec {
     BitPacked = 9,
     /// Distinct values once, then bit-packed ids (strings).
     Dictionary = 10,
+    /// Float bit patterns mapped to order-preserving integers, stored with an integer codec
+    /// (floats with full precision).
+    FloatBits = 11,
+    /// Frame-of-reference bit-packing of the residuals from a regular grid `first + i * step`
+    /// (jittered timestamps, integers).
+    LinearPacked = 12,
 }
 
 impl Codec {
     /// Every codec, in id order.
-    pub const ALL: [Codec; 11] = [
+    pub const ALL: [Codec; 13] = [
         Codec::Raw,
         Codec::Constant,
         Codec::Regular,
@@ -70,6 +76,8 @@ impl Codec {
         Codec::Decimal,
         Codec::BitPacked,
         Codec::Dictionary,
+        Codec::FloatBits,
+        Codec::LinearPacked,
     ];
 
     /// Parses a stored codec byte.
@@ -96,6 +104,8 @@ impl Codec {
             Codec::Decimal => "decimal",
             Codec::BitPacked => "bit-packed",
             Codec::Dictionary => "dictionary",
+            Codec::FloatBits => "float-bits",
+            Codec::LinearPacked => "linear-packed",
         }
     }
 }

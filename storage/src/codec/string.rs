@@ -85,7 +85,7 @@ pub(crate) fn decode(
         Codec::Constant => {
             let (s, _) = read_plain(&mut r, 1)?;
             r.finish()?;
-            let total = s.len().checked_mul(n).unwrap_or(usize::MAX);
+            let total = s.len().saturating_mul(n);
             check_room(&r, out, total)?;
             out.data.reserve(total);
             out.ends.reserve(n);

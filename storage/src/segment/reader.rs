@@ -275,6 +275,9 @@ fn locate_footer(map: &[u8]) -> std::result::Result<&[u8], String> {
     if version > VERSION {
         return Err(format!("format version {version} is newer than this build supports ({VERSION}); upgrade Strata"));
     }
+    if version == 0 || map[10..HEADER_LEN].iter().any(|&b| b != 0) {
+        return Err(format!("bad header: version {version}, flags/reserved bytes {:?}", &map[10..HEADER_LEN]));
+    }
     let trailer = &map[map.len() - TRAILER_LEN..];
     if &trailer[16..] != END_MAGIC {
         return Err("bad trailer magic (file truncated or not finished)".into());

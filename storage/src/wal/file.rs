@@ -39,13 +39,27 @@ impl ActiveFile {
     /// fsyncs the file and the directory.
     pub fn create(dir: &Path, id: u64, base_seq: u64, fsync: bool) -> io::Result<ActiveFile> {
         let path = dir.join(file_name(id));
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&path)?;
-        file.write_all(&FileHeader { file_id: id, base_seq }.encode())?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.write_all(
+            &FileHeader {
+                file_id: id,
+                base_seq,
+            }
+            .encode(),
+        )?;
         if fsync {
             file.sync_all()?;
             sync_dir(dir)?;
         }
-        Ok(ActiveFile { file, id, path, len: FILE_HEADER_LEN as u64 })
+        Ok(ActiveFile {
+            file,
+            id,
+            path,
+            len: FILE_HEADER_LEN as u64,
+        })
     }
 
     /// The file's id.
@@ -93,6 +107,9 @@ mod tests {
         assert_eq!(parse_file_name("wal-99999999999999999999.log"), None);
         assert_eq!(parse_file_name("wal-12.log"), None);
         assert_eq!(parse_file_name("wal-0000000000000000001x.log"), None);
-        assert_eq!(parse_file_name("wal-00000000000000000012.log.corrupt"), None);
+        assert_eq!(
+            parse_file_name("wal-00000000000000000012.log.corrupt"),
+            None
+        );
     }
 }

@@ -221,7 +221,12 @@ pub fn scan_file(data: &[u8], expected_file_id: Option<u64>, previous_seq: u64) 
         Ok(header) => header,
         Err(kind) => {
             let damage = Some(Damage { offset: 0, kind });
-            return FileScan { header: None, records: Vec::new(), valid_len: 0, damage };
+            return FileScan {
+                header: None,
+                records: Vec::new(),
+                valid_len: 0,
+                damage,
+            };
         }
     };
     let mut min_seq = previous_seq.saturating_add(1).max(header.base_seq);
@@ -237,19 +242,30 @@ pub fn scan_file(data: &[u8], expected_file_id: Option<u64>, previous_seq: u64) 
                 records.push(record);
                 offset = next;
             }
-            Err(kind) => break Some(Damage { offset: offset as u64, kind }),
+            Err(kind) => {
+                break Some(Damage {
+                    offset: offset as u64,
+                    kind,
+                });
+            }
         }
     };
-    FileScan { header: Some(header), records, valid_len: offset as u64, damage }
+    FileScan {
+        header: Some(header),
+        records,
+        valid_len: offset as u64,
+        damage,
+    }
 }
 
 /// Decodes the header and checks it against the file name's id.
 fn check_header(data: &[u8], expected_file_id: Option<u64>) -> Result<FileHeader, DamageKind> {
     let header = FileHeader::decode(data)?;
     match expected_file_id {
-        Some(expected) if expected != header.file_id => {
-            Err(DamageKind::FileIdMismatch { expected, found: header.file_id })
-        }
+        Some(expected) if expected != header.file_id => Err(DamageKind::FileIdMismatch {
+            expected,
+            found: header.file_id,
+        }),
         _ => Ok(header),
     }
 }
@@ -262,7 +278,9 @@ fn decode_record(
 ) -> Result<(ScannedRecord<'_>, usize), DamageKind> {
     let rest = data.get(offset..).unwrap_or_default();
     let Some(head) = rest.get(..RECORD_HEADER_LEN) else {
-        return Err(DamageKind::TornRecordHeader { remaining: rest.len() });
+        return Err(DamageKind::TornRecordHeader {
+            remaining: rest.len(),
+        });
     };
     let len = u32::from_le_bytes(array(&head[0..4]));
     let stored = u32::from_le_bytes(array(&head[4..8]));
@@ -273,7 +291,10 @@ fn decode_record(
     }
     let body = &rest[RECORD_HEADER_LEN..];
     let Some(payload) = body.get(..len_usize) else {
-        return Err(DamageKind::TornPayload { len, remaining: body.len() });
+        return Err(DamageKind::TornPayload {
+            len,
+            remaining: body.len(),
+        });
     };
     let computed = record_crc(seq, payload);
     if stored != computed {
@@ -283,7 +304,11 @@ fn decode_record(
     if seq < min_seq || seq == u64::MAX {
         return Err(DamageKind::SeqOutOfOrder { seq, min: min_seq });
     }
-    let record = ScannedRecord { offset: offset as u64, seq, payload };
+    let record = ScannedRecord {
+        offset: offset as u64,
+        seq,
+        payload,
+    };
     Ok((record, offset + RECORD_HEADER_LEN + len_usize))
 }
 
@@ -292,7 +317,12 @@ mod tests {
     use super::*;
 
     fn file(records: &[(u64, &[u8])]) -> Vec<u8> {
-        let mut out = FileHeader { file_id: 7, base_seq: 1 }.encode().to_vec();
+        let mut out = FileHeader {
+            file_id: 7,
+            base_seq: 1,
+        }
+        .encode()
+        .to_vec();
         for (seq, payload) in records {
             encode_record(&mut out, *seq, payload);
         }
@@ -301,7 +331,10 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let header = FileHeader { file_id: 42, base_seq: 1000 };
+        let header = FileHeader {
+            file_id: 42,
+            base_seq: 1000,
+        };
         assert_eq!(FileHeader::decode(&header.encode()), Ok(header));
     }
 
@@ -314,7 +347,10 @@ mod tests {
         let seqs: Vec<u64> = scan.records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [1, 2, 5]);
         assert_eq!(scan.records[2].payload, b"ccc");
-        assert_eq!(scan.records[1].offset, (FILE_HEADER_LEN + RECORD_HEADER_LEN + 1) as u64);
+        assert_eq!(
+            scan.records[1].offset,
+            (FILE_HEADER_LEN + RECORD_HEADER_LEN + 1) as u64
+        );
     }
 
     #[test]
@@ -334,7 +370,13 @@ mod tests {
         let data = file(&[(1, b"a")]);
         let scan = scan_file(&data, Some(8), 0);
         let damage = scan.damage.expect("damage");
-        assert_eq!(damage.kind, DamageKind::FileIdMismatch { expected: 8, found: 7 });
+        assert_eq!(
+            damage.kind,
+            DamageKind::FileIdMismatch {
+                expected: 8,
+                found: 7
+            }
+        );
         assert_eq!((damage.offset, scan.valid_len), (0, 0));
         assert!(matches!(
             scan_file(&data[..10], None, 0).damage.map(|d| d.kind),
@@ -348,6 +390,9 @@ mod tests {
         data.extend_from_slice(&u32::MAX.to_le_bytes());
         data.extend_from_slice(&[0; 12]);
         let scan = scan_file(&data, None, 0);
-        assert_eq!(scan.damage.map(|d| d.kind), Some(DamageKind::AbsurdLength { len: u32::MAX }));
+        assert_eq!(
+            scan.damage.map(|d| d.kind),
+            Some(DamageKind::AbsurdLength { len: u32::MAX })
+        );
     }
 }

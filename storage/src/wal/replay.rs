@@ -71,7 +71,10 @@ struct Listing {
 
 /// Lists `wal-{id}.log` files (and notes the ids of files set aside as corrupt).
 fn list_files(dir: &Path) -> Result<Listing, WalError> {
-    let mut listing = Listing { files: BTreeMap::new(), max_id: None };
+    let mut listing = Listing {
+        files: BTreeMap::new(),
+        max_id: None,
+    };
     for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let entry = entry.map_err(|e| io_error(dir, e))?;
         let name = entry.file_name();
@@ -117,10 +120,16 @@ impl<'d> Recovery<'d> {
     /// Computes where the writer continues.
     fn finish(self, min_file_id: u64) -> Result<Recovered, WalError> {
         let next_file_id = match self.max_file_id {
-            Some(max) => max.checked_add(1).ok_or_else(|| exhausted(self.dir, "file ids"))?,
+            Some(max) => max
+                .checked_add(1)
+                .ok_or_else(|| exhausted(self.dir, "file ids"))?,
             None => 1,
         };
-        let next_seq = self.last_seq.saturating_add(1).max(self.max_base_seq).max(1);
+        let next_seq = self
+            .last_seq
+            .saturating_add(1)
+            .max(self.max_base_seq)
+            .max(1);
         Ok(Recovered {
             replay: self.replay,
             next_file_id: next_file_id.max(min_file_id),
@@ -132,7 +141,8 @@ impl<'d> Recovery<'d> {
     /// Deletes a file below the caller's minimum id, keeping its base sequence number.
     fn discard(&mut self, path: &Path) -> Result<(), WalError> {
         let mut head = Vec::with_capacity(FILE_HEADER_LEN);
-        let read = File::open(path).and_then(|f| f.take(FILE_HEADER_LEN as u64).read_to_end(&mut head));
+        let read =
+            File::open(path).and_then(|f| f.take(FILE_HEADER_LEN as u64).read_to_end(&mut head));
         read.map_err(|e| io_error(path, e))?;
         if let Ok(header) = FileHeader::decode(&head) {
             self.max_base_seq = self.max_base_seq.max(header.base_seq);
@@ -154,7 +164,11 @@ impl<'d> Recovery<'d> {
             self.disk_bytes = self.disk_bytes.saturating_add(data.len() as u64);
             return Ok(());
         };
-        let later = if is_last { "" } else { "; later WAL files may still hold acknowledged records and are replayed" };
+        let later = if is_last {
+            ""
+        } else {
+            "; later WAL files may still hold acknowledged records and are replayed"
+        };
         if damage.kind.is_header_damage() {
             return self.set_aside(path, &damage.kind, data.len(), later);
         }
@@ -171,7 +185,11 @@ impl<'d> Recovery<'d> {
 
     /// Copies the scanned records into the replay, warning about gaps in the sequence numbers.
     fn take_records(&mut self, id: u64, path: &Path, base_seq: u64, records: &[ScannedRecord<'_>]) {
-        let mut expected = if self.last_seq == 0 { base_seq } else { self.last_seq.saturating_add(1) };
+        let mut expected = if self.last_seq == 0 {
+            base_seq
+        } else {
+            self.last_seq.saturating_add(1)
+        };
         for record in records {
             if record.seq > expected {
                 self.warn(format!(
@@ -185,16 +203,29 @@ impl<'d> Recovery<'d> {
             expected = record.seq.saturating_add(1);
             self.last_seq = record.seq;
             let payload = record.payload.to_vec();
-            self.replay.records.push(WalRecord { file_id: id, seq: record.seq, payload });
+            self.replay.records.push(WalRecord {
+                file_id: id,
+                seq: record.seq,
+                payload,
+            });
         }
     }
 
     /// Handles a file whose header is damaged: deleted if it is a torn creation, otherwise
     /// renamed to `*.corrupt` so that its bytes are kept but never replayed again.
-    fn set_aside(&mut self, path: &Path, kind: &DamageKind, len: usize, later: &str) -> Result<(), WalError> {
+    fn set_aside(
+        &mut self,
+        path: &Path,
+        kind: &DamageKind,
+        len: usize,
+        later: &str,
+    ) -> Result<(), WalError> {
         if let DamageKind::UnsupportedVersion(_) = kind {
             let detail = format!("{kind}; refusing to open a WAL written by another version");
-            return Err(io_error(path, std::io::Error::new(std::io::ErrorKind::InvalidData, detail)));
+            return Err(io_error(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, detail),
+            ));
         }
         self.dir_dirty = true;
         let shown = path.display();
@@ -216,7 +247,10 @@ impl<'d> Recovery<'d> {
 
     /// Truncates a damaged file to its intact prefix.
     fn truncate(&mut self, path: &Path, valid_len: u64) -> Result<(), WalError> {
-        let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
         file.set_len(valid_len).map_err(|e| io_error(path, e))?;
         if self.fsync {
             file.sync_all().map_err(|e| io_error(path, e))?;
@@ -235,5 +269,8 @@ impl<'d> Recovery<'d> {
 /// The error for a counter that reached its maximum.
 fn exhausted(dir: &Path, what: &str) -> WalError {
     let detail = format!("WAL {what} are exhausted");
-    io_error(dir, std::io::Error::new(std::io::ErrorKind::InvalidData, detail))
+    io_error(
+        dir,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, detail),
+    )
 }

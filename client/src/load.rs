@@ -1,0 +1,254 @@
+//! The HTTP load driver: `C` threads, each with its own keep-alive `ureq` agent, POST batches of
+//! line protocol to `/api/v1/write` and record per-request latency; the result is a [`LoadReport`].
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::fleet::{FleetConfig, FleetGenerator};
+use crate::lineproto::{Counts, count, split_batches};
+
+/// Where the line protocol comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file's content, cut into batches of whole lines.
+    File(Arc<Vec<u8>>),
+    /// The fleet simulator, trucks split between the connections.
+    Fleet(FleetConfig),
+}
+
+/// Load settings.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Base URL, e.g. `http://127.0.0.1:7086`.
+    pub url: String,
+    /// Target database.
+    pub db: String,
+    /// Concurrent connections (threads).
+    pub connections: usize,
+    /// Lines per request.
+    pub batch: usize,
+    /// Print a progress line on stderr every this often (`None`: quiet).
+    pub progress: Option<Duration>,
+}
+
+/// Counters shared by the workers.
+#[derive(Debug, Default)]
+struct Shared {
+    rows: AtomicU64,
+    values: AtomicU64,
+    bytes: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    next_chunk: AtomicUsize,
+}
+
+/// What a load run achieved.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Rows acknowledged by the server.
+    pub rows: u64,
+    /// Field values acknowledged.
+    pub values: u64,
+    /// Body bytes acknowledged.
+    pub bytes: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that failed (non-2xx or transport error).
+    pub errors: u64,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// Latency of every successful request, sorted, in microseconds.
+    pub latencies_us: Vec<u64>,
+}
+
+impl LoadReport {
+    /// Latency percentile `q` in [0, 1], in milliseconds.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let idx = ((self.latencies_us.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        self.latencies_us[idx] as f64 / 1000.0
+    }
+
+    fn per_sec(&self, n: u64) -> f64 {
+        n as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "requests   {} ({} failed) in {:.2} s",
+            self.requests,
+            self.errors,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "rows       {} ({:.0} rows/s)",
+            self.rows,
+            self.per_sec(self.rows)
+        )?;
+        writeln!(
+            f,
+            "values     {} ({:.0} values/s)",
+            self.values,
+            self.per_sec(self.values)
+        )?;
+        writeln!(
+            f,
+            "bytes      {} ({:.1} MB/s)",
+            self.bytes,
+            self.per_sec(self.bytes) / 1e6
+        )?;
+        write!(
+            f,
+            "latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.9),
+            self.percentile_ms(0.99),
+            self.percentile_ms(1.0)
+        )
+    }
+}
+
+/// Runs the load to completion.
+pub fn run(cfg: &LoadConfig, source: Source) -> LoadReport {
+    let shared = Arc::new(Shared::default());
+    let chunks = match &source {
+        Source::File(data) => Arc::new(split_batches(data, cfg.batch)),
+        Source::Fleet(_) => Arc::new(Vec::new()),
+    };
+    let connections = cfg.connections.max(1);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|part| {
+            let (cfg, source, shared, chunks) =
+                (cfg.clone(), source.clone(), shared.clone(), chunks.clone());
+            std::thread::spawn(move || worker(&cfg, &source, part, connections, &shared, &chunks))
+        })
+        .collect();
+    report_progress(cfg.progress, &shared, started, &workers);
+    let mut latencies: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap_or_default())
+        .collect();
+    latencies.sort_unstable();
+    LoadReport {
+        rows: shared.rows.load(Relaxed),
+        values: shared.values.load(Relaxed),
+        bytes: shared.bytes.load(Relaxed),
+        requests: shared.requests.load(Relaxed),
+        errors: shared.errors.load(Relaxed),
+        elapsed: started.elapsed(),
+        latencies_us: latencies,
+    }
+}
+
+/// Prints a progress line every `every` until the workers finish.
+fn report_progress(
+    every: Option<Duration>,
+    shared: &Shared,
+    started: Instant,
+    workers: &[std::thread::JoinHandle<Vec<u64>>],
+) {
+    let mut last_print = Instant::now();
+    while workers.iter().any(|w| !w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+        if every.is_some_and(|e| last_print.elapsed() >= e) {
+            last_print = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            let rows = shared.rows.load(Relaxed);
+            eprintln!(
+                "[{secs:6.1}s] rows {rows} ({:.0}/s), requests {}, errors {}",
+                rows as f64 / secs,
+                shared.requests.load(Relaxed),
+                shared.errors.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// One connection: sends batches until the source is exhausted; returns its latencies.
+fn worker(
+    cfg: &LoadConfig,
+    source: &Source,
+    part: usize,
+    parts: usize,
+    shared: &Shared,
+    chunks: &[Range<usize>],
+) -> Vec<u64> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .build();
+    let url = format!(
+        "{}/api/v1/write?db={}",
+        cfg.url.trim_end_matches('/'),
+        cfg.db
+    );
+    let mut latencies = Vec::new();
+    let mut send = |body: &[u8], counts: Counts| {
+        if let Some(us) = post(&agent, &url, body, shared) {
+            latencies.push(us);
+            shared.rows.fetch_add(counts.rows, Relaxed);
+            shared.values.fetch_add(counts.values, Relaxed);
+            shared.bytes.fetch_add(body.len() as u64, Relaxed);
+        }
+    };
+    match source {
+        Source::File(data) => loop {
+            let i = shared.next_chunk.fetch_add(1, Relaxed);
+            let Some(range) = chunks.get(i) else { break };
+            let body = &data[range.clone()];
+            send(body, count(body));
+        },
+        Source::Fleet(fleet) => {
+            let mut generator = FleetGenerator::partition(fleet, part, parts);
+            let mut buf = Vec::with_capacity(cfg.batch * 256);
+            loop {
+                buf.clear();
+                let counts = generator.next_batch(cfg.batch, &mut buf);
+                if counts.rows == 0 {
+                    break;
+                }
+                send(&buf, counts);
+            }
+        }
+    }
+    latencies
+}
+
+/// Sends one batch; returns its latency in microseconds on success.
+fn post(agent: &ureq::Agent, url: &str, body: &[u8], shared: &Shared) -> Option<u64> {
+    let started = Instant::now();
+    let res = agent
+        .post(url)
+        .set("Content-Type", "text/plain; charset=utf-8")
+        .send_bytes(body);
+    let us = started.elapsed().as_micros() as u64;
+    let n = shared.requests.fetch_add(1, Relaxed);
+    match res {
+        Ok(_) => Some(us),
+        Err(e) => {
+            let errors = shared.errors.fetch_add(1, Relaxed);
+            if errors < 5 {
+                eprintln!("request {n} failed: {}", describe(e));
+            }
+            None
+        }
+    }
+}
+
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            format!("HTTP {code}: {}", resp.into_string().unwrap_or_default())
+        }
+        ureq::Error::Transport(t) => t.to_string(),
+    }
+}
