@@ -12,8 +12,9 @@ use rand::{Rng, SeedableRng};
 use strata_storage::StringColumn;
 use strata_storage::codec::{self, Codec, CodecError};
 
-/// Values per chunk: one day of one series at a 10 s interval.
-const N: usize = 8_640;
+/// Values per chunk: one segment block (`BLOCK_ROWS` in docs/format.md), about 23 hours of one
+/// series at a 10 s interval.
+const N: usize = 8_192;
 const TS0: i64 = 1_700_000_000_000_000_000;
 const TEN_S: i64 = 10_000_000_000;
 
@@ -36,11 +37,18 @@ fn timestamp_shapes() -> Vec<(&'static str, Vec<i64>)> {
         })
         .collect();
     let mut r = rng(2);
-    let jitter_ms = (0..N as i64).map(|i| TS0 + i * TEN_S + r.gen_range(-500..=500) * 1_000_000).collect();
+    let jitter_ms = (0..N as i64)
+        .map(|i| TS0 + i * TEN_S + r.gen_range(-500..=500) * 1_000_000)
+        .collect();
     let mut r = rng(3);
-    let jitter_ns = (0..N as i64).map(|i| TS0 + i * TEN_S + r.gen_range(-5_000_000..=5_000_000)).collect();
+    let jitter_ns = (0..N as i64)
+        .map(|i| TS0 + i * TEN_S + r.gen_range(-5_000_000..=5_000_000))
+        .collect();
     vec![
-        ("regular-10s", (0..N as i64).map(|i| TS0 + i * TEN_S).collect()),
+        (
+            "regular-10s",
+            (0..N as i64).map(|i| TS0 + i * TEN_S).collect(),
+        ),
         ("gaps-1pct", gaps),
         ("jitter-500ms@ms", jitter_ms),
         ("jitter-5ms@ns", jitter_ns),
@@ -111,7 +119,12 @@ fn integer_shapes() -> Vec<(&'static str, Vec<i64>)> {
             s
         })
         .collect();
-    vec![("counter", counter), ("small-walk", small_walk), ("random-16bit", random16), ("status-runs", status)]
+    vec![
+        ("counter", counter),
+        ("small-walk", small_walk),
+        ("random-16bit", random16),
+        ("status-runs", status),
+    ]
 }
 
 fn bool_shapes() -> Vec<(&'static str, Vec<bool>)> {
@@ -129,7 +142,14 @@ fn bool_shapes() -> Vec<(&'static str, Vec<bool>)> {
 }
 
 fn string_shapes() -> Vec<(&'static str, StringColumn)> {
-    let states = ["idle", "driving", "loading", "unloading", "maintenance", "offline"];
+    let states = [
+        "idle",
+        "driving",
+        "loading",
+        "unloading",
+        "maintenance",
+        "offline",
+    ];
     let mut r = rng(40);
     let mut low = StringColumn::default();
     let mut unique = StringColumn::default();
@@ -140,7 +160,7 @@ fn string_shapes() -> Vec<(&'static str, StringColumn)> {
     vec![("low-cardinality", low), ("unique", unique)]
 }
 
-/// One TSBS-style truck day: the `readings` fields, then the `diagnostics` fields (as floats,
+/// One TSBS-style truck block of `N` rows: the `readings` fields, then the `diagnostics` fields (as floats,
 /// status as an integer-valued float), following the generator in timescale/tsbs
 /// `pkg/data/usecases/iot`.
 fn truck_fields(seed: u64) -> Vec<(&'static str, Vec<f64>)> {
@@ -208,7 +228,11 @@ fn bpv(bytes: usize, n: usize) -> f64 {
 
 fn print_row(ty: &str, shape: &str, codec: Codec, bytes: usize, pco: Option<usize>) {
     let pco = pco.map_or("-".to_string(), |p| format!("{:.3}", bpv(p, N)));
-    println!("| {ty:<10} | {shape:<18} | {:<18} | {:>7.3} | {pco:>7} |", codec.name(), bpv(bytes, N));
+    println!(
+        "| {ty:<10} | {shape:<18} | {:<18} | {:>7.3} | {pco:>7} |",
+        codec.name(),
+        bpv(bytes, N)
+    );
 }
 
 /// Prints bytes per value for every shape, ours and pco's, and the truck-fleet summary.
@@ -256,7 +280,12 @@ fn print_truck_table() {
             sum = (sum.0 + b, sum.1 + pco_len(&t[f].1));
         }
         let n = N * trucks.len();
-        println!("| {name:<16} | {:<18} | {:>7.3} | {:>7.3} |", codec.name(), bpv(sum.0, n), bpv(sum.1, n));
+        println!(
+            "| {name:<16} | {:<18} | {:>7.3} | {:>7.3} |",
+            codec.name(),
+            bpv(sum.0, n),
+            bpv(sum.1, n)
+        );
         total = (total.0 + sum.0, total.1 + sum.1);
     }
     let ts: Vec<i64> = (0..N as i64).map(|i| TS0 + i * TEN_S).collect();
@@ -280,7 +309,13 @@ type Enc<T> = fn(&[T], &mut Vec<u8>) -> Codec;
 type Dec<T> = fn(Codec, &[u8], usize, &mut Vec<T>) -> Result<(), CodecError>;
 
 /// Benchmarks our encoder and decoder on one shape.
-fn bench_ours<T>(g: &mut BenchmarkGroup<'_, WallTime>, shape: &str, values: &[T], enc: Enc<T>, dec: Dec<T>) {
+fn bench_ours<T>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    shape: &str,
+    values: &[T],
+    enc: Enc<T>,
+    dec: Dec<T>,
+) {
     let mut buf = Vec::new();
     let codec = enc(values, &mut buf);
     g.bench_function(format!("encode/{shape}/strata-{}", codec.name()), |b| {
@@ -301,15 +336,23 @@ fn bench_ours<T>(g: &mut BenchmarkGroup<'_, WallTime>, shape: &str, values: &[T]
 }
 
 /// Benchmarks pco's standalone compressor and decompressor on one shape.
-fn bench_pco<T: pco::data_types::Number>(g: &mut BenchmarkGroup<'_, WallTime>, shape: &str, values: &[T]) {
+fn bench_pco<T: pco::data_types::Number>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    shape: &str,
+    values: &[T],
+) {
     let config = pco::ChunkConfig::default();
     let bytes = pco::standalone::simple_compress(values, &config).expect("pco compresses");
     g.bench_function(format!("encode/{shape}/pco"), |b| {
-        b.iter(|| black_box(pco::standalone::simple_compress(black_box(values), &config).map(|v| v.len())))
+        b.iter(|| {
+            black_box(pco::standalone::simple_compress(black_box(values), &config).map(|v| v.len()))
+        })
     });
     g.bench_function(format!("decode/{shape}/pco"), |b| {
         let mut out = vec![T::default(); values.len()];
-        b.iter(|| black_box(pco::standalone::simple_decompress_into(black_box(&bytes), &mut out).is_ok()))
+        b.iter(|| {
+            black_box(pco::standalone::simple_decompress_into(black_box(&bytes), &mut out).is_ok())
+        })
     });
 }
 
@@ -325,25 +368,49 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTim
 fn bench_all(c: &mut Criterion) {
     let mut g = configure(c, "timestamps");
     for (shape, v) in timestamp_shapes() {
-        bench_ours(&mut g, shape, &v, codec::encode_timestamps, codec::decode_timestamps);
+        bench_ours(
+            &mut g,
+            shape,
+            &v,
+            codec::encode_timestamps,
+            codec::decode_timestamps,
+        );
         bench_pco(&mut g, shape, &v);
     }
     g.finish();
     let mut g = configure(c, "floats");
     for (shape, v) in float_shapes() {
-        bench_ours(&mut g, shape, &v, codec::encode_floats, codec::decode_floats);
+        bench_ours(
+            &mut g,
+            shape,
+            &v,
+            codec::encode_floats,
+            codec::decode_floats,
+        );
         bench_pco(&mut g, shape, &v);
     }
     g.finish();
     let mut g = configure(c, "integers");
     for (shape, v) in integer_shapes() {
-        bench_ours(&mut g, shape, &v, codec::encode_integers, codec::decode_integers);
+        bench_ours(
+            &mut g,
+            shape,
+            &v,
+            codec::encode_integers,
+            codec::decode_integers,
+        );
         bench_pco(&mut g, shape, &v);
     }
     g.finish();
     let mut g = configure(c, "booleans");
     for (shape, v) in bool_shapes() {
-        bench_ours(&mut g, shape, &v, codec::encode_booleans, codec::decode_booleans);
+        bench_ours(
+            &mut g,
+            shape,
+            &v,
+            codec::encode_booleans,
+            codec::decode_booleans,
+        );
     }
     g.finish();
     bench_strings(c);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use strata_client::fleet::{FleetConfig, FleetGenerator};
 use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_storage::{Durability, Engine, EngineConfig, ScanRequest};
@@ -104,5 +104,9 @@ fn bench_storage_and_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest, bench_storage_and_reads);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_ingest(&mut c);
+    bench_storage_and_reads(&mut c);
+    c.final_summary();
+}

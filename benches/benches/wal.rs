@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use strata_storage::wal::{Durability, Wal, WalOptions};
 
 const MODES: [(&str, Durability); 2] = [("sync", Durability::Sync), ("none", Durability::None)];
@@ -114,5 +114,9 @@ fn summary_table() {
     }
 }
 
-criterion_group!(benches, bench_wal);
-criterion_main!(benches, summary_table);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_wal(&mut c);
+    c.final_summary();
+    summary_table();
+}

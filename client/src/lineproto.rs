@@ -73,6 +73,26 @@ pub fn split_batches(payload: &[u8], lines: usize) -> Vec<std::ops::Range<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300), lines in 0usize..10) {
+            let _ = count(&b);
+            let _ = split_batches(&b, lines);
+        }
+
+        #[test]
+        fn batches_partition_the_payload(text in "([a-z]{1,5} x=[0-9]{1,3}\n){0,40}", lines in 1usize..10) {
+            let b = text.as_bytes();
+            let ranges = split_batches(b, lines);
+            let joined: Vec<u8> = ranges.iter().flat_map(|r| b[r.clone()].iter().copied()).collect();
+            prop_assert_eq!(joined, b.to_vec());
+            let rows: u64 = ranges.iter().map(|r| count(&b[r.clone()]).rows).sum();
+            prop_assert_eq!(rows, count(b).rows);
+            prop_assert!(ranges.iter().all(|r| count(&b[r.clone()]).rows as usize <= lines));
+        }
+    }
 
     #[test]
     fn counts_fields_with_quotes_and_escapes() {

@@ -8,8 +8,12 @@ use libfuzzer_sys::fuzz_target;
 use strata_storage::codec::{Codec, decode_floats, encode_floats};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((head, buf)) = data.split_first_chunk::<4>() else { return };
-    let Ok(codec) = Codec::from_u8(head[0]) else { return };
+    let Some((head, buf)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let Ok(codec) = Codec::from_u8(head[0]) else {
+        return;
+    };
     let n = u32::from_le_bytes([head[1], head[2], head[3], 0]) as usize;
     let mut out = Vec::new();
     if decode_floats(codec, buf, n, &mut out).is_ok() {

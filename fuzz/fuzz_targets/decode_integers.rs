@@ -5,11 +5,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_storage::codec::{Codec, decode_integers, decode_unsigned, encode_integers, encode_unsigned};
+use strata_storage::codec::{
+    Codec, decode_integers, decode_unsigned, encode_integers, encode_unsigned,
+};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((head, buf)) = data.split_first_chunk::<4>() else { return };
-    let Ok(codec) = Codec::from_u8(head[0] & 0x7f) else { return };
+    let Some((head, buf)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let Ok(codec) = Codec::from_u8(head[0] & 0x7f) else {
+        return;
+    };
     let n = u32::from_le_bytes([head[1], head[2], head[3], 0]) as usize;
     if head[0] & 0x80 == 0 {
         let mut out = Vec::new();

@@ -9,8 +9,12 @@ use strata_storage::StringColumn;
 use strata_storage::codec::{Codec, decode_strings, encode_strings};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((head, buf)) = data.split_first_chunk::<4>() else { return };
-    let Ok(codec) = Codec::from_u8(head[0]) else { return };
+    let Some((head, buf)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let Ok(codec) = Codec::from_u8(head[0]) else {
+        return;
+    };
     let n = u32::from_le_bytes([head[1], head[2], head[3], 0]) as usize;
     let mut out = StringColumn::default();
     if decode_strings(codec, buf, n, &mut out).is_ok() {

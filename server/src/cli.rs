@@ -165,6 +165,15 @@ pub fn parse_durability(s: &str) -> Result<Durability, String> {
     Ok(Durability::Interval(interval))
 }
 
+/// The flag spelling of a durability mode (`sync`, `interval:<ms>`, `none`), for logs.
+pub fn durability_name(d: Durability) -> String {
+    match d {
+        Durability::Sync => "sync".into(),
+        Durability::Interval(i) => format!("interval:{}", i.as_millis()),
+        Durability::None => "none".into(),
+    }
+}
+
 /// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (also `us` and `ns`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -220,6 +229,9 @@ mod tests {
         );
         assert!(parse_durability("interval:0").is_err());
         assert!(parse_durability("fsync").is_err());
+        for name in ["sync", "interval:250", "none"] {
+            assert_eq!(durability_name(parse_durability(name).unwrap()), name);
+        }
     }
 
     #[test]

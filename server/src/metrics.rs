@@ -222,17 +222,20 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Route middleware: counts each request under its route pattern and status.
+/// Route middleware: counts each request under its route pattern and status, and writes a
+/// `debug` access-log line.
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let endpoint = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
+    let method = req.method().clone();
     let resp = next.run(req).await;
-    st.metrics.count_request(
-        endpoint.as_deref().unwrap_or("unmatched"),
-        resp.status().as_u16(),
-    );
+    let endpoint = endpoint.as_deref().unwrap_or("unmatched");
+    let status = resp.status().as_u16();
+    st.metrics.count_request(endpoint, status);
+    tracing::debug!(%method, endpoint, status, micros = started.elapsed().as_micros() as u64, "request");
     resp
 }
 

@@ -8,7 +8,7 @@ use strata_storage::{Engine, RecoveryReport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, durability_name};
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -25,7 +25,11 @@ pub fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.engine_config();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.display(),
-        durability = ?config.durability, memtable_bytes = config.memtable_bytes, "starting strata");
+        durability = %durability_name(config.durability), memtable_bytes = config.memtable_bytes, "starting strata");
+    // Bind first so a taken port fails fast, before a possibly long WAL replay.
+    let listener = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
     let engine = tokio::task::spawn_blocking(move || Engine::open(config))
         .await
         .context("engine open task failed")?
@@ -37,9 +41,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.device_tags.clone(),
     );
     log_recovery(&state.recovery);
-    let listener = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
     let addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %addr, "listening");
     serve_until_signal(listener, state, args.shutdown_timeout).await?;

@@ -9,9 +9,12 @@ use common::{TYPES, all, batch, flatten};
 use proptest::prelude::*;
 use strata_storage::{Durability, Engine, EngineConfig, FieldType, ScanRequest, Value};
 
+/// One generated row: device index, timestamp, (field index into TYPES, value) pairs.
+type GenRow = (usize, i64, Vec<(usize, Value)>);
+
 #[derive(Debug, Clone)]
 enum Op {
-    Write(Vec<(usize, i64, Vec<(usize, Value)>)>),
+    Write(Vec<GenRow>),
     Flush,
     Compact,
     Reopen,
@@ -53,7 +56,7 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     c
 }
 
-fn apply(engine: &Engine, model: &mut Model, rows: &[(usize, i64, Vec<(usize, Value)>)]) {
+fn apply(engine: &Engine, model: &mut Model, rows: &[GenRow]) {
     let rows: Vec<common::Row> = rows
         .iter()
         .map(|(d, ts, fs)| {

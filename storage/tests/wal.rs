@@ -76,7 +76,7 @@ fn last_file_with_records(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn records_round_trip_across_reopen_in_every_mode() {
+fn wal_records_round_trip_across_reopen_in_every_mode() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = payloads(50, 100);
@@ -91,7 +91,7 @@ fn records_round_trip_across_reopen_in_every_mode() {
 }
 
 #[test]
-fn acknowledged_records_survive_a_crash_in_every_mode() {
+fn wal_acknowledged_records_survive_a_crash_in_every_mode() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = payloads(20, 300);
@@ -108,7 +108,7 @@ fn acknowledged_records_survive_a_crash_in_every_mode() {
 }
 
 #[test]
-fn sequence_numbers_continue_across_reopen() {
+fn wal_sequence_numbers_continue_across_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     let first = write_all(&wal, &payloads(5, 10));
@@ -124,7 +124,7 @@ fn sequence_numbers_continue_across_reopen() {
 }
 
 #[test]
-fn sequence_numbers_continue_after_every_record_file_was_removed() {
+fn wal_sequence_numbers_continue_after_every_record_file_was_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     write_all(&wal, &payloads(9, 10));
@@ -138,7 +138,7 @@ fn sequence_numbers_continue_after_every_record_file_was_removed() {
 }
 
 #[test]
-fn files_rotate_by_size_and_replay_in_order() {
+fn wal_files_rotate_by_size_and_replay_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = payloads(200, 500);
     let (wal, _) = Wal::open(options(dir.path(), Durability::None, 4096), 0).expect("open");
@@ -158,7 +158,7 @@ fn files_rotate_by_size_and_replay_in_order() {
 }
 
 #[test]
-fn rotate_and_remove_before_delete_old_files() {
+fn wal_rotate_and_remove_before_delete_old_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     write_all(&wal, &payloads(10, 1000));
@@ -188,7 +188,7 @@ fn rotate_and_remove_before_delete_old_files() {
 }
 
 #[test]
-fn open_deletes_files_below_the_minimum_id() {
+fn wal_open_deletes_files_below_the_minimum_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     write_all(&wal, &payloads(4, 10));
@@ -208,7 +208,7 @@ fn open_deletes_files_below_the_minimum_id() {
 }
 
 #[test]
-fn a_torn_tail_keeps_earlier_records_and_names_file_and_offset() {
+fn wal_a_torn_tail_keeps_earlier_records_and_names_file_and_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = payloads(10, 100);
     let (wal, _) = open(dir.path(), Durability::Sync);
@@ -257,7 +257,7 @@ fn a_torn_tail_keeps_earlier_records_and_names_file_and_offset() {
 }
 
 #[test]
-fn a_torn_record_header_is_reported() {
+fn wal_a_torn_record_header_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::None);
     write_all(&wal, &payloads(3, 10));
@@ -282,7 +282,7 @@ fn a_torn_record_header_is_reported() {
 }
 
 #[test]
-fn a_flipped_byte_stops_replay_of_that_file_and_later_files_are_replayed() {
+fn wal_a_flipped_byte_stops_replay_of_that_file_and_later_files_are_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     let first = payloads(10, 64);
@@ -326,7 +326,7 @@ fn a_flipped_byte_stops_replay_of_that_file_and_later_files_are_replayed() {
 }
 
 #[test]
-fn garbage_and_empty_files_never_panic() {
+fn wal_garbage_and_empty_files_never_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Sync);
     let data = payloads(3, 10);
@@ -360,7 +360,7 @@ fn garbage_and_empty_files_never_panic() {
 }
 
 #[test]
-fn a_newer_format_version_is_refused_not_destroyed() {
+fn wal_a_newer_format_version_is_refused_not_destroyed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut header = format::FileHeader {
         file_id: 1,
@@ -397,7 +397,7 @@ fn crc32c_of(bytes: &[u8]) -> u32 {
 }
 
 #[test]
-fn record_crc_matches_an_independent_crc32c() {
+fn wal_record_crc_matches_an_independent_crc32c() {
     let payload = b"independent check";
     let mut framed = Vec::new();
     format::encode_record(&mut framed, 77, payload);
@@ -409,7 +409,7 @@ fn record_crc_matches_an_independent_crc32c() {
 }
 
 #[test]
-fn oversized_records_are_refused() {
+fn wal_oversized_records_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::None);
     let big = vec![0u8; MAX_RECORD_BYTES + 1];
@@ -420,7 +420,7 @@ fn oversized_records_are_refused() {
 }
 
 #[test]
-fn concurrent_writers_share_fsyncs_and_every_record_is_replayed_once() {
+fn wal_concurrent_writers_share_fsyncs_and_every_record_is_replayed_once() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -486,6 +486,26 @@ fn concurrent_writers_share_fsyncs_and_every_record_is_replayed_once() {
 }
 
 #[test]
+fn wal_sync_to_beyond_the_last_record_writes_everything_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = open(dir.path(), Durability::None);
+    wal.sync_to(0).expect("nothing to sync");
+    for payload in payloads(3, 5) {
+        wal.append(&payload).expect("append");
+    }
+    wal.sync_to(u64::MAX).expect("sync_to");
+    let path = dir.path().join(file_name(wal.current_file_id()));
+    let bytes = fs::read(&path).expect("read");
+    let scan = format::scan_file(&bytes, Some(wal.current_file_id()), 0);
+    assert_eq!(scan.damage, None);
+    assert_eq!(
+        scan.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    std::mem::forget(wal);
+}
+
+#[test]
 fn wal_is_send_sync_and_debug() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}
     check::<Wal>();
@@ -499,7 +519,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_payload_sequences_round_trip(
+    fn wal_random_payload_sequences_round_trip(
         data in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..40),
         max_file_bytes in 64u64..4096,
         rotate_every in 1usize..20,
@@ -520,7 +540,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_after_valid_records_never_panic_and_keep_the_prefix(
+    fn wal_arbitrary_bytes_after_valid_records_never_panic_and_keep_the_prefix(
         data in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..10),
         tail in prop::collection::vec(any::<u8>(), 1..400),
     ) {
@@ -531,15 +551,19 @@ proptest! {
         let path = last_file_with_records(dir.path());
         let valid_len = fs::metadata(&path).expect("stat").len();
         OpenOptions::new().append(true).open(&path).expect("open").write_all(&tail).expect("append");
-        let (_wal, replay) = open(dir.path(), Durability::None);
-        prop_assert_eq!(replayed_payloads(&replay), data);
+        let (wal, replay) = open(dir.path(), Durability::None);
+        prop_assert_eq!(&replayed_payloads(&replay), &data);
         prop_assert_eq!(replay.warnings.len(), 1);
         prop_assert!(replay.warnings[0].contains(&format!("byte offset {valid_len}")), "{}", &replay.warnings[0]);
         prop_assert_eq!(fs::metadata(&path).expect("stat").len(), valid_len);
+        drop(wal);
+        let (_wal, again) = open(dir.path(), Durability::None);
+        prop_assert_eq!(replayed_payloads(&again), data);
+        prop_assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     }
 
     #[test]
-    fn scan_file_never_panics_on_arbitrary_bytes(
+    fn wal_scan_file_never_panics_on_arbitrary_bytes(
         bytes in prop::collection::vec(any::<u8>(), 0..2000),
         with_header in any::<bool>(),
         previous in any::<u64>(),

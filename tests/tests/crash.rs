@@ -14,6 +14,7 @@ use strata_tests::{Server, rows, temp_data_dir, try_post};
 
 const ROUNDS: usize = 15;
 const ROWS: u64 = 100;
+const WRITERS: usize = 3;
 const DEVICES: u64 = 4;
 const BASE: i64 = 1_700_000_000_000_000_000;
 const MS: i64 = 1_000_000;
@@ -52,15 +53,17 @@ fn batch_body(b: u64) -> String {
 #[derive(Default)]
 struct Ledger {
     acked: Mutex<Vec<u64>>,
-    sent: AtomicU64,
+    /// Next batch number to send; every batch below it may have been sent.
+    next: AtomicU64,
     rejected: Mutex<Vec<String>>,
 }
 
+/// One of [`WRITERS`] concurrent writers (so group commit is under test too): takes batch
+/// numbers from the ledger until told to stop.
 fn writer(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
-    let mut b = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        let b = ledger.next.fetch_add(1, Ordering::SeqCst);
         let body = batch_body(b);
-        ledger.sent.store(b + 1, Ordering::SeqCst);
         match try_post(&url, body.as_bytes(), &[]) {
             Ok(r) if r.status == 204 => ledger.acked.lock().unwrap().push(b),
             Ok(r) if r.status >= 500 => std::thread::sleep(Duration::from_millis(10)),
@@ -71,7 +74,6 @@ fn writer(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
                 .push(format!("batch {b}: {} {}", r.status, r.body)),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
-        b += 1;
     }
 }
 
@@ -138,10 +140,12 @@ fn acknowledged_writes_survive_sigkill() {
         Arc::new(Ledger::default()),
         Arc::new(AtomicBool::new(false)),
     );
-    let handle = {
-        let (ledger, stop) = (ledger.clone(), stop.clone());
-        std::thread::spawn(move || writer(url, ledger, stop))
-    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (url, ledger, stop) = (url.clone(), ledger.clone(), stop.clone());
+            std::thread::spawn(move || writer(url, ledger, stop))
+        })
+        .collect();
     let mut rng = StdRng::seed_from_u64(42);
     let (mut flushes, mut compactions) = (0, 0);
     for round in 1..=ROUNDS {
@@ -163,7 +167,9 @@ fn acknowledged_writes_survive_sigkill() {
     }
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
     server.kill9();
     server.restart();
 
@@ -172,7 +178,7 @@ fn acknowledged_writes_survive_sigkill() {
         rejected.is_empty(),
         "writes rejected with 4xx: {rejected:?}"
     );
-    let sent = ledger.sent.load(Ordering::SeqCst);
+    let sent = ledger.next.load(Ordering::SeqCst);
     let acked = ledger.acked.lock().unwrap().clone();
     assert!(
         acked.len() >= ROUNDS,

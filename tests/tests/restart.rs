@@ -109,6 +109,48 @@ fn flush_compact_and_restart_keep_data() {
 }
 
 #[test]
+fn sigterm_drains_in_flight_writes() {
+    let (_tmp, dir) = temp_data_dir();
+    let mut server = Server::start(&dir, &[]);
+    let url = server.url("/api/v1/write?db=drain");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for b in 0..400i64 {
+            let body: String = (0..2000)
+                .map(|r| format!("d,device=x v={}i {}\n", b * 10_000 + r, b * 10_000 + r))
+                .collect();
+            match strata_tests::try_post(&url, body.as_bytes(), &[]) {
+                Ok(r) if r.status == 204 => acked.push(b),
+                Ok(r) => assert_eq!(r.status, 503, "{}", r.body),
+                Err(_) => break,
+            }
+            let _ = tx.send(b);
+        }
+        acked
+    });
+    rx.recv().unwrap();
+    assert_eq!(server.terminate(), 0);
+    let acked = writer.join().unwrap();
+    assert!(!acked.is_empty());
+    server.restart();
+    let present: std::collections::HashSet<i64> =
+        strata_tests::rows(&server.read("db=drain&stream=d").json())
+            .into_iter()
+            .map(|(_, t, f)| {
+                assert_eq!(f["v"].as_i64(), Some(t));
+                t
+            })
+            .collect();
+    for b in acked {
+        assert!(
+            (0..2000).all(|r| present.contains(&(b * 10_000 + r))),
+            "acknowledged batch {b} lost"
+        );
+    }
+}
+
+#[test]
 fn fleet_load_reads_back_complete() {
     let (_tmp, dir) = temp_data_dir();
     let mut server = Server::start(&dir, &[]);

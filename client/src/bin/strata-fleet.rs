@@ -137,8 +137,18 @@ fn generate(fleet: &FleetConfig, out: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata-fleet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Cmd::Generate { fleet, out } => generate(&fleet.config()?, &out),
         Cmd::Load {
             fleet,

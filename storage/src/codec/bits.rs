@@ -11,7 +11,10 @@ pub(crate) const BLOCK: usize = 128;
 
 /// Builds a [`CodecError::Malformed`] for `codec`.
 pub(crate) fn malformed(codec: Codec, detail: impl Into<String>) -> CodecError {
-    CodecError::Malformed { codec: codec.name(), detail: detail.into() }
+    CodecError::Malformed {
+        codec: codec.name(),
+        detail: detail.into(),
+    }
 }
 
 /// Maps a signed integer to an unsigned one so that small magnitudes stay small.
@@ -80,7 +83,10 @@ impl<'a> Reader<'a> {
 
     /// Reads one byte.
     pub(crate) fn u8(&mut self) -> Result<u8, CodecError> {
-        let b = *self.buf.get(self.pos).ok_or_else(|| self.error("unexpected end of input"))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.error("unexpected end of input"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -240,7 +246,11 @@ pub(crate) struct BitWriter<'a> {
 impl<'a> BitWriter<'a> {
     /// A writer appending to `out`.
     pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
-        BitWriter { out, acc: 0, nbits: 0 }
+        BitWriter {
+            out,
+            acc: 0,
+            nbits: 0,
+        }
     }
 
     /// Writes the low `n` bits of `v` (`n <= 64`; higher bits of `v` must be zero).
@@ -281,7 +291,11 @@ pub(crate) struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     /// A reader over all bits of `buf`.
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        BitReader { buf, pos: 0, limit: buf.len() * 8 }
+        BitReader {
+            buf,
+            pos: 0,
+            limit: buf.len() * 8,
+        }
     }
 
     /// Bits consumed so far.

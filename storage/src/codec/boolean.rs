@@ -14,7 +14,8 @@ pub(crate) fn encode(values: &[bool], out: &mut Vec<u8>) -> Codec {
         out.push(u8::from(first));
         return Codec::Constant;
     }
-    let rle_size = 1 + varint_len(runs.len() as u64)
+    let rle_size = 1
+        + varint_len(runs.len() as u64)
         + runs.iter().map(|&r| varint_len(r as u64)).sum::<usize>();
     if rle_size < values.len().div_ceil(8) {
         out.push(u8::from(first));
@@ -26,7 +27,12 @@ pub(crate) fn encode(values: &[bool], out: &mut Vec<u8>) -> Codec {
     }
     out.reserve(values.len().div_ceil(8));
     for chunk in values.chunks(8) {
-        out.push(chunk.iter().enumerate().fold(0u8, |b, (i, &v)| b | (u8::from(v) << i)));
+        out.push(
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u8, |b, (i, &v)| b | (u8::from(v) << i)),
+        );
     }
     Codec::BitPacked
 }
@@ -65,7 +71,10 @@ fn read_bool(r: &mut Reader<'_>) -> Result<bool, CodecError> {
 
 fn decode_bits(r: &mut Reader<'_>, n: usize, out: &mut Vec<bool>) -> Result<(), CodecError> {
     if r.remaining() != n.div_ceil(8) {
-        return Err(r.error(format!("{} bytes do not hold exactly {n} bits", r.remaining())));
+        return Err(r.error(format!(
+            "{} bytes do not hold exactly {n} bits",
+            r.remaining()
+        )));
     }
     let bytes = r.rest();
     if let Some(&last) = bytes.last() {

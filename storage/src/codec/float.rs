@@ -84,7 +84,10 @@ pub(crate) fn decode(
     match codec {
         Codec::Raw => {
             if Some(buf.len()) != n.checked_mul(8) {
-                return Err(r.error(format!("{} bytes cannot hold exactly {n} values", buf.len())));
+                return Err(r.error(format!(
+                    "{} bytes cannot hold exactly {n} values",
+                    buf.len()
+                )));
             }
             out.extend(buf.chunks_exact(8).map(|c| {
                 let mut a = [0u8; 8];
@@ -243,7 +246,10 @@ fn decode_decimal(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()
     }
     let inner = inner_codec(r)?;
     let base = out.len();
-    let mut sink = Scaled { out, div: POW10[usize::from(k)] };
+    let mut sink = Scaled {
+        out,
+        div: POW10[usize::from(k)],
+    };
     let res = int::decode(inner, r.rest(), n, &mut sink);
     if let Err(e) = res {
         out.truncate(base);
@@ -259,7 +265,10 @@ fn decode_decimal(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()
 fn inner_codec(r: &mut Reader<'_>) -> Result<Codec, CodecError> {
     let inner = Codec::from_u8(r.u8()?)?;
     if !int::is_int_codec(inner) {
-        return Err(r.error(format!("inner codec {} is not an integer codec", inner.name())));
+        return Err(r.error(format!(
+            "inner codec {} is not an integer codec",
+            inner.name()
+        )));
     }
     Ok(inner)
 }
@@ -292,7 +301,8 @@ impl Sink for Ordered<'_> {
     }
     #[inline]
     fn put(&mut self, vals: &[i64]) {
-        self.0.extend(vals.iter().map(|&i| f64::from_bits(ordered(i) as u64)));
+        self.0
+            .extend(vals.iter().map(|&i| f64::from_bits(ordered(i) as u64)));
     }
 }
 
@@ -340,7 +350,11 @@ fn encode_gorilla(values: &[f64], out: &mut Vec<u8>) {
 fn decode_gorilla(buf: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), CodecError> {
     let err = |d: &str| super::bits::malformed(Codec::Gorilla, d);
     if n == 0 {
-        return if buf.is_empty() { Ok(()) } else { Err(err("trailing bytes")) };
+        return if buf.is_empty() {
+            Ok(())
+        } else {
+            Err(err("trailing bytes"))
+        };
     }
     // The first value takes 64 bits and every other one at least 1.
     if buf.len() < 8 || n - 1 > (buf.len() - 8) * 8 {
@@ -425,9 +439,19 @@ mod tests {
                 x
             })
             .collect();
-        v.extend([f64::NAN, -0.0, 0.0, f64::MIN_POSITIVE, f64::MAX, f64::INFINITY]);
+        v.extend([
+            f64::NAN,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::INFINITY,
+        ]);
         let (codec, _) = round_trip(&v);
-        assert!(matches!(codec, Codec::Gorilla | Codec::FloatBits), "{codec}");
+        assert!(
+            matches!(codec, Codec::Gorilla | Codec::FloatBits),
+            "{codec}"
+        );
         let mut g = Vec::new();
         encode_gorilla(&v, &mut g);
         let mut out = Vec::new();
@@ -438,7 +462,17 @@ mod tests {
 
     #[test]
     fn ordered_bits_preserve_order_and_invert() {
-        let v = [f64::NEG_INFINITY, -1e300, -1.5, -f64::MIN_POSITIVE, -0.0, 0.0, 1e-300, 2.0, f64::INFINITY];
+        let v = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            1e-300,
+            2.0,
+            f64::INFINITY,
+        ];
         let o: Vec<i64> = v.iter().map(|x| ordered(x.to_bits() as i64)).collect();
         assert!(o.windows(2).all(|w| w[0] < w[1]), "{o:?}");
         for x in v {

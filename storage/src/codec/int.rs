@@ -85,7 +85,7 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
     }
     let deltas = diffs(values);
     let dods = diffs(&deltas);
-    let step = median(&deltas);
+    let step = grid_step(values, &deltas);
     let residuals = linear_residuals(values, step);
     let orders = [
         (Codec::Packed, values, plan(values)),
@@ -95,7 +95,11 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
     ];
     let mut chosen = None;
     for (codec, seq, p) in &orders {
-        let size = p.size + head(*codec, values, step).iter().map(|&h| varint_len(zigzag(h))).sum::<usize>();
+        let size = p.size
+            + head(*codec, values, step)
+                .iter()
+                .map(|&h| varint_len(zigzag(h)))
+                .sum::<usize>();
         if size < best.1 {
             best = (*codec, size);
             chosen = Some((*seq, *p));
@@ -121,15 +125,19 @@ fn head(codec: Codec, values: &[i64], step: i64) -> Vec<i64> {
     }
 }
 
-/// The median of the deltas: the grid step of [`Codec::LinearPacked`]. Unlike the mean it keeps
-/// the deltas' common divisor (whole milliseconds stay whole milliseconds) and ignores gaps.
-fn median(deltas: &[i64]) -> i64 {
-    if deltas.is_empty() {
+/// The grid step of [`Codec::LinearPacked`]: the mean slope `(last - first) / (n - 1)`, rounded
+/// to the lattice `deltas[0] + k * g` where `g` divides every `deltas[i] - deltas[0]`, so the
+/// residuals keep the deltas' common divisor (whole milliseconds stay whole milliseconds).
+fn grid_step(values: &[i64], deltas: &[i64]) -> i64 {
+    let (Some(&d0), Some(&last)) = (deltas.first(), values.last()) else {
         return 0;
-    }
-    let mut d = deltas.to_vec();
-    let mid = d.len() / 2;
-    *d.select_nth_unstable(mid).1
+    };
+    let g = i128::from(seq_gcd(deltas).max(1));
+    let den = deltas.len() as i128;
+    let excess = i128::from(last) - i128::from(values[0]) - i128::from(d0) * den;
+    // Nearest integer to excess / (g * den).
+    let k = (2 * excess + g * den).div_euclid(2 * g * den);
+    (i128::from(d0) + k * g) as i64
 }
 
 /// Wrapping residuals `values[i] - (first + i * step)`.
@@ -248,7 +256,9 @@ impl ExactDiv {
 }
 
 fn min_max(block: &[i64]) -> (i64, i64) {
-    block.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    block
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
 /// Offsets of a block from its minimum, divided by the chunk's common divisor.
@@ -280,7 +290,11 @@ fn layout(q: &[u64]) -> BlockLayout {
         hist[bit_width(v) as usize] += 1;
     }
     let full = (0..=64).rev().find(|&b| hist[b] > 0).unwrap_or(0);
-    let mut best = BlockLayout { width: full as u32, exceptions: 0, size: packed_len(q.len(), full as u32) };
+    let mut best = BlockLayout {
+        width: full as u32,
+        exceptions: 0,
+        size: packed_len(q.len(), full as u32),
+    };
     // Occupied bit widths above the candidate width: (width, count).
     let mut above = [(0usize, 0usize); MAX_EXCEPTIONS];
     let (mut nabove, mut exceptions) = (0, 0);
@@ -295,10 +309,17 @@ fn layout(q: &[u64]) -> BlockLayout {
             nabove += 1;
         }
         // Count byte, one position byte and a varint of the high bits per exception.
-        let patch: usize = above[..nabove].iter().map(|&(bw, c)| c * (1 + (bw - w).div_ceil(7))).sum();
+        let patch: usize = above[..nabove]
+            .iter()
+            .map(|&(bw, c)| c * (1 + (bw - w).div_ceil(7)))
+            .sum();
         let size = packed_len(q.len(), w as u32) + 1 + patch;
         if size < best.size {
-            best = BlockLayout { width: w as u32, exceptions, size };
+            best = BlockLayout {
+                width: w as u32,
+                exceptions,
+                size,
+            };
         }
     }
     best
@@ -406,7 +427,10 @@ pub(crate) fn decode<S: Sink>(
 
 fn decode_raw<S: Sink>(r: &mut Reader<'_>, n: usize, sink: &mut S) -> Result<(), CodecError> {
     if Some(r.remaining()) != n.checked_mul(8) {
-        return Err(r.error(format!("{} bytes cannot hold exactly {n} values", r.remaining())));
+        return Err(r.error(format!(
+            "{} bytes cannot hold exactly {n} values",
+            r.remaining()
+        )));
     }
     sink.reserve(n);
     let mut vals = [0i64; BLOCK];
@@ -477,7 +501,11 @@ fn decode_packed<const ORDER: usize, S: Sink>(
     sink: &mut S,
 ) -> Result<(), CodecError> {
     // Head values read, and how many of them are values of the column.
-    let (nread, nhead) = if ORDER == LINEAR { (2 * usize::from(n > 0), 0) } else { (ORDER.min(n), ORDER.min(n)) };
+    let (nread, nhead) = if ORDER == LINEAR {
+        (2 * usize::from(n > 0), 0)
+    } else {
+        (ORDER.min(n), ORDER.min(n))
+    };
     let mut st = Prefix { x: 0, d: 0 };
     if nread >= 1 {
         st.x = r.signed()?;
@@ -500,7 +528,11 @@ fn decode_packed<const ORDER: usize, S: Sink>(
         st.x = st.x.wrapping_add(st.d);
     }
     let (mut min, mut q, mut vals) = (0i64, [0u64; BLOCK], [0i64; BLOCK]);
-    let mut patches = Patches { count: 0, pos: [0; BLOCK], high: [0; BLOCK] };
+    let mut patches = Patches {
+        count: 0,
+        pos: [0; BLOCK],
+        high: [0; BLOCK],
+    };
     for b in 0..blocks {
         let len = BLOCK.min(m - b * BLOCK);
         let head = r.u8()?;
@@ -533,7 +565,9 @@ impl Patches {
     fn read(&mut self, r: &mut Reader<'_>, len: usize, width: u32) -> Result<(), CodecError> {
         let count = usize::from(r.u8()?);
         if width >= 64 || count == 0 || count > len.min(MAX_EXCEPTIONS) {
-            return Err(r.error(format!("{count} exceptions in a block of {len} at width {width}")));
+            return Err(r.error(format!(
+                "{count} exceptions in a block of {len} at width {width}"
+            )));
         }
         let pos = r.bytes(count)?;
         if pos.iter().any(|&p| usize::from(p) >= len) {
@@ -642,11 +676,16 @@ mod tests {
         let seq = match codec {
             Codec::Packed => values.to_vec(),
             Codec::DeltaPacked => diffs(values),
-            Codec::LinearPacked => linear_residuals(values, median(&diffs(values))),
+            Codec::LinearPacked => linear_residuals(values, grid_step(values, &diffs(values))),
             _ => diffs(&diffs(values)),
         };
         let mut out = Vec::new();
-        write_packed(&head(codec, values, median(&diffs(values))), &seq, plan(&seq), &mut out);
+        write_packed(
+            &head(codec, values, grid_step(values, &diffs(values))),
+            &seq,
+            plan(&seq),
+            &mut out,
+        );
         out
     }
 
@@ -661,7 +700,12 @@ mod tests {
                 _ => i * 7919,
             })
             .collect();
-        for codec in [Codec::Packed, Codec::DeltaPacked, Codec::DeltaDeltaPacked, Codec::LinearPacked] {
+        for codec in [
+            Codec::Packed,
+            Codec::DeltaPacked,
+            Codec::DeltaDeltaPacked,
+            Codec::LinearPacked,
+        ] {
             let buf = forced(&v, codec);
             let mut out = Vec::new();
             decode(codec, &buf, v.len(), &mut out).unwrap();
@@ -672,8 +716,9 @@ mod tests {
     #[test]
     fn gcd_shrinks_multiples() {
         // Millisecond timestamps in nanoseconds with jitter of a few whole milliseconds.
-        let v: Vec<i64> =
-            (0..1000).map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000 + (i * 7 % 5) * 1_000_000).collect();
+        let v: Vec<i64> = (0..1000)
+            .map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000 + (i * 7 % 5) * 1_000_000)
+            .collect();
         let (codec, size) = round_trip(&v);
         assert_eq!(codec, Codec::DeltaPacked);
         // 5 distinct jitters -> deltas span 9 multiples of 1 ms -> 4 bits a value.
@@ -683,7 +728,10 @@ mod tests {
     #[test]
     fn picks_constant_regular_and_runs() {
         assert_eq!(round_trip(&[5; 300]).0, Codec::Constant);
-        assert_eq!(round_trip(&(0..300).map(|i| 3 - 2 * i).collect::<Vec<_>>()).0, Codec::Regular);
+        assert_eq!(
+            round_trip(&(0..300).map(|i| 3 - 2 * i).collect::<Vec<_>>()).0,
+            Codec::Regular
+        );
         let steps: Vec<i64> = (0..10_000).map(|i| (i / 1000) * 1_000_003).collect();
         let (codec, size) = round_trip(&steps);
         assert_eq!(codec, Codec::RunLength);
@@ -695,7 +743,9 @@ mod tests {
         let mut x = 12345u64;
         let v: Vec<i64> = (0..1000)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 1_000_000 + (x >> 54) as i64
             })
             .collect();
@@ -706,7 +756,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_widths_and_short_input() {
-        let buf = forced(&(0..300).map(|i| i * i).collect::<Vec<_>>(), Codec::DeltaPacked);
+        let buf = forced(
+            &(0..300).map(|i| i * i).collect::<Vec<_>>(),
+            Codec::DeltaPacked,
+        );
         let mut out = Vec::new();
         assert!(decode(Codec::DeltaPacked, &buf[..buf.len() - 1], 300, &mut out).is_err());
         let mut bad = buf.clone();

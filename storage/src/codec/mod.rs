@@ -82,7 +82,10 @@ impl Codec {
 
     /// Parses a stored codec byte.
     pub fn from_u8(b: u8) -> Result<Codec, CodecError> {
-        Codec::ALL.get(usize::from(b)).copied().ok_or(CodecError::UnknownCodec(b))
+        Codec::ALL
+            .get(usize::from(b))
+            .copied()
+            .ok_or(CodecError::UnknownCodec(b))
     }
 
     /// The stored codec byte.
@@ -204,7 +207,9 @@ pub fn decode_unsigned(
     n: usize,
     out: &mut Vec<u64>,
 ) -> Result<(), CodecError> {
-    all_or_nothing(out, |out| int::decode(codec, buf, n, &mut int::AsUnsigned(out)))
+    all_or_nothing(out, |out| {
+        int::decode(codec, buf, n, &mut int::AsUnsigned(out))
+    })
 }
 
 /// Encodes booleans with the smallest codec.

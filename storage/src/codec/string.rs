@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::bits::{
-    BLOCK, Reader, bit_width, pack, packed_len, put_varint, unpack, varint_len,
-};
+use super::bits::{BLOCK, Reader, bit_width, pack, packed_len, put_varint, unpack, varint_len};
 use super::{Codec, CodecError, MAX_CHUNK_VALUES, MAX_STRING_BYTES};
 use crate::StringColumn;
 
@@ -33,10 +31,16 @@ pub(crate) fn encode(values: &StringColumn, out: &mut Vec<u8>) -> Codec {
     }
     let width = bit_width(dict.len() as u64 - 1);
     let dict_size = varint_len(dict.len() as u64)
-        + dict.iter().map(|s| varint_len(s.len() as u64) + s.len()).sum::<usize>()
+        + dict
+            .iter()
+            .map(|s| varint_len(s.len() as u64) + s.len())
+            .sum::<usize>()
         + 1
         + packed_len(codes.len(), width);
-    let raw_size = values.iter().map(|s| varint_len(s.len() as u64)).sum::<usize>()
+    let raw_size = values
+        .iter()
+        .map(|s| varint_len(s.len() as u64))
+        .sum::<usize>()
         + values.data.len();
     if raw_size <= dict_size {
         write_plain(|| values.iter(), out);
@@ -101,13 +105,18 @@ pub(crate) fn decode(
 /// offset of each string in them, every one a char boundary.
 fn read_plain<'a>(r: &mut Reader<'a>, count: usize) -> Result<(&'a str, Vec<usize>), CodecError> {
     if count > r.remaining() {
-        return Err(r.error(format!("{} bytes cannot hold {count} lengths", r.remaining())));
+        return Err(r.error(format!(
+            "{} bytes cannot hold {count} lengths",
+            r.remaining()
+        )));
     }
     let mut ends = Vec::with_capacity(count);
     let mut total = 0usize;
     for _ in 0..count {
         let len = r.len(r.remaining(), "string length")?;
-        total = total.checked_add(len).ok_or_else(|| r.error("lengths overflow"))?;
+        total = total
+            .checked_add(len)
+            .ok_or_else(|| r.error("lengths overflow"))?;
         ends.push(total);
     }
     let bytes = r.bytes(total)?;
@@ -122,7 +131,9 @@ fn read_plain<'a>(r: &mut Reader<'a>, count: usize) -> Result<(&'a str, Vec<usiz
 fn check_room(r: &Reader<'_>, out: &StringColumn, extra: usize) -> Result<(), CodecError> {
     let total = out.data.len().saturating_add(extra);
     if extra > MAX_STRING_BYTES || total > u32::MAX as usize {
-        return Err(r.error(format!("{extra} decoded bytes exceed the string column limit")));
+        return Err(r.error(format!(
+            "{extra} decoded bytes exceed the string column limit"
+        )));
     }
     Ok(())
 }
@@ -136,7 +147,11 @@ fn append_all(out: &mut StringColumn, s: &str, ends: &[usize]) {
     }
 }
 
-fn decode_dictionary(r: &mut Reader<'_>, n: usize, out: &mut StringColumn) -> Result<(), CodecError> {
+fn decode_dictionary(
+    r: &mut Reader<'_>,
+    n: usize,
+    out: &mut StringColumn,
+) -> Result<(), CodecError> {
     let count = r.len(r.remaining(), "dictionary size")?;
     let (dict, ends) = read_plain(r, count)?;
     let entries: Vec<&str> = {
@@ -151,14 +166,19 @@ fn decode_dictionary(r: &mut Reader<'_>, n: usize, out: &mut StringColumn) -> Re
     };
     let width = u32::from(r.u8()?);
     if n > 0 && (entries.is_empty() || width > 32) {
-        return Err(r.error(format!("bad dictionary: {} entries, id width {width}", entries.len())));
+        return Err(r.error(format!(
+            "bad dictionary: {} entries, id width {width}",
+            entries.len()
+        )));
     }
     let ids = r.bytes(packed_len(n, width))?;
     r.finish()?;
     // First pass validates the ids and sizes the output; second pass appends.
     let mut total = 0usize;
     for_each_id(ids, width, n, |id| {
-        let s = entries.get(id as usize).ok_or_else(|| r.error(format!("id {id} out of range")))?;
+        let s = entries
+            .get(id as usize)
+            .ok_or_else(|| r.error(format!("id {id} out of range")))?;
         total = total.saturating_add(s.len());
         Ok(())
     })?;
@@ -183,7 +203,9 @@ fn for_each_id(
     for b in 0..n.div_ceil(BLOCK) {
         let len = BLOCK.min(n - b * BLOCK);
         let start = b * block_bytes;
-        let bytes = ids.get(start..start + packed_len(len, width)).unwrap_or(&[]);
+        let bytes = ids
+            .get(start..start + packed_len(len, width))
+            .unwrap_or(&[]);
         unpack(bytes, width, &mut q);
         q[..len].iter().try_for_each(|&id| f(id))?;
     }
@@ -206,7 +228,10 @@ mod tests {
         let mut out = column(&["prefix"]);
         decode(codec, &buf, values.len(), &mut out).unwrap();
         assert_eq!(out.get(0), "prefix");
-        assert_eq!(out.iter().skip(1).collect::<Vec<_>>(), values.iter().collect::<Vec<_>>());
+        assert_eq!(
+            out.iter().skip(1).collect::<Vec<_>>(),
+            values.iter().collect::<Vec<_>>()
+        );
         (codec, buf.len())
     }
 
@@ -222,7 +247,10 @@ mod tests {
         let refs: Vec<&str> = unique.iter().map(String::as_str).collect();
         assert_eq!(round_trip(&column(&refs)).0, Codec::Raw);
         assert_eq!(round_trip(&column(&[])).0, Codec::Raw);
-        assert_eq!(round_trip(&column(&["", "ü", "", "ü", "", "ü"])).0, Codec::Dictionary);
+        assert_eq!(
+            round_trip(&column(&["", "ü", "", "ü", "", "ü"])).0,
+            Codec::Dictionary
+        );
     }
 
     #[test]
@@ -232,8 +260,24 @@ mod tests {
         assert!(decode(Codec::Raw, &[1, 1, 0xc3, 0xa9], 2, &mut out).is_err());
         assert!(decode(Codec::Raw, &[2, 0xc3, 0xa9], 1, &mut out).is_ok());
         // Dictionary of 2 entries with width 2: id 3 is out of range.
-        assert!(decode(Codec::Dictionary, &[2, 1, 1, b'a', b'b', 2, 0b11], 1, &mut out).is_err());
-        assert!(decode(Codec::Dictionary, &[2, 1, 1, b'a', b'b', 2, 0b01], 1, &mut out).is_ok());
+        assert!(
+            decode(
+                Codec::Dictionary,
+                &[2, 1, 1, b'a', b'b', 2, 0b11],
+                1,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            decode(
+                Codec::Dictionary,
+                &[2, 1, 1, b'a', b'b', 2, 0b01],
+                1,
+                &mut out
+            )
+            .is_ok()
+        );
         assert_eq!(out.iter().collect::<Vec<_>>(), ["é", "b"]);
         assert!(decode(Codec::Constant, &[1, b'x'], MAX_CHUNK_VALUES + 1, &mut out).is_err());
     }

@@ -13,7 +13,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
     /// Uniform in `-k..=k`.
@@ -69,7 +72,11 @@ fn strings_round_trip(values: &[String]) -> Codec {
     let mut out = StringColumn::default();
     out.push("x");
     decode_strings(codec, &buf, values.len(), &mut out).unwrap();
-    assert_eq!(out.iter().skip(1).collect::<Vec<_>>(), values, "codec {codec}");
+    assert_eq!(
+        out.iter().skip(1).collect::<Vec<_>>(),
+        values,
+        "codec {codec}"
+    );
     codec
 }
 
@@ -101,7 +108,10 @@ fn codec_ids_are_stable_and_parse() {
         assert_eq!(Codec::from_u8(c.id()).unwrap(), *c);
     }
     assert_eq!(Codec::Decimal as u8, 8);
-    assert!(matches!(Codec::from_u8(13), Err(CodecError::UnknownCodec(13))));
+    assert!(matches!(
+        Codec::from_u8(13),
+        Err(CodecError::UnknownCodec(13))
+    ));
     assert!(Codec::from_u8(255).is_err());
 }
 
@@ -132,12 +142,18 @@ fn timestamps_with_gaps_stay_under_a_bit_per_value() {
 fn jittered_timestamps_pack_the_jitter_only() {
     let mut rng = Lcg(5);
     // Up to +-5 ms of jitter around a 10 s grid, microsecond precision.
-    let ts: Vec<i64> = (0..10_000).map(|i| TS0 + i * TEN_S + rng.step(5_000) * 1_000).collect();
+    let ts: Vec<i64> = (0..10_000)
+        .map(|i| TS0 + i * TEN_S + rng.step(5_000) * 1_000)
+        .collect();
     let (codec, buf) = ints_round_trip(&ts);
     assert_eq!(codec, Codec::LinearPacked);
     // Residuals from the grid span 10,001 microseconds: 14 bits a value, plus a few header
     // bytes per 128 values.
-    assert!(buf.len() <= ts.len() * 14 / 8 + ts.len() / 128 * 6, "{} bytes", buf.len());
+    assert!(
+        buf.len() <= ts.len() * 14 / 8 + ts.len() / 128 * 6,
+        "{} bytes",
+        buf.len()
+    );
 }
 
 #[test]
@@ -146,7 +162,12 @@ fn one_decimal_readings_use_the_decimal_codec() {
     let (codec, buf) = floats_round_trip(&v);
     assert_eq!(codec, Codec::Decimal);
     assert_eq!(buf[0], 1, "scale exponent");
-    assert!(buf.len() * 2 < v.len(), "{} bytes for {} values", buf.len(), v.len());
+    assert!(
+        buf.len() * 2 < v.len(),
+        "{} bytes for {} values",
+        buf.len(),
+        v.len()
+    );
 }
 
 #[test]
@@ -228,8 +249,9 @@ fn edge_i64() -> impl Strategy<Value = i64> {
 fn shaped_i64() -> impl Strategy<Value = Vec<i64>> {
     prop_oneof![
         prop::collection::vec(edge_i64(), 0..600),
-        (any::<i64>(), any::<i64>(), 0usize..600)
-            .prop_map(|(a, s, n)| (0..n as i64).map(|i| a.wrapping_add(s.wrapping_mul(i))).collect()),
+        (any::<i64>(), any::<i64>(), 0usize..600).prop_map(|(a, s, n)| (0..n as i64)
+            .map(|i| a.wrapping_add(s.wrapping_mul(i)))
+            .collect()),
         (any::<i64>(), prop::collection::vec(-3i64..4, 0..700)).prop_map(|(a, d)| {
             d.iter()
                 .scan(a, |x, &s| {
@@ -238,8 +260,10 @@ fn shaped_i64() -> impl Strategy<Value = Vec<i64>> {
                 })
                 .collect()
         }),
-        prop::collection::vec((edge_i64(), 1usize..50), 0..40)
-            .prop_map(|runs| runs.iter().flat_map(|&(v, n)| std::iter::repeat_n(v, n)).collect()),
+        prop::collection::vec((edge_i64(), 1usize..50), 0..40).prop_map(|runs| runs
+            .iter()
+            .flat_map(|&(v, n)| std::iter::repeat_n(v, n))
+            .collect()),
     ]
 }
 
@@ -268,7 +292,10 @@ fn shaped_f64() -> impl Strategy<Value = Vec<f64>> {
                 })
                 .collect()
         }),
-        (prop::collection::vec(-50i64..50, 1..500), prop::collection::vec((0usize..500, edge_f64()), 0..6))
+        (
+            prop::collection::vec(-50i64..50, 1..500),
+            prop::collection::vec((0usize..500, edge_f64()), 0..6)
+        )
             .prop_map(|(d, exc)| {
                 let mut v: Vec<f64> = d.iter().map(|&x| x as f64 / 100.0).collect();
                 let len = v.len();
@@ -388,13 +415,18 @@ fn check_all_decoders(id: u8, buf: &[u8], n: usize) {
 #[test]
 fn patched_blocks_absorb_gaps_and_spikes() {
     // Regular 10 s timestamps with one missing point per 100: each gap is one exception.
-    let ts: Vec<i64> = (0..10_000i64).filter(|i| i % 100 != 50).map(|i| TS0 + i * TEN_S).collect();
+    let ts: Vec<i64> = (0..10_000i64)
+        .filter(|i| i % 100 != 50)
+        .map(|i| TS0 + i * TEN_S)
+        .collect();
     let (codec, buf) = ints_round_trip(&ts);
     assert_eq!(codec, Codec::DeltaPacked);
     assert!(buf.len() < ts.len() / 20, "{} bytes", buf.len());
     // Small readings with rare huge spikes keep their narrow width.
     let mut rng = Lcg(9);
-    let v: Vec<i64> = (0..10_000).map(|i| if i % 500 == 7 { 1 << 40 } else { rng.step(7) }).collect();
+    let v: Vec<i64> = (0..10_000)
+        .map(|i| if i % 500 == 7 { 1 << 40 } else { rng.step(7) })
+        .collect();
     let (codec, buf) = ints_round_trip(&v);
     assert_eq!(codec, Codec::Packed);
     assert!(buf.len() < v.len() * 4 / 8 + 400, "{} bytes", buf.len());
@@ -406,11 +438,17 @@ fn encoders_append_after_existing_bytes() {
     let floats = decimal_walk(300, 2, 4);
     let mut alone = Vec::new();
     let mut after = vec![0xaa; 3];
-    assert_eq!(encode_timestamps(&ts, &mut alone), encode_timestamps(&ts, &mut after));
+    assert_eq!(
+        encode_timestamps(&ts, &mut alone),
+        encode_timestamps(&ts, &mut after)
+    );
     assert_eq!(&after[3..], alone);
     alone.clear();
     after.truncate(3);
-    assert_eq!(encode_floats(&floats, &mut alone), encode_floats(&floats, &mut after));
+    assert_eq!(
+        encode_floats(&floats, &mut alone),
+        encode_floats(&floats, &mut after)
+    );
     assert_eq!((&after[..3], &after[3..]), (&[0xaa; 3][..], &alone[..]));
 }
 
@@ -422,11 +460,14 @@ fn malformed_patches_are_rejected() {
     decode_integers(Codec::Packed, &ok, 3, &mut out).unwrap();
     assert_eq!(out, [1, 0, 7]); // g = 1; offsets 1, 0, 1 | (3 << 1)
     for bad in [
-        [1, 0x81, 0, 0, 2, 3, 0b101],    // zero exceptions with the flag set
-        [1, 0x81, 0, 1, 3, 3, 0b101],    // position outside the block
-        [1, 0x81, 0, 4, 2, 3, 0b101],    // more exceptions than values
-        [1, 0xc0, 0, 1, 2, 3, 0b101],    // exceptions at width 64
+        [1, 0x81, 0, 0, 2, 3, 0b101], // zero exceptions with the flag set
+        [1, 0x81, 0, 1, 3, 3, 0b101], // position outside the block
+        [1, 0x81, 0, 4, 2, 3, 0b101], // more exceptions than values
+        [1, 0xc0, 0, 1, 2, 3, 0b101], // exceptions at width 64
     ] {
-        assert!(decode_integers(Codec::Packed, &bad, 3, &mut Vec::new()).is_err(), "{bad:?}");
+        assert!(
+            decode_integers(Codec::Packed, &bad, 3, &mut Vec::new()).is_err(),
+            "{bad:?}"
+        );
     }
 }

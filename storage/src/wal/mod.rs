@@ -6,7 +6,7 @@
 //! wakes everyone whose record it covered. Appends made while a leader is busy go out in the next
 //! round. Any write or fsync failure poisons the WAL until the process restarts.
 //!
-//! Files are `wal-{id:020}.log`; the byte layout is in [`format`] and `docs/wal.md`.
+//! Files are `wal-{id:020}.log`; the byte layout is in [`format`](mod@format) and `docs/wal.md`.
 //! [`Wal::open`] replays the files, repairs torn or corrupt tails and always starts a new file.
 
 pub mod format;
