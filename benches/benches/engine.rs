@@ -14,7 +14,11 @@ const BATCH_LINES: usize = 5000;
 
 /// Line-protocol batches of a 200-truck fleet over `hours`.
 fn fleet_batches(hours: u64) -> Vec<Vec<u8>> {
-    let cfg = FleetConfig { trucks: 200, duration: Duration::from_secs(hours * 3600), ..FleetConfig::default() };
+    let cfg = FleetConfig {
+        trucks: 200,
+        duration: Duration::from_secs(hours * 3600),
+        ..FleetConfig::default()
+    };
     let mut generator = FleetGenerator::new(&cfg);
     let mut batches = Vec::new();
     loop {
@@ -39,9 +43,13 @@ fn write_payload(engine: &Engine, payload: &[u8], opts: &ParseOptions) -> usize 
 
 fn bench_ingest(c: &mut Criterion) {
     let batches = Arc::new(fleet_batches(1));
-    let rows_per_batch = parse(&batches[0], "default", &ParseOptions::default()).unwrap().rows() as u64;
+    let rows_per_batch = parse(&batches[0], "default", &ParseOptions::default())
+        .unwrap()
+        .rows() as u64;
     let mut group = c.benchmark_group("ingest");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     for writers in [1usize, 2] {
         group.throughput(Throughput::Elements(rows_per_batch * writers as u64));
         group.bench_function(format!("parse_and_write_sync_{writers}_writers"), |b| {
@@ -55,7 +63,11 @@ fn bench_ingest(c: &mut Criterion) {
                         s.spawn(move || {
                             let opts = ParseOptions::default();
                             for i in 0..iters as usize {
-                                write_payload(&engine, &batches[(i * writers + w) % batches.len()], &opts);
+                                write_payload(
+                                    &engine,
+                                    &batches[(i * writers + w) % batches.len()],
+                                    &opts,
+                                );
                             }
                         });
                     }
@@ -73,7 +85,10 @@ fn bench_storage_and_reads(c: &mut Criterion) {
     let engine = engine(dir.path(), Durability::None);
     let opts = ParseOptions::default();
     let started = Instant::now();
-    let rows: usize = fleet_batches(24).iter().map(|b| write_payload(&engine, b, &opts)).sum();
+    let rows: usize = fleet_batches(24)
+        .iter()
+        .map(|b| write_payload(&engine, b, &opts))
+        .sum();
     let load = started.elapsed();
     engine.flush().unwrap();
     engine.compact().unwrap();
@@ -86,6 +101,7 @@ fn bench_storage_and_reads(c: &mut Criterion) {
         stats.segments,
         stats.segment_bytes as f64 / stats.values_written as f64
     );
+    print_column_sizes(&dir.path().join("segments"));
     let start = 1_704_067_200_000_000_000i64 + 6 * 3_600_000_000_000;
     let req = ScanRequest {
         database: "default".into(),
@@ -100,8 +116,25 @@ fn bench_storage_and_reads(c: &mut Criterion) {
     assert_eq!(got.len(), 1, "truck_42 has one readings series");
     println!("range read returns {} rows", got[0].times.len());
     let mut group = c.benchmark_group("read");
-    group.bench_function("one_device_one_field_4h", |b| b.iter(|| engine.scan(&req).unwrap()));
+    group.bench_function("one_device_one_field_4h", |b| {
+        b.iter(|| engine.scan(&req).unwrap())
+    });
     group.finish();
+}
+
+/// Bytes per value of every column of every segment, to see where the bytes go.
+fn print_column_sizes(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        println!("{}:", path.display());
+        for c in strata_storage::summarize_segment_file(&path).unwrap() {
+            let per_value = c.bytes as f64 / c.values.max(1) as f64;
+            println!(
+                "  {:<18} {:>10} bytes {:>9} values {per_value:>7.3} B/value {:?}",
+                c.name, c.bytes, c.values, c.codecs
+            );
+        }
+    }
 }
 
 fn main() {

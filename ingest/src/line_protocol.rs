@@ -6,7 +6,7 @@
 //! `docs/line-protocol.md`. Parsing is all or nothing: the first bad line fails the payload with
 //! a [`ParseError`] giving its 1-based line and byte column.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::str::FromStr;
 
 use strata_storage::{FieldType, SeriesKey, WriteBatch};
@@ -224,7 +224,7 @@ impl<'a> Parser<'a> {
             line: 1,
             line_start: 0,
             tables: Vec::new(),
-            table_by_raw: HashMap::new(),
+            table_by_raw: HashMap::default(),
             last_table: None,
             slots: 0,
             slot_budget: input

@@ -6,7 +6,7 @@
 //! allocation. Tag sets written in a different order give different raw bytes; those are
 //! merged through a second map keyed by the canonical [`SeriesKey`].
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use strata_storage::{Column, ColumnData, FieldType, SeriesKey, TableWrite};
 
@@ -82,11 +82,11 @@ impl<'a> TableBuilder<'a> {
                 stream,
                 ..TableWrite::default()
             },
-            series_by_raw: HashMap::new(),
-            series_by_key: HashMap::new(),
+            series_by_raw: HashMap::default(),
+            series_by_key: HashMap::default(),
             last_series: None,
             meta: Vec::new(),
-            column_by_raw: HashMap::new(),
+            column_by_raw: HashMap::default(),
             hint: 0,
         }
     }

@@ -62,12 +62,18 @@ impl<'a> Reader<'a> {
     }
 
     fn error(&self, what: impl Into<String>) -> ReadError {
-        ReadError { offset: self.pos, what: what.into() }
+        ReadError {
+            offset: self.pos,
+            what: what.into(),
+        }
     }
 
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ReadError> {
         if n > self.remaining() {
-            return Err(self.error(format!("truncated {what}: need {n} bytes, have {}", self.remaining())));
+            return Err(self.error(format!(
+                "truncated {what}: need {n} bytes, have {}",
+                self.remaining()
+            )));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -101,7 +107,10 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, min_elem_bytes: usize, what: &str) -> Result<usize, ReadError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(min_elem_bytes.max(1)) > self.remaining() {
-            return Err(self.error(format!("{what} {n} exceeds the remaining {} bytes", self.remaining())));
+            return Err(self.error(format!(
+                "{what} {n} exceeds the remaining {} bytes",
+                self.remaining()
+            )));
         }
         Ok(n)
     }

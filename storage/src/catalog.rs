@@ -2,7 +2,9 @@
 //! roaring-bitmap tag index (device → series, tag value → series). Persisted as a snapshot written at
 //! each flush; series created later are rebuilt by WAL replay in the same order, so ids are stable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::path::Path;
 
 use roaring::RoaringBitmap;
@@ -43,7 +45,10 @@ impl StreamMeta {
     fn index_series(&mut self, id: SeriesId, key: &SeriesKey) {
         self.lookup.insert(key.clone(), id);
         self.all_series.insert(id);
-        self.by_device.entry(key.device.clone()).or_default().insert(id);
+        self.by_device
+            .entry(key.device.clone())
+            .or_default()
+            .insert(id);
         for tag in &key.tags {
             self.by_tag.entry(tag.clone()).or_default().insert(id);
         }
@@ -106,7 +111,9 @@ const SNAPSHOT_VERSION: u32 = 1;
 
 impl Catalog {
     pub fn stream_id(&self, database: &str, stream: &str) -> Option<StreamId> {
-        self.stream_ids.get(&(database.to_string(), stream.to_string())).copied()
+        self.stream_ids
+            .get(&(database.to_string(), stream.to_string()))
+            .copied()
     }
 
     pub fn stream(&self, id: StreamId) -> &StreamMeta {
@@ -119,8 +126,13 @@ impl Catalog {
             return id;
         }
         let id = self.streams.len() as StreamId;
-        self.streams.push(StreamMeta { database: database.to_string(), name: stream.to_string(), ..Default::default() });
-        self.stream_ids.insert((database.to_string(), stream.to_string()), id);
+        self.streams.push(StreamMeta {
+            database: database.to_string(),
+            name: stream.to_string(),
+            ..Default::default()
+        });
+        self.stream_ids
+            .insert((database.to_string(), stream.to_string()), id);
         id
     }
 
@@ -142,7 +154,8 @@ impl Catalog {
     /// Returns the field id, adding the field when new. Call [`Catalog::check_field`] first.
     pub fn ensure_field(&mut self, stream: StreamId, name: &str, ty: FieldType) -> usize {
         let meta = &mut self.streams[stream as usize];
-        meta.field_id(name).unwrap_or_else(|| meta.add_field(name, ty))
+        meta.field_id(name)
+            .unwrap_or_else(|| meta.add_field(name, ty))
     }
 
     /// Returns the series id, creating and indexing it when new.
@@ -151,7 +164,10 @@ impl Catalog {
             return *id;
         }
         let id = self.series.len() as SeriesId;
-        self.series.push(SeriesEntry { stream, key: key.clone() });
+        self.series.push(SeriesEntry {
+            stream,
+            key: key.clone(),
+        });
         self.streams[stream as usize].index_series(id, key);
         id
     }
@@ -164,7 +180,11 @@ impl Catalog {
     }
 
     pub fn streams_of(&self, database: &str) -> Vec<String> {
-        self.stream_ids.keys().filter(|(db, _)| db == database).map(|(_, s)| s.clone()).collect()
+        self.stream_ids
+            .keys()
+            .filter(|(db, _)| db == database)
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     /// Writes the snapshot atomically (temp file, fsync, rename, directory fsync).
@@ -174,16 +194,28 @@ impl Catalog {
             streams: self
                 .streams
                 .iter()
-                .map(|s| SnapshotStream { database: s.database.clone(), name: s.name.clone(), fields: s.fields.clone() })
+                .map(|s| SnapshotStream {
+                    database: s.database.clone(),
+                    name: s.name.clone(),
+                    fields: s.fields.clone(),
+                })
                 .collect(),
             series: self
                 .series
                 .iter()
-                .map(|s| SnapshotSeries { stream: s.stream, device: s.key.device.clone(), tags: s.key.tags.clone() })
+                .map(|s| SnapshotSeries {
+                    stream: s.stream,
+                    device: s.key.device.clone(),
+                    tags: s.key.tags.clone(),
+                })
                 .collect(),
         };
-        let json = serde_json::to_vec(&snap).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
-        write_atomic(path, &crate::fsutil::with_checksum_header("STRATA-CATALOG", &json))
+        let json =
+            serde_json::to_vec(&snap).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
+        write_atomic(
+            path,
+            &crate::fsutil::with_checksum_header("STRATA-CATALOG", &json),
+        )
     }
 
     /// Loads a snapshot, or an empty catalog when the file does not exist.
@@ -194,12 +226,17 @@ impl Catalog {
             Err(e) => return Err(e).at(path),
         };
         let json = crate::fsutil::check_checksum_header("STRATA-CATALOG", &bytes, path)?;
-        let snap: Snapshot = serde_json::from_slice(json)
-            .map_err(|e| StorageError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+        let snap: Snapshot = serde_json::from_slice(json).map_err(|e| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         if snap.version != SNAPSHOT_VERSION {
             return Err(StorageError::Corrupt {
                 path: path.to_path_buf(),
-                detail: format!("catalog version {} is not supported (expected {SNAPSHOT_VERSION})", snap.version),
+                detail: format!(
+                    "catalog version {} is not supported (expected {SNAPSHOT_VERSION})",
+                    snap.version
+                ),
             });
         }
         Self::from_snapshot(snap, path)
@@ -220,7 +257,13 @@ impl Catalog {
                     detail: format!("series refers to unknown stream {}", s.stream),
                 });
             }
-            cat.ensure_series(s.stream, &SeriesKey { device: s.device, tags: s.tags });
+            cat.ensure_series(
+                s.stream,
+                &SeriesKey {
+                    device: s.device,
+                    tags: s.tags,
+                },
+            );
         }
         Ok(cat)
     }
@@ -236,8 +279,14 @@ mod tests {
         let mut cat = Catalog::default();
         let s = cat.ensure_stream("db", "cpu");
         cat.ensure_field(s, "v", FieldType::Float);
-        let k1 = SeriesKey { device: "a".into(), tags: vec![("fleet".into(), "x".into())] };
-        let k2 = SeriesKey { device: "b".into(), tags: vec![("fleet".into(), "y".into())] };
+        let k1 = SeriesKey {
+            device: "a".into(),
+            tags: vec![("fleet".into(), "x".into())],
+        };
+        let k2 = SeriesKey {
+            device: "b".into(),
+            tags: vec![("fleet".into(), "y".into())],
+        };
         assert_eq!(cat.ensure_series(s, &k1), 0);
         assert_eq!(cat.ensure_series(s, &k2), 1);
         let path = dir.path().join("catalog");
@@ -245,8 +294,16 @@ mod tests {
         let back = Catalog::load(&path).unwrap();
         let meta = back.stream(back.stream_id("db", "cpu").unwrap());
         assert_eq!(meta.fields, vec![("v".to_string(), FieldType::Float)]);
-        assert_eq!(meta.matching(Some("b"), &[]).iter().collect::<Vec<_>>(), vec![1]);
-        assert_eq!(meta.matching(None, &[("fleet".into(), "x".into())]).iter().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            meta.matching(Some("b"), &[]).iter().collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(
+            meta.matching(None, &[("fleet".into(), "x".into())])
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![0]
+        );
         assert!(back.check_field(0, "v", FieldType::Integer).is_err());
     }
 }

@@ -16,7 +16,12 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;
         f.sync_all().at(&tmp)?;
     }
@@ -26,20 +31,38 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Prefixes `body` with a one-line header `TAG v1 crc32c=XXXXXXXX len=N\n`.
 pub(crate) fn with_checksum_header(tag: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{tag} v1 crc32c={:08x} len={}\n", crc32c::crc32c(body), body.len()).into_bytes();
+    let mut out = format!(
+        "{tag} v1 crc32c={:08x} len={}\n",
+        crc32c::crc32c(body),
+        body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(body);
     out
 }
 
 /// Verifies the header written by [`with_checksum_header`] and returns the body.
-pub(crate) fn check_checksum_header<'a>(tag: &str, bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
-    let corrupt = |detail: String| StorageError::Corrupt { path: path.to_path_buf(), detail };
-    let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("missing header line".into()))?;
-    let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| corrupt("header is not UTF-8".into()))?;
+pub(crate) fn check_checksum_header<'a>(
+    tag: &str,
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<&'a [u8]> {
+    let corrupt = |detail: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("missing header line".into()))?;
+    let header =
+        std::str::from_utf8(&bytes[..nl]).map_err(|_| corrupt("header is not UTF-8".into()))?;
     let body = &bytes[nl + 1..];
     let mut parts = header.split(' ');
     if parts.next() != Some(tag) || parts.next() != Some("v1") {
-        return Err(corrupt(format!("bad header '{header}', expected '{tag} v1 ...'")));
+        return Err(corrupt(format!(
+            "bad header '{header}', expected '{tag} v1 ...'"
+        )));
     }
     let crc = parts
         .next()
@@ -52,7 +75,10 @@ pub(crate) fn check_checksum_header<'a>(tag: &str, bytes: &'a [u8], path: &Path)
         .and_then(|n| n.parse::<usize>().ok())
         .ok_or_else(|| corrupt(format!("bad length field in header '{header}'")))?;
     if len != body.len() {
-        return Err(corrupt(format!("body is {} bytes, header says {len} (truncated?)", body.len())));
+        return Err(corrupt(format!(
+            "body is {} bytes, header says {len} (truncated?)",
+            body.len()
+        )));
     }
     if crc32c::crc32c(body) != crc {
         return Err(corrupt("checksum mismatch".into()));

@@ -21,6 +21,6 @@ mod wal_record;
 
 pub use engine::{Engine, EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use error::{Result, StorageError};
+pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;
-pub use segment::{ChunkStats, verify_segment_file};
 pub use wal::Durability;

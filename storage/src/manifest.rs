@@ -41,17 +41,26 @@ impl Manifest {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Manifest { version: VERSION, next_segment_id: 1, ..Default::default() });
+                return Ok(Manifest {
+                    version: VERSION,
+                    next_segment_id: 1,
+                    ..Default::default()
+                });
             }
             Err(e) => return Err(e).at(path),
         };
         let body = check_checksum_header(TAG, &bytes, path)?;
-        let m: Manifest = serde_json::from_slice(body)
-            .map_err(|e| StorageError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+        let m: Manifest = serde_json::from_slice(body).map_err(|e| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         if m.version != VERSION {
             return Err(StorageError::Corrupt {
                 path: path.to_path_buf(),
-                detail: format!("manifest version {} is not supported by this build (expected {VERSION})", m.version),
+                detail: format!(
+                    "manifest version {} is not supported by this build (expected {VERSION})",
+                    m.version
+                ),
             });
         }
         Ok(m)
@@ -59,7 +68,8 @@ impl Manifest {
 
     /// Writes the manifest atomically and durably.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let body = serde_json::to_vec_pretty(self).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(self)
+            .map_err(|e| StorageError::InvalidInput(e.to_string()))?;
         write_atomic(path, &with_checksum_header(TAG, &body))
     }
 

@@ -2,7 +2,7 @@
 //! Appends are O(1); out-of-order and duplicate timestamps are resolved (last write wins) when rows
 //! are read or flushed, by the shared merge in [`crate::rows`].
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::Instant;
 
 use crate::catalog::StreamId;
@@ -36,16 +36,24 @@ impl SeriesBuf {
         let columns = fields
             .iter()
             .zip(field_ids)
-            .map(|((name, ty), fid)| match fid.and_then(|f| self.columns.get(f)).and_then(Option::as_ref) {
-                Some(c) => c.clone(),
-                None => {
-                    let mut c = Column::new(name.clone(), *ty);
-                    (0..self.times.len()).for_each(|_| c.push_null());
-                    c
+            .map(|((name, ty), fid)| {
+                match fid
+                    .and_then(|f| self.columns.get(f))
+                    .and_then(Option::as_ref)
+                {
+                    Some(c) => c.clone(),
+                    None => {
+                        let mut c = Column::new(name.clone(), *ty);
+                        (0..self.times.len()).for_each(|_| c.push_null());
+                        c
+                    }
                 }
             })
             .collect();
-        Rows { times: self.times.clone(), columns }
+        Rows {
+            times: self.times.clone(),
+            columns,
+        }
     }
 }
 
@@ -74,7 +82,13 @@ impl Memtable {
 
     /// Appends the rows of a validated table write. `series_ids[i]` is the id of `table.series[i]`,
     /// `field_ids[c]` the stream field id of `table.columns[c]`.
-    pub fn apply(&mut self, stream: StreamId, table: &TableWrite, series_ids: &[SeriesId], field_ids: &[usize]) {
+    pub fn apply(
+        &mut self,
+        stream: StreamId,
+        table: &TableWrite,
+        series_ids: &[SeriesId],
+        field_ids: &[usize],
+    ) {
         self.first_write.get_or_insert_with(Instant::now);
         for row in 0..table.len() {
             let sid = series_ids[table.row_series[row] as usize];
@@ -96,7 +110,12 @@ impl Memtable {
             }
             buf.times.push(ts);
             let rows = buf.times.len();
-            for c in buf.columns.iter_mut().flatten().filter(|c| c.valid.len() < rows) {
+            for c in buf
+                .columns
+                .iter_mut()
+                .flatten()
+                .filter(|c| c.valid.len() < rows)
+            {
                 c.push_null();
             }
             self.bytes += 16;
@@ -121,7 +140,9 @@ impl Memtable {
             }
             buf.to_rows(fields, field_ids).select(lo..hi)
         } else {
-            buf.to_rows(fields, field_ids).normalize().slice_time(first, last)
+            buf.to_rows(fields, field_ids)
+                .normalize()
+                .slice_time(first, last)
         };
         (!rows.is_empty()).then_some(rows)
     }
@@ -178,7 +199,10 @@ mod tests {
         let fields = [("v".to_string(), FieldType::Float)];
         let rows = m.read(7, i64::MIN, i64::MAX, &fields, &[Some(0)]).unwrap();
         assert_eq!(rows.times, vec![1, 2, 3]);
-        assert_eq!(rows.columns[0].data, ColumnData::Float(vec![10.0, 2.0, 3.0]));
+        assert_eq!(
+            rows.columns[0].data,
+            ColumnData::Float(vec![10.0, 2.0, 3.0])
+        );
         assert!(m.read(7, 4, 10, &fields, &[Some(0)]).is_none());
     }
 }

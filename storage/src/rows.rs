@@ -13,7 +13,13 @@ pub(crate) struct Rows {
 impl Rows {
     /// No rows, with one empty column per field.
     pub fn empty(fields: &[(String, FieldType)]) -> Rows {
-        Rows { times: Vec::new(), columns: fields.iter().map(|(n, t)| Column::new(n.clone(), *t)).collect() }
+        Rows {
+            times: Vec::new(),
+            columns: fields
+                .iter()
+                .map(|(n, t)| Column::new(n.clone(), *t))
+                .collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -56,7 +62,11 @@ impl Rows {
         order.sort_by_key(|&i| self.times[i as usize]);
         let mut out = Rows {
             times: Vec::with_capacity(self.len()),
-            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .collect(),
         };
         let mut start = 0;
         while start < order.len() {
@@ -67,7 +77,11 @@ impl Rows {
             }
             out.times.push(ts);
             for (dst, src) in out.columns.iter_mut().zip(&self.columns) {
-                match order[start..end].iter().rev().find(|&&i| src.valid[i as usize]) {
+                match order[start..end]
+                    .iter()
+                    .rev()
+                    .find(|&&i| src.valid[i as usize])
+                {
                     Some(&i) => {
                         dst.data.push_from(&src.data, i as usize);
                         dst.valid.push(true);
@@ -94,7 +108,11 @@ impl Rows {
     pub fn select(&self, range: std::ops::Range<usize>) -> Rows {
         let mut out = Rows {
             times: Vec::with_capacity(range.len()),
-            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .collect(),
         };
         for i in range {
             out.push_row(self, i);
@@ -104,13 +122,19 @@ impl Rows {
 
     /// Drops rows where no column has a value.
     pub fn drop_empty_rows(self) -> Rows {
-        let keep: Vec<usize> = (0..self.len()).filter(|&i| self.columns.iter().any(|c| c.valid[i])).collect();
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&i| self.columns.iter().any(|c| c.valid[i]))
+            .collect();
         if keep.len() == self.len() {
             return self;
         }
         let mut out = Rows {
             times: Vec::with_capacity(keep.len()),
-            columns: self.columns.iter().map(|c| Column::new(c.name.clone(), c.data.field_type())).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .collect(),
         };
         for i in keep {
             out.push_row(&self, i);
@@ -157,7 +181,10 @@ mod tests {
         let new = rows(&[2, 1, 1], &[Some(20.0), None, Some(10.0)]);
         let merged = merge_lww(vec![old, new]).unwrap();
         assert_eq!(merged.times, vec![1, 2, 3]);
-        assert_eq!(merged.columns[0].data, ColumnData::Float(vec![10.0, 20.0, 3.0]));
+        assert_eq!(
+            merged.columns[0].data,
+            ColumnData::Float(vec![10.0, 20.0, 3.0])
+        );
         assert_eq!(merged.columns[0].valid, vec![true, true, true]);
     }
 

@@ -241,7 +241,11 @@ pub struct Column {
 impl Column {
     /// An empty column.
     pub fn new(name: impl Into<String>, ty: FieldType) -> Self {
-        Column { name: name.into(), data: ColumnData::new(ty), valid: Vec::new() }
+        Column {
+            name: name.into(),
+            data: ColumnData::new(ty),
+            valid: Vec::new(),
+        }
     }
 
     /// Appends an empty slot.
@@ -257,7 +261,18 @@ impl Column {
 }
 
 /// Identity of a series inside a stream: the device plus the remaining tags, sorted by tag name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct SeriesKey {
     /// Device id (empty when the write named no device).
     pub device: String,
@@ -296,7 +311,10 @@ impl TableWrite {
 
     /// Number of present field values.
     pub fn value_count(&self) -> usize {
-        self.columns.iter().map(|c| c.valid.iter().filter(|v| **v).count()).sum()
+        self.columns
+            .iter()
+            .map(|c| c.valid.iter().filter(|v| **v).count())
+            .sum()
     }
 }
 

@@ -65,7 +65,10 @@ pub(crate) fn decode(buf: &[u8]) -> Result<WriteBatch, ReadError> {
     let mut r = Reader::new(buf);
     let version = r.u8("record version")?;
     if version != RECORD_VERSION {
-        return Err(ReadError { offset: 0, what: format!("unknown WAL record version {version}") });
+        return Err(ReadError {
+            offset: 0,
+            what: format!("unknown WAL record version {version}"),
+        });
     }
     let database = r.str("database")?.to_string();
     let ntables = r.count(4, "table count")?;
@@ -85,34 +88,62 @@ fn decode_table(r: &mut Reader<'_>) -> Result<TableWrite, ReadError> {
         let ntags = r.count(8, "tag count")?;
         let mut tags = Vec::with_capacity(ntags);
         for _ in 0..ntags {
-            tags.push((r.str("tag key")?.to_string(), r.str("tag value")?.to_string()));
+            tags.push((
+                r.str("tag key")?.to_string(),
+                r.str("tag value")?.to_string(),
+            ));
         }
         series.push(SeriesKey { device, tags });
     }
     let nrows = r.count(12, "row count")?;
-    let row_series = (0..nrows).map(|_| r.u32("row series")).collect::<Result<Vec<_>, _>>()?;
-    let times = (0..nrows).map(|_| r.i64("timestamp")).collect::<Result<Vec<_>, _>>()?;
+    let row_series = (0..nrows)
+        .map(|_| r.u32("row series"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let times = (0..nrows)
+        .map(|_| r.i64("timestamp"))
+        .collect::<Result<Vec<_>, _>>()?;
     let ncols = r.count(6, "column count")?;
     let mut columns = Vec::with_capacity(ncols);
     for _ in 0..ncols {
         columns.push(decode_column(r, nrows)?);
     }
-    Ok(TableWrite { stream, series, row_series, times, columns })
+    Ok(TableWrite {
+        stream,
+        series,
+        row_series,
+        times,
+        columns,
+    })
 }
 
 fn decode_column(r: &mut Reader<'_>, n: usize) -> Result<Column, ReadError> {
     let name = r.str("column name")?.to_string();
     let tag = r.u8("column type")?;
-    let ty = FieldType::from_tag(tag).ok_or(ReadError { offset: 0, what: format!("unknown column type {tag}") })?;
+    let ty = FieldType::from_tag(tag).ok_or(ReadError {
+        offset: 0,
+        what: format!("unknown column type {tag}"),
+    })?;
     let bits = r.take(n.div_ceil(8), "validity bitmap")?;
     let valid: Vec<bool> = (0..n).map(|i| bits[i / 8] & (1 << (i % 8)) != 0).collect();
     let data = match ty {
         FieldType::Float => ColumnData::Float(
-            (0..n).map(|_| r.u64("float").map(f64::from_bits)).collect::<Result<_, _>>()?,
+            (0..n)
+                .map(|_| r.u64("float").map(f64::from_bits))
+                .collect::<Result<_, _>>()?,
         ),
-        FieldType::Integer => ColumnData::Integer((0..n).map(|_| r.i64("integer")).collect::<Result<_, _>>()?),
-        FieldType::Unsigned => ColumnData::Unsigned((0..n).map(|_| r.u64("unsigned")).collect::<Result<_, _>>()?),
-        FieldType::Boolean => ColumnData::Boolean((0..n).map(|_| r.u8("bool").map(|b| b != 0)).collect::<Result<_, _>>()?),
+        FieldType::Integer => {
+            ColumnData::Integer((0..n).map(|_| r.i64("integer")).collect::<Result<_, _>>()?)
+        }
+        FieldType::Unsigned => ColumnData::Unsigned(
+            (0..n)
+                .map(|_| r.u64("unsigned"))
+                .collect::<Result<_, _>>()?,
+        ),
+        FieldType::Boolean => ColumnData::Boolean(
+            (0..n)
+                .map(|_| r.u8("bool").map(|b| b != 0))
+                .collect::<Result<_, _>>()?,
+        ),
         FieldType::String => ColumnData::String(decode_strings(r, n)?),
     };
     Ok(Column { name, data, valid })
@@ -120,12 +151,17 @@ fn decode_column(r: &mut Reader<'_>, n: usize) -> Result<Column, ReadError> {
 
 fn decode_strings(r: &mut Reader<'_>, n: usize) -> Result<StringColumn, ReadError> {
     let data = r.str("string data")?.to_string();
-    let ends = (0..n).map(|_| r.u32("string end")).collect::<Result<Vec<_>, _>>()?;
+    let ends = (0..n)
+        .map(|_| r.u32("string end"))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut prev = 0usize;
     for &e in &ends {
         let e = e as usize;
         if e < prev || e > data.len() || !data.is_char_boundary(e) {
-            return Err(ReadError { offset: 0, what: "string offsets are out of order or split a character".into() });
+            return Err(ReadError {
+                offset: 0,
+                what: "string offsets are out of order or split a character".into(),
+            });
         }
         prev = e;
     }
@@ -149,7 +185,13 @@ mod tests {
         .iter()
         .map(|(n, t)| Column::new(*n, *t))
         .collect();
-        let vals = [Value::Float(1.5), Value::Integer(-3), Value::Unsigned(7), Value::Boolean(true), Value::String("é".into())];
+        let vals = [
+            Value::Float(1.5),
+            Value::Integer(-3),
+            Value::Unsigned(7),
+            Value::Boolean(true),
+            Value::String("é".into()),
+        ];
         for (c, v) in cols.iter_mut().zip(&vals) {
             c.data.push_value(v);
             c.valid.push(true);
@@ -159,7 +201,10 @@ mod tests {
             database: "db".into(),
             tables: vec![TableWrite {
                 stream: "s".into(),
-                series: vec![SeriesKey { device: "d".into(), tags: vec![("k".into(), "v".into())] }],
+                series: vec![SeriesKey {
+                    device: "d".into(),
+                    tags: vec![("k".into(), "v".into())],
+                }],
                 row_series: vec![0, 0],
                 times: vec![5, -5],
                 columns: cols,
@@ -170,7 +215,10 @@ mod tests {
 
     #[test]
     fn truncated_payload_is_an_error() {
-        let batch = WriteBatch { database: "db".into(), tables: vec![] };
+        let batch = WriteBatch {
+            database: "db".into(),
+            tables: vec![],
+        };
         let bytes = encode(&batch);
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
     }

@@ -9,9 +9,15 @@ pub type Row = (String, i64, Vec<(String, Value)>);
 
 /// Builds a one-table batch from rows; every field keeps the type of its first value.
 pub fn batch(db: &str, stream: &str, rows: &[Row]) -> WriteBatch {
-    let mut t = TableWrite { stream: stream.into(), ..Default::default() };
+    let mut t = TableWrite {
+        stream: stream.into(),
+        ..Default::default()
+    };
     for (i, (device, ts, fields)) in rows.iter().enumerate() {
-        let key = SeriesKey { device: device.clone(), tags: vec![] };
+        let key = SeriesKey {
+            device: device.clone(),
+            tags: vec![],
+        };
         let idx = t.series.iter().position(|k| *k == key).unwrap_or_else(|| {
             t.series.push(key);
             t.series.len() - 1
@@ -28,19 +34,31 @@ pub fn batch(db: &str, stream: &str, rows: &[Row]) -> WriteBatch {
         for c in &mut t.columns {
             match fields.iter().rev().find(|(n, _)| *n == c.name) {
                 Some((_, v)) => {
-                    assert!(c.data.push_value(v), "test rows must keep one type per field");
+                    assert!(
+                        c.data.push_value(v),
+                        "test rows must keep one type per field"
+                    );
                     c.valid.push(true);
                 }
                 None => c.push_null(),
             }
         }
     }
-    WriteBatch { database: db.into(), tables: vec![t] }
+    WriteBatch {
+        database: db.into(),
+        tables: vec![t],
+    }
 }
 
 /// Full-range scan request.
 pub fn all(db: &str, stream: &str) -> ScanRequest {
-    ScanRequest { database: db.into(), stream: stream.into(), start: i64::MIN, end: i64::MAX, ..Default::default() }
+    ScanRequest {
+        database: db.into(),
+        stream: stream.into(),
+        start: i64::MIN,
+        end: i64::MAX,
+        ..Default::default()
+    }
 }
 
 /// Flattens scan results into (device, ts, field, value) tuples.

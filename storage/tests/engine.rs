@@ -19,7 +19,9 @@ fn f(name: &str, v: f64) -> (String, Value) {
 #[test]
 fn write_read_restart_flush_compact() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<_> = (0..1000).map(|i| ("d1".to_string(), i * 10, vec![f("v", i as f64 / 10.0)])).collect();
+    let rows: Vec<_> = (0..1000)
+        .map(|i| ("d1".to_string(), i * 10, vec![f("v", i as f64 / 10.0)]))
+        .collect();
     let expected;
     {
         let e = Engine::open(config(dir.path())).unwrap();
@@ -31,7 +33,8 @@ fn write_read_restart_flush_compact() {
     assert_eq!(e.recovery_report().wal_records, 1);
     assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()), expected);
     e.flush().unwrap();
-    e.write(&batch("db", "m", &[("d1".into(), 50, vec![f("v", 99.0)])])).unwrap();
+    e.write(&batch("db", "m", &[("d1".into(), 50, vec![f("v", 99.0)])]))
+        .unwrap();
     e.flush().unwrap();
     assert_eq!(e.stats().segments, 2);
     assert_eq!(e.compact().unwrap(), 1);
@@ -41,9 +44,16 @@ fn write_read_restart_flush_compact() {
     let e = Engine::open(config(dir.path())).unwrap();
     let got = flatten(&e.scan(&all("db", "m")).unwrap());
     assert_eq!(got.len(), 1000);
-    assert_eq!(got[0], ("d1".to_string(), 0, "v".to_string(), Value::Float(0.0)));
+    assert_eq!(
+        got[0],
+        ("d1".to_string(), 0, "v".to_string(), Value::Float(0.0))
+    );
     let five = got.iter().find(|r| r.1 == 50).unwrap();
-    assert_eq!(five.3, Value::Float(99.0), "the later write wins after flush and compaction");
+    assert_eq!(
+        five.3,
+        Value::Float(99.0),
+        "the later write wins after flush and compaction"
+    );
     assert!(e.recovery_report().wal_warnings.is_empty());
 }
 
@@ -53,7 +63,13 @@ fn range_device_and_field_filters() {
     let e = Engine::open(config(dir.path())).unwrap();
     let rows: Vec<_> = (0..100)
         .flat_map(|i| {
-            ["a", "b"].map(|d| (d.to_string(), i, vec![f("x", i as f64), ("y".to_string(), Value::Integer(i))]))
+            ["a", "b"].map(|d| {
+                (
+                    d.to_string(),
+                    i,
+                    vec![f("x", i as f64), ("y".to_string(), Value::Integer(i))],
+                )
+            })
         })
         .collect();
     e.write(&batch("db", "m", &rows)).unwrap();
@@ -79,12 +95,36 @@ fn range_device_and_field_filters() {
 fn type_conflict_names_stream_field_and_types() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::open(config(dir.path())).unwrap();
-    e.write(&batch("db", "m", &[("d".into(), 1, vec![f("speed", 1.0)])])).unwrap();
-    let err = e.write(&batch("db", "m", &[("d".into(), 2, vec![("speed".into(), Value::Integer(1))])])).unwrap_err();
-    assert!(matches!(err, StorageError::SchemaConflict { existing: FieldType::Float, requested: FieldType::Integer, .. }));
+    e.write(&batch("db", "m", &[("d".into(), 1, vec![f("speed", 1.0)])]))
+        .unwrap();
+    let err = e
+        .write(&batch(
+            "db",
+            "m",
+            &[("d".into(), 2, vec![("speed".into(), Value::Integer(1))])],
+        ))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StorageError::SchemaConflict {
+            existing: FieldType::Float,
+            requested: FieldType::Integer,
+            ..
+        }
+    ));
     let msg = err.to_string();
-    assert!(msg.contains("'m'") && msg.contains("'speed'") && msg.contains("float") && msg.contains("integer"), "{msg}");
-    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len(), 1, "the rejected write stored nothing");
+    assert!(
+        msg.contains("'m'")
+            && msg.contains("'speed'")
+            && msg.contains("float")
+            && msg.contains("integer"),
+        "{msg}"
+    );
+    assert_eq!(
+        flatten(&e.scan(&all("db", "m")).unwrap()).len(),
+        1,
+        "the rejected write stored nothing"
+    );
 }
 
 #[test]
@@ -92,7 +132,10 @@ fn second_open_of_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _e = Engine::open(config(dir.path())).unwrap();
     let err = Engine::open(config(dir.path())).unwrap_err();
-    assert!(err.to_string().contains("in use by another Strata process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another Strata process"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,11 +143,18 @@ fn corrupt_segment_chunk_is_reported_and_never_returns_wrong_values() {
     let dir = tempfile::tempdir().unwrap();
     {
         let e = Engine::open(config(dir.path())).unwrap();
-        let rows: Vec<_> = (0..5000).map(|i| ("d".to_string(), i, vec![f("v", (i % 97) as f64 * 1.25)])).collect();
+        let rows: Vec<_> = (0..5000)
+            .map(|i| ("d".to_string(), i, vec![f("v", (i % 97) as f64 * 1.25)]))
+            .collect();
         e.write(&batch("db", "m", &rows)).unwrap();
         e.shutdown().unwrap();
     }
-    let seg = std::fs::read_dir(dir.path().join("segments")).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[40] ^= 0xFF; // inside the first chunk (header is 16 bytes)
     std::fs::write(&seg, &bytes).unwrap();
@@ -123,14 +173,22 @@ fn corrupt_segment_footer_fails_reads_of_its_range_only() {
     let dir = tempfile::tempdir().unwrap();
     {
         let e = Engine::open(config(dir.path())).unwrap();
-        e.write(&batch("db", "a", &[("d".into(), 1, vec![f("v", 1.0)])])).unwrap();
-        e.write(&batch("db", "b", &[("d".into(), 1, vec![f("v", 2.0)])])).unwrap();
+        e.write(&batch("db", "a", &[("d".into(), 1, vec![f("v", 1.0)])]))
+            .unwrap();
+        e.write(&batch("db", "b", &[("d".into(), 1, vec![f("v", 2.0)])]))
+            .unwrap();
         e.shutdown().unwrap();
     }
-    let mut segs: Vec<_> = std::fs::read_dir(dir.path().join("segments")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segs.sort();
     let len = std::fs::metadata(&segs[0]).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&segs[0]).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[0])
+        .unwrap();
     f.set_len(len - 3).unwrap();
     let e = Engine::open(config(dir.path())).unwrap();
     assert_eq!(e.recovery_report().segment_errors.len(), 1);
@@ -144,18 +202,38 @@ fn torn_wal_tail_keeps_earlier_writes() {
     {
         let e = Engine::open(config(dir.path())).unwrap();
         for i in 0..10 {
-            e.write(&batch("db", "m", &[("d".into(), i, vec![f("v", i as f64)])])).unwrap();
+            e.write(&batch(
+                "db",
+                "m",
+                &[("d".into(), i, vec![f("v", i as f64)])],
+            ))
+            .unwrap();
         }
     }
-    let mut wals: Vec<_> = std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut wals: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     wals.sort();
-    let newest = wals.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 64).unwrap();
+    let newest = wals
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 64)
+        .unwrap();
     let len = std::fs::metadata(newest).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(newest).unwrap().set_len(len - 5).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
     let e = Engine::open(config(dir.path())).unwrap();
     let report = e.recovery_report();
     assert_eq!(report.wal_records, 9);
     assert_eq!(report.wal_warnings.len(), 1, "{report:?}");
     let got = flatten(&e.scan(&all("db", "m")).unwrap());
-    assert_eq!(got.iter().map(|r| r.1).collect::<Vec<_>>(), (0..9).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|r| r.1).collect::<Vec<_>>(),
+        (0..9).collect::<Vec<_>>()
+    );
 }

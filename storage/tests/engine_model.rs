@@ -23,7 +23,11 @@ enum Op {
 
 fn value(ty: FieldType) -> BoxedStrategy<Value> {
     match ty {
-        FieldType::Float => prop_oneof![(-1000i32..1000).prop_map(|x| Value::Float(x as f64 / 10.0)), any::<f64>().prop_map(Value::Float)].boxed(),
+        FieldType::Float => prop_oneof![
+            (-1000i32..1000).prop_map(|x| Value::Float(x as f64 / 10.0)),
+            any::<f64>().prop_map(Value::Float)
+        ]
+        .boxed(),
         FieldType::Integer => any::<i64>().prop_map(Value::Integer).boxed(),
         FieldType::Unsigned => any::<u64>().prop_map(Value::Unsigned).boxed(),
         FieldType::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
@@ -60,7 +64,10 @@ fn apply(engine: &Engine, model: &mut Model, rows: &[GenRow]) {
     let rows: Vec<common::Row> = rows
         .iter()
         .map(|(d, ts, fs)| {
-            let fs = fs.iter().map(|(i, v)| (TYPES[*i].0.to_string(), v.clone())).collect();
+            let fs = fs
+                .iter()
+                .map(|(i, v)| (TYPES[*i].0.to_string(), v.clone()))
+                .collect();
             (format!("dev{d}"), *ts, fs)
         })
         .collect();
@@ -87,11 +94,23 @@ fn normalize(rows: Vec<(String, i64, String, Value)>) -> Vec<(String, i64, Strin
 
 fn check(engine: &Engine, model: &Model, start: i64, end: i64) {
     let got = normalize(flatten(&engine.scan(&all("db", "m")).unwrap()));
-    let want = normalize(model.iter().map(|((d, t, f), v)| (d.clone(), *t, f.clone(), v.clone())).collect());
+    let want = normalize(
+        model
+            .iter()
+            .map(|((d, t, f), v)| (d.clone(), *t, f.clone(), v.clone()))
+            .collect(),
+    );
     assert_eq!(got, want);
-    let req = ScanRequest { start, end, ..all("db", "m") };
+    let req = ScanRequest {
+        start,
+        end,
+        ..all("db", "m")
+    };
     let got = normalize(flatten(&engine.scan(&req).unwrap()));
-    let want: Vec<_> = want.into_iter().filter(|r| r.1 >= start && r.1 < end).collect();
+    let want: Vec<_> = want
+        .into_iter()
+        .filter(|r| r.1 >= start && r.1 < end)
+        .collect();
     assert_eq!(got, want, "range [{start}, {end})");
 }
 

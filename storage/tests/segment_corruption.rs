@@ -37,12 +37,21 @@ fn build_segment() -> Vec<u8> {
     drop(e);
     let path = segment_path(dir.path());
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(verify_segment_file(&path).unwrap(), Vec::<String>::new(), "fresh segment verifies");
+    assert_eq!(
+        verify_segment_file(&path).unwrap(),
+        Vec::<String>::new(),
+        "fresh segment verifies"
+    );
     bytes
 }
 
 fn segment_path(root: &std::path::Path) -> PathBuf {
-    std::fs::read_dir(root.join("segments")).unwrap().next().unwrap().unwrap().path()
+    std::fs::read_dir(root.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
 }
 
 fn detected(path: &std::path::Path) -> bool {

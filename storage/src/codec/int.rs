@@ -75,54 +75,76 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
         put_varint(out, zigzag(step));
         return Codec::Regular;
     }
-    let mut best = (Codec::Raw, values.len() * 8);
+    let raw = values.len() * 8;
     let runs = count_runs(values);
-    if runs * 4 <= values.len() {
-        let size = run_length_size(values, runs);
-        if size < best.1 {
-            best = (Codec::RunLength, size);
-        }
+    let rle = if runs * 4 <= values.len() {
+        run_length_size(values, runs)
+    } else {
+        usize::MAX
+    };
+    let packing = best_packing(values);
+    if packing.size() < rle.min(raw) {
+        write_packed(&packing.head, &packing.seq, packing.plan, out);
+        packing.codec
+    } else if rle < raw {
+        write_run_length(values, runs, out);
+        Codec::RunLength
+    } else {
+        write_raw(values, out);
+        Codec::Raw
     }
-    let deltas = diffs(values);
-    let dods = diffs(&deltas);
-    let step = grid_step(values, &deltas);
-    let residuals = linear_residuals(values, step);
-    let orders = [
-        (Codec::Packed, values, plan(values)),
-        (Codec::DeltaPacked, &deltas[..], plan(&deltas)),
-        (Codec::DeltaDeltaPacked, &dods[..], plan(&dods)),
-        (Codec::LinearPacked, &residuals[..], plan(&residuals)),
-    ];
-    let mut chosen = None;
-    for (codec, seq, p) in &orders {
-        let size = p.size
-            + head(*codec, values, step)
-                .iter()
-                .map(|&h| varint_len(zigzag(h)))
-                .sum::<usize>();
-        if size < best.1 {
-            best = (*codec, size);
-            chosen = Some((*seq, *p));
-        }
-    }
-    match (best.0, chosen) {
-        (Codec::Raw, _) => write_raw(values, out),
-        (Codec::RunLength, _) => write_run_length(values, runs, out),
-        (codec, Some((seq, p))) => write_packed(&head(codec, values, step), seq, p, out),
-        (_, None) => write_raw(values, out),
-    }
-    best.0
 }
 
-/// The values stored verbatim before the packed sequence of `codec` (needs `values.len() >= 2`);
-/// `step` is the grid step of [`Codec::LinearPacked`].
-fn head(codec: Codec, values: &[i64], step: i64) -> Vec<i64> {
-    match codec {
-        Codec::DeltaPacked => vec![values[0]],
-        Codec::DeltaDeltaPacked => vec![values[0], values[1].wrapping_sub(values[0])],
-        Codec::LinearPacked => vec![values[0], step],
-        _ => Vec::new(),
+/// One frame-of-reference candidate: its head values, packed sequence and plan.
+struct Packing {
+    codec: Codec,
+    head: Vec<i64>,
+    seq: Vec<i64>,
+    plan: Plan,
+}
+
+impl Packing {
+    fn new(codec: Codec, head: Vec<i64>, seq: Vec<i64>) -> Self {
+        let plan = plan(&seq);
+        Packing {
+            codec,
+            head,
+            seq,
+            plan,
+        }
     }
+
+    /// Exact encoded size.
+    fn size(&self) -> usize {
+        self.plan.size
+            + self
+                .head
+                .iter()
+                .map(|&h| varint_len(zigzag(h)))
+                .sum::<usize>()
+    }
+}
+
+/// The smallest of the packed codecs (needs `values.len() >= 2`).
+fn best_packing(values: &[i64]) -> Packing {
+    let deltas = diffs(values);
+    let step = grid_step(values, &deltas);
+    let (x0, d0) = (values[0], deltas[0]);
+    // On equal sizes the earlier candidate wins.
+    let [first, rest @ ..] = [
+        Packing::new(Codec::Packed, Vec::new(), values.to_vec()),
+        Packing::new(Codec::DeltaPacked, vec![x0], deltas.clone()),
+        Packing::new(Codec::DeltaDeltaPacked, vec![x0, d0], diffs(&deltas)),
+        Packing::new(
+            Codec::LinearPacked,
+            vec![x0, step],
+            linear_residuals(values, step),
+        ),
+    ];
+    rest.into_iter().fold(
+        first,
+        |best, c| if c.size() < best.size() { c } else { best },
+    )
 }
 
 /// The grid step of [`Codec::LinearPacked`]: the mean slope `(last - first) / (n - 1)`, rounded
@@ -671,21 +693,21 @@ mod tests {
         (codec, buf.len())
     }
 
-    /// Encodes with a forced packed order, for testing each layout on any data.
+    /// Encodes with a forced packed codec, for testing each layout on any data.
     fn forced(values: &[i64], codec: Codec) -> Vec<u8> {
-        let seq = match codec {
-            Codec::Packed => values.to_vec(),
-            Codec::DeltaPacked => diffs(values),
-            Codec::LinearPacked => linear_residuals(values, grid_step(values, &diffs(values))),
-            _ => diffs(&diffs(values)),
+        let deltas = diffs(values);
+        let step = grid_step(values, &deltas);
+        let p = match codec {
+            Codec::Packed => Packing::new(codec, Vec::new(), values.to_vec()),
+            Codec::DeltaPacked => Packing::new(codec, vec![values[0]], deltas),
+            Codec::LinearPacked => {
+                Packing::new(codec, vec![values[0], step], linear_residuals(values, step))
+            }
+            _ => Packing::new(codec, vec![values[0], deltas[0]], diffs(&deltas)),
         };
         let mut out = Vec::new();
-        write_packed(
-            &head(codec, values, grid_step(values, &diffs(values))),
-            &seq,
-            plan(&seq),
-            &mut out,
-        );
+        write_packed(&p.head, &p.seq, p.plan, &mut out);
+        assert_eq!(out.len(), p.size());
         out
     }
 

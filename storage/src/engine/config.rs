@@ -90,4 +90,3 @@ pub struct RecoveryReport {
     /// Segments whose checks failed, with the reason.
     pub segment_errors: Vec<String>,
 }
-

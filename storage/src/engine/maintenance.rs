@@ -57,14 +57,25 @@ pub(super) fn flush(inner: &Inner) -> Result<()> {
     loop {
         let next = {
             let state = inner.read_state()?;
-            state.frozen.first().map(|f| (f.memtable.clone(), f.wal_cut, state.catalog.clone()))
+            state
+                .frozen
+                .first()
+                .map(|f| (f.memtable.clone(), f.wal_cut, state.catalog.clone()))
         };
-        let Some((memtable, wal_cut, catalog)) = next else { return Ok(()) };
+        let Some((memtable, wal_cut, catalog)) = next else {
+            return Ok(());
+        };
         flush_one(inner, &mut manifest, &memtable, wal_cut, &catalog)?;
     }
 }
 
-fn flush_one(inner: &Inner, manifest: &mut Manifest, memtable: &Arc<Memtable>, wal_cut: u64, catalog: &Catalog) -> Result<()> {
+fn flush_one(
+    inner: &Inner,
+    manifest: &mut Manifest,
+    memtable: &Arc<Memtable>,
+    wal_cut: u64,
+    catalog: &Catalog,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let new = write_memtable(inner, manifest, memtable, catalog)?;
     catalog.save(&inner.paths.catalog)?;
@@ -81,13 +92,22 @@ fn flush_one(inner: &Inner, manifest: &mut Manifest, memtable: &Arc<Memtable>, w
     }
     inner.wal.remove_before(wal_cut)?;
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(segments = new.len(), bytes = new.iter().map(|l| l.meta.bytes).sum::<u64>(),
-        millis = started.elapsed().as_millis() as u64, "flushed memtable");
+    tracing::info!(
+        segments = new.len(),
+        bytes = new.iter().map(|l| l.meta.bytes).sum::<u64>(),
+        millis = started.elapsed().as_millis() as u64,
+        "flushed memtable"
+    );
     Ok(())
 }
 
 /// Writes one segment per (stream, partition) of the memtable.
-fn write_memtable(inner: &Inner, manifest: &mut Manifest, memtable: &Memtable, catalog: &Catalog) -> Result<Vec<Arc<LiveSegment>>> {
+fn write_memtable(
+    inner: &Inner,
+    manifest: &mut Manifest,
+    memtable: &Memtable,
+    catalog: &Catalog,
+) -> Result<Vec<Arc<LiveSegment>>> {
     let p = inner.config.partition_ns;
     let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
     for (stream, sid, rows) in memtable.drain_sorted(|s| catalog.stream(s).fields.as_slice()) {
@@ -95,7 +115,10 @@ fn write_memtable(inner: &Inner, manifest: &mut Manifest, memtable: &Memtable, c
         while start < rows.len() {
             let part = rows.times[start].div_euclid(p) * p;
             let end = start + rows.times[start..].partition_point(|&t| t.div_euclid(p) * p == part);
-            groups.entry((stream, part)).or_default().push((sid, rows.select(start..end)));
+            groups
+                .entry((stream, part))
+                .or_default()
+                .push((sid, rows.select(start..end)));
             start = end;
         }
     }
@@ -103,7 +126,13 @@ fn write_memtable(inner: &Inner, manifest: &mut Manifest, memtable: &Memtable, c
     for ((stream, part), series) in groups {
         let meta = catalog.stream(stream);
         let source = series.into_iter().map(|(sid, rows)| Ok((sid, rows)));
-        out.push(write_segment(inner, manifest, (&meta.database, &meta.name, part), &meta.fields, source)?);
+        out.push(write_segment(
+            inner,
+            manifest,
+            (&meta.database, &meta.name, part),
+            &meta.fields,
+            source,
+        )?);
     }
     sync_dir(&inner.paths.segments)?;
     Ok(out)
@@ -119,7 +148,14 @@ fn write_segment(
 ) -> Result<Arc<LiveSegment>> {
     let id = manifest.allocate_id();
     let path = inner.paths.segment(id);
-    let mut w = SegmentWriter::create(&path, database, stream, part, inner.config.partition_ns, fields)?;
+    let mut w = SegmentWriter::create(
+        &path,
+        database,
+        stream,
+        part,
+        inner.config.partition_ns,
+        fields,
+    )?;
     for item in series {
         let (sid, rows) = item?;
         w.write_series(sid, &rows)?;
@@ -146,10 +182,17 @@ pub(super) fn compact(inner: &Inner, min_segments: usize) -> Result<usize> {
         let state = inner.read_state()?;
         let mut by_part: BTreeMap<(String, String, i64), Vec<Arc<LiveSegment>>> = BTreeMap::new();
         for l in &state.segments {
-            let key = (l.meta.database.clone(), l.meta.stream.clone(), l.meta.partition_start);
+            let key = (
+                l.meta.database.clone(),
+                l.meta.stream.clone(),
+                l.meta.partition_start,
+            );
             by_part.entry(key).or_default().push(l.clone());
         }
-        by_part.into_values().filter(|g| g.len() >= min_segments.max(2)).collect()
+        by_part
+            .into_values()
+            .filter(|g| g.len() >= min_segments.max(2))
+            .collect()
     };
     let count = groups.len();
     for group in groups {
@@ -159,15 +202,25 @@ pub(super) fn compact(inner: &Inner, min_segments: usize) -> Result<usize> {
 }
 
 /// Merges one partition's segments (oldest first, newer rows win) into a new segment.
-fn compact_group(inner: &Inner, manifest: &mut Manifest, inputs: Vec<Arc<LiveSegment>>) -> Result<()> {
+fn compact_group(
+    inner: &Inner,
+    manifest: &mut Manifest,
+    inputs: Vec<Arc<LiveSegment>>,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let first = &inputs[0].meta;
     let fields = {
         let state = inner.read_state()?;
-        let id = state.catalog.stream_id(&first.database, &first.stream).ok_or_else(|| StorageError::Corrupt {
-            path: inner.paths.catalog.clone(),
-            detail: format!("segment {} names stream '{}' missing from the catalog", first.id, first.stream),
-        })?;
+        let id = state
+            .catalog
+            .stream_id(&first.database, &first.stream)
+            .ok_or_else(|| StorageError::Corrupt {
+                path: inner.paths.catalog.clone(),
+                detail: format!(
+                    "segment {} names stream '{}' missing from the catalog",
+                    first.id, first.stream
+                ),
+            })?;
         state.catalog.stream(id).fields.clone()
     };
     let ids: BTreeSet<SeriesId> = inputs.iter().flat_map(|l| l.segment.series_ids()).collect();
@@ -178,9 +231,16 @@ fn compact_group(inner: &Inner, manifest: &mut Manifest, inputs: Vec<Arc<LiveSeg
                 parts.push(rows);
             }
         }
-        Ok((sid, merge_lww(parts).unwrap_or_else(|| Rows::empty(&fields))))
+        Ok((
+            sid,
+            merge_lww(parts).unwrap_or_else(|| Rows::empty(&fields)),
+        ))
     });
-    let key = (first.database.as_str(), first.stream.as_str(), first.partition_start);
+    let key = (
+        first.database.as_str(),
+        first.stream.as_str(),
+        first.partition_start,
+    );
     let output = write_segment(inner, manifest, key, &fields, merged)?;
     sync_dir(&inner.paths.segments)?;
     let input_ids: BTreeSet<u64> = inputs.iter().map(|l| l.meta.id).collect();
@@ -202,8 +262,13 @@ fn compact_group(inner: &Inner, manifest: &mut Manifest, inputs: Vec<Arc<LiveSeg
         }
     }
     inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(inputs = input_ids.len(), output = output.meta.id, bytes = output.meta.bytes,
-        millis = started.elapsed().as_millis() as u64, "compacted partition");
+    tracing::info!(
+        inputs = input_ids.len(),
+        output = output.meta.id,
+        bytes = output.meta.bytes,
+        millis = started.elapsed().as_millis() as u64,
+        "compacted partition"
+    );
     Ok(())
 }
 
@@ -238,7 +303,10 @@ fn run_due_work(inner: &Inner) -> Result<()> {
     let due = {
         let state = inner.read_state()?;
         state.active.bytes() >= inner.config.memtable_bytes
-            || state.active.first_write().is_some_and(|t| t.elapsed() >= inner.config.flush_age)
+            || state
+                .active
+                .first_write()
+                .is_some_and(|t| t.elapsed() >= inner.config.flush_age)
             || !state.frozen.is_empty()
     };
     if due {
@@ -247,4 +315,3 @@ fn run_due_work(inner: &Inner) -> Result<()> {
     compact(inner, inner.config.compaction_trigger)?;
     Ok(())
 }
-

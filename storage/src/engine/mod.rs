@@ -124,7 +124,11 @@ impl Inner {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.shutdown.load(Ordering::Acquire) { Err(StorageError::ShutDown) } else { Ok(()) }
+        if self.shutdown.load(Ordering::Acquire) {
+            Err(StorageError::ShutDown)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -137,7 +141,10 @@ impl Engine {
             true => Some(maintenance::spawn_background(inner.clone())?),
             false => None,
         };
-        Ok(Engine { inner, background: Mutex::new(background) })
+        Ok(Engine {
+            inner,
+            background: Mutex::new(background),
+        })
     }
 
     /// Validates, logs and applies a batch; returns once it is durable under the configured mode.
@@ -177,12 +184,18 @@ impl Engine {
 
     /// Database names.
     pub fn databases(&self) -> Vec<String> {
-        self.inner.read_state().map(|s| s.catalog.databases()).unwrap_or_default()
+        self.inner
+            .read_state()
+            .map(|s| s.catalog.databases())
+            .unwrap_or_default()
     }
 
     /// Stream names of a database.
     pub fn streams(&self, database: &str) -> Vec<String> {
-        self.inner.read_state().map(|s| s.catalog.streams_of(database)).unwrap_or_default()
+        self.inner
+            .read_state()
+            .map(|s| s.catalog.streams_of(database))
+            .unwrap_or_default()
     }
 
     /// Field names and types of a stream, in creation order.
@@ -205,7 +218,8 @@ impl Engine {
         };
         if let Ok(s) = self.inner.read_state() {
             stats.series = s.catalog.series.len();
-            stats.memtable_bytes = s.active.bytes() + s.frozen.iter().map(|f| f.memtable.bytes()).sum::<usize>();
+            stats.memtable_bytes =
+                s.active.bytes() + s.frozen.iter().map(|f| f.memtable.bytes()).sum::<usize>();
             stats.segments = s.segments.len();
             stats.segment_bytes = s.segments.iter().map(|l| l.meta.bytes).sum();
         }

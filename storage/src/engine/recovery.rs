@@ -6,7 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use super::{BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write};
+use super::{
+    BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write,
+};
 use crate::catalog::Catalog;
 use crate::error::{IoContext, Result, StorageError};
 use crate::manifest::{Manifest, segment_file_name};
@@ -22,10 +24,23 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let lock = lock_dir(&config.data_dir)?;
     let manifest = Manifest::load(&paths.manifest)?;
     let mut report = RecoveryReport::default();
-    let mut state = State { catalog: Catalog::load(&paths.catalog)?, ..State::default() };
-    open_segments(&paths, &manifest, config.verify_on_open, &mut state, &mut report);
+    let mut state = State {
+        catalog: Catalog::load(&paths.catalog)?,
+        ..State::default()
+    };
+    open_segments(
+        &paths,
+        &manifest,
+        config.verify_on_open,
+        &mut state,
+        &mut report,
+    );
     remove_orphans(&paths.segments, &manifest)?;
-    let opts = WalOptions { dir: paths.wal.clone(), durability: config.durability, max_file_bytes: config.wal_file_bytes };
+    let opts = WalOptions {
+        dir: paths.wal.clone(),
+        durability: config.durability,
+        max_file_bytes: config.wal_file_bytes,
+    };
     let (wal, replay) = Wal::open(opts, manifest.wal_min_file)?;
     for w in &replay.warnings {
         tracing::warn!(damage = %w, "WAL damage found during replay");
@@ -67,7 +82,12 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
 /// Takes an exclusive lock on `DATA/LOCK` so two servers never share a data directory.
 fn lock_dir(root: &Path) -> Result<File> {
     let path = root.join("LOCK");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
     file.try_lock().map_err(|_| {
         StorageError::InvalidInput(format!(
             "data directory {} is in use by another Strata process (lock file {})",
@@ -78,7 +98,13 @@ fn lock_dir(root: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn open_segments(paths: &Paths, manifest: &Manifest, verify: bool, state: &mut State, report: &mut RecoveryReport) {
+fn open_segments(
+    paths: &Paths,
+    manifest: &Manifest,
+    verify: bool,
+    state: &mut State,
+    report: &mut RecoveryReport,
+) {
     for meta in &manifest.segments {
         let path = paths.segment(meta.id);
         let opened = Segment::open(&path).and_then(|segment| {
@@ -91,8 +117,12 @@ fn open_segments(paths: &Paths, manifest: &Manifest, verify: bool, state: &mut S
                     path: path.clone(),
                     detail: format!(
                         "footer names {}/{} partition {}, the manifest says {}/{} partition {}",
-                        segment.database, segment.stream, segment.partition_start,
-                        meta.database, meta.stream, meta.partition_start
+                        segment.database,
+                        segment.stream,
+                        segment.partition_start,
+                        meta.database,
+                        meta.stream,
+                        meta.partition_start
                     ),
                 }),
             }
@@ -105,12 +135,18 @@ fn open_segments(paths: &Paths, manifest: &Manifest, verify: bool, state: &mut S
                         report.segment_errors.push(damage);
                     }
                 }
-                state.segments.push(Arc::new(LiveSegment { meta: meta.clone(), segment }));
+                state.segments.push(Arc::new(LiveSegment {
+                    meta: meta.clone(),
+                    segment,
+                }));
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot open segment; reads of its time range will fail");
                 report.segment_errors.push(e.to_string());
-                state.broken.push(BrokenSegment { meta: meta.clone(), error: e.to_string() });
+                state.broken.push(BrokenSegment {
+                    meta: meta.clone(),
+                    error: e.to_string(),
+                });
             }
         }
     }
@@ -119,7 +155,11 @@ fn open_segments(paths: &Paths, manifest: &Manifest, verify: bool, state: &mut S
 
 /// Deletes segment files the manifest does not name (leftovers of interrupted flushes/compactions).
 fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let live: HashSet<String> = manifest.segments.iter().map(|m| segment_file_name(m.id)).collect();
+    let live: HashSet<String> = manifest
+        .segments
+        .iter()
+        .map(|m| segment_file_name(m.id))
+        .collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -22,7 +22,10 @@ pub(super) struct TablePlan {
 pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     inner.check_open()?;
     validate(batch)?;
-    let receipt = WriteReceipt { rows: batch.rows(), values: batch.tables.iter().map(TableWrite::value_count).sum() };
+    let receipt = WriteReceipt {
+        rows: batch.rows(),
+        values: batch.tables.iter().map(TableWrite::value_count).sum(),
+    };
     if receipt.rows == 0 {
         return Ok(receipt);
     }
@@ -35,8 +38,14 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
         (seq, state.active.bytes())
     };
     inner.wal.sync_to(seq)?;
-    inner.counters.rows.fetch_add(receipt.rows as u64, Ordering::Relaxed);
-    inner.counters.values.fetch_add(receipt.values as u64, Ordering::Relaxed);
+    inner
+        .counters
+        .rows
+        .fetch_add(receipt.rows as u64, Ordering::Relaxed);
+    inner
+        .counters
+        .values
+        .fetch_add(receipt.values as u64, Ordering::Relaxed);
     maintenance::after_write(inner, memtable_bytes)?;
     Ok(receipt)
 }
@@ -51,7 +60,9 @@ pub(super) fn replay(state: &mut State, batch: &WriteBatch) -> Result<()> {
 
 fn apply(state: &mut State, batch: &WriteBatch, plans: &[TablePlan]) {
     for (table, plan) in batch.tables.iter().zip(plans) {
-        state.active.apply(plan.stream, table, &plan.series, &plan.fields);
+        state
+            .active
+            .apply(plan.stream, table, &plan.series, &plan.fields);
     }
 }
 
@@ -82,9 +93,21 @@ fn resolve(catalog: &mut Catalog, batch: &WriteBatch) -> Result<Vec<TablePlan>> 
         .iter()
         .map(|t| {
             let stream = catalog.ensure_stream(&batch.database, &t.stream);
-            let fields = t.columns.iter().map(|c| catalog.ensure_field(stream, &c.name, c.data.field_type())).collect();
-            let series = t.series.iter().map(|k| catalog.ensure_series(stream, k)).collect();
-            TablePlan { stream, series, fields }
+            let fields = t
+                .columns
+                .iter()
+                .map(|c| catalog.ensure_field(stream, &c.name, c.data.field_type()))
+                .collect();
+            let series = t
+                .series
+                .iter()
+                .map(|k| catalog.ensure_series(stream, k))
+                .collect();
+            TablePlan {
+                stream,
+                series,
+                fields,
+            }
         })
         .collect())
 }
@@ -112,19 +135,32 @@ fn validate_table(t: &TableWrite) -> Result<()> {
     check_name("stream", &t.stream)?;
     let rows = t.times.len();
     if t.row_series.len() != rows {
-        return Err(invalid(format!("stream '{}': {} series indexes for {rows} rows", t.stream, t.row_series.len())));
+        return Err(invalid(format!(
+            "stream '{}': {} series indexes for {rows} rows",
+            t.stream,
+            t.row_series.len()
+        )));
     }
     if let Some(bad) = t.row_series.iter().find(|&&s| s as usize >= t.series.len()) {
-        return Err(invalid(format!("stream '{}': row refers to series {bad} of {}", t.stream, t.series.len())));
+        return Err(invalid(format!(
+            "stream '{}': row refers to series {bad} of {}",
+            t.stream,
+            t.series.len()
+        )));
     }
     for key in &t.series {
         if key.device.len() > MAX_NAME_LEN {
-            return Err(invalid(format!("device id longer than {MAX_NAME_LEN} bytes")));
+            return Err(invalid(format!(
+                "device id longer than {MAX_NAME_LEN} bytes"
+            )));
         }
         for (k, v) in &key.tags {
             check_name("tag", k)?;
             if v.len() > MAX_NAME_LEN * 4 {
-                return Err(invalid(format!("value of tag '{k}' is longer than {} bytes", MAX_NAME_LEN * 4)));
+                return Err(invalid(format!(
+                    "value of tag '{k}' is longer than {} bytes",
+                    MAX_NAME_LEN * 4
+                )));
             }
         }
     }
@@ -132,10 +168,18 @@ fn validate_table(t: &TableWrite) -> Result<()> {
     for c in &t.columns {
         check_name("field", &c.name)?;
         if !names.insert(c.name.as_str()) {
-            return Err(invalid(format!("stream '{}': field '{}' appears twice", t.stream, c.name)));
+            return Err(invalid(format!(
+                "stream '{}': field '{}' appears twice",
+                t.stream, c.name
+            )));
         }
         if c.valid.len() != rows || c.data.len() != rows {
-            return Err(invalid(format!("stream '{}': field '{}' has {} values for {rows} rows", t.stream, c.name, c.data.len())));
+            return Err(invalid(format!(
+                "stream '{}': field '{}' has {} values for {rows} rows",
+                t.stream,
+                c.name,
+                c.data.len()
+            )));
         }
     }
     Ok(())

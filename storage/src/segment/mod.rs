@@ -97,3 +97,55 @@ pub fn verify_segment_file(path: &std::path::Path) -> crate::Result<Vec<String>>
     }
     Ok(problems)
 }
+
+/// Size and codec usage of one column (or `time`) across a segment file.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ColumnSummary {
+    /// Field name, or `time` for the timestamp chunks.
+    pub name: String,
+    /// Chunks of this column.
+    pub chunks: u64,
+    /// Bytes of those chunks (presence bitmaps and codec bytes included).
+    pub bytes: u64,
+    /// Values stored.
+    pub values: u64,
+    /// Chunks per codec name.
+    pub codecs: std::collections::BTreeMap<String, u64>,
+}
+
+/// Per-column sizes of a segment file, for `strata inspect` and codec tuning.
+pub fn summarize_segment_file(path: &std::path::Path) -> crate::Result<Vec<ColumnSummary>> {
+    let segment = Segment::open(path)?;
+    let mut time = ColumnSummary {
+        name: "time".into(),
+        ..Default::default()
+    };
+    let mut fields: Vec<ColumnSummary> = segment
+        .fields
+        .iter()
+        .map(|(n, _)| ColumnSummary {
+            name: n.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for (block, field_chunks) in segment.blocks() {
+        let codec = segment.codec_of(&block.time, 0);
+        time.add(block.time.len, u64::from(block.rows), codec);
+        for fc in field_chunks {
+            let bitmap = u64::from(block.rows).div_ceil(8);
+            let codec = segment.field_codec_of(&fc.chunk, bitmap as usize);
+            fields[fc.field as usize].add(fc.chunk.len, u64::from(fc.stats.count), codec);
+        }
+    }
+    fields.insert(0, time);
+    Ok(fields)
+}
+
+impl ColumnSummary {
+    fn add(&mut self, bytes: u32, values: u64, codec: String) {
+        self.chunks += 1;
+        self.bytes += u64::from(bytes);
+        self.values += values;
+        *self.codecs.entry(codec).or_default() += 1;
+    }
+}

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex, TRAILER_LEN, VERSION,
+    Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex,
+    TRAILER_LEN, VERSION,
 };
 use crate::bytes::{ReadError, Reader};
 use crate::codec::{self, Codec};
@@ -29,9 +30,13 @@ impl Segment {
     /// Maps and validates `path`.
     pub fn open(path: &Path) -> Result<Segment> {
         let map = map_readonly(path)?;
-        let corrupt = |detail: String| StorageError::Corrupt { path: path.to_path_buf(), detail };
+        let corrupt = |detail: String| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        };
         let footer = locate_footer(&map).map_err(corrupt)?;
-        let parsed = parse_footer(footer, map.len()).map_err(|e| corrupt(format!("footer: {e}")))?;
+        let parsed =
+            parse_footer(footer, map.len()).map_err(|e| corrupt(format!("footer: {e}")))?;
         Ok(Segment {
             path: path.to_path_buf(),
             map,
@@ -49,7 +54,37 @@ impl Segment {
     }
 
     fn index_of(&self, id: SeriesId) -> Option<&SeriesIndex> {
-        self.series.binary_search_by_key(&id, |s| s.series_id).ok().map(|i| &self.series[i])
+        self.series
+            .binary_search_by_key(&id, |s| s.series_id)
+            .ok()
+            .map(|i| &self.series[i])
+    }
+
+    /// Every block with its field chunks.
+    pub fn blocks(&self) -> impl Iterator<Item = (&Block, &[FieldChunk])> + '_ {
+        self.series
+            .iter()
+            .flat_map(|s| s.blocks.iter().map(|b| (b, b.fields.as_slice())))
+    }
+
+    /// Name of the codec of a time chunk (codec byte at `skip`).
+    pub fn codec_of(&self, r: &ChunkRef, skip: usize) -> String {
+        let at = r.offset as usize + skip;
+        match self.map.get(at).filter(|_| skip < r.len as usize) {
+            Some(&b) => Codec::from_u8(b)
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|_| format!("unknown({b})")),
+            None => "missing".into(),
+        }
+    }
+
+    /// Name of the codec of a field chunk whose presence bitmap (if any) is `bitmap_len` bytes.
+    pub fn field_codec_of(&self, r: &ChunkRef, bitmap_len: usize) -> String {
+        match self.map.get(r.offset as usize) {
+            Some(0) => self.codec_of(r, 1),
+            Some(1) => self.codec_of(r, 1 + bitmap_len),
+            _ => "bad-presence".into(),
+        }
     }
 
     /// Checks every chunk's CRC; returns one description per damaged chunk.
@@ -70,7 +105,10 @@ impl Segment {
     }
 
     fn field_name(&self, id: u16) -> String {
-        self.fields.get(id as usize).map(|f| f.0.clone()).unwrap_or_else(|| format!("#{id}"))
+        self.fields
+            .get(id as usize)
+            .map(|f| f.0.clone())
+            .unwrap_or_else(|| format!("#{id}"))
     }
 
     fn chunk(&self, r: &ChunkRef, series: SeriesId, block: usize, column: &str) -> Result<&[u8]> {
@@ -97,8 +135,13 @@ impl Segment {
         last: i64,
         fields: &[(String, FieldType)],
     ) -> Result<Option<Rows>> {
-        let Some(index) = self.index_of(series) else { return Ok(None) };
-        let wanted: Vec<Option<u16>> = fields.iter().map(|f| self.local_field(f)).collect::<Result<_>>()?;
+        let Some(index) = self.index_of(series) else {
+            return Ok(None);
+        };
+        let wanted: Vec<Option<u16>> = fields
+            .iter()
+            .map(|f| self.local_field(f))
+            .collect::<Result<_>>()?;
         let mut out = Rows::empty(fields);
         for (bi, block) in index.blocks.iter().enumerate() {
             if block.max_time < first || block.min_time > last {
@@ -116,7 +159,10 @@ impl Segment {
             Some(i) if self.fields[i].1 == *ty => Ok(Some(i as u16)),
             Some(i) => Err(StorageError::Corrupt {
                 path: self.path.clone(),
-                detail: format!("field '{name}' is {} here but {ty} in the catalog", self.fields[i].1),
+                detail: format!(
+                    "field '{name}' is {} here but {ty} in the catalog",
+                    self.fields[i].1
+                ),
             }),
         }
     }
@@ -132,7 +178,8 @@ impl Segment {
         let n = block.rows as usize;
         let bytes = self.chunk(&block.time, series, bi, "time")?;
         let mut times = Vec::with_capacity(n);
-        decode_time_chunk(bytes, n, &mut times).map_err(|e| self.decode_error(series, bi, "time", e))?;
+        decode_time_chunk(bytes, n, &mut times)
+            .map_err(|e| self.decode_error(series, bi, "time", e))?;
         let mut columns = Vec::with_capacity(fields.len());
         for (want, (name, ty)) in wanted.iter().zip(fields) {
             let chunk = want.and_then(|fid| block.fields.iter().find(|f| f.field == fid));
@@ -149,22 +196,39 @@ impl Segment {
         Ok(Rows { times, columns })
     }
 
-    fn decode_error(&self, series: SeriesId, block: usize, column: &str, detail: String) -> StorageError {
+    fn decode_error(
+        &self,
+        series: SeriesId,
+        block: usize,
+        column: &str,
+        detail: String,
+    ) -> StorageError {
         StorageError::Corrupt {
             path: self.path.clone(),
-            detail: format!("cannot decode chunk '{column}' of series {series}, block {block}: {detail}"),
+            detail: format!(
+                "cannot decode chunk '{column}' of series {series}, block {block}: {detail}"
+            ),
         }
     }
 
     /// Statistics of one field over the blocks of a series (for aggregate pushdown by later layers).
     #[allow(dead_code)]
     pub fn field_stats(&self, series: SeriesId, field: &str) -> Vec<(i64, i64, ChunkStats)> {
-        let Some(fid) = self.fields.iter().position(|(n, _)| n == field) else { return Vec::new() };
-        let Some(index) = self.index_of(series) else { return Vec::new() };
+        let Some(fid) = self.fields.iter().position(|(n, _)| n == field) else {
+            return Vec::new();
+        };
+        let Some(index) = self.index_of(series) else {
+            return Vec::new();
+        };
         index
             .blocks
             .iter()
-            .filter_map(|b| b.fields.iter().find(|f| f.field as usize == fid).map(|f| (b.min_time, b.max_time, f.stats)))
+            .filter_map(|b| {
+                b.fields
+                    .iter()
+                    .find(|f| f.field as usize == fid)
+                    .map(|f| (b.min_time, b.max_time, f.stats))
+            })
             .collect()
     }
 }
@@ -177,7 +241,11 @@ fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     c
 }
 
-fn decode_time_chunk(bytes: &[u8], n: usize, out: &mut Vec<i64>) -> std::result::Result<(), String> {
+fn decode_time_chunk(
+    bytes: &[u8],
+    n: usize,
+    out: &mut Vec<i64>,
+) -> std::result::Result<(), String> {
     let (&codec, payload) = bytes.split_first().ok_or("empty chunk")?;
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
     codec::decode_timestamps(codec, payload, n, out).map_err(|e| e.to_string())?;
@@ -202,7 +270,9 @@ fn decode_field_chunk(
             if rest.len() < len {
                 return Err("truncated presence bitmap".into());
             }
-            let valid: Vec<bool> = (0..rows).map(|i| rest[i / 8] & (1 << (i % 8)) != 0).collect();
+            let valid: Vec<bool> = (0..rows)
+                .map(|i| rest[i / 8] & (1 << (i % 8)) != 0)
+                .collect();
             (valid, &rest[len..])
         }
         p => return Err(format!("unknown presence flag {p}")),
@@ -216,7 +286,12 @@ fn decode_field_chunk(
     Ok(expand(name, dense, valid))
 }
 
-fn decode_values(codec: Codec, payload: &[u8], ty: FieldType, n: usize) -> Result<ColumnData, codec::CodecError> {
+fn decode_values(
+    codec: Codec,
+    payload: &[u8],
+    ty: FieldType,
+    n: usize,
+) -> Result<ColumnData, codec::CodecError> {
     Ok(match ty {
         FieldType::Float => {
             let mut v = Vec::with_capacity(n);
@@ -249,7 +324,11 @@ fn decode_values(codec: Codec, payload: &[u8], ty: FieldType, n: usize) -> Resul
 /// Spreads dense present values over the rows marked valid.
 fn expand(name: &str, dense: ColumnData, valid: Vec<bool>) -> Column {
     if valid.iter().all(|v| *v) {
-        return Column { name: name.to_string(), data: dense, valid };
+        return Column {
+            name: name.to_string(),
+            data: dense,
+            valid,
+        };
     }
     let mut data = ColumnData::new(dense.field_type());
     let mut next = 0;
@@ -261,22 +340,34 @@ fn expand(name: &str, dense: ColumnData, valid: Vec<bool>) -> Column {
             data.push_default();
         }
     }
-    Column { name: name.to_string(), data, valid }
+    Column {
+        name: name.to_string(),
+        data,
+        valid,
+    }
 }
 
 fn locate_footer(map: &[u8]) -> std::result::Result<&[u8], String> {
     if map.len() < HEADER_LEN + TRAILER_LEN {
-        return Err(format!("file is {} bytes, too short for a segment", map.len()));
+        return Err(format!(
+            "file is {} bytes, too short for a segment",
+            map.len()
+        ));
     }
     if &map[..8] != MAGIC {
         return Err("bad magic: not a Strata segment".into());
     }
     let version = u16::from_le_bytes([map[8], map[9]]);
     if version > VERSION {
-        return Err(format!("format version {version} is newer than this build supports ({VERSION}); upgrade Strata"));
+        return Err(format!(
+            "format version {version} is newer than this build supports ({VERSION}); upgrade Strata"
+        ));
     }
     if version == 0 || map[10..HEADER_LEN].iter().any(|&b| b != 0) {
-        return Err(format!("bad header: version {version}, flags/reserved bytes {:?}", &map[10..HEADER_LEN]));
+        return Err(format!(
+            "bad header: version {version}, flags/reserved bytes {:?}",
+            &map[10..HEADER_LEN]
+        ));
     }
     let trailer = &map[map.len() - TRAILER_LEN..];
     if &trailer[16..] != END_MAGIC {
@@ -284,12 +375,20 @@ fn locate_footer(map: &[u8]) -> std::result::Result<&[u8], String> {
     }
     let mut r = Reader::new(trailer);
     let (offset, len, crc) = (|| -> std::result::Result<_, ReadError> {
-        Ok((r.u64("footer offset")?, r.u32("footer length")?, r.u32("footer crc")?))
+        Ok((
+            r.u64("footer offset")?,
+            r.u32("footer length")?,
+            r.u32("footer crc")?,
+        ))
     })()
     .map_err(|e| e.to_string())?;
-    let end = offset.checked_add(u64::from(len)).filter(|&e| e <= (map.len() - TRAILER_LEN) as u64);
+    let end = offset
+        .checked_add(u64::from(len))
+        .filter(|&e| e <= (map.len() - TRAILER_LEN) as u64);
     if offset < HEADER_LEN as u64 || end.is_none() {
-        return Err(format!("footer location {offset}+{len} is outside the file"));
+        return Err(format!(
+            "footer location {offset}+{len} is outside the file"
+        ));
     }
     let footer = &map[offset as usize..offset as usize + len as usize];
     if crc32c::crc32c(footer) != crc {
@@ -317,7 +416,10 @@ fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFoo
     for _ in 0..nfields {
         let name = r.str("field name")?.to_string();
         let tag = r.u8("field type")?;
-        let ty = FieldType::from_tag(tag).ok_or(ReadError { offset: 0, what: format!("unknown field type {tag}") })?;
+        let ty = FieldType::from_tag(tag).ok_or(ReadError {
+            offset: 0,
+            what: format!("unknown field type {tag}"),
+        })?;
         fields.push((name, ty));
     }
     let nseries = r.count(8, "series count")?;
@@ -333,20 +435,40 @@ fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFoo
         series.push(SeriesIndex { series_id, blocks });
     }
     if series.windows(2).any(|w| w[0].series_id >= w[1].series_id) {
-        return Err(ReadError { offset: 0, what: "series ids are not increasing".into() });
+        return Err(ReadError {
+            offset: 0,
+            what: "series ids are not increasing".into(),
+        });
     }
-    Ok(ParsedFooter { database, stream, partition_start, fields, series })
+    Ok(ParsedFooter {
+        database,
+        stream,
+        partition_start,
+        fields,
+        series,
+    })
 }
 
 fn parse_chunk_ref(r: &mut Reader<'_>, limit: u64) -> std::result::Result<ChunkRef, ReadError> {
-    let c = ChunkRef { offset: r.u64("chunk offset")?, len: r.u32("chunk length")?, crc: r.u32("chunk crc")? };
+    let c = ChunkRef {
+        offset: r.u64("chunk offset")?,
+        len: r.u32("chunk length")?,
+        crc: r.u32("chunk crc")?,
+    };
     if c.offset < HEADER_LEN as u64 || c.offset.saturating_add(u64::from(c.len)) > limit {
-        return Err(ReadError { offset: 0, what: format!("chunk {}+{} lies outside the data area", c.offset, c.len) });
+        return Err(ReadError {
+            offset: 0,
+            what: format!("chunk {}+{} lies outside the data area", c.offset, c.len),
+        });
     }
     Ok(c)
 }
 
-fn parse_block(r: &mut Reader<'_>, limit: u64, nfields: usize) -> std::result::Result<Block, ReadError> {
+fn parse_block(
+    r: &mut Reader<'_>,
+    limit: u64,
+    nfields: usize,
+) -> std::result::Result<Block, ReadError> {
     let rows = r.u32("block rows")?;
     let min_time = r.i64("block min time")?;
     let max_time = r.i64("block max time")?;
@@ -356,7 +478,10 @@ fn parse_block(r: &mut Reader<'_>, limit: u64, nfields: usize) -> std::result::R
     for _ in 0..nf {
         let field = r.u16("field id")?;
         if field as usize >= nfields {
-            return Err(ReadError { offset: 0, what: format!("field id {field} out of range") });
+            return Err(ReadError {
+                offset: 0,
+                what: format!("field id {field} out of range"),
+            });
         }
         let chunk = parse_chunk_ref(r, limit)?;
         let stats = ChunkStats {
@@ -368,12 +493,28 @@ fn parse_block(r: &mut Reader<'_>, limit: u64, nfields: usize) -> std::result::R
             last: r.u64("last")?,
         };
         if stats.count > rows {
-            return Err(ReadError { offset: 0, what: "chunk value count exceeds block rows".into() });
+            return Err(ReadError {
+                offset: 0,
+                what: "chunk value count exceeds block rows".into(),
+            });
         }
-        fields.push(FieldChunk { field, chunk, stats });
+        fields.push(FieldChunk {
+            field,
+            chunk,
+            stats,
+        });
     }
     if rows == 0 || rows as usize > super::BLOCK_ROWS || min_time > max_time {
-        return Err(ReadError { offset: 0, what: "empty block or inverted time range".into() });
+        return Err(ReadError {
+            offset: 0,
+            what: "empty block or inverted time range".into(),
+        });
     }
-    Ok(Block { rows, min_time, max_time, time, fields })
+    Ok(Block {
+        rows,
+        min_time,
+        max_time,
+        time,
+        fields,
+    })
 }

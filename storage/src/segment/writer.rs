@@ -5,7 +5,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{BLOCK_ROWS, Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex, VERSION};
+use super::{
+    BLOCK_ROWS, Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex,
+    VERSION,
+};
 use crate::bytes::PutBytes;
 use crate::codec;
 use crate::error::{IoContext, Result};
@@ -78,7 +81,11 @@ impl SegmentWriter {
 
     fn emit(&mut self, bytes: &[u8]) -> Result<ChunkRef> {
         self.out.write_all(bytes).at(&self.tmp_path)?;
-        let r = ChunkRef { offset: self.offset, len: bytes.len() as u32, crc: crc32c::crc32c(bytes) };
+        let r = ChunkRef {
+            offset: self.offset,
+            len: bytes.len() as u32,
+            crc: crc32c::crc32c(bytes),
+        };
         self.offset += bytes.len() as u64;
         Ok(r)
     }
@@ -120,10 +127,20 @@ impl SegmentWriter {
             encode_field_chunk(col, range.clone(), count, &mut buf);
             let chunk = self.emit(&buf)?;
             let stats = compute_stats(&col.data, valid, range.start);
-            fields.push(FieldChunk { field: fid as u16, chunk, stats });
+            fields.push(FieldChunk {
+                field: fid as u16,
+                chunk,
+                stats,
+            });
         }
         self.scratch = buf;
-        Ok(Block { rows: times.len() as u32, min_time: times[0], max_time: times[times.len() - 1], time, fields })
+        Ok(Block {
+            rows: times.len() as u32,
+            min_time: times[0],
+            max_time: times[times.len() - 1],
+            time,
+            fields,
+        })
     }
 
     /// Writes footer and trailer, fsyncs and renames into place. The caller fsyncs the directory.
@@ -137,11 +154,20 @@ impl SegmentWriter {
         trailer.put_u32(footer_ref.crc);
         trailer.extend_from_slice(END_MAGIC);
         self.emit(&trailer)?;
-        let file = self.out.into_inner().map_err(|e| e.into_error()).at(&self.tmp_path)?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .at(&self.tmp_path)?;
         file.sync_all().at(&self.tmp_path)?;
         drop(file);
         std::fs::rename(&self.tmp_path, &self.path).at(&self.path)?;
-        Ok(WrittenSegment { bytes: self.offset, rows: self.rows, min_time: self.min_time, max_time: self.max_time })
+        Ok(WrittenSegment {
+            bytes: self.offset,
+            rows: self.rows,
+            min_time: self.min_time,
+            max_time: self.max_time,
+        })
     }
 
     fn encode_footer(&self) -> Vec<u8> {
@@ -192,7 +218,12 @@ fn encode_block(f: &mut Vec<u8>, b: &Block) {
 }
 
 /// presence byte, optional bitmap, codec byte, payload.
-fn encode_field_chunk(col: &Column, range: std::ops::Range<usize>, count: usize, buf: &mut Vec<u8>) {
+fn encode_field_chunk(
+    col: &Column,
+    range: std::ops::Range<usize>,
+    count: usize,
+    buf: &mut Vec<u8>,
+) {
     let valid = &col.valid[range.clone()];
     if count == valid.len() {
         buf.push(0);
@@ -221,13 +252,22 @@ fn encode_field_chunk(col: &Column, range: std::ops::Range<usize>, count: usize,
     buf[codec_pos] = codec as u8;
 }
 
-fn gather<T: Copy>(v: &[T], range: std::ops::Range<usize>, present: impl Fn(&usize) -> bool) -> Vec<T> {
+fn gather<T: Copy>(
+    v: &[T],
+    range: std::ops::Range<usize>,
+    present: impl Fn(&usize) -> bool,
+) -> Vec<T> {
     range.filter(present).map(|i| v[i]).collect()
 }
 
 /// Statistics over the present values of one block.
 fn compute_stats(data: &ColumnData, valid: &[bool], offset: usize) -> ChunkStats {
-    let idx: Vec<usize> = valid.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i + offset).collect();
+    let idx: Vec<usize> = valid
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v)
+        .map(|(i, _)| i + offset)
+        .collect();
     let count = idx.len() as u32;
     let (first, last) = (idx[0], idx[idx.len() - 1]);
     match data {
@@ -236,19 +276,46 @@ fn compute_stats(data: &ColumnData, valid: &[bool], offset: usize) -> ChunkStats
             let min = vals.clone().fold(f64::INFINITY, f64::min);
             let max = vals.clone().fold(f64::NEG_INFINITY, f64::max);
             let sum = vals.sum();
-            ChunkStats { count, min: min.to_bits(), max: max.to_bits(), sum, first: v[first].to_bits(), last: v[last].to_bits() }
+            ChunkStats {
+                count,
+                min: min.to_bits(),
+                max: max.to_bits(),
+                sum,
+                first: v[first].to_bits(),
+                last: v[last].to_bits(),
+            }
         }
         ColumnData::Integer(v) => {
             let vals = idx.iter().map(|&i| v[i]);
-            let (min, max) = (vals.clone().min().unwrap_or(0), vals.clone().max().unwrap_or(0));
+            let (min, max) = (
+                vals.clone().min().unwrap_or(0),
+                vals.clone().max().unwrap_or(0),
+            );
             let sum = vals.map(|x| x as f64).sum();
-            ChunkStats { count, min: min as u64, max: max as u64, sum, first: v[first] as u64, last: v[last] as u64 }
+            ChunkStats {
+                count,
+                min: min as u64,
+                max: max as u64,
+                sum,
+                first: v[first] as u64,
+                last: v[last] as u64,
+            }
         }
         ColumnData::Unsigned(v) => {
             let vals = idx.iter().map(|&i| v[i]);
-            let (min, max) = (vals.clone().min().unwrap_or(0), vals.clone().max().unwrap_or(0));
+            let (min, max) = (
+                vals.clone().min().unwrap_or(0),
+                vals.clone().max().unwrap_or(0),
+            );
             let sum = vals.map(|x| x as f64).sum();
-            ChunkStats { count, min, max, sum, first: v[first], last: v[last] }
+            ChunkStats {
+                count,
+                min,
+                max,
+                sum,
+                first: v[first],
+                last: v[last],
+            }
         }
         ColumnData::Boolean(v) => {
             let trues = idx.iter().filter(|&&i| v[i]).count();
@@ -261,6 +328,9 @@ fn compute_stats(data: &ColumnData, valid: &[bool], offset: usize) -> ChunkStats
                 last: u64::from(v[last]),
             }
         }
-        ColumnData::String(_) => ChunkStats { count, ..ChunkStats::default() },
+        ColumnData::String(_) => ChunkStats {
+            count,
+            ..ChunkStats::default()
+        },
     }
 }
