@@ -1,0 +1,1 @@
+//! Strata device registry (being implemented).
