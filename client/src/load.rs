@@ -32,6 +32,8 @@ pub struct LoadConfig {
     pub batch: usize,
     /// Print a progress line on stderr every this often (`None`: quiet).
     pub progress: Option<Duration>,
+    /// API token sent as `Authorization: Bearer <token>` (needs the `write` scope).
+    pub token: Option<String>,
 }
 
 /// Counters shared by the workers.
@@ -191,9 +193,10 @@ fn worker(
         cfg.url.trim_end_matches('/'),
         cfg.db
     );
+    let auth = cfg.token.as_ref().map(|t| format!("Bearer {t}"));
     let mut latencies = Vec::new();
     let mut send = |body: &[u8], counts: Counts| {
-        if let Some(us) = post(&agent, &url, body, shared) {
+        if let Some(us) = post(&agent, &url, auth.as_deref(), body, shared) {
             latencies.push(us);
             shared.rows.fetch_add(counts.rows, Relaxed);
             shared.values.fetch_add(counts.values, Relaxed);
@@ -223,13 +226,23 @@ fn worker(
     latencies
 }
 
-/// Sends one batch; returns its latency in microseconds on success.
-fn post(agent: &ureq::Agent, url: &str, body: &[u8], shared: &Shared) -> Option<u64> {
+/// Sends one batch (with the `Authorization` header value, if any); returns its latency in
+/// microseconds on success.
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    auth: Option<&str>,
+    body: &[u8],
+    shared: &Shared,
+) -> Option<u64> {
     let started = Instant::now();
-    let res = agent
+    let mut req = agent
         .post(url)
-        .set("Content-Type", "text/plain; charset=utf-8")
-        .send_bytes(body);
+        .set("Content-Type", "text/plain; charset=utf-8");
+    if let Some(auth) = auth {
+        req = req.set("Authorization", auth);
+    }
+    let res = req.send_bytes(body);
     let us = started.elapsed().as_micros() as u64;
     let n = shared.requests.fetch_add(1, Relaxed);
     match res {

@@ -60,14 +60,35 @@ impl SeriesBuf {
 /// Writes not yet in segments.
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    series: HashMap<SeriesId, SeriesBuf>,
+    /// Buffers in creation order; `index` maps a series id to its position.
+    bufs: Vec<SeriesBuf>,
+    index: HashMap<SeriesId, u32>,
     bytes: usize,
     first_write: Option<Instant>,
 }
 
 impl Memtable {
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.bufs.is_empty()
+    }
+
+    /// Position of the buffer of `sid`, created when new.
+    fn buf_index(&mut self, sid: SeriesId, stream: StreamId) -> usize {
+        let next = self.bufs.len() as u32;
+        let pos = *self.index.entry(sid).or_insert(next);
+        if pos == next {
+            self.bufs.push(SeriesBuf {
+                stream,
+                times: Vec::new(),
+                columns: Vec::new(),
+                strictly_sorted: true,
+            });
+        }
+        pos as usize
+    }
+
+    fn get(&self, sid: SeriesId) -> Option<&SeriesBuf> {
+        self.index.get(&sid).map(|&i| &self.bufs[i as usize])
     }
 
     /// Approximate memory held.
@@ -90,14 +111,12 @@ impl Memtable {
         field_ids: &[usize],
     ) {
         self.first_write.get_or_insert_with(Instant::now);
+        let local: Vec<usize> = series_ids
+            .iter()
+            .map(|&sid| self.buf_index(sid, stream))
+            .collect();
         for row in 0..table.len() {
-            let sid = series_ids[table.row_series[row] as usize];
-            let buf = self.series.entry(sid).or_insert_with(|| SeriesBuf {
-                stream,
-                times: Vec::new(),
-                columns: Vec::new(),
-                strictly_sorted: true,
-            });
+            let buf = &mut self.bufs[local[table.row_series[row] as usize]];
             let ts = table.times[row];
             if buf.times.last().is_some_and(|&last| last >= ts) {
                 buf.strictly_sorted = false;
@@ -131,7 +150,7 @@ impl Memtable {
         fields: &[(String, FieldType)],
         field_ids: &[Option<usize>],
     ) -> Option<Rows> {
-        let buf = self.series.get(&series)?;
+        let buf = self.get(series)?;
         let rows = if buf.strictly_sorted {
             let lo = buf.times.partition_point(|&t| t < first);
             let hi = buf.times.partition_point(|&t| t <= last).max(lo);
@@ -152,10 +171,10 @@ impl Memtable {
         &'a self,
         schema: impl Fn(StreamId) -> &'a [(String, FieldType)] + 'a,
     ) -> impl Iterator<Item = (StreamId, SeriesId, Rows)> + 'a {
-        let mut ids: Vec<SeriesId> = self.series.keys().copied().collect();
+        let mut ids: Vec<SeriesId> = self.index.keys().copied().collect();
         ids.sort_unstable();
         ids.into_iter().map(move |sid| {
-            let buf = &self.series[&sid];
+            let buf = &self.bufs[self.index[&sid] as usize];
             let fields = schema(buf.stream);
             let field_ids: Vec<Option<usize>> = (0..fields.len()).map(Some).collect();
             (buf.stream, sid, buf.to_rows(fields, &field_ids).normalize())

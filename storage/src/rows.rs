@@ -106,18 +106,18 @@ impl Rows {
 
     /// Rows with indexes in `range`.
     pub fn select(&self, range: std::ops::Range<usize>) -> Rows {
-        let mut out = Rows {
-            times: Vec::with_capacity(range.len()),
+        Rows {
+            times: self.times[range.clone()].to_vec(),
             columns: self
                 .columns
                 .iter()
-                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    data: c.data.slice(range.clone()),
+                    valid: c.valid[range.clone()].to_vec(),
+                })
                 .collect(),
-        };
-        for i in range {
-            out.push_row(self, i);
         }
-        out
     }
 
     /// Drops rows where no column has a value.

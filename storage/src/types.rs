@@ -215,6 +215,21 @@ impl ColumnData {
         }
     }
 
+    /// A copy of the slots in `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
+        match self {
+            ColumnData::Float(v) => ColumnData::Float(v[range].to_vec()),
+            ColumnData::Integer(v) => ColumnData::Integer(v[range].to_vec()),
+            ColumnData::Unsigned(v) => ColumnData::Unsigned(v[range].to_vec()),
+            ColumnData::Boolean(v) => ColumnData::Boolean(v[range].to_vec()),
+            ColumnData::String(v) => {
+                let mut out = StringColumn::default();
+                range.for_each(|i| out.push(v.get(i)));
+                ColumnData::String(out)
+            }
+        }
+    }
+
     /// Slot `i` as an owned value.
     pub fn value(&self, i: usize) -> Value {
         match self {

@@ -1,6 +1,8 @@
 //! Black-box test harness: builds (once) and locates the real `strata` binary, starts it on a free
-//! port with a data directory, waits for `/health`, stops it with SIGTERM or SIGKILL, restarts it on
-//! the same port, captures its JSON logs, and offers small HTTP helpers built on `ureq`.
+//! port with a data directory (and an admin token: [`TEST_ADMIN_TOKEN`] through `STRATA_ADMIN_TOKEN`,
+//! or the one the server bootstraps itself), waits for `/health`, stops it with SIGTERM or SIGKILL,
+//! restarts it on the same port, captures its stderr (JSON logs), and offers small HTTP helpers built
+//! on `ureq` that authenticate with the admin token unless told otherwise.
 //!
 //! Set `STRATA_BIN` to test a prebuilt binary instead of building one with cargo.
 
@@ -61,6 +63,9 @@ fn build_strata() -> PathBuf {
         .expect("cargo did not report the strata executable")
 }
 
+/// The admin token the harness gives the server through `STRATA_ADMIN_TOKEN` by default.
+pub const TEST_ADMIN_TOKEN: &str = "strata_test_admin_token_0123456789abcdef0123456789abcdef";
+
 /// An HTTP response: status and body text.
 #[derive(Debug, Clone)]
 pub struct Resp {
@@ -74,6 +79,14 @@ impl Resp {
     /// The body parsed as JSON (panics with the body on failure).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The `error` message of a JSON error body (empty when there is none).
+    pub fn error(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 
@@ -95,18 +108,73 @@ fn finish(res: Result<ureq::Response, ureq::Error>) -> Result<Resp, String> {
     Ok(Resp { status, body })
 }
 
-/// POSTs `body` with extra headers.
-pub fn try_post(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Result<Resp, String> {
-    let mut req = agent().post(url);
+/// Sends a request with `method`, extra headers and an optional body.
+pub fn try_send(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let mut req = agent().request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    finish(req.send_bytes(body))
+    finish(match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    })
 }
 
-/// GETs a URL.
+/// POSTs `body` with extra headers (no credentials unless the headers carry them).
+pub fn try_post(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Result<Resp, String> {
+    try_send("POST", url, Some(body), headers)
+}
+
+/// GETs a URL without credentials.
 pub fn try_get(url: &str) -> Result<Resp, String> {
-    finish(agent().get(url).call())
+    try_send("GET", url, None, &[])
+}
+
+/// `Bearer <token>` for an `Authorization` header.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// `Basic base64(user:password)` for an `Authorization` header (device credentials).
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 with padding (RFC 4648), enough for Basic credentials in tests.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// How a test server gets its admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// `STRATA_ADMIN_TOKEN` is set to this value.
+    Env(String),
+    /// No environment token: the server bootstraps one; the harness reads `DATA/admin-token`.
+    Bootstrap,
 }
 
 /// A running (or stopped) `strata serve` process.
@@ -116,17 +184,27 @@ pub struct Server {
     data_dir: PathBuf,
     port: u16,
     args: Vec<String>,
+    admin: AdminToken,
+    token: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    /// Starts a server on a free port with `data_dir` and extra `serve` flags.
+    /// Starts a server on a free port with `data_dir`, extra `serve` flags and
+    /// `STRATA_ADMIN_TOKEN` = [`TEST_ADMIN_TOKEN`].
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Server::start_with(data_dir, args, AdminToken::Env(TEST_ADMIN_TOKEN.into()))
+    }
+
+    /// Starts a server choosing how it gets its admin token.
+    pub fn start_with(data_dir: &Path, args: &[&str], admin: AdminToken) -> Server {
         let mut s = Server {
             child: None,
             data_dir: data_dir.to_owned(),
             port: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
+            admin,
+            token: String::new(),
             logs: Arc::default(),
         };
         s.spawn();
@@ -148,12 +226,27 @@ impl Server {
         &self.data_dir
     }
 
+    /// The admin token the helpers send.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `Authorization` header value carrying the admin token.
+    pub fn auth(&self) -> String {
+        bearer(&self.token)
+    }
+
     /// Replaces the extra flags used by the next restart.
     pub fn set_args(&mut self, args: &[&str]) {
         self.args = args.iter().map(|a| a.to_string()).collect();
     }
 
-    /// Every log line the server printed so far (all runs).
+    /// Replaces how the next restart gets its admin token.
+    pub fn set_admin(&mut self, admin: AdminToken) {
+        self.admin = admin;
+    }
+
+    /// Every stderr line the server printed so far (all runs).
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -199,46 +292,128 @@ impl Server {
         logs[logs.len().saturating_sub(40)..].join("\n")
     }
 
-    /// POSTs line protocol to `/api/v1/write?db=...`.
+    /// POSTs line protocol to `/api/v1/write?db=...` with the admin token.
     pub fn write(&self, db: &str, body: &str) -> Resp {
         self.post(&format!("/api/v1/write?db={db}"), body.as_bytes(), &[])
     }
 
-    /// POSTs to a path (panics on transport errors).
+    /// Sends a request; adds the admin token unless `headers` carry an `Authorization` header
+    /// (panics on transport errors).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let auth = self.auth();
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            all.push(("Authorization", &auth));
+        }
+        try_send(method, &self.url(path), body, &all)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    /// Sends a request without any credentials (panics on transport errors).
+    pub fn send_anonymous(&self, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+        try_send(method, &self.url(path), body, &[])
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    /// POSTs to a path with the admin token unless `headers` carry credentials.
     pub fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-        try_post(&self.url(path), body, headers)
-            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+        self.send("POST", path, Some(body), headers)
     }
 
-    /// GETs a path (panics on transport errors).
+    /// POSTs a JSON value with the admin token.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Resp {
+        self.send(
+            "POST",
+            path,
+            Some(body.to_string().as_bytes()),
+            &[("Content-Type", "application/json")],
+        )
+    }
+
+    /// Sends a JSON body with any method and the admin token.
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Resp {
+        self.send(
+            method,
+            path,
+            Some(body.to_string().as_bytes()),
+            &[("Content-Type", "application/json")],
+        )
+    }
+
+    /// GETs a path with the admin token (panics on transport errors).
     pub fn get(&self, path: &str) -> Resp {
-        try_get(&self.url(path)).unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+        self.send("GET", path, None, &[])
     }
 
-    /// `GET /api/v1/read?{query}`.
+    /// GETs a path with the given `Authorization` header value.
+    pub fn get_as(&self, path: &str, authorization: &str) -> Resp {
+        self.send("GET", path, None, &[("Authorization", authorization)])
+    }
+
+    /// DELETEs a path with the admin token.
+    pub fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None, &[])
+    }
+
+    /// `GET /api/v1/read?{query}` with the admin token.
     pub fn read(&self, query: &str) -> Resp {
         self.get(&format!("/api/v1/read?{query}"))
     }
 
-    /// `GET /health` as JSON.
+    /// `GET /health` (no credentials needed) as JSON.
     pub fn health(&self) -> serde_json::Value {
-        let r = self.get("/health");
+        let r = self.send_anonymous("GET", "/health", None);
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }
 
+    /// Registers a device and returns the creation response body (with its keys).
+    pub fn create_device(&self, id: &str, model: &str) -> serde_json::Value {
+        let r = self.post_json(
+            "/api/v1/devices",
+            &serde_json::json!({"id": id, "model": model, "attributes": {}}),
+        );
+        assert_eq!(r.status, 201, "creating device {id}: {}", r.body);
+        r.json()
+    }
+
+    /// Creates an API token with these scopes and returns its secret.
+    pub fn create_token(&self, scopes: &[&str]) -> String {
+        let r = self.post_json("/api/v1/tokens", &serde_json::json!({ "scopes": scopes }));
+        assert_eq!(r.status, 201, "creating a token: {}", r.body);
+        r.json()["token"]
+            .as_str()
+            .expect("token in the response")
+            .to_owned()
+    }
+
     fn spawn(&mut self) {
-        let mut child = Command::new(strata_binary())
-            .arg("serve")
+        let mut cmd = Command::new(strata_binary());
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["--log-format", "json", "--log-level", "info"])
             .args(&self.args)
+            .env_remove("STRATA_ADMIN_TOKEN")
+            .env_remove("STRATA_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let AdminToken::Env(t) = &self.admin {
+            cmd.env("STRATA_ADMIN_TOKEN", t);
+        }
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", strata_binary().display()));
         let (tx, rx) = mpsc::channel();
@@ -248,6 +423,10 @@ impl Server {
         self.child = Some(child);
         self.port = self.wait_listening(&rx);
         self.wait_healthy();
+        self.token = match &self.admin {
+            AdminToken::Env(t) => t.clone(),
+            AdminToken::Bootstrap => read_admin_token(&self.data_dir),
+        };
     }
 
     fn wait_listening(&mut self, rx: &mpsc::Receiver<u16>) -> u16 {
@@ -282,6 +461,15 @@ impl Server {
         }
         panic!("/health did not answer 200; logs:\n{}", self.log_tail());
     }
+}
+
+/// Reads `DATA/admin-token` (trimmed).
+pub fn read_admin_token(data_dir: &Path) -> String {
+    let path = data_dir.join("admin-token");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
 }
 
 impl Drop for Server {

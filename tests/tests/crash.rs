@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
-use strata_tests::{Server, rows, temp_data_dir, try_post};
+use strata_tests::{Server, TEST_ADMIN_TOKEN, bearer, rows, temp_data_dir, try_post};
 
 const ROUNDS: usize = 15;
 const ROWS: u64 = 100;
@@ -61,10 +61,11 @@ struct Ledger {
 /// One of [`WRITERS`] concurrent writers (so group commit is under test too): takes batch
 /// numbers from the ledger until told to stop.
 fn writer(url: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
+    let auth = bearer(TEST_ADMIN_TOKEN);
     while !stop.load(Ordering::Relaxed) {
         let b = ledger.next.fetch_add(1, Ordering::SeqCst);
         let body = batch_body(b);
-        match try_post(&url, body.as_bytes(), &[]) {
+        match try_post(&url, body.as_bytes(), &[("Authorization", &auth)]) {
             Ok(r) if r.status == 204 => ledger.acked.lock().unwrap().push(b),
             Ok(r) if r.status >= 500 => std::thread::sleep(Duration::from_millis(10)),
             Ok(r) => ledger

@@ -130,17 +130,28 @@ fn out_of_order_and_duplicates_last_write_wins() {
 fn influx_v1_and_v2_endpoints() {
     let (_tmp, dir) = temp_data_dir();
     let server = Server::start(&dir, &[]);
-    let token = [("Authorization", "Token not-checked-yet")];
+    let token_header = format!("Token {}", server.token());
+    let token = [("Authorization", token_header.as_str())];
+    // InfluxDB 1.x clients send the token as the `p` query parameter...
     assert_status(
-        &server.post(
-            "/write?db=v1&precision=s&rp=autogen&u=x&p=y",
-            b"cpu,host=a usage=1.5 1700000000\n",
-            &token,
+        &server.send_anonymous(
+            "POST",
+            &format!(
+                "/write?db=v1&precision=s&rp=autogen&u=app&p={}",
+                server.token()
+            ),
+            Some(b"cpu,host=a usage=1.5 1700000000\n"),
         ),
         204,
     );
+    // ...or as the password of Basic auth.
+    let basic = strata_tests::basic("app", server.token());
     assert_status(
-        &server.post("/write?db=v1&precision=h", b"cpu,host=b usage=2 10\n", &[]),
+        &server.post(
+            "/write?db=v1&precision=h",
+            b"cpu,host=b usage=2 10\n",
+            &[("Authorization", &basic)],
+        ),
         204,
     );
     assert_status(
@@ -159,6 +170,10 @@ fn influx_v1_and_v2_endpoints() {
         ),
         204,
     );
+    assert_status(
+        &server.send_anonymous("POST", "/write?db=v1&u=app&p=wrong", Some(b"cpu v=1 1\n")),
+        401,
+    );
 
     // `host` is not a device tag, so both hosts' points have an empty device and a `host` tag.
     let v1 = rows(&server.read("db=v1&stream=cpu").json());
@@ -173,7 +188,7 @@ fn influx_v1_and_v2_endpoints() {
         vec![(5, json!(4.0)), (1_700_000_000_123_000_000, json!(3.0))]
     );
 
-    let ping = server.get("/ping");
+    let ping = server.send_anonymous("GET", "/ping", None);
     assert_status(&ping, 204);
     assert_status(
         &server.post("/api/v2/write?org=acme", b"cpu usage=1 1\n", &[]),

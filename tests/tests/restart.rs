@@ -113,6 +113,7 @@ fn sigterm_drains_in_flight_writes() {
     let (_tmp, dir) = temp_data_dir();
     let mut server = Server::start(&dir, &[]);
     let url = server.url("/api/v1/write?db=drain");
+    let auth = server.auth();
     let (tx, rx) = std::sync::mpsc::channel();
     let writer = std::thread::spawn(move || {
         let mut acked = Vec::new();
@@ -120,7 +121,7 @@ fn sigterm_drains_in_flight_writes() {
             let body: String = (0..2000)
                 .map(|r| format!("d,device=x v={}i {}\n", b * 10_000 + r, b * 10_000 + r))
                 .collect();
-            match strata_tests::try_post(&url, body.as_bytes(), &[]) {
+            match strata_tests::try_post(&url, body.as_bytes(), &[("Authorization", &auth)]) {
                 Ok(r) if r.status == 204 => acked.push(b),
                 Ok(r) => assert_eq!(r.status, 503, "{}", r.body),
                 Err(_) => break,
@@ -166,6 +167,7 @@ fn fleet_load_reads_back_complete() {
         connections: 3,
         batch: 500,
         progress: None,
+        token: Some(server.token().to_owned()),
     };
     let report = run(&cfg, Source::Fleet(fleet));
     assert_eq!(report.errors, 0);

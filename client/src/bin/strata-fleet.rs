@@ -50,6 +50,10 @@ enum Cmd {
         /// Do not print progress lines.
         #[arg(long)]
         quiet: bool,
+        /// API token with the `write` scope, sent as `Authorization: Bearer <token>`
+        /// (e.g. `$(cat strata-data/admin-token)`).
+        #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -158,6 +162,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             batch,
             file,
             quiet,
+            token,
         } => {
             let source = match file {
                 Some(path) => Source::File(Arc::new(
@@ -174,6 +179,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                     connections,
                     batch,
                     progress,
+                    token,
                 },
                 source,
             );

@@ -1,6 +1,8 @@
-//! Integer codecs (used for timestamps, signed and unsigned integers, and the scaled integers of
-//! the decimal float codec): raw, constant, regular (arithmetic progression), run-length, and
-//! frame-of-reference bit-packing of the values, their deltas, or their deltas of deltas.
+//! Integer codecs (used for timestamps, signed and unsigned integers, and the integers nested in
+//! the decimal and float-bits codecs): raw, constant, regular (arithmetic progression),
+//! run-length, and frame-of-reference bit-packing in blocks of 128 (with a common divisor and
+//! per-block exceptions) of the values, their deltas, their deltas of deltas, or their residuals
+//! from a regular grid.
 //!
 //! All arithmetic wraps, so every `i64` sequence round-trips; `u64` columns are stored as their
 //! `i64` bit patterns.

@@ -110,11 +110,17 @@ fn write_memtable(
 ) -> Result<Vec<Arc<LiveSegment>>> {
     let p = inner.config.partition_ns;
     let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
+    let partition_of = |t: i64| t.div_euclid(p) * p;
     for (stream, sid, rows) in memtable.drain_sorted(|s| catalog.stream(s).fields.as_slice()) {
+        let (first, last) = (rows.times[0], rows.times[rows.len() - 1]);
+        if partition_of(first) == partition_of(last) {
+            groups.entry((stream, partition_of(first))).or_default().push((sid, rows));
+            continue;
+        }
         let mut start = 0;
         while start < rows.len() {
-            let part = rows.times[start].div_euclid(p) * p;
-            let end = start + rows.times[start..].partition_point(|&t| t.div_euclid(p) * p == part);
+            let part = partition_of(rows.times[start]);
+            let end = start + rows.times[start..].partition_point(|&t| partition_of(t) == part);
             groups
                 .entry((stream, part))
                 .or_default()

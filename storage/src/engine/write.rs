@@ -117,7 +117,11 @@ fn invalid(msg: String) -> StorageError {
 }
 
 fn check_name(kind: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    let printable_ascii = name.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || (!printable_ascii && name.chars().any(char::is_control))
+    {
         return Err(invalid(format!(
             "{kind} name {name:?} must be 1 to {MAX_NAME_LEN} bytes without control characters"
         )));
