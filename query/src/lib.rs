@@ -1,0 +1,1 @@
+//! Strata SQL layer (being implemented).
