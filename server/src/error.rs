@@ -1,10 +1,13 @@
 //! API errors: one enum for everything a handler can fail with, its HTTP status, and its JSON body
 //! `{"error": "...", "line": N, "column": M}` (line and column only for line-protocol errors).
+//! Registry errors map to 400 (invalid), 401, 403, 404, 409 (already exists) and 500 (storage);
+//! 401 answers also carry a `WWW-Authenticate` header.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use strata_ingest::line_protocol::ParseError;
+use strata_registry::RegistryError;
 use strata_storage::StorageError;
 
 /// Everything an HTTP handler can fail with.
@@ -31,6 +34,18 @@ pub enum ApiError {
     /// The named database or stream does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The device registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Credentials are missing, malformed, unknown, revoked or belong to a disabled device.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials are valid but do not allow this request.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
     /// A server-side failure that is not the storage engine's (e.g. a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -45,6 +60,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Registry(e) => registry_status(e),
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +84,18 @@ fn storage_status(e: &StorageError) -> StatusCode {
         StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Codec(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+    }
+}
+
+/// Status for a registry error.
+fn registry_status(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::AlreadyExists { .. } => StatusCode::CONFLICT,
+        RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -91,7 +122,7 @@ impl IntoResponse for ApiError {
             ApiError::Parse(p) => (Some(p.line), Some(p.column)),
             _ => (None, None),
         };
-        (
+        let mut resp = (
             status,
             Json(ErrorBody {
                 error,
@@ -99,7 +130,14 @@ impl IntoResponse for ApiError {
                 column,
             }),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"strata\", Basic realm=\"strata\""),
+            );
+        }
+        resp
     }
 }
 
@@ -140,5 +178,16 @@ mod tests {
             ApiError::PayloadTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+        let statuses = [
+            (RegistryError::not_found("device", "d"), 404),
+            (RegistryError::exists("device", "d"), 409),
+            (RegistryError::invalid("bad id"), 400),
+            (RegistryError::Unauthorized("wrong key".into()), 401),
+            (RegistryError::Forbidden("scope".into()), 403),
+            (RegistryError::Storage("io".into()), 500),
+        ];
+        for (e, code) in statuses {
+            assert_eq!(ApiError::from(e).status().as_u16(), code);
+        }
     }
 }
