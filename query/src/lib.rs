@@ -1,1 +1,31 @@
-//! Strata SQL layer (being implemented).
+//! Strata's SQL layer on DataFusion: a catalog with one schema per database and one table per
+//! stream (`time`, `device`, tags, fields), a scan that pushes time range, device and tag
+//! predicates, projection and limit into the storage engine and runs in parallel partitions,
+//! time-series functions (`time_bucket`, `first`, `last`), and result encoding (JSON, CSV, Arrow IPC).
+//!
+//! The entry point is [`QueryEngine`]: `QueryEngine::new(engine)?.execute(sql, format).await`.
+//! See `docs/sql.md` for the table mapping, functions and pushdown rules.
+
+mod catalog;
+mod config;
+mod convert;
+mod engine;
+mod error;
+mod exec;
+mod functions;
+mod layout;
+mod output;
+mod pushdown;
+mod table;
+
+pub use catalog::{DatabaseSchema, StrataCatalog};
+pub use config::QueryConfig;
+pub use engine::{CATALOG_NAME, QueryEngine, QueryResult};
+pub use error::QueryError;
+pub use exec::StrataScanExec;
+pub use layout::{ColumnKind, DEVICE_COLUMN, TIME_COLUMN, TIME_ZONE, TableLayout};
+pub use output::{OutputFormat, encode};
+pub use table::{ScanOptions, StreamTable};
+
+/// Re-exported so callers (the server, benches) use the same versions.
+pub use {arrow, datafusion, tokio};

@@ -1,1 +1,46 @@
-//! Strata device registry (being implemented).
+//! Strata device registry: identity store (device ids, enabled flag, salted key hashes,
+//! certificate thumbprints), entity/topology store (device metadata, device models, entities,
+//! typed relationships), API tokens, audit log and consistent snapshots for SQL.
+//!
+//! Everything is persisted in one `redb` file; the crate is plain synchronous Rust and
+//! [`Registry`] is `Send + Sync` (share it behind an `Arc`). See `docs/registry.md`.
+//!
+//! ```no_run
+//! use strata_registry::{DeviceRegistration, Registry};
+//! let reg = Registry::open("/tmp/registry.redb")?;
+//! let created = reg.register_device("admin", DeviceRegistration::new("sensor-1"))?;
+//! reg.authenticate_device("sensor-1", &created.primary_key)?;
+//! # Ok::<(), strata_registry::RegistryError>(())
+//! ```
+
+mod audit;
+mod auth;
+mod crypto;
+pub mod csv;
+mod devices;
+mod entities;
+mod error;
+mod model;
+mod models;
+mod registry;
+mod snapshot;
+mod store;
+mod tokens;
+mod topology;
+pub mod validate;
+
+pub use csv::{CsvRowError, parse_devices_csv};
+pub use error::{RegistryError, Result};
+pub use model::*;
+pub use registry::{REGISTRY_FILE, Registry, RegistryOptions};
+pub use tokens::{ENV_ADMIN_TOKEN_ID, TOKEN_PREFIX};
+pub use validate::validate_device_id;
+
+/// Default page size when a [`PageRequest`] has `limit == 0`.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// Largest page size; larger limits are clamped.
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+/// Most items accepted by one bulk registration call.
+pub const MAX_BULK_ITEMS: usize = 100_000;
+/// Most ancestor paths reported per device/entity in snapshots.
+pub const MAX_PATHS: usize = 16;

@@ -45,13 +45,13 @@ pub struct DeviceRegistration {
     #[serde(default)]
     pub model: Option<String>,
     /// Free-form JSON attributes (must be an object; `null`/absent means empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Attributes,
     /// Free-form location text.
     #[serde(default)]
     pub location: Option<String>,
-    /// Tags.
-    #[serde(default)]
+    /// Tags (`null`/absent means none).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     /// Whether the device starts enabled (default `true`).
     #[serde(default = "default_true")]
@@ -69,6 +69,15 @@ pub struct DeviceRegistration {
 
 fn default_true() -> bool {
     true
+}
+
+/// Deserializes `null` as the type's default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl DeviceRegistration {
@@ -325,8 +334,8 @@ pub struct EntitySpec {
     /// Display name (defaults to the id).
     #[serde(default)]
     pub name: Option<String>,
-    /// Free-form JSON attributes.
-    #[serde(default)]
+    /// Free-form JSON attributes (`null`/absent means empty).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Attributes,
 }
 
@@ -546,6 +555,12 @@ pub enum RegistryEvent {
         /// Device id.
         device_id: String,
     },
+    /// The device's certificate thumbprint was changed or cleared: drop connections that
+    /// authenticated with a client certificate.
+    ThumbprintChanged {
+        /// Device id.
+        device_id: String,
+    },
     /// An API token was revoked.
     TokenRevoked {
         /// Token id.
@@ -560,7 +575,8 @@ impl RegistryEvent {
             Self::DeviceDisabled { device_id }
             | Self::DeviceEnabled { device_id }
             | Self::KeysRotated { device_id, .. }
-            | Self::DeviceDeleted { device_id } => Some(device_id),
+            | Self::DeviceDeleted { device_id }
+            | Self::ThumbprintChanged { device_id } => Some(device_id),
             Self::TokenRevoked { .. } => None,
         }
     }

@@ -1,14 +1,15 @@
 //! Operational endpoints: `/health`, `/ping`, `/metrics`, the admin actions `POST /api/v1/flush`
 //! and `POST /api/v1/compact`, and catalog listings (`/api/v1/databases`, `/api/v1/streams`).
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use strata_storage::DEFAULT_DATABASE;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::write::{DbParams, bad_query, database_name};
@@ -71,14 +72,26 @@ pub async fn compact(State(st): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "partitions_compacted": n })))
 }
 
-/// `GET /api/v1/databases`: `{"databases": [...]}`.
-pub async fn databases(State(st): State<AppState>) -> Json<Value> {
-    Json(json!({ "databases": st.engine.databases() }))
+/// `GET /api/v1/databases`: `{"databases": [...]}` (for a token limited to named streams, only
+/// the databases it may see something in).
+pub async fn databases(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Json<Value> {
+    let visible: Vec<String> = st
+        .engine
+        .databases()
+        .into_iter()
+        .filter(|db| p.allows_database(db) || st.engine.streams(db).iter().any(|s| p.allows(db, s)))
+        .collect();
+    Json(json!({ "databases": visible }))
 }
 
-/// `GET /api/v1/streams?db=`: streams of a database with their fields and types.
+/// `GET /api/v1/streams?db=`: streams of a database with their fields and types (only those the
+/// token may see).
 pub async fn streams(
     State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<DbParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
@@ -87,6 +100,7 @@ pub async fn streams(
         .engine
         .streams(&db)
         .into_iter()
+        .filter(|name| p.allows(&db, name))
         .map(|name| {
             let fields: Vec<Value> = st
                 .engine

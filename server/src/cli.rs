@@ -1,5 +1,6 @@
 //! Command-line interface (clap derive): the `serve` subcommand, its flags and environment
-//! variables, and their conversion into an [`EngineConfig`].
+//! variables, and their conversion into an [`EngineConfig`]; and the client subcommands
+//! (`devices`, `entities`, `tokens`, `audit`) that drive a running server over HTTP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +13,11 @@ use strata_storage::{Durability, EngineConfig};
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7086";
 
 /// Strata: a time-series database for IoT telemetry.
+///
+/// `strata serve` runs the server. The other commands talk to a running server over its HTTP API
+/// with an API token (--token, $STRATA_TOKEN, or the admin-token file of --data-dir).
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about, long_about = None, propagate_version = true)]
+#[command(name = "strata", version, about, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -25,6 +29,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: open (and recover) the data directory, then serve the HTTP API until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Manage devices: list, get, create, update, delete, enable, disable, rotate-keys, import.
+    Devices(crate::ctl::devices::DevicesArgs),
+    /// Manage entities (sites, buildings, fleets...) and their relationships.
+    Entities(crate::ctl::entities::EntitiesArgs),
+    /// Manage API tokens: create, list, revoke.
+    Tokens(crate::ctl::tokens::TokensArgs),
+    /// Show the audit log of administrative actions.
+    Audit(crate::ctl::tokens::AuditArgs),
 }
 
 /// Log output format.
@@ -99,6 +111,16 @@ pub struct ServeArgs {
     /// Log filter (tracing env-filter syntax, e.g. `info` or `info,strata_server=debug`).
     #[arg(long, env = "STRATA_LOG", default_value = "info")]
     pub log_level: String,
+
+    /// Read the admin token from this file instead of the STRATA_ADMIN_TOKEN environment variable
+    /// (either one replaces the token bootstrapped into DATA/admin-token on first start).
+    #[arg(long, env = "STRATA_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Do not print a newly bootstrapped admin token to stderr (it is still written to
+    /// DATA/admin-token with mode 0600).
+    #[arg(long, env = "STRATA_NO_PRINT_ADMIN_TOKEN")]
+    pub no_print_admin_token: bool,
 }
 
 impl ServeArgs {
@@ -247,7 +269,9 @@ mod tests {
             "false",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
         let cfg = args.engine_config();
         assert_eq!(cfg.memtable_bytes, 512 * 1024);
         assert_eq!(cfg.durability, Durability::Sync);
@@ -256,5 +280,34 @@ mod tests {
         assert_eq!(args.device_tags, vec!["id".to_string(), "vin".to_string()]);
         assert_eq!(args.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(args.max_body_bytes(), 64 << 20);
+        assert!(!args.no_print_admin_token);
+        assert!(args.admin_token_file.is_none());
+    }
+
+    #[test]
+    fn client_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "devices",
+            "list",
+            "--attr",
+            "floor=3",
+            "--json",
+            "--url",
+            "http://h:1",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Devices(_)));
+        let cli = Cli::try_parse_from([
+            "strata", "tokens", "create", "--scope", "read", "--token", "t",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Tokens(_)));
+        assert!(Cli::try_parse_from(["strata", "tokens", "create"]).is_err());
+        assert!(
+            Cli::try_parse_from(["strata", "devices", "rotate-keys", "d", "--slot", "x"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["strata", "entities", "link", "a", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["strata", "audit", "--limit", "5"]).is_ok());
     }
 }

@@ -37,7 +37,9 @@ impl std::fmt::Debug for Presented {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
     /// The `Authorization` header uses a scheme other than Bearer, Token or Basic.
-    #[error("unsupported Authorization scheme '{0}' (use 'Bearer <token>', 'Token <token>' or 'Basic <base64 id:key>')")]
+    #[error(
+        "unsupported Authorization scheme '{0}' (use 'Bearer <token>', 'Token <token>' or 'Basic <base64 id:key>')"
+    )]
     UnsupportedScheme(String),
     /// The header value is not valid text, is empty after the scheme, or is too long.
     #[error("malformed Authorization header: {0}")]
@@ -68,7 +70,9 @@ pub fn parse_authorization(value: &str) -> Result<Presented, CredentialError> {
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if rest.is_empty() {
-        return Err(CredentialError::Malformed("no credentials after the scheme"));
+        return Err(CredentialError::Malformed(
+            "no credentials after the scheme",
+        ));
     }
     if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") {
         return Ok(Presented::Token(rest.to_owned()));
@@ -76,7 +80,9 @@ pub fn parse_authorization(value: &str) -> Result<Presented, CredentialError> {
     if scheme.eq_ignore_ascii_case("basic") {
         return parse_basic(rest);
     }
-    Err(CredentialError::UnsupportedScheme(scheme_for_message(scheme)))
+    Err(CredentialError::UnsupportedScheme(scheme_for_message(
+        scheme,
+    )))
 }
 
 /// A scheme name safe to echo: at most 32 alphanumeric characters.
@@ -92,9 +98,9 @@ fn scheme_for_message(scheme: &str) -> String {
 fn parse_basic(encoded: &str) -> Result<Presented, CredentialError> {
     let bytes = base64_decode(encoded).ok_or(CredentialError::Malformed("invalid base64"))?;
     let text = String::from_utf8(bytes).map_err(|_| CredentialError::Malformed("not UTF-8"))?;
-    let (user, password) = text
-        .split_once(':')
-        .ok_or(CredentialError::Malformed("Basic credentials need 'id:key'"))?;
+    let (user, password) = text.split_once(':').ok_or(CredentialError::Malformed(
+        "Basic credentials need 'id:key'",
+    ))?;
     if password.is_empty() {
         return Err(CredentialError::Malformed("empty password"));
     }
@@ -269,9 +275,15 @@ mod tests {
     #[test]
     fn header_wins_over_query() {
         let mut h = HeaderMap::new();
-        assert_eq!(from_request(&h, Some("p=q")).unwrap(), Some(Presented::Token("q".into())));
+        assert_eq!(
+            from_request(&h, Some("p=q")).unwrap(),
+            Some(Presented::Token("q".into()))
+        );
         h.insert(header::AUTHORIZATION, "Bearer h".parse().unwrap());
-        assert_eq!(from_request(&h, Some("p=q")).unwrap(), Some(Presented::Token("h".into())));
+        assert_eq!(
+            from_request(&h, Some("p=q")).unwrap(),
+            Some(Presented::Token("h".into()))
+        );
         assert_eq!(from_request(&HeaderMap::new(), None).unwrap(), None);
     }
 

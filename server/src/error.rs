@@ -134,7 +134,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"strata\", Basic realm=\"strata\""),
+                axum::http::HeaderValue::from_static(
+                    "Bearer realm=\"strata\", Basic realm=\"strata\"",
+                ),
             );
         }
         resp

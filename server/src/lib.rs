@@ -1,9 +1,16 @@
 //! The Strata server as a library: command-line configuration, logging, the HTTP API (write, read,
-//! health, metrics, admin) and the serve loop with graceful shutdown. `main.rs` is a thin wrapper.
+//! health, metrics, admin, the device registry and tokens), authentication, the serve loop with
+//! graceful shutdown, and the `strata devices|entities|tokens` client commands. `main.rs` is a
+//! thin wrapper.
 
 pub mod admin;
+pub mod api;
+pub mod auth;
 pub mod body;
+pub mod bootstrap;
 pub mod cli;
+pub mod credentials;
+pub mod ctl;
 pub mod error;
 pub mod logging;
 pub mod metrics;

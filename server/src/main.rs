@@ -1,30 +1,40 @@
-//! The `strata` binary: parses the command line, sets up logging and runs the server.
+//! The `strata` binary: parses the command line, then either sets up logging and runs the server
+//! or runs a client command against a running server.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use strata_server::cli::{Cli, Command};
-
-/// mimalloc: the write path allocates many short-lived buffers from several threads; glibc malloc
-/// cost about a quarter of the server's CPU under line-protocol load (see ARCHITECTURE.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use strata_server::ctl;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            if let Err(e) = strata_server::logging::init(args.log_format, &args.log_level) {
-                eprintln!("strata: cannot set up logging: {e}");
-                return ExitCode::FAILURE;
-            }
-            match strata_server::serve::run_blocking(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "strata failed");
-                    ExitCode::FAILURE
-                }
-            }
+    let result = match cli.command {
+        Command::Serve(args) => return serve(args),
+        Command::Devices(args) => ctl::devices::run(args),
+        Command::Entities(args) => ctl::entities::run(args),
+        Command::Tokens(args) => ctl::tokens::run(args),
+        Command::Audit(args) => ctl::tokens::run_audit(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: strata_server::cli::ServeArgs) -> ExitCode {
+    if let Err(e) = strata_server::logging::init(args.log_format, &args.log_level) {
+        eprintln!("strata: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    match strata_server::serve::run_blocking(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "strata failed");
+            ExitCode::FAILURE
         }
     }
 }

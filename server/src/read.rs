@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use strata_storage::{ColumnData, DEFAULT_DATABASE, ScanRequest, SeriesBatch};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::time::{format_rfc3339, parse_time};
@@ -63,6 +65,7 @@ impl ReadParams {
                         parse_time(&v).map_err(|e| ApiError::BadRequest(format!("end: {e}")))?
                 }
                 "time_format" => p.time_format = parse_time_format(&v)?,
+                "u" | "p" => {} // InfluxDB 1.x credentials, handled by the auth layer
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "unknown query parameter '{other}'"
@@ -110,11 +113,13 @@ fn parse_time_format(v: &str) -> Result<TimeFormat, ApiError> {
 /// `GET /api/v1/read`.
 pub async fn read(
     State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Query(pairs) = q.map_err(bad_query)?;
     let params = ReadParams::from_pairs(pairs)?;
+    principal.check_stream(&params.scan.database, &params.scan.stream)?;
     let task_state = st.clone();
     let json = tokio::task::spawn_blocking(move || run_read(&task_state, &params))
         .await

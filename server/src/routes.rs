@@ -1,22 +1,31 @@
-//! The HTTP router: every endpoint, the body-size limit on write routes and the metrics middleware.
+//! The HTTP router: every endpoint, the body-size limits (`--max-body-mb` for writes and bulk
+//! registration, 1 MiB for other registry calls), authentication ([`auth::enforce`]) and the
+//! metrics middleware (outermost, so refused requests are counted too).
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 
+use crate::api::{self, REGISTRY_BODY_LIMIT};
 use crate::state::AppState;
-use crate::{admin, metrics, read, write};
+use crate::{admin, auth, metrics, read, write};
 
 /// Builds the router with all endpoints.
 pub fn router(state: AppState) -> Router {
-    let writes = Router::new()
+    let large_bodies = Router::new()
         .route("/api/v1/write", post(write::write_db))
         .route("/write", post(write::write_db))
         .route("/api/v2/write", post(write::write_v2))
+        .route(
+            "/api/v1/devices/{id}/telemetry/{stream}",
+            post(api::telemetry::telemetry),
+        )
+        .route("/api/v1/devices/bulk", post(api::bulk::bulk))
         .layer(DefaultBodyLimit::max(state.max_body));
     Router::new()
-        .merge(writes)
+        .merge(large_bodies)
+        .merge(registry_routes())
         .route("/api/v1/read", get(read::read))
         .route("/api/v1/flush", post(admin::flush))
         .route("/api/v1/compact", post(admin::compact))
@@ -25,10 +34,66 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(admin::health))
         .route("/ping", get(admin::ping).head(admin::ping))
         .route("/metrics", get(admin::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::enforce))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .fallback(admin::not_found)
         .with_state(state)
+}
+
+/// Devices, entities, relationships, models, tokens and the audit log.
+fn registry_routes() -> Router<AppState> {
+    use api::{audit, devices, entities, models, tokens};
+    Router::new()
+        .route("/api/v1/devices", get(devices::list).post(devices::create))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::get)
+                .patch(devices::patch)
+                .put(devices::put)
+                .delete(devices::delete),
+        )
+        .route("/api/v1/devices/{id}/disable", post(devices::disable))
+        .route("/api/v1/devices/{id}/enable", post(devices::enable))
+        .route(
+            "/api/v1/devices/{id}/rotate-keys",
+            post(devices::rotate_keys),
+        )
+        .route(
+            "/api/v1/entities",
+            get(entities::list).post(entities::create),
+        )
+        .route(
+            "/api/v1/entities/{id}",
+            get(entities::get)
+                .patch(entities::update)
+                .put(entities::update)
+                .delete(entities::delete),
+        )
+        .route("/api/v1/entities/{id}/devices", get(entities::devices))
+        .route(
+            "/api/v1/entities/{id}/descendants",
+            get(entities::descendants),
+        )
+        .route("/api/v1/entities/{id}/ancestors", get(entities::ancestors))
+        .route(
+            "/api/v1/relationships",
+            get(entities::list_relationships)
+                .post(entities::add_relationship)
+                .delete(entities::remove_relationship),
+        )
+        .route("/api/v1/models", get(models::list).post(models::create))
+        .route(
+            "/api/v1/models/{id}",
+            get(models::get).put(models::put).delete(models::delete),
+        )
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/api/v1/tokens/{id}",
+            get(tokens::get).delete(tokens::revoke),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }

@@ -1,5 +1,6 @@
-//! The serve loop: open (recover) the engine, log the recovery report, serve HTTP until SIGTERM or
-//! SIGINT, drain in-flight requests (bounded by the shutdown timeout), then flush and stop the engine.
+//! The serve loop: open (recover) the engine, open the registry (and bootstrap the admin token),
+//! log the recovery report, serve HTTP until SIGTERM or SIGINT, drain in-flight requests (bounded
+//! by the shutdown timeout), then flush the registry and flush and stop the engine.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use strata_storage::{Engine, RecoveryReport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::bootstrap::{Announce, admin_source, open_registry};
 use crate::cli::{ServeArgs, durability_name};
 use crate::routes::router;
 use crate::state::AppState;
@@ -35,16 +37,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("engine open task failed")?
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
     let engine = Arc::new(engine);
+    let addr = listener.local_addr().context("no local address")?;
+    let source = admin_source(args.admin_token_file.as_deref())?;
+    let announce = if args.no_print_admin_token {
+        Announce::Quiet
+    } else {
+        Announce::Print(format!("http://{addr}"))
+    };
+    let data_dir = args.data_dir.clone();
+    let registry =
+        tokio::task::spawn_blocking(move || open_registry(&data_dir, &source, &announce))
+            .await
+            .context("registry open task failed")??;
+    let registry = Arc::new(registry);
     let state = AppState::new(
         engine.clone(),
+        registry.clone(),
         args.max_body_bytes(),
         args.device_tags.clone(),
     );
     log_recovery(&state.recovery);
-    let addr = listener.local_addr().context("no local address")?;
     tracing::info!(addr = %addr, "listening");
     serve_until_signal(listener, state, args.shutdown_timeout).await?;
     tracing::info!("HTTP server stopped; flushing the engine");
+    if let Err(e) = registry.flush() {
+        tracing::warn!(error = %e, "could not persist the registry's last-seen times");
+    }
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await
         .context("engine shutdown task failed")?

@@ -1,9 +1,10 @@
-//! Shared state of the HTTP handlers: the engine, request limits, parser settings, metrics and the
-//! recovery report captured at startup.
+//! Shared state of the HTTP handlers: the engine, the device registry, request limits, parser
+//! settings, metrics and the recovery report captured at startup.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_registry::Registry;
 use strata_storage::{Engine, RecoveryReport};
 
 use crate::metrics::Metrics;
@@ -15,10 +16,11 @@ pub struct AppState {
 }
 
 /// The shared parts behind [`AppState`].
-#[derive(Debug)]
 pub struct Inner {
     /// The storage engine.
     pub engine: Arc<Engine>,
+    /// The device registry (identities, entities, tokens, audit log).
+    pub registry: Arc<Registry>,
     /// Body-size limit in bytes (before and after decompression).
     pub max_body: usize,
     /// Tag names that identify the device.
@@ -33,10 +35,16 @@ pub struct Inner {
 
 impl AppState {
     /// Builds the state; reads the recovery report from the engine once.
-    pub fn new(engine: Arc<Engine>, max_body: usize, device_tags: Vec<String>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        registry: Arc<Registry>,
+        max_body: usize,
+        device_tags: Vec<String>,
+    ) -> Self {
         let recovery = engine.recovery_report();
         let inner = Inner {
             engine,
+            registry,
             max_body,
             device_tags,
             metrics: Metrics::default(),
@@ -46,6 +54,18 @@ impl AppState {
         AppState {
             inner: Arc::new(inner),
         }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("engine", &self.engine)
+            .field("registry", &self.registry.path())
+            .field("max_body", &self.max_body)
+            .field("device_tags", &self.device_tags)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
     }
 }
 

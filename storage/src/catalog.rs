@@ -2,7 +2,7 @@
 //! roaring-bitmap tag index (device → series, tag value → series). Persisted as a snapshot written at
 //! each flush; series created later are rebuilt by WAL replay in the same order, so ids are stable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::HashMap;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub(crate) struct StreamMeta {
     pub all_series: RoaringBitmap,
     by_device: HashMap<String, RoaringBitmap>,
     by_tag: HashMap<(String, String), RoaringBitmap>,
+    /// Distinct tag names (other than the device) over the stream's series.
+    tag_keys: BTreeSet<String>,
 }
 
 impl StreamMeta {
@@ -51,7 +53,22 @@ impl StreamMeta {
             .insert(id);
         for tag in &key.tags {
             self.by_tag.entry(tag.clone()).or_default().insert(id);
+            if !self.tag_keys.contains(&tag.0) {
+                self.tag_keys.insert(tag.0.clone());
+            }
         }
+    }
+
+    /// Distinct tag names (other than the device) of the stream's series, sorted.
+    pub fn tag_keys(&self) -> Vec<String> {
+        self.tag_keys.iter().cloned().collect()
+    }
+
+    /// Distinct devices of the stream's series, sorted.
+    pub fn devices(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.by_device.keys().cloned().collect();
+        out.sort_unstable();
+        out
     }
 
     /// Series matching an optional device and all given tag values (bitmap intersection).
@@ -305,5 +322,29 @@ mod tests {
             vec![0]
         );
         assert!(back.check_field(0, "v", FieldType::Integer).is_err());
+        assert_eq!(meta.tag_keys(), vec!["fleet".to_string()]);
+        assert_eq!(meta.devices(), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn tag_keys_and_devices_are_distinct_and_sorted() {
+        let mut cat = Catalog::default();
+        let s = cat.ensure_stream("db", "cpu");
+        let key = |device: &str, tags: &[(&str, &str)]| SeriesKey {
+            device: device.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        cat.ensure_series(s, &key("z", &[("region", "eu"), ("rack", "1")]));
+        cat.ensure_series(s, &key("a", &[("region", "us")]));
+        cat.ensure_series(s, &key("a", &[("zone", "b")]));
+        let other = cat.ensure_stream("db", "mem");
+        let meta = cat.stream(s);
+        assert_eq!(meta.tag_keys(), vec!["rack", "region", "zone"]);
+        assert_eq!(meta.devices(), vec!["a", "z"]);
+        assert!(cat.stream(other).tag_keys().is_empty());
+        assert!(cat.stream(other).devices().is_empty());
     }
 }

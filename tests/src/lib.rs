@@ -6,7 +6,7 @@
 //!
 //! Set `STRATA_BIN` to test a prebuilt binary instead of building one with cargo.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -64,7 +64,7 @@ fn build_strata() -> PathBuf {
 }
 
 /// The admin token the harness gives the server through `STRATA_ADMIN_TOKEN` by default.
-pub const TEST_ADMIN_TOKEN: &str = "strata_test_admin_token_0123456789abcdef0123456789abcdef";
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789abcdef";
 
 /// An HTTP response: status and body text.
 #[derive(Debug, Clone)]
@@ -104,7 +104,13 @@ fn finish(res: Result<ureq::Response, ureq::Error>) -> Result<Resp, String> {
         Err(ureq::Error::Transport(t)) => return Err(t.to_string()),
     };
     let status = resp.status();
-    let body = resp.into_string().map_err(|e| e.to_string())?;
+    // `into_string` stops at 10 MB; large reads (crash tests) are bigger.
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(1 << 30)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    let body = String::from_utf8(bytes).map_err(|e| e.to_string())?;
     Ok(Resp { status, body })
 }
 
@@ -147,8 +153,7 @@ pub fn basic(user: &str, password: &str) -> String {
 
 /// Standard base64 with padding (RFC 4648), enough for Basic credentials in tests.
 pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -403,13 +408,16 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", self.port))
-            .args(["--log-format", "json", "--log-level", "info"])
+            .args(["--log-format", "json"])
             .args(&self.args)
             .env_remove("STRATA_ADMIN_TOKEN")
             .env_remove("STRATA_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !self.args.iter().any(|a| a == "--log-level") {
+            cmd.args(["--log-level", "info"]);
+        }
         if let AdminToken::Env(t) = &self.admin {
             cmd.env("STRATA_ADMIN_TOKEN", t);
         }
@@ -603,5 +611,20 @@ impl Model {
             .collect();
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_known_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"M"), "TQ==");
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(basic("d1", "k"), "Basic ZDE6aw==");
+        assert_eq!(bearer("t"), "Bearer t");
     }
 }

@@ -114,7 +114,10 @@ fn write_memtable(
     for (stream, sid, rows) in memtable.drain_sorted(|s| catalog.stream(s).fields.as_slice()) {
         let (first, last) = (rows.times[0], rows.times[rows.len() - 1]);
         if partition_of(first) == partition_of(last) {
-            groups.entry((stream, partition_of(first))).or_default().push((sid, rows));
+            groups
+                .entry((stream, partition_of(first)))
+                .or_default()
+                .push((sid, rows));
             continue;
         }
         let mut start = 0;

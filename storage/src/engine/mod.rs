@@ -205,6 +205,31 @@ impl Engine {
         Some(state.catalog.stream(id).fields.clone())
     }
 
+    /// Tag names (other than the device) seen in the stream's series, sorted; empty for an unknown stream.
+    pub fn tag_keys(&self, database: &str, stream: &str) -> Vec<String> {
+        self.with_stream(database, stream, |m| m.tag_keys())
+    }
+
+    /// Devices that have at least one series in the stream, sorted; empty for an unknown stream.
+    pub fn devices(&self, database: &str, stream: &str) -> Vec<String> {
+        self.with_stream(database, stream, |m| m.devices())
+    }
+
+    fn with_stream<T: Default>(
+        &self,
+        database: &str,
+        stream: &str,
+        f: impl FnOnce(&crate::catalog::StreamMeta) -> T,
+    ) -> T {
+        let Ok(state) = self.inner.read_state() else {
+            return T::default();
+        };
+        match state.catalog.stream_id(database, stream) {
+            Some(id) => f(state.catalog.stream(id)),
+            None => T::default(),
+        }
+    }
+
     /// Current counters.
     pub fn stats(&self) -> EngineStats {
         let c = &self.inner.counters;
@@ -235,5 +260,60 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_background();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, DEFAULT_DATABASE, SeriesKey, TableWrite, Value};
+
+    fn one_row(stream: &str, device: &str, tags: &[(&str, &str)]) -> WriteBatch {
+        let mut column = Column::new("v", FieldType::Float);
+        column.data.push_value(&Value::Float(1.0));
+        column.valid.push(true);
+        WriteBatch {
+            database: DEFAULT_DATABASE.into(),
+            tables: vec![TableWrite {
+                stream: stream.into(),
+                series: vec![SeriesKey {
+                    device: device.into(),
+                    tags: tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                }],
+                row_series: vec![0],
+                times: vec![1],
+                columns: vec![column],
+            }],
+        }
+    }
+
+    #[test]
+    fn tag_keys_and_devices_follow_writes_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = EngineConfig::new(dir.path());
+        cfg.background = false;
+        let engine = Engine::open(cfg.clone()).unwrap();
+        assert!(engine.tag_keys("default", "cpu").is_empty());
+        assert!(engine.devices("default", "cpu").is_empty());
+        engine
+            .write(&one_row("cpu", "b", &[("rack", "1")]))
+            .unwrap();
+        engine
+            .write(&one_row("cpu", "a", &[("zone", "x")]))
+            .unwrap();
+        engine.write(&one_row("mem", "c", &[])).unwrap();
+        assert_eq!(engine.tag_keys("default", "cpu"), vec!["rack", "zone"]);
+        assert_eq!(engine.devices("default", "cpu"), vec!["a", "b"]);
+        assert!(engine.tag_keys("default", "mem").is_empty());
+        assert_eq!(engine.devices("default", "mem"), vec!["c"]);
+        engine.shutdown().unwrap();
+        drop(engine);
+        let engine = Engine::open(cfg).unwrap();
+        assert_eq!(engine.tag_keys("default", "cpu"), vec!["rack", "zone"]);
+        assert_eq!(engine.devices("default", "cpu"), vec!["a", "b"]);
+        assert!(engine.devices("other", "cpu").is_empty());
     }
 }

@@ -1,0 +1,127 @@
+//! SQL latency on simulated fleet data (200 trucks × 24 hours of 10-second readings, flushed and
+//! compacted): planning and execution of "one truck, 4 hours, 10-minute mean speed", plus "one
+//! truck, 1 hour, p50 and p99 of speed" and "all trucks, 24 hours, hourly mean speed per fleet".
+//! Prints the median of repeated runs per phase, then runs criterion on the end-to-end calls.
+//!
+//! `STRATA_BENCH_HOURS` (default 24) shortens the loaded span for quick runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use strata_client::fleet::{FleetConfig, FleetGenerator};
+use strata_ingest::line_protocol::{ParseOptions, parse};
+use strata_query::datafusion::physical_plan::collect;
+use strata_query::{OutputFormat, QueryEngine, tokio};
+use strata_storage::{Durability, Engine, EngineConfig};
+
+const TRUCK_4H_MEAN: &str = "SELECT time_bucket(INTERVAL '10 minutes', time) AS bucket, avg(velocity) \
+    FROM readings WHERE device = 'truck_42' \
+    AND time >= '2024-01-01T06:00:00Z' AND time < '2024-01-01T10:00:00Z' \
+    GROUP BY bucket ORDER BY bucket";
+
+const TRUCK_1H_PERCENTILES: &str = "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY velocity), \
+    percentile_cont(0.99) WITHIN GROUP (ORDER BY velocity) \
+    FROM readings WHERE device = 'truck_42' \
+    AND time >= '2024-01-01T06:00:00Z' AND time < '2024-01-01T07:00:00Z'";
+
+const FLEET_HOURLY: &str = "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS bucket, avg(velocity) \
+    FROM readings GROUP BY fleet, bucket ORDER BY fleet, bucket";
+
+fn load(dir: &std::path::Path, hours: u64) -> Arc<Engine> {
+    let mut cfg = EngineConfig::new(dir);
+    cfg.durability = Durability::None;
+    cfg.background = false;
+    let engine = Engine::open(cfg).expect("open engine");
+    let fleet = FleetConfig {
+        trucks: 200,
+        duration: Duration::from_secs(hours * 3600),
+        ..FleetConfig::default()
+    };
+    let mut generator = FleetGenerator::new(&fleet);
+    let opts = ParseOptions::default();
+    let started = Instant::now();
+    let mut rows = 0;
+    loop {
+        let mut buf = Vec::new();
+        if generator.next_batch(5000, &mut buf).rows == 0 {
+            break;
+        }
+        let batch = parse(&buf, "default", &opts).expect("fleet data parses");
+        rows += engine.write(&batch).expect("write").rows;
+    }
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    println!(
+        "loaded 200 trucks x {hours} h: {rows} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Arc::new(engine)
+}
+
+/// Median of `runs` timings of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn print_phases(rt: &tokio::runtime::Runtime, q: &QueryEngine, name: &str, sql: &str, runs: usize) {
+    let plan = median(runs, || {
+        rt.block_on(q.plan(sql)).unwrap();
+    });
+    let physical = rt.block_on(q.plan(sql)).unwrap();
+    let run = median(runs, || {
+        rt.block_on(collect(physical.clone(), q.context().task_ctx()))
+            .unwrap();
+    });
+    let total = median(runs, || {
+        rt.block_on(q.execute(sql, OutputFormat::Json)).unwrap();
+    });
+    let rows = rt.block_on(q.query(sql)).unwrap().num_rows();
+    println!(
+        "{name}: {rows} rows; median of {runs}: plan {:.3} ms, execute {:.3} ms, end-to-end (JSON) {:.3} ms",
+        ms(plan),
+        ms(run),
+        ms(total)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let hours = std::env::var("STRATA_BENCH_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(24);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load(dir.path(), hours);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let q = QueryEngine::new(engine).unwrap();
+    print_phases(&rt, &q, "one truck, 4 h, 10-min mean", TRUCK_4H_MEAN, 201);
+    print_phases(&rt, &q, "one truck, 1 h, p50/p99", TRUCK_1H_PERCENTILES, 201);
+    print_phases(&rt, &q, "all trucks, hourly mean per fleet", FLEET_HOURLY, 7);
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("sql");
+    group.bench_function("one_truck_4h_10min_mean", |b| {
+        b.iter(|| rt.block_on(q.execute(TRUCK_4H_MEAN, OutputFormat::Json)).unwrap())
+    });
+    group.bench_function("one_truck_1h_p50_p99", |b| {
+        b.iter(|| rt.block_on(q.execute(TRUCK_1H_PERCENTILES, OutputFormat::Json)).unwrap())
+    });
+    group.finish();
+    c.final_summary();
+}

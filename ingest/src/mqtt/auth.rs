@@ -1,0 +1,150 @@
+//! Device authentication for CONNECT: the [`DeviceAuthenticator`] trait (the server implements
+//! it with the registry), the [`AuthFailure`] outcomes and their CONNACK return codes, and a
+//! [`StaticAuthenticator`] over a fixed id → key map for tests and development.
+
+use std::collections::HashMap;
+
+use rumqttc::ConnectReturnCode;
+
+/// A device id (`[A-Za-z0-9._:-]{1,128}`), as returned by a successful authentication.
+pub type DeviceId = String;
+
+/// Why a CONNECT was refused by the authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// Unknown device, missing or wrong key (CONNACK 0x04, bad user name or password).
+    #[error("bad user name or password")]
+    BadCredentials,
+    /// The device exists and the key matches, but it may not connect, e.g. it is disabled
+    /// (CONNACK 0x05, not authorized).
+    #[error("not authorized")]
+    NotAuthorized,
+    /// The client id is not acceptable (CONNACK 0x02, identifier rejected).
+    #[error("identifier rejected")]
+    BadClientId,
+    /// The identity store could not be consulted (CONNACK 0x03, server unavailable).
+    #[error("server unavailable")]
+    Unavailable,
+}
+
+impl AuthFailure {
+    /// The MQTT 3.1.1 CONNACK return code sent for this failure.
+    pub fn return_code(self) -> ConnectReturnCode {
+        match self {
+            AuthFailure::BadCredentials => ConnectReturnCode::BadUserNamePassword,
+            AuthFailure::NotAuthorized => ConnectReturnCode::NotAuthorized,
+            AuthFailure::BadClientId => ConnectReturnCode::BadClientId,
+            AuthFailure::Unavailable => ConnectReturnCode::ServiceUnavailable,
+        }
+    }
+}
+
+/// Checks a device's CONNECT credentials. Called once per CONNECT on a blocking thread, so it
+/// may consult a disk-backed store.
+pub trait DeviceAuthenticator: Send + Sync {
+    /// Returns the device id the connection acts as. Strata's convention: the client id and the
+    /// user name are the device id and the password is the device key. The server additionally
+    /// requires the returned id to equal the client id (else CONNACK 0x02).
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<DeviceId, AuthFailure>;
+}
+
+/// Authenticates against a fixed map of device id → key (tests and development only: keys are
+/// held in memory in clear).
+#[derive(Debug, Clone, Default)]
+pub struct StaticAuthenticator {
+    keys: HashMap<String, String>,
+    disabled: Vec<String>,
+}
+
+impl StaticAuthenticator {
+    /// An authenticator for the given `(id, key)` pairs.
+    pub fn new<I, K, V>(devices: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        StaticAuthenticator {
+            keys: devices
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            disabled: Vec::new(),
+        }
+    }
+
+    /// Marks a device as disabled: its correct key gets [`AuthFailure::NotAuthorized`].
+    pub fn disable(&mut self, id: &str) {
+        self.disabled.push(id.to_owned());
+    }
+}
+
+impl DeviceAuthenticator for StaticAuthenticator {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<DeviceId, AuthFailure> {
+        let (Some(user), Some(pass)) = (username, password) else {
+            return Err(AuthFailure::BadCredentials);
+        };
+        if user != client_id {
+            return Err(AuthFailure::BadClientId);
+        }
+        match self.keys.get(user) {
+            Some(key) if constant_time_eq(key.as_bytes(), pass.as_bytes()) => {
+                if self.disabled.iter().any(|d| d == user) {
+                    Err(AuthFailure::NotAuthorized)
+                } else {
+                    Ok(user.to_owned())
+                }
+            }
+            _ => Err(AuthFailure::BadCredentials),
+        }
+    }
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_authenticator() {
+        let mut auth = StaticAuthenticator::new([("d1", "k1"), ("d2", "k2")]);
+        auth.disable("d2");
+        assert_eq!(auth.authenticate("d1", Some("d1"), Some("k1")), Ok("d1".into()));
+        assert_eq!(
+            auth.authenticate("d1", Some("d1"), Some("k2")),
+            Err(AuthFailure::BadCredentials)
+        );
+        assert_eq!(
+            auth.authenticate("d1", Some("d1"), None),
+            Err(AuthFailure::BadCredentials)
+        );
+        assert_eq!(
+            auth.authenticate("x", Some("d1"), Some("k1")),
+            Err(AuthFailure::BadClientId)
+        );
+        assert_eq!(
+            auth.authenticate("d2", Some("d2"), Some("k2")),
+            Err(AuthFailure::NotAuthorized)
+        );
+        assert_eq!(
+            AuthFailure::BadCredentials.return_code() as u8,
+            4,
+            "bad user name or password"
+        );
+        assert_eq!(AuthFailure::NotAuthorized.return_code() as u8, 5);
+    }
+}

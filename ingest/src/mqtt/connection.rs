@@ -1,0 +1,456 @@
+//! The async life of one connection: CONNECT (with timeout, protocol check, authentication and
+//! takeover), then a loop that reads packets into the [`Session`], hands accumulated messages to
+//! the commit pipeline (one commit in flight per connection, so PUBACKs leave in order), writes
+//! PUBACKs once the commit returned, and enforces keep-alive, rate pauses and server signals.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::{Connect, ConnectReturnCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::auth::AuthFailure;
+use super::commit::{CommitFailure, CommitJob};
+use super::connect::{Opening, connack, read_opening};
+use super::server::{Shared, Signal};
+use super::session::{Close, Session};
+use super::stats::{Counters, RejectReason, add, dec};
+
+/// Initial read buffer per connection (grows for larger packets).
+const READ_BUFFER: usize = 4096;
+
+/// Decrements a gauge when dropped.
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn open(counter: &'a AtomicU64) -> Self {
+        add(counter, 1);
+        Gauge(counter)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        dec(self.0);
+    }
+}
+
+/// Serves one connection to the end.
+pub(crate) async fn run<S>(shared: &Arc<Shared>, mut io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let counters = &shared.env.counters;
+    add(&counters.connections_accepted, 1);
+    let _open = Gauge::open(&counters.connections_open);
+    let over_limit = counters
+        .connections_open
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > shared.env.config.max_connections as u64;
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+    let Some(connect) = handshake(shared, &mut io, &mut rbuf, over_limit).await else {
+        return;
+    };
+    let Some(device) = authenticate(shared, &mut io, &connect).await else {
+        return;
+    };
+    let Some((id, signal)) = shared.register(&device) else {
+        refuse(&mut io, counters, ConnectReturnCode::ServiceUnavailable, RejectReason::ConnectionLimit).await;
+        return;
+    };
+    add(&counters.sessions_started, 1);
+    let _session = Gauge::open(&counters.sessions_open);
+    if write_bytes(&mut io, &connack(ConnectReturnCode::Success), shared.env.config.write_timeout)
+        .await
+        .is_ok()
+    {
+        let keep_alive = match connect.keep_alive {
+            0 => shared.env.config.default_keep_alive,
+            s => Duration::from_secs(u64::from(s)),
+        };
+        let session = Session::new(shared.env.clone(), device.clone(), std::time::Instant::now());
+        let mut conn = Conn {
+            shared,
+            io,
+            rbuf,
+            session,
+            inflight: None,
+            closing: None,
+            signal,
+            idle_limit: keep_alive.mul_f64(1.5),
+            last_seen: Instant::now(),
+        };
+        conn.run().await;
+    }
+    shared.unregister(&device, id);
+}
+
+/// Reads the CONNECT; answers and returns `None` when the connection cannot go on.
+async fn handshake<S>(
+    shared: &Shared,
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    over_limit: bool,
+) -> Option<Connect>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let counters = &shared.env.config;
+    let max = counters.max_packet_bytes;
+    let opening = timeout(shared.env.config.connect_timeout, async {
+        loop {
+            if let Some(o) = read_opening(rbuf, max) {
+                return Some(o);
+            }
+            if rbuf.capacity() - rbuf.len() < 1024 {
+                rbuf.reserve(READ_BUFFER);
+            }
+            match io.read_buf(rbuf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => add(&shared.env.counters.bytes_received, n as u64),
+            }
+        }
+    })
+    .await;
+    let c = &shared.env.counters;
+    match opening {
+        Err(_) => {
+            c.reject(RejectReason::ConnectTimeout);
+            None
+        }
+        Ok(None) => None,
+        Ok(Some(Opening::Invalid(reason, message))) => {
+            tracing::debug!(%reason, %message, "mqtt connection refused");
+            c.reject(reason);
+            None
+        }
+        Ok(Some(Opening::UnsupportedVersion(level))) => {
+            tracing::debug!(level, "mqtt protocol level refused");
+            refuse(io, c, ConnectReturnCode::RefusedProtocolVersion, RejectReason::ProtocolVersion).await;
+            None
+        }
+        Ok(Some(Opening::Connect(_))) if over_limit => {
+            refuse(io, c, ConnectReturnCode::ServiceUnavailable, RejectReason::ConnectionLimit).await;
+            None
+        }
+        Ok(Some(Opening::Connect(connect))) => Some(connect),
+    }
+}
+
+/// Authenticates a CONNECT; answers and returns `None` on failure.
+async fn authenticate<S>(shared: &Arc<Shared>, io: &mut S, connect: &Connect) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let c = &shared.env.counters;
+    if connect.client_id.is_empty() {
+        refuse(io, c, ConnectReturnCode::BadClientId, RejectReason::BadClientId).await;
+        return None;
+    }
+    let auth = shared.auth.clone();
+    let client_id = connect.client_id.clone();
+    let login = connect.login.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let (user, pass) = match &login {
+            Some(l) => (
+                Some(l.username.as_str()).filter(|s| !s.is_empty()),
+                Some(l.password.as_str()).filter(|s| !s.is_empty()),
+            ),
+            None => (None, None),
+        };
+        auth.authenticate(&client_id, user, pass)
+    })
+    .await
+    .unwrap_or(Err(AuthFailure::Unavailable));
+    let failure = match result {
+        Ok(device) if device == connect.client_id => return Some(device),
+        Ok(_) => AuthFailure::BadClientId,
+        Err(f) => f,
+    };
+    let reason = match failure {
+        AuthFailure::BadCredentials => RejectReason::BadCredentials,
+        AuthFailure::NotAuthorized => RejectReason::NotAuthorized,
+        AuthFailure::BadClientId => RejectReason::BadClientId,
+        AuthFailure::Unavailable => RejectReason::AuthUnavailable,
+    };
+    tracing::info!(client_id = %connect.client_id, %reason, "mqtt connect refused");
+    refuse(io, c, failure.return_code(), reason).await;
+    None
+}
+
+/// Sends a refusing CONNACK (best effort) and counts the reason.
+async fn refuse<S>(io: &mut S, counters: &Counters, code: ConnectReturnCode, reason: RejectReason)
+where
+    S: AsyncWrite + Unpin,
+{
+    counters.reject(reason);
+    let _ = write_bytes(io, &connack(code), Duration::from_secs(5)).await;
+    let _ = io.shutdown().await;
+}
+
+async fn write_bytes<S>(io: &mut S, bytes: &[u8], limit: Duration) -> Result<(), ()>
+where
+    S: AsyncWrite + Unpin,
+{
+    match timeout(limit, async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    })
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A commit in flight: its outcome and the PUBACKs it owes.
+type Inflight = (oneshot::Receiver<Result<(), CommitFailure>>, Vec<Option<u16>>);
+
+/// The running session loop.
+struct Conn<'a, S> {
+    shared: &'a Shared,
+    io: S,
+    rbuf: BytesMut,
+    session: Session,
+    inflight: Option<Inflight>,
+    closing: Option<Close>,
+    signal: watch::Receiver<Signal>,
+    idle_limit: Duration,
+    last_seen: Instant,
+}
+
+/// What woke the loop up.
+enum Event {
+    Signal(Signal),
+    Committed(Result<(), CommitFailure>),
+    Read(std::io::Result<usize>),
+    Idle,
+    Resume,
+}
+
+impl<S> Conn<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(&mut self) {
+        loop {
+            let now = Instant::now();
+            let blocked = self.blocked(now);
+            if blocked {
+                // Time spent not reading is not the client's silence.
+                self.last_seen = now;
+            }
+            if self.closing.is_none() && !blocked && !self.rbuf.is_empty() {
+                let (handled, close) = self.session.process(&mut self.rbuf, now.into_std());
+                if handled > 0 {
+                    self.last_seen = now;
+                }
+                self.close_with(close);
+            }
+            self.submit();
+            if !self.flush().await {
+                return;
+            }
+            if self.closing.is_some() && self.inflight.is_none() {
+                self.finish();
+                return;
+            }
+            let event = self.next_event().await;
+            if !self.on_event(event) {
+                return;
+            }
+        }
+    }
+
+    /// True when reading is paused (rate limit, or too many messages waiting for a commit).
+    fn blocked(&self, now: Instant) -> bool {
+        self.session.throttled_until(now.into_std()).is_some() || self.session.pending_full()
+    }
+
+    fn close_with(&mut self, close: Option<Close>) {
+        if self.closing.is_none() {
+            self.closing = close;
+        }
+    }
+
+    /// Hands waiting messages to the committer when no commit is in flight.
+    fn submit(&mut self) {
+        if self.inflight.is_some() {
+            return;
+        }
+        let Some((batches, acks)) = self.session.take_pending() else {
+            return;
+        };
+        let (reply, rx) = oneshot::channel();
+        if self.shared.committer.submit(CommitJob { batches, reply }) {
+            self.inflight = Some((rx, acks));
+        } else {
+            self.closing = Some(Close::Reject(
+                RejectReason::Storage,
+                "the commit pipeline is stopped".into(),
+            ));
+        }
+    }
+
+    /// Writes queued output; false when the connection must be dropped.
+    async fn flush(&mut self) -> bool {
+        if self.session.out.is_empty() {
+            return true;
+        }
+        let limit = self.shared.env.config.write_timeout;
+        let out = std::mem::take(&mut self.session.out);
+        let outcome = tokio::select! {
+            biased;
+            changed = self.signal.changed() => Err(changed.ok().map(|()| *self.signal.borrow())),
+            written = write_bytes(&mut self.io, &out, limit) => written.map_err(|()| None),
+        };
+        self.session.out = out;
+        self.session.out.clear();
+        match outcome {
+            Ok(()) => true,
+            Err(Some(Signal::Shutdown | Signal::Run)) => {
+                // Drop the unsent bytes: nothing more can be promised once a write stalls
+                // during shutdown.
+                self.count_close(RejectReason::WriteTimeout);
+                false
+            }
+            Err(Some(signal)) => {
+                self.kicked(signal);
+                false
+            }
+            Err(None) => {
+                self.count_close(RejectReason::WriteTimeout);
+                false
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let now = Instant::now();
+        let can_read = self.closing.is_none() && !self.blocked(now);
+        let resume = self
+            .session
+            .throttled_until(now.into_std())
+            .map(Instant::from_std);
+        let idle_at = self.last_seen + self.idle_limit;
+        tokio::select! {
+            biased;
+            changed = self.signal.changed() => match changed {
+                Ok(()) => Event::Signal(*self.signal.borrow()),
+                Err(_) => Event::Signal(Signal::Shutdown),
+            },
+            outcome = async {
+                match &mut self.inflight {
+                    Some((rx, _)) => rx.await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Committed(outcome.unwrap_or_else(|_| Err(CommitFailure {
+                index: 0,
+                reason: RejectReason::Storage,
+                message: "the commit pipeline stopped".into(),
+            }))),
+            read = read_some(&mut self.io, &mut self.rbuf), if can_read => Event::Read(read),
+            () = sleep_until(idle_at), if can_read => Event::Idle,
+            () = sleep_until(resume.unwrap_or(now)), if resume.is_some() && self.closing.is_none() => Event::Resume,
+        }
+    }
+
+    /// Applies an event; false when the connection must be dropped at once.
+    fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Signal(Signal::Run) => true,
+            Event::Signal(Signal::Shutdown) => {
+                self.close_with(Some(Close::Graceful));
+                true
+            }
+            Event::Signal(signal) => {
+                self.kicked(signal);
+                false
+            }
+            Event::Committed(outcome) => {
+                self.committed(outcome);
+                true
+            }
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => {
+                self.close_with(Some(Close::Graceful));
+                true
+            }
+            Event::Read(Ok(n)) => {
+                add(&self.shared.env.counters.bytes_received, n as u64);
+                true
+            }
+            Event::Idle => {
+                self.close_with(Some(Close::Reject(
+                    RejectReason::KeepAliveTimeout,
+                    "no packet within 1.5 × the keep-alive".into(),
+                )));
+                true
+            }
+            Event::Resume => true,
+        }
+    }
+
+    fn committed(&mut self, outcome: Result<(), CommitFailure>) {
+        let Some((_, acks)) = self.inflight.take() else {
+            return;
+        };
+        match outcome {
+            Ok(()) => self.session.ack(&acks),
+            Err(failure) => {
+                let stored = acks.get(..failure.index).unwrap_or(&[]);
+                self.session.ack(stored);
+                tracing::warn!(
+                    device = self.session.device(),
+                    reason = %failure.reason,
+                    error = %failure.message,
+                    "mqtt message not stored; closing the connection"
+                );
+                // Replace a graceful close: the failure is what the metrics should show.
+                if !matches!(self.closing, Some(Close::Reject(..))) {
+                    self.closing = Some(Close::Reject(failure.reason, failure.message));
+                }
+            }
+        }
+    }
+
+    fn kicked(&mut self, signal: Signal) {
+        let reason = match signal {
+            Signal::TakenOver => RejectReason::TakenOver,
+            _ => RejectReason::Revoked,
+        };
+        tracing::info!(device = self.session.device(), %reason, "mqtt session closed by the server");
+        self.count_close(reason);
+    }
+
+    fn count_close(&self, reason: RejectReason) {
+        self.shared.env.counters.reject(reason);
+    }
+
+    /// Records why a draining connection ends.
+    fn finish(&mut self) {
+        if let Some(Close::Reject(reason, message)) = &self.closing {
+            tracing::info!(
+                device = self.session.device(),
+                %reason,
+                %message,
+                "mqtt connection closed"
+            );
+            self.count_close(*reason);
+        }
+    }
+}
+
+/// Reads more bytes, making room first.
+async fn read_some<S>(io: &mut S, buf: &mut BytesMut) -> std::io::Result<usize>
+where
+    S: AsyncRead + Unpin,
+{
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_BUFFER);
+    }
+    io.read_buf(buf).await
+}

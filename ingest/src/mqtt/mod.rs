@@ -1,0 +1,41 @@
+//! MQTT 3.1.1 device endpoint (server side of the `rumqttc` packet codec).
+//!
+//! Devices connect with client id = user name = their device id and password = their key,
+//! publish telemetry (JSON or line protocol) to `devices/{id}/telemetry[/{stream}]` at QoS 0
+//! or 1, and may subscribe to `devices/{id}/commands/#`. A QoS 1 PUBACK leaves only after the
+//! message's rows are durable in the engine; messages of many connections share one engine
+//! write (group commit), and each connection's PUBACKs leave in order. `docs/mqtt.md` describes
+//! topics, payloads, limits and every refusal.
+//!
+//! ```no_run
+//! # async fn demo(engine: std::sync::Arc<strata_storage::Engine>) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use strata_ingest::mqtt::{MqttConfig, MqttServer, StaticAuthenticator};
+//! let auth = Arc::new(StaticAuthenticator::new([("sensor-1", "secret")]));
+//! let server = MqttServer::new(MqttConfig::default(), engine, auth)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1883").await?;
+//! server.serve(listener).await
+//! # }
+//! ```
+
+mod auth;
+mod bucket;
+mod commit;
+mod config;
+mod connect;
+mod connection;
+mod merge;
+mod payload;
+mod replay;
+mod server;
+mod session;
+mod stats;
+mod topic;
+
+pub use auth::{AuthFailure, DeviceAuthenticator, DeviceId, StaticAuthenticator};
+pub use config::{MqttConfig, RateLimit};
+pub use payload::is_json;
+pub use replay::{Replay, replay};
+pub use server::MqttServer;
+pub use stats::{MqttStats, RejectReason};
+pub use topic::{TopicError, subscription_allowed, telemetry_stream};

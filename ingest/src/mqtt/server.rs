@@ -1,0 +1,208 @@
+//! The [`MqttServer`]: accept loop, connection limit, the registry of open sessions (takeover by
+//! a second connection of the same device, [`MqttServer::disconnect_device`]), shutdown and
+//! statistics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_storage::Engine;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::auth::DeviceAuthenticator;
+use super::commit::Committer;
+use super::config::MqttConfig;
+use super::connection;
+use super::session::Env;
+use super::stats::{Counters, MqttStats};
+
+/// What the server asks of an open session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// Keep going.
+    Run,
+    /// Close now: a newer connection of the same device took over.
+    TakenOver,
+    /// Close now: the device was disabled or its key rotated.
+    Revoked,
+    /// The server is shutting down: store what was received, acknowledge it, then close.
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    signal: watch::Sender<Signal>,
+}
+
+/// State shared by the accept loop and every connection.
+pub(crate) struct Shared {
+    pub(crate) env: Arc<Env>,
+    pub(crate) auth: Arc<dyn DeviceAuthenticator>,
+    pub(crate) committer: Committer,
+    sessions: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.env.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Registers a session of `device`, closing the one it replaces. `None` during shutdown.
+    pub(crate) fn register(&self, device: &str) -> Option<(u64, watch::Receiver<Signal>)> {
+        if *self.shutdown.borrow() {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Signal::Run);
+        let mut sessions = self.sessions.lock().ok()?;
+        if let Some(old) = sessions.insert(device.to_owned(), Entry { id, signal: tx }) {
+            let _ = old.signal.send(Signal::TakenOver);
+        }
+        Some((id, rx))
+    }
+
+    /// Forgets session `id` of `device` (unless another session replaced it).
+    pub(crate) fn unregister(&self, device: &str, id: u64) {
+        if let Ok(mut sessions) = self.sessions.lock()
+            && sessions.get(device).is_some_and(|e| e.id == id)
+        {
+            sessions.remove(device);
+        }
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        if let Ok(sessions) = self.sessions.lock() {
+            for entry in sessions.values() {
+                let _ = entry.signal.send(signal);
+            }
+        }
+    }
+}
+
+/// The MQTT 3.1.1 device endpoint. Cheap to clone; all clones share one server.
+#[derive(Debug, Clone)]
+pub struct MqttServer {
+    shared: Arc<Shared>,
+}
+
+impl MqttServer {
+    /// A server writing to `engine` and authenticating CONNECTs with `auth`. Starts the commit
+    /// threads; fails only if they cannot be spawned.
+    pub fn new(
+        config: MqttConfig,
+        engine: Arc<Engine>,
+        auth: Arc<dyn DeviceAuthenticator>,
+    ) -> std::io::Result<Self> {
+        let counters = Arc::new(Counters::default());
+        let committer = Committer::start(
+            engine,
+            counters.clone(),
+            config.commit_threads,
+            config.max_commit_rows,
+        )?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(MqttServer {
+            shared: Arc::new(Shared {
+                env: Arc::new(Env::new(config, counters)),
+                auth,
+                committer,
+                sessions: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                shutdown,
+            }),
+        })
+    }
+
+    /// Accepts connections on `listener` until [`MqttServer::shutdown`], serving each on its own
+    /// task. Accept errors (e.g. out of file descriptors) are logged and retried.
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        let mut stop = self.shared.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let server = self.clone();
+                        tokio::spawn(async move { server.serve_connection(stream).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mqtt accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Serves one already accepted connection (plain TCP, or TLS layered by the caller) until it
+    /// closes.
+    pub async fn serve_connection<S>(&self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        connection::run(&self.shared, io).await;
+    }
+
+    /// Closes every open session of `device` (e.g. after it was disabled or its key rotated);
+    /// returns whether one was open. The session's socket is closed as soon as its task runs,
+    /// well within a second; messages not yet acknowledged are not stored.
+    pub fn disconnect_device(&self, device: &str) -> bool {
+        let entry = self
+            .shared
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(device));
+        match entry {
+            Some(e) => {
+                let _ = e.signal.send(Signal::Revoked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Devices with an open session, sorted.
+    pub fn connected_devices(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .shared
+            .sessions
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Stops accepting, asks every session to store and acknowledge what it received and close,
+    /// and waits up to `grace` for the connections to end.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.shared.shutdown.send(true);
+        self.shared.signal_all(Signal::Shutdown);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.stats().connections_open > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MqttStats {
+        self.shared.env.counters.snapshot()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &MqttConfig {
+        &self.shared.env.config
+    }
+}

@@ -1,0 +1,286 @@
+//! One authenticated MQTT session without I/O: turns the packets read from a device into
+//! replies (PINGRESP, SUBACK, UNSUBACK, and PUBACKs once their messages are durable) and into
+//! decoded messages waiting for a group commit, and decides when the connection must close.
+//! The async connection loop (`connection.rs`) and the fuzz entry point drive it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rumqttc::{
+    Error as CodecError, Packet, PingResp, PubAck, Publish, QoS, SubAck, Subscribe,
+    SubscribeReasonCode, UnsubAck, Unsubscribe,
+};
+use strata_storage::WriteBatch;
+
+use super::bucket::TokenBucket;
+use super::config::MqttConfig;
+use super::payload::{self, PayloadOptions};
+use super::stats::{Counters, RejectReason, add};
+use super::topic::{self, TopicError};
+use crate::line_protocol::now_nanos;
+
+/// What every session of a server shares.
+#[derive(Debug)]
+pub(crate) struct Env {
+    pub(crate) config: MqttConfig,
+    pub(crate) payload: PayloadOptions,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Env {
+    /// The environment for `config`.
+    pub(crate) fn new(config: MqttConfig, counters: Arc<Counters>) -> Self {
+        let payload = PayloadOptions {
+            database: config.database.clone(),
+            json_epoch_unit: config.json_epoch_unit,
+            json_integers: config.json_integers,
+            lp_precision: config.line_protocol_precision,
+        };
+        Env {
+            config,
+            payload,
+            counters,
+        }
+    }
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// DISCONNECT, end of stream or server shutdown: store what was received, then close.
+    Graceful,
+    /// A refusal: store the messages received before it, then close.
+    Reject(RejectReason, String),
+}
+
+/// Messages handed to one commit: one batch per message, and the PUBACK each one is owed.
+pub(crate) type Pending = (Vec<WriteBatch>, Vec<Option<u16>>);
+
+/// The state of one session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    env: Arc<Env>,
+    device: String,
+    batches: Vec<WriteBatch>,
+    acks: Vec<Option<u16>>,
+    pending_bytes: usize,
+    subscriptions: Vec<String>,
+    bucket: Option<TokenBucket>,
+    last_time: i64,
+    throttle_until: Option<Instant>,
+    /// Bytes to send to the client.
+    pub(crate) out: BytesMut,
+}
+
+impl Session {
+    /// A session of `device`.
+    pub(crate) fn new(env: Arc<Env>, device: String, now: Instant) -> Self {
+        let bucket = env.config.rate_limit.map(|l| TokenBucket::new(l, now));
+        Session {
+            env,
+            device,
+            batches: Vec::new(),
+            acks: Vec::new(),
+            pending_bytes: 0,
+            subscriptions: Vec::new(),
+            bucket,
+            last_time: i64::MIN,
+            throttle_until: None,
+            out: BytesMut::with_capacity(256),
+        }
+    }
+
+    /// The device this session acts as.
+    pub(crate) fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Subscriptions granted so far.
+    pub(crate) fn subscriptions(&self) -> &[String] {
+        &self.subscriptions
+    }
+
+    /// When reading may resume, if the device is over its rate.
+    pub(crate) fn throttled_until(&self, now: Instant) -> Option<Instant> {
+        self.throttle_until.filter(|t| *t > now)
+    }
+
+    /// True when enough messages wait for a commit that reading should pause.
+    pub(crate) fn pending_full(&self) -> bool {
+        self.batches.len() >= self.env.config.max_pending_messages.max(1)
+            || self.pending_bytes >= self.env.config.max_pending_bytes
+    }
+
+    /// Handles every complete packet in `buf`, stopping early when the device goes over its
+    /// rate or the pending messages fill up. Returns the number of packets handled and, when the
+    /// connection must close, why.
+    pub(crate) fn process(&mut self, buf: &mut BytesMut, now: Instant) -> (usize, Option<Close>) {
+        let mut handled = 0;
+        while self.throttled_until(now).is_none() && !self.pending_full() {
+            let packet = match Packet::read(buf, self.env.config.max_packet_bytes) {
+                Ok(p) => p,
+                Err(CodecError::InsufficientBytes(n)) => {
+                    buf.reserve(n);
+                    break;
+                }
+                Err(e) => return (handled, Some(codec_close(&e))),
+            };
+            handled += 1;
+            if let Some(close) = self.packet(packet, now) {
+                return (handled, Some(close));
+            }
+        }
+        (handled, None)
+    }
+
+    /// Takes the messages waiting for a commit.
+    pub(crate) fn take_pending(&mut self) -> Option<Pending> {
+        if self.acks.is_empty() {
+            return None;
+        }
+        self.pending_bytes = 0;
+        Some((
+            std::mem::take(&mut self.batches),
+            std::mem::take(&mut self.acks),
+        ))
+    }
+
+    /// Queues the PUBACKs owed for durable messages, in order.
+    pub(crate) fn ack(&mut self, acks: &[Option<u16>]) {
+        let mut n = 0;
+        for pkid in acks.iter().flatten() {
+            let _ = PubAck::new(*pkid).write(&mut self.out);
+            n += 1;
+        }
+        add(&self.env.counters.pubacks_sent, n);
+    }
+
+    fn packet(&mut self, packet: Packet, now: Instant) -> Option<Close> {
+        match packet {
+            Packet::Publish(p) => self.publish(p, now),
+            Packet::PingReq => {
+                let _ = PingResp.write(&mut self.out);
+                None
+            }
+            Packet::Subscribe(s) => {
+                self.subscribe(s);
+                None
+            }
+            Packet::Unsubscribe(u) => {
+                self.unsubscribe(u);
+                None
+            }
+            Packet::Disconnect => Some(Close::Graceful),
+            // The server never publishes at QoS 1 yet; a stray PUBACK is harmless.
+            Packet::PubAck(_) => None,
+            Packet::Connect(_) => Some(violation("a second CONNECT on the connection")),
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                Some(violation("QoS 2 packets are not supported"))
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Some(violation("a packet only a server may send"))
+            }
+        }
+    }
+
+    fn publish(&mut self, p: Publish, now: Instant) -> Option<Close> {
+        if p.qos == QoS::ExactlyOnce {
+            return Some(Close::Reject(
+                RejectReason::Qos2,
+                "QoS 2 is not supported: publish at QoS 0 or 1".into(),
+            ));
+        }
+        if p.retain {
+            return Some(Close::Reject(
+                RejectReason::Retain,
+                "retained messages are not supported".into(),
+            ));
+        }
+        let stream = match topic::telemetry_stream(&p.topic, &self.device) {
+            Ok(s) => s.unwrap_or(&self.env.config.default_stream).to_owned(),
+            Err(e @ TopicError::OtherDevice { .. }) => {
+                return Some(Close::Reject(RejectReason::ForeignTopic, e.to_string()));
+            }
+            Err(e) => return Some(Close::Reject(RejectReason::InvalidTopic, e.to_string())),
+        };
+        let time = self.next_time();
+        let batch = match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time)
+        {
+            Ok(b) => b,
+            Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
+        };
+        self.count(&p);
+        if let Some(bucket) = &mut self.bucket
+            && let Some(wait) = bucket.take(now)
+        {
+            self.throttle_until = Some(now + wait);
+            add(&self.env.counters.messages_throttled, 1);
+        }
+        let ack = (p.qos == QoS::AtLeastOnce).then_some(p.pkid);
+        if ack.is_some() || batch.rows() > 0 {
+            self.batches.push(batch);
+            self.acks.push(ack);
+            self.pending_bytes += p.payload.len();
+        }
+        None
+    }
+
+    fn count(&self, p: &Publish) {
+        let c = &self.env.counters;
+        add(&c.messages_received, 1);
+        add(&c.payload_bytes, p.payload.len() as u64);
+        match p.qos {
+            QoS::AtMostOnce => add(&c.messages_qos0, 1),
+            _ => add(&c.messages_qos1, 1),
+        }
+    }
+
+    /// Receive time for rows without a timestamp, strictly increasing within the session so
+    /// that two such messages never overwrite each other.
+    fn next_time(&mut self) -> i64 {
+        let now = now_nanos().max(self.last_time.saturating_add(1));
+        self.last_time = now;
+        now
+    }
+
+    fn subscribe(&mut self, s: Subscribe) {
+        let mut codes = Vec::with_capacity(s.filters.len());
+        for f in s.filters {
+            if topic::subscription_allowed(&f.path, &self.device) {
+                let qos = if f.qos == QoS::AtMostOnce {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
+                codes.push(SubscribeReasonCode::Success(qos));
+                if !self.subscriptions.contains(&f.path) {
+                    self.subscriptions.push(f.path);
+                }
+            } else {
+                self.env.counters.reject(RejectReason::SubscribeDenied);
+                codes.push(SubscribeReasonCode::Failure);
+            }
+        }
+        let _ = SubAck::new(s.pkid, codes).write(&mut self.out);
+    }
+
+    fn unsubscribe(&mut self, u: Unsubscribe) {
+        self.subscriptions.retain(|s| !u.topics.contains(s));
+        let _ = UnsubAck::new(u.pkid).write(&mut self.out);
+    }
+}
+
+fn violation(what: &str) -> Close {
+    Close::Reject(RejectReason::ProtocolViolation, format!("{what}"))
+}
+
+fn codec_close(e: &CodecError) -> Close {
+    match e {
+        CodecError::PayloadSizeLimitExceeded(n) => Close::Reject(
+            RejectReason::PacketTooLarge,
+            format!("packet of {n} bytes is above the packet size limit"),
+        ),
+        other => Close::Reject(RejectReason::Malformed, format!("malformed packet: {other}")),
+    }
+}

@@ -1,0 +1,164 @@
+//! [`QueryEngine`]: a DataFusion session over the storage engine, with limits, and the
+//! SQL → encoded result entry point.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use strata_storage::{DEFAULT_DATABASE, Engine};
+
+use crate::catalog::StrataCatalog;
+use crate::table::ScanOptions;
+use crate::output::{OutputFormat, encode};
+use crate::{QueryConfig, QueryError};
+
+/// Name of the SQL catalog holding one schema per database.
+pub const CATALOG_NAME: &str = "strata";
+
+/// A query result: its schema and record batches.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Result schema (also for an empty result).
+    pub schema: SchemaRef,
+    /// Result rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Runs SQL over an [`Engine`]. Share it behind an `Arc`; queries may run concurrently.
+pub struct QueryEngine {
+    ctx: SessionContext,
+    config: QueryConfig,
+    options: SQLOptions,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("session", &self.ctx.session_id())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    /// A query engine with the default [`QueryConfig`].
+    pub fn new(engine: Arc<Engine>) -> Result<QueryEngine, QueryError> {
+        Self::with_config(engine, QueryConfig::default())
+    }
+
+    /// A query engine with explicit limits.
+    pub fn with_config(engine: Arc<Engine>, config: QueryConfig) -> Result<QueryEngine, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.memory_limit, 1.0)
+            .build_arc()?;
+        let session = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_information_schema(true)
+            .with_target_partitions(config.target_partitions.max(1))
+            .with_batch_size(config.batch_size.max(1));
+        let mut ctx = SessionContext::new_with_config_rt(session, runtime);
+        let options = ScanOptions {
+            read_all_fields: config.read_all_fields,
+        };
+        let catalog = StrataCatalog::new(engine, options);
+        ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
+        crate::functions::register(&mut ctx)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(QueryEngine {
+            ctx,
+            config,
+            options,
+        })
+    }
+
+    /// The DataFusion session (for Flight SQL, prepared statements, custom planning).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// Runs `sql` and encodes the result; returns the MIME type and the bytes.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        format: OutputFormat,
+    ) -> Result<(&'static str, Vec<u8>), QueryError> {
+        self.with_timeout(async {
+            let result = self.collect(sql).await?;
+            let bytes = encode(format, &result.schema, &result.batches)?;
+            Ok((format.content_type(), bytes))
+        })
+        .await
+    }
+
+    /// Runs `sql` and collects the result (at most `memory_limit` bytes of batches).
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.with_timeout(self.collect(sql)).await
+    }
+
+    /// Plans `sql` (read-only statements only) into an optimized physical plan.
+    pub async fn plan(&self, sql: &str) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
+        let state = self.ctx.state();
+        let logical = state.create_logical_plan(sql).await?;
+        self.options.verify_plan(&logical)?;
+        Ok(state.create_physical_plan(&logical).await?)
+    }
+
+    /// Plans and starts `sql`, returning the result as a stream of batches (no timeout or result
+    /// size limit applied: the caller consumes it at its own pace).
+    pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let plan = self.plan(sql).await?;
+        Ok(execute_stream(plan, self.ctx.task_ctx())?)
+    }
+
+    async fn collect(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let mut stream = self.stream(sql).await?;
+        let schema = stream.schema();
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes = bytes.saturating_add(batch.get_array_memory_size());
+            if bytes > self.config.memory_limit {
+                return Err(QueryError::ResourcesExhausted(format!(
+                    "result is larger than {} bytes",
+                    self.config.memory_limit
+                )));
+            }
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+        }
+        Ok(QueryResult { schema, batches })
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        work: impl Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::Timeout(self.config.timeout)),
+        }
+    }
+}

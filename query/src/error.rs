@@ -1,0 +1,93 @@
+//! The query layer's error type and how DataFusion errors map onto it.
+
+use std::time::Duration;
+
+use datafusion::error::DataFusionError;
+
+/// Why a query failed. [`QueryError::is_client_error`] tells the caller whether the SQL text is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL does not parse, names an unknown table or column, mistypes an expression, or uses
+    /// something not allowed (DDL, `SET`, ...). The message is the planner's.
+    #[error("{0}")]
+    Sql(String),
+    /// The query ran longer than the configured timeout.
+    #[error("query exceeded the timeout of {0:?}")]
+    Timeout(Duration),
+    /// The query needed more memory than the configured limit (operators or result size).
+    #[error("query exceeded its memory limit: {0}")]
+    ResourcesExhausted(String),
+    /// The query failed while running (storage error, internal error).
+    #[error("query execution failed: {0}")]
+    Execution(String),
+    /// The result could not be encoded in the requested format.
+    #[error("result encoding failed: {0}")]
+    Encoding(String),
+}
+
+impl QueryError {
+    /// True when the query text is at fault (an HTTP server answers 400).
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, QueryError::Sql(_))
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        let message = e.to_string();
+        match e.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => QueryError::Sql(strip_prefix(message)),
+            DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(message),
+            _ => QueryError::Execution(message),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        QueryError::Encoding(e.to_string())
+    }
+}
+
+/// Drops DataFusion's "Error during planning: " style prefix only when it is the whole context
+/// (keeps the planner's own words).
+fn strip_prefix(message: String) -> String {
+    for prefix in ["Error during planning: ", "SQL error: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planning_errors_are_client_errors() {
+        let e: QueryError = DataFusionError::Plan("table 'x' not found".into()).into();
+        assert!(e.is_client_error());
+        assert_eq!(e.to_string(), "table 'x' not found");
+        let e: QueryError = DataFusionError::Context(
+            "ctx".into(),
+            Box::new(DataFusionError::Plan("bad".into())),
+        )
+        .into();
+        assert!(e.is_client_error());
+    }
+
+    #[test]
+    fn resource_and_execution_errors_are_not_client_errors() {
+        let e: QueryError = DataFusionError::ResourcesExhausted("pool".into()).into();
+        assert!(matches!(e, QueryError::ResourcesExhausted(_)));
+        assert!(!e.is_client_error());
+        let e: QueryError = DataFusionError::Execution("disk".into()).into();
+        assert!(matches!(e, QueryError::Execution(_)));
+        assert!(!QueryError::Timeout(Duration::from_secs(1)).is_client_error());
+    }
+}

@@ -1,0 +1,210 @@
+//! The [`Registry`] handle: opening the database, event subscribers, the background
+//! last-seen flusher and shared helpers used by the other modules.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+use crate::auth::{IdentityCache, TokenCache};
+use crate::error::{RegistryError, Result};
+use crate::model::RegistryEvent;
+use crate::store;
+use crate::topology::Topology;
+
+/// File name used by [`Registry::open_in_dir`].
+pub const REGISTRY_FILE: &str = "registry.redb";
+
+/// Tuning knobs of [`Registry::open_with`].
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// How often last-seen times gathered in memory are written to disk (also on
+    /// [`Registry::flush`] and on drop). Default 5 s. `Duration::ZERO` disables the thread.
+    pub last_seen_flush_interval: Duration,
+    /// Most identities kept in the authentication cache before it is cleared. Default 1,000,000.
+    pub identity_cache_capacity: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            last_seen_flush_interval: Duration::from_secs(5),
+            identity_cache_capacity: 1_000_000,
+        }
+    }
+}
+
+/// The device registry. Cheap calls (authentication, topology queries) may be made directly
+/// from async code; calls that write (and therefore fsync) belong in `spawn_blocking`.
+pub struct Registry {
+    pub(crate) inner: Arc<Inner>,
+    flusher: Option<Flusher>,
+}
+
+struct Flusher {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+/// Shared state behind the handle.
+pub(crate) struct Inner {
+    pub(crate) db: Database,
+    pub(crate) path: PathBuf,
+    pub(crate) identities: IdentityCache,
+    pub(crate) tokens: TokenCache,
+    pub(crate) topology: RwLock<Topology>,
+    subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry file at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, RegistryOptions::default())
+    }
+
+    /// Opens `<dir>/registry.redb`, creating the directory if needed.
+    pub fn open_in_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        std::fs::create_dir_all(dir.as_ref())
+            .map_err(|e| RegistryError::Storage(format!("create {:?}: {e}", dir.as_ref())))?;
+        Self::open(dir.as_ref().join(REGISTRY_FILE))
+    }
+
+    /// Opens (creating if needed) the registry file at `path`.
+    pub fn open_with(path: impl AsRef<Path>, options: RegistryOptions) -> Result<Self> {
+        let db = Database::create(path.as_ref())?;
+        store::create_tables(&db)?;
+        let topology = Topology::load(&db)?;
+        let tokens = TokenCache::load(&db)?;
+        let inner = Arc::new(Inner {
+            db,
+            path: path.as_ref().to_path_buf(),
+            identities: IdentityCache::new(options.identity_cache_capacity),
+            tokens,
+            topology: RwLock::new(topology),
+            subscribers: Mutex::new(Vec::new()),
+        });
+        let flusher = start_flusher(&inner, options.last_seen_flush_interval);
+        Ok(Self { inner, flusher })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Subscribes to [`RegistryEvent`]s published after every disable, enable, key rotation,
+    /// device deletion and token revocation (after the change is committed). Dropping the
+    /// receiver unsubscribes.
+    pub fn subscribe(&self) -> Receiver<RegistryEvent> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.inner.subscribers).push(tx);
+        rx
+    }
+
+    /// Writes last-seen times gathered in memory to disk now.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush_last_seen()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            drop(f.stop);
+            let _ = f.handle.join();
+        }
+        if let Err(e) = self.inner.flush_last_seen() {
+            tracing::warn!(error = %e, "registry: could not persist last-seen times on close");
+        }
+    }
+}
+
+fn start_flusher(inner: &Arc<Inner>, every: Duration) -> Option<Flusher> {
+    if every.is_zero() {
+        return None;
+    }
+    let (stop, rx) = mpsc::channel::<()>();
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let handle = std::thread::Builder::new()
+        .name("registry-last-seen".into())
+        .spawn(move || flusher_loop(&weak, &rx, every))
+        .ok()?;
+    Some(Flusher { stop, handle })
+}
+
+fn flusher_loop(weak: &Weak<Inner>, rx: &Receiver<()>, every: Duration) {
+    loop {
+        match rx.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        if let Err(e) = inner.flush_last_seen() {
+            tracing::warn!(error = %e, "registry: last-seen flush failed");
+        }
+    }
+}
+
+impl Inner {
+    /// Sends `event` to every live subscriber, dropping the closed ones.
+    pub(crate) fn publish(&self, event: RegistryEvent) {
+        lock(&self.subscribers).retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    /// Begins a write transaction.
+    pub(crate) fn write_txn(&self) -> Result<WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+
+    /// Begins a read transaction.
+    pub(crate) fn read_txn(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Persists pending last-seen times in one transaction.
+    pub(crate) fn flush_last_seen(&self) -> Result<()> {
+        let pending: HashMap<String, i64> = self.identities.take_seen();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write_txn()?;
+        store::apply_last_seen(&txn, &pending)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Read-locks an `RwLock`, recovering from poisoning.
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Write-locks an `RwLock`, recovering from poisoning.
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Current time in nanoseconds since the Unix epoch (saturating).
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Clamps a page limit to `1..=MAX_PAGE_LIMIT` (0 → default).
+pub(crate) fn page_limit(limit: usize) -> usize {
+    match limit {
+        0 => crate::DEFAULT_PAGE_LIMIT,
+        n => n.min(crate::MAX_PAGE_LIMIT),
+    }
+}

@@ -1,0 +1,241 @@
+//! API tokens: creation (secret shown once), listing, revocation, scope checks and the
+//! bootstrap admin token.
+//!
+//! Format: `strata_<id>_<secret>` with a 16-hex-char id and a 64-hex-char (256-bit) secret.
+//! The whole token string is stored as a salted HMAC-SHA256 hash under its id.
+
+use redb::ReadableTable;
+
+use crate::crypto::{SecretHash, random_hex};
+use crate::error::{RegistryError, Result};
+use crate::model::{CreatedToken, NewToken, Page, PageRequest, RegistryEvent, Scope, TokenInfo};
+use crate::registry::{Registry, now_ns, page_limit};
+use crate::store::{self, TOKENS, TokenRecord};
+use crate::validate::{validate_id, validate_text};
+
+/// Prefix of every generated token.
+pub const TOKEN_PREFIX: &str = "strata_";
+/// Id under which a token supplied through `STRATA_ADMIN_TOKEN` is stored.
+pub const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
+/// Shortest value accepted from `STRATA_ADMIN_TOKEN`.
+pub const MIN_ENV_TOKEN_LEN: usize = 16;
+/// Most stream names a token may be limited to.
+pub const MAX_TOKEN_STREAMS: usize = 256;
+
+impl TokenInfo {
+    /// Whether the token grants `scope` (scopes are hierarchical: admin ⊇ write ⊇ read).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| *s >= scope)
+    }
+
+    /// Whether the token may touch stream/database `name` (always, when not limited).
+    pub fn allows_stream(&self, name: &str) -> bool {
+        self.streams
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == name))
+    }
+
+    /// `Ok` when the token grants `scope` (and, if given, access to `stream`); otherwise
+    /// `Forbidden` with a message naming what is missing.
+    pub fn check(&self, scope: Scope, stream: Option<&str>) -> Result<()> {
+        if !self.allows(scope) {
+            return Err(RegistryError::Forbidden(format!(
+                "token '{}' lacks the '{}' scope",
+                self.id,
+                scope_name(scope)
+            )));
+        }
+        match stream {
+            Some(name) if !self.allows_stream(name) => Err(RegistryError::Forbidden(format!(
+                "token '{}' is not allowed on stream '{name}'",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn scope_name(s: Scope) -> &'static str {
+    match s {
+        Scope::Read => "read",
+        Scope::Write => "write",
+        Scope::Admin => "admin",
+    }
+}
+
+fn validate_new_token(req: &NewToken) -> Result<()> {
+    if req.scopes.is_empty() {
+        return Err(RegistryError::invalid("a token needs at least one scope"));
+    }
+    if let Some(name) = &req.name {
+        validate_text("token name", name)?;
+    }
+    if let Some(streams) = &req.streams {
+        if streams.len() > MAX_TOKEN_STREAMS {
+            return Err(RegistryError::invalid(format!(
+                "a token may be limited to at most {MAX_TOKEN_STREAMS} streams"
+            )));
+        }
+        for s in streams {
+            validate_id("stream name", s)?;
+        }
+    }
+    Ok(())
+}
+
+fn sorted_scopes(scopes: &[Scope]) -> Vec<Scope> {
+    let mut v = scopes.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Registry {
+    /// Creates a token; the returned [`CreatedToken::token`] is the only copy of the secret.
+    pub fn create_token(&self, actor: &str, req: NewToken) -> Result<CreatedToken> {
+        self.create_token_inner(actor, req, None)
+    }
+
+    fn create_token_inner(
+        &self,
+        actor: &str,
+        req: NewToken,
+        fixed: Option<(&str, &str)>,
+    ) -> Result<CreatedToken> {
+        let (id, token) = match fixed {
+            Some((id, secret)) => (id.to_string(), secret.to_string()),
+            None => {
+                let id = random_hex(8);
+                let token = format!("{TOKEN_PREFIX}{id}_{}", random_hex(32));
+                (id, token)
+            }
+        };
+        let action = "token.create";
+        let rec = self.audited(actor, action, &id, |txn| {
+            validate_new_token(&req)?;
+            let info = TokenInfo {
+                id: id.clone(),
+                name: req.name.clone().unwrap_or_else(|| "token".into()),
+                scopes: sorted_scopes(&req.scopes),
+                streams: req.streams.clone(),
+                created_by: actor.to_string(),
+                created_ns: now_ns(),
+                revoked_ns: None,
+            };
+            let rec = TokenRecord {
+                info,
+                secret_hash: SecretHash::new(token.as_bytes()).encode(),
+            };
+            let mut table = txn.open_table(TOKENS)?;
+            if fixed.is_none() && table.get(id.as_str())?.is_some() {
+                return Err(RegistryError::exists("token", id.clone()));
+            }
+            store::put_json(&mut table, &id, &rec)?;
+            Ok(rec)
+        })?;
+        let info = rec.info.clone();
+        self.inner.tokens.put(rec)?;
+        Ok(CreatedToken { token, info })
+    }
+
+    /// Lists tokens (never their secrets), ordered by id.
+    pub fn list_tokens(&self, page: &PageRequest) -> Result<Page<TokenInfo>> {
+        let txn = self.inner.read_txn()?;
+        let table = txn.open_table(TOKENS)?;
+        let limit = page_limit(page.limit);
+        let after = page.after.clone().unwrap_or_default();
+        let mut items = Vec::new();
+        let mut more = false;
+        let range = table.range::<&str>((
+            std::ops::Bound::Excluded(after.as_str()),
+            std::ops::Bound::Unbounded,
+        ))?;
+        for item in range {
+            let (_, v) = item?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(serde_json::from_slice::<TokenRecord>(v.value())?.info);
+        }
+        let next_after = if more {
+            items.last().map(|t: &TokenInfo| t.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// One token's description.
+    pub fn get_token(&self, id: &str) -> Result<TokenInfo> {
+        let txn = self.inner.read_txn()?;
+        let table = txn.open_table(TOKENS)?;
+        store::get_json::<TokenRecord, _>(&table, id)?
+            .map(|r| r.info)
+            .ok_or_else(|| RegistryError::not_found("token", id))
+    }
+
+    /// Revokes a token: it is refused from the moment this returns. Revoking twice is a no-op.
+    pub fn revoke_token(&self, actor: &str, id: &str) -> Result<TokenInfo> {
+        let rec = self.audited(actor, "token.revoke", id, |txn| {
+            let mut table = txn.open_table(TOKENS)?;
+            let mut rec: TokenRecord = store::get_json(&table, id)?
+                .ok_or_else(|| RegistryError::not_found("token", id))?;
+            if rec.info.revoked_ns.is_none() {
+                rec.info.revoked_ns = Some(now_ns());
+                store::put_json(&mut table, id, &rec)?;
+            }
+            Ok(rec)
+        })?;
+        let info = rec.info.clone();
+        self.inner.tokens.put(rec)?;
+        self.inner.publish(RegistryEvent::TokenRevoked {
+            token_id: id.to_string(),
+        });
+        Ok(info)
+    }
+
+    /// Bootstraps administrator access at server start.
+    ///
+    /// - `Some(value)` (from `STRATA_ADMIN_TOKEN`): installs `value` (at least 16 printable
+    ///   ASCII characters) as the admin token stored under id [`ENV_ADMIN_TOKEN_ID`],
+    ///   replacing a previous env value; returns `None`.
+    /// - `None`: when no active admin token exists (first start, or all revoked), creates one
+    ///   and returns its secret once so the server can print it and write it to a 0600 file;
+    ///   otherwise returns `None`.
+    pub fn ensure_admin_token(&self, env_value: Option<&str>) -> Result<Option<String>> {
+        match env_value {
+            Some(value) => self.install_env_admin(value).map(|()| None),
+            None if self.inner.tokens.has_active_admin() => Ok(None),
+            None => {
+                let req = NewToken {
+                    name: Some("bootstrap admin".into()),
+                    scopes: vec![Scope::Admin],
+                    streams: None,
+                };
+                Ok(Some(self.create_token("system", req)?.token))
+            }
+        }
+    }
+
+    fn install_env_admin(&self, value: &str) -> Result<()> {
+        if value.len() < MIN_ENV_TOKEN_LEN
+            || value.len() > 512
+            || !value.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(RegistryError::invalid(format!(
+                "STRATA_ADMIN_TOKEN must be {MIN_ENV_TOKEN_LEN}..=512 printable ASCII characters"
+            )));
+        }
+        if self.inner.tokens.env_admin_matches(value) {
+            return Ok(());
+        }
+        let req = NewToken {
+            name: Some("STRATA_ADMIN_TOKEN".into()),
+            scopes: vec![Scope::Admin],
+            streams: None,
+        };
+        self.create_token_inner("system", req, Some((ENV_ADMIN_TOKEN_ID, value)))
+            .map(|_| ())
+    }
+}

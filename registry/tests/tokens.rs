@@ -1,0 +1,205 @@
+//! API token contract: secret shown once and never stored in clear, scopes and stream limits,
+//! revocation, bootstrap admin token, persistence.
+
+mod common;
+
+use common::{Fixture, contains};
+use strata_registry::{NewToken, PageRequest, RegistryError, RegistryEvent, Scope};
+
+fn token(scopes: &[Scope]) -> NewToken {
+    NewToken {
+        name: Some("app".into()),
+        scopes: scopes.to_vec(),
+        streams: None,
+    }
+}
+
+#[test]
+fn created_token_authenticates_with_its_scopes() {
+    let f = Fixture::new();
+    let t = f.reg.create_token("admin", token(&[Scope::Read])).unwrap();
+    assert!(t.token.starts_with(&format!("strata_{}_", t.info.id)));
+    let info = f.reg.authenticate_token(&t.token).unwrap();
+    assert_eq!(info.id, t.info.id);
+    assert!(info.allows(Scope::Read));
+    assert!(!info.allows(Scope::Write));
+    assert!(matches!(
+        info.check(Scope::Write, None),
+        Err(RegistryError::Forbidden(_))
+    ));
+    info.check(Scope::Read, Some("anything")).unwrap();
+}
+
+#[test]
+fn scopes_are_hierarchical() {
+    let f = Fixture::new();
+    let admin = f
+        .reg
+        .create_token("admin", token(&[Scope::Admin]))
+        .unwrap()
+        .info;
+    let write = f
+        .reg
+        .create_token("admin", token(&[Scope::Write]))
+        .unwrap()
+        .info;
+    assert!(admin.allows(Scope::Read) && admin.allows(Scope::Write) && admin.allows(Scope::Admin));
+    assert!(write.allows(Scope::Read) && write.allows(Scope::Write) && !write.allows(Scope::Admin));
+}
+
+#[test]
+fn stream_limited_token() {
+    let f = Fixture::new();
+    let mut req = token(&[Scope::Write]);
+    req.streams = Some(vec!["weather".into()]);
+    let t = f.reg.create_token("admin", req).unwrap();
+    let info = f.reg.authenticate_token(&t.token).unwrap();
+    info.check(Scope::Write, Some("weather")).unwrap();
+    match info.check(Scope::Write, Some("power")) {
+        Err(RegistryError::Forbidden(msg)) => assert!(msg.contains("power")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wrong_and_revoked_tokens_are_refused() {
+    let f = Fixture::new();
+    let events = f.reg.subscribe();
+    let t = f.reg.create_token("admin", token(&[Scope::Read])).unwrap();
+    let mut tampered = t.token.clone();
+    tampered.push('0');
+    for bad in [
+        tampered.as_str(),
+        "",
+        "strata_",
+        "strata_x_y",
+        "Bearer nope",
+    ] {
+        assert!(matches!(
+            f.reg.authenticate_token(bad),
+            Err(RegistryError::Unauthorized(_))
+        ));
+    }
+    let revoked = f.reg.revoke_token("admin", &t.info.id).unwrap();
+    assert!(revoked.revoked_ns.is_some());
+    match f.reg.authenticate_token(&t.token) {
+        Err(RegistryError::Unauthorized(msg)) => assert!(msg.contains("revoked")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        events.try_recv().unwrap(),
+        RegistryEvent::TokenRevoked {
+            token_id: t.info.id.clone()
+        }
+    );
+    assert!(matches!(
+        f.reg.revoke_token("admin", "nope"),
+        Err(RegistryError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn invalid_token_requests_fail() {
+    let f = Fixture::new();
+    assert!(matches!(
+        f.reg.create_token("a", token(&[])),
+        Err(RegistryError::Invalid(_))
+    ));
+    let mut req = token(&[Scope::Read]);
+    req.streams = Some(vec!["bad name".into()]);
+    assert!(matches!(
+        f.reg.create_token("a", req),
+        Err(RegistryError::Invalid(_))
+    ));
+}
+
+#[test]
+fn secrets_not_stored_or_listed_and_survive_reopen() {
+    let f = Fixture::new();
+    let t = f.reg.create_token("admin", token(&[Scope::Write])).unwrap();
+    let listed =
+        serde_json::to_string(&f.reg.list_tokens(&PageRequest::default()).unwrap()).unwrap();
+    let secret = t.token.rsplit('_').next().unwrap().to_string();
+    assert!(!listed.contains(&secret));
+    assert!(listed.contains(&t.info.id));
+    let f = f.reopen();
+    assert_eq!(f.reg.authenticate_token(&t.token).unwrap().id, t.info.id);
+    let revoked = f.reg.create_token("admin", token(&[Scope::Read])).unwrap();
+    f.reg.revoke_token("admin", &revoked.info.id).unwrap();
+    let f = f.reopen();
+    assert!(f.reg.authenticate_token(&revoked.token).is_err());
+    let (_dir, bytes) = f.close_and_read();
+    assert!(!contains(&bytes, t.token.as_bytes()));
+    assert!(!contains(&bytes, secret.as_bytes()));
+}
+
+#[test]
+fn bootstrap_admin_token_is_created_once() {
+    let f = Fixture::new();
+    let secret = f
+        .reg
+        .ensure_admin_token(None)
+        .unwrap()
+        .expect("first start creates one");
+    let info = f.reg.authenticate_token(&secret).unwrap();
+    assert!(info.allows(Scope::Admin));
+    assert_eq!(f.reg.ensure_admin_token(None).unwrap(), None);
+    let f = f.reopen();
+    assert_eq!(f.reg.ensure_admin_token(None).unwrap(), None);
+    f.reg.authenticate_token(&secret).unwrap();
+    // Recovery: with every admin token revoked, a restart creates a new one.
+    f.reg.revoke_token("admin", &info.id).unwrap();
+    let again = f.reg.ensure_admin_token(None).unwrap().expect("recreated");
+    assert_ne!(again, secret);
+}
+
+#[test]
+fn env_admin_token_is_installed_and_replaced() {
+    let f = Fixture::new();
+    assert_eq!(
+        f.reg
+            .ensure_admin_token(Some("automation-secret-0001"))
+            .unwrap(),
+        None
+    );
+    let info = f.reg.authenticate_token("automation-secret-0001").unwrap();
+    assert!(info.allows(Scope::Admin));
+    assert_eq!(info.id, strata_registry::ENV_ADMIN_TOKEN_ID);
+    // Same value again: no change; no bootstrap token either.
+    f.reg
+        .ensure_admin_token(Some("automation-secret-0001"))
+        .unwrap();
+    assert_eq!(f.reg.ensure_admin_token(None).unwrap(), None);
+    // New value replaces the old one.
+    f.reg
+        .ensure_admin_token(Some("strata_abc_automation-2"))
+        .unwrap();
+    assert!(f.reg.authenticate_token("automation-secret-0001").is_err());
+    f.reg.authenticate_token("strata_abc_automation-2").unwrap();
+    assert!(matches!(
+        f.reg.ensure_admin_token(Some("short")),
+        Err(RegistryError::Invalid(_))
+    ));
+    let (_dir, bytes) = f.close_and_read();
+    assert!(!contains(&bytes, b"strata_abc_automation-2"));
+}
+
+#[test]
+fn token_pagination() {
+    let f = Fixture::new();
+    for _ in 0..5 {
+        f.reg.create_token("admin", token(&[Scope::Read])).unwrap();
+    }
+    let p1 = f.reg.list_tokens(&PageRequest::first(3)).unwrap();
+    assert_eq!(p1.items.len(), 3);
+    let p2 = f
+        .reg
+        .list_tokens(&PageRequest {
+            after: p1.next_after.clone(),
+            limit: 3,
+        })
+        .unwrap();
+    assert_eq!(p2.items.len(), 2);
+    assert!(p2.next_after.is_none());
+    assert!(p1.items.last().unwrap().id < p2.items[0].id);
+}
