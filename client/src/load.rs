@@ -26,6 +26,9 @@ pub struct LoadConfig {
     pub url: String,
     /// Target database.
     pub db: String,
+    /// Write endpoint path: `/api/v1/write` (Strata) or `/write` (InfluxDB 1.x compatible, also
+    /// served by Strata, InfluxDB and VictoriaMetrics — used by the side-by-side comparison).
+    pub write_path: String,
     /// Concurrent connections (threads).
     pub connections: usize,
     /// Lines per request.
@@ -189,8 +192,9 @@ fn worker(
         .timeout(Duration::from_secs(120))
         .build();
     let url = format!(
-        "{}/api/v1/write?db={}",
+        "{}{}?db={}",
         cfg.url.trim_end_matches('/'),
+        cfg.write_path,
         cfg.db
     );
     let auth = cfg.token.as_ref().map(|t| format!("Bearer {t}"));

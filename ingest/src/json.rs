@@ -293,17 +293,18 @@ impl<'a> Decoder<'a> {
             }
             "stream" => {
                 let name = string_of(value, "the stream name").map_err(err)?;
+                // `null` keeps the default (the layout's shared stream, or the caller's).
                 if let Some(name) = name {
                     check_name(name, "stream").map_err(err)?;
+                    meta.stream = Some(name);
                 }
-                meta.stream = name;
             }
             "device" => {
                 let id = string_of(value, "the device id").map_err(err)?;
                 if let Some(id) = id {
                     check_device(id).map_err(err)?;
+                    meta.device = Some(id);
                 }
-                meta.device = id;
             }
             "tags" => meta.tags = tags(value).map_err(err)?,
             _ => return Ok(false),

@@ -164,6 +164,7 @@ fn fleet_load_reads_back_complete() {
     let cfg = LoadConfig {
         url: server.base(),
         db: "fleet".into(),
+        write_path: "/api/v1/write".into(),
         connections: 3,
         batch: 500,
         progress: None,

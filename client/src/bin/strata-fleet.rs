@@ -38,6 +38,9 @@ enum Cmd {
         /// Target database.
         #[arg(long, default_value = "default")]
         db: String,
+        /// Write endpoint path (`/write` targets any InfluxDB-1.x-compatible server).
+        #[arg(long, default_value = "/api/v1/write")]
+        write_path: String,
         /// Concurrent connections.
         #[arg(long, default_value_t = 4)]
         connections: usize,
@@ -158,6 +161,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             fleet,
             url,
             db,
+            write_path,
             connections,
             batch,
             file,
@@ -176,6 +180,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 &LoadConfig {
                     url,
                     db,
+                    write_path,
                     connections,
                     batch,
                     progress,

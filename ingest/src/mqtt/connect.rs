@@ -21,17 +21,23 @@ pub(crate) enum Opening {
 /// Frames the opening packet from `buf`; `None` while more bytes are needed. Consumes the
 /// packet's bytes when it returns `Some`.
 pub(crate) fn read_opening(buf: &mut BytesMut, max_packet: usize) -> Option<Opening> {
+    // Judge the first byte at once: a client speaking another protocol is refused without
+    // waiting for the length its bytes happen to announce.
+    match buf.first() {
+        None => return None,
+        Some(0x10) => {}
+        Some(&other) => {
+            return Some(Opening::Invalid(
+                RejectReason::Malformed,
+                format!("expected CONNECT, got packet type byte 0x{other:02x}"),
+            ));
+        }
+    }
     let frame_len = match rumqttc::check(buf.iter(), max_packet) {
         Ok(header) => header.frame_length(),
         Err(CodecError::InsufficientBytes(_)) => return None,
         Err(e) => return Some(codec_error(&e)),
     };
-    if buf[0] != 0x10 {
-        return Some(Opening::Invalid(
-            RejectReason::Malformed,
-            format!("expected CONNECT, got packet type byte 0x{:02x}", buf[0]),
-        ));
-    }
     let body_start = 1 + remaining_length_bytes(&buf[1..]);
     if let Some(level) = foreign_level(&buf[body_start..frame_len]) {
         let _ = buf.split_to(frame_len);

@@ -99,8 +99,7 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let counters = &shared.env.config;
-    let max = counters.max_packet_bytes;
+    let max = shared.env.config.max_packet_bytes;
     let opening = timeout(shared.env.config.connect_timeout, async {
         loop {
             if let Some(o) = read_opening(rbuf, max) {

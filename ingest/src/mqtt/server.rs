@@ -129,7 +129,7 @@ impl MqttServer {
         let mut stop = self.shared.shutdown.subscribe();
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                () = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);

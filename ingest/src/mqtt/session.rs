@@ -272,7 +272,7 @@ impl Session {
 }
 
 fn violation(what: &str) -> Close {
-    Close::Reject(RejectReason::ProtocolViolation, format!("{what}"))
+    Close::Reject(RejectReason::ProtocolViolation, what.to_owned())
 }
 
 fn codec_close(e: &CodecError) -> Close {
