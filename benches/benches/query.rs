@@ -111,16 +111,34 @@ fn main() {
         .unwrap();
     let q = QueryEngine::new(engine).unwrap();
     print_phases(&rt, &q, "one truck, 4 h, 10-min mean", TRUCK_4H_MEAN, 201);
-    print_phases(&rt, &q, "one truck, 1 h, p50/p99", TRUCK_1H_PERCENTILES, 201);
-    print_phases(&rt, &q, "all trucks, hourly mean per fleet", FLEET_HOURLY, 7);
+    print_phases(
+        &rt,
+        &q,
+        "one truck, 1 h, p50/p99",
+        TRUCK_1H_PERCENTILES,
+        201,
+    );
+    print_phases(
+        &rt,
+        &q,
+        "all trucks, hourly mean per fleet",
+        FLEET_HOURLY,
+        7,
+    );
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("sql");
     group.bench_function("one_truck_4h_10min_mean", |b| {
-        b.iter(|| rt.block_on(q.execute(TRUCK_4H_MEAN, OutputFormat::Json)).unwrap())
+        b.iter(|| {
+            rt.block_on(q.execute(TRUCK_4H_MEAN, OutputFormat::Json))
+                .unwrap()
+        })
     });
     group.bench_function("one_truck_1h_p50_p99", |b| {
-        b.iter(|| rt.block_on(q.execute(TRUCK_1H_PERCENTILES, OutputFormat::Json)).unwrap())
+        b.iter(|| {
+            rt.block_on(q.execute(TRUCK_1H_PERCENTILES, OutputFormat::Json))
+                .unwrap()
+        })
     });
     group.finish();
     c.final_summary();

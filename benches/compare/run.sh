@@ -71,12 +71,12 @@ PIDS+=($!)
 wait_http http://127.0.0.1:18086/ping
 curl -fs -XPOST http://127.0.0.1:18086/query --data-urlencode 'q=CREATE DATABASE "default"' >/dev/null
 load influxdb-1.6 http://127.0.0.1:18086 --write-path /write
-sleep 20 # let the cache snapshot and full compaction run
+sleep 60 # let the cache snapshot and full compaction run
 INF=$(du -sb "$WORK/influx/data" | cut -f1)
 echo "influxdb-1.6: data $INF bytes = $(per_value "$INF") bytes/value"
 
 # --- VictoriaMetrics ---
-victoria-metrics -storageDataPath "$WORK/vm" -httpListenAddr 127.0.0.1:18428 -loggerLevel ERROR >/dev/null 2>&1 &
+victoria-metrics -storageDataPath "$WORK/vm" -retentionPeriod 100y -httpListenAddr 127.0.0.1:18428 -loggerLevel ERROR >/dev/null 2>&1 &
 PIDS+=($!)
 wait_http http://127.0.0.1:18428/health
 load victoria-metrics http://127.0.0.1:18428 --write-path /write

@@ -8,7 +8,7 @@ mod mqtt_harness;
 use std::process::Command;
 use std::time::Duration;
 
-use mqtt_harness::{Harness, creds, wait_with_timeout};
+use mqtt_harness::{Harness, creds, run_captured};
 use strata_ingest::mqtt::{MqttConfig, RejectReason};
 use strata_storage::Value;
 
@@ -81,13 +81,9 @@ fn mosquitto_pub_line_mode_many_messages() {
 fn paho_python_client() {
     let h = Harness::start();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/paho_publish.py");
-    let child = Command::new("python3")
-        .args([script, "127.0.0.1", &h.addr.port().to_string(), "d2", "k2", "500"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let mut cmd = Command::new("python3");
+    cmd.args([script, "127.0.0.1", &h.addr.port().to_string(), "d2", "k2", "500"]);
+    let out = run_captured(cmd, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout.trim(), "acked 500 granted 1 refused 1");

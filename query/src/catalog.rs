@@ -74,7 +74,9 @@ impl SchemaProvider for DatabaseSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         Ok(
-            StreamTable::load(self.engine.clone(), &self.database, name, self.options).map(|t| Arc::new(t) as Arc<dyn TableProvider>))
+            StreamTable::load(self.engine.clone(), &self.database, name, self.options)
+                .map(|t| Arc::new(t) as Arc<dyn TableProvider>),
+        )
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -33,7 +33,9 @@ fn column(kind: &ColumnKind, series: &[SeriesBatch], rows: usize) -> ArrayRef {
     match kind {
         ColumnKind::Time => {
             let mut times = Vec::with_capacity(rows);
-            series.iter().for_each(|s| times.extend_from_slice(&s.times));
+            series
+                .iter()
+                .for_each(|s| times.extend_from_slice(&s.times));
             Arc::new(TimestampNanosecondArray::from(times).with_timezone(TIME_ZONE))
         }
         ColumnKind::Device => repeated(series, rows, |s| Some(s.key.device.as_str())),
@@ -181,7 +183,12 @@ mod tests {
     use arrow::datatypes::{Float64Type, TimestampNanosecondType};
     use strata_storage::{FieldType, SeriesKey, Value};
 
-    fn series(device: &str, tags: &[(&str, &str)], times: &[i64], speeds: &[Option<f64>]) -> SeriesBatch {
+    fn series(
+        device: &str,
+        tags: &[(&str, &str)],
+        times: &[i64],
+        speeds: &[Option<f64>],
+    ) -> SeriesBatch {
         let mut speed = Column::new("speed", FieldType::Float);
         for v in speeds {
             match v {
@@ -196,7 +203,10 @@ mod tests {
             series_id: 0,
             key: SeriesKey {
                 device: device.into(),
-                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             },
             times: times.to_vec(),
             columns: vec![speed],
@@ -209,7 +219,10 @@ mod tests {
             "default",
             "r",
             &["fleet".into()],
-            &[("speed".into(), FieldType::Float), ("note".into(), FieldType::String)],
+            &[
+                ("speed".into(), FieldType::Float),
+                ("note".into(), FieldType::String),
+            ],
         );
         let input = [
             series("a", &[("fleet", "n")], &[1, 2], &[Some(1.5), None]),
@@ -224,7 +237,10 @@ mod tests {
         let fleet = batch.column(2).as_string::<i32>();
         assert_eq!((fleet.value(1), fleet.is_null(2)), ("n", true));
         let speed = batch.column(3).as_primitive::<Float64Type>();
-        assert_eq!((speed.value(0), speed.is_null(1), speed.value(2)), (1.5, true, 3.0));
+        assert_eq!(
+            (speed.value(0), speed.is_null(1), speed.value(2)),
+            (1.5, true, 3.0)
+        );
         assert_eq!(batch.column(4).null_count(), 3, "absent field is all null");
     }
 

@@ -13,8 +13,8 @@ use futures::StreamExt;
 use strata_storage::{DEFAULT_DATABASE, Engine};
 
 use crate::catalog::StrataCatalog;
-use crate::table::ScanOptions;
 use crate::output::{OutputFormat, encode};
+use crate::table::ScanOptions;
 use crate::{QueryConfig, QueryError};
 
 /// Name of the SQL catalog holding one schema per database.
@@ -59,7 +59,10 @@ impl QueryEngine {
     }
 
     /// A query engine with explicit limits.
-    pub fn with_config(engine: Arc<Engine>, config: QueryConfig) -> Result<QueryEngine, QueryError> {
+    pub fn with_config(
+        engine: Arc<Engine>,
+        config: QueryConfig,
+    ) -> Result<QueryEngine, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(config.memory_limit, 1.0)
             .build_arc()?;

@@ -73,11 +73,9 @@ mod tests {
         let e: QueryError = DataFusionError::Plan("table 'x' not found".into()).into();
         assert!(e.is_client_error());
         assert_eq!(e.to_string(), "table 'x' not found");
-        let e: QueryError = DataFusionError::Context(
-            "ctx".into(),
-            Box::new(DataFusionError::Plan("bad".into())),
-        )
-        .into();
+        let e: QueryError =
+            DataFusionError::Context("ctx".into(), Box::new(DataFusionError::Plan("bad".into())))
+                .into();
         assert!(e.is_client_error());
     }
 

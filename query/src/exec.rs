@@ -311,7 +311,10 @@ mod tests {
         assert!(split(items(0), 4).is_empty());
         assert_eq!(split(items(3), 8).len(), 3);
         let chunks = split(items(10), 3);
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
         assert_eq!(chunks.concat(), items(10));
         assert_eq!(split(items(5), 0).len(), 1);
     }

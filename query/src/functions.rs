@@ -80,7 +80,11 @@ fn rewrite(agg: AggregateFunction, last: bool) -> Result<Expr> {
             "DISTINCT is not supported in first/last".into(),
         ));
     }
-    let func = if last { last_value_udaf() } else { first_value_udaf() };
+    let func = if last {
+        last_value_udaf()
+    } else {
+        first_value_udaf()
+    };
     Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
         func,
         vec![value],

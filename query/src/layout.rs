@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(names, ["time", "device", "fleet", "model", "speed", "ok"]);
         assert_eq!(layout.schema.field(0).data_type(), &time_type());
         assert_eq!(layout.schema.field(5).data_type(), &DataType::Boolean);
-        assert_eq!(layout.kind_of("fleet"), Some(&ColumnKind::Tag("fleet".into())));
+        assert_eq!(
+            layout.kind_of("fleet"),
+            Some(&ColumnKind::Tag("fleet".into()))
+        );
     }
 
     #[test]

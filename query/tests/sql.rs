@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use strata_query::arrow::ipc::reader::StreamReader;
 use strata_query::{OutputFormat, QueryConfig, QueryEngine, QueryError};
-use strata_storage::{Engine, ScanRequest};
+use strata_storage::{Engine, ScanRequest, Value};
 use support::*;
 
 async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
-    let result = q.query(text).await.unwrap_or_else(|e| panic!("{text}: {e}"));
+    let result = q
+        .query(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
     rows(&result.batches)
 }
 
@@ -22,7 +25,12 @@ async fn explain(q: &QueryEngine, text: &str) -> String {
     let result = q.query(&format!("EXPLAIN {text}")).await.unwrap();
     rows(&result.batches)
         .iter()
-        .map(|r| r.iter().map(|c| c.s().to_string()).collect::<Vec<_>>().join(" "))
+        .map(|r| {
+            r.iter()
+                .map(|c| c.s().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -38,7 +46,12 @@ fn raw_readings(engine: &Engine) -> Vec<(i64, String, Option<String>, f64, Optio
     };
     let mut out = Vec::new();
     for s in engine.scan(&req).unwrap() {
-        let fleet = s.key.tags.iter().find(|(k, _)| k == "fleet").map(|(_, v)| v.clone());
+        let fleet = s
+            .key
+            .tags
+            .iter()
+            .find(|(k, _)| k == "fleet")
+            .map(|(_, v)| v.clone());
         let col = |name: &str| s.columns.iter().find(|c| c.name == name).unwrap();
         let (speed, fuel) = (col("speed"), col("fuel"));
         for (i, t) in s.times.iter().enumerate() {
@@ -46,7 +59,13 @@ fn raw_readings(engine: &Engine) -> Vec<(i64, String, Option<String>, f64, Optio
                 Some(strata_storage::Value::Float(v)) => Some(v),
                 _ => None,
             };
-            out.push((*t, s.key.device.clone(), fleet.clone(), f(speed).unwrap(), f(fuel)));
+            out.push((
+                *t,
+                s.key.device.clone(),
+                fleet.clone(),
+                f(speed).unwrap(),
+                f(fuel),
+            ));
         }
     }
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -59,7 +78,13 @@ fn as_tuples(rows: Vec<Vec<Cell>>) -> Vec<(i64, String, Option<String>, f64, Opt
         .map(|r| {
             let opt_s = |c: &Cell| (c != &Cell::Null).then(|| c.s().to_string());
             let opt_f = |c: &Cell| (c != &Cell::Null).then(|| c.f());
-            (r[0].i(), r[1].s().to_string(), opt_s(&r[2]), r[3].f(), opt_f(&r[4]))
+            (
+                r[0].i(),
+                r[1].s().to_string(),
+                opt_s(&r[2]),
+                r[3].f(),
+                opt_f(&r[4]),
+            )
         })
         .collect();
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -76,9 +101,15 @@ async fn pushdown_matches_a_full_scan_filtered_in_rust() {
     assert_eq!(all.len(), truth.len(), "engine holds every written point");
     let (from, to) = (T0 + 25 * MINUTE, T0 + 95 * MINUTE);
     let iso = |ns: i64| format!("to_timestamp_nanos({ns})");
-    let cases: Vec<(String, Box<dyn Fn(&(i64, String, Option<String>, f64, Option<f64>)) -> bool>)> = vec![
+    let cases: Vec<(
+        String,
+        Box<dyn Fn(&(i64, String, Option<String>, f64, Option<f64>)) -> bool>,
+    )> = vec![
         (format!("{COLS}"), Box::new(|_| true)),
-        (format!("{COLS} WHERE device = 'd1'"), Box::new(|r| r.1 == "d1")),
+        (
+            format!("{COLS} WHERE device = 'd1'"),
+            Box::new(|r| r.1 == "d1"),
+        ),
         (
             format!("{COLS} WHERE device IN ('d2', 'd4', 'nope')"),
             Box::new(|r| r.1 == "d2" || r.1 == "d4"),
@@ -96,7 +127,11 @@ async fn pushdown_matches_a_full_scan_filtered_in_rust() {
             Box::new(move |r| r.0 > from && r.0 <= to),
         ),
         (
-            format!("{COLS} WHERE time BETWEEN {} AND {} AND fleet = 'south'", iso(from), iso(to)),
+            format!(
+                "{COLS} WHERE time BETWEEN {} AND {} AND fleet = 'south'",
+                iso(from),
+                iso(to)
+            ),
             Box::new(move |r| r.0 >= from && r.0 <= to && r.2.as_deref() == Some("south")),
         ),
         (
@@ -113,8 +148,14 @@ async fn pushdown_matches_a_full_scan_filtered_in_rust() {
             format!("{COLS} WHERE device = 'd3' AND speed > 50 AND fuel IS NOT NULL"),
             Box::new(|r| r.1 == "d3" && r.3 > 50.0 && r.4.is_some()),
         ),
-        (format!("{COLS} WHERE device = 'd1' AND device = 'd2'"), Box::new(|_| false)),
-        (format!("{COLS} WHERE fleet = 'nowhere'"), Box::new(|_| false)),
+        (
+            format!("{COLS} WHERE device = 'd1' AND device = 'd2'"),
+            Box::new(|_| false),
+        ),
+        (
+            format!("{COLS} WHERE fleet = 'nowhere'"),
+            Box::new(|_| false),
+        ),
     ];
     for (text, keep) in cases {
         let expected: Vec<_> = all.iter().filter(|r| keep(r)).cloned().collect();
@@ -138,8 +179,14 @@ async fn explain_shows_what_was_pushed() {
     assert!(plan.contains(r#"tags=[("fleet", "north")]"#), "{plan}");
     let (a, b) = (T0 + 10 * MINUTE, T0 + 20 * MINUTE);
     assert!(plan.contains(&format!("time=[{a}, {b})")), "{plan}");
-    assert!(plan.contains(r#"fields=["speed"] (decoding all)"#), "{plan}");
-    assert!(!plan.contains("FilterExec"), "exact pushdown leaves no filter: {plan}");
+    assert!(
+        plan.contains(r#"fields=["speed"] (decoding all)"#),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("FilterExec"),
+        "exact pushdown leaves no filter: {plan}"
+    );
     let plan = explain(&q, "SELECT speed FROM readings WHERE speed > 3").await;
     assert!(plan.contains("FilterExec"), "{plan}");
     assert!(plan.contains(&format!("devices={DEVICES}")), "{plan}");
@@ -155,7 +202,11 @@ async fn limit_and_count_star() {
     assert_eq!(got.len(), 7);
     let got = sql(&q, "SELECT * FROM readings LIMIT 3").await;
     assert_eq!(got.len(), 3);
-    let got = sql(&q, "SELECT count(*), count(fuel), count(model) FROM readings").await;
+    let got = sql(
+        &q,
+        "SELECT count(*), count(fuel), count(model) FROM readings",
+    )
+    .await;
     let with_fuel = truth.iter().filter(|r| r.fuel.is_some()).count();
     let with_model = truth.iter().filter(|r| r.model.is_some()).count();
     assert_eq!(
@@ -183,9 +234,16 @@ async fn decoding_only_read_fields_hides_points_without_them() {
     let all = truth.len() as i64;
     assert_eq!(got, vec![vec![Cell::Int(all), Cell::Int(all)]]);
     let got = sql(&q, "SELECT count(*) FROM readings").await;
-    assert_eq!(got, vec![vec![Cell::Int(all)]], "no field read: every point");
+    assert_eq!(
+        got,
+        vec![vec![Cell::Int(all)]],
+        "no field read: every point"
+    );
     let plan = explain(&q, "SELECT avg(speed) FROM readings WHERE device = 'd1'").await;
-    assert!(plan.contains(r#"fields=["speed"]"#) && !plan.contains("decoding all"), "{plan}");
+    assert!(
+        plan.contains(r#"fields=["speed"]"#) && !plan.contains("decoding all"),
+        "{plan}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,13 +261,35 @@ async fn schema_maps_tags_and_field_types() {
         .map(|r| (r[0].s().to_string(), r[1].s().to_string()))
         .collect();
     let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["time", "device", "fleet", "model", "speed", "load", "moving", "fuel"]);
-    assert!(cols[0].1.starts_with("Timestamp(ns") || cols[0].1.starts_with("Timestamp(Nanosecond"), "{:?}", cols[0]);
+    assert_eq!(
+        names,
+        [
+            "time", "device", "fleet", "model", "speed", "load", "moving", "fuel"
+        ]
+    );
+    assert!(
+        cols[0].1.starts_with("Timestamp(ns") || cols[0].1.starts_with("Timestamp(Nanosecond"),
+        "{:?}",
+        cols[0]
+    );
     assert!(cols[0].1.contains("UTC"), "{:?}", cols[0]);
     let types: Vec<&str> = cols[1..].iter().map(|c| c.1.as_str()).collect();
-    assert_eq!(types, ["Utf8", "Utf8", "Utf8", "Float64", "Int64", "Boolean", "Float64"]);
-    let got = sql(&q, "SELECT device, model FROM readings WHERE device = 'd5' LIMIT 1").await;
-    assert_eq!(got, vec![vec![Cell::Str("d5".into()), Cell::Null]], "missing tag is NULL");
+    assert_eq!(
+        types,
+        [
+            "Utf8", "Utf8", "Utf8", "Float64", "Int64", "Boolean", "Float64"
+        ]
+    );
+    let got = sql(
+        &q,
+        "SELECT device, model FROM readings WHERE device = 'd5' LIMIT 1",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![vec![Cell::Str("d5".into()), Cell::Null]],
+        "missing tag is NULL"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,8 +298,25 @@ async fn databases_are_schemas_and_new_streams_appear() {
     let q = QueryEngine::new(engine.clone()).unwrap();
     let err = q.query("SELECT * FROM temps").await.unwrap_err();
     assert!(err.is_client_error(), "{err}");
-    write_lines(&engine, "plant", "temps,device=s1 c=21.5 1000\ntemps,device=s2 c=19.0 2000\n");
-    write_lines(&engine, "default", "late,device=x v=7i 5\n");
+    let temp = |device, time, c| Point {
+        device,
+        tags: vec![],
+        time,
+        fields: vec![("c", Value::Float(c))],
+    };
+    write(
+        &engine,
+        "plant",
+        "temps",
+        &[temp("s1", 1000, 21.5), temp("s2", 2000, 19.0)],
+    );
+    let late = |device, tags, time, v| Point {
+        device,
+        tags,
+        time,
+        fields: vec![("v", Value::Integer(v))],
+    };
+    write(&engine, "default", "late", &[late("x", vec![], 5, 7)]);
     let got = sql(&q, "SELECT device, c FROM plant.temps ORDER BY device").await;
     assert_eq!(
         got,
@@ -228,19 +325,48 @@ async fn databases_are_schemas_and_new_streams_appear() {
             vec![Cell::Str("s2".into()), Cell::Float(19.0)]
         ]
     );
-    assert_eq!(sql(&q, "SELECT v FROM late").await, vec![vec![Cell::Int(7)]]);
-    assert_eq!(sql(&q, r#"SELECT v FROM "default".late"#).await, vec![vec![Cell::Int(7)]]);
-    assert_eq!(sql(&q, "SELECT v FROM strata.default.late").await, vec![vec![Cell::Int(7)]]);
+    assert_eq!(
+        sql(&q, "SELECT v FROM late").await,
+        vec![vec![Cell::Int(7)]]
+    );
+    assert_eq!(
+        sql(&q, r#"SELECT v FROM "default".late"#).await,
+        vec![vec![Cell::Int(7)]]
+    );
+    assert_eq!(
+        sql(&q, "SELECT v FROM strata.default.late").await,
+        vec![vec![Cell::Int(7)]]
+    );
     // A tag key added later becomes a column.
-    write_lines(&engine, "default", "late,device=y,site=z v=8i 6\n");
+    write(
+        &engine,
+        "default",
+        "late",
+        &[late("y", vec![("site", "z")], 6, 8)],
+    );
     assert_eq!(
         sql(&q, "SELECT site, v FROM late WHERE site = 'z'").await,
         vec![vec![Cell::Str("z".into()), Cell::Int(8)]]
     );
-    let tables = sql(&q, "SELECT table_schema, table_name FROM information_schema.tables \
-        WHERE table_schema <> 'information_schema' ORDER BY 1, 2").await;
-    let tables: Vec<String> = tables.iter().map(|r| format!("{}.{}", r[0].s(), r[1].s())).collect();
-    assert_eq!(tables, ["default.diagnostics", "default.late", "default.readings", "plant.temps"]);
+    let tables = sql(
+        &q,
+        "SELECT table_schema, table_name FROM information_schema.tables \
+        WHERE table_schema <> 'information_schema' ORDER BY 1, 2",
+    )
+    .await;
+    let tables: Vec<String> = tables
+        .iter()
+        .map(|r| format!("{}.{}", r[0].s(), r[1].s()))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "default.diagnostics",
+            "default.late",
+            "default.readings",
+            "plant.temps"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +387,17 @@ async fn join_across_streams() {
             .iter()
             .filter(|r| r.device == dev && ((r.time - T0) / TICK) % 3 == 0)
             .collect();
-        let max_status = joined.iter().map(|r| ((r.time - T0) / TICK) % 4).max().unwrap();
-        expected.push((dev.to_string(), joined.len() as i64, joined.iter().map(|r| r.speed).sum::<f64>(), max_status));
+        let max_status = joined
+            .iter()
+            .map(|r| ((r.time - T0) / TICK) % 4)
+            .max()
+            .unwrap();
+        expected.push((
+            dev.to_string(),
+            joined.len() as i64,
+            joined.iter().map(|r| r.speed).sum::<f64>(),
+            max_status,
+        ));
     }
     assert_eq!(got.len(), 2);
     for (row, (dev, n, s, st)) in got.iter().zip(expected) {
@@ -274,7 +409,11 @@ async fn join_across_streams() {
 }
 
 /// Means of `speed` per (device, bucket start) computed from the ground truth.
-fn bucket_means(truth: &[Reading], width: i64, keep: impl Fn(&Reading) -> bool) -> BTreeMap<(String, i64), f64> {
+fn bucket_means(
+    truth: &[Reading],
+    width: i64,
+    keep: impl Fn(&Reading) -> bool,
+) -> BTreeMap<(String, i64), f64> {
     let mut acc: BTreeMap<(String, i64), (f64, usize)> = BTreeMap::new();
     for r in truth.iter().filter(|r| keep(r)) {
         let bucket = r.time - (r.time - T0).rem_euclid(width);
@@ -282,7 +421,9 @@ fn bucket_means(truth: &[Reading], width: i64, keep: impl Fn(&Reading) -> bool) 
         e.0 += r.speed;
         e.1 += 1;
     }
-    acc.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
+    acc.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +431,9 @@ async fn date_bin_and_time_bucket_aggregates() {
     let (_dir, engine, truth) = fleet_engine();
     let q = QueryEngine::new(engine).unwrap();
     let (from, to) = (T0 + 20 * MINUTE, T0 + 80 * MINUTE);
-    let expected = bucket_means(&truth, 10 * MINUTE, |r| r.device == "d2" && r.time >= from && r.time < to);
+    let expected = bucket_means(&truth, 10 * MINUTE, |r| {
+        r.device == "d2" && r.time >= from && r.time < to
+    });
     assert_eq!(expected.len(), 6);
     for f in ["date_bin", "time_bucket"] {
         let got = sql(
@@ -342,7 +485,9 @@ async fn percentiles_exact_and_approximate() {
         .map(|r| r.speed)
         .collect();
     speeds.sort_by(f64::total_cmp);
-    let window = format!("device = 'd4' AND time >= to_timestamp_nanos({from}) AND time < to_timestamp_nanos({to})");
+    let window = format!(
+        "device = 'd4' AND time >= to_timestamp_nanos({from}) AND time < to_timestamp_nanos({to})"
+    );
     let got = sql(
         &q,
         &format!(
@@ -360,9 +505,20 @@ async fn percentiles_exact_and_approximate() {
     assert!(close(row[1].f(), p50), "p50 {} vs {p50}", row[1].f());
     assert!(close(row[2].f(), p99), "p99 {} vs {p99}", row[2].f());
     let range = speeds[speeds.len() - 1] - speeds[0];
-    assert!((row[3].f() - p50).abs() <= 0.02 * range, "approx p50 {} vs {p50}", row[3].f());
-    assert!((row[4].f() - p99).abs() <= 0.02 * range, "approx p99 {} vs {p99}", row[4].f());
-    assert_eq!((row[5].f(), row[6].f()), (speeds[0], speeds[speeds.len() - 1]));
+    assert!(
+        (row[3].f() - p50).abs() <= 0.02 * range,
+        "approx p50 {} vs {p50}",
+        row[3].f()
+    );
+    assert!(
+        (row[4].f() - p99).abs() <= 0.02 * range,
+        "approx p99 {} vs {p99}",
+        row[4].f()
+    );
+    assert_eq!(
+        (row[5].f(), row[6].f()),
+        (speeds[0], speeds[speeds.len() - 1])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,10 +537,18 @@ async fn first_and_last_by_time() {
         let mine: Vec<&Reading> = truth.iter().filter(|r| r.device == dev).collect();
         let first = mine.iter().min_by_key(|r| r.time).unwrap();
         let last = mine.iter().max_by_key(|r| r.time).unwrap();
-        let first_fuel = mine.iter().filter(|r| r.fuel.is_some()).min_by_key(|r| r.time).unwrap();
+        let first_fuel = mine
+            .iter()
+            .filter(|r| r.fuel.is_some())
+            .min_by_key(|r| r.time)
+            .unwrap();
         assert_eq!(row[1].f(), first.speed, "{dev}");
         assert_eq!(row[2].f(), last.speed, "{dev}");
-        assert_eq!(row[3].f(), first_fuel.fuel.unwrap(), "first ignores nulls: {dev}");
+        assert_eq!(
+            row[3].f(),
+            first_fuel.fuel.unwrap(),
+            "first ignores nulls: {dev}"
+        );
         assert_eq!(row[4].f(), last.speed, "{dev}");
     }
     // first/last in a bucketed query with a FILTER clause.
@@ -397,7 +561,11 @@ async fn first_and_last_by_time() {
     let d0: Vec<&Reading> = truth.iter().filter(|r| r.device == "d0").collect();
     for (i, row) in got.iter().enumerate() {
         let end = T0 + (i as i64 + 1) * 60 * MINUTE;
-        let want = d0.iter().filter(|r| r.time < end).max_by_key(|r| r.time).unwrap();
+        let want = d0
+            .iter()
+            .filter(|r| r.time < end)
+            .max_by_key(|r| r.time)
+            .unwrap();
         assert_eq!(row[1].f(), want.speed);
     }
 }
@@ -432,7 +600,13 @@ async fn outputs_decode_back() {
             Some(m) => assert_eq!(obj["model"], m.as_str()),
             None => assert!(obj["model"].is_null(), "explicit null"),
         }
-        assert!(obj["time"].as_str().unwrap().starts_with("2024-01-01T00:00:"), "{obj}");
+        assert!(
+            obj["time"]
+                .as_str()
+                .unwrap()
+                .starts_with("2024-01-01T00:00:"),
+            "{obj}"
+        );
     }
 
     let (ct, csv) = q.execute(text, OutputFormat::Csv).await.unwrap();
@@ -465,8 +639,15 @@ async fn outputs_decode_back() {
     // Empty results still carry the schema / header.
     let empty = "SELECT device, speed FROM readings WHERE device = 'none'";
     assert_eq!(q.execute(empty, OutputFormat::Json).await.unwrap().1, b"[]");
-    assert_eq!(q.execute(empty, OutputFormat::Csv).await.unwrap().1, b"device,speed\n");
-    let ipc = q.execute(empty, OutputFormat::ArrowIpcStream).await.unwrap().1;
+    assert_eq!(
+        q.execute(empty, OutputFormat::Csv).await.unwrap().1,
+        b"device,speed\n"
+    );
+    let ipc = q
+        .execute(empty, OutputFormat::ArrowIpcStream)
+        .await
+        .unwrap()
+        .1;
     let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
     assert_eq!(reader.schema().fields().len(), 2);
 }
@@ -508,7 +689,10 @@ async fn timeout_and_memory_limit() {
         ..QueryConfig::default()
     };
     let q = QueryEngine::with_config(engine, config).unwrap();
-    let err = q.query("SELECT * FROM readings ORDER BY speed").await.unwrap_err();
+    let err = q
+        .query("SELECT * FROM readings ORDER BY speed")
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueryError::ResourcesExhausted(_)), "{err:?}");
     let err = q.query("SELECT * FROM readings").await.unwrap_err();
     assert!(matches!(err, QueryError::ResourcesExhausted(_)), "{err:?}");
@@ -523,7 +707,12 @@ async fn concurrent_queries_share_one_engine() {
     for i in 0..DEVICES {
         let q = q.clone();
         tasks.push(tokio::spawn(async move {
-            let r = q.query(&format!("SELECT count(*) FROM readings WHERE device = 'd{i}'")).await.unwrap();
+            let r = q
+                .query(&format!(
+                    "SELECT count(*) FROM readings WHERE device = 'd{i}'"
+                ))
+                .await
+                .unwrap();
             rows(&r.batches)[0][0].i()
         }));
     }
@@ -637,9 +826,9 @@ fn random_predicates_match_ground_truth() {
     runner
         .run(&pred_strategy(), |p| {
             let text = format!("SELECT count(*), sum(load) FROM readings WHERE {}", p.sql());
-            let got = rt.block_on(q.query(&text)).map_err(|e| {
-                proptest::test_runner::TestCaseError::fail(format!("{text}: {e}"))
-            })?;
+            let got = rt
+                .block_on(q.query(&text))
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{text}: {e}")))?;
             let kept: Vec<&Reading> = truth.iter().filter(|r| p.eval(r) == Some(true)).collect();
             let row = &rows(&got.batches)[0];
             proptest::prop_assert_eq!(row[0].i(), kept.len() as i64, "{}", text);

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -100,23 +100,24 @@ impl Harness {
         }
     }
 
-    /// Runs `mosquitto_pub` against the server with `args`, feeding `stdin`.
+    /// Runs `mosquitto_pub` against the server with `args`, its standard input read from a file
+    /// holding `stdin` (a pipe fed by the test can stall `-l` mode).
     pub fn mosquitto_pub(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let port = self.addr.port().to_string();
+        let input = match stdin {
+            Some(data) => {
+                let mut file = tempfile::tempfile().unwrap();
+                file.write_all(data).unwrap();
+                file.seek(SeekFrom::Start(0)).unwrap();
+                Stdio::from(file)
+            }
+            None => Stdio::null(),
+        };
         let mut cmd = Command::new("mosquitto_pub");
         cmd.args(["-h", "127.0.0.1", "-p", &port])
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .expect("mosquitto_pub must be installed (apt-get install mosquitto-clients)");
-        if let Some(data) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(data).unwrap();
-        }
-        wait_with_timeout(child, Duration::from_secs(60))
+            .stdin(input);
+        run_captured(cmd, Duration::from_secs(120))
     }
 
     /// A raw client connected and authenticated as `device`.
@@ -129,17 +130,36 @@ impl Harness {
     }
 }
 
-/// Waits for a child process, killing it after `limit`.
-pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Output {
+/// Runs a command with its output captured in files (a full pipe cannot stall it), killing it
+/// after `limit`.
+pub fn run_captured(mut cmd: Command, limit: Duration) -> Output {
+    let mut stdout = tempfile::tempfile().unwrap();
+    let mut stderr = tempfile::tempfile().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::from(stdout.try_clone().unwrap()))
+        .stderr(Stdio::from(stderr.try_clone().unwrap()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed?)"));
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
-    child.wait_with_output().unwrap()
+    let status = child.wait().unwrap();
+    let mut read = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    }
 }
 
 /// `-i id -u id -P key` for a device.

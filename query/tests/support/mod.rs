@@ -1,4 +1,4 @@
-//! Test fixtures: a deterministic small fleet written into a real engine (half flushed to
+//! Test fixtures: a deterministic small fleet written (as columnar batches) into a real engine (half flushed to
 //! segments, half in the memtable), the same points kept in memory as ground truth, and helpers
 //! to read query results as plain values.
 
@@ -6,11 +6,10 @@
 
 use std::sync::Arc;
 
-use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::arrow::array::{Array, AsArray, RecordBatch};
-use strata_query::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, UInt64Type};
 use strata_query::arrow::datatypes::TimestampNanosecondType;
-use strata_storage::{Engine, EngineConfig};
+use strata_query::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, UInt64Type};
+use strata_storage::{Column, Engine, EngineConfig, SeriesKey, TableWrite, Value, WriteBatch};
 
 /// 2024-01-01T00:00:00Z in ns.
 pub const T0: i64 = 1_704_067_200_000_000_000;
@@ -61,35 +60,106 @@ pub fn readings() -> Vec<Reading> {
     out
 }
 
-fn reading_line(r: &Reading) -> String {
-    let model = r.model.as_ref().map(|m| format!(",model={m}")).unwrap_or_default();
-    let fuel = r.fuel.map(|f| format!(",fuel={f}")).unwrap_or_default();
-    format!(
-        "readings,device={},fleet={}{model} speed={},load={}i,moving={}{fuel} {}\n",
-        r.device, r.fleet, r.speed, r.load, r.moving, r.time
-    )
+/// A point to write: device, tags, time and typed fields.
+pub struct Point<'a> {
+    pub device: &'a str,
+    pub tags: Vec<(&'a str, &'a str)>,
+    pub time: i64,
+    pub fields: Vec<(&'a str, Value)>,
+}
+
+/// Builds a one-stream batch; every field keeps the type of its first value.
+pub fn batch(database: &str, stream: &str, points: &[Point]) -> WriteBatch {
+    let mut t = TableWrite {
+        stream: stream.into(),
+        ..Default::default()
+    };
+    for (row, p) in points.iter().enumerate() {
+        let mut tags: Vec<(String, String)> = p
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tags.sort();
+        let key = SeriesKey {
+            device: p.device.into(),
+            tags,
+        };
+        let idx = t.series.iter().position(|k| *k == key).unwrap_or_else(|| {
+            t.series.push(key);
+            t.series.len() - 1
+        });
+        t.row_series.push(idx as u32);
+        t.times.push(p.time);
+        for (name, v) in &p.fields {
+            if !t.columns.iter().any(|c| c.name == *name) {
+                let mut c = Column::new(*name, v.field_type());
+                (0..row).for_each(|_| c.push_null());
+                t.columns.push(c);
+            }
+        }
+        for c in &mut t.columns {
+            match p.fields.iter().find(|(n, _)| *n == c.name) {
+                Some((_, v)) => {
+                    assert!(c.data.push_value(v), "one type per field");
+                    c.valid.push(true);
+                }
+                None => c.push_null(),
+            }
+        }
+    }
+    WriteBatch {
+        database: database.into(),
+        tables: vec![t],
+    }
+}
+
+/// Writes points into `database.stream`.
+pub fn write(engine: &Engine, database: &str, stream: &str, points: &[Point]) {
+    engine
+        .write(&batch(database, stream, points))
+        .expect("write");
+}
+
+fn reading_point(r: &Reading) -> Point<'_> {
+    let mut tags = vec![("fleet", r.fleet.as_str())];
+    if let Some(m) = &r.model {
+        tags.push(("model", m.as_str()));
+    }
+    let mut fields = vec![
+        ("speed", Value::Float(r.speed)),
+        ("load", Value::Integer(r.load)),
+        ("moving", Value::Boolean(r.moving)),
+    ];
+    if let Some(f) = r.fuel {
+        fields.push(("fuel", Value::Float(f)));
+    }
+    Point {
+        device: &r.device,
+        tags,
+        time: r.time,
+        fields,
+    }
 }
 
 /// `diagnostics`: every 30 s per device, `status` (integer) and `fuel_state` (float).
-pub fn diagnostics_lines() -> String {
-    let mut out = String::new();
-    for i in 0..DEVICES {
+pub fn diagnostics_points(devices: &[String]) -> Vec<Point<'_>> {
+    let mut out = Vec::new();
+    for (i, device) in devices.iter().enumerate() {
         for k in (0..TICKS).step_by(3) {
-            out.push_str(&format!(
-                "diagnostics,device=d{i} status={}i,fuel_state={} {}\n",
-                k % 4,
-                (1000 - k) as f64 / 10.0,
-                T0 + k * TICK
-            ));
+            let _ = i;
+            out.push(Point {
+                device,
+                tags: vec![],
+                time: T0 + k * TICK,
+                fields: vec![
+                    ("status", Value::Integer(k % 4)),
+                    ("fuel_state", Value::Float((1000 - k) as f64 / 10.0)),
+                ],
+            });
         }
     }
     out
-}
-
-/// Parses and writes line protocol into `database`.
-pub fn write_lines(engine: &Engine, database: &str, lines: &str) {
-    let batch = parse(lines.as_bytes(), database, &ParseOptions::default()).expect("parses");
-    engine.write(&batch).expect("write");
 }
 
 /// An engine in a temp dir with the fleet: readings of the first hour and all diagnostics in
@@ -102,12 +172,26 @@ pub fn fleet_engine() -> (tempfile::TempDir, Arc<Engine>, Vec<Reading>) {
     let engine = Arc::new(Engine::open(cfg).unwrap());
     let truth = readings();
     let half = T0 + TICKS / 2 * TICK;
-    let first: String = truth.iter().filter(|r| r.time < half).map(reading_line).collect();
-    let second: String = truth.iter().filter(|r| r.time >= half).map(reading_line).collect();
-    write_lines(&engine, "default", &first);
-    write_lines(&engine, "default", &diagnostics_lines());
+    let first: Vec<Point> = truth
+        .iter()
+        .filter(|r| r.time < half)
+        .map(reading_point)
+        .collect();
+    let second: Vec<Point> = truth
+        .iter()
+        .filter(|r| r.time >= half)
+        .map(reading_point)
+        .collect();
+    write(&engine, "default", "readings", &first);
+    let devices: Vec<String> = (0..DEVICES).map(|i| format!("d{i}")).collect();
+    write(
+        &engine,
+        "default",
+        "diagnostics",
+        &diagnostics_points(&devices),
+    );
     engine.flush().unwrap();
-    write_lines(&engine, "default", &second);
+    write(&engine, "default", "readings", &second);
     (dir, engine, truth)
 }
 
