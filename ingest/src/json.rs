@@ -541,7 +541,10 @@ impl<'a> Decoder<'a> {
                 self.meta_key(&mut meta, name, value, site, Some(c))?;
                 continue;
             }
-            if let Some(v) = self.scalar(value).map_err(|m| site.error(name, Some(c), m))? {
+            if let Some(v) = self
+                .scalar(value)
+                .map_err(|m| site.error(name, Some(c), m))?
+            {
                 fields.push(((*name).to_owned(), v));
             }
         }
@@ -554,7 +557,10 @@ fn column_names(columns: &[Json]) -> Result<Vec<&str>, (usize, String)> {
     let mut names: Vec<&str> = Vec::with_capacity(columns.len());
     for (i, c) in columns.iter().enumerate() {
         let Json::String(name) = c else {
-            return Err((i, format!("expected a column name (a string), found {}", kind(c))));
+            return Err((
+                i,
+                format!("expected a column name (a string), found {}", kind(c)),
+            ));
         };
         if matches!(name.as_str(), "tags" | "columns" | "rows") {
             return Err((i, format!("{name:?} cannot be a column")));
@@ -565,7 +571,12 @@ fn column_names(columns: &[Json]) -> Result<Vec<&str>, (usize, String)> {
         }
         names.push(name);
     }
-    if names.iter().filter(|n| matches!(**n, "ts" | "time")).count() > 1 {
+    if names
+        .iter()
+        .filter(|n| matches!(**n, "ts" | "time"))
+        .count()
+        > 1
+    {
         return Err((0, "give one timestamp column: \"ts\" or \"time\"".into()));
     }
     Ok(names)
@@ -576,7 +587,10 @@ fn string_of<'j>(value: &'j Json, what: &str) -> Result<Option<&'j str>, String>
     match value {
         Json::Null => Ok(None),
         Json::String(s) => Ok(Some(s)),
-        other => Err(format!("expected {what} as a string, found {}", kind(other))),
+        other => Err(format!(
+            "expected {what} as a string, found {}",
+            kind(other)
+        )),
     }
 }
 

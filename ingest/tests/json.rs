@@ -29,18 +29,33 @@ fn value(t: &TableWrite, field: &str, row: usize) -> Option<Value> {
 
 #[test]
 fn single_record() {
-    let b = ok(r#"{"ts": 1700000000000, "temperature": 21.5, "count": 3, "door": "open", "ok": true, "gone": null}"#);
+    let b = ok(
+        r#"{"ts": 1700000000000, "temperature": 21.5, "count": 3, "door": "open", "ok": true, "gone": null}"#,
+    );
     assert_eq!(b.database, "db");
     assert_eq!(b.tables.len(), 1);
     let t = &b.tables[0];
     assert_eq!(t.stream, "telemetry");
     assert_eq!(t.times, vec![1_700_000_000_000 * MS]);
-    assert_eq!(t.series, vec![SeriesKey { device: "d1".into(), tags: vec![] }]);
+    assert_eq!(
+        t.series,
+        vec![SeriesKey {
+            device: "d1".into(),
+            tags: vec![]
+        }]
+    );
     assert_eq!(value(t, "temperature", 0), Some(Value::Float(21.5)));
-    assert_eq!(value(t, "count", 0), Some(Value::Float(3.0)), "integers are floats by default");
+    assert_eq!(
+        value(t, "count", 0),
+        Some(Value::Float(3.0)),
+        "integers are floats by default"
+    );
     assert_eq!(value(t, "door", 0), Some(Value::String("open".into())));
     assert_eq!(value(t, "ok", 0), Some(Value::Boolean(true)));
-    assert!(t.columns.iter().all(|c| c.name != "gone"), "null is no value");
+    assert!(
+        t.columns.iter().all(|c| c.name != "gone"),
+        "null is no value"
+    );
 }
 
 #[test]
@@ -49,7 +64,14 @@ fn integer_mode_keeps_integers() {
         integers: IntegerMode::Integer,
         ..opts()
     };
-    let b = parse(br#"{"a": 3, "b": 3.0, "c": 18446744073709551615, "d": -1}"#, "db", "s", None, &o).unwrap();
+    let b = parse(
+        br#"{"a": 3, "b": 3.0, "c": 18446744073709551615, "d": -1}"#,
+        "db",
+        "s",
+        None,
+        &o,
+    )
+    .unwrap();
     let t = &b.tables[0];
     assert_eq!(value(t, "a", 0), Some(Value::Integer(3)));
     assert_eq!(value(t, "b", 0), Some(Value::Float(3.0)));
@@ -58,9 +80,17 @@ fn integer_mode_keeps_integers() {
     let e = parse(br#"[{"a": 21}, {"a": 21.5}]"#, "db", "s", None, &o).unwrap_err();
     assert_eq!(e.path, "$[1].a");
     assert_eq!(e.record, Some(1));
-    assert!(e.message.contains("float here but integer in record 0"), "{e}");
+    assert!(
+        e.message.contains("float here but integer in record 0"),
+        "{e}"
+    );
     // The default mode accepts the same payload.
-    assert_eq!(parse(br#"[{"a": 21}, {"a": 21.5}]"#, "db", "s", None, &opts()).unwrap().rows(), 2);
+    assert_eq!(
+        parse(br#"[{"a": 21}, {"a": 21.5}]"#, "db", "s", None, &opts())
+            .unwrap()
+            .rows(),
+        2
+    );
 }
 
 #[test]
@@ -126,7 +156,10 @@ fn header_plus_rows() {
     assert!(e.message.contains("arrays are not supported"), "{e}");
     let e = err(r#"{"columns": ["a"], "rows": [[1, 2]]}"#);
     assert_eq!(e.path, "$.rows[0]");
-    assert!(e.message.contains("2 values but there are 1 columns"), "{e}");
+    assert!(
+        e.message.contains("2 values but there are 1 columns"),
+        "{e}"
+    );
     let e = err(r#"{"columns": ["a", "a"], "rows": []}"#);
     assert_eq!(e.path, "$.columns[1]");
     let e = err(r#"{"columns": ["a"], "rows": [], "extra": 1}"#);
@@ -161,12 +194,24 @@ fn timestamps() {
         };
         parse(payload.as_bytes(), "db", "s", None, &o).map(|b| b.tables[0].times[0])
     };
-    assert_eq!(at(r#"{"ts": 1700000000, "v": 1}"#, Precision::Seconds), Ok(1_700_000_000_000_000_000));
-    assert_eq!(at(r#"{"ts": 1.5, "v": 1}"#, Precision::Seconds), Ok(1_500_000_000));
-    assert_eq!(at(r#"{"ts": -5, "v": 1}"#, Precision::Nanoseconds), Ok(-5));
-    assert_eq!(at(r#"{"ts": null, "v": 1}"#, Precision::Nanoseconds), Ok(NOW));
     assert_eq!(
-        at(r#"{"time": "2023-11-14T23:13:20.25+01:00", "v": 1}"#, Precision::Seconds),
+        at(r#"{"ts": 1700000000, "v": 1}"#, Precision::Seconds),
+        Ok(1_700_000_000_000_000_000)
+    );
+    assert_eq!(
+        at(r#"{"ts": 1.5, "v": 1}"#, Precision::Seconds),
+        Ok(1_500_000_000)
+    );
+    assert_eq!(at(r#"{"ts": -5, "v": 1}"#, Precision::Nanoseconds), Ok(-5));
+    assert_eq!(
+        at(r#"{"ts": null, "v": 1}"#, Precision::Nanoseconds),
+        Ok(NOW)
+    );
+    assert_eq!(
+        at(
+            r#"{"time": "2023-11-14T23:13:20.25+01:00", "v": 1}"#,
+            Precision::Seconds
+        ),
         Ok(1_700_000_000_250_000_000)
     );
     let e = err(r#"{"ts": 1, "time": 2, "v": 1}"#);
@@ -184,16 +229,25 @@ fn timestamps() {
 fn precise_errors() {
     let e = err(r#"{"a": 1,}"#);
     assert_eq!(e.path, "$");
-    assert!(e.message.starts_with("invalid JSON at line 1, column 9"), "{e}");
+    assert!(
+        e.message.starts_with("invalid JSON at line 1, column 9"),
+        "{e}"
+    );
     let e = err("42");
     assert!(e.message.contains("found a number"), "{e}");
     let e = err(r#"[{"a": 1}, 7]"#);
     assert_eq!(e.path, "$[1]");
     let e = err(r#"[{"a": 1}, {"b": [1, 2]}]"#);
-    assert_eq!(e.to_string(), "$[1].b: arrays are not supported as field values: send one record per reading, or name each element as its own field");
+    assert_eq!(
+        e.to_string(),
+        "$[1].b: arrays are not supported as field values: send one record per reading, or name each element as its own field"
+    );
     let e = err(r#"[{"a": "x"}, {"a": 1}]"#);
     assert_eq!(e.path, "$[1].a");
-    assert!(e.message.contains("float here but string in record 0"), "{e}");
+    assert!(
+        e.message.contains("float here but string in record 0"),
+        "{e}"
+    );
     let e = err(r#"{"stream": 5, "a": 1}"#);
     assert_eq!(e.path, "$.stream");
     let e = err(r#"{"stream": "", "a": 1}"#);

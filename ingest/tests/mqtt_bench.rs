@@ -24,22 +24,44 @@ fn env_or(name: &str, default: &str) -> String {
 
 #[test]
 fn qos1_one_connection_line_mode() {
-    let n: i64 = env_or("STRATA_MQTT_BENCH_MESSAGES", "20000").parse().unwrap();
+    let n: i64 = env_or("STRATA_MQTT_BENCH_MESSAGES", "20000")
+        .parse()
+        .unwrap();
     let runs: i64 = env_or("STRATA_MQTT_BENCH_RUNS", "1").parse().unwrap();
     let inflight = env_or("STRATA_MQTT_BENCH_INFLIGHT", "1000");
     let format = env_or("STRATA_MQTT_BENCH_FORMAT", "json");
-    assert!(n <= 65_000, "mosquitto_pub -l cannot send more than 65,535 QoS 1 lines per run");
+    assert!(
+        n <= 65_000,
+        "mosquitto_pub -l cannot send more than 65,535 QoS 1 lines per run"
+    );
     let h = Harness::start();
     let c = creds("d1", "k1");
     let mut a: Vec<&str> = c.iter().map(String::as_str).collect();
-    a.extend(["--nodelay", "-q", "1", "-l", "-M", &inflight, "-t", "devices/d1/telemetry/bench"]);
+    a.extend([
+        "--nodelay",
+        "-q",
+        "1",
+        "-l",
+        "-M",
+        &inflight,
+        "-t",
+        "devices/d1/telemetry/bench",
+    ]);
     let mut busy = Duration::ZERO;
     for run in 0..runs {
         let t0 = 1_700_000_000_000i64 + run * n;
         let input: String = (0..n)
             .map(|i| match format.as_str() {
-                "lp" => format!("bench temperature={}.5,seq={i}i {}\n", i % 40, (t0 + i) * 1_000_000),
-                _ => format!("{{\"ts\":{},\"temperature\":{}.5,\"seq\":{i}}}\n", t0 + i, i % 40),
+                "lp" => format!(
+                    "bench temperature={}.5,seq={i}i {}\n",
+                    i % 40,
+                    (t0 + i) * 1_000_000
+                ),
+                _ => format!(
+                    "{{\"ts\":{},\"temperature\":{}.5,\"seq\":{i}}}\n",
+                    t0 + i,
+                    i % 40
+                ),
             })
             .collect();
         let start = Instant::now();
@@ -70,7 +92,9 @@ fn qos1_one_connection_unbounded_window() {
     use mqtt_harness::publish_packet;
     use rumqttc::{Packet, QoS};
     use std::io::Write;
-    let n: i64 = env_or("STRATA_MQTT_BENCH_MESSAGES", "20000").parse().unwrap();
+    let n: i64 = env_or("STRATA_MQTT_BENCH_MESSAGES", "20000")
+        .parse()
+        .unwrap();
     let runs: i64 = env_or("STRATA_MQTT_BENCH_RUNS", "1").parse().unwrap();
     let h = Harness::start();
     let mut busy = Duration::ZERO;
@@ -78,8 +102,17 @@ fn qos1_one_connection_unbounded_window() {
         let t0 = 1_700_000_000_000i64 + run * n;
         let mut bytes = Vec::new();
         for i in 0..n {
-            let payload = format!("{{\"ts\":{},\"temperature\":{}.5,\"seq\":{i}}}", t0 + i, i % 40);
-            bytes.extend(publish_packet("devices/d1/telemetry/raw", QoS::AtLeastOnce, (i % 65535) as u16 + 1, payload.as_bytes()));
+            let payload = format!(
+                "{{\"ts\":{},\"temperature\":{}.5,\"seq\":{i}}}",
+                t0 + i,
+                i % 40
+            );
+            bytes.extend(publish_packet(
+                "devices/d1/telemetry/raw",
+                QoS::AtLeastOnce,
+                (i % 65535) as u16 + 1,
+                payload.as_bytes(),
+            ));
         }
         let mut c = h.client("d1");
         let mut writer = c.stream.try_clone().unwrap();

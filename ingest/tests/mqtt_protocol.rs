@@ -7,7 +7,9 @@ mod mqtt_harness;
 
 use std::time::{Duration, Instant};
 
-use mqtt_harness::{Harness, RawClient, connect_packet, encode, pingreq, publish_packet, subscribe_packet};
+use mqtt_harness::{
+    Harness, RawClient, connect_packet, encode, pingreq, publish_packet, subscribe_packet,
+};
 use proptest::prelude::*;
 use rumqttc::{Packet, PubAck, QoS, SubscribeReasonCode};
 use strata_ingest::mqtt::{MqttConfig, RateLimit, RejectReason, replay};
@@ -30,11 +32,17 @@ fn connack_codes() {
     for (client_id, user, pass, code) in cases {
         let mut c = RawClient::connect(h.addr);
         c.send(&connect_packet(client_id, user, pass, 60));
-        assert_eq!(c.read_to_end(), vec![0x20, 2, 0, code], "{client_id}/{user}/{pass}");
+        assert_eq!(
+            c.read_to_end(),
+            vec![0x20, 2, 0, code],
+            "{client_id}/{user}/{pass}"
+        );
     }
     // MQTT 5 CONNECT: protocol level 5, empty properties, client id "d1".
     let mut c = RawClient::connect(h.addr);
-    c.send(&[0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 2, b'd', b'1']);
+    c.send(&[
+        0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 2, b'd', b'1',
+    ]);
     assert_eq!(c.read_to_end(), vec![0x20, 2, 0, 1]);
     let s = h.server.stats();
     assert_eq!(s.rejects_for(RejectReason::BadCredentials), 2);
@@ -49,21 +57,41 @@ fn pubacks_in_order_and_only_once_durable() {
     let mut c = h.client("d1");
     // One at a time: the row is visible the moment its PUBACK arrives.
     for i in 0..20 {
-        c.send(&publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, i as u16 + 1, &json(i)));
-        assert_eq!(c.read_packet(), Some(Packet::PubAck(PubAck::new(i as u16 + 1))));
+        c.send(&publish_packet(
+            "devices/d1/telemetry",
+            QoS::AtLeastOnce,
+            i as u16 + 1,
+            &json(i),
+        ));
+        assert_eq!(
+            c.read_packet(),
+            Some(Packet::PubAck(PubAck::new(i as u16 + 1)))
+        );
         assert_eq!(h.rows("telemetry", "d1").len(), i as usize + 1);
     }
     // Pipelined, mixed with QoS 0 and pings: acks come back in publish order.
     let mut burst = Vec::new();
     for i in 20..2020 {
-        let qos = if i % 3 == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-        burst.extend(publish_packet("devices/d1/telemetry", qos, (i % 60000) as u16 + 1, &json(i)));
+        let qos = if i % 3 == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        burst.extend(publish_packet(
+            "devices/d1/telemetry",
+            qos,
+            (i % 60000) as u16 + 1,
+            &json(i),
+        ));
         if i % 500 == 0 {
             burst.extend(pingreq());
         }
     }
     c.send(&burst);
-    let mut expected: Vec<u16> = (20..2020).filter(|i| i % 3 != 0).map(|i| i as u16 + 1).collect();
+    let mut expected: Vec<u16> = (20..2020)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i as u16 + 1)
+        .collect();
     let mut acks = Vec::new();
     while acks.len() < expected.len() {
         match c.read_packet() {
@@ -71,7 +99,11 @@ fn pubacks_in_order_and_only_once_durable() {
                 acks.push(a.pkid);
                 // Every acknowledged message is already stored.
                 let seq = i64::from(a.pkid) - 1;
-                assert!(h.rows("telemetry", "d1").iter().any(|r| r.0 == (T0 + seq) * 1_000_000));
+                assert!(
+                    h.rows("telemetry", "d1")
+                        .iter()
+                        .any(|r| r.0 == (T0 + seq) * 1_000_000)
+                );
             }
             Some(Packet::PingResp) => {}
             other => panic!("{other:?}"),
@@ -99,7 +131,12 @@ fn malformed_bytes_close_only_that_connection() {
     let mut c = h.client("pump-7");
     c.send(&encode(Packet::PingResp));
     assert!(c.closed());
-    assert_eq!(h.server.stats().rejects_for(RejectReason::ProtocolViolation), 1);
+    assert_eq!(
+        h.server
+            .stats()
+            .rejects_for(RejectReason::ProtocolViolation),
+        1
+    );
 }
 
 #[test]
@@ -111,7 +148,11 @@ fn disconnect_device_closes_its_session_within_a_second() {
     let start = Instant::now();
     assert!(h.server.disconnect_device("d1"));
     assert!(c.closed());
-    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(!h.server.disconnect_device("d1"));
     other.send(&pingreq());
     assert_eq!(other.read_packet(), Some(Packet::PingResp));
@@ -124,7 +165,12 @@ fn second_connection_takes_over() {
     let mut first = h.client("d1");
     let mut second = h.client("d1");
     assert!(first.closed());
-    second.send(&publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 9, &json(1)));
+    second.send(&publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        9,
+        &json(1),
+    ));
     assert_eq!(second.read_packet(), Some(Packet::PubAck(PubAck::new(9))));
     assert_eq!(h.server.stats().rejects_for(RejectReason::TakenOver), 1);
     assert_eq!(h.server.connected_devices(), vec!["d1"]);
@@ -146,8 +192,14 @@ fn keep_alive_is_enforced_at_one_and_a_half_times() {
     let start = Instant::now();
     assert!(c.closed());
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3), "{waited:?}");
-    assert_eq!(h.server.stats().rejects_for(RejectReason::KeepAliveTimeout), 1);
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::KeepAliveTimeout),
+        1
+    );
     // Pings keep a session alive past its keep-alive.
     let mut c = RawClient::connect(h.addr);
     c.send(&connect_packet("d2", "d2", "k2", 1));
@@ -169,7 +221,10 @@ fn connect_timeout() {
     let start = Instant::now();
     assert_eq!(c.read_to_end(), Vec::<u8>::new());
     assert!(start.elapsed() < Duration::from_secs(2));
-    assert_eq!(h.server.stats().rejects_for(RejectReason::ConnectTimeout), 1);
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::ConnectTimeout),
+        1
+    );
 }
 
 #[test]
@@ -177,17 +232,35 @@ fn bad_payload_closes_after_earlier_messages_are_stored() {
     let h = Harness::start();
     let mut c = h.client("d1");
     let mut burst = publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 1, &json(1));
-    burst.extend(publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 2, b"{\"v\": [1]}"));
-    burst.extend(publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 3, &json(3)));
+    burst.extend(publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        2,
+        b"{\"v\": [1]}",
+    ));
+    burst.extend(publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        3,
+        &json(3),
+    ));
     c.send(&burst);
     assert_eq!(c.read_packet(), Some(Packet::PubAck(PubAck::new(1))));
     assert!(c.closed());
     assert_eq!(h.rows("telemetry", "d1").len(), 1);
-    assert_eq!(h.server.stats().rejects_for(RejectReason::InvalidPayload), 1);
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::InvalidPayload),
+        1
+    );
 
     // Line protocol naming another device is refused too.
     let mut c = h.client("d2");
-    c.send(&publish_packet("devices/d2/telemetry", QoS::AtLeastOnce, 1, b"m,device=d1 v=1"));
+    c.send(&publish_packet(
+        "devices/d2/telemetry",
+        QoS::AtLeastOnce,
+        1,
+        b"m,device=d1 v=1",
+    ));
     assert!(c.closed());
     assert!(h.rows("m", "d1").is_empty());
 }
@@ -197,13 +270,31 @@ fn schema_conflict_fails_only_the_conflicting_message() {
     let h = Harness::start();
     let mut a = h.client("d1");
     let mut b = h.client("d2");
-    a.send(&publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 1, b"{\"v\": 1}"));
+    a.send(&publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        1,
+        b"{\"v\": 1}",
+    ));
     assert_eq!(a.read_packet(), Some(Packet::PubAck(PubAck::new(1))));
-    b.send(&publish_packet("devices/d2/telemetry", QoS::AtLeastOnce, 1, b"{\"v\": \"text\"}"));
+    b.send(&publish_packet(
+        "devices/d2/telemetry",
+        QoS::AtLeastOnce,
+        1,
+        b"{\"v\": \"text\"}",
+    ));
     assert!(b.closed());
-    a.send(&publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 2, b"{\"v\": 2}"));
+    a.send(&publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        2,
+        b"{\"v\": 2}",
+    ));
     assert_eq!(a.read_packet(), Some(Packet::PubAck(PubAck::new(2))));
-    assert_eq!(h.server.stats().rejects_for(RejectReason::SchemaConflict), 1);
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::SchemaConflict),
+        1
+    );
     assert_eq!(h.rows("telemetry", "d1").len(), 2);
     assert!(h.rows("telemetry", "d2").is_empty());
 }
@@ -220,7 +311,12 @@ fn rate_limit_slows_a_device_down_without_dropping() {
     let mut c = h.client("d1");
     let mut burst = Vec::new();
     for i in 0..110 {
-        burst.extend(publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, i as u16 + 1, &json(i)));
+        burst.extend(publish_packet(
+            "devices/d1/telemetry",
+            QoS::AtLeastOnce,
+            i as u16 + 1,
+            &json(i),
+        ));
     }
     let start = Instant::now();
     c.send(&burst);
@@ -229,7 +325,10 @@ fn rate_limit_slows_a_device_down_without_dropping() {
     }
     let took = start.elapsed();
     // 10 at once, then 100 at 100/s.
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     assert_eq!(h.rows("telemetry", "d1").len(), 110);
     assert!(h.server.stats().messages_throttled >= 99);
 }
@@ -245,7 +344,10 @@ fn connection_limit() {
     let mut c = RawClient::connect(h.addr);
     c.send(&connect_packet("pump-7", "pump-7", "s3cr3t", 60));
     assert_eq!(c.read_to_end(), vec![0x20, 2, 0, 3]);
-    assert_eq!(h.server.stats().rejects_for(RejectReason::ConnectionLimit), 1);
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::ConnectionLimit),
+        1
+    );
 }
 
 #[test]
@@ -264,11 +366,24 @@ fn subscriptions_only_to_own_commands() {
         } else {
             SubscribeReasonCode::Failure
         };
-        assert_eq!(c.read_packet(), Some(Packet::SubAck(rumqttc::SubAck::new(pkid, vec![code]))), "{filter}");
+        assert_eq!(
+            c.read_packet(),
+            Some(Packet::SubAck(rumqttc::SubAck::new(pkid, vec![code]))),
+            "{filter}"
+        );
     }
-    c.send(&encode(Packet::Unsubscribe(rumqttc::Unsubscribe { pkid: 5, topics: vec!["devices/d1/commands/#".into()] })));
-    assert_eq!(c.read_packet(), Some(Packet::UnsubAck(rumqttc::UnsubAck::new(5))));
-    assert_eq!(h.server.stats().rejects_for(RejectReason::SubscribeDenied), 3);
+    c.send(&encode(Packet::Unsubscribe(rumqttc::Unsubscribe {
+        pkid: 5,
+        topics: vec!["devices/d1/commands/#".into()],
+    })));
+    assert_eq!(
+        c.read_packet(),
+        Some(Packet::UnsubAck(rumqttc::UnsubAck::new(5)))
+    );
+    assert_eq!(
+        h.server.stats().rejects_for(RejectReason::SubscribeDenied),
+        3
+    );
 }
 
 #[test]
@@ -277,7 +392,12 @@ fn disconnect_and_shutdown_store_what_was_received() {
     let mut c = h.client("d1");
     let mut burst = Vec::new();
     for i in 0..500 {
-        burst.extend(publish_packet("devices/d1/telemetry", QoS::AtMostOnce, 0, &json(i)));
+        burst.extend(publish_packet(
+            "devices/d1/telemetry",
+            QoS::AtMostOnce,
+            0,
+            &json(i),
+        ));
     }
     burst.extend(encode(Packet::Disconnect));
     c.send(&burst);
@@ -287,7 +407,12 @@ fn disconnect_and_shutdown_store_what_was_received() {
     let mut c = h.client("d2");
     let mut burst = Vec::new();
     for i in 0..500 {
-        burst.extend(publish_packet("devices/d2/telemetry", QoS::AtMostOnce, 0, &json(i)));
+        burst.extend(publish_packet(
+            "devices/d2/telemetry",
+            QoS::AtMostOnce,
+            0,
+            &json(i),
+        ));
     }
     c.send(&burst);
     c.send(&pingreq());
@@ -297,27 +422,50 @@ fn disconnect_and_shutdown_store_what_was_received() {
     assert_eq!(h.rows("telemetry", "d2").len(), 500);
     assert_eq!(h.server.stats().connections_open, 0);
     // No new connections after shutdown.
-    assert!(std::net::TcpStream::connect(h.addr).is_err() || {
-        let mut late = RawClient::connect(h.addr);
-        late.send(&connect_packet("d1", "d1", "k1", 60));
-        late.read_packet().is_none()
-    });
+    assert!(
+        std::net::TcpStream::connect(h.addr).is_err() || {
+            let mut late = RawClient::connect(h.addr);
+            late.send(&connect_packet("d1", "d1", "k1", 60));
+            late.read_packet().is_none()
+        }
+    );
 }
 
 #[test]
 fn replay_runs_the_frame_handling() {
     let mut bytes = connect_packet("d1", "d1", "k1", 60);
-    bytes.extend(publish_packet("devices/d1/telemetry", QoS::AtLeastOnce, 1, &json(1)));
-    bytes.extend(publish_packet("devices/d1/telemetry/x", QoS::AtMostOnce, 0, b"x v=1"));
+    bytes.extend(publish_packet(
+        "devices/d1/telemetry",
+        QoS::AtLeastOnce,
+        1,
+        &json(1),
+    ));
+    bytes.extend(publish_packet(
+        "devices/d1/telemetry/x",
+        QoS::AtMostOnce,
+        0,
+        b"x v=1",
+    ));
     bytes.extend(subscribe_packet(2, "devices/d1/commands/#"));
     bytes.extend(pingreq());
     let r = replay(&bytes, &MqttConfig::default());
     assert!(r.connected);
-    assert_eq!((r.packets, r.messages, r.rows, r.subscriptions), (4, 2, 2, 1));
+    assert_eq!(
+        (r.packets, r.messages, r.rows, r.subscriptions),
+        (4, 2, 2, 1)
+    );
     assert_eq!(r.reply_bytes, 4 + 5 + 2, "PUBACK, SUBACK, PINGRESP");
     assert_eq!(r.close, None);
-    bytes.extend(publish_packet("devices/d2/telemetry", QoS::AtMostOnce, 0, b"x v=1"));
-    assert_eq!(replay(&bytes, &MqttConfig::default()).close, Some(RejectReason::ForeignTopic));
+    bytes.extend(publish_packet(
+        "devices/d2/telemetry",
+        QoS::AtMostOnce,
+        0,
+        b"x v=1",
+    ));
+    assert_eq!(
+        replay(&bytes, &MqttConfig::default()).close,
+        Some(RejectReason::ForeignTopic)
+    );
 }
 
 proptest! {

@@ -35,8 +35,13 @@ async fn explain(q: &QueryEngine, text: &str) -> String {
         .join("\n")
 }
 
+/// (time, device, fleet, speed, fuel).
+type Row = (i64, String, Option<String>, f64, Option<f64>);
+/// Which rows a query should return.
+type Keep = Box<dyn Fn(&Row) -> bool>;
+
 /// (time, device, fleet, speed, fuel) of every stored reading, from a raw full engine scan.
-fn raw_readings(engine: &Engine) -> Vec<(i64, String, Option<String>, f64, Option<f64>)> {
+fn raw_readings(engine: &Engine) -> Vec<Row> {
     let req = ScanRequest {
         database: "default".into(),
         stream: "readings".into(),
@@ -72,7 +77,7 @@ fn raw_readings(engine: &Engine) -> Vec<(i64, String, Option<String>, f64, Optio
     out
 }
 
-fn as_tuples(rows: Vec<Vec<Cell>>) -> Vec<(i64, String, Option<String>, f64, Option<f64>)> {
+fn as_tuples(rows: Vec<Vec<Cell>>) -> Vec<Row> {
     let mut out: Vec<_> = rows
         .into_iter()
         .map(|r| {
@@ -101,11 +106,8 @@ async fn pushdown_matches_a_full_scan_filtered_in_rust() {
     assert_eq!(all.len(), truth.len(), "engine holds every written point");
     let (from, to) = (T0 + 25 * MINUTE, T0 + 95 * MINUTE);
     let iso = |ns: i64| format!("to_timestamp_nanos({ns})");
-    let cases: Vec<(
-        String,
-        Box<dyn Fn(&(i64, String, Option<String>, f64, Option<f64>)) -> bool>,
-    )> = vec![
-        (format!("{COLS}"), Box::new(|_| true)),
+    let cases: Vec<(String, Keep)> = vec![
+        (COLS.to_string(), Box::new(|_| true)),
         (
             format!("{COLS} WHERE device = 'd1'"),
             Box::new(|r| r.1 == "d1"),

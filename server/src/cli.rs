@@ -100,6 +100,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
 
+    /// Longest a SQL query may run before it fails (`POST /api/v1/query`).
+    #[arg(long, env = "STRATA_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Memory in MiB that running SQL queries may use together (sorts, aggregates, joins, results).
+    #[arg(long, env = "STRATA_QUERY_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub query_memory_mb: u64,
+
     /// On SIGTERM/SIGINT, wait at most this long for in-flight requests before flushing and exiting.
     #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -124,6 +132,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The SQL engine's limits these flags describe.
+    pub fn query_config(&self) -> strata_query::QueryConfig {
+        strata_query::QueryConfig {
+            timeout: self.query_timeout,
+            memory_limit: mib_to_bytes(self.query_memory_mb as f64),
+            ..strata_query::QueryConfig::default()
+        }
+    }
+
     /// The storage-engine configuration these flags describe.
     pub fn engine_config(&self) -> EngineConfig {
         let mut cfg = EngineConfig::new(self.data_dir.clone());

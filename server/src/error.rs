@@ -46,6 +46,10 @@ pub enum ApiError {
     /// The request conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// The request hit a resource limit (query timeout or memory limit); retrying later or with a
+    /// narrower request may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     /// A server-side failure that is not the storage engine's (e.g. a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

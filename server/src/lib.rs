@@ -1,5 +1,5 @@
 //! The Strata server as a library: command-line configuration, logging, the HTTP API (write, read,
-//! health, metrics, admin, the device registry and tokens), authentication, the serve loop with
+//! health, metrics, admin, SQL queries, the device registry and tokens), authentication, the serve loop with
 //! graceful shutdown, and the `strata devices|entities|tokens` client commands. `main.rs` is a
 //! thin wrapper.
 
@@ -15,6 +15,7 @@ pub mod error;
 pub mod logging;
 pub mod metrics;
 pub mod precision;
+pub mod query;
 pub mod read;
 pub mod routes;
 pub mod serve;

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 
 use crate::api::{self, REGISTRY_BODY_LIMIT};
 use crate::state::AppState;
-use crate::{admin, auth, metrics, read, write};
+use crate::{admin, auth, metrics, query, read, write};
 
 /// Builds the router with all endpoints.
 pub fn router(state: AppState) -> Router {
@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(large_bodies)
         .merge(registry_routes())
         .route("/api/v1/read", get(read::read))
+        .route("/api/v1/query", post(query::query))
         .route("/api/v1/flush", post(admin::flush))
         .route("/api/v1/compact", post(admin::compact))
         .route("/api/v1/databases", get(admin::databases))

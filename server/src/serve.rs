@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::bootstrap::{Announce, admin_source, open_registry};
+use strata_query::QueryEngine;
 use crate::cli::{ServeArgs, durability_name};
 use crate::routes::router;
 use crate::state::AppState;
@@ -50,9 +51,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("registry open task failed")??;
     let registry = Arc::new(registry);
+    let query = QueryEngine::with_config(engine.clone(), args.query_config())
+        .context("cannot start the SQL engine")?;
     let state = AppState::new(
         engine.clone(),
         registry.clone(),
+        Arc::new(query),
         args.max_body_bytes(),
         args.device_tags.clone(),
     );

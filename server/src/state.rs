@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_query::QueryEngine;
 use strata_registry::Registry;
 use strata_storage::{Engine, RecoveryReport};
 
@@ -21,6 +22,8 @@ pub struct Inner {
     pub engine: Arc<Engine>,
     /// The device registry (identities, entities, tokens, audit log).
     pub registry: Arc<Registry>,
+    /// SQL over the engine.
+    pub query: Arc<QueryEngine>,
     /// Body-size limit in bytes (before and after decompression).
     pub max_body: usize,
     /// Tag names that identify the device.
@@ -38,6 +41,7 @@ impl AppState {
     pub fn new(
         engine: Arc<Engine>,
         registry: Arc<Registry>,
+        query: Arc<QueryEngine>,
         max_body: usize,
         device_tags: Vec<String>,
     ) -> Self {
@@ -45,6 +49,7 @@ impl AppState {
         let inner = Inner {
             engine,
             registry,
+            query,
             max_body,
             device_tags,
             metrics: Metrics::default(),

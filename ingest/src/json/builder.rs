@@ -200,9 +200,18 @@ mod tests {
         let err = b
             .row("s", key("a"), 2, &[("x".into(), Value::Integer(1))], 4)
             .unwrap_err();
-        assert!(matches!(err, RowError::Conflict { first_record: 0, .. }));
+        assert!(matches!(
+            err,
+            RowError::Conflict {
+                first_record: 0,
+                ..
+            }
+        ));
         let mut b = Builder::new(1000);
-        let dup = [("x".into(), Value::Float(1.0)), ("x".into(), Value::Float(2.0))];
+        let dup = [
+            ("x".into(), Value::Float(1.0)),
+            ("x".into(), Value::Float(2.0)),
+        ];
         assert_eq!(
             b.row("s", key("a"), 1, &dup, 0),
             Err(RowError::Duplicate("x".into()))
@@ -211,9 +220,6 @@ mod tests {
         let many: Vec<_> = (0..4)
             .map(|i| (format!("f{i}"), Value::Float(0.0)))
             .collect();
-        assert_eq!(
-            b.row("s", key("a"), 1, &many, 0),
-            Err(RowError::Budget(3))
-        );
+        assert_eq!(b.row("s", key("a"), 1, &many, 0), Err(RowError::Budget(3)));
     }
 }

@@ -123,7 +123,10 @@ mod tests {
     fn static_authenticator() {
         let mut auth = StaticAuthenticator::new([("d1", "k1"), ("d2", "k2")]);
         auth.disable("d2");
-        assert_eq!(auth.authenticate("d1", Some("d1"), Some("k1")), Ok("d1".into()));
+        assert_eq!(
+            auth.authenticate("d1", Some("d1"), Some("k1")),
+            Ok("d1".into())
+        );
         assert_eq!(
             auth.authenticate("d1", Some("d1"), Some("k2")),
             Err(AuthFailure::BadCredentials)

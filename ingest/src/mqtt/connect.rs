@@ -55,7 +55,10 @@ pub(crate) fn read_opening(buf: &mut BytesMut, max_packet: usize) -> Option<Open
 
 /// Number of bytes of the remaining-length field at the start of `b` (1 to 4).
 fn remaining_length_bytes(b: &[u8]) -> usize {
-    b.iter().take(4).position(|x| x & 0x80 == 0).map_or(4, |p| p + 1)
+    b.iter()
+        .take(4)
+        .position(|x| x & 0x80 == 0)
+        .map_or(4, |p| p + 1)
 }
 
 /// The protocol level of a CONNECT that is well framed but not MQTT 3.1.1 ("MQTT" level 4):
@@ -77,7 +80,10 @@ fn codec_error(e: &CodecError) -> Opening {
             RejectReason::PacketTooLarge,
             format!("CONNECT of {n} bytes is above the packet size limit"),
         ),
-        other => Opening::Invalid(RejectReason::Malformed, format!("malformed CONNECT: {other}")),
+        other => Opening::Invalid(
+            RejectReason::Malformed,
+            format!("malformed CONNECT: {other}"),
+        ),
     }
 }
 
@@ -148,6 +154,9 @@ mod tests {
             read_opening(&mut b, 1024),
             Some(Opening::Invalid(RejectReason::Malformed, _))
         ));
-        assert_eq!(&connack(ConnectReturnCode::RefusedProtocolVersion)[..], &[0x20, 2, 0, 1]);
+        assert_eq!(
+            &connack(ConnectReturnCode::RefusedProtocolVersion)[..],
+            &[0x20, 2, 0, 1]
+        );
     }
 }

@@ -59,20 +59,34 @@ where
         return;
     };
     let Some((id, signal)) = shared.register(&device) else {
-        refuse(&mut io, counters, ConnectReturnCode::ServiceUnavailable, RejectReason::ConnectionLimit).await;
+        refuse(
+            &mut io,
+            counters,
+            ConnectReturnCode::ServiceUnavailable,
+            RejectReason::ConnectionLimit,
+        )
+        .await;
         return;
     };
     add(&counters.sessions_started, 1);
     let _session = Gauge::open(&counters.sessions_open);
-    if write_bytes(&mut io, &connack(ConnectReturnCode::Success), shared.env.config.write_timeout)
-        .await
-        .is_ok()
+    if write_bytes(
+        &mut io,
+        &connack(ConnectReturnCode::Success),
+        shared.env.config.write_timeout,
+    )
+    .await
+    .is_ok()
     {
         let keep_alive = match connect.keep_alive {
             0 => shared.env.config.default_keep_alive,
             s => Duration::from_secs(u64::from(s)),
         };
-        let session = Session::new(shared.env.clone(), device.clone(), std::time::Instant::now());
+        let session = Session::new(
+            shared.env.clone(),
+            device.clone(),
+            std::time::Instant::now(),
+        );
         let mut conn = Conn {
             shared,
             io,
@@ -129,11 +143,23 @@ where
         }
         Ok(Some(Opening::UnsupportedVersion(level))) => {
             tracing::debug!(level, "mqtt protocol level refused");
-            refuse(io, c, ConnectReturnCode::RefusedProtocolVersion, RejectReason::ProtocolVersion).await;
+            refuse(
+                io,
+                c,
+                ConnectReturnCode::RefusedProtocolVersion,
+                RejectReason::ProtocolVersion,
+            )
+            .await;
             None
         }
         Ok(Some(Opening::Connect(_))) if over_limit => {
-            refuse(io, c, ConnectReturnCode::ServiceUnavailable, RejectReason::ConnectionLimit).await;
+            refuse(
+                io,
+                c,
+                ConnectReturnCode::ServiceUnavailable,
+                RejectReason::ConnectionLimit,
+            )
+            .await;
             None
         }
         Ok(Some(Opening::Connect(connect))) => Some(connect),
@@ -147,7 +173,13 @@ where
 {
     let c = &shared.env.counters;
     if connect.client_id.is_empty() {
-        refuse(io, c, ConnectReturnCode::BadClientId, RejectReason::BadClientId).await;
+        refuse(
+            io,
+            c,
+            ConnectReturnCode::BadClientId,
+            RejectReason::BadClientId,
+        )
+        .await;
         return None;
     }
     let auth = shared.auth.clone();
@@ -207,7 +239,10 @@ where
 }
 
 /// A commit in flight: its outcome and the PUBACKs it owes.
-type Inflight = (oneshot::Receiver<Result<(), CommitFailure>>, Vec<Option<u16>>);
+type Inflight = (
+    oneshot::Receiver<Result<(), CommitFailure>>,
+    Vec<Option<u16>>,
+);
 
 /// The running session loop.
 struct Conn<'a, S> {
@@ -220,6 +255,16 @@ struct Conn<'a, S> {
     signal: watch::Receiver<Signal>,
     idle_limit: Duration,
     last_seen: Instant,
+}
+
+/// How a flush ended.
+enum Flushed {
+    /// Everything was written; `shutdown` when the server asked to shut down meanwhile.
+    Done { shutdown: bool },
+    /// A takeover or revocation arrived.
+    Kicked(Signal),
+    /// The write failed or timed out.
+    Failed,
 }
 
 /// What woke the loop up.
@@ -239,8 +284,9 @@ where
         loop {
             let now = Instant::now();
             let blocked = self.blocked(now);
-            if blocked {
-                // Time spent not reading is not the client's silence.
+            if blocked || self.inflight.is_some() {
+                // Time spent not reading, or making the client wait for a commit, is not the
+                // client's silence.
                 self.last_seen = now;
             }
             if self.closing.is_none() && !blocked && !self.rbuf.is_empty() {
@@ -295,33 +341,49 @@ where
         }
     }
 
-    /// Writes queued output; false when the connection must be dropped.
+    /// Writes queued output; false when the connection must be dropped. A takeover or
+    /// revocation interrupts a stalled write at once; a shutdown lets it finish.
     async fn flush(&mut self) -> bool {
         if self.session.out.is_empty() {
             return true;
         }
         let limit = self.shared.env.config.write_timeout;
         let out = std::mem::take(&mut self.session.out);
-        let outcome = tokio::select! {
-            biased;
-            changed = self.signal.changed() => Err(changed.ok().map(|()| *self.signal.borrow())),
-            written = write_bytes(&mut self.io, &out, limit) => written.map_err(|()| None),
+        let outcome = {
+            let Conn { io, signal, .. } = self;
+            let write = write_bytes(io, &out, limit);
+            tokio::pin!(write);
+            let mut shutdown = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    changed = signal.changed() => match changed.map(|()| *signal.borrow()) {
+                        Ok(Signal::Run) => {}
+                        Ok(Signal::Shutdown) => shutdown = true,
+                        Ok(kick) => break Flushed::Kicked(kick),
+                        Err(_) => break Flushed::Kicked(Signal::Revoked),
+                    },
+                    written = &mut write => break match written {
+                        Ok(()) => Flushed::Done { shutdown },
+                        Err(()) => Flushed::Failed,
+                    },
+                }
+            }
         };
         self.session.out = out;
         self.session.out.clear();
         match outcome {
-            Ok(()) => true,
-            Err(Some(Signal::Shutdown | Signal::Run)) => {
-                // Drop the unsent bytes: nothing more can be promised once a write stalls
-                // during shutdown.
-                self.count_close(RejectReason::WriteTimeout);
-                false
+            Flushed::Done { shutdown } => {
+                if shutdown {
+                    self.close_with(Some(Close::Graceful));
+                }
+                true
             }
-            Err(Some(signal)) => {
+            Flushed::Kicked(signal) => {
                 self.kicked(signal);
                 false
             }
-            Err(None) => {
+            Flushed::Failed => {
                 self.count_close(RejectReason::WriteTimeout);
                 false
             }
@@ -340,7 +402,8 @@ where
             biased;
             changed = self.signal.changed() => match changed {
                 Ok(()) => Event::Signal(*self.signal.borrow()),
-                Err(_) => Event::Signal(Signal::Shutdown),
+                // The sender goes away only after a takeover or revocation was sent.
+                Err(_) => Event::Signal(Signal::Revoked),
             },
             outcome = async {
                 match &mut self.inflight {
@@ -353,7 +416,9 @@ where
                 message: "the commit pipeline stopped".into(),
             }))),
             read = read_some(&mut self.io, &mut self.rbuf), if can_read => Event::Read(read),
-            () = sleep_until(idle_at), if can_read => Event::Idle,
+            // While a commit is in flight the client may be waiting for our PUBACKs: its
+            // silence is not idleness.
+            () = sleep_until(idle_at), if can_read && self.inflight.is_none() => Event::Idle,
             () = sleep_until(resume.unwrap_or(now)), if resume.is_some() && self.closing.is_none() => Event::Resume,
         }
     }

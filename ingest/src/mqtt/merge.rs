@@ -60,7 +60,8 @@ impl Merger {
         let mut t = Table::default();
         t.write.stream = stream.to_owned();
         self.tables.push(t);
-        self.by_stream.insert(stream.to_owned(), self.tables.len() - 1);
+        self.by_stream
+            .insert(stream.to_owned(), self.tables.len() - 1);
         self.tables.len() - 1
     }
 }
@@ -122,7 +123,8 @@ impl Table {
                         column.push_null();
                     }
                     self.write.columns.push(column);
-                    self.columns.insert(c.name.clone(), self.write.columns.len() - 1);
+                    self.columns
+                        .insert(c.name.clone(), self.write.columns.len() - 1);
                     self.write.columns.len() - 1
                 }
             };
@@ -166,11 +168,14 @@ mod tests {
     #[test]
     fn merges_streams_series_and_columns() {
         let mut m = Merger::default();
-        m.add(&lp("a,device=x v=1 1\nb,device=x s=\"q\" 2")).unwrap();
-        m.add(&lp("a,device=y w=2i 3\na,device=x v=3,w=4i 4")).unwrap();
+        m.add(&lp("a,device=x v=1 1\nb,device=x s=\"q\" 2"))
+            .unwrap();
+        m.add(&lp("a,device=y w=2i 3\na,device=x v=3,w=4i 4"))
+            .unwrap();
         m.add(&WriteBatch::default()).unwrap();
         let b = m.finish();
-        let expected = lp("a,device=x v=1 1\na,device=y w=2i 3\na,device=x v=3,w=4i 4\nb,device=x s=\"q\" 2");
+        let expected =
+            lp("a,device=x v=1 1\na,device=y w=2i 3\na,device=x v=3,w=4i 4\nb,device=x s=\"q\" 2");
         assert_eq!(b.tables.len(), 2);
         for (got, want) in b.tables.iter().zip(&expected.tables) {
             assert_eq!(got.times, want.times);

@@ -115,8 +115,14 @@ mod tests {
         assert_eq!(b.tables[0].stream, "env");
         assert_eq!(b.tables[0].series[0].device, "d1");
         assert_eq!(b.tables[0].times, vec![5_000_000]);
-        let b = decode(b"m,device=d1 v=1 1\nm v=2 2\nm,x=1 v=3 3", "d1", "env", &opts(), 0)
-            .unwrap();
+        let b = decode(
+            b"m,device=d1 v=1 1\nm v=2 2\nm,x=1 v=3 3",
+            "d1",
+            "env",
+            &opts(),
+            0,
+        )
+        .unwrap();
         let t = &b.tables[0];
         assert_eq!(t.stream, "m");
         assert_eq!(t.series.len(), 2);

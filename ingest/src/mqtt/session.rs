@@ -205,11 +205,11 @@ impl Session {
             Err(e) => return Some(Close::Reject(RejectReason::InvalidTopic, e.to_string())),
         };
         let time = self.next_time();
-        let batch = match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time)
-        {
-            Ok(b) => b,
-            Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
-        };
+        let batch =
+            match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time) {
+                Ok(b) => b,
+                Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
+            };
         self.count(&p);
         if let Some(bucket) = &mut self.bucket
             && let Some(wait) = bucket.take(now)
@@ -281,6 +281,9 @@ fn codec_close(e: &CodecError) -> Close {
             RejectReason::PacketTooLarge,
             format!("packet of {n} bytes is above the packet size limit"),
         ),
-        other => Close::Reject(RejectReason::Malformed, format!("malformed packet: {other}")),
+        other => Close::Reject(
+            RejectReason::Malformed,
+            format!("malformed packet: {other}"),
+        ),
     }
 }

@@ -120,7 +120,10 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(telemetry_stream(bad, "d1"), Err(TopicError::NotTelemetry(_))),
+                matches!(
+                    telemetry_stream(bad, "d1"),
+                    Err(TopicError::NotTelemetry(_))
+                ),
                 "{bad}"
             );
         }

@@ -63,7 +63,11 @@ impl Harness {
     }
 
     /// Rows of `device` in `stream` as (time, field values sorted by field name).
-    pub fn rows(&self, stream: &str, device: &str) -> Vec<(i64, Vec<(String, strata_storage::Value)>)> {
+    pub fn rows(
+        &self,
+        stream: &str,
+        device: &str,
+    ) -> Vec<(i64, Vec<(String, strata_storage::Value)>)> {
         let req = ScanRequest {
             database: "default".into(),
             stream: stream.into(),
@@ -125,7 +129,13 @@ impl Harness {
         let key = DEVICES.iter().find(|(d, _)| *d == device).unwrap().1;
         let mut c = RawClient::connect(self.addr);
         c.send(&connect_packet(device, device, key, 60));
-        assert_eq!(c.read_packet(), Some(Packet::ConnAck(rumqttc::ConnAck::new(rumqttc::ConnectReturnCode::Success, false))));
+        assert_eq!(
+            c.read_packet(),
+            Some(Packet::ConnAck(rumqttc::ConnAck::new(
+                rumqttc::ConnectReturnCode::Success,
+                false
+            )))
+        );
         c
     }
 }
@@ -149,7 +159,7 @@ pub fn run_captured(mut cmd: Command, limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(5));
     }
     let status = child.wait().unwrap();
-    let mut read = |f: &mut std::fs::File| {
+    let read = |f: &mut std::fs::File| {
         let mut v = Vec::new();
         f.seek(SeekFrom::Start(0)).unwrap();
         f.read_to_end(&mut v).unwrap();

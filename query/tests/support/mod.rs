@@ -53,7 +53,7 @@ pub fn readings() -> Vec<Reading> {
                 speed,
                 load: (k * (i as i64 + 1)) % 500,
                 moving: speed > 50.0,
-                fuel: (k % 5 != 0).then(|| 100.0 - k as f64 * 0.125 - i as f64),
+                fuel: (k % 5 != 0).then_some(100.0 - k as f64 * 0.125 - i as f64),
             });
         }
     }
@@ -145,9 +145,8 @@ fn reading_point(r: &Reading) -> Point<'_> {
 /// `diagnostics`: every 30 s per device, `status` (integer) and `fuel_state` (float).
 pub fn diagnostics_points(devices: &[String]) -> Vec<Point<'_>> {
     let mut out = Vec::new();
-    for (i, device) in devices.iter().enumerate() {
+    for device in devices {
         for k in (0..TICKS).step_by(3) {
-            let _ = i;
             out.push(Point {
                 device,
                 tags: vec![],
