@@ -12,7 +12,9 @@ use mqtt_harness::{
 };
 use proptest::prelude::*;
 use rumqttc::{Packet, PubAck, QoS, SubscribeReasonCode};
-use strata_ingest::mqtt::{MqttConfig, RateLimit, RejectReason, replay};
+use strata_ingest::mqtt::{
+    AuthFailure, DeviceAuthenticator, MqttConfig, RateLimit, RejectReason, replay,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -429,6 +431,64 @@ fn disconnect_and_shutdown_store_what_was_received() {
             late.read_packet().is_none()
         }
     );
+}
+
+/// Accepts `dev-N` with key `key-N`.
+struct Numbered;
+
+impl DeviceAuthenticator for Numbered {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<String, AuthFailure> {
+        let n = client_id.strip_prefix("dev-").ok_or(AuthFailure::BadCredentials)?;
+        match (username, password) {
+            (Some(u), Some(p)) if u == client_id && p == format!("key-{n}") => Ok(client_id.into()),
+            _ => Err(AuthFailure::BadCredentials),
+        }
+    }
+}
+
+#[test]
+fn many_connections_share_group_commits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::with_auth(MqttConfig::default(), std::sync::Arc::new(Numbered));
+    let n = 500;
+    let addr = h.addr;
+    let acked = h.rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            tasks.push(tokio::spawn(async move {
+                let id = format!("dev-{i}");
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.set_nodelay(true).unwrap();
+                s.write_all(&connect_packet(&id, &id, &format!("key-{i}"), 60)).await.unwrap();
+                let mut connack = [0u8; 4];
+                s.read_exact(&mut connack).await.unwrap();
+                assert_eq!(connack, [0x20, 2, 0, 0]);
+                let topic = format!("devices/{id}/telemetry");
+                s.write_all(&publish_packet(&topic, QoS::AtLeastOnce, 7, &json(i))).await.unwrap();
+                let mut puback = [0u8; 4];
+                s.read_exact(&mut puback).await.unwrap();
+                assert_eq!(puback, [0x40, 2, 0, 7]);
+                s
+            }));
+        }
+        let mut open = Vec::new();
+        for t in tasks {
+            open.push(t.await.unwrap());
+        }
+        open.len()
+    });
+    assert_eq!(acked, n as usize);
+    for i in [0, n / 2, n - 1] {
+        assert_eq!(h.rows("telemetry", &format!("dev-{i}")).len(), 1);
+    }
+    let s = h.server.stats();
+    assert_eq!((s.sessions_started, s.pubacks_sent, s.rows_written), (n as u64, n as u64, n as u64));
+    assert!(s.commits < n as u64, "{} commits for {n} connections", s.commits);
 }
 
 #[test]

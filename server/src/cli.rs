@@ -59,6 +59,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
 
+    /// Plain-TCP MQTT 3.1.1 device endpoint (HOST:PORT, e.g. 127.0.0.1:1883; port 0 picks a free
+    /// port). Off unless given. Devices connect with client id = user name = device id and the
+    /// device key as password; see docs/mqtt.md.
+    #[arg(long, env = "STRATA_MQTT_ADDR")]
+    pub mqtt_addr: Option<SocketAddr>,
+
     /// When a write is acknowledged: `sync` (after fdatasync, group commit), `interval:<ms>`
     /// (fsync every <ms> milliseconds, e.g. interval:100) or `none` (never fsync).
     #[arg(long, env = "STRATA_DURABILITY", default_value = "sync", value_parser = parse_durability)]

@@ -14,6 +14,7 @@ pub mod ctl;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod mqtt;
 pub mod precision;
 pub mod query;
 pub mod read;

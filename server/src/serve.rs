@@ -10,8 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::bootstrap::{Announce, admin_source, open_registry};
+use strata_ingest::mqtt::{MqttConfig, MqttServer};
 use strata_query::QueryEngine;
+
 use crate::cli::{ServeArgs, durability_name};
+use crate::mqtt::{RegistryAuthenticator, watch_revocations};
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -61,8 +64,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.device_tags.clone(),
     );
     log_recovery(&state.recovery);
+    let mqtt = match args.mqtt_addr {
+        Some(mqtt_addr) => Some(start_mqtt(mqtt_addr, &engine, &registry).await?),
+        None => None,
+    };
     tracing::info!(addr = %addr, "listening");
     serve_until_signal(listener, state, args.shutdown_timeout).await?;
+    if let Some(mqtt) = mqtt {
+        mqtt.shutdown(args.shutdown_timeout).await;
+    }
     tracing::info!("HTTP server stopped; flushing the engine");
     if let Err(e) = registry.flush() {
         tracing::warn!(error = %e, "could not persist the registry's last-seen times");
@@ -73,6 +83,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("engine shutdown failed")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Binds the MQTT device endpoint, wires registry revocations to it and serves it in the background.
+async fn start_mqtt(
+    addr: std::net::SocketAddr,
+    engine: &Arc<Engine>,
+    registry: &Arc<strata_registry::Registry>,
+) -> anyhow::Result<MqttServer> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for MQTT on {addr}"))?;
+    let local = listener.local_addr().context("no local MQTT address")?;
+    let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
+    let mqtt = MqttServer::new(MqttConfig::default(), engine.clone(), auth)
+        .context("cannot start the MQTT endpoint")?;
+    watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
+    let serving = mqtt.clone();
+    tokio::spawn(async move {
+        if let Err(e) = serving.serve(listener).await {
+            tracing::error!(error = %e, "MQTT endpoint failed");
+        }
+    });
+    tracing::info!(addr = %local, "MQTT device endpoint listening");
+    Ok(mqtt)
 }
 
 /// Logs what recovery found: a summary, and each damage item as a warning.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rumqttc::{Connect, Packet, PingReq, Protocol, Publish, QoS, Subscribe};
-use strata_ingest::mqtt::{MqttConfig, MqttServer, StaticAuthenticator};
+use strata_ingest::mqtt::{DeviceAuthenticator, MqttConfig, MqttServer, StaticAuthenticator};
 use strata_storage::{Engine, EngineConfig, ScanRequest};
 
 /// Device ids and keys known to every harness.
@@ -36,6 +36,11 @@ impl Harness {
 
     /// A server with `config`.
     pub fn with_config(config: MqttConfig) -> Self {
+        Self::with_auth(config, Arc::new(StaticAuthenticator::new(DEVICES)))
+    }
+
+    /// A server with `config` and the authenticator `auth`.
+    pub fn with_auth(config: MqttConfig, auth: Arc<dyn DeviceAuthenticator>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut engine_config = EngineConfig::new(dir.path());
         engine_config.background = false;
@@ -45,7 +50,6 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let auth = Arc::new(StaticAuthenticator::new(DEVICES));
         let server = MqttServer::new(config, engine.clone(), auth).unwrap();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
