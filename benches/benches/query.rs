@@ -12,7 +12,7 @@ use criterion::Criterion;
 use strata_client::fleet::{FleetConfig, FleetGenerator};
 use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::datafusion::physical_plan::collect;
-use strata_query::{OutputFormat, QueryEngine, tokio};
+use strata_query::{OutputFormat, QueryConfig, QueryEngine, tokio};
 use strata_storage::{Durability, Engine, EngineConfig};
 
 const TRUCK_4H_MEAN: &str = "SELECT time_bucket(INTERVAL '10 minutes', time) AS bucket, avg(velocity) \
@@ -116,8 +116,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let sparse = QueryConfig {
+        read_all_fields: false,
+        ..QueryConfig::default()
+    };
+    let q_read_only = QueryEngine::with_config(engine.clone(), sparse).unwrap();
     let q = QueryEngine::new(engine).unwrap();
     print_phases(&rt, &q, "one truck, 4 h, 10-min mean", TRUCK_4H_MEAN, 201);
+    print_phases(
+        &rt,
+        &q_read_only,
+        "one truck, 4 h, 10-min mean (read_all_fields=false)",
+        TRUCK_4H_MEAN,
+        201,
+    );
     print_phases(
         &rt,
         &q,

@@ -3,7 +3,7 @@
 
 pub mod json;
 pub mod line_protocol;
-pub mod mqtt;
 mod lp_scan;
 mod lp_table;
 mod lp_value;
+pub mod mqtt;

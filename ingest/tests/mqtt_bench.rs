@@ -135,3 +135,111 @@ fn qos1_one_connection_unbounded_window() {
         stats.commits
     );
 }
+
+/// Resident memory of this process in KiB (Linux), 0 when unknown.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Accepts `dev-N` with key `key-N`.
+struct Numbered;
+
+impl strata_ingest::mqtt::DeviceAuthenticator for Numbered {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<String, strata_ingest::mqtt::AuthFailure> {
+        let n = client_id
+            .strip_prefix("dev-")
+            .ok_or(strata_ingest::mqtt::AuthFailure::BadCredentials)?;
+        match (username, password) {
+            (Some(u), Some(p)) if u == client_id && p == format!("key-{n}") => Ok(client_id.into()),
+            _ => Err(strata_ingest::mqtt::AuthFailure::BadCredentials),
+        }
+    }
+}
+
+/// Many concurrent device connections (`STRATA_MQTT_BENCH_CONNECTIONS`, default 300), each
+/// publishing `STRATA_MQTT_BENCH_ROUNDS` (default 2) QoS 1 messages one second apart while all
+/// stay open: every message is acknowledged and stored, and the resident memory per open
+/// connection (server and client sides together, in this one process) is reported.
+#[test]
+fn many_device_connections() {
+    use mqtt_harness::{connect_packet, publish_packet};
+    use rumqttc::QoS;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n: usize = env_or("STRATA_MQTT_BENCH_CONNECTIONS", "300")
+        .parse()
+        .unwrap();
+    let rounds: i64 = env_or("STRATA_MQTT_BENCH_ROUNDS", "2").parse().unwrap();
+    let h = Harness::with_auth(
+        strata_ingest::mqtt::MqttConfig::default(),
+        std::sync::Arc::new(Numbered),
+    );
+    let addr = h.addr;
+    let before = rss_kib();
+    let start = Instant::now();
+    let peak = h.rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            tasks.push(tokio::spawn(async move {
+                let id = format!("dev-{i}");
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(&connect_packet(&id, &id, &format!("key-{i}"), 30))
+                    .await
+                    .unwrap();
+                let mut ack = [0u8; 4];
+                s.read_exact(&mut ack).await.unwrap();
+                assert_eq!(ack, [0x20, 2, 0, 0]);
+                let topic = format!("devices/{id}/telemetry");
+                for r in 0..rounds {
+                    let payload =
+                        format!("{{\"ts\":{},\"v\":{r}}}", 1_700_000_000_000i64 + r * 1000);
+                    let pkid = r as u16 + 1;
+                    s.write_all(&publish_packet(
+                        &topic,
+                        QoS::AtLeastOnce,
+                        pkid,
+                        payload.as_bytes(),
+                    ))
+                    .await
+                    .unwrap();
+                    s.read_exact(&mut ack).await.unwrap();
+                    assert_eq!(ack, [0x40, 2, 0, pkid as u8]);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                s
+            }));
+        }
+        let mut open = Vec::new();
+        for t in tasks {
+            open.push(t.await.unwrap());
+        }
+        let peak = rss_kib();
+        drop(open);
+        peak
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let stats = h.server.stats();
+    let rejects: Vec<_> = stats.rejects.iter().filter(|(_, n)| *n > 0).collect();
+    assert!(rejects.is_empty(), "{rejects:?}");
+    assert_eq!(stats.pubacks_sent, n as u64 * rounds as u64);
+    assert_eq!(stats.rows_written, n as u64 * rounds as u64);
+    println!(
+        "mqtt bench: {n} connections × {rounds} QoS 1 messages in {secs:.1} s; {} engine writes; \
+         RSS {} MiB → {} MiB ({:.1} KiB per open connection, both sides)",
+        stats.commits,
+        before / 1024,
+        peak / 1024,
+        peak.saturating_sub(before) as f64 / n as f64
+    );
+}

@@ -113,6 +113,7 @@ fn pubacks_in_order_and_only_once_durable() {
     }
     assert_eq!(acks, std::mem::take(&mut expected));
     assert_eq!(h.rows("telemetry", "d1").len(), 2020);
+    assert_eq!(h.server.stats().pending_bytes, 0);
 }
 
 #[test]
@@ -443,7 +444,9 @@ impl DeviceAuthenticator for Numbered {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<String, AuthFailure> {
-        let n = client_id.strip_prefix("dev-").ok_or(AuthFailure::BadCredentials)?;
+        let n = client_id
+            .strip_prefix("dev-")
+            .ok_or(AuthFailure::BadCredentials)?;
         match (username, password) {
             (Some(u), Some(p)) if u == client_id && p == format!("key-{n}") => Ok(client_id.into()),
             _ => Err(AuthFailure::BadCredentials),
@@ -464,12 +467,16 @@ fn many_connections_share_group_commits() {
                 let id = format!("dev-{i}");
                 let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
                 s.set_nodelay(true).unwrap();
-                s.write_all(&connect_packet(&id, &id, &format!("key-{i}"), 60)).await.unwrap();
+                s.write_all(&connect_packet(&id, &id, &format!("key-{i}"), 60))
+                    .await
+                    .unwrap();
                 let mut connack = [0u8; 4];
                 s.read_exact(&mut connack).await.unwrap();
                 assert_eq!(connack, [0x20, 2, 0, 0]);
                 let topic = format!("devices/{id}/telemetry");
-                s.write_all(&publish_packet(&topic, QoS::AtLeastOnce, 7, &json(i))).await.unwrap();
+                s.write_all(&publish_packet(&topic, QoS::AtLeastOnce, 7, &json(i)))
+                    .await
+                    .unwrap();
                 let mut puback = [0u8; 4];
                 s.read_exact(&mut puback).await.unwrap();
                 assert_eq!(puback, [0x40, 2, 0, 7]);
@@ -487,8 +494,15 @@ fn many_connections_share_group_commits() {
         assert_eq!(h.rows("telemetry", &format!("dev-{i}")).len(), 1);
     }
     let s = h.server.stats();
-    assert_eq!((s.sessions_started, s.pubacks_sent, s.rows_written), (n as u64, n as u64, n as u64));
-    assert!(s.commits < n as u64, "{} commits for {n} connections", s.commits);
+    assert_eq!(
+        (s.sessions_started, s.pubacks_sent, s.rows_written),
+        (n as u64, n as u64, n as u64)
+    );
+    assert!(
+        s.commits < n as u64,
+        "{} commits for {n} connections",
+        s.commits
+    );
 }
 
 #[test]

@@ -71,7 +71,10 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
             .with_information_schema(true)
             .with_target_partitions(config.target_partitions.max(1))
-            .with_batch_size(config.batch_size.max(1));
+            .with_batch_size(config.batch_size.max(1))
+            // The scan already has one partition per chunk of devices; re-splitting a
+            // single-device scan costs more than it saves on small time-series queries.
+            .with_round_robin_repartition(false);
         let mut ctx = SessionContext::new_with_config_rt(session, runtime);
         let options = ScanOptions {
             read_all_fields: config.read_all_fields,

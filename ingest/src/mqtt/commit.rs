@@ -26,13 +26,20 @@ pub(crate) struct CommitFailure {
     pub(crate) message: String,
 }
 
+/// What a job's sender learns: the indices of messages skipped because of their content (only
+/// with [`CommitJob::keep_going`]), or the first failure.
+pub(crate) type CommitOutcome = Result<Vec<usize>, CommitFailure>;
+
 /// Messages of one connection, in arrival order.
 #[derive(Debug)]
 pub(crate) struct CommitJob {
     /// One batch per message (possibly empty).
     pub(crate) batches: Vec<WriteBatch>,
+    /// Skip messages refused for their content (schema conflicts) and store the others, instead
+    /// of stopping at the first.
+    pub(crate) keep_going: bool,
     /// Receives the outcome once every message is durable or one failed.
-    pub(crate) reply: oneshot::Sender<Result<(), CommitFailure>>,
+    pub(crate) reply: oneshot::Sender<CommitOutcome>,
 }
 
 /// Handle to the commit threads; dropping it (and every clone of the sender) stops them.
@@ -121,7 +128,7 @@ fn commit_group(engine: &Engine, counters: &Counters, group: Vec<CommitJob>) {
                     add(&counters.rows_written, rows as u64);
                 }
                 for job in group {
-                    let _ = job.reply.send(Ok(()));
+                    let _ = job.reply.send(Ok(Vec::new()));
                 }
                 return;
             }
@@ -136,26 +143,37 @@ fn commit_group(engine: &Engine, counters: &Counters, group: Vec<CommitJob>) {
         }
     }
     for job in group {
-        let outcome = commit_one_by_one(engine, counters, &job.batches);
+        let outcome = commit_one_by_one(engine, counters, &job.batches, job.keep_going);
         let _ = job.reply.send(outcome);
     }
 }
 
-/// Writes the messages of one job separately; stops at the first failure.
+/// Writes the messages of one job separately; stops at the first failure, or with
+/// `keep_going` only at the first failure that is not about a message's content.
 fn commit_one_by_one(
     engine: &Engine,
     counters: &Counters,
     batches: &[WriteBatch],
-) -> Result<(), CommitFailure> {
+    keep_going: bool,
+) -> CommitOutcome {
+    let mut skipped = Vec::new();
     for (i, batch) in batches.iter().enumerate() {
         if batch.rows() == 0 {
             continue;
         }
-        engine.write(batch).map_err(|e| failure(i, &e))?;
-        add(&counters.commits, 1);
-        add(&counters.rows_written, batch.rows() as u64);
+        match engine.write(batch) {
+            Ok(_) => {
+                add(&counters.commits, 1);
+                add(&counters.rows_written, batch.rows() as u64);
+            }
+            Err(e) if keep_going && is_content_error(&e) => {
+                tracing::warn!(error = %e, "message skipped");
+                skipped.push(i);
+            }
+            Err(e) => return Err(failure(i, &e)),
+        }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// True when the engine refused the batch for what it contains (not for a failure of its own).

@@ -46,6 +46,9 @@ pub struct MqttConfig {
     /// Payload bytes a connection may hold waiting for a commit before the server stops reading
     /// its socket (default 16 MiB).
     pub max_pending_bytes: usize,
+    /// Payload bytes all connections together may hold waiting for commits before every
+    /// connection stops reading (default 256 MiB): bounds memory when the disk is slow.
+    pub max_total_pending_bytes: usize,
     /// Threads that write merged batches to the engine (default 2: one appends while the other
     /// waits for the WAL sync).
     pub commit_threads: usize,
@@ -72,6 +75,7 @@ impl Default for MqttConfig {
             write_timeout: Duration::from_secs(30),
             max_pending_messages: 65_536,
             max_pending_bytes: 16 << 20,
+            max_total_pending_bytes: 256 << 20,
             commit_threads: 2,
             max_commit_rows: 1 << 18,
             json_epoch_unit: Precision::Milliseconds,

@@ -14,11 +14,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::auth::AuthFailure;
-use super::commit::{CommitFailure, CommitJob};
+use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, read_opening};
 use super::server::{Shared, Signal};
 use super::session::{Close, Session};
-use super::stats::{Counters, RejectReason, add, dec};
+use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
 /// Initial read buffer per connection (grows for larger packets).
 const READ_BUFFER: usize = 4096;
@@ -238,10 +238,11 @@ where
     }
 }
 
-/// A commit in flight: its outcome and the PUBACKs it owes.
+/// A commit in flight: its outcome, the PUBACKs it owes, and the bytes it holds.
 type Inflight = (
-    oneshot::Receiver<Result<(), CommitFailure>>,
+    oneshot::Receiver<CommitOutcome>,
     Vec<Option<u16>>,
+    PendingCharge,
 );
 
 /// The running session loop.
@@ -270,7 +271,7 @@ enum Flushed {
 /// What woke the loop up.
 enum Event {
     Signal(Signal),
-    Committed(Result<(), CommitFailure>),
+    Committed(CommitOutcome),
     Read(std::io::Result<usize>),
     Idle,
     Resume,
@@ -295,6 +296,10 @@ where
                     self.last_seen = now;
                 }
                 self.close_with(close);
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * READ_BUFFER {
+                    // Give back the room a large packet needed.
+                    self.rbuf = BytesMut::with_capacity(READ_BUFFER);
+                }
             }
             self.submit();
             if !self.flush().await {
@@ -302,6 +307,7 @@ where
             }
             if self.closing.is_some() && self.inflight.is_none() {
                 self.finish();
+                let _ = timeout(Duration::from_secs(1), self.io.shutdown()).await;
                 return;
             }
             let event = self.next_event().await;
@@ -327,12 +333,17 @@ where
         if self.inflight.is_some() {
             return;
         }
-        let Some((batches, acks)) = self.session.take_pending() else {
+        let Some((batches, acks, charge)) = self.session.take_pending() else {
             return;
         };
         let (reply, rx) = oneshot::channel();
-        if self.shared.committer.submit(CommitJob { batches, reply }) {
-            self.inflight = Some((rx, acks));
+        let job = CommitJob {
+            batches,
+            keep_going: false,
+            reply,
+        };
+        if self.shared.committer.submit(job) {
+            self.inflight = Some((rx, acks, charge));
         } else {
             self.closing = Some(Close::Reject(
                 RejectReason::Storage,
@@ -384,7 +395,7 @@ where
                 false
             }
             Flushed::Failed => {
-                self.count_close(RejectReason::WriteTimeout);
+                self.count_close(RejectReason::WriteFailed);
                 false
             }
         }
@@ -407,7 +418,7 @@ where
             },
             outcome = async {
                 match &mut self.inflight {
-                    Some((rx, _)) => rx.await,
+                    Some((rx, _, _)) => rx.await,
                     None => std::future::pending().await,
                 }
             } => Event::Committed(outcome.unwrap_or_else(|_| Err(CommitFailure {
@@ -458,12 +469,12 @@ where
         }
     }
 
-    fn committed(&mut self, outcome: Result<(), CommitFailure>) {
-        let Some((_, acks)) = self.inflight.take() else {
+    fn committed(&mut self, outcome: CommitOutcome) {
+        let Some((_, acks, _charge)) = self.inflight.take() else {
             return;
         };
         match outcome {
-            Ok(()) => self.session.ack(&acks),
+            Ok(_) => self.session.ack(&acks),
             Err(failure) => {
                 let stored = acks.get(..failure.index).unwrap_or(&[]);
                 self.session.ack(stored);

@@ -7,6 +7,9 @@
 //! write (group commit), and each connection's PUBACKs leave in order. `docs/mqtt.md` describes
 //! topics, payloads, limits and every refusal.
 //!
+//! [`Bridge`] is the other way in: it subscribes to an existing broker and acknowledges each
+//! message only after its rows are durable.
+//!
 //! ```no_run
 //! # async fn demo(engine: std::sync::Arc<strata_storage::Engine>) -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -19,6 +22,7 @@
 //! ```
 
 mod auth;
+mod bridge;
 mod bucket;
 mod commit;
 mod config;
@@ -33,6 +37,7 @@ mod stats;
 mod topic;
 
 pub use auth::{AuthFailure, DeviceAuthenticator, DeviceId, StaticAuthenticator};
+pub use bridge::{Bridge, BridgeConfig, BridgeConfigError, BridgeError, BridgeRoute, BridgeStats};
 pub use config::{MqttConfig, RateLimit};
 pub use payload::is_json;
 pub use replay::{Replay, replay};

@@ -65,7 +65,7 @@ pub fn replay(bytes: &[u8], config: &MqttConfig) -> Replay {
     loop {
         let (handled, close) = session.process(&mut buf, now);
         out.packets += handled;
-        if let Some((batches, acks)) = session.take_pending() {
+        if let Some((batches, acks, _charge)) = session.take_pending() {
             out.messages += batches.len();
             out.rows += batches.iter().map(WriteBatch::rows).sum::<usize>();
             out.malformed_batches += batches.iter().filter(|b| !well_formed(b)).count();

@@ -4,6 +4,7 @@
 //! The async connection loop (`connection.rs`) and the fuzz entry point drive it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -16,7 +17,7 @@ use strata_storage::WriteBatch;
 use super::bucket::TokenBucket;
 use super::config::MqttConfig;
 use super::payload::{self, PayloadOptions};
-use super::stats::{Counters, RejectReason, add};
+use super::stats::{Counters, PendingCharge, RejectReason, add};
 use super::topic::{self, TopicError};
 use crate::line_protocol::now_nanos;
 
@@ -54,8 +55,9 @@ pub(crate) enum Close {
     Reject(RejectReason, String),
 }
 
-/// Messages handed to one commit: one batch per message, and the PUBACK each one is owed.
-pub(crate) type Pending = (Vec<WriteBatch>, Vec<Option<u16>>);
+/// Messages handed to one commit: one batch per message, the PUBACK each one is owed, and the
+/// payload bytes they hold (counted until the commit is over).
+pub(crate) type Pending = (Vec<WriteBatch>, Vec<Option<u16>>, PendingCharge);
 
 /// The state of one session.
 #[derive(Debug)]
@@ -64,7 +66,7 @@ pub(crate) struct Session {
     device: String,
     batches: Vec<WriteBatch>,
     acks: Vec<Option<u16>>,
-    pending_bytes: usize,
+    pending: PendingCharge,
     subscriptions: Vec<String>,
     bucket: Option<TokenBucket>,
     last_time: i64,
@@ -77,12 +79,13 @@ impl Session {
     /// A session of `device`.
     pub(crate) fn new(env: Arc<Env>, device: String, now: Instant) -> Self {
         let bucket = env.config.rate_limit.map(|l| TokenBucket::new(l, now));
+        let pending = PendingCharge::new(env.counters.clone());
         Session {
             env,
             device,
             batches: Vec::new(),
             acks: Vec::new(),
-            pending_bytes: 0,
+            pending,
             subscriptions: Vec::new(),
             bucket,
             last_time: i64::MIN,
@@ -106,10 +109,14 @@ impl Session {
         self.throttle_until.filter(|t| *t > now)
     }
 
-    /// True when enough messages wait for a commit that reading should pause.
+    /// True when enough messages wait for a commit (on this connection, or in bytes on all
+    /// connections together) that reading should pause.
     pub(crate) fn pending_full(&self) -> bool {
-        self.batches.len() >= self.env.config.max_pending_messages.max(1)
-            || self.pending_bytes >= self.env.config.max_pending_bytes
+        let config = &self.env.config;
+        let total = self.env.counters.pending_bytes.load(Ordering::Relaxed);
+        self.batches.len() >= config.max_pending_messages.max(1)
+            || self.pending.bytes() >= config.max_pending_bytes as u64
+            || (!self.batches.is_empty() && total >= config.max_total_pending_bytes as u64)
     }
 
     /// Handles every complete packet in `buf`, stopping early when the device goes over its
@@ -139,10 +146,10 @@ impl Session {
         if self.acks.is_empty() {
             return None;
         }
-        self.pending_bytes = 0;
         Some((
             std::mem::take(&mut self.batches),
             std::mem::take(&mut self.acks),
+            self.pending.take(),
         ))
     }
 
@@ -221,7 +228,7 @@ impl Session {
         if ack.is_some() || batch.rows() > 0 {
             self.batches.push(batch);
             self.acks.push(ack);
-            self.pending_bytes += p.payload.len();
+            self.pending.add(p.payload.len());
         }
         None
     }
@@ -285,5 +292,63 @@ fn codec_close(e: &CodecError) -> Close {
             RejectReason::Malformed,
             format!("malformed packet: {other}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &str, qos: QoS, pkid: u16, payload: &[u8]) -> BytesMut {
+        let mut p = Publish::new(topic, qos, payload.to_vec());
+        p.pkid = pkid;
+        let mut b = BytesMut::new();
+        Packet::Publish(p).write(&mut b, usize::MAX).unwrap();
+        b
+    }
+
+    fn session(config: MqttConfig) -> Session {
+        let env = Arc::new(Env::new(config, Arc::new(Counters::default())));
+        Session::new(env, "d1".into(), Instant::now())
+    }
+
+    #[test]
+    fn pending_limits_pause_reading_and_bytes_are_released() {
+        let mut s = session(MqttConfig {
+            max_total_pending_bytes: 30,
+            ..MqttConfig::default()
+        });
+        let mut buf = publish(
+            "devices/d1/telemetry",
+            QoS::AtLeastOnce,
+            1,
+            b"{\"v\": 1.5, \"w\": 2}",
+        );
+        buf.extend(publish(
+            "devices/d1/telemetry",
+            QoS::AtLeastOnce,
+            2,
+            b"{\"v\": 2.5, \"w\": 3}",
+        ));
+        let (handled, close) = s.process(&mut buf, Instant::now());
+        assert_eq!((handled, close), (2, None));
+        assert!(s.pending_full(), "36 bytes pending > 30 allowed in total");
+        let counters = s.env.counters.clone();
+        assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 36);
+        let (batches, acks, charge) = s.take_pending().unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(acks, vec![Some(1), Some(2)]);
+        assert!(!s.pending_full());
+        drop(charge);
+        assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 0);
+        s.ack(&acks);
+        assert_eq!(&s.out[..], &[0x40, 2, 0, 1, 0x40, 2, 0, 2]);
+    }
+
+    #[test]
+    fn server_times_increase() {
+        let mut s = session(MqttConfig::default());
+        let times: Vec<i64> = (0..100).map(|_| s.next_time()).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
     }
 }

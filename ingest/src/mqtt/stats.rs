@@ -1,6 +1,7 @@
 //! Counters of the MQTT endpoint (connections, messages, bytes, refusals by reason) and the
 //! [`MqttStats`] snapshot exposed for `/metrics`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the server refused a connection, a packet or a message, or closed a session itself.
@@ -42,8 +43,8 @@ pub enum RejectReason {
     Storage,
     /// No packet within 1.5 × the keep-alive.
     KeepAliveTimeout,
-    /// The client stopped reading its socket.
-    WriteTimeout,
+    /// A write to the client failed (it went away) or blocked longer than the write timeout.
+    WriteFailed,
     /// A SUBSCRIBE filter outside `devices/{id}/commands/#` (SUBACK 0x80, the session stays).
     SubscribeDenied,
     /// A newer connection with the same client id took the session over.
@@ -73,7 +74,7 @@ impl RejectReason {
         RejectReason::SchemaConflict,
         RejectReason::Storage,
         RejectReason::KeepAliveTimeout,
-        RejectReason::WriteTimeout,
+        RejectReason::WriteFailed,
         RejectReason::SubscribeDenied,
         RejectReason::TakenOver,
         RejectReason::Revoked,
@@ -100,7 +101,7 @@ impl RejectReason {
             RejectReason::SchemaConflict => "schema_conflict",
             RejectReason::Storage => "storage",
             RejectReason::KeepAliveTimeout => "keep_alive_timeout",
-            RejectReason::WriteTimeout => "write_timeout",
+            RejectReason::WriteFailed => "write_failed",
             RejectReason::SubscribeDenied => "subscribe_denied",
             RejectReason::TakenOver => "taken_over",
             RejectReason::Revoked => "revoked",
@@ -143,6 +144,8 @@ pub struct MqttStats {
     pub commits: u64,
     /// Messages that pushed a device over its rate limit (its socket was paused).
     pub messages_throttled: u64,
+    /// Payload bytes currently received but not yet committed (gauge).
+    pub pending_bytes: u64,
     /// Refusals and server-side closes, by reason (every reason listed, zero or not).
     pub rejects: Vec<(RejectReason, u64)>,
 }
@@ -173,6 +176,7 @@ pub(crate) struct Counters {
     pub(crate) rows_written: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) messages_throttled: AtomicU64,
+    pub(crate) pending_bytes: AtomicU64,
     rejects: [AtomicU64; RejectReason::ALL.len()],
 }
 
@@ -184,6 +188,47 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 /// Subtracts one from a gauge.
 pub(crate) fn dec(counter: &AtomicU64) {
     counter.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Payload bytes counted in [`Counters::pending_bytes`] until dropped.
+#[derive(Debug)]
+pub(crate) struct PendingCharge {
+    counters: Arc<Counters>,
+    bytes: u64,
+}
+
+impl PendingCharge {
+    /// An empty charge.
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        PendingCharge { counters, bytes: 0 }
+    }
+
+    /// Adds `n` bytes.
+    pub(crate) fn add(&mut self, n: usize) {
+        self.bytes += n as u64;
+        add(&self.counters.pending_bytes, n as u64);
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Moves the bytes held into a new charge, leaving this one empty.
+    pub(crate) fn take(&mut self) -> PendingCharge {
+        PendingCharge {
+            counters: self.counters.clone(),
+            bytes: std::mem::take(&mut self.bytes),
+        }
+    }
+}
+
+impl Drop for PendingCharge {
+    fn drop(&mut self) {
+        self.counters
+            .pending_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
@@ -213,6 +258,7 @@ impl Counters {
             rows_written: get(&self.rows_written),
             commits: get(&self.commits),
             messages_throttled: get(&self.messages_throttled),
+            pending_bytes: get(&self.pending_bytes),
             rejects: RejectReason::ALL
                 .iter()
                 .zip(&self.rejects)
