@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use strata_ingest::mqtt::{AuthFailure, DeviceAuthenticator, DeviceId, MqttServer};
+use strata_ingest::mqtt::{
+    AuthFailure, DeviceAuthenticator, DeviceId, MqttServer, connect_credentials,
+};
 use strata_registry::{Registry, RegistryError, RegistryEvent};
 
 /// CONNECT authentication with the registry: client id = user name = device id, password = key.
@@ -33,12 +35,7 @@ impl DeviceAuthenticator for RegistryAuthenticator {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<DeviceId, AuthFailure> {
-        let (Some(user), Some(key)) = (username, password) else {
-            return Err(AuthFailure::BadCredentials);
-        };
-        if user != client_id {
-            return Err(AuthFailure::BadClientId);
-        }
+        let (user, key) = connect_credentials(client_id, username, password)?;
         match self.registry.authenticate_device(user, key) {
             Ok(_) => Ok(user.to_owned()),
             Err(RegistryError::Unauthorized(m)) if m.contains("disabled") => {

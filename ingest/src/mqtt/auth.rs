@@ -84,6 +84,23 @@ impl StaticAuthenticator {
     }
 }
 
+/// Strata's CONNECT convention, shared by every authenticator: user name and password must both be
+/// present (else bad credentials) and the user name must equal the client id (else identifier
+/// rejected). Returns `(device id, key)`.
+pub fn connect_credentials<'a>(
+    client_id: &str,
+    username: Option<&'a str>,
+    password: Option<&'a str>,
+) -> Result<(&'a str, &'a str), AuthFailure> {
+    let (Some(user), Some(pass)) = (username, password) else {
+        return Err(AuthFailure::BadCredentials);
+    };
+    if user != client_id {
+        return Err(AuthFailure::BadClientId);
+    }
+    Ok((user, pass))
+}
+
 impl DeviceAuthenticator for StaticAuthenticator {
     fn authenticate(
         &self,
@@ -91,12 +108,7 @@ impl DeviceAuthenticator for StaticAuthenticator {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<DeviceId, AuthFailure> {
-        let (Some(user), Some(pass)) = (username, password) else {
-            return Err(AuthFailure::BadCredentials);
-        };
-        if user != client_id {
-            return Err(AuthFailure::BadClientId);
-        }
+        let (user, pass) = connect_credentials(client_id, username, password)?;
         match self.keys.get(user) {
             Some(key) if constant_time_eq(key.as_bytes(), pass.as_bytes()) => {
                 if self.disabled.iter().any(|d| d == user) {

@@ -36,7 +36,9 @@ mod session;
 mod stats;
 mod topic;
 
-pub use auth::{AuthFailure, DeviceAuthenticator, DeviceId, StaticAuthenticator};
+pub use auth::{
+    AuthFailure, DeviceAuthenticator, DeviceId, StaticAuthenticator, connect_credentials,
+};
 pub use bridge::{Bridge, BridgeConfig, BridgeConfigError, BridgeError, BridgeRoute, BridgeStats};
 pub use config::{MqttConfig, RateLimit};
 pub use payload::is_json;
