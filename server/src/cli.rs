@@ -37,6 +37,8 @@ pub enum Command {
     Tokens(crate::ctl::tokens::TokensArgs),
     /// Show the audit log of administrative actions.
     Audit(crate::ctl::tokens::AuditArgs),
+    /// Run SQL: one-shot (`strata sql "SELECT ..."`, `-f FILE`, piped stdin) or an interactive shell.
+    Sql(crate::ctl::sql::SqlArgs),
 }
 
 /// Log output format.

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Entities(args) => ctl::entities::run(args),
         Command::Tokens(args) => ctl::tokens::run(args),
         Command::Audit(args) => ctl::tokens::run_audit(args),
+        Command::Sql(args) => ctl::sql::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
