@@ -1,0 +1,1 @@
+SELECT fleet, count(temp) AS n, sum(temp) AS total, avg(temp) AS mean, min(temp) AS lo, max(temp) AS hi, round(stddev(temp), 6) AS sd, round(var_pop(temp), 6) AS var_pop FROM env GROUP BY fleet ORDER BY fleet

@@ -1,0 +1,1 @@
+SELECT device, date_bin(INTERVAL '15 minutes', time, TIMESTAMP '2024-01-01T00:05:00Z') AS bucket, count(*) AS n, min(temp) AS lo FROM env WHERE device IN ('d1', 'd3') GROUP BY device, bucket ORDER BY device, bucket

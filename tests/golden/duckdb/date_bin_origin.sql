@@ -1,0 +1,1 @@
+SELECT device, time_bucket(INTERVAL '15 minutes', time, TIMESTAMPTZ '2024-01-01 00:05:00+00') AS bucket, count(*) AS n, min(temp) AS lo FROM env WHERE device IN ('d1', 'd3') GROUP BY device, bucket ORDER BY device, bucket

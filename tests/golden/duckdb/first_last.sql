@@ -1,0 +1,2 @@
+-- first(x, time) / last(x, time) skip NULL values: arg_min / arg_max over the non-null rows.
+SELECT device, arg_min(temp, time) FILTER (WHERE temp IS NOT NULL) AS first_temp, arg_max(temp, time) FILTER (WHERE temp IS NOT NULL) AS last_temp, arg_min(note, time) FILTER (WHERE note IS NOT NULL) AS first_note, arg_max(note, time) FILTER (WHERE note IS NOT NULL) AS last_note FROM env GROUP BY device ORDER BY device

@@ -1,0 +1,1 @@
+SELECT device, time, coalesce(note, '(none)') AS note, hum IS NULL AS no_hum, nullif(count, 8) AS count_not_8, coalesce(model, 'unknown') AS model FROM env WHERE device IN ('d2', 'd4') ORDER BY device, time

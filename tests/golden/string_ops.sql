@@ -1,0 +1,1 @@
+SELECT device, note, upper(note) AS up, lower(note) AS low, concat(device, '/', fleet) AS path, replace(note, ' ', '_') AS underscored, starts_with(note, 'hot') AS is_hot, note LIKE '%oor%' AS has_oor FROM env WHERE note IS NOT NULL ORDER BY device, time

@@ -1,0 +1,1 @@
+SELECT device FROM env UNION SELECT device FROM power ORDER BY device
