@@ -19,7 +19,10 @@ mod segment;
 mod types;
 mod wal_record;
 
-pub use engine::{Engine, EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+pub use engine::{
+    Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, RecoveryReport, SeriesLatest,
+    WriteReceipt,
+};
 pub use error::{Result, StorageError};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;

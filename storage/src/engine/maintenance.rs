@@ -112,6 +112,11 @@ fn write_memtable(
     let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
     let partition_of = |t: i64| t.div_euclid(p) * p;
     for (stream, sid, rows) in memtable.drain_sorted(|s| catalog.stream(s).fields.as_slice()) {
+        // Points without any field value are invisible to reads; nothing to store.
+        let rows = rows.drop_empty_rows();
+        if rows.is_empty() {
+            continue;
+        }
         let (first, last) = (rows.times[0], rows.times[rows.len() - 1]);
         if partition_of(first) == partition_of(last) {
             groups

@@ -6,6 +6,7 @@
 //! manifest, so segment ids are allocated in data-age order.
 
 mod config;
+mod latest;
 mod maintenance;
 mod read;
 mod recovery;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+pub use latest::{LatestRequest, LatestValue, SeriesLatest};
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StorageError};
@@ -79,6 +81,10 @@ struct State {
     frozen: Vec<Frozen>,
     segments: Vec<Arc<LiveSegment>>,
     broken: Vec<BrokenSegment>,
+    /// Latest value per series and field (see `latest.rs`).
+    last: latest::LastValues,
+    /// Grows whenever a stream, field or series is added.
+    catalog_version: u64,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +161,43 @@ impl Engine {
     /// Reads rows of matching series in `[start, end)`, merging memtables and segments (last write wins).
     pub fn scan(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
         read::scan(&self.inner, req)
+    }
+
+    /// The latest value of every field of the matching series, from memory (no segment is read):
+    /// the stream's fields and, per series, each field's latest `(time, value)`. Empty for an
+    /// unknown stream.
+    pub fn latest(
+        &self,
+        req: &LatestRequest,
+    ) -> Result<(Vec<(String, FieldType)>, Vec<SeriesLatest>)> {
+        let state = self.inner.read_state()?;
+        let Some(id) = state.catalog.stream_id(&req.database, &req.stream) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let meta = state.catalog.stream(id);
+        let series = meta
+            .matching(req.device.as_deref(), &req.tags)
+            .iter()
+            .filter_map(|sid| {
+                let mut values = state.last.get(sid);
+                values.resize(meta.fields.len(), None);
+                values.iter().any(Option::is_some).then(|| SeriesLatest {
+                    series_id: sid,
+                    key: state.catalog.series[sid as usize].key.clone(),
+                    values,
+                })
+            })
+            .collect();
+        Ok((meta.fields.clone(), series))
+    }
+
+    /// A number that grows whenever a stream, field or series is added (so a cached query plan
+    /// built from the catalog is stale when it changed).
+    pub fn catalog_version(&self) -> u64 {
+        self.inner
+            .read_state()
+            .map(|s| s.catalog_version)
+            .unwrap_or(u64::MAX)
     }
 
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.

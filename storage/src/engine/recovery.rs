@@ -36,6 +36,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         &mut report,
     );
     remove_orphans(&paths.segments, &manifest)?;
+    load_last_values(&mut state, &mut report);
     let opts = WalOptions {
         dir: paths.wal.clone(),
         durability: config.durability,
@@ -77,6 +78,27 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         recovery: report,
         _lock: lock,
     })
+}
+
+/// Fills the last-value cache from the segments (newest data first, so older segments are
+/// mostly skipped); the WAL replay then applies newer writes on top. A segment whose data cannot
+/// be read is reported like other damage and skipped.
+fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
+    let mut order: Vec<Arc<LiveSegment>> = state.segments.clone();
+    order.sort_by_key(|l| std::cmp::Reverse((l.meta.max_time, l.meta.id)));
+    for live in order {
+        let Some(stream) = state
+            .catalog
+            .stream_id(&live.meta.database, &live.meta.stream)
+        else {
+            continue;
+        };
+        let meta = state.catalog.stream(stream);
+        if let Err(e) = state.last.load_segment(&live, |name| meta.field_id(name)) {
+            tracing::error!(error = %e, "cannot read latest values from a segment");
+            report.segment_errors.push(e.to_string());
+        }
+    }
 }
 
 /// Takes an exclusive lock on `DATA/LOCK` so two servers never share a data directory.

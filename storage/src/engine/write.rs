@@ -32,7 +32,7 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     let payload = wal_record::encode(batch);
     let (seq, memtable_bytes) = {
         let mut state = inner.write_state()?;
-        let plans = resolve(&mut state.catalog, batch)?;
+        let plans = resolve(&mut state, batch)?;
         let seq = inner.wal.append(&payload)?;
         apply(&mut state, batch, &plans);
         (seq, state.active.bytes())
@@ -53,7 +53,7 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
 /// Applies a replayed WAL record (already durable) to catalog and memtable.
 pub(super) fn replay(state: &mut State, batch: &WriteBatch) -> Result<()> {
     validate(batch)?;
-    let plans = resolve(&mut state.catalog, batch)?;
+    let plans = resolve(state, batch)?;
     apply(state, batch, &plans);
     Ok(())
 }
@@ -63,12 +63,32 @@ fn apply(state: &mut State, batch: &WriteBatch, plans: &[TablePlan]) {
         state
             .active
             .apply(plan.stream, table, &plan.series, &plan.fields);
+        state.last.apply(table, &plan.series, &plan.fields);
     }
+}
+
+/// How many streams, fields and series the catalog holds (all append-only).
+fn catalog_size(catalog: &Catalog) -> usize {
+    catalog.series.len()
+        + catalog
+            .streams
+            .iter()
+            .map(|s| s.fields.len() + 1)
+            .sum::<usize>()
 }
 
 /// Checks every field type against the schema (and within the batch) before changing anything, then
 /// creates missing streams, fields and series.
-fn resolve(catalog: &mut Catalog, batch: &WriteBatch) -> Result<Vec<TablePlan>> {
+fn resolve(state: &mut State, batch: &WriteBatch) -> Result<Vec<TablePlan>> {
+    let before = catalog_size(&state.catalog);
+    let plans = resolve_ids(&mut state.catalog, batch)?;
+    if catalog_size(&state.catalog) != before {
+        state.catalog_version += 1;
+    }
+    Ok(plans)
+}
+
+fn resolve_ids(catalog: &mut Catalog, batch: &WriteBatch) -> Result<Vec<TablePlan>> {
     let mut seen: HashMap<(&str, &str), FieldType> = HashMap::new();
     for t in &batch.tables {
         let stream = catalog.stream_id(&batch.database, &t.stream);
