@@ -7,3 +7,4 @@ mod lp_scan;
 mod lp_table;
 mod lp_value;
 pub mod mqtt;
+pub mod validate;

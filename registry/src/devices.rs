@@ -357,6 +357,11 @@ impl Registry {
                 device_id: id.to_string(),
             });
         }
+        if update.model.is_some() {
+            self.inner.publish(RegistryEvent::DeviceModelChanged {
+                device_id: id.to_string(),
+            });
+        }
         Ok(self.with_pending_seen(device))
     }
 

@@ -259,9 +259,27 @@ pub struct TelemetryField {
     /// Highest allowed value (numeric types).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// Every telemetry record of a device of this model must carry the field (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// What the device endpoints (MQTT, HTTP device API) do with telemetry that violates the
+/// device's model: an undeclared field, a wrong type, a value outside `[min, max]`, a missing
+/// required field. Models without telemetry fields are never checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationPolicy {
+    /// Refuse the whole message, naming the field and the reason (the default).
+    #[default]
+    Reject,
+    /// Store the message; each offending row gets the reason in the string field `_invalid`.
+    Flag,
+    /// Do not check.
+    Off,
 }
 
 /// A parameter of a command, or a configuration parameter of a device model.
@@ -316,6 +334,9 @@ pub struct DeviceModel {
     /// Telemetry fields (unique names).
     #[serde(default)]
     pub fields: Vec<TelemetryField>,
+    /// What happens to telemetry that violates `fields` (default `reject`).
+    #[serde(default)]
+    pub validation: ValidationPolicy,
     /// Commands (unique names).
     #[serde(default)]
     pub commands: Vec<CommandDef>,
@@ -566,6 +587,16 @@ pub enum RegistryEvent {
         /// Token id.
         token_id: String,
     },
+    /// The device's model was set, changed or cleared.
+    DeviceModelChanged {
+        /// Device id.
+        device_id: String,
+    },
+    /// A device model was created, replaced or deleted.
+    ModelChanged {
+        /// Model id.
+        model_id: String,
+    },
 }
 
 impl RegistryEvent {
@@ -576,8 +607,9 @@ impl RegistryEvent {
             | Self::DeviceEnabled { device_id }
             | Self::KeysRotated { device_id, .. }
             | Self::DeviceDeleted { device_id }
-            | Self::ThumbprintChanged { device_id } => Some(device_id),
-            Self::TokenRevoked { .. } => None,
+            | Self::ThumbprintChanged { device_id }
+            | Self::DeviceModelChanged { device_id } => Some(device_id),
+            Self::TokenRevoked { .. } | Self::ModelChanged { .. } => None,
         }
     }
 }

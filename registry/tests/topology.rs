@@ -366,6 +366,7 @@ fn device_models() {
         unit: Some("°C".into()),
         min,
         max,
+        required: false,
         description: None,
     };
     let model = DeviceModel {
@@ -373,6 +374,7 @@ fn device_models() {
         name: Some("Thermometer".into()),
         description: None,
         fields: vec![field("temperature", Some(-40.0), Some(85.0))],
+        validation: Default::default(),
         commands: vec![],
         config: vec![],
     };

@@ -22,4 +22,5 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod time;
+pub mod validation;
 pub mod write;

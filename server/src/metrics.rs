@@ -1,16 +1,24 @@
 //! Prometheus metrics, hand-written text exposition (no metrics crates): HTTP requests by endpoint
-//! and status, rows/values/bytes written, write and read latency histograms, and engine gauges.
+//! and status, rows/values/bytes written, write and read latency histograms, engine gauges, and
+//! the per-protocol ingest families (`strata_ingest_*{protocol="http"|"mqtt"}`: connections,
+//! messages, bytes, rejects by reason, flagged rows) with the MQTT endpoint's own counters read
+//! from [`MqttServer::stats`] at scrape time (never counted twice).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::Listener;
+use strata_ingest::mqtt::{MqttServer, MqttStats};
 use strata_storage::{EngineStats, WriteReceipt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::state::AppState;
 
@@ -53,6 +61,139 @@ impl Histogram {
     }
 }
 
+/// Why an ingest request was refused, when its status alone does not say (e.g. `validation`
+/// for a 400). A handler inserts it into the response's extensions; [`track`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RejectClass(pub &'static str);
+
+/// Routes whose refusals count as ingest rejects.
+const INGEST_ROUTES: [&str; 4] = [
+    "/api/v1/write",
+    "/write",
+    "/api/v2/write",
+    "/api/v1/devices/{id}/telemetry/{stream}",
+];
+
+/// Connection counters of one listener.
+#[derive(Debug)]
+pub struct ConnCounters {
+    open: AtomicU64,
+    total: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ConnCounters {
+    /// Zeroed counters.
+    pub const fn new() -> Self {
+        ConnCounters {
+            open: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for ConnCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Connections of the plain HTTP listener (one per process).
+pub static HTTP_CONNECTIONS: ConnCounters = ConnCounters::new();
+
+/// A listener whose connections are counted in `counters` (open, total, bytes received).
+#[derive(Debug)]
+pub struct CountedListener<L> {
+    inner: L,
+    counters: &'static ConnCounters,
+}
+
+/// Wraps `listener` so its connections count under `counters`.
+pub fn counted<L: Listener>(listener: L, counters: &'static ConnCounters) -> CountedListener<L> {
+    CountedListener {
+        inner: listener,
+        counters,
+    }
+}
+
+impl<L: Listener> Listener for CountedListener<L> {
+    type Io = CountedIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.inner.accept().await;
+        self.counters.open.fetch_add(1, Relaxed);
+        self.counters.total.fetch_add(1, Relaxed);
+        let io = CountedIo {
+            inner: io,
+            counters: self.counters,
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection counted as open until dropped; bytes read are added to its counters.
+#[derive(Debug)]
+pub struct CountedIo<T> {
+    inner: T,
+    counters: &'static ConnCounters,
+}
+
+impl<T> Drop for CountedIo<T> {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        self.counters.bytes.fetch_add(n as u64, Relaxed);
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// All server-side counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -62,6 +203,10 @@ pub struct Metrics {
     write_bytes: AtomicU64,
     write_latency: Histogram,
     read_latency: Histogram,
+    http_messages: AtomicU64,
+    http_flagged: AtomicU64,
+    http_rejects: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    mqtt: Mutex<Vec<(&'static str, MqttServer)>>,
 }
 
 impl Metrics {
@@ -71,8 +216,28 @@ impl Metrics {
         *map.entry((endpoint.to_owned(), status)).or_insert(0) += 1;
     }
 
-    /// Records a successful write.
+    /// Exposes the counters of an MQTT endpoint under `protocol` (e.g. `mqtt`).
+    pub fn attach_mqtt(&self, protocol: &'static str, server: MqttServer) {
+        let mut list = self.mqtt.lock().unwrap_or_else(|p| p.into_inner());
+        list.push((protocol, server));
+    }
+
+    /// Counts rows stored with an `_invalid` flag by the HTTP device API.
+    pub fn record_flagged(&self, protocol: &str, rows: usize) {
+        if protocol == "http" {
+            self.http_flagged.fetch_add(rows as u64, Relaxed);
+        }
+    }
+
+    /// Counts a refused HTTP ingest request.
+    pub fn record_reject(&self, class: &'static str, status: u16) {
+        let mut map = self.http_rejects.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((class, status)).or_insert(0) += 1;
+    }
+
+    /// Records a successful write (one accepted HTTP ingest message).
     pub fn record_write(&self, receipt: WriteReceipt, body_bytes: usize, took: Duration) {
+        self.http_messages.fetch_add(1, Relaxed);
         self.rows.fetch_add(receipt.rows as u64, Relaxed);
         self.values.fetch_add(receipt.values as u64, Relaxed);
         self.write_bytes.fetch_add(body_bytes as u64, Relaxed);
@@ -132,7 +297,108 @@ impl Metrics {
             "Latency of successful range reads.",
         );
         render_engine(&mut out, engine);
+        self.render_ingest(&mut out);
         out
+    }
+
+    /// The `strata_ingest_*` families (every protocol) and the `strata_mqtt_*` details.
+    fn render_ingest(&self, out: &mut String) {
+        let mqtt: Vec<(&'static str, MqttStats)> = self
+            .mqtt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(p, s)| (*p, s.stats()))
+            .collect();
+        let http = &HTTP_CONNECTIONS;
+        let family = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      http_v: u64,
+                      f: &dyn Fn(&MqttStats) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{protocol=\"http\"}} {http_v}");
+            for (p, st) in &mqtt {
+                let _ = writeln!(out, "{name}{{protocol=\"{p}\"}} {}", f(st));
+            }
+        };
+        family(
+            out,
+            "strata_ingest_connections_open",
+            "gauge",
+            "Open client connections.",
+            http.open.load(Relaxed),
+            &|s| s.connections_open,
+        );
+        family(
+            out,
+            "strata_ingest_connections_total",
+            "counter",
+            "Client connections accepted.",
+            http.total.load(Relaxed),
+            &|s| s.connections_accepted,
+        );
+        family(
+            out,
+            "strata_ingest_messages_total",
+            "counter",
+            "Messages accepted for storage (HTTP: write requests; MQTT: PUBLISH packets).",
+            self.http_messages.load(Relaxed),
+            &|s| s.messages_received,
+        );
+        family(
+            out,
+            "strata_ingest_payload_bytes_total",
+            "counter",
+            "Payload bytes of accepted messages (HTTP: bodies as sent).",
+            self.write_bytes.load(Relaxed),
+            &|s| s.payload_bytes,
+        );
+        family(
+            out,
+            "strata_ingest_received_bytes_total",
+            "counter",
+            "Bytes read from client connections.",
+            http.bytes.load(Relaxed),
+            &|s| s.bytes_received,
+        );
+        family(
+            out,
+            "strata_ingest_flagged_rows_total",
+            "counter",
+            "Rows stored with an _invalid flag (device model policy 'flag').",
+            self.http_flagged.load(Relaxed),
+            &|s| s.rows_flagged,
+        );
+        self.render_rejects(out, &mqtt);
+        render_mqtt_details(out, &mqtt);
+    }
+
+    fn render_rejects(&self, out: &mut String, mqtt: &[(&'static str, MqttStats)]) {
+        let name = "strata_ingest_rejects_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Refused requests, messages and connections by protocol, reason class \
+             and detail (HTTP: status code; MQTT: the endpoint's reason).\n# TYPE {name} counter"
+        );
+        let map = self.http_rejects.lock().unwrap_or_else(|p| p.into_inner());
+        for ((class, status), n) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{protocol=\"http\",reason=\"{class}\",detail=\"{status}\"}} {n}"
+            );
+        }
+        for (p, st) in mqtt {
+            for (reason, n) in &st.rejects {
+                let _ = writeln!(
+                    out,
+                    "{name}{{protocol=\"{p}\",reason=\"{}\",detail=\"{}\"}} {n}",
+                    reason.class(),
+                    reason.as_str()
+                );
+            }
+        }
     }
 
     fn render_requests(&self, out: &mut String) {
@@ -149,6 +415,83 @@ impl Metrics {
                 escape(endpoint)
             );
         }
+    }
+}
+
+/// MQTT-only counters: sessions, QoS split, PUBACKs, group commits, throttling, pending bytes.
+fn render_mqtt_details(out: &mut String, mqtt: &[(&'static str, MqttStats)]) {
+    type Get = fn(&MqttStats) -> u64;
+    let families: [(&str, &str, &str, Get); 8] = [
+        (
+            "strata_mqtt_sessions_open",
+            "gauge",
+            "Authenticated MQTT sessions open.",
+            |s| s.sessions_open,
+        ),
+        (
+            "strata_mqtt_sessions_total",
+            "counter",
+            "Successful MQTT CONNECTs.",
+            |s| s.sessions_started,
+        ),
+        (
+            "strata_mqtt_qos1_messages_total",
+            "counter",
+            "QoS 1 PUBLISH packets accepted.",
+            |s| s.messages_qos1,
+        ),
+        (
+            "strata_mqtt_pubacks_total",
+            "counter",
+            "PUBACKs sent, each after its message was durable.",
+            |s| s.pubacks_sent,
+        ),
+        (
+            "strata_mqtt_commits_total",
+            "counter",
+            "Engine writes (group commits) of MQTT messages.",
+            |s| s.commits,
+        ),
+        (
+            "strata_mqtt_rows_written_total",
+            "counter",
+            "Rows written to the engine from MQTT.",
+            |s| s.rows_written,
+        ),
+        (
+            "strata_mqtt_throttled_total",
+            "counter",
+            "Messages that put a device over its rate limit.",
+            |s| s.messages_throttled,
+        ),
+        (
+            "strata_mqtt_pending_bytes",
+            "gauge",
+            "Payload bytes received and not yet committed.",
+            |s| s.pending_bytes,
+        ),
+    ];
+    if mqtt.is_empty() {
+        return;
+    }
+    for (name, kind, help, get) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (p, st) in mqtt {
+            let _ = writeln!(out, "{name}{{protocol=\"{p}\"}} {}", get(st));
+        }
+    }
+}
+
+/// The reject class of an HTTP ingest refusal with `status`.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "auth",
+        404 => "not_found",
+        413 => "too_large",
+        429 => "rate",
+        503 => "unavailable",
+        s if s >= 500 => "server",
+        _ => "malformed",
     }
 }
 
@@ -235,6 +578,13 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let endpoint = endpoint.as_deref().unwrap_or("unmatched");
     let status = resp.status().as_u16();
     st.metrics.count_request(endpoint, status);
+    if status >= 400 && INGEST_ROUTES.contains(&endpoint) {
+        let class = resp
+            .extensions()
+            .get::<RejectClass>()
+            .map_or_else(|| status_class(status), |c| c.0);
+        st.metrics.record_reject(class, status);
+    }
     tracing::debug!(%method, endpoint, status, micros = started.elapsed().as_micros() as u64, "request");
     resp
 }
@@ -263,5 +613,27 @@ mod tests {
         assert!(text.contains("strata_write_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("strata_write_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("strata_write_duration_seconds_count 1"));
+        assert!(text.contains("strata_ingest_messages_total{protocol=\"http\"} 1"));
+        assert!(text.contains("strata_ingest_payload_bytes_total{protocol=\"http\"} 100"));
+    }
+
+    #[test]
+    fn rejects_by_class_and_status() {
+        let m = Metrics::default();
+        m.record_reject(status_class(401), 401);
+        m.record_reject("validation", 400);
+        m.record_reject("validation", 400);
+        m.record_flagged("http", 3);
+        let text = m.render(&EngineStats::default(), Duration::from_secs(1));
+        assert!(text.contains(
+            "strata_ingest_rejects_total{protocol=\"http\",reason=\"auth\",detail=\"401\"} 1"
+        ));
+        assert!(text.contains(
+            "strata_ingest_rejects_total{protocol=\"http\",reason=\"validation\",detail=\"400\"} 2"
+        ));
+        assert!(text.contains("strata_ingest_flagged_rows_total{protocol=\"http\"} 3"));
+        assert!(!text.contains("strata_mqtt_"), "no MQTT endpoint attached");
+        assert_eq!(status_class(413), "too_large");
+        assert_eq!(status_class(400), "malformed");
     }
 }

@@ -9,6 +9,7 @@ use strata_registry::Registry;
 use strata_storage::{Engine, RecoveryReport};
 
 use crate::metrics::Metrics;
+use crate::validation::ModelSchemas;
 
 /// Cheaply clonable handle passed to every handler.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Inner {
     pub recovery: RecoveryReport,
     /// When the server started.
     pub started: Instant,
+    /// Device-model schemas for telemetry validation (cached per device, shared with MQTT).
+    pub schemas: Arc<ModelSchemas>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
         device_tags: Vec<String>,
     ) -> Self {
         let recovery = engine.recovery_report();
+        let schemas = ModelSchemas::new(registry.clone());
         let inner = Inner {
             engine,
             registry,
@@ -55,6 +59,7 @@ impl AppState {
             metrics: Metrics::default(),
             recovery,
             started: Instant::now(),
+            schemas,
         };
         AppState {
             inner: Arc::new(inner),

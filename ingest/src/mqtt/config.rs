@@ -1,12 +1,14 @@
 //! Configuration of the MQTT device endpoint: limits, timeouts, commit pipeline and payload
 //! decoding options, with the documented defaults of `docs/mqtt.md`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_storage::DEFAULT_DATABASE;
 
 use crate::json::IntegerMode;
 use crate::line_protocol::Precision;
+use crate::validate::SchemaSource;
 
 /// A per-device message rate: a token bucket refilled at `messages_per_sec` holding at most
 /// `burst` tokens. A device over its rate is slowed down: the server stops reading its socket
@@ -60,6 +62,9 @@ pub struct MqttConfig {
     pub json_integers: IntegerMode,
     /// Timestamp precision of line-protocol payloads (default nanoseconds).
     pub line_protocol_precision: Precision,
+    /// Where each device's model schema is found; messages are validated against it
+    /// (`crate::validate`). `None` (the default): no validation.
+    pub schemas: Option<Arc<dyn SchemaSource>>,
 }
 
 impl Default for MqttConfig {
@@ -81,6 +86,7 @@ impl Default for MqttConfig {
             json_epoch_unit: Precision::Milliseconds,
             json_integers: IntegerMode::Float,
             line_protocol_precision: Precision::Nanoseconds,
+            schemas: None,
         }
     }
 }

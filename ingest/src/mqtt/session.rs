@@ -20,6 +20,7 @@ use super::payload::{self, PayloadOptions};
 use super::stats::{Counters, PendingCharge, RejectReason, add};
 use super::topic::{self, TopicError};
 use crate::line_protocol::now_nanos;
+use crate::validate;
 
 /// What every session of a server shares.
 #[derive(Debug)]
@@ -212,11 +213,14 @@ impl Session {
             Err(e) => return Some(Close::Reject(RejectReason::InvalidTopic, e.to_string())),
         };
         let time = self.next_time();
-        let batch =
+        let mut batch =
             match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time) {
                 Ok(b) => b,
                 Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
             };
+        if let Err(close) = self.validate(&mut batch) {
+            return Some(close);
+        }
         self.count(&p);
         if let Some(bucket) = &mut self.bucket
             && let Some(wait) = bucket.take(now)
@@ -231,6 +235,27 @@ impl Session {
             self.pending.add(p.payload.len());
         }
         None
+    }
+
+    /// Checks a decoded message against the device's model, if it has one: a refusal closes the
+    /// connection (the message is not acknowledged); flagged rows are counted.
+    fn validate(&self, batch: &mut WriteBatch) -> Result<(), Close> {
+        let Some(schema) = self
+            .env
+            .config
+            .schemas
+            .as_ref()
+            .and_then(|s| s.schema(&self.device))
+        else {
+            return Ok(());
+        };
+        match validate::apply(&schema, batch) {
+            Ok(outcome) => {
+                add(&self.env.counters.rows_flagged, outcome.flagged_rows as u64);
+                Ok(())
+            }
+            Err(v) => Err(Close::Reject(RejectReason::Validation, v.to_string())),
+        }
     }
 
     fn count(&self, p: &Publish) {

@@ -39,6 +39,8 @@ pub enum RejectReason {
     InvalidPayload,
     /// A message whose field types conflict with the stream's schema.
     SchemaConflict,
+    /// A message refused by its device model's schema (policy `reject`).
+    Validation,
     /// The storage engine failed to write.
     Storage,
     /// No packet within 1.5 × the keep-alive.
@@ -55,7 +57,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 23] = [
         RejectReason::BadCredentials,
         RejectReason::NotAuthorized,
         RejectReason::BadClientId,
@@ -72,6 +74,7 @@ impl RejectReason {
         RejectReason::InvalidTopic,
         RejectReason::InvalidPayload,
         RejectReason::SchemaConflict,
+        RejectReason::Validation,
         RejectReason::Storage,
         RejectReason::KeepAliveTimeout,
         RejectReason::WriteFailed,
@@ -99,12 +102,35 @@ impl RejectReason {
             RejectReason::InvalidTopic => "invalid_topic",
             RejectReason::InvalidPayload => "invalid_payload",
             RejectReason::SchemaConflict => "schema_conflict",
+            RejectReason::Validation => "validation",
             RejectReason::Storage => "storage",
             RejectReason::KeepAliveTimeout => "keep_alive_timeout",
             RejectReason::WriteFailed => "write_failed",
             RejectReason::SubscribeDenied => "subscribe_denied",
             RejectReason::TakenOver => "taken_over",
             RejectReason::Revoked => "revoked",
+        }
+    }
+}
+
+impl RejectReason {
+    /// The protocol-independent class of the reason, shared with the HTTP endpoint's metrics:
+    /// `auth`, `limit`, `malformed`, `too_large`, `unsupported`, `topic`, `schema`, `validation`,
+    /// `storage`, `timeout` or `closed`.
+    pub fn class(self) -> &'static str {
+        use RejectReason as R;
+        match self {
+            R::BadCredentials | R::NotAuthorized | R::BadClientId | R::AuthUnavailable => "auth",
+            R::ConnectionLimit => "limit",
+            R::Malformed | R::InvalidPayload | R::ProtocolViolation => "malformed",
+            R::PacketTooLarge => "too_large",
+            R::ProtocolVersion | R::Qos2 | R::Retain => "unsupported",
+            R::ForeignTopic | R::InvalidTopic | R::SubscribeDenied => "topic",
+            R::SchemaConflict => "schema",
+            R::Validation => "validation",
+            R::Storage => "storage",
+            R::ConnectTimeout | R::KeepAliveTimeout => "timeout",
+            R::WriteFailed | R::TakenOver | R::Revoked => "closed",
         }
     }
 }
@@ -146,6 +172,9 @@ pub struct MqttStats {
     pub messages_throttled: u64,
     /// Payload bytes currently received but not yet committed (gauge).
     pub pending_bytes: u64,
+    /// Rows stored with an `_invalid` flag because they violate the device's model (policy
+    /// `flag`).
+    pub rows_flagged: u64,
     /// Refusals and server-side closes, by reason (every reason listed, zero or not).
     pub rejects: Vec<(RejectReason, u64)>,
 }
@@ -177,6 +206,7 @@ pub(crate) struct Counters {
     pub(crate) commits: AtomicU64,
     pub(crate) messages_throttled: AtomicU64,
     pub(crate) pending_bytes: AtomicU64,
+    pub(crate) rows_flagged: AtomicU64,
     rejects: [AtomicU64; RejectReason::ALL.len()],
 }
 
@@ -259,6 +289,7 @@ impl Counters {
             commits: get(&self.commits),
             messages_throttled: get(&self.messages_throttled),
             pending_bytes: get(&self.pending_bytes),
+            rows_flagged: get(&self.rows_flagged),
             rejects: RejectReason::ALL
                 .iter()
                 .zip(&self.rejects)

@@ -1,20 +1,89 @@
-//! `POST /api/v1/devices/{id}/telemetry/{stream}?db=&precision=`: line protocol from one device.
+//! `POST /api/v1/devices/{id}/telemetry/{stream}?db=&precision=`: the HTTP device API.
+//!
 //! The device authenticates with `Authorization: Basic base64(id:key)` and may only write as
-//! itself; a token with the `write` scope may write on behalf of a registered device. Every row
-//! is stored under the device `{id}`, and every line must name the measurement `{stream}`.
+//! itself; a token with the `write` scope may write on behalf of a registered device. The body is
+//! JSON telemetry (decoded by `strata_ingest::json`, exactly as over MQTT: a record, an array of
+//! records, or `{"columns": [...], "rows": [[...]]}`; a record may name its stream, `{stream}` is
+//! the default) or line protocol (every line must name the measurement `{stream}`). The format
+//! follows `Content-Type` (`application/json` or `*+json`; `text/plain`), and is sniffed from the
+//! first byte otherwise. Every row is stored under the device `{id}`, after validation against
+//! the device's model (`crate::validation`). `precision` is the unit of epoch timestamps:
+//! nanoseconds by default for line protocol, milliseconds for JSON.
+
+use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use strata_storage::DEFAULT_DATABASE;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use strata_ingest::json::{self, IntegerMode, JsonOptions};
+use strata_ingest::line_protocol::Precision;
+use strata_ingest::mqtt::is_json;
+use strata_ingest::validate::{self, SchemaSource};
+use strata_storage::{DEFAULT_DATABASE, WriteBatch, WriteReceipt};
 
 use crate::auth::Principal;
+use crate::body;
 use crate::error::ApiError;
-use crate::precision::precision_param;
+use crate::metrics::RejectClass;
+use crate::precision::{parse_payload, precision_param};
 use crate::state::AppState;
-use crate::write::{DbParams, Target, bad_query, database_name, ingest};
+use crate::write::{DbParams, Target, bad_query, confine, database_name, now_ns};
+
+/// The payload format of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON telemetry.
+    Json,
+    /// InfluxDB line protocol.
+    LineProtocol,
+}
+
+/// The format named by `Content-Type`, or sniffed from the payload when the header is absent or
+/// names neither (e.g. curl's default `application/x-www-form-urlencoded`).
+pub fn format_of(headers: &HeaderMap, payload: &[u8]) -> Format {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    if ct == "application/json" || ct.ends_with("+json") {
+        Format::Json
+    } else if ct == "text/plain" {
+        Format::LineProtocol
+    } else if is_json(payload) {
+        Format::Json
+    } else {
+        Format::LineProtocol
+    }
+}
+
+/// A refusal, with the reject class the metrics count it under.
+struct Refusal(ApiError, Option<RejectClass>);
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal(e, None)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut resp = self.0.into_response();
+        if let Some(class) = self.1 {
+            resp.extensions_mut().insert(class);
+        }
+        resp
+    }
+}
 
 /// `POST /api/v1/devices/{id}/telemetry/{stream}`: `204` once durable.
 pub async fn telemetry(
@@ -24,25 +93,152 @@ pub async fn telemetry(
     q: Result<Query<DbParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    match principal.device() {
-        Some(d) if d != id => {
-            return Err(ApiError::Forbidden(format!(
-                "device '{d}' may only write its own telemetry, not device '{id}'"
-            )));
-        }
-        Some(_) => {}
-        None => {
-            if !st.registry.device_exists(&id)? {
-                return Err(ApiError::NotFound(format!("device '{id}' not found")));
-            }
-        }
+) -> Response {
+    match handle(st, principal, id, stream, q, headers, body).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
+}
+
+async fn handle(
+    st: AppState,
+    principal: Principal,
+    id: String,
+    stream: String,
+    q: Result<Query<DbParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(), Refusal> {
+    let started = Instant::now();
+    check_device(&st, &principal, &id)?;
     let Query(q) = q.map_err(bad_query)?;
     let db = database_name(q.db.as_deref().unwrap_or(DEFAULT_DATABASE))?;
-    let precision = precision_param(q.precision.as_deref())?;
-    let mut target = Target::new(db, precision, principal);
+    let precision = q.precision.as_deref().filter(|p| !p.is_empty());
+    let unit = precision_param(precision)?;
+    let mut target = Target::new(db, unit, principal);
     target.only_stream = Some(stream);
     target.device = Some(id);
-    ingest(&st, target, &headers, body).await
+    let json_unit = precision.map_or(Precision::Milliseconds, |_| unit);
+    let body = body.map_err(|r| body::rejection(r, st.max_body))?;
+    let encoding = body::content_encoding(&headers)?;
+    let sent = body.len();
+    let task = st.clone();
+    let receipt = tokio::task::spawn_blocking(move || {
+        commit(&task, body, encoding, &headers, target, json_unit)
+    })
+    .await
+    .map_err(ApiError::from_join)??;
+    st.metrics.record_write(receipt, sent, started.elapsed());
+    Ok(())
+}
+
+/// A device writes only as itself; a token writes only for a registered device.
+fn check_device(st: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
+    match principal.device() {
+        Some(d) if d != id => Err(ApiError::Forbidden(format!(
+            "device '{d}' may only write its own telemetry, not device '{id}'"
+        ))),
+        Some(_) => Ok(()),
+        None if st.registry.device_exists(id)? => Ok(()),
+        None => Err(ApiError::NotFound(format!("device '{id}' not found"))),
+    }
+}
+
+/// The blocking part: decompress, decode, confine, validate, write.
+fn commit(
+    st: &AppState,
+    body: Bytes,
+    encoding: body::Encoding,
+    headers: &HeaderMap,
+    mut target: Target,
+    json_unit: Precision,
+) -> Result<WriteReceipt, Refusal> {
+    let payload = body::decode(body, encoding, st.max_body)?;
+    let device = target.device.clone().unwrap_or_default();
+    let stream = target.only_stream.clone().unwrap_or_default();
+    let mut batch = match format_of(headers, &payload) {
+        Format::Json => {
+            // A JSON record may name its own stream; the path's stream is the default.
+            target.only_stream = None;
+            decode_json(&payload, &target.db, &stream, &device, json_unit)?
+        }
+        Format::LineProtocol => parse_payload(
+            &payload,
+            &target.db,
+            target.precision,
+            &st.device_tags,
+            now_ns(),
+        )?,
+    };
+    drop(payload);
+    confine(&mut batch, &target)?;
+    check_model(st, &device, &mut batch)?;
+    if batch.rows() == 0 {
+        return Ok(WriteReceipt::default());
+    }
+    Ok(st.engine.write(&batch).map_err(ApiError::from)?)
+}
+
+fn decode_json(
+    payload: &[u8],
+    db: &str,
+    stream: &str,
+    device: &str,
+    unit: Precision,
+) -> Result<WriteBatch, ApiError> {
+    let opts = JsonOptions {
+        epoch_unit: unit,
+        integers: IntegerMode::Float,
+        default_time: now_ns(),
+    };
+    json::parse(payload, db, stream, Some(device), &opts)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON telemetry: {e}")))
+}
+
+/// Validates the batch against the device's model (the schema cache shared with MQTT).
+fn check_model(st: &AppState, device: &str, batch: &mut WriteBatch) -> Result<(), Refusal> {
+    let Some(schema) = st.schemas.schema(device) else {
+        return Ok(());
+    };
+    match validate::apply(&schema, batch) {
+        Ok(outcome) => {
+            st.metrics.record_flagged("http", outcome.flagged_rows);
+            Ok(())
+        }
+        Err(v) => Err(Refusal(
+            ApiError::BadRequest(v.to_string()),
+            Some(RejectClass("validation")),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn content_type_then_sniffing() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            h
+        };
+        let none = HeaderMap::new();
+        assert_eq!(format_of(&none, b" {\"a\":1}"), Format::Json);
+        assert_eq!(format_of(&none, b"m v=1"), Format::LineProtocol);
+        assert_eq!(
+            format_of(&with("application/json; charset=utf-8"), b"m v=1"),
+            Format::Json
+        );
+        assert_eq!(
+            format_of(&with("application/vnd.x+json"), b""),
+            Format::Json
+        );
+        assert_eq!(format_of(&with("text/plain"), b"[1]"), Format::LineProtocol);
+        assert_eq!(
+            format_of(&with("application/x-www-form-urlencoded"), b"[{}]"),
+            Format::Json
+        );
+    }
 }
