@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -137,8 +138,38 @@ impl QueryEngine {
         Ok(execute_stream(plan, self.ctx.task_ctx())?)
     }
 
+    /// Parses and plans `sql` (read-only statements only) into a logical plan without running it.
+    /// `?` placeholders become `$1`, `$2`, ... in source order; bind values with
+    /// `LogicalPlan::with_param_values` and run the plan with [`QueryEngine::query_plan`].
+    pub async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state.sql_to_statement(sql, &dialect)?;
+        crate::params::number_placeholders(&mut statement);
+        let logical = state.statement_to_plan(statement).await?;
+        self.options.verify_plan(&logical)?;
+        Ok(logical)
+    }
+
+    /// Runs a plan from [`QueryEngine::logical_plan`] (parameters bound) and collects the result,
+    /// with the same timeout and result-size limit as [`QueryEngine::query`].
+    pub async fn query_plan(&self, plan: LogicalPlan) -> Result<QueryResult, QueryError> {
+        self.with_timeout(async {
+            let physical = self.ctx.state().create_physical_plan(&plan).await?;
+            self.collect_stream(execute_stream(physical, self.ctx.task_ctx())?)
+                .await
+        })
+        .await
+    }
+
     async fn collect(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        let mut stream = self.stream(sql).await?;
+        self.collect_stream(self.stream(sql).await?).await
+    }
+
+    async fn collect_stream(
+        &self,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<QueryResult, QueryError> {
         let schema = stream.schema();
         let mut batches = Vec::new();
         let mut bytes = 0usize;

@@ -15,6 +15,7 @@ mod exec;
 mod functions;
 mod layout;
 mod output;
+mod params;
 mod pushdown;
 mod table;
 

@@ -149,8 +149,8 @@ pub fn authenticate(st: &AppState, req: &Request) -> Result<Principal, ApiError>
 pub const MISSING: &str = "missing credentials: send 'Authorization: Bearer <token>' (API token) \
      or 'Authorization: Basic base64(device_id:key)' (device)";
 
-/// Resolves presented credentials to a principal.
-fn resolve(st: &AppState, presented: Presented) -> Result<Principal, ApiError> {
+/// Resolves presented credentials to a principal (also used by the Flight SQL server).
+pub fn resolve(st: &AppState, presented: Presented) -> Result<Principal, ApiError> {
     let reg = &st.registry;
     match presented {
         Presented::Token(t) => Ok(Principal::Token(reg.authenticate_token(&t)?)),

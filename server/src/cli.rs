@@ -67,6 +67,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MQTT_ADDR")]
     pub mqtt_addr: Option<SocketAddr>,
 
+    /// Arrow Flight SQL endpoint (HOST:PORT, e.g. 127.0.0.1:7087; port 0 picks a free port,
+    /// logged as "Flight SQL listening"). Off unless given. SQL queries, prepared statements,
+    /// catalog metadata and DoPut bulk ingest with API tokens; see docs/flight-sql.md.
+    #[arg(long, env = "STRATA_FLIGHT_ADDR")]
+    pub flight_addr: Option<SocketAddr>,
+
     /// When a write is acknowledged: `sync` (after fdatasync, group commit), `interval:<ms>`
     /// (fsync every <ms> milliseconds, e.g. interval:100) or `none` (never fsync).
     #[arg(long, env = "STRATA_DURABILITY", default_value = "sync", value_parser = parse_durability)]

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod credentials;
 pub mod ctl;
 pub mod error;
+pub mod flight;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

@@ -38,8 +38,8 @@ pub async fn query(
         .into_response())
 }
 
-/// Tokens limited to named streams cannot run SQL, which may name any table.
-fn refuse_limited_tokens(principal: &Principal) -> Result<(), ApiError> {
+/// Tokens limited to named streams cannot run SQL, which may name any table (HTTP and Flight SQL).
+pub fn refuse_limited_tokens(principal: &Principal) -> Result<(), ApiError> {
     match principal {
         Principal::Token(t) if t.streams.is_some() => Err(ApiError::Forbidden(
             "this token is limited to named streams; SQL needs a token with read scope on all streams".into(),
@@ -87,7 +87,8 @@ fn output_format(headers: &HeaderMap) -> Result<OutputFormat, ApiError> {
     })
 }
 
-fn query_error(e: QueryError) -> ApiError {
+/// Maps a query failure to an API error: SQL errors are the client's (400), limits 503.
+pub fn query_error(e: QueryError) -> ApiError {
     match e {
         QueryError::Sql(m) => ApiError::BadRequest(m),
         QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) => {

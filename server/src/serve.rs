@@ -68,8 +68,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(mqtt_addr) => Some(start_mqtt(mqtt_addr, &engine, &registry).await?),
         None => None,
     };
+    let flight = match args.flight_addr {
+        Some(flight_addr) => Some(crate::flight::start(flight_addr, state.clone()).await?),
+        None => None,
+    };
     tracing::info!(addr = %addr, "listening");
     serve_until_signal(listener, state, args.shutdown_timeout).await?;
+    if let Some(flight) = flight {
+        flight.shutdown(args.shutdown_timeout).await;
+    }
     if let Some(mqtt) = mqtt {
         mqtt.shutdown(args.shutdown_timeout).await;
     }
