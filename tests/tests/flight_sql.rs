@@ -1,8 +1,9 @@
 //! The `strata` binary's Arrow Flight SQL endpoint (`--flight-addr`) driven by real, independently
 //! written clients: `pyarrow.flight` (handshake, DoPut bulk ingest, statement queries, refusals)
 //! and the ADBC Flight SQL driver (statements, parameters, catalog metadata), run as Python
-//! scripts from `tests/python/`. Also: rows acknowledged by DoPut survive `kill -9`, and the
-//! server with a Flight listener stops cleanly on SIGTERM.
+//! scripts from `tests/python/`. Also: rows acknowledged by DoPut survive `kill -9`, the server
+//! with a Flight listener stops cleanly on SIGTERM, and every golden query (`tests/golden/`) gives
+//! over Flight SQL the answer its `.csv` records for HTTP.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -121,4 +122,30 @@ fn adbc_statements_parameters_and_metadata() {
     assert_eq!(server.terminate(), 0, "{}", server.log_tail());
     let logs = server.logs().join("\n");
     assert!(logs.contains("Flight SQL server stopped"), "{logs}");
+}
+
+#[test]
+fn golden_queries_over_flight_sql_match_the_http_csv() {
+    let (_tmp, server) = start();
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden");
+    let data = std::fs::read_to_string(golden.join("data.lp")).expect("read tests/golden/data.lp");
+    let w = server.write("default", &data);
+    assert_eq!(w.status, 204, "loading data.lp: {}", w.body);
+    let out = run_python(
+        &server,
+        "flight_golden.py",
+        &[("STRATA_GOLDEN_DIR", golden.display().to_string())],
+    );
+    let queries = std::fs::read_dir(&golden)
+        .expect("read tests/golden")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    assert!(queries > 0, "no golden queries");
+    assert!(
+        out.contains(&format!("{queries} passed, 0 failed")),
+        "{out}"
+    );
 }
