@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The twelve TSBS iot queries on Strata, timed and checked against DuckDB.
+#
+#   benches/tsbs/run.sh [TRUCKS] [DURATION] [RUNS]        (defaults: 200 24h 7)
+#
+# Builds the release `strata` and `strata-fleet` (skip with STRATA_NO_BUILD=1 to use the binaries
+# already in target/release), generates TRUCKS trucks x DURATION of 10-second fleet data
+# (seed 7, starting 2024-01-01T00:00:00Z), starts a release server on 127.0.0.1:17087, loads the
+# data over HTTP, flushes and compacts, then runs benches/tsbs/tsbs.py: each query once to warm
+# up and RUNS times over one keep-alive HTTP connection, median client wall time, and every answer
+# compared with DuckDB's on the same line-protocol file. Needs python3 with duckdb.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TRUCKS=${1:-200}
+DURATION=${2:-24h}
+RUNS=${3:-7}
+PORT=${STRATA_TSBS_PORT:-17087}
+WORK=$(mktemp -d /tmp/strata-tsbs.XXXXXX)
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "${STRATA_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p strata-server -p strata-client
+fi
+FLEET=target/release/strata-fleet
+STRATA=target/release/strata
+DATA="$WORK/fleet.lp"
+
+"$FLEET" generate --trucks "$TRUCKS" --duration "$DURATION" --seed 7 --out "$DATA" >&2
+echo "dataset: $TRUCKS trucks x $DURATION, $(wc -l < "$DATA") lines, $(du -h "$DATA" | cut -f1) of line protocol"
+
+export STRATA_ADMIN_TOKEN=tsbs-admin-token-0123456789
+"$STRATA" serve --data-dir "$WORK/strata" --http-addr "127.0.0.1:$PORT" --durability none \
+    --log-format text --log-level warn &
+SERVER_PID=$!
+URL="http://127.0.0.1:$PORT"
+for _ in $(seq 1 100); do curl -fs "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "$URL/health" >/dev/null || { echo "server did not start" >&2; exit 1; }
+
+"$FLEET" load --url "$URL" --token "$STRATA_ADMIN_TOKEN" --file "$DATA" --connections 2 --batch 5000 --quiet \
+    | grep -E '^rows' || true
+auth=(-H "Authorization: Bearer $STRATA_ADMIN_TOKEN")
+curl -fs -XPOST "${auth[@]}" "$URL/api/v1/flush" >/dev/null
+curl -fs -XPOST "${auth[@]}" "$URL/api/v1/compact" >/dev/null
+echo "strata: $(curl -fs "$URL/health" | python3 -c 'import json,sys; e=json.load(sys.stdin)["engine"]; print(e["segments"], "segments,", e["series"], "series")')"
+
+python3 benches/tsbs/tsbs.py --url "$URL" --token "$STRATA_ADMIN_TOKEN" --lp "$DATA" --runs "$RUNS"
