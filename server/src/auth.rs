@@ -140,9 +140,13 @@ pub async fn enforce(State(st): State<AppState>, mut req: Request, next: Next) -
 /// Checks the presented credentials against the registry.
 pub fn authenticate(st: &AppState, req: &Request) -> Result<Principal, ApiError> {
     let presented = credentials::from_request(req.headers(), req.uri().query())
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?
-        .ok_or_else(|| ApiError::Unauthorized(MISSING.into()))?;
-    resolve(st, presented)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    match presented {
+        Some(presented) => resolve(st, presented),
+        // No credentials: an HTTPS client certificate may name the device (mTLS).
+        None => crate::tls::identity::request_device(st, req)
+            .unwrap_or_else(|| Err(ApiError::Unauthorized(MISSING.into()))),
+    }
 }
 
 /// The message of a 401 without credentials.

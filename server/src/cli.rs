@@ -67,6 +67,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MQTT_ADDR")]
     pub mqtt_addr: Option<SocketAddr>,
 
+    /// TLS: --https-addr, --mqtts-addr, certificates and client-certificate auth (docs/tls.md).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
     /// Arrow Flight SQL endpoint (HOST:PORT, e.g. 127.0.0.1:7087; port 0 picks a free port,
     /// logged as "Flight SQL listening"). Off unless given. SQL queries, prepared statements,
     /// catalog metadata and DoPut bulk ingest with API tokens; see docs/flight-sql.md.

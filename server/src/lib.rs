@@ -23,5 +23,6 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod time;
+pub mod tls;
 pub mod validation;
 pub mod write;

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use strata_ingest::mqtt::{
-    AuthFailure, DeviceAuthenticator, DeviceId, MqttServer, connect_credentials,
+    AuthFailure, ClientCertificate, DeviceAuthenticator, DeviceId, MqttServer,
+    certificate_credentials, connect_credentials,
 };
 use strata_registry::{Registry, RegistryError, RegistryEvent};
 
@@ -38,17 +39,41 @@ impl DeviceAuthenticator for RegistryAuthenticator {
         let (user, key) = connect_credentials(client_id, username, password)?;
         match self.registry.authenticate_device(user, key) {
             Ok(_) => Ok(user.to_owned()),
-            Err(RegistryError::Unauthorized(m)) if m.contains("disabled") => {
-                Err(AuthFailure::NotAuthorized)
-            }
-            Err(RegistryError::Unauthorized(_) | RegistryError::Invalid(_)) => {
-                Err(AuthFailure::BadCredentials)
-            }
-            Err(RegistryError::NotFound { .. }) => Err(AuthFailure::BadCredentials),
-            Err(e) => {
-                tracing::error!(error = %e, "registry unavailable for MQTT authentication");
-                Err(AuthFailure::Unavailable)
-            }
+            Err(e) => Err(auth_failure(e)),
+        }
+    }
+
+    /// mTLS: the client id (and user name, if sent) must be the certificate's device, which
+    /// must exist, be enabled and match its pinned thumbprint; a password, if sent, is checked
+    /// as the device key too.
+    fn authenticate_certificate(
+        &self,
+        client_id: &str,
+        certificate: &ClientCertificate,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<DeviceId, AuthFailure> {
+        let device = certificate_credentials(client_id, certificate, username)?;
+        if let Some(key) = password {
+            self.registry
+                .authenticate_device(device, key)
+                .map_err(auth_failure)?;
+        }
+        crate::tls::check_device(&self.registry, certificate).map_err(auth_failure)?;
+        Ok(device.to_owned())
+    }
+}
+
+/// The CONNACK refusal for a registry error.
+fn auth_failure(e: RegistryError) -> AuthFailure {
+    match e {
+        RegistryError::Unauthorized(m) if m.contains("disabled") => AuthFailure::NotAuthorized,
+        RegistryError::Unauthorized(_)
+        | RegistryError::Invalid(_)
+        | RegistryError::NotFound { .. } => AuthFailure::BadCredentials,
+        e => {
+            tracing::error!(error = %e, "registry unavailable for MQTT authentication");
+            AuthFailure::Unavailable
         }
     }
 }
@@ -58,7 +83,8 @@ pub fn device_to_disconnect(event: &RegistryEvent) -> Option<&str> {
     match event {
         RegistryEvent::DeviceDisabled { device_id }
         | RegistryEvent::KeysRotated { device_id, .. }
-        | RegistryEvent::DeviceDeleted { device_id } => Some(device_id),
+        | RegistryEvent::DeviceDeleted { device_id }
+        | RegistryEvent::ThumbprintChanged { device_id } => Some(device_id),
         _ => None,
     }
 }

@@ -59,6 +59,10 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route(
+            "/api/v1/devices/{id}/certificate",
+            post(crate::tls::issue::issue),
+        )
+        .route(
             "/api/v1/devices/{id}/rotate-keys",
             post(devices::rotate_keys),
         )

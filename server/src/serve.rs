@@ -17,6 +17,10 @@ use crate::cli::{ServeArgs, durability_name};
 use crate::mqtt::{RegistryAuthenticator, watch_revocations};
 use crate::routes::router;
 use crate::state::AppState;
+use crate::tls::issue::CertIssuer;
+use crate::tls::{HttpsServer, MqttsHandshake, Tls};
+use axum::Extension;
+use std::net::SocketAddr;
 
 /// Builds a multi-threaded Tokio runtime and runs [`run`] on it.
 pub fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let tls = setup_tls(&args).await?;
     let engine = tokio::task::spawn_blocking(move || Engine::open(config))
         .await
         .context("engine open task failed")?
@@ -64,16 +69,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.device_tags.clone(),
     );
     log_recovery(&state.recovery);
-    let mqtt = match args.mqtt_addr {
-        Some(mqtt_addr) => Some(start_mqtt(mqtt_addr, &engine, &registry).await?),
-        None => None,
+    let mqtts = match (args.tls.mqtts_addr, &tls) {
+        (Some(a), Some(t)) => Some((a, t.mqtts.clone())),
+        _ => None,
+    };
+    let mqtt = start_mqtt(args.mqtt_addr, mqtts, &engine, &registry).await?;
+    let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
+    let https = match (args.tls.https_addr, &tls) {
+        (Some(a), Some(t)) => {
+            let app = router(state.clone()).layer(Extension(issuer.clone()));
+            let https = HttpsServer::start(a, t.https.clone(), app)
+                .with_context(|| format!("cannot listen for HTTPS on {a}"))?;
+            tracing::info!(addr = %https.local_addr(), "HTTPS listening");
+            Some(https)
+        }
+        _ => None,
     };
     let flight = match args.flight_addr {
         Some(flight_addr) => Some(crate::flight::start(flight_addr, state.clone()).await?),
         None => None,
     };
     tracing::info!(addr = %addr, "listening");
-    serve_until_signal(listener, state, args.shutdown_timeout).await?;
+    let app = router(state).layer(Extension(issuer));
+    serve_until_signal(listener, app, https.as_ref(), args.shutdown_timeout).await?;
+    if let Some(https) = https {
+        https.finish(args.shutdown_timeout).await;
+    }
     if let Some(flight) = flight {
         flight.shutdown(args.shutdown_timeout).await;
     }
@@ -92,28 +113,78 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the MQTT device endpoint, wires registry revocations to it and serves it in the background.
+/// Sets TLS up (operator certificate or development CA, see `docs/tls.md`) when a TLS listener
+/// is configured, and logs which CA certificate clients should trust.
+async fn setup_tls(args: &ServeArgs) -> anyhow::Result<Option<Tls>> {
+    if !args.tls.enabled() {
+        return Ok(None);
+    }
+    let (tls_args, data_dir) = (args.tls.clone(), args.data_dir.clone());
+    let tls = tokio::task::spawn_blocking(move || Tls::setup(&tls_args, &data_dir))
+        .await
+        .context("TLS setup task failed")?
+        .context("cannot set up TLS")?;
+    tracing::info!(
+        trust = %tls.trust.display(),
+        client_ca = ?tls.client_ca.as_ref().map(|p| p.display().to_string()),
+        device_certificates = tls.dev_ca.is_some(),
+        "TLS ready: clients trust {} (e.g. curl --cacert {})",
+        tls.trust.display(),
+        tls.trust.display()
+    );
+    Ok(Some(tls))
+}
+
+/// Binds the MQTT device endpoints (plain and/or TLS), wires registry revocations to them and
+/// serves them in the background; `None` when neither is configured.
 async fn start_mqtt(
-    addr: std::net::SocketAddr,
+    plain: Option<SocketAddr>,
+    secure: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     engine: &Arc<Engine>,
     registry: &Arc<strata_registry::Registry>,
-) -> anyhow::Result<MqttServer> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for MQTT on {addr}"))?;
-    let local = listener.local_addr().context("no local MQTT address")?;
+) -> anyhow::Result<Option<MqttServer>> {
+    if plain.is_none() && secure.is_none() {
+        return Ok(None);
+    }
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {what} on {addr}"))
+    };
+    let plain = match plain {
+        Some(a) => Some(bind(a, "MQTT").await?),
+        None => None,
+    };
+    let secure = match secure {
+        Some((a, config)) => Some((bind(a, "MQTTS").await?, config)),
+        None => None,
+    };
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
     let mqtt = MqttServer::new(MqttConfig::default(), engine.clone(), auth)
         .context("cannot start the MQTT endpoint")?;
     watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
-    let serving = mqtt.clone();
-    tokio::spawn(async move {
-        if let Err(e) = serving.serve(listener).await {
-            tracing::error!(error = %e, "MQTT endpoint failed");
-        }
-    });
-    tracing::info!(addr = %local, "MQTT device endpoint listening");
-    Ok(mqtt)
+    if let Some(listener) = plain {
+        let local = listener.local_addr().context("no local MQTT address")?;
+        let serving = mqtt.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serving.serve(listener).await {
+                tracing::error!(error = %e, "MQTT endpoint failed");
+            }
+        });
+        tracing::info!(addr = %local, "MQTT device endpoint listening");
+    }
+    if let Some((listener, config)) = secure {
+        let local = listener.local_addr().context("no local MQTTS address")?;
+        let serving = mqtt.clone();
+        let handshake = Arc::new(MqttsHandshake::new(config));
+        tokio::spawn(async move {
+            if let Err(e) = serving.serve_with(listener, handshake).await {
+                tracing::error!(error = %e, "MQTTS endpoint failed");
+            }
+        });
+        tracing::info!(addr = %local, "MQTTS device endpoint listening");
+    }
+    Ok(Some(mqtt))
 }
 
 /// Logs what recovery found: a summary, and each damage item as a warning.
@@ -135,20 +206,24 @@ fn log_recovery(r: &RecoveryReport) {
 /// Serves until a signal arrives, then lets in-flight requests finish for at most `drain`.
 async fn serve_until_signal(
     listener: TcpListener,
-    state: AppState,
+    app: axum::Router,
+    https: Option<&HttpsServer>,
     drain: std::time::Duration,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = watch::channel(false);
     let graceful = async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(graceful);
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
         res = &mut server => return res.context("server task failed")?.context("server failed"),
         sig = shutdown_signal() => tracing::info!(signal = sig, "shutdown signal received; draining requests"),
     }
     let _ = tx.send(true);
+    if let Some(https) = https {
+        https.begin_shutdown(drain);
+    }
     match tokio::time::timeout(drain, &mut server).await {
         Ok(res) => res.context("server task failed")?.context("server failed"),
         Err(_) => {

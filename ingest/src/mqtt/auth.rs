@@ -1,6 +1,8 @@
 //! Device authentication for CONNECT: the [`DeviceAuthenticator`] trait (the server implements
 //! it with the registry), the [`AuthFailure`] outcomes and their CONNACK return codes, and a
-//! [`StaticAuthenticator`] over a fixed id → key map for tests and development.
+//! [`StaticAuthenticator`] over a fixed id → key map for tests and development. A connection
+//! that arrived over TLS with a verified client certificate is authenticated through
+//! [`DeviceAuthenticator::authenticate_certificate`] instead (mTLS, no password needed).
 
 use std::collections::HashMap;
 
@@ -39,6 +41,17 @@ impl AuthFailure {
     }
 }
 
+/// A client certificate the TLS layer has verified against the client CA, reduced to what
+/// authentication needs. The server's TLS code builds it; this crate never parses X.509.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The device id the certificate names (its subject common name, or else its first DNS
+    /// subject alternative name).
+    pub device: String,
+    /// Lowercase hex SHA-256 of the certificate's DER bytes.
+    pub thumbprint: String,
+}
+
 /// Checks a device's CONNECT credentials. Called once per CONNECT on a blocking thread, so it
 /// may consult a disk-backed store.
 pub trait DeviceAuthenticator: Send + Sync {
@@ -51,6 +64,35 @@ pub trait DeviceAuthenticator: Send + Sync {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<DeviceId, AuthFailure>;
+
+    /// Authenticates a CONNECT that arrived with a verified client certificate. The default
+    /// refuses (not authorized): an authenticator must opt in to certificate authentication.
+    /// Implementations should start with [`certificate_credentials`].
+    fn authenticate_certificate(
+        &self,
+        client_id: &str,
+        certificate: &ClientCertificate,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<DeviceId, AuthFailure> {
+        let _ = (client_id, certificate, username, password);
+        Err(AuthFailure::NotAuthorized)
+    }
+}
+
+/// Strata's convention for a CONNECT with a client certificate: the client id must be the
+/// certificate's device id, and so must the user name when one is sent (else identifier
+/// rejected). A password, when sent, is the device key and is checked too by the caller.
+/// Returns the device id.
+pub fn certificate_credentials<'a>(
+    client_id: &str,
+    certificate: &'a ClientCertificate,
+    username: Option<&str>,
+) -> Result<&'a str, AuthFailure> {
+    if client_id != certificate.device || username.is_some_and(|u| u != client_id) {
+        return Err(AuthFailure::BadClientId);
+    }
+    Ok(&certificate.device)
 }
 
 /// Authenticates against a fixed map of device id → key (tests and development only: keys are
@@ -120,6 +162,26 @@ impl DeviceAuthenticator for StaticAuthenticator {
             _ => Err(AuthFailure::BadCredentials),
         }
     }
+
+    fn authenticate_certificate(
+        &self,
+        client_id: &str,
+        certificate: &ClientCertificate,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<DeviceId, AuthFailure> {
+        let device = certificate_credentials(client_id, certificate, username)?;
+        if password.is_some() {
+            return self.authenticate(client_id, Some(device), password);
+        }
+        if !self.keys.contains_key(device) {
+            return Err(AuthFailure::BadCredentials);
+        }
+        if self.disabled.iter().any(|d| d == device) {
+            return Err(AuthFailure::NotAuthorized);
+        }
+        Ok(device.to_owned())
+    }
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -161,5 +223,53 @@ mod tests {
             "bad user name or password"
         );
         assert_eq!(AuthFailure::NotAuthorized.return_code() as u8, 5);
+    }
+
+    #[test]
+    fn certificate_authentication() {
+        let mut auth = StaticAuthenticator::new([("d1", "k1"), ("d2", "k2")]);
+        auth.disable("d2");
+        let cert = |d: &str| ClientCertificate {
+            device: d.into(),
+            thumbprint: "00".repeat(32),
+        };
+        let ok = auth.authenticate_certificate("d1", &cert("d1"), None, None);
+        assert_eq!(ok, Ok("d1".into()));
+        let same_user = auth.authenticate_certificate("d1", &cert("d1"), Some("d1"), None);
+        assert_eq!(same_user, Ok("d1".into()));
+        for (client, user) in [("d2", None), ("d1", Some("d2"))] {
+            assert_eq!(
+                auth.authenticate_certificate(client, &cert("d1"), user, None),
+                Err(AuthFailure::BadClientId),
+                "{client} {user:?}"
+            );
+        }
+        assert_eq!(
+            auth.authenticate_certificate("d1", &cert("d1"), None, Some("wrong")),
+            Err(AuthFailure::BadCredentials)
+        );
+        assert_eq!(
+            auth.authenticate_certificate("d2", &cert("d2"), None, None),
+            Err(AuthFailure::NotAuthorized)
+        );
+        assert_eq!(
+            auth.authenticate_certificate("d9", &cert("d9"), None, None),
+            Err(AuthFailure::BadCredentials)
+        );
+        struct PasswordOnly;
+        impl DeviceAuthenticator for PasswordOnly {
+            fn authenticate(
+                &self,
+                c: &str,
+                _: Option<&str>,
+                _: Option<&str>,
+            ) -> Result<DeviceId, AuthFailure> {
+                Ok(c.into())
+            }
+        }
+        assert_eq!(
+            PasswordOnly.authenticate_certificate("d1", &cert("d1"), None, None),
+            Err(AuthFailure::NotAuthorized)
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The async life of one connection: CONNECT (with timeout, protocol check, authentication and
-//! takeover), then a loop that reads packets into the [`Session`], hands accumulated messages to
-//! the commit pipeline (one commit in flight per connection, so PUBACKs leave in order), writes
-//! PUBACKs once the commit returned, and enforces keep-alive, rate pauses and server signals.
+//! takeover; a verified TLS client certificate may stand in for the key), then a loop that reads
+//! packets into the [`Session`], hands accumulated messages to the commit pipeline (one commit in
+//! flight per connection, so PUBACKs leave in order), writes PUBACKs once the commit returned,
+//! and enforces keep-alive, rate pauses and server signals.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::auth::AuthFailure;
+use super::auth::{AuthFailure, ClientCertificate};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, read_opening};
 use super::server::{Shared, Signal};
@@ -40,7 +41,7 @@ impl Drop for Gauge<'_> {
 }
 
 /// Serves one connection to the end.
-pub(crate) async fn run<S>(shared: &Arc<Shared>, mut io: S)
+pub(crate) async fn run<S>(shared: &Arc<Shared>, mut io: S, certificate: Option<ClientCertificate>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -55,7 +56,7 @@ where
     let Some(connect) = handshake(shared, &mut io, &mut rbuf, over_limit).await else {
         return;
     };
-    let Some(device) = authenticate(shared, &mut io, &connect).await else {
+    let Some(device) = authenticate(shared, &mut io, &connect, certificate).await else {
         return;
     };
     let Some((id, signal)) = shared.register(&device) else {
@@ -166,8 +167,14 @@ where
     }
 }
 
-/// Authenticates a CONNECT; answers and returns `None` on failure.
-async fn authenticate<S>(shared: &Arc<Shared>, io: &mut S, connect: &Connect) -> Option<String>
+/// Authenticates a CONNECT (with the client certificate when the connection has one); answers
+/// and returns `None` on failure.
+async fn authenticate<S>(
+    shared: &Arc<Shared>,
+    io: &mut S,
+    connect: &Connect,
+    certificate: Option<ClientCertificate>,
+) -> Option<String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -193,7 +200,10 @@ where
             ),
             None => (None, None),
         };
-        auth.authenticate(&client_id, user, pass)
+        match &certificate {
+            Some(cert) => auth.authenticate_certificate(&client_id, cert, user, pass),
+            None => auth.authenticate(&client_id, user, pass),
+        }
     })
     .await
     .unwrap_or(Err(AuthFailure::Unavailable));

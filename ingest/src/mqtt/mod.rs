@@ -37,12 +37,13 @@ mod stats;
 mod topic;
 
 pub use auth::{
-    AuthFailure, DeviceAuthenticator, DeviceId, StaticAuthenticator, connect_credentials,
+    AuthFailure, ClientCertificate, DeviceAuthenticator, DeviceId, StaticAuthenticator,
+    certificate_credentials, connect_credentials,
 };
 pub use bridge::{Bridge, BridgeConfig, BridgeConfigError, BridgeError, BridgeRoute, BridgeStats};
 pub use config::{MqttConfig, RateLimit};
 pub use payload::is_json;
 pub use replay::{Replay, replay};
-pub use server::MqttServer;
+pub use server::{Handshake, MqttServer, PlainTcp};
 pub use stats::{MqttStats, RejectReason};
 pub use topic::{TopicError, subscription_allowed, telemetry_stream};

@@ -1,6 +1,7 @@
 //! The [`MqttServer`]: accept loop, connection limit, the registry of open sessions (takeover by
 //! a second connection of the same device, [`MqttServer::disconnect_device`]), shutdown and
-//! statistics.
+//! statistics. [`Handshake`] makes the accept loop generic over the stream: plain TCP, or TLS
+//! (the server crate implements it with rustls), both served by the same session code.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,15 +10,45 @@ use std::time::Duration;
 
 use strata_storage::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::auth::DeviceAuthenticator;
+use super::auth::{ClientCertificate, DeviceAuthenticator};
 use super::commit::Committer;
 use super::config::MqttConfig;
 use super::connection;
 use super::session::Env;
 use super::stats::{Counters, MqttStats};
+
+/// Turns an accepted TCP connection into the stream an MQTT session runs on: nothing for plain
+/// MQTT ([`PlainTcp`]), a TLS handshake for MQTTS. [`MqttServer::serve_with`] runs it on the
+/// connection's own task, bounded by the CONNECT timeout.
+pub trait Handshake: Send + Sync + 'static {
+    /// The stream after the handshake.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Performs the handshake. Returns the stream and, when the peer presented one that the
+    /// handshake verified, its client certificate.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, Option<ClientCertificate>)>> + Send;
+}
+
+/// The handshake of plain MQTT over TCP: none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainTcp;
+
+impl Handshake for PlainTcp {
+    type Stream = TcpStream;
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<(TcpStream, Option<ClientCertificate>)> {
+        Ok((tcp, None))
+    }
+}
 
 /// What the server asks of an open session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,18 +154,32 @@ impl MqttServer {
         })
     }
 
-    /// Accepts connections on `listener` until [`MqttServer::shutdown`], serving each on its own
-    /// task. Accept errors (e.g. out of file descriptors) are logged and retried.
+    /// Accepts plain-TCP connections on `listener` until [`MqttServer::shutdown`], serving each
+    /// on its own task. Accept errors (e.g. out of file descriptors) are logged and retried.
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        self.serve_with(listener, Arc::new(PlainTcp)).await
+    }
+
+    /// Like [`MqttServer::serve`], with `handshake` (e.g. TLS) run on each accepted connection
+    /// before its session. Several listeners may serve one server: sessions, takeover, limits
+    /// and shutdown are shared.
+    pub async fn serve_with<H: Handshake>(
+        &self,
+        listener: TcpListener,
+        handshake: Arc<H>,
+    ) -> std::io::Result<()> {
         let mut stop = self.shared.shutdown.subscribe();
         loop {
             tokio::select! {
                 () = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let server = self.clone();
-                        tokio::spawn(async move { server.serve_connection(stream).await });
+                        let handshake = handshake.clone();
+                        tokio::spawn(async move {
+                            server.handshake_and_serve(stream, peer, &*handshake).await;
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "mqtt accept failed");
@@ -145,13 +190,38 @@ impl MqttServer {
         }
     }
 
+    /// Runs `handshake` on an accepted connection (within the CONNECT timeout), then its session.
+    async fn handshake_and_serve<H: Handshake>(
+        &self,
+        tcp: TcpStream,
+        peer: std::net::SocketAddr,
+        handshake: &H,
+    ) {
+        let limit = self.shared.env.config.connect_timeout;
+        match tokio::time::timeout(limit, handshake.handshake(tcp)).await {
+            Ok(Ok((io, certificate))) => self.serve_connection_as(io, certificate).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "mqtt handshake failed"),
+            Err(_) => tracing::debug!(%peer, "mqtt handshake timed out"),
+        }
+    }
+
     /// Serves one already accepted connection (plain TCP, or TLS layered by the caller) until it
     /// closes.
     pub async fn serve_connection<S>(&self, io: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        connection::run(&self.shared, io).await;
+        connection::run(&self.shared, io, None).await;
+    }
+
+    /// Serves one accepted connection whose peer presented `certificate`, already verified by
+    /// the caller's TLS layer: a CONNECT on it may authenticate with the certificate instead
+    /// of a key ([`DeviceAuthenticator::authenticate_certificate`]).
+    pub async fn serve_connection_as<S>(&self, io: S, certificate: Option<ClientCertificate>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        connection::run(&self.shared, io, certificate).await;
     }
 
     /// Closes every open session of `device` (e.g. after it was disabled or its key rotated);

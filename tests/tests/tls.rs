@@ -1,0 +1,470 @@
+//! TLS with real clients against the `strata` binary: `curl` over HTTPS trusting the generated
+//! development CA (and failing without it), `mosquitto_pub` over MQTTS with a device key, and
+//! client-certificate (mTLS) device authentication on MQTTS and HTTPS with certificates issued
+//! by the server (`POST /api/v1/devices/{id}/certificate`): the right device gets in without a
+//! password, a certificate used under another client id, a certificate from a foreign CA, a
+//! re-issued (superseded) certificate and a disabled device are refused. Plain listeners keep
+//! working beside the TLS ones.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use strata_tests::{Server, basic, bearer, temp_data_dir};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server with plain HTTP (harness), HTTPS, plain MQTT and MQTTS, all on free ports.
+struct TlsServer {
+    _tmp: tempfile::TempDir,
+    server: Server,
+    https: u16,
+    mqtts: u16,
+    mqtt: u16,
+}
+
+impl TlsServer {
+    fn start(extra: &[&str]) -> TlsServer {
+        let (tmp, data) = temp_data_dir();
+        let (https, mqtts, mqtt) = (free_port(), free_port(), free_port());
+        let (h, s, m) = (
+            format!("127.0.0.1:{https}"),
+            format!("127.0.0.1:{mqtts}"),
+            format!("127.0.0.1:{mqtt}"),
+        );
+        let mut args = vec!["--https-addr", &h, "--mqtts-addr", &s, "--mqtt-addr", &m];
+        args.extend_from_slice(extra);
+        let server = Server::start(&data, &args);
+        TlsServer {
+            _tmp: tmp,
+            server,
+            https,
+            mqtts,
+            mqtt,
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.server.data_dir().join("tls").join("ca.pem")
+    }
+
+    fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https)
+    }
+
+    /// Issues a certificate for `device` and writes `DIR/device.pem`, `DIR/device.key`.
+    fn issue(&self, device: &str, dir: &Path) -> (PathBuf, PathBuf, serde_json::Value) {
+        let r = self.server.post(
+            &format!("/api/v1/devices/{device}/certificate"),
+            br#"{"days": 30}"#,
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let v = r.json();
+        let cert = dir.join(format!("{device}.pem"));
+        let key = dir.join(format!("{device}.key"));
+        std::fs::write(&cert, v["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(&key, v["private_key"].as_str().unwrap()).unwrap();
+        (cert, key, v)
+    }
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed (.ci/run installs it)")
+}
+
+/// `(curl exit code, HTTP status, body)`.
+fn curl_status(args: &[&str]) -> (i32, u16, String) {
+    let out = curl(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        out.status.code().unwrap_or(-1),
+        code.trim().parse().unwrap_or(0),
+        body.to_owned(),
+    )
+}
+
+fn mosquitto_pub(
+    port: u16,
+    tls: &[&str],
+    id: &str,
+    auth: &[&str],
+    topic: &str,
+    msg: &str,
+) -> Output {
+    Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "-i", id])
+        .args(tls)
+        .args(auth)
+        .args(["-q", "1", "-t", topic, "-m", msg])
+        .output()
+        .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)")
+}
+
+fn sql(server: &Server, query: &str) -> serde_json::Value {
+    let r = server.post("/api/v1/query", query.as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn key_of(device: &serde_json::Value) -> String {
+    device["primary_key"].as_str().expect("key").to_owned()
+}
+
+fn ok(out: &Output) -> bool {
+    out.status.success()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}; stdout {}; stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn https_with_the_development_ca() {
+    let mut t = TlsServer::start(&[]);
+    let ca = t.ca();
+    let ca_str = ca.to_str().unwrap();
+    let tls_dir = t.server.data_dir().join("tls");
+    for secret in ["ca.key", "server.key"] {
+        let mode = std::fs::metadata(tls_dir.join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret}");
+    }
+    let logs = t.server.logs().join("\n");
+    assert!(logs.contains(ca_str), "the CA path is logged: {logs}");
+
+    let (rc, status, body) = curl_status(&["--cacert", ca_str, &t.https_url("/health")]);
+    assert_eq!((rc, status), (0, 200), "{body}");
+    // Without the CA the server certificate does not verify (curl exit 60).
+    let (rc, _, _) = curl_status(&[&t.https_url("/health")]);
+    assert_eq!(rc, 60, "curl must refuse the unknown issuer");
+
+    // A line-protocol write over HTTPS, read back over HTTPS and over plain HTTP.
+    let auth = format!("Authorization: {}", bearer(t.server.token()));
+    let (rc, status, body) = curl_status(&[
+        "--cacert",
+        ca_str,
+        "-H",
+        &auth,
+        "--data-binary",
+        "cpu,host=h1 usage=42.5 1700000000000000000",
+        &t.https_url("/api/v1/write?db=default"),
+    ]);
+    assert_eq!((rc, status), (0, 204), "{body}");
+    let (rc, status, body) = curl_status(&[
+        "--cacert",
+        ca_str,
+        "-H",
+        &auth,
+        "--data-binary",
+        "SELECT host, usage FROM cpu",
+        &t.https_url("/api/v1/query"),
+    ]);
+    assert_eq!((rc, status), (0, 200), "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows, serde_json::json!([{"host": "h1", "usage": 42.5}]));
+    assert_eq!(sql(&t.server, "SELECT usage FROM cpu")[0]["usage"], 42.5);
+    // Credentials are still required over HTTPS.
+    let (_, status, _) = curl_status(&[
+        "--cacert",
+        ca_str,
+        "--data-binary",
+        "cpu usage=1",
+        &t.https_url("/api/v1/write?db=default"),
+    ]);
+    assert_eq!(status, 401);
+
+    // The CA and server certificate are reused by a restart.
+    let ca_before = std::fs::read(&ca).unwrap();
+    let server_before = std::fs::read(tls_dir.join("server.pem")).unwrap();
+    assert_eq!(t.server.terminate(), 0, "clean shutdown with HTTPS and MQTTS");
+    t.server.restart();
+    assert_eq!(std::fs::read(&ca).unwrap(), ca_before);
+    assert_eq!(
+        std::fs::read(tls_dir.join("server.pem")).unwrap(),
+        server_before
+    );
+    let (rc, status, _) = curl_status(&["--cacert", ca_str, &t.https_url("/health")]);
+    assert_eq!((rc, status), (0, 200));
+}
+
+#[test]
+fn mqtts_with_a_device_key_and_plain_mqtt_beside_it() {
+    let t = TlsServer::start(&[]);
+    let ca = t.ca();
+    let tls = ["--cafile", ca.to_str().unwrap()];
+    let key = key_of(&t.server.create_device("sensor-1", "thermo"));
+    let login = ["-u", "sensor-1", "-P", key.as_str()];
+    let topic = "devices/sensor-1/telemetry/env";
+    let out = mosquitto_pub(
+        t.mqtts,
+        &tls,
+        "sensor-1",
+        &login,
+        topic,
+        r#"{"ts": 1700000000000, "temperature": 21.5}"#,
+    );
+    assert!(ok(&out), "{}", show(&out));
+    let out = mosquitto_pub(
+        t.mqtt,
+        &[],
+        "sensor-1",
+        &login,
+        topic,
+        r#"{"ts": 1700000001000, "temperature": 22.5}"#,
+    );
+    assert!(ok(&out), "plain MQTT still works: {}", show(&out));
+    let rows = sql(
+        &t.server,
+        "SELECT device, temperature FROM env ORDER BY time",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"device": "sensor-1", "temperature": 21.5},
+            {"device": "sensor-1", "temperature": 22.5}
+        ])
+    );
+    // A wrong key is refused over TLS as over TCP; an MQTTS client without the CA cannot connect.
+    let bad = ["-u", "sensor-1", "-P", "not-the-key-0123456789"];
+    assert!(!ok(&mosquitto_pub(
+        t.mqtts,
+        &tls,
+        "sensor-1",
+        &bad,
+        topic,
+        "{\"t\": 1}"
+    )));
+    let empty = tempfile::tempdir().unwrap();
+    let no_ca = ["--capath", empty.path().to_str().unwrap()];
+    let no_ca = mosquitto_pub(t.mqtts, &no_ca, "sensor-1", &login, topic, "{\"t\": 1}");
+    assert!(!ok(&no_ca), "{}", show(&no_ca));
+    assert_eq!(sql(&t.server, "SELECT count(*) AS n FROM env")[0]["n"], 2);
+}
+
+#[test]
+fn client_certificates_authenticate_devices() {
+    let t = TlsServer::start(&[]);
+    let certs = tempfile::tempdir().unwrap();
+    let ca = t.ca();
+    let ca_str = ca.to_str().unwrap();
+    t.server.create_device("dev-a", "thermo");
+    t.server.create_device("dev-b", "thermo");
+    let (cert, key, issued) = t.issue("dev-a", certs.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let with_cert = ["--cafile", ca_str, "--cert", cert_s, "--key", key_s];
+    // The thumbprint is pinned on the device.
+    let dev = t.server.get("/api/v1/devices/dev-a").json();
+    assert_eq!(dev["thumbprint"], issued["thumbprint"]);
+
+    // MQTTS: the certificate alone authenticates dev-a.
+    let out = mosquitto_pub(
+        t.mqtts,
+        &with_cert,
+        "dev-a",
+        &[],
+        "devices/dev-a/telemetry/env",
+        r#"{"ts": 1700000000000, "v": 1.0}"#,
+    );
+    assert!(ok(&out), "{}", show(&out));
+    // dev-a's certificate under client id dev-b is refused, even with dev-b's user name.
+    let out = mosquitto_pub(
+        t.mqtts,
+        &with_cert,
+        "dev-b",
+        &["-u", "dev-b"],
+        "devices/dev-b/telemetry/env",
+        r#"{"v": 2.0}"#,
+    );
+    assert!(!ok(&out), "{}", show(&out));
+
+    // HTTPS: the certificate alone authenticates dev-a on the write endpoints.
+    let https = ["--cacert", ca_str, "--cert", cert_s, "--key", key_s];
+    let url = t.https_url("/api/v1/write?db=default");
+    let (rc, status, body) = curl_status(
+        &[
+            &https[..],
+            &["--data-binary", "env v=3 1700000002000000000", &url],
+        ]
+        .concat(),
+    );
+    assert_eq!((rc, status), (0, 204), "{body}");
+    let other = t.https_url("/api/v1/devices/dev-b/telemetry/env");
+    let (_, status, body) =
+        curl_status(&[&https[..], &["--data-binary", "env v=4", &other]].concat());
+    assert_eq!(status, 403, "{body}");
+    // A device certificate gives no read access.
+    let query = t.https_url("/api/v1/query");
+    let (_, status, _) =
+        curl_status(&[&https[..], &["--data-binary", "SELECT 1", &query]].concat());
+    assert_eq!(status, 403);
+    let rows = sql(&t.server, "SELECT device, v FROM env ORDER BY time");
+    assert_eq!(
+        rows,
+        serde_json::json!([{"device": "dev-a", "v": 1.0}, {"device": "dev-a", "v": 3.0}])
+    );
+
+    // A certificate from a foreign CA (another server's development CA) is refused.
+    let foreign = TlsServer::start(&[]);
+    foreign.server.create_device("dev-a", "thermo");
+    let fdir = tempfile::tempdir().unwrap();
+    let (fcert, fkey, _) = foreign.issue("dev-a", fdir.path());
+    let (fcert, fkey) = (fcert.to_str().unwrap(), fkey.to_str().unwrap());
+    let out = mosquitto_pub(
+        t.mqtts,
+        &["--cafile", ca_str, "--cert", fcert, "--key", fkey],
+        "dev-a",
+        &[],
+        "devices/dev-a/telemetry/env",
+        r#"{"v": 5.0}"#,
+    );
+    assert!(!ok(&out), "{}", show(&out));
+    let (rc, status, _) = curl_status(&[
+        "--cacert",
+        ca_str,
+        "--cert",
+        fcert,
+        "--key",
+        fkey,
+        "--data-binary",
+        "env v=6",
+        &url,
+    ]);
+    assert!(
+        rc != 0 || status == 401,
+        "foreign certificate accepted: {rc} {status}"
+    );
+
+    // Re-issuing supersedes the old certificate; disabling the device refuses the new one.
+    let newer = tempfile::tempdir().unwrap();
+    let (cert2, key2, _) = t.issue("dev-a", newer.path());
+    let out = mosquitto_pub(
+        t.mqtts,
+        &with_cert,
+        "dev-a",
+        &[],
+        "devices/dev-a/telemetry/env",
+        r#"{"v": 7.0}"#,
+    );
+    assert!(
+        !ok(&out),
+        "the superseded certificate still works: {}",
+        show(&out)
+    );
+    let (_, status, _) = curl_status(&[&https[..], &["--data-binary", "env v=8", &url]].concat());
+    assert_eq!(status, 401);
+    let with_new = [
+        "--cafile",
+        ca_str,
+        "--cert",
+        cert2.to_str().unwrap(),
+        "--key",
+        key2.to_str().unwrap(),
+    ];
+    let out = mosquitto_pub(
+        t.mqtts,
+        &with_new,
+        "dev-a",
+        &[],
+        "devices/dev-a/telemetry/env",
+        r#"{"ts": 1700000003000, "v": 9.0}"#,
+    );
+    assert!(ok(&out), "{}", show(&out));
+    let r = t.server.post("/api/v1/devices/dev-a/disable", b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = mosquitto_pub(
+        t.mqtts,
+        &with_new,
+        "dev-a",
+        &[],
+        "devices/dev-a/telemetry/env",
+        r#"{"v": 10.0}"#,
+    );
+    assert!(!ok(&out), "a disabled device connected: {}", show(&out));
+    let rows = sql(&t.server, "SELECT v FROM env ORDER BY time");
+    assert_eq!(
+        rows,
+        serde_json::json!([{"v": 1.0}, {"v": 3.0}, {"v": 9.0}])
+    );
+
+    // Unknown devices get no certificate.
+    let r = t
+        .server
+        .post("/api/v1/devices/nobody/certificate", b"", &[]);
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Only admins issue certificates.
+    let device_key = key_of(&t.server.create_device("dev-c", "thermo"));
+    let r = strata_tests::try_post(
+        &t.server.url("/api/v1/devices/dev-c/certificate"),
+        b"",
+        &[("Authorization", &basic("dev-c", &device_key))],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[test]
+fn operator_certificate_files() {
+    // The first server's generated files play the operator's certificate for a second one.
+    let first = TlsServer::start(&[]);
+    let dir = first.server.data_dir().join("tls");
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let t = TlsServer::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        !t.server.data_dir().join("tls").exists(),
+        "no development CA is generated"
+    );
+    let ca = first.ca();
+    let (rc, status, body) =
+        curl_status(&["--cacert", ca.to_str().unwrap(), &t.https_url("/health")]);
+    assert_eq!((rc, status), (0, 200), "{body}");
+    // No development CA in use: no device certificates.
+    t.server.create_device("dev-a", "thermo");
+    let r = t.server.post("/api/v1/devices/dev-a/certificate", b"", &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    // A mismatched key is a clear startup error.
+    let (_tmp, data) = temp_data_dir();
+    let out = Command::new(strata_tests::strata_binary())
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--https-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+        ])
+        .args(["--tls-key", dir.join("ca.key").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TLS"), "{stderr}");
+}
