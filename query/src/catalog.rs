@@ -1,5 +1,7 @@
 //! The SQL catalog over the engine: one schema per database, one table per stream, resolved on
-//! every lookup so streams and databases created after startup are visible at once.
+//! every lookup so streams and databases created after startup are visible at once. Extra tables
+//! registered by the embedder (the registry's `devices`, `entities`, ...) live in schema
+//! [`EXTRA_SCHEMA`] and are also reachable unqualified when no stream of `default` has their name.
 
 use std::sync::Arc;
 
@@ -8,19 +10,41 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result;
 use strata_storage::{DEFAULT_DATABASE, Engine};
 
+use crate::snapshot::ExtraTables;
 use crate::table::{ScanOptions, StreamTable};
+
+/// Schema holding the extra (non-stream) tables.
+pub const EXTRA_SCHEMA: &str = "registry";
 
 /// Catalog whose schemas are the engine's databases (`default` always exists).
 #[derive(Debug, Clone)]
 pub struct StrataCatalog {
     engine: Arc<Engine>,
     options: ScanOptions,
+    extra: ExtraTables,
 }
 
 impl StrataCatalog {
     /// A catalog over `engine` whose scans behave as `options` say.
     pub fn new(engine: Arc<Engine>, options: ScanOptions) -> StrataCatalog {
-        StrataCatalog { engine, options }
+        Self::with_extra_tables(engine, options, ExtraTables::default())
+    }
+
+    /// Same, also serving the (shared, growable) `extra` tables.
+    pub fn with_extra_tables(
+        engine: Arc<Engine>,
+        options: ScanOptions,
+        extra: ExtraTables,
+    ) -> StrataCatalog {
+        StrataCatalog {
+            engine,
+            options,
+            extra,
+        }
+    }
+
+    fn has_extra(&self) -> bool {
+        self.extra.read().is_ok_and(|t| !t.is_empty())
     }
 }
 
@@ -29,16 +53,28 @@ impl CatalogProvider for StrataCatalog {
         let mut names = self.engine.databases();
         if !names.iter().any(|n| n == DEFAULT_DATABASE) {
             names.push(DEFAULT_DATABASE.to_string());
-            names.sort();
         }
+        if self.has_extra() && !names.iter().any(|n| n == EXTRA_SCHEMA) {
+            names.push(EXTRA_SCHEMA.to_string());
+        }
+        names.sort();
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == EXTRA_SCHEMA
+            && self.has_extra()
+            && !self.engine.databases().iter().any(|d| d == name)
+        {
+            return Some(Arc::new(ExtraSchema(self.extra.clone())));
+        }
         let known = name == DEFAULT_DATABASE || self.engine.databases().iter().any(|d| d == name);
         known.then(|| {
-            Arc::new(DatabaseSchema::new(self.engine.clone(), name, self.options))
-                as Arc<dyn SchemaProvider>
+            let mut schema = DatabaseSchema::new(self.engine.clone(), name, self.options);
+            if name == DEFAULT_DATABASE {
+                schema.extra = Some(self.extra.clone());
+            }
+            Arc::new(schema) as Arc<dyn SchemaProvider>
         })
     }
 }
@@ -49,6 +85,8 @@ pub struct DatabaseSchema {
     engine: Arc<Engine>,
     database: String,
     options: ScanOptions,
+    /// Extra tables reachable unqualified (the `default` database only).
+    extra: Option<ExtraTables>,
 }
 
 impl DatabaseSchema {
@@ -62,6 +100,7 @@ impl DatabaseSchema {
             engine,
             database: database.into(),
             options,
+            extra: None,
         }
     }
 }
@@ -73,13 +112,42 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(
-            StreamTable::load(self.engine.clone(), &self.database, name, self.options)
-                .map(|t| Arc::new(t) as Arc<dyn TableProvider>),
-        )
+        let stream = StreamTable::load(self.engine.clone(), &self.database, name, self.options)
+            .map(|t| Arc::new(t) as Arc<dyn TableProvider>);
+        Ok(stream.or_else(|| extra_table(self.extra.as_ref()?, name)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.engine.schema(&self.database, name).is_some()
+            || self
+                .extra
+                .as_ref()
+                .is_some_and(|e| extra_table(e, name).is_some())
+    }
+}
+
+fn extra_table(extra: &ExtraTables, name: &str) -> Option<Arc<dyn TableProvider>> {
+    extra.read().ok()?.get(name).cloned()
+}
+
+/// The schema of the extra tables.
+#[derive(Debug)]
+struct ExtraSchema(ExtraTables);
+
+#[async_trait]
+impl SchemaProvider for ExtraSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.0
+            .read()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(extra_table(&self.0, name))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        extra_table(&self.0, name).is_some()
     }
 }

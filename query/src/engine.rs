@@ -42,6 +42,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     config: QueryConfig,
     options: SQLOptions,
+    extra: crate::snapshot::ExtraTables,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -80,9 +81,14 @@ impl QueryEngine {
         let options = ScanOptions {
             read_all_fields: config.read_all_fields,
         };
-        let catalog = StrataCatalog::new(engine, options);
+        let extra = crate::snapshot::ExtraTables::default();
+        let catalog = StrataCatalog::with_extra_tables(engine.clone(), options, extra.clone());
         ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
         crate::functions::register(&mut ctx)?;
+        ctx.register_udtf(
+            "last_values",
+            Arc::new(crate::latest::LastValuesFunction::new(engine.clone())),
+        );
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -91,12 +97,26 @@ impl QueryEngine {
             ctx,
             config,
             options,
+            extra,
         })
     }
 
     /// The DataFusion session (for Flight SQL, prepared statements, custom planning).
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Adds (or replaces) a table whose rows come from `source` (the server's registry tables),
+    /// reachable as `registry.<name>` and, unless a stream of `default` has that name, as `<name>`.
+    pub fn register_snapshot_table(
+        &self,
+        name: &str,
+        source: Arc<dyn crate::snapshot::SnapshotSource>,
+    ) {
+        let table = Arc::new(crate::snapshot::SnapshotTable::new(name, source));
+        if let Ok(mut tables) = self.extra.write() {
+            tables.insert(name.to_string(), table);
+        }
     }
 
     /// The limits in force.

@@ -13,19 +13,23 @@ mod engine;
 mod error;
 mod exec;
 mod functions;
+mod latest;
 mod layout;
 mod output;
 mod params;
 mod pushdown;
+mod snapshot;
 mod table;
 
-pub use catalog::{DatabaseSchema, StrataCatalog};
+pub use catalog::{DatabaseSchema, EXTRA_SCHEMA, StrataCatalog};
 pub use config::QueryConfig;
 pub use engine::{CATALOG_NAME, QueryEngine, QueryResult};
 pub use error::QueryError;
 pub use exec::StrataScanExec;
+pub use latest::{LastValuesExec, LastValuesFunction, LastValuesTable};
 pub use layout::{ColumnKind, DEVICE_COLUMN, TIME_COLUMN, TIME_ZONE, TableLayout};
 pub use output::{OutputFormat, encode};
+pub use snapshot::{ExtraTables, SnapshotExec, SnapshotSource, SnapshotTable};
 pub use table::{ScanOptions, StreamTable};
 
 /// Re-exported so callers (the server, benches) use the same versions.

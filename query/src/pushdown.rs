@@ -104,6 +104,29 @@ pub fn classify(layout: &TableLayout, filters: &[&Expr]) -> Vec<TableProviderFil
         .collect()
 }
 
+/// Like [`classify`] for tables without a time range (the last-value table): only device and
+/// tag conjuncts are exact, anything touching `time` stays above the scan.
+pub fn classify_series(
+    layout: &TableLayout,
+    filters: &[&Expr],
+) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| {
+            let series_only = conjuncts(f).all(|c| {
+                matches!(
+                    constraint(layout, c),
+                    Some(Constraint::Devices(_) | Constraint::Tag(..) | Constraint::Never)
+                )
+            });
+            match series_only {
+                true => TableProviderFilterPushDown::Exact,
+                false => TableProviderFilterPushDown::Unsupported,
+            }
+        })
+        .collect()
+}
+
 /// The `AND`-separated parts of an expression.
 fn conjuncts(e: &Expr) -> Box<dyn Iterator<Item = &Expr> + '_> {
     match e {

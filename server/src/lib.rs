@@ -21,6 +21,7 @@ pub mod query;
 pub mod read;
 pub mod routes;
 pub mod serve;
+pub mod sql_tables;
 pub mod state;
 pub mod time;
 pub mod tls;

@@ -61,6 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     let query = QueryEngine::with_config(engine.clone(), args.query_config())
         .context("cannot start the SQL engine")?;
+    crate::sql_tables::register(&query, &registry);
     let state = AppState::new(
         engine.clone(),
         registry.clone(),
