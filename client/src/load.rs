@@ -1,5 +1,6 @@
 //! The HTTP load driver: `C` threads, each with its own keep-alive `ureq` agent, POST batches of
 //! line protocol to `/api/v1/write` and record per-request latency; the result is a [`LoadReport`].
+//! `https://` URLs work too, trusting the CA of [`tls_config`] (e.g. Strata's development CA).
 
 use std::fmt;
 use std::ops::Range;
@@ -37,6 +38,34 @@ pub struct LoadConfig {
     pub progress: Option<Duration>,
     /// API token sent as `Authorization: Bearer <token>` (needs the `write` scope).
     pub token: Option<String>,
+    /// TLS settings for an `https://` URL ([`tls_config`]); `None` trusts the public web roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client configuration (rustls, ring) trusting only the CA certificates of the PEM file
+/// `cacert`, like `curl --cacert`.
+pub fn tls_config(cacert: &std::path::Path) -> std::io::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let pem = std::fs::read(cacert)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| invalid(format!("{}: {e}", cacert.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("{}: {e}", cacert.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(format!("{}: no CA certificate", cacert.display())));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Counters shared by the workers.
@@ -188,9 +217,11 @@ fn worker(
     shared: &Shared,
     chunks: &[Range<usize>],
 ) -> Vec<u64> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(120))
-        .build();
+    let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120));
+    if let Some(tls) = &cfg.tls {
+        agent = agent.tls_config(tls.clone());
+    }
+    let agent = agent.build();
     let url = format!(
         "{}{}?db={}",
         cfg.url.trim_end_matches('/'),

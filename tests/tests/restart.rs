@@ -169,6 +169,7 @@ fn fleet_load_reads_back_complete() {
         batch: 500,
         progress: None,
         token: Some(server.token().to_owned()),
+        tls: None,
     };
     let report = run(&cfg, Source::Fleet(fleet));
     assert_eq!(report.errors, 0);

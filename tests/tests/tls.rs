@@ -195,7 +195,11 @@ fn https_with_the_development_ca() {
     // The CA and server certificate are reused by a restart.
     let ca_before = std::fs::read(&ca).unwrap();
     let server_before = std::fs::read(tls_dir.join("server.pem")).unwrap();
-    assert_eq!(t.server.terminate(), 0, "clean shutdown with HTTPS and MQTTS");
+    assert_eq!(
+        t.server.terminate(),
+        0,
+        "clean shutdown with HTTPS and MQTTS"
+    );
     t.server.restart();
     assert_eq!(std::fs::read(&ca).unwrap(), ca_before);
     assert_eq!(
@@ -354,8 +358,25 @@ fn client_certificates_authenticate_devices() {
     );
 
     // Re-issuing supersedes the old certificate; disabling the device refuses the new one.
+    // Re-issue with the CLI (`strata devices cert`): it writes the three files.
     let newer = tempfile::tempdir().unwrap();
-    let (cert2, key2, _) = t.issue("dev-a", newer.path());
+    let cli = Command::new(strata_tests::strata_binary())
+        .args(["devices", "cert", "dev-a", "--days", "10", "--out"])
+        .arg(newer.path())
+        .args(["--url", &t.server.base(), "--token", t.server.token()])
+        .output()
+        .unwrap();
+    assert!(ok(&cli), "{}", show(&cli));
+    let (cert2, key2) = (
+        newer.path().join("dev-a.pem"),
+        newer.path().join("dev-a.key"),
+    );
+    let mode = std::fs::metadata(&key2).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read(newer.path().join("ca.pem")).unwrap(),
+        std::fs::read(&ca).unwrap()
+    );
     let out = mosquitto_pub(
         t.mqtts,
         &with_cert,
@@ -467,4 +488,131 @@ fn operator_certificate_files() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+#[test]
+fn fleet_loader_over_https() {
+    use strata_client::fleet::FleetConfig;
+    use strata_client::load::{LoadConfig, Source, run, tls_config};
+    let t = TlsServer::start(&[]);
+    let fleet = FleetConfig {
+        trucks: 5,
+        duration: std::time::Duration::from_secs(600),
+        ..FleetConfig::default()
+    };
+    let mut cfg = LoadConfig {
+        url: format!("https://localhost:{}", t.https),
+        db: "fleet".into(),
+        write_path: "/api/v1/write".into(),
+        connections: 2,
+        batch: 200,
+        progress: None,
+        token: Some(t.server.token().to_owned()),
+        tls: Some(tls_config(&t.ca()).unwrap()),
+    };
+    let report = run(&cfg, Source::Fleet(fleet.clone()));
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.rows > 0);
+    let stored: u64 = ["readings", "diagnostics"]
+        .iter()
+        .map(|s| {
+            sql(&t.server, &format!("SELECT count(*) AS n FROM fleet.{s}"))[0]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(stored, report.rows);
+    // Trusting only another CA, every request fails verification.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("ca.pem");
+    let foreign = TlsServer::start(&[]);
+    std::fs::copy(foreign.ca(), &other_ca).unwrap();
+    cfg.tls = Some(tls_config(&other_ca).unwrap());
+    let report = run(&cfg, Source::Fleet(fleet));
+    assert_eq!(report.rows, 0);
+    assert!(report.errors > 0);
+    assert!(tls_config(&other.path().join("missing.pem")).is_err());
+}
+
+/// Publishes `count` QoS 1 messages with paho-mqtt over TLS; prints `ACKED n` or `ERROR ...`.
+/// Arguments: port, CA file, device id, key ("-" for none), cert file ("-"), key file ("-").
+const PAHO_TLS: &str = r#"
+import json, sys, threading
+import paho.mqtt.client as mqtt
+port, ca, dev, key, certfile, keyfile, count = sys.argv[1:8]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev)
+if certfile != "-":
+    c.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile)
+else:
+    c.tls_set(ca_certs=ca)
+if key != "-":
+    c.username_pw_set(dev, key)
+result, done = [], threading.Event()
+def on_connect(client, userdata, flags, reason_code, properties):
+    result.append(reason_code)
+    done.set()
+c.on_connect = on_connect
+try:
+    c.connect("localhost", int(port), keepalive=30)
+except Exception as e:
+    print("ERROR", type(e).__name__, e)
+    sys.exit(0)
+c.loop_start()
+if not done.wait(10) or result[0].is_failure:
+    print("REFUSED", result[0] if result else "timeout")
+    c.loop_stop()
+    sys.exit(0)
+infos = [c.publish(f"devices/{dev}/telemetry/paho", json.dumps({"ts": 1700000000000 + i, "v": i}), qos=1)
+         for i in range(int(count))]
+acked = 0
+for info in infos:
+    try:
+        info.wait_for_publish(timeout=10)
+    except Exception as e:
+        print("ERROR", type(e).__name__, e)
+        break
+    if not info.is_published():
+        break
+    acked += 1
+c.loop_stop()
+c.disconnect()
+print("ACKED", acked)
+"#;
+
+fn paho(port: u16, ca: &Path, dev: &str, key: &str, cert: Option<(&Path, &Path)>) -> String {
+    let (cert, cert_key) = match cert {
+        Some((c, k)) => (c.to_str().unwrap(), k.to_str().unwrap()),
+        None => ("-", "-"),
+    };
+    let out = Command::new("python3")
+        .args(["-c", PAHO_TLS, &port.to_string(), ca.to_str().unwrap()])
+        .args([dev, key, cert, cert_key, "50"])
+        .output()
+        .expect("python3 with paho-mqtt is installed (.ci/run installs it)");
+    assert!(ok(&out), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn paho_over_tls_with_key_and_with_certificate() {
+    let t = TlsServer::start(&[]);
+    let ca = t.ca();
+    let key = key_of(&t.server.create_device("paho-key", "thermo"));
+    assert_eq!(paho(t.mqtts, &ca, "paho-key", &key, None), "ACKED 50");
+    t.server.create_device("paho-cert", "thermo");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, cert_key, _) = t.issue("paho-cert", dir.path());
+    let cert_pair = Some((cert.as_path(), cert_key.as_path()));
+    assert_eq!(paho(t.mqtts, &ca, "paho-cert", "-", cert_pair), "ACKED 50");
+    // Neither key nor certificate: refused at CONNACK (paho then acknowledges nothing).
+    let refused = paho(t.mqtts, &ca, "paho-cert", "-", None);
+    assert!(refused.starts_with("REFUSED"), "{refused}");
+    let rows = sql(
+        &t.server,
+        "SELECT device, count(*) AS n FROM paho GROUP BY device ORDER BY device",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([{"device": "paho-cert", "n": 50}, {"device": "paho-key", "n": 50}])
+    );
 }

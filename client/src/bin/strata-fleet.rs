@@ -57,6 +57,10 @@ enum Cmd {
         /// (e.g. `$(cat strata-data/admin-token)`).
         #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// For an https:// URL: trust only the CA certificates in this PEM file (e.g. the
+        /// server's DATA/tls/ca.pem), like `curl --cacert`.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
     },
 }
 
@@ -167,7 +171,15 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             file,
             quiet,
             token,
+            cacert,
         } => {
+            let tls = match &cacert {
+                Some(path) => Some(
+                    strata_client::load::tls_config(path)
+                        .with_context(|| format!("cannot use --cacert {}", path.display()))?,
+                ),
+                None => None,
+            };
             let source = match file {
                 Some(path) => Source::File(Arc::new(
                     std::fs::read(&path)
@@ -185,6 +197,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                     batch,
                     progress,
                     token,
+                    tls,
                 },
                 source,
             );

@@ -148,6 +148,18 @@ enum DevicesCommand {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Issue a client certificate for mTLS from the server's development CA (docs/tls.md):
+    /// writes DIR/ID.pem, DIR/ID.key (mode 0600) and DIR/ca.pem. Supersedes earlier ones.
+    Cert {
+        /// Device id.
+        id: String,
+        /// Directory to write the files to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days (1..=3650).
+        #[arg(long, default_value_t = crate::tls::issue::DEFAULT_DAYS)]
+        days: u32,
+    },
 }
 
 /// Runs `strata devices ...`.
@@ -220,6 +232,11 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             Ok(())
         }
         DevicesCommand::Import { file, format } => import(&client, &file, format, json),
+        DevicesCommand::Cert { id, out, days } => {
+            let path = format!("/api/v1/devices/{}/certificate", enc(&id));
+            let issued = client.post(&path, json!({ "days": days }))?;
+            crate::tls::issue::write_files(&issued, &id, &out, json)
+        }
     }
 }
 

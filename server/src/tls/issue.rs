@@ -80,6 +80,57 @@ pub async fn issue(
     .map_err(ApiError::from_join)?
 }
 
+/// Writes an issued certificate (the endpoint's JSON answer) as `out/ID.pem`, `out/ID.key`
+/// (mode 0600) and `out/ca.pem`, then prints the paths (or the thumbprint and paths as JSON).
+pub fn write_files(
+    issued: &Value,
+    id: &str,
+    out: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let field = |k: &str| {
+        issued[k]
+            .as_str()
+            .with_context(|| format!("the server's answer has no '{k}'"))
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let files = [
+        (out.join(format!("{id}.pem")), field("certificate")?, 0o644),
+        (out.join(format!("{id}.key")), field("private_key")?, 0o600),
+        (out.join("ca.pem"), field("ca_certificate")?, 0o644),
+    ];
+    for (path, text, mode) in &files {
+        let _ = std::fs::remove_file(path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(*mode)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let [cert, key, ca] = files.map(|(p, _, _)| p.display().to_string());
+    if json {
+        let v = json!({"device": id, "thumbprint": issued["thumbprint"], "not_after": issued["not_after"],
+            "certificate": cert, "private_key": key, "ca_certificate": ca});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("certificate  {cert}\nprivate key  {key}\nCA           {ca}");
+        println!(
+            "thumbprint   {}",
+            issued["thumbprint"].as_str().unwrap_or("")
+        );
+        println!(
+            "e.g. mosquitto_pub --cafile {ca} --cert {cert} --key {key} -i {id} -p 8883 \\\n       -t devices/{id}/telemetry/env -m '{{\"temperature\": 21.5}}'"
+        );
+    }
+    Ok(())
+}
+
 fn request_days(body: &[u8]) -> Result<u32, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DEFAULT_DAYS);
