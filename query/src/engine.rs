@@ -85,6 +85,7 @@ impl QueryEngine {
         let catalog = StrataCatalog::with_extra_tables(engine.clone(), options, extra.clone());
         ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
         crate::functions::register(&mut ctx)?;
+        crate::gapfill::register(&ctx);
         ctx.register_udtf(
             "last_values",
             Arc::new(crate::latest::LastValuesFunction::new(engine.clone())),

@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod exec;
 mod functions;
+mod gapfill;
 mod latest;
 mod layout;
 mod output;

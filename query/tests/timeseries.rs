@@ -1,0 +1,198 @@
+//! Time-series SQL against a real engine: gap filling (`time_buckets`, `locf`, `interpolate`) with
+//! expected values worked out by hand from the written points, and the last-value fast path
+//! (`last_values(...)`) against the equivalent full-scan aggregate.
+
+mod support;
+
+use std::sync::Arc;
+
+use strata_query::QueryEngine;
+use strata_storage::{Engine, EngineConfig, Value};
+use support::*;
+
+async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
+    let result = q
+        .query(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    rows(&result.batches)
+}
+
+fn point(device: &str, minute: i64, v: f64) -> Point<'_> {
+    Point {
+        device,
+        tags: Vec::new(),
+        time: T0 + minute * MINUTE,
+        fields: vec![("v", Value::Float(v))],
+    }
+}
+
+fn engine() -> (tempfile::TempDir, Arc<Engine>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.background = false;
+    cfg.durability = strata_storage::Durability::None;
+    let engine = Arc::new(Engine::open(cfg).unwrap());
+    (dir, engine)
+}
+
+const GAPFILL: &str = "\
+    SELECT d.device, b.bucket, a.v, locf(a.v) OVER w AS prev, interpolate(a.v, b.bucket) OVER w AS lin \
+    FROM time_buckets('2024-01-01T00:00:00Z', '2024-01-01T00:50:00Z', INTERVAL '10 minutes') b \
+    CROSS JOIN (SELECT DISTINCT device FROM temp) d \
+    LEFT JOIN (SELECT device, time_bucket(INTERVAL '10 minutes', time) AS bucket, avg(v) AS v FROM temp \
+               WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:50:00Z' GROUP BY 1, 2) a \
+      ON a.device = d.device AND a.bucket = b.bucket \
+    WINDOW w AS (PARTITION BY d.device ORDER BY b.bucket) \
+    ORDER BY d.device, b.bucket";
+
+fn num(c: &Cell) -> Option<f64> {
+    match c {
+        Cell::Null => None,
+        other => Some(other.f()),
+    }
+}
+
+#[tokio::test]
+async fn gap_filling_generates_empty_buckets_and_fills_them() {
+    let (_dir, engine) = engine();
+    // a: minute 0 = 10, minute 1 = 20 (bucket 00:00 mean 15), minute 35 = 45 (bucket 00:30).
+    // b: minute 5 = 100 (bucket 00:00), minute 22 = 80 (bucket 00:20).
+    // Outside the range (ignored): a at minute 70.
+    let points = [
+        point("a", 0, 10.0),
+        point("a", 1, 20.0),
+        point("a", 35, 45.0),
+        point("a", 70, 99.0),
+        point("b", 5, 100.0),
+        point("b", 22, 80.0),
+    ];
+    write(&engine, "default", "temp", &points);
+    let q = QueryEngine::new(engine).unwrap();
+    let got = sql(&q, GAPFILL).await;
+    assert_eq!(got.len(), 10, "5 buckets for each of 2 devices: {got:?}");
+    let bucket = |k: i64| Cell::Int(T0 + k * 10 * MINUTE);
+    let expect: [(&str, [Option<f64>; 3]); 10] = [
+        // (device, [avg, locf, interpolate]) per bucket 00:00 .. 00:40
+        ("a", [Some(15.0), Some(15.0), Some(15.0)]),
+        ("a", [None, Some(15.0), Some(25.0)]),
+        ("a", [None, Some(15.0), Some(35.0)]),
+        ("a", [Some(45.0), Some(45.0), Some(45.0)]),
+        ("a", [None, Some(45.0), None]),
+        ("b", [Some(100.0), Some(100.0), Some(100.0)]),
+        ("b", [None, Some(100.0), Some(90.0)]),
+        ("b", [Some(80.0), Some(80.0), Some(80.0)]),
+        ("b", [None, Some(80.0), None]),
+        ("b", [None, Some(80.0), None]),
+    ];
+    for (i, (row, (device, values))) in got.iter().zip(expect).enumerate() {
+        assert_eq!(row[0], Cell::Str(device.into()), "row {i}");
+        assert_eq!(row[1], bucket(i as i64 % 5), "row {i}");
+        let cells: Vec<Option<f64>> = row[2..].iter().map(num).collect();
+        assert_eq!(cells, values.to_vec(), "row {i} ({device})");
+    }
+}
+
+#[tokio::test]
+async fn gap_filling_errors_are_plan_errors() {
+    let (_dir, engine) = engine();
+    let q = QueryEngine::new(engine).unwrap();
+    for bad in [
+        "SELECT * FROM time_buckets('2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z', INTERVAL '1 month')",
+        "SELECT * FROM time_buckets('2024-01-01T00:00:00Z', '2124-01-02T00:00:00Z', INTERVAL '1 second')",
+        "SELECT * FROM time_buckets('yesterday', '2024-01-02T00:00:00Z', INTERVAL '1 hour')",
+        "SELECT * FROM time_buckets('2024-01-01T00:00:00Z')",
+    ] {
+        let e = q.query(bad).await.expect_err(bad);
+        assert!(e.is_client_error(), "{bad}: {e}");
+    }
+    let got = sql(
+        &q,
+        "SELECT count(*) FROM time_buckets('2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z', INTERVAL '1 hour')",
+    )
+    .await;
+    assert_eq!(got, vec![vec![Cell::Int(24)]]);
+}
+
+/// `last_values('readings')` must equal the full-scan "last value of each field per series".
+const FULL_SCAN_LATEST: &str = "\
+    SELECT max(time), device, fleet, model, last(speed, time), last(load, time), last(moving, time), last(fuel, time) \
+    FROM readings GROUP BY device, fleet, model ORDER BY device";
+
+#[tokio::test]
+async fn last_values_equals_the_full_scan() {
+    let (_dir, engine, truth) = fleet_engine();
+    let q = QueryEngine::new(engine.clone()).unwrap();
+    let fast = "SELECT time, device, fleet, model, speed, load, moving, fuel \
+                FROM last_values('readings') ORDER BY device";
+    let expected = sql(&q, FULL_SCAN_LATEST).await;
+    assert_eq!(sql(&q, fast).await, expected);
+    assert_eq!(expected.len(), DEVICES);
+    // By hand from the ground truth: d1's newest point and its newest fuel reading.
+    let d1: Vec<&Reading> = truth.iter().filter(|r| r.device == "d1").collect();
+    let newest = d1.iter().max_by_key(|r| r.time).unwrap();
+    assert_eq!(expected[1][0], Cell::Int(newest.time));
+    assert_eq!(expected[1][4], Cell::Float(newest.speed));
+    let fuel = d1
+        .iter()
+        .filter(|r| r.fuel.is_some())
+        .max_by_key(|r| r.time)
+        .unwrap();
+    assert_eq!(expected[1][7], Cell::Float(fuel.fuel.unwrap()));
+
+    // Filters: a device, a tag, and a non-pushable predicate.
+    let one = sql(
+        &q,
+        "SELECT device, speed FROM last_values('readings') WHERE device = 'd4'",
+    )
+    .await;
+    assert_eq!(
+        one,
+        vec![vec![Cell::Str("d4".into()), expected[4][4].clone()]]
+    );
+    let north = sql(
+        &q,
+        "SELECT device FROM last_values('readings') WHERE fleet = 'north' AND speed >= 0 ORDER BY device",
+    )
+    .await;
+    assert_eq!(north.len(), 3);
+
+    // An out-of-order older write changes nothing; a newer one is visible at once.
+    let old = Point {
+        device: "d1",
+        tags: vec![("fleet", "north"), ("model", "b")],
+        time: T0,
+        fields: vec![("speed", Value::Float(-1.0))],
+    };
+    write(&engine, "default", "readings", &[old]);
+    assert_eq!(sql(&q, fast).await, sql(&q, FULL_SCAN_LATEST).await);
+    let new = Point {
+        time: newest.time + TICK,
+        fields: vec![("speed", Value::Float(-2.0))],
+        device: "d1",
+        tags: vec![("fleet", "north"), ("model", "b")],
+    };
+    write(&engine, "default", "readings", &[new]);
+    engine.flush().unwrap();
+    let after = sql(&q, fast).await;
+    assert_eq!(after, sql(&q, FULL_SCAN_LATEST).await);
+    assert_eq!(after[1][4], Cell::Float(-2.0));
+    assert_eq!(
+        after[1][7], expected[1][7],
+        "fuel keeps its own latest value"
+    );
+}
+
+#[tokio::test]
+async fn last_values_rejects_bad_arguments() {
+    let (_dir, engine, _) = fleet_engine();
+    let q = QueryEngine::new(engine).unwrap();
+    for bad in [
+        "SELECT * FROM last_values('nope')",
+        "SELECT * FROM last_values()",
+        "SELECT * FROM last_values(1)",
+    ] {
+        let e = q.query(bad).await.expect_err(bad);
+        assert!(e.is_client_error(), "{bad}: {e}");
+    }
+}
