@@ -38,6 +38,8 @@ struct ScanSpec {
     kinds: Vec<ColumnKind>,
     /// Stop after this many rows per partition.
     limit: Option<usize>,
+    /// Every stored point is a row (`Engine::scan_rows`), only the requested fields decoded.
+    every_point: bool,
 }
 
 /// Scan of one stream with pushed-down time range, devices, tags, projection and limit.
@@ -88,8 +90,9 @@ impl StrataScanExec {
             tags: p.tags.clone(),
             start: p.start,
             end: p.end,
-            // No field requested: read all, so every stored point yields a row.
-            fields: (!fields.is_empty() && !input.read_all_fields).then_some(fields),
+            // `read_all_fields`: every point is a row, through `scan_rows`, which decodes only
+            // these fields. Otherwise no field requested means all (so every point is a row).
+            fields: (input.read_all_fields || !fields.is_empty()).then_some(fields),
         };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(input.schema.clone()),
@@ -105,6 +108,7 @@ impl StrataScanExec {
                 schema: input.schema,
                 kinds: input.kinds,
                 limit: input.limit,
+                every_point: input.read_all_fields,
             }),
             partitions,
             properties: Arc::new(properties),
@@ -165,7 +169,9 @@ impl DisplayAs for StrataScanExec {
             })
             .collect();
         write!(f, ", fields={read:?}")?;
-        if r.fields.is_none() {
+        if self.spec.every_point {
+            write!(f, " (every point)")?;
+        } else if r.fields.is_none() {
             write!(f, " (decoding all)")?;
         }
         if let Some(limit) = self.spec.limit {
@@ -288,10 +294,11 @@ fn scan_some(
     while let Some(device) = devices.pop_front() {
         let mut request = spec.request.clone();
         request.device = Some(device);
-        let found = spec
-            .engine
-            .scan(&request)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let found = match spec.every_point {
+            true => spec.engine.scan_rows(&request),
+            false => spec.engine.scan(&request),
+        }
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         rows += found.iter().map(|s| s.times.len()).sum::<usize>();
         out.extend(found);
         if rows >= wanted {

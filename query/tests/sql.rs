@@ -182,7 +182,7 @@ async fn explain_shows_what_was_pushed() {
     let (a, b) = (T0 + 10 * MINUTE, T0 + 20 * MINUTE);
     assert!(plan.contains(&format!("time=[{a}, {b})")), "{plan}");
     assert!(
-        plan.contains(r#"fields=["speed"] (decoding all)"#),
+        plan.contains(r#"fields=["speed"] (every point)"#),
         "{plan}"
     );
     assert!(
@@ -243,7 +243,7 @@ async fn decoding_only_read_fields_hides_points_without_them() {
     );
     let plan = explain(&q, "SELECT avg(speed) FROM readings WHERE device = 'd1'").await;
     assert!(
-        plan.contains(r#"fields=["speed"]"#) && !plan.contains("decoding all"),
+        plan.contains(r#"fields=["speed"]"#) && !plan.contains("every point"),
         "{plan}"
     );
 }

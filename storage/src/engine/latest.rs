@@ -364,6 +364,44 @@ mod engine_tests {
         out
     }
 
+    type Points = Vec<(String, Vec<i64>, Vec<Vec<Option<Value>>>)>;
+
+    fn request(fields: Option<&[&str]>) -> ScanRequest {
+        ScanRequest {
+            database: DEFAULT_DATABASE.into(),
+            stream: "s".into(),
+            start: i64::MIN,
+            end: i64::MAX,
+            fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+            ..ScanRequest::default()
+        }
+    }
+
+    fn points(batches: Vec<crate::SeriesBatch>, keep: &[&str]) -> Points {
+        batches
+            .into_iter()
+            .map(|s| {
+                let cols = s
+                    .columns
+                    .iter()
+                    .filter(|c| keep.contains(&c.name.as_str()))
+                    .map(|c| (0..s.times.len()).map(|i| c.get(i)).collect())
+                    .collect();
+                (s.key.device, s.times, cols)
+            })
+            .collect()
+    }
+
+    /// Every point, all fields decoded, then projected.
+    fn projected_scan(e: &Engine, keep: &[&str]) -> Points {
+        points(e.scan(&request(None)).unwrap(), keep)
+    }
+
+    /// Every point, only `keep` decoded.
+    fn scan_rows(e: &Engine, keep: &[&str]) -> Points {
+        points(e.scan_rows(&request(Some(keep))).unwrap(), keep)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
@@ -389,6 +427,8 @@ mod engine_tests {
                     }
                 }
                 prop_assert_eq!(from_cache(&engine), from_scan(&engine));
+                prop_assert_eq!(projected_scan(&engine, &["b"]), scan_rows(&engine, &["b"]));
+                prop_assert_eq!(projected_scan(&engine, &[]), scan_rows(&engine, &[]));
             }
         }
     }

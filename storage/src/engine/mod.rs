@@ -200,6 +200,13 @@ impl Engine {
             .unwrap_or(u64::MAX)
     }
 
+    /// Like [`Engine::scan`], but every stored point in range is a row even when none of the
+    /// requested fields has a value in it (they are null there). Only the requested fields are
+    /// decoded, so this answers "all points, a few columns" without reading the others.
+    pub fn scan_rows(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
+        read::scan_rows(&self.inner, req)
+    }
+
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.
     pub fn flush(&self) -> Result<()> {
         maintenance::flush(&self.inner)
