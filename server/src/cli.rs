@@ -69,7 +69,7 @@ pub struct ServeArgs {
 
     /// TLS: --https-addr, --mqtts-addr, certificates and client-certificate auth (docs/tls.md).
     #[command(flatten)]
-    pub tls: crate::tls::TlsArgs,
+    pub tls: Box<crate::tls::TlsArgs>,
 
     /// Arrow Flight SQL endpoint (HOST:PORT, e.g. 127.0.0.1:7087; port 0 picks a free port,
     /// logged as "Flight SQL listening"). Off unless given. SQL queries, prepared statements,
