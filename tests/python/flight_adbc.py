@@ -13,11 +13,14 @@ The stream `adbc_speed` (database `default`) holds, as line protocol written by 
   adbc_speed,device=t2,fleet=south v=50.0,n=4i 1700000010000000000
 
 Checks: statement queries, parameterised queries (`?` and `$n`, several executions of one
-prepared statement with different values), adbc_get_objects / adbc_get_table_schema,
-username/password login (the Flight handshake), and a wrong token refused.
+prepared statement with different values, timestamps, the parameter schema), adbc_get_objects /
+adbc_get_table_schema, username/password login (the Flight handshake), a wrong token refused, and
+bulk ingest with adbc_ingest (create, append, create on an existing stream refused, read-only token
+refused), read back.
 Prints "N passed, 0 failed" and exits 0 when every check passes.
 """
 
+import datetime
 import os
 import sys
 
@@ -60,6 +63,14 @@ def check_parameters():
         assert cur.fetch_arrow_table().column("v").to_pylist() == [10.0, 20.0]
         cur.execute("SELECT count(*) AS c FROM adbc_speed WHERE fleet = $1", ("south",))
         assert cur.fetchall() == [(2,)]
+        # Timestamps bind as typed values too.
+        after = datetime.datetime(2023, 11, 14, 22, 13, 25, tzinfo=datetime.timezone.utc)
+        cur.execute("SELECT device, v FROM adbc_speed WHERE time > ? ORDER BY device", (after,))
+        assert cur.fetchall() == [("t1", 20.0), ("t2", 50.0)]
+        # The parameter schema carries the types DataFusion inferred for the placeholders.
+        params = cur.adbc_prepare("SELECT v FROM adbc_speed WHERE device = ? AND n > ?")
+        assert params.names == ["$1", "$2"], params
+        assert params.types == [pa.string(), pa.int64()], params
         # A value that looks like SQL is only a value.
         cur.execute("SELECT count(*) AS c FROM adbc_speed WHERE device = ?", ("t1' OR '1'='1",))
         assert cur.fetchall() == [(0,)]
@@ -114,8 +125,47 @@ def check_refusals():
             raise AssertionError("an unknown column was accepted")
 
 
+def check_bulk_ingest():
+    schema = pa.schema(
+        [("time", pa.timestamp("s", tz="UTC")), ("device", pa.string()), ("rpm", pa.int32()),
+         ("load", pa.float64()), ("line", pa.string())],
+        metadata={"strata.tags": "line"},
+    )
+    first = pa.table({"time": [1700000000, 1700000060], "device": ["m1", "m2"], "line": ["a", "b"],
+                      "rpm": [900, 1200], "load": [0.5, 0.75]}, schema=schema)
+    more = pa.table({"time": [1700000120], "device": ["m1"], "line": ["a"], "rpm": [950], "load": [None]},
+                    schema=schema)
+    with connect(ADMIN) as conn, conn.cursor() as cur:
+        assert cur.adbc_ingest("adbc_machines", first, mode="create", db_schema_name="default") == 2
+        try:
+            cur.adbc_ingest("adbc_machines", first, mode="create", db_schema_name="default")
+        except adbc_driver_manager.Error as e:
+            assert "already exists" in str(e), e
+        else:
+            raise AssertionError("mode 'create' on an existing stream was accepted")
+        assert cur.adbc_ingest("adbc_machines", more, mode="append", db_schema_name="default") == 1
+        cur.execute("SELECT * FROM adbc_machines ORDER BY time")
+        t = cur.fetch_arrow_table()
+        # `line` is a tag (declared in the schema metadata), so it comes before the fields.
+        assert t.schema.names == ["time", "device", "line", "rpm", "load"], t.schema
+        assert [x.value for x in t.column("time")] == [1700000000 * 10**9, 1700000060 * 10**9, 1700000120 * 10**9]
+        assert t.column("device").to_pylist() == ["m1", "m2", "m1"]
+        assert t.column("line").to_pylist() == ["a", "b", "a"]
+        assert t.schema.field("rpm").type == pa.int64(), t.schema
+        assert t.column("rpm").to_pylist() == [900, 1200, 950]
+        assert t.column("load").to_pylist() == [0.5, 0.75, None]
+    with connect(READER) as conn, conn.cursor() as cur:
+        try:
+            cur.adbc_ingest("adbc_machines", more, mode="append", db_schema_name="default")
+        except adbc_driver_manager.Error as e:
+            assert "lacks the 'write' scope" in str(e), e
+        else:
+            raise AssertionError("a read-only token could ingest")
+
+
 def main():
-    checks = [check_statement_query, check_parameters, check_metadata, check_handshake_login, check_refusals]
+    checks = [check_statement_query, check_parameters, check_metadata, check_handshake_login, check_refusals,
+              check_bulk_ingest]
     for check in checks:
         check()
         print(f"ok {check.__name__}")

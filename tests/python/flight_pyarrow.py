@@ -4,14 +4,18 @@ Run by tests/tests/flight_sql.rs against a real server. Environment:
   STRATA_FLIGHT_URI   grpc://127.0.0.1:PORT
   STRATA_ADMIN_TOKEN  an admin API token
   STRATA_READ_TOKEN   a token with only the read scope
+  STRATA_DEVICE_ID    a registered device and its key
+  STRATA_DEVICE_KEY
 
 Checks: the Basic-auth handshake returns a bearer token; DoPut of a record batch to
 [database, stream] is acknowledged and then readable through a Flight SQL statement query
 (values compared with what was written); planner errors, a wrong token, a read-only token on
-DoPut and a bad DoPut schema are refused with the right status and a clear message.
+DoPut and a bad DoPut schema are refused with the right status and a clear message; device
+credentials may DoPut their own rows only, and cannot query.
 Prints "N passed, 0 failed" and exits 0 when every check passes.
 """
 
+import base64
 import json
 import os
 import sys
@@ -168,9 +172,36 @@ def check_refusals(client):
                  lambda: do_put(client, ADMIN, ["default", "flight_env"], conflict))
 
 
+def check_device_credentials(client):
+    """A device's own key (Basic device_id:key) may DoPut rows of that device only."""
+    device, key = os.environ["STRATA_DEVICE_ID"], os.environ["STRATA_DEVICE_KEY"]
+    basic = base64.b64encode(f"{device}:{key}".encode())
+    opts = flight.FlightCallOptions(headers=[(b"authorization", b"Basic " + basic)])
+    own = pa.table({"time": [1_700_000_000_000_000_000], "device": [device], "v": [1.5]})
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("default", "flight_dev"), own.schema, opts)
+    writer.write_table(own)
+    writer.done_writing()
+    assert json.loads(reader.read().to_pybytes()) == {"rows": 1}
+    writer.close()
+    other = pa.table({"time": [1_700_000_000_000_000_000], "device": ["someone-else"], "v": [2.5]})
+
+    def put_other():
+        w, _ = client.do_put(flight.FlightDescriptor.for_path("default", "flight_dev"), other.schema, opts)
+        w.write_table(other)
+        w.close()
+
+    expect_error(flight.FlightUnauthorizedError, "may only write its own telemetry", put_other)
+    got = run_sql(client, "SELECT device, v FROM flight_dev")
+    assert got.to_pydict() == {"device": [device], "v": [1.5]}, got
+    # A device cannot query.
+    expect_error(flight.FlightUnauthorizedError, "may only write telemetry",
+                 lambda: client.get_flight_info(
+                     flight.FlightDescriptor.for_command(statement_command("SELECT 1")), opts))
+
+
 def main():
     client = flight.connect(URI)
-    checks = [check_handshake, check_put_and_query_back, check_refusals]
+    checks = [check_handshake, check_put_and_query_back, check_refusals, check_device_credentials]
     for check in checks:
         check(client)
         print(f"ok {check.__name__}")

@@ -70,6 +70,19 @@ fn run_python(server: &Server, name: &str, extra_env: &[(&str, String)]) -> Stri
     stdout
 }
 
+/// Registers device `flight-dev-1` and returns its id and key for the pyarrow script.
+fn device_env(server: &Server) -> Vec<(&'static str, String)> {
+    let device = server.create_device("flight-dev-1", "sensor");
+    let key = device["primary_key"]
+        .as_str()
+        .expect("primary key")
+        .to_owned();
+    vec![
+        ("STRATA_DEVICE_ID", "flight-dev-1".to_owned()),
+        ("STRATA_DEVICE_KEY", key),
+    ]
+}
+
 fn sql_json(server: &Server, sql: &str) -> serde_json::Value {
     let r = server.post(
         "/api/v1/query",
@@ -83,7 +96,7 @@ fn sql_json(server: &Server, sql: &str) -> serde_json::Value {
 #[test]
 fn pyarrow_handshake_doput_query_and_refusals() {
     let (_tmp, server) = start();
-    run_python(&server, "flight_pyarrow.py", &[]);
+    run_python(&server, "flight_pyarrow.py", &device_env(&server));
     // What DoPut acknowledged is visible over HTTP too, tags and all.
     let rows = sql_json(
         &server,
@@ -101,7 +114,7 @@ fn pyarrow_handshake_doput_query_and_refusals() {
 #[test]
 fn doput_acknowledged_rows_survive_kill_9() {
     let (_tmp, mut server) = start();
-    run_python(&server, "flight_pyarrow.py", &[]);
+    run_python(&server, "flight_pyarrow.py", &device_env(&server));
     server.kill9();
     server.restart();
     let rows = sql_json(

@@ -22,15 +22,19 @@ use std::time::Instant;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use arrow_flight::{FlightDescriptor, PutResult, flight_descriptor::DescriptorType};
 use futures::{Stream, StreamExt, TryStreamExt};
 use strata_ingest::line_protocol::Precision;
+use strata_query::CATALOG_NAME;
 use strata_query::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use strata_query::arrow::compute::cast;
 use strata_query::arrow::datatypes::{
     DataType, Float64Type, Int64Type, Schema, TimeUnit, TimestampNanosecondType, UInt64Type,
 };
-use strata_storage::{Column, ColumnData, FieldType, SeriesKey, TableWrite, WriteBatch};
+use strata_storage::{
+    Column, ColumnData, DEFAULT_DATABASE, FieldType, SeriesKey, TableWrite, WriteBatch,
+};
 use tonic::Status;
 
 use crate::auth::Principal;
@@ -384,7 +388,28 @@ struct Ingest {
     layout: Option<Layout>,
 }
 
-/// Handles a `DoPut` with a PATH descriptor: checks the target, then ingests batch by batch.
+impl Ingest {
+    /// Checks the database name and the caller's right to write `stream` of `db`.
+    fn new(st: AppState, principal: Principal, db: &str, stream: String) -> Result<Self, Status> {
+        let db = database_name(db).map_err(status)?;
+        principal.check_stream(&db, &stream).map_err(status)?;
+        let mut target = Target::new(db, Precision::Nanoseconds, principal);
+        target.only_stream = Some(stream.clone());
+        Ok(Ingest {
+            st,
+            target,
+            stream,
+            layout: None,
+        })
+    }
+}
+
+fn decoder(input: PeekableFlightDataStream) -> FlightDataDecoder {
+    FlightDataDecoder::new(input.map_err(|s| FlightError::Tonic(Box::new(s))))
+}
+
+/// Handles a `DoPut` with a PATH descriptor: checks the target, then ingests batch by batch,
+/// acknowledging each durable batch with a `PutResult`.
 pub fn do_put(
     st: AppState,
     principal: Principal,
@@ -392,21 +417,16 @@ pub fn do_put(
     input: PeekableFlightDataStream,
 ) -> Result<PutStream, Status> {
     let (db, stream) = target_of(descriptor)?;
-    let db = database_name(&db).map_err(status)?;
-    principal.check_stream(&db, &stream).map_err(status)?;
-    let mut target = Target::new(db, Precision::Nanoseconds, principal);
-    target.only_stream = Some(stream.clone());
-    let decoder = FlightDataDecoder::new(input.map_err(|s| FlightError::Tonic(Box::new(s))));
-    let ingest = Ingest {
-        st,
-        target,
-        stream,
-        layout: None,
-    };
-    let out = futures::stream::unfold(Some((ingest, decoder)), |state| async move {
+    let ingest = Ingest::new(st, principal, &db, stream)?;
+    let out = futures::stream::unfold(Some((ingest, decoder(input))), |state| async move {
         let (mut ingest, mut decoder) = state?;
-        match next_ack(&mut ingest, &mut decoder).await {
-            Ok(Some(ack)) => Some((Ok(ack), Some((ingest, decoder)))),
+        match next_batch(&mut ingest, &mut decoder).await {
+            Ok(Some(rows)) => {
+                let ack = PutResult {
+                    app_metadata: format!("{{\"rows\": {rows}}}").into_bytes().into(),
+                };
+                Some((Ok(ack), Some((ingest, decoder))))
+            }
             Ok(None) => None,
             Err(e) => Some((Err(e), None)),
         }
@@ -414,11 +434,64 @@ pub fn do_put(
     Ok(Box::pin(out))
 }
 
-/// Reads messages until one record batch is written; `None` at the end of the input.
-async fn next_ack(
+/// Flight SQL bulk ingest (`CommandStatementIngest`, e.g. ADBC's `adbc_ingest`): table = stream,
+/// schema = database (default `default`). Modes: create (refused if the stream exists), append
+/// (refused if it does not), create-or-append; replace and temporary tables are not supported.
+/// Returns the number of rows written, once all of them are durable.
+pub async fn ingest_statement(
+    st: AppState,
+    principal: Principal,
+    cmd: &CommandStatementIngest,
+    input: PeekableFlightDataStream,
+) -> Result<i64, Status> {
+    if cmd.catalog.as_deref().is_some_and(|c| c != CATALOG_NAME) {
+        return Err(Status::invalid_argument(format!(
+            "unknown catalog {:?}: the only catalog is '{CATALOG_NAME}'",
+            cmd.catalog
+        )));
+    }
+    if cmd.temporary || cmd.transaction_id.is_some() {
+        return Err(Status::unimplemented(
+            "temporary tables and transactions are not supported",
+        ));
+    }
+    let db = cmd.schema.as_deref().unwrap_or(DEFAULT_DATABASE);
+    check_ingest_mode(&st, cmd, db)?;
+    let mut ingest = Ingest::new(st, principal, db, cmd.table.clone())?;
+    let mut input = decoder(input);
+    let mut rows = 0i64;
+    while let Some(n) = next_batch(&mut ingest, &mut input).await? {
+        rows = rows.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    Ok(rows)
+}
+
+/// Refuses an ingest whose table-definition options conflict with whether the stream exists.
+fn check_ingest_mode(st: &AppState, cmd: &CommandStatementIngest, db: &str) -> Result<(), Status> {
+    let opts = cmd.table_definition_options.unwrap_or_default();
+    let exists = st.engine.streams(db).contains(&cmd.table);
+    let if_exists = TableExistsOption::try_from(opts.if_exists).unwrap_or_default();
+    let if_not_exist = TableNotExistOption::try_from(opts.if_not_exist).unwrap_or_default();
+    let table = &cmd.table;
+    match (exists, if_exists, if_not_exist) {
+        (true, TableExistsOption::Fail, _) => Err(Status::already_exists(format!(
+            "stream '{table}' already exists in database '{db}' (ingest with mode 'append')"
+        ))),
+        (true, TableExistsOption::Replace, _) => Err(Status::unimplemented(
+            "mode 'replace' is not supported: Flight SQL never drops a stream; use 'append'",
+        )),
+        (false, _, TableNotExistOption::Fail) => Err(Status::not_found(format!(
+            "stream '{table}' does not exist in database '{db}' (ingest with mode 'create')"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Reads messages until one record batch is written; its row count, or `None` at the end.
+async fn next_batch(
     ingest: &mut Ingest,
     decoder: &mut FlightDataDecoder,
-) -> Result<Option<PutResult>, Status> {
+) -> Result<Option<usize>, Status> {
     while let Some(msg) = decoder.next().await {
         let msg = msg.map_err(flight_status)?;
         match msg.payload {
@@ -438,8 +511,8 @@ fn flight_status(e: FlightError) -> Status {
 }
 
 impl Ingest {
-    /// Converts, confines and durably writes one batch; returns its acknowledgement.
-    async fn write(&mut self, batch: RecordBatch) -> Result<PutResult, Status> {
+    /// Converts, confines and durably writes one batch; returns its row count.
+    async fn write(&mut self, batch: RecordBatch) -> Result<usize, Status> {
         let started = Instant::now();
         let layout = match &self.layout {
             Some(l) => l,
@@ -463,9 +536,7 @@ impl Ingest {
                 .metrics
                 .record_write(receipt, bytes, started.elapsed());
         }
-        Ok(PutResult {
-            app_metadata: format!("{{\"rows\": {rows}}}").into_bytes().into(),
-        })
+        Ok(rows)
     }
 }
 
