@@ -24,10 +24,17 @@ pub struct QueryConfig {
     /// faster on wide streams — and a query does not see points that have none of them; the
     /// results differ only for streams whose points carry different sets of fields.
     pub read_all_fields: bool,
+    /// Physical plans kept for reuse, keyed by SQL text (0 turns plan caching off). See
+    /// `docs/sql.md` ("Performance") for which queries are cached.
+    pub plan_cache_entries: usize,
+    /// Answer recognized query shapes from faster sources (last-value cache, aggregation inside
+    /// the scan). Results are the same either way; `false` forces the general plan.
+    pub fast_paths: bool,
 }
 
 impl Default for QueryConfig {
-    /// 30 s timeout, 1 GiB memory, one partition per CPU, 8192-row batches, all fields decoded.
+    /// 30 s timeout, 1 GiB memory, one partition per CPU, 8192-row batches, every point a row,
+    /// 256 cached plans, fast paths on.
     fn default() -> Self {
         QueryConfig {
             timeout: Duration::from_secs(30),
@@ -37,6 +44,8 @@ impl Default for QueryConfig {
                 .unwrap_or(1),
             batch_size: 8192,
             read_all_fields: true,
+            plan_cache_entries: 256,
+            fast_paths: true,
         }
     }
 }

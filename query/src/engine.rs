@@ -43,6 +43,8 @@ pub struct QueryEngine {
     config: QueryConfig,
     options: SQLOptions,
     extra: crate::snapshot::ExtraTables,
+    engine: Arc<Engine>,
+    plans: crate::plan_cache::PlanCache,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -76,7 +78,9 @@ impl QueryEngine {
             .with_batch_size(config.batch_size.max(1))
             // The scan already has one partition per chunk of devices; re-splitting a
             // single-device scan costs more than it saves on small time-series queries.
-            .with_round_robin_repartition(false);
+            .with_round_robin_repartition(false)
+            // Stream scans cannot use dynamic filters, and plans without them can be cached.
+            .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
         let mut ctx = SessionContext::new_with_config_rt(session, runtime);
         let options = ScanOptions {
             read_all_fields: config.read_all_fields,
@@ -95,10 +99,12 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false);
         Ok(QueryEngine {
+            plans: crate::plan_cache::PlanCache::new(config.plan_cache_entries),
             ctx,
             config,
             options,
             extra,
+            engine,
         })
     }
 
@@ -144,12 +150,19 @@ impl QueryEngine {
         self.with_timeout(self.collect(sql)).await
     }
 
-    /// Plans `sql` (read-only statements only) into an optimized physical plan.
+    /// Plans `sql` (read-only statements only) into an optimized physical plan, or takes a fresh
+    /// copy of the plan cached for the same text and catalog (see [`QueryConfig::plan_cache_entries`]).
     pub async fn plan(&self, sql: &str) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
+        let version = self.engine.catalog_version();
+        if let Some(plan) = self.plans.get(sql, version)? {
+            return Ok(plan);
+        }
         let state = self.ctx.state();
         let logical = state.create_logical_plan(sql).await?;
         self.options.verify_plan(&logical)?;
-        Ok(state.create_physical_plan(&logical).await?)
+        let plan = state.create_physical_plan(&logical).await?;
+        self.plans.put(sql, version, &logical, &plan);
+        Ok(plan)
     }
 
     /// Plans and starts `sql`, returning the result as a stream of batches (no timeout or result

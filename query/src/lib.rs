@@ -18,6 +18,7 @@ mod latest;
 mod layout;
 mod output;
 mod params;
+mod plan_cache;
 mod pushdown;
 mod snapshot;
 mod table;

@@ -196,3 +196,56 @@ async fn last_values_rejects_bad_arguments() {
         assert!(e.is_client_error(), "{bad}: {e}");
     }
 }
+
+/// Results of `sql` with plan caching and fast paths on, and with both off.
+async fn both(cached: &QueryEngine, plain: &QueryEngine, sql_text: &str) -> Vec<Vec<Cell>> {
+    let a = sql(cached, sql_text).await;
+    assert_eq!(a, sql(plain, sql_text).await, "{sql_text}");
+    a
+}
+
+#[tokio::test]
+async fn cached_plans_see_new_points_and_new_series() {
+    let (_dir, engine, _) = fleet_engine();
+    let cached = QueryEngine::new(engine.clone()).unwrap();
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    let plain = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let queries = [
+        "SELECT device, count(*), avg(speed) FROM readings GROUP BY device ORDER BY device",
+        "SELECT r.device, count(*) FROM readings r JOIN diagnostics d \
+         ON r.device = d.device AND r.time = d.time GROUP BY r.device ORDER BY r.device",
+        "SELECT device, speed FROM last_values('readings') ORDER BY device",
+    ];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(both(&cached, &plain, q).await);
+        both(&cached, &plain, q).await; // second run: from the cache
+    }
+    let p = |device, time| Point {
+        device,
+        tags: vec![("fleet", "north")],
+        time,
+        fields: vec![("speed", Value::Float(1.0))],
+    };
+    write(
+        &engine,
+        "default",
+        "readings",
+        &[p("d0", T0 + TICKS * TICK), p("d9", T0)],
+    );
+    let diag = Point {
+        device: "d0",
+        tags: Vec::new(),
+        time: T0 + TICKS * TICK,
+        fields: vec![("status", Value::Integer(1))],
+    };
+    write(&engine, "default", "diagnostics", &[diag]);
+    for (q, old) in queries.iter().zip(before) {
+        let now = both(&cached, &plain, q).await;
+        assert_ne!(now, old, "{q} sees the new points");
+    }
+}
