@@ -81,7 +81,14 @@ impl QueryEngine {
             .with_round_robin_repartition(false)
             // Stream scans cannot use dynamic filters, and plans without them can be cached.
             .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
-        let mut ctx = SessionContext::new_with_config_rt(session, runtime);
+        let mut state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(session)
+            .with_runtime_env(runtime)
+            .with_default_features();
+        if config.fast_paths {
+            state = state.with_physical_optimizer_rule(Arc::new(crate::aggregate::AggregateInScan));
+        }
+        let mut ctx = SessionContext::new_with_state(state.build());
         let options = ScanOptions {
             read_all_fields: config.read_all_fields,
         };

@@ -119,6 +119,32 @@ impl StrataScanExec {
     pub fn device_count(&self) -> usize {
         self.partitions.iter().map(Vec::len).sum()
     }
+
+    /// Devices read by each partition.
+    pub(crate) fn partitions(&self) -> &[Vec<String>] {
+        &self.partitions
+    }
+
+    /// What each output column holds.
+    pub(crate) fn kinds(&self) -> &[ColumnKind] {
+        &self.spec.kinds
+    }
+
+    /// True when a row limit was pushed into the scan.
+    pub(crate) fn has_limit(&self) -> bool {
+        self.spec.limit.is_some()
+    }
+
+    /// Reads the series of one device exactly as this scan does (same fields, range, tags, mode).
+    pub(crate) fn read_device(&self, device: &str) -> Result<Vec<SeriesBatch>> {
+        let mut request = self.spec.request.clone();
+        request.device = Some(device.to_string());
+        match self.spec.every_point {
+            true => self.spec.engine.scan_rows(&request),
+            false => self.spec.engine.scan(&request),
+        }
+        .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
 }
 
 /// Splits `items` into at most `n` contiguous chunks of near-equal size (none empty).

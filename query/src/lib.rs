@@ -6,6 +6,7 @@
 //! The entry point is [`QueryEngine`]: `QueryEngine::new(engine)?.execute(sql, format).await`.
 //! See `docs/sql.md` for the table mapping, functions and pushdown rules.
 
+mod aggregate;
 mod catalog;
 mod config;
 mod convert;
@@ -23,6 +24,7 @@ mod pushdown;
 mod snapshot;
 mod table;
 
+pub use aggregate::{AggregateInScan, ScanAggregateExec};
 pub use catalog::{DatabaseSchema, EXTRA_SCHEMA, StrataCatalog};
 pub use config::QueryConfig;
 pub use engine::{CATALOG_NAME, QueryEngine, QueryResult};

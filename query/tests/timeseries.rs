@@ -249,3 +249,71 @@ async fn cached_plans_see_new_points_and_new_series() {
         assert_ne!(now, old, "{q} sees the new points");
     }
 }
+
+fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| match (p, q) {
+                    (Cell::Float(u), Cell::Float(v)) => close(*u, *v),
+                    _ => p == q,
+                })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregation_in_the_scan_equals_the_general_plan() {
+    let (_dir, engine, _) = fleet_engine();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    // Sparse fields (fuel), a missing tag (model), a device with gaps (d2), origin and
+    // time ranges cutting buckets, data in segments and memtable.
+    let queries = [
+        "SELECT fleet, time_bucket(INTERVAL '10 minutes', time) AS b, avg(speed), count(fuel), min(fuel), max(speed), sum(fuel) \
+         FROM readings GROUP BY fleet, b ORDER BY fleet, b",
+        "SELECT device, model, date_bin(INTERVAL '7 minutes', time, TIMESTAMP '2024-01-01T00:03:00Z') AS b, avg(fuel) \
+         FROM readings GROUP BY device, model, b ORDER BY device, model, b",
+        "SELECT time_bucket(INTERVAL '1 hour', time) AS b, avg(speed), count(load) FROM readings \
+         WHERE device = 'd2' AND time >= '2024-01-01T00:25:00Z' AND time < '2024-01-01T01:35:00Z' GROUP BY b ORDER BY b",
+        "SELECT model, avg(fuel), count(moving) FROM readings WHERE fleet = 'south' GROUP BY model ORDER BY model",
+        "SELECT avg(speed), max(fuel) FROM readings",
+        "SELECT device, sum(speed) FROM readings WHERE device IN ('d1', 'd3') GROUP BY device ORDER BY device",
+    ];
+    for q in queries {
+        let a = sql(&fast, q).await;
+        let b = sql(&general, q).await;
+        assert!(!a.is_empty(), "{q}");
+        assert!(approx_eq(&a, &b), "{q}\nfast: {a:?}\ngeneral: {b:?}");
+    }
+    let plan = sql(&fast, &format!("EXPLAIN {}", queries[0])).await;
+    assert!(
+        format!("{plan:?}").contains("ScanAggregateExec"),
+        "{plan:?}"
+    );
+    let plan = sql(&fast, &format!("EXPLAIN {}", queries[2])).await;
+    assert!(
+        format!("{plan:?}").contains("ScanAggregateExec"),
+        "{plan:?}"
+    );
+    // Shapes outside the fast path keep the general plan.
+    for q in [
+        "SELECT device, avg(speed) FROM readings WHERE speed > 10 GROUP BY device ORDER BY device",
+        "SELECT device, count(*) FROM readings GROUP BY device ORDER BY device",
+        "SELECT device, avg(load) FROM readings GROUP BY device ORDER BY device",
+    ] {
+        let plan = sql(&fast, &format!("EXPLAIN {q}")).await;
+        assert!(
+            !format!("{plan:?}").contains("ScanAggregateExec"),
+            "{q}: {plan:?}"
+        );
+        assert!(
+            approx_eq(&sql(&fast, q).await, &sql(&general, q).await),
+            "{q}"
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! Aggregation inside the scan: a physical optimizer rule that replaces the partial (or single)
+//! hash aggregate directly above a stream scan by [`ScanAggregateExec`], which folds each series
+//! into per-group states while reading it — no Arrow conversion of the raw rows, no hashing of
+//! per-row strings. It applies when:
+//!
+//! - every `GROUP BY` term is `device`, a tag column, or `date_bin(<fixed interval>, time[, <origin>])`
+//!   (so `time_bucket`), with no grouping sets;
+//! - every aggregate is `avg`, `sum`, `min` or `max` of a float field, or `count` of a field,
+//!   without `DISTINCT`, `FILTER` or `ORDER BY`;
+//! - nothing (filter, projection, limit) sits between the aggregate and the scan.
+//!
+//! The states produced are exactly the partial aggregate's (same columns, same types), read from
+//! the same rows in the same order, so DataFusion's final aggregate merges them as usual. For a
+//! single-partition scan (one device) the single-mode aggregate becomes a final aggregate over
+//! the new node.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use datafusion::scalar::ScalarValue;
+use strata_storage::{ColumnData, FieldType, SeriesBatch};
+
+use crate::exec::StrataScanExec;
+use crate::layout::ColumnKind;
+
+/// The optimizer rule (runs after DataFusion's own physical rules).
+#[derive(Debug, Default)]
+pub struct AggregateInScan;
+
+impl PhysicalOptimizerRule for AggregateInScan {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_down(|node| {
+            Ok(match rewrite(&node)? {
+                Some(new) => Transformed::yes(new),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "aggregate_in_scan"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// One `GROUP BY` term.
+#[derive(Debug, Clone, PartialEq)]
+enum Group {
+    Device,
+    Tag(String),
+    /// `date_bin(stride, time, origin)`, ns.
+    Bucket {
+        stride: i64,
+        origin: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    Avg,
+    Sum,
+    Count,
+    Min,
+    Max,
+}
+
+/// One aggregate: its kind and the field it reads.
+#[derive(Debug, Clone)]
+struct Agg {
+    kind: AggKind,
+    field: String,
+}
+
+fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+        return Ok(None);
+    };
+    let Some(scan) = agg.input().downcast_ref::<StrataScanExec>() else {
+        return Ok(None);
+    };
+    let single = match agg.mode() {
+        AggregateMode::Partial => false,
+        AggregateMode::Single if scan.partitions().len() <= 1 => true,
+        _ => return Ok(None),
+    };
+    if scan.has_limit()
+        || !agg.group_expr().is_single()
+        || agg.filter_expr().iter().any(Option::is_some)
+    {
+        return Ok(None);
+    }
+    let kinds = scan.kinds();
+    let Some(groups) = agg
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(e, _)| group_of(e, kinds))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let Some(aggs) = agg
+        .aggr_expr()
+        .iter()
+        .map(|a| agg_of(a, kinds))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let partial = AggregateExec::try_new(
+        AggregateMode::Partial,
+        agg.group_expr().clone(),
+        agg.aggr_expr().to_vec(),
+        agg.filter_expr().to_vec(),
+        agg.input().clone(),
+        agg.input_schema(),
+    )?;
+    let schema = partial.schema();
+    if !states_match(&schema, groups.len(), &aggs) {
+        return Ok(None);
+    }
+    let input = agg.input().clone();
+    let exec: Arc<dyn ExecutionPlan> =
+        Arc::new(ScanAggregateExec::new(input, groups, aggs, schema));
+    if !single {
+        return Ok(Some(exec));
+    }
+    let final_agg = AggregateExec::try_new(
+        AggregateMode::Final,
+        agg.group_expr().as_final(),
+        agg.aggr_expr().to_vec(),
+        agg.filter_expr().to_vec(),
+        exec,
+        agg.input_schema(),
+    )?;
+    Ok(Some(Arc::new(final_agg)))
+}
+
+fn column_kind<'a>(e: &Arc<dyn PhysicalExpr>, kinds: &'a [ColumnKind]) -> Option<&'a ColumnKind> {
+    kinds.get(e.downcast_ref::<Column>()?.index())
+}
+
+fn group_of(e: &Arc<dyn PhysicalExpr>, kinds: &[ColumnKind]) -> Option<Group> {
+    if let Some(kind) = column_kind(e, kinds) {
+        return match kind {
+            ColumnKind::Device => Some(Group::Device),
+            ColumnKind::Tag(key) => Some(Group::Tag(key.clone())),
+            _ => None,
+        };
+    }
+    let f = e.downcast_ref::<ScalarFunctionExpr>()?;
+    if f.name() != "date_bin" {
+        return None;
+    }
+    let (stride, time, origin) = match f.args() {
+        [s, t] => (s, t, None),
+        [s, t, o] => (s, t, Some(o)),
+        _ => return None,
+    };
+    if !matches!(column_kind(time, kinds)?, ColumnKind::Time) {
+        return None;
+    }
+    let stride = match stride.downcast_ref::<Literal>()?.value() {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => i64::from(i.days)
+            .checked_mul(86_400_000_000_000)?
+            .checked_add(i.nanoseconds)?,
+        _ => return None,
+    };
+    let origin = match origin {
+        None => 0,
+        Some(o) => match o.downcast_ref::<Literal>()?.value() {
+            ScalarValue::TimestampNanosecond(Some(t), _) => *t,
+            _ => return None,
+        },
+    };
+    (stride > 0).then_some(Group::Bucket { stride, origin })
+}
+
+fn agg_of(
+    a: &datafusion::physical_expr::aggregate::AggregateFunctionExpr,
+    kinds: &[ColumnKind],
+) -> Option<Agg> {
+    if a.is_distinct() || !a.order_bys().is_empty() {
+        return None;
+    }
+    let kind = match a.fun().name() {
+        "avg" => AggKind::Avg,
+        "sum" => AggKind::Sum,
+        "count" => AggKind::Count,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        _ => return None,
+    };
+    let [arg] = a.expressions().try_into().ok()?;
+    let ColumnKind::Field(field, ty) = column_kind(&arg, kinds)? else {
+        return None;
+    };
+    (kind == AggKind::Count || *ty == FieldType::Float).then(|| Agg {
+        kind,
+        field: field.clone(),
+    })
+}
+
+/// The partial schema has the state columns this node produces.
+fn states_match(schema: &SchemaRef, groups: usize, aggs: &[Agg]) -> bool {
+    let expected: Vec<DataType> = aggs
+        .iter()
+        .flat_map(|a| match a.kind {
+            AggKind::Avg => vec![DataType::UInt64, DataType::Float64],
+            AggKind::Count => vec![DataType::Int64],
+            _ => vec![DataType::Float64],
+        })
+        .collect();
+    let actual: Vec<DataType> = schema
+        .fields()
+        .iter()
+        .skip(groups)
+        .map(|f| f.data_type().clone())
+        .collect();
+    actual == expected
+        && schema.fields().iter().take(groups).all(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::Timestamp(TimeUnit::Nanosecond, _)
+            )
+        })
+}
+
+/// Per-group running state of one aggregate.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl State {
+    const EMPTY: State = State {
+        count: 0,
+        sum: 0.0,
+        min: f64::NAN,
+        max: f64::NAN,
+    };
+
+    fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            (self.sum, self.min, self.max) = (v, v, v);
+        } else {
+            self.sum += v;
+            if v.total_cmp(&self.min).is_lt() {
+                self.min = v;
+            }
+            if v.total_cmp(&self.max).is_gt() {
+                self.max = v;
+            }
+        }
+        self.count += 1;
+    }
+}
+
+/// Group key: the string terms, then the bucket (if any).
+type Key = (Vec<Option<String>>, Option<i64>);
+
+/// Folds one partition's series into group states, in scan order.
+struct Fold<'a> {
+    groups: &'a [Group],
+    aggs: &'a [Agg],
+    index: HashMap<Key, usize>,
+    keys: Vec<Key>,
+    states: Vec<Vec<State>>,
+}
+
+impl<'a> Fold<'a> {
+    fn new(groups: &'a [Group], aggs: &'a [Agg]) -> Fold<'a> {
+        Fold {
+            groups,
+            aggs,
+            index: HashMap::new(),
+            keys: Vec::new(),
+            states: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, key: Key) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.keys.len();
+        self.index.insert(key.clone(), i);
+        self.keys.push(key);
+        self.states.push(vec![State::EMPTY; self.aggs.len()]);
+        i
+    }
+
+    fn add_series(&mut self, s: &SeriesBatch) -> Result<()> {
+        let strings: Vec<Option<String>> = self
+            .groups
+            .iter()
+            .filter_map(|g| match g {
+                Group::Device => Some(Some(s.key.device.clone())),
+                Group::Tag(k) => Some(
+                    s.key
+                        .tags
+                        .iter()
+                        .find(|(t, _)| t == k)
+                        .map(|(_, v)| v.clone()),
+                ),
+                Group::Bucket { .. } => None,
+            })
+            .collect();
+        let bucket = self.groups.iter().find_map(|g| match g {
+            Group::Bucket { stride, origin } => Some((*stride, *origin)),
+            _ => None,
+        });
+        let columns: Vec<Option<&strata_storage::Column>> = self
+            .aggs
+            .iter()
+            .map(|a| s.columns.iter().find(|c| c.name == a.field))
+            .collect();
+        let mut current: Option<(Option<i64>, usize)> = None;
+        for (row, &t) in s.times.iter().enumerate() {
+            let b = bucket
+                .map(|(stride, origin)| date_bin(stride, t, origin))
+                .transpose()?;
+            let slot = match current {
+                Some((cb, slot)) if cb == b => slot,
+                _ => {
+                    let slot = self.slot((strings.clone(), b));
+                    current = Some((b, slot));
+                    slot
+                }
+            };
+            for (k, c) in columns.iter().enumerate() {
+                let Some(c) = c else { continue };
+                if !c.valid[row] {
+                    continue;
+                }
+                let state = &mut self.states[slot][k];
+                match &c.data {
+                    ColumnData::Float(v) => state.add(v[row]),
+                    _ => state.count += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let mut string_term = 0;
+        for (gi, g) in self.groups.iter().enumerate() {
+            match g {
+                Group::Bucket { .. } => {
+                    let tz = match schema.field(gi).data_type() {
+                        DataType::Timestamp(_, tz) => tz.clone(),
+                        _ => None,
+                    };
+                    let a: TimestampNanosecondArray = self.keys.iter().map(|k| k.1).collect();
+                    columns.push(Arc::new(a.with_timezone_opt(tz)));
+                }
+                _ => {
+                    let a: StringArray = self
+                        .keys
+                        .iter()
+                        .map(|k| k.0[string_term].as_deref())
+                        .collect();
+                    columns.push(Arc::new(a));
+                    string_term += 1;
+                }
+            }
+        }
+        for (k, a) in self.aggs.iter().enumerate() {
+            let states = self.states.iter().map(|s| s[k]);
+            let some = |f: fn(&State) -> f64| -> ArrayRef {
+                Arc::new(
+                    states
+                        .clone()
+                        .map(|s| (s.count > 0).then(|| f(&s)))
+                        .collect::<Float64Array>(),
+                )
+            };
+            match a.kind {
+                AggKind::Avg => {
+                    columns.push(Arc::new(
+                        states.clone().map(|s| s.count).collect::<UInt64Array>(),
+                    ));
+                    columns.push(some(|s| s.sum));
+                }
+                AggKind::Sum => columns.push(some(|s| s.sum)),
+                AggKind::Min => columns.push(some(|s| s.min)),
+                AggKind::Max => columns.push(some(|s| s.max)),
+                AggKind::Count => columns.push(Arc::new(
+                    states.map(|s| s.count as i64).collect::<Int64Array>(),
+                )),
+            }
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+/// `date_bin` on nanoseconds exactly as DataFusion computes it (errors on overflow).
+fn date_bin(stride: i64, source: i64, origin: i64) -> Result<i64> {
+    let overflow = || DataFusionError::Execution(format!("date_bin of {source} overflows i64"));
+    let diff = source.checked_sub(origin).ok_or_else(overflow)?;
+    let rem = diff.checked_rem(stride).ok_or_else(overflow)?;
+    let mut delta = diff.checked_sub(rem).ok_or_else(overflow)?;
+    if diff < 0 && stride > 1 && delta != diff {
+        delta = delta.checked_sub(stride).ok_or_else(overflow)?;
+    }
+    origin.checked_add(delta).ok_or_else(overflow)
+}
+
+/// Reads a stream scan's partitions and emits partial aggregate states per group.
+#[derive(Debug)]
+pub struct ScanAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    groups: Arc<Vec<Group>>,
+    aggs: Arc<Vec<Agg>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl ScanAggregateExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        groups: Vec<Group>,
+        aggs: Vec<Agg>,
+        schema: SchemaRef,
+    ) -> Self {
+        let partitions = input.properties().partitioning.partition_count();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        ScanAggregateExec {
+            input,
+            groups: Arc::new(groups),
+            aggs: Arc::new(aggs),
+            schema,
+            properties: Arc::new(properties),
+        }
+    }
+
+    fn scan(&self) -> Result<&StrataScanExec> {
+        self.input.downcast_ref::<StrataScanExec>().ok_or_else(|| {
+            DataFusionError::Internal("ScanAggregateExec needs a stream scan".into())
+        })
+    }
+}
+
+impl DisplayAs for ScanAggregateExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ScanAggregateExec: groups={:?}, aggregates={:?}",
+            self.groups, self.aggs
+        )
+    }
+}
+
+impl ExecutionPlan for ScanAggregateExec {
+    fn name(&self) -> &'static str {
+        "ScanAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("ScanAggregateExec has one child".into()))?;
+        if input.downcast_ref::<StrataScanExec>().is_none() {
+            return Err(DataFusionError::Internal(
+                "ScanAggregateExec needs a stream scan".into(),
+            ));
+        }
+        Ok(Arc::new(ScanAggregateExec {
+            input,
+            groups: self.groups.clone(),
+            aggs: self.aggs.clone(),
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let devices = match self.scan()?.partitions().get(partition) {
+            Some(d) => d.clone(),
+            None if partition == 0 => Vec::new(),
+            None => {
+                return Err(DataFusionError::Internal(format!(
+                    "ScanAggregateExec has no partition {partition}"
+                )));
+            }
+        };
+        let (input, groups, aggs, schema) = (
+            self.input.clone(),
+            self.groups.clone(),
+            self.aggs.clone(),
+            self.schema.clone(),
+        );
+        let work = async move {
+            let joined = tokio::task::spawn_blocking(move || {
+                let scan = input
+                    .downcast_ref::<StrataScanExec>()
+                    .ok_or_else(|| DataFusionError::Internal("not a stream scan".into()))?;
+                let mut fold = Fold::new(&groups, &aggs);
+                for device in &devices {
+                    for series in scan.read_device(device)? {
+                        fold.add_series(&series)?;
+                    }
+                }
+                fold.finish(&schema)
+            })
+            .await;
+            joined.map_err(|e| DataFusionError::External(Box::new(e)))?
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::once(work),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date_bin;
+
+    #[test]
+    fn date_bin_rounds_down_on_both_sides_of_the_origin() {
+        assert_eq!(date_bin(10, 25, 0).unwrap(), 20);
+        assert_eq!(date_bin(10, 20, 0).unwrap(), 20);
+        assert_eq!(date_bin(10, -5, 0).unwrap(), -10);
+        assert_eq!(date_bin(10, 7, 3).unwrap(), 3);
+        assert_eq!(date_bin(10, 2, 3).unwrap(), -7);
+        assert!(date_bin(10, i64::MIN, 1).is_err());
+    }
+}
