@@ -24,11 +24,14 @@ use crate::exec::StrataScanExec;
 use crate::latest::LastValuesExec;
 use crate::snapshot::SnapshotExec;
 
+/// A plan with the catalog version it was built at.
+type Versioned = (u64, Arc<dyn ExecutionPlan>);
+
 /// Cached plans, at most `capacity` (the whole cache is dropped when full: simple and rare).
 #[derive(Debug)]
 pub(crate) struct PlanCache {
     capacity: usize,
-    plans: Mutex<HashMap<String, (u64, Arc<dyn ExecutionPlan>)>>,
+    plans: Mutex<HashMap<String, Versioned>>,
 }
 
 impl PlanCache {

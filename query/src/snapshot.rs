@@ -44,12 +44,15 @@ pub trait SnapshotSource: Send + Sync + fmt::Debug {
 /// Extra tables by name, shared by the catalog and the [`crate::QueryEngine`] that registers them.
 pub type ExtraTables = Arc<RwLock<BTreeMap<String, Arc<dyn TableProvider>>>>;
 
+/// The last snapshot taken, with the source version it was taken at.
+type SharedSnapshot = Arc<Mutex<Option<(u64, Vec<RecordBatch>)>>>;
+
 /// A [`SnapshotSource`] as a SQL table.
 #[derive(Debug)]
 pub struct SnapshotTable {
     name: String,
     source: Arc<dyn SnapshotSource>,
-    cache: Arc<Mutex<Option<(u64, Vec<RecordBatch>)>>>,
+    cache: SharedSnapshot,
 }
 
 impl SnapshotTable {
@@ -107,7 +110,7 @@ impl TableProvider for SnapshotTable {
 pub struct SnapshotExec {
     name: String,
     source: Arc<dyn SnapshotSource>,
-    cache: Arc<Mutex<Option<(u64, Vec<RecordBatch>)>>>,
+    cache: SharedSnapshot,
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,

@@ -29,6 +29,9 @@ use crate::segment::Segment;
 use crate::wal::Wal;
 use crate::{FieldType, ScanRequest, SeriesBatch, WriteBatch};
 
+/// A stream's fields and their types, in creation order.
+pub type StreamFields = Vec<(String, FieldType)>;
+
 /// File and directory names inside the data directory.
 #[derive(Debug, Clone)]
 struct Paths {
@@ -166,10 +169,7 @@ impl Engine {
     /// The latest value of every field of the matching series, from memory (no segment is read):
     /// the stream's fields and, per series, each field's latest `(time, value)`. Empty for an
     /// unknown stream.
-    pub fn latest(
-        &self,
-        req: &LatestRequest,
-    ) -> Result<(Vec<(String, FieldType)>, Vec<SeriesLatest>)> {
+    pub fn latest(&self, req: &LatestRequest) -> Result<(StreamFields, Vec<SeriesLatest>)> {
         let state = self.inner.read_state()?;
         let Some(id) = state.catalog.stream_id(&req.database, &req.stream) else {
             return Ok((Vec::new(), Vec::new()));

@@ -138,7 +138,7 @@ fn snapshot(
             .collect(),
     };
     // With `keep_rows`, no field at all still means "the points' times".
-    if fields.is_empty() && !(keep_rows && !meta.fields.is_empty()) {
+    if fields.is_empty() && (!keep_rows || meta.fields.is_empty()) {
         return Ok(None);
     }
     let overlaps = |db: &str, stream: &str, min: i64, max: i64| {
