@@ -4,7 +4,7 @@
 #   benches/tsbs/run.sh [TRUCKS] [DURATION] [RUNS]        (defaults: 200 24h 7)
 #
 # Builds the release `strata` and `strata-fleet` (skip with STRATA_NO_BUILD=1 to use the binaries
-# already in target/release), generates TRUCKS trucks x DURATION of 10-second fleet data
+# already in target/release, or those named by STRATA_BIN and STRATA_FLEET_BIN), generates TRUCKS trucks x DURATION of 10-second fleet data
 # (seed 7, starting 2024-01-01T00:00:00Z), starts a release server on 127.0.0.1:17087, loads the
 # data over HTTP, flushes and compacts, then runs benches/tsbs/tsbs.py: each query once to warm
 # up and RUNS times over one keep-alive HTTP connection, median client wall time, and every answer
@@ -27,8 +27,8 @@ trap cleanup EXIT
 if [ "${STRATA_NO_BUILD:-0}" != 1 ]; then
     cargo build --release -q -p strata-server -p strata-client
 fi
-FLEET=target/release/strata-fleet
-STRATA=target/release/strata
+FLEET=${STRATA_FLEET_BIN:-target/release/strata-fleet}
+STRATA=${STRATA_BIN:-target/release/strata}
 DATA="$WORK/fleet.lp"
 
 "$FLEET" generate --trucks "$TRUCKS" --duration "$DURATION" --seed 7 --out "$DATA" >&2
