@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
@@ -433,6 +433,18 @@ impl FlightSqlService for StrataFlightSql {
         };
         let out = put::do_put(self.st.clone(), principal, &descriptor, input)?;
         Ok(Response::new(out))
+    }
+
+    async fn do_put_error_callback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        error: DoPutError,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        auth::principal(&self.st, &request)?;
+        Err(Status::invalid_argument(format!(
+            "{error} DoPut needs a FlightDescriptor in its first message: a PATH [database, stream] \
+             for bulk ingest, or a Flight SQL command"
+        )))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
