@@ -1,7 +1,10 @@
 //! SQL latency on simulated fleet data (200 trucks × 24 hours of 10-second readings, flushed and
-//! compacted): planning and execution of "one truck, 4 hours, 10-minute mean speed", plus "one
-//! truck, 1 hour, p50 and p99 of speed" and "all trucks, 24 hours, hourly mean speed per fleet".
-//! Prints the median of repeated runs per phase, then runs criterion on the end-to-end calls.
+//! compacted): the four target queries of issue 5 — "latest position of every truck in one
+//! fleet", "one truck, 4 hours, 10-minute mean speed", "one truck, 1 hour, p50 and p99 of speed"
+//! and "all trucks, 24 hours, hourly mean speed per fleet" — each with the default engine (plan
+//! cache and fast paths on) and with the general path (both off), so the gain is measured and
+//! the results are checked equal. Prints the median of repeated runs per phase, then runs
+//! criterion on the end-to-end calls.
 //!
 //! `STRATA_BENCH_HOURS` (default 24) shortens the loaded span for quick runs.
 
@@ -14,6 +17,13 @@ use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::datafusion::physical_plan::collect;
 use strata_query::{OutputFormat, QueryConfig, QueryEngine, tokio};
 use strata_storage::{Durability, Engine, EngineConfig};
+
+const LATEST_FLEET: &str = "SELECT device, latitude, longitude, time \
+    FROM last_values('readings') WHERE fleet = 'North' ORDER BY device";
+
+const LATEST_FLEET_GROUP_BY: &str = "SELECT device, last(latitude, time) AS latitude, \
+    last(longitude, time) AS longitude, max(time) AS time \
+    FROM readings WHERE fleet = 'North' GROUP BY device ORDER BY device";
 
 const TRUCK_4H_MEAN: &str = "SELECT time_bucket(INTERVAL '10 minutes', time) AS bucket, avg(velocity) \
     FROM readings WHERE device = 'truck_42' \
@@ -100,6 +110,24 @@ fn print_phases(rt: &tokio::runtime::Runtime, q: &QueryEngine, name: &str, sql: 
     );
 }
 
+/// Equal CSV text, except that numbers may differ in the last bits (sums merged in a different
+/// order across partitions).
+fn same_csv(a: &[u8], b: &[u8]) -> bool {
+    let cells = |s: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(s)
+            .lines()
+            .flat_map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let (a, b) = (cells(a), cells(b));
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| {
+            x == y
+                || matches!((x.parse::<f64>(), y.parse::<f64>()),
+                    (Ok(u), Ok(v)) if (u - v).abs() <= 1e-9 * u.abs().max(v.abs()).max(1.0))
+        })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -118,35 +146,70 @@ fn main() {
         .unwrap();
     let sparse = QueryConfig {
         read_all_fields: false,
+        plan_cache_entries: 0,
+        fast_paths: false,
         ..QueryConfig::default()
     };
     let q_read_only = QueryEngine::with_config(engine.clone(), sparse).unwrap();
+    let general = QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..QueryConfig::default()
+    };
+    let q_general = QueryEngine::with_config(engine.clone(), general).unwrap();
     let q = QueryEngine::new(engine).unwrap();
-    print_phases(&rt, &q, "one truck, 4 h, 10-min mean", TRUCK_4H_MEAN, 201);
+    let same = |a: &str, b: &str| {
+        let x = rt.block_on(q.execute(a, OutputFormat::Csv)).unwrap().1;
+        let y = rt
+            .block_on(q_general.execute(b, OutputFormat::Csv))
+            .unwrap()
+            .1;
+        assert!(
+            same_csv(&x, &y),
+            "fast and general answers differ:\n{a}\n{b}"
+        );
+    };
+    same(LATEST_FLEET, LATEST_FLEET_GROUP_BY);
+    for sql in [TRUCK_4H_MEAN, TRUCK_1H_PERCENTILES, FLEET_HOURLY] {
+        same(sql, sql);
+    }
+    let cases = [
+        ("latest position, one fleet", LATEST_FLEET, 201),
+        (
+            "latest position, one fleet (GROUP BY last)",
+            LATEST_FLEET_GROUP_BY,
+            201,
+        ),
+        ("one truck, 4 h, 10-min mean", TRUCK_4H_MEAN, 201),
+        ("one truck, 1 h, p50/p99", TRUCK_1H_PERCENTILES, 201),
+        ("all trucks, hourly mean per fleet", FLEET_HOURLY, 15),
+    ];
+    for (name, sql, runs) in cases {
+        print_phases(&rt, &q, name, sql, runs);
+        print_phases(
+            &rt,
+            &q_general,
+            &format!("{name} [general]"),
+            sql,
+            runs.min(51),
+        );
+    }
     print_phases(
         &rt,
         &q_read_only,
-        "one truck, 4 h, 10-min mean (read_all_fields=false)",
+        "one truck, 4 h, 10-min mean (read_all_fields=false) [general]",
         TRUCK_4H_MEAN,
-        201,
-    );
-    print_phases(
-        &rt,
-        &q,
-        "one truck, 1 h, p50/p99",
-        TRUCK_1H_PERCENTILES,
-        201,
-    );
-    print_phases(
-        &rt,
-        &q,
-        "all trucks, hourly mean per fleet",
-        FLEET_HOURLY,
-        7,
+        51,
     );
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("sql");
+    group.bench_function("latest_position_one_fleet", |b| {
+        b.iter(|| {
+            rt.block_on(q.execute(LATEST_FLEET, OutputFormat::Json))
+                .unwrap()
+        })
+    });
     group.bench_function("one_truck_4h_10min_mean", |b| {
         b.iter(|| {
             rt.block_on(q.execute(TRUCK_4H_MEAN, OutputFormat::Json))
@@ -156,6 +219,12 @@ fn main() {
     group.bench_function("one_truck_1h_p50_p99", |b| {
         b.iter(|| {
             rt.block_on(q.execute(TRUCK_1H_PERCENTILES, OutputFormat::Json))
+                .unwrap()
+        })
+    });
+    group.bench_function("all_trucks_hourly_mean_per_fleet", |b| {
+        b.iter(|| {
+            rt.block_on(q.execute(FLEET_HOURLY, OutputFormat::Json))
                 .unwrap()
         })
     });
