@@ -74,7 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(a), Some(t)) => Some((a, t.mqtts.clone())),
         _ => None,
     };
-    let mqtt = start_mqtt(args.mqtt_addr, mqtts, &engine, &registry).await?;
+    let mqtt = start_mqtt(args.mqtt_addr, mqtts, &engine, &registry, &state).await?;
     let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
     let https = match (args.tls.https_addr, &tls) {
         (Some(a), Some(t)) => {
@@ -143,6 +143,7 @@ async fn start_mqtt(
     secure: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     engine: &Arc<Engine>,
     registry: &Arc<strata_registry::Registry>,
+    state: &AppState,
 ) -> anyhow::Result<Option<MqttServer>> {
     if plain.is_none() && secure.is_none() {
         return Ok(None);
@@ -161,8 +162,13 @@ async fn start_mqtt(
         None => None,
     };
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
-    let mqtt = MqttServer::new(MqttConfig::default(), engine.clone(), auth)
+    let config = MqttConfig {
+        schemas: Some(state.schemas.clone()),
+        ..MqttConfig::default()
+    };
+    let mqtt = MqttServer::new(config, engine.clone(), auth)
         .context("cannot start the MQTT endpoint")?;
+    state.metrics.attach_mqtt("mqtt", mqtt.clone());
     watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
     if let Some(listener) = plain {
         let local = listener.local_addr().context("no local MQTT address")?;
@@ -215,6 +221,7 @@ async fn serve_until_signal(
     let graceful = async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let listener = crate::metrics::counted(listener, &crate::metrics::HTTP_CONNECTIONS);
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {
