@@ -86,7 +86,9 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features();
         if config.fast_paths {
-            state = state.with_physical_optimizer_rule(Arc::new(crate::aggregate::AggregateInScan));
+            state = state
+                .with_physical_optimizer_rule(Arc::new(crate::aggregate::AggregateInScan))
+                .with_physical_optimizer_rule(Arc::new(crate::newest::NewestFromCache));
         }
         let mut ctx = SessionContext::new_with_state(state.build());
         let options = ScanOptions {

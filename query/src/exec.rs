@@ -130,6 +130,21 @@ impl StrataScanExec {
         &self.spec.kinds
     }
 
+    /// The engine request (device unset) every partition issues.
+    pub(crate) fn request(&self) -> &ScanRequest {
+        &self.spec.request
+    }
+
+    /// The engine the scan reads.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.spec.engine
+    }
+
+    /// The output schema.
+    pub(crate) fn output_schema(&self) -> &SchemaRef {
+        &self.spec.schema
+    }
+
     /// True when a row limit was pushed into the scan.
     pub(crate) fn has_limit(&self) -> bool {
         self.spec.limit.is_some()

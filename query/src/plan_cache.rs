@@ -120,6 +120,7 @@ fn reusable_physical(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let _ = plan.apply(|node| {
         if node.children().is_empty() {
             ok &= node.is::<StrataScanExec>()
+                || node.is::<crate::newest::NewestRowExec>()
                 || node.is::<LastValuesExec>()
                 || node.is::<SnapshotExec>();
         }

@@ -317,3 +317,51 @@ async fn aggregation_in_the_scan_equals_the_general_plan() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_point_from_the_cache_equals_the_sorted_scan() {
+    let (_dir, engine, _) = fleet_engine();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let queries = [
+        "SELECT * FROM readings WHERE device = 'd1' ORDER BY time DESC LIMIT 1",
+        "SELECT time, fuel, speed FROM readings WHERE device = 'd2' ORDER BY time DESC LIMIT 1",
+        "SELECT device, time, speed FROM readings WHERE fleet = 'south' ORDER BY time DESC, device LIMIT 1",
+        "SELECT * FROM readings WHERE device = 'nope' ORDER BY time DESC LIMIT 1",
+        // All devices tie on the newest time: the second key decides.
+        "SELECT device, speed FROM readings ORDER BY time DESC, speed LIMIT 1",
+        "SELECT device, speed FROM readings ORDER BY time DESC, device DESC LIMIT 1",
+    ];
+    let check = |label: &'static str| {
+        let (fast, general) = (&fast, &general);
+        async move {
+            for q in queries {
+                assert_eq!(sql(fast, q).await, sql(general, q).await, "{label}: {q}");
+            }
+        }
+    };
+    check("initial").await;
+    let plan = sql(&fast, &format!("EXPLAIN {}", queries[0])).await;
+    assert!(format!("{plan:?}").contains("NewestRowExec"), "{plan:?}");
+    // A newer point without fuel: the newest row has fuel null.
+    let p = Point {
+        device: "d1",
+        tags: vec![("fleet", "north"), ("model", "b")],
+        time: T0 + TICKS * TICK,
+        fields: vec![("speed", Value::Float(7.0))],
+    };
+    write(&engine, "default", "readings", &[p]);
+    check("after a sparse write").await;
+    engine.flush().unwrap();
+    check("after flush").await;
+    // A time filter keeps the general plan.
+    let q = "SELECT * FROM readings WHERE device = 'd1' AND time < '2024-01-01T00:30:00Z' ORDER BY time DESC LIMIT 1";
+    let plan = sql(&fast, &format!("EXPLAIN {q}")).await;
+    assert!(!format!("{plan:?}").contains("NewestRowExec"), "{plan:?}");
+    assert_eq!(sql(&fast, q).await, sql(&general, q).await);
+}
