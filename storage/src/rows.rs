@@ -44,10 +44,23 @@ impl Rows {
         }
     }
 
-    /// Appends every row of `other` (same column layout).
+    /// Appends every row of `other` (same column layout), a column at a time.
     pub fn append(&mut self, other: &Rows) {
-        for i in 0..other.len() {
-            self.push_row(other, i);
+        if self.is_empty() && self.columns.len() == other.columns.len() {
+            self.clone_from(other);
+            return;
+        }
+        self.times.extend_from_slice(&other.times);
+        for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
+            use crate::ColumnData as D;
+            match (&mut dst.data, &src.data) {
+                (D::Float(d), D::Float(s)) => d.extend_from_slice(s),
+                (D::Integer(d), D::Integer(s)) => d.extend_from_slice(s),
+                (D::Unsigned(d), D::Unsigned(s)) => d.extend_from_slice(s),
+                (D::Boolean(d), D::Boolean(s)) => d.extend_from_slice(s),
+                (d, s) => (0..s.len()).for_each(|i| d.push_from(s, i)),
+            }
+            dst.valid.extend_from_slice(&src.valid);
         }
     }
 
