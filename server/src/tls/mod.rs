@@ -116,7 +116,7 @@ pub enum TlsError {
 /// The TLS material the listeners use, built once at startup.
 #[derive(Debug, Clone)]
 pub struct Tls {
-    /// Configuration of the HTTPS listener (ALPN h2 and http/1.1).
+    /// Configuration of the HTTPS listener (ALPN http/1.1).
     pub https: Arc<rustls::ServerConfig>,
     /// Configuration of the MQTTS listener (no ALPN).
     pub mqtts: Arc<rustls::ServerConfig>,
@@ -167,7 +167,9 @@ impl Tls {
         };
         // The development CA issues device certificates only when it is the client CA.
         let issuer = dev_ca.filter(|ca| client_ca.as_deref() == Some(ca.cert_path()));
-        let https = server_config(&chain, &key, verifier.clone(), &[b"h2", b"http/1.1"])?;
+        // HTTP/1.1 only: with HTTP/2, an early refusal (e.g. 401 before the body was read)
+        // resets the stream and curl reports a framing error instead of the status.
+        let https = server_config(&chain, &key, verifier.clone(), &[b"http/1.1"])?;
         let mqtts = server_config(&chain, &key, verifier, &[])?;
         Ok(Tls {
             https,
