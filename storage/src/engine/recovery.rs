@@ -96,7 +96,10 @@ fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
         let meta = state.catalog.stream(stream);
         if let Err(e) = state.last.load_segment(&live, |name| meta.field_id(name)) {
             tracing::error!(error = %e, "cannot read latest values from a segment");
-            report.segment_errors.push(e.to_string());
+            let msg = e.to_string();
+            if !report.segment_errors.contains(&msg) {
+                report.segment_errors.push(msg);
+            }
         }
     }
 }
