@@ -39,9 +39,12 @@ fn scan_with(inner: &Inner, req: &ScanRequest, keep_rows: bool) -> Result<Vec<Se
     let mut out = Vec::new();
     for (sid, key, mem_parts) in snap.series {
         let mut parts = Vec::new();
+        // Memtable parts carry the marker (`keep_rows`); without them every segment row is a
+        // stored point with a value and no marker is needed.
+        let marked = keep_rows && !mem_parts.is_empty();
         for live in &snap.segments {
             if let Some(rows) = live.segment.read_series(sid, first, last, &snap.fields)? {
-                parts.push(match keep_rows {
+                parts.push(match marked {
                     // Segments hold only points with at least one value.
                     true => with_exists(rows, None),
                     false => rows,
@@ -49,9 +52,10 @@ fn scan_with(inner: &Inner, req: &ScanRequest, keep_rows: bool) -> Result<Vec<Se
             }
         }
         parts.extend(mem_parts);
-        let merged = match keep_rows {
-            true => merge_lww(parts).map(only_existing),
-            false => merge_lww(parts).map(Rows::drop_empty_rows),
+        let merged = match (keep_rows, marked) {
+            (true, true) => merge_lww(parts).map(only_existing),
+            (true, false) => merge_lww(parts),
+            (false, _) => merge_lww(parts).map(Rows::drop_empty_rows),
         };
         if let Some(rows) = merged.filter(|r| !r.is_empty()) {
             out.push(SeriesBatch {

@@ -148,7 +148,13 @@ impl Segment {
                 continue;
             }
             let rows = self.read_block(series, bi, block, &wanted, fields)?;
-            out.append(&rows.slice_time(first, last));
+            let inside = block.min_time >= first && block.max_time <= last;
+            let rows = if inside { rows } else { rows.slice_time(first, last) };
+            if out.is_empty() {
+                out = rows;
+            } else {
+                out.append(&rows);
+            }
         }
         Ok((!out.is_empty()).then_some(out))
     }
