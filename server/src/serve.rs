@@ -166,8 +166,8 @@ async fn start_mqtt(
         schemas: Some(state.schemas.clone()),
         ..MqttConfig::default()
     };
-    let mqtt = MqttServer::new(config, engine.clone(), auth)
-        .context("cannot start the MQTT endpoint")?;
+    let mqtt =
+        MqttServer::new(config, engine.clone(), auth).context("cannot start the MQTT endpoint")?;
     state.metrics.attach_mqtt("mqtt", mqtt.clone());
     watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
     if let Some(listener) = plain {
