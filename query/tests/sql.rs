@@ -181,10 +181,7 @@ async fn explain_shows_what_was_pushed() {
     assert!(plan.contains(r#"tags=[("fleet", "north")]"#), "{plan}");
     let (a, b) = (T0 + 10 * MINUTE, T0 + 20 * MINUTE);
     assert!(plan.contains(&format!("time=[{a}, {b})")), "{plan}");
-    assert!(
-        plan.contains(r#"fields=["speed"] (every point)"#),
-        "{plan}"
-    );
+    assert!(plan.contains(r#"fields=["speed"] (every point)"#), "{plan}");
     assert!(
         !plan.contains("FilterExec"),
         "exact pushdown leaves no filter: {plan}"
