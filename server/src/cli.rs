@@ -50,6 +50,20 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where plain MQTT listens when `--mqtt-addr` is not given.
+pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
+
+/// The plain-MQTT listener requested on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttListener {
+    /// `--no-mqtt`.
+    Off,
+    /// `--mqtt-addr ADDR`: failing to bind it stops the server.
+    Explicit(SocketAddr),
+    /// Nothing said: [`DEFAULT_MQTT_ADDR`]; a taken port only logs a warning.
+    Default(SocketAddr),
+}
+
 /// Flags of `strata serve`. Every flag can also be set through the environment variable shown.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -61,11 +75,17 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
 
-    /// Plain-TCP MQTT 3.1.1 device endpoint (HOST:PORT, e.g. 127.0.0.1:1883; port 0 picks a free
-    /// port). Off unless given. Devices connect with client id = user name = device id and the
+    /// Plain-TCP MQTT 3.1.1 device endpoint (HOST:PORT; port 0 picks a free port). Default
+    /// 127.0.0.1:1883 for local development: if that default port is taken (say, by a local
+    /// Mosquitto) the server warns and runs without plain MQTT, while an address given here that
+    /// cannot be bound stops it. Devices connect with client id = user name = device id and the
     /// device key as password; see docs/mqtt.md.
     #[arg(long, env = "STRATA_MQTT_ADDR")]
     pub mqtt_addr: Option<SocketAddr>,
+
+    /// Do not serve plain-TCP MQTT at all (not even on the default 127.0.0.1:1883).
+    #[arg(long, env = "STRATA_NO_MQTT", conflicts_with = "mqtt_addr")]
+    pub no_mqtt: bool,
 
     /// TLS: --https-addr, --mqtts-addr, certificates and client-certificate auth (docs/tls.md).
     #[command(flatten)]
@@ -150,6 +170,18 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The plain-MQTT listener this invocation asks for: off, the given address, or the
+    /// development default.
+    pub fn mqtt_listener(&self) -> MqttListener {
+        match (self.mqtt_addr, self.no_mqtt) {
+            (_, true) => MqttListener::Off,
+            (Some(addr), false) => MqttListener::Explicit(addr),
+            (None, false) => {
+                MqttListener::Default(DEFAULT_MQTT_ADDR.parse().expect("valid default"))
+            }
+        }
+    }
+
     /// The SQL engine's limits these flags describe.
     pub fn query_config(&self) -> strata_query::QueryConfig {
         strata_query::QueryConfig {

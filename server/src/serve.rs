@@ -13,7 +13,7 @@ use crate::bootstrap::{Announce, admin_source, open_registry};
 use strata_ingest::mqtt::{MqttConfig, MqttServer};
 use strata_query::QueryEngine;
 
-use crate::cli::{ServeArgs, durability_name};
+use crate::cli::{MqttListener, ServeArgs, durability_name};
 use crate::mqtt::{RegistryAuthenticator, watch_revocations};
 use crate::routes::router;
 use crate::state::AppState;
@@ -74,7 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(a), Some(t)) => Some((a, t.mqtts.clone())),
         _ => None,
     };
-    let mqtt = start_mqtt(args.mqtt_addr, mqtts, &engine, &registry, &state).await?;
+    let mqtt = start_mqtt(args.mqtt_listener(), mqtts, &engine, &registry, &state).await?;
     let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
     let https = match (args.tls.https_addr, &tls) {
         (Some(a), Some(t)) => {
@@ -139,24 +139,32 @@ async fn setup_tls(args: &ServeArgs) -> anyhow::Result<Option<Tls>> {
 /// Binds the MQTT device endpoints (plain and/or TLS), wires registry revocations to them and
 /// serves them in the background; `None` when neither is configured.
 async fn start_mqtt(
-    plain: Option<SocketAddr>,
+    plain: MqttListener,
     secure: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     engine: &Arc<Engine>,
     registry: &Arc<strata_registry::Registry>,
     state: &AppState,
 ) -> anyhow::Result<Option<MqttServer>> {
-    if plain.is_none() && secure.is_none() {
-        return Ok(None);
-    }
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for {what} on {addr}"))
     };
     let plain = match plain {
-        Some(a) => Some(bind(a, "MQTT").await?),
-        None => None,
+        MqttListener::Off => None,
+        MqttListener::Explicit(a) => Some(bind(a, "MQTT").await?),
+        MqttListener::Default(a) => match TcpListener::bind(a).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(addr = %a, error = %e,
+                    "default MQTT address unavailable; running without plain MQTT (set --mqtt-addr, or --no-mqtt to silence this)");
+                None
+            }
+        },
     };
+    if plain.is_none() && secure.is_none() {
+        return Ok(None);
+    }
     let secure = match secure {
         Some((a, config)) => Some((bind(a, "MQTTS").await?, config)),
         None => None,

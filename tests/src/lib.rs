@@ -418,6 +418,14 @@ impl Server {
         if !self.args.iter().any(|a| a == "--log-level") {
             cmd.args(["--log-level", "info"]);
         }
+        // Parallel test servers must not race for the development default 127.0.0.1:1883.
+        if !self
+            .args
+            .iter()
+            .any(|a| a == "--mqtt-addr" || a == "--no-mqtt")
+        {
+            cmd.arg("--no-mqtt");
+        }
         if let AdminToken::Env(t) = &self.admin {
             cmd.env("STRATA_ADMIN_TOKEN", t);
         }

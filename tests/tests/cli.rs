@@ -1,5 +1,6 @@
 //! Black-box tests of the `strata` command line: help text, rejected flag values, a second
-//! server refusing a data directory or a port that is already in use, and the client commands
+//! server refusing a data directory or a port that is already in use, the MQTT default address
+//! being optional while an explicit one is not, and the client commands
 //! (`strata devices|entities|tokens|audit`) against a running server.
 
 use std::process::{Command, Output, Stdio};
@@ -402,4 +403,76 @@ fn entity_token_and_audit_commands() {
         audit.contains("token.revoke") && audit.contains("entity.create"),
         "{audit}"
     );
+}
+
+#[test]
+fn taken_mqtt_port_default_warns_explicit_refuses() {
+    // Hold 127.0.0.1:1883 ourselves (or find it already taken by someone else, e.g. a local
+    // Mosquitto): either way the development default is unavailable to the server.
+    let _held = std::net::TcpListener::bind("127.0.0.1:1883");
+    let (_tmp, dir) = temp_data_dir();
+    let mut child = Command::new(strata_binary())
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("STRATA_ADMIN_TOKEN", strata_tests::TEST_ADMIN_TOKEN)
+        .env_remove("STRATA_MQTT_ADDR")
+        .env_remove("STRATA_NO_MQTT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut warned, mut http_up) = (false, false);
+    while !(warned && http_up) && std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                warned |= line.contains("\"level\":\"WARN\"")
+                    && line.contains("default MQTT address unavailable");
+                http_up |= line.contains("\"message\":\"listening\"");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(warned, "no warning about the taken default MQTT port");
+    assert!(
+        http_up && still_running,
+        "the server must keep running without plain MQTT"
+    );
+
+    // An address the operator asked for that cannot be bound stops the server.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (_tmp2, dir2) = temp_data_dir();
+    let out = Command::new(strata_binary())
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", &addr])
+        .arg("--data-dir")
+        .arg(&dir2)
+        .env("STRATA_ADMIN_TOKEN", strata_tests::TEST_ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen for MQTT"), "{stderr}");
 }
