@@ -345,30 +345,28 @@ impl<'a> Fold<'a> {
             .iter()
             .map(|a| s.columns.iter().find(|c| c.name == a.field))
             .collect();
-        let mut current: Option<(Option<i64>, usize)> = None;
-        for (row, &t) in s.times.iter().enumerate() {
-            let b = bucket
-                .map(|(stride, origin)| date_bin(stride, t, origin))
-                .transpose()?;
-            let slot = match current {
-                Some((cb, slot)) if cb == b => slot,
-                _ => {
-                    let slot = self.slot((strings.clone(), b));
-                    current = Some((b, slot));
-                    slot
+        let times = &s.times;
+        let mut start = 0;
+        while start < times.len() {
+            // One run: the consecutive rows that fall in the same bucket (all rows without one).
+            let (b, end) = match bucket {
+                None => (None, times.len()),
+                Some((stride, origin)) => {
+                    let b = date_bin(stride, times[start], origin)?;
+                    (
+                        Some(b),
+                        run_end(times, start, origin, b.checked_add(stride)),
+                    )
                 }
             };
-            for (k, c) in columns.iter().enumerate() {
-                let Some(c) = c else { continue };
-                if !c.valid[row] {
-                    continue;
-                }
-                let state = &mut self.states[slot][k];
-                match &c.data {
-                    ColumnData::Float(v) => state.add(v[row]),
-                    _ => state.count += 1,
+            let slot = self.slot((strings.clone(), b));
+            let states = self.states[slot].iter_mut().zip(self.aggs.iter());
+            for ((state, agg), c) in states.zip(&columns) {
+                if let Some(c) = c {
+                    fold_rows(state, agg.kind, c, start..end);
                 }
             }
+            start = end;
         }
         Ok(())
     }
@@ -423,6 +421,55 @@ impl<'a> Fold<'a> {
             }
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+/// End of the run of rows from `start` that `date_bin(stride, t, origin)` maps to the bucket
+/// `lo` of the row at `start`: `t < hi` (`hi` `None`: unbounded) and `t - origin` fits in i64.
+/// Times strictly increase (the [`SeriesBatch`] contract), so both conditions hold on a prefix
+/// and a binary search finds its end; the caller computes the next bucket (or its overflow
+/// error) afresh at the row after it.
+fn run_end(times: &[i64], start: usize, origin: i64, hi: Option<i64>) -> usize {
+    let rest = &times[start..];
+    let n = rest.partition_point(|&t| hi.is_none_or(|h| t < h) && t.checked_sub(origin).is_some());
+    start + n.max(1)
+}
+
+/// Folds the valid values of `c` in `rows` into `state`, in row order (so sums round exactly as a
+/// row-at-a-time fold does), updating only what `kind` reads from the state.
+fn fold_rows(
+    state: &mut State,
+    kind: AggKind,
+    c: &strata_storage::Column,
+    rows: std::ops::Range<usize>,
+) {
+    let valid = &c.valid[rows.clone()];
+    let ColumnData::Float(values) = &c.data else {
+        state.count += valid.iter().filter(|v| **v).count() as u64;
+        return;
+    };
+    let mut present = values[rows]
+        .iter()
+        .zip(valid)
+        .filter(|(_, ok)| **ok)
+        .map(|(v, _)| *v);
+    if state.count == 0 {
+        match present.next() {
+            Some(v) => state.add(v),
+            None => return,
+        }
+    }
+    match kind {
+        AggKind::Avg | AggKind::Sum => {
+            let (mut sum, mut count) = (state.sum, state.count);
+            for v in present {
+                sum += v;
+                count += 1;
+            }
+            (state.sum, state.count) = (sum, count);
+        }
+        AggKind::Count => state.count += present.count() as u64,
+        AggKind::Min | AggKind::Max => present.for_each(|v| state.add(v)),
     }
 }
 
@@ -573,7 +620,54 @@ impl ExecutionPlan for ScanAggregateExec {
 
 #[cfg(test)]
 mod tests {
-    use super::date_bin;
+    use super::{AggKind, State, date_bin, fold_rows, run_end};
+    use strata_storage::{Column, ColumnData, FieldType};
+
+    #[test]
+    fn runs_end_at_the_bucket_end_or_where_the_origin_would_overflow() {
+        let times = [0, 3, 9, 10, 19, 25];
+        assert_eq!(run_end(&times, 0, 0, Some(10)), 3);
+        assert_eq!(run_end(&times, 3, 0, Some(20)), 5);
+        assert_eq!(run_end(&times, 5, 0, Some(30)), 6);
+        assert_eq!(run_end(&times, 0, 0, None), 6);
+        let near_max = [i64::MAX - 5, i64::MAX - 1];
+        assert_eq!(run_end(&near_max, 0, -3, None), 1);
+    }
+
+    /// Folding runs of a column gives the states of a row-at-a-time fold.
+    #[test]
+    fn folding_runs_equals_folding_rows() {
+        let mut c = Column::new("v", FieldType::Float);
+        let values = [f64::NAN, 2.5, -1.0, 7.0, 0.5, -3.0, 4.0];
+        let valid = [false, true, true, false, true, true, true];
+        c.data = ColumnData::Float(values.to_vec());
+        c.valid = valid.to_vec();
+        let mut by_row = State::EMPTY;
+        for (v, ok) in values.iter().zip(valid) {
+            if ok {
+                by_row.add(*v);
+            }
+        }
+        for kind in [AggKind::Avg, AggKind::Min, AggKind::Max, AggKind::Count] {
+            let mut by_run = State::EMPTY;
+            for r in [0..1, 1..3, 3..4, 4..7] {
+                fold_rows(&mut by_run, kind, &c, r);
+            }
+            assert_eq!(by_run.count, by_row.count, "{kind:?}");
+            match kind {
+                AggKind::Avg | AggKind::Sum => assert_eq!(by_run.sum, by_row.sum),
+                AggKind::Min => assert_eq!(by_run.min, by_row.min),
+                AggKind::Max => assert_eq!(by_run.max, by_row.max),
+                AggKind::Count => {}
+            }
+        }
+        let mut counts = State::EMPTY;
+        let mut ints = Column::new("n", FieldType::Integer);
+        ints.data = ColumnData::Integer(vec![1, 2, 3]);
+        ints.valid = vec![true, false, true];
+        fold_rows(&mut counts, AggKind::Count, &ints, 0..3);
+        assert_eq!(counts.count, 2);
+    }
 
     #[test]
     fn date_bin_rounds_down_on_both_sides_of_the_origin() {

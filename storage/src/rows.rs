@@ -64,6 +64,39 @@ impl Rows {
         }
     }
 
+    /// All rows of `parts` (same column layout) in order, copied once into buffers of the final
+    /// size. `None` when there are no parts.
+    pub fn concat(mut parts: Vec<Rows>) -> Option<Rows> {
+        parts.retain(|p| !p.is_empty());
+        if parts.len() <= 1 {
+            return parts.pop();
+        }
+        let total: usize = parts.iter().map(Rows::len).sum();
+        let mut iter = parts.into_iter();
+        let mut acc = iter.next()?;
+        acc.reserve(total - acc.len());
+        for part in iter {
+            acc.append(&part);
+        }
+        Some(acc)
+    }
+
+    /// Makes room for `extra` more rows in the times and in every fixed-width column.
+    fn reserve(&mut self, extra: usize) {
+        use crate::ColumnData as D;
+        self.times.reserve(extra);
+        for c in &mut self.columns {
+            c.valid.reserve(extra);
+            match &mut c.data {
+                D::Float(d) => d.reserve(extra),
+                D::Integer(d) => d.reserve(extra),
+                D::Unsigned(d) => d.reserve(extra),
+                D::Boolean(d) => d.reserve(extra),
+                D::String(_) => {}
+            }
+        }
+    }
+
     /// Sorts by time (stable) and collapses rows with equal timestamps: per column the value of the
     /// last row (in input order) that has one wins. Input order is write order, so this is
     /// last-write-wins per (timestamp, field).
@@ -158,14 +191,8 @@ impl Rows {
 
 /// Merges parts of one series given oldest first (each part in write order) into normalized rows where
 /// newer parts win per (timestamp, field).
-pub(crate) fn merge_lww(mut parts: Vec<Rows>) -> Option<Rows> {
-    parts.retain(|p| !p.is_empty());
-    let mut iter = parts.into_iter();
-    let mut acc = iter.next()?;
-    for part in iter {
-        acc.append(&part);
-    }
-    Some(acc.normalize())
+pub(crate) fn merge_lww(parts: Vec<Rows>) -> Option<Rows> {
+    Rows::concat(parts).map(Rows::normalize)
 }
 
 #[cfg(test)]
@@ -199,6 +226,18 @@ mod tests {
             ColumnData::Float(vec![10.0, 20.0, 3.0])
         );
         assert_eq!(merged.columns[0].valid, vec![true, true, true]);
+    }
+
+    #[test]
+    fn concat_keeps_every_row_in_order() {
+        let a = rows(&[1, 2], &[Some(1.0), None]);
+        let b = rows(&[], &[]);
+        let c = rows(&[5, 7], &[Some(5.0), Some(7.0)]);
+        let all = Rows::concat(vec![a, b, c]).unwrap();
+        assert_eq!(all.times, vec![1, 2, 5, 7]);
+        assert_eq!(all.columns[0].valid, vec![true, false, true, true]);
+        assert_eq!(all.columns[0].data.len(), 4);
+        assert!(Rows::concat(vec![rows(&[], &[])]).is_none());
     }
 
     #[test]

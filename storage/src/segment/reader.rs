@@ -142,20 +142,20 @@ impl Segment {
             .iter()
             .map(|f| self.local_field(f))
             .collect::<Result<_>>()?;
-        let mut out = Rows::empty(fields);
+        let mut parts = Vec::new();
         for (bi, block) in index.blocks.iter().enumerate() {
             if block.max_time < first || block.min_time > last {
                 continue;
             }
             let rows = self.read_block(series, bi, block, &wanted, fields)?;
             let inside = block.min_time >= first && block.max_time <= last;
-            let rows = if inside { rows } else { rows.slice_time(first, last) };
-            if out.is_empty() {
-                out = rows;
+            parts.push(if inside {
+                rows
             } else {
-                out.append(&rows);
-            }
+                rows.slice_time(first, last)
+            });
         }
+        let out = Rows::concat(parts).unwrap_or_else(|| Rows::empty(fields));
         Ok((!out.is_empty()).then_some(out))
     }
 
