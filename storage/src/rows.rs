@@ -52,15 +52,7 @@ impl Rows {
         }
         self.times.extend_from_slice(&other.times);
         for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
-            use crate::ColumnData as D;
-            match (&mut dst.data, &src.data) {
-                (D::Float(d), D::Float(s)) => d.extend_from_slice(s),
-                (D::Integer(d), D::Integer(s)) => d.extend_from_slice(s),
-                (D::Unsigned(d), D::Unsigned(s)) => d.extend_from_slice(s),
-                (D::Boolean(d), D::Boolean(s)) => d.extend_from_slice(s),
-                (d, s) => (0..s.len()).for_each(|i| d.push_from(s, i)),
-            }
-            dst.valid.extend_from_slice(&src.valid);
+            append_column(dst, src);
         }
     }
 
@@ -82,7 +74,7 @@ impl Rows {
     }
 
     /// Makes room for `extra` more rows in the times and in every fixed-width column.
-    fn reserve(&mut self, extra: usize) {
+    pub fn reserve(&mut self, extra: usize) {
         use crate::ColumnData as D;
         self.times.reserve(extra);
         for c in &mut self.columns {
@@ -187,6 +179,19 @@ impl Rows {
         }
         out
     }
+}
+
+/// Appends every value of `src` to `dst` (same type), a slice at a time where possible.
+pub(crate) fn append_column(dst: &mut Column, src: &Column) {
+    use crate::ColumnData as D;
+    match (&mut dst.data, &src.data) {
+        (D::Float(d), D::Float(s)) => d.extend_from_slice(s),
+        (D::Integer(d), D::Integer(s)) => d.extend_from_slice(s),
+        (D::Unsigned(d), D::Unsigned(s)) => d.extend_from_slice(s),
+        (D::Boolean(d), D::Boolean(s)) => d.extend_from_slice(s),
+        (d, s) => (0..s.len()).for_each(|i| d.push_from(s, i)),
+    }
+    dst.valid.extend_from_slice(&src.valid);
 }
 
 /// Merges parts of one series given oldest first (each part in write order) into normalized rows where

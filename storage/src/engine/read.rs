@@ -51,8 +51,11 @@ fn scan_with(inner: &Inner, req: &ScanRequest, keep_rows: bool) -> Result<Vec<Se
                 });
             }
         }
+        let single = mem_parts.is_empty() && parts.len() == 1;
         parts.extend(mem_parts);
         let merged = match (keep_rows, marked) {
+            // One segment's rows are already sorted with distinct times: nothing to merge.
+            (true, false) if single => parts.pop(),
             (true, true) => merge_lww(parts).map(only_existing),
             (true, false) => merge_lww(parts),
             (false, _) => merge_lww(parts).map(Rows::drop_empty_rows),

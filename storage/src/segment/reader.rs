@@ -11,7 +11,7 @@ use crate::bytes::{ReadError, Reader};
 use crate::codec::{self, Codec};
 use crate::error::{Result, StorageError};
 use crate::fsutil::map_readonly;
-use crate::rows::Rows;
+use crate::rows::{Rows, append_column};
 use crate::{Column, ColumnData, FieldType, SeriesId, StringColumn};
 
 /// An open, validated segment.
@@ -127,7 +127,8 @@ impl Segment {
     }
 
     /// Rows of `series` with `first <= time <= last`, with one column per entry of `fields` (columns
-    /// the segment lacks are all-null). `None` when the segment has no rows of the series in range.
+    /// the segment lacks are all-null), sorted with distinct times. `None` when the segment has no
+    /// rows of the series in range.
     pub fn read_series(
         &self,
         series: SeriesId,
@@ -142,21 +143,55 @@ impl Segment {
             .iter()
             .map(|f| self.local_field(f))
             .collect::<Result<_>>()?;
-        let mut parts = Vec::new();
-        for (bi, block) in index.blocks.iter().enumerate() {
-            if block.max_time < first || block.min_time > last {
-                continue;
-            }
-            let rows = self.read_block(series, bi, block, &wanted, fields)?;
-            let inside = block.min_time >= first && block.max_time <= last;
-            parts.push(if inside {
-                rows
+        let blocks = || {
+            (index.blocks.iter().enumerate())
+                .filter(|(_, b)| b.max_time >= first && b.min_time <= last)
+        };
+        let mut out = Rows::empty(fields);
+        out.reserve(blocks().map(|(_, b)| b.rows as usize).sum());
+        let mut sorted = true;
+        for (bi, block) in blocks() {
+            let before = out.len();
+            if block.min_time >= first && block.max_time <= last {
+                self.append_block(&mut out, series, bi, block, &wanted, fields)?;
             } else {
-                rows.slice_time(first, last)
-            });
+                let rows = self.read_block(series, bi, block, &wanted, fields)?;
+                out.append(&rows.slice_time(first, last));
+            }
+            sorted &=
+                before == 0 || out.len() == before || out.times[before - 1] < out.times[before];
         }
-        let out = Rows::concat(parts).unwrap_or_else(|| Rows::empty(fields));
+        // Blocks hold increasing times; should they not follow each other, sort like a merge.
+        let out = if sorted { out } else { out.normalize() };
         Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// Decodes a block straight onto the end of `out` (no intermediate rows for columns without
+    /// nulls).
+    fn append_block(
+        &self,
+        out: &mut Rows,
+        series: SeriesId,
+        bi: usize,
+        block: &Block,
+        wanted: &[Option<u16>],
+        fields: &[(String, FieldType)],
+    ) -> Result<()> {
+        let n = block.rows as usize;
+        let bytes = self.chunk(&block.time, series, bi, "time")?;
+        decode_time_chunk(bytes, n, &mut out.times)
+            .map_err(|e| self.decode_error(series, bi, "time", e))?;
+        for ((want, (name, ty)), col) in wanted.iter().zip(fields).zip(&mut out.columns) {
+            match want.and_then(|fid| block.fields.iter().find(|f| f.field == fid)) {
+                None => (0..n).for_each(|_| col.push_null()),
+                Some(fc) => {
+                    let bytes = self.chunk(&fc.chunk, series, bi, name)?;
+                    decode_field_onto(bytes, name, *ty, n, fc.stats.count as usize, col)
+                        .map_err(|e| self.decode_error(series, bi, name, e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn local_field(&self, (name, ty): &(String, FieldType)) -> Result<Option<u16>> {
@@ -254,8 +289,10 @@ fn decode_time_chunk(
 ) -> std::result::Result<(), String> {
     let (&codec, payload) = bytes.split_first().ok_or("empty chunk")?;
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    let start = out.len();
     codec::decode_timestamps(codec, payload, n, out).map_err(|e| e.to_string())?;
-    if out.windows(2).any(|w| w[0] >= w[1]) {
+    if out[start..].windows(2).any(|w| w[0] >= w[1]) {
+        out.truncate(start);
         return Err("timestamps are not strictly increasing".into());
     }
     Ok(())
@@ -290,6 +327,40 @@ fn decode_field_chunk(
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
     let dense = decode_values(codec, payload, ty, count).map_err(|e| e.to_string())?;
     Ok(expand(name, dense, valid))
+}
+
+/// Decodes a field chunk onto the end of `col`: values without nulls straight into its buffer,
+/// others through [`decode_field_chunk`].
+fn decode_field_onto(
+    bytes: &[u8],
+    name: &str,
+    ty: FieldType,
+    rows: usize,
+    count: usize,
+    col: &mut Column,
+) -> std::result::Result<(), String> {
+    let dense = match bytes.split_first() {
+        Some((0, rest)) if count == rows => rest,
+        _ => {
+            append_column(col, &decode_field_chunk(bytes, name, ty, rows, count)?);
+            return Ok(());
+        }
+    };
+    let (&codec, payload) = dense.split_first().ok_or("missing codec byte")?;
+    let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    let e = |e: codec::CodecError| e.to_string();
+    match &mut col.data {
+        ColumnData::Float(v) => codec::decode_floats(codec, payload, rows, v).map_err(e)?,
+        ColumnData::Integer(v) => codec::decode_integers(codec, payload, rows, v).map_err(e)?,
+        ColumnData::Unsigned(v) => codec::decode_unsigned(codec, payload, rows, v).map_err(e)?,
+        ColumnData::Boolean(v) => codec::decode_booleans(codec, payload, rows, v).map_err(e)?,
+        ColumnData::String(_) => {
+            append_column(col, &decode_field_chunk(bytes, name, ty, rows, count)?);
+            return Ok(());
+        }
+    }
+    col.valid.resize(col.valid.len() + rows, true);
+    Ok(())
 }
 
 fn decode_values(
