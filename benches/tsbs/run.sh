@@ -9,6 +9,7 @@
 # data over HTTP, flushes and compacts, then runs benches/tsbs/tsbs.py: each query once to warm
 # up and RUNS times over one keep-alive HTTP connection, median client wall time, and every answer
 # compared with DuckDB's on the same line-protocol file. Needs python3 with duckdb.
+# TSBS_QUERIES=benches/tsbs/targets runs the four latency targets of the SQL issue instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -49,4 +50,5 @@ curl -fs -XPOST "${auth[@]}" "$URL/api/v1/flush" >/dev/null
 curl -fs -XPOST "${auth[@]}" "$URL/api/v1/compact" >/dev/null
 echo "strata: $(curl -fs "$URL/health" | python3 -c 'import json,sys; e=json.load(sys.stdin)["engine"]; print(e["segments"], "segments,", e["series"], "series")')"
 
-python3 benches/tsbs/tsbs.py --url "$URL" --token "$STRATA_ADMIN_TOKEN" --lp "$DATA" --runs "$RUNS"
+python3 benches/tsbs/tsbs.py --url "$URL" --token "$STRATA_ADMIN_TOKEN" --lp "$DATA" --runs "$RUNS" \
+    ${TSBS_QUERIES:+--queries "$TSBS_QUERIES"}
