@@ -28,19 +28,18 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::{Column, Literal};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::scalar::ScalarValue;
 use strata_storage::{ColumnData, FieldType, SeriesBatch};
 
 use crate::exec::StrataScanExec;
 use crate::layout::ColumnKind;
+use crate::leaf::bounded_properties;
 
 /// The optimizer rule (runs after DataFusion's own physical rules).
 #[derive(Debug, Default)]
@@ -503,18 +502,13 @@ impl ScanAggregateExec {
         schema: SchemaRef,
     ) -> Self {
         let partitions = input.properties().partitioning.partition_count();
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = bounded_properties(schema.clone(), partitions, EmissionType::Final);
         ScanAggregateExec {
             input,
             groups: Arc::new(groups),
             aggs: Arc::new(aggs),
             schema,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 

@@ -11,16 +11,15 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use strata_storage::{Engine, ScanRequest, SeriesBatch};
 
 use crate::convert::to_record_batch;
 use crate::layout::ColumnKind;
+use crate::leaf::{bounded_properties, without_children};
 use crate::pushdown::Pushdown;
 
 /// Rows after which a partition stops adding devices to the current engine call.
@@ -94,11 +93,10 @@ impl StrataScanExec {
             // these fields. Otherwise no field requested means all (so every point is a row).
             fields: (input.read_all_fields || !fields.is_empty()).then_some(fields),
         };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(input.schema.clone()),
-            Partitioning::UnknownPartitioning(partitions.len().max(1)),
+        let properties = bounded_properties(
+            input.schema.clone(),
+            partitions.len().max(1),
             EmissionType::Incremental,
-            Boundedness::Bounded,
         );
         StrataScanExec {
             device_filter: p.devices.as_ref().map(|d| d.len()),
@@ -111,7 +109,7 @@ impl StrataScanExec {
                 every_point: input.read_all_fields,
             }),
             partitions,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 
@@ -246,12 +244,7 @@ impl ExecutionPlan for StrataScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.is_empty() {
-            true => Ok(self),
-            false => Err(DataFusionError::Internal(
-                "StrataScanExec has no children".into(),
-            )),
-        }
+        without_children(self, &children)
     }
 
     fn execute(

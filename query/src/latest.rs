@@ -19,17 +19,16 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::scalar::ScalarValue;
 use strata_storage::{Column, DEFAULT_DATABASE, Engine, LatestRequest, SeriesBatch};
 
 use crate::convert::to_record_batch;
 use crate::layout::{ColumnKind, TableLayout};
+use crate::leaf::{bounded_properties, only_partition_zero, project, without_children};
 use crate::pushdown::{Pushdown, classify_series};
 
 /// The `last_values(...)` table function.
@@ -123,13 +122,7 @@ impl TableProvider for LastValuesTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let all: Vec<usize> = (0..self.layout.kinds.len()).collect();
-        let indices = projection.unwrap_or(&all);
-        let schema = Arc::new(self.layout.schema.project(indices)?);
-        let kinds = indices
-            .iter()
-            .filter_map(|i| self.layout.kinds.get(*i).cloned())
-            .collect();
+        let (schema, kinds) = project(&self.layout, projection)?;
         let pushdown = Pushdown::from_filters(&self.layout, filters);
         Ok(Arc::new(LastValuesExec::new(
             self.engine.clone(),
@@ -167,12 +160,7 @@ impl LastValuesExec {
         pushdown: &Pushdown,
         limit: Option<usize>,
     ) -> LastValuesExec {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = bounded_properties(schema.clone(), 1, EmissionType::Incremental);
         LastValuesExec {
             engine,
             database: layout.database.clone(),
@@ -183,7 +171,7 @@ impl LastValuesExec {
             schema,
             kinds,
             limit,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 
@@ -285,12 +273,7 @@ impl ExecutionPlan for LastValuesExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.is_empty() {
-            true => Ok(self),
-            false => Err(DataFusionError::Internal(
-                "LastValuesExec has no children".into(),
-            )),
-        }
+        without_children(self, &children)
     }
 
     fn execute(
@@ -298,11 +281,7 @@ impl ExecutionPlan for LastValuesExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "LastValuesExec has no partition {partition}"
-            )));
-        }
+        only_partition_zero("LastValuesExec", partition)?;
         let series = self.rows()?;
         let batch: RecordBatch = to_record_batch(&self.schema, &self.kinds, &series)
             .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;

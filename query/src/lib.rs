@@ -17,6 +17,7 @@ mod functions;
 mod gapfill;
 mod latest;
 mod layout;
+mod leaf;
 mod newest;
 mod output;
 mod params;

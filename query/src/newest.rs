@@ -29,6 +29,7 @@ use strata_storage::{Column as StorageColumn, LatestRequest, SeriesBatch};
 use crate::convert::to_record_batch;
 use crate::exec::StrataScanExec;
 use crate::layout::ColumnKind;
+use crate::leaf::without_children;
 
 /// The optimizer rule (runs after DataFusion's own physical rules).
 #[derive(Debug, Default)]
@@ -185,12 +186,7 @@ impl ExecutionPlan for NewestRowExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.is_empty() {
-            true => Ok(self),
-            false => Err(DataFusionError::Internal(
-                "NewestRowExec has no children".into(),
-            )),
-        }
+        without_children(self, &children)
     }
 
     fn execute(

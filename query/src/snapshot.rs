@@ -18,12 +18,12 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+use crate::leaf::{bounded_properties, only_partition_zero, without_children};
 
 /// Something that can list its rows as Arrow record batches (implemented by the server for the
 /// registry tables).
@@ -88,19 +88,14 @@ impl TableProvider for SnapshotTable {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
         };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let properties = bounded_properties(schema.clone(), 1, EmissionType::Incremental);
         Ok(Arc::new(SnapshotExec {
             name: self.name.clone(),
             source: self.source.clone(),
             cache: self.cache.clone(),
             projection: projection.cloned(),
             schema,
-            properties: Arc::new(properties),
+            properties,
         }))
     }
 }
@@ -166,12 +161,7 @@ impl ExecutionPlan for SnapshotExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.is_empty() {
-            true => Ok(self),
-            false => Err(DataFusionError::Internal(
-                "SnapshotExec has no children".into(),
-            )),
-        }
+        without_children(self, &children)
     }
 
     fn execute(
@@ -179,11 +169,7 @@ impl ExecutionPlan for SnapshotExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "SnapshotExec has no partition {partition}"
-            )));
-        }
+        only_partition_zero("SnapshotExec", partition)?;
         let batches: Vec<Result<RecordBatch>> = self
             .batches()?
             .into_iter()

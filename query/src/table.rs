@@ -12,6 +12,7 @@ use strata_storage::Engine;
 
 use crate::exec::{ScanInput, StrataScanExec};
 use crate::layout::TableLayout;
+use crate::leaf::project;
 use crate::pushdown::{Pushdown, classify};
 
 /// How scans of a table behave.
@@ -78,13 +79,7 @@ impl TableProvider for StreamTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let all: Vec<usize> = (0..self.layout.kinds.len()).collect();
-        let indices = projection.unwrap_or(&all);
-        let schema = Arc::new(self.layout.schema.project(indices)?);
-        let kinds = indices
-            .iter()
-            .filter_map(|i| self.layout.kinds.get(*i).cloned())
-            .collect();
+        let (schema, kinds) = project(&self.layout, projection)?;
         Ok(Arc::new(StrataScanExec::new(ScanInput {
             engine: self.engine.clone(),
             database: self.layout.database.clone(),
