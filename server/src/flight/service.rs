@@ -104,6 +104,22 @@ fn flight_info(
         .with_ordered(true))
 }
 
+/// The `FlightInfo` answer of a metadata command: checks the read scope, then points the client
+/// at a ticket carrying `command`.
+fn metadata_info(
+    st: &AppState,
+    request: Request<FlightDescriptor>,
+    schema: &Schema,
+    command: impl ProstMessageExt,
+) -> Result<Response<FlightInfo>, Status> {
+    auth::reader(st, &request)?;
+    Ok(Response::new(flight_info(
+        schema,
+        command,
+        request.into_inner(),
+    )?))
+}
+
 /// Streams record batches as Flight data (the schema first, also for an empty result).
 fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> DoGetStream {
     let stream = FlightDataEncoderBuilder::new()
@@ -287,13 +303,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        auth::reader(&self.st, &request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        metadata_info(&self.st, request, &schema, query)
     }
 
     async fn do_get_catalogs(
@@ -310,13 +321,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        auth::reader(&self.st, &request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        metadata_info(&self.st, request, &schema, query)
     }
 
     async fn do_get_schemas(
@@ -336,13 +342,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        auth::reader(&self.st, &request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        metadata_info(&self.st, request, &schema, query)
     }
 
     async fn do_get_tables(
@@ -360,13 +361,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        auth::reader(&self.st, &request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        metadata_info(&self.st, request, &schema, query)
     }
 
     async fn do_get_table_types(
@@ -383,13 +379,8 @@ impl FlightSqlService for StrataFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        auth::reader(&self.st, &request)?;
         let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        metadata_info(&self.st, request, &schema, query)
     }
 
     async fn do_get_sql_info(
