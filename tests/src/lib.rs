@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -620,6 +620,26 @@ impl Model {
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         out
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for listeners the server binds itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Publishes `payload` to `topic` at QoS 1 with the real `mosquitto_pub`, as device `id` (client
+/// id = user name = `id`, password `key`), on 127.0.0.1:`port`.
+pub fn mosquitto_pub(port: u16, id: &str, key: &str, topic: &str, payload: &str) -> Output {
+    Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-i", id, "-u", id, "-P", key])
+        .args(["-q", "1", "-t", topic, "-m", payload])
+        .output()
+        .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use strata_tests::{Server, basic, rows, temp_data_dir};
+use strata_tests::{Server, basic, free_port, rows, temp_data_dir};
 
 const T0_MS: i64 = 1_700_000_000_000;
 const MS: i64 = 1_000_000;
@@ -237,38 +237,15 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// QoS 1 publish of `payload` to the device's `env` telemetry topic.
 fn mosquitto_pub(port: u16, id: &str, key: &str, payload: &str) -> std::process::Output {
-    Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-i",
-            id,
-            "-u",
-            id,
-            "-P",
-            key,
-        ])
-        .args([
-            "-q",
-            "1",
-            "-t",
-            &format!("devices/{id}/telemetry/env"),
-            "-m",
-            payload,
-        ])
-        .output()
-        .expect("mosquitto_pub is installed")
+    strata_tests::mosquitto_pub(
+        port,
+        id,
+        key,
+        &format!("devices/{id}/telemetry/env"),
+        payload,
+    )
 }
 
 #[test]

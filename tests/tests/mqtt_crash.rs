@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use strata_tests::{Server, rows, temp_data_dir};
+use strata_tests::{Server, free_port, rows, temp_data_dir};
 
 const ROUNDS: usize = 6;
 const DEVICES: usize = 4;
@@ -82,14 +82,6 @@ for t in threads:
 for t in threads:
     t.join()
 "#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Durability mode per round, and tiny memtables on odd rounds so flushes run while killed.
 fn round_args(i: usize, mqtt: &str) -> Vec<String> {

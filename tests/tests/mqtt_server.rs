@@ -5,15 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_tests::{Server, temp_data_dir};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use strata_tests::{Server, free_port, mosquitto_pub, temp_data_dir};
 
 fn start() -> (tempfile::TempDir, Server, u16) {
     let (tmp, data) = temp_data_dir();
@@ -30,30 +22,11 @@ fn key_of(device: &serde_json::Value) -> String {
         .to_owned()
 }
 
-fn publish(port: u16, id: &str, key: &str, topic: &str, payload: &str) -> std::process::Output {
-    Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-i",
-            id,
-            "-u",
-            id,
-            "-P",
-            key,
-        ])
-        .args(["-q", "1", "-t", topic, "-m", payload])
-        .output()
-        .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)")
-}
-
 #[test]
 fn device_publishes_json_and_line_protocol_and_reads_back() {
     let (_tmp, server, port) = start();
     let key = key_of(&server.create_device("sensor-1", "thermo"));
-    let out = publish(
+    let out = mosquitto_pub(
         port,
         "sensor-1",
         &key,
@@ -65,7 +38,7 @@ fn device_publishes_json_and_line_protocol_and_reads_back() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = publish(
+    let out = mosquitto_pub(
         port,
         "sensor-1",
         &key,
@@ -90,7 +63,7 @@ fn wrong_key_and_foreign_topic_are_refused() {
     let (_tmp, server, port) = start();
     let key = key_of(&server.create_device("sensor-2", "thermo"));
     server.create_device("sensor-3", "thermo");
-    let out = publish(
+    let out = mosquitto_pub(
         port,
         "sensor-2",
         "not-the-key-0123456789",
@@ -98,7 +71,7 @@ fn wrong_key_and_foreign_topic_are_refused() {
         r#"{"t": 1}"#,
     );
     assert!(!out.status.success(), "a wrong key must be refused");
-    let out = publish(
+    let out = mosquitto_pub(
         port,
         "sensor-2",
         &key,

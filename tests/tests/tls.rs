@@ -10,15 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use strata_tests::{Server, basic, bearer, temp_data_dir};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use strata_tests::{Server, basic, bearer, free_port, temp_data_dir};
 
 /// A server with plain HTTP (harness), HTTPS, plain MQTT and MQTTS, all on free ports.
 struct TlsServer {

@@ -4,18 +4,9 @@
 //! and reason (HTTP 400; MQTT: no PUBACK, connection closed); `flag` stores it with the reason in
 //! the `_invalid` field. Changing the model takes effect without restart (cache invalidation).
 
-use std::process::Command;
 
 use serde_json::json;
-use strata_tests::{Server, basic, rows, temp_data_dir};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use strata_tests::{Server, basic, free_port, rows, temp_data_dir};
 
 fn model(policy: &str) -> serde_json::Value {
     json!({
@@ -41,30 +32,15 @@ fn http(s: &Server, id: &str, key: &str, body: &str) -> strata_tests::Resp {
     )
 }
 
+/// QoS 1 publish of `payload` to the device's `env` telemetry topic.
 fn mqtt(port: u16, id: &str, key: &str, payload: &str) -> std::process::Output {
-    Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-i",
-            id,
-            "-u",
-            id,
-            "-P",
-            key,
-        ])
-        .args([
-            "-q",
-            "1",
-            "-t",
-            &format!("devices/{id}/telemetry/env"),
-            "-m",
-            payload,
-        ])
-        .output()
-        .expect("mosquitto_pub is installed")
+    strata_tests::mosquitto_pub(
+        port,
+        id,
+        key,
+        &format!("devices/{id}/telemetry/env"),
+        payload,
+    )
 }
 
 /// (time, temperature, _invalid) of every stored row of the device.
