@@ -4,7 +4,6 @@
 //! and reason (HTTP 400; MQTT: no PUBACK, connection closed); `flag` stores it with the reason in
 //! the `_invalid` field. Changing the model takes effect without restart (cache invalidation).
 
-
 use serde_json::json;
 use strata_tests::{Server, basic, free_port, rows, temp_data_dir};
 
