@@ -256,6 +256,23 @@ impl Server {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The port of the newest log line with this `message` and an `addr` field, e.g.
+    /// `"MQTT device endpoint listening"` for a listener started on port 0.
+    pub fn logged_port(&self, message: &str) -> u16 {
+        self.logs()
+            .iter()
+            .rev()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|v| v["message"] == message)
+            .and_then(|v| v["addr"].as_str()?.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no '{message}' log line with an addr; logs:\n{}",
+                    self.log_tail()
+                )
+            })
+    }
+
     /// Starts the (stopped) server again on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() needs a stopped server");

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use strata_tests::{Server, basic, free_port, rows, temp_data_dir};
+use strata_tests::{Server, basic, rows, temp_data_dir};
 
 const T0_MS: i64 = 1_700_000_000_000;
 const MS: i64 = 1_000_000;
@@ -251,8 +251,8 @@ fn mosquitto_pub(port: u16, id: &str, key: &str, payload: &str) -> std::process:
 #[test]
 fn metrics_count_connections_messages_bytes_and_rejects_per_protocol() {
     let (_tmp, dir) = temp_data_dir();
-    let port = free_port();
-    let s = Server::start(&dir, &["--mqtt-addr", &format!("127.0.0.1:{port}")]);
+    let s = Server::start(&dir, &["--mqtt-addr", "127.0.0.1:0"]);
+    let port = s.logged_port("MQTT device endpoint listening");
     let k = key(&s.create_device("m-1", ""));
     let json = Some("application/json");
     let body = r#"{"v": 1}"#;

@@ -5,13 +5,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_tests::{Server, free_port, mosquitto_pub, temp_data_dir};
+use strata_tests::{Server, mosquitto_pub, temp_data_dir};
 
 fn start() -> (tempfile::TempDir, Server, u16) {
     let (tmp, data) = temp_data_dir();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&data, &["--mqtt-addr", &addr]);
+    let server = Server::start(&data, &["--mqtt-addr", "127.0.0.1:0"]);
+    let port = server.logged_port("MQTT device endpoint listening");
     (tmp, server, port)
 }
 

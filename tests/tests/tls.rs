@@ -10,36 +10,35 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use strata_tests::{Server, basic, bearer, free_port, temp_data_dir};
+use strata_tests::{Server, basic, bearer, temp_data_dir};
 
-/// A server with plain HTTP (harness), HTTPS, plain MQTT and MQTTS, all on free ports.
+/// A server with plain HTTP (harness), HTTPS, plain MQTT and MQTTS, all on ports the server picks
+/// itself (port 0, read back from its log, so parallel tests never race for a port).
 struct TlsServer {
     _tmp: tempfile::TempDir,
     server: Server,
-    https: u16,
-    mqtts: u16,
-    mqtt: u16,
 }
 
 impl TlsServer {
     fn start(extra: &[&str]) -> TlsServer {
         let (tmp, data) = temp_data_dir();
-        let (https, mqtts, mqtt) = (free_port(), free_port(), free_port());
-        let (h, s, m) = (
-            format!("127.0.0.1:{https}"),
-            format!("127.0.0.1:{mqtts}"),
-            format!("127.0.0.1:{mqtt}"),
-        );
-        let mut args = vec!["--https-addr", &h, "--mqtts-addr", &s, "--mqtt-addr", &m];
+        let any = "127.0.0.1:0";
+        let mut args = vec!["--https-addr", any, "--mqtts-addr", any, "--mqtt-addr", any];
         args.extend_from_slice(extra);
         let server = Server::start(&data, &args);
-        TlsServer {
-            _tmp: tmp,
-            server,
-            https,
-            mqtts,
-            mqtt,
-        }
+        TlsServer { _tmp: tmp, server }
+    }
+
+    fn https(&self) -> u16 {
+        self.server.logged_port("HTTPS listening")
+    }
+
+    fn mqtts(&self) -> u16 {
+        self.server.logged_port("MQTTS device endpoint listening")
+    }
+
+    fn mqtt(&self) -> u16 {
+        self.server.logged_port("MQTT device endpoint listening")
     }
 
     fn ca(&self) -> PathBuf {
@@ -47,7 +46,7 @@ impl TlsServer {
     }
 
     fn https_url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.https)
+        format!("https://localhost:{}{path}", self.https())
     }
 
     /// Issues a certificate for `device` and writes `DIR/device.pem`, `DIR/device.key`.
@@ -219,7 +218,7 @@ fn mqtts_with_a_device_key_and_plain_mqtt_beside_it() {
     let login = ["-u", "sensor-1", "-P", key.as_str()];
     let topic = "devices/sensor-1/telemetry/env";
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &tls,
         "sensor-1",
         &login,
@@ -228,7 +227,7 @@ fn mqtts_with_a_device_key_and_plain_mqtt_beside_it() {
     );
     assert!(ok(&out), "{}", show(&out));
     let out = mosquitto_pub(
-        t.mqtt,
+        t.mqtt(),
         &[],
         "sensor-1",
         &login,
@@ -250,7 +249,7 @@ fn mqtts_with_a_device_key_and_plain_mqtt_beside_it() {
     // A wrong key is refused over TLS as over TCP; an MQTTS client without the CA cannot connect.
     let bad = ["-u", "sensor-1", "-P", "not-the-key-0123456789"];
     assert!(!ok(&mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &tls,
         "sensor-1",
         &bad,
@@ -259,7 +258,7 @@ fn mqtts_with_a_device_key_and_plain_mqtt_beside_it() {
     )));
     let empty = tempfile::tempdir().unwrap();
     let no_ca = ["--capath", empty.path().to_str().unwrap()];
-    let no_ca = mosquitto_pub(t.mqtts, &no_ca, "sensor-1", &login, topic, "{\"t\": 1}");
+    let no_ca = mosquitto_pub(t.mqtts(), &no_ca, "sensor-1", &login, topic, "{\"t\": 1}");
     assert!(!ok(&no_ca), "{}", show(&no_ca));
     assert_eq!(sql(&t.server, "SELECT count(*) AS n FROM env")[0]["n"], 2);
 }
@@ -281,7 +280,7 @@ fn client_certificates_authenticate_devices() {
 
     // MQTTS: the certificate alone authenticates dev-a.
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &with_cert,
         "dev-a",
         &[],
@@ -291,7 +290,7 @@ fn client_certificates_authenticate_devices() {
     assert!(ok(&out), "{}", show(&out));
     // dev-a's certificate under client id dev-b is refused, even with dev-b's user name.
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &with_cert,
         "dev-b",
         &["-u", "dev-b"],
@@ -333,7 +332,7 @@ fn client_certificates_authenticate_devices() {
     let (fcert, fkey, _) = foreign.issue("dev-a", fdir.path());
     let (fcert, fkey) = (fcert.to_str().unwrap(), fkey.to_str().unwrap());
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &["--cafile", ca_str, "--cert", fcert, "--key", fkey],
         "dev-a",
         &[],
@@ -378,7 +377,7 @@ fn client_certificates_authenticate_devices() {
         std::fs::read(&ca).unwrap()
     );
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &with_cert,
         "dev-a",
         &[],
@@ -401,7 +400,7 @@ fn client_certificates_authenticate_devices() {
         key2.to_str().unwrap(),
     ];
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &with_new,
         "dev-a",
         &[],
@@ -412,7 +411,7 @@ fn client_certificates_authenticate_devices() {
     let r = t.server.post("/api/v1/devices/dev-a/disable", b"", &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     let out = mosquitto_pub(
-        t.mqtts,
+        t.mqtts(),
         &with_new,
         "dev-a",
         &[],
@@ -501,7 +500,7 @@ fn fleet_loader_over_https() {
         ..FleetConfig::default()
     };
     let mut cfg = LoadConfig {
-        url: format!("https://localhost:{}", t.https),
+        url: format!("https://localhost:{}", t.https()),
         db: "fleet".into(),
         write_path: "/api/v1/write".into(),
         connections: 2,
@@ -598,14 +597,17 @@ fn paho_over_tls_with_key_and_with_certificate() {
     let t = TlsServer::start(&[]);
     let ca = t.ca();
     let key = key_of(&t.server.create_device("paho-key", "thermo"));
-    assert_eq!(paho(t.mqtts, &ca, "paho-key", &key, None), "ACKED 50");
+    assert_eq!(paho(t.mqtts(), &ca, "paho-key", &key, None), "ACKED 50");
     t.server.create_device("paho-cert", "thermo");
     let dir = tempfile::tempdir().unwrap();
     let (cert, cert_key, _) = t.issue("paho-cert", dir.path());
     let cert_pair = Some((cert.as_path(), cert_key.as_path()));
-    assert_eq!(paho(t.mqtts, &ca, "paho-cert", "-", cert_pair), "ACKED 50");
+    assert_eq!(
+        paho(t.mqtts(), &ca, "paho-cert", "-", cert_pair),
+        "ACKED 50"
+    );
     // Neither key nor certificate: refused at CONNACK (paho then acknowledges nothing).
-    let refused = paho(t.mqtts, &ca, "paho-cert", "-", None);
+    let refused = paho(t.mqtts(), &ca, "paho-cert", "-", None);
     assert!(refused.starts_with("REFUSED"), "{refused}");
     let rows = sql(
         &t.server,

@@ -5,7 +5,7 @@
 //! the `_invalid` field. Changing the model takes effect without restart (cache invalidation).
 
 use serde_json::json;
-use strata_tests::{Server, basic, free_port, rows, temp_data_dir};
+use strata_tests::{Server, basic, rows, temp_data_dir};
 
 fn model(policy: &str) -> serde_json::Value {
     json!({
@@ -100,8 +100,8 @@ fn model_schema_is_exposed_and_checked() {
 #[test]
 fn reject_then_flag_over_http_and_mqtt() {
     let (_tmp, dir) = temp_data_dir();
-    let port = free_port();
-    let s = Server::start(&dir, &["--mqtt-addr", &format!("127.0.0.1:{port}")]);
+    let s = Server::start(&dir, &["--mqtt-addr", "127.0.0.1:0"]);
+    let port = s.logged_port("MQTT device endpoint listening");
     assert_eq!(
         s.send_json("PUT", "/api/v1/models/thermo", &model("reject"))
             .status,
