@@ -252,6 +252,74 @@ impl Segment {
         }
     }
 
+    /// Earliest and latest time of `series` in this segment, from the footer (nothing decoded).
+    pub fn series_range(&self, series: SeriesId) -> Option<(i64, i64)> {
+        let index = self.index_of(series)?;
+        let lo = index.blocks.iter().map(|b| b.min_time).min()?;
+        let hi = index.blocks.iter().map(|b| b.max_time).max()?;
+        Some((lo, hi))
+    }
+
+    /// `(min_time, max_time)` of each block of `series`, in block order.
+    pub fn series_block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
+        self.index_of(series)
+            .map(|i| i.blocks.iter().map(|b| (b.min_time, b.max_time)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Per field of `fields`, the footer statistics of block `bi` of `series` (`None` where the
+    /// block has no value of the field). Checks field types like a read does.
+    pub fn block_stats(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        fields: &[(String, FieldType)],
+    ) -> Result<Vec<Option<ChunkStats>>> {
+        let block = self.block(series, bi)?;
+        fields
+            .iter()
+            .map(|f| {
+                let local = self.local_field(f)?;
+                Ok(local.and_then(|fid| {
+                    block
+                        .fields
+                        .iter()
+                        .find(|c| c.field == fid)
+                        .map(|c| c.stats)
+                }))
+            })
+            .collect()
+    }
+
+    /// Decodes block `bi` of `series` (sorted rows, one column per entry of `fields`).
+    pub fn block_rows(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        fields: &[(String, FieldType)],
+    ) -> Result<Rows> {
+        let block = self.block(series, bi)?;
+        let wanted: Vec<Option<u16>> = fields
+            .iter()
+            .map(|f| self.local_field(f))
+            .collect::<Result<_>>()?;
+        let rows = self.read_block(series, bi, block, &wanted, fields)?;
+        Ok(if rows.is_normalized() {
+            rows
+        } else {
+            rows.normalize()
+        })
+    }
+
+    fn block(&self, series: SeriesId, bi: usize) -> Result<&Block> {
+        self.index_of(series)
+            .and_then(|i| i.blocks.get(bi))
+            .ok_or_else(|| StorageError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("series {series} has no block {bi}"),
+            })
+    }
+
     /// Statistics of one field over the blocks of a series (for aggregate pushdown by later layers).
     #[allow(dead_code)]
     pub fn field_stats(&self, series: SeriesId, field: &str) -> Vec<(i64, i64, ChunkStats)> {
