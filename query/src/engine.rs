@@ -87,6 +87,7 @@ impl QueryEngine {
             .with_default_features();
         if config.fast_paths {
             state = state
+                .with_physical_optimizer_rule(Arc::new(crate::last_row::LastRowFromCache))
                 .with_physical_optimizer_rule(Arc::new(crate::aggregate::AggregateInScan))
                 .with_physical_optimizer_rule(Arc::new(crate::newest::NewestFromCache));
         }

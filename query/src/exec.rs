@@ -147,6 +147,11 @@ impl StrataScanExec {
         &self.spec.schema
     }
 
+    /// True when every stored point is a row (not only points with a requested field).
+    pub(crate) fn every_point(&self) -> bool {
+        self.spec.every_point
+    }
+
     /// True when a row limit was pushed into the scan.
     pub(crate) fn has_limit(&self) -> bool {
         self.spec.limit.is_some()

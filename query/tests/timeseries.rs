@@ -437,3 +437,48 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
     // a and c: 3 blocks each from statistics; b's only window holds a memtable row.
     assert_eq!(blocks, 6, "{text}");
 }
+
+/// The latest reading per device written as natural SQL (`last_value(x ORDER BY time)`,
+/// `last(x, time)`, `max(time)`, grouped by device, with tag filters and time ranges) is answered
+/// from the last-value cache (`LastRowExec`) with the general plan's answers, including sparse
+/// fields (null at the newest row), ranges that end before the newest point (read from the data)
+/// and points still in the memtable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_per_device_in_natural_sql_equals_the_general_plan() {
+    let (_dir, engine, _) = fleet_engine();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let queries = [
+        "SELECT device, last_value(speed ORDER BY time) AS s FROM readings GROUP BY device ORDER BY device",
+        "SELECT device, last(fuel, time) AS f, max(time) AS t FROM readings WHERE fleet = 'south' GROUP BY device ORDER BY device",
+        "SELECT device, last_value(fuel ORDER BY time) AS f, last_value(speed ORDER BY time) AS s FROM readings GROUP BY device ORDER BY device",
+        "SELECT device, max(time) AS t FROM readings GROUP BY device ORDER BY device",
+        "SELECT device, last_value(speed ORDER BY time) AS s, max(time) AS t FROM readings \
+         WHERE time >= '2024-01-01T00:30:00Z' GROUP BY device ORDER BY device",
+        "SELECT device, last_value(speed ORDER BY time) AS s, last(fuel, time) AS f FROM readings \
+         WHERE time < '2024-01-01T00:30:00Z' GROUP BY device ORDER BY device",
+        "SELECT device, first_value(load ORDER BY time DESC) AS l FROM readings WHERE device IN ('d1', 'd2') GROUP BY device ORDER BY device",
+    ];
+    for q in queries {
+        let a = sql(&fast, q).await;
+        let b = sql(&general, q).await;
+        assert!(!a.is_empty(), "{q}");
+        assert!(approx_eq(&a, &b), "{q}\nfast: {a:?}\ngeneral: {b:?}");
+        let plan = format!("{:?}", sql(&fast, &format!("EXPLAIN {q}")).await);
+        assert!(plan.contains("LastRowExec"), "{q}: {plan}");
+    }
+    // Not the newest value per device: the general plan stays.
+    for q in [
+        "SELECT device, last_value(speed ORDER BY speed) FROM readings GROUP BY device",
+        "SELECT fleet, last_value(speed ORDER BY time) FROM readings GROUP BY fleet",
+        "SELECT device, last_value(speed ORDER BY time), avg(speed) FROM readings GROUP BY device",
+    ] {
+        let plan = format!("{:?}", sql(&fast, &format!("EXPLAIN {q}")).await);
+        assert!(!plan.contains("LastRowExec"), "{q}: {plan}");
+    }
+}

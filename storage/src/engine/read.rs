@@ -394,6 +394,9 @@ fn partition_of(t: i64, p: i64) -> i64 {
     t.div_euclid(p).checked_mul(p).unwrap_or(i64::MIN)
 }
 
+/// A source with its age order (segments first by position, then memtable parts).
+type Aged = ((u8, usize), Source);
+
 /// The windows of series `i`: its sources grouped so that windows hold disjoint time ranges,
 /// in time order; within a window, segments by id then memtable slices by age.
 fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
@@ -429,7 +432,8 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
         }
     }
     spans.sort_by_key(|(lo, _, order, _)| (*lo, *order));
-    let mut out: Vec<(i64, Vec<((u8, usize), Source)>)> = Vec::new();
+    // Per window: its end so far, and its sources with their age order.
+    let mut out: Vec<(i64, Vec<Aged>)> = Vec::new();
     for (lo, hi, order, source) in spans {
         match out.last_mut() {
             Some((end, sources)) if lo <= *end => {
