@@ -261,13 +261,13 @@ impl LastRowExec {
         // A device is answered wholly from the cache or wholly from a snapshot.
         out.retain(|s| fallback.binary_search(&s.device).is_err());
         if !fallback.is_empty() {
-            out.extend(self.from_snapshot(&names, &fallback)?);
+            out.extend(self.read_newest(&names, &fallback)?);
         }
         Ok((names, out))
     }
 
     /// The newest value in range of each field of each series of `devices`, read from the data.
-    fn from_snapshot(&self, names: &[String], devices: &[String]) -> Result<Vec<SeriesNewest>> {
+    fn read_newest(&self, names: &[String], devices: &[String]) -> Result<Vec<SeriesNewest>> {
         let scan = self.scan()?;
         let mut request = scan.request().clone();
         request.fields = None;
@@ -378,12 +378,12 @@ fn cell(
             ignore_nulls,
         } => {
             let k = names.iter().position(|n| n == field);
-            let values = series
+            let mut values = series
                 .iter()
                 .filter_map(|s| k.and_then(|k| s.fields[k].as_ref()));
             match ignore_nulls {
                 true => values.max_by_key(|v| v.0),
-                false => values.filter(|v| v.0 == t).last(),
+                false => values.rfind(|v| v.0 == t),
             }
         }
     };

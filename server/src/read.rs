@@ -195,7 +195,7 @@ fn join_series(mut parts: Vec<SeriesBatch>) -> Option<SeriesBatch> {
     for p in parts {
         first.times.extend_from_slice(&p.times);
         for (dst, src) in first.columns.iter_mut().zip(p.columns) {
-            for i in 0..src.len() {
+            for i in 0..src.valid.len() {
                 match src.get(i) {
                     Some(v) => {
                         dst.data.push_value(&v);
