@@ -94,3 +94,21 @@ pub(crate) fn map_readonly(path: &Path) -> Result<memmap2::Mmap> {
     // a published segment, it only unlinks it (the mapping stays valid after unlink on Unix).
     unsafe { memmap2::Mmap::map(&file) }.at(path)
 }
+
+/// Environment variable naming the crash point at which a test child process aborts.
+#[cfg(test)]
+pub(crate) const CRASH_ENV: &str = "STRATA_TEST_CRASH_AT";
+
+/// Test builds only: aborts the process (like `kill -9`: no destructor, no flush) when the
+/// environment variable [`CRASH_ENV`] names `step`. Release builds compile this to nothing.
+#[cfg(test)]
+pub(crate) fn crash_point(step: &str) {
+    if std::env::var(CRASH_ENV).is_ok_and(|v| v == step) {
+        std::process::abort();
+    }
+}
+
+/// Release builds: crash points do nothing.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn crash_point(_step: &str) {}

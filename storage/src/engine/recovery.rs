@@ -1,5 +1,6 @@
-//! Opening a data directory: lock it, load manifest and catalog, open and verify segments, delete
-//! orphan files from interrupted flushes or compactions, and replay the WAL into the memtable.
+//! Opening a data directory: lock it, load manifest and catalog (log, or the older JSON snapshot,
+//! converted), open and verify segments in age order, delete orphan files from interrupted flushes
+//! or compactions, and replay the WAL into the memtable.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use super::{
     BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write,
 };
-use crate::catalog::Catalog;
+use crate::catalog_log::CatalogLog;
 use crate::error::{IoContext, Result, StorageError};
 use crate::manifest::{Manifest, segment_file_name};
 use crate::segment::Segment;
@@ -24,8 +25,9 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let lock = lock_dir(&config.data_dir)?;
     let manifest = Manifest::load(&paths.manifest)?;
     let mut report = RecoveryReport::default();
+    let (catalog_log, catalog) = CatalogLog::open(&catalog_log_path(&paths), &paths.catalog)?;
     let mut state = State {
-        catalog: Catalog::load(&paths.catalog)?,
+        catalog,
         ..State::default()
     };
     open_segments(
@@ -72,6 +74,9 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         wal,
         state: RwLock::new(state),
         maintenance: Mutex::new(manifest),
+        flush_lock: Mutex::new(()),
+        compaction_lock: Mutex::new(()),
+        catalog_log: Mutex::new(catalog_log),
         counters: Counters::default(),
         shutdown: Default::default(),
         wake: (Mutex::new(false), Condvar::new()),
@@ -80,12 +85,17 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     })
 }
 
+/// The catalog log, `DATA/catalog.log` (the older JSON snapshot was `DATA/catalog`).
+pub(super) fn catalog_log_path(paths: &Paths) -> std::path::PathBuf {
+    paths.catalog.with_extension("log")
+}
+
 /// Fills the last-value cache from the segments (newest data first, so older segments are
 /// mostly skipped); the WAL replay then applies newer writes on top. A segment whose data cannot
 /// be read is reported like other damage and skipped.
 fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
     let mut order: Vec<Arc<LiveSegment>> = state.segments.clone();
-    order.sort_by_key(|l| std::cmp::Reverse((l.meta.max_time, l.meta.id)));
+    order.sort_by_key(|l| std::cmp::Reverse((l.meta.max_time, l.meta.age())));
     for live in order {
         let Some(stream) = state
             .catalog
@@ -175,7 +185,7 @@ fn open_segments(
             }
         }
     }
-    state.segments.sort_by_key(|l| l.meta.id);
+    state.segments.sort_by_key(|l| l.meta.age());
 }
 
 /// Deletes segment files the manifest does not name (leftovers of interrupted flushes/compactions).

@@ -252,6 +252,33 @@ impl Segment {
         }
     }
 
+    /// Time ranges `(min, max)` of the blocks of `series`, in file order (empty when absent); for
+    /// block-by-block reads with [`Segment::read_block_at`].
+    pub fn block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
+        self.index_of(series)
+            .map(|i| i.blocks.iter().map(|b| (b.min_time, b.max_time)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Decodes block `bi` of `series` with one column per entry of `fields` (columns the segment
+    /// lacks are all-null); `None` when there is no such block.
+    pub fn read_block_at(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        fields: &[(String, FieldType)],
+    ) -> Result<Option<Rows>> {
+        let Some(block) = self.index_of(series).and_then(|i| i.blocks.get(bi)) else {
+            return Ok(None);
+        };
+        let wanted: Vec<Option<u16>> = fields
+            .iter()
+            .map(|f| self.local_field(f))
+            .collect::<Result<_>>()?;
+        self.read_block(series, bi, block, &wanted, fields)
+            .map(Some)
+    }
+
     /// Statistics of one field over the blocks of a series (for aggregate pushdown by later layers).
     #[allow(dead_code)]
     pub fn field_stats(&self, series: SeriesId, field: &str) -> Vec<(i64, i64, ChunkStats)> {
