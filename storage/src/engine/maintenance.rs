@@ -13,7 +13,7 @@ use super::{Frozen, Inner, LiveSegment};
 use crate::catalog::StreamId;
 use crate::catalog_log::CatalogLog;
 use crate::error::{Result, StorageError};
-use crate::fsutil::{crash_point, sync_dir};
+use crate::fsutil::{step, sync_dir};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::memtable::Memtable;
 use crate::rows::Rows;
@@ -98,7 +98,7 @@ fn flush_one(inner: &Inner, memtable: &Arc<Memtable>, wal_cut: u64) -> Result<()
     let started = std::time::Instant::now();
     let streams = stream_infos(inner)?;
     let new = write_memtable(inner, memtable, &streams)?;
-    crash_point("flush-segments-written");
+    step(&inner.config.data_dir, "flush-segments-written");
     persist_catalog(inner)?;
     {
         let mut manifest = lock_manifest(inner)?;
@@ -112,7 +112,7 @@ fn flush_one(inner: &Inner, memtable: &Arc<Memtable>, wal_cut: u64) -> Result<()
         state.segments.sort_by_key(|l| l.meta.age());
         state.frozen.retain(|f| !Arc::ptr_eq(&f.memtable, memtable));
     }
-    crash_point("flush-manifest-saved");
+    step(&inner.config.data_dir, "flush-manifest-saved");
     inner.wal.remove_before(wal_cut)?;
     let bytes = new.iter().map(|l| l.meta.bytes).sum::<u64>();
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);

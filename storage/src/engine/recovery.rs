@@ -38,6 +38,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         &mut report,
     );
     remove_orphans(&paths.segments, &manifest)?;
+    remove_stale_temporaries(&paths)?;
     load_last_values(&mut state, &mut report);
     let opts = WalOptions {
         dir: paths.wal.clone(),
@@ -186,6 +187,24 @@ fn open_segments(
         }
     }
     state.segments.sort_by_key(|l| l.meta.age());
+}
+
+/// Deletes the temporary files of an interrupted atomic replace (`MANIFEST.tmp`, `catalog.tmp`):
+/// the file they were to replace is intact.
+fn remove_stale_temporaries(paths: &Paths) -> Result<()> {
+    for path in [
+        paths.manifest.with_extension("tmp"),
+        catalog_log_path(paths).with_extension("tmp"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed a temporary file of an interrupted write")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&path),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes segment files the manifest does not name (leftovers of interrupted flushes/compactions).

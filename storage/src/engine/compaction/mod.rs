@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Inner, LiveSegment};
 use crate::error::{Result, StorageError};
-use crate::fsutil::{crash_point, sync_dir};
+use crate::fsutil::{step, sync_dir};
 use crate::manifest::SegmentMeta;
 use crate::segment::{Segment, SegmentWriter};
 use picker::{Candidate, Job, PickOptions};
@@ -103,7 +103,7 @@ fn run_job(inner: &Inner, job: &Job) -> Result<()> {
     }
     let written = w.finish()?;
     sync_dir(&inner.paths.segments)?;
-    crash_point("compaction-output-written");
+    step(&inner.config.data_dir, "compaction-output-written");
     let meta = SegmentMeta {
         id,
         seq: inputs.iter().map(|l| l.meta.seq).max().unwrap_or(id),
@@ -120,7 +120,7 @@ fn run_job(inner: &Inner, job: &Job) -> Result<()> {
         meta,
     });
     commit(inner, &inputs, &output)?;
-    crash_point("compaction-before-delete");
+    step(&inner.config.data_dir, "compaction-before-delete");
     remove_inputs(inner, &inputs);
     record(inner, &inputs, &output, started);
     Ok(())
@@ -166,7 +166,7 @@ fn commit(inner: &Inner, inputs: &[Arc<LiveSegment>], output: &Arc<LiveSegment>)
     next.segments.push(output.meta.clone());
     next.save(&inner.paths.manifest)?;
     *manifest = next;
-    crash_point("compaction-manifest-saved");
+    step(&inner.config.data_dir, "compaction-manifest-saved");
     let mut state = inner.write_state()?;
     state.segments.retain(|l| !ids.contains(&l.meta.id));
     state.segments.push(output.clone());
