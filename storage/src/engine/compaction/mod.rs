@@ -207,3 +207,6 @@ fn record(
 
 #[cfg(test)]
 mod crash_tests;
+
+#[cfg(test)]
+mod tests;

@@ -5,13 +5,17 @@
 //! window only *contiguous* runs in age order are merged, so the output can take the age of its
 //! newest input without passing over a segment it does not contain. Two rules:
 //!
-//! - **Size tiers.** A run of at least `min_run` adjacent segments whose sizes are within `ratio` of
-//!   each other (sizes below `floor_bytes` count as `floor_bytes`) is merged. A byte is rewritten
-//!   once per tier it climbs, so write amplification grows with log_ratio(window / flush size).
+//! - **Size tiers.** Sizes fall in tiers: tier 0 below `floor_bytes`, then tier k+1 from
+//!   `floor_bytes * ratio^k` up to `ratio` times that. A run of at least `min_run` adjacent segments
+//!   of one tier is merged (the lowest tier first, the longest run, at most `max_run`). The output
+//!   of `min_run >= ratio` segments lands in a higher tier, so a byte is rewritten about once per
+//!   tier it climbs: write amplification grows with log_ratio(window / flush size), not with the
+//!   number of flushes.
 //! - **Folding a cooled window.** A window that no longer receives new data in order (it is not the
 //!   newest window of its stream) is merged whole once its other segments add up to at least
 //!   `fold_fraction` of its largest one. One late batch never rewrites a big segment; a handful of
-//!   small segments that do not amount to much wait until they do (or form a tier run).
+//!   small segments that do not amount to much wait until they do (or form a tier run). This also
+//!   gives a window that cooled as a staircase of tiers its final merge into one segment.
 //!
 //! The newest window of a stream (the one still receiving data) is left to the tier rule only.
 
@@ -36,9 +40,9 @@ pub(crate) struct PickOptions {
     pub min_run: usize,
     /// Longest run merged at once (bounds open files and merge fan-in).
     pub max_run: usize,
-    /// Segments within this size ratio of each other are in one tier.
+    /// Size ratio from one tier to the next.
     pub ratio: u64,
-    /// Segments smaller than this count as this big (tiny flushes are one tier).
+    /// Segments smaller than this are all in tier 0.
     pub floor_bytes: u64,
     /// A cooled window is merged whole when its other segments add up to this fraction of its
     /// largest one.
@@ -46,15 +50,29 @@ pub(crate) struct PickOptions {
 }
 
 impl PickOptions {
-    /// Defaults for a trigger of `min_run` segments: ratio 4, 256 KiB floor, fold at one half.
+    /// Defaults for a trigger of `min_run` segments: ratio 4, 16 KiB floor, fold at one quarter.
     pub fn with_trigger(min_run: usize) -> PickOptions {
         PickOptions {
             min_run: min_run.max(2),
             max_run: 32,
             ratio: 4,
-            floor_bytes: 256 << 10,
-            fold_fraction: 0.5,
+            floor_bytes: 16 << 10,
+            fold_fraction: 0.25,
         }
+    }
+
+    /// The size tier of a segment of `bytes`.
+    fn tier(&self, bytes: u64) -> u32 {
+        let mut tier = 0;
+        let mut bound = self.floor_bytes;
+        while bytes >= bound {
+            tier += 1;
+            match bound.checked_mul(self.ratio.max(2)) {
+                Some(b) => bound = b,
+                None => break,
+            }
+        }
+        tier
     }
 }
 
@@ -109,31 +127,24 @@ fn newest_window_per_stream(
     newest
 }
 
-/// The run of adjacent similar-sized segments of the lowest tier (smallest largest segment), the
-/// longest such, if one is long enough.
+/// The longest run (at most `max_run`) of at least `min_run` adjacent segments of one tier, in the
+/// lowest tier that has one.
 fn tier_run(window: &[&Candidate], opts: &PickOptions) -> Option<Job> {
-    let size = |c: &Candidate| c.bytes.max(opts.floor_bytes);
-    let mut best: Option<((u64, std::cmp::Reverse<usize>), &[&Candidate])> = None;
+    let mut best: Option<((u32, std::cmp::Reverse<usize>), &[&Candidate])> = None;
     let mut start = 0;
     while start < window.len() {
-        let (mut lo, mut hi) = (size(window[start]), size(window[start]));
+        let tier = opts.tier(window[start].bytes);
         let mut end = start + 1;
-        while end < window.len() && end - start < opts.max_run {
-            let s = size(window[end]);
-            let (nlo, nhi) = (lo.min(s), hi.max(s));
-            if nhi > nlo.saturating_mul(opts.ratio) {
-                break;
-            }
-            (lo, hi, end) = (nlo, nhi, end + 1);
+        while end < window.len() && opts.tier(window[end].bytes) == tier {
+            end += 1;
         }
-        let run = &window[start..end];
-        if run.len() >= opts.min_run {
-            let rank = (hi, std::cmp::Reverse(run.len()));
-            if best.is_none_or(|(b, _)| rank < b) {
+        for run in window[start..end].chunks(opts.max_run) {
+            let rank = (tier, std::cmp::Reverse(run.len()));
+            if run.len() >= opts.min_run && best.is_none_or(|(b, _)| rank < b) {
                 best = Some((rank, run));
             }
         }
-        start += 1;
+        start = end;
     }
     best.map(|(_, run)| run.iter().map(|c| c.id).collect())
 }
@@ -176,6 +187,30 @@ mod tests {
     }
 
     #[test]
+    fn tiers_grow_by_the_ratio_above_the_floor() {
+        let o = opts();
+        assert_eq!(o.tier(0), 0);
+        assert_eq!(o.tier(16 * KB - 1), 0);
+        assert_eq!(o.tier(16 * KB), 1);
+        assert_eq!(o.tier(64 * KB - 1), 1);
+        assert_eq!(o.tier(64 * KB), 2);
+        assert_eq!(o.tier(MB), 4);
+        assert_eq!(o.tier(u64::MAX), 25);
+    }
+
+    #[test]
+    fn an_output_does_not_rejoin_its_inputs_tier() {
+        // Four 20 KB flushes merge to ~80 KB (tier 2); three more 20 KB flushes do not pull it in.
+        let s = segs(&[
+            (5, 0, 80 * KB),
+            (6, 0, 20 * KB),
+            (7, 0, 20 * KB),
+            (8, 0, 20 * KB),
+        ]);
+        assert!(pick(&s, &opts()).is_empty());
+    }
+
+    #[test]
     fn four_small_flushes_of_the_newest_window_are_merged() {
         let s = segs(&[
             (1, 0, 100 * KB),
@@ -213,18 +248,18 @@ mod tests {
     }
 
     #[test]
-    fn late_segments_are_folded_once_they_amount_to_half_the_big_one() {
-        // 3 MB of late data next to 8 MB: not yet.
-        let s = segs(&[(1, 0, 8 * MB), (2, 10, MB), (3, 0, MB), (4, 0, 2 * MB)]);
+    fn late_segments_are_folded_once_they_amount_to_a_quarter_of_the_big_one() {
+        // 1.5 MB of late data next to 8 MB: not yet.
+        let s = segs(&[(1, 0, 8 * MB), (2, 10, MB), (3, 0, MB), (4, 0, MB / 2)]);
         assert!(pick(&s, &opts()).is_empty());
+        // 2 MB of late data next to 8 MB: the window is merged whole.
         let s = segs(&[
             (1, 0, 8 * MB),
             (2, 10, MB),
             (3, 0, MB),
-            (4, 0, 2 * MB),
-            (5, 0, 2 * MB),
+            (4, 0, MB / 2),
+            (5, 0, MB / 2),
         ]);
-        // 5 MB of late data next to 8 MB: the window is merged whole.
         assert_eq!(pick(&s, &opts()), vec![vec![1, 3, 4, 5]]);
     }
 
