@@ -410,3 +410,51 @@ fn a_flush_during_a_compaction_is_not_blocked_and_wins() {
     let engine = Engine::open(config(dir.path())).unwrap();
     check(&engine);
 }
+
+/// A data directory written by the previous version (version 1 MANIFEST without `seq`, JSON
+/// catalog snapshot) opens with the same data, and is converted: a `catalog.log` replaces
+/// `catalog`, and the next manifest written is version 2.
+#[test]
+fn a_data_directory_of_the_previous_version_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.durability = Durability::None;
+    let engine = Engine::open(cfg.clone()).unwrap();
+    for w in writes() {
+        engine.write(&batch(&w)).unwrap();
+        engine.flush().unwrap();
+    }
+    let want = scan(&engine);
+    let catalog = engine.inner.read_state().unwrap().catalog.clone();
+    drop(engine);
+    // Rewrite the directory as the previous version left it.
+    catalog.save(&dir.path().join("catalog")).unwrap();
+    std::fs::remove_file(dir.path().join("catalog.log")).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("MANIFEST")).unwrap();
+    let body = manifest.split_once('\n').unwrap().1;
+    let mut json: serde_json::Value = serde_json::from_str(body).unwrap();
+    json["version"] = 1.into();
+    for s in json["segments"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("seq");
+    }
+    let old = serde_json::to_vec(&json).unwrap();
+    std::fs::write(
+        dir.path().join("MANIFEST"),
+        crate::fsutil::with_checksum_header("STRATA-MANIFEST", &old),
+    )
+    .unwrap();
+    let engine = Engine::open(cfg.clone()).unwrap();
+    assert_eq!(scan(&engine), want);
+    assert!(dir.path().join("catalog.log").exists());
+    assert!(!dir.path().join("catalog").exists());
+    engine.write(&one("d9", 1..=3, 1.0)).unwrap();
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    drop(engine);
+    let manifest = std::fs::read_to_string(dir.path().join("MANIFEST")).unwrap();
+    assert!(manifest.contains("\"seq\""), "{manifest}");
+    let engine = Engine::open(cfg).unwrap();
+    let got = scan(&engine);
+    assert_eq!(got.len(), want.len() + 3);
+    assert!(want.iter().all(|(k, v)| got.get(k) == Some(v)));
+}
