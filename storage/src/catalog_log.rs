@@ -595,10 +595,10 @@ mod tests {
         }
     }
 
-    fn ids(cat: &Catalog) -> Vec<(u32, String, Vec<(String, String)>)> {
+    fn ids(cat: &Catalog) -> Vec<(u32, SeriesKey)> {
         cat.series
             .iter()
-            .map(|s| (s.stream, s.key.device.clone(), s.key.tags.clone()))
+            .map(|s| (s.stream, s.key.clone()))
             .collect()
     }
 

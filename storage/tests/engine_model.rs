@@ -52,7 +52,7 @@ fn field_name(i: usize) -> String {
 fn field_type(i: usize) -> FieldType {
     match i < TYPES.len() {
         true => TYPES[i].1,
-        false if i % 2 == 0 => FieldType::Float,
+        false if i.is_multiple_of(2) => FieldType::Float,
         false => FieldType::Integer,
     }
 }

@@ -104,10 +104,7 @@ pub(super) fn merge_series(
         }
     }
     let mut buf = Rows::empty(fields);
-    loop {
-        let Some((first, t)) = earliest(&cursors) else {
-            break;
-        };
+    while let Some((first, t)) = earliest(&cursors) {
         let room = BLOCK_ROWS - buf.len();
         let next_other = cursors
             .iter()

@@ -82,12 +82,37 @@ fn candidates(live: &[Arc<LiveSegment>], broken: &[super::BrokenSegment]) -> Vec
 fn run_job(inner: &Inner, job: &Job) -> Result<()> {
     let started = std::time::Instant::now();
     let (inputs, fields) = job_inputs(inner, job)?;
-    let first = &inputs[0].meta;
     let id = inner
         .maintenance
         .lock()
         .map_err(|_| super::poisoned())?
         .allocate_id();
+    let output = match write_output(inner, &inputs, &fields, id) {
+        Ok(output) => output,
+        Err(e) => {
+            // Not named by any manifest: remove what was written (open would remove it anyway).
+            let path = inner.paths.segment(id);
+            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    commit(inner, &inputs, &output)?;
+    step(&inner.config.data_dir, "compaction-before-delete");
+    remove_inputs(inner, &inputs);
+    record(inner, &inputs, &output, started);
+    Ok(())
+}
+
+/// Streams the merge of `inputs` into segment `id`, makes it durable and opens it. Its `seq` is the
+/// greatest of the inputs'.
+fn write_output(
+    inner: &Inner,
+    inputs: &[Arc<LiveSegment>],
+    fields: &[(String, crate::FieldType)],
+    id: u64,
+) -> Result<Arc<LiveSegment>> {
+    let first = &inputs[0].meta;
     let path = inner.paths.segment(id);
     let mut w = SegmentWriter::create(
         &path,
@@ -95,11 +120,11 @@ fn run_job(inner: &Inner, job: &Job) -> Result<()> {
         &first.stream,
         first.partition_start,
         inner.config.partition_ns,
-        &fields,
+        fields,
     )?;
     let segments: Vec<&Segment> = inputs.iter().map(|l| &l.segment).collect();
     for sid in merge::series_union(&segments) {
-        merge::merge_series(&segments, sid, &fields, &mut w)?;
+        merge::merge_series(&segments, sid, fields, &mut w)?;
     }
     let written = w.finish()?;
     sync_dir(&inner.paths.segments)?;
@@ -115,15 +140,10 @@ fn run_job(inner: &Inner, job: &Job) -> Result<()> {
         rows: written.rows,
         bytes: written.bytes,
     };
-    let output = Arc::new(LiveSegment {
+    Ok(Arc::new(LiveSegment {
         segment: Segment::open(&path)?,
         meta,
-    });
-    commit(inner, &inputs, &output)?;
-    step(&inner.config.data_dir, "compaction-before-delete");
-    remove_inputs(inner, &inputs);
-    record(inner, &inputs, &output, started);
-    Ok(())
+    }))
 }
 
 /// The job's live segments in age order and the stream's fields (the output schema).

@@ -130,7 +130,9 @@ fn newest_window_per_stream(
 /// The longest run (at most `max_run`) of at least `min_run` adjacent segments of one tier, in the
 /// lowest tier that has one.
 fn tier_run(window: &[&Candidate], opts: &PickOptions) -> Option<Job> {
-    let mut best: Option<((u32, std::cmp::Reverse<usize>), &[&Candidate])> = None;
+    // Ranked by (tier, longest first).
+    type Rank = (u32, std::cmp::Reverse<usize>);
+    let mut best: Option<(Rank, &[&Candidate])> = None;
     let mut start = 0;
     while start < window.len() {
         let tier = opts.tier(window[start].bytes);
