@@ -119,7 +119,10 @@ fn main() {
     // 6 simulated hours behind: ticks of 10 s, one batch holds BATCH_LINES / (2 * trucks) ticks.
     let ticks_per_batch = (BATCH_LINES / (2 * trucks)).max(1);
     let delay = (6 * 360 / ticks_per_batch).max(1);
-    println!("fleet {trucks} trucks x {hours} h, {} batches", ordered.len());
+    println!(
+        "fleet {trucks} trucks x {hours} h, {} batches",
+        ordered.len()
+    );
     run("(a) time-ordered", &ordered);
     run("(b) 5% late batches", &with_late_batches(ordered, delay));
 }

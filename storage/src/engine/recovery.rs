@@ -95,17 +95,37 @@ pub(super) fn catalog_log_path(paths: &Paths) -> std::path::PathBuf {
 /// mostly skipped); the WAL replay then applies newer writes on top. A segment whose data cannot
 /// be read is reported like other damage and skipped.
 fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
-    let mut order: Vec<Arc<LiveSegment>> = state.segments.clone();
-    order.sort_by_key(|l| std::cmp::Reverse((l.meta.max_time, l.meta.age())));
-    for live in order {
-        let Some(stream) = state
-            .catalog
-            .stream_id(&live.meta.database, &live.meta.stream)
-        else {
+    let State {
+        segments,
+        catalog,
+        last,
+        ..
+    } = state;
+    let mut order: Vec<usize> = (0..segments.len()).collect();
+    order.sort_by_key(|&i| {
+        let m = &segments[i].meta;
+        std::cmp::Reverse((m.max_time, m.age()))
+    });
+    for i in order {
+        let live = &mut segments[i];
+        let Some(stream) = catalog.stream_id(&live.meta.database, &live.meta.stream) else {
             continue;
         };
-        let meta = state.catalog.stream(stream);
-        if let Err(e) = state.last.load_segment(&live, |name| meta.field_id(name)) {
+        let meta = catalog.stream(stream);
+        // The cache breaks ties between segments by `meta.id` as "newer"; the age order is `seq`
+        // (a compaction output has a higher id than segments flushed while it was merged). `seq`
+        // is unique among live segments, so lend it as the id for the load. The Arcs are not
+        // shared yet at open.
+        let loaded = match Arc::get_mut(live) {
+            Some(l) => {
+                let id = std::mem::replace(&mut l.meta.id, l.meta.seq);
+                let r = last.load_segment(l, |name| meta.field_id(name));
+                l.meta.id = id;
+                r
+            }
+            None => last.load_segment(live, |name| meta.field_id(name)),
+        };
+        if let Err(e) = loaded {
             tracing::error!(error = %e, "cannot read latest values from a segment");
             let msg = e.to_string();
             if !report.segment_errors.contains(&msg) {

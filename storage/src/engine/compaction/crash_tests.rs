@@ -458,3 +458,32 @@ fn a_data_directory_of_the_previous_version_opens() {
     assert_eq!(got.len(), want.len() + 3);
     assert!(want.iter().all(|(k, v)| got.get(k) == Some(v)));
 }
+
+/// The last-value cache loaded at open breaks ties by age order too: a flush that overwrote the
+/// newest point while a compaction merged the older segments keeps its value after reopen.
+#[test]
+fn the_last_value_cache_follows_age_order_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(config(dir.path())).unwrap());
+    engine.write(&one("d0", 1..=10, 1.0)).unwrap();
+    engine.flush().unwrap();
+    engine.write(&one("d0", 1..=10, 2.0)).unwrap();
+    engine.flush().unwrap();
+    engine.write(&one("d0", 10..=10, 50.0)).unwrap();
+    let e = engine.clone();
+    on_step(dir.path(), "flush-segments-written", move || {
+        e.compact().unwrap();
+    });
+    engine.flush().unwrap();
+    drop(engine);
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let req = crate::LatestRequest {
+        database: "db".into(),
+        stream: "m".into(),
+        ..Default::default()
+    };
+    let (_, series) = engine.latest(&req).unwrap();
+    let latest = series[0].values[0].clone().unwrap();
+    assert_eq!((latest.time, latest.value), (10, Value::Float(60.0)));
+    assert_eq!(value_at(&engine, 10).unwrap(), Value::Float(60.0));
+}
