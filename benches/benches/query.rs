@@ -91,8 +91,7 @@ fn print_phases(rt: &tokio::runtime::Runtime, q: &QueryEngine, name: &str, sql: 
         .map(|_| {
             let physical = rt.block_on(q.plan(sql)).unwrap();
             let t = Instant::now();
-            rt.block_on(collect(physical, q.context().task_ctx()))
-                .unwrap();
+            rt.block_on(collect(physical, q.task_ctx())).unwrap();
             t.elapsed()
         })
         .collect();

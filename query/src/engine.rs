@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -135,6 +135,18 @@ impl QueryEngine {
         }
     }
 
+    /// A task context for one query run: the session's, plus a fresh [`crate::ReadViews`] so
+    /// that every scan of the run reads one engine snapshot. Run plans from
+    /// [`QueryEngine::plan`] with it.
+    pub fn task_ctx(&self) -> Arc<TaskContext> {
+        let state = self.ctx.state();
+        let config = state
+            .config()
+            .clone()
+            .with_extension(crate::views::ReadViews::new());
+        Arc::new(TaskContext::from(&state).with_session_config(config))
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &QueryConfig {
         &self.config
@@ -178,7 +190,7 @@ impl QueryEngine {
     /// size limit applied: the caller consumes it at its own pace).
     pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let plan = self.plan(sql).await?;
-        Ok(execute_stream(plan, self.ctx.task_ctx())?)
+        Ok(execute_stream(plan, self.task_ctx())?)
     }
 
     /// Parses and plans `sql` (read-only statements only) into a logical plan without running it.
@@ -199,7 +211,7 @@ impl QueryEngine {
     pub async fn query_plan(&self, plan: LogicalPlan) -> Result<QueryResult, QueryError> {
         self.with_timeout(async {
             let physical = self.ctx.state().create_physical_plan(&plan).await?;
-            self.collect_stream(execute_stream(physical, self.ctx.task_ctx())?)
+            self.collect_stream(execute_stream(physical, self.task_ctx())?)
                 .await
         })
         .await

@@ -1,6 +1,7 @@
 //! The physical scan of a stream: an [`ExecutionPlan`] with one partition per chunk of devices.
-//! Each partition asks the engine for its devices' series (time range, tags and fields pushed
-//! down) on tokio's blocking pool, a few devices per call, and turns them into record batches.
+//! All partitions read one engine snapshot per query run (`views.rs`; time range, devices, tags
+//! and fields pushed down); each streams its devices' series window by window on tokio's blocking
+//! pool, about `ROWS_PER_CALL` rows per step, and turns them into record batches.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -15,14 +16,14 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use strata_storage::{Engine, ScanRequest, SeriesBatch};
+use strata_storage::{Engine, ReadMode, ReadSnapshot, ScanRequest, SeriesBatch, SeriesCursor};
 
 use crate::convert::to_record_batch;
 use crate::layout::ColumnKind;
 use crate::leaf::{bounded_properties, without_children};
 use crate::pushdown::Pushdown;
 
-/// Rows after which a partition stops adding devices to the current engine call.
+/// Rows after which a partition step stops reading more windows.
 const ROWS_PER_CALL: usize = 8192;
 
 /// What every partition of one scan shares.
@@ -37,8 +38,10 @@ struct ScanSpec {
     kinds: Vec<ColumnKind>,
     /// Stop after this many rows per partition.
     limit: Option<usize>,
-    /// Every stored point is a row (`Engine::scan_rows`), only the requested fields decoded.
+    /// Every stored point is a row (`ReadMode::Points`), only the requested fields decoded.
     every_point: bool,
+    /// The pushed-down device set, if any (limits what the snapshot copies).
+    devices: Option<Vec<String>>,
 }
 
 /// Scan of one stream with pushed-down time range, devices, tags, projection and limit.
@@ -107,6 +110,7 @@ impl StrataScanExec {
                 kinds: input.kinds,
                 limit: input.limit,
                 every_point: input.read_all_fields,
+                devices: p.devices.as_ref().map(|d| d.iter().cloned().collect()),
             }),
             partitions,
             properties,
@@ -148,16 +152,29 @@ impl StrataScanExec {
         self.spec.limit.is_some()
     }
 
-    /// Reads the series of one device exactly as this scan does (same fields, range, tags, mode).
-    pub(crate) fn read_device(&self, device: &str) -> Result<Vec<SeriesBatch>> {
-        let mut request = self.spec.request.clone();
-        request.device = Some(device.to_string());
-        match self.spec.every_point {
-            true => self.spec.engine.scan_rows(&request),
-            false => self.spec.engine.scan(&request),
-        }
-        .map_err(|e| DataFusionError::External(Box::new(e)))
+    /// This run's snapshot of the scanned series (shared by every partition of the scan and by
+    /// an aggregation folded into it; see `views.rs`). Blocks: call it on the blocking pool.
+    pub(crate) fn snapshot(&self, ctx: &TaskContext) -> Result<Option<Arc<ReadSnapshot>>> {
+        snapshot_of(&self.spec, ctx)
     }
+}
+
+fn snapshot_of(spec: &Arc<ScanSpec>, ctx: &TaskContext) -> Result<Option<Arc<ReadSnapshot>>> {
+    let key = Arc::as_ptr(spec) as usize;
+    crate::views::snapshot_for(ctx, key, || {
+        let mode = match spec.every_point {
+            true => ReadMode::Points,
+            false => ReadMode::Values,
+        };
+        spec.engine
+            .snapshot(&spec.request, spec.devices.as_deref(), mode)
+            .map_err(storage_error)
+    })
+}
+
+/// A storage error as a DataFusion error that keeps the original (so its kind survives).
+pub(crate) fn storage_error(e: strata_storage::StorageError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
 /// Splits `items` into at most `n` contiguous chunks of near-equal size (none empty).
@@ -250,11 +267,11 @@ impl ExecutionPlan for StrataScanExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let devices: VecDeque<String> = match self.partitions.get(partition) {
-            Some(d) => d.iter().cloned().collect(),
-            None if partition == 0 => VecDeque::new(),
+        let devices = match self.partitions.get(partition) {
+            Some(d) => d.clone(),
+            None if partition == 0 => Vec::new(),
             None => {
                 return Err(DataFusionError::Internal(format!(
                     "StrataScanExec has no partition {partition}"
@@ -263,7 +280,9 @@ impl ExecutionPlan for StrataScanExec {
         };
         let state = PartitionState {
             spec: self.spec.clone(),
+            context,
             devices,
+            reader: None,
             remaining: self.spec.limit,
         };
         let stream = futures::stream::unfold(state, next_batch);
@@ -274,34 +293,114 @@ impl ExecutionPlan for StrataScanExec {
     }
 }
 
+/// Where a partition is in its series: the snapshot, the series left, the open cursor.
+struct Reader {
+    snapshot: Arc<ReadSnapshot>,
+    series: VecDeque<usize>,
+    cursor: Option<SeriesCursor>,
+}
+
 /// Progress of one partition.
 struct PartitionState {
     spec: Arc<ScanSpec>,
-    devices: VecDeque<String>,
+    context: Arc<TaskContext>,
+    /// This partition's devices (until the reader is set up).
+    devices: Vec<String>,
+    reader: Option<Reader>,
     /// Rows still allowed by the limit.
     remaining: Option<usize>,
 }
 
-/// Produces the partition's next non-empty batch, or ends the stream.
+/// Produces the partition's next non-empty batch, or ends the stream. Each step reads at most
+/// about `ROWS_PER_CALL` rows (one window per series) on the blocking pool, so a dropped stream
+/// (timeout, cancellation) stops reading after the current step.
 async fn next_batch(mut st: PartitionState) -> Option<(Result<RecordBatch>, PartitionState)> {
-    while !st.devices.is_empty() && st.remaining != Some(0) {
-        let spec = st.spec.clone();
-        let devices = std::mem::take(&mut st.devices);
-        let joined = tokio::task::spawn_blocking(move || scan_some(&spec, devices)).await;
-        let (rest, series) = match joined {
-            Ok(Ok(done)) => done,
+    loop {
+        if st.remaining == Some(0) {
+            return None;
+        }
+        let (spec, context, devices) = (
+            st.spec.clone(),
+            st.context.clone(),
+            std::mem::take(&mut st.devices),
+        );
+        let reader = st.reader.take();
+        let wanted = st.remaining.unwrap_or(usize::MAX).min(ROWS_PER_CALL);
+        let joined = tokio::task::spawn_blocking(move || {
+            let reader = match reader {
+                Some(r) => Some(r),
+                None => open_reader(&spec, &context, &devices)?,
+            };
+            Ok::<_, DataFusionError>(match reader {
+                None => None,
+                Some(mut r) => {
+                    let batches = read_some(&mut r, wanted)?;
+                    Some((r, batches))
+                }
+            })
+        })
+        .await;
+        let (reader, series) = match joined {
+            Ok(Ok(Some(done))) => done,
+            Ok(Ok(None)) => return None,
             Ok(Err(e)) => return Some((Err(e), st)),
             Err(e) => return Some((Err(DataFusionError::External(Box::new(e))), st)),
         };
-        st.devices = rest;
+        let finished = reader.cursor.is_none() && reader.series.is_empty();
+        st.reader = Some(reader);
         if series.is_empty() {
+            if finished {
+                return None;
+            }
             continue;
         }
         let batch = to_record_batch(&st.spec.schema, &st.spec.kinds, &series)
             .map_err(|e| DataFusionError::ArrowError(Box::new(e), None));
         return Some((batch.map(|b| st.take_limit(b)), st));
     }
-    None
+}
+
+/// The snapshot and this partition's series in it (`None`: nothing to read).
+fn open_reader(
+    spec: &Arc<ScanSpec>,
+    context: &TaskContext,
+    devices: &[String],
+) -> Result<Option<Reader>> {
+    if devices.is_empty() {
+        return Ok(None);
+    }
+    let Some(snapshot) = snapshot_of(spec, context)? else {
+        return Ok(None);
+    };
+    let series = snapshot.series_of_devices(devices).into();
+    Ok(Some(Reader {
+        snapshot,
+        series,
+        cursor: None,
+    }))
+}
+
+/// Reads windows of the reader's series until `wanted` rows are gathered or the series run out.
+fn read_some(r: &mut Reader, wanted: usize) -> Result<Vec<SeriesBatch>> {
+    let mut out: Vec<SeriesBatch> = Vec::new();
+    let mut rows = 0usize;
+    while rows < wanted {
+        let cursor = match &mut r.cursor {
+            Some(c) => c,
+            None => match r.series.pop_front() {
+                Some(i) => r.cursor.insert(r.snapshot.cursor(i)),
+                None => break,
+            },
+        };
+        match cursor.next_batch().map_err(storage_error)? {
+            Some(b) => {
+                rows += b.times.len();
+                out.push(b);
+            }
+            None => r.cursor = None,
+        }
+    }
+    Ok(out)
 }
 
 impl PartitionState {
@@ -315,31 +414,6 @@ impl PartitionState {
             }
         }
     }
-}
-
-/// Scans devices from the front of `devices` until enough rows are gathered; returns the rest.
-fn scan_some(
-    spec: &ScanSpec,
-    mut devices: VecDeque<String>,
-) -> Result<(VecDeque<String>, Vec<SeriesBatch>)> {
-    let mut out: Vec<SeriesBatch> = Vec::new();
-    let mut rows = 0usize;
-    let wanted = spec.limit.unwrap_or(usize::MAX).min(ROWS_PER_CALL);
-    while let Some(device) = devices.pop_front() {
-        let mut request = spec.request.clone();
-        request.device = Some(device);
-        let found = match spec.every_point {
-            true => spec.engine.scan_rows(&request),
-            false => spec.engine.scan(&request),
-        }
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        rows += found.iter().map(|s| s.times.len()).sum::<usize>();
-        out.extend(found);
-        if rows >= wanted {
-            break;
-        }
-    }
-    Ok((devices, out))
 }
 
 #[cfg(test)]

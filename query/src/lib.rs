@@ -25,6 +25,7 @@ mod plan_cache;
 mod pushdown;
 mod snapshot;
 mod table;
+mod views;
 
 pub use aggregate::{AggregateInScan, ScanAggregateExec};
 pub use catalog::{DatabaseSchema, EXTRA_SCHEMA, StrataCatalog};
@@ -38,6 +39,7 @@ pub use newest::{NewestFromCache, NewestRowExec};
 pub use output::{OutputFormat, encode};
 pub use snapshot::{ExtraTables, SnapshotExec, SnapshotSource, SnapshotTable};
 pub use table::{ScanOptions, StreamTable};
+pub use views::ReadViews;
 
 /// Re-exported so callers (the server, benches) use the same versions.
 pub use {arrow, datafusion, tokio};

@@ -148,13 +148,65 @@ fn run_read(st: &AppState, p: &ReadParams) -> Result<Vec<u8>, ApiError> {
             )));
         }
     }
-    let batches = st.engine.scan(scan)?;
+    let batches = read_bounded(st, scan)?;
     let body = ReadResponse {
         series: &batches,
         time_format: p.time_format,
     };
     serde_json::to_vec(&body)
         .map_err(|e| ApiError::Internal(format!("cannot serialize the response: {e}")))
+}
+
+/// Most rows one `GET /api/v1/read` returns; a larger result is refused (SQL streams it).
+pub const MAX_READ_ROWS: usize = 1_000_000;
+
+/// Reads the series of one engine snapshot, one at a time, refusing once the result passes
+/// [`MAX_READ_ROWS`] (so memory stays bounded by the limit, not by the range asked for).
+fn read_bounded(st: &AppState, scan: &ScanRequest) -> Result<Vec<SeriesBatch>, ApiError> {
+    let mode = strata_storage::ReadMode::Values;
+    let Some(snap) = st.engine.snapshot(scan, None, mode)? else {
+        return Ok(Vec::new());
+    };
+    let snap = std::sync::Arc::new(snap);
+    let mut out = Vec::new();
+    let mut rows = 0usize;
+    for i in 0..snap.series_count() {
+        let mut cursor = snap.cursor(i);
+        let mut parts: Vec<SeriesBatch> = Vec::new();
+        while let Some(b) = cursor.next_batch()? {
+            rows += b.times.len();
+            if rows > MAX_READ_ROWS {
+                return Err(ApiError::BadRequest(format!(
+                    "the result has more than {MAX_READ_ROWS} rows, the limit of /api/v1/read: \
+                     narrow the time range (start/end), name fewer devices, or use \
+                     POST /api/v1/query, which streams results of any size"
+                )));
+            }
+            parts.push(b);
+        }
+        out.extend(join_series(parts));
+    }
+    Ok(out)
+}
+
+/// One batch from the windows of one series (in time order).
+fn join_series(mut parts: Vec<SeriesBatch>) -> Option<SeriesBatch> {
+    let mut first = parts.drain(..1.min(parts.len())).next()?;
+    for p in parts {
+        first.times.extend_from_slice(&p.times);
+        for (dst, src) in first.columns.iter_mut().zip(p.columns) {
+            for i in 0..src.len() {
+                match src.get(i) {
+                    Some(v) => {
+                        dst.data.push_value(&v);
+                        dst.valid.push(true);
+                    }
+                    None => dst.push_null(),
+                }
+            }
+        }
+    }
+    Some(first)
 }
 
 /// The JSON response: `{"series": [...]}`.

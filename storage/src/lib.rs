@@ -21,8 +21,8 @@ mod types;
 mod wal_record;
 
 pub use engine::{
-    Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, RecoveryReport, SeriesLatest,
-    WriteReceipt,
+    BlockStats, Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, ReadMode,
+    ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, WriteReceipt,
 };
 pub use error::{Result, StorageError};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
+pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StorageError};
@@ -178,7 +179,19 @@ impl Engine {
 
     /// Reads rows of matching series in `[start, end)`, merging memtables and segments (last write wins).
     pub fn scan(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
-        read::scan(&self.inner, req)
+        read::scan(&self.inner, req, ReadMode::Values)
+    }
+
+    /// Takes one consistent view of the series matching `req` (and, when given, belonging to
+    /// one of `devices`) to stream them window by window. `None` when the stream or every
+    /// requested field is unknown, or the range is empty.
+    pub fn snapshot(
+        &self,
+        req: &ScanRequest,
+        devices: Option<&[String]>,
+        mode: ReadMode,
+    ) -> Result<Option<ReadSnapshot>> {
+        read::snapshot(&self.inner, req, devices, mode)
     }
 
     /// The latest value of every field of the matching series, from memory (no segment is read):
@@ -219,7 +232,7 @@ impl Engine {
     /// requested fields has a value in it (they are null there). Only the requested fields are
     /// decoded, so this answers "all points, a few columns" without reading the others.
     pub fn scan_rows(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
-        read::scan_rows(&self.inner, req)
+        read::scan(&self.inner, req, ReadMode::Points)
     }
 
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.

@@ -1,75 +1,487 @@
-//! The read path: resolve series through the tag index, copy matching memtable rows and pick the
-//! overlapping segments under the state lock, then decode and merge outside it.
+//! The read path as a snapshot: under the state lock a read resolves its series through the tag
+//! index, copies their memtable rows in range and takes the list of overlapping segments
+//! ([`ReadSnapshot`]); outside the lock it streams each series one time window at a time
+//! ([`SeriesCursor`]), so the memory of a read is bounded by the matched memtable rows plus one
+//! window (a partition: a few blocks) per series being read, whatever the range.
+//!
+//! A window is a cluster of sources (segment parts, memtable slices cut at partition bounds) whose
+//! time ranges overlap; sources in different windows hold disjoint times, so merging each window
+//! on its own (last write wins, `rows::merge_lww`) gives the same rows as merging everything.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Inner, LiveSegment};
 use crate::error::{Result, StorageError};
 use crate::rows::{Rows, merge_lww};
+use crate::segment::ChunkStats;
 use crate::{FieldType, ScanRequest, SeriesBatch, SeriesId, SeriesKey};
 
-/// What one scan needs, captured under the state lock.
-struct Snapshot {
-    fields: Vec<(String, FieldType)>,
-    series: Vec<(SeriesId, SeriesKey, Vec<Rows>)>,
-    segments: Vec<Arc<LiveSegment>>,
-}
-
-/// Name of the marker column that tracks which merged rows are stored points (`scan_rows`).
+/// Name of the marker column that tracks which merged rows are stored points (`ReadMode::Points`).
 const EXISTS: &str = "\u{0}exists";
 
-pub(super) fn scan(inner: &Inner, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
-    scan_with(inner, req, false)
+/// Which rows a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Rows holding a value in at least one requested field ([`crate::Engine::scan`]).
+    Values,
+    /// Every stored point in range, null where no requested field has a value
+    /// ([`crate::Engine::scan_rows`]); only the requested fields are decoded.
+    Points,
 }
 
-/// Like `scan`, but every stored point in range is a row, even one without a value in any of the
-/// requested fields (those are null there): only the requested fields are decoded.
-pub(super) fn scan_rows(inner: &Inner, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
-    scan_with(inner, req, true)
+/// One series of a snapshot: its key and its memtable rows in range (oldest memtable first).
+#[derive(Debug)]
+struct SnapSeries {
+    id: SeriesId,
+    key: SeriesKey,
+    mem: Vec<Rows>,
 }
 
-fn scan_with(inner: &Inner, req: &ScanRequest, keep_rows: bool) -> Result<Vec<SeriesBatch>> {
-    if req.end <= req.start {
-        return Ok(Vec::new());
+/// One consistent view of a stream for one read: the matched series with their memtable rows in
+/// range, and the segments overlapping the range, all taken at one instant under the state lock.
+/// Later writes, flushes and compactions do not change what it returns.
+#[derive(Debug)]
+pub struct ReadSnapshot {
+    fields: Vec<(String, FieldType)>,
+    first: i64,
+    last: i64,
+    mode: ReadMode,
+    partition_ns: i64,
+    series: Vec<SnapSeries>,
+    /// Overlapping segments, oldest (lowest id) first.
+    segments: Vec<Arc<LiveSegment>>,
+    mem_bytes: usize,
+}
+
+/// Per-field statistics of one stored block read in place of its rows (see
+/// [`SeriesCursor::next_piece`]).
+#[derive(Debug, Clone)]
+pub struct BlockStats {
+    /// Earliest time in the block.
+    pub min_time: i64,
+    /// Latest time in the block.
+    pub max_time: i64,
+    /// Per requested field (snapshot order): statistics of its present values, `None` when the
+    /// block holds none.
+    pub fields: Vec<Option<ChunkStats>>,
+}
+
+/// What [`SeriesCursor::next_piece`] yields: decoded rows or the statistics of a whole block.
+#[derive(Debug, Clone)]
+pub enum SeriesPiece {
+    /// Rows of the series (sorted, distinct times).
+    Rows(SeriesBatch),
+    /// A block entirely inside the read's range that no other source overlaps.
+    Stats(BlockStats),
+}
+
+impl ReadSnapshot {
+    /// The fields every batch carries, in request (or schema) order.
+    pub fn fields(&self) -> &[(String, FieldType)] {
+        &self.fields
     }
-    let (first, last) = (req.start, req.end - 1);
-    let Some(snap) = snapshot(inner, req, first, last, keep_rows)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for (sid, key, mem_parts) in snap.series {
-        let mut parts = Vec::new();
-        // Memtable parts carry the marker (`keep_rows`); without them every segment row is a
-        // stored point with a value and no marker is needed.
-        let marked = keep_rows && !mem_parts.is_empty();
-        for live in &snap.segments {
-            if let Some(rows) = live.segment.read_series(sid, first, last, &snap.fields)? {
-                parts.push(match marked {
-                    // Segments hold only points with at least one value.
-                    true => with_exists(rows, None),
-                    false => rows,
-                });
-            }
+
+    /// Number of matched series.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Key of the `i`-th matched series.
+    pub fn series_key(&self, i: usize) -> &SeriesKey {
+        &self.series[i].key
+    }
+
+    /// Bytes of memtable rows copied into the snapshot (what it holds beyond mapped segments).
+    pub fn memory_bytes(&self) -> usize {
+        self.mem_bytes
+    }
+
+    /// Indexes of the matched series of each device in `devices`, in the order given.
+    pub fn series_of_devices(&self, devices: &[String]) -> Vec<usize> {
+        let mut by_device: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, s) in self.series.iter().enumerate() {
+            by_device.entry(s.key.device.as_str()).or_default().push(i);
         }
-        let single = mem_parts.is_empty() && parts.len() == 1;
-        parts.extend(mem_parts);
-        let merged = match (keep_rows, marked) {
-            // One segment's rows are already sorted with distinct times: nothing to merge.
-            (true, false) if single => parts.pop(),
-            (true, true) => merge_lww(parts).map(only_existing),
-            (true, false) => merge_lww(parts),
-            (false, _) => merge_lww(parts).map(Rows::drop_empty_rows),
-        };
-        if let Some(rows) = merged.filter(|r| !r.is_empty()) {
-            out.push(SeriesBatch {
-                series_id: sid,
-                key,
-                times: rows.times,
-                columns: rows.columns,
+        devices
+            .iter()
+            .filter_map(|d| by_device.get(d.as_str()))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// A cursor over the windows of the `i`-th series.
+    pub fn cursor(self: &Arc<Self>, i: usize) -> SeriesCursor {
+        SeriesCursor {
+            windows: windows(self, i),
+            snap: self.clone(),
+            series: i,
+            next: 0,
+        }
+    }
+
+    /// All rows of the `i`-th series in one batch (`None` when it has none in range).
+    pub fn read_series(self: &Arc<Self>, i: usize) -> Result<Option<SeriesBatch>> {
+        let mut cursor = self.cursor(i);
+        let mut parts = Vec::new();
+        while let Some(b) = cursor.next_batch()? {
+            parts.push(Rows {
+                times: b.times,
+                columns: b.columns,
             });
         }
+        Ok(Rows::concat(parts).map(|rows| self.batch(i, rows)))
+    }
+
+    fn batch(&self, i: usize, rows: Rows) -> SeriesBatch {
+        let s = &self.series[i];
+        SeriesBatch {
+            series_id: s.id,
+            key: s.key.clone(),
+            times: rows.times,
+            columns: rows.columns,
+        }
+    }
+}
+
+/// Where one window's rows come from.
+#[derive(Debug)]
+enum Source {
+    /// Index into the snapshot's segments.
+    Segment(usize),
+    /// A slice of one memtable part's rows.
+    Mem(Rows),
+}
+
+/// Sources of one series whose time ranges overlap, oldest first.
+#[derive(Debug)]
+struct Window {
+    sources: Vec<Source>,
+}
+
+/// Streams one series of a snapshot, one window at a time.
+#[derive(Debug)]
+pub struct SeriesCursor {
+    snap: Arc<ReadSnapshot>,
+    series: usize,
+    windows: Vec<Window>,
+    next: usize,
+}
+
+impl SeriesCursor {
+    /// The next window's rows (sorted, distinct times), skipping empty windows; `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<SeriesBatch>> {
+        while self.next < self.windows.len() {
+            let window =
+                std::mem::replace(&mut self.windows[self.next], Window { sources: vec![] });
+            self.next += 1;
+            if let Some(rows) = merge_window(&self.snap, self.series, window)? {
+                return Ok(Some(self.snap.batch(self.series, rows)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Like [`SeriesCursor::next_batch`], but a window read from a single segment yields each of
+    /// its blocks that lies entirely inside the range, for which `use_stats(min_time, max_time)`
+    /// holds and whose float sums are numbers, as [`SeriesPiece::Stats`] without decoding it.
+    /// Other blocks are decoded as rows.
+    pub fn next_piece(
+        &mut self,
+        use_stats: &dyn Fn(i64, i64) -> bool,
+        pending: &mut Vec<SeriesPiece>,
+    ) -> Result<bool> {
+        while self.next < self.windows.len() {
+            let window =
+                std::mem::replace(&mut self.windows[self.next], Window { sources: vec![] });
+            self.next += 1;
+            if let [Source::Segment(j)] = window.sources.as_slice() {
+                let before = pending.len();
+                self.block_pieces(*j, use_stats, pending)?;
+                if pending.len() > before {
+                    return Ok(true);
+                }
+                continue;
+            }
+            if let Some(rows) = merge_window(&self.snap, self.series, window)? {
+                pending.push(SeriesPiece::Rows(self.snap.batch(self.series, rows)));
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn block_pieces(
+        &self,
+        j: usize,
+        use_stats: &dyn Fn(i64, i64) -> bool,
+        out: &mut Vec<SeriesPiece>,
+    ) -> Result<()> {
+        let snap = &self.snap;
+        let sid = snap.series[self.series].id;
+        let segment = &snap.segments[j].segment;
+        let (first, last) = (snap.first, snap.last);
+        for (bi, range) in segment.series_block_ranges(sid).into_iter().enumerate() {
+            let (min, max) = range;
+            if max < first || min > last {
+                continue;
+            }
+            if min >= first && max <= last && use_stats(min, max) {
+                let stats = segment.block_stats(sid, bi, &snap.fields)?;
+                if stats.iter().flatten().all(|s| !s.sum.is_nan()) {
+                    out.push(SeriesPiece::Stats(BlockStats {
+                        min_time: min,
+                        max_time: max,
+                        fields: stats,
+                    }));
+                    continue;
+                }
+            }
+            let rows = segment.block_rows(sid, bi, &snap.fields)?;
+            let rows = rows.slice_time(first, last);
+            let rows = match snap.mode {
+                ReadMode::Values => rows.drop_empty_rows(),
+                ReadMode::Points => rows,
+            };
+            if !rows.is_empty() {
+                out.push(SeriesPiece::Rows(snap.batch(self.series, rows)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads every matched series in full (the materialising form of a snapshot read).
+pub(super) fn scan(inner: &Inner, req: &ScanRequest, mode: ReadMode) -> Result<Vec<SeriesBatch>> {
+    let Some(snap) = snapshot(inner, req, None, mode)? else {
+        return Ok(Vec::new());
+    };
+    let snap = Arc::new(snap);
+    let mut out = Vec::new();
+    for i in 0..snap.series_count() {
+        out.extend(snap.read_series(i)?);
     }
     Ok(out)
+}
+
+/// Takes a snapshot of the series matching `req` (and, when given, belonging to one of
+/// `devices`). `None` when the stream or every requested field is unknown, or the range is empty.
+pub(super) fn snapshot(
+    inner: &Inner,
+    req: &ScanRequest,
+    devices: Option<&[String]>,
+    mode: ReadMode,
+) -> Result<Option<ReadSnapshot>> {
+    if req.end <= req.start {
+        return Ok(None);
+    }
+    let (first, last) = (req.start, req.end - 1);
+    let state = inner.read_state()?;
+    let Some(stream_id) = state.catalog.stream_id(&req.database, &req.stream) else {
+        return Ok(None);
+    };
+    let meta = state.catalog.stream(stream_id);
+    let fields: Vec<(String, FieldType)> = match &req.fields {
+        None => meta.fields.clone(),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| meta.field_id(n).map(|id| meta.fields[id].clone()))
+            .collect(),
+    };
+    // In `Points` mode, no field at all still means "the points' times".
+    let points = mode == ReadMode::Points;
+    if fields.is_empty() && (!points || meta.fields.is_empty()) {
+        return Ok(None);
+    }
+    let overlaps = |db: &str, stream: &str, min: i64, max: i64| {
+        db == req.database && stream == req.stream && max >= first && min <= last
+    };
+    if let Some(b) = state.broken.iter().find(|b| {
+        let m = &b.meta;
+        overlaps(&m.database, &m.stream, m.min_time, m.max_time)
+    }) {
+        return Err(StorageError::Corrupt {
+            path: inner.paths.segment(b.meta.id),
+            detail: format!(
+                "segment needed by this read could not be opened: {}",
+                b.error
+            ),
+        });
+    }
+    let field_ids: Vec<Option<usize>> = fields.iter().map(|(n, _)| meta.field_id(n)).collect();
+    let memtables: Vec<&crate::memtable::Memtable> = state
+        .frozen
+        .iter()
+        .map(|f| f.memtable.as_ref())
+        .chain(std::iter::once(&state.active))
+        .collect();
+    // Positions of the requested fields among all of the stream's (for `Points`).
+    let wanted: Vec<usize> = fields
+        .iter()
+        .filter_map(|(n, _)| meta.field_id(n))
+        .collect();
+    let device_set: Option<std::collections::HashSet<&str>> =
+        devices.map(|d| d.iter().map(String::as_str).collect());
+    let matching = match (&req.device, &device_set) {
+        (Some(d), _) => meta.matching(Some(d), &req.tags),
+        (None, Some(set)) if set.len() == 1 => meta.matching(set.iter().next().copied(), &req.tags),
+        _ => meta.matching(None, &req.tags),
+    };
+    let mut mem_bytes = 0;
+    let mut series = Vec::new();
+    for sid in matching.iter() {
+        let key = &state.catalog.series[sid as usize].key;
+        if device_set
+            .as_ref()
+            .is_some_and(|set| !set.contains(key.device.as_str()))
+        {
+            continue;
+        }
+        let mem: Vec<Rows> = memtables
+            .iter()
+            .filter_map(|m| match points {
+                true => memtable_part(m, sid, (first, last), &meta.fields, &wanted),
+                false => m.read(sid, first, last, &fields, &field_ids),
+            })
+            .collect();
+        mem_bytes += mem.iter().map(rows_bytes).sum::<usize>();
+        series.push(SnapSeries {
+            id: sid,
+            key: key.clone(),
+            mem,
+        });
+    }
+    let segments = state
+        .segments
+        .iter()
+        .filter(|l| {
+            let m = &l.meta;
+            overlaps(&m.database, &m.stream, m.min_time, m.max_time)
+        })
+        .cloned()
+        .collect();
+    Ok(Some(ReadSnapshot {
+        fields,
+        first,
+        last,
+        mode,
+        partition_ns: inner.config.partition_ns,
+        series,
+        segments,
+        mem_bytes,
+    }))
+}
+
+/// Approximate heap bytes of copied rows.
+fn rows_bytes(r: &Rows) -> usize {
+    let per_row: usize = r
+        .columns
+        .iter()
+        .map(|c| match &c.data {
+            crate::ColumnData::String(s) => {
+                1 + s.iter().map(|v| v.len() + 8).sum::<usize>() / r.len().max(1)
+            }
+            crate::ColumnData::Boolean(_) => 2,
+            _ => 9,
+        })
+        .sum();
+    r.len() * (8 + per_row)
+}
+
+/// Start of the partition holding `t` (saturating at the ends of the i64 range).
+fn partition_of(t: i64, p: i64) -> i64 {
+    t.div_euclid(p).checked_mul(p).unwrap_or(i64::MIN)
+}
+
+/// The windows of series `i`: its sources grouped so that windows hold disjoint time ranges,
+/// in time order; within a window, segments by id then memtable slices by age.
+fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
+    let s = &snap.series[i];
+    // (lo, hi, order, source): order = age (segments first by id, then memtable parts).
+    let mut spans: Vec<(i64, i64, (u8, usize), Source)> = Vec::new();
+    for (j, live) in snap.segments.iter().enumerate() {
+        if let Some((lo, hi)) = live.segment.series_range(s.id)
+            && hi >= snap.first
+            && lo <= snap.last
+        {
+            spans.push((
+                lo.max(snap.first),
+                hi.min(snap.last),
+                (0, j),
+                Source::Segment(j),
+            ));
+        }
+    }
+    for (k, part) in s.mem.iter().enumerate() {
+        let mut start = 0;
+        while start < part.len() {
+            let w = partition_of(part.times[start], snap.partition_ns);
+            let end = start
+                + part.times[start..].partition_point(|&t| partition_of(t, snap.partition_ns) == w);
+            let (lo, hi) = (part.times[start], part.times[end - 1]);
+            let slice = match (start, end) {
+                (0, e) if e == part.len() => part.clone(),
+                _ => part.select(start..end),
+            };
+            spans.push((lo, hi, (1, k), Source::Mem(slice)));
+            start = end;
+        }
+    }
+    spans.sort_by_key(|(lo, _, order, _)| (*lo, *order));
+    let mut out: Vec<(i64, Vec<((u8, usize), Source)>)> = Vec::new();
+    for (lo, hi, order, source) in spans {
+        match out.last_mut() {
+            Some((end, sources)) if lo <= *end => {
+                *end = (*end).max(hi);
+                sources.push((order, source));
+            }
+            _ => out.push((hi, vec![(order, source)])),
+        }
+    }
+    out.into_iter()
+        .map(|(_, mut sources)| {
+            sources.sort_by_key(|(order, _)| *order);
+            Window {
+                sources: sources.into_iter().map(|(_, s)| s).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Reads and merges one window of series `i` (last write wins).
+fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<Rows>> {
+    let sid = snap.series[i].id;
+    let points = snap.mode == ReadMode::Points;
+    let has_mem = window.sources.iter().any(|s| matches!(s, Source::Mem(_)));
+    // Memtable parts carry the marker (`Points`); without them every segment row is a stored
+    // point with a value and no marker is needed.
+    let marked = points && has_mem;
+    let single = window.sources.len() == 1;
+    let mut parts = Vec::with_capacity(window.sources.len());
+    for source in window.sources {
+        match source {
+            Source::Segment(j) => {
+                let segment = &snap.segments[j].segment;
+                if let Some(rows) = segment.read_series(sid, snap.first, snap.last, &snap.fields)? {
+                    parts.push(match marked {
+                        // Segments hold only points with at least one value.
+                        true => with_exists(rows, None),
+                        false => rows,
+                    });
+                }
+            }
+            Source::Mem(rows) => parts.push(rows),
+        }
+    }
+    let merged = match (points, marked) {
+        // One segment's rows are already sorted with distinct times: nothing to merge.
+        (true, false) if single && !has_mem => parts.pop(),
+        (true, true) => merge_lww(parts).map(only_existing),
+        (true, false) => merge_lww(parts),
+        (false, _) => merge_lww(parts).map(Rows::drop_empty_rows),
+    };
+    Ok(merged.filter(|r| !r.is_empty()))
 }
 
 /// Appends the marker column: valid where `exists` says (all rows when `None`).
@@ -123,92 +535,4 @@ fn memtable_part(
     let mut picked: Vec<Option<crate::Column>> = columns.drain(..).map(Some).collect();
     let columns = wanted.iter().filter_map(|&i| picked[i].take()).collect();
     Some(with_exists(Rows { times, columns }, Some(exists)))
-}
-
-fn snapshot(
-    inner: &Inner,
-    req: &ScanRequest,
-    first: i64,
-    last: i64,
-    keep_rows: bool,
-) -> Result<Option<Snapshot>> {
-    let state = inner.read_state()?;
-    let Some(stream_id) = state.catalog.stream_id(&req.database, &req.stream) else {
-        return Ok(None);
-    };
-    let meta = state.catalog.stream(stream_id);
-    let fields: Vec<(String, FieldType)> = match &req.fields {
-        None => meta.fields.clone(),
-        Some(names) => names
-            .iter()
-            .filter_map(|n| meta.field_id(n).map(|id| meta.fields[id].clone()))
-            .collect(),
-    };
-    // With `keep_rows`, no field at all still means "the points' times".
-    if fields.is_empty() && (!keep_rows || meta.fields.is_empty()) {
-        return Ok(None);
-    }
-    let overlaps = |db: &str, stream: &str, min: i64, max: i64| {
-        db == req.database && stream == req.stream && max >= first && min <= last
-    };
-    if let Some(b) = state.broken.iter().find(|b| {
-        overlaps(
-            &b.meta.database,
-            &b.meta.stream,
-            b.meta.min_time,
-            b.meta.max_time,
-        )
-    }) {
-        return Err(StorageError::Corrupt {
-            path: inner.paths.segment(b.meta.id),
-            detail: format!(
-                "segment needed by this read could not be opened: {}",
-                b.error
-            ),
-        });
-    }
-    let field_ids: Vec<Option<usize>> = fields.iter().map(|(n, _)| meta.field_id(n)).collect();
-    let memtables: Vec<&crate::memtable::Memtable> = state
-        .frozen
-        .iter()
-        .map(|f| f.memtable.as_ref())
-        .chain(std::iter::once(&state.active))
-        .collect();
-    // Positions of the requested fields among all of the stream's (for `keep_rows`).
-    let wanted: Vec<usize> = fields
-        .iter()
-        .filter_map(|(n, _)| meta.field_id(n))
-        .collect();
-    let series = meta
-        .matching(req.device.as_deref(), &req.tags)
-        .iter()
-        .map(|sid| {
-            let parts = memtables
-                .iter()
-                .filter_map(|m| match keep_rows {
-                    true => memtable_part(m, sid, (first, last), &meta.fields, &wanted),
-                    false => m.read(sid, first, last, &fields, &field_ids),
-                })
-                .collect();
-            (sid, state.catalog.series[sid as usize].key.clone(), parts)
-        })
-        .collect();
-    let segments = state
-        .segments
-        .iter()
-        .filter(|l| {
-            overlaps(
-                &l.meta.database,
-                &l.meta.stream,
-                l.meta.min_time,
-                l.meta.max_time,
-            )
-        })
-        .cloned()
-        .collect();
-    Ok(Some(Snapshot {
-        fields,
-        series,
-        segments,
-    }))
 }

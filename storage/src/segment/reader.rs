@@ -252,31 +252,72 @@ impl Segment {
         }
     }
 
-    /// Time ranges `(min, max)` of the blocks of `series`, in file order (empty when absent); for
-    /// block-by-block reads with [`Segment::read_block_at`].
-    pub fn block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
+    /// Earliest and latest time of `series` in this segment, from the footer (nothing decoded).
+    pub fn series_range(&self, series: SeriesId) -> Option<(i64, i64)> {
+        let index = self.index_of(series)?;
+        let lo = index.blocks.iter().map(|b| b.min_time).min()?;
+        let hi = index.blocks.iter().map(|b| b.max_time).max()?;
+        Some((lo, hi))
+    }
+
+    /// `(min_time, max_time)` of each block of `series`, in block order.
+    pub fn series_block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
         self.index_of(series)
             .map(|i| i.blocks.iter().map(|b| (b.min_time, b.max_time)).collect())
             .unwrap_or_default()
     }
 
-    /// Decodes block `bi` of `series` with one column per entry of `fields` (columns the segment
-    /// lacks are all-null); `None` when there is no such block.
-    pub fn read_block_at(
+    /// Per field of `fields`, the footer statistics of block `bi` of `series` (`None` where the
+    /// block has no value of the field). Checks field types like a read does.
+    pub fn block_stats(
         &self,
         series: SeriesId,
         bi: usize,
         fields: &[(String, FieldType)],
-    ) -> Result<Option<Rows>> {
-        let Some(block) = self.index_of(series).and_then(|i| i.blocks.get(bi)) else {
-            return Ok(None);
-        };
+    ) -> Result<Vec<Option<ChunkStats>>> {
+        let block = self.block(series, bi)?;
+        fields
+            .iter()
+            .map(|f| {
+                let local = self.local_field(f)?;
+                Ok(local.and_then(|fid| {
+                    block
+                        .fields
+                        .iter()
+                        .find(|c| c.field == fid)
+                        .map(|c| c.stats)
+                }))
+            })
+            .collect()
+    }
+
+    /// Decodes block `bi` of `series` (sorted rows, one column per entry of `fields`).
+    pub fn block_rows(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        fields: &[(String, FieldType)],
+    ) -> Result<Rows> {
+        let block = self.block(series, bi)?;
         let wanted: Vec<Option<u16>> = fields
             .iter()
             .map(|f| self.local_field(f))
             .collect::<Result<_>>()?;
-        self.read_block(series, bi, block, &wanted, fields)
-            .map(Some)
+        let rows = self.read_block(series, bi, block, &wanted, fields)?;
+        Ok(if rows.is_normalized() {
+            rows
+        } else {
+            rows.normalize()
+        })
+    }
+
+    fn block(&self, series: SeriesId, bi: usize) -> Result<&Block> {
+        self.index_of(series)
+            .and_then(|i| i.blocks.get(bi))
+            .ok_or_else(|| StorageError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("series {series} has no block {bi}"),
+            })
     }
 
     /// Statistics of one field over the blocks of a series (for aggregate pushdown by later layers).

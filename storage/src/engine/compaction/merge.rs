@@ -27,7 +27,7 @@ impl<'a> Cursor<'a> {
         series: SeriesId,
         fields: &[(String, FieldType)],
     ) -> Result<Option<Self>> {
-        let ranges = segment.block_ranges(series);
+        let ranges = segment.series_block_ranges(series);
         if ranges.is_empty() {
             return Ok(None);
         }
@@ -57,9 +57,8 @@ impl<'a> Cursor<'a> {
         while self.next_block < self.blocks {
             let bi = self.next_block;
             self.next_block += 1;
-            if let Some(rows) = self.segment.read_block_at(self.series, bi, fields)?
-                && !rows.is_empty()
-            {
+            let rows = self.segment.block_rows(self.series, bi, fields)?;
+            if !rows.is_empty() {
                 self.rows = Some(rows);
                 return Ok(());
             }

@@ -1,0 +1,230 @@
+//! Snapshot reads: one view per read that later writes, flushes and compactions do not change;
+//! series streamed one window (partition) at a time; block statistics handed out only for blocks
+//! no other source overlaps, and equal to what decoding the rows gives.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Row, all, batch, flatten};
+use strata_storage::{
+    Engine, EngineConfig, ReadMode, ScanRequest, SeriesBatch, SeriesPiece, Value,
+};
+
+const DAY: i64 = 86_400 * 1_000_000_000;
+const STEP: i64 = 10 * 1_000_000_000;
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let mut cfg = EngineConfig::new(dir);
+    cfg.background = false;
+    Engine::open(cfg).unwrap()
+}
+
+/// `n` points of device `d` every 10 s from `start`, field `v` = `base + i`.
+fn points(d: &str, start: i64, n: i64, base: f64) -> Vec<Row> {
+    points_every(STEP, d, start, n, base)
+}
+
+fn points_every(step: i64, d: &str, start: i64, n: i64, base: f64) -> Vec<Row> {
+    (0..n)
+        .map(|i| {
+            let v = Value::Float(base + i as f64);
+            (d.to_string(), start + i * step, vec![("v".to_string(), v)])
+        })
+        .collect()
+}
+
+fn read_all(engine: &Engine, req: &ScanRequest, mode: ReadMode) -> Vec<SeriesBatch> {
+    let snap = Arc::new(engine.snapshot(req, None, mode).unwrap().unwrap());
+    (0..snap.series_count())
+        .filter_map(|i| snap.read_series(i).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_snapshot_does_not_see_later_writes_flushes_or_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine
+        .write(&batch("db", "s", &points("a", 0, 100, 0.0)))
+        .unwrap();
+    engine.flush().unwrap();
+    engine
+        .write(&batch("db", "s", &points("a", 100 * STEP, 100, 100.0)))
+        .unwrap();
+    let before = flatten(&engine.scan(&all("db", "s")).unwrap());
+    let snap = Arc::new(
+        engine
+            .snapshot(&all("db", "s"), None, ReadMode::Values)
+            .unwrap()
+            .unwrap(),
+    );
+    // Overwrite some points, add a device, flush and compact (input segments are deleted).
+    engine
+        .write(&batch("db", "s", &points("a", 0, 50, 1000.0)))
+        .unwrap();
+    engine
+        .write(&batch("db", "s", &points("b", 0, 10, 0.0)))
+        .unwrap();
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    let seen: Vec<SeriesBatch> = (0..snap.series_count())
+        .filter_map(|i| snap.read_series(i).unwrap())
+        .collect();
+    assert_eq!(flatten(&seen), before);
+    // A new snapshot sees the new state.
+    let after = flatten(&engine.scan(&all("db", "s")).unwrap());
+    assert_ne!(after, before);
+    assert_eq!(after.len(), before.len() + 10);
+}
+
+#[test]
+fn a_cursor_yields_one_window_per_partition_and_equals_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    // Three days of one device; day 1 overwritten in part from the memtable.
+    let per_day = DAY / STEP;
+    engine
+        .write(&batch("db", "s", &points("a", 0, 3 * per_day, 0.0)))
+        .unwrap();
+    engine.flush().unwrap();
+    engine
+        .write(&batch("db", "s", &points("a", DAY + 5 * STEP, 20, -1.0)))
+        .unwrap();
+    let req = all("db", "s");
+    let snap = Arc::new(
+        engine
+            .snapshot(&req, None, ReadMode::Values)
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(snap.series_count(), 1);
+    let mut cursor = snap.cursor(0);
+    let mut windows = Vec::new();
+    while let Some(b) = cursor.next_batch().unwrap() {
+        windows.push(b);
+    }
+    assert_eq!(windows.len(), 3, "one window per day");
+    for (d, w) in windows.iter().enumerate() {
+        assert!(w.times.iter().all(|t| t / DAY == d as i64));
+        assert!(w.times.windows(2).all(|p| p[0] < p[1]));
+    }
+    assert_eq!(flatten(&windows), flatten(&engine.scan(&req).unwrap()));
+    assert_eq!(
+        flatten(&read_all(&engine, &req, ReadMode::Points)),
+        flatten(&engine.scan_rows(&req).unwrap())
+    );
+}
+
+#[test]
+fn snapshot_restricted_to_devices_reads_only_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    for d in ["a", "b", "c"] {
+        engine
+            .write(&batch("db", "s", &points(d, 0, 5, 0.0)))
+            .unwrap();
+    }
+    let devices = vec!["c".to_string(), "a".to_string()];
+    let snap = engine
+        .snapshot(&all("db", "s"), Some(&devices), ReadMode::Values)
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.series_count(), 2);
+    let order: Vec<String> = snap
+        .series_of_devices(&devices)
+        .into_iter()
+        .map(|i| snap.series_key(i).device.clone())
+        .collect();
+    assert_eq!(order, vec!["c", "a"]);
+}
+
+/// (count, sum, min, max) of `v` from pieces, blocks folded from their statistics.
+fn fold(pieces: &[SeriesPiece]) -> (u64, f64, f64, f64) {
+    let (mut n, mut sum, mut min, mut max) = (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for p in pieces {
+        match p {
+            SeriesPiece::Rows(b) => {
+                for i in 0..b.times.len() {
+                    if let Some(Value::Float(v)) = b.columns[0].get(i) {
+                        (n, sum, min, max) = (n + 1, sum + v, min.min(v), max.max(v));
+                    }
+                }
+            }
+            SeriesPiece::Stats(s) => {
+                let st = s.fields[0].expect("block has values");
+                n += u64::from(st.count);
+                sum += st.sum;
+                min = min.min(f64::from_bits(st.min));
+                max = max.max(f64::from_bits(st.max));
+            }
+        }
+    }
+    (n, sum, min, max)
+}
+
+#[test]
+fn block_statistics_answer_whole_blocks_and_agree_with_decoding() {
+    // 30,000 points 2 s apart, all in one day: several 8192-row blocks in one segment.
+    const STEP: i64 = 2_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    // 30,000 points in one day: several 8192-row blocks in one segment.
+    engine
+        .write(&batch("db", "s", &points_every(STEP, "a", 0, 30_000, 0.5)))
+        .unwrap();
+    engine.flush().unwrap();
+    // Range cutting the first and last blocks.
+    let req = ScanRequest {
+        start: 100 * STEP,
+        end: 29_000 * STEP,
+        ..all("db", "s")
+    };
+    let snap = Arc::new(
+        engine
+            .snapshot(&req, None, ReadMode::Values)
+            .unwrap()
+            .unwrap(),
+    );
+    let mut pieces = Vec::new();
+    let mut cursor = snap.cursor(0);
+    while cursor.next_piece(&|_, _| true, &mut pieces).unwrap() {}
+    let stats = pieces
+        .iter()
+        .filter(|p| matches!(p, SeriesPiece::Stats(_)))
+        .count();
+    assert!(
+        stats >= 1,
+        "whole blocks inside the range come from statistics"
+    );
+    assert!(pieces.len() > stats, "blocks cut by the range are decoded");
+    let expected: Vec<f64> = (100..29_000).map(|i| 0.5 + i as f64).collect();
+    let (n, sum, min, max) = fold(&pieces);
+    assert_eq!(n, expected.len() as u64);
+    assert!((sum - expected.iter().sum::<f64>()).abs() < 1e-6);
+    assert_eq!((min, max), (100.5, 28_999.5));
+
+    // A memtable overwrite inside the day: nothing of that window comes from statistics, and
+    // the overwritten values win.
+    engine
+        .write(&batch("db", "s", &points("a", 200 * STEP, 1, -5.0)))
+        .unwrap();
+    let snap = Arc::new(
+        engine
+            .snapshot(&req, None, ReadMode::Values)
+            .unwrap()
+            .unwrap(),
+    );
+    let mut pieces = Vec::new();
+    let mut cursor = snap.cursor(0);
+    while cursor.next_piece(&|_, _| true, &mut pieces).unwrap() {}
+    assert!(pieces.iter().all(|p| matches!(p, SeriesPiece::Rows(_))));
+    let (n2, _, min2, _) = fold(&pieces);
+    assert_eq!((n2, min2), (n, -5.0));
+
+    // A caller that refuses statistics gets rows only.
+    let mut pieces = Vec::new();
+    let mut cursor = snap.cursor(0);
+    while cursor.next_piece(&|_, _| false, &mut pieces).unwrap() {}
+    assert!(pieces.iter().all(|p| matches!(p, SeriesPiece::Rows(_))));
+}
