@@ -184,3 +184,109 @@ fn merge_row(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::merge_lww;
+    use crate::{ColumnData, Value};
+
+    fn fields() -> Vec<(String, FieldType)> {
+        vec![
+            ("f".to_string(), FieldType::Float),
+            ("s".to_string(), FieldType::String),
+        ]
+    }
+
+    /// Sorted rows at times `start + k * step` (k < n), each field present with probability ~2/3.
+    fn rows(seed: u64, start: i64, step: i64, n: usize) -> Rows {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let mut r = Rows::empty(&fields());
+        for k in 0..n {
+            let (a, b) = (next() % 3 != 0, next() % 3 != 0);
+            if !a && !b {
+                continue;
+            }
+            r.times.push(start + k as i64 * step);
+            let v = next();
+            for (present, col, value) in [
+                (a, 0, Value::Float(v as f64)),
+                (b, 1, Value::String(format!("{seed}-{v}"))),
+            ] {
+                let c = &mut r.columns[col];
+                if present {
+                    c.data.push_value(&value);
+                    c.valid.push(true);
+                } else {
+                    c.push_null();
+                }
+            }
+        }
+        r
+    }
+
+    fn segment(dir: &std::path::Path, id: u64, series: &[(SeriesId, Rows)]) -> Segment {
+        let path = dir.join(format!("{id}.seg"));
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields()).unwrap();
+        for (sid, r) in series {
+            w.write_series(*sid, r).unwrap();
+        }
+        w.finish().unwrap();
+        Segment::open(&path).unwrap()
+    }
+
+    #[test]
+    fn streaming_merge_equals_merge_lww_over_many_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        // Series 1 overlaps in all three inputs (several blocks each, different steps so times
+        // interleave and collide); series 2 is only in the middle one; series 3 in the first and
+        // last without overlap.
+        let inputs = [
+            vec![(1, rows(1, 0, 3, 20_000)), (3, rows(4, 0, 1, 9_000))],
+            vec![(1, rows(2, 5_000, 2, 20_000)), (2, rows(5, 0, 1, 17_000))],
+            vec![(1, rows(3, 1, 6, 12_000)), (3, rows(6, 50_000, 1, 100))],
+        ];
+        let segs: Vec<Segment> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| segment(dir.path(), i as u64, s))
+            .collect();
+        let refs: Vec<&Segment> = segs.iter().collect();
+        let path = dir.path().join("out.seg");
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields()).unwrap();
+        for sid in series_union(&refs) {
+            merge_series(&refs, sid, &fields(), &mut w).unwrap();
+        }
+        w.finish().unwrap();
+        let out = Segment::open(&path).unwrap();
+        assert_eq!(out.series_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+        for sid in [1, 2, 3] {
+            let parts: Vec<Rows> = refs
+                .iter()
+                .filter_map(|s| s.read_series(sid, i64::MIN, i64::MAX, &fields()).unwrap())
+                .collect();
+            let want = merge_lww(parts).unwrap();
+            let got = out
+                .read_series(sid, i64::MIN, i64::MAX, &fields())
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.times, want.times, "series {sid}");
+            assert_eq!(got.columns, want.columns, "series {sid}");
+            let blocks = out.series_block_ranges(sid);
+            assert!(blocks.windows(2).all(|w| w[0].1 < w[1].0), "series {sid}");
+            assert_eq!(
+                blocks.len(),
+                want.len().div_ceil(BLOCK_ROWS),
+                "series {sid}"
+            );
+        }
+    }
+}
