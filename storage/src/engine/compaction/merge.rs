@@ -189,7 +189,7 @@ fn merge_row(
 mod tests {
     use super::*;
     use crate::rows::merge_lww;
-    use crate::{ColumnData, Value};
+    use crate::Value;
 
     fn fields() -> Vec<(String, FieldType)> {
         vec![
