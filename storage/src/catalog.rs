@@ -1,6 +1,8 @@
 //! The series catalog: databases, streams with their schemas, series keys with dense ids, and the
-//! roaring-bitmap tag index (device → series, tag value → series). Persisted as a snapshot written at
-//! each flush; series created later are rebuilt by WAL replay in the same order, so ids are stable.
+//! roaring-bitmap tag index (device → series, tag value → series). Persisted by `catalog_log.rs` as
+//! an append-only log written at each flush; series created later are rebuilt by WAL replay in the
+//! same order, so ids are stable. The JSON snapshot read here (`DATA/catalog`) is the format of
+//! older versions, converted to the log at open.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +12,6 @@ use std::path::Path;
 use roaring::RoaringBitmap;
 
 use crate::error::{IoContext, Result, StorageError};
-use crate::fsutil::write_atomic;
 use crate::{FieldType, SeriesId, SeriesKey};
 
 /// Dense id of a (database, stream).
@@ -204,7 +205,8 @@ impl Catalog {
             .collect()
     }
 
-    /// Writes the snapshot atomically (temp file, fsync, rename, directory fsync).
+    /// Writes the old JSON snapshot atomically (tests build older data directories with it).
+    #[cfg(test)]
     pub fn save(&self, path: &Path) -> Result<()> {
         let snap = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -229,13 +231,13 @@ impl Catalog {
         };
         let json =
             serde_json::to_vec(&snap).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
-        write_atomic(
+        crate::fsutil::write_atomic(
             path,
             &crate::fsutil::with_checksum_header("STRATA-CATALOG", &json),
         )
     }
 
-    /// Loads a snapshot, or an empty catalog when the file does not exist.
+    /// Loads an old JSON snapshot, or an empty catalog when the file does not exist.
     pub fn load(path: &Path) -> Result<Catalog> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,

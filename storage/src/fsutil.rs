@@ -94,3 +94,78 @@ pub(crate) fn map_readonly(path: &Path) -> Result<memmap2::Mmap> {
     // a published segment, it only unlinks it (the mapping stays valid after unlink on Unix).
     unsafe { memmap2::Mmap::map(&file) }.at(path)
 }
+
+/// Environment variable naming the crash point at which a test child process aborts: `step`
+/// (its first occurrence) or `step#n` (its n-th).
+#[cfg(test)]
+pub(crate) const CRASH_ENV: &str = "STRATA_TEST_CRASH_AT";
+
+/// Test builds only: aborts the process (like `kill -9`: no destructor, no flush) when the
+/// environment variable [`CRASH_ENV`] names this occurrence of `step`. Release builds compile
+/// this to nothing.
+#[cfg(test)]
+pub(crate) fn crash_point(step: &str) {
+    static SEEN: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+    let Ok(target) = std::env::var(CRASH_ENV) else {
+        return;
+    };
+    let (name, nth) = match target.split_once('#') {
+        Some((n, k)) => (n.to_string(), k.parse().unwrap_or(1)),
+        None => (target, 1),
+    };
+    if name != step {
+        return;
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let count = match seen.iter_mut().find(|(s, _)| s == step) {
+        Some((_, c)) => {
+            *c += 1;
+            *c
+        }
+        None => {
+            seen.push((step.to_string(), 1));
+            1
+        }
+    };
+    if count == nth {
+        std::process::abort();
+    }
+}
+
+/// Release builds: crash points do nothing.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn crash_point(_step: &str) {}
+
+/// A closure a test runs when the engine of data directory `dir` reaches step `step`.
+#[cfg(test)]
+type Hook = (std::path::PathBuf, &'static str, Box<dyn FnOnce() + Send>);
+
+#[cfg(test)]
+static HOOKS: std::sync::Mutex<Vec<Hook>> = std::sync::Mutex::new(Vec::new());
+
+/// Test builds only: runs `f` (once) when the engine of `dir` next reaches `step` (see [`step`]).
+#[cfg(test)]
+pub(crate) fn on_step(dir: &Path, step: &'static str, f: impl FnOnce() + Send + 'static) {
+    let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    hooks.push((dir.to_path_buf(), step, Box::new(f)));
+}
+
+/// A named step of flush or compaction in the engine of `dir`: a crash point, and in test builds
+/// the place where a hook registered with [`on_step`] runs. Nothing in release builds.
+pub(crate) fn step(dir: &Path, step: &'static str) {
+    crash_point(step);
+    #[cfg(test)]
+    {
+        let hook = {
+            let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+            let at = hooks.iter().position(|(d, s, _)| d == dir && *s == step);
+            at.map(|i| hooks.remove(i).2)
+        };
+        if let Some(f) = hook {
+            f();
+        }
+    }
+    #[cfg(not(test))]
+    let _ = dir;
+}

@@ -9,6 +9,7 @@ pub mod wal;
 
 mod bytes;
 mod catalog;
+mod catalog_log;
 mod engine;
 mod error;
 mod fsutil;

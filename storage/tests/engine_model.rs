@@ -1,5 +1,7 @@
 //! Property test: the engine against a `BTreeMap` model under random writes (out-of-order,
-//! duplicates, every field type, several partitions), flushes, compactions and restarts.
+//! duplicates, every field type, several partitions), late batches into old (already flushed and
+//! compacted) partitions, sparse schemas (rows writing different subsets of many fields, fields
+//! appearing late), flushes, compactions and restarts.
 
 mod common;
 
@@ -15,6 +17,8 @@ type GenRow = (usize, i64, Vec<(usize, Value)>);
 #[derive(Debug, Clone)]
 enum Op {
     Write(Vec<GenRow>),
+    /// Rows far behind the others, into partitions that were flushed and compacted already.
+    Late(Vec<GenRow>),
     Flush,
     Compact,
     Reopen,
@@ -35,14 +39,38 @@ fn value(ty: FieldType) -> BoxedStrategy<Value> {
     }
 }
 
+/// Sparse fields: `SPARSE` more names (after the five of `TYPES`) of which a row writes one or two.
+const SPARSE: usize = 12;
+
+fn field_name(i: usize) -> String {
+    match i < TYPES.len() {
+        true => TYPES[i].0.to_string(),
+        false => format!("x{}", i - TYPES.len()),
+    }
+}
+
+fn field_type(i: usize) -> FieldType {
+    match i < TYPES.len() {
+        true => TYPES[i].1,
+        false if i.is_multiple_of(2) => FieldType::Float,
+        false => FieldType::Integer,
+    }
+}
+
 fn fields() -> impl Strategy<Value = Vec<(usize, Value)>> {
     let one = (0..TYPES.len()).prop_flat_map(|i| value(TYPES[i].1).prop_map(move |v| (i, v)));
-    prop::collection::vec(one, 1..4)
+    let sparse = (TYPES.len()..TYPES.len() + SPARSE)
+        .prop_flat_map(|i| value(field_type(i)).prop_map(move |v| (i, v)));
+    prop_oneof![
+        prop::collection::vec(one, 1..4),
+        prop::collection::vec(sparse, 1..3),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec((0usize..3, -40i64..60, fields()), 1..20).prop_map(Op::Write),
+        2 => prop::collection::vec((0usize..4, -200i64..-100, fields()), 1..6).prop_map(Op::Late),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
@@ -66,7 +94,7 @@ fn apply(engine: &Engine, model: &mut Model, rows: &[GenRow]) {
         .map(|(d, ts, fs)| {
             let fs = fs
                 .iter()
-                .map(|(i, v)| (TYPES[*i].0.to_string(), v.clone()))
+                .map(|(i, v)| (field_name(*i), v.clone()))
                 .collect();
             (format!("dev{d}"), *ts, fs)
         })
@@ -118,14 +146,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_model(ops in prop::collection::vec(op(), 1..25), start in -50i64..60, len in 0i64..80) {
+    fn engine_matches_model(ops in prop::collection::vec(op(), 1..25), start in -250i64..60, len in 0i64..300) {
         let dir = tempfile::tempdir().unwrap();
         let mut engine = Some(Engine::open(config(dir.path())).unwrap());
         let mut model = Model::new();
         for op in &ops {
             let e = engine.as_ref().unwrap();
             match op {
-                Op::Write(rows) => apply(e, &mut model, rows),
+                Op::Write(rows) | Op::Late(rows) => apply(e, &mut model, rows),
                 Op::Flush => e.flush().unwrap(),
                 Op::Compact => { e.compact().unwrap(); }
                 Op::Reopen => {

@@ -24,7 +24,8 @@ pub struct EngineConfig {
     pub background: bool,
     /// How often the background thread looks for work.
     pub background_interval: Duration,
-    /// Compact a partition once it has this many segments.
+    /// Shortest run of similar-sized segments of one partition that the background compaction
+    /// merges (see `engine/compaction/picker.rs`).
     pub compaction_trigger: usize,
     /// Check every chunk's CRC when opening (reports damage at start instead of at first read).
     pub verify_on_open: bool,
@@ -76,8 +77,15 @@ pub struct EngineStats {
     pub values_written: u64,
     /// Flushes since start.
     pub flushes: u64,
-    /// Compactions since start.
+    /// Compactions since start (one per merge of a run of segments into one).
     pub compactions: u64,
+    /// Bytes of segment files written by flushes since start.
+    pub flush_bytes_written: u64,
+    /// Bytes of segment files written by compactions since start. Write amplification is
+    /// `(flush_bytes_written + compaction_bytes_written) / bytes of line protocol accepted`.
+    pub compaction_bytes_written: u64,
+    /// Segments merged away by compactions since start.
+    pub compaction_input_segments: u64,
 }
 
 /// Damage found while opening the engine.

@@ -1,19 +1,22 @@
-//! Flush (memtable → segments), compaction (merge a partition's segments), and the background thread
-//! that runs both. Each step is crash-safe: new files are complete and fsynced before the manifest
-//! names them, and files are deleted only after the manifest stops naming them.
+//! Flush (memtable → segments, catalog log append), the entry points of compaction (`compaction/`),
+//! and the background thread that runs both. Each step is crash-safe: new files are complete and
+//! fsynced before the manifest names them, and files are deleted only after the manifest stops
+//! naming them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::compaction::{self, Mode, picker::PickOptions};
 use super::{Frozen, Inner, LiveSegment};
-use crate::catalog::{Catalog, StreamId};
+use crate::catalog::StreamId;
+use crate::catalog_log::CatalogLog;
 use crate::error::{Result, StorageError};
-use crate::fsutil::sync_dir;
+use crate::fsutil::{step, sync_dir};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::memtable::Memtable;
-use crate::rows::{Rows, merge_lww};
+use crate::rows::Rows;
 use crate::segment::{Segment, SegmentWriter};
 use crate::{FieldType, SeriesId};
 
@@ -44,8 +47,9 @@ pub(super) fn wake(inner: &Inner) {
 }
 
 /// Freezes the active memtable and writes every frozen memtable to segments, oldest first.
+/// Serialized with other flushes by `flush_lock`; a running compaction does not block it.
 pub(super) fn flush(inner: &Inner) -> Result<()> {
-    let mut manifest = lock_manifest(inner)?;
+    let _serial = inner.flush_lock.lock().map_err(|_| super::poisoned())?;
     {
         let mut state = inner.write_state()?;
         if !state.active.is_empty() {
@@ -60,58 +64,107 @@ pub(super) fn flush(inner: &Inner) -> Result<()> {
             state
                 .frozen
                 .first()
-                .map(|f| (f.memtable.clone(), f.wal_cut, state.catalog.clone()))
+                .map(|f| (f.memtable.clone(), f.wal_cut))
         };
-        let Some((memtable, wal_cut, catalog)) = next else {
+        let Some((memtable, wal_cut)) = next else {
             return Ok(());
         };
-        flush_one(inner, &mut manifest, &memtable, wal_cut, &catalog)?;
+        flush_one(inner, &memtable, wal_cut)?;
     }
 }
 
-fn flush_one(
-    inner: &Inner,
-    manifest: &mut Manifest,
-    memtable: &Arc<Memtable>,
-    wal_cut: u64,
-    catalog: &Catalog,
-) -> Result<()> {
+/// A stream's name and fields, copied out of the catalog for a flush (no series are copied).
+struct StreamInfo {
+    database: String,
+    name: String,
+    fields: Vec<(String, FieldType)>,
+}
+
+fn stream_infos(inner: &Inner) -> Result<Vec<StreamInfo>> {
+    let state = inner.read_state()?;
+    Ok(state
+        .catalog
+        .streams
+        .iter()
+        .map(|s| StreamInfo {
+            database: s.database.clone(),
+            name: s.name.clone(),
+            fields: s.fields.clone(),
+        })
+        .collect())
+}
+
+fn flush_one(inner: &Inner, memtable: &Arc<Memtable>, wal_cut: u64) -> Result<()> {
     let started = std::time::Instant::now();
-    let new = write_memtable(inner, manifest, memtable, catalog)?;
-    catalog.save(&inner.paths.catalog)?;
-    let mut next = manifest.clone();
-    next.segments.extend(new.iter().map(|l| l.meta.clone()));
-    next.wal_min_file = wal_cut;
-    next.save(&inner.paths.manifest)?;
-    *manifest = next;
+    let streams = stream_infos(inner)?;
+    let new = write_memtable(inner, memtable, &streams)?;
+    step(&inner.config.data_dir, "flush-segments-written");
+    persist_catalog(inner)?;
     {
+        let mut manifest = lock_manifest(inner)?;
+        let mut next = manifest.clone();
+        next.segments.extend(new.iter().map(|l| l.meta.clone()));
+        next.wal_min_file = wal_cut;
+        next.save(&inner.paths.manifest)?;
+        *manifest = next;
         let mut state = inner.write_state()?;
         state.segments.extend(new.iter().cloned());
-        state.segments.sort_by_key(|l| l.meta.id);
+        state.segments.sort_by_key(|l| l.meta.age());
         state.frozen.retain(|f| !Arc::ptr_eq(&f.memtable, memtable));
     }
+    step(&inner.config.data_dir, "flush-manifest-saved");
     inner.wal.remove_before(wal_cut)?;
+    let bytes = new.iter().map(|l| l.meta.bytes).sum::<u64>();
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters
+        .flush_bytes
+        .fetch_add(bytes, Ordering::Relaxed);
     tracing::info!(
         segments = new.len(),
-        bytes = new.iter().map(|l| l.meta.bytes).sum::<u64>(),
+        bytes,
         millis = started.elapsed().as_millis() as u64,
         "flushed memtable"
     );
     Ok(())
 }
 
+/// Appends to the catalog log what the catalog gained since the last append (O(new series), no
+/// copy of the catalog), and rewrites the log as a snapshot when it has grown much larger than one.
+fn persist_catalog(inner: &Inner) -> Result<()> {
+    let mut log = inner.catalog_log.lock().map_err(|_| super::poisoned())?;
+    let pending = log.pending(&inner.read_state()?.catalog);
+    log.append(pending)?;
+    if log.should_snapshot() {
+        let all = CatalogLog::encode_all(&inner.read_state()?.catalog);
+        let before = log.len();
+        log.replace(all)?;
+        tracing::info!(
+            before,
+            after = log.len(),
+            "rewrote the catalog log as a snapshot"
+        );
+    }
+    Ok(())
+}
+
+/// The start of the partition holding `t`: a multiple of `p`, saturating at `i64::MIN` for times
+/// in the partial partition at the bottom of the range (no time value can overflow).
+pub(crate) fn partition_of(t: i64, p: i64) -> i64 {
+    let p = p.max(1);
+    t.div_euclid(p).saturating_mul(p)
+}
+
 /// Writes one segment per (stream, partition) of the memtable.
 fn write_memtable(
     inner: &Inner,
-    manifest: &mut Manifest,
     memtable: &Memtable,
-    catalog: &Catalog,
+    streams: &[StreamInfo],
 ) -> Result<Vec<Arc<LiveSegment>>> {
     let p = inner.config.partition_ns;
     let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
-    let partition_of = |t: i64| t.div_euclid(p) * p;
-    for (stream, sid, rows) in memtable.drain_sorted(|s| catalog.stream(s).fields.as_slice()) {
+    let partition_of = |t: i64| partition_of(t, p);
+    for (stream, sid, rows) in memtable.drain_sorted(|s| streams[s as usize].fields.as_slice()) {
         // Points without any field value are invisible to reads; nothing to store.
         let rows = rows.drop_empty_rows();
         if rows.is_empty() {
@@ -138,29 +191,27 @@ fn write_memtable(
     }
     let mut out = Vec::with_capacity(groups.len());
     for ((stream, part), series) in groups {
-        let meta = catalog.stream(stream);
-        let source = series.into_iter().map(|(sid, rows)| Ok((sid, rows)));
+        let meta = &streams[stream as usize];
         out.push(write_segment(
             inner,
-            manifest,
             (&meta.database, &meta.name, part),
             &meta.fields,
-            source,
+            series,
         )?);
     }
     sync_dir(&inner.paths.segments)?;
     Ok(out)
 }
 
-/// Writes a segment from series given in increasing id order and opens it.
+/// Writes a flushed segment from series given in increasing id order and opens it; its `seq` is
+/// its id (newer than every segment before it).
 fn write_segment(
     inner: &Inner,
-    manifest: &mut Manifest,
     (database, stream, part): (&str, &str, i64),
     fields: &[(String, FieldType)],
-    series: impl Iterator<Item = Result<(SeriesId, Rows)>>,
+    series: Vec<(SeriesId, Rows)>,
 ) -> Result<Arc<LiveSegment>> {
-    let id = manifest.allocate_id();
+    let id = lock_manifest(inner)?.allocate_id();
     let path = inner.paths.segment(id);
     let mut w = SegmentWriter::create(
         &path,
@@ -170,14 +221,14 @@ fn write_segment(
         inner.config.partition_ns,
         fields,
     )?;
-    for item in series {
-        let (sid, rows) = item?;
+    for (sid, rows) in series {
         w.write_series(sid, &rows)?;
     }
     let written = w.finish()?;
     let segment = Segment::open(&path)?;
     let meta = SegmentMeta {
         id,
+        seq: id,
         database: database.to_string(),
         stream: stream.to_string(),
         partition_start: part,
@@ -189,101 +240,14 @@ fn write_segment(
     Ok(Arc::new(LiveSegment { meta, segment }))
 }
 
-/// Compacts every partition with at least `min_segments` segments; returns how many were compacted.
-pub(super) fn compact(inner: &Inner, min_segments: usize) -> Result<usize> {
-    let mut manifest = lock_manifest(inner)?;
-    let groups: Vec<Vec<Arc<LiveSegment>>> = {
-        let state = inner.read_state()?;
-        let mut by_part: BTreeMap<(String, String, i64), Vec<Arc<LiveSegment>>> = BTreeMap::new();
-        for l in &state.segments {
-            let key = (
-                l.meta.database.clone(),
-                l.meta.stream.clone(),
-                l.meta.partition_start,
-            );
-            by_part.entry(key).or_default().push(l.clone());
-        }
-        by_part
-            .into_values()
-            .filter(|g| g.len() >= min_segments.max(2))
-            .collect()
-    };
-    let count = groups.len();
-    for group in groups {
-        compact_group(inner, &mut manifest, group)?;
-    }
-    Ok(count)
+/// Runs the compactions the picker finds worth doing (`trigger` = shortest run); returns how many.
+pub(super) fn compact_picked(inner: &Inner, trigger: usize) -> Result<usize> {
+    compaction::compact(inner, Mode::Picked(PickOptions::with_trigger(trigger)))
 }
 
-/// Merges one partition's segments (oldest first, newer rows win) into a new segment.
-fn compact_group(
-    inner: &Inner,
-    manifest: &mut Manifest,
-    inputs: Vec<Arc<LiveSegment>>,
-) -> Result<()> {
-    let started = std::time::Instant::now();
-    let first = &inputs[0].meta;
-    let fields = {
-        let state = inner.read_state()?;
-        let id = state
-            .catalog
-            .stream_id(&first.database, &first.stream)
-            .ok_or_else(|| StorageError::Corrupt {
-                path: inner.paths.catalog.clone(),
-                detail: format!(
-                    "segment {} names stream '{}' missing from the catalog",
-                    first.id, first.stream
-                ),
-            })?;
-        state.catalog.stream(id).fields.clone()
-    };
-    let ids: BTreeSet<SeriesId> = inputs.iter().flat_map(|l| l.segment.series_ids()).collect();
-    let merged = ids.into_iter().map(|sid| {
-        let mut parts = Vec::with_capacity(inputs.len());
-        for l in &inputs {
-            if let Some(rows) = l.segment.read_series(sid, i64::MIN, i64::MAX, &fields)? {
-                parts.push(rows);
-            }
-        }
-        Ok((
-            sid,
-            merge_lww(parts).unwrap_or_else(|| Rows::empty(&fields)),
-        ))
-    });
-    let key = (
-        first.database.as_str(),
-        first.stream.as_str(),
-        first.partition_start,
-    );
-    let output = write_segment(inner, manifest, key, &fields, merged)?;
-    sync_dir(&inner.paths.segments)?;
-    let input_ids: BTreeSet<u64> = inputs.iter().map(|l| l.meta.id).collect();
-    let mut next = manifest.clone();
-    next.segments.retain(|m| !input_ids.contains(&m.id));
-    next.segments.push(output.meta.clone());
-    next.save(&inner.paths.manifest)?;
-    *manifest = next;
-    {
-        let mut state = inner.write_state()?;
-        state.segments.retain(|l| !input_ids.contains(&l.meta.id));
-        state.segments.push(output.clone());
-        state.segments.sort_by_key(|l| l.meta.id);
-    }
-    for id in &input_ids {
-        let path = inner.paths.segment(*id);
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "could not delete compacted segment; it is deleted at next start");
-        }
-    }
-    inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        inputs = input_ids.len(),
-        output = output.meta.id,
-        bytes = output.meta.bytes,
-        millis = started.elapsed().as_millis() as u64,
-        "compacted partition"
-    );
-    Ok(())
+/// Merges every window with two or more segments into one; returns how many windows.
+pub(super) fn compact_all(inner: &Inner) -> Result<usize> {
+    compaction::compact(inner, Mode::All)
 }
 
 /// Starts the thread that flushes by size/age and compacts partitions with many segments.
@@ -326,6 +290,6 @@ fn run_due_work(inner: &Inner) -> Result<()> {
     if due {
         flush(inner)?;
     }
-    compact(inner, inner.config.compaction_trigger)?;
+    compact_picked(inner, inner.config.compaction_trigger)?;
     Ok(())
 }

@@ -2,9 +2,12 @@
 //!
 //! Locking: `state` (RwLock) guards catalog, memtables and the live segment list; writers take it
 //! exclusively only to resolve series, append to the WAL buffer and apply to the memtable, then wait
-//! for the WAL sync without it. `maintenance` (Mutex) serializes flush and compaction and owns the
-//! manifest, so segment ids are allocated in data-age order.
+//! for the WAL sync without it. `flush_lock` serializes flushes, `compaction_lock` compactions; the
+//! two run concurrently. `maintenance` (Mutex) owns the manifest and is held only to allocate a
+//! segment id or to save a manifest edit and swap the live segment list, so a long compaction never
+//! blocks a flush. Segments are kept in age order (`SegmentMeta::age`), see `compaction/mod.rs`.
 
+mod compaction;
 mod config;
 mod latest;
 mod maintenance;
@@ -97,6 +100,12 @@ struct Counters {
     values: AtomicU64,
     flushes: AtomicU64,
     compactions: AtomicU64,
+    /// Bytes of segments written by flushes.
+    flush_bytes: AtomicU64,
+    /// Bytes of segments written by compactions.
+    compaction_bytes: AtomicU64,
+    /// Segments merged away by compactions.
+    compaction_inputs: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -106,6 +115,12 @@ struct Inner {
     wal: Wal,
     state: RwLock<State>,
     maintenance: Mutex<Manifest>,
+    /// Serializes flushes (held for a whole flush).
+    flush_lock: Mutex<()>,
+    /// Serializes compactions (held for a whole compaction).
+    compaction_lock: Mutex<()>,
+    /// The catalog's append-only log, appended at flush.
+    catalog_log: Mutex<crate::catalog_log::CatalogLog>,
     counters: Counters,
     shutdown: AtomicBool,
     wake: (Mutex<bool>, Condvar),
@@ -226,8 +241,9 @@ impl Engine {
     }
 
     /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
+    /// Runs without blocking flushes (see `compaction/mod.rs`).
     pub fn compact(&self) -> Result<usize> {
-        maintenance::compact(&self.inner, 2)
+        maintenance::compact_all(&self.inner)
     }
 
     /// Stops background work and flushes. Later writes fail with [`StorageError::ShutDown`].
@@ -302,6 +318,9 @@ impl Engine {
             values_written: c.values.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
+            flush_bytes_written: c.flush_bytes.load(Ordering::Relaxed),
+            compaction_bytes_written: c.compaction_bytes.load(Ordering::Relaxed),
+            compaction_input_segments: c.compaction_inputs.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         if let Ok(s) = self.inner.read_state() {

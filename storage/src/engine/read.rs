@@ -49,7 +49,7 @@ pub struct ReadSnapshot {
     mode: ReadMode,
     partition_ns: i64,
     series: Vec<SnapSeries>,
-    /// Overlapping segments, oldest (lowest id) first.
+    /// Overlapping segments in age order (`SegmentMeta::age`: oldest first).
     segments: Vec<Arc<LiveSegment>>,
     mem_bytes: usize,
 }
@@ -394,7 +394,7 @@ fn partition_of(t: i64, p: i64) -> i64 {
     t.div_euclid(p).checked_mul(p).unwrap_or(i64::MIN)
 }
 
-/// A source with its age order (segments first by position, then memtable parts).
+/// A source with its age order (segments first by their age position, then memtable parts).
 type Aged = ((u8, usize), Source);
 
 /// The windows of series `i`: its sources grouped so that windows hold disjoint time ranges,

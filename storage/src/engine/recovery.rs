@@ -1,5 +1,6 @@
-//! Opening a data directory: lock it, load manifest and catalog, open and verify segments, delete
-//! orphan files from interrupted flushes or compactions, and replay the WAL into the memtable.
+//! Opening a data directory: lock it, load manifest and catalog (log, or the older JSON snapshot,
+//! converted), open and verify segments in age order, delete orphan files from interrupted flushes
+//! or compactions, and replay the WAL into the memtable.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use super::{
     BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write,
 };
-use crate::catalog::Catalog;
+use crate::catalog_log::CatalogLog;
 use crate::error::{IoContext, Result, StorageError};
 use crate::manifest::{Manifest, segment_file_name};
 use crate::segment::Segment;
@@ -24,8 +25,9 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let lock = lock_dir(&config.data_dir)?;
     let manifest = Manifest::load(&paths.manifest)?;
     let mut report = RecoveryReport::default();
+    let (catalog_log, catalog) = CatalogLog::open(&catalog_log_path(&paths), &paths.catalog)?;
     let mut state = State {
-        catalog: Catalog::load(&paths.catalog)?,
+        catalog,
         ..State::default()
     };
     open_segments(
@@ -36,6 +38,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         &mut report,
     );
     remove_orphans(&paths.segments, &manifest)?;
+    remove_stale_temporaries(&paths)?;
     load_last_values(&mut state, &mut report);
     let opts = WalOptions {
         dir: paths.wal.clone(),
@@ -72,6 +75,9 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         wal,
         state: RwLock::new(state),
         maintenance: Mutex::new(manifest),
+        flush_lock: Mutex::new(()),
+        compaction_lock: Mutex::new(()),
+        catalog_log: Mutex::new(catalog_log),
         counters: Counters::default(),
         shutdown: Default::default(),
         wake: (Mutex::new(false), Condvar::new()),
@@ -80,21 +86,46 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     })
 }
 
+/// The catalog log, `DATA/catalog.log` (the older JSON snapshot was `DATA/catalog`).
+pub(super) fn catalog_log_path(paths: &Paths) -> std::path::PathBuf {
+    paths.catalog.with_extension("log")
+}
+
 /// Fills the last-value cache from the segments (newest data first, so older segments are
 /// mostly skipped); the WAL replay then applies newer writes on top. A segment whose data cannot
 /// be read is reported like other damage and skipped.
 fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
-    let mut order: Vec<Arc<LiveSegment>> = state.segments.clone();
-    order.sort_by_key(|l| std::cmp::Reverse((l.meta.max_time, l.meta.id)));
-    for live in order {
-        let Some(stream) = state
-            .catalog
-            .stream_id(&live.meta.database, &live.meta.stream)
-        else {
+    let State {
+        segments,
+        catalog,
+        last,
+        ..
+    } = state;
+    let mut order: Vec<usize> = (0..segments.len()).collect();
+    order.sort_by_key(|&i| {
+        let m = &segments[i].meta;
+        std::cmp::Reverse((m.max_time, m.age()))
+    });
+    for i in order {
+        let live = &mut segments[i];
+        let Some(stream) = catalog.stream_id(&live.meta.database, &live.meta.stream) else {
             continue;
         };
-        let meta = state.catalog.stream(stream);
-        if let Err(e) = state.last.load_segment(&live, |name| meta.field_id(name)) {
+        let meta = catalog.stream(stream);
+        // The cache breaks ties between segments by `meta.id` as "newer"; the age order is `seq`
+        // (a compaction output has a higher id than segments flushed while it was merged). `seq`
+        // is unique among live segments, so lend it as the id for the load. The Arcs are not
+        // shared yet at open.
+        let loaded = match Arc::get_mut(live) {
+            Some(l) => {
+                let id = std::mem::replace(&mut l.meta.id, l.meta.seq);
+                let r = last.load_segment(l, |name| meta.field_id(name));
+                l.meta.id = id;
+                r
+            }
+            None => last.load_segment(live, |name| meta.field_id(name)),
+        };
+        if let Err(e) = loaded {
             tracing::error!(error = %e, "cannot read latest values from a segment");
             let msg = e.to_string();
             if !report.segment_errors.contains(&msg) {
@@ -175,7 +206,25 @@ fn open_segments(
             }
         }
     }
-    state.segments.sort_by_key(|l| l.meta.id);
+    state.segments.sort_by_key(|l| l.meta.age());
+}
+
+/// Deletes the temporary files of an interrupted atomic replace (`MANIFEST.tmp`, `catalog.tmp`):
+/// the file they were to replace is intact.
+fn remove_stale_temporaries(paths: &Paths) -> Result<()> {
+    for path in [
+        paths.manifest.with_extension("tmp"),
+        catalog_log_path(paths).with_extension("tmp"),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed a temporary file of an interrupted write")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&path),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes segment files the manifest does not name (leftovers of interrupted flushes/compactions).

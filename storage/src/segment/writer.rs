@@ -108,6 +108,28 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Appends rows to the series `series_id`, continuing it when it is the last series written
+    /// (so a merge can stream a series a block at a time). `rows` must be normalized, start after
+    /// the series' previous rows, and series must arrive in increasing id order.
+    pub fn append_series_rows(&mut self, series_id: SeriesId, rows: &Rows) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut blocks = Vec::with_capacity(rows.len().div_ceil(BLOCK_ROWS));
+        for start in (0..rows.len()).step_by(BLOCK_ROWS) {
+            let end = (start + BLOCK_ROWS).min(rows.len());
+            blocks.push(self.write_block(rows, start..end)?);
+        }
+        self.rows += rows.len() as u64;
+        self.min_time = self.min_time.min(rows.times[0]);
+        self.max_time = self.max_time.max(rows.times[rows.len() - 1]);
+        match self.index.last_mut() {
+            Some(last) if last.series_id == series_id => last.blocks.extend(blocks),
+            _ => self.index.push(SeriesIndex { series_id, blocks }),
+        }
+        Ok(())
+    }
+
     fn write_block(&mut self, rows: &Rows, range: std::ops::Range<usize>) -> Result<Block> {
         let times = &rows.times[range.clone()];
         let mut buf = std::mem::take(&mut self.scratch);
