@@ -12,6 +12,7 @@ mod catalog;
 mod engine;
 mod error;
 mod fsutil;
+mod limits;
 mod manifest;
 mod memtable;
 mod rows;
@@ -24,6 +25,7 @@ pub use engine::{
     WriteReceipt,
 };
 pub use error::{Result, StorageError};
+pub use limits::{Limit, Limits};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;
 pub use wal::Durability;

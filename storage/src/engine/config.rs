@@ -1,8 +1,10 @@
 //! Engine configuration and the public report types.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Limits;
 use crate::wal::Durability;
 
 /// Engine configuration; [`EngineConfig::new`] gives the defaults.
@@ -28,6 +30,13 @@ pub struct EngineConfig {
     pub compaction_trigger: usize,
     /// Check every chunk's CRC when opening (reports damage at start instead of at first read).
     pub verify_on_open: bool,
+    /// Write limits of every database without an entry in `database_limits`.
+    pub limits: Limits,
+    /// Per-database limits (a runtime `Engine::set_limits` takes precedence).
+    pub database_limits: BTreeMap<String, Limits>,
+    /// How long a write waits for flush to free memtable memory (active + frozen memtables above
+    /// 2 × `memtable_bytes`) before it fails with `StorageError::Overloaded`.
+    pub write_stall_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -44,6 +53,9 @@ impl EngineConfig {
             background_interval: Duration::from_secs(1),
             compaction_trigger: 4,
             verify_on_open: true,
+            limits: Limits::default(),
+            database_limits: BTreeMap::new(),
+            write_stall_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -88,6 +88,8 @@ struct State {
     last: latest::LastValues,
     /// Grows whenever a stream, field or series is added.
     catalog_version: u64,
+    /// Per-database limit overrides and tag-value counts (see `limits.rs`).
+    limits: crate::limits::LimitState,
 }
 
 #[derive(Debug, Default)]
@@ -304,6 +306,22 @@ impl Engine {
     /// What recovery found when the engine was opened.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.inner.recovery.clone()
+    }
+
+    /// Replaces the write limits of `database` (checked from the next write on; what is stored
+    /// already is kept even when it is over the new limits).
+    pub fn set_limits(&self, database: &str, limits: crate::Limits) -> Result<()> {
+        let mut state = self.inner.write_state()?;
+        state.limits.set_override(database, limits);
+        Ok(())
+    }
+
+    /// The write limits in force for `database`.
+    pub fn limits(&self, database: &str) -> crate::Limits {
+        match self.inner.read_state() {
+            Ok(state) => write::limits_of(&self.inner, &state, database),
+            Err(_) => write::configured_limits(&self.inner.config, database),
+        }
     }
 }
 
