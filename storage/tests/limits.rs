@@ -116,7 +116,11 @@ fn snapshot(e: &Engine, db: &str, stream: &str) -> Snapshot {
 }
 
 /// Asserts `result` is a `LimitExceeded` for `limit` whose message names the limit and its value.
-fn assert_limit(result: strata_storage::Result<strata_storage::WriteReceipt>, limit: Limit, value: usize) {
+fn assert_limit(
+    result: strata_storage::Result<strata_storage::WriteReceipt>,
+    limit: Limit,
+    value: usize,
+) {
     let err = result.expect_err("the write must be refused");
     let msg = err.to_string();
     match &err {
@@ -130,7 +134,10 @@ fn assert_limit(result: strata_storage::Result<strata_storage::WriteReceipt>, li
         }
         other => panic!("expected LimitExceeded, got {other:?}"),
     }
-    assert!(msg.contains(&format!("{} = {value}", limit.name())), "{msg}");
+    assert!(
+        msg.contains(&format!("{} = {value}", limit.name())),
+        "{msg}"
+    );
     assert!(msg.contains("nothing from this write was stored"), "{msg}");
     assert!(msg.contains("raise the limit"), "{msg}");
 }
@@ -147,8 +154,11 @@ fn series_per_stream_limit_refuses_the_whole_batch() {
     let e = Engine::open(config(dir.path())).unwrap();
     e.set_limits("db", limits(|l| l.max_series_per_stream = 3))
         .unwrap();
-    e.write(&batch("db", vec![table("m", &[row("a", &[], 1), row("b", &[], 2)])]))
-        .unwrap();
+    e.write(&batch(
+        "db",
+        vec![table("m", &[row("a", &[], 1), row("b", &[], 2)])],
+    ))
+    .unwrap();
     let before = snapshot(&e, "db", "m");
     // One existing series, two new ones (4 > 3), and a new stream that must not appear either.
     let refused = batch(
@@ -162,8 +172,11 @@ fn series_per_stream_limit_refuses_the_whole_batch() {
     assert_eq!(snapshot(&e, "db", "m"), before);
     assert!(e.schema("db", "other").is_none());
     // Under the limit: one more series, and existing series keep working.
-    e.write(&batch("db", vec![table("m", &[row("c", &[], 4), row("a", &[], 6)])]))
-        .unwrap();
+    e.write(&batch(
+        "db",
+        vec![table("m", &[row("c", &[], 4), row("a", &[], 6)])],
+    ))
+    .unwrap();
     assert_eq!(e.devices("db", "m"), vec!["a", "b", "c"]);
     assert_limit(
         e.write(&batch("db", vec![table("m", &[row("d", &[], 7)])])),
@@ -255,12 +268,18 @@ fn values_per_tag_limit_counts_distinct_values_per_key_and_survives_reopen() {
     assert_eq!(e.limits("db"), small);
     assert_eq!(e.limits("elsewhere"), Limits::default());
     assert_limit(
-        e.write(&batch("db", vec![table("m", &[row("e", &[("site", "w")], 5)])])),
+        e.write(&batch(
+            "db",
+            vec![table("m", &[row("e", &[("site", "w")], 5)])],
+        )),
         Limit::ValuesPerTag,
         2,
     );
-    e.write(&batch("db", vec![table("m", &[row("e", &[("site", "y")], 5)])]))
-        .unwrap();
+    e.write(&batch(
+        "db",
+        vec![table("m", &[row("e", &[("site", "y")], 5)])],
+    ))
+    .unwrap();
 }
 
 #[test]
@@ -368,10 +387,7 @@ fn a_series_flood_stops_at_the_limit_and_memory_stops_growing() {
     let mut bytes_at_limit = None;
     for b in 0..100 {
         let devices: Vec<String> = (0..100).map(|i| format!("d{b}-{i}")).collect();
-        let rows: Vec<Row> = devices
-            .iter()
-            .map(|d| row(d, &[], b as i64))
-            .collect();
+        let rows: Vec<Row> = devices.iter().map(|d| row(d, &[], b as i64)).collect();
         match e.write(&batch("db", vec![table("m", &rows)])) {
             Ok(_) => assert!(b < 10, "batch {b} was accepted"),
             Err(StorageError::LimitExceeded { .. }) => {

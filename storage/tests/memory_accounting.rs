@@ -29,7 +29,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -51,7 +54,8 @@ fn rows(series: usize, t: i64) -> WriteBatch {
     };
     let mut text = Column::new("s", strata_storage::FieldType::String);
     for _ in 0..series {
-        text.data.push_value(&strata_storage::Value::String("z".repeat(100)));
+        text.data
+            .push_value(&strata_storage::Value::String("z".repeat(100)));
         text.valid.push(true);
     }
     WriteBatch {
@@ -94,5 +98,8 @@ fn memtable_bytes_follow_the_live_heap() {
     // 55,000 rows × (8 time + 8 + 8 + 100 string + 4 string end) = 7 MB of data at least.
     assert!(memtable >= 7_040_000.0, "{memtable}");
     let ratio = memtable / heap;
-    assert!((0.9..=1.1).contains(&ratio), "memtable_bytes / live heap = {ratio}");
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "memtable_bytes / live heap = {ratio}"
+    );
 }

@@ -95,12 +95,18 @@ fn without_a_background_thread_a_failing_flush_refuses_writes_over_the_memory_bo
     };
     assert!(matches!(err, StorageError::Overloaded(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("retry later") && msg.contains("flush failed"), "{msg}");
+    assert!(
+        msg.contains("retry later") && msg.contains("flush failed"),
+        "{msg}"
+    );
     let held = e.stats().memtable_bytes;
     assert!(held >= 2 * cfg.memtable_bytes, "{held}");
     assert!(held < 4 * cfg.memtable_bytes, "{held}");
     // The refused batch stored nothing.
-    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64, 2 * acked);
+    assert_eq!(
+        flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64,
+        2 * acked
+    );
     repair_segments(dir.path());
     e.write(&payload_batch(acked, 50)).unwrap();
     assert!(e.stats().segments > 0);
@@ -132,7 +138,10 @@ fn writers_wait_for_background_flush_and_fail_with_overloaded_when_it_does_not_c
     assert!(err.to_string().contains("did not free memory"), "{err}");
     let held = e.stats().memtable_bytes;
     assert!(held < 4 * cfg.memtable_bytes, "{held}");
-    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64, 2 * acked);
+    assert_eq!(
+        flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64,
+        2 * acked
+    );
     // Once flush works again the background thread catches up and writers proceed.
     repair_segments(dir.path());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -147,7 +156,10 @@ fn writers_wait_for_background_flush_and_fail_with_overloaded_when_it_does_not_c
     assert!(e.stats().memtable_bytes < 2 * cfg.memtable_bytes);
     drop(e);
     let e = Engine::open(config(dir.path())).unwrap();
-    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64, 2 * acked);
+    assert_eq!(
+        flatten(&e.scan(&all("db", "m")).unwrap()).len() as i64,
+        2 * acked
+    );
 }
 
 #[test]
@@ -159,7 +171,10 @@ fn reserved_database_and_stream_names_are_refused() {
         let err = e.write(&batch(db, "m", &rows)).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StorageError::InvalidInput(_)), "{msg}");
-        assert!(msg.contains(&format!("'{db}'")) && msg.contains("reserved"), "{msg}");
+        assert!(
+            msg.contains(&format!("'{db}'")) && msg.contains("reserved"),
+            "{msg}"
+        );
     }
     for stream in [
         "devices",
@@ -176,7 +191,8 @@ fn reserved_database_and_stream_names_are_refused() {
         let msg = err.to_string();
         assert!(matches!(err, StorageError::InvalidInput(_)), "{msg}");
         assert!(
-            msg.contains(&format!("'{stream}'")) && msg.contains("reserved for the registry's SQL table"),
+            msg.contains(&format!("'{stream}'"))
+                && msg.contains("reserved for the registry's SQL table"),
             "{msg}"
         );
     }
@@ -221,7 +237,9 @@ fn a_sparse_series_pays_memtable_memory_for_the_values_it_writes() {
         .collect();
     e2.write(&batch("db", "narrow", &rows)).unwrap();
     let narrow = e2.stats().memtable_bytes;
-    eprintln!("memtable bytes for {ROWS} rows of 3 values: sparse series {wide}, dense series {narrow}");
+    eprintln!(
+        "memtable bytes for {ROWS} rows of 3 values: sparse series {wide}, dense series {narrow}"
+    );
     // 5,000 rows × (8-byte time + 3 × 8-byte values) = 160 KB of data for either series.
     assert!(narrow >= 160_000, "{narrow}");
     assert!(
@@ -292,7 +310,10 @@ fn wal_failure_parent() {
     let output = Command::new("sh")
         .args(["-c", &script])
         .arg(&exe)
-        .args(["--exact", "a_failed_wal_append_leaves_the_catalog_unchanged"])
+        .args([
+            "--exact",
+            "a_failed_wal_append_leaves_the_catalog_unchanged",
+        ])
         .args(["--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .output()

@@ -239,7 +239,13 @@ mod tests {
                 for c in &t.columns {
                     if let Some(v) = c.get(row) {
                         let device = t.series[t.row_series[row] as usize].device.clone();
-                        out.push((t.stream.clone(), t.times[row], device, c.name.clone(), format!("{v:?}")));
+                        out.push((
+                            t.stream.clone(),
+                            t.times[row],
+                            device,
+                            c.name.clone(),
+                            format!("{v:?}"),
+                        ));
                     }
                 }
             }
@@ -257,7 +263,12 @@ mod tests {
         let mut inputs = Vec::new();
         for i in 0..300 {
             let f = (i * 3) % 1000;
-            let text = format!("a,device=d{} f{f}={i},f{}={i},f{}={i} {i}", i % 7, f + 1, f + 2);
+            let text = format!(
+                "a,device=d{} f{f}={i},f{}={i},f{}={i} {i}",
+                i % 7,
+                f + 1,
+                f + 2
+            );
             inputs.push(lp(&text));
             m.add(inputs.last().unwrap()).unwrap();
         }

@@ -99,12 +99,7 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
 /// names are not checked: what was acknowledged is restored.
 pub(super) fn replay(state: &mut State, batch: &WriteBatch) -> Result<()> {
     validate(batch)?;
-    let (plans, additions) = plan(
-        &state.catalog,
-        &mut state.limits,
-        &Limits::UNLIMITED,
-        batch,
-    )?;
+    let (plans, additions) = plan(&state.catalog, &mut state.limits, &Limits::UNLIMITED, batch)?;
     commit(state, additions);
     apply(state, batch, &plans);
     Ok(())
@@ -304,11 +299,9 @@ impl<'a> Planner<'a> {
 
     fn field(&mut self, stream: StreamId, sname: &str, name: &str, ty: FieldType) -> Result<usize> {
         let existing = self.existing(stream);
-        if let Some(meta) = existing {
-            if let Some(fid) = meta.field_id(name) {
-                self.catalog.check_field(stream, name, ty)?;
-                return Ok(fid);
-            }
+        if let Some(fid) = existing.and_then(|m| m.field_id(name)) {
+            self.catalog.check_field(stream, name, ty)?;
+            return Ok(fid);
         }
         let key = (stream, name.to_string());
         if let Some(&(fid, prev)) = self.new_fields.get(&key) {
