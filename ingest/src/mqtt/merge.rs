@@ -82,10 +82,12 @@ impl Merger {
     /// The table `src` goes into: the stream's current table, or a new one when widening would
     /// cost more than the slack allows.
     fn table(&mut self, src: &TableWrite) -> usize {
-        if let Some(&idx) = self.current.get(&src.stream) {
-            if self.tables[idx].fits(src) {
-                return idx;
-            }
+        if let Some(&idx) = self
+            .current
+            .get(&src.stream)
+            .filter(|&&idx| self.tables[idx].fits(src))
+        {
+            return idx;
         }
         let mut t = Table::default();
         t.write.stream = src.stream.clone();
