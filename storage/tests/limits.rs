@@ -183,6 +183,7 @@ fn series_per_stream_limit_refuses_the_whole_batch() {
         Limit::SeriesPerStream,
         3,
     );
+    assert_eq!(e.stats().writes_refused_limit, 2);
     // The limit is per stream and per database.
     e.write(&batch("db", vec![table("n", &[row("d", &[], 1)])]))
         .unwrap();

@@ -136,6 +136,8 @@ fn writers_wait_for_background_flush_and_fail_with_overloaded_when_it_does_not_c
     };
     assert!(matches!(err, StorageError::Overloaded(_)), "{err:?}");
     assert!(err.to_string().contains("did not free memory"), "{err}");
+    assert_eq!(e.stats().writes_refused_overloaded, 1);
+    assert!(e.stats().frozen_memtables > 0);
     let held = e.stats().memtable_bytes;
     assert!(held < 4 * cfg.memtable_bytes, "{held}");
     assert_eq!(

@@ -90,6 +90,12 @@ pub struct EngineStats {
     pub flushes: u64,
     /// Compactions since start.
     pub compactions: u64,
+    /// Memtables frozen and waiting for (or in) flush.
+    pub frozen_memtables: usize,
+    /// Writes refused since start because they would exceed a database limit.
+    pub writes_refused_limit: u64,
+    /// Writes refused since start because memtables stayed over their memory bound.
+    pub writes_refused_overloaded: u64,
 }
 
 /// Damage found while opening the engine.

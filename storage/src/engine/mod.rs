@@ -98,6 +98,10 @@ struct Counters {
     values: AtomicU64,
     flushes: AtomicU64,
     compactions: AtomicU64,
+    /// Writes refused by a limit (`write.rs`).
+    refused_limit: AtomicU64,
+    /// Writes refused because flush did not free memory in time (`write.rs`).
+    refused_overloaded: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -291,12 +295,15 @@ impl Engine {
             values_written: c.values.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
+            writes_refused_limit: c.refused_limit.load(Ordering::Relaxed),
+            writes_refused_overloaded: c.refused_overloaded.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         if let Ok(s) = self.inner.read_state() {
             stats.series = s.catalog.series.len();
             stats.memtable_bytes =
                 s.active.bytes() + s.frozen.iter().map(|f| f.memtable.bytes()).sum::<usize>();
+            stats.frozen_memtables = s.frozen.len();
             stats.segments = s.segments.len();
             stats.segment_bytes = s.segments.iter().map(|l| l.meta.bytes).sum();
         }

@@ -70,13 +70,22 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     if receipt.rows == 0 {
         return Ok(receipt);
     }
-    admit(inner)?;
+    admit(inner).inspect_err(|e| {
+        if matches!(e, StorageError::Overloaded(_)) {
+            count(&inner.counters.refused_overloaded);
+        }
+    })?;
     let payload = wal_record::encode(batch);
     let (seq, memtable_bytes) = {
         let mut guard = inner.write_state()?;
         let state = &mut *guard;
         let limits = limits_of(inner, state, &batch.database);
-        let (plans, additions) = plan(&state.catalog, &mut state.limits, &limits, batch)?;
+        let (plans, additions) = plan(&state.catalog, &mut state.limits, &limits, batch)
+            .inspect_err(|e| {
+                if matches!(e, StorageError::LimitExceeded { .. }) {
+                    count(&inner.counters.refused_limit);
+                }
+            })?;
         let seq = inner.wal.append(&payload)?;
         commit(state, additions);
         apply(state, batch, &plans);
@@ -93,6 +102,10 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
         .fetch_add(receipt.values as u64, Ordering::Relaxed);
     after_write(inner, memtable_bytes);
     Ok(receipt)
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Applies a replayed WAL record (already durable) to catalog and memtable. Limits and reserved
