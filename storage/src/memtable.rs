@@ -360,6 +360,92 @@ mod tests {
         }
     }
 
+    /// One row per entry: time and, per field id 0..3, an optional string value.
+    fn sparse_table(rows: &[(i64, [Option<&str>; 3])]) -> TableWrite {
+        let mut columns: Vec<Column> = (0..3)
+            .map(|i| Column::new(format!("c{i}"), FieldType::String))
+            .collect();
+        for (_, vals) in rows {
+            for (c, v) in columns.iter_mut().zip(vals) {
+                match v {
+                    Some(v) => {
+                        c.data.push_value(&Value::String(v.to_string()));
+                        c.valid.push(true);
+                    }
+                    None => c.push_null(),
+                }
+            }
+        }
+        TableWrite {
+            stream: "s".into(),
+            series: vec![SeriesKey::default()],
+            row_series: vec![0; rows.len()],
+            times: rows.iter().map(|r| r.0).collect(),
+            columns,
+        }
+    }
+
+    #[test]
+    fn sparse_fields_read_back_at_their_rows() {
+        let mut m = Memtable::default();
+        // c0 dense from row 0, c1 starts late and then has a gap (becomes sparse), c2 never written.
+        m.apply(
+            0,
+            &sparse_table(&[
+                (1, [Some("a"), None, None]),
+                (2, [Some("b"), Some("x"), None]),
+            ]),
+            &[3],
+            &[0, 1, 2],
+        );
+        m.apply(
+            0,
+            &sparse_table(&[
+                (3, [Some("c"), None, None]),
+                (4, [Some("d"), Some("yy"), None]),
+            ]),
+            &[3],
+            &[0, 1, 2],
+        );
+        let buf = m.get(3).unwrap();
+        assert_eq!(buf.fields.len(), 2, "no buffer for a field never written");
+        assert!(!buf.fields[0].sparse && buf.fields[1].sparse);
+        let fields: Vec<(String, FieldType)> = (0..3)
+            .map(|i| (format!("c{i}"), FieldType::String))
+            .collect();
+        let rows = m
+            .read(3, i64::MIN, i64::MAX, &fields, &[Some(0), Some(1), Some(2)])
+            .unwrap();
+        assert_eq!(rows.times, vec![1, 2, 3, 4]);
+        let col = |i: usize| (0..4).map(|r| rows.columns[i].get(r)).collect::<Vec<_>>();
+        let s = |v: &str| Some(Value::String(v.into()));
+        assert_eq!(col(0), vec![s("a"), s("b"), s("c"), s("d")]);
+        assert_eq!(col(1), vec![None, s("x"), None, s("yy")]);
+        assert_eq!(col(2), vec![None, None, None, None]);
+        let slice = m.read(3, 2, 3, &fields, &[Some(0), Some(1), None]).unwrap();
+        assert_eq!(slice.times, vec![2, 3]);
+        assert_eq!(slice.columns[1].get(0), s("x"));
+        assert_eq!(slice.columns[1].get(1), None);
+    }
+
+    #[test]
+    fn bytes_count_capacity_and_grow_with_values_not_with_known_fields() {
+        let mut m = Memtable::default();
+        assert_eq!(m.bytes(), 0);
+        m.apply(0, &table(&[1], &[1.0]), &[1], &[999]);
+        let one = m.bytes();
+        assert!(one >= 16, "{one}");
+        let buf = m.get(1).unwrap();
+        assert_eq!(buf.fields.len(), 1);
+        assert_eq!(buf.bytes, buf.heap_bytes());
+        for t in 2..100 {
+            m.apply(0, &table(&[t], &[1.0]), &[1], &[999]);
+        }
+        let buf = m.get(1).unwrap();
+        assert!(buf.times.capacity() >= 99);
+        assert!(m.bytes() >= buf.times.capacity() * 8 * 2);
+    }
+
     #[test]
     fn out_of_order_and_duplicates_resolve_on_read() {
         let mut m = Memtable::default();
