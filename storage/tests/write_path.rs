@@ -254,6 +254,38 @@ fn a_sparse_series_pays_memtable_memory_for_the_values_it_writes() {
     assert!(got.contains(&("w".into(), 7, "f21".into(), Value::Float(7.0))));
 }
 
+#[test]
+fn a_flushed_sparse_series_has_chunks_only_for_the_fields_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(config(dir.path())).unwrap();
+    let all_fields: Vec<_> = (0..1_000).map(|i| f(&format!("f{i}"), 0.0)).collect();
+    e.write(&batch("db", "wide", &[("a".into(), 0, all_fields)]))
+        .unwrap();
+    let rows: Vec<_> = (1..=100)
+        .map(|t| {
+            let fields = (0..3)
+                .map(|k| f(&format!("f{}", 500 + k), t as f64))
+                .collect();
+            ("b".to_string(), t, fields)
+        })
+        .collect();
+    e.write(&batch("db", "wide", &rows)).unwrap();
+    e.flush().unwrap();
+    let segments: Vec<_> = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(segments.len(), 1);
+    let summary = strata_storage::summarize_segment_file(&segments[0]).unwrap();
+    let (time, fields) = summary.split_first().unwrap();
+    assert_eq!(time.chunks, 2, "one block per series");
+    // Series a: one chunk for each of its 1,000 fields; series b: 3, not 1,000.
+    assert_eq!(fields.iter().map(|c| c.chunks).sum::<u64>(), 1_003);
+    assert_eq!(fields.iter().map(|c| c.values).sum::<u64>(), 1_000 + 300);
+    let got = flatten(&e.scan(&all("db", "wide")).unwrap());
+    assert_eq!(got.len(), 1_300);
+}
+
 /// Set in the child process: the data directory to write to.
 const CHILD_ENV: &str = "STRATA_WRITE_PATH_WAL_FAILURE_DIR";
 /// The child's file-size limit in 512-byte blocks (32 KiB).
