@@ -85,7 +85,10 @@ fn storage_status(e: &StorageError) -> StatusCode {
         StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_) => {
             StatusCode::BAD_REQUEST
         }
-        StorageError::Wal(_) | StorageError::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+        StorageError::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        StorageError::Wal(_) | StorageError::ShutDown | StorageError::Overloaded(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Codec(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -86,6 +86,26 @@ impl StreamMeta {
         }
         set
     }
+
+    /// The id of an existing series of this stream (used to plan a write without changing the catalog).
+    pub fn series_id(&self, key: &SeriesKey) -> Option<SeriesId> {
+        self.lookup.get(key).copied()
+    }
+
+    /// True when some series of this stream carries tag `key` = `value`.
+    pub fn has_tag_value(&self, key: &str, value: &str) -> bool {
+        self.by_tag
+            .contains_key(&(key.to_string(), value.to_string()))
+    }
+
+    /// Distinct values per tag key (the device excluded), for the per-tag value limit.
+    pub fn tag_value_counts(&self) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        for (key, _) in self.by_tag.keys() {
+            *out.entry(key.clone()).or_insert(0) += 1;
+        }
+        out
+    }
 }
 
 /// Where a series lives.

@@ -51,6 +51,27 @@ pub enum StorageError {
     /// The engine is shutting down or shut down.
     #[error("the storage engine is shut down")]
     ShutDown,
+    /// A write would exceed a per-database limit; nothing of it was stored.
+    #[error(
+        "write refused: {limit} = {value} would be exceeded in stream '{stream}' of database '{database}' ({detail}); nothing from this write was stored; {advice}",
+        advice = limit.advice()
+    )]
+    LimitExceeded {
+        /// The limit.
+        limit: crate::Limit,
+        /// Its value for the database.
+        value: usize,
+        /// Database name.
+        database: String,
+        /// Stream name.
+        stream: String,
+        /// What the write tried (counts, the offending name or size).
+        detail: String,
+    },
+    /// Memtables are full because flush has fallen behind or is failing; the write was not
+    /// stored and can be retried later.
+    #[error("storage engine overloaded: {0}; nothing from this write was stored, retry later")]
+    Overloaded(String),
 }
 
 /// Result alias for the storage engine.

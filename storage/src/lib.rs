@@ -13,6 +13,7 @@ mod catalog_log;
 mod engine;
 mod error;
 mod fsutil;
+mod limits;
 mod manifest;
 mod memtable;
 mod rows;
@@ -25,6 +26,7 @@ pub use engine::{
     ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, WriteReceipt,
 };
 pub use error::{Result, StorageError};
+pub use limits::{Limit, Limits};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;
 pub use wal::Durability;

@@ -1,52 +1,206 @@
 //! The memtable: per-series columnar buffers holding writes since the last flush, in write order.
+//! Columns are sparse: a series keeps a buffer only for the fields it wrote, and a buffer holds only
+//! the values present (with their row numbers once there are gaps), so a series of a 1,000-field
+//! stream that writes 3 fields per row pays for 3. `bytes()` counts allocated capacity.
 //! Appends are O(1); out-of-order and duplicate timestamps are resolved (last write wins) when rows
 //! are read or flushed, by the shared merge in [`crate::rows`].
 
 use foldhash::HashMap;
+use std::mem::size_of;
 use std::time::Instant;
 
 use crate::catalog::StreamId;
 use crate::rows::Rows;
-use crate::{Column, ColumnData, FieldType, SeriesId, TableWrite};
+use crate::{Column, ColumnData, FieldType, SeriesId, StringColumn, TableWrite};
 
-/// Buffered rows of one series; `columns[field_id]` exists once the field was written.
+/// Estimated bytes of one entry of the series index (key, value and hash-table control bytes).
+const INDEX_ENTRY_BYTES: usize = size_of::<(SeriesId, u32)>() + 8;
+
+/// The values one series has for one field. Only rows with a value take space: while the values
+/// cover every row from `start` on they are dense (no row numbers kept); after the first gap the
+/// row of every value is kept in `rows`.
+#[derive(Debug)]
+struct FieldBuf {
+    fid: u32,
+    /// Row (in the series buffer) of the first value.
+    start: u32,
+    /// Row of each value once the field is sparse; empty while it is dense.
+    rows: Vec<u32>,
+    sparse: bool,
+    data: ColumnData,
+}
+
+impl FieldBuf {
+    fn new(fid: u32, start: u32, ty: FieldType) -> FieldBuf {
+        FieldBuf {
+            fid,
+            start,
+            rows: Vec::new(),
+            sparse: false,
+            data: ColumnData::new(ty),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Row of value `k`.
+    fn row(&self, k: usize) -> usize {
+        if self.sparse {
+            self.rows[k] as usize
+        } else {
+            self.start as usize + k
+        }
+    }
+
+    /// Appends value `i` of `src` at `row` (rows only grow).
+    fn push(&mut self, row: u32, src: &ColumnData, i: usize) {
+        if !self.sparse && row as usize != self.start as usize + self.len() {
+            self.rows = (self.start..self.start + self.len() as u32).collect();
+            self.sparse = true;
+        }
+        if self.sparse {
+            self.rows.push(row);
+        }
+        self.data.push_from(src, i);
+    }
+
+    /// Heap bytes held (capacities, not lengths).
+    fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * size_of::<u32>() + data_capacity(&self.data)
+    }
+
+    /// The values as a dense column of `n` rows, null where the field has no value.
+    fn to_column(&self, name: &str, n: usize) -> Column {
+        if self.start == 0 && !self.sparse && self.len() == n {
+            return Column {
+                name: name.to_string(),
+                data: self.data.clone(),
+                valid: vec![true; n],
+            };
+        }
+        let mut valid = vec![false; n];
+        (0..self.len()).for_each(|k| valid[self.row(k)] = true);
+        let data = match &self.data {
+            ColumnData::Float(v) => ColumnData::Float(self.spread(v, n)),
+            ColumnData::Integer(v) => ColumnData::Integer(self.spread(v, n)),
+            ColumnData::Unsigned(v) => ColumnData::Unsigned(self.spread(v, n)),
+            ColumnData::Boolean(v) => ColumnData::Boolean(self.spread(v, n)),
+            ColumnData::String(v) => ColumnData::String(self.spread_strings(v, n)),
+        };
+        Column {
+            name: name.to_string(),
+            data,
+            valid,
+        }
+    }
+
+    fn spread<T: Copy + Default>(&self, values: &[T], n: usize) -> Vec<T> {
+        let mut out = vec![T::default(); n];
+        for (k, v) in values.iter().enumerate() {
+            out[self.row(k)] = *v;
+        }
+        out
+    }
+
+    fn spread_strings(&self, values: &StringColumn, n: usize) -> StringColumn {
+        let mut out = StringColumn {
+            data: String::with_capacity(values.data.len()),
+            ends: Vec::with_capacity(n),
+        };
+        let mut k = 0;
+        for row in 0..n {
+            if k < values.len() && self.row(k) == row {
+                out.push(values.get(k));
+                k += 1;
+            } else {
+                out.push("");
+            }
+        }
+        out
+    }
+}
+
+/// Heap bytes held by a column's buffers.
+fn data_capacity(data: &ColumnData) -> usize {
+    match data {
+        ColumnData::Float(v) => v.capacity() * size_of::<f64>(),
+        ColumnData::Integer(v) => v.capacity() * size_of::<i64>(),
+        ColumnData::Unsigned(v) => v.capacity() * size_of::<u64>(),
+        ColumnData::Boolean(v) => v.capacity(),
+        ColumnData::String(s) => s.data.capacity() + s.ends.capacity() * size_of::<u32>(),
+    }
+}
+
+/// A column of `n` rows without any value.
+fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
+    let data = match ty {
+        FieldType::Float => ColumnData::Float(vec![0.0; n]),
+        FieldType::Integer => ColumnData::Integer(vec![0; n]),
+        FieldType::Unsigned => ColumnData::Unsigned(vec![0; n]),
+        FieldType::Boolean => ColumnData::Boolean(vec![false; n]),
+        FieldType::String => ColumnData::String(StringColumn {
+            data: String::new(),
+            ends: vec![0; n],
+        }),
+    };
+    Column {
+        name: name.to_string(),
+        data,
+        valid: vec![false; n],
+    }
+}
+
+/// Buffered rows of one series: the timestamps, and a [`FieldBuf`] (sorted by field id) for each
+/// field the series has written since the last flush.
 #[derive(Debug)]
 struct SeriesBuf {
     stream: StreamId,
     times: Vec<i64>,
-    columns: Vec<Option<Column>>,
+    fields: Vec<FieldBuf>,
     strictly_sorted: bool,
+    /// Heap bytes held, as of the last [`SeriesBuf::heap_bytes`] refresh.
+    bytes: usize,
 }
 
 impl SeriesBuf {
-    fn column(&mut self, fid: usize, name: &str, ty: FieldType) -> &mut Column {
-        if self.columns.len() <= fid {
-            self.columns.resize_with(fid + 1, || None);
-        }
-        let rows = self.times.len();
-        self.columns[fid].get_or_insert_with(|| {
-            let mut c = Column::new(name, ty);
-            (0..rows).for_each(|_| c.push_null());
-            c
-        })
+    /// The buffer of field `fid`, created (starting at the current row) when new.
+    fn field(&mut self, fid: usize, ty: FieldType) -> &mut FieldBuf {
+        let fid = fid as u32;
+        let pos = match self.fields.binary_search_by_key(&fid, |f| f.fid) {
+            Ok(pos) => pos,
+            Err(pos) => {
+                let start = self.times.len() as u32;
+                self.fields.insert(pos, FieldBuf::new(fid, start, ty));
+                pos
+            }
+        };
+        &mut self.fields[pos]
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.times.capacity() * size_of::<i64>()
+            + self.fields.capacity() * size_of::<FieldBuf>()
+            + self.fields.iter().map(FieldBuf::heap_bytes).sum::<usize>()
     }
 
     /// Copies the rows into `Rows` with one column per requested field id.
     fn to_rows(&self, fields: &[(String, FieldType)], field_ids: &[Option<usize>]) -> Rows {
+        let n = self.times.len();
         let columns = fields
             .iter()
             .zip(field_ids)
             .map(|((name, ty), fid)| {
-                match fid
-                    .and_then(|f| self.columns.get(f))
-                    .and_then(Option::as_ref)
-                {
-                    Some(c) => c.clone(),
-                    None => {
-                        let mut c = Column::new(name.clone(), *ty);
-                        (0..self.times.len()).for_each(|_| c.push_null());
-                        c
-                    }
+                let buf = fid.and_then(|f| {
+                    self.fields
+                        .binary_search_by_key(&(f as u32), |b| b.fid)
+                        .ok()
+                        .map(|pos| &self.fields[pos])
+                });
+                match buf {
+                    Some(b) => b.to_column(name, n),
+                    None => null_column(name, *ty, n),
                 }
             })
             .collect();
@@ -63,7 +217,8 @@ pub(crate) struct Memtable {
     /// Buffers in creation order; `index` maps a series id to its position.
     bufs: Vec<SeriesBuf>,
     index: HashMap<SeriesId, u32>,
-    bytes: usize,
+    /// Sum of the buffers' `bytes`.
+    buf_bytes: usize,
     first_write: Option<Instant>,
 }
 
@@ -80,8 +235,9 @@ impl Memtable {
             self.bufs.push(SeriesBuf {
                 stream,
                 times: Vec::new(),
-                columns: Vec::new(),
+                fields: Vec::new(),
                 strictly_sorted: true,
+                bytes: 0,
             });
         }
         pos as usize
@@ -91,9 +247,12 @@ impl Memtable {
         self.index.get(&sid).map(|&i| &self.bufs[i as usize])
     }
 
-    /// Approximate memory held.
+    /// Memory held: the capacities of every buffer (timestamps, values, row numbers, string
+    /// bytes), the per-series and per-field bookkeeping, and the series index.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.buf_bytes
+            + self.bufs.capacity() * size_of::<SeriesBuf>()
+            + self.index.capacity() * INDEX_ENTRY_BYTES
     }
 
     /// When the oldest buffered write arrived.
@@ -102,7 +261,7 @@ impl Memtable {
     }
 
     /// Appends the rows of a validated table write. `series_ids[i]` is the id of `table.series[i]`,
-    /// `field_ids[c]` the stream field id of `table.columns[c]`.
+    /// `field_ids[c]` the stream field id of `table.columns[c]`. Only present values are stored.
     pub fn apply(
         &mut self,
         stream: StreamId,
@@ -121,26 +280,25 @@ impl Memtable {
             if buf.times.last().is_some_and(|&last| last >= ts) {
                 buf.strictly_sorted = false;
             }
+            let at = buf.times.len() as u32;
             for (col, &fid) in table.columns.iter().zip(field_ids) {
-                let dst = buf.column(fid, &col.name, col.data.field_type());
-                dst.data.push_from(&col.data, row);
-                dst.valid.push(col.valid[row]);
-                self.bytes += value_bytes(&col.data, row);
+                if col.valid[row] {
+                    buf.field(fid, col.data.field_type())
+                        .push(at, &col.data, row);
+                }
             }
             buf.times.push(ts);
-            let rows = buf.times.len();
-            for c in buf
-                .columns
-                .iter_mut()
-                .flatten()
-                .filter(|c| c.valid.len() < rows)
-            {
-                c.push_null();
-            }
-            self.bytes += 16;
+        }
+        let mut touched = local;
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let buf = &mut self.bufs[i];
+            let now = buf.heap_bytes();
+            self.buf_bytes = self.buf_bytes - buf.bytes + now;
+            buf.bytes = now;
         }
     }
-
     /// Normalized rows of `series` with `first <= time <= last` for the given fields.
     pub fn read(
         &self,
@@ -182,14 +340,6 @@ impl Memtable {
     }
 }
 
-fn value_bytes(data: &ColumnData, row: usize) -> usize {
-    match data {
-        ColumnData::String(s) => 9 + s.get(row).len(),
-        ColumnData::Boolean(_) => 2,
-        _ => 9,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +358,92 @@ mod tests {
             times: times.to_vec(),
             columns: vec![c],
         }
+    }
+
+    /// One row per entry: time and, per field id 0..3, an optional string value.
+    fn sparse_table(rows: &[(i64, [Option<&str>; 3])]) -> TableWrite {
+        let mut columns: Vec<Column> = (0..3)
+            .map(|i| Column::new(format!("c{i}"), FieldType::String))
+            .collect();
+        for (_, vals) in rows {
+            for (c, v) in columns.iter_mut().zip(vals) {
+                match v {
+                    Some(v) => {
+                        c.data.push_value(&Value::String(v.to_string()));
+                        c.valid.push(true);
+                    }
+                    None => c.push_null(),
+                }
+            }
+        }
+        TableWrite {
+            stream: "s".into(),
+            series: vec![SeriesKey::default()],
+            row_series: vec![0; rows.len()],
+            times: rows.iter().map(|r| r.0).collect(),
+            columns,
+        }
+    }
+
+    #[test]
+    fn sparse_fields_read_back_at_their_rows() {
+        let mut m = Memtable::default();
+        // c0 dense from row 0, c1 starts late and then has a gap (becomes sparse), c2 never written.
+        m.apply(
+            0,
+            &sparse_table(&[
+                (1, [Some("a"), None, None]),
+                (2, [Some("b"), Some("x"), None]),
+            ]),
+            &[3],
+            &[0, 1, 2],
+        );
+        m.apply(
+            0,
+            &sparse_table(&[
+                (3, [Some("c"), None, None]),
+                (4, [Some("d"), Some("yy"), None]),
+            ]),
+            &[3],
+            &[0, 1, 2],
+        );
+        let buf = m.get(3).unwrap();
+        assert_eq!(buf.fields.len(), 2, "no buffer for a field never written");
+        assert!(!buf.fields[0].sparse && buf.fields[1].sparse);
+        let fields: Vec<(String, FieldType)> = (0..3)
+            .map(|i| (format!("c{i}"), FieldType::String))
+            .collect();
+        let rows = m
+            .read(3, i64::MIN, i64::MAX, &fields, &[Some(0), Some(1), Some(2)])
+            .unwrap();
+        assert_eq!(rows.times, vec![1, 2, 3, 4]);
+        let col = |i: usize| (0..4).map(|r| rows.columns[i].get(r)).collect::<Vec<_>>();
+        let s = |v: &str| Some(Value::String(v.into()));
+        assert_eq!(col(0), vec![s("a"), s("b"), s("c"), s("d")]);
+        assert_eq!(col(1), vec![None, s("x"), None, s("yy")]);
+        assert_eq!(col(2), vec![None, None, None, None]);
+        let slice = m.read(3, 2, 3, &fields, &[Some(0), Some(1), None]).unwrap();
+        assert_eq!(slice.times, vec![2, 3]);
+        assert_eq!(slice.columns[1].get(0), s("x"));
+        assert_eq!(slice.columns[1].get(1), None);
+    }
+
+    #[test]
+    fn bytes_count_capacity_and_grow_with_values_not_with_known_fields() {
+        let mut m = Memtable::default();
+        assert_eq!(m.bytes(), 0);
+        m.apply(0, &table(&[1], &[1.0]), &[1], &[999]);
+        let one = m.bytes();
+        assert!(one >= 16, "{one}");
+        let buf = m.get(1).unwrap();
+        assert_eq!(buf.fields.len(), 1);
+        assert_eq!(buf.bytes, buf.heap_bytes());
+        for t in 2..100 {
+            m.apply(0, &table(&[t], &[1.0]), &[1], &[999]);
+        }
+        let buf = m.get(1).unwrap();
+        assert!(buf.times.capacity() >= 99);
+        assert!(m.bytes() >= buf.times.capacity() * 8 * 2);
     }
 
     #[test]

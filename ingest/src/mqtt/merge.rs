@@ -1,9 +1,18 @@
 //! Merging many small write batches (one per MQTT message) into one batch per group commit:
-//! one table per stream, series deduplicated, columns matched by name. A type conflict between
-//! the batches makes the merge fail so the caller can fall back to writing them one by one.
+//! series deduplicated, columns matched by name. Messages of a stream go into one table as long
+//! as widening them to the table's columns stays cheap; when messages write mostly different
+//! fields (a sparse schema), a new table of the same stream is started instead, so the merged batch
+//! holds at most about twice the slots of the messages themselves, never messages × all fields.
+//! Rows keep their order per stream (tables of a stream follow each other), so last-write-wins is
+//! unchanged. A type conflict between the batches makes the merge fail so the caller can fall back
+//! to writing them one by one.
 
 use foldhash::HashMap;
-use strata_storage::{Column, ColumnData, SeriesKey, TableWrite, WriteBatch};
+use strata_storage::{Column, ColumnData, FieldType, SeriesKey, TableWrite, WriteBatch};
+
+/// Null slots a table may hold beyond twice the slots of its messages before a new table of the
+/// same stream is started.
+const SLACK_SLOTS: usize = 64;
 
 /// The batches cannot be merged (different databases, conflicting field types, or a batch that
 /// is not well formed).
@@ -15,6 +24,8 @@ struct Table {
     write: TableWrite,
     series: HashMap<SeriesKey, u32>,
     columns: HashMap<String, usize>,
+    /// Slots (rows × columns) of the messages appended, each at its own width.
+    own_slots: usize,
 }
 
 /// Accumulates batches.
@@ -22,7 +33,10 @@ struct Table {
 pub(crate) struct Merger {
     database: Option<String>,
     tables: Vec<Table>,
-    by_stream: HashMap<String, usize>,
+    /// The table of each stream that takes its next rows.
+    current: HashMap<String, usize>,
+    /// Field types per stream over all its tables.
+    types: HashMap<(String, String), FieldType>,
 }
 
 impl Merger {
@@ -38,7 +52,8 @@ impl Merger {
         }
         for table in &batch.tables {
             if !table.is_empty() {
-                let idx = self.table(&table.stream);
+                self.check_types(table)?;
+                let idx = self.table(table);
                 self.tables[idx].append(table)?;
             }
         }
@@ -53,20 +68,52 @@ impl Merger {
         }
     }
 
-    fn table(&mut self, stream: &str) -> usize {
-        if let Some(&idx) = self.by_stream.get(stream) {
+    fn check_types(&mut self, src: &TableWrite) -> Result<(), Unmergeable> {
+        for c in &src.columns {
+            let key = (src.stream.clone(), c.name.clone());
+            let ty = c.data.field_type();
+            if *self.types.entry(key).or_insert(ty) != ty {
+                return Err(Unmergeable);
+            }
+        }
+        Ok(())
+    }
+
+    /// The table `src` goes into: the stream's current table, or a new one when widening would
+    /// cost more than the slack allows.
+    fn table(&mut self, src: &TableWrite) -> usize {
+        if let Some(&idx) = self
+            .current
+            .get(&src.stream)
+            .filter(|&&idx| self.tables[idx].fits(src))
+        {
             return idx;
         }
         let mut t = Table::default();
-        t.write.stream = stream.to_owned();
+        t.write.stream = src.stream.clone();
         self.tables.push(t);
-        self.by_stream
-            .insert(stream.to_owned(), self.tables.len() - 1);
-        self.tables.len() - 1
+        let idx = self.tables.len() - 1;
+        self.current.insert(src.stream.clone(), idx);
+        idx
     }
 }
 
 impl Table {
+    /// True when appending `src` keeps the table's slots within twice its messages' own slots
+    /// plus [`SLACK_SLOTS`].
+    fn fits(&self, src: &TableWrite) -> bool {
+        let rows = src.times.len();
+        let added = src
+            .columns
+            .iter()
+            .filter(|c| !self.columns.contains_key(&c.name))
+            .count();
+        let width = self.write.columns.len() + added;
+        let after = (self.write.times.len() + rows).saturating_mul(width);
+        let own = self.own_slots + rows * src.columns.len();
+        after <= own.saturating_mul(2) + SLACK_SLOTS
+    }
+
     fn append(&mut self, src: &TableWrite) -> Result<(), Unmergeable> {
         let rows = src.times.len();
         if src.row_series.len() != rows {
@@ -97,6 +144,7 @@ impl Table {
             self.write.row_series.push(idx);
         }
         self.write.times.extend_from_slice(&src.times);
+        self.own_slots += rows * src.columns.len();
         Ok(())
     }
 
@@ -182,6 +230,90 @@ mod tests {
             assert_eq!(got.row_series, want.row_series);
             assert_eq!(got.series, want.series);
             assert_eq!(got.columns, want.columns);
+        }
+    }
+
+    /// (stream, time, device, field, value) of every present value, in batch order.
+    fn values(b: &WriteBatch) -> Vec<(String, i64, String, String, String)> {
+        let mut out = Vec::new();
+        for t in &b.tables {
+            for row in 0..t.len() {
+                for c in &t.columns {
+                    if let Some(v) = c.get(row) {
+                        let device = t.series[t.row_series[row] as usize].device.clone();
+                        out.push((
+                            t.stream.clone(),
+                            t.times[row],
+                            device,
+                            c.name.clone(),
+                            format!("{v:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn slots(b: &WriteBatch) -> usize {
+        b.tables.iter().map(|t| t.len() * t.columns.len()).sum()
+    }
+
+    #[test]
+    fn sparse_messages_are_not_widened_to_every_field() {
+        let mut m = Merger::default();
+        let mut inputs = Vec::new();
+        for i in 0..300 {
+            let f = (i * 3) % 1000;
+            let text = format!(
+                "a,device=d{} f{f}={i},f{}={i},f{}={i} {i}",
+                i % 7,
+                f + 1,
+                f + 2
+            );
+            inputs.push(lp(&text));
+            m.add(inputs.last().unwrap()).unwrap();
+        }
+        let merged = m.finish();
+        let own: usize = inputs.iter().map(slots).sum();
+        assert_eq!(own, 900);
+        assert!(
+            slots(&merged) <= 2 * own + SLACK_SLOTS * merged.tables.len(),
+            "{} slots for {own} values in {} tables",
+            slots(&merged),
+            merged.tables.len()
+        );
+        assert!(merged.tables.len() > 1);
+        let expected: Vec<_> = inputs.iter().flat_map(values).collect();
+        assert_eq!(values(&merged), expected);
+    }
+
+    #[test]
+    fn dense_messages_share_one_table_and_order_is_kept_per_stream() {
+        let mut m = Merger::default();
+        let mut inputs = Vec::new();
+        for i in 0..50 {
+            let text = if i % 10 == 9 {
+                format!("a,device=x other{i}=1 {}", i / 2)
+            } else {
+                format!("a,device=x v={i},w={i} {}\nb,device=y v={i} {i}", i / 2)
+            };
+            inputs.push(lp(&text));
+            m.add(inputs.last().unwrap()).unwrap();
+        }
+        let merged = m.finish();
+        assert!(merged.tables.len() <= 3, "{} tables", merged.tables.len());
+        let per_stream = |stream: &str, vals: Vec<(String, i64, String, String, String)>| {
+            vals.into_iter()
+                .filter(|v| v.0 == stream)
+                .collect::<Vec<_>>()
+        };
+        let expected: Vec<_> = inputs.iter().flat_map(values).collect();
+        for stream in ["a", "b"] {
+            assert_eq!(
+                per_stream(stream, values(&merged)),
+                per_stream(stream, expected.clone())
+            );
         }
     }
 

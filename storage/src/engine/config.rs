@@ -1,8 +1,10 @@
 //! Engine configuration and the public report types.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Limits;
 use crate::wal::Durability;
 
 /// Engine configuration; [`EngineConfig::new`] gives the defaults.
@@ -29,6 +31,13 @@ pub struct EngineConfig {
     pub compaction_trigger: usize,
     /// Check every chunk's CRC when opening (reports damage at start instead of at first read).
     pub verify_on_open: bool,
+    /// Write limits of every database without an entry in `database_limits`.
+    pub limits: Limits,
+    /// Per-database limits (a runtime `Engine::set_limits` takes precedence).
+    pub database_limits: BTreeMap<String, Limits>,
+    /// How long a write waits for flush to free memtable memory (active + frozen memtables above
+    /// 2 × `memtable_bytes`) before it fails with `StorageError::Overloaded`.
+    pub write_stall_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -45,6 +54,9 @@ impl EngineConfig {
             background_interval: Duration::from_secs(1),
             compaction_trigger: 4,
             verify_on_open: true,
+            limits: Limits::default(),
+            database_limits: BTreeMap::new(),
+            write_stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,6 +98,12 @@ pub struct EngineStats {
     pub compaction_bytes_written: u64,
     /// Segments merged away by compactions since start.
     pub compaction_input_segments: u64,
+    /// Memtables frozen and waiting for (or in) flush.
+    pub frozen_memtables: usize,
+    /// Writes refused since start because they would exceed a database limit.
+    pub writes_refused_limit: u64,
+    /// Writes refused since start because memtables stayed over their memory bound.
+    pub writes_refused_overloaded: u64,
 }
 
 /// Damage found while opening the engine.

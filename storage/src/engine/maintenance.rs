@@ -24,20 +24,6 @@ fn lock_manifest(inner: &Inner) -> Result<MutexGuard<'_, Manifest>> {
     inner.maintenance.lock().map_err(|_| super::poisoned())
 }
 
-/// Called after each write: wake the background thread when the memtable is full, and flush in the
-/// writer's thread when it is far over (backpressure) or there is no background thread.
-pub(super) fn after_write(inner: &Inner, memtable_bytes: usize) -> Result<()> {
-    let limit = inner.config.memtable_bytes;
-    if memtable_bytes < limit {
-        return Ok(());
-    }
-    if inner.config.background && memtable_bytes < limit.saturating_mul(2) {
-        wake(inner);
-        return Ok(());
-    }
-    flush(inner)
-}
-
 pub(super) fn wake(inner: &Inner) {
     let (lock, cv) = &inner.wake;
     if let Ok(mut flag) = lock.lock() {

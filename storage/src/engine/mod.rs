@@ -92,6 +92,8 @@ struct State {
     last: latest::LastValues,
     /// Grows whenever a stream, field or series is added.
     catalog_version: u64,
+    /// Per-database limit overrides and tag-value counts (see `limits.rs`).
+    limits: crate::limits::LimitState,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +108,10 @@ struct Counters {
     compaction_bytes: AtomicU64,
     /// Segments merged away by compactions.
     compaction_inputs: AtomicU64,
+    /// Writes refused by a limit (`write.rs`).
+    refused_limit: AtomicU64,
+    /// Writes refused because flush did not free memory in time (`write.rs`).
+    refused_overloaded: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -321,12 +327,15 @@ impl Engine {
             flush_bytes_written: c.flush_bytes.load(Ordering::Relaxed),
             compaction_bytes_written: c.compaction_bytes.load(Ordering::Relaxed),
             compaction_input_segments: c.compaction_inputs.load(Ordering::Relaxed),
+            writes_refused_limit: c.refused_limit.load(Ordering::Relaxed),
+            writes_refused_overloaded: c.refused_overloaded.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         if let Ok(s) = self.inner.read_state() {
             stats.series = s.catalog.series.len();
             stats.memtable_bytes =
                 s.active.bytes() + s.frozen.iter().map(|f| f.memtable.bytes()).sum::<usize>();
+            stats.frozen_memtables = s.frozen.len();
             stats.segments = s.segments.len();
             stats.segment_bytes = s.segments.iter().map(|l| l.meta.bytes).sum();
         }
@@ -336,6 +345,22 @@ impl Engine {
     /// What recovery found when the engine was opened.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.inner.recovery.clone()
+    }
+
+    /// Replaces the write limits of `database` (checked from the next write on; what is stored
+    /// already is kept even when it is over the new limits).
+    pub fn set_limits(&self, database: &str, limits: crate::Limits) -> Result<()> {
+        let mut state = self.inner.write_state()?;
+        state.limits.set_override(database, limits);
+        Ok(())
+    }
+
+    /// The write limits in force for `database`.
+    pub fn limits(&self, database: &str) -> crate::Limits {
+        match self.inner.read_state() {
+            Ok(state) => write::limits_of(&self.inner, &state, database),
+            Err(_) => write::configured_limits(&self.inner.config, database),
+        }
     }
 }
 

@@ -1,16 +1,38 @@
-//! The write path: validate a batch, resolve streams/fields/series in the catalog, append to the WAL
-//! and the memtable under the state lock, then wait for the WAL to make it durable.
+//! The write path: validate a batch (names, reserved names, shape), wait while memtables are over
+//! their memory bound (backpressure), plan the catalog additions and check the database's limits
+//! without changing anything, append to the WAL, then commit the catalog additions and apply to the
+//! memtable under the same lock, and finally wait for the WAL to make it durable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::{Inner, State, WriteReceipt, maintenance};
+use super::{EngineConfig, Inner, State, WriteReceipt, maintenance};
 use crate::catalog::{Catalog, StreamId};
 use crate::error::{Result, StorageError};
-use crate::{FieldType, SeriesId, TableWrite, WriteBatch, wal_record};
+use crate::limits::{Limit, LimitState, Limits};
+use crate::{ColumnData, FieldType, SeriesId, SeriesKey, TableWrite, WriteBatch, wal_record};
 
 /// Longest database, stream, field, tag or device name accepted.
 pub(crate) const MAX_NAME_LEN: usize = 256;
+
+/// Database names reserved for system schemas of the SQL layer.
+const RESERVED_DATABASES: [&str; 3] = ["registry", "information_schema", "system"];
+
+/// Stream names reserved for the registry's SQL tables and table functions.
+const RESERVED_STREAMS: [&str; 8] = [
+    "devices",
+    "entities",
+    "device_entities",
+    "alerts",
+    "twins",
+    "rules",
+    "last_values",
+    "time_buckets",
+];
+
+/// How often a writer waiting for memtable memory re-checks it.
+const STALL_POLL: Duration = Duration::from_millis(5);
 
 /// Catalog ids for one table of a batch.
 pub(super) struct TablePlan {
@@ -19,9 +41,28 @@ pub(super) struct TablePlan {
     fields: Vec<usize>,
 }
 
+/// Catalog entries a batch adds, in id order per kind (streams, then each stream's fields, then
+/// series), so committing them after the WAL append yields exactly the planned ids.
+#[derive(Default)]
+struct Additions {
+    database: String,
+    streams: Vec<String>,
+    fields: Vec<(StreamId, String, FieldType)>,
+    series: Vec<(StreamId, SeriesKey)>,
+    /// (stream, tag key) for every tag value new to its stream.
+    tag_values: Vec<(StreamId, String)>,
+}
+
+impl Additions {
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty() && self.fields.is_empty() && self.series.is_empty()
+    }
+}
+
 pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     inner.check_open()?;
     validate(batch)?;
+    check_reserved(batch)?;
     let receipt = WriteReceipt {
         rows: batch.rows(),
         values: batch.tables.iter().map(TableWrite::value_count).sum(),
@@ -29,12 +70,25 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     if receipt.rows == 0 {
         return Ok(receipt);
     }
+    admit(inner).inspect_err(|e| {
+        if matches!(e, StorageError::Overloaded(_)) {
+            count(&inner.counters.refused_overloaded);
+        }
+    })?;
     let payload = wal_record::encode(batch);
     let (seq, memtable_bytes) = {
-        let mut state = inner.write_state()?;
-        let plans = resolve(&mut state, batch)?;
+        let mut guard = inner.write_state()?;
+        let state = &mut *guard;
+        let limits = limits_of(inner, state, &batch.database);
+        let (plans, additions) = plan(&state.catalog, &mut state.limits, &limits, batch)
+            .inspect_err(|e| {
+                if matches!(e, StorageError::LimitExceeded { .. }) {
+                    count(&inner.counters.refused_limit);
+                }
+            })?;
         let seq = inner.wal.append(&payload)?;
-        apply(&mut state, batch, &plans);
+        commit(state, additions);
+        apply(state, batch, &plans);
         (seq, state.active.bytes())
     };
     inner.wal.sync_to(seq)?;
@@ -46,16 +100,96 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
         .counters
         .values
         .fetch_add(receipt.values as u64, Ordering::Relaxed);
-    maintenance::after_write(inner, memtable_bytes)?;
+    after_write(inner, memtable_bytes);
     Ok(receipt)
 }
 
-/// Applies a replayed WAL record (already durable) to catalog and memtable.
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Applies a replayed WAL record (already durable) to catalog and memtable. Limits and reserved
+/// names are not checked: what was acknowledged is restored.
 pub(super) fn replay(state: &mut State, batch: &WriteBatch) -> Result<()> {
     validate(batch)?;
-    let plans = resolve(state, batch)?;
+    let (plans, additions) = plan(&state.catalog, &mut state.limits, &Limits::UNLIMITED, batch)?;
+    commit(state, additions);
     apply(state, batch, &plans);
     Ok(())
+}
+
+/// The limits in force for `database`: a runtime override, else the configured per-database
+/// entry, else the configured default.
+pub(super) fn limits_of(inner: &Inner, state: &State, database: &str) -> Limits {
+    state
+        .limits
+        .override_for(database)
+        .unwrap_or_else(|| configured_limits(&inner.config, database))
+}
+
+/// The limits the configuration gives `database`.
+pub(super) fn configured_limits(config: &EngineConfig, database: &str) -> Limits {
+    config
+        .database_limits
+        .get(database)
+        .copied()
+        .unwrap_or(config.limits)
+}
+
+/// Bytes held by the active and frozen memtables.
+fn memtable_memory(state: &State) -> usize {
+    state.active.bytes()
+        + state
+            .frozen
+            .iter()
+            .map(|f| f.memtable.bytes())
+            .sum::<usize>()
+}
+
+/// Backpressure: while the memtables hold more than twice `memtable_bytes` (flush is behind or
+/// failing), the writer waits for flush up to `write_stall_timeout`, then fails with
+/// [`StorageError::Overloaded`]. Without a background thread the writer flushes itself.
+fn admit(inner: &Inner) -> Result<()> {
+    let bound = inner.config.memtable_bytes.saturating_mul(2);
+    let timeout = inner.config.write_stall_timeout;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let held = memtable_memory(&*inner.read_state()?);
+        if held < bound {
+            return Ok(());
+        }
+        inner.check_open()?;
+        if !inner.config.background {
+            if let Err(e) = maintenance::flush(inner) {
+                return Err(StorageError::Overloaded(format!(
+                    "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush failed: {e}"
+                )));
+            }
+            continue;
+        }
+        maintenance::wake(inner);
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StorageError::Overloaded(format!(
+                "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush did not free memory within {timeout:?}"
+            )));
+        }
+        std::thread::sleep(STALL_POLL.min(deadline - now));
+    }
+}
+
+/// After a durable write: wake the background thread when the memtable is full, or flush here
+/// when there is none. A flush failure is logged, never returned: the write is already durable
+/// and the WAL keeps it until a later flush succeeds.
+fn after_write(inner: &Inner, memtable_bytes: usize) {
+    if memtable_bytes < inner.config.memtable_bytes {
+        return;
+    }
+    if inner.config.background {
+        maintenance::wake(inner);
+    } else if let Err(e) = maintenance::flush(inner) {
+        tracing::warn!(error = %e, "flush after a write failed; the data stays in the WAL and memtable");
+    }
 }
 
 fn apply(state: &mut State, batch: &WriteBatch, plans: &[TablePlan]) {
@@ -67,69 +201,256 @@ fn apply(state: &mut State, batch: &WriteBatch, plans: &[TablePlan]) {
     }
 }
 
-/// How many streams, fields and series the catalog holds (all append-only).
-fn catalog_size(catalog: &Catalog) -> usize {
-    catalog.series.len()
-        + catalog
-            .streams
-            .iter()
-            .map(|s| s.fields.len() + 1)
-            .sum::<usize>()
-}
-
-/// Checks every field type against the schema (and within the batch) before changing anything, then
-/// creates missing streams, fields and series.
-fn resolve(state: &mut State, batch: &WriteBatch) -> Result<Vec<TablePlan>> {
-    let before = catalog_size(&state.catalog);
-    let plans = resolve_ids(&mut state.catalog, batch)?;
-    if catalog_size(&state.catalog) != before {
-        state.catalog_version += 1;
+/// Adds the planned streams, fields and series to the catalog (after the WAL append succeeded).
+fn commit(state: &mut State, additions: Additions) {
+    if additions.is_empty() {
+        return;
     }
-    Ok(plans)
+    let catalog = &mut state.catalog;
+    for name in &additions.streams {
+        catalog.ensure_stream(&additions.database, name);
+    }
+    for (stream, name, ty) in &additions.fields {
+        catalog.ensure_field(*stream, name, *ty);
+    }
+    for (stream, key) in &additions.series {
+        catalog.ensure_series(*stream, key);
+    }
+    for (stream, key) in &additions.tag_values {
+        state.limits.added_tag_value(*stream, key);
+    }
+    state.catalog_version += 1;
 }
 
-fn resolve_ids(catalog: &mut Catalog, batch: &WriteBatch) -> Result<Vec<TablePlan>> {
-    let mut seen: HashMap<(&str, &str), FieldType> = HashMap::new();
-    for t in &batch.tables {
-        let stream = catalog.stream_id(&batch.database, &t.stream);
-        for c in &t.columns {
-            let ty = c.data.field_type();
-            if let Some(id) = stream {
-                catalog.check_field(id, &c.name, ty)?;
-            }
-            if let Some(prev) = seen.insert((&t.stream, &c.name), ty).filter(|p| *p != ty) {
+/// Plans a batch against the catalog without changing it: the ids every table, field and series
+/// will have, the catalog entries to add, and the checks of field types and `limits`.
+fn plan(
+    catalog: &Catalog,
+    counts: &mut LimitState,
+    limits: &Limits,
+    batch: &WriteBatch,
+) -> Result<(Vec<TablePlan>, Additions)> {
+    let mut planner = Planner {
+        catalog,
+        counts,
+        limits,
+        database: &batch.database,
+        adds: Additions {
+            database: batch.database.clone(),
+            ..Additions::default()
+        },
+        new_streams: HashMap::new(),
+        new_fields: HashMap::new(),
+        new_field_count: HashMap::new(),
+        new_series: HashMap::new(),
+        new_series_count: HashMap::new(),
+        new_tag_values: HashSet::new(),
+        new_tag_count: HashMap::new(),
+    };
+    let plans = batch
+        .tables
+        .iter()
+        .map(|t| planner.table(t))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((plans, planner.adds))
+}
+
+struct Planner<'a> {
+    catalog: &'a Catalog,
+    counts: &'a mut LimitState,
+    limits: &'a Limits,
+    database: &'a str,
+    adds: Additions,
+    new_streams: HashMap<String, StreamId>,
+    new_fields: HashMap<(StreamId, String), (usize, FieldType)>,
+    new_field_count: HashMap<StreamId, usize>,
+    new_series: HashMap<(StreamId, SeriesKey), SeriesId>,
+    new_series_count: HashMap<StreamId, usize>,
+    new_tag_values: HashSet<(StreamId, String, String)>,
+    new_tag_count: HashMap<(StreamId, String), usize>,
+}
+
+impl<'a> Planner<'a> {
+    fn table(&mut self, t: &TableWrite) -> Result<TablePlan> {
+        self.check_strings(t)?;
+        let stream = self.stream(&t.stream);
+        let fields = t
+            .columns
+            .iter()
+            .map(|c| self.field(stream, &t.stream, &c.name, c.data.field_type()))
+            .collect::<Result<Vec<_>>>()?;
+        let series = t
+            .series
+            .iter()
+            .map(|k| self.series(stream, &t.stream, k))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TablePlan {
+            stream,
+            series,
+            fields,
+        })
+    }
+
+    /// The stream's catalog entry when it exists already (not planned by this batch).
+    fn existing(&self, stream: StreamId) -> Option<&'a crate::catalog::StreamMeta> {
+        let catalog: &'a Catalog = self.catalog;
+        ((stream as usize) < catalog.streams.len()).then(|| catalog.stream(stream))
+    }
+
+    fn stream(&mut self, name: &str) -> StreamId {
+        if let Some(id) = self.catalog.stream_id(self.database, name) {
+            return id;
+        }
+        if let Some(&id) = self.new_streams.get(name) {
+            return id;
+        }
+        let id = (self.catalog.streams.len() + self.adds.streams.len()) as StreamId;
+        self.adds.streams.push(name.to_string());
+        self.new_streams.insert(name.to_string(), id);
+        id
+    }
+
+    fn field(&mut self, stream: StreamId, sname: &str, name: &str, ty: FieldType) -> Result<usize> {
+        let existing = self.existing(stream);
+        if let Some(fid) = existing.and_then(|m| m.field_id(name)) {
+            self.catalog.check_field(stream, name, ty)?;
+            return Ok(fid);
+        }
+        let key = (stream, name.to_string());
+        if let Some(&(fid, prev)) = self.new_fields.get(&key) {
+            if prev != ty {
                 return Err(StorageError::SchemaConflict {
-                    database: batch.database.clone(),
-                    stream: t.stream.clone(),
-                    field: c.name.clone(),
+                    database: self.database.to_string(),
+                    stream: sname.to_string(),
+                    field: name.to_string(),
                     existing: prev,
                     requested: ty,
                 });
             }
+            return Ok(fid);
+        }
+        let have = existing.map_or(0, |m| m.fields.len());
+        let new = self.new_field_count.get(&stream).copied().unwrap_or(0);
+        if have + new + 1 > self.limits.max_fields_per_stream {
+            return Err(self.exceeded(
+                Limit::FieldsPerStream,
+                sname,
+                format!(
+                    "the stream has {have} fields and the write adds {} more, including '{name}'",
+                    new + 1
+                ),
+            ));
+        }
+        let fid = have + new;
+        self.new_field_count.insert(stream, new + 1);
+        self.new_fields.insert(key, (fid, ty));
+        self.adds.fields.push((stream, name.to_string(), ty));
+        Ok(fid)
+    }
+
+    fn series(&mut self, stream: StreamId, sname: &str, key: &SeriesKey) -> Result<SeriesId> {
+        let existing = self.existing(stream);
+        if let Some(id) = existing.and_then(|m| m.series_id(key)) {
+            return Ok(id);
+        }
+        let map_key = (stream, key.clone());
+        if let Some(&id) = self.new_series.get(&map_key) {
+            return Ok(id);
+        }
+        let have = existing.map_or(0, |m| m.all_series.len() as usize);
+        let new = self.new_series_count.get(&stream).copied().unwrap_or(0);
+        if have + new + 1 > self.limits.max_series_per_stream {
+            return Err(self.exceeded(
+                Limit::SeriesPerStream,
+                sname,
+                format!(
+                    "the stream has {have} series and the write adds {} more, including device '{}'",
+                    new + 1,
+                    key.device
+                ),
+            ));
+        }
+        self.tag_values(stream, sname, key)?;
+        let id = (self.catalog.series.len() + self.adds.series.len()) as SeriesId;
+        self.new_series_count.insert(stream, new + 1);
+        self.new_series.insert(map_key, id);
+        self.adds.series.push((stream, key.clone()));
+        Ok(id)
+    }
+
+    /// Checks and records the tag values of a new series that are new to the stream.
+    fn tag_values(&mut self, stream: StreamId, sname: &str, key: &SeriesKey) -> Result<()> {
+        let limited = self.limits.max_values_per_tag != usize::MAX;
+        for (k, v) in &key.tags {
+            let known = self.existing(stream).is_some_and(|m| m.has_tag_value(k, v));
+            let triple = (stream, k.clone(), v.clone());
+            if known || self.new_tag_values.contains(&triple) {
+                continue;
+            }
+            let new = self
+                .new_tag_count
+                .get(&(stream, k.clone()))
+                .copied()
+                .unwrap_or(0);
+            if limited {
+                let have = self.counts.tag_values(self.catalog, stream, k);
+                if have + new + 1 > self.limits.max_values_per_tag {
+                    return Err(self.exceeded(
+                        Limit::ValuesPerTag,
+                        sname,
+                        format!(
+                            "tag '{k}' has {have} distinct values and the write adds {} more, including {v:?}",
+                            new + 1
+                        ),
+                    ));
+                }
+            }
+            self.new_tag_count.insert((stream, k.clone()), new + 1);
+            self.new_tag_values.insert(triple);
+            self.adds.tag_values.push((stream, k.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_strings(&self, t: &TableWrite) -> Result<()> {
+        let max = self.limits.max_string_bytes;
+        if max == usize::MAX {
+            return Ok(());
+        }
+        for c in &t.columns {
+            let ColumnData::String(s) = &c.data else {
+                continue;
+            };
+            if let Some(len) = string_lengths(&s.ends).find(|&len| len > max) {
+                return Err(self.exceeded(
+                    Limit::StringBytes,
+                    &t.stream,
+                    format!("a value of field '{}' has {len} bytes", c.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn exceeded(&self, limit: Limit, stream: &str, detail: String) -> StorageError {
+        StorageError::LimitExceeded {
+            limit,
+            value: self.limits.get(limit),
+            database: self.database.to_string(),
+            stream: stream.to_string(),
+            detail,
         }
     }
-    Ok(batch
-        .tables
-        .iter()
-        .map(|t| {
-            let stream = catalog.ensure_stream(&batch.database, &t.stream);
-            let fields = t
-                .columns
-                .iter()
-                .map(|c| catalog.ensure_field(stream, &c.name, c.data.field_type()))
-                .collect();
-            let series = t
-                .series
-                .iter()
-                .map(|k| catalog.ensure_series(stream, k))
-                .collect();
-            TablePlan {
-                stream,
-                series,
-                fields,
-            }
-        })
-        .collect())
+}
+
+/// Lengths of the values of a string column from its end offsets.
+fn string_lengths(ends: &[u32]) -> impl Iterator<Item = usize> + '_ {
+    let mut start = 0u32;
+    ends.iter().map(move |&end| {
+        let len = end.saturating_sub(start) as usize;
+        start = end;
+        len
+    })
 }
 
 fn invalid(msg: String) -> StorageError {
@@ -145,6 +466,28 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
         return Err(invalid(format!(
             "{kind} name {name:?} must be 1 to {MAX_NAME_LEN} bytes without control characters"
         )));
+    }
+    Ok(())
+}
+
+/// Refuses names reserved for the SQL layer's system schemas and the registry's tables, so that
+/// stored data can never shadow them. Checked for new writes only (not WAL replay).
+fn check_reserved(batch: &WriteBatch) -> Result<()> {
+    let db = batch.database.to_ascii_lowercase();
+    if RESERVED_DATABASES.contains(&db.as_str()) {
+        return Err(invalid(format!(
+            "database name '{}' is reserved for the system's SQL schema; choose another database name",
+            batch.database
+        )));
+    }
+    for t in &batch.tables {
+        let stream = t.stream.to_ascii_lowercase();
+        if RESERVED_STREAMS.contains(&stream.as_str()) {
+            return Err(invalid(format!(
+                "stream name '{}' is reserved for the registry's SQL table or function of that name; choose another stream name",
+                t.stream
+            )));
+        }
     }
     Ok(())
 }
