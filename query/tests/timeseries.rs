@@ -482,3 +482,60 @@ async fn latest_per_device_in_natural_sql_equals_the_general_plan() {
         assert!(!plan.contains("LastRowExec"), "{q}: {plan}");
     }
 }
+
+/// A scan streams: a query over more data than the memory pool holds succeeds when the data is in
+/// segments (read one window at a time, in batches of about 8192 rows), while the memtable rows a
+/// snapshot copies are charged to the pool (a too-small pool refuses with "resources exhausted").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_stream_in_bounded_memory_and_charge_the_snapshot_to_the_pool() {
+    use futures::StreamExt;
+    let (_dir, engine) = engine();
+    let mut points = Vec::new();
+    for device in ["a", "b", "c", "d"] {
+        for i in 0..60_000i64 {
+            points.push(Point {
+                device,
+                tags: Vec::new(),
+                time: T0 + i * 10 * 1_000_000_000,
+                fields: vec![
+                    ("v", Value::Float(i as f64)),
+                    ("w", Value::Float(-(i as f64))),
+                ],
+            });
+        }
+    }
+    write(&engine, "default", "m", &points);
+    let config = strata_query::QueryConfig {
+        memory_limit: 1 << 20,
+        ..strata_query::QueryConfig::default()
+    };
+    let q = QueryEngine::with_config(engine.clone(), config).unwrap();
+    // 240,000 rows in the memtable: the snapshot's copy does not fit in 1 MiB.
+    let err = async {
+        let mut s = q.stream("SELECT * FROM m").await?;
+        while let Some(b) = s.next().await {
+            b?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    }
+    .await
+    .expect_err("the snapshot's memtable rows exceed the pool");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("resources exhausted"),
+        "{err}"
+    );
+    // In segments the same scan streams through the same 1 MiB pool.
+    engine.flush().unwrap();
+    let mut s = q.stream("SELECT * FROM m").await.unwrap();
+    let (mut rows, mut biggest) = (0, 0);
+    while let Some(b) = s.next().await {
+        let b = b.unwrap();
+        rows += b.num_rows();
+        biggest = biggest.max(b.num_rows());
+    }
+    assert_eq!(rows, 240_000);
+    // One step: about 8192 rows plus at most one window of one series (a day: 8640 rows).
+    assert!(biggest <= 8192 + 8640, "{biggest}");
+}

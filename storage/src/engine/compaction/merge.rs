@@ -188,8 +188,8 @@ fn merge_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::merge_lww;
     use crate::Value;
+    use crate::rows::merge_lww;
 
     fn fields() -> Vec<(String, FieldType)> {
         vec![
