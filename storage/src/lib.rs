@@ -21,6 +21,7 @@ mod segment;
 mod types;
 mod wal_record;
 
+pub use catalog_log::parse_catalog_log;
 pub use engine::{
     BlockStats, Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, ReadMode,
     ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, WriteReceipt,
