@@ -301,6 +301,30 @@ mod tests {
         assert!(bucket_starts(0, 10, 0).is_err());
     }
 
+    /// Issue 14, defect 7: times before 1677 and near the i64 limits give a clear error or the
+    /// right buckets, never an overflow panic.
+    #[test]
+    fn extreme_times_never_overflow() {
+        assert!(bucket_starts(i64::MIN, i64::MIN + 100, 10).is_err());
+        assert_eq!(
+            bucket_starts(i64::MIN + 8, i64::MIN + 30, 10).unwrap(),
+            vec![i64::MIN + 8, i64::MIN + 18, i64::MIN + 28]
+        );
+        let last = bucket_starts(i64::MAX - 5, i64::MAX, 10).unwrap();
+        assert_eq!(last, vec![i64::MAX - 7]);
+        let huge = Expr::Literal(
+            ScalarValue::IntervalDayTime(Some(arrow::datatypes::IntervalDayTime::new(
+                i32::MAX, 0,
+            ))),
+            None,
+        );
+        assert!(interval_arg(&huge).is_err());
+        let v = Float64Array::from(vec![Some(0.0), None, Some(1.0)]);
+        let t = [Some(i64::MIN), Some(0), Some(i64::MAX)];
+        let mid = between(&v, &t, Some(0), Some(2), Some(0)).unwrap();
+        assert!((mid - 0.5).abs() < 1e-9, "{mid}");
+    }
+
     #[test]
     fn locf_and_interpolate_fill_nulls_only() {
         let v: ArrayRef = Arc::new(Float64Array::from(vec![
