@@ -23,7 +23,9 @@ impl SnapshotSource for Devices {
 
     fn snapshot(&self) -> Result<Vec<RecordBatch>, String> {
         let ids = StringArray::from(vec!["registered-device"]);
-        RecordBatch::try_new(self.schema(), vec![Arc::new(ids)]).map_err(|e| e.to_string())
+        RecordBatch::try_new(self.schema(), vec![Arc::new(ids)])
+            .map(|b| vec![b])
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -124,6 +124,8 @@ fn busy_connections_fill_the_cap_then_new_ones_are_refused_and_counted() {
         &["--max-connections-http", "5", "--header-timeout", "2s"],
     );
     let http_port: u16 = server.base().rsplit(':').next().unwrap().parse().unwrap();
+    // Let the header timeout close the harness's own idle keep-alive connection first.
+    std::thread::sleep(Duration::from_millis(2500));
     // Five keep-alive connections that each completed a request: established, not evictable.
     let mut busy: Vec<TcpStream> = (0..5)
         .map(|_| {
