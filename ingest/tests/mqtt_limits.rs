@@ -41,7 +41,11 @@ fn a_full_cap_of_sessions_refuses_new_connections() {
     let _b = h.client("d2");
     let mut c = RawClient::connect(h.addr);
     c.send(&connect_packet("pump-7", "pump-7", "s3cr3t", 60));
-    assert_eq!(c.read_to_end(), Vec::<u8>::new(), "closed without a session");
+    assert_eq!(
+        c.read_to_end(),
+        Vec::<u8>::new(),
+        "closed without a session"
+    );
     assert_eq!(h.server.connection_limit().refused(), 1);
 }
 

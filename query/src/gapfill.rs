@@ -322,9 +322,7 @@ mod tests {
         let last = bucket_starts(i64::MAX - 5, i64::MAX, 10).unwrap();
         assert_eq!(last, vec![i64::MAX - 7]);
         let huge = Expr::Literal(
-            ScalarValue::IntervalDayTime(Some(arrow::datatypes::IntervalDayTime::new(
-                i32::MAX, 0,
-            ))),
+            ScalarValue::IntervalDayTime(Some(arrow::datatypes::IntervalDayTime::new(i32::MAX, 0))),
             None,
         );
         assert!(interval_arg(&huge).is_err());

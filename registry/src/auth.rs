@@ -215,10 +215,7 @@ fn cached_token(rec: TokenRecord) -> Result<CachedToken> {
 
 /// Evicts one entry: the first in insertion order not used since the clock last passed it
 /// (used ones get a second chance at the back). False when nothing is left to evict.
-fn evict_one(
-    map: &mut HashMap<String, Arc<CachedIdentity>>,
-    order: &mut VecDeque<String>,
-) -> bool {
+fn evict_one(map: &mut HashMap<String, Arc<CachedIdentity>>, order: &mut VecDeque<String>) -> bool {
     while let Some(key) = order.pop_front() {
         match map.get(&key) {
             None => continue,
@@ -352,9 +349,15 @@ mod tests {
         };
         let (k1, k2, k3) = (key("d1"), key("d2"), key("d3"));
         for i in 0..50 {
-            assert!(reg.authenticate_device(&format!("nobody-{i}"), "x").is_err());
+            assert!(
+                reg.authenticate_device(&format!("nobody-{i}"), "x")
+                    .is_err()
+            );
         }
-        assert!(reg.inner.identities.cached_ids().is_empty(), "unknown ids cached");
+        assert!(
+            reg.inner.identities.cached_ids().is_empty(),
+            "unknown ids cached"
+        );
         reg.authenticate_device("d1", &k1).unwrap();
         reg.authenticate_device("d2", &k2).unwrap();
         reg.authenticate_device("d1", &k1).unwrap();

@@ -242,7 +242,8 @@ mod tests {
         assert!(!rec.info.allows_stream("other", "fleet"));
         assert!(!rec.info.allows_stream("other", "cpu"));
         // Stored again, it keeps the exact form.
-        let again: TokenRecord = serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+        let again: TokenRecord =
+            serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
         assert_eq!(again, rec);
     }
 }

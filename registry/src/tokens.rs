@@ -87,20 +87,18 @@ impl TokenInfo {
     /// limits hold `database` or `database/stream`.
     pub fn allows_stream(&self, database: &str, stream: &str) -> bool {
         let wanted = Limit::Stream(database, stream);
-        self.streams.as_ref().is_none_or(|list| {
-            list.iter()
-                .any(|e| Limit::parse(e).contains(wanted))
-        })
+        self.streams
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|e| Limit::parse(e).contains(wanted)))
     }
 
     /// Whether the token may touch every stream of `database` (and create it): its limits
     /// hold the entry `database`.
     pub fn allows_database(&self, database: &str) -> bool {
         let wanted = Limit::Database(database);
-        self.streams.as_ref().is_none_or(|list| {
-            list.iter()
-                .any(|e| Limit::parse(e).contains(wanted))
-        })
+        self.streams
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|e| Limit::parse(e).contains(wanted)))
     }
 
     /// The highest scope granted.

@@ -27,7 +27,8 @@ fn created_token_authenticates_with_its_scopes() {
         info.check(Scope::Write, None),
         Err(RegistryError::Forbidden(_))
     ));
-    info.check(Scope::Read, Some(("anydb", "anything"))).unwrap();
+    info.check(Scope::Read, Some(("anydb", "anything")))
+        .unwrap();
 }
 
 #[test]
@@ -54,8 +55,10 @@ fn stream_limited_token() {
     req.streams = Some(vec!["default/weather".into(), "fleet".into()]);
     let t = f.reg.create_token("admin", req).unwrap();
     let info = f.reg.authenticate_token(&t.token).unwrap();
-    info.check(Scope::Write, Some(("default", "weather"))).unwrap();
-    info.check(Scope::Write, Some(("fleet", "anything"))).unwrap();
+    info.check(Scope::Write, Some(("default", "weather")))
+        .unwrap();
+    info.check(Scope::Write, Some(("fleet", "anything")))
+        .unwrap();
     assert!(info.allows_database("fleet"));
     assert!(!info.allows_database("default"));
     match info.check(Scope::Write, Some(("default", "power"))) {
@@ -76,13 +79,25 @@ fn a_token_never_mints_a_broader_one() {
     let forbidden = |scopes: &[Scope], streams: Option<Vec<&str>>| {
         let mut r = token(scopes);
         r.streams = streams.map(|v| v.into_iter().map(String::from).collect());
-        matches!(f.reg.create_token_by(&limited, r), Err(RegistryError::Forbidden(_)))
+        matches!(
+            f.reg.create_token_by(&limited, r),
+            Err(RegistryError::Forbidden(_))
+        )
     };
-    assert!(forbidden(&[Scope::Read], None), "unlimited from a limited token");
+    assert!(
+        forbidden(&[Scope::Read], None),
+        "unlimited from a limited token"
+    );
     assert!(forbidden(&[Scope::Read], Some(vec!["other"])));
-    assert!(forbidden(&[Scope::Read], Some(vec!["plant"])), "database from a stream entry");
+    assert!(
+        forbidden(&[Scope::Read], Some(vec!["plant"])),
+        "database from a stream entry"
+    );
     assert!(forbidden(&[Scope::Read], Some(vec!["plant/heat"])));
-    assert!(!forbidden(&[Scope::Write], Some(vec!["fleet/trucks", "plant/power"])));
+    assert!(!forbidden(
+        &[Scope::Write],
+        Some(vec!["fleet/trucks", "plant/power"])
+    ));
     assert!(!forbidden(&[Scope::Admin], Some(vec!["fleet"])));
     let mut r = token(&[Scope::Read]);
     r.streams = Some(vec!["fleet".into()]);
@@ -92,7 +107,10 @@ fn a_token_never_mints_a_broader_one() {
     let mut r = token(&[Scope::Write]);
     r.streams = Some(vec!["fleet".into()]);
     assert!(
-        matches!(f.reg.create_token_by(&reader, r), Err(RegistryError::Forbidden(_))),
+        matches!(
+            f.reg.create_token_by(&reader, r),
+            Err(RegistryError::Forbidden(_))
+        ),
         "scope above the creator's"
     );
 }

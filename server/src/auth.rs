@@ -97,12 +97,8 @@ pub fn policy(method: &Method, route: &str) -> Access {
         | "/write"
         | "/api/v2/write"
         | "/api/v1/devices/{id}/telemetry/{stream}" => Access::Write,
-        "/api/v1/read"
-        | "/api/v1/query"
-        | "/api/v1/databases"
-        | "/api/v1/streams"
-        | "/api/v1/health"
-        | "/metrics" => Access::Read,
+        "/api/v1/read" | "/api/v1/query" | "/api/v1/databases" | "/api/v1/streams"
+        | "/api/v1/health" | "/metrics" => Access::Read,
         "/api/v1/flush" | "/api/v1/compact" | "/api/v1/audit" => Access::Admin,
         r if r == "/api/v1/tokens" || r.starts_with("/api/v1/tokens/") => Access::Admin,
         r if is_registry(r) && (method == Method::GET || method == Method::HEAD) => Access::Read,

@@ -217,7 +217,10 @@ pub fn count<T>(io: T, counters: Option<&'static ConnCounters>) -> CountedIo<T> 
     let counters = counters.unwrap_or(&UNCOUNTED);
     counters.open.fetch_add(1, Relaxed);
     counters.total.fetch_add(1, Relaxed);
-    CountedIo { inner: io, counters }
+    CountedIo {
+        inner: io,
+        counters,
+    }
 }
 
 impl Metrics {
@@ -248,14 +251,22 @@ impl Metrics {
             "# HELP strata_connections_open Open connections by listener (under its cap).\n# TYPE strata_connections_open gauge"
         );
         for (l, limit) in list.iter() {
-            let _ = writeln!(out, "strata_connections_open{{listener=\"{l}\"}} {}", limit.open());
+            let _ = writeln!(
+                out,
+                "strata_connections_open{{listener=\"{l}\"}} {}",
+                limit.open()
+            );
         }
         let _ = writeln!(
             out,
             "# HELP strata_connections_max Connection cap by listener.\n# TYPE strata_connections_max gauge"
         );
         for (l, limit) in list.iter() {
-            let _ = writeln!(out, "strata_connections_max{{listener=\"{l}\"}} {}", limit.max());
+            let _ = writeln!(
+                out,
+                "strata_connections_max{{listener=\"{l}\"}} {}",
+                limit.max()
+            );
         }
         let _ = writeln!(
             out,

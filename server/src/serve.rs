@@ -82,8 +82,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         device_tags: args.device_tags.clone(),
         ..MqttConfig::default()
     };
-    let mqtt = start_mqtt(args.mqtt_listener(), mqtts, &engine, &registry, &state, mqtt_config)
-        .await?;
+    let mqtt = start_mqtt(
+        args.mqtt_listener(),
+        mqtts,
+        &engine,
+        &registry,
+        &state,
+        mqtt_config,
+    )
+    .await?;
     let limit = |listener: &'static str, max: u64| {
         let limit = ConnectionLimit::new(usize::try_from(max).unwrap_or(usize::MAX));
         state.metrics.attach_limit(listener, limit.clone());
@@ -254,7 +261,11 @@ fn log_recovery(r: &RecoveryReport) {
 
 /// Waits for a shutdown signal (or the HTTP listener failing), then asks the HTTP(S) listeners
 /// to stop accepting and let in-flight requests finish for at most `drain`.
-async fn wait_for_signal(http: &HttpServer, https: Option<&HttpServer>, drain: std::time::Duration) {
+async fn wait_for_signal(
+    http: &HttpServer,
+    https: Option<&HttpServer>,
+    drain: std::time::Duration,
+) {
     let sig = shutdown_signal().await;
     tracing::info!(signal = sig, "shutdown signal received; draining requests");
     http.begin_shutdown(drain);

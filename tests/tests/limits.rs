@@ -31,8 +31,9 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {} // e.g. a 408 before the close
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::TimedOut =>
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 return false;
             }
@@ -47,7 +48,16 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 /// The status code `curl` gets for `url` (`000` when it could not connect or got no answer).
 fn curl_status(url: &str) -> String {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ])
         .output()
         .expect("curl is installed");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -79,7 +89,10 @@ fn idle_half_sent_sockets_do_not_keep_operators_or_devices_out() {
     );
     let mqtt_port = server.logged_port("MQTT device endpoint listening");
     let device = server.create_device("d1", "m");
-    let key = device["primary_key"].as_str().expect("primary key").to_owned();
+    let key = device["primary_key"]
+        .as_str()
+        .expect("primary key")
+        .to_owned();
     let http_port: u16 = server.base().rsplit(':').next().unwrap().parse().unwrap();
 
     let mut http_idle = idle_sockets(http_port, 300, b"GET /health HTTP/1.1\r\nHost: x\r\n");
@@ -87,21 +100,31 @@ fn idle_half_sent_sockets_do_not_keep_operators_or_devices_out() {
     assert!(http_idle.len() >= 290 && mqtt_idle.len() >= 290);
 
     let started = Instant::now();
-    assert_eq!(curl_status(&server.url("/health")), "200", "operator kept out");
+    assert_eq!(
+        curl_status(&server.url("/health")),
+        "200",
+        "operator kept out"
+    );
     let out = mosquitto_pub(mqtt_port, "d1", &key, "devices/d1/telemetry", r#"{"v": 1}"#);
     assert!(
         out.status.success(),
         "device kept out: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(started.elapsed() < Duration::from_secs(2), "answers came at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answers came at once"
+    );
 
     // Every idle HTTP socket is closed: evicted at once, or by the 2 s header timeout.
     let still_open = http_idle
         .iter_mut()
         .filter(|s| !closed_within(s, Duration::from_secs(6)))
         .count();
-    assert_eq!(still_open, 0, "idle sockets left open past the header timeout");
+    assert_eq!(
+        still_open, 0,
+        "idle sockets left open past the header timeout"
+    );
 
     let evicted_http = metric(
         &server,
@@ -113,7 +136,10 @@ fn idle_half_sent_sockets_do_not_keep_operators_or_devices_out() {
     );
     assert!(evicted_http >= 250, "http evictions {evicted_http}");
     assert!(evicted_mqtt >= 250, "mqtt evictions {evicted_mqtt}");
-    assert_eq!(metric(&server, "strata_connections_max{listener=\"http\"}"), 40);
+    assert_eq!(
+        metric(&server, "strata_connections_max{listener=\"http\"}"),
+        40
+    );
 }
 
 #[test]
@@ -130,7 +156,8 @@ fn busy_connections_fill_the_cap_then_new_ones_are_refused_and_counted() {
     let mut busy: Vec<TcpStream> = (0..5)
         .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-            s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 1024];
             let n = s.read(&mut buf).unwrap();
@@ -148,7 +175,10 @@ fn busy_connections_fill_the_cap_then_new_ones_are_refused_and_counted() {
     );
     // The keep-alive connections sit idle: the header timeout closes them and room returns.
     for s in &mut busy {
-        assert!(closed_within(s, Duration::from_secs(6)), "idle keep-alive kept");
+        assert!(
+            closed_within(s, Duration::from_secs(6)),
+            "idle keep-alive kept"
+        );
     }
     assert_eq!(curl_status(&server.url("/ping")), "204");
     assert!(

@@ -125,7 +125,11 @@ impl Shared {
         // may predate it: refuse (disconnect_device records before it removes sessions, so a
         // revocation after this check finds the session inserted above).
         if let Ok(Some(since)) = ACCEPTED.try_with(|(_, seq)| self.revoked_since(device, *seq)) {
-            tracing::info!(device, revoked = since, "device revoked during CONNECT; session refused");
+            tracing::info!(
+                device,
+                revoked = since,
+                "device revoked during CONNECT; session refused"
+            );
             self.unregister(device, id);
             return None;
         }

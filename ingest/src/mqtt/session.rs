@@ -403,7 +403,9 @@ mod tests {
         let mut again = BytesMut::new();
         let mut sub = Subscribe::new("devices/d1/commands/c0", QoS::AtLeastOnce);
         sub.pkid = 999;
-        Packet::Subscribe(sub).write(&mut again, usize::MAX).unwrap();
+        Packet::Subscribe(sub)
+            .write(&mut again, usize::MAX)
+            .unwrap();
         s.out.clear();
         s.process(&mut again, Instant::now());
         assert_eq!(s.out[4], 1);

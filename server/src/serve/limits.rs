@@ -86,7 +86,13 @@ where
         let _ = stream.set_nodelay(true);
         let establish = slot.handle();
         let io = LimitedIo::new(crate::metrics::count(stream, self.counters), slot);
-        Box::pin(self.inner.accept(io, EstablishService { inner: service, establish }))
+        Box::pin(self.inner.accept(
+            io,
+            EstablishService {
+                inner: service,
+                establish,
+            },
+        ))
     }
 }
 
