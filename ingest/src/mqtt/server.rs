@@ -77,6 +77,12 @@ tokio::task_local! {
     static ACCEPTED: (Establish, u64);
 }
 
+/// Whether the current task serves a connection admitted by the accept loop's
+/// [`ConnectionLimit`] (which then enforces the cap).
+pub(crate) fn admitted_under_limit() -> bool {
+    ACCEPTED.try_with(|_| ()).is_ok()
+}
+
 /// Recent revocations ([`MqttServer::disconnect_device`]) by device, so a session registered
 /// after its device was revoked mid-CONNECT is refused (the registration race).
 #[derive(Debug, Default)]
