@@ -337,23 +337,6 @@ fn rate_limit_slows_a_device_down_without_dropping() {
 }
 
 #[test]
-fn connection_limit() {
-    let h = Harness::with_config(MqttConfig {
-        max_connections: 2,
-        ..MqttConfig::default()
-    });
-    let _a = h.client("d1");
-    let _b = h.client("d2");
-    let mut c = RawClient::connect(h.addr);
-    c.send(&connect_packet("pump-7", "pump-7", "s3cr3t", 60));
-    assert_eq!(c.read_to_end(), vec![0x20, 2, 0, 3]);
-    assert_eq!(
-        h.server.stats().rejects_for(RejectReason::ConnectionLimit),
-        1
-    );
-}
-
-#[test]
 fn subscriptions_only_to_own_commands() {
     let h = Harness::start();
     let mut c = h.client("d1");

@@ -1,7 +1,12 @@
 //! The SQL catalog over the engine: one schema per database, one table per stream, resolved on
 //! every lookup so streams and databases created after startup are visible at once. Extra tables
 //! registered by the embedder (the registry's `devices`, `entities`, ...) live in schema
-//! [`EXTRA_SCHEMA`] and are also reachable unqualified when no stream of `default` has their name.
+//! [`EXTRA_SCHEMA`] and are also reachable unqualified.
+//!
+//! System tables win lookups: while extra tables are registered, schema `registry` is always
+//! theirs (a database of that name is not reachable through SQL), and in `default` an extra
+//! table's name resolves to the extra table even when a stream of that name exists (such a
+//! stream is hidden from SQL and stays readable through `GET /api/v1/read?db=..&stream=..`).
 
 use std::sync::Arc;
 
@@ -62,10 +67,7 @@ impl CatalogProvider for StrataCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if name == EXTRA_SCHEMA
-            && self.has_extra()
-            && !self.engine.databases().iter().any(|d| d == name)
-        {
+        if name == EXTRA_SCHEMA && self.has_extra() {
             return Some(Arc::new(ExtraSchema(self.extra.clone())));
         }
         let known = name == DEFAULT_DATABASE || self.engine.databases().iter().any(|d| d == name);
@@ -108,21 +110,30 @@ impl DatabaseSchema {
 #[async_trait]
 impl SchemaProvider for DatabaseSchema {
     fn table_names(&self) -> Vec<String> {
-        self.engine.streams(&self.database)
+        let mut names = self.engine.streams(&self.database);
+        names.retain(|n| self.system_table(n).is_none());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let stream = StreamTable::load(self.engine.clone(), &self.database, name, self.options)
-            .map(|t| Arc::new(t) as Arc<dyn TableProvider>);
-        Ok(stream.or_else(|| extra_table(self.extra.as_ref()?, name)))
+        if let Some(system) = self.system_table(name) {
+            return Ok(Some(system));
+        }
+        Ok(
+            StreamTable::load(self.engine.clone(), &self.database, name, self.options)
+                .map(|t| Arc::new(t) as Arc<dyn TableProvider>),
+        )
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.engine.schema(&self.database, name).is_some()
-            || self
-                .extra
-                .as_ref()
-                .is_some_and(|e| extra_table(e, name).is_some())
+        self.system_table(name).is_some() || self.engine.schema(&self.database, name).is_some()
+    }
+}
+
+impl DatabaseSchema {
+    /// The extra (system) table `name` reachable in this schema, which wins over a stream.
+    fn system_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        extra_table(self.extra.as_ref()?, name)
     }
 }
 

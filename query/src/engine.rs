@@ -124,7 +124,8 @@ impl QueryEngine {
     }
 
     /// Adds (or replaces) a table whose rows come from `source` (the server's registry tables),
-    /// reachable as `registry.<name>` and, unless a stream of `default` has that name, as `<name>`.
+    /// reachable as `registry.<name>` and as `<name>`; it wins over a stream of `default` or a
+    /// database `registry` of the same name (see `catalog.rs`).
     pub fn register_snapshot_table(
         &self,
         name: &str,

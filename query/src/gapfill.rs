@@ -69,7 +69,13 @@ pub fn bucket_starts(start: i64, end: i64, stride: i64) -> Result<Vec<i64>> {
     if stride <= 0 {
         return plan_err("time_buckets: the interval must be positive");
     }
-    let first = start - start.rem_euclid(stride);
+    // In i128: the bucket holding a time near i64::MIN may start before it.
+    let first = i128::from(start) - i128::from(start.rem_euclid(stride));
+    let Ok(first) = i64::try_from(first) else {
+        return plan_err(format!(
+            "time_buckets: the bucket holding {start} starts before the earliest representable time"
+        ));
+    };
     let count = (i128::from(end) - i128::from(first) + i128::from(stride) - 1) / i128::from(stride);
     if count > i128::from(MAX_BUCKETS) {
         return plan_err(format!(
@@ -115,9 +121,10 @@ fn interval_arg(e: &Expr) -> Result<i64> {
                 .and_then(|d| d.checked_add(i.nanoseconds))
                 .ok_or_else(bad)
         }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(i)), _) => {
-            Ok(i64::from(i.days) * 86_400_000_000_000 + i64::from(i.milliseconds) * 1_000_000)
-        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(i)), _) => i64::from(i.days)
+            .checked_mul(86_400_000_000_000)
+            .and_then(|d| d.checked_add(i64::from(i.milliseconds) * 1_000_000))
+            .ok_or_else(bad),
         _ => Err(bad()),
     }
 }
@@ -283,7 +290,9 @@ fn between(
     if t1 == t0 {
         return Some(v0);
     }
-    Some(v0 + (v1 - v0) * ((at - t0) as f64 / (t1 - t0) as f64))
+    // In i128: times near the i64 limits must not overflow the differences.
+    let span = (i128::from(t1) - i128::from(t0)) as f64;
+    Some(v0 + (v1 - v0) * ((i128::from(at) - i128::from(t0)) as f64 / span))
 }
 
 #[cfg(test)]
@@ -299,6 +308,28 @@ mod tests {
         assert_eq!(bucket_starts(-15, 0, 10).unwrap(), vec![-20, -10]);
         assert!(bucket_starts(0, i64::MAX, 1).is_err());
         assert!(bucket_starts(0, 10, 0).is_err());
+    }
+
+    /// Issue 14, defect 7: times before 1677 and near the i64 limits give a clear error or the
+    /// right buckets, never an overflow panic.
+    #[test]
+    fn extreme_times_never_overflow() {
+        assert!(bucket_starts(i64::MIN, i64::MIN + 100, 10).is_err());
+        assert_eq!(
+            bucket_starts(i64::MIN + 8, i64::MIN + 30, 10).unwrap(),
+            vec![i64::MIN + 8, i64::MIN + 18, i64::MIN + 28]
+        );
+        let last = bucket_starts(i64::MAX - 5, i64::MAX, 10).unwrap();
+        assert_eq!(last, vec![i64::MAX - 7]);
+        let huge = Expr::Literal(
+            ScalarValue::IntervalDayTime(Some(arrow::datatypes::IntervalDayTime::new(i32::MAX, 0))),
+            None,
+        );
+        assert!(interval_arg(&huge).is_err());
+        let v = Float64Array::from(vec![Some(0.0), None, Some(1.0)]);
+        let t = [Some(i64::MIN), Some(0), Some(i64::MAX)];
+        let mid = between(&v, &t, Some(0), Some(2), Some(0)).unwrap();
+        assert!((mid - 0.5).abs() < 1e-9, "{mid}");
     }
 
     #[test]

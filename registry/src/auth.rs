@@ -1,8 +1,8 @@
 //! Authentication: the in-memory identity cache (id → enabled, salts, hashes, thumbprint),
 //! the token cache, constant-time verification and debounced last-seen tracking.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -27,6 +27,8 @@ pub(crate) struct CachedIdentity {
     secondary: SecretHash,
     thumbprint: Option<Vec<u8>>,
     last_seen: AtomicI64,
+    /// Used since the eviction clock last passed it (second chance).
+    referenced: AtomicBool,
 }
 
 impl CachedIdentity {
@@ -41,13 +43,18 @@ impl CachedIdentity {
             secondary: decode(&rec.secondary)?,
             thumbprint: rec.thumbprint.as_deref().and_then(from_hex),
             last_seen: AtomicI64::new(rec.last_seen_ns.unwrap_or(0)),
+            referenced: AtomicBool::new(false),
         })
     }
 }
 
-/// Read-through cache of identities; `None` entries cache "no such device".
+/// Read-through cache of existing identities. Unknown ids are never cached (a client trying
+/// random ids cannot fill it); at capacity one entry is evicted by a CLOCK (second-chance)
+/// sweep over insertion order, so recently used identities stay.
 pub(crate) struct IdentityCache {
-    map: RwLock<HashMap<String, Option<Arc<CachedIdentity>>>>,
+    map: RwLock<HashMap<String, Arc<CachedIdentity>>>,
+    /// Cached ids in insertion order, for the eviction clock (may hold stale ids).
+    order: Mutex<VecDeque<String>>,
     generation: AtomicU64,
     capacity: usize,
     seen: Mutex<HashMap<String, i64>>,
@@ -58,6 +65,7 @@ impl IdentityCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
+            order: Mutex::new(VecDeque::new()),
             generation: AtomicU64::new(0),
             capacity: capacity.max(1),
             seen: Mutex::new(HashMap::new()),
@@ -68,7 +76,8 @@ impl IdentityCache {
     /// The cached identity, loading it from `db` on a miss.
     fn lookup(&self, db: &Database, id: &str) -> Result<Option<Arc<CachedIdentity>>> {
         if let Some(hit) = read(&self.map).get(id) {
-            return Ok(hit.clone());
+            hit.referenced.store(true, Ordering::Relaxed);
+            return Ok(Some(hit.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let txn = db.begin_read()?;
@@ -79,15 +88,34 @@ impl IdentityCache {
             .map(CachedIdentity::from_record)
             .transpose()?
             .map(Arc::new);
+        let Some(found) = entry else {
+            return Ok(None);
+        };
         let mut map = write(&self.map);
         // Only fill if nothing was invalidated since the read began (else the read may be stale).
         if self.generation.load(Ordering::Acquire) == generation {
-            if map.len() >= self.capacity {
-                map.clear();
+            let mut order = lock(&self.order);
+            while map.len() >= self.capacity {
+                if !evict_one(&mut map, &mut order) {
+                    break;
+                }
             }
-            map.insert(id.to_string(), entry.clone());
+            if map.insert(id.to_string(), found.clone()).is_none() {
+                order.push_back(id.to_string());
+            }
+            if order.len() > self.capacity.saturating_mul(2) {
+                order.retain(|k| map.contains_key(k));
+            }
         }
-        Ok(entry)
+        Ok(Some(found))
+    }
+
+    /// The ids cached now (tests).
+    #[cfg(test)]
+    fn cached_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = read(&self.map).keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Drops cached state of the given devices (call after committing a change to them).
@@ -183,6 +211,22 @@ fn cached_token(rec: TokenRecord) -> Result<CachedToken> {
         hash,
         info: rec.info,
     })
+}
+
+/// Evicts one entry: the first in insertion order not used since the clock last passed it
+/// (used ones get a second chance at the back). False when nothing is left to evict.
+fn evict_one(map: &mut HashMap<String, Arc<CachedIdentity>>, order: &mut VecDeque<String>) -> bool {
+    while let Some(key) = order.pop_front() {
+        match map.get(&key) {
+            None => continue,
+            Some(e) if e.referenced.swap(false, Ordering::Relaxed) => order.push_back(key),
+            Some(_) => {
+                map.remove(&key);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Registry {
@@ -281,5 +325,43 @@ impl Registry {
             return Ok(None);
         }
         self.inner.identities.lookup(&self.inner.db, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DeviceRegistration, Registry, RegistryOptions};
+
+    /// Issue 14, defect 7: unknown ids are not cached, and a full cache evicts one entry (not
+    /// the one just used) instead of being cleared.
+    #[test]
+    fn identity_cache_skips_unknown_ids_and_evicts_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RegistryOptions {
+            identity_cache_capacity: 2,
+            ..RegistryOptions::default()
+        };
+        let reg = Registry::open_with(dir.path().join(crate::REGISTRY_FILE), options).unwrap();
+        let key = |id: &str| {
+            reg.register_device("a", DeviceRegistration::new(id))
+                .unwrap()
+                .primary_key
+        };
+        let (k1, k2, k3) = (key("d1"), key("d2"), key("d3"));
+        for i in 0..50 {
+            assert!(
+                reg.authenticate_device(&format!("nobody-{i}"), "x")
+                    .is_err()
+            );
+        }
+        assert!(
+            reg.inner.identities.cached_ids().is_empty(),
+            "unknown ids cached"
+        );
+        reg.authenticate_device("d1", &k1).unwrap();
+        reg.authenticate_device("d2", &k2).unwrap();
+        reg.authenticate_device("d1", &k1).unwrap();
+        reg.authenticate_device("d3", &k3).unwrap();
+        assert_eq!(reg.inner.identities.cached_ids(), ["d1", "d3"]);
     }
 }

@@ -496,7 +496,8 @@ pub struct NewToken {
     pub name: Option<String>,
     /// Granted scopes (at least one).
     pub scopes: Vec<Scope>,
-    /// When set, the token is limited to these database/stream names.
+    /// When set, the token is limited to these entries: `db` (every stream of database `db`)
+    /// or `db/stream` (that one stream). See `docs/security.md`.
     #[serde(default)]
     pub streams: Option<Vec<String>>,
 }
@@ -510,7 +511,7 @@ pub struct TokenInfo {
     pub name: String,
     /// Granted scopes, sorted.
     pub scopes: Vec<Scope>,
-    /// Stream/database names the token is limited to (`None` = all).
+    /// Limits: `db` or `db/stream` entries the token is confined to (`None` = all).
     pub streams: Option<Vec<String>>,
     /// Who created it.
     pub created_by: String,

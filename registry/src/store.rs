@@ -66,11 +66,38 @@ pub(crate) struct RelationshipRecord {
     pub created_ns: i64,
 }
 
-/// Stored API token: public info plus the `salt:hash` hex of its secret.
+/// Stored API token: public info plus the `salt:hash` hex of its secret, and the format of its
+/// limits (`limit_format`, absent in records of versions before 2). Loading a record of the
+/// older format rewrites its limits to the exact form ([`crate::tokens::upgrade_limits`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredTokenRecord")]
 pub(crate) struct TokenRecord {
     pub info: TokenInfo,
     pub secret_hash: String,
+    pub limit_format: u32,
+}
+
+/// A token record as stored, before its limits are upgraded.
+#[derive(Deserialize)]
+struct StoredTokenRecord {
+    info: TokenInfo,
+    secret_hash: String,
+    #[serde(default)]
+    limit_format: u32,
+}
+
+impl From<StoredTokenRecord> for TokenRecord {
+    fn from(raw: StoredTokenRecord) -> Self {
+        let mut info = raw.info;
+        if raw.limit_format < crate::tokens::LIMIT_FORMAT {
+            info.streams = info.streams.map(crate::tokens::upgrade_limits);
+        }
+        TokenRecord {
+            info,
+            secret_hash: raw.secret_hash,
+            limit_format: crate::tokens::LIMIT_FORMAT,
+        }
+    }
 }
 
 /// Creates every table (so read transactions never miss one) and stamps the schema version.
@@ -196,4 +223,27 @@ where
         items,
         next_after: if more { last_key } else { None },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenRecord;
+
+    #[test]
+    fn old_bare_limits_load_as_database_or_default_stream() {
+        let old = br#"{"info":{"id":"t1","name":"n","scopes":["write"],"streams":["fleet","cpu"],
+            "created_by":"a","created_ns":1,"revoked_ns":null},"secret_hash":"x"}"#;
+        let rec: TokenRecord = serde_json::from_slice(old).unwrap();
+        assert_eq!(rec.limit_format, crate::tokens::LIMIT_FORMAT);
+        let limits = rec.info.streams.clone().unwrap();
+        assert_eq!(limits, ["cpu", "default/cpu", "default/fleet", "fleet"]);
+        assert!(rec.info.allows_database("fleet"));
+        assert!(rec.info.allows_stream("default", "cpu"));
+        assert!(!rec.info.allows_stream("other", "fleet"));
+        assert!(!rec.info.allows_stream("other", "cpu"));
+        // Stored again, it keeps the exact form.
+        let again: TokenRecord =
+            serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert_eq!(again, rec);
+    }
 }

@@ -3,6 +3,11 @@
 //!
 //! Format: `strata_<id>_<secret>` with a 16-hex-char id and a 64-hex-char (256-bit) secret.
 //! The whole token string is stored as a salted HMAC-SHA256 hash under its id.
+//!
+//! Limits: a token may be confined to entries `db` (every stream of database `db`) or
+//! `db/stream` (one stream of one database). A token created by another token is never broader
+//! than its creator: its scope is at most the creator's and, when the creator is limited, each of
+//! its entries lies inside one of the creator's ([`TokenInfo::covers`]).
 
 use redb::ReadableTable;
 
@@ -19,8 +24,58 @@ pub const TOKEN_PREFIX: &str = "strata_";
 pub const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
 /// Shortest value accepted from `STRATA_ADMIN_TOKEN`.
 pub const MIN_ENV_TOKEN_LEN: usize = 16;
-/// Most stream names a token may be limited to.
+/// Most limit entries a token may have.
 pub const MAX_TOKEN_STREAMS: usize = 256;
+/// Format of the limits in stored token records: 2 = exact `db` / `db/stream` entries. Records
+/// without a format (older versions) held bare names that matched a database *or* a stream.
+pub(crate) const LIMIT_FORMAT: u32 = 2;
+/// The database that bare stream names of older tokens are taken to live in.
+const OLD_LIMIT_DATABASE: &str = "default";
+
+/// Rewrites the limits of a token stored by an older version: a bare name `x` (which then matched
+/// database `x` or a stream `x` of any database) becomes `x` (database `x`) and `default/x`
+/// (stream `x` of the default database) — never broader than before, and both common uses keep
+/// working.
+pub(crate) fn upgrade_limits(old: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(old.len() * 2);
+    for name in old {
+        if name.contains('/') {
+            out.push(name);
+            continue;
+        }
+        out.push(format!("{OLD_LIMIT_DATABASE}/{name}"));
+        out.push(name);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// One limit entry: a database, or a stream of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit<'a> {
+    Database(&'a str),
+    Stream(&'a str, &'a str),
+}
+
+impl<'a> Limit<'a> {
+    fn parse(entry: &'a str) -> Limit<'a> {
+        match entry.split_once('/') {
+            Some((db, stream)) => Limit::Stream(db, stream),
+            None => Limit::Database(entry),
+        }
+    }
+
+    /// Whether this entry grants everything `other` grants.
+    fn contains(self, other: Limit<'_>) -> bool {
+        match (self, other) {
+            (Limit::Database(a), Limit::Database(b)) => a == b,
+            (Limit::Database(a), Limit::Stream(b, _)) => a == b,
+            (Limit::Stream(a, s), Limit::Stream(b, t)) => a == b && s == t,
+            (Limit::Stream(..), Limit::Database(_)) => false,
+        }
+    }
+}
 
 impl TokenInfo {
     /// Whether the token grants `scope` (scopes are hierarchical: admin ⊇ write ⊇ read).
@@ -28,16 +83,47 @@ impl TokenInfo {
         self.scopes.iter().any(|s| *s >= scope)
     }
 
-    /// Whether the token may touch stream/database `name` (always, when not limited).
-    pub fn allows_stream(&self, name: &str) -> bool {
+    /// Whether the token may touch `stream` of `database` (always, when not limited): its
+    /// limits hold `database` or `database/stream`.
+    pub fn allows_stream(&self, database: &str, stream: &str) -> bool {
+        let wanted = Limit::Stream(database, stream);
         self.streams
             .as_ref()
-            .is_none_or(|list| list.iter().any(|s| s == name))
+            .is_none_or(|list| list.iter().any(|e| Limit::parse(e).contains(wanted)))
     }
 
-    /// `Ok` when the token grants `scope` (and, if given, access to `stream`); otherwise
-    /// `Forbidden` with a message naming what is missing.
-    pub fn check(&self, scope: Scope, stream: Option<&str>) -> Result<()> {
+    /// Whether the token may touch every stream of `database` (and create it): its limits
+    /// hold the entry `database`.
+    pub fn allows_database(&self, database: &str) -> bool {
+        let wanted = Limit::Database(database);
+        self.streams
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|e| Limit::parse(e).contains(wanted)))
+    }
+
+    /// The highest scope granted.
+    pub fn max_scope(&self) -> Option<Scope> {
+        self.scopes.iter().max().copied()
+    }
+
+    /// Whether a token asked for by `req` would be no broader than this one: scope at most this
+    /// token's, and (when this token is limited) limited to entries inside this token's.
+    pub fn covers(&self, req: &NewToken) -> bool {
+        let scope_ok = req.scopes.iter().max() <= self.max_scope().as_ref();
+        let limits_ok = match (&self.streams, &req.streams) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs.iter().all(|t| {
+                let t = Limit::parse(t);
+                mine.iter().any(|m| Limit::parse(m).contains(t))
+            }),
+        };
+        scope_ok && limits_ok
+    }
+
+    /// `Ok` when the token grants `scope` (and, if given, access to `(database, stream)`);
+    /// otherwise `Forbidden` with a message naming what is missing.
+    pub fn check(&self, scope: Scope, stream: Option<(&str, &str)>) -> Result<()> {
         if !self.allows(scope) {
             return Err(RegistryError::Forbidden(format!(
                 "token '{}' lacks the '{}' scope",
@@ -46,10 +132,12 @@ impl TokenInfo {
             )));
         }
         match stream {
-            Some(name) if !self.allows_stream(name) => Err(RegistryError::Forbidden(format!(
-                "token '{}' is not allowed on stream '{name}'",
-                self.id
-            ))),
+            Some((db, name)) if !self.allows_stream(db, name) => {
+                Err(RegistryError::Forbidden(format!(
+                    "token '{}' is not allowed on database '{db}', stream '{name}'",
+                    self.id
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -76,11 +164,28 @@ fn validate_new_token(req: &NewToken) -> Result<()> {
                 "a token may be limited to at most {MAX_TOKEN_STREAMS} streams"
             )));
         }
-        for s in streams {
-            validate_id("stream name", s)?;
+        for entry in streams {
+            validate_limit(entry)?;
         }
     }
     Ok(())
+}
+
+/// Checks one limit entry: `db` or `db/stream`, each part a valid id.
+fn validate_limit(entry: &str) -> Result<()> {
+    match Limit::parse(entry) {
+        Limit::Database(db) => validate_id("token limit database", db),
+        Limit::Stream(db, stream) => {
+            validate_id("token limit database", db)?;
+            validate_id("token limit stream", stream)
+        }
+    }
+    .map_err(|e| {
+        RegistryError::invalid(format!(
+            "token limit '{}' must be 'db' or 'db/stream': {e}",
+            entry.escape_debug()
+        ))
+    })
 }
 
 fn sorted_scopes(scopes: &[Scope]) -> Vec<Scope> {
@@ -92,8 +197,22 @@ fn sorted_scopes(scopes: &[Scope]) -> Vec<Scope> {
 
 impl Registry {
     /// Creates a token; the returned [`CreatedToken::token`] is the only copy of the secret.
+    /// For a token created on behalf of another token use [`Registry::create_token_by`].
     pub fn create_token(&self, actor: &str, req: NewToken) -> Result<CreatedToken> {
         self.create_token_inner(actor, req, None)
+    }
+
+    /// Creates a token on behalf of `creator` (audited as `token:<id>`), refusing with
+    /// `Forbidden` one broader than the creator ([`TokenInfo::covers`]).
+    pub fn create_token_by(&self, creator: &TokenInfo, req: NewToken) -> Result<CreatedToken> {
+        validate_new_token(&req)?;
+        if !creator.covers(&req) {
+            return Err(RegistryError::Forbidden(format!(
+                "token '{}' cannot create a token broader than itself (scope or limits)",
+                creator.id
+            )));
+        }
+        self.create_token_inner(&format!("token:{}", creator.id), req, None)
     }
 
     fn create_token_inner(
@@ -125,6 +244,7 @@ impl Registry {
             let rec = TokenRecord {
                 info,
                 secret_hash: SecretHash::new(token.as_bytes()).encode(),
+                limit_format: LIMIT_FORMAT,
             };
             let mut table = txn.open_table(TOKENS)?;
             if fixed.is_none() && table.get(id.as_str())?.is_some() {

@@ -27,7 +27,8 @@ fn created_token_authenticates_with_its_scopes() {
         info.check(Scope::Write, None),
         Err(RegistryError::Forbidden(_))
     ));
-    info.check(Scope::Read, Some("anything")).unwrap();
+    info.check(Scope::Read, Some(("anydb", "anything")))
+        .unwrap();
 }
 
 #[test]
@@ -51,14 +52,67 @@ fn scopes_are_hierarchical() {
 fn stream_limited_token() {
     let f = Fixture::new();
     let mut req = token(&[Scope::Write]);
-    req.streams = Some(vec!["weather".into()]);
+    req.streams = Some(vec!["default/weather".into(), "fleet".into()]);
     let t = f.reg.create_token("admin", req).unwrap();
     let info = f.reg.authenticate_token(&t.token).unwrap();
-    info.check(Scope::Write, Some("weather")).unwrap();
-    match info.check(Scope::Write, Some("power")) {
+    info.check(Scope::Write, Some(("default", "weather")))
+        .unwrap();
+    info.check(Scope::Write, Some(("fleet", "anything")))
+        .unwrap();
+    assert!(info.allows_database("fleet"));
+    assert!(!info.allows_database("default"));
+    match info.check(Scope::Write, Some(("default", "power"))) {
         Err(RegistryError::Forbidden(msg)) => assert!(msg.contains("power")),
         other => panic!("{other:?}"),
     }
+    // A stream entry names one database only; a database entry is not a stream name.
+    assert!(!info.allows_stream("other", "weather"));
+    assert!(!info.allows_stream("other", "fleet"));
+}
+
+#[test]
+fn a_token_never_mints_a_broader_one() {
+    let f = Fixture::new();
+    let mut req = token(&[Scope::Admin]);
+    req.streams = Some(vec!["fleet".into(), "plant/power".into()]);
+    let limited = f.reg.create_token("admin", req).unwrap().info;
+    let forbidden = |scopes: &[Scope], streams: Option<Vec<&str>>| {
+        let mut r = token(scopes);
+        r.streams = streams.map(|v| v.into_iter().map(String::from).collect());
+        matches!(
+            f.reg.create_token_by(&limited, r),
+            Err(RegistryError::Forbidden(_))
+        )
+    };
+    assert!(
+        forbidden(&[Scope::Read], None),
+        "unlimited from a limited token"
+    );
+    assert!(forbidden(&[Scope::Read], Some(vec!["other"])));
+    assert!(
+        forbidden(&[Scope::Read], Some(vec!["plant"])),
+        "database from a stream entry"
+    );
+    assert!(forbidden(&[Scope::Read], Some(vec!["plant/heat"])));
+    assert!(!forbidden(
+        &[Scope::Write],
+        Some(vec!["fleet/trucks", "plant/power"])
+    ));
+    assert!(!forbidden(&[Scope::Admin], Some(vec!["fleet"])));
+    let mut r = token(&[Scope::Read]);
+    r.streams = Some(vec!["fleet".into()]);
+    let reader = f.reg.create_token_by(&limited, r).unwrap();
+    assert_eq!(reader.info.created_by, format!("token:{}", limited.id));
+    let reader = reader.info;
+    let mut r = token(&[Scope::Write]);
+    r.streams = Some(vec!["fleet".into()]);
+    assert!(
+        matches!(
+            f.reg.create_token_by(&reader, r),
+            Err(RegistryError::Forbidden(_))
+        ),
+        "scope above the creator's"
+    );
 }
 
 #[test]
@@ -111,6 +165,14 @@ fn invalid_token_requests_fail() {
         f.reg.create_token("a", req),
         Err(RegistryError::Invalid(_))
     ));
+    for bad in ["db/", "/s", "a/b/c", ""] {
+        let mut req = token(&[Scope::Read]);
+        req.streams = Some(vec![bad.into()]);
+        assert!(
+            matches!(f.reg.create_token("a", req), Err(RegistryError::Invalid(_))),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

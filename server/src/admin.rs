@@ -14,19 +14,31 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::write::{DbParams, bad_query, database_name};
 
-/// `GET /health`: status (`ok`, or `degraded` when recovery found damage), version, uptime, the
-/// recovery report and engine counters.
+/// `GET /health` (public liveness): only `{"status": "ok"|"degraded"}` — no file paths, damage
+/// details or counters, which need a token (`GET /api/v1/health`).
 pub async fn health(State(st): State<AppState>) -> Json<Value> {
-    let r = &st.recovery;
-    let damaged = !r.wal_warnings.is_empty() || !r.segment_errors.is_empty();
-    let stats = st.engine.stats();
+    Json(json!({ "status": status(&st) }))
+}
+
+/// `GET /api/v1/health` (`read` scope): status (`ok`, or `degraded` when recovery found damage),
+/// version, uptime, the recovery report (with file paths) and engine counters.
+pub async fn health_detail(State(st): State<AppState>) -> Json<Value> {
     Json(json!({
-        "status": if damaged { "degraded" } else { "ok" },
+        "status": status(&st),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs_f64(),
-        "recovery": r,
-        "engine": stats,
+        "recovery": &st.recovery,
+        "engine": st.engine.stats(),
     }))
+}
+
+fn status(st: &AppState) -> &'static str {
+    let r = &st.recovery;
+    if r.wal_warnings.is_empty() && r.segment_errors.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    }
 }
 
 /// `GET|HEAD /ping`: InfluxDB-style liveness probe, 204 with a version header.

@@ -56,12 +56,12 @@ impl Principal {
     }
 
     /// Whether this principal may touch `stream` of `database`: devices may (they are confined
-    /// to their own rows instead); a token limited to named streams needs the database name or
-    /// the stream name in its list.
+    /// to their own rows instead); a limited token needs the entry `database` or
+    /// `database/stream` (see `docs/security.md`).
     pub fn allows(&self, database: &str, stream: &str) -> bool {
         match self {
             Principal::Device(_) => true,
-            Principal::Token(t) => t.allows_stream(database) || t.allows_stream(stream),
+            Principal::Token(t) => t.allows_stream(database, stream),
         }
     }
 
@@ -69,7 +69,7 @@ impl Principal {
     pub fn allows_database(&self, database: &str) -> bool {
         match self {
             Principal::Device(_) => true,
-            Principal::Token(t) => t.allows_stream(database),
+            Principal::Token(t) => t.allows_database(database),
         }
     }
 
@@ -97,9 +97,8 @@ pub fn policy(method: &Method, route: &str) -> Access {
         | "/write"
         | "/api/v2/write"
         | "/api/v1/devices/{id}/telemetry/{stream}" => Access::Write,
-        "/api/v1/read" | "/api/v1/query" | "/api/v1/databases" | "/api/v1/streams" | "/metrics" => {
-            Access::Read
-        }
+        "/api/v1/read" | "/api/v1/query" | "/api/v1/databases" | "/api/v1/streams"
+        | "/api/v1/health" | "/metrics" => Access::Read,
         "/api/v1/flush" | "/api/v1/compact" | "/api/v1/audit" => Access::Admin,
         r if r == "/api/v1/tokens" || r.starts_with("/api/v1/tokens/") => Access::Admin,
         r if is_registry(r) && (method == Method::GET || method == Method::HEAD) => Access::Read,
@@ -296,10 +295,13 @@ mod tests {
 
     #[test]
     fn stream_limits() {
-        let t = token(&[Scope::Write], Some(&["fleet", "cpu"]));
+        let t = token(&[Scope::Write], Some(&["fleet", "default/cpu"]));
         assert!(t.allows("fleet", "anything"));
-        assert!(t.allows("other", "cpu"));
+        assert!(t.allows("default", "cpu"));
+        assert!(!t.allows("other", "cpu"));
+        assert!(!t.allows("other", "fleet"));
         assert!(!t.allows("other", "mem"));
+        assert!(!t.allows_database("default"));
         assert!(t.allows_database("fleet"));
         assert!(!t.allows_database("other"));
         let e = t.check_stream("other", "mem").unwrap_err();

@@ -138,6 +138,36 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
 
+    /// Most open plain-HTTP connections. At the cap the oldest connection that has not sent a
+    /// complete request yet is closed to make room; only when all are busy is a new one refused
+    /// (`strata_connections_refused_total`). See docs/operations.md.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_HTTP", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_http: u64,
+
+    /// Most open HTTPS connections (same rules as --max-connections-http).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_HTTPS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_https: u64,
+
+    /// Most open MQTT connections, plain and TLS together; one that has not completed CONNECT
+    /// makes room for a new one at the cap.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_MQTT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections_mqtt: u64,
+
+    /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_flight: u64,
+
+    /// HTTP(S): longest wait for a complete request header, counted from the moment the server
+    /// is ready for a request (a new connection, or the previous response sent, so it is also
+    /// the keep-alive idle limit). The connection is closed after it.
+    #[arg(long, env = "STRATA_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// HTTP(S): longest pause before or between two chunks of a request body; the request then
+    /// fails and the connection is closed.
+    #[arg(long, env = "STRATA_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Longest a SQL query may run before it fails (`POST /api/v1/query`).
     #[arg(long, env = "STRATA_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub query_timeout: Duration,
@@ -205,6 +235,14 @@ impl ServeArgs {
         cfg.compaction_trigger = usize::try_from(self.compaction_trigger).unwrap_or(usize::MAX);
         cfg.verify_on_open = self.verify_on_open;
         cfg
+    }
+
+    /// The HTTP(S) timeouts these flags describe.
+    pub fn http_timeouts(&self) -> crate::serve::HttpTimeouts {
+        crate::serve::HttpTimeouts {
+            header: self.header_timeout,
+            body: self.body_timeout,
+        }
     }
 
     /// The body-size limit in bytes.

@@ -16,7 +16,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::Listener;
-use strata_ingest::mqtt::{MqttServer, MqttStats};
+use strata_ingest::mqtt::{ConnectionLimit, MqttServer, MqttStats};
 use strata_storage::{EngineStats, WriteReceipt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -207,6 +207,20 @@ pub struct Metrics {
     http_flagged: AtomicU64,
     http_rejects: Mutex<BTreeMap<(&'static str, u16), u64>>,
     mqtt: Mutex<Vec<(&'static str, MqttServer)>>,
+    limits: Mutex<Vec<(&'static str, ConnectionLimit)>>,
+}
+
+/// Counts a new connection of a listener in `counters` (open until the result is dropped);
+/// without counters the connection is only wrapped.
+pub fn count<T>(io: T, counters: Option<&'static ConnCounters>) -> CountedIo<T> {
+    static UNCOUNTED: ConnCounters = ConnCounters::new();
+    let counters = counters.unwrap_or(&UNCOUNTED);
+    counters.open.fetch_add(1, Relaxed);
+    counters.total.fetch_add(1, Relaxed);
+    CountedIo {
+        inner: io,
+        counters,
+    }
 }
 
 impl Metrics {
@@ -220,6 +234,56 @@ impl Metrics {
     pub fn attach_mqtt(&self, protocol: &'static str, server: MqttServer) {
         let mut list = self.mqtt.lock().unwrap_or_else(|p| p.into_inner());
         list.push((protocol, server));
+    }
+
+    /// Exposes the connection limit of `listener` (`http`, `https`, `mqtt`, `flight`).
+    pub fn attach_limit(&self, listener: &'static str, limit: ConnectionLimit) {
+        let mut list = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        list.push((listener, limit));
+    }
+
+    /// `strata_connections_{open,max}{listener}` and
+    /// `strata_connections_refused_total{listener,reason="limit"|"evicted"}`.
+    fn render_limits(&self, out: &mut String) {
+        let list = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP strata_connections_open Open connections by listener (under its cap).\n# TYPE strata_connections_open gauge"
+        );
+        for (l, limit) in list.iter() {
+            let _ = writeln!(
+                out,
+                "strata_connections_open{{listener=\"{l}\"}} {}",
+                limit.open()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP strata_connections_max Connection cap by listener.\n# TYPE strata_connections_max gauge"
+        );
+        for (l, limit) in list.iter() {
+            let _ = writeln!(
+                out,
+                "strata_connections_max{{listener=\"{l}\"}} {}",
+                limit.max()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP strata_connections_refused_total Connections refused at the cap (reason limit) or closed before their first request or CONNECT to make room (reason evicted).\n# TYPE strata_connections_refused_total counter"
+        );
+        for (l, limit) in list.iter() {
+            let _ = writeln!(
+                out,
+                "strata_connections_refused_total{{listener=\"{l}\",reason=\"limit\"}} {}",
+                limit.refused()
+            );
+            let _ = writeln!(
+                out,
+                "strata_connections_refused_total{{listener=\"{l}\",reason=\"evicted\"}} {}",
+                limit.evicted()
+            );
+        }
     }
 
     /// Counts rows stored with an `_invalid` flag by the HTTP device API.
@@ -298,6 +362,7 @@ impl Metrics {
         );
         render_engine(&mut out, engine);
         self.render_ingest(&mut out);
+        self.render_limits(&mut out);
         out
     }
 

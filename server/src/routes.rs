@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/databases", get(admin::databases))
         .route("/api/v1/streams", get(admin::streams))
         .route("/health", get(admin::health))
+        .route("/api/v1/health", get(admin::health_detail))
         .route("/ping", get(admin::ping).head(admin::ping))
         .route("/metrics", get(admin::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::enforce))

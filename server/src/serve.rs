@@ -7,10 +7,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use strata_storage::{Engine, RecoveryReport};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+mod limits;
+
+pub use limits::{HttpServer, HttpTimeouts, flight_incoming};
 
 use crate::bootstrap::{Announce, admin_source, open_registry};
-use strata_ingest::mqtt::{MqttConfig, MqttServer};
+use strata_ingest::mqtt::{ConnectionLimit, MqttConfig, MqttServer};
 use strata_query::QueryEngine;
 
 use crate::cli::{MqttListener, ServeArgs, durability_name};
@@ -18,7 +21,7 @@ use crate::mqtt::{RegistryAuthenticator, watch_revocations};
 use crate::routes::router;
 use crate::state::AppState;
 use crate::tls::issue::CertIssuer;
-use crate::tls::{HttpsServer, MqttsHandshake, Tls};
+use crate::tls::{HANDSHAKE_TIMEOUT, MqttsHandshake, Tls};
 use axum::Extension;
 use std::net::SocketAddr;
 
@@ -37,8 +40,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.display(),
         durability = %durability_name(config.durability), memtable_bytes = config.memtable_bytes, "starting strata");
     // Bind first so a taken port fails fast, before a possibly long WAL replay.
-    let listener = TcpListener::bind(args.http_addr)
-        .await
+    let listener = std::net::TcpListener::bind(args.http_addr)
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;
     let tls = setup_tls(&args).await?;
     let engine = tokio::task::spawn_blocking(move || Engine::open(config))
@@ -74,25 +76,64 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(a), Some(t)) => Some((a, t.mqtts.clone())),
         _ => None,
     };
-    let mqtt = start_mqtt(args.mqtt_listener(), mqtts, &engine, &registry, &state).await?;
+    let mqtt_config = MqttConfig {
+        schemas: Some(state.schemas.clone()),
+        max_connections: usize::try_from(args.max_connections_mqtt).unwrap_or(usize::MAX),
+        device_tags: args.device_tags.clone(),
+        ..MqttConfig::default()
+    };
+    let mqtt = start_mqtt(
+        args.mqtt_listener(),
+        mqtts,
+        &engine,
+        &registry,
+        &state,
+        mqtt_config,
+    )
+    .await?;
+    let limit = |listener: &'static str, max: u64| {
+        let limit = ConnectionLimit::new(usize::try_from(max).unwrap_or(usize::MAX));
+        state.metrics.attach_limit(listener, limit.clone());
+        limit
+    };
     let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
     let https = match (args.tls.https_addr, &tls) {
         (Some(a), Some(t)) => {
             let app = router(state.clone()).layer(Extension(issuer.clone()));
-            let https = HttpsServer::start(a, t.https.clone(), app)
+            let listener = std::net::TcpListener::bind(a)
                 .with_context(|| format!("cannot listen for HTTPS on {a}"))?;
+            let https = HttpServer::start_tls(
+                listener,
+                limit("https", args.max_connections_https),
+                app,
+                args.http_timeouts(),
+                t.https.clone(),
+                HANDSHAKE_TIMEOUT,
+            )
+            .with_context(|| format!("cannot serve HTTPS on {a}"))?;
             tracing::info!(addr = %https.local_addr(), "HTTPS listening");
             Some(https)
         }
         _ => None,
     };
     let flight = match args.flight_addr {
-        Some(flight_addr) => Some(crate::flight::start(flight_addr, state.clone()).await?),
+        Some(flight_addr) => Some(
+            crate::flight::start(
+                flight_addr,
+                state.clone(),
+                limit("flight", args.max_connections_flight),
+            )
+            .await?,
+        ),
         None => None,
     };
-    tracing::info!(addr = %addr, "listening");
+    let http_limit = limit("http", args.max_connections_http);
     let app = router(state).layer(Extension(issuer));
-    serve_until_signal(listener, app, https.as_ref(), args.shutdown_timeout).await?;
+    let http = HttpServer::start_plain(listener, http_limit, app, args.http_timeouts())
+        .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+    tracing::info!(addr = %addr, "listening");
+    wait_for_signal(&http, https.as_ref(), args.shutdown_timeout).await;
+    http.finish(args.shutdown_timeout).await;
     if let Some(https) = https {
         https.finish(args.shutdown_timeout).await;
     }
@@ -144,6 +185,7 @@ async fn start_mqtt(
     engine: &Arc<Engine>,
     registry: &Arc<strata_registry::Registry>,
     state: &AppState,
+    config: MqttConfig,
 ) -> anyhow::Result<Option<MqttServer>> {
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -170,13 +212,12 @@ async fn start_mqtt(
         None => None,
     };
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
-    let config = MqttConfig {
-        schemas: Some(state.schemas.clone()),
-        ..MqttConfig::default()
-    };
     let mqtt =
         MqttServer::new(config, engine.clone(), auth).context("cannot start the MQTT endpoint")?;
     state.metrics.attach_mqtt("mqtt", mqtt.clone());
+    state
+        .metrics
+        .attach_limit("mqtt", mqtt.connection_limit().clone());
     watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
     if let Some(listener) = plain {
         let local = listener.local_addr().context("no local MQTT address")?;
@@ -218,38 +259,18 @@ fn log_recovery(r: &RecoveryReport) {
     }
 }
 
-/// Serves until a signal arrives, then lets in-flight requests finish for at most `drain`.
-async fn serve_until_signal(
-    listener: TcpListener,
-    app: axum::Router,
-    https: Option<&HttpsServer>,
+/// Waits for a shutdown signal (or the HTTP listener failing), then asks the HTTP(S) listeners
+/// to stop accepting and let in-flight requests finish for at most `drain`.
+async fn wait_for_signal(
+    http: &HttpServer,
+    https: Option<&HttpServer>,
     drain: std::time::Duration,
-) -> anyhow::Result<()> {
-    let (tx, mut rx) = watch::channel(false);
-    let graceful = async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let listener = crate::metrics::counted(listener, &crate::metrics::HTTP_CONNECTIONS);
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let mut server = tokio::spawn(async move { server.await });
-    tokio::select! {
-        res = &mut server => return res.context("server task failed")?.context("server failed"),
-        sig = shutdown_signal() => tracing::info!(signal = sig, "shutdown signal received; draining requests"),
-    }
-    let _ = tx.send(true);
+) {
+    let sig = shutdown_signal().await;
+    tracing::info!(signal = sig, "shutdown signal received; draining requests");
+    http.begin_shutdown(drain);
     if let Some(https) = https {
         https.begin_shutdown(drain);
-    }
-    match tokio::time::timeout(drain, &mut server).await {
-        Ok(res) => res.context("server task failed")?.context("server failed"),
-        Err(_) => {
-            tracing::warn!(
-                timeout_ms = drain.as_millis() as u64,
-                "in-flight requests did not finish in time; shutting down anyway"
-            );
-            server.abort();
-            Ok(())
-        }
     }
 }
 

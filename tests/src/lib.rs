@@ -391,9 +391,10 @@ impl Server {
         self.get(&format!("/api/v1/read?{query}"))
     }
 
-    /// `GET /health` (no credentials needed) as JSON.
+    /// `GET /api/v1/health` (the detailed health: recovery report, engine counters) with the
+    /// admin token, as JSON. The public `/health` answers only the status.
     pub fn health(&self) -> serde_json::Value {
-        let r = self.send_anonymous("GET", "/health", None);
+        let r = self.get("/api/v1/health");
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }

@@ -37,6 +37,7 @@ fn every_endpoint_needs_credentials() {
         ("GET", "/api/v1/read?stream=x"),
         ("GET", "/api/v1/databases"),
         ("GET", "/api/v1/streams"),
+        ("GET", "/api/v1/health"),
         ("GET", "/metrics"),
         ("POST", "/api/v1/flush"),
         ("POST", "/api/v1/compact"),
@@ -190,6 +191,126 @@ fn stream_limited_tokens() {
     assert_eq!(dbs["databases"], json!(["fleet"]));
     let streams = server.get_as("/api/v1/streams?db=other", &limited).json();
     assert_eq!(streams["streams"], json!([]));
+}
+
+/// Issue 14, defect 7: the public `/health` says only the status; file paths, the recovery
+/// report and engine counters need a token (`/api/v1/health`).
+#[test]
+fn public_health_exposes_no_paths() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    let public = server.send_anonymous("GET", "/health", None);
+    assert_eq!(public.status, 200);
+    assert_eq!(public.json(), json!({"status": "ok"}));
+    assert!(!public.body.contains(dir.to_str().unwrap()));
+    assert_refused(
+        &server.send_anonymous("GET", "/api/v1/health", None),
+        401,
+        "",
+    );
+    let reader = bearer(&server.create_token(&["read"]));
+    let detail = server.get_as("/api/v1/health", &reader);
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let detail = detail.json();
+    assert_eq!(detail["status"], "ok");
+    assert!(detail["engine"].is_object() && detail["recovery"].is_object());
+}
+
+/// Issue 14, defect 3: a limit names a database (`db`) or one stream (`db/stream`), never "a
+/// database or a stream of any name": a token limited to `fleet` cannot write or read
+/// `db=other&stream=fleet`, nor create databases; a stream entry does not open its database.
+#[test]
+fn token_limits_are_exact() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    let create = |body: Value| {
+        let r = server.post_json("/api/v1/tokens", &body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        bearer(r.json()["token"].as_str().unwrap())
+    };
+    let fleet = create(json!({"scopes": ["write"], "streams": ["fleet"]}));
+    let post = |auth: &str, db: &str, body: &str| {
+        server.post(
+            &format!("/api/v1/write?db={db}"),
+            body.as_bytes(),
+            &[("Authorization", auth)],
+        )
+    };
+    assert_eq!(post(&fleet, "fleet", "trucks,device=t v=1 1\n").status, 204);
+    assert_refused(
+        &post(&fleet, "other", "fleet,device=t v=1 1\n"),
+        403,
+        "other",
+    );
+    assert_refused(
+        &post(&fleet, "newdb", "trucks,device=t v=1 1\n"),
+        403,
+        "newdb",
+    );
+    assert_eq!(server.write("other", "fleet,device=t v=1 1\n").status, 204);
+    assert_refused(
+        &server.get_as("/api/v1/read?db=other&stream=fleet", &fleet),
+        403,
+        "other",
+    );
+    let one = create(json!({"scopes": ["write"], "streams": ["plant/power"]}));
+    assert_eq!(post(&one, "plant", "power,device=p v=1 1\n").status, 204);
+    assert_refused(&post(&one, "plant", "heat,device=p v=1 1\n"), 403, "heat");
+    assert_refused(&post(&one, "other", "power,device=p v=1 1\n"), 403, "other");
+    let dbs = server.get_as("/api/v1/databases", &fleet).json();
+    assert_eq!(dbs["databases"], json!(["fleet"]));
+    let r = server.post_json(
+        "/api/v1/tokens",
+        &json!({"scopes": ["read"], "streams": ["a/b/c"]}),
+    );
+    assert_refused(&r, 400, "db/stream");
+}
+
+/// Issue 14, defect 3: a token never mints a token broader than itself, in scope or limits.
+#[test]
+fn limited_admin_cannot_mint_broader_tokens() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    let r = server.post_json(
+        "/api/v1/tokens",
+        &json!({"scopes": ["admin"], "streams": ["fleet"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let limited_admin = bearer(r.json()["token"].as_str().unwrap());
+    let mint = |auth: &str, body: Value| {
+        server.send(
+            "POST",
+            "/api/v1/tokens",
+            Some(body.to_string().as_bytes()),
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+        )
+    };
+    assert_refused(
+        &mint(&limited_admin, json!({"scopes": ["admin"]})),
+        403,
+        "broader",
+    );
+    assert_refused(
+        &mint(
+            &limited_admin,
+            json!({"scopes": ["read"], "streams": ["other"]}),
+        ),
+        403,
+        "broader",
+    );
+    let r = mint(
+        &limited_admin,
+        json!({"scopes": ["write"], "streams": ["fleet/trucks"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let narrow = r.json();
+    assert_eq!(narrow["streams"], json!(["fleet/trucks"]));
+    // A write token is refused by the admin scope of the route before any minting.
+    let writer = bearer(narrow["token"].as_str().unwrap());
+    assert_eq!(mint(&writer, json!({"scopes": ["read"]})).status, 403);
 }
 
 #[test]

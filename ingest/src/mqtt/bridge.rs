@@ -270,6 +270,7 @@ impl Bridge {
             json_epoch_unit: config.json_epoch_unit,
             json_integers: config.json_integers,
             lp_precision: config.line_protocol_precision,
+            device_tags: vec!["device".into()],
         };
         let (stop, _) = watch::channel(false);
         Ok(Bridge {

@@ -62,6 +62,9 @@ pub struct MqttConfig {
     pub json_integers: IntegerMode,
     /// Timestamp precision of line-protocol payloads (default nanoseconds).
     pub line_protocol_precision: Precision,
+    /// Tags naming the device of a line-protocol point, tried in order (the server passes its
+    /// `--device-tag` list; default `device`). A point naming another device is refused.
+    pub device_tags: Vec<String>,
     /// Where each device's model schema is found; messages are validated against it
     /// (`crate::validate`). `None` (the default): no validation.
     pub schemas: Option<Arc<dyn SchemaSource>>,
@@ -86,6 +89,7 @@ impl Default for MqttConfig {
             json_epoch_unit: Precision::Milliseconds,
             json_integers: IntegerMode::Float,
             line_protocol_precision: Precision::Nanoseconds,
+            device_tags: vec!["device".into()],
             schemas: None,
         }
     }

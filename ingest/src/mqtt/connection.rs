@@ -48,10 +48,13 @@ where
     let counters = &shared.env.counters;
     add(&counters.connections_accepted, 1);
     let _open = Gauge::open(&counters.connections_open);
-    let over_limit = counters
-        .connections_open
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > shared.env.config.max_connections as u64;
+    // Connections accepted by `MqttServer::serve*` are capped by its `ConnectionLimit` (an
+    // evicted connection may still be counted open for a moment); this check covers the others.
+    let over_limit = !super::server::admitted_under_limit()
+        && counters
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > shared.env.config.max_connections as u64;
     let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
     let Some(connect) = handshake(shared, &mut io, &mut rbuf, over_limit).await else {
         return;

@@ -28,6 +28,7 @@ mod commit;
 mod config;
 mod connect;
 mod connection;
+mod limit;
 mod merge;
 mod payload;
 mod replay;
@@ -42,6 +43,7 @@ pub use auth::{
 };
 pub use bridge::{Bridge, BridgeConfig, BridgeConfigError, BridgeError, BridgeRoute, BridgeStats};
 pub use config::{MqttConfig, RateLimit};
+pub use limit::{ConnectionLimit, Establish, LimitedIo, Slot};
 pub use payload::is_json;
 pub use replay::{Replay, replay};
 pub use server::{Handshake, MqttServer, PlainTcp};

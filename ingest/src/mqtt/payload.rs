@@ -15,6 +15,7 @@ pub(crate) struct PayloadOptions {
     pub(crate) json_epoch_unit: Precision,
     pub(crate) json_integers: IntegerMode,
     pub(crate) lp_precision: Precision,
+    pub(crate) device_tags: Vec<String>,
 }
 
 /// True when the payload is JSON (first non-whitespace byte `{` or `[`).
@@ -45,7 +46,7 @@ pub(crate) fn decode(
     }
     let lp_opts = ParseOptions {
         precision: opts.lp_precision,
-        device_tags: vec!["device".into()],
+        device_tags: opts.device_tags.clone(),
         default_time: now,
     };
     let mut batch = line_protocol::parse(payload, &opts.database, &lp_opts)
@@ -102,6 +103,7 @@ mod tests {
             json_epoch_unit: Precision::Milliseconds,
             json_integers: IntegerMode::Float,
             lp_precision: Precision::Nanoseconds,
+            device_tags: vec!["device".into()],
         }
     }
 
@@ -131,5 +133,20 @@ mod tests {
         assert!(decode(b"m,device=d2 v=1", "d1", "env", &opts(), 0).is_err());
         assert!(decode(br#"{"device": "d2", "v": 1}"#, "d1", "env", &opts(), 0).is_err());
         assert!(decode(b"{", "d1", "env", &opts(), 0).is_err());
+    }
+
+    /// Issue 14, defect 7: line protocol over MQTT honours the configured device tags
+    /// (`--device-tag`) like HTTP does.
+    #[test]
+    fn line_protocol_uses_the_configured_device_tags() {
+        let vin = PayloadOptions {
+            device_tags: vec!["vin".into()],
+            ..opts()
+        };
+        let b = decode(b"m,vin=d1,x=1 v=1 1", "d1", "env", &vin, 0).unwrap();
+        let key = &b.tables[0].series[0];
+        assert_eq!(key.device, "d1");
+        assert_eq!(key.tags, vec![("x".to_string(), "1".to_string())]);
+        assert!(decode(b"m,vin=d2 v=1 1", "d1", "env", &vin, 0).is_err());
     }
 }

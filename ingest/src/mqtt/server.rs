@@ -17,6 +17,7 @@ use super::auth::{ClientCertificate, DeviceAuthenticator};
 use super::commit::Committer;
 use super::config::MqttConfig;
 use super::connection;
+use super::limit::{ConnectionLimit, Establish, LimitedIo};
 use super::session::Env;
 use super::stats::{Counters, MqttStats};
 
@@ -69,6 +70,30 @@ struct Entry {
     signal: watch::Sender<Signal>,
 }
 
+tokio::task_local! {
+    /// The connection served by the current task: its slot under the connection limit (made
+    /// established once its session is registered) and the revocation sequence number at the
+    /// moment it was accepted.
+    static ACCEPTED: (Establish, u64);
+}
+
+/// Whether the current task serves a connection admitted by the accept loop's
+/// [`ConnectionLimit`] (which then enforces the cap).
+pub(crate) fn admitted_under_limit() -> bool {
+    ACCEPTED.try_with(|_| ()).is_ok()
+}
+
+/// Recent revocations ([`MqttServer::disconnect_device`]) by device, so a session registered
+/// after its device was revoked mid-CONNECT is refused (the registration race).
+#[derive(Debug, Default)]
+struct Revocations {
+    seq: u64,
+    by_device: HashMap<String, (u64, std::time::Instant)>,
+}
+
+/// Revocation records older than this are pruned once there are many.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(120);
+
 /// State shared by the accept loop and every connection.
 pub(crate) struct Shared {
     pub(crate) env: Arc<Env>,
@@ -77,6 +102,8 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    limit: ConnectionLimit,
+    revocations: Mutex<Revocations>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -99,7 +126,49 @@ impl Shared {
         if let Some(old) = sessions.insert(device.to_owned(), Entry { id, signal: tx }) {
             let _ = old.signal.send(Signal::TakenOver);
         }
+        drop(sessions);
+        // A revocation recorded after this connection was accepted means the authentication
+        // may predate it: refuse (disconnect_device records before it removes sessions, so a
+        // revocation after this check finds the session inserted above).
+        if let Ok(Some(since)) = ACCEPTED.try_with(|(_, seq)| self.revoked_since(device, *seq)) {
+            tracing::info!(
+                device,
+                revoked = since,
+                "device revoked during CONNECT; session refused"
+            );
+            self.unregister(device, id);
+            return None;
+        }
+        let _ = ACCEPTED.try_with(|(slot, _)| slot.establish());
         Some((id, rx))
+    }
+
+    /// The sequence number of a revocation of `device` after `seq`, if any.
+    fn revoked_since(&self, device: &str, seq: u64) -> Option<u64> {
+        let revocations = self.revocations.lock().ok()?;
+        revocations
+            .by_device
+            .get(device)
+            .map(|(s, _)| *s)
+            .filter(|s| *s > seq)
+    }
+
+    /// Records a revocation of `device` and returns its sequence number.
+    fn record_revocation(&self, device: &str) {
+        if let Ok(mut r) = self.revocations.lock() {
+            r.seq += 1;
+            let seq = r.seq;
+            let now = std::time::Instant::now();
+            if r.by_device.len() >= 4096 {
+                r.by_device
+                    .retain(|_, (_, at)| now.duration_since(*at) < REVOCATION_MEMORY);
+            }
+            r.by_device.insert(device.to_owned(), (seq, now));
+        }
+    }
+
+    fn revocation_seq(&self) -> u64 {
+        self.revocations.lock().map(|r| r.seq).unwrap_or(0)
     }
 
     /// Forgets session `id` of `device` (unless another session replaced it).
@@ -142,6 +211,7 @@ impl MqttServer {
             config.max_commit_rows,
         )?;
         let (shutdown, _) = watch::channel(false);
+        let config_max = config.max_connections;
         Ok(MqttServer {
             shared: Arc::new(Shared {
                 env: Arc::new(Env::new(config, counters)),
@@ -150,6 +220,8 @@ impl MqttServer {
                 sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 shutdown,
+                limit: ConnectionLimit::new(config_max),
+                revocations: Mutex::new(Revocations::default()),
             }),
         })
     }
@@ -174,7 +246,14 @@ impl MqttServer {
                 () = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // At the cap, the oldest connection that has not completed CONNECT
+                        // makes room; with none, the new one is closed at once (counted).
+                        let Some(slot) = self.shared.limit.admit() else {
+                            tracing::debug!(%peer, "mqtt connection refused: connection limit");
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
+                        let stream = LimitedIo::new(stream, slot);
                         let server = self.clone();
                         let handshake = handshake.clone();
                         tokio::spawn(async move {
@@ -193,13 +272,27 @@ impl MqttServer {
     /// Runs `handshake` on an accepted connection (within the CONNECT timeout), then its session.
     async fn handshake_and_serve<H: Handshake>(
         &self,
-        tcp: TcpStream,
+        tcp: LimitedIo<TcpStream>,
         peer: std::net::SocketAddr,
         handshake: &H,
     ) {
         let limit = self.shared.env.config.connect_timeout;
-        match tokio::time::timeout(limit, handshake.handshake(tcp)).await {
-            Ok(Ok((io, certificate))) => self.serve_connection_as(io, certificate).await,
+        let accepted = (tcp.slot().handle(), self.shared.revocation_seq());
+        let (tcp, slot) = tcp.into_parts();
+        let handshaken = tokio::select! {
+            r = tokio::time::timeout(limit, handshake.handshake(tcp)) => r,
+            () = slot.evicted() => {
+                tracing::debug!(%peer, "mqtt connection evicted during its handshake");
+                return;
+            }
+        };
+        match handshaken {
+            Ok(Ok((io, certificate))) => {
+                let io = LimitedIo::new(io, slot);
+                ACCEPTED
+                    .scope(accepted, self.serve_connection_as(io, certificate))
+                    .await;
+            }
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "mqtt handshake failed"),
             Err(_) => tracing::debug!(%peer, "mqtt handshake timed out"),
         }
@@ -228,6 +321,7 @@ impl MqttServer {
     /// returns whether one was open. The session's socket is closed as soon as its task runs,
     /// well within a second; messages not yet acknowledged are not stored.
     pub fn disconnect_device(&self, device: &str) -> bool {
+        self.shared.record_revocation(device);
         let entry = self
             .shared
             .sessions
@@ -269,6 +363,11 @@ impl MqttServer {
     /// A snapshot of the counters.
     pub fn stats(&self) -> MqttStats {
         self.shared.env.counters.snapshot()
+    }
+
+    /// The cap on open connections of all its listeners (`MqttConfig::max_connections`).
+    pub fn connection_limit(&self) -> &ConnectionLimit {
+        &self.shared.limit
     }
 
     /// The configuration the server runs with.

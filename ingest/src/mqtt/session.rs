@@ -22,6 +22,10 @@ use super::topic::{self, TopicError};
 use crate::line_protocol::now_nanos;
 use crate::validate;
 
+/// Most distinct topic filters one session may hold; further SUBSCRIBEs get the SUBACK failure
+/// code 0x80 (a device may only subscribe to its own command topics anyway).
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
+
 /// What every session of a server shares.
 #[derive(Debug)]
 pub(crate) struct Env {
@@ -38,6 +42,7 @@ impl Env {
             json_epoch_unit: config.json_epoch_unit,
             json_integers: config.json_integers,
             lp_precision: config.line_protocol_precision,
+            device_tags: config.device_tags.clone(),
         };
         Env {
             config,
@@ -279,14 +284,18 @@ impl Session {
     fn subscribe(&mut self, s: Subscribe) {
         let mut codes = Vec::with_capacity(s.filters.len());
         for f in s.filters {
-            if topic::subscription_allowed(&f.path, &self.device) {
+            let known = self.subscriptions.contains(&f.path);
+            if !known && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                self.env.counters.reject(RejectReason::SubscribeDenied);
+                codes.push(SubscribeReasonCode::Failure);
+            } else if topic::subscription_allowed(&f.path, &self.device) {
                 let qos = if f.qos == QoS::AtMostOnce {
                     QoS::AtMostOnce
                 } else {
                     QoS::AtLeastOnce
                 };
                 codes.push(SubscribeReasonCode::Success(qos));
-                if !self.subscriptions.contains(&f.path) {
+                if !known {
                     self.subscriptions.push(f.path);
                 }
             } else {
@@ -368,6 +377,38 @@ mod tests {
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 0);
         s.ack(&acks);
         assert_eq!(&s.out[..], &[0x40, 2, 0, 1, 0x40, 2, 0, 2]);
+    }
+
+    /// Issue 14, defect 7: a session's subscription list is bounded; beyond the cap SUBACK
+    /// answers the failure code and the list does not grow.
+    #[test]
+    fn subscriptions_are_capped() {
+        let mut s = session(MqttConfig::default());
+        let mut buf = BytesMut::new();
+        for i in 0..(MAX_SUBSCRIPTIONS as u16 + 10) {
+            let sub = Subscribe::new(format!("devices/d1/commands/c{i}"), QoS::AtLeastOnce);
+            let mut sub = sub;
+            sub.pkid = i + 1;
+            Packet::Subscribe(sub).write(&mut buf, usize::MAX).unwrap();
+        }
+        let (handled, close) = s.process(&mut buf, Instant::now());
+        assert_eq!((handled, close), (MAX_SUBSCRIPTIONS + 10, None));
+        assert_eq!(s.subscriptions().len(), MAX_SUBSCRIPTIONS);
+        // SUBACK: 0x90, remaining length 3, packet id (2 bytes), one return code.
+        let codes: Vec<u8> = s.out.chunks(5).map(|a| a[4]).collect();
+        assert_eq!(codes.len(), MAX_SUBSCRIPTIONS + 10);
+        assert!(codes[..MAX_SUBSCRIPTIONS].iter().all(|c| *c == 1));
+        assert!(codes[MAX_SUBSCRIPTIONS..].iter().all(|c| *c == 0x80));
+        // A filter already held is still acknowledged.
+        let mut again = BytesMut::new();
+        let mut sub = Subscribe::new("devices/d1/commands/c0", QoS::AtLeastOnce);
+        sub.pkid = 999;
+        Packet::Subscribe(sub)
+            .write(&mut again, usize::MAX)
+            .unwrap();
+        s.out.clear();
+        s.process(&mut again, Instant::now());
+        assert_eq!(s.out[4], 1);
     }
 
     #[test]

@@ -17,16 +17,24 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::write::bad_query;
 
-/// `POST /api/v1/tokens` with `{"scopes": ["read"], "name": "...", "streams": [...]}`: `201` with
-/// `{"token": "strata_<id>_<secret>", "id": ..., "scopes": ..., ...}`.
+/// `POST /api/v1/tokens` with `{"scopes": ["read"], "name": "...", "streams": ["db", "db/stream"]}`:
+/// `201` with `{"token": "strata_<id>_<secret>", "id": ..., "scopes": ..., ...}`; `403` when the
+/// new token would be broader than the calling token.
 pub async fn create(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: NewToken = json_body(body, REGISTRY_BODY_LIMIT)?;
-    let actor = p.actor();
-    let created = blocking(&st, move |r| r.create_token(&actor, req)).await?;
+    let creator = p.clone();
+    // A token never mints one broader than itself (scope and limits).
+    let created = blocking(&st, move |r| match &creator {
+        Principal::Token(t) => r.create_token_by(t, req),
+        Principal::Device(d) => Err(strata_registry::RegistryError::Forbidden(format!(
+            "device {d} cannot create tokens"
+        ))),
+    })
+    .await?;
     tracing::info!(token_id = %created.info.id, actor = %p.actor(), "API token created");
     Ok(secret_response(StatusCode::CREATED, &created))
 }

@@ -26,7 +26,6 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 use crate::state::AppState;
 use service::StrataFlightSql;
@@ -41,7 +40,11 @@ pub struct FlightServer {
 
 /// Binds `addr` (port 0 picks a free port) and serves Flight SQL over `state` in the background.
 /// The largest accepted gRPC message is the HTTP body limit (`--max-body-mb`).
-pub async fn start(addr: SocketAddr, state: AppState) -> anyhow::Result<FlightServer> {
+pub async fn start(
+    addr: SocketAddr,
+    state: AppState,
+    limit: strata_ingest::mqtt::ConnectionLimit,
+) -> anyhow::Result<FlightServer> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for Flight SQL on {addr}"))?;
@@ -59,7 +62,7 @@ pub async fn start(addr: SocketAddr, state: AppState) -> anyhow::Result<FlightSe
     let task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
+            .serve_with_incoming_shutdown(crate::serve::flight_incoming(listener, limit), signal)
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "Flight SQL server failed");

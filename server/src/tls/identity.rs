@@ -1,6 +1,6 @@
-//! Client certificates as device identities: the device id a verified certificate names (its
-//! subject common name, else its first DNS subject alternative name, which must be a valid device
-//! id), its SHA-256 thumbprint, and the registry check that the device exists, is enabled and,
+//! Client certificates as device identities: the device id a verified certificate names (its one
+//! subject common name, which must be a valid device id; subject alternative names are never
+//! read, so an extra DNS SAN cannot claim another device), its SHA-256 thumbprint, and the registry check that the device exists, is enabled and,
 //! when it has a pinned thumbprint, presented exactly that certificate. Used by MQTTS CONNECT
 //! and by HTTPS requests that carry no other credentials.
 
@@ -11,7 +11,7 @@ use axum_server::tls::TlsInfo;
 use sha2::{Digest, Sha256};
 use strata_ingest::mqtt::ClientCertificate;
 use strata_registry::{Registry, RegistryError};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -22,7 +22,7 @@ pub fn certificate_identity(der: &[u8]) -> Result<ClientCertificate, String> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| format!("unreadable certificate: {e}"))?;
     let device = device_name(&cert).ok_or_else(|| {
-        "the client certificate names no device: its subject CN (or a DNS SAN) must be a device id"
+        "the client certificate names no device: it needs exactly one subject CN, a valid device id (SANs are not used)"
             .to_string()
     })?;
     Ok(ClientCertificate {
@@ -31,21 +31,12 @@ pub fn certificate_identity(der: &[u8]) -> Result<ClientCertificate, String> {
     })
 }
 
-/// The subject CN if it is a valid device id, else the first DNS SAN that is one.
+/// The subject CN when there is exactly one and it is a valid device id. Subject alternative
+/// names are ignored: the device id is pinned to this one field (see `docs/tls.md`).
 fn device_name(cert: &X509Certificate<'_>) -> Option<String> {
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|a| a.as_str().ok())
-        .find(|s| valid_id(s));
-    if let Some(cn) = cn {
-        return Some(cn.to_owned());
-    }
-    let san = cert.subject_alternative_name().ok().flatten()?;
-    san.value.general_names.iter().find_map(|g| match g {
-        GeneralName::DNSName(d) if valid_id(d) => Some((*d).to_owned()),
-        _ => None,
-    })
+    let mut cns = cert.subject().iter_common_name();
+    let cn = cns.next()?.as_str().ok()?;
+    (cns.next().is_none() && valid_id(cn)).then(|| cn.to_owned())
 }
 
 fn valid_id(s: &str) -> bool {
@@ -113,6 +104,16 @@ mod tests {
             .to_vec()
     }
 
+    /// Issue 14, defect 7: only the subject CN names the device; a DNS SAN naming another
+    /// device is ignored, and a certificate without a usable CN names none.
+    #[test]
+    fn only_the_common_name_names_the_device() {
+        let der = cert(Some("dev-1"), &["dev-2", "victim"]);
+        assert_eq!(certificate_identity(&der).unwrap().device, "dev-1");
+        assert!(certificate_identity(&cert(Some("not a device id"), &["victim"])).is_err());
+        assert!(certificate_identity(&cert(None, &["victim"])).is_err());
+    }
+
     #[test]
     fn names_and_thumbprints() {
         let der = cert(Some("dev-1"), &["other"]);
@@ -120,9 +121,6 @@ mod tests {
         assert_eq!(id.device, "dev-1");
         assert_eq!(id.thumbprint.len(), 64);
         assert_eq!(id.thumbprint, thumbprint(&der));
-        // CN not a device id: the first DNS SAN that is one.
-        let der = cert(Some("not a device id"), &["sensor.7"]);
-        assert_eq!(certificate_identity(&der).unwrap().device, "sensor.7");
         assert!(certificate_identity(&cert(None, &[])).is_err());
         assert!(certificate_identity(b"garbage").is_err());
         assert_eq!(

@@ -22,7 +22,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 pub use devca::{DevCa, Issued};
 pub use identity::{certificate_identity, check_device};
-pub use listen::{HttpsServer, MqttsHandshake};
+pub use listen::{HANDSHAKE_TIMEOUT, MqttsHandshake};
 
 /// Names the generated development server certificate always covers.
 pub const DEFAULT_HOSTNAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];

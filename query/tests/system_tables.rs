@@ -1,0 +1,89 @@
+//! Issue 14, defect 2 (read side): the registry's SQL tables win lookups over user data with the
+//! same names, for data directories that already hold a stream `devices` in `default` or a
+//! database `registry` (written before such names were refused).
+
+mod support;
+
+use std::sync::Arc;
+
+use strata_query::arrow::array::{RecordBatch, StringArray};
+use strata_query::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use strata_query::{QueryEngine, SnapshotSource};
+use strata_storage::{Engine, EngineConfig, Value};
+use support::*;
+
+/// A one-column `id` table standing in for the registry's `devices`.
+#[derive(Debug)]
+struct Devices;
+
+impl SnapshotSource for Devices {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]))
+    }
+
+    fn snapshot(&self) -> Result<Vec<RecordBatch>, String> {
+        let ids = StringArray::from(vec!["registered-device"]);
+        RecordBatch::try_new(self.schema(), vec![Arc::new(ids)])
+            .map(|b| vec![b])
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn point(device: &str) -> Point<'_> {
+    Point {
+        device,
+        tags: vec![],
+        time: 1,
+        fields: vec![("v", Value::Float(1.0))],
+    }
+}
+
+async fn first_column(q: &QueryEngine, sql: &str) -> Vec<String> {
+    let result = q.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows(&result.batches)
+        .iter()
+        .map(|r| format!("{:?}", r[0]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_tables_win_over_streams_and_databases_of_the_same_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(EngineConfig::new(dir.path())).unwrap());
+    write(&engine, "default", "devices", &[point("impostor")]);
+    write(&engine, "registry", "devices", &[point("impostor")]);
+    write(&engine, "registry", "other", &[point("impostor")]);
+    write(&engine, "default", "readings", &[point("truck")]);
+    let q = QueryEngine::new(engine.clone()).unwrap();
+    // Without a registry hook, the streams are plain tables.
+    assert_eq!(
+        first_column(&q, "SELECT device FROM devices").await,
+        [r#"Str("impostor")"#]
+    );
+    q.register_snapshot_table("devices", Arc::new(Devices));
+    let system = [r#"Str("registered-device")"#];
+    for sql in [
+        "SELECT id FROM devices",
+        "SELECT id FROM registry.devices",
+        "SELECT id FROM \"default\".devices",
+        "SELECT id FROM strata.registry.devices",
+    ] {
+        assert_eq!(first_column(&q, sql).await, system, "{sql}");
+    }
+    let err = q.query("SELECT * FROM registry.other").await.unwrap_err();
+    assert!(err.is_client_error(), "{err}");
+    assert_eq!(
+        first_column(&q, "SELECT device FROM readings").await,
+        [r#"Str("truck")"#]
+    );
+    let tables = first_column(
+        &q,
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+         WHERE table_schema <> 'information_schema' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        tables,
+        [r#"Str("default.readings")"#, r#"Str("registry.devices")"#]
+    );
+}
