@@ -31,3 +31,10 @@ pub use limits::{Limit, Limits};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;
 pub use wal::Durability;
+
+/// The WAL payload of a batch (format in `docs/wal.md`), as [`Engine::write`] appends it. For
+/// tools and tests that build a WAL directly, e.g. a data directory as an older version wrote
+/// it (replay applies what the WAL holds without today's write-time checks).
+pub fn wal_payload(batch: &WriteBatch) -> Vec<u8> {
+    wal_record::encode(batch)
+}
