@@ -7,4 +7,5 @@ mod lp_scan;
 mod lp_table;
 mod lp_value;
 pub mod mqtt;
+pub mod text;
 pub mod validate;
