@@ -7,5 +7,6 @@ mod lp_scan;
 mod lp_table;
 mod lp_value;
 pub mod mqtt;
+pub mod pipeline;
 pub mod text;
 pub mod validate;
