@@ -134,6 +134,11 @@ pub struct ServeArgs {
     #[arg(long = "device-tag", env = "STRATA_DEVICE_TAGS", value_delimiter = ',', default_values_t = ["device".to_string(), "name".to_string()])]
     pub device_tags: Vec<String>,
 
+    /// The database device credentials write into (HTTP, MQTT, Flight); a device writing to
+    /// another database is refused with 403.
+    #[arg(long, env = "STRATA_DEVICE_DATABASE", default_value = "default", value_parser = parse_database)]
+    pub device_database: String,
+
     /// Largest accepted request body in MiB, applied both to the body as sent and after gzip decompression.
     #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
@@ -261,6 +266,13 @@ pub fn durability_name(d: Durability) -> String {
         Durability::Interval(i) => format!("interval:{}", i.as_millis()),
         Durability::None => "none".into(),
     }
+}
+
+/// Checks a database name (`[A-Za-z0-9_-]{1,64}`).
+pub fn parse_database(s: &str) -> Result<String, String> {
+    strata_ingest::text::check_database(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (the one parser of

@@ -68,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(query),
         args.max_body_bytes(),
         args.device_tags.clone(),
+        args.device_database.clone(),
     );
     log_recovery(&state.recovery);
     let mqtts = match (args.tls.mqtts_addr, &tls) {
@@ -171,6 +172,7 @@ async fn start_mqtt(
     };
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
     let config = MqttConfig {
+        database: state.pipeline.admission().device_database().to_owned(),
         schemas: Some(state.schemas.clone()),
         ..MqttConfig::default()
     };

@@ -23,7 +23,7 @@ pub use engine::{
     Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, RecoveryReport, SeriesLatest,
     WriteReceipt,
 };
-pub use error::{Result, StorageError};
+pub use error::{ErrorKind, Result, StorageError};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;
 pub use wal::Durability;

@@ -20,13 +20,14 @@ use super::payload::{self, PayloadOptions};
 use super::stats::{Counters, PendingCharge, RejectReason, add};
 use super::topic::{self, TopicError};
 use crate::line_protocol::now_nanos;
-use crate::validate;
+use crate::pipeline::{Admission, PipelineError, Writer};
 
 /// What every session of a server shares.
 #[derive(Debug)]
 pub(crate) struct Env {
     pub(crate) config: MqttConfig,
     pub(crate) payload: PayloadOptions,
+    pub(crate) admission: Admission,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -39,9 +40,11 @@ impl Env {
             json_integers: config.json_integers,
             lp_precision: config.line_protocol_precision,
         };
+        let admission = Admission::new(config.database.clone(), config.schemas.clone());
         Env {
             config,
             payload,
+            admission,
             counters,
         }
     }
@@ -237,24 +240,19 @@ impl Session {
         None
     }
 
-    /// Checks a decoded message against the device's model, if it has one: a refusal closes the
-    /// connection (the message is not acknowledged); flagged rows are counted.
+    /// The pipeline's admission of a decoded message: confined to the device (a payload naming
+    /// another device is refused) and checked against its model, if it has one. A refusal closes
+    /// the connection (the message is not acknowledged); flagged rows are counted.
     fn validate(&self, batch: &mut WriteBatch) -> Result<(), Close> {
-        let Some(schema) = self
-            .env
-            .config
-            .schemas
-            .as_ref()
-            .and_then(|s| s.schema(&self.device))
-        else {
-            return Ok(());
-        };
-        match validate::apply(&schema, batch) {
+        match self.env.admission.admit(batch, &Writer::device(&self.device)) {
             Ok(outcome) => {
                 add(&self.env.counters.rows_flagged, outcome.flagged_rows as u64);
                 Ok(())
             }
-            Err(v) => Err(Close::Reject(RejectReason::Validation, v.to_string())),
+            Err(PipelineError::Validation(v)) => {
+                Err(Close::Reject(RejectReason::Validation, v.to_string()))
+            }
+            Err(e) => Err(Close::Reject(RejectReason::InvalidPayload, e.to_string())),
         }
     }
 
