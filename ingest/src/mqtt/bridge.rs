@@ -402,7 +402,7 @@ impl Bridge {
             .iter()
             .find_map(|r| r.resolve(&p.topic))
             .ok_or_else(|| format!("topic {:?} matches no route", p.topic))?;
-        let mut batch = payload::decode(&p.payload, device, stream, &self.payload, now_nanos())?;
+        let mut batch = payload::decode(&p.payload, stream, &self.payload, now_nanos())?;
         self.admission
             .admit(&mut batch, &Writer::for_device(device))
             .map_err(|e| e.to_string())?;

@@ -24,11 +24,10 @@ pub fn is_json(payload: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{' || *b == b'[')
 }
 
-/// Decodes one message of `device` for `stream` (the topic's stream or the default) with
+/// Decodes one message for `stream` (the topic's stream or the default) with
 /// `now` (ns) as the time of rows that carry none.
 pub(crate) fn decode(
     payload: &[u8],
-    device: &str,
     stream: &str,
     opts: &PayloadOptions,
     now: i64,
@@ -39,7 +38,9 @@ pub(crate) fn decode(
             integers: opts.json_integers,
             default_time: now,
         };
-        return json::parse(payload, &opts.database, stream, Some(device), &json_opts)
+        // Records may name a device; the pipeline forces rows to the publisher and refuses
+        // records naming another one.
+        return json::parse(payload, &opts.database, stream, None, &json_opts)
             .map_err(|e| format!("invalid JSON telemetry: {e}"));
     }
     let lp_opts = ParseOptions {
@@ -70,13 +71,12 @@ mod tests {
         assert!(is_json(b"[]"));
         assert!(!is_json(b"m v=1"));
         assert!(!is_json(b""));
-        let b = decode(br#"{"ts": 5, "t": 1}"#, "d1", "env", &opts(), 0).unwrap();
+        let b = decode(br#"{"ts": 5, "t": 1}"#, "env", &opts(), 0).unwrap();
         assert_eq!(b.tables[0].stream, "env");
-        assert_eq!(b.tables[0].series[0].device, "d1");
+        assert_eq!(b.tables[0].series[0].device, "");
         assert_eq!(b.tables[0].times, vec![5_000_000]);
         let b = decode(
             b"m,device=d1 v=1 1\nm v=2 2\nm,x=1 v=3 3",
-            "d1",
             "env",
             &opts(),
             0,
@@ -85,7 +85,8 @@ mod tests {
         let t = &b.tables[0];
         assert_eq!(t.stream, "m");
         assert_eq!(t.series.len(), 3, "confinement is the pipeline's step");
-        assert!(decode(br#"{"device": "d2", "v": 1}"#, "d1", "env", &opts(), 0).is_err());
-        assert!(decode(b"{", "d1", "env", &opts(), 0).is_err());
+        let b = decode(br#"{"device": "d2", "v": 1}"#, "env", &opts(), 0).unwrap();
+        assert_eq!(b.tables[0].series[0].device, "d2", "the pipeline refuses it");
+        assert!(decode(b"{", "env", &opts(), 0).is_err());
     }
 }

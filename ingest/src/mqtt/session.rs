@@ -217,7 +217,7 @@ impl Session {
         };
         let time = self.next_time();
         let mut batch =
-            match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time) {
+            match payload::decode(&p.payload, &stream, &self.env.payload, time) {
                 Ok(b) => b,
                 Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
             };

@@ -109,8 +109,7 @@ async fn handle(
             Format::Json => {
                 // A JSON record may name its own stream; the path's stream is the default.
                 let stream = target.only_stream.take().unwrap_or_default();
-                let device = target.device.as_deref().unwrap_or_default();
-                decode_json(&payload, &target.db, &stream, device, json_unit)
+                decode_json(&payload, &target.db, &stream, json_unit)
             }
             // Every line must name the path's stream (the pipeline checks it).
             Format::LineProtocol => {
@@ -134,11 +133,12 @@ fn check_device(st: &AppState, principal: &Principal, id: &str) -> Result<(), Ap
     }
 }
 
+/// Decodes JSON telemetry; records may name a device (the pipeline forces every row to the
+/// path's device and refuses records naming another one).
 fn decode_json(
     payload: &[u8],
     db: &str,
     stream: &str,
-    device: &str,
     unit: Precision,
 ) -> Result<WriteBatch, ApiError> {
     let opts = JsonOptions {
@@ -146,7 +146,7 @@ fn decode_json(
         integers: IntegerMode::Float,
         default_time: now_ns(),
     };
-    json::parse(payload, db, stream, Some(device), &opts)
+    json::parse(payload, db, stream, None, &opts)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON telemetry: {e}")))
 }
 
