@@ -20,7 +20,6 @@ use strata_ingest::mqtt::{MqttServer, MqttStats};
 use strata_storage::{EngineStats, WriteReceipt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 14] = [
@@ -566,8 +565,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Route middleware: counts each request under its route pattern and status, and writes a
-/// `debug` access-log line.
-pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// `debug` access-log line. Generic over the router state (the server's `AppState`), so this
+/// module does not depend on the state that holds it.
+pub async fn track<S>(State(st): State<S>, req: Request, next: Next) -> Response
+where
+    S: AsRef<Metrics> + Send + Sync + 'static,
+{
+    let metrics = st.as_ref();
     let started = std::time::Instant::now();
     let endpoint = req
         .extensions()
@@ -577,13 +581,13 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let resp = next.run(req).await;
     let endpoint = endpoint.as_deref().unwrap_or("unmatched");
     let status = resp.status().as_u16();
-    st.metrics.count_request(endpoint, status);
+    metrics.count_request(endpoint, status);
     if status >= 400 && INGEST_ROUTES.contains(&endpoint) {
         let class = resp
             .extensions()
             .get::<RejectClass>()
             .map_or_else(|| status_class(status), |c| c.0);
-        st.metrics.record_reject(class, status);
+        metrics.record_reject(class, status);
     }
     tracing::debug!(%method, endpoint, status, micros = started.elapsed().as_micros() as u64, "request");
     resp

@@ -87,6 +87,12 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+impl AsRef<Metrics> for AppState {
+    fn as_ref(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
 

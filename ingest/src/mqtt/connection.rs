@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::auth::{AuthFailure, ClientCertificate};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, read_opening};
-use super::server::{Shared, Signal};
+use super::shared::{Shared, Signal};
 use super::session::{Close, Session};
 use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
