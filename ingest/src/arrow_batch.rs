@@ -198,7 +198,11 @@ fn cast_to(col: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
 }
 
 /// Converts one record batch of an accepted layout into the rows of `stream`.
-pub fn to_table(layout: &Layout, stream: &str, batch: &RecordBatch) -> Result<TableWrite, ArrowError> {
+pub fn to_table(
+    layout: &Layout,
+    stream: &str,
+    batch: &RecordBatch,
+) -> Result<TableWrite, ArrowError> {
     let times = times(batch.column(layout.time))?;
     let device = cast_to(batch.column(layout.device), &DataType::Utf8)?;
     let tags = layout
@@ -336,11 +340,11 @@ fn column(col: &ArrayRef, name: &str, ty: FieldType) -> Result<Column, ArrowErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use arrow::array::{
         BooleanArray, Float32Array, Int64Array, StringArray, TimestampMillisecondArray,
     };
     use arrow::datatypes::Field;
+    use std::sync::Arc;
 
     fn schema(fields: Vec<Field>, tags: Option<&str>) -> Arc<Schema> {
         let mut meta = HashMap::new();
@@ -451,9 +455,7 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from(vec![Some(1), None])),
                 Arc::new(StringArray::from(vec!["d", "d"])),
-                Arc::new(arrow::array::Float64Array::from(vec![
-                    1.0, 2.0,
-                ])),
+                Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0])),
             ],
         )
         .unwrap();
@@ -464,9 +466,7 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from(vec![1, 2])),
                 Arc::new(StringArray::from(vec![Some("d"), None])),
-                Arc::new(arrow::array::Float64Array::from(vec![
-                    1.0, 2.0,
-                ])),
+                Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0])),
             ],
         )
         .unwrap();

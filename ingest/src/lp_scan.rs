@@ -228,7 +228,6 @@ pub(crate) fn show(raw: &[u8]) -> String {
     format!("{short:?}…")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,7 +89,9 @@ impl<'a> Writer<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// A device's batch names another device.
-    #[error("device '{device}' may only write its own telemetry, but the payload names device '{other}'")]
+    #[error(
+        "device '{device}' may only write its own telemetry, but the payload names device '{other}'"
+    )]
     ForeignDevice {
         /// The writing device.
         device: String,
@@ -112,7 +114,9 @@ pub enum PipelineError {
     #[error("{0}")]
     Access(String),
     /// The payload names a stream other than the endpoint's.
-    #[error("this endpoint writes stream '{expected}', but the payload names measurement '{found}'")]
+    #[error(
+        "this endpoint writes stream '{expected}', but the payload names measurement '{found}'"
+    )]
     WrongStream {
         /// The endpoint's stream.
         expected: String,
@@ -173,7 +177,11 @@ impl Admission {
     /// Confines `batch` to what `writer` may write (rows forced to its device) and validates it
     /// against the devices' models: `Ok` with the number of flagged rows, or why it is refused.
     /// Nothing of a refused batch may be written.
-    pub fn admit(&self, batch: &mut WriteBatch, writer: &Writer<'_>) -> Result<Outcome, PipelineError> {
+    pub fn admit(
+        &self,
+        batch: &mut WriteBatch,
+        writer: &Writer<'_>,
+    ) -> Result<Outcome, PipelineError> {
         self.confine(batch, writer)?;
         match &self.schemas {
             Some(source) => Ok(validate::apply_by_device(source.as_ref(), batch)?),
@@ -278,7 +286,11 @@ impl Pipeline {
 
     /// Confines, validates and durably writes `batch` (blocking: call it off the async runtime).
     /// Returns once the rows are durable under the engine's durability mode.
-    pub fn write(&self, mut batch: WriteBatch, writer: &Writer<'_>) -> Result<Written, PipelineError> {
+    pub fn write(
+        &self,
+        mut batch: WriteBatch,
+        writer: &Writer<'_>,
+    ) -> Result<Written, PipelineError> {
         let outcome = self.admission.admit(&mut batch, writer)?;
         let receipt = if batch.rows() == 0 {
             WriteReceipt::default()
@@ -345,18 +357,30 @@ mod tests {
         let t = &b.tables[0];
         assert!(t.series.iter().all(|k| k.device == "d1"));
         assert_eq!(t.series.len(), 2, "{:?}", t.series);
-        assert_eq!(t.series[t.row_series[0] as usize], t.series[t.row_series[1] as usize]);
+        assert_eq!(
+            t.series[t.row_series[0] as usize],
+            t.series[t.row_series[1] as usize]
+        );
 
         let e = a
-            .admit(&mut batch("iot", "m,device=d2 t=1 1\n"), &Writer::device("d1"))
+            .admit(
+                &mut batch("iot", "m,device=d2 t=1 1\n"),
+                &Writer::device("d1"),
+            )
             .unwrap_err();
         assert!(e.is_forbidden());
-        assert!(e.to_string().contains("own telemetry") && e.to_string().contains("d2"), "{e}");
+        assert!(
+            e.to_string().contains("own telemetry") && e.to_string().contains("d2"),
+            "{e}"
+        );
         let e = a
             .admit(&mut batch("other", "m t=1 1\n"), &Writer::device("d1"))
             .unwrap_err();
         assert!(e.is_forbidden());
-        assert!(e.to_string().contains("'iot'") && e.to_string().contains("'other'"), "{e}");
+        assert!(
+            e.to_string().contains("'iot'") && e.to_string().contains("'other'"),
+            "{e}"
+        );
         // The bridge and tokens writing on a device's behalf are not held to the device database.
         a.admit(&mut batch("other", "m t=1 1\n"), &Writer::for_device("d1"))
             .unwrap();
@@ -372,9 +396,15 @@ mod tests {
         assert!(!e.is_forbidden());
         let token = OnlyStream("temp");
         let w = Writer::client(&token);
-        assert!(a.admit(&mut batch("any", "temp,device=x t=1 1\n"), &w).is_ok());
+        assert!(
+            a.admit(&mut batch("any", "temp,device=x t=1 1\n"), &w)
+                .is_ok()
+        );
         let e = a.admit(&mut batch("any", "hum t=1 1\n"), &w).unwrap_err();
-        assert!(e.is_forbidden() && e.to_string().contains("token limited"), "{e}");
+        assert!(
+            e.is_forbidden() && e.to_string().contains("token limited"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -386,15 +416,25 @@ mod tests {
         assert_eq!(a.admit(&mut ok, &w).unwrap().flagged_rows, 0);
         let mut bad = batch("db", "m,device=free t=99 1\nm,device=strict t=99 2\n");
         let e = a.admit(&mut bad, &w).unwrap_err();
-        assert!(matches!(e, PipelineError::Validation(ref v) if v.row == 1), "{e}");
+        assert!(
+            matches!(e, PipelineError::Validation(ref v) if v.row == 1),
+            "{e}"
+        );
         let mut flag = batch(
             "db",
             "m,device=lenient t=99 1\nm,device=free t=99,_invalid=\"own\" 2\nm,device=lenient t=1 3\n",
         );
         assert_eq!(a.admit(&mut flag, &w).unwrap().flagged_rows, 1);
         let t = &flag.tables[0];
-        let col = t.columns.iter().find(|c| c.name == validate::FLAG_FIELD).unwrap();
+        let col = t
+            .columns
+            .iter()
+            .find(|c| c.name == validate::FLAG_FIELD)
+            .unwrap();
         assert_eq!(col.valid, vec![true, true, false]);
-        assert_eq!(col.get(1), Some(strata_storage::Value::String("own".into())));
+        assert_eq!(
+            col.get(1),
+            Some(strata_storage::Value::String("own".into()))
+        );
     }
 }

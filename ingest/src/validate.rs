@@ -174,7 +174,12 @@ pub fn apply_by_device(
             let rows: Vec<bool> = table
                 .row_series
                 .iter()
-                .map(|s| table.series.get(*s as usize).is_some_and(|k| k.device == device))
+                .map(|s| {
+                    table
+                        .series
+                        .get(*s as usize)
+                        .is_some_and(|k| k.device == device)
+                })
                 .collect();
             outcome.flagged_rows += check_rows(&schema, table, &rows)?;
         }

@@ -142,12 +142,30 @@ mod tests {
             "{e:?}"
         );
         let e = QueryError::from(DataFusionError::External(Box::new(StorageError::ShutDown)));
-        assert!(matches!(e, QueryError::Storage { kind: ErrorKind::Unavailable, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                QueryError::Storage {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         let arrow = datafusion::arrow::error::ArrowError::ExternalError(Box::new(
             StorageError::InvalidInput("bad".into()),
         ));
         let e = QueryError::from(DataFusionError::ArrowError(Box::new(arrow), None));
-        assert!(matches!(e, QueryError::Storage { kind: ErrorKind::InvalidInput, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                QueryError::Storage {
+                    kind: ErrorKind::InvalidInput,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(!e.is_client_error());
     }
 }

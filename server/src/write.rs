@@ -119,7 +119,8 @@ impl Target {
 
 impl StreamAccess for Principal {
     fn check(&self, database: &str, stream: &str) -> Result<(), String> {
-        self.check_stream(database, stream).map_err(|e| e.to_string())
+        self.check_stream(database, stream)
+            .map_err(|e| e.to_string())
     }
 }
 

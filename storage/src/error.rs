@@ -121,8 +121,14 @@ mod tests {
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert_eq!(io(denied).kind(), ErrorKind::Internal);
         assert_eq!(StorageError::ShutDown.kind(), ErrorKind::Unavailable);
-        assert_eq!(StorageError::Internal("lock".into()).kind(), ErrorKind::Internal);
-        assert_eq!(StorageError::InvalidInput("x".into()).kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            StorageError::Internal("lock".into()).kind(),
+            ErrorKind::Internal
+        );
+        assert_eq!(
+            StorageError::InvalidInput("x".into()).kind(),
+            ErrorKind::InvalidInput
+        );
         let corrupt = StorageError::Corrupt {
             path: "s".into(),
             detail: "crc".into(),

@@ -43,7 +43,11 @@ fn start() -> (tempfile::TempDir, Server, String, String) {
 
 /// (device, time, temperature, _invalid) of every row of `stream` in `db` (none when the stream
 /// does not exist).
-fn stored(s: &Server, db: &str, stream: &str) -> Vec<(String, i64, serde_json::Value, serde_json::Value)> {
+fn stored(
+    s: &Server,
+    db: &str,
+    stream: &str,
+) -> Vec<(String, i64, serde_json::Value, serde_json::Value)> {
     let r = s.read(&format!("db={db}&stream={stream}"));
     if r.status == 404 {
         return Vec::new();
@@ -91,7 +95,11 @@ fn http_line_protocol_endpoints_confine_devices_and_validate() {
             "/api/v2/write",
             Box::new(|db: &str, body: &str| {
                 let h = [("Authorization", auth.as_str())];
-                s.post(&format!("/api/v2/write?org=o&bucket={db}"), body.as_bytes(), &h)
+                s.post(
+                    &format!("/api/v2/write?org=o&bucket={db}"),
+                    body.as_bytes(),
+                    &h,
+                )
             }),
         ),
     ];
@@ -108,7 +116,14 @@ fn http_line_protocol_endpoints_confine_devices_and_validate() {
     }
     let rows = stored(&s, "iot", "env");
     let expect: Vec<_> = (1..=3)
-        .map(|i| ("d1".to_string(), 1_000 * i, json!(20.0), serde_json::Value::Null))
+        .map(|i| {
+            (
+                "d1".to_string(),
+                1_000 * i,
+                json!(20.0),
+                serde_json::Value::Null,
+            )
+        })
         .collect();
     assert_eq!(rows, expect, "only the accepted rows are stored");
     assert!(stored(&s, "other", "env").is_empty());
@@ -119,14 +134,27 @@ fn http_line_protocol_endpoints_confine_devices_and_validate() {
     let h = [("Authorization", token.as_str())];
     let mixed = "env,device=free temperature=500 10\nenv,device=d2 temperature=99 11\n";
     let r = s.post("/api/v1/write?db=other", mixed.as_bytes(), &h);
-    refused(&r, 400, &["model 'thermo'", "record 1", "above the maximum 85"]);
+    refused(
+        &r,
+        400,
+        &["model 'thermo'", "record 1", "above the maximum 85"],
+    );
     let flagged = "env,device=f1 temperature=500 12\nenv,device=free temperature=500 13\n";
     let r = s.post("/api/v1/write?db=other", flagged.as_bytes(), &h);
     assert_eq!(r.status, 204, "{}", r.body);
     let rows = stored(&s, "other", "env");
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().any(|r| r.0 == "f1" && r.3.as_str().is_some_and(|m| m.contains("above the maximum"))), "{rows:?}");
-    assert!(rows.iter().any(|r| r.0 == "free" && r.3.is_null()), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.0 == "f1"
+            && r.3
+                .as_str()
+                .is_some_and(|m| m.contains("above the maximum"))),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.0 == "free" && r.3.is_null()),
+        "{rows:?}"
+    );
 }
 
 #[test]
@@ -137,24 +165,51 @@ fn device_telemetry_json_is_confined_and_validated() {
         s.post(
             &format!("/api/v1/devices/{id}/telemetry/env?db={db}"),
             body.as_bytes(),
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
         )
     };
-    let r = post("d1", &k1, "iot", r#"{"ts": 1, "device": "d2", "temperature": 1}"#);
+    let r = post(
+        "d1",
+        &k1,
+        "iot",
+        r#"{"ts": 1, "device": "d2", "temperature": 1}"#,
+    );
     refused(&r, 403, &["own telemetry", "'d2'"]);
     let r = post("d1", &k1, "other", r#"{"ts": 1, "temperature": 1}"#);
     refused(&r, 403, &["database 'iot'"]);
-    let r = post("d1", &k1, "iot", r#"[{"ts": 1, "temperature": 1}, {"ts": 2, "temperature": 86}]"#);
+    let r = post(
+        "d1",
+        &k1,
+        "iot",
+        r#"[{"ts": 1, "temperature": 1}, {"ts": 2, "temperature": 86}]"#,
+    );
     refused(&r, 400, &["record 1", "86 is above the maximum 85"]);
-    let r = post("d1", &k1, "iot", r#"{"ts": 3, "device": "d1", "temperature": 21}"#);
+    let r = post(
+        "d1",
+        &k1,
+        "iot",
+        r#"{"ts": 3, "device": "d1", "temperature": 21}"#,
+    );
     assert_eq!(r.status, 204, "{}", r.body);
     let r = post("f1", &kf, "iot", r#"{"ts": 4, "temperature": 90}"#);
     assert_eq!(r.status, 204, "{}", r.body);
     let rows = stored(&s, "iot", "env");
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!((rows[0].0.as_str(), rows[0].1, &rows[0].2), ("d1", 3_000_000, &json!(21.0)));
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1, &rows[0].2),
+        ("d1", 3_000_000, &json!(21.0))
+    );
     assert_eq!(rows[1].0, "f1");
-    assert!(rows[1].3.as_str().is_some_and(|m| m.contains("90 is above the maximum 85")), "{rows:?}");
+    assert!(
+        rows[1]
+            .3
+            .as_str()
+            .is_some_and(|m| m.contains("90 is above the maximum 85")),
+        "{rows:?}"
+    );
     assert!(stored(&s, "other", "env").is_empty());
 }
 
@@ -163,7 +218,13 @@ fn mqtt_is_confined_to_the_device_database_and_validated() {
     let (_tmp, s, k1, kf) = start();
     let port = s.logged_port("MQTT device endpoint listening");
     let publish = |id: &str, key: &str, payload: &str| {
-        strata_tests::mosquitto_pub(port, id, key, &format!("devices/{id}/telemetry/env"), payload)
+        strata_tests::mosquitto_pub(
+            port,
+            id,
+            key,
+            &format!("devices/{id}/telemetry/env"),
+            payload,
+        )
     };
     for bad in [
         "env,device=d2 temperature=1 1000000",
@@ -171,15 +232,32 @@ fn mqtt_is_confined_to_the_device_database_and_validated() {
         r#"{"ts": 2, "temperature": 99}"#,
     ] {
         let out = publish("d1", &k1, bad);
-        assert!(!out.status.success(), "{bad} must not be acknowledged: {out:?}");
+        assert!(
+            !out.status.success(),
+            "{bad} must not be acknowledged: {out:?}"
+        );
     }
-    assert!(publish("d1", &k1, r#"{"ts": 3, "temperature": 20}"#).status.success());
-    assert!(publish("f1", &kf, r#"{"ts": 4, "temperature": 99}"#).status.success());
+    assert!(
+        publish("d1", &k1, r#"{"ts": 3, "temperature": 20}"#)
+            .status
+            .success()
+    );
+    assert!(
+        publish("f1", &kf, r#"{"ts": 4, "temperature": 99}"#)
+            .status
+            .success()
+    );
     // MQTT writes into the device database.
     let rows = stored(&s, "iot", "env");
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!((rows[0].0.as_str(), rows[0].1), ("d1", 3_000_000));
-    assert!(rows[1].3.as_str().is_some_and(|m| m.contains("above the maximum")), "{rows:?}");
+    assert!(
+        rows[1]
+            .3
+            .as_str()
+            .is_some_and(|m| m.contains("above the maximum")),
+        "{rows:?}"
+    );
     assert!(stored(&s, "default", "env").is_empty());
 }
 
@@ -206,6 +284,12 @@ fn flight_doput_is_confined_and_validated() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!((rows[0].0.as_str(), &rows[0].2), ("d1", &json!(20.0)));
     assert_eq!(rows[1].0, "f1");
-    assert!(rows[1].3.as_str().is_some_and(|m| m.contains("above the maximum")), "{rows:?}");
+    assert!(
+        rows[1]
+            .3
+            .as_str()
+            .is_some_and(|m| m.contains("above the maximum")),
+        "{rows:?}"
+    );
     assert!(stored(&s, "default", "flight").is_empty());
 }

@@ -17,8 +17,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::auth::{AuthFailure, ClientCertificate};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, read_opening};
-use super::shared::{Shared, Signal};
 use super::session::{Close, Session};
+use super::shared::{Shared, Signal};
 use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
 /// Initial read buffer per connection (grows for larger packets).

@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(t.stream, "m");
         assert_eq!(t.series.len(), 3, "confinement is the pipeline's step");
         let b = decode(br#"{"device": "d2", "v": 1}"#, "env", &opts(), 0).unwrap();
-        assert_eq!(b.tables[0].series[0].device, "d2", "the pipeline refuses it");
+        assert_eq!(
+            b.tables[0].series[0].device, "d2",
+            "the pipeline refuses it"
+        );
         assert!(decode(b"{", "env", &opts(), 0).is_err());
     }
 }

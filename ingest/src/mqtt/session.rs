@@ -216,11 +216,10 @@ impl Session {
             Err(e) => return Some(Close::Reject(RejectReason::InvalidTopic, e.to_string())),
         };
         let time = self.next_time();
-        let mut batch =
-            match payload::decode(&p.payload, &stream, &self.env.payload, time) {
-                Ok(b) => b,
-                Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
-            };
+        let mut batch = match payload::decode(&p.payload, &stream, &self.env.payload, time) {
+            Ok(b) => b,
+            Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
+        };
         if let Err(close) = self.validate(&mut batch) {
             return Some(close);
         }
@@ -244,7 +243,11 @@ impl Session {
     /// another device is refused) and checked against its model, if it has one. A refusal closes
     /// the connection (the message is not acknowledged); flagged rows are counted.
     fn validate(&self, batch: &mut WriteBatch) -> Result<(), Close> {
-        match self.env.admission.admit(batch, &Writer::device(&self.device)) {
+        match self
+            .env
+            .admission
+            .admit(batch, &Writer::device(&self.device))
+        {
             Ok(outcome) => {
                 add(&self.env.counters.rows_flagged, outcome.flagged_rows as u64);
                 Ok(())

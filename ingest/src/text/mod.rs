@@ -9,7 +9,7 @@ pub mod rfc3339;
 
 pub use duration::{DurationError, parse_duration};
 pub use names::{
-    MAX_DATABASE_LEN, MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_TAG_VALUE_LEN, NameError, check_database,
-    check_name, is_device_id,
+    MAX_DATABASE_LEN, MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_TAG_VALUE_LEN, NameError,
+    check_database, check_name, is_device_id,
 };
 pub use rfc3339::{TimeError, format_rfc3339, parse_rfc3339, parse_timestamp};

@@ -103,10 +103,16 @@ mod tests {
 
     #[test]
     fn names_and_devices() {
-        assert_eq!(check_name("", "stream"), Err(NameError::Empty { what: "stream" }));
+        assert_eq!(
+            check_name("", "stream"),
+            Err(NameError::Empty { what: "stream" })
+        );
         assert!(check_name(&"x".repeat(MAX_NAME_LEN), "field").is_ok());
         let e = check_name(&"x".repeat(MAX_NAME_LEN + 1), "field").unwrap_err();
-        assert_eq!(e.to_string(), "field name is 257 bytes long; the limit is 256 bytes");
+        assert_eq!(
+            e.to_string(),
+            "field name is 257 bytes long; the limit is 256 bytes"
+        );
         let e = check_name("a\tb", "tag").unwrap_err();
         assert!(e.to_string().contains("0x09"), "{e}");
         assert!(is_device_id("truck-1:a.b_c"));

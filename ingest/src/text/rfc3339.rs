@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-05-01T12:00:00Z"), Ok(noon));
         assert_eq!(parse_rfc3339("2024-05-01T14:00:00+02:00"), Ok(noon));
         assert_eq!(parse_rfc3339("2024-05-01t12:00:00z"), Ok(noon));
-        assert_eq!(parse_rfc3339("2024-05-01 12:00:00.25Z"), Ok(noon + 250_000_000));
+        assert_eq!(
+            parse_rfc3339("2024-05-01 12:00:00.25Z"),
+            Ok(noon + 250_000_000)
+        );
         assert_eq!(
             parse_rfc3339("2024-05-01T12:00:00.123456789123Z"),
             Ok(noon + 123_456_789)
@@ -229,7 +232,10 @@ mod tests {
             parse_rfc3339("2024-02-29T00:00:00-00:30"),
             Ok((1_709_164_800 + 1800) * NANOS_PER_SEC)
         );
-        assert_eq!(format_rfc3339(noon + 250_000_000), "2024-05-01T12:00:00.25Z");
+        assert_eq!(
+            format_rfc3339(noon + 250_000_000),
+            "2024-05-01T12:00:00.25Z"
+        );
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
@@ -261,7 +267,10 @@ mod tests {
                 assert!(parse_timestamp(bad).is_err(), "{bad:?} accepted");
             }
         }
-        assert!(parse_rfc3339("2023-11-14").is_err(), "a date-time needs a time");
+        assert!(
+            parse_rfc3339("2023-11-14").is_err(),
+            "a date-time needs a time"
+        );
         let e = parse_rfc3339("2300-01-01T00:00:00Z").unwrap_err();
         assert!(e.to_string().contains("RFC 3339"), "{e}");
         assert!(e.to_string().contains("out of range"), "{e}");

@@ -112,9 +112,13 @@ async fn handle(
                 decode_json(&payload, &target.db, &stream, json_unit)
             }
             // Every line must name the path's stream (the pipeline checks it).
-            Format::LineProtocol => {
-                parse_payload(&payload, &target.db, target.precision, &device_tags, now_ns())
-            }
+            Format::LineProtocol => parse_payload(
+                &payload,
+                &target.db,
+                target.precision,
+                &device_tags,
+                now_ns(),
+            ),
         }
     };
     submit(&st, "http", target, sent, started, decode).await?;

@@ -65,10 +65,7 @@ pub async fn start(addr: SocketAddr, state: AppState) -> anyhow::Result<FlightSe
         }
     });
     tracing::info!(addr = %local, "Flight SQL listening");
-    Ok(FlightServer {
-        stop,
-        task,
-    })
+    Ok(FlightServer { stop, task })
 }
 
 impl FlightServer {

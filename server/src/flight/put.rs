@@ -174,7 +174,9 @@ async fn next_batch(
     while let Some(msg) = decoder.next().await {
         let msg = msg.map_err(flight_status)?;
         match msg.payload {
-            DecodedPayload::Schema(schema) => ingest.layout = Some(layout(&schema).map_err(invalid)?),
+            DecodedPayload::Schema(schema) => {
+                ingest.layout = Some(layout(&schema).map_err(invalid)?)
+            }
             DecodedPayload::RecordBatch(batch) => return ingest.write(batch).await.map(Some),
             DecodedPayload::None => {}
         }
@@ -195,7 +197,9 @@ impl Ingest {
         let started = Instant::now();
         let layout = match &self.layout {
             Some(l) => l,
-            None => self.layout.insert(layout(&batch.schema()).map_err(invalid)?),
+            None => self
+                .layout
+                .insert(layout(&batch.schema()).map_err(invalid)?),
         };
         let rows = batch.num_rows();
         let bytes = batch.get_array_memory_size();
@@ -204,13 +208,19 @@ impl Ingest {
             database: self.target.db.clone(),
             tables: vec![table],
         };
-        submit(&self.st, "flight", self.target.clone(), bytes, started, move |_| Ok(write))
-            .await
-            .map_err(|r| status(r.0))?;
+        submit(
+            &self.st,
+            "flight",
+            self.target.clone(),
+            bytes,
+            started,
+            move |_| Ok(write),
+        )
+        .await
+        .map_err(|r| status(r.0))?;
         Ok(rows)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
