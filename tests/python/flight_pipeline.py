@@ -44,9 +44,9 @@ def put(client, opts, db, rows):
     writer, reader = client.do_put(flight.FlightDescriptor.for_path(db, "flight"), rows.schema, opts)
     writer.write_table(rows)
     writer.done_writing()
-    ack = json.loads(reader.read().to_pybytes())
-    writer.close()
-    return ack
+    buf = reader.read()
+    writer.close()  # raises the server's refusal
+    return json.loads(buf.to_pybytes())
 
 
 def refused(kind, needles, fn):
