@@ -33,7 +33,7 @@ fn out_of_range(shown: &str, unit: Precision) -> String {
 
 /// Parses an RFC 3339 date-time (the one parser of `crate::text::rfc3339`).
 pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, String> {
-    crate::text::parse_rfc3339(text).map_err(|e| e.to_string())
+    crate::text::parse_rfc3339(text).map_err(|e| format!("{e}; or send an epoch number"))
 }
 
 #[cfg(test)]
