@@ -278,8 +278,7 @@ fn series_of(
                 column: "device",
                 row,
                 problem: "null device",
-            }
-            .into());
+            });
         }
         let key = SeriesKey {
             device: device.value(row).to_owned(),
