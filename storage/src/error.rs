@@ -106,6 +106,20 @@ fn is_out_of_space(e: &std::io::Error) -> bool {
 /// Result alias for the storage engine.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Helper to attach a path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| StorageError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,19 +155,5 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         });
         assert_eq!(wal_full.kind(), ErrorKind::OutOfSpace);
-    }
-}
-
-/// Helper to attach a path to an `io::Error`.
-pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StorageError::Io {
-            path: path.into(),
-            source,
-        })
     }
 }

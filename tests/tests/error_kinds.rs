@@ -37,7 +37,11 @@ fn damaged_data_is_500_on_sql_and_bad_input_stays_400() {
     std::fs::write(&segment, bytes).unwrap();
     s.restart();
 
-    let r = s.post("/api/v1/query", b"SELECT time, v, n FROM m ORDER BY time", &[]);
+    let r = s.post(
+        "/api/v1/query",
+        b"SELECT time, v, n FROM m ORDER BY time",
+        &[],
+    );
     assert_eq!(r.status, 500, "damage is the server's failure: {}", r.body);
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
     assert!(r.error().contains(&name), "{name} missing from {}", r.body);
