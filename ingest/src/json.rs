@@ -22,7 +22,7 @@ use serde_json::{Map, Value as Json};
 use strata_storage::{SeriesKey, Value, WriteBatch};
 
 use crate::line_protocol::{
-    MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_STRING_LEN, MAX_TAG_VALUE_LEN, MIN_SLOT_BUDGET, Precision,
+    MAX_PAYLOAD_LEN, MAX_STRING_LEN, MAX_TAG_VALUE_LEN, MIN_SLOT_BUDGET, Precision,
     SLOTS_PER_INPUT_BYTE, now_nanos,
 };
 use crate::lp_scan::{MAX_DEVICE_ID_LEN, is_device_id};
@@ -633,23 +633,9 @@ fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
-/// Checks a stream, field, column or tag name: 1 to [`MAX_NAME_LEN`] bytes, no control characters.
-fn check_name(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("empty {what} name"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "{what} name is {} bytes long; the limit is {MAX_NAME_LEN} bytes",
-            name.len()
-        ));
-    }
-    if let Some(b) = name.bytes().find(|&b| is_control(b)) {
-        return Err(format!(
-            "control character 0x{b:02x} is not allowed in a {what} name"
-        ));
-    }
-    Ok(())
+/// Checks a stream, field, column or tag name (`crate::text::check_name`).
+fn check_name(name: &str, what: &'static str) -> Result<(), String> {
+    crate::text::check_name(name, what).map_err(|e| e.to_string())
 }
 
 fn check_device(id: &str) -> Result<(), String> {

@@ -10,12 +10,7 @@
 
 use memchr::{memchr, memchr2, memchr3};
 
-/// Longest measurement name, tag key or field key, in bytes after unescaping.
-pub const MAX_NAME_LEN: usize = 256;
-/// Longest tag value, in bytes after unescaping.
-pub const MAX_TAG_VALUE_LEN: usize = 1024;
-/// Longest device id, in bytes.
-pub const MAX_DEVICE_ID_LEN: usize = 128;
+pub use crate::text::names::{MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_TAG_VALUE_LEN, is_device_id};
 
 /// A parse failure at an absolute byte offset of the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,14 +226,6 @@ pub(crate) fn show(raw: &[u8]) -> String {
     }
     let short: String = text.chars().take(LIMIT).collect();
     format!("{short:?}…")
-}
-
-/// True when `id` matches `[A-Za-z0-9._:-]{1,128}`.
-pub(crate) fn is_device_id(id: &str) -> bool {
-    (1..=MAX_DEVICE_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Validation of a device's telemetry against the schema of its device model, shared by every
-//! device protocol (MQTT and the HTTP device API call [`apply`] on the decoded batch).
+//! write path (the pipeline calls [`apply_by_device`] on each decoded batch).
 //!
 //! A [`Schema`] lists the model's fields (type, optional `min`/`max`, `required`) and a
 //! [`Policy`]. Every row of every stream of the batch is checked: a field the model does not
@@ -9,7 +9,8 @@
 //! field [`FLAG_FIELD`] (`_invalid`), so `WHERE _invalid IS NOT NULL` finds them.
 //!
 //! Where schemas come from (the registry, with a per-device cache) is the caller's business: the
-//! MQTT endpoint asks a [`SchemaSource`].
+//! write pipeline (`crate::pipeline`) asks a [`SchemaSource`] for the model of each device whose
+//! rows a batch holds ([`apply_by_device`]), on every write path.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -142,38 +143,81 @@ pub struct Outcome {
 }
 
 /// Checks `batch` against `schema`: `Err` with the first violation under [`Policy::Reject`];
-/// under [`Policy::Flag`] marks offending rows and reports how many.
+/// under [`Policy::Flag`] marks offending rows and reports how many. Every row is checked,
+/// whatever its device (the caller has confined the batch to one device).
 pub fn apply(schema: &Schema, batch: &mut WriteBatch) -> Result<Outcome, Violation> {
     let mut outcome = Outcome::default();
     for table in &mut batch.tables {
-        let problems = check_table(schema, table);
-        let Some(first) = problems.iter().position(Option::is_some) else {
-            continue;
-        };
-        if schema.policy == Policy::Reject {
-            let (field, reason) = problems[first].clone().unwrap_or_default();
-            return Err(Violation {
-                model: schema.model.clone(),
-                stream: table.stream.clone(),
-                row: first,
-                field,
-                reason,
-            });
-        }
-        outcome.flagged_rows += problems.iter().filter(|p| p.is_some()).count();
-        mark(table, &problems);
+        let rows = vec![true; table.len()];
+        outcome.flagged_rows += check_rows(schema, table, &rows)?;
     }
     Ok(outcome)
+}
+
+/// Checks every row of `batch` against the model of the row's device, as `source` names it
+/// (rows of devices without a model pass untouched): the check of a batch that may hold many
+/// devices' rows (an API token's line protocol, an Arrow batch).
+pub fn apply_by_device(
+    source: &dyn SchemaSource,
+    batch: &mut WriteBatch,
+) -> Result<Outcome, Violation> {
+    let mut outcome = Outcome::default();
+    for table in &mut batch.tables {
+        let mut devices: Vec<&str> = table.series.iter().map(|k| k.device.as_str()).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let schemas: Vec<(String, Arc<Schema>)> = devices
+            .into_iter()
+            .filter_map(|d| source.schema(d).map(|s| (d.to_owned(), s)))
+            .collect();
+        for (device, schema) in schemas {
+            let rows: Vec<bool> = table
+                .row_series
+                .iter()
+                .map(|s| {
+                    table
+                        .series
+                        .get(*s as usize)
+                        .is_some_and(|k| k.device == device)
+                })
+                .collect();
+            outcome.flagged_rows += check_rows(&schema, table, &rows)?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Checks the rows of `table` selected by `rows`: the first violation under
+/// [`Policy::Reject`], else the number of rows marked.
+fn check_rows(schema: &Schema, table: &mut TableWrite, rows: &[bool]) -> Result<usize, Violation> {
+    let problems = check_table(schema, table, rows);
+    let Some(first) = problems.iter().position(Option::is_some) else {
+        return Ok(0);
+    };
+    if schema.policy == Policy::Reject {
+        let (field, reason) = problems[first].clone().unwrap_or_default();
+        return Err(Violation {
+            model: schema.model.clone(),
+            stream: table.stream.clone(),
+            row: first,
+            field,
+            reason,
+        });
+    }
+    mark(table, &problems, rows);
+    Ok(problems.iter().filter(|p| p.is_some()).count())
 }
 
 /// Per row, the first problem found: (field, reason).
 type Problems = Vec<Option<(String, String)>>;
 
-fn check_table(schema: &Schema, table: &TableWrite) -> Problems {
+fn check_table(schema: &Schema, table: &TableWrite, rows: &[bool]) -> Problems {
     let mut problems: Problems = vec![None; table.len()];
+    let selected = |row: usize| rows.get(row).copied().unwrap_or(false);
     for col in &table.columns {
         for (row, slot) in problems.iter_mut().enumerate() {
             if slot.is_none()
+                && selected(row)
                 && col.valid.get(row).copied().unwrap_or(false)
                 && let Some(reason) = check_value(schema, col, row)
             {
@@ -185,7 +229,7 @@ fn check_table(schema: &Schema, table: &TableWrite) -> Problems {
         let col = table.columns.iter().find(|c| c.name == rule.name);
         for (row, slot) in problems.iter_mut().enumerate() {
             let present = col.is_some_and(|c| c.valid.get(row).copied().unwrap_or(false));
-            if slot.is_none() && !present {
+            if slot.is_none() && selected(row) && !present {
                 *slot = Some((
                     rule.name.clone(),
                     format!("required field '{}' is missing", rule.name),
@@ -286,18 +330,27 @@ impl<'a> Scalar<'a> {
     }
 }
 
-/// Replaces any [`FLAG_FIELD`] column of `table` with the rows' problems.
-fn mark(table: &mut TableWrite, problems: &Problems) {
-    table.columns.retain(|c| c.name != FLAG_FIELD);
+/// Sets the [`FLAG_FIELD`] column of `table` for the rows selected by `rows` to their problems
+/// (null when they have none); rows not selected keep what they had.
+fn mark(table: &mut TableWrite, problems: &Problems, rows: &[bool]) {
+    let old = table
+        .columns
+        .iter()
+        .position(|c| c.name == FLAG_FIELD)
+        .map(|i| table.columns.remove(i));
     let mut col = Column::new(FLAG_FIELD, FieldType::String);
-    for p in problems {
-        match p {
-            Some((_, reason)) => {
-                col.data
-                    .push_value(&strata_storage::Value::String(reason.clone()));
+    for (row, p) in problems.iter().enumerate() {
+        let value = match p {
+            Some((_, reason)) => Some(strata_storage::Value::String(reason.clone())),
+            None if rows.get(row).copied().unwrap_or(false) => None,
+            None => old.as_ref().and_then(|c| c.get(row)),
+        };
+        match value {
+            Some(v @ strata_storage::Value::String(_)) => {
+                col.data.push_value(&v);
                 col.valid.push(true);
             }
-            None => col.push_null(),
+            _ => col.push_null(),
         }
     }
     table.columns.push(col);

@@ -190,3 +190,68 @@ fn messages_not_stored_are_not_acknowledged_and_come_again() {
     assert_eq!(healthy.rows("t", "d9").len(), 5);
     second.stop();
 }
+
+/// Models for the bridge's pipeline: `strict-*` devices reject, `loose-*` devices flag
+/// `watts` outside 0..=100; other devices have no model.
+#[derive(Debug)]
+struct Models;
+
+impl strata_ingest::validate::SchemaSource for Models {
+    fn schema(&self, device: &str) -> Option<Arc<strata_ingest::validate::Schema>> {
+        use strata_ingest::validate::{FieldKind, FieldRule, Policy, Schema};
+        let policy = if device.starts_with("strict-") {
+            Policy::Reject
+        } else if device.starts_with("loose-") {
+            Policy::Flag
+        } else {
+            return None;
+        };
+        let rule = FieldRule {
+            name: "watts".into(),
+            kind: FieldKind::Float,
+            min: Some(0.0),
+            max: Some(100.0),
+            required: true,
+        };
+        Some(Arc::new(Schema::new("meter", policy, vec![rule])))
+    }
+}
+
+#[test]
+fn bridge_confines_rows_to_the_topic_device_and_validates_them() {
+    let broker = Broker::start();
+    let h = Harness::start();
+    let mut c = config(&broker, "strata-v");
+    c.schemas = Some(Arc::new(Models));
+    let bridge = start(&h, c);
+    // Another device's rows on a device's topic: line protocol and JSON, refused (acknowledged
+    // and counted as invalid, nothing stored).
+    broker.publish_lines(
+        "factory/strict-1/power",
+        "power,device=other watts=5 1\n{\"device\": \"other\", \"watts\": 5}\n",
+    );
+    // A model violation under `reject`: refused; the valid message after it is stored.
+    broker.publish_lines(
+        "factory/strict-1/power",
+        "{\"ts\": 1, \"watts\": 500}\n{\"ts\": 2, \"watts\": 50}\n",
+    );
+    // Under `flag`: stored, marked.
+    broker.publish_lines("factory/loose-1/power", "{\"ts\": 3, \"watts\": 500}\n");
+    wait(|| bridge.stats().messages_acked >= 5);
+    assert!(h.rows("power", "other").is_empty());
+    let strict = h.rows("power", "strict-1");
+    assert_eq!(strict.len(), 1, "{strict:?}");
+    assert_eq!(
+        strict[0].1,
+        vec![("watts".into(), strata_storage::Value::Float(50.0))]
+    );
+    let loose = h.rows("power", "loose-1");
+    assert_eq!(loose.len(), 1, "{loose:?}");
+    let flag = loose[0].1.iter().find(|(n, _)| n == "_invalid");
+    assert!(
+        matches!(flag, Some((_, strata_storage::Value::String(s))) if s.contains("above the maximum 100")),
+        "{loose:?}"
+    );
+    assert_eq!(bridge.stats().messages_invalid, 3);
+    bridge.stop();
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use datafusion::error::DataFusionError;
+use strata_storage::{ErrorKind, StorageError};
 
 /// Why a query failed. [`QueryError::is_client_error`] tells the caller whether the SQL text is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +18,16 @@ pub enum QueryError {
     /// The query needed more memory than the configured limit (operators or result size).
     #[error("query exceeded its memory limit: {0}")]
     ResourcesExhausted(String),
-    /// The query failed while running (storage error, internal error).
+    /// The storage engine failed while the query ran; `kind` is the engine's
+    /// ([`StorageError::kind`]), so damage, shutdown and a full disk stay distinguishable.
+    #[error("query execution failed: {message}")]
+    Storage {
+        /// What kind of storage failure.
+        kind: ErrorKind,
+        /// The storage error's message.
+        message: String,
+    },
+    /// The query failed while running (internal error).
     #[error("query execution failed: {0}")]
     Execution(String),
     /// The result could not be encoded in the requested format.
@@ -32,8 +42,35 @@ impl QueryError {
     }
 }
 
+impl From<StorageError> for QueryError {
+    fn from(e: StorageError) -> Self {
+        QueryError::Storage {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The storage error somewhere in `e`'s chain of causes, if any.
+fn storage_cause(e: &DataFusionError) -> Option<&StorageError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(s) = c.downcast_ref::<StorageError>() {
+            return Some(s);
+        }
+        cause = c.source();
+    }
+    None
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
+        if let Some(s) = storage_cause(&e) {
+            return QueryError::Storage {
+                kind: s.kind(),
+                message: s.to_string(),
+            };
+        }
         let message = e.to_string();
         match e.find_root() {
             DataFusionError::SQL(..)
@@ -87,5 +124,48 @@ mod tests {
         let e: QueryError = DataFusionError::Execution("disk".into()).into();
         assert!(matches!(e, QueryError::Execution(_)));
         assert!(!QueryError::Timeout(Duration::from_secs(1)).is_client_error());
+    }
+
+    #[test]
+    fn storage_errors_keep_their_kind_through_datafusion() {
+        let corrupt = StorageError::Corrupt {
+            path: "seg-1".into(),
+            detail: "checksum".into(),
+        };
+        let wrapped = DataFusionError::Context(
+            "scan".into(),
+            Box::new(DataFusionError::External(Box::new(corrupt))),
+        );
+        let e = QueryError::from(wrapped);
+        assert!(
+            matches!(e, QueryError::Storage { kind: ErrorKind::Corruption, ref message } if message.contains("seg-1")),
+            "{e:?}"
+        );
+        let e = QueryError::from(DataFusionError::External(Box::new(StorageError::ShutDown)));
+        assert!(
+            matches!(
+                e,
+                QueryError::Storage {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let arrow = datafusion::arrow::error::ArrowError::ExternalError(Box::new(
+            StorageError::InvalidInput("bad".into()),
+        ));
+        let e = QueryError::from(DataFusionError::ArrowError(Box::new(arrow), None));
+        assert!(
+            matches!(
+                e,
+                QueryError::Storage {
+                    kind: ErrorKind::InvalidInput,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!e.is_client_error());
     }
 }

@@ -134,6 +134,11 @@ pub struct ServeArgs {
     #[arg(long = "device-tag", env = "STRATA_DEVICE_TAGS", value_delimiter = ',', default_values_t = ["device".to_string(), "name".to_string()])]
     pub device_tags: Vec<String>,
 
+    /// The database device credentials write into (HTTP, MQTT, Flight); a device writing to
+    /// another database is refused with 403.
+    #[arg(long, env = "STRATA_DEVICE_DATABASE", default_value = "default", value_parser = parse_database)]
+    pub device_database: String,
+
     /// Largest accepted request body in MiB, applied both to the body as sent and after gzip decompression.
     #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
@@ -301,31 +306,17 @@ pub fn durability_name(d: Durability) -> String {
     }
 }
 
-/// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (also `us` and `ns`).
+/// Checks a database name (`[A-Za-z0-9_-]{1,64}`).
+pub fn parse_database(s: &str) -> Result<String, String> {
+    strata_ingest::text::check_database(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (the one parser of
+/// `strata_ingest::text::duration`, which also takes `w` and `y`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 10m, 1d)"))?;
-    let unit_ns: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit (use ns, us, ms, s, m, h or d)"
-            ));
-        }
-    };
-    n.checked_mul(unit_ns)
-        .map(Duration::from_nanos)
-        .ok_or_else(|| format!("duration '{s}' is too large"))
+    strata_ingest::text::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use strata_ingest::line_protocol::ParseError;
+use strata_ingest::pipeline::PipelineError;
 use strata_registry::RegistryError;
-use strata_storage::StorageError;
+use strata_storage::{ErrorKind, StorageError};
 
 /// Everything an HTTP handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,14 @@ pub enum ApiError {
     /// The storage engine refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The storage engine failed under a query (the kind survives the query layer).
+    #[error("query execution failed: {message}")]
+    StorageKind {
+        /// What kind of storage failure.
+        kind: ErrorKind,
+        /// The storage error's message.
+        message: String,
+    },
     /// A query parameter or header is invalid.
     #[error("{0}")]
     BadRequest(String),
@@ -60,7 +69,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Parse(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Storage(e) => storage_status(e),
+            ApiError::Storage(e) => kind_status(e.kind()),
+            ApiError::StorageKind { kind, .. } => kind_status(*kind),
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -79,19 +89,27 @@ impl ApiError {
     }
 }
 
-/// Status for a storage error: caller mistakes are 400, an unusable engine is 503, damage is 500.
-fn storage_status(e: &StorageError) -> StatusCode {
-    match e {
-        StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_) => {
-            StatusCode::BAD_REQUEST
+impl From<PipelineError> for ApiError {
+    /// Confinement refusals are 403, a wrong stream or a model violation 400, engine errors keep
+    /// their kind.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Storage(e) => ApiError::Storage(e),
+            e if e.is_forbidden() => ApiError::Forbidden(e.to_string()),
+            e => ApiError::BadRequest(e.to_string()),
         }
-        StorageError::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        StorageError::Wal(_) | StorageError::ShutDown | StorageError::Overloaded(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Codec(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+    }
+}
+
+/// Status for a kind of storage failure: the request's fault is 400 (422 past a limit), an engine that cannot take
+/// requests now (shutdown, overload) 503, a full disk 507, damage and other failures 500.
+pub fn kind_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::OutOfSpace => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Corruption | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -178,6 +196,18 @@ mod tests {
             ApiError::from(corrupt).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let full = StorageError::Io {
+            path: "wal".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(ApiError::from(full).status().as_u16(), 507);
+        let poisoned = StorageError::Internal("lock poisoned".into());
+        assert_eq!(ApiError::from(poisoned).status().as_u16(), 500);
+        let query = ApiError::StorageKind {
+            kind: ErrorKind::Corruption,
+            message: "crc".into(),
+        };
+        assert_eq!(query.status().as_u16(), 500);
         let parse = ParseError {
             line: 2,
             column: 5,

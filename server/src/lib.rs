@@ -1,29 +1,30 @@
-//! The Strata server as a library: command-line configuration, logging, the HTTP API (write, read,
-//! health, metrics, admin, SQL queries, the device registry and tokens), authentication, the serve loop with
-//! graceful shutdown, and the `strata devices|entities|tokens` client commands. `main.rs` is a
-//! thin wrapper.
+//! The Strata server as a library: the transports (HTTP(S) with axum, Flight SQL with tonic, the
+//! MQTT(S) listeners of `strata_ingest::mqtt`) wired to the write pipeline
+//! (`strata_ingest::pipeline`), the query engine and the registry; authentication, TLS, metrics,
+//! the serve loop with graceful shutdown, and the `strata devices|entities|tokens|sql` client
+//! commands. `main.rs` is a thin wrapper: only what it uses is public.
 
-pub mod admin;
-pub mod api;
-pub mod auth;
-pub mod body;
-pub mod bootstrap;
+mod admin;
+mod api;
+mod auth;
+mod body;
+mod bootstrap;
 pub mod cli;
-pub mod credentials;
+mod credentials;
 pub mod ctl;
-pub mod error;
-pub mod flight;
+mod error;
+mod flight;
 pub mod logging;
-pub mod metrics;
-pub mod mqtt;
-pub mod precision;
-pub mod query;
-pub mod read;
-pub mod routes;
+mod metrics;
+mod mqtt;
+mod precision;
+mod query;
+mod read;
+mod routes;
 pub mod serve;
-pub mod sql_tables;
-pub mod state;
-pub mod time;
-pub mod tls;
-pub mod validation;
-pub mod write;
+mod sql_tables;
+mod state;
+mod time;
+mod tls;
+mod validation;
+mod write;

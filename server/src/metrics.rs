@@ -15,12 +15,9 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::Listener;
 use strata_ingest::mqtt::{ConnectionLimit, MqttServer, MqttStats};
 use strata_storage::{EngineStats, WriteReceipt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 14] = [
@@ -101,41 +98,6 @@ impl Default for ConnCounters {
 
 /// Connections of the plain HTTP listener (one per process).
 pub static HTTP_CONNECTIONS: ConnCounters = ConnCounters::new();
-
-/// A listener whose connections are counted in `counters` (open, total, bytes received).
-#[derive(Debug)]
-pub struct CountedListener<L> {
-    inner: L,
-    counters: &'static ConnCounters,
-}
-
-/// Wraps `listener` so its connections count under `counters`.
-pub fn counted<L: Listener>(listener: L, counters: &'static ConnCounters) -> CountedListener<L> {
-    CountedListener {
-        inner: listener,
-        counters,
-    }
-}
-
-impl<L: Listener> Listener for CountedListener<L> {
-    type Io = CountedIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
-        self.counters.open.fetch_add(1, Relaxed);
-        self.counters.total.fetch_add(1, Relaxed);
-        let io = CountedIo {
-            inner: io,
-            counters: self.counters,
-        };
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
 
 /// A connection counted as open until dropped; bytes read are added to its counters.
 #[derive(Debug)]
@@ -631,8 +593,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Route middleware: counts each request under its route pattern and status, and writes a
-/// `debug` access-log line.
-pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// `debug` access-log line. Generic over the router state (the server's `AppState`), so this
+/// module does not depend on the state that holds it.
+pub async fn track<S>(State(st): State<S>, req: Request, next: Next) -> Response
+where
+    S: AsRef<Metrics> + Send + Sync + 'static,
+{
+    let metrics = st.as_ref();
     let started = std::time::Instant::now();
     let endpoint = req
         .extensions()
@@ -642,13 +609,13 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let resp = next.run(req).await;
     let endpoint = endpoint.as_deref().unwrap_or("unmatched");
     let status = resp.status().as_u16();
-    st.metrics.count_request(endpoint, status);
+    metrics.count_request(endpoint, status);
     if status >= 400 && INGEST_ROUTES.contains(&endpoint) {
         let class = resp
             .extensions()
             .get::<RejectClass>()
             .map_or_else(|| status_class(status), |c| c.0);
-        st.metrics.record_reject(class, status);
+        metrics.record_reject(class, status);
     }
     tracing::debug!(%method, endpoint, status, micros = started.elapsed().as_micros() as u64, "request");
     resp

@@ -94,6 +94,7 @@ pub fn query_error(e: QueryError) -> ApiError {
         QueryError::Timeout(_) | QueryError::ResourcesExhausted(_) => {
             ApiError::Unavailable(e.to_string())
         }
+        QueryError::Storage { kind, message } => ApiError::StorageKind { kind, message },
         QueryError::Execution(_) | QueryError::Encoding(_) => ApiError::Internal(e.to_string()),
     }
 }

@@ -39,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::enforce))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            metrics::track,
+            metrics::track::<AppState>,
         ))
         .fallback(admin::not_found)
         .with_state(state)

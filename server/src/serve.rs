@@ -70,6 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(query),
         args.max_body_bytes(),
         args.device_tags.clone(),
+        args.device_database.clone(),
     );
     log_recovery(&state.recovery);
     let mqtts = match (args.tls.mqtts_addr, &tls) {
@@ -77,6 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let mqtt_config = MqttConfig {
+        database: state.pipeline.admission().device_database().to_owned(),
         schemas: Some(state.schemas.clone()),
         max_connections: usize::try_from(args.max_connections_mqtt).unwrap_or(usize::MAX),
         device_tags: args.device_tags.clone(),

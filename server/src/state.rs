@@ -1,9 +1,10 @@
-//! Shared state of the HTTP handlers: the engine, the device registry, request limits, parser
-//! settings, metrics and the recovery report captured at startup.
+//! Shared state of the HTTP and Flight handlers: the engine, the write pipeline, the device
+//! registry, request limits, parser settings, metrics and the recovery report captured at startup.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_ingest::pipeline::{Admission, Pipeline};
 use strata_query::QueryEngine;
 use strata_registry::Registry;
 use strata_storage::{Engine, RecoveryReport};
@@ -37,19 +38,25 @@ pub struct Inner {
     pub started: Instant,
     /// Device-model schemas for telemetry validation (cached per device, shared with MQTT).
     pub schemas: Arc<ModelSchemas>,
+    /// The write pipeline every transport hands its decoded batches to.
+    pub pipeline: Pipeline,
 }
 
 impl AppState {
-    /// Builds the state; reads the recovery report from the engine once.
+    /// Builds the state; reads the recovery report from the engine once. Device credentials
+    /// write only into `device_database`.
     pub fn new(
         engine: Arc<Engine>,
         registry: Arc<Registry>,
         query: Arc<QueryEngine>,
         max_body: usize,
         device_tags: Vec<String>,
+        device_database: String,
     ) -> Self {
         let recovery = engine.recovery_report();
         let schemas = ModelSchemas::new(registry.clone());
+        let admission = Admission::new(device_database, Some(schemas.clone() as _));
+        let pipeline = Pipeline::new(engine.clone(), admission);
         let inner = Inner {
             engine,
             registry,
@@ -60,6 +67,7 @@ impl AppState {
             recovery,
             started: Instant::now(),
             schemas,
+            pipeline,
         };
         AppState {
             inner: Arc::new(inner),
@@ -76,6 +84,12 @@ impl std::fmt::Debug for Inner {
             .field("device_tags", &self.device_tags)
             .field("started", &self.started)
             .finish_non_exhaustive()
+    }
+}
+
+impl AsRef<Metrics> for AppState {
+    fn as_ref(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -70,7 +70,8 @@ impl ModelSchemas {
         }
     }
 
-    /// Devices with a cached answer (for tests and debugging).
+    /// Devices with a cached answer (for tests).
+    #[cfg(test)]
     pub fn cached(&self) -> usize {
         self.read().len()
     }

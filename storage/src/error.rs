@@ -72,6 +72,60 @@ pub enum StorageError {
     /// stored and can be retried later.
     #[error("storage engine overloaded: {0}; nothing from this write was stored, retry later")]
     Overloaded(String),
+    /// An internal failure that is neither the caller's input nor damaged data (e.g. a lock
+    /// poisoned by an earlier panic).
+    #[error("internal storage error: {0}")]
+    Internal(String),
+}
+
+/// What kind of failure a [`StorageError`] is, for callers that map errors onto protocol
+/// statuses (HTTP, gRPC, MQTT): see [`StorageError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is at fault (bad name, schema conflict): the same request fails again.
+    InvalidInput,
+    /// The request would exceed a per-database limit (series, fields, tag values, string
+    /// bytes): the same request fails again until the limit is raised.
+    LimitExceeded,
+    /// The engine cannot take the request now (shutting down, overloaded, WAL refusing writes
+    /// after a failure): retry later.
+    Unavailable,
+    /// The disk (or quota) is full.
+    OutOfSpace,
+    /// Stored data is damaged.
+    Corruption,
+    /// Any other server-side failure (I/O, a poisoned lock).
+    Internal,
+}
+
+impl StorageError {
+    /// The kind of this failure. Variants without a mapping here are [`ErrorKind::Internal`].
+    pub fn kind(&self) -> ErrorKind {
+        use crate::wal::WalError;
+        match self {
+            StorageError::SchemaConflict { .. }
+            | StorageError::InvalidInput(_)
+            | StorageError::Wal(WalError::RecordTooLarge(_)) => ErrorKind::InvalidInput,
+            StorageError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            StorageError::ShutDown
+            | StorageError::Overloaded(_)
+            | StorageError::Wal(WalError::Poisoned(_)) => ErrorKind::Unavailable,
+            StorageError::Io { source, .. } | StorageError::Wal(WalError::Io { source, .. })
+                if is_out_of_space(source) =>
+            {
+                ErrorKind::OutOfSpace
+            }
+            StorageError::Corrupt { .. } | StorageError::Codec(_) => ErrorKind::Corruption,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 /// Result alias for the storage engine.
@@ -88,5 +142,43 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let io = |e: std::io::Error| StorageError::Io {
+            path: "x".into(),
+            source: e,
+        };
+        let full = std::io::Error::from_raw_os_error(28);
+        assert_eq!(io(full).kind(), ErrorKind::OutOfSpace);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(io(denied).kind(), ErrorKind::Internal);
+        assert_eq!(StorageError::ShutDown.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            StorageError::Internal("lock".into()).kind(),
+            ErrorKind::Internal
+        );
+        assert_eq!(
+            StorageError::InvalidInput("x".into()).kind(),
+            ErrorKind::InvalidInput
+        );
+        let corrupt = StorageError::Corrupt {
+            path: "s".into(),
+            detail: "crc".into(),
+        };
+        assert_eq!(corrupt.kind(), ErrorKind::Corruption);
+        let poisoned = StorageError::Wal(crate::wal::WalError::Poisoned("fsync".into()));
+        assert_eq!(poisoned.kind(), ErrorKind::Unavailable);
+        let wal_full = StorageError::Wal(crate::wal::WalError::Io {
+            path: "w".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(wal_full.kind(), ErrorKind::OutOfSpace);
     }
 }

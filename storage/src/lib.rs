@@ -26,7 +26,7 @@ pub use engine::{
     BlockStats, Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, ReadMode,
     ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, WriteReceipt,
 };
-pub use error::{Result, StorageError};
+pub use error::{ErrorKind, Result, StorageError};
 pub use limits::{Limit, Limits};
 pub use segment::{ChunkStats, ColumnSummary, summarize_segment_file, verify_segment_file};
 pub use types::*;

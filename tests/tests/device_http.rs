@@ -194,7 +194,7 @@ fn devices_write_only_as_themselves_and_errors_are_precise() {
         json,
         r#"{"v": 1, "device": "dev-b"}"#,
     );
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.error().contains("dev-b"), "{}", r.body);
     let r = post_as(
         &s,

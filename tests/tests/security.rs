@@ -316,7 +316,7 @@ fn limited_admin_cannot_mint_broader_tokens() {
 #[test]
 fn device_credentials() {
     let (_tmp, dir) = temp_data_dir();
-    let server = Server::start(&dir, &[]);
+    let server = Server::start(&dir, &["--device-database", "iot"]);
     let d1 = server.create_device("d1", "m");
     let d2 = server.create_device("d2", "m");
     let key1 = d1["primary_key"].as_str().unwrap().to_owned();
@@ -514,7 +514,11 @@ fn secrets_in(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn secrets_are_never_returned_logged_or_stored_in_clear() {
     let (_tmp, dir) = temp_data_dir();
-    let mut server = Server::start_with(&dir, &["--log-level", "debug"], AdminToken::Bootstrap);
+    let mut server = Server::start_with(
+        &dir,
+        &["--log-level", "debug", "--device-database", "iot"],
+        AdminToken::Bootstrap,
+    );
     let admin = server.token().to_owned();
     assert!(admin.starts_with("strata_"), "bootstrapped token: {admin}");
     let mut secrets = vec![admin.clone()];
@@ -565,7 +569,7 @@ fn secrets_are_never_returned_logged_or_stored_in_clear() {
         server
             .send_anonymous(
                 "POST",
-                &format!("/write?db=x&u=s1&p={}", "supplied-primary-key-0001"),
+                &format!("/write?db=iot&u=s1&p={}", "supplied-primary-key-0001"),
                 Some(b"m v=1 2\n")
             )
             .status,

@@ -1,6 +1,7 @@
 //! Broker bridge: for deployments that already run a broker (Mosquitto, EMQX, HiveMQ), Strata
 //! subscribes to it with `rumqttc`, maps each message's topic to a device and a stream, stores
-//! the rows through the same group-commit pipeline as the device endpoint, and acknowledges each
+//! the rows through the same pipeline as the device endpoint (confined to the topic's device,
+//! validated against its model, group commit), and acknowledges each
 //! QoS 1 message (manual acks, in order) only after its rows are durable. With a shared
 //! subscription (`$share/{group}/...`) several Strata nodes split one broker's load.
 
@@ -17,7 +18,9 @@ use super::payload::{self, PayloadOptions};
 use super::stats::{Counters, add};
 use crate::json::IntegerMode;
 use crate::line_protocol::{Precision, now_nanos};
-use crate::lp_scan::is_device_id;
+use crate::pipeline::{Admission, Writer};
+use crate::text::is_device_id;
+use crate::validate::SchemaSource;
 
 /// Maps topics to devices and streams. The pattern's levels are literal text, `+` (any level),
 /// `{device}` (the device id, required) or `{stream}` (the stream); the subscription filter is
@@ -124,6 +127,9 @@ pub struct BridgeConfig {
     pub line_protocol_precision: Precision,
     /// Threads writing merged batches to the engine (default 1).
     pub commit_threads: usize,
+    /// Where each device's model schema is found; messages are validated against it like on
+    /// every other write path. `None` (the default): no validation.
+    pub schemas: Option<Arc<dyn SchemaSource>>,
 }
 
 impl BridgeConfig {
@@ -145,6 +151,7 @@ impl BridgeConfig {
             json_integers: IntegerMode::Float,
             line_protocol_precision: Precision::Nanoseconds,
             commit_threads: 1,
+            schemas: None,
         }
     }
 
@@ -208,6 +215,7 @@ struct BridgeCounters {
 pub struct Bridge {
     config: BridgeConfig,
     payload: PayloadOptions,
+    admission: Admission,
     committer: Committer,
     commit_counters: Arc<Counters>,
     counters: BridgeCounters,
@@ -272,10 +280,12 @@ impl Bridge {
             lp_precision: config.line_protocol_precision,
             device_tags: vec!["device".into()],
         };
+        let admission = Admission::new(config.database.clone(), config.schemas.clone());
         let (stop, _) = watch::channel(false);
         Ok(Bridge {
             config,
             payload,
+            admission,
             committer,
             commit_counters,
             counters: BridgeCounters::default(),
@@ -393,7 +403,11 @@ impl Bridge {
             .iter()
             .find_map(|r| r.resolve(&p.topic))
             .ok_or_else(|| format!("topic {:?} matches no route", p.topic))?;
-        payload::decode(&p.payload, device, stream, &self.payload, now_nanos())
+        let mut batch = payload::decode(&p.payload, stream, &self.payload, now_nanos())?;
+        self.admission
+            .admit(&mut batch, &Writer::for_device(device))
+            .map_err(|e| e.to_string())?;
+        Ok(batch)
     }
 
     fn submit(&self, pending: &mut Pending) -> Option<Inflight> {

@@ -180,7 +180,9 @@ fn commit_one_by_one(
 fn is_content_error(e: &StorageError) -> bool {
     matches!(
         e,
-        StorageError::SchemaConflict { .. } | StorageError::InvalidInput(_)
+        StorageError::SchemaConflict { .. }
+            | StorageError::InvalidInput(_)
+            | StorageError::LimitExceeded { .. }
     )
 }
 

@@ -17,8 +17,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::auth::{AuthFailure, ClientCertificate};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, read_opening};
-use super::server::{Shared, Signal};
 use super::session::{Close, Session};
+use super::shared::{Shared, Signal};
 use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
 /// Initial read buffer per connection (grows for larger packets).
@@ -50,7 +50,7 @@ where
     let _open = Gauge::open(&counters.connections_open);
     // Connections accepted by `MqttServer::serve*` are capped by its `ConnectionLimit` (an
     // evicted connection may still be counted open for a moment); this check covers the others.
-    let over_limit = !super::server::admitted_under_limit()
+    let over_limit = !super::shared::admitted_under_limit()
         && counters
             .connections_open
             .load(std::sync::atomic::Ordering::Relaxed)

@@ -34,6 +34,7 @@ mod payload;
 mod replay;
 mod server;
 mod session;
+mod shared;
 mod stats;
 mod topic;
 

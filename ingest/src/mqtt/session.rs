@@ -20,7 +20,7 @@ use super::payload::{self, PayloadOptions};
 use super::stats::{Counters, PendingCharge, RejectReason, add};
 use super::topic::{self, TopicError};
 use crate::line_protocol::now_nanos;
-use crate::validate;
+use crate::pipeline::{Admission, PipelineError, Writer};
 
 /// Most distinct topic filters one session may hold; further SUBSCRIBEs get the SUBACK failure
 /// code 0x80 (a device may only subscribe to its own command topics anyway).
@@ -31,6 +31,7 @@ pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
 pub(crate) struct Env {
     pub(crate) config: MqttConfig,
     pub(crate) payload: PayloadOptions,
+    pub(crate) admission: Admission,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -44,9 +45,11 @@ impl Env {
             lp_precision: config.line_protocol_precision,
             device_tags: config.device_tags.clone(),
         };
+        let admission = Admission::new(config.database.clone(), config.schemas.clone());
         Env {
             config,
             payload,
+            admission,
             counters,
         }
     }
@@ -218,11 +221,10 @@ impl Session {
             Err(e) => return Some(Close::Reject(RejectReason::InvalidTopic, e.to_string())),
         };
         let time = self.next_time();
-        let mut batch =
-            match payload::decode(&p.payload, &self.device, &stream, &self.env.payload, time) {
-                Ok(b) => b,
-                Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
-            };
+        let mut batch = match payload::decode(&p.payload, &stream, &self.env.payload, time) {
+            Ok(b) => b,
+            Err(e) => return Some(Close::Reject(RejectReason::InvalidPayload, e)),
+        };
         if let Err(close) = self.validate(&mut batch) {
             return Some(close);
         }
@@ -242,24 +244,23 @@ impl Session {
         None
     }
 
-    /// Checks a decoded message against the device's model, if it has one: a refusal closes the
-    /// connection (the message is not acknowledged); flagged rows are counted.
+    /// The pipeline's admission of a decoded message: confined to the device (a payload naming
+    /// another device is refused) and checked against its model, if it has one. A refusal closes
+    /// the connection (the message is not acknowledged); flagged rows are counted.
     fn validate(&self, batch: &mut WriteBatch) -> Result<(), Close> {
-        let Some(schema) = self
+        match self
             .env
-            .config
-            .schemas
-            .as_ref()
-            .and_then(|s| s.schema(&self.device))
-        else {
-            return Ok(());
-        };
-        match validate::apply(&schema, batch) {
+            .admission
+            .admit(batch, &Writer::device(&self.device))
+        {
             Ok(outcome) => {
                 add(&self.env.counters.rows_flagged, outcome.flagged_rows as u64);
                 Ok(())
             }
-            Err(v) => Err(Close::Reject(RejectReason::Validation, v.to_string())),
+            Err(PipelineError::Validation(v)) => {
+                Err(Close::Reject(RejectReason::Validation, v.to_string()))
+            }
+            Err(e) => Err(Close::Reject(RejectReason::InvalidPayload, e.to_string())),
         }
     }
 

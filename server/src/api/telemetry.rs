@@ -6,9 +6,10 @@
 //! records, or `{"columns": [...], "rows": [[...]]}`; a record may name its stream, `{stream}` is
 //! the default) or line protocol (every line must name the measurement `{stream}`). The format
 //! follows `Content-Type` (`application/json` or `*+json`; `text/plain`), and is sniffed from the
-//! first byte otherwise. Every row is stored under the device `{id}`, after validation against
-//! the device's model (`crate::validation`). `precision` is the unit of epoch timestamps:
-//! nanoseconds by default for line protocol, milliseconds for JSON.
+//! first byte otherwise. The decoded batch goes through the write pipeline
+//! (`strata_ingest::pipeline`): every row is stored under the device `{id}` (device credentials:
+//! only into the device database) after validation against the device's model. `precision` is
+//! the unit of epoch timestamps: nanoseconds by default for line protocol, milliseconds for JSON.
 
 use std::time::Instant;
 
@@ -21,16 +22,14 @@ use axum::response::{IntoResponse, Response};
 use strata_ingest::json::{self, IntegerMode, JsonOptions};
 use strata_ingest::line_protocol::Precision;
 use strata_ingest::mqtt::is_json;
-use strata_ingest::validate::{self, SchemaSource};
-use strata_storage::{DEFAULT_DATABASE, WriteBatch, WriteReceipt};
+use strata_storage::{DEFAULT_DATABASE, WriteBatch};
 
 use crate::auth::Principal;
 use crate::body;
 use crate::error::ApiError;
-use crate::metrics::RejectClass;
 use crate::precision::{parse_payload, precision_param};
 use crate::state::AppState;
-use crate::write::{DbParams, Target, bad_query, confine, database_name, now_ns};
+use crate::write::{DbParams, Refusal, Target, bad_query, database_name, now_ns, submit};
 
 /// The payload format of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,25 +62,6 @@ pub fn format_of(headers: &HeaderMap, payload: &[u8]) -> Format {
         Format::Json
     } else {
         Format::LineProtocol
-    }
-}
-
-/// A refusal, with the reject class the metrics count it under.
-struct Refusal(ApiError, Option<RejectClass>);
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        Refusal(e, None)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut resp = self.0.into_response();
-        if let Some(class) = self.1 {
-            resp.extensions_mut().insert(class);
-        }
-        resp
     }
 }
 
@@ -122,13 +102,26 @@ async fn handle(
     let body = body.map_err(|r| body::rejection(r, st.max_body))?;
     let encoding = body::content_encoding(&headers)?;
     let sent = body.len();
-    let task = st.clone();
-    let receipt = tokio::task::spawn_blocking(move || {
-        commit(&task, body, encoding, &headers, target, json_unit)
-    })
-    .await
-    .map_err(ApiError::from_join)??;
-    st.metrics.record_write(receipt, sent, started.elapsed());
+    let (max_body, device_tags) = (st.max_body, st.device_tags.clone());
+    let decode = move |target: &mut Target| -> Result<WriteBatch, ApiError> {
+        let payload = body::decode(body, encoding, max_body)?;
+        match format_of(&headers, &payload) {
+            Format::Json => {
+                // A JSON record may name its own stream; the path's stream is the default.
+                let stream = target.only_stream.take().unwrap_or_default();
+                decode_json(&payload, &target.db, &stream, json_unit)
+            }
+            // Every line must name the path's stream (the pipeline checks it).
+            Format::LineProtocol => parse_payload(
+                &payload,
+                &target.db,
+                target.precision,
+                &device_tags,
+                now_ns(),
+            ),
+        }
+    };
+    submit(&st, "http", target, sent, started, decode).await?;
     Ok(())
 }
 
@@ -144,46 +137,12 @@ fn check_device(st: &AppState, principal: &Principal, id: &str) -> Result<(), Ap
     }
 }
 
-/// The blocking part: decompress, decode, confine, validate, write.
-fn commit(
-    st: &AppState,
-    body: Bytes,
-    encoding: body::Encoding,
-    headers: &HeaderMap,
-    mut target: Target,
-    json_unit: Precision,
-) -> Result<WriteReceipt, Refusal> {
-    let payload = body::decode(body, encoding, st.max_body)?;
-    let device = target.device.clone().unwrap_or_default();
-    let stream = target.only_stream.clone().unwrap_or_default();
-    let mut batch = match format_of(headers, &payload) {
-        Format::Json => {
-            // A JSON record may name its own stream; the path's stream is the default.
-            target.only_stream = None;
-            decode_json(&payload, &target.db, &stream, &device, json_unit)?
-        }
-        Format::LineProtocol => parse_payload(
-            &payload,
-            &target.db,
-            target.precision,
-            &st.device_tags,
-            now_ns(),
-        )?,
-    };
-    drop(payload);
-    confine(&mut batch, &target)?;
-    check_model(st, &device, &mut batch)?;
-    if batch.rows() == 0 {
-        return Ok(WriteReceipt::default());
-    }
-    Ok(st.engine.write(&batch).map_err(ApiError::from)?)
-}
-
+/// Decodes JSON telemetry; records may name a device (the pipeline forces every row to the
+/// path's device and refuses records naming another one).
 fn decode_json(
     payload: &[u8],
     db: &str,
     stream: &str,
-    device: &str,
     unit: Precision,
 ) -> Result<WriteBatch, ApiError> {
     let opts = JsonOptions {
@@ -191,25 +150,8 @@ fn decode_json(
         integers: IntegerMode::Float,
         default_time: now_ns(),
     };
-    json::parse(payload, db, stream, Some(device), &opts)
+    json::parse(payload, db, stream, None, &opts)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON telemetry: {e}")))
-}
-
-/// Validates the batch against the device's model (the schema cache shared with MQTT).
-fn check_model(st: &AppState, device: &str, batch: &mut WriteBatch) -> Result<(), Refusal> {
-    let Some(schema) = st.schemas.schema(device) else {
-        return Ok(());
-    };
-    match validate::apply(&schema, batch) {
-        Ok(outcome) => {
-            st.metrics.record_flagged("http", outcome.flagged_rows);
-            Ok(())
-        }
-        Err(v) => Err(Refusal(
-            ApiError::BadRequest(v.to_string()),
-            Some(RejectClass("validation")),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ pub const MISSING: &str = "missing credentials: send the header 'authorization: 
 pub type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
 /// The gRPC status of an API error: 400 → `InvalidArgument`, 401 → `Unauthenticated`, 403 →
-/// `PermissionDenied`, 404 → `NotFound`, 409 → `AlreadyExists`, 413 and 503 →
-/// `ResourceExhausted`/`Unavailable`, the rest `Internal`. The message is the error's text.
+/// `PermissionDenied`, 404 → `NotFound`, 409 → `AlreadyExists`, 413 and 507 (disk full) →
+/// `ResourceExhausted`, 503 → `Unavailable`, the rest `Internal`. The message is the error's text.
 pub fn status(e: ApiError) -> Status {
     let message = e.to_string();
     match e.status().as_u16() {
@@ -37,7 +37,7 @@ pub fn status(e: ApiError) -> Status {
         403 => Status::permission_denied(message),
         404 => Status::not_found(message),
         409 => Status::already_exists(message),
-        413 => Status::resource_exhausted(message),
+        413 | 507 => Status::resource_exhausted(message),
         503 => Status::unavailable(message),
         _ => Status::internal(message),
     }

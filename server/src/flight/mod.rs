@@ -33,7 +33,6 @@ use service::StrataFlightSql;
 /// A running Flight SQL listener; [`FlightServer::shutdown`] stops it.
 #[derive(Debug)]
 pub struct FlightServer {
-    addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -69,19 +68,10 @@ pub async fn start(
         }
     });
     tracing::info!(addr = %local, "Flight SQL listening");
-    Ok(FlightServer {
-        addr: local,
-        stop,
-        task,
-    })
+    Ok(FlightServer { stop, task })
 }
 
 impl FlightServer {
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Stops accepting calls, lets running calls finish for at most `drain`, then aborts them.
     pub async fn shutdown(self, drain: Duration) {
         let _ = self.stop.send(true);

@@ -1,22 +1,13 @@
-//! `DoPut` bulk ingest: a `FlightDescriptor` of type PATH naming `[database, stream]`, then Arrow
-//! record batches with the columns
-//!
-//! - `time`: timestamp (any unit, any or no time zone) or int64 nanoseconds since the epoch; no nulls;
-//! - `device`: utf8 (also large/view utf8 or a dictionary of utf8); no nulls;
-//! - tag columns: utf8, named in the schema metadata key [`TAGS_METADATA`] as a comma-separated
-//!   list (a null tag value leaves the tag off that row's series);
-//! - every other column is a field: float64 (float16/32 widened), int64 (int8–32 widened),
-//!   uint64 (uint8–32 widened), bool or utf8; nulls are absent values.
-//!
-//! Each record batch is converted, checked against what the caller may write (a token's stream
-//! limits, a device's own rows) and written through [`strata_storage::Engine::write`]; one
-//! `PutResult` per batch (`app_metadata` = `{"rows": N}`) is sent only after that write returned,
-//! i.e. once the rows are durable. A schema that does not fit is refused with `InvalidArgument`
-//! before any row is written.
+//! Flight transport of the write pipeline: `DoPut` with a `FlightDescriptor` of type PATH naming
+//! `[database, stream]`, and Flight SQL `CommandStatementIngest` (ADBC). The Arrow record batches
+//! (columns described in `strata_ingest::arrow_batch`) are converted by that module and each one
+//! goes through the pipeline (`crate::write::submit`: confined to what the caller may write — a
+//! token's stream limits, a device's own rows in the device database — validated against the
+//! devices' models, durably written); one `PutResult` per batch (`app_metadata` = `{"rows": N}`)
+//! is sent only once its rows are durable. A schema that does not fit is refused with
+//! `InvalidArgument` before any row is written.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
@@ -25,359 +16,37 @@ use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use arrow_flight::{FlightDescriptor, PutResult, flight_descriptor::DescriptorType};
 use futures::{Stream, StreamExt, TryStreamExt};
+use strata_ingest::arrow_batch::{ArrowError, Layout, layout, to_table};
 use strata_ingest::line_protocol::Precision;
 use strata_query::CATALOG_NAME;
-use strata_query::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use strata_query::arrow::compute::cast;
-use strata_query::arrow::datatypes::{
-    DataType, Float64Type, Int64Type, Schema, TimeUnit, TimestampNanosecondType, UInt64Type,
-};
-use strata_storage::{
-    Column, ColumnData, DEFAULT_DATABASE, FieldType, SeriesKey, TableWrite, WriteBatch,
-};
+use strata_query::arrow::array::RecordBatch;
+use strata_storage::{DEFAULT_DATABASE, WriteBatch};
 use tonic::Status;
 
 use crate::auth::Principal;
 use crate::flight::auth::status;
 use crate::state::AppState;
-use crate::write::{Target, confine, database_name};
-
-/// Schema metadata key listing the tag columns, comma-separated (e.g. `"site,fleet"`).
-pub const TAGS_METADATA: &str = "strata.tags";
+use crate::write::{Target, database_name, submit};
 
 /// The `DoPut` response stream.
 pub type PutStream = Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>;
 
-/// Why a `DoPut` cannot be ingested (all map to `InvalidArgument`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PutError {
-    /// The descriptor is not a PATH of `[database, stream]`.
-    #[error(
-        "DoPut needs a FlightDescriptor of type PATH with two elements [database, stream], got {0}"
-    )]
-    Descriptor(String),
-    /// A required column is missing.
-    #[error("missing column '{0}' (DoPut needs 'time', 'device' and at least one field column)")]
-    MissingColumn(&'static str),
-    /// No field columns.
-    #[error(
-        "no field columns: besides 'time', 'device' and the tags, a batch needs at least one field"
-    )]
-    NoFields,
-    /// A column has a type Strata cannot store in its role.
-    #[error("column '{column}' has type {found}; {expected}")]
-    Type {
-        /// Column name.
-        column: String,
-        /// The Arrow type sent.
-        found: String,
-        /// What the role accepts.
-        expected: &'static str,
-    },
-    /// A column name appears twice.
-    #[error("column '{0}' appears more than once")]
-    Duplicate(String),
-    /// A tag named in the metadata is not a column.
-    #[error("tag '{0}' named in schema metadata '{TAGS_METADATA}' is not a column")]
-    UnknownTag(String),
-    /// A `time` or `device` value is null or out of range.
-    #[error("column '{column}' row {row}: {problem}")]
-    Value {
-        /// Column name.
-        column: &'static str,
-        /// Row within the batch.
-        row: usize,
-        /// What is wrong.
-        problem: &'static str,
-    },
-}
-
-impl From<PutError> for Status {
-    fn from(e: PutError) -> Status {
-        Status::invalid_argument(e.to_string())
-    }
-}
-
-/// The role of each column of an accepted schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// Index of `time`.
-    pub time: usize,
-    /// Index of `device`.
-    pub device: usize,
-    /// Tag columns: index and name.
-    pub tags: Vec<(usize, String)>,
-    /// Field columns: index, name and stored type.
-    pub fields: Vec<(usize, String, FieldType)>,
-}
-
 /// `[database, stream]` from a PATH descriptor.
-pub fn target_of(descriptor: &FlightDescriptor) -> Result<(String, String), PutError> {
+pub fn target_of(descriptor: &FlightDescriptor) -> Result<(String, String), Status> {
     let path = &descriptor.path;
     if descriptor.r#type() != DescriptorType::Path || path.len() != 2 {
-        return Err(PutError::Descriptor(format!(
-            "type {:?} with path {path:?}",
+        return Err(Status::invalid_argument(format!(
+            "DoPut needs a FlightDescriptor of type PATH with two elements [database, stream], \
+             got type {:?} with path {path:?}",
             descriptor.r#type()
         )));
     }
     Ok((path[0].clone(), path[1].clone()))
 }
 
-/// Checks a schema and assigns each column its role.
-pub fn layout(schema: &Schema) -> Result<Layout, PutError> {
-    let tags = declared_tags(schema)?;
-    let (mut time, mut device) = (None, None);
-    let mut layout = Layout {
-        time: 0,
-        device: 0,
-        tags: Vec::new(),
-        fields: Vec::new(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    for (i, f) in schema.fields().iter().enumerate() {
-        let name = f.name();
-        if !seen.insert(name.as_str()) {
-            return Err(PutError::Duplicate(name.clone()));
-        }
-        match name.as_str() {
-            "time" => time = Some(check_time(f.data_type()).map(|()| i)?),
-            "device" => device = Some(check_text(name, f.data_type(), "device").map(|()| i)?),
-            _ if tags.contains(name) => {
-                check_text(name, f.data_type(), "a tag")?;
-                layout.tags.push((i, name.clone()));
-            }
-            _ => layout
-                .fields
-                .push((i, name.clone(), field_type(name, f.data_type())?)),
-        }
-    }
-    layout.time = time.ok_or(PutError::MissingColumn("time"))?;
-    layout.device = device.ok_or(PutError::MissingColumn("device"))?;
-    if layout.fields.is_empty() {
-        return Err(PutError::NoFields);
-    }
-    Ok(layout)
-}
-
-/// Tag names from the schema metadata; each must be a column.
-fn declared_tags(schema: &Schema) -> Result<Vec<String>, PutError> {
-    let Some(list) = schema.metadata().get(TAGS_METADATA) else {
-        return Ok(Vec::new());
-    };
-    let tags: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    for t in &tags {
-        if t == "time" || t == "device" || schema.field_with_name(t).is_err() {
-            return Err(PutError::UnknownTag(t.clone()));
-        }
-    }
-    Ok(tags)
-}
-
-fn type_error(column: &str, found: &DataType, expected: &'static str) -> PutError {
-    PutError::Type {
-        column: column.to_owned(),
-        found: found.to_string(),
-        expected,
-    }
-}
-
-fn check_time(t: &DataType) -> Result<(), PutError> {
-    match t {
-        DataType::Timestamp(..) | DataType::Int64 => Ok(()),
-        _ => Err(type_error(
-            "time",
-            t,
-            "'time' must be a timestamp (any unit) or int64 nanoseconds",
-        )),
-    }
-}
-
-fn is_text(t: &DataType) -> bool {
-    match t {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, v) => is_text(v),
-        _ => false,
-    }
-}
-
-fn check_text(column: &str, t: &DataType, role: &'static str) -> Result<(), PutError> {
-    if is_text(t) {
-        return Ok(());
-    }
-    let expected = if role == "device" {
-        "'device' must be utf8"
-    } else {
-        "tags must be utf8"
-    };
-    Err(type_error(column, t, expected))
-}
-
-/// The stored type of a field column.
-fn field_type(column: &str, t: &DataType) -> Result<FieldType, PutError> {
-    Ok(match t {
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => FieldType::Float,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => FieldType::Integer,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            FieldType::Unsigned
-        }
-        DataType::Boolean => FieldType::Boolean,
-        t if is_text(t) => FieldType::String,
-        _ => {
-            return Err(type_error(
-                column,
-                t,
-                "fields must be float64, int64, uint64, bool or utf8",
-            ));
-        }
-    })
-}
-
-/// Casts a column to `to` (the layout already checked that the cast is a widening one).
-fn cast_to(col: &ArrayRef, to: &DataType) -> Result<ArrayRef, Status> {
-    cast(col, to).map_err(|e| Status::invalid_argument(format!("cannot convert a column: {e}")))
-}
-
-/// Converts one record batch of an accepted layout into the rows of `stream`.
-pub fn to_table(layout: &Layout, stream: &str, batch: &RecordBatch) -> Result<TableWrite, Status> {
-    let times = times(batch.column(layout.time))?;
-    let device = cast_to(batch.column(layout.device), &DataType::Utf8)?;
-    let tags = layout
-        .tags
-        .iter()
-        .map(|(i, name)| Ok((name.clone(), cast_to(batch.column(*i), &DataType::Utf8)?)))
-        .collect::<Result<Vec<_>, Status>>()?;
-    let (series, row_series) = series_of(device.as_string::<i32>(), &tags)?;
-    let columns = layout
-        .fields
-        .iter()
-        .map(|(i, name, ty)| column(batch.column(*i), name, *ty))
-        .collect::<Result<Vec<_>, Status>>()?;
-    Ok(TableWrite {
-        stream: stream.to_owned(),
-        series,
-        row_series,
-        times,
-        columns,
-    })
-}
-
-/// Nanosecond timestamps of the `time` column.
-fn times(col: &ArrayRef) -> Result<Vec<i64>, Status> {
-    // Keep the time zone: a cast to a zone-less type would shift instants to local wall time.
-    let ns = match col.data_type() {
-        DataType::Timestamp(_, tz) => {
-            cast_to(col, &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))?
-        }
-        _ => col.clone(),
-    };
-    if ns.null_count() > col.null_count() {
-        let row = (0..ns.len()).find(|i| ns.is_null(*i) && !col.is_null(*i));
-        let problem = "timestamp out of the nanosecond range (years 1677–2262)";
-        return Err(PutError::Value {
-            column: "time",
-            row: row.unwrap_or(0),
-            problem,
-        }
-        .into());
-    }
-    if let Some(row) = (0..ns.len()).find(|i| ns.is_null(*i)) {
-        return Err(PutError::Value {
-            column: "time",
-            row,
-            problem: "null time",
-        }
-        .into());
-    }
-    Ok(match ns.data_type() {
-        DataType::Int64 => ns.as_primitive::<Int64Type>().values().to_vec(),
-        _ => ns
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .to_vec(),
-    })
-}
-
-/// Distinct series keys and, per row, the index of its series.
-fn series_of(
-    device: &strata_query::arrow::array::StringArray,
-    tags: &[(String, ArrayRef)],
-) -> Result<(Vec<SeriesKey>, Vec<u32>), Status> {
-    let mut sorted: Vec<(&str, &strata_query::arrow::array::StringArray)> = tags
-        .iter()
-        .map(|(n, a)| (n.as_str(), a.as_string::<i32>()))
-        .collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut index: HashMap<SeriesKey, u32> = HashMap::new();
-    let mut series = Vec::new();
-    let mut row_series = Vec::with_capacity(device.len());
-    for row in 0..device.len() {
-        if device.is_null(row) {
-            return Err(PutError::Value {
-                column: "device",
-                row,
-                problem: "null device",
-            }
-            .into());
-        }
-        let key = SeriesKey {
-            device: device.value(row).to_owned(),
-            tags: sorted
-                .iter()
-                .filter(|(_, a)| !a.is_null(row))
-                .map(|(n, a)| ((*n).to_owned(), a.value(row).to_owned()))
-                .collect(),
-        };
-        let next = u32::try_from(series.len()).unwrap_or(u32::MAX);
-        let id = *index.entry(key.clone()).or_insert_with(|| {
-            series.push(key);
-            next
-        });
-        row_series.push(id);
-    }
-    Ok((series, row_series))
-}
-
-/// One field column in the engine's layout.
-fn column(col: &ArrayRef, name: &str, ty: FieldType) -> Result<Column, Status> {
-    let valid: Vec<bool> = (0..col.len()).map(|i| col.is_valid(i)).collect();
-    let data = match ty {
-        FieldType::Float => {
-            let a = cast_to(col, &DataType::Float64)?;
-            ColumnData::Float(a.as_primitive::<Float64Type>().values().to_vec())
-        }
-        FieldType::Integer => {
-            let a = cast_to(col, &DataType::Int64)?;
-            ColumnData::Integer(a.as_primitive::<Int64Type>().values().to_vec())
-        }
-        FieldType::Unsigned => {
-            let a = cast_to(col, &DataType::UInt64)?;
-            ColumnData::Unsigned(a.as_primitive::<UInt64Type>().values().to_vec())
-        }
-        FieldType::Boolean => ColumnData::Boolean(
-            col.as_boolean()
-                .iter()
-                .map(|v| v.unwrap_or(false))
-                .collect(),
-        ),
-        FieldType::String => {
-            let a = cast_to(col, &DataType::Utf8)?;
-            let mut s = strata_storage::StringColumn::default();
-            for v in a.as_string::<i32>().iter() {
-                s.push(v.unwrap_or(""));
-            }
-            ColumnData::String(s)
-        }
-    };
-    Ok(Column {
-        name: name.to_owned(),
-        data,
-        valid,
-    })
+/// A record batch that cannot be converted is an `InvalidArgument`.
+fn invalid(e: ArrowError) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 /// Where a `DoPut` writes and who sends it.
@@ -393,6 +62,16 @@ impl Ingest {
     fn new(st: AppState, principal: Principal, db: &str, stream: String) -> Result<Self, Status> {
         let db = database_name(db).map_err(status)?;
         principal.check_stream(&db, &stream).map_err(status)?;
+        if let Some(device) = principal.device()
+            && db != st.pipeline.admission().device_database()
+        {
+            let e = strata_ingest::pipeline::PipelineError::Database {
+                device: device.to_owned(),
+                allowed: st.pipeline.admission().device_database().to_owned(),
+                requested: db,
+            };
+            return Err(status(e.into()));
+        }
         let mut target = Target::new(db, Precision::Nanoseconds, principal);
         target.only_stream = Some(stream.clone());
         Ok(Ingest {
@@ -495,7 +174,9 @@ async fn next_batch(
     while let Some(msg) = decoder.next().await {
         let msg = msg.map_err(flight_status)?;
         match msg.payload {
-            DecodedPayload::Schema(schema) => ingest.layout = Some(layout(&schema)?),
+            DecodedPayload::Schema(schema) => {
+                ingest.layout = Some(layout(&schema).map_err(invalid)?)
+            }
             DecodedPayload::RecordBatch(batch) => return ingest.write(batch).await.map(Some),
             DecodedPayload::None => {}
         }
@@ -511,31 +192,32 @@ fn flight_status(e: FlightError) -> Status {
 }
 
 impl Ingest {
-    /// Converts, confines and durably writes one batch; returns its row count.
+    /// Converts one batch and hands it to the pipeline; returns its row count once durable.
     async fn write(&mut self, batch: RecordBatch) -> Result<usize, Status> {
         let started = Instant::now();
         let layout = match &self.layout {
             Some(l) => l,
-            None => self.layout.insert(layout(&batch.schema())?),
+            None => self
+                .layout
+                .insert(layout(&batch.schema()).map_err(invalid)?),
         };
         let rows = batch.num_rows();
         let bytes = batch.get_array_memory_size();
-        let table = to_table(layout, &self.stream, &batch)?;
-        let mut write = WriteBatch {
+        let table = to_table(layout, &self.stream, &batch).map_err(invalid)?;
+        let write = WriteBatch {
             database: self.target.db.clone(),
             tables: vec![table],
         };
-        confine(&mut write, &self.target).map_err(status)?;
-        if rows > 0 {
-            let engine = Arc::clone(&self.st.engine);
-            let receipt = tokio::task::spawn_blocking(move || engine.write(&write))
-                .await
-                .map_err(|e| Status::internal(format!("write task failed: {e}")))?
-                .map_err(|e| status(e.into()))?;
-            self.st
-                .metrics
-                .record_write(receipt, bytes, started.elapsed());
-        }
+        submit(
+            &self.st,
+            "flight",
+            self.target.clone(),
+            bytes,
+            started,
+            move |_| Ok(write),
+        )
+        .await
+        .map_err(|r| status(r.0))?;
         Ok(rows)
     }
 }
@@ -543,142 +225,6 @@ impl Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_query::arrow::array::{
-        BooleanArray, Float32Array, Int64Array, StringArray, TimestampMillisecondArray,
-    };
-    use strata_query::arrow::datatypes::Field;
-
-    fn schema(fields: Vec<Field>, tags: Option<&str>) -> Arc<Schema> {
-        let mut meta = HashMap::new();
-        if let Some(t) = tags {
-            meta.insert(TAGS_METADATA.to_owned(), t.to_owned());
-        }
-        Arc::new(Schema::new_with_metadata(fields, meta))
-    }
-
-    fn good_batch() -> RecordBatch {
-        let s = schema(
-            vec![
-                Field::new(
-                    "time",
-                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                    false,
-                ),
-                Field::new("device", DataType::Utf8, false),
-                Field::new("site", DataType::Utf8, true),
-                Field::new("temp", DataType::Float32, true),
-                Field::new("count", DataType::Int64, true),
-                Field::new("ok", DataType::Boolean, true),
-                Field::new("note", DataType::Utf8, true),
-            ],
-            Some("site"),
-        );
-        RecordBatch::try_new(
-            s,
-            vec![
-                Arc::new(
-                    TimestampMillisecondArray::from(vec![1_000, 2_000, 3_000]).with_timezone("UTC"),
-                ),
-                Arc::new(StringArray::from(vec!["d1", "d1", "d2"])),
-                Arc::new(StringArray::from(vec![Some("a"), None, Some("a")])),
-                Arc::new(Float32Array::from(vec![Some(1.5), None, Some(3.0)])),
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(BooleanArray::from(vec![true, false, true])),
-                Arc::new(StringArray::from(vec![Some("x"), Some("y"), None])),
-            ],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn batch_converts_to_series_and_columns() {
-        let b = good_batch();
-        let l = layout(&b.schema()).unwrap();
-        assert_eq!(l.tags, vec![(2, "site".to_string())]);
-        assert_eq!(l.fields.len(), 4);
-        let t = to_table(&l, "env", &b).unwrap();
-        assert_eq!(t.times, vec![1_000_000_000, 2_000_000_000, 3_000_000_000]);
-        assert_eq!(t.series.len(), 3, "{:?}", t.series);
-        assert_eq!(
-            t.series[0].tags,
-            vec![("site".to_string(), "a".to_string())]
-        );
-        assert!(t.series[1].tags.is_empty());
-        assert_eq!(t.row_series, vec![0, 1, 2]);
-        let temp = &t.columns[0];
-        assert_eq!(temp.valid, vec![true, false, true]);
-        assert_eq!(temp.get(2), Some(strata_storage::Value::Float(3.0)));
-        assert_eq!(
-            t.columns[3].get(1),
-            Some(strata_storage::Value::String("y".into()))
-        );
-        assert_eq!(t.columns[3].get(2), None);
-    }
-
-    #[test]
-    fn bad_schemas_are_refused_with_the_reason() {
-        let time = Field::new("time", DataType::Int64, false);
-        let device = Field::new("device", DataType::Utf8, false);
-        let v = Field::new("v", DataType::Float64, true);
-        let e = layout(&schema(vec![device.clone(), v.clone()], None)).unwrap_err();
-        assert_eq!(e, PutError::MissingColumn("time"));
-        let e = layout(&schema(vec![time.clone(), v.clone()], None)).unwrap_err();
-        assert_eq!(e, PutError::MissingColumn("device"));
-        let e = layout(&schema(vec![time.clone(), device.clone()], None)).unwrap_err();
-        assert_eq!(e, PutError::NoFields);
-        let list = Field::new("l", DataType::Date32, true);
-        let e = layout(&schema(vec![time.clone(), device.clone(), list], None)).unwrap_err();
-        assert!(e.to_string().contains("column 'l' has type Date32"), "{e}");
-        let e = layout(&schema(
-            vec![time.clone(), device.clone(), v.clone()],
-            Some("site"),
-        ))
-        .unwrap_err();
-        assert_eq!(e, PutError::UnknownTag("site".into()));
-        let bad_time = Field::new("time", DataType::Utf8, false);
-        assert!(layout(&schema(vec![bad_time, device.clone(), v.clone()], None)).is_err());
-        let num_tag = Field::new("site", DataType::Int32, false);
-        let e = layout(&schema(vec![time, device, v, num_tag], Some("site"))).unwrap_err();
-        assert!(e.to_string().contains("tags must be utf8"), "{e}");
-    }
-
-    #[test]
-    fn null_time_and_device_are_refused() {
-        let s = schema(
-            vec![
-                Field::new("time", DataType::Int64, true),
-                Field::new("device", DataType::Utf8, true),
-                Field::new("v", DataType::Float64, true),
-            ],
-            None,
-        );
-        let b = RecordBatch::try_new(
-            s.clone(),
-            vec![
-                Arc::new(Int64Array::from(vec![Some(1), None])),
-                Arc::new(StringArray::from(vec!["d", "d"])),
-                Arc::new(strata_query::arrow::array::Float64Array::from(vec![
-                    1.0, 2.0,
-                ])),
-            ],
-        )
-        .unwrap();
-        let e = to_table(&layout(&s).unwrap(), "m", &b).unwrap_err();
-        assert!(e.message().contains("row 1: null time"), "{}", e.message());
-        let b = RecordBatch::try_new(
-            s.clone(),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(StringArray::from(vec![Some("d"), None])),
-                Arc::new(strata_query::arrow::array::Float64Array::from(vec![
-                    1.0, 2.0,
-                ])),
-            ],
-        )
-        .unwrap();
-        let e = to_table(&layout(&s).unwrap(), "m", &b).unwrap_err();
-        assert!(e.message().contains("null device"), "{}", e.message());
-    }
 
     #[test]
     fn descriptor_must_be_a_two_element_path() {

@@ -20,8 +20,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
-pub use devca::{DevCa, Issued};
-pub use identity::{certificate_identity, check_device};
+pub use devca::DevCa;
+pub use identity::check_device;
 pub use listen::{HANDSHAKE_TIMEOUT, MqttsHandshake};
 
 /// Names the generated development server certificate always covers.

@@ -142,7 +142,7 @@ pub struct Engine {
 }
 
 fn poisoned() -> StorageError {
-    StorageError::InvalidInput("internal lock poisoned by an earlier panic".into())
+    StorageError::Internal("internal lock poisoned by an earlier panic".into())
 }
 
 impl Inner {

@@ -1,0 +1,212 @@
+//! State shared by the accept loop ([`super::server`]) and every connection
+//! ([`super::connection`]): the session environment, the authenticator, the committer and the
+//! registry of open sessions (takeover by a second connection of the same device, revocation,
+//! shutdown). Both sides import this module, neither imports the other's internals.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::auth::DeviceAuthenticator;
+use super::commit::Committer;
+use super::limit::{ConnectionLimit, Establish};
+use super::session::Env;
+
+/// What the server asks of an open session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// Keep going.
+    Run,
+    /// Close now: a newer connection of the same device took over.
+    TakenOver,
+    /// Close now: the device was disabled or its key rotated.
+    Revoked,
+    /// The server is shutting down: store what was received, acknowledge it, then close.
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    signal: watch::Sender<Signal>,
+}
+
+tokio::task_local! {
+    /// The connection served by the current task: its slot under the connection limit (made
+    /// established once its session is registered) and the revocation sequence number at the
+    /// moment it was accepted.
+    pub(crate) static ACCEPTED: (Establish, u64);
+}
+
+/// Whether the current task serves a connection admitted by the accept loop's
+/// [`ConnectionLimit`] (which then enforces the cap).
+pub(crate) fn admitted_under_limit() -> bool {
+    ACCEPTED.try_with(|_| ()).is_ok()
+}
+
+/// Recent revocations ([`Shared::revoke`]) by device, so a session registered after its device
+/// was revoked mid-CONNECT is refused (the registration race).
+#[derive(Debug, Default)]
+struct Revocations {
+    seq: u64,
+    by_device: HashMap<String, (u64, std::time::Instant)>,
+}
+
+/// Revocation records older than this are pruned once there are many.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(120);
+
+/// State shared by the accept loop and every connection.
+pub(crate) struct Shared {
+    pub(crate) env: Arc<Env>,
+    pub(crate) auth: Arc<dyn DeviceAuthenticator>,
+    pub(crate) committer: Committer,
+    sessions: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// The cap on open connections (`MqttConfig::max_connections`).
+    pub(crate) limit: ConnectionLimit,
+    revocations: Mutex<Revocations>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.env.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Shared state for a server with no open session.
+    pub(crate) fn new(
+        env: Arc<Env>,
+        auth: Arc<dyn DeviceAuthenticator>,
+        committer: Committer,
+    ) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        let limit = ConnectionLimit::new(env.config.max_connections);
+        Shared {
+            env,
+            auth,
+            committer,
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            shutdown,
+            limit,
+            revocations: Mutex::new(Revocations::default()),
+        }
+    }
+
+    /// Becomes true when the server shuts down.
+    pub(crate) fn shutdown_flag(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops accepting sessions and asks every open one to finish.
+    pub(crate) fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.signal_all(Signal::Shutdown);
+    }
+
+    /// Closes the open session of `device`; whether there was one. Recorded first, so a
+    /// session of `device` still being authenticated is refused at registration.
+    pub(crate) fn revoke(&self, device: &str) -> bool {
+        self.record_revocation(device);
+        let entry = self.sessions.lock().ok().and_then(|mut s| s.remove(device));
+        match entry {
+            Some(e) => {
+                let _ = e.signal.send(Signal::Revoked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Devices with an open session, sorted.
+    pub(crate) fn devices(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .sessions
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Registers a session of `device`, closing the one it replaces. `None` during shutdown.
+    pub(crate) fn register(&self, device: &str) -> Option<(u64, watch::Receiver<Signal>)> {
+        if *self.shutdown.borrow() {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Signal::Run);
+        let mut sessions = self.sessions.lock().ok()?;
+        if let Some(old) = sessions.insert(device.to_owned(), Entry { id, signal: tx }) {
+            let _ = old.signal.send(Signal::TakenOver);
+        }
+        drop(sessions);
+        // A revocation recorded after this connection was accepted means the authentication
+        // may predate it: refuse (revoke records before it removes sessions, so a revocation
+        // after this check finds the session inserted above).
+        if let Ok(Some(since)) = ACCEPTED.try_with(|(_, seq)| self.revoked_since(device, *seq)) {
+            tracing::info!(
+                device,
+                revoked = since,
+                "device revoked during CONNECT; session refused"
+            );
+            self.unregister(device, id);
+            return None;
+        }
+        let _ = ACCEPTED.try_with(|(slot, _)| slot.establish());
+        Some((id, rx))
+    }
+
+    /// The sequence number of a revocation of `device` after `seq`, if any.
+    fn revoked_since(&self, device: &str, seq: u64) -> Option<u64> {
+        let revocations = self.revocations.lock().ok()?;
+        revocations
+            .by_device
+            .get(device)
+            .map(|(s, _)| *s)
+            .filter(|s| *s > seq)
+    }
+
+    /// Records a revocation of `device`.
+    fn record_revocation(&self, device: &str) {
+        if let Ok(mut r) = self.revocations.lock() {
+            r.seq += 1;
+            let seq = r.seq;
+            let now = std::time::Instant::now();
+            if r.by_device.len() >= 4096 {
+                r.by_device
+                    .retain(|_, (_, at)| now.duration_since(*at) < REVOCATION_MEMORY);
+            }
+            r.by_device.insert(device.to_owned(), (seq, now));
+        }
+    }
+
+    /// The sequence number of the latest revocation.
+    pub(crate) fn revocation_seq(&self) -> u64 {
+        self.revocations.lock().map(|r| r.seq).unwrap_or(0)
+    }
+
+    /// Forgets session `id` of `device` (unless another session replaced it).
+    pub(crate) fn unregister(&self, device: &str, id: u64) {
+        if let Ok(mut sessions) = self.sessions.lock()
+            && sessions.get(device).is_some_and(|e| e.id == id)
+        {
+            sessions.remove(device);
+        }
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        if let Ok(sessions) = self.sessions.lock() {
+            for entry in sessions.values() {
+                let _ = entry.signal.send(signal);
+            }
+        }
+    }
+}
