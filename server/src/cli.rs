@@ -126,6 +126,22 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COMPACTION_TRIGGER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=1000))]
     pub compaction_trigger: u64,
 
+    /// Most series (device + tag set) per stream in every database; a write past it is refused with 422.
+    #[arg(long, env = "STRATA_MAX_SERIES_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_series_per_stream: u64,
+
+    /// Most fields per stream in every database; a write past it is refused with 422.
+    #[arg(long, env = "STRATA_MAX_FIELDS_PER_STREAM", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fields_per_stream: u64,
+
+    /// Most distinct values of one tag key per stream (the device id is bounded by the series limit).
+    #[arg(long, env = "STRATA_MAX_VALUES_PER_TAG", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_values_per_tag: u64,
+
+    /// Most bytes of one string field value.
+    #[arg(long, env = "STRATA_MAX_STRING_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_string_bytes: u64,
+
     /// Check every chunk checksum of every segment at startup (damage then shows in /health at once).
     #[arg(long, env = "STRATA_VERIFY_ON_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
     pub verify_on_open: bool,
@@ -239,6 +255,13 @@ impl ServeArgs {
         cfg.background_interval = self.background_interval;
         cfg.compaction_trigger = usize::try_from(self.compaction_trigger).unwrap_or(usize::MAX);
         cfg.verify_on_open = self.verify_on_open;
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        cfg.limits = strata_storage::Limits {
+            max_series_per_stream: size(self.max_series_per_stream),
+            max_fields_per_stream: size(self.max_fields_per_stream),
+            max_values_per_tag: size(self.max_values_per_tag),
+            max_string_bytes: size(self.max_string_bytes),
+        };
         cfg
     }
 

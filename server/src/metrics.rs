@@ -323,9 +323,63 @@ impl Metrics {
             "Latency of successful range reads.",
         );
         render_engine(&mut out, engine);
+        self.render_write_amplification(&mut out, engine);
         self.render_ingest(&mut out);
         self.render_limits(&mut out);
         out
+    }
+
+    /// Segment bytes written by flush + compaction per payload byte accepted (HTTP bodies as
+    /// sent, MQTT payloads): the engine's write amplification since start.
+    fn render_write_amplification(&self, out: &mut String, s: &EngineStats) {
+        let mqtt: u64 = self
+            .mqtt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, m)| m.stats().payload_bytes)
+            .sum();
+        let accepted = self.write_bytes.load(Relaxed) + mqtt;
+        let written = s.flush_bytes_written + s.compaction_bytes_written;
+        counter(
+            out,
+            "strata_flush_bytes_written_total",
+            "Segment bytes written by flushes since start.",
+            s.flush_bytes_written,
+        );
+        counter(
+            out,
+            "strata_compaction_bytes_written_total",
+            "Segment bytes written by compactions since start.",
+            s.compaction_bytes_written,
+        );
+        gauge(
+            out,
+            "strata_write_amplification",
+            "Segment bytes written by flush and compaction per payload byte accepted since start (0 before any write).",
+            match accepted {
+                0 => 0.0,
+                n => written as f64 / n as f64,
+            },
+        );
+        gauge(
+            out,
+            "strata_frozen_memtables",
+            "Memtables frozen and waiting for flush.",
+            s.frozen_memtables as f64,
+        );
+        counter(
+            out,
+            "strata_writes_refused_limit_total",
+            "Writes refused because they would exceed a database limit.",
+            s.writes_refused_limit,
+        );
+        counter(
+            out,
+            "strata_writes_refused_overloaded_total",
+            "Writes refused because memtables stayed over their memory bound (flush behind).",
+            s.writes_refused_overloaded,
+        );
     }
 
     /// The `strata_ingest_*` families (every protocol) and the `strata_mqtt_*` details.
