@@ -103,10 +103,12 @@ mod tests {
             device_tags: vec!["vin".into()],
             ..opts()
         };
-        let b = decode(b"m,vin=d1,x=1 v=1 1", "d1", "env", &vin, 0).unwrap();
+        let b = decode(b"m,vin=d1,x=1 v=1 1", "env", &vin, 0).unwrap();
         let key = &b.tables[0].series[0];
         assert_eq!(key.device, "d1");
         assert_eq!(key.tags, vec![("x".to_string(), "1".to_string())]);
-        assert!(decode(b"m,vin=d2 v=1 1", "d1", "env", &vin, 0).is_err());
+        // The named device is kept, so the pipeline's confinement refuses another device's row.
+        let other = decode(b"m,vin=d2 v=1 1", "env", &vin, 0).unwrap();
+        assert_eq!(other.tables[0].series[0].device, "d2");
     }
 }
