@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: open (and recover) the data directory, then serve the HTTP API until SIGTERM/SIGINT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage devices: list, get, create, update, delete, enable, disable, rotate-keys, import.
     Devices(crate::ctl::devices::DevicesArgs),
     /// Manage entities (sites, buildings, fleets...) and their relationships.

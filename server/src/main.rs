@@ -10,7 +10,7 @@ use strata_server::ctl;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => return serve(args),
+        Command::Serve(args) => return serve(*args),
         Command::Devices(args) => ctl::devices::run(args),
         Command::Entities(args) => ctl::entities::run(args),
         Command::Tokens(args) => ctl::tokens::run(args),
