@@ -126,6 +126,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COMPACTION_TRIGGER", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=1000))]
     pub compaction_trigger: u64,
 
+    /// Most rows one `GET /api/v1/read` returns; a larger result is refused with 400 (SQL streams any size).
+    #[arg(long, env = "STRATA_MAX_READ_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_read_rows: u64,
+
     /// Most series (device + tag set) per stream in every database; a write past it is refused with 422.
     #[arg(long, env = "STRATA_MAX_SERIES_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_series_per_stream: u64,

@@ -157,11 +157,8 @@ fn run_read(st: &AppState, p: &ReadParams) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::Internal(format!("cannot serialize the response: {e}")))
 }
 
-/// Most rows one `GET /api/v1/read` returns; a larger result is refused (SQL streams it).
-pub const MAX_READ_ROWS: usize = 1_000_000;
-
 /// Reads the series of one engine snapshot, one at a time, refusing once the result passes
-/// [`MAX_READ_ROWS`] (so memory stays bounded by the limit, not by the range asked for).
+/// `--max-read-rows` (so memory stays bounded by the limit, not by the range asked for).
 fn read_bounded(st: &AppState, scan: &ScanRequest) -> Result<Vec<SeriesBatch>, ApiError> {
     let mode = strata_storage::ReadMode::Values;
     let Some(snap) = st.engine.snapshot(scan, None, mode)? else {
@@ -170,14 +167,15 @@ fn read_bounded(st: &AppState, scan: &ScanRequest) -> Result<Vec<SeriesBatch>, A
     let snap = std::sync::Arc::new(snap);
     let mut out = Vec::new();
     let mut rows = 0usize;
+    let limit = st.max_read_rows;
     for i in 0..snap.series_count() {
         let mut cursor = snap.cursor(i);
         let mut parts: Vec<SeriesBatch> = Vec::new();
         while let Some(b) = cursor.next_batch()? {
             rows += b.times.len();
-            if rows > MAX_READ_ROWS {
+            if rows > limit {
                 return Err(ApiError::BadRequest(format!(
-                    "the result has more than {MAX_READ_ROWS} rows, the limit of /api/v1/read: \
+                    "the result has more than {limit} rows, the limit of /api/v1/read (--max-read-rows): \
                      narrow the time range (start/end), name fewer devices, or use \
                      POST /api/v1/query, which streams results of any size"
                 )));

@@ -68,7 +68,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.clone(),
         registry.clone(),
         Arc::new(query),
-        args.max_body_bytes(),
+        (
+            args.max_body_bytes(),
+            usize::try_from(args.max_read_rows).unwrap_or(usize::MAX),
+        ),
         args.device_tags.clone(),
         args.device_database.clone(),
     );

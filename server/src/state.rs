@@ -28,6 +28,8 @@ pub struct Inner {
     pub query: Arc<QueryEngine>,
     /// Body-size limit in bytes (before and after decompression).
     pub max_body: usize,
+    /// Most rows one `GET /api/v1/read` returns (`--max-read-rows`).
+    pub max_read_rows: usize,
     /// Tag names that identify the device.
     pub device_tags: Vec<String>,
     /// Request and write counters.
@@ -44,12 +46,12 @@ pub struct Inner {
 
 impl AppState {
     /// Builds the state; reads the recovery report from the engine once. Device credentials
-    /// write only into `device_database`.
+    /// write only into `device_database`. Limits: request body bytes, rows of a range read.
     pub fn new(
         engine: Arc<Engine>,
         registry: Arc<Registry>,
         query: Arc<QueryEngine>,
-        max_body: usize,
+        (max_body, max_read_rows): (usize, usize),
         device_tags: Vec<String>,
         device_database: String,
     ) -> Self {
@@ -62,6 +64,7 @@ impl AppState {
             registry,
             query,
             max_body,
+            max_read_rows,
             device_tags,
             metrics: Metrics::default(),
             recovery,

@@ -36,3 +36,25 @@ fn a_write_past_a_limit_is_refused_whole_and_counted() {
     let wa = metric(&text, "strata_write_amplification");
     assert!(wa > 0.0, "{wa}");
 }
+
+#[test]
+fn a_range_read_past_max_read_rows_is_refused_and_a_narrower_one_answers() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &["--max-read-rows", "5"]);
+    let lines: Vec<String> = (1..=10)
+        .map(|i| format!("m,device=d1 v={i} {i}000000000"))
+        .collect();
+    let ok = server.write("iot", &lines.join("\n"));
+    assert_eq!(ok.status, 204, "{}", ok.error());
+    let refused = server.read("db=iot&stream=m");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.error().contains("--max-read-rows"),
+        "{}",
+        refused.body
+    );
+    let narrow = server.read("db=iot&stream=m&start=1970-01-01T00:00:01Z&end=1970-01-01T00:00:04Z");
+    assert_eq!(narrow.status, 200, "{}", narrow.body);
+    let values = &narrow.json()["series"][0]["values"];
+    assert_eq!(values.as_array().map(Vec::len), Some(3), "{}", narrow.body);
+}
