@@ -218,13 +218,7 @@ impl LastRowExec {
             })
             .map_err(storage_error)?;
         let names: Vec<String> = schema.iter().map(|(n, _)| n.clone()).collect();
-        let row_making: Vec<bool> = names
-            .iter()
-            .map(|n| match (&r.fields, scan.every_point()) {
-                (_, true) | (None, false) => true,
-                (Some(list), false) => list.contains(n),
-            })
-            .collect();
+        let row_making = row_making(scan, &names);
         let wanted: std::collections::HashSet<&str> = scan
             .partitions()
             .iter()
@@ -309,14 +303,7 @@ impl LastRowExec {
 
     fn batch(&self, names: &[String], series: Vec<SeriesNewest>) -> Result<RecordBatch> {
         let scan = self.scan()?;
-        let r = scan.request();
-        let row_making: Vec<bool> = names
-            .iter()
-            .map(|n| match (&r.fields, scan.every_point()) {
-                (_, true) | (None, false) => true,
-                (Some(list), false) => list.contains(n),
-            })
-            .collect();
+        let row_making = row_making(scan, names);
         let mut by_device: BTreeMap<String, Vec<SeriesNewest>> = BTreeMap::new();
         for s in series {
             by_device.entry(s.device.clone()).or_default().push(s);
@@ -356,6 +343,19 @@ impl LastRowExec {
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// Per stream field, whether a value of it makes a row of this scan: every field when each
+/// point is a row or no field is named, else the requested ones.
+fn row_making(scan: &StrataScanExec, names: &[String]) -> Vec<bool> {
+    let r = scan.request();
+    names
+        .iter()
+        .map(|n| match (&r.fields, scan.every_point()) {
+            (_, true) | (None, false) => true,
+            (Some(list), false) => list.contains(n),
+        })
+        .collect()
 }
 
 /// The value of one aggregate for a device whose newest row is at `t`.
