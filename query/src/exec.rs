@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -20,7 +18,7 @@ use strata_storage::{Engine, ReadMode, ReadSnapshot, ScanRequest, SeriesBatch, S
 
 use crate::convert::to_record_batch;
 use crate::layout::ColumnKind;
-use crate::leaf::{bounded_properties, without_children};
+use crate::leaf::bounded_properties;
 use crate::pushdown::Pushdown;
 
 /// Rows after which a partition step stops reading more windows.
@@ -243,31 +241,7 @@ impl DisplayAs for StrataScanExec {
 }
 
 impl ExecutionPlan for StrataScanExec {
-    fn name(&self) -> &'static str {
-        "StrataScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        without_children(self, &children)
-    }
+    crate::leaf::leaf_plan!("StrataScanExec");
 
     fn execute(
         &self,

@@ -45,7 +45,7 @@ use strata_storage::{LatestRequest, ReadMode, Value};
 
 use crate::exec::{StrataScanExec, storage_error};
 use crate::layout::{ColumnKind, TIME_ZONE};
-use crate::leaf::{bounded_properties, without_children};
+use crate::leaf::bounded_properties;
 
 /// The optimizer rule (runs before `AggregateInScan`).
 #[derive(Debug, Default)]
@@ -409,31 +409,7 @@ impl DisplayAs for LastRowExec {
 }
 
 impl ExecutionPlan for LastRowExec {
-    fn name(&self) -> &'static str {
-        "LastRowExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        without_children(self, &children)
-    }
+    crate::leaf::leaf_plan!("LastRowExec");
 
     fn execute(
         &self,

@@ -15,11 +15,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -28,7 +26,7 @@ use strata_storage::{Column, DEFAULT_DATABASE, Engine, LatestRequest, SeriesBatc
 
 use crate::convert::to_record_batch;
 use crate::layout::{ColumnKind, TableLayout};
-use crate::leaf::{bounded_properties, only_partition_zero, project, without_children};
+use crate::leaf::{bounded_properties, only_partition_zero, project};
 use crate::pushdown::{Pushdown, classify_series};
 
 /// The `last_values(...)` table function.
@@ -250,31 +248,7 @@ impl DisplayAs for LastValuesExec {
 }
 
 impl ExecutionPlan for LastValuesExec {
-    fn name(&self) -> &'static str {
-        "LastValuesExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        without_children(self, &children)
-    }
+    crate::leaf::leaf_plan!("LastValuesExec");
 
     fn execute(
         &self,
