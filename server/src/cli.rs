@@ -270,8 +270,8 @@ impl ServeArgs {
     }
 
     /// The HTTP(S) timeouts these flags describe.
-    pub fn http_timeouts(&self) -> crate::serve::HttpTimeouts {
-        crate::serve::HttpTimeouts {
+    pub fn http_timeouts(&self) -> crate::listen::HttpTimeouts {
+        crate::listen::HttpTimeouts {
             header: self.header_timeout,
             body: self.body_timeout,
         }

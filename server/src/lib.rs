@@ -14,6 +14,7 @@ mod credentials;
 pub mod ctl;
 mod error;
 mod flight;
+mod listen;
 pub mod logging;
 mod metrics;
 mod mqtt;

@@ -8,9 +8,7 @@ use anyhow::Context;
 use strata_storage::{Engine, RecoveryReport};
 use tokio::net::TcpListener;
 
-mod limits;
-
-pub use limits::{HttpServer, HttpTimeouts, flight_incoming};
+pub use crate::listen::{HttpServer, HttpTimeouts};
 
 use crate::bootstrap::{Announce, admin_source, open_registry};
 use strata_ingest::mqtt::{ConnectionLimit, MqttConfig, MqttServer};

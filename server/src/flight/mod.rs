@@ -61,7 +61,7 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(crate::serve::flight_incoming(listener, limit), signal)
+            .serve_with_incoming_shutdown(crate::listen::flight_incoming(listener, limit), signal)
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "Flight SQL server failed");
