@@ -5,6 +5,8 @@
 //! [`Engine::write`] makes a [`WriteBatch`] durable, [`Engine::scan`] reads it back.
 
 pub mod codec;
+pub mod lifecycle;
+pub mod objstore;
 pub mod wal;
 
 mod bytes;
