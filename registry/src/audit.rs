@@ -5,8 +5,9 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::{RegistryError, Result};
 use crate::model::{AuditRecord, Page, PageRequest};
-use crate::registry::{Registry, now_ns, page_limit};
+use crate::registry::Registry;
 use crate::store::AUDIT;
+use crate::sync::{now_ns, page_limit};
 
 /// Longest actor/target stored in the audit log; longer values are truncated.
 const MAX_AUDIT_FIELD: usize = 256;

@@ -12,8 +12,9 @@ use crate::model::{
     BulkItemResult, Device, DeviceFilter, DeviceRegistration, DeviceUpdate, KeySlot, NodeRef, Page,
     PageRequest, RegisteredDevice, RegistryEvent, RotatedKeys,
 };
-use crate::registry::{Registry, now_ns, page_limit, read};
+use crate::registry::Registry;
 use crate::store::{self, DEVICES, ENTITIES, IDENTITIES, IdentityRecord, MetaRecord};
+use crate::sync::{now_ns, page_limit, read};
 use crate::validate::{
     non_empty, normalize_tags, normalize_thumbprint, validate_attributes, validate_device_id,
     validate_id, validate_key, validate_text,

@@ -8,10 +8,11 @@ use crate::model::{
     Descendants, Entity, EntitySpec, EntityUpdate, NodeRef, Page, PageRequest, RelationKind,
     Relationship,
 };
-use crate::registry::{Registry, now_ns, read, write};
+use crate::registry::Registry;
 use crate::store::{
     self, ENTITIES, IDENTITIES, RELATIONSHIPS, RelationshipRecord, relationship_key,
 };
+use crate::sync::{now_ns, read, write};
 use crate::topology::Topology;
 use crate::validate::{validate_attributes, validate_id, validate_kind, validate_text};
 

@@ -15,6 +15,7 @@
 
 mod audit;
 mod auth;
+mod cache;
 mod crypto;
 pub mod csv;
 mod devices;
@@ -25,6 +26,7 @@ mod models;
 mod registry;
 mod snapshot;
 mod store;
+mod sync;
 mod tokens;
 mod topology;
 pub mod validate;
@@ -33,7 +35,8 @@ pub use csv::{CsvRowError, parse_devices_csv};
 pub use error::{RegistryError, Result};
 pub use model::*;
 pub use registry::{REGISTRY_FILE, Registry, RegistryOptions};
-pub use tokens::{ENV_ADMIN_TOKEN_ID, TOKEN_PREFIX};
+pub use store::ENV_ADMIN_TOKEN_ID;
+pub use tokens::TOKEN_PREFIX;
 pub use validate::validate_device_id;
 
 /// Default page size when a [`PageRequest`] has `limit == 0`.

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
-use crate::auth::{IdentityCache, TokenCache};
+use crate::cache::{IdentityCache, TokenCache};
 use crate::error::{RegistryError, Result};
 use crate::model::RegistryEvent;
 use crate::store;
+use crate::sync::lock;
 use crate::topology::Topology;
 
 /// File name used by [`Registry::open_in_dir`].
@@ -175,36 +176,5 @@ impl Inner {
         store::apply_last_seen(&txn, &pending)?;
         txn.commit()?;
         Ok(())
-    }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Read-locks an `RwLock`, recovering from poisoning.
-pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Write-locks an `RwLock`, recovering from poisoning.
-pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Current time in nanoseconds since the Unix epoch (saturating).
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Clamps a page limit to `1..=MAX_PAGE_LIMIT` (0 → default).
-pub(crate) fn page_limit(limit: usize) -> usize {
-    match limit {
-        0 => crate::DEFAULT_PAGE_LIMIT,
-        n => n.min(crate::MAX_PAGE_LIMIT),
     }
 }

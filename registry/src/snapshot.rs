@@ -7,11 +7,12 @@ use redb::ReadableTable;
 use crate::devices::to_device;
 use crate::error::Result;
 use crate::model::{DeviceRow, Entity, EntityRow, NodeRef, Relationship};
-use crate::registry::{Registry, read};
+use crate::registry::Registry;
 use crate::store::{
     self, DEVICES, ENTITIES, IDENTITIES, IdentityRecord, MetaRecord, RELATIONSHIPS,
     RelationshipRecord,
 };
+use crate::sync::read;
 
 impl Registry {
     /// Every device with its metadata and ancestor entities, ordered by id.

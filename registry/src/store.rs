@@ -68,13 +68,40 @@ pub(crate) struct RelationshipRecord {
 
 /// Stored API token: public info plus the `salt:hash` hex of its secret, and the format of its
 /// limits (`limit_format`, absent in records of versions before 2). Loading a record of the
-/// older format rewrites its limits to the exact form ([`crate::tokens::upgrade_limits`]).
+/// older format rewrites its limits to the exact form ([`upgrade_limits`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "StoredTokenRecord")]
 pub(crate) struct TokenRecord {
     pub info: TokenInfo,
     pub secret_hash: String,
     pub limit_format: u32,
+}
+
+/// Id under which a token supplied through `STRATA_ADMIN_TOKEN` is stored.
+pub const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
+/// Format of the limits in stored token records: 2 = exact `db` / `db/stream` entries. Records
+/// without a format (older versions) held bare names that matched a database *or* a stream.
+pub(crate) const LIMIT_FORMAT: u32 = 2;
+/// The database that bare stream names of older tokens are taken to live in.
+const OLD_LIMIT_DATABASE: &str = "default";
+
+/// Rewrites the limits of a token stored by an older version: a bare name `x` (which then matched
+/// database `x` or a stream `x` of any database) becomes `x` (database `x`) and `default/x`
+/// (stream `x` of the default database) — never broader than before, and both common uses keep
+/// working.
+pub(crate) fn upgrade_limits(old: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(old.len() * 2);
+    for name in old {
+        if name.contains('/') {
+            out.push(name);
+            continue;
+        }
+        out.push(format!("{OLD_LIMIT_DATABASE}/{name}"));
+        out.push(name);
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A token record as stored, before its limits are upgraded.
@@ -89,13 +116,13 @@ struct StoredTokenRecord {
 impl From<StoredTokenRecord> for TokenRecord {
     fn from(raw: StoredTokenRecord) -> Self {
         let mut info = raw.info;
-        if raw.limit_format < crate::tokens::LIMIT_FORMAT {
-            info.streams = info.streams.map(crate::tokens::upgrade_limits);
+        if raw.limit_format < LIMIT_FORMAT {
+            info.streams = info.streams.map(upgrade_limits);
         }
         TokenRecord {
             info,
             secret_hash: raw.secret_hash,
-            limit_format: crate::tokens::LIMIT_FORMAT,
+            limit_format: LIMIT_FORMAT,
         }
     }
 }
@@ -197,7 +224,7 @@ where
     T: DeserializeOwned,
     R: ReadableTable<&'static str, &'static [u8]>,
 {
-    let limit = crate::registry::page_limit(page.limit);
+    let limit = crate::sync::page_limit(page.limit);
     let after = page.after.clone().unwrap_or_default();
     let range = table.range::<&str>((
         std::ops::Bound::Excluded(after.as_str()),
@@ -227,14 +254,14 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::TokenRecord;
+    use super::{LIMIT_FORMAT, TokenRecord};
 
     #[test]
     fn old_bare_limits_load_as_database_or_default_stream() {
         let old = br#"{"info":{"id":"t1","name":"n","scopes":["write"],"streams":["fleet","cpu"],
             "created_by":"a","created_ns":1,"revoked_ns":null},"secret_hash":"x"}"#;
         let rec: TokenRecord = serde_json::from_slice(old).unwrap();
-        assert_eq!(rec.limit_format, crate::tokens::LIMIT_FORMAT);
+        assert_eq!(rec.limit_format, LIMIT_FORMAT);
         let limits = rec.info.streams.clone().unwrap();
         assert_eq!(limits, ["cpu", "default/cpu", "default/fleet", "fleet"]);
         assert!(rec.info.allows_database("fleet"));

@@ -14,43 +14,17 @@ use redb::ReadableTable;
 use crate::crypto::{SecretHash, random_hex};
 use crate::error::{RegistryError, Result};
 use crate::model::{CreatedToken, NewToken, Page, PageRequest, RegistryEvent, Scope, TokenInfo};
-use crate::registry::{Registry, now_ns, page_limit};
-use crate::store::{self, TOKENS, TokenRecord};
+use crate::registry::Registry;
+use crate::store::{self, ENV_ADMIN_TOKEN_ID, LIMIT_FORMAT, TOKENS, TokenRecord};
+use crate::sync::{now_ns, page_limit};
 use crate::validate::{validate_id, validate_text};
 
 /// Prefix of every generated token.
 pub const TOKEN_PREFIX: &str = "strata_";
-/// Id under which a token supplied through `STRATA_ADMIN_TOKEN` is stored.
-pub const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
 /// Shortest value accepted from `STRATA_ADMIN_TOKEN`.
 pub const MIN_ENV_TOKEN_LEN: usize = 16;
 /// Most limit entries a token may have.
 pub const MAX_TOKEN_STREAMS: usize = 256;
-/// Format of the limits in stored token records: 2 = exact `db` / `db/stream` entries. Records
-/// without a format (older versions) held bare names that matched a database *or* a stream.
-pub(crate) const LIMIT_FORMAT: u32 = 2;
-/// The database that bare stream names of older tokens are taken to live in.
-const OLD_LIMIT_DATABASE: &str = "default";
-
-/// Rewrites the limits of a token stored by an older version: a bare name `x` (which then matched
-/// database `x` or a stream `x` of any database) becomes `x` (database `x`) and `default/x`
-/// (stream `x` of the default database) — never broader than before, and both common uses keep
-/// working.
-pub(crate) fn upgrade_limits(old: Vec<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(old.len() * 2);
-    for name in old {
-        if name.contains('/') {
-            out.push(name);
-            continue;
-        }
-        out.push(format!("{OLD_LIMIT_DATABASE}/{name}"));
-        out.push(name);
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// One limit entry: a database, or a stream of a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limit<'a> {

@@ -144,7 +144,8 @@ pub fn authenticate(st: &AppState, req: &Request) -> Result<Principal, ApiError>
         Some(presented) => resolve(st, presented),
         // No credentials: an HTTPS client certificate may name the device (mTLS).
         None => crate::tls::identity::request_device(st, req)
-            .unwrap_or_else(|| Err(ApiError::Unauthorized(MISSING.into()))),
+            .unwrap_or_else(|| Err(ApiError::Unauthorized(MISSING.into())))
+            .map(Principal::Device),
     }
 }
 

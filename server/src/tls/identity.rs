@@ -13,7 +13,6 @@ use strata_ingest::mqtt::ClientCertificate;
 use strata_registry::{Registry, RegistryError};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -67,18 +66,18 @@ pub fn check_device(registry: &Registry, cert: &ClientCertificate) -> Result<(),
     registry.record_seen(&cert.device)
 }
 
-/// The device principal of an HTTPS request whose connection presented a client certificate;
-/// `None` when there is no such certificate (plain HTTP, or TLS without one).
-pub fn request_device(st: &AppState, req: &Request) -> Option<Result<Principal, ApiError>> {
+/// The enabled device named by the client certificate of an HTTPS request; `None` when the
+/// connection presented no certificate (plain HTTP, or TLS without one).
+pub fn request_device(st: &AppState, req: &Request) -> Option<Result<String, ApiError>> {
     let info = req.extensions().get::<Arc<TlsInfo>>()?;
     let der = info.peer_certificates.first()?;
     Some(device_principal(&st.registry, der))
 }
 
-fn device_principal(registry: &Registry, der: &[u8]) -> Result<Principal, ApiError> {
+fn device_principal(registry: &Registry, der: &[u8]) -> Result<String, ApiError> {
     let cert = certificate_identity(der).map_err(ApiError::Unauthorized)?;
     match check_device(registry, &cert) {
-        Ok(()) => Ok(Principal::Device(cert.device)),
+        Ok(()) => Ok(cert.device),
         Err(RegistryError::NotFound { .. }) => Err(ApiError::Unauthorized(format!(
             "client certificate for unknown device '{}'",
             cert.device
