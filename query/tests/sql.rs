@@ -518,6 +518,19 @@ async fn percentiles_exact_and_approximate() {
         (row[5].f(), row[6].f()),
         (speeds[0], speeds[speeds.len() - 1])
     );
+    // p50 and p99 of one device come from one pass: one scan of that device's series, feeding
+    // one aggregation that computes every percentile.
+    let plan = explain(
+        &q,
+        &format!(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY speed), \
+             percentile_cont(0.99) WITHIN GROUP (ORDER BY speed) FROM readings WHERE {window}"
+        ),
+    )
+    .await;
+    assert_eq!(plan.matches("StrataScanExec").count(), 1, "{plan}");
+    assert_eq!(plan.matches("AggregateExec").count(), 1, "{plan}");
+    assert!(plan.contains("devices=1"), "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
