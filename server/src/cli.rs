@@ -39,6 +39,9 @@ pub enum Command {
     Audit(crate::ctl::tokens::AuditArgs),
     /// Run SQL: one-shot (`strata sql "SELECT ..."`, `-f FILE`, piped stdin) or an interactive shell.
     Sql(crate::ctl::sql::SqlArgs),
+    /// Repair a data directory that `serve` refuses to open (server stopped): salvage everything
+    /// that verifies, set damaged files aside in DATA/damaged/<time>/, flush, report what was done.
+    Repair(crate::repair::RepairArgs),
 }
 
 /// Log output format.
@@ -70,6 +73,11 @@ pub struct ServeArgs {
     /// Data directory (WAL, segments, catalog); created if missing.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
     pub data_dir: PathBuf,
+
+    /// Open a data directory that a normal start refuses (lost MANIFEST, damaged WAL, a WAL
+    /// record that cannot be applied) by salvaging what verifies, like `strata repair`, then serve.
+    #[arg(long, env = "STRATA_FORCE_RECOVERY")]
+    pub force_recovery: bool,
 
     /// HTTP listen address (HOST:PORT; port 0 picks a free port, logged at startup).
     #[arg(long, env = "STRATA_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
@@ -259,6 +267,7 @@ impl ServeArgs {
         cfg.background_interval = self.background_interval;
         cfg.compaction_trigger = usize::try_from(self.compaction_trigger).unwrap_or(usize::MAX);
         cfg.verify_on_open = self.verify_on_open;
+        cfg.force_recovery = self.force_recovery;
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         cfg.limits = strata_storage::Limits {
             max_series_per_stream: size(self.max_series_per_stream),

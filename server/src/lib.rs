@@ -21,6 +21,7 @@ mod mqtt;
 mod precision;
 mod query;
 mod read;
+pub mod repair;
 mod routes;
 pub mod serve;
 mod sql_tables;

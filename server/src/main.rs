@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Tokens(args) => ctl::tokens::run(args),
         Command::Audit(args) => ctl::tokens::run_audit(args),
         Command::Sql(args) => ctl::sql::run(args),
+        Command::Repair(args) => strata_server::repair::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,20 @@ pub enum StorageError {
         /// What is wrong and where.
         detail: String,
     },
+    /// Opening the data directory would destroy or mix data (a missing MANIFEST or catalog with
+    /// data present, damage in the middle of the WAL, a WAL record that cannot be applied):
+    /// nothing was deleted; the message names the file and the fix.
+    #[error(
+        "refusing to open the data directory: {path}: {problem}. Nothing was deleted. To fix: {fix}"
+    )]
+    Refused {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// What the operator can do.
+        fix: String,
+    },
     /// A chunk could not be decoded.
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
@@ -115,7 +129,10 @@ impl StorageError {
             {
                 ErrorKind::OutOfSpace
             }
-            StorageError::Corrupt { .. } | StorageError::Codec(_) => ErrorKind::Corruption,
+            StorageError::Corrupt { .. }
+            | StorageError::Codec(_)
+            | StorageError::Refused { .. }
+            | StorageError::Wal(WalError::Damaged { .. }) => ErrorKind::Corruption,
             _ => ErrorKind::Internal,
         }
     }

@@ -12,6 +12,7 @@ pub mod wal;
 mod bytes;
 mod catalog;
 mod catalog_log;
+mod damaged;
 mod engine;
 mod error;
 mod fsutil;

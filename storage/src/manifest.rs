@@ -1,6 +1,8 @@
 //! The manifest: the durable list of live segment files and the WAL checkpoint. Replaced atomically
 //! (temp file, fsync, rename, directory fsync) at every flush and compaction; a segment file not in
-//! the manifest is an orphan from an interrupted flush or compaction and is deleted at open.
+//! the manifest is an orphan from an interrupted flush or compaction and is deleted at open. A
+//! missing manifest is a new directory only when no segment exists and the WAL is complete from its
+//! first file (`engine/recovery.rs`); a new directory gets its manifest at its first open.
 //!
 //! Version 2 adds `seq`, the age-order key of a segment (see [`SegmentMeta::seq`]); a version 1
 //! manifest is read with `seq = id`, which was its order.
@@ -46,17 +48,26 @@ const VERSION: u32 = 2;
 const VERSION_1: u32 = 1;
 
 impl Manifest {
-    /// Loads the manifest, or an empty one when the file does not exist (a new data directory).
+    /// The manifest of a new data directory: no segments, every WAL file replayed.
+    pub fn empty() -> Manifest {
+        Manifest {
+            version: VERSION,
+            next_segment_id: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Loads the manifest, or an empty one when the file does not exist (tests).
+    #[cfg(test)]
     pub fn load(path: &Path) -> Result<Manifest> {
+        Ok(Manifest::load_existing(path)?.unwrap_or_else(Manifest::empty))
+    }
+
+    /// Loads the manifest; `None` when the file does not exist (recovery decides what that means).
+    pub fn load_existing(path: &Path) -> Result<Option<Manifest>> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Manifest {
-                    version: VERSION,
-                    next_segment_id: 1,
-                    ..Default::default()
-                });
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).at(path),
         };
         let body = check_checksum_header(TAG, &bytes, path)?;
@@ -77,7 +88,7 @@ impl Manifest {
                 ),
             });
         }
-        Ok(m)
+        Ok(Some(m))
     }
 
     /// Writes the manifest atomically and durably.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use strata_storage::wal::format::{self, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use strata_storage::wal::{
-    Durability, MAX_RECORD_BYTES, Wal, WalError, WalOptions, WalReplay, file_name,
+    Durability, MAX_RECORD_BYTES, RecoverOptions, Wal, WalError, WalOptions, WalReplay, file_name,
 };
 
 const MODES: [Durability; 3] = [
@@ -281,17 +281,27 @@ fn wal_a_torn_record_header_is_reported() {
     );
 }
 
+fn salvage(dir: &Path) -> RecoverOptions {
+    RecoverOptions {
+        salvage: true,
+        aside_dir: dir.join("aside"),
+    }
+}
+
+/// Regression (issue 14, item 4): a flipped byte in the middle of a WAL file used to truncate the
+/// file there, destroying the intact, acknowledged records after it.
 #[test]
-fn wal_a_flipped_byte_stops_replay_of_that_file_and_later_files_are_replayed() {
+fn wal_damage_in_the_middle_refuses_and_salvage_keeps_every_intact_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (wal, _) = open(dir.path(), Durability::Sync);
+    let wal_dir = dir.path().join("wal");
+    let (wal, _) = open(&wal_dir, Durability::Sync);
     let first = payloads(10, 64);
     write_all(&wal, &first);
     wal.rotate().expect("rotate");
     let second = payloads(5, 32);
     write_all(&wal, &second);
     drop(wal);
-    let damaged = wal_files(dir.path())[0].clone();
+    let damaged = wal_files(&wal_dir)[0].clone();
     // Flip one payload byte of the 5th record.
     let offset_of_5th = FILE_HEADER_LEN as u64
         + first[..4]
@@ -302,27 +312,46 @@ fn wal_a_flipped_byte_stops_replay_of_that_file_and_later_files_are_replayed() {
     bytes[(offset_of_5th + 20) as usize] ^= 0x40;
     fs::write(&damaged, &bytes).expect("write");
 
-    let (_wal, replay) = open(dir.path(), Durability::Sync);
+    // Refused, naming file and offset; nothing changed on disk.
+    let err = Wal::open(options(&wal_dir, Durability::Sync, 1 << 20), 0).expect_err("must refuse");
+    match &err {
+        WalError::Damaged { path, offset, .. } => {
+            assert_eq!((path, *offset), (&damaged, offset_of_5th));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("checksum mismatch") && text.contains("intact records follow"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read(&damaged).expect("read"),
+        bytes,
+        "the file was changed"
+    );
+
+    // Salvage: every record that verifies comes back, a copy of the file is set aside.
+    let (_wal, replay) = Wal::open_with(
+        options(&wal_dir, Durability::Sync, 1 << 20),
+        0,
+        &salvage(dir.path()),
+    )
+    .expect("salvage");
     let mut expected = first[..4].to_vec();
+    expected.extend_from_slice(&first[5..]);
     expected.extend_from_slice(&second);
     assert_eq!(replayed_payloads(&replay), expected);
-    let damage = replay
-        .warnings
-        .iter()
-        .find(|w| w.contains("checksum mismatch"))
-        .expect("damage warning");
-    assert!(damage.contains(&damaged.display().to_string()), "{damage}");
     assert!(
-        damage.contains(&format!("byte offset {offset_of_5th}")),
-        "{damage}"
+        replay
+            .warnings
+            .iter()
+            .any(|w| w.contains("WAL records 5..=5 are missing")),
+        "{:?}",
+        replay.warnings
     );
-    assert!(damage.contains("later WAL files"), "{damage}");
-    let gap = replay
-        .warnings
-        .iter()
-        .find(|w| w.contains("missing"))
-        .expect("gap warning");
-    assert!(gap.contains("WAL records 5..=10 are missing"), "{gap}");
+    assert_eq!(replay.set_aside.len(), 1, "{:?}", replay.set_aside);
+    assert_eq!(fs::read(&replay.set_aside[0]).expect("copy"), bytes);
 }
 
 #[test]
@@ -339,21 +368,27 @@ fn wal_garbage_and_empty_files_never_panic() {
     fs::write(dir.path().join(file_name(101)), b"").expect("write");
     fs::write(dir.path().join("unrelated.txt"), b"not a WAL file").expect("write");
 
-    let (wal, replay) = open(dir.path(), Durability::Sync);
+    // A file with content and a broken header is refused, never replayed or deleted.
+    let err =
+        Wal::open(options(dir.path(), Durability::Sync, 1 << 20), 0).expect_err("must refuse");
+    assert!(err.to_string().contains("bad magic"), "{err}");
+    assert!(dir.path().join(file_name(100)).exists());
+
+    let opts = options(dir.path(), Durability::Sync, 1 << 20);
+    let (wal, replay) = Wal::open_with(opts, 0, &salvage(dir.path())).expect("salvage");
     assert_eq!(replayed_payloads(&replay), data);
     assert_eq!(replay.warnings.len(), 2, "{:?}", replay.warnings);
-    assert!(replay.warnings[0].contains("bad magic") && replay.warnings[0].contains(".corrupt"));
+    assert!(replay.warnings[0].contains("bad magic") && replay.warnings[0].contains("copy"));
     assert!(
         replay.warnings[1].contains("shorter than the 32-byte header")
-            && replay.warnings[1].contains("deleted")
+            && replay.warnings[1].contains("moved it to")
     );
-    assert!(
-        dir.path()
-            .join(format!("{}.corrupt", file_name(100)))
-            .exists()
-    );
+    assert!(dir.path().join("aside").join(file_name(100)).exists());
+    assert!(dir.path().join("aside").join(file_name(101)).exists());
     assert!(!dir.path().join(file_name(101)).exists());
     assert!(wal.current_file_id() > 101);
+    // Once the records are safe elsewhere (the engine flushes), the damaged file can go.
+    wal.remove_before(wal.current_file_id()).expect("remove");
     drop(wal);
     let (_wal, replay) = open(dir.path(), Durability::Sync);
     assert!(replay.warnings.is_empty(), "{:?}", replay.warnings);

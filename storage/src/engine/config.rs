@@ -38,6 +38,11 @@ pub struct EngineConfig {
     /// How long a write waits for flush to free memtable memory (active + frozen memtables above
     /// 2 × `memtable_bytes`) before it fails with `StorageError::Overloaded`.
     pub write_stall_timeout: Duration,
+    /// Salvage instead of refusing (`strata repair`, `strata serve --force-recovery`): rebuild a
+    /// missing or damaged MANIFEST from the segment footers, replay every WAL record that verifies
+    /// around damage, skip records that cannot be applied; every damaged file is set aside in
+    /// `DATA/damaged/<time>/`, and the salvaged data is flushed before the engine is handed out.
+    pub force_recovery: bool,
 }
 
 impl EngineConfig {
@@ -57,6 +62,7 @@ impl EngineConfig {
             limits: Limits::default(),
             database_limits: BTreeMap::new(),
             write_stall_timeout: Duration::from_secs(10),
+            force_recovery: false,
         }
     }
 }
@@ -115,4 +121,8 @@ pub struct RecoveryReport {
     pub wal_warnings: Vec<String>,
     /// Segments whose checks failed, with the reason.
     pub segment_errors: Vec<String>,
+    /// What a forced recovery did (rebuilt MANIFEST, skipped records, ...).
+    pub repairs: Vec<String>,
+    /// Files (or cut WAL tails) kept in `DATA/damaged/<time>/` instead of being deleted.
+    pub set_aside: Vec<String>,
 }

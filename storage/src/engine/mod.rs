@@ -167,7 +167,11 @@ impl Engine {
     /// Opens the engine in `config.data_dir`: loads manifest and catalog, opens (and verifies)
     /// segments, deletes orphans, replays the WAL, and starts background flush/compaction.
     pub fn open(config: EngineConfig) -> Result<Engine> {
-        let inner = Arc::new(recovery::open(config)?);
+        let inner = recovery::open(config)?;
+        if inner.config.force_recovery {
+            recovery::checkpoint(&inner)?;
+        }
+        let inner = Arc::new(inner);
         let background = match inner.config.background {
             true => Some(maintenance::spawn_background(inner.clone())?),
             false => None,

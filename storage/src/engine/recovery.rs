@@ -1,6 +1,14 @@
 //! Opening a data directory: lock it, load manifest and catalog (log, or the older JSON snapshot,
 //! converted), open and verify segments in age order, delete orphan files from interrupted flushes
 //! or compactions, and replay the WAL into the memtable.
+//!
+//! Recovery refuses rather than destroys (`StorageError::Refused`, naming the file and the fix):
+//! a missing MANIFEST is a new directory only when no segment exists and the WAL is complete from
+//! its first file; a missing catalog with segments present, damage in the middle of a WAL file
+//! (intact records after it) and a WAL record that cannot be applied all refuse. With
+//! `EngineConfig::force_recovery` (`strata repair`) the same cases salvage what verifies, set the
+//! damaged files aside in `DATA/damaged/<time>/`, and [`checkpoint`] flushes the result so the
+//! damaged WAL files are no longer needed.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -11,10 +19,11 @@ use super::{
     BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write,
 };
 use crate::catalog_log::CatalogLog;
+use crate::damaged::SetAside;
 use crate::error::{IoContext, Result, StorageError};
-use crate::manifest::{Manifest, segment_file_name};
+use crate::manifest::{Manifest, SegmentMeta, segment_file_name};
 use crate::segment::Segment;
-use crate::wal::{Wal, WalOptions};
+use crate::wal::{RecoverOptions, Wal, WalError, WalOptions, file_name, parse_file_name};
 use crate::wal_record;
 
 pub(super) fn open(config: EngineConfig) -> Result<Inner> {
@@ -23,9 +32,10 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         std::fs::create_dir_all(dir).at(dir)?;
     }
     let lock = lock_dir(&config.data_dir)?;
-    let manifest = Manifest::load(&paths.manifest)?;
+    let mut aside = SetAside::new(&config.data_dir);
     let mut report = RecoveryReport::default();
-    let (catalog_log, catalog) = CatalogLog::open(&catalog_log_path(&paths), &paths.catalog)?;
+    let manifest = load_manifest(&config, &paths, &mut aside, &mut report)?;
+    let (catalog_log, catalog) = open_catalog(&paths, &manifest)?;
     let mut state = State {
         catalog,
         ..State::default()
@@ -45,24 +55,26 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         durability: config.durability,
         max_file_bytes: config.wal_file_bytes,
     };
-    let (wal, replay) = Wal::open(opts, manifest.wal_min_file)?;
+    let recover = RecoverOptions {
+        salvage: config.force_recovery,
+        aside_dir: aside.dir().to_path_buf(),
+    };
+    let (wal, replay) = Wal::open_with(opts, manifest.wal_min_file, &recover)
+        .map_err(|e| refuse_wal(&config, e))?;
     for w in &replay.warnings {
         tracing::warn!(damage = %w, "WAL damage found during replay");
     }
     report.wal_warnings.extend(replay.warnings);
-    for rec in &replay.records {
-        let applied = wal_record::decode(&rec.payload)
-            .map_err(|e| e.to_string())
-            .and_then(|batch| write::replay(&mut state, &batch).map_err(|e| e.to_string()));
-        match applied {
-            Ok(()) => report.wal_records += 1,
-            Err(e) => {
-                let msg = format!("WAL file {} record {}: {e}", rec.file_id, rec.seq);
-                tracing::warn!(damage = %msg, "skipped an unreadable WAL record");
-                report.wal_warnings.push(msg);
-            }
-        }
-    }
+    report.set_aside.extend(replay.set_aside);
+    apply_replay(
+        &config,
+        &paths,
+        &replay.records,
+        &mut state,
+        &mut aside,
+        &mut report,
+    )?;
+    report.set_aside.append(&mut aside.placed);
     tracing::info!(
         segments = state.segments.len(),
         series = state.catalog.series.len(),
@@ -84,6 +96,263 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         recovery: report,
         _lock: lock,
     })
+}
+
+/// What the operator can do about damage that a forced recovery salvages.
+fn repair_hint(config: &EngineConfig) -> String {
+    let dir = config.data_dir.display();
+    format!(
+        "run `strata repair --data-dir {dir}` (keeps everything that verifies and sets the damaged files aside in {dir}/damaged/), or restore the data directory from a backup"
+    )
+}
+
+fn refused(path: &Path, problem: String, fix: String) -> StorageError {
+    StorageError::Refused {
+        path: path.to_path_buf(),
+        problem,
+        fix,
+    }
+}
+
+/// Loads the MANIFEST; a missing or damaged one is a new directory, a refusal, or (forced) rebuilt.
+fn load_manifest(
+    config: &EngineConfig,
+    paths: &Paths,
+    aside: &mut SetAside,
+    report: &mut RecoveryReport,
+) -> Result<Manifest> {
+    let problem = match Manifest::load_existing(&paths.manifest) {
+        Ok(Some(manifest)) => return Ok(manifest),
+        Ok(None) => match missing_manifest_problem(paths)? {
+            None => {
+                // A new directory (or one that never flushed: the WAL holds everything).
+                let manifest = Manifest::empty();
+                manifest.save(&paths.manifest)?;
+                return Ok(manifest);
+            }
+            Some(problem) => problem,
+        },
+        Err(e @ StorageError::Corrupt { .. }) => {
+            let problem = format!("the MANIFEST fails its checks ({e})");
+            if config.force_recovery {
+                let moved = aside.move_file(&paths.manifest).at(aside.dir())?;
+                report
+                    .repairs
+                    .push(format!("{problem}; moved it to {}", moved.display()));
+            }
+            problem
+        }
+        Err(e) => return Err(e),
+    };
+    if !config.force_recovery {
+        return Err(refused(
+            &paths.manifest,
+            problem,
+            format!(
+                "{}; a repair rebuilds the MANIFEST from the segment footers and replays every WAL file",
+                repair_hint(config)
+            ),
+        ));
+    }
+    tracing::warn!(problem = %problem, "forced recovery: rebuilding the MANIFEST from the segment files");
+    report.repairs.push(format!(
+        "{problem}: rebuilt the MANIFEST from the segment footers (segments ordered by file id) and replayed every WAL file"
+    ));
+    rebuild_manifest(paths, aside, report)
+}
+
+/// Why a missing MANIFEST does not mean a new data directory, if it does not.
+fn missing_manifest_problem(paths: &Paths) -> Result<Option<String>> {
+    let segments = segment_ids(&paths.segments)?;
+    if !segments.is_empty() {
+        return Ok(Some(format!(
+            "the MANIFEST is missing but {} holds {} segment files, so this is not a new data directory (opening it as one would delete them as orphans)",
+            paths.segments.display(),
+            segments.len()
+        )));
+    }
+    let mut wal: Vec<u64> = std::fs::read_dir(&paths.wal)
+        .at(&paths.wal)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(parse_file_name))
+        .collect();
+    wal.sort_unstable();
+    let complete = wal.iter().enumerate().all(|(i, &id)| id == i as u64 + 1);
+    if complete {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the MANIFEST is missing but the WAL files in {} are not complete from the first one (ids {:?}): earlier ones were removed after their data went into segments, so this is not a new data directory",
+        paths.wal.display(),
+        wal
+    )))
+}
+
+/// Ids of the `*.seg` files in `dir`.
+fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .at(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let digits = name.strip_suffix(".seg")?;
+            (digits.len() == 16).then(|| digits.parse().ok())?
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Forced recovery: a MANIFEST naming every segment file that opens (in id order; a compaction
+/// output's age is approximated by its id) and replaying every WAL file. Segments that cannot be
+/// opened are set aside.
+fn rebuild_manifest(
+    paths: &Paths,
+    aside: &mut SetAside,
+    report: &mut RecoveryReport,
+) -> Result<Manifest> {
+    let mut manifest = Manifest::empty();
+    for id in segment_ids(&paths.segments)? {
+        manifest.next_segment_id = manifest.next_segment_id.max(id + 1);
+        let path = paths.segment(id);
+        match Segment::open(&path).and_then(|s| segment_meta(id, &path, &s)) {
+            Ok(meta) => manifest.segments.push(meta),
+            Err(e) => {
+                let moved = aside.move_file(&path).at(aside.dir())?;
+                report.repairs.push(format!(
+                    "segment {} cannot be opened ({e}); moved it to {}",
+                    path.display(),
+                    moved.display()
+                ));
+            }
+        }
+    }
+    manifest.save(&paths.manifest)?;
+    Ok(manifest)
+}
+
+/// The manifest entry of a segment, from its footer.
+fn segment_meta(id: u64, path: &Path, segment: &Segment) -> Result<SegmentMeta> {
+    let (mut rows, mut min_time, mut max_time) = (0u64, i64::MAX, i64::MIN);
+    for (block, _) in segment.blocks() {
+        rows += u64::from(block.rows);
+        min_time = min_time.min(block.min_time);
+        max_time = max_time.max(block.max_time);
+    }
+    Ok(SegmentMeta {
+        id,
+        seq: id,
+        database: segment.database.clone(),
+        stream: segment.stream.clone(),
+        partition_start: segment.partition_start,
+        min_time,
+        max_time,
+        rows,
+        bytes: std::fs::metadata(path).at(path)?.len(),
+    })
+}
+
+/// Opens the catalog; a missing one with segments present, or a damaged one, refuses (forced or
+/// not: series ids in segments cannot be resolved without it).
+fn open_catalog(
+    paths: &Paths,
+    manifest: &Manifest,
+) -> Result<(CatalogLog, crate::catalog::Catalog)> {
+    let log = catalog_log_path(paths);
+    let fix = format!(
+        "restore {} from a backup of this data directory (the series ids in the segments are only resolved by it; `strata repair` cannot rebuild it)",
+        log.display()
+    );
+    if !log.exists() && !paths.catalog.exists() && !manifest.segments.is_empty() {
+        let problem = format!(
+            "the catalog is missing but the MANIFEST names {} segments; a new catalog would give their series ids to other series",
+            manifest.segments.len()
+        );
+        return Err(refused(&log, problem, fix));
+    }
+    CatalogLog::open(&log, &paths.catalog).map_err(|e| match e {
+        StorageError::Corrupt { path, detail } => {
+            refused(&path, format!("the catalog is damaged: {detail}"), fix)
+        }
+        other => other,
+    })
+}
+
+/// A WAL refusal with the fix named.
+fn refuse_wal(config: &EngineConfig, e: WalError) -> StorageError {
+    match e {
+        WalError::Damaged {
+            path,
+            offset,
+            detail,
+        } => refused(
+            &path,
+            format!("damage at byte offset {offset}: {detail}"),
+            repair_hint(config),
+        ),
+        other => other.into(),
+    }
+}
+
+/// Applies the replayed records to the memtable. A record that cannot be applied refuses the open
+/// (its WAL file would otherwise be deleted at the next flush); forced, it is skipped and a copy of
+/// its file set aside.
+fn apply_replay(
+    config: &EngineConfig,
+    paths: &Paths,
+    records: &[crate::wal::WalRecord],
+    state: &mut State,
+    aside: &mut SetAside,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let mut copied = HashSet::new();
+    for rec in records {
+        let applied = wal_record::decode(&rec.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| write::replay(state, &batch).map_err(|e| e.to_string()));
+        let Err(e) = applied else {
+            report.wal_records += 1;
+            continue;
+        };
+        let path = paths.wal.join(file_name(rec.file_id));
+        let problem = format!(
+            "WAL record {} ({} bytes) passes its checksum but cannot be applied: {e}",
+            rec.seq,
+            rec.payload.len()
+        );
+        if !config.force_recovery {
+            let fix = format!(
+                "{} (a repair skips the record and keeps a copy of the file)",
+                repair_hint(config)
+            );
+            return Err(refused(&path, problem, fix));
+        }
+        if copied.insert(rec.file_id) && path.exists() {
+            aside.copy_file(&path).at(aside.dir())?;
+        }
+        tracing::warn!(damage = %problem, file = %path.display(), "forced recovery: skipped a WAL record");
+        report
+            .repairs
+            .push(format!("{}: {problem}; skipped it", path.display()));
+    }
+    Ok(())
+}
+
+/// After a forced recovery: flushes what was salvaged and moves the WAL checkpoint past every
+/// replayed file, so damaged WAL files (copies kept in `DATA/damaged/`) are no longer needed and a
+/// normal open succeeds. Runs before the engine is shared (no writer, no background thread).
+pub(super) fn checkpoint(inner: &Inner) -> Result<()> {
+    super::maintenance::flush(inner)?;
+    let cut = inner.wal.rotate()?;
+    {
+        let mut manifest = inner.maintenance.lock().map_err(|_| super::poisoned())?;
+        let mut next = manifest.clone();
+        next.wal_min_file = next.wal_min_file.max(cut);
+        next.save(&inner.paths.manifest)?;
+        *manifest = next;
+    }
+    inner.wal.remove_before(cut)?;
+    Ok(())
 }
 
 /// The catalog log, `DATA/catalog.log` (the older JSON snapshot was `DATA/catalog`).

@@ -229,9 +229,32 @@ pub fn scan_file(data: &[u8], expected_file_id: Option<u64>, previous_seq: u64) 
             };
         }
     };
-    let mut min_seq = previous_seq.saturating_add(1).max(header.base_seq);
+    let min_seq = previous_seq.saturating_add(1).max(header.base_seq);
+    let run = scan_records(data, FILE_HEADER_LEN, min_seq);
+    FileScan {
+        header: Some(header),
+        records: run.records,
+        valid_len: run.end as u64,
+        damage: run.damage,
+    }
+}
+
+/// Intact records read from one offset up to the first damage (or the end of the data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRun<'a> {
+    /// The records, in file order.
+    pub records: Vec<ScannedRecord<'a>>,
+    /// Offset just past the last intact record (where the damage starts, if any).
+    pub end: usize,
+    /// The damage that stopped the run, if any.
+    pub damage: Option<Damage>,
+}
+
+/// Decodes records from `start` until the end of `data` or the first damage. Every record must
+/// have a sequence number of at least `min_seq` and above the record before it. Never panics.
+pub fn scan_records(data: &[u8], start: usize, mut min_seq: u64) -> RecordRun<'_> {
     let mut records = Vec::new();
-    let mut offset = FILE_HEADER_LEN;
+    let mut offset = start.min(data.len());
     let damage = loop {
         if offset == data.len() {
             break None;
@@ -250,12 +273,31 @@ pub fn scan_file(data: &[u8], expected_file_id: Option<u64>, previous_seq: u64) 
             }
         }
     };
-    FileScan {
-        header: Some(header),
+    RecordRun {
         records,
-        valid_len: offset as u64,
+        end: offset,
         damage,
     }
+}
+
+/// Sequence numbers more than this far above the last intact one are not taken for a record
+/// when resynchronising (keeps the search from computing a CRC at every byte of garbage).
+const RESYNC_SEQ_WINDOW: u64 = 1 << 32;
+
+/// Finds the first offset at or after `from` where an intact record with a sequence number of at
+/// least `min_seq` starts (frames are checksummed, so a match is a record, not chance), or `None`
+/// when no intact record follows: the damage is a torn or corrupt tail. Never panics.
+pub fn resync(data: &[u8], from: usize, min_seq: u64) -> Option<usize> {
+    let last_start = data.len().checked_sub(RECORD_HEADER_LEN)?;
+    (from..=last_start).find(|&offset| {
+        let head = &data[offset..offset + RECORD_HEADER_LEN];
+        let len = u32::from_le_bytes(array(&head[0..4])) as usize;
+        let seq = u64::from_le_bytes(array(&head[8..16]));
+        let plausible = len <= data.len() - offset - RECORD_HEADER_LEN
+            && seq >= min_seq
+            && seq - min_seq < RESYNC_SEQ_WINDOW;
+        plausible && decode_record(data, offset, min_seq).is_ok()
+    })
 }
 
 /// Decodes the header and checks it against the file name's id.
@@ -382,6 +424,27 @@ mod tests {
             scan_file(&data[..10], None, 0).damage.map(|d| d.kind),
             Some(DamageKind::ShortHeader { len: 10 })
         ));
+    }
+
+    #[test]
+    fn resync_finds_the_next_intact_record_after_damage() {
+        let mut data = file(&[(1, b"aaaa"), (2, b"bbbb"), (3, b"cccc")]);
+        let second = FILE_HEADER_LEN + RECORD_HEADER_LEN + 4;
+        let third = second + RECORD_HEADER_LEN + 4;
+        data[second + RECORD_HEADER_LEN + 1] ^= 0xff;
+        let scan = scan_file(&data, Some(7), 0);
+        assert_eq!(scan.records.len(), 1);
+        let damage = scan.damage.expect("damage");
+        assert_eq!(damage.offset, second as u64);
+        assert_eq!(resync(&data, second + 1, 2), Some(third));
+        let run = scan_records(&data, third, 2);
+        assert_eq!(run.records.len(), 1);
+        assert_eq!(run.records[0].payload, b"cccc");
+        assert_eq!((run.end, run.damage), (data.len(), None));
+        // A torn tail has nothing intact after it.
+        assert_eq!(resync(&data[..third + 5], second + 1, 2), None);
+        assert_eq!(resync(&data, data.len(), 1), None);
+        assert_eq!(resync(&[], 0, 1), None);
     }
 
     #[test]

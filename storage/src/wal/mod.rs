@@ -7,12 +7,15 @@
 //! round. Any write or fsync failure poisons the WAL until the process restarts.
 //!
 //! Files are `wal-{id:020}.log`; the byte layout is in [`format`](mod@format) and `docs/wal.md`.
-//! [`Wal::open`] replays the files, repairs torn or corrupt tails and always starts a new file.
+//! [`Wal::open`] replays the files, cuts torn tails (keeping their bytes), refuses damage with intact
+//! records after it (or salvages them with [`Wal::open_with`]) and always starts a new file.
 
 pub mod format;
 
 mod file;
 mod replay;
+
+pub use replay::RecoverOptions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,6 +76,19 @@ pub enum WalError {
     /// The record is larger than the format allows.
     #[error("WAL record of {0} bytes exceeds the maximum record size")]
     RecordTooLarge(usize),
+    /// Damage that a truncation would make worse (intact records after it, or a broken header on
+    /// a file with content): recovery refuses and leaves the file as it is.
+    #[error(
+        "WAL file {path} is damaged at byte offset {offset}: {detail}; the file was left as it is"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong, and what follows it.
+        detail: String,
+    },
 }
 
 /// Builds [`WalError::Io`].
@@ -101,6 +117,8 @@ pub struct WalReplay {
     pub records: Vec<WalRecord>,
     /// Human-readable descriptions of damage found (file, offset, what).
     pub warnings: Vec<String>,
+    /// Files (or cut tails) copied or moved into the set-aside directory.
+    pub set_aside: Vec<String>,
 }
 
 /// The write-ahead log. `Send + Sync`: share it behind an `Arc`.
@@ -169,8 +187,22 @@ impl Wal {
     /// Damaged files are repaired and reported in [`WalReplay::warnings`]. Appends always go to a
     /// new file whose id is above every existing file and at least `min_file_id`.
     pub fn open(opts: WalOptions, min_file_id: u64) -> Result<(Wal, WalReplay), WalError> {
+        let recover = RecoverOptions {
+            salvage: false,
+            aside_dir: opts.dir.join("damaged").join(crate::damaged::utc_stamp()),
+        };
+        Wal::open_with(opts, min_file_id, &recover)
+    }
+
+    /// [`Wal::open`] with explicit damage handling: whether to salvage around damage instead of
+    /// refusing with [`WalError::Damaged`], and where to set damaged bytes aside.
+    pub fn open_with(
+        opts: WalOptions,
+        min_file_id: u64,
+        recover: &RecoverOptions,
+    ) -> Result<(Wal, WalReplay), WalError> {
         let fsync = opts.durability.fsyncs();
-        let recovered = replay::recover(&opts.dir, min_file_id, fsync)?;
+        let recovered = replay::recover(&opts.dir, min_file_id, fsync, recover)?;
         let (id, seq) = (recovered.next_file_id, recovered.next_seq);
         let file = ActiveFile::create(&opts.dir, id, seq, fsync)
             .map_err(|e| io_error(&opts.dir.join(file_name(id)), e))?;

@@ -1,6 +1,16 @@
 //! Recovery at open: lists the WAL files, deletes those below the caller's minimum id, replays the
-//! rest in id order and repairs damage: a torn or corrupt tail is truncated to the last intact
-//! record, a file whose header is broken is set aside as `*.corrupt`, and every repair is reported.
+//! rest in id order and deals with damage without destroying acknowledged records:
+//!
+//! - a torn or corrupt *tail* (nothing intact after the damage: a crash in the middle of an append)
+//!   is cut off, its bytes copied to the set-aside directory first;
+//! - damage with intact records *after* it (found by resynchronising on the checksummed frames)
+//!   refuses to open, naming file and offset, unless the caller salvages: then every record that
+//!   verifies is replayed and a copy of the file is set aside;
+//! - a file whose header is broken refuses the same way (salvage: moved aside, its records found by
+//!   resynchronising); an empty, all-zero or shorter-than-a-header file (a crash while creating it)
+//!   is moved aside;
+//!
+//! and every repair is reported.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -10,9 +20,20 @@ use std::path::{Path, PathBuf};
 use super::file::{parse_file_name, sync_dir};
 use super::format::{self, DamageKind, FILE_HEADER_LEN, FileHeader, ScannedRecord};
 use super::{WalError, WalRecord, WalReplay, io_error};
+use crate::damaged::SetAside;
 
-/// Suffix given to a WAL file whose header is damaged; such files are never replayed again.
+/// Suffix an older version gave to a WAL file whose header was damaged (still counted for ids).
 const CORRUPT_SUFFIX: &str = ".corrupt";
+
+/// How recovery treats damage that a truncation would make worse.
+#[derive(Debug, Clone)]
+pub struct RecoverOptions {
+    /// Replay every record that verifies around damage (setting the file aside) instead of
+    /// refusing to open.
+    pub salvage: bool,
+    /// Where damaged files and cut tails are set aside.
+    pub aside_dir: PathBuf,
+}
 
 /// What recovery leaves for the writer.
 #[derive(Debug)]
@@ -28,10 +49,15 @@ pub(crate) struct Recovered {
 }
 
 /// Replays the WAL in `dir` (creating the directory if needed).
-pub(crate) fn recover(dir: &Path, min_file_id: u64, fsync: bool) -> Result<Recovered, WalError> {
+pub(crate) fn recover(
+    dir: &Path,
+    min_file_id: u64,
+    fsync: bool,
+    options: &RecoverOptions,
+) -> Result<Recovered, WalError> {
     create_dir(dir, fsync)?;
     let listing = list_files(dir)?;
-    let mut rec = Recovery::new(dir, fsync);
+    let mut rec = Recovery::new(dir, fsync, options);
     rec.max_file_id = listing.max_id;
     let last_id = listing.files.keys().next_back().copied();
     for (&id, path) in &listing.files {
@@ -44,6 +70,7 @@ pub(crate) fn recover(dir: &Path, min_file_id: u64, fsync: bool) -> Result<Recov
     if rec.dir_dirty && fsync {
         sync_dir(dir).map_err(|e| io_error(dir, e))?;
     }
+    rec.replay.set_aside = std::mem::take(&mut rec.aside.placed);
     rec.finish(min_file_id)
 }
 
@@ -93,6 +120,8 @@ fn list_files(dir: &Path) -> Result<Listing, WalError> {
 struct Recovery<'d> {
     dir: &'d Path,
     fsync: bool,
+    salvage: bool,
+    aside: SetAside,
     replay: WalReplay,
     /// Sequence number of the last replayed record (0: none yet).
     last_seq: u64,
@@ -104,10 +133,12 @@ struct Recovery<'d> {
 }
 
 impl<'d> Recovery<'d> {
-    fn new(dir: &'d Path, fsync: bool) -> Self {
+    fn new(dir: &'d Path, fsync: bool, options: &RecoverOptions) -> Self {
         Recovery {
             dir,
             fsync,
+            salvage: options.salvage,
+            aside: SetAside::in_dir(options.aside_dir.clone()),
             replay: WalReplay::default(),
             last_seq: 0,
             max_base_seq: 0,
@@ -156,30 +187,142 @@ impl<'d> Recovery<'d> {
     fn replay_file(&mut self, id: u64, path: &Path, is_last: bool) -> Result<(), WalError> {
         let data = fs::read(path).map_err(|e| io_error(path, e))?;
         let scan = format::scan_file(&data, Some(id), self.last_seq);
-        if let Some(header) = scan.header {
-            self.max_base_seq = self.max_base_seq.max(header.base_seq);
-            self.take_records(id, path, header.base_seq, &scan.records);
-        }
-        let Some(damage) = scan.damage else {
-            self.disk_bytes = self.disk_bytes.saturating_add(data.len() as u64);
-            return Ok(());
-        };
         let later = if is_last {
             ""
         } else {
             "; later WAL files may still hold acknowledged records and are replayed"
         };
-        if damage.kind.is_header_damage() {
-            return self.set_aside(path, &damage.kind, data.len(), later);
+        let Some(header) = scan.header else {
+            let kind = scan.damage.map(|d| d.kind);
+            return self.header_damage(id, path, &data, kind, later);
+        };
+        self.max_base_seq = self.max_base_seq.max(header.base_seq);
+        self.take_records(id, path, header.base_seq, &scan.records);
+        let Some(damage) = scan.damage else {
+            self.disk_bytes = self.disk_bytes.saturating_add(data.len() as u64);
+            return Ok(());
+        };
+        let start = damage.offset as usize;
+        let min_seq = self.last_seq.saturating_add(1).max(header.base_seq);
+        let Some(next) = format::resync(&data, start + 1, min_seq) else {
+            // A torn or corrupt tail: nothing intact follows. Keep its bytes, then cut it off.
+            let tail = format!("{}.tail-at-{start}", path_name(path));
+            let kept = self
+                .aside
+                .write(&tail, &data[start..])
+                .map_err(|e| io_error(self.aside.dir(), e))?;
+            self.truncate(path, scan.valid_len)?;
+            self.warn(format!(
+                "WAL file {}: {damage}; replay of this file stops after {} intact records and the file was truncated from {} to {} bytes (the cut bytes are kept in {}){later}",
+                path.display(),
+                scan.records.len(),
+                data.len(),
+                scan.valid_len,
+                kept.display(),
+            ));
+            return Ok(());
+        };
+        if !self.salvage {
+            return Err(WalError::Damaged {
+                path: path.to_path_buf(),
+                offset: damage.offset,
+                detail: format!(
+                    "{}; intact records follow it from byte offset {next}, so the damage is not a torn tail and cutting the file there would destroy acknowledged writes",
+                    damage.kind
+                ),
+            });
         }
-        self.truncate(path, scan.valid_len)?;
+        let kept = self
+            .aside
+            .copy_file(path)
+            .map_err(|e| io_error(self.aside.dir(), e))?;
         self.warn(format!(
-            "WAL file {}: {damage}; replay of this file stops after {} intact records and the file was truncated from {} to {} bytes{later}",
+            "WAL file {}: {damage}; salvaging: records that verify after it are replayed (a copy of the file is kept in {})",
             path.display(),
-            scan.records.len(),
-            data.len(),
-            scan.valid_len,
+            kept.display()
         ));
+        self.salvage_from(id, path, &data, next, header.base_seq);
+        self.disk_bytes = self.disk_bytes.saturating_add(data.len() as u64);
+        Ok(())
+    }
+
+    /// Salvage: replays every record that verifies from `offset` on, skipping damaged stretches.
+    fn salvage_from(&mut self, id: u64, path: &Path, data: &[u8], offset: usize, base: u64) {
+        let mut next = Some(offset);
+        while let Some(at) = next {
+            let min_seq = self.last_seq.saturating_add(1).max(base);
+            let run = format::scan_records(data, at, min_seq);
+            self.take_records(id, path, base, &run.records);
+            next = run.damage.and_then(|d| {
+                let min_seq = self.last_seq.saturating_add(1).max(base);
+                let found = format::resync(data, d.offset as usize + 1, min_seq);
+                self.warn(format!(
+                    "WAL file {}: {d}; {}",
+                    path.display(),
+                    match found {
+                        Some(n) => format!("salvage continues at byte offset {n}"),
+                        None => "nothing intact follows".to_string(),
+                    }
+                ));
+                found
+            });
+        }
+    }
+
+    /// A file whose header cannot be trusted: a crash while creating it (short, empty or all
+    /// zeros) is moved aside; other damage refuses, or under salvage is moved aside with the
+    /// records that verify in it replayed.
+    fn header_damage(
+        &mut self,
+        id: u64,
+        path: &Path,
+        data: &[u8],
+        kind: Option<DamageKind>,
+        later: &str,
+    ) -> Result<(), WalError> {
+        let kind = kind.unwrap_or(DamageKind::ShortHeader { len: data.len() });
+        if let DamageKind::UnsupportedVersion(_) = kind {
+            let detail = format!("{kind}; refusing to open a WAL written by another version");
+            return Err(io_error(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, detail),
+            ));
+        }
+        let torn_creation =
+            matches!(kind, DamageKind::ShortHeader { .. }) || data.iter().all(|&b| b == 0);
+        if !torn_creation && !self.salvage {
+            return Err(WalError::Damaged {
+                path: path.to_path_buf(),
+                offset: 0,
+                detail: format!("{kind} ({} bytes)", data.len()),
+            });
+        }
+        let shown = path.display().to_string();
+        if torn_creation {
+            self.dir_dirty = true;
+            let aside = self
+                .aside
+                .move_file(path)
+                .map_err(|e| io_error(self.aside.dir(), e))?;
+            self.warn(format!(
+                "WAL file {shown}: {kind} at byte offset 0 (crash while creating it); moved it to {}{later}",
+                aside.display()
+            ));
+            return Ok(());
+        }
+        // Salvage: the file stays until a checkpoint makes its records part of segments.
+        let aside = self
+            .aside
+            .copy_file(path)
+            .map_err(|e| io_error(self.aside.dir(), e))?;
+        self.warn(format!(
+            "WAL file {shown}: {kind} at byte offset 0; salvaging the records that verify in it (a copy is kept in {}){later}",
+            aside.display()
+        ));
+        let base = self.last_seq.saturating_add(1);
+        if let Some(start) = format::resync(data, FILE_HEADER_LEN, base) {
+            self.salvage_from(id, path, data, start, base);
+        }
         Ok(())
     }
 
@@ -211,40 +354,6 @@ impl<'d> Recovery<'d> {
         }
     }
 
-    /// Handles a file whose header is damaged: deleted if it is a torn creation, otherwise
-    /// renamed to `*.corrupt` so that its bytes are kept but never replayed again.
-    fn set_aside(
-        &mut self,
-        path: &Path,
-        kind: &DamageKind,
-        len: usize,
-        later: &str,
-    ) -> Result<(), WalError> {
-        if let DamageKind::UnsupportedVersion(_) = kind {
-            let detail = format!("{kind}; refusing to open a WAL written by another version");
-            return Err(io_error(
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, detail),
-            ));
-        }
-        self.dir_dirty = true;
-        let shown = path.display();
-        if let DamageKind::ShortHeader { .. } = kind {
-            fs::remove_file(path).map_err(|e| io_error(path, e))?;
-            self.warn(format!("WAL file {shown}: {kind} at byte offset 0 (crash while creating it); deleted it{later}"));
-            return Ok(());
-        }
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(CORRUPT_SUFFIX);
-        let aside = PathBuf::from(aside);
-        fs::rename(path, &aside).map_err(|e| io_error(path, e))?;
-        self.warn(format!(
-            "WAL file {shown}: {kind} at byte offset 0; none of its {len} bytes were replayed and it was renamed to {}{later}",
-            aside.display()
-        ));
-        Ok(())
-    }
-
     /// Truncates a damaged file to its intact prefix.
     fn truncate(&mut self, path: &Path, valid_len: u64) -> Result<(), WalError> {
         let file = OpenOptions::new()
@@ -264,6 +373,13 @@ impl<'d> Recovery<'d> {
         tracing::warn!(target: "strata::wal", "{message}");
         self.replay.warnings.push(message);
     }
+}
+
+/// The file name of `path`, for naming what is set aside.
+fn path_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The error for a counter that reached its maximum.
