@@ -28,6 +28,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let (catalog_log, catalog) = CatalogLog::open(&catalog_log_path(&paths), &paths.catalog)?;
     let mut state = State {
         catalog,
+        rollups: super::rollups::load(&config.data_dir)?,
         ..State::default()
     };
     open_segments(
@@ -82,6 +83,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         shutdown: Default::default(),
         wake: (Mutex::new(false), Condvar::new()),
         recovery: report,
+        rollup: Default::default(),
         _lock: lock,
     })
 }
