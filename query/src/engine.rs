@@ -89,7 +89,13 @@ impl QueryEngine {
             state = state
                 .with_physical_optimizer_rule(Arc::new(crate::last_row::LastRowFromCache))
                 .with_physical_optimizer_rule(Arc::new(crate::aggregate::AggregateInScan))
-                .with_physical_optimizer_rule(Arc::new(crate::newest::NewestFromCache));
+                .with_physical_optimizer_rule(Arc::new(crate::newest::NewestFromCache))
+                .with_optimizer_rule(Arc::new(crate::rollup::RollupRewrite::new(
+                    engine.clone(),
+                    ScanOptions {
+                        read_all_fields: config.read_all_fields,
+                    },
+                )));
         }
         let mut ctx = SessionContext::new_with_state(state.build());
         let options = ScanOptions {

@@ -165,6 +165,13 @@ impl StrataScanExec {
 fn snapshot_of(spec: &Arc<ScanSpec>, ctx: &TaskContext) -> Result<Option<Arc<ReadSnapshot>>> {
     let key = Arc::as_ptr(spec) as usize;
     crate::views::snapshot_for(ctx, key, || {
+        // A rollup absorbs the writes it has not seen yet before it is read.
+        let req = &spec.request;
+        if let Some((raw, _)) = strata_storage::rollup::parse_rollup_stream_name(&req.stream) {
+            spec.engine
+                .refresh_rollups(&req.database, raw)
+                .map_err(storage_error)?;
+        }
         let mode = match spec.every_point {
             true => ReadMode::Points,
             false => ReadMode::Values,

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod lifecycle;
 pub mod objstore;
+pub mod rollup;
 pub mod wal;
 
 mod bytes;

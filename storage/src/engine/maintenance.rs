@@ -44,6 +44,8 @@ pub(super) fn flush(inner: &Inner) -> Result<()> {
             state.frozen.push(Frozen { memtable, wal_cut });
         }
     }
+    // Rollups absorb the frozen rows before their WAL files can go (see `rollups.rs`).
+    super::rollups::absorb_for_flush(inner)?;
     loop {
         let next = {
             let state = inner.read_state()?;
@@ -277,5 +279,6 @@ fn run_due_work(inner: &Inner) -> Result<()> {
         flush(inner)?;
     }
     compact_picked(inner, inner.config.compaction_trigger)?;
+    super::rollups::background(inner)?;
     Ok(())
 }

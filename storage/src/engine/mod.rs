@@ -13,6 +13,7 @@ mod latest;
 mod maintenance;
 mod read;
 mod recovery;
+mod rollups;
 mod write;
 
 use std::fs::File;
@@ -94,6 +95,8 @@ struct State {
     catalog_version: u64,
     /// Per-database limit overrides and tag-value counts (see `limits.rs`).
     limits: crate::limits::LimitState,
+    /// Maintained rollups and their dirty windows (see `rollups.rs`).
+    rollups: crate::rollup::RollupState,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +134,8 @@ struct Inner {
     shutdown: AtomicBool,
     wake: (Mutex<bool>, Condvar),
     recovery: RecoveryReport,
+    /// Rollup maintenance: its lock and counters (see `rollups.rs`).
+    rollup: rollups::Shared,
     _lock: File,
 }
 

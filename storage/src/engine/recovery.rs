@@ -38,6 +38,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let (catalog_log, catalog) = open_catalog(&paths, &manifest)?;
     let mut state = State {
         catalog,
+        rollups: super::rollups::load(&config.data_dir)?,
         ..State::default()
     };
     open_segments(
@@ -94,6 +95,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         shutdown: Default::default(),
         wake: (Mutex::new(false), Condvar::new()),
         recovery: report,
+        rollup: Default::default(),
         _lock: lock,
     })
 }

@@ -104,6 +104,30 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     Ok(receipt)
 }
 
+/// A write of the engine itself (rollup rows, `rollups.rs`): reserved names allowed, no
+/// limits, no backpressure wait and no flush trigger (it may run inside a flush); durable under
+/// the configured mode when it returns.
+pub(super) fn write_internal(inner: &Inner, batch: &WriteBatch) -> Result<()> {
+    // No shutdown check: the final flush of a shutdown absorbs rollups through here.
+    validate(batch)?;
+    if batch.rows() == 0 {
+        return Ok(());
+    }
+    let payload = wal_record::encode(batch);
+    let seq = {
+        let mut guard = inner.write_state()?;
+        let state = &mut *guard;
+        let (plans, additions) =
+            plan(&state.catalog, &mut state.limits, &Limits::UNLIMITED, batch)?;
+        let seq = inner.wal.append(&payload)?;
+        commit(state, additions);
+        apply(state, batch, &plans);
+        seq
+    };
+    inner.wal.sync_to(seq)?;
+    Ok(())
+}
+
 fn count(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -198,6 +222,12 @@ fn apply(state: &mut State, batch: &WriteBatch, plans: &[TablePlan]) {
             .active
             .apply(plan.stream, table, &plan.series, &plan.fields);
         state.last.apply(table, &plan.series, &plan.fields);
+        if !state.rollups.is_empty() {
+            let meta = state.catalog.stream(plan.stream);
+            state
+                .rollups
+                .mark(&meta.database, &meta.name, table, &plan.series);
+        }
     }
 }
 
@@ -486,6 +516,13 @@ fn check_reserved(batch: &WriteBatch) -> Result<()> {
             return Err(invalid(format!(
                 "stream name '{}' is reserved for the registry's SQL table or function of that name; choose another stream name",
                 t.stream
+            )));
+        }
+        if crate::rollup::is_reserved_rollup_name(&t.stream) {
+            return Err(invalid(format!(
+                "stream name '{}' is reserved: names starting with '{}' hold rollups, which the engine maintains itself; choose another stream name",
+                t.stream,
+                crate::rollup::ROLLUP_PREFIX
             )));
         }
     }

@@ -1,0 +1,271 @@
+//! The rollup rewrite (`query/src/rollup.rs`) against the general plan over raw data: the same
+//! answers (floats to rounding) for bucketed aggregates by device and tags, with tag and time
+//! filters, late data written after the rollup was built, and `time_bucket`; queries the rollup
+//! cannot answer exactly keep the raw plan. EXPLAIN shows which table was read.
+
+mod support;
+
+use strata_query::{QueryConfig, QueryEngine};
+use strata_storage::Value;
+use strata_storage::lifecycle::RollupSpec;
+use support::*;
+
+async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
+    let result = q
+        .query(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    rows(&result.batches)
+}
+
+async fn explain(q: &QueryEngine, text: &str) -> String {
+    let result = q.query(&format!("EXPLAIN {text}")).await.unwrap();
+    rows(&result.batches)
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| c.s().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| match (p, q) {
+                    (Cell::Float(u), Cell::Float(v)) => close(*u, *v),
+                    _ => p == q,
+                })
+        })
+}
+
+const HOUR: i64 = 60 * MINUTE;
+
+fn ts(t: i64) -> String {
+    format!("to_timestamp_nanos({t})")
+}
+
+/// Engines over the fleet with 1-minute and 10-minute rollups of `readings`: one with the
+/// rewrite, one without any fast path.
+fn setup() -> (
+    tempfile::TempDir,
+    std::sync::Arc<strata_storage::Engine>,
+    QueryEngine,
+    QueryEngine,
+) {
+    let (dir, engine, _) = fleet_engine();
+    let specs = [
+        RollupSpec {
+            every: MINUTE,
+            keep: None,
+        },
+        RollupSpec {
+            every: 10 * MINUTE,
+            keep: None,
+        },
+    ];
+    engine.set_rollups("default", "readings", &specs).unwrap();
+    engine.run_rollups(100).unwrap();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let plain = QueryEngine::with_config(
+        engine.clone(),
+        QueryConfig {
+            plan_cache_entries: 0,
+            fast_paths: false,
+            ..QueryConfig::default()
+        },
+    )
+    .unwrap();
+    (dir, engine, fast, plain)
+}
+
+/// Queries the rewrite must answer, with the rollup interval it should pick.
+fn rewritable() -> Vec<(String, &'static str)> {
+    let (a, b) = (T0 + 20 * MINUTE, T0 + 100 * MINUTE);
+    vec![
+        (
+            "SELECT date_bin(INTERVAL '1 hour', time) AS h, fleet, avg(speed), min(speed), max(speed), \
+             sum(speed), count(speed), avg(load), sum(load), min(load), max(load), count(fuel), avg(fuel) \
+             FROM readings GROUP BY h, fleet ORDER BY h, fleet"
+                .to_string(),
+            "_rollup_10m_readings",
+        ),
+        (
+            format!(
+                "SELECT device, date_bin(INTERVAL '20 minutes', time) AS b, avg(speed), count(fuel) \
+                 FROM readings WHERE time >= {} AND time < {} AND fleet = 'north' \
+                 GROUP BY device, b ORDER BY device, b",
+                ts(a),
+                ts(b)
+            ),
+            "_rollup_10m_readings",
+        ),
+        (
+            format!(
+                "SELECT time_bucket(INTERVAL '5 minutes', time) AS b, model, max(speed), count(moving) \
+                 FROM readings WHERE time >= {} AND time <= {} GROUP BY b, model ORDER BY b, model",
+                ts(T0 + 3 * MINUTE),
+                ts(T0 + 90 * MINUTE - 1)
+            ),
+            "_rollup_1m_readings",
+        ),
+        (
+            "SELECT date_bin(INTERVAL '30 minutes', time) AS b, count(*) FROM readings \
+             WHERE device IN ('d1', 'd2') GROUP BY b ORDER BY b"
+                .to_string(),
+            "_rollup_10m_readings",
+        ),
+        (
+            "SELECT device, avg(fuel), max(fuel) FROM readings GROUP BY device ORDER BY device"
+                .to_string(),
+            "_rollup_10m_readings",
+        ),
+        (
+            // Every point is a row (`read_all_fields`, the default): count(*) counts points.
+            "SELECT device, count(*), avg(fuel) FROM readings GROUP BY device ORDER BY device"
+                .to_string(),
+            "_rollup_10m_readings",
+        ),
+    ]
+}
+
+/// Queries the rewrite must leave to the raw plan.
+fn not_rewritable() -> Vec<String> {
+    vec![
+        // A bound inside a window.
+        format!(
+            "SELECT date_bin(INTERVAL '1 hour', time) AS h, avg(speed) FROM readings \
+             WHERE time >= {} GROUP BY h ORDER BY h",
+            ts(T0 + 30 * 1_000_000_000)
+        ),
+        // A bucket no rollup divides.
+        "SELECT date_bin(INTERVAL '90 seconds', time) AS b, avg(speed) FROM readings GROUP BY b ORDER BY b"
+            .to_string(),
+        // A predicate on a field.
+        "SELECT date_bin(INTERVAL '1 hour', time) AS h, avg(speed) FROM readings \
+         WHERE load > 10 GROUP BY h ORDER BY h"
+            .to_string(),
+        // An aggregate the rollup does not hold.
+        "SELECT device, median(speed) FROM readings GROUP BY device ORDER BY device".to_string(),
+    ]
+}
+
+#[tokio::test]
+async fn rollup_answers_equal_raw_answers() {
+    let (_dir, _engine, fast, plain) = setup();
+    for (q, table) in rewritable() {
+        let plan = explain(&fast, &q).await;
+        assert!(plan.contains(table), "{q} should read {table}:\n{plan}");
+        let (a, b) = (sql(&fast, &q).await, sql(&plain, &q).await);
+        assert!(!a.is_empty(), "{q}");
+        assert!(approx_eq(&a, &b), "{q}\nrollup: {a:?}\nraw:    {b:?}");
+    }
+    for q in not_rewritable() {
+        let plan = explain(&fast, &q).await;
+        assert!(
+            !plan.contains("_rollup_"),
+            "{q} must read raw data:\n{plan}"
+        );
+        assert!(
+            approx_eq(&sql(&fast, &q).await, &sql(&plain, &q).await),
+            "{q}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rows_holding_a_field_only_when_not_reading_all_fields() {
+    let (_dir, engine, _, _) = setup();
+    let config = |fast_paths| QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths,
+        read_all_fields: false,
+        ..QueryConfig::default()
+    };
+    let fast = QueryEngine::with_config(engine.clone(), config(true)).unwrap();
+    let plain = QueryEngine::with_config(engine.clone(), config(false)).unwrap();
+    // fuel is missing on 1 of 5 points: buckets and counts follow the points holding it.
+    let q = "SELECT date_bin(INTERVAL '10 minutes', time) AS b, device, avg(fuel), count(fuel) \
+             FROM readings GROUP BY b, device ORDER BY b, device";
+    assert!(explain(&fast, q).await.contains("_rollup_10m_readings"));
+    assert!(
+        approx_eq(&sql(&fast, q).await, &sql(&plain, q).await),
+        "{q}"
+    );
+    let q = "SELECT device, count(*) FROM readings GROUP BY device ORDER BY device";
+    assert!(explain(&fast, q).await.contains("_rollup_10m_readings"));
+    assert_eq!(sql(&fast, q).await, sql(&plain, q).await, "{q}");
+    // count(*) next to a field aggregate counts the points holding that field: raw data.
+    let q = "SELECT device, count(*), avg(fuel) FROM readings GROUP BY device ORDER BY device";
+    assert!(!explain(&fast, q).await.contains("_rollup_"));
+    assert!(
+        approx_eq(&sql(&fast, q).await, &sql(&plain, q).await),
+        "{q}"
+    );
+}
+
+#[tokio::test]
+async fn late_and_rewritten_points_are_seen_without_a_maintenance_run() {
+    let (_dir, engine, fast, plain) = setup();
+    let q = "SELECT date_bin(INTERVAL '1 hour', time) AS h, device, avg(speed), count(speed), max(speed) \
+             FROM readings GROUP BY h, device ORDER BY h, device";
+    let before = sql(&fast, q).await;
+    // d3 comes back with an old point rewritten and a new late one; a new device appears.
+    let p = |device, time, v| Point {
+        device,
+        tags: vec![("fleet", "south"), ("model", "b")],
+        time,
+        fields: vec![("speed", Value::Float(v))],
+    };
+    write(
+        &engine,
+        "default",
+        "readings",
+        &[
+            p("d3", T0, 999.0),
+            p("d3", T0 + 5, 1.0),
+            p("d8", T0 + HOUR, 5.0),
+        ],
+    );
+    let pending: usize = engine.rollups(None).iter().map(|s| s.pending_windows).sum();
+    assert!(pending > 0, "the writes are not absorbed yet");
+    let (a, b) = (sql(&fast, q).await, sql(&plain, q).await);
+    assert!(explain(&fast, q).await.contains("_rollup_10m_readings"));
+    assert!(approx_eq(&a, &b), "rollup: {a:?}\nraw:    {b:?}");
+    assert_ne!(a, before, "the late points changed the answer");
+}
+
+#[tokio::test]
+async fn a_rollup_still_back_filling_is_not_used() {
+    let (_dir, engine, _, plain) = setup();
+    let spec = RollupSpec {
+        every: HOUR,
+        keep: None,
+    };
+    engine
+        .set_rollups(
+            "default",
+            "readings",
+            &[
+                RollupSpec {
+                    every: MINUTE,
+                    keep: None,
+                },
+                spec,
+            ],
+        )
+        .unwrap();
+    engine.flush().unwrap();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let q = "SELECT date_bin(INTERVAL '1 hour', time) AS h, avg(speed) FROM readings GROUP BY h ORDER BY h";
+    let plan = explain(&fast, q).await;
+    assert!(plan.contains("_rollup_1m_readings"), "{plan}");
+    engine.run_rollups(100).unwrap();
+    let plan = explain(&fast, q).await;
+    assert!(plan.contains("_rollup_1h_readings"), "{plan}");
+    assert!(approx_eq(&sql(&fast, q).await, &sql(&plain, q).await));
+}

@@ -1,0 +1,364 @@
+//! Tests of rollup maintenance: incremental results equal a full recomputation from the raw data
+//! (late data, rewritten points, flushes in between), only touched windows are re-aggregated,
+//! back-fill, restart, reserved names and the retention check.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{EngineConfig, SeriesBatch, Value};
+
+const MIN: i64 = 60_000_000_000;
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut cfg = EngineConfig::new(dir);
+    cfg.background = false;
+    cfg.partition_ns = 3_600_000_000_000;
+    cfg
+}
+
+fn spec(every: i64) -> RollupSpec {
+    RollupSpec { every, keep: None }
+}
+
+/// One write of `rows` (device, time, value) to stream `s` of database `db`.
+fn write(engine: &Engine, rows: &[(&str, i64, f64)]) {
+    let mut series: Vec<SeriesKey> = Vec::new();
+    let mut t = TableWrite {
+        stream: "s".into(),
+        columns: vec![Column::new("v", FieldType::Float)],
+        ..TableWrite::default()
+    };
+    for &(device, time, v) in rows {
+        let key = SeriesKey {
+            device: device.into(),
+            tags: vec![("fleet".into(), format!("f{}", device.len() % 2))],
+        };
+        let idx = series.iter().position(|k| *k == key).unwrap_or_else(|| {
+            series.push(key);
+            series.len() - 1
+        });
+        t.row_series.push(idx as u32);
+        t.times.push(time);
+        t.columns[0].data.push_value(&Value::Float(v));
+        t.columns[0].valid.push(true);
+    }
+    t.series = series;
+    engine
+        .write(&WriteBatch {
+            database: "db".into(),
+            tables: vec![t],
+        })
+        .unwrap();
+}
+
+fn all(engine: &Engine, stream: &str) -> Vec<SeriesBatch> {
+    let mut out = engine
+        .scan(&ScanRequest {
+            database: "db".into(),
+            stream: stream.into(),
+            device: None,
+            tags: Vec::new(),
+            start: i64::MIN,
+            end: i64::MAX,
+            fields: None,
+        })
+        .unwrap();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// The rollup as a full recomputation from the raw data gives it: per series key, per window,
+/// the column values.
+type Table = BTreeMap<(SeriesKey, i64), Vec<Option<Value>>>;
+
+fn expected(engine: &Engine, every: i64) -> Table {
+    let fields = engine.schema("db", "s").unwrap();
+    let mut out = Table::new();
+    for b in all(engine, "s") {
+        let rows = aggregate(&b, &fields, every);
+        for (i, &t) in rows.times.iter().enumerate() {
+            let vals = rows.columns.iter().map(|c| c.get(i)).collect();
+            out.insert((b.key.clone(), t), vals);
+        }
+    }
+    out
+}
+
+fn stored(engine: &Engine, every: i64) -> Table {
+    let name = rollup_stream_name("s", every);
+    let fields = engine.schema("db", "s").unwrap();
+    let columns = rollup_columns(&fields);
+    let mut out = Table::new();
+    for b in all(engine, &name) {
+        for (i, &t) in b.times.iter().enumerate() {
+            let vals = columns
+                .iter()
+                .map(|(n, _)| {
+                    b.columns
+                        .iter()
+                        .find(|c| c.name == *n)
+                        .and_then(|c| c.get(i))
+                })
+                .collect();
+            out.insert((b.key.clone(), t), vals);
+        }
+    }
+    out
+}
+
+#[test]
+fn late_data_reaggregates_only_the_touched_windows_of_that_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    engine.set_rollups("db", "s", &[spec(MIN)]).unwrap();
+    // Two devices, 100 minutes each.
+    let rows: Vec<(&str, i64, f64)> = (0..6000)
+        .flat_map(|s| {
+            [
+                ("a", s * 1_000_000_000, s as f64),
+                ("bb", s * 1_000_000_000, 1.0),
+            ]
+        })
+        .collect();
+    write(&engine, &rows);
+    let run = engine.run_rollups(10).unwrap();
+    assert_eq!(run.windows_absorbed, 200, "100 windows per device");
+    engine.flush().unwrap();
+    assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
+    // Device `a` comes back with late points in 3 old windows, one of them a rewrite.
+    write(
+        &engine,
+        &[
+            ("a", 5 * MIN, -1.0),
+            ("a", 5 * MIN + 1, 7.0),
+            ("a", 50 * MIN, 2.0),
+            ("a", 90 * MIN + 5, 3.0),
+        ],
+    );
+    let status = engine.rollups(Some(("db", "s")));
+    assert_eq!(status[0].pending_windows, 3);
+    let run = engine.run_rollups(10).unwrap();
+    assert_eq!(run.windows_absorbed, 3, "only device a's touched windows");
+    assert_eq!(run.rows_written, 3);
+    assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
+    assert_eq!(engine.rollups(None)[0].pending_windows, 0);
+}
+
+#[test]
+fn flush_absorbs_and_restart_keeps_rollups_and_replayed_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let engine = Engine::open(cfg.clone()).unwrap();
+        engine
+            .set_rollups("db", "s", &[spec(MIN), spec(60 * MIN)])
+            .unwrap();
+        write(&engine, &[("a", 1, 1.0), ("a", MIN + 1, 2.0)]);
+        engine.flush().unwrap();
+        assert_eq!(
+            engine
+                .rollups(None)
+                .iter()
+                .map(|s| s.pending_windows)
+                .sum::<usize>(),
+            0,
+            "flush absorbed the frozen rows"
+        );
+        // Written but neither absorbed nor flushed: the marks live only in memory.
+        write(&engine, &[("a", 2, 5.0), ("bb", 3 * MIN, 4.0)]);
+        // Dropped without shutdown (no final flush), as a crash would leave it.
+    }
+    let engine = Engine::open(cfg).unwrap();
+    let status = engine.rollups(None);
+    assert_eq!(status.len(), 2, "configuration survives restart");
+    assert_eq!(status[0].pending_windows, 2, "marks come back from the WAL");
+    engine.run_rollups(10).unwrap();
+    for every in [MIN, 60 * MIN] {
+        let got = stored(&engine, every);
+        assert_eq!(got, expected(&engine, every));
+        assert!(!got.is_empty());
+    }
+    let key = SeriesKey {
+        device: "a".into(),
+        tags: vec![("fleet".into(), "f1".into())],
+    };
+    let w0 = &stored(&engine, MIN)[&(key, 0)];
+    assert_eq!(w0[0], Some(Value::Integer(2)), "two points in window 0");
+    assert_eq!(w0[3], Some(Value::Float(6.0)), "sum 1 + 5");
+}
+
+#[test]
+fn backfill_walks_existing_data_in_bounded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    // Five hours of data (five partitions), flushed, plus rows still in the memtable.
+    let rows: Vec<(&str, i64, f64)> = (0..300).map(|m| ("a", m * MIN + 7, m as f64)).collect();
+    write(&engine, &rows);
+    engine.flush().unwrap();
+    write(&engine, &[("bb", 2, 9.0), ("a", 301 * MIN, 1.0)]);
+    engine.set_rollups("db", "s", &[spec(10 * MIN)]).unwrap();
+    assert!(!engine.rollups(None)[0].backfilled());
+    let mut steps = 0;
+    loop {
+        let run = engine.run_rollups(1).unwrap();
+        if run.backfill_steps == 0 {
+            break;
+        }
+        steps += 1;
+        assert!(steps < 20, "back-fill must terminate");
+    }
+    assert_eq!(
+        steps, 6,
+        "one step per partition holding data, then the end"
+    );
+    assert!(engine.rollups(None)[0].backfilled());
+    assert_eq!(stored(&engine, 10 * MIN), expected(&engine, 10 * MIN));
+}
+
+#[test]
+fn rollup_streams_are_reserved_and_rollups_of_rollups_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let mut t = TableWrite {
+        stream: "_rollup_1m_s".into(),
+        series: vec![SeriesKey::default()],
+        row_series: vec![0],
+        times: vec![1],
+        columns: vec![Column::new("points", FieldType::Integer)],
+    };
+    t.columns[0].data.push_value(&Value::Integer(1));
+    t.columns[0].valid.push(true);
+    let err = engine
+        .write(&WriteBatch {
+            database: "db".into(),
+            tables: vec![t],
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    let err = engine
+        .set_rollups("db", "_rollup_1m_s", &[spec(MIN)])
+        .unwrap_err();
+    assert!(err.to_string().contains("rollups of rollups"), "{err}");
+    let err = engine
+        .set_rollups("db", "s", &[spec(MIN), spec(MIN)])
+        .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    assert!(engine.set_rollups("db", "s", &[spec(0)]).is_err());
+}
+
+#[test]
+fn retention_that_would_drop_unabsorbed_data_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    write(&engine, &[("a", 10 * MIN, 1.0)]);
+    engine.flush().unwrap();
+    engine.set_rollups("db", "s", &[spec(MIN)]).unwrap();
+    let now = 1000 * MIN;
+    let why = engine
+        .rollup_retention_conflict("db", "s", 100 * MIN, now)
+        .expect("back-fill pending");
+    assert!(why.contains("back-filling"), "{why}");
+    engine.run_rollups(100).unwrap();
+    assert_eq!(
+        engine.rollup_retention_conflict("db", "s", 100 * MIN, now),
+        None
+    );
+    write(&engine, &[("a", 20 * MIN, 1.0)]);
+    let why = engine
+        .rollup_retention_conflict("db", "s", 100 * MIN, now)
+        .expect("late data pending");
+    assert!(why.contains("late data"), "{why}");
+    assert_eq!(
+        engine.rollup_retention_conflict("db", "s", 990 * MIN, now),
+        None
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever the order of writes (late, duplicate, rewritten points), flushes and absorbs,
+    /// the maintained rollup equals a full recomputation from the raw data.
+    #[test]
+    fn incremental_rollup_equals_full_recomputation(
+        writes in proptest::collection::vec(
+            (0usize..3, 0i64..(30 * MIN), -100.0f64..100.0, 0u8..10), 1..120),
+        every_min in 1i64..15,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(config(dir.path())).unwrap();
+        let every = every_min * MIN;
+        engine.set_rollups("db", "s", &[spec(every)]).unwrap();
+        let devices = ["a", "bb", "ccc"];
+        for chunk in writes.chunks(7) {
+            // Times in whole seconds so rewrites of the same point are frequent.
+            let rows: Vec<(&str, i64, f64)> = chunk
+                .iter()
+                .map(|&(d, t, v, _)| (devices[d], t / 1_000_000_000 * 1_000_000_000 / 20, v))
+                .collect();
+            write(&engine, &rows);
+            match chunk[0].3 {
+                0 => engine.flush().unwrap(),
+                1..=3 => { engine.run_rollups(0).unwrap(); }
+                _ => {}
+            }
+        }
+        engine.run_rollups(100).unwrap();
+        prop_assert_eq!(stored(&engine, every), expected(&engine, every));
+    }
+}
+
+#[test]
+fn database_policy_covers_existing_and_later_streams_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let engine = Engine::open(cfg.clone()).unwrap();
+        write(&engine, &[("a", 1, 1.0)]);
+        engine.flush().unwrap();
+        engine
+            .set_rollup_policy("db", None, Some(&[spec(MIN)]))
+            .unwrap();
+        let status = engine.rollups(None);
+        assert_eq!(status.len(), 1);
+        assert!(!status[0].backfilled(), "existing stream is back-filled");
+        // A stream created after the policy gets the database's rollups on its first write.
+        let mut t = TableWrite {
+            stream: "later".into(),
+            series: vec![SeriesKey::default()],
+            row_series: vec![0],
+            times: vec![5],
+            columns: vec![Column::new("x", FieldType::Integer)],
+        };
+        t.columns[0].data.push_value(&Value::Integer(4));
+        t.columns[0].valid.push(true);
+        engine
+            .write(&WriteBatch {
+                database: "db".into(),
+                tables: vec![t],
+            })
+            .unwrap();
+        engine.run_rollups(10).unwrap();
+        let status = engine.rollups(None);
+        assert_eq!(
+            status.iter().map(|s| s.table.as_str()).collect::<Vec<_>>(),
+            ["_rollup_1m_later", "_rollup_1m_s"]
+        );
+        assert!(status.iter().all(RollupStatus::backfilled));
+        // A stream override of no rollups wins over the database's.
+        engine.set_rollups("db", "later", &[]).unwrap();
+        assert_eq!(engine.rollups(None).len(), 1);
+        engine.shutdown().unwrap();
+    }
+    let engine = Engine::open(cfg).unwrap();
+    assert_eq!(engine.rollups(None).len(), 1);
+    assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
+    engine.set_rollup_policy("db", Some("later"), None).unwrap();
+    assert_eq!(
+        engine.rollups(None).len(),
+        2,
+        "override removed: database's again"
+    );
+}
