@@ -169,7 +169,7 @@ impl CatalogLog {
             );
             let f = OpenOptions::new().write(true).open(path).at(path)?;
             f.set_len(valid_len).at(path)?;
-            f.sync_all().at(path)?;
+            crate::fsutil::sync_file(&f, path, false).at(path)?;
         }
         remove_legacy(legacy)?;
         let mark = Watermark::of(&loaded.catalog);
@@ -243,7 +243,7 @@ impl CatalogLog {
         self.file.write_all(&frame[..half]).at(&self.path)?;
         crash_point("catalog-mid-append");
         self.file.write_all(&frame[half..]).at(&self.path)?;
-        self.file.sync_data().at(&self.path)
+        crate::fsutil::sync_file(&self.file, &self.path, true).at(&self.path)
     }
 
     /// Whether the log is much larger than a snapshot of what it holds would be.
@@ -261,7 +261,7 @@ impl CatalogLog {
             f.write_all(&bytes[..bytes.len() / 2]).at(&tmp)?;
             crash_point("catalog-mid-snapshot");
             f.write_all(&bytes[bytes.len() / 2..]).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
+            crate::fsutil::sync_file(&f, &tmp, false).at(&tmp)?;
         }
         std::fs::rename(&tmp, &self.path).at(&self.path)?;
         sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;

@@ -9,7 +9,30 @@ use crate::error::{IoContext, Result, StorageError};
 
 /// fsyncs a directory so that renames and unlinks inside it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    sync_dir_io(dir).at(dir)
+}
+
+/// fsyncs a directory. Every directory fsync of the engine goes through here (test builds report
+/// it to the power-loss simulator, `powerloss.rs`; release builds only fsync).
+pub(crate) fn sync_dir_io(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()?;
+    #[cfg(test)]
+    crate::powerloss::dir_synced(dir);
+    Ok(())
+}
+
+/// fsyncs (`data_only`: fdatasyncs) `file`, which is `path`. Every file sync of the engine goes
+/// through here (test builds report it to the power-loss simulator; release builds only sync).
+pub(crate) fn sync_file(file: &File, path: &Path, data_only: bool) -> std::io::Result<()> {
+    match data_only {
+        true => file.sync_data()?,
+        false => file.sync_all()?,
+    }
+    #[cfg(test)]
+    crate::powerloss::file_synced(path);
+    #[cfg(not(test))]
+    let _ = path;
+    Ok(())
 }
 
 /// Replaces `path` with `bytes` atomically and durably.
@@ -23,7 +46,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .open(&tmp)
             .at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        sync_file(&f, &tmp, false).at(&tmp)?;
     }
     std::fs::rename(&tmp, path).at(path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))

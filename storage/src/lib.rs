@@ -20,6 +20,8 @@ mod fsutil;
 mod limits;
 mod manifest;
 mod memtable;
+#[cfg(test)]
+mod powerloss;
 mod rows;
 mod segment;
 mod types;

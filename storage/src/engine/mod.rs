@@ -11,6 +11,8 @@ mod compaction;
 mod config;
 mod latest;
 mod maintenance;
+#[cfg(test)]
+mod powerloss_tests;
 mod read;
 mod recovery;
 mod rollups;

@@ -181,7 +181,7 @@ impl SegmentWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at(&self.tmp_path)?;
-        file.sync_all().at(&self.tmp_path)?;
+        crate::fsutil::sync_file(&file, &self.tmp_path, false).at(&self.tmp_path)?;
         drop(file);
         std::fs::rename(&self.tmp_path, &self.path).at(&self.path)?;
         Ok(WrittenSegment {

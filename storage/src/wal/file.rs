@@ -22,7 +22,7 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::fsutil::sync_dir_io(dir)
 }
 
 /// The WAL file that appends go to.
@@ -51,7 +51,7 @@ impl ActiveFile {
             .encode(),
         )?;
         if fsync {
-            file.sync_all()?;
+            crate::fsutil::sync_file(&file, &path, false)?;
             sync_dir(dir)?;
         }
         Ok(ActiveFile {
@@ -91,7 +91,7 @@ impl ActiveFile {
 
     /// fdatasync: makes the written bytes durable.
     pub fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        crate::fsutil::sync_file(&self.file, &self.path, true)
     }
 }
 

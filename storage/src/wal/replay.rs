@@ -362,7 +362,7 @@ impl<'d> Recovery<'d> {
             .map_err(|e| io_error(path, e))?;
         file.set_len(valid_len).map_err(|e| io_error(path, e))?;
         if self.fsync {
-            file.sync_all().map_err(|e| io_error(path, e))?;
+            crate::fsutil::sync_file(&file, path, false).map_err(|e| io_error(path, e))?;
         }
         self.disk_bytes = self.disk_bytes.saturating_add(valid_len);
         Ok(())
