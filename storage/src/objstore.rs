@@ -57,9 +57,7 @@ impl StoreUrl {
                 "object store URL '{url}': {why}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix"
             ))
         };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("no scheme"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let kind_and_prefix = match scheme {
             "file" => {
                 if !rest.starts_with('/') {

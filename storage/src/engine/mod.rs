@@ -7,8 +7,10 @@
 //! segment id or to save a manifest edit and swap the live segment list, so a long compaction never
 //! blocks a flush. Segments are kept in age order (`SegmentMeta::age`), see `compaction/mod.rs`.
 
+mod backup;
 mod compaction;
 mod config;
+mod erase;
 mod latest;
 mod maintenance;
 mod read;
@@ -21,7 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
+pub use backup::{BackupSnapshot, SnapshotSegment};
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
 pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
 
@@ -94,6 +98,8 @@ struct State {
     catalog_version: u64,
     /// Per-database limit overrides and tag-value counts (see `limits.rs`).
     limits: crate::limits::LimitState,
+    /// Erases not yet physically complete (see `erase.rs`).
+    tombstones: erase::Tombstones,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +174,7 @@ impl Engine {
     /// segments, deletes orphans, replays the WAL, and starts background flush/compaction.
     pub fn open(config: EngineConfig) -> Result<Engine> {
         let inner = Arc::new(recovery::open(config)?);
+        erase::after_open(&inner)?;
         let background = match inner.config.background {
             true => Some(maintenance::spawn_background(inner.clone())?),
             false => None,
@@ -239,6 +246,19 @@ impl Engine {
     /// decoded, so this answers "all points, a few columns" without reading the others.
     pub fn scan_rows(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
         read::scan(&self.inner, req, ReadMode::Points)
+    }
+
+    /// Erases a device's data in `[start, end)` (in one database or all): reads stop returning it
+    /// when this returns, the erase is durable, and the next maintenance pass (background
+    /// compaction or [`Engine::compact`]) removes the rows from every segment (`erase.rs`).
+    pub fn erase_device(&self, req: &EraseRequest) -> Result<EraseReport> {
+        erase::erase(&self.inner, req)
+    }
+
+    /// A consistent copy of the data directory's state for a backup: MANIFEST, its segments (by
+    /// mapping), catalog log, the WAL up to this instant and the tombstone list (`backup.rs`).
+    pub fn backup_snapshot(&self) -> Result<BackupSnapshot> {
+        backup::snapshot(&self.inner)
     }
 
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.
