@@ -102,6 +102,21 @@ impl Registry {
         }
     }
 
+    /// Records an administrative action done outside the registry (an erase of telemetry, a
+    /// backup): `Ok(detail)` when it succeeded, `Err(message)` when it failed.
+    pub fn audit_action(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: std::result::Result<Option<String>, String>,
+    ) -> Result<()> {
+        let txn = self.inner.write_txn()?;
+        append(&txn, actor, action, target, outcome)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Lists audit records in sequence order; `page.after` is a sequence number.
     pub fn list_audit(&self, page: &PageRequest) -> Result<Page<AuditRecord>> {
         let after = match page.after.as_deref() {

@@ -106,6 +106,20 @@ impl Registry {
         rx
     }
 
+    /// The registry file's bytes as of the last commit, for a backup: last-seen times are
+    /// written first, then the file is read while this handle holds redb's write lock, so no
+    /// commit runs during the copy and the copy is one committed state that
+    /// [`Registry::open`] reads like the original.
+    pub fn backup_bytes(&self) -> Result<Vec<u8>> {
+        self.inner.flush_last_seen()?;
+        let txn = self.inner.write_txn()?;
+        let bytes = std::fs::read(&self.inner.path).map_err(|e| {
+            RegistryError::Storage(format!("read {}: {e}", self.inner.path.display()))
+        });
+        drop(txn); // nothing was changed: an abort
+        bytes
+    }
+
     /// Writes last-seen times gathered in memory to disk now.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush_last_seen()

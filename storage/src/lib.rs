@@ -4,6 +4,7 @@
 //! The entry point is [`Engine`]: [`Engine::open`] recovers from the data directory,
 //! [`Engine::write`] makes a [`WriteBatch`] durable, [`Engine::scan`] reads it back.
 
+pub mod backup;
 pub mod codec;
 pub mod lifecycle;
 pub mod objstore;
@@ -29,8 +30,9 @@ mod wal_record;
 
 pub use catalog_log::parse_catalog_log;
 pub use engine::{
-    BlockStats, Engine, EngineConfig, EngineStats, LatestRequest, LatestValue, ReadMode,
-    ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, WriteReceipt,
+    BackupSnapshot, BlockStats, Engine, EngineConfig, EngineStats, EraseReport, EraseRequest,
+    LatestRequest, LatestValue, ReadMode, ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest,
+    SeriesPiece, SnapshotSegment, WriteReceipt,
 };
 pub use error::{ErrorKind, Result, StorageError};
 pub use limits::{Limit, Limits};

@@ -100,6 +100,28 @@ impl LastValues {
         }
     }
 
+    /// Forgets the cached values of `sid` whose time is in `[start, end)` (an erase).
+    pub fn erase_range(&mut self, sid: SeriesId, start: i64, end: i64) {
+        if let Some(slots) = self.series.get_mut(&sid) {
+            for slot in slots.iter_mut() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|e| e.latest.time >= start && e.latest.time < end)
+                {
+                    *slot = None;
+                }
+            }
+            if slots.iter().all(Option::is_none) {
+                self.series.remove(&sid);
+            }
+        }
+    }
+
+    /// Offers a value read back from stored data; any cached value of the same time wins.
+    pub fn offer_older(&mut self, sid: SeriesId, fid: usize, latest: LatestValue) {
+        self.offer(sid, fid, latest, 0);
+    }
+
     /// Keeps `latest` for (`sid`, `fid`) if it is newer than the cached value (ties: the newer source).
     fn offer(&mut self, sid: SeriesId, fid: usize, latest: LatestValue, source: u64) {
         let slots = self.series.entry(sid).or_default();

@@ -20,7 +20,7 @@ use crate::rows::Rows;
 use crate::segment::{Segment, SegmentWriter};
 use crate::{FieldType, SeriesId};
 
-fn lock_manifest(inner: &Inner) -> Result<MutexGuard<'_, Manifest>> {
+pub(super) fn lock_manifest(inner: &Inner) -> Result<MutexGuard<'_, Manifest>> {
     inner.maintenance.lock().map_err(|_| super::poisoned())
 }
 
@@ -36,6 +36,11 @@ pub(super) fn wake(inner: &Inner) {
 /// Serialized with other flushes by `flush_lock`; a running compaction does not block it.
 pub(super) fn flush(inner: &Inner) -> Result<()> {
     let _serial = inner.flush_lock.lock().map_err(|_| super::poisoned())?;
+    flush_held(inner)
+}
+
+/// [`flush`] for a caller that holds `flush_lock` (an erase, `erase.rs`).
+pub(super) fn flush_held(inner: &Inner) -> Result<()> {
     {
         let mut state = inner.write_state()?;
         if !state.active.is_empty() {
@@ -85,7 +90,8 @@ fn stream_infos(inner: &Inner) -> Result<Vec<StreamInfo>> {
 fn flush_one(inner: &Inner, memtable: &Arc<Memtable>, wal_cut: u64) -> Result<()> {
     let started = std::time::Instant::now();
     let streams = stream_infos(inner)?;
-    let new = write_memtable(inner, memtable, &streams)?;
+    let erased = super::erase::memtable_cuts(&*inner.read_state()?, wal_cut);
+    let new = write_memtable(inner, memtable, &streams, &erased)?;
     step(&inner.config.data_dir, "flush-segments-written");
     persist_catalog(inner)?;
     {
@@ -148,6 +154,7 @@ fn write_memtable(
     inner: &Inner,
     memtable: &Memtable,
     streams: &[StreamInfo],
+    erased: &std::collections::HashMap<SeriesId, Vec<(i64, i64)>>,
 ) -> Result<Vec<Arc<LiveSegment>>> {
     let p = inner.config.partition_ns;
     let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
@@ -155,6 +162,11 @@ fn write_memtable(
     for (stream, sid, rows) in memtable.drain_sorted(|s| streams[s as usize].fields.as_slice()) {
         // Points without any field value are invisible to reads; nothing to store.
         let rows = rows.drop_empty_rows();
+        // Rows of an erased device (tombstones made after this memtable's writes) are not stored.
+        let rows = match erased.get(&sid) {
+            Some(ranges) => super::erase::remove_ranges(rows, ranges),
+            None => rows,
+        };
         if rows.is_empty() {
             continue;
         }

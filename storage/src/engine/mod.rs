@@ -7,8 +7,10 @@
 //! segment id or to save a manifest edit and swap the live segment list, so a long compaction never
 //! blocks a flush. Segments are kept in age order (`SegmentMeta::age`), see `compaction/mod.rs`.
 
+mod backup;
 mod compaction;
 mod config;
+mod erase;
 mod latest;
 mod maintenance;
 #[cfg(test)]
@@ -24,7 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
+pub use backup::{BackupSnapshot, SnapshotSegment};
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
+pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
 pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
 
@@ -99,6 +103,8 @@ struct State {
     limits: crate::limits::LimitState,
     /// Maintained rollups and their dirty windows (see `rollups.rs`).
     rollups: crate::rollup::RollupState,
+    /// Erases not yet physically complete (see `erase.rs`).
+    tombstones: erase::Tombstones,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +185,7 @@ impl Engine {
             recovery::checkpoint(&inner)?;
         }
         let inner = Arc::new(inner);
+        erase::after_open(&inner)?;
         let background = match inner.config.background {
             true => Some(maintenance::spawn_background(inner.clone())?),
             false => None,
@@ -250,6 +257,19 @@ impl Engine {
     /// decoded, so this answers "all points, a few columns" without reading the others.
     pub fn scan_rows(&self, req: &ScanRequest) -> Result<Vec<SeriesBatch>> {
         read::scan(&self.inner, req, ReadMode::Points)
+    }
+
+    /// Erases a device's data in `[start, end)` (in one database or all): reads stop returning it
+    /// when this returns, the erase is durable, and the next maintenance pass (background
+    /// compaction or [`Engine::compact`]) removes the rows from every segment (`erase.rs`).
+    pub fn erase_device(&self, req: &EraseRequest) -> Result<EraseReport> {
+        erase::erase(&self.inner, req)
+    }
+
+    /// A consistent copy of the data directory's state for a backup: MANIFEST, its segments (by
+    /// mapping), catalog log, the WAL up to this instant and the tombstone list (`backup.rs`).
+    pub fn backup_snapshot(&self) -> Result<BackupSnapshot> {
+        backup::snapshot(&self.inner)
     }
 
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.

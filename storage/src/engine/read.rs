@@ -36,6 +36,8 @@ struct SnapSeries {
     id: SeriesId,
     key: SeriesKey,
     mem: Vec<Rows>,
+    /// Erased ranges that apply to this series (`erase.rs`), for segments older than them.
+    cuts: Vec<super::erase::Cut>,
 }
 
 /// One consistent view of a stream for one read: the matched series with their memtable rows in
@@ -134,6 +136,11 @@ impl ReadSnapshot {
         Ok(Rows::concat(parts).map(|rows| self.batch(i, rows)))
     }
 
+    /// The erased ranges of series `i` that apply to segment `j` of the snapshot.
+    fn erased_in(&self, i: usize, j: usize) -> Vec<(i64, i64)> {
+        super::erase::segment_ranges(&self.series[i].cuts, self.segments[j].meta.seq)
+    }
+
     fn batch(&self, i: usize, rows: Rows) -> SeriesBatch {
         let s = &self.series[i];
         SeriesBatch {
@@ -221,13 +228,15 @@ impl SeriesCursor {
         let snap = &self.snap;
         let sid = snap.series[self.series].id;
         let segment = &snap.segments[j].segment;
+        let erased = snap.erased_in(self.series, j);
         let (first, last) = (snap.first, snap.last);
         for (bi, range) in segment.series_block_ranges(sid).into_iter().enumerate() {
             let (min, max) = range;
             if max < first || min > last {
                 continue;
             }
-            if min >= first && max <= last && use_stats(min, max) {
+            let whole = !super::erase::overlaps(&erased, min, max);
+            if whole && min >= first && max <= last && use_stats(min, max) {
                 let stats = segment.block_stats(sid, bi, &snap.fields)?;
                 if stats.iter().flatten().all(|s| !s.sum.is_nan()) {
                     out.push(SeriesPiece::Stats(BlockStats {
@@ -239,7 +248,7 @@ impl SeriesCursor {
                 }
             }
             let rows = segment.block_rows(sid, bi, &snap.fields)?;
-            let rows = rows.slice_time(first, last);
+            let rows = super::erase::remove_ranges(rows.slice_time(first, last), &erased);
             let rows = match snap.mode {
                 ReadMode::Values => rows.drop_empty_rows(),
                 ReadMode::Points => rows,
@@ -310,11 +319,12 @@ pub(super) fn snapshot(
         });
     }
     let field_ids: Vec<Option<usize>> = fields.iter().map(|(n, _)| meta.field_id(n)).collect();
-    let memtables: Vec<&crate::memtable::Memtable> = state
+    // With the WAL cut of frozen memtables (the active one is never covered by a tombstone).
+    let memtables: Vec<(&crate::memtable::Memtable, Option<u64>)> = state
         .frozen
         .iter()
-        .map(|f| f.memtable.as_ref())
-        .chain(std::iter::once(&state.active))
+        .map(|f| (f.memtable.as_ref(), Some(f.wal_cut)))
+        .chain(std::iter::once((&state.active, None)))
         .collect();
     // Positions of the requested fields among all of the stream's (for `Points`).
     let wanted: Vec<usize> = fields
@@ -338,11 +348,17 @@ pub(super) fn snapshot(
         {
             continue;
         }
+        let cuts = state.tombstones.cuts(&req.database, &key.device);
         let mem: Vec<Rows> = memtables
             .iter()
-            .filter_map(|m| match points {
-                true => memtable_part(m, sid, (first, last), &meta.fields, &wanted),
-                false => m.read(sid, first, last, &fields, &field_ids),
+            .filter_map(|(m, cut)| {
+                let rows = match points {
+                    true => memtable_part(m, sid, (first, last), &meta.fields, &wanted),
+                    false => m.read(sid, first, last, &fields, &field_ids),
+                }?;
+                let erased = cut.map(|c| super::erase::memtable_ranges(&cuts, c));
+                let rows = super::erase::remove_ranges(rows, erased.as_deref().unwrap_or(&[]));
+                (!rows.is_empty()).then_some(rows)
             })
             .collect();
         mem_bytes += mem.iter().map(rows_bytes).sum::<usize>();
@@ -350,6 +366,7 @@ pub(super) fn snapshot(
             id: sid,
             key: key.clone(),
             mem,
+            cuts,
         });
     }
     let segments = state
@@ -467,7 +484,9 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
         match source {
             Source::Segment(j) => {
                 let segment = &snap.segments[j].segment;
+                let erased = snap.erased_in(i, j);
                 if let Some(rows) = segment.read_series(sid, snap.first, snap.last, &snap.fields)? {
+                    let rows = super::erase::remove_ranges(rows, &erased);
                     parts.push(match marked {
                         // Segments hold only points with at least one value.
                         true => with_exists(rows, None),

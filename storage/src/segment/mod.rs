@@ -14,7 +14,7 @@ mod reader;
 mod writer;
 
 pub(crate) use reader::Segment;
-pub(crate) use writer::SegmentWriter;
+pub(crate) use writer::{SegmentWriter, WrittenSegment};
 
 /// Magic at the start of every segment file.
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";

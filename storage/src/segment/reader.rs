@@ -48,6 +48,11 @@ impl Segment {
         })
     }
 
+    /// The whole file as mapped.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
     /// Ids of the series stored, increasing.
     pub fn series_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
         self.series.iter().map(|s| s.series_id)

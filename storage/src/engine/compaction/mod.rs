@@ -39,6 +39,8 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
         .compaction_lock
         .lock()
         .map_err(|_| super::poisoned())?;
+    // Erased rows leave their segments before any merge could carry them on (`erase.rs`).
+    super::erase::purge(inner)?;
     let jobs = {
         let state = inner.read_state()?;
         let candidates = candidates(&state.segments, &state.broken);
