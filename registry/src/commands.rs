@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::error::{RegistryError, Result};
 use crate::registry::Registry;
-use crate::sync::now_ns;
 use crate::store::{IDENTITIES, StrTable, get_json, put_json};
+use crate::sync::now_ns;
 use crate::validate::validate_device_id;
 
 /// Commands: `{device}/{command id}` → [`Command`] (JSON).

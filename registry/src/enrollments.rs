@@ -11,7 +11,7 @@
 //! stored as issued (in the registry file, like IoT Hub DPS keeps its group keys); see
 //! `docs/security.md`.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -20,8 +20,8 @@ use crate::crypto::{ct_eq, generate_key, to_hex};
 use crate::error::{RegistryError, Result};
 use crate::model::{Attributes, Device, DeviceRegistration, NodeRef, RelationKind, Relationship};
 use crate::registry::Registry;
-use crate::sync::now_ns;
 use crate::store::{StrTable, get_json, put_json};
+use crate::sync::now_ns;
 use crate::validate::{validate_device_id, validate_id};
 
 /// Enrollment groups: id → [`EnrollmentRecord`] (JSON, holds the group key).
@@ -100,7 +100,7 @@ pub struct Provisioned {
 /// A device's key in enrollment group `group_key`: lowercase hex HMAC-SHA256(group key, id).
 pub fn derive_device_key(group_key: &str, device_id: &str) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(group_key.as_bytes())
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(group_key.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(device_id.as_bytes());
     to_hex(&mac.finalize().into_bytes())
@@ -191,7 +191,12 @@ impl Registry {
 
     /// Enables or disables a group (a disabled group refuses provisioning; devices already
     /// provisioned keep working).
-    pub fn set_enrollment_enabled(&self, actor: &str, id: &str, enabled: bool) -> Result<Enrollment> {
+    pub fn set_enrollment_enabled(
+        &self,
+        actor: &str,
+        id: &str,
+        enabled: bool,
+    ) -> Result<Enrollment> {
         let action = if enabled {
             "enrollment.enable"
         } else {
@@ -219,7 +224,9 @@ impl Registry {
     /// a device of that id registered with other credentials → [`RegistryError::Conflict`].
     pub fn provision(&self, enrollment: &str, device_id: &str, key: &str) -> Result<Provisioned> {
         let unauthorized = || RegistryError::Unauthorized(REFUSED.into());
-        let rec = self.enrollment_record(enrollment)?.ok_or_else(unauthorized)?;
+        let rec = self
+            .enrollment_record(enrollment)?
+            .ok_or_else(unauthorized)?;
         validate_device_id(device_id)?;
         let expected = derive_device_key(&rec.group_key, device_id);
         if !ct_eq(expected.as_bytes(), key.as_bytes()) {

@@ -70,9 +70,15 @@ fn device_plane_routes() -> Router<AppState> {
             "/api/v1/enrollments/{id}",
             get(enrollments::get).delete(enrollments::delete),
         )
-        .route("/api/v1/enrollments/{id}/disable", post(enrollments::disable))
+        .route(
+            "/api/v1/enrollments/{id}/disable",
+            post(enrollments::disable),
+        )
         .route("/api/v1/enrollments/{id}/enable", post(enrollments::enable))
-        .route("/api/v1/provision/{enrollment}", post(enrollments::provision))
+        .route(
+            "/api/v1/provision/{enrollment}",
+            post(enrollments::provision),
+        )
 }
 
 /// Devices, entities, relationships, models, tokens and the audit log.

@@ -564,6 +564,72 @@ mod tests {
         assert_eq!(s.out[4], 1);
     }
 
+    fn subscribe(s: &mut Session, filter: &str, qos: QoS) {
+        let mut sub = Subscribe::new(filter, qos);
+        sub.pkid = 7;
+        let mut b = BytesMut::new();
+        Packet::Subscribe(sub).write(&mut b, usize::MAX).unwrap();
+        s.process(&mut b, Instant::now());
+        assert!(s.take_subs_changed());
+        s.out.clear();
+    }
+
+    fn outgoing(key: &str, expires_ns: Option<i64>) -> Outgoing {
+        Outgoing {
+            key: key.into(),
+            topic: format!("devices/d1/commands/{key}"),
+            payload: b"{}".to_vec(),
+            expires_ns,
+        }
+    }
+
+    fn sent(s: &mut Session) -> Publish {
+        let mut out = std::mem::take(&mut s.out);
+        match Packet::read(&mut out, usize::MAX) {
+            Ok(Packet::Publish(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deliveries_wait_for_their_puback_and_never_expire_in_flight() {
+        let mut s = session(MqttConfig::default());
+        assert!(!s.deliver(&outgoing("a", None), 0), "no subscription yet");
+        subscribe(&mut s, "devices/d1/commands/#", QoS::AtLeastOnce);
+        assert!(s.deliver(&outgoing("a", Some(100)), 99));
+        let p = sent(&mut s);
+        assert_eq!((p.qos, p.pkid, p.dup), (QoS::AtLeastOnce, 1, false));
+        assert_eq!(p.topic, "devices/d1/commands/a");
+        assert!(!s.deliver(&outgoing("a", None), 0), "already in flight");
+        assert!(!s.deliver(&outgoing("b", Some(100)), 100), "expired");
+        assert!(s.out.is_empty());
+        let mut ack = BytesMut::new();
+        PubAck::new(1).write(&mut ack).unwrap();
+        s.process(&mut ack, Instant::now());
+        assert_eq!(s.take_delivered(), ["a"]);
+        // A second connection of a persistent session resends with the same packet id and DUP.
+        assert!(s.deliver(&outgoing("c", None), 0));
+        let parked = s.take_outstanding();
+        assert_eq!(parked.get("c"), Some(&2));
+        let mut next = session(MqttConfig::default());
+        next.resume(vec!["devices/d1/commands/#".into()], parked);
+        assert!(next.deliver(&outgoing("d", None), 0));
+        let d = sent(&mut next);
+        assert_ne!(d.pkid, 2, "the parked packet id stays reserved");
+        assert!(next.deliver(&outgoing("c", None), 0));
+        let c = sent(&mut next);
+        assert_eq!((c.pkid, c.dup), (2, true));
+    }
+
+    #[test]
+    fn qos0_subscriptions_count_as_delivered_when_written() {
+        let mut s = session(MqttConfig::default());
+        subscribe(&mut s, "devices/d1/commands/+", QoS::AtMostOnce);
+        assert!(s.deliver(&outgoing("a", None), 0));
+        assert_eq!(sent(&mut s).qos, QoS::AtMostOnce);
+        assert_eq!(s.take_delivered(), ["a"]);
+    }
+
     #[test]
     fn server_times_increase() {
         let mut s = session(MqttConfig::default());
