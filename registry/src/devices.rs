@@ -580,5 +580,5 @@ fn delete_device_records(txn: &WriteTransaction, id: &str) -> Result<()> {
         return Err(RegistryError::not_found("device", id));
     }
     mt.remove(id)?;
-    Ok(())
+    crate::commands::delete_device_commands(txn, id)
 }

@@ -36,6 +36,12 @@ pub enum RegistryError {
     /// Credentials are valid but do not grant the requested scope or resource.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The request conflicts with the object's state (e.g. cancelling a finished command).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A per-object limit is reached (e.g. a full command queue); retry later.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     /// The embedded database failed (I/O, corruption, undecodable record).
     #[error("registry storage error: {0}")]
     Storage(String),

@@ -16,9 +16,11 @@
 mod audit;
 mod auth;
 mod cache;
+mod commands;
 mod crypto;
 pub mod csv;
 mod devices;
+mod enrollments;
 mod entities;
 mod error;
 mod model;
@@ -31,7 +33,14 @@ mod tokens;
 mod topology;
 pub mod validate;
 
+pub use commands::{
+    COMMAND_RETENTION_NS, Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH,
+    DEFAULT_COMMAND_TTL_NS, MAX_COMMAND_PAYLOAD, MAX_COMMAND_TTL_NS, NewCommand,
+};
 pub use csv::{CsvRowError, parse_devices_csv};
+pub use enrollments::{
+    CreatedEnrollment, Enrollment, NewEnrollment, Provisioned, derive_device_key,
+};
 pub use error::{RegistryError, Result};
 pub use model::*;
 pub use registry::{REGISTRY_FILE, Registry, RegistryOptions};

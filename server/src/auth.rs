@@ -92,7 +92,8 @@ impl Principal {
 /// (deny by default); registry reads need `read`, registry changes `admin`.
 pub fn policy(method: &Method, route: &str) -> Access {
     match route {
-        "/health" | "/ping" => Access::Public,
+        // Authenticated by the device's derived key in the handler (docs/devices.md).
+        "/health" | "/ping" | "/api/v1/provision/{enrollment}" => Access::Public,
         "/api/v1/write"
         | "/write"
         | "/api/v2/write"
@@ -100,6 +101,16 @@ pub fn policy(method: &Method, route: &str) -> Access {
         "/api/v1/read" | "/api/v1/query" | "/api/v1/databases" | "/api/v1/streams"
         | "/api/v1/health" | "/metrics" => Access::Read,
         "/api/v1/flush" | "/api/v1/compact" | "/api/v1/audit" => Access::Admin,
+        // Device plane: devices fetch and acknowledge their commands; applications send and
+        // cancel them with `write`, read them with `read` (docs/devices.md).
+        "/api/v1/devices/{id}/commands/next" | "/api/v1/devices/{id}/commands/{cid}/ack" => {
+            Access::Write
+        }
+        "/api/v1/devices/{id}/commands" | "/api/v1/devices/{id}/commands/{cid}"
+            if method != Method::GET && method != Method::HEAD =>
+        {
+            Access::Write
+        }
         r if r == "/api/v1/tokens" || r.starts_with("/api/v1/tokens/") => Access::Admin,
         r if is_registry(r) && (method == Method::GET || method == Method::HEAD) => Access::Read,
         _ => Access::Admin,

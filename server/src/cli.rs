@@ -186,6 +186,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_MQTT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections_mqtt: u64,
 
+    /// Most open (queued, or delivered and awaiting acknowledgement) cloud-to-device commands
+    /// per device; a further `POST /api/v1/devices/{id}/commands` answers 429 (docs/devices.md).
+    #[arg(long, env = "STRATA_COMMAND_QUEUE_DEPTH", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub command_queue_depth: u64,
+
     /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_flight: u64,

@@ -121,6 +121,8 @@ fn registry_status(e: &RegistryError) -> StatusCode {
         RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
         RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        RegistryError::Conflict(_) => StatusCode::CONFLICT,
+        RegistryError::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -18,6 +18,7 @@ mod listen;
 pub mod logging;
 mod metrics;
 mod mqtt;
+mod plane;
 mod precision;
 mod query;
 mod read;

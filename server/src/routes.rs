@@ -45,6 +45,42 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The device plane: cloud-to-device commands and provisioning (`docs/devices.md`).
+fn device_plane_routes() -> Router<AppState> {
+    use api::{commands, enrollments};
+    Router::new()
+        .route(
+            "/api/v1/devices/{id}/commands",
+            get(commands::list).post(commands::create),
+        )
+        .route("/api/v1/devices/{id}/commands/next", get(commands::next))
+        .route(
+            "/api/v1/devices/{id}/commands/{cid}",
+            get(commands::get).delete(commands::cancel),
+        )
+        .route(
+            "/api/v1/devices/{id}/commands/{cid}/ack",
+            post(commands::ack),
+        )
+        .route(
+            "/api/v1/enrollments",
+            get(enrollments::list).post(enrollments::create),
+        )
+        .route(
+            "/api/v1/enrollments/{id}",
+            get(enrollments::get).delete(enrollments::delete),
+        )
+        .route(
+            "/api/v1/enrollments/{id}/disable",
+            post(enrollments::disable),
+        )
+        .route("/api/v1/enrollments/{id}/enable", post(enrollments::enable))
+        .route(
+            "/api/v1/provision/{enrollment}",
+            post(enrollments::provision),
+        )
+}
+
 /// Devices, entities, relationships, models, tokens and the audit log.
 fn registry_routes() -> Router<AppState> {
     use api::{audit, devices, entities, models, tokens};
@@ -101,5 +137,6 @@ fn registry_routes() -> Router<AppState> {
             get(tokens::get).delete(tokens::revoke),
         )
         .route("/api/v1/audit", get(audit::list))
+        .merge(device_plane_routes())
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }

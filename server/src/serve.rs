@@ -16,6 +16,7 @@ use strata_query::QueryEngine;
 
 use crate::cli::{MqttListener, ServeArgs, durability_name};
 use crate::mqtt::{RegistryAuthenticator, watch_revocations};
+use crate::plane::RegistryChannel;
 use crate::routes::router;
 use crate::state::AppState;
 use crate::tls::issue::CertIssuer;
@@ -83,8 +84,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         schemas: Some(state.schemas.clone()),
         max_connections: usize::try_from(args.max_connections_mqtt).unwrap_or(usize::MAX),
         device_tags: args.device_tags.clone(),
+        channel: Some(Arc::new(RegistryChannel::new(registry.clone()))),
         ..MqttConfig::default()
     };
+    state
+        .plane
+        .set_queue_depth(usize::try_from(args.command_queue_depth).unwrap_or(usize::MAX));
+    state
+        .plane
+        .start_sweeper()
+        .context("cannot start the command sweeper")?;
     let mqtt = start_mqtt(
         args.mqtt_listener(),
         mqtts,
@@ -217,6 +226,7 @@ async fn start_mqtt(
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
     let mqtt =
         MqttServer::new(config, engine.clone(), auth).context("cannot start the MQTT endpoint")?;
+    state.plane.attach_mqtt(mqtt.clone());
     state.metrics.attach_mqtt("mqtt", mqtt.clone());
     state
         .metrics
@@ -224,6 +234,7 @@ async fn start_mqtt(
     watch_revocations(registry, mqtt.clone()).context("cannot watch registry revocations")?;
     if let Some(listener) = plain {
         let local = listener.local_addr().context("no local MQTT address")?;
+        state.plane.set_mqtt_port(local.port());
         let serving = mqtt.clone();
         tokio::spawn(async move {
             if let Err(e) = serving.serve(listener).await {

@@ -10,6 +10,7 @@ use strata_registry::Registry;
 use strata_storage::{Engine, RecoveryReport};
 
 use crate::metrics::Metrics;
+use crate::plane::DevicePlane;
 use crate::validation::ModelSchemas;
 
 /// Cheaply clonable handle passed to every handler.
@@ -42,6 +43,8 @@ pub struct Inner {
     pub schemas: Arc<ModelSchemas>,
     /// The write pipeline every transport hands its decoded batches to.
     pub pipeline: Pipeline,
+    /// The device plane: wake-ups of devices' MQTT sessions and long-polls (commands).
+    pub plane: Arc<DevicePlane>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
         let schemas = ModelSchemas::new(registry.clone());
         let admission = Admission::new(device_database, Some(schemas.clone() as _));
         let pipeline = Pipeline::new(engine.clone(), admission);
+        let plane = Arc::new(DevicePlane::new(registry.clone()));
         let inner = Inner {
             engine,
             registry,
@@ -71,6 +75,7 @@ impl AppState {
             started: Instant::now(),
             schemas,
             pipeline,
+            plane,
         };
         AppState {
             inner: Arc::new(inner),

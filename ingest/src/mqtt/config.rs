@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use strata_storage::DEFAULT_DATABASE;
 
+use super::channel::DeviceChannel;
 use crate::json::IntegerMode;
 use crate::line_protocol::Precision;
 use crate::validate::SchemaSource;
@@ -68,6 +69,10 @@ pub struct MqttConfig {
     /// Where each device's model schema is found; messages are validated against it
     /// (`crate::validate`). `None` (the default): no validation.
     pub schemas: Option<Arc<dyn SchemaSource>>,
+    /// The device plane: QoS 1 deliveries (commands), control topics and persistent sessions.
+    /// `None` (the default): devices may subscribe but nothing is delivered, and control
+    /// publishes are refused like any non-telemetry topic.
+    pub channel: Option<Arc<dyn DeviceChannel>>,
 }
 
 impl Default for MqttConfig {
@@ -91,6 +96,7 @@ impl Default for MqttConfig {
             line_protocol_precision: Precision::Nanoseconds,
             device_tags: vec!["device".into()],
             schemas: None,
+            channel: None,
         }
     }
 }

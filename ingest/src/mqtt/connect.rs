@@ -87,11 +87,16 @@ fn codec_error(e: &CodecError) -> Opening {
     }
 }
 
-/// The bytes of a CONNACK (session present is always false: no session state is kept).
+/// The bytes of a refusing CONNACK (session present false).
 pub(crate) fn connack(code: ConnectReturnCode) -> BytesMut {
+    connack_session(code, false)
+}
+
+/// The bytes of a CONNACK with the session-present flag.
+pub(crate) fn connack_session(code: ConnectReturnCode, session_present: bool) -> BytesMut {
     let mut out = BytesMut::with_capacity(4);
     // Writing a fixed-size CONNACK into a buffer cannot fail.
-    let _ = ConnAck::new(code, false).write(&mut out);
+    let _ = ConnAck::new(code, session_present).write(&mut out);
     out
 }
 

@@ -4,6 +4,7 @@
 //! flight per connection, so PUBACKs leave in order), writes PUBACKs once the commit returned,
 //! and enforces keep-alive, rate pauses and server signals.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -11,13 +12,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::{Connect, ConnectReturnCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::auth::{AuthFailure, ClientCertificate};
+use super::channel::{InboundError, Outgoing};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
-use super::connect::{Opening, connack, read_opening};
-use super::session::{Close, Session};
+use super::connect::{Opening, connack, connack_session, read_opening};
+use super::session::{Close, Control, Session};
 use super::shared::{Shared, Signal};
 use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
@@ -62,7 +64,7 @@ where
     let Some(device) = authenticate(shared, &mut io, &connect, certificate).await else {
         return;
     };
-    let Some((id, signal)) = shared.register(&device) else {
+    let Some((id, signal, outbox)) = shared.register(&device) else {
         refuse(
             &mut io,
             counters,
@@ -74,9 +76,11 @@ where
     };
     add(&counters.sessions_started, 1);
     let _session = Gauge::open(&counters.sessions_open);
+    let persistent = !connect.clean_session;
+    let resumed = open_session(shared, &device, persistent).await;
     if write_bytes(
         &mut io,
-        &connack(ConnectReturnCode::Success),
+        &connack_session(ConnectReturnCode::Success, resumed.is_some()),
         shared.env.config.write_timeout,
     )
     .await
@@ -86,11 +90,15 @@ where
             0 => shared.env.config.default_keep_alive,
             s => Duration::from_secs(u64::from(s)),
         };
-        let session = Session::new(
+        let mut session = Session::new(
             shared.env.clone(),
             device.clone(),
             std::time::Instant::now(),
         );
+        let want_fetch = resumed.as_ref().is_some_and(|s| !s.is_empty());
+        if let Some(subscriptions) = resumed {
+            session.resume(subscriptions, shared.unpark(&device));
+        }
         let mut conn = Conn {
             shared,
             io,
@@ -101,10 +109,38 @@ where
             signal,
             idle_limit: keep_alive.mul_f64(1.5),
             last_seen: Instant::now(),
+            outbox,
+            persistent,
+            want_fetch,
+            fetch: None,
+            to_mark: Vec::new(),
+            marking: HashSet::new(),
         };
         conn.run().await;
+        conn.mark_remaining();
+        if persistent {
+            shared.park(&device, conn.session.take_outstanding());
+        }
     }
     shared.unregister(&device, id);
+}
+
+/// Opens the device plane's side of a session: for a persistent session (clean session = 0),
+/// the stored subscriptions (`Some`, possibly empty, when a session was stored: CONNACK's
+/// session-present flag); a clean session forgets any stored one.
+async fn open_session(shared: &Shared, device: &str, persistent: bool) -> Option<Vec<String>> {
+    let channel = shared.env.config.channel.clone()?;
+    let device = device.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let stored = channel.load_session(&device);
+        if !persistent && stored.is_some() {
+            channel.save_session(&device, None);
+        }
+        stored.filter(|_| persistent)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Reads the CONNECT; answers and returns `None` when the connection cannot go on.
@@ -269,6 +305,20 @@ struct Conn<'a, S> {
     signal: watch::Receiver<Signal>,
     idle_limit: Duration,
     last_seen: Instant,
+    /// Woken when messages wait for the device ([`Shared::notify`]).
+    outbox: Arc<Notify>,
+    /// Clean session = 0: subscriptions are stored, unacknowledged deliveries kept.
+    persistent: bool,
+    /// Fetch the messages waiting for the device as soon as no fetch is running.
+    want_fetch: bool,
+    /// The running outbox task: marks acknowledged deliveries, then (if asked) fetches what
+    /// waits. Answers the keys it marked and the messages fetched.
+    fetch: Option<oneshot::Receiver<(Vec<String>, Vec<Outgoing>)>>,
+    /// Keys acknowledged by the device, not yet handed to an outbox task.
+    to_mark: Vec<String>,
+    /// Keys acknowledged by the device whose marking has not completed: a fetch that read the
+    /// store before the marking must not send them again.
+    marking: HashSet<String>,
 }
 
 /// How a flush ended.
@@ -288,6 +338,10 @@ enum Event {
     Read(std::io::Result<usize>),
     Idle,
     Resume,
+    /// Something waits for the device.
+    Notified,
+    /// The outbox task finished.
+    Outbox(Option<(Vec<String>, Vec<Outgoing>)>),
 }
 
 impl<S> Conn<'_, S>
@@ -314,7 +368,9 @@ where
                     self.rbuf = BytesMut::with_capacity(READ_BUFFER);
                 }
             }
+            self.after_packets();
             self.submit();
+            self.start_outbox();
             if !self.flush().await {
                 return;
             }
@@ -341,12 +397,127 @@ where
         }
     }
 
+    /// Picks up what the packets just handled changed for the device plane: deliveries the
+    /// device acknowledged, and subscriptions (stored for a persistent session; a new
+    /// subscription may match messages already waiting).
+    fn after_packets(&mut self) {
+        let delivered = self.session.take_delivered();
+        self.marking.extend(delivered.iter().cloned());
+        self.to_mark.extend(delivered);
+        if !self.session.take_subs_changed() {
+            return;
+        }
+        self.want_fetch = true;
+        if let (true, Some(channel)) = (self.persistent, self.shared.env.config.channel.clone()) {
+            let device = self.session.device().to_owned();
+            let subscriptions = self.session.subscriptions().to_vec();
+            // Stored in the background, within milliseconds of the SUBACK.
+            tokio::task::spawn_blocking(move || {
+                channel.save_session(&device, Some(&subscriptions));
+            });
+        }
+    }
+
+    /// Starts the outbox task when acknowledged deliveries wait to be marked or a fetch is due.
+    fn start_outbox(&mut self) {
+        if self.fetch.is_some() {
+            return;
+        }
+        let Some(channel) = self.shared.env.config.channel.clone() else {
+            self.want_fetch = false;
+            return;
+        };
+        let fetch = self.closing.is_none()
+            && std::mem::take(&mut self.want_fetch)
+            && !self.session.subscriptions().is_empty();
+        if !fetch && self.to_mark.is_empty() {
+            return;
+        }
+        let marks = std::mem::take(&mut self.to_mark);
+        let device = self.session.device().to_owned();
+        let (tx, rx) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            for key in &marks {
+                channel.delivered(&device, key);
+            }
+            let due = if fetch {
+                channel.pending(&device)
+            } else {
+                Vec::new()
+            };
+            let _ = tx.send((marks, due));
+        });
+        self.fetch = Some(rx);
+    }
+
+    /// Marks the deliveries acknowledged just before the connection ended.
+    fn mark_remaining(&mut self) {
+        let mut marks = std::mem::take(&mut self.to_mark);
+        marks.extend(self.session.take_delivered());
+        if let (false, Some(channel)) = (marks.is_empty(), self.shared.env.config.channel.clone()) {
+            let device = self.session.device().to_owned();
+            tokio::task::spawn_blocking(move || {
+                for key in &marks {
+                    channel.delivered(&device, key);
+                }
+            });
+        }
+    }
+
+    /// Sends what the outbox task fetched.
+    fn outbox_done(&mut self, done: Option<(Vec<String>, Vec<Outgoing>)>) {
+        self.fetch = None;
+        let Some((marked, due)) = done else {
+            return;
+        };
+        for key in &marked {
+            self.marking.remove(key);
+        }
+        let now = crate::line_protocol::now_nanos();
+        for msg in &due {
+            if !self.marking.contains(&msg.key) {
+                self.session.deliver(msg, now);
+            }
+        }
+        self.after_packets();
+    }
+
+    /// Hands a control publish (received after every pending telemetry message was committed)
+    /// to the device channel; its PUBACK leaves once the channel has stored it.
+    fn submit_control(&mut self, control: Control) {
+        let Some(channel) = self.shared.env.config.channel.clone() else {
+            return;
+        };
+        let device = self.session.device().to_owned();
+        let (reply, rx) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let outcome = match channel.inbound(&device, &control.topic, &control.payload) {
+                Ok(()) => Ok(Vec::new()),
+                Err(InboundError::Refused(message)) => {
+                    tracing::warn!(device, topic = control.topic, %message, "mqtt control message refused");
+                    Ok(Vec::new())
+                }
+                Err(InboundError::Unavailable(message)) => Err(CommitFailure {
+                    index: 0,
+                    reason: RejectReason::Storage,
+                    message,
+                }),
+            };
+            let _ = reply.send(outcome);
+        });
+        let charge = PendingCharge::new(self.shared.env.counters.clone());
+        self.inflight = Some((rx, vec![control.ack], charge));
+    }
+
     /// Hands waiting messages to the committer when no commit is in flight.
     fn submit(&mut self) {
         if self.inflight.is_some() {
             return;
         }
         let Some((batches, acks, charge)) = self.session.take_pending() else {
+            if let Some(control) = self.session.take_control() {
+                self.submit_control(control);
+            }
             return;
         };
         let (reply, rx) = oneshot::channel();
@@ -440,6 +611,13 @@ where
                 message: "the commit pipeline stopped".into(),
             }))),
             read = read_some(&mut self.io, &mut self.rbuf), if can_read => Event::Read(read),
+            done = async {
+                match &mut self.fetch {
+                    Some(rx) => rx.await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => Event::Outbox(done),
+            () = self.outbox.notified(), if self.closing.is_none() => Event::Notified,
             // While a commit is in flight the client may be waiting for our PUBACKs: its
             // silence is not idleness.
             () = sleep_until(idle_at), if can_read && self.inflight.is_none() => Event::Idle,
@@ -479,6 +657,14 @@ where
                 true
             }
             Event::Resume => true,
+            Event::Notified => {
+                self.want_fetch = true;
+                true
+            }
+            Event::Outbox(done) => {
+                self.outbox_done(done);
+                true
+            }
         }
     }
 

@@ -24,6 +24,7 @@
 mod auth;
 mod bridge;
 mod bucket;
+mod channel;
 mod commit;
 mod config;
 mod connect;
@@ -43,6 +44,7 @@ pub use auth::{
     certificate_credentials, connect_credentials,
 };
 pub use bridge::{Bridge, BridgeConfig, BridgeConfigError, BridgeError, BridgeRoute, BridgeStats};
+pub use channel::{DeviceChannel, InboundError, Outgoing, filter_matches};
 pub use config::{MqttConfig, RateLimit};
 pub use limit::{ConnectionLimit, Establish, LimitedIo, Slot};
 pub use payload::is_json;

@@ -174,6 +174,17 @@ impl MqttServer {
         self.shared.revoke(device)
     }
 
+    /// Tells the open session of `device`, if any, that messages wait for it (the session
+    /// fetches them from its [`DeviceChannel`](super::DeviceChannel)); whether one is open.
+    pub fn notify(&self, device: &str) -> bool {
+        self.shared.notify(device)
+    }
+
+    /// Whether `device` has an open session.
+    pub fn is_connected(&self, device: &str) -> bool {
+        self.shared.is_open(device)
+    }
+
     /// Devices with an open session, sorted.
     pub fn connected_devices(&self) -> Vec<String> {
         self.shared.devices()

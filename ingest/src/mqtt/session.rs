@@ -3,11 +3,12 @@
 //! decoded messages waiting for a group commit, and decides when the connection must close.
 //! The async connection loop (`connection.rs`) and the fuzz entry point drive it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::{
     Error as CodecError, Packet, PingResp, PubAck, Publish, QoS, SubAck, Subscribe,
     SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -15,6 +16,7 @@ use rumqttc::{
 use strata_storage::WriteBatch;
 
 use super::bucket::TokenBucket;
+use super::channel::{Outgoing, filter_matches};
 use super::config::MqttConfig;
 use super::payload::{self, PayloadOptions};
 use super::stats::{Counters, PendingCharge, RejectReason, add};
@@ -68,6 +70,18 @@ pub(crate) enum Close {
 /// payload bytes they hold (counted until the commit is over).
 pub(crate) type Pending = (Vec<WriteBatch>, Vec<Option<u16>>, PendingCharge);
 
+/// A publish on a control topic (e.g. a command acknowledgement), handed to the device channel
+/// by the connection once the telemetry received before it is committed.
+#[derive(Debug, Clone)]
+pub(crate) struct Control {
+    /// The topic.
+    pub(crate) topic: String,
+    /// The payload.
+    pub(crate) payload: Bytes,
+    /// The PUBACK it is owed (QoS 1).
+    pub(crate) ack: Option<u16>,
+}
+
 /// The state of one session.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -77,6 +91,16 @@ pub(crate) struct Session {
     acks: Vec<Option<u16>>,
     pending: PendingCharge,
     subscriptions: Vec<String>,
+    sub_qos: Vec<QoS>,
+    subs_changed: bool,
+    control: Option<Control>,
+    /// QoS 1 deliveries not yet acknowledged: packet id → key.
+    outstanding: HashMap<u16, String>,
+    /// Keys of deliveries a previous connection of this persistent session left unacknowledged,
+    /// with their packet ids (resent with the DUP flag).
+    parked: HashMap<String, u16>,
+    next_pkid: u16,
+    delivered: Vec<String>,
     bucket: Option<TokenBucket>,
     last_time: i64,
     throttle_until: Option<Instant>,
@@ -96,6 +120,13 @@ impl Session {
             acks: Vec::new(),
             pending,
             subscriptions: Vec::new(),
+            sub_qos: Vec::new(),
+            subs_changed: false,
+            control: None,
+            outstanding: HashMap::new(),
+            parked: HashMap::new(),
+            next_pkid: 0,
+            delivered: Vec::new(),
             bucket,
             last_time: i64::MIN,
             throttle_until: None,
@@ -123,7 +154,8 @@ impl Session {
     pub(crate) fn pending_full(&self) -> bool {
         let config = &self.env.config;
         let total = self.env.counters.pending_bytes.load(Ordering::Relaxed);
-        self.batches.len() >= config.max_pending_messages.max(1)
+        self.control.is_some()
+            || self.batches.len() >= config.max_pending_messages.max(1)
             || self.pending.bytes() >= config.max_pending_bytes as u64
             || (!self.batches.is_empty() && total >= config.max_total_pending_bytes as u64)
     }
@@ -188,8 +220,13 @@ impl Session {
                 None
             }
             Packet::Disconnect => Some(Close::Graceful),
-            // The server never publishes at QoS 1 yet; a stray PUBACK is harmless.
-            Packet::PubAck(_) => None,
+            Packet::PubAck(ack) => {
+                // A PUBACK for nothing outstanding (e.g. a resend's second ack) is harmless.
+                if let Some(key) = self.outstanding.remove(&ack.pkid) {
+                    self.delivered.push(key);
+                }
+                None
+            }
             Packet::Connect(_) => Some(violation("a second CONNECT on the connection")),
             Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
                 Some(violation("QoS 2 packets are not supported"))
@@ -212,6 +249,19 @@ impl Session {
                 RejectReason::Retain,
                 "retained messages are not supported".into(),
             ));
+        }
+        if let Some(channel) = &self.env.config.channel
+            && topic::below_device(&p.topic, &self.device)
+            && channel.accepts(&self.device, &p.topic)
+        {
+            self.count(&p);
+            let ack = (p.qos == QoS::AtLeastOnce).then_some(p.pkid);
+            self.control = Some(Control {
+                topic: p.topic,
+                payload: p.payload,
+                ack,
+            });
+            return None;
         }
         let stream = match topic::telemetry_stream(&p.topic, &self.device) {
             Ok(s) => s.unwrap_or(&self.env.config.default_stream).to_owned(),
@@ -296,9 +346,14 @@ impl Session {
                     QoS::AtLeastOnce
                 };
                 codes.push(SubscribeReasonCode::Success(qos));
-                if !known {
-                    self.subscriptions.push(f.path);
+                match self.subscriptions.iter().position(|s| *s == f.path) {
+                    Some(i) => self.sub_qos[i] = qos,
+                    None => {
+                        self.subscriptions.push(f.path);
+                        self.sub_qos.push(qos);
+                    }
                 }
+                self.subs_changed = true;
             } else {
                 self.env.counters.reject(RejectReason::SubscribeDenied);
                 codes.push(SubscribeReasonCode::Failure);
@@ -308,8 +363,105 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, u: Unsubscribe) {
-        self.subscriptions.retain(|s| !u.topics.contains(s));
+        let before = self.subscriptions.len();
+        let mut i = 0;
+        while i < self.subscriptions.len() {
+            if u.topics.contains(&self.subscriptions[i]) {
+                self.subscriptions.remove(i);
+                self.sub_qos.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.subs_changed |= self.subscriptions.len() != before;
         let _ = UnsubAck::new(u.pkid).write(&mut self.out);
+    }
+
+    /// Resumes a persistent session: its subscriptions (granted QoS 1) and the deliveries the
+    /// previous connection left unacknowledged.
+    pub(crate) fn resume(&mut self, subscriptions: Vec<String>, parked: HashMap<String, u16>) {
+        self.sub_qos = vec![QoS::AtLeastOnce; subscriptions.len()];
+        self.subscriptions = subscriptions;
+        self.parked = parked;
+    }
+
+    /// Takes the flag set when the subscriptions changed.
+    pub(crate) fn take_subs_changed(&mut self) -> bool {
+        std::mem::take(&mut self.subs_changed)
+    }
+
+    /// Takes the control publish waiting, if any.
+    pub(crate) fn take_control(&mut self) -> Option<Control> {
+        self.control.take()
+    }
+
+    /// Takes the keys of the deliveries the device acknowledged.
+    pub(crate) fn take_delivered(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.delivered)
+    }
+
+    /// The deliveries not yet acknowledged, by key (kept for the next connection of a
+    /// persistent session).
+    pub(crate) fn take_outstanding(&mut self) -> HashMap<String, u16> {
+        let mut out: HashMap<String, u16> = std::mem::take(&mut self.parked);
+        out.extend(self.outstanding.drain().map(|(pkid, key)| (key, pkid)));
+        out
+    }
+
+    /// Whether the message `key` is sent and waiting for its PUBACK.
+    pub(crate) fn is_outstanding(&self, key: &str) -> bool {
+        self.outstanding.values().any(|k| k == key)
+    }
+
+    /// Publishes `msg` to the device if a subscription matches its topic and it has not expired
+    /// at `now_ns`: at QoS 1 (the PUBACK reports it delivered) when the matching subscription
+    /// was granted QoS 1, else at QoS 0 (then counted delivered at once). Returns whether it was
+    /// written.
+    pub(crate) fn deliver(&mut self, msg: &Outgoing, now_ns: i64) -> bool {
+        if msg.expires_ns.is_some_and(|e| now_ns >= e) || self.is_outstanding(&msg.key) {
+            return false;
+        }
+        let granted = self
+            .subscriptions
+            .iter()
+            .zip(&self.sub_qos)
+            .filter(|(f, _)| filter_matches(f, &msg.topic))
+            .map(|(_, q)| *q)
+            .max_by_key(|q| *q as u8);
+        let Some(qos) = granted else {
+            return false;
+        };
+        let mut publish = Publish::new(msg.topic.as_str(), qos, msg.payload.clone());
+        if qos == QoS::AtLeastOnce {
+            let (pkid, dup) = match self.parked.remove(&msg.key) {
+                Some(p) if !self.outstanding.contains_key(&p) => (p, true),
+                _ => match self.free_pkid() {
+                    Some(p) => (p, false),
+                    None => return false,
+                },
+            };
+            publish.pkid = pkid;
+            publish.dup = dup;
+            self.outstanding.insert(pkid, msg.key.clone());
+        } else {
+            self.delivered.push(msg.key.clone());
+        }
+        let _ = Packet::Publish(publish).write(&mut self.out, usize::MAX);
+        add(&self.env.counters.deliveries_sent, 1);
+        true
+    }
+
+    /// A packet id not in use by an outstanding delivery.
+    fn free_pkid(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.outstanding.contains_key(&self.next_pkid)
+                && !self.parked.values().any(|p| *p == self.next_pkid)
+            {
+                return Some(self.next_pkid);
+            }
+        }
+        None
     }
 }
 
@@ -410,6 +562,72 @@ mod tests {
         s.out.clear();
         s.process(&mut again, Instant::now());
         assert_eq!(s.out[4], 1);
+    }
+
+    fn subscribe(s: &mut Session, filter: &str, qos: QoS) {
+        let mut sub = Subscribe::new(filter, qos);
+        sub.pkid = 7;
+        let mut b = BytesMut::new();
+        Packet::Subscribe(sub).write(&mut b, usize::MAX).unwrap();
+        s.process(&mut b, Instant::now());
+        assert!(s.take_subs_changed());
+        s.out.clear();
+    }
+
+    fn outgoing(key: &str, expires_ns: Option<i64>) -> Outgoing {
+        Outgoing {
+            key: key.into(),
+            topic: format!("devices/d1/commands/{key}"),
+            payload: b"{}".to_vec(),
+            expires_ns,
+        }
+    }
+
+    fn sent(s: &mut Session) -> Publish {
+        let mut out = std::mem::take(&mut s.out);
+        match Packet::read(&mut out, usize::MAX) {
+            Ok(Packet::Publish(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deliveries_wait_for_their_puback_and_never_expire_in_flight() {
+        let mut s = session(MqttConfig::default());
+        assert!(!s.deliver(&outgoing("a", None), 0), "no subscription yet");
+        subscribe(&mut s, "devices/d1/commands/#", QoS::AtLeastOnce);
+        assert!(s.deliver(&outgoing("a", Some(100)), 99));
+        let p = sent(&mut s);
+        assert_eq!((p.qos, p.pkid, p.dup), (QoS::AtLeastOnce, 1, false));
+        assert_eq!(p.topic, "devices/d1/commands/a");
+        assert!(!s.deliver(&outgoing("a", None), 0), "already in flight");
+        assert!(!s.deliver(&outgoing("b", Some(100)), 100), "expired");
+        assert!(s.out.is_empty());
+        let mut ack = BytesMut::new();
+        PubAck::new(1).write(&mut ack).unwrap();
+        s.process(&mut ack, Instant::now());
+        assert_eq!(s.take_delivered(), ["a"]);
+        // A second connection of a persistent session resends with the same packet id and DUP.
+        assert!(s.deliver(&outgoing("c", None), 0));
+        let parked = s.take_outstanding();
+        assert_eq!(parked.get("c"), Some(&2));
+        let mut next = session(MqttConfig::default());
+        next.resume(vec!["devices/d1/commands/#".into()], parked);
+        assert!(next.deliver(&outgoing("d", None), 0));
+        let d = sent(&mut next);
+        assert_ne!(d.pkid, 2, "the parked packet id stays reserved");
+        assert!(next.deliver(&outgoing("c", None), 0));
+        let c = sent(&mut next);
+        assert_eq!((c.pkid, c.dup), (2, true));
+    }
+
+    #[test]
+    fn qos0_subscriptions_count_as_delivered_when_written() {
+        let mut s = session(MqttConfig::default());
+        subscribe(&mut s, "devices/d1/commands/+", QoS::AtMostOnce);
+        assert!(s.deliver(&outgoing("a", None), 0));
+        assert_eq!(sent(&mut s).qos, QoS::AtMostOnce);
+        assert_eq!(s.take_delivered(), ["a"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::auth::DeviceAuthenticator;
 use super::commit::Committer;
@@ -32,6 +32,7 @@ pub(crate) enum Signal {
 struct Entry {
     id: u64,
     signal: watch::Sender<Signal>,
+    outbox: Arc<Notify>,
 }
 
 tokio::task_local! {
@@ -69,6 +70,9 @@ pub(crate) struct Shared {
     /// The cap on open connections (`MqttConfig::max_connections`).
     pub(crate) limit: ConnectionLimit,
     revocations: Mutex<Revocations>,
+    /// Unacknowledged deliveries of persistent sessions between connections: device → key →
+    /// packet id.
+    parked: Mutex<HashMap<String, HashMap<String, u16>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -97,6 +101,7 @@ impl Shared {
             shutdown,
             limit,
             revocations: Mutex::new(Revocations::default()),
+            parked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -136,15 +141,69 @@ impl Shared {
         ids
     }
 
+    /// Wakes the session of `device` to fetch the messages waiting for it; whether one is open.
+    pub(crate) fn notify(&self, device: &str) -> bool {
+        let outbox = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(device).map(|e| e.outbox.clone()));
+        match outbox {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `device` has an open session.
+    pub(crate) fn is_open(&self, device: &str) -> bool {
+        self.sessions
+            .lock()
+            .map(|s| s.contains_key(device))
+            .unwrap_or(false)
+    }
+
+    /// Keeps the unacknowledged deliveries of a persistent session for its next connection.
+    pub(crate) fn park(&self, device: &str, outstanding: HashMap<String, u16>) {
+        if let Ok(mut p) = self.parked.lock() {
+            if outstanding.is_empty() {
+                p.remove(device);
+            } else {
+                p.insert(device.to_owned(), outstanding);
+            }
+        }
+    }
+
+    /// Takes what [`Shared::park`] kept for `device`.
+    pub(crate) fn unpark(&self, device: &str) -> HashMap<String, u16> {
+        self.parked
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(device))
+            .unwrap_or_default()
+    }
+
     /// Registers a session of `device`, closing the one it replaces. `None` during shutdown.
-    pub(crate) fn register(&self, device: &str) -> Option<(u64, watch::Receiver<Signal>)> {
+    /// Returns the session's id, its signal and the notifier of its outbox.
+    pub(crate) fn register(
+        &self,
+        device: &str,
+    ) -> Option<(u64, watch::Receiver<Signal>, Arc<Notify>)> {
         if *self.shutdown.borrow() {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Signal::Run);
+        let outbox = Arc::new(Notify::new());
+        let entry = Entry {
+            id,
+            signal: tx,
+            outbox: outbox.clone(),
+        };
         let mut sessions = self.sessions.lock().ok()?;
-        if let Some(old) = sessions.insert(device.to_owned(), Entry { id, signal: tx }) {
+        if let Some(old) = sessions.insert(device.to_owned(), entry) {
             let _ = old.signal.send(Signal::TakenOver);
         }
         drop(sessions);
@@ -161,7 +220,7 @@ impl Shared {
             return None;
         }
         let _ = ACCEPTED.try_with(|(slot, _)| slot.establish());
-        Some((id, rx))
+        Some((id, rx, outbox))
     }
 
     /// The sequence number of a revocation of `device` after `seq`, if any.

@@ -207,6 +207,7 @@ pub(crate) struct Counters {
     pub(crate) messages_throttled: AtomicU64,
     pub(crate) pending_bytes: AtomicU64,
     pub(crate) rows_flagged: AtomicU64,
+    pub(crate) deliveries_sent: AtomicU64,
     rejects: [AtomicU64; RejectReason::ALL.len()],
 }
 

@@ -56,6 +56,15 @@ pub fn telemetry_stream<'t>(topic: &'t str, device: &str) -> Result<Option<&'t s
     Ok(stream)
 }
 
+/// Whether `topic` is a concrete topic (no wildcards) below `devices/{device}/`.
+pub fn below_device(topic: &str, device: &str) -> bool {
+    topic
+        .strip_prefix("devices/")
+        .and_then(|r| r.strip_prefix(device))
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty() && !topic.contains(['+', '#']))
+}
+
 /// One topic level usable as a stream name.
 fn is_stream_level(s: &str) -> bool {
     !s.is_empty()

@@ -4,7 +4,9 @@
 
 pub mod audit;
 pub mod bulk;
+pub mod commands;
 pub mod devices;
+pub mod enrollments;
 pub mod entities;
 pub mod models;
 pub mod telemetry;

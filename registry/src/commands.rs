@@ -1,0 +1,662 @@
+//! Cloud-to-device command inbox: one durable queue per device in the `commands` table (key
+//! `{device}/{command id}`, ids grow with enqueue time, so a prefix range is the device's queue in
+//! order), with a depth limit, a time-to-live, and the states
+//! `queued → delivered → completed | rejected`, `queued | delivered → expired | cancelled`.
+//! Every change is one committed (fsynced) redb transaction, so a command accepted by
+//! [`Registry::enqueue_command`] survives a crash, and so does every state change.
+//!
+//! An expired command is never handed out: [`Registry::due_commands`] and
+//! [`Registry::next_command`] skip commands whose `expires_ns` has passed, and readers see such a
+//! command as `expired` even before [`Registry::sweep_commands`] writes that state. The
+//! `mqtt_sessions` table keeps the subscriptions of persistent MQTT sessions (clean session = 0)
+//! across restarts.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{RegistryError, Result};
+use crate::registry::Registry;
+use crate::store::{IDENTITIES, StrTable, get_json, put_json};
+use crate::sync::now_ns;
+use crate::validate::validate_device_id;
+
+/// Commands: `{device}/{command id}` → [`Command`] (JSON).
+pub(crate) const COMMANDS: StrTable = TableDefinition::new("commands");
+/// Persistent MQTT sessions: device id → subscribed topic filters (JSON array).
+pub(crate) const MQTT_SESSIONS: StrTable = TableDefinition::new("mqtt_sessions");
+
+/// Default most pending commands per device (IoT Hub's limit).
+pub const DEFAULT_COMMAND_QUEUE_DEPTH: usize = 50;
+/// Default time-to-live of a command that names none.
+pub const DEFAULT_COMMAND_TTL_NS: i64 = 3_600 * 1_000_000_000;
+/// Longest time-to-live accepted (7 days).
+pub const MAX_COMMAND_TTL_NS: i64 = 7 * 24 * 3_600 * 1_000_000_000;
+/// Largest command payload or result, as compact JSON.
+pub const MAX_COMMAND_PAYLOAD: usize = 64 * 1024;
+/// Longest command name.
+pub const MAX_COMMAND_NAME: usize = 128;
+/// How long finished commands stay readable before [`Registry::sweep_commands`] deletes them.
+pub const COMMAND_RETENTION_NS: i64 = 24 * 3_600 * 1_000_000_000;
+
+/// Where a command is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandStatus {
+    /// Stored, not yet received by the device.
+    Queued,
+    /// Received by the device (MQTT PUBACK, or handed out by the HTTP long-poll). Final for a
+    /// command sent with `ack: false`; otherwise waiting for the device's acknowledgement.
+    Delivered,
+    /// The device acknowledged it with `completed`.
+    Completed,
+    /// The device acknowledged it with `rejected`.
+    Rejected,
+    /// Its time-to-live passed before it was delivered (or, with `ack: true`, before the
+    /// device acknowledged it).
+    Expired,
+    /// An application cancelled it before it finished.
+    Cancelled,
+}
+
+impl CommandStatus {
+    /// Whether the command still occupies a place in the device's queue.
+    fn open(self, ack: bool) -> bool {
+        match self {
+            CommandStatus::Queued => true,
+            CommandStatus::Delivered => ack,
+            _ => false,
+        }
+    }
+
+    /// The JSON name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Queued => "queued",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Completed => "completed",
+            CommandStatus::Rejected => "rejected",
+            CommandStatus::Expired => "expired",
+            CommandStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A command as stored and as returned by the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Command id (16 lowercase hex digits, growing with enqueue time).
+    pub id: String,
+    /// The device it is for.
+    pub device: String,
+    /// What the device should do.
+    pub name: String,
+    /// Arguments (any JSON value).
+    pub payload: Value,
+    /// Whether the device is expected to acknowledge it with a result.
+    pub ack: bool,
+    /// Current state.
+    pub status: CommandStatus,
+    /// When it was enqueued (ns since the epoch).
+    pub created_ns: i64,
+    /// When it expires (ns since the epoch).
+    pub expires_ns: i64,
+    /// When the device received it.
+    pub delivered_ns: Option<i64>,
+    /// When it reached a final state.
+    pub finished_ns: Option<i64>,
+    /// The device's result (with `completed` or `rejected`).
+    pub result: Option<Value>,
+    /// How many times it was sent to the device (MQTT resends after a reconnect count).
+    pub attempts: u32,
+}
+
+impl Command {
+    /// The command as a reader at `now` sees it: an open command past its expiry is `expired`.
+    fn at(mut self, now: i64) -> Self {
+        if self.status.open(self.ack) && now >= self.expires_ns {
+            self.status = CommandStatus::Expired;
+            self.finished_ns = Some(self.expires_ns);
+        }
+        self
+    }
+
+    /// Whether it may be sent to the device at `now`.
+    fn due(&self, now: i64) -> bool {
+        self.status == CommandStatus::Queued && now < self.expires_ns
+    }
+}
+
+/// A command to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    /// What the device should do.
+    pub name: String,
+    /// Arguments.
+    pub payload: Value,
+    /// Time-to-live in nanoseconds.
+    pub ttl_ns: i64,
+    /// Whether the device must acknowledge it.
+    pub ack: bool,
+}
+
+/// How a device finished a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandAck {
+    /// `Completed` or `Rejected`.
+    pub status: CommandStatus,
+    /// The device's result.
+    pub result: Option<Value>,
+}
+
+static LAST_ID: AtomicI64 = AtomicI64::new(0);
+
+/// A new command id: the enqueue time in ns, made strictly increasing in this process.
+fn next_id() -> String {
+    let now = now_ns();
+    let mut prev = LAST_ID.load(Ordering::Relaxed);
+    loop {
+        let id = now.max(prev + 1);
+        match LAST_ID.compare_exchange(prev, id, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return format!("{id:016x}"),
+            Err(p) => prev = p,
+        }
+    }
+}
+
+fn key(device: &str, id: &str) -> String {
+    format!("{device}/{id}")
+}
+
+/// The `[start, end)` key range of a device's commands ('/' + 1 = '0').
+fn device_range(device: &str) -> (String, String) {
+    (format!("{device}/"), format!("{device}0"))
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(RegistryError::not_found("command", id))
+    }
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// Checks a new command's fields.
+fn validate(cmd: &NewCommand) -> Result<()> {
+    if cmd.name.is_empty() || cmd.name.len() > MAX_COMMAND_NAME {
+        return Err(RegistryError::invalid(format!(
+            "command name must be 1 to {MAX_COMMAND_NAME} bytes"
+        )));
+    }
+    if cmd.name.contains(['/', '+', '#']) || cmd.name.chars().any(char::is_control) {
+        return Err(RegistryError::invalid(
+            "command name must not contain '/', '+', '#' or control characters",
+        ));
+    }
+    if cmd.ttl_ns <= 0 || cmd.ttl_ns > MAX_COMMAND_TTL_NS {
+        return Err(RegistryError::invalid(
+            "command ttl must be positive and at most 7d",
+        ));
+    }
+    if json_len(&cmd.payload) > MAX_COMMAND_PAYLOAD {
+        return Err(RegistryError::invalid(format!(
+            "command payload exceeds {MAX_COMMAND_PAYLOAD} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Stores a command for `device` (which must exist); refused with
+    /// [`RegistryError::LimitExceeded`] when `max_depth` commands are already open (queued, or
+    /// delivered and awaiting acknowledgement).
+    pub fn enqueue_command(
+        &self,
+        device: &str,
+        cmd: NewCommand,
+        max_depth: usize,
+    ) -> Result<Command> {
+        validate_device_id(device)?;
+        validate(&cmd)?;
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let command = {
+            if txn.open_table(IDENTITIES)?.get(device)?.is_none() {
+                return Err(RegistryError::not_found("device", device));
+            }
+            let mut table = txn.open_table(COMMANDS)?;
+            let (start, end) = device_range(device);
+            let mut open = 0;
+            for item in table.range::<&str>(start.as_str()..end.as_str())? {
+                let (_, v) = item?;
+                let c: Command = serde_json::from_slice(v.value())?;
+                if c.status.open(c.ack) && now < c.expires_ns {
+                    open += 1;
+                }
+            }
+            if open >= max_depth {
+                return Err(RegistryError::LimitExceeded(format!(
+                    "the command queue of device '{device}' is full ({open} of {max_depth} open commands)"
+                )));
+            }
+            let command = Command {
+                id: next_id(),
+                device: device.to_owned(),
+                name: cmd.name,
+                payload: cmd.payload,
+                ack: cmd.ack,
+                status: CommandStatus::Queued,
+                created_ns: now,
+                expires_ns: now.saturating_add(cmd.ttl_ns),
+                delivered_ns: None,
+                finished_ns: None,
+                result: None,
+                attempts: 0,
+            };
+            put_json(&mut table, &key(device, &command.id), &command)?;
+            command
+        };
+        txn.commit()?;
+        Ok(command)
+    }
+
+    /// Every stored command of `device`, oldest first, as seen now.
+    pub fn commands(&self, device: &str) -> Result<Vec<Command>> {
+        validate_device_id(device)?;
+        let now = now_ns();
+        let txn = self.inner.read_txn()?;
+        let table = txn.open_table(COMMANDS)?;
+        let (start, end) = device_range(device);
+        let mut out = Vec::new();
+        for item in table.range::<&str>(start.as_str()..end.as_str())? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice::<Command>(v.value())?.at(now));
+        }
+        Ok(out)
+    }
+
+    /// One command of `device`, as seen now.
+    pub fn command(&self, device: &str, id: &str) -> Result<Command> {
+        validate_device_id(device)?;
+        check_id(id)?;
+        let txn = self.inner.read_txn()?;
+        let table = txn.open_table(COMMANDS)?;
+        get_json::<Command, _>(&table, &key(device, id))?
+            .map(|c| c.at(now_ns()))
+            .ok_or_else(|| RegistryError::not_found("command", id))
+    }
+
+    /// Commands of `device` that may be sent now (queued, not expired), oldest first.
+    pub fn due_commands(&self, device: &str) -> Result<Vec<Command>> {
+        let now = now_ns();
+        Ok(self
+            .commands(device)?
+            .into_iter()
+            .filter(|c| c.due(now))
+            .collect())
+    }
+
+    /// Applies `change` to one command in a write transaction; returns it as stored after.
+    fn update_command(
+        &self,
+        device: &str,
+        id: &str,
+        change: impl FnOnce(&mut Command, i64) -> Result<bool>,
+    ) -> Result<Command> {
+        validate_device_id(device)?;
+        check_id(id)?;
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let command = {
+            let mut table = txn.open_table(COMMANDS)?;
+            let k = key(device, id);
+            let mut c = get_json::<Command, _>(&table, &k)?
+                .ok_or_else(|| RegistryError::not_found("command", id))?
+                .at(now);
+            if !change(&mut c, now)? {
+                return Ok(c);
+            }
+            put_json(&mut table, &k, &c)?;
+            c
+        };
+        txn.commit()?;
+        Ok(command)
+    }
+
+    /// Cancels an open command (queued, or delivered and awaiting acknowledgement); a finished
+    /// one is a [`RegistryError::Conflict`].
+    pub fn cancel_command(&self, device: &str, id: &str) -> Result<Command> {
+        self.update_command(device, id, |c, now| {
+            if !c.status.open(c.ack) {
+                return Err(RegistryError::Conflict(format!(
+                    "command '{id}' is already {}",
+                    c.status.as_str()
+                )));
+            }
+            c.status = CommandStatus::Cancelled;
+            c.finished_ns = Some(now);
+            Ok(true)
+        })
+    }
+
+    /// Records that the device received the command (MQTT PUBACK). A command that moved on
+    /// meanwhile (acknowledged, cancelled) is left as it is.
+    pub fn mark_command_delivered(&self, device: &str, id: &str) -> Result<Command> {
+        validate_device_id(device)?;
+        check_id(id)?;
+        let txn = self.inner.write_txn()?;
+        let command = {
+            let mut table = txn.open_table(COMMANDS)?;
+            let k = key(device, id);
+            let mut c = get_json::<Command, _>(&table, &k)?
+                .ok_or_else(|| RegistryError::not_found("command", id))?;
+            // Sent before it expired (the sender checks), so a late PUBACK still counts.
+            if c.status != CommandStatus::Queued {
+                return Ok(c);
+            }
+            c.status = CommandStatus::Delivered;
+            c.delivered_ns = Some(now_ns());
+            put_json(&mut table, &k, &c)?;
+            c
+        };
+        txn.commit()?;
+        Ok(command)
+    }
+
+    /// Counts a send attempt of a command (before it goes out over MQTT).
+    pub fn count_command_attempt(&self, device: &str, id: &str) -> Result<Command> {
+        self.update_command(device, id, |c, _| {
+            c.attempts = c.attempts.saturating_add(1);
+            Ok(true)
+        })
+    }
+
+    /// Hands out the oldest due command of `device` and marks it delivered (HTTP long-poll).
+    pub fn next_command(&self, device: &str) -> Result<Option<Command>> {
+        validate_device_id(device)?;
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let command = {
+            let mut table = txn.open_table(COMMANDS)?;
+            let (start, end) = device_range(device);
+            let mut found = None;
+            for item in table.range::<&str>(start.as_str()..end.as_str())? {
+                let (_, v) = item?;
+                let c: Command = serde_json::from_slice(v.value())?;
+                if c.due(now) {
+                    found = Some(c);
+                    break;
+                }
+            }
+            let Some(mut c) = found else {
+                return Ok(None);
+            };
+            c.status = CommandStatus::Delivered;
+            c.delivered_ns = Some(now);
+            c.attempts = c.attempts.saturating_add(1);
+            put_json(&mut table, &key(device, &c.id), &c)?;
+            c
+        };
+        txn.commit()?;
+        Ok(Some(command))
+    }
+
+    /// The device's acknowledgement. Repeating the same acknowledgement is harmless; a command
+    /// that expired, was cancelled or was acknowledged differently is a
+    /// [`RegistryError::Conflict`].
+    pub fn ack_command(&self, device: &str, id: &str, ack: CommandAck) -> Result<Command> {
+        if !matches!(
+            ack.status,
+            CommandStatus::Completed | CommandStatus::Rejected
+        ) {
+            return Err(RegistryError::invalid(
+                "an acknowledgement's status is 'completed' or 'rejected'",
+            ));
+        }
+        if ack
+            .result
+            .as_ref()
+            .is_some_and(|r| json_len(r) > MAX_COMMAND_PAYLOAD)
+        {
+            return Err(RegistryError::invalid(format!(
+                "command result exceeds {MAX_COMMAND_PAYLOAD} bytes"
+            )));
+        }
+        self.update_command(device, id, |c, now| {
+            if c.status == ack.status {
+                return Ok(false);
+            }
+            if !matches!(c.status, CommandStatus::Queued | CommandStatus::Delivered) {
+                return Err(RegistryError::Conflict(format!(
+                    "command '{id}' is already {}",
+                    c.status.as_str()
+                )));
+            }
+            c.delivered_ns.get_or_insert(now);
+            c.status = ack.status;
+            c.result = ack.result;
+            c.finished_ns = Some(now);
+            Ok(true)
+        })
+    }
+
+    /// Writes `expired` into open commands past their expiry and deletes finished commands older
+    /// than [`COMMAND_RETENTION_NS`]. Returns (expired, deleted).
+    pub fn sweep_commands(&self) -> Result<(usize, usize)> {
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let (mut expired, mut deleted) = (Vec::new(), Vec::new());
+        {
+            let mut table = txn.open_table(COMMANDS)?;
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let stored: Command = serde_json::from_slice(v.value())?;
+                let seen = stored.clone().at(now);
+                if seen.status != stored.status {
+                    expired.push((k.value().to_owned(), seen));
+                } else if seen
+                    .finished_ns
+                    .is_some_and(|f| now - f > COMMAND_RETENTION_NS)
+                {
+                    deleted.push(k.value().to_owned());
+                }
+            }
+            for (k, c) in &expired {
+                put_json(&mut table, k, c)?;
+            }
+            for k in &deleted {
+                table.remove(k.as_str())?;
+            }
+        }
+        if expired.is_empty() && deleted.is_empty() {
+            return Ok((0, 0));
+        }
+        txn.commit()?;
+        Ok((expired.len(), deleted.len()))
+    }
+
+    /// The subscriptions of `device`'s persistent MQTT session, if it has one.
+    pub fn mqtt_session(&self, device: &str) -> Result<Option<Vec<String>>> {
+        let txn = self.inner.read_txn()?;
+        let table = txn.open_table(MQTT_SESSIONS)?;
+        get_json(&table, device)
+    }
+
+    /// Stores (`Some`) or forgets (`None`) the subscriptions of `device`'s persistent session.
+    pub fn set_mqtt_session(&self, device: &str, subscriptions: Option<&[String]>) -> Result<()> {
+        let txn = self.inner.write_txn()?;
+        {
+            let mut table = txn.open_table(MQTT_SESSIONS)?;
+            match subscriptions {
+                Some(s) => put_json(&mut table, device, &s)?,
+                None => {
+                    table.remove(device)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Deletes the commands and MQTT session of a deleted device (inside its deletion transaction).
+pub(crate) fn delete_device_commands(txn: &redb::WriteTransaction, device: &str) -> Result<()> {
+    let mut table = txn.open_table(COMMANDS)?;
+    let (start, end) = device_range(device);
+    let keys: Vec<String> = table
+        .range::<&str>(start.as_str()..end.as_str())?
+        .map(|item| item.map(|(k, _)| k.value().to_owned()))
+        .collect::<std::result::Result<_, _>>()?;
+    for k in keys {
+        table.remove(k.as_str())?;
+    }
+    txn.open_table(MQTT_SESSIONS)?.remove(device)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceRegistration;
+    use serde_json::json;
+
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("r.redb")).unwrap();
+        reg.register_device("t", DeviceRegistration::new("d1"))
+            .unwrap();
+        (dir, reg)
+    }
+
+    fn cmd(name: &str, ttl_ns: i64, ack: bool) -> NewCommand {
+        NewCommand {
+            name: name.into(),
+            payload: json!({"n": name}),
+            ttl_ns,
+            ack,
+        }
+    }
+
+    #[test]
+    fn queue_depth_order_and_states() {
+        let (_d, reg) = registry();
+        let a = reg
+            .enqueue_command("d1", cmd("a", 10_000_000_000, true), 2)
+            .unwrap();
+        let b = reg
+            .enqueue_command("d1", cmd("b", 10_000_000_000, false), 2)
+            .unwrap();
+        assert!(a.id < b.id);
+        let full = reg.enqueue_command("d1", cmd("c", 10_000_000_000, true), 2);
+        assert!(
+            matches!(full, Err(RegistryError::LimitExceeded(_))),
+            "{full:?}"
+        );
+        let due: Vec<_> = reg
+            .due_commands("d1")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(due, ["a", "b"]);
+        // Without ack, delivery finishes a command and frees its place.
+        reg.mark_command_delivered("d1", &b.id).unwrap();
+        reg.enqueue_command("d1", cmd("c", 10_000_000_000, true), 2)
+            .unwrap();
+        let got = reg.next_command("d1").unwrap().unwrap();
+        assert_eq!(got.name, "a");
+        assert_eq!(got.status, CommandStatus::Delivered);
+        let done = CommandAck {
+            status: CommandStatus::Completed,
+            result: Some(json!({"ok": true})),
+        };
+        let acked = reg.ack_command("d1", &a.id, done.clone()).unwrap();
+        assert_eq!(acked.status, CommandStatus::Completed);
+        // The same acknowledgement again is harmless; a different one conflicts.
+        reg.ack_command("d1", &a.id, done).unwrap();
+        let other = CommandAck {
+            status: CommandStatus::Rejected,
+            result: None,
+        };
+        assert!(matches!(
+            reg.ack_command("d1", &a.id, other),
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(matches!(
+            reg.cancel_command("d1", &a.id),
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(matches!(
+            reg.enqueue_command("nope", cmd("x", 1_000_000_000, true), 2),
+            Err(RegistryError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn expired_commands_are_never_due() {
+        let (_d, reg) = registry();
+        let c = reg
+            .enqueue_command("d1", cmd("short", 1, true), 50)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(reg.due_commands("d1").unwrap().is_empty());
+        assert!(reg.next_command("d1").unwrap().is_none());
+        assert_eq!(
+            reg.command("d1", &c.id).unwrap().status,
+            CommandStatus::Expired
+        );
+        assert_eq!(reg.sweep_commands().unwrap(), (1, 0));
+        let late = CommandAck {
+            status: CommandStatus::Completed,
+            result: None,
+        };
+        assert!(matches!(
+            reg.ack_command("d1", &c.id, late),
+            Err(RegistryError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn bad_commands_are_refused() {
+        let (_d, reg) = registry();
+        for bad in [
+            cmd("", 1_000, true),
+            cmd("a/b", 1_000, true),
+            cmd("a", 0, true),
+        ] {
+            assert!(matches!(
+                reg.enqueue_command("d1", bad, 50),
+                Err(RegistryError::Invalid(_))
+            ));
+        }
+        let big = NewCommand {
+            payload: json!("x".repeat(MAX_COMMAND_PAYLOAD)),
+            ..cmd("a", 1_000, true)
+        };
+        assert!(matches!(
+            reg.enqueue_command("d1", big, 50),
+            Err(RegistryError::Invalid(_))
+        ));
+        assert!(matches!(
+            reg.command("d1", "zz"),
+            Err(RegistryError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn mqtt_sessions_persist() {
+        let (_d, reg) = registry();
+        assert_eq!(reg.mqtt_session("d1").unwrap(), None);
+        let subs = vec!["devices/d1/commands/#".to_owned()];
+        reg.set_mqtt_session("d1", Some(&subs)).unwrap();
+        assert_eq!(reg.mqtt_session("d1").unwrap(), Some(subs));
+        reg.set_mqtt_session("d1", None).unwrap();
+        assert_eq!(reg.mqtt_session("d1").unwrap(), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! Cloud-to-device commands over HTTP (`docs/devices.md`):
+//!
+//! - applications (API tokens): `POST /api/v1/devices/{id}/commands` (`write` scope) → 201
+//!   with the stored command; `GET .../commands` and `GET .../commands/{cid}` (`read`);
+//!   `DELETE .../commands/{cid}` (`write`) cancels an open command.
+//! - HTTP devices (Basic device credentials, or a `write` token on the device's behalf):
+//!   `GET .../commands/next?wait=30s` long-polls the oldest due command (200, marked delivered)
+//!   or answers 204 when none came within `wait`; `POST .../commands/{cid}/ack` acknowledges it.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strata_registry::{Command, DEFAULT_COMMAND_TTL_NS, NewCommand};
+
+use crate::api::{REGISTRY_BODY_LIMIT, blocking, json_body};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::plane::{AckBody, command_message};
+use crate::state::AppState;
+use crate::write::bad_query;
+
+/// Longest `wait` of a long-poll.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// Body of `POST /api/v1/devices/{id}/commands`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    name: String,
+    #[serde(default)]
+    payload: Value,
+    /// A duration such as `30s`, `1h` (default 1h, at most 7d).
+    #[serde(default)]
+    ttl: Option<String>,
+    /// Whether the device must acknowledge (default true).
+    #[serde(default = "yes")]
+    ack: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Only applications send, read and cancel commands.
+fn application(p: &Principal) -> Result<(), ApiError> {
+    match p {
+        Principal::Token(_) => Ok(()),
+        Principal::Device(d) => Err(ApiError::Forbidden(format!(
+            "device '{d}' may not send or manage commands; use an API token"
+        ))),
+    }
+}
+
+/// A device acts only on its own inbox.
+fn same_device(p: &Principal, id: &str) -> Result<(), ApiError> {
+    match p {
+        Principal::Device(d) if d != id => Err(ApiError::Forbidden(format!(
+            "device '{d}' may not read the commands of device '{id}'"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn parse_ttl(ttl: Option<&str>) -> Result<i64, ApiError> {
+    let Some(text) = ttl else {
+        return Ok(DEFAULT_COMMAND_TTL_NS);
+    };
+    let d = strata_ingest::text::parse_duration(text)
+        .map_err(|e| ApiError::BadRequest(format!("invalid ttl {text:?}: {e}")))?;
+    i64::try_from(d.as_nanos())
+        .map_err(|_| ApiError::BadRequest(format!("ttl {text:?} is too long")))
+}
+
+/// `POST /api/v1/devices/{id}/commands`: 201 `{"id", "status": "queued", ...}`; 429 when the
+/// device's queue is full.
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    application(&p)?;
+    let body: CommandBody = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let cmd = NewCommand {
+        name: body.name,
+        payload: body.payload,
+        ttl_ns: parse_ttl(body.ttl.as_deref())?,
+        ack: body.ack,
+    };
+    let depth = st.plane.queue_depth();
+    let device = id.clone();
+    let command = blocking(&st, move |r| r.enqueue_command(&device, cmd, depth)).await?;
+    st.plane.wake(&id);
+    Ok((StatusCode::CREATED, Json(command)).into_response())
+}
+
+/// `GET /api/v1/devices/{id}/commands`: every stored command of the device, oldest first.
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    application(&p)?;
+    let device = id.clone();
+    let commands: Vec<Command> = blocking(&st, move |r| {
+        r.get_device(&device)?;
+        r.commands(&device)
+    })
+    .await?;
+    Ok(Json(json!({ "device": id, "commands": commands })))
+}
+
+/// `GET /api/v1/devices/{id}/commands/{cid}`.
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Command>, ApiError> {
+    application(&p)?;
+    Ok(Json(blocking(&st, move |r| r.command(&id, &cid)).await?))
+}
+
+/// `DELETE /api/v1/devices/{id}/commands/{cid}`: cancels an open command (409 when finished).
+pub async fn cancel(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<Json<Command>, ApiError> {
+    application(&p)?;
+    Ok(Json(
+        blocking(&st, move |r| r.cancel_command(&id, &cid)).await?,
+    ))
+}
+
+/// Query of the long-poll.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextParams {
+    /// How long to wait for a command (default 0: answer at once; at most 120s).
+    wait: Option<String>,
+}
+
+/// `GET /api/v1/devices/{id}/commands/next?wait=30s`: 200 with the oldest due command (now
+/// `delivered`), or 204 when none arrived within `wait`.
+pub async fn next(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    q: Result<Query<NextParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    same_device(&p, &id)?;
+    let Query(q) = q.map_err(bad_query)?;
+    let wait = match q.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => strata_ingest::text::parse_duration(w)
+            .map_err(|e| ApiError::BadRequest(format!("invalid wait {w:?}: {e}")))?,
+    };
+    if wait > MAX_WAIT {
+        return Err(ApiError::BadRequest(format!(
+            "wait must be at most {}s",
+            MAX_WAIT.as_secs()
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let waiter = st.plane.waiter(&id);
+    let outcome = loop {
+        let notified = waiter.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let device = id.clone();
+        match blocking(&st, move |r| r.next_command(&device)).await {
+            Ok(Some(c)) => break Ok(Some(c)),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            break Ok(None);
+        }
+    };
+    st.plane.release(&id, waiter);
+    Ok(match outcome? {
+        Some(c) => (StatusCode::OK, Json(command_message(&c))).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// `POST /api/v1/devices/{id}/commands/{cid}/ack` with `{"status": "completed" | "rejected",
+/// "result": ...}`: 200 with the command.
+pub async fn ack(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, cid)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Command>, ApiError> {
+    same_device(&p, &id)?;
+    let body: AckBody = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let ack = body.into_ack()?;
+    Ok(Json(
+        blocking(&st, move |r| r.ack_command(&id, &cid, ack)).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl(None).unwrap(), DEFAULT_COMMAND_TTL_NS);
+        assert_eq!(parse_ttl(Some("30s")).unwrap(), 30_000_000_000);
+        assert!(matches!(
+            parse_ttl(Some("soon")),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

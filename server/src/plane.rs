@@ -1,0 +1,300 @@
+//! The device plane inside the server: [`DevicePlane`] (shared by the HTTP handlers) wakes the
+//! devices a new command is for (their MQTT session, or an HTTP long-poll), and
+//! [`RegistryChannel`] is the MQTT endpoint's [`DeviceChannel`] over the registry's command inbox
+//! and stored persistent sessions. A background thread writes `expired` into commands past their
+//! time-to-live and drops finished ones after a day (`Registry::sweep_commands`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strata_ingest::mqtt::{DeviceChannel, InboundError, MqttServer, Outgoing};
+use strata_registry::{
+    Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH, Registry, RegistryError,
+};
+use tokio::sync::Notify;
+
+/// How often expired commands are written as such.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Wake-ups of the devices' MQTT sessions and HTTP long-polls.
+pub struct DevicePlane {
+    registry: Arc<Registry>,
+    mqtt: OnceLock<MqttServer>,
+    queue_depth: AtomicUsize,
+    mqtt_port: OnceLock<u16>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl std::fmt::Debug for DevicePlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevicePlane")
+            .field("queue_depth", &self.queue_depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevicePlane {
+    /// A plane over `registry` with the default queue depth and no MQTT endpoint yet.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        DevicePlane {
+            registry,
+            mqtt: OnceLock::new(),
+            queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
+            mqtt_port: OnceLock::new(),
+            waiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets the most open commands per device (`--command-queue-depth`).
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth.max(1), Ordering::Relaxed);
+    }
+
+    /// The most open commands per device.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth.load(Ordering::Relaxed)
+    }
+
+    /// Connects the MQTT endpoint (once).
+    pub fn attach_mqtt(&self, mqtt: MqttServer) {
+        let _ = self.mqtt.set(mqtt);
+    }
+
+    /// Records the plain MQTT listener's port (announced to provisioned devices).
+    pub fn set_mqtt_port(&self, port: u16) {
+        let _ = self.mqtt_port.set(port);
+    }
+
+    /// The plain MQTT listener's port, when one listens.
+    pub fn mqtt_port(&self) -> Option<u16> {
+        self.mqtt_port.get().copied()
+    }
+
+    /// Tells `device`'s MQTT session and HTTP long-polls that something waits for it.
+    pub fn wake(&self, device: &str) {
+        if let Some(mqtt) = self.mqtt.get() {
+            mqtt.notify(device);
+        }
+        let waiter = lock(&self.waiters).get(device).cloned();
+        if let Some(n) = waiter {
+            n.notify_waiters();
+        }
+    }
+
+    /// The notifier long-polls of `device` wait on (dropped with [`DevicePlane::release`]).
+    pub fn waiter(&self, device: &str) -> Arc<Notify> {
+        lock(&self.waiters)
+            .entry(device.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets `device`'s notifier once no long-poll holds it.
+    pub fn release(&self, device: &str, waiter: Arc<Notify>) {
+        let mut waiters = lock(&self.waiters);
+        drop(waiter);
+        if waiters
+            .get(device)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
+            waiters.remove(device);
+        }
+    }
+
+    /// Starts the thread that writes `expired` into commands past their time-to-live.
+    pub fn start_sweeper(&self) -> std::io::Result<()> {
+        let registry = Arc::downgrade(&self.registry);
+        std::thread::Builder::new()
+            .name("strata-command-sweeper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SWEEP_EVERY);
+                    let Some(registry) = registry.upgrade() else {
+                        return;
+                    };
+                    match registry.sweep_commands() {
+                        Ok((0, 0)) => {}
+                        Ok((expired, deleted)) => {
+                            tracing::debug!(expired, deleted, "command inbox swept");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "command inbox sweep failed"),
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The MQTT topic a command is delivered on.
+pub fn command_topic(device: &str, id: &str) -> String {
+    format!("devices/{device}/commands/{id}")
+}
+
+/// The JSON body a device receives for a command (MQTT message and HTTP long-poll alike).
+pub fn command_message(c: &Command) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "payload": c.payload,
+        "ack": c.ack,
+        "expires": crate::time::format_rfc3339(c.expires_ns),
+    })
+}
+
+/// A device's acknowledgement body: `{"status": "completed" | "rejected", "result": ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// `completed` or `rejected`.
+    pub status: String,
+    /// Any JSON result.
+    #[serde(default)]
+    pub result: Option<Value>,
+}
+
+impl AckBody {
+    /// The registry's acknowledgement.
+    pub fn into_ack(self) -> Result<CommandAck, RegistryError> {
+        let status = match self.status.as_str() {
+            "completed" => CommandStatus::Completed,
+            "rejected" => CommandStatus::Rejected,
+            other => {
+                return Err(RegistryError::invalid(format!(
+                    "acknowledgement status '{other}' is not 'completed' or 'rejected'"
+                )));
+            }
+        };
+        Ok(CommandAck {
+            status,
+            result: self.result,
+        })
+    }
+}
+
+/// The command id of an acknowledgement topic `devices/{device}/commands/{id}/ack`.
+fn ack_topic_id<'t>(device: &str, topic: &'t str) -> Option<&'t str> {
+    topic
+        .strip_prefix("devices/")?
+        .strip_prefix(device)?
+        .strip_prefix("/commands/")?
+        .strip_suffix("/ack")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The MQTT endpoint's device channel over the registry.
+pub struct RegistryChannel {
+    registry: Arc<Registry>,
+}
+
+impl RegistryChannel {
+    /// A channel over `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        RegistryChannel { registry }
+    }
+}
+
+impl std::fmt::Debug for RegistryChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryChannel").finish_non_exhaustive()
+    }
+}
+
+impl DeviceChannel for RegistryChannel {
+    fn pending(&self, device: &str) -> Vec<Outgoing> {
+        match self.registry.due_commands(device) {
+            Ok(commands) => commands
+                .iter()
+                .map(|c| Outgoing {
+                    key: c.id.clone(),
+                    topic: command_topic(device, &c.id),
+                    payload: command_message(c).to_string().into_bytes(),
+                    expires_ns: Some(c.expires_ns),
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(device, error = %e, "cannot read the command inbox");
+                Vec::new()
+            }
+        }
+    }
+
+    fn delivered(&self, device: &str, key: &str) {
+        if let Err(e) = self.registry.mark_command_delivered(device, key) {
+            tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");
+        }
+    }
+
+    fn accepts(&self, device: &str, topic: &str) -> bool {
+        ack_topic_id(device, topic).is_some()
+    }
+
+    fn inbound(&self, device: &str, topic: &str, payload: &[u8]) -> Result<(), InboundError> {
+        let Some(id) = ack_topic_id(device, topic) else {
+            return Err(InboundError::Refused(format!(
+                "topic {topic:?} is not a control topic"
+            )));
+        };
+        let body: AckBody = serde_json::from_slice(payload).map_err(|e| {
+            InboundError::Refused(format!("invalid acknowledgement of command {id}: {e}"))
+        })?;
+        let ack = body
+            .into_ack()
+            .map_err(|e| InboundError::Refused(e.to_string()))?;
+        match self.registry.ack_command(device, id, ack) {
+            Ok(_) => Ok(()),
+            Err(RegistryError::Storage(e)) => Err(InboundError::Unavailable(e)),
+            Err(e) => Err(InboundError::Refused(e.to_string())),
+        }
+    }
+
+    fn load_session(&self, device: &str) -> Option<Vec<String>> {
+        self.registry.mqtt_session(device).unwrap_or_else(|e| {
+            tracing::warn!(device, error = %e, "cannot read a persistent MQTT session");
+            None
+        })
+    }
+
+    fn save_session(&self, device: &str, subscriptions: Option<&[String]>) {
+        if let Err(e) = self.registry.set_mqtt_session(device, subscriptions) {
+            tracing::warn!(device, error = %e, "cannot store a persistent MQTT session");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_topics() {
+        assert_eq!(
+            ack_topic_id("d1", "devices/d1/commands/00ff/ack"),
+            Some("00ff")
+        );
+        for bad in [
+            "devices/d2/commands/00ff/ack",
+            "devices/d1/commands//ack",
+            "devices/d1/commands/a/b/ack",
+            "devices/d1/commands/00ff",
+        ] {
+            assert_eq!(ack_topic_id("d1", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ack_bodies() {
+        let ok: AckBody = serde_json::from_str(r#"{"status":"rejected","result":1}"#).unwrap();
+        assert_eq!(ok.into_ack().unwrap().status, CommandStatus::Rejected);
+        let bad: AckBody = serde_json::from_str(r#"{"status":"done"}"#).unwrap();
+        assert!(bad.into_ack().is_err());
+        assert!(serde_json::from_str::<AckBody>(r#"{"status":"completed","x":1}"#).is_err());
+    }
+}
