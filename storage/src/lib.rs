@@ -5,6 +5,7 @@
 //! [`Engine::write`] makes a [`WriteBatch`] durable, [`Engine::scan`] reads it back.
 
 pub mod codec;
+pub mod cold;
 pub mod lifecycle;
 pub mod objstore;
 pub mod rollup;
