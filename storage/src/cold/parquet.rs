@@ -370,6 +370,11 @@ fn append_arrow(
     for i in range {
         let ok = arr.is_valid(i);
         col.valid.push(ok);
+        if !ok {
+            // Null slots hold the type's default, as in every other `Column`.
+            col.data.push_default();
+            continue;
+        }
         match (&mut col.data, t) {
             (ColumnData::Float(v), FieldType::Float) => v.push(
                 arr.as_any()
@@ -390,15 +395,14 @@ fn append_arrow(
                     .value(i),
             ),
             (ColumnData::Boolean(v), FieldType::Boolean) => v.push(
-                ok && arr
-                    .as_any()
+                arr.as_any()
                     .downcast_ref::<BooleanArray>()
                     .ok_or_else(bad)?
                     .value(i),
             ),
             (ColumnData::String(s), FieldType::String) => {
                 let a = arr.as_any().downcast_ref::<StringArray>().ok_or_else(bad)?;
-                push_str(s, if ok { a.value(i) } else { "" });
+                push_str(s, a.value(i));
             }
             _ => return Err(bad()),
         }
