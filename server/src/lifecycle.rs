@@ -197,6 +197,13 @@ pub async fn run(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(run_json(&report)))
 }
 
+/// A gauge: name, help text, value of a tier.
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&strata_storage::lifecycle::TierStatus) -> i64,
+);
+
 /// Prometheus lines for the lifecycle: per stream and tier rows, bytes, files, oldest time,
 /// pending moves; cold-store counters; the last run's errors.
 pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
@@ -204,11 +211,7 @@ pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
     let Ok((tiers, cold)) = engine.lifecycle_status() else {
         return;
     };
-    let gauges: [(
-        &str,
-        &str,
-        fn(&strata_storage::lifecycle::TierStatus) -> i64,
-    ); 5] = [
+    let gauges: [Gauge; 5] = [
         (
             "strata_tier_rows",
             "Stored rows per stream and tier.",
