@@ -54,7 +54,8 @@ pub async fn ping() -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    let mut text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    crate::lifecycle::render_metrics(&st.engine, &mut text);
     (
         [(
             header::CONTENT_TYPE,

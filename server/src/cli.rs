@@ -42,6 +42,8 @@ pub enum Command {
     /// Repair a data directory that `serve` refuses to open (server stopped): salvage everything
     /// that verifies, set damaged files aside in DATA/damaged/<time>/, flush, report what was done.
     Repair(crate::repair::RepairArgs),
+    /// Data lifecycle: show or set retention / hot-cold / rollup policies, run maintenance now.
+    Lifecycle(crate::ctl::lifecycle::LifecycleArgs),
 }
 
 /// Log output format.
@@ -206,6 +208,21 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 
+    /// How often lifecycle maintenance runs in the background (retention drops, cold moves);
+    /// `POST /api/v1/lifecycle/run` runs it at once.
+    #[arg(long, env = "STRATA_LIFECYCLE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub lifecycle_interval: Duration,
+
+    /// Cold tier: object store that data older than a policy's `hot` moves to, as Parquet
+    /// (`file:///abs/dir`, `s3://bucket/prefix` with AWS_* variables, `az://container/prefix`
+    /// with AZURE_STORAGE_* variables). Without it everything stays hot. See docs/lifecycle.md.
+    #[arg(long, env = "STRATA_COLD_STORE")]
+    pub cold_store: Option<String>,
+
+    /// MiB of cold objects cached in memory for queries (0 disables the cache).
+    #[arg(long, env = "STRATA_COLD_CACHE_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub cold_cache_mb: u64,
+
     /// Longest a SQL query may run before it fails (`POST /api/v1/query`).
     #[arg(long, env = "STRATA_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub query_timeout: Duration,
@@ -273,6 +290,10 @@ impl ServeArgs {
         cfg.compaction_trigger = usize::try_from(self.compaction_trigger).unwrap_or(usize::MAX);
         cfg.verify_on_open = self.verify_on_open;
         cfg.force_recovery = self.force_recovery;
+        cfg.lifecycle_interval = self.lifecycle_interval;
+        cfg.cold_store = self.cold_store.clone();
+        cfg.cold_cache_bytes =
+            usize::try_from(self.cold_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         cfg.limits = strata_storage::Limits {
             max_series_per_stream: size(self.max_series_per_stream),

@@ -14,6 +14,8 @@ mod credentials;
 pub mod ctl;
 mod error;
 mod flight;
+mod lifecycle;
+mod lifecycle_sql;
 mod listen;
 pub mod logging;
 mod metrics;

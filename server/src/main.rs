@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => ctl::tokens::run_audit(args),
         Command::Sql(args) => ctl::sql::run(args),
         Command::Repair(args) => strata_server::repair::run(args),
+        Command::Lifecycle(args) => ctl::lifecycle::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

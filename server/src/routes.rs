@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 
 use crate::api::{self, REGISTRY_BODY_LIMIT};
 use crate::state::AppState;
-use crate::{admin, auth, metrics, query, read, write};
+use crate::{admin, auth, lifecycle, metrics, query, read, write};
 
 /// Builds the router with all endpoints.
 pub fn router(state: AppState) -> Router {
@@ -32,6 +32,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/compact", post(admin::compact))
         .route("/api/v1/databases", get(admin::databases))
         .route("/api/v1/streams", get(admin::streams))
+        .route(
+            "/api/v1/databases/{db}/lifecycle",
+            get(lifecycle::get)
+                .put(lifecycle::put)
+                .delete(lifecycle::delete),
+        )
+        .route("/api/v1/lifecycle/run", post(lifecycle::run))
         .route("/health", get(admin::health))
         .route("/api/v1/health", get(admin::health_detail))
         .route("/ping", get(admin::ping).head(admin::ping))

@@ -63,6 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let query = QueryEngine::with_config(engine.clone(), args.query_config())
         .context("cannot start the SQL engine")?;
     crate::sql_tables::register(&query, &registry);
+    crate::lifecycle_sql::register(&query, &engine);
     let state = AppState::new(
         engine.clone(),
         registry.clone(),

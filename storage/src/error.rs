@@ -90,6 +90,10 @@ pub enum StorageError {
     /// poisoned by an earlier panic).
     #[error("internal storage error: {0}")]
     Internal(String),
+    /// The cold-tier object store failed or refused (unreachable, denied, a lost race for the
+    /// next manifest number); the data involved stays where it was.
+    #[error("{0}")]
+    Cold(String),
 }
 
 /// What kind of failure a [`StorageError`] is, for callers that map errors onto protocol
@@ -123,7 +127,8 @@ impl StorageError {
             StorageError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             StorageError::ShutDown
             | StorageError::Overloaded(_)
-            | StorageError::Wal(WalError::Poisoned(_)) => ErrorKind::Unavailable,
+            | StorageError::Wal(WalError::Poisoned(_))
+            | StorageError::Cold(_) => ErrorKind::Unavailable,
             StorageError::Io { source, .. } | StorageError::Wal(WalError::Io { source, .. })
                 if is_out_of_space(source) =>
             {

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod cold;
 pub mod lifecycle;
 pub mod objstore;
 pub mod rollup;

@@ -192,6 +192,7 @@ pub struct Server {
     admin: AdminToken,
     token: String,
     logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -201,9 +202,26 @@ impl Server {
         Server::start_with(data_dir, args, AdminToken::Env(TEST_ADMIN_TOKEN.into()))
     }
 
+    /// Starts a server with extra environment variables (e.g. `AWS_*` for an object store).
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Server::new(data_dir, args, AdminToken::Env(TEST_ADMIN_TOKEN.into()));
+        s.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s.spawn();
+        s
+    }
+
     /// Starts a server choosing how it gets its admin token.
     pub fn start_with(data_dir: &Path, args: &[&str], admin: AdminToken) -> Server {
-        let mut s = Server {
+        let mut s = Server::new(data_dir, args, admin);
+        s.spawn();
+        s
+    }
+
+    fn new(data_dir: &Path, args: &[&str], admin: AdminToken) -> Server {
+        Server {
             child: None,
             data_dir: data_dir.to_owned(),
             port: 0,
@@ -211,9 +229,8 @@ impl Server {
             admin,
             token: String::new(),
             logs: Arc::default(),
-        };
-        s.spawn();
-        s
+            env: Vec::new(),
+        }
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -447,6 +464,7 @@ impl Server {
         if let AdminToken::Env(t) = &self.admin {
             cmd.env("STRATA_ADMIN_TOKEN", t);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", strata_binary().display()));

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod devices;
 pub mod entities;
+pub mod lifecycle;
 pub mod sql;
 pub mod table;
 pub mod tokens;

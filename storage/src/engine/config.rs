@@ -43,6 +43,13 @@ pub struct EngineConfig {
     /// around damage, skip records that cannot be applied; every damaged file is set aside in
     /// `DATA/damaged/<time>/`, and the salvaged data is flushed before the engine is handed out.
     pub force_recovery: bool,
+    /// How often the background thread runs lifecycle maintenance (retention, cold moves).
+    pub lifecycle_interval: Duration,
+    /// Object-store URL of the cold tier (`file:///dir`, `s3://bucket/prefix`,
+    /// `az://container/prefix`); `None`: no cold tier, data stays hot.
+    pub cold_store: Option<String>,
+    /// Bytes of cold objects cached in memory for reads.
+    pub cold_cache_bytes: usize,
 }
 
 impl EngineConfig {
@@ -63,6 +70,9 @@ impl EngineConfig {
             database_limits: BTreeMap::new(),
             write_stall_timeout: Duration::from_secs(10),
             force_recovery: false,
+            lifecycle_interval: Duration::from_secs(60),
+            cold_store: None,
+            cold_cache_bytes: 256 << 20,
         }
     }
 }
@@ -110,6 +120,8 @@ pub struct EngineStats {
     pub writes_refused_limit: u64,
     /// Writes refused since start because memtables stayed over their memory bound.
     pub writes_refused_overloaded: u64,
+    /// Segments dropped whole by retention since start.
+    pub retention_segments_dropped: u64,
 }
 
 /// Damage found while opening the engine.
@@ -125,4 +137,7 @@ pub struct RecoveryReport {
     pub repairs: Vec<String>,
     /// Files (or cut WAL tails) kept in `DATA/damaged/<time>/` instead of being deleted.
     pub set_aside: Vec<String>,
+    /// What the cold-tier reconciliation at open did or found (interrupted moves finished,
+    /// leftover objects deleted or kept).
+    pub cold_notes: Vec<String>,
 }

@@ -8,10 +8,12 @@
 //! blocks a flush. Segments are kept in age order (`SegmentMeta::age`), see `compaction/mod.rs`.
 
 mod backup;
+mod cold_move;
 mod compaction;
 mod config;
 mod erase;
 mod latest;
+mod lifecycle;
 mod maintenance;
 #[cfg(test)]
 mod powerloss_tests;
@@ -105,6 +107,8 @@ struct State {
     rollups: crate::rollup::RollupState,
     /// Erases not yet physically complete (see `erase.rs`).
     tombstones: erase::Tombstones,
+    /// Live cold objects in age order (`seq`), see `cold_move.rs`.
+    cold: Vec<Arc<crate::cold::ColdObject>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +127,8 @@ struct Counters {
     refused_limit: AtomicU64,
     /// Writes refused because flush did not free memory in time (`write.rs`).
     refused_overloaded: AtomicU64,
+    /// Segments dropped whole by retention (`lifecycle.rs`).
+    retention_segments: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -144,6 +150,12 @@ struct Inner {
     recovery: RecoveryReport,
     /// Rollup maintenance: its lock and counters (see `rollups.rs`).
     rollup: rollups::Shared,
+    /// Lifecycle policies and the last maintenance run (`lifecycle.rs`).
+    lifecycle: lifecycle::LifecycleState,
+    /// The cold tier (`--cold-store`), if configured.
+    cold: Option<Arc<crate::cold::ColdTier>>,
+    /// The cold manifest this engine last committed or loaded.
+    cold_manifest: Mutex<crate::cold::ColdManifest>,
     _lock: File,
 }
 
@@ -222,6 +234,7 @@ impl Engine {
     /// the stream's fields and, per series, each field's latest `(time, value)`. Empty for an
     /// unknown stream.
     pub fn latest(&self, req: &LatestRequest) -> Result<(StreamFields, Vec<SeriesLatest>)> {
+        let floor = lifecycle::read_floor(&self.inner, &req.database, &req.stream)?;
         let state = self.inner.read_state()?;
         let Some(id) = state.catalog.stream_id(&req.database, &req.stream) else {
             return Ok((Vec::new(), Vec::new()));
@@ -233,6 +246,11 @@ impl Engine {
             .filter_map(|sid| {
                 let mut values = state.last.get(sid);
                 values.resize(meta.fields.len(), None);
+                // A latest value older than the retention is expired like the rest.
+                values
+                    .iter_mut()
+                    .filter(|v| v.as_ref().is_some_and(|v| v.time < floor))
+                    .for_each(|v| *v = None);
                 values.iter().any(Option::is_some).then(|| SeriesLatest {
                     series_id: sid,
                     key: state.catalog.series[sid as usize].key.clone(),
@@ -360,6 +378,7 @@ impl Engine {
             compaction_input_segments: c.compaction_inputs.load(Ordering::Relaxed),
             writes_refused_limit: c.refused_limit.load(Ordering::Relaxed),
             writes_refused_overloaded: c.refused_overloaded.load(Ordering::Relaxed),
+            retention_segments_dropped: c.retention_segments.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         if let Ok(s) = self.inner.read_state() {
@@ -371,6 +390,74 @@ impl Engine {
             stats.segment_bytes = s.segments.iter().map(|l| l.meta.bytes).sum();
         }
         stats
+    }
+
+    /// Sets the lifecycle policy of `database` (`stream = None`) or one stream's override
+    /// (`None` removes it), durably; it applies to existing data from now on (reads filter
+    /// expired rows at once, the next maintenance run drops and moves whole segments).
+    pub fn set_lifecycle(
+        &self,
+        database: &str,
+        stream: Option<&str>,
+        policy: Option<crate::lifecycle::LifecyclePolicy>,
+    ) -> Result<()> {
+        lifecycle::set(&self.inner, database, stream, policy)
+    }
+
+    /// The policy in force for `stream` of `database` (its override, else the database's, else
+    /// the default: everything hot, kept forever) and where it comes from.
+    pub fn lifecycle(
+        &self,
+        database: &str,
+        stream: &str,
+    ) -> Result<(
+        crate::lifecycle::LifecyclePolicy,
+        crate::lifecycle::PolicySource,
+    )> {
+        lifecycle::effective(&self.inner, database, stream)
+    }
+
+    /// The policy set on `database` itself and its stream overrides (what was set, not the
+    /// effective policies).
+    pub fn lifecycle_settings(
+        &self,
+        database: &str,
+    ) -> Result<(
+        Option<crate::lifecycle::LifecyclePolicy>,
+        std::collections::BTreeMap<String, crate::lifecycle::LifecyclePolicy>,
+    )> {
+        let store = self.inner.lifecycle.store.read().map_err(|_| poisoned())?;
+        Ok((
+            store.database(database).cloned(),
+            store.stream_overrides(database),
+        ))
+    }
+
+    /// Runs lifecycle maintenance now (retention drops, cold moves) and reports what it did.
+    pub fn run_lifecycle(&self) -> Result<crate::lifecycle::LifecycleRun> {
+        self.inner.check_open()?;
+        lifecycle::run(&self.inner)
+    }
+
+    /// Per stream and tier (`hot`, `cold`): files, rows, bytes, oldest/newest time, moves due;
+    /// and the cold store's counters and last error when one is configured.
+    pub fn lifecycle_status(
+        &self,
+    ) -> Result<(
+        Vec<crate::lifecycle::TierStatus>,
+        Option<crate::lifecycle::ColdStatus>,
+    )> {
+        lifecycle::status(&self.inner)
+    }
+
+    /// The report of the last maintenance run since start, if any.
+    pub fn last_lifecycle_run(&self) -> Option<crate::lifecycle::LifecycleRun> {
+        self.inner
+            .lifecycle
+            .last_run
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
     }
 
     /// What recovery found when the engine was opened.

@@ -53,8 +53,16 @@ pub struct ReadSnapshot {
     series: Vec<SnapSeries>,
     /// Overlapping segments in age order (`SegmentMeta::age`: oldest first).
     segments: Vec<Arc<LiveSegment>>,
+    /// Overlapping cold objects (by manifest time range) in age order, with the tier to read
+    /// them from and each one's decoded rows, fetched at most once per snapshot.
+    cold: Vec<Arc<crate::cold::ColdObject>>,
+    tier: Option<Arc<crate::cold::ColdTier>>,
+    decoded: Vec<std::sync::OnceLock<ColdRead>>,
     mem_bytes: usize,
 }
+
+/// A cold object's rows, or why they cannot be served (`true`: the object is damaged).
+type ColdRead = std::result::Result<Arc<crate::cold::parquet::Decoded>, (bool, String)>;
 
 /// Per-field statistics of one stored block read in place of its rows (see
 /// [`SeriesCursor::next_piece`]).
@@ -155,6 +163,8 @@ impl ReadSnapshot {
 /// Where one window's rows come from.
 #[derive(Debug)]
 enum Source {
+    /// Index into the snapshot's cold objects.
+    Cold(usize),
     /// Index into the snapshot's segments.
     Segment(usize),
     /// A slice of one memtable part's rows.
@@ -285,7 +295,13 @@ pub(super) fn snapshot(
     if req.end <= req.start {
         return Ok(None);
     }
-    let (first, last) = (req.start, req.end - 1);
+    // Rows older than the stream's retention are gone for readers at once, even while the
+    // segment holding them is only partly expired (or not yet dropped).
+    let floor = super::lifecycle::read_floor(inner, &req.database, &req.stream)?;
+    let (first, last) = (req.start.max(floor), req.end - 1);
+    if last < first {
+        return Ok(None);
+    }
     let state = inner.read_state()?;
     let Some(stream_id) = state.catalog.stream_id(&req.database, &req.stream) else {
         return Ok(None);
@@ -378,7 +394,16 @@ pub(super) fn snapshot(
         })
         .cloned()
         .collect();
+    let cold: Vec<Arc<crate::cold::ColdObject>> = state
+        .cold
+        .iter()
+        .filter(|o| overlaps(&o.database, &o.stream, o.min_time, o.max_time))
+        .cloned()
+        .collect();
     Ok(Some(ReadSnapshot {
+        decoded: cold.iter().map(|_| std::sync::OnceLock::new()).collect(),
+        cold,
+        tier: inner.cold.clone(),
         fields,
         first,
         last,
@@ -420,6 +445,16 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
     let s = &snap.series[i];
     // (lo, hi, order, source): order = age (segments first by id, then memtable parts).
     let mut spans: Vec<(i64, i64, (u8, usize), Source)> = Vec::new();
+    // Cold objects are older than every live segment of their window (moves go oldest first
+    // and later writes get higher `seq`s), so they come first in age order.
+    for (c, o) in snap.cold.iter().enumerate() {
+        spans.push((
+            o.min_time.max(snap.first),
+            o.max_time.min(snap.last),
+            (0, c),
+            Source::Cold(c),
+        ));
+    }
     for (j, live) in snap.segments.iter().enumerate() {
         if let Some((lo, hi)) = live.segment.series_range(s.id)
             && hi >= snap.first
@@ -428,7 +463,7 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
             spans.push((
                 lo.max(snap.first),
                 hi.min(snap.last),
-                (0, j),
+                (1, j),
                 Source::Segment(j),
             ));
         }
@@ -444,7 +479,7 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
                 (0, e) if e == part.len() => part.clone(),
                 _ => part.select(start..end),
             };
-            spans.push((lo, hi, (1, k), Source::Mem(slice)));
+            spans.push((lo, hi, (2, k), Source::Mem(slice)));
             start = end;
         }
     }
@@ -495,6 +530,14 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
                 }
             }
             Source::Mem(rows) => parts.push(rows),
+            Source::Cold(c) => {
+                if let Some(rows) = cold_rows(snap, i, c)? {
+                    parts.push(match marked {
+                        true => with_exists(rows, None),
+                        false => rows,
+                    });
+                }
+            }
         }
     }
     let merged = match (points, marked) {
@@ -505,6 +548,45 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
         (false, _) => merge_lww(parts).map(Rows::drop_empty_rows),
     };
     Ok(merged.filter(|r| !r.is_empty()))
+}
+
+/// Rows of series `i` in cold object `c` within the snapshot's range (the object is fetched,
+/// verified and decoded once per snapshot).
+fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
+    let object = &snap.cold[c];
+    let read = snap.decoded[c].get_or_init(|| {
+        let tier = snap
+            .tier
+            .as_ref()
+            .ok_or((false, "no cold store is configured".to_string()))?;
+        let bytes = tier
+            .fetch(object)
+            .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
+        crate::cold::parquet::decode(bytes)
+            .map(Arc::new)
+            .map_err(|e| (true, format!("cold object {}: {e}", object.key)))
+    });
+    let decoded = match read {
+        Ok(d) => d,
+        Err((true, msg)) => {
+            return Err(StorageError::Corrupt {
+                path: std::path::PathBuf::from(&object.key),
+                detail: msg.clone(),
+            });
+        }
+        Err((false, msg)) => return Err(StorageError::Cold(msg.clone())),
+    };
+    let key = crate::cold::parquet::canonical(&snap.series[i].key);
+    let Some(rows) = decoded.series.get(&key) else {
+        return Ok(None);
+    };
+    let rows =
+        crate::cold::parquet::project(rows, &decoded.fields, &snap.fields, (snap.first, snap.last));
+    let rows = match snap.mode {
+        ReadMode::Values => rows.drop_empty_rows(),
+        ReadMode::Points => rows,
+    };
+    Ok((!rows.is_empty()).then_some(rows))
 }
 
 /// Appends the marker column: valid where `exists` says (all rows when `None`).

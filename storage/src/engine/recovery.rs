@@ -32,13 +32,29 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         std::fs::create_dir_all(dir).at(dir)?;
     }
     let lock = lock_dir(&config.data_dir)?;
+    let lifecycle = super::lifecycle::LifecycleState::open(&config.data_dir)?;
     let mut aside = SetAside::new(&config.data_dir);
     let mut report = RecoveryReport::default();
-    let manifest = load_manifest(&config, &paths, &mut aside, &mut report)?;
+    let mut manifest = load_manifest(&config, &paths, &mut aside, &mut report)?;
+    let (cold, cold_objects, cold_manifest) = match &config.cold_store {
+        Some(url) => {
+            let tier = crate::cold::ColdTier::open(url, config.cold_cache_bytes)?;
+            let (objects, notes) =
+                super::cold_move::reconcile(&tier, &mut manifest, &paths.manifest)?;
+            for n in &notes {
+                tracing::warn!(note = %n, "cold tier reconciliation");
+            }
+            report.cold_notes = notes;
+            let committed = tier.load_manifest()?;
+            (Some(Arc::new(tier)), objects, committed)
+        }
+        None => (None, Vec::new(), crate::cold::ColdManifest::default()),
+    };
     let (catalog_log, catalog) = open_catalog(&paths, &manifest)?;
     let mut state = State {
         catalog,
         rollups: super::rollups::load(&config.data_dir)?,
+        cold: cold_objects,
         ..State::default()
     };
     open_segments(
@@ -96,6 +112,9 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         wake: (Mutex::new(false), Condvar::new()),
         recovery: report,
         rollup: Default::default(),
+        lifecycle,
+        cold,
+        cold_manifest: Mutex::new(cold_manifest),
         _lock: lock,
     })
 }
@@ -485,6 +504,10 @@ fn open_segments(
 fn remove_stale_temporaries(paths: &Paths) -> Result<()> {
     for path in [
         paths.manifest.with_extension("tmp"),
+        paths
+            .manifest
+            .with_file_name(crate::lifecycle::store::FILE_NAME)
+            .with_extension("tmp"),
         catalog_log_path(paths).with_extension("tmp"),
     ] {
         match std::fs::remove_file(&path) {

@@ -1,0 +1,511 @@
+//! The cold tier: Parquet objects in an object store (`file://`, `s3://`, `az://`, see
+//! `objstore.rs`) and the cold manifest that lists them. The manifest lives in the store itself
+//! as numbered objects `_strata/manifest/{n:020}.json` (checksummed JSON, a full list each),
+//! each written with `PutMode::Create`: of two writers only one can create version n+1, so a
+//! second writer learns it lost and retries on the newer list; a fresh node reads the highest
+//! version. Objects are `{db}/{stream}/date=YYYY-MM-DD/{segment:016}-{unique}.parquet`.
+//!
+//! The storage engine is synchronous; every store call runs on this tier's own small tokio
+//! runtime and the caller waits on a channel, so it is safe from any thread (including threads
+//! of another runtime). Reads go through a bounded in-memory cache of verified object bytes
+//! (`--cold-cache-mb`, least recently used out first) with hit/miss counters.
+
+pub(crate) mod parquet;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::objstore::StoreUrl;
+
+/// Header tag of a cold manifest object.
+const TAG: &str = "STRATA-COLD-MANIFEST";
+/// Version of the manifest JSON.
+const VERSION: u32 = 1;
+/// Manifest versions kept besides the newest (older ones are deleted after a commit).
+const KEEP_VERSIONS: u64 = 3;
+
+/// One cold object as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdObject {
+    /// Key relative to the store prefix.
+    pub key: String,
+    /// Database.
+    pub database: String,
+    /// Stream.
+    pub stream: String,
+    /// Start of the time partition the rows belong to (ns).
+    pub partition_start: i64,
+    /// Oldest row (ns).
+    pub min_time: i64,
+    /// Newest row (ns).
+    pub max_time: i64,
+    /// Rows.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// CRC32C of the whole object.
+    pub crc32c: u32,
+    /// Age-order key of the segment it was moved from (reads merge by it, oldest first).
+    pub seq: u64,
+    /// Id of the local segment it was moved from (recovery completes an interrupted move).
+    pub segment: u64,
+}
+
+/// The cold manifest: every live cold object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColdManifest {
+    /// Format version.
+    pub version: u32,
+    /// Manifest sequence number (the object's number).
+    pub number: u64,
+    /// Live objects.
+    pub objects: Vec<ColdObject>,
+}
+
+/// Counters of the cold tier (for `/metrics` and the status).
+#[derive(Debug, Default)]
+pub struct ColdCounters {
+    /// Reads answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Reads that fetched the object.
+    pub cache_misses: AtomicU64,
+    /// Objects written by moves since start.
+    pub objects_moved: AtomicU64,
+    /// Segment bytes moved since start.
+    pub segment_bytes_moved: AtomicU64,
+    /// Object bytes written since start.
+    pub object_bytes_written: AtomicU64,
+    /// Failed moves since start.
+    pub move_errors: AtomicU64,
+    /// Objects that failed their checksum when read.
+    pub corrupt_objects: AtomicU64,
+}
+
+/// Bounded cache of verified object bytes.
+#[derive(Debug, Default)]
+struct Cache {
+    limit: usize,
+    used: usize,
+    tick: u64,
+    entries: HashMap<String, (bytes::Bytes, u64)>,
+}
+
+impl Cache {
+    fn get(&mut self, key: &str) -> Option<bytes::Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(b, t)| {
+            *t = tick;
+            b.clone()
+        })
+    }
+
+    fn put(&mut self, key: &str, bytes: bytes::Bytes) {
+        if bytes.len() > self.limit {
+            return;
+        }
+        while self.used + bytes.len() > self.limit {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((b, _)) = self.entries.remove(&oldest) {
+                self.used -= b.len();
+            }
+        }
+        self.tick += 1;
+        self.used += bytes.len();
+        if let Some((old, _)) = self.entries.insert(key.to_string(), (bytes, self.tick)) {
+            self.used -= old.len();
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((b, _)) = self.entries.remove(key) {
+            self.used -= b.len();
+        }
+    }
+}
+
+/// An open cold tier.
+#[derive(Debug)]
+pub struct ColdTier {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Always `Some` until drop (taken there to shut it down without blocking).
+    runtime: Option<tokio::runtime::Runtime>,
+    cache: Mutex<Cache>,
+    /// Counters.
+    pub counters: ColdCounters,
+    /// The last error a move or read met (cleared by a successful move), for the status.
+    pub last_error: Mutex<Option<String>>,
+}
+
+fn store_error(url: &str, what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Cold(format!("cold store {url}: {what}: {e}"))
+}
+
+impl ColdTier {
+    /// Opens the store named by `url` with a cache of `cache_bytes`.
+    pub fn open(url: &str, cache_bytes: usize) -> Result<ColdTier> {
+        let parsed = StoreUrl::parse(url)?;
+        let (store, prefix) = parsed.open()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strata-cold")
+            .enable_all()
+            .build()
+            .map_err(|e| store_error(url, "cannot start its runtime", e))?;
+        Ok(ColdTier {
+            url: url.to_string(),
+            store,
+            prefix,
+            runtime: Some(runtime),
+            cache: Mutex::new(Cache {
+                limit: cache_bytes,
+                ..Cache::default()
+            }),
+            counters: ColdCounters::default(),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// The URL it was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on the tier's runtime and waits for it (from any thread).
+    fn block<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if let Some(rt) = &self.runtime {
+            rt.spawn(async move {
+                let _ = tx.send(f.await);
+            });
+        }
+        rx.recv()
+            .expect("the cold-tier runtime is running until drop")
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in key.split('/') {
+            p = p.join(part);
+        }
+        p
+    }
+
+    fn manifest_path(&self, number: u64) -> ObjectPath {
+        self.path(&format!("_strata/manifest/{number:020}.json"))
+    }
+
+    /// Loads the newest manifest (an empty one, number 0, when the store has none).
+    pub fn load_manifest(&self) -> Result<ColdManifest> {
+        let store = self.store.clone();
+        let dir = self.path("_strata/manifest");
+        let listed = self.block(async move {
+            let mut names = Vec::new();
+            let mut s = store.list(Some(&dir));
+            while let Some(m) = s.next().await {
+                names.push(m?.location);
+            }
+            Ok::<_, object_store::Error>(names)
+        });
+        let listed = listed.map_err(|e| store_error(&self.url, "cannot list the manifest", e))?;
+        let newest = listed
+            .iter()
+            .filter_map(|p| p.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        let Some(number) = newest else {
+            return Ok(ColdManifest {
+                version: VERSION,
+                ..ColdManifest::default()
+            });
+        };
+        let path = self.manifest_path(number);
+        let bytes = self
+            .get_raw(&path)
+            .map_err(|e| store_error(&self.url, &format!("cannot read manifest {path}"), e))?;
+        let where_ = std::path::PathBuf::from(format!("{}/{path}", self.url));
+        let body = crate::fsutil::check_checksum_header(TAG, &bytes, &where_)?;
+        let m: ColdManifest = serde_json::from_slice(body).map_err(|e| StorageError::Corrupt {
+            path: where_.clone(),
+            detail: e.to_string(),
+        })?;
+        if m.version != VERSION || m.number != number {
+            return Err(StorageError::Corrupt {
+                path: where_,
+                detail: format!(
+                    "manifest version {} number {} (expected version {VERSION}, number {number})",
+                    m.version, m.number
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Writes `next` as manifest number `next.number` with `PutMode::Create`: fails (and
+    /// changes nothing) when that number exists already, i.e. another writer committed first.
+    /// Deletes versions older than the last few (best effort).
+    pub fn commit_manifest(&self, next: &ColdManifest) -> Result<()> {
+        let body = serde_json::to_vec(next)
+            .map_err(|e| StorageError::Internal(format!("cold manifest encoding: {e}")))?;
+        let bytes = crate::fsutil::with_checksum_header(TAG, &body);
+        let path = self.manifest_path(next.number);
+        let store = self.store.clone();
+        let p = path.clone();
+        let put = self.block(async move {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            store.put_opts(&p, bytes.into(), opts).await
+        });
+        match put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(StorageError::Cold(format!(
+                    "cold store {}: manifest {} was written by another writer first; the move is retried on the newer manifest",
+                    self.url, next.number
+                )));
+            }
+            Err(e) => return Err(store_error(&self.url, &format!("cannot write {path}"), e)),
+        }
+        if next.number > KEEP_VERSIONS {
+            let old = self.manifest_path(next.number - KEEP_VERSIONS - 1);
+            let store = self.store.clone();
+            let _ = self.block(async move { store.delete(&old).await });
+        }
+        Ok(())
+    }
+
+    fn get_raw(&self, path: &ObjectPath) -> std::result::Result<bytes::Bytes, object_store::Error> {
+        let store = self.store.clone();
+        let p = path.clone();
+        self.block(async move { store.get(&p).await?.bytes().await })
+    }
+
+    /// Writes an object (`PutMode::Create`: a key is never overwritten) and verifies it: the
+    /// size the store reports and the CRC32C of the bytes read back must match what was sent.
+    pub fn put_verified(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+        let path = self.path(key);
+        let store = self.store.clone();
+        let (p, b) = (path.clone(), bytes.clone());
+        self.block(async move {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            store.put_opts(&p, b.into(), opts).await
+        })
+        .map_err(|e| store_error(&self.url, &format!("cannot write {key}"), e))?;
+        crate::fsutil::step(std::path::Path::new(&self.url), "cold-object-written");
+        let store = self.store.clone();
+        let p = path.clone();
+        let size = self
+            .block(async move { store.head(&p).await })
+            .map_err(|e| store_error(&self.url, &format!("cannot check {key}"), e))?
+            .size;
+        let back = self
+            .get_raw(&path)
+            .map_err(|e| store_error(&self.url, &format!("cannot read back {key}"), e))?;
+        if size != bytes.len() as u64 || crc32c::crc32c(&back) != crc32c::crc32c(&bytes) {
+            return Err(StorageError::Cold(format!(
+                "cold store {}: {key} did not verify after writing ({} bytes stored of {}, checksum {})",
+                self.url,
+                size,
+                bytes.len(),
+                if crc32c::crc32c(&back) == crc32c::crc32c(&bytes) {
+                    "ok"
+                } else {
+                    "mismatch"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes an object (best effort: a leftover is found by [`ColdTier::list_objects`]).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        self.cache.lock().map_err(|_| poisoned())?.remove(key);
+        let store = self.store.clone();
+        let p = self.path(key);
+        match self.block(async move { store.delete(&p).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(&self.url, &format!("cannot delete {key}"), e)),
+        }
+    }
+
+    /// Keys (relative to the prefix) of every `.parquet` object in the store.
+    pub fn list_objects(&self) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        let listed = self.block(async move {
+            let mut names = Vec::new();
+            let mut s = store.list(Some(&prefix));
+            while let Some(m) = s.next().await {
+                names.push(m?.location);
+            }
+            Ok::<_, object_store::Error>(names)
+        });
+        let listed = listed.map_err(|e| store_error(&self.url, "cannot list objects", e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|p| {
+                let full = p.to_string();
+                let rel = match self.prefix.as_ref() {
+                    "" => full.as_str(),
+                    pre => full.strip_prefix(pre)?.strip_prefix('/')?,
+                };
+                rel.ends_with(".parquet").then(|| rel.to_string())
+            })
+            .collect())
+    }
+
+    /// The verified bytes of `object`, from the cache or the store. A checksum mismatch is a
+    /// `Corrupt` error naming the object (counted; the bytes are never returned).
+    pub fn fetch(&self, object: &ColdObject) -> Result<bytes::Bytes> {
+        if let Some(b) = self.cache.lock().map_err(|_| poisoned())?.get(&object.key) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b);
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .get_raw(&self.path(&object.key))
+            .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
+        if bytes.len() as u64 != object.bytes || crc32c::crc32c(&bytes) != object.crc32c {
+            self.counters
+                .corrupt_objects
+                .fetch_add(1, Ordering::Relaxed);
+            let msg = format!(
+                "cold object {}/{} is damaged: {} bytes with checksum {:08x}, the manifest says {} bytes with {:08x}",
+                self.url,
+                object.key,
+                bytes.len(),
+                crc32c::crc32c(&bytes),
+                object.bytes,
+                object.crc32c
+            );
+            tracing::error!(error = %msg, "cold object failed its checksum");
+            self.record_error(&msg);
+            return Err(StorageError::Corrupt {
+                path: std::path::PathBuf::from(format!("{}/{}", self.url, object.key)),
+                detail: "checksum mismatch (not served)".into(),
+            });
+        }
+        self.cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .put(&object.key, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Records an error for the status.
+    pub fn record_error(&self, msg: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(msg.to_string());
+        }
+    }
+}
+
+impl Drop for ColdTier {
+    /// Shuts the runtime down without blocking (the engine may be dropped on an async thread).
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn poisoned() -> StorageError {
+    StorageError::Internal("cold-tier lock poisoned by an earlier panic".into())
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in ns.
+pub(crate) fn date_of(ns: i64) -> String {
+    let days = ns.div_euclid(86_400_000_000_000);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(date_of(1_700_000_000_000_000_000), "2023-11-14");
+        assert_eq!(date_of(-1), "1969-12-31");
+        assert_eq!(date_of(951_782_400_000_000_000), "2000-02-29");
+    }
+
+    #[test]
+    fn the_manifest_is_created_once_per_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let a = ColdTier::open(&url, 1 << 20).unwrap();
+        let b = ColdTier::open(&url, 1 << 20).unwrap();
+        let mut m = a.load_manifest().unwrap();
+        assert_eq!(m.number, 0);
+        m.number = 1;
+        a.commit_manifest(&m).unwrap();
+        let e = b.commit_manifest(&m).unwrap_err().to_string();
+        assert!(e.contains("another writer"), "{e}");
+        assert_eq!(b.load_manifest().unwrap(), m);
+    }
+
+    #[test]
+    fn a_damaged_object_is_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let t = ColdTier::open(&url, 0).unwrap();
+        let bytes = bytes::Bytes::from_static(b"PAR1 not really parquet PAR1");
+        t.put_verified("db/s/date=2023-11-14/1-x.parquet", bytes.clone())
+            .unwrap();
+        let obj = ColdObject {
+            key: "db/s/date=2023-11-14/1-x.parquet".into(),
+            database: "db".into(),
+            stream: "s".into(),
+            partition_start: 0,
+            min_time: 0,
+            max_time: 0,
+            rows: 0,
+            bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+            seq: 1,
+            segment: 1,
+        };
+        assert_eq!(t.fetch(&obj).unwrap(), bytes);
+        std::fs::write(dir.path().join(&obj.key), b"PAR1 not really parquEt PAR1").unwrap();
+        let e = t.fetch(&obj).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        assert_eq!(t.counters.corrupt_objects.load(Ordering::Relaxed), 1);
+        assert_eq!(t.list_objects().unwrap(), vec![obj.key.clone()]);
+    }
+}

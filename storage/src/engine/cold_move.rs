@@ -1,0 +1,370 @@
+//! Hot → cold moves, cold retention, and the reconciliation of an interrupted move at open.
+//!
+//! A move of one segment (all of its rows are in a partition that ended more than `hot` ago):
+//! 1. encode it as Parquet (`cold/parquet.rs`) and write the object with `PutMode::Create`;
+//! 2. verify it (size from the store, CRC32C of the bytes read back);
+//! 3. commit cold manifest n+1 (`PutMode::Create`) listing it;
+//! 4. drop the segment from the local MANIFEST and swap it for the cold object in the live state
+//!    under one state lock (a read sees the rows exactly once: hot before, cold after);
+//! 5. delete the segment file.
+//!
+//! A crash after 1–2 leaves an object no manifest names whose segment is still live: open
+//! deletes it. After 3 the object is committed and the segment still live: open finishes the
+//! move (drops the segment from the local MANIFEST). After 4 the segment file is an orphan that
+//! open deletes. An object no manifest names whose segment is not live here is kept and
+//! reported (it may be the only copy of its rows). A failed step leaves the segment hot, counts
+//! the error and reports it in the run, the status and `/metrics`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Inner, LiveSegment, poisoned};
+use crate::cold::parquet::Encoder;
+use crate::cold::{ColdManifest, ColdObject, ColdTier, date_of};
+use crate::error::{Result, StorageError};
+use crate::fsutil::step;
+use crate::lifecycle::{ColdMove, LifecycleRun};
+use crate::manifest::Manifest;
+
+/// At open, before segments are opened: finishes moves whose cold commit happened (drops their
+/// segments from `manifest`), deletes objects of moves that never committed, and returns what
+/// it did as warnings for the recovery report plus the live cold objects.
+pub(super) fn reconcile(
+    tier: &ColdTier,
+    manifest: &mut Manifest,
+    manifest_path: &std::path::Path,
+) -> Result<(Vec<Arc<ColdObject>>, Vec<String>)> {
+    let cold = tier.load_manifest()?;
+    let mut notes = Vec::new();
+    let committed: HashSet<(u64, &str, &str, i64, i64, u64)> = cold
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o.segment,
+                o.database.as_str(),
+                o.stream.as_str(),
+                o.min_time,
+                o.max_time,
+                o.rows,
+            )
+        })
+        .collect();
+    let before = manifest.segments.len();
+    manifest.segments.retain(|m| {
+        !committed.contains(&(
+            m.id,
+            m.database.as_str(),
+            m.stream.as_str(),
+            m.min_time,
+            m.max_time,
+            m.rows,
+        ))
+    });
+    if manifest.segments.len() != before {
+        notes.push(format!(
+            "finished {} interrupted cold move(s): the segments were already in the cold store",
+            before - manifest.segments.len()
+        ));
+        manifest.save(manifest_path)?;
+    }
+    let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
+    let live: HashSet<u64> = manifest.segments.iter().map(|m| m.id).collect();
+    for key in tier.list_objects()? {
+        if named.contains(key.as_str()) {
+            continue;
+        }
+        match segment_of_key(&key) {
+            Some(id) if live.contains(&id) => {
+                tier.delete(&key)?;
+                notes.push(format!(
+                    "deleted cold object {key} of an interrupted move (segment {id} is still local)"
+                ));
+            }
+            _ => {
+                let msg = format!(
+                    "cold object {key} is in the store but in no cold manifest; kept, it may hold the only copy of its rows (inspect it, then delete it by hand)"
+                );
+                tracing::warn!(object = %key, "{msg}");
+                notes.push(msg);
+            }
+        }
+    }
+    let mut objects: Vec<Arc<ColdObject>> = cold.objects.into_iter().map(Arc::new).collect();
+    objects.sort_by_key(|o| o.seq);
+    Ok((objects, notes))
+}
+
+/// The segment id in an object key `.../{id:016}-{unique}.parquet`.
+fn segment_of_key(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    name.split('-').next()?.parse().ok()
+}
+
+/// Percent-encodes a stream name for an object key (keeps `[A-Za-z0-9._-]`).
+fn key_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A name no other move (of this or another node) uses.
+fn unique() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Moves every segment whose partition ended more than its stream's `hot` ago, oldest first;
+/// stops at the first failure (the rest stays hot and is retried at the next run).
+pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut LifecycleRun) {
+    let candidates = match candidates(inner, now) {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(format!("cold: {e}"));
+            return;
+        }
+    };
+    for live in candidates {
+        let started = std::time::Instant::now();
+        match move_one(inner, tier, &live) {
+            Ok(object) => {
+                tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
+                tier.counters
+                    .segment_bytes_moved
+                    .fetch_add(live.meta.bytes, Ordering::Relaxed);
+                tier.counters
+                    .object_bytes_written
+                    .fetch_add(object.bytes, Ordering::Relaxed);
+                if let Ok(mut e) = tier.last_error.lock() {
+                    *e = None;
+                }
+                report.moved.push(ColdMove {
+                    database: object.database.clone(),
+                    stream: object.stream.clone(),
+                    segment: live.meta.id,
+                    object: object.key.clone(),
+                    rows: object.rows,
+                    segment_bytes: live.meta.bytes,
+                    object_bytes: object.bytes,
+                    millis: started.elapsed().as_millis() as u64,
+                });
+            }
+            Err(e) => {
+                tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
+                let msg = format!(
+                    "cold: moving segment {} ({}/{}) failed, it stays hot: {e}",
+                    live.meta.id, live.meta.database, live.meta.stream
+                );
+                tier.record_error(&msg);
+                report.errors.push(msg);
+                return;
+            }
+        }
+    }
+}
+
+/// Live segments due to move, in age order.
+fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
+    let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
+    let p = inner.config.partition_ns;
+    let state = inner.read_state()?;
+    Ok(state
+        .segments
+        .iter()
+        .filter(|l| {
+            let m = &l.meta;
+            let hot = store.effective(&m.database, &m.stream).0.hot;
+            hot.is_some_and(|h| m.partition_start.saturating_add(p) <= now.saturating_sub(h))
+        })
+        .cloned()
+        .collect())
+}
+
+fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<ColdObject> {
+    let m = &live.meta;
+    let bytes = encode(inner, live)?;
+    let key = format!(
+        "{}/{}/date={}/{:016}-{}.parquet",
+        m.database,
+        key_part(&m.stream),
+        date_of(m.partition_start),
+        m.id,
+        unique()
+    );
+    let object = ColdObject {
+        key: key.clone(),
+        database: m.database.clone(),
+        stream: m.stream.clone(),
+        partition_start: m.partition_start,
+        min_time: m.min_time,
+        max_time: m.max_time,
+        rows: m.rows,
+        bytes: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+        seq: m.seq,
+        segment: m.id,
+    };
+    tier.put_verified(&key, bytes::Bytes::from(bytes))?;
+    step(&inner.config.data_dir, "cold-object-verified");
+    let committed = {
+        let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
+        let mut next = current.clone();
+        next.number += 1;
+        next.objects.push(object.clone());
+        match tier.commit_manifest(&next) {
+            Ok(()) => {
+                *current = next;
+                Ok(())
+            }
+            Err(e) => {
+                // Another writer may have committed: start from its list next time.
+                if let Ok(newer) = tier.load_manifest() {
+                    *current = newer;
+                }
+                Err(e)
+            }
+        }
+    };
+    if let Err(e) = committed {
+        let _ = tier.delete(&key);
+        return Err(e);
+    }
+    step(&inner.config.data_dir, "cold-manifest-committed");
+    {
+        let mut manifest = inner.maintenance.lock().map_err(|_| poisoned())?;
+        let mut next = manifest.clone();
+        next.segments.retain(|s| s.id != m.id);
+        next.save(&inner.paths.manifest)?;
+        *manifest = next;
+        let mut state = inner.write_state()?;
+        state.segments.retain(|l| l.meta.id != m.id);
+        state.cold.push(Arc::new(object.clone()));
+        state.cold.sort_by_key(|o| o.seq);
+    }
+    step(&inner.config.data_dir, "cold-local-manifest-saved");
+    let path = inner.paths.segment(m.id);
+    if let Err(e) = std::fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), error = %e, "cannot delete a moved segment; open deletes it");
+    }
+    Ok(object)
+}
+
+/// The segment's rows as one Parquet object.
+fn encode(inner: &Inner, live: &LiveSegment) -> Result<Vec<u8>> {
+    let segment = &live.segment;
+    let keys: Vec<(crate::SeriesId, crate::SeriesKey)> = {
+        let state = inner.read_state()?;
+        segment
+            .series_ids()
+            .filter_map(|sid| {
+                state
+                    .catalog
+                    .series
+                    .get(sid as usize)
+                    .map(|s| (sid, s.key.clone()))
+            })
+            .collect()
+    };
+    let tags: Vec<String> = keys
+        .iter()
+        .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let codec = |e: String| {
+        StorageError::InvalidInput(format!(
+            "segment {} cannot be written as Parquet: {e}",
+            live.meta.id
+        ))
+    };
+    let extra = [
+        ("strata.database", live.meta.database.clone()),
+        ("strata.stream", live.meta.stream.clone()),
+    ];
+    let mut enc = Encoder::new(&segment.fields, &tags, &extra).map_err(codec)?;
+    for (sid, key) in keys {
+        if let Some(rows) = segment.read_series(sid, i64::MIN, i64::MAX, &segment.fields)? {
+            enc.push(key, rows).map_err(codec)?;
+        }
+    }
+    let (bytes, rows) = enc.finish().map_err(codec)?;
+    if rows != live.meta.rows {
+        return Err(StorageError::Internal(format!(
+            "segment {} holds {} rows, its Parquet copy {rows}; not moved",
+            live.meta.id, live.meta.rows
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Drops cold objects whose newest row is older than their stream's retention: manifest n+1
+/// without them first, then the objects.
+pub(super) fn drop_expired_cold(
+    inner: &Inner,
+    tier: &ColdTier,
+    now: i64,
+    report: &mut LifecycleRun,
+) -> Result<()> {
+    let expired: Vec<Arc<ColdObject>> = {
+        let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
+        let state = inner.read_state()?;
+        state
+            .cold
+            .iter()
+            .filter(|o| {
+                super::lifecycle::retention_cutoff(&store.effective(&o.database, &o.stream).0, now)
+                    .is_some_and(|c| o.max_time < c)
+            })
+            .cloned()
+            .collect()
+    };
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let keys: HashSet<&str> = expired.iter().map(|o| o.key.as_str()).collect();
+    {
+        let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
+        let next = ColdManifest {
+            number: current.number + 1,
+            objects: current
+                .objects
+                .iter()
+                .filter(|o| !keys.contains(o.key.as_str()))
+                .cloned()
+                .collect(),
+            ..current.clone()
+        };
+        tier.commit_manifest(&next)?;
+        *current = next;
+        let mut state = inner.write_state()?;
+        state.cold.retain(|o| !keys.contains(o.key.as_str()));
+    }
+    for o in &expired {
+        if let Err(e) = tier.delete(&o.key) {
+            report.errors.push(format!("cold retention: {e}"));
+        }
+        report.dropped_cold.push(o.key.clone());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "cold_tests.rs"]
+mod tests;

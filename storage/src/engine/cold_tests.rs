@@ -1,0 +1,312 @@
+//! Cold-tier tests through the engine: a move keeps one timeline (same rows before and after,
+//! late writes into a cold window win), survives reopen, and a crash (abort) at every step of a
+//! move loses no point, counts none twice and leaves no orphan.
+
+use std::process::Command;
+
+use crate::engine::lifecycle::now_ns;
+use crate::fsutil::CRASH_ENV;
+use crate::lifecycle::LifecyclePolicy;
+use crate::{
+    Column, Engine, EngineConfig, FieldType, ScanRequest, SeriesKey, TableWrite, Value, WriteBatch,
+};
+
+const DAY: i64 = 86_400_000_000_000;
+
+fn config(dir: &std::path::Path, cold: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.background = false;
+    c.cold_store = Some(format!("file://{}", cold.display()));
+    c
+}
+
+/// `n` points per device, one every hour, starting `days` days ago; v = base + i, s = "x{i}".
+fn batch(devices: &[&str], start: i64, n: usize, base: f64) -> WriteBatch {
+    let mut t = TableWrite {
+        stream: "m".into(),
+        columns: vec![
+            Column::new("v", FieldType::Float),
+            Column::new("s", FieldType::String),
+        ],
+        ..Default::default()
+    };
+    for (d, device) in devices.iter().enumerate() {
+        t.series.push(SeriesKey {
+            device: device.to_string(),
+            tags: vec![("fleet".into(), format!("f{}", d % 2))],
+        });
+        for i in 0..n {
+            t.row_series.push(d as u32);
+            t.times.push(start + i as i64 * 3_600_000_000_000);
+            t.columns[0].data.push_value(&Value::Float(base + i as f64));
+            t.columns[0].valid.push(true);
+            t.columns[1]
+                .data
+                .push_value(&Value::String(format!("x{i}")));
+            t.columns[1].valid.push(true);
+        }
+    }
+    WriteBatch {
+        database: "db".into(),
+        tables: vec![t],
+    }
+}
+
+/// Every (device, time, v, s) of stream m.
+fn all_rows(engine: &Engine) -> Vec<(String, i64, String)> {
+    let req = ScanRequest {
+        database: "db".into(),
+        stream: "m".into(),
+        start: i64::MIN,
+        end: i64::MAX,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for b in engine.scan(&req).unwrap() {
+        for i in 0..b.times.len() {
+            let vals: Vec<String> = b
+                .columns
+                .iter()
+                .map(|c| format!("{:?}", c.get(i)))
+                .collect();
+            out.push((b.key.device.clone(), b.times[i], vals.join(",")));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hot(days: i64) -> LifecyclePolicy {
+    LifecyclePolicy {
+        hot: Some(days * DAY),
+        ..LifecyclePolicy::default()
+    }
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+fn day_start(days_ago: i64) -> i64 {
+    (now_ns() - days_ago * DAY).div_euclid(DAY) * DAY
+}
+
+#[test]
+fn a_move_keeps_one_timeline_and_late_writes_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    engine
+        .write(&batch(&["a", "b"], day_start(10), 24, 0.0))
+        .unwrap();
+    engine
+        .write(&batch(&["a", "b"], day_start(9), 24, 100.0))
+        .unwrap();
+    engine
+        .write(&batch(&["a"], day_start(0), 2, 500.0))
+        .unwrap();
+    engine.flush().unwrap();
+    let before = all_rows(&engine);
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.errors.is_empty(), "{run:?}");
+    assert_eq!(run.moved.len(), 2, "{run:?}");
+    let files = parquet_files(cold.path());
+    assert_eq!(files.len(), 2);
+    let rel = files[0]
+        .strip_prefix(cold.path())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(rel.starts_with("db/m/date="), "{rel}");
+    assert_eq!(all_rows(&engine), before, "same rows after the move");
+    let (tiers, status) = engine.lifecycle_status().unwrap();
+    let cold_rows: u64 = tiers
+        .iter()
+        .filter(|t| t.tier == "cold")
+        .map(|t| t.rows)
+        .sum();
+    assert_eq!(cold_rows, 96);
+    assert_eq!(status.unwrap().objects_moved, 2);
+
+    // A late write into a cold window is newer than the cold copy.
+    engine
+        .write(&batch(&["a"], day_start(10), 1, -1.0))
+        .unwrap();
+    engine.flush().unwrap();
+    let rows = all_rows(&engine);
+    assert_eq!(rows.len(), before.len());
+    assert!(
+        rows.iter()
+            .any(|r| r.0 == "a" && r.1 == day_start(10) && r.2.contains("-1.0")),
+        "{rows:?}"
+    );
+    drop(engine);
+
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    assert_eq!(
+        all_rows(&engine),
+        rows,
+        "the cold manifest is read back at open"
+    );
+    // The late segment moves too at the next run; still one timeline.
+    let run = engine.run_lifecycle().unwrap();
+    assert_eq!(run.moved.len(), 1, "{run:?}");
+    assert_eq!(all_rows(&engine), rows);
+    drop(engine);
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    assert_eq!(all_rows(&engine), rows);
+}
+
+#[test]
+fn a_damaged_cold_object_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    engine
+        .write(&batch(&["a"], day_start(10), 24, 0.0))
+        .unwrap();
+    engine.flush().unwrap();
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    assert_eq!(engine.run_lifecycle().unwrap().moved.len(), 1);
+    drop(engine);
+    let file = &parquet_files(cold.path())[0];
+    let mut bytes = std::fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    let req = ScanRequest {
+        database: "db".into(),
+        stream: "m".into(),
+        start: i64::MIN,
+        end: i64::MAX,
+        ..Default::default()
+    };
+    let e = engine.scan(&req).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Corruption, "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    let (_, status) = engine.lifecycle_status().unwrap();
+    let status = status.unwrap();
+    assert_eq!(status.corrupt_objects, 1);
+    assert!(status.last_error.unwrap().contains("damaged"));
+}
+
+#[test]
+fn a_store_that_refuses_writes_leaves_data_hot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    engine
+        .write(&batch(&["a"], day_start(10), 24, 0.0))
+        .unwrap();
+    engine.flush().unwrap();
+    let before = all_rows(&engine);
+    // A file where the database directory would go: every object write fails.
+    std::fs::write(cold.path().join("db"), b"in the way").unwrap();
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.moved.is_empty());
+    assert_eq!(run.errors.len(), 1, "{run:?}");
+    assert!(run.errors[0].contains("stays hot"), "{run:?}");
+    assert_eq!(all_rows(&engine), before);
+    let (tiers, status) = engine.lifecycle_status().unwrap();
+    assert!(tiers.iter().all(|t| t.tier == "hot"));
+    assert_eq!(tiers[0].pending_moves, 1);
+    let status = status.unwrap();
+    assert_eq!(status.move_errors, 1);
+    assert!(status.last_error.is_some());
+    // Once the store works again the move goes through.
+    std::fs::remove_file(cold.path().join("db")).unwrap();
+    assert_eq!(engine.run_lifecycle().unwrap().moved.len(), 1);
+    assert_eq!(all_rows(&engine), before);
+}
+
+const DIR_ENV: &str = "STRATA_TEST_COLD_DIR";
+
+/// Child of the crash test: two old windows and a recent one, a policy, a run that aborts at
+/// `STRATA_TEST_CRASH_AT`.
+#[test]
+fn cold_crash_child() {
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        return;
+    };
+    let root = std::path::Path::new(&dir);
+    let engine = Engine::open(config(&root.join("data"), &root.join("cold"))).unwrap();
+    engine
+        .write(&batch(&["a", "b"], day_start(10), 24, 0.0))
+        .unwrap();
+    engine
+        .write(&batch(&["a", "b"], day_start(9), 24, 100.0))
+        .unwrap();
+    engine
+        .write(&batch(&["a"], day_start(0), 2, 500.0))
+        .unwrap();
+    engine.flush().unwrap();
+    std::fs::write(root.join("expected"), format!("{:?}", all_rows(&engine))).unwrap();
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    engine.run_lifecycle().unwrap();
+}
+
+#[test]
+fn a_crash_at_every_step_of_a_move_loses_nothing_and_leaves_no_orphan() {
+    for step in [
+        "cold-object-written",
+        "cold-object-verified",
+        "cold-manifest-committed",
+        "cold-local-manifest-saved",
+        "cold-object-written#2",
+        "cold-manifest-committed#2",
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "engine::cold_move::tests::cold_crash_child"])
+            .env(DIR_ENV, root.path())
+            .env(CRASH_ENV, step)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{step}: the child must abort");
+        let expected = std::fs::read_to_string(root.path().join("expected")).unwrap();
+        let (data, cold) = (root.path().join("data"), root.path().join("cold"));
+        let engine = Engine::open(config(&data, &cold)).unwrap();
+        assert_eq!(format!("{:?}", all_rows(&engine)), expected, "{step}");
+        // Every object left is named by the cold manifest, every segment file by the MANIFEST.
+        let (tiers, _) = engine.lifecycle_status().unwrap();
+        let cold_files: u64 = tiers
+            .iter()
+            .filter(|t| t.tier == "cold")
+            .map(|t| t.files)
+            .sum();
+        let hot_files: u64 = tiers
+            .iter()
+            .filter(|t| t.tier == "hot")
+            .map(|t| t.files)
+            .sum();
+        assert_eq!(parquet_files(&cold).len() as u64, cold_files, "{step}");
+        assert_eq!(
+            std::fs::read_dir(data.join("segments")).unwrap().count() as u64,
+            hot_files,
+            "{step}"
+        );
+        // And the interrupted work completes at the next run.
+        let run = engine.run_lifecycle().unwrap();
+        assert!(run.errors.is_empty(), "{step}: {run:?}");
+        assert_eq!(format!("{:?}", all_rows(&engine)), expected, "{step}");
+        assert_eq!(parquet_files(&cold).len(), 2, "{step}");
+    }
+}

@@ -1,0 +1,328 @@
+//! The engine side of the data lifecycle: setting and reading policies (persisted in
+//! `DATA/LIFECYCLE`, see `lifecycle/store.rs`), the retention cutoff reads apply at once, and the
+//! maintenance run that drops whole expired segments (and, with a cold store, moves old windows
+//! to it). A run holds `compaction_lock`, so it never races a compaction over the same segments;
+//! each drop edits the MANIFEST first and deletes files after (a crash in between leaves orphans
+//! that open deletes, never a MANIFEST naming a missing file).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Inner, LiveSegment, poisoned};
+use crate::error::{Result, StorageError};
+use crate::fsutil::step;
+use crate::lifecycle::{
+    LifecyclePolicy, LifecycleRun, PolicySource, PolicyStore, RetentionDrop, check_policy,
+};
+
+/// Lifecycle state kept by the engine.
+#[derive(Debug)]
+pub(super) struct LifecycleState {
+    /// The persisted policies.
+    pub store: std::sync::RwLock<PolicyStore>,
+    /// The report of the last maintenance run.
+    pub last_run: std::sync::Mutex<Option<LifecycleRun>>,
+    /// When the background thread last ran maintenance.
+    pub last_background: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LifecycleState {
+    pub(super) fn open(data_dir: &std::path::Path) -> Result<LifecycleState> {
+        Ok(LifecycleState {
+            store: std::sync::RwLock::new(PolicyStore::load(
+                &data_dir.join(crate::lifecycle::store::FILE_NAME),
+            )?),
+            last_run: std::sync::Mutex::new(None),
+            last_background: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+/// Wall-clock time in ns since the epoch (retention and hot ages count from it).
+pub(super) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The oldest time still kept by `policy` at `now` (`None`: everything is kept).
+pub(super) fn retention_cutoff(policy: &LifecyclePolicy, now: i64) -> Option<i64> {
+    policy.retention.map(|keep| now.saturating_sub(keep))
+}
+
+/// The effective policy of a stream and where it comes from.
+pub(super) fn effective(
+    inner: &Inner,
+    database: &str,
+    stream: &str,
+) -> Result<(LifecyclePolicy, PolicySource)> {
+    let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
+    Ok(store.effective(database, stream))
+}
+
+/// The oldest time a read of `stream` may return now (`i64::MIN` when nothing has expired).
+pub(super) fn read_floor(inner: &Inner, database: &str, stream: &str) -> Result<i64> {
+    let (policy, _) = effective(inner, database, stream)?;
+    Ok(retention_cutoff(&policy, now_ns()).unwrap_or(i64::MIN))
+}
+
+/// Validates and stores a policy (`None` removes it). Runs [`validate_policy_change`] first.
+pub(super) fn set(
+    inner: &Inner,
+    database: &str,
+    stream: Option<&str>,
+    policy: Option<LifecyclePolicy>,
+) -> Result<()> {
+    if let Some(p) = &policy {
+        check_policy(p).map_err(|why| {
+            StorageError::InvalidInput(format!(
+                "lifecycle policy of {}: {why}",
+                target(database, stream)
+            ))
+        })?;
+    }
+    let mut store = inner.lifecycle.store.write().map_err(|_| poisoned())?;
+    validate_policy_change(inner, &store, database, stream, policy.as_ref())?;
+    store.set(database, stream, policy)?;
+    tracing::info!(database, stream, "lifecycle policy changed");
+    Ok(())
+}
+
+fn target(database: &str, stream: Option<&str>) -> String {
+    match stream {
+        Some(s) => format!("stream '{s}' of database '{database}'"),
+        None => format!("database '{database}'"),
+    }
+}
+
+/// HOOK for checks that need the engine's state before a policy change is accepted (the store
+/// is locked, so nothing changes the policies meanwhile). `policy` is the new policy of
+/// `database` (`stream = None`) or of one stream override (`None`: the setting is removed);
+/// `store` still holds the old policies (`store.effective(db, s)` for any stream).
+///
+/// The rollups work adds here: refuse a retention that would drop raw data a rollup has not
+/// absorbed yet, with an error saying which rollup and up to when it has absorbed.
+fn validate_policy_change(
+    _inner: &Inner,
+    _store: &PolicyStore,
+    _database: &str,
+    _stream: Option<&str>,
+    _policy: Option<&LifecyclePolicy>,
+) -> Result<()> {
+    Ok(())
+}
+
+/// Runs lifecycle maintenance now: retention drops (and cold moves when a cold store is
+/// configured). Errors of one item are recorded in the report and do not stop the others.
+pub(super) fn run(inner: &Inner) -> Result<LifecycleRun> {
+    let _serial = inner.compaction_lock.lock().map_err(|_| poisoned())?;
+    let started = Instant::now();
+    let now = now_ns();
+    let mut report = LifecycleRun {
+        started_ns: now,
+        ..LifecycleRun::default()
+    };
+    if let Err(e) = drop_expired(inner, now, &mut report) {
+        report.errors.push(format!("retention: {e}"));
+    }
+    if let Some(tier) = &inner.cold {
+        if let Err(e) = super::cold_move::drop_expired_cold(inner, tier, now, &mut report) {
+            tier.record_error(&e.to_string());
+            report.errors.push(format!("cold retention: {e}"));
+        }
+        super::cold_move::move_cold(inner, tier, now, &mut report);
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    for e in &report.errors {
+        tracing::error!(error = %e, "lifecycle maintenance error");
+    }
+    if !report.dropped.is_empty() {
+        tracing::info!(
+            segments = report.dropped.len(),
+            "retention dropped expired segments"
+        );
+    }
+    *inner.lifecycle.last_run.lock().map_err(|_| poisoned())? = Some(report.clone());
+    Ok(report)
+}
+
+/// Whether the background thread should run maintenance now (every `lifecycle_interval`).
+pub(super) fn due(inner: &Inner) -> bool {
+    let Ok(mut last) = inner.lifecycle.last_background.lock() else {
+        return false;
+    };
+    let due = last.is_none_or(|t| t.elapsed() >= inner.config.lifecycle_interval);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+/// Drops every segment (and every unreadable segment) whose newest row is older than its
+/// stream's retention cutoff: MANIFEST first, then the files.
+fn drop_expired(inner: &Inner, now: i64, report: &mut LifecycleRun) -> Result<()> {
+    let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
+    let expired = |db: &str, stream: &str, max_time: i64| {
+        retention_cutoff(&store.effective(db, stream).0, now).is_some_and(|c| max_time < c)
+    };
+    let (victims, broken): (Vec<Arc<LiveSegment>>, Vec<u64>) = {
+        let state = inner.read_state()?;
+        let live = state
+            .segments
+            .iter()
+            .filter(|l| expired(&l.meta.database, &l.meta.stream, l.meta.max_time))
+            .cloned()
+            .collect();
+        let broken = state
+            .broken
+            .iter()
+            .filter(|b| expired(&b.meta.database, &b.meta.stream, b.meta.max_time))
+            .map(|b| b.meta.id)
+            .collect();
+        (live, broken)
+    };
+    drop(store);
+    if victims.is_empty() && broken.is_empty() {
+        return Ok(());
+    }
+    let ids: std::collections::HashSet<u64> = victims
+        .iter()
+        .map(|l| l.meta.id)
+        .chain(broken.iter().copied())
+        .collect();
+    {
+        let mut manifest = inner.maintenance.lock().map_err(|_| poisoned())?;
+        let mut next = manifest.clone();
+        next.segments.retain(|m| !ids.contains(&m.id));
+        next.save(&inner.paths.manifest)?;
+        *manifest = next;
+        let mut state = inner.write_state()?;
+        state.segments.retain(|l| !ids.contains(&l.meta.id));
+        state.broken.retain(|b| !ids.contains(&b.meta.id));
+    }
+    step(&inner.config.data_dir, "retention-manifest-saved");
+    for id in &ids {
+        let path = inner.paths.segment(*id);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            report.errors.push(format!(
+                "retention: cannot delete {} (deleted at next open): {e}",
+                path.display()
+            ));
+        }
+    }
+    for l in &victims {
+        inner
+            .counters
+            .retention_segments
+            .fetch_add(1, Ordering::Relaxed);
+        report.dropped.push(RetentionDrop {
+            database: l.meta.database.clone(),
+            stream: l.meta.stream.clone(),
+            segment: l.meta.id,
+            rows: l.meta.rows,
+            bytes: l.meta.bytes,
+            max_time: l.meta.max_time,
+        });
+    }
+    Ok(())
+}
+
+/// Per stream and tier: files, rows, bytes, time span, pending moves; and the cold store's
+/// counters when one is configured.
+pub(super) fn status(
+    inner: &Inner,
+) -> Result<(
+    Vec<crate::lifecycle::TierStatus>,
+    Option<crate::lifecycle::ColdStatus>,
+)> {
+    use std::collections::BTreeMap;
+    let now = now_ns();
+    let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
+    let p = inner.config.partition_ns;
+    let mut by: BTreeMap<(String, String, &'static str), crate::lifecycle::TierStatus> =
+        BTreeMap::new();
+    let mut add = |db: &str,
+                   stream: &str,
+                   tier: &'static str,
+                   (rows, bytes): (u64, u64),
+                   (lo, hi): (i64, i64),
+                   pending: bool| {
+        let e = by
+            .entry((db.to_string(), stream.to_string(), tier))
+            .or_insert_with(|| crate::lifecycle::TierStatus {
+                database: db.to_string(),
+                stream: stream.to_string(),
+                tier,
+                files: 0,
+                rows: 0,
+                bytes: 0,
+                oldest_ns: i64::MAX,
+                newest_ns: i64::MIN,
+                pending_moves: 0,
+            });
+        e.files += 1;
+        e.rows += rows;
+        e.bytes += bytes;
+        e.oldest_ns = e.oldest_ns.min(lo);
+        e.newest_ns = e.newest_ns.max(hi);
+        e.pending_moves += u64::from(pending);
+    };
+    let state = inner.read_state()?;
+    for l in &state.segments {
+        let m = &l.meta;
+        let hot = store.effective(&m.database, &m.stream).0.hot;
+        let due = inner.cold.is_some()
+            && hot.is_some_and(|h| m.partition_start.saturating_add(p) <= now.saturating_sub(h));
+        add(
+            &m.database,
+            &m.stream,
+            "hot",
+            (m.rows, m.bytes),
+            (m.min_time, m.max_time),
+            due,
+        );
+    }
+    for o in &state.cold {
+        add(
+            &o.database,
+            &o.stream,
+            "cold",
+            (o.rows, o.bytes),
+            (o.min_time, o.max_time),
+            false,
+        );
+    }
+    drop(state);
+    let cold = match &inner.cold {
+        Some(t) => {
+            let c = &t.counters;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            Some(crate::lifecycle::ColdStatus {
+                url: t.url().to_string(),
+                manifest: inner
+                    .cold_manifest
+                    .lock()
+                    .map(|m| m.number)
+                    .unwrap_or_default(),
+                cache_hits: n(&c.cache_hits),
+                cache_misses: n(&c.cache_misses),
+                objects_moved: n(&c.objects_moved),
+                segment_bytes_moved: n(&c.segment_bytes_moved),
+                object_bytes_written: n(&c.object_bytes_written),
+                move_errors: n(&c.move_errors),
+                corrupt_objects: n(&c.corrupt_objects),
+                last_error: t.last_error.lock().ok().and_then(|e| e.clone()),
+            })
+        }
+        None => None,
+    };
+    Ok((by.into_values().collect(), cold))
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

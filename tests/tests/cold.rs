@@ -1,0 +1,358 @@
+//! The cold tier through the real server and real stores: `--cold-store file://`, S3 (the moto
+//! server) and Azure Blob (Azurite), each started by the test on a free port. A maintenance run
+//! moves windows older than `hot` to Parquet; SQL and `/api/v1/read` answer the same before and
+//! after, and after a restart; DuckDB reads the objects and agrees with Strata's SQL; a store
+//! that refuses writes leaves data hot and says so in the run, the GET status and `/metrics`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use strata_tests::{Server, free_port, temp_data_dir, try_send};
+
+const DAY: i64 = 86_400_000_000_000;
+const HOUR: i64 = 3_600_000_000_000;
+
+fn day_start(days_ago: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    (now - days_ago * DAY).div_euclid(DAY) * DAY
+}
+
+/// 3 trucks, hourly points on two old days (10 and 9 days ago) of stream `truck`, and a few
+/// recent points of stream `recent`.
+fn lines() -> String {
+    let mut out = String::new();
+    for (d, device) in ["t1", "t2", "t3"].iter().enumerate() {
+        for day in [10, 9] {
+            for h in 0..24 {
+                let t = day_start(day) + h * HOUR;
+                let v = (d as f64) * 10.0 + h as f64 * 0.5 + day as f64;
+                out.push_str(&format!(
+                    "truck,device={device},fleet=f{} speed={v},load={}i,state=\"s{}\",moving={} {t}\n",
+                    d % 2,
+                    h * 10 + d as i64,
+                    h % 3,
+                    h % 2 == 0
+                ));
+            }
+        }
+        out.push_str(&format!("recent,device={device} v=1 {}\n", day_start(0)));
+    }
+    out
+}
+
+const SQL: &str = "SELECT device, fleet, count(*) AS n, sum(speed) AS speed, sum(load) AS load, \
+                   min(time) AS first, max(time) AS last, count(state) AS states, \
+                   sum(CASE WHEN moving THEN 1 ELSE 0 END) AS moving \
+                   FROM truck GROUP BY device, fleet ORDER BY device";
+
+fn query(server: &Server, sql: &str) -> Value {
+    let r = server.post_json("/api/v1/query", &json!({ "sql": sql }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn run(server: &Server) -> Value {
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn set_hot(server: &Server, hot: &str) {
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &json!({ "hot": hot }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let r = server.get("/metrics");
+    r.body
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// Loads the fleet data, moves the old days cold and checks that SQL and the range read answer
+/// exactly as before, then after a restart. Returns the server (with the data moved).
+fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut server = Server::start_with_env(data, args, env);
+    assert_eq!(server.write("default", &lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let before = query(&server, SQL);
+    let read_before = server.read("stream=truck&device=t2").json();
+    assert_eq!(before.as_array().unwrap().len(), 3, "{before}");
+
+    set_hot(&server, "3d");
+    let report = run(&server);
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["moved"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(query(&server, SQL), before, "SQL after the move");
+    assert_eq!(server.read("stream=truck&device=t2").json(), read_before);
+    let recent = query(&server, "SELECT count(*) AS n FROM recent");
+    assert_eq!(recent[0]["n"], 3);
+
+    let status = server.get("/api/v1/databases/default/lifecycle").json();
+    let tiers = status["tiers"].as_array().unwrap();
+    let cold: Vec<&Value> = tiers.iter().filter(|t| t["tier"] == "cold").collect();
+    assert_eq!(cold.len(), 1, "{status}");
+    assert_eq!(cold[0]["stream"], "truck");
+    assert_eq!(cold[0]["rows"], 144);
+    assert_eq!(cold[0]["files"], 2);
+    assert!(
+        tiers
+            .iter()
+            .all(|t| t["stream"] != "truck" || t["tier"] != "hot"),
+        "{status}"
+    );
+    assert_eq!(status["cold_store"]["objects_moved"], 2);
+    let sys = query(
+        &server,
+        "SELECT tier, files, rows, hot, pending_moves FROM storage_tiers WHERE stream = 'truck' ORDER BY tier",
+    );
+    assert_eq!(
+        sys,
+        json!([{"tier": "cold", "files": 2, "rows": 144, "hot": "3d", "pending_moves": 0}])
+    );
+    assert_eq!(metric(&server, "strata_cold_objects_moved_total"), 2.0);
+    assert_eq!(
+        metric(
+            &server,
+            "strata_tier_rows{database=\"default\",stream=\"truck\",tier=\"cold\"}"
+        ),
+        144.0
+    );
+
+    server.terminate();
+    server.restart();
+    assert_eq!(query(&server, SQL), before, "SQL after a restart");
+    assert_eq!(server.read("stream=truck&device=t2").json(), read_before);
+    let misses = metric(&server, "strata_cold_cache_misses_total");
+    query(&server, SQL);
+    assert!(metric(&server, "strata_cold_cache_hits_total") >= 1.0);
+    assert_eq!(metric(&server, "strata_cold_cache_misses_total"), misses);
+    server
+}
+
+/// DuckDB over the Hive-laid-out objects of `dir`: the same aggregates as [`SQL`].
+fn duckdb(dir: &std::path::Path) -> Value {
+    let script = format!(
+        r#"
+import duckdb, json
+rows = duckdb.sql("""
+  SELECT device, fleet, count(*) AS n, sum(speed) AS speed, sum(load) AS load,
+         epoch_ns(min(time)) AS first, epoch_ns(max(time)) AS last, count(state) AS states,
+         sum(CASE WHEN moving THEN 1 ELSE 0 END) AS moving, count(DISTINCT date) AS dates
+  FROM read_parquet('{}/default/truck/*/*.parquet', hive_partitioning = true)
+  GROUP BY device, fleet ORDER BY device""").fetchall()
+print(json.dumps(rows))
+"#,
+        dir.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn local_directory_store_moves_keep_one_timeline_and_duckdb_agrees() {
+    let (_tmp, data) = temp_data_dir();
+    let cold = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cold.path().display());
+    let server = move_and_check(&data, &["--cold-store", &url], &[]);
+    let ours = query(&server, SQL);
+    let theirs = duckdb(cold.path());
+    assert_eq!(theirs.as_array().unwrap().len(), 3);
+    for (a, b) in ours
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(theirs.as_array().unwrap())
+    {
+        assert_eq!(a["device"], b[0]);
+        assert_eq!(a["fleet"], b[1]);
+        assert_eq!(a["n"], b[2]);
+        assert_eq!(a["speed"].as_f64(), b[3].as_f64());
+        assert_eq!(a["load"], b[4]);
+        assert_eq!(a["states"], b[7]);
+        assert_eq!(a["moving"], b[8]);
+        assert_eq!(b[9], 2, "one date= directory per day");
+    }
+    // Strata's min/max time equal DuckDB's epoch ns.
+    let first = query(&server, "SELECT min(time) AS t FROM truck");
+    let firsts: Vec<i64> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[5].as_i64().unwrap())
+        .collect();
+    assert_eq!(firsts.iter().min().copied(), Some(day_start(10)));
+    assert!(first[0]["t"].is_string(), "{first}");
+}
+
+/// A child process killed on drop.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn moto() -> (Service, u16) {
+    let port = free_port();
+    let child = Command::new("moto_server")
+        .args(["-p", &port.to_string(), "-H", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server (pip install \"moto[server]\")");
+    wait_port(port);
+    let r = try_send("PUT", &format!("http://127.0.0.1:{port}/cold"), None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    (Service(child), port)
+}
+
+fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+#[test]
+fn s3_store_on_moto_and_a_store_that_stops_answering() {
+    let (moto, port) = moto();
+    let env = s3_env(port);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_tmp, data) = temp_data_dir();
+    let server = move_and_check(&data, &["--cold-store", "s3://cold/strata"], &env);
+    let listed = try_send(
+        "GET",
+        &format!("http://127.0.0.1:{port}/cold?list-type=2&prefix=strata/default/truck/date="),
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        listed.body.matches(".parquet</Key>").count(),
+        2,
+        "{}",
+        listed.body
+    );
+
+    // The store goes away: new old data stays hot, the error is reported, nothing is lost.
+    drop(moto);
+    let late = format!("truck,device=t9 speed=1 {}\n", day_start(8));
+    assert_eq!(server.write("default", &late).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let report = run(&server);
+    assert_eq!(report["moved"], json!([]), "{report}");
+    assert!(
+        report["errors"][0].as_str().unwrap().contains("stays hot"),
+        "{report}"
+    );
+    let status = server.get("/api/v1/databases/default/lifecycle").json();
+    assert!(status["cold_store"]["last_error"].is_string(), "{status}");
+    let hot = status["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["stream"] == "truck" && t["tier"] == "hot")
+        .cloned()
+        .unwrap();
+    assert_eq!(hot["pending_moves"], 1, "{status}");
+    assert_eq!(metric(&server, "strata_cold_store_error"), 1.0);
+    assert!(metric(&server, "strata_cold_move_errors_total") >= 1.0);
+    let n = query(
+        &server,
+        "SELECT count(*) AS n FROM truck WHERE device = 't9'",
+    );
+    assert_eq!(n[0]["n"], 1);
+}
+
+#[test]
+fn azure_blob_store_on_azurite() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("azurite-blob")
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+            &dir.path().display().to_string(),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("azurite-blob (npm install -g azurite@3.35.0)");
+    let _azurite = Service(child);
+    wait_port(port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", endpoint.as_str()),
+    ];
+    create_container(port);
+    let (_tmp, data) = temp_data_dir();
+    let _server = move_and_check(&data, &["--cold-store", "az://cold/strata"], &env);
+}
+
+/// Creates container `cold` in Azurite with its well-known development key (Shared Key
+/// signing done in Python, which every CI image here has).
+fn create_container(port: u16) {
+    let script = format!(
+        r#"
+import base64, hmac, hashlib, urllib.request, email.utils
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+date = email.utils.formatdate(usegmt=True)
+canon_headers = "x-ms-date:" + date + "\nx-ms-version:2021-08-06\n"
+canon_resource = "/devstoreaccount1/devstoreaccount1/cold\nrestype:container"
+to_sign = "PUT\n\n\n\n\n\n\n\n\n\n\n\n" + canon_headers + canon_resource
+sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request("http://127.0.0.1:{port}/devstoreaccount1/cold?restype=container", method="PUT",
+    headers={{"x-ms-date": date, "x-ms-version": "2021-08-06",
+             "Authorization": "SharedKey devstoreaccount1:" + sig, "Content-Length": "0"}})
+print(urllib.request.urlopen(req).status)
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
