@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod devices;
 pub mod entities;
 pub mod models;
+pub mod rules;
 pub mod telemetry;
 pub mod tokens;
 
