@@ -176,7 +176,7 @@ mod tests {
     fn keep_firing_for_bridges_gaps() {
         let (a, n) = run(
             &[true, false, false, true, false, false, false],
-            timing(0, 2),
+            timing(0, 3),
         );
         assert_eq!(n, vec![(0, Notify::Firing), (6 * S, Notify::Resolved)]);
         assert_eq!(a.unwrap().resolved_ns, Some(6 * S));
