@@ -53,8 +53,14 @@ pub async fn ping() -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
-pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(st): State<AppState>,
+    rules: Option<axum::Extension<std::sync::Arc<strata_rules::Rules>>>,
+) -> impl IntoResponse {
     let mut text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    if let Some(axum::Extension(rules)) = rules {
+        rules.render_metrics(&mut text);
+    }
     crate::lifecycle::render_metrics(&st.engine, &mut text);
     (
         [(

@@ -88,9 +88,9 @@ fn device_plane_routes() -> Router<AppState> {
         )
 }
 
-/// Devices, entities, relationships, models, tokens and the audit log.
+/// Devices, entities, relationships, models, tokens, the audit log and rules.
 fn registry_routes() -> Router<AppState> {
-    use api::{audit, devices, entities, models, tokens};
+    use api::{audit, devices, entities, models, rules, tokens};
     Router::new()
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route(
@@ -145,5 +145,13 @@ fn registry_routes() -> Router<AppState> {
         )
         .route("/api/v1/audit", get(audit::list))
         .merge(device_plane_routes())
+        .route("/api/v1/rules", get(rules::list).post(rules::create))
+        .route(
+            "/api/v1/rules/{name}",
+            get(rules::get).put(rules::put).delete(rules::delete),
+        )
+        .route("/api/v1/rules/{name}/enable", post(rules::enable))
+        .route("/api/v1/rules/{name}/disable", post(rules::disable))
+        .route("/api/v1/rules/{name}/outbox", get(rules::outbox))
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }

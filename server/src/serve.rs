@@ -64,10 +64,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the SQL engine")?;
     crate::sql_tables::register(&query, &registry);
     crate::lifecycle_sql::register(&query, &engine);
+    let query = Arc::new(query);
+    let rules = open_rules(&args, &engine, &query).await?;
     let state = AppState::new(
         engine.clone(),
         registry.clone(),
-        Arc::new(query),
+        query,
         (
             args.max_body_bytes(),
             usize::try_from(args.max_read_rows).unwrap_or(usize::MAX),
@@ -112,7 +114,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
     let https = match (args.tls.https_addr, &tls) {
         (Some(a), Some(t)) => {
-            let app = router(state.clone()).layer(Extension(issuer.clone()));
+            let app = router(state.clone())
+                .layer(Extension(issuer.clone()))
+                .layer(Extension(rules.clone()));
             let listener = std::net::TcpListener::bind(a)
                 .with_context(|| format!("cannot listen for HTTPS on {a}"))?;
             let https = HttpServer::start_tls(
@@ -141,7 +145,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let http_limit = limit("http", args.max_connections_http);
-    let app = router(state).layer(Extension(issuer));
+    let app = router(state)
+        .layer(Extension(issuer))
+        .layer(Extension(rules.clone()));
+    rules.start();
     let http = HttpServer::start_plain(listener, http_limit, app, args.http_timeouts())
         .with_context(|| format!("cannot serve HTTP on {addr}"))?;
     tracing::info!(addr = %addr, "listening");
@@ -156,6 +163,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(mqtt) = mqtt {
         mqtt.shutdown(args.shutdown_timeout).await;
     }
+    rules.shutdown();
     tracing::info!("HTTP server stopped; flushing the engine");
     if let Err(e) = registry.flush() {
         tracing::warn!(error = %e, "could not persist the registry's last-seen times");
@@ -166,6 +174,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("engine shutdown failed")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Opens the rule store (`DATA/rules.redb`) and registers the `alerts` and `rules` SQL tables.
+async fn open_rules(
+    args: &ServeArgs,
+    engine: &Arc<Engine>,
+    query: &Arc<QueryEngine>,
+) -> anyhow::Result<Arc<strata_rules::Rules>> {
+    let (dir, engine, q) = (args.data_dir.clone(), engine.clone(), query.clone());
+    let rules = tokio::task::spawn_blocking(move || strata_rules::Rules::open(&dir, engine, q))
+        .await
+        .context("rule store open task failed")?
+        .context("cannot open the rule store")?;
+    rules.register_tables(query);
+    Ok(rules)
 }
 
 /// Sets TLS up (operator certificate or development CA, see `docs/tls.md`) when a TLS listener

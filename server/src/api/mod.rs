@@ -9,6 +9,7 @@ pub mod devices;
 pub mod enrollments;
 pub mod entities;
 pub mod models;
+pub mod rules;
 pub mod telemetry;
 pub mod tokens;
 

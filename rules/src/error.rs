@@ -1,0 +1,35 @@
+//! Errors of the rules layer: a refused rule definition (the caller's fault), an unknown rule,
+//! a name already taken, or a failure of the rule store.
+
+/// What went wrong in the rules layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The rule definition is invalid (bad field, bad SQL, unknown stream or column).
+    #[error("{0}")]
+    Invalid(String),
+    /// No rule of that name.
+    #[error("no rule named '{0}'")]
+    NotFound(String),
+    /// A rule of that name already exists.
+    #[error("a rule named '{0}' already exists; use PUT /api/v1/rules/{0} to replace it")]
+    Exists(String),
+    /// The rule store (`rules.redb`) failed.
+    #[error("rule store: {0}")]
+    Store(String),
+}
+
+impl RulesError {
+    /// Wraps any redb error.
+    pub(crate) fn db(e: impl Into<redb::Error>) -> RulesError {
+        RulesError::Store(e.into().to_string())
+    }
+}
+
+impl From<serde_json::Error> for RulesError {
+    fn from(e: serde_json::Error) -> Self {
+        RulesError::Store(format!("damaged record: {e}"))
+    }
+}
+
+/// Result of the rules layer.
+pub type Result<T, E = RulesError> = std::result::Result<T, E>;

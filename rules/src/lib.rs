@@ -1,0 +1,392 @@
+//! Strata's rules layer: rules defined over the SQL catalog whose results become alerts (as data:
+//! the `alerts` and `rules` SQL tables and the `alert_history` stream) and durable actions.
+//!
+//! - [`spec`]: the rule definition (JSON of `POST /api/v1/rules`) and its checks.
+//! - [`alert`]: the alert state machine (pending → firing → resolved, `for`, `keep_firing_for`).
+//! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
+//! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
+//!   history), retries with exponential backoff and dead letters.
+//! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
+//! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
+//! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
+//!
+//! Dependencies point down: the server wires this crate in; it uses `query` and `storage` (and
+//! `ingest::text` for durations and RFC 3339).
+
+pub mod alert;
+pub mod error;
+pub mod eval;
+pub mod outbox;
+pub mod spec;
+pub mod stats;
+pub mod store;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use strata_query::QueryEngine;
+use strata_storage::Engine;
+
+pub use error::{Result, RulesError};
+pub use spec::{ActionSpec, RuleKind, RuleSpec};
+pub use stats::RuleStats;
+
+use crate::outbox::OutboxEntry;
+use crate::spec::Timing;
+use crate::store::Store;
+
+/// File name of the rule store inside the data directory.
+pub const STORE_FILE: &str = "rules.redb";
+
+/// Nanoseconds since the Unix epoch now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A rule as the API shows it: the definition (secrets redacted) and its counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    /// The definition.
+    #[serde(flatten)]
+    pub spec: RuleSpec,
+    /// Counters since the server started.
+    pub status: RuleStats,
+}
+
+/// A rule loaded for evaluation.
+#[derive(Debug, Clone)]
+struct Loaded {
+    spec: RuleSpec,
+    timing: Timing,
+    next_due_ns: i64,
+    running: bool,
+}
+
+/// The rules service: the store, the loaded rules, the evaluator and the dispatcher.
+pub struct Rules {
+    store: Arc<Store>,
+    engine: Arc<Engine>,
+    query: Arc<QueryEngine>,
+    loaded: RwLock<BTreeMap<String, Loaded>>,
+    stats: Arc<stats::Stats>,
+    wake: SyncSender<()>,
+    wake_rx: Mutex<Option<Receiver<()>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rules {
+    /// Opens `DATA/rules.redb` and loads the rules; nothing runs until [`Rules::start`].
+    pub fn open(
+        data_dir: &Path,
+        engine: Arc<Engine>,
+        query: Arc<QueryEngine>,
+    ) -> Result<Arc<Rules>> {
+        let store = Arc::new(Store::open(&data_dir.join(STORE_FILE))?);
+        let mut loaded = BTreeMap::new();
+        for spec in store.list_rules()? {
+            let timing = match spec.check() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(rule = %spec.name, error = %e, "stored rule no longer valid; not evaluated");
+                    continue;
+                }
+            };
+            loaded.insert(spec.name.clone(), Loaded::new(spec, timing));
+        }
+        let (wake, rx) = sync_channel(1);
+        Ok(Arc::new(Rules {
+            store,
+            engine,
+            query,
+            loaded: RwLock::new(loaded),
+            stats: Arc::default(),
+            wake,
+            wake_rx: Mutex::new(Some(rx)),
+            stop: Arc::default(),
+        }))
+    }
+
+    /// Checks a definition completely (fields, durations, SQL planned against the catalog).
+    pub async fn validate(&self, spec: &RuleSpec) -> Result<Timing> {
+        let timing = spec.check()?;
+        match spec.kind {
+            RuleKind::Query => {
+                let sql = spec.sql.as_deref().unwrap_or_default();
+                self.query
+                    .logical_plan(sql)
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("sql: {e}")))?;
+            }
+            RuleKind::Row | RuleKind::Window => {
+                return Err(RulesError::Invalid(format!(
+                    "{} rules are not available in this version of strata (query rules are)",
+                    spec.kind.as_str()
+                )));
+            }
+        }
+        Ok(timing)
+    }
+
+    /// Creates a rule (`Exists` when the name is taken).
+    pub async fn create(&self, spec: RuleSpec) -> Result<RuleView> {
+        let timing = self.validate(&spec).await?;
+        let store = self.store.clone();
+        let s = spec.clone();
+        blocking(move || store.put_rule(&s, true)).await?;
+        self.load(spec.clone(), timing);
+        Ok(self.view(spec))
+    }
+
+    /// Replaces rule `name` (its alert instances stay; keys no longer produced resolve).
+    pub async fn replace(&self, name: &str, mut spec: RuleSpec) -> Result<RuleView> {
+        if spec.name.is_empty() {
+            spec.name = name.to_string();
+        }
+        if spec.name != name {
+            return Err(RulesError::Invalid(format!(
+                "name: the body names '{}' but the URL '{name}'; a rule cannot be renamed",
+                spec.name
+            )));
+        }
+        let timing = self.validate(&spec).await?;
+        let store = self.store.clone();
+        let s = spec.clone();
+        blocking(move || store.put_rule(&s, false)).await?;
+        self.load(spec.clone(), timing);
+        Ok(self.view(spec))
+    }
+
+    /// Enables or disables rule `name`.
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<RuleView> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        let spec = blocking(move || {
+            let mut spec = store.get_rule(&n)?;
+            spec.enabled = enabled;
+            store.put_rule(&spec, false)?;
+            Ok(spec)
+        })
+        .await?;
+        if let Ok(timing) = spec.check() {
+            self.load(spec.clone(), timing);
+        }
+        Ok(self.view(spec))
+    }
+
+    /// Deletes rule `name` and its alert instances.
+    pub async fn delete(&self, name: &str) -> Result<RuleView> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        let spec = blocking(move || store.delete_rule(&n)).await?;
+        if let Ok(mut l) = self.loaded.write() {
+            l.remove(name);
+        }
+        let view = self.view(spec);
+        self.stats.remove(name);
+        Ok(view)
+    }
+
+    /// Rule `name`.
+    pub async fn get(&self, name: &str) -> Result<RuleView> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        Ok(self.view(blocking(move || store.get_rule(&n)).await?))
+    }
+
+    /// Every rule.
+    pub async fn list(&self) -> Result<Vec<RuleView>> {
+        let store = self.store.clone();
+        let specs = blocking(move || store.list_rules()).await?;
+        Ok(specs.into_iter().map(|s| self.view(s)).collect())
+    }
+
+    /// The outbox entries (pending and dead) of rule `name`.
+    pub async fn outbox(&self, name: &str) -> Result<Vec<OutboxEntry>> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        blocking(move || {
+            let mut entries = store.outbox()?;
+            entries.retain(|e| e.rule() == n);
+            for e in &mut entries {
+                if let outbox::Target::Action { action, .. } = &mut e.target {
+                    redact(action);
+                }
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// Prometheus text of the per-rule counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.stats.render(out);
+    }
+
+    /// Registers the `alerts` and `rules` SQL tables in `query`.
+    pub fn register_tables(self: &Arc<Self>, query: &QueryEngine) {
+        tables::register(self, query);
+    }
+
+    /// Starts the evaluator (a Tokio task; call inside the runtime) and the outbox dispatcher
+    /// (a thread). [`Rules::shutdown`] stops both.
+    pub fn start(self: &Arc<Self>) {
+        let Some(rx) = self.wake_rx.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let dispatcher = outbox::Dispatcher {
+            store: self.store.clone(),
+            engine: self.engine.clone(),
+            agent: outbox::agent(),
+            stop: self.stop.clone(),
+            stats: self.stats.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("rules-outbox".into())
+            .spawn(move || dispatcher.run(rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the rules outbox thread");
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.schedule().await });
+    }
+
+    /// Stops evaluating and delivering (undelivered entries stay in the outbox).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.try_send(());
+    }
+
+    fn view(&self, spec: RuleSpec) -> RuleView {
+        let status = self.stats.get(&spec.name);
+        RuleView {
+            spec: spec.redacted(),
+            status,
+        }
+    }
+
+    fn load(&self, spec: RuleSpec, timing: Timing) {
+        if let Ok(mut l) = self.loaded.write() {
+            let running = l.get(&spec.name).is_some_and(|o| o.running);
+            let mut entry = Loaded::new(spec, timing);
+            entry.running = running;
+            l.insert(entry.spec.name.clone(), entry);
+        }
+    }
+
+    /// Wakes the dispatcher (after new outbox entries).
+    fn kick(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// The evaluator loop: every 50 ms, starts the due query rules that are not running.
+    async fn schedule(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while !self.stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let now = now_ns();
+            let due: Vec<(RuleSpec, Timing, i64)> = match self.loaded.write() {
+                Ok(mut l) => l
+                    .values_mut()
+                    .filter(|r| {
+                        r.spec.enabled
+                            && r.spec.kind == RuleKind::Query
+                            && !r.running
+                            && r.next_due_ns <= now
+                    })
+                    .map(|r| {
+                        r.running = true;
+                        let due = r.next_due_ns;
+                        // Keep the cadence; skip missed periods rather than bursting.
+                        r.next_due_ns = if due == 0 {
+                            now + r.timing.every_ns
+                        } else {
+                            let behind = (now - due) / r.timing.every_ns + 1;
+                            due + behind * r.timing.every_ns
+                        };
+                        (r.spec.clone(), r.timing, if due == 0 { now } else { due })
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            for (spec, timing, due) in due {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let name = spec.name.clone();
+                    me.evaluate_query(spec, timing, due).await;
+                    if let Ok(mut l) = me.loaded.write()
+                        && let Some(r) = l.get_mut(&name)
+                    {
+                        r.running = false;
+                    }
+                });
+            }
+        }
+    }
+
+    /// One evaluation of a query rule scheduled for `due_ns`.
+    async fn evaluate_query(self: &Arc<Self>, spec: RuleSpec, timing: Timing, due_ns: i64) {
+        let start = now_ns();
+        let outcome = eval::run_query_rule(self, &spec, timing, start).await;
+        let end = now_ns();
+        let outcome = match outcome {
+            Ok((matches, queued)) => {
+                if queued > 0 {
+                    self.stats.notified(&spec.name, queued);
+                    self.kick();
+                }
+                Ok(matches)
+            }
+            Err(e) => {
+                tracing::warn!(rule = %spec.name, error = %e, "rule evaluation failed");
+                Err(e.to_string())
+            }
+        };
+        self.stats
+            .evaluated(&spec.name, end, end - start, start - due_ns, outcome);
+    }
+}
+
+impl Loaded {
+    fn new(spec: RuleSpec, timing: Timing) -> Loaded {
+        Loaded {
+            spec,
+            timing,
+            next_due_ns: 0,
+            running: false,
+        }
+    }
+}
+
+fn redact(a: &mut ActionSpec) {
+    if let ActionSpec::Webhook {
+        secret: Some(s), ..
+    } = a
+    {
+        *s = spec::REDACTED.to_string();
+    }
+}
+
+/// Runs a store call on the blocking pool (redb commits fsync).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RulesError::Store(format!("store task failed: {e}")))?
+}

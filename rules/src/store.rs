@@ -1,0 +1,253 @@
+//! The rule store, `DATA/rules.redb`: rule definitions, alert instances and the outbox of
+//! notifications not yet delivered. An evaluation's alert changes and the notifications they
+//! cause are committed in one transaction ([`Store::apply`]), so a crash either loses both or
+//! keeps both; the dispatcher deletes an outbox entry only after its delivery succeeded.
+//!
+//! Tables (JSON values): `rules` (name → [`RuleSpec`]), `alerts` (`rule` NUL `key JSON` →
+//! [`Alert`]), `outbox` (u64 sequence → [`OutboxEntry`]), `meta` (`schema_version`, `next_seq`).
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::alert::{Alert, AlertKey};
+use crate::error::{Result, RulesError};
+use crate::outbox::OutboxEntry;
+use crate::spec::RuleSpec;
+
+type StrTable = TableDefinition<'static, &'static str, &'static [u8]>;
+const RULES: StrTable = TableDefinition::new("rules");
+const ALERTS: StrTable = TableDefinition::new("alerts");
+const META: StrTable = TableDefinition::new("meta");
+const OUTBOX: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("outbox");
+const SCHEMA_VERSION: &[u8] = b"1";
+
+/// A change to one alert instance.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Store the instance.
+    Put(Alert),
+    /// Forget the instance of this key.
+    Delete(AlertKey),
+}
+
+/// The rule store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+/// Key of an alert in the `alerts` table.
+pub fn alert_key(rule: &str, key: &AlertKey) -> String {
+    let json = serde_json::to_string(key).unwrap_or_default();
+    format!("{rule}\0{json}")
+}
+
+fn rule_prefix_range(rule: &str) -> (String, String) {
+    (format!("{rule}\0"), format!("{rule}\u{1}"))
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::create(path)
+            .map_err(|e| RulesError::Store(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(RulesError::db)?;
+        {
+            txn.open_table(RULES).map_err(RulesError::db)?;
+            txn.open_table(ALERTS).map_err(RulesError::db)?;
+            txn.open_table(OUTBOX).map_err(RulesError::db)?;
+            let mut meta = txn.open_table(META).map_err(RulesError::db)?;
+            let version = meta
+                .get("schema_version")
+                .map_err(RulesError::db)?
+                .map(|v| v.value().to_vec());
+            match version {
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(RulesError::db)?;
+                }
+                Some(v) if v == SCHEMA_VERSION => {}
+                Some(v) => {
+                    return Err(RulesError::Store(format!(
+                        "unsupported rules.redb schema version {:?}",
+                        String::from_utf8_lossy(&v)
+                    )));
+                }
+            }
+        }
+        txn.commit().map_err(RulesError::db)?;
+        Ok(Store { db })
+    }
+
+    /// Stores `spec`; `create` refuses an existing name, otherwise the name must exist.
+    pub fn put_rule(&self, spec: &RuleSpec, create: bool) -> Result<()> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        {
+            let mut t = txn.open_table(RULES).map_err(RulesError::db)?;
+            let exists = t.get(spec.name.as_str()).map_err(RulesError::db)?.is_some();
+            match (create, exists) {
+                (true, true) => return Err(RulesError::Exists(spec.name.clone())),
+                (false, false) => return Err(RulesError::NotFound(spec.name.clone())),
+                _ => {}
+            }
+            let bytes = serde_json::to_vec(spec)?;
+            t.insert(spec.name.as_str(), bytes.as_slice())
+                .map_err(RulesError::db)?;
+        }
+        txn.commit().map_err(RulesError::db)
+    }
+
+    /// The rule `name`.
+    pub fn get_rule(&self, name: &str) -> Result<RuleSpec> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(RULES).map_err(RulesError::db)?;
+        match t.get(name).map_err(RulesError::db)? {
+            Some(v) => Ok(serde_json::from_slice(v.value())?),
+            None => Err(RulesError::NotFound(name.to_string())),
+        }
+    }
+
+    /// Every rule, by name.
+    pub fn list_rules(&self) -> Result<Vec<RuleSpec>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(RULES).map_err(RulesError::db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(RulesError::db)? {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the rule and its alert instances (undelivered notifications stay in the outbox).
+    pub fn delete_rule(&self, name: &str) -> Result<RuleSpec> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        let spec = {
+            let mut t = txn.open_table(RULES).map_err(RulesError::db)?;
+            let old = t.remove(name).map_err(RulesError::db)?;
+            match old {
+                Some(v) => serde_json::from_slice::<RuleSpec>(v.value())?,
+                None => return Err(RulesError::NotFound(name.to_string())),
+            }
+        };
+        {
+            let mut a = txn.open_table(ALERTS).map_err(RulesError::db)?;
+            let (lo, hi) = rule_prefix_range(name);
+            a.retain_in::<&str, _>(lo.as_str()..hi.as_str(), |_, _| false)
+                .map_err(RulesError::db)?;
+        }
+        txn.commit().map_err(RulesError::db)?;
+        Ok(spec)
+    }
+
+    /// The alert instances of `rule`.
+    pub fn alerts_of(&self, rule: &str) -> Result<Vec<Alert>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
+        let (lo, hi) = rule_prefix_range(rule);
+        let mut out = Vec::new();
+        for item in t
+            .range::<&str>(lo.as_str()..hi.as_str())
+            .map_err(RulesError::db)?
+        {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every alert instance.
+    pub fn all_alerts(&self) -> Result<Vec<Alert>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(RulesError::db)? {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Applies alert changes of `rule` and queues `entries` (their `seq` is assigned here), in
+    /// one transaction. Nothing happens when the rule was deleted meanwhile.
+    pub fn apply(&self, rule: &str, changes: &[Change], entries: Vec<OutboxEntry>) -> Result<()> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        {
+            let rules = txn.open_table(RULES).map_err(RulesError::db)?;
+            if rules.get(rule).map_err(RulesError::db)?.is_none() {
+                return Ok(());
+            }
+        }
+        {
+            let mut t = txn.open_table(ALERTS).map_err(RulesError::db)?;
+            for c in changes {
+                match c {
+                    Change::Put(a) => {
+                        let bytes = serde_json::to_vec(a)?;
+                        t.insert(alert_key(rule, &a.key).as_str(), bytes.as_slice())
+                            .map_err(RulesError::db)?;
+                    }
+                    Change::Delete(k) => {
+                        t.remove(alert_key(rule, k).as_str())
+                            .map_err(RulesError::db)?;
+                    }
+                }
+            }
+        }
+        if !entries.is_empty() {
+            let mut meta = txn.open_table(META).map_err(RulesError::db)?;
+            let mut seq = meta
+                .get("next_seq")
+                .map_err(RulesError::db)?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(1);
+            let mut out = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+            for mut e in entries {
+                e.seq = seq;
+                let bytes = serde_json::to_vec(&e)?;
+                out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
+                seq += 1;
+            }
+            meta.insert("next_seq", seq.to_le_bytes().as_slice())
+                .map_err(RulesError::db)?;
+        }
+        txn.commit().map_err(RulesError::db)
+    }
+
+    /// Every outbox entry (pending and dead), oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(RulesError::db)? {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a delivered entry.
+    pub fn delivered(&self, seq: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        txn.open_table(OUTBOX)
+            .map_err(RulesError::db)?
+            .remove(seq)
+            .map_err(RulesError::db)?;
+        txn.commit().map_err(RulesError::db)
+    }
+
+    /// Stores an entry's new attempt count, next time or dead state.
+    pub fn update_entry(&self, entry: &OutboxEntry) -> Result<()> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+            if t.get(entry.seq).map_err(RulesError::db)?.is_some() {
+                let bytes = serde_json::to_vec(entry)?;
+                t.insert(entry.seq, bytes.as_slice())
+                    .map_err(RulesError::db)?;
+            }
+        }
+        txn.commit().map_err(RulesError::db)
+    }
+}

@@ -1,0 +1,116 @@
+//! Rule endpoints (admin): `POST /api/v1/rules` (201 with the stored rule), `GET /api/v1/rules`,
+//! `GET/PUT/DELETE /api/v1/rules/{name}`, `POST /api/v1/rules/{name}/enable|disable`,
+//! `GET /api/v1/rules/{name}/outbox` (undelivered and dead-lettered notifications). The rules
+//! service comes in as an `Extension` (see `serve.rs`); secrets are never returned.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, extract::Query};
+use strata_rules::{RuleSpec, Rules, RulesError};
+
+use crate::api::{REGISTRY_BODY_LIMIT, json_body};
+use crate::error::ApiError;
+
+impl From<RulesError> for ApiError {
+    fn from(e: RulesError) -> Self {
+        match e {
+            RulesError::Invalid(m) => ApiError::BadRequest(m),
+            e @ RulesError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            e @ RulesError::Exists(_) => ApiError::Conflict(e.to_string()),
+            RulesError::Store(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// `POST /api/v1/rules`: 201 with the stored rule; 400 (nothing stored) for an invalid one,
+/// 409 when the name is taken.
+pub async fn create(
+    Extension(rules): Extension<Arc<Rules>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let spec: RuleSpec = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let view = rules.create(spec).await?;
+    tracing::info!(rule = %view.spec.name, kind = view.spec.kind.as_str(), "rule created");
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `GET /api/v1/rules`: every rule with its counters.
+pub async fn list(Extension(rules): Extension<Arc<Rules>>) -> Result<Response, ApiError> {
+    let items = rules.list().await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+/// `GET /api/v1/rules/{name}`.
+pub async fn get(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(rules.get(&name).await?).into_response())
+}
+
+/// `PUT /api/v1/rules/{name}`: replaces the whole definition (resend webhook secrets).
+pub async fn put(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let spec: RuleSpec = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let view = rules.replace(&name, spec).await?;
+    tracing::info!(rule = %name, "rule replaced");
+    Ok(Json(view).into_response())
+}
+
+/// `DELETE /api/v1/rules/{name}`: the rule and its alert instances; 200 with the rule.
+pub async fn delete(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = rules.delete(&name).await?;
+    tracing::info!(rule = %name, "rule deleted");
+    Ok(Json(view).into_response())
+}
+
+/// `POST /api/v1/rules/{name}/enable`.
+pub async fn enable(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(rules.set_enabled(&name, true).await?).into_response())
+}
+
+/// `POST /api/v1/rules/{name}/disable`: stops evaluating; alert instances keep their state.
+pub async fn disable(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(rules.set_enabled(&name, false).await?).into_response())
+}
+
+/// `?dead=true` keeps only dead-lettered entries.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct OutboxParams {
+    /// Only dead letters.
+    #[serde(default)]
+    pub dead: bool,
+}
+
+/// `GET /api/v1/rules/{name}/outbox[?dead=true]`: notifications not delivered yet (with their
+/// attempts, next attempt and last error) and dead letters.
+pub async fn outbox(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+    q: Result<Query<OutboxParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(crate::write::bad_query)?;
+    rules.get(&name).await?;
+    let mut items = rules.outbox(&name).await?;
+    if q.dead {
+        items.retain(|e| e.dead);
+    }
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
