@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Tokens(args) => ctl::tokens::run(args),
         Command::Audit(args) => ctl::tokens::run_audit(args),
         Command::Sql(args) => ctl::sql::run(args),
+        Command::Backup(args) => ctl::backup::run(args),
+        Command::Restore(args) => ctl::backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

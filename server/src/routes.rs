@@ -57,6 +57,10 @@ fn registry_routes() -> Router<AppState> {
                 .put(devices::put)
                 .delete(devices::delete),
         )
+        .route(
+            "/api/v1/devices/{id}/data",
+            axum::routing::delete(api::erase::erase),
+        )
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route(
@@ -101,5 +105,11 @@ fn registry_routes() -> Router<AppState> {
             get(tokens::get).delete(tokens::revoke),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/backup", post(api::backup::create))
+        .route(
+            "/api/v1/backup/{id}",
+            axum::routing::delete(api::backup::release),
+        )
+        .route("/api/v1/backup/{id}/files/{*path}", get(api::backup::file))
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }

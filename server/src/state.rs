@@ -42,6 +42,8 @@ pub struct Inner {
     pub schemas: Arc<ModelSchemas>,
     /// The write pipeline every transport hands its decoded batches to.
     pub pipeline: Pipeline,
+    /// Open backup sessions (`api/backup.rs`).
+    pub backups: crate::api::backup::Sessions,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             started: Instant::now(),
             schemas,
             pipeline,
+            backups: Default::default(),
         };
         AppState {
             inner: Arc::new(inner),

@@ -3,9 +3,11 @@
 //! clear errors, registry calls on the blocking pool, pagination parameters.
 
 pub mod audit;
+pub mod backup;
 pub mod bulk;
 pub mod devices;
 pub mod entities;
+pub mod erase;
 pub mod models;
 pub mod telemetry;
 pub mod tokens;
