@@ -37,6 +37,11 @@ pub enum Command {
     Tokens(crate::ctl::tokens::TokensArgs),
     /// Show the audit log of administrative actions.
     Audit(crate::ctl::tokens::AuditArgs),
+    /// Back up a running server to a directory or bucket (incremental, resumable), or check
+    /// (`verify`) and list (`list`) the backups of a target.
+    Backup(crate::ctl::backup::BackupArgs),
+    /// Restore a backup into a new data directory.
+    Restore(crate::ctl::backup::RestoreArgs),
     /// Run SQL: one-shot (`strata sql "SELECT ..."`, `-f FILE`, piped stdin) or an interactive shell.
     Sql(crate::ctl::sql::SqlArgs),
     /// Repair a data directory that `serve` refuses to open (server stopped): salvage everything

@@ -100,6 +100,10 @@ fn registry_routes() -> Router<AppState> {
                 .put(devices::put)
                 .delete(devices::delete),
         )
+        .route(
+            "/api/v1/devices/{id}/data",
+            axum::routing::delete(api::erase::erase),
+        )
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
         .route(
@@ -153,5 +157,11 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/rules/{name}/enable", post(rules::enable))
         .route("/api/v1/rules/{name}/disable", post(rules::disable))
         .route("/api/v1/rules/{name}/outbox", get(rules::outbox))
+        .route("/api/v1/backup", post(api::backup::create))
+        .route(
+            "/api/v1/backup/{id}",
+            axum::routing::delete(api::backup::release),
+        )
+        .route("/api/v1/backup/{id}/files/{*path}", get(api::backup::file))
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }
