@@ -54,7 +54,12 @@ pub async fn ping() -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    let mut text = st.metrics.render(&st.engine.stats(), st.started.elapsed());
+    crate::rollups::render_metrics(
+        &mut text,
+        &st.engine.rollups(None),
+        st.engine.rollup_counters(),
+    );
     (
         [(
             header::CONTENT_TYPE,

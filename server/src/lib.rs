@@ -21,6 +21,7 @@ mod mqtt;
 mod precision;
 mod query;
 mod read;
+mod rollups;
 mod routes;
 pub mod serve;
 mod sql_tables;
