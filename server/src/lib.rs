@@ -25,6 +25,7 @@ mod precision;
 mod query;
 mod read;
 pub mod repair;
+mod rollups;
 mod routes;
 pub mod serve;
 mod sql_tables;
