@@ -25,6 +25,7 @@ use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, visit_expressions_mut,
+    visit_relations_mut,
 };
 
 /// The schema name PostgreSQL clients query.
@@ -147,11 +148,24 @@ pub fn pg_type_of(t: &DataType) -> PgType {
 /// Rewrites PostgreSQL-only syntax of `statement` into what DataFusion plans: functions
 /// qualified with `pg_catalog.` lose the qualifier, `version()` becomes `pg_version()` (so HTTP
 /// callers keep DataFusion's), `OPERATOR(pg_catalog.~)` and friends become the plain operators,
-/// `COLLATE` clauses are dropped, and casts to `oid` / `regclass` / `regtype` / `name` become
+/// `COLLATE` clauses are dropped, unqualified `pg_catalog` tables (`FROM pg_type`) are qualified,
+/// and casts to `oid` / `regclass` / `regtype` / `name` become
 /// casts to `BIGINT` / text.
 pub fn postgres_compat(statement: &mut ast::Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
         rewrite(expr);
+        ControlFlow::<()>::Continue(())
+    });
+    // PostgreSQL searches pg_catalog first: `FROM pg_type` is `pg_catalog.pg_type`.
+    let _ = visit_relations_mut(statement, |name| {
+        if let [only] = name.0.as_slice()
+            && only
+                .as_ident()
+                .is_some_and(|i| TABLES.contains(&i.value.as_str()))
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new(PG_CATALOG)));
+        }
         ControlFlow::<()>::Continue(())
     });
 }
@@ -195,10 +209,13 @@ fn rewrite(expr: &mut Expr) {
                     .map(|i| i.value.to_ascii_lowercase())
                     .unwrap_or_default();
                 match last.as_str() {
-                    "oid" | "regproc" | "xid" => *data_type = ast::DataType::BigInt(None),
-                    "regclass" | "regtype" | "regnamespace" | "name" => {
-                        *data_type = ast::DataType::Text
-                    }
+                    "oid" | "regproc" | "xid" | "int8" => *data_type = ast::DataType::BigInt(None),
+                    "int4" => *data_type = ast::DataType::Int(None),
+                    "int2" => *data_type = ast::DataType::SmallInt(None),
+                    "float8" => *data_type = ast::DataType::DoublePrecision,
+                    "bool" => *data_type = ast::DataType::Boolean,
+                    "regclass" | "regtype" | "regnamespace" | "name" | "text" | "varchar"
+                    | "char" | "bpchar" => *data_type = ast::DataType::Text,
                     _ => {}
                 }
             }
@@ -308,10 +325,7 @@ fn constant(args: &[ColumnarValue], value: ScalarValue) -> Result<ColumnarValue>
 }
 
 /// Applies `f` to the first (Int64) argument, row by row.
-fn map_i64(
-    args: &[ColumnarValue],
-    f: impl Fn(i64) -> Option<String>,
-) -> Result<ColumnarValue> {
+fn map_i64(args: &[ColumnarValue], f: impl Fn(i64) -> Option<String>) -> Result<ColumnarValue> {
     let first = args
         .first()
         .ok_or_else(|| DataFusionError::Plan("expected an argument".into()))?;
@@ -531,9 +545,10 @@ fn classes(objects: &[Namespace]) -> Result<RecordBatch> {
         ("relkind", strings(vec!["r"; n])),
         (
             "relnatts",
-            i16s(rows
-                .iter()
-                .map(|(_, t)| i16::try_from(t.2.fields().len()).unwrap_or(i16::MAX))),
+            i16s(
+                rows.iter()
+                    .map(|(_, t)| i16::try_from(t.2.fields().len()).unwrap_or(i16::MAX)),
+            ),
         ),
         ("relchecks", i16s(vec![0; n])),
         ("relhasrules", bools(vec![false; n])),
@@ -553,7 +568,11 @@ fn classes(objects: &[Namespace]) -> Result<RecordBatch> {
 fn tables(objects: &[Namespace]) -> Result<RecordBatch> {
     let rows: Vec<(&str, &str)> = objects
         .iter()
-        .flat_map(|ns| ns.tables.iter().map(move |t| (ns.name.as_str(), t.1.as_str())))
+        .flat_map(|ns| {
+            ns.tables
+                .iter()
+                .map(move |t| (ns.name.as_str(), t.1.as_str()))
+        })
         .collect();
     let n = rows.len();
     batch(vec![
@@ -613,7 +632,10 @@ fn types() -> Result<RecordBatch> {
         ("typnamespace", i64s(vec![PG_CATALOG_OID; n])),
         ("typowner", i64s(vec![10; n])),
         ("typlen", i16s(t.iter().map(|t| t.len))),
-        ("typbyval", bools(t.iter().map(|t| (1..=8).contains(&t.len)))),
+        (
+            "typbyval",
+            bools(t.iter().map(|t| (1..=8).contains(&t.len))),
+        ),
         ("typtype", strings(vec!["b"; n])),
         ("typcategory", strings(t.iter().map(|t| category(*t)))),
         ("typisdefined", bools(vec![true; n])),
@@ -624,7 +646,10 @@ fn types() -> Result<RecordBatch> {
         ("typbasetype", i64s(vec![0; n])),
         ("typtypmod", i32s(vec![-1; n])),
         ("typnotnull", bools(vec![false; n])),
-        ("typinput", strings(t.iter().map(|t| format!("{}in", t.name)))),
+        (
+            "typinput",
+            strings(t.iter().map(|t| format!("{}in", t.name))),
+        ),
     ])
 }
 
@@ -718,7 +743,13 @@ fn empty(name: &str) -> Result<RecordBatch> {
         .map(|c| {
             let text = matches!(
                 *c,
-                "conname" | "contype" | "description" | "proname" | "adbin" | "enumlabel" | "indkey"
+                "conname"
+                    | "contype"
+                    | "description"
+                    | "proname"
+                    | "adbin"
+                    | "enumlabel"
+                    | "indkey"
             );
             let bool_col = c.starts_with("indis");
             let ty = if text {
@@ -748,7 +779,10 @@ mod tests {
 
     #[test]
     fn postgres_only_syntax_is_rewritten() {
-        assert_eq!(rewritten("SELECT pg_catalog.version()"), "SELECT pg_version()");
+        assert_eq!(
+            rewritten("SELECT pg_catalog.version()"),
+            "SELECT pg_version()"
+        );
         let s = rewritten(
             "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)",
         );
@@ -757,8 +791,13 @@ mod tests {
         assert!(s.contains("FROM pg_catalog.pg_class"), "{s}");
         assert!(!s.contains("COLLATE"), "{s}");
         let s = rewritten("SELECT 't'::regclass, c.oid::oid FROM x c");
-        assert!(s.contains("CAST('t' AS TEXT)") || s.contains("'t'::TEXT"), "{s}");
+        assert!(
+            s.contains("CAST('t' AS TEXT)") || s.contains("'t'::TEXT"),
+            "{s}"
+        );
         assert!(s.contains("BIGINT"), "{s}");
+        let s = rewritten("SELECT typname FROM pg_type t WHERE t.oid = to_regtype('x')");
+        assert!(s.contains("FROM pg_catalog.pg_type"), "{s}");
     }
 
     #[test]
@@ -771,7 +810,10 @@ mod tests {
         assert_eq!(pg_type_of(&DataType::Float64), PgType::FLOAT8);
         assert_eq!(pg_type_of(&DataType::Utf8View), PgType::TEXT);
         assert_eq!(pg_type_of(&DataType::UInt64), PgType::INT8);
-        assert_eq!(PgType::from_oid(1184).map(PgType::sql_name), Some("timestamp with time zone"));
+        assert_eq!(
+            PgType::from_oid(1184).map(PgType::sql_name),
+            Some("timestamp with time zone")
+        );
         for t in PgType::ALL {
             assert_eq!(PgType::from_oid(t.oid), Some(*t));
         }

@@ -115,7 +115,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let body: &'static [u8] = if gzip { gzipped(index) } else { a.body };
     let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(a.content_type),
+    );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     // Assets change with the binary: revalidate rather than cache stale code.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

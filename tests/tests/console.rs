@@ -57,7 +57,15 @@ fn console_assets_are_public_and_gzipped() {
     let (_tmp, data) = temp_data_dir();
     let server = Server::start(&data, &[]);
     let out = Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip"])
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Accept-Encoding: gzip",
+        ])
         .arg(server.url("/"))
         .output()
         .expect("curl is installed");
@@ -69,9 +77,14 @@ fn console_assets_are_public_and_gzipped() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("sessionStorage"), "the console module");
     // The assets need no token, the API they call does.
-    assert_eq!(server.send_anonymous("GET", "/api/v1/devices", None).status, 401);
     assert_eq!(
-        server.send_anonymous("GET", "/console/nope.js", None).status,
+        server.send_anonymous("GET", "/api/v1/devices", None).status,
+        401
+    );
+    assert_eq!(
+        server
+            .send_anonymous("GET", "/console/nope.js", None)
+            .status,
         404
     );
 }

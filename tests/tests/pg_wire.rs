@@ -73,9 +73,15 @@ fn psql_lists_tables_describes_and_queries() {
         described.contains("timestamp with time zone") && described.contains("double precision"),
         "{described}"
     );
-    // The same query over psql (unaligned, CSV) and over HTTP.
-    let sql = "SELECT device, count(*) AS n, round(avg(temp), 3) AS t FROM env GROUP BY device ORDER BY device";
-    let over_pg = ok(&psql(port, &reader, "sslmode=disable", &["--csv", "-c", sql]));
+    // The same query over psql (CSV) and over HTTP (floats are left out: PostgreSQL prints a
+    // whole float8 as `20`, Arrow's CSV as `20.0`; pg_clients.py compares them as numbers).
+    let sql = "SELECT device, count(*) AS n, count(note) AS notes FROM env GROUP BY device ORDER BY device";
+    let over_pg = ok(&psql(
+        port,
+        &reader,
+        "sslmode=disable",
+        &["--csv", "-c", sql],
+    ));
     let over_http = server.post("/api/v1/query", sql.as_bytes(), &[("Accept", "text/csv")]);
     assert_eq!(over_http.status, 200, "{}", over_http.body);
     assert_eq!(over_pg, over_http.body);
@@ -86,7 +92,7 @@ fn psql_lists_tables_describes_and_queries() {
         "sslmode=disable",
         &["-At", "-c", "SELECT min(time) FROM env"],
     ));
-    assert_eq!(t.trim(), "2023-12-31 23:50:00+00", "{t}");
+    assert_eq!(t.trim(), "2023-12-31 23:58:20+00", "{t}");
 }
 
 #[test]
@@ -101,8 +107,14 @@ fn psql_over_tls_with_the_development_ca() {
         &conninfo,
         &["-At", "-c", "SELECT count(*) FROM env", "-c", "\\conninfo"],
     ));
-    assert!(out.starts_with("28\n") || out.contains("\n"), "{out}");
-    assert!(out.contains("SSL"), "{out}");
+    let count = server.post(
+        "/api/v1/query",
+        b"SELECT count(*) AS n FROM env",
+        &[("Accept", "text/csv")],
+    );
+    let n = count.body.lines().nth(1).expect("a count").to_owned();
+    assert_eq!(out.lines().next(), Some(n.as_str()), "{out}");
+    assert!(out.contains("SSL connection"), "{out}");
 }
 
 #[test]
@@ -123,7 +135,7 @@ fn psql_refusals() {
         &["-c", "INSERT INTO env (device, temp) VALUES ('d1', 1.0)"],
     ));
     assert!(e.contains("read scope"), "{e}");
-    // A revoked token stops working in an open session's next statement (new sessions too).
+    // A write token is refused too: the SQL is read-only.
     let writer = server.create_token(&["write"]);
     let e = failed(&psql(
         port,

@@ -47,8 +47,14 @@ pub fn fields(
         .enumerate()
         .map(|(i, f)| {
             let pg = strata_query::pg_type_of(f.data_type());
-            FieldInfo::new(f.name().clone(), None, None, wire_type(f.data_type()), format(i))
-                .with_type_size(pg.len)
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                wire_type(f.data_type()),
+                format(i),
+            )
+            .with_type_size(pg.len)
         })
         .collect()
 }
@@ -285,9 +291,9 @@ pub fn parameter(
         text_parameter(index, text, ty)?
     };
     match want {
-        Some(t) if value.data_type() != *t => value.cast_to(t).map_err(|e| {
-            invalid_parameter(index, &format!("cannot use it as {t}: {e}"))
-        }),
+        Some(t) if value.data_type() != *t => value
+            .cast_to(t)
+            .map_err(|e| invalid_parameter(index, &format!("cannot use it as {t}: {e}"))),
         _ => Ok(value),
     }
 }
@@ -301,13 +307,11 @@ fn text_parameter(index: usize, text: &str, ty: &Type) -> Result<ScalarValue, Pg
         Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
             ScalarValue::Float64(Some(text.trim().parse().map_err(|_| bad("a number"))?))
         }
-        Type::BOOL => ScalarValue::Boolean(Some(
-            match text.trim().to_ascii_lowercase().as_str() {
-                "t" | "true" | "1" | "yes" | "on" | "y" => true,
-                "f" | "false" | "0" | "no" | "off" | "n" => false,
-                _ => return Err(bad("a boolean")),
-            },
-        )),
+        Type::BOOL => ScalarValue::Boolean(Some(match text.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "1" | "yes" | "on" | "y" => true,
+            "f" | "false" | "0" | "no" | "off" | "n" => false,
+            _ => return Err(bad("a boolean")),
+        })),
         Type::TIMESTAMPTZ | Type::TIMESTAMP => {
             let ts = ScalarValue::Utf8(Some(normalise_timestamp(text)));
             ts.cast_to(&DataType::Timestamp(
@@ -406,17 +410,36 @@ mod tests {
         assert_eq!(v, ScalarValue::Int64(Some(42)));
         let v = parameter(0, Some(b"d1"), false, &Type::UNKNOWN, Some(&DataType::Utf8)).unwrap();
         assert_eq!(v, ScalarValue::Utf8(Some("d1".into())));
-        let v = parameter(0, Some(&7i32.to_be_bytes()), true, &Type::INT4, Some(&DataType::Float64))
-            .unwrap();
+        let v = parameter(
+            0,
+            Some(&7i32.to_be_bytes()),
+            true,
+            &Type::INT4,
+            Some(&DataType::Float64),
+        )
+        .unwrap();
         assert_eq!(v, ScalarValue::Float64(Some(7.0)));
-        let v = parameter(0, Some(b"2024-01-01 00:00:01+00"), false, &Type::TIMESTAMPTZ, None)
-            .unwrap();
+        let v = parameter(
+            0,
+            Some(b"2024-01-01 00:00:01+00"),
+            false,
+            &Type::TIMESTAMPTZ,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             v,
             ScalarValue::TimestampNanosecond(Some(1_704_067_201_000_000_000), Some("UTC".into()))
         );
         let micros = 1_704_067_201_000_000i64 - PG_EPOCH_MICROS;
-        let v = parameter(0, Some(&micros.to_be_bytes()), true, &Type::TIMESTAMPTZ, None).unwrap();
+        let v = parameter(
+            0,
+            Some(&micros.to_be_bytes()),
+            true,
+            &Type::TIMESTAMPTZ,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             v,
             ScalarValue::TimestampNanosecond(Some(1_704_067_201_000_000_000), Some("UTC".into()))

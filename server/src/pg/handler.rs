@@ -63,7 +63,8 @@ pub enum Local {
     Set(String, String),
     /// `SHOW name`.
     Show(String),
-    /// Accepted without effect (`DISCARD ALL`, `DEALLOCATE`, `RESET`): the tag.
+    /// Accepted without effect (`DISCARD ALL`, `DEALLOCATE`, `RESET`, `SAVEPOINT`, `RELEASE`,
+    /// `ROLLBACK TO`): the tag.
     Accept(String),
 }
 
@@ -120,7 +121,12 @@ fn classify(statement: DfStatement, principal: &Principal) -> Result<Kind, PgErr
     match inner.as_ref() {
         S::StartTransaction { .. } => return Ok(Kind::Local(Local::Begin)),
         S::Commit { .. } => return Ok(Kind::Local(Local::End("COMMIT"))),
+        S::Rollback {
+            savepoint: Some(_), ..
+        } => return Ok(Kind::Local(Local::Accept("ROLLBACK".into()))),
         S::Rollback { .. } => return Ok(Kind::Local(Local::End("ROLLBACK"))),
+        S::Savepoint { .. } => return Ok(Kind::Local(Local::Accept("SAVEPOINT".into()))),
+        S::ReleaseSavepoint { .. } => return Ok(Kind::Local(Local::Accept("RELEASE".into()))),
         S::Insert(_)
         | S::Update { .. }
         | S::Delete(_)
@@ -193,7 +199,9 @@ fn set(text: &str) -> Result<Local, PgError> {
         (rest.to_ascii_lowercase(), "")
     };
     let value = value.trim().trim_matches(['\'', '"']).to_owned();
-    let utc = ["utc", "etc/utc", "gmt", "z", "+00:00", "00:00", "0", "default", "local"];
+    let utc = [
+        "utc", "etc/utc", "gmt", "z", "+00:00", "00:00", "0", "default", "local",
+    ];
     if name == "timezone" && !utc.contains(&value.to_ascii_lowercase().as_str()) {
         return Err(PgError::unsupported(format!(
             "time zone '{value}': Strata sends timestamptz values in UTC; only SET TIME ZONE 'UTC' is accepted"
@@ -296,7 +304,13 @@ impl QueryParser for PgParser {
 }
 
 fn show_fields(name: &str, format: FieldFormat) -> Vec<FieldInfo> {
-    vec![FieldInfo::new(name.to_owned(), None, None, Type::TEXT, format)]
+    vec![FieldInfo::new(
+        name.to_owned(),
+        None,
+        None,
+        Type::TEXT,
+        format,
+    )]
 }
 
 /// Runs a plan and encodes its rows in the formats of `format`.
@@ -309,7 +323,11 @@ async fn run(st: &AppState, plan: LogicalPlan, format: &Format) -> Result<Respon
 }
 
 /// Unquoted `SHOW` names that differ from the startup parameter names.
-fn show_value(name: &str, set: &HashMap<String, String>, server: &HashMap<String, String>) -> Option<String> {
+fn show_value(
+    name: &str,
+    set: &HashMap<String, String>,
+    server: &HashMap<String, String>,
+) -> Option<String> {
     let name = name.trim_matches('"');
     match name {
         "transaction isolation level" | "transaction_isolation" => {
@@ -355,7 +373,10 @@ impl PgHandler {
                     .collect();
                 let server = self.startup.parameters(client);
                 let value = show_value(name, &set, &server).ok_or_else(|| {
-                    PgError::new("42704", format!("unrecognized configuration parameter \"{name}\""))
+                    PgError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
                 })?;
                 let fields = Arc::new(show_fields(name, format));
                 let mut buf = bytes::BytesMut::new();

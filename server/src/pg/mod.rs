@@ -72,7 +72,9 @@ pub async fn start(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for PostgreSQL on {addr}"))?;
-    let local = listener.local_addr().context("no local PostgreSQL address")?;
+    let local = listener
+        .local_addr()
+        .context("no local PostgreSQL address")?;
     let startup = Arc::new(TokenStartup::new(state.clone()));
     let handlers = Arc::new(Handlers {
         query: Arc::new(PgHandler::new(state, startup.clone())),
