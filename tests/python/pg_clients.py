@@ -6,6 +6,7 @@ Environment:
   STRATA_PG_PORT       the PostgreSQL port on 127.0.0.1
   STRATA_READ_TOKEN    a token with the read scope
   STRATA_GOLDEN_DIR    the tests/golden directory
+  STRATA_HTTP          http://127.0.0.1:PORT and STRATA_ADMIN_TOKEN (to revoke a token)
 
 Checks:
   - every golden query (tests/golden/NAME.sql) answers over pgwire what NAME.csv records for HTTP
@@ -15,7 +16,8 @@ Checks:
   - the time column arrives as timestamptz (a timezone-aware datetime in UTC);
   - prepared statements with parameters (server-side, extended protocol) of several types;
   - SQLAlchemy create_engine + connect (its pg_catalog/SHOW queries) and pandas.read_sql;
-  - a wrong password is refused with SQLSTATE 28P01; INSERT with a read token with 42501.
+  - a wrong password is refused with SQLSTATE 28P01; INSERT with a read token with 42501;
+  - a token revoked while its session is open is refused at the session's next statement.
 Prints one line per check and "N passed, M failed"; exits 1 when any check failed.
 """
 
@@ -214,7 +216,7 @@ def sqlalchemy_pandas():
     try:
         with engine.connect() as c:
             n = c.execute(sa.text("SELECT count(*) FROM env WHERE device = :d"), {"d": "d2"}).scalar()
-            check("SQLAlchemy connect and bound query", n == 4, n)
+            check("SQLAlchemy connect and bound query", n == 5, n)
         df = pd.read_sql("SELECT time, device, temp FROM env ORDER BY device, time", engine)
         check(
             "pandas.read_sql",
@@ -252,6 +254,32 @@ def refusals():
         check("session usable after a refusal", conn.execute("SELECT 1").fetchone() == (1,), "")
 
 
+def revocation():
+    import json
+    import urllib.request
+
+    http, admin = os.environ["STRATA_HTTP"], os.environ["STRATA_ADMIN_TOKEN"]
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(
+            http + path, method=method, data=body,
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+
+    made = call("POST", "/api/v1/tokens", json.dumps({"scopes": ["read"]}).encode())
+    dsn = DSN.replace(TOKEN, made["token"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        first = conn.execute("SELECT 1").fetchone()
+        call("DELETE", f"/api/v1/tokens/{made['id']}")
+        try:
+            conn.execute("SELECT 1")
+            check("revoked token refused in an open session", False, "accepted")
+        except psycopg.Error as e:
+            check("revoked token refused in an open session", first == (1,) and "revoked" in str(e), str(e))
+
+
 def main():
     with psycopg.connect(DSN) as conn:  # not autocommit: psycopg sends BEGIN first
         types_and_parameters(conn)
@@ -264,6 +292,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         check("SQLAlchemy and pandas", False, str(e).splitlines()[0])
     refusals()
+    revocation()
     print(f"{results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
 
