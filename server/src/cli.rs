@@ -112,6 +112,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_FLIGHT_ADDR")]
     pub flight_addr: Option<SocketAddr>,
 
+    /// PostgreSQL wire protocol endpoint (HOST:PORT, e.g. 127.0.0.1:5432; port 0 picks a free
+    /// port, logged as "PostgreSQL listening"). Off unless given. Read-only SQL with an API token
+    /// as the password; TLS with the server's certificate; see docs/postgres.md.
+    #[arg(long, env = "STRATA_PG_ADDR")]
+    pub pg_addr: Option<SocketAddr>,
+
     /// When a write is acknowledged: `sync` (after fdatasync, group commit), `interval:<ms>`
     /// (fsync every <ms> milliseconds, e.g. interval:100) or `none` (never fsync).
     #[arg(long, env = "STRATA_DURABILITY", default_value = "sync", value_parser = parse_durability)]
@@ -201,6 +207,10 @@ pub struct ServeArgs {
     /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_flight: u64,
+
+    /// Most open PostgreSQL connections; more are closed at accept.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PG", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_pg: u64,
 
     /// HTTP(S): longest wait for a complete request header, counted from the moment the server
     /// is ready for a request (a new connection, or the previous response sent, so it is also

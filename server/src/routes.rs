@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::track::<AppState>,
         ))
+        // The web console's static assets are public; what they call passes the auth layer.
+        .merge(crate::console::router())
         .fallback(admin::not_found)
         .with_state(state)
 }
