@@ -41,10 +41,10 @@ pub use latest::{LastValuesExec, LastValuesFunction, LastValuesTable};
 pub use layout::{ColumnKind, DEVICE_COLUMN, TIME_COLUMN, TIME_ZONE, TableLayout};
 pub use newest::{NewestFromCache, NewestRowExec};
 pub use output::{OutputFormat, encode};
-pub use rollup::RollupRewrite;
 pub use pg_catalog::{
     PG_CATALOG, PG_VERSION, PgCatalogSchema, PgType, pg_type_of, postgres_compat,
 };
+pub use rollup::RollupRewrite;
 pub use snapshot::{ExtraTables, SnapshotExec, SnapshotSource, SnapshotTable};
 pub use table::{ScanOptions, StreamTable};
 pub use views::ReadViews;
