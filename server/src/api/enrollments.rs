@@ -53,10 +53,7 @@ pub async fn disable(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Enrollment>, ApiError> {
-    let actor = p.actor();
-    Ok(Json(
-        blocking(&st, move |r| r.set_enrollment_enabled(&actor, &id, false)).await?,
-    ))
+    set_enabled(&st, &p, id, false).await
 }
 
 /// `POST /api/v1/enrollments/{id}/enable`.
@@ -65,9 +62,19 @@ pub async fn enable(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Enrollment>, ApiError> {
+    set_enabled(&st, &p, id, true).await
+}
+
+/// Enables or disables an enrollment group on behalf of `p` (audited by the registry).
+async fn set_enabled(
+    st: &AppState,
+    p: &Principal,
+    id: String,
+    enabled: bool,
+) -> Result<Json<Enrollment>, ApiError> {
     let actor = p.actor();
     Ok(Json(
-        blocking(&st, move |r| r.set_enrollment_enabled(&actor, &id, true)).await?,
+        blocking(st, move |r| r.set_enrollment_enabled(&actor, &id, enabled)).await?,
     ))
 }
 
