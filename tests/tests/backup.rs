@@ -89,7 +89,7 @@ const QUERIES: &[&str] = &[
     "SELECT count(*) AS n FROM fleet.readings",
     "SELECT device, count(*) AS n, min(time) AS first, max(time) AS last FROM fleet.readings GROUP BY device ORDER BY device",
     "SELECT * FROM fleet.diagnostics ORDER BY device, time",
-    "SELECT device FROM fleet.last_values('readings') ORDER BY device",
+    "SELECT device FROM last_values('fleet', 'readings') ORDER BY device",
 ];
 
 #[test]

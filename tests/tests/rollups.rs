@@ -1,6 +1,5 @@
-//! Continuous rollups through the real binary: rollups configured for the database (in
-//! `DATA/rollups.json`, the engine's persisted rollup configuration, until the lifecycle API
-//! sets them), an hourly mean by fleet answered from the rollup (EXPLAIN names the rollup table)
+//! Continuous rollups through the real binary: rollups set by the database's lifecycle policy
+//! (`PUT /api/v1/databases/default/lifecycle`), an hourly mean by fleet answered from the rollup (EXPLAIN names the rollup table)
 //! with the values worked out from the written points, late data seen at once, the rollup table
 //! readable as SQL, its name reserved, `/metrics` gauges, and everything kept across a kill -9.
 
@@ -88,29 +87,18 @@ fn check_hourly(server: &Server, points: &[(String, &str, i64, f64)]) {
     }
 }
 
-/// Writes the engine's rollup configuration: 1-minute and 1-hour rollups for every stream of
-/// `default` (the file format of `storage/src/rollup/state.rs`, checksummed header).
-fn configure_rollups(data: &std::path::Path) {
-    std::fs::create_dir_all(data).unwrap();
-    let body = serde_json::json!({
-        "defaults": [["default", [{"every": MIN, "keep": null}, {"every": HOUR, "keep": null}]]],
-        "overrides": [],
-        "rollups": []
-    })
-    .to_string();
-    let header = format!(
-        "strata-rollups v1 crc32c={:08x} len={}\n",
-        crc32c::crc32c(body.as_bytes()),
-        body.len()
-    );
-    std::fs::write(data.join("rollups.json"), header + &body).unwrap();
+/// Sets 1-minute and 1-hour rollups for every stream of `default` through the lifecycle API.
+fn configure_rollups(server: &Server) {
+    let policy = serde_json::json!({"rollups": [{"every": "1m"}, {"every": "1h"}]});
+    let r = server.send_json("PUT", "/api/v1/databases/default/lifecycle", &policy);
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 #[test]
 fn rollups_from_policy_answer_queries_and_survive_kill9() {
     let (_tmp, data) = temp_data_dir();
-    configure_rollups(&data);
     let mut server = Server::start(&data, &[]);
+    configure_rollups(&server);
     let mut pts = points();
     assert_eq!(server.write("default", &lines(&pts)).status, 204);
 
@@ -161,4 +149,28 @@ fn rollups_from_policy_answer_queries_and_survive_kill9() {
     let p = plan(&server, HOURLY);
     assert!(p.contains("_rollup_1h_trucks"), "{p}");
     check_hourly(&server, &pts);
+
+    // A retention that cuts raw data a rollup added in the same change has not absorbed is
+    // refused, naming the rollup; with the absorbed rollups alone it is accepted, and the
+    // hourly answer still comes (from the rollup) after the raw rows expire.
+    let path = "/api/v1/databases/default/lifecycle?stream=trucks";
+    let add_daily = serde_json::json!({
+        "retention": "30d",
+        "rollups": [{"every": "1m"}, {"every": "1h"}, {"every": "1d"}]
+    });
+    let r = server.send_json("PUT", path, &add_daily);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("_rollup_1d_trucks"), "{}", r.body);
+    assert_eq!(server.post("/api/v1/lifecycle/run", b"", &[]).status, 200);
+    let keep = serde_json::json!({"retention": "30d", "rollups": [{"every": "1m"}, {"every": "1h"}]});
+    let r = server.send_json("PUT", path, &keep);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let raw = query(&server, "SELECT time, speed FROM trucks LIMIT 5");
+    assert_eq!(raw, serde_json::json!([]), "raw rows from 2025 are past a 30-day retention");
+    // Aggregates the rollups can answer still see the history.
+    let p = plan(&server, HOURLY);
+    assert!(p.contains("_rollup_1h_trucks"), "{p}");
+    check_hourly(&server, &pts);
+    let rows = query(&server, "SELECT sum(points) AS points FROM _rollup_1h_trucks");
+    assert_eq!(rows[0]["points"].as_i64(), Some(pts.len() as i64 - 1), "one point rewritten");
 }
