@@ -3,7 +3,8 @@
 //! real binary with loaded data: first-load size, a wrong token refused, sign-in, overview,
 //! device search, the device chart's points equal the SQL answer, drag zoom, key rotation, the
 //! SQL page (table, chart, query time, CSV download equal to the HTTP CSV), the entity tree, and
-//! a read-only token unable to disable a device. Screenshots go to `docs/console/`.
+//! a read-only token unable to disable a device. Screenshots go to a temporary directory, or
+//! to `docs/console/` with `STRATA_CONSOLE_SHOTS=docs/console`.
 //! Also, without a browser: the assets are served gzip-compressed and without credentials.
 
 use std::path::PathBuf;
@@ -94,10 +95,15 @@ fn console_in_chromium() {
     let (_tmp, server) = start();
     let reader = server.create_token(&["read"]);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console");
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("docs")
-        .join("console");
+    // Screenshots go to the test's temporary directory; `STRATA_CONSOLE_SHOTS=docs/console`
+    // (relative to the workspace) refreshes the ones the docs show.
+    let shots_tmp = tempfile::tempdir().unwrap();
+    let shots = match std::env::var_os("STRATA_CONSOLE_SHOTS") {
+        Some(rel) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel),
+        None => shots_tmp.path().to_path_buf(),
+    };
     let out = Command::new("node")
         .arg(dir.join("console_test.mjs"))
         .current_dir(&dir)

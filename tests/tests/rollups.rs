@@ -162,15 +162,27 @@ fn rollups_from_policy_answer_queries_and_survive_kill9() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("_rollup_1d_trucks"), "{}", r.body);
     assert_eq!(server.post("/api/v1/lifecycle/run", b"", &[]).status, 200);
-    let keep = serde_json::json!({"retention": "30d", "rollups": [{"every": "1m"}, {"every": "1h"}]});
+    let keep =
+        serde_json::json!({"retention": "30d", "rollups": [{"every": "1m"}, {"every": "1h"}]});
     let r = server.send_json("PUT", path, &keep);
     assert_eq!(r.status, 200, "{}", r.body);
     let raw = query(&server, "SELECT time, speed FROM trucks LIMIT 5");
-    assert_eq!(raw, serde_json::json!([]), "raw rows from 2025 are past a 30-day retention");
+    assert_eq!(
+        raw,
+        serde_json::json!([]),
+        "raw rows from 2025 are past a 30-day retention"
+    );
     // Aggregates the rollups can answer still see the history.
     let p = plan(&server, HOURLY);
     assert!(p.contains("_rollup_1h_trucks"), "{p}");
     check_hourly(&server, &pts);
-    let rows = query(&server, "SELECT sum(points) AS points FROM _rollup_1h_trucks");
-    assert_eq!(rows[0]["points"].as_i64(), Some(pts.len() as i64 - 1), "one point rewritten");
+    let rows = query(
+        &server,
+        "SELECT sum(points) AS points FROM _rollup_1h_trucks",
+    );
+    assert_eq!(
+        rows[0]["points"].as_i64(),
+        Some(pts.len() as i64 - 1),
+        "one point rewritten"
+    );
 }

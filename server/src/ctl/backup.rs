@@ -22,8 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 use strata_storage::backup::{
     BACKUP_FILE, BACKUP_VERSION, BACKUPS_DIR, BackupFile, BackupManifest, SEGMENTS_DIR,
-    STARTED_FILE,
-    backup_object, check_backup_id, check_file, check_restore_path, segment_object,
+    STARTED_FILE, backup_object, check_backup_id, check_file, check_restore_path, segment_object,
 };
 use strata_storage::objstore::StoreUrl;
 
@@ -320,7 +319,10 @@ fn copy_session(
         .context("the server's backup session lists no files")?;
     // Written first: an interrupted run is listed as incomplete from its first byte on.
     let started = json!({"id": id, "created_ns": session["created_ns"], "source": client.base()});
-    target.put(&backup_object(id, STARTED_FILE), started.to_string().into_bytes())?;
+    target.put(
+        &backup_object(id, STARTED_FILE),
+        started.to_string().into_bytes(),
+    )?;
     let present = target.list(SEGMENTS_DIR)?;
     let mut report = CopyReport {
         files: files.len(),

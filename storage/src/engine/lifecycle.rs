@@ -84,7 +84,11 @@ pub(super) fn set(
         })?;
     }
     let specs = super::rollups::specs_of(stream, policy.as_ref());
-    super::rollups::validate(database, stream.unwrap_or(""), specs.as_deref().unwrap_or(&[]))?;
+    super::rollups::validate(
+        database,
+        stream.unwrap_or(""),
+        specs.as_deref().unwrap_or(&[]),
+    )?;
     let mut store = inner.lifecycle.store.write().map_err(|_| poisoned())?;
     validate_policy_change(inner, &store, database, stream, policy.as_ref())?;
     store.set(database, stream, policy)?;
@@ -123,10 +127,7 @@ fn validate_policy_change(
         let new = match (policy, stream) {
             (Some(p), _) => p.clone(),
             // Removing a stream override: the database's policy applies again.
-            (None, Some(_)) => store
-                .database(database)
-                .cloned()
-                .unwrap_or_default(),
+            (None, Some(_)) => store.database(database).cloned().unwrap_or_default(),
             (None, None) => match store.stream(database, &s) {
                 Some(p) => p.clone(),
                 None => LifecyclePolicy::default(),
@@ -135,7 +136,9 @@ fn validate_policy_change(
         let Some(retention) = new.retention else {
             continue;
         };
-        if let Some(why) = super::rollups::retention_conflict(inner, database, &s, &new, retention, now)? {
+        if let Some(why) =
+            super::rollups::retention_conflict(inner, database, &s, &new, retention, now)?
+        {
             return Err(StorageError::InvalidInput(format!(
                 "lifecycle policy of {} refused: {why}",
                 target(database, stream)

@@ -471,11 +471,17 @@ pub(super) fn retention_conflict(
         )
         .filter(|(d, s, _)| *d == database && *s == stream)
         .map(|(_, _, t)| t)
-        .chain(state.catalog.stream_id(database, stream).into_iter().flat_map(|id| {
-            std::iter::once(&state.active)
-                .chain(state.frozen.iter().map(|f| &*f.memtable))
-                .filter_map(move |m| m.min_time(id))
-        }))
+        .chain(
+            state
+                .catalog
+                .stream_id(database, stream)
+                .into_iter()
+                .flat_map(|id| {
+                    std::iter::once(&state.active)
+                        .chain(state.frozen.iter().map(|f| &*f.memtable))
+                        .filter_map(move |m| m.min_time(id))
+                }),
+        )
         .min();
     let raw_before_cut = oldest.is_some_and(|t| t < cut);
     let maintained = state.rollups.of(database, stream);
@@ -522,7 +528,11 @@ pub(super) fn reconcile_with_policies(inner: &Inner) -> Result<()> {
     type Levels = BTreeMap<(String, Option<String>), Vec<RollupSpec>>;
     let mut want: Levels = BTreeMap::new();
     {
-        let store = inner.lifecycle.store.read().map_err(|_| super::poisoned())?;
+        let store = inner
+            .lifecycle
+            .store
+            .read()
+            .map_err(|_| super::poisoned())?;
         for db in store.databases() {
             if let Some(specs) = specs_of(None, store.database(&db)) {
                 want.insert((db.clone(), None), specs);

@@ -385,18 +385,31 @@ fn lifecycle_policy_refuses_a_retention_its_new_rollup_has_not_absorbed() {
         .set_lifecycle("db", Some("s"), Some(both.clone()))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("_rollup_1m_s") && err.contains("is new"), "{err}");
-    assert!(engine.rollups(None).is_empty(), "a refused policy changes nothing");
-    assert_eq!(engine.lifecycle("db", "s").unwrap().1, PolicySource::Default);
+    assert!(
+        err.contains("_rollup_1m_s") && err.contains("is new"),
+        "{err}"
+    );
+    assert!(
+        engine.rollups(None).is_empty(),
+        "a refused policy changes nothing"
+    );
+    assert_eq!(
+        engine.lifecycle("db", "s").unwrap().1,
+        PolicySource::Default
+    );
     // The same at database level, for the streams without an override.
-    let err = engine.set_lifecycle("db", None, Some(both.clone())).unwrap_err();
+    let err = engine
+        .set_lifecycle("db", None, Some(both.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("_rollup_1m_s"), "{err}");
 
     // Rollups first, then back-fill, then the retention: accepted.
     engine
         .set_lifecycle("db", Some("s"), Some(rollups_policy(&[spec(MIN)], None)))
         .unwrap();
-    let err = engine.set_lifecycle("db", Some("s"), Some(both.clone())).unwrap_err();
+    let err = engine
+        .set_lifecycle("db", Some("s"), Some(both.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("back-filling"), "{err}");
     engine.run_rollups(100).unwrap();
     engine.set_lifecycle("db", Some("s"), Some(both)).unwrap();
@@ -417,19 +430,33 @@ fn rollup_keep_is_the_retention_of_the_rollup_stream() {
         keep: Some(400 * MIN),
     };
     engine
-        .set_lifecycle("db", None, Some(rollups_policy(&[keep, spec(60 * MIN)], None)))
+        .set_lifecycle(
+            "db",
+            None,
+            Some(rollups_policy(&[keep, spec(60 * MIN)], None)),
+        )
         .unwrap();
     let (p, source) = engine.lifecycle("db", "_rollup_1m_s").unwrap();
-    assert_eq!((p.retention, p.hot, source), (Some(400 * MIN), None, PolicySource::Rollup));
+    assert_eq!(
+        (p.retention, p.hot, source),
+        (Some(400 * MIN), None, PolicySource::Rollup)
+    );
     assert!(p.rollups.is_empty());
     let (p, _) = engine.lifecycle("db", "_rollup_1h_s").unwrap();
     assert_eq!(p.retention, None, "kept forever");
     // 1970 rows under a 400-minute keep: the 1-minute rollup holds none of them for a reader.
     write(&engine, &[("a", 10 * MIN, 1.0)]);
     engine.run_rollups(100).unwrap();
-    assert!(all(&engine, "_rollup_1m_s").iter().all(|b| b.times.is_empty()));
+    assert!(
+        all(&engine, "_rollup_1m_s")
+            .iter()
+            .all(|b| b.times.is_empty())
+    );
     assert_eq!(
-        all(&engine, "_rollup_1h_s").iter().map(|b| b.times.len()).sum::<usize>(),
+        all(&engine, "_rollup_1h_s")
+            .iter()
+            .map(|b| b.times.len())
+            .sum::<usize>(),
         1
     );
 }
