@@ -201,6 +201,9 @@ fn rewrite(expr: &mut Expr) {
             *expr = inner;
         }
         Expr::Cast { data_type, .. } => {
+            if matches!(data_type, ast::DataType::Regclass) {
+                *data_type = ast::DataType::Text;
+            }
             if let ast::DataType::Custom(name, _) = data_type {
                 let last = name
                     .0
