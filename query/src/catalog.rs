@@ -67,6 +67,10 @@ impl CatalogProvider for StrataCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == crate::pg_catalog::PG_CATALOG {
+            let me: Arc<dyn CatalogProvider> = Arc::new(self.clone());
+            return Some(Arc::new(crate::pg_catalog::PgCatalogSchema::new(me)));
+        }
         if name == EXTRA_SCHEMA && self.has_extra() {
             return Some(Arc::new(ExtraSchema(self.extra.clone())));
         }

@@ -106,6 +106,7 @@ impl QueryEngine {
         ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
         crate::functions::register(&mut ctx)?;
         crate::gapfill::register(&ctx);
+        crate::pg_catalog::register_functions(&ctx);
         ctx.register_udtf(
             "last_values",
             Arc::new(crate::latest::LastValuesFunction::new(engine.clone())),
@@ -208,6 +209,20 @@ impl QueryEngine {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let mut statement = state.sql_to_statement(sql, &dialect)?;
+        crate::params::number_placeholders(&mut statement);
+        let logical = state.statement_to_plan(statement).await?;
+        self.options.verify_plan(&logical)?;
+        Ok(logical)
+    }
+
+    /// Plans one statement already parsed (the PostgreSQL transport parses with PostgreSQL's
+    /// dialect and rewrites its syntax first, see [`crate::postgres_compat`]); read-only
+    /// statements only, `?` placeholders numbered as in [`QueryEngine::logical_plan`].
+    pub async fn statement_plan(
+        &self,
+        mut statement: datafusion::sql::parser::Statement,
+    ) -> Result<LogicalPlan, QueryError> {
+        let state = self.ctx.state();
         crate::params::number_placeholders(&mut statement);
         let logical = state.statement_to_plan(statement).await?;
         self.options.verify_plan(&logical)?;

@@ -22,6 +22,7 @@ mod leaf;
 mod newest;
 mod output;
 mod params;
+mod pg_catalog;
 mod plan_cache;
 mod pushdown;
 mod rollup;
@@ -40,6 +41,9 @@ pub use latest::{LastValuesExec, LastValuesFunction, LastValuesTable};
 pub use layout::{ColumnKind, DEVICE_COLUMN, TIME_COLUMN, TIME_ZONE, TableLayout};
 pub use newest::{NewestFromCache, NewestRowExec};
 pub use output::{OutputFormat, encode};
+pub use pg_catalog::{
+    PG_CATALOG, PG_VERSION, PgCatalogSchema, PgType, pg_type_of, postgres_compat,
+};
 pub use rollup::RollupRewrite;
 pub use snapshot::{ExtraTables, SnapshotExec, SnapshotSource, SnapshotTable};
 pub use table::{ScanOptions, StreamTable};

@@ -62,6 +62,11 @@ pub async fn metrics(
         rules.render_metrics(&mut text);
     }
     crate::lifecycle::render_metrics(&st.engine, &mut text);
+    crate::rollups::render_metrics(
+        &mut text,
+        &st.engine.rollups(None),
+        st.engine.rollup_counters(),
+    );
     (
         [(
             header::CONTENT_TYPE,

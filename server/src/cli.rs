@@ -37,6 +37,11 @@ pub enum Command {
     Tokens(crate::ctl::tokens::TokensArgs),
     /// Show the audit log of administrative actions.
     Audit(crate::ctl::tokens::AuditArgs),
+    /// Back up a running server to a directory or bucket (incremental, resumable), or check
+    /// (`verify`) and list (`list`) the backups of a target.
+    Backup(crate::ctl::backup::BackupArgs),
+    /// Restore a backup into a new data directory.
+    Restore(crate::ctl::backup::RestoreArgs),
     /// Run SQL: one-shot (`strata sql "SELECT ..."`, `-f FILE`, piped stdin) or an interactive shell.
     Sql(crate::ctl::sql::SqlArgs),
     /// Repair a data directory that `serve` refuses to open (server stopped): salvage everything
@@ -106,6 +111,12 @@ pub struct ServeArgs {
     /// catalog metadata and DoPut bulk ingest with API tokens; see docs/flight-sql.md.
     #[arg(long, env = "STRATA_FLIGHT_ADDR")]
     pub flight_addr: Option<SocketAddr>,
+
+    /// PostgreSQL wire protocol endpoint (HOST:PORT, e.g. 127.0.0.1:5432; port 0 picks a free
+    /// port, logged as "PostgreSQL listening"). Off unless given. Read-only SQL with an API token
+    /// as the password; TLS with the server's certificate; see docs/postgres.md.
+    #[arg(long, env = "STRATA_PG_ADDR")]
+    pub pg_addr: Option<SocketAddr>,
 
     /// When a write is acknowledged: `sync` (after fdatasync, group commit), `interval:<ms>`
     /// (fsync every <ms> milliseconds, e.g. interval:100) or `none` (never fsync).
@@ -196,6 +207,10 @@ pub struct ServeArgs {
     /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_flight: u64,
+
+    /// Most open PostgreSQL connections; more are closed at accept.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PG", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_pg: u64,
 
     /// HTTP(S): longest wait for a complete request header, counted from the moment the server
     /// is ready for a request (a new connection, or the previous response sent, so it is also

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Command::Sql(args) => ctl::sql::run(args),
         Command::Repair(args) => strata_server::repair::run(args),
         Command::Lifecycle(args) => ctl::lifecycle::run(args),
+        Command::Backup(args) => ctl::backup::run(args),
+        Command::Restore(args) => ctl::backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::track::<AppState>,
         ))
+        // The web console's static assets are public; what they call passes the auth layer.
+        .merge(crate::console::router())
         .fallback(admin::not_found)
         .with_state(state)
 }
@@ -99,6 +101,10 @@ fn registry_routes() -> Router<AppState> {
                 .patch(devices::patch)
                 .put(devices::put)
                 .delete(devices::delete),
+        )
+        .route(
+            "/api/v1/devices/{id}/data",
+            axum::routing::delete(api::erase::erase),
         )
         .route("/api/v1/devices/{id}/disable", post(devices::disable))
         .route("/api/v1/devices/{id}/enable", post(devices::enable))
@@ -153,5 +159,11 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/rules/{name}/enable", post(rules::enable))
         .route("/api/v1/rules/{name}/disable", post(rules::disable))
         .route("/api/v1/rules/{name}/outbox", get(rules::outbox))
+        .route("/api/v1/backup", post(api::backup::create))
+        .route(
+            "/api/v1/backup/{id}",
+            axum::routing::delete(api::backup::release),
+        )
+        .route("/api/v1/backup/{id}/files/{*path}", get(api::backup::file))
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))
 }

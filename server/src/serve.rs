@@ -144,6 +144,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let pg = match args.pg_addr {
+        Some(pg_addr) => Some(
+            crate::pg::start(
+                pg_addr,
+                state.clone(),
+                tls.as_ref().map(|t| t.pg.clone()),
+                limit("pg", args.max_connections_pg),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let http_limit = limit("http", args.max_connections_http);
     let app = router(state)
         .layer(Extension(issuer))
@@ -159,6 +171,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(flight) = flight {
         flight.shutdown(args.shutdown_timeout).await;
+    }
+    if let Some(pg) = pg {
+        pg.shutdown(args.shutdown_timeout).await;
     }
     if let Some(mqtt) = mqtt {
         mqtt.shutdown(args.shutdown_timeout).await;
@@ -194,7 +209,8 @@ async fn open_rules(
 /// Sets TLS up (operator certificate or development CA, see `docs/tls.md`) when a TLS listener
 /// is configured, and logs which CA certificate clients should trust.
 async fn setup_tls(args: &ServeArgs) -> anyhow::Result<Option<Tls>> {
-    if !args.tls.enabled() {
+    // The PostgreSQL listener always offers TLS (sslmode=require), with the same certificate.
+    if !args.tls.enabled() && args.pg_addr.is_none() {
         return Ok(None);
     }
     let (tls_args, data_dir) = (args.tls.clone(), args.data_dir.clone());

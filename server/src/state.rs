@@ -45,6 +45,8 @@ pub struct Inner {
     pub pipeline: Pipeline,
     /// The device plane: wake-ups of devices' MQTT sessions and long-polls (commands).
     pub plane: Arc<DevicePlane>,
+    /// Open backup sessions (`api/backup.rs`).
+    pub backups: crate::api::backup::Sessions,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             schemas,
             pipeline,
             plane,
+            backups: Default::default(),
         };
         AppState {
             inner: Arc::new(inner),

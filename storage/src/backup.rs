@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! segments/{id:016}-{crc32c:08x}.seg   segment files, immutable, shared by every backup
+//! backups/{backup id}/STARTED           written first: the run exists (JSON id, time, source)
 //! backups/{backup id}/MANIFEST          per backup: the engine's MANIFEST at the snapshot
 //! backups/{backup id}/catalog.log       the catalog log
 //! backups/{backup id}/wal/wal-….log     closed WAL files the MANIFEST still needs
@@ -27,6 +28,9 @@ const TAG: &str = "STRATA-BACKUP";
 pub const BACKUP_VERSION: u32 = 1;
 /// Name of the backup manifest inside a backup's directory.
 pub const BACKUP_FILE: &str = "BACKUP";
+/// Marker written before anything else of a backup run (JSON: id, snapshot time, source), so
+/// an interrupted run shows up as incomplete even before its first per-backup file.
+pub const STARTED_FILE: &str = "STARTED";
 /// Directory of the per-backup objects.
 pub const BACKUPS_DIR: &str = "backups";
 /// Directory of the shared segment objects.

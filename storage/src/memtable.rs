@@ -255,6 +255,18 @@ impl Memtable {
             + self.index.capacity() * INDEX_ENTRY_BYTES
     }
 
+    /// The oldest time buffered for `stream` (a policy check; walks the buffers).
+    pub fn min_time(&self, stream: StreamId) -> Option<i64> {
+        self.bufs
+            .iter()
+            .filter(|b| b.stream == stream)
+            .filter_map(|b| match b.strictly_sorted {
+                true => b.times.first().copied(),
+                false => b.times.iter().copied().min(),
+            })
+            .min()
+    }
+
     /// When the oldest buffered write arrived.
     pub fn first_write(&self) -> Option<Instant> {
         self.first_write

@@ -27,19 +27,19 @@ pub fn strata_binary() -> &'static Path {
     })
 }
 
-/// Runs `cargo build -p strata-server --bin strata` and returns the executable cargo reports.
+/// Runs `cargo build --workspace --bins` and returns the `strata` executable cargo reports.
 fn build_strata() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("Cargo.toml");
     let mut cmd = Command::new(cargo);
+    // `--workspace`, like `cargo test --workspace`: cargo unifies dependency features over the
+    // packages it builds, so `-p strata-server` would rebuild DataFusion with other features.
     cmd.args([
         "build",
-        "-p",
-        "strata-server",
-        "--bin",
-        "strata",
+        "--workspace",
+        "--bins",
         "--message-format=json-render-diagnostics",
     ])
     .arg("--manifest-path")

@@ -3,11 +3,13 @@
 //! clear errors, registry calls on the blocking pool, pagination parameters.
 
 pub mod audit;
+pub mod backup;
 pub mod bulk;
 pub mod commands;
 pub mod devices;
 pub mod enrollments;
 pub mod entities;
+pub mod erase;
 pub mod models;
 pub mod rules;
 pub mod telemetry;

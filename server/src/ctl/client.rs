@@ -50,6 +50,30 @@ impl Client {
         }
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path` → the body's bytes (a non-2xx answer becomes an error with the server's message).
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        match self.agent.get(&url).set("Authorization", &self.auth).call() {
+            Ok(resp) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)?;
+                Ok(bytes)
+            }
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                bail!("GET {path}: {}", describe_error(code, &text))
+            }
+            Err(ureq::Error::Transport(t)) => {
+                bail!("cannot reach the server at {}: {t}", self.base)
+            }
+        }
+    }
+
     /// `GET path` → JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send("GET", path, Body::Empty)

@@ -2,6 +2,7 @@
 //! the server's HTTP API with an API token and print a table (or the server's JSON with `--json`).
 //! The token comes from `--token`, `STRATA_TOKEN`, or the `admin-token` file of `--data-dir`.
 
+pub mod backup;
 pub mod client;
 pub mod devices;
 pub mod entities;

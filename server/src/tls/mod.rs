@@ -120,6 +120,9 @@ pub struct Tls {
     pub https: Arc<rustls::ServerConfig>,
     /// Configuration of the MQTTS listener (no ALPN).
     pub mqtts: Arc<rustls::ServerConfig>,
+    /// Configuration of the PostgreSQL listener's TLS upgrade (ALPN `postgresql`, no client
+    /// certificates: clients sign in with a token).
+    pub pg: Arc<rustls::ServerConfig>,
     /// The development CA, when it signed the server certificate and is the client CA: it can
     /// then issue device certificates.
     pub dev_ca: Option<Arc<DevCa>>,
@@ -171,9 +174,11 @@ impl Tls {
         // resets the stream and curl reports a framing error instead of the status.
         let https = server_config(&chain, &key, verifier.clone(), &[b"http/1.1"])?;
         let mqtts = server_config(&chain, &key, verifier, &[])?;
+        let pg = server_config(&chain, &key, None, &[b"postgresql"])?;
         Ok(Tls {
             https,
             mqtts,
+            pg,
             dev_ca: issuer,
             trust,
             client_ca,

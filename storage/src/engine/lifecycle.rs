@@ -83,9 +83,18 @@ pub(super) fn set(
             ))
         })?;
     }
+    let specs = super::rollups::specs_of(stream, policy.as_ref());
+    super::rollups::validate(
+        database,
+        stream.unwrap_or(""),
+        specs.as_deref().unwrap_or(&[]),
+    )?;
     let mut store = inner.lifecycle.store.write().map_err(|_| poisoned())?;
     validate_policy_change(inner, &store, database, stream, policy.as_ref())?;
     store.set(database, stream, policy)?;
+    // The policy is saved first: it is the source of truth the rollup configuration follows
+    // (a crash before the next line is mended at open by `reconcile_with_policies`).
+    super::rollups::set_policy(inner, database, stream, specs.as_deref())?;
     tracing::info!(database, stream, "lifecycle policy changed");
     Ok(())
 }
@@ -97,21 +106,67 @@ fn target(database: &str, stream: Option<&str>) -> String {
     }
 }
 
-/// HOOK for checks that need the engine's state before a policy change is accepted (the store
-/// is locked, so nothing changes the policies meanwhile). `policy` is the new policy of
+/// Checks that need the engine's state before a policy change is accepted (the store is
+/// locked, so nothing changes the policies meanwhile). `policy` is the new policy of
 /// `database` (`stream = None`) or of one stream override (`None`: the setting is removed);
-/// `store` still holds the old policies (`store.effective(db, s)` for any stream).
+/// `store` still holds the old policies.
 ///
-/// The rollups work adds here: refuse a retention that would drop raw data a rollup has not
-/// absorbed yet, with an error saying which rollup and up to when it has absorbed.
+/// A retention that would drop raw data a rollup has not absorbed yet is refused, naming the
+/// rollup (TimescaleDB's retention silently breaking continuous aggregates is the failure
+/// avoided): a rollup still back-filling or with late windows pending older than the cut, and
+/// a rollup added by this very change while stored raw data is older than the cut.
 fn validate_policy_change(
-    _inner: &Inner,
-    _store: &PolicyStore,
-    _database: &str,
-    _stream: Option<&str>,
-    _policy: Option<&LifecyclePolicy>,
+    inner: &Inner,
+    store: &PolicyStore,
+    database: &str,
+    stream: Option<&str>,
+    policy: Option<&LifecyclePolicy>,
 ) -> Result<()> {
+    let now = now_ns();
+    for s in affected_streams(inner, store, database, stream)? {
+        let new = match (policy, stream) {
+            (Some(p), _) => p.clone(),
+            // Removing a stream override: the database's policy applies again.
+            (None, Some(_)) => store.database(database).cloned().unwrap_or_default(),
+            (None, None) => match store.stream(database, &s) {
+                Some(p) => p.clone(),
+                None => LifecyclePolicy::default(),
+            },
+        };
+        let Some(retention) = new.retention else {
+            continue;
+        };
+        if let Some(why) =
+            super::rollups::retention_conflict(inner, database, &s, &new, retention, now)?
+        {
+            return Err(StorageError::InvalidInput(format!(
+                "lifecycle policy of {} refused: {why}",
+                target(database, stream)
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Streams of `database` whose effective policy a change at this level alters: the one stream,
+/// or every stream without its own override.
+fn affected_streams(
+    inner: &Inner,
+    store: &PolicyStore,
+    database: &str,
+    stream: Option<&str>,
+) -> Result<Vec<String>> {
+    if let Some(s) = stream {
+        return Ok(vec![s.to_string()]);
+    }
+    let state = inner.read_state()?;
+    Ok(state
+        .catalog
+        .streams_of(database)
+        .into_iter()
+        .filter(|s| !crate::rollup::is_reserved_rollup_name(s))
+        .filter(|s| store.stream(database, s).is_none())
+        .collect())
 }
 
 /// Runs lifecycle maintenance now: retention drops (and cold moves when a cold store is

@@ -197,6 +197,7 @@ impl Engine {
             recovery::checkpoint(&inner)?;
         }
         let inner = Arc::new(inner);
+        rollups::reconcile_with_policies(&inner)?;
         erase::after_open(&inner)?;
         let background = match inner.config.background {
             true => Some(maintenance::spawn_background(inner.clone())?),

@@ -16,7 +16,7 @@
 //!   its cursor persisted in `DATA/rollups.json`; the stream's memtable rows are marked when the
 //!   rollup is configured.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -378,8 +378,200 @@ fn invalid(msg: String) -> StorageError {
     StorageError::InvalidInput(msg)
 }
 
+/// Sets the rollups the lifecycle policy of `database` (or of one of its streams) lists;
+/// `None` removes that level's entry (a stream then follows its database again). Streams
+/// need not exist yet: a stream created later gets its database's rollups on its first
+/// write. A newly listed interval is back-filled from the data already stored (in bounded
+/// steps, by background maintenance or [`Engine::run_rollups`]); an interval no longer
+/// listed stops being maintained (its table keeps what it holds).
+pub(super) fn set_policy(
+    inner: &Inner,
+    database: &str,
+    stream: Option<&str>,
+    specs: Option<&[RollupSpec]>,
+) -> Result<()> {
+    validate(database, stream.unwrap_or(""), specs.unwrap_or(&[]))?;
+    let _serial = lock(inner)?;
+    let mut guard = inner.write_state()?;
+    let state = &mut *guard;
+    let r = &mut state.rollups;
+    match (stream, specs) {
+        (Some(s), Some(specs)) => {
+            r.overrides
+                .entry(database.to_string())
+                .or_default()
+                .insert(s.to_string(), specs.to_vec());
+        }
+        (Some(s), None) => {
+            if let Some(m) = r.overrides.get_mut(database) {
+                m.remove(s);
+            }
+        }
+        (None, Some(specs)) => {
+            r.defaults.insert(database.to_string(), specs.to_vec());
+        }
+        (None, None) => {
+            r.defaults.remove(database);
+        }
+    }
+    r.overrides.retain(|_, m| !m.is_empty());
+    let affected: Vec<String> = match stream {
+        Some(s) => vec![s.to_string()],
+        None => {
+            let mut all: BTreeSet<String> = state
+                .catalog
+                .streams_of(database)
+                .into_iter()
+                .filter(|s| !is_reserved_rollup_name(s))
+                .collect();
+            all.extend(
+                r.streams
+                    .get(database)
+                    .into_iter()
+                    .flat_map(|m| m.keys().cloned()),
+            );
+            all.into_iter().collect()
+        }
+    };
+    for s in &affected {
+        let effective = state.rollups.effective(database, s);
+        let added = state.rollups.configure(database, s, &effective);
+        if let Some(id) = state.catalog.stream_id(database, s) {
+            mark_memtables(state, id, database, s, &added);
+        }
+    }
+    // Cached plans may read (or not read) a rollup; the catalog version invalidates them.
+    state.catalog_version += 1;
+    persist(inner, &state.rollups)
+}
+
+/// Why a raw retention of `retention` ns (measured back from `now`) under the new policy
+/// `policy` of `database.stream` would drop raw data a rollup has not absorbed: a maintained
+/// rollup still back-filling or with late windows pending older than the cut, or a rollup the
+/// new policy adds while stored raw data is older than the cut. `None` when it is safe.
+pub(super) fn retention_conflict(
+    inner: &Inner,
+    database: &str,
+    stream: &str,
+    policy: &crate::lifecycle::LifecyclePolicy,
+    retention: i64,
+    now: i64,
+) -> Result<Option<String>> {
+    let cut = now.saturating_sub(retention);
+    let state = inner.read_state()?;
+    let oldest = state
+        .segments
+        .iter()
+        .map(|l| (&l.meta.database, &l.meta.stream, l.meta.min_time))
+        .chain(
+            state
+                .cold
+                .iter()
+                .map(|o| (&o.database, &o.stream, o.min_time)),
+        )
+        .filter(|(d, s, _)| *d == database && *s == stream)
+        .map(|(_, _, t)| t)
+        .chain(
+            state
+                .catalog
+                .stream_id(database, stream)
+                .into_iter()
+                .flat_map(|id| {
+                    std::iter::once(&state.active)
+                        .chain(state.frozen.iter().map(|f| &*f.memtable))
+                        .filter_map(move |m| m.min_time(id))
+                }),
+        )
+        .min();
+    let raw_before_cut = oldest.is_some_and(|t| t < cut);
+    let maintained = state.rollups.of(database, stream);
+    for m in maintained.iter() {
+        let name = rollup_stream_name(stream, m.spec.every);
+        if m.backfill_below.is_some() && raw_before_cut {
+            return Ok(Some(format!(
+                "rollup {name} of stream '{stream}' is still back-filling and has not absorbed raw data older than the retention cut; run maintenance (POST /api/v1/lifecycle/run) until the back-fill is done, then set the retention again"
+            )));
+        }
+        if m.dirty.values().filter_map(|w| w.first()).any(|&w| w < cut) {
+            return Ok(Some(format!(
+                "rollup {name} of stream '{stream}' has late data older than the retention cut not yet absorbed; run maintenance (POST /api/v1/lifecycle/run), then set the retention again"
+            )));
+        }
+    }
+    for spec in &policy.rollups {
+        let known = maintained.iter().any(|m| m.spec.every == spec.every);
+        if !known && raw_before_cut {
+            return Ok(Some(format!(
+                "rollup {} of stream '{stream}' is new and has not absorbed the raw data older than the retention cut; set the policy with the rollups and no shorter retention first, run maintenance (POST /api/v1/lifecycle/run) until the back-fill is done, then shorten the retention",
+                rollup_stream_name(stream, spec.every)
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The rollups a lifecycle policy level asks for (`None`: that level sets none). A database
+/// policy without rollups is the same as no database entry; a stream override without rollups
+/// says "none for this stream", overriding its database.
+pub(super) fn specs_of(
+    stream: Option<&str>,
+    policy: Option<&crate::lifecycle::LifecyclePolicy>,
+) -> Option<Vec<RollupSpec>> {
+    let p = policy?;
+    (stream.is_some() || !p.rollups.is_empty()).then(|| p.rollups.clone())
+}
+
+/// Brings the rollup configuration in line with the lifecycle policies, the one source of truth,
+/// after open (a crash between saving `LIFECYCLE` and `rollups.json` leaves them apart; a data
+/// directory from before rollups followed policies gets its configuration from them).
+pub(super) fn reconcile_with_policies(inner: &Inner) -> Result<()> {
+    type Levels = BTreeMap<(String, Option<String>), Vec<RollupSpec>>;
+    let mut want: Levels = BTreeMap::new();
+    {
+        let store = inner
+            .lifecycle
+            .store
+            .read()
+            .map_err(|_| super::poisoned())?;
+        for db in store.databases() {
+            if let Some(specs) = specs_of(None, store.database(&db)) {
+                want.insert((db.clone(), None), specs);
+            }
+            for (s, p) in store.stream_overrides(&db) {
+                if let Some(specs) = specs_of(Some(&s), Some(&p)) {
+                    want.insert((db.clone(), Some(s)), specs);
+                }
+            }
+        }
+    }
+    let mut have: Levels = BTreeMap::new();
+    {
+        let state = inner.read_state()?;
+        let r = &state.rollups;
+        for (db, specs) in &r.defaults {
+            if !specs.is_empty() {
+                have.insert((db.clone(), None), specs.clone());
+            }
+        }
+        for (db, streams) in &r.overrides {
+            for (s, specs) in streams {
+                have.insert((db.clone(), Some(s.clone())), specs.clone());
+            }
+        }
+    }
+    let levels: BTreeSet<&(String, Option<String>)> = want.keys().chain(have.keys()).collect();
+    for level @ (db, stream) in levels {
+        let wanted = want.get(level);
+        if wanted != have.get(level) {
+            tracing::info!(database = %db, stream = ?stream, "rollups follow the lifecycle policy");
+            set_policy(inner, db, stream.as_deref(), wanted.map(Vec::as_slice))?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks a rollup configuration.
-fn validate(database: &str, stream: &str, specs: &[RollupSpec]) -> Result<()> {
+pub(super) fn validate(database: &str, stream: &str, specs: &[RollupSpec]) -> Result<()> {
     if is_reserved_rollup_name(stream) && !specs.is_empty() {
         return Err(invalid(format!(
             "stream '{stream}' of database '{database}' is itself a rollup; rollups of rollups are not supported"
@@ -409,78 +601,13 @@ fn validate(database: &str, stream: &str, specs: &[RollupSpec]) -> Result<()> {
 }
 
 impl Engine {
-    /// Sets the rollups of one stream (an override of its database's; see
-    /// [`Engine::set_rollup_policy`]).
+    /// Sets the rollups of one stream: its lifecycle override's `rollups` (an override is
+    /// created from the stream's effective policy when it has none). The lifecycle policy is
+    /// the one source of truth of which rollups exist; see [`Engine::set_lifecycle`].
     pub fn set_rollups(&self, database: &str, stream: &str, specs: &[RollupSpec]) -> Result<()> {
-        self.set_rollup_policy(database, Some(stream), Some(specs))
-    }
-
-    /// Sets the rollups the lifecycle policy of `database` (or of one of its streams) lists;
-    /// `None` removes that level's entry (a stream then follows its database again). Streams
-    /// need not exist yet: a stream created later gets its database's rollups on its first
-    /// write. A newly listed interval is back-filled from the data already stored (in bounded
-    /// steps, by background maintenance or [`Engine::run_rollups`]); an interval no longer
-    /// listed stops being maintained (its table keeps what it holds).
-    pub fn set_rollup_policy(
-        &self,
-        database: &str,
-        stream: Option<&str>,
-        specs: Option<&[RollupSpec]>,
-    ) -> Result<()> {
-        validate(database, stream.unwrap_or(""), specs.unwrap_or(&[]))?;
-        let inner = &self.inner;
-        let _serial = lock(inner)?;
-        let mut guard = inner.write_state()?;
-        let state = &mut *guard;
-        let r = &mut state.rollups;
-        match (stream, specs) {
-            (Some(s), Some(specs)) => {
-                r.overrides
-                    .entry(database.to_string())
-                    .or_default()
-                    .insert(s.to_string(), specs.to_vec());
-            }
-            (Some(s), None) => {
-                if let Some(m) = r.overrides.get_mut(database) {
-                    m.remove(s);
-                }
-            }
-            (None, Some(specs)) => {
-                r.defaults.insert(database.to_string(), specs.to_vec());
-            }
-            (None, None) => {
-                r.defaults.remove(database);
-            }
-        }
-        r.overrides.retain(|_, m| !m.is_empty());
-        let affected: Vec<String> = match stream {
-            Some(s) => vec![s.to_string()],
-            None => {
-                let mut all: BTreeSet<String> = state
-                    .catalog
-                    .streams_of(database)
-                    .into_iter()
-                    .filter(|s| !is_reserved_rollup_name(s))
-                    .collect();
-                all.extend(
-                    r.streams
-                        .get(database)
-                        .into_iter()
-                        .flat_map(|m| m.keys().cloned()),
-                );
-                all.into_iter().collect()
-            }
-        };
-        for s in &affected {
-            let effective = state.rollups.effective(database, s);
-            let added = state.rollups.configure(database, s, &effective);
-            if let Some(id) = state.catalog.stream_id(database, s) {
-                mark_memtables(state, id, database, s, &added);
-            }
-        }
-        // Cached plans may read (or not read) a rollup; the catalog version invalidates them.
-        state.catalog_version += 1;
-        persist(inner, &state.rollups)
+        let (mut policy, _) = self.lifecycle(database, stream)?;
+        policy.rollups = specs.to_vec();
+        self.set_lifecycle(database, Some(stream), Some(policy))
     }
 
     /// Status of every maintained rollup (of one stream when `only` is given), by database,
@@ -553,31 +680,10 @@ impl Engine {
         retention: i64,
         now: i64,
     ) -> Option<String> {
-        let cut = now.saturating_sub(retention);
-        let state = self.inner.read_state().ok()?;
-        for m in state.rollups.of(database, stream) {
-            let name = rollup_stream_name(stream, m.spec.every);
-            if m.backfill_below.is_some() {
-                let oldest = state
-                    .segments
-                    .iter()
-                    .filter(|l| l.meta.database == database && l.meta.stream == stream)
-                    .map(|l| l.meta.min_time)
-                    .min();
-                if oldest.is_some_and(|t| t < cut) {
-                    return Some(format!(
-                        "rollup {name} of stream '{stream}' is still back-filling and has not absorbed raw data older than the retention cut; run maintenance (POST /api/v1/lifecycle/run) until the back-fill is done, then set the retention again"
-                    ));
-                }
-            }
-            let dirty_old = m.dirty.values().filter_map(|w| w.first()).any(|&w| w < cut);
-            if dirty_old {
-                return Some(format!(
-                    "rollup {name} of stream '{stream}' has late data older than the retention cut not yet absorbed; run maintenance (POST /api/v1/lifecycle/run), then set the retention again"
-                ));
-            }
-        }
-        None
+        let policy = crate::lifecycle::LifecyclePolicy::default();
+        retention_conflict(&self.inner, database, stream, &policy, retention, now)
+            .ok()
+            .flatten()
     }
 
     /// Rollup counters: windows absorbed, rows written, failed runs (since start).

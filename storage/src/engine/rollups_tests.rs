@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::lifecycle::{LifecyclePolicy, PolicySource};
 use crate::{EngineConfig, SeriesBatch, Value};
 
 const MIN: i64 = 60_000_000_000;
@@ -16,6 +17,14 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     cfg.background = false;
     cfg.partition_ns = 3_600_000_000_000;
     cfg
+}
+
+fn rollups_policy(specs: &[RollupSpec], retention: Option<i64>) -> LifecyclePolicy {
+    LifecyclePolicy {
+        retention,
+        rollups: specs.to_vec(),
+        ..LifecyclePolicy::default()
+    }
 }
 
 fn spec(every: i64) -> RollupSpec {
@@ -244,7 +253,7 @@ fn rollup_streams_are_reserved_and_rollups_of_rollups_refused() {
     let err = engine
         .set_rollups("db", "s", &[spec(MIN), spec(MIN)])
         .unwrap_err();
-    assert!(err.to_string().contains("twice"), "{err}");
+    assert!(err.to_string().contains("distinct windows"), "{err}");
     assert!(engine.set_rollups("db", "s", &[spec(0)]).is_err());
 }
 
@@ -319,7 +328,7 @@ fn database_policy_covers_existing_and_later_streams_and_survives_restart() {
         write(&engine, &[("a", 1, 1.0)]);
         engine.flush().unwrap();
         engine
-            .set_rollup_policy("db", None, Some(&[spec(MIN)]))
+            .set_lifecycle("db", None, Some(rollups_policy(&[spec(MIN)], None)))
             .unwrap();
         let status = engine.rollups(None);
         assert_eq!(status.len(), 1);
@@ -355,10 +364,124 @@ fn database_policy_covers_existing_and_later_streams_and_survives_restart() {
     let engine = Engine::open(cfg).unwrap();
     assert_eq!(engine.rollups(None).len(), 1);
     assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
-    engine.set_rollup_policy("db", Some("later"), None).unwrap();
+    engine.set_lifecycle("db", Some("later"), None).unwrap();
     assert_eq!(
         engine.rollups(None).len(),
         2,
         "override removed: database's again"
     );
+}
+
+#[test]
+fn lifecycle_policy_refuses_a_retention_its_new_rollup_has_not_absorbed() {
+    const DAY: i64 = 24 * 60 * MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    // Data from 1970: older than any retention cut measured from now.
+    write(&engine, &[("a", 10 * MIN, 1.0), ("b", 11 * MIN, 2.0)]);
+    engine.flush().unwrap();
+    let both = rollups_policy(&[spec(MIN)], Some(30 * DAY));
+    let err = engine
+        .set_lifecycle("db", Some("s"), Some(both.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("_rollup_1m_s") && err.contains("is new"),
+        "{err}"
+    );
+    assert!(
+        engine.rollups(None).is_empty(),
+        "a refused policy changes nothing"
+    );
+    assert_eq!(
+        engine.lifecycle("db", "s").unwrap().1,
+        PolicySource::Default
+    );
+    // The same at database level, for the streams without an override.
+    let err = engine
+        .set_lifecycle("db", None, Some(both.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("_rollup_1m_s"), "{err}");
+
+    // Rollups first, then back-fill, then the retention: accepted.
+    engine
+        .set_lifecycle("db", Some("s"), Some(rollups_policy(&[spec(MIN)], None)))
+        .unwrap();
+    let err = engine
+        .set_lifecycle("db", Some("s"), Some(both.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("back-filling"), "{err}");
+    engine.run_rollups(100).unwrap();
+    engine.set_lifecycle("db", Some("s"), Some(both)).unwrap();
+    // The raw rows are past retention; the rollup keeps them (its `keep` is forever).
+    assert!(all(&engine, "s").iter().all(|b| b.times.is_empty()));
+    let rolled = all(&engine, "_rollup_1m_s");
+    assert_eq!(rolled.iter().map(|b| b.times.len()).sum::<usize>(), 2);
+    let (p, source) = engine.lifecycle("db", "_rollup_1m_s").unwrap();
+    assert_eq!((p.retention, source), (None, PolicySource::Rollup));
+}
+
+#[test]
+fn rollup_keep_is_the_retention_of_the_rollup_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let keep = RollupSpec {
+        every: MIN,
+        keep: Some(400 * MIN),
+    };
+    engine
+        .set_lifecycle(
+            "db",
+            None,
+            Some(rollups_policy(&[keep, spec(60 * MIN)], None)),
+        )
+        .unwrap();
+    let (p, source) = engine.lifecycle("db", "_rollup_1m_s").unwrap();
+    assert_eq!(
+        (p.retention, p.hot, source),
+        (Some(400 * MIN), None, PolicySource::Rollup)
+    );
+    assert!(p.rollups.is_empty());
+    let (p, _) = engine.lifecycle("db", "_rollup_1h_s").unwrap();
+    assert_eq!(p.retention, None, "kept forever");
+    // 1970 rows under a 400-minute keep: the 1-minute rollup holds none of them for a reader.
+    write(&engine, &[("a", 10 * MIN, 1.0)]);
+    engine.run_rollups(100).unwrap();
+    assert!(
+        all(&engine, "_rollup_1m_s")
+            .iter()
+            .all(|b| b.times.is_empty())
+    );
+    assert_eq!(
+        all(&engine, "_rollup_1h_s")
+            .iter()
+            .map(|b| b.times.len())
+            .sum::<usize>(),
+        1
+    );
+}
+
+#[test]
+fn rollups_follow_the_policy_even_when_their_file_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let engine = Engine::open(cfg.clone()).unwrap();
+        write(&engine, &[("a", 10 * MIN, 1.0)]);
+        engine
+            .set_lifecycle("db", None, Some(rollups_policy(&[spec(MIN)], None)))
+            .unwrap();
+        engine.run_rollups(100).unwrap();
+        engine.shutdown().unwrap();
+    }
+    // As after a crash between saving LIFECYCLE and rollups.json.
+    std::fs::remove_file(dir.path().join("rollups.json")).unwrap();
+    let engine = Engine::open(cfg).unwrap();
+    let status = engine.rollups(None);
+    assert_eq!(
+        status.iter().map(|s| s.table.as_str()).collect::<Vec<_>>(),
+        ["_rollup_1m_s"]
+    );
+    engine.run_rollups(100).unwrap();
+    assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
 }

@@ -39,6 +39,10 @@ pub enum PolicySource {
     Database,
     /// Nothing set: keep everything hot, forever.
     Default,
+    /// An internal rollup stream (`_rollup_{every}_{stream}`): kept as long as its raw
+    /// stream's policy says in that rollup's `keep` (forever when unset or no longer listed),
+    /// always hot, no rollups of its own.
+    Rollup,
 }
 
 /// The policies of every database and stream, loaded from and saved to one file.
@@ -109,6 +113,15 @@ impl PolicyStore {
 
     /// The policy in force for `stream` of `database`, and where it comes from.
     pub fn effective(&self, database: &str, stream: &str) -> (LifecyclePolicy, PolicySource) {
+        if let Some((raw, every)) = crate::rollup::parse_rollup_stream_name(stream) {
+            let (parent, _) = self.effective(database, raw);
+            let keep = parent.rollups.iter().find(|r| r.every == every);
+            let policy = LifecyclePolicy {
+                retention: keep.and_then(|r| r.keep),
+                ..LifecyclePolicy::default()
+            };
+            return (policy, PolicySource::Rollup);
+        }
         if let Some(p) = self.stream(database, stream) {
             return (p.clone(), PolicySource::Stream);
         }

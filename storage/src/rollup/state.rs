@@ -112,9 +112,9 @@ struct Persisted {
 }
 
 impl RollupState {
-    /// True when no stream has rollups (the write path's fast exit).
+    /// True when no stream has rollups and none is configured (the write path's fast exit).
     pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
+        self.streams.is_empty() && self.defaults.is_empty() && self.overrides.is_empty()
     }
 
     /// Marks the windows a table write touches, for every rollup of its stream.

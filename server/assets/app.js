@@ -1,0 +1,449 @@
+// Strata web console: a plain ES module, no build step. Every call goes through the scoped HTTP
+// API with the API token the user signed in with (kept in sessionStorage, never in a URL), so a
+// read-only token sees a read-only console. Pages are registered in PAGES: a new page (lifecycle,
+// rules, ...) is one more entry there and one more link in index.html.
+
+const TOKEN_KEY = 'strata.token';
+const HISTORY_KEY = 'strata.sqlHistory';
+const $ = (sel, el = document) => el.querySelector(sel);
+
+/** Element builder: attributes (on* are listeners) and children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, '');
+    else if (v !== false && v != null) el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) if (c != null) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+class ApiError extends Error {
+  constructor(status, message) { super(`${status}: ${message}`); this.status = status; }
+}
+
+/** Calls the HTTP API; JSON unless `accept` says otherwise. 401 signs out. */
+async function api(path, { method = 'GET', body, accept = 'application/json', raw = false } = {}) {
+  const headers = { Authorization: `Bearer ${token()}`, Accept: accept };
+  if (body !== undefined) headers['Content-Type'] = typeof body === 'string' ? 'text/plain' : 'application/json';
+  const r = await fetch(path, { method, headers, body: body === undefined || typeof body === 'string' ? body : JSON.stringify(body) });
+  if (!r.ok) {
+    let msg = await r.text();
+    try { msg = JSON.parse(msg).error || msg; } catch { /* plain text */ }
+    if (r.status === 401) { signOut(`Signed out: ${msg}`); }
+    throw new ApiError(r.status, msg);
+  }
+  if (raw) return r;
+  if (r.status === 204) return null;
+  return accept === 'application/json' ? r.json() : r.text();
+}
+
+/** Runs SQL over POST /api/v1/query; rows as objects. */
+const sql = (text) => api('/api/v1/query', { method: 'POST', body: text });
+const quoteLiteral = (s) => `'${String(s).replaceAll("'", "''")}'`;
+const quoteIdent = (s) => `"${String(s).replaceAll('"', '""')}"`;
+
+// ---------------------------------------------------------------- sign-in and routing
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopTimers();
+  $('#top').hidden = true;
+  const main = $('#main');
+  main.replaceChildren(signinForm());
+  if (message) $('#signin-error').textContent = message;
+}
+
+function signinForm() {
+  const form = h('form', { id: 'signin', class: 'card' },
+    h('h1', {}, 'Strata console'),
+    h('p', {}, "Sign in with an API token. It is kept in this tab's session storage only."),
+    h('label', {}, 'API token ', h('input', { id: 'token', type: 'password', autocomplete: 'off', required: true })),
+    h('button', { type: 'submit' }, 'Sign in'),
+    h('p', { id: 'signin-error', class: 'error', role: 'alert' }));
+  form.addEventListener('submit', onSignin);
+  return form;
+}
+
+async function onSignin(ev) {
+  ev.preventDefault();
+  const value = $('#token').value.trim();
+  sessionStorage.setItem(TOKEN_KEY, value);
+  try {
+    await api('/api/v1/health');
+    if (!location.hash || location.hash === '#/') location.hash = '#/overview';
+    start();
+  } catch (e) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $('#signin-error').textContent = e.status === 401 || e.status === 403
+      ? `Sign-in refused: ${e.message}` : `Cannot reach the server: ${e.message}`;
+  }
+}
+
+let timers = [];
+function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
+function stopTimers() { timers.forEach(clearInterval); timers = []; window.strataCharts = []; }
+
+/** Pages by route name: render(main, arg). */
+const PAGES = { overview: overviewPage, devices: devicesPage, device: devicePage, entities: entitiesPage, sql: sqlPage };
+
+function route() {
+  if (!token()) return signOut();
+  stopTimers();
+  const [name, ...rest] = location.hash.replace(/^#\//, '').split('/');
+  const page = PAGES[name] ? name : 'overview';
+  document.querySelectorAll('header nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === (page === 'device' ? 'devices' : page)));
+  const main = $('#main');
+  main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  PAGES[page](main, decodeURIComponent(rest.join('/'))).catch((e) => {
+    if (e.status !== 401) main.replaceChildren(h('p', { class: 'error' }, e.message));
+  });
+}
+
+function start() {
+  $('#top').hidden = false;
+  $('#who').textContent = 'signed in with a token';
+  route();
+}
+
+// ---------------------------------------------------------------- overview
+
+/** Prometheus text → [{name, labels, value}]. */
+function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = line.match(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/);
+    if (!m) continue;
+    const labels = {};
+    for (const l of (m[2] || '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+async function overviewPage(main) {
+  const tiles = h('div', { class: 'tiles' });
+  const rates = h('tbody');
+  const errors = h('tbody');
+  const storage = h('tbody');
+  const stamp = h('span', { class: 'muted' });
+  main.replaceChildren(
+    h('div', { class: 'row' }, h('h2', {}, 'Overview'), stamp),
+    tiles,
+    h('div', { class: 'card' }, h('h3', {}, 'Ingest by protocol'), h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'protocol'), h('th', {}, 'messages/s'), h('th', {}, 'bytes/s'), h('th', {}, 'open connections'), h('th', {}, 'messages total'))), rates)),
+    h('div', { class: 'card' }, h('h3', {}, 'Storage'), h('table', {}, storage)),
+    h('div', { class: 'card' }, h('h3', {}, 'Recent errors'), h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'source'), h('th', {}, 'reason'), h('th', {}, 'detail'), h('th', {}, 'count'))), errors)));
+  let previous = null;
+  every(5000, async () => {
+    const [text, health] = await Promise.all([api('/metrics', { accept: 'text/plain' }), api('/api/v1/health')]);
+    const metrics = parseMetrics(text);
+    const now = performance.now();
+    const sum = (name, pred = () => true) => metrics.filter((m) => m.name === name && pred(m)).reduce((a, m) => a + m.value, 0);
+    const protocols = [...new Set(metrics.filter((m) => m.name === 'strata_ingest_messages_total').map((m) => m.labels.protocol))];
+    const per = (name, p) => sum(name, (m) => m.labels.protocol === p);
+    const dt = previous ? (now - previous.at) / 1000 : 0;
+    rates.replaceChildren(...protocols.map((p) => {
+      const msgs = per('strata_ingest_messages_total', p);
+      const bytes = per('strata_ingest_received_bytes_total', p);
+      const rate = (v, k) => (previous && dt > 0 ? ((v - (previous[k + p] || 0)) / dt).toFixed(1) : '…');
+      return h('tr', { 'data-protocol': p }, h('td', {}, p), h('td', {}, rate(msgs, 'm')), h('td', {}, rate(bytes, 'b')), h('td', {}, per('strata_ingest_connections_open', p)), h('td', {}, msgs));
+    }));
+    const snapshot = { at: now };
+    for (const p of protocols) { snapshot['m' + p] = per('strata_ingest_messages_total', p); snapshot['b' + p] = per('strata_ingest_received_bytes_total', p); }
+    previous = snapshot;
+    const devicesOnline = sum('strata_mqtt_sessions_open');
+    tiles.replaceChildren(
+      tile('Status', health.status),
+      tile('Connected devices (MQTT)', devicesOnline),
+      tile('Rows written (HTTP)', sum('strata_http_rows_written_total')),
+      tile('Uptime', `${Math.round(health.uptime_seconds)} s`));
+    storage.replaceChildren(...Object.entries(health.engine || {}).filter(([, v]) => typeof v !== 'object').map(([k, v]) => h('tr', {}, h('th', {}, k.replaceAll('_', ' ')), h('td', {}, v))));
+    const rejects = metrics.filter((m) => m.name === 'strata_ingest_rejects_total' && m.value > 0);
+    const recovery = [...(health.recovery?.wal_warnings || []), ...(health.recovery?.segment_errors || [])];
+    errors.replaceChildren(
+      ...rejects.map((m) => h('tr', {}, h('td', {}, m.labels.protocol), h('td', {}, m.labels.reason), h('td', {}, m.labels.detail), h('td', {}, m.value))),
+      ...recovery.map((w) => h('tr', {}, h('td', {}, 'recovery'), h('td', {}, 'damage'), h('td', {}, typeof w === 'string' ? w : JSON.stringify(w)), h('td', {}, 1))));
+    if (!rejects.length && !recovery.length) errors.replaceChildren(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No errors.')));
+    stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  });
+}
+
+const tile = (label, value) => h('div', { class: 'card tile' }, h('div', { class: 'muted' }, label), h('div', { class: 'v' }, value));
+
+// ---------------------------------------------------------------- devices
+
+function ago(ns) {
+  if (ns == null) return 'never';
+  const s = (Date.now() - ns / 1e6) / 1000;
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+async function devicesPage(main) {
+  const page = await api('/api/v1/devices?limit=1000');
+  const devices = page.items;
+  const search = h('input', { id: 'device-search', type: 'search', placeholder: 'Search id, model, tag, location…' });
+  const models = [...new Set(devices.map((d) => d.model).filter(Boolean))].sort();
+  const model = h('select', { id: 'device-model' }, h('option', { value: '' }, 'any model'), models.map((m) => h('option', { value: m }, m)));
+  const status = h('select', { id: 'device-status' }, h('option', { value: '' }, 'any status'), h('option', { value: 'on' }, 'enabled'), h('option', { value: 'off' }, 'disabled'));
+  const body = h('tbody');
+  const count = h('span', { class: 'muted' });
+  const render = () => {
+    const q = search.value.trim().toLowerCase();
+    const shown = devices.filter((d) => (!model.value || d.model === model.value)
+      && (!status.value || (status.value === 'on') === d.enabled)
+      && (!q || [d.id, d.model, d.location, ...(d.tags || [])].some((x) => x && String(x).toLowerCase().includes(q))));
+    count.textContent = `${shown.length} of ${devices.length}${page.next_after ? '+' : ''} devices`;
+    body.replaceChildren(...shown.map((d) => h('tr', {},
+      h('td', {}, h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
+      h('td', {}, d.model || ''),
+      h('td', {}, h('span', { class: `badge ${d.enabled ? 'on' : 'off'}` }, d.enabled ? 'enabled' : 'disabled')),
+      h('td', {}, ago(d.last_seen_ns)),
+      h('td', {}, (d.tags || []).join(', ')),
+      h('td', {}, d.location || ''))));
+  };
+  [search, model, status].forEach((el) => el.addEventListener('input', render));
+  main.replaceChildren(h('h2', {}, 'Devices'), h('div', { class: 'row' }, search, model, status, count),
+    h('div', { class: 'card scroll' }, h('table', { id: 'devices' }, h('thead', {}, h('tr', {}, ['id', 'model', 'status', 'last seen', 'tags', 'location'].map((c) => h('th', {}, c)))), body)));
+  render();
+}
+
+const RANGES = { '1h': 3600e3, '6h': 6 * 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
+
+async function devicePage(main, id) {
+  const device = await api(`/api/v1/devices/${encodeURIComponent(id)}`);
+  const { streams } = await api('/api/v1/streams');
+  const message = h('p', { id: 'device-message', role: 'status' });
+  const toggle = h('button', { id: 'device-toggle', type: 'button' }, device.enabled ? 'Disable' : 'Enable');
+  toggle.addEventListener('click', async () => {
+    try {
+      await api(`/api/v1/devices/${encodeURIComponent(id)}/${device.enabled ? 'disable' : 'enable'}`, { method: 'POST' });
+      route();
+    } catch (e) { message.className = 'error'; message.textContent = e.message; }
+  });
+  const rotate = h('button', { id: 'device-rotate', type: 'button', class: 'secondary' }, 'Rotate key');
+  rotate.addEventListener('click', async () => {
+    if (!confirm(`Rotate the key of ${id}? The old key stops working.`)) return;
+    try {
+      const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/rotate-keys`, { method: 'POST', body: {} });
+      const key = r.primary_key || r.key || JSON.stringify(r);
+      message.className = '';
+      message.replaceChildren('New key (shown once, copy it now): ', h('div', { class: 'secret', id: 'device-secret' }, key));
+    } catch (e) { message.className = 'error'; message.textContent = e.message; }
+  });
+  // Which streams hold this device's data, and its newest row in each.
+  const latest = [];
+  for (const s of streams) {
+    const rows = await sql(`SELECT * FROM ${quoteIdent(s.name)} WHERE device = ${quoteLiteral(id)} ORDER BY time DESC LIMIT 1`).catch(() => []);
+    if (rows.length) latest.push({ stream: s, row: rows[0] });
+  }
+  const lastValues = h('tbody', {}, latest.flatMap(({ stream, row }) => Object.entries(row).filter(([k]) => k !== 'device').map(([k, v]) => h('tr', {}, h('td', {}, stream.name), h('td', {}, k), h('td', {}, v == null ? '' : v)))));
+  const streamSel = h('select', { id: 'chart-stream' }, latest.map(({ stream }) => h('option', { value: stream.name }, stream.name)));
+  const rangeSel = h('select', { id: 'chart-range' }, Object.keys(RANGES).map((r) => h('option', { value: r, selected: r === '24h' }, `last ${r} of data`)));
+  const chartBox = h('div', { id: 'device-chart', class: 'chart' });
+  const chartInfo = h('p', { class: 'muted', id: 'chart-info' });
+  const draw = async () => {
+    const pick = latest.find((l) => l.stream.name === streamSel.value);
+    if (!pick) { chartBox.replaceChildren(h('p', { class: 'muted' }, 'No telemetry for this device.')); return; }
+    const end = Date.parse(pick.row.time) + 1;
+    const start = end - RANGES[rangeSel.value];
+    const rows = await sql(`SELECT * FROM ${quoteIdent(pick.stream.name)} WHERE device = ${quoteLiteral(id)} AND time >= ${quoteLiteral(new Date(start).toISOString())} AND time < ${quoteLiteral(new Date(end).toISOString())} ORDER BY time`);
+    const numeric = pick.stream.fields.filter((f) => ['float', 'integer', 'f64', 'i64', 'Float', 'Integer'].includes(f.type) || rows.some((r) => typeof r[f.name] === 'number')).map((f) => f.name);
+    const t0 = performance.now();
+    plot(chartBox, rows, 'time', numeric);
+    chartInfo.textContent = `${rows.length} rows × ${numeric.length} fields, drawn in ${(performance.now() - t0).toFixed(0)} ms. Drag to zoom, double-click to reset.`;
+  };
+  streamSel.addEventListener('change', draw);
+  rangeSel.addEventListener('change', draw);
+  main.replaceChildren(
+    h('p', {}, h('a', { href: '#/devices' }, '← Devices')),
+    h('h2', {}, device.id, ' ', h('span', { class: `badge ${device.enabled ? 'on' : 'off'}`, id: 'device-status-badge' }, device.enabled ? 'enabled' : 'disabled')),
+    h('div', { class: 'card' },
+      h('p', {}, `Model: ${device.model || '—'} · Tags: ${(device.tags || []).join(', ') || '—'} · Location: ${device.location || '—'} · Last seen: ${ago(device.last_seen_ns)}`),
+      h('div', { class: 'row' }, toggle, rotate), message),
+    h('div', { class: 'card' }, h('h3', {}, 'Telemetry'), h('div', { class: 'row' }, streamSel, rangeSel), chartBox, chartInfo),
+    h('div', { class: 'card' }, h('h3', {}, 'Last values'), h('table', { id: 'last-values' }, lastValues)),
+    h('div', { class: 'card' }, h('h3', {}, 'Attributes'), h('pre', {}, JSON.stringify(device.attributes, null, 2))));
+  await draw();
+}
+
+// ---------------------------------------------------------------- charts
+
+/**
+ * Keeps the first and last point and, per pixel column, the min and max of each series, so a
+ * chart of many points draws as fast as one of 2 × width points and still shows every spike.
+ */
+function downsample(xs, ys, width) {
+  const n = xs.length;
+  if (n <= 2 * width) return [xs, ...ys];
+  const x0 = xs[0];
+  const span = xs[n - 1] - x0 || 1;
+  const keep = new Set([0, n - 1]);
+  let bucketStart = 0;
+  const flush = (from, to) => {
+    for (const y of ys) {
+      let lo = -1; let hi = -1;
+      for (let i = from; i < to; i++) {
+        if (y[i] == null) continue;
+        if (lo < 0 || y[i] < y[lo]) lo = i;
+        if (hi < 0 || y[i] > y[hi]) hi = i;
+      }
+      if (lo >= 0) { keep.add(lo); keep.add(hi); }
+    }
+  };
+  let bucket = 0;
+  for (let i = 0; i < n; i++) {
+    const b = Math.min(width - 1, Math.floor(((xs[i] - x0) / span) * width));
+    if (b !== bucket) { flush(bucketStart, i); bucketStart = i; bucket = b; }
+  }
+  flush(bucketStart, n);
+  const idx = [...keep].sort((a, b) => a - b);
+  return [idx.map((i) => xs[i]), ...ys.map((y) => idx.map((i) => y[i]))];
+}
+
+const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563'];
+
+/** Draws rows (objects) as lines: x = timeColumn (RFC 3339), one series per field. */
+function plot(box, rows, timeColumn, fields) {
+  box.replaceChildren();
+  if (!rows.length || !fields.length) { box.append(h('p', { class: 'muted' }, 'Nothing to plot in this range.')); return null; }
+  const xs = rows.map((r) => Date.parse(r[timeColumn]) / 1000);
+  const ys = fields.map((f) => rows.map((r) => (r[f] == null ? null : Number(r[f]))));
+  const width = Math.max(300, box.clientWidth || 900);
+  const data = downsample(xs, ys, width);
+  const opts = {
+    width, height: 300,
+    cursor: { drag: { x: true, y: false } },
+    series: [{ label: 'time', value: (u, v) => (v == null ? '' : new Date(v * 1000).toISOString()) },
+      ...fields.map((f, i) => ({ label: f, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true }))],
+    axes: [{}, {}],
+  };
+  const chart = new uPlot(opts, data, box);
+  chart.strataRows = rows.length;
+  (window.strataCharts = window.strataCharts || []).push(chart);
+  return chart;
+}
+
+// ---------------------------------------------------------------- entities
+
+function nodeOf(x) {
+  if (typeof x === 'string') return { kind: 'entity', id: x };
+  if (x.entity || x.Entity) return { kind: 'entity', id: x.entity || x.Entity };
+  if (x.device || x.Device) return { kind: 'device', id: x.device || x.Device };
+  return { kind: String(x.type || x.kind || 'entity').toLowerCase(), id: x.id };
+}
+
+async function entitiesPage(main) {
+  const [entities, rels] = await Promise.all([api('/api/v1/entities?limit=1000'), api('/api/v1/relationships')]);
+  const list = entities.items || entities;
+  const relList = rels.items || rels.relationships || rels;
+  const byId = new Map(list.map((e) => [e.id, e]));
+  const children = new Map();
+  const hasParent = new Set();
+  for (const r of relList) {
+    const kind = typeof r.kind === 'string' ? r.kind : JSON.stringify(r.kind);
+    let parent = nodeOf(r.source); let child = nodeOf(r.target);
+    if (kind === 'member_of') [parent, child] = [child, parent];
+    else if (kind !== 'contains') continue;
+    const key = `${parent.kind}:${parent.id}`;
+    if (!children.has(key)) children.set(key, []);
+    children.get(key).push(child);
+    hasParent.add(`${child.kind}:${child.id}`);
+  }
+  const render = (node, seen) => {
+    const key = `${node.kind}:${node.id}`;
+    if (node.kind === 'device') return h('div', { class: 'node' }, '📟 ', h('a', { href: `#/device/${encodeURIComponent(node.id)}` }, node.id));
+    const e = byId.get(node.id);
+    const kids = seen.has(key) ? [] : (children.get(key) || []);
+    const next = new Set(seen).add(key);
+    return h('details', { class: 'node', open: true, 'data-entity': node.id },
+      h('summary', {}, `${e ? e.name || e.id : node.id} `, h('span', { class: 'muted' }, e ? `(${e.kind})` : '')),
+      kids.map((k) => render(k, next)));
+  };
+  const roots = list.filter((e) => !hasParent.has(`entity:${e.id}`)).map((e) => ({ kind: 'entity', id: e.id }));
+  main.replaceChildren(h('h2', {}, 'Entities'), h('div', { class: 'card', id: 'entity-tree' },
+    roots.length ? roots.map((r) => render(r, new Set())) : h('p', { class: 'muted' }, 'No entities yet.')));
+}
+
+// ---------------------------------------------------------------- SQL
+
+async function sqlPage(main) {
+  const history = JSON.parse(localStorage.getItem(HISTORY_KEY) || '[]');
+  const editor = h('textarea', { id: 'sql', spellcheck: 'false' }, history[0] || 'SELECT * FROM registry.devices LIMIT 10');
+  const run = h('button', { id: 'sql-run', type: 'button' }, 'Run (Ctrl+Enter)');
+  const csv = h('button', { id: 'sql-csv', type: 'button', class: 'secondary' }, 'Download CSV');
+  const hist = h('select', { id: 'sql-history' }, h('option', { value: '' }, `history (${history.length})`), history.map((q) => h('option', { value: q }, q.slice(0, 80))));
+  const status = h('p', { id: 'sql-status', class: 'muted' });
+  const chartBox = h('div', { id: 'sql-chart' });
+  const table = h('div', { class: 'scroll', id: 'sql-result' });
+  hist.addEventListener('change', () => { if (hist.value) editor.value = hist.value; });
+  const remember = (q) => {
+    const next = [q, ...history.filter((x) => x !== q)].slice(0, 50);
+    localStorage.setItem(HISTORY_KEY, JSON.stringify(next));
+  };
+  const execute = async () => {
+    const q = editor.value.trim();
+    if (!q) return;
+    run.disabled = true;
+    status.className = 'muted';
+    status.textContent = 'Running…';
+    const t0 = performance.now();
+    try {
+      const rows = await sql(q);
+      const ms = performance.now() - t0;
+      remember(q);
+      status.textContent = `${rows.length} rows in ${ms.toFixed(0)} ms`;
+      showRows(rows, table, chartBox);
+    } catch (e) {
+      status.className = 'error';
+      status.textContent = e.message;
+      table.replaceChildren();
+      chartBox.replaceChildren();
+    } finally { run.disabled = false; }
+  };
+  run.addEventListener('click', execute);
+  editor.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); execute(); } });
+  csv.addEventListener('click', async () => {
+    try {
+      const r = await api('/api/v1/query', { method: 'POST', body: editor.value, accept: 'text/csv', raw: true });
+      const url = URL.createObjectURL(await r.blob());
+      const a = h('a', { href: url, download: 'strata-query.csv' });
+      document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (e) { status.className = 'error'; status.textContent = e.message; }
+  });
+  main.replaceChildren(h('h2', {}, 'SQL'), h('div', { class: 'card' }, editor, h('div', { class: 'row' }, run, csv, hist), status), h('div', { class: 'card' }, chartBox), h('div', { class: 'card' }, table));
+}
+
+const isTime = (v) => typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(v);
+
+/** A result as a table (first 1000 rows) and, when time-indexed, a line chart. */
+function showRows(rows, table, chartBox) {
+  const cols = rows.length ? Object.keys(rows[0]) : [];
+  const shown = rows.slice(0, 1000);
+  table.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, c)))),
+    h('tbody', {}, shown.map((r) => h('tr', {}, cols.map((c) => h('td', {}, r[c] == null ? '' : typeof r[c] === 'object' ? JSON.stringify(r[c]) : r[c])))))),
+  rows.length > shown.length ? h('p', { class: 'muted' }, `showing 1000 of ${rows.length} rows`) : null);
+  const timeCol = cols.find((c) => rows.every((r) => r[c] == null || isTime(r[c])) && rows.some((r) => isTime(r[c])));
+  const numeric = cols.filter((c) => c !== timeCol && rows.some((r) => typeof r[c] === 'number'));
+  chartBox.replaceChildren();
+  window.strataCharts = [];
+  if (timeCol && numeric.length) {
+    const sorted = [...rows].sort((a, b) => Date.parse(a[timeCol]) - Date.parse(b[timeCol]));
+    plot(chartBox, sorted, timeCol, numeric);
+  }
+}
+
+// ---------------------------------------------------------------- boot
+
+window.addEventListener('hashchange', () => { if (token()) route(); });
+// Module scripts run once the document is parsed, so the elements exist.
+$('#signin')?.addEventListener('submit', onSignin);
+$('#signout').addEventListener('click', () => signOut('Signed out.'));
+if (token()) start();

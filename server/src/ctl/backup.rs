@@ -1,0 +1,683 @@
+//! `strata backup --to URL` (a running server, over its admin HTTP API), `strata backup verify
+//! --from URL`, `strata backup list --from URL` and `strata restore --from URL --data-dir NEW`.
+//!
+//! A backup run opens a session on the server (one consistent snapshot, `POST /api/v1/backup`),
+//! lists the target's segment objects, copies the segments it lacks (their object names carry id
+//! and CRC32C, so an incremental or resumed run skips what is there) and the per-backup files,
+//! checks each file's CRC32C against the server's, writes the backup manifest `BACKUP` last and
+//! releases the session. Layout and manifest: `strata_storage::backup` and `docs/format.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{Value, json};
+use strata_storage::backup::{
+    BACKUP_FILE, BACKUP_VERSION, BACKUPS_DIR, BackupFile, BackupManifest, SEGMENTS_DIR,
+    STARTED_FILE, backup_object, check_backup_id, check_file, check_restore_path, segment_object,
+};
+use strata_storage::objstore::StoreUrl;
+
+use crate::ctl::client::enc;
+use crate::ctl::{Connection, print_json};
+
+/// `strata backup`: back up a running server, or check / list the backups of a target.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// Target: file:///absolute/dir, s3://bucket/prefix or az://container/prefix (credentials
+    /// from the AWS_* / AZURE_STORAGE_* environment variables).
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
+    /// Copy at most this many MB per second (0: no limit).
+    #[arg(long, value_name = "MB_PER_S", default_value_t = 0.0)]
+    max_rate: f64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Check every file of the target's backups: presence, size, CRC32C, and each segment's,
+    /// MANIFEST's and catalog's own checksums. Exits non-zero on any damage.
+    Verify {
+        /// The backup target.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Only this backup (default: every complete backup).
+        #[arg(long)]
+        backup: Option<String>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the complete backups of a target, oldest first.
+    List {
+        /// The backup target.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `strata restore`: write a backup into a new data directory.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup target.
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// The data directory to create (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Which backup (default: the newest complete one).
+    #[arg(long)]
+    backup: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs `strata backup ...`.
+pub fn run(args: BackupArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(BackupCommand::Verify { from, backup, json }) => {
+            verify(&from, backup.as_deref(), json)
+        }
+        Some(BackupCommand::List { from, json }) => list(&from, json),
+        None => {
+            let to = args.to.ok_or_else(|| {
+                anyhow!("--to URL is required (or use `strata backup verify|list`)")
+            })?;
+            backup(&args.conn, &to, args.max_rate, args.quiet)
+        }
+    }
+}
+
+/// An opened target: the store, its key prefix and a runtime to drive it.
+struct Target {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+    url: String,
+}
+
+impl Target {
+    fn open(url: &str) -> anyhow::Result<Target> {
+        let parsed = StoreUrl::parse(url)?;
+        let (store, prefix) = parsed.open()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Target {
+            store,
+            prefix: prefix.as_ref().to_owned(),
+            rt,
+            url: url.to_owned(),
+        })
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        match self.prefix.is_empty() {
+            true => ObjectPath::from(key),
+            false => ObjectPath::from(format!("{}/{key}", self.prefix)),
+        }
+    }
+
+    /// Keys (relative to the prefix) and sizes of the objects under `dir`.
+    fn list(&self, dir: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+        let path = self.path(dir);
+        let strip = match self.prefix.is_empty() {
+            true => String::new(),
+            false => format!("{}/", self.prefix),
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&path)).try_collect())
+            .with_context(|| format!("cannot list {dir}/ in {}", self.url))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.as_ref().strip_prefix(&strip)?.to_owned();
+                Some((key, m.size))
+            })
+            .collect())
+    }
+
+    fn get(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.path(key);
+        let bytes = self
+            .rt
+            .block_on(async { self.store.get(&path).await?.bytes().await });
+        Ok(bytes
+            .with_context(|| format!("cannot read {key} from {}", self.url))?
+            .to_vec())
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let path = self.path(key);
+        self.rt
+            .block_on(self.store.put(&path, bytes.into()))
+            .with_context(|| format!("cannot write {key} to {}", self.url))?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.path(key);
+        self.rt
+            .block_on(self.store.delete(&path))
+            .with_context(|| format!("cannot delete {key} from {}", self.url))
+    }
+
+    /// Backup ids with a `BACKUP` object (complete), and those without (interrupted runs).
+    fn backups(&self) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let mut dirs: BTreeMap<String, bool> = BTreeMap::new();
+        for key in self.list(BACKUPS_DIR)?.into_keys() {
+            let mut parts = key.splitn(3, '/');
+            let (_, Some(id), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let complete = dirs.entry(id.to_owned()).or_default();
+            *complete |= rest == BACKUP_FILE;
+        }
+        let complete = dirs.iter().filter(|(_, c)| **c).map(|(id, _)| id.clone());
+        let partial = dirs.iter().filter(|(_, c)| !**c).map(|(id, _)| id.clone());
+        Ok((complete.collect(), partial.collect()))
+    }
+
+    fn manifest(&self, id: &str) -> anyhow::Result<BackupManifest> {
+        check_backup_id(id)?;
+        let key = backup_object(id, BACKUP_FILE);
+        let bytes = self.get(&key)?;
+        Ok(BackupManifest::decode(&bytes, &key)?)
+    }
+}
+
+/// A byte progress bar on stderr (hidden when `quiet` or stderr is not a terminal).
+fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        match quiet {
+            true => ProgressDrawTarget::hidden(),
+            false => ProgressDrawTarget::stderr(),
+        },
+    );
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Waits so that `done` bytes since `started` stay under `mb_per_s` (0: no limit).
+fn throttle(done: u64, started: Instant, mb_per_s: f64) {
+    if mb_per_s <= 0.0 {
+        return;
+    }
+    let due = Duration::from_secs_f64(done as f64 / (mb_per_s * 1e6));
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
+/// One file of the server's session.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SessionFile {
+    path: String,
+    size: u64,
+    crc32c: u32,
+}
+
+/// Where a session file goes in the target.
+fn object_of(backup: &str, f: &SessionFile) -> anyhow::Result<String> {
+    check_restore_path(&f.path)?;
+    Ok(match f.path.strip_prefix("segments/") {
+        Some(name) => {
+            let id = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| anyhow!("server listed an unexpected segment name '{}'", f.path))?;
+            segment_object(id, f.crc32c)
+        }
+        None => backup_object(backup, &f.path),
+    })
+}
+
+fn backup(conn: &Connection, to: &str, max_rate: f64, quiet: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let target = Target::open(to)?;
+    let client = conn.client()?;
+    let session = client.post("/api/v1/backup", json!({}))?;
+    let id = session["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server's backup session has no id: {session}"))?
+        .to_owned();
+    check_backup_id(&id)?;
+    let result = copy_session(&client, &target, &id, &session, max_rate, quiet);
+    // Release the pinned snapshot whatever happened (it also expires on the server).
+    if let Err(e) = client.delete(&format!("/api/v1/backup/{}", enc(&id))) {
+        eprintln!("warning: could not release backup session {id}: {e:#}");
+    }
+    let report = result?;
+    let secs = started.elapsed().as_secs_f64();
+    let copied_mb = report.copied_bytes as f64 / 1e6;
+    if conn.json {
+        print_json(&json!({
+            "backup": id, "target": to, "files": report.files,
+            "copied_files": report.copied_files, "copied_bytes": report.copied_bytes,
+            "skipped_segments": report.skipped, "skipped_bytes": report.skipped_bytes,
+            "seconds": secs, "mb_per_s": copied_mb / secs.max(1e-9),
+        }));
+    } else {
+        println!(
+            "backup {id} complete in {to}: {} files, copied {} ({copied_mb:.1} MB), skipped {} segments already there ({:.1} MB), {secs:.1} s, {:.1} MB/s",
+            report.files,
+            report.copied_files,
+            report.skipped,
+            report.skipped_bytes as f64 / 1e6,
+            copied_mb / secs.max(1e-9),
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct CopyReport {
+    files: usize,
+    copied_files: usize,
+    copied_bytes: u64,
+    skipped: usize,
+    skipped_bytes: u64,
+}
+
+fn copy_session(
+    client: &crate::ctl::Client,
+    target: &Target,
+    id: &str,
+    session: &Value,
+    max_rate: f64,
+    quiet: bool,
+) -> anyhow::Result<CopyReport> {
+    let files: Vec<SessionFile> = serde_json::from_value(session["files"].clone())
+        .context("the server's backup session lists no files")?;
+    // Written first: an interrupted run is listed as incomplete from its first byte on.
+    let started = json!({"id": id, "created_ns": session["created_ns"], "source": client.base()});
+    target.put(
+        &backup_object(id, STARTED_FILE),
+        started.to_string().into_bytes(),
+    )?;
+    let present = target.list(SEGMENTS_DIR)?;
+    let mut report = CopyReport {
+        files: files.len(),
+        ..CopyReport::default()
+    };
+    let mut listed = Vec::with_capacity(files.len());
+    let mut todo = Vec::new();
+    for f in &files {
+        let object = object_of(id, f)?;
+        let have = f.path.starts_with("segments/") && present.get(&object) == Some(&f.size);
+        if have {
+            report.skipped += 1;
+            report.skipped_bytes += f.size;
+        } else {
+            todo.push((f, object.clone()));
+        }
+        listed.push(BackupFile {
+            path: f.path.clone(),
+            object,
+            size: f.size,
+            crc32c: f.crc32c,
+        });
+    }
+    let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
+    let bar = progress(total, quiet, &format!("backup {id}"));
+    let copy_started = Instant::now();
+    for (f, object) in todo {
+        let path = format!("/api/v1/backup/{}/files/{}", enc(id), f.path);
+        let bytes = client.get_bytes(&path)?;
+        let crc = crc32c::crc32c(&bytes);
+        if bytes.len() as u64 != f.size || crc != f.crc32c {
+            bail!(
+                "{} arrived damaged: {} bytes with CRC32C {crc:08x}, expected {} bytes with {:08x}",
+                f.path,
+                bytes.len(),
+                f.size,
+                f.crc32c
+            );
+        }
+        target.put(&object, bytes)?;
+        report.copied_files += 1;
+        report.copied_bytes += f.size;
+        bar.inc(f.size);
+        throttle(report.copied_bytes, copy_started, max_rate);
+    }
+    bar.finish_and_clear();
+    let manifest = BackupManifest {
+        version: BACKUP_VERSION,
+        id: id.to_owned(),
+        created_ns: session["created_ns"].as_i64().unwrap_or(0),
+        source: client.base().to_owned(),
+        strata_version: env!("CARGO_PKG_VERSION").to_owned(),
+        files: listed,
+    };
+    // Written last: the backup exists from here on.
+    target.put(&backup_object(id, BACKUP_FILE), manifest.encode())?;
+    // Objects of interrupted runs (no BACKUP) are of no use to anyone: remove them.
+    let (_, partial) = target.backups()?;
+    for old in partial.iter().filter(|p| p.as_str() != id) {
+        for key in target.list(&format!("{BACKUPS_DIR}/{old}"))?.into_keys() {
+            target.delete(&key)?;
+        }
+    }
+    Ok(report)
+}
+
+fn list(from: &str, json_out: bool) -> anyhow::Result<()> {
+    let target = Target::open(from)?;
+    let (complete, partial) = target.backups()?;
+    let mut rows = Vec::new();
+    for id in &complete {
+        let m = target.manifest(id)?;
+        rows.push(json!({
+            "id": id,
+            "created": crate::time::format_rfc3339(m.created_ns),
+            "files": m.files.len(),
+            "bytes": m.bytes(),
+            "source": m.source,
+        }));
+    }
+    if json_out {
+        print_json(&json!({"backups": rows, "incomplete": partial}));
+        return Ok(());
+    }
+    for r in &rows {
+        println!(
+            "{}  {}  {} files  {:.1} MB  from {}",
+            r["id"].as_str().unwrap_or_default(),
+            r["created"].as_str().unwrap_or_default(),
+            r["files"],
+            r["bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+            r["source"].as_str().unwrap_or_default(),
+        );
+    }
+    for p in &partial {
+        println!("{p}  incomplete (interrupted run; removed by the next successful backup)");
+    }
+    Ok(())
+}
+
+fn verify(from: &str, only: Option<&str>, json_out: bool) -> anyhow::Result<()> {
+    let target = Target::open(from)?;
+    let (complete, partial) = target.backups()?;
+    let ids: Vec<String> = match only {
+        Some(id) => vec![id.to_owned()],
+        None => complete.clone(),
+    };
+    if ids.is_empty() {
+        bail!("no complete backup in {from}");
+    }
+    let scratch = tempfile_dir()?;
+    // Object key → problems found (each object checked once, however many backups share it).
+    let mut checked: HashMap<String, Vec<String>> = HashMap::new();
+    let mut report = Vec::new();
+    let mut damaged = 0usize;
+    for id in &ids {
+        let mut problems = Vec::new();
+        let manifest = match target.manifest(id) {
+            Ok(m) => m,
+            Err(e) => {
+                damaged += 1;
+                report.push(json!({"backup": id, "ok": false, "problems": [format!("{e:#}")]}));
+                continue;
+            }
+        };
+        for f in &manifest.files {
+            let found = checked
+                .entry(f.object.clone())
+                .or_insert_with(|| check_object(&target, f, scratch.path()));
+            problems.extend(found.iter().cloned());
+        }
+        damaged += usize::from(!problems.is_empty());
+        report.push(json!({
+            "backup": id, "ok": problems.is_empty(), "files": manifest.files.len(),
+            "bytes": manifest.bytes(), "problems": problems,
+        }));
+    }
+    if json_out {
+        print_json(&json!({"backups": report, "incomplete": partial}));
+    } else {
+        for r in &report {
+            match r["ok"].as_bool() {
+                Some(true) => println!(
+                    "backup {}: ok ({} files, {:.1} MB, every checksum verified)",
+                    r["backup"].as_str().unwrap_or_default(),
+                    r["files"],
+                    r["bytes"].as_u64().unwrap_or(0) as f64 / 1e6
+                ),
+                _ => {
+                    println!(
+                        "backup {}: DAMAGED",
+                        r["backup"].as_str().unwrap_or_default()
+                    );
+                    for p in r["problems"].as_array().into_iter().flatten() {
+                        println!("  {}", p.as_str().unwrap_or_default());
+                    }
+                }
+            }
+        }
+    }
+    if damaged > 0 {
+        bail!("{damaged} of {} backups in {from} are damaged", ids.len());
+    }
+    Ok(())
+}
+
+/// Problems of one object against its manifest entry (empty when intact).
+fn check_object(target: &Target, f: &BackupFile, scratch: &Path) -> Vec<String> {
+    let bytes = match target.get(&f.object) {
+        Ok(b) => b,
+        Err(e) => return vec![format!("{}: missing or unreadable: {e:#}", f.object)],
+    };
+    if bytes.len() as u64 != f.size {
+        return vec![format!(
+            "{}: {} bytes, the backup manifest says {}",
+            f.object,
+            bytes.len(),
+            f.size
+        )];
+    }
+    let crc = crc32c::crc32c(&bytes);
+    let mut problems = Vec::new();
+    if crc != f.crc32c {
+        problems.push(format!(
+            "{}: CRC32C {crc:08x}, the backup manifest says {:08x}",
+            f.object, f.crc32c
+        ));
+    }
+    problems.extend(check_file(&f.path, &bytes, scratch));
+    problems
+}
+
+fn tempfile_dir() -> anyhow::Result<TempDir> {
+    let base = std::env::temp_dir().join(format!("strata-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    Ok(TempDir(base))
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `strata restore`.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let target = Target::open(&args.from)?;
+    let id = match args.backup {
+        Some(id) => id,
+        None => target
+            .backups()?
+            .0
+            .pop()
+            .ok_or_else(|| anyhow!("no complete backup in {}", args.from))?,
+    };
+    let manifest = target.manifest(&id)?;
+    let dest = &args.data_dir;
+    if dest.exists()
+        && std::fs::read_dir(dest)
+            .with_context(|| format!("cannot read {}", dest.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} exists and is not empty; restore into a new directory",
+            dest.display()
+        );
+    }
+    let name = dest
+        .file_name()
+        .ok_or_else(|| anyhow!("--data-dir {} has no final component", dest.display()))?;
+    let staging = dest.with_file_name(format!("{}.restoring", name.to_string_lossy()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove the leftover {}", staging.display()))?;
+    }
+    for dir in [
+        staging.clone(),
+        staging.join("segments"),
+        staging.join("wal"),
+    ] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let bar = progress(manifest.bytes(), args.quiet, &format!("restore {id}"));
+    for f in &manifest.files {
+        check_restore_path(&f.path)?;
+        let bytes = target.get(&f.object)?;
+        let crc = crc32c::crc32c(&bytes);
+        if bytes.len() as u64 != f.size || crc != f.crc32c {
+            bail!(
+                "{} in {} is damaged ({} bytes, CRC32C {crc:08x}; expected {} bytes, {:08x}); nothing was restored to {} (run `strata backup verify`)",
+                f.object,
+                args.from,
+                bytes.len(),
+                f.size,
+                f.crc32c,
+                dest.display()
+            );
+        }
+        write_synced(&staging.join(&f.path), &bytes)?;
+        bar.inc(f.size);
+    }
+    bar.finish_and_clear();
+    for dir in [
+        staging.join("segments"),
+        staging.join("wal"),
+        staging.clone(),
+    ] {
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
+    if dest.exists() {
+        std::fs::remove_dir(dest).with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
+    std::fs::rename(&staging, dest)
+        .with_context(|| format!("cannot rename {} to {}", staging.display(), dest.display()))?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+    }
+    println!(
+        "restored backup {id} ({} files, {:.1} MB) into {} in {:.1} s; start it with `strata serve --data-dir {}`",
+        manifest.files.len(),
+        manifest.bytes() as f64 / 1e6,
+        dest.display(),
+        started.elapsed().as_secs_f64(),
+        dest.display()
+    );
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    if path.file_name().is_some_and(|n| n == "registry.redb") {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_files_map_to_objects() {
+        let seg = SessionFile {
+            path: "segments/0000000000000012.seg".into(),
+            size: 10,
+            crc32c: 0xabc,
+        };
+        assert_eq!(
+            object_of("b1", &seg).unwrap(),
+            "segments/0000000000000012-00000abc.seg"
+        );
+        let wal = SessionFile {
+            path: "wal/wal-00000000000000000003.log".into(),
+            size: 1,
+            crc32c: 1,
+        };
+        assert_eq!(
+            object_of("b1", &wal).unwrap(),
+            "backups/b1/wal/wal-00000000000000000003.log"
+        );
+        let evil = SessionFile {
+            path: "../../etc/passwd".into(),
+            size: 1,
+            crc32c: 1,
+        };
+        assert!(object_of("b1", &evil).is_err());
+    }
+
+    #[test]
+    fn throttle_waits_for_the_rate() {
+        let t = Instant::now();
+        throttle(200_000, t, 1.0); // 0.2 MB at 1 MB/s
+        assert!(t.elapsed() >= Duration::from_millis(190));
+        let t = Instant::now();
+        throttle(u64::MAX, t, 0.0);
+        assert!(t.elapsed() < Duration::from_millis(100));
+    }
+}

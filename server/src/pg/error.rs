@@ -1,0 +1,81 @@
+//! Errors of the PostgreSQL transport as PostgreSQL clients expect them: a severity, a SQLSTATE
+//! code and a message. Query failures keep the planner's words; the SQLSTATE follows the HTTP
+//! status the same failure gets over `/api/v1/query`.
+
+use pgwire::error::{ErrorInfo, PgWireError};
+use strata_query::QueryError;
+
+use crate::error::ApiError;
+use crate::query::query_error;
+
+/// A refusal or failure sent to the client as an `ErrorResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgError {
+    /// `ERROR` or `FATAL`.
+    pub severity: &'static str,
+    /// The SQLSTATE.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl PgError {
+    /// An `ERROR` with `code`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> PgError {
+        PgError {
+            severity: "ERROR",
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `XX000` internal error.
+    pub fn internal(message: impl Into<String>) -> PgError {
+        PgError::new("XX000", message)
+    }
+
+    /// `0A000` feature not supported.
+    pub fn unsupported(message: impl Into<String>) -> PgError {
+        PgError::new("0A000", message)
+    }
+}
+
+/// `22023` for parameter `index` (0-based; the message counts from 1 like `$1`).
+pub fn invalid_parameter(index: usize, why: &str) -> PgError {
+    PgError::new("22023", format!("parameter ${}: {why}", index + 1))
+}
+
+impl From<PgError> for PgWireError {
+    fn from(e: PgError) -> PgWireError {
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            e.severity.to_owned(),
+            e.code.to_owned(),
+            e.message,
+        )))
+    }
+}
+
+impl From<ApiError> for PgError {
+    /// 400 → `42601`/`42P01`-like syntax or semantic errors (`42000`), 401 → `28000`, 403 →
+    /// `42501`, 503 (timeout, memory) → `53000`/`57014`, disk full → `53100`, the rest `XX000`.
+    fn from(e: ApiError) -> PgError {
+        let message = e.to_string();
+        let code = match e.status().as_u16() {
+            400 | 404 | 415 => "42000",
+            401 => "28000",
+            403 => "42501",
+            413 => "54000",
+            503 if message.contains("timed out") || message.contains("timeout") => "57014",
+            503 => "53000",
+            507 => "53100",
+            _ => "XX000",
+        };
+        PgError::new(code, message)
+    }
+}
+
+impl From<QueryError> for PgError {
+    fn from(e: QueryError) -> PgError {
+        PgError::from(query_error(e))
+    }
+}

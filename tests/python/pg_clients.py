@@ -1,0 +1,301 @@
+"""PostgreSQL wire protocol with real clients: psycopg 3, SQLAlchemy 2 (psycopg dialect) and
+pandas.read_sql, against `strata serve --pg-addr`.
+
+Run by tests/tests/pg_wire.rs after it loaded tests/golden/data.lp into database `default`.
+Environment:
+  STRATA_PG_PORT       the PostgreSQL port on 127.0.0.1
+  STRATA_READ_TOKEN    a token with the read scope
+  STRATA_GOLDEN_DIR    the tests/golden directory
+  STRATA_HTTP          http://127.0.0.1:PORT and STRATA_ADMIN_TOKEN (to revoke a token)
+
+Checks:
+  - every golden query (tests/golden/NAME.sql) answers over pgwire what NAME.csv records for HTTP
+    (cell by cell: empty = NULL, timestamps as instants at microsecond precision, numbers with a
+    relative tolerance of 1e-9, booleans true/false, the rest as text), once with the simple
+    protocol and once with the extended protocol in binary (psycopg `binary=True`);
+  - the time column arrives as timestamptz (a timezone-aware datetime in UTC);
+  - prepared statements with parameters (server-side, extended protocol) of several types;
+  - SQLAlchemy create_engine + connect (its pg_catalog/SHOW queries) and pandas.read_sql;
+  - a wrong password is refused with SQLSTATE 28P01; INSERT with a read token with 42501;
+  - a token revoked while its session is open is refused at the session's next statement.
+Prints one line per check and "N passed, M failed"; exits 1 when any check failed.
+"""
+
+import csv
+import datetime as dt
+import io
+import math
+import os
+import pathlib
+import sys
+
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+
+PORT = int(os.environ["STRATA_PG_PORT"])
+TOKEN = os.environ["STRATA_READ_TOKEN"]
+GOLDEN = pathlib.Path(os.environ["STRATA_GOLDEN_DIR"])
+REL_TOL = 1e-9
+DSN = f"host=127.0.0.1 port={PORT} dbname=default user=analyst password={TOKEN} sslmode=disable"
+UTC = dt.timezone.utc
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    if ok:
+        results["passed"] += 1
+        print(f"ok {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name}: {detail}")
+
+
+def rfc3339_us(text):
+    """Microseconds since the epoch of an RFC 3339 timestamp (fraction truncated to µs)."""
+    text = text.strip().replace(" ", "T")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    frac_us = 0
+    if "." in text:
+        head, rest = text.split(".", 1)
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits += rest[0]
+            rest = rest[1:]
+        frac_us = int((digits + "000000")[:6])
+        text = head + rest
+    whole = dt.datetime.fromisoformat(text)
+    seconds = int((whole - dt.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+    return seconds * 1_000_000 + frac_us
+
+
+def same_cell(expected, actual):
+    if expected == "":
+        return actual is None or actual == ""
+    if actual is None:
+        return False
+    if isinstance(actual, dt.datetime):
+        delta = actual - dt.datetime(1970, 1, 1, tzinfo=UTC)
+        us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return actual.tzinfo is not None and rfc3339_us(expected) == us
+    if isinstance(actual, bool):
+        return expected == ("true" if actual else "false")
+    if isinstance(actual, (int, float)):
+        want, got = float(expected), float(actual)
+        if math.isnan(want) or math.isnan(got):
+            return math.isnan(want) and math.isnan(got)
+        return math.isclose(want, got, rel_tol=REL_TOL, abs_tol=1e-12)
+    return expected == str(actual)
+
+
+def compare(cur, expected_csv):
+    rows = list(csv.reader(io.StringIO(expected_csv)))
+    header, expected = rows[0], rows[1:]
+    names = [d.name for d in cur.description]
+    if names != header:
+        return f"header {names} != {header}"
+    actual = cur.fetchall()
+    if len(actual) != len(expected):
+        return f"{len(actual)} rows, expected {len(expected)}"
+    for r, (want_row, got_row) in enumerate(zip(expected, actual)):
+        for c, (want, got) in enumerate(zip(want_row, got_row)):
+            if not same_cell(want, got):
+                return f"row {r + 1} column {header[c]!r}: got {got!r}, expected {want!r}"
+    return None
+
+
+def golden(conn):
+    queries = sorted(GOLDEN.glob("*.sql"))
+    assert queries, f"no golden queries in {GOLDEN}"
+    for binary, label in [(False, "simple"), (True, "extended-binary")]:
+        for sql_path in queries:
+            expected = sql_path.with_suffix(".csv").read_text()
+            sql = sql_path.read_text()
+            try:
+                with conn.cursor(binary=binary) as cur:
+                    if binary:
+                        # Server-side prepared: Parse/Bind/Describe/Execute, results in binary.
+                        cur.execute(sql.replace("%", "%%"), (), prepare=True)
+                    else:
+                        # No parameters: psycopg sends a simple Query message.
+                        conn.pgconn.send_query(sql.encode())
+                        cur = None
+                        res = conn.pgconn.get_result()
+                        while conn.pgconn.get_result() is not None:
+                            pass
+                        problem = compare_result(res, expected)
+                    if cur is not None:
+                        problem = compare(cur, expected)
+            except Exception as e:  # noqa: BLE001 - a failing query is a failed comparison
+                problem = f"query failed: {e}"
+                conn.rollback()
+            check(f"golden {label} {sql_path.stem}", problem is None, problem)
+
+
+def compare_result(res, expected_csv):
+    """Compares a libpq result of the simple protocol (text cells) via psycopg's loaders."""
+    if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        return f"status {res.status}: {res.error_message.decode()}"
+    tx = psycopg.adapt.Transformer()
+    tx.set_pgresult(res)
+    rows = [tx.load_row(i, tuple) for i in range(res.ntuples)]
+    names = [res.fname(i).decode() for i in range(res.nfields)]
+
+    class Fake:
+        description = [type("D", (), {"name": n}) for n in names]
+
+        @staticmethod
+        def fetchall():
+            return rows
+
+    return compare(Fake, expected_csv)
+
+
+def types_and_parameters(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT time, device, temp FROM env WHERE device = 'd1' ORDER BY time LIMIT 1")
+        (t, device, temp) = cur.fetchone()
+        check(
+            "time is timestamptz",
+            cur.description[0].type_code == 1184 and t.tzinfo is not None
+            and t == dt.datetime(2023, 12, 31, 23, 58, 20, tzinfo=UTC),
+            f"type {cur.description[0].type_code}, value {t!r}",
+        )
+        check("device is text", device == "d1" and cur.description[1].type_code == 25, device)
+        check("temp is float8", temp == 20.0 and cur.description[2].type_code == 701, temp)
+
+        # Parameters of several types, bound server-side (extended protocol).
+        cur.execute(
+            "SELECT count(*) AS n, max(temp) AS hot FROM env "
+            "WHERE device = %s AND time >= %s AND count > %s AND ok = %s",
+            ("d1", dt.datetime(2024, 1, 1, 0, 5, tzinfo=UTC), 1, True),
+            prepare=True,
+        )
+        row = cur.fetchone()
+        check("prepared statement with str/datetime/int/bool parameters", row == (3, 23.0), row)
+        # The same statement again with other values reuses the server-side statement.
+        cur.execute(
+            "SELECT count(*) AS n, max(temp) AS hot FROM env "
+            "WHERE device = %s AND time >= %s AND count > %s AND ok = %s",
+            ("d3", dt.datetime(2024, 1, 1, tzinfo=UTC), 100, True),
+            prepare=True,
+        )
+        row = cur.fetchone()
+        check("prepared statement executed again with other values", row == (3, 33.0), row)
+        cur.execute("SELECT %s::double precision * 2 AS x", (1.25,))
+        check("float parameter", cur.fetchone() == (2.5,), "")
+
+
+def catalog(conn):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_name = 'env'"
+        )
+        check("information_schema.tables lists env", cur.fetchall() == [("default", "env")], "")
+        cur.execute(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON a.attrelid = c.oid "
+            "WHERE c.relname = 'env' AND a.attnum > 0 ORDER BY a.attnum"
+        )
+        cols = dict(cur.fetchall())
+        check(
+            "pg_attribute describes env's columns",
+            cols.get("time") == "timestamp with time zone" and cols.get("temp") == "double precision",
+            cols,
+        )
+        cur.execute("SHOW server_version")
+        check("SHOW server_version", cur.fetchone()[0].startswith("16"), "")
+
+
+def sqlalchemy_pandas():
+    url = f"postgresql+psycopg://analyst:{TOKEN}@127.0.0.1:{PORT}/default"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            n = c.execute(sa.text("SELECT count(*) FROM env WHERE device = :d"), {"d": "d2"}).scalar()
+            check("SQLAlchemy connect and bound query", n == 5, n)
+        df = pd.read_sql("SELECT time, device, temp FROM env ORDER BY device, time", engine)
+        check(
+            "pandas.read_sql",
+            len(df) > 0 and str(df["time"].dtype).startswith("datetime64") and "UTC" in str(df["time"].dtype)
+            and list(df.columns) == ["time", "device", "temp"],
+            f"{len(df)} rows, dtypes {dict(df.dtypes)}",
+        )
+        df2 = pd.read_sql(
+            sa.text("SELECT device, avg(temp) AS t FROM env WHERE fleet = :f GROUP BY device ORDER BY device"),
+            engine,
+            params={"f": "south"},
+        )
+        check("pandas.read_sql with parameters", list(df2["device"]) == ["d3", "d4"], df2.to_dict())
+    finally:
+        engine.dispose()
+
+
+def refusals():
+    try:
+        psycopg.connect(DSN.replace(TOKEN, TOKEN + "x")).close()
+        check("wrong password refused", False, "connected")
+    except psycopg.OperationalError as e:
+        check("wrong password refused", "password authentication failed" in str(e), str(e))
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        try:
+            conn.execute("INSERT INTO env (time, device, temp) VALUES (now(), 'd1', 1.0)")
+            check("INSERT with a read token refused", False, "accepted")
+        except psycopg.Error as e:
+            check(
+                "INSERT with a read token refused",
+                e.sqlstate == "42501" and "read scope" in str(e),
+                f"{e.sqlstate}: {e}",
+            )
+        # The session is still usable after the refusal.
+        check("session usable after a refusal", conn.execute("SELECT 1").fetchone() == (1,), "")
+
+
+def revocation():
+    import json
+    import urllib.request
+
+    http, admin = os.environ["STRATA_HTTP"], os.environ["STRATA_ADMIN_TOKEN"]
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(
+            http + path, method=method, data=body,
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+
+    made = call("POST", "/api/v1/tokens", json.dumps({"scopes": ["read"]}).encode())
+    dsn = DSN.replace(TOKEN, made["token"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        first = conn.execute("SELECT 1").fetchone()
+        call("DELETE", f"/api/v1/tokens/{made['id']}")
+        try:
+            conn.execute("SELECT 1")
+            check("revoked token refused in an open session", False, "accepted")
+        except psycopg.Error as e:
+            check("revoked token refused in an open session", first == (1,) and "revoked" in str(e), str(e))
+
+
+def main():
+    with psycopg.connect(DSN) as conn:  # not autocommit: psycopg sends BEGIN first
+        types_and_parameters(conn)
+        catalog(conn)
+        conn.commit()
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        golden(conn)
+    try:
+        sqlalchemy_pandas()
+    except Exception as e:  # noqa: BLE001
+        check("SQLAlchemy and pandas", False, str(e).splitlines()[0])
+    refusals()
+    revocation()
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()

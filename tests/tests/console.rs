@@ -1,0 +1,127 @@
+//! The web console (`/`) in a real browser: Debian's Chromium driven by playwright-core
+//! (`tests/console/console_test.mjs`, installed by `.ci/install.d/60-browser.sh`) against the
+//! real binary with loaded data: first-load size, a wrong token refused, sign-in, overview,
+//! device search, the device chart's points equal the SQL answer, drag zoom, key rotation, the
+//! SQL page (table, chart, query time, CSV download equal to the HTTP CSV), the entity tree, and
+//! a read-only token unable to disable a device. Screenshots go to a temporary directory, or
+//! to `docs/console/` with `STRATA_CONSOLE_SHOTS=docs/console`.
+//! Also, without a browser: the assets are served gzip-compressed and without credentials.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::json;
+use strata_tests::{Server, temp_data_dir};
+
+const DEVICE: &str = "truck-7";
+const STREAM: &str = "engine";
+
+/// A server with one device, two hours of 10 s telemetry (3 fields) and a site containing it.
+fn start() -> (tempfile::TempDir, Server) {
+    let (tmp, data) = temp_data_dir();
+    let server = Server::start(&data, &[]);
+    server.create_device(DEVICE, "truck");
+    server.create_device("truck-8", "truck");
+    let base: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+    let mut lp = String::new();
+    for i in 0..720i64 {
+        let t = base + i * 10;
+        let temp = 60.0 + (i as f64 / 20.0).sin() * 15.0;
+        let hum = 30.0 + (i % 17) as f64;
+        lp.push_str(&format!(
+            "{STREAM},device={DEVICE} temp={temp},hum={hum},rpm={}i {}\n",
+            800 + i % 50,
+            t * 1_000_000_000
+        ));
+        lp.push_str(&format!(
+            "{STREAM},device=truck-8 temp=1.0,hum=2.0 {}\n",
+            t * 1_000_000_000
+        ));
+    }
+    let w = server.write("default", &lp);
+    assert_eq!(w.status, 204, "{}", w.body);
+    let r = server.post_json(
+        "/api/v1/entities",
+        &json!({"id": "site-1", "kind": "site", "name": "Plant"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = server.post_json(
+        "/api/v1/relationships",
+        &json!({"source": {"entity": "site-1"}, "kind": "contains", "target": {"device": DEVICE}}),
+    );
+    assert!(r.status == 201 || r.status == 204, "{}", r.body);
+    (tmp, server)
+}
+
+#[test]
+fn console_assets_are_public_and_gzipped() {
+    let (_tmp, data) = temp_data_dir();
+    let server = Server::start(&data, &[]);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Accept-Encoding: gzip",
+        ])
+        .arg(server.url("/"))
+        .output()
+        .expect("curl is installed");
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    assert!(headers.contains("content-security-policy"), "{headers}");
+    let page = server.send_anonymous("GET", "/console/app.js", None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("sessionStorage"), "the console module");
+    // The assets need no token, the API they call does.
+    assert_eq!(
+        server.send_anonymous("GET", "/api/v1/devices", None).status,
+        401
+    );
+    assert_eq!(
+        server
+            .send_anonymous("GET", "/console/nope.js", None)
+            .status,
+        404
+    );
+}
+
+#[test]
+fn console_in_chromium() {
+    let (_tmp, server) = start();
+    let reader = server.create_token(&["read"]);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console");
+    // Screenshots go to the test's temporary directory; `STRATA_CONSOLE_SHOTS=docs/console`
+    // (relative to the workspace) refreshes the ones the docs show.
+    let shots_tmp = tempfile::tempdir().unwrap();
+    let shots = match std::env::var_os("STRATA_CONSOLE_SHOTS") {
+        Some(rel) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel),
+        None => shots_tmp.path().to_path_buf(),
+    };
+    let out = Command::new("node")
+        .arg(dir.join("console_test.mjs"))
+        .current_dir(&dir)
+        .env("STRATA_URL", server.base())
+        .env("STRATA_ADMIN_TOKEN", server.token())
+        .env("STRATA_READ_TOKEN", reader)
+        .env("STRATA_DEVICE", DEVICE)
+        .env("STRATA_STREAM", STREAM)
+        .env("STRATA_SHOTS", shots)
+        .output()
+        .expect("node is installed (.ci/install.d/60-browser.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "console_test.mjs failed ({}):\n{stdout}\n{}\nserver logs:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail()
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
