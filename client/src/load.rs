@@ -3,6 +3,7 @@
 //! `https://` URLs work too, trusting the CA of [`tls_config`] (e.g. Strata's development CA).
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -167,7 +168,11 @@ pub fn run(cfg: &LoadConfig, source: Source) -> LoadReport {
             std::thread::spawn(move || worker(&cfg, &source, part, connections, &shared, &chunks))
         })
         .collect();
-    report_progress(cfg.progress, &shared, started, &workers);
+    let expected_rows = match &source {
+        Source::File(data) => count(data).rows,
+        Source::Fleet(fleet) => fleet.ticks() * fleet.trucks as u64,
+    };
+    report_progress(cfg.progress, expected_rows, &shared, started, &workers);
     let mut latencies: Vec<u64> = workers
         .into_iter()
         .flat_map(|w| w.join().unwrap_or_default())
@@ -184,27 +189,48 @@ pub fn run(cfg: &LoadConfig, source: Source) -> LoadReport {
     }
 }
 
-/// Prints a progress line every `every` until the workers finish.
+/// Shows progress until the workers finish: a bar with rate and ETA on a terminal, else (logs,
+/// pipes) a line every `every`. `None` is quiet. `expected_rows` is the bar's length (the
+/// simulator's is an upper bound: missing points are never sent).
 fn report_progress(
     every: Option<Duration>,
+    expected_rows: u64,
     shared: &Shared,
     started: Instant,
     workers: &[std::thread::JoinHandle<Vec<u64>>],
 ) {
+    let bar = (every.is_some() && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(expected_rows);
+        let style = indicatif::ProgressStyle::with_template(
+            "load [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    });
     let mut last_print = Instant::now();
     while workers.iter().any(|w| !w.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
-        if every.is_some_and(|e| last_print.elapsed() >= e) {
+        let rows = shared.rows.load(Relaxed);
+        let errors = shared.errors.load(Relaxed);
+        if let Some(bar) = &bar {
+            bar.set_position(rows);
+            if errors > 0 {
+                bar.set_message(format!("{errors} failed requests"));
+            }
+        } else if every.is_some_and(|e| last_print.elapsed() >= e) {
             last_print = Instant::now();
             let secs = started.elapsed().as_secs_f64();
-            let rows = shared.rows.load(Relaxed);
             eprintln!(
-                "[{secs:6.1}s] rows {rows} ({:.0}/s), requests {}, errors {}",
+                "[{secs:6.1}s] rows {rows} ({:.0}/s), requests {}, errors {errors}",
                 rows as f64 / secs,
                 shared.requests.load(Relaxed),
-                shared.errors.load(Relaxed)
             );
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
 }
 

@@ -253,6 +253,35 @@ fn device_commands_against_a_running_server() {
         server.get("/api/v1/devices/cli-1").json()["location"],
         "lab"
     );
+    // A larger CSV in batches of 7: one request per batch, every device registered once, the
+    // summary counts every batch, and a second run finds them all present.
+    let many = tmp.path().join("many.csv");
+    let rows: String = (0..25).map(|i| format!("b{i},th-300,{i}\n")).collect();
+    std::fs::write(&many, format!("id,model,floor\n{rows}")).unwrap();
+    let args = ["devices", "import", many.to_str().unwrap(), "--batch", "7"];
+    let first = ctl(&server, token, &args);
+    let out = ok(&first);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with('b')).count(),
+        25,
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("created 25, already present 0"),
+        "{first:?}"
+    );
+    let again = ctl(&server, token, &args);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("created 0, already present 25"),
+        "{again:?}"
+    );
+    let listed = ok(&ctl(
+        &server,
+        token,
+        &["devices", "list", "--model", "th-300", "--all", "--json"],
+    ));
+    assert_eq!(listed.matches("\"th-300\"").count(), 25, "{listed}");
+
     ok(&ctl(&server, token, &["devices", "delete", "cli-1"]));
     assert_eq!(server.get("/api/v1/devices/cli-1").status, 404);
 

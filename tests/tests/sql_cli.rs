@@ -1,4 +1,4 @@
-//! `strata sql` against the real server: one-shot table, CSV and JSON output, `-f file`, piped
+//! `strata sql` against the real server: one-shot table, CSV, JSON and chart output, `-f file`, piped
 //! stdin, the interactive shell (multi-line statements, `\dt`, `\d`, `\timing`, `\q`), and clear
 //! errors for bad SQL, bad tokens and an unreachable server.
 
@@ -85,6 +85,46 @@ fn one_shot_prints_an_aligned_table_with_row_count_and_time() {
         "",
     );
     assert_eq!(stdout(&o), "n\n-\n3\n(1 row)\n");
+}
+
+#[test]
+fn chart_format_draws_one_line_per_device_with_times_and_legend() {
+    let (_tmp, server) = server_with_data();
+    let q = "SELECT time, device, v FROM speed ORDER BY time";
+    let o = sql(&server, &["--format", "chart", "--no-timing", q], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // Braille dots drawn, the value range on the left, the time range below, one legend line
+    // per device (stdout is a pipe here: no colours).
+    assert!(
+        out.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)),
+        "{out}"
+    );
+    assert!(
+        out.lines().next().unwrap().trim_start().starts_with("30 ┤"),
+        "{out}"
+    );
+    assert!(out.contains("10.5 ┤"), "{out}");
+    assert!(
+        out.contains("2023-11-14T22:13:20Z") && out.contains("2023-11-14T22:13:30Z"),
+        "{out}"
+    );
+    assert!(out.contains("━━ v[t1] (2 points)"), "{out}");
+    assert!(out.contains("━━ v[t22] (1 points)"), "{out}");
+    assert!(!out.contains('\x1b'), "{out}");
+
+    // A result without a time column is refused with what to do.
+    let o = sql(
+        &server,
+        &["--format", "chart", "SELECT device, v FROM speed"],
+        "",
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("needs a timestamp column"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

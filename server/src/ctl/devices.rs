@@ -141,12 +141,16 @@ enum DevicesCommand {
     },
     /// Register many devices from a JSON array or a CSV file ('-' reads stdin). Prints
     /// `id,primary_key,secondary_key` for the created devices; repeating an import is harmless.
+    /// Sent in batches of `--batch` devices with a progress bar (rate, ETA) on a terminal.
     Import {
         /// The file.
         file: PathBuf,
         /// Input format (default: from the file extension, else JSON).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Devices per request (one registry transaction each).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
     },
     /// Issue a client certificate for mTLS from the server's development CA (docs/tls.md):
     /// writes DIR/ID.pem, DIR/ID.key (mode 0600) and DIR/ca.pem. Supersedes earlier ones.
@@ -231,7 +235,14 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             print_keys(json, &client.post(&path, json!({ "slot": slot }))?);
             Ok(())
         }
-        DevicesCommand::Import { file, format } => import(&client, &file, format, json),
+        DevicesCommand::Import {
+            file,
+            format,
+            batch,
+        } => {
+            let (data, format) = read_input(&file, format)?;
+            crate::ctl::import::import(&client, &data, format, batch as usize, json)
+        }
         DevicesCommand::Cert { id, out, days } => {
             let path = format!("/api/v1/devices/{}/certificate", enc(&id));
             let issued = client.post(&path, json!({ "days": days }))?;
@@ -351,55 +362,4 @@ fn read_input(file: &PathBuf, format: Option<Format>) -> anyhow::Result<(Vec<u8>
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let format = format.unwrap_or(if by_ext { Format::Csv } else { Format::Json });
     Ok((data, format))
-}
-
-fn import(
-    client: &crate::ctl::Client,
-    file: &PathBuf,
-    format: Option<Format>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let (data, format) = read_input(file, format)?;
-    let content_type = match format {
-        Format::Csv => "text/csv",
-        Format::Json => "application/json",
-    };
-    let body = Body::Raw {
-        content_type: content_type.into(),
-        bytes: data,
-    };
-    let v = client.send("POST", "/api/v1/devices/bulk", body)?;
-    if json {
-        print_json(&v);
-        return Ok(());
-    }
-    let results = v["results"].as_array().cloned().unwrap_or_default();
-    let created: Vec<&Value> = results
-        .iter()
-        .filter(|r| r["status"] == "created")
-        .collect();
-    if !created.is_empty() {
-        println!("id,primary_key,secondary_key");
-        for r in &created {
-            println!(
-                "{},{},{}",
-                cell(&r["id"]),
-                cell(&r["primary_key"]),
-                cell(&r["secondary_key"])
-            );
-        }
-    }
-    for r in results.iter().filter(|r| r["status"] == "error") {
-        eprintln!("error: {}: {}", cell(&r["id"]), cell(&r["error"]));
-    }
-    eprintln!(
-        "created {}, already present {}, failed {}",
-        cell(&v["created"]),
-        cell(&v["exists"]),
-        cell(&v["errors"])
-    );
-    if v["errors"].as_u64().unwrap_or(0) > 0 {
-        bail!("some devices were not imported");
-    }
-    Ok(())
 }

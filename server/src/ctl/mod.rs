@@ -3,10 +3,13 @@
 //! The token comes from `--token`, `STRATA_TOKEN`, or the `admin-token` file of `--data-dir`.
 
 pub mod backup;
+pub mod chart;
 pub mod client;
 pub mod devices;
 pub mod entities;
+mod import;
 pub mod lifecycle;
+pub mod progress;
 pub mod sql;
 pub mod table;
 pub mod tokens;

@@ -1,8 +1,8 @@
 //! `strata sql`: run SQL against a server's `POST /api/v1/query`, one-shot (`strata sql "SELECT …"`,
 //! `-f file.sql`, or statements piped on stdin) or as an interactive shell (statements end with `;`
 //! and may span lines; `\q` quits, `\dt` lists tables, `\d TABLE` shows columns, `\timing` toggles
-//! the elapsed time). Results print as an aligned table (with row count and elapsed time), or as
-//! the server's CSV or JSON with `--format`.
+//! the elapsed time). Results print as an aligned table (with row count and elapsed time), as
+//! the server's CSV or JSON, or as a terminal line chart (`--format chart`) with `--format`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -35,6 +35,9 @@ pub enum Format {
     Csv,
     /// The server's JSON (an array of row objects).
     Json,
+    /// A line chart in the terminal: the first timestamp column across, each numeric column a
+    /// line (one per value of the first text column, e.g. per device); see `ctl/chart.rs`.
+    Chart,
 }
 
 /// Flags of `strata sql`.
@@ -176,7 +179,7 @@ impl Session {
     /// Runs one statement and prints its result.
     fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let accept = match self.format {
-            Format::Table => ARROW_STREAM,
+            Format::Table | Format::Chart => ARROW_STREAM,
             Format::Csv => "text/csv",
             Format::Json => "application/json",
         };
@@ -191,6 +194,16 @@ impl Session {
                 match self.timing {
                     true => writeln!(out, "({rows} {noun}, {})", fmt_elapsed(answer.elapsed))?,
                     false => writeln!(out, "({rows} {noun})")?,
+                }
+            }
+            Format::Chart => {
+                let (schema, batches) = decode_arrow(&answer.body)?;
+                let lines = crate::ctl::chart::series(&schema, &batches)?;
+                let style = crate::ctl::chart::Style::for_terminal(std::io::stdout().is_terminal());
+                let chart = crate::ctl::chart::render(&lines, style, crate::time::format_rfc3339);
+                out.write_all(chart.as_bytes())?;
+                if self.timing {
+                    writeln!(out, "({})", fmt_elapsed(answer.elapsed))?;
                 }
             }
             Format::Csv | Format::Json => {
@@ -265,7 +278,7 @@ impl Session {
             }
             ("\\format" | "\\f", Some(f)) => match Format::from_str(f, true) {
                 Ok(f) => self.format = f,
-                Err(_) => eprintln!("ERROR: unknown format '{f}' (table, csv or json)"),
+                Err(_) => eprintln!("ERROR: unknown format '{f}' (table, csv, json or chart)"),
             },
             ("\\?" | "\\h" | "\\help", _) => println!("{HELP}"),
             (other, _) => eprintln!("ERROR: unknown command '{other}'; \\? lists them"),
@@ -280,7 +293,7 @@ const HELP: &str = "\
   \\dt               list tables
   \\d TABLE          columns of a table (TABLE or SCHEMA.TABLE)
   \\timing           toggle the elapsed time
-  \\format FORMAT    table, csv or json
+  \\format FORMAT    table, csv, json or chart (a line chart of a time-indexed result)
   \\q                quit";
 
 fn prompt(text: &str) -> anyhow::Result<()> {
