@@ -66,7 +66,9 @@ pub enum StorageError {
     /// A write was refused because the disk holding the data directory (or a quota) is full
     /// (ENOSPC, EDQUOT). Nothing acknowledged is lost; writes resume by themselves once space is
     /// freed.
-    #[error("no space left on device: {detail}")]
+    #[error(
+        "no space left on device: {detail}; retry the write later (retrying is safe: a point is stored once per series and timestamp)"
+    )]
     NoSpace {
         /// The file or directory that could not be written.
         path: PathBuf,
@@ -75,7 +77,9 @@ pub enum StorageError {
     },
     /// A write was refused because of an I/O error other than a full disk (EIO, EMFILE, ...).
     /// Nothing acknowledged is lost; each later write retries.
-    #[error("I/O error: {detail}")]
+    #[error(
+        "I/O error: {detail}; retry the write later (retrying is safe: a point is stored once per series and timestamp)"
+    )]
     IoFault {
         /// The file or directory that could not be written.
         path: PathBuf,
@@ -243,5 +247,20 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         });
         assert_eq!(wal_full.kind(), ErrorKind::OutOfSpace);
+        let no_space = StorageError::from(crate::wal::WalError::NoSpace {
+            path: "w".into(),
+            detail: "write to w failed".into(),
+        });
+        assert!(
+            matches!(no_space, StorageError::NoSpace { .. }),
+            "{no_space:?}"
+        );
+        assert_eq!(no_space.kind(), ErrorKind::OutOfSpace);
+        let fault = StorageError::from(crate::wal::WalError::IoFault {
+            path: "w".into(),
+            detail: "fdatasync of w failed".into(),
+        });
+        assert!(matches!(fault, StorageError::IoFault { .. }), "{fault:?}");
+        assert_eq!(fault.kind(), ErrorKind::Unavailable);
     }
 }

@@ -56,7 +56,10 @@ fn child(dir: &Path) {
         panic!("expected IoFault, got {failure:?}")
     };
     assert!(detail.contains("File too large"), "{detail}");
-    assert!(matches!(wal.append(b"later"), Err(WalError::IoFault { .. })));
+    assert!(matches!(
+        wal.append(b"later"),
+        Err(WalError::IoFault { .. })
+    ));
     // Still over the limit: the retry fails the same way and cuts back again.
     assert!(matches!(wal.retry(), Err(WalError::IoFault { .. })));
     assert!(matches!(wal.rotate(), Err(WalError::IoFault { .. })));

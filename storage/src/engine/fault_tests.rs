@@ -94,7 +94,11 @@ fn assert_io_fault<T: std::fmt::Debug>(result: crate::Result<T>, needle: &str) {
 fn segment_files(dir: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut on_disk = BTreeSet::new();
     for entry in std::fs::read_dir(dir.join("segments")).expect("segments") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
         on_disk.insert(name);
     }
@@ -119,7 +123,11 @@ fn reopen_and_check(dir: &Path, expected: &[i64]) {
     let engine = Engine::open(config(dir)).expect("reopen");
     let report = engine.recovery_report();
     assert!(report.wal_warnings.is_empty(), "{:?}", report.wal_warnings);
-    assert!(report.segment_errors.is_empty(), "{:?}", report.segment_errors);
+    assert!(
+        report.segment_errors.is_empty(),
+        "{:?}",
+        report.segment_errors
+    );
     assert_eq!(stored(&engine), expected);
     drop(engine);
     assert_manifest_matches_disk(dir);
@@ -228,10 +236,7 @@ fn emfile_at_wal_rotation_fails_the_flush_but_not_the_writes() {
     write_ok(&engine, 0..10);
     faults::inject(&dir.path().join("wal"), Op::Create, EMFILE);
     let err = engine.flush().expect_err("rotation cannot create its file");
-    assert!(
-        matches!(err, StorageError::IoFault { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StorageError::IoFault { .. }), "{err:?}");
     assert!(err.to_string().contains("Too many open files"), "{err}");
     // The current WAL file is intact: the next write retries (nothing pending) and goes on.
     write_ok(&engine, 10..15);
@@ -299,7 +304,11 @@ fn a_cold_move_whose_local_manifest_save_fails_finishes_later_without_a_second_c
     let run = engine.run_lifecycle().unwrap();
     assert!(!run.errors.is_empty(), "{run:?}");
     assert!(run.moved.is_empty(), "{run:?}");
-    assert_eq!(stored(&engine), before, "rows still read once, from the hot segment");
+    assert_eq!(
+        stored(&engine),
+        before,
+        "rows still read once, from the hot segment"
+    );
     faults::clear(dir.path());
     let run = engine.run_lifecycle().unwrap();
     assert!(run.errors.is_empty(), "{run:?}");
@@ -309,7 +318,10 @@ fn a_cold_move_whose_local_manifest_save_fails_finishes_later_without_a_second_c
         .into_iter()
         .filter(|p| p.ends_with(".parquet"))
         .count();
-    assert_eq!(parquet, 1, "the committed object was reused, not uploaded twice");
+    assert_eq!(
+        parquet, 1,
+        "the committed object was reused, not uploaded twice"
+    );
     drop(engine);
     let engine = Engine::open(c).unwrap();
     assert_eq!(stored(&engine), before);

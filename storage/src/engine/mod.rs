@@ -11,9 +11,9 @@ mod backup;
 mod cold_move;
 mod compaction;
 mod config;
+mod erase;
 #[cfg(test)]
 mod fault_tests;
-mod erase;
 mod latest;
 mod lifecycle;
 mod maintenance;

@@ -70,7 +70,8 @@ fn failed_fdatasync_cuts_back_refuses_and_heals_without_restart() {
     faults::clear(dir.path());
     wal.retry().expect("retry after the fault cleared");
     assert!(wal.failure().is_none());
-    wal.sync_to(second).expect("the queued record is durable now");
+    wal.sync_to(second)
+        .expect("the queued record is durable now");
     let fourth = wal.append(b"four").expect("append after healing");
     wal.sync_to(fourth).expect("sync after healing");
     drop(wal);
