@@ -340,3 +340,25 @@ fn walk(d: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Issue 14, defect 7: the catalog does not change for a write the WAL refuses: a new stream,
+/// field or series in a refused write leaves no trace (no stream, no device, no series id used).
+#[test]
+fn a_write_refused_by_the_wal_adds_nothing_to_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    write_ok(&engine, 0..2);
+    faults::inject(&dir.path().join("wal"), Op::Write, ENOSPC);
+    assert_no_space(engine.write(&point(2)));
+    let version = engine.catalog_version();
+    let mut other = point(3);
+    other.tables[0].stream = "never".into();
+    other.tables[0].series[0].device = "ghost".into();
+    assert_no_space(engine.write(&other));
+    assert_eq!(engine.streams("db"), ["m"]);
+    assert!(engine.devices("db", "m").iter().all(|d| d == "d1"));
+    assert_eq!(engine.catalog_version(), version);
+    faults::clear(dir.path());
+    write_ok(&engine, 4..5);
+    assert_eq!(engine.streams("db"), ["m"]);
+}

@@ -220,7 +220,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn new(what: &str, path: &Path, err: &std::io::Error) -> Fail {
+    fn of(what: &str, path: &Path, err: &std::io::Error) -> Fail {
         Fail::Io(Failure {
             path: path.to_path_buf(),
             detail: format!("{what} {} failed: {err}", path.display()),
@@ -517,7 +517,7 @@ impl Inner {
         io.batch.clear();
         let Io { file, rewind, .. } = io;
         file.write_all(&rewind[from..])
-            .map_err(|e| Failure::new("write to", file.path(), &e))?;
+            .map_err(|e| Failure::of("write to", file.path(), &e))?;
         self.disk_bytes.fetch_add(incoming, Ordering::Relaxed);
         io.written_seq = last;
         if !self.durability.fsyncs() {
@@ -531,7 +531,7 @@ impl Inner {
         self.sync_count.fetch_add(1, Ordering::Relaxed);
         io.file
             .sync_data()
-            .map_err(|e| Failure::new("fdatasync of", io.file.path(), &e))?;
+            .map_err(|e| Failure::of("fdatasync of", io.file.path(), &e))?;
         io.synced_seq = io.written_seq;
         settle(io);
         Ok(())
@@ -543,7 +543,7 @@ impl Inner {
             let len = io.rewind_len;
             io.file
                 .truncate_to(len)
-                .map_err(|e| Failure::new("cutting back", io.file.path(), &e))?;
+                .map_err(|e| Failure::of("cutting back", io.file.path(), &e))?;
             io.torn = false;
         }
         Ok(())
@@ -590,7 +590,7 @@ impl Inner {
         let base_seq = io.written_seq + 1;
         let path = self.dir.join(file_name(id));
         let next = ActiveFile::create(&self.dir, id, base_seq, fsync)
-            .map_err(|e| Failure::new("creating", &path, &e))?;
+            .map_err(|e| Failure::of("creating", &path, &e))?;
         self.disk_bytes.fetch_add(next.len(), Ordering::Relaxed);
         io.file = next;
         settle(io);
