@@ -362,3 +362,34 @@ fn a_write_refused_by_the_wal_adds_nothing_to_the_catalog() {
     write_ok(&engine, 4..5);
     assert_eq!(engine.streams("db"), ["m"]);
 }
+
+/// When flush cannot write segments on a full disk, the memtables fill up and writes over the
+/// memory bound are refused as `NoSpace` (507), not as a generic overload; they resume once the
+/// disk has space again.
+#[test]
+fn writes_over_the_memory_bound_are_refused_as_no_space_while_flush_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.memtable_bytes = 16 << 10;
+    let engine = Engine::open(c).unwrap();
+    faults::inject(&dir.path().join("segments"), Op::Write, ENOSPC);
+    let mut t = 0;
+    let err = loop {
+        match engine.write(&point(t)) {
+            Ok(_) => t += 1,
+            Err(e) => break e,
+        }
+        assert!(t < 1_000_000, "never refused");
+    };
+    assert!(matches!(err, StorageError::NoSpace { .. }), "{err:?}");
+    assert!(err.to_string().contains("flush failed"), "{err}");
+    assert_eq!(engine.stats().writes_refused_no_space, 1);
+    assert_manifest_matches_disk(dir.path());
+    faults::clear(dir.path());
+    engine
+        .write(&point(t + 1))
+        .expect("flush succeeds, the write is taken");
+    let mut expected: Vec<i64> = (0..t).collect();
+    expected.push(t + 1);
+    assert_eq!(stored(&engine), expected);
+}

@@ -293,31 +293,25 @@ pub(super) fn spawn_background(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
 
 /// [`fault_of`]: the failure was a full disk.
 pub(super) const FAULT_NO_SPACE: u8 = 1;
-/// [`fault_of`]: the failure was another I/O error.
-pub(super) const FAULT_IO: u8 = 2;
 
-/// What kind of disk fault `e` is: 0 none, [`FAULT_NO_SPACE`] or [`FAULT_IO`].
+/// Whether `e` is a full disk: [`FAULT_NO_SPACE`], else 0.
 pub(super) fn fault_of(e: &StorageError) -> u8 {
-    match e {
-        _ if e.kind() == crate::ErrorKind::OutOfSpace => FAULT_NO_SPACE,
-        StorageError::Io { .. } | StorageError::IoFault { .. } => FAULT_IO,
+    match e.kind() {
+        crate::ErrorKind::OutOfSpace => FAULT_NO_SPACE,
         _ => 0,
     }
 }
 
 /// The refusal of a write that waited in vain for a background flush: when the last background
-/// maintenance failed on a full disk (or another I/O error) the write is refused as such, so the
-/// client sees 507 (503) instead of a generic overload.
+/// maintenance failed on a full disk the write is refused as such, so the client sees 507 and
+/// "free space" instead of a generic overload (503).
 pub(super) fn fault_refusal(inner: &Inner, detail: String) -> StorageError {
-    let path = inner.config.data_dir.clone();
     match inner.counters.maintenance_fault.load(Ordering::Relaxed) {
         FAULT_NO_SPACE => StorageError::NoSpace {
-            path,
-            detail: format!("{detail}; the last flush failed because the disk is full"),
-        },
-        FAULT_IO => StorageError::IoFault {
-            path,
-            detail: format!("{detail}; the last flush failed with an I/O error"),
+            path: inner.config.data_dir.clone(),
+            detail: format!(
+                "{detail}; the last flush failed because the disk holding the data directory is full: free space there"
+            ),
         },
         _ => StorageError::Overloaded(detail),
     }

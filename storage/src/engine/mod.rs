@@ -133,8 +133,8 @@ struct Counters {
     refused_no_space: AtomicU64,
     /// Writes refused because of another I/O error (`write.rs`).
     refused_io: AtomicU64,
-    /// Why the last background flush or compaction failed (`maintenance.rs`): 0 it did not,
-    /// [`maintenance::FAULT_NO_SPACE`] or [`maintenance::FAULT_IO`].
+    /// Whether the last background maintenance failed on a full disk (`maintenance.rs`): 0 no,
+    /// [`maintenance::FAULT_NO_SPACE`] yes.
     maintenance_fault: std::sync::atomic::AtomicU8,
     /// Segments dropped whole by retention (`lifecycle.rs`).
     retention_segments: AtomicU64,

@@ -211,18 +211,14 @@ fn admit(inner: &Inner) -> Result<()> {
     }
 }
 
-/// The refusal of a write whose inline flush failed: a full disk or an I/O fault keeps its kind
-/// (507 / 503 over HTTP), anything else is an overload.
+/// The refusal of a write whose inline flush failed: a full disk keeps its kind (507 over HTTP),
+/// anything else is an overload (503).
 fn flush_refusal(e: StorageError, held: usize, bound: usize) -> StorageError {
     let detail = format!(
         "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush failed: {e}"
     );
     match maintenance::fault_of(&e) {
         maintenance::FAULT_NO_SPACE => StorageError::NoSpace {
-            path: std::path::PathBuf::new(),
-            detail,
-        },
-        maintenance::FAULT_IO => StorageError::IoFault {
             path: std::path::PathBuf::new(),
             detail,
         },
