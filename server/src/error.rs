@@ -203,6 +203,21 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         };
         assert_eq!(ApiError::from(full).status().as_u16(), 507);
+        let no_space = StorageError::NoSpace {
+            path: "wal".into(),
+            detail: "no space left for the write-ahead log".into(),
+        };
+        let refused = ApiError::from(no_space);
+        assert_eq!(refused.status().as_u16(), 507);
+        assert!(
+            refused.to_string().contains("retry the write later"),
+            "{refused}"
+        );
+        let fault = StorageError::IoFault {
+            path: "wal".into(),
+            detail: "fdatasync failed".into(),
+        };
+        assert_eq!(ApiError::from(fault).status().as_u16(), 503);
         let poisoned = StorageError::Internal("lock poisoned".into());
         assert_eq!(ApiError::from(poisoned).status().as_u16(), 500);
         let query = ApiError::StorageKind {

@@ -380,6 +380,7 @@ impl Metrics {
             "Writes refused because memtables stayed over their memory bound (flush behind).",
             s.writes_refused_overloaded,
         );
+        write_refusals(out, s);
     }
 
     /// The `strata_ingest_*` families (every protocol) and the `strata_mqtt_*` details.
@@ -626,6 +627,25 @@ fn render_engine(out: &mut String, s: &EngineStats) {
         "Compactions since start.",
         s.compactions,
     );
+}
+
+/// `strata_write_refusals_total{reason}`: writes the engine refused, by reason (`no_space`: the
+/// disk is full, HTTP 507; `io_error`: another I/O error, 503; `overloaded`: flush is behind, 503;
+/// `limit`: a database limit, 422).
+fn write_refusals(out: &mut String, s: &EngineStats) {
+    let name = "strata_write_refusals_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Writes the storage engine refused, by reason (no_space, io_error, overloaded, limit).\n# TYPE {name} counter"
+    );
+    for (reason, v) in [
+        ("no_space", s.writes_refused_no_space),
+        ("io_error", s.writes_refused_io),
+        ("overloaded", s.writes_refused_overloaded),
+        ("limit", s.writes_refused_limit),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: f64) {

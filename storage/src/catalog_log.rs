@@ -16,7 +16,6 @@
 //! deleted, so a crash in between leaves both and the log wins.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::bytes::{PutBytes, ReadError, Reader};
@@ -141,6 +140,8 @@ pub(crate) struct CatalogLog {
     known: std::collections::HashSet<u64>,
     /// Bytes a snapshot of what the file holds would take (each string once).
     snapshot_bytes: u64,
+    /// A failed append could not be cut back to `len`; the next append cuts it first.
+    torn: bool,
 }
 
 impl CatalogLog {
@@ -193,6 +194,7 @@ impl CatalogLog {
             mark,
             known,
             snapshot_bytes,
+            torn: false,
         })
     }
 
@@ -223,10 +225,15 @@ impl CatalogLog {
             self.mark = pending.mark;
             return Ok(());
         }
+        if self.torn {
+            // An earlier failed append could not be cut back: retry before appending after it.
+            self.file.set_len(self.len).at(&self.path)?;
+            self.torn = false;
+        }
         let frame = frame(&pending.records);
         let result = self.write_frame(&frame);
         if let Err(e) = result {
-            let _ = self.file.set_len(self.len);
+            self.torn = self.file.set_len(self.len).is_err();
             return Err(e);
         }
         self.len += frame.len() as u64;
@@ -240,9 +247,9 @@ impl CatalogLog {
 
     fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
         let half = frame.len() / 2;
-        self.file.write_all(&frame[..half]).at(&self.path)?;
+        crate::fsutil::write_all(&mut self.file, &self.path, &frame[..half]).at(&self.path)?;
         crash_point("catalog-mid-append");
-        self.file.write_all(&frame[half..]).at(&self.path)?;
+        crate::fsutil::write_all(&mut self.file, &self.path, &frame[half..]).at(&self.path)?;
         crate::fsutil::sync_file(&self.file, &self.path, true).at(&self.path)
     }
 
@@ -257,13 +264,20 @@ impl CatalogLog {
         let tmp = self.path.with_extension("tmp");
         {
             let bytes = file_bytes(&all.records);
-            let mut f = File::create(&tmp).at(&tmp)?;
-            f.write_all(&bytes[..bytes.len() / 2]).at(&tmp)?;
-            crash_point("catalog-mid-snapshot");
-            f.write_all(&bytes[bytes.len() / 2..]).at(&tmp)?;
-            crate::fsutil::sync_file(&f, &tmp, false).at(&tmp)?;
+            let written = (|| {
+                let mut f = crate::fsutil::create_file(&tmp).at(&tmp)?;
+                crate::fsutil::write_all(&mut f, &tmp, &bytes[..bytes.len() / 2]).at(&tmp)?;
+                crash_point("catalog-mid-snapshot");
+                crate::fsutil::write_all(&mut f, &tmp, &bytes[bytes.len() / 2..]).at(&tmp)?;
+                crate::fsutil::sync_file(&f, &tmp, false).at(&tmp)?;
+                drop(f);
+                crate::fsutil::rename(&tmp, &self.path).at(&self.path)
+            })();
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
         }
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
         sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
         let size = snapshot_size(all.records.len() as u64);
         let known = all.strings.into_iter().collect();

@@ -59,9 +59,33 @@ pub enum StorageError {
     /// A chunk could not be decoded.
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
-    /// The write-ahead log failed.
+    /// The write-ahead log failed (a full disk or an I/O fault become [`StorageError::NoSpace`]
+    /// and [`StorageError::IoFault`] instead).
     #[error(transparent)]
-    Wal(#[from] crate::wal::WalError),
+    Wal(crate::wal::WalError),
+    /// A write was refused because the disk holding the data directory (or a quota) is full
+    /// (ENOSPC, EDQUOT). Nothing acknowledged is lost; writes resume by themselves once space is
+    /// freed.
+    #[error(
+        "no space left on device: {detail}; retry the write later (retrying is safe: a point is stored once per series and timestamp)"
+    )]
+    NoSpace {
+        /// The file or directory that could not be written.
+        path: PathBuf,
+        /// What failed and what to do.
+        detail: String,
+    },
+    /// A write was refused because of an I/O error other than a full disk (EIO, EMFILE, ...).
+    /// Nothing acknowledged is lost; each later write retries.
+    #[error(
+        "I/O error: {detail}; retry the write later (retrying is safe: a point is stored once per series and timestamp)"
+    )]
+    IoFault {
+        /// The file or directory that could not be written.
+        path: PathBuf,
+        /// What failed and what to do.
+        detail: String,
+    },
     /// The engine is shutting down or shut down.
     #[error("the storage engine is shut down")]
     ShutDown,
@@ -96,6 +120,23 @@ pub enum StorageError {
     Cold(String),
 }
 
+impl From<crate::wal::WalError> for StorageError {
+    fn from(e: crate::wal::WalError) -> StorageError {
+        use crate::wal::WalError;
+        match e {
+            WalError::NoSpace { ref path, .. } => StorageError::NoSpace {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+            WalError::IoFault { ref path, .. } => StorageError::IoFault {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+            other => StorageError::Wal(other),
+        }
+    }
+}
+
 /// What kind of failure a [`StorageError`] is, for callers that map errors onto protocol
 /// statuses (HTTP, gRPC, MQTT): see [`StorageError::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,8 +168,12 @@ impl StorageError {
             StorageError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             StorageError::ShutDown
             | StorageError::Overloaded(_)
-            | StorageError::Wal(WalError::Poisoned(_))
+            | StorageError::Wal(WalError::Poisoned(_) | WalError::IoFault { .. })
+            | StorageError::IoFault { .. }
             | StorageError::Cold(_) => ErrorKind::Unavailable,
+            StorageError::NoSpace { .. } | StorageError::Wal(WalError::NoSpace { .. }) => {
+                ErrorKind::OutOfSpace
+            }
             StorageError::Io { source, .. } | StorageError::Wal(WalError::Io { source, .. })
                 if is_out_of_space(source) =>
             {
@@ -144,7 +189,7 @@ impl StorageError {
 }
 
 /// ENOSPC or EDQUOT.
-fn is_out_of_space(e: &std::io::Error) -> bool {
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull
         || e.kind() == std::io::ErrorKind::QuotaExceeded
         || matches!(e.raw_os_error(), Some(28 | 122))
@@ -202,5 +247,20 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         });
         assert_eq!(wal_full.kind(), ErrorKind::OutOfSpace);
+        let no_space = StorageError::from(crate::wal::WalError::NoSpace {
+            path: "w".into(),
+            detail: "write to w failed".into(),
+        });
+        assert!(
+            matches!(no_space, StorageError::NoSpace { .. }),
+            "{no_space:?}"
+        );
+        assert_eq!(no_space.kind(), ErrorKind::OutOfSpace);
+        let fault = StorageError::from(crate::wal::WalError::IoFault {
+            path: "w".into(),
+            detail: "fdatasync of w failed".into(),
+        });
+        assert!(matches!(fault, StorageError::IoFault { .. }), "{fault:?}");
+        assert_eq!(fault.kind(), ErrorKind::Unavailable);
     }
 }

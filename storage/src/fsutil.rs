@@ -1,5 +1,10 @@
 //! File-system helpers: atomic replace (temp file, fsync, rename, directory fsync), checksummed
 //! small metadata files, and read-only memory maps.
+//!
+//! This is also the engine's file-operation seam for tests: every fsync reports to the power-loss
+//! simulator (`powerloss.rs`), and every create, write, fsync and rename that can fail at run time
+//! on a full or failing disk first asks the error-injecting layer (`faults.rs`, test builds only;
+//! release builds compile [`fault`] to nothing).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,6 +20,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// fsyncs a directory. Every directory fsync of the engine goes through here (test builds report
 /// it to the power-loss simulator, `powerloss.rs`; release builds only fsync).
 pub(crate) fn sync_dir_io(dir: &Path) -> std::io::Result<()> {
+    fault(Op::Sync, dir)?;
     File::open(dir)?.sync_all()?;
     #[cfg(test)]
     crate::powerloss::dir_synced(dir);
@@ -24,6 +30,7 @@ pub(crate) fn sync_dir_io(dir: &Path) -> std::io::Result<()> {
 /// fsyncs (`data_only`: fdatasyncs) `file`, which is `path`. Every file sync of the engine goes
 /// through here (test builds report it to the power-loss simulator; release builds only sync).
 pub(crate) fn sync_file(file: &File, path: &Path, data_only: bool) -> std::io::Result<()> {
+    fault(Op::Sync, path)?;
     match data_only {
         true => file.sync_data()?,
         false => file.sync_all()?,
@@ -35,20 +42,81 @@ pub(crate) fn sync_file(file: &File, path: &Path, data_only: bool) -> std::io::R
     Ok(())
 }
 
-/// Replaces `path` with `bytes` atomically and durably.
+/// The kinds of file operation the test fault layer can fail.
+#[cfg(test)]
+pub(crate) use crate::faults::Op;
+
+/// The kinds of file operation the test fault layer can fail (release builds: never).
+#[cfg(not(test))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    /// Creating or opening a file for writing.
+    Create,
+    /// `write(2)`.
+    Write,
+    /// fsync / fdatasync.
+    Sync,
+    /// `rename(2)`.
+    Rename,
+}
+
+/// Test builds: the fault injected for `op` on `path`, if any (`faults.rs`).
+#[cfg(test)]
+pub(crate) fn fault(op: Op, path: &Path) -> std::io::Result<()> {
+    crate::faults::check(op, path)
+}
+
+/// Release builds: never a fault.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn fault(_op: Op, _path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Creates (truncating) `path` for writing.
+pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
+    fault(Op::Create, path)?;
+    File::create(path)
+}
+
+/// Creates `path` for writing; fails if it exists.
+pub(crate) fn create_new_file(path: &Path) -> std::io::Result<File> {
+    fault(Op::Create, path)?;
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// `write_all` of `buf` to `out`, which writes to `path`. An injected write fault writes the
+/// first half of `buf` and then fails, like a disk that fills up in the middle of a write.
+pub(crate) fn write_all(out: &mut impl Write, path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    if let Err(e) = fault(Op::Write, path) {
+        out.write_all(&buf[..buf.len() / 2])?;
+        out.flush()?;
+        return Err(e);
+    }
+    out.write_all(buf)
+}
+
+/// `rename(2)`.
+pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    fault(Op::Rename, to)?;
+    std::fs::rename(from, to)
+}
+
+/// Replaces `path` with `bytes` atomically and durably. On failure the temporary file is removed
+/// (on a full disk it would hold space) and `path` is left as it was.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
+    let written = (|| {
+        let mut f = create_file(&tmp).at(&tmp)?;
+        write_all(&mut f, &tmp, bytes).at(&tmp)?;
         sync_file(&f, &tmp, false).at(&tmp)?;
+        drop(f);
+        rename(&tmp, path).at(path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).at(path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 

@@ -18,6 +18,8 @@ mod catalog_log;
 mod damaged;
 mod engine;
 mod error;
+#[cfg(test)]
+mod faults;
 mod fsutil;
 mod limits;
 mod manifest;

@@ -308,7 +308,7 @@ fn wal_failure_child(dir: &Path) {
         let rows = vec![(format!("dev{acked}"), acked, vec![f("v", acked as f64)])];
         match e.write(&batch("db", "m", &rows)) {
             Ok(_) => acked += 1,
-            Err(StorageError::Wal(_)) => break,
+            Err(StorageError::IoFault { .. }) => break,
             Err(other) => panic!("{other}"),
         }
         assert!(acked < 10_000, "the file-size limit never triggered");
@@ -323,7 +323,7 @@ fn wal_failure_child(dir: &Path) {
     let rows = vec![("fresh".to_string(), 1, vec![f("new_field", 1.0)])];
     for stream in ["m", "new_stream"] {
         let err = e.write(&batch("db", stream, &rows)).unwrap_err();
-        assert!(matches!(err, StorageError::Wal(_)), "{err}");
+        assert!(matches!(err, StorageError::IoFault { .. }), "{err}");
     }
     let after = (
         e.stats().series,

@@ -193,6 +193,8 @@ pub struct Server {
     token: String,
     logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
+    /// A command the server is started through (e.g. `nsenter … --`), empty for none.
+    wrapper: Vec<String>,
 }
 
 impl Server {
@@ -230,7 +232,17 @@ impl Server {
             token: String::new(),
             logs: Arc::default(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
+    }
+
+    /// Starts a server through `wrapper` (a command that ends by exec'ing its arguments, such as
+    /// `nsenter --target PID --mount --`, so the server runs in another mount namespace).
+    pub fn start_wrapped(data_dir: &Path, args: &[&str], wrapper: &[String]) -> Server {
+        let mut s = Server::new(data_dir, args, AdminToken::Env(TEST_ADMIN_TOKEN.into()));
+        s.wrapper = wrapper.to_vec();
+        s.spawn();
+        s
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -437,7 +449,14 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(strata_binary());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(strata_binary());
+                c
+            }
+            None => Command::new(strata_binary()),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -76,7 +76,8 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
         let path = inner.paths.wal.join(&name);
         match std::fs::read(&path) {
             Ok(bytes) => wal.push((name, bytes)),
-            // Ids can be skipped (a rotation that failed to create its file poisons the WAL).
+            // Ids can be skipped (older builds poisoned the WAL when a rotation failed to create
+            // its file).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(crate::StorageError::Io { path, source }),
         }

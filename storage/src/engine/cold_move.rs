@@ -197,6 +197,19 @@ fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
 
 fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<ColdObject> {
     let m = &live.meta;
+    // An earlier move of this segment committed its object but failed to save the local MANIFEST
+    // (a full disk): finish that move instead of uploading a second copy of the rows.
+    let committed = inner
+        .cold_manifest
+        .lock()
+        .map_err(|_| poisoned())?
+        .objects
+        .iter()
+        .find(|o| o.segment == m.id && o.seq == m.seq)
+        .cloned();
+    if let Some(object) = committed {
+        return finish_local(inner, m, object);
+    }
     let bytes = encode(inner, live)?;
     let key = format!(
         "{}/{}/date={}/{:016}-{}.parquet",
@@ -245,6 +258,16 @@ fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<C
         return Err(e);
     }
     step(&inner.config.data_dir, "cold-manifest-committed");
+    finish_local(inner, m, object)
+}
+
+/// Steps 4–5 of a move whose cold manifest names `object`: drop the segment from the local
+/// MANIFEST, swap it for the object in the live state, delete the segment file.
+fn finish_local(
+    inner: &Inner,
+    m: &crate::manifest::SegmentMeta,
+    object: ColdObject,
+) -> Result<ColdObject> {
     {
         let mut manifest = inner.maintenance.lock().map_err(|_| poisoned())?;
         let mut next = manifest.clone();

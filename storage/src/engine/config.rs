@@ -120,6 +120,10 @@ pub struct EngineStats {
     pub writes_refused_limit: u64,
     /// Writes refused since start because memtables stayed over their memory bound.
     pub writes_refused_overloaded: u64,
+    /// Writes refused since start because the disk holding the data directory was full.
+    pub writes_refused_no_space: u64,
+    /// Writes refused since start because of another I/O error (EIO, EMFILE, ...).
+    pub writes_refused_io: u64,
     /// Segments dropped whole by retention since start.
     pub retention_segments_dropped: u64,
 }

@@ -93,14 +93,22 @@ fn flush_one(inner: &Inner, memtable: &Arc<Memtable>, wal_cut: u64) -> Result<()
     let erased = super::erase::memtable_cuts(&*inner.read_state()?, wal_cut);
     let new = write_memtable(inner, memtable, &streams, &erased)?;
     step(&inner.config.data_dir, "flush-segments-written");
-    persist_catalog(inner)?;
-    {
+    let saved = persist_catalog(inner).and_then(|()| {
         let mut manifest = lock_manifest(inner)?;
         let mut next = manifest.clone();
         next.segments.extend(new.iter().map(|l| l.meta.clone()));
         next.wal_min_file = wal_cut;
         next.save(&inner.paths.manifest)?;
         *manifest = next;
+        Ok(())
+    });
+    if let Err(e) = saved {
+        // No manifest names the new segments: remove them now (on a full disk they hold the
+        // space the retry needs; open would remove them as orphans anyway).
+        remove_unpublished(inner, new.iter().map(|l| l.meta.id));
+        return Err(e);
+    }
+    {
         let mut state = inner.write_state()?;
         state.segments.extend(new.iter().cloned());
         state.segments.sort_by_key(|l| l.meta.age());
@@ -189,18 +197,33 @@ fn write_memtable(
             start = end;
         }
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for ((stream, part), series) in groups {
-        let meta = &streams[stream as usize];
-        out.push(write_segment(
-            inner,
-            (&meta.database, &meta.name, part),
-            &meta.fields,
-            series,
-        )?);
+    let mut out: Vec<Arc<LiveSegment>> = Vec::with_capacity(groups.len());
+    let written = (|| {
+        for ((stream, part), series) in groups {
+            let meta = &streams[stream as usize];
+            out.push(write_segment(
+                inner,
+                (&meta.database, &meta.name, part),
+                &meta.fields,
+                series,
+            )?);
+        }
+        sync_dir(&inner.paths.segments)
+    })();
+    if let Err(e) = written {
+        remove_unpublished(inner, out.iter().map(|l| l.meta.id));
+        return Err(e);
     }
-    sync_dir(&inner.paths.segments)?;
     Ok(out)
+}
+
+/// Removes segments (and their temporary files) that no manifest names, after a failed flush.
+fn remove_unpublished(inner: &Inner, ids: impl Iterator<Item = u64>) {
+    for id in ids {
+        let path = inner.paths.segment(id);
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// Writes a flushed segment from series given in increasing id order and opens it; its `seq` is
@@ -213,19 +236,28 @@ fn write_segment(
 ) -> Result<Arc<LiveSegment>> {
     let id = lock_manifest(inner)?.allocate_id();
     let path = inner.paths.segment(id);
-    let mut w = SegmentWriter::create(
-        &path,
-        database,
-        stream,
-        part,
-        inner.config.partition_ns,
-        fields,
-    )?;
-    for (sid, rows) in series {
-        w.write_series(sid, &rows)?;
-    }
-    let written = w.finish()?;
-    let segment = Segment::open(&path)?;
+    let written = (|| {
+        let mut w = SegmentWriter::create(
+            &path,
+            database,
+            stream,
+            part,
+            inner.config.partition_ns,
+            fields,
+        )?;
+        for (sid, rows) in series {
+            w.write_series(sid, &rows)?;
+        }
+        let written = w.finish()?;
+        Ok((written, Segment::open(&path)?))
+    })();
+    let (written, segment) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            remove_unpublished(inner, std::iter::once(id));
+            return Err(e);
+        }
+    };
     let meta = SegmentMeta {
         id,
         seq: id,
@@ -259,6 +291,32 @@ pub(super) fn spawn_background(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
         .map_err(|source| StorageError::Io { path: root, source })
 }
 
+/// [`fault_of`]: the failure was a full disk.
+pub(super) const FAULT_NO_SPACE: u8 = 1;
+
+/// Whether `e` is a full disk: [`FAULT_NO_SPACE`], else 0.
+pub(super) fn fault_of(e: &StorageError) -> u8 {
+    match e.kind() {
+        crate::ErrorKind::OutOfSpace => FAULT_NO_SPACE,
+        _ => 0,
+    }
+}
+
+/// The refusal of a write that waited in vain for a background flush: when the last background
+/// maintenance failed on a full disk the write is refused as such, so the client sees 507 and
+/// "free space" instead of a generic overload (503).
+pub(super) fn fault_refusal(inner: &Inner, detail: String) -> StorageError {
+    match inner.counters.maintenance_fault.load(Ordering::Relaxed) {
+        FAULT_NO_SPACE => StorageError::NoSpace {
+            path: inner.config.data_dir.clone(),
+            detail: format!(
+                "{detail}; the last flush failed because the disk holding the data directory is full: free space there"
+            ),
+        },
+        _ => StorageError::Overloaded(detail),
+    }
+}
+
 fn background_loop(inner: &Inner) {
     let (lock, cv) = &inner.wake;
     while !inner.shutdown.load(Ordering::Acquire) {
@@ -271,9 +329,17 @@ fn background_loop(inner: &Inner) {
         if inner.shutdown.load(Ordering::Acquire) {
             break;
         }
-        if let Err(e) = run_due_work(inner) {
-            tracing::error!(error = %e, "background maintenance failed; will retry");
-        }
+        let fault = match run_due_work(inner) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "background maintenance failed; will retry");
+                fault_of(&e)
+            }
+        };
+        inner
+            .counters
+            .maintenance_fault
+            .store(fault, Ordering::Relaxed);
     }
 }
 

@@ -12,6 +12,8 @@ mod cold_move;
 mod compaction;
 mod config;
 mod erase;
+#[cfg(test)]
+mod fault_tests;
 mod latest;
 mod lifecycle;
 mod maintenance;
@@ -127,6 +129,13 @@ struct Counters {
     refused_limit: AtomicU64,
     /// Writes refused because flush did not free memory in time (`write.rs`).
     refused_overloaded: AtomicU64,
+    /// Writes refused because the disk is full (`write.rs`).
+    refused_no_space: AtomicU64,
+    /// Writes refused because of another I/O error (`write.rs`).
+    refused_io: AtomicU64,
+    /// Whether the last background maintenance failed on a full disk (`maintenance.rs`): 0 no,
+    /// [`maintenance::FAULT_NO_SPACE`] yes.
+    maintenance_fault: std::sync::atomic::AtomicU8,
     /// Segments dropped whole by retention (`lifecycle.rs`).
     retention_segments: AtomicU64,
 }
@@ -379,6 +388,8 @@ impl Engine {
             compaction_input_segments: c.compaction_inputs.load(Ordering::Relaxed),
             writes_refused_limit: c.refused_limit.load(Ordering::Relaxed),
             writes_refused_overloaded: c.refused_overloaded.load(Ordering::Relaxed),
+            writes_refused_no_space: c.refused_no_space.load(Ordering::Relaxed),
+            writes_refused_io: c.refused_io.load(Ordering::Relaxed),
             retention_segments_dropped: c.retention_segments.load(Ordering::Relaxed),
             ..EngineStats::default()
         };

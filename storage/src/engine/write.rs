@@ -60,6 +60,14 @@ impl Additions {
 }
 
 pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
+    write_counted(inner, batch).inspect_err(|e| match e.kind() {
+        crate::ErrorKind::OutOfSpace => count(&inner.counters.refused_no_space),
+        _ if matches!(e, StorageError::IoFault { .. }) => count(&inner.counters.refused_io),
+        _ => {}
+    })
+}
+
+fn write_counted(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     inner.check_open()?;
     validate(batch)?;
     check_reserved(batch)?;
@@ -70,6 +78,8 @@ pub(super) fn write(inner: &Inner, batch: &WriteBatch) -> Result<WriteReceipt> {
     if receipt.rows == 0 {
         return Ok(receipt);
     }
+    // After a failed WAL write: write the cut-back records again first (heals once space returns).
+    inner.wal.retry()?;
     admit(inner).inspect_err(|e| {
         if matches!(e, StorageError::Overloaded(_)) {
             count(&inner.counters.refused_overloaded);
@@ -185,20 +195,34 @@ fn admit(inner: &Inner) -> Result<()> {
         inner.check_open()?;
         if !inner.config.background {
             if let Err(e) = maintenance::flush(inner) {
-                return Err(StorageError::Overloaded(format!(
-                    "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush failed: {e}"
-                )));
+                return Err(flush_refusal(e, held, bound));
             }
             continue;
         }
         maintenance::wake(inner);
         let now = Instant::now();
         if now >= deadline {
-            return Err(StorageError::Overloaded(format!(
+            let detail = format!(
                 "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush did not free memory within {timeout:?}"
-            )));
+            );
+            return Err(maintenance::fault_refusal(inner, detail));
         }
         std::thread::sleep(STALL_POLL.min(deadline - now));
+    }
+}
+
+/// The refusal of a write whose inline flush failed: a full disk keeps its kind (507 over HTTP),
+/// anything else is an overload (503).
+fn flush_refusal(e: StorageError, held: usize, bound: usize) -> StorageError {
+    let detail = format!(
+        "memtables hold {held} bytes, over the bound of {bound} (2 × memtable_bytes), and flush failed: {e}"
+    );
+    match maintenance::fault_of(&e) {
+        maintenance::FAULT_NO_SPACE => StorageError::NoSpace {
+            path: std::path::PathBuf::new(),
+            detail,
+        },
+        _ => StorageError::Overloaded(detail),
     }
 }
 

@@ -2,7 +2,7 @@
 //! written under a temporary name, fsynced and renamed into place by [`SegmentWriter::finish`].
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -53,7 +53,7 @@ impl SegmentWriter {
         fields: &[(String, FieldType)],
     ) -> Result<SegmentWriter> {
         let tmp_path = path.with_extension("tmp");
-        let file = File::create(&tmp_path).at(&tmp_path)?;
+        let file = crate::fsutil::create_file(&tmp_path).at(&tmp_path)?;
         let mut w = SegmentWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             tmp_path,
@@ -80,7 +80,7 @@ impl SegmentWriter {
     }
 
     fn emit(&mut self, bytes: &[u8]) -> Result<ChunkRef> {
-        self.out.write_all(bytes).at(&self.tmp_path)?;
+        crate::fsutil::write_all(&mut self.out, &self.tmp_path, bytes).at(&self.tmp_path)?;
         let r = ChunkRef {
             offset: self.offset,
             len: bytes.len() as u32,
@@ -183,7 +183,7 @@ impl SegmentWriter {
             .at(&self.tmp_path)?;
         crate::fsutil::sync_file(&file, &self.tmp_path, false).at(&self.tmp_path)?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.path).at(&self.path)?;
+        crate::fsutil::rename(&self.tmp_path, &self.path).at(&self.path)?;
         Ok(WrittenSegment {
             bytes: self.offset,
             rows: self.rows,

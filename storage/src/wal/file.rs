@@ -1,7 +1,7 @@
 //! WAL file naming, the file currently being appended to, and directory fsync.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{FILE_HEADER_LEN, FileHeader};
@@ -36,23 +36,27 @@ pub struct ActiveFile {
 
 impl ActiveFile {
     /// Creates file `id` in `dir` (it must not exist), writes its header and, when `fsync`,
-    /// fsyncs the file and the directory.
+    /// fsyncs the file and the directory. On failure the file is removed again (best effort), so
+    /// a later attempt can create it.
     pub fn create(dir: &Path, id: u64, base_seq: u64, fsync: bool) -> io::Result<ActiveFile> {
         let path = dir.join(file_name(id));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        file.write_all(
-            &FileHeader {
-                file_id: id,
-                base_seq,
+        let mut file = crate::fsutil::create_new_file(&path)?;
+        let header = FileHeader {
+            file_id: id,
+            base_seq,
+        }
+        .encode();
+        let written = crate::fsutil::write_all(&mut file, &path, &header).and_then(|()| {
+            if fsync {
+                crate::fsutil::sync_file(&file, &path, false)?;
+                sync_dir(dir)?;
             }
-            .encode(),
-        )?;
-        if fsync {
-            crate::fsutil::sync_file(&file, &path, false)?;
-            sync_dir(dir)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
         }
         Ok(ActiveFile {
             file,
@@ -82,10 +86,21 @@ impl ActiveFile {
         self.len <= FILE_HEADER_LEN as u64
     }
 
-    /// Writes `buf` at the end of the file with write(2), no fsync.
+    /// Writes `buf` at the end of the file with write(2), no fsync. On failure part of `buf` may
+    /// have reached the file: [`ActiveFile::len`] still counts only what fully succeeded, and
+    /// [`ActiveFile::truncate_to`] cuts the rest.
     pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
+        crate::fsutil::write_all(&mut self.file, &self.path, buf)?;
         self.len = self.len.saturating_add(buf.len() as u64);
+        Ok(())
+    }
+
+    /// Cuts the file back to `len` bytes and continues writing there (after a failed write or
+    /// fdatasync, so that no later record follows a torn or unsynced one).
+    pub fn truncate_to(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.seek(SeekFrom::Start(len))?;
+        self.len = len;
         Ok(())
     }
 

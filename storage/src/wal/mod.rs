@@ -4,7 +4,16 @@
 //! sequence number. [`Wal::sync_to`] makes it durable: the first waiter becomes the leader, writes
 //! the whole pending buffer with one `write(2)` and (in [`Durability::Sync`]) one `fdatasync`, then
 //! wakes everyone whose record it covered. Appends made while a leader is busy go out in the next
-//! round. Any write or fsync failure poisons the WAL until the process restarts.
+//! round.
+//!
+//! A failed `write(2)` or `fdatasync` (a full disk, EIO, EMFILE while rotating) does not poison the
+//! WAL: the file is cut back to the end of the last record known good (the last fdatasync in the
+//! fsyncing modes, the last complete write in `None` mode), so no record ever follows a torn or
+//! unsynced one, and the records after that point go back to the front of the append buffer. Every
+//! waiter they covered gets [`WalError::NoSpace`] or [`WalError::IoFault`], and appends are refused
+//! with the same error until [`Wal::retry`] (called by the engine before each write) or a rotation
+//! writes them successfully: the WAL heals by itself when space returns. Only exhausted sequence
+//! numbers or file ids poison it for good.
 //!
 //! Files are `wal-{id:020}.log`; the byte layout is in [`format`](mod@format) and `docs/wal.md`.
 //! [`Wal::open`] replays the files, cuts torn tails (keeping their bytes), refuses damage with intact
@@ -68,11 +77,31 @@ pub enum WalError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// An earlier fsync or write failed; the WAL refuses writes until restart.
-    #[error(
-        "the WAL is poisoned by an earlier failure ({0}); restart the server after fixing the disk"
-    )]
+    /// The WAL can never accept another record (sequence numbers or file ids are exhausted).
+    #[error("the WAL refuses writes for good ({0}); restart the server")]
     Poisoned(String),
+    /// A write or fdatasync failed because the disk (or a quota) is full. The file was cut back
+    /// to its last good record; writes are refused until a retry succeeds.
+    #[error(
+        "no space left for the write-ahead log ({detail}); writes are refused until space is freed on the disk holding {path}, then resume by themselves"
+    )]
+    NoSpace {
+        /// The WAL file or directory.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// A write, fdatasync or file creation failed for another reason (EIO, EMFILE, ...). The file
+    /// was cut back to its last good record; writes are refused until a retry succeeds.
+    #[error(
+        "I/O error writing the write-ahead log ({detail}); writes are refused and retried with each new write; check the disk holding {path} and the process's open-file limit"
+    )]
+    IoFault {
+        /// The WAL file or directory.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
     /// The record is larger than the format allows.
     #[error("WAL record of {0} bytes exceeds the maximum record size")]
     RecordTooLarge(usize),
@@ -149,13 +178,15 @@ struct State {
     buf: Vec<u8>,
     /// Sequence number of the next append.
     next_seq: u64,
+    /// The last write or fdatasync failed; appends are refused until a retry succeeds.
+    failed: Option<Failure>,
     /// Every record up to this one has been written to a file.
     written_seq: u64,
     /// Every record up to this one has been fdatasynced.
     durable_seq: u64,
     /// A `sync_to` caller has taken the job of writing the next batch.
     leader: bool,
-    /// Why the WAL refuses further writes.
+    /// Why the WAL refuses every further write, for good.
     poisoned: Option<String>,
 }
 
@@ -168,8 +199,57 @@ struct Io {
     written_seq: u64,
     /// Last sequence number fdatasynced.
     synced_seq: u64,
-    #[cfg(test)]
-    faults: tests::Faults,
+    /// File length a failure cuts back to: the last fdatasync (fsyncing modes) or the last
+    /// complete write (`None` mode).
+    rewind_len: u64,
+    /// Last sequence number before `rewind_len`.
+    rewind_seq: u64,
+    /// The bytes written (or being written) after `rewind_len`; a failure puts them back at the
+    /// front of the append buffer.
+    rewind: Vec<u8>,
+    /// A failure could not cut the file back; it must be cut before the next write.
+    torn: bool,
+}
+
+/// Why a write, fdatasync or file creation failed.
+#[derive(Debug, Clone)]
+struct Failure {
+    path: PathBuf,
+    detail: String,
+    no_space: bool,
+}
+
+impl Failure {
+    fn of(what: &str, path: &Path, err: &std::io::Error) -> Fail {
+        Fail::Io(Failure {
+            path: path.to_path_buf(),
+            detail: format!("{what} {} failed: {err}", path.display()),
+            no_space: crate::error::is_out_of_space(err),
+        })
+    }
+
+    fn error(&self) -> WalError {
+        let (path, detail) = (self.path.clone(), self.detail.clone());
+        match self.no_space {
+            true => WalError::NoSpace { path, detail },
+            false => WalError::IoFault { path, detail },
+        }
+    }
+}
+
+/// A failed WAL operation: retryable I/O, or the WAL is poisoned for good.
+enum Fail {
+    Io(Failure),
+    Fatal(String),
+}
+
+impl Fail {
+    fn error(&self) -> WalError {
+        match self {
+            Fail::Io(f) => f.error(),
+            Fail::Fatal(reason) => WalError::Poisoned(reason.clone()),
+        }
+    }
 }
 
 /// Recovers a guard from a mutex poisoned by a panicking thread (our critical sections do not panic).
@@ -207,11 +287,13 @@ impl Wal {
         let file = ActiveFile::create(&opts.dir, id, seq, fsync)
             .map_err(|e| io_error(&opts.dir.join(file_name(id)), e))?;
         let disk_bytes = recovered.disk_bytes.saturating_add(file.len());
+        let rewind_len = file.len();
         let last = seq - 1;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 buf: Vec::new(),
                 next_seq: seq,
+                failed: None,
                 written_seq: last,
                 durable_seq: last,
                 leader: false,
@@ -223,8 +305,10 @@ impl Wal {
                 batch: Vec::new(),
                 written_seq: last,
                 synced_seq: last,
-                #[cfg(test)]
-                faults: tests::Faults::default(),
+                rewind_len,
+                rewind_seq: last,
+                rewind: Vec::new(),
+                torn: false,
             }),
             sync_count: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(disk_bytes),
@@ -248,6 +332,9 @@ impl Wal {
         let mut st = lock(&self.inner.state);
         if let Some(reason) = &st.poisoned {
             return Err(WalError::Poisoned(reason.clone()));
+        }
+        if let Some(failure) = &st.failed {
+            return Err(failure.error());
         }
         let seq = st.next_seq;
         if seq == u64::MAX {
@@ -276,6 +363,9 @@ impl Wal {
             if let Some(reason) = &st.poisoned {
                 return Err(WalError::Poisoned(reason.clone()));
             }
+            if let Some(failure) = &st.failed {
+                return Err(failure.error());
+            }
             if !st.leader {
                 break;
             }
@@ -290,7 +380,28 @@ impl Wal {
         let sync = inner.durability == Durability::Sync;
         let result = inner.write_pending(&mut io, sync);
         inner.publish(&io, &result, true);
-        result.map_err(WalError::Poisoned)
+        result.map_err(|f| f.error())
+    }
+
+    /// After a failed write or fdatasync: writes what is pending again (the cut-back records
+    /// first, fdatasynced in the fsyncing modes) and, when that succeeds, accepts appends again.
+    /// `Ok` at once when nothing failed. The engine calls this before every write, so writes
+    /// resume by themselves once the disk has space again.
+    pub fn retry(&self) -> Result<(), WalError> {
+        let inner = &*self.inner;
+        if lock(&inner.state).failed.is_none() {
+            return Ok(());
+        }
+        let mut io = lock(&inner.io);
+        let result = inner.write_pending(&mut io, inner.durability.fsyncs());
+        inner.publish(&io, &result, false);
+        result.map_err(|f| f.error())
+    }
+
+    /// The error appends are refused with after a failed write or fdatasync, until a retry
+    /// succeeds.
+    pub fn failure(&self) -> Option<WalError> {
+        lock(&self.inner.state).failed.as_ref().map(Failure::error)
     }
 
     /// Makes everything appended so far durable in the current file, then starts a new file.
@@ -304,7 +415,7 @@ impl Wal {
             .write_pending(&mut io, inner.durability.fsyncs())
             .and_then(|()| inner.open_next_file(&mut io));
         inner.publish(&io, &result, false);
-        result.map(|()| io.file.id()).map_err(WalError::Poisoned)
+        result.map(|()| io.file.id()).map_err(|f| f.error())
     }
 
     /// Deletes every WAL file with id < `file_id`. The file currently appended to is never
@@ -347,7 +458,7 @@ impl Wal {
         self.inner.active_file_id.load(Ordering::Acquire)
     }
 
-    /// The reason the WAL refuses writes, if an I/O failure poisoned it.
+    /// The reason the WAL refuses every write for good, if it is poisoned.
     pub fn poisoned(&self) -> Option<String> {
         lock(&self.inner.state).poisoned.clone()
     }
@@ -363,30 +474,36 @@ impl Inner {
     }
 
     /// Writes the pending buffer to the file, then fdatasyncs if `sync` and anything is unsynced.
-    /// The error is the poisoning reason.
-    fn write_pending(&self, io: &mut Io, sync: bool) -> Result<(), String> {
+    /// On an I/O failure the file is cut back and the unsynced records are queued again.
+    fn write_pending(&self, io: &mut Io, sync: bool) -> Result<(), Fail> {
         let last = {
             let mut st = lock(&self.state);
             if let Some(reason) = &st.poisoned {
-                return Err(reason.clone());
+                return Err(Fail::Fatal(reason.clone()));
             }
             std::mem::swap(&mut st.buf, &mut io.batch);
             st.next_seq - 1
         };
-        let result = self.write_batch(io, last);
+        let result = self
+            .cut_torn(io)
+            .and_then(|()| self.write_batch(io, last))
+            .and_then(|()| match sync && io.synced_seq < io.written_seq {
+                true => self.sync_data(io),
+                false => Ok(()),
+            });
+        if let Err(Fail::Io(_)) = &result {
+            self.roll_back(io);
+        }
         io.batch.clear();
         if io.batch.capacity() > MAX_RETAINED_BATCH {
             io.batch = Vec::new();
         }
-        result?;
-        if sync && io.synced_seq < io.written_seq {
-            self.sync_data(io)?;
-        }
-        Ok(())
+        result
     }
 
     /// Writes `io.batch` (records up to `last`), rotating first if the file would grow too big.
-    fn write_batch(&self, io: &mut Io, last: u64) -> Result<(), String> {
+    /// The batch moves to `io.rewind` first, so a failure can queue it again.
+    fn write_batch(&self, io: &mut Io, last: u64) -> Result<(), Fail> {
         if io.batch.is_empty() {
             return Ok(());
         }
@@ -395,61 +512,115 @@ impl Inner {
         {
             self.open_next_file(io)?;
         }
-        #[cfg(test)]
-        let injected = io.faults.write_result();
-        #[cfg(not(test))]
-        let injected = Ok(());
-        let Io { file, batch, .. } = io;
-        injected
-            .and_then(|()| file.write_all(batch))
-            .map_err(|e| reason("write to", file.path(), &e))?;
+        let from = io.rewind.len();
+        io.rewind.extend_from_slice(&io.batch);
+        io.batch.clear();
+        let Io { file, rewind, .. } = io;
+        file.write_all(&rewind[from..])
+            .map_err(|e| Failure::of("write to", file.path(), &e))?;
         self.disk_bytes.fetch_add(incoming, Ordering::Relaxed);
         io.written_seq = last;
+        if !self.durability.fsyncs() {
+            settle(io);
+        }
         Ok(())
     }
 
     /// fdatasyncs the current file.
-    fn sync_data(&self, io: &mut Io) -> Result<(), String> {
-        #[cfg(test)]
-        let injected = io.faults.sync_result();
-        #[cfg(not(test))]
-        let injected = Ok(());
+    fn sync_data(&self, io: &mut Io) -> Result<(), Fail> {
         self.sync_count.fetch_add(1, Ordering::Relaxed);
-        injected
-            .and_then(|()| io.file.sync_data())
-            .map_err(|e| reason("fdatasync of", io.file.path(), &e))?;
+        io.file
+            .sync_data()
+            .map_err(|e| Failure::of("fdatasync of", io.file.path(), &e))?;
         io.synced_seq = io.written_seq;
+        settle(io);
         Ok(())
     }
 
+    /// Cuts the file back after a failure that could not do so itself.
+    fn cut_torn(&self, io: &mut Io) -> Result<(), Fail> {
+        if io.torn {
+            let len = io.rewind_len;
+            io.file
+                .truncate_to(len)
+                .map_err(|e| Failure::of("cutting back", io.file.path(), &e))?;
+            io.torn = false;
+        }
+        Ok(())
+    }
+
+    /// After a failed write or fdatasync: cuts the file back to `rewind_len` (or marks it to be
+    /// cut before the next write) and puts the records after it back at the front of the buffer.
+    fn roll_back(&self, io: &mut Io) {
+        let before = io.file.len();
+        match io.file.truncate_to(io.rewind_len) {
+            Ok(()) => io.torn = false,
+            Err(e) => {
+                tracing::warn!(target: "strata::wal", file = %io.file.path().display(), error = %e, "could not cut the WAL file back after a failure; will retry before the next write");
+                io.torn = true;
+            }
+        }
+        let cut = before.saturating_sub(io.rewind_len);
+        let _ = self
+            .disk_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(cut))
+            });
+        io.written_seq = io.rewind_seq;
+        io.synced_seq = io.synced_seq.min(io.rewind_seq);
+        let mut requeue = std::mem::take(&mut io.rewind);
+        requeue.extend_from_slice(&io.batch);
+        io.batch.clear();
+        if !requeue.is_empty() {
+            let mut st = lock(&self.state);
+            requeue.extend_from_slice(&st.buf);
+            st.buf = requeue;
+        }
+    }
+
     /// Closes the current file (fdatasynced first when the mode fsyncs) and starts the next one.
-    fn open_next_file(&self, io: &mut Io) -> Result<(), String> {
+    fn open_next_file(&self, io: &mut Io) -> Result<(), Fail> {
         let fsync = self.durability.fsyncs();
         if fsync && io.synced_seq < io.written_seq {
             self.sync_data(io)?;
         }
         let Some(id) = io.file.id().checked_add(1) else {
-            return Err("WAL file ids are exhausted".into());
+            return Err(Fail::Fatal("WAL file ids are exhausted".into()));
         };
         let base_seq = io.written_seq + 1;
+        let path = self.dir.join(file_name(id));
         let next = ActiveFile::create(&self.dir, id, base_seq, fsync)
-            .map_err(|e| reason("creating", &self.dir.join(file_name(id)), &e))?;
+            .map_err(|e| Failure::of("creating", &path, &e))?;
         self.disk_bytes.fetch_add(next.len(), Ordering::Relaxed);
         io.file = next;
+        settle(io);
         self.active_file_id.store(id, Ordering::Release);
         Ok(())
     }
 
-    /// Publishes progress (or poisons the WAL) and wakes every waiter.
-    fn publish(&self, io: &Io, result: &Result<(), String>, was_leader: bool) {
+    /// Publishes progress (or the failure) and wakes every waiter.
+    fn publish(&self, io: &Io, result: &Result<(), Fail>, was_leader: bool) {
         let mut st = lock(&self.state);
         st.written_seq = st.written_seq.max(io.written_seq);
         st.durable_seq = st.durable_seq.max(io.synced_seq);
-        if let Err(reason) = result
-            && st.poisoned.is_none()
-        {
-            tracing::error!(target: "strata::wal", reason = %reason, "WAL poisoned; writes refused until restart");
-            st.poisoned = Some(reason.clone());
+        match result {
+            Ok(()) => {
+                if let Some(f) = st.failed.take() {
+                    tracing::info!(target: "strata::wal", after = %f.detail, "WAL writes succeed again; appends accepted");
+                }
+            }
+            Err(Fail::Io(f)) => {
+                if st.failed.is_none() {
+                    tracing::error!(target: "strata::wal", reason = %f.detail, "WAL write failed; the file was cut back to its last good record and writes are refused until a retry succeeds");
+                }
+                st.failed = Some(f.clone());
+            }
+            Err(Fail::Fatal(reason)) => {
+                if st.poisoned.is_none() {
+                    tracing::error!(target: "strata::wal", reason = %reason, "WAL poisoned; writes refused until restart");
+                    st.poisoned = Some(reason.clone());
+                }
+            }
         }
         if was_leader {
             st.leader = false;
@@ -459,7 +630,7 @@ impl Inner {
     }
 
     /// Background work of `Interval` mode: write what is pending and fdatasync.
-    fn background_sync(&self) -> Result<(), String> {
+    fn background_sync(&self) -> Result<(), Fail> {
         let mut io = lock(&self.io);
         let result = self.write_pending(&mut io, true);
         self.publish(&io, &result, false);
@@ -484,9 +655,14 @@ impl Inner {
     }
 }
 
-/// The poisoning reason for a failed operation on `path`.
-fn reason(what: &str, path: &Path, err: &std::io::Error) -> String {
-    format!("{what} {} failed: {err}", path.display())
+/// Everything written so far is good: a later failure cuts back to here.
+fn settle(io: &mut Io) {
+    io.rewind_len = io.file.len();
+    io.rewind_seq = io.written_seq;
+    io.rewind.clear();
+    if io.rewind.capacity() > MAX_RETAINED_BATCH {
+        io.rewind = Vec::new();
+    }
 }
 
 impl fmt::Debug for Wal {
@@ -516,8 +692,8 @@ impl Drop for Wal {
         let mut io = lock(&inner.io);
         let result = inner.write_pending(&mut io, inner.durability.fsyncs());
         inner.publish(&io, &result, false);
-        if let Err(reason) = result {
-            tracing::warn!(target: "strata::wal", reason = %reason, "WAL closed without flushing pending records");
+        if let Err(f) = result {
+            tracing::warn!(target: "strata::wal", reason = %f.error(), "WAL closed without flushing pending records");
         }
     }
 }
@@ -555,7 +731,8 @@ impl Ticker {
                 return;
             }
             drop(stopped);
-            if inner.background_sync().is_err() {
+            // An I/O failure is retried at the next tick; only a poisoned WAL stops the thread.
+            if let Err(Fail::Fatal(_)) = inner.background_sync() {
                 return;
             }
             stopped = lock(flag);

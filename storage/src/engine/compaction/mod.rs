@@ -99,7 +99,13 @@ fn run_job(inner: &Inner, job: &Job) -> Result<()> {
             return Err(e);
         }
     };
-    commit(inner, &inputs, &output)?;
+    if let Err(e) = commit(inner, &inputs, &output) {
+        // The MANIFEST still names the inputs (a failed save leaves it as it was): the output is
+        // unpublished; remove it now (on a full disk it holds the space a retry needs).
+        let path = inner.paths.segment(id);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     step(&inner.config.data_dir, "compaction-before-delete");
     remove_inputs(inner, &inputs);
     record(inner, &inputs, &output, started);

@@ -1,0 +1,297 @@
+//! Black-box full-disk test: the server runs on a 16 MiB tmpfs of its own (a user + mount
+//! namespace made with `unshare`, entered with `nsenter`; no root needed where unprivileged user
+//! namespaces are allowed). The test fills that filesystem with a file, and checks that HTTP
+//! writes are refused with 507 and a message saying what to do, that MQTT QoS 1 publishes get no
+//! PUBACK and the connection is closed, that refusals are counted in `/metrics`, and that once the
+//! file is deleted writes succeed again without a restart; every acknowledged point is then
+//! readable, also after a restart on the same filesystem.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_tests::{Server, free_port, rows};
+
+/// A process holding a user + mount namespace in which `mount_point` is a small tmpfs.
+struct SmallFs {
+    holder: Child,
+    mount_point: PathBuf,
+}
+
+impl SmallFs {
+    /// Mounts a tmpfs of `size` (e.g. `16m`) on `mount_point` in a new namespace.
+    fn mount(mount_point: &Path, size: &str) -> SmallFs {
+        let script =
+            format!("mount -t tmpfs -o size={size} tmpfs \"$0\" && echo ready && exec sleep 3600");
+        let mut holder = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+            .arg(mount_point)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) is installed");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the holder's output");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "cannot make a small filesystem with unshare + mount (are unprivileged user namespaces disabled?): {:?}",
+            holder
+                .wait_with_output()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        );
+        SmallFs {
+            holder,
+            mount_point: mount_point.to_path_buf(),
+        }
+    }
+
+    /// The command prefix that runs a program inside the namespace.
+    fn wrapper(&self) -> Vec<String> {
+        let pid = self.holder.id().to_string();
+        [
+            "nsenter",
+            "--target",
+            &pid,
+            "--user",
+            "--mount",
+            "--preserve-credentials",
+            "--",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// `path` inside the namespace, as seen from this process.
+    fn outside(&self, path: &Path) -> PathBuf {
+        let rel = path.strip_prefix("/").expect("absolute path");
+        PathBuf::from(format!("/proc/{}/root", self.holder.id())).join(rel)
+    }
+
+    /// Fills the filesystem with `filler` until ENOSPC; returns the bytes written.
+    fn fill(&self, filler: &Path) -> u64 {
+        let mut f = std::fs::File::create(self.outside(filler)).expect("create filler");
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+        written
+    }
+
+    /// Free bytes on the filesystem.
+    fn free(&self) -> u64 {
+        let wrapper = self.wrapper();
+        let out = Command::new(&wrapper[0])
+            .args(&wrapper[1..])
+            .args(["df", "-B1", "--output=avail"])
+            .arg(&self.mount_point)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in /metrics"))
+}
+
+fn point(t: i64) -> String {
+    format!("disk,device=d1 v={t}i {t}\n")
+}
+
+/// Times of the stored points of stream `disk`, each checked to hold its own value.
+fn stored(server: &Server) -> Vec<i64> {
+    let r = server.read("stream=disk");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut times: Vec<i64> = rows(&r.json())
+        .into_iter()
+        .filter(|(device, _, _)| device == "d1")
+        .map(|(_, t, m)| {
+            assert_eq!(m["v"].as_i64(), Some(t), "value of the point at {t}");
+            t
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+/// Publishes one QoS 1 message with paho; returns what happened: `PUBACK` or `NO-PUBACK`.
+const PUBLISH_ONE: &str = r#"
+import sys, time
+import paho.mqtt.client as mqtt
+port, dev, key, payload = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+closed = []
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev, clean_session=True)
+c.username_pw_set(dev, key)
+c.on_disconnect = lambda *a: closed.append(1)
+c.connect("127.0.0.1", port, keepalive=30)
+c.loop_start()
+info = c.publish(f"devices/{dev}/telemetry/mq", payload, qos=1)
+try:
+    info.wait_for_publish(timeout=5)
+except Exception:
+    pass
+acked = info.is_published()
+deadline = time.time() + 5
+while not acked and not closed and time.time() < deadline:
+    time.sleep(0.05)
+print("PUBACK" if acked else "NO-PUBACK", "CLOSED" if closed else "OPEN")
+c.loop_stop()
+"#;
+
+fn mqtt_publish(port: u16, dev: &str, key: &str, t_ms: i64) -> String {
+    let payload = format!("{{\"ts\": {t_ms}, \"v\": {t_ms}}}");
+    let out = Command::new("python3")
+        .args(["-c", PUBLISH_ONE])
+        .args([&port.to_string(), dev, key, &payload])
+        .output()
+        .expect("python3 with paho-mqtt is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_returns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount_point = tmp.path().join("small");
+    std::fs::create_dir(&mount_point).expect("mkdir");
+    let fs = SmallFs::mount(&mount_point, "16m");
+    let data = mount_point.join("data");
+    let filler = mount_point.join("filler");
+    let mqtt_port = free_port();
+    let mqtt = format!("127.0.0.1:{mqtt_port}");
+    let args = ["--durability", "sync", "--mqtt-addr", &mqtt];
+    let mut server = Server::start_wrapped(&data, &args, &fs.wrapper());
+    let device = server.create_device("disk-dev", "disk-model");
+    let key = device["primary_key"]
+        .as_str()
+        .expect("primary key")
+        .to_string();
+
+    let mut acked = Vec::new();
+    for t in 0..50 {
+        let r = server.write("default", &point(t));
+        assert_eq!(r.status, 204, "{}", r.body);
+        acked.push(t);
+    }
+    let outcome = mqtt_publish(mqtt_port, "disk-dev", &key, 1_000);
+    assert!(
+        outcome.starts_with("PUBACK"),
+        "{outcome}: {}",
+        server.log_tail()
+    );
+
+    let filled = fs.fill(&filler);
+    assert!(
+        filled > 0 && fs.free() < 64 * 1024,
+        "filled {filled}, free {}",
+        fs.free()
+    );
+    // The WAL file's last page may still take a few small records; then writes are refused.
+    let mut refused = 0;
+    let mut t = 50;
+    while refused < 10 {
+        assert!(t < 1_000, "no write was refused on a full disk");
+        let r = server.write("default", &point(t));
+        if r.status == 204 && refused == 0 {
+            acked.push(t);
+            t += 1;
+            continue;
+        }
+        assert_eq!(
+            r.status, 507,
+            "write on a full disk: {} {}",
+            r.status, r.body
+        );
+        let error = r.error();
+        assert!(error.contains("no space left"), "{error}");
+        assert!(error.contains("retry the write later"), "{error}");
+        refused += 1;
+        t += 1;
+    }
+    let refused_range = t - 10..t;
+    // MQTT: the publish is not acknowledged and the connection is closed.
+    let outcome = mqtt_publish(mqtt_port, "disk-dev", &key, 2_000);
+    assert_eq!(outcome, "NO-PUBACK CLOSED", "MQTT publish on a full disk");
+    let text = server.get("/metrics").body;
+    let no_space = metric(&text, "strata_write_refusals_total{reason=\"no_space\"} ");
+    assert!(
+        no_space >= f64::from(refused),
+        "{no_space} refusals counted"
+    );
+    assert_eq!(server.health()["status"], "ok", "liveness on a full disk");
+
+    // Space returns: writes succeed again, no restart.
+    std::fs::remove_file(fs.outside(&filler)).expect("remove filler");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first_after = loop {
+        let r = server.write("default", &point(10_000));
+        if r.status == 204 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(first_after.status, 204);
+    acked.push(10_000);
+    for t in 10_001..10_010 {
+        let r = server.write("default", &point(t));
+        assert_eq!(r.status, 204, "{}", r.body);
+        acked.push(t);
+    }
+    let outcome = mqtt_publish(mqtt_port, "disk-dev", &key, 3_000);
+    assert!(
+        outcome.starts_with("PUBACK"),
+        "{outcome}: {}",
+        server.log_tail()
+    );
+
+    // Every acknowledged point is there (refused ones may be: their outcome is unknown).
+    let have = stored(&server);
+    for t in &acked {
+        assert!(have.contains(t), "acknowledged point {t} missing");
+    }
+    assert!(
+        have.iter()
+            .all(|t| acked.contains(t) || refused_range.contains(t)),
+        "{have:?}"
+    );
+    assert_eq!(server.terminate(), 0);
+    server.restart();
+    let after = stored(&server);
+    assert_eq!(after, have, "the same points after a restart");
+    assert_eq!(server.terminate(), 0);
+}
