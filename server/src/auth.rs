@@ -279,6 +279,21 @@ mod tests {
         assert_eq!(policy(&post, "/api/v1/flush"), Access::Admin);
         assert_eq!(policy(&get, "/api/v1/unknown"), Access::Admin);
         assert_eq!(policy(&get, "/api/v1/devicesX"), Access::Admin);
+        assert_eq!(
+            policy(&get, "/api/v1/devices/{id}/twin"),
+            Access::ReadOrDevice
+        );
+        assert_eq!(
+            policy(&Method::PATCH, "/api/v1/devices/{id}/twin/desired"),
+            Access::Write
+        );
+        assert_eq!(
+            policy(&post, "/api/v1/devices/{id}/methods/{name}"),
+            Access::Write
+        );
+        let device = Principal::Device("d1".into());
+        assert!(authorize(device.clone(), Access::ReadOrDevice).is_ok());
+        assert!(authorize(device, Access::Read).is_err());
     }
 
     #[test]
