@@ -15,22 +15,10 @@ import argparse
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import paho.mqtt.client as mqtt
 
-
-def call(http, token, method, path, body=None):
-    req = urllib.request.Request(http + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": "Bearer " + token,
-                                          "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+from command_latency import call  # same directory: the HTTP helper of the command bench
 
 
 def main():
