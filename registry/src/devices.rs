@@ -580,5 +580,6 @@ fn delete_device_records(txn: &WriteTransaction, id: &str) -> Result<()> {
         return Err(RegistryError::not_found("device", id));
     }
     mt.remove(id)?;
-    crate::commands::delete_device_commands(txn, id)
+    crate::commands::delete_device_commands(txn, id)?;
+    crate::twins::delete_device_twin(txn, id)
 }

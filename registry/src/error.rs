@@ -8,7 +8,8 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 /// Everything that can go wrong in a registry call.
 ///
 /// HTTP mapping suggested for the server: `NotFound` → 404, `AlreadyExists` → 409,
-/// `Invalid` → 400, `Unauthorized` → 401, `Forbidden` → 403, `Storage` → 500.
+/// `Invalid` → 400, `Unauthorized` → 401, `Forbidden` → 403, `TooLarge` → 413,
+/// `PreconditionFailed` → 412, `Storage` → 500.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RegistryError {
     /// The named object does not exist.
@@ -39,6 +40,12 @@ pub enum RegistryError {
     /// The request conflicts with the object's state (e.g. cancelling a finished command).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The object would exceed its size limit (e.g. a twin section above 32 KiB).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// A conditional update's precondition (`If-Match` ETag) does not hold.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     /// A per-object limit is reached (e.g. a full command queue); retry later.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),

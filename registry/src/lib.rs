@@ -1,6 +1,7 @@
 //! Strata device registry: identity store (device ids, enabled flag, salted key hashes,
 //! certificate thumbprints), entity/topology store (device metadata, device models, entities,
-//! typed relationships), API tokens, audit log and consistent snapshots for SQL.
+//! typed relationships), API tokens, audit log, the device plane's durable state (command
+//! inboxes, device twins, enrollment groups) and consistent snapshots for SQL.
 //!
 //! Everything is persisted in one `redb` file; the crate is plain synchronous Rust and
 //! [`Registry`] is `Send + Sync` (share it behind an `Arc`). See `docs/registry.md`.
@@ -31,6 +32,8 @@ mod store;
 mod sync;
 mod tokens;
 mod topology;
+mod twin_doc;
+mod twins;
 pub mod validate;
 
 pub use commands::{
@@ -46,6 +49,10 @@ pub use model::*;
 pub use registry::{REGISTRY_FILE, Registry, RegistryOptions};
 pub use store::ENV_ADMIN_TOKEN_ID;
 pub use tokens::TOKEN_PREFIX;
+pub use twin_doc::{MAX_TWIN_KEY, delta as twin_delta};
+pub use twins::{
+    DEFAULT_TWIN_MAX_BYTES, DEFAULT_TWIN_MAX_DEPTH, SectionState, Twin, TwinLimits, TwinSection,
+};
 pub use validate::validate_device_id;
 
 /// Default page size when a [`PageRequest`] has `limit == 0`.

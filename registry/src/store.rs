@@ -137,6 +137,7 @@ pub(crate) fn create_tables(db: &Database) -> Result<()> {
     txn.open_table(crate::commands::COMMANDS)?;
     txn.open_table(crate::commands::MQTT_SESSIONS)?;
     txn.open_table(crate::enrollments::ENROLLMENTS)?;
+    txn.open_table(crate::twins::TWINS)?;
     {
         let mut meta = txn.open_table(META)?;
         let version = meta.get("schema_version")?.map(|v| v.value().to_vec());

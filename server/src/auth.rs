@@ -22,6 +22,9 @@ pub enum Access {
     Public,
     /// An API token with the `read` scope.
     Read,
+    /// An API token with the `read` scope, or device credentials (the handler confines a device
+    /// to its own resources, e.g. its twin).
+    ReadOrDevice,
     /// An API token with the `write` scope, or device credentials (rows are then forced to the
     /// device).
     Write,
@@ -111,6 +114,12 @@ pub fn policy(method: &Method, route: &str) -> Access {
         {
             Access::Write
         }
+        // Twins: applications read with `read` and write desired with `write`; a device reads
+        // its twin and writes reported. Methods: applications with `write`.
+        "/api/v1/devices/{id}/twin" => Access::ReadOrDevice,
+        "/api/v1/devices/{id}/twin/desired"
+        | "/api/v1/devices/{id}/twin/reported"
+        | "/api/v1/devices/{id}/methods/{name}" => Access::Write,
         r if r == "/api/v1/tokens" || r.starts_with("/api/v1/tokens/") => Access::Admin,
         r if is_registry(r) && (method == Method::GET || method == Method::HEAD) => Access::Read,
         _ => Access::Admin,
@@ -203,13 +212,13 @@ fn basic_error(device_err: RegistryError, token_err: RegistryError) -> ApiError 
 pub fn authorize(principal: Principal, access: Access) -> Result<Principal, ApiError> {
     let scope = match access {
         Access::Public => return Ok(principal),
-        Access::Read => Scope::Read,
+        Access::Read | Access::ReadOrDevice => Scope::Read,
         Access::Write => Scope::Write,
         Access::Admin => Scope::Admin,
     };
     match &principal {
         Principal::Token(t) => t.check(scope, None)?,
-        Principal::Device(d) if access != Access::Write => {
+        Principal::Device(d) if !matches!(access, Access::Write | Access::ReadOrDevice) => {
             return Err(ApiError::Forbidden(format!(
                 "device '{d}' may only write telemetry; this endpoint needs an API token with the '{}' scope",
                 scope_name(scope)
@@ -270,6 +279,21 @@ mod tests {
         assert_eq!(policy(&post, "/api/v1/flush"), Access::Admin);
         assert_eq!(policy(&get, "/api/v1/unknown"), Access::Admin);
         assert_eq!(policy(&get, "/api/v1/devicesX"), Access::Admin);
+        assert_eq!(
+            policy(&get, "/api/v1/devices/{id}/twin"),
+            Access::ReadOrDevice
+        );
+        assert_eq!(
+            policy(&Method::PATCH, "/api/v1/devices/{id}/twin/desired"),
+            Access::Write
+        );
+        assert_eq!(
+            policy(&post, "/api/v1/devices/{id}/methods/{name}"),
+            Access::Write
+        );
+        let device = Principal::Device("d1".into());
+        assert!(authorize(device.clone(), Access::ReadOrDevice).is_ok());
+        assert!(authorize(device, Access::Read).is_err());
     }
 
     #[test]

@@ -204,6 +204,15 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COMMAND_QUEUE_DEPTH", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub command_queue_depth: u64,
 
+    /// Largest twin section (desired or reported properties as compact JSON, in bytes); a patch
+    /// that would make a section larger answers 413 (docs/devices.md).
+    #[arg(long, env = "STRATA_TWIN_MAX_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
+    pub twin_max_bytes: u64,
+
+    /// Deepest nesting of a twin patch (`{"a": 1}` is 1); a deeper patch answers 400.
+    #[arg(long, env = "STRATA_TWIN_MAX_DEPTH", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub twin_max_depth: u64,
+
     /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_flight: u64,

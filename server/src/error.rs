@@ -1,6 +1,8 @@
 //! API errors: one enum for everything a handler can fail with, its HTTP status, and its JSON body
 //! `{"error": "...", "line": N, "column": M}` (line and column only for line-protocol errors).
-//! Registry errors map to 400 (invalid), 401, 403, 404, 409 (already exists) and 500 (storage);
+//! Registry errors map to 400 (invalid), 401, 403, 404, 409 (already exists), 412 (stale
+//! `If-Match`), 413 (too large), 429 (limit) and 500 (storage); a device that does not answer a
+//! method call in time is 504;
 //! 401 answers also carry a `WWW-Authenticate` header.
 
 use axum::Json;
@@ -59,6 +61,9 @@ pub enum ApiError {
     /// narrower request may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// A device did not answer in time (a direct method call's timeout).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A server-side failure that is not the storage engine's (e.g. a panicked task).
     #[error("internal error: {0}")]
     Internal(String),
@@ -79,6 +84,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -123,6 +129,8 @@ fn registry_status(e: &RegistryError) -> StatusCode {
         RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
         RegistryError::Conflict(_) => StatusCode::CONFLICT,
         RegistryError::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+        RegistryError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        RegistryError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
         RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -1,8 +1,10 @@
 //! The device plane inside the server: [`DevicePlane`] (shared by the HTTP handlers) wakes the
-//! devices a new command is for (their MQTT session, or an HTTP long-poll), and
-//! [`RegistryChannel`] is the MQTT endpoint's [`DeviceChannel`] over the registry's command inbox
-//! and stored persistent sessions. A background thread writes `expired` into commands past their
-//! time-to-live and drops finished ones after a day (`Registry::sweep_commands`).
+//! devices a new command, desired twin patch or method call is for (their MQTT session, or an
+//! HTTP long-poll), keeps the twin feeds ([`TwinFeed`]) and the method calls in flight
+//! ([`Methods`]); [`RegistryChannel`] is the MQTT endpoint's [`DeviceChannel`] over the
+//! registry's command inbox, twins and stored persistent sessions. A background thread writes
+//! `expired` into commands past their time-to-live and drops finished ones after a day
+//! (`Registry::sweep_commands`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +15,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_ingest::mqtt::{DeviceChannel, InboundError, MqttServer, Outgoing};
 use strata_registry::{
-    Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH, Registry, RegistryError,
+    Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH, Registry, RegistryError, Twin,
+    TwinLimits, TwinSection,
 };
 use tokio::sync::Notify;
+
+use crate::methods::{MethodReply, Methods, response_rid};
+use crate::twin_feed::{Owed, TwinFeed, full_message};
 
 /// How often expired commands are written as such.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -27,6 +33,11 @@ pub struct DevicePlane {
     queue_depth: AtomicUsize,
     mqtt_port: OnceLock<u16>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    twin_limits: Mutex<TwinLimits>,
+    /// What connected devices are owed of their twins.
+    pub twins: TwinFeed,
+    /// Direct method calls waiting for their answer.
+    pub methods: Methods,
 }
 
 impl std::fmt::Debug for DevicePlane {
@@ -46,7 +57,32 @@ impl DevicePlane {
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
             mqtt_port: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
+            twin_limits: Mutex::new(TwinLimits::default()),
+            twins: TwinFeed::default(),
+            methods: Methods::default(),
         }
+    }
+
+    /// Sets the twin section size and patch depth limits (`--twin-max-bytes`,
+    /// `--twin-max-depth`).
+    pub fn set_twin_limits(&self, limits: TwinLimits) {
+        *lock(&self.twin_limits) = limits;
+    }
+
+    /// The twin limits.
+    pub fn twin_limits(&self) -> TwinLimits {
+        *lock(&self.twin_limits)
+    }
+
+    /// Whether `device` has an open MQTT session.
+    pub fn connected(&self, device: &str) -> bool {
+        self.mqtt.get().is_some_and(|m| m.is_connected(device))
+    }
+
+    /// A desired patch was committed: its connected device is sent the patch.
+    pub fn desired_patched(&self, twin: &Twin, patch: &Value) {
+        self.twins.record(&twin.device, twin.desired.version, patch);
+        self.wake(&twin.device);
     }
 
     /// Sets the most open commands per device (`--command-queue-depth`).
@@ -189,26 +225,28 @@ fn ack_topic_id<'t>(device: &str, topic: &'t str) -> Option<&'t str> {
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// The MQTT endpoint's device channel over the registry.
+/// The topic a device publishes reported twin patches on.
+fn reported_topic(device: &str) -> String {
+    format!("devices/{device}/twin/reported")
+}
+
+/// The MQTT endpoint's device channel over the registry and the device plane.
 pub struct RegistryChannel {
     registry: Arc<Registry>,
+    plane: Arc<DevicePlane>,
 }
 
 impl RegistryChannel {
-    /// A channel over `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        RegistryChannel { registry }
+    /// A channel over `plane` and its registry.
+    pub fn new(plane: Arc<DevicePlane>) -> Self {
+        RegistryChannel {
+            registry: plane.registry.clone(),
+            plane,
+        }
     }
-}
 
-impl std::fmt::Debug for RegistryChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryChannel").finish_non_exhaustive()
-    }
-}
-
-impl DeviceChannel for RegistryChannel {
-    fn pending(&self, device: &str) -> Vec<Outgoing> {
+    /// The due commands of `device`.
+    fn commands(&self, device: &str) -> Vec<Outgoing> {
         match self.registry.due_commands(device) {
             Ok(commands) => commands
                 .iter()
@@ -226,7 +264,83 @@ impl DeviceChannel for RegistryChannel {
         }
     }
 
+    /// What `device` is owed of its twin's desired section.
+    fn twin(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
+        match self.plane.twins.owed(device, subscriptions) {
+            Owed::Nothing => Vec::new(),
+            Owed::Patches(patches) => patches,
+            Owed::Full => match self.registry.twin(device) {
+                Ok(twin) => {
+                    let version = twin.desired.version;
+                    self.plane.twins.sent_full(device, version);
+                    vec![full_message(device, version, &twin.desired.document())]
+                }
+                Err(e) => {
+                    tracing::warn!(device, error = %e, "cannot read a device twin");
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    /// A reported patch published by `device`.
+    fn reported(&self, device: &str, payload: &[u8]) -> Result<(), InboundError> {
+        let patch: Value = serde_json::from_slice(payload)
+            .map_err(|e| InboundError::Refused(format!("invalid reported twin patch: {e}")))?;
+        let limits = self.plane.twin_limits();
+        match self
+            .registry
+            .patch_twin(device, TwinSection::Reported, &patch, None, limits)
+        {
+            Ok(_) => Ok(()),
+            Err(RegistryError::Storage(e)) => Err(InboundError::Unavailable(e)),
+            Err(e) => Err(InboundError::Refused(e.to_string())),
+        }
+    }
+
+    /// A method response published by `device` for request `rid`.
+    fn method_response(&self, device: &str, rid: &str, payload: &[u8]) -> Result<(), InboundError> {
+        let reply: MethodReply = serde_json::from_slice(payload).map_err(|e| {
+            InboundError::Refused(format!(
+                "invalid response to method call {rid} (expected {{\"status\": <int>, \"payload\": ...}}): {e}"
+            ))
+        })?;
+        if self.plane.methods.respond(device, rid, reply) {
+            Ok(())
+        } else {
+            Err(InboundError::Refused(format!(
+                "no method call {rid} waits for device '{device}' (answered, timed out or unknown)"
+            )))
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryChannel").finish_non_exhaustive()
+    }
+}
+
+impl DeviceChannel for RegistryChannel {
+    fn session_opened(&self, device: &str) {
+        self.plane.twins.opened(device);
+    }
+
+    fn pending(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
+        let mut due = self.commands(device);
+        due.extend(self.twin(device, subscriptions));
+        due.extend(self.plane.methods.due(device));
+        due
+    }
+
     fn delivered(&self, device: &str, key: &str) {
+        if key.starts_with("twin:") {
+            return;
+        }
+        if key.starts_with("method:") {
+            self.plane.methods.sent(device, key);
+            return;
+        }
         if let Err(e) = self.registry.mark_command_delivered(device, key) {
             tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");
         }
@@ -234,9 +348,17 @@ impl DeviceChannel for RegistryChannel {
 
     fn accepts(&self, device: &str, topic: &str) -> bool {
         ack_topic_id(device, topic).is_some()
+            || topic == reported_topic(device)
+            || response_rid(device, topic).is_some()
     }
 
     fn inbound(&self, device: &str, topic: &str, payload: &[u8]) -> Result<(), InboundError> {
+        if topic == reported_topic(device) {
+            return self.reported(device, payload);
+        }
+        if let Some(rid) = response_rid(device, topic) {
+            return self.method_response(device, rid, payload);
+        }
         let Some(id) = ack_topic_id(device, topic) else {
             return Err(InboundError::Refused(format!(
                 "topic {topic:?} is not a control topic"

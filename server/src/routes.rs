@@ -54,9 +54,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The device plane: cloud-to-device commands and provisioning (`docs/devices.md`).
+/// The device plane: cloud-to-device commands, twins, direct methods and provisioning
+/// (`docs/devices.md`).
 fn device_plane_routes() -> Router<AppState> {
-    use api::{commands, enrollments};
+    use api::{commands, enrollments, methods, twins};
+    use axum::routing::patch;
     Router::new()
         .route(
             "/api/v1/devices/{id}/commands",
@@ -71,6 +73,16 @@ fn device_plane_routes() -> Router<AppState> {
             "/api/v1/devices/{id}/commands/{cid}/ack",
             post(commands::ack),
         )
+        .route("/api/v1/devices/{id}/twin", get(twins::get))
+        .route(
+            "/api/v1/devices/{id}/twin/desired",
+            patch(twins::patch_desired),
+        )
+        .route(
+            "/api/v1/devices/{id}/twin/reported",
+            patch(twins::patch_reported),
+        )
+        .route("/api/v1/devices/{id}/methods/{name}", post(methods::call))
         .route(
             "/api/v1/enrollments",
             get(enrollments::list).post(enrollments::create),

@@ -87,12 +87,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         schemas: Some(state.schemas.clone()),
         max_connections: usize::try_from(args.max_connections_mqtt).unwrap_or(usize::MAX),
         device_tags: args.device_tags.clone(),
-        channel: Some(Arc::new(RegistryChannel::new(registry.clone()))),
+        channel: Some(Arc::new(RegistryChannel::new(state.plane.clone()))),
         ..MqttConfig::default()
     };
     state
         .plane
         .set_queue_depth(usize::try_from(args.command_queue_depth).unwrap_or(usize::MAX));
+    state.plane.set_twin_limits(strata_registry::TwinLimits {
+        max_bytes: usize::try_from(args.twin_max_bytes).unwrap_or(usize::MAX),
+        max_depth: usize::try_from(args.twin_max_depth).unwrap_or(usize::MAX),
+    });
     state
         .plane
         .start_sweeper()

@@ -1,21 +1,28 @@
-//! The registry as SQL tables: `devices`, `entities` and `device_entities` (one row per device
-//! and each of its ancestor entities, for joins such as "average speed per fleet"). Each is a
-//! [`SnapshotSource`] read from [`Registry::devices_snapshot`] / [`Registry::entities_snapshot`]
-//! when a query uses it (the registry has no cheap change counter, so every query sees the
+//! The registry as SQL tables: `devices`, `entities`, `device_entities` (one row per device
+//! and each of its ancestor entities, for joins such as "average speed per fleet") and `twins`
+//! (one row per device: desired and reported properties, their versions, and the desired
+//! properties the device has not reported yet). Each is a [`SnapshotSource`] read from
+//! [`Registry::devices_snapshot`] / [`Registry::entities_snapshot`] /
+//! [`Registry::twins_snapshot`] when a query uses it (the registry has no cheap change counter, so every query sees the
 //! committed state). Column shapes are documented in `docs/sql.md`.
 
 use std::sync::Arc;
 
 use strata_query::arrow::array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray,
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
 use strata_query::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use strata_query::{QueryEngine, SnapshotSource};
-use strata_registry::{DeviceRow, EntityRow, Registry};
+use strata_registry::{DeviceRow, EntityRow, Registry, Twin};
 
 /// Registers the registry tables in `query`.
 pub fn register(query: &QueryEngine, registry: &Arc<Registry>) {
-    for table in [Table::Devices, Table::Entities, Table::DeviceEntities] {
+    for table in [
+        Table::Devices,
+        Table::Entities,
+        Table::DeviceEntities,
+        Table::Twins,
+    ] {
         let source = RegistryTable {
             registry: registry.clone(),
             table,
@@ -31,6 +38,7 @@ enum Table {
     Devices,
     Entities,
     DeviceEntities,
+    Twins,
 }
 
 fn ts_type() -> DataType {
@@ -47,6 +55,7 @@ impl Table {
             Table::Devices => "devices",
             Table::Entities => "entities",
             Table::DeviceEntities => "device_entities",
+            Table::Twins => "twins",
         }
     }
 
@@ -79,6 +88,17 @@ impl Table {
                 Field::new("updated", ts_type(), false),
             ],
             Table::DeviceEntities => vec![utf8("device", false), utf8("entity", false)],
+            Table::Twins => vec![
+                utf8("device", false),
+                utf8("desired", false),
+                utf8("reported", false),
+                Field::new("desired_version", DataType::Int64, false),
+                Field::new("reported_version", DataType::Int64, false),
+                utf8("delta", false),
+                utf8("etag", false),
+                Field::new("desired_updated", ts_type(), true),
+                Field::new("reported_updated", ts_type(), true),
+            ],
         };
         Arc::new(Schema::new(fields))
     }
@@ -124,6 +144,9 @@ impl SnapshotSource for RegistryTable {
                     .devices_snapshot()
                     .map_err(|e| e.to_string())?,
             ),
+            Table::Twins => {
+                twin_columns(&self.registry.twins_snapshot().map_err(|e| e.to_string())?)
+            }
         };
         let batch =
             RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())?;
@@ -198,5 +221,31 @@ fn membership_columns(rows: &[DeviceRow]) -> Vec<ArrayRef> {
     vec![
         strings(pairs.iter().map(|(d, _)| Some(*d))),
         strings(pairs.iter().map(|(_, e)| Some(*e))),
+    ]
+}
+
+fn twin_columns(rows: &[Twin]) -> Vec<ArrayRef> {
+    let json = |m: &serde_json::Map<String, serde_json::Value>| {
+        serde_json::Value::Object(m.clone()).to_string()
+    };
+    let desired: Vec<String> = rows.iter().map(|t| json(&t.desired.properties)).collect();
+    let reported: Vec<String> = rows.iter().map(|t| json(&t.reported.properties)).collect();
+    let delta: Vec<String> = rows.iter().map(|t| json(&t.delta())).collect();
+    let etags: Vec<String> = rows.iter().map(Twin::etag).collect();
+    let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    vec![
+        strings(rows.iter().map(|t| Some(t.device.as_str()))),
+        strings(desired.iter().map(|s| Some(s.as_str()))),
+        strings(reported.iter().map(|s| Some(s.as_str()))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|t| version(t.desired.version)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|t| version(t.reported.version)),
+        )),
+        strings(delta.iter().map(|s| Some(s.as_str()))),
+        strings(etags.iter().map(|s| Some(s.as_str()))),
+        times(rows.iter().map(|t| t.desired.updated_ns)),
+        times(rows.iter().map(|t| t.reported.updated_ns)),
     ]
 }

@@ -1,6 +1,7 @@
 //! The device plane's hook into the MQTT endpoint ([`DeviceChannel`]): messages the server
-//! delivers to devices at QoS 1 (cloud-to-device commands and the like), what devices publish on
-//! control topics (command acknowledgements), and the subscriptions of persistent sessions. The
+//! delivers to devices at QoS 1 (cloud-to-device commands, twin documents, method requests), what
+//! devices publish on control topics (command acknowledgements, reported twin patches, method
+//! responses), and the subscriptions of persistent sessions. The
 //! server implements it over the registry; this crate only moves bytes, so it knows nothing of
 //! commands or their states.
 //!
@@ -34,10 +35,16 @@ pub enum InboundError {
 
 /// The device plane as the MQTT endpoint sees it.
 pub trait DeviceChannel: std::fmt::Debug + Send + Sync + 'static {
-    /// Messages due to `device` now, oldest first. Called when its session subscribes, when the
-    /// server is told something is waiting ([`MqttServer::notify`](super::MqttServer::notify)),
-    /// and when a persistent session resumes.
-    fn pending(&self, device: &str) -> Vec<Outgoing>;
+    /// A connection of `device` was authenticated and its session is about to start (state
+    /// kept per connection, such as what the device was already sent, starts over).
+    fn session_opened(&self, _device: &str) {}
+
+    /// Messages due to `device` now, oldest first, for a session holding `subscriptions`. Called
+    /// when its session subscribes, when the server is told something is waiting
+    /// ([`MqttServer::notify`](super::MqttServer::notify)), and when a persistent session
+    /// resumes. A previous connection's unacknowledged delivery whose key is not returned is
+    /// forgotten.
+    fn pending(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing>;
 
     /// The device acknowledged (PUBACK) the message `key`.
     fn delivered(&self, device: &str, key: &str);

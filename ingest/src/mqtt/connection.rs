@@ -132,6 +132,7 @@ async fn open_session(shared: &Shared, device: &str, persistent: bool) -> Option
     let channel = shared.env.config.channel.clone()?;
     let device = device.to_owned();
     tokio::task::spawn_blocking(move || {
+        channel.session_opened(&device);
         let stored = channel.load_session(&device);
         if !persistent && stored.is_some() {
             channel.save_session(&device, None);
@@ -313,13 +314,17 @@ struct Conn<'a, S> {
     want_fetch: bool,
     /// The running outbox task: marks acknowledged deliveries, then (if asked) fetches what
     /// waits. Answers the keys it marked and the messages fetched.
-    fetch: Option<oneshot::Receiver<(Vec<String>, Vec<Outgoing>)>>,
+    fetch: Option<oneshot::Receiver<Fetched>>,
     /// Keys acknowledged by the device, not yet handed to an outbox task.
     to_mark: Vec<String>,
     /// Keys acknowledged by the device whose marking has not completed: a fetch that read the
     /// store before the marking must not send them again.
     marking: HashSet<String>,
 }
+
+/// What an outbox task answers: the keys it marked delivered, and the messages it fetched (when
+/// it was asked to fetch).
+type Fetched = (Vec<String>, Option<Vec<Outgoing>>);
 
 /// How a flush ended.
 enum Flushed {
@@ -341,7 +346,7 @@ enum Event {
     /// Something waits for the device.
     Notified,
     /// The outbox task finished.
-    Outbox(Option<(Vec<String>, Vec<Outgoing>)>),
+    Outbox(Option<Fetched>),
 }
 
 impl<S> Conn<'_, S>
@@ -435,15 +440,16 @@ where
         }
         let marks = std::mem::take(&mut self.to_mark);
         let device = self.session.device().to_owned();
+        let subscriptions = self.session.subscriptions().to_vec();
         let (tx, rx) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
             for key in &marks {
                 channel.delivered(&device, key);
             }
             let due = if fetch {
-                channel.pending(&device)
+                Some(channel.pending(&device, &subscriptions))
             } else {
-                Vec::new()
+                None
             };
             let _ = tx.send((marks, due));
         });
@@ -465,7 +471,7 @@ where
     }
 
     /// Sends what the outbox task fetched.
-    fn outbox_done(&mut self, done: Option<(Vec<String>, Vec<Outgoing>)>) {
+    fn outbox_done(&mut self, done: Option<Fetched>) {
         self.fetch = None;
         let Some((marked, due)) = done else {
             return;
@@ -473,6 +479,12 @@ where
         for key in &marked {
             self.marking.remove(key);
         }
+        let Some(due) = due else {
+            self.after_packets();
+            return;
+        };
+        self.session
+            .forget_parked_except(|key| due.iter().any(|m| m.key == key));
         let now = crate::line_protocol::now_nanos();
         for msg in &due {
             if !self.marking.contains(&msg.key) {

@@ -408,6 +408,12 @@ impl Session {
         out
     }
 
+    /// Forgets the deliveries a previous connection left unacknowledged whose key `keep` refuses
+    /// (the device channel no longer owes them: acknowledged meanwhile, expired, superseded).
+    pub(crate) fn forget_parked_except(&mut self, keep: impl Fn(&str) -> bool) {
+        self.parked.retain(|key, _| keep(key));
+    }
+
     /// Whether the message `key` is sent and waiting for its PUBACK.
     pub(crate) fn is_outstanding(&self, key: &str) -> bool {
         self.outstanding.values().any(|k| k == key)

@@ -4,7 +4,9 @@
 //! ```text
 //! devices/{id}/telemetry            telemetry for the default stream
 //! devices/{id}/telemetry/{stream}   telemetry for {stream}
-//! devices/{id}/commands/#           the only subscriptions allowed
+//! devices/{id}/commands/#           subscriptions allowed: commands,
+//! devices/{id}/twin/desired          the twin's desired document and patches,
+//! devices/{id}/methods/#             direct method requests (and filters below these)
 //! ```
 
 use crate::line_protocol::MAX_NAME_LEN;
@@ -73,14 +75,20 @@ fn is_stream_level(s: &str) -> bool {
         && !s.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
 
-/// True when `filter` is a valid filter inside `devices/{device}/commands` (that topic itself,
-/// `devices/{device}/commands/#`, or any filter below it).
+/// The subtrees of `devices/{device}/` a device may subscribe to.
+const SUBSCRIBABLE: [&str; 3] = ["/commands", "/twin", "/methods"];
+
+/// True when `filter` is a valid filter inside `devices/{device}/commands`,
+/// `devices/{device}/twin` or `devices/{device}/methods` (that topic itself, `.../#`, or any
+/// filter below it).
 pub fn subscription_allowed(filter: &str, device: &str) -> bool {
-    let Some(rest) = filter
+    let Some(tail) = filter
         .strip_prefix("devices/")
         .and_then(|r| r.strip_prefix(device))
-        .and_then(|r| r.strip_prefix("/commands"))
     else {
+        return false;
+    };
+    let Some(rest) = SUBSCRIBABLE.iter().find_map(|root| tail.strip_prefix(root)) else {
         return false;
     };
     if rest.is_empty() {
@@ -145,6 +153,10 @@ mod tests {
             "devices/d1/commands",
             "devices/d1/commands/reboot",
             "devices/d1/commands/+/x",
+            "devices/d1/twin/desired",
+            "devices/d1/twin/#",
+            "devices/d1/methods/#",
+            "devices/d1/methods/+/+",
         ] {
             assert!(subscription_allowed(ok, "d1"), "{ok}");
         }
@@ -157,6 +169,9 @@ mod tests {
             "devices/d1/commands/#/x",
             "devices/d1/commands/a#",
             "devices/d1/telemetry",
+            "devices/d1/twinx",
+            "devices/d2/twin/desired",
+            "devices/d1/methodsx/#",
         ] {
             assert!(!subscription_allowed(bad, "d1"), "{bad}");
         }

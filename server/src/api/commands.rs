@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_registry::{Command, DEFAULT_COMMAND_TTL_NS, NewCommand};
 
-use crate::api::{REGISTRY_BODY_LIMIT, blocking, json_body};
+use crate::api::{REGISTRY_BODY_LIMIT, blocking, json_body, only_applications, same_device};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::plane::{AckBody, command_message};
@@ -51,22 +51,7 @@ fn yes() -> bool {
 
 /// Only applications send, read and cancel commands.
 fn application(p: &Principal) -> Result<(), ApiError> {
-    match p {
-        Principal::Token(_) => Ok(()),
-        Principal::Device(d) => Err(ApiError::Forbidden(format!(
-            "device '{d}' may not send or manage commands; use an API token"
-        ))),
-    }
-}
-
-/// A device acts only on its own inbox.
-fn same_device(p: &Principal, id: &str) -> Result<(), ApiError> {
-    match p {
-        Principal::Device(d) if d != id => Err(ApiError::Forbidden(format!(
-            "device '{d}' may not read the commands of device '{id}'"
-        ))),
-        _ => Ok(()),
-    }
+    only_applications(p, "send or manage commands")
 }
 
 fn parse_ttl(ttl: Option<&str>) -> Result<i64, ApiError> {

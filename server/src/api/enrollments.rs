@@ -131,6 +131,9 @@ pub async fn provision(
         "topics": {
             "telemetry": format!("devices/{device}/telemetry"),
             "commands": format!("devices/{device}/commands/#"),
+            "twin_desired": format!("devices/{device}/twin/desired"),
+            "twin_reported": format!("devices/{device}/twin/reported"),
+            "methods": format!("devices/{device}/methods/#"),
         },
     });
     Ok(secret_response(StatusCode::CREATED, &body).into_response())

@@ -10,16 +10,19 @@ pub mod devices;
 pub mod enrollments;
 pub mod entities;
 pub mod erase;
+pub mod methods;
 pub mod models;
 pub mod rules;
 pub mod telemetry;
 pub mod tokens;
+pub mod twins;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use serde::de::DeserializeOwned;
 use strata_registry::{PageRequest, Registry, RegistryError};
 
+use crate::auth::Principal;
 use crate::body;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,6 +41,26 @@ where
         .await
         .map_err(ApiError::from_join)?
         .map_err(ApiError::from)
+}
+
+/// Refuses device credentials on an application endpoint: `what` says what a device may not do.
+pub fn only_applications(p: &Principal, what: &str) -> Result<(), ApiError> {
+    match p {
+        Principal::Token(_) => Ok(()),
+        Principal::Device(d) => Err(ApiError::Forbidden(format!(
+            "device '{d}' may not {what}; use an API token"
+        ))),
+    }
+}
+
+/// A device acts only on its own inbox, twin and methods (tokens act for any device).
+pub fn same_device(p: &Principal, id: &str) -> Result<(), ApiError> {
+    match p {
+        Principal::Device(d) if d != id => Err(ApiError::Forbidden(format!(
+            "device '{d}' may not act for device '{id}'"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Parses a JSON request body into `T`; a missing body, invalid JSON or a wrong shape is a 400
