@@ -8,6 +8,10 @@
 //! backups/{backup id}/catalog.log       the catalog log
 //! backups/{backup id}/wal/wal-….log     closed WAL files the MANIFEST still needs
 //! backups/{backup id}/registry.redb     consistent copy of the registry
+//! backups/{backup id}/rules.redb        consistent copy of the rule store (when the server has one)
+//! backups/{backup id}/LIFECYCLE         lifecycle policies (when any is set)
+//! backups/{backup id}/rollups.json      rollup configuration and back-fill cursors (when any)
+//! backups/{backup id}/COLD              cold-tier reference: store URL, manifest number, objects
 //! backups/{backup id}/tombstones        erases not yet physically complete (when any)
 //! backups/{backup id}/BACKUP            the backup manifest, written last
 //! ```
@@ -142,9 +146,13 @@ pub fn check_restore_path(path: &str) -> Result<()> {
     }
 }
 
+/// The first bytes of every redb database file.
+const REDB_MAGIC: &[u8] = b"redb";
+
 /// Structural checks of one restored file's bytes beyond its CRC32C (which the caller checks):
-/// a segment's every chunk and footer, the MANIFEST's and tombstone list's checksummed headers,
-/// the catalog log's frames. Returns one line per problem; empty when intact. `scratch` is a
+/// a segment's every chunk and footer, the checksummed headers of the MANIFEST, the tombstone
+/// list, `LIFECYCLE` and `rollups.json`, the catalog log's frames, the cold reference's JSON and
+/// the redb files' magic. Returns one line per problem; empty when intact. `scratch` is a
 /// directory for the temporary file a segment check maps.
 pub fn check_file(path: &str, bytes: &[u8], scratch: &std::path::Path) -> Vec<String> {
     let problem = |e: StorageError| vec![format!("{path}: {e}")];
@@ -170,6 +178,15 @@ pub fn check_file(path: &str, bytes: &[u8], scratch: &std::path::Path) -> Vec<St
     match path {
         "MANIFEST" => tagged("STRATA-MANIFEST"),
         "tombstones" => tagged("STRATA-TOMBSTONES"),
+        "LIFECYCLE" => tagged("STRATA-LIFECYCLE"),
+        "rollups.json" => tagged("strata-rollups"),
+        crate::COLD_REFERENCE_FILE => match crate::ColdReference::decode(bytes, path) {
+            Ok(_) => Vec::new(),
+            Err(e) => problem(e),
+        },
+        "registry.redb" | "rules.redb" if !bytes.starts_with(REDB_MAGIC) => {
+            vec![format!("{path}: not a redb database file")]
+        }
         "catalog.log" if bytes.is_empty() => Vec::new(),
         "catalog.log" => match crate::parse_catalog_log(bytes) {
             Ok((_, valid)) if valid == bytes.len() as u64 => Vec::new(),

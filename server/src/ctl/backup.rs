@@ -25,6 +25,7 @@ use strata_storage::backup::{
     STARTED_FILE, backup_object, check_backup_id, check_file, check_restore_path, segment_object,
 };
 use strata_storage::objstore::StoreUrl;
+use strata_storage::{COLD_REFERENCE_FILE, ColdReference};
 
 use crate::ctl::client::enc;
 use crate::ctl::{Connection, print_json};
@@ -90,6 +91,13 @@ pub struct RestoreArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The cold store the restored server will run with (`--cold-store`): checked to still hold
+    /// every cold object the backup's snapshot read (default: the URL the backup recorded).
+    #[arg(long, value_name = "URL")]
+    cold_store: Option<String>,
+    /// Do not check the cold store (restore offline; the server checks at start).
+    #[arg(long)]
+    no_cold_check: bool,
 }
 
 /// Runs `strata backup ...`.
@@ -614,14 +622,83 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
     }
+    let cold_flag = match cold_reference(&target, &manifest)? {
+        None => String::new(),
+        Some(reference) => {
+            let url = args.cold_store.clone().unwrap_or(reference.url.clone());
+            if !args.no_cold_check {
+                check_cold(&reference, &url);
+            }
+            format!(" --cold-store {url}")
+        }
+    };
     println!(
-        "restored backup {id} ({} files, {:.1} MB) into {} in {:.1} s; start it with `strata serve --data-dir {}`",
+        "restored backup {id} ({} files, {:.1} MB) into {} in {:.1} s; start it with `strata serve --data-dir {}{cold_flag}`",
         manifest.files.len(),
         manifest.bytes() as f64 / 1e6,
         dest.display(),
         started.elapsed().as_secs_f64(),
         dest.display()
     );
+    Ok(())
+}
+
+/// The backup's cold-tier reference, when the server it was taken from ran with a cold store.
+fn cold_reference(
+    target: &Target,
+    manifest: &BackupManifest,
+) -> anyhow::Result<Option<ColdReference>> {
+    let Some(f) = manifest
+        .files
+        .iter()
+        .find(|f| f.path == COLD_REFERENCE_FILE)
+    else {
+        return Ok(None);
+    };
+    let bytes = target.get(&f.object)?;
+    Ok(Some(ColdReference::decode(&bytes, &f.object)?))
+}
+
+/// Checks that the cold store at `url` still holds every object the backup's snapshot read and
+/// prints what it found (warnings only: the restore itself is complete). Objects gone since
+/// (cold retention dropped them, an erase rewrote them) are named: their rows are not in the
+/// restored server.
+fn check_cold(reference: &ColdReference, url: &str) {
+    if let Err(e) = try_check_cold(reference, url) {
+        println!("warning: cold store check: {e:#}");
+    }
+}
+
+fn try_check_cold(reference: &ColdReference, url: &str) -> anyhow::Result<()> {
+    let tier = strata_storage::cold::ColdTier::open(url, 0)
+        .with_context(|| format!("cannot open the cold store {url}"))?;
+    let newest = tier
+        .load_manifest()
+        .with_context(|| format!("cannot read the cold manifest of {url}"))?;
+    if newest.number < reference.manifest_number {
+        bail!(
+            "the cold store {url} is at manifest {} but the backup saw manifest {}: it is not the store the backup was taken with (or it was rolled back); pass the right one with --cold-store",
+            newest.number,
+            reference.manifest_number
+        );
+    }
+    let present: std::collections::HashSet<String> = tier.list_objects()?.into_iter().collect();
+    let missing: Vec<&str> = reference
+        .objects
+        .iter()
+        .filter(|o| !present.contains(&o.key))
+        .map(|o| o.key.as_str())
+        .collect();
+    println!(
+        "cold store {url}: manifest {} (the backup saw {}), {} of the backup's {} cold objects present",
+        newest.number,
+        reference.manifest_number,
+        reference.objects.len() - missing.len(),
+        reference.objects.len()
+    );
+    for key in &missing {
+        println!("  gone since the backup (cold retention or an erase rewrote it): {key}");
+    }
     Ok(())
 }
 
@@ -632,7 +709,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
-    if path.file_name().is_some_and(|n| n == "registry.redb") {
+    if path
+        .file_name()
+        .is_some_and(|n| n == "registry.redb" || n == "rules.redb")
+    {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
