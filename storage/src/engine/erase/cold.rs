@@ -69,11 +69,11 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
     Ok(done)
 }
 
+/// An object's series (rows per key) and fields.
+type Contents = (Vec<(SeriesKey, Rows)>, Vec<(String, crate::FieldType)>);
+
 /// The object's series without the covered rows; `None` when nothing was covered.
-fn without_covered(
-    c: &Candidate,
-    tier: &ColdTier,
-) -> Result<Option<(Vec<(SeriesKey, Rows)>, Vec<(String, crate::FieldType)>)>> {
+fn without_covered(c: &Candidate, tier: &ColdTier) -> Result<Option<Contents>> {
     let o = &c.object;
     let decoded = decode(tier.fetch(o)?).map_err(|e| StorageError::Corrupt {
         path: std::path::PathBuf::from(format!("{}/{}", tier.url(), o.key)),
