@@ -251,4 +251,30 @@ mod tests {
             assert!(check_restore_path(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn policies_rollups_cold_reference_and_redb_files_are_checked() {
+        let scratch = tempfile::tempdir().unwrap();
+        let lifecycle = with_checksum_header("STRATA-LIFECYCLE", b"{}");
+        assert!(check_file("LIFECYCLE", &lifecycle, scratch.path()).is_empty());
+        let mut bad = lifecycle.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(check_file("LIFECYCLE", &bad, scratch.path()).len(), 1);
+        let rollups = with_checksum_header("strata-rollups", b"{}");
+        assert!(check_file("rollups.json", &rollups, scratch.path()).is_empty());
+        assert_eq!(
+            check_file("rollups.json", &lifecycle, scratch.path()).len(),
+            1
+        );
+        let cold = crate::ColdReference {
+            url: "file:///c".into(),
+            manifest_number: 3,
+            objects: Vec::new(),
+        };
+        assert!(check_file("COLD", &cold.encode(), scratch.path()).is_empty());
+        assert_eq!(check_file("COLD", b"{", scratch.path()).len(), 1);
+        assert!(check_file("rules.redb", b"redb\x1a\n", scratch.path()).is_empty());
+        assert_eq!(check_file("rules.redb", b"nope", scratch.path()).len(), 1);
+    }
 }

@@ -348,7 +348,10 @@ pub(super) fn erase(inner: &Inner, req: &EraseRequest) -> Result<EraseReport> {
     // Writes the frozen memtable without the device's rows and retires the WAL files holding them.
     super::maintenance::flush_held(inner)?;
     drop(_serial);
-    recompute_edges(inner, &tomb)?;
+    if let Err(e) = recompute_edges(inner, &tomb) {
+        // The marks stay (absorb gives them back on failure): background maintenance retries.
+        tracing::warn!(error = %e, "could not re-aggregate the rollup windows an erase cut into; retried by maintenance");
+    }
     refill_latest(inner, &tomb, false)?;
     super::maintenance::wake(inner);
     tracing::info!(
@@ -534,10 +537,25 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
     for job in &work {
         rewrite(inner, job)?;
     }
-    // The cold tier next: a failure leaves every tombstone live (retried at the next pass).
-    let cold = cold::purge(inner)?;
-    retire(inner, &candidates)?;
-    Ok(work.len() + cold)
+    // The cold tier next. A failure (the store is unreachable, say) must not hold compaction of
+    // the hot data up: it is reported, every tombstone stays live (reads keep dropping the rows)
+    // and the next pass tries again.
+    match cold::purge(inner) {
+        Ok(cold) => {
+            retire(inner, &candidates)?;
+            Ok(work.len() + cold)
+        }
+        Err(e) => {
+            let msg = format!(
+                "cold: removing erased rows from cold objects failed, retried at the next maintenance pass: {e}"
+            );
+            tracing::warn!(error = %e, "{msg}");
+            if let Some(tier) = &inner.cold {
+                tier.record_error(&msg);
+            }
+            Ok(work.len())
+        }
+    }
 }
 
 /// Writes `job`'s segment again without the covered rows (same `seq`, so the same age) and swaps
