@@ -498,3 +498,86 @@ fn policies_rules_rollups_commands_and_the_cold_tier_are_restored() {
     );
     assert_eq!(out.matches("gone since the backup").count(), 2, "{out}");
 }
+
+/// `--with-cold` copies the cold objects (once for all backups); after the original store is
+/// lost, `restore --cold-to` rebuilds a cold store from the backup and the restored server
+/// answers as the original did.
+#[test]
+fn cold_objects_copied_with_the_backup_survive_the_loss_of_the_store() {
+    let (_tmp, dir) = temp_data_dir();
+    let (_tmp_cold, cold_root) = temp_data_dir();
+    let (_tmp_target, target_dir) = temp_data_dir();
+    let cold = format!("file://{}", cold_root.join("store").display());
+    let target = format!("file://{}", target_dir.display());
+    let server = Server::start(&dir, &["--cold-store", &cold]);
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &serde_json::json!({"hot": "3d"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.write("default", &truck_lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+    let queries = [
+        "SELECT device, count(*) AS n, sum(speed) AS s, min(time) AS a, max(time) AS b FROM truck GROUP BY device ORDER BY device",
+        "SELECT time, speed FROM truck WHERE device = 't3' ORDER BY time",
+    ];
+    let answers: Vec<String> = queries.iter().map(|q| sql(&server, q)).collect();
+
+    let first = backup(&server, &target, &["--with-cold"]);
+    let cold_copies = |dir: &Path| files_under(&dir.join("cold")).len();
+    assert_eq!(cold_copies(&target_dir), 2, "{first}");
+    let second = backup(&server, &target, &["--with-cold"]);
+    assert_eq!(first["cold_objects_copied"], 2, "{first}");
+    // The segments and both cold objects are there already.
+    assert!(
+        second["skipped_segments"].as_u64().unwrap() >= 1,
+        "{second}"
+    );
+    assert_eq!(second["cold_objects_copied"], 0, "{second}");
+    assert_eq!(second["cold_objects_skipped"], 2, "{second}");
+    assert_eq!(cold_copies(&target_dir), 2);
+    ok(&strata(&["backup", "verify", "--from", &target]));
+    drop(server);
+    std::fs::remove_dir_all(cold_root.join("store")).unwrap();
+
+    let (_tmp_restored, parent) = temp_data_dir();
+    let restored_dir = parent.join("restored");
+    let new_cold = format!("file://{}", cold_root.join("rebuilt").display());
+    let out = ok(&strata(&[
+        "restore",
+        "--from",
+        &target,
+        "--data-dir",
+        restored_dir.to_str().unwrap(),
+        "--cold-to",
+        &new_cold,
+    ]));
+    assert!(out.contains("wrote 2 cold objects"), "{out}");
+    assert!(
+        out.contains("2 of the backup's 2 cold objects present"),
+        "{out}"
+    );
+    let restored = Server::start(&restored_dir, &["--cold-store", &new_cold]);
+    for (q, want) in queries.iter().zip(&answers) {
+        assert_eq!(&sql(&restored, q), want, "{q}");
+    }
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let p = e.unwrap().path();
+        match p.is_dir() {
+            true => out.extend(files_under(&p)),
+            false => out.push(p),
+        }
+    }
+    out
+}
