@@ -14,6 +14,7 @@
 //! backups/{backup id}/COLD              cold-tier reference: store URL, manifest number, objects
 //! backups/{backup id}/tombstones        erases not yet physically complete (when any)
 //! backups/{backup id}/BACKUP            the backup manifest, written last
+//! cold/{cold object key}                 cold objects (`backup --with-cold`), shared by every backup
 //! ```
 //!
 //! A backup exists only once its `BACKUP` object exists, and `BACKUP` is written after every

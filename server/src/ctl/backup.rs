@@ -5,7 +5,10 @@
 //! lists the target's segment objects, copies the segments it lacks (their object names carry id
 //! and CRC32C, so an incremental or resumed run skips what is there) and the per-backup files,
 //! checks each file's CRC32C against the server's, writes the backup manifest `BACKUP` last and
-//! releases the session. Layout and manifest: `strata_storage::backup` and `docs/format.md`.
+//! releases the session. With `--with-cold` it also copies the cold objects the snapshot's `COLD`
+//! reference lists, straight from the cold store, into `cold/`; a restore checks the cold store
+//! still holds them, or with `--cold-to` rebuilds a cold store from the copies. Layout and
+//! manifest: `strata_storage::backup` and `docs/format.md`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
