@@ -123,6 +123,11 @@ impl Rules {
         }))
     }
 
+    /// A consistent copy of `DATA/rules.redb` (rules, alert instances, outbox) for a backup.
+    pub fn backup_bytes(&self) -> Result<Vec<u8>> {
+        self.store.backup_bytes()
+    }
+
     /// Checks a definition completely (fields, durations, SQL planned against the catalog).
     pub async fn validate(&self, spec: &RuleSpec) -> Result<Timing> {
         let timing = spec.check()?;

@@ -35,6 +35,7 @@ pub enum Change {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    path: std::path::PathBuf,
 }
 
 /// Key of an alert in the `alerts` table.
@@ -77,7 +78,20 @@ impl Store {
             }
         }
         txn.commit().map_err(RulesError::db)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A consistent copy of the store file for a backup: read while a write transaction is held
+    /// (no other change can be under way), then the transaction is dropped unchanged.
+    pub fn backup_bytes(&self) -> Result<Vec<u8>> {
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| RulesError::Store(format!("read {}: {e}", self.path.display())));
+        drop(txn); // nothing was changed: an abort
+        bytes
     }
 
     /// Stores `spec`; `create` refuses an existing name, otherwise the name must exist.

@@ -8,8 +8,13 @@
 //! backups/{backup id}/catalog.log       the catalog log
 //! backups/{backup id}/wal/wal-….log     closed WAL files the MANIFEST still needs
 //! backups/{backup id}/registry.redb     consistent copy of the registry
+//! backups/{backup id}/rules.redb        consistent copy of the rule store (when the server has one)
+//! backups/{backup id}/LIFECYCLE         lifecycle policies (when any is set)
+//! backups/{backup id}/rollups.json      rollup configuration and back-fill cursors (when any)
+//! backups/{backup id}/COLD              cold-tier reference: store URL, manifest number, objects
 //! backups/{backup id}/tombstones        erases not yet physically complete (when any)
 //! backups/{backup id}/BACKUP            the backup manifest, written last
+//! cold/{cold object key}                 cold objects (`backup --with-cold`), shared by every backup
 //! ```
 //!
 //! A backup exists only once its `BACKUP` object exists, and `BACKUP` is written after every
@@ -142,9 +147,13 @@ pub fn check_restore_path(path: &str) -> Result<()> {
     }
 }
 
+/// The first bytes of every redb database file.
+const REDB_MAGIC: &[u8] = b"redb";
+
 /// Structural checks of one restored file's bytes beyond its CRC32C (which the caller checks):
-/// a segment's every chunk and footer, the MANIFEST's and tombstone list's checksummed headers,
-/// the catalog log's frames. Returns one line per problem; empty when intact. `scratch` is a
+/// a segment's every chunk and footer, the checksummed headers of the MANIFEST, the tombstone
+/// list, `LIFECYCLE` and `rollups.json`, the catalog log's frames, the cold reference's JSON and
+/// the redb files' magic. Returns one line per problem; empty when intact. `scratch` is a
 /// directory for the temporary file a segment check maps.
 pub fn check_file(path: &str, bytes: &[u8], scratch: &std::path::Path) -> Vec<String> {
     let problem = |e: StorageError| vec![format!("{path}: {e}")];
@@ -170,6 +179,15 @@ pub fn check_file(path: &str, bytes: &[u8], scratch: &std::path::Path) -> Vec<St
     match path {
         "MANIFEST" => tagged("STRATA-MANIFEST"),
         "tombstones" => tagged("STRATA-TOMBSTONES"),
+        "LIFECYCLE" => tagged("STRATA-LIFECYCLE"),
+        "rollups.json" => tagged("strata-rollups"),
+        crate::COLD_REFERENCE_FILE => match crate::ColdReference::decode(bytes, path) {
+            Ok(_) => Vec::new(),
+            Err(e) => problem(e),
+        },
+        "registry.redb" | "rules.redb" if !bytes.starts_with(REDB_MAGIC) => {
+            vec![format!("{path}: not a redb database file")]
+        }
         "catalog.log" if bytes.is_empty() => Vec::new(),
         "catalog.log" => match crate::parse_catalog_log(bytes) {
             Ok((_, valid)) if valid == bytes.len() as u64 => Vec::new(),
@@ -233,5 +251,31 @@ mod tests {
         ] {
             assert!(check_restore_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn policies_rollups_cold_reference_and_redb_files_are_checked() {
+        let scratch = tempfile::tempdir().unwrap();
+        let lifecycle = with_checksum_header("STRATA-LIFECYCLE", b"{}");
+        assert!(check_file("LIFECYCLE", &lifecycle, scratch.path()).is_empty());
+        let mut bad = lifecycle.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(check_file("LIFECYCLE", &bad, scratch.path()).len(), 1);
+        let rollups = with_checksum_header("strata-rollups", b"{}");
+        assert!(check_file("rollups.json", &rollups, scratch.path()).is_empty());
+        assert_eq!(
+            check_file("rollups.json", &lifecycle, scratch.path()).len(),
+            1
+        );
+        let cold = crate::ColdReference {
+            url: "file:///c".into(),
+            manifest_number: 3,
+            objects: Vec::new(),
+        };
+        assert!(check_file("COLD", &cold.encode(), scratch.path()).is_empty());
+        assert_eq!(check_file("COLD", b"{", scratch.path()).len(), 1);
+        assert!(check_file("rules.redb", b"redb\x1a\n", scratch.path()).is_empty());
+        assert_eq!(check_file("rules.redb", b"nope", scratch.path()).len(), 1);
     }
 }

@@ -33,9 +33,9 @@ mod wal_record;
 
 pub use catalog_log::parse_catalog_log;
 pub use engine::{
-    BackupSnapshot, BlockStats, Engine, EngineConfig, EngineStats, EraseReport, EraseRequest,
-    LatestRequest, LatestValue, ReadMode, ReadSnapshot, RecoveryReport, SeriesCursor, SeriesLatest,
-    SeriesPiece, SnapshotSegment, WriteReceipt,
+    BackupSnapshot, BlockStats, COLD_REFERENCE_FILE, ColdReference, Engine, EngineConfig,
+    EngineStats, EraseReport, EraseRequest, LatestRequest, LatestValue, ReadMode, ReadSnapshot,
+    RecoveryReport, SeriesCursor, SeriesLatest, SeriesPiece, SnapshotSegment, WriteReceipt,
 };
 pub use error::{ErrorKind, Result, StorageError};
 pub use limits::{Limit, Limits};

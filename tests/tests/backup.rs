@@ -341,3 +341,243 @@ fn backups_need_an_unlimited_admin_token() {
     let r = server.get("/api/v1/backup/nope/files/MANIFEST");
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+const DAY: i64 = 86_400_000_000_000;
+const HOUR: i64 = 3_600_000_000_000;
+
+fn day_start(days_ago: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    (now - days_ago * DAY).div_euclid(DAY) * DAY
+}
+
+/// 3 trucks, one point every 10 minutes on the days 10 and 9 days ago, and a few recent points.
+fn truck_lines() -> String {
+    let mut out = String::new();
+    for (d, device) in ["t1", "t2", "t3"].iter().enumerate() {
+        for day in [10, 9, 0] {
+            for m in 0..(if day == 0 { 3 } else { 144 }) {
+                let t = day_start(day) + m * HOUR / 6;
+                let v = d as f64 * 10.0 + m as f64 * 0.25 + day as f64;
+                out.push_str(&format!("truck,device={device} speed={v} {t}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The GET document of the lifecycle policy without the parts that move (counters, last run).
+fn policy_of(server: &Server) -> Value {
+    let r = server.get("/api/v1/databases/default/lifecycle");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc = r.json();
+    serde_json::json!({"policy": doc["policy"], "overrides": doc["overrides"]})
+}
+
+/// The rules without their counters (they restart at zero).
+fn rules_of(server: &Server) -> Value {
+    let r = server.get("/api/v1/rules");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut items = r.json()["items"].clone();
+    for item in items.as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("status");
+    }
+    items
+}
+
+fn commands_of(server: &Server, device: &str) -> Value {
+    let r = server.get(&format!("/api/v1/devices/{device}/commands"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+const ROLLUP_QUERIES: &[&str] = &[
+    "SELECT device, count(*) AS windows, sum(points) AS points, sum(speed_sum) AS s FROM _rollup_1h_truck GROUP BY device ORDER BY device",
+    "SELECT device, date_trunc('hour', time) AS h, avg(speed) AS v FROM truck GROUP BY device, h ORDER BY device, h",
+    "SELECT device, count(*) AS n, sum(speed) AS s FROM truck GROUP BY device ORDER BY device",
+    "SELECT time, speed FROM truck WHERE device = 't2' ORDER BY time",
+];
+
+#[test]
+fn policies_rules_rollups_commands_and_the_cold_tier_are_restored() {
+    let (_tmp, dir) = temp_data_dir();
+    let (_tmp_cold, cold_dir) = temp_data_dir();
+    let (_tmp_target, target_dir) = temp_data_dir();
+    let cold = format!("file://{}", cold_dir.display());
+    let target = format!("file://{}", target_dir.display());
+    let server = Server::start(&dir, &["--cold-store", &cold]);
+    // A policy with hourly rollups and a hot window that sends the old days cold, then data.
+    let policy = serde_json::json!({"hot": "3d", "rollups": [{"every": "1h", "keep": "400d"}]});
+    let r = server.send_json("PUT", "/api/v1/databases/default/lifecycle", &policy);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.write("default", &truck_lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+    let rule = serde_json::json!({"name": "stopped", "kind": "query", "every": "1h",
+        "sql": "SELECT device FROM truck WHERE speed < 0"});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.create_device("pump-1", "pump");
+    let r = server.post_json(
+        "/api/v1/devices/pump-1/commands",
+        &serde_json::json!({"name": "reboot", "payload": {"delay": 5}, "ttl": "1d"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let answers: Vec<String> = ROLLUP_QUERIES.iter().map(|q| sql(&server, q)).collect();
+    assert!(answers[0].lines().count() == 4, "{}", answers[0]);
+
+    let report = backup(&server, &target, &[]);
+    let listed = report["files"].as_u64().unwrap();
+    assert!(listed > 0, "{report}");
+    let dir_of = target_dir
+        .join("backups")
+        .join(report["backup"].as_str().unwrap());
+    for name in [
+        "LIFECYCLE",
+        "rollups.json",
+        "rules.redb",
+        "registry.redb",
+        "COLD",
+    ] {
+        assert!(dir_of.join(name).exists(), "{name} is not in the backup");
+    }
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(dir_of.join("COLD")).unwrap()).unwrap();
+    assert_eq!(reference["url"], cold.as_str());
+    assert_eq!(reference["objects"].as_array().unwrap().len(), 2);
+    ok(&strata(&["backup", "verify", "--from", &target]));
+
+    let (_tmp_restored, parent) = temp_data_dir();
+    let restored_dir = parent.join("restored");
+    let out = ok(&strata(&[
+        "restore",
+        "--from",
+        &target,
+        "--data-dir",
+        restored_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("2 of the backup's 2 cold objects present"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("--cold-store {cold}")), "{out}");
+    for name in ["LIFECYCLE", "rollups.json", "rules.redb", "COLD"] {
+        assert!(restored_dir.join(name).exists(), "{name} was not restored");
+    }
+    let restored = Server::start(&restored_dir, &["--cold-store", &cold]);
+    assert_eq!(policy_of(&restored), policy_of(&server));
+    assert_eq!(rules_of(&restored), rules_of(&server));
+    assert_eq!(rules_of(&restored).as_array().unwrap().len(), 1);
+    assert_eq!(
+        commands_of(&restored, "pump-1"),
+        commands_of(&server, "pump-1")
+    );
+    for (q, want) in ROLLUP_QUERIES.iter().zip(&answers) {
+        assert_eq!(&sql(&restored, q), want, "{q}");
+    }
+    drop(restored);
+
+    // An erase rewrites the cold objects: a restore of the older backup names them as gone.
+    assert_eq!(server.delete("/api/v1/devices/t1/data").status, 200);
+    assert_eq!(server.post("/api/v1/compact", b"", &[]).status, 200);
+    let again = parent.join("again");
+    let out = ok(&strata(&[
+        "restore",
+        "--from",
+        &target,
+        "--data-dir",
+        again.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("0 of the backup's 2 cold objects present"),
+        "{out}"
+    );
+    assert_eq!(out.matches("gone since the backup").count(), 2, "{out}");
+}
+
+/// `--with-cold` copies the cold objects (once for all backups); after the original store is
+/// lost, `restore --cold-to` rebuilds a cold store from the backup and the restored server
+/// answers as the original did.
+#[test]
+fn cold_objects_copied_with_the_backup_survive_the_loss_of_the_store() {
+    let (_tmp, dir) = temp_data_dir();
+    let (_tmp_cold, cold_root) = temp_data_dir();
+    let (_tmp_target, target_dir) = temp_data_dir();
+    let cold = format!("file://{}", cold_root.join("store").display());
+    let target = format!("file://{}", target_dir.display());
+    let server = Server::start(&dir, &["--cold-store", &cold]);
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &serde_json::json!({"hot": "3d"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.write("default", &truck_lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+    let queries = [
+        "SELECT device, count(*) AS n, sum(speed) AS s, min(time) AS a, max(time) AS b FROM truck GROUP BY device ORDER BY device",
+        "SELECT time, speed FROM truck WHERE device = 't3' ORDER BY time",
+    ];
+    let answers: Vec<String> = queries.iter().map(|q| sql(&server, q)).collect();
+
+    let first = backup(&server, &target, &["--with-cold"]);
+    let cold_copies = |dir: &Path| files_under(&dir.join("cold")).len();
+    assert_eq!(cold_copies(&target_dir), 2, "{first}");
+    let second = backup(&server, &target, &["--with-cold"]);
+    assert_eq!(first["cold_objects_copied"], 2, "{first}");
+    // The segments and both cold objects are there already.
+    assert!(
+        second["skipped_segments"].as_u64().unwrap() >= 1,
+        "{second}"
+    );
+    assert_eq!(second["cold_objects_copied"], 0, "{second}");
+    assert_eq!(second["cold_objects_skipped"], 2, "{second}");
+    assert_eq!(cold_copies(&target_dir), 2);
+    ok(&strata(&["backup", "verify", "--from", &target]));
+    drop(server);
+    std::fs::remove_dir_all(cold_root.join("store")).unwrap();
+
+    let (_tmp_restored, parent) = temp_data_dir();
+    let restored_dir = parent.join("restored");
+    let new_cold = format!("file://{}", cold_root.join("rebuilt").display());
+    let out = ok(&strata(&[
+        "restore",
+        "--from",
+        &target,
+        "--data-dir",
+        restored_dir.to_str().unwrap(),
+        "--cold-to",
+        &new_cold,
+    ]));
+    assert!(out.contains("wrote 2 cold objects"), "{out}");
+    assert!(
+        out.contains("2 of the backup's 2 cold objects present"),
+        "{out}"
+    );
+    let restored = Server::start(&restored_dir, &["--cold-store", &new_cold]);
+    for (q, want) in queries.iter().zip(&answers) {
+        assert_eq!(&sql(&restored, q), want, "{q}");
+    }
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let p = e.unwrap().path();
+        match p.is_dir() {
+            true => out.extend(files_under(&p)),
+            false => out.push(p),
+        }
+    }
+    out
+}

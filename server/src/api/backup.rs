@@ -1,8 +1,9 @@
 //! Backup sessions over the admin HTTP API (`strata backup` is the client):
 //!
 //! - `POST /api/v1/backup` pins one consistent snapshot (`Engine::backup_snapshot`: MANIFEST,
-//!   its segments by mapping, catalog log, WAL up to now, tombstones) plus a copy of the
-//!   registry taken under its write lock, and answers `201 {"id", "created_ns", "files": [{"path",
+//!   its segments by mapping, catalog log, WAL up to now, tombstones, lifecycle policies, rollup
+//!   configuration and cursors, the cold-tier reference) plus copies of the registry (commands
+//!   included) and of the rule store, each taken under its own write lock, and answers `201 {"id", "created_ns", "files": [{"path",
 //!   "size", "crc32c"}]}`;
 //! - `GET /api/v1/backup/{id}/files/{*path}` serves one file's bytes (a segment straight from its
 //!   mapping, so compaction deleting the file meanwhile does not matter);
@@ -24,7 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use strata_storage::BackupSnapshot;
+use strata_storage::{BackupSnapshot, COLD_REFERENCE_FILE};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -44,6 +45,10 @@ enum Source {
     Catalog,
     Tombstones,
     Registry,
+    Rules,
+    Lifecycle,
+    Rollups,
+    Cold,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +63,10 @@ struct FileEntry {
 struct Session {
     snapshot: BackupSnapshot,
     registry: Vec<u8>,
+    /// `rules.redb`, when the server has a rule store.
+    rules: Option<Vec<u8>>,
+    /// The cold-tier reference as JSON, when the server runs with a cold store.
+    cold: Option<Vec<u8>>,
     files: Vec<FileEntry>,
     last_used: Mutex<Instant>,
 }
@@ -80,6 +89,10 @@ impl Session {
             Source::Catalog => &s.catalog_log,
             Source::Tombstones => s.tombstones.as_deref().unwrap_or_default(),
             Source::Registry => &self.registry,
+            Source::Rules => self.rules.as_deref().unwrap_or_default(),
+            Source::Lifecycle => s.lifecycle.as_deref().unwrap_or_default(),
+            Source::Rollups => s.rollups.as_deref().unwrap_or_default(),
+            Source::Cold => self.cold.as_deref().unwrap_or_default(),
         }
     }
 }
@@ -118,7 +131,7 @@ impl Sessions {
     }
 
     /// Lists the files of a snapshot with their sizes and checksums (segments from the cache).
-    fn entries(&self, snap: &BackupSnapshot, registry: &[u8]) -> Vec<FileEntry> {
+    fn entries(&self, snap: &BackupSnapshot, extra: &Extra) -> Vec<FileEntry> {
         let entry = |path: String, bytes: &[u8], source| FileEntry {
             path,
             size: bytes.len() as u64,
@@ -158,8 +171,52 @@ impl Sessions {
         if let Some(t) = &snap.tombstones {
             out.push(entry("tombstones".into(), t, Source::Tombstones));
         }
-        out.push(entry("registry.redb".into(), registry, Source::Registry));
+        out.push(entry(
+            "registry.redb".into(),
+            &extra.registry,
+            Source::Registry,
+        ));
+        let optional = [
+            ("rules.redb", extra.rules.as_deref(), Source::Rules),
+            ("LIFECYCLE", snap.lifecycle.as_deref(), Source::Lifecycle),
+            ("rollups.json", snap.rollups.as_deref(), Source::Rollups),
+            (COLD_REFERENCE_FILE, extra.cold.as_deref(), Source::Cold),
+        ];
+        for (name, bytes, source) in optional {
+            if let Some(b) = bytes {
+                out.push(entry(name.into(), b, source));
+            }
+        }
         out
+    }
+}
+
+/// The copies a session holds besides the engine snapshot.
+struct Extra {
+    registry: Vec<u8>,
+    rules: Option<Vec<u8>>,
+    cold: Option<Vec<u8>>,
+}
+
+impl Extra {
+    /// Copies the registry and the rule store (each under its own write lock) and encodes the
+    /// snapshot's cold reference.
+    fn take(
+        registry: &strata_registry::Registry,
+        rules: Option<&strata_rules::Rules>,
+        snap: &BackupSnapshot,
+    ) -> Result<Extra, ApiError> {
+        let rules = match rules {
+            Some(r) => Some(r.backup_bytes().map_err(|e| {
+                ApiError::Internal(format!("cannot copy the rule store for the backup: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Extra {
+            registry: registry.backup_bytes()?,
+            rules,
+            cold: snap.cold.as_ref().map(|c| c.encode()),
+        })
     }
 }
 
@@ -183,6 +240,7 @@ fn new_id(now_ns: i64) -> String {
 pub async fn create(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    rules: Option<Extension<Arc<strata_rules::Rules>>>,
 ) -> Result<Response, ApiError> {
     unlimited(&p)?;
     st.backups.expire();
@@ -192,11 +250,12 @@ pub async fn create(
         )));
     }
     let (engine, registry, state) = (st.engine.clone(), st.registry.clone(), st.clone());
+    let rules = rules.map(|Extension(r)| r);
     let made = tokio::task::spawn_blocking(move || {
         let snapshot = engine.backup_snapshot()?;
-        let reg = registry.backup_bytes()?;
-        let files = state.backups.entries(&snapshot, &reg);
-        Ok::<_, ApiError>((snapshot, reg, files))
+        let extra = Extra::take(&registry, rules.as_deref(), &snapshot)?;
+        let files = state.backups.entries(&snapshot, &extra);
+        Ok::<_, ApiError>((snapshot, extra, files))
     })
     .await
     .map_err(ApiError::from_join)?;
@@ -216,14 +275,16 @@ pub async fn create(
         }
     })
     .await;
-    let (snapshot, registry, files) = made?;
+    let (snapshot, extra, files) = made?;
     let listed: Vec<Value> = files
         .iter()
         .map(|f| json!({"path": f.path, "size": f.size, "crc32c": f.crc32c}))
         .collect();
     let session = Arc::new(Session {
         snapshot,
-        registry,
+        registry: extra.registry,
+        rules: extra.rules,
+        cold: extra.cold,
         files,
         last_used: Mutex::new(Instant::now()),
     });

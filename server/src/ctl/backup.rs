@@ -5,7 +5,10 @@
 //! lists the target's segment objects, copies the segments it lacks (their object names carry id
 //! and CRC32C, so an incremental or resumed run skips what is there) and the per-backup files,
 //! checks each file's CRC32C against the server's, writes the backup manifest `BACKUP` last and
-//! releases the session. Layout and manifest: `strata_storage::backup` and `docs/format.md`.
+//! releases the session. With `--with-cold` it also copies the cold objects the snapshot's `COLD`
+//! reference lists, straight from the cold store, into `cold/`; a restore checks the cold store
+//! still holds them, or with `--cold-to` rebuilds a cold store from the copies. Layout and
+//! manifest: `strata_storage::backup` and `docs/format.md`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -25,6 +28,7 @@ use strata_storage::backup::{
     STARTED_FILE, backup_object, check_backup_id, check_file, check_restore_path, segment_object,
 };
 use strata_storage::objstore::StoreUrl;
+use strata_storage::{COLD_REFERENCE_FILE, ColdReference};
 
 use crate::ctl::client::enc;
 use crate::ctl::{Connection, print_json};
@@ -45,6 +49,13 @@ pub struct BackupArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Also copy the cold tier's objects (from the server's `--cold-store`, read directly by this
+    /// client with its credentials) into the target under `cold/`, each once for all backups.
+    #[arg(long)]
+    with_cold: bool,
+    /// Read the cold objects from this URL instead of the one the server reports.
+    #[arg(long, value_name = "URL", requires = "with_cold")]
+    cold_from: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -90,6 +101,17 @@ pub struct RestoreArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The cold store the restored server will run with (`--cold-store`): checked to still hold
+    /// every cold object the backup's snapshot read (default: the URL the backup recorded).
+    #[arg(long, value_name = "URL")]
+    cold_store: Option<String>,
+    /// Do not check the cold store (restore offline; the server checks at start).
+    #[arg(long)]
+    no_cold_check: bool,
+    /// Write the cold objects copied by `backup --with-cold` into this (empty) cold store, with a
+    /// cold manifest listing them; start the restored server with `--cold-store` this URL.
+    #[arg(long, value_name = "URL", conflicts_with = "cold_store")]
+    cold_to: Option<String>,
 }
 
 /// Runs `strata backup ...`.
@@ -103,7 +125,10 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             let to = args.to.ok_or_else(|| {
                 anyhow!("--to URL is required (or use `strata backup verify|list`)")
             })?;
-            backup(&args.conn, &to, args.max_rate, args.quiet)
+            let cold = args.with_cold.then_some(ColdCopy {
+                from: args.cold_from,
+            });
+            backup(&args.conn, &to, args.max_rate, args.quiet, cold)
         }
     }
 }
@@ -260,7 +285,23 @@ fn object_of(backup: &str, f: &SessionFile) -> anyhow::Result<String> {
     })
 }
 
-fn backup(conn: &Connection, to: &str, max_rate: f64, quiet: bool) -> anyhow::Result<()> {
+/// `--with-cold`: copy the cold objects too.
+#[derive(Debug, Clone)]
+struct ColdCopy {
+    /// Where to read them (default: the URL in the snapshot's cold reference).
+    from: Option<String>,
+}
+
+/// Directory of the cold objects in a backup target (`cold/{object key}`).
+const COLD_DIR: &str = "cold";
+
+fn backup(
+    conn: &Connection,
+    to: &str,
+    max_rate: f64,
+    quiet: bool,
+    cold: Option<ColdCopy>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let target = Target::open(to)?;
     let client = conn.client()?;
@@ -270,7 +311,7 @@ fn backup(conn: &Connection, to: &str, max_rate: f64, quiet: bool) -> anyhow::Re
         .ok_or_else(|| anyhow!("the server's backup session has no id: {session}"))?
         .to_owned();
     check_backup_id(&id)?;
-    let result = copy_session(&client, &target, &id, &session, max_rate, quiet);
+    let result = copy_session(&client, &target, &id, &session, (max_rate, quiet), cold);
     // Release the pinned snapshot whatever happened (it also expires on the server).
     if let Err(e) = client.delete(&format!("/api/v1/backup/{}", enc(&id))) {
         eprintln!("warning: could not release backup session {id}: {e:#}");
@@ -283,14 +324,16 @@ fn backup(conn: &Connection, to: &str, max_rate: f64, quiet: bool) -> anyhow::Re
             "backup": id, "target": to, "files": report.files,
             "copied_files": report.copied_files, "copied_bytes": report.copied_bytes,
             "skipped_segments": report.skipped, "skipped_bytes": report.skipped_bytes,
+            "cold_objects_copied": report.cold_copied, "cold_objects_skipped": report.cold_skipped,
             "seconds": secs, "mb_per_s": copied_mb / secs.max(1e-9),
         }));
     } else {
         println!(
-            "backup {id} complete in {to}: {} files, copied {} ({copied_mb:.1} MB), skipped {} segments already there ({:.1} MB), {secs:.1} s, {:.1} MB/s",
+            "backup {id} complete in {to}: {} files, copied {} ({copied_mb:.1} MB), skipped {} segments and {} cold objects already there ({:.1} MB), {secs:.1} s, {:.1} MB/s",
             report.files,
             report.copied_files,
             report.skipped,
+            report.cold_skipped,
             report.skipped_bytes as f64 / 1e6,
             copied_mb / secs.max(1e-9),
         );
@@ -305,6 +348,9 @@ struct CopyReport {
     copied_bytes: u64,
     skipped: usize,
     skipped_bytes: u64,
+    /// Cold objects copied and already in the target (`--with-cold`).
+    cold_copied: usize,
+    cold_skipped: usize,
 }
 
 fn copy_session(
@@ -312,8 +358,8 @@ fn copy_session(
     target: &Target,
     id: &str,
     session: &Value,
-    max_rate: f64,
-    quiet: bool,
+    (max_rate, quiet): (f64, bool),
+    cold: Option<ColdCopy>,
 ) -> anyhow::Result<CopyReport> {
     let files: Vec<SessionFile> = serde_json::from_value(session["files"].clone())
         .context("the server's backup session lists no files")?;
@@ -369,6 +415,9 @@ fn copy_session(
         throttle(report.copied_bytes, copy_started, max_rate);
     }
     bar.finish_and_clear();
+    if let Some(c) = cold {
+        listed.extend(copy_cold(target, id, &c, &mut report)?);
+    }
     let manifest = BackupManifest {
         version: BACKUP_VERSION,
         id: id.to_owned(),
@@ -387,6 +436,50 @@ fn copy_session(
         }
     }
     Ok(report)
+}
+
+/// Copies the cold objects the snapshot read (its `COLD` reference, already in the target) into
+/// `cold/{key}`, skipping those already there (keys are unique and objects never rewritten in
+/// place). Each object is verified against the reference (size and CRC32C) when read.
+fn copy_cold(
+    target: &Target,
+    id: &str,
+    c: &ColdCopy,
+    report: &mut CopyReport,
+) -> anyhow::Result<Vec<BackupFile>> {
+    let key = backup_object(id, COLD_REFERENCE_FILE);
+    let bytes = target.get(&key).with_context(
+        || "--with-cold: the server runs without a cold store (its backup has no COLD reference)",
+    )?;
+    let reference = ColdReference::decode(&bytes, &key)?;
+    let url = c.from.clone().unwrap_or(reference.url.clone());
+    let tier = strata_storage::cold::ColdTier::open(&url, 0)
+        .with_context(|| format!("cannot open the cold store {url}"))?;
+    let present = target.list(COLD_DIR)?;
+    let mut out = Vec::with_capacity(reference.objects.len());
+    for o in &reference.objects {
+        let object = format!("{COLD_DIR}/{}", o.key);
+        if present.get(&object) == Some(&o.bytes) {
+            report.cold_skipped += 1;
+            report.skipped_bytes += o.bytes;
+        } else {
+            let bytes = tier
+                .fetch(o)
+                .with_context(|| format!("cannot copy cold object {} from {url}", o.key))?;
+            target.put(&object, bytes.to_vec())?;
+            report.cold_copied += 1;
+            report.copied_files += 1;
+            report.copied_bytes += o.bytes;
+        }
+        report.files += 1;
+        out.push(BackupFile {
+            path: object.clone(),
+            object,
+            size: o.bytes,
+            crc32c: o.crc32c,
+        });
+    }
+    Ok(out)
 }
 
 fn list(from: &str, json_out: bool) -> anyhow::Result<()> {
@@ -578,7 +671,8 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let bar = progress(manifest.bytes(), args.quiet, &format!("restore {id}"));
-    for f in &manifest.files {
+    let is_cold = |f: &&BackupFile| f.path.starts_with("cold/");
+    for f in manifest.files.iter().filter(|f| !is_cold(f)) {
         check_restore_path(&f.path)?;
         let bytes = target.get(&f.object)?;
         let crc = crc32c::crc32c(&bytes);
@@ -606,6 +700,10 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             .and_then(|d| d.sync_all())
             .with_context(|| format!("cannot sync {}", dir.display()))?;
     }
+    let reference = cold_reference(&target, &manifest)?;
+    if let (Some(url), Some(r)) = (&args.cold_to, &reference) {
+        restore_cold(&target, &manifest, r, url)?;
+    }
     if dest.exists() {
         std::fs::remove_dir(dest).with_context(|| format!("cannot replace {}", dest.display()))?;
     }
@@ -614,14 +712,139 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
     }
+    let copies = manifest.files.iter().filter(is_cold).count();
+    if copies > 0 && args.cold_to.is_none() {
+        println!(
+            "the backup holds copies of {copies} cold objects; `--cold-to URL` writes them into a new cold store"
+        );
+    }
+    let cold_flag = match reference {
+        None => String::new(),
+        Some(reference) => {
+            let url = (args.cold_to.clone())
+                .or(args.cold_store.clone())
+                .unwrap_or(reference.url.clone());
+            if !args.no_cold_check {
+                check_cold(&reference, &url);
+            }
+            format!(" --cold-store {url}")
+        }
+    };
     println!(
-        "restored backup {id} ({} files, {:.1} MB) into {} in {:.1} s; start it with `strata serve --data-dir {}`",
+        "restored backup {id} ({} files, {:.1} MB) into {} in {:.1} s; start it with `strata serve --data-dir {}{cold_flag}`",
         manifest.files.len(),
         manifest.bytes() as f64 / 1e6,
         dest.display(),
         started.elapsed().as_secs_f64(),
         dest.display()
     );
+    Ok(())
+}
+
+/// Writes the backup's copies of the cold objects into the empty cold store `url` (each verified
+/// against the reference, put with `PutMode::Create` and read back), then a cold manifest listing
+/// them, numbered as the one the backup saw.
+fn restore_cold(
+    target: &Target,
+    manifest: &BackupManifest,
+    reference: &ColdReference,
+    url: &str,
+) -> anyhow::Result<()> {
+    let copies: HashMap<&str, &BackupFile> = manifest
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.strip_prefix("cold/")?, f)))
+        .collect();
+    let tier = strata_storage::cold::ColdTier::open(url, 0)
+        .with_context(|| format!("cannot open the cold store {url}"))?;
+    let mut next = tier.load_manifest()?;
+    if next.number != 0 || !tier.list_objects()?.is_empty() {
+        bail!("--cold-to {url} is not an empty cold store; give a new prefix");
+    }
+    for o in &reference.objects {
+        let f = copies.get(o.key.as_str()).ok_or_else(|| {
+            anyhow!(
+                "the backup holds no copy of cold object {} (it was taken without --with-cold)",
+                o.key
+            )
+        })?;
+        let bytes = target.get(&f.object)?;
+        if bytes.len() as u64 != o.bytes || crc32c::crc32c(&bytes) != o.crc32c {
+            bail!(
+                "{} in the backup is damaged (run `strata backup verify`)",
+                f.object
+            );
+        }
+        tier.put_verified(&o.key, bytes.into())?;
+    }
+    // The number the backup saw, so the store reads as that state of the original.
+    next.number = reference.manifest_number.max(1);
+    next.objects = reference.objects.clone();
+    tier.commit_manifest(&next)?;
+    println!(
+        "wrote {} cold objects and cold manifest {} to {url}",
+        reference.objects.len(),
+        next.number
+    );
+    Ok(())
+}
+
+/// The backup's cold-tier reference, when the server it was taken from ran with a cold store.
+fn cold_reference(
+    target: &Target,
+    manifest: &BackupManifest,
+) -> anyhow::Result<Option<ColdReference>> {
+    let Some(f) = manifest
+        .files
+        .iter()
+        .find(|f| f.path == COLD_REFERENCE_FILE)
+    else {
+        return Ok(None);
+    };
+    let bytes = target.get(&f.object)?;
+    Ok(Some(ColdReference::decode(&bytes, &f.object)?))
+}
+
+/// Checks that the cold store at `url` still holds every object the backup's snapshot read and
+/// prints what it found (warnings only: the restore itself is complete). Objects gone since
+/// (cold retention dropped them, an erase rewrote them) are named: their rows are not in the
+/// restored server.
+fn check_cold(reference: &ColdReference, url: &str) {
+    if let Err(e) = try_check_cold(reference, url) {
+        println!("warning: cold store check: {e:#}");
+    }
+}
+
+fn try_check_cold(reference: &ColdReference, url: &str) -> anyhow::Result<()> {
+    let tier = strata_storage::cold::ColdTier::open(url, 0)
+        .with_context(|| format!("cannot open the cold store {url}"))?;
+    let newest = tier
+        .load_manifest()
+        .with_context(|| format!("cannot read the cold manifest of {url}"))?;
+    if newest.number < reference.manifest_number {
+        bail!(
+            "the cold store {url} is at manifest {} but the backup saw manifest {}: it is not the store the backup was taken with (or it was rolled back); pass the right one with --cold-store",
+            newest.number,
+            reference.manifest_number
+        );
+    }
+    let present: std::collections::HashSet<String> = tier.list_objects()?.into_iter().collect();
+    let missing: Vec<&str> = reference
+        .objects
+        .iter()
+        .filter(|o| !present.contains(&o.key))
+        .map(|o| o.key.as_str())
+        .collect();
+    println!(
+        "cold store {url}: manifest {} (the backup saw {}), {} of the backup's {} cold objects present",
+        newest.number,
+        reference.manifest_number,
+        reference.objects.len() - missing.len(),
+        reference.objects.len()
+    );
+    for key in &missing {
+        println!("  gone since the backup (cold retention or an erase rewrote it): {key}");
+    }
     Ok(())
 }
 
@@ -632,7 +855,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
-    if path.file_name().is_some_and(|n| n == "registry.redb") {
+    if path
+        .file_name()
+        .is_some_and(|n| n == "registry.redb" || n == "rules.redb")
+    {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }

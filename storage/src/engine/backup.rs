@@ -9,6 +9,14 @@
 //! read into memory. Restored, these files are a data directory that recovery opens to exactly
 //! the acknowledged writes at the rotation (segments + catalog + WAL replay).
 //!
+//! Taken at the same instant (under the state lock of the rotation): the rollup configuration
+//! and back-fill cursors (`rollups.json`, encoded from memory: every cursor it holds was moved
+//! after the rollup rows below it were written, so those rows are in the WAL cut) and the cold
+//! objects the live state reads (the cold-tier reference). `LIFECYCLE` is read under the policy
+//! store's read lock just before (never nested with the other locks: a policy change holds the
+//! store's write lock while it takes the state lock); should a policy change fall in between,
+//! open reconciles the rollup configuration with the policies, the source of truth.
+//!
 //! [`Engine::backup_snapshot`]: crate::Engine::backup_snapshot
 
 use std::sync::Arc;
@@ -47,13 +55,77 @@ pub struct BackupSnapshot {
     pub tombstones: Option<Vec<u8>>,
     /// The live segments.
     pub segments: Vec<SnapshotSegment>,
+    /// `LIFECYCLE` (the lifecycle policies) when one exists.
+    pub lifecycle: Option<Vec<u8>>,
+    /// `rollups.json` (rollup configuration and back-fill cursors) when any rollup is configured.
+    pub rollups: Option<Vec<u8>>,
+    /// The cold-tier reference when the engine runs with a cold store.
+    pub cold: Option<ColdReference>,
+}
+
+/// What a snapshot read from the cold tier: the store and the objects (cold objects are not
+/// copied into a backup; a restore pointed at the same store reads them from there).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColdReference {
+    /// The cold store URL the engine runs with.
+    pub url: String,
+    /// Number of the newest cold manifest committed when the snapshot was taken.
+    pub manifest_number: u64,
+    /// The cold objects the snapshot's reads used (key, time range, rows, size, CRC32C).
+    pub objects: Vec<crate::cold::ColdObject>,
+}
+
+/// File name of the cold-tier reference in a backup and in a restored data directory.
+pub const COLD_REFERENCE_FILE: &str = "COLD";
+
+impl ColdReference {
+    /// The reference as JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a reference (`what` names it in errors).
+    pub fn decode(bytes: &[u8], what: &str) -> Result<ColdReference> {
+        serde_json::from_slice(bytes).map_err(|e| crate::StorageError::Corrupt {
+            path: std::path::PathBuf::from(what),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Reads a file that may not exist.
+fn read_optional(path: &std::path::Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(crate::StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `LIFECYCLE` as saved, read under the policy store's read lock (no save is half done).
+fn lifecycle_bytes(inner: &Inner) -> Result<Option<Vec<u8>>> {
+    let _store = inner
+        .lifecycle
+        .store
+        .read()
+        .map_err(|_| super::poisoned())?;
+    read_optional(
+        &inner
+            .config
+            .data_dir
+            .join(crate::lifecycle::store::FILE_NAME),
+    )
 }
 
 /// Takes the snapshot (see the module documentation).
 pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
     inner.check_open()?;
+    let lifecycle = lifecycle_bytes(inner)?;
     let _serial = inner.flush_lock.lock().map_err(|_| super::poisoned())?;
-    let (manifest, segments, cut) = {
+    let (manifest, segments, cut, rollups, cold_objects) = {
         let manifest = super::maintenance::lock_manifest(inner)?;
         let state = inner.write_state()?;
         let cut = inner.wal.rotate()?;
@@ -66,7 +138,24 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
                 live: l.clone(),
             })
             .collect();
-        (manifest.clone(), segments, cut)
+        let rollups = (!state.rollups.is_empty()).then(|| state.rollups.encode());
+        let cold: Vec<crate::cold::ColdObject> =
+            state.cold.iter().map(|o| o.as_ref().clone()).collect();
+        (manifest.clone(), segments, cut, rollups, cold)
+    };
+    // Cold manifests are committed before the live state changes, so this number's list
+    // holds every object the state named a moment ago (or their rewrites).
+    let cold = match &inner.cold {
+        None => None,
+        Some(tier) => Some(ColdReference {
+            url: tier.url().to_string(),
+            manifest_number: inner
+                .cold_manifest
+                .lock()
+                .map_err(|_| super::poisoned())?
+                .number,
+            objects: cold_objects,
+        }),
     };
     let manifest_path = &inner.paths.manifest;
     let manifest_bytes = std::fs::read(manifest_path).at(manifest_path)?;
@@ -93,17 +182,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
             });
         }
     };
-    let tomb_path = inner.config.data_dir.join(super::erase::FILE_NAME);
-    let tombstones = match std::fs::read(&tomb_path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(crate::StorageError::Io {
-                path: tomb_path,
-                source,
-            });
-        }
-    };
+    let tombstones = read_optional(&inner.config.data_dir.join(super::erase::FILE_NAME))?;
     tracing::info!(
         segments = segments.len(),
         wal_files = wal.len(),
@@ -115,5 +194,8 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
         wal,
         tombstones,
         segments,
+        lifecycle,
+        rollups,
+        cold,
     })
 }

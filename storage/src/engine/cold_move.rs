@@ -116,7 +116,7 @@ fn key_part(s: &str) -> String {
 }
 
 /// A name no other move (of this or another node) uses.
-fn unique() -> String {
+pub(super) fn unique() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -92,14 +92,38 @@ impl Tombstone {
         self.device == device && self.database.as_deref().is_none_or(|d| d == database)
     }
 
-    fn cut(&self) -> Cut {
+    /// The range erased from `stream`: the tombstone's own, widened to whole windows in a rollup
+    /// stream (a rollup row of a window the range cuts into aggregates erased rows; the erase
+    /// re-aggregates those edge windows from the raw rows left, see [`recompute_edges`]).
+    pub(crate) fn range_in(&self, stream: &str) -> (i64, i64) {
+        match crate::rollup::parse_rollup_stream_name(stream) {
+            None => (self.start, self.end),
+            Some((_, every)) => widen(self.start, self.end, every),
+        }
+    }
+
+    fn cut(&self, stream: &str) -> Cut {
+        let (start, end) = self.range_in(stream);
         Cut {
             mark: self.mark,
             wal_cut: self.wal_cut,
-            start: self.start,
-            end: self.end,
+            start,
+            end,
         }
     }
+}
+
+/// `[start, end)` widened to whole windows of `every` (unbounded ends stay unbounded).
+fn widen(start: i64, end: i64, every: i64) -> (i64, i64) {
+    let lo = match start {
+        i64::MIN => start,
+        s => crate::rollup::window_start(s, every),
+    };
+    let hi = match end {
+        i64::MAX => end,
+        e => crate::rollup::window_start(e.saturating_sub(1), every).saturating_add(every),
+    };
+    (lo, hi)
 }
 
 impl Tombstones {
@@ -108,12 +132,12 @@ impl Tombstones {
         self.list.is_empty()
     }
 
-    /// The cuts that apply to a series of `device` in `database`.
-    pub fn cuts(&self, database: &str, device: &str) -> Vec<Cut> {
+    /// The cuts that apply to a series of `device` in `database`.`stream`.
+    pub fn cuts(&self, database: &str, stream: &str, device: &str) -> Vec<Cut> {
         self.list
             .iter()
             .filter(|t| t.covers(database, device))
-            .map(Tombstone::cut)
+            .map(|t| t.cut(stream))
             .collect()
     }
 }
@@ -159,13 +183,19 @@ pub(crate) fn remove_ranges(rows: Rows, ranges: &[(i64, i64)]) -> Rows {
     out
 }
 
-/// Series ids of the device a tombstone names, with the stream each belongs to.
-fn covered_series(catalog: &Catalog, t: &Tombstone) -> Vec<SeriesId> {
+/// Series ids of the device a tombstone names, each with the range erased from its stream.
+fn covered_series(catalog: &Catalog, t: &Tombstone) -> Vec<(SeriesId, (i64, i64))> {
     catalog
         .streams
         .iter()
         .filter(|s| t.database.as_deref().is_none_or(|d| d == s.database))
-        .flat_map(|s| s.matching(Some(&t.device), &[]).iter().collect::<Vec<_>>())
+        .flat_map(|s| {
+            let range = t.range_in(&s.name);
+            s.matching(Some(&t.device), &[])
+                .iter()
+                .map(move |sid| (sid, range))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -178,8 +208,8 @@ pub(crate) fn memtable_cuts(state: &State, wal_cut: u64) -> HashMap<SeriesId, Ve
         .iter()
         .filter(|t| wal_cut <= t.wal_cut)
     {
-        for sid in covered_series(&state.catalog, t) {
-            out.entry(sid).or_default().push((t.start, t.end));
+        for (sid, range) in covered_series(&state.catalog, t) {
+            out.entry(sid).or_default().push(range);
         }
     }
     out
@@ -250,8 +280,8 @@ pub(super) fn after_open(inner: &Inner) -> Result<()> {
     let mut state = inner.write_state()?;
     state.tombstones = list;
     for t in &kept {
-        for sid in covered_series(&state.catalog, t) {
-            state.last.erase_range(sid, t.start, t.end);
+        for (sid, (start, end)) in covered_series(&state.catalog, t) {
+            state.last.erase_range(sid, start, end);
         }
     }
     drop(state);
@@ -310,13 +340,18 @@ pub(super) fn erase(inner: &Inner, req: &EraseRequest) -> Result<EraseReport> {
         persist(inner, &next)?;
         state.tombstones = next;
         let series = covered_series(&state.catalog, &tomb);
-        for &sid in &series {
-            state.last.erase_range(sid, tomb.start, tomb.end);
+        for &(sid, (start, end)) in &series {
+            state.last.erase_range(sid, start, end);
         }
         (tomb, series.len())
     };
     // Writes the frozen memtable without the device's rows and retires the WAL files holding them.
     super::maintenance::flush_held(inner)?;
+    drop(_serial);
+    if let Err(e) = recompute_edges(inner, &tomb) {
+        // The marks stay (absorb gives them back on failure): background maintenance retries.
+        tracing::warn!(error = %e, "could not re-aggregate the rollup windows an erase cut into; retried by maintenance");
+    }
     refill_latest(inner, &tomb, false)?;
     super::maintenance::wake(inner);
     tracing::info!(
@@ -332,6 +367,49 @@ pub(super) fn erase(inner: &Inner, req: &EraseRequest) -> Result<EraseReport> {
         tombstone: tomb.id,
         series,
     })
+}
+
+/// Marks, in every rollup of the device's streams, the windows holding the erased range's bounds
+/// and absorbs them: their rollup rows are aggregated again from the raw rows left (the
+/// tombstone hides the old rows of these windows, widened to whole windows in rollup streams).
+/// Windows wholly inside the range hold no raw rows any more and are simply hidden.
+fn recompute_edges(inner: &Inner, t: &Tombstone) -> Result<()> {
+    let edges: Vec<i64> = [
+        (t.start != i64::MIN).then_some(t.start),
+        (t.end != i64::MAX).then(|| t.end - 1),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if edges.is_empty() {
+        return Ok(());
+    }
+    let mut marked = false;
+    {
+        let mut guard = inner.write_state()?;
+        let state = &mut *guard;
+        for (db, streams) in state.rollups.streams.iter_mut() {
+            if t.database.as_deref().is_some_and(|d| d != db) {
+                continue;
+            }
+            for (stream, rollups) in streams.iter_mut() {
+                let Some(id) = state.catalog.stream_id(db, stream) else {
+                    continue;
+                };
+                let series = state.catalog.stream(id).matching(Some(&t.device), &[]);
+                for m in rollups.iter_mut() {
+                    for sid in series.iter() {
+                        m.mark(sid, edges.iter().copied());
+                        marked = true;
+                    }
+                }
+            }
+        }
+    }
+    if marked {
+        super::rollups::absorb(inner, None)?;
+    }
+    Ok(())
 }
 
 /// After a partial-range erase, puts back into the last-value cache the newest value each field
@@ -425,10 +503,11 @@ fn pending_rewrites(state: &State) -> Vec<Rewrite> {
             if t.database.as_deref().is_some_and(|d| d != m.database) {
                 continue;
             }
+            let range = t.range_in(&m.stream);
             for sid in state.catalog.stream(stream).matching(Some(&t.device), &[]) {
                 let held = live.segment.series_range(sid);
-                if held.is_some_and(|(lo, hi)| overlaps(&[(t.start, t.end)], lo, hi)) {
-                    cuts.entry(sid).or_default().push((t.start, t.end));
+                if held.is_some_and(|(lo, hi)| overlaps(&[range], lo, hi)) {
+                    cuts.entry(sid).or_default().push(range);
                 }
             }
         }
@@ -443,8 +522,8 @@ fn pending_rewrites(state: &State) -> Vec<Rewrite> {
     out
 }
 
-/// Rewrites every segment holding covered rows without them, then retires the tombstones no
-/// stored data depends on. Runs under `compaction_lock` (before the picker), so no merge of
+/// Rewrites every segment and cold object holding covered rows without them, then retires the
+/// tombstones no stored data depends on. Runs under `compaction_lock` (before the picker), so no merge of
 /// older data runs meanwhile. Returns how many segments were rewritten.
 pub(super) fn purge(inner: &Inner) -> Result<usize> {
     let (work, candidates) = {
@@ -458,8 +537,25 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
     for job in &work {
         rewrite(inner, job)?;
     }
-    retire(inner, &candidates)?;
-    Ok(work.len())
+    // The cold tier next. A failure (the store is unreachable, say) must not hold compaction of
+    // the hot data up: it is reported, every tombstone stays live (reads keep dropping the rows)
+    // and the next pass tries again.
+    match cold::purge(inner) {
+        Ok(cold) => {
+            retire(inner, &candidates)?;
+            Ok(work.len() + cold)
+        }
+        Err(e) => {
+            let msg = format!(
+                "cold: removing erased rows from cold objects failed, retried at the next maintenance pass: {e}"
+            );
+            tracing::warn!(error = %e, "{msg}");
+            if let Some(tier) = &inner.cold {
+                tier.record_error(&msg);
+            }
+            Ok(work.len())
+        }
+    }
 }
 
 /// Writes `job`'s segment again without the covered rows (same `seq`, so the same age) and swaps
@@ -608,6 +704,8 @@ fn retire(inner: &Inner, candidates: &[u64]) -> Result<()> {
     );
     Ok(())
 }
+
+mod cold;
 
 #[cfg(test)]
 mod tests;

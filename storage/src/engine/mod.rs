@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-pub use backup::{BackupSnapshot, SnapshotSegment};
+pub use backup::{BackupSnapshot, COLD_REFERENCE_FILE, ColdReference, SnapshotSegment};
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};

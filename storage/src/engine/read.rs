@@ -364,7 +364,9 @@ pub(super) fn snapshot(
         {
             continue;
         }
-        let cuts = state.tombstones.cuts(&req.database, &key.device);
+        let cuts = state
+            .tombstones
+            .cuts(&req.database, &req.stream, &key.device);
         let mem: Vec<Rows> = memtables
             .iter()
             .filter_map(|(m, cut)| {
@@ -582,6 +584,9 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
     };
     let rows =
         crate::cold::parquet::project(rows, &decoded.fields, &snap.fields, (snap.first, snap.last));
+    // Erased rows the object still holds (until maintenance rewrites it) are not served.
+    let erased = super::erase::segment_ranges(&snap.series[i].cuts, object.seq);
+    let rows = super::erase::remove_ranges(rows, &erased);
     let rows = match snap.mode {
         ReadMode::Values => rows.drop_empty_rows(),
         ReadMode::Points => rows,

@@ -250,3 +250,33 @@ fn an_erase_whose_flush_never_committed_is_dropped_at_open() {
     assert_eq!(points(&engine, "db"), d(&[1, 2, 3]));
     assert!(engine.inner.read_state().unwrap().tombstones.is_empty());
 }
+
+#[test]
+fn rollup_streams_erase_whole_windows() {
+    let t = Tombstone {
+        id: 1,
+        database: None,
+        device: "d".into(),
+        start: 90,
+        end: 250,
+        mark: 1,
+        wal_cut: 1,
+    };
+    assert_eq!(t.range_in("m"), (90, 250));
+    // 100 ns windows: [0, 300) holds every window the range cuts into.
+    let every = 100;
+    let name = crate::rollup::rollup_stream_name("m", every);
+    assert_eq!(t.range_in(&name), (0, 300));
+    let aligned = Tombstone {
+        start: 100,
+        end: 200,
+        ..t.clone()
+    };
+    assert_eq!(aligned.range_in(&name), (100, 200));
+    let open = Tombstone {
+        start: i64::MIN,
+        end: i64::MAX,
+        ..t
+    };
+    assert_eq!(open.range_in(&name), (i64::MIN, i64::MAX));
+}
