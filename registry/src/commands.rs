@@ -13,20 +13,15 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{RegistryError, Result};
 use crate::registry::Registry;
-use crate::store::{IDENTITIES, StrTable, get_json, put_json};
+use crate::store::{COMMANDS, IDENTITIES, MQTT_SESSIONS, get_json, put_json};
 use crate::sync::now_ns;
 use crate::validate::validate_device_id;
-
-/// Commands: `{device}/{command id}` → [`Command`] (JSON).
-pub(crate) const COMMANDS: StrTable = TableDefinition::new("commands");
-/// Persistent MQTT sessions: device id → subscribed topic filters (JSON array).
-pub(crate) const MQTT_SESSIONS: StrTable = TableDefinition::new("mqtt_sessions");
 
 /// Default most pending commands per device (IoT Hub's limit).
 pub const DEFAULT_COMMAND_QUEUE_DEPTH: usize = 50;

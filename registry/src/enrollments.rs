@@ -12,7 +12,7 @@
 //! `docs/security.md`.
 
 use hmac::{Hmac, KeyInit, Mac};
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -20,12 +20,9 @@ use crate::crypto::{ct_eq, generate_key, to_hex};
 use crate::error::{RegistryError, Result};
 use crate::model::{Attributes, Device, DeviceRegistration, NodeRef, RelationKind, Relationship};
 use crate::registry::Registry;
-use crate::store::{StrTable, get_json, put_json};
+use crate::store::{ENROLLMENTS, get_json, put_json};
 use crate::sync::now_ns;
 use crate::validate::{validate_device_id, validate_id};
-
-/// Enrollment groups: id → [`EnrollmentRecord`] (JSON, holds the group key).
-pub(crate) const ENROLLMENTS: StrTable = TableDefinition::new("enrollments");
 
 /// An enrollment group as shown by the API (never its key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

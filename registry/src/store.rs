@@ -19,6 +19,14 @@ pub(crate) const IDENTITIES: StrTable = TableDefinition::new("identities");
 pub(crate) const DEVICES: StrTable = TableDefinition::new("devices");
 /// Device models: model id → `DeviceModel`.
 pub(crate) const MODELS: StrTable = TableDefinition::new("models");
+/// Commands: `{device}/{command id}` → `commands::Command` (JSON).
+pub(crate) const COMMANDS: StrTable = TableDefinition::new("commands");
+/// Persistent MQTT sessions: device id → subscribed topic filters (JSON array).
+pub(crate) const MQTT_SESSIONS: StrTable = TableDefinition::new("mqtt_sessions");
+/// Enrollment groups: id → `enrollments::EnrollmentRecord` (JSON, holds the group key).
+pub(crate) const ENROLLMENTS: StrTable = TableDefinition::new("enrollments");
+/// Twins: device id → `twins::TwinRecord` (JSON).
+pub(crate) const TWINS: StrTable = TableDefinition::new("twins");
 /// Entities: entity id → `Entity`.
 pub(crate) const ENTITIES: StrTable = TableDefinition::new("entities");
 /// Relationships: `relationship_key` → [`RelationshipRecord`].
@@ -134,10 +142,10 @@ pub(crate) fn create_tables(db: &Database) -> Result<()> {
         txn.open_table(def)?;
     }
     txn.open_table(AUDIT)?;
-    txn.open_table(crate::commands::COMMANDS)?;
-    txn.open_table(crate::commands::MQTT_SESSIONS)?;
-    txn.open_table(crate::enrollments::ENROLLMENTS)?;
-    txn.open_table(crate::twins::TWINS)?;
+    txn.open_table(COMMANDS)?;
+    txn.open_table(MQTT_SESSIONS)?;
+    txn.open_table(ENROLLMENTS)?;
+    txn.open_table(TWINS)?;
     {
         let mut meta = txn.open_table(META)?;
         let version = meta.get("schema_version")?.map(|v| v.value().to_vec());

@@ -9,19 +9,16 @@
 //! [`RegistryError::PreconditionFailed`]. Limits ([`TwinLimits`]): the serialized size of a
 //! section after the patch ([`RegistryError::TooLarge`]) and the nesting depth of a patch.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{RegistryError, Result};
 use crate::registry::Registry;
-use crate::store::{IDENTITIES, StrTable, get_json, put_json};
+use crate::store::{IDENTITIES, TWINS, get_json, put_json};
 use crate::sync::now_ns;
 use crate::twin_doc::{self, Stamp};
 use crate::validate::validate_device_id;
-
-/// Twins: device id → [`TwinRecord`] (JSON).
-pub(crate) const TWINS: StrTable = TableDefinition::new("twins");
 
 /// Default largest section (serialized properties, compact JSON), as in IoT Hub.
 pub const DEFAULT_TWIN_MAX_BYTES: usize = 32 * 1024;

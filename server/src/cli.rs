@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata_storage::{Durability, EngineConfig};
 
+use crate::time::parse_duration;
+
 /// Default HTTP listen address. 7086 keeps clear of a local InfluxDB (8086) used for side-by-side runs.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7086";
 
@@ -397,12 +399,6 @@ pub fn parse_database(s: &str) -> Result<String, String> {
     strata_ingest::text::check_database(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
-}
-
-/// Parses a duration such as `500ms`, `30s`, `10m`, `6h`, `1d` (the one parser of
-/// `strata_ingest::text::duration`, which also takes `w` and `y`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    strata_ingest::text::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod admin;
 mod api;
 mod auth;
+mod backup_sessions;
 mod body;
 mod bootstrap;
 pub mod cli;

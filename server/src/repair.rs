@@ -19,7 +19,7 @@ pub struct RepairArgs {
     pub data_dir: PathBuf,
     /// Length of a time partition for the segments the repair flushes: give the server's
     /// `--partition` if it is not the default.
-    #[arg(long, env = "STRATA_PARTITION", default_value = "1d", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "STRATA_PARTITION", default_value = "1d", value_parser = crate::time::parse_duration)]
     pub partition: Duration,
     /// Print the report as JSON instead of text.
     #[arg(long)]

@@ -46,7 +46,7 @@ pub struct Inner {
     /// The device plane: wake-ups of devices' MQTT sessions and long-polls (commands).
     pub plane: Arc<DevicePlane>,
     /// Open backup sessions (`api/backup.rs`).
-    pub backups: crate::api::backup::Sessions,
+    pub backups: crate::backup_sessions::Sessions,
 }
 
 impl AppState {

@@ -9,14 +9,13 @@
 //!   mapping, so compaction deleting the file meanwhile does not matter);
 //! - `DELETE /api/v1/backup/{id}` releases the session.
 //!
-//! A session unused for [`IDLE`] is released by the next call, at most [`MAX_SESSIONS`] exist at
+//! A session unused for [`IDLE`](crate::backup_sessions::IDLE) is released by the next call, at most [`MAX_SESSIONS`](crate::backup_sessions::MAX_SESSIONS) exist at
 //! once. Segment checksums are cached by segment id (segments are immutable and ids never
 //! reused), so an incremental run does not read unchanged segments again. Admin scope with no
 //! stream limits; creating a session is audited (`backup_snapshot`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Extension;
 use axum::Json;
@@ -25,200 +24,11 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use strata_storage::{BackupSnapshot, COLD_REFERENCE_FILE};
 
 use crate::auth::Principal;
+use crate::backup_sessions::{Extra, MAX_SESSIONS, Owned, Session, lock};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// A session unused this long is released.
-pub const IDLE: Duration = Duration::from_secs(600);
-/// Most sessions at once (each pins segments and holds WAL, catalog and registry copies).
-pub const MAX_SESSIONS: usize = 4;
-
-/// Where a file's bytes come from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Segment(usize),
-    Wal(usize),
-    Manifest,
-    Catalog,
-    Tombstones,
-    Registry,
-    Rules,
-    Lifecycle,
-    Rollups,
-    Cold,
-}
-
-#[derive(Debug, Clone)]
-struct FileEntry {
-    path: String,
-    size: u64,
-    crc32c: u32,
-    source: Source,
-}
-
-/// One pinned snapshot.
-struct Session {
-    snapshot: BackupSnapshot,
-    registry: Vec<u8>,
-    /// `rules.redb`, when the server has a rule store.
-    rules: Option<Vec<u8>>,
-    /// The cold-tier reference as JSON, when the server runs with a cold store.
-    cold: Option<Vec<u8>>,
-    files: Vec<FileEntry>,
-    last_used: Mutex<Instant>,
-}
-
-/// The live sessions and the segment checksum cache (part of the server state).
-#[derive(Default)]
-pub struct Sessions {
-    live: Mutex<HashMap<String, Arc<Session>>>,
-    /// Segment id → (size, CRC32C).
-    crcs: Mutex<HashMap<u64, (u64, u32)>>,
-}
-
-impl Session {
-    fn bytes(&self, source: Source) -> &[u8] {
-        let s = &self.snapshot;
-        match source {
-            Source::Segment(i) => s.segments[i].bytes(),
-            Source::Wal(i) => &s.wal[i].1,
-            Source::Manifest => &s.manifest,
-            Source::Catalog => &s.catalog_log,
-            Source::Tombstones => s.tombstones.as_deref().unwrap_or_default(),
-            Source::Registry => &self.registry,
-            Source::Rules => self.rules.as_deref().unwrap_or_default(),
-            Source::Lifecycle => s.lifecycle.as_deref().unwrap_or_default(),
-            Source::Rollups => s.rollups.as_deref().unwrap_or_default(),
-            Source::Cold => self.cold.as_deref().unwrap_or_default(),
-        }
-    }
-}
-
-/// A file of a session as a response body without copying it.
-struct Owned(Arc<Session>, Source);
-
-impl AsRef<[u8]> for Owned {
-    fn as_ref(&self) -> &[u8] {
-        self.0.bytes(self.1)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Sessions {
-    fn expire(&self) {
-        lock(&self.live).retain(|id, s| {
-            let keep = lock(&s.last_used).elapsed() < IDLE;
-            if !keep {
-                tracing::warn!(backup = %id, "released an idle backup session");
-            }
-            keep
-        });
-    }
-
-    fn get(&self, id: &str) -> Result<Arc<Session>, ApiError> {
-        self.expire();
-        let s = lock(&self.live).get(id).cloned().ok_or_else(|| {
-            ApiError::NotFound(format!("no backup session '{id}' (released or expired)"))
-        })?;
-        *lock(&s.last_used) = Instant::now();
-        Ok(s)
-    }
-
-    /// Lists the files of a snapshot with their sizes and checksums (segments from the cache).
-    fn entries(&self, snap: &BackupSnapshot, extra: &Extra) -> Vec<FileEntry> {
-        let entry = |path: String, bytes: &[u8], source| FileEntry {
-            path,
-            size: bytes.len() as u64,
-            crc32c: crc32c::crc32c(bytes),
-            source,
-        };
-        let mut out = Vec::new();
-        for (i, seg) in snap.segments.iter().enumerate() {
-            let bytes = seg.bytes();
-            let cached = lock(&self.crcs).get(&seg.id).copied();
-            let (size, crc) = match cached {
-                Some((size, crc)) if size == bytes.len() as u64 => (size, crc),
-                _ => {
-                    let v = (bytes.len() as u64, crc32c::crc32c(bytes));
-                    lock(&self.crcs).insert(seg.id, v);
-                    v
-                }
-            };
-            out.push(FileEntry {
-                path: format!("segments/{}", seg.file_name),
-                size,
-                crc32c: crc,
-                source: Source::Segment(i),
-            });
-        }
-        let live: std::collections::HashSet<u64> = snap.segments.iter().map(|s| s.id).collect();
-        lock(&self.crcs).retain(|id, _| live.contains(id));
-        for (i, (name, bytes)) in snap.wal.iter().enumerate() {
-            out.push(entry(format!("wal/{name}"), bytes, Source::Wal(i)));
-        }
-        out.push(entry("MANIFEST".into(), &snap.manifest, Source::Manifest));
-        out.push(entry(
-            "catalog.log".into(),
-            &snap.catalog_log,
-            Source::Catalog,
-        ));
-        if let Some(t) = &snap.tombstones {
-            out.push(entry("tombstones".into(), t, Source::Tombstones));
-        }
-        out.push(entry(
-            "registry.redb".into(),
-            &extra.registry,
-            Source::Registry,
-        ));
-        let optional = [
-            ("rules.redb", extra.rules.as_deref(), Source::Rules),
-            ("LIFECYCLE", snap.lifecycle.as_deref(), Source::Lifecycle),
-            ("rollups.json", snap.rollups.as_deref(), Source::Rollups),
-            (COLD_REFERENCE_FILE, extra.cold.as_deref(), Source::Cold),
-        ];
-        for (name, bytes, source) in optional {
-            if let Some(b) = bytes {
-                out.push(entry(name.into(), b, source));
-            }
-        }
-        out
-    }
-}
-
-/// The copies a session holds besides the engine snapshot.
-struct Extra {
-    registry: Vec<u8>,
-    rules: Option<Vec<u8>>,
-    cold: Option<Vec<u8>>,
-}
-
-impl Extra {
-    /// Copies the registry and the rule store (each under its own write lock) and encodes the
-    /// snapshot's cold reference.
-    fn take(
-        registry: &strata_registry::Registry,
-        rules: Option<&strata_rules::Rules>,
-        snap: &BackupSnapshot,
-    ) -> Result<Extra, ApiError> {
-        let rules = match rules {
-            Some(r) => Some(r.backup_bytes().map_err(|e| {
-                ApiError::Internal(format!("cannot copy the rule store for the backup: {e}"))
-            })?),
-            None => None,
-        };
-        Ok(Extra {
-            registry: registry.backup_bytes()?,
-            rules,
-            cold: snap.cold.as_ref().map(|c| c.encode()),
-        })
-    }
-}
 
 fn unlimited(p: &Principal) -> Result<(), ApiError> {
     match p {

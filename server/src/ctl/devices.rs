@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::ctl::client::{Body, enc, query};
+use crate::ctl::import::Format;
 use crate::ctl::table::{Table, cell, print_object, time_cell};
 use crate::ctl::{Connection, parse_key_value, print_json};
 
@@ -59,15 +60,6 @@ pub enum Slot {
     Secondary,
     /// Both keys.
     Both,
-}
-
-/// Input format of `strata devices import`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A JSON array of devices.
-    Json,
-    /// CSV with a header row (`id,model,location,tags,...`).
-    Csv,
 }
 
 #[derive(Debug, Subcommand)]

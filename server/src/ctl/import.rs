@@ -7,9 +7,17 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::ctl::client::Body;
-use crate::ctl::devices::Format;
 use crate::ctl::progress;
 use crate::ctl::table::cell;
+
+/// Input format of `strata devices import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A JSON array of devices.
+    Json,
+    /// CSV with a header row (`id,model,location,tags,...`).
+    Csv,
+}
 
 /// The import endpoint.
 const BULK_PATH: &str = "/api/v1/devices/bulk";

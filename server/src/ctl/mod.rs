@@ -7,7 +7,7 @@ pub mod chart;
 pub mod client;
 pub mod devices;
 pub mod entities;
-mod import;
+pub mod import;
 pub mod lifecycle;
 pub mod progress;
 pub mod sql;
