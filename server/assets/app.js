@@ -1,7 +1,7 @@
 // Strata web console: a plain ES module, no build step. Every call goes through the scoped HTTP
 // API with the API token the user signed in with (kept in sessionStorage, never in a URL), so a
-// read-only token sees a read-only console. Pages are registered in PAGES: a new page (lifecycle,
-// rules, ...) is one more entry there and one more link in index.html.
+// read-only token sees a read-only console. Pages are registered in PAGES: a new page is one more
+// entry there and one more link in index.html.
 
 const TOKEN_KEY = 'strata.token';
 const HISTORY_KEY = 'strata.sqlHistory';
@@ -88,7 +88,7 @@ function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
 function stopTimers() { timers.forEach(clearInterval); timers = []; window.strataCharts = []; }
 
 /** Pages by route name: render(main, arg). */
-const PAGES = { overview: overviewPage, devices: devicesPage, device: devicePage, entities: entitiesPage, sql: sqlPage };
+const PAGES = { overview: overviewPage, devices: devicesPage, device: devicePage, entities: entitiesPage, sql: sqlPage, lifecycle: lifecyclePage, rules: rulesPage };
 
 function route() {
   if (!token()) return signOut();
@@ -130,12 +130,16 @@ async function overviewPage(main) {
   const rates = h('tbody');
   const errors = h('tbody');
   const storage = h('tbody');
+  const tiersBody = h('tbody');
+  const alertsBody = h('tbody');
   const stamp = h('span', { class: 'muted' });
   main.replaceChildren(
     h('div', { class: 'row' }, h('h2', {}, 'Overview'), stamp),
     tiles,
     h('div', { class: 'card' }, h('h3', {}, 'Ingest by protocol'), h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'protocol'), h('th', {}, 'messages/s'), h('th', {}, 'bytes/s'), h('th', {}, 'open connections'), h('th', {}, 'messages total'))), rates)),
     h('div', { class: 'card' }, h('h3', {}, 'Storage'), h('table', {}, storage)),
+    h('div', { class: 'card' }, h('h3', {}, 'Storage by tier'), h('table', { id: 'overview-tiers' }, h('thead', {}, h('tr', {}, ['tier', 'streams', 'rows', 'bytes'].map((c) => h('th', {}, c)))), tiersBody)),
+    h('div', { class: 'card' }, h('h3', {}, 'Alerts'), h('table', { id: 'overview-alerts' }, h('thead', {}, h('tr', {}, ['rule', 'key', 'state', 'since', 'value'].map((c) => h('th', {}, c)))), alertsBody)),
     h('div', { class: 'card' }, h('h3', {}, 'Recent errors'), h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'source'), h('th', {}, 'reason'), h('th', {}, 'detail'), h('th', {}, 'count'))), errors)));
   let previous = null;
   every(5000, async () => {
@@ -168,9 +172,20 @@ async function overviewPage(main) {
       ...rejects.map((m) => h('tr', {}, h('td', {}, m.labels.protocol), h('td', {}, m.labels.reason), h('td', {}, m.labels.detail), h('td', {}, m.value))),
       ...recovery.map((w) => h('tr', {}, h('td', {}, 'recovery'), h('td', {}, 'damage'), h('td', {}, typeof w === 'string' ? w : JSON.stringify(w)), h('td', {}, 1))));
     if (!rejects.length && !recovery.length) errors.replaceChildren(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No errors.')));
+    const [tiers, alerts] = await Promise.all([
+      sql('SELECT tier, count(DISTINCT stream) AS streams, sum(rows) AS rows, sum(bytes) AS bytes FROM storage_tiers GROUP BY tier ORDER BY tier').catch(() => []),
+      sql("SELECT rule, key, state, coalesce(fired, started) AS since, value FROM alerts WHERE state <> 'resolved' ORDER BY since DESC LIMIT 20").catch(() => []),
+    ]);
+    tiersBody.replaceChildren(...(tiers.length ? tiers.map((t) => h('tr', { 'data-tier': t.tier }, h('td', {}, t.tier), h('td', {}, t.streams), h('td', {}, t.rows), h('td', {}, bytes(t.bytes))))
+      : [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No data stored yet.'))]));
+    alertsBody.replaceChildren(...(alerts.length ? alerts.map(alertRow) : [h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No pending or firing alerts.'))]));
+    tiles.append(tile('Alerts firing', alerts.filter((a) => a.state === 'firing').length));
     stamp.textContent = `updated ${new Date().toLocaleTimeString()}`;
   });
 }
+
+const bytes = (n) => (n == null ? '' : n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(2)} GB`);
+const alertRow = (a) => h('tr', { 'data-state': a.state }, h('td', {}, a.rule), h('td', {}, a.key), h('td', {}, h('span', { class: `badge ${a.state === 'firing' ? 'off' : 'on'}` }, a.state)), h('td', {}, a.since || ''), h('td', {}, a.value == null ? '' : a.value));
 
 const tile = (label, value) => h('div', { class: 'card tile' }, h('div', { class: 'muted' }, label), h('div', { class: 'v' }, value));
 
@@ -237,9 +252,12 @@ async function devicePage(main, id) {
       message.replaceChildren('New key (shown once, copy it now): ', h('div', { class: 'secret', id: 'device-secret' }, key));
     } catch (e) { message.className = 'error'; message.textContent = e.message; }
   });
-  // Which streams hold this device's data, and its newest row in each.
+  // Which streams hold this device's data, and its newest row in each: telemetry first, the
+  // alert history after it; rollup tables (`_rollup_*`) are derived, not the device's own.
+  const telemetry = streams.filter((s) => !s.name.startsWith('_rollup_'))
+    .sort((a, b) => (a.name === 'alert_history') - (b.name === 'alert_history'));
   const latest = [];
-  for (const s of streams) {
+  for (const s of telemetry) {
     const rows = await sql(`SELECT * FROM ${quoteIdent(s.name)} WHERE device = ${quoteLiteral(id)} ORDER BY time DESC LIMIT 1`).catch(() => []);
     if (rows.length) latest.push({ stream: s, row: rows[0] });
   }
@@ -269,8 +287,63 @@ async function devicePage(main, id) {
       h('div', { class: 'row' }, toggle, rotate), message),
     h('div', { class: 'card' }, h('h3', {}, 'Telemetry'), h('div', { class: 'row' }, streamSel, rangeSel), chartBox, chartInfo),
     h('div', { class: 'card' }, h('h3', {}, 'Last values'), h('table', { id: 'last-values' }, lastValues)),
-    h('div', { class: 'card' }, h('h3', {}, 'Attributes'), h('pre', {}, JSON.stringify(device.attributes, null, 2))));
+    h('div', { class: 'card' }, h('h3', {}, 'Attributes'), h('pre', {}, JSON.stringify(device.attributes, null, 2))),
+    await twinCard(id),
+    await commandsCard(id),
+    await deviceAlertsCard(id));
   await draw();
+}
+
+/** The device twin: desired and reported with versions, and what the device has not reported yet. */
+async function twinCard(id) {
+  const card = h('div', { class: 'card', id: 'device-twin' }, h('h3', {}, 'Twin'));
+  try {
+    const twin = await api(`/api/v1/devices/${encodeURIComponent(id)}/twin`);
+    const rows = await sql(`SELECT delta FROM twins WHERE device = ${quoteLiteral(id)}`).catch(() => []);
+    const delta = rows[0]?.delta;
+    card.append(h('div', { class: 'row twin' },
+      h('div', {}, h('h4', {}, `desired (v${twin.desired?.$version ?? 0})`), h('pre', { id: 'twin-desired' }, JSON.stringify(twin.desired, null, 2))),
+      h('div', {}, h('h4', {}, `reported (v${twin.reported?.$version ?? 0})`), h('pre', { id: 'twin-reported' }, JSON.stringify(twin.reported, null, 2)))),
+    h('p', { class: 'muted', id: 'twin-delta' }, delta && delta !== '{}' ? `Not yet reported by the device: ${typeof delta === 'string' ? delta : JSON.stringify(delta)}` : 'The device has reported every desired property.'));
+  } catch (e) { card.append(h('p', { class: 'muted' }, `No twin: ${e.message}`)); }
+  return card;
+}
+
+/** The device's command inbox, newest first, and a form to send one. */
+async function commandsCard(id) {
+  const body = h('tbody');
+  const message = h('p', { role: 'status', id: 'command-message' });
+  const load = async () => {
+    const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/commands`).catch(() => ({ commands: [] }));
+    const list = [...(r.commands || [])].sort((a, b) => b.created_ns - a.created_ns).slice(0, 20);
+    body.replaceChildren(...(list.length ? list.map((c) => h('tr', { 'data-command': c.id }, h('td', {}, c.name), h('td', {}, h('span', { class: 'badge' }, typeof c.status === 'string' ? c.status : JSON.stringify(c.status))),
+      h('td', {}, ago(c.created_ns)), h('td', {}, JSON.stringify(c.payload)), h('td', {}, c.result == null ? '' : JSON.stringify(c.result))))
+      : [h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No commands.'))]));
+  };
+  const name = h('input', { id: 'command-name', placeholder: 'command name', required: true });
+  const payload = h('input', { id: 'command-payload', placeholder: '{"json": "payload"}' });
+  const send = h('button', { type: 'submit', id: 'command-send' }, 'Send command');
+  const form = h('form', { class: 'row' }, name, payload, send);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const p = payload.value.trim() ? JSON.parse(payload.value) : {};
+      const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/commands`, { method: 'POST', body: { name: name.value.trim(), payload: p, ttl: '1h' } });
+      message.className = ''; message.textContent = `Queued command ${r.id}.`;
+      await load();
+    } catch (e) { message.className = 'error'; message.textContent = e.message; }
+  });
+  await load();
+  return h('div', { class: 'card', id: 'device-commands' }, h('h3', {}, 'Commands'), form, message,
+    h('table', {}, h('thead', {}, h('tr', {}, ['name', 'status', 'created', 'payload', 'result'].map((c) => h('th', {}, c)))), body));
+}
+
+/** Alerts whose key names this device. */
+async function deviceAlertsCard(id) {
+  const rows = await sql(`SELECT rule, key, state, coalesce(fired, started) AS since, value FROM alerts WHERE device = ${quoteLiteral(id)} ORDER BY since DESC LIMIT 20`).catch(() => []);
+  return h('div', { class: 'card', id: 'device-alerts' }, h('h3', {}, 'Recent alerts'),
+    h('table', {}, h('thead', {}, h('tr', {}, ['rule', 'key', 'state', 'since', 'value'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rows.length ? rows.map(alertRow) : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No alerts for this device.')))));
 }
 
 // ---------------------------------------------------------------- charts
@@ -369,6 +442,95 @@ async function entitiesPage(main) {
   const roots = list.filter((e) => !hasParent.has(`entity:${e.id}`)).map((e) => ({ kind: 'entity', id: e.id }));
   main.replaceChildren(h('h2', {}, 'Entities'), h('div', { class: 'card', id: 'entity-tree' },
     roots.length ? roots.map((r) => render(r, new Set())) : h('p', { class: 'muted' }, 'No entities yet.')));
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+async function lifecyclePage(main) {
+  const { databases } = await api('/api/v1/databases');
+  const names = databases || [];
+  const run = h('button', { id: 'lifecycle-run', type: 'button', class: 'secondary' }, 'Run maintenance now');
+  const runResult = h('p', { id: 'lifecycle-run-result', role: 'status' });
+  run.addEventListener('click', async () => {
+    run.disabled = true;
+    try {
+      const r = await api('/api/v1/lifecycle/run', { method: 'POST' });
+      runResult.className = '';
+      runResult.textContent = `Done in ${r.duration_ms ?? '?'} ms: ${(r.dropped || []).length} segments dropped, ${(r.moved || []).length} moved, ${(r.errors || []).length} errors.`;
+      setTimeout(route, 1500);
+    } catch (e) { runResult.className = 'error'; runResult.textContent = e.message; } finally { run.disabled = false; }
+  });
+  const metrics = parseMetrics(await api('/metrics', { accept: 'text/plain' }).catch(() => ''));
+  const rollups = metrics.filter((m) => m.name === 'strata_rollup_pending_windows');
+  const lag = (m) => metrics.find((x) => x.name === 'strata_rollup_lag_seconds' && x.labels.database === m.labels.database && x.labels.stream === m.labels.stream && x.labels.every === m.labels.every)?.value;
+  const cards = [];
+  for (const db of names) cards.push(await databaseCard(db));
+  main.replaceChildren(h('div', { class: 'row' }, h('h2', {}, 'Lifecycle'), run), runResult,
+    ...(cards.length ? cards : [h('p', { class: 'muted' }, 'No databases yet.')]),
+    h('div', { class: 'card' }, h('h3', {}, 'Rollups'), h('table', { id: 'rollups' }, h('thead', {}, h('tr', {}, ['database', 'stream', 'every', 'pending windows', 'lag'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rollups.length ? rollups.map((m) => h('tr', {}, h('td', {}, m.labels.database), h('td', {}, m.labels.stream), h('td', {}, m.labels.every), h('td', {}, m.value), h('td', {}, `${(lag(m) ?? 0).toFixed(1)} s`)))
+        : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No rollups configured.'))))));
+}
+
+/** One database: its policy (editable), stream overrides and per-tier status. */
+async function databaseCard(db) {
+  const doc = await api(`/api/v1/databases/${encodeURIComponent(db)}/lifecycle`);
+  const p = doc.policy || {};
+  const hot = h('input', { name: 'hot', placeholder: 'forever', value: p.hot || '', size: 8 });
+  const retention = h('input', { name: 'retention', placeholder: 'forever', value: p.retention || '', size: 8 });
+  const rollups = h('input', { name: 'rollups', placeholder: 'e.g. 1m:90d, 1h', value: (p.rollups || []).map((r) => (r.keep ? `${r.every}:${r.keep}` : r.every)).join(', '), size: 24 });
+  const message = h('p', { role: 'status' });
+  const form = h('form', { class: 'row', 'data-database': db }, h('label', {}, 'hot ', hot), h('label', {}, 'retention ', retention), h('label', {}, 'rollups ', rollups), h('button', { type: 'submit' }, 'Save policy'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = {
+      hot: hot.value.trim() || null,
+      retention: retention.value.trim() || null,
+      rollups: rollups.value.split(',').map((x) => x.trim()).filter(Boolean).map((x) => { const [every, keep] = x.split(':'); return { every, keep: keep || null }; }),
+    };
+    try {
+      await api(`/api/v1/databases/${encodeURIComponent(db)}/lifecycle`, { method: 'PUT', body });
+      message.className = ''; message.textContent = 'Saved; it applies to existing data from now on.';
+    } catch (e) { message.className = 'error'; message.textContent = e.message; }
+  });
+  const when = (ns) => (ns ? new Date(ns / 1e6).toISOString() : '');
+  const tiers = (doc.tiers || []).map((t) => h('tr', { 'data-stream': t.stream, 'data-tier': t.tier }, h('td', {}, t.stream), h('td', {}, t.tier), h('td', {}, t.files), h('td', {}, t.rows),
+    h('td', {}, bytes(t.bytes)), h('td', {}, when(t.oldest_ns)), h('td', {}, when(t.newest_ns)), h('td', {}, t.pending_moves)));
+  const overrides = Object.entries(doc.overrides || {}).map(([s, o]) => h('li', {}, `${s}: hot ${o.hot || 'forever'}, retention ${o.retention || 'forever'}, rollups ${(o.rollups || []).map((r) => r.every).join(', ') || 'none'}`));
+  return h('div', { class: 'card', 'data-database': db }, h('h3', {}, `Database ${db}`), form, message,
+    overrides.length ? h('div', {}, h('h4', {}, 'Stream overrides'), h('ul', {}, overrides)) : null,
+    h('table', { class: 'tiers' }, h('thead', {}, h('tr', {}, ['stream', 'tier', 'files', 'rows', 'bytes', 'oldest', 'newest', 'pending moves'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, tiers.length ? tiers : h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No data.')))),
+    doc.last_run ? h('p', { class: 'muted' }, `Last maintenance: ${JSON.stringify(doc.last_run).slice(0, 300)}`) : null);
+}
+
+// ---------------------------------------------------------------- rules
+
+async function rulesPage(main) {
+  const [{ items }, stats, alerts] = await Promise.all([
+    api('/api/v1/rules'),
+    sql('SELECT name, evaluations, matches, errors, last_error, lag_ms FROM rules').catch(() => []),
+    sql('SELECT rule, key, state, coalesce(fired, started) AS since, value FROM alerts ORDER BY since DESC LIMIT 100').catch(() => []),
+  ]);
+  const byName = new Map(stats.map((r) => [r.name, r]));
+  const message = h('p', { role: 'status', id: 'rules-message' });
+  const toggle = (rule) => {
+    const b = h('button', { type: 'button', class: 'secondary', 'data-rule': rule.name }, rule.enabled === false ? 'Enable' : 'Disable');
+    b.addEventListener('click', async () => {
+      try { await api(`/api/v1/rules/${encodeURIComponent(rule.name)}/${rule.enabled === false ? 'enable' : 'disable'}`, { method: 'POST' }); route(); } catch (e) { message.className = 'error'; message.textContent = e.message; }
+    });
+    return b;
+  };
+  const rows = (items || []).map((r) => {
+    const st = byName.get(r.name) || {};
+    return h('tr', { 'data-rule': r.name }, h('td', {}, r.name), h('td', {}, r.kind), h('td', {}, h('span', { class: `badge ${r.enabled === false ? 'off' : 'on'}` }, r.enabled === false ? 'disabled' : 'enabled')),
+      h('td', {}, st.evaluations ?? ''), h('td', {}, st.matches ?? ''), h('td', {}, st.errors ?? ''), h('td', { class: st.last_error ? 'error' : '' }, st.last_error || ''), h('td', {}, toggle(r)));
+  });
+  main.replaceChildren(h('h2', {}, 'Rules'), message,
+    h('div', { class: 'card scroll' }, h('table', { id: 'rules' }, h('thead', {}, h('tr', {}, ['name', 'kind', 'status', 'evaluations', 'matches', 'errors', 'last error', ''].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No rules. Create one with POST /api/v1/rules (docs/rules.md).'))))),
+    h('div', { class: 'card scroll' }, h('h3', {}, 'Alerts'), h('table', { id: 'alerts' }, h('thead', {}, h('tr', {}, ['rule', 'key', 'state', 'since', 'value'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, alerts.length ? alerts.map(alertRow) : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No alerts.'))))));
 }
 
 // ---------------------------------------------------------------- SQL

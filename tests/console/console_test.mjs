@@ -2,7 +2,9 @@
 // Run by tests/tests/console.rs against the real binary with loaded data. Environment:
 //   STRATA_URL          http://127.0.0.1:PORT
 //   STRATA_ADMIN_TOKEN  an admin token; STRATA_READ_TOKEN a read-only token
-//   STRATA_DEVICE       a registered device with telemetry in stream STRATA_STREAM
+//   STRATA_DEVICE       a registered device with telemetry in stream STRATA_STREAM, a desired twin
+//                       property, a queued command and a firing alert (rule engine-hot)
+//   STRATA_DAY_DEVICE   a device with one day of 10 s data, 4 fields (the chart timing figure)
 //   STRATA_SHOTS        directory for screenshots (optional)
 // Prints one line per check and "N passed, M failed"; exits 1 when any check failed.
 
@@ -16,6 +18,7 @@ const READER = process.env.STRATA_READ_TOKEN;
 const DEVICE = process.env.STRATA_DEVICE;
 const STREAM = process.env.STRATA_STREAM;
 const SHOTS = process.env.STRATA_SHOTS;
+const DAY_DEVICE = process.env.STRATA_DAY_DEVICE;
 let passed = 0;
 let failed = 0;
 
@@ -52,14 +55,16 @@ try {
   {
     const context = await browser.newContext();
     const page = await context.newPage();
-    let bytes = 0;
-    page.on('response', async (r) => {
-      const len = Number((await r.allHeaders())['content-length'] || 0);
-      bytes += len || (await r.body().catch(() => Buffer.alloc(0))).length;
-    });
+    // Transferred bytes (headers + encoded body) of every request of the first load, summed
+    // once the network is idle (each size is awaited, none is missed).
+    const sizes = [];
+    page.on('requestfinished', (req) => sizes.push(req.sizes()
+      .then((z) => z.responseHeadersSize + z.responseBodySize).catch(() => 0)));
     const t0 = Date.now();
     await page.goto(URL + '/', { waitUntil: 'load' });
     const loadMs = Date.now() - t0;
+    await page.waitForLoadState('networkidle');
+    const bytes = (await Promise.all(sizes)).reduce((a, b) => a + b, 0);
     check('first load under 300 KiB transferred', bytes > 0 && bytes <= 300 * 1024, `${bytes} bytes`);
     console.log(`first-load transfer: ${bytes} bytes, load event after ${loadMs} ms`);
     // A wrong token is refused and nothing else is shown.
@@ -88,6 +93,10 @@ try {
   await page.waitForSelector('tr[data-protocol="http"]');
   const tiles = await page.textContent('.tiles');
   check('overview shows status and connected devices', tiles.includes('Status') && tiles.includes('Connected devices'), tiles);
+  await page.waitForSelector('#overview-tiers tr[data-tier="hot"]');
+  await page.waitForSelector('#overview-alerts tr[data-state="firing"]');
+  const alertText = await page.textContent('#overview-alerts');
+  check('overview shows storage per tier and the firing alert', alertText.includes('engine-hot'), alertText);
   await shot(page, 'overview');
 
   // Devices: search finds the device.
@@ -137,6 +146,29 @@ try {
   const key = await page.textContent('#device-secret');
   check('key rotation shows the new key', key.length >= 16, key);
 
+  // The device plane on the device page: twin, commands (and sending one), the device's alerts.
+  const desired = await page.textContent('#twin-desired');
+  check('device page shows the desired twin', desired.includes('"interval": 30'), desired);
+  check('device page shows what is not yet reported', (await page.textContent('#twin-delta')).includes('interval'), await page.textContent('#twin-delta'));
+  const queued = await page.$$eval('#device-commands tr[data-command]', (trs) => trs.map((t) => t.textContent));
+  check('device page lists the queued command', queued.length === 1 && queued[0].includes('reboot'), JSON.stringify(queued));
+  await page.fill('#command-name', 'ping');
+  await page.fill('#command-payload', '{"n": 1}');
+  await page.click('#command-send');
+  await page.waitForFunction(() => document.querySelectorAll('#device-commands tr[data-command]').length === 2);
+  const inbox = await (await fetch(`${URL}/api/v1/devices/${DEVICE}/commands`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
+  check('a command sent from the console is in the inbox', inbox.commands.some((c) => c.name === 'ping' && c.payload.n === 1), JSON.stringify(inbox));
+  const devAlerts = await page.textContent('#device-alerts');
+  check('device page shows its alerts', devAlerts.includes('engine-hot') && devAlerts.includes('firing'), devAlerts);
+  await shot(page, 'device-plane');
+
+  // A day of 10 s data with 4 fields: how long the chart takes to draw once the rows arrived.
+  await page.goto(`${URL}/#/device/${encodeURIComponent(DAY_DEVICE)}`);
+  await page.waitForFunction(() => /8640 rows × 4 fields, drawn in \d+ ms/.test(document.querySelector('#chart-info')?.textContent || ''), null, { timeout: 20000 });
+  const info = await page.textContent('#chart-info');
+  check('a day of 10 s data is charted', info.startsWith('8640 rows × 4 fields'), info);
+  console.log(`day chart: ${info}`);
+
   // SQL page: run, time shown, table, chart, CSV download.
   await page.click('a[data-page=sql]');
   await page.waitForSelector('#sql');
@@ -157,6 +189,30 @@ try {
   check('CSV download equals the HTTP CSV answer', csv === httpCsv && csv.split('\n')[0] === 'time,temp,hum', csv.slice(0, 80));
   const history = await page.evaluate(() => JSON.parse(localStorage.getItem('strata.sqlHistory') || '[]'));
   check('query history kept', history[0] === query, JSON.stringify(history));
+
+  // Lifecycle page: the database's policy, tiers, the rollup, maintenance on demand.
+  await page.click('a[data-page=lifecycle]');
+  await page.waitForSelector('div[data-database="default"] tr[data-tier="hot"]');
+  const rollupRows = await page.$$eval('#rollups tbody tr', (trs) => trs.map((t) => t.textContent));
+  check('lifecycle page shows the rollup and its lag', rollupRows.some((r) => r.includes(STREAM) && r.includes('1m')), JSON.stringify(rollupRows));
+  const policyRollups = await page.inputValue('div[data-database="default"] input[name=rollups]');
+  check('lifecycle page shows the policy', policyRollups === '1m', policyRollups);
+  await page.click('#lifecycle-run');
+  await page.waitForFunction(() => /^Done in/.test(document.querySelector('#lifecycle-run-result')?.textContent || ''));
+  check('maintenance runs from the console', true);
+  await shot(page, 'lifecycle');
+
+  // Rules page: the rule with its counters, the alert, disabling it.
+  await page.click('a[data-page=rules]');
+  await page.waitForSelector('#rules tr[data-rule="engine-hot"]');
+  const ruleRow = await page.textContent('#rules tr[data-rule="engine-hot"]');
+  check('rules page lists the rule enabled', ruleRow.includes('query') && ruleRow.includes('enabled'), ruleRow);
+  check('rules page lists the firing alert', (await page.textContent('#alerts')).includes('firing'), await page.textContent('#alerts'));
+  await shot(page, 'rules');
+  await page.click('#rules button[data-rule="engine-hot"]');
+  await page.waitForFunction(() => document.querySelector('#rules tr[data-rule="engine-hot"]')?.textContent.includes('disabled'));
+  const rule = await (await fetch(`${URL}/api/v1/rules/engine-hot`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json();
+  check('disabling a rule from the console disables it', rule.enabled === false, JSON.stringify(rule));
 
   // Entities page renders the tree.
   await page.click('a[data-page=entities]');

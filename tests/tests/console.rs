@@ -15,6 +15,8 @@ use strata_tests::{Server, temp_data_dir};
 
 const DEVICE: &str = "truck-7";
 const STREAM: &str = "engine";
+/// A device with one day of 10 s data and 4 fields (8,640 rows): the chart timing figure.
+const DAY_DEVICE: &str = "truck-9";
 
 /// A server with one device, two hours of 10 s telemetry (3 fields) and a site containing it.
 fn start() -> (tempfile::TempDir, Server) {
@@ -50,6 +52,66 @@ fn start() -> (tempfile::TempDir, Server) {
         &json!({"source": {"entity": "site-1"}, "kind": "contains", "target": {"device": DEVICE}}),
     );
     assert!(r.status == 201 || r.status == 204, "{}", r.body);
+    // The device plane, lifecycle and rules pages have something to show: a desired twin
+    // property, a queued command, a policy with a rollup, and a rule firing for the device.
+    let r = server.send_json(
+        "PATCH",
+        &format!("/api/v1/devices/{DEVICE}/twin/desired"),
+        &json!({"interval": 30}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server.post_json(
+        &format!("/api/v1/devices/{DEVICE}/commands"),
+        &json!({"name": "reboot", "payload": {"delay": 5}, "ttl": "1h"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &json!({"retention": null, "rollups": [{"every": "1m"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server.post_json(
+        "/api/v1/rules",
+        &json!({"name": "engine-hot", "kind": "query", "every": "200ms",
+                "sql": format!("SELECT device, max(temp) AS t FROM {STREAM} GROUP BY device HAVING max(temp) > 70"),
+                "actions": []}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let a = server.post(
+            "/api/v1/query",
+            b"SELECT count(*) AS n FROM alerts WHERE state = 'firing'",
+            &[],
+        );
+        if a.status == 200 && a.json()[0]["n"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rule never fired: {}",
+            a.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // One day of 10 s data with 4 fields on a second device, for the chart timing figure.
+    let mut day = String::new();
+    for i in 0..8640i64 {
+        let t = (base + i * 10) * 1_000_000_000;
+        let x = i as f64 / 300.0;
+        day.push_str(&format!(
+            "{STREAM},device={DAY_DEVICE} temp={},hum={},rpm={}i,oil={} {t}\n",
+            60.0 + x.sin() * 10.0,
+            40.0 + x.cos() * 5.0,
+            900 + i % 97,
+            3.0 + (i % 13) as f64 / 10.0
+        ));
+    }
+    assert_eq!(server.write("default", &day).status, 204);
+    server.create_device(DAY_DEVICE, "truck");
+    // Into segments, so the hot tier has rows to show.
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
     (tmp, server)
 }
 
@@ -112,10 +174,13 @@ fn console_in_chromium() {
         .env("STRATA_READ_TOKEN", reader)
         .env("STRATA_DEVICE", DEVICE)
         .env("STRATA_STREAM", STREAM)
+        .env("STRATA_DAY_DEVICE", DAY_DEVICE)
         .env("STRATA_SHOTS", shots)
         .output()
         .expect("node is installed (.ci/install.d/60-browser.sh)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The checks and figures (first-load bytes, chart draw time), shown with --nocapture.
+    println!("{stdout}");
     assert!(
         out.status.success(),
         "console_test.mjs failed ({}):\n{stdout}\n{}\nserver logs:\n{}",
