@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use strata_client::device::{
-    CommandOutcome, DeviceBuilder, DeviceConfig, MethodResponse, Point,
-};
+use strata_client::device::{CommandOutcome, DeviceBuilder, DeviceConfig, MethodResponse, Point};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,9 +20,10 @@ fn main() -> anyhow::Result<()> {
     };
     let host = rest.first().map_or("127.0.0.1", String::as_str);
     let port: u16 = rest.get(1).map_or(Ok(1883), |p| p.parse())?;
-    let dir = rest
-        .get(2)
-        .map_or_else(|| std::env::temp_dir().join(format!("strata-sdk-{id}")), Into::into);
+    let dir = rest.get(2).map_or_else(
+        || std::env::temp_dir().join(format!("strata-sdk-{id}")),
+        Into::into,
+    );
     let interval = Arc::new(AtomicU64::new(1));
     let config = DeviceConfig::new(id, host, port, key, dir);
     let device = DeviceBuilder::new(config)
@@ -45,8 +44,14 @@ fn main() -> anyhow::Result<()> {
             }
         })
         .on_method(|name, body| match name {
-            "ping" => MethodResponse { status: 200, payload: json!({"pong": body}) },
-            _ => MethodResponse { status: 404, payload: json!({"error": "no such method"}) },
+            "ping" => MethodResponse {
+                status: 200,
+                payload: json!({"pong": body}),
+            },
+            _ => MethodResponse {
+                status: 404,
+                payload: json!({"error": "no such method"}),
+            },
         })
         .connect()?;
     let mut reported = 0;

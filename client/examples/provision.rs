@@ -15,7 +15,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: provision HTTP_BASE ENROLLMENT DEVICE_ID GROUP_KEY");
     };
     let p = provision(http, enrollment, id, group_key, None)?;
-    println!("provisioned {} (created: {}), MQTT at {}", p.device_id, p.created, p.mqtt);
+    println!(
+        "provisioned {} (created: {}), MQTT at {}",
+        p.device_id, p.created, p.mqtt
+    );
     let dir = std::env::temp_dir().join(format!("strata-sdk-{id}"));
     let device = Device::connect(DeviceConfig::from_provisioned(&p, dir)?)?;
     device.publish(&[Point::new("env").field("hello", 1.0)])?;

@@ -100,7 +100,10 @@ fn store_and_forward_survives_server_and_device_restarts() {
     assert!(dev.wait_connected(WAIT));
     publish_range(&dev, 0, 100, 10);
     dev.flush(WAIT).unwrap();
-    assert_eq!(stored(&server, "sensor-1"), (100, 100, expected_sum(0, 100)));
+    assert_eq!(
+        stored(&server, "sensor-1"),
+        (100, 100, expected_sum(0, 100))
+    );
 
     // Server down: points go into the buffer and stay there.
     server.terminate();
@@ -220,11 +223,7 @@ fn commands_twin_and_methods_through_the_sdk() {
     let second = r.json()["id"].as_str().unwrap().to_owned();
     for (cid, status, result) in [
         (&first, "completed", json!({"rebooted_after": 5})),
-        (
-            &second,
-            "rejected",
-            json!("unknown command selfdestruct"),
-        ),
+        (&second, "rejected", json!("unknown command selfdestruct")),
     ] {
         let c = poll(|| {
             let c = server
@@ -322,11 +321,7 @@ fn mqtts_with_a_client_certificate() {
     let server = Server::start(&data, &["--mqtts-addr", any, "--mqtt-addr", any]);
     let mqtts = server.logged_port("MQTTS device endpoint listening");
     server.create_device("dev-a", "env");
-    let r = server.post(
-        "/api/v1/devices/dev-a/certificate",
-        br#"{"days": 30}"#,
-        &[],
-    );
+    let r = server.post("/api/v1/devices/dev-a/certificate", br#"{"days": 30}"#, &[]);
     assert_eq!(r.status, 201, "{}", r.body);
     let v = r.json();
     let ca = std::fs::read(data.join("tls").join("ca.pem")).unwrap();

@@ -229,7 +229,10 @@ impl Buffer {
             }
             (records, valid)
         };
-        let next_seq = records.last().map_or(acked_through, |r| r.seq.max(acked_through)) + 1;
+        let next_seq = records
+            .last()
+            .map_or(acked_through, |r| r.seq.max(acked_through))
+            + 1;
         let records: VecDeque<Record> = records
             .into_iter()
             .filter(|r| r.seq > acked_through)

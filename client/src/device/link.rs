@@ -23,8 +23,7 @@ use serde_json::{Value, json};
 use super::buffer::{Buffer, BufferError};
 use super::twin::DesiredState;
 use super::{
-    Auth, Command, CommandOutcome, DeviceConfig, DeviceError, DeviceStats, Handlers,
-    MethodResponse,
+    Auth, Command, CommandOutcome, DeviceConfig, DeviceError, DeviceStats, Handlers, MethodResponse,
 };
 
 /// Largest telemetry message (the server's MQTT packet limit is 256 KiB).
@@ -110,9 +109,9 @@ fn mqtt_options(config: &DeviceConfig) -> Result<MqttOptions, DeviceError> {
     match (&config.ca_pem, cert) {
         (Some(ca), cert) => {
             let tls = super::tls::client_config(ca, cert)?;
-            o.set_transport(rumqttc::Transport::Tls(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
+            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+                tls,
+            )));
         }
         (None, Some(_)) => {
             return Err(DeviceError::Tls(

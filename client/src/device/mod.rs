@@ -110,7 +110,13 @@ impl DeviceConfig {
     /// (`mqtt://host:port`; for `mqtts://` set [`DeviceConfig::ca_pem`] afterwards).
     pub fn from_provisioned(p: &Provisioned, buffer_dir: PathBuf) -> Result<Self, DeviceError> {
         let (host, port) = parse_endpoint(&p.mqtt)?;
-        Ok(DeviceConfig::new(&p.device_id, &host, port, &p.key, buffer_dir))
+        Ok(DeviceConfig::new(
+            &p.device_id,
+            &host,
+            port,
+            &p.key,
+            buffer_dir,
+        ))
     }
 }
 
@@ -121,7 +127,10 @@ pub fn parse_endpoint(url: &str) -> Result<(String, u16), DeviceError> {
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("mqtts://"))
         .ok_or_else(bad)?;
-    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or_else(bad)?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }
@@ -212,7 +221,9 @@ impl DeviceBuilder {
     /// background and is re-established after every failure).
     pub fn connect(self) -> Result<Device, DeviceError> {
         let link = link::Link::start(self.config, self.handlers)?;
-        Ok(Device { link: Arc::new(link) })
+        Ok(Device {
+            link: Arc::new(link),
+        })
     }
 }
 

@@ -165,9 +165,6 @@ mod tests {
             encode(&[p], 0),
             "env\\ room,site=a\\,b t=21.5,n=3i,ok=true,msg=\"say \\\"hi\\\"\" 7\n"
         );
-        assert_eq!(
-            encode(&[Point::new("m").field("v", 1.0)], 9),
-            "m v=1.0 9\n"
-        );
+        assert_eq!(encode(&[Point::new("m").field("v", 1.0)], 9), "m v=1.0 9\n");
     }
 }

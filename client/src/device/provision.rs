@@ -58,10 +58,7 @@ pub fn provision(
     if let Some(tls) = tls {
         agent = agent.tls_config(tls);
     }
-    let auth = format!(
-        "Basic {}",
-        base64(format!("{device_id}:{key}").as_bytes())
-    );
+    let auth = format!("Basic {}", base64(format!("{device_id}:{key}").as_bytes()));
     let resp = agent.build().post(&url).set("Authorization", &auth).call();
     let body: serde_json::Value = match resp {
         Ok(r) => r
@@ -89,7 +86,11 @@ pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
