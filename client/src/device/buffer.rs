@@ -26,6 +26,8 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
 const LOG_FILE: &str = "telemetry.sfb";
 const ACK_FILE: &str = "acked";
+/// Acknowledgements between two writes of the `acked` file.
+const ACK_EVERY: u64 = 64;
 
 /// Errors of the buffer.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +94,16 @@ pub struct Buffer {
     log: File,
     /// Bytes in the log file (header included).
     log_len: u64,
+    /// Disk bytes of the records in `records` (acknowledged ones after a gap included).
+    records_bytes: u64,
     /// Every record with `seq > acked_through`... and some acknowledged ones after a gap.
     records: VecDeque<Record>,
     /// Acknowledged sequence numbers above `acked_through` (acknowledgements out of order).
     acked_above: BTreeSet<u64>,
     /// Every record with `seq <= acked_through` is acknowledged or dropped.
     acked_through: u64,
+    /// The `acked_through` last written to the `acked` file.
+    acked_written: u64,
     next_seq: u64,
     max_bytes: u64,
     sync: bool,
@@ -241,9 +247,11 @@ impl Buffer {
             dir: dir.to_owned(),
             log,
             log_len: valid,
+            records_bytes: 0,
             records,
             acked_above: BTreeSet::new(),
             acked_through,
+            acked_written: acked_through,
             next_seq,
             max_bytes,
             sync,
@@ -261,7 +269,9 @@ impl Buffer {
         self.dir.join(LOG_FILE)
     }
 
+    /// Recomputes the pending counters (at open; afterwards they are kept incrementally).
     fn recount(&mut self) {
+        self.records_bytes = self.records.iter().map(Record::disk_len).sum();
         let live = self
             .records
             .iter()
@@ -302,20 +312,44 @@ impl Buffer {
         }
         self.log_len += bytes.len() as u64;
         self.next_seq += 1;
-        self.records.push_back(Record {
+        let rec = Record {
             seq,
             points,
             payload: payload.to_vec(),
-        });
-        self.recount();
+        };
+        self.count(&rec, true);
+        self.records_bytes += rec.disk_len();
+        self.records.push_back(rec);
         Ok(seq)
     }
 
+    /// Adds (`up`) or removes a record from the pending counters.
+    fn count(&mut self, rec: &Record, up: bool) {
+        let s = &mut self.stats;
+        let (m, p, b) = (1, u64::from(rec.points), rec.disk_len());
+        if up {
+            s.pending_messages += m;
+            s.pending_points += p;
+            s.pending_bytes += b;
+        } else {
+            s.pending_messages -= m;
+            s.pending_points -= p;
+            s.pending_bytes -= b;
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Record> {
+        let rec = self.records.pop_front()?;
+        self.records_bytes -= rec.disk_len();
+        Some(rec)
+    }
+
     fn drop_oldest(&mut self) -> Result<(), BufferError> {
-        let Some(rec) = self.records.pop_front() else {
+        let Some(rec) = self.pop_front() else {
             return Ok(());
         };
         if !self.acked_above.remove(&rec.seq) {
+            self.count(&rec, false);
             self.stats.dropped_messages += 1;
             self.stats.dropped_points += u64::from(rec.points);
         }
@@ -325,31 +359,46 @@ impl Buffer {
 
     /// Marks message `seq` acknowledged (idempotent).
     pub fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
-        if seq <= self.acked_through || !self.records.iter().any(|r| r.seq == seq) {
+        if seq <= self.acked_through {
             return Ok(());
         }
-        self.acked_above.insert(seq);
+        let Ok(i) = self.records.binary_search_by_key(&seq, |r| r.seq) else {
+            return Ok(());
+        };
+        if !self.acked_above.insert(seq) {
+            return Ok(());
+        }
+        let rec = self.records[i].clone();
+        self.count(&rec, false);
         self.advance()
     }
 
     /// Moves `acked_through` over the acknowledged prefix, persists it, compacts when worth it.
     fn advance(&mut self) -> Result<(), BufferError> {
         while let Some(front) = self.records.front() {
-            if front.seq <= self.acked_through {
-                self.records.pop_front();
-            } else if self.acked_above.remove(&front.seq) {
-                self.acked_through = front.seq;
-                self.records.pop_front();
+            let seq = front.seq;
+            if seq <= self.acked_through {
+                self.pop_front();
+            } else if self.acked_above.remove(&seq) {
+                self.acked_through = seq;
+                self.pop_front();
             } else {
                 break;
             }
         }
-        self.recount();
-        self.write_ack()?;
+        // The pointer is persisted every ACK_EVERY acknowledgements (and when the log empties,
+        // and on drop): a crash of the device repeats at most that many messages.
+        if self.acked_through >= self.acked_written + ACK_EVERY {
+            self.write_ack()?;
+        }
         self.maybe_compact()
     }
 
-    fn write_ack(&self) -> Result<(), BufferError> {
+    fn write_ack(&mut self) -> Result<(), BufferError> {
+        if self.acked_written == self.acked_through {
+            return Ok(());
+        }
+        self.acked_written = self.acked_through;
         let tmp = self.dir.join("acked.tmp");
         std::fs::write(&tmp, encode_ack(self.acked_through)).map_err(io_err(&tmp))?;
         let dst = self.dir.join(ACK_FILE);
@@ -359,8 +408,8 @@ impl Buffer {
     /// Empties the log when nothing is pending; rewrites it with the pending records when the
     /// acknowledged part is over 1 MiB and larger than the pending part.
     fn maybe_compact(&mut self) -> Result<(), BufferError> {
-        let live: u64 = self.records.iter().map(Record::disk_len).sum();
-        let dead = self.log_len - HEADER_LEN - live;
+        let live = self.records_bytes;
+        let dead = self.log_len.saturating_sub(HEADER_LEN + live);
         if self.records.is_empty() && self.log_len > HEADER_LEN {
             let path = self.log_path();
             self.write_ack()?;
@@ -394,9 +443,10 @@ impl Buffer {
 
     /// The first pending (unacknowledged) record with `seq >= from`.
     pub fn next_pending(&self, from: u64) -> Option<Record> {
+        let start = self.records.partition_point(|r| r.seq < from);
         self.records
-            .iter()
-            .find(|r| r.seq >= from && !self.acked_above.contains(&r.seq))
+            .range(start..)
+            .find(|r| !self.acked_above.contains(&r.seq))
             .cloned()
     }
 
@@ -417,6 +467,13 @@ impl Buffer {
             .filter(|r| !self.acked_above.contains(&r.seq))
             .cloned()
             .collect()
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // Best effort: without it the unpersisted acknowledgements are merely sent again.
+        let _ = self.write_ack();
     }
 }
 
@@ -493,6 +550,34 @@ mod tests {
     }
 
     proptest! {
+        /// Appends, acknowledgements in any order (repeats and unknown numbers included) and the
+        /// size bound keep the counters equal to a recount, and a reopen keeps exactly the
+        /// records not acknowledged through the persisted pointer.
+        #[test]
+        fn counters_follow_appends_and_acks(ops in proptest::collection::vec((any::<bool>(), 0u64..40), 1..120)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut b = Buffer::open(dir.path(), 600, false).unwrap();
+            for (append, n) in ops {
+                if append {
+                    b.append((n % 5) as u32 + 1, &vec![b'x'; n as usize]).unwrap();
+                } else {
+                    b.ack(n).unwrap();
+                }
+                let before = b.stats();
+                b.recount();
+                prop_assert_eq!(before, b.stats());
+                prop_assert!(b.stats().pending_bytes <= 600);
+            }
+            let pending: Vec<u64> = b.pending().iter().map(|r| r.seq).collect();
+            let through = b.acked_through;
+            drop(b);
+            let b = Buffer::open(dir.path(), 600, false).unwrap();
+            let reopened: Vec<u64> = b.pending().iter().map(|r| r.seq).collect();
+            // Out-of-order acknowledgements above the pointer are not persisted: sent again.
+            prop_assert!(reopened.iter().all(|s| *s > through));
+            prop_assert!(pending.iter().all(|s| reopened.contains(s)));
+        }
+
         /// Any cut of the log (a crash mid-append) reopens without a panic and keeps exactly the
         /// whole records before the cut.
         #[test]
