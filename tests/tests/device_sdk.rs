@@ -374,3 +374,38 @@ fn a_day_of_backlog_is_delivered_after_the_reconnect() {
     );
     dev.close();
 }
+
+/// A message the server refuses (a string where the stream has a float: the server closes the
+/// connection on it, every time) is given up after three connections in a row die on it, counted,
+/// and does not block the messages behind it. Points without fields are refused up front.
+#[test]
+fn a_refused_message_does_not_block_the_buffer() {
+    let (_tmp, data) = temp_data_dir();
+    let buffers = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start(&data, port, &[]);
+    let key = key_of(&server.create_device("probe-1", "env"));
+    let config = DeviceConfig::new("probe-1", "127.0.0.1", port, &key, buffers.path().join("p"));
+    let dev = Device::connect(config).unwrap();
+    let at = |s: i64| 1_764_000_000_000_000_000i64 + s * 1_000_000_000;
+    dev.publish(&[Point::new("env").field("seq", 0.0).at(at(0))])
+        .unwrap();
+    dev.flush(WAIT).unwrap();
+    dev.publish(&[Point::new("env").field("seq", "zero").at(at(1))])
+        .unwrap();
+    dev.publish(&[Point::new("env").field("seq", 2.0).at(at(2))])
+        .unwrap();
+    dev.flush(WAIT).unwrap();
+    let s = dev.stats();
+    assert_eq!(
+        (s.buffer.rejected_messages, s.buffer.rejected_points),
+        (1, 1),
+        "{s:?}"
+    );
+    assert_eq!(stored(&server, "probe-1"), (2, 2, 2.0));
+    assert!(matches!(
+        dev.publish(&[Point::new("env")]),
+        Err(DeviceError::InvalidPoint(_))
+    ));
+    dev.close();
+}

@@ -85,6 +85,11 @@ pub struct BufferStats {
     pub dropped_points: u64,
     /// Bytes cut off a torn or corrupt tail when the buffer was opened.
     pub truncated_bytes: u64,
+    /// Messages given up because the server kept closing the connection on them (see
+    /// [`Buffer::discard`]).
+    pub rejected_messages: u64,
+    /// Points in those messages.
+    pub rejected_points: u64,
 }
 
 /// The store-and-forward buffer.
@@ -371,6 +376,18 @@ impl Buffer {
         let rec = self.records[i].clone();
         self.count(&rec, false);
         self.advance()
+    }
+
+    /// Gives up message `seq` (the server refuses it: it would block the buffer forever);
+    /// counted in `rejected_messages` / `rejected_points`.
+    pub fn discard(&mut self, seq: u64) -> Result<(), BufferError> {
+        if let Ok(i) = self.records.binary_search_by_key(&seq, |r| r.seq)
+            && !self.acked_above.contains(&seq)
+        {
+            self.stats.rejected_messages += 1;
+            self.stats.rejected_points += u64::from(self.records[i].points);
+        }
+        self.ack(seq)
     }
 
     /// Moves `acked_through` over the acknowledged prefix, persists it, compacts when worth it.

@@ -28,6 +28,9 @@ use super::{
 
 /// Largest telemetry message (the server's MQTT packet limit is 256 KiB).
 const MAX_MESSAGE_BYTES: usize = 250 * 1024;
+/// Connections in a row that closed without acknowledging any telemetry while the same oldest
+/// message was in flight, after which that message is given up (the server refuses it).
+const POISON_STRIKES: u32 = 3;
 /// Command ids remembered to drop repeated deliveries.
 const RECENT_COMMANDS: usize = 256;
 
@@ -76,6 +79,10 @@ struct Shared {
     counters: Counters,
     connected: AtomicBool,
     shutdown: AtomicBool,
+    /// Telemetry PUBACKs on the current connection.
+    acks_this_connection: AtomicU64,
+    /// (oldest pending sequence number, connections in a row that died on it).
+    strikes: Mutex<(u64, u32)>,
 }
 
 /// Locks, recovering from a poisoned lock (a panicking handler must not stop the device).
@@ -145,6 +152,8 @@ impl Link {
             counters: Counters::default(),
             connected: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            acks_this_connection: AtomicU64::new(0),
+            strikes: Mutex::new((0, 0)),
         });
         let (tx, rx) = mpsc::channel();
         let delay = config.reconnect_delay;
@@ -262,6 +271,7 @@ fn event_loop(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+                shared.acks_this_connection.store(0, Ordering::SeqCst);
                 if !ack.session_present {
                     for s in &subscriptions {
                         let _ = client.try_subscribe(s.as_str(), QoS::AtLeastOnce);
@@ -321,6 +331,7 @@ fn on_puback(shared: &Shared, pkid: u16) {
             .counters
             .messages_acked
             .fetch_add(1, Ordering::Relaxed);
+        shared.acks_this_connection.fetch_add(1, Ordering::SeqCst);
         // A failing acknowledgement write only means the message may be sent again later.
         let _ = lock(&shared.buffer).ack(seq);
     }
@@ -329,7 +340,7 @@ fn on_puback(shared: &Shared, pkid: u16) {
 /// After a connection error: forget `rumqttc`'s retransmission state and queue everything that
 /// was not acknowledged for sending after the next CONNACK.
 fn on_error(conn: &mut Connection, shared: &Shared) {
-    shared.connected.store(false, Ordering::SeqCst);
+    let was_connected = shared.connected.swap(false, Ordering::SeqCst);
     shared
         .counters
         .connection_errors
@@ -342,6 +353,11 @@ fn on_error(conn: &mut Connection, shared: &Shared) {
     let mut lost: Vec<Tag> = lost.into_iter().map(|(_, t)| t).collect();
     lost.extend(tags.collided.take().map(|(_, t)| t));
     lost.extend(tags.queued.drain(..));
+    let telemetry_lost = lost.iter().any(|t| matches!(t, Tag::Telemetry(_)));
+    if was_connected {
+        let acked = shared.acks_this_connection.load(Ordering::SeqCst) > 0;
+        strike(shared, telemetry_lost && !acked);
+    }
     let mut state = lock(&shared.state);
     for tag in lost.into_iter().rev() {
         if let Tag::Control(topic, payload) = tag {
@@ -349,6 +365,30 @@ fn on_error(conn: &mut Connection, shared: &Shared) {
         }
     }
     state.next_seq = lock(&shared.buffer).first_pending();
+}
+
+/// Counts a connection that died with telemetry in flight and none acknowledged (`dead`); the
+/// oldest pending message is given up after [`POISON_STRIKES`] such connections in a row — a
+/// message the server refuses (say a field type conflicting with the stream's schema) closes the
+/// connection every time and would otherwise block the buffer forever.
+fn strike(shared: &Shared, dead: bool) {
+    let mut strikes = lock(&shared.strikes);
+    if !dead {
+        *strikes = (0, 0);
+        return;
+    }
+    let mut buffer = lock(&shared.buffer);
+    let head = buffer.first_pending();
+    if strikes.0 == head {
+        strikes.1 += 1;
+    } else {
+        *strikes = (head, 1);
+    }
+    if strikes.1 >= POISON_STRIKES {
+        // A failing write only means the message comes back after a restart.
+        let _ = buffer.discard(head);
+        *strikes = (0, 0);
+    }
 }
 
 /// Hands control messages and buffered telemetry to `rumqttc`, in order, while connected.

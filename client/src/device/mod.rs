@@ -42,6 +42,9 @@ pub enum DeviceError {
     /// Provisioning was refused or failed.
     #[error("provisioning: {0}")]
     Provisioning(String),
+    /// A point cannot be encoded (no stream name, or no field).
+    #[error("invalid point: {0}")]
+    InvalidPoint(String),
     /// The device was closed.
     #[error("the device connection is closed")]
     Closed,
@@ -264,6 +267,14 @@ impl Device {
     pub fn publish(&self, points: &[Point]) -> Result<(), DeviceError> {
         if points.is_empty() {
             return Ok(());
+        }
+        for p in points {
+            if p.stream.is_empty() || p.fields.is_empty() {
+                return Err(DeviceError::InvalidPoint(format!(
+                    "{:?} needs a stream name and at least one field",
+                    p.stream
+                )));
+            }
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
