@@ -43,6 +43,9 @@ pub enum BufferError {
     /// The log file does not start with the buffer's magic and version.
     #[error("{0} is not a Strata store-and-forward buffer (bad header)")]
     NotABuffer(PathBuf),
+    /// Another process (or another open `Buffer`) uses this buffer directory.
+    #[error("store-and-forward buffer {0} is in use by another device connection")]
+    Locked(PathBuf),
     /// One message is larger than the buffer (or [`MAX_RECORD_BYTES`]).
     #[error("message of {size} bytes does not fit a buffer of {limit} bytes")]
     TooLarge {
@@ -213,6 +216,10 @@ impl Buffer {
             .truncate(false)
             .open(&path)
             .map_err(io_err(&path))?;
+        // An exclusive lock for as long as the file is open: two writers would interleave records.
+        if log.try_lock().is_err() {
+            return Err(BufferError::Locked(path));
+        }
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes).map_err(io_err(&path))?;
         let acked_through = std::fs::read(dir.join(ACK_FILE))
@@ -454,6 +461,8 @@ impl Buffer {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        // The renamed file is a new inode: take its lock (nobody else can know it yet).
+        let _ = self.log.try_lock();
         self.log_len = out.len() as u64;
         Ok(())
     }
@@ -554,6 +563,18 @@ mod tests {
             b.append(1, &[0; 200]),
             Err(BufferError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_buffer_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Buffer::open(dir.path(), 1 << 20, false).unwrap();
+        assert!(matches!(
+            Buffer::open(dir.path(), 1 << 20, false),
+            Err(BufferError::Locked(_))
+        ));
+        drop(first);
+        Buffer::open(dir.path(), 1 << 20, false).unwrap();
     }
 
     #[test]
