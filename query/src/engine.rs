@@ -229,6 +229,44 @@ impl QueryEngine {
         Ok(logical)
     }
 
+    /// A fresh copy of the physical plan cached under `key` for the current catalog, if any. A
+    /// transport that plans its own statements (the PostgreSQL wire protocol) keys its entries
+    /// apart from SQL texts (e.g. with a prefix) and caches with [`QueryEngine::physical_plan`].
+    pub fn cached_plan(&self, key: &str) -> Result<Option<Arc<dyn ExecutionPlan>>, QueryError> {
+        Ok(self.plans.get(key, self.engine.catalog_version())?)
+    }
+
+    /// The catalog version plans are cached under (read it before planning).
+    pub fn plan_version(&self) -> u64 {
+        self.engine.catalog_version()
+    }
+
+    /// Plans `logical` (parameters bound) into an optimized physical plan; with `cache =
+    /// Some((key, version))` the plan is cached under `key` when it can be reused (no
+    /// parameters, no volatile functions), `version` being [`QueryEngine::plan_version`] read
+    /// before the logical plan was made.
+    pub async fn physical_plan(
+        &self,
+        logical: &LogicalPlan,
+        cache: Option<(&str, u64)>,
+    ) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
+        let plan = self.ctx.state().create_physical_plan(logical).await?;
+        if let Some((key, version)) = cache {
+            self.plans.put(key, version, logical, &plan);
+        }
+        Ok(plan)
+    }
+
+    /// Runs a physical plan and collects the result, with the same timeout and result-size limit
+    /// as [`QueryEngine::query`].
+    pub async fn run_plan(&self, plan: Arc<dyn ExecutionPlan>) -> Result<QueryResult, QueryError> {
+        self.with_timeout(async {
+            self.collect_stream(execute_stream(plan, self.task_ctx())?)
+                .await
+        })
+        .await
+    }
+
     /// Runs a plan from [`QueryEngine::logical_plan`] (parameters bound) and collects the result,
     /// with the same timeout and result-size limit as [`QueryEngine::query`].
     pub async fn query_plan(&self, plan: LogicalPlan) -> Result<QueryResult, QueryError> {

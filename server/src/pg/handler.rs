@@ -26,6 +26,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use strata_query::arrow::datatypes::DataType;
 use strata_query::datafusion::logical_expr::LogicalPlan;
+use strata_query::datafusion::physical_plan::ExecutionPlan;
 use strata_query::datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use strata_query::datafusion::sql::sqlparser::ast;
 use strata_query::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -50,7 +51,15 @@ pub enum PgStatement {
 pub struct Planned {
     plan: LogicalPlan,
     params: Vec<Option<DataType>>,
+    /// Plan-cache key of the statement text (physical plans are cached per text and bound
+    /// values, like the HTTP API caches per SQL text) and the catalog version it was planned at.
+    key: String,
+    version: u64,
 }
+
+/// Prefix of the PostgreSQL transport's plan-cache keys (its texts parse with PostgreSQL's
+/// dialect and its rewrite, so they never share an entry with an HTTP SQL text).
+const PLAN_KEY: &str = "pg\u{1f}";
 
 /// Session commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +235,8 @@ fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
 
 impl PgParser {
     /// Plans one statement; its parameter types in `$n` order.
-    async fn plan(&self, statement: DfStatement) -> Result<Planned, PgError> {
+    async fn plan(&self, statement: DfStatement, text: &str) -> Result<Planned, PgError> {
+        let version = self.st.query.plan_version();
         let plan = self.st.query.statement_plan(statement).await?;
         let types = plan
             .get_parameter_types()
@@ -243,7 +253,12 @@ impl PgParser {
                 *slot = t;
             }
         }
-        Ok(Planned { plan, params })
+        Ok(Planned {
+            plan,
+            params,
+            key: format!("{PLAN_KEY}{text}"),
+            version,
+        })
     }
 }
 
@@ -274,7 +289,7 @@ impl QueryParser for PgParser {
         };
         Ok(Some(match classify(statement, &principal)? {
             Kind::Local(l) => PgStatement::Local(l),
-            Kind::Sql(s) => PgStatement::Query(Arc::new(self.plan(s).await?)),
+            Kind::Sql(s) => PgStatement::Query(Arc::new(self.plan(s, sql).await?)),
         }))
     }
 
@@ -313,9 +328,25 @@ fn show_fields(name: &str, format: FieldFormat) -> Vec<FieldInfo> {
     )]
 }
 
-/// Runs a plan and encodes its rows in the formats of `format`.
-async fn run(st: &AppState, plan: LogicalPlan, format: &Format) -> Result<Response, PgError> {
-    let result = st.query.query_plan(plan).await?;
+/// Runs a plan (cached under `cache` when given and reusable) and encodes its rows in the
+/// formats of `format`.
+async fn run(
+    st: &AppState,
+    plan: &LogicalPlan,
+    cache: Option<(&str, u64)>,
+    format: &Format,
+) -> Result<Response, PgError> {
+    let physical = st.query.physical_plan(plan, cache).await?;
+    respond(st, physical, format).await
+}
+
+/// Runs a physical plan and encodes its rows in the formats of `format`.
+async fn respond(
+    st: &AppState,
+    physical: Arc<dyn ExecutionPlan>,
+    format: &Format,
+) -> Result<Response, PgError> {
+    let result = st.query.run_plan(physical).await?;
     let fields = Arc::new(encode::fields(&result.schema, |i| format.format_for(i)));
     let rows = encode::rows(&result.batches, &fields)?;
     let stream = futures::stream::iter(rows.into_iter().map(Ok));
@@ -401,16 +432,26 @@ impl SimpleQueryHandler for PgHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let principal = principal(&self.st, client)?;
+        // A text run before (one read-only statement): its cached physical plan.
+        let key = format!("{PLAN_KEY}{query}");
+        if let Some(plan) = self.st.query.cached_plan(&key).map_err(PgError::from)? {
+            return Ok(vec![respond(&self.st, plan, &Format::UnifiedText).await?]);
+        }
+        let statements = parse(query)?;
+        let single = statements.len() == 1;
         let mut out = Vec::new();
-        for statement in parse(query)? {
+        for statement in statements {
             let answer = match classify(statement, &principal) {
                 Ok(Kind::Local(l)) => self.local(client, &l, FieldFormat::Text),
-                Ok(Kind::Sql(s)) => match self.parser.plan(s).await {
+                Ok(Kind::Sql(s)) => match self.parser.plan(s, query).await {
                     Ok(p) if !p.params.is_empty() => Err(PgError::new(
                         "08P01",
                         "parameters ($1, ...) need the extended query protocol",
                     )),
-                    Ok(p) => run(&self.st, p.plan, &Format::UnifiedText).await,
+                    Ok(p) => {
+                        let cache = single.then_some((p.key.as_str(), p.version));
+                        run(&self.st, &p.plan, cache, &Format::UnifiedText).await
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -458,6 +499,12 @@ impl ExtendedQueryHandler for PgHandler {
             PgStatement::Local(l) => Ok(self.local(client, l, format.format_for(0))?),
             PgStatement::Query(planned) => {
                 let values = bind(portal, planned)?;
+                // Cached per statement text and bound values (a dashboard re-running the same
+                // statement with the same values plans it once).
+                let key = format!("{}\u{1f}{values:?}", planned.key);
+                if let Some(plan) = self.st.query.cached_plan(&key).map_err(PgError::from)? {
+                    return Ok(respond(&self.st, plan, format).await?);
+                }
                 let plan = if values.is_empty() {
                     planned.plan.clone()
                 } else {
@@ -467,7 +514,7 @@ impl ExtendedQueryHandler for PgHandler {
                         .with_param_values(values)
                         .map_err(|e| PgError::new("22023", e.to_string()))?
                 };
-                Ok(run(&self.st, plan, format).await?)
+                Ok(run(&self.st, &plan, Some((&key, planned.version)), format).await?)
             }
         }
     }
