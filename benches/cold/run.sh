@@ -70,7 +70,7 @@ best() { # query -> best of REPEAT in ms
 ms() { python3 -c "print('%.1f' % ($1 * 1000))"; }
 now() { date +%s.%N; }
 secs() { python3 -c "print('%.2f' % ($2 - $1))"; }
-cold_metric() { curl -fs "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+cold_metric() { curl -fs -H "Authorization: Bearer $TOKEN" "$URL/metrics" | awk -v m="$1" 'index($1, m) == 1 && $1 !~ /^#/ { print $NF }' | head -1; }
 
 serve
 echo "binary: $STRATA"

@@ -421,7 +421,7 @@ impl ColdTier {
     pub fn series_of(
         &self,
         object: &ColdObject,
-    ) -> Result<(Vec<(String, crate::FieldType)>, Vec<crate::SeriesKey>)> {
+    ) -> Result<parquet::ObjectKeys> {
         let store = self.store.clone();
         let path = self.path(&object.key);
         let size = object.bytes;

@@ -365,6 +365,9 @@ pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
 /// Tag columns and fields from an object's key-value metadata.
 type Layout = (Vec<String>, Vec<(String, FieldType)>);
 
+/// The fields and the series keys an object holds.
+pub(crate) type ObjectKeys = (Vec<(String, FieldType)>, Vec<SeriesKey>);
+
 fn strata_meta(kv: Option<&Vec<KeyValue>>) -> CodecResult<Layout> {
     let kv = kv.cloned().unwrap_or_default();
     let value = |k: &str| {
@@ -386,7 +389,7 @@ pub(crate) async fn keys_of(
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
     size: u64,
-) -> CodecResult<(Vec<(String, FieldType)>, Vec<SeriesKey>)> {
+) -> CodecResult<ObjectKeys> {
     use futures::TryStreamExt;
     // Deprecated in favour of a hand-written `AsyncFileReader`; it still does ranged GETs
     // through `object_store`, which is all this needs.
