@@ -418,10 +418,7 @@ impl ColdTier {
     /// The fields and series keys `object` holds, from its footer and its `device` and tag
     /// columns only (ranged requests). Not checksummed: only the catalog learns from it, rows
     /// are always read through [`ColdTier::fetch`], which verifies them.
-    pub fn series_of(
-        &self,
-        object: &ColdObject,
-    ) -> Result<parquet::ObjectKeys> {
+    pub fn series_of(&self, object: &ColdObject) -> Result<parquet::ObjectKeys> {
         let store = self.store.clone();
         let path = self.path(&object.key);
         let size = object.bytes;

@@ -280,7 +280,7 @@ pub(crate) fn canonical(key: &SeriesKey) -> SeriesKey {
 pub(crate) fn decode(bytes: bytes::Bytes) -> CodecResult<Decoded> {
     let idx = index(&bytes)?;
     let groups = (0..idx.groups.len()).collect();
-    let series = decode_groups(bytes, &idx, groups, &idx.fields)?;
+    let series = decode_groups(bytes, &idx, groups, &idx.fields, None)?;
     Ok(Decoded {
         fields: idx.fields,
         series,
@@ -452,12 +452,15 @@ pub(crate) async fn keys_of(
 
 /// Decodes row groups `groups` of an object: every series' rows with one column per `want`
 /// field (by name and type; a field the object lacks is all-null), reading only the `time`,
-/// `device`, tag and wanted columns. Series keys have their tags sorted by name.
+/// `device`, tag and wanted columns. Series keys have their tags sorted by name. With `device`,
+/// only that device's rows: the `device` column is decoded first and the others only where it
+/// matches.
 pub(crate) fn decode_groups(
     bytes: bytes::Bytes,
     idx: &ObjectIndex,
     groups: Vec<usize>,
     want: &[(String, FieldType)],
+    device: Option<&str>,
 ) -> CodecResult<HashMap<SeriesKey, Rows>> {
     let mut out = HashMap::new();
     if groups.is_empty() {
@@ -485,13 +488,23 @@ pub(crate) fn decode_groups(
                 .map_err(|_| format!("column '{name}' is missing"))?,
         );
     }
+    let device_col = roots[1];
     let mask = ProjectionMask::roots(idx.meta.parquet_schema(), roots);
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
         .with_row_groups(groups)
         .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .with_batch_size(BATCH_ROWS);
+    if let Some(d) = device {
+        let wanted = StringArray::new_scalar(d);
+        let only = ProjectionMask::roots(idx.meta.parquet_schema(), [device_col]);
+        let predicate = parquet::arrow::arrow_reader::ArrowPredicateFn::new(only, move |b| {
+            arrow::compute::kernels::cmp::eq(b.column(0), &wanted)
+        });
+        builder = builder.with_row_filter(parquet::arrow::arrow_reader::RowFilter::new(vec![
+            Box::new(predicate),
+        ]));
+    }
+    let reader = builder.build().map_err(|e| e.to_string())?;
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         decode_batch(&batch, &idx.tags, want, &present, &mut out)?;
@@ -727,14 +740,17 @@ mod tests {
             ("v".to_string(), FieldType::Float),
             ("w".to_string(), FieldType::Integer),
         ];
-        let got = decode_groups(bytes.clone(), &idx, vec![0], &want).unwrap();
+        let got = decode_groups(bytes.clone(), &idx, vec![0], &want, None).unwrap();
+        let only = decode_groups(bytes.clone(), &idx, vec![0], &want, Some("t2")).unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[&canonical(&k2)].times, vec![2]);
         let p = got[&canonical(&k1)].slice_time(2, 3);
         assert_eq!(p.times, vec![2, 3]);
         assert_eq!(p.columns.len(), 2);
         assert_eq!(p.columns[0].valid, vec![false, true]);
         assert_eq!(p.columns[1].valid, vec![false, false]);
         assert!(
-            decode_groups(bytes, &idx, vec![], &want)
+            decode_groups(bytes, &idx, vec![], &want, None)
                 .unwrap()
                 .is_empty()
         );

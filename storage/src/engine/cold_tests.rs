@@ -406,7 +406,8 @@ fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
         ..q
     })
     .collect();
-    let answers = |e: &Engine| -> Vec<(Vec<(String, i64, String)>, Vec<(String, i64, String)>)> {
+    type Answer = (Vec<(String, i64, String)>, Vec<(String, i64, String)>);
+    let answers = |e: &Engine| -> Vec<Answer> {
         queries
             .iter()
             .map(|q| {

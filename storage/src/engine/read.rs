@@ -585,12 +585,16 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         if !stats.may_hold(snap.first, snap.last, Some(&key.device)) {
             continue;
         }
+        // A snapshot of one series decodes only its device's rows (the other columns are read
+        // where the `device` column matches); otherwise a group is decoded once for all series.
+        let only = (snap.series.len() == 1).then_some(key.device.as_str());
         let decoded = file.groups[g].get_or_init(|| {
             crate::cold::parquet::decode_groups(
                 file.bytes.clone(),
                 &file.index,
                 vec![g],
                 &snap.fields,
+                only,
             )
             .map(Arc::new)
             .map_err(|e| format!("cold object {}: row group {g}: {e}", object.key))
