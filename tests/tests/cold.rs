@@ -87,6 +87,7 @@ fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
     assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
     let before = query(&server, SQL);
     let read_before = server.read("stream=truck&device=t2").json();
+    let ranged_before: Vec<Value> = ranged().iter().map(|q| query(&server, q)).collect();
     assert_eq!(before.as_array().unwrap().len(), 3, "{before}");
 
     set_hot(&server, "3d");
@@ -94,6 +95,9 @@ fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
     assert_eq!(report["errors"], json!([]), "{report}");
     assert_eq!(report["moved"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(query(&server, SQL), before, "SQL after the move");
+    for (q, want) in ranged().iter().zip(&ranged_before) {
+        assert_eq!(&query(&server, q), want, "{q} after the move");
+    }
     assert_eq!(server.read("stream=truck&device=t2").json(), read_before);
     let recent = query(&server, "SELECT count(*) AS n FROM recent");
     assert_eq!(recent[0]["n"], 3);
@@ -138,6 +142,27 @@ fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
     assert!(metric(&server, "strata_cold_cache_hits_total") >= 1.0);
     assert_eq!(metric(&server, "strata_cold_cache_misses_total"), misses);
     server
+}
+
+/// Time-range, device and aggregate queries that cold reads must answer as hot ones.
+fn ranged() -> Vec<String> {
+    let (from, to) = (day_start(10) + 5 * HOUR, day_start(9) + 3 * HOUR);
+    let at = |ns: i64| format!("to_timestamp_nanos({ns})");
+    vec![
+        format!(
+            "SELECT date_bin(INTERVAL '1 hour', time) AS h, avg(speed) AS mean, max(load) AS top \
+             FROM truck WHERE device = 't2' AND time >= {} AND time < {} GROUP BY h ORDER BY h",
+            at(from),
+            at(to)
+        ),
+        format!(
+            "SELECT device, count(*) AS n, min(speed) AS lo, max(speed) AS hi FROM truck \
+             WHERE time >= {} GROUP BY device ORDER BY device",
+            at(from)
+        ),
+        "SELECT time, speed, state FROM truck WHERE device = 't3' ORDER BY time".to_string(),
+        "SELECT count(*) AS n FROM truck WHERE fleet = 'f1'".to_string(),
+    ]
 }
 
 /// DuckDB over the Hive-laid-out objects of `dir`: the same aggregates as [`SQL`].
@@ -201,6 +226,80 @@ fn local_directory_store_moves_keep_one_timeline_and_duckdb_agrees() {
         .collect();
     assert_eq!(firsts.iter().min().copied(), Some(day_start(10)));
     assert!(first[0]["t"].is_string(), "{first}");
+
+    // A fresh node (an empty data directory) pointed at the bucket reads the cold data: the
+    // streams, fields and series come from the cold manifest and the objects.
+    let (_fresh_tmp, fresh) = temp_data_dir();
+    let other = Server::start_with_env(&fresh, &["--cold-store", &url], &[]);
+    assert_eq!(
+        query(&other, SQL),
+        ours,
+        "a fresh node pointed at the bucket"
+    );
+    assert_eq!(
+        other.read("stream=truck&device=t2").json(),
+        server.read("stream=truck&device=t2").json()
+    );
+    for q in ranged() {
+        assert_eq!(query(&other, &q), query(&server, &q), "{q} on a fresh node");
+    }
+}
+
+/// A damaged object in the bucket is reported by the query that needs it, never served.
+#[test]
+fn a_damaged_cold_object_fails_the_query_that_needs_it() {
+    let (_tmp, data) = temp_data_dir();
+    let cold = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cold.path().display());
+    let server = Server::start(&data, &["--cold-store", &url, "--cold-cache-mb", "0"]);
+    assert_eq!(server.write("default", &lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    set_hot(&server, "3d");
+    assert_eq!(run(&server)["moved"].as_array().unwrap().len(), 2);
+    let mut objects = Vec::new();
+    let mut dirs = vec![cold.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                objects.push(p);
+            }
+        }
+    }
+    objects.sort();
+    let mut bytes = std::fs::read(&objects[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&objects[0], bytes).unwrap();
+    let r = server.post_json("/api/v1/query", &json!({ "sql": SQL }));
+    assert_ne!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("checksum"), "{}", r.body);
+    assert_eq!(metric(&server, "strata_cold_corrupt_objects_total"), 1.0);
+    // The other day is still served.
+    let other_day = format!(
+        "SELECT count(*) AS n FROM truck WHERE time >= to_timestamp_nanos({})",
+        day_start(9)
+    );
+    let day = if objects[0].to_string_lossy().contains(&date(day_start(9))) {
+        format!(
+            "SELECT count(*) AS n FROM truck WHERE time < to_timestamp_nanos({})",
+            day_start(9)
+        )
+    } else {
+        other_day
+    };
+    assert_eq!(query(&server, &day)[0]["n"], 72);
+}
+
+/// `YYYY-MM-DD` of a day start (through `date`, as the object keys name it).
+fn date(ns: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{}", ns / 1_000_000_000), "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A child process killed on drop.

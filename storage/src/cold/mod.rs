@@ -415,6 +415,20 @@ impl ColdTier {
         Ok(bytes)
     }
 
+    /// The fields and series keys `object` holds, from its footer and its `device` and tag
+    /// columns only (ranged requests). Not checksummed: only the catalog learns from it, rows
+    /// are always read through [`ColdTier::fetch`], which verifies them.
+    pub fn series_of(&self, object: &ColdObject) -> Result<parquet::ObjectKeys> {
+        let store = self.store.clone();
+        let path = self.path(&object.key);
+        let size = object.bytes;
+        self.block(async move { parquet::keys_of(store, path, size).await })
+            .map_err(|e| StorageError::Corrupt {
+                path: std::path::PathBuf::from(format!("{}/{}", self.url, object.key)),
+                detail: format!("cannot read its series: {e}"),
+            })
+    }
+
     /// Records an error for the status.
     pub fn record_error(&self, msg: &str) {
         if let Ok(mut e) = self.last_error.lock() {

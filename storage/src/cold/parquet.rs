@@ -1,11 +1,16 @@
-//! Cold objects as Apache Parquet: one object per moved segment, rows ordered by series then
-//! time, columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
+//! Cold objects as Apache Parquet: one object per moved segment, rows ordered by series (device,
+//! then tags) then time, row groups of at most 131,072 rows, columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
 //! one nullable column per field (float64, int64, uint64, boolean, utf8). zstd compression;
 //! delta encoding for timestamps and integers, byte-stream-split for floats, dictionaries for
 //! strings (device and tags repeat on every row of a series); column statistics on pages, so
 //! external readers (DuckDB, pyarrow, Spark, Trino) prune by time. Key-value metadata
 //! `strata.tags` and `strata.fields` (JSON) tell Strata which columns are tags and the field
 //! types; the other readers need nothing but the column names.
+//!
+//! Reads prune inside an object: [`index`] parses the footer once (Strata metadata plus each row
+//! group's `time` and `device` min/max statistics), and [`decode_groups`] decodes only the row
+//! groups a read can need and only the projected columns (`time`, `device`, tags and the
+//! requested fields), a column slice at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,19 +21,24 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use crate::rows::Rows;
 use crate::{Column, ColumnData, FieldType, SeriesKey, StringColumn};
 
-/// Rows per record batch handed to the writer (and per row group at most 8 of them).
+/// Rows per record batch handed to the writer and read back (and per row group at most 2 of
+/// them: small enough that one device's rows of a day sit in one or two groups, large enough
+/// for zstd and the dictionaries to pay off).
 const BATCH_ROWS: usize = 65_536;
-const ROW_GROUP_ROWS: usize = 8 * BATCH_ROWS;
+const ROW_GROUP_ROWS: usize = 2 * BATCH_ROWS;
 
 /// Errors of encoding or decoding an object, as text (the caller adds the object's name).
 pub(crate) type CodecResult<T> = std::result::Result<T, String>;
@@ -266,33 +276,238 @@ pub(crate) fn canonical(key: &SeriesKey) -> SeriesKey {
     k
 }
 
-/// Decodes a whole object written by [`Encoder`].
+/// Decodes a whole object written by [`Encoder`] (every row group, every field).
 pub(crate) fn decode(bytes: bytes::Bytes) -> CodecResult<Decoded> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
-    let kv = builder
+    let idx = index(&bytes)?;
+    let groups = (0..idx.groups.len()).collect();
+    let series = decode_groups(bytes, &idx, groups, &idx.fields, None)?;
+    Ok(Decoded {
+        fields: idx.fields,
+        series,
+    })
+}
+
+/// What one row group holds, from its column-chunk statistics (`None`: not recorded).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GroupStats {
+    /// Rows.
+    pub rows: u64,
+    /// Oldest and newest `time`.
+    pub time: Option<(i64, i64)>,
+    /// Smallest and largest `device` (bounds: a truncated statistic still bounds the values).
+    pub device: Option<(String, String)>,
+}
+
+impl GroupStats {
+    /// False when the group cannot hold a row of `device` (if given) in `[first, last]`.
+    pub fn may_hold(&self, first: i64, last: i64, device: Option<&str>) -> bool {
+        let time = self.time.is_none_or(|(lo, hi)| hi >= first && lo <= last);
+        let dev = match (device, &self.device) {
+            (Some(d), Some((lo, hi))) => lo.as_str() <= d && d <= hi.as_str(),
+            _ => true,
+        };
+        time && dev
+    }
+}
+
+/// An object's footer, parsed once: Strata's metadata and each row group's statistics.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectIndex {
+    /// Tag columns.
+    pub tags: Vec<String>,
+    /// Field columns with their types.
+    pub fields: Vec<(String, FieldType)>,
+    /// Per row group, in file order.
+    pub groups: Vec<GroupStats>,
+    meta: ArrowReaderMetadata,
+}
+
+/// Parses the footer of an object written by [`Encoder`].
+pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
+    let meta =
+        ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
+    let (tags, fields) = strata_meta(meta.metadata().file_metadata().key_value_metadata())?;
+    let schema = meta.schema();
+    let at = |name: &str| {
+        schema
+            .index_of(name)
+            .map_err(|_| format!("column '{name}' is missing"))
+    };
+    let (ti, di) = (at("time")?, at("device")?);
+    let groups = meta
         .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .cloned()
-        .unwrap_or_default();
-    let meta = |k: &str| {
+        .row_groups()
+        .iter()
+        .map(|rg| GroupStats {
+            rows: rg.num_rows().max(0) as u64,
+            time: match rg.column(ti).statistics() {
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                _ => None,
+            },
+            device: match rg.column(di).statistics() {
+                Some(Statistics::ByteArray(s)) => {
+                    s.min_opt().zip(s.max_opt()).and_then(|(a, b)| {
+                        Some((a.as_utf8().ok()?.to_string(), b.as_utf8().ok()?.to_string()))
+                    })
+                }
+                _ => None,
+            },
+        })
+        .collect();
+    Ok(ObjectIndex {
+        tags,
+        fields,
+        groups,
+        meta,
+    })
+}
+
+/// Tag columns and fields from an object's key-value metadata.
+type Layout = (Vec<String>, Vec<(String, FieldType)>);
+
+/// The fields and the series keys an object holds.
+pub(crate) type ObjectKeys = (Vec<(String, FieldType)>, Vec<SeriesKey>);
+
+fn strata_meta(kv: Option<&Vec<KeyValue>>) -> CodecResult<Layout> {
+    let kv = kv.cloned().unwrap_or_default();
+    let value = |k: &str| {
         kv.iter()
             .find(|e| e.key == k)
             .and_then(|e| e.value.clone())
             .ok_or_else(|| format!("metadata '{k}' is missing (not written by Strata?)"))
     };
     let tags: Vec<String> =
-        serde_json::from_str(&meta("strata.tags")?).map_err(|e| e.to_string())?;
+        serde_json::from_str(&value("strata.tags")?).map_err(|e| e.to_string())?;
     let fields: Vec<(String, FieldType)> =
-        serde_json::from_str(&meta("strata.fields")?).map_err(|e| e.to_string())?;
+        serde_json::from_str(&value("strata.fields")?).map_err(|e| e.to_string())?;
+    Ok((tags, fields))
+}
+
+/// The fields and the series keys (tags sorted by name) of an object in a store, read with
+/// ranged requests: the footer, then only the `device` and tag column chunks.
+pub(crate) async fn keys_of(
+    store: Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+) -> CodecResult<ObjectKeys> {
+    use futures::TryStreamExt;
+    // Deprecated in favour of a hand-written `AsyncFileReader`; it still does ranged GETs
+    // through `object_store`, which is all this needs.
+    #[allow(deprecated)]
+    let reader =
+        parquet::arrow::async_reader::ParquetObjectReader::new(store, path).with_file_size(size);
+    let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tags, fields) = strata_meta(builder.metadata().file_metadata().key_value_metadata())?;
+    let schema = builder.schema().clone();
+    let roots = std::iter::once("device")
+        .chain(tags.iter().map(String::as_str))
+        .map(|n| {
+            schema
+                .index_of(n)
+                .map_err(|_| format!("column '{n}' is missing"))
+        })
+        .collect::<CodecResult<Vec<usize>>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mut batches = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut keys = std::collections::BTreeSet::new();
+    while let Some(b) = batches.try_next().await.map_err(|e| e.to_string())? {
+        let devices = column::<StringArray>(&b, "device")?;
+        let tag_cols: Vec<&StringArray> = tags
+            .iter()
+            .map(|t| column::<StringArray>(&b, t))
+            .collect::<CodecResult<_>>()?;
+        let mut last: Option<SeriesKey> = None;
+        for i in 0..b.num_rows() {
+            let same = last.as_ref().is_some_and(|k| {
+                k.device == devices.value(i)
+                    && tags.iter().zip(&tag_cols).all(|(t, c)| {
+                        let held = k.tags.iter().find(|(n, _)| n == t).map(|(_, v)| v.as_str());
+                        held == c.is_valid(i).then(|| c.value(i))
+                    })
+            });
+            if same {
+                continue;
+            }
+            let key = SeriesKey {
+                device: devices.value(i).to_string(),
+                tags: tags
+                    .iter()
+                    .zip(&tag_cols)
+                    .filter(|(_, c)| c.is_valid(i))
+                    .map(|(t, c)| (t.clone(), c.value(i).to_string()))
+                    .collect(),
+            };
+            keys.insert(canonical(&key));
+            last = Some(key);
+        }
+    }
+    Ok((fields, keys.into_iter().collect()))
+}
+
+/// Decodes row groups `groups` of an object: every series' rows with one column per `want`
+/// field (by name and type; a field the object lacks is all-null), reading only the `time`,
+/// `device`, tag and wanted columns. Series keys have their tags sorted by name. With `device`,
+/// only that device's rows: the `device` column is decoded first and the others only where it
+/// matches.
+pub(crate) fn decode_groups(
+    bytes: bytes::Bytes,
+    idx: &ObjectIndex,
+    groups: Vec<usize>,
+    want: &[(String, FieldType)],
+    device: Option<&str>,
+) -> CodecResult<HashMap<SeriesKey, Rows>> {
+    let mut out = HashMap::new();
+    if groups.is_empty() {
+        return Ok(out);
+    }
+    let schema = idx.meta.schema().clone();
+    let present: Vec<bool> = want
+        .iter()
+        .map(|w| idx.fields.iter().any(|f| f == w))
+        .collect();
+    let mut roots = Vec::new();
+    for name in ["time", "device"]
+        .into_iter()
+        .chain(idx.tags.iter().map(String::as_str))
+        .chain(
+            want.iter()
+                .zip(&present)
+                .filter(|(_, p)| **p)
+                .map(|(w, _)| w.0.as_str()),
+        )
+    {
+        roots.push(
+            schema
+                .index_of(name)
+                .map_err(|_| format!("column '{name}' is missing"))?,
+        );
+    }
+    let device_col = roots[1];
+    let mask = ProjectionMask::roots(idx.meta.parquet_schema(), roots);
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS);
+    if let Some(d) = device {
+        let wanted = StringArray::new_scalar(d);
+        let only = ProjectionMask::roots(idx.meta.parquet_schema(), [device_col]);
+        let predicate = parquet::arrow::arrow_reader::ArrowPredicateFn::new(only, move |b| {
+            arrow::compute::kernels::cmp::eq(b.column(0), &wanted)
+        });
+        builder = builder.with_row_filter(parquet::arrow::arrow_reader::RowFilter::new(vec![
+            Box::new(predicate),
+        ]));
+    }
     let reader = builder.build().map_err(|e| e.to_string())?;
-    let mut out = Decoded {
-        fields: fields.clone(),
-        series: HashMap::new(),
-    };
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        decode_batch(&batch, &tags, &fields, &mut out.series)?;
+        decode_batch(&batch, &idx.tags, want, &present, &mut out)?;
     }
     Ok(out)
 }
@@ -307,6 +522,7 @@ fn decode_batch(
     b: &RecordBatch,
     tags: &[String],
     fields: &[(String, FieldType)],
+    present: &[bool],
     out: &mut HashMap<SeriesKey, Rows>,
 ) -> CodecResult<()> {
     let times = column::<TimestampNanosecondArray>(b, "time")?;
@@ -315,12 +531,15 @@ fn decode_batch(
         .iter()
         .map(|t| column::<StringArray>(b, t))
         .collect::<CodecResult<_>>()?;
-    let field_cols: Vec<&dyn Array> = fields
+    let field_cols: Vec<Option<&dyn Array>> = fields
         .iter()
-        .map(|(n, _)| {
-            b.column_by_name(n)
-                .map(|c| c.as_ref())
-                .ok_or_else(|| format!("column '{n}' is missing"))
+        .zip(present)
+        .map(|((n, _), p)| match p {
+            false => Ok(None),
+            true => b
+                .column_by_name(n)
+                .map(|c| Some(c.as_ref()))
+                .ok_or_else(|| format!("column '{n}' is missing")),
         })
         .collect::<CodecResult<_>>()?;
     let key_at = |i: usize| {
@@ -351,9 +570,12 @@ fn decode_batch(
         let rows = out
             .entry(key_at(start))
             .or_insert_with(|| Rows::empty(fields));
-        rows.times.extend((start..end).map(|i| times.value(i)));
+        rows.times.extend_from_slice(&times.values()[start..end]);
         for (col, (arr, (_, t))) in rows.columns.iter_mut().zip(field_cols.iter().zip(fields)) {
-            append_arrow(col, *arr, *t, start..end)?;
+            match arr {
+                Some(arr) => append_arrow(col, *arr, *t, start..end)?,
+                None => (start..end).for_each(|_| col.push_null()),
+            }
         }
         start = end;
     }
@@ -367,6 +589,29 @@ fn append_arrow(
     range: std::ops::Range<usize>,
 ) -> CodecResult<()> {
     let bad = || format!("column '{}' does not hold {t:?} values", col.name);
+    if arr.null_count() == 0 {
+        // Fast path: whole slices, no per-value checks.
+        let n = range.len();
+        let done = match (&mut col.data, t) {
+            (ColumnData::Float(v), FieldType::Float) => arr
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .map(|a| v.extend_from_slice(&a.values()[range.clone()])),
+            (ColumnData::Integer(v), FieldType::Integer) => arr
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| v.extend_from_slice(&a.values()[range.clone()])),
+            (ColumnData::Unsigned(v), FieldType::Unsigned) => arr
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| v.extend_from_slice(&a.values()[range.clone()])),
+            _ => None,
+        };
+        if done.is_some() {
+            col.valid.extend(std::iter::repeat_n(true, n));
+            return Ok(());
+        }
+    }
     for i in range {
         let ok = arr.is_valid(i);
         col.valid.push(ok);
@@ -412,42 +657,6 @@ fn append_arrow(
 
 fn push_str(s: &mut StringColumn, v: &str) {
     s.push(v);
-}
-
-/// `rows` (all of an object's `have` fields) projected onto `want` (by name; a field the object
-/// lacks is all-null) and cut to `[first, last]`.
-pub(crate) fn project(
-    rows: &Rows,
-    have: &[(String, FieldType)],
-    want: &[(String, FieldType)],
-    (first, last): (i64, i64),
-) -> Rows {
-    let lo = rows.times.partition_point(|&t| t < first);
-    let hi = rows.times.partition_point(|&t| t <= last);
-    let times = rows.times[lo..hi].to_vec();
-    let columns = want
-        .iter()
-        .map(
-            |(name, t)| match have.iter().position(|(n, ht)| n == name && ht == t) {
-                Some(i) => {
-                    let c = &rows.columns[i];
-                    Column {
-                        name: name.clone(),
-                        data: c.data.slice(lo..hi),
-                        valid: c.valid[lo..hi].to_vec(),
-                    }
-                }
-                None => {
-                    let mut c = Column::new(name.clone(), *t);
-                    for _ in lo..hi {
-                        c.push_null();
-                    }
-                    c
-                }
-            },
-        )
-        .collect();
-    Rows { times, columns }
 }
 
 #[cfg(test)]
@@ -509,24 +718,42 @@ mod tests {
         let r2 = rows(&[2], &[Some(-0.0)], &[Some("z")]);
         enc.push(k1.clone(), r1.clone()).unwrap();
         enc.push(k2.clone(), r2.clone()).unwrap();
-        let (bytes, n) = enc.finish().unwrap();
+        let (enc_bytes, n) = enc.finish().unwrap();
         assert_eq!(n, 4);
-        let d = decode(bytes.into()).unwrap();
+        let d = decode(enc_bytes.clone().into()).unwrap();
         assert_eq!(d.series.len(), 2);
         assert_eq!(d.series[&canonical(&k1)], r1);
         assert_eq!(d.series[&canonical(&k2)], r2);
-        let p = project(
-            &d.series[&canonical(&k1)],
-            &d.fields,
-            &[
-                ("v".into(), FieldType::Float),
-                ("w".into(), FieldType::Integer),
-            ],
-            (2, 3),
+        // A projection onto one field plus one the object lacks, one row group.
+        let bytes = bytes::Bytes::from(enc_bytes);
+        let idx = index(&bytes).unwrap();
+        assert_eq!(idx.groups.len(), 1);
+        assert_eq!(idx.groups[0].time, Some((1, 3)));
+        assert_eq!(
+            idx.groups[0].device,
+            Some(("t1".to_string(), "t2".to_string()))
         );
+        assert!(idx.groups[0].may_hold(3, 9, Some("t1")));
+        assert!(!idx.groups[0].may_hold(3, 9, Some("t3")));
+        assert!(!idx.groups[0].may_hold(4, 9, None));
+        let want = [
+            ("v".to_string(), FieldType::Float),
+            ("w".to_string(), FieldType::Integer),
+        ];
+        let got = decode_groups(bytes.clone(), &idx, vec![0], &want, None).unwrap();
+        let only = decode_groups(bytes.clone(), &idx, vec![0], &want, Some("t2")).unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[&canonical(&k2)].times, vec![2]);
+        let p = got[&canonical(&k1)].slice_time(2, 3);
         assert_eq!(p.times, vec![2, 3]);
+        assert_eq!(p.columns.len(), 2);
         assert_eq!(p.columns[0].valid, vec![false, true]);
         assert_eq!(p.columns[1].valid, vec![false, false]);
+        assert!(
+            decode_groups(bytes, &idx, vec![], &want, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

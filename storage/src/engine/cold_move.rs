@@ -96,6 +96,55 @@ pub(super) fn reconcile(
     Ok((objects, notes))
 }
 
+/// At open, after the catalog: a stream the catalog does not know but the cold manifest lists
+/// (a fresh node pointed at the bucket, a data directory restored without it) gets its fields
+/// and series from its objects' footers and key columns, so reads see its cold rows. The
+/// catalog log keeps them at the next flush. An object that cannot be read is noted, not fatal.
+pub(super) fn learn_catalog(
+    tier: &ColdTier,
+    objects: &[Arc<ColdObject>],
+    catalog: &mut crate::catalog::Catalog,
+    notes: &mut Vec<String>,
+) {
+    let unknown: HashSet<(String, String)> = objects
+        .iter()
+        .filter(|o| catalog.stream_id(&o.database, &o.stream).is_none())
+        .map(|o| (o.database.clone(), o.stream.clone()))
+        .collect();
+    let mut learned = 0usize;
+    for o in objects
+        .iter()
+        .filter(|o| unknown.contains(&(o.database.clone(), o.stream.clone())))
+    {
+        let (fields, keys) = match tier.series_of(o) {
+            Ok(x) => x,
+            Err(e) => {
+                notes.push(format!("cold object {} not catalogued: {e}", o.key));
+                continue;
+            }
+        };
+        let stream = catalog.ensure_stream(&o.database, &o.stream);
+        for (name, ty) in &fields {
+            match catalog.check_field(stream, name, *ty) {
+                Ok(()) => {
+                    catalog.ensure_field(stream, name, *ty);
+                }
+                Err(e) => notes.push(format!("cold object {}: field skipped: {e}", o.key)),
+            }
+        }
+        for key in &keys {
+            catalog.ensure_series(stream, key);
+        }
+        learned += 1;
+    }
+    if learned > 0 {
+        notes.push(format!(
+            "catalogued {} stream(s) found only in the cold store, from {learned} object(s)",
+            unknown.len()
+        ));
+    }
+}
+
 /// The segment id in an object key `.../{id:016}-{unique}.parquet`.
 fn segment_of_key(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next()?;
@@ -292,7 +341,9 @@ fn finish_local(
 /// The segment's rows as one Parquet object.
 fn encode(inner: &Inner, live: &LiveSegment) -> Result<Vec<u8>> {
     let segment = &live.segment;
-    let keys: Vec<(crate::SeriesId, crate::SeriesKey)> = {
+    // Series in key order (device, then tags): each row group then holds a narrow range of
+    // devices, and its `device` statistics let a read of one device skip the others.
+    let mut keys: Vec<(crate::SeriesId, crate::SeriesKey)> = {
         let state = inner.read_state()?;
         segment
             .series_ids()
@@ -305,6 +356,7 @@ fn encode(inner: &Inner, live: &LiveSegment) -> Result<Vec<u8>> {
             })
             .collect()
     };
+    keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));
     let tags: Vec<String> = keys
         .iter()
         .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))

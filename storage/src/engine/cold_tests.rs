@@ -310,3 +310,169 @@ fn a_crash_at_every_step_of_a_move_loses_nothing_and_leaves_no_orphan() {
         assert_eq!(parquet_files(&cold).len(), 2, "{step}");
     }
 }
+
+/// `n` points per device every `step` ns from `start`, one float field `v` (the first device
+/// has no `s` values: a projection onto it reads an all-null column).
+fn dense(devices: &[String], start: i64, n: usize, step: i64) -> WriteBatch {
+    let mut t = TableWrite {
+        stream: "m".into(),
+        columns: vec![Column::new("v", FieldType::Float)],
+        ..Default::default()
+    };
+    for (d, device) in devices.iter().enumerate() {
+        t.series.push(SeriesKey {
+            device: device.clone(),
+            tags: vec![("fleet".into(), format!("f{}", d % 3))],
+        });
+        for i in 0..n {
+            t.row_series.push(d as u32);
+            t.times.push(start + i as i64 * step);
+            t.columns[0]
+                .data
+                .push_value(&Value::Float(d as f64 * 1000.0 + i as f64));
+            t.columns[0].valid.push(true);
+        }
+    }
+    WriteBatch {
+        database: "db".into(),
+        tables: vec![t],
+    }
+}
+
+/// The rows of a scan (values or points) as comparable tuples.
+fn rows_of(batches: Vec<crate::SeriesBatch>) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        for i in 0..b.times.len() {
+            let vals: Vec<String> = b
+                .columns
+                .iter()
+                .map(|c| format!("{:?}", c.get(i)))
+                .collect();
+            out.push((b.key.device.clone(), b.times[i], vals.join(",")));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    // 40 devices × 4,000 points (every 20 s) in one day: 160,000 rows, more than one row group.
+    let devices: Vec<String> = (0..40).map(|d| format!("truck-{d:02}")).collect();
+    let start = day_start(10);
+    let step = 20_000_000_000;
+    engine.write(&dense(&devices, start, 4_000, step)).unwrap();
+    engine.flush().unwrap();
+    let queries: Vec<ScanRequest> = vec![
+        ScanRequest {
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Default::default()
+        },
+        ScanRequest {
+            device: Some("truck-07".into()),
+            start: start + 3_600_000_000_000,
+            end: start + 5 * 3_600_000_000_000,
+            ..Default::default()
+        },
+        ScanRequest {
+            device: Some("truck-39".into()),
+            start: i64::MIN,
+            end: i64::MAX,
+            fields: Some(vec!["v".into()]),
+            ..Default::default()
+        },
+        ScanRequest {
+            tags: vec![("fleet".into(), "f1".into())],
+            start: start + 1,
+            end: start + 1_000 * step,
+            ..Default::default()
+        },
+        ScanRequest {
+            device: Some("no-such-truck".into()),
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Default::default()
+        },
+    ]
+    .into_iter()
+    .map(|q| ScanRequest {
+        database: "db".into(),
+        stream: "m".into(),
+        ..q
+    })
+    .collect();
+    type Answer = (Vec<(String, i64, String)>, Vec<(String, i64, String)>);
+    let answers = |e: &Engine| -> Vec<Answer> {
+        queries
+            .iter()
+            .map(|q| {
+                (
+                    rows_of(e.scan(q).unwrap()),
+                    rows_of(e.scan_rows(q).unwrap()),
+                )
+            })
+            .collect()
+    };
+    let hot_answers = answers(&engine);
+    assert_eq!(hot_answers[0].0.len(), 160_000);
+    assert_eq!(hot_answers[1].0.len(), 4 * 180);
+    assert!(hot_answers[4].0.is_empty());
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.errors.is_empty(), "{run:?}");
+    assert_eq!(run.moved.len(), 1, "{run:?}");
+
+    // The object is sorted by device: its row groups hold disjoint device ranges.
+    let files = parquet_files(cold.path());
+    let bytes = bytes::Bytes::from(std::fs::read(&files[0]).unwrap());
+    let idx = crate::cold::parquet::index(&bytes).unwrap();
+    assert!(idx.groups.len() >= 2, "{:?}", idx.groups);
+    for w in idx.groups.windows(2) {
+        let (a, b) = (w[0].device.clone().unwrap(), w[1].device.clone().unwrap());
+        assert!(a.1 <= b.0, "{:?}", idx.groups);
+    }
+    let holding = |d: &str| {
+        idx.groups
+            .iter()
+            .filter(|g| g.may_hold(i64::MIN, i64::MAX, Some(d)))
+            .count()
+    };
+    assert!(holding("truck-07") < idx.groups.len());
+
+    assert_eq!(answers(&engine), hot_answers, "cold answers equal hot ones");
+    drop(engine);
+
+    // A fresh node: an empty data directory pointed at the same bucket.
+    let fresh = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(fresh.path(), cold.path())).unwrap();
+    assert!(
+        engine
+            .recovery_report()
+            .cold_notes
+            .iter()
+            .any(|n| n.contains("catalogued 1 stream")),
+        "{:?}",
+        engine.recovery_report().cold_notes
+    );
+    assert_eq!(
+        answers(&engine),
+        hot_answers,
+        "a fresh node reads the bucket"
+    );
+    // What it learnt is kept by its catalog (written at the next flush).
+    engine
+        .write(&dense(&devices[..1], day_start(0), 1, step))
+        .unwrap();
+    engine.flush().unwrap();
+    drop(engine);
+    let engine = Engine::open(config(fresh.path(), cold.path())).unwrap();
+    let mut again = answers(&engine);
+    again[0].0.retain(|r| r.1 < day_start(0));
+    again[0].1.retain(|r| r.1 < day_start(0));
+    assert_eq!(again, hot_answers);
+}

@@ -8,7 +8,7 @@
 //! time ranges overlap; sources in different windows hold disjoint times, so merging each window
 //! on its own (last write wins, `rows::merge_lww`) gives the same rows as merging everything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Inner, LiveSegment};
@@ -54,15 +54,28 @@ pub struct ReadSnapshot {
     /// Overlapping segments in age order (`SegmentMeta::age`: oldest first).
     segments: Vec<Arc<LiveSegment>>,
     /// Overlapping cold objects (by manifest time range) in age order, with the tier to read
-    /// them from and each one's decoded rows, fetched at most once per snapshot.
+    /// them from; each one is fetched (and verified) at most once per snapshot, and each of its
+    /// row groups decoded at most once, only when a read needs it.
     cold: Vec<Arc<crate::cold::ColdObject>>,
     tier: Option<Arc<crate::cold::ColdTier>>,
     decoded: Vec<std::sync::OnceLock<ColdRead>>,
     mem_bytes: usize,
 }
 
-/// A cold object's rows, or why they cannot be served (`true`: the object is damaged).
-type ColdRead = std::result::Result<Arc<crate::cold::parquet::Decoded>, (bool, String)>;
+/// A fetched cold object, or why it cannot be served (`true`: the object is damaged).
+type ColdRead = std::result::Result<ColdFile, (bool, String)>;
+
+/// Rows of one decoded row group by series key (tags sorted), or why it failed to decode.
+type GroupRead = std::result::Result<Arc<HashMap<SeriesKey, Rows>>, String>;
+
+/// A verified cold object of a snapshot: its bytes, its footer, and its row groups decoded so
+/// far (projected onto the snapshot's fields).
+#[derive(Debug)]
+struct ColdFile {
+    bytes: bytes::Bytes,
+    index: crate::cold::parquet::ObjectIndex,
+    groups: Vec<std::sync::OnceLock<GroupRead>>,
+}
 
 /// Per-field statistics of one stored block read in place of its rows (see
 /// [`SeriesCursor::next_piece`]).
@@ -552,38 +565,48 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
     Ok(merged.filter(|r| !r.is_empty()))
 }
 
-/// Rows of series `i` in cold object `c` within the snapshot's range (the object is fetched,
-/// verified and decoded once per snapshot).
+/// Rows of series `i` in cold object `c` within the snapshot's range. The object is fetched and
+/// verified once per snapshot; only the row groups whose statistics may hold the series'
+/// device in range are decoded (each once per snapshot, only the snapshot's fields).
 fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
     let object = &snap.cold[c];
-    let read = snap.decoded[c].get_or_init(|| {
-        let tier = snap
-            .tier
-            .as_ref()
-            .ok_or((false, "no cold store is configured".to_string()))?;
-        let bytes = tier
-            .fetch(object)
-            .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
-        crate::cold::parquet::decode(bytes)
-            .map(Arc::new)
-            .map_err(|e| (true, format!("cold object {}: {e}", object.key)))
-    });
-    let decoded = match read {
-        Ok(d) => d,
-        Err((true, msg)) => {
-            return Err(StorageError::Corrupt {
-                path: std::path::PathBuf::from(&object.key),
-                detail: msg.clone(),
-            });
-        }
+    let corrupt = |msg: String| StorageError::Corrupt {
+        path: std::path::PathBuf::from(&object.key),
+        detail: msg,
+    };
+    let file = match snap.decoded[c].get_or_init(|| open_cold(snap, object)) {
+        Ok(f) => f,
+        Err((true, msg)) => return Err(corrupt(msg.clone())),
         Err((false, msg)) => return Err(StorageError::Cold(msg.clone())),
     };
     let key = crate::cold::parquet::canonical(&snap.series[i].key);
-    let Some(rows) = decoded.series.get(&key) else {
+    let mut parts = Vec::new();
+    for (g, stats) in file.index.groups.iter().enumerate() {
+        if !stats.may_hold(snap.first, snap.last, Some(&key.device)) {
+            continue;
+        }
+        // A snapshot of one series decodes only its device's rows (the other columns are read
+        // where the `device` column matches); otherwise a group is decoded once for all series.
+        let only = (snap.series.len() == 1).then_some(key.device.as_str());
+        let decoded = file.groups[g].get_or_init(|| {
+            crate::cold::parquet::decode_groups(
+                file.bytes.clone(),
+                &file.index,
+                vec![g],
+                &snap.fields,
+                only,
+            )
+            .map(Arc::new)
+            .map_err(|e| format!("cold object {}: row group {g}: {e}", object.key))
+        });
+        let decoded = decoded.as_ref().map_err(|e| corrupt(e.clone()))?;
+        if let Some(rows) = decoded.get(&key) {
+            parts.push(rows.slice_time(snap.first, snap.last));
+        }
+    }
+    let Some(rows) = Rows::concat(parts) else {
         return Ok(None);
     };
-    let rows =
-        crate::cold::parquet::project(rows, &decoded.fields, &snap.fields, (snap.first, snap.last));
     // Erased rows the object still holds (until maintenance rewrites it) are not served.
     let erased = super::erase::segment_ranges(&snap.series[i].cuts, object.seq);
     let rows = super::erase::remove_ranges(rows, &erased);
@@ -592,6 +615,29 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         ReadMode::Points => rows,
     };
     Ok((!rows.is_empty()).then_some(rows))
+}
+
+/// Fetches (from the cache or the store, verified) and indexes one cold object.
+fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead {
+    let tier = snap
+        .tier
+        .as_ref()
+        .ok_or((false, "no cold store is configured".to_string()))?;
+    let bytes = tier
+        .fetch(object)
+        .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
+    let index = crate::cold::parquet::index(&bytes)
+        .map_err(|e| (true, format!("cold object {}: {e}", object.key)))?;
+    let groups = index
+        .groups
+        .iter()
+        .map(|_| std::sync::OnceLock::new())
+        .collect();
+    Ok(ColdFile {
+        bytes,
+        index,
+        groups,
+    })
 }
 
 /// Appends the marker column: valid where `exists` says (all rows when `None`).

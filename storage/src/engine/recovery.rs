@@ -50,7 +50,10 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         }
         None => (None, Vec::new(), crate::cold::ColdManifest::default()),
     };
-    let (catalog_log, catalog) = open_catalog(&paths, &manifest)?;
+    let (catalog_log, mut catalog) = open_catalog(&paths, &manifest)?;
+    if let Some(tier) = &cold {
+        super::cold_move::learn_catalog(tier, &cold_objects, &mut catalog, &mut report.cold_notes);
+    }
     let mut state = State {
         catalog,
         rollups: super::rollups::load(&config.data_dir)?,

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Cold-tier query figures: the fleet simulator's trucks reporting every INTERVAL for DAYS days,
+# loaded into a server with `--cold-store file://...`, flushed, then everything older than one
+# day moved cold (`hot: 1d` + a maintenance run). Timed over HTTP (curl's total time, best of
+# REPEAT unless said otherwise), and each cold answer compared with the hot one:
+#   1. hot:  one truck, one day, hourly mean of velocity; count(*) over the days that go cold;
+#   2. the move (seconds, objects, segment MB, object MB);
+#   3. cold, cold cache (server restarted, so the cache is empty): the same one-truck query once;
+#   4. cold, warm cache: the same query, best of REPEAT;
+#   5. count(*) over the cold days after another restart (cold cache), then warm.
+#
+#   benches/cold/run.sh [TRUCKS] [DAYS] [INTERVAL]         (defaults: 100 7 1m)
+#
+# Binaries: $STRATA_BIN and $FLEET_BIN, else $CARGO_TARGET_DIR/{release,debug}/ (built if missing,
+# release preferred). CACHE_MB sets --cold-cache-mb (default 1024). Work files go to $WORK (default:
+# a new directory under /tmp), removed at exit unless KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TRUCKS=${1:-100}
+DAYS=${2:-7}
+INTERVAL=${3:-1m}
+REPEAT=${REPEAT:-5}
+CACHE_MB=${CACHE_MB:-1024}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+pick() { # name
+    for p in release debug; do [ -x "$TARGET_DIR/$p/$1" ] && { echo "$TARGET_DIR/$p/$1"; return; }; done
+    cargo build --release -q --workspace --bins && echo "$TARGET_DIR/release/$1"
+}
+STRATA=${STRATA_BIN:-$(pick strata)}
+FLEET=${FLEET_BIN:-$(pick strata-fleet)}
+WORK=${WORK:-$(mktemp -d /tmp/strata-cold-bench.XXXXXX)}
+TOKEN=bench-admin-token-0123456789
+PID=
+cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 1200); do curl -fs "$1/ping" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+DATA=$WORK/data
+COLD=$WORK/cold
+mkdir -p "$COLD"
+PORT=$(free_port)
+URL=http://127.0.0.1:$PORT
+serve() {
+    STRATA_ADMIN_TOKEN=$TOKEN "$STRATA" serve --data-dir "$DATA" --http-addr "127.0.0.1:$PORT" --no-mqtt \
+        --no-print-admin-token --cold-store "file://$COLD" --cold-cache-mb "$CACHE_MB" >>"$WORK/server.log" 2>&1 &
+    PID=$!
+    wait_http "$URL"
+}
+restart() { kill "$PID"; wait "$PID" 2>/dev/null || true; serve; }
+post() { curl -fsS -X POST -H "Authorization: Bearer $TOKEN" "$@"; }
+sql() { post -H 'Accept: text/csv' --data-binary "$1" "$URL/api/v1/query"; }
+timed() { # query -> seconds (answer in $WORK/last.csv)
+    curl -fsS -o "$WORK/last.csv" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKEN" \
+        -H 'Accept: text/csv' --data-binary "$1" "$URL/api/v1/query"
+}
+best() { # query -> best of REPEAT in ms
+    local b=999999
+    for _ in $(seq 1 "$REPEAT"); do
+        local t; t=$(timed "$1")
+        b=$(python3 -c "print(min($b, $t * 1000))")
+    done
+    printf '%.1f' "$b"
+}
+ms() { python3 -c "print('%.1f' % ($1 * 1000))"; }
+now() { date +%s.%N; }
+secs() { python3 -c "print('%.2f' % ($2 - $1))"; }
+cold_metric() { curl -fs -H "Authorization: Bearer $TOKEN" "$URL/metrics" | awk -v m="$1" 'index($1, m) == 1 && $1 !~ /^#/ { print $NF }' | head -1; }
+
+serve
+echo "binary: $STRATA"
+DURATION=$((DAYS * 24))h
+NOW=$(date +%s)
+START=$(( (NOW - DAYS * 86400 - 3600) * 1000000000 ))
+echo "loading $TRUCKS trucks x $DAYS days every $INTERVAL ..."
+T0=$(now)
+"$FLEET" load --url "$URL" --token "$TOKEN" --trucks "$TRUCKS" --start "$START" --duration "$DURATION" \
+    --interval "$INTERVAL" --missing 0 --offline 0 --seed 7 --quiet | grep -E '^rows' || true
+post "$URL/api/v1/flush" >/dev/null
+echo "load + flush: $(secs "$T0" "$(now)") s; data directory $(du -sm "$DATA" | cut -f1) MB"
+
+# One whole UTC day three days ago (cold after the move), and the oldest day that goes cold.
+DAY=$(( (NOW / 86400 - 3) * 86400 ))
+CUT=$(( (NOW / 86400 - 1) * 86400 ))
+Q1="SELECT date_bin(INTERVAL '1 hour', time) AS h, avg(velocity) AS mean FROM readings \
+WHERE device = 'truck_7' AND time >= to_timestamp($DAY) AND time < to_timestamp($((DAY + 86400))) \
+GROUP BY h ORDER BY h"
+QC="SELECT count(*) AS n FROM readings WHERE time < to_timestamp($CUT)"
+
+HOT1=$(best "$Q1"); cp "$WORK/last.csv" "$WORK/q1-hot.csv"
+HOTC=$(best "$QC"); cp "$WORK/last.csv" "$WORK/qc-hot.csv"
+echo "hot:  one truck one day hourly mean ${HOT1} ms (best of $REPEAT); count(*) over the cold-to-be days ${HOTC} ms = $(tail -1 "$WORK/qc-hot.csv") rows"
+
+post -X PUT -H 'Content-Type: application/json' --data '{"hot": "1d"}' \
+    "$URL/api/v1/databases/default/lifecycle" >/dev/null
+T0=$(now)
+post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
+T1=$(now)
+python3 - "$WORK/run.json" "$(secs "$T0" "$T1")" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = float(sys.argv[2])
+seg = sum(m["segment_bytes"] for m in r["moved"]); obj = sum(m["object_bytes"] for m in r["moved"])
+rows = sum(m["rows"] for m in r["moved"])
+print(f"move: {len(r['moved'])} objects, {rows} rows, segments {seg/1e6:.1f} MB -> objects {obj/1e6:.1f} MB "
+      f"({obj/max(seg,1):.2f}x), {s:.2f} s = {seg/1e6/max(s,1e-9):.1f} MB/s; errors {r['errors']}")
+PY
+echo "cold store: $(du -sm "$COLD" | cut -f1) MB in $(find "$COLD" -name '*.parquet' | wc -l) objects"
+
+restart
+COLD1=$(ms "$(timed "$Q1")"); cp "$WORK/last.csv" "$WORK/q1-cold.csv"
+WARM1=$(best "$Q1")
+cmp -s "$WORK/q1-hot.csv" "$WORK/q1-cold.csv" && SAME1=equal || SAME1=DIFFERENT
+echo "cold: one truck one day hourly mean ${COLD1} ms (cold cache, after a restart), ${WARM1} ms (warm cache, best of $REPEAT) vs hot ${HOT1} ms; answer $SAME1 to hot"
+
+restart
+COLDC=$(ms "$(timed "$QC")"); cp "$WORK/last.csv" "$WORK/qc-cold.csv"
+WARMC=$(best "$QC")
+cmp -s "$WORK/qc-hot.csv" "$WORK/qc-cold.csv" && SAMEC=equal || SAMEC=DIFFERENT
+echo "cold: count(*) over the cold days ${COLDC} ms (cold cache), ${WARMC} ms (warm, best of $REPEAT) vs hot ${HOTC} ms; answer $SAMEC to hot"
+echo "cache: hits $(cold_metric strata_cold_cache_hits_total), misses $(cold_metric strata_cold_cache_misses_total)"
+[ "$SAME1" = equal ] && [ "$SAMEC" = equal ]
