@@ -6,6 +6,8 @@
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
 //! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
 //!   history), retries with exponential backoff and dead letters.
+//! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
+//!   evaluated with DataFusion over each batch.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
@@ -17,6 +19,7 @@ pub mod alert;
 pub mod error;
 pub mod eval;
 pub mod outbox;
+pub mod row;
 pub mod spec;
 pub mod stats;
 pub mod store;
@@ -81,6 +84,8 @@ pub struct Rules {
     wake: SyncSender<()>,
     wake_rx: Mutex<Option<Receiver<()>>>,
     stop: Arc<AtomicBool>,
+    feed: Arc<row::RowFeed>,
+    feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -111,7 +116,11 @@ impl Rules {
             loaded.insert(spec.name.clone(), Loaded::new(spec, timing));
         }
         let (wake, rx) = sync_channel(1);
-        Ok(Arc::new(Rules {
+        let (feed, feed_rx) = row::RowFeed::new();
+        if !engine.set_write_observer(feed.clone()) {
+            tracing::warn!("the engine already has a write observer; row rules will not run");
+        }
+        let rules = Arc::new(Rules {
             store,
             engine,
             query,
@@ -120,7 +129,11 @@ impl Rules {
             wake,
             wake_rx: Mutex::new(Some(rx)),
             stop: Arc::default(),
-        }))
+            feed,
+            feed_rx: Mutex::new(Some(feed_rx)),
+        });
+        rules.refresh_watch();
+        Ok(rules)
     }
 
     /// A consistent copy of `DATA/rules.redb` (rules, alert instances, outbox) for a backup.
@@ -139,14 +152,62 @@ impl Rules {
                     .await
                     .map_err(|e| RulesError::Invalid(format!("sql: {e}")))?;
             }
-            RuleKind::Row | RuleKind::Window => {
-                return Err(RulesError::Invalid(format!(
-                    "{} rules are not available in this version of strata (query rules are)",
-                    spec.kind.as_str()
-                )));
+            RuleKind::Row => {
+                let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+                if !self.engine.streams(db).iter().any(|s| s == stream) {
+                    return Err(RulesError::Invalid(format!(
+                        "stream: '{db}.{stream}' does not exist (write to it first)"
+                    )));
+                }
+                let cond = spec.condition.as_deref().unwrap_or_default();
+                let sql = format!("SELECT * FROM \"{db}\".\"{stream}\" WHERE ({cond})");
+                self.query
+                    .logical_plan(&sql)
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+            }
+            RuleKind::Window => {
+                return Err(RulesError::Invalid(
+                    "window rules are not available in this version of strata".to_string(),
+                ));
             }
         }
+        self.check_cycles(spec)?;
         Ok(timing)
+    }
+
+    /// Refuses a rule whose stream actions would feed back into the stream it (or a rule it
+    /// feeds) watches: derived streams may feed other rules, but not in a cycle.
+    fn check_cycles(&self, spec: &RuleSpec) -> Result<()> {
+        let mut specs: Vec<RuleSpec> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.name != spec.name)
+                .map(|r| r.spec.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        specs.push(spec.clone());
+        match spec::find_cycle(&specs) {
+            Some(path) => Err(RulesError::Invalid(format!(
+                "actions: derived streams form a cycle: {}",
+                path.join(" -> ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the write observer which streams the row rules watch.
+    fn refresh_watch(&self) {
+        let pairs: Vec<(String, String)> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.enabled && r.spec.kind == RuleKind::Row)
+                .filter_map(|r| Some((r.spec.db.clone(), r.spec.stream.clone()?)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.feed.watch(pairs);
     }
 
     /// Creates a rule (`Exists` when the name is taken).
@@ -203,6 +264,7 @@ impl Rules {
         if let Ok(mut l) = self.loaded.write() {
             l.remove(name);
         }
+        self.refresh_watch();
         let view = self.view(spec);
         self.stats.remove(name);
         Ok(view)
@@ -242,6 +304,16 @@ impl Rules {
     /// Prometheus text of the per-rule counters.
     pub fn render_metrics(&self, out: &mut String) {
         self.stats.render(out);
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP strata_rule_dropped_rows_total Rows not evaluated by row rules because their queue was full.\n\
+             # TYPE strata_rule_dropped_rows_total counter\nstrata_rule_dropped_rows_total {}\n\
+             # HELP strata_rule_queue_batches Durable batches waiting for the row rules worker.\n\
+             # TYPE strata_rule_queue_batches gauge\nstrata_rule_queue_batches {}",
+            self.feed.dropped_rows(),
+            self.feed.queued()
+        );
     }
 
     /// Registers the `alerts` and `rules` SQL tables in `query`.
@@ -270,6 +342,94 @@ impl Rules {
         }
         let me = self.clone();
         tokio::spawn(async move { me.schedule().await });
+        if let Some(rx) = self.feed_rx.lock().ok().and_then(|mut r| r.take()) {
+            let me = self.clone();
+            tokio::spawn(async move { me.row_worker(rx).await });
+        }
+    }
+
+    /// The row rules worker: evaluates every watching row rule on each durable batch.
+    async fn row_worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<row::Arrived>) {
+        while let Some(a) = rx.recv().await {
+            self.feed.took();
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let watching: Vec<(RuleSpec, Timing)> = match self.loaded.read() {
+                Ok(l) => l
+                    .values()
+                    .filter(|r| {
+                        r.spec.enabled
+                            && r.spec.kind == RuleKind::Row
+                            && r.spec.db == a.db
+                            && r.spec.stream.as_deref() == Some(a.table.stream.as_str())
+                    })
+                    .map(|r| (r.spec.clone(), r.timing))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if watching.is_empty() {
+                continue;
+            }
+            let layout = row::layout(&self.engine, &a.db, &a.table.stream);
+            for (spec, timing) in watching {
+                self.evaluate_row(&spec, timing, &layout, &a).await;
+            }
+        }
+    }
+
+    /// One row rule over one batch.
+    async fn evaluate_row(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        layout: &strata_query::TableLayout,
+        a: &row::Arrived,
+    ) {
+        let start = now_ns();
+        let outcome = self.run_row(spec, timing, layout, a, start).await;
+        let end = now_ns();
+        let outcome = match outcome {
+            Ok((matches, queued)) => {
+                if queued > 0 {
+                    self.stats.notified(&spec.name, queued);
+                    self.kick();
+                }
+                Ok(matches)
+            }
+            Err(e) => {
+                tracing::warn!(rule = %spec.name, error = %e, "row rule evaluation failed");
+                Err(e.to_string())
+            }
+        };
+        self.stats
+            .evaluated(&spec.name, end, end - start, start - a.at_ns, outcome);
+    }
+
+    async fn run_row(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        layout: &strata_query::TableLayout,
+        a: &row::Arrived,
+        now: i64,
+    ) -> Result<(u64, u64)> {
+        let batch = row::record_batch(layout, &a.table)?;
+        let cond = spec.condition.as_deref().unwrap_or_default();
+        let seen = row::evaluate(&a.table.stream, cond, batch).await?;
+        let matches = seen.values().filter(|(m, _)| *m).count() as u64;
+        let store = self.store.clone();
+        let spec = spec.clone();
+        let queued = blocking(move || {
+            let (changes, entries, n) =
+                row::step_seen(&spec, store.alerts_of(&spec.name)?, seen, now, timing);
+            if !changes.is_empty() || !entries.is_empty() {
+                store.apply(&spec.name, &changes, entries)?;
+            }
+            Ok(n)
+        })
+        .await?;
+        Ok((matches, queued))
     }
 
     /// Stops evaluating and delivering (undelivered entries stay in the outbox).
@@ -293,6 +453,7 @@ impl Rules {
             entry.running = running;
             l.insert(entry.spec.name.clone(), entry);
         }
+        self.refresh_watch();
     }
 
     /// Wakes the dispatcher (after new outbox entries).

@@ -1,0 +1,233 @@
+//! Black-box tests of row rules with the real binary: a device publishes over MQTT QoS 1 with the
+//! real `mosquitto_pub`, a row rule's condition (DataFusion over each durable batch) fires and
+//! resolves per device, and a real webhook receiver (Python's `http.server`,
+//! `tests/python/webhook_receiver.py`, which checks the HMAC itself) gets each transition once.
+//! Invalid row rules (bad SQL, unknown stream or column, a derived-stream cycle) are refused with
+//! a 400 and nothing stored.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_tests::{Server, free_port, temp_data_dir};
+
+const SECRET: &str = "row-secret";
+
+/// A webhook receiver process, killed on drop.
+struct Receiver {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(port: u16, out: &Path) -> Receiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), SECRET, out.to_str().unwrap(), "200"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+        Receiver {
+            child,
+            out: out.to_owned(),
+        }
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sql(server: &Server, text: &str) -> Vec<Value> {
+    let r = server.post(
+        "/api/v1/query",
+        text.as_bytes(),
+        &[("Accept", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{text}: {}", r.body);
+    r.json().as_array().expect("rows").clone()
+}
+
+/// QoS 1 publish of a JSON reading to the device's `env` telemetry topic.
+fn publish(port: u16, id: &str, key: &str, temperature: f64) {
+    let out = strata_tests::mosquitto_pub(
+        port,
+        id,
+        key,
+        &format!("devices/{id}/telemetry/env"),
+        &format!(r#"{{"temperature": {temperature:.1}}}"#),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn hook_states(rx: &Receiver) -> Vec<(String, String)> {
+    rx.records()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["signature_ok"], true, "{r}");
+            let b = &r["body"];
+            (
+                b["key"]["device"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn row_rule_on_mqtt_rows_fires_and_resolves_per_device_once() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--mqtt-addr", "127.0.0.1:0"]);
+    let mqtt = server.logged_port("MQTT device endpoint listening");
+    let k1 = server.create_device("d1", "")["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k2 = server.create_device("d2", "")["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    publish(mqtt, "d1", &k1, 20.0);
+    let port = free_port();
+    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let rule = json!({"name": "hot", "db": "default", "stream": "env", "kind": "row",
+        "condition": "temperature > 90", "labels": {"severity": "page"},
+        "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                     "secret": SECRET, "backoff": "100ms"}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["kind"], "row");
+
+    publish(mqtt, "d1", &k1, 95.5);
+    publish(mqtt, "d2", &k2, 50.0);
+    let got = wait_until("d1 firing", Duration::from_secs(10), || {
+        let s = hook_states(&rx);
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(got, vec![("d1".to_string(), "firing".to_string())]);
+    let first = &rx.records()[0]["body"];
+    assert_eq!(first["rule"], "hot");
+    assert_eq!(first["values"]["temperature"], 95.5);
+    assert_eq!(first["labels"]["severity"], "page");
+    assert!(first["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+
+    // Still hot: no second notification; cooled down: resolved once; hot again: fires again.
+    publish(mqtt, "d1", &k1, 97.0);
+    publish(mqtt, "d1", &k1, 30.0);
+    wait_until("d1 resolved", Duration::from_secs(10), || {
+        (hook_states(&rx).len() >= 2).then_some(())
+    });
+    publish(mqtt, "d1", &k1, 99.0);
+    wait_until("d1 firing again", Duration::from_secs(10), || {
+        (hook_states(&rx).len() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        hook_states(&rx),
+        vec![
+            ("d1".to_string(), "firing".to_string()),
+            ("d1".to_string(), "resolved".to_string()),
+            ("d1".to_string(), "firing".to_string()),
+        ]
+    );
+    let alerts = sql(
+        &server,
+        "SELECT device, state FROM alerts WHERE rule = 'hot'",
+    );
+    assert_eq!(alerts, vec![json!({"device": "d1", "state": "firing"})]);
+    let rules = sql(
+        &server,
+        "SELECT kind, evaluations, errors FROM rules WHERE name = 'hot'",
+    );
+    assert_eq!(rules[0]["kind"], "row");
+    assert!(rules[0]["evaluations"].as_u64().unwrap() >= 5, "{rules:?}");
+    assert_eq!(rules[0]["errors"], 0);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("strata_rule_dropped_rows_total 0"),
+        "{metrics}"
+    );
+    // Rows written over HTTP (another protocol) go through the same hook.
+    let w = server.write("default", "env,device=d3 temperature=91.5");
+    assert_eq!(w.status, 204, "{}", w.body);
+    wait_until("d3 firing", Duration::from_secs(10), || {
+        hook_states(&rx)
+            .contains(&("d3".to_string(), "firing".to_string()))
+            .then_some(())
+    });
+}
+
+#[test]
+fn invalid_row_rules_are_refused_and_nothing_is_stored() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    let w = server.write(
+        "default",
+        "env,device=d1 temperature=95\nderived,device=d1 state=\"x\"",
+    );
+    assert_eq!(w.status, 204, "{}", w.body);
+    let row = |cond: &str, stream: &str| json!({"name": "r", "kind": "row", "stream": stream, "condition": cond});
+    let refused = [
+        (row("temperature >", "env"), "condition"),
+        (row("nosuch > 1", "env"), "nosuch"),
+        (row("temperature > 1", "nostream"), "nostream"),
+        (row("temperature + 1", "env"), "condition"),
+        (
+            json!({"name": "r", "kind": "row", "stream": "env"}),
+            "condition",
+        ),
+    ];
+    for (rule, needle) in refused {
+        let r = server.post_json("/api/v1/rules", &rule);
+        assert_eq!(r.status, 400, "{rule}: {}", r.body);
+        assert!(r.body.contains(needle), "{rule}: {} lacks {needle}", r.body);
+    }
+    assert_eq!(server.get("/api/v1/rules").json()["items"], json!([]));
+
+    // env -> derived is fine; derived -> env would close a cycle.
+    let mut a = row("temperature > 90", "env");
+    a["name"] = json!("a");
+    a["actions"] = json!([{"type": "stream", "stream": "derived"}]);
+    assert_eq!(server.post_json("/api/v1/rules", &a).status, 201);
+    let mut b = row("state = 'firing'", "derived");
+    b["name"] = json!("b");
+    b["actions"] = json!([{"type": "stream", "stream": "env"}]);
+    let r = server.post_json("/api/v1/rules", &b);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("cycle"), "{}", r.body);
+    assert_eq!(server.get("/api/v1/rules/b").status, 404);
+    let names = sql(&server, "SELECT name FROM rules ORDER BY name");
+    assert_eq!(names, vec![json!({"name": "a"})]);
+}
