@@ -8,6 +8,7 @@
 //!   history), retries with exponential backoff and dead letters.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
+//! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
@@ -24,6 +25,7 @@ pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod tables;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -86,6 +88,7 @@ pub struct Rules {
     stop: Arc<AtomicBool>,
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
+    windows: Mutex<BTreeMap<String, window::WindowState>>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -131,6 +134,7 @@ impl Rules {
             stop: Arc::default(),
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
+            windows: Mutex::default(),
         });
         rules.refresh_watch();
         Ok(rules)
@@ -154,11 +158,7 @@ impl Rules {
             }
             RuleKind::Row => {
                 let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
-                if !self.engine.streams(db).iter().any(|s| s == stream) {
-                    return Err(RulesError::Invalid(format!(
-                        "stream: '{db}.{stream}' does not exist (write to it first)"
-                    )));
-                }
+                self.check_stream(db, stream)?;
                 let cond = spec.condition.as_deref().unwrap_or_default();
                 let sql = format!("SELECT * FROM \"{db}\".\"{stream}\" WHERE ({cond})");
                 self.query
@@ -167,13 +167,90 @@ impl Rules {
                     .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
             }
             RuleKind::Window => {
-                return Err(RulesError::Invalid(
-                    "window rules are not available in this version of strata".to_string(),
-                ));
+                let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+                self.check_stream(db, stream)?;
+                window::Shape::of(spec)?;
+                let sql = window::window_sql(spec, &format!("\"{db}\".\"{stream}\""));
+                self.query
+                    .logical_plan(&sql)
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("select/condition/group_by: {e}")))?;
             }
         }
         self.check_cycles(spec)?;
         Ok(timing)
+    }
+
+    fn check_stream(&self, db: &str, stream: &str) -> Result<()> {
+        if self.engine.streams(db).iter().any(|s| s == stream) {
+            return Ok(());
+        }
+        Err(RulesError::Invalid(format!(
+            "stream: '{db}.{stream}' does not exist (write to it first)"
+        )))
+    }
+
+    /// Rebuilds the open windows of every window rule from its stream (call once after
+    /// [`Rules::open`], before writes arrive): the watermark from the stream's newest row, the
+    /// rows of the windows it has not closed.
+    pub async fn rebuild_windows(&self) {
+        let specs: Vec<RuleSpec> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.kind == RuleKind::Window)
+                .map(|r| r.spec.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for spec in specs {
+            match self.rebuild_window(&spec).await {
+                Ok(state) => {
+                    if let Ok(mut w) = self.windows.lock() {
+                        w.insert(spec.name.clone(), state);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %spec.name, error = %e, "cannot rebuild open windows")
+                }
+            }
+        }
+    }
+
+    async fn rebuild_window(&self, spec: &RuleSpec) -> Result<window::WindowState> {
+        let shape = window::Shape::of(spec)?;
+        let table = format!(
+            "\"{}\".\"{}\"",
+            spec.db,
+            spec.stream.as_deref().unwrap_or_default()
+        );
+        let q = |e: strata_query::QueryError| RulesError::Invalid(format!("rebuild: {e}"));
+        let newest = self
+            .query
+            .query(&format!(
+                "SELECT CAST(max(time) AS BIGINT) AS m FROM {table}"
+            ))
+            .await
+            .map_err(q)?;
+        let max = eval::instances(&newest.batches)?
+            .into_values()
+            .next()
+            .and_then(|v| v.get("m").and_then(|m| m.as_f64()));
+        let mut state = window::WindowState::default();
+        let Some(max) = max else { return Ok(state) };
+        let wm = (max as i64).saturating_sub(shape.lateness_ns);
+        state.watermark = Some(wm);
+        let from = wm.saturating_sub(shape.size_ns);
+        let rows = self
+            .query
+            .query(&format!(
+                "SELECT * FROM {table} WHERE time > to_timestamp_nanos({from}) ORDER BY time"
+            ))
+            .await
+            .map_err(q)?;
+        for b in &rows.batches {
+            state.add(spec, shape, b).await?;
+        }
+        Ok(state)
     }
 
     /// Refuses a rule whose stream actions would feed back into the stream it (or a rule it
@@ -202,7 +279,7 @@ impl Rules {
         let pairs: Vec<(String, String)> = match self.loaded.read() {
             Ok(l) => l
                 .values()
-                .filter(|r| r.spec.enabled && r.spec.kind == RuleKind::Row)
+                .filter(|r| r.spec.enabled && r.spec.kind != RuleKind::Query)
                 .filter_map(|r| Some((r.spec.db.clone(), r.spec.stream.clone()?)))
                 .collect(),
             Err(_) => Vec::new(),
@@ -239,6 +316,53 @@ impl Rules {
         Ok(self.view(spec))
     }
 
+    /// Adds a batch to a window rule's open windows and acts on the windows it closed; returns
+    /// (groups that matched, transitions queued).
+    async fn run_window(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        batch: strata_query::arrow::array::RecordBatch,
+    ) -> Result<(u64, u64)> {
+        let shape = window::Shape::of(spec)?;
+        let mut state = self
+            .windows
+            .lock()
+            .ok()
+            .and_then(|mut w| w.remove(&spec.name))
+            .unwrap_or_default();
+        let closed = state.add(spec, shape, &batch).await;
+        if let Ok(mut w) = self.windows.lock() {
+            w.insert(spec.name.clone(), state);
+        }
+        let mut matches = 0;
+        let mut queued = 0;
+        for (end, groups) in closed? {
+            matches += groups.values().filter(|(m, _)| *m).count() as u64;
+            let store = self.store.clone();
+            let s = spec.clone();
+            queued += blocking(move || {
+                let (changes, entries, n) =
+                    row::step_seen(&s, store.alerts_of(&s.name)?, groups, end, timing);
+                if !changes.is_empty() || !entries.is_empty() {
+                    store.apply(&s.name, &changes, entries)?;
+                }
+                Ok(n)
+            })
+            .await?;
+        }
+        Ok((matches, queued))
+    }
+
+    /// Rows a window rule dropped because they came after their windows closed.
+    pub fn late_dropped(&self, name: &str) -> u64 {
+        self.windows
+            .lock()
+            .ok()
+            .and_then(|w| w.get(name).map(|s| s.late_dropped))
+            .unwrap_or(0)
+    }
+
     /// Enables or disables rule `name`.
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<RuleView> {
         let store = self.store.clone();
@@ -265,6 +389,9 @@ impl Rules {
             l.remove(name);
         }
         self.refresh_watch();
+        if let Ok(mut w) = self.windows.lock() {
+            w.remove(name);
+        }
         let view = self.view(spec);
         self.stats.remove(name);
         Ok(view)
@@ -314,6 +441,20 @@ impl Rules {
             self.feed.dropped_rows(),
             self.feed.queued()
         );
+        let _ = writeln!(
+            out,
+            "# HELP strata_rule_late_rows_dropped_total Rows a window rule dropped: all their windows had closed.\n\
+             # TYPE strata_rule_late_rows_dropped_total counter"
+        );
+        if let Ok(w) = self.windows.lock() {
+            for (rule, s) in w.iter() {
+                let _ = writeln!(
+                    out,
+                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {}",
+                    s.late_dropped
+                );
+            }
+        }
     }
 
     /// Registers the `alerts` and `rules` SQL tables in `query`.
@@ -360,7 +501,7 @@ impl Rules {
                     .values()
                     .filter(|r| {
                         r.spec.enabled
-                            && r.spec.kind == RuleKind::Row
+                            && r.spec.kind != RuleKind::Query
                             && r.spec.db == a.db
                             && r.spec.stream.as_deref() == Some(a.table.stream.as_str())
                     })
@@ -415,6 +556,9 @@ impl Rules {
         now: i64,
     ) -> Result<(u64, u64)> {
         let batch = row::record_batch(layout, &a.table)?;
+        if spec.kind == RuleKind::Window {
+            return self.run_window(spec, timing, batch).await;
+        }
         let cond = spec.condition.as_deref().unwrap_or_default();
         let seen = row::evaluate(&a.table.stream, cond, batch).await?;
         let matches = seen.values().filter(|(m, _)| *m).count() as u64;

@@ -233,10 +233,14 @@ impl RuleSpec {
                 refuse(self.window.is_some(), "window", self.kind)?;
             }
             RuleKind::Window => {
-                return Err(RulesError::Invalid(
-                    "window rules are not available in this version of strata (row and query rules are)"
-                        .to_string(),
-                ));
+                need(&self.stream, "stream", self.kind)?;
+                need(&self.select, "select", self.kind)?;
+                need(&self.condition, "condition", self.kind)?;
+                refuse(self.sql.is_some(), "sql", self.kind)?;
+                refuse(self.every.is_some(), "every", self.kind)?;
+                if self.window.is_none() {
+                    return Err(RulesError::Invalid("a window rule needs 'window'".into()));
+                }
             }
         }
         for (i, a) in self.actions.iter().enumerate() {
@@ -419,7 +423,12 @@ mod tests {
         );
         let mqtt = serde_json::json!([{"type": "mqtt", "topic": "t"}]);
         assert!(with("actions", mqtt).is_err());
-        assert!(with("kind", "window".into()).is_err());
+        assert!(
+            with("kind", "window".into())
+                .unwrap_err()
+                .to_string()
+                .contains("stream")
+        );
         assert!(
             with("kind", "row".into())
                 .unwrap_err()

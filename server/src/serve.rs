@@ -206,6 +206,7 @@ async fn open_rules(
         .await
         .context("rule store open task failed")?
         .context("cannot open the rule store")?;
+    rules.rebuild_windows().await;
     rules.register_tables(query);
     Ok(rules)
 }

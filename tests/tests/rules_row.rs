@@ -1,8 +1,10 @@
-//! Black-box tests of row rules with the real binary: a device publishes over MQTT QoS 1 with the
+//! Black-box tests of row and window rules with the real binary: a device publishes over MQTT QoS 1 with the
 //! real `mosquitto_pub`, a row rule's condition (DataFusion over each durable batch) fires and
 //! resolves per device, and a real webhook receiver (Python's `http.server`,
 //! `tests/python/webhook_receiver.py`, which checks the HMAC itself) gets each transition once.
-//! Invalid row rules (bad SQL, unknown stream or column, a derived-stream cycle) are refused with
+//! Window rules (tumbling, hopping) are checked transition by transition against an independent
+//! Python model (`tests/python/window_model.py`) on the same data with out-of-order and late rows,
+//! also across a restart mid-window. Invalid row rules (bad SQL, unknown stream or column, a derived-stream cycle) are refused with
 //! a 400 and nothing stored.
 
 use std::io::{BufRead, BufReader};
@@ -199,6 +201,10 @@ fn invalid_row_rules_are_refused_and_nothing_is_stored() {
     );
     assert_eq!(w.status, 204, "{}", w.body);
     let row = |cond: &str, stream: &str| json!({"name": "r", "kind": "row", "stream": stream, "condition": cond});
+    let window = |select: &str, cond: &str, w: Value| {
+        json!({"name": "w", "kind": "window", "stream": "env", "window": w,
+               "group_by": ["device"], "select": select, "condition": cond})
+    };
     let refused = [
         (row("temperature >", "env"), "condition"),
         (row("nosuch > 1", "env"), "nosuch"),
@@ -207,6 +213,46 @@ fn invalid_row_rules_are_refused_and_nothing_is_stored() {
         (
             json!({"name": "r", "kind": "row", "stream": "env"}),
             "condition",
+        ),
+        (
+            window(
+                "avg(nosuch) AS t",
+                "t > 1",
+                json!({"type": "tumbling", "size": "1m"}),
+            ),
+            "nosuch",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "u > 1",
+                json!({"type": "tumbling", "size": "1m"}),
+            ),
+            "u",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "tumbling"}),
+            ),
+            "window.size",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "sliding", "size": "1m"}),
+            ),
+            "sliding",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "hopping", "size": "1m", "hop": "2m"}),
+            ),
+            "window.hop",
         ),
     ];
     for (rule, needle) in refused {
@@ -230,4 +276,167 @@ fn invalid_row_rules_are_refused_and_nothing_is_stored() {
     assert_eq!(server.get("/api/v1/rules/b").status, 404);
     let names = sql(&server, "SELECT name FROM rules ORDER BY name");
     assert_eq!(names, vec![json!({"name": "a"})]);
+}
+
+/// Deterministic readings of three devices over two minutes, one write per second of clock,
+/// with out-of-order rows (within the lateness) and late rows (beyond it).
+fn window_batches() -> Vec<Vec<(String, i64, f64)>> {
+    let mut seed: u64 = 0x5eed;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let mut used = std::collections::HashSet::new();
+    let mut batches = Vec::new();
+    for step in 0..120i64 {
+        let mut batch = Vec::new();
+        for d in ["d1", "d2", "d3"] {
+            // Mostly on time; sometimes a few seconds back (late or out of order).
+            let back = match next(10) {
+                0 => next(9) as i64,
+                1 => 1,
+                _ => 0,
+            };
+            let t = BASE_S + step - back;
+            if !used.insert((d, t)) {
+                continue;
+            }
+            let phase = (step / 20) % 2;
+            let v = if phase == 1 { 60.0 } else { 40.0 } + next(200) as f64 / 10.0 - 10.0;
+            batch.push((d.to_string(), t, v));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+const BASE_S: i64 = 1_700_000_000;
+
+/// What `tests/python/window_model.py` expects: (transitions, dropped rows).
+fn window_model(size: i64, hop: i64, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    let spec = json!({"size": size, "hop": hop, "lateness": lateness, "threshold": 50.0,
+        "batches": batches.iter().map(|b| b.iter().map(|(d, t, v)| json!([d, t, v]))
+            .collect::<Vec<_>>()).collect::<Vec<_>>()});
+    std::fs::write(&input, spec.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/window_model.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn write_batch(server: &Server, batch: &[(String, i64, f64)]) {
+    let lp: Vec<String> = batch
+        .iter()
+        .map(|(d, t, v)| format!("env,device={d} temperature={v:.1} {t}"))
+        .collect();
+    let r = server.send(
+        "POST",
+        "/api/v1/write?db=default&precision=s",
+        Some(lp.join("\n").as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+/// Transitions recorded in the alert history: (device, state, time in s).
+fn history(server: &Server, rule: &str) -> Vec<Value> {
+    sql(
+        server,
+        &format!(
+            "SELECT device, state, CAST(time AS BIGINT) / 1000000000 AS t FROM alert_history \
+             WHERE rule = '{rule}' ORDER BY t, device"
+        ),
+    )
+    .iter()
+    .map(|r| json!([r["device"], r["state"], r["t"]]))
+    .collect()
+}
+
+/// Runs a window rule over the generated batches (restarting the server after `restart_after`
+/// batches, if given) and checks every transition against the Python model.
+fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: Option<usize>) {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]);
+    let port = free_port();
+    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let batches = window_batches();
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+    let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
+        "window": window, "group_by": ["device"], "select": "avg(temperature) AS t",
+        "condition": "t > 50", "lateness": "3s",
+        "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                     "secret": SECRET, "backoff": "100ms"}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    for (i, b) in batches.iter().enumerate() {
+        write_batch(&server, b);
+        if Some(i) == restart_after {
+            // Let the worker see what was written, then restart mid-window.
+            std::thread::sleep(Duration::from_millis(500));
+            server.terminate();
+            server.restart();
+        }
+    }
+    let expect = window_model(size, hop, 3, &batches);
+    let transitions = expect["transitions"].as_array().unwrap().clone();
+    assert!(
+        transitions.len() >= 4,
+        "the data should fire and resolve: {expect}"
+    );
+    let got = wait_until("all transitions", Duration::from_secs(20), || {
+        let h = history(&server, "avg-hot");
+        (h.len() >= transitions.len()).then_some(h)
+    });
+    let mut want = transitions.clone();
+    want.sort_by_key(|t| (t[2].as_i64(), t[0].as_str().map(str::to_string)));
+    assert_eq!(got, want);
+    let hooks_seen = wait_until("webhooks", Duration::from_secs(10), || {
+        let s = hook_states(&rx);
+        (s.len() >= want.len()).then_some(s)
+    });
+    assert_eq!(hooks_seen.len(), want.len());
+    if restart_after.is_none() {
+        let metrics = server.get("/metrics").body;
+        let dropped = expect["dropped"].as_u64().unwrap();
+        if hop == size {
+            assert!(dropped > 0, "the data should have late rows: {expect}");
+        }
+        assert!(
+            metrics.contains(&format!(
+                "strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}"
+            )),
+            "{dropped} late rows expected in:\n{metrics}"
+        );
+    }
+}
+
+#[test]
+fn tumbling_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, None);
+}
+
+#[test]
+fn hopping_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "hopping", "size": "10s", "hop": "5s"}),
+        10,
+        5,
+        None,
+    );
+}
+
+#[test]
+fn window_rule_state_is_rebuilt_after_a_restart_mid_window() {
+    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, Some(64));
 }
