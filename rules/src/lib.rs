@@ -10,6 +10,7 @@
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
+//! - [`dryrun`]: `dry-run` over stored history, without acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
 //!
@@ -17,6 +18,7 @@
 //! `ingest::text` for durations and RFC 3339).
 
 pub mod alert;
+pub mod dryrun;
 pub mod error;
 pub mod eval;
 pub mod outbox;

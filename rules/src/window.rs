@@ -168,6 +168,18 @@ impl WindowState {
         self.close(spec, shape).await
     }
 
+    /// Moves the watermark to at least `wm` and closes what it reached (dry runs: the end of
+    /// the range closes every window ending by then).
+    pub async fn close_until(
+        &mut self,
+        spec: &RuleSpec,
+        shape: Shape,
+        wm: i64,
+    ) -> Result<Vec<Closed>> {
+        self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
+        self.close(spec, shape).await
+    }
+
     /// Closes and evaluates every window whose end the watermark reached.
     async fn close(&mut self, spec: &RuleSpec, shape: Shape) -> Result<Vec<Closed>> {
         let Some(wm) = self.watermark else {
