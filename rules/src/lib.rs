@@ -91,6 +91,7 @@ pub struct Rules {
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
+    commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -137,6 +138,7 @@ impl Rules {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
+            commands: std::sync::OnceLock::new(),
         });
         rules.refresh_watch();
         Ok(rules)
@@ -471,6 +473,7 @@ impl Rules {
             return;
         };
         let dispatcher = outbox::Dispatcher {
+            commands: self.commands.get().cloned(),
             store: self.store.clone(),
             engine: self.engine.clone(),
             agent: outbox::agent(),
@@ -576,6 +579,11 @@ impl Rules {
         })
         .await?;
         Ok((matches, queued))
+    }
+
+    /// Sets where `command` actions go (call before [`Rules::start`]).
+    pub fn set_command_sink(&self, sink: Arc<dyn outbox::CommandSink>) {
+        let _ = self.commands.set(sink);
     }
 
     /// Stops evaluating and delivering (undelivered entries stay in the outbox).

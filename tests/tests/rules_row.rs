@@ -540,3 +540,37 @@ fn dry_run_replays_history_without_acting() {
     let r = server.post_json("/api/v1/rules/none/dry-run", &range);
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+#[test]
+fn command_action_queues_a_command_in_the_device_inbox_when_firing() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    server.create_device("d1", "");
+    let w = server.write("default", "env,device=d1 temperature=20");
+    assert_eq!(w.status, 204, "{}", w.body);
+    let rule = json!({"name": "cool", "stream": "env", "kind": "row",
+        "condition": "temperature > 90",
+        "actions": [{"type": "command", "name": "cool-down", "payload": {"fan": "max"}}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let commands = || {
+        let r = server.get("/api/v1/devices/d1/commands");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        v["commands"].as_array().expect("commands").clone()
+    };
+    for (t, expect) in [(95.0, 1), (20.0, 1), (97.0, 2)] {
+        let w = server.write("default", &format!("env,device=d1 temperature={t}"));
+        assert_eq!(w.status, 204, "{}", w.body);
+        wait_until("the command", Duration::from_secs(10), || {
+            let n = commands().len();
+            assert!(n <= expect, "{n} commands, expected {expect}");
+            (n == expect).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(commands().len(), 2, "a resolve sends no command");
+    let c = &commands()[0];
+    assert_eq!(c["name"], "cool-down");
+    assert_eq!(c["payload"], json!({"fan": "max"}));
+}
