@@ -391,36 +391,6 @@ impl DeviceChannel for RegistryChannel {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_topics() {
-        assert_eq!(
-            ack_topic_id("d1", "devices/d1/commands/00ff/ack"),
-            Some("00ff")
-        );
-        for bad in [
-            "devices/d2/commands/00ff/ack",
-            "devices/d1/commands//ack",
-            "devices/d1/commands/a/b/ack",
-            "devices/d1/commands/00ff",
-        ] {
-            assert_eq!(ack_topic_id("d1", bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn ack_bodies() {
-        let ok: AckBody = serde_json::from_str(r#"{"status":"rejected","result":1}"#).unwrap();
-        assert_eq!(ok.into_ack().unwrap().status, CommandStatus::Rejected);
-        let bad: AckBody = serde_json::from_str(r#"{"status":"done"}"#).unwrap();
-        assert!(bad.into_ack().is_err());
-        assert!(serde_json::from_str::<AckBody>(r#"{"status":"completed","x":1}"#).is_err());
-    }
-}
-
 /// `command` actions of rules: queued in the device's command inbox (default TTL, no ack
 /// required) and its MQTT session / long-polls woken.
 pub struct RuleCommands {
@@ -453,5 +423,35 @@ impl strata_rules::outbox::CommandSink for RuleCommands {
             .map_err(|e| format!("command to {device}: {e}"))?;
         self.plane.wake(device);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_topics() {
+        assert_eq!(
+            ack_topic_id("d1", "devices/d1/commands/00ff/ack"),
+            Some("00ff")
+        );
+        for bad in [
+            "devices/d2/commands/00ff/ack",
+            "devices/d1/commands//ack",
+            "devices/d1/commands/a/b/ack",
+            "devices/d1/commands/00ff",
+        ] {
+            assert_eq!(ack_topic_id("d1", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ack_bodies() {
+        let ok: AckBody = serde_json::from_str(r#"{"status":"rejected","result":1}"#).unwrap();
+        assert_eq!(ok.into_ack().unwrap().status, CommandStatus::Rejected);
+        let bad: AckBody = serde_json::from_str(r#"{"status":"done"}"#).unwrap();
+        assert!(bad.into_ack().is_err());
+        assert!(serde_json::from_str::<AckBody>(r#"{"status":"completed","x":1}"#).is_err());
     }
 }
