@@ -33,6 +33,7 @@ mod views;
 pub use aggregate::{AggregateInScan, ScanAggregateExec};
 pub use catalog::{DatabaseSchema, EXTRA_SCHEMA, StrataCatalog};
 pub use config::QueryConfig;
+pub use convert::to_record_batch;
 pub use engine::{CATALOG_NAME, QueryEngine, QueryResult};
 pub use error::QueryError;
 pub use exec::StrataScanExec;

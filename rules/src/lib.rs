@@ -6,7 +6,11 @@
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
 //! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
 //!   history), retries with exponential backoff and dead letters.
+//! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
+//!   evaluated with DataFusion over each batch.
+//! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
+//! - [`dryrun`]: `dry-run` over stored history, without acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
 //!
@@ -14,13 +18,16 @@
 //! `ingest::text` for durations and RFC 3339).
 
 pub mod alert;
+pub mod dryrun;
 pub mod error;
 pub mod eval;
 pub mod outbox;
+pub mod row;
 pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod tables;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,6 +88,10 @@ pub struct Rules {
     wake: SyncSender<()>,
     wake_rx: Mutex<Option<Receiver<()>>>,
     stop: Arc<AtomicBool>,
+    feed: Arc<row::RowFeed>,
+    feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
+    windows: Mutex<BTreeMap<String, window::WindowState>>,
+    commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -111,7 +122,11 @@ impl Rules {
             loaded.insert(spec.name.clone(), Loaded::new(spec, timing));
         }
         let (wake, rx) = sync_channel(1);
-        Ok(Arc::new(Rules {
+        let (feed, feed_rx) = row::RowFeed::new();
+        if !engine.set_write_observer(feed.clone()) {
+            tracing::warn!("the engine already has a write observer; row rules will not run");
+        }
+        let rules = Arc::new(Rules {
             store,
             engine,
             query,
@@ -120,7 +135,13 @@ impl Rules {
             wake,
             wake_rx: Mutex::new(Some(rx)),
             stop: Arc::default(),
-        }))
+            feed,
+            feed_rx: Mutex::new(Some(feed_rx)),
+            windows: Mutex::default(),
+            commands: std::sync::OnceLock::new(),
+        });
+        rules.refresh_watch();
+        Ok(rules)
     }
 
     /// A consistent copy of `DATA/rules.redb` (rules, alert instances, outbox) for a backup.
@@ -139,14 +160,135 @@ impl Rules {
                     .await
                     .map_err(|e| RulesError::Invalid(format!("sql: {e}")))?;
             }
-            RuleKind::Row | RuleKind::Window => {
-                return Err(RulesError::Invalid(format!(
-                    "{} rules are not available in this version of strata (query rules are)",
-                    spec.kind.as_str()
-                )));
+            RuleKind::Row => {
+                let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+                self.check_stream(db, stream)?;
+                let cond = spec.condition.as_deref().unwrap_or_default();
+                let sql = format!("SELECT * FROM \"{db}\".\"{stream}\" WHERE ({cond})");
+                self.query
+                    .logical_plan(&sql)
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+            }
+            RuleKind::Window => {
+                let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+                self.check_stream(db, stream)?;
+                window::Shape::of(spec)?;
+                let sql = window::window_sql(spec, &format!("\"{db}\".\"{stream}\""));
+                self.query
+                    .logical_plan(&sql)
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("select/condition/group_by: {e}")))?;
             }
         }
+        self.check_cycles(spec)?;
         Ok(timing)
+    }
+
+    fn check_stream(&self, db: &str, stream: &str) -> Result<()> {
+        if self.engine.streams(db).iter().any(|s| s == stream) {
+            return Ok(());
+        }
+        Err(RulesError::Invalid(format!(
+            "stream: '{db}.{stream}' does not exist (write to it first)"
+        )))
+    }
+
+    /// Rebuilds the open windows of every window rule from its stream (call once after
+    /// [`Rules::open`], before writes arrive): the watermark from the stream's newest row, the
+    /// rows of the windows it has not closed.
+    pub async fn rebuild_windows(&self) {
+        let specs: Vec<RuleSpec> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.kind == RuleKind::Window)
+                .map(|r| r.spec.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for spec in specs {
+            match self.rebuild_window(&spec).await {
+                Ok(state) => {
+                    if let Ok(mut w) = self.windows.lock() {
+                        w.insert(spec.name.clone(), state);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %spec.name, error = %e, "cannot rebuild open windows")
+                }
+            }
+        }
+    }
+
+    async fn rebuild_window(&self, spec: &RuleSpec) -> Result<window::WindowState> {
+        let shape = window::Shape::of(spec)?;
+        let table = format!(
+            "\"{}\".\"{}\"",
+            spec.db,
+            spec.stream.as_deref().unwrap_or_default()
+        );
+        let q = |e: strata_query::QueryError| RulesError::Invalid(format!("rebuild: {e}"));
+        let newest = self
+            .query
+            .query(&format!(
+                "SELECT CAST(max(time) AS BIGINT) AS m FROM {table}"
+            ))
+            .await
+            .map_err(q)?;
+        let max = eval::instances(&newest.batches)?
+            .into_values()
+            .next()
+            .and_then(|v| v.get("m").and_then(|m| m.as_f64()));
+        let mut state = window::WindowState::default();
+        let Some(max) = max else { return Ok(state) };
+        let wm = (max as i64).saturating_sub(shape.lateness_ns);
+        state.watermark = Some(wm);
+        let from = wm.saturating_sub(shape.size_ns);
+        let rows = self
+            .query
+            .query(&format!(
+                "SELECT * FROM {table} WHERE time > to_timestamp_nanos({from}) ORDER BY time"
+            ))
+            .await
+            .map_err(q)?;
+        for b in &rows.batches {
+            state.add(spec, shape, b).await?;
+        }
+        Ok(state)
+    }
+
+    /// Refuses a rule whose stream actions would feed back into the stream it (or a rule it
+    /// feeds) watches: derived streams may feed other rules, but not in a cycle.
+    fn check_cycles(&self, spec: &RuleSpec) -> Result<()> {
+        let mut specs: Vec<RuleSpec> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.name != spec.name)
+                .map(|r| r.spec.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        specs.push(spec.clone());
+        match spec::find_cycle(&specs) {
+            Some(path) => Err(RulesError::Invalid(format!(
+                "actions: derived streams form a cycle: {}",
+                path.join(" -> ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the write observer which streams the row rules watch.
+    fn refresh_watch(&self) {
+        let pairs: Vec<(String, String)> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| r.spec.enabled && r.spec.kind != RuleKind::Query)
+                .filter_map(|r| Some((r.spec.db.clone(), r.spec.stream.clone()?)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.feed.watch(pairs);
     }
 
     /// Creates a rule (`Exists` when the name is taken).
@@ -178,6 +320,53 @@ impl Rules {
         Ok(self.view(spec))
     }
 
+    /// Adds a batch to a window rule's open windows and acts on the windows it closed; returns
+    /// (groups that matched, transitions queued).
+    async fn run_window(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        batch: strata_query::arrow::array::RecordBatch,
+    ) -> Result<(u64, u64)> {
+        let shape = window::Shape::of(spec)?;
+        let mut state = self
+            .windows
+            .lock()
+            .ok()
+            .and_then(|mut w| w.remove(&spec.name))
+            .unwrap_or_default();
+        let closed = state.add(spec, shape, &batch).await;
+        if let Ok(mut w) = self.windows.lock() {
+            w.insert(spec.name.clone(), state);
+        }
+        let mut matches = 0;
+        let mut queued = 0;
+        for (end, groups) in closed? {
+            matches += groups.values().filter(|(m, _)| *m).count() as u64;
+            let store = self.store.clone();
+            let s = spec.clone();
+            queued += blocking(move || {
+                let (changes, entries, n) =
+                    row::step_seen(&s, store.alerts_of(&s.name)?, groups, end, timing);
+                if !changes.is_empty() || !entries.is_empty() {
+                    store.apply(&s.name, &changes, entries)?;
+                }
+                Ok(n)
+            })
+            .await?;
+        }
+        Ok((matches, queued))
+    }
+
+    /// Rows a window rule dropped because they came after their windows closed.
+    pub fn late_dropped(&self, name: &str) -> u64 {
+        self.windows
+            .lock()
+            .ok()
+            .and_then(|w| w.get(name).map(|s| s.late_dropped))
+            .unwrap_or(0)
+    }
+
     /// Enables or disables rule `name`.
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<RuleView> {
         let store = self.store.clone();
@@ -202,6 +391,10 @@ impl Rules {
         let spec = blocking(move || store.delete_rule(&n)).await?;
         if let Ok(mut l) = self.loaded.write() {
             l.remove(name);
+        }
+        self.refresh_watch();
+        if let Ok(mut w) = self.windows.lock() {
+            w.remove(name);
         }
         let view = self.view(spec);
         self.stats.remove(name);
@@ -242,6 +435,30 @@ impl Rules {
     /// Prometheus text of the per-rule counters.
     pub fn render_metrics(&self, out: &mut String) {
         self.stats.render(out);
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP strata_rule_dropped_rows_total Rows not evaluated by row rules because their queue was full.\n\
+             # TYPE strata_rule_dropped_rows_total counter\nstrata_rule_dropped_rows_total {}\n\
+             # HELP strata_rule_queue_batches Durable batches waiting for the row rules worker.\n\
+             # TYPE strata_rule_queue_batches gauge\nstrata_rule_queue_batches {}",
+            self.feed.dropped_rows(),
+            self.feed.queued()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strata_rule_late_rows_dropped_total Rows a window rule dropped: all their windows had closed.\n\
+             # TYPE strata_rule_late_rows_dropped_total counter"
+        );
+        if let Ok(w) = self.windows.lock() {
+            for (rule, s) in w.iter() {
+                let _ = writeln!(
+                    out,
+                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {}",
+                    s.late_dropped
+                );
+            }
+        }
     }
 
     /// Registers the `alerts` and `rules` SQL tables in `query`.
@@ -256,6 +473,7 @@ impl Rules {
             return;
         };
         let dispatcher = outbox::Dispatcher {
+            commands: self.commands.get().cloned(),
             store: self.store.clone(),
             engine: self.engine.clone(),
             agent: outbox::agent(),
@@ -270,6 +488,102 @@ impl Rules {
         }
         let me = self.clone();
         tokio::spawn(async move { me.schedule().await });
+        if let Some(rx) = self.feed_rx.lock().ok().and_then(|mut r| r.take()) {
+            let me = self.clone();
+            tokio::spawn(async move { me.row_worker(rx).await });
+        }
+    }
+
+    /// The row rules worker: evaluates every watching row rule on each durable batch.
+    async fn row_worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<row::Arrived>) {
+        while let Some(a) = rx.recv().await {
+            self.feed.took();
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let watching: Vec<(RuleSpec, Timing)> = match self.loaded.read() {
+                Ok(l) => l
+                    .values()
+                    .filter(|r| {
+                        r.spec.enabled
+                            && r.spec.kind != RuleKind::Query
+                            && r.spec.db == a.db
+                            && r.spec.stream.as_deref() == Some(a.table.stream.as_str())
+                    })
+                    .map(|r| (r.spec.clone(), r.timing))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if watching.is_empty() {
+                continue;
+            }
+            let layout = row::layout(&self.engine, &a.db, &a.table.stream);
+            for (spec, timing) in watching {
+                self.evaluate_row(&spec, timing, &layout, &a).await;
+            }
+        }
+    }
+
+    /// One row rule over one batch.
+    async fn evaluate_row(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        layout: &strata_query::TableLayout,
+        a: &row::Arrived,
+    ) {
+        let start = now_ns();
+        let outcome = self.run_row(spec, timing, layout, a, start).await;
+        let end = now_ns();
+        let outcome = match outcome {
+            Ok((matches, queued)) => {
+                if queued > 0 {
+                    self.stats.notified(&spec.name, queued);
+                    self.kick();
+                }
+                Ok(matches)
+            }
+            Err(e) => {
+                tracing::warn!(rule = %spec.name, error = %e, "row rule evaluation failed");
+                Err(e.to_string())
+            }
+        };
+        self.stats
+            .evaluated(&spec.name, end, end - start, start - a.at_ns, outcome);
+    }
+
+    async fn run_row(
+        self: &Arc<Self>,
+        spec: &RuleSpec,
+        timing: Timing,
+        layout: &strata_query::TableLayout,
+        a: &row::Arrived,
+        now: i64,
+    ) -> Result<(u64, u64)> {
+        let batch = row::record_batch(layout, &a.table)?;
+        if spec.kind == RuleKind::Window {
+            return self.run_window(spec, timing, batch).await;
+        }
+        let cond = spec.condition.as_deref().unwrap_or_default();
+        let seen = row::evaluate(&a.table.stream, cond, batch).await?;
+        let matches = seen.values().filter(|(m, _)| *m).count() as u64;
+        let store = self.store.clone();
+        let spec = spec.clone();
+        let queued = blocking(move || {
+            let (changes, entries, n) =
+                row::step_seen(&spec, store.alerts_of(&spec.name)?, seen, now, timing);
+            if !changes.is_empty() || !entries.is_empty() {
+                store.apply(&spec.name, &changes, entries)?;
+            }
+            Ok(n)
+        })
+        .await?;
+        Ok((matches, queued))
+    }
+
+    /// Sets where `command` actions go (call before [`Rules::start`]).
+    pub fn set_command_sink(&self, sink: Arc<dyn outbox::CommandSink>) {
+        let _ = self.commands.set(sink);
     }
 
     /// Stops evaluating and delivering (undelivered entries stay in the outbox).
@@ -293,6 +607,7 @@ impl Rules {
             entry.running = running;
             l.insert(entry.spec.name.clone(), entry);
         }
+        self.refresh_watch();
     }
 
     /// Wakes the dispatcher (after new outbox entries).

@@ -195,8 +195,22 @@ pub fn backoff_ns(base_ns: i64, attempts: u32) -> i64 {
         .min(MAX_BACKOFF_NS)
 }
 
+/// Delivers `command` actions into a device's command inbox (implemented by the server over the
+/// registry, which this crate does not depend on).
+pub trait CommandSink: Send + Sync {
+    /// Queues command `name` with `payload` for `device` and wakes its session.
+    fn send_command(
+        &self,
+        device: &str,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String>;
+}
+
 /// Delivers due outbox entries until `stop` is set.
 pub struct Dispatcher {
+    /// Where `command` actions go (none: they fail and are retried).
+    pub commands: Option<Arc<dyn CommandSink>>,
     /// The store holding the outbox.
     pub store: Arc<Store>,
     /// The engine stream actions and the history write into.
@@ -285,7 +299,8 @@ impl Dispatcher {
                     e,
                     notification_columns(&e.notification, false),
                 ),
-                ActionSpec::Mqtt { .. } | ActionSpec::Command { .. } => {
+                ActionSpec::Command { name, payload } => self.command(e, name, payload),
+                ActionSpec::Mqtt { .. } => {
                     Err("this action type is not available in this version".into())
                 }
             },
@@ -295,6 +310,25 @@ impl Dispatcher {
                 e,
                 notification_columns(&e.notification, true),
             ),
+        }
+    }
+
+    /// A command to the key's device when the alert fires (a resolve sends nothing).
+    fn command(
+        &self,
+        e: &OutboxEntry,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        if e.notification.state != "firing" {
+            return Ok(());
+        }
+        let Some(device) = e.notification.key.get("device") else {
+            return Err("command action: the alert key has no device".into());
+        };
+        match &self.commands {
+            Some(sink) => sink.send_command(device, name, payload),
+            None => Err("command action: no device command inbox in this server".into()),
         }
     }
 

@@ -72,7 +72,7 @@ pub enum ActionSpec {
         /// Topic.
         topic: String,
     },
-    /// A command to the device (not available in this version).
+    /// A command into the alert's device's command inbox, sent when the alert fires.
     Command {
         /// Command name.
         name: String,
@@ -233,10 +233,14 @@ impl RuleSpec {
                 refuse(self.window.is_some(), "window", self.kind)?;
             }
             RuleKind::Window => {
-                return Err(RulesError::Invalid(
-                    "window rules are not available in this version of strata (row and query rules are)"
-                        .to_string(),
-                ));
+                need(&self.stream, "stream", self.kind)?;
+                need(&self.select, "select", self.kind)?;
+                need(&self.condition, "condition", self.kind)?;
+                refuse(self.sql.is_some(), "sql", self.kind)?;
+                refuse(self.every.is_some(), "every", self.kind)?;
+                if self.window.is_none() {
+                    return Err(RulesError::Invalid("a window rule needs 'window'".into()));
+                }
             }
         }
         for (i, a) in self.actions.iter().enumerate() {
@@ -258,6 +262,51 @@ impl RuleSpec {
         }
         out
     }
+}
+
+/// A cycle of derived streams among `rules`, as the streams along it (`db.stream`), if any.
+/// A row or window rule is an edge from the stream it watches to each stream it writes (its
+/// `stream` actions and its database's alert history).
+pub fn find_cycle(rules: &[RuleSpec]) -> Option<Vec<String>> {
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rules.iter().filter(|r| r.kind != RuleKind::Query) {
+        let Some(src) = &r.stream else { continue };
+        let from = format!("{}.{src}", r.db);
+        let out = edges.entry(from).or_default();
+        out.push(format!("{}.{}", r.db, crate::outbox::HISTORY_STREAM));
+        for a in &r.actions {
+            if let ActionSpec::Stream { db, stream } = a {
+                out.push(format!("{}.{stream}", db.as_deref().unwrap_or(&r.db)));
+            }
+        }
+    }
+    let starts: Vec<String> = edges.keys().cloned().collect();
+    for start in starts {
+        let mut path = vec![start.clone()];
+        if walk(&edges, &start, &mut path) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Depth-first search for a way back to `path[0]`; `path` holds the way when found.
+fn walk(edges: &BTreeMap<String, Vec<String>>, at: &str, path: &mut Vec<String>) -> bool {
+    for next in edges.get(at).map(Vec::as_slice).unwrap_or_default() {
+        if *next == path[0] {
+            path.push(next.clone());
+            return true;
+        }
+        if path.contains(next) {
+            continue;
+        }
+        path.push(next.clone());
+        if walk(edges, next, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
 }
 
 /// What a secret reads as in API answers.
@@ -313,10 +362,12 @@ fn check_action(a: &ActionSpec) -> std::result::Result<(), String> {
         ActionSpec::Mqtt { .. } => {
             Err("mqtt actions are not available in this version of strata".into())
         }
-        ActionSpec::Command { .. } => Err(
-            "command actions need the device command inbox, which this version of strata does not have"
-                .into(),
-        ),
+        ActionSpec::Command { name, .. } => {
+            if name.trim().is_empty() {
+                return Err("command action needs a 'name'".into());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -374,13 +425,34 @@ mod tests {
         );
         let mqtt = serde_json::json!([{"type": "mqtt", "topic": "t"}]);
         assert!(with("actions", mqtt).is_err());
-        assert!(with("kind", "window".into()).is_err());
+        assert!(
+            with("kind", "window".into())
+                .unwrap_err()
+                .to_string()
+                .contains("stream")
+        );
         assert!(
             with("kind", "row".into())
                 .unwrap_err()
                 .to_string()
                 .contains("stream")
         );
+    }
+
+    #[test]
+    fn derived_stream_cycles_are_found() {
+        let row = |name: &str, from: &str, to: &str| {
+            parse(
+                serde_json::json!({"name": name, "kind": "row", "stream": from,
+                "condition": "x > 1", "actions": [{"type": "stream", "stream": to}]}),
+            )
+            .unwrap()
+        };
+        assert!(find_cycle(&[row("a", "s1", "s2"), row("b", "s2", "s3")]).is_none());
+        let c = find_cycle(&[row("a", "s1", "s2"), row("b", "s2", "s1")]).unwrap();
+        assert_eq!(c.first(), c.last());
+        assert!(find_cycle(&[row("a", "s1", "s1")]).is_some());
+        assert!(find_cycle(&[row("h", "alert_history", "x")]).is_some());
     }
 
     #[test]

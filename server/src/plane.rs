@@ -391,6 +391,41 @@ impl DeviceChannel for RegistryChannel {
     }
 }
 
+/// `command` actions of rules: queued in the device's command inbox (default TTL, no ack
+/// required) and its MQTT session / long-polls woken.
+pub struct RuleCommands {
+    plane: Arc<DevicePlane>,
+    registry: Arc<Registry>,
+}
+
+impl RuleCommands {
+    /// Over the device plane and registry.
+    pub fn new(plane: Arc<DevicePlane>, registry: Arc<Registry>) -> Self {
+        RuleCommands { plane, registry }
+    }
+}
+
+impl strata_rules::outbox::CommandSink for RuleCommands {
+    fn send_command(
+        &self,
+        device: &str,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        let cmd = strata_registry::NewCommand {
+            name: name.to_string(),
+            payload: payload.clone(),
+            ttl_ns: strata_registry::DEFAULT_COMMAND_TTL_NS,
+            ack: false,
+        };
+        self.registry
+            .enqueue_command(device, cmd, self.plane.queue_depth())
+            .map_err(|e| format!("command to {device}: {e}"))?;
+        self.plane.wake(device);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

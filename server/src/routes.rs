@@ -171,6 +171,7 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/rules/{name}/enable", post(rules::enable))
         .route("/api/v1/rules/{name}/disable", post(rules::disable))
         .route("/api/v1/rules/{name}/outbox", get(rules::outbox))
+        .route("/api/v1/rules/{name}/dry-run", post(rules::dry_run))
         .route("/api/v1/backup", post(api::backup::create))
         .route(
             "/api/v1/backup/{id}",

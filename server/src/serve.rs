@@ -160,6 +160,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    rules.set_command_sink(Arc::new(crate::plane::RuleCommands::new(
+        state.plane.clone(),
+        registry.clone(),
+    )));
     let http_limit = limit("http", args.max_connections_http);
     let app = router(state)
         .layer(Extension(issuer))
@@ -206,6 +210,7 @@ async fn open_rules(
         .await
         .context("rule store open task failed")?
         .context("cannot open the rule store")?;
+    rules.rebuild_windows().await;
     rules.register_tables(query);
     Ok(rules)
 }

@@ -114,3 +114,30 @@ pub async fn outbox(
     }
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
+
+/// Body of `POST /api/v1/rules/{name}/dry-run`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunBody {
+    /// RFC 3339 start (inclusive).
+    pub start: String,
+    /// RFC 3339 end (exclusive).
+    pub end: String,
+}
+
+/// `POST /api/v1/rules/{name}/dry-run` with `{"start", "end"}`: what the rule would have
+/// notified over that stored range, without acting.
+pub async fn dry_run(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b: DryRunBody = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let time = |field: &str, text: &str| {
+        strata_ingest::text::parse_rfc3339(text).map_err(|e| {
+            ApiError::BadRequest(format!("{field}: invalid RFC 3339 time '{text}': {e}"))
+        })
+    };
+    let (start, end) = (time("start", &b.start)?, time("end", &b.end)?);
+    Ok(Json(rules.dry_run(&name, start, end).await?).into_response())
+}

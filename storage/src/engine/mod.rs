@@ -168,11 +168,27 @@ struct Inner {
     _lock: File,
 }
 
+/// Told about every batch once it is durable (e.g. the rules layer's row and window rules).
+/// Called on the writer's thread after [`Engine::write`] succeeded, so it must return at once
+/// (hand the batch to a bounded queue; never block, never fail the write).
+pub trait WriteObserver: Send + Sync {
+    /// `batch` was written and is durable.
+    fn after_durable_write(&self, batch: &WriteBatch);
+}
+
 /// The storage engine. All methods take `&self`; share it behind an `Arc`.
-#[derive(Debug)]
 pub struct Engine {
     inner: Arc<Inner>,
     background: Mutex<Option<JoinHandle<()>>>,
+    observer: std::sync::OnceLock<Arc<dyn WriteObserver>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 fn poisoned() -> StorageError {
@@ -215,12 +231,24 @@ impl Engine {
         Ok(Engine {
             inner,
             background: Mutex::new(background),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
     /// Validates, logs and applies a batch; returns once it is durable under the configured mode.
     pub fn write(&self, batch: &WriteBatch) -> Result<WriteReceipt> {
-        write::write(&self.inner, batch)
+        let receipt = write::write(&self.inner, batch)?;
+        if receipt.rows > 0
+            && let Some(o) = self.observer.get()
+        {
+            o.after_durable_write(batch);
+        }
+        Ok(receipt)
+    }
+
+    /// Sets the one [`WriteObserver`] told about every durable batch; `false` if one was set.
+    pub fn set_write_observer(&self, observer: Arc<dyn WriteObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Reads rows of matching series in `[start, end)`, merging memtables and segments (last write wins).

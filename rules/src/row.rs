@@ -1,0 +1,344 @@
+//! Row rules: a SQL boolean `condition` over each incoming row of `db.stream`, whatever protocol
+//! wrote it. The storage engine tells [`RowFeed`] (a [`WriteObserver`]) about every batch once it
+//! is durable; the feed keeps only the tables some row rule watches and hands them to a bounded
+//! queue ([`QUEUE_CAPACITY`] batches) without ever blocking the writer. When the queue is full the
+//! batch is not evaluated: its rows count in `strata_rule_dropped_rows_total`. The rules worker
+//! turns each batch into one Arrow record batch (the stream's SQL layout: `time`, `device`, tags,
+//! fields) and runs `SELECT * FROM stream WHERE condition` on it with DataFusion (a private
+//! session holding just that batch).
+//!
+//! Alerts are keyed by device: a device whose row matches is active (fires, after `for`), a
+//! device whose row does not match is inactive (resolves, after `keep_firing_for`); devices
+//! absent from the batch keep their state. Only state changes are written to `rules.redb`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use strata_query::arrow::array::RecordBatch;
+use strata_query::datafusion::datasource::MemTable;
+use strata_query::datafusion::prelude::SessionContext;
+use strata_query::{DEVICE_COLUMN, TableLayout};
+use strata_storage::{
+    Column, ColumnData, Engine, SeriesBatch, TableWrite, WriteBatch, WriteObserver,
+};
+
+use crate::alert::{Alert, AlertKey, observe_active, observe_inactive};
+use crate::error::{Result, RulesError};
+use crate::eval::{Values, instances};
+use crate::outbox::OutboxEntry;
+use crate::spec::{RuleSpec, Timing};
+use crate::store::Change;
+
+/// Batches waiting for the rules worker at most; more are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// One durable table write some rule watches.
+#[derive(Debug)]
+pub struct Arrived {
+    /// Database.
+    pub db: String,
+    /// The rows.
+    pub table: TableWrite,
+    /// When it was handed over (ns), to measure lag.
+    pub at_ns: i64,
+}
+
+/// The write observer feeding row (and window) rules.
+#[derive(Debug)]
+pub struct RowFeed {
+    watched: RwLock<HashMap<String, HashSet<String>>>,
+    tx: tokio::sync::mpsc::Sender<Arrived>,
+    dropped_rows: AtomicU64,
+    queued: AtomicU64,
+}
+
+impl RowFeed {
+    /// A feed and the receiving end of its queue.
+    pub fn new() -> (Arc<RowFeed>, tokio::sync::mpsc::Receiver<Arrived>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
+        let feed = RowFeed {
+            watched: RwLock::default(),
+            tx,
+            dropped_rows: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+        };
+        (Arc::new(feed), rx)
+    }
+
+    /// Replaces the set of watched `(db, stream)` pairs.
+    pub fn watch(&self, pairs: impl IntoIterator<Item = (String, String)>) {
+        let mut m: HashMap<String, HashSet<String>> = HashMap::new();
+        for (db, s) in pairs {
+            m.entry(db).or_default().insert(s);
+        }
+        if let Ok(mut w) = self.watched.write() {
+            *w = m;
+        }
+    }
+
+    /// Rows not evaluated because the queue was full.
+    pub fn dropped_rows(&self) -> u64 {
+        self.dropped_rows.load(Ordering::Relaxed)
+    }
+
+    /// Batches waiting in the queue.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The worker took one batch off the queue.
+    pub fn took(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl WriteObserver for RowFeed {
+    fn after_durable_write(&self, batch: &WriteBatch) {
+        let Ok(w) = self.watched.read() else { return };
+        let Some(streams) = w.get(&batch.database) else {
+            return;
+        };
+        for t in batch.tables.iter().filter(|t| streams.contains(&t.stream)) {
+            let arrived = Arrived {
+                db: batch.database.clone(),
+                table: t.clone(),
+                at_ns: crate::now_ns(),
+            };
+            match self.tx.try_send(arrived) {
+                Ok(()) => {
+                    self.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.dropped_rows
+                        .fetch_add(t.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The stream's SQL layout now (the batch is durable, so its fields and tags are in it).
+pub fn layout(engine: &Engine, db: &str, stream: &str) -> TableLayout {
+    let fields = engine.schema(db, stream).unwrap_or_default();
+    let tags = engine.tag_keys(db, stream);
+    TableLayout::new(db, stream, &tags, &fields)
+}
+
+/// The rows of `t` as one record batch in `layout`.
+pub fn record_batch(layout: &TableLayout, t: &TableWrite) -> Result<RecordBatch> {
+    let mut by_series: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (row, s) in t.row_series.iter().enumerate() {
+        by_series.entry(*s).or_default().push(row);
+    }
+    let mut series = Vec::with_capacity(by_series.len());
+    for (s, rows) in by_series {
+        let Some(key) = t.series.get(s as usize) else {
+            continue;
+        };
+        series.push(SeriesBatch {
+            series_id: 0,
+            key: key.clone(),
+            times: rows.iter().map(|r| t.times[*r]).collect(),
+            columns: t.columns.iter().map(|c| pick(c, &rows)).collect(),
+        });
+    }
+    strata_query::to_record_batch(&layout.schema, &layout.kinds, &series)
+        .map_err(|e| RulesError::Invalid(format!("row batch: {e}")))
+}
+
+fn pick(c: &Column, rows: &[usize]) -> Column {
+    let mut data = ColumnData::new(c.data.field_type());
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        data.push_from(&c.data, *r);
+        valid.push(c.valid.get(*r).copied().unwrap_or(false));
+    }
+    Column {
+        name: c.name.clone(),
+        data,
+        valid,
+    }
+}
+
+/// The SQL a row rule runs over one batch (the table is the stream's name).
+pub fn condition_sql(table: &str, condition: &str) -> String {
+    format!("SELECT *, ({condition}) AS \"__match\" FROM \"{table}\"")
+}
+
+/// Runs `condition` over `batch` (registered as table `stream`); per device in the batch, the
+/// values of its last row and whether that row matched.
+pub async fn evaluate(
+    stream: &str,
+    condition: &str,
+    batch: RecordBatch,
+) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let df = ctx
+        .sql(&condition_sql(stream, condition))
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let out = df
+        .collect()
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    per_device(&out)
+}
+
+/// Splits result rows (with the `__match` column) into the last row per device.
+pub fn per_device(batches: &[RecordBatch]) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
+    let mut out = BTreeMap::new();
+    for b in batches {
+        for row in 0..b.num_rows() {
+            let one = b.slice(row, 1);
+            for (key, mut values) in instances(&[one])? {
+                let matched = values
+                    .remove("__match")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                let key: AlertKey = key
+                    .into_iter()
+                    .filter(|(k, _)| k == DEVICE_COLUMN)
+                    .collect();
+                values.remove("time");
+                out.insert(key, (matched, values));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Steps the alerts of the devices seen at `now`; returns only what changed state, the outbox
+/// entries, and the number of transitions.
+pub fn step_seen(
+    spec: &RuleSpec,
+    stored: Vec<Alert>,
+    seen: BTreeMap<AlertKey, (bool, Values)>,
+    now: i64,
+    timing: Timing,
+) -> (Vec<Change>, Vec<OutboxEntry>, u64) {
+    let mut previous: BTreeMap<AlertKey, Alert> =
+        stored.into_iter().map(|a| (a.key.clone(), a)).collect();
+    let mut changes = Vec::new();
+    let mut entries = Vec::new();
+    let mut transitions = 0;
+    for (key, (matched, values)) in seen {
+        let prev = previous.remove(&key);
+        let (next, note) = if matched {
+            let (a, n) = observe_active(prev.as_ref(), &spec.name, &key, values, now, timing);
+            (Some(a), n)
+        } else {
+            match &prev {
+                Some(p) => observe_inactive(p, now, timing),
+                None => (None, None),
+            }
+        };
+        if let (Some(a), Some(n)) = (&next, note) {
+            entries.extend(OutboxEntry::for_transition(spec, a, n));
+            transitions += 1;
+        }
+        match (prev, next) {
+            (Some(p), None) => changes.push(Change::Delete(p.key)),
+            (Some(p), Some(a)) if p.state == a.state && note.is_none() => {}
+            (_, Some(a)) => changes.push(Change::Put(a)),
+            (None, None) => {}
+        }
+    }
+    (changes, entries, transitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::AlertState;
+    use strata_storage::{FieldType, SeriesKey, Value};
+
+    fn table(rows: &[(&str, f64)]) -> TableWrite {
+        let mut devices: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        devices.dedup();
+        let mut temp = Column::new("temperature", FieldType::Float);
+        for r in rows {
+            temp.data.push_value(&Value::Float(r.1));
+            temp.valid.push(true);
+        }
+        TableWrite {
+            stream: "env".into(),
+            series: devices
+                .iter()
+                .map(|d| SeriesKey {
+                    device: d.to_string(),
+                    tags: vec![],
+                })
+                .collect(),
+            row_series: rows
+                .iter()
+                .map(|r| devices.iter().position(|d| *d == r.0).unwrap() as u32)
+                .collect(),
+            times: (0..rows.len() as i64).collect(),
+            columns: vec![temp],
+        }
+    }
+
+    fn spec() -> RuleSpec {
+        serde_json::from_value(
+            serde_json::json!({"name": "hot", "kind": "row", "stream": "env",
+            "condition": "temperature > 90", "actions": []}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn condition_matches_per_device_last_row() {
+        let t = table(&[("a", 95.0), ("a", 80.0), ("b", 99.0)]);
+        let layout = TableLayout::new(
+            "default",
+            "env",
+            &[],
+            &[
+                ("temperature".into(), FieldType::Float),
+                ("humidity".into(), FieldType::Float),
+            ],
+        );
+        let batch = record_batch(&layout, &t).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = rt
+            .block_on(evaluate("env", "temperature > 90", batch.clone()))
+            .unwrap();
+        let a: AlertKey = [("device".to_string(), "a".to_string())].into();
+        let b: AlertKey = [("device".to_string(), "b".to_string())].into();
+        assert!(!seen[&a].0);
+        assert!(seen[&b].0);
+        assert_eq!(seen[&b].1["temperature"], serde_json::json!(99.0));
+        assert!(
+            rt.block_on(evaluate("env", "nosuch > 1", batch))
+                .unwrap_err()
+                .to_string()
+                .contains("condition")
+        );
+    }
+
+    #[test]
+    fn only_state_changes_are_stored() {
+        let t = Timing::default();
+        let a: AlertKey = [("device".to_string(), "a".to_string())].into();
+        let hot: BTreeMap<_, _> = [(a.clone(), (true, Values::new()))].into();
+        let (changes, _, n) = step_seen(&spec(), vec![], hot.clone(), 1, t);
+        assert_eq!((changes.len(), n), (1, 1));
+        let Change::Put(alert) = &changes[0] else {
+            panic!("expected a put")
+        };
+        assert_eq!(alert.state, AlertState::Firing);
+        let (changes, _, n) = step_seen(&spec(), vec![alert.clone()], hot, 2, t);
+        assert_eq!((changes.len(), n), (0, 0));
+        let cold: BTreeMap<_, _> = [(a, (false, Values::new()))].into();
+        let (changes, _, n) = step_seen(&spec(), vec![alert.clone()], cold, 3, t);
+        assert_eq!((changes.len(), n), (1, 1));
+    }
+}

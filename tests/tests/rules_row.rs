@@ -1,0 +1,576 @@
+//! Black-box tests of row and window rules with the real binary: a device publishes over MQTT QoS 1 with the
+//! real `mosquitto_pub`, a row rule's condition (DataFusion over each durable batch) fires and
+//! resolves per device, and a real webhook receiver (Python's `http.server`,
+//! `tests/python/webhook_receiver.py`, which checks the HMAC itself) gets each transition once.
+//! Window rules (tumbling, hopping) are checked transition by transition against an independent
+//! Python model (`tests/python/window_model.py`) on the same data with out-of-order and late rows,
+//! also across a restart mid-window. Invalid row rules (bad SQL, unknown stream or column, a derived-stream cycle) are refused with
+//! a 400 and nothing stored.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_tests::{Server, free_port, temp_data_dir};
+
+const SECRET: &str = "row-secret";
+
+/// A webhook receiver process, killed on drop.
+struct Receiver {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(port: u16, out: &Path) -> Receiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), SECRET, out.to_str().unwrap(), "200"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+        Receiver {
+            child,
+            out: out.to_owned(),
+        }
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sql(server: &Server, text: &str) -> Vec<Value> {
+    let r = server.post(
+        "/api/v1/query",
+        text.as_bytes(),
+        &[("Accept", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{text}: {}", r.body);
+    r.json().as_array().expect("rows").clone()
+}
+
+/// QoS 1 publish of a JSON reading to the device's `env` telemetry topic.
+fn publish(port: u16, id: &str, key: &str, temperature: f64) {
+    let out = strata_tests::mosquitto_pub(
+        port,
+        id,
+        key,
+        &format!("devices/{id}/telemetry/env"),
+        &format!(r#"{{"temperature": {temperature:.1}}}"#),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn hook_states(rx: &Receiver) -> Vec<(String, String)> {
+    rx.records()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["signature_ok"], true, "{r}");
+            let b = &r["body"];
+            (
+                b["key"]["device"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn row_rule_on_mqtt_rows_fires_and_resolves_per_device_once() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--mqtt-addr", "127.0.0.1:0"]);
+    let mqtt = server.logged_port("MQTT device endpoint listening");
+    let k1 = server.create_device("d1", "")["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k2 = server.create_device("d2", "")["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    publish(mqtt, "d1", &k1, 20.0);
+    let port = free_port();
+    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let rule = json!({"name": "hot", "db": "default", "stream": "env", "kind": "row",
+        "condition": "temperature > 90", "labels": {"severity": "page"},
+        "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                     "secret": SECRET, "backoff": "100ms"}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["kind"], "row");
+
+    publish(mqtt, "d1", &k1, 95.5);
+    publish(mqtt, "d2", &k2, 50.0);
+    let got = wait_until("d1 firing", Duration::from_secs(10), || {
+        let s = hook_states(&rx);
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(got, vec![("d1".to_string(), "firing".to_string())]);
+    let first = &rx.records()[0]["body"];
+    assert_eq!(first["rule"], "hot");
+    assert_eq!(first["values"]["temperature"], 95.5);
+    assert_eq!(first["labels"]["severity"], "page");
+    assert!(first["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+
+    // Still hot: no second notification; cooled down: resolved once; hot again: fires again.
+    publish(mqtt, "d1", &k1, 97.0);
+    publish(mqtt, "d1", &k1, 30.0);
+    wait_until("d1 resolved", Duration::from_secs(10), || {
+        (hook_states(&rx).len() >= 2).then_some(())
+    });
+    publish(mqtt, "d1", &k1, 99.0);
+    wait_until("d1 firing again", Duration::from_secs(10), || {
+        (hook_states(&rx).len() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        hook_states(&rx),
+        vec![
+            ("d1".to_string(), "firing".to_string()),
+            ("d1".to_string(), "resolved".to_string()),
+            ("d1".to_string(), "firing".to_string()),
+        ]
+    );
+    let alerts = sql(
+        &server,
+        "SELECT device, state FROM alerts WHERE rule = 'hot'",
+    );
+    assert_eq!(alerts, vec![json!({"device": "d1", "state": "firing"})]);
+    let rules = sql(
+        &server,
+        "SELECT kind, evaluations, errors FROM rules WHERE name = 'hot'",
+    );
+    assert_eq!(rules[0]["kind"], "row");
+    assert!(rules[0]["evaluations"].as_u64().unwrap() >= 5, "{rules:?}");
+    assert_eq!(rules[0]["errors"], 0);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("strata_rule_dropped_rows_total 0"),
+        "{metrics}"
+    );
+    // Rows written over HTTP (another protocol) go through the same hook.
+    let w = server.write("default", "env,device=d3 temperature=91.5");
+    assert_eq!(w.status, 204, "{}", w.body);
+    wait_until("d3 firing", Duration::from_secs(10), || {
+        hook_states(&rx)
+            .contains(&("d3".to_string(), "firing".to_string()))
+            .then_some(())
+    });
+}
+
+#[test]
+fn invalid_row_rules_are_refused_and_nothing_is_stored() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    let w = server.write(
+        "default",
+        "env,device=d1 temperature=95\nderived,device=d1 state=\"x\"",
+    );
+    assert_eq!(w.status, 204, "{}", w.body);
+    let row = |cond: &str, stream: &str| json!({"name": "r", "kind": "row", "stream": stream, "condition": cond});
+    let window = |select: &str, cond: &str, w: Value| {
+        json!({"name": "w", "kind": "window", "stream": "env", "window": w,
+               "group_by": ["device"], "select": select, "condition": cond})
+    };
+    let refused = [
+        (row("temperature >", "env"), "condition"),
+        (row("nosuch > 1", "env"), "nosuch"),
+        (row("temperature > 1", "nostream"), "nostream"),
+        (row("temperature + 1", "env"), "condition"),
+        (
+            json!({"name": "r", "kind": "row", "stream": "env"}),
+            "condition",
+        ),
+        (
+            window(
+                "avg(nosuch) AS t",
+                "t > 1",
+                json!({"type": "tumbling", "size": "1m"}),
+            ),
+            "nosuch",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "u > 1",
+                json!({"type": "tumbling", "size": "1m"}),
+            ),
+            "u",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "tumbling"}),
+            ),
+            "window.size",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "sliding", "size": "1m"}),
+            ),
+            "sliding",
+        ),
+        (
+            window(
+                "avg(temperature) AS t",
+                "t > 1",
+                json!({"type": "hopping", "size": "1m", "hop": "2m"}),
+            ),
+            "window.hop",
+        ),
+    ];
+    for (rule, needle) in refused {
+        let r = server.post_json("/api/v1/rules", &rule);
+        assert_eq!(r.status, 400, "{rule}: {}", r.body);
+        assert!(r.body.contains(needle), "{rule}: {} lacks {needle}", r.body);
+    }
+    assert_eq!(server.get("/api/v1/rules").json()["items"], json!([]));
+
+    // env -> derived is fine; derived -> env would close a cycle.
+    let mut a = row("temperature > 90", "env");
+    a["name"] = json!("a");
+    a["actions"] = json!([{"type": "stream", "stream": "derived"}]);
+    assert_eq!(server.post_json("/api/v1/rules", &a).status, 201);
+    let mut b = row("state = 'firing'", "derived");
+    b["name"] = json!("b");
+    b["actions"] = json!([{"type": "stream", "stream": "env"}]);
+    let r = server.post_json("/api/v1/rules", &b);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("cycle"), "{}", r.body);
+    assert_eq!(server.get("/api/v1/rules/b").status, 404);
+    let names = sql(&server, "SELECT name FROM rules ORDER BY name");
+    assert_eq!(names, vec![json!({"name": "a"})]);
+}
+
+/// Deterministic readings of three devices over two minutes, one write per second of clock,
+/// with out-of-order rows (within the lateness) and late rows (beyond it).
+fn window_batches() -> Vec<Vec<(String, i64, f64)>> {
+    let mut seed: u64 = 0x5eed;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let mut used = std::collections::HashSet::new();
+    let mut batches = Vec::new();
+    for step in 0..120i64 {
+        let mut batch = Vec::new();
+        for d in ["d1", "d2", "d3"] {
+            // Mostly on time; sometimes a few seconds back (late or out of order).
+            let back = match next(10) {
+                0 => next(9) as i64,
+                1 => 1,
+                _ => 0,
+            };
+            let t = BASE_S + step - back;
+            if !used.insert((d, t)) {
+                continue;
+            }
+            let phase = (step / 20) % 2;
+            let v = if phase == 1 { 60.0 } else { 40.0 } + next(200) as f64 / 10.0 - 10.0;
+            batch.push((d.to_string(), t, v));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+const BASE_S: i64 = 1_700_000_000;
+
+/// What `tests/python/window_model.py` expects: (transitions, dropped rows).
+fn window_model(size: i64, hop: i64, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    let spec = json!({"size": size, "hop": hop, "lateness": lateness, "threshold": 50.0,
+        "batches": batches.iter().map(|b| b.iter().map(|(d, t, v)| json!([d, t, v]))
+            .collect::<Vec<_>>()).collect::<Vec<_>>()});
+    std::fs::write(&input, spec.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/window_model.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn write_batch(server: &Server, batch: &[(String, i64, f64)]) {
+    let lp: Vec<String> = batch
+        .iter()
+        .map(|(d, t, v)| format!("env,device={d} temperature={v:.1} {t}"))
+        .collect();
+    let r = server.send(
+        "POST",
+        "/api/v1/write?db=default&precision=s",
+        Some(lp.join("\n").as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+/// Transitions recorded in the alert history: (device, state, time in s).
+fn history(server: &Server, rule: &str) -> Vec<Value> {
+    sql(
+        server,
+        &format!(
+            "SELECT device, state, CAST(time AS BIGINT) / 1000000000 AS t FROM alert_history \
+             WHERE rule = '{rule}' ORDER BY t, device"
+        ),
+    )
+    .iter()
+    .map(|r| json!([r["device"], r["state"], r["t"]]))
+    .collect()
+}
+
+/// Runs a window rule over the generated batches (restarting the server after `restart_after`
+/// batches, if given) and checks every transition against the Python model.
+fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: Option<usize>) {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]);
+    let port = free_port();
+    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let batches = window_batches();
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+    let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
+        "window": window, "group_by": ["device"], "select": "avg(temperature) AS t",
+        "condition": "t > 50", "lateness": "3s",
+        "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                     "secret": SECRET, "backoff": "100ms"}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    for (i, b) in batches.iter().enumerate() {
+        write_batch(&server, b);
+        if Some(i) == restart_after {
+            // Let the worker see what was written, then restart mid-window.
+            std::thread::sleep(Duration::from_millis(500));
+            server.terminate();
+            server.restart();
+        }
+    }
+    let expect = window_model(size, hop, 3, &batches);
+    let transitions = expect["transitions"].as_array().unwrap().clone();
+    assert!(
+        transitions.len() >= 4,
+        "the data should fire and resolve: {expect}"
+    );
+    let got = wait_until("all transitions", Duration::from_secs(20), || {
+        let h = history(&server, "avg-hot");
+        (h.len() >= transitions.len()).then_some(h)
+    });
+    let mut want = transitions.clone();
+    want.sort_by_key(|t| (t[2].as_i64(), t[0].as_str().map(str::to_string)));
+    assert_eq!(got, want);
+    let hooks_seen = wait_until("webhooks", Duration::from_secs(10), || {
+        let s = hook_states(&rx);
+        (s.len() >= want.len()).then_some(s)
+    });
+    assert_eq!(hooks_seen.len(), want.len());
+    if restart_after.is_none() {
+        let metrics = server.get("/metrics").body;
+        let dropped = expect["dropped"].as_u64().unwrap();
+        if hop == size {
+            assert!(dropped > 0, "the data should have late rows: {expect}");
+        }
+        assert!(
+            metrics.contains(&format!(
+                "strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}"
+            )),
+            "{dropped} late rows expected in:\n{metrics}"
+        );
+    }
+}
+
+#[test]
+fn tumbling_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, None);
+}
+
+#[test]
+fn hopping_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "hopping", "size": "10s", "hop": "5s"}),
+        10,
+        5,
+        None,
+    );
+}
+
+#[test]
+fn window_rule_state_is_rebuilt_after_a_restart_mid_window() {
+    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, Some(64));
+}
+
+/// Seconds since the epoch of a whole-second `YYYY-MM-DDTHH:MM:SSZ`.
+fn epoch_s(rfc3339: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| rfc3339[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+#[test]
+fn dry_run_replays_history_without_acting() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let port = free_port();
+    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let batches = window_batches();
+    let mut all: Vec<(String, i64, f64)> = batches.concat();
+    all.sort_by_key(|(d, t, _)| (*t, d.clone()));
+    write_batch(&server, &all);
+    let hook = json!([{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                       "secret": SECRET}]);
+    let row = json!({"name": "hot", "stream": "env", "kind": "row",
+        "condition": "temperature > 50", "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &row).status, 201);
+    let win = json!({"name": "avg-hot", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "10s"}, "group_by": ["device"],
+        "select": "avg(temperature) AS t", "condition": "t > 50", "lateness": "3s",
+        "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &win).status, 201);
+    let range = json!({"start": "2023-11-14T22:13:20Z", "end": "2023-11-14T22:15:20Z"});
+    assert_eq!(epoch_s("2023-11-14T22:13:20Z"), BASE_S);
+
+    // Window rule: the same transitions as the model on the rows in time order.
+    let r = server.post_json("/api/v1/rules/avg-hot/dry-run", &range);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got: Vec<Value> = r.json()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            json!([
+                n["key"]["device"],
+                n["state"],
+                epoch_s(n["time"].as_str().unwrap())
+            ])
+        })
+        .filter(|t| t[2].as_i64().unwrap() <= BASE_S + 110)
+        .collect();
+    let model = window_model(10, 10, 3, &[all.clone()]);
+    assert_eq!(&got, model["transitions"].as_array().unwrap());
+    assert!(got.len() >= 4, "{got:?}");
+    let in_range = all.iter().filter(|(_, t, _)| *t >= BASE_S).count();
+    assert_eq!(r.json()["rows"], in_range);
+
+    // Row rule: one transition each time a device crosses 50, at the row's time.
+    let r = server.post_json("/api/v1/rules/hot/dry-run", &range);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut expect = Vec::new();
+    let mut hot = std::collections::BTreeMap::new();
+    for (d, t, v) in all.iter().filter(|(_, t, _)| *t >= BASE_S) {
+        let now = *v > 50.0;
+        let was = hot.insert(d.clone(), now).unwrap_or(false);
+        if now != was {
+            expect.push(json!([d, if now { "firing" } else { "resolved" }, t]));
+        }
+    }
+    let mut got: Vec<Value> = r.json()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            json!([
+                n["key"]["device"],
+                n["state"],
+                epoch_s(n["time"].as_str().unwrap())
+            ])
+        })
+        .collect();
+    // Rows of one second come in any device order.
+    let by_time = |v: &Value| (v[2].as_i64(), v[0].as_str().map(str::to_string));
+    got.sort_by_key(by_time);
+    expect.sort_by_key(by_time);
+    assert_eq!(got, expect);
+
+    // Nothing acted: no webhook, no alert, no history; bad ranges are 400s.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.records().is_empty());
+    assert!(sql(&server, "SELECT * FROM alerts").is_empty());
+    let bad = json!({"start": "yesterday", "end": "2023-11-14T22:15:20Z"});
+    let r = server.post_json("/api/v1/rules/hot/dry-run", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("start"), "{}", r.body);
+    let r = server.post_json("/api/v1/rules/none/dry-run", &range);
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[test]
+fn command_action_queues_a_command_in_the_device_inbox_when_firing() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    server.create_device("d1", "");
+    let w = server.write("default", "env,device=d1 temperature=20");
+    assert_eq!(w.status, 204, "{}", w.body);
+    let rule = json!({"name": "cool", "stream": "env", "kind": "row",
+        "condition": "temperature > 90",
+        "actions": [{"type": "command", "name": "cool-down", "payload": {"fan": "max"}}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let commands = || {
+        let r = server.get("/api/v1/devices/d1/commands");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        v["commands"].as_array().expect("commands").clone()
+    };
+    for (t, expect) in [(95.0, 1), (20.0, 1), (97.0, 2)] {
+        let w = server.write("default", &format!("env,device=d1 temperature={t}"));
+        assert_eq!(w.status, 204, "{}", w.body);
+        wait_until("the command", Duration::from_secs(10), || {
+            let n = commands().len();
+            assert!(n <= expect, "{n} commands, expected {expect}");
+            (n == expect).then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(commands().len(), 2, "a resolve sends no command");
+    let c = &commands()[0];
+    assert_eq!(c["name"], "cool-down");
+    assert_eq!(c["payload"], json!({"fan": "max"}));
+}
