@@ -200,9 +200,30 @@ function ago(ns) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
-async function devicesPage(main) {
-  const page = await api('/api/v1/devices?limit=1000');
+async function devicesPage(main, under) {
+  const [page, entities, streams] = await Promise.all([
+    api(`/api/v1/devices?limit=1000${under ? `&under=${encodeURIComponent(under)}` : ''}`),
+    api('/api/v1/entities?limit=1000').catch(() => ({ items: [] })),
+    api('/api/v1/streams').catch(() => ({ streams: [] })),
+  ]);
   const devices = page.items;
+  // Last values: one last-value query per telemetry stream (the fast path), newest per device.
+  const last = new Map();
+  for (const s of (streams.streams || []).filter((x) => !x.name.startsWith('_rollup_') && x.name !== 'alert_history')) {
+    const rows = await sql(`SELECT * FROM last_values(${quoteLiteral(s.name)})`).catch(() => []);
+    for (const r of rows) {
+      const prev = last.get(r.device);
+      if (!prev || Date.parse(r.time) > Date.parse(prev.time)) last.set(r.device, { ...r, stream: s.name });
+    }
+  }
+  const lastText = (id) => {
+    const r = last.get(id);
+    if (!r) return '';
+    return Object.entries(r).filter(([k, v]) => !['device', 'time', 'stream'].includes(k) && typeof v === 'number').slice(0, 4).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`).join(' ');
+  };
+  const entity = h('select', { id: 'device-entity' }, h('option', { value: '' }, 'anywhere'),
+    (entities.items || []).map((e) => h('option', { value: e.id, selected: e.id === under }, `under ${e.name || e.id}`)));
+  entity.addEventListener('change', () => { location.hash = entity.value ? `#/devices/${encodeURIComponent(entity.value)}` : '#/devices'; });
   const search = h('input', { id: 'device-search', type: 'search', placeholder: 'Search id, model, tag, location…' });
   const models = [...new Set(devices.map((d) => d.model).filter(Boolean))].sort();
   const model = h('select', { id: 'device-model' }, h('option', { value: '' }, 'any model'), models.map((m) => h('option', { value: m }, m)));
@@ -221,11 +242,12 @@ async function devicesPage(main) {
       h('td', {}, h('span', { class: `badge ${d.enabled ? 'on' : 'off'}` }, d.enabled ? 'enabled' : 'disabled')),
       h('td', {}, ago(d.last_seen_ns)),
       h('td', {}, (d.tags || []).join(', ')),
-      h('td', {}, d.location || ''))));
+      h('td', {}, d.location || ''),
+      h('td', { class: 'last-values' }, lastText(d.id)))));
   };
   [search, model, status].forEach((el) => el.addEventListener('input', render));
-  main.replaceChildren(h('h2', {}, 'Devices'), h('div', { class: 'row' }, search, model, status, count),
-    h('div', { class: 'card scroll' }, h('table', { id: 'devices' }, h('thead', {}, h('tr', {}, ['id', 'model', 'status', 'last seen', 'tags', 'location'].map((c) => h('th', {}, c)))), body)));
+  main.replaceChildren(h('h2', {}, 'Devices'), h('div', { class: 'row' }, search, model, status, entity, count),
+    h('div', { class: 'card scroll' }, h('table', { id: 'devices' }, h('thead', {}, h('tr', {}, ['id', 'model', 'status', 'last seen', 'tags', 'location', 'last values'].map((c) => h('th', {}, c)))), body)));
   render();
 }
 

@@ -105,7 +105,17 @@ try {
   await page.fill('#device-search', DEVICE);
   const rows = await page.$$eval('#devices tbody tr', (trs) => trs.map((t) => t.textContent));
   check('device search finds the device', rows.length === 1 && rows[0].includes(DEVICE), JSON.stringify(rows));
+  const lastCell = await page.textContent('#devices tbody tr td.last-values');
+  check('device list shows last values', /temp=\d/.test(lastCell), lastCell);
   await shot(page, 'devices');
+  // Filter by entity: only what is under the site.
+  await page.selectOption('#device-entity', 'site-1');
+  await page.waitForFunction(() => location.hash === '#/devices/site-1' && document.querySelectorAll('#devices tbody tr').length > 0);
+  const under = await page.$$eval('#devices tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+  check('device list filters by entity', under.length === 1 && under[0] === DEVICE, JSON.stringify(under));
+  await page.goto(`${URL}/#/devices`);
+  await page.waitForSelector('#devices tbody tr');
+  await page.fill('#device-search', DEVICE);
 
   // Device page: the chart plots exactly what SQL returns for the range.
   await page.click(`#devices a[href="#/device/${encodeURIComponent(DEVICE)}"]`);
