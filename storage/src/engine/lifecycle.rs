@@ -169,16 +169,29 @@ fn affected_streams(
         .collect())
 }
 
+/// Back-fill steps an on-demand run takes at most before its retention drops.
+const ON_DEMAND_BACKFILL_STEPS: usize = 100_000;
+
 /// Runs lifecycle maintenance now: retention drops (and cold moves when a cold store is
 /// configured). Errors of one item are recorded in the report and do not stop the others.
-pub(super) fn run(inner: &Inner) -> Result<LifecycleRun> {
+/// `catch_up_rollups` (an operator's run, not the background pass, which maintains rollups
+/// itself just before) first absorbs every pending rollup window and finishes the back-fills,
+/// so a retention refused for unabsorbed data can be set right after.
+pub(super) fn run(inner: &Inner, catch_up_rollups: bool) -> Result<LifecycleRun> {
+    let mut report = LifecycleRun::default();
+    if catch_up_rollups {
+        match super::rollups::catch_up(inner, ON_DEMAND_BACKFILL_STEPS) {
+            Ok(r) => {
+                report.rollup_windows = r.windows_absorbed;
+                report.rollup_backfill_steps = r.backfill_steps;
+            }
+            Err(e) => report.errors.push(format!("rollups: {e}")),
+        }
+    }
     let _serial = inner.compaction_lock.lock().map_err(|_| poisoned())?;
     let started = Instant::now();
     let now = now_ns();
-    let mut report = LifecycleRun {
-        started_ns: now,
-        ..LifecycleRun::default()
-    };
+    report.started_ns = now;
     if let Err(e) = drop_expired(inner, now, &mut report) {
         report.errors.push(format!("retention: {e}"));
     }

@@ -359,7 +359,7 @@ fn run_due_work(inner: &Inner) -> Result<()> {
     compact_picked(inner, inner.config.compaction_trigger)?;
     super::rollups::background(inner)?;
     if super::lifecycle::due(inner) {
-        super::lifecycle::run(inner)?;
+        super::lifecycle::run(inner, false)?;
     }
     Ok(())
 }

@@ -476,7 +476,7 @@ impl Engine {
     /// Runs lifecycle maintenance now (retention drops, cold moves) and reports what it did.
     pub fn run_lifecycle(&self) -> Result<crate::lifecycle::LifecycleRun> {
         self.inner.check_open()?;
-        lifecycle::run(&self.inner)
+        lifecycle::run(&self.inner, true)
     }
 
     /// Per stream and tier (`hot`, `cold`): files, rows, bytes, oldest/newest time, moves due;

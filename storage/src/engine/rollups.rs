@@ -510,6 +510,27 @@ pub(super) fn retention_conflict(
     Ok(None)
 }
 
+/// Absorbs every pending window, then takes back-fill steps until none is pending or
+/// `max_backfill_steps` were taken.
+pub(super) fn catch_up(inner: &Inner, max_backfill_steps: usize) -> Result<RollupRun> {
+    let (windows_absorbed, mut rows_written) = absorb(inner, None)?;
+    let mut backfill_steps = 0;
+    while backfill_steps < max_backfill_steps {
+        match backfill_step(inner)? {
+            Some(rows) => {
+                backfill_steps += 1;
+                rows_written += rows;
+            }
+            None => break,
+        }
+    }
+    Ok(RollupRun {
+        windows_absorbed,
+        backfill_steps,
+        rows_written,
+    })
+}
+
 /// The rollups a lifecycle policy level asks for (`None`: that level sets none). A database
 /// policy without rollups is the same as no database entry; a stream override without rollups
 /// says "none for this stream", overriding its database.
@@ -652,22 +673,7 @@ impl Engine {
     /// Runs rollup maintenance now: absorbs every pending window, then takes back-fill steps
     /// until no back-fill is pending or `max_backfill_steps` were taken.
     pub fn run_rollups(&self, max_backfill_steps: usize) -> Result<RollupRun> {
-        let (windows_absorbed, mut rows_written) = absorb(&self.inner, None)?;
-        let mut backfill_steps = 0;
-        while backfill_steps < max_backfill_steps {
-            match backfill_step(&self.inner)? {
-                Some(rows) => {
-                    backfill_steps += 1;
-                    rows_written += rows;
-                }
-                None => break,
-            }
-        }
-        Ok(RollupRun {
-            windows_absorbed,
-            backfill_steps,
-            rows_written,
-        })
+        catch_up(&self.inner, max_backfill_steps)
     }
 
     /// Why a raw retention of `retention` ns (measured back from `now`) would drop raw data a

@@ -56,6 +56,11 @@ pub struct LifecycleRun {
     pub moved: Vec<ColdMove>,
     /// Errors met (the run goes on with the next item; the item is retried next run).
     pub errors: Vec<String>,
+    /// On-demand runs only: rollup windows absorbed before the retention drops.
+    pub rollup_windows: usize,
+    /// On-demand runs only: rollup back-fill steps taken before the retention drops (a run
+    /// finishes every back-fill, up to a bound; see `Engine::run_lifecycle`).
+    pub rollup_backfill_steps: usize,
 }
 
 /// Rows, bytes and time span of one stream in one tier.
