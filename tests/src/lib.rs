@@ -697,6 +697,80 @@ pub fn mosquitto_pub(port: u16, id: &str, key: &str, topic: &str, payload: &str)
         .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)")
 }
 
+/// A real webhook receiver (`tests/python/webhook_receiver.py`: Python's `http.server`, checks
+/// the HMAC signature with `secret`, answers `status`, appends each request as one JSON line to
+/// a file), killed on drop.
+pub struct WebhookReceiver {
+    child: Child,
+    out: PathBuf,
+}
+
+impl WebhookReceiver {
+    /// Starts the receiver on `port`, recording into `out`; returns once it listens.
+    pub fn start(port: u16, secret: &str, out: &Path, status: u16) -> WebhookReceiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([
+                &port.to_string(),
+                secret,
+                out.to_str().expect("UTF-8 path"),
+                &status.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the receiver's first line");
+        assert_eq!(line.trim(), "listening");
+        WebhookReceiver {
+            child,
+            out: out.to_owned(),
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing the test after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs SQL over `POST /api/v1/query` (asserting 200) and returns the JSON rows.
+pub fn sql_rows(server: &Server, text: &str) -> Vec<serde_json::Value> {
+    let r = server.post(
+        "/api/v1/query",
+        text.as_bytes(),
+        &[("Accept", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{text}: {}", r.body);
+    r.json().as_array().expect("rows").clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

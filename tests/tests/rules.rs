@@ -5,82 +5,15 @@
 //! stored; a kill -9 with an undelivered notification still delivers it after restart; a
 //! receiver that keeps failing dead-letters the notification; a stream action writes a row.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use strata_tests::{Server, free_port, temp_data_dir};
+use strata_tests::{Server, WebhookReceiver, free_port, temp_data_dir, wait_until};
 
 const SECRET: &str = "s3cret-key";
 
-/// A webhook receiver process, killed on drop.
-struct Receiver {
-    child: Child,
-    out: PathBuf,
-}
-
-impl Receiver {
-    fn start(port: u16, out: &Path, status: u16) -> Receiver {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args([
-                &port.to_string(),
-                SECRET,
-                out.to_str().unwrap(),
-                &status.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "listening");
-        Receiver {
-            child,
-            out: out.to_owned(),
-        }
-    }
-
-    fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sql(server: &Server, text: &str) -> Vec<Value> {
-    let r = server.post(
-        "/api/v1/query",
-        text.as_bytes(),
-        &[("Accept", "application/json")],
-    );
-    assert_eq!(r.status, 200, "{text}: {}", r.body);
-    r.json().as_array().expect("rows").clone()
+    strata_tests::sql_rows(server, text)
 }
 
 fn write(server: &Server, lp: &str) {
@@ -126,7 +59,7 @@ fn query_rule_with_for_fires_once_survives_restart_and_resolves_once() {
     let hooks = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir, &[]);
     let port = free_port();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"), 200);
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     write(
         &server,
         "env,device=d1 temperature=95\nenv,device=d2 temperature=20",
@@ -344,7 +277,7 @@ fn kill9_with_an_undelivered_notification_still_delivers_it() {
     assert_eq!(pending["target"]["action"]["secret"], "<redacted>");
 
     server.kill9();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"), 200);
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     server.restart();
     let got = wait_until(
         "the delivery after restart",
@@ -370,7 +303,7 @@ fn failing_receiver_dead_letters_and_stream_action_writes_a_row() {
     let hooks = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]);
     let port = free_port();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"), 500);
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 500);
     write(&server, "env,device=d1 temperature=95");
     let mut rule = warm_rule(port, json!({}));
     rule["actions"][0]["max_attempts"] = json!(3);

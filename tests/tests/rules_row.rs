@@ -7,77 +7,17 @@
 //! also across a restart mid-window. Invalid row rules (bad SQL, unknown stream or column, a derived-stream cycle) are refused with
 //! a 400 and nothing stored.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use strata_tests::{Server, free_port, temp_data_dir};
+use strata_tests::{Server, WebhookReceiver, free_port, temp_data_dir, wait_until};
 
 const SECRET: &str = "row-secret";
 
-/// A webhook receiver process, killed on drop.
-struct Receiver {
-    child: Child,
-    out: PathBuf,
-}
-
-impl Receiver {
-    fn start(port: u16, out: &Path) -> Receiver {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args([&port.to_string(), SECRET, out.to_str().unwrap(), "200"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "listening");
-        Receiver {
-            child,
-            out: out.to_owned(),
-        }
-    }
-
-    fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sql(server: &Server, text: &str) -> Vec<Value> {
-    let r = server.post(
-        "/api/v1/query",
-        text.as_bytes(),
-        &[("Accept", "application/json")],
-    );
-    assert_eq!(r.status, 200, "{text}: {}", r.body);
-    r.json().as_array().expect("rows").clone()
+    strata_tests::sql_rows(server, text)
 }
 
 /// QoS 1 publish of a JSON reading to the device's `env` telemetry topic.
@@ -92,7 +32,7 @@ fn publish(port: u16, id: &str, key: &str, temperature: f64) {
     assert!(out.status.success(), "{out:?}");
 }
 
-fn hook_states(rx: &Receiver) -> Vec<(String, String)> {
+fn hook_states(rx: &WebhookReceiver) -> Vec<(String, String)> {
     rx.records()
         .iter()
         .map(|r| {
@@ -122,7 +62,7 @@ fn row_rule_on_mqtt_rows_fires_and_resolves_per_device_once() {
         .to_string();
     publish(mqtt, "d1", &k1, 20.0);
     let port = free_port();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     let rule = json!({"name": "hot", "db": "default", "stream": "env", "kind": "row",
         "condition": "temperature > 90", "labels": {"severity": "page"},
         "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
@@ -369,7 +309,7 @@ fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: 
     let hooks = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir, &[]);
     let port = free_port();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     let batches = window_batches();
     write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
     let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
@@ -459,7 +399,7 @@ fn dry_run_replays_history_without_acting() {
     let hooks = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]);
     let port = free_port();
-    let rx = Receiver::start(port, &hooks.path().join("hooks.jsonl"));
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     let batches = window_batches();
     let mut all: Vec<(String, i64, f64)> = batches.concat();
     all.sort_by_key(|(d, t, _)| (*t, d.clone()));
