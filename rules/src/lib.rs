@@ -534,22 +534,7 @@ impl Rules {
     ) {
         let start = now_ns();
         let outcome = self.run_row(spec, timing, layout, a, start).await;
-        let end = now_ns();
-        let outcome = match outcome {
-            Ok((matches, queued)) => {
-                if queued > 0 {
-                    self.stats.notified(&spec.name, queued);
-                    self.kick();
-                }
-                Ok(matches)
-            }
-            Err(e) => {
-                tracing::warn!(rule = %spec.name, error = %e, "row rule evaluation failed");
-                Err(e.to_string())
-            }
-        };
-        self.stats
-            .evaluated(&spec.name, end, end - start, start - a.at_ns, outcome);
+        self.record(&spec.name, start, start - a.at_ns, outcome);
     }
 
     async fn run_row(
@@ -665,22 +650,28 @@ impl Rules {
     async fn evaluate_query(self: &Arc<Self>, spec: RuleSpec, timing: Timing, due_ns: i64) {
         let start = now_ns();
         let outcome = eval::run_query_rule(self, &spec, timing, start).await;
+        self.record(&spec.name, start, start - due_ns, outcome);
+    }
+
+    /// Records one evaluation that started at `start_ns`, `lag_ns` after it was due: counts
+    /// notifications queued (and wakes the outbox), or logs the error.
+    fn record(&self, rule: &str, start_ns: i64, lag_ns: i64, outcome: Result<(u64, u64)>) {
         let end = now_ns();
         let outcome = match outcome {
             Ok((matches, queued)) => {
                 if queued > 0 {
-                    self.stats.notified(&spec.name, queued);
+                    self.stats.notified(rule, queued);
                     self.kick();
                 }
                 Ok(matches)
             }
             Err(e) => {
-                tracing::warn!(rule = %spec.name, error = %e, "rule evaluation failed");
+                tracing::warn!(rule, error = %e, "rule evaluation failed");
                 Err(e.to_string())
             }
         };
         self.stats
-            .evaluated(&spec.name, end, end - start, start - due_ns, outcome);
+            .evaluated(rule, end, end - start_ns, lag_ns, outcome);
     }
 }
 

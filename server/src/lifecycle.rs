@@ -242,8 +242,8 @@ pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
             let _ = writeln!(
                 out,
                 "{name}{{database=\"{}\",stream=\"{}\",tier=\"{}\"}} {}",
-                escape(&t.database),
-                escape(&t.stream),
+                crate::metrics::escape(&t.database),
+                crate::metrics::escape(&t.stream),
                 t.tier,
                 get(t)
             );
@@ -304,12 +304,6 @@ pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
             u8::from(c.last_error.is_some())
         );
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

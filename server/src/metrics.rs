@@ -660,7 +660,7 @@ fn counter(out: &mut String, name: &str, help: &str, v: u64) {
 }
 
 /// Escapes a label value (backslash, quote, newline).
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

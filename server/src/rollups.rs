@@ -13,8 +13,8 @@ pub fn render_metrics(out: &mut String, rollups: &[RollupStatus], counters: (u64
     let label = |r: &RollupStatus| {
         format!(
             "database=\"{}\",stream=\"{}\",every=\"{}\"",
-            escape(&r.database),
-            escape(&r.stream),
+            crate::metrics::escape(&r.database),
+            crate::metrics::escape(&r.stream),
             format_every(r.spec.every)
         )
     };
@@ -95,12 +95,6 @@ pub fn render_metrics(out: &mut String, rollups: &[RollupStatus], counters: (u64
         family(out, name, help, "counter");
         let _ = writeln!(out, "{name} {v}");
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -44,6 +44,22 @@ impl Rows {
         }
     }
 
+    /// The rows `i` for which `keep(i)` holds, in order (same column layout).
+    pub fn filtered(&self, keep: impl Fn(usize) -> bool) -> Rows {
+        let mut out = Rows {
+            times: Vec::new(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .collect(),
+        };
+        for i in (0..self.len()).filter(|&i| keep(i)) {
+            out.push_row(self, i);
+        }
+        out
+    }
+
     /// Appends every row of `other` (same column layout), a column at a time.
     pub fn append(&mut self, other: &Rows) {
         if self.is_empty() && self.columns.len() == other.columns.len() {

@@ -27,7 +27,7 @@ use crate::fsutil::{check_checksum_header, sync_dir, with_checksum_header, write
 use crate::manifest::SegmentMeta;
 use crate::rows::Rows;
 use crate::segment::SegmentWriter;
-use crate::{Column, FieldType, SeriesId};
+use crate::{FieldType, SeriesId};
 
 const TAG: &str = "STRATA-TOMBSTONES";
 const VERSION: u32 = 1;
@@ -169,18 +169,7 @@ pub(crate) fn remove_ranges(rows: Rows, ranges: &[(i64, i64)]) -> Rows {
     if ranges.is_empty() || rows.times.iter().all(|&t| keep(t)) {
         return rows;
     }
-    let mut out = Rows {
-        times: Vec::new(),
-        columns: rows
-            .columns
-            .iter()
-            .map(|c| Column::new(c.name.clone(), c.data.field_type()))
-            .collect(),
-    };
-    for i in (0..rows.len()).filter(|&i| keep(rows.times[i])) {
-        out.push_row(&rows, i);
-    }
-    out
+    rows.filtered(|i| keep(rows.times[i]))
 }
 
 /// Series ids of the device a tombstone names, each with the range erased from its stream.

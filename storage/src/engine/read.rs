@@ -658,19 +658,7 @@ fn only_existing(mut rows: Rows) -> Rows {
     if marker.valid.iter().all(|v| *v) {
         return rows;
     }
-    let mut out = Rows {
-        times: Vec::new(),
-        columns: rows
-            .columns
-            .iter()
-            .map(|c| crate::Column::new(c.name.clone(), c.data.field_type()))
-            .collect(),
-    };
-    for i in (0..rows.len()).filter(|&i| marker.valid[i]) {
-        out.push_row(&rows, i);
-    }
-    rows = out;
-    rows
+    rows.filtered(|i| marker.valid[i])
 }
 
 /// Memtable rows of `sid` with all stream fields read to tell which rows hold a value, returned
