@@ -23,6 +23,9 @@ mod newest;
 mod output;
 mod params;
 mod pg_catalog;
+mod pg_from;
+mod pg_functions;
+mod pg_subquery;
 mod plan_cache;
 mod pushdown;
 mod rollup;
@@ -45,6 +48,7 @@ pub use output::{OutputFormat, encode};
 pub use pg_catalog::{
     PG_CATALOG, PG_VERSION, PgCatalogSchema, PgType, pg_type_of, postgres_compat,
 };
+pub use pg_functions::setting as pg_setting;
 pub use rollup::RollupRewrite;
 pub use snapshot::{ExtraTables, SnapshotExec, SnapshotSource, SnapshotTable};
 pub use table::{ScanOptions, StreamTable};

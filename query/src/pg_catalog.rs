@@ -149,15 +149,26 @@ pub fn pg_type_of(t: &DataType) -> PgType {
 /// qualified with `pg_catalog.` lose the qualifier, `version()` becomes `pg_version()` (so HTTP
 /// callers keep DataFusion's), `OPERATOR(pg_catalog.~)` and friends become the plain operators,
 /// `COLLATE` clauses are dropped, unqualified `pg_catalog` tables (`FROM pg_type`) are qualified,
-/// and casts to `oid` / `regclass` / `regtype` / `name` become
-/// casts to `BIGINT` / text.
+/// casts to `oid` / `regclass` / `regtype` / `name` become casts to `BIGINT` / text,
+/// `array_lower` / `array_upper` become `array_length` forms, and functions in `FROM` that
+/// DataFusion cannot plan there become derived tables ([`crate::pg_from`]).
 pub fn postgres_compat(statement: &mut ast::Statement) {
+    crate::pg_from::rewrite_from_functions(statement);
+    crate::pg_subquery::rewrite_subqueries(statement);
     let _ = visit_expressions_mut(statement, |expr| {
         rewrite(expr);
+        crate::pg_functions::rewrite_array_bounds(expr);
         ControlFlow::<()>::Continue(())
     });
-    // PostgreSQL searches pg_catalog first: `FROM pg_type` is `pg_catalog.pg_type`.
+    // PostgreSQL searches pg_catalog first: `FROM pg_type` is `pg_catalog.pg_type`; and
+    // `information_schema.columns` gets PostgreSQL's type names.
     let _ = visit_relations_mut(statement, |name| {
+        if is_information_schema_columns(name) {
+            *name = ObjectName(vec![
+                ObjectNamePart::Identifier(Ident::new(PG_CATALOG)),
+                ObjectNamePart::Identifier(Ident::new(PG_COLUMNS)),
+            ]);
+        }
         if let [only] = name.0.as_slice()
             && only
                 .as_ident()
@@ -168,6 +179,16 @@ pub fn postgres_compat(statement: &mut ast::Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Whether `name` is `information_schema.columns` (any case, any catalog prefix).
+fn is_information_schema_columns(name: &ObjectName) -> bool {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+        .collect();
+    parts.len() >= 2 && parts[parts.len() - 2..] == ["information_schema", "columns"]
 }
 
 fn rewrite(expr: &mut Expr) {
@@ -308,6 +329,7 @@ pub fn register_functions(ctx: &SessionContext) {
     for udf in udfs {
         ctx.register_udf(udf);
     }
+    crate::pg_functions::register(ctx);
 }
 
 /// The SQL name of type `oid`.
@@ -386,6 +408,11 @@ impl PgCatalogSchema {
     }
 }
 
+/// `information_schema.columns` as PostgreSQL clients read it (PostgreSQL type names in
+/// `data_type`), which the PostgreSQL transport queries in place of DataFusion's (whose
+/// `data_type` holds Arrow type names); not listed among the catalog's tables.
+const PG_COLUMNS: &str = "strata_pg_columns";
+
 /// Tables of `pg_catalog`, sorted.
 const TABLES: &[&str] = &[
     "pg_am",
@@ -396,6 +423,7 @@ const TABLES: &[&str] = &[
     "pg_database",
     "pg_description",
     "pg_enum",
+    "pg_extension",
     "pg_index",
     "pg_inherits",
     "pg_namespace",
@@ -415,10 +443,11 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if !TABLES.contains(&name) {
+        if !self.table_exist(name) {
             return Ok(None);
         }
         let batch = match name {
+            PG_COLUMNS => columns(&self.objects().await?),
             "pg_namespace" => namespaces(&self.objects().await?),
             "pg_class" => classes(&self.objects().await?),
             "pg_tables" => tables(&self.objects().await?),
@@ -435,7 +464,7 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
+        TABLES.contains(&name) || name == PG_COLUMNS
     }
 }
 
@@ -626,6 +655,39 @@ fn attributes(objects: &[Namespace]) -> Result<RecordBatch> {
     ])
 }
 
+/// The rows of [`PG_COLUMNS`].
+fn columns(objects: &[Namespace]) -> Result<RecordBatch> {
+    let (mut schema_names, mut table_names, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut position, mut nullable, mut data_type, mut udt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ns in objects {
+        for (_, table, schema) in &ns.tables {
+            for (i, f) in schema.fields().iter().enumerate() {
+                let pg = pg_type_of(f.data_type());
+                schema_names.push(ns.name.clone());
+                table_names.push(table.clone());
+                names.push(f.name().clone());
+                position.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+                nullable.push(if f.is_nullable() { "YES" } else { "NO" });
+                data_type.push(pg.sql_name());
+                udt.push(pg.name);
+            }
+        }
+    }
+    let n = names.len();
+    batch(vec![
+        ("table_catalog", strings(vec!["strata"; n])),
+        ("table_schema", strings(schema_names)),
+        ("table_name", strings(table_names)),
+        ("column_name", strings(names)),
+        ("ordinal_position", i64s(position)),
+        ("column_default", nulls(n)),
+        ("is_nullable", strings(nullable)),
+        ("data_type", strings(data_type)),
+        ("udt_name", strings(udt)),
+    ])
+}
+
 fn types() -> Result<RecordBatch> {
     let t = PgType::ALL;
     let n = t.len();
@@ -706,16 +768,7 @@ fn roles(table: &str) -> Result<RecordBatch> {
 }
 
 fn settings() -> Result<RecordBatch> {
-    let rows = [
-        ("server_version", "16.6"),
-        ("server_version_num", "160006"),
-        ("server_encoding", "UTF8"),
-        ("TimeZone", "UTC"),
-        ("DateStyle", "ISO, YMD"),
-        ("standard_conforming_strings", "on"),
-        ("default_transaction_read_only", "on"),
-        ("max_identifier_length", "63"),
-    ];
+    let rows = crate::pg_functions::SETTINGS;
     batch(vec![
         ("name", strings(rows.iter().map(|r| r.0))),
         ("setting", strings(rows.iter().map(|r| r.1))),
@@ -739,6 +792,7 @@ fn empty(name: &str) -> Result<RecordBatch> {
         "pg_attrdef" => &["oid", "adrelid", "adnum", "adbin"],
         "pg_enum" => &["oid", "enumtypid", "enumsortorder", "enumlabel"],
         "pg_range" => &["rngtypid", "rngsubtype"],
+        "pg_extension" => &["oid", "extname", "extversion", "extnamespace"],
         _ => &["oid"],
     };
     let fields: Vec<Field> = columns
@@ -753,6 +807,8 @@ fn empty(name: &str) -> Result<RecordBatch> {
                     | "adbin"
                     | "enumlabel"
                     | "indkey"
+                    | "extname"
+                    | "extversion"
             );
             let bool_col = c.starts_with("indis");
             let ty = if text {

@@ -17,7 +17,12 @@ Checks:
   - prepared statements with parameters (server-side, extended protocol) of several types;
   - SQLAlchemy create_engine + connect (its pg_catalog/SHOW queries) and pandas.read_sql;
   - a wrong password is refused with SQLSTATE 28P01; INSERT with a read token with 42501;
-  - a token revoked while its session is open is refused at the session's next statement.
+  - a token revoked while its session is open is refused at the session's next statement;
+  - Grafana's PostgreSQL data source, query for query as its source sends them: the health
+    check (`-- ping`), version and TimescaleDB detection, the schema, table and column lists of
+    its query builder (search_path, quote_ident, parse_ident, generate_series in FROM), and
+    time-series panels with its macros expanded ($__timeGroupAlias, $__timeFilter, $__time),
+    prepared and in binary like pgx; their answers equal the same SQL over HTTP.
 Prints one line per check and "N passed, M failed"; exits 1 when any check failed.
 """
 
@@ -280,6 +285,143 @@ def revocation():
             check("revoked token refused in an open session", first == (1,) and "revoked" in str(e), str(e))
 
 
+# Grafana's metadata queries (public/app/plugins/datasource/grafana-postgresql-datasource/
+# postgresMetaQuery.ts), with its search-path constraint.
+SEARCH_PATH_SCHEMAS = """
+          quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )"""
+
+GRAFANA_TABLES = f"""SELECT
+    CASE WHEN {SEARCH_PATH_SCHEMAS}
+      THEN quote_ident(table_name)
+      ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
+    END AS "table"
+    FROM information_schema.tables
+    WHERE quote_ident(table_schema) NOT IN ('information_schema',
+                             'pg_catalog',
+                             '_timescaledb_cache',
+                             '_timescaledb_catalog',
+                             '_timescaledb_internal',
+                             '_timescaledb_config',
+                             'timescaledb_information',
+                             'timescaledb_experimental')
+    ORDER BY CASE WHEN {SEARCH_PATH_SCHEMAS} THEN 0 ELSE 1 END, 1"""
+
+GRAFANA_SCHEMAS = """SELECT schema_name AS "name"
+    FROM information_schema.schemata
+    WHERE schema_name NOT IN ('information_schema',
+                              'pg_catalog',
+                              'pg_toast',
+                              '_timescaledb_cache',
+                              '_timescaledb_catalog',
+                              '_timescaledb_internal',
+                              '_timescaledb_config',
+                              'timescaledb_information',
+                              'timescaledb_experimental')
+    ORDER BY schema_name"""
+
+
+def grafana_tables_in(schema):
+    part = "'" + schema.replace("'", "''") + "'"
+    return f"""SELECT quote_ident(table_name) AS "table"
+      FROM information_schema.tables
+      WHERE quote_ident(table_schema) = {part}
+      ORDER BY 1"""
+
+
+def grafana_columns(table):
+    part = "'" + table.replace("'", "''") + "'"
+    return f"""SELECT quote_ident(column_name) AS "column", data_type AS "type"
+    FROM information_schema.columns
+    WHERE
+      CASE WHEN array_length(parse_ident({part}),1) = 2
+        THEN quote_ident(table_schema) = (parse_ident({part}))[1]
+          AND quote_ident(table_name) = (parse_ident({part}))[2]
+        ELSE quote_ident(table_name) = {part}
+          AND {SEARCH_PATH_SCHEMAS}
+      END"""
+
+
+# Panel queries as Grafana's macro engine (pkg/tsdb/grafana-postgresql-datasource/macros.go)
+# expands them for the range 2024-01-01T00:00:00Z .. 2024-01-01T02:00:00Z and a 10m interval.
+GRAFANA_PANELS = {
+    "timeGroupAlias": """SELECT floor(extract(epoch from "time")/600)*600 AS "time", avg(temp) AS "temp"
+FROM env WHERE "time" BETWEEN '2024-01-01T00:00:00Z' AND '2024-01-01T02:00:00Z' GROUP BY 1 ORDER BY 1""",
+    "time with metric": """SELECT "time" AS "time", device AS metric, temp
+FROM env WHERE "time" BETWEEN '2024-01-01T00:00:00Z' AND '2024-01-01T02:00:00Z' ORDER BY 1, 2""",
+    "timeGroup per device": """SELECT floor(extract(epoch from time)/600)*600 AS "time", device AS metric, max(hum) AS hum
+FROM env WHERE time BETWEEN '2024-01-01T00:00:00Z' AND '2024-01-01T02:00:00Z' AND fleet = 'north'
+GROUP BY 1, 2 ORDER BY 1, 2""",
+}
+
+
+def http_sql(sql):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        os.environ["STRATA_HTTP"] + "/api/v1/query", method="POST", data=sql.encode(),
+        headers={"Authorization": f"Bearer {os.environ['STRATA_ADMIN_TOKEN']}",
+                 "Accept": "text/csv"},
+    )
+    with urllib.request.urlopen(req) as r:
+        return r.read().decode()
+
+
+def grafana(conn):
+    res = conn.pgconn.exec_(b"-- ping")
+    check("Grafana health check (-- ping) answers an empty query",
+          res.status == psycopg.pq.ExecStatus.EMPTY_QUERY, res.status)
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version_num')::int/100 as version")
+        check("Grafana version detection", cur.fetchone() == (1600,), "")
+        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        check("Grafana TimescaleDB detection finds none", cur.fetchall() == [], "")
+        cur.execute(GRAFANA_SCHEMAS)
+        schemas = [r[0] for r in cur.fetchall()]
+        check("Grafana schema list", "default" in schemas and "registry" in schemas, schemas)
+        cur.execute(GRAFANA_TABLES)
+        tables = [r[0] for r in cur.fetchall()]
+        check(
+            "Grafana table list: search-path tables first and unqualified",
+            tables[0] == "env" and "registry.devices" in tables
+            and tables.index("env") < tables.index("registry.devices"),
+            tables,
+        )
+        cur.execute(grafana_tables_in("registry"))
+        check("Grafana table list of one schema", ("devices",) in cur.fetchall(), "")
+        for name in ["env", "registry.devices"]:
+            cur.execute(grafana_columns(name))
+            cols = dict(cur.fetchall())
+            want = (
+                {"time": "timestamp with time zone", "temp": "double precision", "device": "text",
+                 "count": "bigint", "ok": "boolean"}
+                if name == "env" else {"id": "text"}
+            )
+            check(f"Grafana column list of {name} with PostgreSQL types",
+                  all(cols.get(k) == v for k, v in want.items()), cols)
+    for label, sql in GRAFANA_PANELS.items():
+        expected = http_sql(sql)
+        try:
+            # pgx (Grafana's driver) prepares each query and asks for binary results.
+            with conn.cursor(binary=True) as cur:
+                cur.execute(sql.replace("%", "%%"), (), prepare=True)
+                problem = compare(cur, expected)
+                rows = cur.rowcount
+        except Exception as e:  # noqa: BLE001
+            problem, rows = f"query failed: {e}", 0
+        check(f"Grafana panel {label}: pgwire binary equals HTTP ({rows} rows)",
+              problem is None and rows > 0, problem)
+
+
 def main():
     with psycopg.connect(DSN) as conn:  # not autocommit: psycopg sends BEGIN first
         types_and_parameters(conn)
@@ -287,6 +429,8 @@ def main():
         conn.commit()
     with psycopg.connect(DSN, autocommit=True) as conn:
         golden(conn)
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        grafana(conn)
     try:
         sqlalchemy_pandas()
     except Exception as e:  # noqa: BLE001

@@ -78,7 +78,10 @@ fn psql_lists_tables_describes_and_queries() {
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'env' ORDER BY ordinal_position",
         ],
     ));
-    assert!(columns.starts_with("time|Timestamp"), "{columns}");
+    assert!(
+        columns.starts_with("time|timestamp with time zone\ndevice|text"),
+        "{columns}"
+    );
     // The same query over psql (CSV) and over HTTP (floats are left out: PostgreSQL prints a
     // whole float8 as `20`, Arrow's CSV as `20.0`; pg_clients.py compares them as numbers).
     let sql = "SELECT device, count(*) AS n, count(note) AS notes FROM env GROUP BY device ORDER BY device";

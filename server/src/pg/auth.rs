@@ -67,7 +67,9 @@ impl TokenStartup {
         parameters.server_version = format!("16.6 (Strata {})", env!("CARGO_PKG_VERSION"));
         parameters.is_superuser = false;
         parameters.default_transaction_read_only = true;
-        parameters.search_path = strata_storage::DEFAULT_DATABASE.to_owned();
+        parameters.search_path = strata_query::pg_setting("search_path")
+            .unwrap_or(strata_storage::DEFAULT_DATABASE)
+            .to_owned();
         parameters.time_zone = "UTC".to_owned();
         TokenStartup { st, parameters }
     }

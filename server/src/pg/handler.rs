@@ -372,6 +372,7 @@ fn show_value(
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
+            .or_else(|| strata_query::pg_setting(name).map(str::to_owned))
     })
 }
 
@@ -438,6 +439,10 @@ impl SimpleQueryHandler for PgHandler {
             return Ok(vec![respond(&self.st, plan, &Format::UnifiedText).await?]);
         }
         let statements = parse(query)?;
+        if statements.is_empty() {
+            // Only whitespace or comments (pgx's `-- ping`, Grafana's health check).
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let single = statements.len() == 1;
         let mut out = Vec::new();
         for statement in statements {
