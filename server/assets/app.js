@@ -453,12 +453,13 @@ async function entitiesPage(main) {
   }
   const render = (node, seen) => {
     const key = `${node.kind}:${node.id}`;
-    if (node.kind === 'device') return h('div', { class: 'node' }, '📟 ', h('a', { href: `#/device/${encodeURIComponent(node.id)}` }, node.id));
+    if (node.kind === 'device') return h('div', { class: 'node' }, h('span', { class: 'muted' }, 'device '), h('a', { href: `#/device/${encodeURIComponent(node.id)}` }, node.id));
     const e = byId.get(node.id);
     const kids = seen.has(key) ? [] : (children.get(key) || []);
     const next = new Set(seen).add(key);
     return h('details', { class: 'node', open: true, 'data-entity': node.id },
-      h('summary', {}, `${e ? e.name || e.id : node.id} `, h('span', { class: 'muted' }, e ? `(${e.kind})` : '')),
+      h('summary', {}, `${e ? e.name || e.id : node.id} `, h('span', { class: 'muted' }, e ? `(${e.kind}) ` : ''),
+        h('a', { class: 'under', href: `#/devices/${encodeURIComponent(node.id)}` }, 'everything under it')),
       kids.map((k) => render(k, next)));
   };
   const roots = list.filter((e) => !hasParent.has(`entity:${e.id}`)).map((e) => ({ kind: 'entity', id: e.id }));

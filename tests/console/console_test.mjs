@@ -108,6 +108,18 @@ try {
   const lastCell = await page.textContent('#devices tbody tr td.last-values');
   check('device list shows last values', /temp=\d/.test(lastCell), lastCell);
   await shot(page, 'devices');
+  // Filter by model and by status (gate-1 is the only disabled device, of model gateway).
+  await page.fill('#device-search', '');
+  const listed = async () => page.$$eval('#devices tbody tr td:first-child', (tds) => tds.map((t) => t.textContent).sort());
+  const all = await listed();
+  await page.selectOption('#device-model', 'gateway');
+  const gateways = await listed();
+  check('device list filters by model', all.length >= 3 && JSON.stringify(gateways) === '["gate-1"]', `${JSON.stringify(all)} -> ${JSON.stringify(gateways)}`);
+  await page.selectOption('#device-model', '');
+  await page.selectOption('#device-status', 'on');
+  const enabled = await listed();
+  check('device list filters by status', enabled.length === all.length - 1 && !enabled.includes('gate-1'), JSON.stringify(enabled));
+  await page.selectOption('#device-status', '');
   // Filter by entity: only what is under the site.
   await page.selectOption('#device-entity', 'site-1');
   await page.waitForFunction(() => location.hash === '#/devices/site-1' && document.querySelectorAll('#devices tbody tr').length > 0);
@@ -208,8 +220,9 @@ try {
   const policyRollups = await page.inputValue('div[data-database="default"] input[name=rollups]');
   check('lifecycle page shows the policy', policyRollups === '1m', policyRollups);
   await page.click('#lifecycle-run');
-  await page.waitForFunction(() => /^Done in/.test(document.querySelector('#lifecycle-run-result')?.textContent || ''));
-  check('maintenance runs from the console', true);
+  await page.waitForFunction(() => (document.querySelector('#lifecycle-run-result')?.textContent || '').length > 0);
+  const ran = await page.textContent('#lifecycle-run-result');
+  check('maintenance runs from the console', /^Done in \d+ ms: \d+ segments dropped, \d+ moved, 0 errors\.$/.test(ran), ran);
   await shot(page, 'lifecycle');
 
   // Rules page: the rule with its counters, the alert, disabling it.
@@ -228,8 +241,13 @@ try {
   await page.click('a[data-page=entities]');
   await page.waitForSelector('#entity-tree');
   const tree = await page.textContent('#entity-tree');
-  check('entities tree shows the site and its device', tree.includes('site-1') || tree.includes('Plant'), tree);
+  const siteDevices = await page.$$eval('details[data-entity="site-1"] .node a', (as) => as.map((a) => a.textContent));
+  check('entities tree shows the site and its device', siteDevices.includes(DEVICE), `${tree} / ${JSON.stringify(siteDevices)}`);
   await shot(page, 'entities');
+  await page.click('details[data-entity="site-1"] > summary a.under');
+  await page.waitForFunction(() => location.hash === '#/devices/site-1' && document.querySelectorAll('#devices tbody tr').length > 0);
+  const fromTree = await page.$$eval('#devices tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+  check('an entity node opens everything under it', JSON.stringify(fromTree) === JSON.stringify([DEVICE]), JSON.stringify(fromTree));
   check('no script errors', consoleErrors.length === 0, consoleErrors.join('; '));
   await context.close();
 

@@ -24,6 +24,12 @@ fn start() -> (tempfile::TempDir, Server) {
     let server = Server::start(&data, &[]);
     server.create_device(DEVICE, "truck");
     server.create_device("truck-8", "truck");
+    // A disabled device of another model, for the list's model and status filters.
+    let r = server.post_json(
+        "/api/v1/devices",
+        &json!({"id": "gate-1", "model": "gateway", "attributes": {}, "enabled": false}),
+    );
+    assert_eq!(r.status, 201, "creating gate-1: {}", r.body);
     let base: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
     let mut lp = String::new();
     for i in 0..720i64 {

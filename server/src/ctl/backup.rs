@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
@@ -232,25 +231,6 @@ impl Target {
     }
 }
 
-/// A byte progress bar on stderr (hidden when `quiet` or stderr is not a terminal).
-fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        match quiet {
-            true => ProgressDrawTarget::hidden(),
-            false => ProgressDrawTarget::stderr(),
-        },
-    );
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_owned());
-    bar
-}
-
 /// Waits so that `done` bytes since `started` stay under `mb_per_s` (0: no limit).
 fn throttle(done: u64, started: Instant, mb_per_s: f64) {
     if mb_per_s <= 0.0 {
@@ -393,7 +373,7 @@ fn copy_session(
         });
     }
     let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
-    let bar = progress(total, quiet, &format!("backup {id}"));
+    let bar = super::progress::bytes(total, quiet, &format!("backup {id}"));
     let copy_started = Instant::now();
     for (f, object) in todo {
         let path = format!("/api/v1/backup/{}/files/{}", enc(id), f.path);
@@ -670,7 +650,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let bar = progress(manifest.bytes(), args.quiet, &format!("restore {id}"));
+    let bar = super::progress::bytes(manifest.bytes(), args.quiet, &format!("restore {id}"));
     let is_cold = |f: &&BackupFile| f.path.starts_with("cold/");
     for f in manifest.files.iter().filter(|f| !is_cold(f)) {
         check_restore_path(&f.path)?;
