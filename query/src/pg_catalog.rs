@@ -419,6 +419,7 @@ const TABLES: &[&str] = &[
     "pg_attrdef",
     "pg_attribute",
     "pg_class",
+    "pg_collation",
     "pg_constraint",
     "pg_database",
     "pg_description",
@@ -711,6 +712,7 @@ fn types() -> Result<RecordBatch> {
         ("typbasetype", i64s(vec![0; n])),
         ("typtypmod", i32s(vec![-1; n])),
         ("typnotnull", bools(vec![false; n])),
+        ("typcollation", i64s(vec![0; n])),
         (
             "typinput",
             strings(t.iter().map(|t| format!("{}in", t.name))),
@@ -793,6 +795,7 @@ fn empty(name: &str) -> Result<RecordBatch> {
         "pg_enum" => &["oid", "enumtypid", "enumsortorder", "enumlabel"],
         "pg_range" => &["rngtypid", "rngsubtype"],
         "pg_extension" => &["oid", "extname", "extversion", "extnamespace"],
+        "pg_collation" => &["oid", "collname", "collnamespace"],
         _ => &["oid"],
     };
     let fields: Vec<Field> = columns
@@ -808,6 +811,7 @@ fn empty(name: &str) -> Result<RecordBatch> {
                     | "enumlabel"
                     | "indkey"
                     | "extname"
+                    | "collname"
                     | "extversion"
             );
             let bool_col = c.starts_with("indis");

@@ -1,6 +1,6 @@
 //! PostgreSQL functions that clients call in their metadata queries (Grafana's PostgreSQL data
 //! source above all): `current_setting(name)`, `quote_ident(text)`, `parse_ident(text)` and the
-//! keyword functions `user` / `current_user` / `session_user`, plus the rewrite of
+//! keyword functions `user` / `current_user` / `session_user`, `pg_get_expr` (always NULL), plus the rewrite of
 //! `array_lower(a, d)` / `array_upper(a, d)` into DataFusion's `array_length`.
 //!
 //! `current_setting` reads the same settings `pg_settings` lists ([`setting`]); `search_path` is
@@ -12,7 +12,9 @@ use arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, Volatility, create_udf,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
@@ -226,6 +228,23 @@ pub(crate) fn register(ctx: &SessionContext) {
         Volatility::Immutable,
         Arc::new(parse_ident_udf),
     ));
+    // `pg_get_expr(expr, relation [, pretty])`: Strata stores no expressions (no defaults, no
+    // constraints), so there is never one to print.
+    ctx.register_udf(ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "pg_get_expr",
+        Signature::variadic_any(Volatility::Stable),
+        DataType::Utf8,
+        Arc::new(|a: &[ColumnarValue]| {
+            let rows = a.iter().find_map(|v| match v {
+                ColumnarValue::Array(a) => Some(a.len()),
+                ColumnarValue::Scalar(_) => None,
+            });
+            Ok(match rows {
+                Some(n) => ColumnarValue::Array(ScalarValue::Utf8(None).to_array_of_size(n)?),
+                None => ColumnarValue::Scalar(ScalarValue::Utf8(None)),
+            })
+        }),
+    )));
     for name in ["user", "current_user", "session_user"] {
         ctx.register_udf(create_udf(
             name,
