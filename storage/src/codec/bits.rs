@@ -59,8 +59,6 @@ pub(crate) fn packed_len(len: usize, width: u32) -> usize {
 }
 
 /// A cursor over an untrusted byte buffer; every read is bounds-checked and reports the codec.
-/// Cloning it saves a position (for decoders that validate a payload before producing values).
-#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -95,40 +95,25 @@ fn decode_bits(r: &mut Reader<'_>, n: usize, out: &mut Vec<bool>) -> Result<(), 
 }
 
 fn decode_runs(r: &mut Reader<'_>, n: usize, out: &mut Vec<bool>) -> Result<(), CodecError> {
-    let first = read_bool(r)?;
+    let mut v = read_bool(r)?;
     let nruns = r.len(r.remaining(), "run count")?;
-    // First pass: the run lengths must add up to `n` before anything is reserved or appended,
-    // so a malformed payload fails in time proportional to its bytes.
-    let runs = r.clone();
+    let base = out.len();
+    out.reserve(n);
     let mut total = 0usize;
     for _ in 0..nruns {
         let len = r.len(n - total, "run length")?;
         if len == 0 {
             return Err(r.error("empty run"));
         }
-        total += len;
-    }
-    if total != n {
-        return Err(r.error(format!("runs hold {total} values, expected {n}")));
-    }
-    r.finish()?;
-    out.reserve(n);
-    emit_runs(runs, first, nruns, out)
-}
-
-/// Second pass of [`decode_runs`]: appends `nruns` alternating runs already validated.
-fn emit_runs(
-    mut r: Reader<'_>,
-    mut v: bool,
-    nruns: usize,
-    out: &mut Vec<bool>,
-) -> Result<(), CodecError> {
-    for _ in 0..nruns {
-        let len = r.len(MAX_CHUNK_VALUES, "run length")?;
         out.resize(out.len() + len, v);
+        total += len;
         v = !v;
     }
-    Ok(())
+    if total != n {
+        out.truncate(base);
+        return Err(r.error(format!("runs hold {total} values, expected {n}")));
+    }
+    r.finish()
 }
 
 #[cfg(test)]

@@ -492,35 +492,21 @@ fn decode_run_length<S: Sink>(
     sink: &mut S,
 ) -> Result<(), CodecError> {
     let nruns = r.len(r.remaining() / 2, "run count")?;
-    // First pass: every run is read and checked against `n`, so a malformed payload fails in
-    // time proportional to its bytes, before any value is produced or memory reserved.
-    let runs = r.clone();
-    let mut total = 0usize;
+    sink.reserve(n);
+    let (mut value, mut total) = (0i64, 0usize);
     for _ in 0..nruns {
-        r.signed()?;
+        value = value.wrapping_add(r.signed()?);
         let len = r.len(n - total, "run length")?;
         if len == 0 {
             return Err(r.error("empty run"));
         }
+        emit_regular(value, 0, len, sink);
         total += len;
     }
     if total != n {
         return Err(r.error(format!("runs hold {total} values, expected {n}")));
     }
-    r.finish()?;
-    sink.reserve(n);
-    emit_runs(runs, nruns, sink)
-}
-
-/// Second pass of [`decode_run_length`]: emits `nruns` runs already validated.
-fn emit_runs<S: Sink>(mut r: Reader<'_>, nruns: usize, sink: &mut S) -> Result<(), CodecError> {
-    let mut value = 0i64;
-    for _ in 0..nruns {
-        value = value.wrapping_add(r.signed()?);
-        let len = r.len(MAX_CHUNK_VALUES, "run length")?;
-        emit_regular(value, 0, len, sink);
-    }
-    Ok(())
+    r.finish()
 }
 
 /// Running state of the delta reconstruction: last value and last delta.

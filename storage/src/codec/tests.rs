@@ -263,10 +263,10 @@ fn recorded_slow_units_are_refused() {
     assert_eq!(i[MAX_CHUNK_VALUES - 1], 3 * (MAX_CHUNK_VALUES as i64 - 1));
 }
 
-/// Run-length payloads are validated before any value is produced: runs that do not add up to
-/// `n`, an empty run or trailing bytes fail and append nothing.
+/// Malformed run-length payloads (runs that do not add up to `n`, an empty run, trailing bytes)
+/// fail and append nothing.
 #[test]
-fn run_length_is_validated_before_decoding() {
+fn malformed_run_lengths_append_nothing() {
     // Integers: 2 runs (value delta 1, length 3; delta 1, length 2) = 5 values.
     let ok = [2, 2, 3, 2, 2];
     let mut out = vec![9];
