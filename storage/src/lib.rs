@@ -25,6 +25,8 @@ mod limits;
 mod manifest;
 mod memtable;
 #[cfg(test)]
+mod objfaults;
+#[cfg(test)]
 mod powerloss;
 mod rows;
 mod segment;

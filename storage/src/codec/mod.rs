@@ -20,8 +20,14 @@ use crate::StringColumn;
 
 pub use float::MAX_DECIMAL_DIGITS;
 
-/// Most values one chunk may decode to; larger `n` is rejected before anything is allocated.
-pub const MAX_CHUNK_VALUES: usize = 1 << 26;
+/// Most values one chunk may decode to; a larger `n` is refused before any work is done.
+///
+/// The constant, regular and run-length codecs (and bit-packed blocks or dictionary ids of width
+/// 0) decode any number of values from a few bytes, so for them the payload length cannot bound
+/// the work of a decode: this cap does. It is eight times the segment block (`BLOCK_ROWS` = 8192
+/// rows), the largest chunk the storage format writes; the codecs whose values each take a
+/// minimum number of bits also refuse an `n` their payload is too short to hold.
+pub const MAX_CHUNK_VALUES: usize = 1 << 16;
 
 /// Most string bytes one chunk may decode to.
 pub const MAX_STRING_BYTES: usize = 1 << 30;

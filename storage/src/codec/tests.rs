@@ -215,10 +215,86 @@ fn huge_n_is_rejected_without_allocating() {
         assert!(decode_booleans(Codec::Constant, &[1], n, &mut Vec::new()).is_err());
         assert!(decode_strings(Codec::Constant, &[0], n, &mut StringColumn::default()).is_err());
     }
-    // A large legitimate n still decodes from a tiny regular payload.
+    // The largest n allowed still decodes from a tiny regular payload.
     let mut out = Vec::new();
-    decode_timestamps(Codec::Regular, &buf, 10_000_000, &mut out).unwrap();
-    assert_eq!((out.len(), out[9_999_999]), (10_000_000, 10_000_000));
+    decode_timestamps(Codec::Regular, &buf, MAX_CHUNK_VALUES, &mut out).unwrap();
+    assert_eq!(out.len(), MAX_CHUNK_VALUES);
+    assert_eq!(out[MAX_CHUNK_VALUES - 1], MAX_CHUNK_VALUES as i64);
+}
+
+/// Splits an input of the `decode_*` fuzz targets: codec byte, `n` as 24-bit little endian,
+/// payload.
+fn fuzz_input(data: &[u8]) -> (Codec, usize, &[u8]) {
+    let n = usize::from(data[1]) | usize::from(data[2]) << 8 | usize::from(data[3]) << 16;
+    (Codec::from_u8(data[0] & 0x7f).unwrap(), n, &data[4..])
+}
+
+fn assert_over_limit(res: Result<(), CodecError>) {
+    let e = res.expect_err("a count above MAX_CHUNK_VALUES is refused");
+    assert!(e.to_string().contains("exceed the limit"), "{e}");
+}
+
+/// The slow units of the 2026-12-04 fuzz run (docs/fuzzing.md): 5 or 6 bytes that claim 13 to
+/// 17 million values from a constant, float-bits-constant or regular payload, which made one
+/// decode (and the target's re-encode) take 14 to 19 s in the unoptimized build. Each is now
+/// refused before any work; the same payloads with the largest allowed count still decode.
+#[test]
+fn recorded_slow_units_are_refused() {
+    let (codec, n, payload) = fuzz_input(&[0x01, 0x00, 0x00, 0xff, 0x00]);
+    assert_eq!((codec, n), (Codec::Constant, 16_711_680));
+    assert_over_limit(decode_booleans(codec, payload, n, &mut Vec::new()));
+    let mut b = Vec::new();
+    decode_booleans(codec, payload, MAX_CHUNK_VALUES, &mut b).unwrap();
+    assert_eq!(b, vec![false; MAX_CHUNK_VALUES]);
+
+    let (codec, n, payload) = fuzz_input(&[0x0b, 0x00, 0x00, 0xcf, 0x01, 0x00]);
+    assert_eq!((codec, n), (Codec::FloatBits, 13_565_952));
+    assert_over_limit(decode_floats(codec, payload, n, &mut Vec::new()));
+    let mut f = Vec::new();
+    decode_floats(codec, payload, MAX_CHUNK_VALUES, &mut f).unwrap();
+    assert!(f.iter().all(|v| v.to_bits() == 0) && f.len() == MAX_CHUNK_VALUES);
+
+    let (codec, n, payload) = fuzz_input(&[0x02, 0x0a, 0xff, 0xfb, 0x00, 0x06]);
+    assert_eq!((codec, n), (Codec::Regular, 16_514_826));
+    assert_over_limit(decode_integers(codec, payload, n, &mut Vec::new()));
+    assert_over_limit(decode_unsigned(codec, payload, n, &mut Vec::new()));
+    let mut i = Vec::new();
+    decode_integers(codec, payload, MAX_CHUNK_VALUES, &mut i).unwrap();
+    assert_eq!(i[MAX_CHUNK_VALUES - 1], 3 * (MAX_CHUNK_VALUES as i64 - 1));
+}
+
+/// Malformed run-length payloads (runs that do not add up to `n`, an empty run, trailing bytes)
+/// fail and append nothing.
+#[test]
+fn malformed_run_lengths_append_nothing() {
+    // Integers: 2 runs (value delta 1, length 3; delta 1, length 2) = 5 values.
+    let ok = [2, 2, 3, 2, 2];
+    let mut out = vec![9];
+    decode_integers(Codec::RunLength, &ok, 5, &mut out).unwrap();
+    assert_eq!(out, [9, 1, 1, 1, 2, 2]);
+    for (bad, n) in [
+        (&[2, 2, 3, 2, 2][..], 6),
+        (&[2, 2, 3, 2, 2][..], 4),
+        (&[2, 2, 0, 2, 5][..], 5),
+        (&[2, 2, 3, 2, 2, 0][..], 5),
+    ] {
+        let mut out = vec![9];
+        assert!(decode_integers(Codec::RunLength, bad, n, &mut out).is_err());
+        assert_eq!(out, [9], "{bad:?} {n}");
+    }
+    // Booleans: first value true, 2 runs of 3 and 2.
+    let mut out = vec![false];
+    decode_booleans(Codec::RunLength, &[1, 2, 3, 2], 5, &mut out).unwrap();
+    assert_eq!(out, [false, true, true, true, false, false]);
+    for (bad, n) in [
+        (&[1, 2, 3, 2][..], 6),
+        (&[1, 2, 0, 5][..], 5),
+        (&[1, 2, 3, 2, 0][..], 5),
+    ] {
+        let mut out = vec![false];
+        assert!(decode_booleans(Codec::RunLength, bad, n, &mut out).is_err());
+        assert_eq!(out, [false], "{bad:?} {n}");
+    }
 }
 
 #[test]
@@ -339,6 +415,22 @@ proptest! {
             .prop_map(|v| v.into_iter().map(String::from).collect()),
     ]) {
         strings_round_trip(&v);
+    }
+
+    /// Any count the fuzz targets can claim (24 bits) above the cap is refused by every decoder
+    /// before it reads the payload, so no payload can make a decode work past the cap.
+    #[test]
+    fn counts_above_the_cap_are_refused(
+        id in 0u8..13,
+        buf in prop::collection::vec(any::<u8>(), 0..64),
+        n in MAX_CHUNK_VALUES + 1..1 << 24,
+    ) {
+        let codec = Codec::from_u8(id).unwrap();
+        assert_over_limit(decode_integers(codec, &buf, n, &mut Vec::new()));
+        assert_over_limit(decode_unsigned(codec, &buf, n, &mut Vec::new()));
+        assert_over_limit(decode_floats(codec, &buf, n, &mut Vec::new()));
+        assert_over_limit(decode_booleans(codec, &buf, n, &mut Vec::new()));
+        assert_over_limit(decode_strings(codec, &buf, n, &mut StringColumn::default()));
     }
 
     #[test]

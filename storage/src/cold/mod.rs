@@ -138,6 +138,25 @@ impl Cache {
     }
 }
 
+/// How a cold-manifest commit failed.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    /// Not committed: another writer holds the number, or the put failed and did not land.
+    Refused(StorageError),
+    /// The put failed and the store could not be asked whether it landed: an object the new
+    /// version names must be kept (it may be committed); the next run reloads the manifest.
+    Unknown(StorageError),
+}
+
+impl CommitFailure {
+    /// The error inside.
+    pub(crate) fn into_error(self) -> StorageError {
+        match self {
+            CommitFailure::Refused(e) | CommitFailure::Unknown(e) => e,
+        }
+    }
+}
+
 /// An open cold tier.
 #[derive(Debug)]
 pub struct ColdTier {
@@ -151,6 +170,10 @@ pub struct ColdTier {
     pub counters: ColdCounters,
     /// The last error a move or read met (cleared by a successful move), for the status.
     pub last_error: Mutex<Option<String>>,
+    /// Set when a move, rewrite or retention step failed part-way: the store may hold an
+    /// object no manifest names, or a manifest version this node did not see commit. The next
+    /// maintenance run reloads the manifest and removes such objects before moving.
+    pub(crate) reconcile_pending: std::sync::atomic::AtomicBool,
 }
 
 fn store_error(url: &str, what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -162,6 +185,8 @@ impl ColdTier {
     pub fn open(url: &str, cache_bytes: usize) -> Result<ColdTier> {
         let parsed = StoreUrl::parse(url)?;
         let (store, prefix) = parsed.open()?;
+        #[cfg(test)]
+        let store = crate::objfaults::wrap(url, store);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("strata-cold")
@@ -179,6 +204,7 @@ impl ColdTier {
             }),
             counters: ColdCounters::default(),
             last_error: Mutex::new(None),
+            reconcile_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -261,30 +287,35 @@ impl ColdTier {
 
     /// Writes `next` as manifest number `next.number` with `PutMode::Create`: fails (and
     /// changes nothing) when that number exists already, i.e. another writer committed first.
-    /// Deletes versions older than the last few (best effort).
+    /// Deletes versions older than the last few (best effort). See [`ColdTier::try_commit`].
     pub fn commit_manifest(&self, next: &ColdManifest) -> Result<()> {
-        let body = serde_json::to_vec(next)
-            .map_err(|e| StorageError::Internal(format!("cold manifest encoding: {e}")))?;
-        let bytes = crate::fsutil::with_checksum_header(TAG, &body);
+        self.try_commit(next).map_err(CommitFailure::into_error)
+    }
+
+    /// [`ColdTier::commit_manifest`], telling a refused commit from one whose outcome is
+    /// unknown. A put that reports an error is checked by reading version `next.number` back:
+    /// when it holds exactly these bytes the put landed and only its answer was lost (a
+    /// timeout, or a client retry that met its own write as "already exists"), which is a
+    /// commit.
+    pub(crate) fn try_commit(&self, next: &ColdManifest) -> std::result::Result<(), CommitFailure> {
+        let body = serde_json::to_vec(next).map_err(|e| {
+            CommitFailure::Refused(StorageError::Internal(format!(
+                "cold manifest encoding: {e}"
+            )))
+        })?;
+        let bytes = bytes::Bytes::from(crate::fsutil::with_checksum_header(TAG, &body));
         let path = self.manifest_path(next.number);
         let store = self.store.clone();
-        let p = path.clone();
+        let (p, b) = (path.clone(), bytes.clone());
         let put = self.block(async move {
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..PutOptions::default()
             };
-            store.put_opts(&p, bytes.into(), opts).await
+            store.put_opts(&p, b.into(), opts).await
         });
-        match put {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(StorageError::Cold(format!(
-                    "cold store {}: manifest {} was written by another writer first; the move is retried on the newer manifest",
-                    self.url, next.number
-                )));
-            }
-            Err(e) => return Err(store_error(&self.url, &format!("cannot write {path}"), e)),
+        if let Err(e) = put {
+            self.check_lost_answer(&path, &bytes, next.number, e)?;
         }
         if next.number > KEEP_VERSIONS {
             let old = self.manifest_path(next.number - KEEP_VERSIONS - 1);
@@ -292,6 +323,40 @@ impl ColdTier {
             let _ = self.block(async move { store.delete(&old).await });
         }
         Ok(())
+    }
+
+    /// After a failed manifest put: `Ok` when the store holds exactly `bytes` at `path` (the
+    /// put landed), `Refused` when it holds something else or nothing, `Unknown` when it
+    /// cannot be read.
+    fn check_lost_answer(
+        &self,
+        path: &ObjectPath,
+        bytes: &bytes::Bytes,
+        number: u64,
+        e: object_store::Error,
+    ) -> std::result::Result<(), CommitFailure> {
+        match self.get_raw(path) {
+            Ok(stored) if stored == *bytes => {
+                tracing::warn!(manifest = %path, error = %e, "a cold manifest put reported an error but landed: committed");
+                Ok(())
+            }
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                Err(CommitFailure::Refused(match e {
+                    object_store::Error::AlreadyExists { .. } => StorageError::Cold(format!(
+                        "cold store {}: manifest {number} was written by another writer first; the move is retried on the newer manifest",
+                        self.url
+                    )),
+                    e => store_error(&self.url, &format!("cannot write {path}"), e),
+                }))
+            }
+            Err(check) => Err(CommitFailure::Unknown(store_error(
+                &self.url,
+                &format!(
+                    "cannot write {path}, and cannot read it back to learn whether it was written ({check}); the next run reconciles"
+                ),
+                e,
+            ))),
+        }
     }
 
     fn get_raw(&self, path: &ObjectPath) -> std::result::Result<bytes::Bytes, object_store::Error> {
@@ -478,9 +543,26 @@ mod tests {
         assert_eq!(m.number, 0);
         m.number = 1;
         a.commit_manifest(&m).unwrap();
-        let e = b.commit_manifest(&m).unwrap_err().to_string();
+        let mut other = m.clone();
+        other.objects.push(ColdObject {
+            key: "db/s/date=2023-11-14/1-x.parquet".into(),
+            database: "db".into(),
+            stream: "s".into(),
+            partition_start: 0,
+            min_time: 0,
+            max_time: 0,
+            rows: 0,
+            bytes: 0,
+            crc32c: 0,
+            seq: 1,
+            segment: 1,
+        });
+        let e = b.commit_manifest(&other).unwrap_err().to_string();
         assert!(e.contains("another writer"), "{e}");
         assert_eq!(b.load_manifest().unwrap(), m);
+        // The same bytes again (a retried put that meets its own write) are that commit.
+        b.commit_manifest(&m).unwrap();
+        assert_eq!(a.load_manifest().unwrap(), m);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Inner, LiveSegment, poisoned};
 use crate::cold::parquet::Encoder;
-use crate::cold::{ColdManifest, ColdObject, ColdTier, date_of};
+use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, date_of};
 use crate::error::{Result, StorageError};
 use crate::fsutil::step;
 use crate::lifecycle::{ColdMove, LifecycleRun};
@@ -71,6 +71,21 @@ pub(super) fn reconcile(
     }
     let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
     let live: HashSet<u64> = manifest.segments.iter().map(|m| m.id).collect();
+    sweep_orphans(tier, &named, &live, &mut notes)?;
+    let mut objects: Vec<Arc<ColdObject>> = cold.objects.into_iter().map(Arc::new).collect();
+    objects.sort_by_key(|o| o.seq);
+    Ok((objects, notes))
+}
+
+/// Deletes every object in the store that no manifest names (`named`) and whose segment is
+/// still local (`live`): the leftover of a move that did not commit. Other unnamed objects are
+/// kept and reported: they may hold the only copy of their rows.
+fn sweep_orphans(
+    tier: &ColdTier,
+    named: &HashSet<&str>,
+    live: &HashSet<u64>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     for key in tier.list_objects()? {
         if named.contains(key.as_str()) {
             continue;
@@ -91,9 +106,34 @@ pub(super) fn reconcile(
             }
         }
     }
-    let mut objects: Vec<Arc<ColdObject>> = cold.objects.into_iter().map(Arc::new).collect();
-    objects.sort_by_key(|o| o.seq);
-    Ok((objects, notes))
+    Ok(())
+}
+
+/// After a failed move, rewrite or retention step (`ColdTier::reconcile_pending`): reloads
+/// the cold manifest (a commit whose answer was lost may have landed; the move then finishes
+/// without a second upload) and deletes objects of moves that did not commit.
+fn reconcile_after_failure(
+    inner: &Inner,
+    tier: &ColdTier,
+    report: &mut LifecycleRun,
+) -> Result<()> {
+    let cold = tier.load_manifest()?;
+    let live: HashSet<u64> = inner
+        .read_state()?
+        .segments
+        .iter()
+        .map(|l| l.meta.id)
+        .collect();
+    let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut notes = Vec::new();
+    sweep_orphans(tier, &named, &live, &mut notes)?;
+    for n in notes {
+        tracing::warn!(note = %n, "cold tier reconciliation");
+        report.cold_notes.push(n);
+    }
+    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold;
+    tier.reconcile_pending.store(false, Ordering::Relaxed);
+    Ok(())
 }
 
 /// At open, after the catalog: a stream the catalog does not know but the cold manifest lists
@@ -181,6 +221,14 @@ pub(super) fn unique() -> String {
 /// Moves every segment whose partition ended more than its stream's `hot` ago, oldest first;
 /// stops at the first failure (the rest stays hot and is retried at the next run).
 pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut LifecycleRun) {
+    if tier.reconcile_pending.load(Ordering::Relaxed)
+        && let Err(e) = reconcile_after_failure(inner, tier, report)
+    {
+        let msg = format!("cold: reconciling the last failed move failed, no move this run: {e}");
+        tier.record_error(&msg);
+        report.errors.push(msg);
+        return;
+    }
     let candidates = match candidates(inner, now) {
         Ok(c) => c,
         Err(e) => {
@@ -215,6 +263,7 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
             }
             Err(e) => {
                 tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
+                tier.reconcile_pending.store(true, Ordering::Relaxed);
                 let msg = format!(
                     "cold: moving segment {} ({}/{}) failed, it stays hot: {e}",
                     live.meta.id, live.meta.database, live.meta.stream
@@ -281,30 +330,32 @@ fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<C
         seq: m.seq,
         segment: m.id,
     };
-    tier.put_verified(&key, bytes::Bytes::from(bytes))?;
+    if let Err(e) = tier.put_verified(&key, bytes::Bytes::from(bytes)) {
+        // The object may be in the store (a put whose answer was lost, a failed check): remove
+        // it now; if that fails too, the next run's reconciliation does.
+        let _ = tier.delete(&key);
+        return Err(e);
+    }
     step(&inner.config.data_dir, "cold-object-verified");
-    let committed = {
+    {
         let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
         let mut next = current.clone();
         next.number += 1;
         next.objects.push(object.clone());
-        match tier.commit_manifest(&next) {
-            Ok(()) => {
-                *current = next;
-                Ok(())
-            }
-            Err(e) => {
+        match tier.try_commit(&next) {
+            Ok(()) => *current = next,
+            Err(CommitFailure::Refused(e)) => {
                 // Another writer may have committed: start from its list next time.
                 if let Ok(newer) = tier.load_manifest() {
                     *current = newer;
                 }
-                Err(e)
+                let _ = tier.delete(&key);
+                return Err(e);
             }
+            // The object may be committed: it is kept; the next run reloads the manifest and
+            // either finishes this move or deletes the object.
+            Err(CommitFailure::Unknown(e)) => return Err(e),
         }
-    };
-    if let Err(e) = committed {
-        let _ = tier.delete(&key);
-        return Err(e);
     }
     step(&inner.config.data_dir, "cold-manifest-committed");
     finish_local(inner, m, object)
@@ -426,7 +477,10 @@ pub(super) fn drop_expired_cold(
                 .collect(),
             ..current.clone()
         };
-        tier.commit_manifest(&next)?;
+        if let Err(e) = tier.commit_manifest(&next) {
+            tier.reconcile_pending.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
         *current = next;
         let mut state = inner.write_state()?;
         state.cold.retain(|o| !keys.contains(o.key.as_str()));
@@ -443,3 +497,7 @@ pub(super) fn drop_expired_cold(
 #[cfg(test)]
 #[path = "cold_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "cold_fault_tests.rs"]
+mod fault_tests;

@@ -56,6 +56,10 @@ pub struct LifecycleRun {
     pub moved: Vec<ColdMove>,
     /// Errors met (the run goes on with the next item; the item is retried next run).
     pub errors: Vec<String>,
+    /// After a failed cold step: what reconciling the cold store did (objects of moves that
+    /// did not commit deleted, unnamed objects kept). Omitted when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cold_notes: Vec<String>,
     /// On-demand runs only: rollup windows absorbed before the retention drops.
     pub rollup_windows: usize,
     /// On-demand runs only: rollup back-fill steps taken before the retention drops (a run

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::{Inner, Tombstone, remove_ranges};
 use crate::cold::parquet::{Encoder, decode};
-use crate::cold::{ColdObject, ColdTier};
+use crate::cold::{ColdObject, ColdTier, CommitFailure};
 use crate::error::{Result, StorageError};
 use crate::rows::Rows;
 use crate::{SeriesKey, engine::poisoned};
@@ -157,15 +157,28 @@ fn rewrite(inner: &Inner, tier: &ColdTier, c: &Candidate) -> Result<bool> {
         true => None,
         false => {
             let (object, bytes) = encode(old, kept, &fields)?;
-            tier.put_verified(&object.key, bytes::Bytes::from(bytes))?;
+            if let Err(e) = tier.put_verified(&object.key, bytes::Bytes::from(bytes)) {
+                // It may be in the store (a lost answer, a failed check): remove it.
+                let _ = tier.delete(&object.key);
+                return Err(e);
+            }
             Some(object)
         }
     };
-    if let Err(e) = commit(inner, tier, old, replacement.as_ref()) {
-        if let Some(o) = &replacement {
-            let _ = tier.delete(&o.key);
+    match commit(inner, tier, old, replacement.as_ref()) {
+        Ok(()) => {}
+        Err(CommitFailure::Refused(e)) => {
+            if let Some(o) = &replacement {
+                let _ = tier.delete(&o.key);
+            }
+            return Err(e);
         }
-        return Err(e);
+        // The new version may have landed, naming the replacement: it is kept.
+        Err(CommitFailure::Unknown(e)) => {
+            tier.reconcile_pending
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
     }
     if let Err(e) = tier.delete(&old.key) {
         tracing::warn!(object = %old.key, error = %e, "cannot delete a cold object rewritten without erased rows; open reports it");
@@ -184,13 +197,17 @@ fn commit(
     tier: &ColdTier,
     old: &ColdObject,
     new: Option<&ColdObject>,
-) -> Result<()> {
-    let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
+) -> std::result::Result<(), CommitFailure> {
+    let refused = CommitFailure::Refused;
+    let mut current = inner
+        .cold_manifest
+        .lock()
+        .map_err(|_| refused(poisoned()))?;
     let mut next = current.clone();
     next.number += 1;
     next.objects.retain(|o| o.key != old.key);
     next.objects.extend(new.cloned());
-    if let Err(e) = tier.commit_manifest(&next) {
+    if let Err(e) = tier.try_commit(&next) {
         // Another writer may have committed: start from its list next time.
         if let Ok(newer) = tier.load_manifest() {
             *current = newer;
@@ -198,7 +215,8 @@ fn commit(
         return Err(e);
     }
     *current = next;
-    let mut state = inner.write_state()?;
+    // Committed: a failure from here on must not make the caller delete the replacement.
+    let mut state = inner.write_state().map_err(CommitFailure::Unknown)?;
     state.cold.retain(|o| o.key != old.key);
     state.cold.extend(new.cloned().map(Arc::new));
     state.cold.sort_by_key(|o| o.seq);
