@@ -723,6 +723,11 @@ impl Ticker {
         let (flag, wake) = stop;
         let mut stopped = lock(flag);
         loop {
+            // A stop asked before this thread first took the lock has already notified: waiting
+            // now would sleep a whole interval (an hour, say) and hang the drop that joins us.
+            if *stopped {
+                return;
+            }
             stopped = wake
                 .wait_timeout(stopped, every)
                 .unwrap_or_else(PoisonError::into_inner)

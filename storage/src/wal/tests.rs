@@ -172,6 +172,18 @@ fn a_name_taken_by_a_directory_fails_the_rotation_without_poisoning() {
 }
 
 #[test]
+fn a_stop_before_the_sync_thread_first_waits_does_not_hang() {
+    // Dropping right after open can ask the thread to stop before it ever waited; it must not
+    // then sleep out its (hour-long) interval while the drop joins it. Before the fix, one of
+    // these opens hung the test under load.
+    for _ in 0..200 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), Durability::Interval(Duration::from_secs(3600)));
+        drop(wal);
+    }
+}
+
+#[test]
 fn interval_mode_syncs_in_the_background_and_stops_on_drop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path(), Durability::Interval(Duration::from_millis(5)));
