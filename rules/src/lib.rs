@@ -6,6 +6,7 @@
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
 //! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
 //!   history), retries with exponential backoff and dead letters.
+//! - [`mqtt`]: the QoS 1 publisher of `mqtt` actions.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
@@ -21,6 +22,7 @@ pub mod alert;
 pub mod dryrun;
 pub mod error;
 pub mod eval;
+pub mod mqtt;
 pub mod outbox;
 pub mod row;
 pub mod spec;
@@ -92,6 +94,7 @@ pub struct Rules {
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
+    broker: std::sync::OnceLock<mqtt::Broker>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -139,6 +142,7 @@ impl Rules {
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
             commands: std::sync::OnceLock::new(),
+            broker: std::sync::OnceLock::new(),
         });
         rules.refresh_watch();
         Ok(rules)
@@ -182,7 +186,21 @@ impl Rules {
             }
         }
         self.check_cycles(spec)?;
+        self.check_broker(spec)?;
         Ok(timing)
+    }
+
+    fn check_broker(&self, spec: &RuleSpec) -> Result<()> {
+        let wants = spec
+            .actions
+            .iter()
+            .position(|a| matches!(a, ActionSpec::Mqtt { .. }));
+        match (wants, self.broker.get()) {
+            (Some(i), None) => Err(RulesError::Invalid(format!(
+                "actions[{i}]: mqtt actions need a broker; start the server with --rules-mqtt-broker HOST:PORT"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn check_stream(&self, db: &str, stream: &str) -> Result<()> {
@@ -474,6 +492,7 @@ impl Rules {
         };
         let dispatcher = outbox::Dispatcher {
             commands: self.commands.get().cloned(),
+            mqtt: std::sync::Mutex::new(self.broker.get().cloned().map(mqtt::Publisher::new)),
             store: self.store.clone(),
             engine: self.engine.clone(),
             agent: outbox::agent(),
@@ -564,6 +583,12 @@ impl Rules {
         })
         .await?;
         Ok((matches, queued))
+    }
+
+    /// Sets the broker `mqtt` actions publish to (call before [`Rules::start`]); without one,
+    /// rules with `mqtt` actions are refused.
+    pub fn set_mqtt_broker(&self, broker: mqtt::Broker) {
+        let _ = self.broker.set(broker);
     }
 
     /// Sets where `command` actions go (call before [`Rules::start`]).

@@ -1,4 +1,4 @@
-//! Notifications and their delivery. An alert transition queues one [`OutboxEntry`] per action
+//! Notifications and their delivery (webhook, MQTT publish, command, stream write). An alert transition queues one [`OutboxEntry`] per action
 //! (plus one for the alert history stream) in the same transaction as the state change; the
 //! dispatcher thread delivers due entries, deletes an entry only once delivered, and retries a
 //! failed one with exponential backoff until its action's `max_attempts`, after which the entry
@@ -211,6 +211,8 @@ pub trait CommandSink: Send + Sync {
 pub struct Dispatcher {
     /// Where `command` actions go (none: they fail and are retried).
     pub commands: Option<Arc<dyn CommandSink>>,
+    /// Where `mqtt` actions go (none: they fail and are retried).
+    pub mqtt: std::sync::Mutex<Option<crate::mqtt::Publisher>>,
     /// The store holding the outbox.
     pub store: Arc<Store>,
     /// The engine stream actions and the history write into.
@@ -300,9 +302,7 @@ impl Dispatcher {
                     notification_columns(&e.notification, false),
                 ),
                 ActionSpec::Command { name, payload } => self.command(e, name, payload),
-                ActionSpec::Mqtt { .. } => {
-                    Err("this action type is not available in this version".into())
-                }
+                ActionSpec::Mqtt { topic, .. } => self.publish(topic, &e.notification),
             },
             Target::History { db } => self.write_row(
                 db,
@@ -310,6 +310,20 @@ impl Dispatcher {
                 e,
                 notification_columns(&e.notification, true),
             ),
+        }
+    }
+
+    /// QoS 1 publish of the webhook body to the rules broker.
+    fn publish(&self, topic: &str, n: &Notification) -> Result<(), String> {
+        let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
+        let topic = crate::mqtt::topic_for(topic, &n.rule, &n.key);
+        let mut publisher = self
+            .mqtt
+            .lock()
+            .map_err(|_| "mqtt publisher poisoned".to_string())?;
+        match publisher.as_mut() {
+            Some(p) => p.publish(&topic, &body),
+            None => Err("mqtt action: this server has no --rules-mqtt-broker".into()),
         }
     }
 
@@ -372,6 +386,11 @@ fn retry_policy(target: &Target) -> (u32, i64) {
         Target::Action {
             action:
                 ActionSpec::Webhook {
+                    max_attempts,
+                    backoff,
+                    ..
+                }
+                | ActionSpec::Mqtt {
                     max_attempts,
                     backoff,
                     ..
