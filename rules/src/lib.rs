@@ -10,6 +10,7 @@
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
+//! - [`window_keyed`]: sliding and session windows (per group).
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`dryrun`]: `dry-run` over stored history, without acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
@@ -30,6 +31,7 @@ pub mod stats;
 pub mod store;
 pub mod tables;
 pub mod window;
+pub mod window_keyed;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,6 +95,9 @@ pub struct Rules {
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
+    /// Late rows dropped per window rule (kept apart: a state is out of `windows` while a batch
+    /// is being evaluated).
+    late: Mutex<BTreeMap<String, u64>>,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
     broker: std::sync::OnceLock<mqtt::Broker>,
 }
@@ -141,6 +146,7 @@ impl Rules {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
+            late: Mutex::default(),
             commands: std::sync::OnceLock::new(),
             broker: std::sync::OnceLock::new(),
         });
@@ -261,7 +267,7 @@ impl Rules {
         let Some(max) = max else { return Ok(state) };
         let wm = (max as i64).saturating_sub(shape.lateness_ns);
         state.watermark = Some(wm);
-        let from = wm.saturating_sub(shape.size_ns);
+        let from = window_keyed::rebuild_from(shape, wm);
         let rows = self
             .query
             .query(&format!(
@@ -269,6 +275,10 @@ impl Rules {
             ))
             .await
             .map_err(q)?;
+        if shape.kind != window::Kind::Fixed {
+            state.seed_keyed(spec, shape, wm, &rows.batches);
+            return Ok(state);
+        }
         for b in &rows.batches {
             state.add(spec, shape, b).await?;
         }
@@ -354,6 +364,9 @@ impl Rules {
             .and_then(|mut w| w.remove(&spec.name))
             .unwrap_or_default();
         let closed = state.add(spec, shape, &batch).await;
+        if let Ok(mut l) = self.late.lock() {
+            l.insert(spec.name.clone(), state.late_dropped);
+        }
         if let Ok(mut w) = self.windows.lock() {
             w.insert(spec.name.clone(), state);
         }
@@ -378,10 +391,10 @@ impl Rules {
 
     /// Rows a window rule dropped because they came after their windows closed.
     pub fn late_dropped(&self, name: &str) -> u64 {
-        self.windows
+        self.late
             .lock()
             .ok()
-            .and_then(|w| w.get(name).map(|s| s.late_dropped))
+            .and_then(|l| l.get(name).copied())
             .unwrap_or(0)
     }
 
@@ -413,6 +426,9 @@ impl Rules {
         self.refresh_watch();
         if let Ok(mut w) = self.windows.lock() {
             w.remove(name);
+        }
+        if let Ok(mut l) = self.late.lock() {
+            l.remove(name);
         }
         let view = self.view(spec);
         self.stats.remove(name);
@@ -468,12 +484,11 @@ impl Rules {
             "# HELP strata_rule_late_rows_dropped_total Rows a window rule dropped: all their windows had closed.\n\
              # TYPE strata_rule_late_rows_dropped_total counter"
         );
-        if let Ok(w) = self.windows.lock() {
-            for (rule, s) in w.iter() {
+        if let Ok(l) = self.late.lock() {
+            for (rule, n) in l.iter() {
                 let _ = writeln!(
                     out,
-                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {}",
-                    s.late_dropped
+                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {n}"
                 );
             }
         }

@@ -1,5 +1,7 @@
-//! Window rules: `select` aggregates per `group_by` key over tumbling or hopping windows of event
-//! time, and a `condition` on the result.
+//! Window rules: `select` aggregates per `group_by` key over tumbling, hopping, sliding or
+//! session windows of event time, and a `condition` on the result. This module holds the shape,
+//! the watermark and the tumbling/hopping windows (shared by every group); sliding and session
+//! windows, which are per group, are in [`crate::window_keyed`].
 //!
 //! State is incremental: each rule keeps, in memory, the rows of its **open** windows only (a
 //! row goes into every window that contains it), never re-reading history per evaluation. The
@@ -29,10 +31,27 @@ use crate::error::{Result, RulesError};
 use crate::eval::{Values, instances};
 use crate::spec::{RuleSpec, duration_ns};
 
+/// The kind of window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Tumbling or hopping: epoch-aligned windows shared by every group.
+    Fixed,
+    /// Azure Stream Analytics sliding window: per group, a window `(T - size, T]` at every time
+    /// `T` a row of the group enters (`T` = its time) or leaves (`T` = its time + size).
+    Sliding,
+    /// Per group, rows less than `gap` apart, cut at multiples of `max` (`size_ns` holds `max`).
+    Session {
+        /// Longest silence inside a session.
+        gap_ns: i64,
+    },
+}
+
 /// Window shape of a rule, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
-    /// Window length.
+    /// Kind of window.
+    pub kind: Kind,
+    /// Window length (a session window's `max`).
     pub size_ns: i64,
     /// Distance between window starts (= size for tumbling windows).
     pub hop_ns: i64,
@@ -51,12 +70,21 @@ impl Shape {
             .as_ref()
             .ok_or_else(|| RulesError::Invalid("a window rule needs 'window'".into()))?;
         let text = |k: &str| w.rest.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let lateness_ns = duration_ns("lateness", spec.lateness.as_deref(), DEFAULT_LATENESS)?;
+        if w.kind == "session" {
+            return session_shape(&text, lateness_ns);
+        }
         let size_ns = duration_ns("window.size", text("size").as_deref(), "")?;
         if size_ns <= 0 {
             return Err(RulesError::Invalid("window.size: must be positive".into()));
         }
+        let mut kind = Kind::Fixed;
         let hop_ns = match w.kind.as_str() {
             "tumbling" => size_ns,
+            "sliding" => {
+                kind = Kind::Sliding;
+                size_ns
+            }
             "hopping" => {
                 let hop = duration_ns("window.hop", text("hop").as_deref(), "")?;
                 if hop <= 0 || hop > size_ns {
@@ -68,12 +96,12 @@ impl Shape {
             }
             other => {
                 return Err(RulesError::Invalid(format!(
-                    "window.type: '{other}' is not available in this version (use tumbling or hopping)"
+                    "window.type: '{other}' is unknown (use tumbling, hopping, sliding or session)"
                 )));
             }
         };
-        let lateness_ns = duration_ns("lateness", spec.lateness.as_deref(), DEFAULT_LATENESS)?;
         Ok(Shape {
+            kind,
             size_ns,
             hop_ns,
             lateness_ns,
@@ -94,11 +122,39 @@ impl Shape {
     }
 }
 
+/// A session window's shape: `gap` and `max` required, `0 < gap <= max`.
+fn session_shape(text: &dyn Fn(&str) -> Option<String>, lateness_ns: i64) -> Result<Shape> {
+    let (gap, max) = (text("gap"), text("max"));
+    let (Some(gap), Some(max)) = (gap, max) else {
+        return Err(RulesError::Invalid(
+            "window: a session window needs 'gap' and 'max'".into(),
+        ));
+    };
+    let gap_ns = duration_ns("window.gap", Some(&gap), "")?;
+    let max_ns = duration_ns("window.max", Some(&max), "")?;
+    if gap_ns <= 0 || max_ns < gap_ns {
+        return Err(RulesError::Invalid(
+            "window.gap: must be positive and at most window.max".into(),
+        ));
+    }
+    Ok(Shape {
+        kind: Kind::Session { gap_ns },
+        size_ns: max_ns,
+        hop_ns: max_ns,
+        lateness_ns,
+    })
+}
+
 /// The aggregation SQL over one window's rows (`table`, already quoted), with `__match` per group.
 pub fn window_sql(spec: &RuleSpec, table: &str) -> String {
-    let groups = spec
-        .group_by
-        .iter()
+    grouped_sql(spec, table, None)
+}
+
+/// [`window_sql`] with one more leading grouping column (many windows in one query).
+pub fn grouped_sql(spec: &RuleSpec, table: &str, extra: Option<&str>) -> String {
+    let groups = extra
+        .into_iter()
+        .chain(spec.group_by.iter().map(String::as_str))
         .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(", ");
@@ -123,6 +179,8 @@ pub struct WindowState {
     pub open: BTreeMap<i64, Vec<RecordBatch>>,
     /// Rows dropped because all their windows had closed.
     pub late_dropped: u64,
+    /// Sliding and session windows: rows per group.
+    pub keyed: crate::window_keyed::Keyed,
 }
 
 /// A closed window's groups: key → (condition held, values).
@@ -136,6 +194,9 @@ impl WindowState {
         shape: Shape,
         batch: &RecordBatch,
     ) -> Result<Vec<Closed>> {
+        if shape.kind != Kind::Fixed {
+            return self.add_keyed(spec, shape, batch).await;
+        }
         let times = time_column(batch)?;
         let mut targets: BTreeMap<i64, Vec<bool>> = BTreeMap::new();
         let mut max_t = None;
@@ -185,6 +246,9 @@ impl WindowState {
         let Some(wm) = self.watermark else {
             return Ok(Vec::new());
         };
+        if shape.kind != Kind::Fixed {
+            return self.keyed.close(spec, shape, wm).await;
+        }
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             if start + shape.size_ns > wm {
@@ -199,7 +263,8 @@ impl WindowState {
     }
 }
 
-fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
+/// The `time` column of a batch.
+pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
     batch
         .column_by_name(strata_query::TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
@@ -213,53 +278,16 @@ pub async fn evaluate(
     end: i64,
     batches: Vec<RecordBatch>,
 ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
-    let Some(first) = batches.first() else {
+    let Some(all) = concat_aligned(&batches)? else {
         return Ok(BTreeMap::new());
     };
-    let schema = first.schema();
-    // Batches of one window may come from different layouts (a field added later): align them
-    // by concatenating only batches of the newest schema and projecting older ones by name.
-    let aligned: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            align(
-                b,
-                &batches.last().map(|l| l.schema()).unwrap_or(schema.clone()),
-            )
-        })
-        .collect::<Result<_>>()?;
-    let schema = aligned[0].schema();
-    let all = concat_batches(&schema, &aligned)
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    let stream = spec.stream.as_deref().unwrap_or_default();
-    let ctx = SessionContext::new();
-    let table = MemTable::try_new(schema, vec![vec![all]])
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    ctx.register_table(stream, Arc::new(table))
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    let out = ctx
-        .sql(&window_sql(spec, &format!("\"{stream}\"")))
-        .await
-        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))?
-        .collect()
-        .await
-        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))?;
+    let out = aggregate(spec, all, None).await?;
     let mut groups = BTreeMap::new();
     for b in &out {
         for row in 0..b.num_rows() {
             for (key, mut values) in instances(&[b.slice(row, 1)])? {
-                let matched = values
-                    .remove("__match")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                values.insert(
-                    "window_start".into(),
-                    strata_ingest::text::format_rfc3339(start).into(),
-                );
-                values.insert(
-                    "window_end".into(),
-                    strata_ingest::text::format_rfc3339(end).into(),
-                );
+                let matched = take_match(&mut values);
+                stamp(&mut values, start, end);
                 groups.insert(key, (matched, values));
             }
         }
@@ -267,8 +295,66 @@ pub async fn evaluate(
     Ok(groups)
 }
 
+/// Removes `__match` from a result row's values: whether the condition held.
+pub fn take_match(values: &mut Values) -> bool {
+    values
+        .remove("__match")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// Adds `window_start` and `window_end` (RFC 3339) to a window's values.
+pub fn stamp(values: &mut Values, start: i64, end: i64) {
+    values.insert(
+        "window_start".into(),
+        strata_ingest::text::format_rfc3339(start).into(),
+    );
+    values.insert(
+        "window_end".into(),
+        strata_ingest::text::format_rfc3339(end).into(),
+    );
+}
+
+/// The batches as one, all in the newest batch's layout (a field added later: older batches get
+/// it as nulls); `None` for no batches.
+pub fn concat_aligned(batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+    let Some(last) = batches.last() else {
+        return Ok(None);
+    };
+    let schema = last.schema();
+    let aligned: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| align(b, &schema))
+        .collect::<Result<_>>()?;
+    concat_batches(&schema, &aligned)
+        .map(Some)
+        .map_err(|e| RulesError::Invalid(format!("window: {e}")))
+}
+
+/// Runs the rule's aggregation ([`grouped_sql`], grouped by `extra` first if given) over `all`
+/// with DataFusion.
+pub async fn aggregate(
+    spec: &RuleSpec,
+    all: RecordBatch,
+    extra: Option<&str>,
+) -> Result<Vec<RecordBatch>> {
+    let stream = spec.stream.as_deref().unwrap_or_default();
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(all.schema(), vec![vec![all]])
+        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
+    let sql = grouped_sql(spec, &format!("\"{}\"", stream.replace('"', "\"\"")), extra);
+    ctx.sql(&sql)
+        .await
+        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))?
+        .collect()
+        .await
+        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))
+}
+
 /// `b` with `schema`'s columns (missing ones null).
-fn align(
+pub fn align(
     b: &RecordBatch,
     schema: &strata_query::arrow::datatypes::SchemaRef,
 ) -> Result<RecordBatch> {
@@ -296,6 +382,7 @@ mod tests {
     #[test]
     fn windows_of_a_time() {
         let tumbling = Shape {
+            kind: Kind::Fixed,
             size_ns: 60 * S,
             hop_ns: 60 * S,
             lateness_ns: 5 * S,
@@ -303,6 +390,7 @@ mod tests {
         assert_eq!(tumbling.windows_of(61 * S), vec![60 * S]);
         assert_eq!(tumbling.windows_of(-1), vec![-60 * S]);
         let hopping = Shape {
+            kind: Kind::Fixed,
             size_ns: 60 * S,
             hop_ns: 20 * S,
             lateness_ns: 0,
@@ -330,6 +418,23 @@ mod tests {
             .is_err()
         );
         assert!(Shape::of(&spec(serde_json::json!({"type": "session", "gap": "1m"}))).is_err());
+        assert!(
+            Shape::of(&spec(
+                serde_json::json!({"type": "session", "gap": "2m", "max": "1m"})
+            ))
+            .is_err()
+        );
+        let s = Shape::of(&spec(
+            serde_json::json!({"type": "session", "gap": "1m", "max": "1h"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.kind, s.size_ns),
+            (Kind::Session { gap_ns: 60 * S }, 3600 * S)
+        );
+        let s = Shape::of(&spec(serde_json::json!({"type": "sliding", "size": "1m"}))).unwrap();
+        assert_eq!((s.kind, s.size_ns), (Kind::Sliding, 60 * S));
+        assert!(Shape::of(&spec(serde_json::json!({"type": "circular", "size": "1m"}))).is_err());
         assert!(Shape::of(&spec(serde_json::json!({"type": "tumbling"}))).is_err());
     }
 }

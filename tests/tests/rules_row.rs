@@ -182,9 +182,9 @@ fn invalid_row_rules_are_refused_and_nothing_is_stored() {
             window(
                 "avg(temperature) AS t",
                 "t > 1",
-                json!({"type": "sliding", "size": "1m"}),
+                json!({"type": "session", "gap": "1m"}),
             ),
-            "sliding",
+            "max",
         ),
         (
             window(
@@ -256,13 +256,62 @@ fn window_batches() -> Vec<Vec<(String, i64, f64)>> {
 
 const BASE_S: i64 = 1_700_000_000;
 
-/// What `tests/python/window_model.py` expects: (transitions, dropped rows).
-fn window_model(size: i64, hop: i64, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
+/// Three devices publishing in bursts (3 to 8 s on, 2 to 6 s off), each burst hot or cold, with
+/// out-of-order and late rows: data with silences, for session windows.
+fn bursty_batches() -> Vec<Vec<(String, i64, f64)>> {
+    let mut seed: u64 = 0xb0b5;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let mut used = std::collections::HashSet::new();
+    // Per device: (on, steps left in this phase, hot burst).
+    let mut phase = [(false, 0u64, false); 3];
+    let mut batches = Vec::new();
+    for step in 0..120i64 {
+        let mut batch = Vec::new();
+        for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+            if phase[i].1 == 0 {
+                let on = !phase[i].0;
+                let len = if on { 3 + next(6) } else { 2 + next(5) };
+                phase[i] = (on, len, next(2) == 0);
+            }
+            phase[i].1 -= 1;
+            if !phase[i].0 {
+                continue;
+            }
+            let back = match next(10) {
+                0 => next(7) as i64,
+                1 => 1,
+                _ => 0,
+            };
+            let t = BASE_S + step - back;
+            if !used.insert((*d, t)) {
+                continue;
+            }
+            let v = if phase[i].2 { 60.0 } else { 40.0 } + next(100) as f64 / 10.0 - 5.0;
+            batch.push((d.to_string(), t, v));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+/// What `tests/python/window_model.py` expects for the window `model` (its `size`, `hop`, or
+/// `type` and its parameters) over `batches`: (transitions, dropped rows).
+fn window_model(model: &Value, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
-    let spec = json!({"size": size, "hop": hop, "lateness": lateness, "threshold": 50.0,
+    let mut spec = json!({"lateness": lateness, "threshold": 50.0,
         "batches": batches.iter().map(|b| b.iter().map(|(d, t, v)| json!([d, t, v]))
             .collect::<Vec<_>>()).collect::<Vec<_>>()});
+    for (k, v) in model.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
     std::fs::write(&input, spec.to_string()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/window_model.py");
     let out = Command::new("python3")
@@ -302,15 +351,21 @@ fn history(server: &Server, rule: &str) -> Vec<Value> {
     .collect()
 }
 
-/// Runs a window rule over the generated batches (restarting the server after `restart_after`
-/// batches, if given) and checks every transition against the Python model.
-fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: Option<usize>) {
+/// Runs a window rule over `batches` (restarting the server after `restart_after` batches, if
+/// given) and checks every transition against the Python model (`model`: its parameters), and
+/// the late rows dropped (there must be some when `expect_late`).
+fn window_rule_matches_model(
+    window: Value,
+    model: Value,
+    batches: Vec<Vec<(String, i64, f64)>>,
+    restart_after: Option<usize>,
+    expect_late: bool,
+) {
     let (_tmp, dir) = temp_data_dir();
     let hooks = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir, &[]);
     let port = free_port();
     let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
-    let batches = window_batches();
     write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
     let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
         "window": window, "group_by": ["device"], "select": "avg(temperature) AS t",
@@ -328,7 +383,7 @@ fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: 
             server.restart();
         }
     }
-    let expect = window_model(size, hop, 3, &batches);
+    let expect = window_model(&model, 3, &batches);
     let transitions = expect["transitions"].as_array().unwrap().clone();
     assert!(
         transitions.len() >= 4,
@@ -347,38 +402,89 @@ fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: 
     });
     assert_eq!(hooks_seen.len(), want.len());
     if restart_after.is_none() {
-        let metrics = server.get("/metrics").body;
         let dropped = expect["dropped"].as_u64().unwrap();
-        if hop == size {
+        if expect_late {
             assert!(dropped > 0, "the data should have late rows: {expect}");
         }
-        assert!(
-            metrics.contains(&format!(
-                "strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}"
-            )),
-            "{dropped} late rows expected in:\n{metrics}"
-        );
+        // The worker may still be on the last batches (they close no window).
+        let line = format!("strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}");
+        wait_until(&line, Duration::from_secs(10), || {
+            server.get("/metrics").body.contains(&line).then_some(())
+        });
     }
 }
 
 #[test]
 fn tumbling_window_rule_matches_an_independent_model_with_late_rows() {
-    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, None);
+    window_rule_matches_model(
+        json!({"type": "tumbling", "size": "10s"}),
+        json!({"size": 10, "hop": 10}),
+        window_batches(),
+        None,
+        true,
+    );
 }
 
 #[test]
 fn hopping_window_rule_matches_an_independent_model_with_late_rows() {
     window_rule_matches_model(
         json!({"type": "hopping", "size": "10s", "hop": "5s"}),
-        10,
-        5,
+        json!({"size": 10, "hop": 5}),
+        window_batches(),
         None,
+        false,
     );
 }
 
 #[test]
 fn window_rule_state_is_rebuilt_after_a_restart_mid_window() {
-    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, Some(64));
+    window_rule_matches_model(
+        json!({"type": "tumbling", "size": "10s"}),
+        json!({"size": 10, "hop": 10}),
+        window_batches(),
+        Some(64),
+        false,
+    );
+}
+
+#[test]
+fn sliding_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "sliding", "size": "10s"}),
+        json!({"type": "sliding", "size": 10}),
+        window_batches(),
+        None,
+        true,
+    );
+}
+
+#[test]
+fn session_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "session", "gap": "2s", "max": "15s"}),
+        json!({"type": "session", "gap": 2, "max": 15}),
+        bursty_batches(),
+        None,
+        true,
+    );
+}
+
+#[test]
+fn sliding_and_session_state_is_rebuilt_after_a_restart() {
+    window_rule_matches_model(
+        json!({"type": "sliding", "size": "10s"}),
+        json!({"type": "sliding", "size": 10}),
+        window_batches(),
+        Some(64),
+        false,
+    );
+    window_rule_matches_model(
+        json!({"type": "session", "gap": "2s", "max": "15s"}),
+        json!({"type": "session", "gap": 2, "max": 15}),
+        bursty_batches(),
+        Some(60),
+        false,
+    );
 }
 
 /// Seconds since the epoch of a whole-second `YYYY-MM-DDTHH:MM:SSZ`.
@@ -433,7 +539,7 @@ fn dry_run_replays_history_without_acting() {
         })
         .filter(|t| t[2].as_i64().unwrap() <= BASE_S + 110)
         .collect();
-    let model = window_model(10, 10, 3, &[all.clone()]);
+    let model = window_model(&json!({"size": 10, "hop": 10}), 3, &[all.clone()]);
     assert_eq!(&got, model["transitions"].as_array().unwrap());
     assert!(got.len() >= 4, "{got:?}");
     let in_range = all.iter().filter(|(_, t, _)| *t >= BASE_S).count();
