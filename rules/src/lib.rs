@@ -12,7 +12,7 @@
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`window_keyed`]: sliding and session windows (per group).
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
-//! - [`dryrun`]: `dry-run` over stored history, without acting.
+//! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
 //!

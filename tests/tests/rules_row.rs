@@ -620,3 +620,127 @@ fn command_action_queues_a_command_in_the_device_inbox_when_firing() {
     assert_eq!(c["name"], "cool-down");
     assert_eq!(c["payload"], json!({"fan": "max"}));
 }
+
+/// Notification ids the receiver got, sorted.
+fn hook_ids(rx: &WebhookReceiver, rule: &str) -> Vec<String> {
+    let mut ids: Vec<String> = rx
+        .records()
+        .iter()
+        .filter(|r| r["body"]["rule"] == rule)
+        .map(|r| r["body"]["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn replay_acts_over_history_with_the_same_idempotency_keys() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let port = free_port();
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
+    let hook = json!([{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                       "secret": SECRET}]);
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+    // A window rule evaluated live: d1 hot in [0, 10), cold in [10, 20); d2 cold.
+    let win = json!({"name": "avg-hot", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "10s"}, "group_by": ["device"],
+        "select": "avg(temperature) AS t", "condition": "t > 50", "lateness": "0s",
+        "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &win).status, 201);
+    let rows: Vec<(String, i64, f64)> = (0..26)
+        .flat_map(|s| {
+            let d1 = if s < 10 { 70.0 } else { 30.0 };
+            [
+                ("d1".to_string(), BASE_S + s, d1),
+                ("d2".to_string(), BASE_S + s, 20.0),
+            ]
+        })
+        .collect();
+    for chunk in rows.chunks(8) {
+        write_batch(&server, chunk);
+    }
+    let live = wait_until("the live notifications", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "avg-hot");
+        (ids.len() >= 2).then_some(ids)
+    });
+    assert_eq!(live.len(), 2);
+    assert_eq!(
+        history(&server, "avg-hot"),
+        vec![
+            json!(["d1", "firing", BASE_S + 10]),
+            json!(["d1", "resolved", BASE_S + 20])
+        ]
+    );
+
+    // Replaying the window rule notifies the same transitions with the same ids (receivers
+    // dedupe them) and leaves the alert as it was.
+    let from = json!({"start": "2023-11-14T22:13:00Z"});
+    let r = server.post_json("/api/v1/rules/avg-hot/replay", &from);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["notifications"].as_array().unwrap().len(), 2);
+    let again = wait_until(
+        "the replayed notifications",
+        Duration::from_secs(10),
+        || {
+            let ids = hook_ids(&rx, "avg-hot");
+            (ids.len() >= 4).then_some(ids)
+        },
+    );
+    let mut twice: Vec<String> = live.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
+    twice.sort();
+    assert_eq!(again, twice);
+    let state = sql(&server, "SELECT state FROM alerts WHERE rule = 'avg-hot'");
+    assert_eq!(state, vec![json!({"state": "resolved"})]);
+
+    // A row rule created after the rows arrived (say, a fixed rule) sees nothing live; a replay
+    // acts on history: alerts, webhooks and history, with the rows' times; twice, same ids.
+    let row = json!({"name": "hot", "stream": "env", "kind": "row",
+        "condition": "temperature > 50", "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &row).status, 201);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(hook_ids(&rx, "hot").is_empty());
+    let r = server.post_json("/api/v1/rules/hot/replay", &from);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = wait_until("the row rule's replay", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "hot");
+        (ids.len() >= 2).then_some(ids)
+    });
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        history(&server, "hot"),
+        vec![
+            json!(["d1", "firing", BASE_S]),
+            json!(["d1", "resolved", BASE_S + 10])
+        ]
+    );
+    let state = sql(
+        &server,
+        "SELECT device, state FROM alerts WHERE rule = 'hot'",
+    );
+    assert_eq!(state, vec![json!({"device": "d1", "state": "resolved"})]);
+    assert_eq!(
+        server.post_json("/api/v1/rules/hot/replay", &from).status,
+        200
+    );
+    let second = wait_until("the second replay", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "hot");
+        (ids.len() >= 4).then_some(ids)
+    });
+    let mut twice: Vec<String> = first.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
+    twice.sort();
+    assert_eq!(second, twice);
+
+    // Bad requests.
+    let bad = server.post_json("/api/v1/rules/hot/replay", &json!({"start": "yesterday"}));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("start"), "{}", bad.body);
+    let future = server.post_json(
+        "/api/v1/rules/hot/replay",
+        &json!({"start": "2999-01-01T00:00:00Z"}),
+    );
+    assert_eq!(future.status, 400, "{}", future.body);
+    let none = server.post_json("/api/v1/rules/none/replay", &from);
+    assert_eq!(none.status, 404, "{}", none.body);
+}
