@@ -194,13 +194,34 @@ impl Rules {
         replay: &mut Replay,
     ) -> Result<u64> {
         let cond = spec.condition.as_deref().unwrap_or_default();
-        let select = format!("*, CAST(time AS BIGINT) AS \"__t\", ({cond}) AS \"__match\"");
-        let r = self
-            .query
-            .query(&Self::range_sql(spec, &select, start_ns, end_ns))
-            .await
-            .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-        for b in &r.batches {
+        let devices = self.devices_for(spec).await?;
+        let batches = match devices {
+            // The join runs in a private session (attributes as a struct), batch by batch.
+            Some(d) => {
+                let select = "*, CAST(time AS BIGINT) AS \"__t\"";
+                let r = self
+                    .query
+                    .query(&Self::range_sql(spec, select, start_ns, end_ns))
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+                let stream = spec.stream.as_deref().unwrap_or_default();
+                let mut out = Vec::new();
+                for b in r.batches {
+                    out.extend(crate::row::matched_rows(stream, cond, b, d.clone()).await?);
+                }
+                out
+            }
+            None => {
+                let select = format!("*, CAST(time AS BIGINT) AS \"__t\", ({cond}) AS \"__match\"");
+                self.query
+                    .query(&Self::range_sql(spec, &select, start_ns, end_ns))
+                    .await
+                    .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?
+                    .batches
+            }
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        for b in &batches {
             for row in 0..b.num_rows() {
                 for (key, mut values) in instances(&[b.slice(row, 1)])? {
                     let hit = values
@@ -214,7 +235,7 @@ impl Rules {
                 }
             }
         }
-        Ok(r.num_rows() as u64)
+        Ok(rows as u64)
     }
 
     async fn dry_windows(
@@ -231,7 +252,10 @@ impl Rules {
             .query(&Self::range_sql(spec, "*", start_ns, end_ns))
             .await
             .map_err(|e| RulesError::Invalid(format!("select: {e}")))?;
-        let mut state = window::WindowState::default();
+        let mut state = window::WindowState {
+            devices: self.devices_for(spec).await?,
+            ..Default::default()
+        };
         let mut closed = Vec::new();
         for b in &r.batches {
             closed.extend(state.add(spec, shape, b).await?);

@@ -7,6 +7,7 @@
 //! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
 //!   history), retries with exponential backoff and dead letters.
 //! - [`mqtt`]: the QoS 1 publisher of `mqtt` actions.
+//! - [`registry_join`]: `devices` (attributes as a typed struct) joined into conditions.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod eval;
 pub mod mqtt;
 pub mod outbox;
+pub mod registry_join;
 pub mod row;
 pub mod spec;
 pub mod stats;
@@ -98,6 +100,7 @@ pub struct Rules {
     /// Late rows dropped per window rule (kept apart: a state is out of `windows` while a batch
     /// is being evaluated).
     late: Mutex<BTreeMap<String, u64>>,
+    devices: registry_join::DevicesCache,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
     broker: std::sync::OnceLock<mqtt::Broker>,
 }
@@ -147,6 +150,7 @@ impl Rules {
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
             late: Mutex::default(),
+            devices: registry_join::DevicesCache::default(),
             commands: std::sync::OnceLock::new(),
             broker: std::sync::OnceLock::new(),
         });
@@ -169,6 +173,9 @@ impl Rules {
                     .logical_plan(sql)
                     .await
                     .map_err(|e| RulesError::Invalid(format!("sql: {e}")))?;
+            }
+            RuleKind::Row | RuleKind::Window if self.joins_devices(spec) => {
+                self.validate_with_devices(spec).await?;
             }
             RuleKind::Row => {
                 let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
@@ -194,6 +201,56 @@ impl Rules {
         self.check_cycles(spec)?;
         self.check_broker(spec)?;
         Ok(timing)
+    }
+
+    /// Whether the rule's condition joins the registry's devices.
+    fn joins_devices(&self, spec: &RuleSpec) -> bool {
+        spec.kind != RuleKind::Query
+            && registry_join::mentions_devices(spec.condition.as_deref().unwrap_or_default())
+    }
+
+    /// The devices table for `spec`'s evaluation, if its condition joins it.
+    async fn devices_for(
+        &self,
+        spec: &RuleSpec,
+    ) -> Result<Option<strata_query::arrow::array::RecordBatch>> {
+        if !self.joins_devices(spec) {
+            return Ok(None);
+        }
+        self.devices.table(&self.query).await.map(Some)
+    }
+
+    /// Plans a condition joining `devices` over an empty batch of the stream's layout (the SQL
+    /// catalog's `devices.attributes` is JSON text; rules see it as a struct).
+    async fn validate_with_devices(&self, spec: &RuleSpec) -> Result<()> {
+        let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+        self.check_stream(db, stream)?;
+        if spec.kind == RuleKind::Window {
+            window::Shape::of(spec)?;
+        }
+        if spec.kind == RuleKind::Window && !spec.group_by.iter().any(|g| g == "device") {
+            return Err(RulesError::Invalid(
+                "condition: joining devices needs \"device\" in group_by".into(),
+            ));
+        }
+        let devices = self.devices.table(&self.query).await?;
+        let layout = row::layout(&self.engine, db, stream);
+        let empty = strata_query::arrow::array::RecordBatch::new_empty(layout.schema.clone());
+        let planned = match spec.kind {
+            RuleKind::Window => window::aggregate(spec, empty, None, Some(&devices))
+                .await
+                .map(|_| ()),
+            _ => {
+                let cond = spec.condition.as_deref().unwrap_or_default();
+                row::evaluate(stream, cond, empty, Some(devices.clone()))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        planned.map_err(|e| {
+            let keys = attribute_keys(&devices);
+            RulesError::Invalid(format!("{e} (devices.attributes keys now: {keys})"))
+        })
     }
 
     fn check_broker(&self, spec: &RuleSpec) -> Result<()> {
@@ -363,7 +420,13 @@ impl Rules {
             .ok()
             .and_then(|mut w| w.remove(&spec.name))
             .unwrap_or_default();
-        let closed = state.add(spec, shape, &batch).await;
+        let closed = match self.devices_for(spec).await {
+            Ok(d) => {
+                state.devices = d;
+                state.add(spec, shape, &batch).await
+            }
+            Err(e) => Err(e),
+        };
         if let Ok(mut l) = self.late.lock() {
             l.insert(spec.name.clone(), state.late_dropped);
         }
@@ -584,7 +647,8 @@ impl Rules {
             return self.run_window(spec, timing, batch).await;
         }
         let cond = spec.condition.as_deref().unwrap_or_default();
-        let seen = row::evaluate(&a.table.stream, cond, batch).await?;
+        let devices = self.devices_for(spec).await?;
+        let seen = row::evaluate(&a.table.stream, cond, batch, devices).await?;
         let matches = seen.values().filter(|(m, _)| *m).count() as u64;
         let store = self.store.clone();
         let spec = spec.clone();
@@ -723,6 +787,23 @@ impl Loaded {
             next_due_ns: 0,
             running: false,
         }
+    }
+}
+
+/// The attribute keys of a devices table with struct attributes, comma-separated.
+fn attribute_keys(devices: &strata_query::arrow::array::RecordBatch) -> String {
+    use strata_query::arrow::datatypes::DataType;
+    match devices
+        .schema()
+        .field_with_name("attributes")
+        .map(|f| f.data_type().clone())
+    {
+        Ok(DataType::Struct(fields)) if !fields.is_empty() => fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none".into(),
     }
 }
 

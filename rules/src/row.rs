@@ -161,32 +161,66 @@ fn pick(c: &Column, rows: &[usize]) -> Column {
     }
 }
 
-/// The SQL a row rule runs over one batch (the table is the stream's name).
+/// The SQL a row rule runs over one batch (the table is the stream's name); a condition naming
+/// `devices` joins them on the row's device (rows kept in time order).
 pub fn condition_sql(table: &str, condition: &str) -> String {
-    format!("SELECT *, ({condition}) AS \"__match\" FROM \"{table}\"")
+    let t = format!("\"{}\"", table.replace('"', "\"\""));
+    if crate::registry_join::mentions_devices(condition) {
+        return format!(
+            "SELECT {t}.*, ({condition}) AS \"__match\" FROM {} ORDER BY {t}.\"time\"",
+            crate::registry_join::join(&t)
+        );
+    }
+    format!("SELECT *, ({condition}) AS \"__match\" FROM {t}")
 }
 
-/// Runs `condition` over `batch` (registered as table `stream`); per device in the batch, the
-/// values of its last row and whether that row matched.
+/// Runs `condition` over `batch` (registered as table `stream`, with `devices` when given); per
+/// device in the batch, the values of its last row and whether that row matched.
 pub async fn evaluate(
     stream: &str,
     condition: &str,
     batch: RecordBatch,
+    devices: Option<RecordBatch>,
 ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
-    let ctx = SessionContext::new();
+    let ctx = crate::registry_join::session();
+    if let Some(d) = devices {
+        crate::registry_join::register(&ctx, d)?;
+    }
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
     ctx.register_table(stream, Arc::new(table))
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    let df = ctx
-        .sql(&condition_sql(stream, condition))
+    per_device(&run_condition(&ctx, stream, condition).await?)
+}
+
+async fn run_condition(
+    ctx: &SessionContext,
+    stream: &str,
+    condition: &str,
+) -> Result<Vec<RecordBatch>> {
+    ctx.sql(&condition_sql(stream, condition))
         .await
-        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    let out = df
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?
         .collect()
         .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))
+}
+
+/// Every row of `batch` (registered as `stream`, with `devices`) with its `__match` column, in
+/// time order (dry runs and replays of conditions joining the devices).
+pub async fn matched_rows(
+    stream: &str,
+    condition: &str,
+    batch: RecordBatch,
+    devices: RecordBatch,
+) -> Result<Vec<RecordBatch>> {
+    let ctx = crate::registry_join::session();
+    crate::registry_join::register(&ctx, devices)?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    per_device(&out)
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    run_condition(&ctx, stream, condition).await
 }
 
 /// Splits result rows (with the `__match` column) into the last row per device.
@@ -309,7 +343,7 @@ mod tests {
             .build()
             .unwrap();
         let seen = rt
-            .block_on(evaluate("env", "temperature > 90", batch.clone()))
+            .block_on(evaluate("env", "temperature > 90", batch.clone(), None))
             .unwrap();
         let a: AlertKey = [("device".to_string(), "a".to_string())].into();
         let b: AlertKey = [("device".to_string(), "b".to_string())].into();
@@ -317,7 +351,7 @@ mod tests {
         assert!(seen[&b].0);
         assert_eq!(seen[&b].1["temperature"], serde_json::json!(99.0));
         assert!(
-            rt.block_on(evaluate("env", "nosuch > 1", batch))
+            rt.block_on(evaluate("env", "nosuch > 1", batch, None))
                 .unwrap_err()
                 .to_string()
                 .contains("condition")

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use strata_query::arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
 use strata_query::arrow::compute::{concat_batches, filter_record_batch};
 use strata_query::datafusion::datasource::MemTable;
-use strata_query::datafusion::prelude::SessionContext;
 
 use crate::alert::AlertKey;
 use crate::error::{Result, RulesError};
@@ -165,9 +164,14 @@ pub fn grouped_sql(spec: &RuleSpec, table: &str, extra: Option<&str>) -> String 
     } else {
         (format!("{groups}, "), format!(" GROUP BY {groups}"))
     };
-    format!(
-        "SELECT *, ({cond}) AS \"__match\" FROM (SELECT {cols}{select} FROM {table}{group}) AS w"
-    )
+    let inner = format!("(SELECT {cols}{select} FROM {table}{group}) AS w");
+    if crate::registry_join::mentions_devices(cond) {
+        let d = crate::registry_join::DEVICES;
+        return format!(
+            "SELECT w.*, ({cond}) AS \"__match\" FROM {inner} LEFT JOIN {d} ON {d}.id = w.\"device\""
+        );
+    }
+    format!("SELECT *, ({cond}) AS \"__match\" FROM {inner}")
 }
 
 /// The open windows of one rule.
@@ -181,6 +185,8 @@ pub struct WindowState {
     pub late_dropped: u64,
     /// Sliding and session windows: rows per group.
     pub keyed: crate::window_keyed::Keyed,
+    /// The devices table for conditions that join it (set before each [`WindowState::add`]).
+    pub devices: Option<RecordBatch>,
 }
 
 /// A closed window's groups: key → (condition held, values).
@@ -247,7 +253,10 @@ impl WindowState {
             return Ok(Vec::new());
         };
         if shape.kind != Kind::Fixed {
-            return self.keyed.close(spec, shape, wm).await;
+            return self
+                .keyed
+                .close(spec, shape, wm, self.devices.as_ref())
+                .await;
         }
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
@@ -256,7 +265,7 @@ impl WindowState {
             }
             let batches = self.open.remove(&start).unwrap_or_default();
             let end = start + shape.size_ns;
-            let groups = evaluate(spec, start, end, batches).await?;
+            let groups = evaluate(spec, (start, end), batches, self.devices.as_ref()).await?;
             out.push((end, groups));
         }
         Ok(out)
@@ -274,14 +283,14 @@ pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
 /// Aggregates one window's rows per group and checks the condition.
 pub async fn evaluate(
     spec: &RuleSpec,
-    start: i64,
-    end: i64,
+    (start, end): (i64, i64),
     batches: Vec<RecordBatch>,
+    devices: Option<&RecordBatch>,
 ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
     let Some(all) = concat_aligned(&batches)? else {
         return Ok(BTreeMap::new());
     };
-    let out = aggregate(spec, all, None).await?;
+    let out = aggregate(spec, all, None, devices).await?;
     let mut groups = BTreeMap::new();
     for b in &out {
         for row in 0..b.num_rows() {
@@ -332,14 +341,18 @@ pub fn concat_aligned(batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
 }
 
 /// Runs the rule's aggregation ([`grouped_sql`], grouped by `extra` first if given) over `all`
-/// with DataFusion.
+/// with DataFusion (and `devices` for conditions joining them).
 pub async fn aggregate(
     spec: &RuleSpec,
     all: RecordBatch,
     extra: Option<&str>,
+    devices: Option<&RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
     let stream = spec.stream.as_deref().unwrap_or_default();
-    let ctx = SessionContext::new();
+    let ctx = crate::registry_join::session();
+    if let Some(d) = devices {
+        crate::registry_join::register(&ctx, d.clone())?;
+    }
     let table = MemTable::try_new(all.schema(), vec![vec![all]])
         .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
     ctx.register_table(stream, Arc::new(table))

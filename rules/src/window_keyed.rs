@@ -82,7 +82,10 @@ impl WindowState {
 
     async fn close_keyed(&mut self, spec: &RuleSpec, shape: Shape) -> Result<Vec<Closed>> {
         match self.watermark {
-            Some(wm) => self.keyed.close(spec, shape, wm).await,
+            Some(wm) => {
+                let devices = self.devices.as_ref();
+                self.keyed.close(spec, shape, wm, devices).await
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -167,9 +170,15 @@ impl Keyed {
 
     /// Evaluates every window the watermark `wm` closed, oldest first, and forgets rows no
     /// window needs any more.
-    pub async fn close(&mut self, spec: &RuleSpec, shape: Shape, wm: i64) -> Result<Vec<Closed>> {
+    pub async fn close(
+        &mut self,
+        spec: &RuleSpec,
+        shape: Shape,
+        wm: i64,
+        devices: Option<&RecordBatch>,
+    ) -> Result<Vec<Closed>> {
         let pending = self.take_closed(shape, wm);
-        evaluate_all(spec, pending).await
+        evaluate_all(spec, pending, devices).await
     }
 
     /// The windows `wm` closed, with their rows; updates the state as if they were evaluated.
@@ -333,7 +342,11 @@ fn group_keys(spec: &RuleSpec, batch: &RecordBatch) -> Result<Vec<AlertKey>> {
 }
 
 /// Aggregates every pending window in one query and returns them as closed windows by end.
-async fn evaluate_all(spec: &RuleSpec, pending: Vec<Pending>) -> Result<Vec<Closed>> {
+async fn evaluate_all(
+    spec: &RuleSpec,
+    pending: Vec<Pending>,
+    devices: Option<&RecordBatch>,
+) -> Result<Vec<Closed>> {
     let mut by_end: BTreeMap<i64, BTreeMap<AlertKey, (bool, Values)>> = BTreeMap::new();
     let mut parts = Vec::new();
     for (i, p) in pending.iter().enumerate() {
@@ -349,7 +362,7 @@ async fn evaluate_all(spec: &RuleSpec, pending: Vec<Pending>) -> Result<Vec<Clos
         }
     }
     if let Some(all) = concat_aligned(&parts)? {
-        for b in aggregate(spec, all, Some(WINDOW_COLUMN)).await? {
+        for b in aggregate(spec, all, Some(WINDOW_COLUMN), devices).await? {
             for row in 0..b.num_rows() {
                 for (key, mut values) in instances(&[b.slice(row, 1)])? {
                     let w = values

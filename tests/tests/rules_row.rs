@@ -744,3 +744,121 @@ fn replay_acts_over_history_with_the_same_idempotency_keys() {
     let none = server.post_json("/api/v1/rules/none/replay", &from);
     assert_eq!(none.status, 404, "{}", none.body);
 }
+
+fn create_device_with(server: &Server, id: &str, attributes: Value) {
+    let r = server.post_json(
+        "/api/v1/devices",
+        &json!({"id": id, "model": "sensor", "attributes": attributes}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+fn write_lp(server: &Server, lp: &str) {
+    let r = server.write("default", lp);
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+fn alert_rows(server: &Server, rule: &str) -> Vec<(String, String)> {
+    sql(
+        server,
+        &format!("SELECT device, state FROM alerts WHERE rule = '{rule}' ORDER BY device"),
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["device"].as_str().unwrap().to_string(),
+            r["state"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn conditions_join_device_attributes_as_per_device_thresholds() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    create_device_with(&server, "d1", json!({"max_temp": 30, "site": "north"}));
+    create_device_with(&server, "d2", json!({"max_temp": 50}));
+    create_device_with(&server, "d3", json!({}));
+    write_lp(&server, "env,device=d1 temperature=0");
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+
+    let row = json!({"name": "over-max", "stream": "env", "kind": "row",
+        "condition": "temperature > devices.attributes['max_temp']"});
+    let r = server.post_json("/api/v1/rules", &row);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // 40 is over d1's 30, not over d2's 50; d3 has no max_temp (NULL: never matches).
+    write_lp(
+        &server,
+        "env,device=d1 temperature=40\nenv,device=d2 temperature=40\nenv,device=d3 temperature=99",
+    );
+    wait_until("d1 firing", Duration::from_secs(10), || {
+        (alert_rows(&server, "over-max") == [("d1".into(), "firing".into())]).then_some(())
+    });
+    write_lp(&server, "env,device=d2 temperature=60");
+    wait_until("d2 firing", Duration::from_secs(10), || {
+        let a = alert_rows(&server, "over-max");
+        (a.len() == 2 && a[1] == ("d2".into(), "firing".into())).then_some(())
+    });
+    // A new threshold reaches the rule (within the 1 s cache) without touching the rule.
+    let r = server.send_json(
+        "PATCH",
+        "/api/v1/devices/d2",
+        &json!({"attributes": {"max_temp": 70}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(1200));
+    write_lp(&server, "env,device=d2 temperature=65");
+    wait_until("d2 resolved", Duration::from_secs(10), || {
+        let a = alert_rows(&server, "over-max");
+        (a.get(1) == Some(&("d2".into(), "resolved".into()))).then_some(())
+    });
+    assert_eq!(
+        alert_rows(&server, "over-max")[0],
+        ("d1".into(), "firing".into())
+    );
+
+    // Window rule: the average per device against its own threshold.
+    let win = json!({"name": "avg-over-max", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "10s"}, "group_by": ["device"],
+        "select": "avg(temperature) AS t", "lateness": "0s",
+        "condition": "t > devices.attributes['max_temp'] AND devices.attributes['site'] = 'north'"});
+    let r = server.post_json("/api/v1/rules", &win);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut rows = Vec::new();
+    for s in 0..12 {
+        rows.push(("d1".to_string(), BASE_S + s, 40.0));
+        rows.push(("d2".to_string(), BASE_S + s, 45.0));
+    }
+    write_batch(&server, &rows);
+    wait_until("the window transition", Duration::from_secs(10), || {
+        (history(&server, "avg-over-max") == [json!(["d1", "firing", BASE_S + 10])]).then_some(())
+    });
+
+    // Dry run of the row rule over the stored rows joins the devices too.
+    let range = json!({"start": "2023-11-14T22:13:00Z", "end": "2023-11-14T22:14:00Z"});
+    let r = server.post_json("/api/v1/rules/over-max/dry-run", &range);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let states: Vec<(Value, Value)> = r.json()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["key"]["device"].clone(), n["state"].clone()))
+        .collect();
+    assert_eq!(states, vec![(json!("d1"), json!("firing"))]);
+
+    // Refused: an unknown attribute key (the error lists the keys), no device in group_by.
+    let mut bad = row.clone();
+    bad["name"] = json!("bad");
+    bad["condition"] = json!("temperature > devices.attributes['nope']");
+    let r = server.post_json("/api/v1/rules", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("max_temp, site"), "{}", r.body);
+    let mut bad = win.clone();
+    bad["name"] = json!("bad");
+    bad["group_by"] = json!([]);
+    let r = server.post_json("/api/v1/rules", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("group_by"), "{}", r.body);
+    assert_eq!(server.get("/api/v1/rules/bad").status, 404);
+}
