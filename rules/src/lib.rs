@@ -615,22 +615,83 @@ impl Rules {
                 continue;
             }
             let layout = row::layout(&self.engine, &a.db, &a.table.stream);
-            for (spec, timing) in watching {
-                self.evaluate_row(&spec, timing, &layout, &a).await;
+            // One Arrow conversion per batch, shared by every rule.
+            let batch = match row::record_batch(&layout, &a.table) {
+                Ok(b) => b,
+                Err(e) => {
+                    for (spec, _) in &watching {
+                        let now = now_ns();
+                        self.record(&spec.name, now, now - a.at_ns, Err(e.clone_invalid()));
+                    }
+                    continue;
+                }
+            };
+            let (together, alone): (Vec<_>, Vec<_>) = watching
+                .into_iter()
+                .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
+            for (spec, timing) in alone {
+                self.evaluate_row(&spec, timing, &a, batch.clone()).await;
+            }
+            if !together.is_empty() {
+                self.evaluate_rows(together, &a, batch).await;
             }
         }
     }
 
-    /// One row rule over one batch.
+    /// Every plain row rule of a stream over one batch with one DataFusion query (one boolean
+    /// column per condition) and one blocking store task; if the query fails (a rule broke),
+    /// each rule is evaluated alone so that only the broken one reports an error.
+    async fn evaluate_rows(
+        self: &Arc<Self>,
+        rules: Vec<(RuleSpec, Timing)>,
+        a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
+    ) {
+        let start = now_ns();
+        let conds: Vec<&str> = rules
+            .iter()
+            .map(|(s, _)| s.condition.as_deref().unwrap_or_default())
+            .collect();
+        let flags = match row::flags(&a.table.stream, &conds, &batch).await {
+            Ok(f) => f,
+            Err(_) => {
+                for (spec, timing) in rules {
+                    self.evaluate_row(&spec, timing, a, batch.clone()).await;
+                }
+                return;
+            }
+        };
+        let store = self.store.clone();
+        let outcomes = blocking(move || {
+            let last = row::last_rows(&batch)?;
+            let mut out = Vec::with_capacity(rules.len());
+            for ((spec, timing), flag) in rules.into_iter().zip(flags) {
+                let r = row::step_rule(&store, &spec, timing, &batch, &last, &flag, start);
+                out.push((spec.name, r));
+            }
+            Ok(out)
+        })
+        .await;
+        match outcomes {
+            Ok(outcomes) => {
+                for (name, r) in outcomes {
+                    self.record(&name, start, start - a.at_ns, r);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "row rules evaluation failed"),
+        }
+    }
+
+    /// One rule over one batch, alone.
     async fn evaluate_row(
         self: &Arc<Self>,
         spec: &RuleSpec,
         timing: Timing,
-        layout: &strata_query::TableLayout,
         a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
     ) {
         let start = now_ns();
-        let outcome = self.run_row(spec, timing, layout, a, start).await;
+        let outcome = self.run_row(spec, timing, batch, start).await;
         self.record(&spec.name, start, start - a.at_ns, outcome);
     }
 
@@ -638,17 +699,16 @@ impl Rules {
         self: &Arc<Self>,
         spec: &RuleSpec,
         timing: Timing,
-        layout: &strata_query::TableLayout,
-        a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
         now: i64,
     ) -> Result<(u64, u64)> {
-        let batch = row::record_batch(layout, &a.table)?;
         if spec.kind == RuleKind::Window {
             return self.run_window(spec, timing, batch).await;
         }
+        let stream = spec.stream.as_deref().unwrap_or_default();
         let cond = spec.condition.as_deref().unwrap_or_default();
         let devices = self.devices_for(spec).await?;
-        let seen = row::evaluate(&a.table.stream, cond, batch, devices).await?;
+        let seen = row::evaluate(stream, cond, batch, devices).await?;
         let matches = seen.values().filter(|(m, _)| *m).count() as u64;
         let store = self.store.clone();
         let spec = spec.clone();

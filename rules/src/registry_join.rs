@@ -211,8 +211,10 @@ impl ExprPlanner for StructFieldPlanner {
 }
 
 /// A private session for one evaluation, able to plan `devices.attributes['key']`.
+/// One partition: results keep the batch's row order (row rules take each device's last row).
 pub fn session() -> SessionContext {
-    let mut ctx = SessionContext::new();
+    let config = strata_query::datafusion::prelude::SessionConfig::new().with_target_partitions(1);
+    let mut ctx = SessionContext::new_with_config(config);
     if let Err(e) = ctx.register_expr_planner(Arc::new(StructFieldPlanner)) {
         tracing::warn!(error = %e, "cannot register the struct field planner");
     }

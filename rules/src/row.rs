@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use strata_query::arrow::array::RecordBatch;
+use strata_query::arrow::array::{Array, BooleanArray, RecordBatch};
+use strata_query::arrow::util::display::array_value_to_string;
 use strata_query::datafusion::datasource::MemTable;
 use strata_query::datafusion::prelude::SessionContext;
 use strata_query::{DEVICE_COLUMN, TableLayout};
@@ -244,6 +245,107 @@ pub fn per_device(batches: &[RecordBatch]) -> Result<BTreeMap<AlertKey, (bool, V
         }
     }
     Ok(out)
+}
+
+/// The conditions of many row rules over one batch (registered as `stream`), with one query: one
+/// boolean column per condition, in the batch's row order (NULL counts as false).
+pub async fn flags(
+    stream: &str,
+    conditions: &[&str],
+    batch: &RecordBatch,
+) -> Result<Vec<BooleanArray>> {
+    let ctx = crate::registry_join::session();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let cols = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("({c}) AS \"__m{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {cols} FROM \"{}\"", stream.replace('"', "\"\""));
+    let out = ctx
+        .sql(&sql)
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?
+        .collect()
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let all = match out.first() {
+        Some(first) => strata_query::arrow::compute::concat_batches(&first.schema(), &out)
+            .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?,
+        None => RecordBatch::new_empty(batch.schema()),
+    };
+    if all.num_rows() != batch.num_rows() || all.num_columns() != conditions.len() {
+        return Err(RulesError::Invalid(
+            "condition: result rows do not match the batch".into(),
+        ));
+    }
+    all.columns()
+        .iter()
+        .map(|c| {
+            let b = strata_query::arrow::compute::cast(
+                c,
+                &strata_query::arrow::datatypes::DataType::Boolean,
+            )
+            .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+            b.as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| RulesError::Invalid("condition: not a boolean".into()))
+        })
+        .collect()
+}
+
+/// The last row of each device in `batch` (key: the device, or no key for rows without one).
+pub fn last_rows(batch: &RecordBatch) -> Result<BTreeMap<AlertKey, usize>> {
+    let mut out = BTreeMap::new();
+    let col = batch.column_by_name(DEVICE_COLUMN);
+    for row in 0..batch.num_rows() {
+        let mut key = AlertKey::new();
+        if let Some(c) = col.filter(|c| c.is_valid(row)) {
+            let d = array_value_to_string(c, row)
+                .map_err(|e| RulesError::Invalid(format!("device: {e}")))?;
+            key.insert(DEVICE_COLUMN.to_string(), d);
+        }
+        out.insert(key, row);
+    }
+    Ok(out)
+}
+
+/// One rule of a batched evaluation: the devices whose last row matched and those with a stored
+/// instance are observed (values of their last row); the rest cannot change state. Steps,
+/// commits, and returns (devices matched, transitions).
+pub fn step_rule(
+    store: &crate::store::Store,
+    spec: &RuleSpec,
+    timing: Timing,
+    batch: &RecordBatch,
+    last: &BTreeMap<AlertKey, usize>,
+    flag: &BooleanArray,
+    now: i64,
+) -> Result<(u64, u64)> {
+    let stored = store.alerts_of(&spec.name)?;
+    let known: HashSet<&AlertKey> = stored.iter().map(|a| &a.key).collect();
+    let mut seen = BTreeMap::new();
+    for (key, &row) in last {
+        let matched = flag.is_valid(row) && flag.value(row);
+        if !matched && !known.contains(key) {
+            continue;
+        }
+        for (_, mut values) in instances(&[batch.slice(row, 1)])? {
+            values.remove("time");
+            seen.insert(key.clone(), (matched, values));
+        }
+    }
+    let matches = seen.values().filter(|(m, _)| *m).count() as u64;
+    let (changes, entries, n) = step_seen(spec, stored, seen, now, timing);
+    if !changes.is_empty() || !entries.is_empty() {
+        store.apply(&spec.name, &changes, entries)?;
+    }
+    Ok((matches, n))
 }
 
 /// Steps the alerts of the devices seen at `now`; returns only what changed state, the outbox
