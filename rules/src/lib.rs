@@ -4,13 +4,15 @@
 //! - [`spec`]: the rule definition (JSON of `POST /api/v1/rules`) and its checks.
 //! - [`alert`]: the alert state machine (pending → firing → resolved, `for`, `keep_firing_for`).
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
-//! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
-//!   history), retries with exponential backoff and dead letters.
+//! - [`outbox`]: notifications and outbox entries (idempotency key, HMAC signature, backoff).
+//! - [`dispatch`]: the delivery thread (webhook, MQTT, command, stream writes, history), retries
+//!   with exponential backoff and dead letters.
 //! - [`mqtt`]: the QoS 1 publisher of `mqtt` actions.
 //! - [`registry_join`]: `devices` (attributes as a typed struct) joined into conditions.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
+//! - [`window_eval`]: window shapes, the aggregation SQL and its DataFusion run.
 //! - [`window_keyed`]: sliding and session windows (per group).
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
@@ -21,6 +23,7 @@
 //! `ingest::text` for durations and RFC 3339).
 
 pub mod alert;
+pub mod dispatch;
 pub mod dryrun;
 pub mod error;
 pub mod eval;
@@ -33,6 +36,7 @@ pub mod stats;
 pub mod store;
 pub mod tables;
 pub mod window;
+pub mod window_eval;
 pub mod window_keyed;
 
 use std::collections::BTreeMap;
@@ -101,6 +105,8 @@ pub struct Rules {
     /// is being evaluated).
     late: Mutex<BTreeMap<String, u64>>,
     devices: registry_join::DevicesCache,
+    /// Query rules evaluating at once (one).
+    query_slot: tokio::sync::Semaphore,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
     broker: std::sync::OnceLock<mqtt::Broker>,
 }
@@ -151,6 +157,7 @@ impl Rules {
             windows: Mutex::default(),
             late: Mutex::default(),
             devices: registry_join::DevicesCache::default(),
+            query_slot: tokio::sync::Semaphore::new(1),
             commands: std::sync::OnceLock::new(),
             broker: std::sync::OnceLock::new(),
         });
@@ -568,12 +575,12 @@ impl Rules {
         let Some(rx) = self.wake_rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let dispatcher = outbox::Dispatcher {
+        let dispatcher = dispatch::Dispatcher {
             commands: self.commands.get().cloned(),
             mqtt: std::sync::Mutex::new(self.broker.get().cloned().map(mqtt::Publisher::new)),
             store: self.store.clone(),
             engine: self.engine.clone(),
-            agent: outbox::agent(),
+            agent: dispatch::agent(),
             stop: self.stop.clone(),
             stats: self.stats.clone(),
         };
@@ -764,7 +771,8 @@ impl Rules {
         let _ = self.wake.try_send(());
     }
 
-    /// The evaluator loop: every 50 ms, starts the due query rules that are not running.
+    /// The evaluator loop: every 50 ms, starts the due query rules that are not running (they
+    /// evaluate one at a time; a rule waiting for its turn shows as lag).
     async fn schedule(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -799,7 +807,11 @@ impl Rules {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let name = spec.name.clone();
+                    // One query rule at a time: many due together must not starve ingest,
+                    // which shares the runtime.
+                    let permit = me.query_slot.acquire().await;
                     me.evaluate_query(spec, timing, due).await;
+                    drop(permit);
                     if let Ok(mut l) = me.loaded.write()
                         && let Some(r) = l.get_mut(&name)
                     {

@@ -190,22 +190,6 @@ pub fn topic_for(template: &str, rule: &str, key: &crate::alert::AlertKey) -> St
     template.replace("{rule}", rule).replace("{device}", device)
 }
 
-/// Checks an action's topic template: not empty, no wildcards or NUL, at most 65,535 bytes.
-pub fn check_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("mqtt action needs a 'topic'".into());
-    }
-    if topic.len() > usize::from(u16::MAX) {
-        return Err("mqtt topic is longer than 65,535 bytes".into());
-    }
-    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
-        return Err(format!(
-            "mqtt topic '{topic}' has {c:?}; a publish topic cannot hold wildcards or NUL"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +225,7 @@ mod tests {
             "alerts/hot/d1"
         );
         assert_eq!(topic_for("a/{device}", "r", &Default::default()), "a/-");
+        use crate::spec::check_topic;
         assert!(check_topic("alerts/#").is_err());
         assert!(check_topic("").is_err());
         assert!(check_topic("alerts/{device}").is_ok());

@@ -9,6 +9,9 @@ use strata_ingest::text::{check_database, check_name, parse_duration};
 
 use crate::error::{Result, RulesError};
 
+/// The stream, in the rule's database, that receives every alert transition.
+pub const HISTORY_STREAM: &str = "alert_history";
+
 /// Longest rule name.
 pub const MAX_RULE_NAME: usize = 128;
 /// Shortest `every` of a query rule.
@@ -280,7 +283,7 @@ pub fn find_cycle(rules: &[RuleSpec]) -> Option<Vec<String>> {
         let Some(src) = &r.stream else { continue };
         let from = format!("{}.{src}", r.db);
         let out = edges.entry(from).or_default();
-        out.push(format!("{}.{}", r.db, crate::outbox::HISTORY_STREAM));
+        out.push(format!("{}.{}", r.db, HISTORY_STREAM));
         for a in &r.actions {
             if let ActionSpec::Stream { db, stream } = a {
                 out.push(format!("{}.{stream}", db.as_deref().unwrap_or(&r.db)));
@@ -337,6 +340,22 @@ pub fn check_rule_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an action's topic template: not empty, no wildcards or NUL, at most 65,535 bytes.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("mqtt action needs a 'topic'".into());
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err("mqtt topic is longer than 65,535 bytes".into());
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        return Err(format!(
+            "mqtt topic '{topic}' has {c:?}; a publish topic cannot hold wildcards or NUL"
+        ));
+    }
+    Ok(())
+}
+
 fn check_retries(
     what: &str,
     max_attempts: Option<u32>,
@@ -378,7 +397,7 @@ fn check_action(a: &ActionSpec) -> std::result::Result<(), String> {
             max_attempts,
             backoff,
         } => {
-            crate::mqtt::check_topic(topic)?;
+            check_topic(topic)?;
             check_retries("mqtt", *max_attempts, backoff.as_deref())
         }
         ActionSpec::Command { name, .. } => {

@@ -29,8 +29,8 @@ use crate::alert::AlertKey;
 use crate::error::{Result, RulesError};
 use crate::eval::{Values, instances};
 use crate::spec::RuleSpec;
-use crate::window::{
-    Closed, Kind, Shape, WindowState, aggregate, concat_aligned, stamp, take_match, time_column,
+use crate::window_eval::{
+    Closed, Kind, Shape, aggregate, concat_aligned, stamp, take_match, time_column,
 };
 
 /// Column naming the window of each row in the combined aggregation.
@@ -63,47 +63,6 @@ struct Pending {
     rows: Vec<RecordBatch>,
 }
 
-impl WindowState {
-    /// [`WindowState::add`] for sliding and session windows.
-    pub(crate) async fn add_keyed(
-        &mut self,
-        spec: &RuleSpec,
-        shape: Shape,
-        batch: &RecordBatch,
-    ) -> Result<Vec<Closed>> {
-        let max_t = self.keyed.insert(spec, shape, batch, true)?;
-        self.late_dropped += max_t.1;
-        if let Some(m) = max_t.0 {
-            let wm = m.saturating_sub(shape.lateness_ns);
-            self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
-        }
-        self.close_keyed(spec, shape).await
-    }
-
-    async fn close_keyed(&mut self, spec: &RuleSpec, shape: Shape) -> Result<Vec<Closed>> {
-        match self.watermark {
-            Some(wm) => {
-                let devices = self.devices.as_ref();
-                self.keyed.close(spec, shape, wm, devices).await
-            }
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// After a restart: `rows` (the stream from before the watermark's reach, see
-    /// [`rebuild_from`]) become the groups' state as if they had been processed, without
-    /// evaluating the windows the watermark `wm` had closed.
-    pub fn seed_keyed(&mut self, spec: &RuleSpec, shape: Shape, wm: i64, rows: &[RecordBatch]) {
-        self.watermark = Some(wm);
-        for b in rows {
-            if let Err(e) = self.keyed.insert(spec, shape, b, false) {
-                tracing::warn!(rule = %spec.name, error = %e, "cannot rebuild a window");
-            }
-        }
-        self.keyed.settle(shape, wm);
-    }
-}
-
 /// Where a restart must start reading the stream to rebuild the groups under watermark `wm`.
 pub fn rebuild_from(shape: Shape, wm: i64) -> i64 {
     match shape.kind {
@@ -122,7 +81,7 @@ pub fn rebuild_from(shape: Shape, wm: i64) -> i64 {
 impl Keyed {
     /// Adds a batch's rows to their groups (dropping late ones when `drop_late`); returns the
     /// batch's highest time and the rows dropped.
-    fn insert(
+    pub(crate) fn insert(
         &mut self,
         spec: &RuleSpec,
         shape: Shape,
@@ -224,7 +183,7 @@ impl Keyed {
     }
 
     /// Marks everything up to `wm` as evaluated and forgets rows no open window needs.
-    fn settle(&mut self, shape: Shape, wm: i64) {
+    pub(crate) fn settle(&mut self, shape: Shape, wm: i64) {
         match shape.kind {
             Kind::Sliding => {
                 self.emitted_until = Some(self.emitted_until.map_or(wm, |e| e.max(wm)));

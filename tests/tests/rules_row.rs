@@ -377,8 +377,16 @@ fn window_rule_matches_model(
     for (i, b) in batches.iter().enumerate() {
         write_batch(&server, b);
         if Some(i) == restart_after {
-            // Let the worker see what was written, then restart mid-window.
-            std::thread::sleep(Duration::from_millis(500));
+            // Let the worker evaluate every batch written (a batch durable but not evaluated
+            // at shutdown is rebuilt into the windows, but a window it would have closed is
+            // lost), then restart mid-window.
+            let line = format!(
+                "strata_rule_evaluations_total{{rule=\"avg-hot\"}} {}",
+                i + 1
+            );
+            wait_until(&line, Duration::from_secs(60), || {
+                server.get("/metrics").body.contains(&line).then_some(())
+            });
             server.terminate();
             server.restart();
         }
@@ -389,7 +397,7 @@ fn window_rule_matches_model(
         transitions.len() >= 4,
         "the data should fire and resolve: {expect}"
     );
-    let got = wait_until("all transitions", Duration::from_secs(20), || {
+    let got = wait_until("all transitions", Duration::from_secs(60), || {
         let h = history(&server, "avg-hot");
         (h.len() >= transitions.len()).then_some(h)
     });
