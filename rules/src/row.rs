@@ -461,6 +461,45 @@ mod tests {
     }
 
     #[test]
+    fn many_conditions_in_one_query_keep_row_order() {
+        let t = table(&[("a", 95.0), ("a", 80.0), ("b", 99.0)]);
+        let layout = TableLayout::new(
+            "default",
+            "env",
+            &[],
+            &[("temperature".into(), FieldType::Float)],
+        );
+        let batch = record_batch(&layout, &t).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let f = rt
+            .block_on(flags(
+                "env",
+                &["temperature > 90", "temperature < 90"],
+                &batch,
+            ))
+            .unwrap();
+        let bits = |b: &BooleanArray| (0..b.len()).map(|i| b.value(i)).collect::<Vec<_>>();
+        assert_eq!(bits(&f[0]), [true, false, true]);
+        assert_eq!(bits(&f[1]), [false, true, false]);
+        let last = last_rows(&batch).unwrap();
+        let a: AlertKey = [("device".to_string(), "a".to_string())].into();
+        assert_eq!(last[&a], 1);
+        assert!(rt.block_on(flags("env", &["nosuch > 1"], &batch)).is_err());
+
+        // Batched stepping: only b fires (a's last row does not match).
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("r.redb")).unwrap();
+        store.put_rule(&spec(), true).unwrap();
+        let r = step_rule(&store, &spec(), Timing::default(), &batch, &last, &f[0], 5).unwrap();
+        assert_eq!(r, (1, 1));
+        let alerts = store.alerts_of("hot").unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].key["device"], "b");
+    }
+
+    #[test]
     fn only_state_changes_are_stored() {
         let t = Timing::default();
         let a: AlertKey = [("device".to_string(), "a".to_string())].into();
