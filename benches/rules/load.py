@@ -108,11 +108,12 @@ def ingest(port, devices, batch, seconds, writers):
     return sum(counts), time.monotonic() - t0, sum(failures)
 
 
-def rule_specs(n):
-    """n rules: 70% row, 20% window (tumbling, hopping, session, a few sliding), 10% query."""
+def rule_specs(n, mix):
+    """n rules: mix = percentages (row, window, query), default 70/20/10; windows are
+    tumbling, hopping and session, one in 20 sliding."""
     specs = []
-    n_row = n * 7 // 10
-    n_window = n * 2 // 10
+    n_row = n * mix[0] // 100
+    n_window = n * mix[1] // 100
     for i in range(n_row):
         specs.append({"name": f"row-{i}", "stream": "env", "kind": "row",
                       "condition": f"temperature > {90 + i % 9}"})
@@ -163,6 +164,8 @@ def main():
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--mix", default="70,20,10",
+                    help="percent of row, window and query rules")
     ap.add_argument("--drain-timeout", type=float, default=120,
                     help="longest wait for the rules queue to drain after ingest")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
@@ -176,7 +179,7 @@ def main():
                                "--no-print-admin-token"],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
     api = Api(port)
-    out = {"binary": binary, "devices": a.devices, "batch_rows": a.batch, "writers": a.writers,
+    out = {"binary": binary, "mix_row_window_query_pct": a.mix, "devices": a.devices, "batch_rows": a.batch, "writers": a.writers,
            "seconds": a.seconds}
     try:
         deadline = time.time() + 60
@@ -195,7 +198,8 @@ def main():
 
         t0 = time.monotonic()
         kinds = {}
-        for spec in rule_specs(a.rules):
+        mix = [int(x) for x in a.mix.split(",")]
+        for spec in rule_specs(a.rules, mix):
             status, body = api.call("POST", "/api/v1/rules", spec)
             if status != 201:
                 raise SystemExit(f"rule {spec['name']}: {status} {body[:300]!r}")

@@ -105,6 +105,8 @@ pub struct Rules {
     /// is being evaluated).
     late: Mutex<BTreeMap<String, u64>>,
     devices: registry_join::DevicesCache,
+    /// Compiled row rule conditions.
+    compiled: Arc<row::Compiled>,
     /// Query rules evaluating at once (one).
     query_slot: tokio::sync::Semaphore,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
@@ -158,6 +160,7 @@ impl Rules {
             late: Mutex::default(),
             devices: registry_join::DevicesCache::default(),
             query_slot: tokio::sync::Semaphore::new(1),
+            compiled: Arc::default(),
             commands: std::sync::OnceLock::new(),
             broker: std::sync::OnceLock::new(),
         });
@@ -381,6 +384,13 @@ impl Rules {
             Err(_) => Vec::new(),
         };
         self.feed.watch(pairs);
+        if let Ok(l) = self.loaded.read() {
+            let keep: std::collections::HashSet<&str> = l
+                .values()
+                .filter_map(|r| r.spec.condition.as_deref())
+                .collect();
+            self.compiled.retain(&keep);
+        }
     }
 
     /// Creates a rule (`Exists` when the name is taken).
@@ -645,9 +655,10 @@ impl Rules {
         }
     }
 
-    /// Every plain row rule of a stream over one batch with one DataFusion query (one boolean
-    /// column per condition) and one blocking store task; if the query fails (a rule broke),
-    /// each rule is evaluated alone so that only the broken one reports an error.
+    /// Every plain row rule of a stream over one batch in one blocking task: conditions compiled
+    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, one
+    /// read of the alert instances; if a condition fails (a rule broke), each rule is evaluated
+    /// alone so that only the broken one reports an error.
     async fn evaluate_rows(
         self: &Arc<Self>,
         rules: Vec<(RuleSpec, Timing)>,
@@ -655,34 +666,43 @@ impl Rules {
         batch: strata_query::arrow::array::RecordBatch,
     ) {
         let start = now_ns();
-        let conds: Vec<&str> = rules
+        let conds: Vec<String> = rules
             .iter()
-            .map(|(s, _)| s.condition.as_deref().unwrap_or_default())
+            .map(|(s, _)| s.condition.clone().unwrap_or_default())
             .collect();
-        let flags = match row::flags(&a.table.stream, &conds, &batch).await {
-            Ok(f) => f,
-            Err(_) => {
-                for (spec, timing) in rules {
-                    self.evaluate_row(&spec, timing, a, batch.clone()).await;
-                }
-                return;
-            }
-        };
-        let store = self.store.clone();
+        let (store, compiled) = (self.store.clone(), self.compiled.clone());
+        // Off the async runtime: compiled conditions, one alert read, one commit per rule that
+        // changed.
         let outcomes = blocking(move || {
+            let refs: Vec<&str> = conds.iter().map(String::as_str).collect();
+            let flags = match compiled.flags(&refs, &batch) {
+                Ok(f) => f,
+                Err(_) => return Ok(Err((rules, batch))),
+            };
             let last = row::last_rows(&batch)?;
+            let mut stored: BTreeMap<String, Vec<alert::Alert>> = BTreeMap::new();
+            for a in store.all_alerts()? {
+                stored.entry(a.rule.clone()).or_default().push(a);
+            }
             let mut out = Vec::with_capacity(rules.len());
             for ((spec, timing), flag) in rules.into_iter().zip(flags) {
-                let r = row::step_rule(&store, &spec, timing, &batch, &last, &flag, start);
+                let mine = stored.remove(&spec.name).unwrap_or_default();
+                let r = row::step_rule(&store, &spec, timing, &batch, &last, &flag, mine, start);
                 out.push((spec.name, r));
             }
-            Ok(out)
+            Ok(Ok(out))
         })
         .await;
         match outcomes {
-            Ok(outcomes) => {
+            Ok(Ok(outcomes)) => {
                 for (name, r) in outcomes {
                     self.record(&name, start, start - a.at_ns, r);
+                }
+            }
+            // A condition failed: each rule alone, so that only the broken one reports it.
+            Ok(Err((rules, batch))) => {
+                for (spec, timing) in rules {
+                    self.evaluate_row(&spec, timing, a, batch.clone()).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "row rules evaluation failed"),

@@ -16,8 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use strata_query::arrow::array::{Array, BooleanArray, RecordBatch};
+use strata_query::arrow::datatypes::SchemaRef;
 use strata_query::arrow::util::display::array_value_to_string;
+use strata_query::datafusion::common::DFSchema;
 use strata_query::datafusion::datasource::MemTable;
+use strata_query::datafusion::physical_expr::PhysicalExpr;
 use strata_query::datafusion::prelude::SessionContext;
 use strata_query::{DEVICE_COLUMN, TableLayout};
 use strata_storage::{
@@ -247,6 +250,76 @@ pub fn per_device(batches: &[RecordBatch]) -> Result<BTreeMap<AlertKey, (bool, V
     Ok(out)
 }
 
+/// Row rule conditions compiled to DataFusion physical expressions, per condition and batch
+/// schema: a batch is evaluated without planning any SQL (a new stream layout compiles again).
+#[derive(Default)]
+pub struct Compiled {
+    exprs: std::sync::Mutex<HashMap<String, (SchemaRef, Arc<dyn PhysicalExpr>)>>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    /// Each condition over `batch`: one boolean array each, NULL counting as false. Fails if any
+    /// condition does not compile or evaluate (the caller then evaluates the rules one by one).
+    pub fn flags(&self, conditions: &[&str], batch: &RecordBatch) -> Result<Vec<BooleanArray>> {
+        let schema = batch.schema();
+        let bad = |e: &dyn std::fmt::Display| RulesError::Invalid(format!("condition: {e}"));
+        let mut ctx = None;
+        let mut out = Vec::with_capacity(conditions.len());
+        for c in conditions {
+            let cached = self.exprs.lock().ok().and_then(|m| {
+                m.get(*c)
+                    .filter(|(s, _)| *s == schema)
+                    .map(|(_, e)| e.clone())
+            });
+            let expr = match cached {
+                Some(e) => e,
+                None => {
+                    let df_schema =
+                        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
+                    let ctx = ctx.get_or_insert_with(crate::registry_join::session);
+                    let logical = ctx.parse_sql_expr(c, &df_schema).map_err(|e| bad(&e))?;
+                    let e = ctx
+                        .create_physical_expr(logical, &df_schema)
+                        .map_err(|e| bad(&e))?;
+                    if let Ok(mut m) = self.exprs.lock() {
+                        m.insert(c.to_string(), (schema.clone(), e.clone()));
+                    }
+                    e
+                }
+            };
+            let v = expr
+                .evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(|e| bad(&e))?;
+            let b = strata_query::arrow::compute::cast(
+                &v,
+                &strata_query::arrow::datatypes::DataType::Boolean,
+            )
+            .map_err(|e| bad(&e))?;
+            let b = b
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| bad(&"not a boolean"))?;
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Forgets compiled conditions not in `keep` (rules changed or deleted).
+    pub fn retain(&self, keep: &HashSet<&str>) {
+        if let Ok(mut m) = self.exprs.lock() {
+            m.retain(|c, _| keep.contains(c.as_str()));
+        }
+    }
+}
+
 /// The conditions of many row rules over one batch (registered as `stream`), with one query: one
 /// boolean column per condition, in the batch's row order (NULL counts as false).
 pub async fn flags(
@@ -315,9 +388,10 @@ pub fn last_rows(batch: &RecordBatch) -> Result<BTreeMap<AlertKey, usize>> {
     Ok(out)
 }
 
-/// One rule of a batched evaluation: the devices whose last row matched and those with a stored
-/// instance are observed (values of their last row); the rest cannot change state. Steps,
+/// One rule of a batched evaluation (`stored`: its instances): the devices whose last row matched
+/// and those with a stored instance are observed (values of their last row); the rest cannot change state. Steps,
 /// commits, and returns (devices matched, transitions).
+#[allow(clippy::too_many_arguments)]
 pub fn step_rule(
     store: &crate::store::Store,
     spec: &RuleSpec,
@@ -325,9 +399,9 @@ pub fn step_rule(
     batch: &RecordBatch,
     last: &BTreeMap<AlertKey, usize>,
     flag: &BooleanArray,
+    stored: Vec<Alert>,
     now: i64,
 ) -> Result<(u64, u64)> {
-    let stored = store.alerts_of(&spec.name)?;
     let known: HashSet<&AlertKey> = stored.iter().map(|a| &a.key).collect();
     let mut seen = BTreeMap::new();
     for (key, &row) in last {
@@ -483,6 +557,14 @@ mod tests {
         let bits = |b: &BooleanArray| (0..b.len()).map(|i| b.value(i)).collect::<Vec<_>>();
         assert_eq!(bits(&f[0]), [true, false, true]);
         assert_eq!(bits(&f[1]), [false, true, false]);
+        let compiled = Compiled::default();
+        for _ in 0..2 {
+            let c = compiled
+                .flags(&["temperature > 90", "temperature < 90"], &batch)
+                .unwrap();
+            assert_eq!((bits(&c[0]), bits(&c[1])), (bits(&f[0]), bits(&f[1])));
+        }
+        assert!(compiled.flags(&["nosuch > 1"], &batch).is_err());
         let last = last_rows(&batch).unwrap();
         let a: AlertKey = [("device".to_string(), "a".to_string())].into();
         assert_eq!(last[&a], 1);
@@ -492,7 +574,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("r.redb")).unwrap();
         store.put_rule(&spec(), true).unwrap();
-        let r = step_rule(&store, &spec(), Timing::default(), &batch, &last, &f[0], 5).unwrap();
+        let r = step_rule(
+            &store,
+            &spec(),
+            Timing::default(),
+            &batch,
+            &last,
+            &f[0],
+            vec![],
+            5,
+        );
+        let r = r.unwrap();
         assert_eq!(r, (1, 1));
         let alerts = store.alerts_of("hot").unwrap();
         assert_eq!(alerts.len(), 1);
