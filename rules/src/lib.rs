@@ -671,8 +671,7 @@ impl Rules {
             .map(|(s, _)| s.condition.clone().unwrap_or_default())
             .collect();
         let (store, compiled) = (self.store.clone(), self.compiled.clone());
-        // Off the async runtime: compiled conditions, one alert read, one commit per rule that
-        // changed.
+        // Off the async runtime: compiled conditions, one alert read, one commit.
         let outcomes = blocking(move || {
             let refs: Vec<&str> = conds.iter().map(String::as_str).collect();
             let flags = match compiled.flags(&refs, &batch) {
@@ -685,11 +684,21 @@ impl Rules {
                 stored.entry(a.rule.clone()).or_default().push(a);
             }
             let mut out = Vec::with_capacity(rules.len());
+            let mut commit = Vec::new();
             for ((spec, timing), flag) in rules.into_iter().zip(flags) {
                 let mine = stored.remove(&spec.name).unwrap_or_default();
-                let r = row::step_rule(&store, &spec, timing, &batch, &last, &flag, mine, start);
-                out.push((spec.name, r));
+                match row::step_rule(&spec, timing, &batch, (&last, &flag), mine, start) {
+                    Ok((changes, entries, matched, n)) => {
+                        if !changes.is_empty() || !entries.is_empty() {
+                            commit.push((spec.name.clone(), changes, entries));
+                        }
+                        out.push((spec.name, Ok((matched, n))));
+                    }
+                    Err(e) => out.push((spec.name, Err(e))),
+                }
             }
+            // Every rule's transitions of this batch in one transaction (one fsync).
+            store.apply_many(commit)?;
             Ok(Ok(out))
         })
         .await;

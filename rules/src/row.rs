@@ -388,20 +388,21 @@ pub fn last_rows(batch: &RecordBatch) -> Result<BTreeMap<AlertKey, usize>> {
     Ok(out)
 }
 
+/// What one rule of a batched evaluation changes: (alert changes, outbox entries, devices
+/// matched, transitions), for [`crate::store::Store::apply_many`].
+pub type Stepped = (Vec<Change>, Vec<OutboxEntry>, u64, u64);
+
 /// One rule of a batched evaluation (`stored`: its instances): the devices whose last row matched
-/// and those with a stored instance are observed (values of their last row); the rest cannot change state. Steps,
-/// commits, and returns (devices matched, transitions).
-#[allow(clippy::too_many_arguments)]
+/// and those with a stored instance are observed (values of their last row); the rest cannot
+/// change state. Steps and returns what to commit.
 pub fn step_rule(
-    store: &crate::store::Store,
     spec: &RuleSpec,
     timing: Timing,
     batch: &RecordBatch,
-    last: &BTreeMap<AlertKey, usize>,
-    flag: &BooleanArray,
+    (last, flag): (&BTreeMap<AlertKey, usize>, &BooleanArray),
     stored: Vec<Alert>,
     now: i64,
-) -> Result<(u64, u64)> {
+) -> Result<Stepped> {
     let known: HashSet<&AlertKey> = stored.iter().map(|a| &a.key).collect();
     let mut seen = BTreeMap::new();
     for (key, &row) in last {
@@ -416,10 +417,7 @@ pub fn step_rule(
     }
     let matches = seen.values().filter(|(m, _)| *m).count() as u64;
     let (changes, entries, n) = step_seen(spec, stored, seen, now, timing);
-    if !changes.is_empty() || !entries.is_empty() {
-        store.apply(&spec.name, &changes, entries)?;
-    }
-    Ok((matches, n))
+    Ok((changes, entries, matches, n))
 }
 
 /// Steps the alerts of the devices seen at `now`; returns only what changed state, the outbox
