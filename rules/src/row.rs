@@ -373,8 +373,8 @@ pub async fn flags(
 }
 
 /// The last row of each device in `batch` (key: the device, or no key for rows without one).
-pub fn last_rows(batch: &RecordBatch) -> Result<BTreeMap<AlertKey, usize>> {
-    let mut out = BTreeMap::new();
+pub fn last_rows(batch: &RecordBatch) -> Result<Rows> {
+    let mut out = Rows::default();
     let col = batch.column_by_name(DEVICE_COLUMN);
     for row in 0..batch.num_rows() {
         let mut key = AlertKey::new();
@@ -383,9 +383,19 @@ pub fn last_rows(batch: &RecordBatch) -> Result<BTreeMap<AlertKey, usize>> {
                 .map_err(|e| RulesError::Invalid(format!("device: {e}")))?;
             key.insert(DEVICE_COLUMN.to_string(), d);
         }
-        out.insert(key, row);
+        out.last.insert(key.clone(), row);
+        out.keys.push(key);
     }
     Ok(out)
+}
+
+/// The device key of each row of a batch and each device's last row.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Key of each row.
+    pub keys: Vec<AlertKey>,
+    /// Last row of each key.
+    pub last: BTreeMap<AlertKey, usize>,
 }
 
 /// What one rule of a batched evaluation changes: (alert changes, outbox entries, devices
@@ -399,17 +409,29 @@ pub fn step_rule(
     spec: &RuleSpec,
     timing: Timing,
     batch: &RecordBatch,
-    (last, flag): (&BTreeMap<AlertKey, usize>, &BooleanArray),
+    (rows, flag): (&Rows, &BooleanArray),
     stored: Vec<Alert>,
     now: i64,
 ) -> Result<Stepped> {
-    let known: HashSet<&AlertKey> = stored.iter().map(|a| &a.key).collect();
-    let mut seen = BTreeMap::new();
-    for (key, &row) in last {
-        let matched = flag.is_valid(row) && flag.value(row);
-        if !matched && !known.contains(key) {
-            continue;
+    // Candidates: devices with a matching row (found through the flag's set bits, usually
+    // none) and devices with an instance; each is observed at its last row.
+    let mut candidates: BTreeMap<&AlertKey, usize> = BTreeMap::new();
+    for row in flag.values().set_indices() {
+        if flag.is_valid(row)
+            && let Some(key) = rows.keys.get(row)
+            && let Some(&last) = rows.last.get(key)
+        {
+            candidates.insert(key, last);
         }
+    }
+    for a in &stored {
+        if let Some((key, &last)) = rows.last.get_key_value(&a.key) {
+            candidates.insert(key, last);
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (key, row) in candidates {
+        let matched = flag.is_valid(row) && flag.value(row);
         for (_, mut values) in instances(&[batch.slice(row, 1)])? {
             values.remove("time");
             seen.insert(key.clone(), (matched, values));
@@ -565,7 +587,7 @@ mod tests {
         assert!(compiled.flags(&["nosuch > 1"], &batch).is_err());
         let last = last_rows(&batch).unwrap();
         let a: AlertKey = [("device".to_string(), "a".to_string())].into();
-        assert_eq!(last[&a], 1);
+        assert_eq!(last.last[&a], 1);
         assert!(rt.block_on(flags("env", &["nosuch > 1"], &batch)).is_err());
 
         // Batched stepping: only b fires (a's last row does not match).
