@@ -254,8 +254,11 @@ pub fn per_device(batches: &[RecordBatch]) -> Result<BTreeMap<AlertKey, (bool, V
 /// schema: a batch is evaluated without planning any SQL (a new stream layout compiles again).
 #[derive(Default)]
 pub struct Compiled {
-    exprs: std::sync::Mutex<HashMap<String, (SchemaRef, Arc<dyn PhysicalExpr>)>>,
+    exprs: std::sync::Mutex<HashMap<String, CompiledExpr>>,
 }
+
+/// A compiled condition and the batch schema it was compiled for.
+type CompiledExpr = (SchemaRef, Arc<dyn PhysicalExpr>);
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -594,18 +597,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("r.redb")).unwrap();
         store.put_rule(&spec(), true).unwrap();
-        let r = step_rule(
-            &store,
+        let (changes, entries, matched, n) = step_rule(
             &spec(),
             Timing::default(),
             &batch,
-            &last,
-            &f[0],
+            (&last, &f[0]),
             vec![],
             5,
-        );
-        let r = r.unwrap();
-        assert_eq!(r, (1, 1));
+        )
+        .unwrap();
+        assert_eq!((matched, n), (1, 1));
+        store
+            .apply_many(vec![("hot".into(), changes, entries)])
+            .unwrap();
         let alerts = store.alerts_of("hot").unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].key["device"], "b");
