@@ -31,5 +31,12 @@ impl From<serde_json::Error> for RulesError {
     }
 }
 
+impl RulesError {
+    /// The same error as text (`Invalid`), for reporting one failure under several rules.
+    pub fn clone_invalid(&self) -> RulesError {
+        RulesError::Invalid(self.to_string())
+    }
+}
+
 /// Result of the rules layer.
 pub type Result<T, E = RulesError> = std::result::Result<T, E>;

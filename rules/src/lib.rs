@@ -4,13 +4,18 @@
 //! - [`spec`]: the rule definition (JSON of `POST /api/v1/rules`) and its checks.
 //! - [`alert`]: the alert state machine (pending → firing → resolved, `for`, `keep_firing_for`).
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
-//! - [`outbox`]: notifications, the delivery thread (webhook with HMAC signature, stream writes,
-//!   history), retries with exponential backoff and dead letters.
+//! - [`outbox`]: notifications and outbox entries (idempotency key, HMAC signature, backoff).
+//! - [`dispatch`]: the delivery thread (webhook, MQTT, command, stream writes, history), retries
+//!   with exponential backoff and dead letters.
+//! - [`mqtt`]: the QoS 1 publisher of `mqtt` actions.
+//! - [`registry_join`]: `devices` (attributes as a typed struct) joined into conditions.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
 //!   evaluated with DataFusion over each batch.
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
+//! - [`window_eval`]: window shapes, the aggregation SQL and its DataFusion run.
+//! - [`window_keyed`]: sliding and session windows (per group).
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
-//! - [`dryrun`]: `dry-run` over stored history, without acting.
+//! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
 //!
@@ -18,16 +23,21 @@
 //! `ingest::text` for durations and RFC 3339).
 
 pub mod alert;
+pub mod dispatch;
 pub mod dryrun;
 pub mod error;
 pub mod eval;
+pub mod mqtt;
 pub mod outbox;
+pub mod registry_join;
 pub mod row;
 pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod tables;
 pub mod window;
+pub mod window_eval;
+pub mod window_keyed;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,7 +101,16 @@ pub struct Rules {
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
+    /// Late rows dropped per window rule (kept apart: a state is out of `windows` while a batch
+    /// is being evaluated).
+    late: Mutex<BTreeMap<String, u64>>,
+    devices: registry_join::DevicesCache,
+    /// Compiled row rule conditions.
+    compiled: Arc<row::Compiled>,
+    /// Query rules evaluating at once (one).
+    query_slot: tokio::sync::Semaphore,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
+    broker: std::sync::OnceLock<mqtt::Broker>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -138,7 +157,12 @@ impl Rules {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
+            late: Mutex::default(),
+            devices: registry_join::DevicesCache::default(),
+            query_slot: tokio::sync::Semaphore::new(1),
+            compiled: Arc::default(),
             commands: std::sync::OnceLock::new(),
+            broker: std::sync::OnceLock::new(),
         });
         rules.refresh_watch();
         Ok(rules)
@@ -159,6 +183,9 @@ impl Rules {
                     .logical_plan(sql)
                     .await
                     .map_err(|e| RulesError::Invalid(format!("sql: {e}")))?;
+            }
+            RuleKind::Row | RuleKind::Window if self.joins_devices(spec) => {
+                self.validate_with_devices(spec).await?;
             }
             RuleKind::Row => {
                 let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
@@ -182,7 +209,71 @@ impl Rules {
             }
         }
         self.check_cycles(spec)?;
+        self.check_broker(spec)?;
         Ok(timing)
+    }
+
+    /// Whether the rule's condition joins the registry's devices.
+    fn joins_devices(&self, spec: &RuleSpec) -> bool {
+        spec.kind != RuleKind::Query
+            && registry_join::mentions_devices(spec.condition.as_deref().unwrap_or_default())
+    }
+
+    /// The devices table for `spec`'s evaluation, if its condition joins it.
+    async fn devices_for(
+        &self,
+        spec: &RuleSpec,
+    ) -> Result<Option<strata_query::arrow::array::RecordBatch>> {
+        if !self.joins_devices(spec) {
+            return Ok(None);
+        }
+        self.devices.table(&self.query).await.map(Some)
+    }
+
+    /// Plans a condition joining `devices` over an empty batch of the stream's layout (the SQL
+    /// catalog's `devices.attributes` is JSON text; rules see it as a struct).
+    async fn validate_with_devices(&self, spec: &RuleSpec) -> Result<()> {
+        let (db, stream) = (&spec.db, spec.stream.as_deref().unwrap_or_default());
+        self.check_stream(db, stream)?;
+        if spec.kind == RuleKind::Window {
+            window::Shape::of(spec)?;
+        }
+        if spec.kind == RuleKind::Window && !spec.group_by.iter().any(|g| g == "device") {
+            return Err(RulesError::Invalid(
+                "condition: joining devices needs \"device\" in group_by".into(),
+            ));
+        }
+        let devices = self.devices.table(&self.query).await?;
+        let layout = row::layout(&self.engine, db, stream);
+        let empty = strata_query::arrow::array::RecordBatch::new_empty(layout.schema.clone());
+        let planned = match spec.kind {
+            RuleKind::Window => window::aggregate(spec, empty, None, Some(&devices))
+                .await
+                .map(|_| ()),
+            _ => {
+                let cond = spec.condition.as_deref().unwrap_or_default();
+                row::evaluate(stream, cond, empty, Some(devices.clone()))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        planned.map_err(|e| {
+            let keys = attribute_keys(&devices);
+            RulesError::Invalid(format!("{e} (devices.attributes keys now: {keys})"))
+        })
+    }
+
+    fn check_broker(&self, spec: &RuleSpec) -> Result<()> {
+        let wants = spec
+            .actions
+            .iter()
+            .position(|a| matches!(a, ActionSpec::Mqtt { .. }));
+        match (wants, self.broker.get()) {
+            (Some(i), None) => Err(RulesError::Invalid(format!(
+                "actions[{i}]: mqtt actions need a broker; start the server with --rules-mqtt-broker HOST:PORT"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn check_stream(&self, db: &str, stream: &str) -> Result<()> {
@@ -243,7 +334,7 @@ impl Rules {
         let Some(max) = max else { return Ok(state) };
         let wm = (max as i64).saturating_sub(shape.lateness_ns);
         state.watermark = Some(wm);
-        let from = wm.saturating_sub(shape.size_ns);
+        let from = window_keyed::rebuild_from(shape, wm);
         let rows = self
             .query
             .query(&format!(
@@ -251,6 +342,10 @@ impl Rules {
             ))
             .await
             .map_err(q)?;
+        if shape.kind != window::Kind::Fixed {
+            state.seed_keyed(spec, shape, wm, &rows.batches);
+            return Ok(state);
+        }
         for b in &rows.batches {
             state.add(spec, shape, b).await?;
         }
@@ -289,6 +384,13 @@ impl Rules {
             Err(_) => Vec::new(),
         };
         self.feed.watch(pairs);
+        if let Ok(l) = self.loaded.read() {
+            let keep: std::collections::HashSet<&str> = l
+                .values()
+                .filter_map(|r| r.spec.condition.as_deref())
+                .collect();
+            self.compiled.retain(&keep);
+        }
     }
 
     /// Creates a rule (`Exists` when the name is taken).
@@ -335,7 +437,16 @@ impl Rules {
             .ok()
             .and_then(|mut w| w.remove(&spec.name))
             .unwrap_or_default();
-        let closed = state.add(spec, shape, &batch).await;
+        let closed = match self.devices_for(spec).await {
+            Ok(d) => {
+                state.devices = d;
+                state.add(spec, shape, &batch).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Ok(mut l) = self.late.lock() {
+            l.insert(spec.name.clone(), state.late_dropped);
+        }
         if let Ok(mut w) = self.windows.lock() {
             w.insert(spec.name.clone(), state);
         }
@@ -360,10 +471,10 @@ impl Rules {
 
     /// Rows a window rule dropped because they came after their windows closed.
     pub fn late_dropped(&self, name: &str) -> u64 {
-        self.windows
+        self.late
             .lock()
             .ok()
-            .and_then(|w| w.get(name).map(|s| s.late_dropped))
+            .and_then(|l| l.get(name).copied())
             .unwrap_or(0)
     }
 
@@ -395,6 +506,9 @@ impl Rules {
         self.refresh_watch();
         if let Ok(mut w) = self.windows.lock() {
             w.remove(name);
+        }
+        if let Ok(mut l) = self.late.lock() {
+            l.remove(name);
         }
         let view = self.view(spec);
         self.stats.remove(name);
@@ -450,12 +564,11 @@ impl Rules {
             "# HELP strata_rule_late_rows_dropped_total Rows a window rule dropped: all their windows had closed.\n\
              # TYPE strata_rule_late_rows_dropped_total counter"
         );
-        if let Ok(w) = self.windows.lock() {
-            for (rule, s) in w.iter() {
+        if let Ok(l) = self.late.lock() {
+            for (rule, n) in l.iter() {
                 let _ = writeln!(
                     out,
-                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {}",
-                    s.late_dropped
+                    "strata_rule_late_rows_dropped_total{{rule=\"{rule}\"}} {n}"
                 );
             }
         }
@@ -472,11 +585,12 @@ impl Rules {
         let Some(rx) = self.wake_rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let dispatcher = outbox::Dispatcher {
+        let dispatcher = dispatch::Dispatcher {
             commands: self.commands.get().cloned(),
+            mqtt: std::sync::Mutex::new(self.broker.get().cloned().map(mqtt::Publisher::new)),
             store: self.store.clone(),
             engine: self.engine.clone(),
-            agent: outbox::agent(),
+            agent: dispatch::agent(),
             stop: self.stop.clone(),
             stats: self.stats.clone(),
         };
@@ -518,22 +632,102 @@ impl Rules {
                 continue;
             }
             let layout = row::layout(&self.engine, &a.db, &a.table.stream);
-            for (spec, timing) in watching {
-                self.evaluate_row(&spec, timing, &layout, &a).await;
+            // One Arrow conversion per batch, shared by every rule.
+            let batch = match row::record_batch(&layout, &a.table) {
+                Ok(b) => b,
+                Err(e) => {
+                    for (spec, _) in &watching {
+                        let now = now_ns();
+                        self.record(&spec.name, now, now - a.at_ns, Err(e.clone_invalid()));
+                    }
+                    continue;
+                }
+            };
+            let (together, alone): (Vec<_>, Vec<_>) = watching
+                .into_iter()
+                .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
+            for (spec, timing) in alone {
+                self.evaluate_row(&spec, timing, &a, batch.clone()).await;
+            }
+            if !together.is_empty() {
+                self.evaluate_rows(together, &a, batch).await;
             }
         }
     }
 
-    /// One row rule over one batch.
+    /// Every plain row rule of a stream over one batch in one blocking task: conditions compiled
+    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, one
+    /// read of the alert instances; if a condition fails (a rule broke), each rule is evaluated
+    /// alone so that only the broken one reports an error.
+    async fn evaluate_rows(
+        self: &Arc<Self>,
+        rules: Vec<(RuleSpec, Timing)>,
+        a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
+    ) {
+        let start = now_ns();
+        let conds: Vec<String> = rules
+            .iter()
+            .map(|(s, _)| s.condition.clone().unwrap_or_default())
+            .collect();
+        let (store, compiled) = (self.store.clone(), self.compiled.clone());
+        // Off the async runtime: compiled conditions, one alert read, one commit.
+        let outcomes = blocking(move || {
+            let refs: Vec<&str> = conds.iter().map(String::as_str).collect();
+            let flags = match compiled.flags(&refs, &batch) {
+                Ok(f) => f,
+                Err(_) => return Ok(Err((rules, batch))),
+            };
+            let last = row::last_rows(&batch)?;
+            let mut stored: BTreeMap<String, Vec<alert::Alert>> = BTreeMap::new();
+            for a in store.all_alerts()? {
+                stored.entry(a.rule.clone()).or_default().push(a);
+            }
+            let mut out = Vec::with_capacity(rules.len());
+            let mut commit = Vec::new();
+            for ((spec, timing), flag) in rules.into_iter().zip(flags) {
+                let mine = stored.remove(&spec.name).unwrap_or_default();
+                match row::step_rule(&spec, timing, &batch, (&last, &flag), mine, start) {
+                    Ok((changes, entries, matched, n)) => {
+                        if !changes.is_empty() || !entries.is_empty() {
+                            commit.push((spec.name.clone(), changes, entries));
+                        }
+                        out.push((spec.name, Ok((matched, n))));
+                    }
+                    Err(e) => out.push((spec.name, Err(e))),
+                }
+            }
+            // Every rule's transitions of this batch in one transaction (one fsync).
+            store.apply_many(commit)?;
+            Ok(Ok(out))
+        })
+        .await;
+        match outcomes {
+            Ok(Ok(outcomes)) => {
+                for (name, r) in outcomes {
+                    self.record(&name, start, start - a.at_ns, r);
+                }
+            }
+            // A condition failed: each rule alone, so that only the broken one reports it.
+            Ok(Err((rules, batch))) => {
+                for (spec, timing) in rules {
+                    self.evaluate_row(&spec, timing, a, batch.clone()).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "row rules evaluation failed"),
+        }
+    }
+
+    /// One rule over one batch, alone.
     async fn evaluate_row(
         self: &Arc<Self>,
         spec: &RuleSpec,
         timing: Timing,
-        layout: &strata_query::TableLayout,
         a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
     ) {
         let start = now_ns();
-        let outcome = self.run_row(spec, timing, layout, a, start).await;
+        let outcome = self.run_row(spec, timing, batch, start).await;
         self.record(&spec.name, start, start - a.at_ns, outcome);
     }
 
@@ -541,16 +735,16 @@ impl Rules {
         self: &Arc<Self>,
         spec: &RuleSpec,
         timing: Timing,
-        layout: &strata_query::TableLayout,
-        a: &row::Arrived,
+        batch: strata_query::arrow::array::RecordBatch,
         now: i64,
     ) -> Result<(u64, u64)> {
-        let batch = row::record_batch(layout, &a.table)?;
         if spec.kind == RuleKind::Window {
             return self.run_window(spec, timing, batch).await;
         }
+        let stream = spec.stream.as_deref().unwrap_or_default();
         let cond = spec.condition.as_deref().unwrap_or_default();
-        let seen = row::evaluate(&a.table.stream, cond, batch).await?;
+        let devices = self.devices_for(spec).await?;
+        let seen = row::evaluate(stream, cond, batch, devices).await?;
         let matches = seen.values().filter(|(m, _)| *m).count() as u64;
         let store = self.store.clone();
         let spec = spec.clone();
@@ -564,6 +758,12 @@ impl Rules {
         })
         .await?;
         Ok((matches, queued))
+    }
+
+    /// Sets the broker `mqtt` actions publish to (call before [`Rules::start`]); without one,
+    /// rules with `mqtt` actions are refused.
+    pub fn set_mqtt_broker(&self, broker: mqtt::Broker) {
+        let _ = self.broker.set(broker);
     }
 
     /// Sets where `command` actions go (call before [`Rules::start`]).
@@ -600,7 +800,8 @@ impl Rules {
         let _ = self.wake.try_send(());
     }
 
-    /// The evaluator loop: every 50 ms, starts the due query rules that are not running.
+    /// The evaluator loop: every 50 ms, starts the due query rules that are not running (they
+    /// evaluate one at a time; a rule waiting for its turn shows as lag).
     async fn schedule(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -635,7 +836,11 @@ impl Rules {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let name = spec.name.clone();
+                    // One query rule at a time: many due together must not starve ingest,
+                    // which shares the runtime.
+                    let permit = me.query_slot.acquire().await;
                     me.evaluate_query(spec, timing, due).await;
+                    drop(permit);
                     if let Ok(mut l) = me.loaded.write()
                         && let Some(r) = l.get_mut(&name)
                     {
@@ -683,6 +888,23 @@ impl Loaded {
             next_due_ns: 0,
             running: false,
         }
+    }
+}
+
+/// The attribute keys of a devices table with struct attributes, comma-separated.
+fn attribute_keys(devices: &strata_query::arrow::array::RecordBatch) -> String {
+    use strata_query::arrow::datatypes::DataType;
+    match devices
+        .schema()
+        .field_with_name("attributes")
+        .map(|f| f.data_type().clone())
+    {
+        Ok(DataType::Struct(fields)) if !fields.is_empty() => fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none".into(),
     }
 }
 

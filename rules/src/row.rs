@@ -15,8 +15,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use strata_query::arrow::array::RecordBatch;
+use strata_query::arrow::array::{Array, BooleanArray, RecordBatch};
+use strata_query::arrow::datatypes::SchemaRef;
+use strata_query::arrow::util::display::array_value_to_string;
+use strata_query::datafusion::common::DFSchema;
 use strata_query::datafusion::datasource::MemTable;
+use strata_query::datafusion::physical_expr::PhysicalExpr;
 use strata_query::datafusion::prelude::SessionContext;
 use strata_query::{DEVICE_COLUMN, TableLayout};
 use strata_storage::{
@@ -161,32 +165,66 @@ fn pick(c: &Column, rows: &[usize]) -> Column {
     }
 }
 
-/// The SQL a row rule runs over one batch (the table is the stream's name).
+/// The SQL a row rule runs over one batch (the table is the stream's name); a condition naming
+/// `devices` joins them on the row's device (rows kept in time order).
 pub fn condition_sql(table: &str, condition: &str) -> String {
-    format!("SELECT *, ({condition}) AS \"__match\" FROM \"{table}\"")
+    let t = format!("\"{}\"", table.replace('"', "\"\""));
+    if crate::registry_join::mentions_devices(condition) {
+        return format!(
+            "SELECT {t}.*, ({condition}) AS \"__match\" FROM {} ORDER BY {t}.\"time\"",
+            crate::registry_join::join(&t)
+        );
+    }
+    format!("SELECT *, ({condition}) AS \"__match\" FROM {t}")
 }
 
-/// Runs `condition` over `batch` (registered as table `stream`); per device in the batch, the
-/// values of its last row and whether that row matched.
+/// Runs `condition` over `batch` (registered as table `stream`, with `devices` when given); per
+/// device in the batch, the values of its last row and whether that row matched.
 pub async fn evaluate(
     stream: &str,
     condition: &str,
     batch: RecordBatch,
+    devices: Option<RecordBatch>,
 ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
-    let ctx = SessionContext::new();
+    let ctx = crate::registry_join::session();
+    if let Some(d) = devices {
+        crate::registry_join::register(&ctx, d)?;
+    }
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
     ctx.register_table(stream, Arc::new(table))
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    let df = ctx
-        .sql(&condition_sql(stream, condition))
+    per_device(&run_condition(&ctx, stream, condition).await?)
+}
+
+async fn run_condition(
+    ctx: &SessionContext,
+    stream: &str,
+    condition: &str,
+) -> Result<Vec<RecordBatch>> {
+    ctx.sql(&condition_sql(stream, condition))
         .await
-        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    let out = df
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?
         .collect()
         .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))
+}
+
+/// Every row of `batch` (registered as `stream`, with `devices`) with its `__match` column, in
+/// time order (dry runs and replays of conditions joining the devices).
+pub async fn matched_rows(
+    stream: &str,
+    condition: &str,
+    batch: RecordBatch,
+    devices: RecordBatch,
+) -> Result<Vec<RecordBatch>> {
+    let ctx = crate::registry_join::session();
+    crate::registry_join::register(&ctx, devices)?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
-    per_device(&out)
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    run_condition(&ctx, stream, condition).await
 }
 
 /// Splits result rows (with the `__match` column) into the last row per device.
@@ -210,6 +248,201 @@ pub fn per_device(batches: &[RecordBatch]) -> Result<BTreeMap<AlertKey, (bool, V
         }
     }
     Ok(out)
+}
+
+/// Row rule conditions compiled to DataFusion physical expressions, per condition and batch
+/// schema: a batch is evaluated without planning any SQL (a new stream layout compiles again).
+#[derive(Default)]
+pub struct Compiled {
+    exprs: std::sync::Mutex<HashMap<String, CompiledExpr>>,
+}
+
+/// A compiled condition and the batch schema it was compiled for.
+type CompiledExpr = (SchemaRef, Arc<dyn PhysicalExpr>);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    /// Each condition over `batch`: one boolean array each, NULL counting as false. Fails if any
+    /// condition does not compile or evaluate (the caller then evaluates the rules one by one).
+    pub fn flags(&self, conditions: &[&str], batch: &RecordBatch) -> Result<Vec<BooleanArray>> {
+        let schema = batch.schema();
+        let bad = |e: &dyn std::fmt::Display| RulesError::Invalid(format!("condition: {e}"));
+        let mut ctx = None;
+        let mut out = Vec::with_capacity(conditions.len());
+        for c in conditions {
+            let cached = self.exprs.lock().ok().and_then(|m| {
+                m.get(*c)
+                    .filter(|(s, _)| *s == schema)
+                    .map(|(_, e)| e.clone())
+            });
+            let expr = match cached {
+                Some(e) => e,
+                None => {
+                    let df_schema =
+                        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
+                    let ctx = ctx.get_or_insert_with(crate::registry_join::session);
+                    let logical = ctx.parse_sql_expr(c, &df_schema).map_err(|e| bad(&e))?;
+                    let e = ctx
+                        .create_physical_expr(logical, &df_schema)
+                        .map_err(|e| bad(&e))?;
+                    if let Ok(mut m) = self.exprs.lock() {
+                        m.insert(c.to_string(), (schema.clone(), e.clone()));
+                    }
+                    e
+                }
+            };
+            let v = expr
+                .evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(|e| bad(&e))?;
+            let b = strata_query::arrow::compute::cast(
+                &v,
+                &strata_query::arrow::datatypes::DataType::Boolean,
+            )
+            .map_err(|e| bad(&e))?;
+            let b = b
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| bad(&"not a boolean"))?;
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Forgets compiled conditions not in `keep` (rules changed or deleted).
+    pub fn retain(&self, keep: &HashSet<&str>) {
+        if let Ok(mut m) = self.exprs.lock() {
+            m.retain(|c, _| keep.contains(c.as_str()));
+        }
+    }
+}
+
+/// The conditions of many row rules over one batch (registered as `stream`), with one query: one
+/// boolean column per condition, in the batch's row order (NULL counts as false).
+pub async fn flags(
+    stream: &str,
+    conditions: &[&str],
+    batch: &RecordBatch,
+) -> Result<Vec<BooleanArray>> {
+    let ctx = crate::registry_join::session();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    ctx.register_table(stream, Arc::new(table))
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let cols = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("({c}) AS \"__m{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {cols} FROM \"{}\"", stream.replace('"', "\"\""));
+    let out = ctx
+        .sql(&sql)
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?
+        .collect()
+        .await
+        .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+    let all = match out.first() {
+        Some(first) => strata_query::arrow::compute::concat_batches(&first.schema(), &out)
+            .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?,
+        None => RecordBatch::new_empty(batch.schema()),
+    };
+    if all.num_rows() != batch.num_rows() || all.num_columns() != conditions.len() {
+        return Err(RulesError::Invalid(
+            "condition: result rows do not match the batch".into(),
+        ));
+    }
+    all.columns()
+        .iter()
+        .map(|c| {
+            let b = strata_query::arrow::compute::cast(
+                c,
+                &strata_query::arrow::datatypes::DataType::Boolean,
+            )
+            .map_err(|e| RulesError::Invalid(format!("condition: {e}")))?;
+            b.as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| RulesError::Invalid("condition: not a boolean".into()))
+        })
+        .collect()
+}
+
+/// The last row of each device in `batch` (key: the device, or no key for rows without one).
+pub fn last_rows(batch: &RecordBatch) -> Result<Rows> {
+    let mut out = Rows::default();
+    let col = batch.column_by_name(DEVICE_COLUMN);
+    for row in 0..batch.num_rows() {
+        let mut key = AlertKey::new();
+        if let Some(c) = col.filter(|c| c.is_valid(row)) {
+            let d = array_value_to_string(c, row)
+                .map_err(|e| RulesError::Invalid(format!("device: {e}")))?;
+            key.insert(DEVICE_COLUMN.to_string(), d);
+        }
+        out.last.insert(key.clone(), row);
+        out.keys.push(key);
+    }
+    Ok(out)
+}
+
+/// The device key of each row of a batch and each device's last row.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Key of each row.
+    pub keys: Vec<AlertKey>,
+    /// Last row of each key.
+    pub last: BTreeMap<AlertKey, usize>,
+}
+
+/// What one rule of a batched evaluation changes: (alert changes, outbox entries, devices
+/// matched, transitions), for [`crate::store::Store::apply_many`].
+pub type Stepped = (Vec<Change>, Vec<OutboxEntry>, u64, u64);
+
+/// One rule of a batched evaluation (`stored`: its instances): the devices whose last row matched
+/// and those with a stored instance are observed (values of their last row); the rest cannot
+/// change state. Steps and returns what to commit.
+pub fn step_rule(
+    spec: &RuleSpec,
+    timing: Timing,
+    batch: &RecordBatch,
+    (rows, flag): (&Rows, &BooleanArray),
+    stored: Vec<Alert>,
+    now: i64,
+) -> Result<Stepped> {
+    // Candidates: devices with a matching row (found through the flag's set bits, usually
+    // none) and devices with an instance; each is observed at its last row.
+    let mut candidates: BTreeMap<&AlertKey, usize> = BTreeMap::new();
+    for row in flag.values().set_indices() {
+        if flag.is_valid(row)
+            && let Some(key) = rows.keys.get(row)
+            && let Some(&last) = rows.last.get(key)
+        {
+            candidates.insert(key, last);
+        }
+    }
+    for a in &stored {
+        if let Some((key, &last)) = rows.last.get_key_value(&a.key) {
+            candidates.insert(key, last);
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (key, row) in candidates {
+        let matched = flag.is_valid(row) && flag.value(row);
+        for (_, mut values) in instances(&[batch.slice(row, 1)])? {
+            values.remove("time");
+            seen.insert(key.clone(), (matched, values));
+        }
+    }
+    let matches = seen.values().filter(|(m, _)| *m).count() as u64;
+    let (changes, entries, n) = step_seen(spec, stored, seen, now, timing);
+    Ok((changes, entries, matches, n))
 }
 
 /// Steps the alerts of the devices seen at `now`; returns only what changed state, the outbox
@@ -309,7 +542,7 @@ mod tests {
             .build()
             .unwrap();
         let seen = rt
-            .block_on(evaluate("env", "temperature > 90", batch.clone()))
+            .block_on(evaluate("env", "temperature > 90", batch.clone(), None))
             .unwrap();
         let a: AlertKey = [("device".to_string(), "a".to_string())].into();
         let b: AlertKey = [("device".to_string(), "b".to_string())].into();
@@ -317,11 +550,69 @@ mod tests {
         assert!(seen[&b].0);
         assert_eq!(seen[&b].1["temperature"], serde_json::json!(99.0));
         assert!(
-            rt.block_on(evaluate("env", "nosuch > 1", batch))
+            rt.block_on(evaluate("env", "nosuch > 1", batch, None))
                 .unwrap_err()
                 .to_string()
                 .contains("condition")
         );
+    }
+
+    #[test]
+    fn many_conditions_in_one_query_keep_row_order() {
+        let t = table(&[("a", 95.0), ("a", 80.0), ("b", 99.0)]);
+        let layout = TableLayout::new(
+            "default",
+            "env",
+            &[],
+            &[("temperature".into(), FieldType::Float)],
+        );
+        let batch = record_batch(&layout, &t).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let f = rt
+            .block_on(flags(
+                "env",
+                &["temperature > 90", "temperature < 90"],
+                &batch,
+            ))
+            .unwrap();
+        let bits = |b: &BooleanArray| (0..b.len()).map(|i| b.value(i)).collect::<Vec<_>>();
+        assert_eq!(bits(&f[0]), [true, false, true]);
+        assert_eq!(bits(&f[1]), [false, true, false]);
+        let compiled = Compiled::default();
+        for _ in 0..2 {
+            let c = compiled
+                .flags(&["temperature > 90", "temperature < 90"], &batch)
+                .unwrap();
+            assert_eq!((bits(&c[0]), bits(&c[1])), (bits(&f[0]), bits(&f[1])));
+        }
+        assert!(compiled.flags(&["nosuch > 1"], &batch).is_err());
+        let last = last_rows(&batch).unwrap();
+        let a: AlertKey = [("device".to_string(), "a".to_string())].into();
+        assert_eq!(last.last[&a], 1);
+        assert!(rt.block_on(flags("env", &["nosuch > 1"], &batch)).is_err());
+
+        // Batched stepping: only b fires (a's last row does not match).
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("r.redb")).unwrap();
+        store.put_rule(&spec(), true).unwrap();
+        let (changes, entries, matched, n) = step_rule(
+            &spec(),
+            Timing::default(),
+            &batch,
+            (&last, &f[0]),
+            vec![],
+            5,
+        )
+        .unwrap();
+        assert_eq!((matched, n), (1, 1));
+        store
+            .apply_many(vec![("hot".into(), changes, entries)])
+            .unwrap();
+        let alerts = store.alerts_of("hot").unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].key["device"], "b");
     }
 
     #[test]

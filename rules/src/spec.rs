@@ -9,6 +9,9 @@ use strata_ingest::text::{check_database, check_name, parse_duration};
 
 use crate::error::{Result, RulesError};
 
+/// The stream, in the rule's database, that receives every alert transition.
+pub const HISTORY_STREAM: &str = "alert_history";
+
 /// Longest rule name.
 pub const MAX_RULE_NAME: usize = 128;
 /// Shortest `every` of a query rule.
@@ -67,10 +70,17 @@ pub enum ActionSpec {
         /// Stream name.
         stream: String,
     },
-    /// MQTT publish to the bridged broker (not available in this version).
+    /// QoS 1 MQTT publish of the notification (the webhook's JSON) to the server's broker
+    /// (`--rules-mqtt-broker`).
     Mqtt {
-        /// Topic.
+        /// Topic; `{rule}` and `{device}` are replaced by the rule name and the key's device.
         topic: String,
+        /// Attempts before the notification is dead-lettered (default 12).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_attempts: Option<u32>,
+        /// First retry delay, doubled after each failure up to 10 minutes (default `1s`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backoff: Option<String>,
     },
     /// A command into the alert's device's command inbox, sent when the alert fires.
     Command {
@@ -273,7 +283,7 @@ pub fn find_cycle(rules: &[RuleSpec]) -> Option<Vec<String>> {
         let Some(src) = &r.stream else { continue };
         let from = format!("{}.{src}", r.db);
         let out = edges.entry(from).or_default();
-        out.push(format!("{}.{}", r.db, crate::outbox::HISTORY_STREAM));
+        out.push(format!("{}.{}", r.db, HISTORY_STREAM));
         for a in &r.actions {
             if let ActionSpec::Stream { db, stream } = a {
                 out.push(format!("{}.{stream}", db.as_deref().unwrap_or(&r.db)));
@@ -330,6 +340,34 @@ pub fn check_rule_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an action's topic template: not empty, no wildcards or NUL, at most 65,535 bytes.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("mqtt action needs a 'topic'".into());
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err("mqtt topic is longer than 65,535 bytes".into());
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        return Err(format!(
+            "mqtt topic '{topic}' has {c:?}; a publish topic cannot hold wildcards or NUL"
+        ));
+    }
+    Ok(())
+}
+
+fn check_retries(
+    what: &str,
+    max_attempts: Option<u32>,
+    backoff: Option<&str>,
+) -> std::result::Result<(), String> {
+    if max_attempts == Some(0) {
+        return Err(format!("{what} max_attempts must be at least 1"));
+    }
+    duration_ns("backoff", backoff, DEFAULT_BACKOFF).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn check_action(a: &ActionSpec) -> std::result::Result<(), String> {
     match a {
         ActionSpec::Webhook {
@@ -346,12 +384,7 @@ fn check_action(a: &ActionSpec) -> std::result::Result<(), String> {
             if secret.as_deref() == Some(REDACTED) {
                 return Err("webhook secret: send the secret itself, not \"<redacted>\"".into());
             }
-            if *max_attempts == Some(0) {
-                return Err("webhook max_attempts must be at least 1".into());
-            }
-            duration_ns("backoff", backoff.as_deref(), DEFAULT_BACKOFF)
-                .map_err(|e| e.to_string())?;
-            Ok(())
+            check_retries("webhook", *max_attempts, backoff.as_deref())
         }
         ActionSpec::Stream { db, stream } => {
             if let Some(db) = db {
@@ -359,8 +392,13 @@ fn check_action(a: &ActionSpec) -> std::result::Result<(), String> {
             }
             check_name(stream, "stream").map_err(|e| format!("stream action: {e}"))
         }
-        ActionSpec::Mqtt { .. } => {
-            Err("mqtt actions are not available in this version of strata".into())
+        ActionSpec::Mqtt {
+            topic,
+            max_attempts,
+            backoff,
+        } => {
+            check_topic(topic)?;
+            check_retries("mqtt", *max_attempts, backoff.as_deref())
         }
         ActionSpec::Command { name, .. } => {
             if name.trim().is_empty() {
@@ -423,8 +461,10 @@ mod tests {
                 .to_string()
                 .contains("actions[0]")
         );
-        let mqtt = serde_json::json!([{"type": "mqtt", "topic": "t"}]);
-        assert!(with("actions", mqtt).is_err());
+        let mqtt = serde_json::json!([{"type": "mqtt", "topic": "alerts/{device}"}]);
+        assert!(with("actions", mqtt).is_ok());
+        let wildcard = serde_json::json!([{"type": "mqtt", "topic": "alerts/#"}]);
+        assert!(with("actions", wildcard).is_err());
         assert!(
             with("kind", "window".into())
                 .unwrap_err()

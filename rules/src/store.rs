@@ -186,42 +186,49 @@ impl Store {
     /// Applies alert changes of `rule` and queues `entries` (their `seq` is assigned here), in
     /// one transaction. Nothing happens when the rule was deleted meanwhile.
     pub fn apply(&self, rule: &str, changes: &[Change], entries: Vec<OutboxEntry>) -> Result<()> {
+        self.apply_many(vec![(rule.to_string(), changes.to_vec(), entries)])
+    }
+
+    /// [`Store::apply`] for several rules in one transaction (one fsync for a whole batch of
+    /// row rules); rules deleted meanwhile are skipped.
+    pub fn apply_many(&self, items: Vec<(String, Vec<Change>, Vec<OutboxEntry>)>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(RulesError::db)?;
         {
             let rules = txn.open_table(RULES).map_err(RulesError::db)?;
-            if rules.get(rule).map_err(RulesError::db)?.is_none() {
-                return Ok(());
-            }
-        }
-        {
             let mut t = txn.open_table(ALERTS).map_err(RulesError::db)?;
-            for c in changes {
-                match c {
-                    Change::Put(a) => {
-                        let bytes = serde_json::to_vec(a)?;
-                        t.insert(alert_key(rule, &a.key).as_str(), bytes.as_slice())
-                            .map_err(RulesError::db)?;
-                    }
-                    Change::Delete(k) => {
-                        t.remove(alert_key(rule, k).as_str())
-                            .map_err(RulesError::db)?;
-                    }
-                }
-            }
-        }
-        if !entries.is_empty() {
             let mut meta = txn.open_table(META).map_err(RulesError::db)?;
+            let mut out = txn.open_table(OUTBOX).map_err(RulesError::db)?;
             let mut seq = meta
                 .get("next_seq")
                 .map_err(RulesError::db)?
                 .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
                 .unwrap_or(1);
-            let mut out = txn.open_table(OUTBOX).map_err(RulesError::db)?;
-            for mut e in entries {
-                e.seq = seq;
-                let bytes = serde_json::to_vec(&e)?;
-                out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
-                seq += 1;
+            for (rule, changes, entries) in items {
+                if rules.get(rule.as_str()).map_err(RulesError::db)?.is_none() {
+                    continue;
+                }
+                for c in &changes {
+                    match c {
+                        Change::Put(a) => {
+                            let bytes = serde_json::to_vec(a)?;
+                            t.insert(alert_key(&rule, &a.key).as_str(), bytes.as_slice())
+                                .map_err(RulesError::db)?;
+                        }
+                        Change::Delete(k) => {
+                            t.remove(alert_key(&rule, k).as_str())
+                                .map_err(RulesError::db)?;
+                        }
+                    }
+                }
+                for mut e in entries {
+                    e.seq = seq;
+                    let bytes = serde_json::to_vec(&e)?;
+                    out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
+                    seq += 1;
+                }
             }
             meta.insert("next_seq", seq.to_le_bytes().as_slice())
                 .map_err(RulesError::db)?;

@@ -1,5 +1,7 @@
-//! Window rules: `select` aggregates per `group_by` key over tumbling or hopping windows of event
-//! time, and a `condition` on the result.
+//! Window rules: `select` aggregates per `group_by` key over tumbling, hopping, sliding or
+//! session windows of event time, and a `condition` on the result. This module holds the shape,
+//! the watermark and the tumbling/hopping windows (shared by every group); sliding and session
+//! windows, which are per group, are in [`crate::window_keyed`].
 //!
 //! State is incremental: each rule keeps, in memory, the rows of its **open** windows only (a
 //! row goes into every window that contains it), never re-reading history per evaluation. The
@@ -17,102 +19,16 @@
 //! newest row); windows that had closed before are not evaluated again.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use strata_query::arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
-use strata_query::arrow::compute::{concat_batches, filter_record_batch};
-use strata_query::datafusion::datasource::MemTable;
-use strata_query::datafusion::prelude::SessionContext;
+use strata_query::arrow::array::{BooleanArray, RecordBatch};
+use strata_query::arrow::compute::filter_record_batch;
 
-use crate::alert::AlertKey;
 use crate::error::{Result, RulesError};
-use crate::eval::{Values, instances};
-use crate::spec::{RuleSpec, duration_ns};
-
-/// Window shape of a rule, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    /// Window length.
-    pub size_ns: i64,
-    /// Distance between window starts (= size for tumbling windows).
-    pub hop_ns: i64,
-    /// Allowed lateness.
-    pub lateness_ns: i64,
-}
-
-/// Default allowed lateness.
-pub const DEFAULT_LATENESS: &str = "5s";
-
-impl Shape {
-    /// Parses and checks the window of `spec`.
-    pub fn of(spec: &RuleSpec) -> Result<Shape> {
-        let w = spec
-            .window
-            .as_ref()
-            .ok_or_else(|| RulesError::Invalid("a window rule needs 'window'".into()))?;
-        let text = |k: &str| w.rest.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let size_ns = duration_ns("window.size", text("size").as_deref(), "")?;
-        if size_ns <= 0 {
-            return Err(RulesError::Invalid("window.size: must be positive".into()));
-        }
-        let hop_ns = match w.kind.as_str() {
-            "tumbling" => size_ns,
-            "hopping" => {
-                let hop = duration_ns("window.hop", text("hop").as_deref(), "")?;
-                if hop <= 0 || hop > size_ns {
-                    return Err(RulesError::Invalid(
-                        "window.hop: must be positive and at most window.size".into(),
-                    ));
-                }
-                hop
-            }
-            other => {
-                return Err(RulesError::Invalid(format!(
-                    "window.type: '{other}' is not available in this version (use tumbling or hopping)"
-                )));
-            }
-        };
-        let lateness_ns = duration_ns("lateness", spec.lateness.as_deref(), DEFAULT_LATENESS)?;
-        Ok(Shape {
-            size_ns,
-            hop_ns,
-            lateness_ns,
-        })
-    }
-
-    /// Starts of the windows holding time `t`, oldest first.
-    pub fn windows_of(&self, t: i64) -> Vec<i64> {
-        let last = t.div_euclid(self.hop_ns) * self.hop_ns;
-        let mut out = Vec::new();
-        let mut s = last;
-        while s > t - self.size_ns {
-            out.push(s);
-            s -= self.hop_ns;
-        }
-        out.reverse();
-        out
-    }
-}
-
-/// The aggregation SQL over one window's rows (`table`, already quoted), with `__match` per group.
-pub fn window_sql(spec: &RuleSpec, table: &str) -> String {
-    let groups = spec
-        .group_by
-        .iter()
-        .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let select = spec.select.as_deref().unwrap_or_default();
-    let cond = spec.condition.as_deref().unwrap_or_default();
-    let (cols, group) = if groups.is_empty() {
-        (String::new(), String::new())
-    } else {
-        (format!("{groups}, "), format!(" GROUP BY {groups}"))
-    };
-    format!(
-        "SELECT *, ({cond}) AS \"__match\" FROM (SELECT {cols}{select} FROM {table}{group}) AS w"
-    )
-}
+use crate::spec::RuleSpec;
+pub use crate::window_eval::{
+    Closed, DEFAULT_LATENESS, Kind, Shape, aggregate, evaluate, grouped_sql, time_column,
+    window_sql,
+};
 
 /// The open windows of one rule.
 #[derive(Debug, Default)]
@@ -123,10 +39,11 @@ pub struct WindowState {
     pub open: BTreeMap<i64, Vec<RecordBatch>>,
     /// Rows dropped because all their windows had closed.
     pub late_dropped: u64,
+    /// Sliding and session windows: rows per group.
+    pub keyed: crate::window_keyed::Keyed,
+    /// The devices table for conditions that join it (set before each [`WindowState::add`]).
+    pub devices: Option<RecordBatch>,
 }
-
-/// A closed window's groups: key → (condition held, values).
-pub type Closed = (i64, BTreeMap<AlertKey, (bool, Values)>);
 
 impl WindowState {
     /// Adds a batch (with a `time` column) and returns the windows it closed, oldest first.
@@ -136,6 +53,9 @@ impl WindowState {
         shape: Shape,
         batch: &RecordBatch,
     ) -> Result<Vec<Closed>> {
+        if shape.kind != Kind::Fixed {
+            return self.add_keyed(spec, shape, batch).await;
+        }
         let times = time_column(batch)?;
         let mut targets: BTreeMap<i64, Vec<bool>> = BTreeMap::new();
         let mut max_t = None;
@@ -185,6 +105,12 @@ impl WindowState {
         let Some(wm) = self.watermark else {
             return Ok(Vec::new());
         };
+        if shape.kind != Kind::Fixed {
+            return self
+                .keyed
+                .close(spec, shape, wm, self.devices.as_ref())
+                .await;
+        }
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             if start + shape.size_ns > wm {
@@ -192,99 +118,52 @@ impl WindowState {
             }
             let batches = self.open.remove(&start).unwrap_or_default();
             let end = start + shape.size_ns;
-            let groups = evaluate(spec, start, end, batches).await?;
+            let groups = evaluate(spec, (start, end), batches, self.devices.as_ref()).await?;
             out.push((end, groups));
         }
         Ok(out)
     }
 }
 
-fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
-    batch
-        .column_by_name(strata_query::TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| RulesError::Invalid("window: rows have no time column".into()))
-}
+impl WindowState {
+    /// [`WindowState::add`] for sliding and session windows.
+    pub(crate) async fn add_keyed(
+        &mut self,
+        spec: &RuleSpec,
+        shape: Shape,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Closed>> {
+        let max_t = self.keyed.insert(spec, shape, batch, true)?;
+        self.late_dropped += max_t.1;
+        if let Some(m) = max_t.0 {
+            let wm = m.saturating_sub(shape.lateness_ns);
+            self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
+        }
+        self.close_keyed(spec, shape).await
+    }
 
-/// Aggregates one window's rows per group and checks the condition.
-pub async fn evaluate(
-    spec: &RuleSpec,
-    start: i64,
-    end: i64,
-    batches: Vec<RecordBatch>,
-) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
-    let Some(first) = batches.first() else {
-        return Ok(BTreeMap::new());
-    };
-    let schema = first.schema();
-    // Batches of one window may come from different layouts (a field added later): align them
-    // by concatenating only batches of the newest schema and projecting older ones by name.
-    let aligned: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            align(
-                b,
-                &batches.last().map(|l| l.schema()).unwrap_or(schema.clone()),
-            )
-        })
-        .collect::<Result<_>>()?;
-    let schema = aligned[0].schema();
-    let all = concat_batches(&schema, &aligned)
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    let stream = spec.stream.as_deref().unwrap_or_default();
-    let ctx = SessionContext::new();
-    let table = MemTable::try_new(schema, vec![vec![all]])
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    ctx.register_table(stream, Arc::new(table))
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
-    let out = ctx
-        .sql(&window_sql(spec, &format!("\"{stream}\"")))
-        .await
-        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))?
-        .collect()
-        .await
-        .map_err(|e| RulesError::Invalid(format!("select/condition: {e}")))?;
-    let mut groups = BTreeMap::new();
-    for b in &out {
-        for row in 0..b.num_rows() {
-            for (key, mut values) in instances(&[b.slice(row, 1)])? {
-                let matched = values
-                    .remove("__match")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                values.insert(
-                    "window_start".into(),
-                    strata_ingest::text::format_rfc3339(start).into(),
-                );
-                values.insert(
-                    "window_end".into(),
-                    strata_ingest::text::format_rfc3339(end).into(),
-                );
-                groups.insert(key, (matched, values));
+    async fn close_keyed(&mut self, spec: &RuleSpec, shape: Shape) -> Result<Vec<Closed>> {
+        match self.watermark {
+            Some(wm) => {
+                let devices = self.devices.as_ref();
+                self.keyed.close(spec, shape, wm, devices).await
             }
+            None => Ok(Vec::new()),
         }
     }
-    Ok(groups)
-}
 
-/// `b` with `schema`'s columns (missing ones null).
-fn align(
-    b: &RecordBatch,
-    schema: &strata_query::arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch> {
-    if b.schema() == *schema {
-        return Ok(b.clone());
+    /// After a restart: `rows` (the stream from before the watermark's reach, see
+    /// [`rebuild_from`]) become the groups' state as if they had been processed, without
+    /// evaluating the windows the watermark `wm` had closed.
+    pub fn seed_keyed(&mut self, spec: &RuleSpec, shape: Shape, wm: i64, rows: &[RecordBatch]) {
+        self.watermark = Some(wm);
+        for b in rows {
+            if let Err(e) = self.keyed.insert(spec, shape, b, false) {
+                tracing::warn!(rule = %spec.name, error = %e, "cannot rebuild a window");
+            }
+        }
+        self.keyed.settle(shape, wm);
     }
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| match b.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => c.clone(),
-            _ => strata_query::arrow::array::new_null_array(f.data_type(), b.num_rows()),
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), cols)
-        .map_err(|e| RulesError::Invalid(format!("window: {e}")))
 }
 
 #[cfg(test)]
@@ -296,6 +175,7 @@ mod tests {
     #[test]
     fn windows_of_a_time() {
         let tumbling = Shape {
+            kind: Kind::Fixed,
             size_ns: 60 * S,
             hop_ns: 60 * S,
             lateness_ns: 5 * S,
@@ -303,6 +183,7 @@ mod tests {
         assert_eq!(tumbling.windows_of(61 * S), vec![60 * S]);
         assert_eq!(tumbling.windows_of(-1), vec![-60 * S]);
         let hopping = Shape {
+            kind: Kind::Fixed,
             size_ns: 60 * S,
             hop_ns: 20 * S,
             lateness_ns: 0,
@@ -330,6 +211,23 @@ mod tests {
             .is_err()
         );
         assert!(Shape::of(&spec(serde_json::json!({"type": "session", "gap": "1m"}))).is_err());
+        assert!(
+            Shape::of(&spec(
+                serde_json::json!({"type": "session", "gap": "2m", "max": "1m"})
+            ))
+            .is_err()
+        );
+        let s = Shape::of(&spec(
+            serde_json::json!({"type": "session", "gap": "1m", "max": "1h"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.kind, s.size_ns),
+            (Kind::Session { gap_ns: 60 * S }, 3600 * S)
+        );
+        let s = Shape::of(&spec(serde_json::json!({"type": "sliding", "size": "1m"}))).unwrap();
+        assert_eq!((s.kind, s.size_ns), (Kind::Sliding, 60 * S));
+        assert!(Shape::of(&spec(serde_json::json!({"type": "circular", "size": "1m"}))).is_err());
         assert!(Shape::of(&spec(serde_json::json!({"type": "tumbling"}))).is_err());
     }
 }

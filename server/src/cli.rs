@@ -104,6 +104,20 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_NO_MQTT", conflicts_with = "mqtt_addr")]
     pub no_mqtt: bool,
 
+    /// The MQTT broker (HOST:PORT, plain MQTT 3.1.1) that rules' `mqtt` actions publish to at
+    /// QoS 1, e.g. the Mosquitto your devices and bridge use. Without it, rules with `mqtt`
+    /// actions are refused. See docs/rules.md.
+    #[arg(long, env = "STRATA_RULES_MQTT_BROKER")]
+    pub rules_mqtt_broker: Option<String>,
+
+    /// MQTT client id of the rules publisher (default `strata-rules-<pid>`).
+    #[arg(long, env = "STRATA_RULES_MQTT_CLIENT_ID")]
+    pub rules_mqtt_client_id: Option<String>,
+
+    /// User name for --rules-mqtt-broker (the password comes from STRATA_RULES_MQTT_PASSWORD).
+    #[arg(long, env = "STRATA_RULES_MQTT_USERNAME")]
+    pub rules_mqtt_username: Option<String>,
+
     /// TLS: --https-addr, --mqtts-addr, certificates and client-certificate auth (docs/tls.md).
     #[command(flatten)]
     pub tls: Box<crate::tls::TlsArgs>,
@@ -291,6 +305,20 @@ impl ServeArgs {
                 MqttListener::Default(DEFAULT_MQTT_ADDR.parse().expect("valid default"))
             }
         }
+    }
+
+    /// The broker of rules' `mqtt` actions, if one was given.
+    pub fn rules_broker(&self) -> Option<strata_rules::mqtt::Broker> {
+        let addr = self.rules_mqtt_broker.clone()?;
+        Some(strata_rules::mqtt::Broker {
+            addr,
+            client_id: self
+                .rules_mqtt_client_id
+                .clone()
+                .unwrap_or_else(|| format!("strata-rules-{}", std::process::id())),
+            username: self.rules_mqtt_username.clone(),
+            password: std::env::var("STRATA_RULES_MQTT_PASSWORD").ok(),
+        })
     }
 
     /// The SQL engine's limits these flags describe.

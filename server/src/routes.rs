@@ -172,6 +172,7 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/rules/{name}/disable", post(rules::disable))
         .route("/api/v1/rules/{name}/outbox", get(rules::outbox))
         .route("/api/v1/rules/{name}/dry-run", post(rules::dry_run))
+        .route("/api/v1/rules/{name}/replay", post(rules::replay))
         .route("/api/v1/backup", post(api::backup::create))
         .route(
             "/api/v1/backup/{id}",

@@ -160,6 +160,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(broker) = args.rules_broker() {
+        tracing::info!(broker = %broker.addr, "rules publish mqtt actions to this broker");
+        rules.set_mqtt_broker(broker);
+    }
     rules.set_command_sink(Arc::new(crate::plane::RuleCommands::new(
         state.plane.clone(),
         registry.clone(),

@@ -182,9 +182,9 @@ fn invalid_row_rules_are_refused_and_nothing_is_stored() {
             window(
                 "avg(temperature) AS t",
                 "t > 1",
-                json!({"type": "sliding", "size": "1m"}),
+                json!({"type": "session", "gap": "1m"}),
             ),
-            "sliding",
+            "max",
         ),
         (
             window(
@@ -256,13 +256,62 @@ fn window_batches() -> Vec<Vec<(String, i64, f64)>> {
 
 const BASE_S: i64 = 1_700_000_000;
 
-/// What `tests/python/window_model.py` expects: (transitions, dropped rows).
-fn window_model(size: i64, hop: i64, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
+/// Three devices publishing in bursts (3 to 8 s on, 2 to 6 s off), each burst hot or cold, with
+/// out-of-order and late rows: data with silences, for session windows.
+fn bursty_batches() -> Vec<Vec<(String, i64, f64)>> {
+    let mut seed: u64 = 0xb0b5;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let mut used = std::collections::HashSet::new();
+    // Per device: (on, steps left in this phase, hot burst).
+    let mut phase = [(false, 0u64, false); 3];
+    let mut batches = Vec::new();
+    for step in 0..120i64 {
+        let mut batch = Vec::new();
+        for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+            if phase[i].1 == 0 {
+                let on = !phase[i].0;
+                let len = if on { 3 + next(6) } else { 2 + next(5) };
+                phase[i] = (on, len, next(2) == 0);
+            }
+            phase[i].1 -= 1;
+            if !phase[i].0 {
+                continue;
+            }
+            let back = match next(10) {
+                0 => next(7) as i64,
+                1 => 1,
+                _ => 0,
+            };
+            let t = BASE_S + step - back;
+            if !used.insert((*d, t)) {
+                continue;
+            }
+            let v = if phase[i].2 { 60.0 } else { 40.0 } + next(100) as f64 / 10.0 - 5.0;
+            batch.push((d.to_string(), t, v));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+/// What `tests/python/window_model.py` expects for the window `model` (its `size`, `hop`, or
+/// `type` and its parameters) over `batches`: (transitions, dropped rows).
+fn window_model(model: &Value, lateness: i64, batches: &[Vec<(String, i64, f64)>]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
-    let spec = json!({"size": size, "hop": hop, "lateness": lateness, "threshold": 50.0,
+    let mut spec = json!({"lateness": lateness, "threshold": 50.0,
         "batches": batches.iter().map(|b| b.iter().map(|(d, t, v)| json!([d, t, v]))
             .collect::<Vec<_>>()).collect::<Vec<_>>()});
+    for (k, v) in model.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
     std::fs::write(&input, spec.to_string()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/window_model.py");
     let out = Command::new("python3")
@@ -302,15 +351,21 @@ fn history(server: &Server, rule: &str) -> Vec<Value> {
     .collect()
 }
 
-/// Runs a window rule over the generated batches (restarting the server after `restart_after`
-/// batches, if given) and checks every transition against the Python model.
-fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: Option<usize>) {
+/// Runs a window rule over `batches` (restarting the server after `restart_after` batches, if
+/// given) and checks every transition against the Python model (`model`: its parameters), and
+/// the late rows dropped (there must be some when `expect_late`).
+fn window_rule_matches_model(
+    window: Value,
+    model: Value,
+    batches: Vec<Vec<(String, i64, f64)>>,
+    restart_after: Option<usize>,
+    expect_late: bool,
+) {
     let (_tmp, dir) = temp_data_dir();
     let hooks = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir, &[]);
     let port = free_port();
     let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
-    let batches = window_batches();
     write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
     let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
         "window": window, "group_by": ["device"], "select": "avg(temperature) AS t",
@@ -322,19 +377,27 @@ fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: 
     for (i, b) in batches.iter().enumerate() {
         write_batch(&server, b);
         if Some(i) == restart_after {
-            // Let the worker see what was written, then restart mid-window.
-            std::thread::sleep(Duration::from_millis(500));
+            // Let the worker evaluate every batch written (a batch durable but not evaluated
+            // at shutdown is rebuilt into the windows, but a window it would have closed is
+            // lost), then restart mid-window.
+            let line = format!(
+                "strata_rule_evaluations_total{{rule=\"avg-hot\"}} {}",
+                i + 1
+            );
+            wait_until(&line, Duration::from_secs(60), || {
+                server.get("/metrics").body.contains(&line).then_some(())
+            });
             server.terminate();
             server.restart();
         }
     }
-    let expect = window_model(size, hop, 3, &batches);
+    let expect = window_model(&model, 3, &batches);
     let transitions = expect["transitions"].as_array().unwrap().clone();
     assert!(
         transitions.len() >= 4,
         "the data should fire and resolve: {expect}"
     );
-    let got = wait_until("all transitions", Duration::from_secs(20), || {
+    let got = wait_until("all transitions", Duration::from_secs(60), || {
         let h = history(&server, "avg-hot");
         (h.len() >= transitions.len()).then_some(h)
     });
@@ -347,38 +410,89 @@ fn window_rule_matches_model(window: Value, size: i64, hop: i64, restart_after: 
     });
     assert_eq!(hooks_seen.len(), want.len());
     if restart_after.is_none() {
-        let metrics = server.get("/metrics").body;
         let dropped = expect["dropped"].as_u64().unwrap();
-        if hop == size {
+        if expect_late {
             assert!(dropped > 0, "the data should have late rows: {expect}");
         }
-        assert!(
-            metrics.contains(&format!(
-                "strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}"
-            )),
-            "{dropped} late rows expected in:\n{metrics}"
-        );
+        // The worker may still be on the last batches (they close no window).
+        let line = format!("strata_rule_late_rows_dropped_total{{rule=\"avg-hot\"}} {dropped}");
+        wait_until(&line, Duration::from_secs(10), || {
+            server.get("/metrics").body.contains(&line).then_some(())
+        });
     }
 }
 
 #[test]
 fn tumbling_window_rule_matches_an_independent_model_with_late_rows() {
-    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, None);
+    window_rule_matches_model(
+        json!({"type": "tumbling", "size": "10s"}),
+        json!({"size": 10, "hop": 10}),
+        window_batches(),
+        None,
+        true,
+    );
 }
 
 #[test]
 fn hopping_window_rule_matches_an_independent_model_with_late_rows() {
     window_rule_matches_model(
         json!({"type": "hopping", "size": "10s", "hop": "5s"}),
-        10,
-        5,
+        json!({"size": 10, "hop": 5}),
+        window_batches(),
         None,
+        false,
     );
 }
 
 #[test]
 fn window_rule_state_is_rebuilt_after_a_restart_mid_window() {
-    window_rule_matches_model(json!({"type": "tumbling", "size": "10s"}), 10, 10, Some(64));
+    window_rule_matches_model(
+        json!({"type": "tumbling", "size": "10s"}),
+        json!({"size": 10, "hop": 10}),
+        window_batches(),
+        Some(64),
+        false,
+    );
+}
+
+#[test]
+fn sliding_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "sliding", "size": "10s"}),
+        json!({"type": "sliding", "size": 10}),
+        window_batches(),
+        None,
+        true,
+    );
+}
+
+#[test]
+fn session_window_rule_matches_an_independent_model_with_late_rows() {
+    window_rule_matches_model(
+        json!({"type": "session", "gap": "2s", "max": "15s"}),
+        json!({"type": "session", "gap": 2, "max": 15}),
+        bursty_batches(),
+        None,
+        true,
+    );
+}
+
+#[test]
+fn sliding_and_session_state_is_rebuilt_after_a_restart() {
+    window_rule_matches_model(
+        json!({"type": "sliding", "size": "10s"}),
+        json!({"type": "sliding", "size": 10}),
+        window_batches(),
+        Some(64),
+        false,
+    );
+    window_rule_matches_model(
+        json!({"type": "session", "gap": "2s", "max": "15s"}),
+        json!({"type": "session", "gap": 2, "max": 15}),
+        bursty_batches(),
+        Some(60),
+        false,
+    );
 }
 
 /// Seconds since the epoch of a whole-second `YYYY-MM-DDTHH:MM:SSZ`.
@@ -433,7 +547,7 @@ fn dry_run_replays_history_without_acting() {
         })
         .filter(|t| t[2].as_i64().unwrap() <= BASE_S + 110)
         .collect();
-    let model = window_model(10, 10, 3, &[all.clone()]);
+    let model = window_model(&json!({"size": 10, "hop": 10}), 3, &[all.clone()]);
     assert_eq!(&got, model["transitions"].as_array().unwrap());
     assert!(got.len() >= 4, "{got:?}");
     let in_range = all.iter().filter(|(_, t, _)| *t >= BASE_S).count();
@@ -513,4 +627,246 @@ fn command_action_queues_a_command_in_the_device_inbox_when_firing() {
     let c = &commands()[0];
     assert_eq!(c["name"], "cool-down");
     assert_eq!(c["payload"], json!({"fan": "max"}));
+}
+
+/// Notification ids the receiver got, sorted.
+fn hook_ids(rx: &WebhookReceiver, rule: &str) -> Vec<String> {
+    let mut ids: Vec<String> = rx
+        .records()
+        .iter()
+        .filter(|r| r["body"]["rule"] == rule)
+        .map(|r| r["body"]["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn replay_acts_over_history_with_the_same_idempotency_keys() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let port = free_port();
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
+    let hook = json!([{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                       "secret": SECRET}]);
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+    // A window rule evaluated live: d1 hot in [0, 10), cold in [10, 20); d2 cold.
+    let win = json!({"name": "avg-hot", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "10s"}, "group_by": ["device"],
+        "select": "avg(temperature) AS t", "condition": "t > 50", "lateness": "0s",
+        "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &win).status, 201);
+    let rows: Vec<(String, i64, f64)> = (0..26)
+        .flat_map(|s| {
+            let d1 = if s < 10 { 70.0 } else { 30.0 };
+            [
+                ("d1".to_string(), BASE_S + s, d1),
+                ("d2".to_string(), BASE_S + s, 20.0),
+            ]
+        })
+        .collect();
+    for chunk in rows.chunks(8) {
+        write_batch(&server, chunk);
+    }
+    let live = wait_until("the live notifications", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "avg-hot");
+        (ids.len() >= 2).then_some(ids)
+    });
+    assert_eq!(live.len(), 2);
+    assert_eq!(
+        history(&server, "avg-hot"),
+        vec![
+            json!(["d1", "firing", BASE_S + 10]),
+            json!(["d1", "resolved", BASE_S + 20])
+        ]
+    );
+
+    // Replaying the window rule notifies the same transitions with the same ids (receivers
+    // dedupe them) and leaves the alert as it was.
+    let from = json!({"start": "2023-11-14T22:13:00Z"});
+    let r = server.post_json("/api/v1/rules/avg-hot/replay", &from);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["notifications"].as_array().unwrap().len(), 2);
+    let again = wait_until(
+        "the replayed notifications",
+        Duration::from_secs(10),
+        || {
+            let ids = hook_ids(&rx, "avg-hot");
+            (ids.len() >= 4).then_some(ids)
+        },
+    );
+    let mut twice: Vec<String> = live.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
+    twice.sort();
+    assert_eq!(again, twice);
+    let state = sql(&server, "SELECT state FROM alerts WHERE rule = 'avg-hot'");
+    assert_eq!(state, vec![json!({"state": "resolved"})]);
+
+    // A row rule created after the rows arrived (say, a fixed rule) sees nothing live; a replay
+    // acts on history: alerts, webhooks and history, with the rows' times; twice, same ids.
+    let row = json!({"name": "hot", "stream": "env", "kind": "row",
+        "condition": "temperature > 50", "actions": hook});
+    assert_eq!(server.post_json("/api/v1/rules", &row).status, 201);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(hook_ids(&rx, "hot").is_empty());
+    let r = server.post_json("/api/v1/rules/hot/replay", &from);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = wait_until("the row rule's replay", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "hot");
+        (ids.len() >= 2).then_some(ids)
+    });
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        history(&server, "hot"),
+        vec![
+            json!(["d1", "firing", BASE_S]),
+            json!(["d1", "resolved", BASE_S + 10])
+        ]
+    );
+    let state = sql(
+        &server,
+        "SELECT device, state FROM alerts WHERE rule = 'hot'",
+    );
+    assert_eq!(state, vec![json!({"device": "d1", "state": "resolved"})]);
+    assert_eq!(
+        server.post_json("/api/v1/rules/hot/replay", &from).status,
+        200
+    );
+    let second = wait_until("the second replay", Duration::from_secs(10), || {
+        let ids = hook_ids(&rx, "hot");
+        (ids.len() >= 4).then_some(ids)
+    });
+    let mut twice: Vec<String> = first.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
+    twice.sort();
+    assert_eq!(second, twice);
+
+    // Bad requests.
+    let bad = server.post_json("/api/v1/rules/hot/replay", &json!({"start": "yesterday"}));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("start"), "{}", bad.body);
+    let future = server.post_json(
+        "/api/v1/rules/hot/replay",
+        &json!({"start": "2999-01-01T00:00:00Z"}),
+    );
+    assert_eq!(future.status, 400, "{}", future.body);
+    let none = server.post_json("/api/v1/rules/none/replay", &from);
+    assert_eq!(none.status, 404, "{}", none.body);
+}
+
+fn create_device_with(server: &Server, id: &str, attributes: Value) {
+    let r = server.post_json(
+        "/api/v1/devices",
+        &json!({"id": id, "model": "sensor", "attributes": attributes}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+fn write_lp(server: &Server, lp: &str) {
+    let r = server.write("default", lp);
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+fn alert_rows(server: &Server, rule: &str) -> Vec<(String, String)> {
+    sql(
+        server,
+        &format!("SELECT device, state FROM alerts WHERE rule = '{rule}' ORDER BY device"),
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["device"].as_str().unwrap().to_string(),
+            r["state"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn conditions_join_device_attributes_as_per_device_thresholds() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    create_device_with(&server, "d1", json!({"max_temp": 30, "site": "north"}));
+    create_device_with(&server, "d2", json!({"max_temp": 50}));
+    create_device_with(&server, "d3", json!({}));
+    write_lp(&server, "env,device=d1 temperature=0");
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+
+    let row = json!({"name": "over-max", "stream": "env", "kind": "row",
+        "condition": "temperature > devices.attributes['max_temp']"});
+    let r = server.post_json("/api/v1/rules", &row);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // 40 is over d1's 30, not over d2's 50; d3 has no max_temp (NULL: never matches).
+    write_lp(
+        &server,
+        "env,device=d1 temperature=40\nenv,device=d2 temperature=40\nenv,device=d3 temperature=99",
+    );
+    wait_until("d1 firing", Duration::from_secs(10), || {
+        (alert_rows(&server, "over-max") == [("d1".into(), "firing".into())]).then_some(())
+    });
+    write_lp(&server, "env,device=d2 temperature=60");
+    wait_until("d2 firing", Duration::from_secs(10), || {
+        let a = alert_rows(&server, "over-max");
+        (a.len() == 2 && a[1] == ("d2".into(), "firing".into())).then_some(())
+    });
+    // A new threshold reaches the rule (within the 1 s cache) without touching the rule.
+    let r = server.send_json(
+        "PATCH",
+        "/api/v1/devices/d2",
+        &json!({"attributes": {"max_temp": 70}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(1200));
+    write_lp(&server, "env,device=d2 temperature=65");
+    wait_until("d2 resolved", Duration::from_secs(10), || {
+        let a = alert_rows(&server, "over-max");
+        (a.get(1) == Some(&("d2".into(), "resolved".into()))).then_some(())
+    });
+    assert_eq!(
+        alert_rows(&server, "over-max")[0],
+        ("d1".into(), "firing".into())
+    );
+
+    // Window rule: the average per device against its own threshold.
+    let win = json!({"name": "avg-over-max", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "10s"}, "group_by": ["device"],
+        "select": "avg(temperature) AS t", "lateness": "0s",
+        "condition": "t > devices.attributes['max_temp'] AND devices.attributes['site'] = 'north'"});
+    let r = server.post_json("/api/v1/rules", &win);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut rows = Vec::new();
+    for s in 0..12 {
+        rows.push(("d1".to_string(), BASE_S + s, 40.0));
+        rows.push(("d2".to_string(), BASE_S + s, 45.0));
+    }
+    write_batch(&server, &rows);
+    wait_until("the window transition", Duration::from_secs(10), || {
+        (history(&server, "avg-over-max") == [json!(["d1", "firing", BASE_S + 10])]).then_some(())
+    });
+
+    // Dry run of the row rule over the stored rows joins the devices too.
+    let range = json!({"start": "2023-11-14T22:13:00Z", "end": "2023-11-14T22:14:00Z"});
+    let r = server.post_json("/api/v1/rules/over-max/dry-run", &range);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let states: Vec<(Value, Value)> = r.json()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["key"]["device"].clone(), n["state"].clone()))
+        .collect();
+    assert_eq!(states, vec![(json!("d1"), json!("firing"))]);
+
+    // Refused: an unknown attribute key (the error lists the keys), no device in group_by.
+    let mut bad = row.clone();
+    bad["name"] = json!("bad");
+    bad["condition"] = json!("temperature > devices.attributes['nope']");
+    let r = server.post_json("/api/v1/rules", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("max_temp, site"), "{}", r.body);
+    let mut bad = win.clone();
+    bad["name"] = json!("bad");
+    bad["group_by"] = json!([]);
+    let r = server.post_json("/api/v1/rules", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("group_by"), "{}", r.body);
+    assert_eq!(server.get("/api/v1/rules/bad").status, 404);
 }

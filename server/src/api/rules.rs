@@ -1,6 +1,7 @@
 //! Rule endpoints (admin): `POST /api/v1/rules` (201 with the stored rule), `GET /api/v1/rules`,
 //! `GET/PUT/DELETE /api/v1/rules/{name}`, `POST /api/v1/rules/{name}/enable|disable`,
-//! `GET /api/v1/rules/{name}/outbox` (undelivered and dead-lettered notifications). The rules
+//! `GET /api/v1/rules/{name}/outbox` (undelivered and dead-lettered notifications),
+//! `POST /api/v1/rules/{name}/dry-run` and `POST /api/v1/rules/{name}/replay`. The rules
 //! service comes in as an `Extension` (see `serve.rs`); secrets are never returned.
 
 use std::sync::Arc;
@@ -133,11 +134,31 @@ pub async fn dry_run(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b: DryRunBody = json_body(body, REGISTRY_BODY_LIMIT)?;
-    let time = |field: &str, text: &str| {
-        strata_ingest::text::parse_rfc3339(text).map_err(|e| {
-            ApiError::BadRequest(format!("{field}: invalid RFC 3339 time '{text}': {e}"))
-        })
-    };
     let (start, end) = (time("start", &b.start)?, time("end", &b.end)?);
     Ok(Json(rules.dry_run(&name, start, end).await?).into_response())
+}
+
+fn time(field: &str, text: &str) -> Result<i64, ApiError> {
+    strata_ingest::text::parse_rfc3339(text)
+        .map_err(|e| ApiError::BadRequest(format!("{field}: invalid RFC 3339 time '{text}': {e}")))
+}
+
+/// Body of `POST /api/v1/rules/{name}/replay`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// RFC 3339 start (inclusive); the replay runs to now.
+    pub start: String,
+}
+
+/// `POST /api/v1/rules/{name}/replay` with `{"start"}`: re-runs the rule over stored history from
+/// `start` to now and acts (alert instances, outbox); answers what it notified, like a dry run.
+pub async fn replay(
+    Extension(rules): Extension<Arc<Rules>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b: ReplayBody = json_body(body, REGISTRY_BODY_LIMIT)?;
+    let start = time("start", &b.start)?;
+    Ok(Json(rules.replay(&name, start).await?).into_response())
 }

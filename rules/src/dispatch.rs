@@ -1,0 +1,287 @@
+//! The outbox dispatcher: a thread that delivers due [`OutboxEntry`]s — webhook POST (with the
+//! `X-Strata-Signature` HMAC), MQTT publish ([`crate::mqtt`]), device command ([`CommandSink`]),
+//! stream row and `alert_history` row (`Engine::write`) — deletes an entry only once delivered,
+//! and retries a failed one with exponential backoff until its `max_attempts`, after which it
+//! stays in the outbox as dead.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use strata_storage::{Column, Engine, FieldType, SeriesKey, TableWrite, Value, WriteBatch};
+
+use crate::outbox::{
+    CommandSink, HISTORY_STREAM, IDEMPOTENCY_HEADER, Notification, OutboxEntry, SIGNATURE_HEADER,
+    Target, backoff_ns, signature,
+};
+use crate::spec::{ActionSpec, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, duration_ns};
+use crate::store::Store;
+
+/// Timeout of one webhook request.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Delivers due outbox entries until `stop` is set.
+pub struct Dispatcher {
+    /// Where `command` actions go (none: they fail and are retried).
+    pub commands: Option<Arc<dyn CommandSink>>,
+    /// Where `mqtt` actions go (none: they fail and are retried).
+    pub mqtt: std::sync::Mutex<Option<crate::mqtt::Publisher>>,
+    /// The store holding the outbox.
+    pub store: Arc<Store>,
+    /// The engine stream actions and the history write into.
+    pub engine: Arc<Engine>,
+    /// HTTP client of webhooks.
+    pub agent: ureq::Agent,
+    /// Set to end the loop.
+    pub stop: Arc<AtomicBool>,
+    /// Counters.
+    pub stats: Arc<crate::stats::Stats>,
+}
+
+impl Dispatcher {
+    /// The dispatcher loop: deliver what is due, then wait for a wake-up or the next due time.
+    pub fn run(self, wake: Receiver<()>) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let wait = match self.round() {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rules outbox: cannot read the outbox");
+                    Duration::from_secs(1)
+                }
+            };
+            match wake.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// One pass: attempts every due entry; returns how long to wait for the next.
+    fn round(&self) -> crate::Result<Duration> {
+        let now = crate::now_ns();
+        let mut next = now + 1_000_000_000;
+        for mut e in self.store.outbox()? {
+            if e.dead {
+                continue;
+            }
+            if e.next_at_ns > now {
+                next = next.min(e.next_at_ns);
+                continue;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.deliver(&e) {
+                Ok(()) => {
+                    self.store.delivered(e.seq)?;
+                    self.stats.delivered(e.rule());
+                }
+                Err(err) => {
+                    e.attempts += 1;
+                    e.last_error = Some(err.clone());
+                    let (max, base) = retry_policy(&e.target);
+                    if e.attempts >= max {
+                        e.dead = true;
+                        tracing::warn!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
+                            error = %err, "rules outbox: notification dead-lettered");
+                        self.stats.dead(e.rule());
+                    } else {
+                        e.next_at_ns = crate::now_ns() + backoff_ns(base, e.attempts);
+                        next = next.min(e.next_at_ns);
+                        tracing::info!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
+                            error = %err, "rules outbox: delivery failed, will retry");
+                        self.stats.failed_delivery(e.rule());
+                    }
+                    self.store.update_entry(&e)?;
+                }
+            }
+        }
+        let wait = next
+            .saturating_sub(crate::now_ns())
+            .clamp(1_000_000, 1_000_000_000);
+        Ok(Duration::from_nanos(wait as u64))
+    }
+
+    fn deliver(&self, e: &OutboxEntry) -> Result<(), String> {
+        match &e.target {
+            Target::Action { action, db } => match action {
+                ActionSpec::Webhook { url, secret, .. } => {
+                    post_webhook(&self.agent, url, secret.as_deref(), &e.notification)
+                }
+                ActionSpec::Stream { db: d, stream } => self.write_row(
+                    d.as_deref().unwrap_or(db),
+                    stream,
+                    e,
+                    notification_columns(&e.notification, false),
+                ),
+                ActionSpec::Command { name, payload } => self.command(e, name, payload),
+                ActionSpec::Mqtt { topic, .. } => self.publish(topic, &e.notification),
+            },
+            Target::History { db } => self.write_row(
+                db,
+                HISTORY_STREAM,
+                e,
+                notification_columns(&e.notification, true),
+            ),
+        }
+    }
+
+    /// QoS 1 publish of the webhook body to the rules broker.
+    fn publish(&self, topic: &str, n: &Notification) -> Result<(), String> {
+        let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
+        let topic = crate::mqtt::topic_for(topic, &n.rule, &n.key);
+        let mut publisher = self
+            .mqtt
+            .lock()
+            .map_err(|_| "mqtt publisher poisoned".to_string())?;
+        match publisher.as_mut() {
+            Some(p) => p.publish(&topic, &body),
+            None => Err("mqtt action: this server has no --rules-mqtt-broker".into()),
+        }
+    }
+
+    /// A command to the key's device when the alert fires (a resolve sends nothing).
+    fn command(
+        &self,
+        e: &OutboxEntry,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        if e.notification.state != "firing" {
+            return Ok(());
+        }
+        let Some(device) = e.notification.key.get("device") else {
+            return Err("command action: the alert key has no device".into());
+        };
+        match &self.commands {
+            Some(sink) => sink.send_command(device, name, payload),
+            None => Err("command action: no device command inbox in this server".into()),
+        }
+    }
+
+    fn write_row(
+        &self,
+        db: &str,
+        stream: &str,
+        e: &OutboxEntry,
+        columns: Vec<Column>,
+    ) -> Result<(), String> {
+        let n = &e.notification;
+        let mut tags: Vec<(String, String)> = vec![("rule".to_string(), n.rule.clone())];
+        tags.extend(
+            n.key
+                .iter()
+                .filter(|(k, _)| k.as_str() != "device" && k.as_str() != "rule")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        tags.sort();
+        let device = n.key.get("device").cloned().unwrap_or_default();
+        let batch = WriteBatch {
+            database: db.to_string(),
+            tables: vec![TableWrite {
+                stream: stream.to_string(),
+                series: vec![SeriesKey { device, tags }],
+                row_series: vec![0],
+                times: vec![e.time_ns],
+                columns,
+            }],
+        };
+        self.engine
+            .write(&batch)
+            .map(|_| ())
+            .map_err(|e| format!("write to {db}.{stream}: {e}"))
+    }
+}
+
+fn retry_policy(target: &Target) -> (u32, i64) {
+    let default_base = duration_ns("backoff", None, DEFAULT_BACKOFF).unwrap_or(1_000_000_000);
+    match target {
+        Target::Action {
+            action:
+                ActionSpec::Webhook {
+                    max_attempts,
+                    backoff,
+                    ..
+                }
+                | ActionSpec::Mqtt {
+                    max_attempts,
+                    backoff,
+                    ..
+                },
+            ..
+        } => (
+            max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            duration_ns("backoff", backoff.as_deref(), DEFAULT_BACKOFF).unwrap_or(default_base),
+        ),
+        _ => (DEFAULT_MAX_ATTEMPTS, default_base),
+    }
+}
+
+/// One row: `state`, the numeric values as float fields (stream action) or all values as a JSON
+/// `values` field plus the key as JSON (history).
+fn notification_columns(n: &Notification, history: bool) -> Vec<Column> {
+    let mut cols = vec![string_column("state", &n.state)];
+    if history {
+        cols.push(string_column(
+            "values",
+            &serde_json::Value::Object(n.values.clone()).to_string(),
+        ));
+        cols.push(string_column(
+            "key",
+            &serde_json::to_string(&n.key).unwrap_or_default(),
+        ));
+        cols.push(string_column("id", &n.id));
+    } else {
+        for (k, v) in &n.values {
+            if k == "state" {
+                continue;
+            }
+            if let Some(f) = v.as_f64() {
+                let mut c = Column::new(k.clone(), FieldType::Float);
+                c.data.push_value(&Value::Float(f));
+                c.valid.push(true);
+                cols.push(c);
+            }
+        }
+    }
+    cols
+}
+
+fn string_column(name: &str, value: &str) -> Column {
+    let mut c = Column::new(name, FieldType::String);
+    c.data.push_value(&Value::String(value.to_string()));
+    c.valid.push(true);
+    c
+}
+
+/// A webhook client with the delivery timeout.
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(WEBHOOK_TIMEOUT)
+        .redirects(0)
+        .build()
+}
+
+/// POSTs the notification; any 2xx is a delivery.
+fn post_webhook(
+    agent: &ureq::Agent,
+    url: &str,
+    secret: Option<&str>,
+    n: &Notification,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
+    let mut req = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set(IDEMPOTENCY_HEADER, &n.id);
+    if let Some(s) = secret {
+        req = req.set(SIGNATURE_HEADER, &signature(s, &body));
+    }
+    match req.send_bytes(&body) {
+        Ok(r) if (200..300).contains(&r.status()) => Ok(()),
+        Ok(r) => Err(format!("{url} answered {}", r.status())),
+        Err(ureq::Error::Status(code, _)) => Err(format!("{url} answered {code}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
