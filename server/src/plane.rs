@@ -32,6 +32,7 @@ pub struct DevicePlane {
     mqtt: OnceLock<MqttServer>,
     queue_depth: AtomicUsize,
     mqtt_port: OnceLock<u16>,
+    mqtts_port: OnceLock<u16>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     twin_limits: Mutex<TwinLimits>,
     /// What connected devices are owed of their twins.
@@ -56,6 +57,7 @@ impl DevicePlane {
             mqtt: OnceLock::new(),
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
             mqtt_port: OnceLock::new(),
+            mqtts_port: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             twin_limits: Mutex::new(TwinLimits::default()),
             twins: TwinFeed::default(),
@@ -108,6 +110,16 @@ impl DevicePlane {
     /// The plain MQTT listener's port, when one listens.
     pub fn mqtt_port(&self) -> Option<u16> {
         self.mqtt_port.get().copied()
+    }
+
+    /// Records the MQTTS listener's port (announced to provisioned devices).
+    pub fn set_mqtts_port(&self, port: u16) {
+        let _ = self.mqtts_port.set(port);
+    }
+
+    /// The MQTTS listener's port, when one listens.
+    pub fn mqtts_port(&self) -> Option<u16> {
+        self.mqtts_port.get().copied()
     }
 
     /// Tells `device`'s MQTT session and HTTP long-polls that something waits for it.
