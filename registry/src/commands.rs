@@ -148,6 +148,66 @@ pub struct CommandAck {
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
+/// The command table of a write transaction.
+type CommandTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// Stores `cmd` for `device` inside `txn` (see [`Registry::enqueue_command`]).
+fn enqueue_in(
+    txn: &redb::WriteTransaction,
+    device: &str,
+    cmd: NewCommand,
+    now: i64,
+    max_depth: usize,
+) -> Result<Command> {
+    let identities = txn.open_table(IDENTITIES)?;
+    let mut table = txn.open_table(COMMANDS)?;
+    enqueue_into(&identities, &mut table, device, cmd, now, max_depth)
+}
+
+/// [`enqueue_in`] with the tables already open (a bulk enqueue opens them once).
+fn enqueue_into(
+    identities: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &mut CommandTable<'_>,
+    device: &str,
+    cmd: NewCommand,
+    now: i64,
+    max_depth: usize,
+) -> Result<Command> {
+    if identities.get(device)?.is_none() {
+        return Err(RegistryError::not_found("device", device));
+    }
+    let (start, end) = device_range(device);
+    let mut open = 0;
+    for item in table.range::<&str>(start.as_str()..end.as_str())? {
+        let (_, v) = item?;
+        let c: Command = serde_json::from_slice(v.value())?;
+        if c.status.open(c.ack) && now < c.expires_ns {
+            open += 1;
+        }
+    }
+    if open >= max_depth {
+        return Err(RegistryError::LimitExceeded(format!(
+            "the command queue of device '{device}' is full ({open} of {max_depth} open commands)"
+        )));
+    }
+    let command = Command {
+        id: next_id(),
+        device: device.to_owned(),
+        name: cmd.name,
+        payload: cmd.payload,
+        ack: cmd.ack,
+        status: CommandStatus::Queued,
+        created_ns: now,
+        expires_ns: now.saturating_add(cmd.ttl_ns),
+        delivered_ns: None,
+        finished_ns: None,
+        result: None,
+        attempts: 0,
+    };
+    put_json(table, &key(device, &command.id), &command)?;
+    Ok(command)
+}
+
 /// A new command id: the enqueue time in ns, made strictly increasing in this process.
 fn next_id() -> String {
     let now = now_ns();
@@ -219,46 +279,45 @@ impl Registry {
     ) -> Result<Command> {
         validate_device_id(device)?;
         validate(&cmd)?;
-        let now = now_ns();
         let txn = self.inner.write_txn()?;
-        let command = {
-            if txn.open_table(IDENTITIES)?.get(device)?.is_none() {
-                return Err(RegistryError::not_found("device", device));
-            }
-            let mut table = txn.open_table(COMMANDS)?;
-            let (start, end) = device_range(device);
-            let mut open = 0;
-            for item in table.range::<&str>(start.as_str()..end.as_str())? {
-                let (_, v) = item?;
-                let c: Command = serde_json::from_slice(v.value())?;
-                if c.status.open(c.ack) && now < c.expires_ns {
-                    open += 1;
-                }
-            }
-            if open >= max_depth {
-                return Err(RegistryError::LimitExceeded(format!(
-                    "the command queue of device '{device}' is full ({open} of {max_depth} open commands)"
-                )));
-            }
-            let command = Command {
-                id: next_id(),
-                device: device.to_owned(),
-                name: cmd.name,
-                payload: cmd.payload,
-                ack: cmd.ack,
-                status: CommandStatus::Queued,
-                created_ns: now,
-                expires_ns: now.saturating_add(cmd.ttl_ns),
-                delivered_ns: None,
-                finished_ns: None,
-                result: None,
-                attempts: 0,
-            };
-            put_json(&mut table, &key(device, &command.id), &command)?;
-            command
-        };
+        let command = enqueue_in(&txn, device, cmd, now_ns(), max_depth)?;
         txn.commit()?;
         Ok(command)
+    }
+
+    /// Stores the same command for every device of `devices` in **one** transaction (one
+    /// fsync): one result per device in input order, each as [`Registry::enqueue_command`]
+    /// would answer it (unknown device, full queue). At most [`crate::MAX_BULK_ITEMS`]
+    /// devices; `Err` only when the whole call fails (bad command, too many devices, storage).
+    pub fn enqueue_commands(
+        &self,
+        devices: &[String],
+        cmd: &NewCommand,
+        max_depth: usize,
+    ) -> Result<Vec<Result<Command>>> {
+        validate(cmd)?;
+        if devices.len() > crate::MAX_BULK_ITEMS {
+            return Err(RegistryError::invalid(format!(
+                "at most {} devices per bulk command, got {}",
+                crate::MAX_BULK_ITEMS,
+                devices.len()
+            )));
+        }
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let results = {
+            let identities = txn.open_table(IDENTITIES)?;
+            let mut table = txn.open_table(COMMANDS)?;
+            devices
+                .iter()
+                .map(|d| {
+                    validate_device_id(d)?;
+                    enqueue_into(&identities, &mut table, d, cmd.clone(), now, max_depth)
+                })
+                .collect()
+        };
+        txn.commit()?;
+        Ok(results)
     }
 
     /// Every stored command of `device`, oldest first, as seen now.
@@ -536,6 +595,29 @@ mod tests {
             ttl_ns,
             ack,
         }
+    }
+
+    #[test]
+    fn bulk_enqueue_answers_per_device() {
+        let (_d, reg) = registry();
+        reg.register_device("t", DeviceRegistration::new("d2"))
+            .unwrap();
+        reg.enqueue_command("d2", cmd("first", 10_000_000_000, true), 1)
+            .unwrap();
+        let devices: Vec<String> = ["d1", "nope", "d2", "bad id"].map(String::from).into();
+        let out = reg
+            .enqueue_commands(&devices, &cmd("all", 10_000_000_000, true), 1)
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap().device, "d1");
+        assert!(matches!(out[1], Err(RegistryError::NotFound { .. })));
+        assert!(matches!(out[2], Err(RegistryError::LimitExceeded(_))));
+        assert!(matches!(out[3], Err(RegistryError::Invalid(_))));
+        assert_eq!(reg.commands("d1").unwrap().len(), 1);
+        assert_eq!(reg.commands("d2").unwrap().len(), 1);
+        assert!(
+            reg.enqueue_commands(&devices, &cmd("", 1, true), 1)
+                .is_err()
+        );
     }
 
     #[test]

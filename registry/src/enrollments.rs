@@ -55,11 +55,11 @@ pub struct Enrollment {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EnrollmentRecord {
-    enrollment: Enrollment,
+pub(crate) struct EnrollmentRecord {
+    pub(crate) enrollment: Enrollment,
     /// `None` for a certificate group.
     #[serde(default)]
-    group_key: Option<String>,
+    pub(crate) group_key: Option<String>,
 }
 
 /// A group to create.
@@ -111,7 +111,7 @@ pub struct Provisioned {
 }
 
 /// The group, unless it is disabled ([`RegistryError::Forbidden`]).
-fn enabled_group(group: Enrollment) -> Result<Enrollment> {
+pub(crate) fn enabled_group(group: Enrollment) -> Result<Enrollment> {
     if group.enabled {
         Ok(group)
     } else {
@@ -142,7 +142,8 @@ pub fn derive_device_key(group_key: &str, device_id: &str) -> String {
     to_hex(&mac.finalize().into_bytes())
 }
 
-const REFUSED: &str = "unknown enrollment, or a device key not derived from its group key";
+pub(crate) const REFUSED: &str =
+    "unknown enrollment, or a device key not derived from its group key";
 
 impl Registry {
     /// Creates an enrollment group and its key.
@@ -186,7 +187,7 @@ impl Registry {
         })
     }
 
-    fn enrollment_record(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
+    pub(crate) fn enrollment_record(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
         let txn = self.inner.read_txn()?;
         let t = txn.open_table(ENROLLMENTS)?;
         get_json(&t, id)

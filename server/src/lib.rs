@@ -26,6 +26,7 @@ mod mqtt;
 mod pg;
 mod plane;
 mod precision;
+mod provisioner;
 mod query;
 mod read;
 pub mod repair;

@@ -33,6 +33,7 @@ pub struct DevicePlane {
     queue_depth: AtomicUsize,
     mqtt_port: OnceLock<u16>,
     mqtts_port: OnceLock<u16>,
+    provisioner: OnceLock<Option<crate::provisioner::Provisioner>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     twin_limits: Mutex<TwinLimits>,
     /// What connected devices are owed of their twins.
@@ -58,6 +59,7 @@ impl DevicePlane {
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
             mqtt_port: OnceLock::new(),
             mqtts_port: OnceLock::new(),
+            provisioner: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             twin_limits: Mutex::new(TwinLimits::default()),
             twins: TwinFeed::default(),
@@ -110,6 +112,34 @@ impl DevicePlane {
     /// The plain MQTT listener's port, when one listens.
     pub fn mqtt_port(&self) -> Option<u16> {
         self.mqtt_port.get().copied()
+    }
+
+    /// Provisions a device through the group-commit thread ([`crate::provisioner`], started on
+    /// first use; should it fail to start, one transaction per request instead).
+    pub async fn provision(
+        &self,
+        req: strata_registry::ProvisionRequest,
+    ) -> Result<strata_registry::Provisioned, RegistryError> {
+        let provisioner = self.provisioner.get_or_init(|| {
+            crate::provisioner::Provisioner::start(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the provisioning thread"),
+                )
+                .ok()
+        });
+        match provisioner {
+            Some(p) => p.provision(req).await,
+            None => {
+                let registry = self.registry.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut out = registry.provision_many(&[req]).into_iter();
+                    out.next()
+                        .unwrap_or_else(|| Err(RegistryError::Storage("not provisioned".into())))
+                })
+                .await
+                .map_err(|e| RegistryError::Storage(e.to_string()))?
+            }
+        }
     }
 
     /// Records the MQTTS listener's port (announced to provisioned devices).

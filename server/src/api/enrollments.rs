@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 use serde_json::{Value, json};
-use strata_registry::{Enrollment, NewEnrollment};
+use strata_registry::{Enrollment, NewEnrollment, ProvisionCredential, ProvisionRequest};
 
 use crate::api::devices::secret_response;
 use crate::api::{REGISTRY_BODY_LIMIT, blocking, json_body};
@@ -123,6 +123,8 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Requests are provisioned in batches sharing one transaction (`crate::provisioner`).
+///
 /// `POST /api/v1/provision/{enrollment}` with `Authorization: Basic base64(device_id:key)`,
 /// key = hex HMAC-SHA256(group key, device id), or without credentials over HTTPS with a
 /// client certificate signed by a certificate group's CA: 201 with the device, its credentials
@@ -142,8 +144,14 @@ pub async fn provision(
     let chain = tls.map(|Extension(t)| t.peer_certificates.clone());
     let (device, done, credentials) = match (presented, chain) {
         (Some(Presented::Basic { user, password }), _) => {
-            let (group, id, k) = (enrollment.clone(), user.clone(), password.clone());
-            let done = blocking(&st, move |r| r.provision(&group, &id, &k)).await?;
+            let done = st
+                .plane
+                .provision(ProvisionRequest {
+                    enrollment: enrollment.clone(),
+                    device_id: user.clone(),
+                    credential: ProvisionCredential::Key(password.clone()),
+                })
+                .await?;
             let creds = json!({"type": "key", "device_id": user, "key": password});
             (user, done, creds)
         }
@@ -207,12 +215,14 @@ async fn provision_certificate(
     }
     let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
     let id = certificate_identity(leaf).map_err(ApiError::Unauthorized)?;
-    let (group, device, tp) = (
-        enrollment.to_owned(),
-        id.device.clone(),
-        id.thumbprint.clone(),
-    );
-    let done = blocking(st, move |r| r.provision_certificate(&group, &device, &tp)).await?;
+    let done = st
+        .plane
+        .provision(ProvisionRequest {
+            enrollment: enrollment.to_owned(),
+            device_id: id.device.clone(),
+            credential: ProvisionCredential::Thumbprint(id.thumbprint.clone()),
+        })
+        .await?;
     let creds = json!({"type": "certificate", "device_id": id.device, "thumbprint": id.thumbprint});
     Ok((id.device, done, creds))
 }
