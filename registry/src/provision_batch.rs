@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use redb::ReadableTable;
 
-use crate::audit::append;
+use crate::audit::append_to;
 use crate::crypto::ct_eq;
 use crate::devices::{insert_prepared, prepare};
 use crate::enrollments::{EnrollmentRecord, REFUSED, derive_device_key, enabled_group};
@@ -21,7 +21,7 @@ use crate::error::{RegistryError, Result};
 use crate::model::{DeviceRegistration, NodeRef, RelationKind, Relationship};
 use crate::registry::Registry;
 use crate::store::{
-    DEVICES, ENROLLMENTS, ENTITIES, IDENTITIES, RELATIONSHIPS, RelationshipRecord, get_json,
+    AUDIT, DEVICES, ENROLLMENTS, ENTITIES, IDENTITIES, RELATIONSHIPS, RelationshipRecord, get_json,
     put_json, relationship_key,
 };
 use crate::sync::now_ns;
@@ -165,6 +165,7 @@ impl Registry {
                 let mut mt = txn.open_table(DEVICES)?;
                 let entities = txn.open_table(ENTITIES)?;
                 let mut rels = txn.open_table(RELATIONSHIPS)?;
+                let mut audit = txn.open_table(AUDIT)?;
                 for f in fresh {
                     let id = f.registration.id.as_str();
                     if idt.get(id)?.is_some() {
@@ -193,7 +194,7 @@ impl Registry {
                         links.push(rel);
                     }
                     // One audit record per device (its link in the detail).
-                    append(&txn, &actor, "device.register", id, Ok(detail))?;
+                    append_to(&mut audit, &actor, "device.register", id, Ok(detail))?;
                     *counts.entry(f.group.id.as_str()).or_default() += 1;
                     out.push(Some(Provisioned {
                         device: registered.device,
@@ -210,7 +211,13 @@ impl Registry {
                     put_json(&mut groups, group, &rec)?;
                     let actor = format!("enrollment:{group}");
                     let detail = Some(format!("+{n}"));
-                    append(&txn, &actor, "enrollment.provisioned", group, Ok(detail))?;
+                    append_to(
+                        &mut audit,
+                        &actor,
+                        "enrollment.provisioned",
+                        group,
+                        Ok(detail),
+                    )?;
                 }
             }
             txn.commit()?;
