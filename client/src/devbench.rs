@@ -339,7 +339,7 @@ fn enqueue_all(cfg: &FanoutBench) -> Result<(), String> {
                         break;
                     }
                     let url = format!("{base}/api/v1/devices/{}{i}/commands", cfg.prefix);
-                    if post_json(&agent, &url, &cfg.token, &cmd).is_err() {
+                    if post_json(&agent, &url, &cfg.token, cmd).is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -305,11 +305,11 @@ mod tests {
         assert!(v.verify_client_cert(&from_other, &[], now).is_err());
         assert_eq!(v.enrollment_of(&[from_fixed]), Ok(None));
         assert_eq!(
-            v.enrollment_of(&[from_a.clone()]),
+            v.enrollment_of(std::slice::from_ref(&from_a)),
             Ok(Some("line-a".into()))
         );
-        assert!(v.enrollment_of(&[from_other.clone()]).is_err());
-        assert!(cas.verifies("line-a", &[from_a.clone()]));
+        assert!(v.enrollment_of(std::slice::from_ref(&from_other)).is_err());
+        assert!(cas.verifies("line-a", std::slice::from_ref(&from_a)));
         assert!(!cas.verifies("line-b", &[from_a]));
         assert!(!cas.verifies("line-a", &[from_other]));
         assert!(ca_verifier("not a certificate").is_err());
