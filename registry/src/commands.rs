@@ -208,6 +208,24 @@ fn enqueue_into(
     Ok(command)
 }
 
+/// Marks one command delivered in an open command table (see
+/// [`Registry::mark_command_delivered`]).
+fn mark_in(table: &mut CommandTable<'_>, device: &str, id: &str, now: i64) -> Result<Command> {
+    validate_device_id(device)?;
+    check_id(id)?;
+    let k = key(device, id);
+    let mut c = get_json::<Command, _>(table, &k)?
+        .ok_or_else(|| RegistryError::not_found("command", id))?;
+    // Sent before it expired (the sender checks), so a late PUBACK still counts.
+    if c.status != CommandStatus::Queued {
+        return Ok(c);
+    }
+    c.status = CommandStatus::Delivered;
+    c.delivered_ns = Some(now);
+    put_json(table, &k, &c)?;
+    Ok(c)
+}
+
 /// A new command id: the enqueue time in ns, made strictly increasing in this process.
 fn next_id() -> String {
     let now = now_ns();
@@ -402,25 +420,29 @@ impl Registry {
     /// Records that the device received the command (MQTT PUBACK). A command that moved on
     /// meanwhile (acknowledged, cancelled) is left as it is.
     pub fn mark_command_delivered(&self, device: &str, id: &str) -> Result<Command> {
-        validate_device_id(device)?;
-        check_id(id)?;
         let txn = self.inner.write_txn()?;
-        let command = {
-            let mut table = txn.open_table(COMMANDS)?;
-            let k = key(device, id);
-            let mut c = get_json::<Command, _>(&table, &k)?
-                .ok_or_else(|| RegistryError::not_found("command", id))?;
-            // Sent before it expired (the sender checks), so a late PUBACK still counts.
-            if c.status != CommandStatus::Queued {
-                return Ok(c);
-            }
-            c.status = CommandStatus::Delivered;
-            c.delivered_ns = Some(now_ns());
-            put_json(&mut table, &k, &c)?;
-            c
-        };
+        let command = mark_in(&mut txn.open_table(COMMANDS)?, device, id, now_ns())?;
         txn.commit()?;
         Ok(command)
+    }
+
+    /// [`Registry::mark_command_delivered`] for many `(device, command id)` pairs in **one**
+    /// transaction (one fsync); one result per pair in order. A failed commit fails them all.
+    pub fn mark_commands_delivered(&self, marks: &[(String, String)]) -> Vec<Result<Command>> {
+        let now = now_ns();
+        let attempt = || -> Result<Vec<Result<Command>>> {
+            let txn = self.inner.write_txn()?;
+            let results = {
+                let mut table = txn.open_table(COMMANDS)?;
+                marks
+                    .iter()
+                    .map(|(device, id)| mark_in(&mut table, device, id, now))
+                    .collect()
+            };
+            txn.commit()?;
+            Ok(results)
+        };
+        attempt().unwrap_or_else(|e| marks.iter().map(|_| Err(e.clone())).collect())
     }
 
     /// Counts a send attempt of a command (before it goes out over MQTT).
@@ -595,6 +617,27 @@ mod tests {
             ttl_ns,
             ack,
         }
+    }
+
+    #[test]
+    fn marks_in_one_transaction() {
+        let (_d, reg) = registry();
+        let a = reg
+            .enqueue_command("d1", cmd("a", 10_000_000_000, true), 5)
+            .unwrap();
+        let marks = vec![
+            ("d1".to_owned(), a.id.clone()),
+            ("d1".to_owned(), "123".to_owned()),
+            ("d1".to_owned(), a.id.clone()),
+        ];
+        let out = reg.mark_commands_delivered(&marks);
+        assert_eq!(out[0].as_ref().unwrap().status, CommandStatus::Delivered);
+        assert!(matches!(out[1], Err(RegistryError::NotFound { .. })));
+        assert_eq!(out[2].as_ref().unwrap().status, CommandStatus::Delivered);
+        assert_eq!(
+            reg.command("d1", &a.id).unwrap().status,
+            CommandStatus::Delivered
+        );
     }
 
     #[test]

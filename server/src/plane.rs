@@ -23,6 +23,11 @@ use tokio::sync::Notify;
 use crate::methods::{MethodReply, Methods, response_rid};
 use crate::twin_feed::{Owed, TwinFeed, full_message};
 
+/// The error when a group-commit thread has stopped.
+fn stopped() -> RegistryError {
+    RegistryError::Storage("the group-commit thread stopped".into())
+}
+
 /// How often expired commands are written as such.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -33,7 +38,8 @@ pub struct DevicePlane {
     queue_depth: AtomicUsize,
     mqtt_port: OnceLock<u16>,
     mqtts_port: OnceLock<u16>,
-    provisioner: OnceLock<Option<crate::provisioner::Provisioner>>,
+    provisioner: OnceLock<Option<crate::group_commit::Provisioner>>,
+    marker: OnceLock<Option<crate::group_commit::Marker>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     twin_limits: Mutex<TwinLimits>,
     /// What connected devices are owed of their twins.
@@ -60,6 +66,7 @@ impl DevicePlane {
             mqtt_port: OnceLock::new(),
             mqtts_port: OnceLock::new(),
             provisioner: OnceLock::new(),
+            marker: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             twin_limits: Mutex::new(TwinLimits::default()),
             twins: TwinFeed::default(),
@@ -114,31 +121,46 @@ impl DevicePlane {
         self.mqtt_port.get().copied()
     }
 
-    /// Provisions a device through the group-commit thread ([`crate::provisioner`], started on
-    /// first use; should it fail to start, one transaction per request instead).
+    /// Provisions a device through the group-commit thread ([`crate::group_commit`], started
+    /// on first use; should it fail to start, one transaction per request instead).
     pub async fn provision(
         &self,
         req: strata_registry::ProvisionRequest,
     ) -> Result<strata_registry::Provisioned, RegistryError> {
         let provisioner = self.provisioner.get_or_init(|| {
-            crate::provisioner::Provisioner::start(self.registry.clone())
+            crate::group_commit::provisioner(self.registry.clone())
                 .inspect_err(
                     |e| tracing::error!(error = %e, "cannot start the provisioning thread"),
                 )
                 .ok()
         });
-        match provisioner {
-            Some(p) => p.provision(req).await,
-            None => {
-                let registry = self.registry.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut out = registry.provision_many(&[req]).into_iter();
-                    out.next()
-                        .unwrap_or_else(|| Err(RegistryError::Storage("not provisioned".into())))
-                })
-                .await
-                .map_err(|e| RegistryError::Storage(e.to_string()))?
-            }
+        if let Some(p) = provisioner {
+            return p.call(req).await.unwrap_or_else(|| Err(stopped()));
+        }
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = registry.provision_many(&[req]).into_iter();
+            out.next().unwrap_or_else(|| Err(stopped()))
+        })
+        .await
+        .map_err(|e| RegistryError::Storage(e.to_string()))?
+    }
+
+    /// Marks a command delivered (MQTT PUBACK) through the group-commit thread, from a
+    /// blocking thread; one transaction per call if the thread cannot start.
+    pub fn mark_delivered(&self, device: &str, id: &str) -> Result<Command, RegistryError> {
+        let marker = self.marker.get_or_init(|| {
+            crate::group_commit::marker(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the delivery-marking thread"),
+                )
+                .ok()
+        });
+        match marker {
+            Some(m) => m
+                .call_blocking((device.to_owned(), id.to_owned()))
+                .unwrap_or_else(|| Err(stopped())),
+            None => self.registry.mark_command_delivered(device, id),
         }
     }
 
@@ -383,7 +405,7 @@ impl DeviceChannel for RegistryChannel {
             self.plane.methods.sent(device, key);
             return;
         }
-        if let Err(e) = self.registry.mark_command_delivered(device, key) {
+        if let Err(e) = self.plane.mark_delivered(device, key) {
             tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");
         }
     }

@@ -123,7 +123,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Requests are provisioned in batches sharing one transaction (`crate::provisioner`).
+/// Requests are provisioned in batches sharing one transaction (`crate::group_commit`).
 ///
 /// `POST /api/v1/provision/{enrollment}` with `Authorization: Basic base64(device_id:key)`,
 /// key = hex HMAC-SHA256(group key, device id), or without credentials over HTTPS with a
