@@ -123,14 +123,13 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Requests are provisioned in batches sharing one transaction (`crate::group_commit`).
-///
 /// `POST /api/v1/provision/{enrollment}` with `Authorization: Basic base64(device_id:key)`,
 /// key = hex HMAC-SHA256(group key, device id), or without credentials over HTTPS with a
 /// client certificate signed by a certificate group's CA: 201 with the device, its credentials
 /// and endpoints, also for an idempotent repeat (`"created": false`). 401 unknown group, wrong
 /// key or a certificate not signed by the group's CA, 403 disabled group or device, 409 the id
-/// is registered with other credentials.
+/// is registered with other credentials. Requests are provisioned in batches sharing one
+/// transaction (`crate::group_commit`).
 pub async fn provision(
     State(st): State<AppState>,
     Path(enrollment): Path<String>,
