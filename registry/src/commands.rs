@@ -226,6 +226,21 @@ fn mark_in(table: &mut CommandTable<'_>, device: &str, id: &str, now: i64) -> Re
     Ok(c)
 }
 
+/// Stores (`Some`) or forgets (`None`) a device's persistent-session subscriptions.
+fn put_session(
+    table: &mut CommandTable<'_>,
+    device: &str,
+    subscriptions: Option<&[String]>,
+) -> Result<()> {
+    match subscriptions {
+        Some(s) => put_json(table, device, &s)?,
+        None => {
+            table.remove(device)?;
+        }
+    }
+    Ok(())
+}
+
 /// A new command id: the enqueue time in ns, made strictly increasing in this process.
 fn next_id() -> String {
     let now = now_ns();
@@ -567,17 +582,27 @@ impl Registry {
     /// Stores (`Some`) or forgets (`None`) the subscriptions of `device`'s persistent session.
     pub fn set_mqtt_session(&self, device: &str, subscriptions: Option<&[String]>) -> Result<()> {
         let txn = self.inner.write_txn()?;
-        {
-            let mut table = txn.open_table(MQTT_SESSIONS)?;
-            match subscriptions {
-                Some(s) => put_json(&mut table, device, &s)?,
-                None => {
-                    table.remove(device)?;
-                }
-            }
-        }
+        put_session(&mut txn.open_table(MQTT_SESSIONS)?, device, subscriptions)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// [`Registry::set_mqtt_session`] for many devices in **one** transaction (one fsync), in
+    /// order (a later entry for the same device wins). A failed commit fails them all.
+    pub fn set_mqtt_sessions(&self, sessions: &[(String, Option<Vec<String>>)]) -> Vec<Result<()>> {
+        let attempt = || -> Result<Vec<Result<()>>> {
+            let txn = self.inner.write_txn()?;
+            let results = {
+                let mut table = txn.open_table(MQTT_SESSIONS)?;
+                sessions
+                    .iter()
+                    .map(|(device, subs)| put_session(&mut table, device, subs.as_deref()))
+                    .collect()
+            };
+            txn.commit()?;
+            Ok(results)
+        };
+        attempt().unwrap_or_else(|e| sessions.iter().map(|_| Err(e.clone())).collect())
     }
 }
 
@@ -617,6 +642,20 @@ mod tests {
             ttl_ns,
             ack,
         }
+    }
+
+    #[test]
+    fn sessions_in_one_transaction() {
+        let (_d, reg) = registry();
+        let subs = Some(vec!["devices/d1/commands/#".to_owned()]);
+        let out = reg.set_mqtt_sessions(&[
+            ("d1".into(), subs.clone()),
+            ("d2".into(), subs.clone()),
+            ("d2".into(), None),
+        ]);
+        assert!(out.iter().all(Result::is_ok));
+        assert_eq!(reg.mqtt_session("d1").unwrap(), subs);
+        assert_eq!(reg.mqtt_session("d2").unwrap(), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! load the fsync and the transaction are shared by the whole batch. Used for
 //! `POST /api/v1/provision/{enrollment}` ([`Registry::provision_many`], at most
 //! [`MAX_PROVISION_BATCH`]) and for marking MQTT command deliveries
-//! ([`Registry::mark_commands_delivered`], at most [`MAX_MARK_BATCH`]).
+//! ([`Registry::mark_commands_delivered`], at most [`MAX_MARK_BATCH`]) and storing persistent MQTT
+//! sessions' subscriptions ([`Registry::set_mqtt_sessions`], same maximum).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -93,6 +94,17 @@ pub type Marker = Batcher<(String, String), Result<Command, RegistryError>>;
 pub fn marker(registry: Arc<Registry>) -> std::io::Result<Marker> {
     Batcher::start("strata-marks", MAX_MARK_BATCH, move |marks| {
         registry.mark_commands_delivered(&marks)
+    })
+}
+
+/// Persistent-session saves in batches ([`Registry::set_mqtt_sessions`]): `(device,
+/// subscriptions or None to forget)`.
+pub type SessionSaver = Batcher<(String, Option<Vec<String>>), Result<(), RegistryError>>;
+
+/// Starts the session-saving thread over `registry`.
+pub fn session_saver(registry: Arc<Registry>) -> std::io::Result<SessionSaver> {
+    Batcher::start("strata-sessions", MAX_MARK_BATCH, move |sessions| {
+        registry.set_mqtt_sessions(&sessions)
     })
 }
 

@@ -40,6 +40,7 @@ pub struct DevicePlane {
     mqtts_port: OnceLock<u16>,
     provisioner: OnceLock<Option<crate::group_commit::Provisioner>>,
     marker: OnceLock<Option<crate::group_commit::Marker>>,
+    sessions: OnceLock<Option<crate::group_commit::SessionSaver>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     twin_limits: Mutex<TwinLimits>,
     /// What connected devices are owed of their twins.
@@ -67,6 +68,7 @@ impl DevicePlane {
             mqtts_port: OnceLock::new(),
             provisioner: OnceLock::new(),
             marker: OnceLock::new(),
+            sessions: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             twin_limits: Mutex::new(TwinLimits::default()),
             twins: TwinFeed::default(),
@@ -161,6 +163,28 @@ impl DevicePlane {
                 .call_blocking((device.to_owned(), id.to_owned()))
                 .unwrap_or_else(|| Err(stopped())),
             None => self.registry.mark_command_delivered(device, id),
+        }
+    }
+
+    /// Stores (or with `None` forgets) a persistent session's subscriptions through the
+    /// group-commit thread, from a blocking thread; one transaction per call if it cannot start.
+    pub fn save_session(
+        &self,
+        device: &str,
+        subscriptions: Option<&[String]>,
+    ) -> Result<(), RegistryError> {
+        let saver = self.sessions.get_or_init(|| {
+            crate::group_commit::session_saver(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the session-saving thread"),
+                )
+                .ok()
+        });
+        match saver {
+            Some(s) => s
+                .call_blocking((device.to_owned(), subscriptions.map(<[String]>::to_vec)))
+                .unwrap_or_else(|| Err(stopped())),
+            None => self.registry.set_mqtt_session(device, subscriptions),
         }
     }
 
@@ -449,7 +473,7 @@ impl DeviceChannel for RegistryChannel {
     }
 
     fn save_session(&self, device: &str, subscriptions: Option<&[String]>) {
-        if let Err(e) = self.registry.set_mqtt_session(device, subscriptions) {
+        if let Err(e) = self.plane.save_session(device, subscriptions) {
             tracing::warn!(device, error = %e, "cannot store a persistent MQTT session");
         }
     }
