@@ -9,9 +9,12 @@
 //! - [`fleet`]: the **fleet simulator** — a deterministic truck-fleet telemetry generator that
 //!   writes InfluxDB line protocol (the `strata-fleet` binary), with [`load`], an HTTP load driver
 //!   for the write endpoint.
+//! - [`devbench`]: device-plane scale benchmarks (provisioning through one enrollment group,
+//!   one command fanned out to many connected MQTT devices), `strata-fleet provision|commands`.
 //! - [`lineproto`] and [`duration`]: small helpers for counting line-protocol rows and values and
 //!   for durations.
 
+pub mod devbench;
 pub mod device;
 pub mod duration;
 pub mod fleet;

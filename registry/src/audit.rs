@@ -21,6 +21,20 @@ pub(crate) fn append(
     outcome: std::result::Result<Option<String>, String>,
 ) -> Result<()> {
     let mut table = txn.open_table(AUDIT)?;
+    append_to(&mut table, actor, action, target, outcome)
+}
+
+/// The audit table of a write transaction.
+pub(crate) type AuditTable<'t> = redb::Table<'t, u64, &'static [u8]>;
+
+/// [`append`] with the table already open (a batch appends many records to one handle).
+pub(crate) fn append_to(
+    table: &mut AuditTable<'_>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: std::result::Result<Option<String>, String>,
+) -> Result<()> {
     let seq = match table.last()? {
         Some((k, _)) => k.value().saturating_add(1),
         None => 1,

@@ -148,6 +148,99 @@ pub struct CommandAck {
 
 static LAST_ID: AtomicI64 = AtomicI64::new(0);
 
+/// The command table of a write transaction.
+type CommandTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// Stores `cmd` for `device` inside `txn` (see [`Registry::enqueue_command`]).
+fn enqueue_in(
+    txn: &redb::WriteTransaction,
+    device: &str,
+    cmd: NewCommand,
+    now: i64,
+    max_depth: usize,
+) -> Result<Command> {
+    let identities = txn.open_table(IDENTITIES)?;
+    let mut table = txn.open_table(COMMANDS)?;
+    enqueue_into(&identities, &mut table, device, cmd, now, max_depth)
+}
+
+/// [`enqueue_in`] with the tables already open (a bulk enqueue opens them once).
+fn enqueue_into(
+    identities: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &mut CommandTable<'_>,
+    device: &str,
+    cmd: NewCommand,
+    now: i64,
+    max_depth: usize,
+) -> Result<Command> {
+    if identities.get(device)?.is_none() {
+        return Err(RegistryError::not_found("device", device));
+    }
+    let (start, end) = device_range(device);
+    let mut open = 0;
+    for item in table.range::<&str>(start.as_str()..end.as_str())? {
+        let (_, v) = item?;
+        let c: Command = serde_json::from_slice(v.value())?;
+        if c.status.open(c.ack) && now < c.expires_ns {
+            open += 1;
+        }
+    }
+    if open >= max_depth {
+        return Err(RegistryError::LimitExceeded(format!(
+            "the command queue of device '{device}' is full ({open} of {max_depth} open commands)"
+        )));
+    }
+    let command = Command {
+        id: next_id(),
+        device: device.to_owned(),
+        name: cmd.name,
+        payload: cmd.payload,
+        ack: cmd.ack,
+        status: CommandStatus::Queued,
+        created_ns: now,
+        expires_ns: now.saturating_add(cmd.ttl_ns),
+        delivered_ns: None,
+        finished_ns: None,
+        result: None,
+        attempts: 0,
+    };
+    put_json(table, &key(device, &command.id), &command)?;
+    Ok(command)
+}
+
+/// Marks one command delivered in an open command table (see
+/// [`Registry::mark_command_delivered`]).
+fn mark_in(table: &mut CommandTable<'_>, device: &str, id: &str, now: i64) -> Result<Command> {
+    validate_device_id(device)?;
+    check_id(id)?;
+    let k = key(device, id);
+    let mut c = get_json::<Command, _>(table, &k)?
+        .ok_or_else(|| RegistryError::not_found("command", id))?;
+    // Sent before it expired (the sender checks), so a late PUBACK still counts.
+    if c.status != CommandStatus::Queued {
+        return Ok(c);
+    }
+    c.status = CommandStatus::Delivered;
+    c.delivered_ns = Some(now);
+    put_json(table, &k, &c)?;
+    Ok(c)
+}
+
+/// Stores (`Some`) or forgets (`None`) a device's persistent-session subscriptions.
+fn put_session(
+    table: &mut CommandTable<'_>,
+    device: &str,
+    subscriptions: Option<&[String]>,
+) -> Result<()> {
+    match subscriptions {
+        Some(s) => put_json(table, device, &s)?,
+        None => {
+            table.remove(device)?;
+        }
+    }
+    Ok(())
+}
+
 /// A new command id: the enqueue time in ns, made strictly increasing in this process.
 fn next_id() -> String {
     let now = now_ns();
@@ -219,46 +312,45 @@ impl Registry {
     ) -> Result<Command> {
         validate_device_id(device)?;
         validate(&cmd)?;
-        let now = now_ns();
         let txn = self.inner.write_txn()?;
-        let command = {
-            if txn.open_table(IDENTITIES)?.get(device)?.is_none() {
-                return Err(RegistryError::not_found("device", device));
-            }
-            let mut table = txn.open_table(COMMANDS)?;
-            let (start, end) = device_range(device);
-            let mut open = 0;
-            for item in table.range::<&str>(start.as_str()..end.as_str())? {
-                let (_, v) = item?;
-                let c: Command = serde_json::from_slice(v.value())?;
-                if c.status.open(c.ack) && now < c.expires_ns {
-                    open += 1;
-                }
-            }
-            if open >= max_depth {
-                return Err(RegistryError::LimitExceeded(format!(
-                    "the command queue of device '{device}' is full ({open} of {max_depth} open commands)"
-                )));
-            }
-            let command = Command {
-                id: next_id(),
-                device: device.to_owned(),
-                name: cmd.name,
-                payload: cmd.payload,
-                ack: cmd.ack,
-                status: CommandStatus::Queued,
-                created_ns: now,
-                expires_ns: now.saturating_add(cmd.ttl_ns),
-                delivered_ns: None,
-                finished_ns: None,
-                result: None,
-                attempts: 0,
-            };
-            put_json(&mut table, &key(device, &command.id), &command)?;
-            command
-        };
+        let command = enqueue_in(&txn, device, cmd, now_ns(), max_depth)?;
         txn.commit()?;
         Ok(command)
+    }
+
+    /// Stores the same command for every device of `devices` in **one** transaction (one
+    /// fsync): one result per device in input order, each as [`Registry::enqueue_command`]
+    /// would answer it (unknown device, full queue). At most [`crate::MAX_BULK_ITEMS`]
+    /// devices; `Err` only when the whole call fails (bad command, too many devices, storage).
+    pub fn enqueue_commands(
+        &self,
+        devices: &[String],
+        cmd: &NewCommand,
+        max_depth: usize,
+    ) -> Result<Vec<Result<Command>>> {
+        validate(cmd)?;
+        if devices.len() > crate::MAX_BULK_ITEMS {
+            return Err(RegistryError::invalid(format!(
+                "at most {} devices per bulk command, got {}",
+                crate::MAX_BULK_ITEMS,
+                devices.len()
+            )));
+        }
+        let now = now_ns();
+        let txn = self.inner.write_txn()?;
+        let results = {
+            let identities = txn.open_table(IDENTITIES)?;
+            let mut table = txn.open_table(COMMANDS)?;
+            devices
+                .iter()
+                .map(|d| {
+                    validate_device_id(d)?;
+                    enqueue_into(&identities, &mut table, d, cmd.clone(), now, max_depth)
+                })
+                .collect()
+        };
+        txn.commit()?;
+        Ok(results)
     }
 
     /// Every stored command of `device`, oldest first, as seen now.
@@ -343,25 +435,29 @@ impl Registry {
     /// Records that the device received the command (MQTT PUBACK). A command that moved on
     /// meanwhile (acknowledged, cancelled) is left as it is.
     pub fn mark_command_delivered(&self, device: &str, id: &str) -> Result<Command> {
-        validate_device_id(device)?;
-        check_id(id)?;
         let txn = self.inner.write_txn()?;
-        let command = {
-            let mut table = txn.open_table(COMMANDS)?;
-            let k = key(device, id);
-            let mut c = get_json::<Command, _>(&table, &k)?
-                .ok_or_else(|| RegistryError::not_found("command", id))?;
-            // Sent before it expired (the sender checks), so a late PUBACK still counts.
-            if c.status != CommandStatus::Queued {
-                return Ok(c);
-            }
-            c.status = CommandStatus::Delivered;
-            c.delivered_ns = Some(now_ns());
-            put_json(&mut table, &k, &c)?;
-            c
-        };
+        let command = mark_in(&mut txn.open_table(COMMANDS)?, device, id, now_ns())?;
         txn.commit()?;
         Ok(command)
+    }
+
+    /// [`Registry::mark_command_delivered`] for many `(device, command id)` pairs in **one**
+    /// transaction (one fsync); one result per pair in order. A failed commit fails them all.
+    pub fn mark_commands_delivered(&self, marks: &[(String, String)]) -> Vec<Result<Command>> {
+        let now = now_ns();
+        let attempt = || -> Result<Vec<Result<Command>>> {
+            let txn = self.inner.write_txn()?;
+            let results = {
+                let mut table = txn.open_table(COMMANDS)?;
+                marks
+                    .iter()
+                    .map(|(device, id)| mark_in(&mut table, device, id, now))
+                    .collect()
+            };
+            txn.commit()?;
+            Ok(results)
+        };
+        attempt().unwrap_or_else(|e| marks.iter().map(|_| Err(e.clone())).collect())
     }
 
     /// Counts a send attempt of a command (before it goes out over MQTT).
@@ -486,17 +582,27 @@ impl Registry {
     /// Stores (`Some`) or forgets (`None`) the subscriptions of `device`'s persistent session.
     pub fn set_mqtt_session(&self, device: &str, subscriptions: Option<&[String]>) -> Result<()> {
         let txn = self.inner.write_txn()?;
-        {
-            let mut table = txn.open_table(MQTT_SESSIONS)?;
-            match subscriptions {
-                Some(s) => put_json(&mut table, device, &s)?,
-                None => {
-                    table.remove(device)?;
-                }
-            }
-        }
+        put_session(&mut txn.open_table(MQTT_SESSIONS)?, device, subscriptions)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// [`Registry::set_mqtt_session`] for many devices in **one** transaction (one fsync), in
+    /// order (a later entry for the same device wins). A failed commit fails them all.
+    pub fn set_mqtt_sessions(&self, sessions: &[(String, Option<Vec<String>>)]) -> Vec<Result<()>> {
+        let attempt = || -> Result<Vec<Result<()>>> {
+            let txn = self.inner.write_txn()?;
+            let results = {
+                let mut table = txn.open_table(MQTT_SESSIONS)?;
+                sessions
+                    .iter()
+                    .map(|(device, subs)| put_session(&mut table, device, subs.as_deref()))
+                    .collect()
+            };
+            txn.commit()?;
+            Ok(results)
+        };
+        attempt().unwrap_or_else(|e| sessions.iter().map(|_| Err(e.clone())).collect())
     }
 }
 
@@ -536,6 +642,64 @@ mod tests {
             ttl_ns,
             ack,
         }
+    }
+
+    #[test]
+    fn sessions_in_one_transaction() {
+        let (_d, reg) = registry();
+        let subs = Some(vec!["devices/d1/commands/#".to_owned()]);
+        let out = reg.set_mqtt_sessions(&[
+            ("d1".into(), subs.clone()),
+            ("d2".into(), subs.clone()),
+            ("d2".into(), None),
+        ]);
+        assert!(out.iter().all(Result::is_ok));
+        assert_eq!(reg.mqtt_session("d1").unwrap(), subs);
+        assert_eq!(reg.mqtt_session("d2").unwrap(), None);
+    }
+
+    #[test]
+    fn marks_in_one_transaction() {
+        let (_d, reg) = registry();
+        let a = reg
+            .enqueue_command("d1", cmd("a", 10_000_000_000, true), 5)
+            .unwrap();
+        let marks = vec![
+            ("d1".to_owned(), a.id.clone()),
+            ("d1".to_owned(), "123".to_owned()),
+            ("d1".to_owned(), a.id.clone()),
+        ];
+        let out = reg.mark_commands_delivered(&marks);
+        assert_eq!(out[0].as_ref().unwrap().status, CommandStatus::Delivered);
+        assert!(matches!(out[1], Err(RegistryError::NotFound { .. })));
+        assert_eq!(out[2].as_ref().unwrap().status, CommandStatus::Delivered);
+        assert_eq!(
+            reg.command("d1", &a.id).unwrap().status,
+            CommandStatus::Delivered
+        );
+    }
+
+    #[test]
+    fn bulk_enqueue_answers_per_device() {
+        let (_d, reg) = registry();
+        reg.register_device("t", DeviceRegistration::new("d2"))
+            .unwrap();
+        reg.enqueue_command("d2", cmd("first", 10_000_000_000, true), 1)
+            .unwrap();
+        let devices: Vec<String> = ["d1", "nope", "d2", "bad id"].map(String::from).into();
+        let out = reg
+            .enqueue_commands(&devices, &cmd("all", 10_000_000_000, true), 1)
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap().device, "d1");
+        assert!(matches!(out[1], Err(RegistryError::NotFound { .. })));
+        assert!(matches!(out[2], Err(RegistryError::LimitExceeded(_))));
+        assert!(matches!(out[3], Err(RegistryError::Invalid(_))));
+        assert_eq!(reg.commands("d1").unwrap().len(), 1);
+        assert_eq!(reg.commands("d2").unwrap().len(), 1);
+        assert!(
+            reg.enqueue_commands(&devices, &cmd("", 1, true), 1)
+                .is_err()
+        );
     }
 
     #[test]

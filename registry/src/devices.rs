@@ -23,7 +23,7 @@ use crate::validate::{
 type StrTableMut<'t> = Table<'t, &'static str, &'static [u8]>;
 
 /// A validated registration ready to be stored, with the clear keys to return once.
-struct Prepared {
+pub(crate) struct Prepared {
     ident: IdentityRecord,
     meta: MetaRecord,
     primary_key: String,
@@ -65,7 +65,7 @@ fn normalized_thumbprint(raw: Option<&String>) -> Result<Option<String>> {
         .transpose()
 }
 
-fn prepare(req: &DeviceRegistration, now: i64) -> Result<Prepared> {
+pub(crate) fn prepare(req: &DeviceRegistration, now: i64) -> Result<Prepared> {
     let meta = normalized_meta(req, now)?;
     let thumbprint = normalized_thumbprint(req.thumbprint.as_ref())?;
     let primary_key = supplied_or_generated("primary key", req.primary_key.as_ref())?;
@@ -103,7 +103,7 @@ pub(crate) fn to_device(id: &str, ident: &IdentityRecord, meta: MetaRecord) -> D
     }
 }
 
-fn insert_prepared(
+pub(crate) fn insert_prepared(
     idt: &mut StrTableMut<'_>,
     mt: &mut StrTableMut<'_>,
     id: &str,

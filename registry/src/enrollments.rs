@@ -7,6 +7,11 @@
 //! with the group's model and attributes, and linked `entity contains device`. Provisioning again
 //! with the same key is idempotent; a disabled group refuses.
 //!
+//! A group may instead carry a CA certificate (`ca_cert`, PEM): a device then attests itself
+//! with a client certificate signed by that CA (the server verifies the chain over TLS; this
+//! crate never parses X.509) and is registered by [`Registry::provision_certificate`] with the
+//! certificate's thumbprint pinned, so from then on it authenticates with that certificate.
+//!
 //! The group key must be kept to verify derived keys, so unlike device keys and tokens it is
 //! stored as issued (in the registry file, like IoT Hub DPS keeps its group keys); see
 //! `docs/security.md`.
@@ -35,6 +40,10 @@ pub struct Enrollment {
     pub attributes: Attributes,
     /// Entity provisioned devices are linked into (`entity contains device`).
     pub entity: Option<String>,
+    /// The CA certificate (PEM) that attests devices, for a certificate group (`None`: the
+    /// group attests devices by keys derived from its group key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// Whether devices may provision through it.
     pub enabled: bool,
     /// Devices provisioned through it so far (first provisioning only).
@@ -46,9 +55,11 @@ pub struct Enrollment {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EnrollmentRecord {
-    enrollment: Enrollment,
-    group_key: String,
+pub(crate) struct EnrollmentRecord {
+    pub(crate) enrollment: Enrollment,
+    /// `None` for a certificate group.
+    #[serde(default)]
+    pub(crate) group_key: Option<String>,
 }
 
 /// A group to create.
@@ -66,6 +77,10 @@ pub struct NewEnrollment {
     /// Entity to link provisioned devices into (must exist).
     #[serde(default)]
     pub entity: Option<String>,
+    /// A CA certificate (PEM) instead of a group key: devices attest with client certificates
+    /// it signed. The server checks that it is a usable certificate before creating the group.
+    #[serde(default)]
+    pub ca_cert: Option<String>,
     /// Whether it starts enabled (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -81,8 +96,9 @@ pub struct CreatedEnrollment {
     /// The group.
     #[serde(flatten)]
     pub enrollment: Enrollment,
-    /// The group key: devices derive theirs from it.
-    pub group_key: String,
+    /// The group key: devices derive theirs from it (absent for a certificate group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
 }
 
 /// The outcome of [`Registry::provision`].
@@ -94,6 +110,29 @@ pub struct Provisioned {
     pub created: bool,
 }
 
+/// The group, unless it is disabled ([`RegistryError::Forbidden`]).
+pub(crate) fn enabled_group(group: Enrollment) -> Result<Enrollment> {
+    if group.enabled {
+        Ok(group)
+    } else {
+        Err(RegistryError::Forbidden(format!(
+            "enrollment '{}' is disabled",
+            group.id
+        )))
+    }
+}
+
+/// A cheap shape check of a CA certificate (the server parses it for real): one or more PEM
+/// certificate blocks, at most 64 KiB.
+fn check_ca_pem(pem: &str) -> Result<()> {
+    if pem.len() > 64 * 1024 || !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(RegistryError::invalid(
+            "ca_cert must be a PEM certificate (-----BEGIN CERTIFICATE-----), at most 64 KiB",
+        ));
+    }
+    Ok(())
+}
+
 /// A device's key in enrollment group `group_key`: lowercase hex HMAC-SHA256(group key, id).
 pub fn derive_device_key(group_key: &str, device_id: &str) -> String {
     // HMAC accepts keys of any length.
@@ -103,7 +142,8 @@ pub fn derive_device_key(group_key: &str, device_id: &str) -> String {
     to_hex(&mac.finalize().into_bytes())
 }
 
-const REFUSED: &str = "unknown enrollment, or a device key not derived from its group key";
+pub(crate) const REFUSED: &str =
+    "unknown enrollment, or a device key not derived from its group key";
 
 impl Registry {
     /// Creates an enrollment group and its key.
@@ -115,19 +155,24 @@ impl Registry {
         if let Some(e) = &new.entity {
             self.get_entity(e)?;
         }
+        if let Some(pem) = &new.ca_cert {
+            check_ca_pem(pem)?;
+        }
         let now = now_ns();
+        let group_key = new.ca_cert.is_none().then(generate_key);
         let record = EnrollmentRecord {
             enrollment: Enrollment {
                 id: new.id.clone(),
                 model: new.model,
                 attributes: new.attributes,
                 entity: new.entity,
+                ca_cert: new.ca_cert,
                 enabled: new.enabled,
                 provisioned: 0,
                 created_ns: now,
                 updated_ns: now,
             },
-            group_key: generate_key(),
+            group_key,
         };
         self.audited(actor, "enrollment.create", &new.id, |txn| {
             let mut t = txn.open_table(ENROLLMENTS)?;
@@ -142,7 +187,7 @@ impl Registry {
         })
     }
 
-    fn enrollment_record(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
+    pub(crate) fn enrollment_record(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
         let txn = self.inner.read_txn()?;
         let t = txn.open_table(ENROLLMENTS)?;
         get_json(&t, id)
@@ -225,16 +270,16 @@ impl Registry {
             .enrollment_record(enrollment)?
             .ok_or_else(unauthorized)?;
         validate_device_id(device_id)?;
-        let expected = derive_device_key(&rec.group_key, device_id);
+        let Some(group_key) = &rec.group_key else {
+            return Err(RegistryError::Unauthorized(format!(
+                "enrollment '{enrollment}' attests devices by CA certificate: provision over HTTPS with a client certificate"
+            )));
+        };
+        let expected = derive_device_key(group_key, device_id);
         if !ct_eq(expected.as_bytes(), key.as_bytes()) {
             return Err(unauthorized());
         }
-        let group = rec.enrollment;
-        if !group.enabled {
-            return Err(RegistryError::Forbidden(format!(
-                "enrollment '{enrollment}' is disabled"
-            )));
-        }
+        let group = enabled_group(rec.enrollment)?;
         let actor = format!("enrollment:{enrollment}");
         let created = match self.get_device(device_id) {
             Ok(_) => {
@@ -268,11 +313,77 @@ impl Registry {
             }
             Err(e) => return Err(e),
         };
+        self.finish_provisioning(&group, device_id, created)
+    }
+
+    /// Provisions `device_id` through certificate group `enrollment`, for a client certificate
+    /// with `thumbprint` that the caller has verified chains to the group's CA and names
+    /// `device_id`. The device is registered with the thumbprint pinned (it then authenticates
+    /// with exactly that certificate), the group's model and attributes, a generated key that is
+    /// never returned, and linked into the group's entity. A repeat with the same certificate is
+    /// idempotent. Refusals: unknown group or a key group → [`RegistryError::Unauthorized`];
+    /// disabled group or device → [`RegistryError::Forbidden`]; the id registered with other
+    /// credentials (another or no pinned certificate) → [`RegistryError::Conflict`].
+    pub fn provision_certificate(
+        &self,
+        enrollment: &str,
+        device_id: &str,
+        thumbprint: &str,
+    ) -> Result<Provisioned> {
+        let rec = self.enrollment_record(enrollment)?.ok_or_else(|| {
+            RegistryError::Unauthorized(format!("unknown enrollment '{enrollment}'"))
+        })?;
+        validate_device_id(device_id)?;
+        if rec.enrollment.ca_cert.is_none() {
+            return Err(RegistryError::Unauthorized(format!(
+                "enrollment '{enrollment}' attests devices by group key, not by certificate"
+            )));
+        }
+        let group = enabled_group(rec.enrollment)?;
+        let actor = format!("enrollment:{enrollment}");
+        let created = match self.get_device(device_id) {
+            Ok(d) if d.thumbprint.as_deref() == Some(thumbprint) && !d.enabled => {
+                return Err(RegistryError::Forbidden(format!(
+                    "device '{device_id}' is disabled"
+                )));
+            }
+            Ok(d) if d.thumbprint.as_deref() == Some(thumbprint) => false,
+            Ok(_) => {
+                return Err(RegistryError::Conflict(format!(
+                    "device '{device_id}' is registered with other credentials"
+                )));
+            }
+            Err(RegistryError::NotFound { .. }) => {
+                let mut reg = DeviceRegistration::new(device_id);
+                reg.model = group.model.clone();
+                reg.attributes = group.attributes.clone();
+                reg.thumbprint = Some(thumbprint.to_owned());
+                match self.register_device(&actor, reg) {
+                    Ok(_) => true,
+                    Err(RegistryError::AlreadyExists { .. }) => {
+                        return self.provision_certificate(enrollment, device_id, thumbprint);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.finish_provisioning(&group, device_id, created)
+    }
+
+    /// Links a provisioned device into its group's entity and counts a first provisioning.
+    fn finish_provisioning(
+        &self,
+        group: &Enrollment,
+        device_id: &str,
+        created: bool,
+    ) -> Result<Provisioned> {
+        let actor = format!("enrollment:{}", group.id);
         if let Some(entity) = &group.entity {
             self.link_provisioned(&actor, entity, device_id)?;
         }
         if created {
-            self.change_enrollment(&actor, "enrollment.provisioned", enrollment, |e| {
+            self.change_enrollment(&actor, "enrollment.provisioned", &group.id, |e| {
                 e.provisioned += 1;
             })?;
         }
@@ -328,14 +439,16 @@ mod tests {
             model: None,
             attributes: serde_json::from_str(r#"{"line": 7}"#).unwrap(),
             entity: None,
+            ca_cert: None,
             enabled: true,
         };
         let created = reg.create_enrollment("t", group.clone()).unwrap();
+        let group_key = created.group_key.clone().unwrap();
         assert!(matches!(
             reg.create_enrollment("t", group),
             Err(RegistryError::AlreadyExists { .. })
         ));
-        let key = derive_device_key(&created.group_key, "dev-1");
+        let key = derive_device_key(&group_key, "dev-1");
         let first = reg.provision("line-7", "dev-1", &key).unwrap();
         assert!(first.created);
         assert_eq!(first.device.attributes["line"], 7);
@@ -353,9 +466,63 @@ mod tests {
             Err(RegistryError::Unauthorized(_))
         ));
         reg.set_enrollment_enabled("t", "line-7", false).unwrap();
-        let key2 = derive_device_key(&created.group_key, "dev-2");
+        let key2 = derive_device_key(&group_key, "dev-2");
         assert!(matches!(
             reg.provision("line-7", "dev-2", &key2),
+            Err(RegistryError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn certificate_groups_pin_the_thumbprint() {
+        let (_d, reg) = registry();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let new = |id: &str, ca: Option<&str>| NewEnrollment {
+            id: id.into(),
+            model: None,
+            attributes: Attributes::default(),
+            entity: None,
+            ca_cert: ca.map(str::to_owned),
+            enabled: true,
+        };
+        assert!(matches!(
+            reg.create_enrollment("t", new("bad", Some("not pem"))),
+            Err(RegistryError::Invalid(_))
+        ));
+        let created = reg
+            .create_enrollment("t", new("ca-line", Some(pem)))
+            .unwrap();
+        assert!(created.group_key.is_none());
+        assert_eq!(created.enrollment.ca_cert.as_deref(), Some(pem));
+        let keyed = reg.create_enrollment("t", new("key-line", None)).unwrap();
+        let tp = "ab".repeat(32);
+        let first = reg.provision_certificate("ca-line", "cam-1", &tp).unwrap();
+        assert!(first.created);
+        assert_eq!(first.device.thumbprint.as_deref(), Some(tp.as_str()));
+        reg.authenticate_device_cert("cam-1", &tp).unwrap();
+        assert!(
+            !reg.provision_certificate("ca-line", "cam-1", &tp)
+                .unwrap()
+                .created
+        );
+        assert_eq!(reg.enrollment("ca-line").unwrap().provisioned, 1);
+        // Another certificate for the same id, a key group, a group key on a CA group.
+        assert!(matches!(
+            reg.provision_certificate("ca-line", "cam-1", &"cd".repeat(32)),
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(matches!(
+            reg.provision_certificate("key-line", "cam-2", &tp),
+            Err(RegistryError::Unauthorized(_))
+        ));
+        let key = derive_device_key(keyed.group_key.as_deref().unwrap(), "cam-2");
+        assert!(matches!(
+            reg.provision("ca-line", "cam-2", &key),
+            Err(RegistryError::Unauthorized(_))
+        ));
+        reg.set_enrollment_enabled("t", "ca-line", false).unwrap();
+        assert!(matches!(
+            reg.provision_certificate("ca-line", "cam-3", &"ef".repeat(32)),
             Err(RegistryError::Forbidden(_))
         ));
     }

@@ -26,6 +26,7 @@ mod entities;
 mod error;
 mod model;
 mod models;
+mod provision_batch;
 mod registry;
 mod snapshot;
 mod store;
@@ -46,6 +47,7 @@ pub use enrollments::{
 };
 pub use error::{RegistryError, Result};
 pub use model::*;
+pub use provision_batch::{ProvisionCredential, ProvisionRequest};
 pub use registry::{REGISTRY_FILE, Registry, RegistryOptions};
 pub use store::ENV_ADMIN_TOKEN_ID;
 pub use tokens::TOKEN_PREFIX;

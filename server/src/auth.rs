@@ -114,6 +114,8 @@ pub fn policy(method: &Method, route: &str) -> Access {
         {
             Access::Write
         }
+        // One command to many devices at once (docs/devices.md).
+        "/api/v1/commands" if method != Method::GET && method != Method::HEAD => Access::Write,
         // Twins: applications read with `read` and write desired with `write`; a device reads
         // its twin and writes reported. Methods: applications with `write`.
         "/api/v1/devices/{id}/twin" => Access::ReadOrDevice,

@@ -16,6 +16,7 @@ mod credentials;
 pub mod ctl;
 mod error;
 mod flight;
+mod group_commit;
 mod lifecycle;
 mod lifecycle_sql;
 mod listen;

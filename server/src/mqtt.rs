@@ -59,8 +59,34 @@ impl DeviceAuthenticator for RegistryAuthenticator {
                 .authenticate_device(device, key)
                 .map_err(auth_failure)?;
         }
-        crate::tls::check_device(&self.registry, certificate).map_err(auth_failure)?;
+        match crate::tls::check_device(&self.registry, certificate) {
+            Err(RegistryError::NotFound { .. }) if certificate.enrollment.is_some() => {
+                self.provision(certificate)?;
+            }
+            other => other.map_err(auth_failure)?,
+        }
         Ok(device.to_owned())
+    }
+}
+
+impl RegistryAuthenticator {
+    /// Zero-touch provisioning on first MQTTS connect: an unknown device presenting a
+    /// certificate from enrollment group `g`'s CA is registered through `g` (pinned to that
+    /// certificate). A disabled group refuses with "not authorized".
+    fn provision(&self, certificate: &ClientCertificate) -> Result<(), AuthFailure> {
+        let group = certificate.enrollment.as_deref().unwrap_or_default();
+        let done = self
+            .registry
+            .provision_certificate(group, &certificate.device, &certificate.thumbprint)
+            .map_err(|e| match e {
+                RegistryError::Forbidden(_) => AuthFailure::NotAuthorized,
+                RegistryError::Conflict(_) => AuthFailure::BadCredentials,
+                e => auth_failure(e),
+            })?;
+        if done.created {
+            tracing::info!(device = %certificate.device, enrollment = group, "device provisioned on first MQTTS connect");
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,11 @@ use tokio::sync::Notify;
 use crate::methods::{MethodReply, Methods, response_rid};
 use crate::twin_feed::{Owed, TwinFeed, full_message};
 
+/// The error when a group-commit thread has stopped.
+fn stopped() -> RegistryError {
+    RegistryError::Storage("the group-commit thread stopped".into())
+}
+
 /// How often expired commands are written as such.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -32,6 +37,10 @@ pub struct DevicePlane {
     mqtt: OnceLock<MqttServer>,
     queue_depth: AtomicUsize,
     mqtt_port: OnceLock<u16>,
+    mqtts_port: OnceLock<u16>,
+    provisioner: OnceLock<Option<crate::group_commit::Provisioner>>,
+    marker: OnceLock<Option<crate::group_commit::Marker>>,
+    sessions: OnceLock<Option<crate::group_commit::SessionSaver>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     twin_limits: Mutex<TwinLimits>,
     /// What connected devices are owed of their twins.
@@ -56,6 +65,10 @@ impl DevicePlane {
             mqtt: OnceLock::new(),
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
             mqtt_port: OnceLock::new(),
+            mqtts_port: OnceLock::new(),
+            provisioner: OnceLock::new(),
+            marker: OnceLock::new(),
+            sessions: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             twin_limits: Mutex::new(TwinLimits::default()),
             twins: TwinFeed::default(),
@@ -108,6 +121,81 @@ impl DevicePlane {
     /// The plain MQTT listener's port, when one listens.
     pub fn mqtt_port(&self) -> Option<u16> {
         self.mqtt_port.get().copied()
+    }
+
+    /// Provisions a device through the group-commit thread ([`crate::group_commit`], started
+    /// on first use; should it fail to start, one transaction per request instead).
+    pub async fn provision(
+        &self,
+        req: strata_registry::ProvisionRequest,
+    ) -> Result<strata_registry::Provisioned, RegistryError> {
+        let provisioner = self.provisioner.get_or_init(|| {
+            crate::group_commit::provisioner(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the provisioning thread"),
+                )
+                .ok()
+        });
+        if let Some(p) = provisioner {
+            return p.call(req).await.unwrap_or_else(|| Err(stopped()));
+        }
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = registry.provision_many(&[req]).into_iter();
+            out.next().unwrap_or_else(|| Err(stopped()))
+        })
+        .await
+        .map_err(|e| RegistryError::Storage(e.to_string()))?
+    }
+
+    /// Marks a command delivered (MQTT PUBACK) through the group-commit thread, from a
+    /// blocking thread; one transaction per call if the thread cannot start.
+    pub fn mark_delivered(&self, device: &str, id: &str) -> Result<Command, RegistryError> {
+        let marker = self.marker.get_or_init(|| {
+            crate::group_commit::marker(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the delivery-marking thread"),
+                )
+                .ok()
+        });
+        match marker {
+            Some(m) => m
+                .call_blocking((device.to_owned(), id.to_owned()))
+                .unwrap_or_else(|| Err(stopped())),
+            None => self.registry.mark_command_delivered(device, id),
+        }
+    }
+
+    /// Stores (or with `None` forgets) a persistent session's subscriptions through the
+    /// group-commit thread, from a blocking thread; one transaction per call if it cannot start.
+    pub fn save_session(
+        &self,
+        device: &str,
+        subscriptions: Option<&[String]>,
+    ) -> Result<(), RegistryError> {
+        let saver = self.sessions.get_or_init(|| {
+            crate::group_commit::session_saver(self.registry.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "cannot start the session-saving thread"),
+                )
+                .ok()
+        });
+        match saver {
+            Some(s) => s
+                .call_blocking((device.to_owned(), subscriptions.map(<[String]>::to_vec)))
+                .unwrap_or_else(|| Err(stopped())),
+            None => self.registry.set_mqtt_session(device, subscriptions),
+        }
+    }
+
+    /// Records the MQTTS listener's port (announced to provisioned devices).
+    pub fn set_mqtts_port(&self, port: u16) {
+        let _ = self.mqtts_port.set(port);
+    }
+
+    /// The MQTTS listener's port, when one listens.
+    pub fn mqtts_port(&self) -> Option<u16> {
+        self.mqtts_port.get().copied()
     }
 
     /// Tells `device`'s MQTT session and HTTP long-polls that something waits for it.
@@ -341,7 +429,7 @@ impl DeviceChannel for RegistryChannel {
             self.plane.methods.sent(device, key);
             return;
         }
-        if let Err(e) = self.registry.mark_command_delivered(device, key) {
+        if let Err(e) = self.plane.mark_delivered(device, key) {
             tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");
         }
     }
@@ -385,7 +473,7 @@ impl DeviceChannel for RegistryChannel {
     }
 
     fn save_session(&self, device: &str, subscriptions: Option<&[String]>) {
-        if let Err(e) = self.registry.set_mqtt_session(device, subscriptions) {
+        if let Err(e) = self.plane.save_session(device, subscriptions) {
             tracing::warn!(device, error = %e, "cannot store a persistent MQTT session");
         }
     }

@@ -64,6 +64,7 @@ fn device_plane_routes() -> Router<AppState> {
             "/api/v1/devices/{id}/commands",
             get(commands::list).post(commands::create),
         )
+        .route("/api/v1/commands", post(commands::create_bulk))
         .route("/api/v1/devices/{id}/commands/next", get(commands::next))
         .route(
             "/api/v1/devices/{id}/commands/{cid}",

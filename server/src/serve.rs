@@ -20,7 +20,7 @@ use crate::plane::RegistryChannel;
 use crate::routes::router;
 use crate::state::AppState;
 use crate::tls::issue::CertIssuer;
-use crate::tls::{HANDSHAKE_TIMEOUT, MqttsHandshake, Tls};
+use crate::tls::{ClientVerifier, HANDSHAKE_TIMEOUT, MqttsHandshake, Tls};
 use axum::Extension;
 use std::net::SocketAddr;
 
@@ -60,6 +60,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("registry open task failed")??;
     let registry = Arc::new(registry);
+    let verifier = tls.as_ref().and_then(|t| t.verifier.clone());
+    if let Some(v) = &verifier {
+        let n = v
+            .enrolled()
+            .load(&registry)
+            .context("cannot load the enrollment CA certificates")?;
+        tracing::info!(
+            groups = n,
+            "enrollment CA certificates trusted for device certificates"
+        );
+    }
     let query = QueryEngine::with_config(engine.clone(), args.query_config())
         .context("cannot start the SQL engine")?;
     crate::sql_tables::register(&query, &registry);
@@ -79,7 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     log_recovery(&state.recovery);
     let mqtts = match (args.tls.mqtts_addr, &tls) {
-        (Some(a), Some(t)) => Some((a, t.mqtts.clone())),
+        (Some(a), Some(t)) => Some((a, t.mqtts.clone(), t.verifier.clone())),
         _ => None,
     };
     let mqtt_config = MqttConfig {
@@ -118,7 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let issuer = CertIssuer(tls.as_ref().and_then(|t| t.dev_ca.clone()));
     let https = match (args.tls.https_addr, &tls) {
         (Some(a), Some(t)) => {
-            let app = router(state.clone())
+            let app = with_verifier(router(state.clone()), &verifier)
                 .layer(Extension(issuer.clone()))
                 .layer(Extension(rules.clone()));
             let listener = std::net::TcpListener::bind(a)
@@ -169,7 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         registry.clone(),
     )));
     let http_limit = limit("http", args.max_connections_http);
-    let app = router(state)
+    let app = with_verifier(router(state), &verifier)
         .layer(Extension(issuer))
         .layer(Extension(rules.clone()));
     rules.start();
@@ -242,11 +253,27 @@ async fn setup_tls(args: &ServeArgs) -> anyhow::Result<Option<Tls>> {
     Ok(Some(tls))
 }
 
+/// The MQTTS address, its TLS configuration and client-certificate verifier.
+type MqttsListener = (
+    SocketAddr,
+    Arc<rustls::ServerConfig>,
+    Option<Arc<ClientVerifier>>,
+);
+
+/// The router with the TLS client-certificate verifier as an extension (read by the mTLS
+/// device authentication and the enrollment handlers), when client certificates are on.
+fn with_verifier(app: axum::Router, verifier: &Option<Arc<ClientVerifier>>) -> axum::Router {
+    match verifier {
+        Some(v) => app.layer(Extension(v.clone())),
+        None => app,
+    }
+}
+
 /// Binds the MQTT device endpoints (plain and/or TLS), wires registry revocations to them and
 /// serves them in the background; `None` when neither is configured.
 async fn start_mqtt(
     plain: MqttListener,
-    secure: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    secure: Option<MqttsListener>,
     engine: &Arc<Engine>,
     registry: &Arc<strata_registry::Registry>,
     state: &AppState,
@@ -273,7 +300,7 @@ async fn start_mqtt(
         return Ok(None);
     }
     let secure = match secure {
-        Some((a, config)) => Some((bind(a, "MQTTS").await?, config)),
+        Some((a, config, verifier)) => Some((bind(a, "MQTTS").await?, config, verifier)),
         None => None,
     };
     let auth = Arc::new(RegistryAuthenticator::new(registry.clone()));
@@ -296,10 +323,11 @@ async fn start_mqtt(
         });
         tracing::info!(addr = %local, "MQTT device endpoint listening");
     }
-    if let Some((listener, config)) = secure {
+    if let Some((listener, config, verifier)) = secure {
         let local = listener.local_addr().context("no local MQTTS address")?;
+        state.plane.set_mqtts_port(local.port());
         let serving = mqtt.clone();
-        let handshake = Arc::new(MqttsHandshake::new(config));
+        let handshake = Arc::new(MqttsHandshake::new(config, verifier));
         tokio::spawn(async move {
             if let Err(e) = serving.serve_with(listener, handshake).await {
                 tracing::error!(error = %e, "MQTTS endpoint failed");

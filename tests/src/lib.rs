@@ -771,6 +771,109 @@ pub fn sql_rows(server: &Server, text: &str) -> Vec<serde_json::Value> {
     r.json().as_array().expect("rows").clone()
 }
 
+// Certificates made with the `openssl` command line (independent of the server's rcgen code).
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed ECDSA P-256 CA made by the `openssl` command line: `(cert.pem, key.pem)` in `dir`.
+pub fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        s(&key),
+        "-out",
+        s(&cert),
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={name}"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    (cert, key)
+}
+
+/// A device certificate `CN = device` signed by `ca`: `(cert.pem, key.pem)` in `dir`.
+pub fn make_device_cert(dir: &Path, device: &str, ca: &(PathBuf, PathBuf)) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{device}.pem")),
+        dir.join(format!("{device}.key")),
+    );
+    let csr = dir.join(format!("{device}.csr"));
+    let ext = dir.join(format!("{device}.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        s(&key),
+        "-out",
+        s(&csr),
+        "-subj",
+        &format!("/CN={device}"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        s(&csr),
+        "-CA",
+        s(&ca.0),
+        "-CAkey",
+        s(&ca.1),
+        "-CAcreateserial",
+        "-out",
+        s(&cert),
+        "-days",
+        "30",
+        "-extfile",
+        s(&ext),
+    ]);
+    (cert, key)
+}
+
+/// Lowercase hex SHA-256 of a PEM certificate's DER bytes (via openssl).
+pub fn thumbprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-in", s(cert), "-noout", "-fingerprint", "-sha256"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().rsplit('=').next().unwrap();
+    hex.replace(':', "").to_lowercase()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -355,3 +355,58 @@ fn http_devices_long_poll_and_acknowledge() {
     let r = server.post_json("/api/v1/devices/nope/commands", &json!({"name": "x"}));
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+/// `POST /api/v1/commands`: one command for many devices in one call, a result per device
+/// (unknown device 404, full queue 429), delivered to a persistent paho session like a
+/// single-device command; a `read` token may not send.
+#[test]
+fn one_command_for_many_devices() {
+    let (tmp, data) = temp_data_dir();
+    let port = free_port();
+    let server = start(&data, port, "1");
+    let keys: Vec<String> = ["v-1", "v-2", "v-3"]
+        .iter()
+        .map(|d| key_of(&server.create_device(d, "valve")))
+        .collect();
+    let lines = run_device(tmp.path(), port, "v-1", &keys[0], "subscribe", 1.0, "");
+    assert!(lines.contains(&"SUBACK".to_owned()), "{lines:?}");
+    send(&server, "v-3", json!({"name": "busy"}));
+    let body = json!({"devices": ["v-1", "v-2", "nope", "v-3"], "name": "close",
+                      "payload": {"pct": 0}, "ttl": "10m"});
+    let r = server.post_json("/api/v1/commands", &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (v["queued"].as_i64(), v["failed"].as_i64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "queued");
+    assert_eq!(results[2]["code"], 404, "{v}");
+    assert_eq!(results[3]["code"], 429, "{v}");
+    let c2 = results[1]["id"].as_str().unwrap();
+    assert_eq!(status(&server, "v-2", c2)["status"], "queued");
+    // The persistent session gets it on reconnect, like any command.
+    let lines = run_device(tmp.path(), port, "v-1", &keys[0], "none", 2.0, "completed");
+    let got = received(&lines);
+    assert_eq!(got.len(), 1, "{lines:?}");
+    assert_eq!(
+        got[0],
+        (
+            results[0]["id"].as_str().unwrap().to_owned(),
+            "close".to_owned()
+        )
+    );
+    // Bad input and scopes.
+    let r = server.post_json("/api/v1/commands", &json!({"devices": ["v-1"]}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let read = server.create_token(&["read"]);
+    let r = server.send(
+        "POST",
+        "/api/v1/commands",
+        Some(body.to_string().as_bytes()),
+        &[("Authorization", &format!("Bearer {read}"))],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+}

@@ -3,7 +3,9 @@
 //! stored exactly once, checked by SQL count and sums); commands received and acknowledged;
 //! desired properties received and reported ones visible through `GET .../twin`; a direct method
 //! served; provisioning from an enrollment group then connecting (and a wrong group key refused);
-//! MQTTS with a client certificate; and the Flight SQL query client returning Arrow batches.
+//! MQTTS with a client certificate; provisioning with a certificate from an enrollment group's
+//! CA over HTTPS, then connecting over MQTTS with it; and the Flight SQL query client returning
+//! Arrow batches.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,10 +15,10 @@ use arrow::array::{Array, Float64Array, Int64Array};
 use serde_json::{Value, json};
 use strata_client::device::{
     Auth, CommandOutcome, Device, DeviceBuilder, DeviceConfig, DeviceError, MethodResponse, Point,
-    provision,
+    provision, provision_with_certificate,
 };
 use strata_client::query::QueryClient;
-use strata_tests::{Server, free_port, temp_data_dir};
+use strata_tests::{Server, free_port, make_ca, make_device_cert, temp_data_dir};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -336,6 +338,46 @@ fn mqtts_with_a_client_certificate() {
     dev.flush(WAIT).unwrap();
     dev.close();
     assert_eq!(stored(&server, "dev-a"), (20, 20, expected_sum(0, 20)));
+}
+
+#[test]
+fn provisioning_with_a_certificate_then_connecting_over_mqtts() {
+    let (_tmp, data) = temp_data_dir();
+    let certs = tempfile::tempdir().unwrap();
+    let buffers = tempfile::tempdir().unwrap();
+    let any = "127.0.0.1:0";
+    let args = ["--https-addr", any, "--mqtts-addr", any, "--no-mqtt"];
+    let server = Server::start(&data, &args);
+    let https = server.logged_port("HTTPS listening");
+    let ca = make_ca(certs.path(), "factory-ca");
+    let ca_pem = std::fs::read_to_string(&ca.0).unwrap();
+    let r = server.post_json(
+        "/api/v1/enrollments",
+        &json!({"id": "line-9", "ca_cert": ca_pem}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (cert, key) = make_device_cert(certs.path(), "meter-1", &ca);
+    let (cert, key) = (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+    let trust = std::fs::read(data.join("tls").join("ca.pem")).unwrap();
+    let base = format!("https://localhost:{https}");
+    let p = provision_with_certificate(&base, "line-9", &trust, &cert, &key).unwrap();
+    assert_eq!((p.device_id.as_str(), p.created), ("meter-1", true));
+    assert_eq!(p.thumbprint.len(), 64);
+    assert!(p.key.is_empty() && p.mqtt.is_empty(), "{p:?}");
+    let again = provision_with_certificate(&base, "line-9", &trust, &cert, &key).unwrap();
+    assert!(!again.created);
+    let config =
+        DeviceConfig::from_certificate(&p, &trust, &cert, &key, buffers.path().join("m")).unwrap();
+    let dev = Device::connect(config).unwrap();
+    publish_range(&dev, 0, 10, 5);
+    dev.flush(WAIT).unwrap();
+    dev.close();
+    assert_eq!(stored(&server, "meter-1"), (10, 10, expected_sum(0, 10)));
+    // Another CA's certificate does not provision through this group.
+    let other = make_ca(certs.path(), "other-ca");
+    let (cert2, key2) = make_device_cert(certs.path(), "meter-2", &other);
+    let (cert2, key2) = (std::fs::read(cert2).unwrap(), std::fs::read(key2).unwrap());
+    assert!(provision_with_certificate(&base, "line-9", &trust, &cert2, &key2).is_err());
 }
 
 /// A device offline for a simulated day (one reading a minute: 1,440 messages, each fdatasynced

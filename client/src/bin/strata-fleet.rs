@@ -1,5 +1,7 @@
 //! `strata-fleet`: simulate a truck fleet as line protocol (`generate`), or drive a Strata server's
-//! write endpoint with it (or with a file) and report throughput and latency (`load`).
+//! write endpoint with it (or with a file) and report throughput and latency (`load`); device-plane
+//! scale benchmarks: many devices provisioned through one enrollment group (`provision`), one
+//! command fanned out to many connected MQTT devices (`commands`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use strata_client::devbench::{FanoutBench, ProvisionBench};
 use strata_client::fleet::{FleetConfig, FleetGenerator};
 use strata_client::load::{LoadConfig, Source, run};
 
@@ -61,6 +64,63 @@ enum Cmd {
         /// server's DATA/tls/ca.pem), like `curl --cacert`.
         #[arg(long)]
         cacert: Option<PathBuf>,
+    },
+    /// Provision N devices through one enrollment group (key derived from the group key) and
+    /// report the total time and request latency.
+    Provision {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// Enrollment group id.
+        #[arg(long)]
+        enrollment: String,
+        /// The group key returned when the group was created.
+        #[arg(long, env = "STRATA_GROUP_KEY", hide_env_values = true)]
+        group_key: String,
+        /// Devices to provision.
+        #[arg(long, default_value_t = 100_000)]
+        devices: usize,
+        /// Device id prefix (ids are PREFIX0, PREFIX1, ...).
+        #[arg(long, default_value = "dev-")]
+        prefix: String,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Register N devices, connect each over MQTT (persistent session, subscribed to its
+    /// commands), enqueue one command for all and report when each device received it.
+    Commands {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// Admin API token (registers the devices).
+        #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+        token: String,
+        /// MQTT host.
+        #[arg(long, default_value = "127.0.0.1")]
+        mqtt_host: String,
+        /// MQTT port.
+        #[arg(long, default_value_t = 1883)]
+        mqtt_port: u16,
+        /// Devices (each one MQTT connection: mind `ulimit -n` on both sides).
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Device id prefix; must not be registered yet.
+        #[arg(long, default_value = "fan-")]
+        prefix: String,
+        /// Connections opened at a time.
+        #[arg(long, default_value_t = 200)]
+        connect_batch: usize,
+        /// One `POST /api/v1/devices/{id}/commands` per device instead of one bulk
+        /// `POST /api/v1/commands`.
+        #[arg(long)]
+        per_device: bool,
+        /// Concurrent HTTP clients with --per-device.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds to wait for every device to receive its command.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
 }
 
@@ -161,6 +221,62 @@ fn main() -> std::process::ExitCode {
 fn run_cli(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Generate { fleet, out } => generate(&fleet.config()?, &out),
+        Cmd::Provision {
+            url,
+            enrollment,
+            group_key,
+            devices,
+            prefix,
+            concurrency,
+        } => {
+            let report = strata_client::devbench::provision_many(&ProvisionBench {
+                url,
+                enrollment,
+                group_key,
+                devices,
+                prefix,
+                concurrency,
+            });
+            println!("{report}");
+            if report.errors > 0 {
+                bail!("{} provisioning requests failed", report.errors);
+            }
+            Ok(())
+        }
+        Cmd::Commands {
+            url,
+            token,
+            mqtt_host,
+            mqtt_port,
+            devices,
+            prefix,
+            connect_batch,
+            per_device,
+            concurrency,
+            timeout,
+        } => {
+            let report = strata_client::devbench::command_fanout(FanoutBench {
+                url,
+                token,
+                mqtt_host,
+                mqtt_port,
+                devices,
+                prefix,
+                connect_batch,
+                bulk: !per_device,
+                concurrency,
+                timeout: Duration::from_secs(timeout),
+            })
+            .map_err(anyhow::Error::msg)?;
+            println!("{report}");
+            if report.received < devices {
+                bail!(
+                    "{} of {devices} devices received their command",
+                    report.received
+                );
+            }
+            Ok(())
+        }
         Cmd::Load {
             fleet,
             url,

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 pub use buffer::BufferStats;
 pub use point::{FieldValue, Point};
-pub use provision::{Provisioned, derive_key, provision};
+pub use provision::{Provisioned, derive_key, provision, provision_with_certificate};
 pub use twin::DesiredUpdate;
 
 /// Errors of the device SDK.
@@ -107,6 +107,26 @@ impl DeviceConfig {
             keep_alive: Duration::from_secs(30),
             reconnect_delay: Duration::from_millis(500),
         }
+    }
+
+    /// The MQTTS configuration of a device provisioned by certificate
+    /// ([`provision_with_certificate`]): its `mqtts` endpoint, the certificate as credentials,
+    /// trusting `ca_pem` (the CA of the server's certificate).
+    pub fn from_certificate(
+        p: &Provisioned,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        buffer_dir: PathBuf,
+    ) -> Result<Self, DeviceError> {
+        let (host, port) = parse_endpoint(&p.mqtts)?;
+        let mut config = DeviceConfig::new(&p.device_id, &host, port, "", buffer_dir);
+        config.auth = Auth::Certificate {
+            cert_pem: cert_pem.to_vec(),
+            key_pem: key_pem.to_vec(),
+        };
+        config.ca_pem = Some(ca_pem.to_vec());
+        Ok(config)
     }
 
     /// The configuration for a provisioned device, from the endpoint it was given

@@ -1,6 +1,8 @@
 //! Zero-touch provisioning from an enrollment group: derive the device key from the group key
 //! (lowercase hex HMAC-SHA256 keyed with the group key string over the device id) and call
-//! `POST /api/v1/provision/{enrollment}` with `Basic base64(device_id:derived_key)`.
+//! `POST /api/v1/provision/{enrollment}` with `Basic base64(device_id:derived_key)`; or, for a
+//! group created with a CA certificate, call it over HTTPS presenting a client certificate that
+//! CA signed (subject CN = device id) with [`provision_with_certificate`].
 
 use std::sync::Arc;
 
@@ -27,12 +29,17 @@ pub fn derive_key(group_key: &str, device_id: &str) -> String {
 pub struct Provisioned {
     /// The device id.
     pub device_id: String,
-    /// The device key (the derived key).
+    /// The device key (the derived key); empty for a device provisioned by certificate.
     pub key: String,
+    /// The pinned certificate thumbprint (hex SHA-256) of a device provisioned by certificate;
+    /// empty otherwise.
+    pub thumbprint: String,
     /// Whether this call registered the device (`false`: it already was, idempotent repeat).
     pub created: bool,
-    /// The MQTT endpoint, e.g. `mqtt://127.0.0.1:1883`.
+    /// The MQTT endpoint, e.g. `mqtt://127.0.0.1:1883` (empty without a plain listener).
     pub mqtt: String,
+    /// The MQTTS endpoint, e.g. `mqtts://localhost:8883` (empty without one).
+    pub mqtts: String,
     /// The HTTP endpoint.
     pub http: String,
     /// The whole answer.
@@ -50,16 +57,47 @@ pub fn provision(
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Provisioned, DeviceError> {
     let key = derive_key(group_key, device_id);
+    let auth = format!("Basic {}", base64(format!("{device_id}:{key}").as_bytes()));
+    call(http_base, enrollment, Some(&auth), tls)
+}
+
+/// Provisions a device through certificate enrollment group `enrollment` at `https_base`
+/// (`https://host:port`): the device id is the subject CN of the client certificate
+/// `cert_pem` (chain, PEM) with private key `key_pem`, which the group's CA signed; `ca_pem`
+/// is the CA that signed the server's certificate (e.g. `DATA/tls/ca.pem`). The device is
+/// registered with that certificate pinned: connect with [`super::Auth::Certificate`] and
+/// [`super::DeviceConfig::from_certificate`].
+pub fn provision_with_certificate(
+    https_base: &str,
+    enrollment: &str,
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Provisioned, DeviceError> {
+    let tls = super::tls::client_config(ca_pem, Some((cert_pem, key_pem)))?;
+    call(https_base, enrollment, None, Some(tls))
+}
+
+/// `POST {base}/api/v1/provision/{enrollment}` and the answer.
+fn call(
+    base: &str,
+    enrollment: &str,
+    auth: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Provisioned, DeviceError> {
     let url = format!(
         "{}/api/v1/provision/{enrollment}",
-        http_base.trim_end_matches('/')
+        base.trim_end_matches('/')
     );
     let mut agent = ureq::AgentBuilder::new();
     if let Some(tls) = tls {
         agent = agent.tls_config(tls);
     }
-    let auth = format!("Basic {}", base64(format!("{device_id}:{key}").as_bytes()));
-    let resp = agent.build().post(&url).set("Authorization", &auth).call();
+    let mut req = agent.build().post(&url);
+    if let Some(auth) = auth {
+        req = req.set("Authorization", auth);
+    }
+    let resp = req.call();
     let body: serde_json::Value = match resp {
         Ok(r) => r
             .into_json()
@@ -74,8 +112,10 @@ pub fn provision(
     Ok(Provisioned {
         device_id: s(&body["id"]),
         key: s(&body["credentials"]["key"]),
+        thumbprint: s(&body["credentials"]["thumbprint"]),
         created: body["created"].as_bool().unwrap_or(false),
         mqtt: s(&body["endpoints"]["mqtt"]),
+        mqtts: s(&body["endpoints"]["mqtts"]),
         http: s(&body["endpoints"]["http"]),
         raw: body,
     })

@@ -50,6 +50,10 @@ pub struct ClientCertificate {
     pub device: String,
     /// Lowercase hex SHA-256 of the certificate's DER bytes.
     pub thumbprint: String,
+    /// `Some(group)` when the certificate chains only to enrollment group `group`'s CA (not
+    /// to the server's client CA): it then authenticates only a device whose pinned
+    /// thumbprint it is, or provisions an unknown device through that group.
+    pub enrollment: Option<String>,
 }
 
 /// Checks a device's CONNECT credentials. Called once per CONNECT on a blocking thread, so it
@@ -232,6 +236,7 @@ mod tests {
         let cert = |d: &str| ClientCertificate {
             device: d.into(),
             thumbprint: "00".repeat(32),
+            enrollment: None,
         };
         let ok = auth.authenticate_certificate("d1", &cert("d1"), None, None);
         assert_eq!(ok, Ok("d1".into()));

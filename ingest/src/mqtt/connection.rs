@@ -443,14 +443,16 @@ where
         let subscriptions = self.session.subscriptions().to_vec();
         let (tx, rx) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            for key in &marks {
-                channel.delivered(&device, key);
-            }
+            // Fetch first: a new message is sent without waiting for the previous ones' marks
+            // (each a durable write). `outbox_done` drops the keys marked here from `due`.
             let due = if fetch {
                 Some(channel.pending(&device, &subscriptions))
             } else {
                 None
             };
+            for key in &marks {
+                channel.delivered(&device, key);
+            }
             let _ = tx.send((marks, due));
         });
         self.fetch = Some(rx);
@@ -487,7 +489,8 @@ where
             .forget_parked_except(|key| due.iter().any(|m| m.key == key));
         let now = crate::line_protocol::now_nanos();
         for msg in &due {
-            if !self.marking.contains(&msg.key) {
+            // The fetch ran before this task's marks: what it marked may still read as due.
+            if !self.marking.contains(&msg.key) && !marked.contains(&msg.key) {
                 self.session.deliver(msg, now);
             }
         }

@@ -1,18 +1,22 @@
 //! Client certificates as device identities: the device id a verified certificate names (its one
 //! subject common name, which must be a valid device id; subject alternative names are never
 //! read, so an extra DNS SAN cannot claim another device), its SHA-256 thumbprint, and the registry check that the device exists, is enabled and,
-//! when it has a pinned thumbprint, presented exactly that certificate. Used by MQTTS CONNECT
-//! and by HTTPS requests that carry no other credentials.
+//! when it has a pinned thumbprint, presented exactly that certificate. A certificate trusted
+//! only through an enrollment group's CA ([`ClientCertificate::enrollment`]) authenticates only
+//! a device with exactly that pinned thumbprint. Used by MQTTS CONNECT and by HTTPS requests
+//! that carry no other credentials.
 
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum_server::tls::TlsInfo;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use strata_ingest::mqtt::ClientCertificate;
 use strata_registry::{Registry, RegistryError};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::ClientVerifier;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -27,7 +31,22 @@ pub fn certificate_identity(der: &[u8]) -> Result<ClientCertificate, String> {
     Ok(ClientCertificate {
         device,
         thumbprint: thumbprint(der),
+        enrollment: None,
     })
+}
+
+/// The identity of a verified `chain` (leaf first), with [`ClientCertificate::enrollment`] set
+/// when only an enrollment group's CA vouches for it (see [`ClientVerifier::enrollment_of`]).
+pub fn chain_identity(
+    chain: &[CertificateDer<'_>],
+    verifier: Option<&ClientVerifier>,
+) -> Result<ClientCertificate, String> {
+    let leaf = chain.first().ok_or("no client certificate")?;
+    let mut identity = certificate_identity(leaf)?;
+    if let Some(v) = verifier {
+        identity.enrollment = v.enrollment_of(chain)?;
+    }
+    Ok(identity)
 }
 
 /// The subject CN when there is exactly one and it is a valid device id. Subject alternative
@@ -57,6 +76,11 @@ pub fn check_device(registry: &Registry, cert: &ClientCertificate) -> Result<(),
     if device.thumbprint.is_some() {
         return registry.authenticate_device_cert(&cert.device, &cert.thumbprint);
     }
+    if let Some(group) = &cert.enrollment {
+        return Err(RegistryError::Unauthorized(format!(
+            "a certificate from enrollment '{group}''s CA authenticates only the device provisioned with it"
+        )));
+    }
     if !device.enabled {
         return Err(RegistryError::Unauthorized(format!(
             "device '{}' is disabled",
@@ -70,12 +94,29 @@ pub fn check_device(registry: &Registry, cert: &ClientCertificate) -> Result<(),
 /// connection presented no certificate (plain HTTP, or TLS without one).
 pub fn request_device(st: &AppState, req: &Request) -> Option<Result<String, ApiError>> {
     let info = req.extensions().get::<Arc<TlsInfo>>()?;
-    let der = info.peer_certificates.first()?;
-    Some(device_principal(&st.registry, der))
+    info.peer_certificates.first()?;
+    let verifier = req.extensions().get::<Arc<ClientVerifier>>();
+    Some(device_principal(
+        &st.registry,
+        &der_chain(&info.peer_certificates),
+        verifier.map(|v| v.as_ref()),
+    ))
 }
 
-fn device_principal(registry: &Registry, der: &[u8]) -> Result<String, ApiError> {
-    let cert = certificate_identity(der).map_err(ApiError::Unauthorized)?;
+/// The peer certificates of an HTTPS connection (DER, leaf first) as rustls types.
+pub fn der_chain(certs: &[Vec<u8>]) -> Vec<CertificateDer<'_>> {
+    certs
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect()
+}
+
+fn device_principal(
+    registry: &Registry,
+    chain: &[CertificateDer<'_>],
+    verifier: Option<&ClientVerifier>,
+) -> Result<String, ApiError> {
+    let cert = chain_identity(chain, verifier).map_err(ApiError::Unauthorized)?;
     match check_device(registry, &cert) {
         Ok(()) => Ok(cert.device),
         Err(RegistryError::NotFound { .. }) => Err(ApiError::Unauthorized(format!(

@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::identity::certificate_identity;
+use super::ClientVerifier;
+use super::identity::chain_identity;
 
 /// Longest a client may take to complete the TLS handshake of an HTTPS connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,6 +23,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct MqttsHandshake {
     acceptor: TlsAcceptor,
+    verifier: Option<Arc<ClientVerifier>>,
 }
 
 impl std::fmt::Debug for MqttsHandshake {
@@ -31,10 +33,12 @@ impl std::fmt::Debug for MqttsHandshake {
 }
 
 impl MqttsHandshake {
-    /// A handshake with `config`.
-    pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
+    /// A handshake with `config`, whose client certificates `verifier` checks (to tell client
+    /// CA certificates from enrollment CA ones).
+    pub fn new(config: Arc<rustls::ServerConfig>, verifier: Option<Arc<ClientVerifier>>) -> Self {
         MqttsHandshake {
             acceptor: TlsAcceptor::from(config),
+            verifier,
         }
     }
 }
@@ -47,12 +51,16 @@ impl Handshake for MqttsHandshake {
         tcp: TcpStream,
     ) -> std::io::Result<(Self::Stream, Option<ClientCertificate>)> {
         let tls = self.acceptor.accept(tcp).await?;
-        let certificate = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            Some(der) => Some(certificate_identity(der).map_err(|message| {
-                tracing::info!(%message, "mqtts client certificate refused");
-                std::io::Error::new(std::io::ErrorKind::InvalidData, message)
-            })?),
-            None => None,
+        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let certificate = if chain.is_empty() {
+            None
+        } else {
+            Some(
+                chain_identity(chain, self.verifier.as_deref()).map_err(|message| {
+                    tracing::info!(%message, "mqtts client certificate refused");
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+                })?,
+            )
         };
         Ok((tls, certificate))
     }

@@ -4,6 +4,7 @@
 //! (mTLS) device authentication, and the listeners themselves. `docs/tls.md` describes it all.
 
 pub mod devca;
+pub mod enrolled;
 pub mod identity;
 pub mod issue;
 pub mod listen;
@@ -14,13 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
 pub use devca::DevCa;
+pub use enrolled::{ClientVerifier, EnrollmentCas};
 pub use identity::check_device;
 pub use listen::{HANDSHAKE_TIMEOUT, MqttsHandshake};
 
@@ -131,6 +131,9 @@ pub struct Tls {
     pub trust: PathBuf,
     /// The client CA file, when client certificates are accepted.
     pub client_ca: Option<PathBuf>,
+    /// The client-certificate verifier of HTTPS and MQTTS (client CA and enrollment CAs); `None`
+    /// with `--no-tls-client-auth`.
+    pub verifier: Option<Arc<ClientVerifier>>,
 }
 
 /// The ring crypto provider, shared by every configuration.
@@ -164,16 +167,20 @@ impl Tls {
             (None, Some(ca)) => Some(ca.cert_path().to_path_buf()),
             (None, None) => None,
         };
-        let verifier = match &client_ca {
+        let fixed = match &client_ca {
             Some(path) => Some(client_verifier(&pem::certificates(path)?)?),
             None => None,
         };
+        // Enrollment groups' CAs join at run time (loaded once the registry is open).
+        let verifier = (!args.no_tls_client_auth)
+            .then(|| Arc::new(ClientVerifier::new(fixed, EnrollmentCas::new())));
+        let dyn_verifier = verifier.clone().map(|v| v as Arc<dyn ClientCertVerifier>);
         // The development CA issues device certificates only when it is the client CA.
         let issuer = dev_ca.filter(|ca| client_ca.as_deref() == Some(ca.cert_path()));
         // HTTP/1.1 only: with HTTP/2, an early refusal (e.g. 401 before the body was read)
         // resets the stream and curl reports a framing error instead of the status.
-        let https = server_config(&chain, &key, verifier.clone(), &[b"http/1.1"])?;
-        let mqtts = server_config(&chain, &key, verifier, &[])?;
+        let https = server_config(&chain, &key, dyn_verifier.clone(), &[b"http/1.1"])?;
+        let mqtts = server_config(&chain, &key, dyn_verifier, &[])?;
         let pg = server_config(&chain, &key, None, &[b"postgresql"])?;
         Ok(Tls {
             https,
@@ -182,6 +189,7 @@ impl Tls {
             dev_ca: issuer,
             trust,
             client_ca,
+            verifier,
         })
     }
 }
@@ -202,16 +210,7 @@ pub fn hostnames(extra: &[String]) -> Vec<String> {
 fn client_verifier(
     roots: &[CertificateDer<'static>],
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut store = RootCertStore::empty();
-    for cert in roots {
-        store
-            .add(cert.clone())
-            .map_err(|e| TlsError::Config(format!("unusable client CA certificate: {e}")))?;
-    }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))
+    enrolled::roots_verifier(roots).map_err(|e| TlsError::Config(format!("client CA: {e}")))
 }
 
 /// A rustls server configuration (TLS 1.2 and 1.3, ring).
