@@ -55,6 +55,21 @@ fn application(p: &Principal) -> Result<(), ApiError> {
     only_applications(p, "send or manage commands")
 }
 
+/// The command a single or bulk body describes (the TTL parsed, 400 when it is invalid).
+fn new_command(
+    name: String,
+    payload: Value,
+    ttl: Option<&str>,
+    ack: bool,
+) -> Result<NewCommand, ApiError> {
+    Ok(NewCommand {
+        name,
+        payload,
+        ttl_ns: parse_ttl(ttl)?,
+        ack,
+    })
+}
+
 fn parse_ttl(ttl: Option<&str>) -> Result<i64, ApiError> {
     let Some(text) = ttl else {
         return Ok(DEFAULT_COMMAND_TTL_NS);
@@ -75,12 +90,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     application(&p)?;
     let body: CommandBody = json_body(body, REGISTRY_BODY_LIMIT)?;
-    let cmd = NewCommand {
-        name: body.name,
-        payload: body.payload,
-        ttl_ns: parse_ttl(body.ttl.as_deref())?,
-        ack: body.ack,
-    };
+    let cmd = new_command(body.name, body.payload, body.ttl.as_deref(), body.ack)?;
     let depth = st.plane.queue_depth();
     let device = id.clone();
     let command = blocking(&st, move |r| r.enqueue_command(&device, cmd, depth)).await?;
@@ -119,12 +129,7 @@ pub async fn create_bulk(
 ) -> Result<Response, ApiError> {
     application(&p)?;
     let body: BulkBody = json_body(body, BULK_BODY_LIMIT)?;
-    let cmd = NewCommand {
-        name: body.name,
-        payload: body.payload,
-        ttl_ns: parse_ttl(body.ttl.as_deref())?,
-        ack: body.ack,
-    };
+    let cmd = new_command(body.name, body.payload, body.ttl.as_deref(), body.ack)?;
     let depth = st.plane.queue_depth();
     let devices = body.devices;
     let (devices, results) = blocking(&st, move |r| {
