@@ -874,6 +874,121 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
+/// A child process (a test peer such as moto or Azurite) killed on drop.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to 60 s) until something listens on `port` on 127.0.0.1.
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A moto S3 server on a free port with bucket `bucket` created: the service and its port.
+pub fn moto(bucket: &str) -> (Service, u16) {
+    let port = free_port();
+    let child = Command::new("moto_server")
+        .args(["-p", &port.to_string(), "-H", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server (pip install \"moto[server]\")");
+    wait_port(port);
+    let r = try_send(
+        "PUT",
+        &format!("http://127.0.0.1:{port}/{bucket}"),
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    (Service(child), port)
+}
+
+/// The `AWS_*` environment that points the object_store S3 client at a moto server on `port`.
+pub fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// An Azurite blob emulator on a free port with container `container` created: the service (its
+/// storage in a temporary directory kept with it) and the environment that points object_store's
+/// Azure client at it.
+pub fn azurite(container: &str) -> ((Service, tempfile::TempDir), Vec<(&'static str, String)>) {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = Command::new("azurite-blob")
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+            &dir.path().display().to_string(),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("azurite-blob (npm install -g azurite@3.35.0)");
+    let service = Service(child);
+    wait_port(port);
+    create_container(port, container);
+    let env = vec![
+        ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
+        (
+            "AZURITE_BLOB_STORAGE_URL",
+            format!("http://127.0.0.1:{port}"),
+        ),
+    ];
+    ((service, dir), env)
+}
+
+/// Creates `container` in Azurite with its well-known development key (Shared Key signing done
+/// in Python, which every CI image here has).
+fn create_container(port: u16, container: &str) {
+    let script = format!(
+        r#"
+import base64, hmac, hashlib, urllib.request, email.utils
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+date = email.utils.formatdate(usegmt=True)
+canon_headers = "x-ms-date:" + date + "\nx-ms-version:2021-08-06\n"
+canon_resource = "/devstoreaccount1/devstoreaccount1/{container}\nrestype:container"
+to_sign = "PUT\n\n\n\n\n\n\n\n\n\n\n\n" + canon_headers + canon_resource
+sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request("http://127.0.0.1:{port}/devstoreaccount1/{container}?restype=container", method="PUT",
+    headers={{"x-ms-date": date, "x-ms-version": "2021-08-06",
+             "Authorization": "SharedKey devstoreaccount1:" + sig, "Content-Length": "0"}})
+print(urllib.request.urlopen(req).status)
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,11 @@
 //! after, and after a restart; DuckDB reads the objects and agrees with Strata's SQL; a store
 //! that refuses writes leaves data hot and says so in the run, the GET status and `/metrics`.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use strata_tests::{Server, free_port, temp_data_dir, try_send};
+use strata_tests::{Server, azurite, moto, s3_env, temp_data_dir, try_send};
 
 const DAY: i64 = 86_400_000_000_000;
 const HOUR: i64 = 3_600_000_000_000;
@@ -302,51 +302,9 @@ fn date(ns: i64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A child process killed on drop.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn moto() -> (Service, u16) {
-    let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-p", &port.to_string(), "-H", "127.0.0.1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server (pip install \"moto[server]\")");
-    wait_port(port);
-    let r = try_send("PUT", &format!("http://127.0.0.1:{port}/cold"), None, &[]).unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    (Service(child), port)
-}
-
-fn s3_env(port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 #[test]
 fn s3_store_on_moto_and_a_store_that_stops_answering() {
-    let (moto, port) = moto();
+    let (moto, port) = moto("cold");
     let env = s3_env(port);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (_tmp, data) = temp_data_dir();
@@ -397,61 +355,8 @@ fn s3_store_on_moto_and_a_store_that_stops_answering() {
 
 #[test]
 fn azure_blob_store_on_azurite() {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new("azurite-blob")
-        .args([
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            &port.to_string(),
-            "--location",
-            &dir.path().display().to_string(),
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("azurite-blob (npm install -g azurite@3.35.0)");
-    let _azurite = Service(child);
-    wait_port(port);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let env = [
-        ("AZURE_STORAGE_USE_EMULATOR", "true"),
-        ("AZURITE_BLOB_STORAGE_URL", endpoint.as_str()),
-    ];
-    create_container(port);
+    let (_azurite, env) = azurite("cold");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (_tmp, data) = temp_data_dir();
     let _server = move_and_check(&data, &["--cold-store", "az://cold/strata"], &env);
-}
-
-/// Creates container `cold` in Azurite with its well-known development key (Shared Key
-/// signing done in Python, which every CI image here has).
-fn create_container(port: u16) {
-    let script = format!(
-        r#"
-import base64, hmac, hashlib, urllib.request, email.utils
-key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
-date = email.utils.formatdate(usegmt=True)
-canon_headers = "x-ms-date:" + date + "\nx-ms-version:2021-08-06\n"
-canon_resource = "/devstoreaccount1/devstoreaccount1/cold\nrestype:container"
-to_sign = "PUT\n\n\n\n\n\n\n\n\n\n\n\n" + canon_headers + canon_resource
-sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
-req = urllib.request.Request("http://127.0.0.1:{port}/devstoreaccount1/cold?restype=container", method="PUT",
-    headers={{"x-ms-date": date, "x-ms-version": "2021-08-06",
-             "Authorization": "SharedKey devstoreaccount1:" + sig, "Content-Length": "0"}})
-print(urllib.request.urlopen(req).status)
-"#
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
