@@ -21,14 +21,7 @@ use strata_query::arrow::array::{
 };
 use strata_query::arrow::compute::concat_batches;
 use strata_query::arrow::datatypes::{DataType, Field, Fields, Schema};
-use strata_query::datafusion::common::{DFSchema, Result as DfResult};
 use strata_query::datafusion::datasource::MemTable;
-use strata_query::datafusion::execution::FunctionRegistry;
-use strata_query::datafusion::functions::core::expr_fn::get_field;
-use strata_query::datafusion::logical_expr::expr::GetFieldAccess;
-use strata_query::datafusion::logical_expr::planner::{
-    ExprPlanner, PlannerResult, RawFieldAccessExpr,
-};
 use strata_query::datafusion::prelude::SessionContext;
 
 use crate::error::{Result, RulesError};
@@ -187,38 +180,12 @@ fn attributes_struct(text: &StringArray) -> StructArray {
     StructArray::new(Fields::from(fields), arrays, None)
 }
 
-/// Plans `struct['field']` as `get_field(struct, 'field')` (the SQL engine is built without
-/// DataFusion's nested-expression planners).
-#[derive(Debug)]
-struct StructFieldPlanner;
-
-impl ExprPlanner for StructFieldPlanner {
-    fn plan_field_access(
-        &self,
-        expr: RawFieldAccessExpr,
-        _schema: &DFSchema,
-    ) -> DfResult<PlannerResult<RawFieldAccessExpr>> {
-        match expr.field_access {
-            GetFieldAccess::NamedStructField { name } => {
-                Ok(PlannerResult::Planned(get_field(expr.expr, name)))
-            }
-            other => Ok(PlannerResult::Original(RawFieldAccessExpr {
-                field_access: other,
-                expr: expr.expr,
-            })),
-        }
-    }
-}
-
-/// A private session for one evaluation, able to plan `devices.attributes['key']`.
+/// A private session for one evaluation; DataFusion's nested-expression planners (enabled
+/// workspace-wide) plan `devices.attributes['key']` as a struct field access.
 /// One partition: results keep the batch's row order (row rules take each device's last row).
 pub fn session() -> SessionContext {
     let config = strata_query::datafusion::prelude::SessionConfig::new().with_target_partitions(1);
-    let mut ctx = SessionContext::new_with_config(config);
-    if let Err(e) = ctx.register_expr_planner(Arc::new(StructFieldPlanner)) {
-        tracing::warn!(error = %e, "cannot register the struct field planner");
-    }
-    ctx
+    SessionContext::new_with_config(config)
 }
 
 /// Registers `devices` in `ctx`.
