@@ -50,8 +50,13 @@ impl fmt::Display for StoreUrl {
 }
 
 impl StoreUrl {
-    /// Parses `file:///abs/dir`, `s3://bucket[/prefix]` or `az://container[/prefix]`.
+    /// Parses `file:///abs/dir`, `s3://bucket[/prefix]` or `az://container[/prefix]`; a plain
+    /// path (no `scheme://`) is a local directory, made absolute against the current directory
+    /// and kept as `file:///abs/dir`.
     pub fn parse(url: &str) -> Result<StoreUrl> {
+        if !url.contains("://") {
+            return Self::local_dir(url);
+        }
         let bad = |why: &str| {
             StorageError::InvalidInput(format!(
                 "object store URL '{url}': {why}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix"
@@ -89,6 +94,21 @@ impl StoreUrl {
             prefix: kind_and_prefix.1,
             raw: url.to_string(),
         })
+    }
+
+    /// A plain directory path as a `file://` store URL.
+    fn local_dir(path: &str) -> Result<StoreUrl> {
+        if path.trim().is_empty() {
+            return Err(StorageError::InvalidInput(
+                "object store URL is empty; use a directory, file:///absolute/dir, s3://bucket/prefix or az://container/prefix".into(),
+            ));
+        }
+        let dir = std::path::absolute(path).map_err(|source| StorageError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let dir = dir.to_string_lossy();
+        Self::parse(&format!("file://{}", dir.trim_end_matches('/')))
     }
 
     /// Opens the backend (reading credentials from the environment) and returns it with the
@@ -161,10 +181,20 @@ mod tests {
 
     #[test]
     fn refuses_unclear_urls() {
-        for url in ["/tmp/x", "file://relative", "gs://b", "s3://", "s3:///p"] {
+        for url in ["file://relative", "gs://b", "s3://", "s3:///p", ""] {
             let e = StoreUrl::parse(url).unwrap_err().to_string();
             assert!(e.contains("file:///absolute/dir"), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn a_plain_path_is_a_local_directory() {
+        let abs = StoreUrl::parse("/tmp/x/").unwrap();
+        assert_eq!(abs.kind, StoreKind::File("/tmp/x".into()));
+        assert_eq!(abs.to_string(), "file:///tmp/x");
+        let rel = StoreUrl::parse("backups/strata").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(rel.kind, StoreKind::File(cwd.join("backups/strata")));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::ctl::{Connection, print_json};
 pub struct BackupArgs {
     #[command(subcommand)]
     command: Option<BackupCommand>,
-    /// Target: file:///absolute/dir, s3://bucket/prefix or az://container/prefix (credentials
+    /// Target: a directory (DIR or file:///absolute/dir), s3://bucket/prefix or az://container/prefix (credentials
     /// from the AWS_* / AZURE_STORAGE_* environment variables).
     #[arg(long, value_name = "URL")]
     to: Option<String>,
