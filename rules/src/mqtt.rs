@@ -1,4 +1,5 @@
-//! MQTT actions: a small synchronous MQTT 3.1.1 publisher for the outbox thread. Each delivery
+//! MQTT actions: a small synchronous MQTT 3.1.1 publisher for the outbox thread (packets encoded
+//! and decoded by rumqttc's `mqttbytes`, the codec the rest of the workspace uses). Each delivery
 //! is one QoS 1 PUBLISH that counts as delivered only when the broker's PUBACK for its packet id
 //! arrives; anything else (no broker, refused CONNECT, timeout, closed socket) is a failed
 //! attempt that the outbox retries with backoff and dead-letters after `max_attempts`, like a
@@ -8,6 +9,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::{ConnectReturnCode, Packet, QoS};
+
+/// Largest packet accepted from the broker (PUBACKs and CONNACKs are a few bytes).
+const MAX_PACKET: usize = 1 << 20;
 
 /// Timeout of connecting, and of each read and write.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,12 +76,13 @@ impl Publisher {
             return Err(other("not connected"));
         };
         conn.write_all(&publish_packet(topic, payload, id))?;
+        let mut buf = BytesMut::new();
         loop {
-            let (kind, body) = read_packet(conn)?;
-            if kind >> 4 == 4 && body.len() >= 2 && u16::from_be_bytes([body[0], body[1]]) == id {
-                return Ok(());
+            match read_packet(conn, &mut buf)? {
+                Packet::PubAck(ack) if ack.pkid == id => return Ok(()),
+                // Anything else (a stale PUBACK, a PINGRESP) is skipped.
+                _ => {}
             }
-            // Anything else (a stale PUBACK, a PINGRESP) is skipped.
         }
     }
 }
@@ -95,92 +103,65 @@ fn connect(b: &Broker) -> std::io::Result<TcpStream> {
     s.set_write_timeout(Some(TIMEOUT))?;
     s.set_nodelay(true)?;
     s.write_all(&connect_packet(b))?;
-    let (kind, body) = read_packet(&mut s)?;
-    if kind >> 4 != 2 || body.len() < 2 {
+    let Packet::ConnAck(ack) = read_packet(&mut s, &mut BytesMut::new())? else {
         return Err(other("the broker did not answer CONNECT with CONNACK"));
-    }
-    match body[1] {
-        0 => Ok(s),
-        4 => Err(other("CONNECT refused: bad user name or password")),
-        5 => Err(other("CONNECT refused: not authorized")),
-        code => Err(other(format!("CONNECT refused with return code {code}"))),
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&s[..usize::from(len)]);
-}
-
-/// Fixed header byte plus the remaining length, then `body`.
-fn frame(first: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
+    };
+    match ack.code {
+        ConnectReturnCode::Success => Ok(s),
+        ConnectReturnCode::BadUserNamePassword => {
+            Err(other("CONNECT refused: bad user name or password"))
         }
-        out.push(byte);
-        if n == 0 {
-            break;
-        }
+        ConnectReturnCode::NotAuthorized => Err(other("CONNECT refused: not authorized")),
+        code => Err(other(format!("CONNECT refused: {code:?}"))),
     }
-    out.extend(body);
-    out
 }
 
 /// CONNECT (MQTT 3.1.1, clean session, keep-alive off).
 pub fn connect_packet(b: &Broker) -> Vec<u8> {
-    let mut body = Vec::new();
-    put_str(&mut body, b"MQTT");
-    body.push(4);
-    let mut flags = 0x02;
-    if b.username.is_some() {
-        flags |= 0x80;
-        if b.password.is_some() {
-            flags |= 0x40;
-        }
-    }
-    body.push(flags);
-    body.extend_from_slice(&0u16.to_be_bytes());
-    put_str(&mut body, b.client_id.as_bytes());
+    let mut connect = rumqttc::Connect::new(b.client_id.as_str());
+    connect.keep_alive = 0;
+    connect.clean_session = true;
     if let Some(u) = &b.username {
-        put_str(&mut body, u.as_bytes());
-        if let Some(p) = &b.password {
-            put_str(&mut body, p.as_bytes());
-        }
+        connect.set_login(u.as_str(), b.password.as_deref().unwrap_or(""));
     }
-    frame(0x10, body)
+    encode(|buf| connect.write(buf))
 }
 
 /// PUBLISH at QoS 1 with packet id `id`.
 pub fn publish_packet(topic: &str, payload: &[u8], id: u16) -> Vec<u8> {
-    let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
-    put_str(&mut body, topic.as_bytes());
-    body.extend_from_slice(&id.to_be_bytes());
-    body.extend_from_slice(payload);
-    frame(0x32, body)
+    let mut publish = rumqttc::Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+    publish.pkid = id;
+    encode(|buf| publish.write(buf))
 }
 
-/// Reads one packet: (fixed header byte, body).
-fn read_packet(s: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut first = [0u8; 1];
-    s.read_exact(&mut first)?;
-    let mut len = 0usize;
-    for shift in 0..4 {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b)?;
-        len |= usize::from(b[0] & 0x7f) << (7 * shift);
-        if b[0] & 0x80 == 0 {
-            let mut body = vec![0u8; len];
-            s.read_exact(&mut body)?;
-            return Ok((first[0], body));
+/// The bytes `write` puts in a buffer (an encoding error leaves them empty, which the broker
+/// refuses and the outbox retries).
+fn encode(write: impl FnOnce(&mut BytesMut) -> Result<usize, rumqttc::Error>) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    match write(&mut buf) {
+        Ok(_) => buf.to_vec(),
+        Err(e) => {
+            tracing::warn!(target: "strata::rules", error = %e, "cannot encode an MQTT packet");
+            Vec::new()
         }
     }
-    Err(other("malformed remaining length from the broker"))
+}
+
+/// Reads one packet from `s`, keeping bytes of the next one in `buf`.
+fn read_packet(s: &mut impl Read, buf: &mut BytesMut) -> std::io::Result<Packet> {
+    loop {
+        match Packet::read(buf, MAX_PACKET) {
+            Ok(packet) => return Ok(packet),
+            Err(rumqttc::Error::InsufficientBytes(_)) => {}
+            Err(e) => return Err(other(format!("malformed packet from the broker: {e}"))),
+        }
+        let mut chunk = [0u8; 512];
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(other("the broker closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// The topic of an MQTT action: `{rule}` and `{device}` (the alert key's device, `-` without
@@ -213,8 +194,10 @@ mod tests {
         assert_eq!(&p[..9], &[0x32, 207, 1, 0, 3, b'a', b'/', b'b', 0]);
         assert_eq!(p[9], 9);
         assert_eq!(p.len(), 3 + 207);
-        let (kind, body) = read_packet(&mut &p[..]).unwrap();
-        assert_eq!((kind, body.len()), (0x32, 207));
+        let Packet::Publish(read) = read_packet(&mut &p[..], &mut BytesMut::new()).unwrap() else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!((read.pkid, read.payload.len()), (9, 200));
     }
 
     #[test]
