@@ -62,7 +62,7 @@ pub enum StorageError {
     /// The write-ahead log failed (a full disk or an I/O fault become [`StorageError::NoSpace`]
     /// and [`StorageError::IoFault`] instead).
     #[error(transparent)]
-    Wal(crate::wal::WalError),
+    Wal(crate::wal::error::WalError),
     /// A write was refused because the disk holding the data directory (or a quota) is full
     /// (ENOSPC, EDQUOT). Nothing acknowledged is lost; writes resume by themselves once space is
     /// freed.
@@ -120,9 +120,9 @@ pub enum StorageError {
     Cold(String),
 }
 
-impl From<crate::wal::WalError> for StorageError {
-    fn from(e: crate::wal::WalError) -> StorageError {
-        use crate::wal::WalError;
+impl From<crate::wal::error::WalError> for StorageError {
+    fn from(e: crate::wal::error::WalError) -> StorageError {
+        use crate::wal::error::WalError;
         match e {
             WalError::NoSpace { ref path, .. } => StorageError::NoSpace {
                 path: path.clone(),
@@ -160,7 +160,7 @@ pub enum ErrorKind {
 impl StorageError {
     /// The kind of this failure. Variants without a mapping here are [`ErrorKind::Internal`].
     pub fn kind(&self) -> ErrorKind {
-        use crate::wal::WalError;
+        use crate::wal::error::WalError;
         match self {
             StorageError::SchemaConflict { .. }
             | StorageError::InvalidInput(_)
@@ -240,14 +240,14 @@ mod tests {
             detail: "crc".into(),
         };
         assert_eq!(corrupt.kind(), ErrorKind::Corruption);
-        let poisoned = StorageError::Wal(crate::wal::WalError::Poisoned("fsync".into()));
+        let poisoned = StorageError::Wal(crate::wal::error::WalError::Poisoned("fsync".into()));
         assert_eq!(poisoned.kind(), ErrorKind::Unavailable);
-        let wal_full = StorageError::Wal(crate::wal::WalError::Io {
+        let wal_full = StorageError::Wal(crate::wal::error::WalError::Io {
             path: "w".into(),
             source: std::io::Error::from_raw_os_error(28),
         });
         assert_eq!(wal_full.kind(), ErrorKind::OutOfSpace);
-        let no_space = StorageError::from(crate::wal::WalError::NoSpace {
+        let no_space = StorageError::from(crate::wal::error::WalError::NoSpace {
             path: "w".into(),
             detail: "write to w failed".into(),
         });
@@ -256,7 +256,7 @@ mod tests {
             "{no_space:?}"
         );
         assert_eq!(no_space.kind(), ErrorKind::OutOfSpace);
-        let fault = StorageError::from(crate::wal::WalError::IoFault {
+        let fault = StorageError::from(crate::wal::error::WalError::IoFault {
             path: "w".into(),
             detail: "fdatasync of w failed".into(),
         });

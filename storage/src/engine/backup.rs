@@ -126,7 +126,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
     let lifecycle = lifecycle_bytes(inner)?;
     let _serial = inner.flush_lock.lock().map_err(|_| super::poisoned())?;
     let (manifest, segments, cut, rollups, cold_objects) = {
-        let manifest = super::maintenance::lock_manifest(inner)?;
+        let manifest = super::flush::lock_manifest(inner)?;
         let state = inner.write_state()?;
         let cut = inner.wal.rotate()?;
         let segments: Vec<SnapshotSegment> = state
@@ -182,7 +182,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
             });
         }
     };
-    let tombstones = read_optional(&inner.config.data_dir.join(super::erase::FILE_NAME))?;
+    let tombstones = read_optional(&inner.config.data_dir.join(super::tombstone::FILE_NAME))?;
     tracing::info!(
         segments = segments.len(),
         wal_files = wal.len(),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::cold::ColdTier;
-use crate::engine::lifecycle::now_ns;
+use crate::engine::policy::now_ns;
 use crate::lifecycle::LifecyclePolicy;
 use crate::objfaults::{self, Call, When};
 use crate::{

@@ -455,7 +455,7 @@ pub(super) fn drop_expired_cold(
             .cold
             .iter()
             .filter(|o| {
-                super::lifecycle::retention_cutoff(&store.effective(&o.database, &o.stream).0, now)
+                super::policy::retention_cutoff(&store.effective(&o.database, &o.stream).0, now)
                     .is_some_and(|c| o.max_time < c)
             })
             .cloned()

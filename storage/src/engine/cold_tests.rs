@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::engine::lifecycle::now_ns;
+use crate::engine::policy::now_ns;
 use crate::fsutil::CRASH_ENV;
 use crate::lifecycle::LifecyclePolicy;
 use crate::{

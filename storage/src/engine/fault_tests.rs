@@ -291,7 +291,7 @@ fn a_cold_move_whose_local_manifest_save_fails_finishes_later_without_a_second_c
     let mut c = config(dir.path());
     c.cold_store = Some(format!("file://{}", cold.path().display()));
     let engine = Engine::open(c.clone()).unwrap();
-    let old = (super::lifecycle::now_ns() - 10 * DAY).div_euclid(DAY) * DAY;
+    let old = (super::policy::now_ns() - 10 * DAY).div_euclid(DAY) * DAY;
     write_ok(&engine, old..old + 5);
     engine.flush().unwrap();
     let before = stored(&engine);

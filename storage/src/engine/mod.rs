@@ -7,6 +7,7 @@
 //! segment id or to save a manifest edit and swap the live segment list, so a long compaction never
 //! blocks a flush. Segments are kept in age order (`SegmentMeta::age`), see `compaction/mod.rs`.
 
+mod apply;
 mod backup;
 mod cold_move;
 mod compaction;
@@ -14,14 +15,17 @@ mod config;
 mod erase;
 #[cfg(test)]
 mod fault_tests;
+mod flush;
 mod latest;
 mod lifecycle;
 mod maintenance;
+mod policy;
 #[cfg(test)]
 mod powerloss_tests;
 mod read;
 mod recovery;
 mod rollups;
+mod tombstone;
 mod write;
 
 use std::fs::File;
@@ -108,7 +112,7 @@ struct State {
     /// Maintained rollups and their dirty windows (see `rollups.rs`).
     rollups: crate::rollup::RollupState,
     /// Erases not yet physically complete (see `erase.rs`).
-    tombstones: erase::Tombstones,
+    tombstones: tombstone::Tombstones,
     /// Live cold objects in age order (`seq`), see `cold_move.rs`.
     cold: Vec<Arc<crate::cold::ColdObject>>,
 }
@@ -134,7 +138,7 @@ struct Counters {
     /// Writes refused because of another I/O error (`write.rs`).
     refused_io: AtomicU64,
     /// Whether the last background maintenance failed on a full disk (`maintenance.rs`): 0 no,
-    /// [`maintenance::FAULT_NO_SPACE`] yes.
+    /// [`flush::FAULT_NO_SPACE`] yes.
     maintenance_fault: std::sync::atomic::AtomicU8,
     /// Segments dropped whole by retention (`lifecycle.rs`).
     retention_segments: AtomicU64,
@@ -160,7 +164,7 @@ struct Inner {
     /// Rollup maintenance: its lock and counters (see `rollups.rs`).
     rollup: rollups::Shared,
     /// Lifecycle policies and the last maintenance run (`lifecycle.rs`).
-    lifecycle: lifecycle::LifecycleState,
+    lifecycle: policy::LifecycleState,
     /// The cold tier (`--cold-store`), if configured.
     cold: Option<Arc<crate::cold::ColdTier>>,
     /// The cold manifest this engine last committed or loaded.
@@ -272,7 +276,7 @@ impl Engine {
     /// the stream's fields and, per series, each field's latest `(time, value)`. Empty for an
     /// unknown stream.
     pub fn latest(&self, req: &LatestRequest) -> Result<(StreamFields, Vec<SeriesLatest>)> {
-        let floor = lifecycle::read_floor(&self.inner, &req.database, &req.stream)?;
+        let floor = policy::read_floor(&self.inner, &req.database, &req.stream)?;
         let state = self.inner.read_state()?;
         let Some(id) = state.catalog.stream_id(&req.database, &req.stream) else {
             return Ok((Vec::new(), Vec::new()));
@@ -330,7 +334,7 @@ impl Engine {
 
     /// Writes all memtable data to segment files, records them in the manifest and drops WAL files.
     pub fn flush(&self) -> Result<()> {
-        maintenance::flush(&self.inner)
+        flush::flush(&self.inner)
     }
 
     /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
@@ -342,12 +346,12 @@ impl Engine {
     /// Stops background work and flushes. Later writes fail with [`StorageError::ShutDown`].
     pub fn shutdown(&self) -> Result<()> {
         self.stop_background();
-        maintenance::flush(&self.inner)
+        flush::flush(&self.inner)
     }
 
     fn stop_background(&self) {
         self.inner.shutdown.store(true, Ordering::Release);
-        maintenance::wake(&self.inner);
+        flush::wake(&self.inner);
         let handle = self.background.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = h.join();
@@ -454,7 +458,7 @@ impl Engine {
         crate::lifecycle::LifecyclePolicy,
         crate::lifecycle::PolicySource,
     )> {
-        lifecycle::effective(&self.inner, database, stream)
+        policy::effective(&self.inner, database, stream)
     }
 
     /// The policy set on `database` itself and its stream overrides (what was set, not the
@@ -516,8 +520,8 @@ impl Engine {
     /// The write limits in force for `database`.
     pub fn limits(&self, database: &str) -> crate::Limits {
         match self.inner.read_state() {
-            Ok(state) => write::limits_of(&self.inner, &state, database),
-            Err(_) => write::configured_limits(&self.inner.config, database),
+            Ok(state) => apply::limits_of(&self.inner, &state, database),
+            Err(_) => apply::configured_limits(&self.inner.config, database),
         }
     }
 }

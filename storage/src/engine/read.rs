@@ -37,7 +37,7 @@ struct SnapSeries {
     key: SeriesKey,
     mem: Vec<Rows>,
     /// Erased ranges that apply to this series (`erase.rs`), for segments older than them.
-    cuts: Vec<super::erase::Cut>,
+    cuts: Vec<super::tombstone::Cut>,
 }
 
 /// One consistent view of a stream for one read: the matched series with their memtable rows in
@@ -159,7 +159,7 @@ impl ReadSnapshot {
 
     /// The erased ranges of series `i` that apply to segment `j` of the snapshot.
     fn erased_in(&self, i: usize, j: usize) -> Vec<(i64, i64)> {
-        super::erase::segment_ranges(&self.series[i].cuts, self.segments[j].meta.seq)
+        super::tombstone::segment_ranges(&self.series[i].cuts, self.segments[j].meta.seq)
     }
 
     fn batch(&self, i: usize, rows: Rows) -> SeriesBatch {
@@ -258,7 +258,7 @@ impl SeriesCursor {
             if max < first || min > last {
                 continue;
             }
-            let whole = !super::erase::overlaps(&erased, min, max);
+            let whole = !super::tombstone::overlaps(&erased, min, max);
             if whole && min >= first && max <= last && use_stats(min, max) {
                 let stats = segment.block_stats(sid, bi, &snap.fields)?;
                 if stats.iter().flatten().all(|s| !s.sum.is_nan()) {
@@ -271,7 +271,7 @@ impl SeriesCursor {
                 }
             }
             let rows = segment.block_rows(sid, bi, &snap.fields)?;
-            let rows = super::erase::remove_ranges(rows.slice_time(first, last), &erased);
+            let rows = super::tombstone::remove_ranges(rows.slice_time(first, last), &erased);
             let rows = match snap.mode {
                 ReadMode::Values => rows.drop_empty_rows(),
                 ReadMode::Points => rows,
@@ -310,7 +310,7 @@ pub(super) fn snapshot(
     }
     // Rows older than the stream's retention are gone for readers at once, even while the
     // segment holding them is only partly expired (or not yet dropped).
-    let floor = super::lifecycle::read_floor(inner, &req.database, &req.stream)?;
+    let floor = super::policy::read_floor(inner, &req.database, &req.stream)?;
     let (first, last) = (req.start.max(floor), req.end - 1);
     if last < first {
         return Ok(None);
@@ -387,8 +387,8 @@ pub(super) fn snapshot(
                     true => memtable_part(m, sid, (first, last), &meta.fields, &wanted),
                     false => m.read(sid, first, last, &fields, &field_ids),
                 }?;
-                let erased = cut.map(|c| super::erase::memtable_ranges(&cuts, c));
-                let rows = super::erase::remove_ranges(rows, erased.as_deref().unwrap_or(&[]));
+                let erased = cut.map(|c| super::tombstone::memtable_ranges(&cuts, c));
+                let rows = super::tombstone::remove_ranges(rows, erased.as_deref().unwrap_or(&[]));
                 (!rows.is_empty()).then_some(rows)
             })
             .collect();
@@ -536,7 +536,7 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
                 let segment = &snap.segments[j].segment;
                 let erased = snap.erased_in(i, j);
                 if let Some(rows) = segment.read_series(sid, snap.first, snap.last, &snap.fields)? {
-                    let rows = super::erase::remove_ranges(rows, &erased);
+                    let rows = super::tombstone::remove_ranges(rows, &erased);
                     parts.push(match marked {
                         // Segments hold only points with at least one value.
                         true => with_exists(rows, None),
@@ -608,8 +608,8 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         return Ok(None);
     };
     // Erased rows the object still holds (until maintenance rewrites it) are not served.
-    let erased = super::erase::segment_ranges(&snap.series[i].cuts, object.seq);
-    let rows = super::erase::remove_ranges(rows, &erased);
+    let erased = super::tombstone::segment_ranges(&snap.series[i].cuts, object.seq);
+    let rows = super::tombstone::remove_ranges(rows, &erased);
     let rows = match snap.mode {
         ReadMode::Values => rows.drop_empty_rows(),
         ReadMode::Points => rows,

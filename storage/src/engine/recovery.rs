@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::{
-    BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, write,
+    BrokenSegment, Counters, EngineConfig, Inner, LiveSegment, Paths, RecoveryReport, State, apply,
 };
 use crate::catalog_log::CatalogLog;
 use crate::damaged::SetAside;
@@ -32,7 +32,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         std::fs::create_dir_all(dir).at(dir)?;
     }
     let lock = lock_dir(&config.data_dir)?;
-    let lifecycle = super::lifecycle::LifecycleState::open(&config.data_dir)?;
+    let lifecycle = super::policy::LifecycleState::open(&config.data_dir)?;
     let mut aside = SetAside::new(&config.data_dir);
     let mut report = RecoveryReport::default();
     let mut manifest = load_manifest(&config, &paths, &mut aside, &mut report)?;
@@ -333,7 +333,7 @@ fn apply_replay(
     for rec in records {
         let applied = wal_record::decode(&rec.payload)
             .map_err(|e| e.to_string())
-            .and_then(|batch| write::replay(state, &batch).map_err(|e| e.to_string()));
+            .and_then(|batch| apply::replay(state, &batch).map_err(|e| e.to_string()));
         let Err(e) = applied else {
             report.wal_records += 1;
             continue;
@@ -366,7 +366,7 @@ fn apply_replay(
 /// replayed file, so damaged WAL files (copies kept in `DATA/damaged/`) are no longer needed and a
 /// normal open succeeds. Runs before the engine is shared (no writer, no background thread).
 pub(super) fn checkpoint(inner: &Inner) -> Result<()> {
-    super::maintenance::flush(inner)?;
+    super::flush::flush(inner)?;
     let cut = inner.wal.rotate()?;
     {
         let mut manifest = inner.maintenance.lock().map_err(|_| super::poisoned())?;

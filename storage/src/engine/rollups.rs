@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Engine, Inner, ReadMode, read, write};
+use super::{Engine, Inner, ReadMode, apply, read};
 use crate::error::{Result, StorageError};
 use crate::lifecycle::RollupSpec;
 use crate::rollup::{
@@ -151,7 +151,7 @@ impl<'a> RollupWriter<'a> {
             database: self.database.clone(),
             tables: vec![std::mem::take(&mut self.table)],
         };
-        write::write_internal(self.inner, &batch)?;
+        apply::write_internal(self.inner, &batch)?;
         self.written += batch.rows();
         self.reset();
         Ok(())

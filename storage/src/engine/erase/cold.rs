@@ -14,9 +14,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Inner, Tombstone, remove_ranges};
 use crate::cold::parquet::{Encoder, decode};
 use crate::cold::{ColdObject, ColdTier, CommitFailure};
+use crate::engine::Inner;
+use crate::engine::tombstone::{Tombstone, remove_ranges};
 use crate::error::{Result, StorageError};
 use crate::rows::Rows;
 use crate::{SeriesKey, engine::poisoned};

@@ -241,7 +241,7 @@ fn an_erase_whose_flush_never_committed_is_dropped_at_open() {
     }));
     assert!(erased.is_err());
     std::mem::forget(engine); // a crash: no shutdown, locks poisoned, nothing flushed
-    let path = dir.path().join(FILE_NAME);
+    let path = dir.path().join(crate::engine::tombstone::FILE_NAME);
     assert!(path.exists());
     // A second process would find the lock held by this one; drop it by hand as a crash would.
     let _ = std::fs::remove_file(dir.path().join("LOCK"));
