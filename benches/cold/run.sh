@@ -7,9 +7,17 @@
 #   2. the move (seconds, objects, segment MB, object MB);
 #   3. cold, cold cache (server restarted, so the cache is empty): the same one-truck query once;
 #   4. cold, warm cache: the same query, best of REPEAT;
-#   5. count(*) over the cold days after another restart (cold cache), then warm.
+#   5. count(*) over the cold days after another restart (cold cache), then warm;
+#   6. the whole fleet over all DAYS, daily mean of velocity by fleet, answered from the 1-hour
+#      rollup the policy keeps (`rollups: [{every: 1h}]`; EXPLAIN must show the rollup table), and
+#      the same query over raw data (a `WHERE velocity IS NOT NULL` keeps it off the rollup, see
+#      docs/rollups.md), answers compared to 1e-9.
 #
 #   benches/cold/run.sh [TRUCKS] [DAYS] [INTERVAL]         (defaults: 100 7 1m)
+#
+# STORE=s3 puts the cold tier on a moto S3 server started here (`moto_server`, from
+# `pip install "moto[server]"`), bucket `bench`, through the usual AWS_* variables; the default
+# STORE=file uses a local directory.
 #
 # Binaries: $STRATA_BIN and $FLEET_BIN, else $CARGO_TARGET_DIR/{release,debug}/ (built if missing,
 # release preferred). CACHE_MB sets --cold-cache-mb (default 1024). Work files go to $WORK (default:
@@ -34,6 +42,7 @@ TOKEN=bench-admin-token-0123456789
 PID=
 cleanup() {
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
@@ -46,9 +55,24 @@ COLD=$WORK/cold
 mkdir -p "$COLD"
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
+STORE=${STORE:-file}
+MOTO_PID=
+case "$STORE" in
+    file) COLD_URL="file://$COLD" ;;
+    s3)
+        MOTO_PORT=$(free_port)
+        moto_server -p "$MOTO_PORT" -H 127.0.0.1 >"$WORK/moto.log" 2>&1 &
+        MOTO_PID=$!
+        for _ in $(seq 1 100); do curl -fs -X PUT "http://127.0.0.1:$MOTO_PORT/bench" >/dev/null 2>&1 && break; sleep 0.1; done
+        export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
+            AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+        COLD_URL="s3://bench/cold"
+        ;;
+    *) echo "STORE must be file or s3" >&2; exit 2 ;;
+esac
 serve() {
     STRATA_ADMIN_TOKEN=$TOKEN "$STRATA" serve --data-dir "$DATA" --http-addr "127.0.0.1:$PORT" --no-mqtt \
-        --no-print-admin-token --cold-store "file://$COLD" --cold-cache-mb "$CACHE_MB" >>"$WORK/server.log" 2>&1 &
+        --no-print-admin-token --cold-store "$COLD_URL" --cold-cache-mb "$CACHE_MB" >>"$WORK/server.log" 2>&1 &
     PID=$!
     wait_http "$URL"
 }
@@ -73,7 +97,7 @@ secs() { python3 -c "print('%.2f' % ($2 - $1))"; }
 cold_metric() { curl -fs -H "Authorization: Bearer $TOKEN" "$URL/metrics" | awk -v m="$1" 'index($1, m) == 1 && $1 !~ /^#/ { print $NF }' | head -1; }
 
 serve
-echo "binary: $STRATA"
+echo "binary: $STRATA; cold store: $COLD_URL"
 DURATION=$((DAYS * 24))h
 NOW=$(date +%s)
 START=$(( (NOW - DAYS * 86400 - 3600) * 1000000000 ))
@@ -96,7 +120,7 @@ HOT1=$(best "$Q1"); cp "$WORK/last.csv" "$WORK/q1-hot.csv"
 HOTC=$(best "$QC"); cp "$WORK/last.csv" "$WORK/qc-hot.csv"
 echo "hot:  one truck one day hourly mean ${HOT1} ms (best of $REPEAT); count(*) over the cold-to-be days ${HOTC} ms = $(tail -1 "$WORK/qc-hot.csv") rows"
 
-post -X PUT -H 'Content-Type: application/json' --data '{"hot": "1d"}' \
+post -X PUT -H 'Content-Type: application/json' --data '{"hot": "1d", "rollups": [{"every": "1h", "keep": "5y"}]}' \
     "$URL/api/v1/databases/default/lifecycle" >/dev/null
 T0=$(now)
 post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
@@ -109,7 +133,7 @@ rows = sum(m["rows"] for m in r["moved"])
 print(f"move: {len(r['moved'])} objects, {rows} rows, segments {seg/1e6:.1f} MB -> objects {obj/1e6:.1f} MB "
       f"({obj/max(seg,1):.2f}x), {s:.2f} s = {seg/1e6/max(s,1e-9):.1f} MB/s; errors {r['errors']}")
 PY
-echo "cold store: $(du -sm "$COLD" | cut -f1) MB in $(find "$COLD" -name '*.parquet' | wc -l) objects"
+[ "$STORE" = file ] && echo "cold store: $(du -sm "$COLD" | cut -f1) MB in $(find "$COLD" -name '*.parquet' | wc -l) objects"
 
 restart
 COLD1=$(ms "$(timed "$Q1")"); cp "$WORK/last.csv" "$WORK/q1-cold.csv"
@@ -123,4 +147,22 @@ WARMC=$(best "$QC")
 cmp -s "$WORK/qc-hot.csv" "$WORK/qc-cold.csv" && SAMEC=equal || SAMEC=DIFFERENT
 echo "cold: count(*) over the cold days ${COLDC} ms (cold cache), ${WARMC} ms (warm, best of $REPEAT) vs hot ${HOTC} ms; answer $SAMEC to hot"
 echo "cache: hits $(cold_metric strata_cold_cache_hits_total), misses $(cold_metric strata_cold_cache_misses_total)"
-[ "$SAME1" = equal ] && [ "$SAMEC" = equal ]
+
+# 6. Whole fleet, every day, daily mean by fleet: from the 1-hour rollup, and over raw data.
+QF="SELECT date_bin(INTERVAL '1 day', time) AS d, fleet, avg(velocity) AS mean FROM readings \
+GROUP BY d, fleet ORDER BY d, fleet"
+QR="SELECT date_bin(INTERVAL '1 day', time) AS d, fleet, avg(velocity) AS mean FROM readings \
+WHERE velocity IS NOT NULL GROUP BY d, fleet ORDER BY d, fleet"
+sql "EXPLAIN $QF" | grep -q '_rollup_1h_readings' && PLAN=rollup || PLAN="raw (rollup NOT used)"
+ROLL=$(best "$QF"); cp "$WORK/last.csv" "$WORK/qf-rollup.csv"
+RAW=$(best "$QR"); cp "$WORK/last.csv" "$WORK/qf-raw.csv"
+SAMEF=$(python3 - "$WORK/qf-rollup.csv" "$WORK/qf-raw.csv" <<'PY'
+import csv, sys
+a, b = (list(csv.reader(open(p))) for p in sys.argv[1:3])
+ok = len(a) == len(b) and all(x[:2] == y[:2] and abs(float(x[2]) - float(y[2])) <= 1e-9 * max(1.0, abs(float(y[2])))
+                              for x, y in zip(a[1:], b[1:]))
+print("equal" if ok else "DIFFERENT")
+PY
+)
+echo "fleet: $DAYS days, daily mean by fleet ${ROLL} ms from the plan: $PLAN; raw ${RAW} ms (best of $REPEAT); $(($(wc -l < "$WORK/qf-rollup.csv") - 1)) rows, answers $SAMEF"
+[ "$SAME1" = equal ] && [ "$SAMEC" = equal ] && [ "$SAMEF" = equal ]
