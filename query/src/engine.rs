@@ -39,8 +39,8 @@ impl QueryResult {
 
 /// Runs SQL over an [`Engine`]. Share it behind an `Arc`; queries may run concurrently.
 pub struct QueryEngine {
-    ctx: SessionContext,
-    config: QueryConfig,
+    pub(crate) ctx: SessionContext,
+    pub(crate) config: QueryConfig,
     options: SQLOptions,
     extra: crate::snapshot::ExtraTables,
     engine: Arc<Engine>,
@@ -305,7 +305,7 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches })
     }
 
-    async fn with_timeout<T>(
+    pub(crate) async fn with_timeout<T>(
         &self,
         work: impl Future<Output = Result<T, QueryError>>,
     ) -> Result<T, QueryError> {

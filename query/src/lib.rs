@@ -7,6 +7,7 @@
 //! See `docs/sql.md` for the table mapping, functions and pushdown rules.
 
 mod aggregate;
+mod answer;
 mod catalog;
 mod config;
 mod convert;
@@ -34,6 +35,7 @@ mod table;
 mod views;
 
 pub use aggregate::{AggregateInScan, ScanAggregateExec};
+pub use answer::Answer;
 pub use catalog::{DatabaseSchema, EXTRA_SCHEMA, StrataCatalog};
 pub use config::QueryConfig;
 pub use convert::to_record_batch;
@@ -44,7 +46,7 @@ pub use last_row::{LastRowExec, LastRowFromCache};
 pub use latest::{LastValuesExec, LastValuesFunction, LastValuesTable};
 pub use layout::{ColumnKind, DEVICE_COLUMN, TIME_COLUMN, TIME_ZONE, TableLayout};
 pub use newest::{NewestFromCache, NewestRowExec};
-pub use output::{OutputFormat, encode};
+pub use output::{Encoder, OutputFormat, encode};
 pub use pg_catalog::{
     PG_CATALOG, PG_VERSION, PgCatalogSchema, PgType, pg_type_of, postgres_compat,
 };

@@ -47,56 +47,130 @@ pub fn encode(
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<Vec<u8>, QueryError> {
-    match format {
-        OutputFormat::Json => encode_json(batches),
-        OutputFormat::Csv => encode_csv(schema, batches),
-        OutputFormat::ArrowIpcStream => encode_ipc(schema, batches),
+    let mut encoder = Encoder::new(format, schema)?;
+    let mut out = encoder.take_head();
+    for batch in batches {
+        out.extend(encoder.batch(batch)?);
     }
-}
-
-fn encode_json(batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
-    let mut out = Vec::new();
-    {
-        let mut writer = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::JsonArray>(&mut out);
-        for batch in batches {
-            writer.write(batch)?;
-        }
-        writer.finish()?;
-    }
-    if out.is_empty() {
-        out.extend_from_slice(b"[]");
-    }
+    out.extend(encoder.finish()?);
     Ok(out)
 }
 
-fn encode_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
-    let mut out = Vec::new();
-    {
-        let mut writer = arrow::csv::WriterBuilder::new()
-            .with_header(true)
-            .build(&mut out);
-        if batches.is_empty() {
-            writer.write(&RecordBatch::new_empty(schema.clone()))?;
-        }
-        for batch in batches {
-            writer.write(batch)?;
-        }
-    }
-    Ok(out)
+/// Encodes an answer batch by batch, so it can be sent while it is computed: the bytes of
+/// [`Encoder::take_head`], then of each [`Encoder::batch`], then of [`Encoder::finish`], joined,
+/// are exactly what encoding all batches at once gives.
+pub struct Encoder {
+    format: OutputFormat,
+    schema: SchemaRef,
+    /// JSON: a row was written (`[` is out); CSV: the header was written.
+    started: bool,
+    /// The Arrow IPC stream writer, writing into its own buffer (drained after each step).
+    ipc: Option<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
 }
 
-fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
-    let mut out = Vec::new();
-    {
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)?;
-        for batch in batches {
+impl Encoder {
+    /// An encoder of answers with `schema` in `format`.
+    pub fn new(format: OutputFormat, schema: &SchemaRef) -> Result<Encoder, QueryError> {
+        let ipc = match format {
+            OutputFormat::ArrowIpcStream => Some(arrow::ipc::writer::StreamWriter::try_new(
+                Vec::new(),
+                schema,
+            )?),
+            OutputFormat::Json | OutputFormat::Csv => None,
+        };
+        Ok(Encoder {
+            format,
+            schema: schema.clone(),
+            started: false,
+            ipc,
+        })
+    }
+
+    /// What precedes the first batch (the IPC schema message; nothing for JSON and CSV, whose
+    /// opening comes with the first row).
+    pub fn take_head(&mut self) -> Vec<u8> {
+        self.ipc
+            .as_mut()
+            .map(|w| std::mem::take(w.get_mut()))
+            .unwrap_or_default()
+    }
+
+    /// The bytes of one batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+        match self.format {
+            OutputFormat::Json => self.json(batch),
+            OutputFormat::Csv => self.csv(batch),
+            OutputFormat::ArrowIpcStream => self.ipc_batch(batch),
+        }
+    }
+
+    /// The closing bytes (`]` of the JSON array, the CSV header of an empty answer, the IPC
+    /// end-of-stream marker).
+    pub fn finish(mut self) -> Result<Vec<u8>, QueryError> {
+        match self.format {
+            OutputFormat::Json if self.started => Ok(b"]".to_vec()),
+            OutputFormat::Json => Ok(b"[]".to_vec()),
+            OutputFormat::Csv if self.started => Ok(Vec::new()),
+            OutputFormat::Csv => self.csv(&RecordBatch::new_empty(self.schema.clone())),
+            OutputFormat::ArrowIpcStream => match self.ipc.take() {
+                Some(mut w) => {
+                    w.finish()?;
+                    Ok(w.into_inner()?)
+                }
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// Rows as `[{...},{...}` (first batch) or `,{...},{...}`: the array writer's output without
+    /// its brackets, so batches join into one array.
+    fn json(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let mut one = Vec::new();
+        {
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut one);
+            writer.write(batch)?;
+            writer.finish()?;
+        }
+        let rows = one
+            .strip_prefix(b"[")
+            .and_then(|r| r.strip_suffix(b"]"))
+            .ok_or_else(|| QueryError::Encoding("the JSON writer did not write an array".into()))?;
+        let mut out = Vec::with_capacity(rows.len() + 1);
+        out.push(if self.started { b',' } else { b'[' });
+        out.extend_from_slice(rows);
+        self.started = true;
+        Ok(out)
+    }
+
+    fn csv(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+        if batch.num_rows() == 0 && self.started {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(!self.started)
+                .build(&mut out);
             writer.write(batch)?;
         }
-        writer.finish()?;
+        self.started = true;
+        Ok(out)
     }
-    Ok(out)
+
+    fn ipc_batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, QueryError> {
+        match self.ipc.as_mut() {
+            Some(w) => {
+                w.write(batch)?;
+                Ok(std::mem::take(w.get_mut()))
+            }
+            None => Err(QueryError::Encoding("the IPC stream was finished".into())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use strata_query::arrow::ipc::reader::StreamReader;
-use strata_query::{OutputFormat, QueryConfig, QueryEngine, QueryError};
+use strata_query::{Answer, OutputFormat, QueryConfig, QueryEngine, QueryError};
 use strata_storage::{Engine, ScanRequest, Value};
 use support::*;
 
@@ -662,6 +663,91 @@ async fn outputs_decode_back() {
         .1;
     let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
     assert_eq!(reader.schema().fields().len(), 2);
+}
+
+/// The bytes of an answer: the whole one, or its head and every streamed chunk joined.
+async fn answer_bytes(answer: Answer) -> (bool, Vec<u8>) {
+    match answer {
+        Answer::Whole { bytes, .. } => (false, bytes),
+        Answer::Streaming { head, mut rest, .. } => {
+            let mut out = head;
+            while let Some(chunk) = rest.next().await {
+                out.extend(chunk.unwrap());
+            }
+            (true, out)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_equal_whole_answers() {
+    let (_dir, engine, truth) = fleet_engine();
+    // Small batches, so the answer comes in many pieces.
+    let config = QueryConfig {
+        batch_size: 7,
+        ..QueryConfig::default()
+    };
+    let q = QueryEngine::with_config(engine, config).unwrap();
+    let all = "SELECT time, device, model, speed, load, moving FROM readings ORDER BY device, time";
+    let empty = "SELECT device, speed FROM readings WHERE device = 'none'";
+    for format in [
+        OutputFormat::Json,
+        OutputFormat::Csv,
+        OutputFormat::ArrowIpcStream,
+    ] {
+        for text in [all, empty] {
+            let (_, whole) = q.execute(text, format).await.unwrap();
+            let (streamed, bytes) =
+                answer_bytes(q.answer(text, format, usize::MAX).await.unwrap()).await;
+            assert!(!streamed, "{format:?}: fits, so whole");
+            assert_eq!(bytes, whole, "{format:?} {text}");
+            let (streamed, bytes) = answer_bytes(q.answer(text, format, 0).await.unwrap()).await;
+            assert_eq!(
+                streamed,
+                text == all,
+                "{format:?} {text}: streams past 0 bytes"
+            );
+            assert_eq!(
+                bytes, whole,
+                "{format:?} {text}: streamed bytes equal the whole answer"
+            );
+        }
+    }
+    // And the streamed JSON is the truth, row for row.
+    let (_, json) = answer_bytes(q.answer(all, OutputFormat::Json, 100).await.unwrap()).await;
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), truth.len());
+}
+
+/// A streamed answer is not held whole, so the result-size limit of collected answers does not
+/// refuse it, while the same query collected is refused. (From segments: a snapshot's copy of
+/// memtable rows is charged to the pool whole.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_are_not_bounded_by_the_result_limit() {
+    let (_dir, engine, truth) = fleet_engine();
+    engine.flush().unwrap();
+    let config = QueryConfig {
+        memory_limit: 64 * 1024,
+        batch_size: 64,
+        ..QueryConfig::default()
+    };
+    let q = QueryEngine::with_config(engine, config).unwrap();
+    let text = "SELECT * FROM readings";
+    let err = q.query(text).await.unwrap_err();
+    assert!(matches!(err, QueryError::ResourcesExhausted(_)), "{err:?}");
+    let (streamed, csv) =
+        answer_bytes(q.answer(text, OutputFormat::Csv, 4096).await.unwrap()).await;
+    assert!(streamed);
+    assert_eq!(
+        String::from_utf8(csv).unwrap().lines().count(),
+        truth.len() + 1
+    );
+    let mut stream = q.stream_paced(text).await.unwrap();
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch.unwrap().num_rows();
+    }
+    assert_eq!(rows, truth.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,17 @@
 //! `POST /api/v1/query`: SQL over HTTP. The body is the SQL text, or `{"sql": "..."}` with
 //! `Content-Type: application/json`; the `Accept` header picks JSON rows, CSV or an Arrow IPC
-//! stream. Planner errors are 400 with the planner's message.
+//! stream. Planner errors are 400 with the planner's message. An answer that encodes to more than
+//! [`WHOLE_UP_TO`] bytes streams (chunked transfer encoding) as it is computed, so no answer size
+//! can exhaust the server; an error after the first bytes cuts the response short (no final
+//! chunk), which HTTP clients report as an incomplete transfer.
 
 use axum::Extension;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use strata_query::{OutputFormat, QueryError};
+use futures::StreamExt;
+use strata_query::{Answer, OutputFormat, QueryError};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -29,14 +33,43 @@ pub async fn query(
     refuse_limited_tokens(&principal)?;
     let sql = sql_text(&headers, &body)?;
     let format = output_format(&headers)?;
-    let (content_type, bytes) = st.query.execute(&sql, format).await.map_err(query_error)?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type)],
-        bytes,
-    )
-        .into_response())
+    let answer = st
+        .query
+        .answer(&sql, format, WHOLE_UP_TO)
+        .await
+        .map_err(query_error)?;
+    Ok(match answer {
+        Answer::Whole {
+            content_type,
+            bytes,
+        } => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            bytes,
+        )
+            .into_response(),
+        Answer::Streaming {
+            content_type,
+            head,
+            rest,
+        } => {
+            let rest = rest.map(|chunk| {
+                chunk.map(Bytes::from).map_err(|e| {
+                    tracing::warn!(error = %e, "a streamed query answer failed; response cut short");
+                    std::io::Error::other(e)
+                })
+            });
+            let body = Body::from_stream(
+                futures::stream::once(async { Ok(Bytes::from(head)) }).chain(rest),
+            );
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+    })
 }
+
+/// Answers up to this many encoded bytes are sent whole (with a `Content-Length`, and an error
+/// status if anything fails); larger ones stream.
+pub const WHOLE_UP_TO: usize = 1 << 20;
 
 /// Tokens limited to named streams cannot run SQL, which may name any table (HTTP and Flight SQL).
 pub fn refuse_limited_tokens(principal: &Principal) -> Result<(), ApiError> {

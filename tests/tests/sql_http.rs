@@ -1,6 +1,8 @@
 //! `POST /api/v1/query` against the real server: SQL over line-protocol data, JSON and CSV
 //! results, the JSON request form, planner errors as 400, and scope checks.
 
+use std::io::Read;
+
 use strata_tests::{Server, bearer, temp_data_dir};
 
 const LINES: &str = "\
@@ -89,4 +91,79 @@ fn query_needs_read_scope_and_an_unlimited_token() {
     let auth = bearer(limited.json()["token"].as_str().unwrap());
     let r = server.post("/api/v1/query", b"SELECT 1", &[("Authorization", &auth)]);
     assert_eq!(r.status, 403, "{}", r.body);
+}
+
+/// An answer larger than the server's whole query memory streams (chunked, no `Content-Length`)
+/// instead of being refused or held; a small one is sent whole. The streamed CSV holds every row.
+#[test]
+fn large_answers_stream_and_small_ones_are_whole() {
+    let (_tmp, data) = temp_data_dir();
+    let server = Server::start(&data, &["--query-memory-mb", "16"]);
+    let devices = 50;
+    let per_device = 8_000;
+    let mut expected_sum = 0i64;
+    for d in 0..devices {
+        let mut lines = String::new();
+        for i in 0..per_device {
+            let v = (d * per_device + i) as i64;
+            expected_sum += v;
+            lines.push_str(&format!(
+                "big,device=dev-{d:03},site=plant-{} v={v}i,note=\"reading number {i} of device {d}\" {}\n",
+                d % 5,
+                1_700_000_000_000_000_000i64 + i as i64 * 1_000_000_000
+            ));
+        }
+        assert_eq!(server.write("default", &lines).status, 204);
+    }
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let rows = devices * per_device;
+
+    let send = |sql: &str| {
+        ureq::post(&server.url("/api/v1/query"))
+            .set("Authorization", &server.auth())
+            .set("Accept", "text/csv")
+            .send_bytes(sql.as_bytes())
+            .expect("query")
+    };
+    let resp = send("SELECT * FROM big");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.header("content-length"), None);
+    let mut body = String::new();
+    resp.into_reader().read_to_string(&mut body).unwrap();
+    assert!(
+        body.len() > 16 << 20,
+        "the answer ({} bytes) is larger than the query memory",
+        body.len()
+    );
+    let mut lines = body.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let v = header.iter().position(|c| *c == "v").unwrap();
+    let mut n = 0;
+    let mut sum = 0i64;
+    for line in lines {
+        n += 1;
+        sum += line.split(',').nth(v).unwrap().parse::<i64>().unwrap();
+    }
+    assert_eq!(n, rows);
+    assert_eq!(sum, expected_sum);
+
+    // JSON rows stream too, and the joined chunks parse as one array.
+    let resp = ureq::post(&server.url("/api/v1/query"))
+        .set("Authorization", &server.auth())
+        .set("Accept", "application/json")
+        .send_bytes(b"SELECT device, v FROM big")
+        .unwrap();
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    let json: serde_json::Value = serde_json::from_reader(resp.into_reader()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), rows);
+
+    let small = send("SELECT count(*) AS n FROM big");
+    assert_eq!(
+        small
+            .header("content-length")
+            .map(|l| l.parse::<usize>().unwrap() > 0),
+        Some(true)
+    );
+    assert_eq!(small.into_string().unwrap(), format!("n\n{rows}\n"));
 }

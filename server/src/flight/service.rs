@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -25,11 +26,12 @@ use arrow_flight::{
 };
 use futures::{Stream, TryStreamExt};
 use prost::Message;
+use strata_query::QueryError;
 use strata_query::arrow::array::RecordBatch;
 use strata_query::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use strata_query::arrow::ipc::writer::IpcWriteOptions;
+use strata_query::datafusion::execution::SendableRecordBatchStream;
 use strata_query::datafusion::logical_expr::LogicalPlan;
-use strata_query::{QueryError, QueryResult};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{self, HandshakeStream, status};
@@ -129,8 +131,16 @@ fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> DoGetStream {
     Box::pin(stream)
 }
 
-fn result_stream(result: QueryResult) -> DoGetStream {
-    batches_stream(result.schema, result.batches)
+/// Streams a query's batches as Flight data while they are computed (the answer is never held
+/// whole; an execution error ends the stream with an error status).
+fn batch_stream(stream: SendableRecordBatchStream) -> DoGetStream {
+    let schema = stream.schema();
+    let batches = stream.map_err(|e| FlightError::ExternalError(Box::new(e)));
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Box::pin(stream)
 }
 
 fn one_batch(batch: RecordBatch) -> DoGetStream {
@@ -210,8 +220,8 @@ impl FlightSqlService for StrataFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         auth::reader(&self.st, &request)?;
         let sql = utf8(&ticket.statement_handle, "statement ticket")?;
-        let result = self.st.query.query(&sql).await.map_err(sql_status)?;
-        Ok(Response::new(result_stream(result)))
+        let stream = self.st.query.stream_paced(&sql).await.map_err(sql_status)?;
+        Ok(Response::new(batch_stream(stream)))
     }
 
     async fn do_action_create_prepared_statement(
@@ -284,8 +294,13 @@ impl FlightSqlService for StrataFlightSql {
             .statements
             .get(&cmd.prepared_statement_handle, &principal.actor())?;
         let plan = self.bound_plan(&prepared.sql, prepared.params).await?;
-        let result = self.st.query.query_plan(plan).await.map_err(sql_status)?;
-        Ok(Response::new(result_stream(result)))
+        let stream = self
+            .st
+            .query
+            .stream_logical(plan)
+            .await
+            .map_err(sql_status)?;
+        Ok(Response::new(batch_stream(stream)))
     }
 
     async fn do_action_close_prepared_statement(
