@@ -84,6 +84,9 @@ fn run(name: &str, batches: &[Vec<u8>]) {
     cfg.durability = Durability::None;
     cfg.memtable_bytes = 4 << 20;
     cfg.background_interval = Duration::from_millis(50);
+    // The figure counts bytes: writers wait for flush as long as it takes (a debug build on a busy
+    // machine flushes slowly) instead of being refused after the default 10 s stall.
+    cfg.write_stall_timeout = Duration::from_secs(600);
     let engine = Engine::open(cfg).expect("open engine");
     let opts = ParseOptions::default();
     let started = Instant::now();

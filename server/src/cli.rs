@@ -167,6 +167,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_READ_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_read_rows: u64,
 
+    /// Most streams per database; a write that would create one more is refused with 422.
+    #[arg(long, env = "STRATA_MAX_STREAMS_PER_DATABASE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_database: u64,
+
+    /// Most series (device + tag set) over all streams of a database; a write past it is refused with 422.
+    #[arg(long, env = "STRATA_MAX_SERIES_PER_DATABASE", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_series_per_database: u64,
+
     /// Most series (device + tag set) per stream in every database; a write past it is refused with 422.
     #[arg(long, env = "STRATA_MAX_SERIES_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_series_per_stream: u64,
@@ -350,6 +358,8 @@ impl ServeArgs {
             usize::try_from(self.cold_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         cfg.limits = strata_storage::Limits {
+            max_streams_per_database: size(self.max_streams_per_database),
+            max_series_per_database: size(self.max_series_per_database),
             max_series_per_stream: size(self.max_series_per_stream),
             max_fields_per_stream: size(self.max_fields_per_stream),
             max_values_per_tag: size(self.max_values_per_tag),

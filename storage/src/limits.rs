@@ -1,4 +1,5 @@
-//! Per-database write limits (series, fields and tag values per stream, bytes per string value),
+//! Per-database write limits (streams and series per database; series, fields and tag values per
+//! stream; bytes per string value),
 //! the names they carry in errors, and the per-stream tag-value counts the write path checks them
 //! against. The write path (`engine/write.rs`) enforces them for the whole batch before anything is
 //! logged; WAL replay never does (what was acknowledged is restored whatever the limits are now).
@@ -12,8 +13,17 @@ use crate::catalog::{Catalog, StreamId};
 /// spare and stops a client that invents series, fields or tag values without end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// Distinct series (device + tag set) per stream. Default 1,000,000: ten series per device of a
-    /// 100,000-device fleet; each series costs a few hundred bytes of catalog and index memory.
+    /// Streams per database. Default 1,000: a database holds a stream per kind of measurement, tens
+    /// in practice; without a bound, per-stream limits could be multiplied by inventing streams.
+    #[serde(default = "default_streams_per_database")]
+    pub max_streams_per_database: usize,
+    /// Distinct series over all streams of a database. Default 1,000,000: ten series per device of
+    /// a 100,000-device fleet. Each series costs about 1.3 KiB of server memory (catalog, indexes,
+    /// last-value cache; measured with `benches/memory/run.py`), so this bounds what a client
+    /// inventing devices or tag values can take.
+    #[serde(default = "default_series_per_database")]
+    pub max_series_per_database: usize,
+    /// Distinct series (device + tag set) per stream. Default 1,000,000.
     pub max_series_per_stream: usize,
     /// Distinct fields per stream. Default 1,000: real device models have tens to a few hundred.
     pub max_fields_per_stream: usize,
@@ -28,6 +38,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_streams_per_database: default_streams_per_database(),
+            max_series_per_database: default_series_per_database(),
             max_series_per_stream: 1_000_000,
             max_fields_per_stream: 1_000,
             max_values_per_tag: 100_000,
@@ -36,9 +48,19 @@ impl Default for Limits {
     }
 }
 
+fn default_streams_per_database() -> usize {
+    1_000
+}
+
+fn default_series_per_database() -> usize {
+    1_000_000
+}
+
 impl Limits {
     /// No limit at all (used for WAL replay).
     pub const UNLIMITED: Limits = Limits {
+        max_streams_per_database: usize::MAX,
+        max_series_per_database: usize::MAX,
         max_series_per_stream: usize::MAX,
         max_fields_per_stream: usize::MAX,
         max_values_per_tag: usize::MAX,
@@ -48,6 +70,8 @@ impl Limits {
     /// The value of one limit.
     pub fn get(&self, limit: Limit) -> usize {
         match limit {
+            Limit::StreamsPerDatabase => self.max_streams_per_database,
+            Limit::SeriesPerDatabase => self.max_series_per_database,
             Limit::SeriesPerStream => self.max_series_per_stream,
             Limit::FieldsPerStream => self.max_fields_per_stream,
             Limit::ValuesPerTag => self.max_values_per_tag,
@@ -60,6 +84,10 @@ impl Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
+    /// [`Limits::max_streams_per_database`].
+    StreamsPerDatabase,
+    /// [`Limits::max_series_per_database`].
+    SeriesPerDatabase,
     /// [`Limits::max_series_per_stream`].
     SeriesPerStream,
     /// [`Limits::max_fields_per_stream`].
@@ -74,6 +102,8 @@ impl Limit {
     /// The limit's configuration name.
     pub fn name(self) -> &'static str {
         match self {
+            Limit::StreamsPerDatabase => "max_streams_per_database",
+            Limit::SeriesPerDatabase => "max_series_per_database",
             Limit::SeriesPerStream => "max_series_per_stream",
             Limit::FieldsPerStream => "max_fields_per_stream",
             Limit::ValuesPerTag => "max_values_per_tag",
@@ -84,7 +114,10 @@ impl Limit {
     /// What a client or operator can do about it.
     pub fn advice(self) -> &'static str {
         match self {
-            Limit::SeriesPerStream => {
+            Limit::StreamsPerDatabase => {
+                "write to the existing streams (one stream per kind of measurement, not per device or per day), or ask an operator to raise the limit for this database"
+            }
+            Limit::SeriesPerDatabase | Limit::SeriesPerStream => {
                 "put unbounded identifiers (request ids, timestamps) in fields, not tags, or ask an operator to raise the limit for this database"
             }
             Limit::FieldsPerStream => {

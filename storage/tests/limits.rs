@@ -403,3 +403,73 @@ fn a_series_flood_stops_at_the_limit_and_memory_stops_growing() {
     assert_eq!(e.stats().series, 1_000);
     assert_eq!(points(&e, "db", "m"), 1_000);
 }
+
+#[test]
+fn streams_and_series_per_database_bound_a_client_spreading_over_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(config(dir.path())).unwrap();
+    e.set_limits(
+        "db",
+        limits(|l| {
+            l.max_streams_per_database = 3;
+            l.max_series_per_database = 5;
+        }),
+    )
+    .unwrap();
+    // Two streams, three series.
+    e.write(&batch(
+        "db",
+        vec![
+            table("s0", &[row("a", &[], 1), row("b", &[], 1)]),
+            table("s1", &[row("a", &[], 1)]),
+        ],
+    ))
+    .unwrap();
+    // Two new streams in one batch: 4 > 3, nothing of the batch is stored.
+    let refused = batch(
+        "db",
+        vec![
+            table("s2", &[row("c", &[], 2)]),
+            table("s3", &[row("c", &[], 2)]),
+        ],
+    );
+    assert_limit(e.write(&refused), Limit::StreamsPerDatabase, 3);
+    assert!(e.schema("db", "s2").is_none());
+    assert!(e.schema("db", "s3").is_none());
+    // A third stream is fine; per-stream series limits would allow far more series, but the
+    // database's total (3 + 3 > 5) refuses a batch spread over streams as a whole.
+    e.write(&batch("db", vec![table("s2", &[row("c", &[], 2)])]))
+        .unwrap();
+    let spread = batch(
+        "db",
+        vec![
+            table("s0", &[row("d", &[], 3)]),
+            table("s1", &[row("d", &[], 3)]),
+        ],
+    );
+    assert_limit(e.write(&spread), Limit::SeriesPerDatabase, 5);
+    assert_eq!(points(&e, "db", "s0"), 2);
+    assert_eq!(points(&e, "db", "s1"), 1);
+    e.write(&batch("db", vec![table("s0", &[row("d", &[], 3)])]))
+        .unwrap();
+    let err = e
+        .write(&batch("db", vec![table("s1", &[row("e", &[], 4)])]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max_series_per_database = 5")
+            && err.to_string().contains("the database has 5 series"),
+        "{err}"
+    );
+    // Existing series keep writing; another database has its own count.
+    e.write(&batch("db", vec![table("s1", &[row("a", &[], 9)])]))
+        .unwrap();
+    e.write(&batch(
+        "db2",
+        vec![table("s9", &[row("x", &[], 1), row("y", &[], 1)])],
+    ))
+    .unwrap();
+    // Replay applies no limits: everything acknowledged comes back after a reopen.
+    drop(e);
+    let e = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(e.stats().series, 7);
+}

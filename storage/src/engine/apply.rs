@@ -184,6 +184,7 @@ fn plan(
         new_series_count: HashMap::new(),
         new_tag_values: HashSet::new(),
         new_tag_count: HashMap::new(),
+        database_series: None,
     };
     let plans = batch
         .tables
@@ -206,12 +207,14 @@ struct Planner<'a> {
     new_series_count: HashMap<StreamId, usize>,
     new_tag_values: HashSet<(StreamId, String, String)>,
     new_tag_count: HashMap<(StreamId, String), usize>,
+    /// Series the database holds now (counted at the first new series of the batch).
+    database_series: Option<usize>,
 }
 
 impl<'a> Planner<'a> {
     fn table(&mut self, t: &TableWrite) -> Result<TablePlan> {
         self.check_strings(t)?;
-        let stream = self.stream(&t.stream);
+        let stream = self.stream(&t.stream)?;
         let fields = t
             .columns
             .iter()
@@ -235,17 +238,72 @@ impl<'a> Planner<'a> {
         ((stream as usize) < catalog.streams.len()).then(|| catalog.stream(stream))
     }
 
-    fn stream(&mut self, name: &str) -> StreamId {
+    fn stream(&mut self, name: &str) -> Result<StreamId> {
         if let Some(id) = self.catalog.stream_id(self.database, name) {
-            return id;
+            return Ok(id);
         }
         if let Some(&id) = self.new_streams.get(name) {
-            return id;
+            return Ok(id);
+        }
+        if self.limits.max_streams_per_database != usize::MAX {
+            let have = self.database_streams().count();
+            let new = self.adds.streams.len();
+            if have + new + 1 > self.limits.max_streams_per_database {
+                return Err(self.exceeded(
+                    Limit::StreamsPerDatabase,
+                    name,
+                    format!(
+                        "the database has {have} streams and the write adds {} more, including '{name}'",
+                        new + 1
+                    ),
+                ));
+            }
         }
         let id = (self.catalog.streams.len() + self.adds.streams.len()) as StreamId;
         self.adds.streams.push(name.to_string());
         self.new_streams.insert(name.to_string(), id);
-        id
+        Ok(id)
+    }
+
+    /// The streams the catalog holds in this batch's database.
+    fn database_streams(
+        &self,
+    ) -> impl Iterator<Item = &'a crate::catalog::StreamMeta> + use<'a, '_> {
+        let catalog: &'a Catalog = self.catalog;
+        let database = self.database;
+        catalog
+            .streams
+            .iter()
+            .filter(move |s| s.database == database)
+    }
+
+    /// Refuses a new series past the database's series limit.
+    fn check_database_series(&mut self, sname: &str, device: &str) -> Result<()> {
+        if self.limits.max_series_per_database == usize::MAX {
+            return Ok(());
+        }
+        let have = match self.database_series {
+            Some(n) => n,
+            None => {
+                let n = self
+                    .database_streams()
+                    .map(|s| s.all_series.len() as usize)
+                    .sum();
+                *self.database_series.insert(n)
+            }
+        };
+        let new = self.adds.series.len();
+        if have + new + 1 > self.limits.max_series_per_database {
+            return Err(self.exceeded(
+                Limit::SeriesPerDatabase,
+                sname,
+                format!(
+                    "the database has {have} series and the write adds {} more, including device '{device}'",
+                    new + 1
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn field(&mut self, stream: StreamId, sname: &str, name: &str, ty: FieldType) -> Result<usize> {
@@ -308,6 +366,7 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
+        self.check_database_series(sname, &key.device)?;
         self.tag_values(stream, sname, key)?;
         let id = (self.catalog.series.len() + self.adds.series.len()) as SeriesId;
         self.new_series_count.insert(stream, new + 1);
