@@ -27,7 +27,7 @@ pub(crate) struct StreamMeta {
     field_ids: HashMap<String, usize>,
     lookup: HashMap<SeriesKey, SeriesId>,
     pub all_series: RoaringBitmap,
-    by_device: HashMap<String, RoaringBitmap>,
+    by_device: HashMap<String, DeviceSeries>,
     by_tag: HashMap<(String, String), RoaringBitmap>,
     /// Distinct tag names (other than the device) over the stream's series.
     tag_keys: BTreeSet<String>,
@@ -50,8 +50,8 @@ impl StreamMeta {
         self.all_series.insert(id);
         self.by_device
             .entry(key.device.clone())
-            .or_default()
-            .insert(id);
+            .and_modify(|s| s.insert(id))
+            .or_insert(DeviceSeries::One(id));
         for tag in &key.tags {
             self.by_tag.entry(tag.clone()).or_default().insert(id);
             if !self.tag_keys.contains(&tag.0) {
@@ -75,7 +75,11 @@ impl StreamMeta {
     /// Series matching an optional device and all given tag values (bitmap intersection).
     pub fn matching(&self, device: Option<&str>, tags: &[(String, String)]) -> RoaringBitmap {
         let mut set = match device {
-            Some(d) => self.by_device.get(d).cloned().unwrap_or_default(),
+            Some(d) => self
+                .by_device
+                .get(d)
+                .map(DeviceSeries::to_bitmap)
+                .unwrap_or_default(),
             None => self.all_series.clone(),
         };
         for tag in tags {
@@ -105,6 +109,35 @@ impl StreamMeta {
             *out.entry(key.clone()).or_insert(0) += 1;
         }
         out
+    }
+}
+
+/// The series of one device in a stream: almost always one, so no bitmap (about 130 bytes of
+/// allocations) until there is a second.
+#[derive(Debug, Clone)]
+enum DeviceSeries {
+    One(SeriesId),
+    Many(RoaringBitmap),
+}
+
+impl DeviceSeries {
+    fn insert(&mut self, id: SeriesId) {
+        match self {
+            DeviceSeries::One(first) if *first == id => {}
+            DeviceSeries::One(first) => {
+                *self = DeviceSeries::Many(RoaringBitmap::from_iter([*first, id]));
+            }
+            DeviceSeries::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    fn to_bitmap(&self) -> RoaringBitmap {
+        match self {
+            DeviceSeries::One(id) => RoaringBitmap::from_iter([*id]),
+            DeviceSeries::Many(set) => set.clone(),
+        }
     }
 }
 
@@ -368,5 +401,38 @@ mod tests {
         assert_eq!(meta.devices(), vec!["a", "z"]);
         assert!(cat.stream(other).tag_keys().is_empty());
         assert!(cat.stream(other).devices().is_empty());
+    }
+
+    #[test]
+    fn a_device_with_one_then_many_series_matches_all_of_them() {
+        let mut cat = Catalog::default();
+        let s = cat.ensure_stream("db", "cpu");
+        let key = |device: &str, core: &str| SeriesKey {
+            device: device.into(),
+            tags: vec![("core".into(), core.into())],
+        };
+        let ids = |cat: &Catalog, d: &str| {
+            cat.stream(s)
+                .matching(Some(d), &[])
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        let a0 = cat.ensure_series(s, &key("a", "0"));
+        let b0 = cat.ensure_series(s, &key("b", "0"));
+        assert_eq!(ids(&cat, "a"), vec![a0]);
+        // The same series again changes nothing; new ones join the device's set.
+        assert_eq!(cat.ensure_series(s, &key("a", "0")), a0);
+        let a1 = cat.ensure_series(s, &key("a", "1"));
+        let a2 = cat.ensure_series(s, &key("a", "2"));
+        assert_eq!(ids(&cat, "a"), vec![a0, a1, a2]);
+        assert_eq!(ids(&cat, "b"), vec![b0]);
+        assert!(ids(&cat, "c").is_empty());
+        let meta = cat.stream(s);
+        assert_eq!(
+            meta.matching(Some("a"), &[("core".into(), "1".into())])
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![a1]
+        );
     }
 }

@@ -172,6 +172,11 @@ impl SeriesBuf {
             Ok(pos) => pos,
             Err(pos) => {
                 let start = self.times.len() as u32;
+                // Grow 1, 2, 4, ...: most series write few fields, and `Vec`'s first growth
+                // to four buffers would cost every such series three unused ones.
+                if self.fields.len() == self.fields.capacity() {
+                    self.fields.reserve_exact(self.fields.capacity().max(1));
+                }
                 self.fields.insert(pos, FieldBuf::new(fid, start, ty));
                 pos
             }

@@ -75,6 +75,7 @@ impl LastValues {
 
     /// Records the rows of a validated table write (same arguments as `Memtable::apply`).
     pub fn apply(&mut self, table: &TableWrite, series_ids: &[SeriesId], field_ids: &[usize]) {
+        let width = field_ids.iter().max().map_or(0, |&f| f + 1);
         let mut best: Vec<Option<usize>> = vec![None; table.series.len()];
         for (col, &fid) in table.columns.iter().zip(field_ids) {
             best.iter_mut().for_each(|b| *b = None);
@@ -94,7 +95,7 @@ impl LastValues {
                         time: table.times[row],
                         value: col.data.value(row),
                     };
-                    self.offer(series_ids[local], fid, value, u64::MAX);
+                    self.offer(series_ids[local], fid, value, u64::MAX, width);
                 }
             }
         }
@@ -119,14 +120,18 @@ impl LastValues {
 
     /// Offers a value read back from stored data; any cached value of the same time wins.
     pub fn offer_older(&mut self, sid: SeriesId, fid: usize, latest: LatestValue) {
-        self.offer(sid, fid, latest, 0);
+        self.offer(sid, fid, latest, 0, fid + 1);
     }
 
     /// Keeps `latest` for (`sid`, `fid`) if it is newer than the cached value (ties: the newer source).
-    fn offer(&mut self, sid: SeriesId, fid: usize, latest: LatestValue, source: u64) {
+    /// A series' slots grow to exactly `width` (at least `fid + 1`): a cache entry per series must
+    /// not carry the spare capacity of `Vec`'s doubling (a million series would pay for it).
+    fn offer(&mut self, sid: SeriesId, fid: usize, latest: LatestValue, source: u64, width: usize) {
         let slots = self.series.entry(sid).or_default();
         if slots.len() <= fid {
-            slots.resize(fid + 1, None);
+            let len = width.max(fid + 1);
+            slots.reserve_exact(len - slots.len());
+            slots.resize(len, None);
         }
         let slot = &mut slots[fid];
         let newer = slot.as_ref().is_none_or(|e| {
@@ -197,7 +202,7 @@ impl LastValues {
                 time: rows.times[i],
                 value: col.data.value(i),
             };
-            self.offer(sid, fid, latest, live.meta.id);
+            self.offer(sid, fid, latest, live.meta.id, fid + 1);
         }
         Ok(())
     }
