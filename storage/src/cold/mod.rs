@@ -10,6 +10,7 @@
 //! of another runtime). Reads go through a bounded in-memory cache of verified object bytes
 //! (`--cold-cache-mb`, least recently used out first) with hit/miss counters.
 
+pub(crate) mod decimal;
 pub(crate) mod parquet;
 
 use std::collections::HashMap;
