@@ -23,11 +23,13 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
@@ -403,8 +405,13 @@ pub(crate) struct ObjectIndex {
 
 /// Parses the footer of an object written by [`Encoder`].
 pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
-    let meta =
-        ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
+    // With the page index: a read of one device selects the pages whose `device` statistics
+    // may hold it ([`device_pages`]) and skips the others undecoded.
+    let meta = ArrowReaderMetadata::load(
+        bytes,
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .map_err(|e| e.to_string())?;
     let (tags, fields) = strata_meta(meta.metadata().file_metadata().key_value_metadata())?;
     let schema = meta.schema();
     let at = |name: &str| {
@@ -569,11 +576,15 @@ pub(crate) fn decode_groups(
     }
     let device_col = roots[1];
     let mask = ProjectionMask::roots(idx.meta.parquet_schema(), roots);
+    let groups_sel = groups.clone();
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
         .with_row_groups(groups)
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS);
     if let Some(d) = device {
+        if let Some(selection) = device_pages(idx, &groups_sel, d) {
+            builder = builder.with_row_selection(selection);
+        }
         let wanted = StringArray::new_scalar(d);
         let only = ProjectionMask::roots(idx.meta.parquet_schema(), [device_col]);
         let predicate = parquet::arrow::arrow_reader::ArrowPredicateFn::new(only, move |b| {
@@ -589,6 +600,45 @@ pub(crate) fn decode_groups(
         decode_batch(&batch, &idx.tags, want, &present, &mut out)?;
     }
     Ok(out)
+}
+
+/// The rows of row groups `groups` (in that order) on pages whose `device` statistics may
+/// hold `device`, from the page index (`None`: the object has none). Rows are sorted by device,
+/// so a device's rows sit on a few consecutive pages.
+fn device_pages(idx: &ObjectIndex, groups: &[usize], device: &str) -> Option<RowSelection> {
+    let md = idx.meta.metadata();
+    let (columns, offsets) = (md.column_index()?, md.offset_index()?);
+    let leaf = md
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "device")?;
+    let d = device.as_bytes();
+    let mut selectors = Vec::new();
+    for &g in groups {
+        let rows = usize::try_from(md.row_group(g).num_rows()).ok()?;
+        let ColumnIndexMetaData::BYTE_ARRAY(stats) = columns.get(g)?.get(leaf)? else {
+            return None;
+        };
+        let pages = offsets.get(g)?.get(leaf)?.page_locations();
+        for (p, page) in pages.iter().enumerate() {
+            let start = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let may = match (stats.min_value(p), stats.max_value(p)) {
+                (Some(lo), Some(hi)) => lo <= d && d <= hi,
+                _ => true,
+            };
+            selectors.push(match may {
+                true => RowSelector::select(end - start),
+                false => RowSelector::skip(end - start),
+            });
+        }
+    }
+    Some(selectors.into())
 }
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> CodecResult<&'a T> {
@@ -978,6 +1028,53 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             assert_eq!(bits(&valid(x)), bits(&valid(y)), "{}", b.name);
+        }
+    }
+
+    #[test]
+    fn a_one_device_read_skips_pages_and_returns_that_device_whole() {
+        let fields = vec![
+            ("v".to_string(), FieldType::Float),
+            ("s".to_string(), FieldType::String),
+        ];
+        let mut enc = Encoder::new(&fields, &[], &[]).unwrap();
+        let key = |d: usize| SeriesKey {
+            device: format!("d{d:03}"),
+            tags: vec![],
+        };
+        let mut all = Vec::new();
+        for d in 0..60 {
+            let times: Vec<i64> = (0..1_000).collect();
+            let v: Vec<Option<f64>> = times
+                .iter()
+                .map(|t| Some((d * 7 + t) as f64 / 10.0))
+                .collect();
+            let s: Vec<Option<&str>> = times.iter().map(|_| None).collect();
+            let r = rows(&times, &v, &s);
+            enc.push(key(d as usize), r.clone()).unwrap();
+            all.push(r);
+        }
+        let bytes = bytes::Bytes::from(enc.finish().unwrap().0);
+        let idx = index(&bytes).unwrap();
+        let groups: Vec<usize> = (0..idx.groups.len()).collect();
+        let sel = device_pages(&idx, &groups, "d031").unwrap();
+        let selected = sel.row_count();
+        assert!(
+            selected > 0 && selected < 60_000 / 2,
+            "{selected} rows selected of 60,000"
+        );
+        for d in [0, 31, 59] {
+            let k = key(d);
+            let got = decode_groups(
+                bytes.clone(),
+                &idx,
+                groups.clone(),
+                &fields,
+                Some(&k.device),
+            )
+            .unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[&k], all[d], "{}", k.device);
         }
     }
 
