@@ -1,17 +1,19 @@
 //! Cold objects as Apache Parquet: one object per moved segment, rows ordered by series (device,
 //! then tags) then time, row groups of at most 131,072 rows, columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
-//! one nullable column per field (float64, int64, uint64, boolean, utf8). zstd compression;
+//! one nullable column per field (float as DECIMAL(18, s) where exact, see [`super::decimal`], else
+//! float64; int64, uint64, boolean, utf8). zstd compression;
 //! delta encoding for timestamps and integers, dictionaries for floats (falling back to plain
 //! pages past 2,048 distinct values, see [`float_column`]) and for strings (device and tags
 //! repeat on every row of a series); column statistics on pages, so
 //! external readers (DuckDB, pyarrow, Spark, Trino) prune by time. Key-value metadata
 //! `strata.tags` and `strata.fields` (JSON) tell Strata which columns are tags and the field
-//! types; the other readers need nothing but the column names.
+//! types; the other readers need the column names, and must merge a float column's types across
+//! objects (DECIMAL at different scales, DOUBLE; docs/lifecycle.md).
 //!
-//! Reads prune inside an object: [`index`] parses the footer once (Strata metadata plus each row
-//! group's `time` and `device` min/max statistics), and [`decode_groups`] decodes only the row
-//! groups a read can need and only the projected columns (`time`, `device`, tags and the
-//! requested fields), a column slice at a time.
+//! Reads prune inside an object: [`index`] parses the footer once (Strata metadata, the page
+//! index, each row group's `time` and `device` min/max statistics), and [`decode_groups`] decodes
+//! only the row groups a read can need (for one device only the pages that may hold it) and only
+//! the projected columns (`time`, `device`, tags and the requested fields).
 
 use std::collections::HashMap;
 use std::sync::Arc;
