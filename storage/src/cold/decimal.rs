@@ -37,9 +37,9 @@ pub(crate) fn from_scaled(i: i64, s: u8) -> f64 {
 }
 
 /// The smallest scale at which every value round-trips exactly, or `None` (the column stays
-/// DOUBLE). An empty column gets scale 0. One pass raises the scale until each value fits, a
-/// second checks every value at that scale (an early value may not fit a scale raised later:
-/// it can overflow 2^53).
+/// DOUBLE). An empty column gets scale 0. One pass raises the scale until each value fits; the
+/// values before the last raise are checked again at the final scale (an early value may not
+/// fit a scale raised later: it can overflow 2^53), and so on until nothing changes.
 pub(crate) fn scale_of<I>(values: I) -> Option<u8>
 where
     I: IntoIterator<Item = f64>,
@@ -47,23 +47,29 @@ where
 {
     let values = values.into_iter();
     let mut s = 0;
-    loop {
-        for v in values.clone() {
-            while to_scaled(v, s).is_none() {
-                if s == MAX_SCALE {
-                    return None;
-                }
-                s += 1;
+    // Values before this index were last checked at a smaller scale.
+    let mut unchecked = 0;
+    for (i, v) in values.clone().enumerate() {
+        while to_scaled(v, s).is_none() {
+            if s == MAX_SCALE {
+                return None;
             }
+            s += 1;
+            unchecked = i;
         }
-        if values.clone().all(|v| to_scaled(v, s).is_some()) {
-            return Some(s);
-        }
+    }
+    while !values
+        .clone()
+        .take(unchecked)
+        .all(|v| to_scaled(v, s).is_some())
+    {
         if s == MAX_SCALE {
             return None;
         }
         s += 1;
+        unchecked = usize::MAX;
     }
+    Some(s)
 }
 
 #[cfg(test)]
