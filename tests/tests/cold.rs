@@ -22,14 +22,22 @@ fn day_start(days_ago: i64) -> i64 {
 }
 
 /// 3 trucks, hourly points on two old days (10 and 9 days ago) of stream `truck`, and a few
-/// recent points of stream `recent`.
+/// recent points of stream `recent`. Day 10's speeds have one decimal (its object stores them
+/// as DECIMAL(18, 1)); day 9 holds one speed that needs 20 decimals (DOUBLE in its object), so
+/// outside readers meet both types. Every speed is a short binary fraction: sums are exact in
+/// any order.
 fn lines() -> String {
     let mut out = String::new();
     for (d, device) in ["t1", "t2", "t3"].iter().enumerate() {
         for day in [10, 9] {
             for h in 0..24 {
                 let t = day_start(day) + h * HOUR;
-                let v = (d as f64) * 10.0 + h as f64 * 0.5 + day as f64;
+                let odd = if day == 9 && d == 2 && h == 0 {
+                    0.5f64.powi(20)
+                } else {
+                    0.0
+                };
+                let v = (d as f64) * 10.0 + h as f64 * 0.5 + day as f64 + odd;
                 out.push_str(&format!(
                     "truck,device={device},fleet=f{} speed={v},load={}i,state=\"s{}\",moving={} {t}\n",
                     d % 2,
@@ -165,16 +173,24 @@ fn ranged() -> Vec<String> {
     ]
 }
 
-/// DuckDB over the Hive-laid-out objects of `dir`: the same aggregates as [`SQL`].
+/// DuckDB over the Hive-laid-out objects of `dir`: the same aggregates as [`SQL`]. A float
+/// field is DECIMAL in some objects and DOUBLE in others: `union_by_name = true` unifies the
+/// column's type over all files (DOUBLE here) instead of casting every file to the first
+/// file's DECIMAL(18, 1), which would round day 9's odd speed (docs/format.md).
 fn duckdb(dir: &std::path::Path) -> Value {
     let script = format!(
         r#"
 import duckdb, json
+types = {{r[0]: r[1] for r in duckdb.sql("""
+  SELECT file_name, duckdb_type FROM parquet_schema('{0}/default/truck/*/*.parquet') WHERE name = 'speed'
+  """).fetchall()}}
+assert sorted(types.values()) == ['DECIMAL(18,1)', 'DOUBLE'], types
 rows = duckdb.sql("""
-  SELECT device, fleet, count(*) AS n, sum(speed) AS speed, sum(load) AS load,
+  SELECT device, fleet, count(*) AS n, sum(speed::DOUBLE) AS speed, sum(load) AS load,
          epoch_ns(min(time)) AS first, epoch_ns(max(time)) AS last, count(state) AS states,
          sum(CASE WHEN moving THEN 1 ELSE 0 END) AS moving, count(DISTINCT date) AS dates
-  FROM read_parquet('{}/default/truck/*/*.parquet', hive_partitioning = true)
+  FROM read_parquet('{0}/default/truck/*/*.parquet', hive_partitioning = true,
+                    union_by_name = true)
   GROUP BY device, fleet ORDER BY device""").fetchall()
 print(json.dumps(rows))
 "#,

@@ -10,6 +10,7 @@
 //! of another runtime). Reads go through a bounded in-memory cache of verified object bytes
 //! (`--cold-cache-mb`, least recently used out first) with hit/miss counters.
 
+pub(crate) mod decimal;
 pub(crate) mod parquet;
 
 use std::collections::HashMap;
@@ -88,23 +89,42 @@ pub struct ColdCounters {
     pub corrupt_objects: AtomicU64,
 }
 
-/// Bounded cache of verified object bytes.
+/// A cached object: its verified bytes, the tick of its last use, and its parsed footer once a
+/// read asked for it.
+type CacheEntry = (bytes::Bytes, u64, Option<Arc<parquet::ObjectIndex>>);
+
+/// Bounded cache of verified object bytes (and their parsed footers, which a warm read then
+/// does not parse again; they are not counted against the limit: a few KB per object).
 #[derive(Debug, Default)]
 struct Cache {
     limit: usize,
     used: usize,
     tick: u64,
-    entries: HashMap<String, (bytes::Bytes, u64)>,
+    entries: HashMap<String, CacheEntry>,
 }
 
 impl Cache {
     fn get(&mut self, key: &str) -> Option<bytes::Bytes> {
+        self.get_indexed(key).map(|(b, _)| b)
+    }
+
+    fn get_indexed(
+        &mut self,
+        key: &str,
+    ) -> Option<(bytes::Bytes, Option<Arc<parquet::ObjectIndex>>)> {
         self.tick += 1;
         let tick = self.tick;
-        self.entries.get_mut(key).map(|(b, t)| {
+        self.entries.get_mut(key).map(|(b, t, i)| {
             *t = tick;
-            b.clone()
+            (b.clone(), i.clone())
         })
+    }
+
+    /// Keeps `index` with the cached bytes of `key` (if they are still cached).
+    fn set_index(&mut self, key: &str, index: Arc<parquet::ObjectIndex>) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.2 = Some(index);
+        }
     }
 
     fn put(&mut self, key: &str, bytes: bytes::Bytes) {
@@ -115,24 +135,27 @@ impl Cache {
             let Some(oldest) = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, t))| *t)
+                .min_by_key(|(_, (_, t, _))| *t)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((b, _)) = self.entries.remove(&oldest) {
+            if let Some((b, _, _)) = self.entries.remove(&oldest) {
                 self.used -= b.len();
             }
         }
         self.tick += 1;
         self.used += bytes.len();
-        if let Some((old, _)) = self.entries.insert(key.to_string(), (bytes, self.tick)) {
+        if let Some((old, _, _)) = self
+            .entries
+            .insert(key.to_string(), (bytes, self.tick, None))
+        {
             self.used -= old.len();
         }
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some((b, _)) = self.entries.remove(key) {
+        if let Some((b, _, _)) = self.entries.remove(key) {
             self.used -= b.len();
         }
     }
@@ -478,6 +501,39 @@ impl ColdTier {
             .map_err(|_| poisoned())?
             .put(&object.key, bytes.clone());
         Ok(bytes)
+    }
+
+    /// [`ColdTier::fetch`] with the object's parsed footer, kept in the cache beside the bytes
+    /// (a warm read neither fetches nor parses). A footer that does not parse is `Corrupt`.
+    pub(crate) fn fetch_indexed(
+        &self,
+        object: &ColdObject,
+    ) -> Result<(bytes::Bytes, Arc<parquet::ObjectIndex>)> {
+        let cached = self
+            .cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .get_indexed(&object.key);
+        let bytes = match cached {
+            Some((bytes, Some(index))) => {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((bytes, index));
+            }
+            Some((bytes, None)) => {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                bytes
+            }
+            None => self.fetch(object)?,
+        };
+        let index = Arc::new(parquet::index(&bytes).map_err(|e| StorageError::Corrupt {
+            path: std::path::PathBuf::from(format!("{}/{}", self.url, object.key)),
+            detail: format!("cannot read its footer: {e}"),
+        })?);
+        self.cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .set_index(&object.key, index.clone());
+        Ok((bytes, index))
     }
 
     /// The fields and series keys `object` holds, from its footer and its `device` and tag

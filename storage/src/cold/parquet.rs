@@ -1,37 +1,42 @@
 //! Cold objects as Apache Parquet: one object per moved segment, rows ordered by series (device,
 //! then tags) then time, row groups of at most 131,072 rows, columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
-//! one nullable column per field (float64, int64, uint64, boolean, utf8). zstd compression;
+//! one nullable column per field (float as DECIMAL(18, s) where exact, see [`super::decimal`], else
+//! float64; int64, uint64, boolean, utf8). zstd compression;
 //! delta encoding for timestamps and integers, dictionaries for floats (falling back to plain
 //! pages past 2,048 distinct values, see [`float_column`]) and for strings (device and tags
 //! repeat on every row of a series); column statistics on pages, so
 //! external readers (DuckDB, pyarrow, Spark, Trino) prune by time. Key-value metadata
 //! `strata.tags` and `strata.fields` (JSON) tell Strata which columns are tags and the field
-//! types; the other readers need nothing but the column names.
+//! types; the other readers need the column names, and must merge a float column's types across
+//! objects (DECIMAL at different scales, DOUBLE; docs/lifecycle.md).
 //!
-//! Reads prune inside an object: [`index`] parses the footer once (Strata metadata plus each row
-//! group's `time` and `device` min/max statistics), and [`decode_groups`] decodes only the row
-//! groups a read can need and only the projected columns (`time`, `device`, tags and the
-//! requested fields), a column slice at a time.
+//! Reads prune inside an object: [`index`] parses the footer once (Strata metadata, the page
+//! index, each row group's `time` and `device` min/max statistics), and [`decode_groups`] decodes
+//! only the row groups a read can need (for one device only the pages that may hold it) and only
+//! the projected columns (`time`, `device`, tags and the requested fields).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampNanosecondArray, UInt64Array,
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    StringArray, TimestampNanosecondArray, UInt64Array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
+use super::decimal;
 use crate::rows::Rows;
 use crate::{Column, ColumnData, FieldType, SeriesKey, StringColumn};
 
@@ -44,14 +49,14 @@ const ROW_GROUP_ROWS: usize = 2 * BATCH_ROWS;
 /// Errors of encoding or decoding an object, as text (the caller adds the object's name).
 pub(crate) type CodecResult<T> = std::result::Result<T, String>;
 
-/// Encodes series (in the order given) into one Parquet file.
+/// Encodes series (in the order given) into one Parquet file. Rows are held until
+/// [`Encoder::finish`]: the type of each float column (DECIMAL at the smallest exact scale, or
+/// DOUBLE, see [`super::decimal`]) depends on every value of the object.
 pub(crate) struct Encoder {
     fields: Vec<(String, FieldType)>,
     tags: Vec<String>,
-    schema: Arc<Schema>,
-    writer: ArrowWriter<Vec<u8>>,
+    meta: Vec<KeyValue>,
     pending: Vec<(SeriesKey, Rows)>,
-    pending_rows: usize,
     rows: u64,
 }
 
@@ -82,21 +87,6 @@ impl Encoder {
                 ));
             }
         }
-        let mut cols = vec![
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("device", DataType::Utf8, false),
-        ];
-        cols.extend(tags.iter().map(|t| Field::new(t, DataType::Utf8, true)));
-        cols.extend(
-            fields
-                .iter()
-                .map(|(n, t)| Field::new(n, arrow_type(*t), true)),
-        );
-        let schema = Arc::new(Schema::new(cols));
         let mut meta = vec![
             KeyValue::new(
                 "strata.tags".into(),
@@ -112,66 +102,88 @@ impl Encoder {
                 .iter()
                 .map(|(k, v)| KeyValue::new(k.to_string(), v.clone())),
         );
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-            ))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(meta));
-        let plain = |props: parquet::file::properties::WriterPropertiesBuilder,
-                     name: &str,
-                     enc: Encoding| {
-            let path = ColumnPath::from(name);
-            props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path, enc)
-        };
-        props = plain(props, "time", Encoding::DELTA_BINARY_PACKED);
-        for (name, t) in fields {
-            props = match t {
-                FieldType::Float => float_column(props, name),
-                FieldType::Integer | FieldType::Unsigned => {
-                    plain(props, name, Encoding::DELTA_BINARY_PACKED)
-                }
-                _ => props,
-            };
-        }
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.build()))
-            .map_err(|e| e.to_string())?;
         Ok(Encoder {
             fields: fields.to_vec(),
             tags: tags.to_vec(),
-            schema,
-            writer,
+            meta,
             pending: Vec::new(),
-            pending_rows: 0,
             rows: 0,
         })
     }
 
     /// Adds one series' rows (columns in the order of `fields`).
     pub fn push(&mut self, key: SeriesKey, rows: Rows) -> CodecResult<()> {
-        self.pending_rows += rows.len();
         self.rows += rows.len() as u64;
         self.pending.push((key, rows));
-        if self.pending_rows >= BATCH_ROWS {
-            self.write_pending()?;
-        }
         Ok(())
     }
 
-    fn write_pending(&mut self) -> CodecResult<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let parts = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
-        let batch = self.batch(&parts)?;
-        self.writer.write(&batch).map_err(|e| e.to_string())
+    /// Per field, the decimal scale its column is written at (`None`: not a float field, or a
+    /// float field that stays DOUBLE).
+    fn scales(&self) -> Vec<Option<u8>> {
+        (0..self.fields.len())
+            .map(|fi| match self.fields[fi].1 {
+                FieldType::Float => decimal::scale_of(
+                    self.pending
+                        .iter()
+                        .flat_map(move |(_, r)| float_values(&r.columns[fi])),
+                ),
+                _ => None,
+            })
+            .collect()
     }
 
-    fn batch(&self, parts: &[(SeriesKey, Rows)]) -> CodecResult<RecordBatch> {
+    fn schema(&self, scales: &[Option<u8>]) -> Arc<Schema> {
+        let mut cols = vec![
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("device", DataType::Utf8, false),
+        ];
+        cols.extend(
+            self.tags
+                .iter()
+                .map(|t| Field::new(t, DataType::Utf8, true)),
+        );
+        cols.extend(self.fields.iter().zip(scales).map(|((n, t), s)| {
+            let dt = match s {
+                Some(s) => DataType::Decimal128(decimal::PRECISION, *s as i8),
+                None => arrow_type(*t),
+            };
+            Field::new(n, dt, true)
+        }));
+        Arc::new(Schema::new(cols))
+    }
+
+    fn properties(&self, scales: &[Option<u8>]) -> CodecResult<WriterProperties> {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(self.meta.clone()));
+        props = plain(props, "time", Encoding::DELTA_BINARY_PACKED);
+        for ((name, t), s) in self.fields.iter().zip(scales) {
+            props = match (t, s) {
+                (FieldType::Float, None) => float_column(props, name),
+                (FieldType::Float, Some(_)) | (FieldType::Integer | FieldType::Unsigned, _) => {
+                    plain(props, name, Encoding::DELTA_BINARY_PACKED)
+                }
+                _ => props,
+            };
+        }
+        Ok(props.build())
+    }
+
+    fn batch(
+        &self,
+        schema: &Arc<Schema>,
+        scales: &[Option<u8>],
+        parts: &[(SeriesKey, Rows)],
+    ) -> CodecResult<RecordBatch> {
         let n: usize = parts.iter().map(|(_, r)| r.len()).sum();
         let mut times = Vec::with_capacity(n);
         let mut devices = Vec::with_capacity(n);
@@ -196,19 +208,89 @@ impl Encoder {
             tags.into_iter()
                 .map(|v| Arc::new(StringArray::from(v)) as ArrayRef),
         );
-        for (fi, (_, t)) in self.fields.iter().enumerate() {
+        for (fi, ((_, t), s)) in self.fields.iter().zip(scales).enumerate() {
             let cols: Vec<&Column> = parts.iter().map(|(_, r)| &r.columns[fi]).collect();
-            arrays.push(field_array(*t, &cols));
+            arrays.push(match s {
+                Some(s) => decimal_array(&cols, *s)?,
+                None => field_array(*t, &cols),
+            });
         }
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
     }
 
-    /// Finishes the file: its bytes and its row count.
-    pub fn finish(mut self) -> CodecResult<(Vec<u8>, u64)> {
-        self.write_pending()?;
-        let bytes = self.writer.into_inner().map_err(|e| e.to_string())?;
+    /// Finishes the file: its bytes and its row count. Writes record batches of about
+    /// [`BATCH_ROWS`] rows (whole series).
+    pub fn finish(self) -> CodecResult<(Vec<u8>, u64)> {
+        let scales = self.scales();
+        let schema = self.schema(&scales);
+        let props = self.properties(&scales)?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+            .map_err(|e| e.to_string())?;
+        let mut start = 0;
+        while start < self.pending.len() {
+            let mut end = start;
+            let mut n = 0;
+            while end < self.pending.len() && (n < BATCH_ROWS || end == start) {
+                n += self.pending[end].1.len();
+                end += 1;
+            }
+            let batch = self.batch(&schema, &scales, &self.pending[start..end])?;
+            writer.write(&batch).map_err(|e| e.to_string())?;
+            start = end;
+        }
+        let bytes = writer.into_inner().map_err(|e| e.to_string())?;
         Ok((bytes, self.rows))
     }
+}
+
+/// The valid values of a float column.
+fn float_values(c: &Column) -> impl Iterator<Item = f64> + Clone + '_ {
+    let v: &[f64] = match &c.data {
+        ColumnData::Float(v) => v,
+        _ => &[],
+    };
+    v.iter()
+        .zip(&c.valid)
+        .filter(|(_, ok)| **ok)
+        .map(|(v, _)| *v)
+}
+
+/// A column written without a dictionary, in encoding `enc`.
+fn plain(
+    props: parquet::file::properties::WriterPropertiesBuilder,
+    name: &str,
+    enc: Encoding,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    let path = ColumnPath::from(name);
+    props
+        .set_column_dictionary_enabled(path.clone(), false)
+        .set_column_encoding(path, enc)
+}
+
+/// A float field's columns of several series as DECIMAL(18, `s`) (every valid value was checked
+/// to fit by [`decimal::scale_of`]; null slots hold 0).
+fn decimal_array(cols: &[&Column], s: u8) -> CodecResult<ArrayRef> {
+    let n: usize = cols.iter().map(|c| c.valid.len()).sum();
+    let mut values = Vec::with_capacity(n);
+    let mut valid = Vec::with_capacity(n);
+    for c in cols {
+        let ColumnData::Float(v) = &c.data else {
+            return Err(format!("column '{}' is not a float column", c.name));
+        };
+        for (x, ok) in v.iter().zip(&c.valid) {
+            let i = match ok {
+                true => decimal::to_scaled(*x, s)
+                    .ok_or_else(|| format!("{x} does not fit scale {s}"))?,
+                false => 0,
+            };
+            values.push(i128::from(i));
+            valid.push(*ok);
+        }
+    }
+    let arr = Decimal128Array::new(values.into(), Some(NullBuffer::from(valid)))
+        .with_precision_and_scale(decimal::PRECISION, s as i8)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(arr))
 }
 
 /// One Arrow array from the same field's columns of several series.
@@ -325,8 +407,13 @@ pub(crate) struct ObjectIndex {
 
 /// Parses the footer of an object written by [`Encoder`].
 pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
-    let meta =
-        ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
+    // With the page index: a read of one device selects the pages whose `device` statistics
+    // may hold it ([`device_pages`]) and skips the others undecoded.
+    let meta = ArrowReaderMetadata::load(
+        bytes,
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .map_err(|e| e.to_string())?;
     let (tags, fields) = strata_meta(meta.metadata().file_metadata().key_value_metadata())?;
     let schema = meta.schema();
     let at = |name: &str| {
@@ -491,11 +578,15 @@ pub(crate) fn decode_groups(
     }
     let device_col = roots[1];
     let mask = ProjectionMask::roots(idx.meta.parquet_schema(), roots);
+    let groups_sel = groups.clone();
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
         .with_row_groups(groups)
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS);
     if let Some(d) = device {
+        if let Some(selection) = device_pages(idx, &groups_sel, d) {
+            builder = builder.with_row_selection(selection);
+        }
         let wanted = StringArray::new_scalar(d);
         let only = ProjectionMask::roots(idx.meta.parquet_schema(), [device_col]);
         let predicate = parquet::arrow::arrow_reader::ArrowPredicateFn::new(only, move |b| {
@@ -511,6 +602,45 @@ pub(crate) fn decode_groups(
         decode_batch(&batch, &idx.tags, want, &present, &mut out)?;
     }
     Ok(out)
+}
+
+/// The rows of row groups `groups` (in that order) on pages whose `device` statistics may
+/// hold `device`, from the page index (`None`: the object has none). Rows are sorted by device,
+/// so a device's rows sit on a few consecutive pages.
+fn device_pages(idx: &ObjectIndex, groups: &[usize], device: &str) -> Option<RowSelection> {
+    let md = idx.meta.metadata();
+    let (columns, offsets) = (md.column_index()?, md.offset_index()?);
+    let leaf = md
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "device")?;
+    let d = device.as_bytes();
+    let mut selectors = Vec::new();
+    for &g in groups {
+        let rows = usize::try_from(md.row_group(g).num_rows()).ok()?;
+        let ColumnIndexMetaData::BYTE_ARRAY(stats) = columns.get(g)?.get(leaf)? else {
+            return None;
+        };
+        let pages = offsets.get(g)?.get(leaf)?.page_locations();
+        for (p, page) in pages.iter().enumerate() {
+            let start = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let may = match (stats.min_value(p), stats.max_value(p)) {
+                (Some(lo), Some(hi)) => lo <= d && d <= hi,
+                _ => true,
+            };
+            selectors.push(match may {
+                true => RowSelector::select(end - start),
+                false => RowSelector::skip(end - start),
+            });
+        }
+    }
+    Some(selectors.into())
 }
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> CodecResult<&'a T> {
@@ -532,17 +662,18 @@ fn decode_batch(
         .iter()
         .map(|t| column::<StringArray>(b, t))
         .collect::<CodecResult<_>>()?;
-    let field_cols: Vec<Option<&dyn Array>> = fields
+    let owned: Vec<Option<ArrayRef>> = fields
         .iter()
         .zip(present)
         .map(|((n, _), p)| match p {
             false => Ok(None),
             true => b
                 .column_by_name(n)
-                .map(|c| Some(c.as_ref()))
-                .ok_or_else(|| format!("column '{n}' is missing")),
+                .map(|c| as_stored(c).map(Some))
+                .ok_or_else(|| format!("column '{n}' is missing"))?,
         })
         .collect::<CodecResult<_>>()?;
+    let field_cols: Vec<Option<&dyn Array>> = owned.iter().map(|c| c.as_deref()).collect();
     let key_at = |i: usize| {
         let mut tags: Vec<(String, String)> = tags
             .iter()
@@ -581,6 +712,33 @@ fn decode_batch(
         start = end;
     }
     Ok(())
+}
+
+/// A column as Strata stores its type: a DECIMAL float column back to `Float64`, each value
+/// divided by the exact power of ten ([`decimal::from_scaled`]: bit-identical to the value
+/// written); any other column as it is.
+fn as_stored(c: &ArrayRef) -> CodecResult<ArrayRef> {
+    let Some(d) = c.as_any().downcast_ref::<Decimal128Array>() else {
+        return Ok(c.clone());
+    };
+    let s = u8::try_from(d.scale())
+        .ok()
+        .filter(|s| *s <= decimal::MAX_SCALE)
+        .ok_or_else(|| {
+            format!(
+                "a DECIMAL column of scale {} (Strata writes 0 to 9)",
+                d.scale()
+            )
+        })?;
+    let values: Vec<f64> = d
+        .values()
+        .iter()
+        .map(|v| decimal::from_scaled(*v as i64, s))
+        .collect();
+    Ok(Arc::new(Float64Array::new(
+        values.into(),
+        d.nulls().cloned(),
+    )))
 }
 
 fn append_arrow(
@@ -776,6 +934,150 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// One float column per case, each a series of values; returns the object's bytes.
+    fn floats_object(cases: &[(&str, Vec<Option<f64>>)]) -> (Vec<u8>, Rows, SeriesKey) {
+        let fields: Vec<(String, FieldType)> = cases
+            .iter()
+            .map(|(n, _)| (n.to_string(), FieldType::Float))
+            .collect();
+        let n = cases[0].1.len();
+        let columns = cases
+            .iter()
+            .map(|(name, v)| {
+                let mut c = Column::new(*name, FieldType::Float);
+                for x in v {
+                    match x {
+                        Some(x) => {
+                            c.data.push_value(&Value::Float(*x));
+                            c.valid.push(true);
+                        }
+                        None => c.push_null(),
+                    }
+                }
+                c
+            })
+            .collect();
+        let r = Rows {
+            times: (0..n as i64).collect(),
+            columns,
+        };
+        let key = SeriesKey {
+            device: "d".into(),
+            tags: vec![],
+        };
+        let mut enc = Encoder::new(&fields, &[], &[]).unwrap();
+        enc.push(key.clone(), r.clone()).unwrap();
+        (enc.finish().unwrap().0, r, key)
+    }
+
+    #[test]
+    fn float_columns_are_decimal_at_their_scale_or_double_and_read_back_exactly() {
+        let (bytes, r, key) = floats_object(&[
+            ("d0", vec![Some(1.0), Some(-20.0), None, Some(300.0)]),
+            ("d1", vec![Some(1.5), Some(-0.1), Some(7.0), None]),
+            ("d2", vec![Some(0.25), Some(12.34), None, Some(-99.99)]),
+            ("d3", vec![Some(-0.001), Some(1.5), Some(98.765), Some(0.0)]),
+            ("big", vec![Some(1e15), Some(-4e15), Some(123.0), None]),
+            ("full", vec![Some(1.0 / 3.0), Some(2.5), None, Some(0.1)]),
+            (
+                "nan",
+                vec![Some(f64::NAN), Some(1.5), Some(f64::INFINITY), None],
+            ),
+            ("negzero", vec![Some(-0.0), Some(1.0), Some(2.0), Some(3.0)]),
+            ("nulls", vec![None, None, None, None]),
+        ]);
+        let bytes = bytes::Bytes::from(bytes);
+        let idx = index(&bytes).unwrap();
+        let schema = idx.meta.metadata().file_metadata().schema_descr();
+        let kind = |name: &str| {
+            let c = schema.columns().iter().find(|c| c.name() == name).unwrap();
+            (c.physical_type(), c.logical_type_ref().cloned())
+        };
+        use parquet::basic::{LogicalType, Type as Physical};
+        for (name, scale) in [
+            ("d0", 0),
+            ("d1", 1),
+            ("d2", 2),
+            ("d3", 3),
+            ("big", 0),
+            ("nulls", 0),
+        ] {
+            assert_eq!(
+                kind(name),
+                (Physical::INT64, Some(LogicalType::decimal(scale, 18))),
+                "{name}"
+            );
+        }
+        for name in ["full", "nan", "negzero"] {
+            assert_eq!(kind(name), (Physical::DOUBLE, None), "{name}");
+        }
+        let d = decode(bytes).unwrap();
+        let got = &d.series[&canonical(&key)];
+        assert_eq!(got.times, r.times);
+        for (a, b) in got.columns.iter().zip(&r.columns) {
+            assert_eq!(a.valid, b.valid, "{}", b.name);
+            let (ColumnData::Float(x), ColumnData::Float(y)) = (&a.data, &b.data) else {
+                panic!("{} is not float", b.name);
+            };
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let valid = |v: &[f64]| {
+                v.iter()
+                    .zip(&b.valid)
+                    .filter(|(_, ok)| **ok)
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&valid(x)), bits(&valid(y)), "{}", b.name);
+        }
+    }
+
+    #[test]
+    fn a_one_device_read_skips_pages_and_returns_that_device_whole() {
+        let fields = vec![
+            ("v".to_string(), FieldType::Float),
+            ("s".to_string(), FieldType::String),
+        ];
+        let mut enc = Encoder::new(&fields, &[], &[]).unwrap();
+        let key = |d: usize| SeriesKey {
+            device: format!("d{d:03}"),
+            tags: vec![],
+        };
+        let mut all = Vec::new();
+        for d in 0..60 {
+            let times: Vec<i64> = (0..1_000).collect();
+            let v: Vec<Option<f64>> = times
+                .iter()
+                .map(|t| Some((d * 7 + t) as f64 / 10.0))
+                .collect();
+            let s: Vec<Option<&str>> = times.iter().map(|_| None).collect();
+            let r = rows(&times, &v, &s);
+            enc.push(key(d as usize), r.clone()).unwrap();
+            all.push(r);
+        }
+        let bytes = bytes::Bytes::from(enc.finish().unwrap().0);
+        let idx = index(&bytes).unwrap();
+        let groups: Vec<usize> = (0..idx.groups.len()).collect();
+        let sel = device_pages(&idx, &groups, "d031").unwrap();
+        let selected = sel.row_count();
+        assert!(
+            selected > 0 && selected < 60_000 / 2,
+            "{selected} rows selected of 60,000"
+        );
+        for d in [0, 31, 59] {
+            let k = key(d);
+            let got = decode_groups(
+                bytes.clone(),
+                &idx,
+                groups.clone(),
+                &fields,
+                Some(&k.device),
+            )
+            .unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[&k], all[d], "{}", k.device);
+        }
     }
 
     #[test]

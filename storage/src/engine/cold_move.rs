@@ -218,8 +218,14 @@ pub(super) fn unique() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Threads that encode segments as Parquet ahead of the store steps (the machine's 2 cores:
+/// encoding is most of a move's time).
+const ENCODERS: usize = 2;
+
 /// Moves every segment whose partition ended more than its stream's `hot` ago, oldest first;
-/// stops at the first failure (the rest stays hot and is retried at the next run).
+/// stops at the first failure (the rest stays hot and is retried at the next run). Segments are
+/// encoded on [`ENCODERS`] threads (each at most one object ahead); writing, verifying and
+/// committing stay on this thread, in age order.
 pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut LifecycleRun) {
     if tier.reconcile_pending.load(Ordering::Relaxed)
         && let Err(e) = reconcile_after_failure(inner, tier, report)
@@ -236,42 +242,88 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
             return;
         }
     };
-    for live in candidates {
-        let started = std::time::Instant::now();
-        match move_one(inner, tier, &live) {
-            Ok(object) => {
-                tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
-                tier.counters
-                    .segment_bytes_moved
-                    .fetch_add(live.meta.bytes, Ordering::Relaxed);
-                tier.counters
-                    .object_bytes_written
-                    .fetch_add(object.bytes, Ordering::Relaxed);
-                if let Ok(mut e) = tier.last_error.lock() {
-                    *e = None;
-                }
-                report.moved.push(ColdMove {
-                    database: object.database.clone(),
-                    stream: object.stream.clone(),
-                    segment: live.meta.id,
-                    object: object.key.clone(),
-                    rows: object.rows,
-                    segment_bytes: live.meta.bytes,
-                    object_bytes: object.bytes,
-                    millis: started.elapsed().as_millis() as u64,
+    std::thread::scope(|scope| {
+        let queues: Vec<_> = (0..ENCODERS.min(candidates.len()))
+            .map(|w| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let mine: Vec<Arc<LiveSegment>> = candidates
+                    .iter()
+                    .skip(w)
+                    .step_by(ENCODERS)
+                    .cloned()
+                    .collect();
+                scope.spawn(move || {
+                    for live in mine {
+                        let started = std::time::Instant::now();
+                        let encoded = encode(inner, &live);
+                        // The receiver is gone when a move failed: stop encoding.
+                        if tx.send((encoded, started.elapsed())).is_err() {
+                            return;
+                        }
+                    }
                 });
-            }
-            Err(e) => {
-                tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
-                tier.reconcile_pending.store(true, Ordering::Relaxed);
-                let msg = format!(
-                    "cold: moving segment {} ({}/{}) failed, it stays hot: {e}",
-                    live.meta.id, live.meta.database, live.meta.stream
-                );
-                tier.record_error(&msg);
-                report.errors.push(msg);
+                rx
+            })
+            .collect();
+        for (i, live) in candidates.iter().enumerate() {
+            let Ok(encoded) = queues[i % queues.len()].recv() else {
+                report
+                    .errors
+                    .push("cold: an encoder thread stopped; the rest stays hot".into());
+                return;
+            };
+            if !store_one(inner, tier, live, encoded, report) {
                 return;
             }
+        }
+    });
+}
+
+/// Stores one encoded segment ([`move_one`]) and reports it; false when it failed (the run
+/// stops).
+fn store_one(
+    inner: &Inner,
+    tier: &ColdTier,
+    live: &Arc<LiveSegment>,
+    (encoded, encode_time): (Result<Vec<u8>>, std::time::Duration),
+    report: &mut LifecycleRun,
+) -> bool {
+    let started = std::time::Instant::now();
+    match move_one(inner, tier, live, encoded) {
+        Ok(object) => {
+            tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
+            tier.counters
+                .segment_bytes_moved
+                .fetch_add(live.meta.bytes, Ordering::Relaxed);
+            tier.counters
+                .object_bytes_written
+                .fetch_add(object.bytes, Ordering::Relaxed);
+            if let Ok(mut e) = tier.last_error.lock() {
+                *e = None;
+            }
+            report.moved.push(ColdMove {
+                database: object.database.clone(),
+                stream: object.stream.clone(),
+                segment: live.meta.id,
+                object: object.key.clone(),
+                rows: object.rows,
+                segment_bytes: live.meta.bytes,
+                object_bytes: object.bytes,
+                encode_millis: encode_time.as_millis() as u64,
+                millis: started.elapsed().as_millis() as u64,
+            });
+            true
+        }
+        Err(e) => {
+            tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
+            tier.reconcile_pending.store(true, Ordering::Relaxed);
+            let msg = format!(
+                "cold: moving segment {} ({}/{}) failed, it stays hot: {e}",
+                live.meta.id, live.meta.database, live.meta.stream
+            );
+            tier.record_error(&msg);
+            report.errors.push(msg);
+            false
         }
     }
 }
@@ -293,7 +345,13 @@ fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
         .collect())
 }
 
-fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<ColdObject> {
+/// Steps 1–5 of a move of `live`, encoded (step 1's Parquet bytes) by an encoder thread.
+fn move_one(
+    inner: &Inner,
+    tier: &ColdTier,
+    live: &Arc<LiveSegment>,
+    encoded: Result<Vec<u8>>,
+) -> Result<ColdObject> {
     let m = &live.meta;
     // An earlier move of this segment committed its object but failed to save the local MANIFEST
     // (a full disk): finish that move instead of uploading a second copy of the rows.
@@ -308,7 +366,7 @@ fn move_one(inner: &Inner, tier: &ColdTier, live: &Arc<LiveSegment>) -> Result<C
     if let Some(object) = committed {
         return finish_local(inner, m, object);
     }
-    let bytes = encode(inner, live)?;
+    let bytes = encoded?;
     let key = format!(
         "{}/{}/date={}/{:016}-{}.parquet",
         m.database,

@@ -73,7 +73,7 @@ type GroupRead = std::result::Result<Arc<HashMap<SeriesKey, Rows>>, String>;
 #[derive(Debug)]
 struct ColdFile {
     bytes: bytes::Bytes,
-    index: crate::cold::parquet::ObjectIndex,
+    index: Arc<crate::cold::parquet::ObjectIndex>,
     groups: Vec<std::sync::OnceLock<GroupRead>>,
 }
 
@@ -617,17 +617,16 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
     Ok((!rows.is_empty()).then_some(rows))
 }
 
-/// Fetches (from the cache or the store, verified) and indexes one cold object.
+/// Fetches (from the cache or the store, verified) and indexes one cold object (the footer is
+/// parsed once while the object stays cached).
 fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead {
     let tier = snap
         .tier
         .as_ref()
         .ok_or((false, "no cold store is configured".to_string()))?;
-    let bytes = tier
-        .fetch(object)
+    let (bytes, index) = tier
+        .fetch_indexed(object)
         .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
-    let index = crate::cold::parquet::index(&bytes)
-        .map_err(|e| (true, format!("cold object {}: {e}", object.key)))?;
     let groups = index
         .groups
         .iter()

@@ -37,7 +37,10 @@ pub struct ColdMove {
     pub segment_bytes: u64,
     /// Size of the Parquet object.
     pub object_bytes: u64,
-    /// How long the move took (encode, write, verify, commit, local swap).
+    /// How long encoding the segment as Parquet took (on an encoder thread, overlapping the
+    /// store steps of the segments before it).
+    pub encode_millis: u64,
+    /// How long the store steps took after encoding (write, verify, commit, local swap).
     pub millis: u64,
 }
 
