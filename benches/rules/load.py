@@ -69,18 +69,36 @@ class Api:
         return text.decode()
 
 
-def ingest(port, devices, batch, seconds, writers):
-    """Closed-loop writers; returns (rows acknowledged, seconds, failed requests)."""
-    stop = time.monotonic() + seconds
+def ingest(port, devices, batch, seconds, writers, rate=None):
+    """Writers for `seconds`; returns (rows acknowledged, seconds, failed requests).
+
+    Closed loop (`rate` None): each writer posts its next batch as soon as the previous one is
+    acknowledged. Open loop (`rate` rows/s): writer w posts its k-th batch at
+    start + (k * writers + w) * batch / rate (at once when it is behind), so the offered load is
+    `rate` whatever the server does; a server that cannot keep up shows as a lower achieved
+    rate. Either way the figure is rows acknowledged / elapsed seconds.
+    """
+    start = time.monotonic()
+    stop = start + seconds
     counts = [0] * writers
     failures = [0] * writers
+    period = None if rate is None else batch / rate  # seconds between any two batches
 
     def writer(w):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         rnd = random.Random(w)
         next_device = w * (devices // max(writers, 1))
         headers = {"Authorization": "Bearer " + TOKEN, "Content-Type": "text/plain"}
+        k = 0
         while time.monotonic() < stop:
+            if period is not None:
+                due = start + (k * writers + w) * period
+                k += 1
+                if due >= stop:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             now = time.time_ns()
             lines = []
             for i in range(batch):
@@ -100,12 +118,13 @@ def ingest(port, devices, batch, seconds, writers):
         conn.close()
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(counts), time.monotonic() - t0, sum(failures)
+    # Open loop: the offered period is `seconds` even if the last batch was acknowledged early.
+    elapsed = time.monotonic() - start
+    return sum(counts), elapsed if period is None else max(elapsed, seconds), sum(failures)
 
 
 def rule_specs(n, mix):
@@ -164,6 +183,8 @@ def main():
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--rate", type=float, default=None,
+                    help="open loop: offer this many rows/s in total (default: closed loop)")
     ap.add_argument("--mix", default="70,20,10",
                     help="percent of row, window and query rules")
     ap.add_argument("--drain-timeout", type=float, default=120,
@@ -180,7 +201,7 @@ def main():
                               env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
     api = Api(port)
     out = {"binary": binary, "mix_row_window_query_pct": a.mix, "devices": a.devices, "batch_rows": a.batch, "writers": a.writers,
-           "seconds": a.seconds}
+           "seconds": a.seconds, "offered_rows_per_s": a.rate or "closed loop"}
     try:
         deadline = time.time() + 60
         while True:
@@ -193,7 +214,7 @@ def main():
                 raise SystemExit("server did not start; see " + work + "/log")
             time.sleep(0.1)
 
-        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers)
+        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers, a.rate)
         out["no_rules"] = {"rows": rows, "rows_per_s": round(rows / secs), "failed": failed}
 
         t0 = time.monotonic()
@@ -220,7 +241,7 @@ def main():
 
         th = threading.Thread(target=sampler)
         th.start()
-        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers)
+        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers, a.rate)
         stop.set()
         th.join()
         after = sample(api)

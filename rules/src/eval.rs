@@ -39,7 +39,7 @@ pub(crate) async fn run_query_rule(
     let spec = spec.clone();
     let queued = blocking(move || {
         let (changes, entries, transitions) =
-            step_all(&spec, store.alerts_of(&spec.name)?, instances, now, timing);
+            step_all(&spec, store.open_alerts_of(&spec.name)?, instances, now, timing);
         store.apply(&spec.name, &changes, entries)?;
         Ok(transitions)
     })

@@ -458,7 +458,7 @@ impl Rules {
             let s = spec.clone();
             queued += blocking(move || {
                 let (changes, entries, n) =
-                    row::step_seen(&s, store.alerts_of(&s.name)?, groups, end, timing);
+                    row::step_seen(&s, store.open_alerts_of(&s.name)?, groups, end, timing);
                 if !changes.is_empty() || !entries.is_empty() {
                     store.apply(&s.name, &changes, entries)?;
                 }
@@ -656,8 +656,8 @@ impl Rules {
     }
 
     /// Every plain row rule of a stream over one batch in one blocking task: conditions compiled
-    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, one
-    /// read of the alert instances; if a condition fails (a rule broke), each rule is evaluated
+    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, the
+    /// open alert instances read from memory; if a condition fails (a rule broke), each rule is evaluated
     /// alone so that only the broken one reports an error.
     async fn evaluate_rows(
         self: &Arc<Self>,
@@ -679,14 +679,11 @@ impl Rules {
                 Err(_) => return Ok(Err((rules, batch))),
             };
             let last = row::last_rows(&batch)?;
-            let mut stored: BTreeMap<String, Vec<alert::Alert>> = BTreeMap::new();
-            for a in store.all_alerts()? {
-                stored.entry(a.rule.clone()).or_default().push(a);
-            }
+            // Open instances only, from memory (resolved ones cannot change without a match).
+            let stored = store.open_alerts_of_many(rules.iter().map(|(s, _)| s.name.as_str()))?;
             let mut out = Vec::with_capacity(rules.len());
             let mut commit = Vec::new();
-            for ((spec, timing), flag) in rules.into_iter().zip(flags) {
-                let mine = stored.remove(&spec.name).unwrap_or_default();
+            for (((spec, timing), flag), mine) in rules.into_iter().zip(flags).zip(stored) {
                 match row::step_rule(&spec, timing, &batch, (&last, &flag), mine, start) {
                     Ok((changes, entries, matched, n)) => {
                         if !changes.is_empty() || !entries.is_empty() {
@@ -750,7 +747,7 @@ impl Rules {
         let spec = spec.clone();
         let queued = blocking(move || {
             let (changes, entries, n) =
-                row::step_seen(&spec, store.alerts_of(&spec.name)?, seen, now, timing);
+                row::step_seen(&spec, store.open_alerts_of(&spec.name)?, seen, now, timing);
             if !changes.is_empty() || !entries.is_empty() {
                 store.apply(&spec.name, &changes, entries)?;
             }

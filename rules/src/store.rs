@@ -5,12 +5,19 @@
 //!
 //! Tables (JSON values): `rules` (name → [`RuleSpec`]), `alerts` (`rule` NUL `key JSON` →
 //! [`Alert`]), `outbox` (u64 sequence → [`OutboxEntry`]), `meta` (`schema_version`, `next_seq`).
+//!
+//! The alert instances are also kept in memory ([`AlertCache`]): read once from the file when
+//! it opens, then updated after each commit that changes them (under one writer lock, so the
+//! memory follows the commit order). Evaluations read them from memory, never from the file;
+//! the file stays the durable copy that a restart reads.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::alert::{Alert, AlertKey};
+use crate::alert::{Alert, AlertKey, AlertState};
 use crate::error::{Result, RulesError};
 use crate::outbox::OutboxEntry;
 use crate::spec::RuleSpec;
@@ -36,6 +43,55 @@ pub enum Change {
 pub struct Store {
     db: Database,
     path: std::path::PathBuf,
+    /// The alert instances, as committed.
+    cache: RwLock<AlertCache>,
+    /// Held from the start of a transaction changing alerts until the cache follows it.
+    writer: Mutex<()>,
+}
+
+/// The alert instances of every rule in memory, open ones (pending, firing) apart from resolved
+/// ones: a resolved instance only matters to the `alerts` table (an evaluation treats it like no
+/// instance: a new observation that holds starts a fresh one, one that does not changes nothing).
+#[derive(Debug, Default)]
+pub struct AlertCache {
+    rules: HashMap<String, RuleAlerts>,
+}
+
+/// One rule's instances by key.
+#[derive(Debug, Default)]
+struct RuleAlerts {
+    open: HashMap<AlertKey, Alert>,
+    resolved: HashMap<AlertKey, Alert>,
+}
+
+impl AlertCache {
+    fn put(&mut self, rule: &str, a: Alert) {
+        let r = self.rules.entry(rule.to_string()).or_default();
+        r.open.remove(&a.key);
+        r.resolved.remove(&a.key);
+        let side = if a.state == AlertState::Resolved {
+            &mut r.resolved
+        } else {
+            &mut r.open
+        };
+        side.insert(a.key.clone(), a);
+    }
+
+    fn delete(&mut self, rule: &str, key: &AlertKey) {
+        if let Some(r) = self.rules.get_mut(rule) {
+            r.open.remove(key);
+            r.resolved.remove(key);
+        }
+    }
+
+    fn apply(&mut self, rule: &str, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Put(a) => self.put(rule, a.clone()),
+                Change::Delete(k) => self.delete(rule, k),
+            }
+        }
+    }
 }
 
 /// Key of an alert in the `alerts` table.
@@ -78,10 +134,35 @@ impl Store {
             }
         }
         txn.commit().map_err(RulesError::db)?;
+        let mut cache = AlertCache::default();
+        for a in read_alerts(&db)? {
+            let rule = a.rule.clone();
+            cache.put(&rule, a);
+        }
         Ok(Store {
             db,
             path: path.to_path_buf(),
+            cache: RwLock::new(cache),
+            writer: Mutex::new(()),
         })
+    }
+
+    fn cache_read(&self) -> Result<std::sync::RwLockReadGuard<'_, AlertCache>> {
+        self.cache
+            .read()
+            .map_err(|_| RulesError::Store("alert cache poisoned".into()))
+    }
+
+    fn cache_write(&self) -> Result<std::sync::RwLockWriteGuard<'_, AlertCache>> {
+        self.cache
+            .write()
+            .map_err(|_| RulesError::Store("alert cache poisoned".into()))
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.writer
+            .lock()
+            .map_err(|_| RulesError::Store("rule store writer poisoned".into()))
     }
 
     /// A consistent copy of the store file for a backup: read while a write transaction is held
@@ -136,6 +217,7 @@ impl Store {
 
     /// Deletes the rule and its alert instances (undelivered notifications stay in the outbox).
     pub fn delete_rule(&self, name: &str) -> Result<RuleSpec> {
+        let _writer = self.writer()?;
         let txn = self.db.begin_write().map_err(RulesError::db)?;
         let spec = {
             let mut t = txn.open_table(RULES).map_err(RulesError::db)?;
@@ -152,35 +234,60 @@ impl Store {
                 .map_err(RulesError::db)?;
         }
         txn.commit().map_err(RulesError::db)?;
+        self.cache_write()?.rules.remove(name);
         Ok(spec)
     }
 
-    /// The alert instances of `rule`.
+    /// The alert instances of `rule` (from memory).
     pub fn alerts_of(&self, rule: &str) -> Result<Vec<Alert>> {
-        let txn = self.db.begin_read().map_err(RulesError::db)?;
-        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
-        let (lo, hi) = rule_prefix_range(rule);
-        let mut out = Vec::new();
-        for item in t
-            .range::<&str>(lo.as_str()..hi.as_str())
-            .map_err(RulesError::db)?
-        {
-            let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
+        let c = self.cache_read()?;
+        Ok(c.rules
+            .get(rule)
+            .map(|r| r.open.values().chain(r.resolved.values()).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// The open (pending or firing) alert instances of `rule` (from memory): all an evaluation
+    /// needs (see [`AlertCache`]).
+    pub fn open_alerts_of(&self, rule: &str) -> Result<Vec<Alert>> {
+        let c = self.cache_read()?;
+        Ok(c.rules
+            .get(rule)
+            .map(|r| r.open.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// The open alert instances of each of `rules` (from memory), in the same order.
+    pub fn open_alerts_of_many<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<Vec<Alert>>> {
+        let c = self.cache_read()?;
+        Ok(rules
+            .map(|name| {
+                c.rules
+                    .get(name)
+                    .map(|r| r.open.values().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// Every alert instance (from memory), by rule and key.
+    pub fn all_alerts(&self) -> Result<Vec<Alert>> {
+        let c = self.cache_read()?;
+        let mut out: Vec<Alert> = c
+            .rules
+            .values()
+            .flat_map(|r| r.open.values().chain(r.resolved.values()).cloned())
+            .collect();
+        out.sort_by(|a, b| (&a.rule, &a.key).cmp(&(&b.rule, &b.key)));
         Ok(out)
     }
 
-    /// Every alert instance.
-    pub fn all_alerts(&self) -> Result<Vec<Alert>> {
-        let txn = self.db.begin_read().map_err(RulesError::db)?;
-        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(RulesError::db)? {
-            let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+    /// Every alert instance as stored in the file (what a restart loads).
+    pub fn stored_alerts(&self) -> Result<Vec<Alert>> {
+        read_alerts(&self.db)
     }
 
     /// Applies alert changes of `rule` and queues `entries` (their `seq` is assigned here), in
@@ -195,6 +302,8 @@ impl Store {
         if items.is_empty() {
             return Ok(());
         }
+        let _writer = self.writer()?;
+        let mut applied = Vec::with_capacity(items.len());
         let txn = self.db.begin_write().map_err(RulesError::db)?;
         {
             let rules = txn.open_table(RULES).map_err(RulesError::db)?;
@@ -229,11 +338,17 @@ impl Store {
                     out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
                     seq += 1;
                 }
+                applied.push((rule, changes));
             }
             meta.insert("next_seq", seq.to_le_bytes().as_slice())
                 .map_err(RulesError::db)?;
         }
-        txn.commit().map_err(RulesError::db)
+        txn.commit().map_err(RulesError::db)?;
+        let mut cache = self.cache_write()?;
+        for (rule, changes) in applied {
+            cache.apply(&rule, &changes);
+        }
+        Ok(())
     }
 
     /// Every outbox entry (pending and dead), oldest first.
@@ -271,4 +386,16 @@ impl Store {
         }
         txn.commit().map_err(RulesError::db)
     }
+}
+
+/// Every alert instance in the file.
+fn read_alerts(db: &Database) -> Result<Vec<Alert>> {
+    let txn = db.begin_read().map_err(RulesError::db)?;
+    let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(RulesError::db)? {
+        let (_, v) = item.map_err(RulesError::db)?;
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok(out)
 }
