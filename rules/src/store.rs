@@ -243,7 +243,13 @@ impl Store {
         let c = self.cache_read()?;
         Ok(c.rules
             .get(rule)
-            .map(|r| r.open.values().chain(r.resolved.values()).cloned().collect())
+            .map(|r| {
+                r.open
+                    .values()
+                    .chain(r.resolved.values())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -281,7 +287,8 @@ impl Store {
             .values()
             .flat_map(|r| r.open.values().chain(r.resolved.values()).cloned())
             .collect();
-        out.sort_by(|a, b| (&a.rule, &a.key).cmp(&(&b.rule, &b.key)));
+        // The file's order (by its key).
+        out.sort_by_cached_key(|a| alert_key(&a.rule, &a.key));
         Ok(out)
     }
 
@@ -363,6 +370,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` outbox entries (pending and dead) with a sequence above `after`, oldest first.
+    pub fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+        let mut out = Vec::new();
+        for item in t.range(after.saturating_add(1)..).map_err(RulesError::db)? {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered entries, in one transaction.
+    pub fn delivered_many(&self, seqs: &[u64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+            for s in seqs {
+                t.remove(*s).map_err(RulesError::db)?;
+            }
+        }
+        txn.commit().map_err(RulesError::db)
+    }
+
     /// Removes a delivered entry.
     pub fn delivered(&self, seq: u64) -> Result<()> {
         let txn = self.db.begin_write().map_err(RulesError::db)?;
@@ -398,4 +435,66 @@ fn read_alerts(db: &Database) -> Result<Vec<Alert>> {
         out.push(serde_json::from_slice(v.value())?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{observe_active, observe_inactive};
+    use crate::spec::Timing;
+
+    fn spec(name: &str) -> RuleSpec {
+        serde_json::from_value(
+            serde_json::json!({"name": name, "kind": "row", "stream": "env",
+            "condition": "t > 1", "actions": []}),
+        )
+        .unwrap()
+    }
+
+    fn key(d: &str) -> AlertKey {
+        [("device".to_string(), d.to_string())].into()
+    }
+
+    /// The instances in memory are those in the file, after changes, a delete and a reopen.
+    #[test]
+    fn alerts_in_memory_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let store = Store::open(&path).unwrap();
+        store.put_rule(&spec("a"), true).unwrap();
+        store.put_rule(&spec("b"), true).unwrap();
+        let t = Timing::default();
+        let (fa, _) = observe_active(None, "a", &key("d1"), Default::default(), 1, t);
+        let (fb, _) = observe_active(None, "a", &key("d2"), Default::default(), 1, t);
+        let (rb, _) = observe_inactive(&fb, 2, t);
+        let (gb, _) = observe_active(None, "b", &key("d1"), Default::default(), 1, t);
+        store
+            .apply_many(vec![
+                (
+                    "a".into(),
+                    vec![Change::Put(fa.clone()), Change::Put(fb)],
+                    vec![],
+                ),
+                ("b".into(), vec![Change::Put(gb)], vec![]),
+                ("gone".into(), vec![Change::Put(fa.clone())], vec![]),
+            ])
+            .unwrap();
+        store
+            .apply("a", &[Change::Put(rb.unwrap())], vec![])
+            .unwrap();
+        assert_eq!(store.all_alerts().unwrap(), store.stored_alerts().unwrap());
+        assert_eq!(store.all_alerts().unwrap().len(), 3);
+        assert_eq!(store.open_alerts_of("a").unwrap(), vec![fa]);
+        assert_eq!(store.alerts_of("a").unwrap().len(), 2);
+        store.delete_rule("b").unwrap();
+        store
+            .apply("a", &[Change::Delete(key("d1"))], vec![])
+            .unwrap();
+        let now = store.all_alerts().unwrap();
+        assert_eq!(now, store.stored_alerts().unwrap());
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.all_alerts().unwrap(), now);
+        assert!(again.open_alerts_of("a").unwrap().is_empty());
+    }
 }
