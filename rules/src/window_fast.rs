@@ -11,7 +11,7 @@
 //! [`crate::window_eval`]'s DataFusion aggregation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use strata_query::arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -101,12 +101,24 @@ pub struct Fast {
     condition: Condition,
 }
 
-/// Group keys interned to dense ids.
-#[derive(Debug, Default)]
+/// Group keys interned to dense ids, shared by every rule grouping by the same columns (a
+/// batch is interned once, not once per rule: the last batch's ids are kept, recognised by
+/// its first column, which the memo holds so that its allocation cannot be reused).
+#[derive(Debug, Clone)]
 pub(crate) struct Groups {
+    shared: Arc<Mutex<Interner>>,
+}
+
+/// The interned keys of one `group_by` list.
+#[derive(Debug, Default)]
+struct Interner {
     ids: HashMap<String, u32>,
     keys: Vec<Vec<Option<String>>>,
+    last: Option<(ArrayRef, Arc<Vec<u32>>)>,
 }
+
+/// The interner of each `group_by` list.
+static INTERNERS: OnceLock<Mutex<HashMap<Vec<String>, Arc<Mutex<Interner>>>>> = OnceLock::new();
 
 /// A rule's condition compiled for the schema of its results.
 #[derive(Debug, Default)]
@@ -233,8 +245,8 @@ impl Fast {
     /// Empty state for `plan`.
     pub fn new(plan: Plan) -> Fast {
         Fast {
+            groups: Groups::of(&plan.group_by),
             plan,
-            groups: Groups::default(),
             windows: BTreeMap::new(),
             condition: Condition::default(),
         }
@@ -250,6 +262,7 @@ impl Fast {
     ) -> Result<(Option<i64>, u64)> {
         let times = time_column(batch)?;
         let gids = self.groups.ids_of(&self.plan.group_by, batch)?;
+        let gids = gids.as_slice();
         let inputs = self.plan.input_columns(batch)?;
         let width = self.plan.inputs.len();
         let groups = self.groups.len();
@@ -361,14 +374,16 @@ impl Plan {
     pub(crate) fn result_batch(&self, groups: &Groups, entries: &[Entry]) -> Result<RecordBatch> {
         let mut fields = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
+        let interned = groups.lock()?;
         for (i, name) in self.group_by.iter().enumerate() {
             fields.push(Field::new(name, DataType::Utf8, true));
             let v: StringArray = entries
                 .iter()
-                .map(|&(g, _, _)| groups.keys[g][i].as_deref())
+                .map(|&(g, _, _)| interned.keys[g][i].as_deref())
                 .collect();
             cols.push(Arc::new(v));
         }
+        drop(interned);
         for a in &self.aggs {
             let stat = |st: &[Stat]| a.input.map(|i| st[i]).unwrap_or_default();
             let (dt, col): (DataType, ArrayRef) = match a.func {
@@ -468,22 +483,56 @@ impl Condition {
 }
 
 impl Groups {
+    /// The interner of `group_by`.
+    pub(crate) fn of(group_by: &[String]) -> Groups {
+        let all = INTERNERS.get_or_init(Mutex::default);
+        let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = all.entry(group_by.to_vec()).or_default().clone();
+        Groups { shared }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Interner>> {
+        self.shared
+            .lock()
+            .map_err(|_| RulesError::Invalid("window: group interner poisoned".into()))
+    }
+
     /// Number of groups.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.lock().map(|i| i.keys.len()).unwrap_or(0)
     }
 
     /// The alert key of group `g` (its non-null group columns).
     pub(crate) fn alert_key(&self, group_by: &[String], g: usize) -> AlertKey {
+        let Ok(i) = self.lock() else {
+            return AlertKey::new();
+        };
         group_by
             .iter()
-            .zip(&self.keys[g])
+            .zip(&i.keys[g])
             .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
             .collect()
     }
 
-    /// The dense group id of every row (new groups get the next ids).
-    pub(crate) fn ids_of(&mut self, group_by: &[String], batch: &RecordBatch) -> Result<Vec<u32>> {
+    /// The dense group id of every row (new groups get the next ids); the same batch again
+    /// (another rule) is answered from the memo.
+    pub(crate) fn ids_of(&self, group_by: &[String], batch: &RecordBatch) -> Result<Arc<Vec<u32>>> {
+        let mut i = self.lock()?;
+        let first = (batch.num_columns() > 0).then(|| batch.column(0).clone());
+        if let (Some((col, ids)), Some(first)) = (&i.last, &first)
+            && std::ptr::addr_eq(Arc::as_ptr(col), Arc::as_ptr(first))
+            && ids.len() == batch.num_rows()
+        {
+            return Ok(ids.clone());
+        }
+        let ids = Arc::new(i.intern(group_by, batch)?);
+        i.last = first.map(|c| (c, ids.clone()));
+        Ok(ids)
+    }
+}
+
+impl Interner {
+    fn intern(&mut self, group_by: &[String], batch: &RecordBatch) -> Result<Vec<u32>> {
         let cols: Vec<Option<StringArray>> = group_by
             .iter()
             .map(|g| match batch.column_by_name(g) {
@@ -493,9 +542,13 @@ impl Groups {
                 None => Ok(None),
             })
             .collect::<Result<_>>()?;
-        let text = |row: usize| -> Vec<Option<&str>> {
+        let text = |row: usize| -> Vec<Option<String>> {
             cols.iter()
-                .map(|c| c.as_ref().filter(|c| c.is_valid(row)).map(|c| c.value(row)))
+                .map(|c| {
+                    c.as_ref()
+                        .filter(|c| c.is_valid(row))
+                        .map(|c| c.value(row).to_string())
+                })
                 .collect()
         };
         let mut joined = String::new();
@@ -515,11 +568,7 @@ impl Groups {
                 Some(&id) => id,
                 None => {
                     let id = self.keys.len() as u32;
-                    let key = text(row)
-                        .into_iter()
-                        .map(|v| v.map(str::to_string))
-                        .collect();
-                    self.keys.push(key);
+                    self.keys.push(text(row));
                     self.ids.insert(joined.clone(), id);
                     id
                 }

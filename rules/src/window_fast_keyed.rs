@@ -53,8 +53,8 @@ impl FastKeyed {
     /// Empty state for `plan`.
     pub fn new(plan: Plan) -> FastKeyed {
         FastKeyed {
+            groups: Groups::of(plan.group_by()),
             plan,
-            groups: Groups::default(),
             rows: Vec::new(),
             emitted_until: None,
             condition: Condition::default(),
@@ -71,6 +71,7 @@ impl FastKeyed {
     ) -> Result<(Option<i64>, u64)> {
         let times = time_column(batch)?;
         let gids = self.groups.ids_of(self.plan.group_by(), batch)?;
+        let gids = gids.as_slice();
         let inputs = self.plan.input_columns(batch)?;
         self.rows.resize_with(self.groups.len(), Group::default);
         let (mut max_t, mut dropped) = (None, 0);
