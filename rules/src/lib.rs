@@ -913,8 +913,11 @@ impl Rules {
 /// once committed (rule, start, lag, outcome).
 struct Run {
     pending: Arc<Mutex<pending::Pending>>,
-    outcomes: Mutex<Vec<(String, i64, i64, Result<(u64, u64)>)>>,
+    outcomes: Mutex<Vec<Outcome>>,
 }
+
+/// One evaluation to record: rule, start (ns), lag (ns), (matches, transitions) or the error.
+type Outcome = (String, i64, i64, Result<(u64, u64)>);
 
 impl Run {
     fn new(store: Arc<Store>) -> Run {

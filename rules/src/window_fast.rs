@@ -117,8 +117,11 @@ struct Interner {
     last: Option<(ArrayRef, Arc<Vec<u32>>)>,
 }
 
+/// The interners by `group_by` list.
+type Interners = Mutex<HashMap<Vec<String>, Arc<Mutex<Interner>>>>;
+
 /// The interner of each `group_by` list.
-static INTERNERS: OnceLock<Mutex<HashMap<Vec<String>, Arc<Mutex<Interner>>>>> = OnceLock::new();
+static INTERNERS: OnceLock<Interners> = OnceLock::new();
 
 /// A rule's condition compiled for the schema of its results.
 #[derive(Debug, Default)]
