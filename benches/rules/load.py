@@ -8,7 +8,8 @@ directory, then:
 1. phase "no rules": W writer threads POST line protocol batches (B rows each, devices
    d0..d{D-1} round robin, fields temperature and humidity, timestamps = now) to
    /api/v1/write as fast as the server acknowledges them (closed loop: the highest rate this
-   binary sustains here) for S seconds; rows acknowledged per second is the throughput;
+   binary sustains here; or at --rate, open loop) for S seconds; rows acknowledged per second is
+   the throughput;
 2. creates R rules of mixed kinds (default 70% row, 20% window: tumbling, hopping, session and
    a few sliding, 10% query rules every 30 s; conditions that rarely hold, as most alert rules
    do) — rule creation time is reported;
@@ -19,9 +20,13 @@ directory, then:
    `strata_rule_dropped_rows_total` (rows not evaluated because that queue was full);
 4. stops ingest and measures how long the rules worker needs to drain its queue.
 
-Prints one JSON object with every figure. Example (the figures in docs/rules.md):
+With `--rate ROWS_PER_S` the writers are open loop: they post at fixed times so that this rate
+is offered in both phases (achieved = rows acknowledged / seconds); without it, closed loop.
 
-    STRATA_BIN=$CARGO_TARGET_DIR/debug/strata python3 benches/rules/load.py --seconds 20
+Prints one JSON object with every figure. Examples (the figures in docs/rules.md):
+
+    STRATA_BIN=$CARGO_TARGET_DIR/release/strata python3 benches/rules/load.py --seconds 15 --rate 100000
+    STRATA_BIN=$CARGO_TARGET_DIR/release/strata python3 benches/rules/load.py --seconds 15 --mix 100,0,0
 """
 import argparse
 import http.client

@@ -14,6 +14,9 @@
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`window_eval`]: window shapes, the aggregation SQL and its DataFusion run.
 //! - [`window_keyed`]: sliding and session windows (per group).
+//! - [`window_fast`], [`window_fast_keyed`]: the incremental path of window rules whose select is
+//!   plain float aggregates (accumulators, interned groups, condition compiled once).
+//! - [`pending`]: group commit of the row worker's queued batches.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
