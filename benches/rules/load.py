@@ -8,7 +8,8 @@ directory, then:
 1. phase "no rules": W writer threads POST line protocol batches (B rows each, devices
    d0..d{D-1} round robin, fields temperature and humidity, timestamps = now) to
    /api/v1/write as fast as the server acknowledges them (closed loop: the highest rate this
-   binary sustains here) for S seconds; rows acknowledged per second is the throughput;
+   binary sustains here; or at --rate, open loop) for S seconds; rows acknowledged per second is
+   the throughput;
 2. creates R rules of mixed kinds (default 70% row, 20% window: tumbling, hopping, session and
    a few sliding, 10% query rules every 30 s; conditions that rarely hold, as most alert rules
    do) — rule creation time is reported;
@@ -19,9 +20,13 @@ directory, then:
    `strata_rule_dropped_rows_total` (rows not evaluated because that queue was full);
 4. stops ingest and measures how long the rules worker needs to drain its queue.
 
-Prints one JSON object with every figure. Example (the figures in docs/rules.md):
+With `--rate ROWS_PER_S` the writers are open loop: they post at fixed times so that this rate
+is offered in both phases (achieved = rows acknowledged / seconds); without it, closed loop.
 
-    STRATA_BIN=$CARGO_TARGET_DIR/debug/strata python3 benches/rules/load.py --seconds 20
+Prints one JSON object with every figure. Examples (the figures in docs/rules.md):
+
+    STRATA_BIN=$CARGO_TARGET_DIR/release/strata python3 benches/rules/load.py --seconds 15 --rate 100000
+    STRATA_BIN=$CARGO_TARGET_DIR/release/strata python3 benches/rules/load.py --seconds 15 --mix 100,0,0
 """
 import argparse
 import http.client
@@ -69,18 +74,36 @@ class Api:
         return text.decode()
 
 
-def ingest(port, devices, batch, seconds, writers):
-    """Closed-loop writers; returns (rows acknowledged, seconds, failed requests)."""
-    stop = time.monotonic() + seconds
+def ingest(port, devices, batch, seconds, writers, rate=None):
+    """Writers for `seconds`; returns (rows acknowledged, seconds, failed requests).
+
+    Closed loop (`rate` None): each writer posts its next batch as soon as the previous one is
+    acknowledged. Open loop (`rate` rows/s): writer w posts its k-th batch at
+    start + (k * writers + w) * batch / rate (at once when it is behind), so the offered load is
+    `rate` whatever the server does; a server that cannot keep up shows as a lower achieved
+    rate. Either way the figure is rows acknowledged / elapsed seconds.
+    """
+    start = time.monotonic()
+    stop = start + seconds
     counts = [0] * writers
     failures = [0] * writers
+    period = None if rate is None else batch / rate  # seconds between any two batches
 
     def writer(w):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         rnd = random.Random(w)
         next_device = w * (devices // max(writers, 1))
         headers = {"Authorization": "Bearer " + TOKEN, "Content-Type": "text/plain"}
+        k = 0
         while time.monotonic() < stop:
+            if period is not None:
+                due = start + (k * writers + w) * period
+                k += 1
+                if due >= stop:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             now = time.time_ns()
             lines = []
             for i in range(batch):
@@ -100,12 +123,13 @@ def ingest(port, devices, batch, seconds, writers):
         conn.close()
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(counts), time.monotonic() - t0, sum(failures)
+    # Open loop: the offered period is `seconds` even if the last batch was acknowledged early.
+    elapsed = time.monotonic() - start
+    return sum(counts), elapsed if period is None else max(elapsed, seconds), sum(failures)
 
 
 def rule_specs(n, mix):
@@ -164,6 +188,8 @@ def main():
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--rate", type=float, default=None,
+                    help="open loop: offer this many rows/s in total (default: closed loop)")
     ap.add_argument("--mix", default="70,20,10",
                     help="percent of row, window and query rules")
     ap.add_argument("--drain-timeout", type=float, default=120,
@@ -180,7 +206,7 @@ def main():
                               env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
     api = Api(port)
     out = {"binary": binary, "mix_row_window_query_pct": a.mix, "devices": a.devices, "batch_rows": a.batch, "writers": a.writers,
-           "seconds": a.seconds}
+           "seconds": a.seconds, "offered_rows_per_s": a.rate or "closed loop"}
     try:
         deadline = time.time() + 60
         while True:
@@ -193,7 +219,7 @@ def main():
                 raise SystemExit("server did not start; see " + work + "/log")
             time.sleep(0.1)
 
-        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers)
+        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers, a.rate)
         out["no_rules"] = {"rows": rows, "rows_per_s": round(rows / secs), "failed": failed}
 
         t0 = time.monotonic()
@@ -220,7 +246,7 @@ def main():
 
         th = threading.Thread(target=sampler)
         th.start()
-        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers)
+        rows, secs, failed = ingest(port, a.devices, a.batch, a.seconds, a.writers, a.rate)
         stop.set()
         th.join()
         after = sample(api)

@@ -18,6 +18,9 @@ use crate::outbox::{
 use crate::spec::{ActionSpec, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, duration_ns};
 use crate::store::Store;
 
+/// Outbox entries read (and their deliveries removed) at a time.
+pub const PAGE: usize = 512;
+
 /// Timeout of one webhook request.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,50 +60,122 @@ impl Dispatcher {
         }
     }
 
-    /// One pass: attempts every due entry; returns how long to wait for the next.
+    /// One pass: attempts every due entry, [`PAGE`] entries at a time (oldest first); returns
+    /// how long to wait for the next. The `alert_history` rows of a page are written together
+    /// (one engine write per database) and a page's delivered entries are removed in one
+    /// transaction; an entry is removed only after its delivery succeeded, as before.
     fn round(&self) -> crate::Result<Duration> {
         let now = crate::now_ns();
         let mut next = now + 1_000_000_000;
-        for mut e in self.store.outbox()? {
-            if e.dead {
-                continue;
+        let mut after = 0;
+        loop {
+            let page = self.store.outbox_page(after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let mut done = Vec::new();
+            let mut history = Vec::new();
+            for e in page {
+                if e.dead {
+                    continue;
+                }
+                if e.next_at_ns > now {
+                    next = next.min(e.next_at_ns);
+                    continue;
+                }
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if matches!(e.target, Target::History { .. }) {
+                    history.push(e);
+                    continue;
+                }
+                self.attempt(e, &mut done, &mut next)?;
             }
-            if e.next_at_ns > now {
-                next = next.min(e.next_at_ns);
-                continue;
-            }
+            self.write_history(history, &mut done, &mut next)?;
+            self.store.delivered_many(&done)?;
             if self.stop.load(Ordering::Relaxed) {
                 break;
-            }
-            match self.deliver(&e) {
-                Ok(()) => {
-                    self.store.delivered(e.seq)?;
-                    self.stats.delivered(e.rule());
-                }
-                Err(err) => {
-                    e.attempts += 1;
-                    e.last_error = Some(err.clone());
-                    let (max, base) = retry_policy(&e.target);
-                    if e.attempts >= max {
-                        e.dead = true;
-                        tracing::warn!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
-                            error = %err, "rules outbox: notification dead-lettered");
-                        self.stats.dead(e.rule());
-                    } else {
-                        e.next_at_ns = crate::now_ns() + backoff_ns(base, e.attempts);
-                        next = next.min(e.next_at_ns);
-                        tracing::info!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
-                            error = %err, "rules outbox: delivery failed, will retry");
-                        self.stats.failed_delivery(e.rule());
-                    }
-                    self.store.update_entry(&e)?;
-                }
             }
         }
         let wait = next
             .saturating_sub(crate::now_ns())
             .clamp(1_000_000, 1_000_000_000);
         Ok(Duration::from_nanos(wait as u64))
+    }
+
+    /// Delivers one entry: its sequence joins `done`, or its failure is recorded.
+    fn attempt(&self, e: OutboxEntry, done: &mut Vec<u64>, next: &mut i64) -> crate::Result<()> {
+        match self.deliver(&e) {
+            Ok(()) => {
+                done.push(e.seq);
+                self.stats.delivered(e.rule());
+                Ok(())
+            }
+            Err(err) => self.failed(e, err, next),
+        }
+    }
+
+    /// `alert_history` rows of due entries, one engine write per database; if that write fails,
+    /// each entry is attempted alone (so one bad row fails only itself).
+    fn write_history(
+        &self,
+        entries: Vec<OutboxEntry>,
+        done: &mut Vec<u64>,
+        next: &mut i64,
+    ) -> crate::Result<()> {
+        let mut by_db: std::collections::BTreeMap<String, Vec<OutboxEntry>> = Default::default();
+        for e in entries {
+            if let Target::History { db } = &e.target {
+                by_db.entry(db.clone()).or_default().push(e);
+            }
+        }
+        for (db, entries) in by_db {
+            let tables = entries
+                .iter()
+                .map(|e| {
+                    row_table(
+                        HISTORY_STREAM,
+                        e,
+                        notification_columns(&e.notification, true),
+                    )
+                })
+                .collect();
+            let batch = WriteBatch {
+                database: db,
+                tables,
+            };
+            if self.engine.write(&batch).is_ok() {
+                for e in &entries {
+                    done.push(e.seq);
+                    self.stats.delivered(e.rule());
+                }
+                continue;
+            }
+            for e in entries {
+                self.attempt(e, done, next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt: retried after a backoff, or dead after the last attempt.
+    fn failed(&self, mut e: OutboxEntry, err: String, next: &mut i64) -> crate::Result<()> {
+        e.attempts += 1;
+        e.last_error = Some(err.clone());
+        let (max, base) = retry_policy(&e.target);
+        if e.attempts >= max {
+            e.dead = true;
+            tracing::warn!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
+                error = %err, "rules outbox: notification dead-lettered");
+            self.stats.dead(e.rule());
+        } else {
+            e.next_at_ns = crate::now_ns() + backoff_ns(base, e.attempts);
+            *next = (*next).min(e.next_at_ns);
+            tracing::info!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
+                error = %err, "rules outbox: delivery failed, will retry");
+            self.stats.failed_delivery(e.rule());
+        }
+        self.store.update_entry(&e)
     }
 
     fn deliver(&self, e: &OutboxEntry) -> Result<(), String> {
@@ -167,30 +242,36 @@ impl Dispatcher {
         e: &OutboxEntry,
         columns: Vec<Column>,
     ) -> Result<(), String> {
-        let n = &e.notification;
-        let mut tags: Vec<(String, String)> = vec![("rule".to_string(), n.rule.clone())];
-        tags.extend(
-            n.key
-                .iter()
-                .filter(|(k, _)| k.as_str() != "device" && k.as_str() != "rule")
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        tags.sort();
-        let device = n.key.get("device").cloned().unwrap_or_default();
         let batch = WriteBatch {
             database: db.to_string(),
-            tables: vec![TableWrite {
-                stream: stream.to_string(),
-                series: vec![SeriesKey { device, tags }],
-                row_series: vec![0],
-                times: vec![e.time_ns],
-                columns,
-            }],
+            tables: vec![row_table(stream, e, columns)],
         };
         self.engine
             .write(&batch)
             .map(|_| ())
             .map_err(|e| format!("write to {db}.{stream}: {e}"))
+    }
+}
+
+/// One notification as a row of `stream`: tagged with the rule and the key's other columns,
+/// under the key's device, at the notification's time.
+fn row_table(stream: &str, e: &OutboxEntry, columns: Vec<Column>) -> TableWrite {
+    let n = &e.notification;
+    let mut tags: Vec<(String, String)> = vec![("rule".to_string(), n.rule.clone())];
+    tags.extend(
+        n.key
+            .iter()
+            .filter(|(k, _)| k.as_str() != "device" && k.as_str() != "rule")
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    tags.sort();
+    let device = n.key.get("device").cloned().unwrap_or_default();
+    TableWrite {
+        stream: stream.to_string(),
+        series: vec![SeriesKey { device, tags }],
+        row_series: vec![0],
+        times: vec![e.time_ns],
+        columns,
     }
 }
 

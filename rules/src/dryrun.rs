@@ -252,10 +252,8 @@ impl Rules {
             .query(&Self::range_sql(spec, "*", start_ns, end_ns))
             .await
             .map_err(|e| RulesError::Invalid(format!("select: {e}")))?;
-        let mut state = window::WindowState {
-            devices: self.devices_for(spec).await?,
-            ..Default::default()
-        };
+        let mut state = window::WindowState::default();
+        state.devices = self.devices_for(spec).await?;
         let mut closed = Vec::new();
         for b in &r.batches {
             closed.extend(state.add(spec, shape, b).await?);

@@ -38,8 +38,13 @@ pub(crate) async fn run_query_rule(
     let store = rules.store.clone();
     let spec = spec.clone();
     let queued = blocking(move || {
-        let (changes, entries, transitions) =
-            step_all(&spec, store.alerts_of(&spec.name)?, instances, now, timing);
+        let (changes, entries, transitions) = step_all(
+            &spec,
+            store.open_alerts_of(&spec.name)?,
+            instances,
+            now,
+            timing,
+        );
         store.apply(&spec.name, &changes, entries)?;
         Ok(transitions)
     })

@@ -14,6 +14,9 @@
 //! - [`window`]: window rules: open windows per rule, watermark, lateness, closing.
 //! - [`window_eval`]: window shapes, the aggregation SQL and its DataFusion run.
 //! - [`window_keyed`]: sliding and session windows (per group).
+//! - [`window_fast`], [`window_fast_keyed`]: the incremental path of window rules whose select is
+//!   plain float aggregates (accumulators, interned groups, condition compiled once).
+//! - [`pending`]: group commit of the row worker's queued batches.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
@@ -29,6 +32,7 @@ pub mod error;
 pub mod eval;
 pub mod mqtt;
 pub mod outbox;
+pub mod pending;
 pub mod registry_join;
 pub mod row;
 pub mod spec;
@@ -37,6 +41,8 @@ pub mod store;
 pub mod tables;
 pub mod window;
 pub mod window_eval;
+pub mod window_fast;
+pub mod window_fast_keyed;
 pub mod window_keyed;
 
 use std::collections::BTreeMap;
@@ -429,6 +435,7 @@ impl Rules {
         spec: &RuleSpec,
         timing: Timing,
         batch: strata_query::arrow::array::RecordBatch,
+        run: &Run,
     ) -> Result<(u64, u64)> {
         let shape = window::Shape::of(spec)?;
         let mut state = self
@@ -437,12 +444,14 @@ impl Rules {
             .ok()
             .and_then(|mut w| w.remove(&spec.name))
             .unwrap_or_default();
-        let closed = match self.devices_for(spec).await {
-            Ok(d) => {
+        let open = run.open_keys(&spec.name);
+        let closed = match (self.devices_for(spec).await, open) {
+            (Ok(d), Ok(open)) => {
                 state.devices = d;
+                state.may_be_open = Some(open);
                 state.add(spec, shape, &batch).await
             }
-            Err(e) => Err(e),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         if let Ok(mut l) = self.late.lock() {
             l.insert(spec.name.clone(), state.late_dropped);
@@ -454,17 +463,7 @@ impl Rules {
         let mut queued = 0;
         for (end, groups) in closed? {
             matches += groups.values().filter(|(m, _)| *m).count() as u64;
-            let store = self.store.clone();
-            let s = spec.clone();
-            queued += blocking(move || {
-                let (changes, entries, n) =
-                    row::step_seen(&s, store.alerts_of(&s.name)?, groups, end, timing);
-                if !changes.is_empty() || !entries.is_empty() {
-                    store.apply(&s.name, &changes, entries)?;
-                }
-                Ok(n)
-            })
-            .await?;
+            queued += run.step(spec, timing, groups, end)?;
         }
         Ok((matches, queued))
     }
@@ -608,70 +607,113 @@ impl Rules {
         }
     }
 
-    /// The row rules worker: evaluates every watching row rule on each durable batch.
+    /// The row rules worker: evaluates every watching rule on each durable batch; the batches
+    /// waiting together (up to [`pending::MAX_GROUP`]) are evaluated in order and committed once.
     async fn row_worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<row::Arrived>) {
-        while let Some(a) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
             self.feed.took();
+            let mut group = vec![first];
+            while group.len() < pending::MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        self.feed.took();
+                        group.push(a);
+                    }
+                    Err(_) => break,
+                }
+            }
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let watching: Vec<(RuleSpec, Timing)> = match self.loaded.read() {
-                Ok(l) => l
-                    .values()
-                    .filter(|r| {
-                        r.spec.enabled
-                            && r.spec.kind != RuleKind::Query
-                            && r.spec.db == a.db
-                            && r.spec.stream.as_deref() == Some(a.table.stream.as_str())
-                    })
-                    .map(|r| (r.spec.clone(), r.timing))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            if watching.is_empty() {
-                continue;
+            let run = Run::new(self.store.clone());
+            for a in &group {
+                self.evaluate_batch(a, &run).await;
             }
-            let layout = row::layout(&self.engine, &a.db, &a.table.stream);
-            // One Arrow conversion per batch, shared by every rule.
-            let batch = match row::record_batch(&layout, &a.table) {
-                Ok(b) => b,
-                Err(e) => {
-                    for (spec, _) in &watching {
-                        let now = now_ns();
-                        self.record(&spec.name, now, now - a.at_ns, Err(e.clone_invalid()));
-                    }
-                    continue;
+            self.finish(run).await;
+        }
+    }
+
+    /// Commits a group's changes (one transaction), then records its evaluations (a failed
+    /// commit fails every evaluation of the group).
+    async fn finish(&self, run: Run) {
+        let Run { pending, outcomes } = run;
+        let outcomes = match outcomes.into_inner() {
+            Ok(o) => o,
+            Err(_) => return,
+        };
+        let committed = match Arc::try_unwrap(pending).map(Mutex::into_inner) {
+            Ok(Ok(p)) => blocking(move || p.commit()).await,
+            _ => Err(RulesError::Store("pending changes still in use".into())),
+        };
+        for (name, start, lag, outcome) in outcomes {
+            let outcome = match &committed {
+                Ok(()) => outcome,
+                Err(e) => Err(RulesError::Store(format!("commit: {e}"))),
+            };
+            self.record(&name, start, lag, outcome);
+        }
+    }
+
+    /// Every rule watching `a`'s stream over it.
+    async fn evaluate_batch(self: &Arc<Self>, a: &row::Arrived, run: &Run) {
+        let watching: Vec<(RuleSpec, Timing)> = match self.loaded.read() {
+            Ok(l) => l
+                .values()
+                .filter(|r| {
+                    r.spec.enabled
+                        && r.spec.kind != RuleKind::Query
+                        && r.spec.db == a.db
+                        && r.spec.stream.as_deref() == Some(a.table.stream.as_str())
+                })
+                .map(|r| (r.spec.clone(), r.timing))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if watching.is_empty() {
+            return;
+        }
+        let layout = row::layout(&self.engine, &a.db, &a.table.stream);
+        // One Arrow conversion per batch, shared by every rule.
+        let batch = match row::record_batch(&layout, &a.table) {
+            Ok(b) => b,
+            Err(e) => {
+                for (spec, _) in &watching {
+                    let now = now_ns();
+                    run.outcome(&spec.name, now, now - a.at_ns, Err(e.clone_invalid()));
                 }
-            };
-            let (together, alone): (Vec<_>, Vec<_>) = watching
-                .into_iter()
-                .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
-            for (spec, timing) in alone {
-                self.evaluate_row(&spec, timing, &a, batch.clone()).await;
+                return;
             }
-            if !together.is_empty() {
-                self.evaluate_rows(together, &a, batch).await;
-            }
+        };
+        let (together, alone): (Vec<_>, Vec<_>) = watching
+            .into_iter()
+            .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
+        for (spec, timing) in alone {
+            self.evaluate_row(&spec, timing, a, batch.clone(), run)
+                .await;
+        }
+        if !together.is_empty() {
+            self.evaluate_rows(together, a, batch, run).await;
         }
     }
 
     /// Every plain row rule of a stream over one batch in one blocking task: conditions compiled
-    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, one
-    /// read of the alert instances; if a condition fails (a rule broke), each rule is evaluated
-    /// alone so that only the broken one reports an error.
+    /// once to DataFusion physical expressions ([`row::Compiled`]) and evaluated on the batch, the
+    /// open alert instances read from memory; if a condition fails (a rule broke), each rule is
+    /// evaluated alone so that only the broken one reports an error.
     async fn evaluate_rows(
         self: &Arc<Self>,
         rules: Vec<(RuleSpec, Timing)>,
         a: &row::Arrived,
         batch: strata_query::arrow::array::RecordBatch,
+        run: &Run,
     ) {
         let start = now_ns();
         let conds: Vec<String> = rules
             .iter()
             .map(|(s, _)| s.condition.clone().unwrap_or_default())
             .collect();
-        let (store, compiled) = (self.store.clone(), self.compiled.clone());
-        // Off the async runtime: compiled conditions, one alert read, one commit.
+        let (compiled, pending) = (self.compiled.clone(), run.pending.clone());
+        // Off the async runtime: compiled conditions over the batch, then each rule's step.
         let outcomes = blocking(move || {
             let refs: Vec<&str> = conds.iter().map(String::as_str).collect();
             let flags = match compiled.flags(&refs, &batch) {
@@ -679,39 +721,37 @@ impl Rules {
                 Err(_) => return Ok(Err((rules, batch))),
             };
             let last = row::last_rows(&batch)?;
-            let mut stored: BTreeMap<String, Vec<alert::Alert>> = BTreeMap::new();
-            for a in store.all_alerts()? {
-                stored.entry(a.rule.clone()).or_default().push(a);
-            }
+            let mut pending = pending
+                .lock()
+                .map_err(|_| RulesError::Store("pending changes poisoned".into()))?;
             let mut out = Vec::with_capacity(rules.len());
-            let mut commit = Vec::new();
             for ((spec, timing), flag) in rules.into_iter().zip(flags) {
-                let mine = stored.remove(&spec.name).unwrap_or_default();
-                match row::step_rule(&spec, timing, &batch, (&last, &flag), mine, start) {
+                // Open instances only (resolved ones cannot change without a match).
+                let stepped = pending.open_of(&spec.name).and_then(|mine| {
+                    row::step_rule(&spec, timing, &batch, (&last, &flag), mine, start)
+                });
+                match stepped {
                     Ok((changes, entries, matched, n)) => {
-                        if !changes.is_empty() || !entries.is_empty() {
-                            commit.push((spec.name.clone(), changes, entries));
-                        }
-                        out.push((spec.name, Ok((matched, n))));
+                        let pushed = pending.push(&spec.name, changes, entries);
+                        out.push((spec.name, pushed.map(|()| (matched, n))));
                     }
                     Err(e) => out.push((spec.name, Err(e))),
                 }
             }
-            // Every rule's transitions of this batch in one transaction (one fsync).
-            store.apply_many(commit)?;
             Ok(Ok(out))
         })
         .await;
         match outcomes {
             Ok(Ok(outcomes)) => {
                 for (name, r) in outcomes {
-                    self.record(&name, start, start - a.at_ns, r);
+                    run.outcome(&name, start, start - a.at_ns, r);
                 }
             }
             // A condition failed: each rule alone, so that only the broken one reports it.
             Ok(Err((rules, batch))) => {
                 for (spec, timing) in rules {
-                    self.evaluate_row(&spec, timing, a, batch.clone()).await;
+                    self.evaluate_row(&spec, timing, a, batch.clone(), run)
+                        .await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "row rules evaluation failed"),
@@ -725,10 +765,11 @@ impl Rules {
         timing: Timing,
         a: &row::Arrived,
         batch: strata_query::arrow::array::RecordBatch,
+        run: &Run,
     ) {
         let start = now_ns();
-        let outcome = self.run_row(spec, timing, batch, start).await;
-        self.record(&spec.name, start, start - a.at_ns, outcome);
+        let outcome = self.run_row(spec, timing, batch, start, run).await;
+        run.outcome(&spec.name, start, start - a.at_ns, outcome);
     }
 
     async fn run_row(
@@ -737,26 +778,17 @@ impl Rules {
         timing: Timing,
         batch: strata_query::arrow::array::RecordBatch,
         now: i64,
+        run: &Run,
     ) -> Result<(u64, u64)> {
         if spec.kind == RuleKind::Window {
-            return self.run_window(spec, timing, batch).await;
+            return self.run_window(spec, timing, batch, run).await;
         }
         let stream = spec.stream.as_deref().unwrap_or_default();
         let cond = spec.condition.as_deref().unwrap_or_default();
         let devices = self.devices_for(spec).await?;
         let seen = row::evaluate(stream, cond, batch, devices).await?;
         let matches = seen.values().filter(|(m, _)| *m).count() as u64;
-        let store = self.store.clone();
-        let spec = spec.clone();
-        let queued = blocking(move || {
-            let (changes, entries, n) =
-                row::step_seen(&spec, store.alerts_of(&spec.name)?, seen, now, timing);
-            if !changes.is_empty() || !entries.is_empty() {
-                store.apply(&spec.name, &changes, entries)?;
-            }
-            Ok(n)
-        })
-        .await?;
+        let queued = run.step(spec, timing, seen, now)?;
         Ok((matches, queued))
     }
 
@@ -877,6 +909,58 @@ impl Rules {
         };
         self.stats
             .evaluated(rule, end, end - start_ns, lag_ns, outcome);
+    }
+}
+
+/// One group of batches being evaluated: the changes to commit and the evaluations to record
+/// once committed (rule, start, lag, outcome).
+struct Run {
+    pending: Arc<Mutex<pending::Pending>>,
+    outcomes: Mutex<Vec<Outcome>>,
+}
+
+/// One evaluation to record: rule, start (ns), lag (ns), (matches, transitions) or the error.
+type Outcome = (String, i64, i64, Result<(u64, u64)>);
+
+impl Run {
+    fn new(store: Arc<Store>) -> Run {
+        Run {
+            pending: Arc::new(Mutex::new(pending::Pending::new(store))),
+            outcomes: Mutex::default(),
+        }
+    }
+
+    fn outcome(&self, rule: &str, start: i64, lag: i64, outcome: Result<(u64, u64)>) {
+        if let Ok(mut o) = self.outcomes.lock() {
+            o.push((rule.to_string(), start, lag, outcome));
+        }
+    }
+
+    /// The keys of `rule`'s open instances (with the group's changes so far).
+    fn open_keys(&self, rule: &str) -> Result<std::collections::HashSet<alert::AlertKey>> {
+        let p = self
+            .pending
+            .lock()
+            .map_err(|_| RulesError::Store("pending changes poisoned".into()))?;
+        Ok(p.open_of(rule)?.into_iter().map(|a| a.key).collect())
+    }
+
+    /// Steps `spec`'s instances of the keys `seen` at `now` (in memory) and adds the changes to
+    /// the group's commit; returns the transitions.
+    fn step(
+        &self,
+        spec: &RuleSpec,
+        timing: Timing,
+        seen: BTreeMap<alert::AlertKey, (bool, eval::Values)>,
+        now: i64,
+    ) -> Result<u64> {
+        let mut p = self
+            .pending
+            .lock()
+            .map_err(|_| RulesError::Store("pending changes poisoned".into()))?;
+        let (changes, entries, n) = row::step_seen(spec, p.open_of(&spec.name)?, seen, now, timing);
+        p.push(&spec.name, changes, entries)?;
+        Ok(n)
     }
 }
 

@@ -5,12 +5,19 @@
 //!
 //! Tables (JSON values): `rules` (name → [`RuleSpec`]), `alerts` (`rule` NUL `key JSON` →
 //! [`Alert`]), `outbox` (u64 sequence → [`OutboxEntry`]), `meta` (`schema_version`, `next_seq`).
+//!
+//! The alert instances are also kept in memory ([`AlertCache`]): read once from the file when
+//! it opens, then updated after each commit that changes them (under one writer lock, so the
+//! memory follows the commit order). Evaluations read them from memory, never from the file;
+//! the file stays the durable copy that a restart reads.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::alert::{Alert, AlertKey};
+use crate::alert::{Alert, AlertKey, AlertState};
 use crate::error::{Result, RulesError};
 use crate::outbox::OutboxEntry;
 use crate::spec::RuleSpec;
@@ -36,6 +43,55 @@ pub enum Change {
 pub struct Store {
     db: Database,
     path: std::path::PathBuf,
+    /// The alert instances, as committed.
+    cache: RwLock<AlertCache>,
+    /// Held from the start of a transaction changing alerts until the cache follows it.
+    writer: Mutex<()>,
+}
+
+/// The alert instances of every rule in memory, open ones (pending, firing) apart from resolved
+/// ones: a resolved instance only matters to the `alerts` table (an evaluation treats it like no
+/// instance: a new observation that holds starts a fresh one, one that does not changes nothing).
+#[derive(Debug, Default)]
+pub struct AlertCache {
+    rules: HashMap<String, RuleAlerts>,
+}
+
+/// One rule's instances by key.
+#[derive(Debug, Default)]
+struct RuleAlerts {
+    open: HashMap<AlertKey, Alert>,
+    resolved: HashMap<AlertKey, Alert>,
+}
+
+impl AlertCache {
+    fn put(&mut self, rule: &str, a: Alert) {
+        let r = self.rules.entry(rule.to_string()).or_default();
+        r.open.remove(&a.key);
+        r.resolved.remove(&a.key);
+        let side = if a.state == AlertState::Resolved {
+            &mut r.resolved
+        } else {
+            &mut r.open
+        };
+        side.insert(a.key.clone(), a);
+    }
+
+    fn delete(&mut self, rule: &str, key: &AlertKey) {
+        if let Some(r) = self.rules.get_mut(rule) {
+            r.open.remove(key);
+            r.resolved.remove(key);
+        }
+    }
+
+    fn apply(&mut self, rule: &str, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Put(a) => self.put(rule, a.clone()),
+                Change::Delete(k) => self.delete(rule, k),
+            }
+        }
+    }
 }
 
 /// Key of an alert in the `alerts` table.
@@ -78,10 +134,35 @@ impl Store {
             }
         }
         txn.commit().map_err(RulesError::db)?;
+        let mut cache = AlertCache::default();
+        for a in read_alerts(&db)? {
+            let rule = a.rule.clone();
+            cache.put(&rule, a);
+        }
         Ok(Store {
             db,
             path: path.to_path_buf(),
+            cache: RwLock::new(cache),
+            writer: Mutex::new(()),
         })
+    }
+
+    fn cache_read(&self) -> Result<std::sync::RwLockReadGuard<'_, AlertCache>> {
+        self.cache
+            .read()
+            .map_err(|_| RulesError::Store("alert cache poisoned".into()))
+    }
+
+    fn cache_write(&self) -> Result<std::sync::RwLockWriteGuard<'_, AlertCache>> {
+        self.cache
+            .write()
+            .map_err(|_| RulesError::Store("alert cache poisoned".into()))
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.writer
+            .lock()
+            .map_err(|_| RulesError::Store("rule store writer poisoned".into()))
     }
 
     /// A consistent copy of the store file for a backup: read while a write transaction is held
@@ -136,6 +217,7 @@ impl Store {
 
     /// Deletes the rule and its alert instances (undelivered notifications stay in the outbox).
     pub fn delete_rule(&self, name: &str) -> Result<RuleSpec> {
+        let _writer = self.writer()?;
         let txn = self.db.begin_write().map_err(RulesError::db)?;
         let spec = {
             let mut t = txn.open_table(RULES).map_err(RulesError::db)?;
@@ -152,35 +234,67 @@ impl Store {
                 .map_err(RulesError::db)?;
         }
         txn.commit().map_err(RulesError::db)?;
+        self.cache_write()?.rules.remove(name);
         Ok(spec)
     }
 
-    /// The alert instances of `rule`.
+    /// The alert instances of `rule` (from memory).
     pub fn alerts_of(&self, rule: &str) -> Result<Vec<Alert>> {
-        let txn = self.db.begin_read().map_err(RulesError::db)?;
-        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
-        let (lo, hi) = rule_prefix_range(rule);
-        let mut out = Vec::new();
-        for item in t
-            .range::<&str>(lo.as_str()..hi.as_str())
-            .map_err(RulesError::db)?
-        {
-            let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
+        let c = self.cache_read()?;
+        Ok(c.rules
+            .get(rule)
+            .map(|r| {
+                r.open
+                    .values()
+                    .chain(r.resolved.values())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The open (pending or firing) alert instances of `rule` (from memory): all an evaluation
+    /// needs (see [`AlertCache`]).
+    pub fn open_alerts_of(&self, rule: &str) -> Result<Vec<Alert>> {
+        let c = self.cache_read()?;
+        Ok(c.rules
+            .get(rule)
+            .map(|r| r.open.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// The open alert instances of each of `rules` (from memory), in the same order.
+    pub fn open_alerts_of_many<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<Vec<Alert>>> {
+        let c = self.cache_read()?;
+        Ok(rules
+            .map(|name| {
+                c.rules
+                    .get(name)
+                    .map(|r| r.open.values().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// Every alert instance (from memory), by rule and key.
+    pub fn all_alerts(&self) -> Result<Vec<Alert>> {
+        let c = self.cache_read()?;
+        let mut out: Vec<Alert> = c
+            .rules
+            .values()
+            .flat_map(|r| r.open.values().chain(r.resolved.values()).cloned())
+            .collect();
+        // The file's order (by its key).
+        out.sort_by_cached_key(|a| alert_key(&a.rule, &a.key));
         Ok(out)
     }
 
-    /// Every alert instance.
-    pub fn all_alerts(&self) -> Result<Vec<Alert>> {
-        let txn = self.db.begin_read().map_err(RulesError::db)?;
-        let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(RulesError::db)? {
-            let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+    /// Every alert instance as stored in the file (what a restart loads).
+    pub fn stored_alerts(&self) -> Result<Vec<Alert>> {
+        read_alerts(&self.db)
     }
 
     /// Applies alert changes of `rule` and queues `entries` (their `seq` is assigned here), in
@@ -195,6 +309,8 @@ impl Store {
         if items.is_empty() {
             return Ok(());
         }
+        let _writer = self.writer()?;
+        let mut applied = Vec::with_capacity(items.len());
         let txn = self.db.begin_write().map_err(RulesError::db)?;
         {
             let rules = txn.open_table(RULES).map_err(RulesError::db)?;
@@ -229,11 +345,17 @@ impl Store {
                     out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
                     seq += 1;
                 }
+                applied.push((rule, changes));
             }
             meta.insert("next_seq", seq.to_le_bytes().as_slice())
                 .map_err(RulesError::db)?;
         }
-        txn.commit().map_err(RulesError::db)
+        txn.commit().map_err(RulesError::db)?;
+        let mut cache = self.cache_write()?;
+        for (rule, changes) in applied {
+            cache.apply(&rule, &changes);
+        }
+        Ok(())
     }
 
     /// Every outbox entry (pending and dead), oldest first.
@@ -246,6 +368,36 @@ impl Store {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Up to `limit` outbox entries (pending and dead) with a sequence above `after`, oldest first.
+    pub fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+        let mut out = Vec::new();
+        for item in t.range(after.saturating_add(1)..).map_err(RulesError::db)? {
+            let (_, v) = item.map_err(RulesError::db)?;
+            out.push(serde_json::from_slice(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered entries, in one transaction.
+    pub fn delivered_many(&self, seqs: &[u64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(RulesError::db)?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+            for s in seqs {
+                t.remove(*s).map_err(RulesError::db)?;
+            }
+        }
+        txn.commit().map_err(RulesError::db)
     }
 
     /// Removes a delivered entry.
@@ -270,5 +422,79 @@ impl Store {
             }
         }
         txn.commit().map_err(RulesError::db)
+    }
+}
+
+/// Every alert instance in the file.
+fn read_alerts(db: &Database) -> Result<Vec<Alert>> {
+    let txn = db.begin_read().map_err(RulesError::db)?;
+    let t = txn.open_table(ALERTS).map_err(RulesError::db)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(RulesError::db)? {
+        let (_, v) = item.map_err(RulesError::db)?;
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{observe_active, observe_inactive};
+    use crate::spec::Timing;
+
+    fn spec(name: &str) -> RuleSpec {
+        serde_json::from_value(
+            serde_json::json!({"name": name, "kind": "row", "stream": "env",
+            "condition": "t > 1", "actions": []}),
+        )
+        .unwrap()
+    }
+
+    fn key(d: &str) -> AlertKey {
+        [("device".to_string(), d.to_string())].into()
+    }
+
+    /// The instances in memory are those in the file, after changes, a delete and a reopen.
+    #[test]
+    fn alerts_in_memory_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let store = Store::open(&path).unwrap();
+        store.put_rule(&spec("a"), true).unwrap();
+        store.put_rule(&spec("b"), true).unwrap();
+        let t = Timing::default();
+        let (fa, _) = observe_active(None, "a", &key("d1"), Default::default(), 1, t);
+        let (fb, _) = observe_active(None, "a", &key("d2"), Default::default(), 1, t);
+        let (rb, _) = observe_inactive(&fb, 2, t);
+        let (gb, _) = observe_active(None, "b", &key("d1"), Default::default(), 1, t);
+        store
+            .apply_many(vec![
+                (
+                    "a".into(),
+                    vec![Change::Put(fa.clone()), Change::Put(fb)],
+                    vec![],
+                ),
+                ("b".into(), vec![Change::Put(gb)], vec![]),
+                ("gone".into(), vec![Change::Put(fa.clone())], vec![]),
+            ])
+            .unwrap();
+        store
+            .apply("a", &[Change::Put(rb.unwrap())], vec![])
+            .unwrap();
+        assert_eq!(store.all_alerts().unwrap(), store.stored_alerts().unwrap());
+        assert_eq!(store.all_alerts().unwrap().len(), 3);
+        assert_eq!(store.open_alerts_of("a").unwrap(), vec![fa]);
+        assert_eq!(store.alerts_of("a").unwrap().len(), 2);
+        store.delete_rule("b").unwrap();
+        store
+            .apply("a", &[Change::Delete(key("d1"))], vec![])
+            .unwrap();
+        let now = store.all_alerts().unwrap();
+        assert_eq!(now, store.stored_alerts().unwrap());
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.all_alerts().unwrap(), now);
+        assert!(again.open_alerts_of("a").unwrap().is_empty());
     }
 }

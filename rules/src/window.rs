@@ -43,6 +43,15 @@ pub struct WindowState {
     pub keyed: crate::window_keyed::Keyed,
     /// The devices table for conditions that join it (set before each [`WindowState::add`]).
     pub devices: Option<RecordBatch>,
+    /// Tumbling/hopping windows of plain aggregates: incremental accumulators instead of rows
+    /// (decided at the first batch, see [`crate::window_fast`]).
+    fast: Option<crate::window_fast::Fast>,
+    fast_keyed: Option<crate::window_fast_keyed::FastKeyed>,
+    fast_checked: bool,
+    /// Keys whose instance may be open (set before [`WindowState::add`]; `None`: every group
+    /// of a closed window is returned, as dry runs need). With it, the fast path returns only
+    /// the groups that matched or are in it: the others cannot change state.
+    pub may_be_open: Option<std::collections::HashSet<crate::alert::AlertKey>>,
 }
 
 impl WindowState {
@@ -53,8 +62,20 @@ impl WindowState {
         shape: Shape,
         batch: &RecordBatch,
     ) -> Result<Vec<Closed>> {
+        self.choose(spec, shape, batch);
         if shape.kind != Kind::Fixed {
             return self.add_keyed(spec, shape, batch).await;
+        }
+        if let Some(f) = self.fast.as_mut() {
+            let wm = self.watermark;
+            let (max_t, late) =
+                f.add(shape, batch, |s| wm.is_none_or(|wm| s + shape.size_ns > wm))?;
+            self.late_dropped += late;
+            if let Some(m) = max_t {
+                let wm = m.saturating_sub(shape.lateness_ns);
+                self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
+            }
+            return self.close(spec, shape).await;
         }
         let times = time_column(batch)?;
         let mut targets: BTreeMap<i64, Vec<bool>> = BTreeMap::new();
@@ -106,10 +127,10 @@ impl WindowState {
             return Ok(Vec::new());
         };
         if shape.kind != Kind::Fixed {
-            return self
-                .keyed
-                .close(spec, shape, wm, self.devices.as_ref())
-                .await;
+            return self.close_keyed(spec, shape).await;
+        }
+        if let Some(f) = self.fast.as_mut() {
+            return f.close(spec, shape, wm, self.may_be_open.as_mut());
         }
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
@@ -126,6 +147,23 @@ impl WindowState {
 }
 
 impl WindowState {
+    /// At the first batch: whether the rule takes the incremental path (plain aggregates of
+    /// float columns, see [`crate::window_fast`]).
+    fn choose(&mut self, spec: &RuleSpec, shape: Shape, batch: &RecordBatch) {
+        if self.fast_checked {
+            return;
+        }
+        self.fast_checked = true;
+        let Some(plan) = crate::window_fast::Plan::of(spec, &batch.schema()) else {
+            return;
+        };
+        if shape.kind == Kind::Fixed {
+            self.fast = Some(crate::window_fast::Fast::new(plan));
+        } else {
+            self.fast_keyed = Some(crate::window_fast_keyed::FastKeyed::new(plan));
+        }
+    }
+
     /// [`WindowState::add`] for sliding and session windows.
     pub(crate) async fn add_keyed(
         &mut self,
@@ -133,7 +171,10 @@ impl WindowState {
         shape: Shape,
         batch: &RecordBatch,
     ) -> Result<Vec<Closed>> {
-        let max_t = self.keyed.insert(spec, shape, batch, true)?;
+        let max_t = match self.fast_keyed.as_mut() {
+            Some(f) => f.insert(shape, batch, true)?,
+            None => self.keyed.insert(spec, shape, batch, true)?,
+        };
         self.late_dropped += max_t.1;
         if let Some(m) = max_t.0 {
             let wm = m.saturating_sub(shape.lateness_ns);
@@ -145,6 +186,9 @@ impl WindowState {
     async fn close_keyed(&mut self, spec: &RuleSpec, shape: Shape) -> Result<Vec<Closed>> {
         match self.watermark {
             Some(wm) => {
+                if let Some(f) = self.fast_keyed.as_mut() {
+                    return f.close(spec, shape, wm, self.may_be_open.as_mut());
+                }
                 let devices = self.devices.as_ref();
                 self.keyed.close(spec, shape, wm, devices).await
             }
@@ -158,17 +202,142 @@ impl WindowState {
     pub fn seed_keyed(&mut self, spec: &RuleSpec, shape: Shape, wm: i64, rows: &[RecordBatch]) {
         self.watermark = Some(wm);
         for b in rows {
-            if let Err(e) = self.keyed.insert(spec, shape, b, false) {
+            self.choose(spec, shape, b);
+            let inserted = match self.fast_keyed.as_mut() {
+                Some(f) => f.insert(shape, b, false),
+                None => self.keyed.insert(spec, shape, b, false),
+            };
+            if let Err(e) = inserted {
                 tracing::warn!(rule = %spec.name, error = %e, "cannot rebuild a window");
             }
         }
-        self.keyed.settle(shape, wm);
+        match self.fast_keyed.as_mut() {
+            Some(f) => f.settle(shape, wm),
+            None => self.keyed.settle(shape, wm),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use strata_query::arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use strata_query::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    /// A batch of (device, time, temperature) rows; `None` temperatures are NULL.
+    fn rows(rows: &[(&str, i64, Option<f64>)]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            Field::new("device", DataType::Utf8, true),
+            Field::new("temperature", DataType::Float64, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(TimestampNanosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(rows.iter().map(|r| Some(r.0)).collect::<StringArray>()),
+                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Every window closed by `batches` (then by a final watermark), through one path.
+    fn run(spec: &RuleSpec, batches: &[RecordBatch], fast: bool) -> Vec<Closed> {
+        let shape = Shape::of(spec).unwrap();
+        let mut state = WindowState {
+            fast_checked: !fast,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            out.extend(rt.block_on(state.add(spec, shape, b)).unwrap());
+        }
+        out.extend(
+            rt.block_on(state.close_until(spec, shape, 1_000 * S))
+                .unwrap(),
+        );
+        assert_eq!(
+            state.fast.is_some() || state.fast_keyed.is_some(),
+            fast,
+            "path"
+        );
+        out
+    }
+
+    /// The incremental path gives the DataFusion path's windows, groups, matches and values
+    /// (up to float rounding), late and out-of-order rows and NULLs included.
+    #[test]
+    fn incremental_windows_equal_the_sql_aggregation() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let devices = ["a", "b", "c"];
+        let mut batches = Vec::new();
+        let mut t = 0i64;
+        for _ in 0..30 {
+            let mut b = Vec::new();
+            for _ in 0..8 {
+                t += (next() % 700) as i64 * 1_000_000;
+                // Some rows late or out of order by up to 4 s.
+                let at = t - (next() % 5) as i64 * (next() % 2) as i64 * S;
+                let v = (next() % 10 != 0).then(|| (next() % 1000) as f64 / 10.0);
+                b.push((devices[next() as usize % 3], at, v));
+            }
+            batches.push(rows(&b));
+        }
+        let windows = [
+            serde_json::json!({"type": "tumbling", "size": "5s"}),
+            serde_json::json!({"type": "hopping", "size": "6s", "hop": "2s"}),
+            serde_json::json!({"type": "sliding", "size": "3s"}),
+            serde_json::json!({"type": "session", "gap": "1s", "max": "4s"}),
+        ];
+        let select = "avg(temperature) AS t, max(temperature) AS m, min(temperature) AS lo, \
+                      sum(temperature) AS s, count(temperature) AS n, count(*) AS c";
+        for w in windows {
+            let spec: RuleSpec = serde_json::from_value(serde_json::json!({"name": "w",
+                "kind": "window", "stream": "env", "window": w, "group_by": ["device"],
+                "select": select, "condition": "t > 50 AND c > 1", "lateness": "2s"}))
+            .unwrap();
+            let (sql, fast) = (run(&spec, &batches, false), run(&spec, &batches, true));
+            assert!(!sql.is_empty());
+            assert_eq!(sql.len(), fast.len(), "{w}");
+            for ((e1, g1), (e2, g2)) in sql.iter().zip(&fast) {
+                assert_eq!(e1, e2, "{w}");
+                assert_eq!(
+                    g1.keys().collect::<Vec<_>>(),
+                    g2.keys().collect::<Vec<_>>(),
+                    "{w}"
+                );
+                for (k, (m1, v1)) in g1 {
+                    let (m2, v2) = &g2[k];
+                    assert_eq!(m1, m2, "{w} {k:?}");
+                    assert_eq!(v1.keys().collect::<Vec<_>>(), v2.keys().collect::<Vec<_>>());
+                    for (name, a) in v1 {
+                        let b = &v2[name];
+                        match (a.as_f64(), b.as_f64()) {
+                            (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9, "{w} {name}"),
+                            _ => assert_eq!(a, b, "{w} {name}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     const S: i64 = 1_000_000_000;
 

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use strata_query::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
-use strata_query::arrow::compute::filter_record_batch;
+use strata_query::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use strata_query::arrow::compute::{filter_record_batch, take_record_batch};
 use strata_query::arrow::datatypes::{DataType, Field, Schema};
 use strata_query::arrow::util::display::array_value_to_string;
 
@@ -90,7 +90,8 @@ impl Keyed {
     ) -> Result<(Option<i64>, u64)> {
         let times = time_column(batch)?;
         let keys = group_keys(spec, batch)?;
-        let mut masks: BTreeMap<&AlertKey, Vec<bool>> = BTreeMap::new();
+        // Row indices per group (a mask per group would cost rows × groups).
+        let mut picks: BTreeMap<&AlertKey, Vec<u32>> = BTreeMap::new();
         let (mut max_t, mut dropped) = (None, 0);
         for (row, key) in keys.iter().enumerate() {
             let t = times.value(row);
@@ -99,12 +100,10 @@ impl Keyed {
                 dropped += 1;
                 continue;
             }
-            masks
-                .entry(key)
-                .or_insert_with(|| vec![false; batch.num_rows()])[row] = true;
+            picks.entry(key).or_default().push(row as u32);
         }
-        for (key, mask) in masks {
-            let part = filter_record_batch(batch, &BooleanArray::from(mask))
+        for (key, rows) in picks {
+            let part = take_record_batch(batch, &UInt32Array::from(rows))
                 .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
             let part_times = time_column(&part)?.values().to_vec();
             let g = self.groups.entry(key.clone()).or_default();
@@ -229,7 +228,7 @@ fn retain_group(g: &mut Group, keep: impl Fn(i64) -> bool + Copy) {
 }
 
 /// Sliding window ends in `(after, wm]`: each row's time and time + size, once each.
-fn change_points(times: &[i64], size: i64, after: Option<i64>, wm: i64) -> Vec<i64> {
+pub(crate) fn change_points(times: &[i64], size: i64, after: Option<i64>, wm: i64) -> Vec<i64> {
     let points: BTreeSet<i64> = times
         .iter()
         .flat_map(|&t| [t, t.saturating_add(size)])
