@@ -5,10 +5,12 @@ server's resident set (VmRSS / VmHWM from /proc/PID/status, sampled every 50 ms)
 1. `SELECT *` over a whole fleet history (`--trucks` trucks x `--days` days every `--interval`,
    written by `strata-fleet load`, flushed), read over HTTP as CSV by a client that counts rows and
    throws the bytes away: RSS growth during the query, rows and bytes received;
-2. a client inventing series: batches of `--batch` lines, each line a new device, first in one
-   stream, then in new streams, until `--series` series were sent or the server refuses;
-3. a client inventing fields: lines of 100 new field names each, first in one stream, then in new
-   streams, until `--fields` fields were sent or the server refuses.
+2. a client inventing series (database `attack_series`): batches of `--batch` lines, each line a
+   new device, moving on to a new stream after each refusal, until `--series` series were sent;
+3. a client inventing fields (database `attack_fields`): requests of 100 lines, each a new field
+   name, moving on to a new stream after each refusal, until `--fields` fields were sent.
+
+Run `--skip select` to see the floods on an otherwise empty server.
 
 For 2 and 3 it prints what was accepted, the first refusal (status and message) and the peak RSS.
 Starts `strata serve` ($STRATA_BIN, default target/release/strata; `strata-fleet` from $FLEET_BIN)
@@ -102,31 +104,31 @@ def select_star(port, pid, stream):
             "rss_growth_mib": round((s.peak - before) / 1024, 1)}
 
 
-def invent(port, pid, total, per_request, line):
-    """Sends lines `line(stream_no, i)` until `total` were sent or the server refuses in a new
-    stream too; returns what was accepted and the refusals."""
+def invent(port, pid, total, per_request, line, db):
+    """Sends lines `line(stream_no, i)` to database `db` until `total` were sent; after each
+    refusal the client moves on to a new stream (as an attacker would). Returns what was accepted,
+    the first refusals and the server's RSS before, at the peak and after."""
     sent = accepted = 0
     stream_no = 0
     refusals = []
+    before = rss_kib(pid)
     with Sampler(pid) as s:
         while sent < total:
             body = "".join(line(stream_no, sent + k) for k in range(per_request))
-            status, data = post(port, "/api/v1/write?db=attack", body.encode())
+            status, data = post(port, f"/api/v1/write?db={db}", body.encode())
             sent += per_request
             if status == 204:
                 accepted += per_request
                 continue
             refusals.append({"status": status, "stream": stream_no,
                              "message": data.decode(errors="replace")[:300]})
-            if len(refusals) > 1 and refusals[-2]["stream"] == stream_no:
-                break  # a new stream did not help either
             stream_no += 1
     after = rss_kib(pid)
     post(port, "/api/v1/flush", b"")
     time.sleep(1)
     return {"sent": sent, "accepted": accepted, "streams_used": stream_no + 1,
             "refusals": refusals[:3], "refusal_count": len(refusals),
-            "rss_peak_mib": round(s.peak / 1024, 1), "rss_after_mib": round(after / 1024, 1),
+            "rss_before_mib": round(before / 1024, 1), "rss_peak_mib": round(s.peak / 1024, 1), "rss_after_mib": round(after / 1024, 1),
             "rss_after_flush_mib": round(rss_kib(pid) / 1024, 1)}
 
 
@@ -173,10 +175,12 @@ def main():
             out["select_star_readings"] = select_star(port, server.pid, "readings")
         if "series" not in skip:
             out["series"] = invent(port, server.pid, args.series, args.batch,
-                                   lambda s, i: f"inv{s},device=dev{i} v=1 1700000000000000000\n")
+                                   lambda s, i: f"inv{s},device=dev{i} v=1 1700000000000000000\n",
+                                   "attack_series")
         if "fields" not in skip:
             out["fields"] = invent(port, server.pid, args.fields, 100,
-                                   lambda s, i: f"fld{s},device=d f{i}=1 1700000000000000000\n")
+                                   lambda s, i: f"fld{s},device=d f{i}=1 1700000000000000000\n",
+                                   "attack_fields")
     finally:
         server.terminate()
         server.wait(timeout=120)

@@ -429,6 +429,11 @@ fn load_last_values(state: &mut State, report: &mut RecoveryReport) {
 }
 
 /// Takes an exclusive lock on `DATA/LOCK` so two servers never share a data directory.
+///
+/// A lock held by someone else is retried for [`LOCK_PATIENCE`] before the open is refused: a
+/// child process forked by this one (a subprocess spawned anywhere in the program) briefly
+/// shares every open file, this lock included, until it execs, so an engine reopened right after
+/// it was dropped can find its own old lock still held for a moment.
 fn lock_dir(root: &Path) -> Result<File> {
     let path = root.join("LOCK");
     let file = OpenOptions::new()
@@ -437,15 +442,29 @@ fn lock_dir(root: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .at(&path)?;
-    file.try_lock().map_err(|_| {
-        StorageError::InvalidInput(format!(
-            "data directory {} is in use by another Strata process (lock file {})",
-            root.display(),
-            path.display()
-        ))
-    })?;
-    Ok(file)
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::InvalidInput(format!(
+                    "data directory {} is in use by another Strata process (lock file {}); stop it, or use another --data-dir",
+                    root.display(),
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StorageError::Io { path, source });
+            }
+        }
+    }
 }
+
+/// How long [`lock_dir`] waits for a lock held by someone else.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn open_segments(
     paths: &Paths,
