@@ -18,9 +18,9 @@ pub struct Limits {
     #[serde(default = "default_streams_per_database")]
     pub max_streams_per_database: usize,
     /// Distinct series over all streams of a database. Default 1,000,000: ten series per device of
-    /// a 100,000-device fleet. Each series costs about 1.3 KiB of server memory (catalog, indexes,
-    /// last-value cache; measured with `benches/memory/run.py`), so this bounds what a client
-    /// inventing devices or tag values can take.
+    /// a 100,000-device fleet. A new series costs about 1 KiB of server memory (catalog, indexes,
+    /// last-value cache, memtable buffer; `benches/memory/RESULTS.md`), so this bounds what a
+    /// client inventing devices or tag values can take.
     #[serde(default = "default_series_per_database")]
     pub max_series_per_database: usize,
     /// Distinct series (device + tag set) per stream. Default 1,000,000.
