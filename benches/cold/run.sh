@@ -15,6 +15,8 @@
 #
 #   benches/cold/run.sh [TRUCKS] [DAYS] [INTERVAL]         (defaults: 100 7 1m)
 #
+# ROLLUPS lists the rollup intervals of the policy (default `1h`; e.g. `1h,1d`); step 6 reports
+# which rollup table the planner chose.
 # STORE=s3 puts the cold tier on a moto S3 server started here (`moto_server`, from
 # `pip install "moto[server]"`), bucket `bench`, through the usual AWS_* variables; the default
 # STORE=file uses a local directory.
@@ -120,7 +122,9 @@ HOT1=$(best "$Q1"); cp "$WORK/last.csv" "$WORK/q1-hot.csv"
 HOTC=$(best "$QC"); cp "$WORK/last.csv" "$WORK/qc-hot.csv"
 echo "hot:  one truck one day hourly mean ${HOT1} ms (best of $REPEAT); count(*) over the cold-to-be days ${HOTC} ms = $(tail -1 "$WORK/qc-hot.csv") rows"
 
-post -X PUT -H 'Content-Type: application/json' --data '{"hot": "1d", "rollups": [{"every": "1h", "keep": "5y"}]}' \
+ROLLUPS=${ROLLUPS:-1h}
+ROLLUP_JSON=$(python3 -c 'import json,sys; print(json.dumps([{"every": e, "keep": "5y"} for e in sys.argv[1].split(",")]))' "$ROLLUPS")
+post -X PUT -H 'Content-Type: application/json' --data "{\"hot\": \"1d\", \"rollups\": $ROLLUP_JSON}" \
     "$URL/api/v1/databases/default/lifecycle" >/dev/null
 T0=$(now)
 post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
@@ -153,7 +157,8 @@ QF="SELECT date_bin(INTERVAL '1 day', time) AS d, fleet, avg(velocity) AS mean F
 GROUP BY d, fleet ORDER BY d, fleet"
 QR="SELECT date_bin(INTERVAL '1 day', time) AS d, fleet, avg(velocity) AS mean FROM readings \
 WHERE velocity IS NOT NULL GROUP BY d, fleet ORDER BY d, fleet"
-sql "EXPLAIN $QF" | grep -q '_rollup_1h_readings' && PLAN=rollup || PLAN="raw (rollup NOT used)"
+PLAN=$(sql "EXPLAIN $QF" | grep -o '_rollup_[0-9a-z]*_readings' | head -1)
+[ -n "$PLAN" ] || PLAN="raw (rollup NOT used)"
 ROLL=$(best "$QF"); cp "$WORK/last.csv" "$WORK/qf-rollup.csv"
 RAW=$(best "$QR"); cp "$WORK/last.csv" "$WORK/qf-raw.csv"
 SAMEF=$(python3 - "$WORK/qf-rollup.csv" "$WORK/qf-raw.csv" <<'PY'
