@@ -48,7 +48,8 @@ curl -fs "$URL/health" >/dev/null || { echo "server did not start" >&2; exit 1; 
 auth=(-H "Authorization: Bearer $STRATA_ADMIN_TOKEN")
 curl -fs -XPOST "${auth[@]}" "$URL/api/v1/flush" >/dev/null
 curl -fs -XPOST "${auth[@]}" "$URL/api/v1/compact" >/dev/null
-echo "strata: $(curl -fs "$URL/health" | python3 -c 'import json,sys; e=json.load(sys.stdin)["engine"]; print(e["segments"], "segments,", e["series"], "series")')"
+metric() { curl -fs "${auth[@]}" "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+echo "strata: $(metric strata_segments) segments, $(metric strata_series) series"
 
 python3 benches/tsbs/tsbs.py --url "$URL" --token "$STRATA_ADMIN_TOKEN" --lp "$DATA" --runs "$RUNS" \
     ${TSBS_QUERIES:+--queries "$TSBS_QUERIES"}
