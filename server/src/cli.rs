@@ -175,6 +175,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_SERIES_PER_DATABASE", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_series_per_database: u64,
 
+    /// Most fields over all streams of a database; a write past it is refused with 422.
+    #[arg(long, env = "STRATA_MAX_FIELDS_PER_DATABASE", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fields_per_database: u64,
+
     /// Most series (device + tag set) per stream in every database; a write past it is refused with 422.
     #[arg(long, env = "STRATA_MAX_SERIES_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_series_per_stream: u64,
@@ -360,6 +364,7 @@ impl ServeArgs {
         cfg.limits = strata_storage::Limits {
             max_streams_per_database: size(self.max_streams_per_database),
             max_series_per_database: size(self.max_series_per_database),
+            max_fields_per_database: size(self.max_fields_per_database),
             max_series_per_stream: size(self.max_series_per_stream),
             max_fields_per_stream: size(self.max_fields_per_stream),
             max_values_per_tag: size(self.max_values_per_tag),

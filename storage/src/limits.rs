@@ -23,6 +23,11 @@ pub struct Limits {
     /// client inventing devices or tag values can take.
     #[serde(default = "default_series_per_database")]
     pub max_series_per_database: usize,
+    /// Distinct fields over all streams of a database. Default 50,000: a thousand streams of fifty
+    /// fields, or a hundred device models of five hundred; a client inventing field names across
+    /// streams is refused here.
+    #[serde(default = "default_fields_per_database")]
+    pub max_fields_per_database: usize,
     /// Distinct series (device + tag set) per stream. Default 1,000,000.
     pub max_series_per_stream: usize,
     /// Distinct fields per stream. Default 1,000: real device models have tens to a few hundred.
@@ -40,6 +45,7 @@ impl Default for Limits {
         Limits {
             max_streams_per_database: default_streams_per_database(),
             max_series_per_database: default_series_per_database(),
+            max_fields_per_database: default_fields_per_database(),
             max_series_per_stream: 1_000_000,
             max_fields_per_stream: 1_000,
             max_values_per_tag: 100_000,
@@ -56,11 +62,16 @@ fn default_series_per_database() -> usize {
     1_000_000
 }
 
+fn default_fields_per_database() -> usize {
+    50_000
+}
+
 impl Limits {
     /// No limit at all (used for WAL replay).
     pub const UNLIMITED: Limits = Limits {
         max_streams_per_database: usize::MAX,
         max_series_per_database: usize::MAX,
+        max_fields_per_database: usize::MAX,
         max_series_per_stream: usize::MAX,
         max_fields_per_stream: usize::MAX,
         max_values_per_tag: usize::MAX,
@@ -72,6 +83,7 @@ impl Limits {
         match limit {
             Limit::StreamsPerDatabase => self.max_streams_per_database,
             Limit::SeriesPerDatabase => self.max_series_per_database,
+            Limit::FieldsPerDatabase => self.max_fields_per_database,
             Limit::SeriesPerStream => self.max_series_per_stream,
             Limit::FieldsPerStream => self.max_fields_per_stream,
             Limit::ValuesPerTag => self.max_values_per_tag,
@@ -88,6 +100,8 @@ pub enum Limit {
     StreamsPerDatabase,
     /// [`Limits::max_series_per_database`].
     SeriesPerDatabase,
+    /// [`Limits::max_fields_per_database`].
+    FieldsPerDatabase,
     /// [`Limits::max_series_per_stream`].
     SeriesPerStream,
     /// [`Limits::max_fields_per_stream`].
@@ -104,6 +118,7 @@ impl Limit {
         match self {
             Limit::StreamsPerDatabase => "max_streams_per_database",
             Limit::SeriesPerDatabase => "max_series_per_database",
+            Limit::FieldsPerDatabase => "max_fields_per_database",
             Limit::SeriesPerStream => "max_series_per_stream",
             Limit::FieldsPerStream => "max_fields_per_stream",
             Limit::ValuesPerTag => "max_values_per_tag",
@@ -120,7 +135,7 @@ impl Limit {
             Limit::SeriesPerDatabase | Limit::SeriesPerStream => {
                 "put unbounded identifiers (request ids, timestamps) in fields, not tags, or ask an operator to raise the limit for this database"
             }
-            Limit::FieldsPerStream => {
+            Limit::FieldsPerStream | Limit::FieldsPerDatabase => {
                 "use a fixed set of field names (put varying names in a tag or a separate stream), or ask an operator to raise the limit for this database"
             }
             Limit::ValuesPerTag => {

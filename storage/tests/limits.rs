@@ -473,3 +473,50 @@ fn streams_and_series_per_database_bound_a_client_spreading_over_streams() {
     let e = Engine::open(config(dir.path())).unwrap();
     assert_eq!(e.stats().series, 7);
 }
+
+#[test]
+fn fields_per_database_bound_a_client_spreading_field_names_over_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(config(dir.path())).unwrap();
+    e.set_limits(
+        "db",
+        limits(|l| {
+            l.max_fields_per_stream = 3;
+            l.max_fields_per_database = 5;
+        }),
+    )
+    .unwrap();
+    let wide = |stream: &str, names: &[&str]| {
+        let mut t = table(stream, &[row("a", &[], 1)]);
+        t.columns.truncate(0);
+        for name in names {
+            let mut c = Column::new(*name, FieldType::Float);
+            c.data.push_value(&Value::Float(1.0));
+            c.valid.push(true);
+            t.columns.push(c);
+        }
+        batch("db", vec![t])
+    };
+    e.write(&wide("s0", &["a", "b", "c"])).unwrap();
+    // Each stream stays under its own limit of 3, but 3 + 3 > 5 over the database.
+    assert_limit(
+        e.write(&wide("s1", &["a", "b", "c"])),
+        Limit::FieldsPerDatabase,
+        5,
+    );
+    assert!(
+        e.schema("db", "s1").is_none(),
+        "nothing of the batch is stored"
+    );
+    e.write(&wide("s1", &["a", "b"])).unwrap();
+    let err = e.write(&wide("s2", &["x"])).unwrap_err();
+    assert!(
+        err.to_string().contains("max_fields_per_database = 5")
+            && err.to_string().contains("the database has 5 fields"),
+        "{err}"
+    );
+    // Known fields keep working, and another database counts its own.
+    e.write(&wide("s1", &["b", "a"])).unwrap();
+    e.write(&batch("db2", vec![table("s2", &[row("x", &[], 1)])]))
+        .unwrap();
+}

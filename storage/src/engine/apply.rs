@@ -185,6 +185,7 @@ fn plan(
         new_tag_values: HashSet::new(),
         new_tag_count: HashMap::new(),
         database_series: None,
+        database_fields: None,
     };
     let plans = batch
         .tables
@@ -209,6 +210,8 @@ struct Planner<'a> {
     new_tag_count: HashMap<(StreamId, String), usize>,
     /// Series the database holds now (counted at the first new series of the batch).
     database_series: Option<usize>,
+    /// Fields the database holds now (counted at the first new field of the batch).
+    database_fields: Option<usize>,
 }
 
 impl<'a> Planner<'a> {
@@ -277,6 +280,32 @@ impl<'a> Planner<'a> {
             .filter(move |s| s.database == database)
     }
 
+    /// Refuses a new field past the database's field limit (fields of all its streams).
+    fn check_database_fields(&mut self, sname: &str, name: &str) -> Result<()> {
+        if self.limits.max_fields_per_database == usize::MAX {
+            return Ok(());
+        }
+        let have = match self.database_fields {
+            Some(n) => n,
+            None => {
+                let n = self.database_streams().map(|s| s.fields.len()).sum();
+                *self.database_fields.insert(n)
+            }
+        };
+        let new = self.adds.fields.len();
+        if have + new + 1 > self.limits.max_fields_per_database {
+            return Err(self.exceeded(
+                Limit::FieldsPerDatabase,
+                sname,
+                format!(
+                    "the database has {have} fields over its streams and the write adds {} more, including '{name}'",
+                    new + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses a new series past the database's series limit.
     fn check_database_series(&mut self, sname: &str, device: &str) -> Result<()> {
         if self.limits.max_series_per_database == usize::MAX {
@@ -337,6 +366,7 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
+        self.check_database_fields(sname, name)?;
         let fid = have + new;
         self.new_field_count.insert(stream, new + 1);
         self.new_fields.insert(key, (fid, ty));
