@@ -107,6 +107,8 @@ pub struct Rules {
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
+    /// Group-key interners shared by the incremental window rules of this instance.
+    interners: window_fast::GroupInterners,
     /// Late rows dropped per window rule (kept apart: a state is out of `windows` while a batch
     /// is being evaluated).
     late: Mutex<BTreeMap<String, u64>>,
@@ -163,6 +165,7 @@ impl Rules {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
+            interners: window_fast::GroupInterners::default(),
             late: Mutex::default(),
             devices: registry_join::DevicesCache::default(),
             query_slot: tokio::sync::Semaphore::new(1),
@@ -317,6 +320,13 @@ impl Rules {
         }
     }
 
+    /// An empty window state whose incremental path shares this instance's group interners.
+    fn window_state(&self) -> window::WindowState {
+        let mut state = window::WindowState::default();
+        state.interners = self.interners.clone();
+        state
+    }
+
     async fn rebuild_window(&self, spec: &RuleSpec) -> Result<window::WindowState> {
         let shape = window::Shape::of(spec)?;
         let table = format!(
@@ -336,7 +346,7 @@ impl Rules {
             .into_values()
             .next()
             .and_then(|v| v.get("m").and_then(|m| m.as_f64()));
-        let mut state = window::WindowState::default();
+        let mut state = self.window_state();
         let Some(max) = max else { return Ok(state) };
         let wm = (max as i64).saturating_sub(shape.lateness_ns);
         state.watermark = Some(wm);
@@ -443,7 +453,7 @@ impl Rules {
             .lock()
             .ok()
             .and_then(|mut w| w.remove(&spec.name))
-            .unwrap_or_default();
+            .unwrap_or_else(|| self.window_state());
         let open = run.open_keys(&spec.name);
         let closed = match (self.devices_for(spec).await, open) {
             (Ok(d), Ok(open)) => {

@@ -47,6 +47,8 @@ pub struct WindowState {
     /// (decided at the first batch, see [`crate::window_fast`]).
     fast: Option<crate::window_fast::Fast>,
     fast_keyed: Option<crate::window_fast_keyed::FastKeyed>,
+    /// Where the incremental path interns its group keys (shared by the rules of one instance).
+    pub interners: crate::window_fast::GroupInterners,
     fast_checked: bool,
     /// Keys whose instance may be open (set before [`WindowState::add`]; `None`: every group
     /// of a closed window is returned, as dry runs need). With it, the fast path returns only
@@ -158,9 +160,12 @@ impl WindowState {
             return;
         };
         if shape.kind == Kind::Fixed {
-            self.fast = Some(crate::window_fast::Fast::new(plan));
+            self.fast = Some(crate::window_fast::Fast::new(plan, &self.interners));
         } else {
-            self.fast_keyed = Some(crate::window_fast_keyed::FastKeyed::new(plan));
+            self.fast_keyed = Some(crate::window_fast_keyed::FastKeyed::new(
+                plan,
+                &self.interners,
+            ));
         }
     }
 

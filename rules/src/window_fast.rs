@@ -11,7 +11,7 @@
 //! [`crate::window_eval`]'s DataFusion aggregation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use strata_query::arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -117,11 +117,23 @@ struct Interner {
     last: Option<(ArrayRef, Arc<Vec<u32>>)>,
 }
 
-/// The interners by `group_by` list.
-type Interners = Mutex<HashMap<Vec<String>, Arc<Mutex<Interner>>>>;
+/// The group interners of one rules instance, by `group_by` list: every window rule of the
+/// instance grouping by the same columns shares one (its `WindowState`s get a clone). A state
+/// made on its own (a dry run, a test) has its own.
+#[derive(Debug, Clone, Default)]
+pub struct GroupInterners(Arc<Mutex<InternersByColumns>>);
 
-/// The interner of each `group_by` list.
-static INTERNERS: OnceLock<Interners> = OnceLock::new();
+/// One interner per `group_by` list.
+type InternersByColumns = HashMap<Vec<String>, Arc<Mutex<Interner>>>;
+
+impl GroupInterners {
+    /// The interner of `group_by`.
+    pub(crate) fn groups(&self, group_by: &[String]) -> Groups {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = all.entry(group_by.to_vec()).or_default().clone();
+        Groups { shared }
+    }
+}
 
 /// A rule's condition compiled for the schema of its results.
 #[derive(Debug, Default)]
@@ -245,10 +257,10 @@ fn ident(s: &str) -> Option<String> {
 }
 
 impl Fast {
-    /// Empty state for `plan`.
-    pub fn new(plan: Plan) -> Fast {
+    /// Empty state for `plan`, its groups interned by `interners`.
+    pub fn new(plan: Plan, interners: &GroupInterners) -> Fast {
         Fast {
-            groups: Groups::of(&plan.group_by),
+            groups: interners.groups(&plan.group_by),
             plan,
             windows: BTreeMap::new(),
             condition: Condition::default(),
@@ -486,14 +498,6 @@ impl Condition {
 }
 
 impl Groups {
-    /// The interner of `group_by`.
-    pub(crate) fn of(group_by: &[String]) -> Groups {
-        let all = INTERNERS.get_or_init(Mutex::default);
-        let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
-        let shared = all.entry(group_by.to_vec()).or_default().clone();
-        Groups { shared }
-    }
-
     fn lock(&self) -> Result<MutexGuard<'_, Interner>> {
         self.shared
             .lock()

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::eval::{Values, instances};
 use crate::spec::RuleSpec;
 use crate::window_eval::{Closed, Kind, Shape, stamp, time_column};
-use crate::window_fast::{Condition, Entry, Groups, Plan, Stat, wanted};
+use crate::window_fast::{Condition, Entry, GroupInterners, Groups, Plan, Stat, wanted};
 use crate::window_keyed::{change_points, sessions};
 
 /// The rows of one group: times sorted, inputs `width` per row (`None`: NULL).
@@ -50,10 +50,10 @@ pub struct FastKeyed {
 }
 
 impl FastKeyed {
-    /// Empty state for `plan`.
-    pub fn new(plan: Plan) -> FastKeyed {
+    /// Empty state for `plan`, its groups interned by `interners`.
+    pub fn new(plan: Plan, interners: &GroupInterners) -> FastKeyed {
         FastKeyed {
-            groups: Groups::of(plan.group_by()),
+            groups: interners.groups(plan.group_by()),
             plan,
             rows: Vec::new(),
             emitted_until: None,
