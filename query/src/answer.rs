@@ -84,10 +84,10 @@ impl QueryEngine {
                 content_type,
                 bytes: head,
             },
-            Some(state) => Answer::Streaming {
+            Some((stream, encoder)) => Answer::Streaming {
                 content_type,
                 head,
-                rest: encoded_rest(state, self.config.timeout),
+                rest: encoded_rest(paced(stream, self.config.timeout), encoder),
             },
         })
     }
@@ -115,19 +115,19 @@ impl QueryEngine {
     }
 }
 
-/// The rest of an answer: each batch encoded as it arrives, then the closing bytes.
+/// The rest of an answer: each batch of `stream` (already [`paced`]) encoded as it arrives, then
+/// the closing bytes.
 fn encoded_rest(
-    state: (SendableRecordBatchStream, Encoder),
-    stall: Duration,
+    stream: SendableRecordBatchStream,
+    encoder: Encoder,
 ) -> BoxStream<'static, Result<Vec<u8>, QueryError>> {
-    futures::stream::unfold(Some(state), move |state| async move {
+    futures::stream::unfold(Some((stream, encoder)), |state| async move {
         let (mut stream, mut encoder) = state?;
         loop {
-            match tokio::time::timeout(stall, stream.next()).await {
-                Err(_) => return Some((Err(QueryError::Timeout(stall)), None)),
-                Ok(None) => return Some((encoder.finish(), None)),
-                Ok(Some(Err(e))) => return Some((Err(e.into()), None)),
-                Ok(Some(Ok(batch))) => match encoder.batch(&batch) {
+            match stream.next().await {
+                None => return Some((encoder.finish(), None)),
+                Some(Err(e)) => return Some((Err(e.into()), None)),
+                Some(Ok(batch)) => match encoder.batch(&batch) {
                     Ok(bytes) if bytes.is_empty() => continue,
                     Ok(bytes) => return Some((Ok(bytes), Some((stream, encoder)))),
                     Err(e) => return Some((Err(e), None)),
