@@ -32,6 +32,7 @@ use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -108,7 +109,12 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
     let Some(agg) = node.downcast_ref::<AggregateExec>() else {
         return Ok(None);
     };
-    let Some(scan) = agg.input().downcast_ref::<StrataScanExec>() else {
+    // The scan, or the scan under the cooperative wrapper DataFusion puts over leaves.
+    let input = match agg.input().downcast_ref::<CooperativeExec>() {
+        Some(c) => c.input().clone(),
+        None => agg.input().clone(),
+    };
+    let Some(scan) = input.downcast_ref::<StrataScanExec>() else {
         return Ok(None);
     };
     let single = match agg.mode() {
@@ -152,7 +158,6 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
     if !states_match(&schema, groups.len(), &aggs) {
         return Ok(None);
     }
-    let input = agg.input().clone();
     let exec: Arc<dyn ExecutionPlan> =
         Arc::new(ScanAggregateExec::new(input, groups, aggs, schema));
     if !single {
@@ -699,6 +704,7 @@ impl ExecutionPlan for ScanAggregateExec {
             context,
             devices,
             series: None,
+            small: false,
             cursor: None,
             fold: Fold::new(self.groups.clone(), self.aggs.clone(), reservation),
         };
@@ -723,6 +729,8 @@ struct FoldRun {
     devices: Vec<String>,
     /// The snapshot and the series left (set on the first step).
     series: Option<(Arc<ReadSnapshot>, std::collections::VecDeque<usize>)>,
+    /// The series decode at most [`crate::exec::INLINE_ROWS`] rows: fold in place.
+    small: bool,
     /// The series being folded and its cursor.
     cursor: Option<(SeriesKey, SeriesCursor)>,
     fold: Fold,
@@ -730,9 +738,18 @@ struct FoldRun {
 
 impl FoldRun {
     /// Folds every series of the partition, a bounded step at a time on the blocking pool, so
-    /// the query's timeout or cancellation stops it between steps.
+    /// the query's timeout or cancellation stops it between steps; a small one in place.
     async fn run(mut self) -> Result<Fold> {
+        if self.scan()?.opens_inline(self.devices.len()) && self.open()? {
+            return Ok(self.fold);
+        }
         loop {
+            if self.small {
+                if self.step()? {
+                    return Ok(self.fold);
+                }
+                continue;
+            }
             let joined = tokio::task::spawn_blocking(move || {
                 let done = self.step()?;
                 Ok::<_, DataFusionError>((self, done))
@@ -747,21 +764,31 @@ impl FoldRun {
     }
 
     /// Folds about `ROWS_PER_STEP` rows (one window at a time); true when every series is folded.
+    fn scan(&self) -> Result<&StrataScanExec> {
+        self.input
+            .downcast_ref::<StrataScanExec>()
+            .ok_or_else(|| DataFusionError::Internal("not a stream scan".into()))
+    }
+
+    /// Takes the snapshot and the partition's series in it; true when there is nothing to fold.
+    fn open(&mut self) -> Result<bool> {
+        let scan = self.scan()?;
+        let Some(snap) = (!self.devices.is_empty())
+            .then(|| scan.snapshot(&self.context))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(true);
+        };
+        let series = snap.series_of_devices(&self.devices);
+        self.small = (snap.rows_estimate(&series)).is_some_and(|n| n <= crate::exec::INLINE_ROWS);
+        self.series = Some((snap, series.into()));
+        Ok(false)
+    }
+
     fn step(&mut self) -> Result<bool> {
-        if self.series.is_none() {
-            let scan = self
-                .input
-                .downcast_ref::<StrataScanExec>()
-                .ok_or_else(|| DataFusionError::Internal("not a stream scan".into()))?;
-            let Some(snap) = (!self.devices.is_empty())
-                .then(|| scan.snapshot(&self.context))
-                .transpose()?
-                .flatten()
-            else {
-                return Ok(true);
-            };
-            let series = snap.series_of_devices(&self.devices).into();
-            self.series = Some((snap, series));
+        if self.series.is_none() && self.open()? {
+            return Ok(true);
         }
         let Some((snap, series)) = &mut self.series else {
             return Ok(true);

@@ -45,6 +45,11 @@ pub struct QueryEngine {
     extra: crate::snapshot::ExtraTables,
     engine: Arc<Engine>,
     plans: crate::plan_cache::PlanCache,
+    /// The session's task context, made once: every function is registered in
+    /// [`QueryEngine::with_config`] and statements that change settings are refused, so a run's
+    /// context is this one plus its own [`crate::ReadViews`] (no copy of the whole session state
+    /// per query).
+    task_base: Arc<TaskContext>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -79,6 +84,10 @@ impl QueryEngine {
             // The scan already has one partition per chunk of devices; re-splitting a
             // single-device scan costs more than it saves on small time-series queries.
             .with_round_robin_repartition(false)
+            // The scans' partitions aggregate in place (in-scan folds, partial aggregates) and
+            // leave few groups: merging them in one final aggregate costs less than hashing them
+            // across partitions, a hop between threads per query.
+            .with_repartition_aggregations(false)
             // Stream scans cannot use dynamic filters, and plans without them can be cached.
             .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
         let mut state = datafusion::execution::SessionStateBuilder::new()
@@ -115,7 +124,9 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
+        let task_base = ctx.task_ctx();
         Ok(QueryEngine {
+            task_base,
             plans: crate::plan_cache::PlanCache::new(config.plan_cache_entries),
             ctx,
             config,
@@ -148,12 +159,21 @@ impl QueryEngine {
     /// that every scan of the run reads one engine snapshot. Run plans from
     /// [`QueryEngine::plan`] with it.
     pub fn task_ctx(&self) -> Arc<TaskContext> {
-        let state = self.ctx.state();
-        let config = state
-            .config()
+        let base = &self.task_base;
+        let config = base
+            .session_config()
             .clone()
             .with_extension(crate::views::ReadViews::new());
-        Arc::new(TaskContext::from(&state).with_session_config(config))
+        Arc::new(TaskContext::new(
+            None,
+            base.session_id(),
+            config,
+            base.scalar_functions().clone(),
+            base.higher_order_functions().clone(),
+            base.aggregate_functions().clone(),
+            base.window_functions().clone(),
+            base.runtime_env(),
+        ))
     }
 
     /// The limits in force.

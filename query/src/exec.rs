@@ -160,6 +160,11 @@ impl StrataScanExec {
     pub(crate) fn snapshot(&self, ctx: &TaskContext) -> Result<Option<Arc<ReadSnapshot>>> {
         snapshot_of(&self.spec, ctx)
     }
+
+    /// True when a snapshot of this many devices is opened on the async worker.
+    pub(crate) fn opens_inline(&self, devices: usize) -> bool {
+        opens_inline(&self.spec, devices)
+    }
 }
 
 fn snapshot_of(spec: &Arc<ScanSpec>, ctx: &TaskContext) -> Result<Option<Arc<ReadSnapshot>>> {
@@ -284,6 +289,29 @@ struct Reader {
     snapshot: Arc<ReadSnapshot>,
     series: VecDeque<usize>,
     cursor: Option<SeriesCursor>,
+    /// Small enough to read on the async worker (see [`INLINE_ROWS`]).
+    small: bool,
+}
+
+impl Reader {
+    fn finished(&self) -> bool {
+        self.cursor.is_none() && self.series.is_empty()
+    }
+}
+
+/// A read that decodes at most this many rows from memtables and local segments (no cold
+/// object) runs on the async worker: about 0.1 ms of work, less than handing it to the
+/// blocking pool and back costs. Larger reads step on the blocking pool.
+pub(crate) const INLINE_ROWS: usize = 32_768;
+
+/// Snapshots of at most this many devices (of a raw stream: opening a rollup's snapshot may
+/// first absorb pending writes) are opened on the async worker.
+const INLINE_DEVICES: usize = 16;
+
+/// True when a snapshot of `devices` of the scan's stream is opened in place.
+fn opens_inline(spec: &ScanSpec, devices: usize) -> bool {
+    devices <= INLINE_DEVICES
+        && strata_storage::rollup::parse_rollup_stream_name(&spec.request.stream).is_none()
 }
 
 /// Progress of one partition.
@@ -301,8 +329,16 @@ struct PartitionState {
 /// about `ROWS_PER_CALL` rows (one window per series) on the blocking pool, so a dropped stream
 /// (timeout, cancellation) stops reading after the current step.
 async fn next_batch(mut st: PartitionState) -> Option<(Result<RecordBatch>, PartitionState)> {
+    if st.reader.is_none() && opens_inline(&st.spec, st.devices.len()) {
+        let devices = std::mem::take(&mut st.devices);
+        match open_reader(&st.spec, &st.context, &devices) {
+            Ok(Some(r)) => st.reader = Some(r),
+            Ok(None) => return None,
+            Err(e) => return Some((Err(e), st)),
+        }
+    }
     loop {
-        if st.remaining == Some(0) {
+        if st.remaining == Some(0) || st.reader.as_ref().is_some_and(Reader::finished) {
             return None;
         }
         let (spec, context, devices) = (
@@ -311,8 +347,9 @@ async fn next_batch(mut st: PartitionState) -> Option<(Result<RecordBatch>, Part
             std::mem::take(&mut st.devices),
         );
         let reader = st.reader.take();
+        let small = reader.as_ref().is_some_and(|r| r.small);
         let wanted = st.remaining.unwrap_or(usize::MAX).min(ROWS_PER_CALL);
-        let joined = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let reader = match reader {
                 Some(r) => Some(r),
                 None => open_reader(&spec, &context, &devices)?,
@@ -324,15 +361,18 @@ async fn next_batch(mut st: PartitionState) -> Option<(Result<RecordBatch>, Part
                     Some((r, batches))
                 }
             })
-        })
-        .await;
+        };
+        let joined = match small {
+            true => Ok(work()),
+            false => tokio::task::spawn_blocking(work).await,
+        };
         let (reader, series) = match joined {
             Ok(Ok(Some(done))) => done,
             Ok(Ok(None)) => return None,
             Ok(Err(e)) => return Some((Err(e), st)),
             Err(e) => return Some((Err(DataFusionError::External(Box::new(e))), st)),
         };
-        let finished = reader.cursor.is_none() && reader.series.is_empty();
+        let finished = reader.finished();
         st.reader = Some(reader);
         if series.is_empty() {
             if finished {
@@ -358,11 +398,13 @@ fn open_reader(
     let Some(snapshot) = snapshot_of(spec, context)? else {
         return Ok(None);
     };
-    let series = snapshot.series_of_devices(devices).into();
+    let series: Vec<usize> = snapshot.series_of_devices(devices);
+    let small = (snapshot.rows_estimate(&series)).is_some_and(|n| n <= INLINE_ROWS);
     Ok(Some(Reader {
         snapshot,
-        series,
+        series: series.into(),
         cursor: None,
+        small,
     }))
 }
 

@@ -5,7 +5,7 @@
 //! - no function whose result depends on when it runs (`now()`, `random()`, ...: anything not
 //!   immutable is folded into a constant at planning);
 //! - every leaf reads at execution time (stream scans, the last-value cache, snapshot tables),
-//!   never rows captured at planning;
+//!   never rows captured at planning, or is a constant (the one row of `SELECT 1`, no rows);
 //! - plans built from an older catalog (a new stream, field or series since) are replanned.
 //!
 //! Reuse goes through `reset_plan_states`, which gives stateful operators (joins, sorts) a fresh
@@ -18,7 +18,9 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 
 use crate::exec::StrataScanExec;
 use crate::latest::LastValuesExec;
@@ -119,7 +121,10 @@ fn reusable_physical(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let mut ok = true;
     let _ = plan.apply(|node| {
         if node.children().is_empty() {
+            // Constant leaves (`SELECT 1`, a filter folded to false) hold no captured rows.
             ok &= node.is::<StrataScanExec>()
+                || node.is::<PlaceholderRowExec>()
+                || node.is::<EmptyExec>()
                 || node.is::<crate::newest::NewestRowExec>()
                 || node.is::<LastValuesExec>()
                 || node.is::<SnapshotExec>();

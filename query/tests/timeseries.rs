@@ -250,6 +250,33 @@ async fn cached_plans_see_new_points_and_new_series() {
     }
 }
 
+/// Constant plans (`SELECT 1`, a filter that is always false) are cached and answer the same
+/// from the cache; plans whose answer depends on the time they run are not cached.
+#[tokio::test]
+async fn constant_plans_are_cached_and_answer_the_same() {
+    let (_dir, engine, _) = fleet_engine();
+    let cached = QueryEngine::new(engine.clone()).unwrap();
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    let plain = QueryEngine::with_config(engine, config).unwrap();
+    for q in [
+        "SELECT 1",
+        "SELECT 1 + 2 * 3 AS x, 'a' AS s",
+        "SELECT device, speed FROM readings WHERE false",
+    ] {
+        assert!(cached.cached_plan(q).unwrap().is_none(), "{q}");
+        let first = both(&cached, &plain, q).await;
+        assert!(cached.cached_plan(q).unwrap().is_some(), "{q} is cached");
+        assert_eq!(both(&cached, &plain, q).await, first, "{q} from the cache");
+    }
+    let volatile = "SELECT now() > TIMESTAMP '2000-01-01T00:00:00Z' AS later";
+    both(&cached, &plain, volatile).await;
+    assert!(cached.cached_plan(volatile).unwrap().is_none());
+}
+
 fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {

@@ -336,7 +336,7 @@ impl Memtable {
         } else {
             buf.to_rows(fields, field_ids)
                 .normalize()
-                .slice_time(first, last)
+                .into_time_range(first, last)
         };
         (!rows.is_empty()).then_some(rows)
     }

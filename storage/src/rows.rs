@@ -35,29 +35,26 @@ impl Rows {
         self.times.windows(2).all(|w| w[0] < w[1])
     }
 
-    /// Appends row `i` of `other`, whose columns are in the same order and of the same types.
-    pub fn push_row(&mut self, other: &Rows, i: usize) {
-        self.times.push(other.times[i]);
-        for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
-            dst.data.push_from(&src.data, i);
-            dst.valid.push(src.valid[i]);
-        }
-    }
-
     /// The rows `i` for which `keep(i)` holds, in order (same column layout).
     pub fn filtered(&self, keep: impl Fn(usize) -> bool) -> Rows {
-        let mut out = Rows {
-            times: Vec::new(),
+        let mask: Vec<bool> = (0..self.len()).map(keep).collect();
+        self.masked(&mask)
+    }
+
+    /// The rows whose entry of `keep` (one per row) is true, a column at a time.
+    fn masked(&self, keep: &[bool]) -> Rows {
+        Rows {
+            times: masked(&self.times, keep),
             columns: self
                 .columns
                 .iter()
-                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    data: masked_data(&c.data, keep),
+                    valid: masked(&c.valid, keep),
+                })
                 .collect(),
-        };
-        for i in (0..self.len()).filter(|&i| keep(i)) {
-            out.push_row(self, i);
         }
-        out
     }
 
     /// Appends every row of `other` (same column layout), a column at a time.
@@ -174,26 +171,54 @@ impl Rows {
         }
     }
 
-    /// Drops rows where no column has a value.
-    pub fn drop_empty_rows(self) -> Rows {
-        let keep: Vec<usize> = (0..self.len())
-            .filter(|&i| self.columns.iter().any(|c| c.valid[i]))
-            .collect();
-        if keep.len() == self.len() {
+    /// The rows with `first <= time <= last`, reusing `self`'s buffers (no copy when every row
+    /// is inside, as for a block read whole).
+    pub fn into_time_range(self, first: i64, last: i64) -> Rows {
+        let lo = self.times.partition_point(|&t| t < first);
+        let hi = self.times.partition_point(|&t| t <= last).max(lo);
+        if lo == 0 && hi == self.len() {
             return self;
         }
-        let mut out = Rows {
-            times: Vec::with_capacity(keep.len()),
-            columns: self
-                .columns
-                .iter()
-                .map(|c| Column::new(c.name.clone(), c.data.field_type()))
-                .collect(),
-        };
-        for i in keep {
-            out.push_row(&self, i);
+        self.select(lo..hi)
+    }
+
+    /// Drops rows where no column has a value.
+    pub fn drop_empty_rows(self) -> Rows {
+        let empty = |i: usize| !self.columns.iter().any(|c| c.valid[i]);
+        // Most reads have no empty row: find that out without allocating.
+        if self.columns.iter().any(|c| c.valid.iter().all(|v| *v)) || !(0..self.len()).any(empty) {
+            return self;
         }
-        out
+        let keep: Vec<bool> = (0..self.len()).map(|i| !empty(i)).collect();
+        self.masked(&keep)
+    }
+}
+
+/// The values of `values` whose entry of `keep` is true.
+fn masked<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
+    values
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+fn masked_data(data: &crate::ColumnData, keep: &[bool]) -> crate::ColumnData {
+    use crate::ColumnData as D;
+    match data {
+        D::Float(v) => D::Float(masked(v, keep)),
+        D::Integer(v) => D::Integer(masked(v, keep)),
+        D::Unsigned(v) => D::Unsigned(masked(v, keep)),
+        D::Boolean(v) => D::Boolean(masked(v, keep)),
+        D::String(v) => {
+            let mut out = crate::StringColumn::default();
+            v.iter()
+                .zip(keep)
+                .filter(|(_, k)| **k)
+                .for_each(|(s, _)| out.push(s));
+            D::String(out)
+        }
     }
 }
 

@@ -134,6 +134,25 @@ impl ReadSnapshot {
             .collect()
     }
 
+    /// At most how many rows reading `series` (indexes of matched series) decodes: their
+    /// memtable rows plus the rows of the segment blocks overlapping the range, from footers.
+    /// `None` when a cold object overlaps the range, whose read may wait on the object store.
+    /// Readers use it to run small reads in place instead of handing them to another thread.
+    pub fn rows_estimate(&self, series: &[usize]) -> Option<usize> {
+        if !self.cold.is_empty() {
+            return None;
+        }
+        let rows = series.iter().map(|&i| {
+            let s = &self.series[i];
+            let mem: usize = s.mem.iter().map(Rows::len).sum();
+            let stored: usize = (self.segments.iter())
+                .map(|l| l.segment.series_rows_between(s.id, self.first, self.last))
+                .sum();
+            mem + stored
+        });
+        Some(rows.sum())
+    }
+
     /// A cursor over the windows of the `i`-th series.
     pub fn cursor(self: &Arc<Self>, i: usize) -> SeriesCursor {
         SeriesCursor {
@@ -271,7 +290,7 @@ impl SeriesCursor {
                 }
             }
             let rows = segment.block_rows(sid, bi, &snap.fields)?;
-            let rows = super::tombstone::remove_ranges(rows.slice_time(first, last), &erased);
+            let rows = super::tombstone::remove_ranges(rows.into_time_range(first, last), &erased);
             let rows = match snap.mode {
                 ReadMode::Values => rows.drop_empty_rows(),
                 ReadMode::Points => rows,

@@ -265,6 +265,17 @@ impl Segment {
         Some((lo, hi))
     }
 
+    /// Rows of the blocks of `series` that overlap `[first, last]` (what reading that range
+    /// decodes at most), from the footer.
+    pub fn series_rows_between(&self, series: SeriesId, first: i64, last: i64) -> usize {
+        self.index_of(series).map_or(0, |i| {
+            (i.blocks.iter())
+                .filter(|b| b.max_time >= first && b.min_time <= last)
+                .map(|b| b.rows as usize)
+                .sum()
+        })
+    }
+
     /// `(min_time, max_time)` of each block of `series`, in block order.
     pub fn series_block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
         self.index_of(series)
@@ -308,12 +319,8 @@ impl Segment {
             .iter()
             .map(|f| self.local_field(f))
             .collect::<Result<_>>()?;
-        let rows = self.read_block(series, bi, block, &wanted, fields)?;
-        Ok(if rows.is_normalized() {
-            rows
-        } else {
-            rows.normalize()
-        })
+        // `read_block` refuses times that are not strictly increasing: the rows are normalized.
+        self.read_block(series, bi, block, &wanted, fields)
     }
 
     fn block(&self, series: SeriesId, bi: usize) -> Result<&Block> {
@@ -480,21 +487,43 @@ fn expand(name: &str, dense: ColumnData, valid: Vec<bool>) -> Column {
             valid,
         };
     }
-    let mut data = ColumnData::new(dense.field_type());
-    let mut next = 0;
-    for &v in &valid {
-        if v {
-            data.push_from(&dense, next);
-            next += 1;
-        } else {
-            data.push_default();
+    let data = match dense {
+        ColumnData::Float(d) => ColumnData::Float(spread(&d, &valid, 0.0)),
+        ColumnData::Integer(d) => ColumnData::Integer(spread(&d, &valid, 0)),
+        ColumnData::Unsigned(d) => ColumnData::Unsigned(spread(&d, &valid, 0)),
+        ColumnData::Boolean(d) => ColumnData::Boolean(spread(&d, &valid, false)),
+        dense @ ColumnData::String(_) => {
+            let mut data = ColumnData::new(dense.field_type());
+            let mut next = 0;
+            for &v in &valid {
+                if v {
+                    data.push_from(&dense, next);
+                    next += 1;
+                } else {
+                    data.push_default();
+                }
+            }
+            data
         }
-    }
+    };
     Column {
         name: name.to_string(),
         data,
         valid,
     }
+}
+
+/// `dense` values placed at the rows marked valid, `default` elsewhere (`dense` holds exactly one
+/// value per valid row: the caller checked the count).
+fn spread<T: Copy>(dense: &[T], valid: &[bool], default: T) -> Vec<T> {
+    let mut values = dense.iter();
+    valid
+        .iter()
+        .map(|&v| match v {
+            true => values.next().copied().unwrap_or(default),
+            false => default,
+        })
+        .collect()
 }
 
 fn locate_footer(map: &[u8]) -> std::result::Result<&[u8], String> {
