@@ -341,19 +341,28 @@ impl Memtable {
         (!rows.is_empty()).then_some(rows)
     }
 
-    /// Every series with its stream, as normalized rows over all of `schema(stream)`'s fields.
-    pub fn drain_sorted<'a>(
-        &'a self,
-        schema: impl Fn(StreamId) -> &'a [(String, FieldType)] + 'a,
-    ) -> impl Iterator<Item = (StreamId, SeriesId, Rows)> + 'a {
-        let mut ids: Vec<SeriesId> = self.index.keys().copied().collect();
+    /// The series of each stream, in increasing id order, streams in increasing id order.
+    pub fn series_by_stream(&self) -> Vec<(StreamId, Vec<SeriesId>)> {
+        let mut ids: Vec<(StreamId, SeriesId)> = (self.index.iter())
+            .map(|(&sid, &b)| (self.bufs[b as usize].stream, sid))
+            .collect();
         ids.sort_unstable();
-        ids.into_iter().map(move |sid| {
-            let buf = &self.bufs[self.index[&sid] as usize];
-            let fields = schema(buf.stream);
-            let field_ids: Vec<Option<usize>> = (0..fields.len()).map(Some).collect();
-            (buf.stream, sid, buf.to_rows(fields, &field_ids).normalize())
-        })
+        let mut out: Vec<(StreamId, Vec<SeriesId>)> = Vec::new();
+        for (stream, sid) in ids {
+            match out.last_mut() {
+                Some((s, sids)) if *s == stream => sids.push(sid),
+                _ => out.push((stream, vec![sid])),
+            }
+        }
+        out
+    }
+
+    /// Every row of series `sid`, normalized, over all of `fields` (its stream's schema); `None`
+    /// for a series the memtable does not hold.
+    pub fn series_rows(&self, sid: SeriesId, fields: &[(String, FieldType)]) -> Option<Rows> {
+        let buf = &self.bufs[*self.index.get(&sid)? as usize];
+        let field_ids: Vec<Option<usize>> = (0..fields.len()).map(Some).collect();
+        Some(buf.to_rows(fields, &field_ids).normalize())
     }
 }
 

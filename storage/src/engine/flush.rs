@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use super::{Frozen, Inner, LiveSegment};
-use crate::catalog::StreamId;
 use crate::catalog_log::CatalogLog;
 use crate::error::{Result, StorageError};
 use crate::fsutil::{step, sync_dir};
@@ -158,64 +157,136 @@ pub(crate) fn partition_of(t: i64, p: i64) -> i64 {
     t.div_euclid(p).saturating_mul(p)
 }
 
-/// Writes one segment per (stream, partition) of the memtable.
+/// Writes one segment per (stream, partition) of the memtable, a stream at a time: each series'
+/// rows go straight into the writer of their partition, so a flush holds one series' rows at a
+/// time besides the memtable (not a second copy of it).
 fn write_memtable(
     inner: &Inner,
     memtable: &Memtable,
     streams: &[StreamInfo],
     erased: &std::collections::HashMap<SeriesId, Vec<(i64, i64)>>,
 ) -> Result<Vec<Arc<LiveSegment>>> {
-    let p = inner.config.partition_ns;
-    let mut groups: BTreeMap<(StreamId, i64), Vec<(SeriesId, Rows)>> = BTreeMap::new();
-    let partition_of = |t: i64| partition_of(t, p);
-    for (stream, sid, rows) in memtable.drain_sorted(|s| streams[s as usize].fields.as_slice()) {
-        // Points without any field value are invisible to reads; nothing to store.
-        let rows = rows.drop_empty_rows();
-        // Rows of an erased device (tombstones made after this memtable's writes) are not stored.
-        let rows = match erased.get(&sid) {
-            Some(ranges) => super::tombstone::remove_ranges(rows, ranges),
-            None => rows,
-        };
-        if rows.is_empty() {
-            continue;
-        }
-        let (first, last) = (rows.times[0], rows.times[rows.len() - 1]);
-        if partition_of(first) == partition_of(last) {
-            groups
-                .entry((stream, partition_of(first)))
-                .or_default()
-                .push((sid, rows));
-            continue;
-        }
-        let mut start = 0;
-        while start < rows.len() {
-            let part = partition_of(rows.times[start]);
-            let end = start + rows.times[start..].partition_point(|&t| partition_of(t) == part);
-            groups
-                .entry((stream, part))
-                .or_default()
-                .push((sid, rows.select(start..end)));
-            start = end;
-        }
-    }
-    let mut out: Vec<Arc<LiveSegment>> = Vec::with_capacity(groups.len());
+    let mut out: Vec<Arc<LiveSegment>> = Vec::new();
+    let mut open: BTreeMap<i64, OpenSegment> = BTreeMap::new();
     let written = (|| {
-        for ((stream, part), series) in groups {
+        for (stream, sids) in memtable.series_by_stream() {
             let meta = &streams[stream as usize];
-            out.push(write_segment(
-                inner,
-                (&meta.database, &meta.name, part),
-                &meta.fields,
-                series,
-            )?);
+            for sid in sids {
+                let Some(rows) = memtable.series_rows(sid, &meta.fields) else {
+                    continue;
+                };
+                write_series_rows(inner, meta, &mut open, sid, rows, erased)?;
+            }
+            while let Some((_, segment)) = open.pop_first() {
+                let id = segment.id;
+                match segment.finish(meta) {
+                    Ok(live) => out.push(live),
+                    Err(e) => {
+                        remove_unpublished(inner, std::iter::once(id));
+                        return Err(e);
+                    }
+                }
+            }
         }
         sync_dir(&inner.paths.segments)
     })();
     if let Err(e) = written {
-        remove_unpublished(inner, out.iter().map(|l| l.meta.id));
+        let unfinished = open.values().map(|o| o.id);
+        remove_unpublished(inner, out.iter().map(|l| l.meta.id).chain(unfinished));
         return Err(e);
     }
     Ok(out)
+}
+
+/// Writes one series' memtable rows into the writers of the partitions they fall in.
+fn write_series_rows(
+    inner: &Inner,
+    meta: &StreamInfo,
+    open: &mut BTreeMap<i64, OpenSegment>,
+    sid: SeriesId,
+    rows: Rows,
+    erased: &std::collections::HashMap<SeriesId, Vec<(i64, i64)>>,
+) -> Result<()> {
+    let p = inner.config.partition_ns;
+    // Points without any field value are invisible to reads; nothing to store.
+    let rows = rows.drop_empty_rows();
+    // Rows of an erased device (tombstones made after this memtable's writes) are not stored.
+    let rows = match erased.get(&sid) {
+        Some(ranges) => super::tombstone::remove_ranges(rows, ranges),
+        None => rows,
+    };
+    let mut start = 0;
+    while start < rows.len() {
+        let part = partition_of(rows.times[start], p);
+        let end = start + rows.times[start..].partition_point(|&t| partition_of(t, p) == part);
+        let writer = match open.entry(part) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(OpenSegment::create(inner, meta, part)?)
+            }
+        };
+        match (start, end) {
+            (0, e) if e == rows.len() => writer.writer.write_series(sid, &rows)?,
+            _ => writer.writer.write_series(sid, &rows.select(start..end))?,
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// A flushed segment being written: its id, path and writer.
+struct OpenSegment {
+    id: u64,
+    path: std::path::PathBuf,
+    part: i64,
+    writer: SegmentWriter,
+}
+
+impl OpenSegment {
+    /// Starts the segment of one stream's partition `part` (its id, hence its `seq`, newer than
+    /// every segment before it).
+    fn create(inner: &Inner, meta: &StreamInfo, part: i64) -> Result<OpenSegment> {
+        let id = lock_manifest(inner)?.allocate_id();
+        let path = inner.paths.segment(id);
+        let writer = SegmentWriter::create(
+            &path,
+            &meta.database,
+            &meta.name,
+            part,
+            inner.config.partition_ns,
+            &meta.fields,
+        );
+        match writer {
+            Ok(writer) => Ok(OpenSegment {
+                id,
+                path,
+                part,
+                writer,
+            }),
+            Err(e) => {
+                remove_unpublished(inner, std::iter::once(id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Finishes the file and opens it.
+    fn finish(self, meta: &StreamInfo) -> Result<Arc<LiveSegment>> {
+        let written = self.writer.finish()?;
+        let segment = Segment::open(&self.path)?;
+        let meta = SegmentMeta {
+            id: self.id,
+            seq: self.id,
+            database: meta.database.clone(),
+            stream: meta.name.clone(),
+            partition_start: self.part,
+            min_time: written.min_time,
+            max_time: written.max_time,
+            rows: written.rows,
+            bytes: written.bytes,
+        };
+        Ok(Arc::new(LiveSegment { meta, segment }))
+    }
 }
 
 /// Removes segments (and their temporary files) that no manifest names, after a failed flush.
@@ -225,52 +296,6 @@ fn remove_unpublished(inner: &Inner, ids: impl Iterator<Item = u64>) {
         let _ = std::fs::remove_file(path.with_extension("tmp"));
         let _ = std::fs::remove_file(&path);
     }
-}
-
-/// Writes a flushed segment from series given in increasing id order and opens it; its `seq` is
-/// its id (newer than every segment before it).
-fn write_segment(
-    inner: &Inner,
-    (database, stream, part): (&str, &str, i64),
-    fields: &[(String, FieldType)],
-    series: Vec<(SeriesId, Rows)>,
-) -> Result<Arc<LiveSegment>> {
-    let id = lock_manifest(inner)?.allocate_id();
-    let path = inner.paths.segment(id);
-    let written = (|| {
-        let mut w = SegmentWriter::create(
-            &path,
-            database,
-            stream,
-            part,
-            inner.config.partition_ns,
-            fields,
-        )?;
-        for (sid, rows) in series {
-            w.write_series(sid, &rows)?;
-        }
-        let written = w.finish()?;
-        Ok((written, Segment::open(&path)?))
-    })();
-    let (written, segment) = match written {
-        Ok(w) => w,
-        Err(e) => {
-            remove_unpublished(inner, std::iter::once(id));
-            return Err(e);
-        }
-    };
-    let meta = SegmentMeta {
-        id,
-        seq: id,
-        database: database.to_string(),
-        stream: stream.to_string(),
-        partition_start: part,
-        min_time: written.min_time,
-        max_time: written.max_time,
-        rows: written.rows,
-        bytes: written.bytes,
-    };
-    Ok(Arc::new(LiveSegment { meta, segment }))
 }
 
 /// [`fault_of`]: the failure was a full disk.
