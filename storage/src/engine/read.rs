@@ -215,7 +215,8 @@ impl SeriesCursor {
 
     /// Like [`SeriesCursor::next_batch`], but a window read from a single segment yields each of
     /// its blocks that lies entirely inside the range, for which `use_stats(min_time, max_time)`
-    /// holds and whose float sums are numbers, as [`SeriesPiece::Stats`] without decoding it.
+    /// holds and whose sums are usable (float sums are numbers, integer sums exact: see
+    /// [`sum_is_usable`]), as [`SeriesPiece::Stats`] without decoding it.
     /// Other blocks are decoded as rows.
     pub fn next_piece(
         &mut self,
@@ -261,7 +262,11 @@ impl SeriesCursor {
             let whole = !super::tombstone::overlaps(&erased, min, max);
             if whole && min >= first && max <= last && use_stats(min, max) {
                 let stats = segment.block_stats(sid, bi, &snap.fields)?;
-                if stats.iter().flatten().all(|s| !s.sum.is_nan()) {
+                let exact = stats
+                    .iter()
+                    .zip(&snap.fields)
+                    .all(|(s, (_, ty))| s.as_ref().is_none_or(|s| sum_is_usable(s, *ty)));
+                if exact {
                     out.push(SeriesPiece::Stats(BlockStats {
                         min_time: min,
                         max_time: max,
@@ -281,6 +286,21 @@ impl SeriesCursor {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a block's stored sum can stand for its values: a float sum that is a number, or an
+/// integer sum whose every partial sum is an integer below 2^53 in magnitude (so the f64 the
+/// segment keeps is exact; bounded by `count * max(|min|, |max|)`).
+fn sum_is_usable(s: &ChunkStats, ty: FieldType) -> bool {
+    const EXACT: u128 = 1 << 53;
+    match ty {
+        FieldType::Integer => {
+            let bound = (s.min as i64).unsigned_abs().max((s.max as i64).unsigned_abs());
+            u128::from(bound) * u128::from(s.count) < EXACT
+        }
+        FieldType::Unsigned => u128::from(s.max) * u128::from(s.count) < EXACT,
+        _ => !s.sum.is_nan(),
     }
 }
 
