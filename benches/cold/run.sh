@@ -136,9 +136,11 @@ T0=$(now)
 post "$URL/api/v1/lifecycle/run" >/dev/null
 echo "rollups $ROLLUPS back-filled in $(secs "$T0" "$(now)") s"
 INGEST=${INGEST:-1d}
-ingest() { # database -> the loader's rows/s line (new data for the same trucks, ending now)
+ingest() { # database -> the loader's rows/s line and its failed requests (new data, ending now)
     "$FLEET" load --url "$URL" --token "$TOKEN" --db "$1" --trucks "$TRUCKS" --start now \
-        --duration "$INGEST" --interval "$INTERVAL" --missing 0 --offline 0 --seed 9 --quiet | grep -E '^rows'
+        --duration "$INGEST" --interval "$INTERVAL" --missing 0 --offline 0 --seed 9 --quiet \
+        >"$WORK/ingest-$1.log" 2>&1 || true
+    echo "$(grep -E '^rows' "$WORK/ingest-$1.log" | tr -s ' '); $(grep -cE '^request .* failed' "$WORK/ingest-$1.log") requests refused"
 }
 [ "$INGEST" = 0 ] || echo "ingest alone ($INGEST of $TRUCKS trucks into database ingest_alone): $(ingest ingest_alone)"
 post -X PUT -H 'Content-Type: application/json' --data "{\"hot\": \"1d\", \"rollups\": $ROLLUP_JSON}" \

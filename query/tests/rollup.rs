@@ -299,9 +299,17 @@ async fn rollup_plans_fold_in_the_scan_with_the_general_plans_answers() {
     let stats_blocks: usize = analyzed
         .split("stats_blocks=")
         .skip(1)
-        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .sum();
-    assert!(stats_blocks > 0, "blocks answered from statistics:\n{analyzed}");
+    assert!(
+        stats_blocks > 0,
+        "blocks answered from statistics:\n{analyzed}"
+    );
 }
 
 /// Integer sums folded in the scan are exact: a block whose stored f64 sum could have rounded

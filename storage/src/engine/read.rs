@@ -59,6 +59,9 @@ pub struct ReadSnapshot {
     cold: Vec<Arc<crate::cold::ColdObject>>,
     tier: Option<Arc<crate::cold::ColdTier>>,
     decoded: Vec<std::sync::OnceLock<ColdRead>>,
+    /// Per segment, its ids of `fields` once resolved (`None`: a field has another type there,
+    /// the per-block path reports it).
+    local: Vec<std::sync::OnceLock<Option<Vec<Option<u16>>>>>,
     mem_bytes: usize,
 }
 
@@ -155,6 +158,13 @@ impl ReadSnapshot {
             });
         }
         Ok(Rows::concat(parts).map(|rows| self.batch(i, rows)))
+    }
+
+    /// Segment `j`'s ids of the snapshot's fields, resolved once per snapshot.
+    fn local_fields(&self, j: usize) -> Option<&[Option<u16>]> {
+        self.local[j]
+            .get_or_init(|| self.segments[j].segment.local_fields(&self.fields).ok())
+            .as_deref()
     }
 
     /// The erased ranges of series `i` that apply to segment `j` of the snapshot.
@@ -261,7 +271,10 @@ impl SeriesCursor {
             }
             let whole = !super::tombstone::overlaps(&erased, min, max);
             if whole && min >= first && max <= last && use_stats(min, max) {
-                let stats = segment.block_stats(sid, bi, &snap.fields)?;
+                let stats = match snap.local_fields(j) {
+                    Some(local) => segment.block_stats_local(sid, bi, local)?,
+                    None => segment.block_stats(sid, bi, &snap.fields)?,
+                };
                 let exact = stats
                     .iter()
                     .zip(&snap.fields)
@@ -296,7 +309,9 @@ fn sum_is_usable(s: &ChunkStats, ty: FieldType) -> bool {
     const EXACT: u128 = 1 << 53;
     match ty {
         FieldType::Integer => {
-            let bound = (s.min as i64).unsigned_abs().max((s.max as i64).unsigned_abs());
+            let bound = (s.min as i64)
+                .unsigned_abs()
+                .max((s.max as i64).unsigned_abs());
             u128::from(bound) * u128::from(s.count) < EXACT
         }
         FieldType::Unsigned => u128::from(s.max) * u128::from(s.count) < EXACT,
@@ -420,7 +435,7 @@ pub(super) fn snapshot(
             cuts,
         });
     }
-    let segments = state
+    let segments: Vec<Arc<LiveSegment>> = state
         .segments
         .iter()
         .filter(|l| {
@@ -437,6 +452,10 @@ pub(super) fn snapshot(
         .collect();
     Ok(Some(ReadSnapshot {
         decoded: cold.iter().map(|_| std::sync::OnceLock::new()).collect(),
+        local: segments
+            .iter()
+            .map(|_| std::sync::OnceLock::new())
+            .collect(),
         cold,
         tier: inner.cold.clone(),
         fields,

@@ -314,10 +314,14 @@ pub(super) fn backfill_step(inner: &Inner) -> Result<Option<usize>> {
 /// alike: raw data moved cold while a back-fill walks down must still be aggregated (a back-fill
 /// that looked at local segments only stopped at the first moved day and declared itself done).
 fn newest_below(state: &State, db: &str, stream: &str, cursor: i64) -> Option<i64> {
-    let hot = state
-        .segments
-        .iter()
-        .map(|l| (&l.meta.database, &l.meta.stream, l.meta.min_time, l.meta.max_time));
+    let hot = state.segments.iter().map(|l| {
+        (
+            &l.meta.database,
+            &l.meta.stream,
+            l.meta.min_time,
+            l.meta.max_time,
+        )
+    });
     let cold = state
         .cold
         .iter()

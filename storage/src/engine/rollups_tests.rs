@@ -238,7 +238,12 @@ fn backfill_aggregates_raw_data_already_moved_cold() {
     // Four days of two devices, ten days ago, then one row of today.
     let start = (super::super::policy::now_ns() - 10 * DAY).div_euclid(DAY) * DAY;
     let rows: Vec<(&str, i64, f64)> = (0..4 * 24)
-        .flat_map(|h| [("a", start + h * HOUR + 7, h as f64), ("bb", start + h * HOUR + 11, -1.5)])
+        .flat_map(|h| {
+            [
+                ("a", start + h * HOUR + 7, h as f64),
+                ("bb", start + h * HOUR + 11, -1.5),
+            ]
+        })
         .collect();
     write(&engine, &rows);
     write(&engine, &[("a", super::super::policy::now_ns() - MIN, 1.0)]);
