@@ -4,7 +4,10 @@
 # day moved cold (`hot: 1d` + a maintenance run). Timed over HTTP (curl's total time, best of
 # REPEAT unless said otherwise), and each cold answer compared with the hot one:
 #   1. hot:  one truck, one day, hourly mean of velocity; count(*) over the days that go cold;
-#   2. the move (seconds, objects, segment MB, object MB);
+#   2. the rollups' back-fill (its own maintenance run), then the move (seconds, objects,
+#      segment MB, object MB) with the fleet simulator writing INGEST of new data for the same
+#      trucks into another database meanwhile, its rows/s compared with the same load alone
+#      just before (INGEST=0 skips both loads; default INGEST=1d);
 #   3. cold, cold cache (server restarted, so the cache is empty): the same one-truck query once;
 #   4. cold, warm cache: the same query, best of REPEAT;
 #   5. count(*) over the cold days after another restart (cold cache), then warm;
@@ -17,6 +20,7 @@
 #
 # ROLLUPS lists the rollup intervals of the policy (default `1h`; e.g. `1h,1d`); step 6 reports
 # which rollup table the planner chose.
+# The server runs with `--lifecycle-interval 1h`, so only the runs this script asks for move data.
 # STORE=s3 puts the cold tier on a moto S3 server started here (`moto_server`, from
 # `pip install "moto[server]"`), bucket `bench`, through the usual AWS_* variables; the default
 # STORE=file uses a local directory.
@@ -74,7 +78,8 @@ case "$STORE" in
 esac
 serve() {
     STRATA_ADMIN_TOKEN=$TOKEN "$STRATA" serve --data-dir "$DATA" --http-addr "127.0.0.1:$PORT" --no-mqtt \
-        --no-print-admin-token --cold-store "$COLD_URL" --cold-cache-mb "$CACHE_MB" >>"$WORK/server.log" 2>&1 &
+        --no-print-admin-token --cold-store "$COLD_URL" --cold-cache-mb "$CACHE_MB" --lifecycle-interval 1h \
+        >>"$WORK/server.log" 2>&1 &
     PID=$!
     wait_http "$URL"
 }
@@ -124,10 +129,30 @@ echo "hot:  one truck one day hourly mean ${HOT1} ms (best of $REPEAT); count(*)
 
 ROLLUPS=${ROLLUPS:-1h}
 ROLLUP_JSON=$(python3 -c 'import json,sys; print(json.dumps([{"every": e, "keep": "5y"} for e in sys.argv[1].split(",")]))' "$ROLLUPS")
+# The rollups first, back-filled by a run of their own (so the move below is timed alone).
+post -X PUT -H 'Content-Type: application/json' --data "{\"rollups\": $ROLLUP_JSON}" \
+    "$URL/api/v1/databases/default/lifecycle" >/dev/null
+T0=$(now)
+post "$URL/api/v1/lifecycle/run" >/dev/null
+echo "rollups $ROLLUPS back-filled in $(secs "$T0" "$(now)") s"
+INGEST=${INGEST:-1d}
+ingest() { # database -> the loader's rows/s line and its failed requests (new data, ending now)
+    "$FLEET" load --url "$URL" --token "$TOKEN" --db "$1" --trucks "$TRUCKS" --start now \
+        --duration "$INGEST" --interval "$INTERVAL" --missing 0 --offline 0 --seed 9 --quiet \
+        >"$WORK/ingest-$1.log" 2>&1 || true
+    echo "$(grep -E '^rows' "$WORK/ingest-$1.log" | tr -s ' '); $(grep -cE '^request .* failed' "$WORK/ingest-$1.log") requests refused"
+}
+[ "$INGEST" = 0 ] || echo "ingest alone ($INGEST of $TRUCKS trucks into database ingest_alone): $(ingest ingest_alone)"
 post -X PUT -H 'Content-Type: application/json' --data "{\"hot\": \"1d\", \"rollups\": $ROLLUP_JSON}" \
     "$URL/api/v1/databases/default/lifecycle" >/dev/null
 T0=$(now)
-post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
+post "$URL/api/v1/lifecycle/run" >"$WORK/run.json" &
+RUN_PID=$!
+if [ "$INGEST" != 0 ]; then
+    LINE=$(ingest ingest_during_move)
+    echo "ingest during the move (database ingest_during_move): $LINE, loader done after $(secs "$T0" "$(now)") s"
+fi
+wait "$RUN_PID"
 T1=$(now)
 python3 - "$WORK/run.json" "$(secs "$T0" "$T1")" <<'PY'
 import json, sys

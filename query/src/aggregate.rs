@@ -5,8 +5,9 @@
 //!
 //! - every `GROUP BY` term is `device`, a tag column, or `date_bin(<fixed interval>, time[, <origin>])`
 //!   (so `time_bucket`), with no grouping sets;
-//! - every aggregate is `avg`, `sum`, `min` or `max` of a float field, or `count` of a field,
-//!   without `DISTINCT`, `FILTER` or `ORDER BY`;
+//! - every aggregate is `avg`, `sum`, `min` or `max` of a float field, `sum` of an integer
+//!   field, or `count` of a field, without `DISTINCT`, `FILTER` or `ORDER BY` (so the plans the
+//!   rollup rewrite makes, `sum(x_sum)`, `sum(x_count)`, `sum(points)`, fold here too);
 //! - nothing (filter, projection, limit) sits between the aggregate and the scan.
 //!
 //! The states produced are exactly the partial aggregate's (same columns, same types), read from
@@ -93,6 +94,8 @@ enum Group {
 enum AggKind {
     Avg,
     Sum,
+    /// `sum` of an integer field (an Int64 state, wrapping like DataFusion's).
+    IntSum,
     Count,
     Min,
     Max,
@@ -233,7 +236,13 @@ fn agg_of(
     let ColumnKind::Field(field, ty) = column_kind(&arg, kinds)? else {
         return None;
     };
-    (kind == AggKind::Count || *ty == FieldType::Float).then(|| Agg {
+    let kind = match (kind, ty) {
+        (AggKind::Count, _) => AggKind::Count,
+        (AggKind::Sum, FieldType::Integer) => AggKind::IntSum,
+        (_, FieldType::Float) => kind,
+        _ => return None,
+    };
+    Some(Agg {
         kind,
         field: field.clone(),
     })
@@ -245,7 +254,7 @@ fn states_match(schema: &SchemaRef, groups: usize, aggs: &[Agg]) -> bool {
         .iter()
         .flat_map(|a| match a.kind {
             AggKind::Avg => vec![DataType::UInt64, DataType::Float64],
-            AggKind::Count => vec![DataType::Int64],
+            AggKind::Count | AggKind::IntSum => vec![DataType::Int64],
             _ => vec![DataType::Float64],
         })
         .collect();
@@ -271,6 +280,8 @@ struct State {
     sum: f64,
     min: f64,
     max: f64,
+    /// Sum of an integer field (`AggKind::IntSum`).
+    int_sum: i64,
 }
 
 impl State {
@@ -279,6 +290,7 @@ impl State {
         sum: 0.0,
         min: f64::NAN,
         max: f64::NAN,
+        int_sum: 0,
     };
 
     fn add(&mut self, v: f64) {
@@ -496,6 +508,11 @@ impl Fold {
                 AggKind::Count => columns.push(Arc::new(
                     states.map(|s| s.count as i64).collect::<Int64Array>(),
                 )),
+                AggKind::IntSum => columns.push(Arc::new(
+                    states
+                        .map(|s| (s.count > 0).then_some(s.int_sum))
+                        .collect::<Int64Array>(),
+                )),
             }
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -522,6 +539,15 @@ fn fold_rows(
     rows: std::ops::Range<usize>,
 ) {
     let valid = &c.valid[rows.clone()];
+    if let (AggKind::IntSum, ColumnData::Integer(values)) = (kind, &c.data) {
+        for (v, ok) in values[rows].iter().zip(valid) {
+            if *ok {
+                state.int_sum = state.int_sum.wrapping_add(*v);
+                state.count += 1;
+            }
+        }
+        return;
+    }
     let ColumnData::Float(values) = &c.data else {
         state.count += valid.iter().filter(|v| **v).count() as u64;
         return;
@@ -546,15 +572,22 @@ fn fold_rows(
             }
             (state.sum, state.count) = (sum, count);
         }
-        AggKind::Count => state.count += present.count() as u64,
+        AggKind::Count | AggKind::IntSum => state.count += present.count() as u64,
         AggKind::Min | AggKind::Max => present.for_each(|v| state.add(v)),
     }
 }
 
-/// Folds a block's statistics of one field into `state`, as folding its values would (the sum
-/// is the block's own, so rounding may differ from a row-at-a-time fold in the last bits).
+/// Folds a block's statistics of one field into `state`, as folding its values would (a float
+/// sum is the block's own, so rounding may differ from a row-at-a-time fold in the last bits; an
+/// integer sum is exact: the engine yields statistics only where it is, see
+/// `SeriesCursor::next_piece`).
 fn fold_stats(state: &mut State, kind: AggKind, stats: &ChunkStats, ty: FieldType) {
     if stats.count == 0 {
+        return;
+    }
+    if kind == AggKind::IntSum {
+        state.int_sum = state.int_sum.wrapping_add(stats.sum as i64);
+        state.count += u64::from(stats.count);
         return;
     }
     if kind == AggKind::Count || ty != FieldType::Float {
@@ -875,7 +908,7 @@ mod tests {
                 AggKind::Avg | AggKind::Sum => assert_eq!(by_run.sum, by_row.sum),
                 AggKind::Min => assert_eq!(by_run.min, by_row.min),
                 AggKind::Max => assert_eq!(by_run.max, by_row.max),
-                AggKind::Count => {}
+                AggKind::Count | AggKind::IntSum => {}
             }
         }
         let mut counts = State::EMPTY;
@@ -884,6 +917,10 @@ mod tests {
         ints.valid = vec![true, false, true];
         fold_rows(&mut counts, AggKind::Count, &ints, 0..3);
         assert_eq!(counts.count, 2);
+        let mut sums = State::EMPTY;
+        fold_rows(&mut sums, AggKind::IntSum, &ints, 0..1);
+        fold_rows(&mut sums, AggKind::IntSum, &ints, 1..3);
+        assert_eq!((sums.count, sums.int_sum), (2, 4), "nulls are skipped");
     }
 
     #[test]

@@ -269,3 +269,72 @@ async fn a_rollup_still_back_filling_is_not_used() {
     assert!(plan.contains("_rollup_1h_readings"), "{plan}");
     assert!(approx_eq(&sql(&fast, q).await, &sql(&plain, q).await));
 }
+
+/// The plans the rewrite makes (`sum` of float and of integer rollup columns) fold inside the
+/// scan (`ScanAggregateExec`), from the block statistics of the flushed rollup segments, with the
+/// general plan's answers (integer sums exactly).
+#[tokio::test]
+async fn rollup_plans_fold_in_the_scan_with_the_general_plans_answers() {
+    let (_dir, engine, fast, plain) = setup();
+    engine.flush().unwrap();
+    let queries = [
+        // Each rollup block lies in one day: answered from its statistics.
+        "SELECT date_bin(INTERVAL '1 day', time) AS d, fleet, avg(speed), sum(load), count(load) \
+         FROM readings GROUP BY d, fleet ORDER BY d, fleet",
+        // 20-minute buckets cut the blocks: decoded rows.
+        "SELECT date_bin(INTERVAL '20 minutes', time) AS b, count(*) FROM readings \
+         GROUP BY b ORDER BY b",
+    ];
+    for q in queries {
+        let plan = explain(&fast, q).await;
+        assert!(
+            plan.contains("_rollup_10m_readings") && plan.contains("ScanAggregateExec"),
+            "{q}:\n{plan}"
+        );
+        let (a, b) = (sql(&fast, q).await, sql(&plain, q).await);
+        assert!(!a.is_empty(), "{q}");
+        assert!(approx_eq(&a, &b), "{q}\nfolded: {a:?}\nraw:    {b:?}");
+    }
+    let analyzed = explain(&fast, &format!("ANALYZE {}", queries[0])).await;
+    let stats_blocks: usize = analyzed
+        .split("stats_blocks=")
+        .skip(1)
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        stats_blocks > 0,
+        "blocks answered from statistics:\n{analyzed}"
+    );
+}
+
+/// Integer sums folded in the scan are exact: a block whose stored f64 sum could have rounded
+/// (values near 2^60) is decoded instead of answered from its statistics.
+#[tokio::test]
+async fn integer_sums_in_the_scan_are_exact_beyond_two_to_the_53() {
+    let (_dir, engine, fast, plain) = setup();
+    let big = 1i64 << 60;
+    let points: Vec<Point> = (0..6i64)
+        .flat_map(|k| {
+            ["x", "y"].map(|device| Point {
+                device,
+                tags: vec![],
+                time: T0 + k * MINUTE,
+                fields: vec![("n", Value::Integer(big + 2 * k + 1))],
+            })
+        })
+        .collect();
+    write(&engine, "default", "counters", &points);
+    engine.flush().unwrap();
+    let q = "SELECT device, date_bin(INTERVAL '1 hour', time) AS h, sum(n), count(n) FROM counters \
+             GROUP BY device, h ORDER BY device, h";
+    assert!(explain(&fast, q).await.contains("ScanAggregateExec"));
+    let a = sql(&fast, q).await;
+    assert_eq!(a, sql(&plain, q).await);
+    let exact: i64 = (0..6i64).map(|k| big + 2 * k + 1).sum();
+    assert_eq!(a[0][2], Cell::Int(exact), "{a:?}");
+}

@@ -59,6 +59,9 @@ pub struct ReadSnapshot {
     cold: Vec<Arc<crate::cold::ColdObject>>,
     tier: Option<Arc<crate::cold::ColdTier>>,
     decoded: Vec<std::sync::OnceLock<ColdRead>>,
+    /// Per segment, its ids of `fields` once resolved (`None`: a field has another type there,
+    /// the per-block path reports it).
+    local: Vec<std::sync::OnceLock<Option<Vec<Option<u16>>>>>,
     mem_bytes: usize,
 }
 
@@ -176,6 +179,13 @@ impl ReadSnapshot {
         Ok(Rows::concat(parts).map(|rows| self.batch(i, rows)))
     }
 
+    /// Segment `j`'s ids of the snapshot's fields, resolved once per snapshot.
+    fn local_fields(&self, j: usize) -> Option<&[Option<u16>]> {
+        self.local[j]
+            .get_or_init(|| self.segments[j].segment.local_fields(&self.fields).ok())
+            .as_deref()
+    }
+
     /// The erased ranges of series `i` that apply to segment `j` of the snapshot.
     fn erased_in(&self, i: usize, j: usize) -> Vec<(i64, i64)> {
         super::tombstone::segment_ranges(&self.series[i].cuts, self.segments[j].meta.seq)
@@ -234,7 +244,8 @@ impl SeriesCursor {
 
     /// Like [`SeriesCursor::next_batch`], but a window read from a single segment yields each of
     /// its blocks that lies entirely inside the range, for which `use_stats(min_time, max_time)`
-    /// holds and whose float sums are numbers, as [`SeriesPiece::Stats`] without decoding it.
+    /// holds and whose sums are usable (float sums are numbers, integer sums exact: see
+    /// [`sum_is_usable`]), as [`SeriesPiece::Stats`] without decoding it.
     /// Other blocks are decoded as rows.
     pub fn next_piece(
         &mut self,
@@ -279,8 +290,15 @@ impl SeriesCursor {
             }
             let whole = !super::tombstone::overlaps(&erased, min, max);
             if whole && min >= first && max <= last && use_stats(min, max) {
-                let stats = segment.block_stats(sid, bi, &snap.fields)?;
-                if stats.iter().flatten().all(|s| !s.sum.is_nan()) {
+                let stats = match snap.local_fields(j) {
+                    Some(local) => segment.block_stats_local(sid, bi, local)?,
+                    None => segment.block_stats(sid, bi, &snap.fields)?,
+                };
+                let exact = stats
+                    .iter()
+                    .zip(&snap.fields)
+                    .all(|(s, (_, ty))| s.as_ref().is_none_or(|s| sum_is_usable(s, *ty)));
+                if exact {
                     out.push(SeriesPiece::Stats(BlockStats {
                         min_time: min,
                         max_time: max,
@@ -300,6 +318,23 @@ impl SeriesCursor {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a block's stored sum can stand for its values: a float sum that is a number, or an
+/// integer sum whose every partial sum is an integer below 2^53 in magnitude (so the f64 the
+/// segment keeps is exact; bounded by `count * max(|min|, |max|)`).
+fn sum_is_usable(s: &ChunkStats, ty: FieldType) -> bool {
+    const EXACT: u128 = 1 << 53;
+    match ty {
+        FieldType::Integer => {
+            let bound = (s.min as i64)
+                .unsigned_abs()
+                .max((s.max as i64).unsigned_abs());
+            u128::from(bound) * u128::from(s.count) < EXACT
+        }
+        FieldType::Unsigned => u128::from(s.max) * u128::from(s.count) < EXACT,
+        _ => !s.sum.is_nan(),
     }
 }
 
@@ -419,7 +454,7 @@ pub(super) fn snapshot(
             cuts,
         });
     }
-    let segments = state
+    let segments: Vec<Arc<LiveSegment>> = state
         .segments
         .iter()
         .filter(|l| {
@@ -436,6 +471,10 @@ pub(super) fn snapshot(
         .collect();
     Ok(Some(ReadSnapshot {
         decoded: cold.iter().map(|_| std::sync::OnceLock::new()).collect(),
+        local: segments
+            .iter()
+            .map(|_| std::sync::OnceLock::new())
+            .collect(),
         cold,
         tier: inner.cold.clone(),
         fields,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Engine, Inner, ReadMode, apply, read};
+use super::{Engine, Inner, ReadMode, State, apply, read};
 use crate::error::{Result, StorageError};
 use crate::lifecycle::RollupSpec;
 use crate::rollup::{
@@ -278,16 +278,7 @@ pub(super) fn backfill_step(inner: &Inner) -> Result<Option<usize>> {
     let Some((db, stream, every, cursor)) = job else {
         return Ok(None);
     };
-    let top = {
-        let state = inner.read_state()?;
-        state
-            .segments
-            .iter()
-            .map(|l| &l.meta)
-            .filter(|m| m.database == db && m.stream == stream && m.min_time < cursor)
-            .map(|m| m.max_time.min(cursor - 1))
-            .max()
-    };
+    let top = newest_below(&*inner.read_state()?, &db, &stream, cursor);
     let (next, rows) = match top {
         None => (None, 0),
         Some(top) => {
@@ -317,6 +308,28 @@ pub(super) fn backfill_step(inner: &Inner) -> Result<Option<usize>> {
     persist(inner, &state.rollups)?;
     inner.rollup.rows.fetch_add(rows as u64, Ordering::Relaxed);
     Ok(Some(rows))
+}
+
+/// The newest stored time of `stream` below `cursor`, over local segments and cold objects
+/// alike: raw data moved cold while a back-fill walks down must still be aggregated (a back-fill
+/// that looked at local segments only stopped at the first moved day and declared itself done).
+fn newest_below(state: &State, db: &str, stream: &str, cursor: i64) -> Option<i64> {
+    let hot = state.segments.iter().map(|l| {
+        (
+            &l.meta.database,
+            &l.meta.stream,
+            l.meta.min_time,
+            l.meta.max_time,
+        )
+    });
+    let cold = state
+        .cold
+        .iter()
+        .map(|o| (&o.database, &o.stream, o.min_time, o.max_time));
+    hot.chain(cold)
+        .filter(|(d, s, min, _)| *d == db && *s == stream && *min < cursor)
+        .map(|(_, _, _, max)| max.min(cursor - 1))
+        .max()
 }
 
 /// Aggregates every series of a stream over `[lo, hi)` (window-aligned) into its rollup, one

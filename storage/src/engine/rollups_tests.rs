@@ -227,6 +227,54 @@ fn backfill_walks_existing_data_in_bounded_steps() {
 }
 
 #[test]
+fn backfill_aggregates_raw_data_already_moved_cold() {
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.cold_store = Some(format!("file://{}", cold.path().display()));
+    let engine = Engine::open(cfg).unwrap();
+    // Four days of two devices, ten days ago, then one row of today.
+    let start = (super::super::policy::now_ns() - 10 * DAY).div_euclid(DAY) * DAY;
+    let rows: Vec<(&str, i64, f64)> = (0..4 * 24)
+        .flat_map(|h| {
+            [
+                ("a", start + h * HOUR + 7, h as f64),
+                ("bb", start + h * HOUR + 11, -1.5),
+            ]
+        })
+        .collect();
+    write(&engine, &rows);
+    write(&engine, &[("a", super::super::policy::now_ns() - MIN, 1.0)]);
+    engine.flush().unwrap();
+    // Everything older than 3 days goes cold before any rollup exists.
+    engine
+        .set_lifecycle(
+            "db",
+            None,
+            Some(LifecyclePolicy {
+                hot: Some(3 * DAY),
+                ..LifecyclePolicy::default()
+            }),
+        )
+        .unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.errors.is_empty() && !run.moved.is_empty(), "{run:?}");
+    // The rollup added now back-fills from the cold objects too, down to the oldest day.
+    engine.set_rollups("db", "s", &[spec(HOUR)]).unwrap();
+    for _ in 0..1_000 {
+        if engine.run_rollups(1).unwrap().backfill_steps == 0 {
+            break;
+        }
+    }
+    assert!(engine.rollups(None)[0].backfilled());
+    let stored = stored(&engine, HOUR);
+    assert_eq!(stored.len(), 2 * 4 * 24 + 1, "every window of both devices");
+    assert_eq!(stored, expected(&engine, HOUR));
+}
+
+#[test]
 fn rollup_streams_are_reserved_and_rollups_of_rollups_refused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();

@@ -291,20 +291,37 @@ impl Segment {
         bi: usize,
         fields: &[(String, FieldType)],
     ) -> Result<Vec<Option<ChunkStats>>> {
+        let local = self.local_fields(fields)?;
+        self.block_stats_local(series, bi, &local)
+    }
+
+    /// This segment's ids of `fields` (`None` for a field it lacks); an error when a field has
+    /// another type here. A reader of many blocks resolves them once (names are not compared
+    /// per block).
+    pub fn local_fields(&self, fields: &[(String, FieldType)]) -> Result<Vec<Option<u16>>> {
+        fields.iter().map(|f| self.local_field(f)).collect()
+    }
+
+    /// [`Segment::block_stats`] with the fields given by their ids from [`Segment::local_fields`].
+    pub fn block_stats_local(
+        &self,
+        series: SeriesId,
+        bi: usize,
+        local: &[Option<u16>],
+    ) -> Result<Vec<Option<ChunkStats>>> {
         let block = self.block(series, bi)?;
-        fields
+        Ok(local
             .iter()
-            .map(|f| {
-                let local = self.local_field(f)?;
-                Ok(local.and_then(|fid| {
+            .map(|l| {
+                l.and_then(|fid| {
                     block
                         .fields
                         .iter()
                         .find(|c| c.field == fid)
                         .map(|c| c.stats)
-                }))
+                })
             })
-            .collect()
+            .collect())
     }
 
     /// Decodes block `bi` of `series` (sorted rows, one column per entry of `fields`).
