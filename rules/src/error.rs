@@ -1,5 +1,5 @@
 //! Errors of the rules layer: a refused rule definition (the caller's fault), an unknown rule,
-//! a name already taken, or a failure of the rule store.
+//! a name already taken, a failure of the rule store, or one of its records damaged.
 
 /// What went wrong in the rules layer.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +16,9 @@ pub enum RulesError {
     /// The rule store (`rules.redb`) failed.
     #[error("rule store: {0}")]
     Store(String),
+    /// A record of the rule store could not be read.
+    #[error("rule store: damaged record: {0}")]
+    Record(#[from] crate::codec::DecodeError),
 }
 
 impl RulesError {

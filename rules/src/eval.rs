@@ -52,6 +52,59 @@ pub(crate) async fn run_query_rule(
     Ok((rows, queued))
 }
 
+/// One evaluation of several query rules that share a scan ([`crate::query_share`]) at `now`:
+/// one query, each rule's answer stepped as [`run_query_rule`] would, all changes committed in
+/// one transaction. Returns each rule's (result rows, transitions) or error; `Err` when the
+/// shared query itself failed (the caller then evaluates each rule alone).
+pub(crate) async fn run_shared(
+    rules: &Arc<Rules>,
+    group: &[(RuleSpec, Timing)],
+    now: i64,
+) -> Result<Vec<Result<(u64, u64)>>> {
+    let sqls: Vec<&str> = group
+        .iter()
+        .map(|(s, _)| s.sql.as_deref().unwrap_or_default())
+        .collect();
+    let sql = crate::query_share::combined_sql(&sqls)
+        .ok_or_else(|| RulesError::Invalid("rules do not share a query".into()))?;
+    let result = rules
+        .query
+        .query(&sql)
+        .await
+        .map_err(|e| RulesError::Invalid(format!("shared sql: {e}")))?;
+    let answers = crate::query_share::answers(&result.batches, group.len())?;
+    let mut rows = Vec::with_capacity(group.len());
+    let mut found = Vec::with_capacity(group.len());
+    for answer in &answers {
+        rows.push(answer.iter().map(|b| b.num_rows() as u64).sum::<u64>());
+        found.push(instances(answer));
+    }
+    let store = rules.store.clone();
+    let group = group.to_vec();
+    blocking(move || {
+        let mut items = Vec::with_capacity(group.len());
+        let mut out = Vec::with_capacity(group.len());
+        for (((spec, timing), found), rows) in group.into_iter().zip(found).zip(rows) {
+            match found.and_then(|active| Ok((store.open_alerts_of(&spec.name)?, active))) {
+                Ok((stored, active)) => {
+                    let (changes, entries, n) = step_all(&spec, stored, active, now, timing);
+                    items.push((spec.name, changes, entries));
+                    out.push(Ok((rows, n)));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        match store.apply_many(items) {
+            Ok(()) => Ok(out),
+            Err(e) => Ok(out
+                .into_iter()
+                .map(|o| o.and(Err(RulesError::Store(format!("commit: {e}")))))
+                .collect()),
+        }
+    })
+    .await
+}
+
 /// Steps every instance: those in `active` held at `now`, the other stored ones did not.
 /// Returns the changes, the outbox entries and the number of transitions notified.
 pub fn step_all(

@@ -4,6 +4,7 @@
 //! - [`spec`]: the rule definition (JSON of `POST /api/v1/rules`) and its checks.
 //! - [`alert`]: the alert state machine (pending → firing → resolved, `for`, `keep_firing_for`).
 //! - [`store`]: `DATA/rules.redb` (rules, alert instances, outbox), one transaction per change.
+//! - [`codec`]: the binary records of its alert instances and outbox entries.
 //! - [`outbox`]: notifications and outbox entries (idempotency key, HMAC signature, backoff).
 //! - [`dispatch`]: the delivery thread (webhook, MQTT, command, stream writes, history), retries
 //!   with exponential backoff and dead letters.
@@ -18,6 +19,7 @@
 //!   plain float aggregates (accumulators, interned groups, condition compiled once).
 //! - [`pending`]: group commit of the row worker's queued batches.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
+//! - [`query_share`]: one scan for query rules that differ only in `HAVING`.
 //! - [`dryrun`]: `dry-run` over stored history, without acting, and `replay`, acting.
 //! - [`tables`]: the `alerts` and `rules` SQL tables ([`strata_query::SnapshotSource`]).
 //! - [`stats`]: per-rule counters for `/metrics` and the `rules` table.
@@ -26,6 +28,7 @@
 //! `ingest::text` for durations and RFC 3339).
 
 pub mod alert;
+pub mod codec;
 pub mod dispatch;
 pub mod dryrun;
 pub mod error;
@@ -33,6 +36,7 @@ pub mod eval;
 pub mod mqtt;
 pub mod outbox;
 pub mod pending;
+pub mod query_share;
 pub mod registry_join;
 pub mod row;
 pub mod spec;
@@ -92,7 +96,13 @@ struct Loaded {
     timing: Timing,
     next_due_ns: i64,
     running: bool,
+    /// Query rules: what they share a scan by (their `every` and SQL without `HAVING`), or their
+    /// own name when they share nothing; also what their phase within `every` derives from.
+    unit: String,
 }
+
+/// Query rules evaluated together (one scan when more than one): rule, timing, due time.
+type QueryJob = Vec<(RuleSpec, Timing, i64)>;
 
 /// The rules service: the store, the loaded rules, the evaluator and the dispatcher.
 pub struct Rules {
@@ -115,8 +125,6 @@ pub struct Rules {
     devices: registry_join::DevicesCache,
     /// Compiled row rule conditions.
     compiled: Arc<row::Compiled>,
-    /// Query rules evaluating at once (one).
-    query_slot: tokio::sync::Semaphore,
     commands: std::sync::OnceLock<Arc<dyn outbox::CommandSink>>,
     broker: std::sync::OnceLock<mqtt::Broker>,
 }
@@ -168,7 +176,6 @@ impl Rules {
             interners: window_fast::GroupInterners::default(),
             late: Mutex::default(),
             devices: registry_join::DevicesCache::default(),
-            query_slot: tokio::sync::Semaphore::new(1),
             compiled: Arc::default(),
             commands: std::sync::OnceLock::new(),
             broker: std::sync::OnceLock::new(),
@@ -609,8 +616,10 @@ impl Rules {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the rules outbox thread");
         }
+        let (jobs, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.start_query_thread(rx);
         let me = self.clone();
-        tokio::spawn(async move { me.schedule().await });
+        tokio::spawn(async move { me.schedule(jobs).await });
         if let Some(rx) = self.feed_rx.lock().ok().and_then(|mut r| r.take()) {
             let me = self.clone();
             tokio::spawn(async move { me.row_worker(rx).await });
@@ -842,53 +851,103 @@ impl Rules {
         let _ = self.wake.try_send(());
     }
 
-    /// The evaluator loop: every 50 ms, starts the due query rules that are not running (they
-    /// evaluate one at a time; a rule waiting for its turn shows as lag).
-    async fn schedule(self: Arc<Self>) {
+    /// The query rules' own thread (a single-threaded runtime): evaluates the jobs
+    /// [`Rules::schedule`] sends, one after the other, so that their scans never run on the
+    /// runtime that serves ingest and the row worker. Ends when the scheduler stops.
+    fn start_query_thread(
+        self: &Arc<Self>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<QueryJob>,
+    ) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rules-query".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match rt {
+                    Ok(rt) => rt.block_on(async move {
+                        while let Some(job) = rx.recv().await {
+                            me.evaluate_job(job).await;
+                        }
+                    }),
+                    Err(e) => tracing::error!(error = %e, "cannot start the query rules runtime"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the query rules thread");
+        }
+    }
+
+    /// The evaluator loop: every 50 ms, hands the due query rules that are not running to the
+    /// query thread, those sharing a scan as one job.
+    async fn schedule(self: Arc<Self>, jobs: tokio::sync::mpsc::UnboundedSender<QueryJob>) {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while !self.stop.load(Ordering::Relaxed) {
             tick.tick().await;
-            let now = now_ns();
-            let due: Vec<(RuleSpec, Timing, i64)> = match self.loaded.write() {
-                Ok(mut l) => l
-                    .values_mut()
-                    .filter(|r| {
-                        r.spec.enabled
-                            && r.spec.kind == RuleKind::Query
-                            && !r.running
-                            && r.next_due_ns <= now
-                    })
-                    .map(|r| {
-                        r.running = true;
-                        let due = r.next_due_ns;
-                        // Keep the cadence; skip missed periods rather than bursting.
-                        r.next_due_ns = if due == 0 {
-                            now + r.timing.every_ns
-                        } else {
-                            let behind = (now - due) / r.timing.every_ns + 1;
-                            due + behind * r.timing.every_ns
-                        };
-                        (r.spec.clone(), r.timing, if due == 0 { now } else { due })
-                    })
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            for (spec, timing, due) in due {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let name = spec.name.clone();
-                    // One query rule at a time: many due together must not starve ingest,
-                    // which shares the runtime.
-                    let permit = me.query_slot.acquire().await;
-                    me.evaluate_query(spec, timing, due).await;
-                    drop(permit);
-                    if let Ok(mut l) = me.loaded.write()
-                        && let Some(r) = l.get_mut(&name)
-                    {
-                        r.running = false;
+            for job in self.due_jobs(now_ns()) {
+                if jobs.send(job).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The query rules due at `now`, marked running and their next due time set, grouped by unit.
+    fn due_jobs(&self, now: i64) -> Vec<QueryJob> {
+        let mut jobs: BTreeMap<String, QueryJob> = BTreeMap::new();
+        let Ok(mut l) = self.loaded.write() else {
+            return Vec::new();
+        };
+        for r in l.values_mut() {
+            if !r.spec.enabled || r.spec.kind != RuleKind::Query || r.running {
+                continue;
+            }
+            if r.next_due_ns == 0 {
+                r.next_due_ns = r.first_due(now);
+            }
+            let due = r.next_due_ns;
+            if due > now {
+                continue;
+            }
+            r.running = true;
+            // Keep the cadence (and the phase); skip missed periods rather than bursting.
+            let behind = (now - due) / r.timing.every_ns.max(1) + 1;
+            r.next_due_ns = due + behind * r.timing.every_ns.max(1);
+            jobs.entry(r.unit.clone())
+                .or_default()
+                .push((r.spec.clone(), r.timing, due));
+        }
+        jobs.into_values().collect()
+    }
+
+    /// Evaluates one job: the rules of a shared unit with one query (each alone if that query
+    /// fails), any other rule alone; then marks them not running.
+    async fn evaluate_job(self: &Arc<Self>, job: QueryJob) {
+        let names: Vec<String> = job.iter().map(|(s, _, _)| s.name.clone()).collect();
+        let mut alone = job;
+        if alone.len() > 1 {
+            let start = now_ns();
+            let group: Vec<(RuleSpec, Timing)> =
+                alone.iter().map(|(s, t, _)| (s.clone(), *t)).collect();
+            match eval::run_shared(self, &group, start).await {
+                Ok(outcomes) => {
+                    for ((spec, _, due), outcome) in alone.drain(..).zip(outcomes) {
+                        self.record(&spec.name, start, start - due, outcome);
                     }
-                });
+                }
+                Err(e) => tracing::debug!(error = %e, "shared query failed; each rule alone"),
+            }
+        }
+        for (spec, timing, due) in alone {
+            self.evaluate_query(spec, timing, due).await;
+        }
+        if let Ok(mut l) = self.loaded.write() {
+            for name in names {
+                if let Some(r) = l.get_mut(&name) {
+                    r.running = false;
+                }
             }
         }
     }
@@ -976,12 +1035,30 @@ impl Run {
 
 impl Loaded {
     fn new(spec: RuleSpec, timing: Timing) -> Loaded {
+        let unit = match spec.sql.as_deref().and_then(query_share::share_key) {
+            Some(key) if spec.kind == RuleKind::Query => format!("{}\0{key}", timing.every_ns),
+            _ => format!("\0{}", spec.name),
+        };
         Loaded {
             spec,
             timing,
             next_due_ns: 0,
             running: false,
+            unit,
         }
+    }
+
+    /// The first due time at or after `now`: the rule's phase within `every`, from a hash of its
+    /// unit, so that rules (or shared groups) of the same `every` are spread over the interval
+    /// instead of all due at the same instant, while a shared group stays due together.
+    fn first_due(&self, now: i64) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let every = self.timing.every_ns.max(1);
+        let mut h = std::hash::DefaultHasher::new();
+        self.unit.hash(&mut h);
+        let phase = (h.finish() % every as u64) as i64;
+        let at = now - now.rem_euclid(every) + phase;
+        if at < now { at + every } else { at }
     }
 }
 

@@ -267,52 +267,69 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    /// Each condition over `batch`: one boolean array each, NULL counting as false. Fails if any
-    /// condition does not compile or evaluate (the caller then evaluates the rules one by one).
+    /// Each condition over `batch`: one boolean array each, NULL counting as false. A condition
+    /// shared by several rules is evaluated once. Fails if any condition does not compile or
+    /// evaluate (the caller then evaluates the rules one by one).
     pub fn flags(&self, conditions: &[&str], batch: &RecordBatch) -> Result<Vec<BooleanArray>> {
-        let schema = batch.schema();
-        let bad = |e: &dyn std::fmt::Display| RulesError::Invalid(format!("condition: {e}"));
         let mut ctx = None;
+        let mut done: HashMap<&str, BooleanArray> = HashMap::new();
         let mut out = Vec::with_capacity(conditions.len());
         for c in conditions {
-            let cached = self.exprs.lock().ok().and_then(|m| {
-                m.get(*c)
-                    .filter(|(s, _)| *s == schema)
-                    .map(|(_, e)| e.clone())
-            });
-            let expr = match cached {
-                Some(e) => e,
+            let b = match done.get(*c) {
+                Some(b) => b.clone(),
                 None => {
-                    let df_schema =
-                        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
-                    let ctx = ctx.get_or_insert_with(crate::registry_join::session);
-                    let logical = ctx.parse_sql_expr(c, &df_schema).map_err(|e| bad(&e))?;
-                    let e = ctx
-                        .create_physical_expr(logical, &df_schema)
-                        .map_err(|e| bad(&e))?;
-                    if let Ok(mut m) = self.exprs.lock() {
-                        m.insert(c.to_string(), (schema.clone(), e.clone()));
-                    }
-                    e
+                    let b = self.one(c, batch, &mut ctx)?;
+                    done.insert(c, b.clone());
+                    b
                 }
             };
-            let v = expr
-                .evaluate(batch)
-                .and_then(|v| v.into_array(batch.num_rows()))
-                .map_err(|e| bad(&e))?;
-            let b = strata_query::arrow::compute::cast(
-                &v,
-                &strata_query::arrow::datatypes::DataType::Boolean,
-            )
-            .map_err(|e| bad(&e))?;
-            let b = b
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .cloned()
-                .ok_or_else(|| bad(&"not a boolean"))?;
             out.push(b);
         }
         Ok(out)
+    }
+
+    /// One condition over `batch` (compiled on first use for the batch's schema).
+    fn one(
+        &self,
+        c: &str,
+        batch: &RecordBatch,
+        ctx: &mut Option<SessionContext>,
+    ) -> Result<BooleanArray> {
+        let schema = batch.schema();
+        let bad = |e: &dyn std::fmt::Display| RulesError::Invalid(format!("condition: {e}"));
+        let cached = self.exprs.lock().ok().and_then(|m| {
+            m.get(c)
+                .filter(|(s, _)| *s == schema)
+                .map(|(_, e)| e.clone())
+        });
+        let expr = match cached {
+            Some(e) => e,
+            None => {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
+                let ctx = ctx.get_or_insert_with(crate::registry_join::session);
+                let logical = ctx.parse_sql_expr(c, &df_schema).map_err(|e| bad(&e))?;
+                let e = ctx
+                    .create_physical_expr(logical, &df_schema)
+                    .map_err(|e| bad(&e))?;
+                if let Ok(mut m) = self.exprs.lock() {
+                    m.insert(c.to_string(), (schema.clone(), e.clone()));
+                }
+                e
+            }
+        };
+        let v = expr
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|e| bad(&e))?;
+        let b = strata_query::arrow::compute::cast(
+            &v,
+            &strata_query::arrow::datatypes::DataType::Boolean,
+        )
+        .map_err(|e| bad(&e))?;
+        b.as_any()
+            .downcast_ref::<BooleanArray>()
+            .cloned()
+            .ok_or_else(|| bad(&"not a boolean"))
     }
 
     /// Forgets compiled conditions not in `keep` (rules changed or deleted).
@@ -399,6 +416,26 @@ pub struct Rows {
     pub keys: Vec<AlertKey>,
     /// Last row of each key.
     pub last: BTreeMap<AlertKey, usize>,
+    /// The values of the rows some rule observed so far (converted once for every rule).
+    values: std::sync::Mutex<HashMap<usize, Values>>,
+}
+
+impl Rows {
+    /// The values of `row` of `batch` (the batch these rows describe), without `time`.
+    pub fn values(&self, batch: &RecordBatch, row: usize) -> Result<Values> {
+        if let Some(v) = self.values.lock().ok().and_then(|m| m.get(&row).cloned()) {
+            return Ok(v);
+        }
+        let mut out = Values::new();
+        for (_, mut values) in instances(&[batch.slice(row, 1)])? {
+            values.remove("time");
+            out = values;
+        }
+        if let Ok(mut m) = self.values.lock() {
+            m.insert(row, out.clone());
+        }
+        Ok(out)
+    }
 }
 
 /// What one rule of a batched evaluation changes: (alert changes, outbox entries, devices
@@ -435,10 +472,7 @@ pub fn step_rule(
     let mut seen = BTreeMap::new();
     for (key, row) in candidates {
         let matched = flag.is_valid(row) && flag.value(row);
-        for (_, mut values) in instances(&[batch.slice(row, 1)])? {
-            values.remove("time");
-            seen.insert(key.clone(), (matched, values));
-        }
+        seen.insert(key.clone(), (matched, rows.values(batch, row)?));
     }
     let matches = seen.values().filter(|(m, _)| *m).count() as u64;
     let (changes, entries, n) = step_seen(spec, stored, seen, now, timing);

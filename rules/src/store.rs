@@ -3,8 +3,9 @@
 //! cause are committed in one transaction ([`Store::apply`]), so a crash either loses both or
 //! keeps both; the dispatcher deletes an outbox entry only after its delivery succeeded.
 //!
-//! Tables (JSON values): `rules` (name → [`RuleSpec`]), `alerts` (`rule` NUL `key JSON` →
-//! [`Alert`]), `outbox` (u64 sequence → [`OutboxEntry`]), `meta` (`schema_version`, `next_seq`).
+//! Tables: `rules` (name → [`RuleSpec`] JSON), `alerts` (`rule` NUL `key JSON` → [`Alert`]),
+//! `outbox` (u64 sequence → [`OutboxEntry`]), `meta` (`schema_version`, `next_seq`). Alerts and
+//! outbox entries are binary records ([`codec`]; older JSON records are still read).
 //!
 //! The alert instances are also kept in memory ([`AlertCache`]): read once from the file when
 //! it opens, then updated after each commit that changes them (under one writer lock, so the
@@ -18,6 +19,7 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::alert::{Alert, AlertKey, AlertState};
+use crate::codec;
 use crate::error::{Result, RulesError};
 use crate::outbox::OutboxEntry;
 use crate::spec::RuleSpec;
@@ -27,7 +29,11 @@ const RULES: StrTable = TableDefinition::new("rules");
 const ALERTS: StrTable = TableDefinition::new("alerts");
 const META: StrTable = TableDefinition::new("meta");
 const OUTBOX: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("outbox");
-const SCHEMA_VERSION: &[u8] = b"1";
+/// Version 2: alert and outbox records binary ([`codec`]); version 1 files (JSON records) are
+/// read and marked 2 when opened, so that an older build refuses the file instead of failing
+/// on its first binary record.
+const SCHEMA_VERSION: &[u8] = b"2";
+const JSON_SCHEMA_VERSION: &[u8] = b"1";
 
 /// A change to one alert instance.
 #[derive(Debug, Clone)]
@@ -66,7 +72,12 @@ struct RuleAlerts {
 
 impl AlertCache {
     fn put(&mut self, rule: &str, a: Alert) {
-        let r = self.rules.entry(rule.to_string()).or_default();
+        if !self.rules.contains_key(rule) {
+            self.rules.insert(rule.to_string(), RuleAlerts::default());
+        }
+        let Some(r) = self.rules.get_mut(rule) else {
+            return;
+        };
         r.open.remove(&a.key);
         r.resolved.remove(&a.key);
         let side = if a.state == AlertState::Resolved {
@@ -84,11 +95,12 @@ impl AlertCache {
         }
     }
 
-    fn apply(&mut self, rule: &str, changes: &[Change]) {
+    /// Applies committed changes (moved in: the commit no longer needs them).
+    fn apply(&mut self, rule: &str, changes: Vec<Change>) {
         for c in changes {
             match c {
-                Change::Put(a) => self.put(rule, a.clone()),
-                Change::Delete(k) => self.delete(rule, k),
+                Change::Put(a) => self.put(rule, a),
+                Change::Delete(k) => self.delete(rule, &k),
             }
         }
     }
@@ -125,6 +137,10 @@ impl Store {
                         .map_err(RulesError::db)?;
                 }
                 Some(v) if v == SCHEMA_VERSION => {}
+                Some(v) if v == JSON_SCHEMA_VERSION => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(RulesError::db)?;
+                }
                 Some(v) => {
                     return Err(RulesError::Store(format!(
                         "unsupported rules.redb schema version {:?}",
@@ -329,7 +345,7 @@ impl Store {
                 for c in &changes {
                     match c {
                         Change::Put(a) => {
-                            let bytes = serde_json::to_vec(a)?;
+                            let bytes = codec::encode_alert(a);
                             t.insert(alert_key(&rule, &a.key).as_str(), bytes.as_slice())
                                 .map_err(RulesError::db)?;
                         }
@@ -341,7 +357,7 @@ impl Store {
                 }
                 for mut e in entries {
                     e.seq = seq;
-                    let bytes = serde_json::to_vec(&e)?;
+                    let bytes = codec::encode_entry(&e);
                     out.insert(seq, bytes.as_slice()).map_err(RulesError::db)?;
                     seq += 1;
                 }
@@ -353,7 +369,7 @@ impl Store {
         txn.commit().map_err(RulesError::db)?;
         let mut cache = self.cache_write()?;
         for (rule, changes) in applied {
-            cache.apply(&rule, &changes);
+            cache.apply(&rule, changes);
         }
         Ok(())
     }
@@ -365,7 +381,7 @@ impl Store {
         let mut out = Vec::new();
         for item in t.iter().map_err(RulesError::db)? {
             let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
+            out.push(codec::decode_entry(v.value())?);
         }
         Ok(out)
     }
@@ -377,7 +393,7 @@ impl Store {
         let mut out = Vec::new();
         for item in t.range(after.saturating_add(1)..).map_err(RulesError::db)? {
             let (_, v) = item.map_err(RulesError::db)?;
-            out.push(serde_json::from_slice(v.value())?);
+            out.push(codec::decode_entry(v.value())?);
             if out.len() >= limit {
                 break;
             }
@@ -416,7 +432,7 @@ impl Store {
         {
             let mut t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
             if t.get(entry.seq).map_err(RulesError::db)?.is_some() {
-                let bytes = serde_json::to_vec(entry)?;
+                let bytes = codec::encode_entry(entry);
                 t.insert(entry.seq, bytes.as_slice())
                     .map_err(RulesError::db)?;
             }
@@ -432,7 +448,7 @@ fn read_alerts(db: &Database) -> Result<Vec<Alert>> {
     let mut out = Vec::new();
     for item in t.iter().map_err(RulesError::db)? {
         let (_, v) = item.map_err(RulesError::db)?;
-        out.push(serde_json::from_slice(v.value())?);
+        out.push(codec::decode_alert(v.value())?);
     }
     Ok(out)
 }
@@ -496,5 +512,72 @@ mod tests {
         let again = Store::open(&path).unwrap();
         assert_eq!(again.all_alerts().unwrap(), now);
         assert!(again.open_alerts_of("a").unwrap().is_empty());
+    }
+
+    /// A store written by the JSON versions (alerts and outbox entries as JSON) opens with the
+    /// same instances and entries; new writes are binary and both kinds read back together.
+    #[test]
+    fn older_json_records_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let t = Timing::default();
+        let (fa, n) = observe_active(None, "a", &key("d1"), Default::default(), 1, t);
+        let mut old_entry = OutboxEntry::for_transition(&spec("a"), &fa, n.unwrap()).remove(0);
+        old_entry.seq = 1;
+        {
+            let store = Store::open(&path).unwrap();
+            store.put_rule(&spec("a"), true).unwrap();
+            drop(store);
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut a = txn.open_table(ALERTS).unwrap();
+                let json = serde_json::to_vec(&fa).unwrap();
+                a.insert(alert_key("a", &fa.key).as_str(), json.as_slice())
+                    .unwrap();
+                let mut o = txn.open_table(OUTBOX).unwrap();
+                let json = serde_json::to_vec(&old_entry).unwrap();
+                o.insert(1, json.as_slice()).unwrap();
+                let mut m = txn.open_table(META).unwrap();
+                m.insert("next_seq", 2u64.to_le_bytes().as_slice()).unwrap();
+                m.insert("schema_version", JSON_SCHEMA_VERSION).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.open_alerts_of("a").unwrap(), vec![fa.clone()]);
+        let (fb, n) = observe_active(None, "a", &key("d2"), Default::default(), 2, t);
+        let new = OutboxEntry::for_transition(&spec("a"), &fb, n.unwrap());
+        store.apply("a", &[Change::Put(fb)], new).unwrap();
+        let outbox = store.outbox().unwrap();
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(
+            outbox[0].notification,
+            serde_json::from_slice::<OutboxEntry>(&serde_json::to_vec(&old_entry).unwrap())
+                .unwrap()
+                .notification
+        );
+        assert_eq!(outbox[1].seq, 2);
+        assert_eq!(store.stored_alerts().unwrap(), store.all_alerts().unwrap());
+        assert_eq!(store.all_alerts().unwrap().len(), 2);
+    }
+
+    /// A damaged record is a typed error when the store reads it, not a panic.
+    #[test]
+    fn a_damaged_record_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        drop(Store::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(OUTBOX)
+                .unwrap()
+                .insert(1, [codec::VERSION, 1, 2].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert!(matches!(store.outbox(), Err(RulesError::Record(_))));
     }
 }

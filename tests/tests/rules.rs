@@ -340,3 +340,51 @@ fn failing_receiver_dead_letters_and_stream_action_writes_a_row() {
         "{metrics}"
     );
 }
+
+/// Query rules that differ only in `HAVING` (evaluated together with one shared scan) each get
+/// their own SQL's answer: per-device thresholds 90, 50 and 99 over the same aggregate.
+#[test]
+fn query_rules_sharing_a_scan_each_get_their_own_answer() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    write(
+        &server,
+        "env,device=d1 temperature=95\nenv,device=d2 temperature=60\nenv,device=d3 temperature=20",
+    );
+    for (name, threshold) in [("over90", 90), ("over50", 50), ("over99", 99)] {
+        let sql = format!(
+            "SELECT device, max(temperature) AS m FROM env GROUP BY device \
+             HAVING max(temperature) > {threshold}"
+        );
+        let rule = json!({"name": name, "kind": "query", "every": "200ms", "sql": sql});
+        let r = server.post_json("/api/v1/rules", &rule);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let firing = |server: &Server| {
+        sql(
+            server,
+            "SELECT rule, device, state FROM alerts ORDER BY rule, device",
+        )
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["rule"].as_str().unwrap(),
+                r["device"].as_str().unwrap(),
+                r["state"].as_str().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    let expected = ["over50 d1 firing", "over50 d2 firing", "over90 d1 firing"];
+    wait_until("each rule's alerts", Duration::from_secs(10), || {
+        (firing(&server) == expected).then_some(())
+    });
+    // Evaluated again (still the same answers, nothing resolved), and no errors.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(firing(&server), expected);
+    for r in sql(&server, "SELECT name, errors, evaluations FROM rules") {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["evaluations"].as_u64().unwrap() >= 2, "{r}");
+    }
+}

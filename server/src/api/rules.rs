@@ -24,6 +24,7 @@ impl From<RulesError> for ApiError {
             e @ RulesError::NotFound(_) => ApiError::NotFound(e.to_string()),
             e @ RulesError::Exists(_) => ApiError::Conflict(e.to_string()),
             RulesError::Store(m) => ApiError::Internal(m),
+            e @ RulesError::Record(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
