@@ -197,6 +197,16 @@ async fn last_values_rejects_bad_arguments() {
     }
 }
 
+/// A query engine without plan cache and fast paths: the general plans the fast ones must equal.
+fn general_engine(engine: &Arc<Engine>) -> QueryEngine {
+    let config = strata_query::QueryConfig {
+        plan_cache_entries: 0,
+        fast_paths: false,
+        ..strata_query::QueryConfig::default()
+    };
+    QueryEngine::with_config(engine.clone(), config).unwrap()
+}
+
 /// Results of `sql` with plan caching and fast paths on, and with both off.
 async fn both(cached: &QueryEngine, plain: &QueryEngine, sql_text: &str) -> Vec<Vec<Cell>> {
     let a = sql(cached, sql_text).await;
@@ -208,12 +218,7 @@ async fn both(cached: &QueryEngine, plain: &QueryEngine, sql_text: &str) -> Vec<
 async fn cached_plans_see_new_points_and_new_series() {
     let (_dir, engine, _) = fleet_engine();
     let cached = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let plain = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let plain = general_engine(&engine);
     let queries = [
         "SELECT device, count(*), avg(speed) FROM readings GROUP BY device ORDER BY device",
         "SELECT r.device, count(*) FROM readings r JOIN diagnostics d \
@@ -256,12 +261,7 @@ async fn cached_plans_see_new_points_and_new_series() {
 async fn constant_plans_are_cached_and_answer_the_same() {
     let (_dir, engine, _) = fleet_engine();
     let cached = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let plain = QueryEngine::with_config(engine, config).unwrap();
+    let plain = general_engine(&engine);
     for q in [
         "SELECT 1",
         "SELECT 1 + 2 * 3 AS x, 'a' AS s",
@@ -292,12 +292,7 @@ fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
 async fn aggregation_in_the_scan_equals_the_general_plan() {
     let (_dir, engine, _) = fleet_engine();
     let fast = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let general = general_engine(&engine);
     // Sparse fields (fuel), a missing tag (model), a device with gaps (d2), origin and
     // time ranges cutting buckets, data in segments and memtable.
     let queries = [
@@ -349,12 +344,7 @@ async fn aggregation_in_the_scan_equals_the_general_plan() {
 async fn newest_point_from_the_cache_equals_the_sorted_scan() {
     let (_dir, engine, _) = fleet_engine();
     let fast = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let general = general_engine(&engine);
     let queries = [
         "SELECT * FROM readings WHERE device = 'd1' ORDER BY time DESC LIMIT 1",
         "SELECT time, fuel, speed FROM readings WHERE device = 'd2' ORDER BY time DESC LIMIT 1",
@@ -430,12 +420,7 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
         }],
     );
     let fast = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let general = general_engine(&engine);
     let queries = [
         "SELECT device, count(v), sum(v), min(v), max(v), avg(v), count(w), min(w) FROM m GROUP BY device ORDER BY device",
         "SELECT fleet, avg(v), max(w) FROM m WHERE time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T10:00:00Z' GROUP BY fleet ORDER BY fleet",
@@ -474,12 +459,7 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
 async fn latest_per_device_in_natural_sql_equals_the_general_plan() {
     let (_dir, engine, _) = fleet_engine();
     let fast = QueryEngine::new(engine.clone()).unwrap();
-    let config = strata_query::QueryConfig {
-        plan_cache_entries: 0,
-        fast_paths: false,
-        ..strata_query::QueryConfig::default()
-    };
-    let general = QueryEngine::with_config(engine.clone(), config).unwrap();
+    let general = general_engine(&engine);
     let queries = [
         "SELECT device, last_value(speed ORDER BY time) AS s FROM readings GROUP BY device ORDER BY device",
         "SELECT device, last(fuel, time) AS f, max(time) AS t FROM readings WHERE fleet = 'south' GROUP BY device ORDER BY device",

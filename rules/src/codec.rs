@@ -7,46 +7,13 @@
 use std::collections::BTreeMap;
 
 use crate::alert::{Alert, AlertState};
+pub use crate::error::DecodeError;
 use crate::outbox::{Notification, OutboxEntry, Target};
 
 /// Version byte of the binary records (JSON records start with `{`).
 pub const VERSION: u8 = 1;
 /// Deepest nesting of arrays and objects in a record's values.
-const MAX_DEPTH: u32 = 64;
-
-/// Why a stored record could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    /// The record is empty.
-    #[error("empty record")]
-    Empty,
-    /// The first byte is neither a known version nor `{` (JSON).
-    #[error("unknown record version {0}")]
-    Version(u8),
-    /// The record ends in the middle of a field.
-    #[error("record truncated at byte {0}")]
-    Truncated(usize),
-    /// A string is not UTF-8.
-    #[error("string at byte {0} is not UTF-8")]
-    Utf8(usize),
-    /// A tag byte names nothing.
-    #[error("bad {what} tag {tag}")]
-    Tag {
-        /// The field.
-        what: &'static str,
-        /// Its value.
-        tag: u8,
-    },
-    /// Values nested deeper than allowed.
-    #[error("values nested deeper than {MAX_DEPTH}")]
-    Depth,
-    /// Bytes left after the record.
-    #[error("{0} bytes after the record")]
-    Trailing(usize),
-    /// An older JSON record that does not parse.
-    #[error("JSON record: {0}")]
-    Json(String),
-}
+const MAX_DEPTH: u32 = crate::error::MAX_RECORD_DEPTH;
 
 /// The stored bytes of an alert instance.
 pub fn encode_alert(a: &Alert) -> Vec<u8> {

@@ -18,7 +18,7 @@ pub enum RulesError {
     Store(String),
     /// A record of the rule store could not be read.
     #[error("rule store: damaged record: {0}")]
-    Record(#[from] crate::codec::DecodeError),
+    Record(#[from] DecodeError),
 }
 
 impl RulesError {
@@ -43,3 +43,40 @@ impl RulesError {
 
 /// Result of the rules layer.
 pub type Result<T, E = RulesError> = std::result::Result<T, E>;
+
+/// How deeply values may nest in a stored record.
+pub(crate) const MAX_RECORD_DEPTH: u32 = 64;
+
+/// Why a stored record could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The record is empty.
+    #[error("empty record")]
+    Empty,
+    /// The first byte is neither a known version nor `{` (JSON).
+    #[error("unknown record version {0}")]
+    Version(u8),
+    /// The record ends in the middle of a field.
+    #[error("record truncated at byte {0}")]
+    Truncated(usize),
+    /// A string is not UTF-8.
+    #[error("string at byte {0} is not UTF-8")]
+    Utf8(usize),
+    /// A tag byte names nothing.
+    #[error("bad {what} tag {tag}")]
+    Tag {
+        /// The field.
+        what: &'static str,
+        /// Its value.
+        tag: u8,
+    },
+    /// Values nested deeper than allowed.
+    #[error("values nested deeper than {MAX_RECORD_DEPTH}")]
+    Depth,
+    /// Bytes left after the record.
+    #[error("{0} bytes after the record")]
+    Trailing(usize),
+    /// An older JSON record that does not parse.
+    #[error("JSON record: {0}")]
+    Json(String),
+}
