@@ -38,6 +38,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.engine_config();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.display(),
         durability = %durability_name(config.durability), memtable_bytes = config.memtable_bytes, "starting strata");
+    // Listen for SIGTERM/SIGINT before anything can answer: a signal that arrives once the server
+    // is reachable must start a graceful shutdown, not kill the process.
+    let mut signals = ShutdownSignals::install();
     // Bind first so a taken port fails fast, before a possibly long WAL replay.
     let listener = std::net::TcpListener::bind(args.http_addr)
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;
@@ -187,7 +190,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http = HttpServer::start_plain(listener, http_limit, app, args.http_timeouts())
         .with_context(|| format!("cannot serve HTTP on {addr}"))?;
     tracing::info!(addr = %addr, "listening");
-    wait_for_signal(&http, https.as_ref(), args.shutdown_timeout).await;
+    wait_for_signal(&mut signals, &http, https.as_ref(), args.shutdown_timeout).await;
     http.finish(args.shutdown_timeout).await;
     if let Some(https) = https {
         https.finish(args.shutdown_timeout).await;
@@ -354,14 +357,15 @@ fn log_recovery(r: &RecoveryReport) {
     }
 }
 
-/// Waits for a shutdown signal (or the HTTP listener failing), then asks the HTTP(S) listeners
-/// to stop accepting and let in-flight requests finish for at most `drain`.
+/// Waits for a shutdown signal, then asks the HTTP(S) listeners to stop accepting and let
+/// in-flight requests finish for at most `drain`.
 async fn wait_for_signal(
+    signals: &mut ShutdownSignals,
     http: &HttpServer,
     https: Option<&HttpServer>,
     drain: std::time::Duration,
 ) {
-    let sig = shutdown_signal().await;
+    let sig = signals.recv().await;
     tracing::info!(signal = sig, "shutdown signal received; draining requests");
     http.begin_shutdown(drain);
     if let Some(https) = https {
@@ -369,18 +373,42 @@ async fn wait_for_signal(
     }
 }
 
-/// Waits for SIGTERM or SIGINT and names it.
-async fn shutdown_signal() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot install the SIGTERM handler; only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+/// SIGTERM and SIGINT handlers, installed when made (signals received before [`Self::recv`]
+/// is awaited are kept, not lost).
+struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> ShutdownSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let one = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, signal = name, "cannot install a shutdown signal handler");
+                None
+            }
+        };
+        ShutdownSignals {
+            term: one(SignalKind::terminate(), "SIGTERM"),
+            int: one(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+
+    /// Waits for SIGTERM or SIGINT and names it (forever if neither handler is installed).
+    async fn recv(&mut self) -> &'static str {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => "SIGTERM",
+            _ = next(&mut self.int) => "SIGINT",
+        }
     }
 }
