@@ -16,7 +16,7 @@ use crate::eval::{Values, instances};
 use crate::spec::RuleSpec;
 use crate::window_eval::{Closed, Kind, Shape, stamp, time_column};
 use crate::window_fast::{Condition, Entry, GroupInterners, Groups, Plan, Stat, wanted};
-use crate::window_keyed::{change_points, sessions};
+use crate::window_keyed::{change_points, session_end, sessions};
 
 /// The rows of one group: times sorted, inputs `width` per row (`None`: NULL).
 #[derive(Debug, Default)]
@@ -27,6 +27,11 @@ struct Group {
     closed_until: Option<i64>,
     /// Rows were appended out of time order.
     unsorted: bool,
+    /// Session: no session of this group ends before this time (`None`: not known yet). Set
+    /// to the first open session's end when the group's sessions are computed, lowered by every
+    /// row inserted since (a session holding row `t` ends at or after `t + gap` or its block's
+    /// end), so a watermark below it closes nothing and the group is skipped.
+    session_floor: Option<i64>,
 }
 
 /// A closed window: group, start, end, rows, statistics.
@@ -83,6 +88,10 @@ impl FastKeyed {
                 continue;
             }
             let grp = &mut self.rows[g as usize];
+            if let Kind::Session { gap_ns } = shape.kind {
+                let end = session_end(t, gap_ns, t.div_euclid(shape.size_ns), shape.size_ns);
+                grp.session_floor = grp.session_floor.map(|f| f.min(end));
+            }
             grp.unsorted |= grp.times.last().is_some_and(|&l| t < l);
             grp.times.push(t);
             for c in &inputs {
@@ -133,7 +142,8 @@ impl FastKeyed {
                         (end - shape.size_ns, end, from, to)
                     })
                     .collect(),
-                Kind::Session { gap_ns } => sessions(&g.times, gap_ns, shape.size_ns)
+                Kind::Session { .. } if g.session_floor.is_some_and(|f| wm < f) => continue,
+                Kind::Session { gap_ns } => open_sessions(g, gap_ns, shape.size_ns, wm)
                     .into_iter()
                     .take_while(|&(_, end)| end <= wm)
                     .map(|(start, end)| {
@@ -179,7 +189,12 @@ impl FastKeyed {
             }
             Kind::Session { gap_ns } => {
                 for g in &mut self.rows {
-                    for (_, end) in sessions(&g.times, gap_ns, shape.size_ns) {
+                    // Nothing closes at `wm` and no row of a closed session is left.
+                    let kept = |c: i64| g.times.first().is_none_or(|&t| t >= c);
+                    if g.session_floor.is_some_and(|f| wm < f) && g.closed_until.is_none_or(kept) {
+                        continue;
+                    }
+                    for (_, end) in open_sessions(g, gap_ns, shape.size_ns, wm) {
                         if end > wm {
                             break;
                         }
@@ -247,6 +262,15 @@ fn sort_group(g: &mut Group, width: usize) {
 }
 
 /// Keeps the rows whose time satisfies `keep`.
+/// The sessions of `g`'s rows; records the end of the first one the watermark `wm` leaves open
+/// as the group's session floor (no open session: none before the next row).
+fn open_sessions(g: &mut Group, gap_ns: i64, max_ns: i64, wm: i64) -> Vec<(i64, i64)> {
+    let all = sessions(&g.times, gap_ns, max_ns);
+    let first_open = all.iter().map(|s| s.1).find(|&end| end > wm);
+    g.session_floor = Some(first_open.unwrap_or(i64::MAX));
+    all
+}
+
 fn retain(g: &mut Group, width: usize, keep: impl Fn(i64) -> bool) {
     if g.times.iter().all(|&t| keep(t)) {
         return;

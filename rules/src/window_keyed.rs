@@ -259,7 +259,8 @@ pub fn sessions(times: &[i64], gap: i64, max: i64) -> Vec<(i64, i64)> {
     out
 }
 
-fn session_end(last: i64, gap: i64, block: i64, max: i64) -> i64 {
+/// End of a session whose last row is `last`, in `max` block `block`.
+pub(crate) fn session_end(last: i64, gap: i64, block: i64, max: i64) -> i64 {
     last.saturating_add(gap)
         .min(block.saturating_add(1).saturating_mul(max))
 }
