@@ -814,7 +814,7 @@ impl FoldRun {
             return Ok(true);
         };
         let series = snap.series_of_devices(&self.devices);
-        self.small = (snap.rows_estimate(&series)).is_some_and(|n| n <= crate::exec::INLINE_ROWS);
+        self.small = snap.reads_at_most(&series, crate::exec::INLINE_ROWS);
         self.series = Some((snap, series.into()));
         Ok(false)
     }

@@ -399,7 +399,7 @@ fn open_reader(
         return Ok(None);
     };
     let series: Vec<usize> = snapshot.series_of_devices(devices);
-    let small = (snapshot.rows_estimate(&series)).is_some_and(|n| n <= INLINE_ROWS);
+    let small = snapshot.reads_at_most(&series, INLINE_ROWS);
     Ok(Some(Reader {
         snapshot,
         series: series.into(),

@@ -137,23 +137,30 @@ impl ReadSnapshot {
             .collect()
     }
 
-    /// At most how many rows reading `series` (indexes of matched series) decodes: their
-    /// memtable rows plus the rows of the segment blocks overlapping the range, from footers.
-    /// `None` when a cold object overlaps the range, whose read may wait on the object store.
-    /// Readers use it to run small reads in place instead of handing them to another thread.
-    pub fn rows_estimate(&self, series: &[usize]) -> Option<usize> {
+    /// True when reading `series` (indexes of matched series) decodes at most `limit` rows: their
+    /// memtable rows plus the rows of the segment blocks overlapping the range, from footers,
+    /// counted only until `limit` is passed. False when a cold object overlaps the range, whose
+    /// read may wait on the object store. Readers use it to run small reads in place instead of
+    /// handing them to another thread.
+    pub fn reads_at_most(&self, series: &[usize], limit: usize) -> bool {
         if !self.cold.is_empty() {
-            return None;
+            return false;
         }
-        let rows = series.iter().map(|&i| {
+        let mut rows = 0usize;
+        for &i in series {
             let s = &self.series[i];
-            let mem: usize = s.mem.iter().map(Rows::len).sum();
-            let stored: usize = (self.segments.iter())
-                .map(|l| l.segment.series_rows_between(s.id, self.first, self.last))
-                .sum();
-            mem + stored
-        });
-        Some(rows.sum())
+            rows += s.mem.iter().map(Rows::len).sum::<usize>();
+            for live in &self.segments {
+                rows += (live.segment).series_rows_between(s.id, self.first, self.last);
+                if rows > limit {
+                    return false;
+                }
+            }
+            if rows > limit {
+                return false;
+            }
+        }
+        true
     }
 
     /// A cursor over the windows of the `i`-th series.
