@@ -6,13 +6,15 @@
 //! [WHERE fleet = 'north' AND time > now() - INTERVAL '1 hour'] GROUP BY device
 //! ```
 //!
-//! A physical optimizer rule replaces an aggregate grouped by `device` alone whose aggregates are
+//! A physical optimizer rule replaces an aggregate grouped by `device`, alone or with tags (TSBS's
+//! `GROUP BY device, driver`), whose aggregates are
 //! all `last_value(field ORDER BY time)` (or `first_value(field ORDER BY time DESC)`, with or
 //! without `IGNORE NULLS`, so `last(field, time)` too) or `max(time)`, directly over a stream scan,
-//! by [`LastRowExec`]. Per device it computes, from the cached newest `(time, value)` of each field
-//! of each series, exactly what the aggregate computes over the scanned rows:
+//! by [`LastRowExec`]. Per group it computes, from the cached newest `(time, value)` of each field
+//! of each series of the group (a series' device and tags are its rows' group values), exactly
+//! what the aggregate computes over the scanned rows:
 //!
-//! - the device's newest row in range is at `T` = the latest cached time, among the fields that
+//! - the group's newest row in range is at `T` = the latest cached time, among the fields that
 //!   make a row in this scan (the requested fields; every field when each point is a row), that
 //!   lies in the range;
 //! - `max(time)` is `T`; `last_value(f)` is `f`'s cached value if it is at `T` (else null, as the
@@ -75,6 +77,30 @@ impl PhysicalOptimizerRule for LastRowFromCache {
     }
 }
 
+/// One grouping column: the device or a tag (a series without the tag groups under null).
+#[derive(Debug, Clone, PartialEq)]
+enum GroupCol {
+    Device,
+    Tag(String),
+}
+
+impl GroupCol {
+    /// This column's value for the rows of the series `key`.
+    fn of(&self, key: &strata_storage::SeriesKey) -> Option<String> {
+        match self {
+            GroupCol::Device => Some(key.device.clone()),
+            GroupCol::Tag(name) => key
+                .tags
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+/// A group's values, one per grouping column.
+type GroupKey = Vec<Option<String>>;
+
 /// One aggregate the node computes.
 #[derive(Debug, Clone, PartialEq)]
 enum LastAgg {
@@ -120,10 +146,19 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
         return None;
     }
     let kinds = scan.kinds();
-    let [(group, _)] = below.group_expr().expr() else {
-        return None;
-    };
-    if !matches!(column_kind(group, kinds)?, ColumnKind::Device) {
+    let groups = below
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(e, _)| match column_kind(e, kinds)? {
+            ColumnKind::Device => Some(GroupCol::Device),
+            ColumnKind::Tag(name) => Some(GroupCol::Tag(name.clone())),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    // Grouped by tags alone, a group spans devices whose newest rows often share a time; which
+    // of the tied rows `last_value` picks is then the general plan's scan order, not ours.
+    if !groups.contains(&GroupCol::Device) {
         return None;
     }
     let aggs = below
@@ -135,6 +170,7 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let partitions = agg.properties().partitioning.partition_count().max(1);
     Some(Arc::new(LastRowExec {
         scan: scan_plan.clone(),
+        groups,
         aggs,
         properties: bounded_properties(schema.clone(), partitions, EmissionType::Final),
         schema,
@@ -177,10 +213,11 @@ fn last_agg(a: &AggregateFunctionExpr, kinds: &[ColumnKind]) -> Option<LastAgg> 
     })
 }
 
-/// Per device, the newest row's aggregates, from the last-value cache (see the module docs).
+/// Per group, the newest row's aggregates, from the last-value cache (see the module docs).
 #[derive(Debug)]
 pub struct LastRowExec {
     scan: Arc<dyn ExecutionPlan>,
+    groups: Vec<GroupCol>,
     aggs: Vec<LastAgg>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -189,9 +226,18 @@ pub struct LastRowExec {
 /// A cached `(time, value)`.
 type Cached = (i64, Value);
 
+/// The cache's answer: stream field names, per series its newest values, and the devices the
+/// cache cannot answer.
+struct Collected {
+    names: Vec<String>,
+    series: Vec<SeriesNewest>,
+    fallback: Vec<String>,
+}
+
 /// What one series contributes: per stream field its newest cached value in range.
 struct SeriesNewest {
     device: String,
+    group: GroupKey,
     fields: Vec<Option<Cached>>,
 }
 
@@ -202,9 +248,13 @@ impl LastRowExec {
             .ok_or_else(|| DataFusionError::Internal("LastRowExec needs a stream scan".into()))
     }
 
-    /// Newest cached values per series of the scan's devices; devices whose cache cannot answer
-    /// (a row-making field newer than the range) are read from a snapshot.
-    fn collect(&self) -> Result<(Vec<String>, Vec<SeriesNewest>)> {
+    fn group_of(&self, key: &strata_storage::SeriesKey) -> GroupKey {
+        self.groups.iter().map(|g| g.of(key)).collect()
+    }
+
+    /// Newest cached values per series of the scan's devices, and the devices whose cache cannot
+    /// answer (a row-making field newer than the range), to be read from a snapshot.
+    fn collect(&self) -> Result<Collected> {
         let scan = self.scan()?;
         let r = scan.request();
         let (first, last) = (r.start, r.end.saturating_sub(1));
@@ -246,6 +296,7 @@ impl LastRowExec {
                 .map(|v| v.filter(|v| v.time >= first).map(|v| (v.time, v.value)))
                 .collect();
             out.push(SeriesNewest {
+                group: self.group_of(&s.key),
                 device: s.key.device,
                 fields,
             });
@@ -254,10 +305,19 @@ impl LastRowExec {
         fallback.dedup();
         // A device is answered wholly from the cache or wholly from a snapshot.
         out.retain(|s| fallback.binary_search(&s.device).is_err());
-        if !fallback.is_empty() {
-            out.extend(self.read_newest(&names, &fallback)?);
+        Ok(Collected {
+            names,
+            series: out,
+            fallback,
+        })
+    }
+
+    /// The answer from what [`LastRowExec::collect`] found, reading the fallback devices.
+    fn finish(&self, mut c: Collected) -> Result<RecordBatch> {
+        if !c.fallback.is_empty() {
+            c.series.extend(self.read_newest(&c.names, &c.fallback)?);
         }
-        Ok((names, out))
+        self.batch(&c.names, c.series)
     }
 
     /// The newest value in range of each field of each series of `devices`, read from the data.
@@ -293,8 +353,10 @@ impl LastRowExec {
                     }
                 }
             }
+            let key = snap.series_key(i);
             out.push(SeriesNewest {
-                device: snap.series_key(i).device.clone(),
+                group: self.group_of(key),
+                device: key.device.clone(),
                 fields,
             });
         }
@@ -304,13 +366,14 @@ impl LastRowExec {
     fn batch(&self, names: &[String], series: Vec<SeriesNewest>) -> Result<RecordBatch> {
         let scan = self.scan()?;
         let row_making = row_making(scan, names);
-        let mut by_device: BTreeMap<String, Vec<SeriesNewest>> = BTreeMap::new();
+        let mut by_group: BTreeMap<GroupKey, Vec<SeriesNewest>> = BTreeMap::new();
         for s in series {
-            by_device.entry(s.device.clone()).or_default().push(s);
+            by_group.entry(s.group.clone()).or_default().push(s);
         }
-        let mut devices = Vec::new();
+        let width = self.groups.len();
+        let mut keys: Vec<Vec<Option<String>>> = vec![Vec::new(); width];
         let mut cells: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
-        for (device, series) in by_device {
+        for (group, series) in by_group {
             let newest = |s: &SeriesNewest| -> Option<i64> {
                 s.fields
                     .iter()
@@ -322,20 +385,24 @@ impl LastRowExec {
             let Some(t) = series.iter().filter_map(newest).max() else {
                 continue;
             };
-            devices.push(device);
+            for (column, value) in keys.iter_mut().zip(group) {
+                column.push(value);
+            }
             for (k, agg) in self.aggs.iter().enumerate() {
-                let ty = self.schema.field(k + 1).data_type();
+                let ty = self.schema.field(width + k).data_type();
                 cells[k].push(cell(agg, t, &series, names, ty)?);
             }
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.aggs.len() + 1);
-        let device: ArrayRef = Arc::new(StringArray::from(devices));
-        columns.push(arrow::compute::cast(
-            &device,
-            self.schema.field(0).data_type(),
-        )?);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(width + self.aggs.len());
+        for (i, values) in keys.into_iter().enumerate() {
+            let strings: ArrayRef = Arc::new(StringArray::from(values));
+            columns.push(arrow::compute::cast(
+                &strings,
+                self.schema.field(i).data_type(),
+            )?);
+        }
         for (k, values) in cells.into_iter().enumerate() {
-            let ty = self.schema.field(k + 1).data_type();
+            let ty = self.schema.field(width + k).data_type();
             columns.push(match values.is_empty() {
                 true => arrow::array::new_empty_array(ty),
                 false => ScalarValue::iter_to_array(values)?,
@@ -358,7 +425,7 @@ fn row_making(scan: &StrataScanExec, names: &[String]) -> Vec<bool> {
         .collect()
 }
 
-/// The value of one aggregate for a device whose newest row is at `t`.
+/// The value of one aggregate for a group whose newest row is at `t`.
 fn cell(
     agg: &LastAgg,
     t: i64,
@@ -402,8 +469,8 @@ impl DisplayAs for LastRowExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "LastRowExec: aggregates={:?} (from the last-value cache)",
-            self.aggs
+            "LastRowExec: groups={:?}, aggregates={:?} (from the last-value cache)",
+            self.groups, self.aggs
         )
     }
 }
@@ -425,18 +492,21 @@ impl ExecutionPlan for LastRowExec {
         }
         let node = LastRowExec {
             scan: self.scan.clone(),
+            groups: self.groups.clone(),
             aggs: self.aggs.clone(),
             schema: self.schema.clone(),
             properties: self.properties.clone(),
         };
-        // On the blocking pool: a device the cache cannot answer is read from the data.
+        // From the cache in place; on the blocking pool when a device the cache cannot answer
+        // is read from the data.
         let work = async move {
-            tokio::task::spawn_blocking(move || {
-                let (names, series) = node.collect()?;
-                node.batch(&names, series)
-            })
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            let collected = node.collect()?;
+            if collected.fallback.is_empty() {
+                return node.finish(collected);
+            }
+            tokio::task::spawn_blocking(move || node.finish(collected))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,

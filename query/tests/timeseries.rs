@@ -451,7 +451,7 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
 }
 
 /// The latest reading per device written as natural SQL (`last_value(x ORDER BY time)`,
-/// `last(x, time)`, `max(time)`, grouped by device, with tag filters and time ranges) is answered
+/// `last(x, time)`, `max(time)`, grouped by device and/or tags, with tag filters and time ranges) is answered
 /// from the last-value cache (`LastRowExec`) with the general plan's answers, including sparse
 /// fields (null at the newest row), ranges that end before the newest point (read from the data)
 /// and points still in the memtable.
@@ -470,6 +470,13 @@ async fn latest_per_device_in_natural_sql_equals_the_general_plan() {
         "SELECT device, last_value(speed ORDER BY time) AS s, last(fuel, time) AS f FROM readings \
          WHERE time < '2024-01-01T00:30:00Z' GROUP BY device ORDER BY device",
         "SELECT device, first_value(load ORDER BY time DESC) AS l FROM readings WHERE device IN ('d1', 'd2') GROUP BY device ORDER BY device",
+        // Grouped by the device and tags (TSBS's `GROUP BY device, driver`); d5 has no
+        // `model`, so it groups under null.
+        "SELECT device AS name, fleet, last(fuel, time) AS f, last(speed, time) AS s FROM readings \
+         WHERE fleet = 'north' GROUP BY device, fleet ORDER BY name",
+        "SELECT device, model, fleet, last_value(fuel ORDER BY time) AS f FROM readings GROUP BY model, fleet, device ORDER BY device",
+        "SELECT model, device, last_value(load ORDER BY time) AS l FROM readings \
+         WHERE time < '2024-01-01T00:30:00Z' GROUP BY model, device ORDER BY device",
     ];
     for q in queries {
         let a = sql(&fast, q).await;
@@ -482,6 +489,8 @@ async fn latest_per_device_in_natural_sql_equals_the_general_plan() {
     // Not the newest value per device: the general plan stays.
     for q in [
         "SELECT device, last_value(speed ORDER BY speed) FROM readings GROUP BY device",
+        "SELECT date_bin(INTERVAL '1 hour', time) AS h, last_value(speed ORDER BY time) FROM readings GROUP BY h",
+        // Tags alone: devices' newest rows tie, and which one `last_value` picks is scan order.
         "SELECT fleet, last_value(speed ORDER BY time) FROM readings GROUP BY fleet",
         "SELECT device, last_value(speed ORDER BY time), avg(speed) FROM readings GROUP BY device",
     ] {
