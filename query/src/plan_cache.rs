@@ -126,6 +126,7 @@ fn reusable_physical(plan: &Arc<dyn ExecutionPlan>) -> bool {
                 || node.is::<PlaceholderRowExec>()
                 || node.is::<EmptyExec>()
                 || node.is::<crate::newest::NewestRowExec>()
+                || node.is::<crate::last_row::LastRowExec>()
                 || node.is::<LastValuesExec>()
                 || node.is::<SnapshotExec>();
         }

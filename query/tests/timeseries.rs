@@ -224,10 +224,12 @@ async fn cached_plans_see_new_points_and_new_series() {
         "SELECT r.device, count(*) FROM readings r JOIN diagnostics d \
          ON r.device = d.device AND r.time = d.time GROUP BY r.device ORDER BY r.device",
         "SELECT device, speed FROM last_values('readings') ORDER BY device",
+        "SELECT device, last_value(speed ORDER BY time) AS s FROM readings GROUP BY device ORDER BY device",
     ];
     let mut before = Vec::new();
     for q in queries {
         before.push(both(&cached, &plain, q).await);
+        assert!(cached.cached_plan(q).unwrap().is_some(), "{q} is cached");
         both(&cached, &plain, q).await; // second run: from the cache
     }
     let p = |device, time| Point {
