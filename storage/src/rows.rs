@@ -109,8 +109,15 @@ impl Rows {
         if self.is_normalized() {
             return self;
         }
+        // Stable: rows of equal time keep their arrival order, so the last write wins below.
         let mut order: Vec<u32> = (0..self.len() as u32).collect();
         order.sort_by_key(|&i| self.times[i as usize]);
+        let distinct = order
+            .windows(2)
+            .all(|w| self.times[w[0] as usize] != self.times[w[1] as usize]);
+        if distinct {
+            return self.gathered(&order);
+        }
         let mut out = Rows {
             times: Vec::with_capacity(self.len()),
             columns: self
@@ -143,6 +150,22 @@ impl Rows {
             start = end;
         }
         out
+    }
+
+    /// The rows in `order` (indices), a column at a time.
+    fn gathered(&self, order: &[u32]) -> Rows {
+        Rows {
+            times: order.iter().map(|&i| self.times[i as usize]).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    data: c.data.take(order),
+                    valid: order.iter().map(|&i| c.valid[i as usize]).collect(),
+                })
+                .collect(),
+        }
     }
 
     /// The rows with `first <= time <= last`; requires normalized rows.
@@ -259,6 +282,45 @@ mod tests {
             }
         }
         r
+    }
+
+    /// Normalizing sorts by time and merges equal times (last valid value wins), whether the
+    /// times are distinct (the gather path) or not (the merge path).
+    #[test]
+    fn normalize_sorts_and_merges_like_a_model() {
+        use std::collections::BTreeMap;
+        let mut seed = 7u64;
+        let mut next = move |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for case in 0..200 {
+            let n = 1 + next(40) as usize;
+            let spread = if case % 2 == 0 { 1_000 } else { 8 };
+            let times: Vec<i64> = (0..n).map(|_| next(spread) as i64).collect();
+            let vals: Vec<Option<f64>> =
+                (0..n).map(|i| (next(4) != 0).then_some(i as f64)).collect();
+            let mut model: BTreeMap<i64, Option<f64>> = BTreeMap::new();
+            for (t, v) in times.iter().zip(&vals) {
+                let slot = model.entry(*t).or_insert(None);
+                if v.is_some() {
+                    *slot = *v;
+                }
+            }
+            let got = rows(&times, &vals).normalize();
+            let want = rows(
+                &model.keys().copied().collect::<Vec<_>>(),
+                &model.values().copied().collect::<Vec<_>>(),
+            );
+            assert_eq!(got.times, want.times, "case {case}");
+            assert_eq!(got.columns[0].valid, want.columns[0].valid, "case {case}");
+            let present = |r: &Rows| -> Vec<Option<Value>> {
+                (0..r.len()).map(|i| r.columns[0].get(i)).collect()
+            };
+            assert_eq!(present(&got), present(&want), "case {case}");
+        }
     }
 
     #[test]

@@ -215,6 +215,24 @@ impl ColumnData {
         }
     }
 
+    /// The slots at `order` (indices into this column), in that order.
+    pub fn take(&self, order: &[u32]) -> ColumnData {
+        fn pick<T: Copy>(v: &[T], order: &[u32]) -> Vec<T> {
+            order.iter().map(|&i| v[i as usize]).collect()
+        }
+        match self {
+            ColumnData::Float(v) => ColumnData::Float(pick(v, order)),
+            ColumnData::Integer(v) => ColumnData::Integer(pick(v, order)),
+            ColumnData::Unsigned(v) => ColumnData::Unsigned(pick(v, order)),
+            ColumnData::Boolean(v) => ColumnData::Boolean(pick(v, order)),
+            ColumnData::String(v) => {
+                let mut out = StringColumn::default();
+                order.iter().for_each(|&i| out.push(v.get(i as usize)));
+                ColumnData::String(out)
+            }
+        }
+    }
+
     /// A copy of the slots in `range`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
         match self {
