@@ -21,12 +21,7 @@ DURATION=${2:-24h}
 RUNS=${3:-7}
 PORT=${STRATA_TSBS_PORT:-17087}
 WORK=$(mktemp -d /tmp/strata-tsbs.XXXXXX)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'rm -rf "$WORK"' EXIT   # benches/tsbs/server.sh replaces it once the server runs
 
 if [ "${STRATA_NO_BUILD:-0}" != 1 ]; then
     cargo build --release -q -p strata-server -p strata-client
@@ -38,22 +33,14 @@ DATA="$WORK/fleet.lp"
 "$FLEET" generate --trucks "$TRUCKS" --duration "$DURATION" --seed 7 --out "$DATA" >&2
 echo "dataset: $TRUCKS trucks x $DURATION, $(wc -l < "$DATA") lines, $(du -h "$DATA" | cut -f1) of line protocol"
 
-export STRATA_ADMIN_TOKEN=tsbs-admin-token-0123456789
-"$STRATA" serve --data-dir "$WORK/strata" --http-addr "127.0.0.1:$PORT" --durability none \
-    --log-format text --log-level warn &
-SERVER_PID=$!
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 100); do curl -fs "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$URL/health" >/dev/null || { echo "server did not start" >&2; exit 1; }
+. benches/tsbs/server.sh
 
 "$FLEET" load --url "$URL" --token "$STRATA_ADMIN_TOKEN" --file "$DATA" --connections 2 --batch 5000 --quiet \
     | grep -E '^rows' || true
-auth=(-H "Authorization: Bearer $STRATA_ADMIN_TOKEN")
 if [ "${FRESH:-0}" != 1 ]; then
     curl -fs -XPOST "${auth[@]}" "$URL/api/v1/flush" >/dev/null
     curl -fs -XPOST "${auth[@]}" "$URL/api/v1/compact" >/dev/null
 fi
-metric() { curl -fs "${auth[@]}" "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 echo "strata: $(metric strata_segments) segments, $(metric strata_series) series"
 
 python3 benches/tsbs/tsbs.py --url "$URL" --token "$STRATA_ADMIN_TOKEN" --lp "$DATA" --runs "$RUNS" \

@@ -19,24 +19,9 @@ INTERVAL=${3:-100s}
 RUNS=${4:-15}
 PORT=${STRATA_TSBS_PORT:-17088}
 WORK=$(mktemp -d /tmp/strata-scale.XXXXXX)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 FLEET=${STRATA_FLEET_BIN:-target/release/strata-fleet}
 STRATA=${STRATA_BIN:-target/release/strata}
-
-export STRATA_ADMIN_TOKEN=tsbs-admin-token-0123456789
-"$STRATA" serve --data-dir "$WORK/strata" --http-addr "127.0.0.1:$PORT" --durability none \
-    --log-format text --log-level warn &
-SERVER_PID=$!
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 100); do curl -fs "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$URL/health" >/dev/null || { echo "server did not start" >&2; exit 1; }
-auth=(-H "Authorization: Bearer $STRATA_ADMIN_TOKEN")
-metric() { curl -fs "${auth[@]}" "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+. benches/tsbs/server.sh
 now() { date +%s.%N; }
 
 echo "scale: $TRUCKS trucks x $DURATION every $INTERVAL; load average $(cut -d' ' -f1-3 /proc/loadavg)"
