@@ -1,6 +1,7 @@
 //! Time-series SQL functions added to DataFusion's: `time_bucket` (an alias of `date_bin`) and
 //! `first(value, time)` / `last(value, time)`, rewritten during planning into
-//! `first_value(value ORDER BY time) IGNORE NULLS` / `last_value(...)`.
+//! `first_value(value ORDER BY time) IGNORE NULLS` / `last_value(...)`; `percentile_cont` with an
+//! exact interpolation (`crate::percentile`).
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udf(Arc::new(time_bucket))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(ByTime::new(false))))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(ByTime::new(true))))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(
+        crate::percentile::ExactPercentileCont::new(),
+    )))?;
     Ok(())
 }
 

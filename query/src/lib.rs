@@ -23,6 +23,7 @@ mod leaf;
 mod newest;
 mod output;
 mod params;
+mod percentile;
 mod pg_catalog;
 mod pg_from;
 mod pg_functions;

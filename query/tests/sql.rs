@@ -534,6 +534,59 @@ async fn percentiles_exact_and_approximate() {
     assert!(plan.contains("devices=1"), "{plan}");
 }
 
+/// `percentile_cont` interpolates with the whole fraction (DataFusion's own truncates the weight
+/// to six decimals, apache/datafusion#25266): equal to the reference formula bit for bit, in
+/// `WITHIN GROUP` and argument form, ascending and descending, grouped, and as a window function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentile_cont_interpolates_exactly() {
+    let (_dir, engine, _) = fleet_engine();
+    let q = QueryEngine::new(engine).unwrap();
+    let values = "(VALUES ('a', 0.0), ('a', 1.0), ('a', 2.0), ('b', 93.54), ('b', 93.55), ('b', 90.0)) AS t(g, x)";
+    let tiny = sql(
+        &q,
+        &format!(
+            "SELECT percentile_cont(2.5e-7) WITHIN GROUP (ORDER BY x), percentile_cont(x, 2.5e-7), \
+             percentile_cont(0.9999997) WITHIN GROUP (ORDER BY x DESC) FROM {values} WHERE g = 'a'"
+        ),
+    )
+    .await;
+    let want = percentile(&[0.0, 1.0, 2.0], 2.5e-7);
+    assert!(want > 0.0);
+    assert_eq!(tiny[0][0].f(), want);
+    assert_eq!(tiny[0][1].f(), want);
+    assert!(close(
+        tiny[0][2].f(),
+        percentile(&[0.0, 1.0, 2.0], 1.0 - 0.9999997)
+    ));
+    let grouped = sql(
+        &q,
+        &format!(
+            "SELECT g, percentile_cont(0.99) WITHIN GROUP (ORDER BY x) FROM {values} GROUP BY g ORDER BY g"
+        ),
+    )
+    .await;
+    assert_eq!(grouped[0][1].f(), percentile(&[0.0, 1.0, 2.0], 0.99));
+    assert_eq!(grouped[1][1].f(), percentile(&[90.0, 93.54, 93.55], 0.99));
+    let windowed = sql(
+        &q,
+        &format!(
+            "SELECT g, x, percentile_cont(x, 0.99) OVER (PARTITION BY g ORDER BY x \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM {values} ORDER BY g, x"
+        ),
+    )
+    .await;
+    // A running frame evaluates the same accumulator once per row.
+    assert_eq!(windowed.len(), 6);
+    for (i, row) in windowed.iter().enumerate() {
+        let group: &[f64] = match row[0].s() {
+            "a" => &[0.0, 1.0, 2.0],
+            _ => &[90.0, 93.54, 93.55],
+        };
+        let p = percentile(&group[..=i % 3], 0.99);
+        assert_eq!(row[2].f(), p, "{row:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_and_last_by_time() {
     let (_dir, engine, truth) = fleet_engine();
