@@ -256,9 +256,20 @@ mod tests {
 
     /// Every window closed by `batches` (then by a final watermark), through one path.
     fn run(spec: &RuleSpec, batches: &[RecordBatch], fast: bool) -> Vec<Closed> {
+        run_open(spec, batches, fast, None)
+    }
+
+    /// [`run`] with the keys whose instance may be open (`None`: every result).
+    fn run_open(
+        spec: &RuleSpec,
+        batches: &[RecordBatch],
+        fast: bool,
+        may_be_open: Option<std::collections::HashSet<crate::alert::AlertKey>>,
+    ) -> Vec<Closed> {
         let shape = Shape::of(spec).unwrap();
         let mut state = WindowState {
             fast_checked: !fast,
+            may_be_open,
             ..Default::default()
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -280,10 +291,9 @@ mod tests {
         out
     }
 
-    /// The incremental path gives the DataFusion path's windows, groups, matches and values
-    /// (up to float rounding), late and out-of-order rows and NULLs included.
-    #[test]
-    fn incremental_windows_equal_the_sql_aggregation() {
+    /// 30 batches of 8 rows over devices a, b, c: some rows late or out of order by up to 4 s,
+    /// one value in 10 NULL.
+    fn mixed_batches() -> Vec<RecordBatch> {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed
@@ -305,19 +315,67 @@ mod tests {
             }
             batches.push(rows(&b));
         }
+        batches
+    }
+
+    /// One spec per window kind over `select`.
+    fn specs(select: &str) -> Vec<RuleSpec> {
         let windows = [
             serde_json::json!({"type": "tumbling", "size": "5s"}),
             serde_json::json!({"type": "hopping", "size": "6s", "hop": "2s"}),
             serde_json::json!({"type": "sliding", "size": "3s"}),
             serde_json::json!({"type": "session", "gap": "1s", "max": "4s"}),
         ];
+        windows
+            .into_iter()
+            .map(|w| {
+                serde_json::from_value(serde_json::json!({"name": "w",
+                    "kind": "window", "stream": "env", "window": w, "group_by": ["device"],
+                    "select": select, "condition": "t > 50 AND c > 1", "lateness": "2s"}))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// With the keys that may be open given (as the rules worker gives them), the incremental
+    /// path returns exactly the results that can change state: those that matched and those of
+    /// keys that matched before (the open set grows with each match).
+    #[test]
+    fn only_results_that_can_change_state_are_returned() {
+        let batches = mixed_batches();
+        for spec in specs("avg(temperature) AS t, count(*) AS c") {
+            let all = run(&spec, &batches, true);
+            let some = run_open(&spec, &batches, true, Some(Default::default()));
+            let mut open = std::collections::HashSet::new();
+            let expected: Vec<Closed> = all
+                .into_iter()
+                .map(|(end, groups)| {
+                    let kept = groups.into_iter().filter(|(k, (m, _))| {
+                        let keep = *m || open.contains(k);
+                        if *m {
+                            open.insert(k.clone());
+                        }
+                        keep
+                    });
+                    (end, kept.collect())
+                })
+                .filter(|(_, g): &Closed| !g.is_empty())
+                .collect();
+            let some: Vec<Closed> = some.into_iter().filter(|(_, g)| !g.is_empty()).collect();
+            assert!(expected.iter().any(|(_, g)| g.values().any(|(m, _)| !m)));
+            assert_eq!(expected, some, "{:?}", spec.window);
+        }
+    }
+
+    /// The incremental path gives the DataFusion path's windows, groups, matches and values
+    /// (up to float rounding), late and out-of-order rows and NULLs included.
+    #[test]
+    fn incremental_windows_equal_the_sql_aggregation() {
+        let batches = mixed_batches();
         let select = "avg(temperature) AS t, max(temperature) AS m, min(temperature) AS lo, \
                       sum(temperature) AS s, count(temperature) AS n, count(*) AS c";
-        for w in windows {
-            let spec: RuleSpec = serde_json::from_value(serde_json::json!({"name": "w",
-                "kind": "window", "stream": "env", "window": w, "group_by": ["device"],
-                "select": select, "condition": "t > 50 AND c > 1", "lateness": "2s"}))
-            .unwrap();
+        for spec in specs(select) {
+            let w = format!("{:?}", spec.window);
             let (sql, fast) = (run(&spec, &batches, false), run(&spec, &batches, true));
             assert!(!sql.is_empty());
             assert_eq!(sql.len(), fast.len(), "{w}");

@@ -316,19 +316,26 @@ impl Fast {
         spec: &RuleSpec,
         shape: Shape,
         wm: i64,
-        mut may_be_open: Option<&mut HashSet<AlertKey>>,
+        may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
-        let mut out = Vec::new();
+        let mut due = Vec::new();
         while let Some((&start, _)) = self.windows.first_key_value() {
-            let end = start + shape.size_ns;
-            if end > wm {
+            if start + shape.size_ns > wm {
                 break;
             }
             let w = self.windows.remove(&start).unwrap_or_default();
-            let groups = self.groups_of(spec, &w, (start, end), may_be_open.as_deref_mut())?;
-            out.push((end, groups));
+            due.push((start, w));
         }
-        Ok(out)
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted = Wanted::new(&self.groups, &self.plan.group_by, may_be_open)?;
+        due.into_iter()
+            .map(|(start, w)| {
+                let end = start + shape.size_ns;
+                Ok((end, self.groups_of(spec, &w, (start, end), &mut wanted)?))
+            })
+            .collect()
     }
 
     /// One closed window's groups: the condition over all of them at once, values for those
@@ -338,7 +345,7 @@ impl Fast {
         spec: &RuleSpec,
         w: &Window,
         (start, end): (i64, i64),
-        may_be_open: Option<&mut HashSet<AlertKey>>,
+        wanted: &mut Wanted,
     ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
         let width = self.plan.inputs.len();
         let entries: Vec<Entry> = (0..w.rows.len())
@@ -351,14 +358,13 @@ impl Fast {
         }
         let batch = self.plan.result_batch(&self.groups, &entries)?;
         let flags = self.condition.flags(spec, &batch)?;
-        let mut may_be_open = may_be_open;
         for (i, &(g, _, _)) in entries.iter().enumerate() {
             let matched = flags.is_valid(i) && flags.value(i);
-            let key = self.groups.alert_key(&self.plan.group_by, g);
-            if !wanted(may_be_open.as_deref_mut(), &key, matched) {
+            if !wanted.take(g, matched) {
                 continue;
             }
             for (k, mut values) in instances(&[batch.slice(i, 1)])? {
+                wanted.note(&k, matched);
                 stamp(&mut values, start, end);
                 groups.insert(k, (matched, values));
             }
@@ -367,20 +373,47 @@ impl Fast {
     }
 }
 
-/// Whether a result of `key` can change state: it matched (and may be open from now on), or
-/// its instance may be open (`None`: every result is wanted).
-pub(crate) fn wanted(
-    may_be_open: Option<&mut HashSet<AlertKey>>,
-    key: &AlertKey,
-    matched: bool,
-) -> bool {
-    match may_be_open {
-        None => true,
-        Some(set) if matched => {
-            set.insert(key.clone());
-            true
+/// Which results of a close can change state: those that matched, and those whose instance may
+/// be open (`None`: every result, as dry runs need). The open keys become group ids once per
+/// close, so a group that neither matched nor is open costs one set lookup, not its alert key.
+pub(crate) struct Wanted<'a> {
+    open: Option<(&'a mut HashSet<AlertKey>, HashSet<usize>)>,
+}
+
+impl<'a> Wanted<'a> {
+    /// The groups of `may_be_open`'s keys (keys never interned have no result to find).
+    pub(crate) fn new(
+        groups: &Groups,
+        group_by: &[String],
+        may_be_open: Option<&'a mut HashSet<AlertKey>>,
+    ) -> Result<Wanted<'a>> {
+        let open = match may_be_open {
+            None => None,
+            Some(keys) => {
+                let ids = groups.ids_of_keys(group_by, keys)?;
+                Some((keys, ids))
+            }
+        };
+        Ok(Wanted { open })
+    }
+
+    /// Whether group `g`'s result is wanted; a match makes the group open for later windows.
+    pub(crate) fn take(&mut self, g: usize, matched: bool) -> bool {
+        match &mut self.open {
+            None => true,
+            Some((_, ids)) if matched => {
+                ids.insert(g);
+                true
+            }
+            Some((_, ids)) => ids.contains(&g),
         }
-        Some(set) => set.contains(key),
+    }
+
+    /// Records that a wanted result of `key` matched (its instance may be open from now on).
+    pub(crate) fn note(&mut self, key: &AlertKey, matched: bool) {
+        if let (Some((keys, _)), true) = (&mut self.open, matched) {
+            keys.insert(key.clone());
+        }
     }
 }
 
@@ -521,6 +554,27 @@ impl Groups {
             .collect()
     }
 
+    /// The ids of the groups of `keys` (alert keys: the non-null group columns), those known.
+    pub(crate) fn ids_of_keys(
+        &self,
+        group_by: &[String],
+        keys: &HashSet<AlertKey>,
+    ) -> Result<HashSet<usize>> {
+        let i = self.lock()?;
+        let mut joined = String::new();
+        let mut out = HashSet::with_capacity(keys.len());
+        for key in keys {
+            joined.clear();
+            for name in group_by {
+                push_part(&mut joined, key.get(name).map(String::as_str));
+            }
+            if let Some(&id) = i.ids.get(joined.as_str()) {
+                out.insert(id as usize);
+            }
+        }
+        Ok(out)
+    }
+
     /// The dense group id of every row (new groups get the next ids); the same batch again
     /// (another rule) is answered from the memo.
     pub(crate) fn ids_of(&self, group_by: &[String], batch: &RecordBatch) -> Result<Arc<Vec<u32>>> {
@@ -563,13 +617,8 @@ impl Interner {
         for row in 0..batch.num_rows() {
             joined.clear();
             for c in &cols {
-                match c.as_ref().filter(|c| c.is_valid(row)) {
-                    Some(c) => {
-                        joined.push('\u{1}');
-                        joined.push_str(c.value(row));
-                    }
-                    None => joined.push('\u{0}'),
-                }
+                let v = c.as_ref().filter(|c| c.is_valid(row)).map(|c| c.value(row));
+                push_part(&mut joined, v);
             }
             let id = match self.ids.get(joined.as_str()) {
                 Some(&id) => id,
@@ -583,6 +632,17 @@ impl Interner {
             out.push(id);
         }
         Ok(out)
+    }
+}
+
+/// One group column of an interned key: `\u{1}` and the text, or `\u{0}` for NULL.
+fn push_part(joined: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => {
+            joined.push('\u{1}');
+            joined.push_str(v);
+        }
+        None => joined.push('\u{0}'),
     }
 }
 
