@@ -149,6 +149,53 @@ impl WindowState {
 }
 
 impl WindowState {
+    /// Adds a batch to the incremental path's state (see [`crate::window_share`]) and moves the
+    /// watermark, closing nothing; an error if the rule does not take that path.
+    pub(crate) fn add_rows(
+        &mut self,
+        spec: &RuleSpec,
+        shape: Shape,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        self.choose(spec, shape, batch);
+        let wm = self.watermark;
+        let (max_t, late) = match (self.fast.as_mut(), self.fast_keyed.as_mut()) {
+            (Some(f), _) => f.add(shape, batch, |s| wm.is_none_or(|wm| s + shape.size_ns > wm))?,
+            (_, Some(f)) => f.insert(shape, batch, true)?,
+            (None, None) => {
+                return Err(RulesError::Invalid(
+                    "window: not computed incrementally".into(),
+                ));
+            }
+        };
+        self.late_dropped += late;
+        if let Some(m) = max_t {
+            let wm = m.saturating_sub(shape.lateness_ns);
+            self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
+        }
+        Ok(())
+    }
+
+    /// Closes what the watermark reached for each of the rules `judges` sharing this state.
+    pub(crate) fn close_for(
+        &mut self,
+        shape: Shape,
+        judges: &mut [crate::window_fast::Judge],
+    ) -> Vec<Result<Vec<Closed>>> {
+        match (self.watermark, self.fast.as_mut(), self.fast_keyed.as_mut()) {
+            (Some(wm), Some(f), _) => f.close_for(shape, wm, judges),
+            (Some(wm), _, Some(f)) => f.close_for(shape, wm, judges),
+            _ => judges.iter().map(|_| Ok(Vec::new())).collect(),
+        }
+    }
+
+    /// Whether the rule takes the incremental path (known after its first batch).
+    pub(crate) fn is_incremental(&self) -> bool {
+        self.fast.is_some() || self.fast_keyed.is_some()
+    }
+}
+
+impl WindowState {
     /// At the first batch: whether the rule takes the incremental path (plain aggregates of
     /// float columns, see [`crate::window_fast`]).
     fn choose(&mut self, spec: &RuleSpec, shape: Shape, batch: &RecordBatch) {
@@ -224,7 +271,7 @@ impl WindowState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use strata_query::arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
@@ -293,7 +340,7 @@ mod tests {
 
     /// 30 batches of 8 rows over devices a, b, c: some rows late or out of order by up to 4 s,
     /// one value in 10 NULL.
-    fn mixed_batches() -> Vec<RecordBatch> {
+    pub(crate) fn mixed_batches() -> Vec<RecordBatch> {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed
@@ -319,7 +366,7 @@ mod tests {
     }
 
     /// One spec per window kind over `select`.
-    fn specs(select: &str) -> Vec<RuleSpec> {
+    pub(crate) fn specs(select: &str) -> Vec<RuleSpec> {
         let windows = [
             serde_json::json!({"type": "tumbling", "size": "5s"}),
             serde_json::json!({"type": "hopping", "size": "6s", "hop": "2s"}),

@@ -7,16 +7,17 @@
 //! condition runs over it once.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 
 use strata_query::arrow::array::{Array, RecordBatch};
 
 use crate::alert::AlertKey;
 use crate::error::Result;
-use crate::eval::{Values, instances};
 use crate::spec::RuleSpec;
-use crate::window_eval::{Closed, Kind, Shape, stamp, time_column};
-use crate::window_fast::{Condition, Entry, GroupInterners, Groups, Plan, Stat, Wanted};
+use crate::window_eval::{Closed, Kind, Shape, time_column};
+use crate::window_fast::{
+    ByEnd, Condition, Entry, GroupInterners, Groups, Judge, Plan, Results, Stat, Wanted,
+};
 use crate::window_keyed::{session_end, sessions};
 
 /// The rows of one group: times sorted (a row arriving out of order is inserted in place),
@@ -141,6 +142,26 @@ impl FastKeyed {
         wm: i64,
         may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
+        let mut condition = std::mem::take(&mut self.condition);
+        let judge = Judge {
+            spec,
+            condition: &mut condition,
+            may_be_open,
+        };
+        let out = self.close_for(shape, wm, &mut [judge]);
+        self.condition = condition;
+        out.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// [`FastKeyed::close`] for several rules sharing this state: the closed windows are taken
+    /// and aggregated once, into one result batch, and judged by each rule. One result per
+    /// judge, in order.
+    pub fn close_for(
+        &mut self,
+        shape: Shape,
+        wm: i64,
+        judges: &mut [Judge],
+    ) -> Vec<Result<Vec<Closed>>> {
         let mut stats = Vec::new();
         let mut done = match shape.kind {
             Kind::Sliding => {
@@ -151,8 +172,35 @@ impl FastKeyed {
             Kind::Session { gap_ns } => self.take_sessions(gap_ns, shape.size_ns, wm, &mut stats),
             Kind::Fixed => Vec::new(),
         };
+        if done.is_empty() {
+            return judges.iter().map(|_| Ok(Vec::new())).collect();
+        }
         done.sort_by_key(|d| (d.end, d.group));
-        self.evaluate(spec, &done, &stats, may_be_open)
+        let results = self.results(&done, &stats);
+        let group_by = self.plan.group_by();
+        judges
+            .iter_mut()
+            .map(|judge| {
+                let r = results.as_ref().map_err(|e| e.clone_invalid())?;
+                let mut wanted = Wanted::new(&self.groups, group_by, judge.may_be_open.take())?;
+                let mut by_end = ByEnd::new();
+                judge.judge(r, &mut wanted, &mut by_end)?;
+                Ok(by_end.into_iter().collect())
+            })
+            .collect()
+    }
+
+    /// The closed windows as one result batch.
+    fn results(&self, done: &[Done], stats: &[Stat]) -> Result<Results> {
+        let width = self.plan.width();
+        let entries: Vec<Entry> = done
+            .iter()
+            .map(|d| (d.group, d.rows, &stats[d.stats_at..d.stats_at + width]))
+            .collect();
+        Ok(Results {
+            rows: done.iter().map(|d| (d.group, (d.start, d.end), d.rows)).collect(),
+            batch: self.plan.result_batch(&self.groups, &entries)?,
+        })
     }
 
     /// Sliding: every group's windows ending in (emitted until, `wm`], their statistics
@@ -258,49 +306,6 @@ impl FastKeyed {
             }
             Kind::Fixed => {}
         }
-    }
-
-    /// The closed windows by end: one condition run over all of them; empty windows (the last
-    /// row left) do not hold; only results that can change state are kept.
-    fn evaluate(
-        &mut self,
-        spec: &RuleSpec,
-        done: &[Done],
-        stats: &[Stat],
-        may_be_open: Option<&mut HashSet<AlertKey>>,
-    ) -> Result<Vec<Closed>> {
-        let mut by_end: BTreeMap<i64, BTreeMap<AlertKey, (bool, Values)>> = BTreeMap::new();
-        if done.is_empty() {
-            return Ok(Vec::new());
-        }
-        let width = self.plan.width();
-        let entries: Vec<Entry> = done
-            .iter()
-            .map(|d| (d.group, d.rows, &stats[d.stats_at..d.stats_at + width]))
-            .collect();
-        let batch = self.plan.result_batch(&self.groups, &entries)?;
-        let flags = self.condition.flags(spec, &batch)?;
-        let mut wanted = Wanted::new(&self.groups, self.plan.group_by(), may_be_open)?;
-        for (i, d) in done.iter().enumerate() {
-            let matched = d.rows > 0 && flags.is_valid(i) && flags.value(i);
-            if !wanted.take(d.group, matched) {
-                continue;
-            }
-            let groups = by_end.entry(d.end).or_default();
-            if d.rows == 0 {
-                let key = self.groups.alert_key(self.plan.group_by(), d.group);
-                let mut empty = Values::new();
-                stamp(&mut empty, d.start, d.end);
-                groups.insert(key, (false, empty));
-                continue;
-            }
-            for (k, mut values) in instances(&[batch.slice(i, 1)])? {
-                wanted.note(&k, matched);
-                stamp(&mut values, d.start, d.end);
-                groups.insert(k, (matched, values));
-            }
-        }
-        Ok(by_end.into_iter().collect())
     }
 }
 
