@@ -198,7 +198,10 @@ impl FastKeyed {
             .map(|d| (d.group, d.rows, &stats[d.stats_at..d.stats_at + width]))
             .collect();
         Ok(Results {
-            rows: done.iter().map(|d| (d.group, (d.start, d.end), d.rows)).collect(),
+            rows: done
+                .iter()
+                .map(|d| (d.group, (d.start, d.end), d.rows))
+                .collect(),
             batch: self.plan.result_batch(&self.groups, &entries)?,
         })
     }
@@ -274,7 +277,11 @@ impl FastKeyed {
         if let Some(c) = g.closed_until {
             forget_before(g, width, g.times.partition_point(|&t| t < c));
         }
-        g.session_floor = all.iter().map(|s| s.1).find(|&e| e > wm).unwrap_or(i64::MAX);
+        g.session_floor = all
+            .iter()
+            .map(|s| s.1)
+            .find(|&e| e > wm)
+            .unwrap_or(i64::MAX);
         if g.session_floor < i64::MAX {
             self.due.push(Reverse((g.session_floor, gi)));
         }
