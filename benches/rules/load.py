@@ -37,6 +37,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,11 +48,18 @@ TOKEN = "bench-admin-token-0123456789"
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free TCP port below 32768 (the team's rule for test servers)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise SystemExit("no free port")
 
 
 class Api:
@@ -204,6 +212,8 @@ def main():
                                "--http-addr", f"127.0.0.1:{port}", "--no-mqtt",
                                "--no-print-admin-token"],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
+    # On stderr, so that a profiler can attach (`perf record -g -p PID`).
+    print(f"server pid {server.pid}", file=sys.stderr, flush=True)
     api = Api(port)
     out = {"binary": binary, "mix_row_window_query_pct": a.mix, "devices": a.devices, "batch_rows": a.batch, "writers": a.writers,
            "seconds": a.seconds, "offered_rows_per_s": a.rate or "closed loop"}

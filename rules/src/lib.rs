@@ -17,6 +17,8 @@
 //! - [`window_keyed`]: sliding and session windows (per group).
 //! - [`window_fast`], [`window_fast_keyed`]: the incremental path of window rules whose select is
 //!   plain float aggregates (accumulators, interned groups, condition compiled once).
+//! - [`window_share`]: window rules with the same window, `group_by` and select sharing one
+//!   state (each its own condition).
 //! - [`pending`]: group commit of the row worker's queued batches.
 //! - [`eval`]: query rules (SQL every interval through [`QueryEngine`]) → alert transitions.
 //! - [`query_share`]: one scan for query rules that differ only in `HAVING`.
@@ -48,6 +50,7 @@ pub mod window_eval;
 pub mod window_fast;
 pub mod window_fast_keyed;
 pub mod window_keyed;
+pub mod window_share;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -117,6 +120,8 @@ pub struct Rules {
     feed: Arc<row::RowFeed>,
     feed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<row::Arrived>>>,
     windows: Mutex<BTreeMap<String, window::WindowState>>,
+    /// Window states shared by rules with the same share key ([`window_share::share_key`]).
+    shared: Mutex<BTreeMap<String, window_share::Unit>>,
     /// Group-key interners shared by the incremental window rules of this instance.
     interners: window_fast::GroupInterners,
     /// Late rows dropped per window rule (kept apart: a state is out of `windows` while a batch
@@ -173,6 +178,7 @@ impl Rules {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
             windows: Mutex::default(),
+            shared: Mutex::default(),
             interners: window_fast::GroupInterners::default(),
             late: Mutex::default(),
             devices: registry_join::DevicesCache::default(),
@@ -441,6 +447,10 @@ impl Rules {
         let store = self.store.clone();
         let s = spec.clone();
         blocking(move || store.put_rule(&s, false)).await?;
+        // Its part of a shared window state goes (its window may have changed).
+        if let Ok(mut u) = self.shared.lock() {
+            u.retain(|_, unit| !unit.forget(name));
+        }
         self.load(spec.clone(), timing);
         Ok(self.view(spec))
     }
@@ -520,9 +530,7 @@ impl Rules {
             l.remove(name);
         }
         self.refresh_watch();
-        if let Ok(mut w) = self.windows.lock() {
-            w.remove(name);
-        }
+        self.forget_windows(name);
         if let Ok(mut l) = self.late.lock() {
             l.remove(name);
         }
@@ -703,12 +711,24 @@ impl Rules {
                 return;
             }
         };
-        let (together, alone): (Vec<_>, Vec<_>) = watching
+        let (together, others): (Vec<_>, Vec<_>) = watching
             .into_iter()
             .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
-        for (spec, timing) in alone {
-            self.evaluate_row(&spec, timing, a, batch.clone(), run)
-                .await;
+        let mut units: BTreeMap<String, Vec<(RuleSpec, Timing)>> = BTreeMap::new();
+        for (spec, timing) in others {
+            let key = (spec.kind == RuleKind::Window && !self.joins_devices(&spec))
+                .then(|| window_share::share_key(&spec, &batch))
+                .flatten();
+            match key {
+                Some(key) => units.entry(key).or_default().push((spec, timing)),
+                None => {
+                    self.evaluate_row(&spec, timing, a, batch.clone(), run)
+                        .await
+                }
+            }
+        }
+        for (key, rules) in units {
+            self.evaluate_windows(&key, rules, a, &batch, run).await;
         }
         if !together.is_empty() {
             self.evaluate_rows(together, a, batch, run).await;
@@ -774,6 +794,80 @@ impl Rules {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "row rules evaluation failed"),
+        }
+    }
+
+    /// Window rules sharing one state (same share key) over one batch: the batch added once,
+    /// each closed window aggregated once and judged by each rule.
+    async fn evaluate_windows(
+        self: &Arc<Self>,
+        key: &str,
+        rules: Vec<(RuleSpec, Timing)>,
+        a: &row::Arrived,
+        batch: &strata_query::arrow::array::RecordBatch,
+        run: &Run,
+    ) {
+        let start = now_ns();
+        let shape = match rules.first().map(|(s, _)| window::Shape::of(s)) {
+            Some(Ok(shape)) => shape,
+            Some(Err(e)) => {
+                for (spec, _) in &rules {
+                    run.outcome(&spec.name, start, start - a.at_ns, Err(e.clone_invalid()));
+                }
+                return;
+            }
+            None => return,
+        };
+        let mut unit = self.take_unit(key, &rules);
+        let opens = rules.iter().map(|(s, _)| run.open_keys(&s.name)).collect();
+        let specs: Vec<&RuleSpec> = rules.iter().map(|(s, _)| s).collect();
+        let results = unit.evaluate(&specs, shape, batch, opens);
+        if let Ok(mut l) = self.late.lock() {
+            for (spec, _) in &rules {
+                l.insert(spec.name.clone(), unit.late_dropped());
+            }
+        }
+        if let Ok(mut u) = self.shared.lock() {
+            u.insert(key.to_string(), unit);
+        }
+        for ((spec, timing), closed) in rules.iter().zip(results) {
+            let outcome = closed.and_then(|closed| {
+                let (mut matches, mut queued) = (0, 0);
+                for (end, groups) in closed {
+                    matches += groups.values().filter(|(m, _)| *m).count() as u64;
+                    queued += run.step(spec, *timing, groups, end)?;
+                }
+                Ok((matches, queued))
+            });
+            run.outcome(&spec.name, start, start - a.at_ns, outcome);
+        }
+    }
+
+    /// The unit of `key`, out of the map while it is evaluated; a new one takes over the state
+    /// a rule of `rules` had alone (rebuilt from the stream after a restart), if any.
+    fn take_unit(&self, key: &str, rules: &[(RuleSpec, Timing)]) -> window_share::Unit {
+        if let Some(u) = self.shared.lock().ok().and_then(|mut u| u.remove(key)) {
+            return u;
+        }
+        let mut own = None;
+        if let Ok(mut w) = self.windows.lock() {
+            for (spec, _) in rules {
+                match w.remove(&spec.name) {
+                    Some(s) if own.is_none() && s.is_incremental() => own = Some(s),
+                    _ => {}
+                }
+            }
+        }
+        window_share::Unit::new(own.unwrap_or_else(|| self.window_state()))
+    }
+
+    /// Forgets rule `name`'s window state (its own, and its part of a shared one).
+    fn forget_windows(&self, name: &str) {
+        if let Ok(mut w) = self.windows.lock() {
+            w.remove(name);
+        }
+        if let Ok(mut u) = self.shared.lock() {
+            u.retain(|_, unit| !unit.forget(name));
         }
     }
 

@@ -149,6 +149,53 @@ impl WindowState {
 }
 
 impl WindowState {
+    /// Adds a batch to the incremental path's state (see [`crate::window_share`]) and moves the
+    /// watermark, closing nothing; an error if the rule does not take that path.
+    pub(crate) fn add_rows(
+        &mut self,
+        spec: &RuleSpec,
+        shape: Shape,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        self.choose(spec, shape, batch);
+        let wm = self.watermark;
+        let (max_t, late) = match (self.fast.as_mut(), self.fast_keyed.as_mut()) {
+            (Some(f), _) => f.add(shape, batch, |s| wm.is_none_or(|wm| s + shape.size_ns > wm))?,
+            (_, Some(f)) => f.insert(shape, batch, true)?,
+            (None, None) => {
+                return Err(RulesError::Invalid(
+                    "window: not computed incrementally".into(),
+                ));
+            }
+        };
+        self.late_dropped += late;
+        if let Some(m) = max_t {
+            let wm = m.saturating_sub(shape.lateness_ns);
+            self.watermark = Some(self.watermark.map_or(wm, |w| w.max(wm)));
+        }
+        Ok(())
+    }
+
+    /// Closes what the watermark reached for each of the rules `judges` sharing this state.
+    pub(crate) fn close_for(
+        &mut self,
+        shape: Shape,
+        judges: &mut [crate::window_fast::Judge],
+    ) -> Vec<Result<Vec<Closed>>> {
+        match (self.watermark, self.fast.as_mut(), self.fast_keyed.as_mut()) {
+            (Some(wm), Some(f), _) => f.close_for(shape, wm, judges),
+            (Some(wm), _, Some(f)) => f.close_for(shape, wm, judges),
+            _ => judges.iter().map(|_| Ok(Vec::new())).collect(),
+        }
+    }
+
+    /// Whether the rule takes the incremental path (known after its first batch).
+    pub(crate) fn is_incremental(&self) -> bool {
+        self.fast.is_some() || self.fast_keyed.is_some()
+    }
+}
+
+impl WindowState {
     /// At the first batch: whether the rule takes the incremental path (plain aggregates of
     /// float columns, see [`crate::window_fast`]).
     fn choose(&mut self, spec: &RuleSpec, shape: Shape, batch: &RecordBatch) {
@@ -224,7 +271,7 @@ impl WindowState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use strata_query::arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
@@ -256,9 +303,20 @@ mod tests {
 
     /// Every window closed by `batches` (then by a final watermark), through one path.
     fn run(spec: &RuleSpec, batches: &[RecordBatch], fast: bool) -> Vec<Closed> {
+        run_open(spec, batches, fast, None)
+    }
+
+    /// [`run`] with the keys whose instance may be open (`None`: every result).
+    fn run_open(
+        spec: &RuleSpec,
+        batches: &[RecordBatch],
+        fast: bool,
+        may_be_open: Option<std::collections::HashSet<crate::alert::AlertKey>>,
+    ) -> Vec<Closed> {
         let shape = Shape::of(spec).unwrap();
         let mut state = WindowState {
             fast_checked: !fast,
+            may_be_open,
             ..Default::default()
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -280,10 +338,9 @@ mod tests {
         out
     }
 
-    /// The incremental path gives the DataFusion path's windows, groups, matches and values
-    /// (up to float rounding), late and out-of-order rows and NULLs included.
-    #[test]
-    fn incremental_windows_equal_the_sql_aggregation() {
+    /// 30 batches of 8 rows over devices a, b, c: some rows late or out of order by up to 4 s,
+    /// one value in 10 NULL.
+    pub(crate) fn mixed_batches() -> Vec<RecordBatch> {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed
@@ -305,19 +362,67 @@ mod tests {
             }
             batches.push(rows(&b));
         }
+        batches
+    }
+
+    /// One spec per window kind over `select`.
+    pub(crate) fn specs(select: &str) -> Vec<RuleSpec> {
         let windows = [
             serde_json::json!({"type": "tumbling", "size": "5s"}),
             serde_json::json!({"type": "hopping", "size": "6s", "hop": "2s"}),
             serde_json::json!({"type": "sliding", "size": "3s"}),
             serde_json::json!({"type": "session", "gap": "1s", "max": "4s"}),
         ];
+        windows
+            .into_iter()
+            .map(|w| {
+                serde_json::from_value(serde_json::json!({"name": "w",
+                    "kind": "window", "stream": "env", "window": w, "group_by": ["device"],
+                    "select": select, "condition": "t > 50 AND c > 1", "lateness": "2s"}))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// With the keys that may be open given (as the rules worker gives them), the incremental
+    /// path returns exactly the results that can change state: those that matched and those of
+    /// keys that matched before (the open set grows with each match).
+    #[test]
+    fn only_results_that_can_change_state_are_returned() {
+        let batches = mixed_batches();
+        for spec in specs("avg(temperature) AS t, count(*) AS c") {
+            let all = run(&spec, &batches, true);
+            let some = run_open(&spec, &batches, true, Some(Default::default()));
+            let mut open = std::collections::HashSet::new();
+            let expected: Vec<Closed> = all
+                .into_iter()
+                .map(|(end, groups)| {
+                    let kept = groups.into_iter().filter(|(k, (m, _))| {
+                        let keep = *m || open.contains(k);
+                        if *m {
+                            open.insert(k.clone());
+                        }
+                        keep
+                    });
+                    (end, kept.collect())
+                })
+                .filter(|(_, g): &Closed| !g.is_empty())
+                .collect();
+            let some: Vec<Closed> = some.into_iter().filter(|(_, g)| !g.is_empty()).collect();
+            assert!(expected.iter().any(|(_, g)| g.values().any(|(m, _)| !m)));
+            assert_eq!(expected, some, "{:?}", spec.window);
+        }
+    }
+
+    /// The incremental path gives the DataFusion path's windows, groups, matches and values
+    /// (up to float rounding), late and out-of-order rows and NULLs included.
+    #[test]
+    fn incremental_windows_equal_the_sql_aggregation() {
+        let batches = mixed_batches();
         let select = "avg(temperature) AS t, max(temperature) AS m, min(temperature) AS lo, \
                       sum(temperature) AS s, count(temperature) AS n, count(*) AS c";
-        for w in windows {
-            let spec: RuleSpec = serde_json::from_value(serde_json::json!({"name": "w",
-                "kind": "window", "stream": "env", "window": w, "group_by": ["device"],
-                "select": select, "condition": "t > 50 AND c > 1", "lateness": "2s"}))
-            .unwrap();
+        for spec in specs(select) {
+            let w = format!("{:?}", spec.window);
             let (sql, fast) = (run(&spec, &batches, false), run(&spec, &batches, true));
             assert!(!sql.is_empty());
             assert_eq!(sql.len(), fast.len(), "{w}");

@@ -137,7 +137,7 @@ impl GroupInterners {
 
 /// A rule's condition compiled for the schema of its results.
 #[derive(Debug, Default)]
-pub(crate) struct Condition {
+pub struct Condition {
     compiled: Option<(SchemaRef, Arc<dyn PhysicalExpr>)>,
 }
 
@@ -316,71 +316,190 @@ impl Fast {
         spec: &RuleSpec,
         shape: Shape,
         wm: i64,
-        mut may_be_open: Option<&mut HashSet<AlertKey>>,
+        may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
-        let mut out = Vec::new();
+        let mut condition = std::mem::take(&mut self.condition);
+        let judge = Judge {
+            spec,
+            condition: &mut condition,
+            may_be_open,
+        };
+        let out = self.close_for(shape, wm, &mut [judge]);
+        self.condition = condition;
+        out.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// [`Fast::close`] for several rules sharing this state (same window, `group_by` and
+    /// select; each its own condition and open keys): each window's result batch is made once
+    /// and judged by each rule. One result per judge, in order.
+    pub fn close_for(
+        &mut self,
+        shape: Shape,
+        wm: i64,
+        judges: &mut [Judge],
+    ) -> Vec<Result<Vec<Closed>>> {
+        let mut due = Vec::new();
         while let Some((&start, _)) = self.windows.first_key_value() {
-            let end = start + shape.size_ns;
-            if end > wm {
+            if start + shape.size_ns > wm {
                 break;
             }
             let w = self.windows.remove(&start).unwrap_or_default();
-            let groups = self.groups_of(spec, &w, (start, end), may_be_open.as_deref_mut())?;
-            out.push((end, groups));
+            due.push((start, w));
         }
-        Ok(out)
+        let mut out: Vec<Result<Vec<Closed>>> = judges.iter().map(|_| Ok(Vec::new())).collect();
+        if due.is_empty() {
+            return out;
+        }
+        let mut wanted: Vec<Result<Wanted>> = judges
+            .iter_mut()
+            .map(|j| Wanted::new(&self.groups, &self.plan.group_by, j.may_be_open.take()))
+            .collect();
+        for (start, w) in due {
+            let end = start + shape.size_ns;
+            let results = self.results_of(&w, (start, end));
+            for ((judge, wanted), out) in judges.iter_mut().zip(&mut wanted).zip(&mut out) {
+                let Ok(list) = out else { continue };
+                let mut by_end = BTreeMap::new();
+                let judged = match (&results, wanted) {
+                    (Err(e), _) => Err(e.clone_invalid()),
+                    (_, Err(e)) => Err(e.clone_invalid()),
+                    (Ok(None), _) => Ok(()),
+                    (Ok(Some(r)), Ok(wanted)) => judge.judge(r, wanted, &mut by_end),
+                };
+                match judged {
+                    Ok(()) => list.push((end, by_end.remove(&end).unwrap_or_default())),
+                    Err(e) => *out = Err(e),
+                }
+            }
+        }
+        out
     }
 
-    /// One closed window's groups: the condition over all of them at once, values for those
-    /// that matched or may be open.
-    fn groups_of(
-        &mut self,
-        spec: &RuleSpec,
-        w: &Window,
-        (start, end): (i64, i64),
-        may_be_open: Option<&mut HashSet<AlertKey>>,
-    ) -> Result<BTreeMap<AlertKey, (bool, Values)>> {
+    /// A closed window's groups as the SQL aggregation's rows (`None`: no group had a row).
+    fn results_of(&self, w: &Window, bounds: (i64, i64)) -> Result<Option<Results>> {
         let width = self.plan.inputs.len();
         let entries: Vec<Entry> = (0..w.rows.len())
             .filter(|&g| w.rows[g] > 0)
             .map(|g| (g, w.rows[g], &w.stats[g * width..(g + 1) * width]))
             .collect();
-        let mut groups = BTreeMap::new();
         if entries.is_empty() {
-            return Ok(groups);
+            return Ok(None);
         }
         let batch = self.plan.result_batch(&self.groups, &entries)?;
-        let flags = self.condition.flags(spec, &batch)?;
-        let mut may_be_open = may_be_open;
-        for (i, &(g, _, _)) in entries.iter().enumerate() {
-            let matched = flags.is_valid(i) && flags.value(i);
-            let key = self.groups.alert_key(&self.plan.group_by, g);
-            if !wanted(may_be_open.as_deref_mut(), &key, matched) {
+        Ok(Some(Results {
+            rows: entries.iter().map(|e| (e.0, bounds, e.1)).collect(),
+            batch,
+        }))
+    }
+}
+
+/// The results of closed windows: per row its group, window bounds and row count (a window
+/// without rows cannot hold), and the aggregates as the SQL aggregation's columns.
+pub(crate) struct Results {
+    pub(crate) rows: Vec<(usize, (i64, i64), i64)>,
+    pub(crate) batch: RecordBatch,
+}
+
+/// Closed windows' alert values by window end, then key.
+pub(crate) type ByEnd = BTreeMap<i64, BTreeMap<AlertKey, (bool, Values)>>;
+
+/// One rule judging the results of a window state (its own or one shared with rules of the
+/// same window, `group_by` and select): its spec, compiled condition and open keys.
+pub struct Judge<'a> {
+    /// The rule.
+    pub spec: &'a RuleSpec,
+    /// Its condition, compiled at the first use.
+    pub condition: &'a mut Condition,
+    /// Keys whose instance may be open (`None`: every result is returned).
+    pub may_be_open: Option<&'a mut HashSet<AlertKey>>,
+}
+
+impl Judge<'_> {
+    /// The rule's condition over closed windows' results (once over all of them), into `out`:
+    /// values for the results that matched or may be open; a window without rows does not
+    /// hold (its values are its bounds only).
+    pub(crate) fn judge(
+        &mut self,
+        r: &Results,
+        wanted: &mut Wanted,
+        out: &mut ByEnd,
+    ) -> Result<()> {
+        let flags = self.condition.flags(self.spec, &r.batch)?;
+        for (i, &(g, (start, end), rows)) in r.rows.iter().enumerate() {
+            let matched = rows > 0 && flags.is_valid(i) && flags.value(i);
+            if !wanted.take(g, matched) {
                 continue;
             }
-            for (k, mut values) in instances(&[batch.slice(i, 1)])? {
+            let groups = out.entry(end).or_default();
+            if rows == 0 {
+                let key = wanted.key(g);
+                let mut empty = Values::new();
+                stamp(&mut empty, start, end);
+                groups.insert(key, (false, empty));
+                continue;
+            }
+            for (k, mut values) in instances(&[r.batch.slice(i, 1)])? {
+                wanted.note(&k, matched);
                 stamp(&mut values, start, end);
                 groups.insert(k, (matched, values));
             }
         }
-        Ok(groups)
+        Ok(())
     }
 }
 
-/// Whether a result of `key` can change state: it matched (and may be open from now on), or
-/// its instance may be open (`None`: every result is wanted).
-pub(crate) fn wanted(
-    may_be_open: Option<&mut HashSet<AlertKey>>,
-    key: &AlertKey,
-    matched: bool,
-) -> bool {
-    match may_be_open {
-        None => true,
-        Some(set) if matched => {
-            set.insert(key.clone());
-            true
+/// Which results of a close can change state: those that matched, and those whose instance may
+/// be open (`None`: every result, as dry runs need). The open keys become group ids once per
+/// close, so a group that neither matched nor is open costs one set lookup, not its alert key.
+pub(crate) struct Wanted<'a> {
+    open: Option<(&'a mut HashSet<AlertKey>, HashSet<usize>)>,
+    groups: Groups,
+    group_by: Vec<String>,
+}
+
+impl<'a> Wanted<'a> {
+    /// The groups of `may_be_open`'s keys (keys never interned have no result to find).
+    pub(crate) fn new(
+        groups: &Groups,
+        group_by: &[String],
+        may_be_open: Option<&'a mut HashSet<AlertKey>>,
+    ) -> Result<Wanted<'a>> {
+        let open = match may_be_open {
+            None => None,
+            Some(keys) => {
+                let ids = groups.ids_of_keys(group_by, keys)?;
+                Some((keys, ids))
+            }
+        };
+        Ok(Wanted {
+            open,
+            groups: groups.clone(),
+            group_by: group_by.to_vec(),
+        })
+    }
+
+    /// The alert key of group `g`.
+    pub(crate) fn key(&self, g: usize) -> AlertKey {
+        self.groups.alert_key(&self.group_by, g)
+    }
+
+    /// Whether group `g`'s result is wanted; a match makes the group open for later windows.
+    pub(crate) fn take(&mut self, g: usize, matched: bool) -> bool {
+        match &mut self.open {
+            None => true,
+            Some((_, ids)) if matched => {
+                ids.insert(g);
+                true
+            }
+            Some((_, ids)) => ids.contains(&g),
         }
-        Some(set) => set.contains(key),
+    }
+
+    /// Records that a wanted result of `key` matched (its instance may be open from now on).
+    pub(crate) fn note(&mut self, key: &AlertKey, matched: bool) {
+        if let (Some((keys, _)), true) = (&mut self.open, matched) {
+            keys.insert(key.clone());
+        }
     }
 }
 
@@ -521,6 +640,27 @@ impl Groups {
             .collect()
     }
 
+    /// The ids of the groups of `keys` (alert keys: the non-null group columns), those known.
+    pub(crate) fn ids_of_keys(
+        &self,
+        group_by: &[String],
+        keys: &HashSet<AlertKey>,
+    ) -> Result<HashSet<usize>> {
+        let i = self.lock()?;
+        let mut joined = String::new();
+        let mut out = HashSet::with_capacity(keys.len());
+        for key in keys {
+            joined.clear();
+            for name in group_by {
+                push_part(&mut joined, key.get(name).map(String::as_str));
+            }
+            if let Some(&id) = i.ids.get(joined.as_str()) {
+                out.insert(id as usize);
+            }
+        }
+        Ok(out)
+    }
+
     /// The dense group id of every row (new groups get the next ids); the same batch again
     /// (another rule) is answered from the memo.
     pub(crate) fn ids_of(&self, group_by: &[String], batch: &RecordBatch) -> Result<Arc<Vec<u32>>> {
@@ -563,13 +703,8 @@ impl Interner {
         for row in 0..batch.num_rows() {
             joined.clear();
             for c in &cols {
-                match c.as_ref().filter(|c| c.is_valid(row)) {
-                    Some(c) => {
-                        joined.push('\u{1}');
-                        joined.push_str(c.value(row));
-                    }
-                    None => joined.push('\u{0}'),
-                }
+                let v = c.as_ref().filter(|c| c.is_valid(row)).map(|c| c.value(row));
+                push_part(&mut joined, v);
             }
             let id = match self.ids.get(joined.as_str()) {
                 Some(&id) => id,
@@ -583,6 +718,17 @@ impl Interner {
             out.push(id);
         }
         Ok(out)
+    }
+}
+
+/// One group column of an interned key: `\u{1}` and the text, or `\u{0}` for NULL.
+fn push_part(joined: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => {
+            joined.push('\u{1}');
+            joined.push_str(v);
+        }
+        None => joined.push('\u{0}'),
     }
 }
 

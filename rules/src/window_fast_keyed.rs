@@ -6,41 +6,53 @@
 //! computed over its rows, all closed windows of a batch become one result batch and the
 //! condition runs over it once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 
 use strata_query::arrow::array::{Array, RecordBatch};
 
 use crate::alert::AlertKey;
 use crate::error::Result;
-use crate::eval::{Values, instances};
 use crate::spec::RuleSpec;
-use crate::window_eval::{Closed, Kind, Shape, stamp, time_column};
-use crate::window_fast::{Condition, Entry, GroupInterners, Groups, Plan, Stat, wanted};
-use crate::window_keyed::{change_points, session_end, sessions};
+use crate::window_eval::{Closed, Kind, Shape, time_column};
+use crate::window_fast::{
+    ByEnd, Condition, Entry, GroupInterners, Groups, Judge, Plan, Results, Stat, Wanted,
+};
+use crate::window_keyed::{session_end, sessions};
 
-/// The rows of one group: times sorted, inputs `width` per row (`None`: NULL).
-#[derive(Debug, Default)]
+/// The rows of one group: times sorted (a row arriving out of order is inserted in place),
+/// inputs `width` per row (`None`: NULL).
+#[derive(Debug)]
 struct Group {
     times: Vec<i64>,
     inputs: Vec<Option<f64>>,
     /// Session: end of the last closed session (rows before it are late).
     closed_until: Option<i64>,
-    /// Rows were appended out of time order.
-    unsorted: bool,
-    /// Session: no session of this group ends before this time (`None`: not known yet). Set
-    /// to the first open session's end when the group's sessions are computed, lowered by every
-    /// row inserted since (a session holding row `t` ends at or after `t + gap` or its block's
-    /// end), so a watermark below it closes nothing and the group is skipped.
-    session_floor: Option<i64>,
+    /// Session: no session of this group ends before this time (`i64::MAX`: none can close).
+    /// Set to the first open session's end when the group's sessions are computed, lowered by
+    /// every row inserted since (a session holding row `t` ends at or after `t + gap` or its
+    /// block's end), so a watermark below it closes nothing and the group is not looked at.
+    session_floor: i64,
 }
 
-/// A closed window: group, start, end, rows, statistics.
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            times: Vec::new(),
+            inputs: Vec::new(),
+            closed_until: None,
+            session_floor: i64::MAX,
+        }
+    }
+}
+
+/// A closed window: group, start, end, rows, offset of its `width` statistics.
 struct Done {
     group: usize,
     start: i64,
     end: i64,
     rows: i64,
-    stats: Vec<Stat>,
+    stats_at: usize,
 }
 
 /// Incremental state of one sliding or session window rule.
@@ -51,6 +63,9 @@ pub struct FastKeyed {
     rows: Vec<Group>,
     /// Sliding: windows ending at or before this were evaluated.
     emitted_until: Option<i64>,
+    /// Session: (floor, group) for every floor a group was given; an entry whose floor is no
+    /// longer its group's is stale. Only groups popped here (floor <= watermark) are closed.
+    due: BinaryHeap<Reverse<(i64, usize)>>,
     condition: Condition,
 }
 
@@ -62,6 +77,7 @@ impl FastKeyed {
             plan,
             rows: Vec::new(),
             emitted_until: None,
+            due: BinaryHeap::new(),
             condition: Condition::default(),
         }
     }
@@ -81,27 +97,30 @@ impl FastKeyed {
         self.rows.resize_with(self.groups.len(), Group::default);
         let (mut max_t, mut dropped) = (None, 0);
         for (row, &g) in gids.iter().enumerate() {
-            let t = times.value(row);
+            let (t, g) = (times.value(row), g as usize);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
-            if drop_late && self.is_late(shape, g as usize, t) {
+            if drop_late && self.is_late(shape, g, t) {
                 dropped += 1;
                 continue;
             }
-            let grp = &mut self.rows[g as usize];
+            let grp = &mut self.rows[g];
             if let Kind::Session { gap_ns } = shape.kind {
                 let end = session_end(t, gap_ns, t.div_euclid(shape.size_ns), shape.size_ns);
-                grp.session_floor = grp.session_floor.map(|f| f.min(end));
+                if end < grp.session_floor {
+                    grp.session_floor = end;
+                    self.due.push(Reverse((end, g)));
+                }
             }
-            grp.unsorted |= grp.times.last().is_some_and(|&l| t < l);
-            grp.times.push(t);
-            for c in &inputs {
-                grp.inputs
-                    .push(c.filter(|c| c.is_valid(row)).map(|c| c.value(row)));
+            let at = match grp.times.last() {
+                Some(&l) if t < l => grp.times.partition_point(|&x| x <= t),
+                _ => grp.times.len(),
+            };
+            grp.times.insert(at, t);
+            let width = inputs.len();
+            for (i, c) in inputs.iter().enumerate() {
+                let v = c.filter(|c| c.is_valid(row)).map(|c| c.value(row));
+                grp.inputs.insert(at * width + i, v);
             }
-        }
-        let width = self.plan.width();
-        for g in self.rows.iter_mut().filter(|g| g.unsorted) {
-            sort_group(g, width);
         }
         Ok((max_t, dropped))
     }
@@ -123,60 +142,153 @@ impl FastKeyed {
         wm: i64,
         may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
-        let mut done = self.take_closed(shape, wm);
-        self.settle(shape, wm);
-        done.sort_by_key(|d| (d.end, d.group));
-        self.evaluate(spec, done, may_be_open)
+        let mut condition = std::mem::take(&mut self.condition);
+        let judge = Judge {
+            spec,
+            condition: &mut condition,
+            may_be_open,
+        };
+        let out = self.close_for(shape, wm, &mut [judge]);
+        self.condition = condition;
+        out.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
     }
 
-    fn take_closed(&mut self, shape: Shape, wm: i64) -> Vec<Done> {
+    /// [`FastKeyed::close`] for several rules sharing this state: the closed windows are taken
+    /// and aggregated once, into one result batch, and judged by each rule. One result per
+    /// judge, in order.
+    pub fn close_for(
+        &mut self,
+        shape: Shape,
+        wm: i64,
+        judges: &mut [Judge],
+    ) -> Vec<Result<Vec<Closed>>> {
+        let mut stats = Vec::new();
+        let mut done = match shape.kind {
+            Kind::Sliding => {
+                let done = self.take_sliding(shape.size_ns, wm, &mut stats);
+                self.settle(shape, wm);
+                done
+            }
+            Kind::Session { gap_ns } => self.take_sessions(gap_ns, shape.size_ns, wm, &mut stats),
+            Kind::Fixed => Vec::new(),
+        };
+        if done.is_empty() {
+            return judges.iter().map(|_| Ok(Vec::new())).collect();
+        }
+        done.sort_by_key(|d| (d.end, d.group));
+        let results = self.results(&done, &stats);
+        let group_by = self.plan.group_by();
+        judges
+            .iter_mut()
+            .map(|judge| {
+                let r = results.as_ref().map_err(|e| e.clone_invalid())?;
+                let mut wanted = Wanted::new(&self.groups, group_by, judge.may_be_open.take())?;
+                let mut by_end = ByEnd::new();
+                judge.judge(r, &mut wanted, &mut by_end)?;
+                Ok(by_end.into_iter().collect())
+            })
+            .collect()
+    }
+
+    /// The closed windows as one result batch.
+    fn results(&self, done: &[Done], stats: &[Stat]) -> Result<Results> {
+        let width = self.plan.width();
+        let entries: Vec<Entry> = done
+            .iter()
+            .map(|d| (d.group, d.rows, &stats[d.stats_at..d.stats_at + width]))
+            .collect();
+        Ok(Results {
+            rows: done
+                .iter()
+                .map(|d| (d.group, (d.start, d.end), d.rows))
+                .collect(),
+            batch: self.plan.result_batch(&self.groups, &entries)?,
+        })
+    }
+
+    /// Sliding: every group's windows ending in (emitted until, `wm`], their statistics
+    /// appended to `stats`.
+    fn take_sliding(&mut self, size: i64, wm: i64, stats: &mut Vec<Stat>) -> Vec<Done> {
         let width = self.plan.width();
         let mut out = Vec::new();
-        for (gi, g) in self.rows.iter_mut().enumerate() {
-            let windows: Vec<(i64, i64, usize, usize)> = match shape.kind {
-                Kind::Sliding => change_points(&g.times, shape.size_ns, self.emitted_until, wm)
-                    .into_iter()
-                    .map(|end| {
-                        let from = g.times.partition_point(|&t| t <= end - shape.size_ns);
-                        let to = g.times.partition_point(|&t| t <= end);
-                        (end - shape.size_ns, end, from, to)
-                    })
-                    .collect(),
-                Kind::Session { .. } if g.session_floor.is_some_and(|f| wm < f) => continue,
-                Kind::Session { gap_ns } => open_sessions(g, gap_ns, shape.size_ns, wm)
-                    .into_iter()
-                    .take_while(|&(_, end)| end <= wm)
-                    .map(|(start, end)| {
-                        let from = g.times.partition_point(|&t| t < start);
-                        let to = g.times.partition_point(|&t| t < end);
-                        (start, end, from, to)
-                    })
-                    .collect(),
-                Kind::Fixed => Vec::new(),
-            };
-            for (start, end, from, to) in windows {
-                if let Kind::Session { .. } = shape.kind {
-                    g.closed_until = Some(g.closed_until.map_or(end, |c| c.max(end)));
-                }
-                let mut stats = vec![Stat::default(); width];
-                for (j, x) in g.inputs[from * width..to * width].iter().enumerate() {
-                    if let Some(x) = x {
-                        stats[j % width].add(*x);
-                    }
-                }
+        let mut ends = Vec::new();
+        for (gi, g) in self.rows.iter().enumerate() {
+            change_points(&g.times, size, self.emitted_until, wm, &mut ends);
+            for &end in &ends {
+                let from = g.times.partition_point(|&t| t <= end - size);
+                let to = g.times.partition_point(|&t| t <= end);
                 out.push(Done {
                     group: gi,
-                    start,
+                    start: end - size,
                     end,
                     rows: (to - from) as i64,
-                    stats,
+                    stats_at: stats.len(),
                 });
+                add_stats(stats, &g.inputs[from * width..to * width], width);
             }
         }
         out
     }
 
-    /// Marks everything up to `wm` as evaluated and forgets rows no open window needs.
+    /// Session: the sessions `wm` closed in the groups whose floor it reached (the others
+    /// cannot have one), their statistics appended to `stats`; those groups forget the rows of
+    /// closed sessions and get their next floor.
+    fn take_sessions(&mut self, gap: i64, max: i64, wm: i64, stats: &mut Vec<Stat>) -> Vec<Done> {
+        let mut touched = Vec::new();
+        while let Some(&Reverse((floor, g))) = self.due.peek() {
+            if floor > wm {
+                break;
+            }
+            self.due.pop();
+            if self.rows[g].session_floor == floor {
+                touched.push(g);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let width = self.plan.width();
+        let mut out = Vec::new();
+        for gi in touched {
+            let g = &mut self.rows[gi];
+            let all = sessions(&g.times, gap, max);
+            for &(start, end) in all.iter().take_while(|s| s.1 <= wm) {
+                g.closed_until = Some(g.closed_until.map_or(end, |c| c.max(end)));
+                let from = g.times.partition_point(|&t| t < start);
+                let to = g.times.partition_point(|&t| t < end);
+                out.push(Done {
+                    group: gi,
+                    start,
+                    end,
+                    rows: (to - from) as i64,
+                    stats_at: stats.len(),
+                });
+                add_stats(stats, &g.inputs[from * width..to * width], width);
+            }
+            self.reset_floor(gi, &all, wm);
+        }
+        out
+    }
+
+    /// Group `gi`'s floor after a close at `wm` (its sessions `all`): the first open session's
+    /// end; rows of closed sessions are forgotten.
+    fn reset_floor(&mut self, gi: usize, all: &[(i64, i64)], wm: i64) {
+        let width = self.plan.width();
+        let g = &mut self.rows[gi];
+        if let Some(c) = g.closed_until {
+            forget_before(g, width, g.times.partition_point(|&t| t < c));
+        }
+        g.session_floor = all
+            .iter()
+            .map(|s| s.1)
+            .find(|&e| e > wm)
+            .unwrap_or(i64::MAX);
+        if g.session_floor < i64::MAX {
+            self.due.push(Reverse((g.session_floor, gi)));
+        }
+    }
+
+    /// Marks everything up to `wm` as evaluated and forgets rows no open window needs (every
+    /// group: after a rebuild, whose rows were inserted without dropping late ones).
     pub fn settle(&mut self, shape: Shape, wm: i64) {
         let width = self.plan.width();
         match shape.kind {
@@ -184,105 +296,84 @@ impl FastKeyed {
                 self.emitted_until = Some(self.emitted_until.map_or(wm, |e| e.max(wm)));
                 let keep_after = wm - shape.size_ns;
                 for g in &mut self.rows {
-                    retain(g, width, |t| t > keep_after);
+                    let n = g.times.partition_point(|&t| t <= keep_after);
+                    forget_before(g, width, n);
                 }
             }
             Kind::Session { gap_ns } => {
-                for g in &mut self.rows {
-                    // Nothing closes at `wm` and no row of a closed session is left.
-                    let kept = |c: i64| g.times.first().is_none_or(|&t| t >= c);
-                    if g.session_floor.is_some_and(|f| wm < f) && g.closed_until.is_none_or(kept) {
-                        continue;
-                    }
-                    for (_, end) in open_sessions(g, gap_ns, shape.size_ns, wm) {
-                        if end > wm {
-                            break;
-                        }
+                self.due.clear();
+                for gi in 0..self.rows.len() {
+                    let g = &mut self.rows[gi];
+                    let all = sessions(&g.times, gap_ns, shape.size_ns);
+                    for &(_, end) in all.iter().take_while(|s| s.1 <= wm) {
                         g.closed_until = Some(g.closed_until.map_or(end, |c| c.max(end)));
                     }
-                    if let Some(c) = g.closed_until {
-                        retain(g, width, |t| t >= c);
-                    }
+                    self.reset_floor(gi, &all, wm);
                 }
             }
             Kind::Fixed => {}
         }
     }
+}
 
-    /// The closed windows by end: one condition run over all of them; empty windows (the last
-    /// row left) do not hold; only results that can change state are kept.
-    fn evaluate(
-        &mut self,
-        spec: &RuleSpec,
-        done: Vec<Done>,
-        mut may_be_open: Option<&mut HashSet<AlertKey>>,
-    ) -> Result<Vec<Closed>> {
-        let mut by_end: BTreeMap<i64, BTreeMap<AlertKey, (bool, Values)>> = BTreeMap::new();
-        if done.is_empty() {
-            return Ok(Vec::new());
+/// Appends the statistics of `inputs` (`width` per row) to `stats`.
+fn add_stats(stats: &mut Vec<Stat>, inputs: &[Option<f64>], width: usize) {
+    let at = stats.len();
+    stats.resize(at + width, Stat::default());
+    for (j, x) in inputs.iter().enumerate() {
+        if let Some(x) = x {
+            stats[at + j % width].add(*x);
         }
-        let entries: Vec<Entry> = done
-            .iter()
-            .map(|d| (d.group, d.rows, d.stats.as_slice()))
-            .collect();
-        let batch = self.plan.result_batch(&self.groups, &entries)?;
-        let flags = self.condition.flags(spec, &batch)?;
-        for (i, d) in done.iter().enumerate() {
-            let matched = d.rows > 0 && flags.is_valid(i) && flags.value(i);
-            let key = self.groups.alert_key(self.plan.group_by(), d.group);
-            if !wanted(may_be_open.as_deref_mut(), &key, matched) {
-                continue;
-            }
-            let groups = by_end.entry(d.end).or_default();
-            if d.rows == 0 {
-                let mut empty = Values::new();
-                stamp(&mut empty, d.start, d.end);
-                groups.insert(key, (false, empty));
-                continue;
-            }
-            for (k, mut values) in instances(&[batch.slice(i, 1)])? {
-                stamp(&mut values, d.start, d.end);
-                groups.insert(k, (matched, values));
-            }
-        }
-        Ok(by_end.into_iter().collect())
     }
 }
 
-/// Sorts a group's rows by time (stable: equal times keep their arrival order).
-fn sort_group(g: &mut Group, width: usize) {
-    let mut order: Vec<usize> = (0..g.times.len()).collect();
-    order.sort_by_key(|&i| g.times[i]);
-    g.times = order.iter().map(|&i| g.times[i]).collect();
-    g.inputs = order
-        .iter()
-        .flat_map(|&i| g.inputs[i * width..(i + 1) * width].iter().copied())
-        .collect();
-    g.unsorted = false;
-}
-
-/// Keeps the rows whose time satisfies `keep`.
-/// The sessions of `g`'s rows; records the end of the first one the watermark `wm` leaves open
-/// as the group's session floor (no open session: none before the next row).
-fn open_sessions(g: &mut Group, gap_ns: i64, max_ns: i64, wm: i64) -> Vec<(i64, i64)> {
-    let all = sessions(&g.times, gap_ns, max_ns);
-    let first_open = all.iter().map(|s| s.1).find(|&end| end > wm);
-    g.session_floor = Some(first_open.unwrap_or(i64::MAX));
-    all
-}
-
-fn retain(g: &mut Group, width: usize, keep: impl Fn(i64) -> bool) {
-    if g.times.iter().all(|&t| keep(t)) {
-        return;
-    }
-    let mut times = Vec::with_capacity(g.times.len());
-    let mut inputs = Vec::with_capacity(g.inputs.len());
-    for (i, &t) in g.times.iter().enumerate() {
-        if keep(t) {
-            times.push(t);
-            inputs.extend_from_slice(&g.inputs[i * width..(i + 1) * width]);
+/// Sliding window ends in `(after, wm]` of sorted `times` into `out` (cleared): each row's time
+/// and time + size, once each, in order (two binary searches and a merge; no per-row work for
+/// rows outside the range).
+fn change_points(times: &[i64], size: i64, after: Option<i64>, wm: i64, out: &mut Vec<i64>) {
+    out.clear();
+    let from = |bound: Option<i64>| bound.map_or(0, |b| times.partition_point(|&t| t <= b));
+    let entries = &times[from(after)..times.partition_point(|&t| t <= wm)];
+    let exits_to = times.partition_point(|&t| t <= wm.saturating_sub(size));
+    let exits_from = from(after.map(|a| a.saturating_sub(size))).min(exits_to);
+    let exits = times[exits_from..exits_to].iter().map(|&t| t + size);
+    let (mut a, mut b) = (entries.iter().copied().peekable(), exits.peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(&x), Some(&y)) if x <= y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        let Some(p) = next else { break };
+        if out.last() != Some(&p) {
+            out.push(p);
         }
     }
-    g.times = times;
-    g.inputs = inputs;
+}
+
+/// Forgets the group's first `n` rows (its rows are sorted: what a watermark forgets is a prefix).
+fn forget_before(g: &mut Group, width: usize, n: usize) {
+    if n > 0 {
+        g.times.drain(..n);
+        g.inputs.drain(..n * width);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_points_merge_entries_and_exits_once() {
+        let mut out = Vec::new();
+        change_points(&[1, 3], 5, None, 100, &mut out);
+        assert_eq!(out, vec![1, 3, 6, 8]);
+        change_points(&[1, 3], 5, Some(3), 7, &mut out);
+        assert_eq!(out, vec![6]);
+        change_points(&[1, 6], 5, None, 100, &mut out);
+        assert_eq!(out, vec![1, 6, 11]);
+        change_points(&[1, 1, 2, 6], 5, Some(1), 6, &mut out);
+        assert_eq!(out, vec![2, 6]);
+    }
 }
