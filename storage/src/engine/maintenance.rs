@@ -103,9 +103,11 @@ fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
         .map_err(|source| StorageError::Io { path: root, source })
 }
 
-/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): under CPU
-/// contention the scheduler gives writers, flush and queries about 10× their share.
-const BULK_NICE: i32 = 10;
+/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): the
+/// lowest, so under CPU contention the scheduler gives a busy writer, flush or query thread
+/// about 68× an encoder's share (weights 1024 and 15). At nice 10 (weight 110) the two encoders
+/// still took 30 % of the server's CPU while a load ran (benches/cold/RESULTS.md).
+const BULK_NICE: i32 = 19;
 
 /// Lowers the calling thread's CPU priority to [`BULK_NICE`] (Linux: a thread's own nice value;
 /// elsewhere the whole process's, so nothing is done). Failure only costs priority: logged.
