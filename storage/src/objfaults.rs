@@ -5,7 +5,9 @@
 //! the fault was armed, fails once, either *before* it reaches the store (nothing changed) or
 //! *after* it did (the store changed but the caller sees an error: a lost response, a timeout
 //! after the write landed, a client retry that meets its own write). Faults and traces are keyed
-//! by the store URL, so tests running in parallel do not see each other's.
+//! by the store URL, so tests running in parallel do not see each other's. A test can also hold
+//! object puts ([`hold_puts`]): they wait before reaching the store until [`release_puts`], so a
+//! move can be caught in the middle (see `engine/cold_tests.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -59,6 +61,8 @@ struct Table {
     armed: Vec<Armed>,
     fired: HashMap<String, usize>,
     traces: HashMap<String, Vec<(Call, String)>>,
+    /// URLs whose object puts wait, with how many puts are waiting now.
+    held: HashMap<String, usize>,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -94,6 +98,41 @@ pub(crate) fn clear(url: &str) -> usize {
 /// The calls made to the store of `url` since the last `take_trace`, in order.
 pub(crate) fn take_trace(url: &str) -> Vec<(Call, String)> {
     with(|t| t.traces.remove(url).unwrap_or_default())
+}
+
+/// From now on, object puts (not manifest puts) to the store of `url` wait until
+/// [`release_puts`].
+pub(crate) fn hold_puts(url: &str) {
+    with(|t| t.held.insert(url.to_string(), 0));
+}
+
+/// Lets held puts to the store of `url` go on.
+pub(crate) fn release_puts(url: &str) {
+    with(|t| t.held.remove(url));
+}
+
+/// How many object puts to the store of `url` are waiting now.
+pub(crate) fn puts_waiting(url: &str) -> usize {
+    with(|t| t.held.get(url).copied().unwrap_or(0))
+}
+
+/// Waits while puts to `url` are held.
+async fn wait_while_held(url: &str) {
+    let mut counted = false;
+    loop {
+        let held = with(|t| match t.held.get_mut(url) {
+            Some(n) => {
+                *n += usize::from(!counted);
+                true
+            }
+            None => false,
+        });
+        if !held {
+            return;
+        }
+        counted = true;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// Records a call and decides its fate.
@@ -180,6 +219,9 @@ impl ObjectStore for FaultStore {
         } else {
             Call::Put
         };
+        if call == Call::Put {
+            wait_while_held(&self.url).await;
+        }
         let put = self.inner.put_opts(location, payload, opts);
         guarded(&self.url, call, location, put).await
     }

@@ -223,9 +223,11 @@ pub(super) fn unique() -> String {
 const ENCODERS: usize = 2;
 
 /// Moves every segment whose partition ended more than its stream's `hot` ago, oldest first;
-/// stops at the first failure (the rest stays hot and is retried at the next run). Segments are
-/// encoded on [`ENCODERS`] threads (each at most one object ahead); writing, verifying and
-/// committing stay on this thread, in age order.
+/// stops at the first failure or when the engine closes (the rest stays hot and is retried at
+/// the next run). Segments are encoded on [`ENCODERS`] threads at a lower CPU priority
+/// (`maintenance::lower_priority`; each at most one object ahead); writing, verifying and
+/// committing stay on this thread, in age order. No lock a flush or a write takes is held while
+/// encoding or storing: only the manifest edits and the live-state swap take them.
 pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut LifecycleRun) {
     if tier.reconcile_pending.load(Ordering::Relaxed)
         && let Err(e) = reconcile_after_failure(inner, tier, report)
@@ -253,7 +255,12 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
                     .cloned()
                     .collect();
                 scope.spawn(move || {
+                    // Encoding yields the CPU to writers, flush and queries.
+                    super::maintenance::lower_priority();
                     for live in mine {
+                        if inner.shutdown.load(Ordering::Acquire) {
+                            return;
+                        }
                         let started = std::time::Instant::now();
                         let encoded = encode(inner, &live);
                         // The receiver is gone when a move failed: stop encoding.
@@ -266,6 +273,12 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
             })
             .collect();
         for (i, live) in candidates.iter().enumerate() {
+            if inner.shutdown.load(Ordering::Acquire) {
+                report
+                    .errors
+                    .push("cold: the engine is closing; the rest stays hot".into());
+                return;
+            }
             let Ok(encoded) = queues[i % queues.len()].recv() else {
                 report
                     .errors
@@ -331,13 +344,13 @@ fn store_one(
 /// Live segments due to move, in age order.
 fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
     let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
-    let p = inner.config.partition_ns;
     let state = inner.read_state()?;
     Ok(state
         .segments
         .iter()
         .filter(|l| {
             let m = &l.meta;
+            let p = super::rollups::partition_ns_of(inner, &m.stream);
             let hot = store.effective(&m.database, &m.stream).0.hot;
             hot.is_some_and(|h| m.partition_start.saturating_add(p) <= now.saturating_sub(h))
         })
@@ -559,3 +572,7 @@ mod tests;
 #[cfg(test)]
 #[path = "cold_fault_tests.rs"]
 mod fault_tests;
+
+#[cfg(test)]
+#[path = "cold_flush_tests.rs"]
+mod flush_tests;

@@ -66,11 +66,14 @@ pub(super) fn flush_held(inner: &Inner) -> Result<()> {
     }
 }
 
-/// A stream's name and fields, copied out of the catalog for a flush (no series are copied).
+/// A stream's name, fields and time partition, copied out of the catalog for a flush (no series
+/// are copied).
 struct StreamInfo {
     database: String,
     name: String,
     fields: Vec<(String, FieldType)>,
+    /// Partition length of its segments (wider for rollup streams, `rollups::partition_ns_of`).
+    partition_ns: i64,
 }
 
 fn stream_infos(inner: &Inner) -> Result<Vec<StreamInfo>> {
@@ -83,6 +86,7 @@ fn stream_infos(inner: &Inner) -> Result<Vec<StreamInfo>> {
             database: s.database.clone(),
             name: s.name.clone(),
             fields: s.fields.clone(),
+            partition_ns: super::rollups::partition_ns_of(inner, &s.name),
         })
         .collect())
 }
@@ -207,7 +211,7 @@ fn write_series_rows(
     rows: Rows,
     erased: &std::collections::HashMap<SeriesId, Vec<(i64, i64)>>,
 ) -> Result<()> {
-    let p = inner.config.partition_ns;
+    let p = meta.partition_ns;
     // Points without any field value are invisible to reads; nothing to store.
     let rows = rows.drop_empty_rows();
     // Rows of an erased device (tombstones made after this memtable's writes) are not stored.
@@ -253,7 +257,7 @@ impl OpenSegment {
             &meta.database,
             &meta.name,
             part,
-            inner.config.partition_ns,
+            meta.partition_ns,
             &meta.fields,
         );
         match writer {

@@ -258,7 +258,6 @@ pub(super) fn status(
     use std::collections::BTreeMap;
     let now = now_ns();
     let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
-    let p = inner.config.partition_ns;
     let mut by: BTreeMap<(String, String, &'static str), crate::lifecycle::TierStatus> =
         BTreeMap::new();
     let mut add = |db: &str,
@@ -291,6 +290,7 @@ pub(super) fn status(
     for l in &state.segments {
         let m = &l.meta;
         let hot = store.effective(&m.database, &m.stream).0.hot;
+        let p = super::rollups::partition_ns_of(inner, &m.stream);
         let due = inner.cold.is_some()
             && hot.is_some_and(|h| m.partition_start.saturating_add(p) <= now.saturating_sub(h));
         add(

@@ -1,6 +1,8 @@
 //! The background thread and the entry points of compaction (`compaction/`): the thread flushes by
-//! size and age (`flush.rs`), compacts windows with many segments, maintains rollups and runs the
-//! lifecycle (`lifecycle.rs`) when it is due.
+//! size and age (`flush.rs`), compacts windows with many segments, maintains rollups and starts the
+//! lifecycle (`lifecycle.rs`) when it is due. A lifecycle run (retention, cold moves: seconds to
+//! minutes of Parquet encoding) runs on a thread of its own at a lower CPU priority, so flush
+//! never waits for a move; while it holds `compaction_lock` the background pass skips compaction.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +13,8 @@ use super::compaction::{self, Mode, picker::PickOptions};
 use super::flush::{fault_of, flush};
 use crate::error::{Result, StorageError};
 
-/// Runs the compactions the picker finds worth doing (`trigger` = shortest run); returns how many.
+/// Runs the compactions the picker finds worth doing (`trigger` = shortest run); returns how many
+/// (none when a compaction or lifecycle run holds the compaction lock).
 pub(super) fn compact_picked(inner: &Inner, trigger: usize) -> Result<usize> {
     compaction::compact(inner, Mode::Picked(PickOptions::with_trigger(trigger)))
 }
@@ -30,7 +33,8 @@ pub(super) fn spawn_background(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
         .map_err(|source| StorageError::Io { path: root, source })
 }
 
-fn background_loop(inner: &Inner) {
+fn background_loop(inner: &Arc<Inner>) {
+    let mut lifecycle: Option<JoinHandle<()>> = None;
     let (lock, cv) = &inner.wake;
     while !inner.shutdown.load(Ordering::Acquire) {
         if let Ok(flag) = lock.lock() {
@@ -42,7 +46,7 @@ fn background_loop(inner: &Inner) {
         if inner.shutdown.load(Ordering::Acquire) {
             break;
         }
-        let fault = match run_due_work(inner) {
+        let fault = match run_due_work(inner, &mut lifecycle) {
             Ok(()) => 0,
             Err(e) => {
                 tracing::error!(error = %e, "background maintenance failed; will retry");
@@ -54,9 +58,13 @@ fn background_loop(inner: &Inner) {
             .maintenance_fault
             .store(fault, Ordering::Relaxed);
     }
+    // A running move sees the shutdown flag between segments and stops.
+    if let Some(h) = lifecycle {
+        let _ = h.join();
+    }
 }
 
-fn run_due_work(inner: &Inner) -> Result<()> {
+fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> Result<()> {
     let due = {
         let state = inner.read_state()?;
         state.active.bytes() >= inner.config.memtable_bytes
@@ -69,10 +77,51 @@ fn run_due_work(inner: &Inner) -> Result<()> {
     if due {
         flush(inner)?;
     }
+    // A lifecycle run holds the compaction lock while it moves: skip compaction this pass.
     compact_picked(inner, inner.config.compaction_trigger)?;
     super::rollups::background(inner)?;
-    if super::lifecycle::due(inner) {
-        super::lifecycle::run(inner, false)?;
+    if lifecycle.as_ref().is_none_or(JoinHandle::is_finished) && super::lifecycle::due(inner) {
+        if let Some(done) = lifecycle.take() {
+            let _ = done.join();
+        }
+        *lifecycle = Some(spawn_lifecycle(inner.clone())?);
     }
     Ok(())
+}
+
+/// Starts one background lifecycle run on its own thread, at [`lower_priority`].
+fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
+    let root = inner.config.data_dir.clone();
+    std::thread::Builder::new()
+        .name("strata-lifecycle".into())
+        .spawn(move || {
+            lower_priority();
+            if let Err(e) = super::lifecycle::run(&inner, false) {
+                tracing::error!(error = %e, "background lifecycle maintenance failed; will retry");
+            }
+        })
+        .map_err(|source| StorageError::Io { path: root, source })
+}
+
+/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): the
+/// lowest, so under CPU contention the scheduler gives a busy writer, flush or query thread
+/// about 68× an encoder's share (weights 1024 and 15). At nice 10 (weight 110) the two encoders
+/// still took 30 % of the server's CPU while a load ran (benches/cold/RESULTS.md).
+const BULK_NICE: i32 = 19;
+
+/// Lowers the calling thread's CPU priority to [`BULK_NICE`] (Linux: a thread's own nice value;
+/// elsewhere the whole process's, so nothing is done). Failure only costs priority: logged.
+#[allow(unsafe_code)]
+pub(super) fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
+        let done = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE)
+        };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a bulk thread's priority");
+        }
+    }
 }

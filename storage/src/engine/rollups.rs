@@ -36,6 +36,29 @@ const WRITE_CHUNK_ROWS: usize = 16_384;
 /// Back-fill steps taken per background maintenance pass.
 const BACKFILL_STEPS_PER_PASS: usize = 4;
 
+/// Windows of a rollup one of its segments spans at least (see [`partition_ns_of`]).
+const WINDOWS_PER_PARTITION: i64 = 64;
+
+/// The time partition of `stream`'s segments: the engine's (`partition_ns`) for raw streams; for
+/// a rollup stream of interval `every`, [`WINDOWS_PER_PARTITION`] windows rounded up to whole
+/// engine partitions (1 m and 5 m: 1 day; 1 h: 3 days; 1 d: 64 days). A rollup holds one row per
+/// series and window, so with the engine's partitions a month of a daily rollup would be 30
+/// segments of one row per series, and a read would pay the fixed cost of a (series, segment)
+/// 30 times per series; in one segment each series' month is one block. Rollup streams stay
+/// hot (their policy has no `hot`), so the wider partition never delays a move.
+pub(super) fn partition_ns_of(inner: &Inner, stream: &str) -> i64 {
+    let p = inner.config.partition_ns.max(1);
+    match crate::rollup::parse_rollup_stream_name(stream) {
+        Some((_, every)) => every
+            .saturating_mul(WINDOWS_PER_PARTITION)
+            .saturating_add(p - 1)
+            .div_euclid(p)
+            .saturating_mul(p)
+            .max(p),
+        None => p,
+    }
+}
+
 /// Shared rollup machinery of an engine: the lock serializing absorbs and back-fill steps, and
 /// counters.
 #[derive(Debug, Default)]

@@ -226,6 +226,51 @@ fn backfill_walks_existing_data_in_bounded_steps() {
     assert_eq!(stored(&engine, 10 * MIN), expected(&engine, 10 * MIN));
 }
 
+/// Hot segments of `stream` (files of the `hot` tier in the lifecycle status).
+fn hot_segments(engine: &Engine, stream: &str) -> u64 {
+    let (tiers, _) = engine.lifecycle_status().unwrap();
+    tiers
+        .iter()
+        .filter(|t| t.stream == stream && t.tier == "hot")
+        .map(|t| t.files)
+        .sum()
+}
+
+#[test]
+fn a_rollup_segment_spans_many_windows_and_answers_stay_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    // Ten hours (ten 1-hour partitions) of two devices, flushed; then a 10-minute rollup: its
+    // partition is 64 windows rounded up to whole hours (11 h), so its rows of the ten hours
+    // land in one or two segments instead of ten.
+    let rows: Vec<(&str, i64, f64)> = (0..600)
+        .flat_map(|m| {
+            [
+                ("a", m * MIN + 7, m as f64),
+                ("bb", m * MIN + 9, -(m as f64)),
+            ]
+        })
+        .collect();
+    write(&engine, &rows);
+    engine.flush().unwrap();
+    engine.set_rollups("db", "s", &[spec(10 * MIN)]).unwrap();
+    engine.run_rollups(100).unwrap();
+    engine.flush().unwrap();
+    assert_eq!(hot_segments(&engine, "s"), 10);
+    let name = rollup_stream_name("s", 10 * MIN);
+    let segments = hot_segments(&engine, &name);
+    assert!((1..=2).contains(&segments), "{segments} rollup segments");
+    assert_eq!(stored(&engine, 10 * MIN), expected(&engine, 10 * MIN));
+    // Late rows into an old window: a newer segment in the same wide partition wins.
+    write(&engine, &[("a", 7, 1000.0)]);
+    engine.run_rollups(100).unwrap();
+    engine.flush().unwrap();
+    assert_eq!(stored(&engine, 10 * MIN), expected(&engine, 10 * MIN));
+    engine.compact().unwrap();
+    assert!(hot_segments(&engine, &name) <= 2);
+    assert_eq!(stored(&engine, 10 * MIN), expected(&engine, 10 * MIN));
+}
+
 #[test]
 fn backfill_aggregates_raw_data_already_moved_cold() {
     const HOUR: i64 = 60 * MIN;

@@ -27,7 +27,9 @@ use picker::{Candidate, Job, PickOptions};
 /// Which merges to run.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Mode {
-    /// What the picker finds worth doing (the background thread).
+    /// What the picker finds worth doing (the background thread), or nothing when another
+    /// compaction or a lifecycle run holds the lock: the thread goes back to flushing instead
+    /// of waiting for a move.
     Picked(PickOptions),
     /// Every window with two or more segments, merged whole (`Engine::compact`).
     All,
@@ -35,10 +37,17 @@ pub(super) enum Mode {
 
 /// Runs the merges `mode` picks; returns how many windows were compacted.
 pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
-    let _serial = inner
-        .compaction_lock
-        .lock()
-        .map_err(|_| super::poisoned())?;
+    let _serial = match mode {
+        Mode::Picked(_) => match inner.compaction_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(super::poisoned()),
+        },
+        Mode::All => inner
+            .compaction_lock
+            .lock()
+            .map_err(|_| super::poisoned())?,
+    };
     // Erased rows leave their segments before any merge could carry them on (`erase.rs`).
     super::erase::purge(inner)?;
     let jobs = {
