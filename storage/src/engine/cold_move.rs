@@ -232,7 +232,9 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
     if tier.reconcile_pending.load(Ordering::Relaxed)
         && let Err(e) = reconcile_after_failure(inner, tier, report)
     {
-        let msg = format!("cold: reconciling the last failed move failed, no move this run: {e}");
+        let msg = format!(
+            "cold: reconciling the last failed move failed, no move this run (the data stays hot): {e}"
+        );
         tier.record_error(&msg);
         report.errors.push(msg);
         return;
