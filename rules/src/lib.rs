@@ -447,8 +447,15 @@ impl Rules {
         let store = self.store.clone();
         let s = spec.clone();
         blocking(move || store.put_rule(&s, false)).await?;
-        // Its part of a shared window state goes (its window may have changed).
-        if let Ok(mut u) = self.shared.lock() {
+        // A new window, select or grouping leaves the shared window state (the condition alone
+        // is recompiled in place: open windows and the watermark stay).
+        let old = match self.loaded.read() {
+            Ok(l) => l.get(name).map(|o| o.spec.clone()),
+            Err(_) => None,
+        };
+        let keeps = old
+            .is_some_and(|o| window_share::same_windows(&o, &spec) && !self.joins_devices(&spec));
+        if !keeps && let Ok(mut u) = self.shared.lock() {
             u.retain(|_, unit| !unit.forget(name));
         }
         self.load(spec.clone(), timing);

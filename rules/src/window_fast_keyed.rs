@@ -20,12 +20,15 @@ use crate::window_fast::{
 };
 use crate::window_keyed::{session_end, sessions};
 
-/// The rows of one group: times sorted (a row arriving out of order is inserted in place),
-/// inputs `width` per row (`None`: NULL).
+/// The rows of one group: times sorted (a row arriving out of order is inserted in place, or,
+/// past [`IN_PLACE_LIMIT`] such rows in one batch, appended and the group sorted once at the
+/// end of the batch), inputs `width` per row (`None`: NULL).
 #[derive(Debug)]
 struct Group {
     times: Vec<i64>,
     inputs: Vec<Option<f64>>,
+    /// Rows were appended out of order during the current batch (sorted before it returns).
+    unsorted: bool,
     /// Session: end of the last closed session (rows before it are late).
     closed_until: Option<i64>,
     /// Session: no session of this group ends before this time (`i64::MAX`: none can close).
@@ -40,9 +43,31 @@ impl Default for Group {
         Group {
             times: Vec::new(),
             inputs: Vec::new(),
+            unsorted: false,
             closed_until: None,
             session_floor: i64::MAX,
         }
+    }
+}
+
+/// Out-of-order rows of one batch inserted in place (each costs a move of the group's later
+/// rows); past this many, a batch appends and sorts each group it disordered once, so a batch
+/// written newest first costs `n log n`, not `n²`.
+const IN_PLACE_LIMIT: usize = 64;
+
+impl Group {
+    /// Sorts the rows by time, keeping the arrival order of equal times (as in-place insertion
+    /// after the equal times does).
+    fn sort(&mut self, width: usize) {
+        let mut order: Vec<usize> = (0..self.times.len()).collect();
+        order.sort_by_key(|&i| self.times[i]);
+        self.times = order.iter().map(|&i| self.times[i]).collect();
+        let inputs = std::mem::take(&mut self.inputs);
+        self.inputs = order
+            .iter()
+            .flat_map(|&i| inputs[i * width..(i + 1) * width].iter().copied())
+            .collect();
+        self.unsorted = false;
     }
 }
 
@@ -96,6 +121,8 @@ impl FastKeyed {
         let inputs = self.plan.input_columns(batch)?;
         self.rows.resize_with(self.groups.len(), Group::default);
         let (mut max_t, mut dropped) = (None, 0);
+        let width = inputs.len();
+        let (mut moved, mut unsorted) = (0, Vec::new());
         for (row, &g) in gids.iter().enumerate() {
             let (t, g) = (times.value(row), g as usize);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
@@ -111,16 +138,25 @@ impl FastKeyed {
                     self.due.push(Reverse((end, g)));
                 }
             }
-            let at = match grp.times.last() {
-                Some(&l) if t < l => grp.times.partition_point(|&x| x <= t),
-                _ => grp.times.len(),
+            let out_of_order = grp.times.last().is_some_and(|&l| t < l);
+            let at = if out_of_order && !grp.unsorted && moved < IN_PLACE_LIMIT {
+                moved += 1;
+                grp.times.partition_point(|&x| x <= t)
+            } else {
+                if out_of_order && !grp.unsorted {
+                    grp.unsorted = true;
+                    unsorted.push(g);
+                }
+                grp.times.len()
             };
             grp.times.insert(at, t);
-            let width = inputs.len();
             for (i, c) in inputs.iter().enumerate() {
                 let v = c.filter(|c| c.is_valid(row)).map(|c| c.value(row));
                 grp.inputs.insert(at * width + i, v);
             }
+        }
+        for g in unsorted {
+            self.rows[g].sort(width);
         }
         Ok((max_t, dropped))
     }

@@ -22,6 +22,18 @@ use crate::window_fast::{Condition, Judge, Plan};
 /// What rules must have in common to share a window state (`None`: the rule evaluates alone).
 pub fn share_key(spec: &RuleSpec, batch: &RecordBatch) -> Option<String> {
     Plan::of(spec, &batch.schema())?;
+    windows_of(spec)
+}
+
+/// Whether `old` and `new` (two versions of one rule) keep the same window state: same
+/// stream, window, lateness, `group_by` and select. An update that changes only the condition,
+/// actions or labels keeps the rule's open windows and watermark.
+pub fn same_windows(old: &RuleSpec, new: &RuleSpec) -> bool {
+    windows_of(old).is_some_and(|o| Some(o) == windows_of(new))
+}
+
+/// The part of a rule that determines its window state.
+fn windows_of(spec: &RuleSpec) -> Option<String> {
     let window = serde_json::to_string(spec.window.as_ref()?).ok()?;
     Some(format!(
         "{}\u{0}{}\u{0}{window}\u{0}{:?}\u{0}{:?}\u{0}{}",

@@ -870,3 +870,42 @@ fn conditions_join_device_attributes_as_per_device_thresholds() {
     assert!(r.body.contains("group_by"), "{}", r.body);
     assert_eq!(server.get("/api/v1/rules/bad").status, 404);
 }
+
+/// Changing only a window rule's condition keeps its open windows and watermark: the window
+/// that was open across the update closes with every row written to it, before and after.
+#[test]
+fn updating_a_window_rule_condition_keeps_its_open_windows() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(&dir, &[]);
+    write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
+    let mut rule = json!({"name": "busy", "stream": "env", "kind": "window",
+        "window": {"type": "tumbling", "size": "1m"}, "group_by": ["device"],
+        "select": "count(*) AS c, avg(temperature) AS t", "condition": "c >= 5",
+        "lateness": "5s"});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Window [BASE_S - 20, BASE_S + 40): three rows, the update, two more rows.
+    let row = |t: i64| ("d1".to_string(), BASE_S + t, 20.0 + t as f64);
+    write_batch(&server, &[row(1), row(2), row(3)]);
+    rule["condition"] = json!("c >= 4");
+    let r = server.send_json("PUT", "/api/v1/rules/busy", &rule);
+    assert_eq!(r.status, 200, "{}", r.body);
+    write_batch(&server, &[row(4), row(5)]);
+    // A row 50 s in moves the watermark (45 s) past the window's end.
+    write_batch(&server, &[row(50)]);
+    let got = wait_until("the window closed", Duration::from_secs(10), || {
+        let a = alert_rows(&server, "busy");
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(got, vec![("d1".to_string(), "firing".to_string())]);
+    assert_eq!(
+        history(&server, "busy"),
+        vec![json!(["d1", "firing", BASE_S + 40])]
+    );
+    let c = sql(
+        &server,
+        "SELECT values FROM alerts WHERE rule = 'busy' AND device = 'd1'",
+    );
+    let values: Value = serde_json::from_str(c[0]["values"].as_str().unwrap()).unwrap();
+    assert_eq!(values["c"].as_f64(), Some(5.0), "{c:?}");
+}

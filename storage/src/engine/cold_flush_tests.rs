@@ -3,8 +3,8 @@
 //! still flushes, twice, and a direct flush completes, before the move is let go. Then the move
 //! finishes and every row is there exactly once. Two ways a move runs: started by the
 //! background pass (it runs on its own thread, not on the one that flushes) and started by an
-//! operator (`run_lifecycle` on another thread, holding the compaction lock the background pass
-//! then skips). No timing is asserted: a wait that never ends fails after a generous deadline
+//! operator (`run_lifecycle` on another thread). A held move also leaves compaction free: the
+//! background pass compacts another window meanwhile, not the windows being moved. No timing is asserted: a wait that never ends fails after a generous deadline
 //! (a deadlock guard, not a measurement).
 
 use std::time::{Duration, Instant};
@@ -141,12 +141,36 @@ fn finish(engine: &Engine, url: &str) {
     assert_eq!(rows_of(engine, "new"), 2 * 3);
 }
 
+/// Lets held puts go when dropped: a failed assertion must not leave the lifecycle thread
+/// (which `Engine::drop` joins) waiting forever, turning a failure into a hang. Declared after
+/// the engine, so it is dropped first.
+struct Release<'a>(&'a str);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        objfaults::release_puts(self.0);
+    }
+}
+
+/// Hot segment files of `database`.
+fn hot_files(engine: &Engine, database: &str) -> u64 {
+    engine
+        .lifecycle_status()
+        .unwrap()
+        .0
+        .iter()
+        .filter(|t| t.database == database && t.tier == "hot")
+        .map(|t| t.files)
+        .sum()
+}
+
 #[test]
 fn the_background_thread_flushes_while_its_own_move_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let cold = tempfile::tempdir().unwrap();
     let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
     objfaults::hold_puts(&url);
+    let _release = Release(&url);
     // The next background lifecycle run starts the move, which stops at its put.
     engine
         .set_lifecycle("old", None, Some(hot_3_days()))
@@ -165,6 +189,7 @@ fn the_background_thread_flushes_while_an_operators_move_is_held() {
         engine.last_lifecycle_run().is_some()
     });
     objfaults::hold_puts(&url);
+    let _release = Release(&url);
     engine
         .set_lifecycle("old", None, Some(hot_3_days()))
         .unwrap();
@@ -177,4 +202,77 @@ fn the_background_thread_flushes_while_an_operators_move_is_held() {
         assert_eq!(report.moved.len(), 3, "{report:?}");
     });
     finish(&engine, &url);
+}
+
+/// A move runs without the compaction lock: while it is held, the background pass compacts a
+/// window of another database, and leaves alone a window being moved, though late rows gave it
+/// more segments than the trigger. Once the move ends every row is there once, moved cold by the
+/// runs that follow.
+#[test]
+fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
+    objfaults::hold_puts(&url);
+    let _release = Release(&url);
+    engine
+        .set_lifecycle("old", None, Some(hot_3_days()))
+        .unwrap();
+    wait_for("the move reaching its first put", || {
+        objfaults::puts_waiting(&url) > 0
+    });
+    let today = now_ns().div_euclid(DAY) * DAY;
+    // Late rows into the oldest window being moved: five more segments there (one per flush).
+    let moving_window = today - 10 * DAY;
+    for i in 0..5 {
+        let before = engine.stats().flushes;
+        engine
+            .write(&batch(
+                "old",
+                1,
+                moving_window + (30 + i) * 60_000_000_000,
+                1,
+            ))
+            .unwrap();
+        wait_for("a background flush", || engine.stats().flushes > before);
+    }
+    let old_files = hot_files(&engine, "old");
+    assert!(
+        old_files >= 8,
+        "3 moving + 5 late segments, got {old_files}"
+    );
+    // Six segments in one window of `new`: over the trigger (4), compacted meanwhile.
+    let compactions = engine.stats().compactions;
+    for i in 0..6 {
+        let before = engine.stats().flushes;
+        engine
+            .write(&batch("new", 1, today + i * 60_000_000_000, 1))
+            .unwrap();
+        wait_for("a background flush", || engine.stats().flushes > before);
+    }
+    wait_for("a compaction of the other database", || {
+        engine.stats().compactions > compactions && hot_files(&engine, "new") < 6
+    });
+    assert!(objfaults::puts_waiting(&url) > 0, "the move is still held");
+    assert_eq!(
+        hot_files(&engine, "old"),
+        old_files,
+        "a window being moved was compacted"
+    );
+    objfaults::release_puts(&url);
+    let total = 3 * 4 * 24 + 5;
+    wait_for("every old row cold", || {
+        hot_files(&engine, "old") == 0
+            && engine
+                .lifecycle_status()
+                .unwrap()
+                .0
+                .iter()
+                .filter(|t| t.database == "old" && t.tier == "cold")
+                .map(|t| t.rows)
+                .sum::<u64>()
+                == total as u64
+    });
+    assert_eq!(rows_of(&engine, "old"), total);
+    assert_eq!(rows_of(&engine, "new"), 6);
 }

@@ -222,13 +222,34 @@ pub(super) fn unique() -> String {
 /// encoding is most of a move's time).
 const ENCODERS: usize = 2;
 
-/// Moves every segment whose partition ended more than its stream's `hot` ago, oldest first;
-/// stops at the first failure or when the engine closes (the rest stays hot and is retried at
-/// the next run). Segments are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// (`maintenance::lower_priority`; each at most one object ahead); writing, verifying and
-/// committing stay on this thread, in age order. No lock a flush or a write takes is held while
-/// encoding or storing: only the manifest edits and the live-state swap take them.
-pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut LifecycleRun) {
+/// The segments one run moves, their windows registered in `LifecycleState::moving` until this
+/// is dropped (compaction and erase purges leave those windows alone meanwhile).
+pub(super) struct Moving<'a> {
+    inner: &'a Inner,
+    windows: Vec<(String, String, i64)>,
+    segments: Vec<Arc<LiveSegment>>,
+}
+
+impl Drop for Moving<'_> {
+    fn drop(&mut self) {
+        // A poisoned set is only read by compaction, which then fails loudly; nothing to undo.
+        if let Ok(mut moving) = self.inner.lifecycle.moving.lock() {
+            for w in &self.windows {
+                moving.remove(w);
+            }
+        }
+    }
+}
+
+/// First part of a move, under the compaction lock (no compaction or purge is rewriting
+/// segments): reconciles a failed earlier move, picks the segments due to move and registers
+/// their windows. `None` when there is nothing to do or reconciling failed (reported).
+pub(super) fn prepare<'a>(
+    inner: &'a Inner,
+    tier: &ColdTier,
+    now: i64,
+    report: &mut LifecycleRun,
+) -> Option<Moving<'a>> {
     if tier.reconcile_pending.load(Ordering::Relaxed)
         && let Err(e) = reconcile_after_failure(inner, tier, report)
     {
@@ -237,15 +258,53 @@ pub(super) fn move_cold(inner: &Inner, tier: &ColdTier, now: i64, report: &mut L
         );
         tier.record_error(&msg);
         report.errors.push(msg);
-        return;
+        return None;
     }
-    let candidates = match candidates(inner, now) {
+    let segments = match candidates(inner, now) {
+        Ok(c) if c.is_empty() => return None,
         Ok(c) => c,
         Err(e) => {
             report.errors.push(format!("cold: {e}"));
-            return;
+            return None;
         }
     };
+    let mut windows: Vec<(String, String, i64)> = segments
+        .iter()
+        .map(|l| {
+            let m = &l.meta;
+            (m.database.clone(), m.stream.clone(), m.partition_start)
+        })
+        .collect();
+    windows.sort();
+    windows.dedup();
+    match inner.lifecycle.moving.lock() {
+        Ok(mut moving) => moving.extend(windows.iter().cloned()),
+        Err(_) => {
+            report.errors.push(format!("cold: {}", poisoned()));
+            return None;
+        }
+    }
+    Some(Moving {
+        inner,
+        windows,
+        segments,
+    })
+}
+
+/// Moves the segments [`prepare`] picked, oldest first, without the compaction lock; stops at
+/// the first failure or when the engine closes (the rest stays hot and is retried at the next
+/// run). Segments are encoded on [`ENCODERS`] threads at a lower CPU priority
+/// (`maintenance::lower_priority`; each at most one object ahead); writing, verifying and
+/// committing stay on this thread, at normal priority (it takes the locks flush needs), in age
+/// order. No lock a flush or a write takes is held while encoding or storing: only the manifest
+/// edits and the live-state swap take them.
+pub(super) fn move_cold(
+    inner: &Inner,
+    tier: &ColdTier,
+    moving: &Moving,
+    report: &mut LifecycleRun,
+) {
+    let candidates = &moving.segments;
     std::thread::scope(|scope| {
         let queues: Vec<_> = (0..ENCODERS.min(candidates.len()))
             .map(|w| {

@@ -1,8 +1,10 @@
 //! The engine side of the data lifecycle: setting and reading policies (persisted in
 //! `DATA/LIFECYCLE`, see `lifecycle/store.rs`), the retention cutoff reads apply at once, and the
 //! maintenance run that drops whole expired segments (and, with a cold store, moves old windows
-//! to it). A run holds `compaction_lock`, so it never races a compaction over the same segments;
-//! each drop edits the MANIFEST first and deletes files after (a crash in between leaves orphans
+//! to it). Runs are serialized (`LifecycleState::run_lock`). A run holds `compaction_lock` while
+//! it drops segments and picks the segments to move, so it never races a compaction over the same
+//! segments; the move then runs without it, its windows registered in `LifecycleState::moving`,
+//! which compactions and erase purges skip until the move ends. Each drop edits the MANIFEST first and deletes files after (a crash in between leaves orphans
 //! that open deletes, never a MANIFEST naming a missing file).
 
 use std::sync::Arc;
@@ -136,20 +138,32 @@ pub(super) fn run(inner: &Inner, catch_up_rollups: bool) -> Result<LifecycleRun>
             Err(e) => report.errors.push(format!("rollups: {e}")),
         }
     }
-    let _serial = inner.compaction_lock.lock().map_err(|_| poisoned())?;
+    // One run at a time; the compaction lock only while segments are dropped and a move is
+    // prepared: the move itself runs beside compactions, which skip the windows it takes.
+    let _run = inner.lifecycle.run_lock.lock().map_err(|_| poisoned())?;
     let started = Instant::now();
     let now = now_ns();
     report.started_ns = now;
-    if let Err(e) = drop_expired(inner, now, &mut report) {
-        report.errors.push(format!("retention: {e}"));
-    }
-    if let Some(tier) = &inner.cold {
-        if let Err(e) = super::cold_move::drop_expired_cold(inner, tier, now, &mut report) {
-            tier.record_error(&e.to_string());
-            report.errors.push(format!("cold retention: {e}"));
+    let moving = {
+        let _serial = inner.compaction_lock.lock().map_err(|_| poisoned())?;
+        if let Err(e) = drop_expired(inner, now, &mut report) {
+            report.errors.push(format!("retention: {e}"));
         }
-        super::cold_move::move_cold(inner, tier, now, &mut report);
+        match &inner.cold {
+            Some(tier) => {
+                if let Err(e) = super::cold_move::drop_expired_cold(inner, tier, now, &mut report) {
+                    tier.record_error(&e.to_string());
+                    report.errors.push(format!("cold retention: {e}"));
+                }
+                super::cold_move::prepare(inner, tier, now, &mut report)
+            }
+            None => None,
+        }
+    };
+    if let (Some(tier), Some(moving)) = (&inner.cold, &moving) {
+        super::cold_move::move_cold(inner, tier, moving, &mut report);
     }
+    drop(moving);
     report.duration_ms = started.elapsed().as_millis() as u64;
     for e in &report.errors {
         tracing::error!(error = %e, "lifecycle maintenance error");

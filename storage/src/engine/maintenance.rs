@@ -1,8 +1,9 @@
 //! The background thread and the entry points of compaction (`compaction/`): the thread flushes by
 //! size and age (`flush.rs`), compacts windows with many segments, maintains rollups and starts the
 //! lifecycle (`lifecycle.rs`) when it is due. A lifecycle run (retention, cold moves: seconds to
-//! minutes of Parquet encoding) runs on a thread of its own at a lower CPU priority, so flush
-//! never waits for a move; while it holds `compaction_lock` the background pass skips compaction.
+//! minutes of Parquet encoding, on encoder threads at a lower CPU priority) runs on a thread of its
+//! own, so flush never waits for a move, and holds `compaction_lock` only while it drops expired
+//! segments and picks what to move: compaction goes on beside a move, outside its windows.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -59,8 +60,10 @@ fn background_loop(inner: &Arc<Inner>) {
             .store(fault, Ordering::Relaxed);
     }
     // A running move sees the shutdown flag between segments and stops.
-    if let Some(h) = lifecycle {
-        let _ = h.join();
+    if let Some(h) = lifecycle
+        && h.join().is_err()
+    {
+        tracing::error!("the background lifecycle run panicked");
     }
 }
 
@@ -77,25 +80,30 @@ fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> R
     if due {
         flush(inner)?;
     }
-    // A lifecycle run holds the compaction lock while it moves: skip compaction this pass.
+    // Skipped when another compaction holds the lock (or a lifecycle run, briefly, while it
+    // drops expired segments and prepares a move; the move itself runs beside compactions).
     compact_picked(inner, inner.config.compaction_trigger)?;
     super::rollups::background(inner)?;
     if lifecycle.as_ref().is_none_or(JoinHandle::is_finished) && super::lifecycle::due(inner) {
-        if let Some(done) = lifecycle.take() {
-            let _ = done.join();
+        if let Some(done) = lifecycle.take()
+            && done.join().is_err()
+        {
+            tracing::error!("the background lifecycle run panicked; it runs again when due");
         }
         *lifecycle = Some(spawn_lifecycle(inner.clone())?);
     }
     Ok(())
 }
 
-/// Starts one background lifecycle run on its own thread, at [`lower_priority`].
+/// Starts one background lifecycle run on its own thread. The thread keeps normal priority: it
+/// takes locks flush needs (manifest saves, the live-state swap), and a thread at nice 19
+/// preempted while holding one would stall flush; only its encoder threads run at
+/// [`lower_priority`].
 fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
     let root = inner.config.data_dir.clone();
     std::thread::Builder::new()
         .name("strata-lifecycle".into())
         .spawn(move || {
-            lower_priority();
             if let Err(e) = super::lifecycle::run(&inner, false) {
                 tracing::error!(error = %e, "background lifecycle maintenance failed; will retry");
             }

@@ -16,6 +16,12 @@ pub(super) struct LifecycleState {
     pub last_run: std::sync::Mutex<Option<LifecycleRun>>,
     /// When the background thread last ran maintenance.
     pub last_background: std::sync::Mutex<Option<Instant>>,
+    /// Held for a whole lifecycle run: one run at a time (the background one or an operator's).
+    pub run_lock: std::sync::Mutex<()>,
+    /// Windows (database, stream, partition start) whose segments a running move is taking
+    /// cold: compaction and erase purges leave them alone until the move ends, so the move can
+    /// run without the compaction lock (compaction goes on in every other window).
+    pub moving: std::sync::Mutex<std::collections::BTreeSet<(String, String, i64)>>,
 }
 
 impl LifecycleState {
@@ -26,6 +32,8 @@ impl LifecycleState {
             )?),
             last_run: std::sync::Mutex::new(None),
             last_background: std::sync::Mutex::new(None),
+            run_lock: std::sync::Mutex::new(()),
+            moving: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 }

@@ -2,7 +2,8 @@
 //! time windows and age order; a job merges them with the streaming [`merge`] and commits.
 //!
 //! Concurrency: compactions are serialized by `Inner::compaction_lock`, and run without the lock
-//! flush needs (`Inner::flush_lock`). Only the manifest edit and the swap of the live segment list
+//! flush needs (`Inner::flush_lock`). A cold move runs without the compaction lock; the windows it
+//! takes (`LifecycleState::moving`) are not compacted, and erase purges wait, until it ends. Only the manifest edit and the swap of the live segment list
 //! are serialized with flush, under the short `Inner::maintenance` (manifest) lock.
 //!
 //! Age order: inputs are a contiguous run in age order within one window, and the output takes
@@ -48,11 +49,22 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
             .lock()
             .map_err(|_| super::poisoned())?,
     };
-    // Erased rows leave their segments before any merge could carry them on (`erase.rs`).
-    super::erase::purge(inner)?;
+    // Windows a running cold move is taking (it runs without this lock) are left alone, and so
+    // is the erase purge, which may rewrite their segments: both wait for the move to end.
+    let moving = inner
+        .lifecycle
+        .moving
+        .lock()
+        .map_err(|_| super::poisoned())?
+        .clone();
+    // Erased rows leave their segments before any merge could carry them on (`erase.rs`); reads
+    // drop them meanwhile.
+    if moving.is_empty() {
+        super::erase::purge(inner)?;
+    }
     let jobs = {
         let state = inner.read_state()?;
-        let candidates = candidates(&state.segments, &state.broken);
+        let candidates = candidates(&state.segments, &state.broken, &moving);
         match mode {
             Mode::Picked(opts) => picker::pick(&candidates, &opts),
             Mode::All => picker::pick_all(&candidates),
@@ -66,8 +78,12 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
 }
 
 /// The live segments as the picker sees them; windows holding a segment that could not be opened
-/// are left out (merging around it could reorder data).
-fn candidates(live: &[Arc<LiveSegment>], broken: &[super::BrokenSegment]) -> Vec<Candidate> {
+/// are left out (merging around it could reorder data), and so are the windows in `moving`.
+fn candidates(
+    live: &[Arc<LiveSegment>],
+    broken: &[super::BrokenSegment],
+    moving: &BTreeSet<(String, String, i64)>,
+) -> Vec<Candidate> {
     let damaged: BTreeSet<(&str, &str, i64)> = broken
         .iter()
         .map(|b| {
@@ -75,9 +91,14 @@ fn candidates(live: &[Arc<LiveSegment>], broken: &[super::BrokenSegment]) -> Vec
             (m.database.as_str(), m.stream.as_str(), m.partition_start)
         })
         .collect();
+    let is_moving = |m: &SegmentMeta| {
+        !moving.is_empty()
+            && moving.contains(&(m.database.clone(), m.stream.clone(), m.partition_start))
+    };
     live.iter()
         .map(|l| &l.meta)
         .filter(|m| !damaged.contains(&(m.database.as_str(), m.stream.as_str(), m.partition_start)))
+        .filter(|m| !is_moving(m))
         .map(|m| Candidate {
             id: m.id,
             age: m.age(),

@@ -56,7 +56,7 @@ fn candidates(inner: &Inner) -> Result<Vec<Candidate>> {
 }
 
 /// Rewrites every cold object holding covered rows (see the module documentation); returns how
-/// many were rewritten or dropped. Runs under `compaction_lock`, like lifecycle moves.
+/// many were rewritten or dropped. Runs under `compaction_lock`, and never while a cold move runs (`LifecycleState::moving`).
 pub(super) fn purge(inner: &Inner) -> Result<usize> {
     let Some(tier) = inner.cold.clone() else {
         return Ok(0);
