@@ -125,7 +125,7 @@ def main():
               (status, body))
 
         status, body = call(http, "GET", "/api/v1/rules")
-        names = {r["name"] for r in (body if isinstance(body, list) else body.get("rules", []))}
+        names = {r["name"] for r in (body if isinstance(body, list) else body.get("items", []))}
         check(status == 200 and {"hot", "avg-hot", "silent"} <= names, "GET /api/v1/rules",
               (status, body))
         status, body = call(http, "GET", "/api/v1/rules/hot")

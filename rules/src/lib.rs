@@ -723,9 +723,11 @@ impl Rules {
             .partition(|(s, _)| s.kind == RuleKind::Row && !self.joins_devices(s));
         let mut units: BTreeMap<String, Vec<(RuleSpec, Timing)>> = BTreeMap::new();
         for (spec, timing) in others {
-            let key = (spec.kind == RuleKind::Window && !self.joins_devices(&spec))
-                .then(|| window_share::share_key(&spec, &batch))
-                .flatten();
+            let key = (spec.kind == RuleKind::Window
+                && !self.joins_devices(&spec)
+                && !self.evaluates_generally(&spec.name))
+            .then(|| window_share::share_key(&spec, &batch))
+            .flatten();
             match key {
                 Some(key) => units.entry(key).or_default().push((spec, timing)),
                 None => {
@@ -866,6 +868,16 @@ impl Rules {
             }
         }
         window_share::Unit::new(own.unwrap_or_else(|| self.window_state()))
+    }
+
+    /// Whether rule `name` has a window state of its own on the general path (it keeps it: moving
+    /// to a shared state would lose its open windows).
+    fn evaluates_generally(&self, name: &str) -> bool {
+        self.windows
+            .lock()
+            .ok()
+            .and_then(|w| w.get(name).map(window::WindowState::is_general))
+            .unwrap_or(false)
     }
 
     /// Forgets rule `name`'s window state (its own, and its part of a shared one).

@@ -153,6 +153,9 @@ pub struct RuleSpec {
     /// Window rule: allowed lateness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness: Option<String>,
+    /// Window rule: what happens to a row later than the lateness allows (`drop` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_policy: Option<LatePolicy>,
     /// Labels copied into every notification and alert.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -165,6 +168,18 @@ pub struct RuleSpec {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// What a window rule does with a row whose windows have all closed (Azure Stream Analytics'
+/// late-arrival actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatePolicy {
+    /// The row is left out of the rule (it is still stored) and counted as dropped.
+    Drop,
+    /// The row's event time is moved forward to the earliest time still open (the watermark),
+    /// so it counts in the window open there.
+    Adjust,
 }
 
 /// Durations of a rule in nanoseconds.
@@ -229,6 +244,7 @@ impl RuleSpec {
                 need(&self.sql, "sql", self.kind)?;
                 refuse(self.condition.is_some(), "condition", self.kind)?;
                 refuse(self.window.is_some(), "window", self.kind)?;
+                refuse(self.late_policy.is_some(), "late_policy", self.kind)?;
                 if timing.every_ns < MIN_EVERY_NS {
                     return Err(RulesError::Invalid(
                         "every: must be at least 100ms".to_string(),
@@ -241,6 +257,7 @@ impl RuleSpec {
                 refuse(self.sql.is_some(), "sql", self.kind)?;
                 refuse(self.every.is_some(), "every", self.kind)?;
                 refuse(self.window.is_some(), "window", self.kind)?;
+                refuse(self.late_policy.is_some(), "late_policy", self.kind)?;
             }
             RuleKind::Window => {
                 need(&self.stream, "stream", self.kind)?;
@@ -433,6 +450,31 @@ mod tests {
         assert_eq!(t.every_ns, 30_000_000_000);
         assert_eq!(t.for_ns, 60_000_000_000);
         assert_eq!(q.db, "default");
+    }
+
+    #[test]
+    fn late_policy_is_drop_or_adjust_and_only_for_window_rules() {
+        let window = |policy: &str| {
+            parse(
+                serde_json::json!({"name": "w", "kind": "window", "stream": "env",
+                "window": {"type": "tumbling", "size": "1m"}, "select": "avg(t) AS a",
+                "condition": "a > 1", "late_policy": policy}),
+            )
+        };
+        for (text, policy) in [("drop", LatePolicy::Drop), ("adjust", LatePolicy::Adjust)] {
+            let w = window(text).unwrap();
+            assert_eq!(w.late_policy, Some(policy));
+            w.check().unwrap();
+            assert_eq!(serde_json::to_value(&w).unwrap()["late_policy"], text);
+        }
+        assert!(window("keep").is_err());
+        let row = parse(
+            serde_json::json!({"name": "r", "kind": "row", "stream": "env",
+            "condition": "t > 1", "late_policy": "adjust"}),
+        )
+        .unwrap();
+        let e = row.check().unwrap_err().to_string();
+        assert!(e.contains("late_policy"), "{e}");
     }
 
     #[test]

@@ -70,8 +70,7 @@ impl WindowState {
         }
         if let Some(f) = self.fast.as_mut() {
             let wm = self.watermark;
-            let (max_t, late) =
-                f.add(shape, batch, |s| wm.is_none_or(|wm| s + shape.size_ns > wm))?;
+            let (max_t, late) = f.add(shape, batch, wm)?;
             self.late_dropped += late;
             if let Some(m) = max_t {
                 let wm = m.saturating_sub(shape.lateness_ns);
@@ -82,16 +81,28 @@ impl WindowState {
         let times = time_column(batch)?;
         let mut targets: BTreeMap<i64, Vec<bool>> = BTreeMap::new();
         let mut max_t = None;
+        let mut adjusted = Vec::new();
+        let wm = self.watermark;
+        let open_of = |t: i64| -> Vec<i64> {
+            shape
+                .windows_of(t)
+                .into_iter()
+                .filter(|s| wm.is_none_or(|wm| s + shape.size_ns > wm))
+                .collect()
+        };
         for row in 0..batch.num_rows() {
             let t = times.value(row);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
-            let open: Vec<i64> = shape
-                .windows_of(t)
-                .into_iter()
-                .filter(|s| self.watermark.is_none_or(|wm| s + shape.size_ns > wm))
-                .collect();
+            let mut open = open_of(t);
             if open.is_empty() {
-                self.late_dropped += 1;
+                match wm {
+                    // `late_policy: adjust`: the row counts at the watermark.
+                    Some(wm) if shape.adjust_late => {
+                        adjusted.push((row, wm));
+                        open = open_of(wm);
+                    }
+                    _ => self.late_dropped += 1,
+                }
             }
             for s in open {
                 targets
@@ -99,6 +110,7 @@ impl WindowState {
                     .or_insert_with(|| vec![false; batch.num_rows()])[row] = true;
             }
         }
+        let batch = &crate::window_eval::with_times(batch, &adjusted)?;
         for (start, mask) in targets {
             let part = filter_record_batch(batch, &BooleanArray::from(mask))
                 .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
@@ -160,7 +172,7 @@ impl WindowState {
         self.choose(spec, shape, batch);
         let wm = self.watermark;
         let (max_t, late) = match (self.fast.as_mut(), self.fast_keyed.as_mut()) {
-            (Some(f), _) => f.add(shape, batch, |s| wm.is_none_or(|wm| s + shape.size_ns > wm))?,
+            (Some(f), _) => f.add(shape, batch, wm)?,
             (_, Some(f)) => f.insert(shape, batch, true)?,
             (None, None) => {
                 return Err(RulesError::Invalid(
@@ -192,6 +204,13 @@ impl WindowState {
     /// Whether the rule takes the incremental path (known after its first batch).
     pub(crate) fn is_incremental(&self) -> bool {
         self.fast.is_some() || self.fast_keyed.is_some()
+    }
+
+    /// Whether the rule's first batch put it on the general (DataFusion) path: it stays there,
+    /// alone, with its open windows, even once its stream gains the columns the incremental path
+    /// needs (a `group_by` tag first written later).
+    pub(crate) fn is_general(&self) -> bool {
+        self.fast_checked && !self.is_incremental()
     }
 }
 
@@ -455,6 +474,77 @@ pub(crate) mod tests {
         }
     }
 
+    /// Rows dropped as late when `batches` go through one path.
+    fn dropped(spec: &RuleSpec, batches: &[RecordBatch], fast: bool) -> u64 {
+        let shape = Shape::of(spec).unwrap();
+        let mut state = WindowState {
+            fast_checked: !fast,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for b in batches {
+            rt.block_on(state.add(spec, shape, b)).unwrap();
+        }
+        state.late_dropped
+    }
+
+    /// `late_policy: adjust`: rows the default policy drops are kept (moved to the watermark),
+    /// for every window kind, and both paths still give the same windows.
+    #[test]
+    fn adjusted_late_rows_are_kept_and_both_paths_agree() {
+        let batches = mixed_batches();
+        let select = "avg(temperature) AS t, max(temperature) AS m, count(*) AS c";
+        let mut dropped_by_default = 0;
+        for mut spec in specs(select) {
+            let w = format!("{:?}", spec.window);
+            dropped_by_default += dropped(&spec, &batches, false);
+            assert_eq!(
+                dropped(&spec, &batches, false),
+                dropped(&spec, &batches, true),
+                "{w}"
+            );
+            spec.late_policy = Some(crate::spec::LatePolicy::Adjust);
+            assert_eq!(dropped(&spec, &batches, false), 0, "{w}");
+            assert_eq!(dropped(&spec, &batches, true), 0, "{w}");
+            assert_paths_agree(&spec, &batches);
+        }
+        assert!(dropped_by_default > 0, "the data has late rows");
+    }
+
+    /// Tumbling 5 s, no lateness: a row at 3 s arriving after one at 12 s (windows up to 10 s
+    /// closed) counts in the window [10 s, 15 s) with `adjust`, and is dropped by default.
+    #[test]
+    fn an_adjusted_late_row_counts_in_the_window_open_at_the_watermark() {
+        let mut spec: RuleSpec = serde_json::from_value(serde_json::json!({"name": "w",
+            "kind": "window", "stream": "env", "window": {"type": "tumbling", "size": "5s"},
+            "group_by": ["device"], "select": "avg(temperature) AS t, count(*) AS c",
+            "condition": "c > 0", "lateness": "0s", "late_policy": "adjust"}))
+        .unwrap();
+        spec.check().unwrap();
+        let batches = [
+            rows(&[("a", S, Some(10.0)), ("a", 12 * S, Some(20.0))]),
+            rows(&[("a", 3 * S, Some(100.0))]),
+            rows(&[("a", 16 * S, Some(0.0))]),
+        ];
+        let value = |out: &[Closed], name: &str| {
+            let (_, groups) = out.iter().find(|(end, _)| *end == 15 * S).unwrap();
+            let (_, values) = groups.values().next().unwrap();
+            values[name].as_f64()
+        };
+        for fast in [false, true] {
+            let out = run(&spec, &batches, fast);
+            assert_eq!(value(&out, "t"), Some(60.0), "fast {fast}");
+            assert_eq!(value(&out, "c"), Some(2.0), "fast {fast}");
+        }
+        spec.late_policy = None;
+        for fast in [false, true] {
+            let out = run(&spec, &batches, fast);
+            assert_eq!(value(&out, "t"), Some(20.0), "fast {fast}");
+        }
+    }
+
     /// A batch written newest first (an import in reverse order: far more out-of-order rows
     /// than are inserted in place, so each group is appended and sorted once), then one in
     /// order with equal times: the incremental path still equals the SQL aggregation.
@@ -487,6 +577,7 @@ pub(crate) mod tests {
             size_ns: 60 * S,
             hop_ns: 60 * S,
             lateness_ns: 5 * S,
+            adjust_late: false,
         };
         assert_eq!(tumbling.windows_of(61 * S), vec![60 * S]);
         assert_eq!(tumbling.windows_of(-1), vec![-60 * S]);
@@ -495,6 +586,7 @@ pub(crate) mod tests {
             size_ns: 60 * S,
             hop_ns: 20 * S,
             lateness_ns: 0,
+            adjust_late: false,
         };
         assert_eq!(hopping.windows_of(65 * S), vec![20 * S, 40 * S, 60 * S]);
         assert_eq!(hopping.windows_of(60 * S), vec![20 * S, 40 * S, 60 * S]);

@@ -41,6 +41,9 @@ pub struct Shape {
     pub hop_ns: i64,
     /// Allowed lateness.
     pub lateness_ns: i64,
+    /// A row whose windows have all closed moves forward to the watermark (`late_policy:
+    /// adjust`) instead of being dropped.
+    pub adjust_late: bool,
 }
 
 /// Default allowed lateness.
@@ -55,8 +58,9 @@ impl Shape {
             .ok_or_else(|| RulesError::Invalid("a window rule needs 'window'".into()))?;
         let text = |k: &str| w.rest.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let lateness_ns = duration_ns("lateness", spec.lateness.as_deref(), DEFAULT_LATENESS)?;
+        let adjust_late = spec.late_policy == Some(crate::spec::LatePolicy::Adjust);
         if w.kind == "session" {
-            return session_shape(&text, lateness_ns);
+            return session_shape(&text, lateness_ns).map(|s| Shape { adjust_late, ..s });
         }
         let size_ns = duration_ns("window.size", text("size").as_deref(), "")?;
         if size_ns <= 0 {
@@ -89,6 +93,7 @@ impl Shape {
             size_ns,
             hop_ns,
             lateness_ns,
+            adjust_late,
         })
     }
 
@@ -126,6 +131,7 @@ fn session_shape(text: &dyn Fn(&str) -> Option<String>, lateness_ns: i64) -> Res
         size_ns: max_ns,
         hop_ns: max_ns,
         lateness_ns,
+        adjust_late: false,
     })
 }
 
@@ -168,6 +174,28 @@ pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
         .column_by_name(strata_query::TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or_else(|| RulesError::Invalid("window: rows have no time column".into()))
+}
+
+/// `batch` with the event times of some rows replaced (`late_policy: adjust`): `(row, time)`.
+pub fn with_times(batch: &RecordBatch, changes: &[(usize, i64)]) -> Result<RecordBatch> {
+    if changes.is_empty() {
+        return Ok(batch.clone());
+    }
+    let old = time_column(batch)?;
+    let mut times = old.values().to_vec();
+    for &(row, t) in changes {
+        times[row] = t;
+    }
+    let new = TimestampNanosecondArray::new(times.into(), old.nulls().cloned())
+        .with_data_type(old.data_type().clone());
+    let at = batch
+        .schema()
+        .index_of(strata_query::TIME_COLUMN)
+        .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
+    let mut columns = batch.columns().to_vec();
+    columns[at] = Arc::new(new);
+    RecordBatch::try_new(batch.schema(), columns)
+        .map_err(|e| RulesError::Invalid(format!("window: {e}")))
 }
 
 /// Aggregates one window's rows per group and checks the condition.

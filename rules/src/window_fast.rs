@@ -267,14 +267,16 @@ impl Fast {
         }
     }
 
-    /// Adds a batch's rows to their open windows (`open(start)`: whether the window starting
-    /// there still takes rows); returns the highest time and the rows no window took.
+    /// Adds a batch's rows to their open windows (those ending after the watermark `wm`); a
+    /// row whose windows have all closed moves to `wm` when the shape adjusts late rows, and is
+    /// dropped otherwise. Returns the highest time and the rows dropped.
     pub fn add(
         &mut self,
         shape: Shape,
         batch: &RecordBatch,
-        open: impl Fn(i64) -> bool,
+        wm: Option<i64>,
     ) -> Result<(Option<i64>, u64)> {
+        let open = |s: i64| wm.is_none_or(|wm| s + shape.size_ns > wm);
         let times = time_column(batch)?;
         let gids = self.groups.ids_of(&self.plan.group_by, batch)?;
         let gids = gids.as_slice();
@@ -285,6 +287,15 @@ impl Fast {
         for (row, &g) in gids.iter().enumerate() {
             let t = times.value(row);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
+            // The newest window holding `t` closes last: when it is closed, all are.
+            let t = match wm {
+                Some(wm)
+                    if shape.adjust_late && !open(t.div_euclid(shape.hop_ns) * shape.hop_ns) =>
+                {
+                    wm
+                }
+                _ => t,
+            };
             let mut took = false;
             let mut s = t.div_euclid(shape.hop_ns) * shape.hop_ns;
             while s > t - shape.size_ns {

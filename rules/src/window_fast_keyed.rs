@@ -124,11 +124,15 @@ impl FastKeyed {
         let width = inputs.len();
         let (mut moved, mut unsorted) = (0, Vec::new());
         for (row, &g) in gids.iter().enumerate() {
-            let (t, g) = (times.value(row), g as usize);
+            let (mut t, g) = (times.value(row), g as usize);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
-            if drop_late && self.is_late(shape, g, t) {
-                dropped += 1;
-                continue;
+            match self.open_from(shape, g) {
+                Some(from) if drop_late && t < from && shape.adjust_late => t = from,
+                Some(from) if drop_late && t < from => {
+                    dropped += 1;
+                    continue;
+                }
+                _ => {}
             }
             let grp = &mut self.rows[g];
             if let Kind::Session { gap_ns } = shape.kind {
@@ -161,11 +165,13 @@ impl FastKeyed {
         Ok((max_t, dropped))
     }
 
-    fn is_late(&self, shape: Shape, g: usize, t: i64) -> bool {
+    /// The earliest event time group `g` still takes (a row before it is late): after the last
+    /// evaluated sliding window, or the end of the group's last closed session.
+    fn open_from(&self, shape: Shape, g: usize) -> Option<i64> {
         match shape.kind {
-            Kind::Sliding => self.emitted_until.is_some_and(|e| t <= e),
-            Kind::Session { .. } => self.rows[g].closed_until.is_some_and(|c| t < c),
-            Kind::Fixed => false,
+            Kind::Sliding => self.emitted_until.map(|e| e.saturating_add(1)),
+            Kind::Session { .. } => self.rows[g].closed_until,
+            Kind::Fixed => None,
         }
     }
 

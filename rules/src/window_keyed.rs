@@ -93,15 +93,23 @@ impl Keyed {
         // Row indices per group (a mask per group would cost rows × groups).
         let mut picks: BTreeMap<&AlertKey, Vec<u32>> = BTreeMap::new();
         let (mut max_t, mut dropped) = (None, 0);
+        let mut adjusted = Vec::new();
         for (row, key) in keys.iter().enumerate() {
             let t = times.value(row);
             max_t = Some(max_t.map_or(t, |m: i64| m.max(t)));
-            if drop_late && self.is_late(shape, key, t) {
-                dropped += 1;
-                continue;
+            match self.open_from(shape, key) {
+                Some(from) if drop_late && t < from && shape.adjust_late => {
+                    adjusted.push((row, from));
+                }
+                Some(from) if drop_late && t < from => {
+                    dropped += 1;
+                    continue;
+                }
+                _ => {}
             }
             picks.entry(key).or_default().push(row as u32);
         }
+        let batch = &crate::window_eval::with_times(batch, &adjusted)?;
         for (key, rows) in picks {
             let part = take_record_batch(batch, &UInt32Array::from(rows))
                 .map_err(|e| RulesError::Invalid(format!("window: {e}")))?;
@@ -114,15 +122,13 @@ impl Keyed {
         Ok((max_t, dropped))
     }
 
-    fn is_late(&self, shape: Shape, key: &AlertKey, t: i64) -> bool {
+    /// The earliest event time group `key` still takes (a row before it is late): after the
+    /// last evaluated sliding window, or the end of the group's last closed session.
+    fn open_from(&self, shape: Shape, key: &AlertKey) -> Option<i64> {
         match shape.kind {
-            Kind::Sliding => self.emitted_until.is_some_and(|e| t <= e),
-            Kind::Session { .. } => self
-                .groups
-                .get(key)
-                .and_then(|g| g.closed_until)
-                .is_some_and(|c| t < c),
-            Kind::Fixed => false,
+            Kind::Sliding => self.emitted_until.map(|e| e.saturating_add(1)),
+            Kind::Session { .. } => self.groups.get(key).and_then(|g| g.closed_until),
+            Kind::Fixed => None,
         }
     }
 

@@ -36,10 +36,11 @@ pub fn same_windows(old: &RuleSpec, new: &RuleSpec) -> bool {
 fn windows_of(spec: &RuleSpec) -> Option<String> {
     let window = serde_json::to_string(spec.window.as_ref()?).ok()?;
     Some(format!(
-        "{}\u{0}{}\u{0}{window}\u{0}{:?}\u{0}{:?}\u{0}{}",
+        "{}\u{0}{}\u{0}{window}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
         spec.db,
         spec.stream.as_deref().unwrap_or_default(),
         spec.lateness,
+        spec.late_policy,
         spec.group_by,
         spec.select.as_deref().unwrap_or_default()
     ))

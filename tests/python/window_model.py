@@ -9,6 +9,8 @@ watermark is dropped; the others join their windows; then watermark = max(waterm
 the batch - lateness) and every window with end <= watermark closes, oldest first: per device,
 avg(v) > threshold makes the device's alert active (firing once), otherwise inactive (resolved
 once if firing). Prints {"transitions": [[device, state, window_end], ...], "dropped": n}.
+With "adjust": true (late_policy adjust), a row that would be dropped instead joins the windows
+holding the watermark, as if its time were the watermark.
 
 With "type": "sliding" (size only): per device, a window (T - size, T] at every time T a row
 enters (its time) or leaves (its time + size); a row at or before the watermark of the previous
@@ -48,6 +50,8 @@ def fixed_model():
     for batch in spec["batches"]:
         for device, t, v in batch:
             keep = [s for s in starts(t) if wm is None or s + size > wm]
+            if not keep and spec.get("adjust"):
+                keep = starts(wm)
             if not keep:
                 dropped += 1
             for s in keep:

@@ -367,11 +367,14 @@ fn window_rule_matches_model(
     let port = free_port();
     let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
     write_batch(&server, &[("d0".to_string(), BASE_S - 3600, 0.0)]);
-    let rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
+    let mut rule = json!({"name": "avg-hot", "db": "default", "stream": "env", "kind": "window",
         "window": window, "group_by": ["device"], "select": "avg(temperature) AS t",
         "condition": "t > 50", "lateness": "3s",
         "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
                      "secret": SECRET, "backoff": "100ms"}]});
+    if model["adjust"] == true {
+        rule["late_policy"] = json!("adjust");
+    }
     let r = server.post_json("/api/v1/rules", &rule);
     assert_eq!(r.status, 201, "{}", r.body);
     for (i, b) in batches.iter().enumerate() {
@@ -430,6 +433,25 @@ fn tumbling_window_rule_matches_an_independent_model_with_late_rows() {
         window_batches(),
         None,
         true,
+    );
+}
+
+/// `late_policy: adjust`: the rows the test above drops count at the watermark instead (none
+/// dropped), transition by transition as the model computes it.
+#[test]
+fn tumbling_window_rule_adjusting_late_rows_matches_the_model() {
+    let batches = window_batches();
+    let dropping = window_model(&json!({"size": 10, "hop": 10}), 3, &batches);
+    assert!(dropping["dropped"].as_u64().unwrap() > 0, "{dropping}");
+    let model = json!({"size": 10, "hop": 10, "adjust": true});
+    let adjusting = window_model(&model, 3, &batches);
+    assert_eq!(adjusting["dropped"], 0, "{adjusting}");
+    window_rule_matches_model(
+        json!({"type": "tumbling", "size": "10s"}),
+        model,
+        batches,
+        None,
+        false,
     );
 }
 
