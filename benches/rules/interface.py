@@ -11,41 +11,11 @@ builds; the same behaviour is asserted by the tests in tests/tests/rules*.rs.
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-TOKEN = "interface-admin-token-0123456789"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(http, method, path, body=None, raw=None, ctype="application/json"):
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(http + path, method=method, data=data,
-                                 headers={"Authorization": "Bearer " + TOKEN,
-                                          "Content-Type": ctype})
-    try:
-        with urllib.request.urlopen(req) as r:
-            text = r.read()
-            try:
-                return r.status, json.loads(text)
-            except ValueError:
-                return r.status, text
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+from harness import Hooks, call, free_port, start_server
 
 
 def check(ok, what, detail=""):
@@ -57,40 +27,13 @@ def check(ok, what, detail=""):
 def main():
     binary = os.environ.get("STRATA_BIN", "target/debug/strata")
     work = tempfile.mkdtemp(prefix="strata-rules-interface.")
-    http_port, mqtt_port, hook_port = free_port(), free_port(), 9000
+    http_port = free_port()
     http = f"http://127.0.0.1:{http_port}"
-    env = dict(os.environ, STRATA_ADMIN_TOKEN=TOKEN)
-    server = subprocess.Popen([binary, "serve", "--data-dir", work + "/data",
-                               "--http-addr", f"127.0.0.1:{http_port}",
-                               "--mqtt-addr", f"127.0.0.1:{mqtt_port}",
-                               "--no-print-admin-token"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
-    got = []
-    cond = threading.Condition()
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            with cond:
-                got.append(body)
-                cond.notify_all()
-
-        def log_message(self, *args):
-            pass
-
     # The examples post to http://127.0.0.1:9000/hook.
-    hooks = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = Hooks(9000)
+    got, cond = hooks.got, hooks.cond
+    server = start_server(binary, work, http_port, "--no-mqtt")
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(http + "/ping")
-                break
-            except OSError:
-                time.sleep(0.1)
         # The stream must exist before a rule watches it.
         status, _ = call(http, "POST", "/api/v1/write?db=default",
                          raw=b"env,device=d1 temperature=20.5", ctype="text/plain")

@@ -31,35 +31,17 @@ Prints one JSON object with every figure. Examples (the figures in docs/rules.md
 import argparse
 import http.client
 import json
-import os
 import random
+import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
-TOKEN = "bench-admin-token-0123456789"
-
-
-def free_port():
-    """A free TCP port below 32768 (the team's rule for test servers)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise SystemExit("no free port")
+from harness import TOKEN, call, free_port
 
 
 class Api:
@@ -67,15 +49,7 @@ class Api:
         self.base = f"http://127.0.0.1:{port}"
 
     def call(self, method, path, body=None, raw=None):
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, method=method, data=data,
-                                     headers={"Authorization": "Bearer " + TOKEN,
-                                              "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=120) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        return call(self.base, method, path, body, raw)
 
     def metrics(self):
         _, text = self.call("GET", "/metrics")

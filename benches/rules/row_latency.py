@@ -15,39 +15,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paho.mqtt.client as mqtt
 
-TOKEN = "bench-admin-token-0123456789"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(http, method, path, body=None, raw=None):
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(http + path, method=method, data=data,
-                                 headers={"Authorization": "Bearer " + TOKEN,
-                                          "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req) as r:
-            text = r.read()
-            return r.status, json.loads(text) if text.strip().startswith(b"{") else text
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+from harness import Hooks, call, free_port, start_server
 
 
 def main():
@@ -58,38 +31,10 @@ def main():
     work = tempfile.mkdtemp(prefix="strata-rule-latency.")
     http_port, mqtt_port, hook_port = free_port(), free_port(), free_port()
     http = f"http://127.0.0.1:{http_port}"
-    env = dict(os.environ, STRATA_ADMIN_TOKEN=TOKEN)
-    server = subprocess.Popen([binary, "serve", "--data-dir", work + "/data",
-                               "--http-addr", f"127.0.0.1:{http_port}",
-                               "--mqtt-addr", f"127.0.0.1:{mqtt_port}",
-                               "--no-print-admin-token"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
-    got = []
-    cond = threading.Condition()
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            now = time.perf_counter()
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            with cond:
-                got.append((now, body["state"]))
-                cond.notify_all()
-
-        def log_message(self, *args):
-            pass
-
-    hooks = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = Hooks(hook_port, lambda body, perf, ns: (perf, body["state"]))
+    got, cond = hooks.got, hooks.cond
+    server = start_server(binary, work, http_port, "--mqtt-addr", f"127.0.0.1:{mqtt_port}")
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(http + "/ping")
-                break
-            except OSError:
-                time.sleep(0.1)
         status, dev = call(http, "POST", "/api/v1/devices", {"id": "probe"})
         assert status == 201, dev
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")

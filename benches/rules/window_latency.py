@@ -29,35 +29,15 @@ import calendar
 import http.client as httpc
 import json
 import os
-import random
 import re
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-TOKEN = "bench-admin-token-0123456789"
+from harness import TOKEN, Hooks, call, free_port, start_server
+
 RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$")
-
-
-def free_port():
-    """A free TCP port below 32768 (the team's rule for test servers)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise SystemExit("no free port")
 
 
 def parse_ns(text):
@@ -67,18 +47,6 @@ def parse_ns(text):
     y, mo, d, h, mi, s, frac = m.groups()
     secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s)))
     return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
-
-
-def call(http, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(http + path, method=method, data=data,
-                                 headers={"Authorization": "Bearer " + TOKEN,
-                                          "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def stats(values):
@@ -134,38 +102,12 @@ def main():
     http_port, hook_port = free_port(), free_port()
     http = f"http://127.0.0.1:{http_port}"
     size_ns, late_ns = int(a.size * 1e9), int(a.lateness * 1e9)
-    env = dict(os.environ, STRATA_ADMIN_TOKEN=TOKEN)
-    server = subprocess.Popen([binary, "serve", "--data-dir", work + "/data",
-                               "--http-addr", f"127.0.0.1:{http_port}", "--no-mqtt",
-                               "--no-print-admin-token"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(work + "/log", "w"))
-    got = []  # (received ns, window end ns, state)
-    cond = threading.Condition()
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            now = time.time_ns()
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            with cond:
-                got.append((now, parse_ns(body["time"]), body["state"]))
-                cond.notify_all()
-
-        def log_message(self, *args):
-            pass
-
-    hooks = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    # (received ns, window end ns, state)
+    hooks = Hooks(hook_port, lambda body, perf, ns: (ns, parse_ns(body["time"]), body["state"]))
+    got, cond = hooks.got, hooks.cond
+    server = start_server(binary, work, http_port, "--no-mqtt")
     device = Device(http_port, size_ns, a.period)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(http + "/ping")
-                break
-            except OSError:
-                time.sleep(0.1)
         # The stream must exist before the rule is accepted: one old reading.
         conn = httpc.HTTPConnection("127.0.0.1", http_port, timeout=30)
         conn.request("POST", "/api/v1/write?db=default&precision=ns",

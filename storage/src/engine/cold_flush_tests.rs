@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::engine::policy::now_ns;
-use crate::lifecycle::LifecyclePolicy;
+use crate::lifecycle::{LifecyclePolicy, TierStatus};
 use crate::objfaults;
 use crate::{Column, Engine, EngineConfig, FieldType, SeriesKey, TableWrite, Value, WriteBatch};
 
@@ -126,17 +126,7 @@ fn flushes_while_held(engine: &Engine, url: &str) {
 /// After the held move is let go: it finishes, and every row is there once.
 fn finish(engine: &Engine, url: &str) {
     objfaults::release_puts(url);
-    wait_for("the move finishing", || {
-        engine
-            .lifecycle_status()
-            .unwrap()
-            .0
-            .iter()
-            .filter(|t| t.database == "old" && t.tier == "cold")
-            .map(|t| t.rows)
-            .sum::<u64>()
-            == 3 * 4 * 24
-    });
+    wait_for("the move finishing", || cold_rows(engine, "old") == 3 * 4 * 24);
     assert_eq!(rows_of(engine, "old"), 3 * 4 * 24);
     assert_eq!(rows_of(engine, "new"), 2 * 3);
 }
@@ -152,16 +142,26 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Hot segment files of `database`.
-fn hot_files(engine: &Engine, database: &str) -> u64 {
+/// The sum of `pick` over `database`'s streams in `tier`.
+fn tier_sum(engine: &Engine, database: &str, tier: &str, pick: fn(&TierStatus) -> u64) -> u64 {
     engine
         .lifecycle_status()
         .unwrap()
         .0
         .iter()
-        .filter(|t| t.database == database && t.tier == "hot")
-        .map(|t| t.files)
+        .filter(|t| t.database == database && t.tier == tier)
+        .map(pick)
         .sum()
+}
+
+/// Hot segment files of `database`.
+fn hot_files(engine: &Engine, database: &str) -> u64 {
+    tier_sum(engine, database, "hot", |t| t.files)
+}
+
+/// Rows of `database` in the cold tier.
+fn cold_rows(engine: &Engine, database: &str) -> u64 {
+    tier_sum(engine, database, "cold", |t| t.rows)
 }
 
 #[test]
@@ -262,16 +262,7 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
     objfaults::release_puts(&url);
     let total = 3 * 4 * 24 + 5;
     wait_for("every old row cold", || {
-        hot_files(&engine, "old") == 0
-            && engine
-                .lifecycle_status()
-                .unwrap()
-                .0
-                .iter()
-                .filter(|t| t.database == "old" && t.tier == "cold")
-                .map(|t| t.rows)
-                .sum::<u64>()
-                == total as u64
+        hot_files(&engine, "old") == 0 && cold_rows(&engine, "old") == total as u64
     });
     assert_eq!(rows_of(&engine, "old"), total);
     assert_eq!(rows_of(&engine, "new"), 6);
