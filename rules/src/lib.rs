@@ -375,9 +375,16 @@ impl Rules {
             state.seed_keyed(spec, shape, wm, &rows.batches);
             return Ok(state);
         }
+        // Rows of windows that closed before the restart are replayed only to be left out: with
+        // `late_policy: adjust` they would move to the watermark and count a second time.
+        let replay = window::Shape {
+            adjust_late: false,
+            ..shape
+        };
         for b in &rows.batches {
-            state.add(spec, shape, b).await?;
+            state.add(spec, replay, b).await?;
         }
+        state.late_dropped = 0;
         Ok(state)
     }
 
@@ -447,16 +454,21 @@ impl Rules {
         let store = self.store.clone();
         let s = spec.clone();
         blocking(move || store.put_rule(&s, false)).await?;
-        // A new window, select or grouping leaves the shared window state (the condition alone
-        // is recompiled in place: open windows and the watermark stay).
+        // A new window, select or grouping (or a rule disabled, or enabled again: rows were
+        // missed) starts from empty windows, its own state and its part of a shared one gone;
+        // a new condition alone is recompiled in place (open windows and the watermark stay).
         let old = match self.loaded.read() {
             Ok(l) => l.get(name).map(|o| o.spec.clone()),
             Err(_) => None,
         };
-        let keeps = old
-            .is_some_and(|o| window_share::same_windows(&o, &spec) && !self.joins_devices(&spec));
-        if !keeps && let Ok(mut u) = self.shared.lock() {
-            u.retain(|_, unit| !unit.forget(name));
+        let keeps = old.is_some_and(|o| {
+            window_share::same_windows(&o, &spec)
+                && !self.joins_devices(&spec)
+                && o.enabled
+                && spec.enabled
+        });
+        if !keeps {
+            self.forget_windows(name);
         }
         self.load(spec.clone(), timing);
         Ok(self.view(spec))

@@ -126,7 +126,9 @@ fn flushes_while_held(engine: &Engine, url: &str) {
 /// After the held move is let go: it finishes, and every row is there once.
 fn finish(engine: &Engine, url: &str) {
     objfaults::release_puts(url);
-    wait_for("the move finishing", || cold_rows(engine, "old") == 3 * 4 * 24);
+    wait_for("the move finishing", || {
+        cold_rows(engine, "old") == 3 * 4 * 24
+    });
     assert_eq!(rows_of(engine, "old"), 3 * 4 * 24);
     assert_eq!(rows_of(engine, "new"), 2 * 3);
 }
@@ -266,4 +268,64 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
     });
     assert_eq!(rows_of(&engine, "old"), total);
     assert_eq!(rows_of(&engine, "new"), 6);
+}
+
+/// An erase while a move is held: merges wait (a merge's output takes its newest input's `seq`,
+/// past the tombstone's mark, and would show the erased rows again), the erased rows stay
+/// hidden, and once the move ends the purge removes them and compaction goes on.
+#[test]
+fn an_erase_during_a_held_move_stays_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
+    objfaults::hold_puts(&url);
+    let _release = Release(&url);
+    engine
+        .set_lifecycle("old", None, Some(hot_3_days()))
+        .unwrap();
+    wait_for("the move reaching its first put", || {
+        objfaults::puts_waiting(&url) > 0
+    });
+    let today = now_ns().div_euclid(DAY) * DAY;
+    let minute = 60_000_000_000;
+    let write_flushed = |start: i64| {
+        let before = engine.stats().flushes;
+        engine.write(&batch("new", 1, start, 1)).unwrap();
+        wait_for("a background flush", || engine.stats().flushes > before);
+    };
+    // Three segments of d0 in today's window, the erase, three more after it.
+    for i in 0..3 {
+        write_flushed(today + i * minute);
+    }
+    engine
+        .erase_device(&crate::EraseRequest {
+            database: Some("new".into()),
+            device: "d0".into(),
+            start: i64::MIN,
+            end: i64::MAX,
+        })
+        .unwrap();
+    for i in 10..13 {
+        write_flushed(today + i * minute);
+    }
+    assert_eq!(
+        engine.compact().unwrap(),
+        0,
+        "no merge while the move is held"
+    );
+    assert_eq!(
+        rows_of(&engine, "new"),
+        3,
+        "only the rows written after the erase"
+    );
+    objfaults::release_puts(&url);
+    wait_for("the move finishing", || {
+        cold_rows(&engine, "old") == 3 * 4 * 24
+    });
+    engine.compact().unwrap();
+    assert_eq!(rows_of(&engine, "new"), 3);
+    assert!(
+        hot_files(&engine, "new") < 6,
+        "compacted once the move ended"
+    );
 }

@@ -222,6 +222,9 @@ pub(super) fn unique() -> String {
 /// encoding is most of a move's time).
 const ENCODERS: usize = 2;
 
+/// Segments handed to each encoder ahead of the one being stored (with their series keys).
+const AHEAD: usize = 2;
+
 /// The segments one run moves, their windows registered in `LifecycleState::moving` until this
 /// is dropped (compaction and erase purges leave those windows alone meanwhile).
 pub(super) struct Moving<'a> {
@@ -230,8 +233,21 @@ pub(super) struct Moving<'a> {
     segments: Vec<Arc<LiveSegment>>,
 }
 
+/// The series of one segment with their keys, sorted by key.
+type SeriesKeys = Vec<(crate::SeriesId, crate::SeriesKey)>;
+
 impl Drop for Moving<'_> {
     fn drop(&mut self) {
+        // A commit whose outcome is unknown (`reconcile_pending`) may have put a segment's rows
+        // in the cold tier: its windows stay out of compaction until the next run reconciles.
+        if self
+            .inner
+            .cold
+            .as_ref()
+            .is_some_and(|t| t.reconcile_pending.load(Ordering::Relaxed))
+        {
+            return;
+        }
         // A poisoned set is only read by compaction, which then fails loudly; nothing to undo.
         if let Ok(mut moving) = self.inner.lifecycle.moving.lock() {
             for w in &self.windows {
@@ -259,6 +275,14 @@ pub(super) fn prepare<'a>(
         tier.record_error(&msg);
         report.errors.push(msg);
         return None;
+    }
+    // Windows a failed run left registered are reconciled now.
+    match inner.lifecycle.moving.lock() {
+        Ok(mut moving) => moving.clear(),
+        Err(_) => {
+            report.errors.push(format!("cold: {}", poisoned()));
+            return None;
+        }
     }
     let segments = match candidates(inner, now) {
         Ok(c) if c.is_empty() => return None,
@@ -306,33 +330,48 @@ pub(super) fn move_cold(
 ) {
     let candidates = &moving.segments;
     std::thread::scope(|scope| {
-        let queues: Vec<_> = (0..ENCODERS.min(candidates.len()))
-            .map(|w| {
+        let encoders = ENCODERS.min(candidates.len());
+        // Per encoder: work in (segment, its series keys), objects out.
+        let (feeds, queues): (Vec<_>, Vec<_>) = (0..encoders)
+            .map(|_| {
+                let (work_tx, work_rx) =
+                    std::sync::mpsc::sync_channel::<(&Arc<LiveSegment>, SeriesKeys)>(AHEAD);
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let mine: Vec<Arc<LiveSegment>> = candidates
-                    .iter()
-                    .skip(w)
-                    .step_by(ENCODERS)
-                    .cloned()
-                    .collect();
                 scope.spawn(move || {
-                    // Encoding yields the CPU to writers, flush and queries.
+                    // Encoding yields the CPU to writers, flush and queries, and takes no engine
+                    // lock (a preempted low-priority holder would stall them): the keys come
+                    // with the work.
                     super::maintenance::lower_priority();
-                    for live in mine {
+                    for (live, keys) in work_rx {
                         if inner.shutdown.load(Ordering::Acquire) {
                             return;
                         }
                         let started = std::time::Instant::now();
-                        let encoded = encode(inner, &live);
+                        let encoded = encode(live, &keys);
                         // The receiver is gone when a move failed: stop encoding.
                         if tx.send((encoded, started.elapsed())).is_err() {
                             return;
                         }
                     }
                 });
-                rx
+                (work_tx, rx)
             })
-            .collect();
+            .unzip();
+        // Segment `j` goes to encoder `j % encoders` with its keys, read here from the catalog
+        // at normal priority; each encoder holds at most `AHEAD` segments' keys.
+        let feed = |j: usize| -> Result<()> {
+            let live = &candidates[j];
+            let keys = series_keys(&inner.read_state()?.catalog, &live.segment);
+            // An encoder only stops early when the engine closes; the loop below reports it.
+            let _ = feeds[j % encoders].send((live, keys));
+            Ok(())
+        };
+        for j in 0..candidates.len().min(AHEAD * encoders) {
+            if let Err(e) = feed(j) {
+                report.errors.push(format!("cold: {e}"));
+                return;
+            }
+        }
         for (i, live) in candidates.iter().enumerate() {
             if inner.shutdown.load(Ordering::Acquire) {
                 report
@@ -346,6 +385,13 @@ pub(super) fn move_cold(
                     .push("cold: an encoder thread stopped; the rest stays hot".into());
                 return;
             };
+            let next = i + AHEAD * encoders;
+            if next < candidates.len()
+                && let Err(e) = feed(next)
+            {
+                report.errors.push(format!("cold: {e}"));
+                return;
+            }
             if !store_one(inner, tier, live, encoded, report) {
                 return;
             }
@@ -417,6 +463,23 @@ fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
         })
         .cloned()
         .collect())
+}
+
+/// `segment`'s series with their keys, in key order (device, then tags): each row group of the
+/// object then holds a narrow range of devices, and its `device` statistics let a read of one
+/// device skip the others.
+fn series_keys(catalog: &crate::catalog::Catalog, segment: &crate::segment::Segment) -> SeriesKeys {
+    let mut keys: SeriesKeys = segment
+        .series_ids()
+        .filter_map(|sid| {
+            catalog
+                .series
+                .get(sid as usize)
+                .map(|s| (sid, s.key.clone()))
+        })
+        .collect();
+    keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));
+    keys
 }
 
 /// Steps 1–5 of a move of `live`, encoded (step 1's Parquet bytes) by an encoder thread.
@@ -522,24 +585,8 @@ fn finish_local(
 }
 
 /// The segment's rows as one Parquet object.
-fn encode(inner: &Inner, live: &LiveSegment) -> Result<Vec<u8>> {
+fn encode(live: &LiveSegment, keys: &SeriesKeys) -> Result<Vec<u8>> {
     let segment = &live.segment;
-    // Series in key order (device, then tags): each row group then holds a narrow range of
-    // devices, and its `device` statistics let a read of one device skip the others.
-    let mut keys: Vec<(crate::SeriesId, crate::SeriesKey)> = {
-        let state = inner.read_state()?;
-        segment
-            .series_ids()
-            .filter_map(|sid| {
-                state
-                    .catalog
-                    .series
-                    .get(sid as usize)
-                    .map(|s| (sid, s.key.clone()))
-            })
-            .collect()
-    };
-    keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));
     let tags: Vec<String> = keys
         .iter()
         .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))
@@ -558,8 +605,8 @@ fn encode(inner: &Inner, live: &LiveSegment) -> Result<Vec<u8>> {
     ];
     let mut enc = Encoder::new(&segment.fields, &tags, &extra).map_err(codec)?;
     for (sid, key) in keys {
-        if let Some(rows) = segment.read_series(sid, i64::MIN, i64::MAX, &segment.fields)? {
-            enc.push(key, rows).map_err(codec)?;
+        if let Some(rows) = segment.read_series(*sid, i64::MIN, i64::MAX, &segment.fields)? {
+            enc.push(key.clone(), rows).map_err(codec)?;
         }
     }
     let (bytes, rows) = enc.finish().map_err(codec)?;

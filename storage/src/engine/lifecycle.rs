@@ -140,7 +140,12 @@ pub(super) fn run(inner: &Inner, catch_up_rollups: bool) -> Result<LifecycleRun>
     }
     // One run at a time; the compaction lock only while segments are dropped and a move is
     // prepared: the move itself runs beside compactions, which skip the windows it takes.
-    let _run = inner.lifecycle.run_lock.lock().map_err(|_| poisoned())?;
+    // It guards no data: a run that panicked must not stop every later one.
+    let _run = inner
+        .lifecycle
+        .run_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     let now = now_ns();
     report.started_ns = now;

@@ -88,7 +88,7 @@ fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> R
         if let Some(done) = lifecycle.take()
             && done.join().is_err()
         {
-            tracing::error!("the background lifecycle run panicked; it runs again when due");
+            tracing::error!("the background lifecycle run panicked");
         }
         *lifecycle = Some(spawn_lifecycle(inner.clone())?);
     }

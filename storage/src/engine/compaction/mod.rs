@@ -58,9 +58,13 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
         .map_err(|_| super::poisoned())?
         .clone();
     // Erased rows leave their segments before any merge could carry them on (`erase.rs`); reads
-    // drop them meanwhile.
+    // drop them meanwhile. While a move runs the purge waits, and so does every merge if a
+    // tombstone is live: a merge's output takes its newest input's `seq`, which can be past the
+    // tombstone's mark, so rows the purge has not removed yet would be visible again.
     if moving.is_empty() {
         super::erase::purge(inner)?;
+    } else if !inner.read_state()?.tombstones.is_empty() {
+        return Ok(0);
     }
     let jobs = {
         let state = inner.read_state()?;
