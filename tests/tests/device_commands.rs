@@ -410,3 +410,20 @@ fn one_command_for_many_devices() {
     );
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+/// A SUBACK on a persistent session means the subscription is stored: killed right after it,
+/// the server still has the session at the next connection (session present = 1).
+#[test]
+fn a_subscription_acknowledged_before_a_kill9_survives_it() {
+    let (tmp, data) = temp_data_dir();
+    let port = free_port();
+    let mut server = start(&data, port, "50");
+    let key = key_of(&server.create_device("valve-2", "valve"));
+    let mut raw = RawClient::connect(port, "valve-2", &key);
+    raw.subscribe("devices/valve-2/commands/#");
+    server.kill9();
+    drop(raw);
+    server.restart();
+    let lines = run_device(tmp.path(), port, "valve-2", &key, "none", 0.5, "");
+    assert!(lines.contains(&"CONNACK 1".to_owned()), "{lines:?}");
+}

@@ -111,6 +111,7 @@ where
             last_seen: Instant::now(),
             outbox,
             persistent,
+            save: None,
             want_fetch,
             fetch: None,
             to_mark: Vec::new(),
@@ -310,6 +311,9 @@ struct Conn<'a, S> {
     outbox: Arc<Notify>,
     /// Clean session = 0: subscriptions are stored, unacknowledged deliveries kept.
     persistent: bool,
+    /// A persistent session's changed subscriptions, stored before the next write to the device
+    /// (so a SUBACK it sees means the subscription survives a crash).
+    save: Option<(String, Vec<String>)>,
     /// Fetch the messages waiting for the device as soon as no fetch is running.
     want_fetch: bool,
     /// The running outbox task: marks acknowledged deliveries, then (if asked) fetches what
@@ -374,6 +378,7 @@ where
                 }
             }
             self.after_packets();
+            self.save_subscriptions().await;
             self.submit();
             self.start_outbox();
             if !self.flush().await {
@@ -413,13 +418,26 @@ where
             return;
         }
         self.want_fetch = true;
-        if let (true, Some(channel)) = (self.persistent, self.shared.env.config.channel.clone()) {
+        if self.persistent {
             let device = self.session.device().to_owned();
-            let subscriptions = self.session.subscriptions().to_vec();
-            // Stored in the background, within milliseconds of the SUBACK.
-            tokio::task::spawn_blocking(move || {
-                channel.save_session(&device, Some(&subscriptions));
-            });
+            self.save = Some((device, self.session.subscriptions().to_vec()));
+        }
+    }
+
+    /// Stores the subscriptions [`Conn::after_packets`] noted (on the blocking pool, waited
+    /// for): called before each flush, so the SUBACK follows the stored subscription.
+    async fn save_subscriptions(&mut self) {
+        let (Some((device, subscriptions)), Some(channel)) =
+            (self.save.take(), self.shared.env.config.channel.clone())
+        else {
+            return;
+        };
+        let saved = tokio::task::spawn_blocking(move || {
+            channel.save_session(&device, Some(&subscriptions));
+        })
+        .await;
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "storing a persistent session's subscriptions failed");
         }
     }
 

@@ -218,6 +218,29 @@ pub(super) fn unique() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): the
+/// lowest, so under CPU contention the scheduler gives a busy writer, flush or query thread
+/// about 68× an encoder's share (weights 1024 and 15). At nice 10 (weight 110) the two encoders
+/// still took 30 % of the server's CPU while a load ran (benches/cold/RESULTS.md).
+const BULK_NICE: i32 = 19;
+
+/// Lowers the calling thread's CPU priority to [`BULK_NICE`] (Linux: a thread's own nice value;
+/// elsewhere the whole process's, so nothing is done). Failure only costs priority: logged.
+#[allow(unsafe_code)]
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
+        let done = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE)
+        };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a bulk thread's priority");
+        }
+    }
+}
+
 /// Threads that encode segments as Parquet ahead of the store steps (the machine's 2 cores:
 /// encoding is most of a move's time).
 const ENCODERS: usize = 2;
@@ -318,7 +341,7 @@ pub(super) fn prepare<'a>(
 /// Moves the segments [`prepare`] picked, oldest first, without the compaction lock; stops at
 /// the first failure or when the engine closes (the rest stays hot and is retried at the next
 /// run). Segments are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// (`maintenance::lower_priority`; each at most one object ahead); writing, verifying and
+/// ([`lower_priority`]; each at most one object ahead); writing, verifying and
 /// committing stay on this thread, at normal priority (it takes the locks flush needs), in age
 /// order. No lock a flush or a write takes is held while encoding or storing: only the manifest
 /// edits and the live-state swap take them.
@@ -341,7 +364,7 @@ pub(super) fn move_cold(
                     // Encoding yields the CPU to writers, flush and queries, and takes no engine
                     // lock (a preempted low-priority holder would stall them): the keys come
                     // with the work.
-                    super::maintenance::lower_priority();
+                    lower_priority();
                     for (live, keys) in work_rx {
                         if inner.shutdown.load(Ordering::Acquire) {
                             return;

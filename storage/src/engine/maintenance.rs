@@ -98,7 +98,7 @@ fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> R
 /// Starts one background lifecycle run on its own thread. The thread keeps normal priority: it
 /// takes locks flush needs (manifest saves, the live-state swap), and a thread at nice 19
 /// preempted while holding one would stall flush; only its encoder threads run at
-/// [`lower_priority`].
+/// `cold_move::lower_priority`.
 fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
     let root = inner.config.data_dir.clone();
     std::thread::Builder::new()
@@ -109,27 +109,4 @@ fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
             }
         })
         .map_err(|source| StorageError::Io { path: root, source })
-}
-
-/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): the
-/// lowest, so under CPU contention the scheduler gives a busy writer, flush or query thread
-/// about 68× an encoder's share (weights 1024 and 15). At nice 10 (weight 110) the two encoders
-/// still took 30 % of the server's CPU while a load ran (benches/cold/RESULTS.md).
-const BULK_NICE: i32 = 19;
-
-/// Lowers the calling thread's CPU priority to [`BULK_NICE`] (Linux: a thread's own nice value;
-/// elsewhere the whole process's, so nothing is done). Failure only costs priority: logged.
-#[allow(unsafe_code)]
-pub(super) fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
-        let done = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE)
-        };
-        if done != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a bulk thread's priority");
-        }
-    }
 }
