@@ -156,6 +156,25 @@ fn tier_sum(engine: &Engine, database: &str, tier: &str, pick: fn(&TierStatus) -
         .sum()
 }
 
+/// Moves `old` after 3 days and waits until the background run's move is held at its first
+/// object put (the test holds puts first).
+fn hold_a_background_move(engine: &Engine, url: &str) {
+    engine
+        .set_lifecycle("old", None, Some(hot_3_days()))
+        .unwrap();
+    wait_for("the move reaching its first put", || {
+        objfaults::puts_waiting(url) > 0
+    });
+}
+
+/// Writes one point of device d0 into `database` at `start` and waits for the background
+/// flush that writes it (one more segment).
+fn write_flushed(engine: &Engine, database: &str, start: i64) {
+    let before = engine.stats().flushes;
+    engine.write(&batch(database, 1, start, 1)).unwrap();
+    wait_for("a background flush", || engine.stats().flushes > before);
+}
+
 /// Hot segment files of `database`.
 fn hot_files(engine: &Engine, database: &str) -> u64 {
     tier_sum(engine, database, "hot", |t| t.files)
@@ -217,26 +236,12 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
     let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
     objfaults::hold_puts(&url);
     let _release = Release(&url);
-    engine
-        .set_lifecycle("old", None, Some(hot_3_days()))
-        .unwrap();
-    wait_for("the move reaching its first put", || {
-        objfaults::puts_waiting(&url) > 0
-    });
+    hold_a_background_move(&engine, &url);
     let today = now_ns().div_euclid(DAY) * DAY;
     // Late rows into the oldest window being moved: five more segments there (one per flush).
     let moving_window = today - 10 * DAY;
     for i in 0..5 {
-        let before = engine.stats().flushes;
-        engine
-            .write(&batch(
-                "old",
-                1,
-                moving_window + (30 + i) * 60_000_000_000,
-                1,
-            ))
-            .unwrap();
-        wait_for("a background flush", || engine.stats().flushes > before);
+        write_flushed(&engine, "old", moving_window + (30 + i) * 60_000_000_000);
     }
     let old_files = hot_files(&engine, "old");
     assert!(
@@ -246,11 +251,7 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
     // Six segments in one window of `new`: over the trigger (4), compacted meanwhile.
     let compactions = engine.stats().compactions;
     for i in 0..6 {
-        let before = engine.stats().flushes;
-        engine
-            .write(&batch("new", 1, today + i * 60_000_000_000, 1))
-            .unwrap();
-        wait_for("a background flush", || engine.stats().flushes > before);
+        write_flushed(&engine, "new", today + i * 60_000_000_000);
     }
     wait_for("a compaction of the other database", || {
         engine.stats().compactions > compactions && hot_files(&engine, "new") < 6
@@ -280,22 +281,12 @@ fn an_erase_during_a_held_move_stays_erased() {
     let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
     objfaults::hold_puts(&url);
     let _release = Release(&url);
-    engine
-        .set_lifecycle("old", None, Some(hot_3_days()))
-        .unwrap();
-    wait_for("the move reaching its first put", || {
-        objfaults::puts_waiting(&url) > 0
-    });
+    hold_a_background_move(&engine, &url);
     let today = now_ns().div_euclid(DAY) * DAY;
     let minute = 60_000_000_000;
-    let write_flushed = |start: i64| {
-        let before = engine.stats().flushes;
-        engine.write(&batch("new", 1, start, 1)).unwrap();
-        wait_for("a background flush", || engine.stats().flushes > before);
-    };
     // Three segments of d0 in today's window, the erase, three more after it.
     for i in 0..3 {
-        write_flushed(today + i * minute);
+        write_flushed(&engine, "new", today + i * minute);
     }
     engine
         .erase_device(&crate::EraseRequest {
@@ -306,7 +297,7 @@ fn an_erase_during_a_held_move_stays_erased() {
         })
         .unwrap();
     for i in 10..13 {
-        write_flushed(today + i * minute);
+        write_flushed(&engine, "new", today + i * minute);
     }
     assert_eq!(
         engine.compact().unwrap(),
