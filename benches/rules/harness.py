@@ -4,6 +4,7 @@ benchmark's own process (so its clock is the benchmark's clock)."""
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -96,3 +97,11 @@ class Hooks:
 
     def shutdown(self):
         self.server.shutdown()
+
+
+def stop(server, hooks, work):
+    """Stops the server and the webhook receiver and removes the work directory."""
+    server.terminate()
+    server.wait()
+    hooks.shutdown()
+    shutil.rmtree(work, ignore_errors=True)

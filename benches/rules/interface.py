@@ -10,12 +10,11 @@ builds; the same behaviour is asserted by the tests in tests/tests/rules*.rs.
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
 
-from harness import Hooks, call, free_port, start_server
+from harness import Hooks, call, free_port, start_server, stop
 
 
 def check(ok, what, detail=""):
@@ -116,10 +115,7 @@ def main():
         check(status == 404, "deleted rule is gone", status)
         print(f"binary={binary}: every interface step held")
     finally:
-        server.terminate()
-        server.wait()
-        hooks.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(server, hooks, work)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ alert commit (redb fsync) + outbox + HTTP POST. Prints p50/p99/max.
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 
 import paho.mqtt.client as mqtt
 
-from harness import Hooks, call, free_port, start_server
+from harness import Hooks, call, free_port, start_server, stop
 
 
 def main():
@@ -68,10 +67,7 @@ def main():
         print(f"binary={binary} readings={len(lat)} p50={pick(0.50):.2f}ms "
               f"p99={pick(0.99):.2f}ms max={lat[-1]:.2f}ms")
     finally:
-        server.terminate()
-        server.wait()
-        hooks.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(server, hooks, work)
 
 
 if __name__ == "__main__":

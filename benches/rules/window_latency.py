@@ -30,12 +30,11 @@ import http.client as httpc
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
 
-from harness import TOKEN, Hooks, call, free_port, start_server
+from harness import TOKEN, Hooks, call, free_port, start_server, stop
 
 RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$")
 
@@ -158,10 +157,7 @@ def main():
                           "from_deadline_ms": stats(from_deadline)}, indent=1))
     finally:
         device.stop.set()
-        server.terminate()
-        server.wait()
-        hooks.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(server, hooks, work)
 
 
 if __name__ == "__main__":

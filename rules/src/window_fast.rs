@@ -330,14 +330,11 @@ impl Fast {
         may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
         let mut condition = std::mem::take(&mut self.condition);
-        let judge = Judge {
-            spec,
-            condition: &mut condition,
-            may_be_open,
-        };
-        let out = self.close_for(shape, wm, &mut [judge]);
+        let out = Judge::alone(spec, &mut condition, may_be_open, |judges| {
+            self.close_for(shape, wm, judges)
+        });
         self.condition = condition;
-        out.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
+        out
     }
 
     /// [`Fast::close`] for several rules sharing this state (same window, `group_by` and
@@ -426,6 +423,25 @@ pub struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// A state's close for one rule alone: `close_for` with that rule as the only judge (its
+    /// condition lent by the state for the call), and its one result.
+    pub fn alone(
+        spec: &RuleSpec,
+        condition: &mut Condition,
+        may_be_open: Option<&mut HashSet<AlertKey>>,
+        close_for: impl FnOnce(&mut [Judge]) -> Vec<Result<Vec<Closed>>>,
+    ) -> Result<Vec<Closed>> {
+        let judge = Judge {
+            spec,
+            condition,
+            may_be_open,
+        };
+        close_for(&mut [judge])
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
     /// The rule's condition over closed windows' results (once over all of them), into `out`:
     /// values for the results that matched or may be open; a window without rows does not
     /// hold (its values are its bounds only).

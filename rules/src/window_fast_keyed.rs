@@ -185,14 +185,11 @@ impl FastKeyed {
         may_be_open: Option<&mut HashSet<AlertKey>>,
     ) -> Result<Vec<Closed>> {
         let mut condition = std::mem::take(&mut self.condition);
-        let judge = Judge {
-            spec,
-            condition: &mut condition,
-            may_be_open,
-        };
-        let out = self.close_for(shape, wm, &mut [judge]);
+        let out = Judge::alone(spec, &mut condition, may_be_open, |judges| {
+            self.close_for(shape, wm, judges)
+        });
         self.condition = condition;
-        out.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
+        out
     }
 
     /// [`FastKeyed::close`] for several rules sharing this state: the closed windows are taken
