@@ -271,7 +271,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COLD_STORE")]
     pub cold_store: Option<String>,
 
-    /// MiB of cold objects cached in memory for queries (0 disables the cache).
+    /// MiB of memory for cold objects fetched by queries and the row groups decoded from them
+    /// (least recently used out first; 0 disables the cache).
     #[arg(long, env = "STRATA_COLD_CACHE_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pub cold_cache_mb: u64,
 

@@ -267,6 +267,11 @@ pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
                 c.cache_misses,
             ),
             (
+                "strata_cold_cache_decoded_hits_total",
+                "Cold row groups read already decoded from the cache.",
+                c.cache_decoded_hits,
+            ),
+            (
                 "strata_cold_objects_moved_total",
                 "Segments moved to the cold tier.",
                 c.objects_moved,

@@ -7,8 +7,9 @@
 //!
 //! The storage engine is synchronous; every store call runs on this tier's own small tokio
 //! runtime and the caller waits on a channel, so it is safe from any thread (including threads
-//! of another runtime). Reads go through a bounded in-memory cache of verified object bytes
-//! (`--cold-cache-mb`, least recently used out first) with hit/miss counters.
+//! of another runtime). Reads go through a bounded in-memory cache (`--cold-cache-mb`, least
+//! recently used out first) of verified object bytes and of the row groups queries decoded from
+//! them, with hit/miss counters: a warm read neither fetches nor decodes.
 
 pub(crate) mod decimal;
 pub(crate) mod parquet;
@@ -87,20 +88,31 @@ pub struct ColdCounters {
     pub move_errors: AtomicU64,
     /// Objects that failed their checksum when read.
     pub corrupt_objects: AtomicU64,
+    /// Row groups a read took already decoded from the cache.
+    pub decoded_hits: AtomicU64,
 }
 
 /// A cached object: its verified bytes, the tick of its last use, and its parsed footer once a
 /// read asked for it.
 type CacheEntry = (bytes::Bytes, u64, Option<Arc<parquet::ObjectIndex>>);
 
+/// The rows of one decoded row group by series key (tags sorted by name).
+pub(crate) type DecodedGroup = Arc<HashMap<crate::SeriesKey, crate::rows::Rows>>;
+
+/// A cached decoded row group: its rows, the tick of its last use, and the bytes it is counted as.
+type GroupEntry = (DecodedGroup, u64, usize);
+
 /// Bounded cache of verified object bytes (and their parsed footers, which a warm read then
-/// does not parse again; they are not counted against the limit: a few KB per object).
+/// does not parse again; they are not counted against the limit: a few KB per object), and of
+/// row groups decoded from them, keyed by object and by what was decoded (group, fields, device).
+/// Both count against one limit; the least recently used entry of either kind leaves first.
 #[derive(Debug, Default)]
 struct Cache {
     limit: usize,
     used: usize,
     tick: u64,
     entries: HashMap<String, CacheEntry>,
+    groups: HashMap<(String, String), GroupEntry>,
 }
 
 impl Cache {
@@ -128,21 +140,8 @@ impl Cache {
     }
 
     fn put(&mut self, key: &str, bytes: bytes::Bytes) {
-        if bytes.len() > self.limit {
+        if !self.make_room(bytes.len()) {
             return;
-        }
-        while self.used + bytes.len() > self.limit {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, t, _))| *t)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((b, _, _)) = self.entries.remove(&oldest) {
-                self.used -= b.len();
-            }
         }
         self.tick += 1;
         self.used += bytes.len();
@@ -154,10 +153,73 @@ impl Cache {
         }
     }
 
-    fn remove(&mut self, key: &str) {
+    /// The row group decoded as `spec` from object `key`, if cached.
+    fn get_group(&mut self, key: &str, spec: &str) -> Option<DecodedGroup> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.groups.get_mut(&(key.to_string(), spec.to_string()))?;
+        entry.1 = tick;
+        Some(entry.0.clone())
+    }
+
+    fn put_group(&mut self, key: &str, spec: String, rows: DecodedGroup, bytes: usize) {
+        if !self.make_room(bytes) {
+            return;
+        }
+        self.tick += 1;
+        self.used += bytes;
+        if let Some((_, _, old)) = self
+            .groups
+            .insert((key.to_string(), spec), (rows, self.tick, bytes))
+        {
+            self.used -= old;
+        }
+    }
+
+    /// Evicts least recently used entries until `bytes` more fit; false when they never can.
+    fn make_room(&mut self, bytes: usize) -> bool {
+        if bytes > self.limit {
+            return false;
+        }
+        while self.used + bytes > self.limit {
+            let object: Option<(u64, String)> = (self.entries.iter())
+                .min_by_key(|(_, (_, t, _))| *t)
+                .map(|(k, (_, t, _))| (*t, k.clone()));
+            let group: Option<(u64, (String, String))> = (self.groups.iter())
+                .min_by_key(|(_, (_, t, _))| *t)
+                .map(|(k, (_, t, _))| (*t, k.clone()));
+            match (object, group) {
+                (Some((a, k)), Some((b, _))) if a <= b => self.remove_bytes(&k),
+                (Some((_, k)), None) => self.remove_bytes(&k),
+                (_, Some((_, g))) => {
+                    if let Some((_, _, n)) = self.groups.remove(&g) {
+                        self.used -= n;
+                    }
+                }
+                (None, None) => break,
+            }
+        }
+        true
+    }
+
+    fn remove_bytes(&mut self, key: &str) {
         if let Some((b, _, _)) = self.entries.remove(key) {
             self.used -= b.len();
         }
+    }
+
+    /// Forgets an object: its bytes and every row group decoded from it.
+    fn remove(&mut self, key: &str) {
+        self.remove_bytes(key);
+        let mut freed = 0;
+        self.groups.retain(|(k, _), (_, _, n)| {
+            let keep = k != key;
+            if !keep {
+                freed += *n;
+            }
+            keep
+        });
+        self.used -= freed;
     }
 }
 
@@ -536,6 +598,29 @@ impl ColdTier {
         Ok((bytes, index))
     }
 
+    /// The row group decoded as `spec` (which names the group and what was decoded of it) from
+    /// `object`, if the cache holds it (counted as a decoded hit).
+    pub(crate) fn decoded_group(&self, object: &ColdObject, spec: &str) -> Option<DecodedGroup> {
+        let hit = self.cache.lock().ok()?.get_group(&object.key, spec);
+        if hit.is_some() {
+            self.counters.decoded_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Keeps a row group decoded as `spec` from `object`, counted as `bytes` against the cache.
+    pub(crate) fn keep_decoded(
+        &self,
+        object: &ColdObject,
+        spec: String,
+        rows: DecodedGroup,
+        bytes: usize,
+    ) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.put_group(&object.key, spec, rows, bytes);
+        }
+    }
+
     /// The fields and series keys `object` holds, from its footer and its `device` and tag
     /// columns only (ranged requests). Not checksummed: only the catalog learns from it, rows
     /// are always read through [`ColdTier::fetch`], which verifies them.
@@ -580,6 +665,49 @@ pub(crate) fn date_of(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(rows: usize) -> DecodedGroup {
+        let r = crate::rows::Rows {
+            times: (0..rows as i64).collect(),
+            columns: Vec::new(),
+        };
+        Arc::new(HashMap::from([(crate::SeriesKey::default(), r)]))
+    }
+
+    #[test]
+    fn the_cache_keeps_bytes_and_decoded_groups_under_one_limit() {
+        let mut c = Cache {
+            limit: 100,
+            ..Cache::default()
+        };
+        c.put("a", bytes::Bytes::from(vec![0u8; 40]));
+        c.put_group("a", "g0".into(), group(1), 30);
+        c.put_group("b", "g0".into(), group(2), 20);
+        assert_eq!(c.used, 90);
+        // Touch the object `a`: the least recently used entry is now a's group.
+        assert!(c.get("a").is_some());
+        c.put_group("b", "g1".into(), group(3), 30);
+        assert_eq!(c.used, 90);
+        assert!(c.get_group("a", "g0").is_none(), "the oldest entry left");
+        assert_eq!(
+            c.get_group("b", "g0")
+                .unwrap()
+                .values()
+                .next()
+                .unwrap()
+                .times
+                .len(),
+            2
+        );
+        // Forgetting an object drops its bytes and every group decoded from it.
+        c.remove("b");
+        assert_eq!(c.used, 40);
+        assert!(c.get_group("b", "g1").is_none());
+        // What can never fit is not kept, and evicts nothing.
+        c.put_group("c", "g0".into(), group(1), 101);
+        assert_eq!(c.used, 40);
+        assert!(c.get("a").is_some());
+    }
 
     #[test]
     fn dates_are_utc_calendar_days() {

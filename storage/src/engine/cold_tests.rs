@@ -476,3 +476,83 @@ fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
     again[0].1.retain(|r| r.1 < day_start(0));
     assert_eq!(again, hot_answers);
 }
+
+/// The rows of a scan as comparable (device, time, values) tuples.
+type Answer = Vec<(String, i64, String)>;
+
+/// The rows of each query, and the tier's decoded-group hits after answering them.
+fn answers_and_hits(engine: &Engine, queries: &[ScanRequest]) -> (Vec<Answer>, u64) {
+    let rows = queries
+        .iter()
+        .map(|q| rows_of(engine.scan(q).unwrap()))
+        .collect();
+    let status = engine.lifecycle_status().unwrap().1.unwrap();
+    (rows, status.cache_decoded_hits)
+}
+
+#[test]
+fn warm_cold_reads_take_decoded_row_groups_from_the_cache_and_erasures_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    let devices: Vec<String> = (0..40).map(|d| format!("truck-{d:02}")).collect();
+    let start = day_start(10);
+    let step = 20_000_000_000;
+    engine.write(&dense(&devices, start, 4_000, step)).unwrap();
+    engine.flush().unwrap();
+    let queries: Vec<ScanRequest> = [None, Some("truck-07"), Some("truck-39")]
+        .into_iter()
+        .map(|device| ScanRequest {
+            database: "db".into(),
+            stream: "m".into(),
+            device: device.map(String::from),
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Default::default()
+        })
+        .collect();
+    let hot_answers = answers_and_hits(&engine, &queries).0;
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    assert_eq!(engine.run_lifecycle().unwrap().moved.len(), 1);
+
+    let (first, hits) = answers_and_hits(&engine, &queries);
+    assert_eq!(first, hot_answers);
+    // A one-device read decodes only its device's rows the first time; again, nothing decodes.
+    let (again, more) = answers_and_hits(&engine, &queries);
+    assert_eq!(again, hot_answers, "warm answers equal cold-cache ones");
+    assert!(
+        more > hits,
+        "the second pass took decoded groups: {hits} -> {more}"
+    );
+
+    // Rows erased after their group was cached are not served from the cache.
+    engine
+        .erase_device(&crate::EraseRequest {
+            database: Some("db".into()),
+            device: "truck-07".into(),
+            start,
+            end: start + 100 * step,
+        })
+        .unwrap();
+    let (erased, _) = answers_and_hits(&engine, &queries);
+    let expected: Vec<Vec<_>> = hot_answers
+        .iter()
+        .map(|rows| {
+            let kept =
+                |r: &&(String, i64, String)| !(r.0 == "truck-07" && r.1 < start + 100 * step);
+            rows.iter().filter(kept).cloned().collect()
+        })
+        .collect();
+    assert_eq!(erased[1].len(), 3_900);
+    assert_eq!(erased, expected);
+    drop(engine);
+
+    // With no cache, nothing is kept decoded and the answers are the same.
+    let mut c = config(dir.path(), cold.path());
+    c.cold_cache_bytes = 0;
+    let engine = Engine::open(c).unwrap();
+    let (a, _) = answers_and_hits(&engine, &queries);
+    let (b, hits) = answers_and_hits(&engine, &queries);
+    assert_eq!((a, b.clone()), (expected.clone(), expected));
+    assert_eq!(hits, 0);
+}

@@ -345,6 +345,7 @@ pub(super) fn status(
                     .unwrap_or_default(),
                 cache_hits: n(&c.cache_hits),
                 cache_misses: n(&c.cache_misses),
+                cache_decoded_hits: n(&c.decoded_hits),
                 objects_moved: n(&c.objects_moved),
                 segment_bytes_moved: n(&c.segment_bytes_moved),
                 object_bytes_written: n(&c.object_bytes_written),

@@ -653,17 +653,7 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         // A snapshot of one series decodes only its device's rows (the other columns are read
         // where the `device` column matches); otherwise a group is decoded once for all series.
         let only = (snap.series.len() == 1).then_some(key.device.as_str());
-        let decoded = file.groups[g].get_or_init(|| {
-            crate::cold::parquet::decode_groups(
-                file.bytes.clone(),
-                &file.index,
-                vec![g],
-                &snap.fields,
-                only,
-            )
-            .map(Arc::new)
-            .map_err(|e| format!("cold object {}: row group {g}: {e}", object.key))
-        });
+        let decoded = file.groups[g].get_or_init(|| decoded_group(snap, c, file, g, only));
         let decoded = decoded.as_ref().map_err(|e| corrupt(e.clone()))?;
         if let Some(rows) = decoded.get(&key) {
             parts.push(rows.slice_time(snap.first, snap.last));
@@ -680,6 +670,65 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         ReadMode::Points => rows,
     };
     Ok((!rows.is_empty()).then_some(rows))
+}
+
+/// Row group `g` of cold object `c` decoded onto the snapshot's fields (only `device`'s rows
+/// when given): from the tier's cache of decoded groups, else decoded and kept there.
+fn decoded_group(
+    snap: &ReadSnapshot,
+    c: usize,
+    file: &ColdFile,
+    g: usize,
+    device: Option<&str>,
+) -> GroupRead {
+    let object = &snap.cold[c];
+    let spec = group_spec(g, device, &snap.fields);
+    if let Some(tier) = &snap.tier {
+        // The group decoded for every device serves one device's read too.
+        let whole = device.map(|_| group_spec(g, None, &snap.fields));
+        let cached = std::iter::once(&spec).chain(&whole);
+        if let Some(hit) = cached
+            .into_iter()
+            .find_map(|s| tier.decoded_group(object, s))
+        {
+            return Ok(hit);
+        }
+    }
+    let rows = crate::cold::parquet::decode_groups(
+        file.bytes.clone(),
+        &file.index,
+        vec![g],
+        &snap.fields,
+        device,
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("cold object {}: row group {g}: {e}", object.key))?;
+    if let Some(tier) = &snap.tier {
+        let bytes = rows.iter().map(|(k, r)| key_bytes(k) + rows_bytes(r)).sum();
+        tier.keep_decoded(object, spec, rows.clone(), bytes);
+    }
+    Ok(rows)
+}
+
+/// What a decoded row group holds: the group, the device it was limited to, and the fields
+/// (name and type) it was projected onto.
+fn group_spec(g: usize, device: Option<&str>, fields: &[(String, FieldType)]) -> String {
+    use std::fmt::Write;
+    let mut spec = format!("{g}\u{0}{}", device.map_or(0, str::len));
+    spec.push_str(device.unwrap_or(""));
+    for (name, ty) in fields {
+        let _ = write!(spec, "\u{0}{}:{ty:?}:{name}", name.len());
+    }
+    spec
+}
+
+/// Approximate heap bytes of a series key.
+fn key_bytes(k: &SeriesKey) -> usize {
+    48 + k.device.len()
+        + k.tags
+            .iter()
+            .map(|(n, v)| 48 + n.len() + v.len())
+            .sum::<usize>()
 }
 
 /// Fetches (from the cache or the store, verified) and indexes one cold object (the footer is

@@ -104,6 +104,8 @@ pub struct ColdStatus {
     pub cache_hits: u64,
     /// Cold reads that fetched the object.
     pub cache_misses: u64,
+    /// Row groups read already decoded from the cache.
+    pub cache_decoded_hits: u64,
     /// Segments moved.
     pub objects_moved: u64,
     /// Segment bytes moved.
