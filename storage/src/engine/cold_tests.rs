@@ -356,17 +356,27 @@ fn rows_of(batches: Vec<crate::SeriesBatch>) -> Vec<(String, i64, String)> {
     out
 }
 
-#[test]
-fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
+/// Data and cold directories, and an engine over them holding 40 devices × 4,000 points (every
+/// `STEP`) of one day ten days ago, flushed: 160,000 rows, more than one row group once cold.
+fn forty_trucks() -> (tempfile::TempDir, tempfile::TempDir, Engine, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let cold = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
-    // 40 devices × 4,000 points (every 20 s) in one day: 160,000 rows, more than one row group.
     let devices: Vec<String> = (0..40).map(|d| format!("truck-{d:02}")).collect();
-    let start = day_start(10);
-    let step = 20_000_000_000;
-    engine.write(&dense(&devices, start, 4_000, step)).unwrap();
+    engine
+        .write(&dense(&devices, day_start(10), 4_000, STEP))
+        .unwrap();
     engine.flush().unwrap();
+    (dir, cold, engine, devices)
+}
+
+/// Interval of [`forty_trucks`]' points: 20 s.
+const STEP: i64 = 20_000_000_000;
+
+#[test]
+fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
+    let (_dir, cold, engine, devices) = forty_trucks();
+    let (start, step) = (day_start(10), STEP);
     let queries: Vec<ScanRequest> = vec![
         ScanRequest {
             start: i64::MIN,
@@ -492,14 +502,8 @@ fn answers_and_hits(engine: &Engine, queries: &[ScanRequest]) -> (Vec<Answer>, u
 
 #[test]
 fn warm_cold_reads_take_decoded_row_groups_from_the_cache_and_erasures_still_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let cold = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
-    let devices: Vec<String> = (0..40).map(|d| format!("truck-{d:02}")).collect();
-    let start = day_start(10);
-    let step = 20_000_000_000;
-    engine.write(&dense(&devices, start, 4_000, step)).unwrap();
-    engine.flush().unwrap();
+    let (dir, cold, engine, _) = forty_trucks();
+    let (start, step) = (day_start(10), STEP);
     let queries: Vec<ScanRequest> = [None, Some("truck-07"), Some("truck-39")]
         .into_iter()
         .map(|device| ScanRequest {
