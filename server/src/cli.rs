@@ -147,6 +147,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_FLUSH_AGE", default_value = "10m", value_parser = parse_duration)]
     pub flush_age: Duration,
 
+    /// Flush the in-memory table once no write has arrived for this long and it holds at least
+    /// 1/64 of --memtable-mb (after a burst or a bulk load the WAL and memory go soon; steady
+    /// writers are flushed by size and --flush-age). 0s disables it.
+    #[arg(long, env = "STRATA_FLUSH_IDLE", default_value = "30s", value_parser = parse_duration)]
+    pub flush_idle: Duration,
+
     /// Length of a time partition: one segment file per stream and partition (e.g. 1d, 6h).
     #[arg(long, env = "STRATA_PARTITION", default_value = "1d", value_parser = parse_duration)]
     pub partition: Duration,
@@ -349,6 +355,7 @@ impl ServeArgs {
         cfg.durability = self.durability;
         cfg.memtable_bytes = mib_to_bytes(self.memtable_mb);
         cfg.flush_age = self.flush_age;
+        cfg.flush_idle = self.flush_idle;
         cfg.partition_ns = i64::try_from(self.partition.as_nanos())
             .unwrap_or(i64::MAX)
             .max(1);

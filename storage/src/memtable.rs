@@ -225,6 +225,7 @@ pub(crate) struct Memtable {
     /// Sum of the buffers' `bytes`.
     buf_bytes: usize,
     first_write: Option<Instant>,
+    last_write: Option<Instant>,
 }
 
 impl Memtable {
@@ -277,6 +278,11 @@ impl Memtable {
         self.first_write
     }
 
+    /// When the newest buffered write arrived.
+    pub fn last_write(&self) -> Option<Instant> {
+        self.last_write
+    }
+
     /// Appends the rows of a validated table write. `series_ids[i]` is the id of `table.series[i]`,
     /// `field_ids[c]` the stream field id of `table.columns[c]`. Only present values are stored.
     pub fn apply(
@@ -286,7 +292,9 @@ impl Memtable {
         series_ids: &[SeriesId],
         field_ids: &[usize],
     ) {
-        self.first_write.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.first_write.get_or_insert(now);
+        self.last_write = Some(now);
         let local: Vec<usize> = series_ids
             .iter()
             .map(|&sid| self.buf_index(sid, stream))

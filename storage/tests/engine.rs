@@ -237,3 +237,46 @@ fn torn_wal_tail_keeps_earlier_writes() {
         (0..9).collect::<Vec<_>>()
     );
 }
+
+/// Waits up to 10 s for `done`, checking every 20 ms.
+fn eventually(done: impl Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
+#[test]
+fn a_pause_in_writes_flushes_a_memtable_worth_a_segment_and_retires_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = EngineConfig::new(dir.path());
+    c.background_interval = std::time::Duration::from_millis(20);
+    c.flush_idle = std::time::Duration::from_millis(300);
+    c.memtable_bytes = 64 << 20; // 1/64 of it: 1 MiB
+    let e = Engine::open(c).unwrap();
+    // A few rows: far under 1 MiB, so a pause does not flush them (flush_age would, later).
+    let few: Vec<_> = (0..10)
+        .map(|i| ("d0".to_string(), i, vec![f("v", i as f64)]))
+        .collect();
+    e.write(&batch("db", "m", &few)).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(e.stats().flushes, 0, "a small memtable stays");
+    // A burst over 1 MiB, then a pause: flushed within a few maintenance passes.
+    let rows: Vec<_> = (0..100_000)
+        .map(|i| (format!("d{}", i % 50), 100 + i, vec![f("v", i as f64)]))
+        .collect();
+    e.write(&batch("db", "m", &rows)).unwrap();
+    assert!(e.stats().memtable_bytes >= 1 << 20, "{:?}", e.stats());
+    let before = e.stats().wal_bytes;
+    assert!(
+        eventually(|| e.stats().flushes == 1 && e.stats().memtable_bytes == 0),
+        "{:?}",
+        e.stats()
+    );
+    assert!(e.stats().wal_bytes < before, "{before} -> {:?}", e.stats());
+    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len(), 100_010);
+}

@@ -18,6 +18,10 @@ pub struct EngineConfig {
     pub memtable_bytes: usize,
     /// Flush the memtable once its oldest write is this old.
     pub flush_age: Duration,
+    /// Flush the memtable once no write has arrived for this long, if it holds at least
+    /// `memtable_bytes / 64` (a pause after a burst: its WAL and memory go within one maintenance
+    /// pass of `flush_idle`; slower writers are flushed by `flush_age`). Zero disables it.
+    pub flush_idle: Duration,
     /// Length of a time partition in nanoseconds (one segment file per stream and partition).
     pub partition_ns: i64,
     /// Rotate WAL files above this size.
@@ -60,6 +64,7 @@ impl EngineConfig {
             durability: Durability::Sync,
             memtable_bytes: 64 << 20,
             flush_age: Duration::from_secs(600),
+            flush_idle: Duration::from_secs(30),
             partition_ns: 86_400 * 1_000_000_000,
             wal_file_bytes: 64 << 20,
             background: true,

@@ -75,6 +75,7 @@ fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> R
                 .active
                 .first_write()
                 .is_some_and(|t| t.elapsed() >= inner.config.flush_age)
+            || idle(&state.active, &inner.config)
             || !state.frozen.is_empty()
     };
     if due {
@@ -93,6 +94,16 @@ fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> R
         *lifecycle = Some(spawn_lifecycle(inner.clone())?);
     }
     Ok(())
+}
+
+/// True when writes into `active` paused for `flush_idle` and it holds enough to be worth a
+/// segment (see `EngineConfig::flush_idle`).
+fn idle(active: &crate::memtable::Memtable, config: &super::EngineConfig) -> bool {
+    !config.flush_idle.is_zero()
+        && active.bytes() >= config.memtable_bytes / 64
+        && active
+            .last_write()
+            .is_some_and(|t| t.elapsed() >= config.flush_idle)
 }
 
 /// Starts one background lifecycle run on its own thread. The thread keeps normal priority: it
