@@ -136,11 +136,11 @@ fn finish(engine: &Engine, url: &str) {
 /// Lets held puts go when dropped: a failed assertion must not leave the lifecycle thread
 /// (which `Engine::drop` joins) waiting forever, turning a failure into a hang. Declared after
 /// the engine, so it is dropped first.
-struct Release<'a>(&'a str);
+struct Release(String);
 
-impl Drop for Release<'_> {
+impl Drop for Release {
     fn drop(&mut self) {
-        objfaults::release_puts(self.0);
+        objfaults::release_puts(&self.0);
     }
 }
 
@@ -156,15 +156,22 @@ fn tier_sum(engine: &Engine, database: &str, tier: &str, pick: fn(&TierStatus) -
         .sum()
 }
 
-/// Moves `old` after 3 days and waits until the background run's move is held at its first
-/// object put (the test holds puts first).
-fn hold_a_background_move(engine: &Engine, url: &str) {
+/// [`setup`] with the store's puts held, then `old` moved after 3 days and the background run's
+/// move waited for until it is held at its first object put: data and cold directories, the
+/// engine, and the guard that releases the puts.
+fn held_background_move() -> (tempfile::TempDir, tempfile::TempDir, Engine, Release) {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
+    objfaults::hold_puts(&url);
+    let release = Release(url.clone());
     engine
         .set_lifecycle("old", None, Some(hot_3_days()))
         .unwrap();
     wait_for("the move reaching its first put", || {
-        objfaults::puts_waiting(url) > 0
+        objfaults::puts_waiting(&url) > 0
     });
+    (dir, cold, engine, release)
 }
 
 /// Writes one point of device d0 into `database` at `start` and waits for the background
@@ -191,7 +198,7 @@ fn the_background_thread_flushes_while_its_own_move_is_held() {
     let cold = tempfile::tempdir().unwrap();
     let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
     objfaults::hold_puts(&url);
-    let _release = Release(&url);
+    let _release = Release(url.clone());
     // The next background lifecycle run starts the move, which stops at its put.
     engine
         .set_lifecycle("old", None, Some(hot_3_days()))
@@ -210,7 +217,7 @@ fn the_background_thread_flushes_while_an_operators_move_is_held() {
         engine.last_lifecycle_run().is_some()
     });
     objfaults::hold_puts(&url);
-    let _release = Release(&url);
+    let _release = Release(url.clone());
     engine
         .set_lifecycle("old", None, Some(hot_3_days()))
         .unwrap();
@@ -231,12 +238,8 @@ fn the_background_thread_flushes_while_an_operators_move_is_held() {
 /// runs that follow.
 #[test]
 fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
-    let dir = tempfile::tempdir().unwrap();
-    let cold = tempfile::tempdir().unwrap();
-    let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
-    objfaults::hold_puts(&url);
-    let _release = Release(&url);
-    hold_a_background_move(&engine, &url);
+    let (_dir, _cold, engine, held) = held_background_move();
+    let url = held.0.as_str();
     let today = now_ns().div_euclid(DAY) * DAY;
     // Late rows into the oldest window being moved: five more segments there (one per flush).
     let moving_window = today - 10 * DAY;
@@ -276,12 +279,8 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
 /// hidden, and once the move ends the purge removes them and compaction goes on.
 #[test]
 fn an_erase_during_a_held_move_stays_erased() {
-    let dir = tempfile::tempdir().unwrap();
-    let cold = tempfile::tempdir().unwrap();
-    let (engine, url) = setup(dir.path(), cold.path(), Duration::from_millis(10));
-    objfaults::hold_puts(&url);
-    let _release = Release(&url);
-    hold_a_background_move(&engine, &url);
+    let (_dir, _cold, engine, held) = held_background_move();
+    let url = held.0.as_str();
     let today = now_ns().div_euclid(DAY) * DAY;
     let minute = 60_000_000_000;
     // Three segments of d0 in today's window, the erase, three more after it.
