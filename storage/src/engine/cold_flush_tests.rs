@@ -259,13 +259,13 @@ fn compaction_goes_on_beside_a_held_move_outside_its_windows() {
     wait_for("a compaction of the other database", || {
         engine.stats().compactions > compactions && hot_files(&engine, "new") < 6
     });
-    assert!(objfaults::puts_waiting(&url) > 0, "the move is still held");
+    assert!(objfaults::puts_waiting(url) > 0, "the move is still held");
     assert_eq!(
         hot_files(&engine, "old"),
         old_files,
         "a window being moved was compacted"
     );
-    objfaults::release_puts(&url);
+    objfaults::release_puts(url);
     let total = 3 * 4 * 24 + 5;
     wait_for("every old row cold", || {
         hot_files(&engine, "old") == 0 && cold_rows(&engine, "old") == total as u64
@@ -308,7 +308,7 @@ fn an_erase_during_a_held_move_stays_erased() {
         3,
         "only the rows written after the erase"
     );
-    objfaults::release_puts(&url);
+    objfaults::release_puts(url);
     wait_for("the move finishing", || {
         cold_rows(&engine, "old") == 3 * 4 * 24
     });
