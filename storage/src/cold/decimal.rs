@@ -1,9 +1,9 @@
 //! Decimal storage of float fields in cold objects. Sensor readings are decimal numbers at a
 //! fixed precision (a speed to 0.1 km/h, a level to 0.01): as scaled integers with delta
-//! encoding they take far fewer bytes than as IEEE doubles. [`scale_of`] finds, for one column
-//! of one object, the smallest decimal scale `s` in `0..=9` at which every value survives
-//! `v → round(v·10^s) as i64 → (i as f64) / 10^s` bit for bit (so `-0.0`, NaN, infinities and
-//! values needing more digits keep the column DOUBLE). [`to_scaled`] and [`from_scaled`] are
+//! encoding they take far fewer bytes than as IEEE doubles. [`Scaler`] finds, for one column
+//! of one object, the smallest decimal scale `s` in `0..=9` at which every value is an integer
+//! `i` with `(i as f64) / 10^s` equal to it bit for bit, and returns those integers (so `-0.0`,
+//! NaN, infinities and values needing more digits keep the column DOUBLE). [`to_scaled`] and [`from_scaled`] are
 //! the two directions; the decoder divides by the exact power of ten, which is correctly
 //! rounded, so a stored value reads back as the very `f64` that was written.
 
@@ -20,14 +20,23 @@ pub(crate) const PRECISION: u8 = 18;
 const LIMIT: f64 = 9_007_199_254_740_992.0;
 
 /// `v` as an integer at scale `s`, when it reads back as exactly `v`.
+#[inline]
 pub(crate) fn to_scaled(v: f64, s: u8) -> Option<i64> {
-    let p = POW10[usize::from(s)];
-    let x = (v * p).round();
-    if !x.is_finite() || x.abs() >= LIMIT {
+    let x = v * POW10[usize::from(s)];
+    if x.is_nan() || x.abs() >= LIMIT {
         return None;
     }
-    let i = x as i64;
-    (from_scaled(i, s).to_bits() == v.to_bits()).then_some(i)
+    let i = round(x);
+    (i.unsigned_abs() < LIMIT_INT && from_scaled(i, s).to_bits() == v.to_bits()).then_some(i)
+}
+
+/// `x` (|x| < 2^53) rounded half away from zero, as `f64::round` does, without its library
+/// call: the truncation and the fraction `x - trunc(x)` are both exact at this magnitude.
+#[inline]
+fn round(x: f64) -> i64 {
+    let t = x as i64;
+    let f = x - t as f64;
+    t + i64::from(f >= 0.5) - i64::from(f <= -0.5)
 }
 
 /// The `f64` an integer at scale `s` stands for (correctly rounded: one division by an exact
@@ -36,46 +45,87 @@ pub(crate) fn from_scaled(i: i64, s: u8) -> f64 {
     i as f64 / POW10[usize::from(s)]
 }
 
-/// The smallest scale at which every value round-trips exactly, or `None` (the column stays
-/// DOUBLE). An empty column gets scale 0. One pass raises the scale until each value fits; the
-/// values before the last raise are checked again at the final scale (an early value may not
-/// fit a scale raised later: it can overflow 2^53), and so on until nothing changes.
-pub(crate) fn scale_of<I>(values: I) -> Option<u8>
-where
-    I: IntoIterator<Item = f64>,
-    I::IntoIter: Clone,
-{
-    let values = values.into_iter();
-    let mut s = 0;
-    // Values before this index were last checked at a smaller scale.
-    let mut unchecked = 0;
-    for (i, v) in values.clone().enumerate() {
-        while to_scaled(v, s).is_none() {
-            if s == MAX_SCALE {
-                return None;
+/// Largest magnitude of a scaled value as an integer (exclusive), [`LIMIT`].
+const LIMIT_INT: u64 = 1 << 53;
+
+/// Finds a float column's values as integers at the smallest scale `s` in `0..=MAX_SCALE` at
+/// which each reads back as the very same `f64` through [`from_scaled`] (values are fed one at a
+/// time with [`Scaler::push`]; it says when no scale fits: the column stays DOUBLE). An empty
+/// column gets scale 0. One pass: each value is scaled at the scale so far, raised as far as
+/// the value needs; the integers before a raise are multiplied by the power of ten it adds,
+/// which keeps them exact (`i·10^d / 10^(s+d)` is the same real number as `i / 10^s`, so the
+/// correctly rounded division gives the same `f64`) as long as they stay below 2^53.
+#[derive(Debug, Default)]
+pub(crate) struct Scaler {
+    /// The scale so far.
+    pub scale: u8,
+    /// The values so far, at `scale`.
+    pub values: Vec<i64>,
+}
+
+impl Scaler {
+    /// Adds `v`; false when no scale fits it and the values before (the column stays DOUBLE).
+    #[inline]
+    pub fn push(&mut self, v: f64) -> bool {
+        match to_scaled(v, self.scale) {
+            Some(i) => {
+                self.values.push(i);
+                true
             }
-            s += 1;
-            unchecked = i;
+            None => self.raise(v),
         }
     }
-    while !values
-        .clone()
-        .take(unchecked)
-        .all(|v| to_scaled(v, s).is_some())
-    {
-        if s == MAX_SCALE {
-            return None;
+
+    /// Raises the scale as far as `v` needs, rescaling the values before.
+    #[cold]
+    fn raise(&mut self, v: f64) -> bool {
+        let s = self.scale;
+        let Some((t, i)) = (s + 1..=MAX_SCALE).find_map(|t| to_scaled(v, t).map(|i| (t, i))) else {
+            return false;
+        };
+        let p = 10i64.pow(u32::from(t - s));
+        for x in &mut self.values {
+            match x.checked_mul(p).filter(|y| y.unsigned_abs() < LIMIT_INT) {
+                Some(y) => *x = y,
+                None => return false,
+            }
         }
-        s += 1;
-        unchecked = usize::MAX;
+        self.scale = t;
+        self.values.push(i);
+        true
     }
-    Some(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A whole column through a [`Scaler`].
+    fn scaled<I: IntoIterator<Item = f64>>(values: I) -> Option<(u8, Vec<i64>)> {
+        let mut scaler = Scaler::default();
+        for v in values {
+            if !scaler.push(v) {
+                return None;
+            }
+        }
+        Some((scaler.scale, scaler.values))
+    }
+
+    /// The scale [`scaled`] finds, checking that its integers read back exactly.
+    fn scale_of<I: IntoIterator<Item = f64>>(values: I) -> Option<u8> {
+        let values: Vec<f64> = values.into_iter().collect();
+        let (s, ints) = scaled(values.iter().copied())?;
+        assert_eq!(ints.len(), values.len());
+        for (i, v) in ints.iter().zip(&values) {
+            assert_eq!(
+                from_scaled(*i, s).to_bits(),
+                v.to_bits(),
+                "{v} at scale {s}"
+            );
+        }
+        Some(s)
+    }
 
     #[test]
     fn scales_follow_the_decimals() {
@@ -104,6 +154,28 @@ mod tests {
     }
 
     #[test]
+    fn rounding_is_half_away_from_zero_like_f64_round() {
+        for x in [
+            0.0,
+            0.49,
+            0.5,
+            0.51,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            -2.49,
+            123.999_999,
+            -7.0,
+            4503599627370495.5,
+            -4503599627370495.5,
+            9007199254740991.0,
+        ] {
+            assert_eq!(round(x), x.round() as i64, "{x}");
+        }
+    }
+
+    #[test]
     fn scaled_values_read_back_exactly() {
         for (v, s) in [(12.34, 2), (-0.001, 3), (5e-9, 9), (1.1, 1)] {
             let i = to_scaled(v, s).unwrap();
@@ -114,6 +186,12 @@ mod tests {
     }
 
     proptest! {
+        /// The rounding matches `f64::round` on every value the scaler rounds.
+        #[test]
+        fn rounding_matches_f64_round(x in -9.0e15f64..9.0e15) {
+            prop_assert_eq!(round(x), x.round() as i64);
+        }
+
         /// Any f64 (every bit pattern): when a scale is found, every value reads back with the
         /// same bits.
         #[test]
@@ -125,10 +203,10 @@ mod tests {
             // Mix in decimal values so the found-scale branch is exercised too.
             let n = values.len();
             values[pick % n] = (pick as f64) * 0.1;
-            if let Some(s) = scale_of(values.iter().copied()) {
-                for v in &values {
-                    let i = to_scaled(*v, s).unwrap();
-                    prop_assert_eq!(from_scaled(i, s).to_bits(), v.to_bits());
+            if let Some((s, ints)) = scaled(values.iter().copied()) {
+                prop_assert_eq!(ints.len(), values.len());
+                for (i, v) in ints.iter().zip(&values) {
+                    prop_assert_eq!(from_scaled(*i, s).to_bits(), v.to_bits());
                 }
             }
         }
@@ -140,8 +218,8 @@ mod tests {
             let v = k as f64 / POW10[usize::from(s)];
             let found = scale_of([v]);
             prop_assert!(found.is_some_and(|f| f <= s), "{} scale {:?}", v, found);
-            let f = found.unwrap();
-            prop_assert_eq!(from_scaled(to_scaled(v, f).unwrap(), f).to_bits(), v.to_bits());
+            let (f, ints) = scaled([v]).unwrap();
+            prop_assert_eq!(from_scaled(ints[0], f).to_bits(), v.to_bits());
         }
     }
 }

@@ -12,7 +12,9 @@
 //! them, with hit/miss counters: a warm read neither fetches nor decodes.
 
 pub(crate) mod decimal;
+pub(crate) mod encode;
 pub(crate) mod parquet;
+mod runs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,14 +1,16 @@
 //! Cold objects as Apache Parquet: one object per moved segment, rows ordered by series (device,
-//! then tags) then time, row groups of at most 131,072 rows, columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
+//! then tags) then time, row groups of whole series (at most 131,072 rows unless one series has
+//! more), columns `time` (timestamp ns, UTC), `device`, one nullable string column per tag key,
 //! one nullable column per field (float as DECIMAL(18, s) where exact, see [`super::decimal`], else
 //! float64; int64, uint64, boolean, utf8). zstd compression;
 //! delta encoding for timestamps and integers, dictionaries for floats (falling back to plain
-//! pages past 2,048 distinct values, see [`float_column`]) and for strings (device and tags
-//! repeat on every row of a series); column statistics on pages, so
+//! pages past 2,048 distinct values) and for strings (`device` and the tags repeat on every row
+//! of a series: [`super::runs`] writes them from their runs); column statistics on pages, so
 //! external readers (DuckDB, pyarrow, Spark, Trino) prune by time. Key-value metadata
 //! `strata.tags` and `strata.fields` (JSON) tell Strata which columns are tags and the field
 //! types; the other readers need the column names, and must merge a float column's types across
-//! objects (DECIMAL at different scales, DOUBLE; docs/lifecycle.md).
+//! objects (DECIMAL at different scales, DOUBLE; docs/lifecycle.md). [`super::encode`] writes
+//! objects; this module reads them.
 //!
 //! Reads prune inside an object: [`index`] parses the footer once (Strata metadata, the page
 //! index, each row group's `time` and `device` min/max statistics), and [`decode_groups`] decodes
@@ -22,327 +24,24 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
     StringArray, TimestampNanosecondArray, UInt64Array,
 };
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
-use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
-use parquet::schema::types::ColumnPath;
 
 use super::decimal;
 use crate::rows::Rows;
 use crate::{Column, ColumnData, FieldType, SeriesKey, StringColumn};
 
-/// Rows per record batch handed to the writer and read back (and per row group at most 2 of
-/// them: small enough that one device's rows of a day sit in one or two groups, large enough
-/// for zstd and the dictionaries to pay off).
+/// Rows per record batch read back.
 const BATCH_ROWS: usize = 65_536;
-const ROW_GROUP_ROWS: usize = 2 * BATCH_ROWS;
 
 /// Errors of encoding or decoding an object, as text (the caller adds the object's name).
 pub(crate) type CodecResult<T> = std::result::Result<T, String>;
-
-/// Encodes series (in the order given) into one Parquet file. Rows are held until
-/// [`Encoder::finish`]: the type of each float column (DECIMAL at the smallest exact scale, or
-/// DOUBLE, see [`super::decimal`]) depends on every value of the object.
-pub(crate) struct Encoder {
-    fields: Vec<(String, FieldType)>,
-    tags: Vec<String>,
-    meta: Vec<KeyValue>,
-    pending: Vec<(SeriesKey, Rows)>,
-    rows: u64,
-}
-
-fn arrow_type(t: FieldType) -> DataType {
-    match t {
-        FieldType::Float => DataType::Float64,
-        FieldType::Integer => DataType::Int64,
-        FieldType::Unsigned => DataType::UInt64,
-        FieldType::Boolean => DataType::Boolean,
-        FieldType::String => DataType::Utf8,
-    }
-}
-
-impl Encoder {
-    /// A writer for `fields` with tag columns `tags` (sorted); `extra` goes into the file's
-    /// key-value metadata. Refuses a tag and a field of the same name (or one called `time` or
-    /// `device`): the file would have two columns of that name.
-    pub fn new(
-        fields: &[(String, FieldType)],
-        tags: &[String],
-        extra: &[(&str, String)],
-    ) -> CodecResult<Encoder> {
-        let mut seen = std::collections::HashSet::from(["time", "device"]);
-        for name in tags.iter().chain(fields.iter().map(|f| &f.0)) {
-            if !seen.insert(name.as_str()) {
-                return Err(format!(
-                    "column name '{name}' is used twice (tag, field, time or device); the object cannot hold both"
-                ));
-            }
-        }
-        let mut meta = vec![
-            KeyValue::new(
-                "strata.tags".into(),
-                serde_json::to_string(tags).map_err(|e| e.to_string())?,
-            ),
-            KeyValue::new(
-                "strata.fields".into(),
-                serde_json::to_string(fields).map_err(|e| e.to_string())?,
-            ),
-        ];
-        meta.extend(
-            extra
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.to_string(), v.clone())),
-        );
-        Ok(Encoder {
-            fields: fields.to_vec(),
-            tags: tags.to_vec(),
-            meta,
-            pending: Vec::new(),
-            rows: 0,
-        })
-    }
-
-    /// Adds one series' rows (columns in the order of `fields`).
-    pub fn push(&mut self, key: SeriesKey, rows: Rows) -> CodecResult<()> {
-        self.rows += rows.len() as u64;
-        self.pending.push((key, rows));
-        Ok(())
-    }
-
-    /// Per field, the decimal scale its column is written at (`None`: not a float field, or a
-    /// float field that stays DOUBLE).
-    fn scales(&self) -> Vec<Option<u8>> {
-        (0..self.fields.len())
-            .map(|fi| match self.fields[fi].1 {
-                FieldType::Float => decimal::scale_of(
-                    self.pending
-                        .iter()
-                        .flat_map(move |(_, r)| float_values(&r.columns[fi])),
-                ),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn schema(&self, scales: &[Option<u8>]) -> Arc<Schema> {
-        let mut cols = vec![
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("device", DataType::Utf8, false),
-        ];
-        cols.extend(
-            self.tags
-                .iter()
-                .map(|t| Field::new(t, DataType::Utf8, true)),
-        );
-        cols.extend(self.fields.iter().zip(scales).map(|((n, t), s)| {
-            let dt = match s {
-                Some(s) => DataType::Decimal128(decimal::PRECISION, *s as i8),
-                None => arrow_type(*t),
-            };
-            Field::new(n, dt, true)
-        }));
-        Arc::new(Schema::new(cols))
-    }
-
-    fn properties(&self, scales: &[Option<u8>]) -> CodecResult<WriterProperties> {
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-            ))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(self.meta.clone()));
-        props = plain(props, "time", Encoding::DELTA_BINARY_PACKED);
-        for ((name, t), s) in self.fields.iter().zip(scales) {
-            props = match (t, s) {
-                (FieldType::Float, None) => float_column(props, name),
-                (FieldType::Float, Some(_)) | (FieldType::Integer | FieldType::Unsigned, _) => {
-                    plain(props, name, Encoding::DELTA_BINARY_PACKED)
-                }
-                _ => props,
-            };
-        }
-        Ok(props.build())
-    }
-
-    fn batch(
-        &self,
-        schema: &Arc<Schema>,
-        scales: &[Option<u8>],
-        parts: &[(SeriesKey, Rows)],
-    ) -> CodecResult<RecordBatch> {
-        let n: usize = parts.iter().map(|(_, r)| r.len()).sum();
-        let mut times = Vec::with_capacity(n);
-        let mut devices = Vec::with_capacity(n);
-        let mut tags: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(n); self.tags.len()];
-        for (key, rows) in parts {
-            times.extend_from_slice(&rows.times);
-            devices.extend(std::iter::repeat_n(key.device.as_str(), rows.len()));
-            for (i, t) in self.tags.iter().enumerate() {
-                let v = key
-                    .tags
-                    .iter()
-                    .find(|(k, _)| k == t)
-                    .map(|(_, v)| v.as_str());
-                tags[i].extend(std::iter::repeat_n(v, rows.len()));
-            }
-        }
-        let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
-            Arc::new(StringArray::from(devices)),
-        ];
-        arrays.extend(
-            tags.into_iter()
-                .map(|v| Arc::new(StringArray::from(v)) as ArrayRef),
-        );
-        for (fi, ((_, t), s)) in self.fields.iter().zip(scales).enumerate() {
-            let cols: Vec<&Column> = parts.iter().map(|(_, r)| &r.columns[fi]).collect();
-            arrays.push(match s {
-                Some(s) => decimal_array(&cols, *s)?,
-                None => field_array(*t, &cols),
-            });
-        }
-        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
-    }
-
-    /// Finishes the file: its bytes and its row count. Writes record batches of about
-    /// [`BATCH_ROWS`] rows (whole series).
-    pub fn finish(self) -> CodecResult<(Vec<u8>, u64)> {
-        let scales = self.scales();
-        let schema = self.schema(&scales);
-        let props = self.properties(&scales)?;
-        let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
-            .map_err(|e| e.to_string())?;
-        let mut start = 0;
-        while start < self.pending.len() {
-            let mut end = start;
-            let mut n = 0;
-            while end < self.pending.len() && (n < BATCH_ROWS || end == start) {
-                n += self.pending[end].1.len();
-                end += 1;
-            }
-            let batch = self.batch(&schema, &scales, &self.pending[start..end])?;
-            writer.write(&batch).map_err(|e| e.to_string())?;
-            start = end;
-        }
-        let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-        Ok((bytes, self.rows))
-    }
-}
-
-/// The valid values of a float column.
-fn float_values(c: &Column) -> impl Iterator<Item = f64> + Clone + '_ {
-    let v: &[f64] = match &c.data {
-        ColumnData::Float(v) => v,
-        _ => &[],
-    };
-    v.iter()
-        .zip(&c.valid)
-        .filter(|(_, ok)| **ok)
-        .map(|(v, _)| *v)
-}
-
-/// A column written without a dictionary, in encoding `enc`.
-fn plain(
-    props: parquet::file::properties::WriterPropertiesBuilder,
-    name: &str,
-    enc: Encoding,
-) -> parquet::file::properties::WriterPropertiesBuilder {
-    let path = ColumnPath::from(name);
-    props
-        .set_column_dictionary_enabled(path.clone(), false)
-        .set_column_encoding(path, enc)
-}
-
-/// A float field's columns of several series as DECIMAL(18, `s`) (every valid value was checked
-/// to fit by [`decimal::scale_of`]; null slots hold 0).
-fn decimal_array(cols: &[&Column], s: u8) -> CodecResult<ArrayRef> {
-    let n: usize = cols.iter().map(|c| c.valid.len()).sum();
-    let mut values = Vec::with_capacity(n);
-    let mut valid = Vec::with_capacity(n);
-    for c in cols {
-        let ColumnData::Float(v) = &c.data else {
-            return Err(format!("column '{}' is not a float column", c.name));
-        };
-        for (x, ok) in v.iter().zip(&c.valid) {
-            let i = match ok {
-                true => decimal::to_scaled(*x, s)
-                    .ok_or_else(|| format!("{x} does not fit scale {s}"))?,
-                false => 0,
-            };
-            values.push(i128::from(i));
-            valid.push(*ok);
-        }
-    }
-    let arr = Decimal128Array::new(values.into(), Some(NullBuffer::from(valid)))
-        .with_precision_and_scale(decimal::PRECISION, s as i8)
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(arr))
-}
-
-/// One Arrow array from the same field's columns of several series.
-fn field_array(t: FieldType, cols: &[&Column]) -> ArrayRef {
-    let valid: Vec<bool> = cols.iter().flat_map(|c| c.valid.iter().copied()).collect();
-    let nulls = Some(NullBuffer::from(valid));
-    macro_rules! prim {
-        ($variant:ident, $arr:ty) => {{
-            let v: Vec<_> = cols
-                .iter()
-                .flat_map(|c| match &c.data {
-                    ColumnData::$variant(v) => v.clone(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            Arc::new(<$arr>::new(v.into(), nulls)) as ArrayRef
-        }};
-    }
-    match t {
-        FieldType::Float => prim!(Float, Float64Array),
-        FieldType::Integer => prim!(Integer, Int64Array),
-        FieldType::Unsigned => prim!(Unsigned, UInt64Array),
-        FieldType::Boolean => {
-            let v: Vec<Option<bool>> = cols
-                .iter()
-                .flat_map(|c| match &c.data {
-                    ColumnData::Boolean(v) => v
-                        .iter()
-                        .zip(&c.valid)
-                        .map(|(b, ok)| ok.then_some(*b))
-                        .collect(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            Arc::new(BooleanArray::from(v))
-        }
-        FieldType::String => {
-            let v: Vec<Option<&str>> = cols
-                .iter()
-                .flat_map(|c| match &c.data {
-                    ColumnData::String(s) => s
-                        .iter()
-                        .zip(&c.valid)
-                        .map(|(x, ok)| ok.then_some(x))
-                        .collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            Arc::new(StringArray::from(v))
-        }
-    }
-}
 
 /// A decoded cold object: every series' rows (all the object's fields), by series key with tags
 /// sorted by name.
@@ -359,7 +58,7 @@ pub(crate) fn canonical(key: &SeriesKey) -> SeriesKey {
     k
 }
 
-/// Decodes a whole object written by [`Encoder`] (every row group, every field).
+/// Decodes a whole object written by [`super::encode::Encoder`] (every row group, every field).
 pub(crate) fn decode(bytes: bytes::Bytes) -> CodecResult<Decoded> {
     let idx = index(&bytes)?;
     let groups = (0..idx.groups.len()).collect();
@@ -405,7 +104,7 @@ pub(crate) struct ObjectIndex {
     meta: ArrowReaderMetadata,
 }
 
-/// Parses the footer of an object written by [`Encoder`].
+/// Parses the footer of an object written by [`super::encode::Encoder`].
 pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
     // With the page index: a read of one device selects the pages whose `device` statistics
     // may hold it ([`device_pages`]) and skips the others undecoded.
@@ -818,31 +517,11 @@ fn push_str(s: &mut StringColumn, v: &str) {
     s.push(v);
 }
 
-/// Dictionary size (bytes) past which a float column's pages fall back to plain encoding:
-/// 2,048 distinct values.
-const FLOAT_DICTIONARY_BYTES: usize = 16 * 1024;
-
-/// A float field's encoding: a dictionary while the column repeats few values (sensor readings
-/// at fixed precision: speeds, levels, states), falling back to plain pages once it holds more
-/// than [`FLOAT_DICTIONARY_BYTES`]. Measured on the fleet simulator's data (pyarrow, zstd 3,
-/// `benches/cold/RESULTS.md`): 2.1–2.5 bytes per value, against 3.3–4.1 for byte-stream-split,
-/// which suits full-precision noise but not decimal readings, whose repeated 8-byte patterns
-/// zstd finds in plain pages.
-fn float_column(
-    props: parquet::file::properties::WriterPropertiesBuilder,
-    name: &str,
-) -> parquet::file::properties::WriterPropertiesBuilder {
-    let path = ColumnPath::from(name);
-    props
-        .set_column_dictionary_enabled(path.clone(), true)
-        .set_column_dictionary_page_size_limit(path.clone(), FLOAT_DICTIONARY_BYTES)
-        .set_column_encoding(path, Encoding::PLAIN)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Value;
+    use crate::cold::encode::Encoder;
 
     fn rows(times: &[i64], v: &[Option<f64>], s: &[Option<&str>]) -> Rows {
         let mut a = Column::new("v", FieldType::Float);
@@ -1077,6 +756,95 @@ mod tests {
             .unwrap();
             assert_eq!(got.len(), 1);
             assert_eq!(got[&k], all[d], "{}", k.device);
+        }
+    }
+
+    /// Tag and device columns are written from their runs: across row groups and pages (a
+    /// series longer than a page, tags missing on some series and on all of them), every series
+    /// reads back whole, chunk statistics hold each group's devices, and the page index prunes
+    /// a one-device read.
+    #[test]
+    fn tag_runs_across_groups_and_pages_read_back_and_prune_by_device() {
+        use crate::cold::encode::ROW_GROUP_ROWS;
+        use parquet::basic::Encoding as E;
+        let fields = vec![
+            ("v".to_string(), FieldType::Float),
+            ("s".to_string(), FieldType::String),
+        ];
+        let tags = vec!["fleet".to_string(), "model".to_string(), "none".to_string()];
+        let mut enc = Encoder::new(&fields, &tags, &[]).unwrap();
+        let mut all = Vec::new();
+        for d in 0..300usize {
+            let mut key = SeriesKey {
+                device: format!("d{d:03}"),
+                tags: vec![("fleet".into(), ["north", "south"][d / 100 % 2].into())],
+            };
+            if d % 3 != 0 {
+                key.tags.push(("model".into(), format!("m{}", d % 7)));
+            }
+            let n = if d == 150 { 30_000 } else { 1_000 };
+            let times: Vec<i64> = (0..n as i64).collect();
+            let v: Vec<Option<f64>> = times
+                .iter()
+                .map(|t| (t % 5 != 0).then_some((d as i64 * 3 + t) as f64 / 4.0))
+                .collect();
+            let s: Vec<Option<&str>> = times.iter().map(|t| (t % 9 == 0).then_some("x")).collect();
+            let r = rows(&times, &v, &s);
+            enc.push(key.clone(), r.clone()).unwrap();
+            all.push((key, r));
+        }
+        let (object, n) = enc.finish().unwrap();
+        assert_eq!(n as usize, 299 * 1_000 + 30_000);
+        let decoded = decode(object.clone().into()).unwrap();
+        assert_eq!(decoded.series.len(), all.len());
+        for (k, r) in &all {
+            assert_eq!(&decoded.series[&canonical(k)], r, "{}", k.device);
+        }
+        let bytes = bytes::Bytes::from(object);
+        let idx = index(&bytes).unwrap();
+        assert!(idx.groups.len() >= 3, "{} row groups", idx.groups.len());
+        let md = idx.meta.metadata();
+        let mut first = 0;
+        for g in md.row_groups() {
+            assert!(g.num_rows() as usize <= ROW_GROUP_ROWS || g.num_rows() == 30_000);
+            let device = g.column(1);
+            assert!(device.encodings().any(|e| e == E::RLE_DICTIONARY));
+            let stats = device.statistics().unwrap();
+            let last = all
+                .iter()
+                .scan(0usize, |rows, (k, r)| {
+                    *rows += r.len();
+                    Some((*rows, k))
+                })
+                .find(|(rows, _)| *rows >= first + g.num_rows() as usize)
+                .unwrap()
+                .1;
+            assert_eq!(stats.max_bytes_opt(), Some(last.device.as_bytes()));
+            assert_eq!(
+                g.column(4).statistics().unwrap().null_count_opt(),
+                Some(g.num_rows() as u64)
+            );
+            first += g.num_rows() as usize;
+        }
+        let groups: Vec<usize> = (0..idx.groups.len()).collect();
+        for d in [0usize, 150, 151, 299] {
+            let k = &all[d].0;
+            let selected = device_pages(&idx, &groups, &k.device).unwrap().row_count();
+            assert!(
+                selected < 329_000 / 8,
+                "{selected} rows selected for {}",
+                k.device
+            );
+            let got = decode_groups(
+                bytes.clone(),
+                &idx,
+                groups.clone(),
+                &fields,
+                Some(&k.device),
+            )
+            .unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[&canonical(k)], all[d].1, "{}", k.device);
         }
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Inner, LiveSegment, poisoned};
-use crate::cold::parquet::Encoder;
+use crate::cold::encode::Encoder;
 use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, date_of};
 use crate::error::{Result, StorageError};
 use crate::fsutil::step;

@@ -14,7 +14,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cold::parquet::{Encoder, decode};
+use crate::cold::encode::Encoder;
+use crate::cold::parquet::decode;
 use crate::cold::{ColdObject, ColdTier, CommitFailure};
 use crate::engine::Inner;
 use crate::engine::tombstone::{Tombstone, remove_ranges};
