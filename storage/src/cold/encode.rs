@@ -1,11 +1,12 @@
 //! Writing a cold object: series rows → one Parquet file (layout in [`super::parquet`]'s module
-//! doc and docs/format.md). The file is written through the parquet crate's file, row-group and
-//! typed column writers, without Arrow arrays in between: `time` and the fields go to the
-//! crate's column writers straight from the series' rows (floats as the scaled integers
-//! [`super::decimal::Scaler`] found in one pass), and the string columns that repeat a series'
-//! value on each of its rows (`device`, the tags) are written from their runs by
-//! [`super::runs`]. The Arrow schema is embedded (`ARROW:schema`) as `ArrowWriter` would, so
-//! readers see the same types as in objects written by it.
+//! doc and docs/format.md). The file, its row groups and footer come from the parquet crate's
+//! `SerializedFileWriter`; most column chunks are encoded by Strata from the series' rows,
+//! without Arrow arrays in between: `time`, the DECIMAL float fields (the scaled integers
+//! [`super::decimal::Scaler`] found in one pass) and integer fields by [`super::ints`], and the
+//! string columns that repeat a series' value on each of its rows (`device`, the tags) by
+//! [`super::runs`]. The rest (DOUBLE floats, unsigned, boolean and string fields) go through the
+//! crate's typed column writers. The Arrow schema is embedded (`ARROW:schema`) as `ArrowWriter`
+//! would, so readers see the same types as in objects written by it.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::decimal;
+use super::ints::{self, Part};
 use super::parquet::CodecResult;
 use super::runs::{self, Run};
 use crate::rows::Rows;
@@ -179,14 +181,12 @@ impl Encoder {
             ))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_key_value_metadata(Some(self.meta.clone()));
-        props = plain(props, "time", Encoding::DELTA_BINARY_PACKED);
+        // `time`, DECIMAL floats and integers are written by `ints`, `device` and the tags by
+        // `runs`; these settings are for the columns the crate's writer encodes.
         for ((name, t), c) in self.fields.iter().zip(columns) {
             props = match (t, c) {
                 (FieldType::Float, FieldColumn::Plain) => float_column(props, name),
-                (FieldType::Float, FieldColumn::Scaled { .. })
-                | (FieldType::Integer | FieldType::Unsigned, _) => {
-                    plain(props, name, Encoding::DELTA_BINARY_PACKED)
-                }
+                (FieldType::Unsigned, _) => plain(props, name, Encoding::DELTA_BINARY_PACKED),
                 _ => props,
             };
         }
@@ -208,6 +208,7 @@ impl Encoder {
             Arc::new(props),
         )
         .map_err(|e| e.to_string())?;
+        let mut zstd = zstd::bulk::Compressor::new(ints::ZSTD_LEVEL).map_err(|e| e.to_string())?;
         // Per scaled field, how many of its values the groups written so far took.
         let mut taken = vec![0usize; self.fields.len()];
         for group in self.row_groups() {
@@ -217,6 +218,7 @@ impl Encoder {
                 group,
                 (&columns, parquet_schema.columns()),
                 &mut taken,
+                &mut zstd,
             )
             .map_err(|e| e.to_string())?;
             writer.close().map_err(|e| e.to_string())?;
@@ -251,14 +253,16 @@ impl Encoder {
         group: &[(SeriesKey, Rows)],
         (columns, leaves): (&[FieldColumn], &[ColumnDescPtr]),
         taken: &mut [usize],
+        zstd: &mut zstd::bulk::Compressor<'static>,
     ) -> parquet::errors::Result<()> {
-        let mut time = next_column(writer)?;
-        if let ColumnWriter::Int64ColumnWriter(w) = time.untyped() {
-            for (_, r) in group {
-                w.write_batch(&r.times, None, None)?;
-            }
-        }
-        time.close()?;
+        let times: Vec<Part<'_>> = group
+            .iter()
+            .map(|(_, r)| Part {
+                values: &r.times,
+                valid: None,
+            })
+            .collect();
+        ints::append(writer, leaves[0].clone(), &times, zstd)?;
         let device: Vec<Run<'_>> = group
             .iter()
             .map(|(k, r)| Run {
@@ -281,18 +285,66 @@ impl Encoder {
                 .collect();
             runs::append(writer, leaves[2 + ti].clone(), &tag_runs)?;
         }
-        let mut levels = Vec::new();
         for (fi, c) in columns.iter().enumerate() {
-            let mut column = next_column(writer)?;
-            for (_, r) in group {
-                let col = &r.columns[fi];
-                levels.clear();
-                levels.extend(col.valid.iter().map(|v| i16::from(*v)));
-                write_field(column.untyped(), c, col, &levels, &mut taken[fi])?;
+            let leaf = leaves[2 + self.tags.len() + fi].clone();
+            match (c, self.fields[fi].1) {
+                (FieldColumn::Scaled { values, .. }, _) => {
+                    let parts: Vec<Part<'_>> = group
+                        .iter()
+                        .map(|(_, r)| {
+                            let valid = &r.columns[fi].valid;
+                            let from = taken[fi];
+                            taken[fi] += valid.iter().filter(|v| **v).count();
+                            Part {
+                                values: &values[from..taken[fi]],
+                                valid: Some(valid),
+                            }
+                        })
+                        .collect();
+                    ints::append(writer, leaf, &parts, zstd)?;
+                }
+                (FieldColumn::Plain, FieldType::Integer) => {
+                    let present: Vec<Vec<i64>> = group
+                        .iter()
+                        .map(|(_, r)| match &r.columns[fi].data {
+                            ColumnData::Integer(v) => {
+                                valid(v, &r.columns[fi].valid).copied().collect()
+                            }
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    let parts: Vec<Part<'_>> = group
+                        .iter()
+                        .zip(&present)
+                        .map(|((_, r), p)| Part {
+                            values: p,
+                            valid: Some(&r.columns[fi].valid),
+                        })
+                        .collect();
+                    ints::append(writer, leaf, &parts, zstd)?;
+                }
+                (FieldColumn::Plain, _) => self.crate_column(writer, group, fi)?,
             }
-            column.close()?;
         }
         Ok(())
+    }
+
+    /// Writes field `fi` of `group` through the crate's column writer.
+    fn crate_column(
+        &self,
+        writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+        group: &[(SeriesKey, Rows)],
+        fi: usize,
+    ) -> parquet::errors::Result<()> {
+        let mut column = next_column(writer)?;
+        let mut levels = Vec::new();
+        for (_, r) in group {
+            let col = &r.columns[fi];
+            levels.clear();
+            levels.extend(col.valid.iter().map(|v| i16::from(*v)));
+            write_field(column.untyped(), col, &levels)?;
+        }
+        column.close()
     }
 }
 
@@ -305,40 +357,29 @@ fn next_column<'a>(
         .ok_or_else(|| parquet::errors::ParquetError::General("too few columns".into()))
 }
 
-/// Writes one series' column of a field: its valid values with definition levels `levels`
-/// (one per row). `taken` counts the scaled values used so far.
+/// Writes one series' column of a field that Strata does not encode itself (DOUBLE floats,
+/// unsigned, boolean and string fields) through the crate's column writer: its valid values
+/// with definition levels `levels` (one per row).
 fn write_field(
     writer: &mut ColumnWriter<'_>,
-    how: &FieldColumn,
     col: &Column,
     levels: &[i16],
-    taken: &mut usize,
 ) -> parquet::errors::Result<()> {
-    let present = || col.valid.iter().filter(|v| **v).count();
     let defs = Some(levels);
-    match (writer, how, &col.data) {
-        (ColumnWriter::Int64ColumnWriter(w), FieldColumn::Scaled { values, .. }, _) => {
-            let n = present();
-            w.write_batch(&values[*taken..*taken + n], defs, None)?;
-            *taken += n;
-        }
-        (ColumnWriter::Int64ColumnWriter(w), _, ColumnData::Integer(v)) => {
-            let vals: Vec<i64> = valid(v, &col.valid).copied().collect();
-            w.write_batch(&vals, defs, None)?;
-        }
-        (ColumnWriter::Int64ColumnWriter(w), _, ColumnData::Unsigned(v)) => {
+    match (writer, &col.data) {
+        (ColumnWriter::Int64ColumnWriter(w), ColumnData::Unsigned(v)) => {
             let vals: Vec<i64> = valid(v, &col.valid).map(|x| *x as i64).collect();
             w.write_batch(&vals, defs, None)?;
         }
-        (ColumnWriter::DoubleColumnWriter(w), _, ColumnData::Float(v)) => {
+        (ColumnWriter::DoubleColumnWriter(w), ColumnData::Float(v)) => {
             let vals: Vec<f64> = valid(v, &col.valid).copied().collect();
             w.write_batch(&vals, defs, None)?;
         }
-        (ColumnWriter::BoolColumnWriter(w), _, ColumnData::Boolean(v)) => {
+        (ColumnWriter::BoolColumnWriter(w), ColumnData::Boolean(v)) => {
             let vals: Vec<bool> = valid(v, &col.valid).copied().collect();
             w.write_batch(&vals, defs, None)?;
         }
-        (ColumnWriter::ByteArrayColumnWriter(w), _, ColumnData::String(s)) => {
+        (ColumnWriter::ByteArrayColumnWriter(w), ColumnData::String(s)) => {
             let vals: Vec<ByteArray> = s
                 .iter()
                 .zip(&col.valid)

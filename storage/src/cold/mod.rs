@@ -11,8 +11,10 @@
 //! recently used out first) of verified object bytes and of the row groups queries decoded from
 //! them, with hit/miss counters: a warm read neither fetches nor decodes.
 
+mod chunk;
 pub(crate) mod decimal;
 pub(crate) mod encode;
+mod ints;
 pub(crate) mod parquet;
 mod runs;
 

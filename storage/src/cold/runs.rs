@@ -6,21 +6,18 @@
 //! then data pages (v1) of at most [`PAGE_ROWS`] rows whose definition levels and dictionary ids
 //! are RLE runs. Each chunk is uncompressed (it is a few bytes per series), has min/max
 //! statistics for the chunk and every page (column index) and an offset index, as the crate's
-//! own writer would give it, and is spliced into the row group with
-//! `SerializedRowGroupWriter::append_column`.
+//! own writer would give it ([`super::chunk`]).
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Type as Physical};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedPageWriter, SerializedRowGroupWriter, TrackedWrite};
+use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnDescPtr;
+
+use super::chunk::{ChunkWriter, PageSummary};
 
 /// Most rows per data page: one device's rows of a day sit on one or two pages, so a one-device
 /// read selects few rows through the page index (`parquet::device_pages`).
@@ -48,94 +45,48 @@ pub(crate) fn append(
         )));
     }
     let (ids, dictionary) = dictionary(runs);
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
-    let mut column_index = ColumnIndexBuilder::new(Physical::BYTE_ARRAY);
-    let mut offset_index = OffsetIndexBuilder::new();
-    let dictionary_offset = match dictionary.is_empty() {
-        true => None,
-        false => {
-            let buf = plain(&dictionary);
-            let len = buf.len();
-            let page = Page::DictionaryPage {
-                buf: Bytes::from(buf),
-                num_values: dictionary.len() as u32,
-                encoding: Encoding::PLAIN,
-                is_sorted: false,
-            };
-            Some(pages.write_page(CompressedPage::new(page, len))?.offset as i64)
-        }
-    };
+    let mut chunk = ChunkWriter::new(Physical::BYTE_ARRAY);
+    if !dictionary.is_empty() {
+        chunk.dictionary_page(plain(&dictionary), dictionary.len())?;
+    }
     let width = (!dictionary.is_empty()).then(|| id_width(dictionary.len()));
-    let mut data_offset = None;
+    let encoding = match width {
+        Some(_) => Encoding::RLE_DICTIONARY,
+        None => Encoding::PLAIN,
+    };
     let (mut min, mut max): (Option<&str>, Option<&str>) = (None, None);
-    let (mut rows, mut nulls) = (0usize, 0usize);
     for page in split(runs, &ids) {
         let stats = PageStats::of(&page);
         let buf = data_page(&page, optional, width);
         let len = buf.len();
-        let encoding = match dictionary.is_empty() {
-            true => Encoding::PLAIN,
-            false => Encoding::RLE_DICTIONARY,
+        let summary = PageSummary {
+            rows: stats.rows,
+            nulls: stats.nulls,
+            min_max: stats
+                .min
+                .zip(stats.max)
+                .map(|(lo, hi)| (lo.as_bytes().to_vec(), hi.as_bytes().to_vec())),
         };
-        let spec = pages.write_page(CompressedPage::new(
-            Page::DataPage {
-                buf: Bytes::from(buf),
-                num_values: stats.rows as u32,
-                encoding,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            },
-            len,
-        ))?;
-        data_offset.get_or_insert(spec.offset as i64);
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        offset_index.append_row_count(stats.rows as i64);
-        column_index.append(
-            stats.min.is_none(),
-            stats.min.unwrap_or_default().as_bytes().to_vec(),
-            stats.max.unwrap_or_default().as_bytes().to_vec(),
-            stats.nulls as i64,
-        );
+        chunk.data_page(buf, len, encoding, summary)?;
         min = lesser(min, stats.min);
         max = greater(max, stats.max);
-        rows += stats.rows;
-        nulls += stats.nulls;
     }
-    pages.close()?;
-    let buf = sink.into_inner()?;
-    let size = buf.len() as i64;
     let statistics = Statistics::new(
         min.map(ByteArray::from),
         max.map(ByteArray::from),
         None,
-        Some(nulls as u64),
+        Some(chunk.nulls() as u64),
         false,
     );
-    let metadata = ColumnChunkMetaData::builder(descr)
-        .set_encodings(vec![
-            Encoding::PLAIN,
-            Encoding::RLE,
-            Encoding::RLE_DICTIONARY,
-        ])
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_num_values(rows as i64)
-        .set_total_compressed_size(size)
-        .set_total_uncompressed_size(size)
-        .set_dictionary_page_offset(dictionary_offset)
-        .set_data_page_offset(data_offset.unwrap_or(0))
-        .set_statistics(statistics)
-        .build()?;
-    let close = ColumnCloseResult {
-        bytes_written: size as u64,
-        rows_written: rows as u64,
-        metadata,
-        bloom_filter: None,
-        column_index: Some(column_index.build()?),
-        offset_index: Some(offset_index.build()),
-    };
-    group.append_column(&Bytes::from(buf), close)
+    chunk.append_to(
+        group,
+        descr,
+        (
+            Compression::UNCOMPRESSED,
+            vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
+        ),
+        statistics,
+    )
 }
 
 /// Each run's dictionary id (`u32::MAX` for a null run) and the distinct values, in order of

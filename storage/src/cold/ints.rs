@@ -1,0 +1,388 @@
+//! INT64 column chunks written straight as Parquet: a cold object's `time`, its DECIMAL float
+//! fields and its integer fields, from the series' values without the parquet crate's generic
+//! column writer (after the string columns, that writer was the largest cost of a move:
+//! `benches/cold/RESULTS.md`). Data pages (v1) of at most [`PAGE_ROWS`] rows: definition levels
+//! (optional columns) as one RLE run or bit-packed, values DELTA_BINARY_PACKED as the Parquet
+//! spec lays it out (blocks of 128 deltas in 4 miniblocks of 32, each bit-packed at its own
+//! width above the block's smallest delta), each page zstd-compressed. Signed min/max statistics
+//! for the chunk and every page, and the page index, through [`super::chunk`].
+
+use parquet::basic::{Compression, Encoding, Type as Physical, ZstdLevel};
+use parquet::errors::{ParquetError, Result};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedRowGroupWriter;
+use parquet::schema::types::ColumnDescPtr;
+
+use super::chunk::{ChunkWriter, PageSummary};
+
+/// Most rows per data page.
+pub(crate) const PAGE_ROWS: usize = 20_480;
+
+/// Zstd level of the pages: 1, the fastest; on delta-packed pages level 3 saves under 1 % of
+/// the bytes and costs a tenth of a move's time (`benches/cold/RESULTS.md`).
+pub(crate) const ZSTD_LEVEL: i32 = 1;
+
+/// Deltas per block and values per miniblock of DELTA_BINARY_PACKED.
+const BLOCK: usize = 128;
+const MINIBLOCK: usize = 32;
+
+/// One series' part of a column: its present values, and for an optional column one validity
+/// flag per row (as many set as there are values).
+pub(crate) struct Part<'a> {
+    pub values: &'a [i64],
+    pub valid: Option<&'a [bool]>,
+}
+
+/// Writes `parts` as the next column chunk of `group`, whose column `descr` is INT64 with a
+/// signed order (timestamps, decimals, signed integers), compressing pages with `zstd`.
+pub(crate) fn append(
+    group: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+    descr: ColumnDescPtr,
+    parts: &[Part<'_>],
+    zstd: &mut zstd::bulk::Compressor<'static>,
+) -> Result<()> {
+    let optional = descr.max_def_level() > 0;
+    let mut pages = Pages {
+        chunk: ChunkWriter::new(Physical::INT64),
+        levels: Vec::with_capacity(PAGE_ROWS),
+        values: Vec::with_capacity(PAGE_ROWS),
+        optional,
+        min_max: None,
+        zstd,
+    };
+    for part in parts {
+        match (part.valid, optional) {
+            (None, _) => pages.required(part.values)?,
+            (Some(valid), true) => pages.optional(part.values, valid)?,
+            (Some(_), false) => {
+                return Err(ParquetError::General(format!(
+                    "column '{}' is required but a series has validity flags",
+                    descr.name()
+                )));
+            }
+        }
+    }
+    if !pages.levels.is_empty() || pages.chunk_is_empty() {
+        pages.flush()?;
+    }
+    let statistics = Statistics::new(
+        pages.min_max.map(|m| m.0),
+        pages.min_max.map(|m| m.1),
+        None,
+        Some(pages.chunk.nulls() as u64),
+        false,
+    );
+    let level = ZstdLevel::try_new(ZSTD_LEVEL)?;
+    pages.chunk.append_to(
+        group,
+        descr,
+        (
+            Compression::ZSTD(level),
+            vec![Encoding::RLE, Encoding::DELTA_BINARY_PACKED],
+        ),
+        statistics,
+    )
+}
+
+/// The page being filled and the chunk so far.
+struct Pages<'z> {
+    chunk: ChunkWriter,
+    /// One definition level per row of the page (all `true` for a required column).
+    levels: Vec<bool>,
+    /// The page's present values.
+    values: Vec<i64>,
+    optional: bool,
+    /// The chunk's smallest and largest value so far.
+    min_max: Option<(i64, i64)>,
+    zstd: &'z mut zstd::bulk::Compressor<'static>,
+}
+
+impl Pages<'_> {
+    fn chunk_is_empty(&self) -> bool {
+        self.min_max.is_none() && self.chunk.nulls() == 0
+    }
+
+    /// Adds rows that all have a value.
+    fn required(&mut self, mut values: &[i64]) -> Result<()> {
+        while !values.is_empty() {
+            let take = values.len().min(PAGE_ROWS - self.levels.len());
+            self.values.extend_from_slice(&values[..take]);
+            self.levels.resize(self.levels.len() + take, true);
+            values = &values[take..];
+            if self.levels.len() == PAGE_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds rows with their validity flags, taking a value for each valid row.
+    fn optional(&mut self, values: &[i64], valid: &[bool]) -> Result<()> {
+        let mut next = values.iter();
+        for ok in valid {
+            self.levels.push(*ok);
+            if *ok {
+                let v = next
+                    .next()
+                    .ok_or_else(|| ParquetError::General("fewer values than valid rows".into()))?;
+                self.values.push(*v);
+            }
+            if self.levels.len() == PAGE_ROWS {
+                self.flush()?;
+            }
+        }
+        match next.next() {
+            None => Ok(()),
+            Some(_) => Err(ParquetError::General("more values than valid rows".into())),
+        }
+    }
+
+    /// Writes the page filled so far.
+    fn flush(&mut self) -> Result<()> {
+        let mut raw = Vec::with_capacity(self.values.len() * 2 + 64);
+        if self.optional {
+            let levels = levels(&self.levels);
+            raw.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&levels);
+        }
+        delta_binary_packed(&self.values, &mut raw);
+        let compressed = self.zstd.compress(&raw)?;
+        let min_max = min_max(&self.values);
+        if let Some((lo, hi)) = min_max {
+            self.min_max = Some(match self.min_max {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+        }
+        let summary = PageSummary {
+            rows: self.levels.len(),
+            nulls: self.levels.len() - self.values.len(),
+            min_max: min_max.map(|(lo, hi)| (lo.to_le_bytes().to_vec(), hi.to_le_bytes().to_vec())),
+        };
+        self.chunk.data_page(
+            compressed,
+            raw.len(),
+            Encoding::DELTA_BINARY_PACKED,
+            summary,
+        )?;
+        self.levels.clear();
+        self.values.clear();
+        Ok(())
+    }
+}
+
+fn min_max(values: &[i64]) -> Option<(i64, i64)> {
+    let first = *values.first()?;
+    Some(
+        values
+            .iter()
+            .fold((first, first), |(lo, hi), v| (lo.min(*v), hi.max(*v))),
+    )
+}
+
+/// Appends `v` as a ULEB128 varint.
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Definition levels of bit width 1 in the RLE/bit-packed hybrid: one RLE run when every level
+/// is the same, else bit-packed groups of 8 (least significant bit first, the last group padded
+/// with zeros).
+fn levels(levels: &[bool]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(levels.len() / 8 + 8);
+    let first = levels.first().copied().unwrap_or(true);
+    if levels.iter().all(|l| *l == first) {
+        varint((levels.len() as u64) << 1, &mut out);
+        out.push(u8::from(first));
+        return out;
+    }
+    let groups = levels.len().div_ceil(8);
+    varint(((groups as u64) << 1) | 1, &mut out);
+    for group in levels.chunks(8) {
+        let byte = group
+            .iter()
+            .enumerate()
+            .fold(0u8, |b, (i, l)| b | (u8::from(*l) << i));
+        out.push(byte);
+    }
+    out
+}
+
+/// The DELTA_BINARY_PACKED encoding of `values`: the header (block size, miniblocks per block,
+/// value count, first value zigzag), then per block of up to 128 deltas the smallest delta
+/// (zigzag), the 4 miniblock bit widths, and the miniblocks holding deltas, each 32 values of
+/// `delta - smallest` bit-packed (the last one padded with zeros; miniblocks past the last
+/// delta have width 0 and no bytes).
+pub(crate) fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
+    varint(BLOCK as u64, out);
+    varint((BLOCK / MINIBLOCK) as u64, out);
+    varint(values.len() as u64, out);
+    varint(zigzag(values.first().copied().unwrap_or(0)), out);
+    if values.len() < 2 {
+        return;
+    }
+    let mut deltas = [0i64; BLOCK];
+    for start in (1..values.len()).step_by(BLOCK) {
+        let n = (values.len() - start).min(BLOCK);
+        for (i, d) in deltas[..n].iter_mut().enumerate() {
+            *d = values[start + i].wrapping_sub(values[start + i - 1]);
+        }
+        let min = deltas[..n].iter().copied().min().unwrap_or(0);
+        varint(zigzag(min), out);
+        let mut widths = [0u8; BLOCK / MINIBLOCK];
+        let mut packed = [[0u64; MINIBLOCK]; BLOCK / MINIBLOCK];
+        for (m, chunk) in deltas[..n].chunks(MINIBLOCK).enumerate() {
+            let mut any = 0u64;
+            for (slot, d) in packed[m].iter_mut().zip(chunk) {
+                *slot = d.wrapping_sub(min) as u64;
+                any |= *slot;
+            }
+            widths[m] = (64 - any.leading_zeros()) as u8;
+        }
+        out.extend_from_slice(&widths);
+        for m in 0..n.div_ceil(MINIBLOCK) {
+            pack32(&packed[m], u32::from(widths[m]), out);
+        }
+    }
+}
+
+/// 32 values of `width` bits each, least significant bit first (`4 · width` bytes).
+fn pack32(values: &[u64; MINIBLOCK], width: u32, out: &mut Vec<u8>) {
+    if width == 0 {
+        return;
+    }
+    let mut acc = 0u64;
+    let mut bits = 0u32;
+    for &v in values {
+        acc |= v << bits;
+        let total = bits + width;
+        if total >= 64 {
+            out.extend_from_slice(&acc.to_le_bytes());
+            // The bits of `v` that did not fit (none when it ended the word exactly).
+            acc = if total > 64 { v >> (64 - bits) } else { 0 };
+            bits = total - 64;
+        } else {
+            bits = total;
+        }
+    }
+    out.extend_from_slice(&acc.to_le_bytes()[..(bits / 8) as usize]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Writes one INT64 column (`optional` or required) from `parts` (values, validity) and
+    /// reads it back through the parquet crate's Arrow reader.
+    fn round_trip(optional: bool, parts: &[(Vec<i64>, Option<Vec<bool>>)]) -> Vec<Option<i64>> {
+        let kind = if optional { "optional" } else { "required" };
+        let schema =
+            Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+        let descr = file.schema_descr().column(0);
+        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        let mut group = file.next_row_group().unwrap();
+        let parts: Vec<Part<'_>> = parts
+            .iter()
+            .map(|(v, ok)| Part {
+                values: v,
+                valid: ok.as_deref(),
+            })
+            .collect();
+        append(&mut group, descr, &parts, &mut zstd).unwrap();
+        group.close().unwrap();
+        let bytes = bytes::Bytes::from(file.into_inner().unwrap());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let a = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            out.extend((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))));
+        }
+        out
+    }
+
+    /// What `parts` stand for, row by row.
+    fn expected(parts: &[(Vec<i64>, Option<Vec<bool>>)]) -> Vec<Option<i64>> {
+        let mut out = Vec::new();
+        for (v, ok) in parts {
+            match ok {
+                None => out.extend(v.iter().map(|x| Some(*x))),
+                Some(ok) => {
+                    let mut next = v.iter();
+                    out.extend(ok.iter().map(|k| k.then(|| *next.next().unwrap())));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn extremes_block_edges_and_null_pages_read_back() {
+        let extremes = vec![i64::MIN, i64::MAX, 0, -1, i64::MIN, 1, i64::MAX];
+        for n in [0usize, 1, 2, 127, 128, 129, 257, PAGE_ROWS, PAGE_ROWS + 1] {
+            let regular: Vec<i64> = (0..n as i64)
+                .map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000)
+                .collect();
+            let parts = vec![(regular, None), (extremes.clone(), None)];
+            assert_eq!(
+                round_trip(false, &parts),
+                expected(&parts),
+                "{n} regular values"
+            );
+        }
+        let nulls = vec![false; PAGE_ROWS + 3];
+        let mixed: Vec<bool> = (0..3 * PAGE_ROWS).map(|i| i % 7 != 3).collect();
+        let present = mixed.iter().filter(|k| **k).count() as i64;
+        let parts = vec![
+            (vec![], Some(nulls)),
+            ((0..present).map(|i| i * i - 5).collect(), Some(mixed)),
+            (extremes.clone(), Some(vec![true; extremes.len()])),
+        ];
+        assert_eq!(round_trip(true, &parts), expected(&parts));
+    }
+
+    proptest! {
+        /// Any values with any validity read back as written.
+        #[test]
+        fn any_values_and_validity_read_back(
+            rows in proptest::collection::vec((any::<i64>(), any::<bool>()), 0..600),
+            step in -3i64..1_000,
+        ) {
+            let valid: Vec<bool> = rows.iter().map(|r| r.1).collect();
+            let values: Vec<i64> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.1)
+                .map(|(i, r)| if step == 0 { r.0 } else { (i as i64).wrapping_mul(step) })
+                .collect();
+            let parts = vec![(values, Some(valid))];
+            prop_assert_eq!(round_trip(true, &parts), expected(&parts));
+        }
+    }
+}
