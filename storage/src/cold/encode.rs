@@ -115,11 +115,22 @@ impl Encoder {
     }
 
     /// Per field, how its column is written: a float field whose every value fits a decimal
-    /// scale as scaled integers, the others as they are.
-    fn field_columns(&self) -> Vec<FieldColumn> {
+    /// scale as scaled integers, the others as they are. A scaled field's floats are dropped
+    /// from the held rows (its integers replace them), so the object's rows are held once.
+    fn field_columns(&mut self) -> Vec<FieldColumn> {
         (0..self.fields.len())
             .map(|fi| match self.fields[fi].1 {
-                FieldType::Float => self.scaled(fi),
+                FieldType::Float => {
+                    let c = self.scaled(fi);
+                    if let FieldColumn::Scaled { .. } = c {
+                        for (_, r) in &mut self.pending {
+                            if let ColumnData::Float(v) = &mut r.columns[fi].data {
+                                *v = Vec::new();
+                            }
+                        }
+                    }
+                    c
+                }
                 _ => FieldColumn::Plain,
             })
             .collect()
@@ -194,7 +205,7 @@ impl Encoder {
     }
 
     /// Finishes the file: its bytes and its row count.
-    pub fn finish(self) -> CodecResult<(Vec<u8>, u64)> {
+    pub fn finish(mut self) -> CodecResult<(Vec<u8>, u64)> {
         let columns = self.field_columns();
         let schema = self.schema(&columns);
         let mut props = self.properties(&columns)?;
