@@ -73,13 +73,15 @@ pub(crate) fn append(
         false,
     );
     let level = ZstdLevel::try_new(ZSTD_LEVEL)?;
+    // What the chunk's pages use: definition levels only in an optional column.
+    let mut encodings = vec![Encoding::DELTA_BINARY_PACKED];
+    if optional {
+        encodings.insert(0, Encoding::RLE);
+    }
     pages.chunk.append_to(
         group,
         descr,
-        (
-            Compression::ZSTD(level),
-            vec![Encoding::RLE, Encoding::DELTA_BINARY_PACKED],
-        ),
+        (Compression::ZSTD(level), encodings),
         statistics,
     )
 }

@@ -54,6 +54,8 @@ pub(crate) fn append(
         Some(_) => Encoding::RLE_DICTIONARY,
         None => Encoding::PLAIN,
     };
+    let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+    encodings.extend(width.map(|_| Encoding::RLE_DICTIONARY));
     let (mut min, mut max): (Option<&str>, Option<&str>) = (None, None);
     for page in split(runs, &ids) {
         let stats = PageStats::of(&page);
@@ -81,10 +83,7 @@ pub(crate) fn append(
     chunk.append_to(
         group,
         descr,
-        (
-            Compression::UNCOMPRESSED,
-            vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
-        ),
+        (Compression::UNCOMPRESSED, encodings),
         statistics,
     )
 }
