@@ -2,7 +2,8 @@
 //! `device` and tag columns, [`super::ints`] for INT64 columns): the pages' headers (written by
 //! the parquet crate's page writer), the column index (per-page min/max and null counts) and
 //! the offset index (page locations), and the chunk's metadata, ready to be spliced into a row
-//! group with `SerializedRowGroupWriter::append_column`.
+//! group with `SerializedRowGroupWriter::append_column`; and the two encodings both page
+//! writers use (ULEB128 varints, RLE runs of the RLE/bit-packed hybrid).
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Type as Physical};
@@ -135,5 +136,58 @@ impl ChunkWriter {
     /// Null rows written so far.
     pub fn nulls(&self) -> usize {
         self.nulls
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Appends `v` as a ULEB128 varint (Parquet's headers and lengths).
+pub(crate) fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The RLE/bit-packed hybrid encoding of `(value, count)` runs as RLE runs only (adjacent equal
+/// values merged): per run the count shifted left by one as a ULEB128 varint, then the value in
+/// `ceil(width / 8)` bytes, little-endian.
+pub(crate) fn rle(runs: impl Iterator<Item = (u32, usize)>, width: u8) -> Vec<u8> {
+    let bytes = usize::from(width).div_ceil(8);
+    let mut out = Vec::new();
+    let mut emit = |value: u32, count: usize| {
+        varint((count as u64) << 1, &mut out);
+        out.extend_from_slice(&value.to_le_bytes()[..bytes]);
+    };
+    let mut current: Option<(u32, usize)> = None;
+    for (value, count) in runs {
+        current = match current {
+            Some((v, n)) if v == value => Some((v, n + count)),
+            Some((v, n)) => {
+                emit(v, n);
+                Some((value, count))
+            }
+            None => Some((value, count)),
+        };
+    }
+    if let Some((v, n)) = current {
+        emit(v, n);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rle;
+
+    #[test]
+    fn rle_runs_merge_and_hold_their_value_in_whole_bytes() {
+        // 3 then 5 (merged to one run of 300), width 9: two value bytes.
+        let out = rle([(3u32, 100usize), (3, 200), (5, 1)].into_iter(), 9);
+        assert_eq!(out, vec![0xd8, 0x04, 3, 0, 2, 5, 0]);
     }
 }

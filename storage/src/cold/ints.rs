@@ -13,7 +13,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{ChunkWriter, PageSummary};
+use super::chunk::{ChunkWriter, PageSummary, rle, varint};
 
 /// Most rows per data page.
 pub(crate) const PAGE_ROWS: usize = 20_480;
@@ -62,7 +62,7 @@ pub(crate) fn append(
             }
         }
     }
-    if !pages.levels.is_empty() || pages.chunk_is_empty() {
+    if !pages.levels.is_empty() || pages.chunk.rows() == 0 {
         pages.flush()?;
     }
     let statistics = Statistics::new(
@@ -100,10 +100,6 @@ struct Pages<'z> {
 }
 
 impl Pages<'_> {
-    fn chunk_is_empty(&self) -> bool {
-        self.min_max.is_none() && self.chunk.nulls() == 0
-    }
-
     /// Adds rows that all have a value.
     fn required(&mut self, mut values: &[i64]) -> Result<()> {
         while !values.is_empty() {
@@ -182,15 +178,6 @@ fn min_max(values: &[i64]) -> Option<(i64, i64)> {
     )
 }
 
-/// Appends `v` as a ULEB128 varint.
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -199,13 +186,11 @@ fn zigzag(v: i64) -> u64 {
 /// is the same, else bit-packed groups of 8 (least significant bit first, the last group padded
 /// with zeros).
 fn levels(levels: &[bool]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(levels.len() / 8 + 8);
     let first = levels.first().copied().unwrap_or(true);
     if levels.iter().all(|l| *l == first) {
-        varint((levels.len() as u64) << 1, &mut out);
-        out.push(u8::from(first));
-        return out;
+        return rle(std::iter::once((u32::from(first), levels.len())), 1);
     }
+    let mut out = Vec::with_capacity(levels.len() / 8 + 8);
     let groups = levels.len().div_ceil(8);
     varint(((groups as u64) << 1) | 1, &mut out);
     for group in levels.chunks(8) {

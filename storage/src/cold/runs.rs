@@ -17,7 +17,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{ChunkWriter, PageSummary};
+use super::chunk::{ChunkWriter, PageSummary, rle};
 
 /// Most rows per data page: one device's rows of a day sit on one or two pages, so a one-device
 /// read selects few rows through the page index (`parquet::device_pages`).
@@ -216,53 +216,18 @@ fn data_page(page: &PageRuns<'_>, optional: bool, width: Option<u8>) -> Vec<u8> 
     out
 }
 
-/// The RLE/bit-packed hybrid encoding of `(value, count)` runs as RLE runs only (adjacent equal
-/// values merged): per run the count shifted left by one as a ULEB128 varint, then the value in
-/// `ceil(width / 8)` bytes, little-endian.
-fn rle(runs: impl Iterator<Item = (u32, usize)>, width: u8) -> Vec<u8> {
-    let bytes = usize::from(width).div_ceil(8);
-    let mut out = Vec::new();
-    let mut emit = |value: u32, count: usize| {
-        let mut header = (count as u64) << 1;
-        while header >= 0x80 {
-            out.push((header as u8) | 0x80);
-            header >>= 7;
-        }
-        out.push(header as u8);
-        out.extend_from_slice(&value.to_le_bytes()[..bytes]);
-    };
-    let mut current: Option<(u32, usize)> = None;
-    for (value, count) in runs {
-        current = match current {
-            Some((v, n)) if v == value => Some((v, n + count)),
-            Some((v, n)) => {
-                emit(v, n);
-                Some((value, count))
-            }
-            None => Some((value, count)),
-        };
-    }
-    if let Some((v, n)) = current {
-        emit(v, n);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn runs_merge_and_widths_cover_the_dictionary() {
+    fn id_widths_cover_the_dictionary() {
         assert_eq!(id_width(0), 1);
         assert_eq!(id_width(1), 1);
         assert_eq!(id_width(2), 1);
         assert_eq!(id_width(3), 2);
         assert_eq!(id_width(256), 8);
         assert_eq!(id_width(257), 9);
-        // 3 then 5 (merged to one run of 300), width 9: two value bytes.
-        let out = rle([(3u32, 100usize), (3, 200), (5, 1)].into_iter(), 9);
-        assert_eq!(out, vec![0xd8, 0x04, 3, 0, 2, 5, 0]);
     }
 
     #[test]
