@@ -11,6 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The server's allocator (`server/src/main.rs`): a move's buffers are large and short-lived,
+/// and the allocator decides how often their pages are mapped afresh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use strata_client::fleet::{FleetConfig, FleetGenerator};
 use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_storage::lifecycle::LifecyclePolicy;

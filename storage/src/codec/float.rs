@@ -261,6 +261,39 @@ fn decode_decimal(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()
     Ok(())
 }
 
+/// The scale of a [`Codec::Decimal`] payload that has no exceptions (every value is exactly
+/// `int / 10^k`), read from its first two bytes without decoding; `None` for any other payload.
+pub(crate) fn decimal_scale(buf: &[u8]) -> Option<u8> {
+    match buf {
+        [k, 0, ..] if *k <= MAX_DECIMAL_DIGITS => Some(*k),
+        _ => None,
+    }
+}
+
+/// Decodes a [`Codec::Decimal`] payload of `n` values without exceptions as its integers,
+/// appended to `out` (value `i` is `out[i] / 10^k`); returns `k`. An error when the payload has
+/// exceptions ([`decimal_scale`] says which have none) or is damaged.
+pub(crate) fn decode_decimal_ints(
+    buf: &[u8],
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<u8, CodecError> {
+    let mut r = Reader::new(buf, Codec::Decimal);
+    if n > MAX_CHUNK_VALUES {
+        return Err(r.error(format!("{n} values exceed the limit of {MAX_CHUNK_VALUES}")));
+    }
+    let k = r.u8()?;
+    if k > MAX_DECIMAL_DIGITS {
+        return Err(r.error(format!("scale exponent {k} exceeds {MAX_DECIMAL_DIGITS}")));
+    }
+    if r.u8()? != 0 {
+        return Err(r.error("the payload has exceptions; decode it as floats"));
+    }
+    let inner = inner_codec(&mut r)?;
+    int::decode(inner, r.rest(), n, out)?;
+    Ok(k)
+}
+
 /// Reads the id of the integer codec nested in a float codec.
 fn inner_codec(r: &mut Reader<'_>) -> Result<Codec, CodecError> {
     let inner = Codec::from_u8(r.u8()?)?;

@@ -184,6 +184,25 @@ pub fn decode_floats(
     all_or_nothing(out, |out| float::decode(codec, buf, n, out))
 }
 
+/// The decimal scale `k` of a float payload in codec `codec` when it is [`Codec::Decimal`]
+/// without exceptions (each value is exactly an integer over `10^k`), found without decoding.
+pub fn decimal_scale(codec: Codec, buf: &[u8]) -> Option<u8> {
+    (codec == Codec::Decimal)
+        .then(|| float::decimal_scale(buf))
+        .flatten()
+}
+
+/// Decodes `n` floats of a payload [`decimal_scale`] accepted as their integers at scale `k`
+/// (appended to `out`), without converting them to floats; returns `k`.
+pub fn decode_decimal_ints(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<u8, CodecError> {
+    let mut k = 0;
+    all_or_nothing(out, |out| {
+        k = float::decode_decimal_ints(buf, n, out)?;
+        Ok(())
+    })?;
+    Ok(k)
+}
+
 /// Encodes signed integers with the smallest codec.
 pub fn encode_integers(values: &[i64], out: &mut Vec<u8>) -> Codec {
     int::encode(values, out)

@@ -45,6 +45,18 @@ pub(crate) fn from_scaled(i: i64, s: u8) -> f64 {
     i as f64 / POW10[usize::from(s)]
 }
 
+/// The smallest scale in `floor..=k` at which integers `ints` at scale `k` are still integers
+/// (they all end in `k - s` zeros); the values they stand for need no more.
+fn needed_scale(ints: &[i64], k: u8, floor: u8) -> u8 {
+    let mut s = k;
+    let mut p = 10i64;
+    while s > floor && ints.iter().all(|i| i % p == 0) {
+        s -= 1;
+        p = p.saturating_mul(10);
+    }
+    s
+}
+
 /// Largest magnitude of a scaled value as an integer (exclusive), [`LIMIT`].
 const LIMIT_INT: u64 = 1 << 53;
 
@@ -76,6 +88,64 @@ impl Scaler {
         }
     }
 
+    /// Adds integers at decimal scale `k` (each stands for `i / 10^k`, as the hot decimal codec
+    /// stores them); false when they or the values before cannot share one scale below 2^53.
+    /// At a scale `s >= k` an integer becomes `i·10^(s-k)`, the same real number over `10^s`,
+    /// so it reads back as the same `f64` (see the type's doc).
+    pub fn push_scaled(&mut self, ints: &[i64], k: u8) -> bool {
+        if ints.is_empty() {
+            return true;
+        }
+        // A run's scale may be larger than its values need (trailing zeros): the smallest one
+        // is the column's, as for floats pushed one by one.
+        let need = match k > self.scale {
+            true => needed_scale(ints, k, self.scale),
+            false => k,
+        };
+        if need > MAX_SCALE {
+            let div = 10f64.powi(i32::from(k));
+            return ints.iter().all(|&i| self.push(i as f64 / div));
+        }
+        if need > self.scale && !self.rescale(need) {
+            return false;
+        }
+        let largest = ints.iter().fold(0, |m, i| m.max(i.unsigned_abs()));
+        if k > self.scale {
+            // Exact: the integers end in `k - scale` zeros.
+            let p = 10i64.pow(u32::from(k - self.scale));
+            if largest / p as u64 >= LIMIT_INT {
+                return false;
+            }
+            self.values.extend(ints.iter().map(|&i| i / p));
+            return true;
+        }
+        let p = 10i64.pow(u32::from(self.scale - k));
+        // |i| · p < 2^53 exactly when |i| <= (2^53 - 1) / p.
+        if largest > (LIMIT_INT - 1) / p as u64 {
+            return false;
+        }
+        match p {
+            1 => self.values.extend_from_slice(ints),
+            _ => self.values.extend(ints.iter().map(|&i| i * p)),
+        }
+        true
+    }
+
+    /// Rewrites the values so far at scale `t` (above the current one); false when one would
+    /// reach 2^53 (nothing is changed then).
+    fn rescale(&mut self, t: u8) -> bool {
+        let p = 10i64.pow(u32::from(t - self.scale));
+        let fits = self.values.iter().all(|x| {
+            x.checked_mul(p)
+                .is_some_and(|y| y.unsigned_abs() < LIMIT_INT)
+        });
+        if fits {
+            self.values.iter_mut().for_each(|x| *x *= p);
+            self.scale = t;
+        }
+        fits
+    }
+
     /// Raises the scale as far as `v` needs, rescaling the values before.
     #[cold]
     fn raise(&mut self, v: f64) -> bool {
@@ -83,14 +153,9 @@ impl Scaler {
         let Some((t, i)) = (s + 1..=MAX_SCALE).find_map(|t| to_scaled(v, t).map(|i| (t, i))) else {
             return false;
         };
-        let p = 10i64.pow(u32::from(t - s));
-        for x in &mut self.values {
-            match x.checked_mul(p).filter(|y| y.unsigned_abs() < LIMIT_INT) {
-                Some(y) => *x = y,
-                None => return false,
-            }
+        if !self.rescale(t) {
+            return false;
         }
-        self.scale = t;
         self.values.push(i);
         true
     }
@@ -207,6 +272,41 @@ mod tests {
                 prop_assert_eq!(ints.len(), values.len());
                 for (i, v) in ints.iter().zip(&values) {
                     prop_assert_eq!(from_scaled(*i, s).to_bits(), v.to_bits());
+                }
+            }
+        }
+
+        /// Integers pushed at their decimal scales (as segments hand them over) read back as
+        /// the floats they stand for, at a scale no larger than the largest given; they fit
+        /// whenever the same floats pushed one by one fit.
+        #[test]
+        fn scaled_runs_read_back_as_their_floats(
+            runs in proptest::collection::vec(
+                (0u8..=10, proptest::collection::vec(-(1i64 << 40)..(1i64 << 40), 0..20)),
+                0..6,
+            ),
+        ) {
+            let floats: Vec<f64> = runs
+                .iter()
+                .flat_map(|(k, ints)| {
+                    let div = 10f64.powi(i32::from(*k));
+                    ints.iter().map(move |i| *i as f64 / div)
+                })
+                .collect();
+            let mut by_runs = Scaler::default();
+            let fit = runs.iter().all(|(k, ints)| by_runs.push_scaled(ints, *k));
+            let mut by_floats = Scaler::default();
+            let floats_fit = floats.iter().all(|v| by_floats.push(*v));
+            prop_assert!(fit || !floats_fit, "runs refused what floats took");
+            if fit {
+                prop_assert_eq!(by_runs.values.len(), floats.len());
+                let largest = runs.iter().map(|r| r.0).max().unwrap_or(0);
+                prop_assert!(by_runs.scale <= largest);
+                if floats_fit {
+                    prop_assert_eq!(by_runs.scale, by_floats.scale);
+                }
+                for (i, v) in by_runs.values.iter().zip(&floats) {
+                    prop_assert_eq!(from_scaled(*i, by_runs.scale).to_bits(), v.to_bits());
                 }
             }
         }

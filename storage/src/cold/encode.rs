@@ -25,6 +25,7 @@ use super::ints::{self, Part};
 use super::parquet::CodecResult;
 use super::runs::{self, Run};
 use crate::rows::Rows;
+use crate::segment::Decimals;
 use crate::{Column, ColumnData, FieldType, SeriesKey};
 
 /// Most rows per row group (whole series: a longer series has a group of its own): small enough
@@ -44,6 +45,9 @@ pub(crate) struct Encoder {
     tags: Vec<String>,
     meta: Vec<KeyValue>,
     pending: Vec<(SeriesKey, Rows)>,
+    /// Per pending series (when it came with them), per field, the float field's integers at
+    /// their decimal scales ([`Encoder::push_decimal`]).
+    decimals: Vec<Vec<Option<Decimals>>>,
     rows: u64,
 }
 
@@ -103,30 +107,59 @@ impl Encoder {
             tags: tags.to_vec(),
             meta,
             pending: Vec::new(),
+            decimals: Vec::new(),
             rows: 0,
         })
     }
 
     /// Adds one series' rows (columns in the order of `fields`).
     pub fn push(&mut self, key: SeriesKey, rows: Rows) -> CodecResult<()> {
+        self.push_decimal(key, rows, Vec::new())
+    }
+
+    /// Adds one series' rows as [`Encoder::push`] does, with a float field's values given as
+    /// integers at decimal scales where `decimals` has them (as the segment reader's
+    /// `read_series_decimal` returns them: that field's column holds its validity flags and no
+    /// values).
+    pub fn push_decimal(
+        &mut self,
+        key: SeriesKey,
+        rows: Rows,
+        mut decimals: Vec<Option<Decimals>>,
+    ) -> CodecResult<()> {
+        if decimals.iter().all(Option::is_none) {
+            decimals = Vec::new();
+        } else if decimals.len() != self.fields.len() {
+            return Err(format!(
+                "{} decimal columns given for {} fields",
+                decimals.len(),
+                self.fields.len()
+            ));
+        }
         self.rows += rows.len() as u64;
         self.pending.push((key, rows));
+        self.decimals.push(decimals);
         Ok(())
     }
 
     /// Per field, how its column is written: a float field whose every value fits a decimal
     /// scale as scaled integers, the others as they are. A scaled field's floats are dropped
     /// from the held rows (its integers replace them), so the object's rows are held once.
+    /// A field given as decimals for some series whose column is DOUBLE after all gets those
+    /// series' floats back from the integers.
     fn field_columns(&mut self) -> Vec<FieldColumn> {
         (0..self.fields.len())
             .map(|fi| match self.fields[fi].1 {
                 FieldType::Float => {
                     let c = self.scaled(fi);
-                    if let FieldColumn::Scaled { .. } = c {
-                        for (_, r) in &mut self.pending {
-                            if let ColumnData::Float(v) = &mut r.columns[fi].data {
-                                *v = Vec::new();
-                            }
+                    let scaled = matches!(c, FieldColumn::Scaled { .. });
+                    for (i, (_, r)) in self.pending.iter_mut().enumerate() {
+                        let d = self.decimals.get_mut(i).and_then(|d| d.get_mut(fi)?.take());
+                        let col = &mut r.columns[fi];
+                        match (&mut col.data, d) {
+                            (ColumnData::Float(v), _) if scaled => *v = Vec::new(),
+                            (ColumnData::Float(v), Some(d)) => *v = floats(&d, &col.valid),
+                            _ => {}
                         }
                     }
                     c
@@ -140,7 +173,13 @@ impl Encoder {
     fn scaled(&self, fi: usize) -> FieldColumn {
         let mut scaler = decimal::Scaler::default();
         scaler.values.reserve(self.rows as usize);
-        for (_, r) in &self.pending {
+        for (i, (_, r)) in self.pending.iter().enumerate() {
+            if let Some(d) = self.decimals.get(i).and_then(|d| d.get(fi)?.as_ref()) {
+                if d.runs().all(|(ints, k)| scaler.push_scaled(ints, k)) {
+                    continue;
+                }
+                return FieldColumn::Plain;
+            }
             let c = &r.columns[fi];
             let ColumnData::Float(values) = &c.data else {
                 return FieldColumn::Plain;
@@ -407,6 +446,25 @@ fn write_field(
         }
     }
     Ok(())
+}
+
+/// A float column's values (one per row, 0.0 where `valid` is not set) from its present
+/// values' integers at their decimal scales: each `i / 10^k`, the float they stand for.
+fn floats(d: &Decimals, valid: &[bool]) -> Vec<f64> {
+    let mut present = d.runs().flat_map(|(ints, k)| {
+        let div = 10f64.powi(i32::from(k));
+        ints.iter().map(move |&i| i as f64 / div)
+    });
+    valid
+        .iter()
+        .map(|ok| {
+            if *ok {
+                present.next().unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// The values of `v` whose `valid` entry is set.

@@ -47,6 +47,7 @@ pub(crate) fn append(
         levels: Vec::with_capacity(PAGE_ROWS),
         values: Vec::with_capacity(PAGE_ROWS),
         optional,
+        raw: Vec::new(),
         min_max: None,
         zstd,
     };
@@ -94,6 +95,8 @@ struct Pages<'z> {
     /// The page's present values.
     values: Vec<i64>,
     optional: bool,
+    /// The page's bytes before compression (kept from page to page).
+    raw: Vec<u8>,
     /// The chunk's smallest and largest value so far.
     min_max: Option<(i64, i64)>,
     zstd: &'z mut zstd::bulk::Compressor<'static>,
@@ -114,37 +117,40 @@ impl Pages<'_> {
         Ok(())
     }
 
-    /// Adds rows with their validity flags, taking a value for each valid row.
-    fn optional(&mut self, values: &[i64], valid: &[bool]) -> Result<()> {
-        let mut next = values.iter();
-        for ok in valid {
-            self.levels.push(*ok);
-            if *ok {
-                let v = next
-                    .next()
-                    .ok_or_else(|| ParquetError::General("fewer values than valid rows".into()))?;
-                self.values.push(*v);
+    /// Adds rows with their validity flags, taking a value for each valid row (in runs up to
+    /// the page's end).
+    fn optional(&mut self, mut values: &[i64], mut valid: &[bool]) -> Result<()> {
+        while !valid.is_empty() {
+            let take = valid.len().min(PAGE_ROWS - self.levels.len());
+            let (now, rest) = valid.split_at(take);
+            let present = now.iter().filter(|ok| **ok).count();
+            if present > values.len() {
+                return Err(ParquetError::General("fewer values than valid rows".into()));
             }
+            self.levels.extend_from_slice(now);
+            self.values.extend_from_slice(&values[..present]);
+            (values, valid) = (&values[present..], rest);
             if self.levels.len() == PAGE_ROWS {
                 self.flush()?;
             }
         }
-        match next.next() {
-            None => Ok(()),
-            Some(_) => Err(ParquetError::General("more values than valid rows".into())),
+        match values.is_empty() {
+            true => Ok(()),
+            false => Err(ParquetError::General("more values than valid rows".into())),
         }
     }
 
     /// Writes the page filled so far.
     fn flush(&mut self) -> Result<()> {
-        let mut raw = Vec::with_capacity(self.values.len() * 2 + 64);
+        let raw = &mut self.raw;
+        raw.clear();
         if self.optional {
             let levels = levels(&self.levels);
             raw.extend_from_slice(&(levels.len() as u32).to_le_bytes());
             raw.extend_from_slice(&levels);
         }
-        delta_binary_packed(&self.values, &mut raw);
-        let compressed = self.zstd.compress(&raw)?;
+        delta_binary_packed(&self.values, raw);
+        let compressed = self.zstd.compress(raw)?;
         let min_max = min_max(&self.values);
         if let Some((lo, hi)) = min_max {
             self.min_max = Some(match self.min_max {
@@ -159,7 +165,7 @@ impl Pages<'_> {
         };
         self.chunk.data_page(
             compressed,
-            raw.len(),
+            self.raw.len(),
             Encoding::DELTA_BINARY_PACKED,
             summary,
         )?;
@@ -241,26 +247,49 @@ pub(crate) fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
     }
 }
 
-/// 32 values of `width` bits each, least significant bit first (`4 · width` bytes).
+/// 32 values of `width` bits each, least significant bit first (`4 · width` bytes): through a
+/// packer made for that width ([`pack_width`]), whose shifts the compiler knows.
 fn pack32(values: &[u64; MINIBLOCK], width: u32, out: &mut Vec<u8>) {
-    if width == 0 {
+    if let Some(pack) = PACKERS.get(width as usize) {
+        pack(values, out);
+    }
+}
+
+/// Packs one miniblock onto the end of a buffer.
+type Packer = fn(&[u64; MINIBLOCK], &mut Vec<u8>);
+
+/// [`pack_width`] for each width `0..=64`.
+const PACKERS: [Packer; 65] = {
+    macro_rules! packers {
+        ($($w:literal)*) => { [$(pack_width::<$w>,)*] };
+    }
+    packers!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+        31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+        60 61 62 63 64)
+};
+
+/// 32 values of `W` bits each (each below `2^W`), least significant bit first: `4 · W` bytes.
+fn pack_width<const W: u32>(values: &[u64; MINIBLOCK], out: &mut Vec<u8>) {
+    if W == 0 {
         return;
     }
-    let mut acc = 0u64;
-    let mut bits = 0u32;
-    for &v in values {
-        acc |= v << bits;
-        let total = bits + width;
-        if total >= 64 {
-            out.extend_from_slice(&acc.to_le_bytes());
-            // The bits of `v` that did not fit (none when it ended the word exactly).
-            acc = if total > 64 { v >> (64 - bits) } else { 0 };
-            bits = total - 64;
-        } else {
-            bits = total;
+    // 32 · W bits fill `W / 2` words, and half of one more when `W` is odd.
+    let mut words = [0u64; MINIBLOCK + 1];
+    for (i, &v) in values.iter().enumerate() {
+        let bit = i as u32 * W;
+        let (word, offset) = ((bit / 64) as usize, bit % 64);
+        words[word] |= v << offset;
+        if offset + W > 64 {
+            words[word + 1] |= v >> (64 - offset);
         }
     }
-    out.extend_from_slice(&acc.to_le_bytes()[..(bits / 8) as usize]);
+    let bytes = 4 * W as usize;
+    let start = out.len();
+    out.reserve(bytes + 8);
+    for w in &words[..bytes.div_ceil(8)] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.truncate(start + bytes);
 }
 
 #[cfg(test)]
@@ -352,6 +381,45 @@ mod tests {
             (extremes.clone(), Some(vec![true; extremes.len()])),
         ];
         assert_eq!(round_trip(true, &parts), expected(&parts));
+    }
+
+    /// The bit packing of a miniblock by a plain loop over the bits.
+    fn pack_reference(values: &[u64; MINIBLOCK], width: u32) -> Vec<u8> {
+        let mut out = vec![0u8; 4 * width as usize];
+        for (i, v) in values.iter().enumerate() {
+            for b in 0..width {
+                let bit = i * width as usize + b as usize;
+                if v >> b & 1 == 1 {
+                    out[bit / 8] |= 1 << (bit % 8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_width_packs_like_the_bitwise_reference() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for width in 0..=64u32 {
+            for _ in 0..20 {
+                let mut values = [0u64; MINIBLOCK];
+                for v in &mut values {
+                    // xorshift: varied bits, masked to the width.
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *v = if width == 64 {
+                        x
+                    } else {
+                        x & ((1u64 << width) - 1)
+                    };
+                }
+                let mut out = vec![0xAA];
+                pack32(&values, width, &mut out);
+                assert_eq!(out[0], 0xAA, "width {width}: bytes before were kept");
+                assert_eq!(out[1..], pack_reference(&values, width), "width {width}");
+            }
+        }
     }
 
     proptest! {

@@ -712,6 +712,64 @@ mod tests {
         }
     }
 
+    /// Series given as integers at decimal scales (as a move reads them from segments) beside
+    /// series given as floats: the column takes the scale all of them need, or DOUBLE when one
+    /// has a float no scale fits; either way every value reads back with its bits.
+    #[test]
+    fn decimal_series_mix_with_float_series_and_read_back_exactly() {
+        use crate::segment::Decimals;
+        let fields = vec![
+            ("v".to_string(), FieldType::Float),
+            ("s".to_string(), FieldType::String),
+        ];
+        let key = |d: &str| SeriesKey {
+            device: d.into(),
+            tags: vec![],
+        };
+        // Series "a" as decimals: 1.5, null, -2.25, 30 (scales 1, then 2, then 0).
+        let a_floats = rows(
+            &[1, 2, 3, 4],
+            &[Some(1.5), None, Some(-2.25), Some(30.0)],
+            &[None; 4],
+        );
+        let mut a_held = a_floats.clone();
+        a_held.columns[0].data = ColumnData::Float(Vec::new());
+        let a_dec = Decimals {
+            values: vec![15, -225, 30],
+            scales: vec![(1, 1), (2, 2), (3, 0)],
+        };
+        for (b_value, physical) in [(0.125, "INT64"), (1.0 / 3.0, "DOUBLE")] {
+            let b = rows(&[5, 6], &[Some(b_value), Some(7.0)], &[Some("x"), None]);
+            let mut enc = Encoder::new(&fields, &[], &[]).unwrap();
+            enc.push_decimal(key("a"), a_held.clone(), vec![Some(a_dec.clone()), None])
+                .unwrap();
+            enc.push(key("b"), b.clone()).unwrap();
+            let bytes = bytes::Bytes::from(enc.finish().unwrap().0);
+            let idx = index(&bytes).unwrap();
+            let schema = idx.meta.metadata().file_metadata().schema_descr();
+            let v = schema.columns().iter().find(|c| c.name() == "v").unwrap();
+            assert_eq!(v.physical_type().to_string(), physical);
+            if physical == "INT64" {
+                assert_eq!(v.type_scale(), 3, "0.125 needs 3 decimals, -2.25 two");
+            }
+            let d = decode(bytes).unwrap();
+            for (k, want) in [("a", &a_floats), ("b", &b)] {
+                let got = &d.series[&canonical(&key(k))];
+                assert_eq!(got.times, want.times, "{k}");
+                let bits = |r: &Rows| match &r.columns[0].data {
+                    ColumnData::Float(v) => v
+                        .iter()
+                        .zip(&r.columns[0].valid)
+                        .map(|(f, ok)| ok.then(|| f.to_bits()))
+                        .collect::<Vec<_>>(),
+                    _ => panic!("not a float column"),
+                };
+                assert_eq!(bits(got), bits(want), "{k} with {physical}");
+                assert_eq!(got.columns[1], want.columns[1], "{k}");
+            }
+        }
+    }
+
     /// The rows of series `key` read from every row group of an object as a one-device read.
     fn one_device(
         bytes: &bytes::Bytes,

@@ -628,8 +628,9 @@ fn encode(live: &LiveSegment, keys: &SeriesKeys) -> Result<Vec<u8>> {
     ];
     let mut enc = Encoder::new(&segment.fields, &tags, &extra).map_err(codec)?;
     for (sid, key) in keys {
-        if let Some(rows) = segment.read_series(*sid, i64::MIN, i64::MAX, &segment.fields)? {
-            enc.push(key.clone(), rows).map_err(codec)?;
+        if let Some((rows, decimals)) = segment.read_series_decimal(*sid, &segment.fields)? {
+            enc.push_decimal(key.clone(), rows, decimals)
+                .map_err(codec)?;
         }
     }
     let (bytes, rows) = enc.finish().map_err(codec)?;

@@ -371,6 +371,10 @@ impl Segment {
     }
 }
 
+#[path = "decimals.rs"]
+mod decimals;
+pub(crate) use decimals::Decimals;
+
 fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     let mut c = Column::new(name, ty);
     for _ in 0..n {
@@ -402,28 +406,44 @@ fn decode_field_chunk(
     rows: usize,
     count: usize,
 ) -> std::result::Result<Column, String> {
-    let (&presence, rest) = bytes.split_first().ok_or("empty chunk")?;
-    let (valid, rest) = match presence {
-        0 => (vec![true; rows], rest),
+    let mut valid = Vec::with_capacity(rows);
+    let rest = presence(bytes, rows, count, &mut valid)?;
+    let (&codec, payload) = rest.split_first().ok_or("missing codec byte")?;
+    let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    let dense = decode_values(codec, payload, ty, count).map_err(|e| e.to_string())?;
+    Ok(expand(name, dense, valid))
+}
+
+/// Reads a field chunk's presence flag and bitmap (one flag per row of `rows`, `count` of them
+/// set) onto the end of `valid`; the rest of the chunk (codec byte and payload).
+fn presence<'a>(
+    bytes: &'a [u8],
+    rows: usize,
+    count: usize,
+    valid: &mut Vec<bool>,
+) -> std::result::Result<&'a [u8], String> {
+    let (&flag, rest) = bytes.split_first().ok_or("empty chunk")?;
+    let rest = match flag {
+        0 => {
+            valid.resize(valid.len() + rows, true);
+            rest
+        }
         1 => {
             let len = rows.div_ceil(8);
             if rest.len() < len {
                 return Err("truncated presence bitmap".into());
             }
-            let valid: Vec<bool> = (0..rows)
-                .map(|i| rest[i / 8] & (1 << (i % 8)) != 0)
-                .collect();
-            (valid, &rest[len..])
+            valid.extend((0..rows).map(|i| rest[i / 8] & (1 << (i % 8)) != 0));
+            &rest[len..]
         }
         p => return Err(format!("unknown presence flag {p}")),
     };
-    if valid.iter().filter(|v| **v).count() != count {
+    let set = valid[valid.len() - rows..].iter().filter(|v| **v).count();
+    if set != count {
+        valid.truncate(valid.len() - rows);
         return Err("presence bitmap disagrees with the value count".into());
     }
-    let (&codec, payload) = rest.split_first().ok_or("missing codec byte")?;
-    let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
-    let dense = decode_values(codec, payload, ty, count).map_err(|e| e.to_string())?;
-    Ok(expand(name, dense, valid))
+    Ok(rest)
 }
 
 /// Decodes a field chunk onto the end of `col`: values without nulls straight into its buffer,

@@ -1,0 +1,341 @@
+//! A series read for a cold move ([`Segment::read_series_decimal`]): like
+//! [`Segment::read_series`] over the whole segment, except that a float field whose every chunk
+//! in the series uses the decimal codec without exceptions comes as its integers and their
+//! scales ([`Decimals`]) instead of floats. The cold writer stores such a field as a Parquet
+//! DECIMAL of those very integers, so neither the `int / 10^k` division of the decoder nor the
+//! writer's search for a scale runs for it (both were a third of a move's time,
+//! `benches/cold/RESULTS.md`). The two readings agree: the float of integer `i` at scale `k` is
+//! `i / 10^k`, correctly rounded, in both.
+
+use super::{Block, Segment, decode_field_onto, decode_time_chunk, presence};
+use crate::codec::{self, Codec};
+use crate::error::Result;
+use crate::rows::Rows;
+use crate::{FieldType, SeriesId};
+
+/// A float column's present values as integers at decimal scales: `values[start..end]` are at
+/// scale `k` for each `(end, k)` of `scales` (`start` is the previous run's end, or 0), so value
+/// `j` is `values[j] / 10^k`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Decimals {
+    pub values: Vec<i64>,
+    pub scales: Vec<(usize, u8)>,
+}
+
+impl Decimals {
+    /// Records that the values added since the last run are at scale `k`.
+    fn close_run(&mut self, k: u8) {
+        let end = self.values.len();
+        match self.scales.last_mut() {
+            Some((e, _)) if *e == end => {}
+            Some((e, last)) if *last == k => *e = end,
+            None if end == 0 => {}
+            _ => self.scales.push((end, k)),
+        }
+    }
+
+    /// The runs: each slice of values with its scale.
+    pub fn runs(&self) -> impl Iterator<Item = (&[i64], u8)> + '_ {
+        let mut start = 0;
+        self.scales.iter().map(move |&(end, k)| {
+            let run = &self.values[start..end];
+            start = end;
+            (run, k)
+        })
+    }
+}
+
+impl Segment {
+    /// All rows of `series` with one column per entry of `fields`, as [`Segment::read_series`]
+    /// reads them over the whole segment, and per field the [`Decimals`] of a float field whose
+    /// every chunk of the series is decimal without exceptions: that column of the rows holds
+    /// its validity flags and no values (the data vector is empty). `None` when the segment has
+    /// no rows of the series. Blocks out of time order (never written so) are read as floats.
+    pub fn read_series_decimal(
+        &self,
+        series: SeriesId,
+        fields: &[(String, FieldType)],
+    ) -> Result<Option<(Rows, Vec<Option<Decimals>>)>> {
+        let Some(index) = self.index_of(series) else {
+            return Ok(None);
+        };
+        let wanted: Vec<Option<u16>> = fields
+            .iter()
+            .map(|f| self.local_field(f))
+            .collect::<Result<_>>()?;
+        let ordered = index
+            .blocks
+            .windows(2)
+            .all(|w| w[0].max_time < w[1].min_time);
+        let mut decimals: Vec<Option<Decimals>> = wanted
+            .iter()
+            .zip(fields)
+            .map(|(want, (_, ty))| {
+                let all = *ty == FieldType::Float
+                    && ordered
+                    && want.is_some_and(|fid| self.decimal_everywhere(&index.blocks, fid));
+                all.then(Decimals::default)
+            })
+            .collect();
+        if decimals.iter().all(Option::is_none) {
+            let rows = self.read_series(series, i64::MIN, i64::MAX, fields)?;
+            return Ok(rows.map(|r| (r, decimals)));
+        }
+        let mut out = Rows::empty(fields);
+        let total: usize = index.blocks.iter().map(|b| b.rows as usize).sum();
+        out.times.reserve(total);
+        for (bi, block) in index.blocks.iter().enumerate() {
+            let n = block.rows as usize;
+            let bytes = self.chunk(&block.time, series, bi, "time")?;
+            decode_time_chunk(bytes, n, &mut out.times)
+                .map_err(|e| self.decode_error(series, bi, "time", e))?;
+            for (fi, ((want, (name, ty)), col)) in
+                wanted.iter().zip(fields).zip(&mut out.columns).enumerate()
+            {
+                let chunk = want.and_then(|fid| block.fields.iter().find(|f| f.field == fid));
+                match (chunk, &mut decimals[fi]) {
+                    (None, Some(_)) => col.valid.resize(col.valid.len() + n, false),
+                    (None, None) => (0..n).for_each(|_| col.push_null()),
+                    (Some(fc), Some(d)) => {
+                        let bytes = self.chunk(&fc.chunk, series, bi, name)?;
+                        let count = fc.stats.count as usize;
+                        decode_decimal_onto(bytes, n, count, &mut col.valid, d)
+                            .map_err(|e| self.decode_error(series, bi, name, e))?;
+                    }
+                    (Some(fc), None) => {
+                        let bytes = self.chunk(&fc.chunk, series, bi, name)?;
+                        decode_field_onto(bytes, name, *ty, n, fc.stats.count as usize, col)
+                            .map_err(|e| self.decode_error(series, bi, name, e))?;
+                    }
+                }
+            }
+        }
+        Ok((!out.is_empty()).then_some((out, decimals)))
+    }
+
+    /// True when every chunk of field `fid` in `blocks` is decimal without exceptions, from the
+    /// chunks' first bytes (not checksummed here: the read that follows checks each chunk and
+    /// fails on a damaged one).
+    fn decimal_everywhere(&self, blocks: &[Block], fid: u16) -> bool {
+        blocks.iter().all(|b| {
+            b.fields.iter().find(|f| f.field == fid).is_none_or(|fc| {
+                let start = fc.chunk.offset as usize;
+                let end = start.saturating_add(fc.chunk.len as usize);
+                self.bytes()
+                    .get(start..end)
+                    .and_then(|bytes| payload(bytes, b.rows as usize))
+                    .is_some_and(|(codec, rest)| codec::decimal_scale(codec, rest).is_some())
+            })
+        })
+    }
+}
+
+/// A field chunk's codec and payload, past its presence flag and bitmap.
+fn payload(bytes: &[u8], rows: usize) -> Option<(Codec, &[u8])> {
+    let rest = match bytes.split_first()? {
+        (0, rest) => rest,
+        (1, rest) => rest.get(rows.div_ceil(8)..)?,
+        _ => return None,
+    };
+    let (&codec, rest) = rest.split_first()?;
+    Some((Codec::from_u8(codec).ok()?, rest))
+}
+
+/// Decodes a decimal field chunk of `rows` rows and `count` values: its flags onto `valid`, its
+/// integers onto `d`.
+fn decode_decimal_onto(
+    bytes: &[u8],
+    rows: usize,
+    count: usize,
+    valid: &mut Vec<bool>,
+    d: &mut Decimals,
+) -> std::result::Result<(), String> {
+    let rest = presence(bytes, rows, count, valid)?;
+    let undo = |valid: &mut Vec<bool>| valid.truncate(valid.len() - rows);
+    let Some((&codec, payload)) = rest.split_first() else {
+        undo(valid);
+        return Err("missing codec byte".into());
+    };
+    if codec != Codec::Decimal.id() {
+        undo(valid);
+        return Err(format!(
+            "codec {codec} is not the decimal codec its header said"
+        ));
+    }
+    match codec::decode_decimal_ints(payload, count, &mut d.values) {
+        Ok(k) => {
+            d.close_run(k);
+            Ok(())
+        }
+        Err(e) => {
+            undo(valid);
+            Err(e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{BLOCK_ROWS, SegmentWriter};
+    use crate::{Column, ColumnData};
+
+    fn fields() -> Vec<(String, FieldType)> {
+        ["dec", "full", "flat", "sparse"]
+            .iter()
+            .map(|n| (n.to_string(), FieldType::Float))
+            .chain([("n".to_string(), FieldType::Integer)])
+            .collect()
+    }
+
+    /// Rows `0..n` of a series: `dec` with one decimal in the first block and three after it
+    /// (a null in every 5th row), `full` at full precision, `flat` constant in the first block,
+    /// `sparse` only in the second block, `n` an integer.
+    fn rows(n: usize) -> Rows {
+        let mut r = Rows::empty(&fields());
+        for i in 0..n {
+            r.times.push(1_000 + i as i64 * 10);
+            let x = i as f64;
+            // One division of exact integers: the nearest double to a decimal.
+            let dec = match i < BLOCK_ROWS {
+                true => (x * 3.0 - 400.0) / 10.0,
+                false => (x * 7.0 - 40_001.0) / 1000.0,
+            };
+            push(&mut r.columns[0], (i % 5 != 0).then_some(dec));
+            push(&mut r.columns[1], Some((x * 0.7).sin()));
+            push(
+                &mut r.columns[2],
+                Some(if i < BLOCK_ROWS { 2.5 } else { x / 4.0 }),
+            );
+            push(
+                &mut r.columns[3],
+                (BLOCK_ROWS..2 * BLOCK_ROWS)
+                    .contains(&i)
+                    .then_some(x / 100.0),
+            );
+            r.columns[4].data =
+                match std::mem::replace(&mut r.columns[4].data, ColumnData::Integer(vec![])) {
+                    ColumnData::Integer(mut v) => {
+                        v.push(i as i64);
+                        ColumnData::Integer(v)
+                    }
+                    other => other,
+                };
+            r.columns[4].valid.push(true);
+        }
+        r
+    }
+
+    fn push(c: &mut Column, v: Option<f64>) {
+        match (v, &mut c.data) {
+            (Some(v), ColumnData::Float(d)) => {
+                d.push(v);
+                c.valid.push(true);
+            }
+            _ => c.push_null(),
+        }
+    }
+
+    /// A float column's values from its decimals (0.0 where not valid), as the floats read.
+    fn floats(d: &Decimals, valid: &[bool]) -> Vec<u64> {
+        let mut present = d.runs().flat_map(|(ints, k)| {
+            ints.iter()
+                .map(move |i| *i as f64 / 10f64.powi(i32::from(k)))
+        });
+        valid
+            .iter()
+            .map(|ok| {
+                if *ok {
+                    present.next().unwrap().to_bits()
+                } else {
+                    0f64.to_bits()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decimal_reads_equal_float_reads_and_skip_other_codecs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields()).unwrap();
+        let n = 3 * BLOCK_ROWS + 17;
+        w.write_series(7, &rows(n)).unwrap();
+        w.write_series(8, &rows(100)).unwrap();
+        w.finish().unwrap();
+        let seg = Segment::open(&path).unwrap();
+        assert!(seg.read_series_decimal(9, &fields()).unwrap().is_none());
+        for (sid, rows) in [(7, n), (8, 100)] {
+            let want = seg
+                .read_series(sid, i64::MIN, i64::MAX, &fields())
+                .unwrap()
+                .unwrap();
+            let (got, decimals) = seg.read_series_decimal(sid, &fields()).unwrap().unwrap();
+            assert_eq!(got.times, want.times);
+            assert_eq!(got.len(), rows);
+            // `dec` is decimal everywhere (scales 1 then 3); `full` is not and `flat` has a
+            // constant chunk; `sparse` is decimal where it has chunks (series 8 has none);
+            // `n` is not a float.
+            let which: Vec<bool> = decimals.iter().map(Option::is_some).collect();
+            assert_eq!(which, vec![true, false, false, true, false], "series {sid}");
+            for (fi, d) in decimals.iter().enumerate() {
+                let (g, w) = (&got.columns[fi], &want.columns[fi]);
+                assert_eq!(g.valid, w.valid, "series {sid} field {fi}");
+                match (d, &w.data) {
+                    (Some(d), ColumnData::Float(wv)) => {
+                        assert_eq!(g.data.len(), 0, "a decimal column holds no floats");
+                        let want_bits: Vec<u64> = wv
+                            .iter()
+                            .zip(&w.valid)
+                            .map(|(v, ok)| if *ok { v.to_bits() } else { 0f64.to_bits() })
+                            .collect();
+                        assert_eq!(floats(d, &w.valid), want_bits, "series {sid} field {fi}");
+                    }
+                    (None, _) => assert_eq!(g, w, "series {sid} field {fi}"),
+                    (Some(_), _) => panic!("decimals for a field that is not a float"),
+                }
+            }
+            if sid == 7 {
+                let scales: Vec<u8> = decimals[0].as_ref().unwrap().runs().map(|r| r.1).collect();
+                assert_eq!(scales, vec![1, 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_decimal_chunk_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields()).unwrap();
+        w.write_series(7, &rows(50)).unwrap();
+        w.finish().unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let fc = &seg.series[0].blocks[0].fields[0];
+        let at = fc.chunk.offset as usize + fc.chunk.len as usize - 1;
+        drop(seg);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let err = seg
+            .read_series_decimal(7, &fields())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum mismatch in chunk 'dec'"), "{err}");
+    }
+
+    #[test]
+    fn runs_merge_equal_scales_and_skip_empty_ones() {
+        let mut d = Decimals::default();
+        d.close_run(3);
+        d.values.extend([1, 2]);
+        d.close_run(1);
+        d.values.push(3);
+        d.close_run(1);
+        d.close_run(2);
+        d.values.push(40);
+        d.close_run(2);
+        let runs: Vec<(Vec<i64>, u8)> = d.runs().map(|(v, k)| (v.to_vec(), k)).collect();
+        assert_eq!(runs, vec![(vec![1, 2, 3], 1), (vec![40], 2)]);
+    }
+}
