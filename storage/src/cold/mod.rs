@@ -16,7 +16,11 @@ pub(crate) mod decimal;
 pub(crate) mod encode;
 mod ints;
 pub(crate) mod parquet;
+mod ranged;
 mod runs;
+
+pub use ranged::ObjectParts;
+pub(crate) use ranged::{Sparse, parts_of};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +66,10 @@ pub struct ColdObject {
     pub seq: u64,
     /// Id of the local segment it was moved from (recovery completes an interrupted move).
     pub segment: u64,
+    /// Byte ranges and checksums of its row groups and footer, which reads fetch and check on
+    /// their own (`None` in entries written before them: such an object is read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<ObjectParts>,
 }
 
 /// The cold manifest: every live cold object.
@@ -212,9 +220,18 @@ impl Cache {
         }
     }
 
-    /// Forgets an object: its bytes and every row group decoded from it.
+    /// Forgets an object: its bytes, its parts and every row group decoded from it.
     fn remove(&mut self, key: &str) {
-        self.remove_bytes(key);
+        let parts: Vec<String> = (self.entries.keys())
+            .filter(|k| {
+                k.strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('\u{0}'))
+            })
+            .cloned()
+            .collect();
+        for k in std::iter::once(key).chain(parts.iter().map(String::as_str)) {
+            self.remove_bytes(k);
+        }
         let mut freed = 0;
         self.groups.retain(|(k, _), (_, _, n)| {
             let keep = k != key;
@@ -543,24 +560,16 @@ impl ColdTier {
             .get_raw(&self.path(&object.key))
             .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
         if bytes.len() as u64 != object.bytes || crc32c::crc32c(&bytes) != object.crc32c {
-            self.counters
-                .corrupt_objects
-                .fetch_add(1, Ordering::Relaxed);
-            let msg = format!(
-                "cold object {}/{} is damaged: {} bytes with checksum {:08x}, the manifest says {} bytes with {:08x}",
-                self.url,
-                object.key,
-                bytes.len(),
-                crc32c::crc32c(&bytes),
-                object.bytes,
-                object.crc32c
-            );
-            tracing::error!(error = %msg, "cold object failed its checksum");
-            self.record_error(&msg);
-            return Err(StorageError::Corrupt {
-                path: std::path::PathBuf::from(format!("{}/{}", self.url, object.key)),
-                detail: "checksum mismatch (not served)".into(),
-            });
+            return Err(self.damaged(
+                object,
+                format!(
+                    "{} bytes with checksum {:08x}, the manifest says {} bytes with {:08x}",
+                    bytes.len(),
+                    crc32c::crc32c(&bytes),
+                    object.bytes,
+                    object.crc32c
+                ),
+            ));
         }
         self.cache
             .lock()
@@ -591,10 +600,10 @@ impl ColdTier {
             }
             None => self.fetch(object)?,
         };
-        let index = Arc::new(parquet::index(&bytes).map_err(|e| StorageError::Corrupt {
-            path: std::path::PathBuf::from(format!("{}/{}", self.url, object.key)),
-            detail: format!("cannot read its footer: {e}"),
-        })?);
+        let index = Arc::new(
+            parquet::index(&bytes)
+                .map_err(|e| self.corrupt(object, format!("cannot read its footer: {e}")))?,
+        );
         self.cache
             .lock()
             .map_err(|_| poisoned())?
@@ -744,6 +753,11 @@ mod tests {
             crc32c: 0,
             seq: 1,
             segment: 1,
+            parts: Some(ObjectParts {
+                footer_at: 4,
+                footer_crc32c: 0,
+                groups: vec![],
+            }),
         });
         let e = b.commit_manifest(&other).unwrap_err().to_string();
         assert!(e.contains("another writer"), "{e}");
@@ -773,6 +787,7 @@ mod tests {
             crc32c: crc32c::crc32c(&bytes),
             seq: 1,
             segment: 1,
+            parts: None,
         };
         assert_eq!(t.fetch(&obj).unwrap(), bytes);
         std::fs::write(dir.path().join(&obj.key), b"PAR1 not really parquEt PAR1").unwrap();

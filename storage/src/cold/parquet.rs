@@ -31,6 +31,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
 
 use super::decimal;
@@ -105,11 +106,11 @@ pub(crate) struct ObjectIndex {
 }
 
 /// Parses the footer of an object written by [`super::encode::Encoder`].
-pub(crate) fn index(bytes: &bytes::Bytes) -> CodecResult<ObjectIndex> {
+pub(crate) fn index<R: ChunkReader>(file: &R) -> CodecResult<ObjectIndex> {
     // With the page index: a read of one device selects the pages whose `device` statistics
     // may hold it ([`device_pages`]) and skips the others undecoded.
     let meta = ArrowReaderMetadata::load(
-        bytes,
+        file,
         ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
     )
     .map_err(|e| e.to_string())?;
@@ -242,8 +243,8 @@ pub(crate) async fn keys_of(
 /// `device`, tag and wanted columns. Series keys have their tags sorted by name. With `device`,
 /// only that device's rows: the `device` column is decoded first and the others only where it
 /// matches.
-pub(crate) fn decode_groups(
-    bytes: bytes::Bytes,
+pub(crate) fn decode_groups<R: ChunkReader + 'static>(
+    file: R,
     idx: &ObjectIndex,
     groups: Vec<usize>,
     want: &[(String, FieldType)],
@@ -278,7 +279,7 @@ pub(crate) fn decode_groups(
     let device_col = roots[1];
     let mask = ProjectionMask::roots(idx.meta.parquet_schema(), roots);
     let groups_sel = groups.clone();
-    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, idx.meta.clone())
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, idx.meta.clone())
         .with_row_groups(groups)
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS);

@@ -526,7 +526,13 @@ fn move_one(
     if let Some(object) = committed {
         return finish_local(inner, m, object);
     }
-    let bytes = encoded?;
+    let bytes = bytes::Bytes::from(encoded?);
+    let parts = crate::cold::parts_of(&bytes).map_err(|e| {
+        StorageError::Internal(format!(
+            "segment {}: its Parquet copy does not read back: {e}",
+            m.id
+        ))
+    })?;
     let key = format!(
         "{}/{}/date={}/{:016}-{}.parquet",
         m.database,
@@ -547,8 +553,9 @@ fn move_one(
         crc32c: crc32c::crc32c(&bytes),
         seq: m.seq,
         segment: m.id,
+        parts: Some(parts),
     };
-    if let Err(e) = tier.put_verified(&key, bytes::Bytes::from(bytes)) {
+    if let Err(e) = tier.put_verified(&key, bytes) {
         // The object may be in the store (a put whose answer was lost, a failed check): remove
         // it now; if that fails too, the next run's reconciliation does.
         let _ = tier.delete(&key);

@@ -68,14 +68,16 @@ pub struct ReadSnapshot {
 /// A fetched cold object, or why it cannot be served (`true`: the object is damaged).
 type ColdRead = std::result::Result<ColdFile, (bool, String)>;
 
-/// Rows of one decoded row group by series key (tags sorted), or why it failed to decode.
-type GroupRead = std::result::Result<Arc<HashMap<SeriesKey, Rows>>, String>;
+/// Rows of one decoded row group by series key (tags sorted), or why it cannot be served
+/// (`true`: damaged).
+type GroupRead = std::result::Result<Arc<HashMap<SeriesKey, Rows>>, (bool, String)>;
 
-/// A verified cold object of a snapshot: its bytes, its footer, and its row groups decoded so
-/// far (projected onto the snapshot's fields).
+/// A cold object of a snapshot: what of it was fetched and verified (its footer, or all of an
+/// object listed without parts), its footer parsed, and its row groups decoded so far
+/// (projected onto the snapshot's fields; each group fetched and verified when first needed).
 #[derive(Debug)]
 struct ColdFile {
-    bytes: bytes::Bytes,
+    file: crate::cold::Sparse,
     index: Arc<crate::cold::parquet::ObjectIndex>,
     groups: Vec<std::sync::OnceLock<GroupRead>>,
 }
@@ -654,7 +656,11 @@ fn cold_rows(snap: &ReadSnapshot, i: usize, c: usize) -> Result<Option<Rows>> {
         // where the `device` column matches); otherwise a group is decoded once for all series.
         let only = (snap.series.len() == 1).then_some(key.device.as_str());
         let decoded = file.groups[g].get_or_init(|| decoded_group(snap, c, file, g, only));
-        let decoded = decoded.as_ref().map_err(|e| corrupt(e.clone()))?;
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err((true, msg)) => return Err(corrupt(msg.clone())),
+            Err((false, msg)) => return Err(StorageError::Cold(msg.clone())),
+        };
         if let Some(rows) = decoded.get(&key) {
             parts.push(rows.slice_time(snap.first, snap.last));
         }
@@ -694,15 +700,22 @@ fn decoded_group(
             return Ok(hit);
         }
     }
-    let rows = crate::cold::parquet::decode_groups(
-        file.bytes.clone(),
-        &file.index,
-        vec![g],
-        &snap.fields,
-        device,
-    )
-    .map(Arc::new)
-    .map_err(|e| format!("cold object {}: row group {g}: {e}", object.key))?;
+    let tier = snap
+        .tier
+        .as_ref()
+        .ok_or((false, "no cold store is configured".to_string()))?;
+    let part = tier
+        .group(object, &file.file, g)
+        .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
+    let rows =
+        crate::cold::parquet::decode_groups(part, &file.index, vec![g], &snap.fields, device)
+            .map(Arc::new)
+            .map_err(|e| {
+                (
+                    true,
+                    format!("cold object {}: row group {g}: {e}", object.key),
+                )
+            })?;
     if let Some(tier) = &snap.tier {
         let bytes = rows.iter().map(|(k, r)| key_bytes(k) + rows_bytes(r)).sum();
         tier.keep_decoded(object, spec, rows.clone(), bytes);
@@ -731,15 +744,15 @@ fn key_bytes(k: &SeriesKey) -> usize {
             .sum::<usize>()
 }
 
-/// Fetches (from the cache or the store, verified) and indexes one cold object (the footer is
-/// parsed once while the object stays cached).
+/// Fetches (from the cache or the store, verified) and indexes one cold object's footer (parsed
+/// once while it stays cached); its row groups are fetched when decoded.
 fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead {
     let tier = snap
         .tier
         .as_ref()
         .ok_or((false, "no cold store is configured".to_string()))?;
-    let (bytes, index) = tier
-        .fetch_indexed(object)
+    let (file, index) = tier
+        .footer(object)
         .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
     let groups = index
         .groups
@@ -747,7 +760,7 @@ fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead 
         .map(|_| std::sync::OnceLock::new())
         .collect();
     Ok(ColdFile {
-        bytes,
+        file,
         index,
         groups,
     })

@@ -107,7 +107,7 @@ fn encode(
     old: &ColdObject,
     series: Vec<(SeriesKey, Rows)>,
     fields: &[(String, crate::FieldType)],
-) -> Result<(ColdObject, Vec<u8>)> {
+) -> Result<(ColdObject, bytes::Bytes)> {
     let codec = |e: String| {
         StorageError::Internal(format!(
             "cold object {} cannot be written again without the erased rows: {e}",
@@ -132,6 +132,9 @@ fn encode(
         enc.push(key, rows).map_err(codec)?;
     }
     let (bytes, rows) = enc.finish().map_err(codec)?;
+    let bytes = bytes::Bytes::from(bytes);
+    // The new object's own parts (never the old object's).
+    let parts = crate::cold::parts_of(&bytes).map_err(codec)?;
     let dir = old.key.rsplit_once('/').map_or("", |(d, _)| d);
     let object = ColdObject {
         key: format!(
@@ -144,6 +147,7 @@ fn encode(
         rows,
         bytes: bytes.len() as u64,
         crc32c: crc32c::crc32c(&bytes),
+        parts: Some(parts),
         ..old.clone()
     };
     Ok((object, bytes))
@@ -159,7 +163,7 @@ fn rewrite(inner: &Inner, tier: &ColdTier, c: &Candidate) -> Result<bool> {
         true => None,
         false => {
             let (object, bytes) = encode(old, kept, &fields)?;
-            if let Err(e) = tier.put_verified(&object.key, bytes::Bytes::from(bytes)) {
+            if let Err(e) = tier.put_verified(&object.key, bytes) {
                 // It may be in the store (a lost answer, a failed check): remove it.
                 let _ = tier.delete(&object.key);
                 return Err(e);
