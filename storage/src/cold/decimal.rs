@@ -60,19 +60,22 @@ fn needed_scale(ints: &[i64], k: u8, floor: u8) -> u8 {
 /// Largest magnitude of a scaled value as an integer (exclusive), [`LIMIT`].
 const LIMIT_INT: u64 = 1 << 53;
 
-/// Finds a float column's values as integers at the smallest scale `s` in `0..=MAX_SCALE` at
-/// which each reads back as the very same `f64` through [`from_scaled`] (values are fed one at a
-/// time with [`Scaler::push`]; it says when no scale fits: the column stays DOUBLE). An empty
-/// column gets scale 0. One pass: each value is scaled at the scale so far, raised as far as
-/// the value needs; the integers before a raise are multiplied by the power of ten it adds,
-/// which keeps them exact (`i·10^d / 10^(s+d)` is the same real number as `i / 10^s`, so the
-/// correctly rounded division gives the same `f64`) as long as they stay below 2^53.
+/// Finds the scale of a float column: the smallest `s` in `0..=MAX_SCALE` at which every value
+/// is an integer `i` (below 2^53 in magnitude) that reads back as the very same `f64` through
+/// [`from_scaled`]; it says when no scale fits (the column stays DOUBLE). An empty column gets
+/// scale 0. Values come one at a time ([`Scaler::push`]) or as integers at a decimal scale, as
+/// the hot decimal codec stores them ([`Scaler::push_scaled`]); it keeps only the scale and the
+/// largest magnitude so far, so a column's values need not be held while its scale is found
+/// ([`scaled_at`] and [`rescale`] then give each value's integer at the column's scale). Every
+/// value that fits some scale `t` fits any larger `s` as `i·10^(s-t)`: the same real number over
+/// `10^s` as `i` over `10^t`, so the correctly rounded division gives the same `f64`, as long as
+/// it stays below 2^53.
 #[derive(Debug, Default)]
 pub(crate) struct Scaler {
     /// The scale so far.
     pub scale: u8,
-    /// The values so far, at `scale`.
-    pub values: Vec<i64>,
+    /// The largest magnitude of a value's integer at `scale`.
+    largest: u64,
 }
 
 impl Scaler {
@@ -81,17 +84,15 @@ impl Scaler {
     pub fn push(&mut self, v: f64) -> bool {
         match to_scaled(v, self.scale) {
             Some(i) => {
-                self.values.push(i);
+                self.largest = self.largest.max(i.unsigned_abs());
                 true
             }
             None => self.raise(v),
         }
     }
 
-    /// Adds integers at decimal scale `k` (each stands for `i / 10^k`, as the hot decimal codec
-    /// stores them); false when they or the values before cannot share one scale below 2^53.
-    /// At a scale `s >= k` an integer becomes `i·10^(s-k)`, the same real number over `10^s`,
-    /// so it reads back as the same `f64` (see the type's doc).
+    /// Adds integers at decimal scale `k` (each stands for `i / 10^k`); false when they or the
+    /// values before cannot share one scale below 2^53.
     pub fn push_scaled(&mut self, ints: &[i64], k: u8) -> bool {
         if ints.is_empty() {
             return true;
@@ -110,43 +111,44 @@ impl Scaler {
             return false;
         }
         let largest = ints.iter().fold(0, |m, i| m.max(i.unsigned_abs()));
-        if k > self.scale {
-            // Exact: the integers end in `k - scale` zeros.
-            let p = 10i64.pow(u32::from(k - self.scale));
-            if largest / p as u64 >= LIMIT_INT {
-                return false;
-            }
-            self.values.extend(ints.iter().map(|&i| i / p));
-            return true;
-        }
-        let p = 10i64.pow(u32::from(self.scale - k));
-        // |i| · p < 2^53 exactly when |i| <= (2^53 - 1) / p.
-        if largest > (LIMIT_INT - 1) / p as u64 {
+        let at_scale = match k > self.scale {
+            true => largest / 10u64.pow(u32::from(k - self.scale)),
+            false => match largest.checked_mul(10u64.pow(u32::from(self.scale - k))) {
+                Some(x) => x,
+                None => return false,
+            },
+        };
+        if at_scale >= LIMIT_INT {
             return false;
         }
-        match p {
-            1 => self.values.extend_from_slice(ints),
-            _ => self.values.extend(ints.iter().map(|&i| i * p)),
-        }
+        self.largest = self.largest.max(at_scale);
         true
     }
 
-    /// Rewrites the values so far at scale `t` (above the current one); false when one would
-    /// reach 2^53 (nothing is changed then).
-    fn rescale(&mut self, t: u8) -> bool {
-        let p = 10i64.pow(u32::from(t - self.scale));
-        let fits = self.values.iter().all(|x| {
-            x.checked_mul(p)
-                .is_some_and(|y| y.unsigned_abs() < LIMIT_INT)
-        });
-        if fits {
-            self.values.iter_mut().for_each(|x| *x *= p);
-            self.scale = t;
+    /// Adds a chunk of values that are all integers over `10^k` (and `k` the smallest such
+    /// scale) with smallest and largest values `min` and `max`, without the values: the others
+    /// lie between those two, so their integers are no larger.
+    pub fn push_bounds(&mut self, k: u8, min: f64, max: f64) -> bool {
+        if k > MAX_SCALE || (k > self.scale && !self.rescale(k)) {
+            return false;
         }
-        fits
+        self.push(min) && self.push(max)
     }
 
-    /// Raises the scale as far as `v` needs, rescaling the values before.
+    /// Raises the scale to `t`; false when the largest value would reach 2^53.
+    fn rescale(&mut self, t: u8) -> bool {
+        let p = 10u64.pow(u32::from(t - self.scale));
+        match self.largest.checked_mul(p).filter(|x| *x < LIMIT_INT) {
+            Some(x) => {
+                self.largest = x;
+                self.scale = t;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Raises the scale as far as `v` needs.
     #[cold]
     fn raise(&mut self, v: f64) -> bool {
         let s = self.scale;
@@ -156,9 +158,46 @@ impl Scaler {
         if !self.rescale(t) {
             return false;
         }
-        self.values.push(i);
+        self.largest = self.largest.max(i.unsigned_abs());
         true
     }
+}
+
+/// `v` as an integer at scale `s`, for a value a [`Scaler`] that ended at `s` took: at the
+/// smallest scale it fits, times the power of ten up to `s`.
+pub(crate) fn scaled_at(v: f64, s: u8) -> Option<i64> {
+    if let Some(i) = to_scaled(v, s) {
+        return Some(i);
+    }
+    let (t, i) = (0..s).find_map(|t| to_scaled(v, t).map(|i| (t, i)))?;
+    i.checked_mul(10i64.pow(u32::from(s - t)))
+        .filter(|x| x.unsigned_abs() < LIMIT_INT)
+}
+
+/// Integers at scale `k` onto `out` at scale `s`, for a run a [`Scaler`] that ended at `s` took
+/// (so when `k > s` they end in `k - s` zeros and divide exactly); false when one does not fit.
+pub(crate) fn rescale(ints: &[i64], k: u8, s: u8, out: &mut Vec<i64>) -> bool {
+    let start = out.len();
+    let fits = match k.cmp(&s) {
+        std::cmp::Ordering::Equal => {
+            out.extend_from_slice(ints);
+            ints.iter().all(|i| i.unsigned_abs() < LIMIT_INT)
+        }
+        std::cmp::Ordering::Less => {
+            let p = 10i64.pow(u32::from(s - k));
+            out.extend(ints.iter().map(|i| i.saturating_mul(p)));
+            out[start..].iter().all(|i| i.unsigned_abs() < LIMIT_INT)
+        }
+        std::cmp::Ordering::Greater => {
+            let p = 10i64.pow(u32::from(k - s));
+            out.extend(ints.iter().map(|i| i / p));
+            ints.iter().all(|i| i % p == 0)
+        }
+    };
+    if !fits {
+        out.truncate(start);
+    }
+    fits
 }
 
 #[cfg(test)]
@@ -166,15 +205,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A whole column through a [`Scaler`].
+    /// A whole column through a [`Scaler`], then each value at its scale ([`scaled_at`]).
     fn scaled<I: IntoIterator<Item = f64>>(values: I) -> Option<(u8, Vec<i64>)> {
+        let values: Vec<f64> = values.into_iter().collect();
         let mut scaler = Scaler::default();
-        for v in values {
-            if !scaler.push(v) {
-                return None;
-            }
+        if !values.iter().all(|v| scaler.push(*v)) {
+            return None;
         }
-        Some((scaler.scale, scaler.values))
+        let s = scaler.scale;
+        let ints = values
+            .iter()
+            .map(|v| scaled_at(*v, s).expect("a value the scaler took"));
+        Some((s, ints.collect()))
     }
 
     /// The scale [`scaled`] finds, checking that its integers read back exactly.
@@ -299,14 +341,22 @@ mod tests {
             let floats_fit = floats.iter().all(|v| by_floats.push(*v));
             prop_assert!(fit || !floats_fit, "runs refused what floats took");
             if fit {
-                prop_assert_eq!(by_runs.values.len(), floats.len());
+                let s = by_runs.scale;
                 let largest = runs.iter().map(|r| r.0).max().unwrap_or(0);
-                prop_assert!(by_runs.scale <= largest);
+                prop_assert!(s <= largest);
                 if floats_fit {
-                    prop_assert_eq!(by_runs.scale, by_floats.scale);
+                    prop_assert_eq!(s, by_floats.scale);
                 }
-                for (i, v) in by_runs.values.iter().zip(&floats) {
-                    prop_assert_eq!(from_scaled(*i, by_runs.scale).to_bits(), v.to_bits());
+                let mut ints = Vec::new();
+                for (k, run) in &runs {
+                    prop_assert!(rescale(run, *k, s, &mut ints), "a run the scaler took");
+                }
+                prop_assert_eq!(ints.len(), floats.len());
+                // Near 2^53 two integers can stand for one double: each way gives one of them.
+                for (i, v) in ints.iter().zip(&floats) {
+                    prop_assert_eq!(from_scaled(*i, s).to_bits(), v.to_bits());
+                    let at = scaled_at(*v, s);
+                    prop_assert!(at.is_some_and(|a| from_scaled(a, s).to_bits() == v.to_bits()));
                 }
             }
         }

@@ -1,12 +1,19 @@
 //! Writing a cold object: series rows → one Parquet file (layout in [`super::parquet`]'s module
 //! doc and docs/format.md). The file, its row groups and footer come from the parquet crate's
 //! `SerializedFileWriter`; most column chunks are encoded by Strata from the series' rows,
-//! without Arrow arrays in between: `time`, the DECIMAL float fields (the scaled integers
-//! [`super::decimal::Scaler`] found in one pass) and integer fields by [`super::ints`], and the
-//! string columns that repeat a series' value on each of its rows (`device`, the tags) by
-//! [`super::runs`]. The rest (DOUBLE floats, unsigned, boolean and string fields) go through the
-//! crate's typed column writers. The Arrow schema is embedded (`ARROW:schema`) as `ArrowWriter`
-//! would, so readers see the same types as in objects written by it.
+//! without Arrow arrays in between: `time`, the DECIMAL float fields and integer fields by
+//! [`super::ints`], and the string columns that repeat a series' value on each of its rows
+//! (`device`, the tags) by [`super::runs`]. The rest (DOUBLE floats, unsigned, boolean and
+//! string fields) go through the crate's typed column writers. The Arrow schema is embedded
+//! (`ARROW:schema`) as `ArrowWriter` would, so readers see the same types as in objects written
+//! by it.
+//!
+//! The type of each float column (DECIMAL at the smallest exact scale, or DOUBLE, see
+//! [`super::decimal`]) depends on every value of the object, and the schema comes first in the
+//! file. [`Writer`] takes those scales up front and then streams: it holds one row group's
+//! series at a time, so a move of a large segment holds a row group, not the object (a move
+//! finds the scales in a first pass over the segment, `engine/cold_move.rs`). [`Encoder`] holds
+//! all series, finds the scales, then writes through a [`Writer`] (erase rewrites, rollups).
 
 use std::sync::Arc;
 
@@ -25,7 +32,7 @@ use super::ints::{self, Part};
 use super::parquet::CodecResult;
 use super::runs::{self, Run};
 use crate::rows::Rows;
-use crate::segment::Decimals;
+use crate::segment::{Decimals, FloatChunk};
 use crate::{Column, ColumnData, FieldType, SeriesKey};
 
 /// Most rows per row group (whole series: a longer series has a group of its own): small enough
@@ -37,27 +44,30 @@ pub(crate) const ROW_GROUP_ROWS: usize = 131_072;
 /// 2,048 distinct values.
 const FLOAT_DICTIONARY_BYTES: usize = 16 * 1024;
 
-/// Encodes series (in the order given) into one Parquet file. Rows are held until
-/// [`Encoder::finish`]: the type of each float column (DECIMAL at the smallest exact scale, or
-/// DOUBLE, see [`super::decimal`]) depends on every value of the object.
+/// Encodes series (in the order given) into one Parquet file, holding them all until
+/// [`Encoder::finish`] finds each float column's scale (for input too large to hold, find the
+/// scales with [`decimal::Scaler`] and use a [`Writer`]).
 pub(crate) struct Encoder {
     fields: Vec<(String, FieldType)>,
     tags: Vec<String>,
-    meta: Vec<KeyValue>,
-    pending: Vec<(SeriesKey, Rows)>,
-    /// Per pending series (when it came with them), per field, the float field's integers at
-    /// their decimal scales ([`Encoder::push_decimal`]).
-    decimals: Vec<Vec<Option<Decimals>>>,
-    rows: u64,
+    extra: Vec<KeyValue>,
+    pending: Vec<Series>,
 }
 
-/// How a field's column is written.
-enum FieldColumn {
-    /// A float field as DECIMAL(18, scale): every valid value of the object, in series order,
-    /// as an integer at the column's scale.
-    Scaled { scale: u8, values: Vec<i64> },
-    /// Any other field, from the series' columns.
-    Plain,
+/// One series' rows as a writer takes them: a float field's values may come as integers at
+/// decimal scales instead (`decimals[fi]`; that column of `rows` then holds its validity flags
+/// and no values), as the segment reader's `read_series_decimal` returns them.
+struct Series {
+    key: SeriesKey,
+    rows: Rows,
+    /// Empty, or one entry per field.
+    decimals: Vec<Option<Decimals>>,
+}
+
+impl Series {
+    fn decimals(&self, fi: usize) -> Option<&Decimals> {
+        self.decimals.get(fi)?.as_ref()
+    }
 }
 
 fn arrow_type(t: FieldType) -> DataType {
@@ -70,23 +80,227 @@ fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
+/// Refuses a tag and a field of the same name (or one called `time` or `device`): the file
+/// would have two columns of that name.
+fn check_names(fields: &[(String, FieldType)], tags: &[String]) -> CodecResult<()> {
+    let mut seen = std::collections::HashSet::from(["time", "device"]);
+    for name in tags.iter().chain(fields.iter().map(|f| &f.0)) {
+        if !seen.insert(name.as_str()) {
+            return Err(format!(
+                "column name '{name}' is used twice (tag, field, time or device); the object cannot hold both"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Encoder {
     /// A writer for `fields` with tag columns `tags` (sorted); `extra` goes into the file's
     /// key-value metadata. Refuses a tag and a field of the same name (or one called `time` or
-    /// `device`): the file would have two columns of that name.
+    /// `device`).
     pub fn new(
         fields: &[(String, FieldType)],
         tags: &[String],
         extra: &[(&str, String)],
     ) -> CodecResult<Encoder> {
-        let mut seen = std::collections::HashSet::from(["time", "device"]);
-        for name in tags.iter().chain(fields.iter().map(|f| &f.0)) {
-            if !seen.insert(name.as_str()) {
-                return Err(format!(
-                    "column name '{name}' is used twice (tag, field, time or device); the object cannot hold both"
-                ));
+        check_names(fields, tags)?;
+        Ok(Encoder {
+            fields: fields.to_vec(),
+            tags: tags.to_vec(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.to_string(), v.clone()))
+                .collect(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// Adds one series' rows (columns in the order of `fields`).
+    pub fn push(&mut self, key: SeriesKey, rows: Rows) -> CodecResult<()> {
+        self.push_decimal(key, rows, Vec::new())
+    }
+
+    /// Adds one series' rows as [`Encoder::push`] does, with a float field's values given as
+    /// integers at decimal scales where `decimals` has them (that column of `rows` holds its
+    /// validity flags and no values).
+    pub fn push_decimal(
+        &mut self,
+        key: SeriesKey,
+        rows: Rows,
+        decimals: Vec<Option<Decimals>>,
+    ) -> CodecResult<()> {
+        let series = series(key, rows, decimals, self.fields.len())?;
+        self.pending.push(series);
+        Ok(())
+    }
+
+    /// Finishes the file: its bytes and its row count.
+    pub fn finish(self) -> CodecResult<(Vec<u8>, u64)> {
+        let scales: Vec<Option<u8>> = (0..self.fields.len()).map(|fi| self.scale(fi)).collect();
+        let mut writer = Writer::new(&self.fields, &self.tags, self.extra, &scales)?;
+        for s in self.pending {
+            writer.push_series(s)?;
+        }
+        writer.finish()
+    }
+
+    /// The decimal scale of float field `fi` over every held value (`None`: DOUBLE, or not a
+    /// float field).
+    fn scale(&self, fi: usize) -> Option<u8> {
+        if self.fields[fi].1 != FieldType::Float {
+            return None;
+        }
+        let mut scaler = decimal::Scaler::default();
+        for s in &self.pending {
+            if !scaler_takes(&mut scaler, s, fi) {
+                return None;
             }
         }
+        Some(scaler.scale)
+    }
+}
+
+/// Feeds float field `fi` of series `s` to `scaler`; false when no scale fits.
+fn scaler_takes(scaler: &mut decimal::Scaler, s: &Series, fi: usize) -> bool {
+    if let Some(d) = s.decimals(fi) {
+        return d.runs().all(|(ints, k)| scaler.push_scaled(ints, k));
+    }
+    let c = &s.rows.columns[fi];
+    let ColumnData::Float(values) = &c.data else {
+        return false;
+    };
+    values
+        .iter()
+        .zip(&c.valid)
+        .all(|(v, ok)| !*ok || scaler.push(*v))
+}
+
+/// Checks a series for a writer of `fields` fields.
+fn series(
+    key: SeriesKey,
+    rows: Rows,
+    decimals: Vec<Option<Decimals>>,
+    fields: usize,
+) -> CodecResult<Series> {
+    if rows.columns.len() != fields {
+        return Err(format!(
+            "{} columns given for {fields} fields",
+            rows.columns.len()
+        ));
+    }
+    let decimals = match decimals.iter().all(Option::is_none) {
+        true => Vec::new(),
+        false if decimals.len() == fields => decimals,
+        false => {
+            return Err(format!(
+                "{} decimal columns given for {fields} fields",
+                decimals.len()
+            ));
+        }
+    };
+    Ok(Series {
+        key,
+        rows,
+        decimals,
+    })
+}
+
+/// Finds the decimal scale of each float field of a segment in a first pass, for a [`Writer`]
+/// (which needs them before the first row group).
+#[derive(Debug)]
+pub(crate) struct Scales {
+    /// Per field: the scaler of a float field still fitting a scale.
+    scalers: Vec<Option<decimal::Scaler>>,
+}
+
+impl Scales {
+    pub fn new(fields: &[(String, FieldType)]) -> Scales {
+        Scales {
+            scalers: fields
+                .iter()
+                .map(|(_, t)| (*t == FieldType::Float).then(decimal::Scaler::default))
+                .collect(),
+        }
+    }
+
+    /// Takes float field `fi`'s chunks of one series (from the segment, without decoding its
+    /// decimal chunks).
+    pub fn push_chunks(&mut self, fi: usize, chunks: &[FloatChunk]) {
+        let Some(Some(scaler)) = self.scalers.get_mut(fi) else {
+            return;
+        };
+        let fits = chunks.iter().all(|c| match c {
+            FloatChunk::Decimal { k, min, max } => scaler.push_bounds(*k, *min, *max),
+            FloatChunk::Values(v) => v.iter().all(|x| scaler.push(*x)),
+        });
+        if !fits {
+            self.scalers[fi] = None;
+        }
+    }
+
+    /// Per field, the scale of a float field every value fits (`None`: DOUBLE or not a float).
+    pub fn finish(self) -> Vec<Option<u8>> {
+        self.scalers
+            .into_iter()
+            .map(|s| s.map(|s| s.scale))
+            .collect()
+    }
+}
+
+/// How a field's column is written.
+#[derive(Debug, Clone, Copy)]
+enum FieldColumn {
+    /// A float field as DECIMAL(18, scale).
+    Scaled(u8),
+    /// Any other field, from the series' columns.
+    Plain,
+}
+
+/// Writes series (in the order given) into one Parquet file whose float columns' scales are
+/// known up front, a row group at a time: whole series, at most [`ROW_GROUP_ROWS`] rows unless
+/// one series alone has more.
+pub(crate) struct Writer {
+    fields: Vec<(String, FieldType)>,
+    tags: Vec<String>,
+    columns: Vec<FieldColumn>,
+    leaves: Vec<ColumnDescPtr>,
+    file: SerializedFileWriter<Vec<u8>>,
+    zstd: zstd::bulk::Compressor<'static>,
+    /// The row group being gathered, and its rows.
+    group: Vec<Series>,
+    group_rows: usize,
+    rows: u64,
+    /// A scaled column's integers for the group being written (kept from group to group).
+    scratch: Vec<i64>,
+}
+
+impl Writer {
+    /// A file for `fields` with tag columns `tags` (sorted), key-value metadata `extra` beside
+    /// Strata's, and per field the scale of a float field to write as DECIMAL (`None`: DOUBLE,
+    /// and ignored for other fields). Every value pushed must fit its field's scale, as a
+    /// [`decimal::Scaler`] found it over the same values.
+    pub fn new(
+        fields: &[(String, FieldType)],
+        tags: &[String],
+        extra: Vec<KeyValue>,
+        scales: &[Option<u8>],
+    ) -> CodecResult<Writer> {
+        check_names(fields, tags)?;
+        if scales.len() != fields.len() {
+            return Err(format!(
+                "{} scales given for {} fields",
+                scales.len(),
+                fields.len()
+            ));
+        }
+        let columns: Vec<FieldColumn> = fields
+            .iter()
+            .zip(scales)
+            .map(|((_, t), s)| match (t, s) {
+                (FieldType::Float, Some(s)) if *s <= decimal::MAX_SCALE => FieldColumn::Scaled(*s),
+                _ => FieldColumn::Plain,
+            })
+            .collect();
         let mut meta = vec![
             KeyValue::new(
                 "strata.tags".into(),
@@ -97,305 +311,285 @@ impl Encoder {
                 serde_json::to_string(fields).map_err(|e| e.to_string())?,
             ),
         ];
-        meta.extend(
-            extra
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.to_string(), v.clone())),
-        );
-        Ok(Encoder {
-            fields: fields.to_vec(),
-            tags: tags.to_vec(),
-            meta,
-            pending: Vec::new(),
-            decimals: Vec::new(),
-            rows: 0,
-        })
-    }
-
-    /// Adds one series' rows (columns in the order of `fields`).
-    pub fn push(&mut self, key: SeriesKey, rows: Rows) -> CodecResult<()> {
-        self.push_decimal(key, rows, Vec::new())
-    }
-
-    /// Adds one series' rows as [`Encoder::push`] does, with a float field's values given as
-    /// integers at decimal scales where `decimals` has them (as the segment reader's
-    /// `read_series_decimal` returns them: that field's column holds its validity flags and no
-    /// values).
-    pub fn push_decimal(
-        &mut self,
-        key: SeriesKey,
-        rows: Rows,
-        mut decimals: Vec<Option<Decimals>>,
-    ) -> CodecResult<()> {
-        if decimals.iter().all(Option::is_none) {
-            decimals = Vec::new();
-        } else if decimals.len() != self.fields.len() {
-            return Err(format!(
-                "{} decimal columns given for {} fields",
-                decimals.len(),
-                self.fields.len()
-            ));
-        }
-        self.rows += rows.len() as u64;
-        self.pending.push((key, rows));
-        self.decimals.push(decimals);
-        Ok(())
-    }
-
-    /// Per field, how its column is written: a float field whose every value fits a decimal
-    /// scale as scaled integers, the others as they are. A scaled field's floats are dropped
-    /// from the held rows (its integers replace them), so the object's rows are held once.
-    /// A field given as decimals for some series whose column is DOUBLE after all gets those
-    /// series' floats back from the integers.
-    fn field_columns(&mut self) -> Vec<FieldColumn> {
-        (0..self.fields.len())
-            .map(|fi| match self.fields[fi].1 {
-                FieldType::Float => {
-                    let c = self.scaled(fi);
-                    let scaled = matches!(c, FieldColumn::Scaled { .. });
-                    for (i, (_, r)) in self.pending.iter_mut().enumerate() {
-                        let d = self.decimals.get_mut(i).and_then(|d| d.get_mut(fi)?.take());
-                        let col = &mut r.columns[fi];
-                        match (&mut col.data, d) {
-                            (ColumnData::Float(v), _) if scaled => *v = Vec::new(),
-                            (ColumnData::Float(v), Some(d)) => *v = floats(&d, &col.valid),
-                            _ => {}
-                        }
-                    }
-                    c
-                }
-                _ => FieldColumn::Plain,
-            })
-            .collect()
-    }
-
-    /// Float field `fi` as DECIMAL if every value of the object fits a scale.
-    fn scaled(&self, fi: usize) -> FieldColumn {
-        let mut scaler = decimal::Scaler::default();
-        scaler.values.reserve(self.rows as usize);
-        for (i, (_, r)) in self.pending.iter().enumerate() {
-            if let Some(d) = self.decimals.get(i).and_then(|d| d.get(fi)?.as_ref()) {
-                if d.runs().all(|(ints, k)| scaler.push_scaled(ints, k)) {
-                    continue;
-                }
-                return FieldColumn::Plain;
-            }
-            let c = &r.columns[fi];
-            let ColumnData::Float(values) = &c.data else {
-                return FieldColumn::Plain;
-            };
-            for (v, ok) in values.iter().zip(&c.valid) {
-                if *ok && !scaler.push(*v) {
-                    return FieldColumn::Plain;
-                }
-            }
-        }
-        FieldColumn::Scaled {
-            scale: scaler.scale,
-            values: scaler.values,
-        }
-    }
-
-    /// The Arrow schema of the file (embedded as `ARROW:schema`; the Parquet schema is derived
-    /// from it).
-    fn schema(&self, columns: &[FieldColumn]) -> Schema {
-        let mut cols = vec![
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("device", DataType::Utf8, false),
-        ];
-        cols.extend(
-            self.tags
-                .iter()
-                .map(|t| Field::new(t, DataType::Utf8, true)),
-        );
-        cols.extend(self.fields.iter().zip(columns).map(|((n, t), c)| {
-            let dt = match c {
-                FieldColumn::Scaled { scale, .. } => {
-                    DataType::Decimal128(decimal::PRECISION, *scale as i8)
-                }
-                FieldColumn::Plain => arrow_type(*t),
-            };
-            Field::new(n, dt, true)
-        }));
-        Schema::new(cols)
-    }
-
-    fn properties(&self, columns: &[FieldColumn]) -> CodecResult<WriterProperties> {
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
-            ))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_key_value_metadata(Some(self.meta.clone()));
-        // `time`, DECIMAL floats and integers are written by `ints`, `device` and the tags by
-        // `runs`; these settings are for the columns the crate's writer encodes.
-        for ((name, t), c) in self.fields.iter().zip(columns) {
-            props = match (t, c) {
-                (FieldType::Float, FieldColumn::Plain) => float_column(props, name),
-                (FieldType::Unsigned, _) => plain(props, name, Encoding::DELTA_BINARY_PACKED),
-                _ => props,
-            };
-        }
-        Ok(props.build())
-    }
-
-    /// Finishes the file: its bytes and its row count.
-    pub fn finish(mut self) -> CodecResult<(Vec<u8>, u64)> {
-        let columns = self.field_columns();
-        let schema = self.schema(&columns);
-        let mut props = self.properties(&columns)?;
+        meta.extend(extra);
+        let schema = schema(fields, tags, &columns);
+        let mut props = properties(fields, &columns, meta)?;
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let parquet_schema = ArrowSchemaConverter::new()
             .convert(&schema)
             .map_err(|e| e.to_string())?;
-        let mut file = SerializedFileWriter::new(
+        let file = SerializedFileWriter::new(
             Vec::new(),
             parquet_schema.root_schema_ptr(),
             Arc::new(props),
         )
         .map_err(|e| e.to_string())?;
-        let mut zstd = zstd::bulk::Compressor::new(ints::ZSTD_LEVEL).map_err(|e| e.to_string())?;
-        // Per scaled field, how many of its values the groups written so far took.
-        let mut taken = vec![0usize; self.fields.len()];
-        for group in self.row_groups() {
-            let mut writer = file.next_row_group().map_err(|e| e.to_string())?;
-            self.write_group(
-                &mut writer,
-                group,
-                (&columns, parquet_schema.columns()),
-                &mut taken,
-                &mut zstd,
-            )
-            .map_err(|e| e.to_string())?;
-            writer.close().map_err(|e| e.to_string())?;
-        }
-        let bytes = file.into_inner().map_err(|e| e.to_string())?;
-        Ok((bytes, self.rows))
+        Ok(Writer {
+            fields: fields.to_vec(),
+            tags: tags.to_vec(),
+            columns,
+            leaves: parquet_schema.columns().to_vec(),
+            file,
+            zstd: zstd::bulk::Compressor::new(ints::ZSTD_LEVEL).map_err(|e| e.to_string())?,
+            group: Vec::new(),
+            group_rows: 0,
+            rows: 0,
+            scratch: Vec::new(),
+        })
     }
 
-    /// The series of each row group: whole series, at most [`ROW_GROUP_ROWS`] rows unless one
-    /// series alone has more.
-    fn row_groups(&self) -> Vec<&[(SeriesKey, Rows)]> {
-        let mut groups = Vec::new();
-        let (mut start, mut rows) = (0, 0);
-        for (i, (_, r)) in self.pending.iter().enumerate() {
-            if i > start && rows + r.len() > ROW_GROUP_ROWS {
-                groups.push(&self.pending[start..i]);
-                (start, rows) = (i, 0);
-            }
-            rows += r.len();
-        }
-        if start < self.pending.len() {
-            groups.push(&self.pending[start..]);
-        }
-        groups
+    /// Adds one series' rows, as [`Encoder::push_decimal`] takes them; writes the row group
+    /// gathered so far first when this series would take it past [`ROW_GROUP_ROWS`].
+    pub fn push(
+        &mut self,
+        key: SeriesKey,
+        rows: Rows,
+        decimals: Vec<Option<Decimals>>,
+    ) -> CodecResult<()> {
+        let s = series(key, rows, decimals, self.fields.len())?;
+        self.push_series(s)
     }
 
-    /// Writes one row group's columns in schema order: `time`, `device`, the tags, the fields
-    /// (`columns`: how each field is written, and the descriptor of every leaf column).
-    fn write_group(
-        &self,
-        writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
-        group: &[(SeriesKey, Rows)],
-        (columns, leaves): (&[FieldColumn], &[ColumnDescPtr]),
-        taken: &mut [usize],
-        zstd: &mut zstd::bulk::Compressor<'static>,
-    ) -> parquet::errors::Result<()> {
-        let times: Vec<Part<'_>> = group
-            .iter()
-            .map(|(_, r)| Part {
-                values: &r.times,
-                valid: None,
-            })
-            .collect();
-        ints::append(writer, leaves[0].clone(), &times, zstd)?;
-        let device: Vec<Run<'_>> = group
-            .iter()
-            .map(|(k, r)| Run {
-                value: Some(k.device.as_str()),
-                rows: r.len(),
-            })
-            .collect();
-        runs::append(writer, leaves[1].clone(), &device)?;
-        for (ti, tag) in self.tags.iter().enumerate() {
-            let tag_runs: Vec<Run<'_>> = group
-                .iter()
-                .map(|(k, r)| Run {
-                    value: k
-                        .tags
-                        .iter()
-                        .find(|(t, _)| t == tag)
-                        .map(|(_, v)| v.as_str()),
-                    rows: r.len(),
-                })
-                .collect();
-            runs::append(writer, leaves[2 + ti].clone(), &tag_runs)?;
-        }
-        for (fi, c) in columns.iter().enumerate() {
-            let leaf = leaves[2 + self.tags.len() + fi].clone();
-            match (c, self.fields[fi].1) {
-                (FieldColumn::Scaled { values, .. }, _) => {
-                    let parts: Vec<Part<'_>> = group
-                        .iter()
-                        .map(|(_, r)| {
-                            let valid = &r.columns[fi].valid;
-                            let from = taken[fi];
-                            taken[fi] += valid.iter().filter(|v| **v).count();
-                            Part {
-                                values: &values[from..taken[fi]],
-                                valid: Some(valid),
-                            }
-                        })
-                        .collect();
-                    ints::append(writer, leaf, &parts, zstd)?;
-                }
-                (FieldColumn::Plain, FieldType::Integer) => {
-                    let present: Vec<Vec<i64>> = group
-                        .iter()
-                        .map(|(_, r)| match &r.columns[fi].data {
-                            ColumnData::Integer(v) => {
-                                valid(v, &r.columns[fi].valid).copied().collect()
-                            }
-                            _ => Vec::new(),
-                        })
-                        .collect();
-                    let parts: Vec<Part<'_>> = group
-                        .iter()
-                        .zip(&present)
-                        .map(|((_, r), p)| Part {
-                            values: p,
-                            valid: Some(&r.columns[fi].valid),
-                        })
-                        .collect();
-                    ints::append(writer, leaf, &parts, zstd)?;
-                }
-                (FieldColumn::Plain, _) => self.crate_column(writer, group, fi)?,
+    fn push_series(&mut self, mut s: Series) -> CodecResult<()> {
+        // A DOUBLE column takes floats: a series that brought integers gets its floats back.
+        for (fi, c) in self.columns.iter().enumerate() {
+            if !matches!(c, FieldColumn::Plain) {
+                continue;
+            }
+            if let Some(d) = s.decimals.get_mut(fi).and_then(Option::take) {
+                let col = &mut s.rows.columns[fi];
+                col.data = ColumnData::Float(floats(&d, &col.valid));
             }
         }
+        if !self.group.is_empty() && self.group_rows + s.rows.len() > ROW_GROUP_ROWS {
+            self.write_group()?;
+        }
+        self.group_rows += s.rows.len();
+        self.rows += s.rows.len() as u64;
+        self.group.push(s);
         Ok(())
     }
 
-    /// Writes field `fi` of `group` through the crate's column writer.
-    fn crate_column(
-        &self,
-        writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
-        group: &[(SeriesKey, Rows)],
-        fi: usize,
-    ) -> parquet::errors::Result<()> {
-        let mut column = next_column(writer)?;
-        let mut levels = Vec::new();
-        for (_, r) in group {
-            let col = &r.columns[fi];
-            levels.clear();
-            levels.extend(col.valid.iter().map(|v| i16::from(*v)));
-            write_field(column.untyped(), col, &levels)?;
+    /// Finishes the file: its bytes and its row count.
+    pub fn finish(mut self) -> CodecResult<(Vec<u8>, u64)> {
+        if !self.group.is_empty() {
+            self.write_group()?;
         }
-        column.close()
+        let bytes = self.file.into_inner().map_err(|e| e.to_string())?;
+        Ok((bytes, self.rows))
     }
+
+    /// Writes the gathered series as one row group.
+    fn write_group(&mut self) -> CodecResult<()> {
+        let group = std::mem::take(&mut self.group);
+        self.group_rows = 0;
+        let mut writer = self.file.next_row_group().map_err(|e| e.to_string())?;
+        write_columns(
+            &mut writer,
+            &group,
+            Layout {
+                fields: &self.fields,
+                tags: &self.tags,
+                columns: &self.columns,
+                leaves: &self.leaves,
+            },
+            &mut self.scratch,
+            &mut self.zstd,
+        )?;
+        writer.close().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// The Arrow schema of a file (embedded as `ARROW:schema`; the Parquet schema is derived from
+/// it).
+fn schema(fields: &[(String, FieldType)], tags: &[String], columns: &[FieldColumn]) -> Schema {
+    let mut cols = vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("device", DataType::Utf8, false),
+    ];
+    cols.extend(tags.iter().map(|t| Field::new(t, DataType::Utf8, true)));
+    cols.extend(fields.iter().zip(columns).map(|((n, t), c)| {
+        let dt = match c {
+            FieldColumn::Scaled(scale) => DataType::Decimal128(decimal::PRECISION, *scale as i8),
+            FieldColumn::Plain => arrow_type(*t),
+        };
+        Field::new(n, dt, true)
+    }));
+    Schema::new(cols)
+}
+
+fn properties(
+    fields: &[(String, FieldType)],
+    columns: &[FieldColumn],
+    meta: Vec<KeyValue>,
+) -> CodecResult<WriterProperties> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| e.to_string())?,
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(meta));
+    // `time`, DECIMAL floats and integers are written by `ints`, `device` and the tags by
+    // `runs`; these settings are for the columns the crate's writer encodes.
+    for ((name, t), c) in fields.iter().zip(columns) {
+        props = match (t, c) {
+            (FieldType::Float, FieldColumn::Plain) => float_column(props, name),
+            (FieldType::Unsigned, _) => plain(props, name, Encoding::DELTA_BINARY_PACKED),
+            _ => props,
+        };
+    }
+    Ok(props.build())
+}
+
+/// What a row group's columns are: the fields, the tags, how each field is written, and the
+/// descriptor of every leaf column.
+struct Layout<'a> {
+    fields: &'a [(String, FieldType)],
+    tags: &'a [String],
+    columns: &'a [FieldColumn],
+    leaves: &'a [ColumnDescPtr],
+}
+
+/// Writes one row group's columns in schema order: `time`, `device`, the tags, the fields
+/// (how each field is written, and the descriptor of every leaf column); `scratch` holds a
+/// scaled column's integers while its chunk is written.
+fn write_columns(
+    writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+    group: &[Series],
+    Layout {
+        fields,
+        tags,
+        columns,
+        leaves,
+    }: Layout<'_>,
+    scratch: &mut Vec<i64>,
+    zstd: &mut zstd::bulk::Compressor<'static>,
+) -> CodecResult<()> {
+    let e = |e: parquet::errors::ParquetError| e.to_string();
+    let times: Vec<Part<'_>> = group
+        .iter()
+        .map(|s| Part {
+            values: &s.rows.times,
+            valid: None,
+        })
+        .collect();
+    ints::append(writer, leaves[0].clone(), &times, zstd).map_err(e)?;
+    let device: Vec<Run<'_>> = group
+        .iter()
+        .map(|s| Run {
+            value: Some(s.key.device.as_str()),
+            rows: s.rows.len(),
+        })
+        .collect();
+    runs::append(writer, leaves[1].clone(), &device).map_err(e)?;
+    for (ti, tag) in tags.iter().enumerate() {
+        let tag_runs: Vec<Run<'_>> = group
+            .iter()
+            .map(|s| Run {
+                value: s
+                    .key
+                    .tags
+                    .iter()
+                    .find(|(t, _)| t == tag)
+                    .map(|(_, v)| v.as_str()),
+                rows: s.rows.len(),
+            })
+            .collect();
+        runs::append(writer, leaves[2 + ti].clone(), &tag_runs).map_err(e)?;
+    }
+    for (fi, c) in columns.iter().enumerate() {
+        let leaf = leaves[2 + tags.len() + fi].clone();
+        match (c, fields[fi].1) {
+            (FieldColumn::Scaled(scale), _) => {
+                scaled_column(group, fi, *scale, scratch)?;
+                let mut from = 0;
+                let parts: Vec<Part<'_>> = group
+                    .iter()
+                    .map(|s| {
+                        let valid = &s.rows.columns[fi].valid;
+                        let to = from + valid.iter().filter(|v| **v).count();
+                        let part = Part {
+                            values: &scratch[from..to],
+                            valid: Some(valid),
+                        };
+                        from = to;
+                        part
+                    })
+                    .collect();
+                ints::append(writer, leaf, &parts, zstd).map_err(e)?;
+            }
+            (FieldColumn::Plain, FieldType::Integer) => {
+                let present: Vec<Vec<i64>> = group
+                    .iter()
+                    .map(|s| match &s.rows.columns[fi].data {
+                        ColumnData::Integer(v) => {
+                            valid(v, &s.rows.columns[fi].valid).copied().collect()
+                        }
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let parts: Vec<Part<'_>> = group
+                    .iter()
+                    .zip(&present)
+                    .map(|(s, p)| Part {
+                        values: p,
+                        valid: Some(&s.rows.columns[fi].valid),
+                    })
+                    .collect();
+                ints::append(writer, leaf, &parts, zstd).map_err(e)?;
+            }
+            (FieldColumn::Plain, _) => crate_column(writer, group, fi).map_err(e)?,
+        }
+    }
+    Ok(())
+}
+
+/// Float field `fi` of `group` as integers at `scale` into `out` (replacing what it held): each
+/// series' present values in order, from its decimals or its floats.
+fn scaled_column(group: &[Series], fi: usize, scale: u8, out: &mut Vec<i64>) -> CodecResult<()> {
+    out.clear();
+    let unfit =
+        || format!("a value of float field #{fi} does not fit the column's decimal scale {scale}");
+    for s in group {
+        if let Some(d) = s.decimals(fi) {
+            for (ints, k) in d.runs() {
+                if !decimal::rescale(ints, k, scale, out) {
+                    return Err(unfit());
+                }
+            }
+            continue;
+        }
+        let c = &s.rows.columns[fi];
+        let ColumnData::Float(values) = &c.data else {
+            return Err(format!("field #{fi} is not a float column"));
+        };
+        for v in valid(values, &c.valid) {
+            out.push(decimal::scaled_at(*v, scale).ok_or_else(unfit)?);
+        }
+    }
+    Ok(())
+}
+
+/// Writes field `fi` of `group` through the crate's column writer.
+fn crate_column(
+    writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+    group: &[Series],
+    fi: usize,
+) -> parquet::errors::Result<()> {
+    let mut column = next_column(writer)?;
+    let mut levels = Vec::new();
+    for s in group {
+        let col = &s.rows.columns[fi];
+        levels.clear();
+        levels.extend(col.valid.iter().map(|v| i16::from(*v)));
+        write_field(column.untyped(), col, &levels)?;
+    }
+    column.close()
 }
 
 /// The row group's next column writer (there is one per column of the schema).

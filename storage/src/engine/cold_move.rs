@@ -19,8 +19,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use parquet::file::metadata::KeyValue;
+
 use super::{Inner, LiveSegment, poisoned};
-use crate::cold::encode::Encoder;
+use crate::cold::encode::{Scales, Writer};
 use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, date_of};
 use crate::error::{Result, StorageError};
 use crate::fsutil::step;
@@ -633,14 +635,29 @@ fn encode(live: &LiveSegment, keys: &SeriesKeys) -> Result<Vec<u8>> {
         ("strata.database", live.meta.database.clone()),
         ("strata.stream", live.meta.stream.clone()),
     ];
-    let mut enc = Encoder::new(&segment.fields, &tags, &extra).map_err(codec)?;
-    for (sid, key) in keys {
-        if let Some((rows, decimals)) = segment.read_series_decimal(*sid, &segment.fields)? {
-            enc.push_decimal(key.clone(), rows, decimals)
-                .map_err(codec)?;
+    // Two passes over the segment: the float columns' scales (the schema comes first in the
+    // file), then the rows, a row group at a time.
+    // The first pass reads the chunks' headers and statistics, and decodes only float chunks
+    // that are not decimal.
+    let mut scales = Scales::new(&segment.fields);
+    for (fi, field) in segment.fields.iter().enumerate() {
+        if field.1 == crate::FieldType::Float {
+            for (sid, _) in keys {
+                scales.push_chunks(fi, &segment.float_chunks(*sid, field)?);
+            }
         }
     }
-    let (bytes, rows) = enc.finish().map_err(codec)?;
+    let extra = extra
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k.to_string(), v))
+        .collect();
+    let mut writer = Writer::new(&segment.fields, &tags, extra, &scales.finish()).map_err(codec)?;
+    for (sid, key) in keys {
+        if let Some((rows, decimals)) = segment.read_series_decimal(*sid, &segment.fields)? {
+            writer.push(key.clone(), rows, decimals).map_err(codec)?;
+        }
+    }
+    let (bytes, rows) = writer.finish().map_err(codec)?;
     if rows != live.meta.rows {
         return Err(StorageError::Internal(format!(
             "segment {} holds {} rows, its Parquet copy {rows}; not moved",

@@ -11,7 +11,7 @@ use super::{Block, Segment, decode_field_onto, decode_time_chunk, presence};
 use crate::codec::{self, Codec};
 use crate::error::Result;
 use crate::rows::Rows;
-use crate::{FieldType, SeriesId};
+use crate::{ColumnData, FieldType, SeriesId};
 
 /// A float column's present values as integers at decimal scales: `values[start..end]` are at
 /// scale `k` for each `(end, k)` of `scales` (`start` is the previous run's end, or 0), so value
@@ -45,7 +45,67 @@ impl Decimals {
     }
 }
 
+/// What the first pass of a move learns of one float chunk of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FloatChunk {
+    /// Decimal without exceptions at scale `k`: every value is an integer over `10^k`, and `k`
+    /// is the smallest such scale (the codec takes the largest number of decimals a value
+    /// needs when none is an exception); `min` and `max` from the chunk's statistics. Nothing
+    /// is decoded.
+    Decimal { k: u8, min: f64, max: f64 },
+    /// Any other chunk: its present values, decoded.
+    Values(Vec<f64>),
+}
+
 impl Segment {
+    /// The chunks of float field `field` in `series` (none when the segment lacks either), for
+    /// finding the field's decimal scale without decoding its decimal chunks.
+    pub fn float_chunks(
+        &self,
+        series: SeriesId,
+        field: &(String, FieldType),
+    ) -> Result<Vec<FloatChunk>> {
+        let (Some(index), Some(fid)) = (self.index_of(series), self.local_field(field)?) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (bi, b) in index.blocks.iter().enumerate() {
+            let Some(fc) = b.fields.iter().find(|f| f.field == fid) else {
+                continue;
+            };
+            let rows = b.rows as usize;
+            let start = fc.chunk.offset as usize;
+            let header = self
+                .bytes()
+                .get(start..start.saturating_add(fc.chunk.len as usize))
+                .and_then(|bytes| payload(bytes, rows))
+                .and_then(|(codec, rest)| codec::decimal_scale(codec, rest));
+            if let Some(k) = header {
+                out.push(FloatChunk::Decimal {
+                    k,
+                    min: f64::from_bits(fc.stats.min),
+                    max: f64::from_bits(fc.stats.max),
+                });
+                continue;
+            }
+            let bytes = self.chunk(&fc.chunk, series, bi, &field.0)?;
+            let col = super::decode_field_chunk(
+                bytes,
+                &field.0,
+                FieldType::Float,
+                rows,
+                fc.stats.count as usize,
+            )
+            .map_err(|e| self.decode_error(series, bi, &field.0, e))?;
+            let ColumnData::Float(v) = col.data else {
+                continue;
+            };
+            let present = v.into_iter().zip(&col.valid).filter(|(_, ok)| **ok);
+            out.push(FloatChunk::Values(present.map(|(x, _)| x).collect()));
+        }
+        Ok(out)
+    }
+
     /// All rows of `series` with one column per entry of `fields`, as [`Segment::read_series`]
     /// reads them over the whole segment, and per field the [`Decimals`] of a float field whose
     /// every chunk of the series is decimal without exceptions: that column of the rows holds
@@ -298,6 +358,53 @@ mod tests {
             if sid == 7 {
                 let scales: Vec<u8> = decimals[0].as_ref().unwrap().runs().map(|r| r.1).collect();
                 assert_eq!(scales, vec![1, 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn float_chunks_give_the_scale_the_decoded_floats_give() {
+        use crate::cold::decimal::Scaler;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields()).unwrap();
+        let n = 2 * BLOCK_ROWS + 5;
+        w.write_series(7, &rows(n)).unwrap();
+        w.finish().unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let want = seg
+            .read_series(7, i64::MIN, i64::MAX, &fields())
+            .unwrap()
+            .unwrap();
+        for (fi, field) in fields().iter().enumerate().take(4) {
+            let chunks = seg.float_chunks(7, field).unwrap();
+            let mut by_chunks = Scaler::default();
+            let fit = chunks.iter().all(|c| match c {
+                FloatChunk::Decimal { k, min, max } => by_chunks.push_bounds(*k, *min, *max),
+                FloatChunk::Values(v) => v.iter().all(|x| by_chunks.push(*x)),
+            });
+            let ColumnData::Float(v) = &want.columns[fi].data else {
+                panic!("not floats");
+            };
+            let mut by_floats = Scaler::default();
+            let floats_fit = v
+                .iter()
+                .zip(&want.columns[fi].valid)
+                .all(|(x, ok)| !*ok || by_floats.push(*x));
+            assert_eq!(fit, floats_fit, "{}", field.0);
+            if fit {
+                assert_eq!(by_chunks.scale, by_floats.scale, "{}", field.0);
+            }
+            let decimal = chunks
+                .iter()
+                .filter(|c| matches!(c, FloatChunk::Decimal { .. }));
+            match field.0.as_str() {
+                // Decimal in both blocks it has values in (1 then 3 decimals).
+                "dec" => assert_eq!(decimal.count(), 3),
+                "sparse" => assert_eq!(decimal.count(), 1),
+                "full" => assert_eq!(decimal.count(), 0),
+                // Constant in the first block, decimal after.
+                _ => assert_eq!(decimal.count(), 2),
             }
         }
     }

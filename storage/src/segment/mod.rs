@@ -13,7 +13,7 @@
 mod reader;
 mod writer;
 
-pub(crate) use reader::{Decimals, Segment};
+pub(crate) use reader::{Decimals, FloatChunk, Segment};
 pub(crate) use writer::{SegmentWriter, WrittenSegment};
 
 /// Magic at the start of every segment file.

@@ -373,7 +373,7 @@ impl Segment {
 
 #[path = "decimals.rs"]
 mod decimals;
-pub(crate) use decimals::Decimals;
+pub(crate) use decimals::{Decimals, FloatChunk};
 
 fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     let mut c = Column::new(name, ty);
