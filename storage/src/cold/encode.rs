@@ -137,7 +137,7 @@ impl Encoder {
     /// Finishes the file: its bytes and its row count.
     pub fn finish(self) -> CodecResult<(Vec<u8>, u64)> {
         let scales: Vec<Option<u8>> = (0..self.fields.len()).map(|fi| self.scale(fi)).collect();
-        let mut writer = Writer::new(&self.fields, &self.tags, self.extra, &scales)?;
+        let mut writer = Writer::new(&self.fields, &self.tags, self.extra, (&scales, 0))?;
         for s in self.pending {
             writer.push_series(s)?;
         }
@@ -278,12 +278,13 @@ impl Writer {
     /// A file for `fields` with tag columns `tags` (sorted), key-value metadata `extra` beside
     /// Strata's, and per field the scale of a float field to write as DECIMAL (`None`: DOUBLE,
     /// and ignored for other fields). Every value pushed must fit its field's scale, as a
-    /// [`decimal::Scaler`] found it over the same values.
+    /// [`decimal::Scaler`] found it over the same values. `capacity`: the bytes the file is
+    /// expected to take (reserved up front, so the buffer is not copied as it grows).
     pub fn new(
         fields: &[(String, FieldType)],
         tags: &[String],
         extra: Vec<KeyValue>,
-        scales: &[Option<u8>],
+        (scales, capacity): (&[Option<u8>], usize),
     ) -> CodecResult<Writer> {
         check_names(fields, tags)?;
         if scales.len() != fields.len() {
@@ -319,7 +320,7 @@ impl Writer {
             .convert(&schema)
             .map_err(|e| e.to_string())?;
         let file = SerializedFileWriter::new(
-            Vec::new(),
+            Vec::with_capacity(capacity),
             parquet_schema.root_schema_ptr(),
             Arc::new(props),
         )

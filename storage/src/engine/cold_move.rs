@@ -651,7 +651,10 @@ fn encode(live: &LiveSegment, keys: &SeriesKeys) -> Result<Vec<u8>> {
         .into_iter()
         .map(|(k, v)| KeyValue::new(k.to_string(), v))
         .collect();
-    let mut writer = Writer::new(&segment.fields, &tags, extra, &scales.finish()).map_err(codec)?;
+    // Objects come out about the size of their segment (benches/cold/RESULTS.md).
+    let capacity = segment.bytes().len() + segment.bytes().len() / 8;
+    let mut writer =
+        Writer::new(&segment.fields, &tags, extra, (&scales.finish(), capacity)).map_err(codec)?;
     for (sid, key) in keys {
         if let Some((rows, decimals)) = segment.read_series_decimal(*sid, &segment.fields)? {
             writer.push(key.clone(), rows, decimals).map_err(codec)?;
