@@ -119,10 +119,7 @@ impl Segment {
         let Some(index) = self.index_of(series) else {
             return Ok(None);
         };
-        let wanted: Vec<Option<u16>> = fields
-            .iter()
-            .map(|f| self.local_field(f))
-            .collect::<Result<_>>()?;
+        let wanted = self.local_fields(fields)?;
         let ordered = index
             .blocks
             .windows(2)
