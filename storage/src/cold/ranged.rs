@@ -211,6 +211,15 @@ impl ColdTier {
         crc: u32,
         what: &str,
     ) -> Result<Bytes> {
+        if range.start > range.end || range.end > object.bytes {
+            return Err(self.corrupt(
+                object,
+                format!(
+                    "its manifest entry places its {what} at bytes {}..{} of {}",
+                    range.start, range.end, object.bytes
+                ),
+            ));
+        }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let store = self.store.clone();
         let path = self.path(&object.key);
@@ -396,6 +405,12 @@ mod tests {
         std::fs::write(&path, &damaged).unwrap();
         let e = cold.footer(&obj).unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        // A manifest entry whose ranges make no sense is refused, not fetched.
+        let mut bad = parts.clone();
+        bad.groups[0] = (bad.groups[0].1, bad.groups[0].0, 0);
+        let bad = cold_object(&bytes, Some(bad));
+        let e = cold.group(&bad, &file, 0).unwrap_err();
+        assert!(e.to_string().contains("places its row group 0"), "{e}");
         // An object listed without parts is read whole, as before.
         std::fs::write(&path, &bytes).unwrap();
         let whole = cold_object(&bytes, None);
