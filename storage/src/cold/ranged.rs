@@ -92,20 +92,29 @@ impl Sparse {
     fn slice(&self, start: u64, length: Option<usize>) -> parquet::errors::Result<Bytes> {
         for (at, part) in &self.parts {
             let end = at + part.len() as u64;
-            if start < *at || start > end {
+            // A read to the end of a part starts inside it; a read of `n` bytes may end at it.
+            let inside = match length {
+                None => start < end,
+                Some(_) => start <= end,
+            };
+            if start < *at || !inside {
                 continue;
             }
             let from = (start - at) as usize;
             let to = match length {
                 None => part.len(),
-                Some(n) if from + n <= part.len() => from + n,
-                Some(_) => continue,
+                Some(n) => match from.checked_add(n).filter(|t| *t <= part.len()) {
+                    Some(t) => t,
+                    None => continue,
+                },
             };
             return Ok(part.slice(from..to));
         }
         Err(ParquetError::General(format!(
             "bytes {start}..{} of the object were not fetched",
-            length.map_or(String::new(), |n| (start + n as u64).to_string())
+            length.map_or(String::new(), |n| start
+                .saturating_add(n as u64)
+                .to_string())
         )))
     }
 }
@@ -211,7 +220,7 @@ impl ColdTier {
         crc: u32,
         what: &str,
     ) -> Result<Bytes> {
-        if range.start > range.end || range.end > object.bytes {
+        if range.start >= range.end || range.end > object.bytes {
             return Err(self.corrupt(
                 object,
                 format!(
@@ -359,6 +368,29 @@ mod tests {
                 decode_groups(sparse.clone(), &index, vec![other], &fields(), None).unwrap_err();
             assert!(e.contains("were not fetched"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_sparse_file_serves_reads_inside_one_part_only() {
+        let file = Sparse::new(
+            20,
+            vec![
+                (0, Bytes::from_static(b"0123456789")),
+                (10, Bytes::from_static(b"abcde")),
+            ],
+        );
+        assert_eq!(file.get_bytes(8, 2).unwrap(), Bytes::from_static(b"89"));
+        assert_eq!(file.get_bytes(10, 5).unwrap(), Bytes::from_static(b"abcde"));
+        // A read to the end of a part that starts where the one before ends gets the later one.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut file.get_read(10).unwrap(), &mut rest).unwrap();
+        assert_eq!(rest, b"abcde");
+        // Across two parts, past the last, or of an absurd length: errors, not panics.
+        for (start, n) in [(8, 4), (15, 1), (16, 2), (5, usize::MAX)] {
+            let e = file.get_bytes(start, n).unwrap_err().to_string();
+            assert!(e.contains("were not fetched"), "{start}+{n}: {e}");
+        }
+        assert!(file.get_read(15).is_err());
     }
 
     #[test]
