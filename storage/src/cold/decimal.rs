@@ -2,9 +2,10 @@
 //! fixed precision (a speed to 0.1 km/h, a level to 0.01): as scaled integers with delta
 //! encoding they take far fewer bytes than as IEEE doubles. [`Scaler`] finds, for one column
 //! of one object, the smallest decimal scale `s` in `0..=9` at which every value is an integer
-//! `i` with `(i as f64) / 10^s` equal to it bit for bit, and returns those integers (so `-0.0`,
-//! NaN, infinities and values needing more digits keep the column DOUBLE). [`to_scaled`] and [`from_scaled`] are
-//! the two directions; the decoder divides by the exact power of ten, which is correctly
+//! `i` with `(i as f64) / 10^s` equal to it bit for bit, without holding the values (so `-0.0`,
+//! NaN, infinities and values needing more digits keep the column DOUBLE); [`scaled_at`] and
+//! [`rescale`] then give each value's integer at that scale. [`to_scaled`] and [`from_scaled`]
+//! are the two directions; the decoder divides by the exact power of ten, which is correctly
 //! rounded, so a stored value reads back as the very `f64` that was written.
 
 /// `10^s` for `s` in `0..=MAX_SCALE`; every one is exact in `f64`.
