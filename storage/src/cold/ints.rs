@@ -44,7 +44,8 @@ pub(crate) fn append(
     let optional = descr.max_def_level() > 0;
     let mut pages = Pages {
         chunk: ChunkWriter::new(Physical::INT64),
-        levels: Vec::with_capacity(PAGE_ROWS),
+        rows: 0,
+        levels: Vec::new(),
         values: Vec::with_capacity(PAGE_ROWS),
         optional,
         raw: Vec::new(),
@@ -63,7 +64,7 @@ pub(crate) fn append(
             }
         }
     }
-    if !pages.levels.is_empty() || pages.chunk.rows() == 0 {
+    if pages.rows > 0 || pages.chunk.rows() == 0 {
         pages.flush()?;
     }
     let statistics = Statistics::new(
@@ -90,7 +91,9 @@ pub(crate) fn append(
 /// The page being filled and the chunk so far.
 struct Pages<'z> {
     chunk: ChunkWriter,
-    /// One definition level per row of the page (all `true` for a required column).
+    /// Rows in the page.
+    rows: usize,
+    /// One definition level per row of the page (optional columns only).
     levels: Vec<bool>,
     /// The page's present values.
     values: Vec<i64>,
@@ -106,11 +109,14 @@ impl Pages<'_> {
     /// Adds rows that all have a value.
     fn required(&mut self, mut values: &[i64]) -> Result<()> {
         while !values.is_empty() {
-            let take = values.len().min(PAGE_ROWS - self.levels.len());
+            let take = values.len().min(PAGE_ROWS - self.rows);
             self.values.extend_from_slice(&values[..take]);
-            self.levels.resize(self.levels.len() + take, true);
+            if self.optional {
+                self.levels.resize(self.levels.len() + take, true);
+            }
+            self.rows += take;
             values = &values[take..];
-            if self.levels.len() == PAGE_ROWS {
+            if self.rows == PAGE_ROWS {
                 self.flush()?;
             }
         }
@@ -121,16 +127,17 @@ impl Pages<'_> {
     /// the page's end).
     fn optional(&mut self, mut values: &[i64], mut valid: &[bool]) -> Result<()> {
         while !valid.is_empty() {
-            let take = valid.len().min(PAGE_ROWS - self.levels.len());
+            let take = valid.len().min(PAGE_ROWS - self.rows);
             let (now, rest) = valid.split_at(take);
             let present = now.iter().filter(|ok| **ok).count();
             if present > values.len() {
                 return Err(ParquetError::General("fewer values than valid rows".into()));
             }
             self.levels.extend_from_slice(now);
+            self.rows += take;
             self.values.extend_from_slice(&values[..present]);
             (values, valid) = (&values[present..], rest);
-            if self.levels.len() == PAGE_ROWS {
+            if self.rows == PAGE_ROWS {
                 self.flush()?;
             }
         }
@@ -159,8 +166,8 @@ impl Pages<'_> {
             });
         }
         let summary = PageSummary {
-            rows: self.levels.len(),
-            nulls: self.levels.len() - self.values.len(),
+            rows: self.rows,
+            nulls: self.rows - self.values.len(),
             min_max: min_max.map(|(lo, hi)| (lo.to_le_bytes().to_vec(), hi.to_le_bytes().to_vec())),
         };
         self.chunk.data_page(
@@ -170,6 +177,7 @@ impl Pages<'_> {
             summary,
         )?;
         self.levels.clear();
+        self.rows = 0;
         self.values.clear();
         Ok(())
     }

@@ -7,7 +7,7 @@
 //! `benches/cold/RESULTS.md`). The two readings agree: the float of integer `i` at scale `k` is
 //! `i / 10^k`, correctly rounded, in both.
 
-use super::{Block, Segment, decode_field_onto, decode_time_chunk, presence};
+use super::{Block, FieldChunk, Segment, decode_field_onto, decode_time_chunk, presence};
 use crate::codec::{self, Codec};
 use crate::error::Result;
 use crate::rows::Rows;
@@ -74,13 +74,7 @@ impl Segment {
                 continue;
             };
             let rows = b.rows as usize;
-            let start = fc.chunk.offset as usize;
-            let header = self
-                .bytes()
-                .get(start..start.saturating_add(fc.chunk.len as usize))
-                .and_then(|bytes| payload(bytes, rows))
-                .and_then(|(codec, rest)| codec::decimal_scale(codec, rest));
-            if let Some(k) = header {
+            if let Some(k) = self.decimal_header(fc, rows) {
                 out.push(FloatChunk::Decimal {
                     k,
                     min: f64::from_bits(fc.stats.min),
@@ -175,15 +169,21 @@ impl Segment {
     /// fails on a damaged one).
     fn decimal_everywhere(&self, blocks: &[Block], fid: u16) -> bool {
         blocks.iter().all(|b| {
-            b.fields.iter().find(|f| f.field == fid).is_none_or(|fc| {
-                let start = fc.chunk.offset as usize;
-                let end = start.saturating_add(fc.chunk.len as usize);
-                self.bytes()
-                    .get(start..end)
-                    .and_then(|bytes| payload(bytes, b.rows as usize))
-                    .is_some_and(|(codec, rest)| codec::decimal_scale(codec, rest).is_some())
-            })
+            (b.fields.iter().find(|f| f.field == fid))
+                .is_none_or(|fc| self.decimal_header(fc, b.rows as usize).is_some())
         })
+    }
+
+    /// The scale of a field chunk (of a block of `rows` rows) stored with the decimal codec
+    /// without exceptions, from its first bytes (not checksummed here: a read of the chunk
+    /// checks it and fails on a damaged one).
+    fn decimal_header(&self, fc: &FieldChunk, rows: usize) -> Option<u8> {
+        let start = fc.chunk.offset as usize;
+        let bytes = self
+            .bytes()
+            .get(start..start.saturating_add(fc.chunk.len as usize))?;
+        let (codec, rest) = payload(bytes, rows)?;
+        codec::decimal_scale(codec, rest)
     }
 }
 
