@@ -9,7 +9,10 @@ use strata_server::ctl;
 
 /// mimalloc: the write and query paths allocate many short-lived buffers from several threads, and
 /// glibc malloc (10–15 % of the server's samples in `perf` profiles of queries and ingest) keeps
-/// freed memory in its arenas, so RSS stayed high after a flush freed the memtables.
+/// freed memory in its arenas, so RSS stayed high after a flush freed the memtables. Built with
+/// `no_thp` (workspace `Cargo.toml`): mimalloc would otherwise advise transparent huge pages for
+/// its arenas, and each 2 MiB page it touches for the first time (again after every purge) is
+/// zeroed whole in the page fault; see ARCHITECTURE.md for the figures.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

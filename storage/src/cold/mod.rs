@@ -144,6 +144,11 @@ impl Cache {
         })
     }
 
+    /// Whether `key` is cached (not a use: its place in the eviction order stays).
+    fn holds(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// Keeps `index` with the cached bytes of `key` (if they are still cached).
     fn set_index(&mut self, key: &str, index: Arc<parquet::ObjectIndex>) {
         if let Some(e) = self.entries.get_mut(key) {
@@ -757,6 +762,7 @@ mod tests {
                 footer_at: 4,
                 footer_crc32c: 0,
                 groups: vec![],
+                first_devices: vec!["a".into()],
             }),
         });
         let e = b.commit_manifest(&other).unwrap_err().to_string();

@@ -8,6 +8,11 @@
 //! cached on its own ([`ColdTier::footer`], [`ColdTier::group`]). The decoder sees the parts
 //! through [`Sparse`], a Parquet `ChunkReader` over the fetched ranges only. An object listed
 //! without parts (older manifests) is fetched and checked whole as before.
+//!
+//! Each request to an object store is a round trip (3.5–7 ms to a local moto server), so a read
+//! of a few devices does not wait for the footer to learn which groups to fetch: the manifest
+//! entry also lists each group's first device ([`ObjectParts::first_devices`]; rows are sorted
+//! by device), and [`ColdTier::footer_with`] fetches the footer part and those groups at once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +38,64 @@ pub struct ObjectParts {
     /// Per row group in file order: its first byte, its end (exclusive) and the CRC32C of the
     /// bytes between (all its column chunks).
     pub groups: Vec<(u64, u64, u32)>,
+    /// Per row group in file order, a lower bound of the `device` values it holds (its
+    /// statistics' minimum), recorded only when each group's devices all lie after the previous
+    /// group's (rows sorted by device, no device split between two groups); empty otherwise and
+    /// in entries written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_devices: Vec<String>,
+}
+
+impl ObjectParts {
+    /// The row groups that may hold a row of one of `devices`, from [`Self::first_devices`]
+    /// (`None` when the entry has none): group `g` may hold `d` when its first device is at or
+    /// before `d` and the next group's is after it. A hint for fetching ahead; the footer's
+    /// statistics still decide what is decoded.
+    pub fn groups_for(&self, devices: &[&str]) -> Option<Vec<usize>> {
+        let firsts = &self.first_devices;
+        if firsts.is_empty() || firsts.len() != self.groups.len() {
+            return None;
+        }
+        let holds = |g: usize, d: &str| {
+            firsts[g].as_str() <= d && firsts.get(g + 1).is_none_or(|next| d < next.as_str())
+        };
+        Some(
+            (0..firsts.len())
+                .filter(|&g| devices.iter().any(|d| holds(g, d)))
+                .collect(),
+        )
+    }
+}
+
+/// Each row group's smallest `device`, when every group's devices lie after the previous
+/// group's largest (empty otherwise: no statistics, rows not sorted by device, or a device
+/// split between two groups).
+fn first_devices(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<String> {
+    use parquet::file::statistics::Statistics;
+    let Some(leaf) =
+        (meta.file_metadata().schema_descr().columns().iter()).position(|c| c.name() == "device")
+    else {
+        return Vec::new();
+    };
+    let mut firsts = Vec::with_capacity(meta.num_row_groups());
+    let mut last_max: Option<Vec<u8>> = None;
+    for rg in meta.row_groups() {
+        let Some(Statistics::ByteArray(s)) = rg.column(leaf).statistics() else {
+            return Vec::new();
+        };
+        let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
+            return Vec::new();
+        };
+        let (Ok(first), true) = (
+            min.as_utf8(),
+            last_max.as_deref().is_none_or(|m| m < min.data()),
+        ) else {
+            return Vec::new();
+        };
+        firsts.push(first.to_string());
+        last_max = Some(max.data().to_vec());
+    }
+    firsts
 }
 
 /// The parts of an object as written: row group ranges from its footer, in file order, each
@@ -63,6 +126,7 @@ pub(crate) fn parts_of(bytes: &Bytes) -> CodecResult<ObjectParts> {
         footer_at: end,
         footer_crc32c: crc32c::crc32c(&bytes[end as usize..]),
         groups,
+        first_devices: first_devices(&meta),
     })
 }
 
@@ -119,6 +183,15 @@ impl Sparse {
     }
 }
 
+impl Sparse {
+    /// Whether the part `start..end` is at hand.
+    fn holds(&self, start: u64, end: u64) -> bool {
+        self.parts
+            .iter()
+            .any(|(at, b)| *at == start && at + b.len() as u64 == end)
+    }
+}
+
 impl Length for Sparse {
     fn len(&self) -> u64 {
         self.len
@@ -145,45 +218,98 @@ fn part_key(key: &str, part: &str) -> String {
 impl ColdTier {
     /// The footer part of `object` (ranged objects) with its parsed index, from the cache or
     /// the store (checked against the manifest's CRC32C); or, for an object without parts, the
-    /// whole object. The [`Sparse`] file holds what was fetched.
-    pub(crate) fn footer(&self, object: &ColdObject) -> Result<(Sparse, Arc<ObjectIndex>)> {
+    /// whole object. When the footer is not cached, the uncached row groups `ahead` are fetched
+    /// in the same round of requests (checked and cached likewise) and the returned [`Sparse`]
+    /// file holds them, so [`Self::group`] serves them without another request.
+    pub(crate) fn footer_with(
+        &self,
+        object: &ColdObject,
+        ahead: &[usize],
+    ) -> Result<(Sparse, Arc<ObjectIndex>)> {
         let Some(parts) = &object.parts else {
             let (bytes, index) = self.fetch_indexed(object)?;
             return Ok((Sparse::whole(bytes), index));
         };
-        let corrupt = |detail: String| self.corrupt(object, detail);
         let key = part_key(&object.key, "footer");
         let cached = self.cache.lock().map_err(|_| poisoned())?.get_indexed(&key);
-        let bytes = match cached {
-            Some((bytes, Some(index))) => {
+        let (bytes, fetched) = match cached {
+            Some((bytes, index)) => {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok((
-                    Sparse::new(object.bytes, vec![(parts.footer_at, bytes)]),
-                    index,
-                ));
+                let file = Sparse::new(object.bytes, vec![(parts.footer_at, bytes.clone())]);
+                if let Some(index) = index {
+                    return Ok((file, index));
+                }
+                (bytes, Vec::new())
             }
-            Some((bytes, None)) => {
-                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                bytes
-            }
-            None => {
-                let range = parts.footer_at..object.bytes;
-                self.fetch_part(object, &key, range, parts.footer_crc32c, "footer")?
-            }
+            None => self.fetch_footer_and(object, parts, &key, ahead)?,
         };
-        let file = Sparse::new(object.bytes, vec![(parts.footer_at, bytes)]);
+        let mut file = Sparse::new(object.bytes, vec![(parts.footer_at, bytes)]);
         let index = super::parquet::index(&file)
-            .map_err(|e| corrupt(format!("cannot read its footer: {e}")))?;
+            .map_err(|e| self.corrupt(object, format!("cannot read its footer: {e}")))?;
         let index = Arc::new(index);
         self.cache
             .lock()
             .map_err(|_| poisoned())?
             .set_index(&key, index.clone());
+        file.parts.extend(fetched);
         Ok((file, index))
     }
 
-    /// Row group `g` of a ranged `object` added to `file` (fetched, checked, cached); a file of
-    /// a whole object is returned as it is.
+    /// Fetches the footer part (cached as `key`) and the uncached groups of `ahead` at once;
+    /// each is checked and cached. Returns the footer and the groups (start, bytes).
+    fn fetch_footer_and(
+        &self,
+        object: &ColdObject,
+        parts: &ObjectParts,
+        key: &str,
+        ahead: &[usize],
+    ) -> Result<(Bytes, Vec<(u64, Bytes)>)> {
+        let mut wanted = vec![(
+            key.to_string(),
+            parts.footer_at..object.bytes,
+            parts.footer_crc32c,
+            "footer".to_string(),
+        )];
+        {
+            let cache = self.cache.lock().map_err(|_| poisoned())?;
+            for &g in ahead {
+                let Some(&(start, end, crc)) = parts.groups.get(g) else {
+                    continue;
+                };
+                let key = part_key(&object.key, &format!("g{g}"));
+                if !cache.holds(&key) {
+                    wanted.push((key, start..end, crc, format!("row group {g}")));
+                }
+            }
+        }
+        for (_, range, _, what) in &wanted {
+            self.check_range(object, range, what)?;
+        }
+        self.counters
+            .cache_misses
+            .fetch_add(wanted.len() as u64, Ordering::Relaxed);
+        let store = self.store.clone();
+        let path = self.path(&object.key);
+        let ranges: Vec<_> = wanted.iter().map(|w| w.1.clone()).collect();
+        let got = self
+            .block(async move {
+                let gets = ranges.into_iter().map(|r| store.get_range(&path, r));
+                futures::future::try_join_all(gets).await
+            })
+            .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
+        let mut got = wanted
+            .into_iter()
+            .zip(got)
+            .map(|((key, range, crc, what), bytes)| {
+                self.accept(object, &key, &range, crc, &what, bytes)
+                    .map(|b| (range.start, b))
+            });
+        let footer = got.next().expect("the footer is always wanted")?.1;
+        Ok((footer, got.collect::<Result<_>>()?))
+    }
+
+    /// Row group `g` of a ranged `object` added to `file` (fetched, checked, cached; or already
+    /// in `file`, fetched with its footer); a file of a whole object is returned as it is.
     pub(crate) fn group(&self, object: &ColdObject, file: &Sparse, g: usize) -> Result<Sparse> {
         let Some(parts) = &object.parts else {
             return Ok(file.clone());
@@ -197,6 +323,9 @@ impl ColdTier {
                 ),
             )
         })?;
+        if file.holds(start, end) {
+            return Ok(file.clone());
+        }
         let key = part_key(&object.key, &format!("g{g}"));
         let cached = self.cache.lock().map_err(|_| poisoned())?.get(&key);
         let bytes = match cached {
@@ -220,6 +349,25 @@ impl ColdTier {
         crc: u32,
         what: &str,
     ) -> Result<Bytes> {
+        self.check_range(object, &range, what)?;
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let store = self.store.clone();
+        let path = self.path(&object.key);
+        let r = range.clone();
+        let bytes = self
+            .block(async move { store.get_range(&path, r).await })
+            .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
+        self.accept(object, key, &range, crc, what, bytes)
+    }
+
+    /// Refuses a part range the manifest entry should never hold (empty, reversed, past the
+    /// object) as corruption, before any request.
+    fn check_range(
+        &self,
+        object: &ColdObject,
+        range: &std::ops::Range<u64>,
+        what: &str,
+    ) -> Result<()> {
         if range.start >= range.end || range.end > object.bytes {
             return Err(self.corrupt(
                 object,
@@ -229,13 +377,19 @@ impl ColdTier {
                 ),
             ));
         }
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let store = self.store.clone();
-        let path = self.path(&object.key);
-        let r = range.clone();
-        let bytes = self
-            .block(async move { store.get_range(&path, r).await })
-            .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
+        Ok(())
+    }
+
+    /// Checks fetched `bytes` of `range` against its length and `crc`, and caches them as `key`.
+    fn accept(
+        &self,
+        object: &ColdObject,
+        key: &str,
+        range: &std::ops::Range<u64>,
+        crc: u32,
+        what: &str,
+        bytes: Bytes,
+    ) -> Result<Bytes> {
         let got = crc32c::crc32c(&bytes);
         if bytes.len() as u64 != range.end - range.start || got != crc {
             return Err(self.damaged(
@@ -401,7 +555,7 @@ mod tests {
         let parts = parts_of(&bytes).unwrap();
         let obj = cold_object(&bytes, Some(parts.clone()));
         t.put_verified(&obj.key, bytes.clone()).unwrap();
-        let (file, index) = t.footer(&obj).unwrap();
+        let (file, index) = t.footer_with(&obj, &[]).unwrap();
         let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
         assert_eq!(misses(), 1, "one request: the footer");
         let g1 = t.group(&obj, &file, 1).unwrap();
@@ -409,7 +563,7 @@ mod tests {
         let rows = decode_groups(g1, &index, vec![1], &fields(), None).unwrap();
         assert_eq!(rows[&canonical(&key("b"))].len(), 70_000);
         // Warm: neither part is fetched again.
-        let (file, _) = t.footer(&obj).unwrap();
+        let (file, _) = t.footer_with(&obj, &[]).unwrap();
         t.group(&obj, &file, 1).unwrap();
         assert_eq!(misses(), 2);
         // Damage a byte of group 2 in the store: that group is refused and counted, the
@@ -435,7 +589,7 @@ mod tests {
         let at = damaged.len() - 20;
         damaged[at] ^= 1;
         std::fs::write(&path, &damaged).unwrap();
-        let e = cold.footer(&obj).unwrap_err();
+        let e = cold.footer_with(&obj, &[]).unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
         // A manifest entry whose ranges make no sense is refused, not fetched.
         let mut bad = parts.clone();
@@ -446,8 +600,110 @@ mod tests {
         // An object listed without parts is read whole, as before.
         std::fs::write(&path, &bytes).unwrap();
         let whole = cold_object(&bytes, None);
-        let (file, _) = cold.footer(&whole).unwrap();
+        let (file, _) = cold.footer_with(&whole, &[]).unwrap();
         assert_eq!(file.len(), bytes.len() as u64);
         assert_eq!(file.parts.len(), 1);
+    }
+
+    #[test]
+    fn first_devices_pick_the_groups_a_device_may_be_in() {
+        let bytes = object();
+        let parts = parts_of(&bytes).unwrap();
+        assert_eq!(parts.first_devices, ["a", "b", "c"]);
+        assert_eq!(parts.groups_for(&["b"]), Some(vec![1]));
+        assert_eq!(parts.groups_for(&["c", "a"]), Some(vec![0, 2]));
+        // Between two groups' first devices: the earlier group; past the last: the last
+        // group; before the first: none.
+        assert_eq!(parts.groups_for(&["ab"]), Some(vec![0]));
+        assert_eq!(parts.groups_for(&["zz"]), Some(vec![2]));
+        assert_eq!(parts.groups_for(&["0"]), Some(vec![]));
+        // A device split between two groups (the first ends with it, the second begins with
+        // it) leaves the object without the hint.
+        let mut enc = Encoder::new(&fields(), &["t".to_string()], &[]).unwrap();
+        for tag in ["x", "y"] {
+            let n = 100_000;
+            let mut c = Column::new("v", FieldType::Float);
+            c.data = ColumnData::Float((0..n).map(|j| j as f64).collect());
+            c.valid = vec![true; n];
+            let key = SeriesKey {
+                device: "a".into(),
+                tags: vec![("t".into(), tag.into())],
+            };
+            let rows = Rows {
+                times: (0..n as i64).collect(),
+                columns: vec![c],
+            };
+            enc.push(key, rows).unwrap();
+        }
+        let split = parts_of(&Bytes::from(enc.finish().unwrap().0)).unwrap();
+        assert_eq!(split.groups.len(), 2);
+        assert!(split.first_devices.is_empty(), "{:?}", split.first_devices);
+        // Entries without them (older manifests, unsorted objects) give no hint.
+        let none = ObjectParts {
+            first_devices: vec![],
+            ..parts.clone()
+        };
+        assert_eq!(none.groups_for(&["b"]), None);
+        // The field is left out of the manifest when empty and read as empty when missing.
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(!json.contains("first_devices"), "{json}");
+        let back: ObjectParts = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, none);
+        let back: ObjectParts =
+            serde_json::from_str(&serde_json::to_string(&parts).unwrap()).unwrap();
+        assert_eq!(back, parts);
+    }
+
+    #[test]
+    fn a_read_of_a_device_fetches_its_group_with_the_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
+        let bytes = object();
+        let parts = parts_of(&bytes).unwrap();
+        let obj = cold_object(&bytes, Some(parts.clone()));
+        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
+        let hits = || t.counters.cache_hits.load(Ordering::Relaxed);
+        let ahead = parts.groups_for(&["b"]).unwrap();
+        let (file, index) = t.footer_with(&obj, &ahead).unwrap();
+        assert_eq!(
+            (misses(), hits()),
+            (2, 0),
+            "the footer and group 1, fetched together"
+        );
+        // The group is in the file: no request, no cache lookup.
+        let g1 = t.group(&obj, &file, 1).unwrap();
+        assert_eq!((misses(), hits()), (2, 0));
+        let got = decode_groups(g1, &index, vec![1], &fields(), Some("b")).unwrap();
+        let whole = crate::cold::parquet::index(&bytes).unwrap();
+        let want = decode_groups(bytes.clone(), &whole, vec![1], &fields(), Some("b")).unwrap();
+        assert_eq!(got, want);
+        // Another group still comes on its own.
+        t.group(&obj, &file, 2).unwrap();
+        assert_eq!(misses(), 3);
+        // With the footer cached nothing is fetched ahead (the read asks per group), and a
+        // group already cached is not fetched again.
+        let (file, _) = t.footer_with(&obj, &[0, 1]).unwrap();
+        assert_eq!((misses(), hits()), (3, 1));
+        t.group(&obj, &file, 1).unwrap();
+        assert_eq!((misses(), hits()), (3, 2));
+        // A damaged group fetched ahead fails the read as corruption and is not cached.
+        let cold = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
+        let mut damaged = bytes.to_vec();
+        damaged[parts.groups[1].0 as usize + 10] ^= 1;
+        std::fs::write(dir.path().join(&obj.key), &damaged).unwrap();
+        let e = cold.footer_with(&obj, &[1]).unwrap_err();
+        assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
+        assert!(
+            cold.last_error
+                .lock()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .contains("row group 1"),
+            "{:?}",
+            cold.last_error.lock().unwrap()
+        );
+        assert!(!cold.cache.lock().unwrap().holds(&part_key(&obj.key, "g1")));
     }
 }

@@ -751,8 +751,9 @@ fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead 
         .tier
         .as_ref()
         .ok_or((false, "no cold store is configured".to_string()))?;
+    let ahead = groups_ahead(snap, object);
     let (file, index) = tier
-        .footer(object)
+        .footer_with(object, &ahead)
         .map_err(|e| (matches!(e, StorageError::Corrupt { .. }), e.to_string()))?;
     let groups = index
         .groups
@@ -764,6 +765,25 @@ fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead 
         index,
         groups,
     })
+}
+
+/// A snapshot of at most this many devices fetches their row groups of a cold object together
+/// with its footer (one round of requests instead of two); a wider read learns its groups from
+/// the footer first.
+const AHEAD_DEVICES: usize = 4;
+
+/// The row groups of `object` the snapshot's devices may have rows in, by the manifest entry's
+/// first devices (none when the snapshot is wider than [`AHEAD_DEVICES`] or the entry lacks them).
+fn groups_ahead(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> Vec<usize> {
+    let mut devices: Vec<&str> = snap.series.iter().map(|s| s.key.device.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    if devices.len() > AHEAD_DEVICES {
+        return Vec::new();
+    }
+    (object.parts.as_ref())
+        .and_then(|p| p.groups_for(&devices))
+        .unwrap_or_default()
 }
 
 /// Appends the marker column: valid where `exists` says (all rows when `None`).
