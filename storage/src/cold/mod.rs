@@ -16,7 +16,7 @@ pub(crate) mod decimal;
 pub(crate) mod encode;
 mod ints;
 pub(crate) mod parquet;
-mod ranged;
+pub(crate) mod ranged;
 mod runs;
 
 pub use ranged::ObjectParts;
@@ -285,6 +285,9 @@ pub struct ColdTier {
     /// object no manifest names, or a manifest version this node did not see commit. The next
     /// maintenance run reloads the manifest and removes such objects before moving.
     pub(crate) reconcile_pending: std::sync::atomic::AtomicBool,
+    /// Objects up to this many bytes are fetched whole ([`ranged::WHOLE_BELOW`]; tests lower
+    /// it to read small objects by parts).
+    pub(crate) whole_below: AtomicU64,
 }
 
 fn store_error(url: &str, what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -316,6 +319,7 @@ impl ColdTier {
             counters: ColdCounters::default(),
             last_error: Mutex::new(None),
             reconcile_pending: std::sync::atomic::AtomicBool::new(false),
+            whole_below: AtomicU64::new(ranged::WHOLE_BELOW),
         })
     }
 

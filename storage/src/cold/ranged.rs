@@ -184,11 +184,11 @@ impl Sparse {
 }
 
 impl Sparse {
-    /// Whether the part `start..end` is at hand.
+    /// Whether bytes `start..end` are at hand (inside one part).
     fn holds(&self, start: u64, end: u64) -> bool {
         self.parts
             .iter()
-            .any(|(at, b)| *at == start && at + b.len() as u64 == end)
+            .any(|(at, b)| *at <= start && end <= at + b.len() as u64)
     }
 }
 
@@ -210,6 +210,12 @@ impl ChunkReader for Sparse {
     }
 }
 
+/// Objects up to this size are fetched whole in one request (checked against the object's
+/// CRC32C) rather than as a footer part and row groups: two requests cost more than the few
+/// hundred KB between them (a round trip to S3 moves about as many bytes), and a day's
+/// partition often has such a small second object (a segment flushed late).
+pub(crate) const WHOLE_BELOW: u64 = 512 << 10;
+
 /// Cache key of one part of an object.
 fn part_key(key: &str, part: &str) -> String {
     format!("{key}\u{0}{part}")
@@ -226,9 +232,12 @@ impl ColdTier {
         object: &ColdObject,
         ahead: &[usize],
     ) -> Result<(Sparse, Arc<ObjectIndex>)> {
-        let Some(parts) = &object.parts else {
-            let (bytes, index) = self.fetch_indexed(object)?;
-            return Ok((Sparse::whole(bytes), index));
+        let parts = match &object.parts {
+            Some(parts) if object.bytes > self.whole_below.load(Ordering::Relaxed) => parts,
+            _ => {
+                let (bytes, index) = self.fetch_indexed(object)?;
+                return Ok((Sparse::whole(bytes), index));
+            }
         };
         let key = part_key(&object.key, "footer");
         let cached = self.cache.lock().map_err(|_| poisoned())?.get_indexed(&key);
@@ -452,13 +461,25 @@ mod tests {
         }
     }
 
-    /// An object of three devices with 70,000 rows each: three row groups.
+    /// An object of three devices with 70,000 rows each: three row groups, 1.7 MB (values
+    /// of full precision, past [`WHOLE_BELOW`]).
     fn object() -> Bytes {
+        object_of(70_000)
+    }
+
+    /// Three devices with `n` rows each, values of full precision in [1, 2).
+    fn object_of(n: usize) -> Bytes {
         let mut enc = Encoder::new(&fields(), &[], &[]).unwrap();
-        for (i, d) in ["a", "b", "c"].iter().enumerate() {
-            let n = 70_000;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for d in ["a", "b", "c"] {
             let mut c = Column::new("v", FieldType::Float);
-            c.data = ColumnData::Float((0..n).map(|j| (j as f64 + i as f64) / 4.0).collect());
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                f64::from_bits(0x3ff0_0000_0000_0000 | (x >> 12))
+            };
+            c.data = ColumnData::Float((0..n).map(|_| next()).collect());
             c.valid = vec![true; n];
             let rows = Rows {
                 times: (0..n as i64).map(|t| t * 1_000).collect(),
@@ -705,5 +726,32 @@ mod tests {
             cold.last_error.lock().unwrap()
         );
         assert!(!cold.cache.lock().unwrap().holds(&part_key(&obj.key, "g1")));
+    }
+
+    #[test]
+    fn a_small_object_is_fetched_whole_in_one_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
+        let big = object();
+        assert!(big.len() as u64 > WHOLE_BELOW, "{}", big.len());
+        let bytes = object_of(2_000);
+        assert!((bytes.len() as u64) < WHOLE_BELOW, "{}", bytes.len());
+        let obj = cold_object(&bytes, Some(parts_of(&bytes).unwrap()));
+        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
+        let (file, index) = t.footer_with(&obj, &[0]).unwrap();
+        assert_eq!(misses(), 1, "the whole object, one request");
+        assert_eq!(file.len(), bytes.len() as u64);
+        let g = t.group(&obj, &file, 0).unwrap();
+        assert_eq!(misses(), 1, "its groups come from it");
+        let got = decode_groups(g, &index, vec![0], &fields(), None).unwrap();
+        assert_eq!(got[&canonical(&key("b"))].len(), 2_000);
+        // A damaged small object is refused whole, against the object's checksum.
+        let cold = ColdTier::open(&format!("file://{}", dir.path().display()), 0).unwrap();
+        let mut damaged = bytes.to_vec();
+        damaged[100] ^= 1;
+        std::fs::write(dir.path().join(&obj.key), &damaged).unwrap();
+        let e = cold.footer_with(&obj, &[]).unwrap_err();
+        assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
     }
 }

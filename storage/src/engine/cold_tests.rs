@@ -3,6 +3,7 @@
 //! move loses no point, counts none twice and leaves no orphan.
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
 use crate::engine::policy::now_ns;
 use crate::fsutil::CRASH_ENV;
@@ -454,7 +455,20 @@ fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
     };
     assert!(holding("truck-07") < idx.groups.len());
 
+    // Read by parts (the footer, then the row groups; for one device, its groups fetched with
+    // the footer), though the object is small enough to be fetched whole.
+    let tier = engine.inner.cold.clone().unwrap();
+    assert!(bytes.len() as u64 <= crate::cold::ranged::WHOLE_BELOW);
+    tier.whole_below.store(0, Ordering::Relaxed);
+    let misses = || tier.counters.cache_misses.load(Ordering::Relaxed);
+    let first = engine.scan(&queries[1]).unwrap();
+    assert_eq!(rows_of(first), hot_answers[1].0);
+    assert_eq!(misses(), 2, "the footer and truck-07's group, in one round");
     assert_eq!(answers(&engine), hot_answers, "cold answers equal hot ones");
+    assert!(
+        misses() > 2,
+        "the other groups came when a wider read needed them"
+    );
     drop(engine);
 
     // A fresh node: an empty data directory pointed at the same bucket.

@@ -596,6 +596,7 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
     // point with a value and no marker is needed.
     let marked = points && has_mem;
     let single = window.sources.len() == 1;
+    open_together(snap, &window.sources);
     let mut parts = Vec::with_capacity(window.sources.len());
     for source in window.sources {
         match source {
@@ -766,6 +767,31 @@ fn open_cold(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> ColdRead 
         groups,
     })
 }
+
+/// Opens the cold objects of a window not opened yet ([`open_cold`]) side by side when there
+/// are several (each open is a round of requests to the store: a day often has two objects), at
+/// most [`OPEN_TOGETHER`] at a time; a single one is left to [`cold_rows`].
+fn open_together(snap: &ReadSnapshot, sources: &[Source]) {
+    let closed: Vec<usize> = (sources.iter())
+        .filter_map(|s| match s {
+            Source::Cold(c) if snap.decoded[*c].get().is_none() => Some(*c),
+            _ => None,
+        })
+        .collect();
+    if closed.len() < 2 {
+        return;
+    }
+    for batch in closed.chunks(OPEN_TOGETHER) {
+        std::thread::scope(|scope| {
+            for &c in batch {
+                scope.spawn(move || snap.decoded[c].get_or_init(|| open_cold(snap, &snap.cold[c])));
+            }
+        });
+    }
+}
+
+/// Cold objects of one window opened at once at most (threads that mostly wait on the store).
+const OPEN_TOGETHER: usize = 8;
 
 /// A snapshot of at most this many devices fetches their row groups of a cold object together
 /// with its footer (one round of requests instead of two); a wider read learns its groups from
