@@ -507,6 +507,16 @@ mod tests {
         }
     }
 
+    /// A tier over a new directory holding `bytes` as a ranged object.
+    fn stored(bytes: Bytes) -> (tempfile::TempDir, ColdTier, Bytes, ObjectParts, ColdObject) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
+        let parts = parts_of(&bytes).unwrap();
+        let obj = cold_object(&bytes, Some(parts.clone()));
+        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        (dir, t, bytes, parts, obj)
+    }
+
     #[test]
     fn parts_tile_the_object_and_a_sparse_file_reads_like_the_whole() {
         let bytes = object();
@@ -570,12 +580,7 @@ mod tests {
 
     #[test]
     fn a_tier_fetches_checks_and_caches_parts_and_refuses_a_damaged_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
-        let bytes = object();
-        let parts = parts_of(&bytes).unwrap();
-        let obj = cold_object(&bytes, Some(parts.clone()));
-        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        let (dir, t, bytes, parts, obj) = stored(object());
         let (file, index) = t.footer_with(&obj, &[]).unwrap();
         let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
         assert_eq!(misses(), 1, "one request: the footer");
@@ -677,12 +682,7 @@ mod tests {
 
     #[test]
     fn a_read_of_a_device_fetches_its_group_with_the_footer() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
-        let bytes = object();
-        let parts = parts_of(&bytes).unwrap();
-        let obj = cold_object(&bytes, Some(parts.clone()));
-        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        let (dir, t, bytes, parts, obj) = stored(object());
         let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
         let hits = || t.counters.cache_hits.load(Ordering::Relaxed);
         let ahead = parts.groups_for(&["b"]).unwrap();
@@ -730,14 +730,10 @@ mod tests {
 
     #[test]
     fn a_small_object_is_fetched_whole_in_one_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
         let big = object();
         assert!(big.len() as u64 > WHOLE_BELOW, "{}", big.len());
-        let bytes = object_of(2_000);
+        let (dir, t, bytes, _, obj) = stored(object_of(2_000));
         assert!((bytes.len() as u64) < WHOLE_BELOW, "{}", bytes.len());
-        let obj = cold_object(&bytes, Some(parts_of(&bytes).unwrap()));
-        t.put_verified(&obj.key, bytes.clone()).unwrap();
         let misses = || t.counters.cache_misses.load(Ordering::Relaxed);
         let (file, index) = t.footer_with(&obj, &[0]).unwrap();
         assert_eq!(misses(), 1, "the whole object, one request");
