@@ -9,14 +9,26 @@ use strata_server::ctl;
 
 /// mimalloc: the write and query paths allocate many short-lived buffers from several threads, and
 /// glibc malloc (10–15 % of the server's samples in `perf` profiles of queries and ingest) keeps
-/// freed memory in its arenas, so RSS stayed high after a flush freed the memtables. Built with
-/// `no_thp` (workspace `Cargo.toml`): mimalloc would otherwise advise transparent huge pages for
-/// its arenas, and each 2 MiB page it touches for the first time (again after every purge) is
+/// freed memory in its arenas, so RSS stayed high after a flush freed the memtables. Without
+/// transparent huge pages ([`no_huge_pages`]; mimalloc is also built with `no_thp`, workspace
+/// `Cargo.toml`): each 2 MiB page touched for the first time (again after every purge) would be
 /// zeroed whole in the page fault; see ARCHITECTURE.md for the figures.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (Linux `PR_SET_THP_DISABLE`, whatever the
+/// host's THP setting); elsewhere nothing. Failure only costs speed, so it is ignored.
+#[allow(unsafe_code)]
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call with integer arguments; no memory is passed or shared.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => return serve(*args),

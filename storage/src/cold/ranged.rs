@@ -5,7 +5,7 @@
 //! row group and of the footer part (page indexes, metadata and tail, from the end of the last
 //! row group to the end of the object). A read fetches the footer part, checks it, prunes row
 //! groups by their statistics, and fetches and checks only the groups it decodes; each part is
-//! cached on its own ([`ColdTier::footer`], [`ColdTier::group`]). The decoder sees the parts
+//! cached on its own ([`ColdTier::footer_with`], [`ColdTier::group`]). The decoder sees the parts
 //! through [`Sparse`], a Parquet `ChunkReader` over the fetched ranges only. An object listed
 //! without parts (older manifests) is fetched and checked whole as before.
 //!
@@ -13,6 +13,7 @@
 //! of a few devices does not wait for the footer to learn which groups to fetch: the manifest
 //! entry also lists each group's first device ([`ObjectParts::first_devices`]; rows are sorted
 //! by device), and [`ColdTier::footer_with`] fetches the footer part and those groups at once.
+//! Objects of at most [`WHOLE_BELOW`] bytes are fetched whole in one request.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -264,8 +265,12 @@ impl ColdTier {
         Ok((file, index))
     }
 
-    /// Fetches the footer part (cached as `key`) and the uncached groups of `ahead` at once;
-    /// each is checked and cached. Returns the footer and the groups (start, bytes).
+    /// Fetches the footer part (checked, cached as `key`) and, in the same round, the uncached
+    /// groups of `ahead`. Only the footer can fail the call: fetching ahead is a guess (a group
+    /// the footer's statistics then prune is never decoded), so a group whose request fails, or
+    /// whose range or checksum is wrong, is left out silently; [`Self::group`] fetches it again
+    /// if the read needs it and reports it then. Returns the footer and the verified groups
+    /// (start, bytes), which are cached too.
     fn fetch_footer_and(
         &self,
         object: &ColdObject,
@@ -273,12 +278,9 @@ impl ColdTier {
         key: &str,
         ahead: &[usize],
     ) -> Result<(Bytes, Vec<(u64, Bytes)>)> {
-        let mut wanted = vec![(
-            key.to_string(),
-            parts.footer_at..object.bytes,
-            parts.footer_crc32c,
-            "footer".to_string(),
-        )];
+        let footer = parts.footer_at..object.bytes;
+        self.check_range(object, &footer, "footer")?;
+        let mut groups = Vec::new();
         {
             let cache = self.cache.lock().map_err(|_| poisoned())?;
             for &g in ahead {
@@ -286,35 +288,43 @@ impl ColdTier {
                     continue;
                 };
                 let key = part_key(&object.key, &format!("g{g}"));
-                if !cache.holds(&key) {
-                    wanted.push((key, start..end, crc, format!("row group {g}")));
+                if start < end && end <= parts.footer_at && !cache.holds(&key) {
+                    groups.push((key, start..end, crc));
                 }
             }
         }
-        for (_, range, _, what) in &wanted {
-            self.check_range(object, range, what)?;
-        }
         self.counters
             .cache_misses
-            .fetch_add(wanted.len() as u64, Ordering::Relaxed);
+            .fetch_add(1 + groups.len() as u64, Ordering::Relaxed);
         let store = self.store.clone();
         let path = self.path(&object.key);
-        let ranges: Vec<_> = wanted.iter().map(|w| w.1.clone()).collect();
-        let got = self
+        let ranges: Vec<_> = std::iter::once(footer.clone())
+            .chain(groups.iter().map(|g| g.1.clone()))
+            .collect();
+        let mut got = self
             .block(async move {
                 let gets = ranges.into_iter().map(|r| store.get_range(&path, r));
-                futures::future::try_join_all(gets).await
+                futures::future::join_all(gets).await
             })
+            .into_iter();
+        let bytes = got
+            .next()
+            .expect("the footer is always requested")
             .map_err(|e| store_error(&self.url, &format!("cannot read {}", object.key), e))?;
-        let mut got = wanted
-            .into_iter()
-            .zip(got)
-            .map(|((key, range, crc, what), bytes)| {
-                self.accept(object, &key, &range, crc, &what, bytes)
-                    .map(|b| (range.start, b))
-            });
-        let footer = got.next().expect("the footer is always wanted")?.1;
-        Ok((footer, got.collect::<Result<_>>()?))
+        let footer_bytes =
+            self.accept(object, key, &footer, parts.footer_crc32c, "footer", bytes)?;
+        let mut fetched = Vec::new();
+        for ((key, range, crc), bytes) in groups.into_iter().zip(got) {
+            let Ok(bytes) = bytes else { continue };
+            if bytes.len() as u64 == range.end - range.start && crc32c::crc32c(&bytes) == crc {
+                self.cache
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .put(&key, bytes.clone());
+                fetched.push((range.start, bytes));
+            }
+        }
+        Ok((footer_bytes, fetched))
     }
 
     /// Row group `g` of a ranged `object` added to `file` (fetched, checked, cached; or already
@@ -708,12 +718,19 @@ mod tests {
         assert_eq!((misses(), hits()), (3, 1));
         t.group(&obj, &file, 1).unwrap();
         assert_eq!((misses(), hits()), (3, 2));
-        // A damaged group fetched ahead fails the read as corruption and is not cached.
+        // A damaged group fetched ahead is left out and not cached (the guess may be one the
+        // read never needs); fetched again when the read needs it, it fails as corruption.
         let cold = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
         let mut damaged = bytes.to_vec();
         damaged[parts.groups[1].0 as usize + 10] ^= 1;
         std::fs::write(dir.path().join(&obj.key), &damaged).unwrap();
-        let e = cold.footer_with(&obj, &[1]).unwrap_err();
+        let (file, _) = cold.footer_with(&obj, &[1, 2]).unwrap();
+        assert!(!cold.cache.lock().unwrap().holds(&part_key(&obj.key, "g1")));
+        assert!(cold.cache.lock().unwrap().holds(&part_key(&obj.key, "g2")));
+        assert_eq!(cold.counters.corrupt_objects.load(Ordering::Relaxed), 0);
+        assert!(cold.last_error.lock().unwrap().is_none());
+        cold.group(&obj, &file, 2).unwrap();
+        let e = cold.group(&obj, &file, 1).unwrap_err();
         assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
         assert!(
             cold.last_error

@@ -459,11 +459,18 @@ fn pruned_cold_reads_equal_hot_reads_and_a_fresh_node_reads_the_bucket() {
     // the footer), though the object is small enough to be fetched whole.
     let tier = engine.inner.cold.clone().unwrap();
     assert!(bytes.len() as u64 <= crate::cold::ranged::WHOLE_BELOW);
+    let manifest = engine.inner.cold_manifest.lock().unwrap().clone();
+    let parts = manifest.objects[0].parts.clone().unwrap();
+    assert_eq!(parts.first_devices.len(), idx.groups.len());
+    let ahead = parts.groups_for(&["truck-07"]).unwrap();
+    assert_eq!(ahead.len(), 1, "{parts:?}");
+    assert!(idx.groups[ahead[0]].may_hold(i64::MIN, i64::MAX, Some("truck-07")));
     tier.whole_below.store(0, Ordering::Relaxed);
     let misses = || tier.counters.cache_misses.load(Ordering::Relaxed);
     let first = engine.scan(&queries[1]).unwrap();
     assert_eq!(rows_of(first), hot_answers[1].0);
-    assert_eq!(misses(), 2, "the footer and truck-07's group, in one round");
+    // Two parts fetched (that they go in one round is `cold::ranged`'s test).
+    assert_eq!(misses(), 2, "the footer and truck-07's group");
     assert_eq!(answers(&engine), hot_answers, "cold answers equal hot ones");
     assert!(
         misses() > 2,

@@ -784,7 +784,13 @@ fn open_together(snap: &ReadSnapshot, sources: &[Source]) {
     for batch in closed.chunks(OPEN_TOGETHER) {
         std::thread::scope(|scope| {
             for &c in batch {
-                scope.spawn(move || snap.decoded[c].get_or_init(|| open_cold(snap, &snap.cold[c])));
+                // A thread the system refuses only costs the overlap: `cold_rows` opens the
+                // object itself.
+                let _ = std::thread::Builder::new()
+                    .name("strata-cold-open".into())
+                    .spawn_scoped(scope, move || {
+                        snap.decoded[c].get_or_init(|| open_cold(snap, &snap.cold[c]))
+                    });
             }
         });
     }
