@@ -807,11 +807,15 @@ const AHEAD_DEVICES: usize = 4;
 /// The row groups of `object` the snapshot's devices may have rows in, by the manifest entry's
 /// first devices (none when the snapshot is wider than [`AHEAD_DEVICES`] or the entry lacks them).
 fn groups_ahead(snap: &ReadSnapshot, object: &crate::cold::ColdObject) -> Vec<usize> {
-    let mut devices: Vec<&str> = snap.series.iter().map(|s| s.key.device.as_str()).collect();
-    devices.sort_unstable();
-    devices.dedup();
-    if devices.len() > AHEAD_DEVICES {
-        return Vec::new();
+    let mut devices: Vec<&str> = Vec::with_capacity(AHEAD_DEVICES);
+    for s in &snap.series {
+        let d = s.key.device.as_str();
+        if !devices.contains(&d) {
+            if devices.len() == AHEAD_DEVICES {
+                return Vec::new();
+            }
+            devices.push(d);
+        }
     }
     (object.parts.as_ref())
         .and_then(|p| p.groups_for(&devices))
