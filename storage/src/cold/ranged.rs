@@ -217,6 +217,11 @@ impl ChunkReader for Sparse {
 /// partition often has such a small second object (a segment flushed late).
 pub(crate) const WHOLE_BELOW: u64 = 512 << 10;
 
+/// Whether fetched `bytes` are the part at `range` whose CRC32C the manifest records as `crc`.
+fn intact(bytes: &Bytes, range: &std::ops::Range<u64>, crc: u32) -> bool {
+    bytes.len() as u64 == range.end - range.start && crc32c::crc32c(bytes) == crc
+}
+
 /// Cache key of one part of an object.
 fn part_key(key: &str, part: &str) -> String {
     format!("{key}\u{0}{part}")
@@ -315,12 +320,8 @@ impl ColdTier {
             self.accept(object, key, &footer, parts.footer_crc32c, "footer", bytes)?;
         let mut fetched = Vec::new();
         for ((key, range, crc), bytes) in groups.into_iter().zip(got) {
-            let Ok(bytes) = bytes else { continue };
-            if bytes.len() as u64 == range.end - range.start && crc32c::crc32c(&bytes) == crc {
-                self.cache
-                    .lock()
-                    .map_err(|_| poisoned())?
-                    .put(&key, bytes.clone());
+            if let Some(bytes) = bytes.ok().filter(|b| intact(b, &range, crc)) {
+                self.keep(&key, &bytes)?;
                 fetched.push((range.start, bytes));
             }
         }
@@ -409,8 +410,8 @@ impl ColdTier {
         what: &str,
         bytes: Bytes,
     ) -> Result<Bytes> {
-        let got = crc32c::crc32c(&bytes);
-        if bytes.len() as u64 != range.end - range.start || got != crc {
+        if !intact(&bytes, range, crc) {
+            let got = crc32c::crc32c(&bytes);
             return Err(self.damaged(
                 object,
                 format!(
@@ -422,11 +423,17 @@ impl ColdTier {
                 ),
             ));
         }
+        self.keep(key, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Caches verified part `bytes` as `key`.
+    fn keep(&self, key: &str, bytes: &Bytes) -> Result<()> {
         self.cache
             .lock()
             .map_err(|_| poisoned())?
             .put(key, bytes.clone());
-        Ok(bytes)
+        Ok(())
     }
 
     /// A part of `object` that failed its checksum: counted, logged, recorded for the status,
