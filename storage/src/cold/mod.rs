@@ -70,6 +70,42 @@ pub struct ColdObject {
     /// their own (`None` in entries written before them: such an object is read whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<ObjectParts>,
+    /// The segments it was moved from when more than one (one window's, contiguous in age
+    /// order; `segment` is the oldest, `seq` the greatest): recovery finishes an interrupted move
+    /// of each. Empty when it came from `segment` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<MergedSegment>,
+}
+
+/// One of the local segments a cold object was merged from, as the local MANIFEST listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedSegment {
+    /// Segment id.
+    pub segment: u64,
+    /// Its age-order key.
+    pub seq: u64,
+    /// Its oldest row (ns).
+    pub min_time: i64,
+    /// Its newest row (ns).
+    pub max_time: i64,
+    /// Its rows.
+    pub rows: u64,
+}
+
+impl ColdObject {
+    /// The local segments it was moved from, as the local MANIFEST listed them.
+    pub fn sources(&self) -> Vec<MergedSegment> {
+        if !self.merged.is_empty() {
+            return self.merged.clone();
+        }
+        vec![MergedSegment {
+            segment: self.segment,
+            seq: self.seq,
+            min_time: self.min_time,
+            max_time: self.max_time,
+            rows: self.rows,
+        }]
+    }
 }
 
 /// The cold manifest: every live cold object.
@@ -768,6 +804,7 @@ mod tests {
                 groups: vec![],
                 first_devices: vec!["a".into()],
             }),
+            merged: Vec::new(),
         });
         let e = b.commit_manifest(&other).unwrap_err().to_string();
         assert!(e.contains("another writer"), "{e}");
@@ -798,6 +835,7 @@ mod tests {
             seq: 1,
             segment: 1,
             parts: None,
+            merged: Vec::new(),
         };
         assert_eq!(t.fetch(&obj).unwrap(), bytes);
         std::fs::write(dir.path().join(&obj.key), b"PAR1 not really parquEt PAR1").unwrap();

@@ -521,6 +521,7 @@ mod tests {
             seq: 1,
             segment: 1,
             parts,
+            merged: Vec::new(),
         }
     }
 

@@ -1,12 +1,14 @@
 //! Hot → cold moves, cold retention, and the reconciliation of an interrupted move at open.
 //!
-//! A move of one segment (all of its rows are in a partition that ended more than `hot` ago):
+//! A move of one segment, or of a window's segments merged into one object (`cold_group.rs`;
+//! all of their rows are in a partition that ended more than `hot` ago):
 //! 1. encode it as Parquet (`cold/parquet.rs`) and write the object with `PutMode::Create`;
 //! 2. verify it (size from the store, CRC32C of the bytes read back);
 //! 3. commit cold manifest n+1 (`PutMode::Create`) listing it;
-//! 4. drop the segment from the local MANIFEST and swap it for the cold object in the live state
-//!    under one state lock (a read sees the rows exactly once: hot before, cold after);
-//! 5. delete the segment file.
+//! 4. drop the segment(s) from the local MANIFEST (one save) and swap them for the cold object in
+//!    the live state under one state lock (a read sees the rows exactly once: hot before, cold
+//!    after);
+//! 5. delete the segment files.
 //!
 //! A crash after 1–2 leaves an object no manifest names whose segment is still live: open
 //! deletes it. After 3 the object is committed and the segment still live: open finishes the
@@ -15,19 +17,17 @@
 //! reported (it may be the only copy of its rows). A failed step leaves the segment hot, counts
 //! the error and reports it in the run, the status and `/metrics`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use parquet::file::metadata::KeyValue;
-
+use super::cold_group::{Group, SeriesKeys, encode, groups, series_keys};
 use super::{Inner, LiveSegment, poisoned};
-use crate::cold::encode::{Scales, Writer};
-use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, date_of};
+use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, MergedSegment, date_of};
 use crate::error::{Result, StorageError};
 use crate::fsutil::step;
 use crate::lifecycle::{ColdMove, LifecycleRun};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SegmentMeta};
 
 /// At open, before segments are opened: finishes moves whose cold commit happened (drops their
 /// segments from `manifest`), deletes objects of moves that never committed, and returns what
@@ -39,18 +39,21 @@ pub(super) fn reconcile(
 ) -> Result<(Vec<Arc<ColdObject>>, Vec<String>)> {
     let cold = tier.load_manifest()?;
     let mut notes = Vec::new();
+    // Every segment a committed object was moved from, as the local MANIFEST lists it.
     let committed: HashSet<(u64, &str, &str, i64, i64, u64)> = cold
         .objects
         .iter()
-        .map(|o| {
-            (
-                o.segment,
-                o.database.as_str(),
-                o.stream.as_str(),
-                o.min_time,
-                o.max_time,
-                o.rows,
-            )
+        .flat_map(|o| {
+            o.sources().into_iter().map(|m| {
+                (
+                    m.segment,
+                    o.database.as_str(),
+                    o.stream.as_str(),
+                    m.min_time,
+                    m.max_time,
+                    m.rows,
+                )
+            })
         })
         .collect();
     let before = manifest.segments.len();
@@ -250,16 +253,14 @@ const ENCODERS: usize = 2;
 /// Segments handed to each encoder ahead of the one being stored (with their series keys).
 const AHEAD: usize = 2;
 
-/// The segments one run moves, their windows registered in `LifecycleState::moving` until this
-/// is dropped (compaction and erase purges leave those windows alone meanwhile).
+/// The segments one run moves, in groups that each become one object, their windows registered
+/// in `LifecycleState::moving` until this is dropped (compaction and erase purges leave those
+/// windows alone meanwhile).
 pub(super) struct Moving<'a> {
     inner: &'a Inner,
     windows: Vec<(String, String, i64)>,
-    segments: Vec<Arc<LiveSegment>>,
+    groups: Vec<Group>,
 }
-
-/// The series of one segment with their keys, sorted by key.
-type SeriesKeys = Vec<(crate::SeriesId, crate::SeriesKey)>;
 
 impl Drop for Moving<'_> {
     fn drop(&mut self) {
@@ -309,7 +310,7 @@ pub(super) fn prepare<'a>(
             return None;
         }
     }
-    let segments = match candidates(inner, now) {
+    let groups = match candidates(inner, now) {
         Ok(c) if c.is_empty() => return None,
         Ok(c) => c,
         Err(e) => {
@@ -317,8 +318,9 @@ pub(super) fn prepare<'a>(
             return None;
         }
     };
-    let mut windows: Vec<(String, String, i64)> = segments
+    let mut windows: Vec<(String, String, i64)> = groups
         .iter()
+        .flatten()
         .map(|l| {
             let m = &l.meta;
             (m.database.clone(), m.stream.clone(), m.partition_start)
@@ -336,13 +338,13 @@ pub(super) fn prepare<'a>(
     Some(Moving {
         inner,
         windows,
-        segments,
+        groups,
     })
 }
 
-/// Moves the segments [`prepare`] picked, oldest first, without the compaction lock; stops at
-/// the first failure or when the engine closes (the rest stays hot and is retried at the next
-/// run). Segments are encoded on [`ENCODERS`] threads at a lower CPU priority
+/// Moves the groups of segments [`prepare`] picked, oldest first, without the compaction lock;
+/// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
+/// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
 /// ([`lower_priority`]; each at most one object ahead); writing, verifying and
 /// committing stay on this thread, at normal priority (it takes the locks flush needs), in age
 /// order. No lock a flush or a write takes is held while encoding or storing: only the manifest
@@ -353,26 +355,26 @@ pub(super) fn move_cold(
     moving: &Moving,
     report: &mut LifecycleRun,
 ) {
-    let candidates = &moving.segments;
+    let candidates = &moving.groups;
     std::thread::scope(|scope| {
         let encoders = ENCODERS.min(candidates.len());
-        // Per encoder: work in (segment, its series keys), objects out.
+        // Per encoder: work in (group, its series keys), objects out.
         let (feeds, queues): (Vec<_>, Vec<_>) = (0..encoders)
             .map(|_| {
                 let (work_tx, work_rx) =
-                    std::sync::mpsc::sync_channel::<(&Arc<LiveSegment>, SeriesKeys)>(AHEAD);
+                    std::sync::mpsc::sync_channel::<(&Group, SeriesKeys)>(AHEAD);
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 scope.spawn(move || {
                     // Encoding yields the CPU to writers, flush and queries, and takes no engine
                     // lock (a preempted low-priority holder would stall them): the keys come
                     // with the work.
                     lower_priority();
-                    for (live, keys) in work_rx {
+                    for (group, keys) in work_rx {
                         if inner.shutdown.load(Ordering::Acquire) {
                             return;
                         }
                         let started = std::time::Instant::now();
-                        let encoded = encode(live, &keys);
+                        let encoded = encode(group, &keys);
                         // The receiver is gone when a move failed: stop encoding.
                         if tx.send((encoded, started.elapsed())).is_err() {
                             return;
@@ -382,13 +384,13 @@ pub(super) fn move_cold(
                 (work_tx, rx)
             })
             .unzip();
-        // Segment `j` goes to encoder `j % encoders` with its keys, read here from the catalog
-        // at normal priority; each encoder holds at most `AHEAD` segments' keys.
+        // Group `j` goes to encoder `j % encoders` with its keys, read here from the catalog
+        // at normal priority; each encoder holds at most `AHEAD` groups' keys.
         let feed = |j: usize| -> Result<()> {
-            let live = &candidates[j];
-            let keys = series_keys(&inner.read_state()?.catalog, &live.segment);
+            let group = &candidates[j];
+            let keys = series_keys(&inner.read_state()?.catalog, group);
             // An encoder only stops early when the engine closes; the loop below reports it.
-            let _ = feeds[j % encoders].send((live, keys));
+            let _ = feeds[j % encoders].send((group, keys));
             Ok(())
         };
         for j in 0..candidates.len().min(AHEAD * encoders) {
@@ -397,7 +399,7 @@ pub(super) fn move_cold(
                 return;
             }
         }
-        for (i, live) in candidates.iter().enumerate() {
+        for (i, group) in candidates.iter().enumerate() {
             if inner.shutdown.load(Ordering::Acquire) {
                 report
                     .errors
@@ -417,29 +419,30 @@ pub(super) fn move_cold(
                 report.errors.push(format!("cold: {e}"));
                 return;
             }
-            if !store_one(inner, tier, live, encoded, report) {
+            if !store_one(inner, tier, group, encoded, report) {
                 return;
             }
         }
     });
 }
 
-/// Stores one encoded segment ([`move_one`]) and reports it; false when it failed (the run
+/// Stores one encoded group ([`move_group`]) and reports it; false when it failed (the run
 /// stops).
 fn store_one(
     inner: &Inner,
     tier: &ColdTier,
-    live: &Arc<LiveSegment>,
-    (encoded, encode_time): (Result<Vec<u8>>, std::time::Duration),
+    group: &Group,
+    (encoded, encode_time): (Result<(Vec<u8>, u64)>, std::time::Duration),
     report: &mut LifecycleRun,
 ) -> bool {
     let started = std::time::Instant::now();
-    match move_one(inner, tier, live, encoded) {
-        Ok(object) => {
+    match move_group(inner, tier, group, encoded) {
+        Ok((object, moved)) => {
+            let segment_bytes: u64 = moved.iter().map(|m| m.bytes).sum();
             tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
             tier.counters
                 .segment_bytes_moved
-                .fetch_add(live.meta.bytes, Ordering::Relaxed);
+                .fetch_add(segment_bytes, Ordering::Relaxed);
             tier.counters
                 .object_bytes_written
                 .fetch_add(object.bytes, Ordering::Relaxed);
@@ -449,10 +452,11 @@ fn store_one(
             report.moved.push(ColdMove {
                 database: object.database.clone(),
                 stream: object.stream.clone(),
-                segment: live.meta.id,
+                segment: moved[0].id,
+                segments: moved.iter().map(|m| m.id).collect(),
                 object: object.key.clone(),
                 rows: object.rows,
-                segment_bytes: live.meta.bytes,
+                segment_bytes,
                 object_bytes: object.bytes,
                 encode_millis: encode_time.as_millis() as u64,
                 millis: started.elapsed().as_millis() as u64,
@@ -462,9 +466,14 @@ fn store_one(
         Err(e) => {
             tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
             tier.reconcile_pending.store(true, Ordering::Relaxed);
+            let m = &group[0].meta;
+            let what = match group.len() {
+                1 => format!("segment {}", m.id),
+                n => format!("segments {} and {} more", m.id, n - 1),
+            };
             let msg = format!(
-                "cold: moving segment {} ({}/{}) failed, it stays hot: {e}",
-                live.meta.id, live.meta.database, live.meta.stream
+                "cold: moving {what} ({}/{}) failed, it stays hot: {e}",
+                m.database, m.stream
             );
             tier.record_error(&msg);
             report.errors.push(msg);
@@ -473,11 +482,11 @@ fn store_one(
     }
 }
 
-/// Live segments due to move, in age order.
-fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
+/// Live segments due to move, in groups that each become one object, oldest window first.
+fn candidates(inner: &Inner, now: i64) -> Result<Vec<Group>> {
     let store = inner.lifecycle.store.read().map_err(|_| poisoned())?;
     let state = inner.read_state()?;
-    Ok(state
+    let due: Vec<Arc<LiveSegment>> = state
         .segments
         .iter()
         .filter(|l| {
@@ -487,75 +496,86 @@ fn candidates(inner: &Inner, now: i64) -> Result<Vec<Arc<LiveSegment>>> {
             hot.is_some_and(|h| m.partition_start.saturating_add(p) <= now.saturating_sub(h))
         })
         .cloned()
-        .collect())
-}
-
-/// `segment`'s series with their keys, in key order (device, then tags): each row group of the
-/// object then holds a narrow range of devices, and its `device` statistics let a read of one
-/// device skip the others.
-fn series_keys(catalog: &crate::catalog::Catalog, segment: &crate::segment::Segment) -> SeriesKeys {
-    let mut keys: SeriesKeys = segment
-        .series_ids()
-        .filter_map(|sid| {
-            catalog
-                .series
-                .get(sid as usize)
-                .map(|s| (sid, s.key.clone()))
-        })
         .collect();
-    keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));
-    keys
+    Ok(groups(due, &state.tombstones))
 }
 
-/// Steps 1–5 of a move of `live`, encoded (step 1's Parquet bytes) by an encoder thread.
-fn move_one(
+/// Steps 1–5 of a move of `group`, encoded (step 1's Parquet bytes and rows) by an encoder
+/// thread: the object and the segments it took the place of.
+fn move_group(
     inner: &Inner,
     tier: &ColdTier,
-    live: &Arc<LiveSegment>,
-    encoded: Result<Vec<u8>>,
-) -> Result<ColdObject> {
-    let m = &live.meta;
-    // An earlier move of this segment committed its object but failed to save the local MANIFEST
-    // (a full disk): finish that move instead of uploading a second copy of the rows.
+    group: &Group,
+    encoded: Result<(Vec<u8>, u64)>,
+) -> Result<(ColdObject, Vec<SegmentMeta>)> {
+    let metas: Vec<SegmentMeta> = group.iter().map(|l| l.meta.clone()).collect();
+    // An earlier move of these segments committed its object but failed to save the local
+    // MANIFEST (a full disk): finish that move instead of uploading a second copy of the rows.
+    // The rest of the group (if that object holds only some of it) moves at the next run.
     let committed = inner
         .cold_manifest
         .lock()
         .map_err(|_| poisoned())?
         .objects
         .iter()
-        .find(|o| o.segment == m.id && o.seq == m.seq)
-        .cloned();
-    if let Some(object) = committed {
-        return finish_local(inner, m, object);
+        .find_map(|o| {
+            let covered: Vec<SegmentMeta> = metas
+                .iter()
+                .filter(|m| {
+                    o.sources()
+                        .iter()
+                        .any(|s| s.segment == m.id && s.seq == m.seq)
+                })
+                .cloned()
+                .collect();
+            (!covered.is_empty()).then(|| (o.clone(), covered))
+        });
+    if let Some((object, covered)) = committed {
+        finish_local(inner, &covered, &object)?;
+        return Ok((object, covered));
     }
-    let bytes = bytes::Bytes::from(encoded?);
+    let (bytes, rows) = encoded?;
+    let bytes = bytes::Bytes::from(bytes);
+    let first = &metas[0];
     let parts = crate::cold::parts_of(&bytes).map_err(|e| {
         StorageError::Internal(format!(
             "segment {}: its Parquet copy does not read back: {e}",
-            m.id
+            first.id
         ))
     })?;
     let key = format!(
         "{}/{}/date={}/{:016}-{}.parquet",
-        m.database,
-        key_part(&m.stream),
-        date_of(m.partition_start),
-        m.id,
+        first.database,
+        key_part(&first.stream),
+        date_of(first.partition_start),
+        first.id,
         unique()
     );
     let object = ColdObject {
         key: key.clone(),
-        database: m.database.clone(),
-        stream: m.stream.clone(),
-        partition_start: m.partition_start,
-        min_time: m.min_time,
-        max_time: m.max_time,
-        rows: m.rows,
+        database: first.database.clone(),
+        stream: first.stream.clone(),
+        partition_start: first.partition_start,
+        min_time: metas
+            .iter()
+            .map(|m| m.min_time)
+            .min()
+            .unwrap_or(first.min_time),
+        max_time: metas
+            .iter()
+            .map(|m| m.max_time)
+            .max()
+            .unwrap_or(first.max_time),
+        rows,
         bytes: bytes.len() as u64,
         crc32c: crc32c::crc32c(&bytes),
-        seq: m.seq,
-        segment: m.id,
+        seq: metas.iter().map(|m| m.seq).max().unwrap_or(first.seq),
+        segment: first.id,
         parts: Some(parts),
+        merged: match metas.len() {
+            1 => Vec::new(),
+            _ => metas.iter().map(merged_from).collect(),
+        },
     };
     if let Err(e) = tier.put_verified(&key, bytes) {
         // The object may be in the store (a put whose answer was lost, a failed check): remove
@@ -585,89 +605,46 @@ fn move_one(
         }
     }
     step(&inner.config.data_dir, "cold-manifest-committed");
-    finish_local(inner, m, object)
+    finish_local(inner, &metas, &object)?;
+    Ok((object, metas))
 }
 
-/// Steps 4–5 of a move whose cold manifest names `object`: drop the segment from the local
-/// MANIFEST, swap it for the object in the live state, delete the segment file.
-fn finish_local(
-    inner: &Inner,
-    m: &crate::manifest::SegmentMeta,
-    object: ColdObject,
-) -> Result<ColdObject> {
+/// A segment as a merged object's entry lists it.
+fn merged_from(m: &SegmentMeta) -> MergedSegment {
+    MergedSegment {
+        segment: m.id,
+        seq: m.seq,
+        min_time: m.min_time,
+        max_time: m.max_time,
+        rows: m.rows,
+    }
+}
+
+/// Steps 4–5 of a move whose cold manifest names `object`: drop the segments from the local
+/// MANIFEST, swap them for the object in the live state, delete the segment files.
+fn finish_local(inner: &Inner, metas: &[SegmentMeta], object: &ColdObject) -> Result<()> {
+    let ids: HashSet<u64> = metas.iter().map(|m| m.id).collect();
     {
         let mut manifest = inner.maintenance.lock().map_err(|_| poisoned())?;
         let mut next = manifest.clone();
-        next.segments.retain(|s| s.id != m.id);
+        next.segments.retain(|s| !ids.contains(&s.id));
         next.save(&inner.paths.manifest)?;
         *manifest = next;
         let mut state = inner.write_state()?;
-        state.segments.retain(|l| l.meta.id != m.id);
+        state.segments.retain(|l| !ids.contains(&l.meta.id));
         state.cold.push(Arc::new(object.clone()));
         state.cold.sort_by_key(|o| o.seq);
     }
     step(&inner.config.data_dir, "cold-local-manifest-saved");
-    let path = inner.paths.segment(m.id);
-    if let Err(e) = std::fs::remove_file(&path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(file = %path.display(), error = %e, "cannot delete a moved segment; open deletes it");
-    }
-    Ok(object)
-}
-
-/// The segment's rows as one Parquet object.
-fn encode(live: &LiveSegment, keys: &SeriesKeys) -> Result<Vec<u8>> {
-    let segment = &live.segment;
-    let tags: Vec<String> = keys
-        .iter()
-        .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let codec = |e: String| {
-        StorageError::InvalidInput(format!(
-            "segment {} cannot be written as Parquet: {e}",
-            live.meta.id
-        ))
-    };
-    let extra = [
-        ("strata.database", live.meta.database.clone()),
-        ("strata.stream", live.meta.stream.clone()),
-    ];
-    // Two passes over the segment: the float columns' scales (the schema comes first in the
-    // file), then the rows, a row group at a time.
-    // The first pass reads the chunks' headers and statistics, and decodes only float chunks
-    // that are not decimal.
-    let mut scales = Scales::new(&segment.fields);
-    for (fi, field) in segment.fields.iter().enumerate() {
-        if field.1 == crate::FieldType::Float {
-            for (sid, _) in keys {
-                scales.push_chunks(fi, &segment.float_chunks(*sid, field)?);
-            }
+    for m in metas {
+        let path = inner.paths.segment(m.id);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), error = %e, "cannot delete a moved segment; open deletes it");
         }
     }
-    let extra = extra
-        .into_iter()
-        .map(|(k, v)| KeyValue::new(k.to_string(), v))
-        .collect();
-    // Objects come out about the size of their segment (benches/cold/RESULTS.md).
-    let capacity = segment.bytes().len() + segment.bytes().len() / 8;
-    let mut writer =
-        Writer::new(&segment.fields, &tags, extra, (&scales.finish(), capacity)).map_err(codec)?;
-    for (sid, key) in keys {
-        if let Some((rows, decimals)) = segment.read_series_decimal(*sid, &segment.fields)? {
-            writer.push(key.clone(), rows, decimals).map_err(codec)?;
-        }
-    }
-    let (bytes, rows) = writer.finish().map_err(codec)?;
-    if rows != live.meta.rows {
-        return Err(StorageError::Internal(format!(
-            "segment {} holds {} rows, its Parquet copy {rows}; not moved",
-            live.meta.id, live.meta.rows
-        )));
-    }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Drops cold objects whose newest row is older than their stream's retention: manifest n+1

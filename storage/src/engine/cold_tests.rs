@@ -172,6 +172,100 @@ fn a_move_keeps_one_timeline_and_late_writes_win() {
     assert_eq!(all_rows(&engine), rows);
 }
 
+/// Integer field `w` of device `a`, `n` points every two hours from `start` (a field the
+/// segments written before it lack).
+fn sparse_w(start: i64, n: usize) -> WriteBatch {
+    let mut t = TableWrite {
+        stream: "m".into(),
+        columns: vec![Column::new("w", FieldType::Integer)],
+        ..Default::default()
+    };
+    t.series.push(SeriesKey {
+        device: "a".into(),
+        tags: vec![("fleet".into(), "f0".into())],
+    });
+    for i in 0..n {
+        t.row_series.push(0);
+        t.times.push(start + i as i64 * 7_200_000_000_000);
+        t.columns[0].data.push_value(&Value::Integer(i as i64 * 7));
+        t.columns[0].valid.push(true);
+    }
+    WriteBatch {
+        database: "db".into(),
+        tables: vec![t],
+    }
+}
+
+#[test]
+fn a_windows_segments_move_as_one_object_and_the_last_write_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    // Day 10 in three segments: a and b; then a again over half of its hours (newer values)
+    // with a new device c; then a field the first two segments lack. Day 9 in one segment.
+    engine
+        .write(&batch(&["a", "b"], day_start(10), 24, 0.0))
+        .unwrap();
+    engine.flush().unwrap();
+    engine
+        .write(&batch(&["a", "c"], day_start(10), 12, 50.0))
+        .unwrap();
+    engine.flush().unwrap();
+    engine.write(&sparse_w(day_start(10), 12)).unwrap();
+    engine.write(&batch(&["b"], day_start(9), 24, 9.0)).unwrap();
+    engine.flush().unwrap();
+    let before = all_rows(&engine);
+    assert_eq!(
+        before.len(),
+        24 * 2 + 12 + 24,
+        "a's rewritten hours are not counted twice"
+    );
+    assert!(before.iter().any(|r| r.0 == "a" && r.2.contains("50.0")));
+    let ids: Vec<u64> = {
+        let state = engine.inner.read_state().unwrap();
+        let mut day10: Vec<_> = state
+            .segments
+            .iter()
+            .filter(|l| l.meta.partition_start == day_start(10))
+            .map(|l| l.meta.age())
+            .collect();
+        day10.sort();
+        day10.into_iter().map(|(_, id)| id).collect()
+    };
+    assert_eq!(ids.len(), 3, "day 10 is three segments before the move");
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.errors.is_empty(), "{run:?}");
+    assert_eq!(run.moved.len(), 2, "one object per day: {run:?}");
+    let day10 = run.moved.iter().find(|m| m.segments.len() > 1).unwrap();
+    assert_eq!(day10.segments, ids, "oldest first");
+    assert_eq!(day10.segment, ids[0]);
+    assert_eq!(day10.rows, 24 * 2 + 12, "rows after last-write-wins");
+    assert_eq!(parquet_files(cold.path()).len(), 2);
+    assert_eq!(all_rows(&engine), before, "same rows, newest values");
+    // The manifest entry names each segment it took the place of.
+    let manifest = engine.inner.cold_manifest.lock().unwrap().clone();
+    let entry = manifest
+        .objects
+        .iter()
+        .find(|o| o.key == day10.object)
+        .unwrap();
+    let merged: Vec<u64> = entry.merged.iter().map(|m| m.segment).collect();
+    assert_eq!(merged, ids);
+    assert_eq!(entry.min_time, day_start(10));
+    drop(engine);
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    assert_eq!(all_rows(&engine), before, "read back at open");
+    let left = engine.inner.read_state().unwrap().segments.len();
+    assert_eq!(left, 0, "no segment of a moved day is left");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
 #[test]
 fn a_damaged_cold_object_is_reported_not_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,8 +332,8 @@ fn a_store_that_refuses_writes_leaves_data_hot() {
 
 const DIR_ENV: &str = "STRATA_TEST_COLD_DIR";
 
-/// Child of the crash test: two old windows and a recent one, a policy, a run that aborts at
-/// `STRATA_TEST_CRASH_AT`.
+/// Child of the crash test: two old windows (the older one in two segments, which move as one
+/// object) and a recent one, a policy, a run that aborts at `STRATA_TEST_CRASH_AT`.
 #[test]
 fn cold_crash_child() {
     let Ok(dir) = std::env::var(DIR_ENV) else {
@@ -249,6 +343,11 @@ fn cold_crash_child() {
     let engine = Engine::open(config(&root.join("data"), &root.join("cold"))).unwrap();
     engine
         .write(&batch(&["a", "b"], day_start(10), 24, 0.0))
+        .unwrap();
+    // Day 10 in two segments, the second rewriting some of a's hours: they move as one object.
+    engine.flush().unwrap();
+    engine
+        .write(&batch(&["a"], day_start(10), 6, 70.0))
         .unwrap();
     engine
         .write(&batch(&["a", "b"], day_start(9), 24, 100.0))

@@ -9,6 +9,7 @@
 
 mod apply;
 mod backup;
+mod cold_group;
 mod cold_move;
 mod compaction;
 mod config;

@@ -92,6 +92,12 @@ impl Tombstones {
         self.list.is_empty()
     }
 
+    /// The marks of the live tombstones: a segment with `seq < mark` was written before that
+    /// erase.
+    pub fn marks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.list.iter().map(|t| t.mark)
+    }
+
     /// The cuts that apply to a series of `device` in `database`.`stream`.
     pub fn cuts(&self, database: &str, stream: &str, device: &str) -> Vec<Cut> {
         self.list

@@ -27,13 +27,15 @@ pub struct ColdMove {
     pub database: String,
     /// Stream.
     pub stream: String,
-    /// Segment file id it came from.
+    /// Segment file id it came from (the oldest, when it was merged from several).
     pub segment: u64,
+    /// Every segment file id it came from (one window's, merged into one object), oldest first.
+    pub segments: Vec<u64>,
     /// Object key (relative to the cold store URL).
     pub object: String,
     /// Rows moved.
     pub rows: u64,
-    /// Size of the segment.
+    /// Size of the segment(s).
     pub segment_bytes: u64,
     /// Size of the Parquet object.
     pub object_bytes: u64,

@@ -1,0 +1,309 @@
+//! Which of a move's segments become one cold object, and a group's rows as one Parquet object.
+//!
+//! A time window (database, stream, partition) often holds more than one segment when it turns
+//! cold: a large one and a sliver a late flush left that compaction's fold rule did not think
+//! worth a rewrite. Moved one object per segment, such a day costs a cold read one more object
+//! to open (a footer and a row group, or the whole sliver: one more request on S3). So a move
+//! writes a window's segments as one object, merged as compaction merges them (last write wins
+//! per timestamp and field, newest input wins), as long as:
+//!
+//! - they are contiguous in age order (all of a window's segments move together, so they are):
+//!   the object takes the greatest `seq` of its inputs, as a compaction output does;
+//! - no live tombstone's mark falls between their `seq`s (a merged object would otherwise
+//!   hide an erase from the older rows, as `compaction/mod.rs` explains for merges);
+//! - they agree on the types of the fields they share;
+//! - together they are at most [`MERGE_BYTES`] (an object is built in memory).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use parquet::file::metadata::KeyValue;
+
+use super::LiveSegment;
+use super::tombstone::Tombstones;
+use crate::cold::encode::{Scales, Writer};
+use crate::error::{Result, StorageError};
+use crate::rows::{Rows, merge_lww};
+use crate::{FieldType, SeriesId, SeriesKey};
+
+/// Largest sum of segment bytes merged into one object.
+pub(super) const MERGE_BYTES: u64 = 256 << 20;
+
+/// Segments of one window moved as one object, oldest first (age order).
+pub(super) type Group = Vec<Arc<LiveSegment>>;
+
+/// The series of a group with their keys, sorted by key.
+pub(super) type SeriesKeys = Vec<(SeriesId, SeriesKey)>;
+
+/// Splits the segments due to move into groups: windows oldest first, each window's segments in
+/// age order, cut where the rules of this module say so.
+pub(super) fn groups(segments: Vec<Arc<LiveSegment>>, tombstones: &Tombstones) -> Vec<Group> {
+    let mut windows: BTreeMap<(i64, String, String), Vec<Arc<LiveSegment>>> = BTreeMap::new();
+    for live in segments {
+        let m = &live.meta;
+        let key = (m.partition_start, m.database.clone(), m.stream.clone());
+        windows.entry(key).or_default().push(live);
+    }
+    let mut out: Vec<Group> = Vec::new();
+    for mut window in windows.into_values() {
+        window.sort_by_key(|l| l.meta.age());
+        let mut group: Group = Vec::new();
+        for live in window {
+            if !group.is_empty() && !joins(&group, &live, tombstones) {
+                out.push(std::mem::take(&mut group));
+            }
+            group.push(live);
+        }
+        out.push(group);
+    }
+    out
+}
+
+/// Whether `next` (newer than every member) may be merged into `group`.
+fn joins(group: &[Arc<LiveSegment>], next: &LiveSegment, tombstones: &Tombstones) -> bool {
+    let bytes: u64 = group.iter().map(|l| l.meta.bytes).sum();
+    let oldest = group.iter().map(|l| l.meta.seq).min().unwrap_or(0);
+    let split_by_erase = tombstones
+        .marks()
+        .any(|mark| oldest < mark && mark <= next.meta.seq);
+    let agree = group.iter().all(|l| {
+        l.segment.fields.iter().all(|(name, ty)| {
+            next.segment
+                .fields
+                .iter()
+                .all(|(other, ty2)| other != name || ty == ty2)
+        })
+    });
+    bytes.saturating_add(next.meta.bytes) <= MERGE_BYTES && !split_by_erase && agree
+}
+
+/// The group's series with their keys, in key order (device, then tags): each row group of the
+/// object then holds a narrow range of devices, and its `device` statistics let a read of one
+/// device skip the others.
+pub(super) fn series_keys(
+    catalog: &crate::catalog::Catalog,
+    group: &[Arc<LiveSegment>],
+) -> SeriesKeys {
+    let ids: BTreeSet<SeriesId> = group.iter().flat_map(|l| l.segment.series_ids()).collect();
+    let mut keys: SeriesKeys = ids
+        .into_iter()
+        .filter_map(|sid| {
+            catalog
+                .series
+                .get(sid as usize)
+                .map(|s| (sid, s.key.clone()))
+        })
+        .collect();
+    keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));
+    keys
+}
+
+/// The fields of a group's segments: the first segment's, then each field a later one adds.
+fn fields_of(group: &[Arc<LiveSegment>]) -> Vec<(String, FieldType)> {
+    let mut fields: Vec<(String, FieldType)> = Vec::new();
+    for l in group {
+        for f in &l.segment.fields {
+            if !fields.iter().any(|(n, _)| n == &f.0) {
+                fields.push(f.clone());
+            }
+        }
+    }
+    fields
+}
+
+/// The group's rows as one Parquet object, and its row count.
+pub(super) fn encode(group: &[Arc<LiveSegment>], keys: &SeriesKeys) -> Result<(Vec<u8>, u64)> {
+    let first = &group[0].meta;
+    let codec = |e: String| {
+        StorageError::InvalidInput(format!(
+            "segment {} cannot be written as Parquet: {e}",
+            first.id
+        ))
+    };
+    let fields = fields_of(group);
+    let tags: Vec<String> = keys
+        .iter()
+        .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let extra = [
+        ("strata.database", first.database.clone()),
+        ("strata.stream", first.stream.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| KeyValue::new(k.to_string(), v))
+    .collect();
+    // Two passes over the segments: the float columns' scales (the schema comes first in the
+    // file), then the rows, a row group at a time. The first pass reads the chunks' headers and
+    // statistics, and decodes only float chunks that are not decimal. Merged values are a subset
+    // of the inputs' values, so they fit the scales found over all of them.
+    let mut scales = Scales::new(&fields);
+    for (fi, field) in fields.iter().enumerate() {
+        if field.1 == FieldType::Float {
+            for l in group {
+                for (sid, _) in keys {
+                    scales.push_chunks(fi, &l.segment.float_chunks(*sid, field)?);
+                }
+            }
+        }
+    }
+    // Objects come out about the size of their segments (benches/cold/RESULTS.md).
+    let bytes: usize = group.iter().map(|l| l.segment.bytes().len()).sum();
+    let mut writer =
+        Writer::new(&fields, &tags, extra, (&scales.finish(), bytes + bytes / 8)).map_err(codec)?;
+    let held: Vec<HashSet<SeriesId>> = group
+        .iter()
+        .map(|l| l.segment.series_ids().collect())
+        .collect();
+    let mut pushed = 0u64;
+    for (sid, key) in keys {
+        let holders: Vec<&LiveSegment> = group
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| h.contains(sid))
+            .map(|(l, _)| l.as_ref())
+            .collect();
+        if let Some((rows, decimals)) = series_rows(&holders, *sid, &fields)? {
+            pushed += rows.len() as u64;
+            writer.push(key.clone(), rows, decimals).map_err(codec)?;
+        }
+    }
+    let (bytes, rows) = writer.finish().map_err(codec)?;
+    let expected = match group {
+        [one] => one.meta.rows,
+        _ => pushed,
+    };
+    if rows != expected {
+        return Err(StorageError::Internal(format!(
+            "segment {} ({} in the group) holds {expected} rows, its Parquet copy {rows}; not moved",
+            first.id,
+            group.len()
+        )));
+    }
+    Ok((bytes, rows))
+}
+
+/// One series' rows from the segments holding it (oldest first): as stored (float fields as
+/// decimal integers where every block has them) from one segment, merged last-write-wins from
+/// several.
+#[allow(clippy::type_complexity)]
+fn series_rows(
+    holders: &[&LiveSegment],
+    sid: SeriesId,
+    fields: &[(String, FieldType)],
+) -> Result<Option<(Rows, Vec<Option<crate::segment::Decimals>>)>> {
+    match holders {
+        [] => Ok(None),
+        [one] => one.segment.read_series_decimal(sid, fields),
+        _ => {
+            let mut parts = Vec::with_capacity(holders.len());
+            for l in holders {
+                if let Some(rows) = l.segment.read_series(sid, i64::MIN, i64::MAX, fields)? {
+                    parts.push(rows);
+                }
+            }
+            Ok(merge_lww(parts).map(|rows| (rows, Vec::new())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tombstone::Tombstone;
+    use crate::manifest::SegmentMeta;
+
+    fn live(dir: &std::path::Path, id: u64, seq: u64, part: i64, bytes: u64) -> Arc<LiveSegment> {
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        let mut rows = Rows::empty(&fields);
+        rows.times.push(part + id as i64);
+        rows.columns[0]
+            .data
+            .push_value(&crate::Value::Float(id as f64));
+        rows.columns[0].valid.push(true);
+        let path = dir.join(format!("{id}.seg"));
+        let mut w = crate::segment::SegmentWriter::create(&path, "db", "s", part, 1 << 40, &fields)
+            .unwrap();
+        w.write_series(1, &rows).unwrap();
+        w.finish().unwrap();
+        Arc::new(LiveSegment {
+            meta: SegmentMeta {
+                id,
+                seq,
+                database: "db".into(),
+                stream: "s".into(),
+                partition_start: part,
+                min_time: part,
+                max_time: part,
+                rows: 1,
+                bytes,
+            },
+            segment: crate::segment::Segment::open(&path).unwrap(),
+        })
+    }
+
+    fn ids(groups: &[Group]) -> Vec<Vec<u64>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|l| l.meta.id).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_windows_segments_become_one_group_in_age_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let segs = vec![
+            live(d, 5, 5, 100, 10),
+            live(d, 2, 2, 0, 10),
+            live(d, 9, 3, 0, 10),
+            live(d, 4, 4, 100, 10),
+        ];
+        let got = groups(segs, &Tombstones::default());
+        assert_eq!(ids(&got), vec![vec![2, 9], vec![4, 5]]);
+    }
+
+    #[test]
+    fn a_group_stops_at_the_byte_limit_and_at_an_erase_between_its_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let big = MERGE_BYTES / 2 + 1;
+        let segs = vec![
+            live(d, 1, 1, 0, big),
+            live(d, 2, 2, 0, big),
+            live(d, 3, 3, 0, 5),
+        ];
+        assert_eq!(
+            ids(&groups(segs.clone(), &Tombstones::default())),
+            vec![vec![1], vec![2, 3]]
+        );
+        // An erase made after segment 2 was written (mark 3) splits 2 from 3; one made before
+        // every segment (mark 1) or after all of them (mark 4) does not.
+        let small = vec![
+            live(d, 4, 4, 0, 5),
+            live(d, 5, 5, 0, 5),
+            live(d, 6, 6, 0, 5),
+        ];
+        for (mark, want) in [
+            (5, vec![vec![4], vec![5, 6]]),
+            (4, vec![vec![4, 5, 6]]),
+            (7, vec![vec![4, 5, 6]]),
+        ] {
+            let t = Tombstones {
+                version: 1,
+                next_id: 2,
+                list: vec![Tombstone {
+                    id: 1,
+                    database: None,
+                    device: "d".into(),
+                    start: 0,
+                    end: 1,
+                    mark,
+                    wal_cut: 0,
+                }],
+            };
+            assert_eq!(ids(&groups(small.clone(), &t)), want, "mark {mark}");
+        }
+    }
+}
