@@ -13,6 +13,10 @@
 # FRESH=1 skips the manual flush and compact: queries run right after the load, as a user would
 # (the engine issue's condition for its latency targets); the data is then in memtables and the
 # segments background flushes wrote.
+# ROLLUPS=1h (a comma-separated list of intervals) sets a lifecycle policy with those rollups on
+# database `default` before the load, as an operator would: the rollups are then kept up to date
+# from the writes (docs/rollups.md), and the planner answers a time_bucket aggregate such as t4
+# from the coarsest one that gives the same answer (checked against DuckDB as every answer is).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,6 +38,14 @@ DATA="$WORK/fleet.lp"
 echo "dataset: $TRUCKS trucks x $DURATION, $(wc -l < "$DATA") lines, $(du -h "$DATA" | cut -f1) of line protocol"
 
 . benches/tsbs/server.sh
+
+if [ -n "${ROLLUPS:-}" ]; then
+    policy=$(python3 -c 'import json, sys; print(json.dumps({"hot": None, "retention": None,
+        "rollups": [{"every": e, "keep": "5y"} for e in sys.argv[1].split(",")]}))' "$ROLLUPS")
+    curl -fs -XPUT "${auth[@]}" -H 'Content-Type: application/json' \
+        "$URL/api/v1/databases/default/lifecycle" -d "$policy" >/dev/null
+    echo "lifecycle: rollups $ROLLUPS of database default, set before the load"
+fi
 
 "$FLEET" load --url "$URL" --token "$STRATA_ADMIN_TOKEN" --file "$DATA" --connections 2 --batch 5000 --quiet \
     | grep -E '^rows' || true
