@@ -91,8 +91,23 @@ fn metric(server: &Server, name: &str) -> f64 {
 /// exactly as before, then after a restart. Returns the server (with the data moved).
 fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut server = Server::start_with_env(data, args, env);
-    assert_eq!(server.write("default", &lines()).status, 204);
-    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    // Day 10 arrives in two flushes, the second also correcting one speed: its two segments
+    // move as one object, newest write winning (DuckDB reads that object below).
+    let all = lines();
+    let noon = day_start(10) + 12 * HOUR;
+    let at = |l: &str| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap();
+    let (early, late): (Vec<&str>, Vec<&str>) = all.lines().partition(|l| at(l) < noon);
+    let correction = format!(
+        "truck,device=t1,fleet=f0 speed=99.5 {}",
+        day_start(10) + 3 * HOUR
+    );
+    for batch in [
+        early,
+        late.into_iter().chain([correction.as_str()]).collect(),
+    ] {
+        assert_eq!(server.write("default", &batch.join("\n")).status, 204);
+        assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    }
     let before = query(&server, SQL);
     let read_before = server.read("stream=truck&device=t2").json();
     let ranged_before: Vec<Value> = ranged().iter().map(|q| query(&server, q)).collect();
@@ -101,7 +116,14 @@ fn move_and_check(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
     set_hot(&server, "3d");
     let report = run(&server);
     assert_eq!(report["errors"], json!([]), "{report}");
-    assert_eq!(report["moved"].as_array().unwrap().len(), 2, "{report}");
+    let moved = report["moved"].as_array().unwrap();
+    assert_eq!(moved.len(), 2, "one object per day: {report}");
+    let segments: Vec<usize> = moved
+        .iter()
+        .map(|m| m["segments"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(segments, vec![2, 1], "day 10 from two segments: {report}");
+    assert_eq!(moved[0]["rows"], 72, "{report}");
     assert_eq!(query(&server, SQL), before, "SQL after the move");
     for (q, want) in ranged().iter().zip(&ranged_before) {
         assert_eq!(&query(&server, q), want, "{q} after the move");

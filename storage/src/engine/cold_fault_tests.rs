@@ -345,3 +345,71 @@ fn a_store_down_for_several_runs_then_back() {
     assert_one_copy(&engine, &want, "store back");
     assert_no_orphan(&s, "store back");
 }
+
+/// A commit that landed though the run saw it fail (its answer lost, the check of it refused)
+/// leaves a window's segment hot beside its committed object. When newer segments of that
+/// window arrive meanwhile, split into two objects by an erase made between them, the next run
+/// finishes the committed move first and then moves the others in age order: the newest values
+/// stay the answer, with no segment left hot behind a newer cold copy.
+#[test]
+fn a_commit_seen_as_failed_is_finished_before_its_window_moves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cold.path().display());
+    let open = || {
+        let mut c = EngineConfig::new(dir.path());
+        c.background = false;
+        c.cold_store = Some(url.clone());
+        Engine::open(c).unwrap()
+    };
+    let engine = open();
+    let start = now_ns().div_euclid(DAY) * DAY - 10 * DAY;
+    engine.write(&batch(start, 0)).unwrap();
+    engine.flush().unwrap();
+    let policy = LifecyclePolicy {
+        hot: Some(3 * DAY),
+        ..LifecyclePolicy::default()
+    };
+    engine.set_lifecycle("db", None, Some(policy)).unwrap();
+    // The manifest put lands but answers an error, and reading it back fails: unknown.
+    objfaults::inject(&url, Call::ManifestPut, 0, When::After);
+    objfaults::inject(&url, Call::Get, 1, When::Before);
+    let run = engine.run_lifecycle().unwrap();
+    assert_eq!(objfaults::clear(&url), 2);
+    assert_eq!(run.errors.len(), 1, "{run:?}");
+    assert_eq!(tier_rows(&engine).2, 1, "the segment is still hot");
+    // Newer rows for the same window, an erase, and newer rows again.
+    engine.write(&batch(start, 7)).unwrap();
+    engine.flush().unwrap();
+    engine
+        .erase_device(&crate::EraseRequest {
+            database: Some("db".into()),
+            device: "c".into(),
+            start: start + 23 * HOUR,
+            end: start + 24 * HOUR,
+        })
+        .unwrap();
+    engine.write(&batch(start, 9)).unwrap();
+    engine.flush().unwrap();
+    let want = totals(&engine);
+    assert_eq!(want["a"], (24, 24.0 * 9000.0 + 69.0), "the newest values");
+
+    let run = engine.run_lifecycle().unwrap();
+    assert!(run.errors.is_empty(), "{run:?}");
+    assert!(
+        run.cold_notes
+            .iter()
+            .any(|n| n.contains("finished an interrupted cold move")),
+        "{run:?}"
+    );
+    let moved: Vec<usize> = run.moved.iter().map(|m| m.segments.len()).collect();
+    assert_eq!(
+        moved,
+        vec![1, 1],
+        "the two newer segments, one object each: {run:?}"
+    );
+    assert_eq!(tier_rows(&engine).2, 0, "nothing left hot");
+    assert_eq!(totals(&engine), want);
+    drop(engine);
+    assert_eq!(totals(&open()), want, "after reopening");
+}

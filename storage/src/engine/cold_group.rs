@@ -11,10 +11,11 @@
 //!   the object takes the greatest `seq` of its inputs, as a compaction output does;
 //! - no live tombstone's mark falls between their `seq`s (a merged object would otherwise
 //!   hide an erase from the older rows, as `compaction/mod.rs` explains for merges);
-//! - they agree on the types of the fields they share;
+//! - they agree on the types of the fields they share, and no field of one is a tag key of
+//!   another (an object's columns are named once);
 //! - together they are at most [`MERGE_BYTES`] (an object is built in memory).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parquet::file::metadata::KeyValue;
@@ -35,9 +36,33 @@ pub(super) type Group = Vec<Arc<LiveSegment>>;
 /// The series of a group with their keys, sorted by key.
 pub(super) type SeriesKeys = Vec<(SeriesId, SeriesKey)>;
 
+/// The tag keys of a segment's series, by segment id.
+pub(super) type TagKeys = HashMap<u64, BTreeSet<String>>;
+
+/// The tag keys of each segment's series, from the catalog.
+pub(super) fn tag_keys(
+    catalog: &crate::catalog::Catalog,
+    segments: &[Arc<LiveSegment>],
+) -> TagKeys {
+    segments
+        .iter()
+        .map(|l| {
+            let keys = (l.segment.series_ids())
+                .filter_map(|sid| catalog.series.get(sid as usize))
+                .flat_map(|s| s.key.tags.iter().map(|(t, _)| t.clone()))
+                .collect();
+            (l.meta.id, keys)
+        })
+        .collect()
+}
+
 /// Splits the segments due to move into groups: windows oldest first, each window's segments in
 /// age order, cut where the rules of this module say so.
-pub(super) fn groups(segments: Vec<Arc<LiveSegment>>, tombstones: &Tombstones) -> Vec<Group> {
+pub(super) fn groups(
+    segments: Vec<Arc<LiveSegment>>,
+    tombstones: &Tombstones,
+    tags: &TagKeys,
+) -> Vec<Group> {
     let mut windows: BTreeMap<(i64, String, String), Vec<Arc<LiveSegment>>> = BTreeMap::new();
     for live in segments {
         let m = &live.meta;
@@ -49,7 +74,7 @@ pub(super) fn groups(segments: Vec<Arc<LiveSegment>>, tombstones: &Tombstones) -
         window.sort_by_key(|l| l.meta.age());
         let mut group: Group = Vec::new();
         for live in window {
-            if !group.is_empty() && !joins(&group, &live, tombstones) {
+            if !group.is_empty() && !joins(&group, &live, tombstones, tags) {
                 out.push(std::mem::take(&mut group));
             }
             group.push(live);
@@ -60,7 +85,12 @@ pub(super) fn groups(segments: Vec<Arc<LiveSegment>>, tombstones: &Tombstones) -
 }
 
 /// Whether `next` (newer than every member) may be merged into `group`.
-fn joins(group: &[Arc<LiveSegment>], next: &LiveSegment, tombstones: &Tombstones) -> bool {
+fn joins(
+    group: &[Arc<LiveSegment>],
+    next: &LiveSegment,
+    tombstones: &Tombstones,
+    tags: &TagKeys,
+) -> bool {
     let bytes: u64 = group.iter().map(|l| l.meta.bytes).sum();
     let oldest = group.iter().map(|l| l.meta.seq).min().unwrap_or(0);
     let split_by_erase = tombstones
@@ -74,7 +104,13 @@ fn joins(group: &[Arc<LiveSegment>], next: &LiveSegment, tombstones: &Tombstones
                 .all(|(other, ty2)| other != name || ty == ty2)
         })
     });
-    bytes.saturating_add(next.meta.bytes) <= MERGE_BYTES && !split_by_erase && agree
+    let none = BTreeSet::new();
+    let tags_of = |l: &LiveSegment| tags.get(&l.meta.id).unwrap_or(&none);
+    let is_field = |l: &LiveSegment, name: &str| l.segment.fields.iter().any(|(n, _)| n == name);
+    let clash = group.iter().any(|l| {
+        tags_of(l).iter().any(|t| is_field(next, t)) || tags_of(next).iter().any(|t| is_field(l, t))
+    });
+    bytes.saturating_add(next.meta.bytes) <= MERGE_BYTES && !split_by_erase && agree && !clash
 }
 
 /// The group's series with their keys, in key order (device, then tags): each row group of the
@@ -170,18 +206,43 @@ pub(super) fn encode(group: &[Arc<LiveSegment>], keys: &SeriesKeys) -> Result<(V
         }
     }
     let (bytes, rows) = writer.finish().map_err(codec)?;
-    let expected = match group {
-        [one] => one.meta.rows,
-        _ => pushed,
-    };
-    if rows != expected {
+    check_rows(group, keys, &held, (pushed, rows))?;
+    Ok((bytes, rows))
+}
+
+/// Refuses an object that may have lost rows: every series held has a key, and the rows
+/// written are those pushed, exactly a lone segment's rows, and for a merged group at least
+/// the largest member's and at most all of the members' (merging only collapses equal times).
+fn check_rows(
+    group: &[Arc<LiveSegment>],
+    keys: &SeriesKeys,
+    held: &[HashSet<SeriesId>],
+    (pushed, rows): (u64, u64),
+) -> Result<()> {
+    let first = &group[0].meta;
+    let series: HashSet<SeriesId> = held.iter().flatten().copied().collect();
+    if series.len() != keys.len() {
         return Err(StorageError::Internal(format!(
-            "segment {} ({} in the group) holds {expected} rows, its Parquet copy {rows}; not moved",
+            "segment {}: {} series held, {} with a catalog key; not moved",
+            first.id,
+            series.len(),
+            keys.len()
+        )));
+    }
+    let largest = group.iter().map(|l| l.meta.rows).max().unwrap_or(0);
+    let all: u64 = group.iter().map(|l| l.meta.rows).sum();
+    let fits = match group {
+        [one] => rows == one.meta.rows,
+        _ => rows == pushed && rows >= largest && rows <= all,
+    };
+    if !fits {
+        return Err(StorageError::Internal(format!(
+            "segment {} ({} in the group, {all} rows) has a Parquet copy of {rows} rows; not moved",
             first.id,
             group.len()
         )));
     }
-    Ok((bytes, rows))
+    Ok(())
 }
 
 /// One series' rows from the segments holding it (oldest first): as stored (float fields as
@@ -243,6 +304,28 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_field_of_one_segment_named_like_a_tag_key_of_another_cuts_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let segs = vec![
+            live(d, 1, 1, 0, 5),
+            live(d, 2, 2, 0, 5),
+            live(d, 3, 3, 0, 5),
+        ];
+        // Segment 2's series are tagged `v`, a field of segments 1 and 3.
+        let tags: TagKeys = [(2, BTreeSet::from(["v".to_string()]))].into();
+        assert_eq!(
+            ids(&groups(segs.clone(), &Tombstones::default(), &tags)),
+            vec![vec![1], vec![2], vec![3]]
+        );
+        let tags: TagKeys = [(2, BTreeSet::from(["fleet".to_string()]))].into();
+        assert_eq!(
+            ids(&groups(segs, &Tombstones::default(), &tags)),
+            vec![vec![1, 2, 3]]
+        );
+    }
+
     fn ids(groups: &[Group]) -> Vec<Vec<u64>> {
         groups
             .iter()
@@ -260,7 +343,7 @@ mod tests {
             live(d, 9, 3, 0, 10),
             live(d, 4, 4, 100, 10),
         ];
-        let got = groups(segs, &Tombstones::default());
+        let got = groups(segs, &Tombstones::default(), &TagKeys::new());
         assert_eq!(ids(&got), vec![vec![2, 9], vec![4, 5]]);
     }
 
@@ -275,7 +358,11 @@ mod tests {
             live(d, 3, 3, 0, 5),
         ];
         assert_eq!(
-            ids(&groups(segs.clone(), &Tombstones::default())),
+            ids(&groups(
+                segs.clone(),
+                &Tombstones::default(),
+                &TagKeys::new()
+            )),
             vec![vec![1], vec![2, 3]]
         );
         // An erase made after segment 2 was written (mark 3) splits 2 from 3; one made before
@@ -303,7 +390,11 @@ mod tests {
                     wal_cut: 0,
                 }],
             };
-            assert_eq!(ids(&groups(small.clone(), &t)), want, "mark {mark}");
+            assert_eq!(
+                ids(&groups(small.clone(), &t, &TagKeys::new())),
+                want,
+                "mark {mark}"
+            );
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::cold_group::{Group, SeriesKeys, encode, groups, series_keys};
+use super::cold_group::{Group, SeriesKeys, encode, groups, series_keys, tag_keys};
 use super::{Inner, LiveSegment, poisoned};
 use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, MergedSegment, date_of};
 use crate::error::{Result, StorageError};
@@ -115,8 +115,11 @@ fn sweep_orphans(
 }
 
 /// After a failed move, rewrite or retention step (`ColdTier::reconcile_pending`): reloads
-/// the cold manifest (a commit whose answer was lost may have landed; the move then finishes
-/// without a second upload) and deletes objects of moves that did not commit.
+/// the cold manifest, deletes objects of moves that did not commit, and finishes moves whose
+/// commit landed though the run saw it fail (a lost answer, a failed local MANIFEST save), as
+/// open does: no move is then planned with some of a window's segments already cold (a newer
+/// segment of that window would be moved before an older one still hot, and the hot one,
+/// read after every cold object, would hide the newer rows).
 fn reconcile_after_failure(
     inner: &Inner,
     tier: &ColdTier,
@@ -132,12 +135,48 @@ fn reconcile_after_failure(
     let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
     let mut notes = Vec::new();
     sweep_orphans(tier, &named, &live, &mut notes)?;
+    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold.clone();
+    finish_committed(inner, tier, &cold, &mut notes)?;
     for n in notes {
         tracing::warn!(note = %n, "cold tier reconciliation");
         report.cold_notes.push(n);
     }
-    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold;
     tier.reconcile_pending.store(false, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Steps 4–5 for every live segment a committed object of `cold` was moved from.
+fn finish_committed(
+    inner: &Inner,
+    tier: &ColdTier,
+    cold: &ColdManifest,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let live: Vec<SegmentMeta> = (inner.read_state()?.segments.iter())
+        .map(|l| l.meta.clone())
+        .collect();
+    for o in &cold.objects {
+        let sources = o.sources();
+        let covered: Vec<SegmentMeta> = live
+            .iter()
+            .filter(|m| m.database == o.database && m.stream == o.stream)
+            .filter(|m| sources.iter().any(|s| s.segment == m.id && s.seq == m.seq))
+            .cloned()
+            .collect();
+        if covered.is_empty() {
+            continue;
+        }
+        finish_local(inner, &covered, o)?;
+        let segment_bytes: u64 = covered.iter().map(|m| m.bytes).sum();
+        tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
+        (tier.counters.segment_bytes_moved).fetch_add(segment_bytes, Ordering::Relaxed);
+        (tier.counters.object_bytes_written).fetch_add(o.bytes, Ordering::Relaxed);
+        notes.push(format!(
+            "finished an interrupted cold move: {} segment(s) already in cold object {}",
+            covered.len(),
+            o.key
+        ));
+    }
     Ok(())
 }
 
@@ -438,6 +477,7 @@ fn store_one(
     let started = std::time::Instant::now();
     match move_group(inner, tier, group, encoded) {
         Ok((object, moved)) => {
+            let whole = moved.len() == group.len();
             let segment_bytes: u64 = moved.iter().map(|m| m.bytes).sum();
             tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
             tier.counters
@@ -461,7 +501,20 @@ fn store_one(
                 encode_millis: encode_time.as_millis() as u64,
                 millis: started.elapsed().as_millis() as u64,
             });
-            true
+            // An object committed earlier held only part of the group: the rest of its window
+            // (older than any later group of that window) moves at the next run, and so does
+            // everything after it, so the window never has a newer segment cold and an older
+            // one hot.
+            if !whole {
+                report.cold_notes.push(format!(
+                    "finished an interrupted move of {} of {} segments of {}/{}; the rest moves at the next run",
+                    moved.len(),
+                    group.len(),
+                    object.database,
+                    object.stream
+                ));
+            }
+            whole
         }
         Err(e) => {
             tier.counters.move_errors.fetch_add(1, Ordering::Relaxed);
@@ -497,7 +550,8 @@ fn candidates(inner: &Inner, now: i64) -> Result<Vec<Group>> {
         })
         .cloned()
         .collect();
-    Ok(groups(due, &state.tombstones))
+    let tags = tag_keys(&state.catalog, &due);
+    Ok(groups(due, &state.tombstones, &tags))
 }
 
 /// Steps 1–5 of a move of `group`, encoded (step 1's Parquet bytes and rows) by an encoder
@@ -511,7 +565,9 @@ fn move_group(
     let metas: Vec<SegmentMeta> = group.iter().map(|l| l.meta.clone()).collect();
     // An earlier move of these segments committed its object but failed to save the local
     // MANIFEST (a full disk): finish that move instead of uploading a second copy of the rows.
-    // The rest of the group (if that object holds only some of it) moves at the next run.
+    // (`reconcile_after_failure` finishes such moves before a run plans; this is the backstop.)
+    // The rest of the group (if that object holds only some of it) moves at the next run:
+    // `store_one` stops this one.
     let committed = inner
         .cold_manifest
         .lock()
@@ -632,8 +688,10 @@ fn finish_local(inner: &Inner, metas: &[SegmentMeta], object: &ColdObject) -> Re
         *manifest = next;
         let mut state = inner.write_state()?;
         state.segments.retain(|l| !ids.contains(&l.meta.id));
-        state.cold.push(Arc::new(object.clone()));
-        state.cold.sort_by_key(|o| o.seq);
+        if !state.cold.iter().any(|c| c.key == object.key) {
+            state.cold.push(Arc::new(object.clone()));
+            state.cold.sort_by_key(|o| o.seq);
+        }
     }
     step(&inner.config.data_dir, "cold-local-manifest-saved");
     for m in metas {
