@@ -40,33 +40,11 @@ pub(super) fn reconcile(
     let cold = tier.load_manifest()?;
     let mut notes = Vec::new();
     // Every segment a committed object was moved from, as the local MANIFEST lists it.
-    let committed: HashSet<(u64, &str, &str, i64, i64, u64)> = cold
-        .objects
-        .iter()
-        .flat_map(|o| {
-            o.sources().into_iter().map(|m| {
-                (
-                    m.segment,
-                    o.database.as_str(),
-                    o.stream.as_str(),
-                    m.min_time,
-                    m.max_time,
-                    m.rows,
-                )
-            })
-        })
-        .collect();
+    let committed: HashSet<SourceKey> = cold.objects.iter().flat_map(sources_of).collect();
     let before = manifest.segments.len();
-    manifest.segments.retain(|m| {
-        !committed.contains(&(
-            m.id,
-            m.database.as_str(),
-            m.stream.as_str(),
-            m.min_time,
-            m.max_time,
-            m.rows,
-        ))
-    });
+    manifest
+        .segments
+        .retain(|m| !committed.contains(&key_of(m)));
     if manifest.segments.len() != before {
         notes.push(format!(
             "finished {} interrupted cold move(s): the segments were already in the cold store",
@@ -156,13 +134,7 @@ fn finish_committed(
         .map(|l| l.meta.clone())
         .collect();
     for o in &cold.objects {
-        let sources = o.sources();
-        let covered: Vec<SegmentMeta> = live
-            .iter()
-            .filter(|m| m.database == o.database && m.stream == o.stream)
-            .filter(|m| sources.iter().any(|s| s.segment == m.id && s.seq == m.seq))
-            .cloned()
-            .collect();
+        let covered = moved_into(o, &live);
         if covered.is_empty() {
             continue;
         }
@@ -227,6 +199,46 @@ pub(super) fn learn_catalog(
             unknown.len()
         ));
     }
+}
+
+/// What identifies a segment a cold object was moved from: id, database, stream, oldest and
+/// newest row, rows (ids are never reused; the rest guards against a foreign manifest).
+type SourceKey<'a> = (u64, &'a str, &'a str, i64, i64, u64);
+
+/// The segments `o` was moved from.
+fn sources_of(o: &ColdObject) -> Vec<SourceKey<'_>> {
+    (o.sources().iter())
+        .map(|m| {
+            (
+                m.segment,
+                o.database.as_str(),
+                o.stream.as_str(),
+                m.min_time,
+                m.max_time,
+                m.rows,
+            )
+        })
+        .collect()
+}
+
+fn key_of(m: &SegmentMeta) -> SourceKey<'_> {
+    (
+        m.id,
+        m.database.as_str(),
+        m.stream.as_str(),
+        m.min_time,
+        m.max_time,
+        m.rows,
+    )
+}
+
+/// Those of `metas` that `o` was moved from.
+fn moved_into(o: &ColdObject, metas: &[SegmentMeta]) -> Vec<SegmentMeta> {
+    let sources: HashSet<SourceKey> = sources_of(o).into_iter().collect();
+    (metas.iter())
+        .filter(|m| sources.contains(&key_of(m)))
+        .cloned()
+        .collect()
 }
 
 /// The segment id in an object key `.../{id:016}-{unique}.parquet`.
@@ -575,15 +587,7 @@ fn move_group(
         .objects
         .iter()
         .find_map(|o| {
-            let covered: Vec<SegmentMeta> = metas
-                .iter()
-                .filter(|m| {
-                    o.sources()
-                        .iter()
-                        .any(|s| s.segment == m.id && s.seq == m.seq)
-                })
-                .cloned()
-                .collect();
+            let covered = moved_into(o, &metas);
             (!covered.is_empty()).then(|| (o.clone(), covered))
         });
     if let Some((object, covered)) = committed {
