@@ -208,28 +208,16 @@ type SourceKey<'a> = (u64, &'a str, &'a str, i64, i64, u64);
 /// The segments `o` was moved from.
 fn sources_of(o: &ColdObject) -> Vec<SourceKey<'_>> {
     (o.sources().iter())
-        .map(|m| {
-            (
-                m.segment,
-                o.database.as_str(),
-                o.stream.as_str(),
-                m.min_time,
-                m.max_time,
-                m.rows,
-            )
-        })
+        .map(|m| source_key(&o.database, &o.stream, m))
         .collect()
 }
 
 fn key_of(m: &SegmentMeta) -> SourceKey<'_> {
-    (
-        m.id,
-        m.database.as_str(),
-        m.stream.as_str(),
-        m.min_time,
-        m.max_time,
-        m.rows,
-    )
+    source_key(&m.database, &m.stream, &merged_from(m))
+}
+
+fn source_key<'a>(database: &'a str, stream: &'a str, m: &MergedSegment) -> SourceKey<'a> {
+    (m.segment, database, stream, m.min_time, m.max_time, m.rows)
 }
 
 /// Those of `metas` that `o` was moved from.
