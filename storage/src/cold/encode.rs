@@ -35,6 +35,15 @@ use crate::rows::Rows;
 use crate::segment::{Decimals, FloatChunk};
 use crate::{Column, ColumnData, FieldType, SeriesKey};
 
+/// The tag keys of `keys`, sorted: an object's tag columns.
+pub(crate) fn tag_columns<'a>(
+    keys: impl IntoIterator<Item = &'a SeriesKey>,
+) -> std::collections::BTreeSet<String> {
+    keys.into_iter()
+        .flat_map(|k| k.tags.iter().map(|(t, _)| t.clone()))
+        .collect()
+}
+
 /// Most rows per row group (whole series: a longer series has a group of its own): small enough
 /// that one device's rows of a day sit in one group, large enough for zstd and the float
 /// dictionaries to pay off.

@@ -22,7 +22,7 @@ use parquet::file::metadata::KeyValue;
 
 use super::LiveSegment;
 use super::tombstone::Tombstones;
-use crate::cold::encode::{Scales, Writer};
+use crate::cold::encode::{Scales, Writer, tag_columns};
 use crate::error::{Result, StorageError};
 use crate::rows::{Rows, merge_lww};
 use crate::{FieldType, SeriesId, SeriesKey};
@@ -47,11 +47,9 @@ pub(super) fn tag_keys(
     segments
         .iter()
         .map(|l| {
-            let keys = (l.segment.series_ids())
-                .filter_map(|sid| catalog.series.get(sid as usize))
-                .flat_map(|s| s.key.tags.iter().map(|(t, _)| t.clone()))
-                .collect();
-            (l.meta.id, keys)
+            let series =
+                (l.segment.series_ids()).filter_map(|sid| catalog.series.get(sid as usize));
+            (l.meta.id, tag_columns(series.map(|s| &s.key)))
         })
         .collect()
 }
@@ -157,10 +155,7 @@ pub(super) fn encode(group: &[Arc<LiveSegment>], keys: &SeriesKeys) -> Result<(V
         ))
     };
     let fields = fields_of(group);
-    let tags: Vec<String> = keys
-        .iter()
-        .flat_map(|(_, k)| k.tags.iter().map(|(t, _)| t.clone()))
-        .collect::<BTreeSet<_>>()
+    let tags: Vec<String> = tag_columns(keys.iter().map(|(_, k)| k))
         .into_iter()
         .collect();
     let extra = [
@@ -245,15 +240,17 @@ fn check_rows(
     Ok(())
 }
 
+/// A series' rows, with per field the decimal integers of a float field stored that way.
+type SeriesRows = (Rows, Vec<Option<crate::segment::Decimals>>);
+
 /// One series' rows from the segments holding it (oldest first): as stored (float fields as
 /// decimal integers where every block has them) from one segment, merged last-write-wins from
 /// several.
-#[allow(clippy::type_complexity)]
 fn series_rows(
     holders: &[&LiveSegment],
     sid: SeriesId,
     fields: &[(String, FieldType)],
-) -> Result<Option<(Rows, Vec<Option<crate::segment::Decimals>>)>> {
+) -> Result<Option<SeriesRows>> {
     match holders {
         [] => Ok(None),
         [one] => one.segment.read_series_decimal(sid, fields),

@@ -113,12 +113,12 @@ fn reconcile_after_failure(
     let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
     let mut notes = Vec::new();
     sweep_orphans(tier, &named, &live, &mut notes)?;
-    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold.clone();
     finish_committed(inner, tier, &cold, &mut notes)?;
     for n in notes {
         tracing::warn!(note = %n, "cold tier reconciliation");
         report.cold_notes.push(n);
     }
+    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold;
     tier.reconcile_pending.store(false, Ordering::Relaxed);
     Ok(())
 }
@@ -139,10 +139,7 @@ fn finish_committed(
             continue;
         }
         finish_local(inner, &covered, o)?;
-        let segment_bytes: u64 = covered.iter().map(|m| m.bytes).sum();
-        tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
-        (tier.counters.segment_bytes_moved).fetch_add(segment_bytes, Ordering::Relaxed);
-        (tier.counters.object_bytes_written).fetch_add(o.bytes, Ordering::Relaxed);
+        count_move(tier, &covered, o);
         notes.push(format!(
             "finished an interrupted cold move: {} segment(s) already in cold object {}",
             covered.len(),
@@ -478,14 +475,7 @@ fn store_one(
     match move_group(inner, tier, group, encoded) {
         Ok((object, moved)) => {
             let whole = moved.len() == group.len();
-            let segment_bytes: u64 = moved.iter().map(|m| m.bytes).sum();
-            tier.counters.objects_moved.fetch_add(1, Ordering::Relaxed);
-            tier.counters
-                .segment_bytes_moved
-                .fetch_add(segment_bytes, Ordering::Relaxed);
-            tier.counters
-                .object_bytes_written
-                .fetch_add(object.bytes, Ordering::Relaxed);
+            let segment_bytes = count_move(tier, &moved, &object);
             if let Ok(mut e) = tier.last_error.lock() {
                 *e = None;
             }
@@ -533,6 +523,18 @@ fn store_one(
             false
         }
     }
+}
+
+/// Counts a finished move of `moved` into `object` in the tier's counters; the segments' bytes.
+fn count_move(tier: &ColdTier, moved: &[SegmentMeta], object: &ColdObject) -> u64 {
+    let segment_bytes: u64 = moved.iter().map(|m| m.bytes).sum();
+    let c = &tier.counters;
+    c.objects_moved.fetch_add(1, Ordering::Relaxed);
+    c.segment_bytes_moved
+        .fetch_add(segment_bytes, Ordering::Relaxed);
+    c.object_bytes_written
+        .fetch_add(object.bytes, Ordering::Relaxed);
+    segment_bytes
 }
 
 /// Live segments due to move, in groups that each become one object, oldest window first.

@@ -11,10 +11,9 @@
 //! after the commit leaves the old object unlisted (reported the same way, and readable by no
 //! one through Strata): delete such leftovers by hand, as open's report says.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cold::encode::Encoder;
+use crate::cold::encode::{Encoder, tag_columns};
 use crate::cold::parquet::decode;
 use crate::cold::{ColdObject, ColdTier, CommitFailure};
 use crate::engine::Inner;
@@ -114,10 +113,7 @@ fn encode(
             old.key
         ))
     };
-    let tags: Vec<String> = series
-        .iter()
-        .flat_map(|(k, _)| k.tags.iter().map(|(t, _)| t.clone()))
-        .collect::<BTreeSet<_>>()
+    let tags: Vec<String> = tag_columns(series.iter().map(|(k, _)| k))
         .into_iter()
         .collect();
     let extra = [
