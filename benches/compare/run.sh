@@ -4,8 +4,12 @@
 #
 #   benches/compare/run.sh [TRUCKS] [DURATION] [CONNECTIONS] [BATCH]     (defaults: 1000 2h 4 5000)
 #
-# Installs influxdb and victoria-metrics from Debian if missing (needs root/apt). Prints rows/s for
-# each database and bytes per field value on disk after each one has compacted.
+# Installs influxdb and victoria-metrics from Debian if missing (needs root/apt). Prints rows/s and
+# write latency for each database and bytes per field value on disk after each one has compacted;
+# for Strata also the steady state the engine issue measures (whole data directory, WAL included,
+# STEADY seconds after the load with no manual flush or compact; default 60), then after a manual
+# flush + compact. Builds the release binaries unless STRATA_NO_BUILD=1 (then STRATA_BIN and
+# STRATA_FLEET_BIN name them); SKIP_INFLUX=1 leaves InfluxDB out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,13 +22,17 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+SKIP_INFLUX=${SKIP_INFLUX:-0}
+STEADY=${STEADY:-60}
 need() { command -v "$1" >/dev/null || { apt-get install -y -q "$2" >/dev/null; }; }
-need influxd influxdb
+[ "$SKIP_INFLUX" = 1 ] || need influxd influxdb
 need victoria-metrics victoria-metrics
 
-cargo build --release -q -p strata-server -p strata-client
-FLEET=target/release/strata-fleet
-STRATA=target/release/strata
+if [ "${STRATA_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p strata-server -p strata-client
+fi
+FLEET=${STRATA_FLEET_BIN:-target/release/strata-fleet}
+STRATA=${STRATA_BIN:-target/release/strata}
 DATA="$WORK/fleet.lp"
 "$FLEET" generate --trucks "$TRUCKS" --duration "$DURATION" --seed 7 --out "$DATA" >&2
 VALUES=$(awk '{ n = split($2, f, ","); v += n } END { print v }' "$DATA")
@@ -45,12 +53,16 @@ export STRATA_ADMIN_TOKEN=compare-admin-token
 PIDS+=($!)
 wait_http http://127.0.0.1:17086/health
 load strata http://127.0.0.1:17086 --token "$STRATA_ADMIN_TOKEN"
+sleep "$STEADY" # background flush (idle after 30 s) and compaction, as a user would leave it
+ALL=$(du -sb "$WORK/strata" | cut -f1)
+echo "strata: data directory ${STEADY} s after the load (WAL included, no manual flush) $ALL bytes = $(per_value "$ALL") bytes/value"
 curl -fs -XPOST -H "Authorization: Bearer $STRATA_ADMIN_TOKEN" http://127.0.0.1:17086/api/v1/flush >/dev/null
 curl -fs -XPOST -H "Authorization: Bearer $STRATA_ADMIN_TOKEN" http://127.0.0.1:17086/api/v1/compact >/dev/null
 SEG=$(du -sb "$WORK/strata/segments" | cut -f1)
 echo "strata: segments $SEG bytes = $(per_value "$SEG") bytes/value"
 
 # --- InfluxDB 1.6 ---
+if [ "$SKIP_INFLUX" != 1 ]; then
 mkdir -p "$WORK/influx"
 cat > "$WORK/influx/influxdb.conf" <<CONF
 bind-address = "127.0.0.1:18088"
@@ -74,6 +86,7 @@ load influxdb-1.6 http://127.0.0.1:18086 --write-path /write
 sleep 60 # let the cache snapshot and full compaction run
 INF=$(du -sb "$WORK/influx/data" | cut -f1)
 echo "influxdb-1.6: data $INF bytes = $(per_value "$INF") bytes/value"
+fi
 
 # --- VictoriaMetrics ---
 victoria-metrics -storageDataPath "$WORK/vm" -retentionPeriod 100y -httpListenAddr 127.0.0.1:18428 -loggerLevel ERROR >/dev/null 2>&1 &

@@ -129,7 +129,10 @@ def invent(port, pid, total, per_request, line, db):
     return {"sent": sent, "accepted": accepted, "streams_used": stream_no + 1,
             "refusals": refusals[:3], "refusal_count": len(refusals),
             "rss_before_mib": round(before / 1024, 1), "rss_peak_mib": round(s.peak / 1024, 1), "rss_after_mib": round(after / 1024, 1),
-            "rss_after_flush_mib": round(rss_kib(pid) / 1024, 1)}
+            "rss_after_flush_mib": round(rss_kib(pid) / 1024, 1),
+            # Resident memory not backed by a file: RSS also counts the segment files' mapped
+            # pages, which compaction reads right after the flush and the kernel may drop.
+            "rss_anon_after_flush_mib": round(rss_kib(pid, "RssAnon") / 1024, 1)}
 
 
 def main():

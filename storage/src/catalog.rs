@@ -5,8 +5,10 @@
 //! older versions, converted to the log at open.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 
 use foldhash::HashMap;
+use hashbrown::HashTable;
 use std::path::Path;
 
 use roaring::RoaringBitmap;
@@ -17,7 +19,10 @@ use crate::{FieldType, SeriesId, SeriesKey};
 /// Dense id of a (database, stream).
 pub(crate) type StreamId = u32;
 
-/// One stream: its schema and series index.
+/// One stream: its schema and series index. The series keys themselves live once, in
+/// [`Catalog::series`]: the key and device tables hold only ids and find keys through it, so a
+/// series costs its key once (a million one-point series: see `benches/memory/RESULTS.md`).
+/// Read it through [`StreamView`], which pairs it with those keys.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StreamMeta {
     pub database: String,
@@ -25,15 +30,19 @@ pub(crate) struct StreamMeta {
     /// Fields in creation order; the position is the field id.
     pub fields: Vec<(String, FieldType)>,
     field_ids: HashMap<String, usize>,
-    lookup: HashMap<SeriesKey, SeriesId>,
+    /// Hashes the key and device tables' keys (its own random seed per stream).
+    hasher: foldhash::fast::RandomState,
+    /// Series id by series key (the key read from the catalog's series list).
+    lookup: HashTable<SeriesId>,
     pub all_series: RoaringBitmap,
-    by_device: HashMap<String, DeviceSeries>,
+    /// The series of each device (the device read from its first series' key).
+    by_device: HashTable<DeviceSeries>,
     by_tag: HashMap<(String, String), RoaringBitmap>,
-    /// Distinct tag names (other than the device) over the stream's series.
     tag_keys: BTreeSet<String>,
 }
 
 impl StreamMeta {
+    /// The field's id, if the stream has it.
     pub fn field_id(&self, name: &str) -> Option<usize> {
         self.field_ids.get(name).copied()
     }
@@ -45,13 +54,25 @@ impl StreamMeta {
         id
     }
 
-    fn index_series(&mut self, id: SeriesId, key: &SeriesKey) {
-        self.lookup.insert(key.clone(), id);
+    /// Indexes the new series `id`, whose entry `series[id]` holds `key`.
+    fn index_series(&mut self, id: SeriesId, key: &SeriesKey, series: &[SeriesEntry]) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        self.lookup
+            .insert_unique(hash, id, |&s| hasher.hash_one(&series[s as usize].key));
         self.all_series.insert(id);
-        self.by_device
-            .entry(key.device.clone())
-            .and_modify(|s| s.insert(id))
-            .or_insert(DeviceSeries::One(id));
+        let device_hash = hasher.hash_one(key.device.as_str());
+        let same_device = |d: &DeviceSeries| series[d.first as usize].key.device == key.device;
+        match self.by_device.find_mut(device_hash, same_device) {
+            Some(d) => d.insert(id),
+            None => {
+                let rehash = |d: &DeviceSeries| {
+                    hasher.hash_one(series[d.first as usize].key.device.as_str())
+                };
+                self.by_device
+                    .insert_unique(device_hash, DeviceSeries::one(id), rehash);
+            }
+        }
         for tag in &key.tags {
             self.by_tag.entry(tag.clone()).or_default().insert(id);
             if !self.tag_keys.contains(&tag.0) {
@@ -65,38 +86,7 @@ impl StreamMeta {
         self.tag_keys.iter().cloned().collect()
     }
 
-    /// Distinct devices of the stream's series, sorted.
-    pub fn devices(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.by_device.keys().cloned().collect();
-        out.sort_unstable();
-        out
-    }
-
-    /// Series matching an optional device and all given tag values (bitmap intersection).
-    pub fn matching(&self, device: Option<&str>, tags: &[(String, String)]) -> RoaringBitmap {
-        let mut set = match device {
-            Some(d) => self
-                .by_device
-                .get(d)
-                .map(DeviceSeries::to_bitmap)
-                .unwrap_or_default(),
-            None => self.all_series.clone(),
-        };
-        for tag in tags {
-            match self.by_tag.get(tag) {
-                Some(b) => set &= b,
-                None => return RoaringBitmap::new(),
-            }
-        }
-        set
-    }
-
-    /// The id of an existing series of this stream (used to plan a write without changing the catalog).
-    pub fn series_id(&self, key: &SeriesKey) -> Option<SeriesId> {
-        self.lookup.get(key).copied()
-    }
-
-    /// True when some series of this stream carries tag `key` = `value`.
+    /// True when some series of the stream has tag `key` = `value`.
     pub fn has_tag_value(&self, key: &str, value: &str) -> bool {
         self.by_tag
             .contains_key(&(key.to_string(), value.to_string()))
@@ -112,31 +102,98 @@ impl StreamMeta {
     }
 }
 
-/// The series of one device in a stream: almost always one, so no bitmap (about 130 bytes of
-/// allocations) until there is a second.
+/// A stream together with the catalog's series keys, which its key and device tables need to
+/// answer lookups. Dereferences to the [`StreamMeta`].
+#[derive(Clone, Copy)]
+pub(crate) struct StreamView<'a> {
+    meta: &'a StreamMeta,
+    series: &'a [SeriesEntry],
+}
+
+impl std::ops::Deref for StreamView<'_> {
+    type Target = StreamMeta;
+
+    fn deref(&self) -> &StreamMeta {
+        self.meta
+    }
+}
+
+impl<'a> StreamView<'a> {
+    fn device(&self, device: &str) -> Option<&'a DeviceSeries> {
+        let hash = self.meta.hasher.hash_one(device);
+        let series = self.series;
+        (self.meta.by_device).find(hash, |d| series[d.first as usize].key.device == device)
+    }
+
+    /// Distinct devices of the stream's series, sorted.
+    pub fn devices(&self) -> Vec<String> {
+        let mut out: Vec<String> = (self.meta.by_device.iter())
+            .map(|d| self.series[d.first as usize].key.device.clone())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Series matching an optional device and all given tag values (bitmap intersection).
+    pub fn matching(&self, device: Option<&str>, tags: &[(String, String)]) -> RoaringBitmap {
+        let mut set = match device {
+            Some(d) => self
+                .device(d)
+                .map(DeviceSeries::to_bitmap)
+                .unwrap_or_default(),
+            None => self.meta.all_series.clone(),
+        };
+        for tag in tags {
+            match self.meta.by_tag.get(tag) {
+                Some(b) => set &= b,
+                None => return RoaringBitmap::new(),
+            }
+        }
+        set
+    }
+
+    /// The id of the series with `key`, if the stream has it.
+    pub fn series_id(&self, key: &SeriesKey) -> Option<SeriesId> {
+        let hash = self.meta.hasher.hash_one(key);
+        let series = self.series;
+        (self.meta.lookup)
+            .find(hash, |&s| series[s as usize].key == *key)
+            .copied()
+    }
+}
+
+/// The series of one device in a stream: its first series, and a bitmap of all of them only
+/// once there is a second (almost never for a device, so 16 bytes instead of a bitmap's 130).
 #[derive(Debug, Clone)]
-enum DeviceSeries {
-    One(SeriesId),
-    Many(RoaringBitmap),
+struct DeviceSeries {
+    /// The device's first series (its key names the device).
+    first: SeriesId,
+    /// Every series of the device, once it has two or more.
+    more: Option<Box<RoaringBitmap>>,
 }
 
 impl DeviceSeries {
+    fn one(id: SeriesId) -> DeviceSeries {
+        DeviceSeries {
+            first: id,
+            more: None,
+        }
+    }
+
     fn insert(&mut self, id: SeriesId) {
-        match self {
-            DeviceSeries::One(first) if *first == id => {}
-            DeviceSeries::One(first) => {
-                *self = DeviceSeries::Many(RoaringBitmap::from_iter([*first, id]));
-            }
-            DeviceSeries::Many(set) => {
+        match &mut self.more {
+            None if self.first == id => {}
+            None => self.more = Some(Box::new(RoaringBitmap::from_iter([self.first, id]))),
+            Some(set) => {
                 set.insert(id);
             }
         }
     }
 
     fn to_bitmap(&self) -> RoaringBitmap {
-        match self {
-            DeviceSeries::One(id) => RoaringBitmap::from_iter([*id]),
-            DeviceSeries::Many(set) => set.clone(),
+        match &self.more {
+            None => RoaringBitmap::from_iter([self.first]),
+            Some(set) => (**set).clone(),
         }
     }
 }
@@ -187,8 +244,17 @@ impl Catalog {
             .copied()
     }
 
-    pub fn stream(&self, id: StreamId) -> &StreamMeta {
-        &self.streams[id as usize]
+    /// The stream `id` with the series keys its lookups need.
+    pub fn stream(&self, id: StreamId) -> StreamView<'_> {
+        StreamView {
+            meta: &self.streams[id as usize],
+            series: &self.series,
+        }
+    }
+
+    /// Every stream, in id order.
+    pub fn stream_views(&self) -> impl Iterator<Item = StreamView<'_>> + '_ {
+        (0..self.streams.len() as StreamId).map(|id| self.stream(id))
     }
 
     /// Returns the stream's id, creating it when new.
@@ -231,15 +297,15 @@ impl Catalog {
 
     /// Returns the series id, creating and indexing it when new.
     pub fn ensure_series(&mut self, stream: StreamId, key: &SeriesKey) -> SeriesId {
-        if let Some(id) = self.streams[stream as usize].lookup.get(key) {
-            return *id;
+        if let Some(id) = self.stream(stream).series_id(key) {
+            return id;
         }
         let id = self.series.len() as SeriesId;
         self.series.push(SeriesEntry {
             stream,
             key: key.clone(),
         });
-        self.streams[stream as usize].index_series(id, key);
+        self.streams[stream as usize].index_series(id, key, &self.series);
         id
     }
 

@@ -236,7 +236,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The stream's catalog entry when it exists already (not planned by this batch).
-    fn existing(&self, stream: StreamId) -> Option<&'a crate::catalog::StreamMeta> {
+    fn existing(&self, stream: StreamId) -> Option<crate::catalog::StreamView<'a>> {
         let catalog: &'a Catalog = self.catalog;
         ((stream as usize) < catalog.streams.len()).then(|| catalog.stream(stream))
     }

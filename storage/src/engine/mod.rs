@@ -396,7 +396,7 @@ impl Engine {
         &self,
         database: &str,
         stream: &str,
-        f: impl FnOnce(&crate::catalog::StreamMeta) -> T,
+        f: impl FnOnce(crate::catalog::StreamView<'_>) -> T,
     ) -> T {
         let Ok(state) = self.inner.read_state() else {
             return T::default();

@@ -141,8 +141,7 @@ pub(crate) fn remove_ranges(rows: Rows, ranges: &[(i64, i64)]) -> Rows {
 /// Series ids of the device a tombstone names, each with the range erased from its stream.
 pub(super) fn covered_series(catalog: &Catalog, t: &Tombstone) -> Vec<(SeriesId, (i64, i64))> {
     catalog
-        .streams
-        .iter()
+        .stream_views()
         .filter(|s| t.database.as_deref().is_none_or(|d| d == s.database))
         .flat_map(|s| {
             let range = t.range_in(&s.name);

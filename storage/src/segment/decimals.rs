@@ -69,8 +69,8 @@ impl Segment {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for (bi, b) in index.blocks.iter().enumerate() {
-            let Some(fc) = b.fields.iter().find(|f| f.field == fid) else {
+        for (bi, b) in index.iter().enumerate() {
+            let Some(fc) = self.index.field(b, fid) else {
                 continue;
             };
             let rows = b.rows as usize;
@@ -114,17 +114,14 @@ impl Segment {
             return Ok(None);
         };
         let wanted = self.local_fields(fields)?;
-        let ordered = index
-            .blocks
-            .windows(2)
-            .all(|w| w[0].max_time < w[1].min_time);
+        let ordered = index.windows(2).all(|w| w[0].max_time < w[1].min_time);
         let mut decimals: Vec<Option<Decimals>> = wanted
             .iter()
             .zip(fields)
             .map(|(want, (_, ty))| {
                 let all = *ty == FieldType::Float
                     && ordered
-                    && want.is_some_and(|fid| self.decimal_everywhere(&index.blocks, fid));
+                    && want.is_some_and(|fid| self.decimal_everywhere(index, fid));
                 all.then(Decimals::default)
             })
             .collect();
@@ -133,9 +130,9 @@ impl Segment {
             return Ok(rows.map(|r| (r, decimals)));
         }
         let mut out = Rows::empty(fields);
-        let total: usize = index.blocks.iter().map(|b| b.rows as usize).sum();
+        let total: usize = index.iter().map(|b| b.rows as usize).sum();
         out.times.reserve(total);
-        for (bi, block) in index.blocks.iter().enumerate() {
+        for (bi, block) in index.iter().enumerate() {
             let n = block.rows as usize;
             let bytes = self.chunk(&block.time, series, bi, "time")?;
             decode_time_chunk(bytes, n, &mut out.times)
@@ -143,7 +140,7 @@ impl Segment {
             for (fi, ((want, (name, ty)), col)) in
                 wanted.iter().zip(fields).zip(&mut out.columns).enumerate()
             {
-                let chunk = want.and_then(|fid| block.fields.iter().find(|f| f.field == fid));
+                let chunk = want.and_then(|fid| self.index.field(block, fid));
                 match (chunk, &mut decimals[fi]) {
                     (None, Some(_)) => col.valid.resize(col.valid.len() + n, false),
                     (None, None) => (0..n).for_each(|_| col.push_null()),
@@ -169,7 +166,7 @@ impl Segment {
     /// fails on a damaged one).
     fn decimal_everywhere(&self, blocks: &[Block], fid: u16) -> bool {
         blocks.iter().all(|b| {
-            (b.fields.iter().find(|f| f.field == fid))
+            (self.index.field(b, fid))
                 .is_none_or(|fc| self.decimal_header(fc, b.rows as usize).is_some())
         })
     }
@@ -414,7 +411,8 @@ mod tests {
         w.write_series(7, &rows(50)).unwrap();
         w.finish().unwrap();
         let seg = Segment::open(&path).unwrap();
-        let fc = &seg.series[0].blocks[0].fields[0];
+        let block = &seg.index_of(7).unwrap()[0];
+        let fc = &seg.index.fields(block)[0];
         let at = fc.chunk.offset as usize + fc.chunk.len as usize - 1;
         drop(seg);
         let mut bytes = std::fs::read(&path).unwrap();

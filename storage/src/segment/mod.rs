@@ -64,21 +64,109 @@ pub(crate) struct FieldChunk {
     pub stats: ChunkStats,
 }
 
-/// One block of rows of one series.
+/// One block of rows of one series; its field chunks lie in the [`Index`]'s chunk list.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Block {
     pub rows: u32,
     pub min_time: i64,
     pub max_time: i64,
     pub time: ChunkRef,
-    pub fields: Vec<FieldChunk>,
+    /// Position of the block's first field chunk in the index's chunk list.
+    first_chunk: u32,
+    /// Number of field chunks (fields with a value in the block).
+    chunks: u16,
 }
 
-/// Footer entry of one series.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SeriesIndex {
-    pub series_id: crate::SeriesId,
-    pub blocks: Vec<Block>,
+/// A segment's footer index in memory: every series' blocks in one list and every block's field
+/// chunks in another, so a series costs no allocation of its own (a one-point series holds 8 +
+/// 48 + 64 bytes, where a list of blocks per series and of chunks per block cost three
+/// allocations and about 190 bytes). Built by the writer as series arrive and by the reader from
+/// the footer; the footer's bytes are the same either way (`docs/format.md`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Index {
+    /// Each series' id and the position of its first block in `blocks`; ids increase.
+    series: Vec<(crate::SeriesId, u32)>,
+    blocks: Vec<Block>,
+    chunks: Vec<FieldChunk>,
+}
+
+impl Index {
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Numbers of series, blocks and field chunks.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.series.len(), self.blocks.len(), self.chunks.len())
+    }
+
+    /// The last series begun.
+    pub fn last_series(&self) -> Option<crate::SeriesId> {
+        self.series.last().map(|s| s.0)
+    }
+
+    /// Every series with its blocks, in id order.
+    pub fn series(&self) -> impl Iterator<Item = (crate::SeriesId, &[Block])> + '_ {
+        (0..self.series.len()).map(|pos| (self.series[pos].0, self.blocks_at(pos)))
+    }
+
+    /// The blocks of series `id`, if the segment has it.
+    pub fn blocks_of(&self, id: crate::SeriesId) -> Option<&[Block]> {
+        let pos = self.series.binary_search_by_key(&id, |s| s.0).ok()?;
+        Some(self.blocks_at(pos))
+    }
+
+    fn blocks_at(&self, pos: usize) -> &[Block] {
+        let start = self.series[pos].1 as usize;
+        let end = (self.series.get(pos + 1)).map_or(self.blocks.len(), |s| s.1 as usize);
+        &self.blocks[start..end]
+    }
+
+    /// The field chunks of `block` (a block of this index).
+    pub fn fields(&self, block: &Block) -> &[FieldChunk] {
+        let start = block.first_chunk as usize;
+        &self.chunks[start..start + usize::from(block.chunks)]
+    }
+
+    /// The chunk of field `fid` in `block`, if the block has a value of it.
+    pub fn field(&self, block: &Block, fid: u16) -> Option<&FieldChunk> {
+        self.fields(block).iter().find(|f| f.field == fid)
+    }
+
+    /// Begins series `id`; the blocks pushed next are its own. Ids must increase.
+    pub fn begin_series(&mut self, id: crate::SeriesId) {
+        self.series.push((id, self.blocks.len() as u32));
+    }
+
+    /// Adds a field chunk to the block being built (before [`Index::push_block`] closes it).
+    pub fn push_chunk(&mut self, chunk: FieldChunk) {
+        self.chunks.push(chunk);
+    }
+
+    /// Closes a block of the last series begun, holding the chunks pushed since the last block.
+    pub fn push_block(&mut self, rows: u32, (min_time, max_time): (i64, i64), time: ChunkRef) {
+        let first_chunk = self
+            .blocks
+            .last()
+            .map_or(0, |b| b.first_chunk + u32::from(b.chunks));
+        let chunks = (self.chunks.len() as u32 - first_chunk) as u16;
+        self.blocks.push(Block {
+            rows,
+            min_time,
+            max_time,
+            time,
+            first_chunk,
+            chunks,
+        });
+    }
+
+    /// Gives back spare capacity (the reader's index lives as long as the segment).
+    pub fn shrink_to_fit(&mut self) {
+        self.series.shrink_to_fit();
+        self.blocks.shrink_to_fit();
+        self.chunks.shrink_to_fit();
+    }
 }
 
 /// Opens a segment file on its own (no data directory needed), checks every chunk's CRC32C and

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex,
-    TRAILER_LEN, VERSION,
+    Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, Index, MAGIC, TRAILER_LEN,
+    VERSION,
 };
 use crate::bytes::{ReadError, Reader};
 use crate::codec::{self, Codec};
@@ -23,7 +23,7 @@ pub(crate) struct Segment {
     pub stream: String,
     pub partition_start: i64,
     pub fields: Vec<(String, FieldType)>,
-    series: Vec<SeriesIndex>,
+    index: Index,
 }
 
 impl Segment {
@@ -44,7 +44,7 @@ impl Segment {
             stream: parsed.stream,
             partition_start: parsed.partition_start,
             fields: parsed.fields,
-            series: parsed.series,
+            index: parsed.index,
         })
     }
 
@@ -55,21 +55,18 @@ impl Segment {
 
     /// Ids of the series stored, increasing.
     pub fn series_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
-        self.series.iter().map(|s| s.series_id)
+        self.index.series().map(|(id, _)| id)
     }
 
-    fn index_of(&self, id: SeriesId) -> Option<&SeriesIndex> {
-        self.series
-            .binary_search_by_key(&id, |s| s.series_id)
-            .ok()
-            .map(|i| &self.series[i])
+    /// The blocks of series `id`, if the segment has it.
+    fn index_of(&self, id: SeriesId) -> Option<&[Block]> {
+        self.index.blocks_of(id)
     }
 
     /// Every block with its field chunks.
     pub fn blocks(&self) -> impl Iterator<Item = (&Block, &[FieldChunk])> + '_ {
-        self.series
-            .iter()
-            .flat_map(|s| s.blocks.iter().map(|b| (b, b.fields.as_slice())))
+        (self.index.series())
+            .flat_map(|(_, blocks)| blocks.iter().map(|b| (b, self.index.fields(b))))
     }
 
     /// Name of the codec of a time chunk (codec byte at `skip`).
@@ -95,12 +92,13 @@ impl Segment {
     /// Checks every chunk's CRC; returns one description per damaged chunk.
     pub fn verify(&self) -> Vec<String> {
         let mut damage = Vec::new();
-        for s in &self.series {
-            for (bi, b) in s.blocks.iter().enumerate() {
-                let refs = std::iter::once(("time".to_string(), b.time))
-                    .chain(b.fields.iter().map(|f| (self.field_name(f.field), f.chunk)));
+        for (series_id, blocks) in self.index.series() {
+            for (bi, b) in blocks.iter().enumerate() {
+                let refs = std::iter::once(("time".to_string(), b.time)).chain(
+                    (self.index.fields(b).iter()).map(|f| (self.field_name(f.field), f.chunk)),
+                );
                 for (name, r) in refs {
-                    if let Err(e) = self.chunk(&r, s.series_id, bi, &name) {
+                    if let Err(e) = self.chunk(&r, series_id, bi, &name) {
                         damage.push(e.to_string());
                     }
                 }
@@ -146,8 +144,7 @@ impl Segment {
         };
         let wanted = self.local_fields(fields)?;
         let blocks = || {
-            (index.blocks.iter().enumerate())
-                .filter(|(_, b)| b.max_time >= first && b.min_time <= last)
+            (index.iter().enumerate()).filter(|(_, b)| b.max_time >= first && b.min_time <= last)
         };
         let mut out = Rows::empty(fields);
         out.reserve(blocks().map(|(_, b)| b.rows as usize).sum());
@@ -184,7 +181,7 @@ impl Segment {
         decode_time_chunk(bytes, n, &mut out.times)
             .map_err(|e| self.decode_error(series, bi, "time", e))?;
         for ((want, (name, ty)), col) in wanted.iter().zip(fields).zip(&mut out.columns) {
-            match want.and_then(|fid| block.fields.iter().find(|f| f.field == fid)) {
+            match want.and_then(|fid| self.index.field(block, fid)) {
                 None => (0..n).for_each(|_| col.push_null()),
                 Some(fc) => {
                     let bytes = self.chunk(&fc.chunk, series, bi, name)?;
@@ -225,7 +222,7 @@ impl Segment {
             .map_err(|e| self.decode_error(series, bi, "time", e))?;
         let mut columns = Vec::with_capacity(fields.len());
         for (want, (name, ty)) in wanted.iter().zip(fields) {
-            let chunk = want.and_then(|fid| block.fields.iter().find(|f| f.field == fid));
+            let chunk = want.and_then(|fid| self.index.field(block, fid));
             let col = match chunk {
                 None => null_column(name, *ty, n),
                 Some(fc) => {
@@ -257,8 +254,8 @@ impl Segment {
     /// Earliest and latest time of `series` in this segment, from the footer (nothing decoded).
     pub fn series_range(&self, series: SeriesId) -> Option<(i64, i64)> {
         let index = self.index_of(series)?;
-        let lo = index.blocks.iter().map(|b| b.min_time).min()?;
-        let hi = index.blocks.iter().map(|b| b.max_time).max()?;
+        let lo = index.iter().map(|b| b.min_time).min()?;
+        let hi = index.iter().map(|b| b.max_time).max()?;
         Some((lo, hi))
     }
 
@@ -266,7 +263,7 @@ impl Segment {
     /// decodes at most), from the footer.
     pub fn series_rows_between(&self, series: SeriesId, first: i64, last: i64) -> usize {
         self.index_of(series).map_or(0, |i| {
-            (i.blocks.iter())
+            (i.iter())
                 .filter(|b| b.max_time >= first && b.min_time <= last)
                 .map(|b| b.rows as usize)
                 .sum()
@@ -276,7 +273,7 @@ impl Segment {
     /// `(min_time, max_time)` of each block of `series`, in block order.
     pub fn series_block_ranges(&self, series: SeriesId) -> Vec<(i64, i64)> {
         self.index_of(series)
-            .map(|i| i.blocks.iter().map(|b| (b.min_time, b.max_time)).collect())
+            .map(|i| i.iter().map(|b| (b.min_time, b.max_time)).collect())
             .unwrap_or_default()
     }
 
@@ -309,15 +306,7 @@ impl Segment {
         let block = self.block(series, bi)?;
         Ok(local
             .iter()
-            .map(|l| {
-                l.and_then(|fid| {
-                    block
-                        .fields
-                        .iter()
-                        .find(|c| c.field == fid)
-                        .map(|c| c.stats)
-                })
-            })
+            .map(|l| l.and_then(|fid| self.index.field(block, fid).map(|c| c.stats)))
             .collect())
     }
 
@@ -339,7 +328,7 @@ impl Segment {
 
     fn block(&self, series: SeriesId, bi: usize) -> Result<&Block> {
         self.index_of(series)
-            .and_then(|i| i.blocks.get(bi))
+            .and_then(|i| i.get(bi))
             .ok_or_else(|| StorageError::Corrupt {
                 path: self.path.clone(),
                 detail: format!("series {series} has no block {bi}"),
@@ -356,13 +345,9 @@ impl Segment {
             return Vec::new();
         };
         index
-            .blocks
             .iter()
             .filter_map(|b| {
-                b.fields
-                    .iter()
-                    .find(|f| f.field as usize == fid)
-                    .map(|f| (b.min_time, b.max_time, f.stats))
+                (self.index.field(b, fid as u16)).map(|f| (b.min_time, b.max_time, f.stats))
             })
             .collect()
     }
@@ -615,7 +600,7 @@ struct ParsedFooter {
     stream: String,
     partition_start: i64,
     fields: Vec<(String, FieldType)>,
-    series: Vec<SeriesIndex>,
+    index: Index,
 }
 
 fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFooter, ReadError> {
@@ -636,29 +621,29 @@ fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFoo
         fields.push((name, ty));
     }
     let nseries = r.count(8, "series count")?;
-    let mut series = Vec::with_capacity(nseries);
+    let mut index = Index::default();
     let limit = (file_len - TRAILER_LEN) as u64;
     for _ in 0..nseries {
         let series_id = r.u32("series id")?;
-        let nblocks = r.count(42, "block count")?;
-        let mut blocks = Vec::with_capacity(nblocks);
-        for _ in 0..nblocks {
-            blocks.push(parse_block(&mut r, limit, nfields)?);
+        if index.last_series().is_some_and(|last| last >= series_id) {
+            return Err(ReadError {
+                offset: 0,
+                what: "series ids are not increasing".into(),
+            });
         }
-        series.push(SeriesIndex { series_id, blocks });
+        index.begin_series(series_id);
+        let nblocks = r.count(42, "block count")?;
+        for _ in 0..nblocks {
+            parse_block(&mut r, limit, nfields, &mut index)?;
+        }
     }
-    if series.windows(2).any(|w| w[0].series_id >= w[1].series_id) {
-        return Err(ReadError {
-            offset: 0,
-            what: "series ids are not increasing".into(),
-        });
-    }
+    index.shrink_to_fit();
     Ok(ParsedFooter {
         database,
         stream,
         partition_start,
         fields,
-        series,
+        index,
     })
 }
 
@@ -681,13 +666,13 @@ fn parse_block(
     r: &mut Reader<'_>,
     limit: u64,
     nfields: usize,
-) -> std::result::Result<Block, ReadError> {
+    index: &mut Index,
+) -> std::result::Result<(), ReadError> {
     let rows = r.u32("block rows")?;
     let min_time = r.i64("block min time")?;
     let max_time = r.i64("block max time")?;
     let time = parse_chunk_ref(r, limit)?;
     let nf = r.u16("field chunk count")? as usize;
-    let mut fields = Vec::with_capacity(nf.min(nfields));
     for _ in 0..nf {
         let field = r.u16("field id")?;
         if field as usize >= nfields {
@@ -711,7 +696,7 @@ fn parse_block(
                 what: "chunk value count exceeds block rows".into(),
             });
         }
-        fields.push(FieldChunk {
+        index.push_chunk(FieldChunk {
             field,
             chunk,
             stats,
@@ -723,11 +708,6 @@ fn parse_block(
             what: "empty block or inverted time range".into(),
         });
     }
-    Ok(Block {
-        rows,
-        min_time,
-        max_time,
-        time,
-        fields,
-    })
+    index.push_block(rows, (min_time, max_time), time);
+    Ok(())
 }

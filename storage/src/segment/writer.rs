@@ -6,7 +6,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::{
-    BLOCK_ROWS, Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, MAGIC, SeriesIndex,
+    BLOCK_ROWS, Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, Index, MAGIC,
     VERSION,
 };
 use crate::bytes::PutBytes;
@@ -35,7 +35,7 @@ pub(crate) struct SegmentWriter {
     partition_start: i64,
     partition_ns: i64,
     fields: Vec<(String, FieldType)>,
-    index: Vec<SeriesIndex>,
+    index: Index,
     scratch: Vec<u8>,
     rows: u64,
     min_time: i64,
@@ -64,7 +64,7 @@ impl SegmentWriter {
             partition_start,
             partition_ns,
             fields: fields.to_vec(),
-            index: Vec::new(),
+            index: Index::default(),
             scratch: Vec::new(),
             rows: 0,
             min_time: i64::MAX,
@@ -96,16 +96,8 @@ impl SegmentWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut blocks = Vec::with_capacity(rows.len().div_ceil(BLOCK_ROWS));
-        for start in (0..rows.len()).step_by(BLOCK_ROWS) {
-            let end = (start + BLOCK_ROWS).min(rows.len());
-            blocks.push(self.write_block(rows, start..end)?);
-        }
-        self.rows += rows.len() as u64;
-        self.min_time = self.min_time.min(rows.times[0]);
-        self.max_time = self.max_time.max(rows.times[rows.len() - 1]);
-        self.index.push(SeriesIndex { series_id, blocks });
-        Ok(())
+        self.index.begin_series(series_id);
+        self.write_blocks(rows)
     }
 
     /// Appends rows to the series `series_id`, continuing it when it is the last series written
@@ -115,22 +107,25 @@ impl SegmentWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut blocks = Vec::with_capacity(rows.len().div_ceil(BLOCK_ROWS));
+        if self.index.last_series() != Some(series_id) {
+            self.index.begin_series(series_id);
+        }
+        self.write_blocks(rows)
+    }
+
+    /// Writes `rows` (not empty) as blocks of the last series begun.
+    fn write_blocks(&mut self, rows: &Rows) -> Result<()> {
         for start in (0..rows.len()).step_by(BLOCK_ROWS) {
             let end = (start + BLOCK_ROWS).min(rows.len());
-            blocks.push(self.write_block(rows, start..end)?);
+            self.write_block(rows, start..end)?;
         }
         self.rows += rows.len() as u64;
         self.min_time = self.min_time.min(rows.times[0]);
         self.max_time = self.max_time.max(rows.times[rows.len() - 1]);
-        match self.index.last_mut() {
-            Some(last) if last.series_id == series_id => last.blocks.extend(blocks),
-            _ => self.index.push(SeriesIndex { series_id, blocks }),
-        }
         Ok(())
     }
 
-    fn write_block(&mut self, rows: &Rows, range: std::ops::Range<usize>) -> Result<Block> {
+    fn write_block(&mut self, rows: &Rows, range: std::ops::Range<usize>) -> Result<()> {
         let times = &rows.times[range.clone()];
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
@@ -138,7 +133,6 @@ impl SegmentWriter {
         let ts_codec = codec::encode_timestamps(times, &mut buf);
         buf[0] = ts_codec as u8;
         let time = self.emit(&buf)?;
-        let mut fields = Vec::new();
         for (fid, col) in rows.columns.iter().enumerate() {
             let valid = &col.valid[range.clone()];
             let count = valid.iter().filter(|v| **v).count();
@@ -149,20 +143,16 @@ impl SegmentWriter {
             encode_field_chunk(col, range.clone(), count, &mut buf);
             let chunk = self.emit(&buf)?;
             let stats = compute_stats(&col.data, valid, range.start);
-            fields.push(FieldChunk {
+            self.index.push_chunk(FieldChunk {
                 field: fid as u16,
                 chunk,
                 stats,
             });
         }
         self.scratch = buf;
-        Ok(Block {
-            rows: times.len() as u32,
-            min_time: times[0],
-            max_time: times[times.len() - 1],
-            time,
-            fields,
-        })
+        let span = (times[0], times[times.len() - 1]);
+        self.index.push_block(times.len() as u32, span, time);
+        Ok(())
     }
 
     /// Writes footer and trailer, fsyncs and renames into place. The caller fsyncs the directory.
@@ -193,7 +183,7 @@ impl SegmentWriter {
     }
 
     fn encode_footer(&self) -> Vec<u8> {
-        let mut f = Vec::new();
+        let mut f = Vec::with_capacity(self.footer_len());
         f.put_str(&self.database);
         f.put_str(&self.stream);
         f.put_i64(self.partition_start);
@@ -204,16 +194,40 @@ impl SegmentWriter {
             f.put_u8(ty.tag());
         }
         f.put_u32(self.index.len() as u32);
-        for s in &self.index {
-            f.put_u32(s.series_id);
-            f.put_u32(s.blocks.len() as u32);
-            for b in &s.blocks {
-                encode_block(&mut f, b);
+        for (series_id, blocks) in self.index.series() {
+            f.put_u32(series_id);
+            f.put_u32(blocks.len() as u32);
+            for b in blocks {
+                encode_block(&mut f, b, self.index.fields(b));
             }
         }
+        debug_assert_eq!(f.len(), self.footer_len());
         f
     }
 }
+
+impl SegmentWriter {
+    /// Bytes of the footer [`SegmentWriter::encode_footer`] writes (so it is allocated once).
+    fn footer_len(&self) -> usize {
+        let names: usize = self.fields.iter().map(|(n, _)| 4 + n.len() + 1).sum();
+        let (series, blocks, chunks) = self.index.counts();
+        4 + self.database.len()
+            + 4
+            + self.stream.len()
+            + 8
+            + 8
+            + 4
+            + names
+            + 4
+            + series * 8
+            + blocks * BLOCK_ENTRY_LEN
+            + chunks * CHUNK_ENTRY_LEN
+    }
+}
+
+/// Footer bytes of a block entry before its field chunks, and of one field chunk entry.
+const BLOCK_ENTRY_LEN: usize = 4 + 8 + 8 + 16 + 2;
+const CHUNK_ENTRY_LEN: usize = 2 + 16 + 4 + 8 * 5;
 
 fn put_chunk_ref(f: &mut Vec<u8>, c: &ChunkRef) {
     f.put_u64(c.offset);
@@ -221,13 +235,13 @@ fn put_chunk_ref(f: &mut Vec<u8>, c: &ChunkRef) {
     f.put_u32(c.crc);
 }
 
-fn encode_block(f: &mut Vec<u8>, b: &Block) {
+fn encode_block(f: &mut Vec<u8>, b: &Block, fields: &[FieldChunk]) {
     f.put_u32(b.rows);
     f.put_i64(b.min_time);
     f.put_i64(b.max_time);
     put_chunk_ref(f, &b.time);
-    f.put_u16(b.fields.len() as u16);
-    for fc in &b.fields {
+    f.put_u16(fields.len() as u16);
+    for fc in fields {
         f.put_u16(fc.field);
         put_chunk_ref(f, &fc.chunk);
         f.put_u32(fc.stats.count);
