@@ -142,17 +142,25 @@ T0=$(now)
 post "$URL/api/v1/flush" >/dev/null
 echo "flush after the back-fill: $(secs "$T0" "$(now)") s"
 INGEST=${INGEST:-1d}
+# CPU seconds (user + system) the server has used so far, from /proc/PID/stat.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$PID/stat"; }
 ingest() { # database -> the loader's rows/s line and its failed requests (new data, ending now)
-    "$FLEET" load --url "$URL" --token "$TOKEN" --db "$1" --trucks "$TRUCKS" --start now \
+    /usr/bin/time -f "%U %S" -o "$WORK/loader-cpu-$1" "$FLEET" load --url "$URL" --token "$TOKEN" --db "$1" --trucks "$TRUCKS" --start now \
         --duration "$INGEST" --interval "$INTERVAL" --missing 0 --offline 0 --seed 9 --quiet \
         >"$WORK/ingest-$1.log" 2>&1 || true
-    echo "$(grep -E '^rows' "$WORK/ingest-$1.log" | tr -s ' '); $(grep -cE '^request .* failed' "$WORK/ingest-$1.log") requests refused"
+    local loader
+    loader=$(awk 'END { printf "%.2f", $1 + $2 }' "$WORK/loader-cpu-$1")
+    echo "$(grep -E '^rows' "$WORK/ingest-$1.log" | tr -s ' '); $(grep -cE '^request .* failed' "$WORK/ingest-$1.log") requests refused; loader CPU ${loader} s"
 }
-[ "$INGEST" = 0 ] || echo "ingest alone ($INGEST of $TRUCKS trucks into database ingest_alone): $(ingest ingest_alone)"
+if [ "$INGEST" != 0 ]; then
+    C0=$(cpu); T0=$(now)
+    LINE=$(ingest ingest_alone)
+    echo "ingest alone ($INGEST of $TRUCKS trucks into database ingest_alone): $LINE; server CPU $(echo "$(cpu) - $C0" | bc) s in $(secs "$T0" "$(now)") s"
+fi
 post "$URL/api/v1/flush" >/dev/null
 post -X PUT -H 'Content-Type: application/json' --data "{\"hot\": \"1d\", \"rollups\": $ROLLUP_JSON}" \
     "$URL/api/v1/databases/default/lifecycle" >/dev/null
-T0=$(now)
+C0=$(cpu); T0=$(now)
 post "$URL/api/v1/lifecycle/run" >"$WORK/run.json" &
 RUN_PID=$!
 if [ "$INGEST" != 0 ]; then
@@ -161,13 +169,18 @@ if [ "$INGEST" != 0 ]; then
 fi
 wait "$RUN_PID"
 T1=$(now)
-python3 - "$WORK/run.json" "$(secs "$T0" "$T1")" <<'PY'
+MOVE_CPU=$(echo "$(cpu) - $C0" | bc)
+python3 - "$WORK/run.json" "$(secs "$T0" "$T1")" "$MOVE_CPU" "$INGEST" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); s = float(sys.argv[2])
+r = json.load(open(sys.argv[1])); s = float(sys.argv[2]); cpu = float(sys.argv[3])
 seg = sum(m["segment_bytes"] for m in r["moved"]); obj = sum(m["object_bytes"] for m in r["moved"])
 rows = sum(m["rows"] for m in r["moved"])
 print(f"move: {len(r['moved'])} objects, {rows} rows, segments {seg/1e6:.1f} MB -> objects {obj/1e6:.1f} MB "
       f"({obj/max(seg,1):.2f}x), {s:.2f} s = {seg/1e6/max(s,1e-9):.1f} MB/s; errors {r['errors']}")
+# The server's CPU over the move (with the ingest's share when INGEST is set): segment MB per
+# CPU second says what a move costs whatever else shares the cores.
+alone = " (the move alone)" if sys.argv[4] == "0" else " (move + the ingest meanwhile)"
+print(f"move CPU: server {cpu:.2f} s{alone} = {cpu/max(s,1e-9):.2f} cores, {seg/1e6/max(cpu,1e-9):.1f} MB of segments per CPU second")
 PY
 [ "$STORE" = file ] && echo "cold store: $(du -sm "$COLD" | cut -f1) MB in $(find "$COLD" -name '*.parquet' | wc -l) objects"
 
