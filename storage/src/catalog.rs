@@ -501,4 +501,51 @@ mod tests {
             vec![a1]
         );
     }
+
+    #[test]
+    fn the_same_keys_in_two_streams_stay_apart_through_table_growth() {
+        // Keys live once in the series list; each stream's tables hold ids only, so lookups must
+        // keep finding the right id as the tables grow and rehash, and never one of the other
+        // stream's series with an equal key.
+        let mut cat = Catalog::default();
+        let (cpu, mem) = (
+            cat.ensure_stream("db", "cpu"),
+            cat.ensure_stream("db", "mem"),
+        );
+        let key = |i: usize| SeriesKey {
+            device: format!("dev{}", i % 3_000),
+            tags: vec![("core".into(), (i / 3_000).to_string())],
+        };
+        let mut ids = Vec::new();
+        for i in 0..6_000 {
+            ids.push((
+                cat.ensure_series(cpu, &key(i)),
+                cat.ensure_series(mem, &key(i)),
+            ));
+        }
+        for (i, &(c, m)) in ids.iter().enumerate() {
+            assert_ne!(c, m);
+            assert_eq!(cat.stream(cpu).series_id(&key(i)), Some(c));
+            assert_eq!(cat.stream(mem).series_id(&key(i)), Some(m));
+            assert_eq!(
+                cat.ensure_series(cpu, &key(i)),
+                c,
+                "no second id for a known key"
+            );
+            assert_eq!(cat.series[c as usize].stream, cpu);
+        }
+        assert_eq!(cat.series.len(), 12_000);
+        let dev7 = |stream| cat.stream(stream).matching(Some("dev7"), &[]);
+        assert_eq!(
+            dev7(cpu).iter().collect::<Vec<_>>(),
+            vec![ids[7].0, ids[3_007].0]
+        );
+        assert_eq!(
+            dev7(mem).iter().collect::<Vec<_>>(),
+            vec![ids[7].1, ids[3_007].1]
+        );
+        assert_eq!(cat.stream(cpu).devices().len(), 3_000);
+        assert!(cat.stream(cpu).series_id(&key(6_000)).is_none());
+        assert!(cat.stream(mem).matching(Some("dev3000"), &[]).is_empty());
+    }
 }
