@@ -286,7 +286,8 @@ fn lower_priority() {
 /// encoding is most of a move's time).
 const ENCODERS: usize = 2;
 
-/// Segments handed to each encoder ahead of the one being stored (with their series keys).
+/// Groups handed out per encoder ahead of the one being stored (with their series keys): with 2
+/// encoders, at most 4 encoded or being encoded while one is stored.
 const AHEAD: usize = 2;
 
 /// The segments one run moves, in groups that each become one object, their windows registered
@@ -381,10 +382,12 @@ pub(super) fn prepare<'a>(
 /// Moves the groups of segments [`prepare`] picked, oldest first, without the compaction lock;
 /// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
 /// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// ([`lower_priority`]; each at most one object ahead); writing, verifying and
-/// committing stay on this thread, at normal priority (it takes the locks flush needs), in age
-/// order. No lock a flush or a write takes is held while encoding or storing: only the manifest
-/// edits and the live-state swap take them.
+/// ([`lower_priority`]), each taking the next group from one shared queue as soon as it is free
+/// (so a small group never waits behind another encoder's large one), at most
+/// [`AHEAD`] · encoders groups ahead of the one being stored; writing, verifying and committing
+/// stay on this thread, at normal priority (it takes the locks flush needs), in age order. No
+/// lock a flush or a write takes is held while encoding or storing: only the manifest edits and
+/// the live-state swap take them.
 pub(super) fn move_cold(
     inner: &Inner,
     tier: &ColdTier,
@@ -392,49 +395,55 @@ pub(super) fn move_cold(
     report: &mut LifecycleRun,
 ) {
     let candidates = &moving.groups;
+    let encoders = ENCODERS.min(candidates.len());
+    if encoders == 0 {
+        return;
+    }
+    let ahead = AHEAD * encoders;
+    // Work in: (position, group, its series keys), shared by the encoders. Dropping the sender
+    // (this function returning) ends them.
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, &Group, SeriesKeys)>(ahead);
+    let work_rx = std::sync::Mutex::new(work_rx);
     std::thread::scope(|scope| {
-        let encoders = ENCODERS.min(candidates.len());
-        // Per encoder: work in (group, its series keys), objects out.
-        let (feeds, queues): (Vec<_>, Vec<_>) = (0..encoders)
-            .map(|_| {
-                let (work_tx, work_rx) =
-                    std::sync::mpsc::sync_channel::<(&Group, SeriesKeys)>(AHEAD);
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                scope.spawn(move || {
-                    // Encoding yields the CPU to writers, flush and queries, and takes no engine
-                    // lock (a preempted low-priority holder would stall them): the keys come
-                    // with the work.
-                    lower_priority();
-                    for (group, keys) in work_rx {
-                        if inner.shutdown.load(Ordering::Acquire) {
-                            return;
-                        }
-                        let started = std::time::Instant::now();
-                        let encoded = encode(group, &keys);
-                        // The receiver is gone when a move failed: stop encoding.
-                        if tx.send((encoded, started.elapsed())).is_err() {
-                            return;
-                        }
+        // Objects out, with their position; dropping the receiver (a failed move) stops them.
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(ahead);
+        for _ in 0..encoders {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || {
+                // Encoding yields the CPU to writers, flush and queries, and takes no engine
+                // lock (a preempted low-priority holder would stall them): the keys come
+                // with the work.
+                lower_priority();
+                while let Some((i, group, keys)) = next_work(work_rx) {
+                    if inner.shutdown.load(Ordering::Acquire) {
+                        return;
                     }
-                });
-                (work_tx, rx)
-            })
-            .unzip();
-        // Group `j` goes to encoder `j % encoders` with its keys, read here from the catalog
-        // at normal priority; each encoder holds at most `AHEAD` groups' keys.
+                    let started = std::time::Instant::now();
+                    let encoded = encode(group, &keys);
+                    if done_tx.send((i, (encoded, started.elapsed()))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // Group `j` goes out with its keys, read here from the catalog at normal priority.
+        let work_tx = work_tx;
         let feed = |j: usize| -> Result<()> {
             let group = &candidates[j];
             let keys = series_keys(&inner.read_state()?.catalog, group);
-            // An encoder only stops early when the engine closes; the loop below reports it.
-            let _ = feeds[j % encoders].send((group, keys));
+            // Encoders only stop early when the engine closes; the loop below reports it.
+            let _ = work_tx.send((j, group, keys));
             Ok(())
         };
-        for j in 0..candidates.len().min(AHEAD * encoders) {
+        for j in 0..candidates.len().min(ahead) {
             if let Err(e) = feed(j) {
                 report.errors.push(format!("cold: {e}"));
                 return;
             }
         }
+        // Objects encoded ahead of their turn, by position.
+        let mut ready = std::collections::BTreeMap::new();
         for (i, group) in candidates.iter().enumerate() {
             if inner.shutdown.load(Ordering::Acquire) {
                 report
@@ -442,13 +451,23 @@ pub(super) fn move_cold(
                     .push("cold: the engine is closing; the rest stays hot".into());
                 return;
             }
-            let Ok(encoded) = queues[i % queues.len()].recv() else {
-                report
-                    .errors
-                    .push("cold: an encoder thread stopped; the rest stays hot".into());
-                return;
+            let encoded = loop {
+                if let Some(encoded) = ready.remove(&i) {
+                    break encoded;
+                }
+                match done_rx.recv() {
+                    Ok((j, encoded)) => {
+                        ready.insert(j, encoded);
+                    }
+                    Err(_) => {
+                        report
+                            .errors
+                            .push("cold: the encoder threads stopped; the rest stays hot".into());
+                        return;
+                    }
+                }
             };
-            let next = i + AHEAD * encoders;
+            let next = i + ahead;
             if next < candidates.len()
                 && let Err(e) = feed(next)
             {
@@ -460,6 +479,13 @@ pub(super) fn move_cold(
             }
         }
     });
+}
+
+/// The next group for an encoder from the shared queue; `None` once the queue is closed.
+fn next_work<'g>(
+    work: &std::sync::Mutex<std::sync::mpsc::Receiver<(usize, &'g Group, SeriesKeys)>>,
+) -> Option<(usize, &'g Group, SeriesKeys)> {
+    work.lock().ok()?.recv().ok()
 }
 
 /// Stores one encoded group ([`move_group`]) and reports it; false when it failed (the run
