@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::cold_group::{Group, SeriesKeys, encode, groups, series_keys, tag_keys};
+use super::cold_group::{Group, encode, groups, series_keys, tag_keys};
 use super::{Inner, LiveSegment, poisoned};
 use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, MergedSegment, date_of};
 use crate::error::{Result, StorageError};
@@ -382,12 +382,10 @@ pub(super) fn prepare<'a>(
 /// Moves the groups of segments [`prepare`] picked, oldest first, without the compaction lock;
 /// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
 /// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// ([`lower_priority`]), each taking the next group from one shared queue as soon as it is free
-/// (so a small group never waits behind another encoder's large one), at most
-/// [`AHEAD`] · encoders groups ahead of the one being stored; writing, verifying and committing
-/// stay on this thread, at normal priority (it takes the locks flush needs), in age order. No
-/// lock a flush or a write takes is held while encoding or storing: only the manifest edits and
-/// the live-state swap take them.
+/// ([`lower_priority`]) through [`in_order`]; writing, verifying and committing stay on this
+/// thread, at normal priority (it takes the locks flush needs), in age order. No lock a flush or
+/// a write takes is held while encoding or storing: only the manifest edits and the live-state
+/// swap take them.
 pub(super) fn move_cold(
     inner: &Inner,
     tier: &ColdTier,
@@ -395,96 +393,122 @@ pub(super) fn move_cold(
     report: &mut LifecycleRun,
 ) {
     let candidates = &moving.groups;
-    let encoders = ENCODERS.min(candidates.len());
-    if encoders == 0 {
-        return;
+    let stopped = || inner.shutdown.load(Ordering::Acquire);
+    // The keys are read from the catalog here, at normal priority: an encoder takes no engine
+    // lock (a preempted low-priority holder would stall writers and flush).
+    let keys = |j: usize| Ok(series_keys(&inner.read_state()?.catalog, &candidates[j]));
+    let outcome = in_order(
+        candidates,
+        ENCODERS,
+        keys,
+        |group, keys| encode(group, &keys),
+        stopped,
+        |i, encoded| store_one(inner, tier, &candidates[i], encoded, report),
+    );
+    if let Err(e) = outcome {
+        report.errors.push(format!("cold: {e}"));
     }
-    let ahead = AHEAD * encoders;
-    // Work in: (position, group, its series keys), shared by the encoders. Dropping the sender
-    // (this function returning) ends them.
-    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, &Group, SeriesKeys)>(ahead);
+}
+
+/// What a worker of [`in_order`] answers for one item, and how long its work took.
+type Encoded<R> = (Result<R>, std::time::Duration);
+
+/// Runs `work` over `items` on up to `threads` threads at [`BULK_NICE`], each taking the next
+/// item from one shared queue as soon as it is free (so a small item never waits behind another
+/// thread's large one), with its input from `input` (called here, in order, at most [`AHEAD`] ·
+/// threads items ahead of the one being stored); hands each result to `store` here, strictly in
+/// item order. Stops when `store` returns false (it reported why), or with an error when
+/// `input` fails or `stopped` says the engine closes. Every item a thread takes is answered (a
+/// panic in `work` becomes an error, and once `stopped` an item is answered with
+/// [`StorageError::ShutDown`] instead of being worked on), so the wait for the next item in order
+/// always ends; returning drops both queues, which ends the threads.
+fn in_order<T: Sync, K: Send, R: Send>(
+    items: &[T],
+    threads: usize,
+    mut input: impl FnMut(usize) -> Result<K>,
+    work: impl Fn(&T, K) -> Result<R> + Sync,
+    stopped: impl Fn() -> bool + Sync,
+    mut store: impl FnMut(usize, Encoded<R>) -> bool,
+) -> std::result::Result<(), String> {
+    let threads = threads.min(items.len());
+    if threads == 0 {
+        return Ok(());
+    }
+    let ahead = AHEAD * threads;
+    // Work in: (position, its input), shared by the threads.
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, K)>(ahead);
     let work_rx = std::sync::Mutex::new(work_rx);
+    let (work, stopped) = (&work, &stopped);
     std::thread::scope(|scope| {
-        // Objects out, with their position; dropping the receiver (a failed move) stops them.
-        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(ahead);
-        for _ in 0..encoders {
+        // Results out, with their position; dropping the receiver ends the threads.
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(usize, Encoded<R>)>(ahead);
+        for _ in 0..threads {
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
             scope.spawn(move || {
-                // Encoding yields the CPU to writers, flush and queries, and takes no engine
-                // lock (a preempted low-priority holder would stall them): the keys come
-                // with the work.
+                // Bulk work yields the CPU to writers, flush and queries.
                 lower_priority();
-                while let Some((i, group, keys)) = next_work(work_rx) {
-                    if inner.shutdown.load(Ordering::Acquire) {
-                        return;
-                    }
+                while let Some((i, input)) = next_work(work_rx) {
                     let started = std::time::Instant::now();
-                    let encoded = encode(group, &keys);
-                    if done_tx.send((i, (encoded, started.elapsed()))).is_err() {
+                    let result = match stopped() {
+                        true => Err(StorageError::ShutDown),
+                        false => caught(|| work(&items[i], input)),
+                    };
+                    if done_tx.send((i, (result, started.elapsed()))).is_err() {
                         return;
                     }
                 }
             });
         }
         drop(done_tx);
-        // Group `j` goes out with its keys, read here from the catalog at normal priority.
         let work_tx = work_tx;
-        let feed = |j: usize| -> Result<()> {
-            let group = &candidates[j];
-            let keys = series_keys(&inner.read_state()?.catalog, group);
-            // Encoders only stop early when the engine closes; the loop below reports it.
-            let _ = work_tx.send((j, group, keys));
+        let mut feed = |j: usize| -> Result<()> {
+            let k = input(j)?;
+            // The queue's receiver outlives this scope: the send only waits for room.
+            let _ = work_tx.send((j, k));
             Ok(())
         };
-        for j in 0..candidates.len().min(ahead) {
-            if let Err(e) = feed(j) {
-                report.errors.push(format!("cold: {e}"));
-                return;
-            }
+        for j in 0..items.len().min(ahead) {
+            feed(j).map_err(|e| e.to_string())?;
         }
-        // Objects encoded ahead of their turn, by position.
+        // Results that arrived ahead of their turn, by position.
         let mut ready = std::collections::BTreeMap::new();
-        for (i, group) in candidates.iter().enumerate() {
-            if inner.shutdown.load(Ordering::Acquire) {
-                report
-                    .errors
-                    .push("cold: the engine is closing; the rest stays hot".into());
-                return;
+        for i in 0..items.len() {
+            if stopped() {
+                return Err("the engine is closing; the rest stays hot".into());
             }
-            let encoded = loop {
-                if let Some(encoded) = ready.remove(&i) {
-                    break encoded;
+            let result = loop {
+                if let Some(result) = ready.remove(&i) {
+                    break result;
                 }
-                match done_rx.recv() {
-                    Ok((j, encoded)) => {
-                        ready.insert(j, encoded);
-                    }
-                    Err(_) => {
-                        report
-                            .errors
-                            .push("cold: the encoder threads stopped; the rest stays hot".into());
-                        return;
-                    }
-                }
+                let (j, result) = done_rx
+                    .recv()
+                    .map_err(|_| "the encoder threads stopped; the rest stays hot".to_string())?;
+                ready.insert(j, result);
             };
-            let next = i + ahead;
-            if next < candidates.len()
-                && let Err(e) = feed(next)
-            {
-                report.errors.push(format!("cold: {e}"));
-                return;
+            if i + ahead < items.len() {
+                feed(i + ahead).map_err(|e| e.to_string())?;
             }
-            if !store_one(inner, tier, group, encoded, report) {
-                return;
+            if !store(i, result) {
+                return Ok(());
             }
         }
-    });
+        Ok(())
+    })
 }
 
-/// The next group for an encoder from the shared queue; `None` once the queue is closed.
-fn next_work<'g>(
-    work: &std::sync::Mutex<std::sync::mpsc::Receiver<(usize, &'g Group, SeriesKeys)>>,
-) -> Option<(usize, &'g Group, SeriesKeys)> {
+/// `work()`, with a panic turned into an error (the run stops there and reports it).
+fn caught<R>(work: impl FnOnce() -> Result<R>) -> Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(StorageError::Internal(
+            "a cold encoder panicked; its group stays hot (see the log)".into(),
+        ))
+    })
+}
+
+/// The next item for a thread from the shared queue; `None` once the queue is closed.
+fn next_work<K>(
+    work: &std::sync::Mutex<std::sync::mpsc::Receiver<(usize, K)>>,
+) -> Option<(usize, K)> {
     work.lock().ok()?.recv().ok()
 }
 
@@ -790,3 +814,94 @@ mod fault_tests;
 #[cfg(test)]
 #[path = "cold_flush_tests.rs"]
 mod flush_tests;
+
+#[cfg(test)]
+mod in_order_tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// What a run ended with, and each position `store` saw with its result.
+    type Seen = (std::result::Result<(), String>, Vec<(usize, Result<usize>)>);
+
+    /// Runs `in_order` over `n` items on a thread of its own; its outcome and the positions
+    /// `store` saw with their results, or a failure if it has not returned after a minute.
+    fn run(
+        n: usize,
+        work: impl Fn(&usize, usize) -> Result<usize> + Sync + Send + 'static,
+        stop_after: Option<usize>,
+    ) -> Seen {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let items: Vec<usize> = (0..n).collect();
+            let stopped = AtomicBool::new(false);
+            let mut seen = Vec::new();
+            let outcome = in_order(
+                &items,
+                2,
+                |j| Ok(j * 10),
+                work,
+                || stopped.load(Ordering::Acquire),
+                |i, (result, _)| {
+                    let ok = result.is_ok();
+                    seen.push((i, result));
+                    if stop_after == Some(i) {
+                        stopped.store(true, Ordering::Release);
+                    }
+                    ok
+                },
+            );
+            let _ = tx.send((outcome, seen));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("in_order did not return within a minute")
+    }
+
+    #[test]
+    fn results_reach_store_in_item_order_whatever_finishes_first() {
+        // Even items take longer: the other thread finishes later items first.
+        let (outcome, seen) = run(
+            12,
+            |item, input| {
+                if item % 2 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(item + input)
+            },
+            None,
+        );
+        assert_eq!(outcome, Ok(()));
+        let got: Vec<(usize, usize)> = seen.into_iter().map(|(i, r)| (i, r.unwrap())).collect();
+        let want: Vec<(usize, usize)> = (0..12).map(|i| (i, i * 11)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_panicking_item_ends_the_run_with_its_error_instead_of_hanging() {
+        // The first item panics while the other thread finishes the rest and waits on an empty
+        // queue: the run must still get an answer for the first item.
+        let (outcome, seen) = run(
+            3,
+            |item, input| match item {
+                0 => panic!("encoder bug"),
+                _ => Ok(item + input),
+            },
+            None,
+        );
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(seen.len(), 1, "store stops at the failed item");
+        assert_eq!(seen[0].0, 0);
+        let err = seen[0].1.as_ref().unwrap_err().to_string();
+        assert!(err.contains("panicked"), "{err}");
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_with_an_error_and_stores_nothing_more() {
+        let (outcome, seen) = run(8, |item, input| Ok(item + input), Some(2));
+        assert_eq!(
+            outcome,
+            Err("the engine is closing; the rest stays hot".into())
+        );
+        let stored: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
+        assert_eq!(stored, vec![0, 1, 2]);
+    }
+}

@@ -632,7 +632,7 @@ fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFoo
             });
         }
         index.begin_series(series_id);
-        let nblocks = r.count(42, "block count")?;
+        let nblocks = r.count(38, "block count")?;
         for _ in 0..nblocks {
             parse_block(&mut r, limit, nfields, &mut index)?;
         }
