@@ -161,6 +161,13 @@ impl Index {
         });
     }
 
+    /// Makes room for `series` more series of at least one block each (a reader knows the count
+    /// from the footer, so the lists do not grow by doubling).
+    pub fn reserve(&mut self, series: usize) {
+        self.series.reserve_exact(series);
+        self.blocks.reserve_exact(series);
+    }
+
     /// Gives back spare capacity (the reader's index lives as long as the segment).
     pub fn shrink_to_fit(&mut self) {
         self.series.shrink_to_fit();

@@ -622,6 +622,8 @@ fn parse_footer(footer: &[u8], file_len: usize) -> std::result::Result<ParsedFoo
     }
     let nseries = r.count(8, "series count")?;
     let mut index = Index::default();
+    // `count` bounded it by the footer's bytes, so this is no more than the footer allows.
+    index.reserve(nseries);
     let limit = (file_len - TRAILER_LEN) as u64;
     for _ in 0..nseries {
         let series_id = r.u32("series id")?;
