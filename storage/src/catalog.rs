@@ -59,16 +59,13 @@ impl StreamMeta {
         let hasher = &self.hasher;
         let hash = hasher.hash_one(key);
         self.lookup
-            .insert_unique(hash, id, |&s| hasher.hash_one(&series[s as usize].key));
+            .insert_unique(hash, id, |&s| hasher.hash_one(key_of(series, s)));
         self.all_series.insert(id);
         let device_hash = hasher.hash_one(key.device.as_str());
-        let same_device = |d: &DeviceSeries| series[d.first as usize].key.device == key.device;
-        match self.by_device.find_mut(device_hash, same_device) {
+        match (self.by_device).find_mut(device_hash, |d| d.device(series) == key.device) {
             Some(d) => d.insert(id),
             None => {
-                let rehash = |d: &DeviceSeries| {
-                    hasher.hash_one(series[d.first as usize].key.device.as_str())
-                };
+                let rehash = |d: &DeviceSeries| hasher.hash_one(d.device(series));
                 self.by_device
                     .insert_unique(device_hash, DeviceSeries::one(id), rehash);
             }
@@ -121,14 +118,13 @@ impl std::ops::Deref for StreamView<'_> {
 impl<'a> StreamView<'a> {
     fn device(&self, device: &str) -> Option<&'a DeviceSeries> {
         let hash = self.meta.hasher.hash_one(device);
-        let series = self.series;
-        (self.meta.by_device).find(hash, |d| series[d.first as usize].key.device == device)
+        (self.meta.by_device).find(hash, |d| d.device(self.series) == device)
     }
 
     /// Distinct devices of the stream's series, sorted.
     pub fn devices(&self) -> Vec<String> {
         let mut out: Vec<String> = (self.meta.by_device.iter())
-            .map(|d| self.series[d.first as usize].key.device.clone())
+            .map(|d| d.device(self.series).to_string())
             .collect();
         out.sort_unstable();
         out
@@ -155,9 +151,8 @@ impl<'a> StreamView<'a> {
     /// The id of the series with `key`, if the stream has it.
     pub fn series_id(&self, key: &SeriesKey) -> Option<SeriesId> {
         let hash = self.meta.hasher.hash_one(key);
-        let series = self.series;
         (self.meta.lookup)
-            .find(hash, |&s| series[s as usize].key == *key)
+            .find(hash, |&s| key_of(self.series, s) == key)
             .copied()
     }
 }
@@ -172,7 +167,17 @@ struct DeviceSeries {
     more: Option<Box<RoaringBitmap>>,
 }
 
+/// The key of series `id` in the catalog's series list.
+fn key_of(series: &[SeriesEntry], id: SeriesId) -> &SeriesKey {
+    &series[id as usize].key
+}
+
 impl DeviceSeries {
+    /// The device's name, read from its first series' key.
+    fn device<'a>(&self, series: &'a [SeriesEntry]) -> &'a str {
+        &key_of(series, self.first).device
+    }
+
     fn one(id: SeriesId) -> DeviceSeries {
         DeviceSeries {
             first: id,

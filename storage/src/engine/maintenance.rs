@@ -109,7 +109,7 @@ fn idle(active: &crate::memtable::Memtable, config: &super::EngineConfig) -> boo
 /// Starts one background lifecycle run on its own thread. The thread keeps normal priority: it
 /// takes locks flush needs (manifest saves, the live-state swap), and a thread at nice 19
 /// preempted while holding one would stall flush; only its encoder threads run at
-/// `cold_move::lower_priority`.
+/// `in_order::lower_priority`.
 fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
     let root = inner.config.data_dir.clone();
     std::thread::Builder::new()

@@ -17,6 +17,7 @@ mod erase;
 #[cfg(test)]
 mod fault_tests;
 mod flush;
+mod in_order;
 mod latest;
 mod lifecycle;
 mod maintenance;
