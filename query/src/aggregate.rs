@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
@@ -780,7 +781,7 @@ impl ExecutionPlan for ScanAggregateExec {
     }
 }
 
-/// Rows (or whole blocks) folded per step on the blocking pool before yielding.
+/// Rows (or whole blocks) folded per step: how often a fold checks that its query still runs.
 const ROWS_PER_STEP: usize = 65_536;
 
 /// One partition's aggregation: its snapshot's series still to fold, and the fold so far.
@@ -800,30 +801,34 @@ struct FoldRun {
 }
 
 impl FoldRun {
-    /// Folds every series of the partition, a bounded step at a time on the blocking pool, so
-    /// the query's timeout or cancellation stops it between steps; a small one in place.
+    /// Folds every series of the partition: a small one in place, a large one in a single task
+    /// on the blocking pool that works a bounded step at a time and checks between steps whether
+    /// the query still wants the answer. A timeout or cancellation drops this future; its guard
+    /// raises the flag and the task stops at the end of its step. (One task rather than one per
+    /// step: each hop between the runtime and the blocking pool costs two thread wake-ups, which
+    /// on a fleet-wide aggregate cost a quarter of its time.)
     async fn run(mut self) -> Result<Fold> {
         if self.scan()?.opens_inline(self.devices.len()) && self.open()? {
             return Ok(self.fold);
         }
-        loop {
-            if self.small {
-                if self.step()? {
-                    return Ok(self.fold);
-                }
-                continue;
-            }
-            let joined = tokio::task::spawn_blocking(move || {
-                let done = self.step()?;
-                Ok::<_, DataFusionError>((self, done))
-            })
-            .await;
-            let (run, done) = joined.map_err(|e| DataFusionError::External(Box::new(e)))??;
-            self = run;
-            if done {
-                return Ok(self.fold);
-            }
+        if self.small {
+            while !self.step()? {}
+            return Ok(self.fold);
         }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancelled.clone());
+        tokio::task::spawn_blocking(move || {
+            while !self.step()? {
+                if cancelled.load(Ordering::Relaxed) {
+                    return Err(DataFusionError::Execution(
+                        "the query was cancelled while aggregating".into(),
+                    ));
+                }
+            }
+            Ok(self.fold)
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
     }
 
     /// Folds about `ROWS_PER_STEP` rows (one window at a time); true when every series is folded.
@@ -892,6 +897,16 @@ impl FoldRun {
             }
         }
         Ok(false)
+    }
+}
+
+/// Raises its flag when dropped: the future that waits on a blocking fold is dropped when the
+/// query times out or is cancelled, and the fold stops at its next step.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use strata_query::arrow::ipc::reader::StreamReader;
+use strata_query::datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use strata_query::{Answer, OutputFormat, QueryConfig, QueryEngine, QueryError};
 use strata_storage::{Engine, ScanRequest, Value};
 use support::*;
@@ -848,6 +849,76 @@ async fn timeout_and_memory_limit() {
     let err = q.query("SELECT * FROM readings").await.unwrap_err();
     assert!(matches!(err, QueryError::ResourcesExhausted(_)), "{err:?}");
     assert!(q.query("SELECT count(*) FROM readings").await.is_ok());
+}
+
+/// Rows the in-scan aggregation of `plan` has decoded so far (its live metric).
+fn rows_folded(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let own = (plan.name() == "ScanAggregateExec")
+        .then(|| plan.metrics().and_then(|m| m.sum_by_name("rows_decoded")))
+        .flatten()
+        .map_or(0, |v| v.as_usize());
+    own + plan.children().into_iter().map(rows_folded).sum::<usize>()
+}
+
+/// A fleet-wide aggregate folds inside the scan on the blocking pool. Dropping the query, as a
+/// timeout or a client that goes away does, stops the fold at its next step; it does not go on
+/// decoding the rest of the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_aggregate_stops_folding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = strata_storage::EngineConfig::new(dir.path());
+    cfg.background = false;
+    cfg.durability = strata_storage::Durability::None;
+    let engine = Arc::new(Engine::open(cfg).unwrap());
+    for d in 0..20 {
+        let device = format!("t{d}");
+        let fleet = if d % 2 == 0 { "north" } else { "south" };
+        let points: Vec<Point> = (0..100_000)
+            .map(|k| Point {
+                device: &device,
+                tags: vec![("fleet", fleet)],
+                time: T0 + k * TICK,
+                fields: vec![("speed", Value::Float((k % 977) as f64 / 4.0))],
+            })
+            .collect();
+        write(&engine, "default", "readings", &points);
+    }
+    engine.flush().unwrap();
+    let q = QueryEngine::new(engine).unwrap();
+    let sql = "SELECT fleet, date_bin(INTERVAL '1 hour', time) AS h, avg(speed) \
+               FROM readings GROUP BY fleet, h";
+
+    let whole = q.plan(sql).await.unwrap();
+    let answer = collect(whole.clone(), q.task_ctx()).await.unwrap();
+    assert_eq!(answer.iter().map(|b| b.num_rows()).sum::<usize>(), 2 * 278);
+    let total = rows_folded(&whole);
+    assert_eq!(
+        total, 2_000_000,
+        "every row is decoded: hourly buckets cut every block"
+    );
+
+    let plan = q.plan(sql).await.unwrap();
+    let mut stream = execute_stream(plan.clone(), q.task_ctx()).unwrap();
+    while rows_folded(&plan) == 0 {
+        let polled = tokio::time::timeout(Duration::from_millis(1), stream.next()).await;
+        assert!(
+            polled.is_err(),
+            "the fold finished before it could be dropped"
+        );
+    }
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = rows_folded(&plan);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rows_folded(&plan),
+        stopped,
+        "the fold went on after the query was dropped"
+    );
+    assert!(
+        stopped < total / 2,
+        "{stopped} of {total} rows folded after the drop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
