@@ -189,46 +189,58 @@ pub(crate) fn unpack(src: &[u8], width: u32, out: &mut [u64; BLOCK]) {
         out.fill(0);
         return;
     }
-    let mut words = [0u64; BLOCK + 1];
-    let chunks = src.chunks_exact(8);
-    let tail = chunks.remainder();
-    let mut used = 0;
-    for (w, c) in words.iter_mut().zip(chunks) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(c);
-        *w = u64::from_le_bytes(a);
-        used += 1;
-    }
-    if !tail.is_empty() && used < words.len() {
-        let mut a = [0u8; 8];
-        a[..tail.len()].copy_from_slice(tail);
-        words[used] = u64::from_le_bytes(a);
-    }
-    unpack_dispatch(&words, width, out);
+    // Zero-padded so that every 8-byte load of a value stays inside the buffer.
+    let mut bytes = [0u8; 8 * (BLOCK + 1)];
+    let n = src.len().min(8 * BLOCK);
+    bytes[..n].copy_from_slice(&src[..n]);
+    unpack_dispatch(&bytes, width, out);
 }
 
 /// Calls the fixed-width unpacker for `width` (1..=64).
-fn unpack_dispatch(words: &[u64; BLOCK + 1], width: u32, out: &mut [u64; BLOCK]) {
+fn unpack_dispatch(bytes: &[u8; 8 * (BLOCK + 1)], width: u32, out: &mut [u64; BLOCK]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match width {
-                $($w => unpack_fixed::<$w>(words, out),)*
-                _ => out.fill(0),
+                $($w => unpack_fixed::<$w>(bytes, out),)*
+                _ => unpack_wide(bytes, width, out),
             }
         };
     }
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32
-        33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64);
+        33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56);
 }
 
-/// Unpacks 128 values of `W` bits from `words` (LSB-first, word `i` holds bits `64i..64i+64`).
+/// Unpacks 128 values of `W <= 56` bits (LSB-first). Eight values take exactly `W` bytes, so
+/// value `j` of group `g` starts in byte `g * W + j * W / 8` at bit `j * W % 8`: one unaligned
+/// little-endian load, a shift and a mask, all offsets but the group's constant (so the inner
+/// loop unrolls, where a loop over bit positions computed at run time does not).
 #[inline(always)]
-fn unpack_fixed<const W: usize>(words: &[u64; BLOCK + 1], out: &mut [u64; BLOCK]) {
-    let mask = if W == 64 { u64::MAX } else { (1u64 << W) - 1 };
+fn unpack_fixed<const W: usize>(bytes: &[u8; 8 * (BLOCK + 1)], out: &mut [u64; BLOCK]) {
+    let mask = (1u64 << W) - 1;
+    for g in 0..BLOCK / 8 {
+        for j in 0..8 {
+            let at = g * W + j * W / 8;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            out[g * 8 + j] = (u64::from_le_bytes(word) >> (j * W % 8)) & mask;
+        }
+    }
+}
+
+/// Unpacks 128 values of 57 to 64 bits (too wide for one shifted 8-byte load): from 64-bit words,
+/// each value from the word its first bit lies in and the next.
+fn unpack_wide(bytes: &[u8; 8 * (BLOCK + 1)], width: u32, out: &mut [u64; BLOCK]) {
+    let mut words = [0u64; BLOCK + 1];
+    for (w, c) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        *w = u64::from_le_bytes(a);
+    }
+    let w = width as usize;
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
     for (i, o) in out.iter_mut().enumerate() {
-        let bit = i * W;
-        let idx = bit / 64;
-        let sh = bit % 64;
+        let bit = i * w;
+        let (idx, sh) = (bit / 64, bit % 64);
         let lo = words[idx] >> sh;
         // `<< 1 << (63 - sh)` is a branch-free `<< (64 - sh)` that yields 0 when `sh == 0`.
         let hi = (words[idx + 1] << 1) << (63 - sh);
@@ -339,6 +351,50 @@ impl<'a> BitReader<'a> {
             let hi = self.peek56(n - 32);
             self.pos += (n - 32) as usize;
             Some(lo | (hi << 32))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BLOCK, pack, packed_len, unpack};
+
+    /// Every width from 0 to 64 and lengths from 1 to a full block: what `pack` wrote, `unpack`
+    /// reads back, with zeros past the length.
+    #[test]
+    fn unpack_reads_back_what_pack_wrote_at_every_width() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for width in 0..=64u32 {
+            for len in [1, 7, 8, 9, 63, 64, 65, 127, BLOCK] {
+                let mask = if width == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << width) - 1
+                };
+                let vals: Vec<u64> = (0..len)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // The extremes of the width too: all ones, zero.
+                        match i % 5 {
+                            0 => mask,
+                            1 => 0,
+                            _ => x & mask,
+                        }
+                    })
+                    .collect();
+                let mut packed = Vec::new();
+                pack(&vals, width, &mut packed);
+                assert_eq!(packed.len(), packed_len(len, width));
+                let mut out = [1u64; BLOCK];
+                unpack(&packed, width, &mut out);
+                assert_eq!(&out[..len], &vals[..], "width {width}, len {len}");
+                assert!(
+                    out[len..].iter().all(|&v| v == 0),
+                    "width {width}, len {len}"
+                );
+            }
         }
     }
 }
