@@ -44,7 +44,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use datafusion::scalar::ScalarValue;
 use strata_storage::{
     BlockStats, ChunkStats, ColumnData, FieldType, ReadSnapshot, SeriesBatch, SeriesCursor,
-    SeriesKey, SeriesPiece,
+    SeriesKey, SeriesPiece, TimeGroups,
 };
 
 use crate::exec::{StrataScanExec, storage_error};
@@ -316,6 +316,21 @@ type Key = (Vec<Option<String>>, Option<i64>);
 /// Approximate bytes of one group (key strings counted separately), for the memory pool.
 const GROUP_BYTES: usize = 96;
 
+/// The fold's time groups are its buckets: a run of rows stops at the end of its row's bucket
+/// (where `date_bin` of the next row would differ), as [`run_end`] cuts decoded rows.
+impl TimeGroups for Fold {
+    fn one_group(&self, min: i64, max: i64) -> bool {
+        Fold::one_group(self, min, max)
+    }
+
+    fn group_end(&self, t: i64) -> Option<i64> {
+        match self.bucket() {
+            None => Some(i64::MAX),
+            Some((stride, origin)) => date_bin(stride, t, origin).ok()?.checked_add(stride),
+        }
+    }
+}
+
 /// Folds one partition's series into group states, in scan order.
 struct Fold {
     groups: Arc<Vec<Group>>,
@@ -400,10 +415,16 @@ impl Fold {
         match piece {
             SeriesPiece::Rows(s) => self.add_series(s),
             SeriesPiece::Stats(b) => self.add_block(series, b, fields),
+            SeriesPiece::Runs { runs, .. } => {
+                for run in runs {
+                    self.add_block(series, run, fields)?;
+                }
+                Ok(())
+            }
         }
     }
 
-    /// Folds a block's statistics (the block lies in one group: see `one_group`).
+    /// Folds a block's (or a run's) statistics: its rows lie in one group (see `one_group`).
     fn add_block(
         &mut self,
         series: &SeriesKey,
@@ -764,6 +785,7 @@ impl ExecutionPlan for ScanAggregateExec {
         let run = FoldRun {
             stats_blocks: MetricBuilder::new(&self.metrics).counter("stats_blocks", partition),
             rows_decoded: MetricBuilder::new(&self.metrics).counter("rows_decoded", partition),
+            blocks_reduced: MetricBuilder::new(&self.metrics).counter("blocks_reduced", partition),
             input: self.input.clone(),
             context,
             devices,
@@ -788,6 +810,8 @@ const ROWS_PER_STEP: usize = 65_536;
 struct FoldRun {
     stats_blocks: Count,
     rows_decoded: Count,
+    /// Blocks decoded and reduced to per-bucket statistics without building rows.
+    blocks_reduced: Count,
     input: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
     devices: Vec<String>,
@@ -874,9 +898,8 @@ impl FoldRun {
                     None => return Ok(true),
                 },
             };
-            let one_group = |min, max| fold.one_group(min, max);
             if !cursor
-                .next_piece(&one_group, &mut pieces)
+                .next_piece(&*fold, &mut pieces)
                 .map_err(storage_error)?
             {
                 self.cursor = None;
@@ -891,6 +914,11 @@ impl FoldRun {
                     SeriesPiece::Stats(_) => {
                         self.stats_blocks.add(1);
                         STATS_PIECE_COST
+                    }
+                    SeriesPiece::Runs { rows, .. } => {
+                        self.rows_decoded.add(*rows);
+                        self.blocks_reduced.add(1);
+                        *rows
                     }
                 };
                 fold.add_piece(key, &piece, snap.fields())?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{Row, all, batch, flatten};
 use strata_storage::{
-    Engine, EngineConfig, ReadMode, ScanRequest, SeriesBatch, SeriesPiece, Value,
+    Engine, EngineConfig, ReadMode, ScanRequest, SeriesBatch, SeriesPiece, TimeGroups, Value,
 };
 
 const DAY: i64 = 86_400 * 1_000_000_000;
@@ -158,9 +158,115 @@ fn fold(pieces: &[SeriesPiece]) -> (u64, f64, f64, f64) {
                 min = min.min(f64::from_bits(st.min));
                 max = max.max(f64::from_bits(st.max));
             }
+            SeriesPiece::Runs { runs, .. } => {
+                for st in runs.iter().filter_map(|r| r.fields[0]) {
+                    n += u64::from(st.count);
+                    sum += st.sum;
+                    min = min.min(f64::from_bits(st.min));
+                    max = max.max(f64::from_bits(st.max));
+                }
+            }
         }
     }
     (n, sum, min, max)
+}
+
+/// Groups of `every` ns from time 0 (as an hourly `date_bin` would make).
+struct Every(i64);
+
+impl TimeGroups for Every {
+    fn one_group(&self, min: i64, max: i64) -> bool {
+        min.div_euclid(self.0) == max.div_euclid(self.0)
+    }
+    fn group_end(&self, t: i64) -> Option<i64> {
+        (t.div_euclid(self.0) + 1).checked_mul(self.0)
+    }
+}
+
+/// Blocks that span several groups are decoded and reduced to one statistics entry per run of
+/// rows in a group, without rows: the runs follow the group bounds and the range, skip the
+/// rows of a sparse field that hold no value, and agree with the decoded rows.
+#[test]
+fn blocks_spanning_groups_reduce_to_runs_that_agree_with_the_rows() {
+    const STEP: i64 = 1_000_000_000;
+    const HOUR: i64 = 3_600 * STEP;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    // 20,000 points a second apart (5.6 hours: several blocks, each over several hours); `w`
+    // only on every third point, `v` on all.
+    let rows: Vec<Row> = (0..20_000i64)
+        .map(|i| {
+            let mut fields = vec![("v".to_string(), Value::Float(i as f64 * 0.5))];
+            if i % 3 == 0 {
+                fields.push(("w".to_string(), Value::Float(-(i as f64))));
+            }
+            ("a".to_string(), i * STEP, fields)
+        })
+        .collect();
+    engine.write(&batch("db", "s", &rows)).unwrap();
+    engine.flush().unwrap();
+    // A range that cuts the first and the last block.
+    let (first, last) = (1_000 * STEP, 18_500 * STEP - 1);
+    let req = ScanRequest {
+        start: first,
+        end: last + 1,
+        ..all("db", "s")
+    };
+    for mode in [ReadMode::Points, ReadMode::Values] {
+        let snap = Arc::new(engine.snapshot(&req, None, mode).unwrap().unwrap());
+        let fields: Vec<&str> = snap.fields().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(fields, ["v", "w"]);
+        let mut pieces = Vec::new();
+        let mut cursor = snap.cursor(0);
+        while cursor.next_piece(&Every(HOUR), &mut pieces).unwrap() {}
+        assert!(pieces.iter().all(|p| matches!(p, SeriesPiece::Runs { .. })));
+        let mut rows_read = 0;
+        // Per hour, per field: (count, sum, min, max) from the runs.
+        let mut got = std::collections::BTreeMap::<(i64, usize), (u32, f64, f64, f64)>::new();
+        for p in &pieces {
+            let SeriesPiece::Runs { rows, runs } = p else {
+                unreachable!()
+            };
+            rows_read += rows;
+            for r in runs {
+                let hour = r.min_time.div_euclid(HOUR);
+                assert_eq!(
+                    hour,
+                    r.max_time.div_euclid(HOUR),
+                    "a run stays in its group"
+                );
+                for (f, st) in r.fields.iter().enumerate() {
+                    let Some(st) = st else { continue };
+                    let e = got.entry((hour, f)).or_insert((0, 0.0, f64::MAX, f64::MIN));
+                    e.0 += st.count;
+                    e.1 += st.sum;
+                    e.2 = e.2.min(f64::from_bits(st.min));
+                    e.3 = e.3.max(f64::from_bits(st.max));
+                }
+            }
+        }
+        assert_eq!(rows_read, 17_500);
+        let mut want = std::collections::BTreeMap::<(i64, usize), (u32, f64, f64, f64)>::new();
+        for (_, t, fields) in rows.iter().filter(|r| r.1 >= first && r.1 <= last) {
+            for (name, v) in fields {
+                let Value::Float(v) = v else { unreachable!() };
+                let f = usize::from(name == "w");
+                let e = want
+                    .entry((t.div_euclid(HOUR), f))
+                    .or_insert((0, 0.0, f64::MAX, f64::MIN));
+                (e.0, e.1, e.2, e.3) = (e.0 + 1, e.1 + v, e.2.min(*v), e.3.max(*v));
+            }
+        }
+        assert_eq!(got.len(), want.len());
+        for (k, w) in &want {
+            let g = got[k];
+            assert_eq!((g.0, g.2, g.3), (w.0, w.2, w.3), "{k:?}");
+            assert!(
+                (g.1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0),
+                "{k:?}: {g:?} {w:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod powerloss_tests;
 mod read;
 mod recovery;
 mod rollups;
+mod runs;
 mod tombstone;
 mod write;
 
@@ -40,7 +41,7 @@ pub use backup::{BackupSnapshot, COLD_REFERENCE_FILE, ColdReference, SnapshotSeg
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
-pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
+pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece, TimeGroups};
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StorageError};

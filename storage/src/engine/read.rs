@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::runs::Reduced;
 use super::{Inner, LiveSegment};
 use crate::error::{Result, StorageError};
 use crate::rows::{Rows, merge_lww};
@@ -95,13 +96,44 @@ pub struct BlockStats {
     pub fields: Vec<Option<ChunkStats>>,
 }
 
-/// What [`SeriesCursor::next_piece`] yields: decoded rows or the statistics of a whole block.
+/// What [`SeriesCursor::next_piece`] yields: decoded rows, the statistics of a whole block, or
+/// a decoded block reduced to statistics per group of rows.
 #[derive(Debug, Clone)]
 pub enum SeriesPiece {
     /// Rows of the series (sorted, distinct times).
     Rows(SeriesBatch),
     /// A block entirely inside the read's range that no other source overlaps.
     Stats(BlockStats),
+    /// A block that no other source overlaps, spanning several groups (or cut by the range):
+    /// decoded, and its `rows` inside the range reduced to one [`BlockStats`] per run of rows in
+    /// the same group ([`TimeGroups`]), in time order; each run's `min_time`/`max_time` are its
+    /// first and last row's times.
+    Runs {
+        /// Rows decoded and folded into the runs.
+        rows: usize,
+        /// The runs, oldest first.
+        runs: Vec<BlockStats>,
+    },
+}
+
+/// How an aggregating reader groups rows by time (see [`SeriesCursor::next_piece`]).
+pub trait TimeGroups {
+    /// Whether every time in `[min, max]` falls in one group.
+    fn one_group(&self, min: i64, max: i64) -> bool;
+    /// The end (exclusive) of the group holding time `t`: the rows from `t` up to it fold
+    /// together. `None` when there is no such end to compute (the block is read as rows).
+    fn group_end(&self, t: i64) -> Option<i64>;
+}
+
+/// Groups for a caller that takes whole-block statistics whenever `one_group` allows and never
+/// reduces decoded blocks.
+impl<F: Fn(i64, i64) -> bool> TimeGroups for F {
+    fn one_group(&self, min: i64, max: i64) -> bool {
+        self(min, max)
+    }
+    fn group_end(&self, _t: i64) -> Option<i64> {
+        None
+    }
 }
 
 impl ReadSnapshot {
@@ -172,6 +204,7 @@ impl ReadSnapshot {
             snap: self.clone(),
             series: i,
             next: 0,
+            dense: None,
         }
     }
 
@@ -235,6 +268,8 @@ pub struct SeriesCursor {
     series: usize,
     windows: Vec<Window>,
     next: usize,
+    /// Decode buffer of the blocks reduced to runs, reused from block to block.
+    dense: Option<crate::segment::DenseBlock>,
 }
 
 impl SeriesCursor {
@@ -252,13 +287,15 @@ impl SeriesCursor {
     }
 
     /// Like [`SeriesCursor::next_batch`], but a window read from a single segment yields each of
-    /// its blocks that lies entirely inside the range, for which `use_stats(min_time, max_time)`
-    /// holds and whose sums are usable (float sums are numbers, integer sums exact: see
-    /// [`sum_is_usable`]), as [`SeriesPiece::Stats`] without decoding it.
-    /// Other blocks are decoded as rows.
+    /// its blocks that lies entirely inside the range, falls in one group
+    /// ([`TimeGroups::one_group`]) and whose sums are usable (float sums are numbers, integer
+    /// sums exact: see [`sum_is_usable`]) as [`SeriesPiece::Stats`] without decoding it. Its
+    /// other blocks whose wanted fields are all floats, when `groups` computes the end of each
+    /// group, are decoded and reduced to [`SeriesPiece::Runs`] (no rows built); the rest, and
+    /// windows of several sources, are decoded as rows. Reuses one decode buffer per cursor.
     pub fn next_piece(
         &mut self,
-        use_stats: &dyn Fn(i64, i64) -> bool,
+        groups: &dyn TimeGroups,
         pending: &mut Vec<SeriesPiece>,
     ) -> Result<bool> {
         while self.next < self.windows.len() {
@@ -267,7 +304,7 @@ impl SeriesCursor {
             self.next += 1;
             if let [Source::Segment(j)] = window.sources.as_slice() {
                 let before = pending.len();
-                self.block_pieces(*j, use_stats, pending)?;
+                self.block_pieces(*j, groups, pending)?;
                 if pending.len() > before {
                     return Ok(true);
                 }
@@ -282,9 +319,9 @@ impl SeriesCursor {
     }
 
     fn block_pieces(
-        &self,
+        &mut self,
         j: usize,
-        use_stats: &dyn Fn(i64, i64) -> bool,
+        groups: &dyn TimeGroups,
         out: &mut Vec<SeriesPiece>,
     ) -> Result<()> {
         let snap = &self.snap;
@@ -298,7 +335,7 @@ impl SeriesCursor {
                 continue;
             }
             let whole = !super::tombstone::overlaps(&erased, min, max);
-            if whole && min >= first && max <= last && use_stats(min, max) {
+            if whole && min >= first && max <= last && groups.one_group(min, max) {
                 let stats = match snap.local_fields(j) {
                     Some(local) => segment.block_stats_local(sid, bi, local)?,
                     None => segment.block_stats(sid, bi, &snap.fields)?,
@@ -314,6 +351,21 @@ impl SeriesCursor {
                         fields: stats,
                     }));
                     continue;
+                }
+            }
+            if whole && groups.group_end(min.max(first)).is_some() {
+                if let Some(local) = snap.local_fields(j) {
+                    let dense = self.dense.get_or_insert_with(Default::default);
+                    if segment.decode_dense(sid, bi, local, dense)? {
+                        match super::runs::reduce(dense, first, last, groups, snap.mode) {
+                            Reduced::Piece(piece) => {
+                                out.push(piece);
+                                continue;
+                            }
+                            Reduced::Empty => continue,
+                            Reduced::Unsupported => {}
+                        }
+                    }
                 }
             }
             let rows = segment.block_rows(sid, bi, &snap.fields)?;

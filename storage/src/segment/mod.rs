@@ -13,6 +13,7 @@
 mod reader;
 mod writer;
 
+pub use reader::DenseBlock;
 pub(crate) use reader::{Decimals, FloatChunk, Segment};
 pub(crate) use writer::{SegmentWriter, WrittenSegment};
 

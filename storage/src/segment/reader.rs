@@ -355,7 +355,10 @@ impl Segment {
 
 #[path = "decimals.rs"]
 mod decimals;
+#[path = "dense.rs"]
+mod dense;
 pub(crate) use decimals::{Decimals, FloatChunk};
+pub use dense::DenseBlock;
 
 fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     let mut c = Column::new(name, ty);
