@@ -324,7 +324,7 @@ impl SeriesCursor {
         groups: &dyn TimeGroups,
         out: &mut Vec<SeriesPiece>,
     ) -> Result<()> {
-        let snap = &self.snap;
+        let snap = self.snap.clone();
         let sid = snap.series[self.series].id;
         let segment = &snap.segments[j].segment;
         let erased = snap.erased_in(self.series, j);
@@ -353,20 +353,11 @@ impl SeriesCursor {
                     continue;
                 }
             }
-            if whole && groups.group_end(min.max(first)).is_some() {
-                if let Some(local) = snap.local_fields(j) {
-                    let dense = self.dense.get_or_insert_with(Default::default);
-                    if segment.decode_dense(sid, bi, local, dense)? {
-                        match super::runs::reduce(dense, first, last, groups, snap.mode) {
-                            Reduced::Piece(piece) => {
-                                out.push(piece);
-                                continue;
-                            }
-                            Reduced::Empty => continue,
-                            Reduced::Unsupported => {}
-                        }
-                    }
-                }
+            if whole
+                && groups.group_end(min.max(first)).is_some()
+                && self.reduce_block(j, bi, groups, out)?
+            {
+                continue;
             }
             let rows = segment.block_rows(sid, bi, &snap.fields)?;
             let rows = super::tombstone::remove_ranges(rows.into_time_range(first, last), &erased);
@@ -379,6 +370,42 @@ impl SeriesCursor {
             }
         }
         Ok(())
+    }
+}
+
+impl SeriesCursor {
+    /// Decodes block `bi` of segment `j` for aggregation and pushes its runs (see
+    /// [`SeriesPiece::Runs`]); false when the block must be read as rows instead (a wanted field
+    /// is not a float, a field's type differs here, or `groups` cannot end a group).
+    fn reduce_block(
+        &mut self,
+        j: usize,
+        bi: usize,
+        groups: &dyn TimeGroups,
+        out: &mut Vec<SeriesPiece>,
+    ) -> Result<bool> {
+        let snap = &self.snap;
+        let Some(local) = snap.local_fields(j) else {
+            return Ok(false);
+        };
+        let sid = snap.series[self.series].id;
+        let dense = self.dense.get_or_insert_with(Default::default);
+        if !snap.segments[j]
+            .segment
+            .decode_dense(sid, bi, local, dense)?
+        {
+            return Ok(false);
+        }
+        Ok(
+            match super::runs::reduce(dense, snap.first, snap.last, groups, snap.mode) {
+                Reduced::Piece(piece) => {
+                    out.push(piece);
+                    true
+                }
+                Reduced::Empty => true,
+                Reduced::Unsupported => false,
+            },
+        )
     }
 }
 

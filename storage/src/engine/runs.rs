@@ -79,18 +79,74 @@ pub(super) fn reduce(
 /// IEEE total order (so NaN counts, as in the row fold), first and last as stored.
 fn float_stats(values: &[f64]) -> Option<ChunkStats> {
     let (&head, &tail) = (values.first()?, values.last()?);
-    let mut lanes = [-0.0f64; 4];
+    let mut sums = [-0.0f64; 4];
+    let (mut mins, mut maxs) = ([head; 4], [head; 4]);
     let quads = values.chunks_exact(4);
     let rest = quads.remainder();
+    // Four independent lanes of plain comparisons: they compile to packed adds, mins and maxes.
     for q in quads {
-        for (lane, v) in lanes.iter_mut().zip(q) {
-            *lane += v;
+        for l in 0..4 {
+            sums[l] += q[l];
+            mins[l] = if q[l] < mins[l] { q[l] } else { mins[l] };
+            maxs[l] = if q[l] > maxs[l] { q[l] } else { maxs[l] };
         }
     }
-    for (lane, v) in lanes.iter_mut().zip(rest) {
-        *lane += v;
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] += v;
+        mins[l] = if v < mins[l] { v } else { mins[l] };
+        maxs[l] = if v > maxs[l] { v } else { maxs[l] };
     }
-    let (mut min, mut max) = (head, head);
+    let sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    let (mut min, mut max) = (lanes_min(mins), lanes_max(maxs));
+    if sum.is_nan() {
+        // A NaN: plain comparisons skip it, total order does not.
+        (min, max) = total_extremes(values);
+    } else if min == 0.0 || max == 0.0 {
+        // Plain comparisons do not tell -0.0 from +0.0; total order puts -0.0 first.
+        (min, max) = signed_zero_extremes(values, min, max);
+    }
+    Some(ChunkStats {
+        count: values.len() as u32,
+        min: min.to_bits(),
+        max: max.to_bits(),
+        sum,
+        first: head.to_bits(),
+        last: tail.to_bits(),
+    })
+}
+
+fn lanes_min(l: [f64; 4]) -> f64 {
+    let a = if l[1] < l[0] { l[1] } else { l[0] };
+    let b = if l[3] < l[2] { l[3] } else { l[2] };
+    if b < a { b } else { a }
+}
+
+fn lanes_max(l: [f64; 4]) -> f64 {
+    let a = if l[1] > l[0] { l[1] } else { l[0] };
+    let b = if l[3] > l[2] { l[3] } else { l[2] };
+    if b > a { b } else { a }
+}
+
+/// The total-order extremes of NaN-free `values` whose plain extremes `min`, `max` include a
+/// zero: a zero minimum is -0.0 when any value is -0.0, a zero maximum +0.0 when any is +0.0.
+fn signed_zero_extremes(values: &[f64], min: f64, max: f64) -> (f64, f64) {
+    let any = |bits: u64| values.iter().any(|v| v.to_bits() == bits);
+    let min = match min == 0.0 {
+        true if any((-0.0f64).to_bits()) => -0.0,
+        true => 0.0,
+        false => min,
+    };
+    let max = match max == 0.0 {
+        true if any(0.0f64.to_bits()) => 0.0,
+        true => -0.0,
+        false => max,
+    };
+    (min, max)
+}
+
+/// Min and max of non-empty `values` in IEEE total order.
+fn total_extremes(values: &[f64]) -> (f64, f64) {
+    let (mut min, mut max) = (values[0], values[0]);
     for &v in values {
         if v.total_cmp(&min).is_lt() {
             min = v;
@@ -99,14 +155,7 @@ fn float_stats(values: &[f64]) -> Option<ChunkStats> {
             max = v;
         }
     }
-    Some(ChunkStats {
-        count: values.len() as u32,
-        min: min.to_bits(),
-        max: max.to_bits(),
-        sum: (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]),
-        first: head.to_bits(),
-        last: tail.to_bits(),
-    })
+    (min, max)
 }
 
 #[cfg(test)]
@@ -130,5 +179,56 @@ mod tests {
         let s = float_stats(&[1.0, f64::NAN, -2.0]).unwrap();
         assert!(f64::from_bits(s.max).is_nan() && s.sum.is_nan());
         assert_eq!(f64::from_bits(s.min), -2.0);
+        // -0.0 is below +0.0 in total order, whichever comes first.
+        for v in [[0.0, -0.0, 3.0], [-0.0, 0.0, 3.0]] {
+            let s = float_stats(&v).unwrap();
+            assert_eq!(s.min, (-0.0f64).to_bits(), "{v:?}");
+        }
+        for v in [[0.0, -0.0, -3.0], [-0.0, 0.0, -3.0]] {
+            let s = float_stats(&v).unwrap();
+            assert_eq!(s.max, 0.0f64.to_bits(), "{v:?}");
+        }
+        let s = float_stats(&[-0.0, -0.0, -1.0]).unwrap();
+        assert_eq!(s.max, (-0.0f64).to_bits());
+        let s = float_stats(&[0.0, 0.0, 1.0]).unwrap();
+        assert_eq!(s.min, 0.0f64.to_bits());
+    }
+
+    /// Against total order over many lengths (every lane and remainder), with zeros of both
+    /// signs, infinities and NaN mixed in.
+    #[test]
+    fn float_stats_extremes_follow_total_order() {
+        let specials = [
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1.5,
+            -2.5,
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 1..40 {
+            for round in 0..20 {
+                let values: Vec<f64> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        match (x % 10, round % 3) {
+                            (0..=2, 0) => specials[(x >> 8) as usize % specials.len()],
+                            (0..=2, 1) => specials[(x >> 8) as usize % 2],
+                            _ => (x >> 11) as f64 / (1u64 << 40) as f64 - 4096.0,
+                        }
+                    })
+                    .collect();
+                let s = float_stats(&values).unwrap();
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(s.min, sorted[0].to_bits(), "{values:?}");
+                assert_eq!(s.max, sorted[len - 1].to_bits(), "{values:?}");
+                assert_eq!(s.count as usize, len);
+            }
+        }
     }
 }

@@ -34,9 +34,23 @@ impl DenseFloats {
         match &self.bitmap {
             None if self.values.is_empty() => 0,
             None => end - start,
-            Some(bits) => count_bits(bits, end) - count_bits(bits, start),
+            Some(bits) => count_range(bits, start, end),
         }
     }
+}
+
+/// Set bits among bits `start..end` of `bits` (LSB first).
+fn count_range(bits: &[u8], start: usize, end: usize) -> usize {
+    if start >= end {
+        return 0;
+    }
+    let (first, last) = (start / 8, end / 8);
+    let head = u32::from(bits[first] >> (start % 8));
+    if first == last {
+        let width = end - start;
+        return (head & ((1u32 << width) - 1)).count_ones() as usize;
+    }
+    head.count_ones() as usize + count_bits(&bits[first + 1..], end - 8 * (first + 1))
 }
 
 /// Set bits among the first `n` bits of `bits` (LSB first).
@@ -130,7 +144,30 @@ fn decode_dense_floats(
 
 #[cfg(test)]
 mod tests {
-    use super::count_bits;
+    use super::{count_bits, count_range};
+
+    #[test]
+    fn count_range_counts_any_range() {
+        let bits = [
+            0b1011_0101u8,
+            0b0000_0011,
+            0xff,
+            0x5a,
+            0,
+            0x81,
+            0xff,
+            0x7e,
+            0x33,
+            0x01,
+        ];
+        let bit = |i: usize| bits[i / 8] & (1 << (i % 8)) != 0;
+        for start in 0..=80 {
+            for end in start..=80 {
+                let want = (start..end).filter(|&i| bit(i)).count();
+                assert_eq!(count_range(&bits, start, end), want, "{start}..{end}");
+            }
+        }
+    }
 
     #[test]
     fn count_bits_counts_a_prefix() {
