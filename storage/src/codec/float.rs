@@ -122,6 +122,11 @@ fn scale_back(i: i64, k: usize) -> f64 {
     i as f64 / POW10[k]
 }
 
+/// `10^k` (`k <= MAX_DECIMAL_DIGITS`) as the decimal codec divides by.
+pub(crate) fn pow10(k: usize) -> f64 {
+    POW10[k]
+}
+
 /// `v * 10^k` as an integer when the decoder would reconstruct exactly `v` from it.
 #[inline]
 fn scaled(v: f64, k: usize) -> Option<i64> {

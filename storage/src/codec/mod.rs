@@ -192,6 +192,18 @@ pub fn decimal_scale(codec: Codec, buf: &[u8]) -> Option<u8> {
         .flatten()
 }
 
+/// The float the decimal codec decodes from integer `i` at scale `k` (`i / 10^k`, rounded once):
+/// what [`decode_floats`] yields for a value [`decode_decimal_ints`] hands over as `i`.
+pub fn decimal_value(i: i64, k: u8) -> f64 {
+    i as f64 / decimal_divisor(k)
+}
+
+/// `10^k` as the decimal codec divides by (`k` at most the codec's largest scale, which
+/// [`decode_decimal_ints`] guarantees; larger `k` are clamped to it).
+pub fn decimal_divisor(k: u8) -> f64 {
+    float::pow10(usize::from(k.min(float::MAX_DECIMAL_DIGITS)))
+}
+
 /// Decodes `n` floats of a payload [`decimal_scale`] accepted as their integers at scale `k`
 /// (appended to `out`), without converting them to floats; returns `k`.
 pub fn decode_decimal_ints(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<u8, CodecError> {

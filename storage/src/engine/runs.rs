@@ -5,6 +5,7 @@
 //! takes the runs as it takes whole-block statistics; no rows are built.
 
 use super::read::{BlockStats, ReadMode, SeriesPiece, TimeGroups};
+use crate::codec;
 use crate::segment::{ChunkStats, DenseBlock};
 
 /// What [`reduce`] made of a block.
@@ -51,9 +52,12 @@ pub(super) fn reduce(
             .zip(&mut next)
             .map(|(f, at)| {
                 let n = f.values_between(start, end);
-                let values = &f.values[*at..*at + n];
+                let range = *at..*at + n;
                 *at += n;
-                float_stats(values)
+                match f.scale {
+                    Some(k) => decimal_stats(&f.ints[range], k),
+                    None => float_stats(&f.values[range]),
+                }
             })
             .collect();
         if mode == ReadMode::Points || fields.iter().any(Option::is_some) {
@@ -115,6 +119,46 @@ fn float_stats(values: &[f64]) -> Option<ChunkStats> {
     })
 }
 
+/// Statistics of decimal values `ints[i] / 10^k` (`None` when there are none), computed on the
+/// integers: min, max, first and last are the decoded floats of the integer ones (decoding is
+/// monotone); the sum is the exact integer sum, decoded once, so it is at least as close to
+/// the true sum as adding the decoded floats.
+fn decimal_stats(ints: &[i64], k: u8) -> Option<ChunkStats> {
+    let (&head, &tail) = (ints.first()?, ints.last()?);
+    let mut sums = [0i64; 4];
+    let (mut mins, mut maxs) = ([head; 4], [head; 4]);
+    let quads = ints.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        for l in 0..4 {
+            sums[l] = sums[l].wrapping_add(q[l]);
+            mins[l] = mins[l].min(q[l]);
+            maxs[l] = maxs[l].max(q[l]);
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] = sums[l].wrapping_add(v);
+        mins[l] = mins[l].min(v);
+        maxs[l] = maxs[l].max(v);
+    }
+    let (min, max) = (*mins.iter().min()?, *maxs.iter().max()?);
+    // The wrapping sum is exact when no partial sum can leave i64; else add again in i128.
+    let bound = u128::from(min.unsigned_abs().max(max.unsigned_abs())) * ints.len() as u128;
+    let sum = match bound < 1 << 62 {
+        true => sums.iter().fold(0i64, |a, &s| a.wrapping_add(s)) as f64,
+        false => ints.iter().map(|&v| i128::from(v)).sum::<i128>() as f64,
+    };
+    let value = |i: i64| codec::decimal_value(i, k);
+    Some(ChunkStats {
+        count: ints.len() as u32,
+        min: value(min).to_bits(),
+        max: value(max).to_bits(),
+        sum: sum / codec::decimal_divisor(k),
+        first: value(head).to_bits(),
+        last: value(tail).to_bits(),
+    })
+}
+
 fn lanes_min(l: [f64; 4]) -> f64 {
     let a = if l[1] < l[0] { l[1] } else { l[0] };
     let b = if l[3] < l[2] { l[3] } else { l[2] };
@@ -160,7 +204,52 @@ fn total_extremes(values: &[f64]) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::float_stats;
+    use super::{decimal_stats, float_stats};
+    use crate::codec;
+
+    /// Decimal statistics equal those of the decoded floats: extremes, first and last bit for
+    /// bit, the sum within rounding (exactly summed, even where an i64 sum would overflow).
+    #[test]
+    fn decimal_stats_equal_the_decoded_floats_stats() {
+        assert!(decimal_stats(&[], 2).is_none());
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for (k, magnitude) in [
+            (0u8, 1_000i64),
+            (2, 100_000),
+            (3, 1 << 40),
+            (1, i64::MAX / 4),
+        ] {
+            for len in 1..30 {
+                let ints: Vec<i64> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x as i64) % magnitude
+                    })
+                    .collect();
+                let floats: Vec<f64> = ints.iter().map(|&i| codec::decimal_value(i, k)).collect();
+                let (d, f) = (
+                    decimal_stats(&ints, k).unwrap(),
+                    float_stats(&floats).unwrap(),
+                );
+                assert_eq!((d.count, d.min, d.max), (f.count, f.min, f.max), "{ints:?}");
+                assert_eq!((d.first, d.last), (f.first, f.last));
+                let exact = ints.iter().map(|&i| i128::from(i)).sum::<i128>() as f64
+                    / codec::decimal_divisor(k);
+                assert!(
+                    (d.sum - exact).abs() <= exact.abs() * 1e-15,
+                    "{} {exact}",
+                    d.sum
+                );
+                assert!(
+                    (f.sum - exact).abs() <= exact.abs() * 1e-12 + 1e-9,
+                    "{} {exact}",
+                    f.sum
+                );
+            }
+        }
+    }
 
     #[test]
     fn float_stats_sum_min_max_first_last() {

@@ -21,8 +21,16 @@ pub struct DenseBlock {
 /// The present values of one float field of a [`DenseBlock`].
 #[derive(Debug, Default)]
 pub struct DenseFloats {
-    /// Present values, in time order.
+    /// How many values are present.
+    pub count: usize,
+    /// Present values in time order, unless `scale` is set.
     pub values: Vec<f64>,
+    /// `Some(k)` when the chunk holds decimals without exceptions: the present values are then
+    /// `ints[i] / 10^k` (exactly as [`codec::decimal_value`] turns them into floats), handed
+    /// over as the integers; `values` is not filled.
+    pub scale: Option<u8>,
+    /// The integers of a decimal chunk (see `scale`).
+    pub ints: Vec<i64>,
     /// Which rows hold them: `None` when every row does (or, with no values, none does); else
     /// one bit per row, LSB first.
     pub bitmap: Option<Vec<u8>>,
@@ -32,7 +40,7 @@ impl DenseFloats {
     /// How many of rows `start..end` hold a value.
     pub fn values_between(&self, start: usize, end: usize) -> usize {
         match &self.bitmap {
-            None if self.values.is_empty() => 0,
+            None if self.count == 0 => 0,
             None => end - start,
             Some(bits) => count_range(bits, start, end),
         }
@@ -96,6 +104,8 @@ impl Segment {
         out.fields.resize_with(local.len(), DenseFloats::default);
         for (field, want) in out.fields.iter_mut().zip(local) {
             field.values.clear();
+            field.ints.clear();
+            (field.count, field.scale) = (0, None);
             let chunk = want.and_then(|fid| self.index.field(block, fid).map(|c| (fid, c)));
             let Some((fid, fc)) = chunk else {
                 field.bitmap = None;
@@ -139,6 +149,14 @@ fn decode_dense_floats(
     };
     let (&codec, payload) = rest.split_first().ok_or("missing codec byte")?;
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
+    out.count = count;
+    if codec::decimal_scale(codec, payload).is_some() {
+        // Integers are summed and compared without turning each into a float first.
+        out.scale = Some(
+            codec::decode_decimal_ints(payload, count, &mut out.ints).map_err(|e| e.to_string())?,
+        );
+        return Ok(());
+    }
     codec::decode_floats(codec, payload, count, &mut out.values).map_err(|e| e.to_string())
 }
 
