@@ -296,16 +296,7 @@ async fn rollup_plans_fold_in_the_scan_with_the_general_plans_answers() {
         assert!(approx_eq(&a, &b), "{q}\nfolded: {a:?}\nraw:    {b:?}");
     }
     let analyzed = explain(&fast, &format!("ANALYZE {}", queries[0])).await;
-    let stats_blocks: usize = analyzed
-        .split("stats_blocks=")
-        .skip(1)
-        .filter_map(|s| {
-            s.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .sum();
+    let stats_blocks = explain_metric(&analyzed, "stats_blocks");
     assert!(
         stats_blocks > 0,
         "blocks answered from statistics:\n{analyzed}"

@@ -442,29 +442,12 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
     }
     let analyzed = sql(&fast, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
     let text = format!("{analyzed:?}");
-    let blocks: usize = text
-        .split("stats_blocks=")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse::<usize>()
-                .unwrap_or(0)
-        })
-        .sum();
+    let blocks = explain_metric(&text, "stats_blocks");
     // a and c: 3 blocks each from statistics; b's only window holds a memtable row.
     assert_eq!(blocks, 6, "{text}");
     let analyzed = sql(&fast, &format!("EXPLAIN ANALYZE {}", queries[4])).await;
     let text = format!("{analyzed:?}");
-    let reduced: usize = text
-        .split("blocks_reduced=")
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<usize>().ok()
-        })
-        .sum();
+    let reduced = explain_metric(&text, "blocks_reduced");
     // a and c: their 3 blocks each are cut by the hours and reduced to runs; b is merged.
     assert_eq!(reduced, 6, "{text}");
 }

@@ -262,3 +262,15 @@ fn cell(a: &dyn Array, r: usize) -> Cell {
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
+
+/// The sum over partitions of the metric `name` in the text of an `EXPLAIN ANALYZE` answer
+/// (`name=123` entries).
+pub fn explain_metric(text: &str, name: &str) -> usize {
+    text.split(&format!("{name}="))
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().ok()
+        })
+        .sum()
+}

@@ -41,7 +41,8 @@ pub use backup::{BackupSnapshot, COLD_REFERENCE_FILE, ColdReference, SnapshotSeg
 pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
-pub use read::{BlockStats, ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece, TimeGroups};
+pub use read::{ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
+pub use runs::{BlockStats, TimeGroups};
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StorageError};

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::runs::Reduced;
+use super::runs::{BlockStats, Reduced, TimeGroups};
 use super::{Inner, LiveSegment};
 use crate::error::{Result, StorageError};
 use crate::rows::{Rows, merge_lww};
@@ -83,19 +83,6 @@ struct ColdFile {
     groups: Vec<std::sync::OnceLock<GroupRead>>,
 }
 
-/// Per-field statistics of one stored block read in place of its rows (see
-/// [`SeriesCursor::next_piece`]).
-#[derive(Debug, Clone)]
-pub struct BlockStats {
-    /// Earliest time in the block.
-    pub min_time: i64,
-    /// Latest time in the block.
-    pub max_time: i64,
-    /// Per requested field (snapshot order): statistics of its present values, `None` when the
-    /// block holds none.
-    pub fields: Vec<Option<ChunkStats>>,
-}
-
 /// What [`SeriesCursor::next_piece`] yields: decoded rows, the statistics of a whole block, or
 /// a decoded block reduced to statistics per group of rows.
 #[derive(Debug, Clone)]
@@ -114,15 +101,6 @@ pub enum SeriesPiece {
         /// The runs, oldest first.
         runs: Vec<BlockStats>,
     },
-}
-
-/// How an aggregating reader groups rows by time (see [`SeriesCursor::next_piece`]).
-pub trait TimeGroups {
-    /// Whether every time in `[min, max]` falls in one group.
-    fn one_group(&self, min: i64, max: i64) -> bool;
-    /// The end (exclusive) of the group holding time `t`: the rows from `t` up to it fold
-    /// together. `None` when there is no such end to compute (the block is read as rows).
-    fn group_end(&self, t: i64) -> Option<i64>;
 }
 
 /// Groups for a caller that takes whole-block statistics whenever `one_group` allows and never
@@ -396,10 +374,11 @@ impl SeriesCursor {
         {
             return Ok(false);
         }
+        let keep_empty = snap.mode == ReadMode::Points;
         Ok(
-            match super::runs::reduce(dense, snap.first, snap.last, groups, snap.mode) {
-                Reduced::Piece(piece) => {
-                    out.push(piece);
+            match super::runs::reduce(dense, snap.first, snap.last, groups, keep_empty) {
+                Reduced::Runs { rows, runs } => {
+                    out.push(SeriesPiece::Runs { rows, runs });
                     true
                 }
                 Reduced::Empty => true,

@@ -1,17 +1,40 @@
-//! Aggregating reads of blocks that span several groups: a block decoded for aggregation
-//! ([`DenseBlock`]) is cut at the read's range and at each group end ([`TimeGroups`]), and each
-//! run of rows in one group becomes the statistics its fold needs (count, sum, min, max, first,
-//! last of each float field), computed straight from the packed present values. The fold then
-//! takes the runs as it takes whole-block statistics; no rows are built.
+//! What an aggregating read folds instead of rows: [`BlockStats`] (a block's, or a run's,
+//! statistics per field) and [`TimeGroups`] (how the reader groups rows by time). Blocks that
+//! span several groups: a block decoded for aggregation ([`DenseBlock`]) is cut at the read's
+//! range and at each group end, and each run of rows in one group becomes the statistics its
+//! fold needs (count, sum, min, max, first, last of each float field), computed straight from
+//! the packed present values. The fold then takes the runs as it takes whole-block statistics;
+//! no rows are built.
 
-use super::read::{BlockStats, ReadMode, SeriesPiece, TimeGroups};
 use crate::codec;
 use crate::segment::{ChunkStats, DenseBlock};
 
+/// Per-field statistics of one stored block read in place of its rows (see
+/// `SeriesCursor::next_piece`).
+#[derive(Debug, Clone)]
+pub struct BlockStats {
+    /// Earliest time in the block.
+    pub min_time: i64,
+    /// Latest time in the block.
+    pub max_time: i64,
+    /// Per requested field (snapshot order): statistics of its present values, `None` when the
+    /// block holds none.
+    pub fields: Vec<Option<ChunkStats>>,
+}
+
+/// How an aggregating reader groups rows by time (see `SeriesCursor::next_piece`).
+pub trait TimeGroups {
+    /// Whether every time in `[min, max]` falls in one group.
+    fn one_group(&self, min: i64, max: i64) -> bool;
+    /// The end (exclusive) of the group holding time `t`: the rows from `t` up to it fold
+    /// together. `None` when there is no such end to compute (the block is read as rows).
+    fn group_end(&self, t: i64) -> Option<i64>;
+}
+
 /// What [`reduce`] made of a block.
 pub(super) enum Reduced {
-    /// The runs of the rows in range.
-    Piece(SeriesPiece),
+    /// The `rows` in range, as runs oldest first.
+    Runs { rows: usize, runs: Vec<BlockStats> },
     /// No row of the block is in range (or, reading values, holds one).
     Empty,
     /// `groups` could not say where a group ends: read the block as rows.
@@ -19,14 +42,14 @@ pub(super) enum Reduced {
 }
 
 /// Reduces the rows of `block` with `first <= time <= last` to one [`BlockStats`] per run of
-/// rows in the same group. Reading values ([`ReadMode::Values`]), a run none of whose rows
-/// holds a value is left out, as its rows would be.
+/// rows in the same group. Unless `keep_empty` (a read of every point), a run none of whose
+/// rows holds a value is left out, as a read of values leaves out its rows.
 pub(super) fn reduce(
     block: &DenseBlock,
     first: i64,
     last: i64,
     groups: &dyn TimeGroups,
-    mode: ReadMode,
+    keep_empty: bool,
 ) -> Reduced {
     let times = &block.times;
     let lo = times.partition_point(|&t| t < first);
@@ -60,7 +83,7 @@ pub(super) fn reduce(
                 }
             })
             .collect();
-        if mode == ReadMode::Points || fields.iter().any(Option::is_some) {
+        if keep_empty || fields.iter().any(Option::is_some) {
             runs.push(BlockStats {
                 min_time: times[start],
                 max_time: times[end - 1],
@@ -72,10 +95,10 @@ pub(super) fn reduce(
     if runs.is_empty() {
         return Reduced::Empty;
     }
-    Reduced::Piece(SeriesPiece::Runs {
+    Reduced::Runs {
         rows: hi - lo,
         runs,
-    })
+    }
 }
 
 /// Statistics of float values (`None` when there are none): the sum in four lanes, as the
@@ -207,6 +230,13 @@ mod tests {
     use super::{decimal_stats, float_stats};
     use crate::codec;
 
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
     /// Decimal statistics equal those of the decoded floats: extremes, first and last bit for
     /// bit, the sum within rounding (exactly summed, even where an i64 sum would overflow).
     #[test]
@@ -221,12 +251,7 @@ mod tests {
         ] {
             for len in 1..30 {
                 let ints: Vec<i64> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x as i64) % magnitude
-                    })
+                    .map(|_| (xorshift(&mut x) as i64) % magnitude)
                     .collect();
                 let floats: Vec<f64> = ints.iter().map(|&i| codec::decimal_value(i, k)).collect();
                 let (d, f) = (
@@ -301,9 +326,7 @@ mod tests {
             for round in 0..20 {
                 let values: Vec<f64> = (0..len)
                     .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = xorshift(&mut x);
                         match (x % 10, round % 3) {
                             (0..=2, 0) => specials[(x >> 8) as usize % specials.len()],
                             (0..=2, 1) => specials[(x >> 8) as usize % 2],
