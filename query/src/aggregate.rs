@@ -326,7 +326,13 @@ impl TimeGroups for Fold {
     fn group_end(&self, t: i64) -> Option<i64> {
         match self.bucket() {
             None => Some(i64::MAX),
-            Some((stride, origin)) => date_bin(stride, t, origin).ok()?.checked_add(stride),
+            Some((stride, origin)) => {
+                // As `run_end`: the run must also stop where `t - origin` would overflow, so
+                // when the bucket's end lies beyond that the rows are folded as rows (which
+                // report the overflow).
+                let end = date_bin(stride, t, origin).ok()?.checked_add(stride)?;
+                end.checked_sub(origin).map(|_| end)
+            }
         }
     }
 }

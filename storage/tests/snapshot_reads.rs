@@ -171,6 +171,55 @@ fn fold(pieces: &[SeriesPiece]) -> (u64, f64, f64, f64) {
     (n, sum, min, max)
 }
 
+/// Reading values, a block that holds no value of the wanted fields yields nothing (no empty
+/// statistics piece, no empty runs), as its rows would yield none; reading every point, it
+/// yields its rows' groups.
+#[test]
+fn blocks_without_the_wanted_fields_yield_nothing_when_reading_values() {
+    const STEP: i64 = 1_000_000_000;
+    const HOUR: i64 = 3_600 * STEP;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    // Device `a` writes only `v`; device `b` gives the stream a field `w` too.
+    engine
+        .write(&batch("db", "s", &points_every(STEP, "a", 0, 10_000, 0.0)))
+        .unwrap();
+    let w = vec![(
+        "b".to_string(),
+        0,
+        vec![("w".to_string(), Value::Float(1.0))],
+    )];
+    engine.write(&batch("db", "s", &w)).unwrap();
+    engine.flush().unwrap();
+    let req = ScanRequest {
+        device: Some("a".into()),
+        fields: Some(vec!["w".into()]),
+        ..all("db", "s")
+    };
+    let whole_blocks = |_: i64, _: i64| true;
+    let groups: [&dyn TimeGroups; 2] = [&whole_blocks, &Every(HOUR)];
+    for g in groups {
+        let snap = Arc::new(
+            engine
+                .snapshot(&req, None, ReadMode::Values)
+                .unwrap()
+                .unwrap(),
+        );
+        let (mut pieces, mut cursor) = (Vec::new(), snap.cursor(0));
+        while cursor.next_piece(g, &mut pieces).unwrap() {}
+        assert!(pieces.is_empty(), "{pieces:?}");
+        let snap = Arc::new(
+            engine
+                .snapshot(&req, None, ReadMode::Points)
+                .unwrap()
+                .unwrap(),
+        );
+        let (mut pieces, mut cursor) = (Vec::new(), snap.cursor(0));
+        while cursor.next_piece(g, &mut pieces).unwrap() {}
+        assert!(!pieces.is_empty());
+    }
+}
+
 /// Groups of `every` ns from time 0 (as an hourly `date_bin` would make).
 struct Every(i64);
 

@@ -196,13 +196,15 @@ pub(crate) fn unpack(src: &[u8], width: u32, out: &mut [u64; BLOCK]) {
     unpack_dispatch(&bytes, width, out);
 }
 
-/// Calls the fixed-width unpacker for `width` (1..=64).
+/// Calls the fixed-width unpacker for `width` (1..=64; zeros for any other width).
 fn unpack_dispatch(bytes: &[u8; 8 * (BLOCK + 1)], width: u32, out: &mut [u64; BLOCK]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match width {
                 $($w => unpack_fixed::<$w>(bytes, out),)*
-                _ => unpack_wide(bytes, width, out),
+                57..=64 => unpack_wide(bytes, width, out),
+                // Callers refuse wider widths first; never read past the buffer if one does not.
+                _ => out.fill(0),
             }
         };
     }

@@ -91,7 +91,8 @@ pub enum SeriesPiece {
     Rows(SeriesBatch),
     /// A block entirely inside the read's range that no other source overlaps.
     Stats(BlockStats),
-    /// A block that no other source overlaps, spanning several groups (or cut by the range):
+    /// A block that no other source overlaps and no erased range touches, spanning several
+    /// groups (or cut by the range):
     /// decoded, and its `rows` inside the range reduced to one [`BlockStats`] per run of rows in
     /// the same group ([`TimeGroups`]), in time order; each run's `min_time`/`max_time` are its
     /// first and last row's times.
@@ -268,9 +269,11 @@ impl SeriesCursor {
     /// its blocks that lies entirely inside the range, falls in one group
     /// ([`TimeGroups::one_group`]) and whose sums are usable (float sums are numbers, integer
     /// sums exact: see [`sum_is_usable`]) as [`SeriesPiece::Stats`] without decoding it. Its
-    /// other blocks whose wanted fields are all floats, when `groups` computes the end of each
-    /// group, are decoded and reduced to [`SeriesPiece::Runs`] (no rows built); the rest, and
-    /// windows of several sources, are decoded as rows. Reuses one decode buffer per cursor.
+    /// other blocks that no erased range touches and whose wanted fields are all floats, when
+    /// `groups` computes the end of each group, are decoded and reduced to
+    /// [`SeriesPiece::Runs`] (no rows built); the rest, and windows of several sources, are
+    /// decoded as rows. Reuses one decode buffer per cursor (that is, per series). A call yields
+    /// every piece of one window at once.
     pub fn next_piece(
         &mut self,
         groups: &dyn TimeGroups,
@@ -322,6 +325,10 @@ impl SeriesCursor {
                     .iter()
                     .zip(&snap.fields)
                     .all(|(s, (_, ty))| s.as_ref().is_none_or(|s| sum_is_usable(s, *ty)));
+                // Reading values, a block without a value of any wanted field has no rows.
+                if snap.mode == ReadMode::Values && stats.iter().all(Option::is_none) {
+                    continue;
+                }
                 if exact {
                     out.push(SeriesPiece::Stats(BlockStats {
                         min_time: min,

@@ -144,8 +144,8 @@ fn float_stats(values: &[f64]) -> Option<ChunkStats> {
 
 /// Statistics of decimal values `ints[i] / 10^k` (`None` when there are none), computed on the
 /// integers: min, max, first and last are the decoded floats of the integer ones (decoding is
-/// monotone); the sum is the exact integer sum, decoded once, so it is at least as close to
-/// the true sum as adding the decoded floats.
+/// monotone); the sum is the exact integer sum turned into a float and divided once (within an
+/// ulp or two of the true sum; adding the decoded floats rounds at every value).
 fn decimal_stats(ints: &[i64], k: u8) -> Option<ChunkStats> {
     let (&head, &tail) = (ints.first()?, ints.last()?);
     let mut sums = [0i64; 4];
