@@ -341,7 +341,12 @@ impl TimeGroups for Fold {
 struct Fold {
     groups: Arc<Vec<Group>>,
     aggs: Arc<Vec<Agg>>,
-    index: HashMap<Key, usize>,
+    /// The distinct string terms of group keys seen, each with its id (its index in `terms`):
+    /// a piece of a series looks its terms up once, then each of its buckets by id.
+    term_ids: HashMap<Vec<Option<String>>, u32>,
+    terms: Vec<Vec<Option<String>>>,
+    /// (string terms id, bucket) → index into `keys` and `states`.
+    index: HashMap<(u32, Option<i64>), usize>,
     keys: Vec<Key>,
     states: Vec<Vec<State>>,
     /// Memory of the group table, reserved in the query's memory pool.
@@ -353,6 +358,8 @@ impl Fold {
         Fold {
             groups,
             aggs,
+            term_ids: HashMap::new(),
+            terms: Vec::new(),
             index: HashMap::new(),
             keys: Vec::new(),
             states: Vec::new(),
@@ -360,16 +367,32 @@ impl Fold {
         }
     }
 
-    fn slot(&mut self, key: Key) -> Result<usize> {
-        if let Some(&i) = self.index.get(&key) {
+    /// The id of the string terms of a series' group key.
+    fn terms_of(&mut self, series: &SeriesKey) -> Result<u32> {
+        let terms = self.strings(series);
+        if let Some(&id) = self.term_ids.get(&terms) {
+            return Ok(id);
+        }
+        let bytes: usize = terms.iter().flatten().map(String::len).sum();
+        self.reservation.try_grow(GROUP_BYTES + 2 * bytes)?;
+        let id = self.terms.len() as u32;
+        self.term_ids.insert(terms.clone(), id);
+        self.terms.push(terms);
+        Ok(id)
+    }
+
+    /// The group of string terms `terms` (from [`Fold::terms_of`]) and `bucket`.
+    fn slot(&mut self, terms: u32, bucket: Option<i64>) -> Result<usize> {
+        if let Some(&i) = self.index.get(&(terms, bucket)) {
             return Ok(i);
         }
-        let strings: usize = key.0.iter().flatten().map(String::len).sum();
-        let bytes = GROUP_BYTES + 2 * strings + self.aggs.len() * std::mem::size_of::<State>();
+        let strings = &self.terms[terms as usize];
+        let bytes: usize = strings.iter().flatten().map(String::len).sum();
+        let bytes = GROUP_BYTES + bytes + self.aggs.len() * std::mem::size_of::<State>();
         self.reservation.try_grow(bytes)?;
         let i = self.keys.len();
-        self.index.insert(key.clone(), i);
-        self.keys.push(key);
+        self.index.insert((terms, bucket), i);
+        self.keys.push((strings.clone(), bucket));
         self.states.push(vec![State::EMPTY; self.aggs.len()]);
         Ok(i)
     }
@@ -418,12 +441,13 @@ impl Fold {
         piece: &SeriesPiece,
         fields: &[(String, FieldType)],
     ) -> Result<()> {
+        let terms = self.terms_of(series)?;
         match piece {
-            SeriesPiece::Rows(s) => self.add_series(s),
-            SeriesPiece::Stats(b) => self.add_block(series, b, fields),
+            SeriesPiece::Rows(s) => self.add_series(terms, s),
+            SeriesPiece::Stats(b) => self.add_block(terms, b, fields),
             SeriesPiece::Runs { runs, .. } => {
                 for run in runs {
-                    self.add_block(series, run, fields)?;
+                    self.add_block(terms, run, fields)?;
                 }
                 Ok(())
             }
@@ -433,7 +457,7 @@ impl Fold {
     /// Folds a block's (or a run's) statistics: its rows lie in one group (see `one_group`).
     fn add_block(
         &mut self,
-        series: &SeriesKey,
+        terms: u32,
         b: &BlockStats,
         fields: &[(String, FieldType)],
     ) -> Result<()> {
@@ -441,8 +465,7 @@ impl Fold {
             None => None,
             Some((stride, origin)) => Some(date_bin(stride, b.min_time, origin)?),
         };
-        let key = (self.strings(series), bucket);
-        let slot = self.slot(key)?;
+        let slot = self.slot(terms, bucket)?;
         let aggs = self.aggs.clone();
         for (state, agg) in self.states[slot].iter_mut().zip(aggs.iter()) {
             let Some(f) = fields.iter().position(|(n, _)| *n == agg.field) else {
@@ -455,8 +478,7 @@ impl Fold {
         Ok(())
     }
 
-    fn add_series(&mut self, s: &SeriesBatch) -> Result<()> {
-        let strings = self.strings(&s.key);
+    fn add_series(&mut self, terms: u32, s: &SeriesBatch) -> Result<()> {
         let bucket = self.bucket();
         let aggs = self.aggs.clone();
         let columns: Vec<Option<&strata_storage::Column>> = aggs
@@ -477,7 +499,7 @@ impl Fold {
                     )
                 }
             };
-            let slot = self.slot((strings.clone(), b))?;
+            let slot = self.slot(terms, b)?;
             let states = self.states[slot].iter_mut().zip(aggs.iter());
             for ((state, agg), c) in states.zip(&columns) {
                 if let Some(c) = c {
