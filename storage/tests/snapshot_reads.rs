@@ -13,6 +13,8 @@ use strata_storage::{
 
 const DAY: i64 = 86_400 * 1_000_000_000;
 const STEP: i64 = 10 * 1_000_000_000;
+const SECOND: i64 = 1_000_000_000;
+const HOUR: i64 = 3_600 * SECOND;
 
 fn engine(dir: &std::path::Path) -> Engine {
     let mut cfg = EngineConfig::new(dir);
@@ -176,13 +178,15 @@ fn fold(pieces: &[SeriesPiece]) -> (u64, f64, f64, f64) {
 /// yields its rows' groups.
 #[test]
 fn blocks_without_the_wanted_fields_yield_nothing_when_reading_values() {
-    const STEP: i64 = 1_000_000_000;
-    const HOUR: i64 = 3_600 * STEP;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     // Device `a` writes only `v`; device `b` gives the stream a field `w` too.
     engine
-        .write(&batch("db", "s", &points_every(STEP, "a", 0, 10_000, 0.0)))
+        .write(&batch(
+            "db",
+            "s",
+            &points_every(SECOND, "a", 0, 10_000, 0.0),
+        ))
         .unwrap();
     let w = vec![(
         "b".to_string(),
@@ -196,27 +200,18 @@ fn blocks_without_the_wanted_fields_yield_nothing_when_reading_values() {
         fields: Some(vec!["w".into()]),
         ..all("db", "s")
     };
+    let pieces = |mode, groups: &dyn TimeGroups| {
+        let snap = Arc::new(engine.snapshot(&req, None, mode).unwrap().unwrap());
+        let (mut pieces, mut cursor) = (Vec::new(), snap.cursor(0));
+        while cursor.next_piece(groups, &mut pieces).unwrap() {}
+        pieces
+    };
     let whole_blocks = |_: i64, _: i64| true;
     let groups: [&dyn TimeGroups; 2] = [&whole_blocks, &Every(HOUR)];
     for g in groups {
-        let snap = Arc::new(
-            engine
-                .snapshot(&req, None, ReadMode::Values)
-                .unwrap()
-                .unwrap(),
-        );
-        let (mut pieces, mut cursor) = (Vec::new(), snap.cursor(0));
-        while cursor.next_piece(g, &mut pieces).unwrap() {}
-        assert!(pieces.is_empty(), "{pieces:?}");
-        let snap = Arc::new(
-            engine
-                .snapshot(&req, None, ReadMode::Points)
-                .unwrap()
-                .unwrap(),
-        );
-        let (mut pieces, mut cursor) = (Vec::new(), snap.cursor(0));
-        while cursor.next_piece(g, &mut pieces).unwrap() {}
-        assert!(!pieces.is_empty());
+        let read = pieces(ReadMode::Values, g);
+        assert!(read.is_empty(), "{read:?}");
+        assert!(!pieces(ReadMode::Points, g).is_empty());
     }
 }
 
@@ -237,8 +232,6 @@ impl TimeGroups for Every {
 /// rows of a sparse field that hold no value, and agree with the decoded rows.
 #[test]
 fn blocks_spanning_groups_reduce_to_runs_that_agree_with_the_rows() {
-    const STEP: i64 = 1_000_000_000;
-    const HOUR: i64 = 3_600 * STEP;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     // 20,000 points a second apart (5.6 hours: several blocks, each over several hours); `w`
@@ -249,13 +242,13 @@ fn blocks_spanning_groups_reduce_to_runs_that_agree_with_the_rows() {
             if i % 3 == 0 {
                 fields.push(("w".to_string(), Value::Float(-(i as f64))));
             }
-            ("a".to_string(), i * STEP, fields)
+            ("a".to_string(), i * SECOND, fields)
         })
         .collect();
     engine.write(&batch("db", "s", &rows)).unwrap();
     engine.flush().unwrap();
     // A range that cuts the first and the last block.
-    let (first, last) = (1_000 * STEP, 18_500 * STEP - 1);
+    let (first, last) = (1_000 * SECOND, 18_500 * SECOND - 1);
     let req = ScanRequest {
         start: first,
         end: last + 1,
