@@ -310,8 +310,8 @@ impl State {
     }
 }
 
-/// Group key: the string terms, then the bucket (if any).
-type Key = (Vec<Option<String>>, Option<i64>);
+/// Group key: the id of its string terms (see `Fold::terms`), then the bucket (if any).
+type Key = (u32, Option<i64>);
 
 /// Approximate bytes of one group (key strings counted separately), for the memory pool.
 const GROUP_BYTES: usize = 96;
@@ -345,8 +345,8 @@ struct Fold {
     /// a piece of a series looks its terms up once, then each of its buckets by id.
     term_ids: HashMap<Vec<Option<String>>, u32>,
     terms: Vec<Vec<Option<String>>>,
-    /// (string terms id, bucket) → index into `keys` and `states`.
-    index: HashMap<(u32, Option<i64>), usize>,
+    /// Key → index into `keys` and `states`.
+    index: HashMap<Key, usize>,
     keys: Vec<Key>,
     states: Vec<Vec<State>>,
     /// Memory of the group table, reserved in the query's memory pool.
@@ -386,13 +386,11 @@ impl Fold {
         if let Some(&i) = self.index.get(&(terms, bucket)) {
             return Ok(i);
         }
-        let strings = &self.terms[terms as usize];
-        let bytes: usize = strings.iter().flatten().map(String::len).sum();
-        let bytes = GROUP_BYTES + bytes + self.aggs.len() * std::mem::size_of::<State>();
+        let bytes = GROUP_BYTES + self.aggs.len() * std::mem::size_of::<State>();
         self.reservation.try_grow(bytes)?;
         let i = self.keys.len();
         self.index.insert((terms, bucket), i);
-        self.keys.push((strings.clone(), bucket));
+        self.keys.push((terms, bucket));
         self.states.push(vec![State::EMPTY; self.aggs.len()]);
         Ok(i)
     }
@@ -528,7 +526,7 @@ impl Fold {
                     let a: StringArray = self
                         .keys
                         .iter()
-                        .map(|k| k.0[string_term].as_deref())
+                        .map(|k| self.terms[k.0 as usize][string_term].as_deref())
                         .collect();
                     columns.push(Arc::new(a));
                     string_term += 1;

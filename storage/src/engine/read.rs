@@ -356,9 +356,7 @@ impl SeriesCursor {
         }
         Ok(())
     }
-}
 
-impl SeriesCursor {
     /// Decodes block `bi` of segment `j` for aggregation and pushes its runs (see
     /// [`SeriesPiece::Runs`]); false when the block must be read as rows instead (a wanted field
     /// is not a float, a field's type differs here, or `groups` cannot end a group).

@@ -4,7 +4,7 @@
 //! to block. A reader that folds runs of rows (for example, the rows of one time bucket) counts
 //! the bitmap's bits over the run to find the run's values, a contiguous slice.
 
-use super::{Segment, decode_time_chunk};
+use super::{Segment, decode_time_chunk, split_presence};
 use crate::codec::{self, Codec};
 use crate::error::Result;
 use crate::{FieldType, SeriesId};
@@ -62,7 +62,7 @@ fn count_range(bits: &[u8], start: usize, end: usize) -> usize {
 }
 
 /// Set bits among the first `n` bits of `bits` (LSB first).
-fn count_bits(bits: &[u8], n: usize) -> usize {
+pub(super) fn count_bits(bits: &[u8], n: usize) -> usize {
     let (whole, rest) = (n / 8, n % 8);
     let (words, tail) = bits[..whole].as_chunks::<8>();
     let mut count: usize = words
@@ -127,26 +127,15 @@ fn decode_dense_floats(
     count: usize,
     out: &mut DenseFloats,
 ) -> std::result::Result<(), String> {
-    let (&flag, rest) = bytes.split_first().ok_or("empty chunk")?;
-    let rest = match flag {
-        0 if count == rows => {
-            out.bitmap = None;
-            rest
-        }
-        0 => return Err("presence bitmap disagrees with the value count".into()),
-        1 => {
-            let len = rows.div_ceil(8);
-            let bits = rest.get(..len).ok_or("truncated presence bitmap")?;
-            if count_bits(bits, rows) != count {
-                return Err("presence bitmap disagrees with the value count".into());
-            }
+    let (bits, rest) = split_presence(bytes, rows, count)?;
+    match bits {
+        None => out.bitmap = None,
+        Some(bits) => {
             let bitmap = out.bitmap.get_or_insert_with(Vec::new);
             bitmap.clear();
             bitmap.extend_from_slice(bits);
-            &rest[len..]
         }
-        p => return Err(format!("unknown presence flag {p}")),
-    };
+    }
     let (&codec, payload) = rest.split_first().ok_or("missing codec byte")?;
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
     out.count = count;

@@ -412,28 +412,40 @@ fn presence<'a>(
     count: usize,
     valid: &mut Vec<bool>,
 ) -> std::result::Result<&'a [u8], String> {
+    let (bitmap, rest) = split_presence(bytes, rows, count)?;
+    match bitmap {
+        None => valid.resize(valid.len() + rows, true),
+        Some(bits) => valid.extend((0..rows).map(|i| bits[i / 8] & (1 << (i % 8)) != 0)),
+    }
+    Ok(rest)
+}
+
+/// Splits a field chunk of `rows` rows holding `count` values into its presence bitmap (`None`:
+/// every row has a value; else one bit per row, LSB first, checked to hold `count` set bits) and
+/// the rest (codec byte and payload).
+fn split_presence(
+    bytes: &[u8],
+    rows: usize,
+    count: usize,
+) -> std::result::Result<(Option<&[u8]>, &[u8]), String> {
     let (&flag, rest) = bytes.split_first().ok_or("empty chunk")?;
-    let rest = match flag {
-        0 => {
-            valid.resize(valid.len() + rows, true);
-            rest
-        }
+    let (bitmap, rest) = match flag {
+        0 => (None, rest),
         1 => {
             let len = rows.div_ceil(8);
             if rest.len() < len {
                 return Err("truncated presence bitmap".into());
             }
-            valid.extend((0..rows).map(|i| rest[i / 8] & (1 << (i % 8)) != 0));
-            &rest[len..]
+            let (bits, rest) = rest.split_at(len);
+            (Some(bits), rest)
         }
         p => return Err(format!("unknown presence flag {p}")),
     };
-    let set = valid[valid.len() - rows..].iter().filter(|v| **v).count();
+    let set = bitmap.map_or(rows, |bits| dense::count_bits(bits, rows));
     if set != count {
-        valid.truncate(valid.len() - rows);
         return Err("presence bitmap disagrees with the value count".into());
     }
-    Ok(rest)
+    Ok((bitmap, rest))
 }
 
 /// Decodes a field chunk onto the end of `col`: values without nulls straight into its buffer,
