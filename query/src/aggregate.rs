@@ -335,6 +335,12 @@ impl TimeGroups for Fold {
             }
         }
     }
+
+    fn extremes(&self) -> bool {
+        self.aggs
+            .iter()
+            .any(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
+    }
 }
 
 /// Folds one partition's series into group states, in scan order.

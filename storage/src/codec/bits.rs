@@ -140,6 +140,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes not yet read, without reading them.
+    pub(crate) fn peek(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
     /// The unconsumed rest of the buffer (consumes it).
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.pos..];
@@ -194,6 +199,17 @@ pub(crate) fn unpack(src: &[u8], width: u32, out: &mut [u64; BLOCK]) {
     let n = src.len().min(8 * BLOCK);
     bytes[..n].copy_from_slice(&src[..n]);
     unpack_dispatch(&bytes, width, out);
+}
+
+/// Like [`unpack`] for the block in the first `packed` bytes of `tail` (the packed bytes and
+/// whatever follows them), except that slots past the block's values may hold anything. When
+/// `tail` is long enough for every 8-byte load, it is read in place: no copy into a zeroed
+/// buffer (the bits past the block's own are masked or land in those slots).
+pub(crate) fn unpack_within(tail: &[u8], packed: usize, width: u32, out: &mut [u64; BLOCK]) {
+    match tail.first_chunk::<{ 8 * (BLOCK + 1) }>() {
+        Some(bytes) if width > 0 && packed <= 8 * BLOCK => unpack_dispatch(bytes, width, out),
+        _ => unpack(&tail[..packed.min(tail.len())], width, out),
+    }
 }
 
 /// Calls the fixed-width unpacker for `width` (1..=64; zeros for any other width).
@@ -359,7 +375,7 @@ impl<'a> BitReader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BLOCK, pack, packed_len, unpack};
+    use super::{BLOCK, pack, packed_len, unpack, unpack_within};
 
     /// Every width from 0 to 64 and lengths from 1 to a full block: what `pack` wrote, `unpack`
     /// reads back, with zeros past the length.
@@ -396,6 +412,15 @@ mod tests {
                     out[len..].iter().all(|&v| v == 0),
                     "width {width}, len {len}"
                 );
+                // Followed by other bytes (all ones: any bit read past the block's would show),
+                // short of a full buffer (copied) and past it (read in place).
+                for extra in [0, 5, 8 * (BLOCK + 1)] {
+                    let mut tail = packed.clone();
+                    tail.resize(packed.len() + extra, 0xff);
+                    let mut out = [1u64; BLOCK];
+                    unpack_within(&tail, packed.len(), width, &mut out);
+                    assert_eq!(&out[..len], &vals[..], "width {width}, len {len}, +{extra}");
+                }
             }
         }
     }

@@ -29,6 +29,11 @@ pub trait TimeGroups {
     /// The end (exclusive) of the group holding time `t`: the rows from `t` up to it fold
     /// together. `None` when there is no such end to compute (the block is read as rows).
     fn group_end(&self, t: i64) -> Option<i64>;
+    /// Whether the reader uses the `min` and `max` of the runs [`reduce`] makes. When not
+    /// (a sum, a count or a mean), they are not computed and hold the run's first value.
+    fn extremes(&self) -> bool {
+        true
+    }
 }
 
 /// What [`reduce`] made of a block.
@@ -62,6 +67,7 @@ pub(super) fn reduce(
         .iter()
         .map(|f| f.values_between(0, lo))
         .collect();
+    let extremes = groups.extremes();
     let mut runs = Vec::new();
     let mut start = lo;
     while start < hi {
@@ -77,9 +83,11 @@ pub(super) fn reduce(
                 let n = f.values_between(start, end);
                 let range = *at..*at + n;
                 *at += n;
-                match f.scale {
-                    Some(k) => decimal_stats(&f.ints[range], k),
-                    None => float_stats(&f.values[range]),
+                match (f.scale, extremes) {
+                    (Some(k), true) => decimal_stats(&f.ints[range], k),
+                    (Some(k), false) => decimal_sum(&f.ints[range], k),
+                    (None, true) => float_stats(&f.values[range]),
+                    (None, false) => float_sum(&f.values[range]),
                 }
             })
             .collect();
@@ -182,6 +190,66 @@ fn decimal_stats(ints: &[i64], k: u8) -> Option<ChunkStats> {
     })
 }
 
+/// [`float_stats`] without the extremes: `min` and `max` hold the first value.
+fn float_sum(values: &[f64]) -> Option<ChunkStats> {
+    let (&head, &tail) = (values.first()?, values.last()?);
+    let mut sums = [-0.0f64; 4];
+    let quads = values.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        for l in 0..4 {
+            sums[l] += q[l];
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] += v;
+    }
+    Some(ChunkStats {
+        count: values.len() as u32,
+        min: head.to_bits(),
+        max: head.to_bits(),
+        sum: (sums[0] + sums[1]) + (sums[2] + sums[3]),
+        first: head.to_bits(),
+        last: tail.to_bits(),
+    })
+}
+
+/// [`decimal_stats`] without the extremes: `min` and `max` hold the first value.
+fn decimal_sum(ints: &[i64], k: u8) -> Option<ChunkStats> {
+    let (&head, &tail) = (ints.first()?, ints.last()?);
+    // Wrapping lane sums and an OR of the magnitudes (`v ^ (v >> 63)` is `|v| - 1` for
+    // negative `v`): all of it vectorizes, where min and max of 64-bit integers do not.
+    let (mut sums, mut bits) = ([0i64; 4], [0u64; 4]);
+    let quads = ints.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        for l in 0..4 {
+            sums[l] = sums[l].wrapping_add(q[l]);
+            bits[l] |= (q[l] ^ (q[l] >> 63)) as u64;
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] = sums[l].wrapping_add(v);
+        bits[l] |= (v ^ (v >> 63)) as u64;
+    }
+    // Every |v| is at most 2^width; the wrapping sum is exact when no partial sum can leave i64.
+    let width = 64 - (bits[0] | bits[1] | bits[2] | bits[3]).leading_zeros();
+    let bound = (1u128 << width) * ints.len() as u128;
+    let wide = match bound < 1 << 62 {
+        true => sums.iter().fold(0i64, |a, &s| a.wrapping_add(s)) as f64,
+        false => ints.iter().map(|&v| i128::from(v)).sum::<i128>() as f64,
+    };
+    let value = |i: i64| codec::decimal_value(i, k).to_bits();
+    Some(ChunkStats {
+        count: ints.len() as u32,
+        min: value(head),
+        max: value(head),
+        sum: wide / codec::decimal_divisor(k),
+        first: value(head),
+        last: value(tail),
+    })
+}
+
 fn lanes_min(l: [f64; 4]) -> f64 {
     let a = if l[1] < l[0] { l[1] } else { l[0] };
     let b = if l[3] < l[2] { l[3] } else { l[2] };
@@ -227,7 +295,7 @@ fn total_extremes(values: &[f64]) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{decimal_stats, float_stats};
+    use super::{decimal_stats, decimal_sum, float_stats, float_sum};
     use crate::codec;
 
     fn xorshift(x: &mut u64) -> u64 {
@@ -272,6 +340,39 @@ mod tests {
                     "{} {exact}",
                     f.sum
                 );
+            }
+        }
+    }
+
+    /// Without the extremes, the count, sum, first and last are those of the full statistics
+    /// (the decimal sum exact even where an i64 sum overflows), and min and max the first value.
+    #[test]
+    fn sums_without_extremes_equal_the_full_statistics() {
+        assert!(decimal_sum(&[], 1).is_none() && float_sum(&[]).is_none());
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        for magnitude in [10i64, 1 << 20, 1 << 58, i64::MAX] {
+            for len in [1, 2, 3, 4, 5, 9, 64, 333] {
+                let ints: Vec<i64> = (0..len)
+                    .map(|i| match i % 7 {
+                        0 if magnitude == i64::MAX => i64::MIN,
+                        _ => (xorshift(&mut x) as i64) % magnitude,
+                    })
+                    .collect();
+                let (full, sum) = (
+                    decimal_stats(&ints, 2).unwrap(),
+                    decimal_sum(&ints, 2).unwrap(),
+                );
+                assert_eq!((sum.count, sum.sum), (full.count, full.sum), "{ints:?}");
+                assert_eq!((sum.first, sum.last), (full.first, full.last));
+                assert_eq!((sum.min, sum.max), (full.first, full.first));
+                let floats: Vec<f64> = ints.iter().map(|&i| codec::decimal_value(i, 2)).collect();
+                let (full, sum) = (float_stats(&floats).unwrap(), float_sum(&floats).unwrap());
+                assert_eq!(
+                    (sum.count, sum.sum.to_bits()),
+                    (full.count, full.sum.to_bits())
+                );
+                assert_eq!((sum.first, sum.last), (full.first, full.last));
+                assert_eq!((sum.min, sum.max), (full.first, full.first));
             }
         }
     }

@@ -377,6 +377,9 @@ fn decode_time_chunk(
     let codec = Codec::from_u8(codec).map_err(|e| e.to_string())?;
     let start = out.len();
     codec::decode_timestamps(codec, payload, n, out).map_err(|e| e.to_string())?;
+    if codec == Codec::Regular && regular_increases(&out[start..]) {
+        return Ok(());
+    }
     // Branch-free over the whole chunk (it vectorizes; an early exit does not): a valid chunk,
     // the only kind worth being fast for, is read to the end either way.
     let decreasing = out[start..]
@@ -387,6 +390,22 @@ fn decode_time_chunk(
         return Err("timestamps are not strictly increasing".into());
     }
     Ok(())
+}
+
+/// Whether `times`, an arithmetic progression (as [`Codec::Regular`] decodes), strictly
+/// increases: a positive step and no wrap-around from the first to the last.
+fn regular_increases(times: &[i64]) -> bool {
+    match times {
+        [] | [_] => true,
+        [first, second, ..] => {
+            let step = second.wrapping_sub(*first);
+            let span = i64::try_from(times.len() - 1)
+                .ok()
+                .and_then(|k| step.checked_mul(k))
+                .and_then(|d| first.checked_add(d));
+            step > 0 && second > first && span == times.last().copied()
+        }
+    }
 }
 
 fn decode_field_chunk(
@@ -732,4 +751,53 @@ fn parse_block(
     }
     index.push_block(rows, (min_time, max_time), time);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_time_chunk;
+    use crate::codec::{self, Codec};
+
+    /// A chunk of `times` as the segment writer stores it: codec byte, then payload.
+    fn chunk(times: &[i64]) -> (Codec, Vec<u8>) {
+        let mut payload = Vec::new();
+        let codec = codec::encode_timestamps(times, &mut payload);
+        let mut bytes = vec![codec as u8];
+        bytes.extend_from_slice(&payload);
+        (codec, bytes)
+    }
+
+    /// Times must strictly increase whatever their codec; a regular progression is accepted
+    /// without comparing each pair, so its step and its end are checked instead.
+    #[test]
+    fn time_chunks_must_strictly_increase() {
+        let cases: [(&[i64], bool); 7] = [
+            (&[5], true),
+            (&[10, 20, 30, 40], true),
+            (&[10, 20, 35, 40], true),
+            (&[7, 7, 7], false),
+            (&[40, 30, 20], false),
+            (&[i64::MAX - 20, i64::MAX - 10, i64::MAX], true),
+            (&[10, 20, 20, 30], false),
+        ];
+        for (times, ok) in cases {
+            let (codec, bytes) = chunk(times);
+            let mut out = Vec::new();
+            let got = decode_time_chunk(&bytes, times.len(), &mut out);
+            assert_eq!(got.is_ok(), ok, "{times:?} as {codec:?}: {got:?}");
+            if ok {
+                assert_eq!(out, times);
+            } else {
+                assert!(out.is_empty(), "{times:?}");
+            }
+        }
+        // A regular progression that wraps past i64::MAX decodes to a decreasing pair.
+        let mut payload = Vec::new();
+        codec::encode_timestamps(&[i64::MAX - 5, i64::MAX], &mut payload);
+        let mut bytes = vec![Codec::Regular as u8];
+        bytes.extend_from_slice(&payload);
+        let mut out = Vec::new();
+        assert!(decode_time_chunk(&bytes, 3, &mut out).is_err());
+        assert!(out.is_empty());
+    }
 }
