@@ -7,6 +7,7 @@
 
 use foldhash::HashMap;
 use std::mem::size_of;
+use std::ops::Range;
 use std::time::Instant;
 
 use crate::catalog::StreamId;
@@ -71,23 +72,48 @@ impl FieldBuf {
         self.rows.capacity() * size_of::<u32>() + data_capacity(&self.data)
     }
 
-    /// The values as a dense column of `n` rows, null where the field has no value.
-    fn to_column(&self, name: &str, n: usize) -> Column {
-        if self.start == 0 && !self.sparse && self.len() == n {
+    /// The positions `k` of the values in buffer rows `rows`.
+    fn values_in(&self, rows: &Range<usize>) -> Range<usize> {
+        if self.sparse {
+            let lo = self.rows.partition_point(|&r| (r as usize) < rows.start);
+            let hi = self.rows.partition_point(|&r| (r as usize) < rows.end);
+            return lo..hi;
+        }
+        let start = self.start as usize;
+        let lo = rows.start.saturating_sub(start).min(self.len());
+        let hi = rows.end.saturating_sub(start).min(self.len());
+        lo..hi.max(lo)
+    }
+
+    /// Whether every row of `rows` holds a value.
+    fn covers(&self, rows: &Range<usize>) -> bool {
+        !self.sparse
+            && self.start as usize <= rows.start
+            && self.start as usize + self.len() >= rows.end
+    }
+
+    /// The values in buffer rows `rows` as a dense column of one slot a row, null where the
+    /// field has no value.
+    fn to_column(&self, name: &str, rows: Range<usize>) -> Column {
+        let n = rows.len();
+        if self.covers(&rows) {
+            let at = rows.start - self.start as usize;
             return Column {
                 name: name.to_string(),
-                data: self.data.clone(),
+                data: self.data.slice(at..at + n),
                 valid: vec![true; n],
             };
         }
+        let ks = self.values_in(&rows);
         let mut valid = vec![false; n];
-        (0..self.len()).for_each(|k| valid[self.row(k)] = true);
+        ks.clone()
+            .for_each(|k| valid[self.row(k) - rows.start] = true);
         let data = match &self.data {
-            ColumnData::Float(v) => ColumnData::Float(self.spread(v, n)),
-            ColumnData::Integer(v) => ColumnData::Integer(self.spread(v, n)),
-            ColumnData::Unsigned(v) => ColumnData::Unsigned(self.spread(v, n)),
-            ColumnData::Boolean(v) => ColumnData::Boolean(self.spread(v, n)),
-            ColumnData::String(v) => ColumnData::String(self.spread_strings(v, n)),
+            ColumnData::Float(v) => ColumnData::Float(self.spread(v, &ks, &rows)),
+            ColumnData::Integer(v) => ColumnData::Integer(self.spread(v, &ks, &rows)),
+            ColumnData::Unsigned(v) => ColumnData::Unsigned(self.spread(v, &ks, &rows)),
+            ColumnData::Boolean(v) => ColumnData::Boolean(self.spread(v, &ks, &rows)),
+            ColumnData::String(v) => ColumnData::String(self.spread_strings(v, &ks, &rows)),
         };
         Column {
             name: name.to_string(),
@@ -96,22 +122,33 @@ impl FieldBuf {
         }
     }
 
-    fn spread<T: Copy + Default>(&self, values: &[T], n: usize) -> Vec<T> {
-        let mut out = vec![T::default(); n];
-        for (k, v) in values.iter().enumerate() {
-            out[self.row(k)] = *v;
+    /// Values `ks` (those of buffer rows `rows`) spread to one slot a row of `rows`.
+    fn spread<T: Copy + Default>(
+        &self,
+        values: &[T],
+        ks: &Range<usize>,
+        rows: &Range<usize>,
+    ) -> Vec<T> {
+        let mut out = vec![T::default(); rows.len()];
+        for k in ks.clone() {
+            out[self.row(k) - rows.start] = values[k];
         }
         out
     }
 
-    fn spread_strings(&self, values: &StringColumn, n: usize) -> StringColumn {
+    fn spread_strings(
+        &self,
+        values: &StringColumn,
+        ks: &Range<usize>,
+        rows: &Range<usize>,
+    ) -> StringColumn {
         let mut out = StringColumn {
             data: String::with_capacity(values.data.len()),
-            ends: Vec::with_capacity(n),
+            ends: Vec::with_capacity(rows.len()),
         };
-        let mut k = 0;
-        for row in 0..n {
-            if k < values.len() && self.row(k) == row {
+        let mut k = ks.start;
+        for row in rows.clone() {
+            if k < ks.end && self.row(k) == row {
                 out.push(values.get(k));
                 k += 1;
             } else {
@@ -120,6 +157,13 @@ impl FieldBuf {
         }
         out
     }
+}
+
+/// The rows of sorted `times` with `first <= time <= last`, if any.
+fn time_range(times: &[i64], first: i64, last: i64) -> Option<Range<usize>> {
+    let lo = times.partition_point(|&t| t < first);
+    let hi = times.partition_point(|&t| t <= last).max(lo);
+    (lo < hi).then_some(lo..hi)
 }
 
 /// Heap bytes held by a column's buffers.
@@ -190,9 +234,13 @@ impl SeriesBuf {
             + self.fields.iter().map(FieldBuf::heap_bytes).sum::<usize>()
     }
 
-    /// Copies the rows into `Rows` with one column per requested field id.
-    fn to_rows(&self, fields: &[(String, FieldType)], field_ids: &[Option<usize>]) -> Rows {
-        let n = self.times.len();
+    /// Copies buffer rows `rows` into `Rows` with one column per requested field id.
+    fn to_rows(
+        &self,
+        fields: &[(String, FieldType)],
+        field_ids: &[Option<usize>],
+        rows: Range<usize>,
+    ) -> Rows {
         let columns = fields
             .iter()
             .zip(field_ids)
@@ -204,15 +252,30 @@ impl SeriesBuf {
                         .map(|pos| &self.fields[pos])
                 });
                 match buf {
-                    Some(b) => b.to_column(name, n),
-                    None => null_column(name, *ty, n),
+                    Some(b) => b.to_column(name, rows.clone()),
+                    None => null_column(name, *ty, rows.len()),
                 }
             })
             .collect();
         Rows {
-            times: self.times.clone(),
+            times: self.times[rows].to_vec(),
             columns,
         }
+    }
+
+    /// Which of buffer rows `rows` hold a value of any field: `None` when all do (one field
+    /// holds a value in each, the common case, found without looking at rows).
+    fn rows_with_values(&self, rows: &Range<usize>) -> Option<Vec<bool>> {
+        if self.fields.iter().any(|f| f.covers(rows)) {
+            return None;
+        }
+        let mut exists = vec![false; rows.len()];
+        for f in &self.fields {
+            for k in f.values_in(rows) {
+                exists[f.row(k) - rows.start] = true;
+            }
+        }
+        Some(exists)
     }
 }
 
@@ -335,18 +398,51 @@ impl Memtable {
     ) -> Option<Rows> {
         let buf = self.get(series)?;
         let rows = if buf.strictly_sorted {
-            let lo = buf.times.partition_point(|&t| t < first);
-            let hi = buf.times.partition_point(|&t| t <= last).max(lo);
-            if lo == hi {
-                return None;
-            }
-            buf.to_rows(fields, field_ids).select(lo..hi)
+            let range = time_range(&buf.times, first, last)?;
+            buf.to_rows(fields, field_ids, range)
         } else {
-            buf.to_rows(fields, field_ids)
+            buf.to_rows(fields, field_ids, 0..buf.times.len())
                 .normalize()
                 .into_time_range(first, last)
         };
         (!rows.is_empty()).then_some(rows)
+    }
+
+    /// Like [`Memtable::read`], every point of `series` in range (a point holds a value of some
+    /// field of its stream, `all` of them being `all_fields`), with which rows hold one: `None`
+    /// when all do. A row may lack a value of every requested field and still be a point.
+    pub fn read_points(
+        &self,
+        series: SeriesId,
+        (first, last): (i64, i64),
+        all_fields: &[(String, FieldType)],
+        wanted: &[usize],
+    ) -> Option<(Rows, Option<Vec<bool>>)> {
+        let buf = self.get(series)?;
+        let fields: Vec<(String, FieldType)> =
+            wanted.iter().map(|&i| all_fields[i].clone()).collect();
+        let ids: Vec<Option<usize>> = wanted.iter().map(|&i| Some(i)).collect();
+        if buf.strictly_sorted {
+            let range = time_range(&buf.times, first, last)?;
+            let exists = buf.rows_with_values(&range);
+            return Some((buf.to_rows(&fields, &ids, range), exists));
+        }
+        // Duplicates merge first, so a row's values are those of every write at its time.
+        let all_ids: Vec<Option<usize>> = (0..all_fields.len()).map(Some).collect();
+        let rows = buf
+            .to_rows(all_fields, &all_ids, 0..buf.times.len())
+            .normalize()
+            .into_time_range(first, last);
+        if rows.is_empty() {
+            return None;
+        }
+        let exists = (0..rows.len())
+            .map(|i| rows.columns.iter().any(|c| c.valid[i]))
+            .collect();
+        let Rows { times, mut columns } = rows;
+        let mut picked: Vec<Option<Column>> = columns.drain(..).map(Some).collect();
+        let columns = wanted.iter().filter_map(|&i| picked[i].take()).collect();
+        Some((Rows { times, columns }, Some(exists)))
     }
 
     /// The series of each stream, in increasing id order, streams in increasing id order.
@@ -370,7 +466,10 @@ impl Memtable {
     pub fn series_rows(&self, sid: SeriesId, fields: &[(String, FieldType)]) -> Option<Rows> {
         let buf = &self.bufs[*self.index.get(&sid)? as usize];
         let field_ids: Vec<Option<usize>> = (0..fields.len()).map(Some).collect();
-        Some(buf.to_rows(fields, &field_ids).normalize())
+        Some(
+            buf.to_rows(fields, &field_ids, 0..buf.times.len())
+                .normalize(),
+        )
     }
 }
 
@@ -460,6 +559,86 @@ mod tests {
         assert_eq!(slice.times, vec![2, 3]);
         assert_eq!(slice.columns[1].get(0), s("x"));
         assert_eq!(slice.columns[1].get(1), None);
+    }
+
+    /// A read of any time range equals the same range of a read of everything, and a read of
+    /// points marks the rows holding a value of any field (whichever fields are read).
+    #[test]
+    fn reads_of_every_range_and_which_points_hold_values() {
+        let mut m = Memtable::default();
+        // c0 dense then sparse, c1 from row 1 then sparse, c2 dense from row 5; row 2 empty.
+        m.apply(
+            0,
+            &sparse_table(&[
+                (1, [Some("a"), None, None]),
+                (2, [Some("b"), Some("x"), None]),
+                (3, [None, None, None]),
+                (4, [None, Some("y"), None]),
+                (5, [Some("c"), Some("z"), None]),
+                (6, [Some("d"), None, Some("w")]),
+                (7, [None, None, Some("v")]),
+            ]),
+            &[3],
+            &[0, 1, 2],
+        );
+        let all: Vec<(String, FieldType)> = (0..3)
+            .map(|i| (format!("c{i}"), FieldType::String))
+            .collect();
+        let ids = [Some(0), Some(1), Some(2)];
+        let full = m.read(3, i64::MIN, i64::MAX, &all, &ids).unwrap();
+        let holds = |r: &Rows, i: usize| r.columns.iter().any(|c| c.valid[i]);
+        for first in 0..=8 {
+            for last in first..=8 {
+                let want = full.slice_time(first, last);
+                let got = m.read(3, first, last, &all, &ids);
+                assert_eq!(
+                    got.as_ref().map(|r| &r.times),
+                    (!want.is_empty()).then_some(&want.times)
+                );
+                if let Some(got) = &got {
+                    for (g, w) in got.columns.iter().zip(&want.columns) {
+                        assert_eq!((&g.valid, &g.data), (&w.valid, &w.data), "{first}..={last}");
+                    }
+                }
+                for wanted in [vec![1], vec![2, 0], vec![]] {
+                    let Some((rows, exists)) = m.read_points(3, (first, last), &all, &wanted)
+                    else {
+                        assert!(want.is_empty());
+                        continue;
+                    };
+                    assert_eq!(rows.times, want.times);
+                    assert_eq!(rows.columns.len(), wanted.len());
+                    for (c, &i) in rows.columns.iter().zip(&wanted) {
+                        assert_eq!(
+                            (&c.name, &c.valid),
+                            (&want.columns[i].name, &want.columns[i].valid)
+                        );
+                    }
+                    let expect: Vec<bool> = (0..want.len()).map(|i| holds(&want, i)).collect();
+                    match exists {
+                        None => assert!(expect.iter().all(|e| *e), "{first}..={last}"),
+                        Some(e) => assert_eq!(e, expect, "{first}..={last}"),
+                    }
+                }
+            }
+        }
+        // Only c2 holds values at times 6 and 7, densely: known without looking at rows.
+        assert_eq!(m.read_points(3, (6, 7), &all, &[0]).unwrap().1, None);
+        assert_eq!(
+            m.read_points(3, (2, 3), &all, &[0]).unwrap().1,
+            Some(vec![true, false])
+        );
+        // A late write at time 3 makes that row a point; the buffer is no longer sorted.
+        m.apply(
+            0,
+            &sparse_table(&[(3, [None, None, Some("late")])]),
+            &[3],
+            &[0, 1, 2],
+        );
+        let (rows, exists) = m.read_points(3, (2, 4), &all, &[0]).unwrap();
+        assert_eq!(rows.times, vec![2, 3, 4]);
+        assert_eq!(exists, Some(vec![true, true, true]));
+        assert_eq!(rows.columns[0].valid, vec![true, false, false]);
     }
 
     #[test]

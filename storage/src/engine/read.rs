@@ -906,22 +906,15 @@ fn only_existing(mut rows: Rows) -> Rows {
     rows.filtered(|i| marker.valid[i])
 }
 
-/// Memtable rows of `sid` with all stream fields read to tell which rows hold a value, returned
-/// with only the `wanted` columns (by position in `all`) plus the marker.
+/// Memtable points of `sid` in range with only the `wanted` columns (by position in `all`),
+/// plus the marker of which rows hold a value of any field.
 fn memtable_part(
     m: &crate::memtable::Memtable,
     sid: SeriesId,
-    (first, last): (i64, i64),
+    range: (i64, i64),
     all: &[(String, FieldType)],
     wanted: &[usize],
 ) -> Option<Rows> {
-    let ids: Vec<Option<usize>> = (0..all.len()).map(Some).collect();
-    let rows = m.read(sid, first, last, all, &ids)?;
-    let exists: Vec<bool> = (0..rows.len())
-        .map(|i| rows.columns.iter().any(|c| c.valid[i]))
-        .collect();
-    let Rows { times, mut columns } = rows;
-    let mut picked: Vec<Option<crate::Column>> = columns.drain(..).map(Some).collect();
-    let columns = wanted.iter().filter_map(|&i| picked[i].take()).collect();
-    Some(with_exists(Rows { times, columns }, Some(exists)))
+    let (rows, exists) = m.read_points(sid, range, all, wanted)?;
+    Some(with_exists(rows, exists))
 }
