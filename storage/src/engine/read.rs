@@ -234,9 +234,12 @@ enum Source {
     Mem(Rows),
 }
 
-/// Sources of one series whose time ranges overlap, oldest first.
-#[derive(Debug)]
+/// Sources of one series whose time ranges overlap, oldest first, and the time range they
+/// span (within the snapshot's): a segment contributes its blocks in that range only.
+#[derive(Debug, Default)]
 struct Window {
+    lo: i64,
+    hi: i64,
     sources: Vec<Source>,
 }
 
@@ -255,8 +258,7 @@ impl SeriesCursor {
     /// The next window's rows (sorted, distinct times), skipping empty windows; `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<SeriesBatch>> {
         while self.next < self.windows.len() {
-            let window =
-                std::mem::replace(&mut self.windows[self.next], Window { sources: vec![] });
+            let window = std::mem::take(&mut self.windows[self.next]);
             self.next += 1;
             if let Some(rows) = merge_window(&self.snap, self.series, window)? {
                 return Ok(Some(self.snap.batch(self.series, rows)));
@@ -280,12 +282,11 @@ impl SeriesCursor {
         pending: &mut Vec<SeriesPiece>,
     ) -> Result<bool> {
         while self.next < self.windows.len() {
-            let window =
-                std::mem::replace(&mut self.windows[self.next], Window { sources: vec![] });
+            let window = std::mem::take(&mut self.windows[self.next]);
             self.next += 1;
             if let [Source::Segment(j)] = window.sources.as_slice() {
                 let before = pending.len();
-                self.block_pieces(*j, groups, pending)?;
+                self.block_pieces(*j, (window.lo, window.hi), groups, pending)?;
                 if pending.len() > before {
                     return Ok(true);
                 }
@@ -302,6 +303,7 @@ impl SeriesCursor {
     fn block_pieces(
         &mut self,
         j: usize,
+        (lo, hi): (i64, i64),
         groups: &dyn TimeGroups,
         out: &mut Vec<SeriesPiece>,
     ) -> Result<()> {
@@ -312,7 +314,7 @@ impl SeriesCursor {
         let (first, last) = (snap.first, snap.last);
         for (bi, range) in segment.series_block_ranges(sid).into_iter().enumerate() {
             let (min, max) = range;
-            if max < first || min > last {
+            if max < lo || min > hi {
                 continue;
             }
             let whole = !super::tombstone::overlaps(&erased, min, max);
@@ -585,7 +587,10 @@ fn partition_of(t: i64, p: i64) -> i64 {
 type Aged = ((u8, usize), Source);
 
 /// The windows of series `i`: its sources grouped so that windows hold disjoint time ranges,
-/// in time order; within a window, segments by id then memtable slices by age.
+/// in time order; within a window, cold objects, then segments by id, then memtable slices by
+/// age. A segment takes part block by block, and memtable rows are cut where a block starts or
+/// ends: a late row overlaps (and is merged with) only the block holding its time, and the
+/// other blocks are read alone (so whole-block statistics and runs still serve them).
 fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
     let s = &snap.series[i];
     // (lo, hi, order, source): order = age (segments first by id, then memtable parts).
@@ -600,25 +605,34 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
             Source::Cold(c),
         ));
     }
+    // Where blocks start, and where they end (exclusive): memtable slices are cut there.
+    let mut bounds: Vec<i64> = Vec::new();
     for (j, live) in snap.segments.iter().enumerate() {
-        if let Some((lo, hi)) = live.segment.series_range(s.id)
-            && hi >= snap.first
-            && lo <= snap.last
-        {
+        for (lo, hi) in live.segment.series_block_ranges(s.id) {
+            if hi < snap.first || lo > snap.last {
+                continue;
+            }
             spans.push((
                 lo.max(snap.first),
                 hi.min(snap.last),
                 (1, j),
                 Source::Segment(j),
             ));
+            bounds.extend([lo, hi.saturating_add(1)]);
         }
     }
+    bounds.sort_unstable();
+    bounds.dedup();
     for (k, part) in s.mem.iter().enumerate() {
         let mut start = 0;
         while start < part.len() {
-            let w = partition_of(part.times[start], snap.partition_ns);
+            let t0 = part.times[start];
+            let w = partition_of(t0, snap.partition_ns);
+            let next_bound = bounds.get(bounds.partition_point(|&b| b <= t0)).copied();
             let end = start
-                + part.times[start..].partition_point(|&t| partition_of(t, snap.partition_ns) == w);
+                + part.times[start..].partition_point(|&t| {
+                    partition_of(t, snap.partition_ns) == w && next_bound.is_none_or(|b| t < b)
+                });
             let (lo, hi) = (part.times[start], part.times[end - 1]);
             let slice = match (start, end) {
                 (0, e) if e == part.len() => part.clone(),
@@ -629,21 +643,26 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
         }
     }
     spans.sort_by_key(|(lo, _, order, _)| (*lo, *order));
-    // Per window: its end so far, and its sources with their age order.
-    let mut out: Vec<(i64, Vec<Aged>)> = Vec::new();
+    // Per window: its start, its end so far, and its sources with their age order.
+    let mut out: Vec<(i64, i64, Vec<Aged>)> = Vec::new();
     for (lo, hi, order, source) in spans {
         match out.last_mut() {
-            Some((end, sources)) if lo <= *end => {
+            Some((_, end, sources)) if lo <= *end => {
                 *end = (*end).max(hi);
                 sources.push((order, source));
             }
-            _ => out.push((hi, vec![(order, source)])),
+            _ => out.push((lo, hi, vec![(order, source)])),
         }
     }
     out.into_iter()
-        .map(|(_, mut sources)| {
+        .map(|(lo, hi, mut sources)| {
             sources.sort_by_key(|(order, _)| *order);
+            // A segment is read once per window, over the window's range (all its blocks
+            // there); slices of one memtable part are distinct rows and all kept.
+            sources.dedup_by(|a, b| a.0 == b.0 && a.0.0 != 2);
             Window {
+                lo,
+                hi,
                 sources: sources.into_iter().map(|(_, s)| s).collect(),
             }
         })
@@ -666,7 +685,7 @@ fn merge_window(snap: &ReadSnapshot, i: usize, window: Window) -> Result<Option<
             Source::Segment(j) => {
                 let segment = &snap.segments[j].segment;
                 let erased = snap.erased_in(i, j);
-                if let Some(rows) = segment.read_series(sid, snap.first, snap.last, &snap.fields)? {
+                if let Some(rows) = segment.read_series(sid, window.lo, window.hi, &snap.fields)? {
                     let rows = super::tombstone::remove_ranges(rows, &erased);
                     parts.push(match marked {
                         // Segments hold only points with at least one value.
