@@ -263,6 +263,20 @@ impl SeriesBuf {
         }
     }
 
+    /// The rows with `first <= time <= last` in time order, or `None` when two rows of the
+    /// buffer share a time (they must merge).
+    fn distinct_order(&self, first: i64, last: i64) -> Option<Vec<u32>> {
+        let t = &self.times;
+        let mut order: Vec<u32> = (0..t.len() as u32)
+            .filter(|&i| (first..=last).contains(&t[i as usize]))
+            .collect();
+        order.sort_unstable_by_key(|&i| t[i as usize]);
+        let distinct = order
+            .windows(2)
+            .all(|w| t[w[0] as usize] != t[w[1] as usize]);
+        distinct.then_some(order)
+    }
+
     /// Which of buffer rows `rows` hold a value of any field: `None` when all do (one field
     /// holds a value in each, the common case, found without looking at rows).
     fn rows_with_values(&self, rows: &Range<usize>) -> Option<Vec<bool>> {
@@ -426,6 +440,18 @@ impl Memtable {
             let range = time_range(&buf.times, first, last)?;
             let exists = buf.rows_with_values(&range);
             return Some((buf.to_rows(&fields, &ids, range), exists));
+        }
+        let all = 0..buf.times.len();
+        if let Some(order) = buf.distinct_order(first, last) {
+            // No two writes at one time: gather the rows in range in time order, only the
+            // requested fields.
+            if order.is_empty() {
+                return None;
+            }
+            let rows = buf.to_rows(&fields, &ids, all.clone()).gathered(&order);
+            let exists = (buf.rows_with_values(&all))
+                .map(|e| order.iter().map(|&i| e[i as usize]).collect());
+            return Some((rows, exists));
         }
         // Duplicates merge first, so a row's values are those of every write at its time.
         let all_ids: Vec<Option<usize>> = (0..all_fields.len()).map(Some).collect();
@@ -628,6 +654,40 @@ mod tests {
             m.read_points(3, (2, 3), &all, &[0]).unwrap().1,
             Some(vec![true, false])
         );
+        // Late writes at new times (one without any value): the buffer is unsorted, its times
+        // distinct, and every range still equals the same range of a full read.
+        m.apply(
+            0,
+            &sparse_table(&[(9, [Some("n"), None, None])]),
+            &[4],
+            &[0, 1, 2],
+        );
+        m.apply(
+            0,
+            &sparse_table(&[
+                (2, [None, Some("l"), None]),
+                (5, [None, None, None]),
+                (0, [None, None, Some("e")]),
+            ]),
+            &[4],
+            &[0, 1, 2],
+        );
+        assert!(!m.get(4).unwrap().strictly_sorted);
+        let full = m.read(4, i64::MIN, i64::MAX, &all, &ids).unwrap();
+        assert_eq!(full.times, vec![0, 2, 5, 9]);
+        for first in 0..=10 {
+            for last in first..=10 {
+                let want = full.slice_time(first, last);
+                let Some((rows, exists)) = m.read_points(4, (first, last), &all, &[1]) else {
+                    assert!(want.is_empty(), "{first}..={last}");
+                    continue;
+                };
+                assert_eq!(rows.times, want.times);
+                assert_eq!(rows.columns[0].valid, want.columns[1].valid);
+                let expect: Vec<bool> = (0..want.len()).map(|i| holds(&want, i)).collect();
+                assert_eq!(exists, Some(expect), "{first}..={last}");
+            }
+        }
         // A late write at time 3 makes that row a point; the buffer is no longer sorted.
         m.apply(
             0,

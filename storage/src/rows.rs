@@ -153,7 +153,7 @@ impl Rows {
     }
 
     /// The rows in `order` (indices), a column at a time.
-    fn gathered(&self, order: &[u32]) -> Rows {
+    pub(crate) fn gathered(&self, order: &[u32]) -> Rows {
         Rows {
             times: order.iter().map(|&i| self.times[i as usize]).collect(),
             columns: self
