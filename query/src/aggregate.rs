@@ -341,6 +341,12 @@ impl TimeGroups for Fold {
             .iter()
             .any(|a| matches!(a.kind, AggKind::Min | AggKind::Max))
     }
+
+    /// `group_end` depends on the bucket's stride and origin alone (one group without a bucket).
+    fn grid(&self) -> Option<[i64; 2]> {
+        let (stride, origin) = self.bucket().unwrap_or((0, 0));
+        Some([stride, origin])
+    }
 }
 
 /// Folds one partition's series into group states, in scan order.
@@ -450,7 +456,7 @@ impl Fold {
             SeriesPiece::Rows(s) => self.add_series(terms, s),
             SeriesPiece::Stats(b) => self.add_block(terms, b, fields),
             SeriesPiece::Runs { runs, .. } => {
-                for run in runs {
+                for run in runs.iter() {
                     self.add_block(terms, run, fields)?;
                 }
                 Ok(())
@@ -818,6 +824,7 @@ impl ExecutionPlan for ScanAggregateExec {
             stats_blocks: MetricBuilder::new(&self.metrics).counter("stats_blocks", partition),
             rows_decoded: MetricBuilder::new(&self.metrics).counter("rows_decoded", partition),
             blocks_reduced: MetricBuilder::new(&self.metrics).counter("blocks_reduced", partition),
+            blocks_cached: MetricBuilder::new(&self.metrics).counter("blocks_cached", partition),
             input: self.input.clone(),
             context,
             devices,
@@ -844,6 +851,8 @@ struct FoldRun {
     rows_decoded: Count,
     /// Blocks decoded and reduced to per-bucket statistics without building rows.
     blocks_reduced: Count,
+    /// Of `blocks_reduced`, those whose runs came from the engine's runs cache (not decoded).
+    blocks_cached: Count,
     input: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
     devices: Vec<String>,
@@ -946,6 +955,13 @@ impl FoldRun {
                     SeriesPiece::Stats(_) => {
                         self.stats_blocks.add(1);
                         STATS_PIECE_COST
+                    }
+                    SeriesPiece::Runs {
+                        runs, cached: true, ..
+                    } => {
+                        self.blocks_reduced.add(1);
+                        self.blocks_cached.add(1);
+                        runs.len() * STATS_PIECE_COST
                     }
                     SeriesPiece::Runs { rows, .. } => {
                         self.rows_decoded.add(*rows);

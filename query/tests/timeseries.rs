@@ -455,6 +455,147 @@ async fn aggregates_from_block_statistics_equal_the_general_plan() {
     assert_eq!(reduced, 8, "{text}");
 }
 
+/// Three devices of 2 s data in stored blocks, for the runs cache test.
+fn blocks_engine(runs_cache_bytes: usize) -> (tempfile::TempDir, Arc<Engine>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.background = false;
+    cfg.durability = strata_storage::Durability::None;
+    cfg.runs_cache_bytes = runs_cache_bytes;
+    let engine = Arc::new(Engine::open(cfg).unwrap());
+    const SECOND: i64 = 1_000_000_000;
+    let mut points = Vec::new();
+    for (k, device) in ["a", "b", "c"].iter().enumerate() {
+        for i in 0..20_000i64 {
+            let mut fields = vec![("v", Value::Float(((i * 7 + k as i64) % 101) as f64 * 0.5))];
+            if i % 3 == 0 {
+                fields.push(("w", Value::Float(-(i as f64))));
+            }
+            points.push(Point {
+                device,
+                tags: vec![("fleet", if k == 2 { "south" } else { "north" })],
+                time: T0 + i * 2 * SECOND,
+                fields,
+            });
+        }
+    }
+    write(&engine, "default", "m", &points);
+    engine.flush().unwrap();
+    (dir, engine)
+}
+
+/// Hourly means over a range on the hours that cuts the stored blocks.
+const ALIGNED: &str = "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS h, avg(v), count(w), sum(w) FROM m \
+     WHERE time >= '2024-01-01T02:00:00Z' AND time < '2024-01-01T08:00:00Z' GROUP BY fleet, h ORDER BY fleet, h";
+
+/// EXPLAIN ANALYZE of `q`: (blocks reduced to runs, of them from the runs cache, rows decoded).
+async fn reduced_cached_decoded(q: &QueryEngine, text: &str) -> (usize, usize, usize) {
+    let analyzed = sql(q, &format!("EXPLAIN ANALYZE {text}")).await;
+    let text = format!("{analyzed:?}");
+    (
+        explain_metric(&text, "blocks_reduced"),
+        explain_metric(&text, "blocks_cached"),
+        explain_metric(&text, "rows_decoded"),
+    )
+}
+
+/// The runs a stored block reduces to are cached per block and bucketing: the second query
+/// over the same blocks decodes nothing and answers the same, other buckets and other
+/// aggregates (min/max need runs with extremes) are not served another bucketing's runs, and
+/// answers stay equal to the general plan's after an overwrite, a flush, an erase and a
+/// compaction. A cache of zero bytes caches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_runs_of_stored_blocks_answer_as_the_general_plan() {
+    let (_dir, engine) = blocks_engine(64 << 20);
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let general = general_engine(&engine);
+    let hourly = "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS h, avg(v), count(w), sum(w) \
+                  FROM m GROUP BY fleet, h ORDER BY fleet, h";
+    let others = [
+        // Same buckets, but min/max: runs without extremes must not serve it.
+        "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS h, min(v), max(w) FROM m GROUP BY fleet, h ORDER BY fleet, h",
+        // Same stride, another origin; another stride.
+        "SELECT device, date_bin(INTERVAL '1 hour', time, TIMESTAMP '2024-01-01T00:20:00Z') AS h, avg(v) FROM m GROUP BY device, h ORDER BY device, h",
+        "SELECT device, time_bucket(INTERVAL '10 minutes', time) AS b, sum(v), count(v) FROM m GROUP BY device, b ORDER BY device, b",
+        // Grouped by device instead of fleet: the same runs serve it.
+        "SELECT device, time_bucket(INTERVAL '1 hour', time) AS h, avg(v), count(w), sum(w) FROM m GROUP BY device, h ORDER BY device, h",
+        // Ranges cutting blocks: on the hours (the runs inside are taken), and off them (a run
+        // is cut: decoded).
+        ALIGNED,
+        "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS h, avg(v), count(w), sum(w) FROM m \
+         WHERE time >= '2024-01-01T02:10:00Z' AND time < '2024-01-01T07:59:58Z' GROUP BY fleet, h ORDER BY fleet, h",
+    ];
+    let check = |label: &'static str| {
+        let (fast, general) = (&fast, &general);
+        async move {
+            for q in std::iter::once(hourly).chain(others) {
+                let a = sql(fast, q).await;
+                assert!(!a.is_empty(), "{q}");
+                let b = sql(general, q).await;
+                assert!(
+                    approx_eq(&a, &b),
+                    "{label}: {q}\nfast: {a:?}\ngeneral: {b:?}"
+                );
+                // Again, now from the cache where it holds the runs.
+                let c = sql(fast, q).await;
+                assert!(
+                    approx_eq(&c, &b),
+                    "{label} (again): {q}\nfast: {c:?}\ngeneral: {b:?}"
+                );
+            }
+        }
+    };
+    // 3 devices x 3 blocks, every one cut by the hours: 9 reduced, none cached yet.
+    assert_eq!(reduced_cached_decoded(&fast, hourly).await, (9, 0, 60_000));
+    assert_eq!(reduced_cached_decoded(&fast, hourly).await, (9, 9, 0));
+    check("stored").await;
+    // The aligned range cuts the first blocks: after the checks, served from the whole blocks'
+    // runs, nothing decoded.
+    let (reduced, cached, decoded) = reduced_cached_decoded(&fast, ALIGNED).await;
+    assert!(
+        reduced > 0 && cached == reduced && decoded == 0,
+        "{reduced} {cached} {decoded}"
+    );
+    let stats = engine.stats().runs_cache;
+    assert!(
+        stats.hits >= 9 && stats.entries > 0 && stats.bytes > 0,
+        "{stats:?}"
+    );
+    // Overwrite one point of b: its block merges with the memtable row (not from the cache).
+    let late = Point {
+        device: "b",
+        tags: vec![("fleet", "north")],
+        time: T0 + 500 * 2_000_000_000,
+        fields: vec![("v", Value::Float(-1.0e6)), ("w", Value::Float(3.0))],
+    };
+    write(&engine, "default", "m", &[late]);
+    check("overwritten in the memtable").await;
+    assert_eq!(reduced_cached_decoded(&fast, hourly).await.1, 8);
+    engine.flush().unwrap();
+    check("overwrite flushed").await;
+    let erase = strata_storage::EraseRequest {
+        database: None,
+        device: "c".into(),
+        start: T0 + 3_600_000_000_000,
+        end: T0 + 7_200_000_000_000,
+    };
+    engine.erase_device(&erase).unwrap();
+    check("erased an hour of c").await;
+    engine.compact().unwrap();
+    check("compacted").await;
+
+    let (_dir2, off) = blocks_engine(0);
+    let fast = QueryEngine::new(off.clone()).unwrap();
+    assert_eq!(reduced_cached_decoded(&fast, hourly).await, (9, 0, 60_000));
+    assert_eq!(reduced_cached_decoded(&fast, hourly).await, (9, 0, 60_000));
+    let general = general_engine(&off);
+    assert!(approx_eq(
+        &sql(&fast, hourly).await,
+        &sql(&general, hourly).await
+    ));
+    assert_eq!(off.stats().runs_cache.entries, 0);
+}
+
 /// The latest reading per device written as natural SQL (`last_value(x ORDER BY time)`,
 /// `last(x, time)`, `max(time)`, grouped by device and/or tags, with tag filters and time ranges) is answered
 /// from the last-value cache (`LastRowExec`) with the general plan's answers, including sparse

@@ -282,6 +282,13 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COLD_CACHE_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pub cold_cache_mb: u64,
 
+    /// MiB of memory for the runs cache: the per-bucket statistics (count, sum, min, max, first,
+    /// last) that aggregates over `date_bin`/`time_bucket` reduced stored blocks to, kept so the
+    /// next query over the same blocks and buckets does not decode them again (least recently
+    /// used out first; 0 disables it). See docs/sql.md.
+    #[arg(long, env = "STRATA_RUNS_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub runs_cache_mb: u64,
+
     /// Longest a SQL query may run before it fails (`POST /api/v1/query`).
     #[arg(long, env = "STRATA_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub query_timeout: Duration,
@@ -368,6 +375,8 @@ impl ServeArgs {
         cfg.cold_store = self.cold_store.clone();
         cfg.cold_cache_bytes =
             usize::try_from(self.cold_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        cfg.runs_cache_bytes =
+            usize::try_from(self.runs_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         cfg.limits = strata_storage::Limits {
             max_streams_per_database: size(self.max_streams_per_database),

@@ -627,6 +627,35 @@ fn render_engine(out: &mut String, s: &EngineStats) {
         "Compactions since start.",
         s.compactions,
     );
+    render_runs_cache(out, &s.runs_cache);
+}
+
+/// The runs cache: stored blocks' per-bucket statistics kept for the next aggregate over them.
+fn render_runs_cache(out: &mut String, c: &strata_storage::RunsCacheStats) {
+    counter(
+        out,
+        "strata_runs_cache_hits_total",
+        "Blocks whose per-bucket runs an aggregate took from the runs cache (not decoded).",
+        c.hits,
+    );
+    counter(
+        out,
+        "strata_runs_cache_misses_total",
+        "Blocks an aggregate decoded and reduced to runs and offered to the runs cache.",
+        c.misses,
+    );
+    gauge(
+        out,
+        "strata_runs_cache_bytes",
+        "Bytes held by the runs cache (bounded by --runs-cache-mb).",
+        c.bytes as f64,
+    );
+    gauge(
+        out,
+        "strata_runs_cache_entries",
+        "Blocks whose runs the runs cache holds.",
+        c.entries as f64,
+    );
 }
 
 /// `strata_write_refusals_total{reason}`: writes the engine refused, by reason (`no_space`: the

@@ -269,11 +269,11 @@ fn blocks_spanning_groups_reduce_to_runs_that_agree_with_the_rows() {
         // Per hour, per field: (count, sum, min, max) from the runs.
         let mut got = std::collections::BTreeMap::<(i64, usize), (u32, f64, f64, f64)>::new();
         for p in &pieces {
-            let SeriesPiece::Runs { rows, runs } = p else {
+            let SeriesPiece::Runs { rows, runs, .. } = p else {
                 unreachable!()
             };
             rows_read += rows;
-            for r in runs {
+            for r in runs.iter() {
                 let hour = r.min_time.div_euclid(HOUR);
                 assert_eq!(
                     hour,

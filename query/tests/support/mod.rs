@@ -269,8 +269,21 @@ pub fn explain_metric(text: &str, name: &str) -> usize {
     text.split(&format!("{name}="))
         .skip(1)
         .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<usize>().ok()
+            // DataFusion prints large counts scaled: `60.00 K`, `1.20 M`.
+            let number: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let scale = match rest[number.len()..].strip_prefix(' ') {
+                Some(unit) if unit.starts_with('K') => 1e3,
+                Some(unit) if unit.starts_with('M') => 1e6,
+                Some(unit) if unit.starts_with('B') => 1e9,
+                _ => 1.0,
+            };
+            number
+                .parse::<f64>()
+                .ok()
+                .map(|n| (n * scale).round() as usize)
         })
         .sum()
 }

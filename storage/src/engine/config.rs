@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub cold_store: Option<String>,
     /// Bytes of cold objects cached in memory for reads.
     pub cold_cache_bytes: usize,
+    /// Bytes of the runs cache: what aggregating reads reduced stored blocks to, kept for the
+    /// next read of the same blocks and buckets (0: off).
+    pub runs_cache_bytes: usize,
 }
 
 impl EngineConfig {
@@ -78,6 +81,7 @@ impl EngineConfig {
             lifecycle_interval: Duration::from_secs(60),
             cold_store: None,
             cold_cache_bytes: 256 << 20,
+            runs_cache_bytes: 64 << 20,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct EngineStats {
     pub writes_refused_io: u64,
     /// Segments dropped whole by retention since start.
     pub retention_segments_dropped: u64,
+    /// The runs cache's counters (`EngineConfig::runs_cache_bytes`).
+    pub runs_cache: super::RunsCacheStats,
 }
 
 /// Damage found while opening the engine.

@@ -28,6 +28,7 @@ mod read;
 mod recovery;
 mod rollups;
 mod runs;
+mod runs_cache;
 mod tombstone;
 mod write;
 
@@ -43,6 +44,7 @@ pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
 pub use read::{ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
 pub use runs::{BlockStats, TimeGroups};
+pub use runs_cache::RunsCacheStats;
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StorageError};
@@ -173,6 +175,8 @@ struct Inner {
     cold: Option<Arc<crate::cold::ColdTier>>,
     /// The cold manifest this engine last committed or loaded.
     cold_manifest: Mutex<crate::cold::ColdManifest>,
+    /// What aggregating reads reduced stored blocks to (`runs_cache.rs`).
+    runs_cache: Arc<runs_cache::RunsCache>,
     _lock: File,
 }
 
@@ -427,6 +431,7 @@ impl Engine {
             writes_refused_no_space: c.refused_no_space.load(Ordering::Relaxed),
             writes_refused_io: c.refused_io.load(Ordering::Relaxed),
             retention_segments_dropped: c.retention_segments.load(Ordering::Relaxed),
+            runs_cache: self.inner.runs_cache.stats(),
             ..EngineStats::default()
         };
         if let Ok(s) = self.inner.read_state() {

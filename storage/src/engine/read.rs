@@ -64,6 +64,7 @@ pub struct ReadSnapshot {
     /// the per-block path reports it).
     local: Vec<std::sync::OnceLock<Option<Vec<Option<u16>>>>>,
     mem_bytes: usize,
+    runs_cache: Arc<super::runs_cache::RunsCache>,
 }
 
 /// A fetched cold object, or why it cannot be served (`true`: the object is damaged).
@@ -97,10 +98,12 @@ pub enum SeriesPiece {
     /// the same group ([`TimeGroups`]), in time order; each run's `min_time`/`max_time` are its
     /// first and last row's times.
     Runs {
-        /// Rows decoded and folded into the runs.
+        /// Rows of the block folded into the runs.
         rows: usize,
         /// The runs, oldest first.
-        runs: Vec<BlockStats>,
+        runs: Arc<[BlockStats]>,
+        /// The runs came from the engine's runs cache: the block was not decoded.
+        cached: bool,
     },
 }
 
@@ -361,7 +364,9 @@ impl SeriesCursor {
 
     /// Decodes block `bi` of segment `j` for aggregation and pushes its runs (see
     /// [`SeriesPiece::Runs`]); false when the block must be read as rows instead (a wanted field
-    /// is not a float, a field's type differs here, or `groups` cannot end a group).
+    /// is not a float, a field's type differs here, or `groups` cannot end a group). With a
+    /// runs cache and a grouping that has a key, the whole block's runs are cached and the runs
+    /// in range taken from them, now and by later reads (see `runs_cache.rs`).
     fn reduce_block(
         &mut self,
         j: usize,
@@ -374,6 +379,24 @@ impl SeriesCursor {
             return Ok(false);
         };
         let sid = snap.series[self.series].id;
+        let keep_empty = snap.mode == ReadMode::Points;
+        let key = match (snap.runs_cache.enabled(), groups.grid()) {
+            (true, Some(grid)) => Some(super::runs_cache::RunsKey {
+                segment: snap.segments[j].meta.id,
+                series: sid,
+                block: bi as u32,
+                fields: local.into(),
+                grid,
+                extremes: groups.extremes(),
+                keep_empty,
+            }),
+            _ => None,
+        };
+        let hit = key.as_ref().and_then(|k| snap.runs_cache.get(k));
+        if let Some(picked) = hit.as_ref().and_then(|h| h.select(snap.first, snap.last)) {
+            push_runs(out, picked, true);
+            return Ok(true);
+        }
         let dense = self.dense.get_or_insert_with(Default::default);
         if !snap.segments[j]
             .segment
@@ -381,17 +404,42 @@ impl SeriesCursor {
         {
             return Ok(false);
         }
-        let keep_empty = snap.mode == ReadMode::Points;
+        if let (Some(key), None) = (key, &hit) {
+            let whole = match super::runs::reduce(dense, i64::MIN, i64::MAX, groups, keep_empty) {
+                Reduced::Runs { runs, sizes, .. } => Some((runs, sizes)),
+                Reduced::Empty => Some((Arc::from([]), Vec::new())),
+                Reduced::Unsupported => None,
+            };
+            if let Some((runs, sizes)) = whole {
+                let whole = super::runs_cache::CachedRuns {
+                    runs,
+                    sizes: sizes.into(),
+                };
+                let picked = whole.select(snap.first, snap.last);
+                snap.runs_cache.insert(key, Arc::new(whole));
+                if let Some(picked) = picked {
+                    push_runs(out, picked, false);
+                    return Ok(true);
+                }
+            }
+        }
         Ok(
             match super::runs::reduce(dense, snap.first, snap.last, groups, keep_empty) {
-                Reduced::Runs { rows, runs } => {
-                    out.push(SeriesPiece::Runs { rows, runs });
+                Reduced::Runs { rows, runs, .. } => {
+                    push_runs(out, (rows, runs), false);
                     true
                 }
                 Reduced::Empty => true,
                 Reduced::Unsupported => false,
             },
         )
+    }
+}
+
+/// Pushes `rows` folded into `runs` as a piece, unless there are no runs.
+fn push_runs(out: &mut Vec<SeriesPiece>, (rows, runs): (usize, Arc<[BlockStats]>), cached: bool) {
+    if !runs.is_empty() {
+        out.push(SeriesPiece::Runs { rows, runs, cached });
     }
 }
 
@@ -559,6 +607,7 @@ pub(super) fn snapshot(
         series,
         segments,
         mem_bytes,
+        runs_cache: inner.runs_cache.clone(),
     }))
 }
 

@@ -101,6 +101,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         wal_records = report.wal_records,
         "storage engine opened"
     );
+    let runs_cache = Arc::new(super::runs_cache::RunsCache::new(config.runs_cache_bytes));
     Ok(Inner {
         config,
         paths,
@@ -118,6 +119,7 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         lifecycle,
         cold,
         cold_manifest: Mutex::new(cold_manifest),
+        runs_cache,
         _lock: lock,
     })
 }

@@ -34,12 +34,23 @@ pub trait TimeGroups {
     fn extremes(&self) -> bool {
         true
     }
+    /// A key of how this reader groups times: two readers with the same key must give the same
+    /// [`TimeGroups::group_end`] for every time (say `[stride, origin]` of `date_bin`
+    /// buckets). `None` (the default): no such key, so the runs of its blocks are not cached.
+    fn grid(&self) -> Option<[i64; 2]> {
+        None
+    }
 }
 
 /// What [`reduce`] made of a block.
 pub(super) enum Reduced {
     /// The `rows` in range, as runs oldest first.
-    Runs { rows: usize, runs: Vec<BlockStats> },
+    Runs {
+        rows: usize,
+        runs: std::sync::Arc<[BlockStats]>,
+        /// Rows of each run.
+        sizes: Vec<u32>,
+    },
     /// No row of the block is in range (or, reading values, holds one).
     Empty,
     /// `groups` could not say where a group ends: read the block as rows.
@@ -69,6 +80,7 @@ pub(super) fn reduce(
         .collect();
     let extremes = groups.extremes();
     let mut runs = Vec::new();
+    let mut sizes = Vec::new();
     let mut start = lo;
     while start < hi {
         let Some(group_end) = groups.group_end(times[start]) else {
@@ -97,6 +109,7 @@ pub(super) fn reduce(
                 max_time: times[end - 1],
                 fields,
             });
+            sizes.push((end - start) as u32);
         }
         start = end;
     }
@@ -105,7 +118,8 @@ pub(super) fn reduce(
     }
     Reduced::Runs {
         rows: hi - lo,
-        runs,
+        runs: runs.into(),
+        sizes,
     }
 }
 
