@@ -15,7 +15,7 @@
 //! single-partition scan (one device) the single-mode aggregate becomes a final aggregate over
 //! the new node.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -357,6 +357,8 @@ struct Fold {
     /// a piece of a series looks its terms up once, then each of its buckets by id.
     term_ids: HashMap<Vec<Option<String>>, u32>,
     terms: Vec<Vec<Option<String>>>,
+    /// The last series looked up and its terms' id: a series' pieces come one after another.
+    last_terms: Option<(SeriesKey, u32)>,
     /// Key → index into `keys` and `states`.
     index: HashMap<Key, usize>,
     keys: Vec<Key>,
@@ -370,9 +372,10 @@ impl Fold {
         Fold {
             groups,
             aggs,
-            term_ids: HashMap::new(),
+            term_ids: HashMap::default(),
+            last_terms: None,
             terms: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             keys: Vec::new(),
             states: Vec::new(),
             reservation,
@@ -381,6 +384,17 @@ impl Fold {
 
     /// The id of the string terms of a series' group key.
     fn terms_of(&mut self, series: &SeriesKey) -> Result<u32> {
+        if let Some((key, id)) = &self.last_terms
+            && key == series
+        {
+            return Ok(*id);
+        }
+        let id = self.lookup_terms(series)?;
+        self.last_terms = Some((series.clone(), id));
+        Ok(id)
+    }
+
+    fn lookup_terms(&mut self, series: &SeriesKey) -> Result<u32> {
         let terms = self.strings(series);
         if let Some(&id) = self.term_ids.get(&terms) {
             return Ok(id);

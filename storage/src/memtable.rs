@@ -8,6 +8,7 @@
 use foldhash::HashMap;
 use std::mem::size_of;
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::catalog::StreamId;
@@ -204,6 +205,10 @@ struct SeriesBuf {
     times: Vec<i64>,
     fields: Vec<FieldBuf>,
     strictly_sorted: bool,
+    /// When not `strictly_sorted`: the rows in time order, found by the first read after a
+    /// write and kept for the next reads until the next write (`None` inside: two rows share a
+    /// time and must merge).
+    order: OnceLock<Option<Box<[u32]>>>,
     /// Heap bytes held, as of the last [`SeriesBuf::heap_bytes`] refresh.
     bytes: usize,
 }
@@ -229,7 +234,13 @@ impl SeriesBuf {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.times.capacity() * size_of::<i64>()
+        // An unsorted buffer's time order is counted before a read builds it.
+        let order = match self.strictly_sorted {
+            true => 0,
+            false => self.times.len() * size_of::<u32>(),
+        };
+        order
+            + self.times.capacity() * size_of::<i64>()
             + self.fields.capacity() * size_of::<FieldBuf>()
             + self.fields.iter().map(FieldBuf::heap_bytes).sum::<usize>()
     }
@@ -264,17 +275,23 @@ impl SeriesBuf {
     }
 
     /// The rows with `first <= time <= last` in time order, or `None` when two rows of the
-    /// buffer share a time (they must merge).
-    fn distinct_order(&self, first: i64, last: i64) -> Option<Vec<u32>> {
+    /// buffer share a time (they must merge). The buffer's time order is sorted once per write.
+    fn distinct_order(&self, first: i64, last: i64) -> Option<&[u32]> {
         let t = &self.times;
-        let mut order: Vec<u32> = (0..t.len() as u32)
-            .filter(|&i| (first..=last).contains(&t[i as usize]))
-            .collect();
-        order.sort_unstable_by_key(|&i| t[i as usize]);
-        let distinct = order
-            .windows(2)
-            .all(|w| t[w[0] as usize] != t[w[1] as usize]);
-        distinct.then_some(order)
+        let order = self
+            .order
+            .get_or_init(|| {
+                let mut order: Vec<u32> = (0..t.len() as u32).collect();
+                order.sort_unstable_by_key(|&i| t[i as usize]);
+                let distinct = order
+                    .windows(2)
+                    .all(|w| t[w[0] as usize] != t[w[1] as usize]);
+                distinct.then(|| order.into_boxed_slice())
+            })
+            .as_deref()?;
+        let lo = order.partition_point(|&i| t[i as usize] < first);
+        let hi = order.partition_point(|&i| t[i as usize] <= last).max(lo);
+        Some(&order[lo..hi])
     }
 
     /// Which of buffer rows `rows` hold a value of any field: `None` when all do (one field
@@ -320,6 +337,7 @@ impl Memtable {
                 times: Vec::new(),
                 fields: Vec::new(),
                 strictly_sorted: true,
+                order: OnceLock::new(),
                 bytes: 0,
             });
         }
@@ -396,6 +414,7 @@ impl Memtable {
         touched.dedup();
         for i in touched {
             let buf = &mut self.bufs[i];
+            buf.order.take();
             let now = buf.heap_bytes();
             self.buf_bytes = self.buf_bytes - buf.bytes + now;
             buf.bytes = now;
@@ -414,6 +433,10 @@ impl Memtable {
         let rows = if buf.strictly_sorted {
             let range = time_range(&buf.times, first, last)?;
             buf.to_rows(fields, field_ids, range)
+        } else if let Some(order) = buf.distinct_order(first, last) {
+            // Late rows, no two at one time: the rows in range in time order.
+            buf.to_rows(fields, field_ids, 0..buf.times.len())
+                .gathered(order)
         } else {
             buf.to_rows(fields, field_ids, 0..buf.times.len())
                 .normalize()
@@ -448,7 +471,7 @@ impl Memtable {
             if order.is_empty() {
                 return None;
             }
-            let rows = buf.to_rows(&fields, &ids, all.clone()).gathered(&order);
+            let rows = buf.to_rows(&fields, &ids, all.clone()).gathered(order);
             let exists = (buf.rows_with_values(&all))
                 .map(|e| order.iter().map(|&i| e[i as usize]).collect());
             return Some((rows, exists));
@@ -732,5 +755,44 @@ mod tests {
             ColumnData::Float(vec![10.0, 2.0, 3.0])
         );
         assert!(m.read(7, 4, 10, &fields, &[Some(0)]).is_none());
+    }
+
+    /// Every range of `m`'s series 7 read as it is equals the same range of the whole buffer
+    /// normalized (sorted, duplicates merged).
+    fn reads_equal_normalized(m: &Memtable, label: &str) {
+        let fields = [("v".to_string(), FieldType::Float)];
+        let all = m.series_rows(7, &fields).unwrap();
+        for first in -1..=12 {
+            for last in first..=12 {
+                let got = m.read(7, first, last, &fields, &[Some(0)]);
+                let want = all.slice_time(first, last);
+                match got {
+                    None => assert!(want.is_empty(), "{label} [{first}, {last}]"),
+                    Some(got) => {
+                        assert_eq!(got.times, want.times, "{label} [{first}, {last}]");
+                        assert_eq!(got.columns, want.columns, "{label} [{first}, {last}]");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn late_rows_keep_their_time_order_until_the_next_write() {
+        let mut m = Memtable::default();
+        m.apply(0, &table(&[2, 5, 8], &[2.0, 5.0, 8.0]), &[7], &[0]);
+        m.apply(0, &table(&[1, 6], &[1.0, 6.0]), &[7], &[0]);
+        reads_equal_normalized(&m, "late rows");
+        // The time order found by those reads is kept; a write must drop it.
+        assert!(m.get(7).unwrap().order.get().is_some());
+        m.apply(0, &table(&[3, 10], &[3.0, 10.0]), &[7], &[0]);
+        assert!(m.get(7).unwrap().order.get().is_none());
+        reads_equal_normalized(&m, "more late rows");
+        // A rewrite of a time: the rows merge (the later value wins).
+        m.apply(0, &table(&[5], &[50.0]), &[7], &[0]);
+        reads_equal_normalized(&m, "a rewrite");
+        let fields = [("v".to_string(), FieldType::Float)];
+        let rows = m.read(7, 5, 5, &fields, &[Some(0)]).unwrap();
+        assert_eq!(rows.columns[0].data, ColumnData::Float(vec![50.0]));
     }
 }
