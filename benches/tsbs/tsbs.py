@@ -3,9 +3,10 @@ DuckDB on the same data (see benches/tsbs/run.sh, which prepares the server and 
 
     python3 benches/tsbs/tsbs.py --url URL --token TOKEN --lp FLEET.lp [--runs 7]
 
-For each benches/tsbs/queries/NAME.sql: one untimed warm-up request, then RUNS timed requests
-over one keep-alive HTTP/1.1 connection (`POST /api/v1/query`, `Accept: text/csv`); the client
-wall time of each is recorded and the median reported. Every timed answer must agree with the
+For each benches/tsbs/queries/NAME.sql: one warm-up request (its time is reported as "first": the
+plan cache and the runs cache do not hold this query yet), then RUNS timed requests over one
+keep-alive HTTP/1.1 connection (`POST /api/v1/query`, `Accept: text/csv`); the client wall time
+of each is recorded and the median reported. Every timed answer must agree with the
 warm-up answer (floats to a relative 1e-12: parallel sums differ in the last digit). DuckDB loads
 FLEET.lp with its own reader (tests/python/duckdb_lp.py) and runs the same query (or its spelling
 in benches/tsbs/duckdb/NAME.sql); the rows must agree (floats within a relative 1e-9). DuckDB's
@@ -74,15 +75,16 @@ def same_answer(a, b):
 
 
 def time_strata(strata, sql, runs):
-    """Warm-up answer and the timed runs (seconds); every run must agree with the warm-up."""
-    _, answer = strata.query(sql)
+    """Warm-up answer, its time (the first run: plan and runs caches cold) and the timed runs
+    (seconds); every run must agree with the warm-up."""
+    first, answer = strata.query(sql)
     times = []
     for _ in range(runs):
         t, text = strata.query(sql)
         if not same_answer(text, answer):
             raise RuntimeError(f"a timed run returned a different answer:\n{text}\nvs\n{answer}")
         times.append(t)
-    return answer, times
+    return answer, first, times
 
 
 def time_duckdb(con, sql, runs):
@@ -121,30 +123,31 @@ def main():
         print(f"duckdb: loaded {rows_loaded} rows in {time.perf_counter() - start:.1f} s", flush=True)
 
     strata = Strata(a.url, a.token)
-    print(f"| query | rows | Strata median ms | Strata min ms | DuckDB median ms | matches DuckDB |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(f"| query | rows | Strata first ms | Strata median ms | Strata min ms | DuckDB median ms "
+          f"| matches DuckDB |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     failed = 0
     for name in sorted(f[:-4] for f in os.listdir(a.queries) if f.endswith(".sql")):
         sql = read(os.path.join(a.queries, name + ".sql"))
         alt = os.path.join(HERE, "duckdb", name + ".sql")
         duck_sql = read(alt) if os.path.exists(alt) else sql
         try:
-            answer, times = time_strata(strata, sql, a.runs)
+            answer, first, times = time_strata(strata, sql, a.runs)
             header, rows = parse_csv(answer)
             if con is None:
-                print(f"| {name} | {len(rows)} | {ms(statistics.median(times))} | {ms(min(times))} "
-                      f"| - | not checked |", flush=True)
+                print(f"| {name} | {len(rows)} | {ms(first)} | {ms(statistics.median(times))} "
+                      f"| {ms(min(times))} | - | not checked |", flush=True)
                 continue
             names, duck_rows, duck_times = time_duckdb(con, duck_sql, a.runs)
             problems = compare(header, rows, names, duck_rows, TOLERANCE)
         except Exception as e:  # report the query by name and go on
-            print(f"| {name} | - | - | - | - | ERROR {type(e).__name__}: {e} |", flush=True)
+            print(f"| {name} | - | - | - | - | - | ERROR {type(e).__name__}: {e} |", flush=True)
             failed += 1
             continue
         verdict = "yes" if not problems else "NO: " + "; ".join(problems[:3])
         failed += bool(problems)
-        print(f"| {name} | {len(rows)} | {ms(statistics.median(times))} | {ms(min(times))} "
-              f"| {ms(statistics.median(duck_times))} | {verdict} |", flush=True)
+        print(f"| {name} | {len(rows)} | {ms(first)} | {ms(statistics.median(times))} "
+              f"| {ms(min(times))} | {ms(statistics.median(duck_times))} | {verdict} |", flush=True)
     print(f"{'all queries match' if not failed else f'{failed} queries differ or failed'}")
     return 1 if failed else 0
 

@@ -315,11 +315,7 @@ impl SeriesCursor {
         let segment = &snap.segments[j].segment;
         let erased = snap.erased_in(self.series, j);
         let (first, last) = (snap.first, snap.last);
-        for (bi, range) in segment.series_block_ranges(sid).into_iter().enumerate() {
-            let (min, max) = range;
-            if max < lo || min > hi {
-                continue;
-            }
+        for (bi, (min, max)) in segment.series_blocks_overlapping(sid, lo, hi) {
             let whole = !super::tombstone::overlaps(&erased, min, max);
             if whole && min >= first && max <= last && groups.one_group(min, max) {
                 let stats = match snap.local_fields(j) {

@@ -89,6 +89,10 @@ pub(crate) struct Index {
     series: Vec<(crate::SeriesId, u32)>,
     blocks: Vec<Block>,
     chunks: Vec<FieldChunk>,
+    /// Some series' blocks do not follow each other in time (a block starts at or before the
+    /// previous one's end). Writers never produce that; readers of such a file still answer
+    /// right, by looking at every block instead of searching.
+    unordered: bool,
 }
 
 impl Index {
@@ -110,6 +114,11 @@ impl Index {
     /// Every series with its blocks, in id order.
     pub fn series(&self) -> impl Iterator<Item = (crate::SeriesId, &[Block])> + '_ {
         (0..self.series.len()).map(|pos| (self.series[pos].0, self.blocks_at(pos)))
+    }
+
+    /// Whether every series' blocks follow each other in time (see `unordered`).
+    pub fn ordered(&self) -> bool {
+        !self.unordered
     }
 
     /// The blocks of series `id`, if the segment has it.
@@ -152,6 +161,12 @@ impl Index {
             .last()
             .map_or(0, |b| b.first_chunk + u32::from(b.chunks));
         let chunks = (self.chunks.len() as u32 - first_chunk) as u16;
+        let series_start = self.series.last().map_or(0, |s| s.1 as usize);
+        if self.blocks.len() > series_start
+            && self.blocks.last().is_some_and(|b| b.max_time >= min_time)
+        {
+            self.unordered = true;
+        }
         self.blocks.push(Block {
             rows,
             min_time,

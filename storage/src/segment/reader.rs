@@ -277,6 +277,27 @@ impl Segment {
             .unwrap_or_default()
     }
 
+    /// The blocks of `series` overlapping `[lo, hi]`, with their index and `(min_time, max_time)`,
+    /// in block order: a binary search over the series' blocks when they follow each other in
+    /// time (as writers write them), else a look at every block.
+    pub fn series_blocks_overlapping(
+        &self,
+        series: SeriesId,
+        lo: i64,
+        hi: i64,
+    ) -> impl Iterator<Item = (usize, (i64, i64))> + '_ {
+        let blocks = self.index_of(series).unwrap_or_default();
+        let ordered = self.index.ordered();
+        let start = match ordered {
+            true => blocks.partition_point(|b| b.max_time < lo),
+            false => 0,
+        };
+        (blocks[start..].iter().enumerate())
+            .take_while(move |(_, b)| !ordered || b.min_time <= hi)
+            .filter(move |(_, b)| b.max_time >= lo && b.min_time <= hi)
+            .map(move |(k, b)| (start + k, (b.min_time, b.max_time)))
+    }
+
     /// Per field of `fields`, the footer statistics of block `bi` of `series` (`None` where the
     /// block has no value of the field). Checks field types like a read does.
     pub fn block_stats(
@@ -765,6 +786,57 @@ mod tests {
         let mut bytes = vec![codec as u8];
         bytes.extend_from_slice(&payload);
         (codec, bytes)
+    }
+
+    /// One float field `v` at `times`.
+    fn float_rows(times: impl Iterator<Item = i64>) -> crate::rows::Rows {
+        let times: Vec<i64> = times.collect();
+        let n = times.len();
+        crate::rows::Rows {
+            columns: vec![crate::Column {
+                name: "v".into(),
+                data: crate::ColumnData::Float(times.iter().map(|&t| t as f64).collect()),
+                valid: vec![true; n],
+            }],
+            times,
+        }
+    }
+
+    /// The blocks found for every range equal a look at every block, for a series whose
+    /// blocks follow each other and for one written out of order (which a writer never does,
+    /// but a reader must still answer right).
+    #[test]
+    fn blocks_overlapping_a_range_equal_a_look_at_every_block() {
+        use super::super::{BLOCK_ROWS, Segment, SegmentWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let fields = [("v".to_string(), crate::FieldType::Float)];
+        let path = dir.path().join("1.seg");
+        let mut w = SegmentWriter::create(&path, "db", "m", 0, 1 << 40, &fields).unwrap();
+        let n = (3 * BLOCK_ROWS + 17) as i64;
+        w.write_series(7, &float_rows((0..n).map(|i| i * 10)))
+            .unwrap();
+        // Series 8: a block of late times appended after newer ones.
+        w.write_series(8, &float_rows(5_000..5_100)).unwrap();
+        w.append_series_rows(8, &float_rows(0..200)).unwrap();
+        w.finish().unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let bounds = [
+            -5, 0, 5, 1_000, 81_910, 81_920, 81_925, 200_000, 327_690, 400_000,
+        ];
+        for sid in [7, 8, 9] {
+            let all = seg.series_block_ranges(sid);
+            for &lo in &bounds {
+                for &hi in &bounds {
+                    let got: Vec<(usize, (i64, i64))> =
+                        seg.series_blocks_overlapping(sid, lo, hi).collect();
+                    let want: Vec<(usize, (i64, i64))> = (all.iter().copied().enumerate())
+                        .filter(|(_, (min, max))| *max >= lo && *min <= hi)
+                        .collect();
+                    assert_eq!(got, want, "series {sid} [{lo}, {hi}]");
+                }
+            }
+        }
+        assert_eq!(seg.series_block_ranges(7).len(), 4);
     }
 
     /// Times must strictly increase whatever their codec; a regular progression is accepted
