@@ -392,22 +392,12 @@ async fn newest_point_from_the_cache_equals_the_sorted_scan() {
 async fn aggregates_from_block_statistics_equal_the_general_plan() {
     let (_dir, engine) = engine();
     const SECOND: i64 = 1_000_000_000;
-    let mut points = Vec::new();
-    for (k, device) in ["a", "b", "c"].iter().enumerate() {
-        for i in 0..20_000i64 {
-            let mut fields = vec![("v", Value::Float((i * (k as i64 + 1)) as f64 * 0.25))];
-            if i % 3 == 0 {
-                fields.push(("w", Value::Float(-(i as f64))));
-            }
-            points.push(Point {
-                device,
-                tags: vec![("fleet", if k == 2 { "south" } else { "north" })],
-                time: T0 + i * 2 * SECOND,
-                fields,
-            });
-        }
-    }
-    write(&engine, "default", "m", &points);
+    write(
+        &engine,
+        "default",
+        "m",
+        &three_devices(|i, k| (i * (k + 1)) as f64 * 0.25),
+    );
     engine.flush().unwrap();
     // Overwrite one point of `b` from the memtable: the block holding it must not use
     // statistics (b's other blocks still do).
@@ -463,11 +453,20 @@ fn blocks_engine(runs_cache_bytes: usize) -> (tempfile::TempDir, Arc<Engine>) {
     cfg.durability = strata_storage::Durability::None;
     cfg.runs_cache_bytes = runs_cache_bytes;
     let engine = Arc::new(Engine::open(cfg).unwrap());
+    let points = three_devices(|i, k| ((i * 7 + k) % 101) as f64 * 0.5);
+    write(&engine, "default", "m", &points);
+    engine.flush().unwrap();
+    (dir, engine)
+}
+
+/// Devices a, b (fleet north) and c (south), 20,000 points each every 2 s: `v` = `value(i, k)`
+/// at point i of device k, and `w` = -i at every third point.
+fn three_devices(value: impl Fn(i64, i64) -> f64) -> Vec<Point<'static>> {
     const SECOND: i64 = 1_000_000_000;
     let mut points = Vec::new();
-    for (k, device) in ["a", "b", "c"].iter().enumerate() {
+    for (k, device) in ["a", "b", "c"].into_iter().enumerate() {
         for i in 0..20_000i64 {
-            let mut fields = vec![("v", Value::Float(((i * 7 + k as i64) % 101) as f64 * 0.5))];
+            let mut fields = vec![("v", Value::Float(value(i, k as i64)))];
             if i % 3 == 0 {
                 fields.push(("w", Value::Float(-(i as f64))));
             }
@@ -479,9 +478,7 @@ fn blocks_engine(runs_cache_bytes: usize) -> (tempfile::TempDir, Arc<Engine>) {
             });
         }
     }
-    write(&engine, "default", "m", &points);
-    engine.flush().unwrap();
-    (dir, engine)
+    points
 }
 
 /// Hourly means over a range on the hours that cuts the stored blocks.

@@ -167,3 +167,60 @@ fn large_answers_stream_and_small_ones_are_whole() {
     );
     assert_eq!(small.into_string().unwrap(), format!("n\n{rows}\n"));
 }
+
+/// A `/metrics` counter's value.
+fn metric(server: &Server, name: &str) -> f64 {
+    let r = server.get("/metrics");
+    (r.body.lines())
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{}", r.body))
+}
+
+/// An hourly aggregate over flushed data decodes its blocks once: the same query again (and the
+/// same buckets grouped otherwise) takes the runs cache's entries, answers the same, and
+/// `/metrics` counts the misses and the hits; `--runs-cache-mb 0` keeps nothing.
+#[test]
+fn hourly_aggregates_reuse_the_runs_cache() {
+    for (cache_mb, cached) in [("64", true), ("0", false)] {
+        let (_tmp, data) = temp_data_dir();
+        let server = Server::start(&data, &["--runs-cache-mb", cache_mb]);
+        let mut lines = String::new();
+        for i in 0..2_000i64 {
+            for (device, fleet) in [("t1", "north"), ("t2", "south")] {
+                let t = 1_700_000_000_000_000_000 + i * 10_000_000_000;
+                lines.push_str(&format!(
+                    "speed,device={device},fleet={fleet} v={} {t}\n",
+                    (i % 37) as f64 / 2.0
+                ));
+            }
+        }
+        assert_eq!(server.write("default", &lines).status, 204);
+        assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+        let ask = |sql: &str| {
+            let r = server.post("/api/v1/query", sql.as_bytes(), &[("Accept", "text/csv")]);
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        };
+        let by_fleet = "SELECT fleet, date_bin(INTERVAL '1 hour', time) AS h, avg(v), count(v) \
+                        FROM speed GROUP BY fleet, h ORDER BY fleet, h";
+        let by_device = "SELECT device, date_bin(INTERVAL '1 hour', time) AS h, avg(v), count(v) \
+                         FROM speed GROUP BY device, h ORDER BY device, h";
+        let first = ask(by_fleet);
+        assert_eq!(first.lines().count(), 1 + 2 * 6, "{first}");
+        let misses = metric(&server, "strata_runs_cache_misses_total");
+        assert_eq!(ask(by_fleet), first);
+        let same = ask(by_device).replace("t1", "north").replace("t2", "south");
+        let rows = |csv: &str| csv.lines().skip(1).map(String::from).collect::<Vec<_>>();
+        assert_eq!(rows(&same), rows(&first), "each fleet holds one device");
+        let hits = metric(&server, "strata_runs_cache_hits_total");
+        let entries = metric(&server, "strata_runs_cache_entries");
+        if cached {
+            assert!(misses >= 2.0, "one block per device at least: {misses}");
+            assert!(hits >= 2.0 * misses, "{hits} hits, {misses} misses");
+            assert!(entries >= 2.0 && metric(&server, "strata_runs_cache_bytes") > 0.0);
+        } else {
+            assert_eq!((hits, entries), (0.0, 0.0));
+        }
+    }
+}
