@@ -376,18 +376,7 @@ impl SeriesCursor {
         };
         let sid = snap.series[self.series].id;
         let keep_empty = snap.mode == ReadMode::Points;
-        let key = match (snap.runs_cache.enabled(), groups.grid()) {
-            (true, Some(grid)) => Some(super::runs_cache::RunsKey {
-                segment: snap.segments[j].meta.id,
-                series: sid,
-                block: bi as u32,
-                fields: local.into(),
-                grid,
-                extremes: groups.extremes(),
-                keep_empty,
-            }),
-            _ => None,
-        };
+        let key = runs_key(snap, j, (sid, bi), local, groups);
         let hit = key.as_ref().and_then(|k| snap.runs_cache.get(k));
         if let Some(picked) = hit.as_ref().and_then(|h| h.select(snap.first, snap.last)) {
             push_runs(out, picked, true);
@@ -400,24 +389,13 @@ impl SeriesCursor {
         {
             return Ok(false);
         }
-        if let (Some(key), None) = (key, &hit) {
-            let whole = match super::runs::reduce(dense, i64::MIN, i64::MAX, groups, keep_empty) {
-                Reduced::Runs { runs, sizes, .. } => Some((runs, sizes)),
-                Reduced::Empty => Some((Arc::from([]), Vec::new())),
-                Reduced::Unsupported => None,
-            };
-            if let Some((runs, sizes)) = whole {
-                let whole = super::runs_cache::CachedRuns {
-                    runs,
-                    sizes: sizes.into(),
-                };
-                let picked = whole.select(snap.first, snap.last);
-                snap.runs_cache.insert(key, Arc::new(whole));
-                if let Some(picked) = picked {
-                    push_runs(out, picked, false);
-                    return Ok(true);
-                }
-            }
+        // Not cached yet: the whole block's runs go to the cache, and the read takes its own
+        // from them unless its range cuts a run.
+        if let (Some(key), None) = (key, &hit)
+            && let Some(picked) = cache_block_runs(snap, key, dense, groups)
+        {
+            push_runs(out, picked, false);
+            return Ok(true);
         }
         Ok(
             match super::runs::reduce(dense, snap.first, snap.last, groups, keep_empty) {
@@ -430,6 +408,52 @@ impl SeriesCursor {
             },
         )
     }
+}
+
+/// The runs cache's key of block `bi` of series `sid` in segment `j` read with `groups`, when
+/// the cache is on and `groups` has a grid.
+fn runs_key(
+    snap: &ReadSnapshot,
+    j: usize,
+    (sid, bi): (SeriesId, usize),
+    local: &[Option<u16>],
+    groups: &dyn TimeGroups,
+) -> Option<super::runs_cache::RunsKey> {
+    if !snap.runs_cache.enabled() {
+        return None;
+    }
+    Some(super::runs_cache::RunsKey {
+        segment: snap.segments[j].meta.id,
+        series: sid,
+        block: bi as u32,
+        fields: local.into(),
+        grid: groups.grid()?,
+        extremes: groups.extremes(),
+        keep_empty: snap.mode == ReadMode::Points,
+    })
+}
+
+/// Reduces the whole decoded block to runs and caches them under `key`; the runs in the
+/// snapshot's range, or `None` when its range cuts a run (or `groups` cannot end a group).
+fn cache_block_runs(
+    snap: &ReadSnapshot,
+    key: super::runs_cache::RunsKey,
+    dense: &crate::segment::DenseBlock,
+    groups: &dyn TimeGroups,
+) -> Option<(usize, Arc<[BlockStats]>)> {
+    let (runs, sizes) = match super::runs::reduce(dense, i64::MIN, i64::MAX, groups, key.keep_empty)
+    {
+        Reduced::Runs { runs, sizes, .. } => (runs, sizes),
+        Reduced::Empty => (Arc::from([]), Vec::new()),
+        Reduced::Unsupported => return None,
+    };
+    let whole = super::runs_cache::CachedRuns {
+        runs,
+        sizes: sizes.into(),
+    };
+    let picked = whole.select(snap.first, snap.last);
+    snap.runs_cache.insert(key, Arc::new(whole));
+    picked
 }
 
 /// Pushes `rows` folded into `runs` as a piece, unless there are no runs.
