@@ -468,35 +468,47 @@ impl Fold {
         let terms = self.terms_of(series)?;
         match piece {
             SeriesPiece::Rows(s) => self.add_series(terms, s),
-            SeriesPiece::Stats(b) => self.add_block(terms, b, fields),
+            SeriesPiece::Stats(b) => self.add_block(terms, b, &self.field_types(fields)),
             SeriesPiece::Runs { runs, .. } => {
+                let columns = self.field_types(fields);
                 for run in runs.iter() {
-                    self.add_block(terms, run, fields)?;
+                    self.add_block(terms, run, &columns)?;
                 }
                 Ok(())
             }
         }
     }
 
+    /// Per aggregate, the position of its field in `fields` and the field's type (`None` when
+    /// the snapshot lacks it): found once per piece, not once per run.
+    fn field_types(&self, fields: &[(String, FieldType)]) -> Vec<Option<(usize, FieldType)>> {
+        (self.aggs.iter())
+            .map(|a| {
+                let f = fields.iter().position(|(n, _)| *n == a.field)?;
+                Some((f, fields[f].1))
+            })
+            .collect()
+    }
+
     /// Folds a block's (or a run's) statistics: its rows lie in one group (see `one_group`).
+    /// `columns`: from [`Fold::field_types`].
     fn add_block(
         &mut self,
         terms: u32,
         b: &BlockStats,
-        fields: &[(String, FieldType)],
+        columns: &[Option<(usize, FieldType)>],
     ) -> Result<()> {
         let bucket = match self.bucket() {
             None => None,
             Some((stride, origin)) => Some(date_bin(stride, b.min_time, origin)?),
         };
         let slot = self.slot(terms, bucket)?;
-        let aggs = self.aggs.clone();
-        for (state, agg) in self.states[slot].iter_mut().zip(aggs.iter()) {
-            let Some(f) = fields.iter().position(|(n, _)| *n == agg.field) else {
-                continue;
-            };
-            if let Some(stats) = &b.fields[f] {
-                fold_stats(state, agg.kind, stats, fields[f].1);
+        let states = self.states[slot].iter_mut();
+        for ((state, agg), column) in states.zip(self.aggs.iter()).zip(columns) {
+            if let Some((f, ty)) = *column
+                && let Some(stats) = &b.fields[f]
+            {
+                fold_stats(state, agg.kind, stats, ty);
             }
         }
         Ok(())
