@@ -6,6 +6,10 @@
 //! the results are checked equal. Prints the median of repeated runs per phase, then runs
 //! criterion on the end-to-end calls.
 //!
+//! The fleet's hourly mean is also run on a second engine with the runs cache off
+//! (`runs_cache_bytes = 0`): repeated runs of the default engine fold the cached runs of the
+//! blocks, the uncached ones decode them every time.
+//!
 //! `STRATA_BENCH_HOURS` (default 24) shortens the loaded span for quick runs.
 
 use std::sync::Arc;
@@ -38,10 +42,11 @@ const TRUCK_1H_PERCENTILES: &str = "SELECT percentile_cont(0.5) WITHIN GROUP (OR
 const FLEET_HOURLY: &str = "SELECT fleet, time_bucket(INTERVAL '1 hour', time) AS bucket, avg(velocity) \
     FROM readings GROUP BY fleet, bucket ORDER BY fleet, bucket";
 
-fn load(dir: &std::path::Path, hours: u64) -> Arc<Engine> {
+fn load(dir: &std::path::Path, hours: u64, runs_cache_bytes: usize) -> Arc<Engine> {
     let mut cfg = EngineConfig::new(dir);
     cfg.durability = Durability::None;
     cfg.background = false;
+    cfg.runs_cache_bytes = runs_cache_bytes;
     let engine = Engine::open(cfg).expect("open engine");
     let fleet = FleetConfig {
         trucks: 200,
@@ -137,7 +142,13 @@ fn main() {
         .and_then(|h| h.parse().ok())
         .unwrap_or(24);
     let dir = tempfile::tempdir().unwrap();
-    let engine = load(dir.path(), hours);
+    let engine = load(
+        dir.path(),
+        hours,
+        EngineConfig::new(dir.path()).runs_cache_bytes,
+    );
+    let uncached_dir = tempfile::tempdir().unwrap();
+    let q_uncached = QueryEngine::new(load(uncached_dir.path(), hours, 0)).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -195,6 +206,13 @@ fn main() {
     }
     print_phases(
         &rt,
+        &q_uncached,
+        "all trucks, hourly mean per fleet (runs cache off)",
+        FLEET_HOURLY,
+        15,
+    );
+    print_phases(
+        &rt,
         &q_read_only,
         "one truck, 4 h, 10-min mean (read_all_fields=false) [general]",
         TRUCK_4H_MEAN,
@@ -224,6 +242,12 @@ fn main() {
     group.bench_function("all_trucks_hourly_mean_per_fleet", |b| {
         b.iter(|| {
             rt.block_on(q.execute(FLEET_HOURLY, OutputFormat::Json))
+                .unwrap()
+        })
+    });
+    group.bench_function("all_trucks_hourly_mean_per_fleet_runs_cache_off", |b| {
+        b.iter(|| {
+            rt.block_on(q_uncached.execute(FLEET_HOURLY, OutputFormat::Json))
                 .unwrap()
         })
     });
