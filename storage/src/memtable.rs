@@ -274,6 +274,18 @@ impl SeriesBuf {
         }
     }
 
+    /// Buffer rows `order` (from [`SeriesBuf::distinct_order`]) in that order, with one column
+    /// per requested field id. Copies the wanted columns of the whole buffer, then gathers.
+    fn gather(
+        &self,
+        fields: &[(String, FieldType)],
+        field_ids: &[Option<usize>],
+        order: &[u32],
+    ) -> Rows {
+        self.to_rows(fields, field_ids, 0..self.times.len())
+            .gathered(order)
+    }
+
     /// The rows with `first <= time <= last` in time order, or `None` when two rows of the
     /// buffer share a time (they must merge). The buffer's time order is sorted once per write.
     fn distinct_order(&self, first: i64, last: i64) -> Option<&[u32]> {
@@ -435,8 +447,7 @@ impl Memtable {
             buf.to_rows(fields, field_ids, range)
         } else if let Some(order) = buf.distinct_order(first, last) {
             // Late rows, no two at one time: the rows in range in time order.
-            buf.to_rows(fields, field_ids, 0..buf.times.len())
-                .gathered(order)
+            buf.gather(fields, field_ids, order)
         } else {
             buf.to_rows(fields, field_ids, 0..buf.times.len())
                 .normalize()
@@ -471,7 +482,7 @@ impl Memtable {
             if order.is_empty() {
                 return None;
             }
-            let rows = buf.to_rows(&fields, &ids, all.clone()).gathered(order);
+            let rows = buf.gather(&fields, &ids, order);
             let exists = (buf.rows_with_values(&all))
                 .map(|e| order.iter().map(|&i| e[i as usize]).collect());
             return Some((rows, exists));
