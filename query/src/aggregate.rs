@@ -17,6 +17,7 @@
 
 use foldhash::HashMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -353,12 +354,12 @@ impl TimeGroups for Fold {
 struct Fold {
     groups: Arc<Vec<Group>>,
     aggs: Arc<Vec<Agg>>,
-    /// The distinct string terms of group keys seen, each with its id (its index in `terms`):
-    /// a piece of a series looks its terms up once, then each of its buckets by id.
-    term_ids: HashMap<Vec<Option<String>>, u32>,
+    /// The distinct string terms of group keys seen, by id (their index in `terms`), hashed
+    /// with `hasher`: a series looks its terms up once (without copying them), then each of its
+    /// buckets by id.
+    term_ids: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
     terms: Vec<Vec<Option<String>>>,
-    /// The last series looked up and its terms' id: a series' pieces come one after another.
-    last_terms: Option<(SeriesKey, u32)>,
     /// Key → index into `keys` and `states`.
     index: HashMap<Key, usize>,
     keys: Vec<Key>,
@@ -372,8 +373,8 @@ impl Fold {
         Fold {
             groups,
             aggs,
-            term_ids: HashMap::default(),
-            last_terms: None,
+            term_ids: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::FixedState::default(),
             terms: Vec::new(),
             index: HashMap::default(),
             keys: Vec::new(),
@@ -384,26 +385,25 @@ impl Fold {
 
     /// The id of the string terms of a series' group key.
     fn terms_of(&mut self, series: &SeriesKey) -> Result<u32> {
-        if let Some((key, id)) = &self.last_terms
-            && key == series
-        {
-            return Ok(*id);
-        }
-        let id = self.lookup_terms(series)?;
-        self.last_terms = Some((series.clone(), id));
-        Ok(id)
-    }
-
-    fn lookup_terms(&mut self, series: &SeriesKey) -> Result<u32> {
-        let terms = self.strings(series);
-        if let Some(&id) = self.term_ids.get(&terms) {
+        let terms: Vec<Option<&str>> = Fold::strings(&self.groups, series).collect();
+        let hash = self.hasher.hash_one(&terms);
+        let known = &self.terms;
+        let same = |id: &u32| {
+            let have = &known[*id as usize];
+            have.len() == terms.len() && have.iter().zip(&terms).all(|(a, b)| a.as_deref() == *b)
+        };
+        if let Some(&id) = self.term_ids.find(hash, same) {
             return Ok(id);
         }
-        let bytes: usize = terms.iter().flatten().map(String::len).sum();
+        let bytes: usize = terms.iter().flatten().map(|t| t.len()).sum();
         self.reservation.try_grow(GROUP_BYTES + 2 * bytes)?;
         let id = self.terms.len() as u32;
-        self.term_ids.insert(terms.clone(), id);
-        self.terms.push(terms);
+        let (terms_now, hasher) = (&self.terms, &self.hasher);
+        // `Option<String>` hashes as `Option<&str>` does: a rehash finds the same buckets.
+        self.term_ids
+            .insert_unique(hash, id, |&i| hasher.hash_one(&terms_now[i as usize]));
+        self.terms
+            .push(terms.iter().map(|t| t.map(str::to_string)).collect());
         Ok(id)
     }
 
@@ -422,20 +422,17 @@ impl Fold {
     }
 
     /// The string terms of the group key of a series.
-    fn strings(&self, key: &SeriesKey) -> Vec<Option<String>> {
-        self.groups
-            .iter()
-            .filter_map(|g| match g {
-                Group::Device => Some(Some(key.device.clone())),
-                Group::Tag(k) => Some(
-                    key.tags
-                        .iter()
-                        .find(|(t, _)| t == k)
-                        .map(|(_, v)| v.clone()),
-                ),
-                Group::Bucket { .. } => None,
-            })
-            .collect()
+    fn strings<'k>(groups: &[Group], key: &'k SeriesKey) -> impl Iterator<Item = Option<&'k str>> {
+        groups.iter().filter_map(move |g| match g {
+            Group::Device => Some(Some(key.device.as_str())),
+            Group::Tag(k) => Some(
+                key.tags
+                    .iter()
+                    .find(|(t, _)| t == k)
+                    .map(|(_, v)| v.as_str()),
+            ),
+            Group::Bucket { .. } => None,
+        })
     }
 
     /// `(stride, origin)` of the bucket term, if any.
@@ -459,13 +456,13 @@ impl Fold {
         }
     }
 
+    /// Folds a piece of the series whose group terms are `terms` (from [`Fold::terms_of`]).
     fn add_piece(
         &mut self,
-        series: &SeriesKey,
+        terms: u32,
         piece: &SeriesPiece,
         fields: &[(String, FieldType)],
     ) -> Result<()> {
-        let terms = self.terms_of(series)?;
         match piece {
             SeriesPiece::Rows(s) => self.add_series(terms, s),
             SeriesPiece::Stats(b) => self.add_block(terms, b, &self.field_types(fields)),
@@ -886,8 +883,8 @@ struct FoldRun {
     series: Option<(Arc<ReadSnapshot>, std::collections::VecDeque<usize>)>,
     /// The series decode at most [`crate::exec::INLINE_ROWS`] rows: fold in place.
     small: bool,
-    /// The series being folded and its cursor.
-    cursor: Option<(SeriesKey, SeriesCursor)>,
+    /// The series being folded: its group terms (`Fold::terms_of`) and its cursor.
+    cursor: Option<(u32, SeriesCursor)>,
     fold: Fold,
 }
 
@@ -956,12 +953,13 @@ impl FoldRun {
         let mut rows = 0;
         let mut pieces = Vec::new();
         while rows < ROWS_PER_STEP {
-            let (key, cursor) = match &mut self.cursor {
+            let (terms, cursor) = match &mut self.cursor {
                 Some(c) => c,
                 None => match series.pop_front() {
-                    Some(i) => self
-                        .cursor
-                        .insert((snap.series_key(i).clone(), snap.cursor(i))),
+                    Some(i) => {
+                        let terms = fold.terms_of(snap.series_key(i))?;
+                        self.cursor.insert((terms, snap.cursor(i)))
+                    }
                     None => return Ok(true),
                 },
             };
@@ -995,7 +993,7 @@ impl FoldRun {
                         *rows
                     }
                 };
-                fold.add_piece(key, &piece, snap.fields())?;
+                fold.add_piece(*terms, &piece, snap.fields())?;
             }
         }
         Ok(false)

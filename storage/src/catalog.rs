@@ -207,7 +207,9 @@ impl DeviceSeries {
 #[derive(Debug, Clone)]
 pub(crate) struct SeriesEntry {
     pub stream: StreamId,
-    pub key: SeriesKey,
+    /// Shared with read snapshots, which take the keys of the series they read without
+    /// copying their strings.
+    pub key: std::sync::Arc<SeriesKey>,
 }
 
 /// All streams and series.
@@ -308,7 +310,7 @@ impl Catalog {
         let id = self.series.len() as SeriesId;
         self.series.push(SeriesEntry {
             stream,
-            key: key.clone(),
+            key: std::sync::Arc::new(key.clone()),
         });
         self.streams[stream as usize].index_series(id, key, &self.series);
         id

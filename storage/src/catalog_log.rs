@@ -620,7 +620,7 @@ mod tests {
     fn ids(cat: &Catalog) -> Vec<(u32, SeriesKey)> {
         cat.series
             .iter()
-            .map(|s| (s.stream, s.key.clone()))
+            .map(|s| (s.stream, SeriesKey::clone(&s.key)))
             .collect()
     }
 

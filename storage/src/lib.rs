@@ -37,8 +37,8 @@ pub use catalog_log::parse_catalog_log;
 pub use engine::{
     BackupSnapshot, BlockStats, COLD_REFERENCE_FILE, ColdReference, Engine, EngineConfig,
     EngineStats, EraseReport, EraseRequest, LatestRequest, LatestValue, ReadMode, ReadSnapshot,
-    RecoveryReport, RunsCacheStats, SeriesCursor, SeriesLatest, SeriesPiece, SnapshotSegment,
-    TimeGroups, WriteObserver, WriteReceipt,
+    RecoveryReport, RunFields, RunsCacheStats, SeriesCursor, SeriesLatest, SeriesPiece,
+    SnapshotSegment, TimeGroups, WriteObserver, WriteReceipt,
 };
 pub use error::{ErrorKind, Result, StorageError};
 pub use limits::{Limit, Limits};

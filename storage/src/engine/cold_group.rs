@@ -49,7 +49,7 @@ pub(super) fn tag_keys(
         .map(|l| {
             let series =
                 (l.segment.series_ids()).filter_map(|sid| catalog.series.get(sid as usize));
-            (l.meta.id, tag_columns(series.map(|s| &s.key)))
+            (l.meta.id, tag_columns(series.map(|s| &*s.key)))
         })
         .collect()
 }
@@ -125,7 +125,7 @@ pub(super) fn series_keys(
             catalog
                 .series
                 .get(sid as usize)
-                .map(|s| (sid, s.key.clone()))
+                .map(|s| (sid, SeriesKey::clone(&s.key)))
         })
         .collect();
     keys.sort_by(|a, b| (&a.1.device, &a.1.tags, a.0).cmp(&(&b.1.device, &b.1.tags, b.0)));

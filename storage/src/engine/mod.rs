@@ -43,7 +43,7 @@ pub use config::{EngineConfig, EngineStats, RecoveryReport, WriteReceipt};
 pub use erase::{EraseReport, EraseRequest};
 pub use latest::{LatestRequest, LatestValue, SeriesLatest};
 pub use read::{ReadMode, ReadSnapshot, SeriesCursor, SeriesPiece};
-pub use runs::{BlockStats, TimeGroups};
+pub use runs::{BlockStats, RunFields, TimeGroups};
 pub use runs_cache::RunsCacheStats;
 
 use crate::catalog::Catalog;
@@ -303,7 +303,7 @@ impl Engine {
                     .for_each(|v| *v = None);
                 values.iter().any(Option::is_some).then(|| SeriesLatest {
                     series_id: sid,
-                    key: state.catalog.series[sid as usize].key.clone(),
+                    key: crate::SeriesKey::clone(&state.catalog.series[sid as usize].key),
                     values,
                 })
             })

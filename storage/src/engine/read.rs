@@ -8,7 +8,7 @@
 //! time ranges overlap; sources in different windows hold disjoint times, so merging each window
 //! on its own (last write wins, `rows::merge_lww`) gives the same rows as merging everything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::runs::{BlockStats, Reduced, TimeGroups};
@@ -35,7 +35,8 @@ pub enum ReadMode {
 #[derive(Debug)]
 struct SnapSeries {
     id: SeriesId,
-    key: SeriesKey,
+    /// Shared with the catalog (a snapshot of 10,000 series copied 120,000 strings before).
+    key: Arc<SeriesKey>,
     mem: Vec<Rows>,
     /// Erased ranges that apply to this series (`erase.rs`), for segments older than them.
     cuts: Vec<super::tombstone::Cut>,
@@ -141,16 +142,15 @@ impl ReadSnapshot {
 
     /// Indexes of the matched series of each device in `devices`, in the order given.
     pub fn series_of_devices(&self, devices: &[String]) -> Vec<usize> {
-        let mut by_device: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, s) in self.series.iter().enumerate() {
-            by_device.entry(s.key.device.as_str()).or_default().push(i);
-        }
-        devices
-            .iter()
-            .filter_map(|d| by_device.get(d.as_str()))
-            .flatten()
-            .copied()
-            .collect()
+        let wanted: foldhash::HashMap<&str, usize> = (devices.iter().enumerate())
+            .map(|(at, d)| (d.as_str(), at))
+            .collect();
+        // (position of the device in `devices`, series index): sorted, the order asked for.
+        let mut found: Vec<(usize, usize)> = (self.series.iter().enumerate())
+            .filter_map(|(i, s)| wanted.get(s.key.device.as_str()).map(|&at| (at, i)))
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, i)| i).collect()
     }
 
     /// True when reading `series` (indexes of matched series) decodes at most `limit` rows: their
@@ -219,7 +219,7 @@ impl ReadSnapshot {
         let s = &self.series[i];
         SeriesBatch {
             series_id: s.id,
-            key: s.key.clone(),
+            key: SeriesKey::clone(&s.key),
             times: rows.times,
             columns: rows.columns,
         }
@@ -426,7 +426,7 @@ fn runs_key(
         segment: snap.segments[j].meta.id,
         series: sid,
         block: bi as u32,
-        fields: local.into(),
+        fields: smallvec::SmallVec::from_slice(local),
         grid: groups.grid()?,
         extremes: groups.extremes(),
         keep_empty: snap.mode == ReadMode::Points,

@@ -220,7 +220,12 @@ pub(super) fn absorb(inner: &Inner, only: Option<(&str, &str)>) -> Result<(usize
         let keys: HashMap<SeriesId, SeriesKey> = taken
             .iter()
             .flat_map(|t| t.dirty.keys())
-            .map(|&sid| (sid, state.catalog.series[sid as usize].key.clone()))
+            .map(|&sid| {
+                (
+                    sid,
+                    SeriesKey::clone(&state.catalog.series[sid as usize].key),
+                )
+            })
             .collect();
         (taken, keys)
     };

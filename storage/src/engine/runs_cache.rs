@@ -24,7 +24,7 @@ pub(super) struct RunsKey {
     pub segment: u64,
     pub series: crate::SeriesId,
     pub block: u32,
-    pub fields: Box<[Option<u16>]>,
+    pub fields: smallvec::SmallVec<[Option<u16>; 4]>,
     pub grid: [i64; 2],
     pub extremes: bool,
     pub keep_empty: bool,
@@ -45,6 +45,14 @@ impl CachedRuns {
         let cut = |r: &BlockStats| {
             (r.min_time < first && first <= r.max_time) || (r.min_time <= last && last < r.max_time)
         };
+        // The common case, a range holding the whole block: no run to look at one by one.
+        if let (Some(head), Some(tail)) = (self.runs.first(), self.runs.last())
+            && first <= head.min_time
+            && tail.max_time <= last
+        {
+            let rows = self.sizes.iter().map(|&n| n as usize).sum();
+            return Some((rows, self.runs.clone()));
+        }
         if self.runs.iter().any(cut) {
             return None;
         }
@@ -66,8 +74,12 @@ struct Weight;
 
 impl quick_cache::Weighter<RunsKey, Arc<CachedRuns>> for Weight {
     fn weight(&self, key: &RunsKey, val: &Arc<CachedRuns>) -> u64 {
-        let per_run = std::mem::size_of::<BlockStats>()
-            + key.fields.len() * std::mem::size_of::<Option<crate::segment::ChunkStats>>();
+        // One field's statistics sit inside the run (`RunFields`); more go to an allocation.
+        let spilled = match key.fields.len() {
+            0 | 1 => 0,
+            n => n * std::mem::size_of::<Option<crate::segment::ChunkStats>>(),
+        };
+        let per_run = std::mem::size_of::<BlockStats>() + spilled;
         let bytes = std::mem::size_of::<RunsKey>()
             + key.fields.len() * 4
             + std::mem::size_of::<CachedRuns>()
@@ -175,7 +187,7 @@ mod tests {
             segment,
             series: 1,
             block: 0,
-            fields: vec![Some(0)].into(),
+            fields: smallvec::smallvec![Some(0)],
             grid: [3_600_000_000_000, 0],
             extremes: false,
             keep_empty: false,
@@ -186,7 +198,7 @@ mod tests {
         let run = BlockStats {
             min_time: 0,
             max_time: 1,
-            fields: vec![None],
+            fields: smallvec::smallvec![None],
         };
         Arc::new(CachedRuns {
             runs: vec![run; n].into(),
@@ -222,7 +234,7 @@ mod tests {
             .map(|i| BlockStats {
                 min_time: i * 10,
                 max_time: i * 10 + 9,
-                fields: vec![None],
+                fields: smallvec::smallvec![None],
             })
             .collect();
         let cached = CachedRuns {
@@ -242,6 +254,20 @@ mod tests {
         assert_eq!(cached.select(10, 40).map(times), Some((20, vec![10, 20])));
         assert_eq!(cached.select(30, 40).map(times), Some((0, vec![])));
         assert_eq!(cached.select(-5, -1).map(times), Some((0, vec![])));
+        assert_eq!(
+            cached.select(0, 29).map(times),
+            Some((30, vec![0, 10, 20])),
+            "exactly the block's span"
+        );
+        let none = CachedRuns {
+            runs: Vec::new().into(),
+            sizes: Vec::new().into(),
+        };
+        assert_eq!(
+            none.select(0, 29).map(times),
+            Some((0, vec![])),
+            "a block without values in range has no runs to fold, not a cut"
+        );
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl Segment {
         series: SeriesId,
         bi: usize,
         fields: &[(String, FieldType)],
-    ) -> Result<Vec<Option<ChunkStats>>> {
+    ) -> Result<crate::engine::RunFields> {
         let local = self.local_fields(fields)?;
         self.block_stats_local(series, bi, &local)
     }
@@ -323,7 +323,7 @@ impl Segment {
         series: SeriesId,
         bi: usize,
         local: &[Option<u16>],
-    ) -> Result<Vec<Option<ChunkStats>>> {
+    ) -> Result<crate::engine::RunFields> {
         let block = self.block(series, bi)?;
         Ok(local
             .iter()
