@@ -15,7 +15,6 @@
 //! single-partition scan (one device) the single-mode aggregate becomes a final aggregate over
 //! the new node.
 
-use foldhash::HashMap;
 use std::fmt;
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
@@ -49,6 +48,7 @@ use strata_storage::{
 };
 
 use crate::exec::{StrataScanExec, storage_error};
+use crate::group_slots::date_bin;
 use crate::layout::ColumnKind;
 use crate::leaf::bounded_properties;
 
@@ -360,8 +360,8 @@ struct Fold {
     term_ids: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     terms: Vec<Vec<Option<String>>>,
-    /// Key → index into `keys` and `states`.
-    index: HashMap<Key, usize>,
+    /// Key → index into `keys` and `states`, and the bucket of a time.
+    slots: crate::group_slots::GroupSlots,
     keys: Vec<Key>,
     states: Vec<Vec<State>>,
     /// Memory of the group table, reserved in the query's memory pool.
@@ -371,12 +371,12 @@ struct Fold {
 impl Fold {
     fn new(groups: Arc<Vec<Group>>, aggs: Arc<Vec<Agg>>, reservation: MemoryReservation) -> Fold {
         Fold {
+            slots: crate::group_slots::GroupSlots::new(Fold::grid(&groups)),
             groups,
             aggs,
             term_ids: hashbrown::HashTable::new(),
             hasher: foldhash::fast::FixedState::default(),
             terms: Vec::new(),
-            index: HashMap::default(),
             keys: Vec::new(),
             states: Vec::new(),
             reservation,
@@ -407,16 +407,19 @@ impl Fold {
         Ok(id)
     }
 
-    /// The group of string terms `terms` (from [`Fold::terms_of`]) and `bucket`.
-    fn slot(&mut self, terms: u32, bucket: Option<i64>) -> Result<usize> {
-        if let Some(&i) = self.index.get(&(terms, bucket)) {
-            return Ok(i);
-        }
-        let bytes = GROUP_BYTES + self.aggs.len() * std::mem::size_of::<State>();
+    /// The group of string terms `terms` (from [`Fold::terms_of`]) and `bucket` (from
+    /// `GroupSlots::bucket_of`).
+    fn slot(&mut self, terms: u32, bucket: Option<(i64, i64)>) -> Result<usize> {
+        use crate::group_slots::Found;
+        let index_bytes = match self.slots.find(terms, bucket) {
+            Found::Slot(i) => return Ok(i),
+            Found::New(bytes) => bytes,
+        };
+        let bytes = GROUP_BYTES + index_bytes + self.aggs.len() * std::mem::size_of::<State>();
         self.reservation.try_grow(bytes)?;
         let i = self.keys.len();
-        self.index.insert((terms, bucket), i);
-        self.keys.push((terms, bucket));
+        self.slots.add(terms, bucket, i);
+        self.keys.push((terms, bucket.map(|b| b.0)));
         self.states.push(vec![State::EMPTY; self.aggs.len()]);
         Ok(i)
     }
@@ -437,7 +440,12 @@ impl Fold {
 
     /// `(stride, origin)` of the bucket term, if any.
     fn bucket(&self) -> Option<(i64, i64)> {
-        self.groups.iter().find_map(|g| match g {
+        Fold::grid(&self.groups)
+    }
+
+    /// `(stride, origin)` of the bucket term of `groups`, if any.
+    fn grid(groups: &[Group]) -> Option<(i64, i64)> {
+        groups.iter().find_map(|g| match g {
             Group::Bucket { stride, origin } => Some((*stride, *origin)),
             _ => None,
         })
@@ -495,10 +503,7 @@ impl Fold {
         b: &BlockStats,
         columns: &[Option<(usize, FieldType)>],
     ) -> Result<()> {
-        let bucket = match self.bucket() {
-            None => None,
-            Some((stride, origin)) => Some(date_bin(stride, b.min_time, origin)?),
-        };
+        let bucket = self.slots.bucket_of(b.min_time)?;
         let slot = self.slot(terms, bucket)?;
         let states = self.states[slot].iter_mut();
         for ((state, agg), column) in states.zip(self.aggs.iter()).zip(columns) {
@@ -522,15 +527,12 @@ impl Fold {
         let mut start = 0;
         while start < times.len() {
             // One run: the consecutive rows that fall in the same bucket (all rows without one).
-            let (b, end) = match bucket {
-                None => (None, times.len()),
-                Some((stride, origin)) => {
-                    let b = date_bin(stride, times[start], origin)?;
-                    (
-                        Some(b),
-                        run_end(times, start, origin, b.checked_add(stride)),
-                    )
+            let b = self.slots.bucket_of(times[start])?;
+            let end = match (bucket, b) {
+                (Some((stride, origin)), Some((b, _))) => {
+                    run_end(times, start, origin, b.checked_add(stride))
                 }
+                _ => times.len(),
             };
             let slot = self.slot(terms, b)?;
             let states = self.states[slot].iter_mut().zip(aggs.iter());
@@ -720,18 +722,6 @@ fn fold_stats(state: &mut State, kind: AggKind, stats: &ChunkStats, ty: FieldTyp
         }
     }
     state.count += u64::from(stats.count);
-}
-
-/// `date_bin` on nanoseconds exactly as DataFusion computes it (errors on overflow).
-fn date_bin(stride: i64, source: i64, origin: i64) -> Result<i64> {
-    let overflow = || DataFusionError::Execution(format!("date_bin of {source} overflows i64"));
-    let diff = source.checked_sub(origin).ok_or_else(overflow)?;
-    let rem = diff.checked_rem(stride).ok_or_else(overflow)?;
-    let mut delta = diff.checked_sub(rem).ok_or_else(overflow)?;
-    if diff < 0 && stride > 1 && delta != diff {
-        delta = delta.checked_sub(stride).ok_or_else(overflow)?;
-    }
-    origin.checked_add(delta).ok_or_else(overflow)
 }
 
 /// Reads a stream scan's partitions and emits partial aggregate states per group.
@@ -1015,7 +1005,7 @@ const STATS_PIECE_COST: usize = 64;
 
 #[cfg(test)]
 mod tests {
-    use super::{AggKind, State, date_bin, fold_rows, run_end};
+    use super::{AggKind, State, fold_rows, run_end};
     use strata_storage::{Column, ColumnData, FieldType};
 
     #[test]
@@ -1092,15 +1082,5 @@ mod tests {
         }
         let (zero, _) = super::sum_valid(&[-0.0; 6], &[true; 6]);
         assert!(zero == 0.0 && zero.is_sign_negative());
-    }
-
-    #[test]
-    fn date_bin_rounds_down_on_both_sides_of_the_origin() {
-        assert_eq!(date_bin(10, 25, 0).unwrap(), 20);
-        assert_eq!(date_bin(10, 20, 0).unwrap(), 20);
-        assert_eq!(date_bin(10, -5, 0).unwrap(), -10);
-        assert_eq!(date_bin(10, 7, 3).unwrap(), 3);
-        assert_eq!(date_bin(10, 2, 3).unwrap(), -7);
-        assert!(date_bin(10, i64::MIN, 1).is_err());
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod exec;
 mod functions;
 mod gapfill;
+mod group_slots;
 mod last_row;
 mod latest;
 mod layout;

@@ -661,6 +661,37 @@ type Aged = ((u8, usize), Source);
 /// ends: a late row overlaps (and is merged with) only the block holding its time, and the
 /// other blocks are read alone (so whole-block statistics and runs still serve them).
 fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
+    one_segment_windows(snap, i).unwrap_or_else(|| general_windows(snap, i))
+}
+
+/// When the snapshot's only source of series `i` is one segment whose blocks follow each other
+/// (a compacted window, as most are), a window per block: what [`general_windows`] makes of
+/// them, without its sorting and merging (a tenth of a fleet-wide aggregate's CPU at 10,000
+/// series). `None` otherwise.
+fn one_segment_windows(snap: &ReadSnapshot, i: usize) -> Option<Vec<Window>> {
+    let s = &snap.series[i];
+    let [live] = snap.segments.as_slice() else {
+        return None;
+    };
+    if !s.mem.is_empty() || !snap.cold.is_empty() || !live.segment.blocks_ordered() {
+        return None;
+    }
+    let blocks = live
+        .segment
+        .series_blocks_overlapping(s.id, snap.first, snap.last);
+    Some(
+        blocks
+            .map(|(_, (lo, hi))| Window {
+                lo: lo.max(snap.first),
+                hi: hi.min(snap.last),
+                sources: vec![Source::Segment(0)],
+            })
+            .collect(),
+    )
+}
+
+/// The windows of series `i` from every source: see [`windows`].
+fn general_windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
     let s = &snap.series[i];
     // (lo, hi, order, source): order = age (segments first by id, then memtable parts).
     let mut spans: Vec<(i64, i64, (u8, usize), Source)> = Vec::new();
@@ -677,10 +708,10 @@ fn windows(snap: &ReadSnapshot, i: usize) -> Vec<Window> {
     // Where blocks start, and where they end (exclusive): memtable slices are cut there.
     let mut bounds: Vec<i64> = Vec::new();
     for (j, live) in snap.segments.iter().enumerate() {
-        for (lo, hi) in live.segment.series_block_ranges(s.id) {
-            if hi < snap.first || lo > snap.last {
-                continue;
-            }
+        for (_, (lo, hi)) in live
+            .segment
+            .series_blocks_overlapping(s.id, snap.first, snap.last)
+        {
             spans.push((
                 lo.max(snap.first),
                 hi.min(snap.last),
@@ -1005,4 +1036,94 @@ fn memtable_part(
 ) -> Option<Rows> {
     let (rows, exists) = m.read_points(sid, range, all, wanted)?;
     Some(with_exists(rows, exists))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, Durability, EngineConfig, FieldType, SeriesKey, TableWrite, Value};
+    use crate::{DEFAULT_DATABASE, WriteBatch};
+
+    fn spans(windows: &[Window]) -> Vec<(i64, i64, Vec<usize>)> {
+        (windows.iter())
+            .map(|w| {
+                let sources = (w.sources.iter())
+                    .map(|s| match s {
+                        Source::Segment(j) => *j,
+                        _ => usize::MAX,
+                    })
+                    .collect();
+                (w.lo, w.hi, sources)
+            })
+            .collect()
+    }
+
+    /// One compacted segment: a window per block, the same as the general path's, for ranges
+    /// that cut blocks, hold them whole, fall between them or miss the series.
+    #[test]
+    fn one_segments_windows_are_the_general_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = EngineConfig::new(dir.path());
+        cfg.durability = Durability::None;
+        cfg.background = false;
+        let engine = crate::Engine::open(cfg).unwrap();
+        let rows = 3 * crate::segment::BLOCK_ROWS + 100;
+        let mut column = Column::new("v", FieldType::Float);
+        for k in 0..rows {
+            column.data.push_value(&Value::Float(k as f64));
+            column.valid.push(true);
+        }
+        let batch = WriteBatch {
+            database: DEFAULT_DATABASE.into(),
+            tables: vec![TableWrite {
+                stream: "m".into(),
+                series: vec![SeriesKey {
+                    device: "d".into(),
+                    tags: Vec::new(),
+                }],
+                row_series: vec![0; rows],
+                times: (0..rows as i64).map(|k| k * 10).collect(),
+                columns: vec![column],
+            }],
+        };
+        engine.write(&batch).unwrap();
+        engine.flush().unwrap();
+        engine.compact().unwrap();
+        let last = rows as i64 * 10;
+        let mut compared = 0;
+        for (start, end) in [
+            (0, last),
+            (5, last - 5),
+            (81_925, 163_835),
+            (81_921, 81_925),
+            (last + 10, last + 20),
+        ] {
+            let req = crate::ScanRequest {
+                database: DEFAULT_DATABASE.into(),
+                stream: "m".into(),
+                device: None,
+                tags: Vec::new(),
+                start,
+                end,
+                fields: None,
+            };
+            let Some(snap) = snapshot(&engine.inner, &req, None, ReadMode::Values).unwrap() else {
+                continue;
+            };
+            if snap.segments.is_empty() {
+                assert!(one_segment_windows(&snap, 0).is_none(), "[{start}, {end})");
+                continue;
+            }
+            compared += 1;
+            for i in 0..snap.series.len() {
+                let fast = one_segment_windows(&snap, i).expect("one segment, ordered blocks");
+                assert_eq!(
+                    spans(&fast),
+                    spans(&general_windows(&snap, i)),
+                    "[{start}, {end})"
+                );
+            }
+        }
+        assert_eq!(compared, 4, "ranges over the segment");
+    }
 }

@@ -277,6 +277,12 @@ impl Segment {
             .unwrap_or_default()
     }
 
+    /// Whether every series' blocks follow each other in time without overlapping (as writers
+    /// write them): each block of a series is then a window of its own.
+    pub fn blocks_ordered(&self) -> bool {
+        self.index.ordered()
+    }
+
     /// The blocks of `series` overlapping `[lo, hi]`, with their index and `(min_time, max_time)`,
     /// in block order: a binary search over the series' blocks when they follow each other in
     /// time (as writers write them), else a look at every block.
