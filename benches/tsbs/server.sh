@@ -1,10 +1,12 @@
 # Sourced by benches/tsbs/run.sh and scale.sh: a release server on 127.0.0.1:$PORT over a fresh
-# data directory in $WORK (both removed on exit), `--durability none`, and helpers.
+# data directory in $WORK (both removed on exit; KEEP_DATA=DIR moves the data directory there
+# first, e.g. for benches/tsbs/ab.py), `--durability none`, and helpers.
 # Needs: PORT, WORK, STRATA (the binary). Sets: SERVER_PID, URL, auth, STRATA_ADMIN_TOKEN;
 # defines metric NAME (a value from /metrics).
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [ -n "${KEEP_DATA:-}" ] && [ -d "$WORK/strata" ]; then mv "$WORK/strata" "$KEEP_DATA"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

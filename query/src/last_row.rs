@@ -269,12 +269,12 @@ impl LastRowExec {
             .map_err(storage_error)?;
         let names: Vec<String> = schema.iter().map(|(n, _)| n.clone()).collect();
         let row_making = row_making(scan, &names);
-        let wanted: std::collections::HashSet<&str> = scan
-            .partitions()
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let devices = scan.partitions().iter().flatten();
+        let mut wanted = foldhash::HashSet::with_capacity_and_hasher(
+            devices.clone().count(),
+            foldhash::fast::RandomState::default(),
+        );
+        wanted.extend(devices.map(String::as_str));
         let mut out = Vec::new();
         let mut fallback: Vec<String> = Vec::new();
         for s in latest {
@@ -297,7 +297,7 @@ impl LastRowExec {
                 .collect();
             out.push(SeriesNewest {
                 group: self.group_of(&s.key),
-                device: s.key.device,
+                device: s.key.device.clone(),
                 fields,
             });
         }
@@ -367,8 +367,11 @@ impl LastRowExec {
         let scan = self.scan()?;
         let row_making = row_making(scan, names);
         let mut by_group: BTreeMap<GroupKey, Vec<SeriesNewest>> = BTreeMap::new();
-        for s in series {
-            by_group.entry(s.group.clone()).or_default().push(s);
+        for mut s in series {
+            by_group
+                .entry(std::mem::take(&mut s.group))
+                .or_default()
+                .push(s);
         }
         let width = self.groups.len();
         let mut keys: Vec<Vec<Option<String>>> = vec![Vec::new(); width];

@@ -216,7 +216,7 @@ impl LastValuesExec {
                     .collect();
                 out.push(SeriesBatch {
                     series_id: s.series_id,
-                    key: s.key,
+                    key: strata_storage::SeriesKey::clone(&s.key),
                     times: vec![time],
                     columns,
                 });

@@ -146,7 +146,7 @@ impl NewestRowExec {
                     .collect();
                 best.push(SeriesBatch {
                     series_id: s.series_id,
-                    key: s.key,
+                    key: strata_storage::SeriesKey::clone(&s.key),
                     times: vec![t],
                     columns,
                 });

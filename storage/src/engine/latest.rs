@@ -40,8 +40,8 @@ pub struct LatestRequest {
 pub struct SeriesLatest {
     /// Series id.
     pub series_id: SeriesId,
-    /// Series key.
-    pub key: SeriesKey,
+    /// Series key (shared with the catalog).
+    pub key: std::sync::Arc<SeriesKey>,
     /// `values[i]` is the latest value of field `i` of the stream schema, `None` if never written.
     pub values: Vec<Option<LatestValue>>,
 }
@@ -356,7 +356,7 @@ mod engine_tests {
             .into_iter()
             .map(|s| {
                 let v = s.values.into_iter().map(|v| v.map(|l| (l.time, l.value)));
-                (s.key.device, v.collect())
+                (s.key.device.clone(), v.collect())
             })
             .collect();
         out.iter_mut()

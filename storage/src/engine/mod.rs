@@ -303,7 +303,7 @@ impl Engine {
                     .for_each(|v| *v = None);
                 values.iter().any(Option::is_some).then(|| SeriesLatest {
                     series_id: sid,
-                    key: crate::SeriesKey::clone(&state.catalog.series[sid as usize].key),
+                    key: state.catalog.series[sid as usize].key.clone(),
                     values,
                 })
             })
