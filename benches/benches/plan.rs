@@ -6,14 +6,14 @@
 //! physical planning with the physical optimizer and Strata's fast-path rules). Then runs
 //! criterion on `QueryEngine::plan` for each query.
 
+mod fleet;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::Criterion;
-use strata_client::fleet::{FleetConfig, FleetGenerator};
-use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::{QueryConfig, QueryEngine, tokio};
-use strata_storage::{Durability, Engine, EngineConfig};
+use strata_storage::Engine;
 
 const QUERIES: [(&str, &str); 6] = [
     ("SELECT 1", "SELECT 1"),
@@ -50,40 +50,14 @@ const QUERIES: [(&str, &str); 6] = [
 ];
 
 fn load(dir: &std::path::Path) -> Arc<Engine> {
-    let mut cfg = EngineConfig::new(dir);
-    cfg.durability = Durability::None;
-    cfg.background = false;
-    let engine = Engine::open(cfg).expect("open engine");
-    let fleet = FleetConfig {
-        trucks: 200,
-        duration: Duration::from_secs(3600),
-        ..FleetConfig::default()
-    };
-    let mut generator = FleetGenerator::new(&fleet);
-    let opts = ParseOptions::default();
-    loop {
-        let mut buf = Vec::new();
-        if generator.next_batch(5000, &mut buf).rows == 0 {
-            break;
-        }
-        let batch = parse(&buf, "default", &opts).expect("fleet data parses");
-        engine.write(&batch).expect("write");
-    }
-    engine.flush().unwrap();
+    let engine = fleet::open_engine(dir, None);
+    fleet::write_fleet(&engine, 200, Duration::from_secs(3600));
     Arc::new(engine)
 }
 
 /// Median of `runs` timings of `f`, in milliseconds.
-fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2].as_secs_f64() * 1e3
+fn median_ms(runs: usize, f: impl FnMut()) -> f64 {
+    fleet::median(runs, f).as_secs_f64() * 1e3
 }
 
 /// Prints the median cost of each planning phase of `sql`.

@@ -12,15 +12,15 @@
 //!
 //! `STRATA_BENCH_HOURS` (default 24) shortens the loaded span for quick runs.
 
+mod fleet;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use strata_client::fleet::{FleetConfig, FleetGenerator};
-use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::datafusion::physical_plan::collect;
 use strata_query::{OutputFormat, QueryConfig, QueryEngine, tokio};
-use strata_storage::{Durability, Engine, EngineConfig};
+use strata_storage::{Engine, EngineConfig};
 
 const LATEST_FLEET: &str = "SELECT device, latitude, longitude, time \
     FROM last_values('readings') WHERE fleet = 'North' ORDER BY device";
@@ -43,52 +43,18 @@ const FLEET_HOURLY: &str = "SELECT fleet, time_bucket(INTERVAL '1 hour', time) A
     FROM readings GROUP BY fleet, bucket ORDER BY fleet, bucket";
 
 fn load(dir: &std::path::Path, hours: u64, runs_cache_bytes: usize) -> Arc<Engine> {
-    let mut cfg = EngineConfig::new(dir);
-    cfg.durability = Durability::None;
-    cfg.background = false;
-    cfg.runs_cache_bytes = runs_cache_bytes;
-    let engine = Engine::open(cfg).expect("open engine");
-    let fleet = FleetConfig {
-        trucks: 200,
-        duration: Duration::from_secs(hours * 3600),
-        ..FleetConfig::default()
-    };
-    let mut generator = FleetGenerator::new(&fleet);
-    let opts = ParseOptions::default();
-    let started = Instant::now();
-    let mut rows = 0;
-    loop {
-        let mut buf = Vec::new();
-        if generator.next_batch(5000, &mut buf).rows == 0 {
-            break;
-        }
-        let batch = parse(&buf, "default", &opts).expect("fleet data parses");
-        rows += engine.write(&batch).expect("write").rows;
-    }
-    engine.flush().unwrap();
+    let engine = fleet::open_engine(dir, Some(runs_cache_bytes));
+    let (rows, took) = fleet::write_fleet(&engine, 200, Duration::from_secs(hours * 3600));
     engine.compact().unwrap();
     println!(
         "loaded 200 trucks x {hours} h: {rows} rows in {:.1} s",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     Arc::new(engine)
 }
 
-/// Median of `runs` timings of `f`.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
-
 fn print_phases(rt: &tokio::runtime::Runtime, q: &QueryEngine, name: &str, sql: &str, runs: usize) {
-    let plan = median(runs, || {
+    let plan = fleet::median(runs, || {
         rt.block_on(q.plan(sql)).unwrap();
     });
     // A physical plan runs once (operators keep state), so plan afresh outside the timing.
@@ -102,7 +68,7 @@ fn print_phases(rt: &tokio::runtime::Runtime, q: &QueryEngine, name: &str, sql: 
         .collect();
     run.sort();
     let run = run[run.len() / 2];
-    let total = median(runs, || {
+    let total = fleet::median(runs, || {
         rt.block_on(q.execute(sql, OutputFormat::Json)).unwrap();
     });
     let rows = rt.block_on(q.query(sql)).unwrap().num_rows();

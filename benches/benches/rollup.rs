@@ -4,15 +4,15 @@
 //! general plan, fast paths off). Prints the back-fill time, checks the answers equal, prints
 //! the median of repeated runs, then runs criterion on the rollup query.
 
+mod fleet;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use strata_client::fleet::{FleetConfig, FleetGenerator};
-use strata_ingest::line_protocol::{ParseOptions, parse};
 use strata_query::{OutputFormat, QueryConfig, QueryEngine, tokio};
+use strata_storage::Engine;
 use strata_storage::lifecycle::RollupSpec;
-use strata_storage::{Durability, Engine, EngineConfig};
 
 const DAILY_BY_FLEET: &str = "SELECT fleet, date_bin(INTERVAL '1 day', time) AS day, \
     avg(velocity), max(velocity), count(velocity) FROM readings GROUP BY fleet, day ORDER BY fleet, day";
@@ -20,32 +20,12 @@ const DAILY_BY_FLEET: &str = "SELECT fleet, date_bin(INTERVAL '1 day', time) AS 
 const HOUR: i64 = 3_600_000_000_000;
 
 fn load(dir: &std::path::Path, days: u64) -> Arc<Engine> {
-    let mut cfg = EngineConfig::new(dir);
-    cfg.durability = Durability::None;
-    cfg.background = false;
-    let engine = Engine::open(cfg).expect("open engine");
-    let fleet = FleetConfig {
-        trucks: 200,
-        duration: Duration::from_secs(days * 86_400),
-        ..FleetConfig::default()
-    };
-    let mut generator = FleetGenerator::new(&fleet);
-    let opts = ParseOptions::default();
-    let started = Instant::now();
-    let mut rows = 0;
-    loop {
-        let mut buf = Vec::new();
-        if generator.next_batch(5000, &mut buf).rows == 0 {
-            break;
-        }
-        let batch = parse(&buf, "default", &opts).expect("fleet data parses");
-        rows += engine.write(&batch).expect("write").rows;
-    }
-    engine.flush().unwrap();
+    let engine = fleet::open_engine(dir, None);
+    let (rows, took) = fleet::write_fleet(&engine, 200, Duration::from_secs(days * 86_400));
     engine.compact().unwrap();
     println!(
         "loaded 200 trucks x {days} d: {rows} rows in {:.1} s",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let started = Instant::now();
     let spec = RollupSpec {
@@ -66,16 +46,10 @@ fn load(dir: &std::path::Path, days: u64) -> Arc<Engine> {
 
 /// Median of `runs` end-to-end (JSON) runs.
 fn median(rt: &tokio::runtime::Runtime, q: &QueryEngine, runs: usize) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            rt.block_on(q.execute(DAILY_BY_FLEET, OutputFormat::Json))
-                .unwrap();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+    fleet::median(runs, || {
+        rt.block_on(q.execute(DAILY_BY_FLEET, OutputFormat::Json))
+            .unwrap();
+    })
 }
 
 fn csv(rt: &tokio::runtime::Runtime, q: &QueryEngine) -> Vec<String> {
