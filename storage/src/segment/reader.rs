@@ -311,7 +311,7 @@ impl Segment {
         series: SeriesId,
         bi: usize,
         fields: &[(String, FieldType)],
-    ) -> Result<crate::engine::RunFields> {
+    ) -> Result<super::RunFields> {
         let local = self.local_fields(fields)?;
         self.block_stats_local(series, bi, &local)
     }
@@ -329,7 +329,7 @@ impl Segment {
         series: SeriesId,
         bi: usize,
         local: &[Option<u16>],
-    ) -> Result<crate::engine::RunFields> {
+    ) -> Result<super::RunFields> {
         let block = self.block(series, bi)?;
         Ok(local
             .iter()
