@@ -1005,8 +1005,57 @@ const STATS_PIECE_COST: usize = 64;
 
 #[cfg(test)]
 mod tests {
-    use super::{AggKind, State, fold_rows, run_end};
-    use strata_storage::{Column, ColumnData, FieldType};
+    use std::sync::Arc;
+
+    use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
+
+    use super::{AggKind, Fold, Group, State, fold_rows, run_end};
+    use strata_storage::{Column, ColumnData, FieldType, SeriesKey};
+
+    /// Group terms get one id per distinct (device, tag) pair however many there are: the terms
+    /// table grows and rehashes many times on the way, and a rehash must find what a lookup
+    /// hashed (borrowed terms on lookup, owned ones on rehash).
+    #[test]
+    fn group_terms_keep_their_ids_through_rehashes() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let groups = vec![Group::Device, Group::Tag("fleet".into())];
+        let reservation = MemoryConsumer::new("t").register(&pool);
+        let mut fold = Fold::new(Arc::new(groups), Arc::new(Vec::new()), reservation);
+        let key = |d: usize| SeriesKey {
+            device: format!("truck_{d}"),
+            tags: vec![
+                ("fleet".into(), format!("f{}", d % 5)),
+                ("model".into(), "m".into()),
+            ],
+        };
+        let ids: Vec<u32> = (0..5000).map(|d| fold.terms_of(&key(d)).unwrap()).collect();
+        assert_eq!(
+            ids,
+            (0..5000).collect::<Vec<u32>>(),
+            "one new id per device"
+        );
+        for d in (0..5000).rev() {
+            assert_eq!(fold.terms_of(&key(d)).unwrap(), d as u32, "truck_{d} again");
+        }
+        let other_model = SeriesKey {
+            tags: vec![("fleet".into(), "f1".into()), ("model".into(), "x".into())],
+            ..key(1)
+        };
+        assert_eq!(
+            fold.terms_of(&other_model).unwrap(),
+            1,
+            "an ungrouped tag is not a term"
+        );
+        let no_fleet = SeriesKey {
+            tags: Vec::new(),
+            ..key(1)
+        };
+        assert_eq!(
+            fold.terms_of(&no_fleet).unwrap(),
+            5000,
+            "a missing tag is its own term"
+        );
+    }
 
     #[test]
     fn runs_end_at_the_bucket_end_or_where_the_origin_would_overflow() {
