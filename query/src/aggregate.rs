@@ -440,7 +440,7 @@ impl Fold {
 
     /// `(stride, origin)` of the bucket term, if any.
     fn bucket(&self) -> Option<(i64, i64)> {
-        Fold::grid(&self.groups)
+        self.slots.grid()
     }
 
     /// `(stride, origin)` of the bucket term of `groups`, if any.

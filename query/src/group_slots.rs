@@ -7,10 +7,11 @@
 //! array indexed by bucket number, counted from the first bucket the terms id met, and a series'
 //! runs, which come in time order, find their bucket by stepping from the last one.
 //!
-//! Invariant: a key always resolves through the same structure. A terms id's array covers
-//! `DENSE_BUCKETS` bucket numbers from the first it met, fixed when the array is made; keys
-//! outside it (an earlier bucket, a span longer than the array) and keys without a bucket go to
-//! the hash map, so no key ever gets two slots.
+//! Invariant: no key gets two slots. A terms id's array covers `DENSE_BUCKETS` bucket numbers
+//! from the first it met, fixed when the array is made; keys outside it (an earlier bucket, a
+//! span longer than the array), keys without a bucket and slot numbers an array entry cannot
+//! hold go to the hash map, and a key not found in an array is looked for there before it is
+//! called new.
 
 use datafusion::error::{DataFusionError, Result};
 use foldhash::HashMap;
@@ -42,6 +43,11 @@ pub(crate) enum Found {
 }
 
 impl GroupSlots {
+    /// `(stride, origin)` of the buckets, if any.
+    pub fn grid(&self) -> Option<(i64, i64)> {
+        self.grid
+    }
+
     /// An empty index for groups bucketed on `grid` (`(stride, origin)`), if any.
     pub fn new(grid: Option<(i64, i64)>) -> GroupSlots {
         GroupSlots {
@@ -78,19 +84,21 @@ impl GroupSlots {
 
     /// The slot of `(terms, bucket)`, `bucket` from [`GroupSlots::bucket_of`].
     pub fn find(&self, terms: u32, bucket: Option<(i64, i64)>) -> Found {
-        match self.dense_at(terms, bucket) {
+        let grows = match self.dense_at(terms, bucket) {
             Dense::At(i) => match self.dense[terms as usize].as_ref().map(|d| &d.1) {
                 Some(slots) if i < slots.len() && slots[i] != NONE => {
-                    Found::Slot(slots[i] as usize)
+                    return Found::Slot(slots[i] as usize);
                 }
-                Some(slots) => Found::New(4 * (i + 1).saturating_sub(slots.len())),
-                None => Found::New(4 * (i + 1)),
+                Some(slots) => 4 * (i + 1).saturating_sub(slots.len()),
+                None => 4 * (i + 1),
             },
-            Dense::Make => Found::New(4),
-            Dense::No => match self.index.get(&(terms, bucket.map(|b| b.0))) {
-                Some(&slot) => Found::Slot(slot),
-                None => Found::New(32),
-            },
+            Dense::Make => 4,
+            Dense::No => 32,
+        };
+        // Not in an array: in the map, where `add` also puts a slot an array cannot hold.
+        match self.index.get(&(terms, bucket.map(|b| b.0))) {
+            Some(&slot) => Found::Slot(slot),
+            None => Found::New(grows),
         }
     }
 

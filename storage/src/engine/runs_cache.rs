@@ -58,13 +58,9 @@ impl CachedRuns {
         }
         let lo = self.runs.partition_point(|r| r.max_time < first);
         let hi = self.runs.partition_point(|r| r.min_time <= last);
+        // Some runs only: the range holding them all returned above.
         let rows = self.sizes[lo..hi.max(lo)].iter().map(|&n| n as usize).sum();
-        let runs = if lo == 0 && hi == self.runs.len() {
-            self.runs.clone()
-        } else {
-            self.runs[lo..hi.max(lo)].iter().cloned().collect()
-        };
-        Some((rows, runs))
+        Some((rows, self.runs[lo..hi.max(lo)].iter().cloned().collect()))
     }
 }
 
