@@ -70,6 +70,17 @@ pub fn split_batches(payload: &[u8], lines: usize) -> Vec<std::ops::Range<usize>
     out
 }
 
+/// [`split_batches`] with each batch's [`count`]: what a load driver needs before it starts.
+pub fn split_counted(payload: &[u8], lines: usize) -> Vec<(std::ops::Range<usize>, Counts)> {
+    split_batches(payload, lines)
+        .into_iter()
+        .map(|r| {
+            let counts = count(&payload[r.clone()]);
+            (r, counts)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +102,10 @@ mod tests {
             let rows: u64 = ranges.iter().map(|r| count(&b[r.clone()]).rows).sum();
             prop_assert_eq!(rows, count(b).rows);
             prop_assert!(ranges.iter().all(|r| count(&b[r.clone()]).rows as usize <= lines));
+            let counted = split_counted(b, lines);
+            prop_assert_eq!(counted.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), ranges);
+            let values: u64 = counted.iter().map(|(_, c)| c.values).sum();
+            prop_assert_eq!(values, count(b).values);
         }
     }
 
