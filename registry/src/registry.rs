@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
@@ -59,6 +60,32 @@ pub(crate) struct Inner {
     pub(crate) tokens: TokenCache,
     pub(crate) topology: RwLock<Topology>,
     subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
+    /// Committed write transactions so far: see [`Registry::write_generation`].
+    generation: AtomicU64,
+}
+
+/// A registry write transaction: a redb [`WriteTransaction`] whose commit advances
+/// [`Registry::write_generation`]. Dropped without a commit, it aborts.
+pub(crate) struct WriteTxn<'a> {
+    txn: WriteTransaction,
+    generation: &'a AtomicU64,
+}
+
+impl WriteTxn<'_> {
+    /// Commits, then advances the write generation.
+    pub(crate) fn commit(self) -> std::result::Result<(), redb::CommitError> {
+        self.txn.commit()?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTxn<'_> {
+    type Target = WriteTransaction;
+
+    fn deref(&self) -> &WriteTransaction {
+        &self.txn
+    }
 }
 
 impl Registry {
@@ -87,9 +114,17 @@ impl Registry {
             tokens,
             topology: RwLock::new(topology),
             subscribers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         });
         let flusher = start_flusher(&inner, options.last_seen_flush_interval);
         Ok(Self { inner, flusher })
+    }
+
+    /// Advances after every committed write (any table), never otherwise: an answer read while
+    /// it kept one value (read it before and after) is still true while it keeps that value.
+    /// Lets callers cache what the registry does *not* hold, such as an unknown device.
+    pub fn write_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
     }
 
     /// Path of the database file.
@@ -171,8 +206,11 @@ impl Inner {
     }
 
     /// Begins a write transaction.
-    pub(crate) fn write_txn(&self) -> Result<WriteTransaction> {
-        Ok(self.db.begin_write()?)
+    pub(crate) fn write_txn(&self) -> Result<WriteTxn<'_>> {
+        Ok(WriteTxn {
+            txn: self.db.begin_write()?,
+            generation: &self.generation,
+        })
     }
 
     /// Begins a read transaction.

@@ -1,7 +1,10 @@
 //! Device-model schemas for telemetry validation, looked up in the registry and cached per
 //! device so a publish does not read `registry.redb`. The cache is invalidated by registry
 //! events: a device's model changed or the device was deleted drops its entry, any model change
-//! (create, replace, delete) drops every entry. MQTT and the HTTP device API share one
+//! (create, replace, delete) drops every entry. A device the registry does not hold is cached
+//! too, as of the registry's write generation: any committed registry write (a registration
+//! among them) makes that answer stale, so a device written to before it is registered is
+//! checked against its model as soon as it is registered. MQTT and the HTTP device API share one
 //! [`ModelSchemas`]; the checks themselves are `strata_ingest::validate`.
 
 use std::collections::HashMap;
@@ -11,10 +14,19 @@ use std::sync::{Arc, RwLock, Weak};
 use strata_ingest::validate::{FieldKind, FieldRule, Policy, Schema, SchemaSource};
 use strata_registry::{DeviceModel, Registry, RegistryEvent, ValidationPolicy, ValueKind};
 
+/// A cached answer for one device.
+#[derive(Debug, Clone)]
+enum Cached {
+    /// The device is registered; its schema, if its model has one.
+    Known(Option<Arc<Schema>>),
+    /// The registry did not hold the device at this write generation.
+    Unknown(u64),
+}
+
 /// Per-device cache of model schemas, backed by the registry.
 pub struct ModelSchemas {
     registry: Arc<Registry>,
-    cache: RwLock<HashMap<String, Option<Arc<Schema>>>>,
+    cache: RwLock<HashMap<String, Cached>>,
     /// Bumped by every invalidation, so a lookup racing with one does not cache a stale answer.
     generation: AtomicU64,
 }
@@ -76,23 +88,34 @@ impl ModelSchemas {
         self.read().len()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Option<Arc<Schema>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached>> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Option<Arc<Schema>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Cached>> {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the device's model from the registry. `Err` when the device is unknown or the
-    /// registry fails (not cached then).
-    fn load(&self, device: &str) -> Result<Option<Arc<Schema>>, strata_registry::RegistryError> {
-        let Some(model_id) = self.registry.get_device(device)?.model else {
-            return Ok(None);
+    /// Reads the device's model from the registry (`registry_generation` read before). `Err`
+    /// when the registry fails (not cached then).
+    fn load(
+        &self,
+        device: &str,
+        registry_generation: u64,
+    ) -> Result<Cached, strata_registry::RegistryError> {
+        let model_id = match self.registry.get_device(device) {
+            Ok(d) => d.model,
+            Err(strata_registry::RegistryError::NotFound { .. }) => {
+                return Ok(Cached::Unknown(registry_generation));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(model_id) = model_id else {
+            return Ok(Cached::Known(None));
         };
         match self.registry.get_model(&model_id) {
-            Ok(model) => Ok(schema_of(&model).map(Arc::new)),
-            Err(strata_registry::RegistryError::NotFound { .. }) => Ok(None),
+            Ok(model) => Ok(Cached::Known(schema_of(&model).map(Arc::new))),
+            Err(strata_registry::RegistryError::NotFound { .. }) => Ok(Cached::Known(None)),
             Err(e) => Err(e),
         }
     }
@@ -100,11 +123,14 @@ impl ModelSchemas {
 
 impl SchemaSource for ModelSchemas {
     fn schema(&self, device: &str) -> Option<Arc<Schema>> {
-        if let Some(hit) = self.read().get(device) {
-            return hit.clone();
+        let registry_generation = self.registry.write_generation();
+        match self.read().get(device) {
+            Some(Cached::Known(hit)) => return hit.clone(),
+            Some(Cached::Unknown(at)) if *at == registry_generation => return None,
+            _ => {}
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let loaded = match self.load(device) {
+        let loaded = match self.load(device, registry_generation) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(device, error = %e, "no model schema for device");
@@ -115,7 +141,10 @@ impl SchemaSource for ModelSchemas {
         if self.generation.load(Ordering::SeqCst) == generation && generation != u64::MAX {
             cache.insert(device.to_owned(), loaded.clone());
         }
-        loaded
+        match loaded {
+            Cached::Known(schema) => schema,
+            Cached::Unknown(_) => None,
+        }
     }
 }
 
@@ -207,7 +236,20 @@ mod tests {
         assert_eq!(max(&schemas), Some(("m".into(), Policy::Reject)));
         assert!(schemas.schema("d2").is_none());
         assert!(schemas.schema("nope").is_none());
-        assert_eq!(schemas.cached(), 2, "unknown devices are not cached");
+        assert_eq!(schemas.cached(), 3, "an unknown device is cached too");
+        assert!(
+            schemas.schema("nope").is_none(),
+            "and answered from the cache"
+        );
+        // Registering it (any registry write) makes that answer stale at once, no event needed.
+        let mut r = DeviceRegistration::new("nope");
+        r.model = Some("m".into());
+        reg.register_device("t", r).unwrap();
+        assert_eq!(
+            schemas.schema("nope").map(|s| s.policy()),
+            Some(Policy::Reject),
+            "a device registered after a write checks against its model at once"
+        );
         let put = |p| reg.put_model("t", model("m", 10.0, p)).unwrap();
         put(ValidationPolicy::Flag);
         wait_until(|| max(&schemas) == Some(("m".into(), Policy::Flag)));

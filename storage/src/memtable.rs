@@ -56,16 +56,23 @@ impl FieldBuf {
         }
     }
 
-    /// Appends value `i` of `src` at `row` (rows only grow).
-    fn push(&mut self, row: u32, src: &ColumnData, i: usize) {
-        if !self.sparse && row as usize != self.start as usize + self.len() {
-            self.rows = (self.start..self.start + self.len() as u32).collect();
+    /// Appends, for each `(offset, i)` of `picked` (offsets rising), slot `i` of `src` at row
+    /// `base + offset`. The buffer turns sparse at the first row that does not follow the last.
+    fn extend(&mut self, base: u32, picked: &[(u32, u32)], src: &ColumnData) {
+        let next = self.start + self.len() as u32;
+        let follows = picked
+            .iter()
+            .enumerate()
+            .all(|(k, &(offset, _))| base + offset == next + k as u32);
+        if !self.sparse && !follows {
+            self.rows = (self.start..next).collect();
             self.sparse = true;
         }
         if self.sparse {
-            self.rows.push(row);
+            self.rows
+                .extend(picked.iter().map(|&(offset, _)| base + offset));
         }
-        self.data.push_from(src, i);
+        self.data.extend_from(src, picked.iter().map(|&(_, i)| i));
     }
 
     /// Heap bytes held (capacities, not lengths).
@@ -197,6 +204,41 @@ fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     }
 }
 
+/// The rows of a batch grouped by series, each group in row order (a counting sort).
+struct RowGroups {
+    /// `starts[s]..starts[s + 1]` indexes `rows` for series `s`.
+    starts: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl RowGroups {
+    fn of(row_series: &[u32], series: usize) -> RowGroups {
+        let mut starts = vec![0u32; series + 1];
+        for &s in row_series {
+            starts[s as usize + 1] += 1;
+        }
+        for s in 0..series {
+            starts[s + 1] += starts[s];
+        }
+        let mut fill = starts.clone();
+        let mut rows = vec![0u32; row_series.len()];
+        for (row, &s) in (0u32..).zip(row_series) {
+            rows[fill[s as usize] as usize] = row;
+            fill[s as usize] += 1;
+        }
+        RowGroups { starts, rows }
+    }
+
+    /// `(series, rows)` for every series with at least one row.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        self.starts
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1] > w[0])
+            .map(|(s, w)| (s, &self.rows[w[0] as usize..w[1] as usize]))
+    }
+}
+
 /// Buffered rows of one series: the timestamps, and a [`FieldBuf`] (sorted by field id) for each
 /// field the series has written since the last flush.
 #[derive(Debug)]
@@ -214,13 +256,12 @@ struct SeriesBuf {
 }
 
 impl SeriesBuf {
-    /// The buffer of field `fid`, created (starting at the current row) when new.
-    fn field(&mut self, fid: usize, ty: FieldType) -> &mut FieldBuf {
+    /// The buffer of field `fid`, created (its first value at row `start`) when new.
+    fn field(&mut self, fid: usize, ty: FieldType, start: u32) -> &mut FieldBuf {
         let fid = fid as u32;
         let pos = match self.fields.binary_search_by_key(&fid, |f| f.fid) {
             Ok(pos) => pos,
             Err(pos) => {
-                let start = self.times.len() as u32;
                 // Grow 1, 2, 4, ...: most series write few fields, and `Vec`'s first growth
                 // to four buffers would cost every such series three unused ones.
                 if self.fields.len() == self.fields.capacity() {
@@ -231,6 +272,16 @@ impl SeriesBuf {
             }
         };
         &mut self.fields[pos]
+    }
+
+    /// Appends timestamps, noting when one is not after the one before it.
+    fn append_times(&mut self, times: impl Iterator<Item = i64>) {
+        for ts in times {
+            if self.times.last().is_some_and(|&last| last >= ts) {
+                self.strictly_sorted = false;
+            }
+            self.times.push(ts);
+        }
     }
 
     fn heap_bytes(&self) -> usize {
@@ -406,20 +457,24 @@ impl Memtable {
             .iter()
             .map(|&sid| self.buf_index(sid, stream))
             .collect();
-        for row in 0..table.len() {
-            let buf = &mut self.bufs[local[table.row_series[row] as usize]];
-            let ts = table.times[row];
-            if buf.times.last().is_some_and(|&last| last >= ts) {
-                buf.strictly_sorted = false;
-            }
-            let at = buf.times.len() as u32;
+        let groups = RowGroups::of(&table.row_series, series_ids.len());
+        let mut picked = Vec::new();
+        for (series, rows) in groups.iter() {
+            let buf = &mut self.bufs[local[series]];
+            let base = buf.times.len() as u32;
             for (col, &fid) in table.columns.iter().zip(field_ids) {
-                if col.valid[row] {
-                    buf.field(fid, col.data.field_type())
-                        .push(at, &col.data, row);
+                picked.clear();
+                picked.extend(
+                    (0u32..)
+                        .zip(rows.iter().copied())
+                        .filter(|&(_, row)| col.valid[row as usize]),
+                );
+                if let Some(&(first, _)) = picked.first() {
+                    buf.field(fid, col.data.field_type(), base + first)
+                        .extend(base, &picked, &col.data);
                 }
             }
-            buf.times.push(ts);
+            buf.append_times(rows.iter().map(|&row| table.times[row as usize]));
         }
         let mut touched = local;
         touched.sort_unstable();
@@ -575,6 +630,86 @@ mod tests {
             row_series: vec![0; rows.len()],
             times: rows.iter().map(|r| r.0).collect(),
             columns,
+        }
+    }
+
+    /// A batch of rows `(series, time, values of fields 0..3)` over series `0..series`.
+    fn interleaved_table(series: usize, rows: &[(u32, i64, [Option<i64>; 3])]) -> TableWrite {
+        let mut columns: Vec<Column> = (0..3)
+            .map(|i| Column::new(format!("c{i}"), FieldType::Integer))
+            .collect();
+        for (_, _, vals) in rows {
+            for (c, v) in columns.iter_mut().zip(vals) {
+                match v {
+                    Some(v) => {
+                        c.data.push_value(&Value::Integer(*v));
+                        c.valid.push(true);
+                    }
+                    None => c.push_null(),
+                }
+            }
+        }
+        TableWrite {
+            stream: "s".into(),
+            series: (0..series)
+                .map(|i| SeriesKey {
+                    device: format!("d{i}"),
+                    tags: Vec::new(),
+                })
+                .collect(),
+            row_series: rows.iter().map(|r| r.0).collect(),
+            times: rows.iter().map(|r| r.1).collect(),
+            columns,
+        }
+    }
+
+    proptest::proptest! {
+        /// Batches whose rows interleave series, with gaps in every field, read back per series
+        /// as the rows written to it, in write order (the model: one list of rows per series).
+        #[test]
+        fn interleaved_sparse_batches_read_back_per_series(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(
+                    (0u32..4, 0i64..1_000, proptest::array::uniform3(
+                        proptest::option::weighted(0.7, -50i64..50))),
+                    0..30),
+                1..5),
+        ) {
+            let mut m = Memtable::default();
+            let mut model: Vec<Vec<(i64, [Option<i64>; 3])>> = vec![Vec::new(); 4];
+            let mut clock = 0i64;
+            for batch in &batches {
+                // Times rise, so a read returns each series' rows in write order.
+                let rows: Vec<_> = batch
+                    .iter()
+                    .map(|&(s, step, v)| {
+                        clock += 1 + step;
+                        model[s as usize].push((clock, v));
+                        (s, clock, v)
+                    })
+                    .collect();
+                m.apply(0, &interleaved_table(4, &rows), &[10, 11, 12, 13], &[0, 1, 2]);
+            }
+            let fields: Vec<(String, FieldType)> =
+                (0..3).map(|i| (format!("c{i}"), FieldType::Integer)).collect();
+            for (s, want) in model.iter().enumerate() {
+                let got = m.read(10 + s as u32, i64::MIN, i64::MAX, &fields, &[Some(0), Some(1), Some(2)]);
+                // A series without rows has no buffer, or one without rows.
+                let got_rows: Vec<(i64, [Option<i64>; 3])> = got
+                    .map(|r| {
+                        (0..r.times.len())
+                            .map(|i| {
+                                let v = |c: usize| match r.columns[c].get(i) {
+                                    Some(Value::Integer(x)) => Some(x),
+                                    _ => None,
+                                };
+                                (r.times[i], [v(0), v(1), v(2)])
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                proptest::prop_assert_eq!(&got_rows, want);
+            }
         }
     }
 

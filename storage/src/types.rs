@@ -203,6 +203,24 @@ impl ColumnData {
         true
     }
 
+    /// Copies the slots `indices` of `other` (same type) onto the end of this column, in that
+    /// order; a column of another type gets default slots, as [`ColumnData::push_from`].
+    pub fn extend_from(&mut self, other: &ColumnData, indices: impl Iterator<Item = u32>) {
+        fn pick<T: Copy>(v: &mut Vec<T>, o: &[T], indices: impl Iterator<Item = u32>) {
+            v.extend(indices.map(|i| o[i as usize]));
+        }
+        match (self, other) {
+            (ColumnData::Float(v), ColumnData::Float(o)) => pick(v, o, indices),
+            (ColumnData::Integer(v), ColumnData::Integer(o)) => pick(v, o, indices),
+            (ColumnData::Unsigned(v), ColumnData::Unsigned(o)) => pick(v, o, indices),
+            (ColumnData::Boolean(v), ColumnData::Boolean(o)) => pick(v, o, indices),
+            (ColumnData::String(v), ColumnData::String(o)) => {
+                indices.for_each(|i| v.push(o.get(i as usize)));
+            }
+            (this, _) => indices.for_each(|_| this.push_default()),
+        }
+    }
+
     /// Copies slot `i` of `other` (same type) onto the end of this column.
     pub fn push_from(&mut self, other: &ColumnData, i: usize) {
         match (self, other) {

@@ -106,8 +106,10 @@ struct Packing {
 }
 
 impl Packing {
+    /// A candidate planned whole (the tests force each codec with it).
+    #[cfg(test)]
     fn new(codec: Codec, head: Vec<i64>, seq: Vec<i64>) -> Self {
-        let plan = plan(&seq);
+        let plan = plan(&seq, usize::MAX).unwrap_or(Plan { g: 0, size: 0 });
         Packing {
             codec,
             head,
@@ -118,35 +120,83 @@ impl Packing {
 
     /// Exact encoded size.
     fn size(&self) -> usize {
-        self.plan.size
-            + self
-                .head
-                .iter()
-                .map(|&h| varint_len(zigzag(h)))
-                .sum::<usize>()
+        self.plan.size + head_size(&self.head)
     }
 }
 
-/// The smallest of the packed codecs (needs `values.len() >= 2`).
+/// Bytes of the head values.
+fn head_size(head: &[i64]) -> usize {
+    head.iter().map(|&h| varint_len(zigzag(h))).sum()
+}
+
+/// The largest plan with which candidate `rank` (head of `head_len` bytes) beats the best so far
+/// (`best_size` bytes, candidate `best_rank`): a smaller total wins, an equal one only for an
+/// earlier candidate. `None` when it cannot win.
+fn win_limit(best_size: usize, best_rank: usize, rank: usize, head_len: usize) -> Option<usize> {
+    let ties_win = usize::from(rank < best_rank);
+    (best_size + ties_win).checked_sub(head_len + 1)
+}
+
+/// Values on which candidates are sized to decide which to plan first (four blocks).
+const PROBE: usize = 4 * BLOCK;
+
+/// The smallest of the packed codecs (needs `values.len() >= 2`); on equal sizes the codec
+/// earlier in [`Codec::Packed`], [`Codec::DeltaPacked`], [`Codec::DeltaDeltaPacked`],
+/// [`Codec::LinearPacked`] wins.
+///
+/// Candidates are planned in the order of their sizes on the first [`PROBE`] values, each one
+/// stopping as soon as it can no longer win: the likely winner is planned whole and the others
+/// usually stop after a few blocks. The choice is the same as planning all four whole.
 fn best_packing(values: &[i64]) -> Packing {
     let deltas = diffs(values);
     let step = grid_step(values, &deltas);
     let (x0, d0) = (values[0], deltas[0]);
-    // On equal sizes the earlier candidate wins.
-    let [first, rest @ ..] = [
-        Packing::new(Codec::Packed, Vec::new(), values.to_vec()),
-        Packing::new(Codec::DeltaPacked, vec![x0], deltas.clone()),
-        Packing::new(Codec::DeltaDeltaPacked, vec![x0, d0], diffs(&deltas)),
-        Packing::new(
-            Codec::LinearPacked,
-            vec![x0, step],
-            linear_residuals(values, step),
-        ),
+    let dd = diffs(&deltas);
+    let residuals = linear_residuals(values, step);
+    let mut candidates = [
+        Some((Codec::Packed, Vec::new(), values.to_vec())),
+        Some((Codec::DeltaPacked, vec![x0], deltas)),
+        Some((Codec::DeltaDeltaPacked, vec![x0, d0], dd)),
+        Some((Codec::LinearPacked, vec![x0, step], residuals)),
     ];
-    rest.into_iter().fold(
-        first,
-        |best, c| if c.size() < best.size() { c } else { best },
-    )
+    let mut order = [0usize, 1, 2, 3];
+    if values.len() > 2 * PROBE {
+        let probe = |i: usize| {
+            candidates[i].as_ref().map_or(usize::MAX, |(_, head, seq)| {
+                let prefix = &seq[..seq.len().min(PROBE)];
+                plan(prefix, usize::MAX).map_or(usize::MAX, |p| p.size) + head_size(head)
+            })
+        };
+        let sizes = [probe(0), probe(1), probe(2), probe(3)];
+        order.sort_by_key(|&i| sizes[i]);
+    }
+    let mut best: Option<(usize, Packing)> = None;
+    for rank in order {
+        let Some((codec, head, seq)) = candidates[rank].take() else {
+            continue;
+        };
+        let head_len = head_size(&head);
+        let limit = match &best {
+            None => usize::MAX,
+            Some((best_rank, b)) => match win_limit(b.size(), *best_rank, rank, head_len) {
+                Some(limit) => limit,
+                None => continue,
+            },
+        };
+        if let Some(plan) = plan(&seq, limit) {
+            best = Some((
+                rank,
+                Packing {
+                    codec,
+                    head,
+                    seq,
+                    plan,
+                },
+            ));
+        }
+    }
+    let (_, packing) = best.expect("the first candidate planned has no limit");
+    packing
 }
 
 /// The grid step of [`Codec::LinearPacked`]: the mean slope `(last - first) / (n - 1)`, rounded
@@ -349,7 +399,8 @@ fn layout(q: &[u64]) -> BlockLayout {
     best
 }
 
-fn plan(seq: &[i64]) -> Plan {
+/// The plan of `seq`, or `None` as soon as its size exceeds `limit` bytes.
+fn plan(seq: &[i64], limit: usize) -> Option<Plan> {
     let g = seq_gcd(seq);
     let div = ExactDiv::new(g);
     let mut size = if seq.is_empty() { 0 } else { varint_len(g) };
@@ -358,9 +409,12 @@ fn plan(seq: &[i64]) -> Plan {
     for block in seq.chunks(BLOCK) {
         let min = offsets(block, div, &mut q);
         size += 1 + varint_len(zigzag(min.wrapping_sub(prev_min))) + layout(&q[..block.len()]).size;
+        if size > limit {
+            return None;
+        }
         prev_min = min;
     }
-    Plan { g, size }
+    Some(Plan { g, size })
 }
 
 fn write_packed(head: &[i64], seq: &[i64], p: Plan, out: &mut Vec<u8>) {
@@ -737,6 +791,65 @@ mod tests {
         write_packed(&p.head, &p.seq, p.plan, &mut out);
         assert_eq!(out.len(), p.size());
         out
+    }
+
+    /// The choice made by planning every candidate whole: the smallest, the earliest on ties.
+    fn exhaustive_choice(values: &[i64]) -> (Codec, usize) {
+        let all = [
+            Codec::Packed,
+            Codec::DeltaPacked,
+            Codec::DeltaDeltaPacked,
+            Codec::LinearPacked,
+        ]
+        .map(|c| (c, forced(values, c).len()));
+        all.into_iter()
+            .fold(all[0], |best, c| if c.1 < best.1 { c } else { best })
+    }
+
+    #[test]
+    fn a_later_candidate_must_be_smaller_an_earlier_one_may_tie() {
+        // Best so far: 100 bytes, candidate 2. A candidate with a 3-byte head:
+        assert_eq!(win_limit(100, 2, 3, 3), Some(96), "later: total 99 at most");
+        assert_eq!(
+            win_limit(100, 2, 1, 3),
+            Some(97),
+            "earlier: total 100 ties and wins"
+        );
+        assert_eq!(win_limit(2, 2, 3, 3), None, "the head alone is too big");
+        assert_eq!(win_limit(3, 2, 1, 3), Some(0));
+    }
+
+    proptest::proptest! {
+        /// Planning the likeliest candidate first and stopping the others early chooses what
+        /// planning all of them whole chooses, ties included, on short and long columns of
+        /// every shape (steps, ramps, noise, outliers, a level change after the probe).
+        #[test]
+        fn bounded_choice_equals_exhaustive_choice(
+            len in 2usize..3_000,
+            shape in 0u8..6,
+            seed in proptest::prelude::any::<u64>(),
+            scale in 1i64..1_000,
+        ) {
+            let mut x = seed;
+            let mut noise = || {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 33) % 17) as i64 - 8
+            };
+            let values: Vec<i64> = (0..len as i64)
+                .map(|i| match shape {
+                    0 => i * scale + noise(),
+                    1 => i * i / 7 * scale,
+                    2 => noise() * scale,
+                    3 => if i % 97 == 0 { i64::MAX / 3 } else { i * 10_000 + noise() },
+                    4 => if i < 600 { i * scale } else { 5_000_000 + noise() * scale },
+                    _ => (i / 50) * scale,
+                })
+                .collect();
+            let chosen = best_packing(&values);
+            let mut out = Vec::new();
+            write_packed(&chosen.head, &chosen.seq, chosen.plan, &mut out);
+            proptest::prop_assert_eq!((chosen.codec, out.len()), exhaustive_choice(&values));
+        }
     }
 
     #[test]
