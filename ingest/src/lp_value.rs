@@ -67,7 +67,44 @@ impl BadValue {
 }
 
 /// Parses an unquoted field value token (never empty).
+#[inline]
 pub(crate) fn scalar(tok: &[u8]) -> Result<Scalar, BadValue> {
+    if let Some(v) = plain_decimal(tok) {
+        return Ok(Scalar::Float(v));
+    }
+    typed_scalar(tok)
+}
+
+/// A plain decimal (`-?d*.?d*` with one to 15 digits) in one pass, the common case of a
+/// telemetry value; `None` for anything else, which [`typed_scalar`] then reads. The value is
+/// [`fast_float`]'s: the digits as an integer below 2^53 over an exact power of ten.
+#[inline]
+fn plain_decimal(tok: &[u8]) -> Option<f64> {
+    let (negative, body) = match tok.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, tok),
+    };
+    let (mut mantissa, mut digits, mut frac) = (0u64, 0usize, None::<usize>);
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'0'..=b'9' if digits < 15 => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if frac.is_none() => frac = Some(i + 1),
+            _ => return None,
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let scale = POW10[frac.map_or(0, |start| body.len() - start)];
+    let value = mantissa as f64 / scale;
+    Some(if negative { -value } else { value })
+}
+
+/// Any unquoted value: integer, unsigned, boolean or float.
+fn typed_scalar(tok: &[u8]) -> Result<Scalar, BadValue> {
     match tok.split_last() {
         Some((b'i', digits)) => integer(digits).map(Scalar::Integer),
         Some((b'u', digits)) => unsigned(digits).map(Scalar::Unsigned),
@@ -251,7 +288,20 @@ pub(crate) enum BadTime {
 }
 
 /// Parses a timestamp token as an integer in the payload's precision.
+#[inline]
 pub(crate) fn timestamp(tok: &[u8]) -> Result<i64, BadTime> {
+    // Up to 19 digits (every nanosecond time of this era) fit a u64: one pass, no checked
+    // arithmetic, and one range check at the end.
+    if (1..=19).contains(&tok.len()) && tok[0] != b'-' {
+        let mut n = 0u64;
+        for &d in tok {
+            if !d.is_ascii_digit() {
+                return Err(BadTime::Syntax);
+            }
+            n = n * 10 + u64::from(d - b'0');
+        }
+        return i64::try_from(n).map_err(|_| BadTime::Range);
+    }
     signed(tok, BadValue::IntegerRange).map_err(|e| match e {
         BadValue::Syntax => BadTime::Syntax,
         _ => BadTime::Range,
@@ -374,6 +424,31 @@ mod tests {
             let text = format!("{sign}{}.{}", &digits[..point], &digits[point..]);
             let fast = fast_float(text.as_bytes()).expect("fast path applies");
             proptest::prop_assert_eq!(fast.to_bits(), text.parse::<f64>().unwrap().to_bits());
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass decimal path answers exactly as the general parser, on tokens made of
+        /// the characters that matter (digits, points, signs, exponents, suffixes, letters).
+        #[test]
+        fn plain_decimal_path_equals_general_path(tok in "[-+0-9.eEiuTtrf]{1,24}") {
+            let b = tok.as_bytes();
+            match (scalar(b), typed_scalar(b)) {
+                (Ok(Scalar::Float(x)), Ok(Scalar::Float(y))) => {
+                    proptest::prop_assert_eq!(x.to_bits(), y.to_bits())
+                }
+                (x, y) => proptest::prop_assert_eq!(x, y),
+            }
+        }
+
+        /// The one-pass timestamp path answers exactly as the checked parser.
+        #[test]
+        fn timestamp_path_equals_checked_path(tok in "-?([0-9a]{1,21}|9[0-9]{18}|92233720368547758[0-9]{2})") {
+            let checked = signed(tok.as_bytes(), BadValue::IntegerRange).map_err(|e| match e {
+                BadValue::Syntax => BadTime::Syntax,
+                _ => BadTime::Range,
+            });
+            proptest::prop_assert_eq!(timestamp(tok.as_bytes()), checked);
         }
     }
 
