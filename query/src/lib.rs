@@ -35,6 +35,7 @@ mod rollup;
 mod snapshot;
 mod table;
 mod views;
+mod warm_up;
 
 pub use aggregate::{AggregateInScan, ScanAggregateExec};
 pub use answer::Answer;
