@@ -65,7 +65,10 @@ mod tests {
         assert_eq!(query.warm_up().await, STATEMENTS.len());
         let version = query.plan_version();
         for sql in STATEMENTS {
-            assert!(query.cached_plan(sql).unwrap().is_none(), "{sql} was cached");
+            assert!(
+                query.cached_plan(sql).unwrap().is_none(),
+                "{sql} was cached"
+            );
         }
         assert_eq!(query.plan_version(), version);
     }

@@ -130,13 +130,26 @@ pub(crate) fn pow10(k: usize) -> f64 {
 /// `v * 10^k` as an integer when the decoder would reconstruct exactly `v` from it.
 #[inline]
 fn scaled(v: f64, k: usize) -> Option<i64> {
-    let r = (v * POW10[k]).round();
+    let r = round_near(v * POW10[k]);
     // 2^53: every integer below it converts to f64 exactly.
     if r.is_nan() || r.abs() >= 9_007_199_254_740_992.0 {
         return None;
     }
     let i = r as i64;
     (scale_back(i, k).to_bits() == v.to_bits()).then_some(i)
+}
+
+/// `x` rounded to an integer: two additions where |x| < 2^51 (ties to even), `f64::round`
+/// elsewhere. `f64::round` is a library call on baseline x86-64 (no SSE4.1), and `scaled` runs
+/// up to three times a value; ties cannot round-trip, so either rounding gives the same codes.
+#[inline]
+fn round_near(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 × 2^52: the sum's unit is 1
+    if x.abs() < 2_251_799_813_685_248.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x.round()
+    }
 }
 
 /// The smallest `k` for which `v` round-trips, searching near `hint` first.
@@ -432,6 +445,41 @@ fn decode_gorilla(buf: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), CodecE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Below 2^51 the fast rounding is round-half-even (so `f64::round` away from ties),
+        /// above it `f64::round`; zeros compare equal whatever their sign.
+        #[test]
+        fn round_near_rounds_to_nearest(x in proptest::num::f64::ANY) {
+            let fast = round_near(x);
+            if x.is_nan() {
+                proptest::prop_assert!(fast.is_nan());
+            } else if x.abs() < 2f64.powi(51) {
+                proptest::prop_assert_eq!(fast, x.round_ties_even());
+            } else {
+                proptest::prop_assert_eq!(fast, x.round());
+            }
+        }
+    }
+
+    #[test]
+    fn round_near_at_the_edges() {
+        let cases = [
+            (0.4, 0.0),
+            (0.6, 1.0),
+            (-0.6, -1.0),
+            (2.5, 2.0),
+            (3.5, 4.0),
+            (-2.5, -2.0),
+            (1e15 + 0.75, 1e15 + 1.0),
+            (-1e15 - 0.75, -1e15 - 1.0),
+            (2f64.powi(51) + 0.5, 2f64.powi(51) + 1.0),
+            (1e300, 1e300),
+        ];
+        for (x, want) in cases {
+            assert_eq!(round_near(x), want, "{x}");
+        }
+    }
 
     fn round_trip(values: &[f64]) -> (Codec, usize) {
         let mut buf = Vec::new();
