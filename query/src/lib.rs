@@ -35,7 +35,6 @@ mod rollup;
 mod snapshot;
 mod table;
 mod views;
-mod warm_up;
 
 pub use aggregate::{AggregateInScan, ScanAggregateExec};
 pub use answer::Answer;

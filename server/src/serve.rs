@@ -79,7 +79,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::sql_tables::register(&query, &registry);
     crate::lifecycle_sql::register(&query, &engine);
     let query = Arc::new(query);
-    tokio::spawn(warm_up(query.clone()));
     let rules = open_rules(&args, &engine, &query).await?;
     let state = AppState::new(
         engine.clone(),
@@ -412,16 +411,4 @@ impl ShutdownSignals {
             _ = next(&mut self.int) => "SIGINT",
         }
     }
-}
-
-/// Warms the SQL engine in the background so the first query after a start is not the one that
-/// pays for lazy set-up (`strata_query::QueryEngine::warm_up`).
-async fn warm_up(query: Arc<QueryEngine>) {
-    let started = std::time::Instant::now();
-    let ran = query.warm_up().await;
-    tracing::debug!(
-        statements = ran,
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "SQL engine warmed up"
-    );
 }
