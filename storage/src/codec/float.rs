@@ -153,7 +153,36 @@ fn round_near(x: f64) -> f64 {
 }
 
 /// The smallest `k` for which `v` round-trips, searching near `hint` first.
+#[cfg(test)]
 fn min_digits(v: f64, hint: usize) -> Option<usize> {
+    min_digits_scaled(v, hint).map(|(k, _)| k)
+}
+
+/// Below this a scaled value is within 1/8 of `v × 10^k` (see [`min_digits_scaled`]).
+const NO_LAST_ZERO_BOUND: u64 = 1 << 50;
+
+/// The smallest `k` for which `v` round-trips, searching near `hint` first, with `v` scaled by
+/// `10^k`. Below [`NO_LAST_ZERO_BOUND`] a scaled value `i` that does not end in 0 proves `k - 1`
+/// fails without trying it: had `v` round-tripped as `j / 10^(k-1)`, `v × 10^k` would lie within
+/// 1/8 of `10 j` (`v` within 2^-53 of `j / 10^(k-1)`, the product rounded to 1/16 at most), so
+/// `i` would be `10 j`.
+fn min_digits_scaled(v: f64, hint: usize) -> Option<(usize, i64)> {
+    if let Some(mut i) = scaled(v, hint) {
+        let mut k = hint;
+        while k > 0 && (i % 10 == 0 || i.unsigned_abs() >= NO_LAST_ZERO_BOUND) {
+            match scaled(v, k - 1) {
+                Some(j) => (k, i) = (k - 1, j),
+                None => break,
+            }
+        }
+        return Some((k, i));
+    }
+    (hint + 1..=MAX_DECIMAL_DIGITS as usize).find_map(|k| scaled(v, k).map(|i| (k, i)))
+}
+
+/// The reference for [`min_digits_scaled`]: every smaller `k` tried.
+#[cfg(test)]
+fn min_digits_naive(v: f64, hint: usize) -> Option<usize> {
     if scaled(v, hint).is_some() {
         let mut k = hint;
         while k > 0 && scaled(v, k - 1).is_some() {
@@ -165,13 +194,18 @@ fn min_digits(v: f64, hint: usize) -> Option<usize> {
 }
 
 /// Chooses the scale exponent: the one minimising an estimate of payload bits plus exceptions.
-fn choose_digits(values: &[f64]) -> Option<usize> {
+/// `found` gets each value's smallest exponent and its value scaled by it (`u8::MAX` when there
+/// is none), for [`encode_decimal`] to reuse.
+fn choose_digits(values: &[f64], found: &mut Vec<(u8, i64)>) -> Option<usize> {
     let mut hist = [0usize; MAX_DECIMAL_DIGITS as usize + 1];
     let mut failed = 0usize;
     let mut hint = 0;
+    found.reserve(values.len());
     for &v in values {
-        match min_digits(v, hint) {
-            Some(k) => {
+        let min = min_digits_scaled(v, hint);
+        found.push(min.map_or((u8::MAX, 0), |(k, i)| (k as u8, i)));
+        match min {
+            Some((k, _)) => {
                 hist[k] += 1;
                 hint = k;
             }
@@ -202,12 +236,17 @@ fn choose_digits(values: &[f64]) -> Option<usize> {
 
 /// Encodes with the decimal codec, or `None` when too many values are not short decimals.
 fn encode_decimal(values: &[f64]) -> Option<Vec<u8>> {
-    let k = choose_digits(values)?;
+    let mut found = Vec::new();
+    let k = choose_digits(values, &mut found)?;
     let mut ints = Vec::with_capacity(values.len());
     let mut exceptions = Vec::new();
     let mut prev = 0i64;
-    for (i, &v) in values.iter().enumerate() {
-        match scaled(v, k) {
+    for (i, (&v, &(kv, iv))) in values.iter().zip(&found).enumerate() {
+        let code = match usize::from(kv) == k {
+            true => Some(iv),
+            false => scaled(v, k),
+        };
+        match code {
             Some(s) => prev = s,
             None => exceptions.push((i, v.to_bits())),
         }
@@ -458,6 +497,23 @@ mod tests {
                 proptest::prop_assert_eq!(fast, x.round_ties_even());
             } else {
                 proptest::prop_assert_eq!(fast, x.round());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The smallest exponent found with the last-digit shortcut is the one every smaller
+        /// exponent tried finds, for short decimals of every size and for arbitrary doubles.
+        #[test]
+        fn min_digits_shortcut_equals_trying_each(
+            mantissa in -(1i64 << 53)..(1i64 << 53),
+            scale in 0i32..12,
+            bits in proptest::prelude::any::<u64>(),
+            hint in 0usize..=MAX_DECIMAL_DIGITS as usize,
+        ) {
+            let decimal = mantissa as f64 / 10f64.powi(scale);
+            for v in [decimal, f64::from_bits(bits), (mantissa % 100_000) as f64 / 1e3] {
+                proptest::prop_assert_eq!(min_digits(v, hint), min_digits_naive(v, hint), "{}", v);
             }
         }
     }

@@ -137,8 +137,9 @@ fn win_limit(best_size: usize, best_rank: usize, rank: usize, head_len: usize) -
     (best_size + ties_win).checked_sub(head_len + 1)
 }
 
-/// Values on which candidates are sized to decide which to plan first (four blocks).
-const PROBE: usize = 4 * BLOCK;
+/// Values on which candidates are sized to decide which to plan first (one block: flushed
+/// chunks hold about 2,000 values, so a larger probe would cost as much as a whole plan).
+const PROBE: usize = BLOCK;
 
 /// The smallest of the packed codecs (needs `values.len() >= 2`); on equal sizes the codec
 /// earlier in [`Codec::Packed`], [`Codec::DeltaPacked`], [`Codec::DeltaDeltaPacked`],
