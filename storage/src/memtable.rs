@@ -204,6 +204,26 @@ fn null_column(name: &str, ty: FieldType, n: usize) -> Column {
     }
 }
 
+/// `row_series` with every batch series that shares a buffer with an earlier one (two keys of one
+/// series id) renamed to that one, so their rows form one group and keep their batch order (the
+/// later of two rows at one time wins). Borrowed when, as always from the parsers, none does.
+fn same_buffer_same_group<'a>(
+    row_series: &'a [u32],
+    local: &[usize],
+) -> std::borrow::Cow<'a, [u32]> {
+    let mut sorted = local.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).all(|w| w[0] != w[1]) {
+        return std::borrow::Cow::Borrowed(row_series);
+    }
+    let mut first: HashMap<usize, u32> = HashMap::default();
+    let canon: Vec<u32> = (0u32..)
+        .zip(local)
+        .map(|(s, &buf)| *first.entry(buf).or_insert(s))
+        .collect();
+    std::borrow::Cow::Owned(row_series.iter().map(|&s| canon[s as usize]).collect())
+}
+
 /// The rows of a batch grouped by series, each group in row order (a counting sort).
 struct RowGroups {
     /// `starts[s]..starts[s + 1]` indexes `rows` for series `s`.
@@ -457,7 +477,10 @@ impl Memtable {
             .iter()
             .map(|&sid| self.buf_index(sid, stream))
             .collect();
-        let groups = RowGroups::of(&table.row_series, series_ids.len());
+        let groups = RowGroups::of(
+            &same_buffer_same_group(&table.row_series, &local),
+            local.len(),
+        );
         let mut picked = Vec::new();
         for (series, rows) in groups.iter() {
             let buf = &mut self.bufs[local[series]];
@@ -661,6 +684,33 @@ mod tests {
             times: rows.iter().map(|r| r.1).collect(),
             columns,
         }
+    }
+
+    #[test]
+    fn two_batch_series_of_one_id_keep_their_row_order() {
+        // Batch series 0 and 1 both map to series id 7; rows alternate between them.
+        let rows = [
+            (0, 1, [Some(1), None, None]),
+            (1, 1, [Some(2), None, None]),
+            (0, 2, [Some(3), None, None]),
+            (1, 3, [Some(4), None, None]),
+        ];
+        let mut m = Memtable::default();
+        m.apply(0, &interleaved_table(2, &rows), &[7, 7], &[0, 1, 2]);
+        let buf = m.get(7).unwrap();
+        assert_eq!(buf.times, vec![1, 1, 2, 3], "rows in batch order");
+        let fields: Vec<(String, FieldType)> = (0..3)
+            .map(|i| (format!("c{i}"), FieldType::Integer))
+            .collect();
+        let read = m
+            .read(7, i64::MIN, i64::MAX, &fields, &[Some(0), None, None])
+            .unwrap();
+        assert_eq!(read.times, vec![1, 2, 3]);
+        assert_eq!(
+            read.columns[0].get(0),
+            Some(Value::Integer(2)),
+            "the later row wins"
+        );
     }
 
     proptest::proptest! {
