@@ -5,7 +5,7 @@
 
 use super::bits::{BitReader, BitWriter, Reader, put_varint};
 use super::int::{self, Sink};
-use super::{Codec, CodecError, MAX_CHUNK_VALUES};
+use super::{Codec, CodecError, Effort, MAX_CHUNK_VALUES};
 
 /// Largest decimal scale exponent the decimal codec uses.
 pub const MAX_DECIMAL_DIGITS: u8 = 10;
@@ -21,7 +21,7 @@ const DECIMAL_GOOD_ENOUGH: usize = 2;
 const EXCEPTION_RATIO: usize = 8;
 
 /// Encodes floats with the smallest float codec.
-pub(crate) fn encode(values: &[f64], out: &mut Vec<u8>) -> Codec {
+pub(crate) fn encode(values: &[f64], out: &mut Vec<u8>, effort: Effort) -> Codec {
     let Some(first) = values.first() else {
         return Codec::Raw;
     };
@@ -31,7 +31,7 @@ pub(crate) fn encode(values: &[f64], out: &mut Vec<u8>) -> Codec {
     }
     let mut best: (Codec, Vec<u8>) = (Codec::Raw, Vec::new());
     let mut best_len = values.len() * 8;
-    if let Some(dec) = encode_decimal(values)
+    if let Some(dec) = encode_decimal(values, effort)
         && dec.len() < best_len
     {
         best_len = dec.len();
@@ -235,7 +235,7 @@ fn choose_digits(values: &[f64], found: &mut Vec<(u8, i64)>) -> Option<usize> {
 }
 
 /// Encodes with the decimal codec, or `None` when too many values are not short decimals.
-fn encode_decimal(values: &[f64]) -> Option<Vec<u8>> {
+fn encode_decimal(values: &[f64], effort: Effort) -> Option<Vec<u8>> {
     let mut found = Vec::new();
     let k = choose_digits(values, &mut found)?;
     let mut ints = Vec::with_capacity(values.len());
@@ -263,7 +263,7 @@ fn encode_decimal(values: &[f64]) -> Option<Vec<u8>> {
     }
     let at = out.len();
     out.push(0);
-    let inner = int::encode(&ints, &mut out);
+    let inner = int::encode(&ints, &mut out, effort);
     out[at] = inner as u8;
     Some(out)
 }
@@ -378,7 +378,7 @@ fn encode_float_bits(values: &[f64], out: &mut Vec<u8>) {
     let ints: Vec<i64> = values.iter().map(|v| ordered(v.to_bits() as i64)).collect();
     let at = out.len();
     out.push(0);
-    let inner = int::encode(&ints, out);
+    let inner = int::encode(&ints, out, Effort::Smallest);
     out[at] = inner as u8;
 }
 
@@ -539,7 +539,7 @@ mod tests {
 
     fn round_trip(values: &[f64]) -> (Codec, usize) {
         let mut buf = Vec::new();
-        let codec = encode(values, &mut buf);
+        let codec = encode(values, &mut buf, Effort::Smallest);
         let mut out = Vec::new();
         decode(codec, &buf, values.len(), &mut out).unwrap();
         let a: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();

@@ -10,7 +10,7 @@
 use super::bits::{
     BLOCK, Reader, bit_width, pack, packed_len, put_varint, unpack_within, varint_len, zigzag,
 };
-use super::{Codec, CodecError, MAX_CHUNK_VALUES};
+use super::{Codec, CodecError, Effort, MAX_CHUNK_VALUES};
 
 /// Receives decoded integers block by block (at most [`BLOCK`] at a time).
 pub(crate) trait Sink {
@@ -63,7 +63,7 @@ pub(crate) fn is_int_codec(codec: Codec) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 /// Encodes `values` with the smallest integer codec; appends the payload to `out`.
-pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
+pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>, effort: Effort) -> Codec {
     let Some(&first) = values.first() else {
         return Codec::Raw;
     };
@@ -84,7 +84,7 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) -> Codec {
     } else {
         usize::MAX
     };
-    let packing = best_packing(values);
+    let packing = best_packing(values, effort);
     if packing.size() < rle.min(raw) {
         write_packed(&packing.head, &packing.seq, packing.plan, out);
         packing.codec
@@ -147,8 +147,9 @@ const PROBE: usize = BLOCK;
 ///
 /// Candidates are planned in the order of their sizes on the first [`PROBE`] values, each one
 /// stopping as soon as it can no longer win: the likely winner is planned whole and the others
-/// usually stop after a few blocks. The choice is the same as planning all four whole.
-fn best_packing(values: &[i64]) -> Packing {
+/// usually stop after a few blocks. The choice is the same as planning all four whole, except
+/// with [`Effort::Quick`], which takes the candidate smallest on the probe (when there is one).
+fn best_packing(values: &[i64], effort: Effort) -> Packing {
     let deltas = diffs(values);
     let step = grid_step(values, &deltas);
     let (x0, d0) = (values[0], deltas[0]);
@@ -161,7 +162,8 @@ fn best_packing(values: &[i64]) -> Packing {
         Some((Codec::LinearPacked, vec![x0, step], residuals)),
     ];
     let mut order = [0usize, 1, 2, 3];
-    if values.len() > 2 * PROBE {
+    let probed = values.len() > 2 * PROBE;
+    if probed {
         let probe = |i: usize| {
             candidates[i].as_ref().map_or(usize::MAX, |(_, head, seq)| {
                 let prefix = &seq[..seq.len().min(PROBE)];
@@ -194,6 +196,9 @@ fn best_packing(values: &[i64]) -> Packing {
                     plan,
                 },
             ));
+        }
+        if probed && effort == Effort::Quick {
+            break;
         }
     }
     let (_, packing) = best.expect("the first candidate planned has no limit");
@@ -769,7 +774,7 @@ mod tests {
 
     fn round_trip(values: &[i64]) -> (Codec, usize) {
         let mut buf = Vec::new();
-        let codec = encode(values, &mut buf);
+        let codec = encode(values, &mut buf, Effort::Smallest);
         let mut out = Vec::new();
         decode(codec, &buf, values.len(), &mut out).unwrap();
         assert_eq!(out, values, "codec {codec:?}");
@@ -846,10 +851,41 @@ mod tests {
                     _ => (i / 50) * scale,
                 })
                 .collect();
-            let chosen = best_packing(&values);
+            let chosen = best_packing(&values, Effort::Smallest);
             let mut out = Vec::new();
             write_packed(&chosen.head, &chosen.seq, chosen.plan, &mut out);
             proptest::prop_assert_eq!((chosen.codec, out.len()), exhaustive_choice(&values));
+        }
+    }
+
+    proptest::proptest! {
+        /// `Effort::Quick` output decodes to the input; on columns of at most two blocks it is
+        /// the smallest output itself, and beyond it is the probe's choice, never more than
+        /// `Raw`.
+        #[test]
+        fn quick_effort_round_trips(
+            len in 1usize..2_000,
+            step in -1_000i64..1_000,
+            noise in 0i64..5_000,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut x = seed;
+            let values: Vec<i64> = (0..len as i64)
+                .map(|i| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    i * step + ((x >> 33) as i64 % (noise + 1))
+                })
+                .collect();
+            let (mut quick, mut smallest) = (Vec::new(), Vec::new());
+            let codec = encode(&values, &mut quick, Effort::Quick);
+            encode(&values, &mut smallest, Effort::Smallest);
+            let mut out = Vec::new();
+            decode(codec, &quick, values.len(), &mut out).unwrap();
+            proptest::prop_assert_eq!(&out, &values);
+            proptest::prop_assert!(quick.len() <= values.len() * 8 + 1);
+            if len <= 2 * PROBE {
+                proptest::prop_assert_eq!(&quick, &smallest);
+            }
         }
     }
 

@@ -154,9 +154,27 @@ fn all_or_nothing<T>(
     res
 }
 
+/// How hard the integer and decimal encoders look for the smallest output. Either way the output
+/// is valid for every decoder; only its size may differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Effort {
+    /// The smallest output of every candidate (compaction, rollups, erase rewrites).
+    #[default]
+    Smallest,
+    /// Of the packed integer candidates, only the one smallest on the first block is sized whole
+    /// (on columns of more than two blocks): about a quarter of the sizing work. For segments
+    /// that compaction soon rewrites with [`Effort::Smallest`] (flush).
+    Quick,
+}
+
 /// Encodes timestamps with the smallest codec; appends the payload to `out` and returns the codec used.
 pub fn encode_timestamps(values: &[i64], out: &mut Vec<u8>) -> Codec {
-    int::encode(values, out)
+    int::encode(values, out, Effort::Smallest)
+}
+
+/// [`encode_timestamps`] with the given [`Effort`].
+pub fn encode_timestamps_with(values: &[i64], out: &mut Vec<u8>, effort: Effort) -> Codec {
+    int::encode(values, out, effort)
 }
 
 /// Decodes `n` timestamps, appending them to `out`.
@@ -171,7 +189,12 @@ pub fn decode_timestamps(
 
 /// Encodes floats with the smallest codec.
 pub fn encode_floats(values: &[f64], out: &mut Vec<u8>) -> Codec {
-    float::encode(values, out)
+    float::encode(values, out, Effort::Smallest)
+}
+
+/// [`encode_floats`] with the given [`Effort`] (for the decimal codec's integers).
+pub fn encode_floats_with(values: &[f64], out: &mut Vec<u8>, effort: Effort) -> Codec {
+    float::encode(values, out, effort)
 }
 
 /// Decodes `n` floats.
@@ -217,7 +240,12 @@ pub fn decode_decimal_ints(buf: &[u8], n: usize, out: &mut Vec<i64>) -> Result<u
 
 /// Encodes signed integers with the smallest codec.
 pub fn encode_integers(values: &[i64], out: &mut Vec<u8>) -> Codec {
-    int::encode(values, out)
+    int::encode(values, out, Effort::Smallest)
+}
+
+/// [`encode_integers`] with the given [`Effort`].
+pub fn encode_integers_with(values: &[i64], out: &mut Vec<u8>, effort: Effort) -> Codec {
+    int::encode(values, out, effort)
 }
 
 /// Decodes `n` signed integers.
@@ -233,8 +261,13 @@ pub fn decode_integers(
 /// Encodes unsigned integers with the smallest codec (they are stored as their `i64` bit
 /// patterns with the integer codecs).
 pub fn encode_unsigned(values: &[u64], out: &mut Vec<u8>) -> Codec {
+    encode_unsigned_with(values, out, Effort::Smallest)
+}
+
+/// [`encode_unsigned`] with the given [`Effort`].
+pub fn encode_unsigned_with(values: &[u64], out: &mut Vec<u8>, effort: Effort) -> Codec {
     let signed: Vec<i64> = values.iter().map(|&v| v as i64).collect();
-    int::encode(&signed, out)
+    int::encode(&signed, out, effort)
 }
 
 /// Decodes `n` unsigned integers.

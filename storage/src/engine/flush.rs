@@ -10,6 +10,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::{Frozen, Inner, LiveSegment};
 use crate::catalog_log::CatalogLog;
+use crate::codec::Effort;
 use crate::error::{Result, StorageError};
 use crate::fsutil::{step, sync_dir};
 use crate::manifest::{Manifest, SegmentMeta};
@@ -252,6 +253,8 @@ impl OpenSegment {
     fn create(inner: &Inner, meta: &StreamInfo, part: i64) -> Result<OpenSegment> {
         let id = lock_manifest(inner)?.allocate_id();
         let path = inner.paths.segment(id);
+        // Compaction rewrites flushed segments with the smallest codecs; a flush, on the write
+        // path's clock, sizes fewer candidates.
         let writer = SegmentWriter::create(
             &path,
             &meta.database,
@@ -259,7 +262,8 @@ impl OpenSegment {
             part,
             meta.partition_ns,
             &meta.fields,
-        );
+        )
+        .map(|w| w.with_effort(Effort::Quick));
         match writer {
             Ok(writer) => Ok(OpenSegment {
                 id,

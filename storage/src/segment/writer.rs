@@ -10,7 +10,7 @@ use super::{
     VERSION,
 };
 use crate::bytes::PutBytes;
-use crate::codec;
+use crate::codec::{self, Effort};
 use crate::error::{IoContext, Result};
 use crate::rows::Rows;
 use crate::{Column, ColumnData, FieldType, SeriesId, StringColumn};
@@ -40,6 +40,7 @@ pub(crate) struct SegmentWriter {
     rows: u64,
     min_time: i64,
     max_time: i64,
+    effort: Effort,
 }
 
 impl SegmentWriter {
@@ -69,6 +70,7 @@ impl SegmentWriter {
             rows: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
+            effort: Effort::Smallest,
         };
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
@@ -130,7 +132,7 @@ impl SegmentWriter {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.push(0);
-        let ts_codec = codec::encode_timestamps(times, &mut buf);
+        let ts_codec = codec::encode_timestamps_with(times, &mut buf, self.effort);
         buf[0] = ts_codec as u8;
         let time = self.emit(&buf)?;
         for (fid, col) in rows.columns.iter().enumerate() {
@@ -140,7 +142,7 @@ impl SegmentWriter {
                 continue;
             }
             buf.clear();
-            encode_field_chunk(col, range.clone(), count, &mut buf);
+            encode_field_chunk(col, range.clone(), count, self.effort, &mut buf);
             let chunk = self.emit(&buf)?;
             let stats = compute_stats(&col.data, valid, range.start);
             self.index.push_chunk(FieldChunk {
@@ -153,6 +155,12 @@ impl SegmentWriter {
         let span = (times[0], times[times.len() - 1]);
         self.index.push_block(times.len() as u32, span, time);
         Ok(())
+    }
+
+    /// Encodes the blocks written from now on with `effort` ([`Effort::Smallest`] unless set).
+    pub fn with_effort(mut self, effort: Effort) -> SegmentWriter {
+        self.effort = effort;
+        self
     }
 
     /// Writes footer and trailer, fsyncs and renames into place. The caller fsyncs the directory.
@@ -258,6 +266,7 @@ fn encode_field_chunk(
     col: &Column,
     range: std::ops::Range<usize>,
     count: usize,
+    effort: Effort,
     buf: &mut Vec<u8>,
 ) {
     let valid = &col.valid[range.clone()];
@@ -275,9 +284,15 @@ fn encode_field_chunk(
     buf.push(0);
     let present = |i: &usize| valid[*i - range.start];
     let codec = match &col.data {
-        ColumnData::Float(v) => codec::encode_floats(&gather(v, range.clone(), present), buf),
-        ColumnData::Integer(v) => codec::encode_integers(&gather(v, range.clone(), present), buf),
-        ColumnData::Unsigned(v) => codec::encode_unsigned(&gather(v, range.clone(), present), buf),
+        ColumnData::Float(v) => {
+            codec::encode_floats_with(&gather(v, range.clone(), present), buf, effort)
+        }
+        ColumnData::Integer(v) => {
+            codec::encode_integers_with(&gather(v, range.clone(), present), buf, effort)
+        }
+        ColumnData::Unsigned(v) => {
+            codec::encode_unsigned_with(&gather(v, range.clone(), present), buf, effort)
+        }
         ColumnData::Boolean(v) => codec::encode_booleans(&gather(v, range.clone(), present), buf),
         ColumnData::String(v) => {
             let mut s = StringColumn::default();
