@@ -1,32 +1,64 @@
 //! Device-model schemas for telemetry validation, looked up in the registry and cached per
 //! device so a publish does not read `registry.redb`. The cache is invalidated by registry
 //! events: a device's model changed or the device was deleted drops its entry, any model change
-//! (create, replace, delete) drops every entry. A device the registry does not hold is cached
-//! too, as of the registry's write generation: any committed registry write (a registration
-//! among them) makes that answer stale, so a device written to before it is registered is
-//! checked against its model as soon as it is registered. MQTT and the HTTP device API share one
-//! [`ModelSchemas`]; the checks themselves are `strata_ingest::validate`.
+//! (create, replace, delete) drops every entry. Devices the registry does not hold are remembered
+//! apart, as of the registry's write generation: any committed registry write (a registration
+//! among them) makes them all stale, so a device written to before it is registered is checked
+//! against its model as soon as it is registered. At most [`MAX_UNKNOWN_DEVICES`] are remembered
+//! (the set starts over when full), since anyone who may write can name any number of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use strata_ingest::validate::{FieldKind, FieldRule, Policy, Schema, SchemaSource};
 use strata_registry::{DeviceModel, Registry, RegistryEvent, ValidationPolicy, ValueKind};
 
-/// A cached answer for one device.
+/// Most unregistered devices remembered: about 10 MB. A flood of invented device names costs a
+/// registry read per device past it, never memory.
+pub const MAX_UNKNOWN_DEVICES: usize = 100_000;
+
+/// What the registry said about one device.
 #[derive(Debug, Clone)]
-enum Cached {
+enum Loaded {
     /// The device is registered; its schema, if its model has one.
     Known(Option<Arc<Schema>>),
     /// The registry did not hold the device at this write generation.
     Unknown(u64),
 }
 
+/// Devices the registry did not hold at one write generation.
+#[derive(Debug, Default)]
+struct UnknownDevices {
+    generation: u64,
+    devices: HashSet<String>,
+}
+
+impl UnknownDevices {
+    /// Whether `device` was unknown at `generation` (the registry's current one).
+    fn holds(&self, device: &str, generation: u64) -> bool {
+        self.generation == generation && self.devices.contains(device)
+    }
+
+    /// Remembers `device` as unknown at `generation`: a newer generation starts the set over, an
+    /// older one is not recorded, and a full set starts over.
+    fn insert(&mut self, device: &str, generation: u64) {
+        if generation < self.generation {
+            return;
+        }
+        if generation > self.generation || self.devices.len() >= MAX_UNKNOWN_DEVICES {
+            self.devices.clear();
+            self.generation = generation;
+        }
+        self.devices.insert(device.to_owned());
+    }
+}
+
 /// Per-device cache of model schemas, backed by the registry.
 pub struct ModelSchemas {
     registry: Arc<Registry>,
-    cache: RwLock<HashMap<String, Cached>>,
+    cache: RwLock<HashMap<String, Option<Arc<Schema>>>>,
+    unknown: RwLock<UnknownDevices>,
     /// Bumped by every invalidation, so a lookup racing with one does not cache a stale answer.
     generation: AtomicU64,
 }
@@ -45,6 +77,7 @@ impl ModelSchemas {
         let schemas = Arc::new(ModelSchemas {
             registry: registry.clone(),
             cache: RwLock::new(HashMap::new()),
+            unknown: RwLock::new(UnknownDevices::default()),
             generation: AtomicU64::new(0),
         });
         let events = registry.subscribe();
@@ -88,11 +121,17 @@ impl ModelSchemas {
         self.read().len()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Cached>> {
+    /// Unregistered devices remembered (for tests).
+    #[cfg(test)]
+    fn unknown_count(&self) -> usize {
+        self.unknown.read().map_or(0, |u| u.devices.len())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Option<Arc<Schema>>>> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Cached>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Option<Arc<Schema>>>> {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -102,20 +141,20 @@ impl ModelSchemas {
         &self,
         device: &str,
         registry_generation: u64,
-    ) -> Result<Cached, strata_registry::RegistryError> {
+    ) -> Result<Loaded, strata_registry::RegistryError> {
         let model_id = match self.registry.get_device(device) {
             Ok(d) => d.model,
             Err(strata_registry::RegistryError::NotFound { .. }) => {
-                return Ok(Cached::Unknown(registry_generation));
+                return Ok(Loaded::Unknown(registry_generation));
             }
             Err(e) => return Err(e),
         };
         let Some(model_id) = model_id else {
-            return Ok(Cached::Known(None));
+            return Ok(Loaded::Known(None));
         };
         match self.registry.get_model(&model_id) {
-            Ok(model) => Ok(Cached::Known(schema_of(&model).map(Arc::new))),
-            Err(strata_registry::RegistryError::NotFound { .. }) => Ok(Cached::Known(None)),
+            Ok(model) => Ok(Loaded::Known(schema_of(&model).map(Arc::new))),
+            Err(strata_registry::RegistryError::NotFound { .. }) => Ok(Loaded::Known(None)),
             Err(e) => Err(e),
         }
     }
@@ -124,10 +163,12 @@ impl ModelSchemas {
 impl SchemaSource for ModelSchemas {
     fn schema(&self, device: &str) -> Option<Arc<Schema>> {
         let registry_generation = self.registry.write_generation();
-        match self.read().get(device) {
-            Some(Cached::Known(hit)) => return hit.clone(),
-            Some(Cached::Unknown(at)) if *at == registry_generation => return None,
-            _ => {}
+        if let Some(hit) = self.read().get(device) {
+            return hit.clone();
+        }
+        let unknown = |u: &UnknownDevices| u.holds(device, registry_generation);
+        if self.unknown.read().is_ok_and(|u| unknown(&u)) {
+            return None;
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let loaded = match self.load(device, registry_generation) {
@@ -137,13 +178,20 @@ impl SchemaSource for ModelSchemas {
                 return None;
             }
         };
-        let mut cache = self.write();
-        if self.generation.load(Ordering::SeqCst) == generation && generation != u64::MAX {
-            cache.insert(device.to_owned(), loaded.clone());
-        }
         match loaded {
-            Cached::Known(schema) => schema,
-            Cached::Unknown(_) => None,
+            Loaded::Known(schema) => {
+                let mut cache = self.write();
+                if self.generation.load(Ordering::SeqCst) == generation && generation != u64::MAX {
+                    cache.insert(device.to_owned(), schema.clone());
+                }
+                schema
+            }
+            Loaded::Unknown(at) => {
+                if let Ok(mut u) = self.unknown.write() {
+                    u.insert(device, at);
+                }
+                None
+            }
         }
     }
 }
@@ -220,6 +268,29 @@ mod tests {
     }
 
     #[test]
+    fn unknown_devices_are_bounded_and_follow_the_generation() {
+        let mut u = UnknownDevices::default();
+        for i in 0..MAX_UNKNOWN_DEVICES {
+            u.insert(&format!("d{i}"), 0);
+        }
+        assert!(u.holds("d0", 0) && u.devices.len() == MAX_UNKNOWN_DEVICES);
+        u.insert("one-more", 0);
+        assert_eq!(u.devices.len(), 1, "a full set starts over");
+        assert!(u.holds("one-more", 0) && !u.holds("d0", 0));
+        assert!(!u.holds("one-more", 1), "stale once the registry changed");
+        u.insert("newer", 2);
+        assert!(
+            u.holds("newer", 2) && !u.holds("one-more", 2),
+            "a newer generation starts over"
+        );
+        u.insert("older", 1);
+        assert!(
+            !u.holds("older", 1) && !u.holds("older", 2),
+            "an older answer is not kept"
+        );
+    }
+
+    #[test]
     fn cache_follows_registry_events() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("registry.redb");
@@ -236,11 +307,13 @@ mod tests {
         assert_eq!(max(&schemas), Some(("m".into(), Policy::Reject)));
         assert!(schemas.schema("d2").is_none());
         assert!(schemas.schema("nope").is_none());
-        assert_eq!(schemas.cached(), 3, "an unknown device is cached too");
-        assert!(
-            schemas.schema("nope").is_none(),
-            "and answered from the cache"
+        assert_eq!(schemas.cached(), 2, "registered devices only");
+        assert_eq!(
+            schemas.unknown_count(),
+            1,
+            "the unknown one is remembered apart"
         );
+        assert!(schemas.schema("nope").is_none(), "and answered from there");
         // Registering it (any registry write) makes that answer stale at once, no event needed.
         let mut r = DeviceRegistration::new("nope");
         r.model = Some("m".into());
