@@ -45,7 +45,7 @@ pub(crate) fn encode(values: &[f64], out: &mut Vec<u8>, effort: Effort) -> Codec
     let decimal_good = best.0 == Codec::Decimal && best_len <= values.len() * DECIMAL_GOOD_ENOUGH;
     if floor < best_len && !decimal_good {
         let mut fb = Vec::new();
-        encode_float_bits(values, &mut fb);
+        encode_float_bits(values, &mut fb, effort);
         if fb.len() < best_len {
             best_len = fb.len();
             best = (Codec::FloatBits, fb);
@@ -242,9 +242,10 @@ fn encode_decimal(values: &[f64], effort: Effort) -> Option<Vec<u8>> {
     let mut exceptions = Vec::new();
     let mut prev = 0i64;
     for (i, (&v, &(kv, iv))) in values.iter().zip(&found).enumerate() {
-        let code = match usize::from(kv) == k {
-            true => Some(iv),
-            false => scaled(v, k),
+        let code = if usize::from(kv) == k {
+            Some(iv)
+        } else {
+            scaled(v, k)
         };
         match code {
             Some(s) => prev = s,
@@ -374,11 +375,11 @@ fn ordered(bits: i64) -> i64 {
     if bits < 0 { bits ^ i64::MAX } else { bits }
 }
 
-fn encode_float_bits(values: &[f64], out: &mut Vec<u8>) {
+fn encode_float_bits(values: &[f64], out: &mut Vec<u8>, effort: Effort) {
     let ints: Vec<i64> = values.iter().map(|v| ordered(v.to_bits() as i64)).collect();
     let at = out.len();
     out.push(0);
-    let inner = int::encode(&ints, out, Effort::Smallest);
+    let inner = int::encode(&ints, out, effort);
     out[at] = inner as u8;
 }
 

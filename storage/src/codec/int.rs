@@ -109,7 +109,7 @@ impl Packing {
     /// A candidate planned whole (the tests force each codec with it).
     #[cfg(test)]
     fn new(codec: Codec, head: Vec<i64>, seq: Vec<i64>) -> Self {
-        let plan = plan(&seq, usize::MAX).unwrap_or(Plan { g: 0, size: 0 });
+        let plan = plan(&seq, usize::MAX).expect("a plan without a limit always completes");
         Packing {
             codec,
             head,
@@ -152,41 +152,31 @@ const PROBE: usize = BLOCK;
 fn best_packing(values: &[i64], effort: Effort) -> Packing {
     let deltas = diffs(values);
     let step = grid_step(values, &deltas);
-    let (x0, d0) = (values[0], deltas[0]);
-    let dd = diffs(&deltas);
-    let residuals = linear_residuals(values, step);
-    let mut candidates = [
-        Some((Codec::Packed, Vec::new(), values.to_vec())),
-        Some((Codec::DeltaPacked, vec![x0], deltas)),
-        Some((Codec::DeltaDeltaPacked, vec![x0, d0], dd)),
-        Some((Codec::LinearPacked, vec![x0, step], residuals)),
-    ];
     let mut order = [0usize, 1, 2, 3];
     let probed = values.len() > 2 * PROBE;
     if probed {
-        let probe = |i: usize| {
-            candidates[i].as_ref().map_or(usize::MAX, |(_, head, seq)| {
-                let prefix = &seq[..seq.len().min(PROBE)];
-                plan(prefix, usize::MAX).map_or(usize::MAX, |p| p.size) + head_size(head)
-            })
+        let probe = |rank: usize| {
+            let seq = candidate_seq(rank, &values[..PROBE], &deltas[..=PROBE], step);
+            let prefix = &seq[..seq.len().min(PROBE)];
+            let head = head_size(&candidate_head(rank, values, step));
+            plan(prefix, usize::MAX).map_or(usize::MAX, |p| p.size) + head
         };
         let sizes = [probe(0), probe(1), probe(2), probe(3)];
         order.sort_by_key(|&i| sizes[i]);
     }
     let mut best: Option<(usize, Packing)> = None;
     for rank in order {
-        let Some((codec, head, seq)) = candidates[rank].take() else {
-            continue;
-        };
-        let head_len = head_size(&head);
+        let head = candidate_head(rank, values, step);
         let limit = match &best {
             None => usize::MAX,
-            Some((best_rank, b)) => match win_limit(b.size(), *best_rank, rank, head_len) {
+            Some((best_rank, b)) => match win_limit(b.size(), *best_rank, rank, head_size(&head)) {
                 Some(limit) => limit,
                 None => continue,
             },
         };
+        let seq = candidate_seq(rank, values, &deltas, step);
         if let Some(plan) = plan(&seq, limit) {
+            let codec = CANDIDATES[rank];
             best = Some((
                 rank,
                 Packing {
@@ -203,6 +193,36 @@ fn best_packing(values: &[i64], effort: Effort) -> Packing {
     }
     let (_, packing) = best.expect("the first candidate planned has no limit");
     packing
+}
+
+/// The packed candidates, in tie order (on equal sizes the earlier wins).
+const CANDIDATES: [Codec; 4] = [
+    Codec::Packed,
+    Codec::DeltaPacked,
+    Codec::DeltaDeltaPacked,
+    Codec::LinearPacked,
+];
+
+/// Head values of candidate `rank` ([`CANDIDATES`]) of `values` (at least two).
+fn candidate_head(rank: usize, values: &[i64], step: i64) -> Vec<i64> {
+    let x0 = values[0];
+    match rank {
+        0 => Vec::new(),
+        1 => vec![x0],
+        2 => vec![x0, values[1].wrapping_sub(x0)],
+        _ => vec![x0, step],
+    }
+}
+
+/// Packed sequence of candidate `rank` of `values` with their `deltas`. Built only for a
+/// candidate that is sized, so one that cannot win costs no copy.
+fn candidate_seq(rank: usize, values: &[i64], deltas: &[i64], step: i64) -> Vec<i64> {
+    match rank {
+        0 => values.to_vec(),
+        1 => deltas.to_vec(),
+        2 => diffs(deltas),
+        _ => linear_residuals(values, step),
+    }
 }
 
 /// The grid step of [`Codec::LinearPacked`]: the mean slope `(last - first) / (n - 1)`, rounded
@@ -785,14 +805,12 @@ mod tests {
     fn forced(values: &[i64], codec: Codec) -> Vec<u8> {
         let deltas = diffs(values);
         let step = grid_step(values, &deltas);
-        let p = match codec {
-            Codec::Packed => Packing::new(codec, Vec::new(), values.to_vec()),
-            Codec::DeltaPacked => Packing::new(codec, vec![values[0]], deltas),
-            Codec::LinearPacked => {
-                Packing::new(codec, vec![values[0], step], linear_residuals(values, step))
-            }
-            _ => Packing::new(codec, vec![values[0], deltas[0]], diffs(&deltas)),
-        };
+        let rank = CANDIDATES.iter().position(|&c| c == codec).unwrap();
+        let p = Packing::new(
+            codec,
+            candidate_head(rank, values, step),
+            candidate_seq(rank, values, &deltas, step),
+        );
         let mut out = Vec::new();
         write_packed(&p.head, &p.seq, p.plan, &mut out);
         assert_eq!(out.len(), p.size());
