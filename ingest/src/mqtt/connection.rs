@@ -20,7 +20,7 @@ use super::channel::{InboundError, Outgoing};
 use super::commit::{CommitFailure, CommitJob, CommitOutcome};
 use super::connect::{Opening, connack, connack_session, read_opening};
 use super::session::{Close, Control, Session};
-use super::shared::{Shared, Signal};
+use super::shared::{Refused, Registered, Shared, Signal};
 use super::stats::{Counters, PendingCharge, RejectReason, add, dec};
 
 /// Initial read buffer per connection (grows for larger packets).
@@ -61,17 +61,8 @@ where
     let Some(connect) = handshake(shared, &mut io, &mut rbuf, over_limit).await else {
         return;
     };
-    let Some(device) = authenticate(shared, &mut io, &connect, certificate).await else {
-        return;
-    };
-    let Some((id, signal, outbox)) = shared.register(&device) else {
-        refuse(
-            &mut io,
-            counters,
-            ConnectReturnCode::ServiceUnavailable,
-            RejectReason::ConnectionLimit,
-        )
-        .await;
+    let Some((device, (id, signal, outbox))) = admit(shared, &mut io, &connect, certificate).await
+    else {
         return;
     };
     add(&counters.sessions_started, 1);
@@ -206,6 +197,42 @@ where
         }
         Ok(Some(Opening::Connect(connect))) => Some(connect),
     }
+}
+
+/// How often a CONNECT is authenticated again when its device was revoked meanwhile (the
+/// registry's revocations arrive asynchronously, so a revocation committed before the
+/// authentication may be recorded after it).
+const AUTH_ATTEMPTS: usize = 3;
+
+/// Authenticates a CONNECT and registers its session; answers and returns `None` on failure.
+/// A device revoked after the authentication began is authenticated again against the
+/// registry's current state, which decides.
+async fn admit<S>(
+    shared: &Arc<Shared>,
+    io: &mut S,
+    connect: &Connect,
+    certificate: Option<ClientCertificate>,
+) -> Option<(String, Registered)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut since = Shared::accepted_revocation_seq();
+    for _ in 0..AUTH_ATTEMPTS {
+        let device = authenticate(shared, io, connect, certificate.clone()).await?;
+        match shared.register(&device, since) {
+            Ok(registered) => return Some((device, registered)),
+            Err(Refused::Revoked) => since = since.map(|_| shared.revocation_seq()),
+            Err(Refused::Shutdown) => break,
+        }
+    }
+    refuse(
+        io,
+        &shared.env.counters,
+        ConnectReturnCode::ServiceUnavailable,
+        RejectReason::ConnectionLimit,
+    )
+    .await;
+    None
 }
 
 /// Authenticates a CONNECT (with the client certificate when the connection has one); answers

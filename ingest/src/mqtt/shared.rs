@@ -28,6 +28,18 @@ pub(crate) enum Signal {
     Shutdown,
 }
 
+/// A registered session: its id, its signal and the notifier of its outbox.
+pub(crate) type Registered = (u64, watch::Receiver<Signal>, Arc<Notify>);
+
+/// Why [`Shared::register`] refused a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The server is shutting down.
+    Shutdown,
+    /// The device was revoked after the connection's authentication began.
+    Revoked,
+}
+
 #[derive(Debug)]
 struct Entry {
     id: u64,
@@ -185,14 +197,13 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Registers a session of `device`, closing the one it replaces. `None` during shutdown.
-    /// Returns the session's id, its signal and the notifier of its outbox.
-    pub(crate) fn register(
-        &self,
-        device: &str,
-    ) -> Option<(u64, watch::Receiver<Signal>, Arc<Notify>)> {
+    /// Registers a session of `device`, closing the one it replaces. Refused during shutdown,
+    /// and when `device` was revoked after revocation number `since` (the authentication may
+    /// predate the revocation; the caller authenticates again). Returns the session's id, its
+    /// signal and the notifier of its outbox.
+    pub(crate) fn register(&self, device: &str, since: Option<u64>) -> Result<Registered, Refused> {
         if *self.shutdown.borrow() {
-            return None;
+            return Err(Refused::Shutdown);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Signal::Run);
@@ -202,25 +213,30 @@ impl Shared {
             signal: tx,
             outbox: outbox.clone(),
         };
-        let mut sessions = self.sessions.lock().ok()?;
+        let mut sessions = self.sessions.lock().map_err(|_| Refused::Shutdown)?;
         if let Some(old) = sessions.insert(device.to_owned(), entry) {
             let _ = old.signal.send(Signal::TakenOver);
         }
         drop(sessions);
-        // A revocation recorded after this connection was accepted means the authentication
-        // may predate it: refuse (revoke records before it removes sessions, so a revocation
-        // after this check finds the session inserted above).
-        if let Ok(Some(since)) = ACCEPTED.try_with(|(_, seq)| self.revoked_since(device, *seq)) {
-            tracing::info!(
+        // Revoke records before it removes sessions, so a revocation after this check finds
+        // the session inserted above.
+        if let Some(revoked) = since.and_then(|seq| self.revoked_since(device, seq)) {
+            tracing::debug!(
                 device,
-                revoked = since,
-                "device revoked during CONNECT; session refused"
+                revoked,
+                "device revoked during CONNECT; authenticating again"
             );
             self.unregister(device, id);
-            return None;
+            return Err(Refused::Revoked);
         }
         let _ = ACCEPTED.try_with(|(slot, _)| slot.establish());
-        Some((id, rx, outbox))
+        Ok((id, rx, outbox))
+    }
+
+    /// The revocation number a connection's authentication is checked against: the one at
+    /// its accept, when the accept loop admitted it (others are not checked).
+    pub(crate) fn accepted_revocation_seq() -> Option<u64> {
+        ACCEPTED.try_with(|(_, seq)| *seq).ok()
     }
 
     /// The sequence number of a revocation of `device` after `seq`, if any.
