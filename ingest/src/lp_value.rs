@@ -84,23 +84,57 @@ fn plain_decimal(tok: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, tok),
     };
-    let (mut mantissa, mut digits, mut frac) = (0u64, 0usize, None::<usize>);
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'0'..=b'9' if digits < 15 => {
-                mantissa = mantissa * 10 + u64::from(b - b'0');
-                digits += 1;
-            }
-            b'.' if frac.is_none() => frac = Some(i + 1),
-            _ => return None,
-        }
-    }
-    if digits == 0 {
+    let (int, frac) = match memchr::memchr(b'.', body) {
+        Some(dot) => (&body[..dot], &body[dot + 1..]),
+        None => (body, &[][..]),
+    };
+    let digits = int.len() + frac.len();
+    if digits == 0 || digits > 15 {
         return None;
     }
-    let scale = POW10[frac.map_or(0, |start| body.len() - start)];
-    let value = mantissa as f64 / scale;
+    let mantissa = digits_swar(int)? * 10u64.pow(frac.len() as u32) + digits_swar(frac)?;
+    let value = mantissa as f64 / POW10[frac.len()];
     Some(if negative { -value } else { value })
+}
+
+/// At most 19 ASCII digits as a number (`Some(0)` for none), eight at a time; `None` unless
+/// every byte is a digit.
+#[inline]
+fn digits_swar(digits: &[u8]) -> Option<u64> {
+    debug_assert!(digits.len() <= 19);
+    let head = digits.len() % 8;
+    let mut n = if head > 0 {
+        digits8(&digits[..head])?
+    } else {
+        0
+    };
+    for chunk in digits[head..].chunks_exact(8) {
+        n = n * 100_000_000 + digits8(chunk)?;
+    }
+    Some(n)
+}
+
+/// One to eight ASCII digits as a number, in a few word operations: the bytes are read as one
+/// little-endian word (right-aligned behind `'0'`s), checked to be digits all at once, then
+/// combined pairwise (digit pairs, then pairs of pairs, then the two halves).
+#[inline]
+fn digits8(chunk: &[u8]) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let mut bytes = [b'0'; 8];
+    bytes[8 - chunk.len()..].copy_from_slice(chunk);
+    let word = u64::from_le_bytes(bytes);
+    // Every byte is 0x30..=0x39: its high nibble is 3, and still 3 after adding 6.
+    let nibbles = (word & HIGH) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4);
+    if nibbles != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    // The first digit is the lowest byte. Bytes become d0*10+d1 pairs, then 4-digit groups,
+    // then the 8-digit number.
+    let d = word - ZEROS;
+    let pairs = (d * 10 + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((quads * 10_000 + (quads >> 32)) & 0xFFFF_FFFF)
 }
 
 /// Any unquoted value: integer, unsigned, boolean or float.
@@ -293,13 +327,7 @@ pub(crate) fn timestamp(tok: &[u8]) -> Result<i64, BadTime> {
     // Up to 19 digits (every nanosecond time of this era) fit a u64: one pass, no checked
     // arithmetic, and one range check at the end.
     if (1..=19).contains(&tok.len()) && tok[0] != b'-' {
-        let mut n = 0u64;
-        for &d in tok {
-            if !d.is_ascii_digit() {
-                return Err(BadTime::Syntax);
-            }
-            n = n * 10 + u64::from(d - b'0');
-        }
+        let n = digits_swar(tok).ok_or(BadTime::Syntax)?;
         return i64::try_from(n).map_err(|_| BadTime::Range);
     }
     signed(tok, BadValue::IntegerRange).map_err(|e| match e {
@@ -439,6 +467,21 @@ mod tests {
                 }
                 (x, y) => proptest::prop_assert_eq!(x, y),
             }
+        }
+
+        /// Eight digits at a time read what one digit at a time reads, and refuse the same
+        /// bytes (the neighbours of '0' and '9', and any byte at all, included).
+        #[test]
+        fn swar_digits_equal_a_digit_loop(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![8 => b'0'..=b'9', 1 => proptest::strategy::Just(b'/'), 1 => proptest::strategy::Just(b':'), 1 => proptest::arbitrary::any::<u8>()],
+                0..=19,
+            )
+        ) {
+            let naive = bytes.iter().try_fold(0u64, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+            });
+            proptest::prop_assert_eq!(digits_swar(&bytes), naive);
         }
 
         /// The one-pass timestamp path answers exactly as the checked parser.
