@@ -84,45 +84,51 @@ fn plain_decimal(tok: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, tok),
     };
-    let (int, frac) = match memchr::memchr(b'.', body) {
-        Some(dot) => (&body[..dot], &body[dot + 1..]),
-        None => (body, &[][..]),
-    };
-    let digits = int.len() + frac.len();
-    if digits == 0 || digits > 15 {
+    let (mut mantissa, mut digits, mut frac) = (0u64, 0usize, None::<usize>);
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'0'..=b'9' if digits < 15 => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if frac.is_none() => frac = Some(i + 1),
+            _ => return None,
+        }
+    }
+    if digits == 0 {
         return None;
     }
-    let mantissa = digits_swar(int)? * 10u64.pow(frac.len() as u32) + digits_swar(frac)?;
-    let value = mantissa as f64 / POW10[frac.len()];
+    let scale = POW10[frac.map_or(0, |start| body.len() - start)];
+    let value = mantissa as f64 / scale;
     Some(if negative { -value } else { value })
 }
 
-/// At most 19 ASCII digits as a number (`Some(0)` for none), eight at a time; `None` unless
-/// every byte is a digit.
+/// At most 19 ASCII digits as a number (`Some(0)` for none); `None` unless every byte is a
+/// digit. The digits before the last multiple of eight one at a time, the rest eight at a time.
 #[inline]
 fn digits_swar(digits: &[u8]) -> Option<u64> {
     debug_assert!(digits.len() <= 19);
-    let head = digits.len() % 8;
-    let mut n = if head > 0 {
-        digits8(&digits[..head])?
-    } else {
-        0
-    };
-    for chunk in digits[head..].chunks_exact(8) {
-        n = n * 100_000_000 + digits8(chunk)?;
+    let (head, words) = digits.split_at(digits.len() % 8);
+    let mut n = 0u64;
+    for &d in head {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
+    }
+    for word in words.chunks_exact(8) {
+        n = n * 100_000_000 + digits8(word.try_into().ok()?)?;
     }
     Some(n)
 }
 
-/// One to eight ASCII digits as a number, in a few word operations: the bytes are read as one
-/// little-endian word (right-aligned behind `'0'`s), checked to be digits all at once, then
-/// combined pairwise (digit pairs, then pairs of pairs, then the two halves).
+/// Eight ASCII digits as a number, in a few word operations: the bytes are read as one
+/// little-endian word, checked to be digits all at once, then combined pairwise (digit pairs,
+/// then pairs of pairs, then the two halves).
 #[inline]
-fn digits8(chunk: &[u8]) -> Option<u64> {
+fn digits8(bytes: [u8; 8]) -> Option<u64> {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let mut bytes = [b'0'; 8];
-    bytes[8 - chunk.len()..].copy_from_slice(chunk);
     let word = u64::from_le_bytes(bytes);
     // Every byte is 0x30..=0x39: its high nibble is 3, and still 3 after adding 6.
     let nibbles = (word & HIGH) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4);
@@ -474,7 +480,12 @@ mod tests {
         #[test]
         fn swar_digits_equal_a_digit_loop(
             bytes in proptest::collection::vec(
-                proptest::prop_oneof![8 => b'0'..=b'9', 1 => proptest::strategy::Just(b'/'), 1 => proptest::strategy::Just(b':'), 1 => proptest::arbitrary::any::<u8>()],
+                proptest::prop_oneof![
+                    8 => b'0'..=b'9',
+                    1 => proptest::strategy::Just(b'/'),
+                    1 => proptest::strategy::Just(b':'),
+                    1 => proptest::arbitrary::any::<u8>(),
+                ],
                 0..=19,
             )
         ) {

@@ -383,15 +383,16 @@ fn int_stats<T: Copy + Ord>(
     let (mut min, mut max) = (head, head);
     let mut sums = [0.0f64; 4];
     let quads = values.chunks_exact(4);
-    for &v in quads.remainder() {
-        sums[0] += float(v);
-        (min, max) = (min.min(v), max.max(v));
-    }
+    let rest = quads.remainder();
     for q in quads {
         for l in 0..4 {
             sums[l] += float(q[l]);
             (min, max) = (min.min(q[l]), max.max(q[l]));
         }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] += float(v);
+        (min, max) = (min.min(v), max.max(v));
     }
     ChunkStats {
         count: values.len() as u32,
