@@ -7,7 +7,7 @@
 //! no rows are built.
 
 use crate::codec;
-use crate::segment::{ChunkStats, DenseBlock};
+use crate::segment::{ChunkStats, DenseBlock, float_lanes};
 
 /// Per-field statistics of one stored block read in place of its rows (see
 /// `SeriesCursor::next_piece`).
@@ -129,26 +129,10 @@ pub(super) fn reduce(
 /// query's row fold adds (its last bits may differ from a sequential sum's), min and max in
 /// IEEE total order (so NaN counts, as in the row fold), first and last as stored.
 fn float_stats(values: &[f64]) -> Option<ChunkStats> {
-    let (&head, &tail) = (values.first()?, values.last()?);
-    let mut sums = [-0.0f64; 4];
-    let (mut mins, mut maxs) = ([head; 4], [head; 4]);
-    let quads = values.chunks_exact(4);
-    let rest = quads.remainder();
-    // Four independent lanes of plain comparisons: they compile to packed adds, mins and maxes.
-    for q in quads {
-        for l in 0..4 {
-            sums[l] += q[l];
-            mins[l] = if q[l] < mins[l] { q[l] } else { mins[l] };
-            maxs[l] = if q[l] > maxs[l] { q[l] } else { maxs[l] };
-        }
+    if values.is_empty() {
+        return None;
     }
-    for (l, &v) in rest.iter().enumerate() {
-        sums[l] += v;
-        mins[l] = if v < mins[l] { v } else { mins[l] };
-        maxs[l] = if v > maxs[l] { v } else { maxs[l] };
-    }
-    let sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
-    let (mut min, mut max) = (lanes_min(mins), lanes_max(maxs));
+    let (sum, mut min, mut max) = float_lanes(values);
     if sum.is_nan() {
         // A NaN: plain comparisons skip it, total order does not.
         (min, max) = total_extremes(values);
@@ -156,14 +140,7 @@ fn float_stats(values: &[f64]) -> Option<ChunkStats> {
         // Plain comparisons do not tell -0.0 from +0.0; total order puts -0.0 first.
         (min, max) = signed_zero_extremes(values, min, max);
     }
-    Some(ChunkStats {
-        count: values.len() as u32,
-        min: min.to_bits(),
-        max: max.to_bits(),
-        sum,
-        first: head.to_bits(),
-        last: tail.to_bits(),
-    })
+    Some(ChunkStats::of_floats(values, min, max, sum))
 }
 
 /// Statistics of decimal values `ints[i] / 10^k` (`None` when there are none), computed on the
@@ -264,18 +241,6 @@ fn decimal_sum(ints: &[i64], k: u8) -> Option<ChunkStats> {
         first: value(head),
         last: value(tail),
     })
-}
-
-fn lanes_min(l: [f64; 4]) -> f64 {
-    let a = if l[1] < l[0] { l[1] } else { l[0] };
-    let b = if l[3] < l[2] { l[3] } else { l[2] };
-    if b < a { b } else { a }
-}
-
-fn lanes_max(l: [f64; 4]) -> f64 {
-    let a = if l[1] > l[0] { l[1] } else { l[0] };
-    let b = if l[3] > l[2] { l[3] } else { l[2] };
-    if b > a { b } else { a }
 }
 
 /// The total-order extremes of NaN-free `values` whose plain extremes `min`, `max` include a

@@ -39,6 +39,38 @@ pub(crate) struct ChunkRef {
     pub crc: u32,
 }
 
+/// Sum, minimum and maximum of `values` (at least one) in one pass of four independent lanes
+/// (value `i` in lane `i mod 4`; the sum is `(l0 + l1) + (l2 + l3)`), with plain comparisons,
+/// so the loop compiles to packed adds, mins and maxes. Plain comparisons skip a NaN and do not
+/// tell -0.0 from +0.0: a caller with another rule for those checks `sum.is_nan()` (any NaN
+/// makes the sum NaN) and zero extremes.
+pub(crate) fn float_lanes(values: &[f64]) -> (f64, f64, f64) {
+    let head = values[0];
+    let mut sums = [-0.0f64; 4];
+    let (mut mins, mut maxs) = ([head; 4], [head; 4]);
+    let quads = values.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        for l in 0..4 {
+            sums[l] += q[l];
+            mins[l] = if q[l] < mins[l] { q[l] } else { mins[l] };
+            maxs[l] = if q[l] > maxs[l] { q[l] } else { maxs[l] };
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sums[l] += v;
+        mins[l] = if v < mins[l] { v } else { mins[l] };
+        maxs[l] = if v > maxs[l] { v } else { maxs[l] };
+    }
+    let min = |a: f64, b: f64| if b < a { b } else { a };
+    let max = |a: f64, b: f64| if b > a { b } else { a };
+    (
+        (sums[0] + sums[1]) + (sums[2] + sums[3]),
+        min(min(mins[0], mins[1]), min(mins[2], mins[3])),
+        max(max(maxs[0], maxs[1]), max(maxs[2], maxs[3])),
+    )
+}
+
 /// Per-chunk statistics, values stored as raw 8-byte patterns of the field's type
 /// (f64 bits, i64, u64, bool as 0/1); `sum` is always an f64. Strings keep only `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -55,6 +87,21 @@ pub struct ChunkStats {
     pub first: u64,
     /// Value at the latest time (raw bits).
     pub last: u64,
+}
+
+impl ChunkStats {
+    /// Statistics of `values` (at least one) floats with the extremes `min`, `max` and `sum`;
+    /// first and last are the values at either end.
+    pub(crate) fn of_floats(values: &[f64], min: f64, max: f64, sum: f64) -> ChunkStats {
+        ChunkStats {
+            count: values.len() as u32,
+            min: min.to_bits(),
+            max: max.to_bits(),
+            sum,
+            first: values[0].to_bits(),
+            last: values[values.len() - 1].to_bits(),
+        }
+    }
 }
 
 /// The per-field statistics of a block or run: inline for one field (the usual aggregate of a

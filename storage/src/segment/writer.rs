@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     BLOCK_ROWS, Block, ChunkRef, ChunkStats, END_MAGIC, FieldChunk, HEADER_LEN, Index, MAGIC,
-    VERSION,
+    VERSION, float_lanes,
 };
 use crate::bytes::PutBytes;
 use crate::codec::{self, Effort};
@@ -336,41 +336,15 @@ fn present<'a, T: Copy>(
 
 /// Statistics of present float values (at least one): min and max as `f64::min`/`f64::max`
 /// folds give them (a NaN is skipped), the sum in four lanes (as the query's row fold adds), in
-/// one pass of plain comparisons that compile to packed instructions. Blocks with a NaN or a
-/// zero extreme (where plain comparisons and the folds may differ) take the folds.
+/// one pass ([`float_lanes`]). Blocks with a NaN or a zero extreme (where plain comparisons and
+/// the folds may differ) take the folds.
 fn float_stats(values: &[f64]) -> ChunkStats {
-    let (head, tail) = (values[0], values[values.len() - 1]);
-    let mut sums = [-0.0f64; 4];
-    let (mut mins, mut maxs) = ([head; 4], [head; 4]);
-    let quads = values.chunks_exact(4);
-    let rest = quads.remainder();
-    for q in quads {
-        for l in 0..4 {
-            sums[l] += q[l];
-            mins[l] = if q[l] < mins[l] { q[l] } else { mins[l] };
-            maxs[l] = if q[l] > maxs[l] { q[l] } else { maxs[l] };
-        }
-    }
-    for (l, &v) in rest.iter().enumerate() {
-        sums[l] += v;
-        mins[l] = if v < mins[l] { v } else { mins[l] };
-        maxs[l] = if v > maxs[l] { v } else { maxs[l] };
-    }
-    let sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
-    let mut min = mins.into_iter().fold(f64::INFINITY, f64::min);
-    let mut max = maxs.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    let (sum, mut min, mut max) = float_lanes(values);
     if sum.is_nan() || min == 0.0 || max == 0.0 {
         min = values.iter().copied().fold(f64::INFINITY, f64::min);
         max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     }
-    ChunkStats {
-        count: values.len() as u32,
-        min: min.to_bits(),
-        max: max.to_bits(),
-        sum,
-        first: head.to_bits(),
-        last: tail.to_bits(),
-    }
+    ChunkStats::of_floats(values, min, max, sum)
 }
 
 /// Statistics of present integer values (at least one); `bits` stores a value, `float` adds it.
