@@ -6,8 +6,8 @@ mod mqtt_harness;
 
 use std::net::TcpStream;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +61,7 @@ struct Gated {
     gate_next: AtomicBool,
     allowed: AtomicBool,
     calls: AtomicUsize,
+    epoch: AtomicU64,
 }
 
 impl DeviceAuthenticator for Gated {
@@ -85,6 +86,24 @@ impl DeviceAuthenticator for Gated {
             false => Err(AuthFailure::NotAuthorized),
         }
     }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+}
+
+fn gated() -> (Arc<Gated>, Receiver<()>, Sender<()>) {
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let auth = Arc::new(Gated {
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+        gate_next: AtomicBool::new(false),
+        allowed: AtomicBool::new(true),
+        calls: AtomicUsize::new(0),
+        epoch: AtomicU64::new(0),
+    });
+    (auth, entered, release)
 }
 
 /// Issue 14, defect 7: a device disabled (or rotated, deleted) after its CONNECT was
@@ -94,15 +113,7 @@ impl DeviceAuthenticator for Gated {
 /// the registry accepts (it refused a freshly pinned certificate in CI).
 #[test]
 fn a_device_revoked_during_connect_is_authenticated_again() {
-    let (entered_tx, entered) = channel();
-    let (release, release_rx) = channel();
-    let auth = Arc::new(Gated {
-        entered: Mutex::new(entered_tx),
-        release: Mutex::new(release_rx),
-        gate_next: AtomicBool::new(false),
-        allowed: AtomicBool::new(true),
-        calls: AtomicUsize::new(0),
-    });
+    let (auth, entered, release) = gated();
     let h = Harness::with_auth(MqttConfig::default(), auth.clone());
     // `allowed`: whether the registry still accepts the device when its revocation arrives.
     for allowed in [false, true] {
@@ -125,4 +136,34 @@ fn a_device_revoked_during_connect_is_authenticated_again() {
         assert_eq!(auth.calls.load(SeqCst) - calls, 2, "authenticated twice");
         assert_eq!(h.server.connected_devices().len(), usize::from(allowed));
     }
+}
+
+/// A revocation stamped at or below the epoch a CONNECT read before authenticating (the late
+/// event of a change the authentication already saw) neither catches the CONNECT nor closes
+/// the session; one stamped above it does both.
+#[test]
+fn a_revocation_older_than_the_authentication_closes_nothing() {
+    let (auth, entered, release) = gated();
+    auth.epoch.store(10, SeqCst);
+    let h = Harness::with_auth(MqttConfig::default(), auth.clone());
+    auth.gate_next.store(true, SeqCst);
+    let mut c = RawClient::connect(h.addr);
+    c.send(&connect_packet("d1", "d1", "k1", 60));
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        !h.server.disconnect_device_before("d1", 10),
+        "no session yet"
+    );
+    release.send(()).unwrap();
+    match c.read_packet() {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(auth.calls.load(SeqCst), 1, "authenticated once");
+    assert!(!h.server.disconnect_device_before("d1", 10));
+    c.send(&mqtt_harness::pingreq());
+    assert!(matches!(c.read_packet(), Some(Packet::PingResp)));
+    assert!(h.server.disconnect_device_before("d1", 11));
+    assert!(c.closed());
+    assert!(h.server.connected_devices().is_empty());
 }

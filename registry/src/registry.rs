@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: TokenCache,
     pub(crate) topology: RwLock<Topology>,
     subscribers: Mutex<Vec<Sender<RegistryEvent>>>,
+    stamped: Mutex<Vec<Sender<(u64, RegistryEvent)>>>,
     /// Committed write transactions so far: see [`Registry::write_generation`].
     generation: AtomicU64,
 }
@@ -114,6 +115,7 @@ impl Registry {
             tokens,
             topology: RwLock::new(topology),
             subscribers: Mutex::new(Vec::new()),
+            stamped: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
         });
         let flusher = start_flusher(&inner, options.last_seen_flush_interval);
@@ -138,6 +140,18 @@ impl Registry {
     pub fn subscribe(&self) -> Receiver<RegistryEvent> {
         let (tx, rx) = mpsc::channel();
         lock(&self.inner.subscribers).push(tx);
+        rx
+    }
+
+    /// As [`Registry::subscribe`], each event with the write generation its publication
+    /// advanced to. An event is published after its change was committed and the registry's
+    /// caches dropped what it changed, so a reader that saw [`Registry::write_generation`] at
+    /// or above that number before reading the registry saw the change (the MQTT endpoint keeps
+    /// a session authenticated after a revocation open when the revocation's event arrives
+    /// late).
+    pub fn subscribe_stamped(&self) -> Receiver<(u64, RegistryEvent)> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.inner.stamped).push(tx);
         rx
     }
 
@@ -200,8 +214,11 @@ fn flusher_loop(weak: &Weak<Inner>, rx: &Receiver<()>, every: Duration) {
 }
 
 impl Inner {
-    /// Sends `event` to every live subscriber, dropping the closed ones.
+    /// Advances the write generation, then sends `event` to every live subscriber (with that
+    /// generation to the stamped ones), dropping the closed ones.
     pub(crate) fn publish(&self, event: RegistryEvent) {
+        let stamp = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        lock(&self.stamped).retain(|tx| tx.send((stamp, event.clone())).is_ok());
         lock(&self.subscribers).retain(|tx| tx.send(event.clone()).is_ok());
     }
 

@@ -120,6 +120,31 @@ fn keys_are_never_returned_by_reads() {
     }
 }
 
+/// Stamped events carry a write generation past the one any reader saw before the change, and
+/// a reader that sees the stamp afterwards reads the changed state.
+#[test]
+fn stamped_events_follow_their_change() {
+    let f = Fixture::new();
+    let stamped = f.reg.subscribe_stamped();
+    let d = f.reg.register_device("admin", reg_with("dev-1")).unwrap();
+    f.reg.authenticate_device("dev-1", &d.primary_key).unwrap(); // warm the cache
+    let before = f.reg.write_generation();
+    f.reg.disable_device("admin", "dev-1").unwrap();
+    let (stamp, event) = stamped.try_recv().unwrap();
+    assert_eq!(
+        event,
+        RegistryEvent::DeviceDisabled {
+            device_id: "dev-1".into()
+        }
+    );
+    assert!(stamp > before, "stamp {stamp}, generation before {before}");
+    assert!(f.reg.write_generation() >= stamp);
+    assert!(f.reg.authenticate_device("dev-1", &d.primary_key).is_err());
+    f.reg.enable_device("admin", "dev-1").unwrap();
+    let (later, _) = stamped.try_recv().unwrap();
+    assert!(later > stamp);
+}
+
 #[test]
 fn disable_takes_effect_immediately_and_enable_restores() {
     let f = Fixture::new();

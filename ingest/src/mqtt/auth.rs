@@ -82,6 +82,17 @@ pub trait DeviceAuthenticator: Send + Sync {
         let _ = (client_id, certificate, username, password);
         Err(AuthFailure::NotAuthorized)
     }
+
+    /// A number that never decreases and has grown past every revocation the authenticator
+    /// has taken (the registry's write generation). The endpoint reads it before it
+    /// authenticates a CONNECT; [`MqttServer::disconnect_device_before`] with a revocation's
+    /// number then closes only sessions authenticated before that revocation. `0` (the
+    /// default) when unknown: every revocation applies.
+    ///
+    /// [`MqttServer::disconnect_device_before`]: super::MqttServer::disconnect_device_before
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// Strata's convention for a CONNECT with a client certificate: the client id must be the

@@ -218,8 +218,9 @@ where
 {
     let mut since = Shared::accepted_revocation_seq();
     for _ in 0..AUTH_ATTEMPTS {
+        let epoch = shared.auth.epoch();
         let device = authenticate(shared, io, connect, certificate.clone()).await?;
-        match shared.register(&device, since) {
+        match shared.register(&device, since, epoch) {
             Ok(registered) => return Some((device, registered)),
             Err(Refused::Revoked) => since = since.map(|_| shared.revocation_seq()),
             Err(Refused::Shutdown) => break,

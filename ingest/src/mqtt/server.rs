@@ -171,7 +171,17 @@ impl MqttServer {
     /// returns whether one was open. The session's socket is closed as soon as its task runs,
     /// well within a second; messages not yet acknowledged are not stored.
     pub fn disconnect_device(&self, device: &str) -> bool {
-        self.shared.revoke(device)
+        self.shared.revoke(device, u64::MAX)
+    }
+
+    /// As [`MqttServer::disconnect_device`], for a revocation the authenticator had taken by
+    /// `epoch` ([`DeviceAuthenticator::epoch`]): a session authenticated at `epoch` or later
+    /// checked the revoked state already and stays open, and so does a CONNECT being
+    /// authenticated then.
+    ///
+    /// [`DeviceAuthenticator::epoch`]: super::DeviceAuthenticator::epoch
+    pub fn disconnect_device_before(&self, device: &str, epoch: u64) -> bool {
+        self.shared.revoke(device, epoch)
     }
 
     /// Tells the open session of `device`, if any, that messages wait for it (the session

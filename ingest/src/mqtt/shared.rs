@@ -43,6 +43,8 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    /// The authenticator's epoch read before this session was authenticated.
+    epoch: u64,
     signal: watch::Sender<Signal>,
     outbox: Arc<Notify>,
 }
@@ -60,12 +62,13 @@ pub(crate) fn admitted_under_limit() -> bool {
     ACCEPTED.try_with(|_| ()).is_ok()
 }
 
-/// Recent revocations ([`Shared::revoke`]) by device, so a session registered after its device
-/// was revoked mid-CONNECT is refused (the registration race).
+/// Recent revocations ([`Shared::revoke`]) by device: sequence number, when, and the
+/// authenticator epoch it applies below, so a session registered after its device was revoked
+/// mid-CONNECT is caught (the registration race).
 #[derive(Debug, Default)]
 struct Revocations {
     seq: u64,
-    by_device: HashMap<String, (u64, std::time::Instant)>,
+    by_device: HashMap<String, (u64, std::time::Instant, u64)>,
 }
 
 /// Revocation records older than this are pruned once there are many.
@@ -128,11 +131,15 @@ impl Shared {
         self.signal_all(Signal::Shutdown);
     }
 
-    /// Closes the open session of `device`; whether there was one. Recorded first, so a
-    /// session of `device` still being authenticated is refused at registration.
-    pub(crate) fn revoke(&self, device: &str) -> bool {
-        self.record_revocation(device);
-        let entry = self.sessions.lock().ok().and_then(|mut s| s.remove(device));
+    /// Closes the open session of `device` if it was authenticated at an epoch below `epoch`;
+    /// whether one was closed. Recorded first, so a session of `device` still being
+    /// authenticated below `epoch` is caught at registration.
+    pub(crate) fn revoke(&self, device: &str, epoch: u64) -> bool {
+        self.record_revocation(device, epoch);
+        let entry = self.sessions.lock().ok().and_then(|mut s| {
+            let older = s.get(device).is_some_and(|e| e.epoch < epoch);
+            older.then(|| s.remove(device)).flatten()
+        });
         match entry {
             Some(e) => {
                 let _ = e.signal.send(Signal::Revoked);
@@ -201,7 +208,12 @@ impl Shared {
     /// and when `device` was revoked after revocation number `since` (the authentication may
     /// predate the revocation; the caller authenticates again). Returns the session's id, its
     /// signal and the notifier of its outbox.
-    pub(crate) fn register(&self, device: &str, since: Option<u64>) -> Result<Registered, Refused> {
+    pub(crate) fn register(
+        &self,
+        device: &str,
+        since: Option<u64>,
+        epoch: u64,
+    ) -> Result<Registered, Refused> {
         if *self.shutdown.borrow() {
             return Err(Refused::Shutdown);
         }
@@ -210,6 +222,7 @@ impl Shared {
         let outbox = Arc::new(Notify::new());
         let entry = Entry {
             id,
+            epoch,
             signal: tx,
             outbox: outbox.clone(),
         };
@@ -220,7 +233,7 @@ impl Shared {
         drop(sessions);
         // Revoke records before it removes sessions, so a revocation after this check finds
         // the session inserted above.
-        if let Some(revoked) = since.and_then(|seq| self.revoked_since(device, seq)) {
+        if let Some(revoked) = since.and_then(|seq| self.revoked_since(device, seq, epoch)) {
             tracing::debug!(
                 device,
                 revoked,
@@ -239,27 +252,34 @@ impl Shared {
         ACCEPTED.try_with(|(_, seq)| *seq).ok()
     }
 
-    /// The sequence number of a revocation of `device` after `seq`, if any.
-    fn revoked_since(&self, device: &str, seq: u64) -> Option<u64> {
+    /// The sequence number of a revocation of `device` after `seq` that applies to a session
+    /// authenticated at `epoch`, if any.
+    fn revoked_since(&self, device: &str, seq: u64, epoch: u64) -> Option<u64> {
         let revocations = self.revocations.lock().ok()?;
         revocations
             .by_device
             .get(device)
-            .map(|(s, _)| *s)
-            .filter(|s| *s > seq)
+            .filter(|(s, _, below)| *s > seq && epoch < *below)
+            .map(|(s, _, _)| *s)
     }
 
-    /// Records a revocation of `device`.
-    fn record_revocation(&self, device: &str) {
+    /// Records a revocation of `device` that applies to sessions authenticated below `epoch`.
+    fn record_revocation(&self, device: &str, epoch: u64) {
         if let Ok(mut r) = self.revocations.lock() {
             r.seq += 1;
             let seq = r.seq;
             let now = std::time::Instant::now();
             if r.by_device.len() >= 4096 {
                 r.by_device
-                    .retain(|_, (_, at)| now.duration_since(*at) < REVOCATION_MEMORY);
+                    .retain(|_, (_, at, _)| now.duration_since(*at) < REVOCATION_MEMORY);
             }
-            r.by_device.insert(device.to_owned(), (seq, now));
+            // One record a device: the latest number, the highest epoch (events arrive in
+            // the order of their epochs; the maximum keeps an earlier, wider one in force).
+            let below = r
+                .by_device
+                .get(device)
+                .map_or(epoch, |(_, _, b)| epoch.max(*b));
+            r.by_device.insert(device.to_owned(), (seq, now, below));
         }
     }
 
