@@ -204,10 +204,11 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Registers a session of `device`, closing the one it replaces. Refused during shutdown,
-    /// and when `device` was revoked after revocation number `since` (the authentication may
-    /// predate the revocation; the caller authenticates again). Returns the session's id, its
-    /// signal and the notifier of its outbox.
+    /// Registers a session of `device` authenticated at `epoch`, closing the one it replaces.
+    /// Refused during shutdown, and when `device` was revoked after revocation number `since` by
+    /// a revocation that applies at `epoch` (the authentication may predate the revocation; the
+    /// caller authenticates again). Returns the session's id, its signal and the notifier of
+    /// its outbox.
     pub(crate) fn register(
         &self,
         device: &str,
