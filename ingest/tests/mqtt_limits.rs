@@ -167,3 +167,39 @@ fn a_revocation_older_than_the_authentication_closes_nothing() {
     assert!(c.closed());
     assert!(h.server.connected_devices().is_empty());
 }
+
+/// A CONNECT caught at registration by a revocation (it authenticated before the device's key
+/// changed) does not displace the session a client opened after the change: it is refused
+/// before it could take over.
+#[test]
+fn a_caught_connect_does_not_take_over_a_newer_session() {
+    let (auth, entered, release) = gated();
+    let h = Harness::with_auth(MqttConfig::default(), auth.clone());
+    auth.gate_next.store(true, SeqCst);
+    let mut stale = RawClient::connect(h.addr);
+    stale.send(&connect_packet("d1", "d1", "k1", 60));
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The key changes (epoch 5); its revocation finds no session yet.
+    auth.epoch.store(5, SeqCst);
+    assert!(!h.server.disconnect_device_before("d1", 5));
+    // A client with the new key connects and keeps its session.
+    let mut fresh = RawClient::connect(h.addr);
+    fresh.send(&connect_packet("d1", "d1", "k1", 60));
+    match fresh.read_packet() {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The stale CONNECT resumes: caught, authenticated again, refused (the old key is gone).
+    auth.allowed.store(false, SeqCst);
+    release.send(()).unwrap();
+    match stale.read_packet() {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::NotAuthorized),
+        other => panic!("unexpected {other:?}"),
+    }
+    fresh.send(&mqtt_harness::pingreq());
+    assert!(
+        matches!(fresh.read_packet(), Some(Packet::PingResp)),
+        "the newer session is still open"
+    );
+    assert_eq!(h.server.connected_devices(), vec!["d1"]);
+}

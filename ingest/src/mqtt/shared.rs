@@ -132,11 +132,13 @@ impl Shared {
     }
 
     /// Closes the open session of `device` if it was authenticated at an epoch below `epoch`;
-    /// whether one was closed. Recorded first, so a session of `device` still being
+    /// whether one was closed. Also recorded, so a session of `device` still being
     /// authenticated below `epoch` is caught at registration.
     pub(crate) fn revoke(&self, device: &str, epoch: u64) -> bool {
-        self.record_revocation(device, epoch);
+        // Recorded and applied under the sessions lock, which registration holds while it
+        // checks the records and inserts: either this finds the session or it finds the record.
         let entry = self.sessions.lock().ok().and_then(|mut s| {
+            self.record_revocation(device, epoch);
             let older = s.get(device).is_some_and(|e| e.epoch < epoch);
             older.then(|| s.remove(device)).flatten()
         });
@@ -228,21 +230,22 @@ impl Shared {
             outbox: outbox.clone(),
         };
         let mut sessions = self.sessions.lock().map_err(|_| Refused::Shutdown)?;
-        if let Some(old) = sessions.insert(device.to_owned(), entry) {
-            let _ = old.signal.send(Signal::TakenOver);
-        }
-        drop(sessions);
-        // Revoke records before it removes sessions, so a revocation after this check finds
-        // the session inserted above.
+        // Checked before the insertion and under the lock `revoke` records under: a revocation
+        // is either seen here or finds the session inserted below, and a CONNECT caught here
+        // never takes over the device's open session.
         if let Some(revoked) = since.and_then(|seq| self.revoked_since(device, seq, epoch)) {
+            drop(sessions);
             tracing::debug!(
                 device,
                 revoked,
                 "device revoked during CONNECT; authenticating again"
             );
-            self.unregister(device, id);
             return Err(Refused::Revoked);
         }
+        if let Some(old) = sessions.insert(device.to_owned(), entry) {
+            let _ = old.signal.send(Signal::TakenOver);
+        }
+        drop(sessions);
         let _ = ACCEPTED.try_with(|(slot, _)| slot.establish());
         Ok((id, rx, outbox))
     }
