@@ -23,8 +23,8 @@ pub const MAX_UNKNOWN_DEVICES: usize = 100_000;
 enum Loaded {
     /// The device is registered; its schema, if its model has one.
     Known(Option<Arc<Schema>>),
-    /// The registry did not hold the device at this write generation.
-    Unknown(u64),
+    /// The registry did not hold the device.
+    Unknown,
 }
 
 /// Devices the registry did not hold at one write generation.
@@ -135,17 +135,13 @@ impl ModelSchemas {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the device's model from the registry (`registry_generation` read before). `Err`
-    /// when the registry fails (not cached then).
-    fn load(
-        &self,
-        device: &str,
-        registry_generation: u64,
-    ) -> Result<Loaded, strata_registry::RegistryError> {
+    /// Reads the device's model from the registry. `Err` when the registry fails (not cached
+    /// then).
+    fn load(&self, device: &str) -> Result<Loaded, strata_registry::RegistryError> {
         let model_id = match self.registry.get_device(device) {
             Ok(d) => d.model,
             Err(strata_registry::RegistryError::NotFound { .. }) => {
-                return Ok(Loaded::Unknown(registry_generation));
+                return Ok(Loaded::Unknown);
             }
             Err(e) => return Err(e),
         };
@@ -171,7 +167,7 @@ impl SchemaSource for ModelSchemas {
             return None;
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let loaded = match self.load(device, registry_generation) {
+        let loaded = match self.load(device) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(device, error = %e, "no model schema for device");
@@ -186,9 +182,9 @@ impl SchemaSource for ModelSchemas {
                 }
                 schema
             }
-            Loaded::Unknown(at) => {
+            Loaded::Unknown => {
                 if let Ok(mut u) = self.unknown.write() {
-                    u.insert(device, at);
+                    u.insert(device, registry_generation);
                 }
                 None
             }
