@@ -356,7 +356,7 @@ pub(super) fn prepare<'a>(
 /// Moves the groups of segments [`prepare`] picked, oldest first, without the compaction lock;
 /// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
 /// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// (`in_order::lower_priority`) through [`in_order`]; writing, verifying and committing stay on this
+/// (`priority::Nice::Bulk`) through [`in_order`]; writing, verifying and committing stay on this
 /// thread, at normal priority (it takes the locks flush needs), in age order. No lock a flush or
 /// a write takes is held while encoding or storing: only the manifest edits and the live-state
 /// swap take them.

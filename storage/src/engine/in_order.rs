@@ -2,32 +2,10 @@
 //! item's work on whichever thread is free, at most a few items ahead of the one the calling
 //! thread is consuming, and answers every item it took (a panic and a stop included), so the
 //! consumer's wait for the next item always ends. Cold moves encode with it
-//! (`cold_move::move_cold`); [`lower_priority`] is the nice value of such bulk threads.
+//! (`cold_move::move_cold`), at `priority::Nice::Bulk`.
 
+use super::priority::{self, Nice};
 use crate::error::{Result, StorageError};
-
-/// Nice value of threads doing deferrable bulk work (Parquet encoding of cold moves): the
-/// lowest, so under CPU contention the scheduler gives a busy writer, flush or query thread
-/// about 68× an encoder's share (weights 1024 and 15). At nice 10 (weight 110) the two encoders
-/// still took 30 % of the server's CPU while a load ran (benches/cold/RESULTS.md).
-const BULK_NICE: i32 = 19;
-
-/// Lowers the calling thread's CPU priority to [`BULK_NICE`] (Linux: a thread's own nice value;
-/// elsewhere the whole process's, so nothing is done). Failure only costs priority: logged.
-#[allow(unsafe_code)]
-pub(super) fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
-        let done = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, BULK_NICE)
-        };
-        if done != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a bulk thread's priority");
-        }
-    }
-}
 
 /// Groups handed out per encoder ahead of the one being stored (with their series keys): with 2
 /// encoders, at most 4 encoded or being encoded while one is stored.
@@ -36,7 +14,7 @@ const AHEAD: usize = 2;
 /// What a worker of [`in_order`] answers for one item, and how long its work took.
 pub(super) type Encoded<R> = (Result<R>, std::time::Duration);
 
-/// Runs `work` over `items` on up to `threads` threads at [`BULK_NICE`], each taking the next
+/// Runs `work` over `items` on up to `threads` threads at [`Nice::Bulk`], each taking the next
 /// item from one shared queue as soon as it is free (so a small item never waits behind another
 /// thread's large one), with its input from `input` (called here, in order, at most [`AHEAD`] ·
 /// threads items ahead of the one being stored); hands each result to `store` here, strictly in
@@ -69,7 +47,7 @@ pub(super) fn in_order<T: Sync, K: Send, R: Send>(
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
             scope.spawn(move || {
                 // Bulk work yields the CPU to writers, flush and queries.
-                lower_priority();
+                priority::lower(Nice::Bulk);
                 while let Some((i, input)) = next_work(work_rx) {
                     let started = std::time::Instant::now();
                     let result = match stopped() {

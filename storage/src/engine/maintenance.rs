@@ -35,6 +35,7 @@ pub(super) fn spawn_background(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
 }
 
 fn background_loop(inner: &Arc<Inner>) {
+    super::priority::lower(super::priority::Nice::Maintenance);
     let mut lifecycle: Option<JoinHandle<()>> = None;
     let (lock, cv) = &inner.wake;
     while !inner.shutdown.load(Ordering::Acquire) {
@@ -106,10 +107,10 @@ fn idle(active: &crate::memtable::Memtable, config: &super::EngineConfig) -> boo
             .is_some_and(|t| t.elapsed() >= config.flush_idle)
 }
 
-/// Starts one background lifecycle run on its own thread. The thread keeps normal priority: it
-/// takes locks flush needs (manifest saves, the live-state swap), and a thread at nice 19
-/// preempted while holding one would stall flush; only its encoder threads run at
-/// `in_order::lower_priority`.
+/// Starts one background lifecycle run on its own thread. The thread inherits the maintenance
+/// thread's priority (`priority::Nice::Maintenance`), not the lowest: it takes locks flush needs
+/// (manifest saves, the live-state swap), and a thread at nice 19 preempted while holding one
+/// would stall flush; only its encoder threads run at `priority::Nice::Bulk`.
 fn spawn_lifecycle(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
     let root = inner.config.data_dir.clone();
     std::thread::Builder::new()

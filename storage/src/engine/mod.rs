@@ -24,6 +24,7 @@ mod maintenance;
 mod policy;
 #[cfg(test)]
 mod powerloss_tests;
+mod priority;
 mod read;
 mod recovery;
 mod rollups;

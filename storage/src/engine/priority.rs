@@ -1,0 +1,115 @@
+//! CPU priorities of the engine's own threads, below the threads that parse, apply and answer
+//! requests: [`Nice::Maintenance`] for the background thread that flushes and compacts,
+//! [`Nice::Bulk`] for the encoders of cold moves. Linux sets a thread's own nice value; elsewhere
+//! it would set the whole process's, so nothing is done there.
+
+/// A nice value the engine gives one of its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Nice {
+    /// 10 (CFS weight 110 against a writer's 1024): while a burst of writes keeps both cores
+    /// busy, flush and compaction take about a tenth of a contended core plus any idle time, and
+    /// the writers the rest; the flush the burst needs runs once it ends or while writers wait
+    /// for their fsync. Never starved: a 64 MiB memtable still flushes in a few seconds under
+    /// full contention, inside the 10 s write stall timeout. Measured in
+    /// `benches/compare/RESULTS.md` (session 21).
+    Maintenance,
+    /// 19, the lowest (weight 15): deferrable bulk work, such as Parquet encoding of cold moves.
+    /// Under contention a writer, flush or query thread gets about 68× an encoder's share. At
+    /// nice 10 the two encoders still took 30 % of the server's CPU while a load ran
+    /// (`benches/cold/RESULTS.md`).
+    Bulk,
+}
+
+impl Nice {
+    fn value(self) -> i32 {
+        match self {
+            Nice::Maintenance => 10,
+            Nice::Bulk => 19,
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority to `nice`. Failure only costs priority: logged.
+#[allow(unsafe_code)]
+pub(super) fn lower(nice: Nice) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
+        let done = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice.value())
+        };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), ?nice, "cannot lower an engine thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{Nice, lower};
+
+    /// The nice value of thread `tid` of this process, from `/proc` (field 19 of `stat`).
+    fn nice_of(tid: &str) -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        after_name.split_whitespace().nth(16)?.parse().ok()
+    }
+
+    fn own_tid() -> String {
+        std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn lowering_changes_only_the_calling_thread() {
+        let before = nice_of(&own_tid()).expect("own nice");
+        let seen = std::thread::spawn(|| {
+            let tid = own_tid();
+            lower(Nice::Maintenance);
+            let maintenance = nice_of(&tid);
+            lower(Nice::Bulk);
+            (maintenance, nice_of(&tid))
+        })
+        .join()
+        .expect("thread");
+        // Unprivileged, a thread cannot go below a nice value it already has.
+        assert_eq!(seen.0, Some(before.max(10)));
+        assert_eq!(seen.1, Some(before.max(19)));
+        assert_eq!(nice_of(&own_tid()), Some(before));
+    }
+
+    #[test]
+    fn the_background_thread_runs_at_maintenance_priority() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = crate::Engine::open(crate::EngineConfig::new(dir.path())).expect("open");
+        let maintenance = || {
+            std::fs::read_dir("/proc/self/task")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let tid = e.file_name().to_string_lossy().into_owned();
+                    let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                    (comm.trim() == "strata-maintena").then(|| nice_of(&tid))?
+                })
+                .collect::<Vec<_>>()
+        };
+        // Unprivileged, a thread cannot go below a nice value the process already has.
+        let expected = nice_of(&own_tid()).expect("own nice").max(10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !maintenance().contains(&expected) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no background thread at nice {expected}: {:?}",
+                maintenance()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        drop(engine);
+    }
+}
