@@ -357,7 +357,8 @@ pub(super) fn prepare<'a>(
 /// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
 /// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
 /// (`priority::Nice::Bulk`) through [`in_order`]; writing, verifying and committing stay on this
-/// thread, at normal priority (it takes the locks flush needs), in age order. No lock a flush or
+/// thread, at its priority (the background lifecycle thread's `Nice::Maintenance`, the same as
+/// flush, whose locks it takes; a requested run's caller's), in age order. No lock a flush or
 /// a write takes is held while encoding or storing: only the manifest edits and the live-state
 /// swap take them.
 pub(super) fn move_cold(
@@ -368,8 +369,9 @@ pub(super) fn move_cold(
 ) {
     let candidates = &moving.groups;
     let stopped = || inner.shutdown.load(Ordering::Acquire);
-    // The keys are read from the catalog here, at normal priority: an encoder takes no engine
-    // lock (a preempted low-priority holder would stall writers and flush).
+    // The keys are read from the catalog here, not by the encoders: an encoder at the lowest
+    // priority takes no engine lock (preempted while holding one, it would stall writers and
+    // flush).
     let keys = |j: usize| Ok(series_keys(&inner.read_state()?.catalog, &candidates[j]));
     let outcome = in_order(
         candidates,
