@@ -6,17 +6,18 @@
 /// A nice value the engine gives one of its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Nice {
-    /// 10 (CFS weight 110 against a writer's 1024): while a burst of writes keeps both cores
-    /// busy, flush and compaction take about a tenth of a contended core plus any idle time, and
-    /// the writers the rest; the flush the burst needs runs once it ends or while writers wait
-    /// for their fsync. Never starved: a 64 MiB memtable still flushes in a few seconds under
-    /// full contention, inside the 10 s write stall timeout. Measured in
-    /// `benches/compare/RESULTS.md` (session 21).
+    /// 10 (CFS weight 110 against a request thread's 1024), for the background thread that
+    /// flushes, compacts and maintains rollups, and the lifecycle runs it starts: while a burst
+    /// of writes keeps the cores busy, it gets 110 / (110 + 1024 · n) of a core shared with n
+    /// busy request threads, plus any idle time, and the flush the burst needs runs when it ends
+    /// or while writers wait for their fsync (`benches/compare/RESULTS.md`, session 21). Not
+    /// starved: writers that reach the memory bound sleep and leave it the CPU, and a picked
+    /// compaction stops between jobs once a flush is due (`compaction::compact`).
     Maintenance,
     /// 19, the lowest (weight 15): deferrable bulk work, such as Parquet encoding of cold moves.
-    /// Under contention a writer, flush or query thread gets about 68× an encoder's share. At
-    /// nice 10 the two encoders still took 30 % of the server's CPU while a load ran
-    /// (`benches/cold/RESULTS.md`).
+    /// Under contention a request thread gets about 68× an encoder's share and the maintenance
+    /// thread about 7×. At nice 10 the two encoders still took 30 % of the server's CPU while a
+    /// load ran (`benches/cold/RESULTS.md`).
     Bulk,
 }
 
@@ -29,14 +30,22 @@ impl Nice {
     }
 }
 
-/// Lowers the calling thread's CPU priority to `nice`. Failure only costs priority: logged.
+/// Lowers the calling thread's CPU priority to `nice`; never raises it (a process started under
+/// `nice -n 15` keeps 15 here, even where privilege would allow going back to 10). Failure only
+/// costs priority: logged.
 #[allow(unsafe_code)]
 pub(super) fn lower(nice: Nice) {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread's id; no memory is shared.
+        // SAFETY: plain system calls on the calling thread's id; no memory is shared. errno is
+        // cleared first because -1 is also a valid nice value for getpriority to return.
         let done = unsafe {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            *libc::__errno_location() = 0;
+            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+            if *libc::__errno_location() == 0 && now >= nice.value() {
+                return;
+            }
             libc::setpriority(libc::PRIO_PROCESS, tid, nice.value())
         };
         if done != 0 {

@@ -74,11 +74,23 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
             Mode::All => picker::pick_all(&candidates),
         }
     };
-    let count = jobs.len();
+    let mut count = 0;
     for job in jobs {
+        // Background compaction yields to a flush that became due (a burst filled the memtable
+        // while it ran): the rest is picked again on the next pass. `Mode::All` runs to the end.
+        if count > 0 && matches!(mode, Mode::Picked(_)) && flush_due(inner)? {
+            break;
+        }
         run_job(inner, &job)?;
+        count += 1;
     }
     Ok(count)
+}
+
+/// True when the active memtable is full or a frozen one waits for flush.
+fn flush_due(inner: &Inner) -> Result<bool> {
+    let state = inner.read_state()?;
+    Ok(state.active.bytes() >= inner.config.memtable_bytes || !state.frozen.is_empty())
 }
 
 /// The live segments as the picker sees them; windows holding a segment that could not be opened

@@ -1,5 +1,5 @@
 //! Write-amplification regression test of the picker driven through the engine (bytes counted,
-//! not time), and the picker's background entry point end to end.
+//! not time), the picker's background entry point end to end, and its yield to a due flush.
 
 use std::path::Path;
 
@@ -148,4 +148,51 @@ fn window_segments(engine: &Engine, window: i64) -> Vec<u64> {
         .filter(|l| l.meta.partition_start == window * WINDOW)
         .map(|l| l.meta.bytes)
         .collect()
+}
+
+/// Four flushed segments in each of two windows: two jobs for the picker.
+fn two_windows_of_four(config: EngineConfig) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config;
+    c.data_dir = dir.path().to_path_buf();
+    let engine = Engine::open(c).unwrap();
+    for window in [0, WINDOW] {
+        for i in 0..4 {
+            engine.write(&slice(window + i * 10_000)).unwrap();
+            engine.flush().unwrap();
+        }
+    }
+    (dir, engine)
+}
+
+/// A picked compaction stops between jobs once a flush is due, and the next pass does the rest.
+#[test]
+fn picked_compaction_yields_to_a_due_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_keep, engine) = two_windows_of_four(config(dir.path()));
+    assert_eq!(
+        compact_picked(&engine.inner, 4).unwrap(),
+        2,
+        "nothing waits: both jobs"
+    );
+
+    let mut small = config(dir.path());
+    small.memtable_bytes = 1;
+    let (_keep, engine) = two_windows_of_four(small);
+    // Applied without the write path's inline flush, as a burst fills the memtable while a
+    // background compaction runs.
+    let limited = super::super::apply::Limited::No;
+    super::super::apply::append(&engine.inner, &slice(2 * WINDOW), limited).unwrap();
+    assert_eq!(
+        compact_picked(&engine.inner, 4).unwrap(),
+        1,
+        "a flush is due: one job"
+    );
+    engine.flush().unwrap();
+    assert_eq!(
+        compact_picked(&engine.inner, 4).unwrap(),
+        1,
+        "the other window"
+    );
+    assert_eq!(engine.compact().unwrap(), 0, "nothing left to merge");
 }
