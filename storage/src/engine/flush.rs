@@ -33,6 +33,12 @@ pub(super) fn wake(inner: &Inner) {
     }
 }
 
+/// True when memory asks for a flush: the active memtable holds `memtable_bytes` or more, or a
+/// frozen one waits. (The background thread also flushes by age and idleness.)
+pub(super) fn memory_due(state: &super::State, config: &super::EngineConfig) -> bool {
+    state.active.bytes() >= config.memtable_bytes || !state.frozen.is_empty()
+}
+
 /// Freezes the active memtable and writes every frozen memtable to segments, oldest first.
 /// Serialized with other flushes by `flush_lock`; a running compaction does not block it.
 pub(super) fn flush(inner: &Inner) -> Result<()> {

@@ -71,13 +71,12 @@ fn background_loop(inner: &Arc<Inner>) {
 fn run_due_work(inner: &Arc<Inner>, lifecycle: &mut Option<JoinHandle<()>>) -> Result<()> {
     let due = {
         let state = inner.read_state()?;
-        state.active.bytes() >= inner.config.memtable_bytes
+        super::flush::memory_due(&state, &inner.config)
             || state
                 .active
                 .first_write()
                 .is_some_and(|t| t.elapsed() >= inner.config.flush_age)
             || idle(&state.active, &inner.config)
-            || !state.frozen.is_empty()
     };
     if due {
         flush(inner)?;

@@ -78,19 +78,16 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
     for job in jobs {
         // Background compaction yields to a flush that became due (a burst filled the memtable
         // while it ran): the rest is picked again on the next pass. `Mode::All` runs to the end.
-        if count > 0 && matches!(mode, Mode::Picked(_)) && flush_due(inner)? {
+        let yield_to_flush = count > 0
+            && matches!(mode, Mode::Picked(_))
+            && super::flush::memory_due(&*inner.read_state()?, &inner.config);
+        if yield_to_flush {
             break;
         }
         run_job(inner, &job)?;
         count += 1;
     }
     Ok(count)
-}
-
-/// True when the active memtable is full or a frozen one waits for flush.
-fn flush_due(inner: &Inner) -> Result<bool> {
-    let state = inner.read_state()?;
-    Ok(state.active.bytes() >= inner.config.memtable_bytes || !state.frozen.is_empty())
 }
 
 /// The live segments as the picker sees them; windows holding a segment that could not be opened

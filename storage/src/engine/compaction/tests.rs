@@ -150,11 +150,12 @@ fn window_segments(engine: &Engine, window: i64) -> Vec<u64> {
         .collect()
 }
 
-/// Four flushed segments in each of two windows: two jobs for the picker.
-fn two_windows_of_four(config: EngineConfig) -> (tempfile::TempDir, Engine) {
+/// Four flushed segments in each of two windows (two jobs for the picker), in an engine whose
+/// memtable flushes at `memtable_bytes`.
+fn two_windows_of_four(memtable_bytes: usize) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config;
-    c.data_dir = dir.path().to_path_buf();
+    let mut c = config(dir.path());
+    c.memtable_bytes = memtable_bytes;
     let engine = Engine::open(c).unwrap();
     for window in [0, WINDOW] {
         for i in 0..4 {
@@ -168,17 +169,14 @@ fn two_windows_of_four(config: EngineConfig) -> (tempfile::TempDir, Engine) {
 /// A picked compaction stops between jobs once a flush is due, and the next pass does the rest.
 #[test]
 fn picked_compaction_yields_to_a_due_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_keep, engine) = two_windows_of_four(config(dir.path()));
+    let (_keep, engine) = two_windows_of_four(64 << 20);
     assert_eq!(
         compact_picked(&engine.inner, 4).unwrap(),
         2,
         "nothing waits: both jobs"
     );
 
-    let mut small = config(dir.path());
-    small.memtable_bytes = 1;
-    let (_keep, engine) = two_windows_of_four(small);
+    let (_keep, engine) = two_windows_of_four(1);
     // Applied without the write path's inline flush, as a burst fills the memtable while a
     // background compaction runs.
     let limited = super::super::apply::Limited::No;
