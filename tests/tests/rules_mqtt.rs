@@ -63,13 +63,18 @@ impl Subscriber {
             out: out.to_owned(),
             port,
         };
+        // A probe that fails (a broker that accepted the harness's TCP connect but refused
+        // mosquitto_pub's, as once seen on a loaded machine) is tried again until the deadline.
         wait_until("the subscription", Duration::from_secs(10), || {
             let out = Command::new("mosquitto_pub")
                 .args(["-h", "127.0.0.1", "-p", &sub.port.to_string()])
                 .args(["-q", "1", "-t", "alerts/probe", "-m", "{}"])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{out:?}");
+            if !out.status.success() {
+                eprintln!("probe publish failed, retrying: {out:?}");
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(100));
             sub.lines()
                 .iter()

@@ -5,7 +5,7 @@
 //! is refused with a clear error and nothing is stored, and a model violation is refused under
 //! `reject` and stored with the reason under `flag`. API tokens writing many devices' rows are
 //! validated against each row's device model too. (The broker bridge, which the binary does not
-//! run, is tested against Mosquitto in `ingest/tests/mqtt_bridge.rs`.)
+//! run, is tested against Mosquitto in `ingest/tests/mqtt/bridge.rs`.)
 
 use serde_json::json;
 use strata_tests::{Resp, Server, basic, bearer, rows, temp_data_dir};

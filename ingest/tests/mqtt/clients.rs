@@ -3,12 +3,10 @@
 //! `rumqttc`; plus their view of the refusals (wrong key, another device's topic, QoS 2,
 //! retained, MQTT 5, oversized packets). Data is checked with `Engine::scan`.
 
-mod mqtt_harness;
-
 use std::process::Command;
 use std::time::Duration;
 
-use mqtt_harness::{Harness, creds, run_captured};
+use crate::harness::{Harness, creds, run_captured};
 use strata_ingest::mqtt::{MqttConfig, RejectReason};
 use strata_storage::Value;
 

@@ -2,12 +2,10 @@
 //! overflow), and background flush + compaction racing with writers (ordered, late and
 //! overwriting data) checked against a model after restart.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{all, batch, flatten};
+use crate::common::{all, batch, flatten};
 use strata_storage::{Durability, Engine, EngineConfig, Value};
 
 #[test]
@@ -19,7 +17,7 @@ fn times_near_the_ends_of_the_range_flush_and_compact() {
     let times = [i64::MIN + 1, i64::MIN + 2, -1, 0, 1, i64::MAX - 1];
     let engine = Engine::open(cfg.clone()).unwrap();
     for (i, chunk) in times.chunks(2).enumerate() {
-        let rows: Vec<common::Row> = chunk
+        let rows: Vec<crate::common::Row> = chunk
             .iter()
             .map(|&t| {
                 (
@@ -75,7 +73,7 @@ fn background_flush_and_compaction_racing_writers_lose_nothing() {
     let mut model: BTreeMap<(String, i64, String), Value> = BTreeMap::new();
     for round in 0..300i64 {
         // Ordered rows, an overwrite of recent ones, and every 10th round a late batch.
-        let mut rows: Vec<common::Row> = Vec::new();
+        let mut rows: Vec<crate::common::Row> = Vec::new();
         for d in 0..4 {
             let device = format!("d{d}");
             for k in 0..10 {

@@ -1,9 +1,7 @@
 //! Engine behaviour through its public API: write/read, last-write-wins, restart, flush and
 //! compaction, schema conflicts, and damage reporting for corrupt segments and WAL tails.
 
-mod common;
-
-use common::{all, batch, flatten};
+use crate::common::{all, batch, flatten};
 use strata_storage::{Engine, EngineConfig, FieldType, ScanRequest, StorageError, Value};
 
 fn config(dir: &std::path::Path) -> EngineConfig {

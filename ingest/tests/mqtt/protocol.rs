@@ -3,11 +3,9 @@
 //! bytes, payload and schema refusals, rate limit, connection limit, SUBSCRIBE rules, shutdown,
 //! and the frame replay used by the fuzz target (arbitrary bytes never panic).
 
-mod mqtt_harness;
-
 use std::time::{Duration, Instant};
 
-use mqtt_harness::{
+use crate::harness::{
     Harness, RawClient, connect_packet, encode, pingreq, publish_packet, subscribe_packet,
 };
 use proptest::prelude::*;

@@ -2,11 +2,9 @@
 //! series streamed one window (partition) at a time; block statistics handed out only for blocks
 //! no other source overlaps, and equal to what decoding the rows gives.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Row, all, batch, flatten};
+use crate::common::{Row, all, batch, flatten};
 use strata_storage::{
     Engine, EngineConfig, ReadMode, ScanRequest, SeriesBatch, SeriesPiece, TimeGroups, Value,
 };

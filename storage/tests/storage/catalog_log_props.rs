@@ -2,9 +2,7 @@
 //! parses to a prefix (never more series than written, never a panic), and any flipped byte is
 //! either a clear error or a parse of an intact prefix.
 
-mod common;
-
-use common::batch;
+use crate::common::batch;
 use proptest::prelude::*;
 use strata_storage::{Engine, EngineConfig, Value, parse_catalog_log};
 
@@ -21,7 +19,7 @@ fn write_log() -> (Vec<u8>, usize) {
     cfg.background = false;
     let engine = Engine::open(cfg).unwrap();
     for round in 0..4 {
-        let rows: Vec<common::Row> = (0..5)
+        let rows: Vec<crate::common::Row> = (0..5)
             .map(|d| {
                 let field = format!("f{round}");
                 (

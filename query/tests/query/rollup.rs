@@ -3,12 +3,10 @@
 //! filters, late data written after the rollup was built, and `time_bucket`; queries the rollup
 //! cannot answer exactly keep the raw plan. EXPLAIN shows which table was read.
 
-mod support;
-
+use crate::support::*;
 use strata_query::{QueryConfig, QueryEngine};
 use strata_storage::Value;
 use strata_storage::lifecycle::RollupSpec;
-use support::*;
 
 async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
     let result = q

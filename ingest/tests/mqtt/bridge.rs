@@ -3,14 +3,12 @@
 //! and acknowledged after the commit; messages that can never be stored are acknowledged and
 //! counted; a shared subscription splits the messages between two bridges.
 
-mod mqtt_harness;
-
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqtt_harness::{Harness, run_captured};
+use crate::harness::{Harness, run_captured};
 use strata_ingest::mqtt::{Bridge, BridgeConfig, BridgeRoute, BridgeStats};
 
 /// A Mosquitto broker on a free loopback port, killed when dropped.

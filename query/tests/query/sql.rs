@@ -2,18 +2,16 @@
 //! errors and limits. Ground truth comes from the generated points or from a raw engine scan,
 //! never from the SQL layer itself.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use futures::StreamExt;
 use strata_query::arrow::ipc::reader::StreamReader;
 use strata_query::datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use strata_query::{Answer, OutputFormat, QueryConfig, QueryEngine, QueryError};
 use strata_storage::{Engine, ScanRequest, Value};
-use support::*;
 
 async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
     let result = q

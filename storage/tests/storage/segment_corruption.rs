@@ -1,11 +1,9 @@
 //! Every single-byte change or truncation of a segment file is detected (by a magic, a bound, or a
 //! CRC32C) and reported as an error — never a panic and never a silently different value.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::batch;
+use crate::common::batch;
 use proptest::prelude::*;
 use strata_storage::{Engine, EngineConfig, Value, verify_segment_file};
 
@@ -21,7 +19,7 @@ fn build_segment() -> Vec<u8> {
     let mut cfg = EngineConfig::new(dir.path());
     cfg.background = false;
     let e = Engine::open(cfg).unwrap();
-    let rows: Vec<common::Row> = (0..300)
+    let rows: Vec<crate::common::Row> = (0..300)
         .map(|i| {
             let fields = vec![
                 ("f".to_string(), Value::Float(i as f64 * 0.1)),

@@ -2,9 +2,7 @@
 //! blocks, dense and sparse fields of several types, through `scan` and `scan_rows`, compared
 //! with the points written.
 
-mod common;
-
-use common::{Row, all, batch, flatten};
+use crate::common::{Row, all, batch, flatten};
 use strata_storage::{Engine, EngineConfig, Value};
 
 const POINTS: i64 = 20_000;

@@ -2,8 +2,6 @@
 //! CONNECT instead of keeping it out; a full cap of sessions refuses and counts) and the race of
 //! a device revoked while its CONNECT is being authenticated (no session may survive it).
 
-mod mqtt_harness;
-
 use std::net::TcpStream;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
@@ -12,7 +10,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_harness::{Harness, RawClient, connect_packet};
+use crate::harness::{Harness, RawClient, connect_packet};
 use rumqttc::{ConnectReturnCode, Packet};
 use strata_ingest::mqtt::{AuthFailure, DeviceAuthenticator, MqttConfig};
 
@@ -26,7 +24,7 @@ fn silent_sockets_make_room_for_a_device() {
         .map(|_| TcpStream::connect(h.addr).unwrap())
         .collect();
     let mut device = h.client("d1");
-    device.send(&mqtt_harness::pingreq());
+    device.send(&crate::harness::pingreq());
     assert!(matches!(device.read_packet(), Some(Packet::PingResp)));
     let limit = h.server.connection_limit();
     assert!(limit.evicted() >= 180, "evicted {}", limit.evicted());
@@ -161,7 +159,7 @@ fn a_revocation_older_than_the_authentication_closes_nothing() {
     }
     assert_eq!(auth.calls.load(SeqCst), 1, "authenticated once");
     assert!(!h.server.disconnect_device_before("d1", 10));
-    c.send(&mqtt_harness::pingreq());
+    c.send(&crate::harness::pingreq());
     assert!(matches!(c.read_packet(), Some(Packet::PingResp)));
     assert!(h.server.disconnect_device_before("d1", 11));
     assert!(c.closed());
@@ -196,7 +194,7 @@ fn a_caught_connect_does_not_take_over_a_newer_session() {
         Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::NotAuthorized),
         other => panic!("unexpected {other:?}"),
     }
-    fresh.send(&mqtt_harness::pingreq());
+    fresh.send(&crate::harness::pingreq());
     assert!(
         matches!(fresh.read_packet(), Some(Packet::PingResp)),
         "the newer session is still open"

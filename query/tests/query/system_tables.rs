@@ -2,16 +2,14 @@
 //! same names, for data directories that already hold a stream `devices` in `default` or a
 //! database `registry` (written before such names were refused).
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use strata_query::arrow::array::{RecordBatch, StringArray};
 use strata_query::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use strata_query::{QueryEngine, SnapshotSource};
 use strata_storage::wal::{Wal, WalOptions};
 use strata_storage::{Engine, EngineConfig, Value};
-use support::*;
 
 /// A one-column `id` table standing in for the registry's `devices`.
 #[derive(Debug)]

@@ -2,13 +2,11 @@
 //! expected values worked out by hand from the written points, and the last-value fast path
 //! (`last_values(...)`) against the equivalent full-scan aggregate.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use strata_query::QueryEngine;
 use strata_storage::{Engine, EngineConfig, Value};
-use support::*;
 
 async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
     let result = q

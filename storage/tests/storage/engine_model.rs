@@ -3,11 +3,9 @@
 //! compacted) partitions, sparse schemas (rows writing different subsets of many fields, fields
 //! appearing late), flushes, compactions and restarts.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{TYPES, all, batch, flatten};
+use crate::common::{TYPES, all, batch, flatten};
 use proptest::prelude::*;
 use strata_storage::{Durability, Engine, EngineConfig, FieldType, ScanRequest, Value};
 
@@ -89,7 +87,7 @@ fn config(dir: &std::path::Path) -> EngineConfig {
 }
 
 fn apply(engine: &Engine, model: &mut Model, rows: &[GenRow]) {
-    let rows: Vec<common::Row> = rows
+    let rows: Vec<crate::common::Row> = rows
         .iter()
         .map(|(d, ts, fs)| {
             let fs = fs

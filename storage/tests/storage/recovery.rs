@@ -5,11 +5,9 @@
 //! forced recovery (`strata repair`) salvages every record that verifies and sets the damaged files
 //! aside, and that the directory then opens normally.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{all, batch, flatten};
+use crate::common::{all, batch, flatten};
 use strata_storage::wal::format::scan_file;
 use strata_storage::wal::{Durability, Wal, WalOptions, parse_file_name};
 use strata_storage::{Engine, EngineConfig, StorageError, Value};
@@ -27,7 +25,7 @@ fn forced(dir: &Path) -> EngineConfig {
 }
 
 /// Rows `from..to` of device `d1`, value = timestamp.
-fn rows(from: i64, to: i64) -> Vec<common::Row> {
+fn rows(from: i64, to: i64) -> Vec<crate::common::Row> {
     (from..to)
         .map(|t| {
             (

@@ -6,17 +6,15 @@
 //!
 //! ```text
 //! STRATA_MQTT_BENCH_MESSAGES=60000 STRATA_MQTT_BENCH_RUNS=10 \
-//!     cargo test --release -p strata-ingest --test mqtt_bench -- --nocapture
+//!     cargo test --release -p strata-ingest --test mqtt bench:: -- --nocapture
 //! ```
 //!
 //! One run stays below 65,536 messages because `mosquitto_pub -l` (2.0.11) disconnects as soon
 //! as the PUBACK of an early message carries the same 16-bit message id as its last queued line.
 
-mod mqtt_harness;
-
 use std::time::{Duration, Instant};
 
-use mqtt_harness::{Harness, creds};
+use crate::harness::{Harness, creds};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -89,7 +87,7 @@ fn qos1_one_connection_line_mode() {
 /// in-flight window): measures the server and engine rather than the client.
 #[test]
 fn qos1_one_connection_unbounded_window() {
-    use mqtt_harness::publish_packet;
+    use crate::harness::publish_packet;
     use rumqttc::{Packet, QoS};
     use std::io::Write;
     let n: i64 = env_or("STRATA_MQTT_BENCH_MESSAGES", "20000")
@@ -174,7 +172,7 @@ impl strata_ingest::mqtt::DeviceAuthenticator for Numbered {
 /// connection (server and client sides together, in this one process) is reported.
 #[test]
 fn many_device_connections() {
-    use mqtt_harness::{connect_packet, publish_packet};
+    use crate::harness::{connect_packet, publish_packet};
     use rumqttc::QoS;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let n: usize = env_or("STRATA_MQTT_BENCH_CONNECTIONS", "300")
