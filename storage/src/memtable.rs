@@ -75,6 +75,20 @@ impl FieldBuf {
         self.data.extend_from(src, picked.iter().map(|&(_, i)| i));
     }
 
+    /// [`FieldBuf::extend`] when every row of `rows` (buffer rows `base..`) has a value: slot
+    /// `rows[k]` of `src` at row `base + k`.
+    fn extend_dense(&mut self, base: u32, rows: &[u32], src: &ColumnData) {
+        let next = self.start + self.len() as u32;
+        if !self.sparse && base != next {
+            self.rows = (self.start..next).collect();
+            self.sparse = true;
+        }
+        if self.sparse {
+            self.rows.extend(base..base + rows.len() as u32);
+        }
+        self.data.extend_from(src, rows.iter().copied());
+    }
+
     /// Heap bytes held (capacities, not lengths).
     fn heap_bytes(&self) -> usize {
         self.rows.capacity() * size_of::<u32>() + data_capacity(&self.data)
@@ -224,6 +238,27 @@ fn same_buffer_same_group<'a>(
     std::borrow::Cow::Owned(row_series.iter().map(|&s| canon[s as usize]).collect())
 }
 
+/// A table's columns as [`Memtable::apply`] visits them: in rising field id (the order of a
+/// series' buffers), and which of them have a value on every row.
+struct ColumnOrder {
+    by_field: Vec<usize>,
+    dense: Vec<bool>,
+}
+
+impl ColumnOrder {
+    fn of(table: &TableWrite, field_ids: &[usize]) -> ColumnOrder {
+        let mut by_field: Vec<usize> = (0..table.columns.len()).collect();
+        // Stable: two columns of one field (not produced by validated writes) keep their order.
+        by_field.sort_by_key(|&c| field_ids[c]);
+        let dense = table
+            .columns
+            .iter()
+            .map(|c| c.valid.iter().all(|&v| v))
+            .collect();
+        ColumnOrder { by_field, dense }
+    }
+}
+
 /// The rows of a batch grouped by series, each group in row order (a counting sort).
 struct RowGroups {
     /// `starts[s]..starts[s + 1]` indexes `rows` for series `s`.
@@ -276,22 +311,21 @@ struct SeriesBuf {
 }
 
 impl SeriesBuf {
-    /// The buffer of field `fid`, created (its first value at row `start`) when new.
-    fn field(&mut self, fid: usize, ty: FieldType, start: u32) -> &mut FieldBuf {
-        let fid = fid as u32;
-        let pos = match self.fields.binary_search_by_key(&fid, |f| f.fid) {
-            Ok(pos) => pos,
-            Err(pos) => {
-                // Grow 1, 2, 4, ...: most series write few fields, and `Vec`'s first growth
-                // to four buffers would cost every such series three unused ones.
-                if self.fields.len() == self.fields.capacity() {
-                    self.fields.reserve_exact(self.fields.capacity().max(1));
-                }
-                self.fields.insert(pos, FieldBuf::new(fid, start, ty));
-                pos
+    /// The position in `fields` of the buffer of field `fid`, created (its first value at row
+    /// `start`) when new. Looks from `*from` on and leaves `*from` at it, so a caller that asks
+    /// for rising field ids walks the sorted buffers once instead of searching each time.
+    fn field_at(&mut self, from: &mut usize, fid: u32, ty: FieldType, start: u32) -> usize {
+        let pos = *from + self.fields[*from..].partition_point(|f| f.fid < fid);
+        if self.fields.get(pos).is_none_or(|f| f.fid != fid) {
+            // Grow 1, 2, 4, ...: most series write few fields, and `Vec`'s first growth to four
+            // buffers would cost every such series three unused ones.
+            if self.fields.len() == self.fields.capacity() {
+                self.fields.reserve_exact(self.fields.capacity().max(1));
             }
-        };
-        &mut self.fields[pos]
+            self.fields.insert(pos, FieldBuf::new(fid, start, ty));
+        }
+        *from = pos;
+        pos
     }
 
     /// Appends timestamps, noting when one is not after the one before it.
@@ -481,11 +515,20 @@ impl Memtable {
             &same_buffer_same_group(&table.row_series, &local),
             local.len(),
         );
+        let columns = ColumnOrder::of(table, field_ids);
         let mut picked = Vec::new();
         for (series, rows) in groups.iter() {
             let buf = &mut self.bufs[local[series]];
             let base = buf.times.len() as u32;
-            for (col, &fid) in table.columns.iter().zip(field_ids) {
+            let mut from = 0;
+            for &c in &columns.by_field {
+                let (col, fid) = (&table.columns[c], field_ids[c] as u32);
+                let ty = col.data.field_type();
+                if columns.dense[c] {
+                    let pos = buf.field_at(&mut from, fid, ty, base);
+                    buf.fields[pos].extend_dense(base, rows, &col.data);
+                    continue;
+                }
                 picked.clear();
                 picked.extend(
                     (0u32..)
@@ -493,8 +536,8 @@ impl Memtable {
                         .filter(|&(_, row)| col.valid[row as usize]),
                 );
                 if let Some(&(first, _)) = picked.first() {
-                    buf.field(fid, col.data.field_type(), base + first)
-                        .extend(base, &picked, &col.data);
+                    let pos = buf.field_at(&mut from, fid, ty, base + first);
+                    buf.fields[pos].extend(base, &picked, &col.data);
                 }
             }
             buf.append_times(rows.iter().map(|&row| table.times[row as usize]));
@@ -714,31 +757,48 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Batches whose rows interleave series, with gaps in every field, read back per series
-        /// as the rows written to it, in write order (the model: one list of rows per series).
+        /// Batches whose rows interleave series, with gaps in some fields (a field with a value
+        /// on every row of a batch takes the dense path) and the table's columns in any order of
+        /// field ids, read back per series as the rows written to it, in write order (the
+        /// model: one list of rows per series, values by field id).
         #[test]
         fn interleaved_sparse_batches_read_back_per_series(
             batches in proptest::collection::vec(
-                proptest::collection::vec(
-                    (0u32..4, 0i64..1_000, proptest::array::uniform3(
-                        proptest::option::weighted(0.7, -50i64..50))),
-                    0..30),
+                (
+                    proptest::collection::vec(
+                        (0u32..4, 0i64..1_000, proptest::array::uniform3(
+                            proptest::option::weighted(0.7, -50i64..50))),
+                        0..30),
+                    proptest::array::uniform3(proptest::bool::ANY),
+                ),
                 1..5),
+            order in 0usize..6,
         ) {
+            // Column c of every table is field `ids[c]`.
+            let ids = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]][order];
             let mut m = Memtable::default();
             let mut model: Vec<Vec<(i64, [Option<i64>; 3])>> = vec![Vec::new(); 4];
             let mut clock = 0i64;
-            for batch in &batches {
+            for (batch, dense) in &batches {
                 // Times rise, so a read returns each series' rows in write order.
                 let rows: Vec<_> = batch
                     .iter()
-                    .map(|&(s, step, v)| {
+                    .map(|&(s, step, mut v)| {
                         clock += 1 + step;
-                        model[s as usize].push((clock, v));
+                        for c in 0..3 {
+                            if dense[c] {
+                                v[c] = Some(v[c].unwrap_or(c as i64));
+                            }
+                        }
+                        let mut by_id = [None; 3];
+                        for c in 0..3 {
+                            by_id[ids[c]] = v[c];
+                        }
+                        model[s as usize].push((clock, by_id));
                         (s, clock, v)
                     })
                     .collect();
-                m.apply(0, &interleaved_table(4, &rows), &[10, 11, 12, 13], &[0, 1, 2]);
+                m.apply(0, &interleaved_table(4, &rows), &[10, 11, 12, 13], &ids);
             }
             let fields: Vec<(String, FieldType)> =
                 (0..3).map(|i| (format!("c{i}"), FieldType::Integer)).collect();

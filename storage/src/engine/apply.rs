@@ -30,7 +30,6 @@ const RESERVED_STREAMS: [&str; 8] = [
     "time_buckets",
 ];
 
-/// How often a writer waiting for memtable memory re-checks it.
 /// Catalog ids for one table of a batch.
 pub(super) struct TablePlan {
     stream: StreamId,
