@@ -60,6 +60,28 @@ struct Entry {
     source: u64,
 }
 
+/// [`LastValues::offer`] into the slots of one series.
+fn offer_into(
+    slots: &mut Vec<Option<Entry>>,
+    fid: usize,
+    latest: LatestValue,
+    source: u64,
+    width: usize,
+) {
+    if slots.len() <= fid {
+        let len = width.max(fid + 1);
+        slots.reserve_exact(len - slots.len());
+        slots.resize(len, None);
+    }
+    let slot = &mut slots[fid];
+    let newer = slot.as_ref().is_none_or(|e| {
+        latest.time > e.latest.time || (latest.time == e.latest.time && source >= e.source)
+    });
+    if newer {
+        *slot = Some(Entry { latest, source });
+    }
+}
+
 impl LastValues {
     /// The cached values of `sid`, one slot per field id (shorter when later fields were never set).
     pub fn get(&self, sid: SeriesId) -> Vec<Option<LatestValue>> {
@@ -76,9 +98,10 @@ impl LastValues {
     /// Records the rows of a validated table write (same arguments as `Memtable::apply`).
     pub fn apply(&mut self, table: &TableWrite, series_ids: &[SeriesId], field_ids: &[usize]) {
         let width = field_ids.iter().max().map_or(0, |&f| f + 1);
-        let mut best: Vec<Option<usize>> = vec![None; table.series.len()];
-        for (col, &fid) in table.columns.iter().zip(field_ids) {
-            best.iter_mut().for_each(|b| *b = None);
+        let nseries = table.series.len();
+        // best[c * nseries + s]: the row of column c's latest value in batch series s.
+        let mut best: Vec<Option<usize>> = vec![None; table.columns.len() * nseries];
+        for (col, best) in table.columns.iter().zip(best.chunks_mut(nseries.max(1))) {
             for (row, (&t, &s)) in table.times.iter().zip(&table.row_series).enumerate() {
                 if !col.valid[row] {
                     continue;
@@ -89,13 +112,21 @@ impl LastValues {
                     *slot = Some(row);
                 }
             }
-            for (local, row) in best.iter().enumerate() {
-                if let Some(row) = *row {
+        }
+        // One cache lookup per series, not per (series, field).
+        for (local, &sid) in series_ids.iter().enumerate() {
+            let rows = |c: usize| best[c * nseries + local];
+            if (0..table.columns.len()).all(|c| rows(c).is_none()) {
+                continue;
+            }
+            let slots = self.series.entry(sid).or_default();
+            for (c, (col, &fid)) in table.columns.iter().zip(field_ids).enumerate() {
+                if let Some(row) = rows(c) {
                     let value = LatestValue {
                         time: table.times[row],
                         value: col.data.value(row),
                     };
-                    self.offer(series_ids[local], fid, value, u64::MAX, width);
+                    offer_into(slots, fid, value, u64::MAX, width);
                 }
             }
         }
@@ -127,19 +158,13 @@ impl LastValues {
     /// A series' slots grow to exactly `width` (at least `fid + 1`): a cache entry per series must
     /// not carry the spare capacity of `Vec`'s doubling (a million series would pay for it).
     fn offer(&mut self, sid: SeriesId, fid: usize, latest: LatestValue, source: u64, width: usize) {
-        let slots = self.series.entry(sid).or_default();
-        if slots.len() <= fid {
-            let len = width.max(fid + 1);
-            slots.reserve_exact(len - slots.len());
-            slots.resize(len, None);
-        }
-        let slot = &mut slots[fid];
-        let newer = slot.as_ref().is_none_or(|e| {
-            latest.time > e.latest.time || (latest.time == e.latest.time && source >= e.source)
-        });
-        if newer {
-            *slot = Some(Entry { latest, source });
-        }
+        offer_into(
+            self.series.entry(sid).or_default(),
+            fid,
+            latest,
+            source,
+            width,
+        );
     }
 
     /// Whether `seg` could hold a newer value for (`sid`, `fid`) than the cache, given that its
