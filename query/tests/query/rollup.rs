@@ -8,28 +8,6 @@ use strata_query::{QueryConfig, QueryEngine};
 use strata_storage::Value;
 use strata_storage::lifecycle::RollupSpec;
 
-async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
-    let result = q
-        .query(text)
-        .await
-        .unwrap_or_else(|e| panic!("{text}: {e}"));
-    rows(&result.batches)
-}
-
-async fn explain(q: &QueryEngine, text: &str) -> String {
-    let result = q.query(&format!("EXPLAIN {text}")).await.unwrap();
-    rows(&result.batches)
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| c.s().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {

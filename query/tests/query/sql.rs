@@ -13,28 +13,6 @@ use strata_query::datafusion::physical_plan::{ExecutionPlan, collect, execute_st
 use strata_query::{Answer, OutputFormat, QueryConfig, QueryEngine, QueryError};
 use strata_storage::{Engine, ScanRequest, Value};
 
-async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
-    let result = q
-        .query(text)
-        .await
-        .unwrap_or_else(|e| panic!("{text}: {e}"));
-    rows(&result.batches)
-}
-
-async fn explain(q: &QueryEngine, text: &str) -> String {
-    let result = q.query(&format!("EXPLAIN {text}")).await.unwrap();
-    rows(&result.batches)
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| c.s().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// (time, device, fleet, speed, fuel).
 type Row = (i64, String, Option<String>, f64, Option<f64>);
 /// Which rows a query should return.

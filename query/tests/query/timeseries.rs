@@ -8,14 +8,6 @@ use crate::support::*;
 use strata_query::QueryEngine;
 use strata_storage::{Engine, EngineConfig, Value};
 
-async fn sql(q: &QueryEngine, text: &str) -> Vec<Vec<Cell>> {
-    let result = q
-        .query(text)
-        .await
-        .unwrap_or_else(|e| panic!("{text}: {e}"));
-    rows(&result.batches)
-}
-
 fn point(device: &str, minute: i64, v: f64) -> Point<'_> {
     Point {
         device,

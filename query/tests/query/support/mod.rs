@@ -287,3 +287,27 @@ pub fn explain_metric(text: &str, name: &str) -> usize {
         })
         .sum()
 }
+
+/// The rows of `text`'s answer (panics with the query on an error).
+pub async fn sql(q: &strata_query::QueryEngine, text: &str) -> Vec<Vec<Cell>> {
+    let result = q
+        .query(text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    rows(&result.batches)
+}
+
+/// The plan `EXPLAIN text` shows, one line per row.
+pub async fn explain(q: &strata_query::QueryEngine, text: &str) -> String {
+    let result = q.query(&format!("EXPLAIN {text}")).await.unwrap();
+    rows(&result.batches)
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| c.s().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
