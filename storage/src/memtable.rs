@@ -59,34 +59,39 @@ impl FieldBuf {
     /// Appends, for each `(offset, i)` of `picked` (offsets rising), slot `i` of `src` at row
     /// `base + offset`. The buffer turns sparse at the first row that does not follow the last.
     fn extend(&mut self, base: u32, picked: &[(u32, u32)], src: &ColumnData) {
-        let next = self.start + self.len() as u32;
+        let next = self.next_row();
         let follows = picked
             .iter()
             .enumerate()
             .all(|(k, &(offset, _))| base + offset == next + k as u32);
-        if !self.sparse && !follows {
-            self.rows = (self.start..next).collect();
-            self.sparse = true;
-        }
-        if self.sparse {
-            self.rows
-                .extend(picked.iter().map(|&(offset, _)| base + offset));
-        }
+        self.note_rows(follows, picked.iter().map(|&(offset, _)| base + offset));
         self.data.extend_from(src, picked.iter().map(|&(_, i)| i));
     }
 
     /// [`FieldBuf::extend`] when every row of `rows` (buffer rows `base..`) has a value: slot
     /// `rows[k]` of `src` at row `base + k`.
     fn extend_dense(&mut self, base: u32, rows: &[u32], src: &ColumnData) {
-        let next = self.start + self.len() as u32;
-        if !self.sparse && base != next {
-            self.rows = (self.start..next).collect();
+        let follows = base == self.next_row();
+        self.note_rows(follows, base..base + rows.len() as u32);
+        self.data.extend_from(src, rows.iter().copied());
+    }
+
+    /// The row a value appended to a dense buffer would take.
+    fn next_row(&self) -> u32 {
+        self.start + self.len() as u32
+    }
+
+    /// Records the rows of values about to be appended: nothing while the buffer stays dense
+    /// (`follows`: they continue its last row), each row once it is sparse (turning it sparse
+    /// first, with the rows of the values it holds).
+    fn note_rows(&mut self, follows: bool, rows: impl Iterator<Item = u32>) {
+        if !self.sparse && !follows {
+            self.rows = (self.start..self.next_row()).collect();
             self.sparse = true;
         }
         if self.sparse {
-            self.rows.extend(base..base + rows.len() as u32);
+            self.rows.extend(rows);
         }
-        self.data.extend_from(src, rows.iter().copied());
     }
 
     /// Heap bytes held (capacities, not lengths).
