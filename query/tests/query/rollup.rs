@@ -8,17 +8,6 @@ use strata_query::{QueryConfig, QueryEngine};
 use strata_storage::Value;
 use strata_storage::lifecycle::RollupSpec;
 
-fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|(p, q)| match (p, q) {
-                    (Cell::Float(u), Cell::Float(v)) => close(*u, *v),
-                    _ => p == q,
-                })
-        })
-}
-
 const HOUR: i64 = 60 * MINUTE;
 
 fn ts(t: i64) -> String {

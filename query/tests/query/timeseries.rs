@@ -269,17 +269,6 @@ async fn constant_plans_are_cached_and_answer_the_same() {
     assert!(cached.cached_plan(volatile).unwrap().is_none());
 }
 
-fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|(p, q)| match (p, q) {
-                    (Cell::Float(u), Cell::Float(v)) => close(*u, *v),
-                    _ => p == q,
-                })
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregation_in_the_scan_equals_the_general_plan() {
     let (_dir, engine, _) = fleet_engine();

@@ -263,6 +263,18 @@ pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// Equal answers, floats to rounding ([`close`]).
+pub fn approx_eq(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| match (p, q) {
+                    (Cell::Float(u), Cell::Float(v)) => close(*u, *v),
+                    _ => p == q,
+                })
+        })
+}
+
 /// The sum over partitions of the metric `name` in the text of an `EXPLAIN ANALYZE` answer
 /// (`name=123` entries).
 pub fn explain_metric(text: &str, name: &str) -> usize {
