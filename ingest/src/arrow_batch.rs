@@ -250,13 +250,24 @@ fn times(col: &ArrayRef) -> Result<Vec<i64>, ArrowError> {
             problem: "null time",
         });
     }
-    Ok(match ns.data_type() {
+    let times = match ns.data_type() {
         DataType::Int64 => ns.as_primitive::<Int64Type>().values().to_vec(),
         _ => ns
             .as_primitive::<TimestampNanosecondType>()
             .values()
             .to_vec(),
-    })
+    };
+    // The range the line protocol accepts: reads are half-open, so a point at i64::MAX could
+    // never be read back.
+    let accepted = crate::line_protocol::MIN_TIMESTAMP_NS..=crate::line_protocol::MAX_TIMESTAMP_NS;
+    if let Some(row) = times.iter().position(|t| !accepted.contains(t)) {
+        return Err(ArrowError::Value {
+            column: "time",
+            row,
+            problem: "timestamp outside the accepted range, i64::MIN + 2 ..= i64::MAX - 1 nanoseconds",
+        });
+    }
+    Ok(times)
 }
 
 /// Distinct series keys and, per row, the index of its series.
@@ -278,6 +289,13 @@ fn series_of(
                 column: "device",
                 row,
                 problem: "null device",
+            });
+        }
+        if !crate::text::is_device_id(device.value(row)) {
+            return Err(ArrowError::Value {
+                column: "device",
+                row,
+                problem: "invalid device id: expected 1 to 128 characters from A-Z a-z 0-9 . _ : -",
             });
         }
         let key = SeriesKey {
@@ -471,5 +489,46 @@ mod tests {
         .unwrap();
         let e = to_table(&layout(&s).unwrap(), "m", &b).unwrap_err();
         assert!(e.to_string().contains("null device"), "{e}");
+    }
+
+    /// The line protocol's rules: times within i64::MIN + 2 ..= i64::MAX - 1 (a point at
+    /// i64::MAX could never be read back) and device ids of `[A-Za-z0-9._:-]{1,128}`.
+    #[test]
+    fn times_and_devices_the_line_protocol_refuses_are_refused() {
+        let s = schema(
+            vec![
+                Field::new("time", DataType::Int64, false),
+                Field::new("device", DataType::Utf8, false),
+                Field::new("v", DataType::Float64, true),
+            ],
+            None,
+        );
+        let table = |times: Vec<i64>, devices: Vec<&str>| {
+            let v = arrow::array::Float64Array::from(vec![1.0; times.len()]);
+            let b = RecordBatch::try_new(
+                s.clone(),
+                vec![
+                    Arc::new(Int64Array::from(times)),
+                    Arc::new(StringArray::from(devices)),
+                    Arc::new(v),
+                ],
+            )
+            .unwrap();
+            to_table(&layout(&s).unwrap(), "m", &b)
+        };
+        let edges = vec![i64::MIN + 2, i64::MAX - 1];
+        assert_eq!(table(edges.clone(), vec!["d", "d"]).unwrap().times, edges);
+        for bad in [i64::MAX, i64::MIN, i64::MIN + 1] {
+            let e = table(vec![0, bad], vec!["d", "d"]).unwrap_err();
+            assert!(e.to_string().contains("row 1: timestamp outside"), "{e}");
+        }
+        let long = "x".repeat(129);
+        for bad in ["", "a b", "a/b", "d\u{e9}", long.as_str()] {
+            let e = table(vec![0, 1], vec!["ok.1:a-b_c", bad]).unwrap_err();
+            assert!(
+                e.to_string().contains("row 1: invalid device id"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 }

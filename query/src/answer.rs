@@ -145,10 +145,11 @@ fn paced(stream: SendableRecordBatchStream, stall: Duration) -> SendableRecordBa
     let batches = futures::stream::unfold(Some(stream), move |state| async move {
         let mut stream = state?;
         match tokio::time::timeout(stall, stream.next()).await {
+            // A timeout, not an execution failure: `QueryError::from` finds it in the chain.
             Err(_) => Some((
-                Err(DataFusionError::Execution(format!(
-                    "query exceeded the timeout of {stall:?} waiting for its next batch"
-                ))),
+                Err(DataFusionError::External(Box::new(QueryError::Timeout(
+                    stall,
+                )))),
                 None,
             )),
             Ok(None) => None,

@@ -63,8 +63,23 @@ fn storage_cause(e: &DataFusionError) -> Option<&StorageError> {
     None
 }
 
+/// The timeout somewhere in `e`'s chain of causes (a stream that stalled past it), if any.
+fn timeout_cause(e: &DataFusionError) -> Option<Duration> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(QueryError::Timeout(d)) = c.downcast_ref::<QueryError>() {
+            return Some(*d);
+        }
+        cause = c.source();
+    }
+    None
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
+        if let Some(d) = timeout_cause(&e) {
+            return QueryError::Timeout(d);
+        }
         if let Some(s) = storage_cause(&e) {
             return QueryError::Storage {
                 kind: s.kind(),
@@ -124,6 +139,21 @@ mod tests {
         let e: QueryError = DataFusionError::Execution("disk".into()).into();
         assert!(matches!(e, QueryError::Execution(_)));
         assert!(!QueryError::Timeout(Duration::from_secs(1)).is_client_error());
+    }
+
+    /// A stream that stalled past the timeout while batches were being produced is a timeout,
+    /// however DataFusion wraps it.
+    #[test]
+    fn a_timeout_raised_inside_a_stream_stays_a_timeout() {
+        let stalled =
+            DataFusionError::External(Box::new(QueryError::Timeout(Duration::from_secs(30))));
+        let wrapped = DataFusionError::Context("collect".into(), Box::new(stalled));
+        let e: QueryError = wrapped.into();
+        assert!(
+            matches!(e, QueryError::Timeout(d) if d == Duration::from_secs(30)),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "query exceeded the timeout of 30s");
     }
 
     #[test]

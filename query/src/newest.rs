@@ -76,7 +76,9 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     }
     let scan = input.downcast_ref::<StrataScanExec>()?;
     let r = scan.request();
-    if scan.has_limit() || r.start != i64::MIN || r.end != i64::MAX {
+    // Without `read_all_fields` a point is a row only when it holds a requested field, while
+    // the cache's newest point may hold none of them: the sorted scan answers then.
+    if scan.has_limit() || r.start != i64::MIN || r.end != i64::MAX || !scan.every_point() {
         return None;
     }
     let first = sort.expr().first();

@@ -20,6 +20,7 @@
 //! EXPLAIN shows the rollup table as the scanned table; EXPLAIN VERBOSE names this rule.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
@@ -33,6 +34,7 @@ use datafusion::logical_expr::{
     lit,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use strata_storage::lifecycle::RollupSpec;
 use strata_storage::rollup::{POINTS, rollup_stream_name, stat_column};
 use strata_storage::{Engine, FieldType};
 
@@ -149,7 +151,8 @@ impl RollupRewrite {
             .map(Some)
     }
 
-    /// The coarsest back-filled rollup whose interval divides every bucket, origin and bound.
+    /// The coarsest back-filled rollup whose interval divides every bucket, origin and bound,
+    /// and that keeps every window the raw data still holds ([`outlives_raw`]).
     fn choose(&self, layout: &TableLayout, groups: &[Group], bounds: &[i64]) -> Option<i64> {
         let aligned = |every: i64| {
             bounds.iter().all(|b| b.rem_euclid(every) == 0)
@@ -160,10 +163,16 @@ impl RollupRewrite {
                     Group::Column(_) => true,
                 })
         };
+        let (policy, _) = self
+            .engine
+            .lifecycle(&layout.database, &layout.stream)
+            .ok()?;
         self.engine
             .rollups(Some((&layout.database, &layout.stream)))
             .into_iter()
-            .filter(|s| s.backfilled() && aligned(s.spec.every))
+            .filter(|s| {
+                s.backfilled() && aligned(s.spec.every) && outlives_raw(&s.spec, policy.retention)
+            })
             .map(|s| s.spec.every)
             .max()
     }
@@ -190,7 +199,13 @@ impl RollupRewrite {
         else {
             return Ok(LogicalPlan::Aggregate(agg.clone()));
         };
-        let rollup_schema = table.layout().schema.clone();
+        // Rollup columns by what they hold, not by name: a raw tag called `points` or
+        // `speed_max` keeps that name in the rollup table and pushes the statistic to
+        // `points_field`, so names alone could read a tag as a statistic.
+        let Some(names) = RollupNames::resolve(layout, table.layout(), &aggs, &groups, &predicates)
+        else {
+            return Ok(LogicalPlan::Aggregate(agg.clone()));
+        };
         let reference = match &scan.table_name {
             TableReference::Bare { .. } => TableReference::bare(name.clone()),
             other => TableReference::partial(other.schema().unwrap_or_default(), name.clone()),
@@ -200,25 +215,13 @@ impl RollupRewrite {
                 .transform_up(|e| match e {
                     Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new(
                         Some(reference.clone()),
-                        c.name,
+                        names.raw_column(&c.name),
                     )))),
                     other => Ok(Transformed::no(other)),
                 })
                 .map(|t| t.data)
         };
         let column = |n: &str| Expr::Column(Column::new(Some(reference.clone()), n));
-        // Every column the rewrite reads must exist in the rollup table.
-        let mut needed: Vec<String> = aggs.iter().flat_map(Agg::columns).collect();
-        needed.extend(groups.iter().filter_map(|g| match g {
-            Group::Column(c) => Some(c.clone()),
-            Group::Bucket { .. } => None,
-        }));
-        for p in &predicates {
-            needed.extend(p.column_refs().into_iter().map(|c| c.name.clone()));
-        }
-        if needed.iter().any(|c| rollup_schema.index_of(c).is_err()) {
-            return Ok(LogicalPlan::Aggregate(agg.clone()));
-        }
         let source = provider_as_source(Arc::new(table));
         let mut builder = LogicalPlanBuilder::scan(reference.clone(), source, None)?;
         let mut filters = predicates
@@ -230,7 +233,7 @@ impl RollupRewrite {
             let present: Vec<Expr> = aggs
                 .iter()
                 .filter_map(Agg::field)
-                .map(|f| column(&stat_column(f, "count")).is_not_null())
+                .map(|f| column(&names.stat(f, "count")).is_not_null())
                 .collect();
             if let Some(any) = present.into_iter().reduce(Expr::or) {
                 filters.push(any);
@@ -242,14 +245,14 @@ impl RollupRewrite {
         let group_exprs = groups
             .iter()
             .map(|g| match g {
-                Group::Column(c) => Ok(column(c)),
+                Group::Column(c) => Ok(column(&names.raw_column(c))),
                 Group::Bucket { expr, .. } => requalify(expr),
             })
             .collect::<Result<Vec<_>>>()?;
         let sum = datafusion::functions_aggregate::expr_fn::sum;
         let min = datafusion::functions_aggregate::expr_fn::min;
         let max = datafusion::functions_aggregate::expr_fn::max;
-        let stat = |f: &str, s: &str| column(&stat_column(f, s));
+        let stat = |f: &str, s: &str| column(&names.stat(f, s));
         let mut inner_aggs: Vec<Expr> = Vec::new();
         let mut outputs: Vec<Vec<usize>> = Vec::new();
         for a in &aggs {
@@ -277,7 +280,7 @@ impl RollupRewrite {
                     outputs.push(vec![first]);
                 }
                 Agg::CountRows => {
-                    inner_aggs.push(sum(column(POINTS)));
+                    inner_aggs.push(sum(column(&names.points())));
                     outputs.push(vec![first]);
                 }
             }
@@ -344,6 +347,96 @@ impl Agg {
             Agg::Count(f) => vec![stat_column(f, "count")],
             Agg::CountRows => vec![POINTS.to_string()],
         }
+    }
+}
+
+/// Where the rewrite finds, in the rollup table, the columns it reads: the raw plan's time,
+/// device and tag columns matched by what they hold, and statistics by the field they are
+/// stored as. Every column is resolved before the plan is built; one missing keeps the raw plan.
+#[derive(Default)]
+struct RollupNames {
+    /// Raw table column name → rollup table column name.
+    raw: HashMap<String, String>,
+    /// Stored rollup field (`speed_max`, `points`) → rollup table column name.
+    stats: HashMap<String, String>,
+}
+
+impl RollupNames {
+    fn resolve(
+        raw: &TableLayout,
+        rollup: &TableLayout,
+        aggs: &[Agg],
+        groups: &[Group],
+        predicates: &[Expr],
+    ) -> Option<RollupNames> {
+        let column_where = |holds: &dyn Fn(&ColumnKind) -> bool| {
+            let i = rollup.kinds.iter().position(holds)?;
+            Some(rollup.schema.field(i).name().clone())
+        };
+        let mut names = RollupNames::default();
+        let mut refs: Vec<String> = Vec::new();
+        for g in groups {
+            match g {
+                Group::Column(c) => refs.push(c.clone()),
+                Group::Bucket { expr, .. } => {
+                    refs.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
+                }
+            }
+        }
+        for p in predicates {
+            refs.extend(p.column_refs().into_iter().map(|c| c.name.clone()));
+        }
+        for name in refs {
+            let kind = raw.kind_of(&name)?;
+            if matches!(kind, ColumnKind::Field(..)) {
+                return None;
+            }
+            let target = column_where(&|k| k == kind)?;
+            names.raw.insert(name, target);
+        }
+        for stored in aggs.iter().flat_map(Agg::columns) {
+            let target = column_where(&|k| matches!(k, ColumnKind::Field(f, _) if *f == stored))?;
+            names.stats.insert(stored, target);
+        }
+        Some(names)
+    }
+
+    /// The rollup column for the raw column `name` (resolved, so always found).
+    fn raw_column(&self, name: &str) -> String {
+        self.raw
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// The rollup column holding statistic `stat` of `field`.
+    fn stat(&self, field: &str, stat: &str) -> String {
+        let stored = stat_column(field, stat);
+        self.stats.get(&stored).cloned().unwrap_or(stored)
+    }
+
+    /// The rollup column holding each window's point count.
+    fn points(&self) -> String {
+        self.stats
+            .get(POINTS)
+            .cloned()
+            .unwrap_or_else(|| POINTS.to_owned())
+    }
+}
+
+/// Whether a rollup holds every window with raw data still readable: it is kept forever, or at
+/// least one window longer than the raw data (`keep >= retention + every`), so the window the raw
+/// retention cuts through is still whole in the rollup. A rollup kept for less than the raw data
+/// would drop old buckets the raw plan returns. Both durations come from the policy, so the
+/// choice does not depend on when the query runs (cached plans stay right; a policy change
+/// invalidates them).
+fn outlives_raw(spec: &RollupSpec, retention: Option<i64>) -> bool {
+    match (spec.keep, retention) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(keep), Some(raw)) => raw
+            .checked_add(spec.every)
+            .is_some_and(|needed| keep >= needed),
     }
 }
 

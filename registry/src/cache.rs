@@ -187,11 +187,20 @@ impl TokenCache {
         read(&self.map).get(id).cloned()
     }
 
-    /// True when a non-revoked token with the admin scope exists.
+    /// True when a non-revoked admin token without stream limits exists (a limited admin cannot
+    /// give back unlimited access, so it does not count).
     pub(crate) fn has_active_admin(&self) -> bool {
         read(&self.map).values().any(|t| {
-            t.info.revoked_ns.is_none() && t.info.scopes.contains(&crate::model::Scope::Admin)
+            t.info.revoked_ns.is_none()
+                && t.info.streams.is_none()
+                && t.info.scopes.contains(&crate::model::Scope::Admin)
         })
+    }
+
+    /// Whether the stored env-admin token is revoked and had exactly this secret.
+    pub(crate) fn env_admin_revoked_with(&self, secret: &str) -> bool {
+        self.get(ENV_ADMIN_TOKEN_ID)
+            .is_some_and(|t| t.info.revoked_ns.is_some() && t.hash.verify(secret.as_bytes()))
     }
 
     /// Whether the stored env-admin token has exactly this secret.

@@ -27,7 +27,7 @@ use crate::model::{Attributes, Device, DeviceRegistration, NodeRef, RelationKind
 use crate::registry::Registry;
 use crate::store::{ENROLLMENTS, get_json, put_json};
 use crate::sync::now_ns;
-use crate::validate::{validate_device_id, validate_id};
+use crate::validate::{validate_attributes, validate_device_id, validate_id};
 
 /// An enrollment group as shown by the API (never its key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +149,9 @@ impl Registry {
     /// Creates an enrollment group and its key.
     pub fn create_enrollment(&self, actor: &str, new: NewEnrollment) -> Result<CreatedEnrollment> {
         validate_id("enrollment", &new.id)?;
+        // Every device the group provisions gets these attributes: refuse now what each
+        // registration would refuse later.
+        validate_attributes(&new.attributes)?;
         if let Some(m) = &new.model {
             self.get_model(m)?;
         }
@@ -429,6 +432,25 @@ mod tests {
             derive_device_key("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// A group whose attributes no device registration would accept is refused when created,
+    /// not when every one of its devices tries to provision.
+    #[test]
+    fn a_group_with_attributes_too_large_for_a_device_is_refused() {
+        let (_d, reg) = registry();
+        let big = "x".repeat(crate::validate::MAX_ATTRIBUTES_BYTES);
+        let group = NewEnrollment {
+            id: "big".into(),
+            model: None,
+            attributes: serde_json::from_value(serde_json::json!({ "blob": big })).unwrap(),
+            entity: None,
+            ca_cert: None,
+            enabled: true,
+        };
+        let e = reg.create_enrollment("t", group).unwrap_err();
+        assert!(matches!(e, RegistryError::Invalid(_)), "{e}");
+        assert!(reg.enrollment("big").is_err());
     }
 
     #[test]

@@ -173,8 +173,14 @@ impl Registry {
                         continue;
                     }
                     let actor = format!("enrollment:{}", f.group.id);
-                    let registered =
-                        insert_prepared(&mut idt, &mut mt, id, prepare(&f.registration, now)?)?;
+                    // A request this batch cannot take (its registration is invalid) is left
+                    // to the one-at-a-time path, which answers it with its own error: one bad
+                    // request must not fail the others.
+                    let Ok(prepared) = prepare(&f.registration, now) else {
+                        out.push(None);
+                        continue;
+                    };
+                    let registered = insert_prepared(&mut idt, &mut mt, id, prepared)?;
                     let mut detail = None;
                     if let Some(entity) = &f.group.entity
                         && entities.get(entity.as_str())?.is_some()

@@ -179,14 +179,20 @@ impl Registry {
     /// Creates a token on behalf of `creator` (audited as `token:<id>`), refusing with
     /// `Forbidden` one broader than the creator ([`TokenInfo::covers`]).
     pub fn create_token_by(&self, creator: &TokenInfo, req: NewToken) -> Result<CreatedToken> {
-        validate_new_token(&req)?;
-        if !creator.covers(&req) {
-            return Err(RegistryError::Forbidden(format!(
-                "token '{}' cannot create a token broader than itself (scope or limits)",
-                creator.id
-            )));
+        let actor = format!("token:{}", creator.id);
+        let refused = validate_new_token(&req).err().or_else(|| {
+            (!creator.covers(&req)).then(|| {
+                RegistryError::Forbidden(format!(
+                    "token '{}' cannot create a token broader than itself (scope or limits)",
+                    creator.id
+                ))
+            })
+        });
+        if let Some(e) = refused {
+            // Refused before a token id exists: audited under the creator's own id.
+            return self.audited(&actor, "token.create", &creator.id, |_| Err(e));
         }
-        self.create_token_inner(&format!("token:{}", creator.id), req, None)
+        self.create_token_inner(&actor, req, None)
     }
 
     fn create_token_inner(
@@ -271,10 +277,39 @@ impl Registry {
 
     /// Revokes a token: it is refused from the moment this returns. Revoking twice is a no-op.
     pub fn revoke_token(&self, actor: &str, id: &str) -> Result<TokenInfo> {
+        self.revoke_checked(actor, id, None)
+    }
+
+    /// Revokes a token on behalf of `revoker` (audited as `token:<id>`), refusing with
+    /// `Forbidden` a token broader than the revoker ([`TokenInfo::covers`]): a token limited to
+    /// some streams cannot take away access it could not grant.
+    pub fn revoke_token_by(&self, revoker: &TokenInfo, id: &str) -> Result<TokenInfo> {
+        self.revoke_checked(&format!("token:{}", revoker.id), id, Some(revoker))
+    }
+
+    fn revoke_checked(
+        &self,
+        actor: &str,
+        id: &str,
+        revoker: Option<&TokenInfo>,
+    ) -> Result<TokenInfo> {
         let rec = self.audited(actor, "token.revoke", id, |txn| {
             let mut table = txn.open_table(TOKENS)?;
             let mut rec: TokenRecord = store::get_json(&table, id)?
                 .ok_or_else(|| RegistryError::not_found("token", id))?;
+            let target = NewToken {
+                name: None,
+                scopes: rec.info.scopes.clone(),
+                streams: rec.info.streams.clone(),
+            };
+            if let Some(r) = revoker
+                && !r.covers(&target)
+            {
+                return Err(RegistryError::Forbidden(format!(
+                    "token '{}' cannot revoke token '{id}', which is broader than itself (scope or limits)",
+                    r.id
+                )));
+            }
             if rec.info.revoked_ns.is_none() {
                 rec.info.revoked_ns = Some(now_ns());
                 store::put_json(&mut table, id, &rec)?;
@@ -323,6 +358,12 @@ impl Registry {
         }
         if self.inner.tokens.env_admin_matches(value) {
             return Ok(());
+        }
+        if self.inner.tokens.env_admin_revoked_with(value) {
+            return Err(RegistryError::invalid(format!(
+                "STRATA_ADMIN_TOKEN holds a value that was revoked (token '{ENV_ADMIN_TOKEN_ID}'); \
+                 set a new value, or unset it to use the tokens in the registry"
+            )));
         }
         let req = NewToken {
             name: Some("STRATA_ADMIN_TOKEN".into()),

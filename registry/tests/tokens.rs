@@ -265,3 +265,71 @@ fn token_pagination() {
     assert!(p2.next_after.is_none());
     assert!(p1.items.last().unwrap().id < p2.items[0].id);
 }
+
+/// A stream-limited admin may revoke only tokens it could have minted; it neither counts as
+/// the admin a restart keeps (so losing every unlimited one bootstraps a new one) nor can it
+/// take the unlimited admin's access away. Refused mints and revokes are audited.
+#[test]
+fn a_limited_admin_revokes_only_narrower_tokens_and_is_no_bootstrap_admin() {
+    let f = Fixture::new();
+    let boot = f
+        .reg
+        .ensure_admin_token(None)
+        .unwrap()
+        .expect("first start");
+    let boot = f.reg.authenticate_token(&boot).unwrap();
+    let mut req = token(&[Scope::Admin]);
+    req.streams = Some(vec!["fleet".into()]);
+    let limited = f.reg.create_token("admin", req).unwrap().info;
+    assert!(matches!(
+        f.reg.revoke_token_by(&limited, &boot.id),
+        Err(RegistryError::Forbidden(_))
+    ));
+    let mut r = token(&[Scope::Read]);
+    r.streams = Some(vec!["fleet/trucks".into()]);
+    let narrow = f.reg.create_token_by(&limited, r).unwrap().info;
+    f.reg.revoke_token_by(&limited, &narrow.id).unwrap();
+    assert!(matches!(
+        f.reg.create_token_by(&limited, token(&[Scope::Admin])),
+        Err(RegistryError::Forbidden(_))
+    ));
+    let audit = f.reg.list_audit(&PageRequest::default()).unwrap().items;
+    let refused = |action: &str| {
+        audit
+            .iter()
+            .any(|a| a.action == action && !a.ok && a.actor == format!("token:{}", limited.id))
+    };
+    assert!(refused("token.revoke"), "{audit:?}");
+    assert!(refused("token.create"), "{audit:?}");
+    // With the unlimited admin revoked, the limited one does not stop a new bootstrap token.
+    f.reg.revoke_token("admin", &boot.id).unwrap();
+    let again = f.reg.ensure_admin_token(None).unwrap();
+    assert!(
+        again.is_some(),
+        "a new unlimited admin token is bootstrapped"
+    );
+}
+
+/// A revoked `STRATA_ADMIN_TOKEN` value is not brought back by a restart with the same value.
+#[test]
+fn a_revoked_env_admin_value_stays_revoked() {
+    let f = Fixture::new();
+    f.reg
+        .ensure_admin_token(Some("automation-secret-0001"))
+        .unwrap();
+    f.reg
+        .revoke_token("admin", strata_registry::ENV_ADMIN_TOKEN_ID)
+        .unwrap();
+    let f = f.reopen();
+    let e = f
+        .reg
+        .ensure_admin_token(Some("automation-secret-0001"))
+        .unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+    assert!(f.reg.authenticate_token("automation-secret-0001").is_err());
+    // A new value is installed.
+    f.reg
+        .ensure_admin_token(Some("automation-secret-0002"))
+        .unwrap();
+    f.reg.authenticate_token("automation-secret-0002").unwrap();
+}

@@ -4,6 +4,7 @@
 //! and retries a failed one with exponential backoff until its `max_attempts`, after which it
 //! stays in the outbox as dead.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -68,6 +69,9 @@ impl Dispatcher {
         let now = crate::now_ns();
         let mut next = now + 1_000_000_000;
         let mut after = 0;
+        // Lanes (rule, instance, target) with an earlier entry still waiting: their later
+        // entries wait too, so a receiver never gets "resolved" before the "firing" it ends.
+        let mut waiting: HashSet<String> = HashSet::new();
         loop {
             let page = self.store.outbox_page(after, PAGE)?;
             let Some(last) = page.last() else { break };
@@ -78,8 +82,13 @@ impl Dispatcher {
                 if e.dead {
                     continue;
                 }
+                let lane = lane(&e);
+                if lane.as_ref().is_some_and(|l| waiting.contains(l)) {
+                    continue;
+                }
                 if e.next_at_ns > now {
                     next = next.min(e.next_at_ns);
+                    waiting.extend(lane);
                     continue;
                 }
                 if self.stop.load(Ordering::Relaxed) {
@@ -89,7 +98,9 @@ impl Dispatcher {
                     history.push(e);
                     continue;
                 }
-                self.attempt(e, &mut done, &mut next)?;
+                if !self.attempt(e, &mut done, &mut next)? {
+                    waiting.extend(lane);
+                }
             }
             self.write_history(history, &mut done, &mut next)?;
             self.store.delivered_many(&done)?;
@@ -103,15 +114,15 @@ impl Dispatcher {
         Ok(Duration::from_nanos(wait as u64))
     }
 
-    /// Delivers one entry: its sequence joins `done`, or its failure is recorded.
-    fn attempt(&self, e: OutboxEntry, done: &mut Vec<u64>, next: &mut i64) -> crate::Result<()> {
+    /// Delivers one entry: its sequence joins `done` (true), or its failure is recorded (false).
+    fn attempt(&self, e: OutboxEntry, done: &mut Vec<u64>, next: &mut i64) -> crate::Result<bool> {
         match self.deliver(&e) {
             Ok(()) => {
                 done.push(e.seq);
                 self.stats.delivered(e.rule());
-                Ok(())
+                Ok(true)
             }
-            Err(err) => self.failed(e, err, next),
+            Err(err) => self.failed(e, err, next).map(|()| false),
         }
     }
 
@@ -364,5 +375,19 @@ fn post_webhook(
         Ok(r) => Err(format!("{url} answered {}", r.status())),
         Err(ureq::Error::Status(code, _)) => Err(format!("{url} answered {code}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The delivery lane of an entry: its rule, alert instance and action, whose notifications
+/// must arrive in order; `None` for history rows (each carries its own time).
+fn lane(e: &OutboxEntry) -> Option<String> {
+    match &e.target {
+        Target::History { .. } => None,
+        target => Some(format!(
+            "{}\u{0}{}\u{0}{}",
+            e.notification.rule,
+            serde_json::to_string(&e.notification.key).unwrap_or_default(),
+            serde_json::to_string(target).unwrap_or_default()
+        )),
     }
 }

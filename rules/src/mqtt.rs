@@ -165,10 +165,23 @@ fn read_packet(s: &mut impl Read, buf: &mut BytesMut) -> std::io::Result<Packet>
 }
 
 /// The topic of an MQTT action: `{rule}` and `{device}` (the alert key's device, `-` without
-/// one) replaced.
+/// one) replaced. The device may come from any string column of a query rule, so the characters
+/// a topic level cannot hold (`+` and `#` are wildcards, `/` separates levels, NUL is refused by
+/// brokers) become `_`: the publish stays one valid topic at the template's level.
 pub fn topic_for(template: &str, rule: &str, key: &crate::alert::AlertKey) -> String {
-    let device = key.get("device").map(String::as_str).unwrap_or("-");
-    template.replace("{rule}", rule).replace("{device}", device)
+    let device = match key.get("device").map(String::as_str) {
+        None | Some("") => "-".to_string(),
+        Some(d) => d
+            .chars()
+            .map(|c| match c {
+                '+' | '#' | '/' | '\0' => '_',
+                c => c,
+            })
+            .collect(),
+    };
+    template
+        .replace("{rule}", rule)
+        .replace("{device}", &device)
 }
 
 #[cfg(test)]
@@ -208,6 +221,8 @@ mod tests {
             "alerts/hot/d1"
         );
         assert_eq!(topic_for("a/{device}", "r", &Default::default()), "a/-");
+        let odd: crate::alert::AlertKey = [("device".to_string(), "a/#+\0b".to_string())].into();
+        assert_eq!(topic_for("alerts/{device}/x", "r", &odd), "alerts/a____b/x");
         use crate::spec::check_topic;
         assert!(check_topic("alerts/#").is_err());
         assert!(check_topic("").is_err());

@@ -510,12 +510,22 @@ pub fn step_seen(
         }
         match (prev, next) {
             (Some(p), None) => changes.push(Change::Delete(p.key)),
-            (Some(p), Some(a)) if p.state == a.state && note.is_none() => {}
+            (Some(p), Some(a))
+                if p.state == a.state && note.is_none() && !keeps_firing_longer(&p, &a, timing) => {
+            }
             (_, Some(a)) => changes.push(Change::Put(a)),
             (None, None) => {}
         }
     }
     (changes, entries, transitions)
+}
+
+/// Whether a firing instance that held again must be stored although its state did not change:
+/// with `keep_firing_for`, the time it last held decides when it resolves, so it is kept.
+fn keeps_firing_longer(prev: &Alert, next: &Alert, timing: Timing) -> bool {
+    timing.keep_firing_for_ns > 0
+        && next.state == crate::alert::AlertState::Firing
+        && next.last_active_ns != prev.last_active_ns
 }
 
 #[cfg(test)]
@@ -665,5 +675,36 @@ mod tests {
         let cold: BTreeMap<_, _> = [(a, (false, Values::new()))].into();
         let (changes, _, n) = step_seen(&spec(), vec![alert.clone()], cold, 3, t);
         assert_eq!((changes.len(), n), (1, 1));
+    }
+
+    /// With `keep_firing_for`, a firing instance that holds again is stored with its new last
+    /// match, so a miss soon after it does not resolve it: keep_firing_for counts from the
+    /// last match, not from when the alert fired.
+    #[test]
+    fn keep_firing_for_counts_from_the_last_match() {
+        let t = Timing {
+            keep_firing_for_ns: 10,
+            ..Timing::default()
+        };
+        let a: AlertKey = [("device".to_string(), "a".to_string())].into();
+        let hot: BTreeMap<_, _> = [(a.clone(), (true, Values::new()))].into();
+        let cold: BTreeMap<_, _> = [(a, (false, Values::new()))].into();
+        let put = |changes: &[Change]| match changes {
+            [Change::Put(alert)] => alert.clone(),
+            other => panic!("expected one put, got {other:?}"),
+        };
+        let (changes, _, _) = step_seen(&spec(), vec![], hot.clone(), 1, t);
+        let fired = put(&changes);
+        assert_eq!(fired.state, AlertState::Firing);
+        let (changes, _, n) = step_seen(&spec(), vec![fired], hot, 100, t);
+        let stored = put(&changes);
+        assert_eq!((stored.last_active_ns, n), (100, 0), "stored, not notified");
+        let (changes, entries, n) = step_seen(&spec(), vec![stored.clone()], cold.clone(), 105, t);
+        assert!(
+            changes.is_empty() && entries.is_empty() && n == 0,
+            "{changes:?}"
+        );
+        let (changes, _, n) = step_seen(&spec(), vec![stored], cold, 110, t);
+        assert_eq!((put(&changes).state, n), (AlertState::Resolved, 1));
     }
 }

@@ -30,6 +30,10 @@ pub enum Access {
     Write,
     /// An API token with the `admin` scope.
     Admin,
+    /// An API token with the `admin` scope and no stream limits: endpoints whose effect or
+    /// answer reaches every database (rules run SQL over all of them and write where their
+    /// actions say; lifecycle policies expire data).
+    UnlimitedAdmin,
 }
 
 /// Who made a request.
@@ -123,6 +127,13 @@ pub fn policy(method: &Method, route: &str) -> Access {
         | "/api/v1/devices/{id}/twin/reported"
         | "/api/v1/devices/{id}/methods/{name}" => Access::Write,
         r if r == "/api/v1/tokens" || r.starts_with("/api/v1/tokens/") => Access::Admin,
+        r if r == "/api/v1/rules"
+            || r.starts_with("/api/v1/rules/")
+            || r == "/api/v1/databases/{db}/lifecycle"
+            || r == "/api/v1/lifecycle/run" =>
+        {
+            Access::UnlimitedAdmin
+        }
         r if is_registry(r) && (method == Method::GET || method == Method::HEAD) => Access::Read,
         _ => Access::Admin,
     }
@@ -216,10 +227,18 @@ pub fn authorize(principal: Principal, access: Access) -> Result<Principal, ApiE
         Access::Public => return Ok(principal),
         Access::Read | Access::ReadOrDevice => Scope::Read,
         Access::Write => Scope::Write,
-        Access::Admin => Scope::Admin,
+        Access::Admin | Access::UnlimitedAdmin => Scope::Admin,
     };
     match &principal {
-        Principal::Token(t) => t.check(scope, None)?,
+        Principal::Token(t) => {
+            t.check(scope, None)?;
+            if access == Access::UnlimitedAdmin && t.streams.is_some() {
+                return Err(ApiError::Forbidden(format!(
+                    "token '{}' is limited to named streams; rules and lifecycle policies reach every database, so they need an admin token without stream limits",
+                    t.id
+                )));
+            }
+        }
         Principal::Device(d) if !matches!(access, Access::Write | Access::ReadOrDevice) => {
             return Err(ApiError::Forbidden(format!(
                 "device '{d}' may only write telemetry; this endpoint needs an API token with the '{}' scope",

@@ -147,7 +147,20 @@ pub(crate) struct CatalogLog {
 impl CatalogLog {
     /// Opens (or creates) the log at `path` and loads the catalog; converts the JSON snapshot at
     /// `legacy` when there is no log yet.
+    #[cfg(test)]
     pub fn open(path: &Path, legacy: &Path) -> Result<(CatalogLog, Catalog)> {
+        CatalogLog::open_needing(path, legacy, 0)
+    }
+
+    /// [`CatalogLog::open`] for a data directory whose segments hold series ids below
+    /// `series_needed`: a log defining fewer series lost records the segments rely on (a
+    /// damaged frame length can make the rest of the file look like a torn last append), so it
+    /// is refused as corrupt, before anything is cut from it.
+    pub fn open_needing(
+        path: &Path,
+        legacy: &Path,
+        series_needed: usize,
+    ) -> Result<(CatalogLog, Catalog)> {
         if !path.exists() {
             let catalog = Catalog::load(legacy)?;
             let all = CatalogLog::encode_all(&catalog);
@@ -160,6 +173,18 @@ impl CatalogLog {
         }
         let bytes = std::fs::read(path).at(path)?;
         let loaded = load(&bytes, path)?;
+        if loaded.catalog.series.len() < series_needed {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it defines {} series up to byte {} of {}, but the segments hold series ids up to {}: records were lost",
+                    loaded.catalog.series.len(),
+                    loaded.valid_len,
+                    bytes.len(),
+                    series_needed - 1
+                ),
+            });
+        }
         let valid_len = loaded.valid_len;
         if valid_len < bytes.len() as u64 {
             tracing::warn!(
@@ -278,11 +303,13 @@ impl CatalogLog {
                 return Err(e);
             }
         }
-        sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        // The new file is in place from the rename on, whether or not the directory fsync
+        // succeeds: appends go to it from now on, never to the replaced (unlinked) file.
+        let synced = sync_dir(self.path.parent().unwrap_or(Path::new(".")));
         let size = snapshot_size(all.records.len() as u64);
         let known = all.strings.into_iter().collect();
         *self = CatalogLog::open_file(&self.path, all.mark, known, size)?;
-        Ok(())
+        synced
     }
 
     /// Bytes of the log file.

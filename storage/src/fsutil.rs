@@ -102,22 +102,88 @@ pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(from, to)
 }
 
-/// Replaces `path` with `bytes` atomically and durably. On failure the temporary file is removed
-/// (on a full disk it would hold space) and `path` is left as it was.
+/// Replaces `path` with `bytes` atomically and durably. On failure `path` is left as it was
+/// and the temporary file is removed (on a full disk it would hold space): callers then delete
+/// what only the new contents name (a flush's new segments, a compaction's output).
+///
+/// The old contents stay reachable under `path` + `.prev` (a hard link) until the directory fsync
+/// that makes the rename durable has succeeded; when that fsync fails, the rename is undone, so
+/// the file in place never names what a failed caller is about to delete.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
+    let prev = appended(path, ".prev");
+    let mut old = Old::Absent;
     let written = (|| {
         let mut f = create_file(&tmp).at(&tmp)?;
         write_all(&mut f, &tmp, bytes).at(&tmp)?;
         sync_file(&f, &tmp, false).at(&tmp)?;
         drop(f);
+        remove_if_present(&prev)?;
+        old = match std::fs::hard_link(path, &prev) {
+            Ok(()) => Old::Linked,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Old::Absent,
+            // A filesystem without hard links: the replace still works, it cannot be undone.
+            Err(_) => Old::Unkept,
+        };
         rename(&tmp, path).at(path)
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&prev);
         return Err(e);
     }
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    match sync_dir(path.parent().unwrap_or(Path::new("."))) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&prev);
+            Ok(())
+        }
+        Err(e) => Err(undo_replace(path, &prev, old, e)),
+    }
+}
+
+/// What `write_atomic` kept of the file it replaces.
+#[derive(Clone, Copy)]
+enum Old {
+    /// There was no file.
+    Absent,
+    /// Linked under the `.prev` name.
+    Linked,
+    /// Not kept (the filesystem refused the hard link).
+    Unkept,
+}
+
+/// `path` with `suffix` appended to its file name (`MANIFEST` → `MANIFEST.prev`).
+fn appended(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Removes `path` unless it does not exist.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+        _ => Ok(()),
+    }
+}
+
+/// After the directory fsync following `write_atomic`'s rename failed: puts the old contents
+/// back in place (`old`) and returns `failed`, or a fatal error saying the new contents stay in
+/// place when that cannot be done.
+fn undo_replace(path: &Path, prev: &Path, old: Old, failed: StorageError) -> StorageError {
+    let undone = match old {
+        Old::Linked => std::fs::rename(prev, path),
+        Old::Absent => std::fs::remove_file(path),
+        Old::Unkept => Err(std::io::Error::other("the old file was not kept")),
+    };
+    match undone {
+        Ok(()) => failed,
+        Err(undo) => StorageError::Internal(format!(
+            "{failed}; the new {} stays in place, since restoring the old one failed too \
+             ({undo}): stop the server and check the disk",
+            path.display()
+        )),
+    }
 }
 
 /// Prefixes `body` with a one-line header `TAG v1 crc32c=XXXXXXXX len=N\n`.
@@ -259,4 +325,40 @@ pub(crate) fn step(dir: &Path, step: &'static str) {
     }
     #[cfg(not(test))]
     let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::{self, EIO, Op};
+
+    /// The directory fsync after the rename fails: the old contents are back in place, and
+    /// neither the temporary file nor the old contents' second name is left.
+    #[test]
+    fn a_replace_whose_directory_fsync_fails_leaves_the_old_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("MANIFEST");
+        write_atomic(&path, b"old").unwrap();
+        // The first fsync (the temporary file's) passes, the directory's fails.
+        faults::inject_after(dir.path(), Op::Sync, EIO, 1);
+        let err = write_atomic(&path, b"new").unwrap_err();
+        faults::clear(dir.path());
+        assert!(err.to_string().contains("os error 5"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["MANIFEST"]);
+        // A first write whose directory fsync fails leaves no file at all.
+        let fresh = dir.path().join("fresh");
+        faults::inject_after(dir.path(), Op::Sync, EIO, 1);
+        assert!(write_atomic(&fresh, b"x").is_err());
+        faults::clear(dir.path());
+        assert!(!fresh.exists());
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(!appended(&path, ".prev").exists());
+    }
 }

@@ -314,6 +314,23 @@ fn http_devices_long_poll_and_acknowledge() {
         &[("Authorization", &auth)],
     );
     assert_eq!(r.status, 403, "{}", r.body);
+    // HEAD (a health checker, `curl -I`) is refused and delivers nothing: the GET after it
+    // still gets the command.
+    let probe = send(&server, "meter-1", json!({"name": "probe", "ack": false}));
+    let r = server.send(
+        "HEAD",
+        "/api/v1/devices/meter-1/commands/next",
+        None,
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        status(&server, "meter-1", probe["id"].as_str().unwrap())["status"],
+        "queued"
+    );
+    let r = server.get_as("/api/v1/devices/meter-1/commands/next", &auth);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["id"], probe["id"]);
     // A waiting poll is answered as soon as a command is posted.
     let url = server.url("/api/v1/devices/meter-1/commands/next?wait=20s");
     let poll_auth = auth.clone();

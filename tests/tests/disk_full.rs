@@ -272,12 +272,21 @@ fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_return
         assert_eq!(r.status, 204, "{}", r.body);
         acked.push(t);
     }
-    let outcome = mqtt_publish(mqtt_port, "disk-dev", &key, 3_000);
-    assert!(
-        outcome.starts_with("PUBACK"),
-        "{outcome}: {}",
-        server.log_tail()
-    );
+    // New MQTT connections are refused as "server unavailable" for 5 s after the last failed
+    // commit; then publishes are acknowledged again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = mqtt_publish(mqtt_port, "disk-dev", &key, 3_000);
+        if outcome.starts_with("PUBACK") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{outcome}: {}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // Every acknowledged point is there (refused ones may be: their outcome is unknown).
     let have = stored(&server);
@@ -294,4 +303,74 @@ fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_return
     let after = stored(&server);
     assert_eq!(after, have, "the same points after a restart");
     assert_eq!(server.terminate(), 0);
+}
+
+/// The device SDK on a full disk: the server closes each connection whose commit failed and
+/// refuses new ones as "server unavailable" for a while, which tells the SDK the trouble is the
+/// server's. No buffered message is given up as one the server refuses, and once space returns
+/// every point is delivered.
+#[test]
+fn the_device_sdk_keeps_its_buffered_telemetry_through_a_full_disk() {
+    use strata_client::device::{Device, DeviceConfig, Point};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount_point = tmp.path().join("small");
+    std::fs::create_dir(&mount_point).expect("mkdir");
+    let fs = SmallFs::mount(&mount_point, "16m");
+    let data = mount_point.join("data");
+    let filler = mount_point.join("filler");
+    let mqtt_port = free_port();
+    let mqtt = format!("127.0.0.1:{mqtt_port}");
+    let args = ["--durability", "sync", "--mqtt-addr", &mqtt];
+    let server = Server::start_wrapped(&data, &args, &fs.wrapper());
+    let key = server.create_device("sdk-dev", "")["primary_key"]
+        .as_str()
+        .expect("primary key")
+        .to_string();
+    let config = DeviceConfig::new(
+        "sdk-dev",
+        "127.0.0.1",
+        mqtt_port,
+        &key,
+        tmp.path().join("buffer"),
+    );
+    let device = Device::connect(config).expect("connect");
+    let point = |i: i64| {
+        Point::new("sdk")
+            .field("v", i as f64)
+            .at(1_700_000_000_000_000_000 + i * 1_000_000_000)
+    };
+    device.publish(&[point(0)]).expect("buffered");
+    device
+        .flush(Duration::from_secs(30))
+        .expect("first point delivered");
+
+    fs.fill(&filler);
+    let mut t = 0;
+    while server.write("default", &point_line(t)).status != 507 {
+        assert!(t < 1_000, "no write was refused on a full disk");
+        t += 1;
+    }
+    for i in 1..=20 {
+        device.publish(&[point(i)]).expect("buffered");
+    }
+    // Long enough for many reconnects (500 ms apart) while every commit fails.
+    std::thread::sleep(Duration::from_secs(8));
+    std::fs::remove_file(fs.outside(&filler)).expect("remove filler");
+    device
+        .flush(Duration::from_secs(60))
+        .expect("every message delivered once space returned");
+    let stats = device.stats();
+    assert_eq!(stats.buffer.rejected_messages, 0, "{stats:?}");
+    let r = server.post(
+        "/api/v1/query",
+        b"SELECT count(*) AS n FROM sdk",
+        &[("Accept", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()[0]["n"], 21, "{}", r.body);
+}
+
+/// One line of line protocol for the HTTP probe writes.
+fn point_line(t: i64) -> String {
+    format!("probe,device=p v={t} {t}")
 }

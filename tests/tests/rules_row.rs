@@ -982,3 +982,46 @@ fn an_adjusting_window_rule_rebuilt_after_a_restart_counts_no_row_twice() {
     assert_eq!(values["c"].as_f64(), Some(1.0), "{c:?}");
     assert_eq!(values["t"].as_f64(), Some(100.0), "{c:?}");
 }
+
+/// The firing notification of an instance fails once and waits for its retry; the instance
+/// resolves meanwhile. The receiver still gets "firing" before "resolved" (a later entry of the
+/// same rule, instance and action waits for the earlier one), each once.
+#[test]
+fn a_resolved_notification_waits_for_the_firing_one_it_ends() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let w = server.write("default", "env,device=d1 temperature=20");
+    assert_eq!(w.status, 204, "{}", w.body);
+    let port = free_port();
+    let rule = json!({"name": "hot", "db": "default", "stream": "env", "kind": "row",
+        "condition": "temperature > 90",
+        "actions": [{"type": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+                     "secret": SECRET, "backoff": "3s"}]});
+    let r = server.post_json("/api/v1/rules", &rule);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Nothing listens yet: the firing delivery fails and is retried in 3 s.
+    let w = server.write("default", "env,device=d1 temperature=95");
+    assert_eq!(w.status, 204, "{}", w.body);
+    wait_until("a failed first attempt", Duration::from_secs(10), || {
+        let items = server.get("/api/v1/rules/hot/outbox").json()["items"].clone();
+        items
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["attempts"].as_u64() >= Some(1)))
+            .then_some(())
+    });
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
+    let w = server.write("default", "env,device=d1 temperature=20");
+    assert_eq!(w.status, 204, "{}", w.body);
+    wait_until("both notifications", Duration::from_secs(15), || {
+        (hook_states(&rx).len() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        hook_states(&rx),
+        vec![
+            ("d1".to_string(), "firing".to_string()),
+            ("d1".to_string(), "resolved".to_string()),
+        ]
+    );
+}

@@ -311,6 +311,55 @@ fn limited_admin_cannot_mint_broader_tokens() {
     // A write token is refused by the admin scope of the route before any minting.
     let writer = bearer(narrow["token"].as_str().unwrap());
     assert_eq!(mint(&writer, json!({"scopes": ["read"]})).status, 403);
+
+    // Rules (SQL over every database, actions writing anywhere) and lifecycle policies
+    // (expiring any database) need an admin token without stream limits.
+    let as_limited = |method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        server.send(
+            method,
+            path,
+            body.as_deref().map(str::as_bytes),
+            &[
+                ("Authorization", limited_admin.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+        )
+    };
+    let rule = json!({"name": "peek", "kind": "query", "sql": "SELECT * FROM plant.secret"});
+    for (method, path, body) in [
+        ("POST", "/api/v1/rules", Some(rule)),
+        ("GET", "/api/v1/rules", None),
+        (
+            "PUT",
+            "/api/v1/databases/plant/lifecycle",
+            Some(json!({"retention": "1h"})),
+        ),
+        ("GET", "/api/v1/databases/plant/lifecycle", None),
+        ("DELETE", "/api/v1/databases/plant/lifecycle", None),
+        ("POST", "/api/v1/lifecycle/run", None),
+    ] {
+        assert_refused(
+            &as_limited(method, path, body),
+            403,
+            "without stream limits",
+        );
+    }
+    // Nor may it revoke a token broader than itself.
+    let r = server.post_json("/api/v1/tokens", &json!({"scopes": ["read"]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_refused(
+        &as_limited("DELETE", &format!("/api/v1/tokens/{id}"), None),
+        403,
+        "broader",
+    );
+    let r = as_limited(
+        "DELETE",
+        &format!("/api/v1/tokens/{}", narrow["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 #[test]

@@ -17,7 +17,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rumqttc::{Client, Connection, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    Client, ConnectReturnCode, Connection, ConnectionError, Event, MqttOptions, Outgoing, Packet,
+    QoS,
+};
 use serde_json::{Value, json};
 
 use super::buffer::{Buffer, BufferError};
@@ -294,7 +297,15 @@ fn event_loop(
                 }
             }
             Ok(_) => {}
-            Err(_) => {
+            Err(e) => {
+                if matches!(
+                    e,
+                    ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable)
+                ) {
+                    // The server says the trouble is its own (storage failing): the connections
+                    // that died on the oldest message are no evidence against that message.
+                    *lock(&shared.strikes) = (0, 0);
+                }
                 on_error(&mut conn, &shared);
                 if !shared.shutdown.load(Ordering::SeqCst) {
                     std::thread::sleep(delay);

@@ -61,6 +61,18 @@ where
     let Some(connect) = handshake(shared, &mut io, &mut rbuf, over_limit).await else {
         return;
     };
+    if shared.storage_failing() {
+        // The last commit failed on storage: "server unavailable" tells a client (the device
+        // SDK) that the trouble is the server's, not a message it keeps sending.
+        refuse(
+            &mut io,
+            counters,
+            ConnectReturnCode::ServiceUnavailable,
+            RejectReason::Storage,
+        )
+        .await;
+        return;
+    }
     let Some((device, (id, signal, outbox))) = admit(shared, &mut io, &connect, certificate).await
     else {
         return;
@@ -97,6 +109,7 @@ where
             session,
             inflight: None,
             closing: None,
+            commit_failed: false,
             signal,
             idle_limit: keep_alive.mul_f64(1.5),
             last_seen: Instant::now(),
@@ -332,6 +345,9 @@ struct Conn<'a, S> {
     session: Session,
     inflight: Option<Inflight>,
     closing: Option<Close>,
+    /// A commit failed: nothing more is committed on this connection, so no message after the
+    /// failed one is stored or acknowledged (PUBACKs stay in order).
+    commit_failed: bool,
     signal: watch::Receiver<Signal>,
     idle_limit: Duration,
     last_seen: Instant,
@@ -572,7 +588,7 @@ where
 
     /// Hands waiting messages to the committer when no commit is in flight.
     fn submit(&mut self) {
-        if self.inflight.is_some() {
+        if self.inflight.is_some() || self.commit_failed {
             return;
         }
         let Some((batches, acks, charge)) = self.session.take_pending() else {
@@ -738,6 +754,10 @@ where
             Err(failure) => {
                 let stored = acks.get(..failure.index).unwrap_or(&[]);
                 self.session.ack(stored);
+                self.commit_failed = true;
+                if failure.reason == RejectReason::Storage {
+                    self.shared.storage_failed();
+                }
                 tracing::warn!(
                     device = self.session.device(),
                     reason = %failure.reason,

@@ -88,7 +88,14 @@ pub(crate) struct Shared {
     /// Unacknowledged deliveries of persistent sessions between connections: device → key →
     /// packet id.
     parked: Mutex<HashMap<String, HashMap<String, u16>>>,
+    /// When a commit last failed for a storage reason (disk full, I/O fault, overload): new
+    /// connections are refused with CONNACK 0x03 for [`STORAGE_PAUSE`] after it.
+    storage_failed: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a storage failure new connections are refused as "server unavailable", so
+/// that a device SDK can tell the server's trouble from a message the server refuses.
+pub(crate) const STORAGE_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +124,24 @@ impl Shared {
             limit,
             revocations: Mutex::new(Revocations::default()),
             parked: Mutex::new(HashMap::new()),
+            storage_failed: Mutex::new(None),
         }
+    }
+
+    /// Records a commit that failed for a storage reason.
+    pub(crate) fn storage_failed(&self) {
+        *self
+            .storage_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether a storage failure happened less than [`STORAGE_PAUSE`] ago.
+    pub(crate) fn storage_failing(&self) -> bool {
+        self.storage_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < STORAGE_PAUSE)
     }
 
     /// Becomes true when the server shuts down.

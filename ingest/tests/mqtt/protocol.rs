@@ -300,6 +300,53 @@ fn schema_conflict_fails_only_the_conflicting_message() {
     assert!(h.rows("telemetry", "d2").is_empty());
 }
 
+/// A message that arrives while an earlier one's commit is in flight is neither stored nor
+/// acknowledged when that commit fails: PUBACKs stay in order and nothing after the failed
+/// message is kept. Another device keeps the one commit thread busy so the second message
+/// arrives while the first waits.
+#[test]
+fn nothing_after_a_failed_commit_is_stored_or_acknowledged() {
+    let h = Harness::with_config(MqttConfig {
+        commit_threads: 1,
+        ..MqttConfig::default()
+    });
+    let mut a = h.client("d1");
+    let mut b = h.client("d2");
+    let topic = "devices/d1/telemetry";
+    a.send(&publish_packet(topic, QoS::AtLeastOnce, 1, b"{\"v\": 1}"));
+    assert_eq!(a.read_packet(), Some(Packet::PubAck(PubAck::new(1))));
+    let mut burst = Vec::new();
+    for i in 0..300u16 {
+        burst.extend(publish_packet(
+            "devices/d2/telemetry",
+            QoS::AtLeastOnce,
+            i + 1,
+            &json(i.into()),
+        ));
+    }
+    b.send(&burst);
+    a.send(&publish_packet(
+        topic,
+        QoS::AtLeastOnce,
+        2,
+        b"{\"v\": \"text\"}",
+    ));
+    std::thread::sleep(Duration::from_millis(5));
+    a.send(&publish_packet(topic, QoS::AtLeastOnce, 3, b"{\"v\": 3}"));
+    let mut acked = Vec::new();
+    while let Some(p) = a.read_packet() {
+        if let Packet::PubAck(ack) = p {
+            acked.push(ack.pkid);
+        }
+    }
+    assert!(
+        acked.is_empty(),
+        "acknowledged after the failure: {acked:?}"
+    );
+    assert_eq!(h.rows("telemetry", "d1").len(), 1);
+    assert_eq!(h.wait_rows("telemetry", "d2", 300), 300);
+}
+
 #[test]
 fn rate_limit_slows_a_device_down_without_dropping() {
     let h = Harness::with_config(MqttConfig {

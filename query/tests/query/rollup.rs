@@ -294,3 +294,104 @@ async fn integer_sums_in_the_scan_are_exact_beyond_two_to_the_53() {
     let exact: i64 = (0..6i64).map(|k| big + 2 * k + 1).sum();
     assert_eq!(a[0][2], Cell::Int(exact), "{a:?}");
 }
+
+/// A rollup kept for less time than the raw data has dropped old windows the raw plan still
+/// returns, so it is not read; once it is kept a window longer than the raw retention it is.
+#[tokio::test]
+async fn a_rollup_kept_for_less_than_the_raw_data_is_not_read() {
+    let (_dir, engine, fast, plain) = setup();
+    let short = |keep| RollupSpec {
+        every: MINUTE,
+        keep: Some(keep),
+    };
+    // The fleet's points are from 2024: older than an hour, so gone from this 1m rollup.
+    engine
+        .set_rollups("default", "readings", &[short(HOUR)])
+        .unwrap();
+    engine.run_rollups(100).unwrap();
+    let q = "SELECT date_bin(INTERVAL '2 minutes', time) AS b, device, avg(speed), count(*) \
+             FROM readings GROUP BY b, device ORDER BY b, device";
+    let plan = explain(&fast, q).await;
+    assert!(!plan.contains("_rollup_"), "{plan}");
+    let raw = sql(&plain, q).await;
+    assert!(!raw.is_empty());
+    assert!(approx_eq(&sql(&fast, q).await, &raw), "{q}");
+
+    // Raw data kept 100 years, the rollup one minute longer: it holds every raw window.
+    let century = 100 * 365 * 24 * HOUR;
+    let (mut policy, _) = engine.lifecycle("default", "readings").unwrap();
+    policy.rollups = vec![short(century + MINUTE)];
+    engine
+        .set_lifecycle("default", Some("readings"), Some(policy.clone()))
+        .unwrap();
+    engine.run_rollups(100).unwrap();
+    policy.retention = Some(century);
+    engine
+        .set_lifecycle("default", Some("readings"), Some(policy.clone()))
+        .unwrap();
+    assert!(explain(&fast, q).await.contains("_rollup_1m_readings"));
+    assert!(approx_eq(&sql(&fast, q).await, &raw), "{q}");
+
+    // Kept exactly as long as the raw data: the window the retention cuts may be partial.
+    policy.rollups = vec![short(century)];
+    engine
+        .set_lifecycle("default", Some("readings"), Some(policy))
+        .unwrap();
+    engine.run_rollups(100).unwrap();
+    assert!(!explain(&fast, q).await.contains("_rollup_"));
+}
+
+/// Tags named like rollup statistics (`points`, `speed_max`) keep their names in the rollup
+/// table; the rewrite still reads the statistics, not the tags.
+#[tokio::test]
+async fn tags_named_like_statistics_are_not_read_as_them() {
+    let (_dir, engine, _) = fleet_engine();
+    let p = |device, time, v| Point {
+        device,
+        tags: vec![("points", "7"), ("speed_max", "120")],
+        time,
+        fields: vec![("speed", Value::Float(v))],
+    };
+    write(
+        &engine,
+        "default",
+        "clashes",
+        &[
+            p("d1", T0, 3.0),
+            p("d1", T0 + MINUTE, 5.0),
+            p("d2", T0 + 2 * MINUTE, 4.0),
+        ],
+    );
+    engine
+        .set_rollups(
+            "default",
+            "clashes",
+            &[RollupSpec {
+                every: MINUTE,
+                keep: None,
+            }],
+        )
+        .unwrap();
+    engine.run_rollups(100).unwrap();
+    let fast = QueryEngine::new(engine.clone()).unwrap();
+    let plain = QueryEngine::with_config(
+        engine.clone(),
+        QueryConfig {
+            plan_cache_entries: 0,
+            fast_paths: false,
+            ..QueryConfig::default()
+        },
+    )
+    .unwrap();
+    for q in [
+        "SELECT date_bin(INTERVAL '1 hour', time) AS h, count(*), max(speed), min(speed) \
+         FROM clashes GROUP BY h ORDER BY h",
+        "SELECT speed_max, points, count(*), max(speed) FROM clashes \
+         WHERE speed_max = '120' GROUP BY speed_max, points",
+    ] {
+        let plan = explain(&fast, q).await;
+        assert!(plan.contains("_rollup_1m_clashes"), "{plan}");
+        let (a, b) = (sql(&fast, q).await, sql(&plain, q).await);
+        assert!(approx_eq(&a, &b), "{q}\nrollup: {a:?}\nraw:    {b:?}");
+    }
+}

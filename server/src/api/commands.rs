@@ -205,13 +205,22 @@ pub struct NextParams {
 }
 
 /// `GET /api/v1/devices/{id}/commands/next?wait=30s`: 200 with the oldest due command (now
-/// `delivered`), or 204 when none arrived within `wait`.
+/// `delivered`), or 204 when none arrived within `wait`. `HEAD` is refused (405): it would mark
+/// a command delivered and drop the body that carries it.
 pub async fn next(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    method: axum::http::Method,
     Path(id): Path<String>,
     q: Result<Query<NextParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    if method == axum::http::Method::HEAD {
+        return Ok((
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(axum::http::header::ALLOW, "GET")],
+        )
+            .into_response());
+    }
     same_device(&p, &id)?;
     let Query(q) = q.map_err(bad_query)?;
     let wait = match q.wait.as_deref() {

@@ -64,7 +64,15 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
     let actor = p.actor();
-    let info = blocking(&st, move |r| r.revoke_token(&actor, &id)).await?;
+    let revoker = match &p {
+        Principal::Token(t) => Some(t.clone()),
+        Principal::Device(_) => None,
+    };
+    let info = blocking(&st, move |r| match &revoker {
+        Some(t) => r.revoke_token_by(t, &id),
+        None => r.revoke_token(&actor, &id),
+    })
+    .await?;
     tracing::info!(token_id = %info.id, actor = %p.actor(), "API token revoked");
     Ok(Json(info))
 }

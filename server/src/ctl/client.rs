@@ -42,8 +42,12 @@ impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:7086`) sending `Authorization: Bearer <token>`.
     pub fn new(base: &str, token: &str) -> Self {
         Client {
+            // Per-operation timeouts, not one for the whole request: a large segment on a slow
+            // link may take longer than any fixed total, as long as bytes keep arriving.
             agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(300))
+                .timeout_connect(Duration::from_secs(30))
+                .timeout_read(Duration::from_secs(300))
+                .timeout_write(Duration::from_secs(300))
                 .build(),
             base: base.trim_end_matches('/').to_owned(),
             auth: format!("Bearer {token}"),

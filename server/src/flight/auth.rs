@@ -27,8 +27,9 @@ pub const MISSING: &str = "missing credentials: send the header 'authorization: 
 pub type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
 /// The gRPC status of an API error: 400 → `InvalidArgument`, 401 → `Unauthenticated`, 403 →
-/// `PermissionDenied`, 404 → `NotFound`, 409 → `AlreadyExists`, 413 and 507 (disk full) →
-/// `ResourceExhausted`, 503 → `Unavailable`, the rest `Internal`. The message is the error's text.
+/// `PermissionDenied`, 404 → `NotFound`, 409 → `AlreadyExists`, 412 → `FailedPrecondition`,
+/// 413, 422 (a database limit), 429 and 507 (disk full) → `ResourceExhausted`, 503 →
+/// `Unavailable`, 504 → `DeadlineExceeded`, the rest `Internal`. The message is the error's text.
 pub fn status(e: ApiError) -> Status {
     let message = e.to_string();
     match e.status().as_u16() {
@@ -37,8 +38,10 @@ pub fn status(e: ApiError) -> Status {
         403 => Status::permission_denied(message),
         404 => Status::not_found(message),
         409 => Status::already_exists(message),
-        413 | 507 => Status::resource_exhausted(message),
+        412 => Status::failed_precondition(message),
+        413 | 422 | 429 | 507 => Status::resource_exhausted(message),
         503 => Status::unavailable(message),
+        504 => Status::deadline_exceeded(message),
         _ => Status::internal(message),
     }
 }
@@ -112,6 +115,25 @@ mod tests {
             (ApiError::NotFound("n".into()), Code::NotFound),
             (ApiError::Unavailable("t".into()), Code::Unavailable),
             (ApiError::Internal("i".into()), Code::Internal),
+            (
+                ApiError::StorageKind {
+                    kind: strata_storage::ErrorKind::LimitExceeded,
+                    message: "series limit".into(),
+                },
+                Code::ResourceExhausted,
+            ),
+            (
+                ApiError::StorageKind {
+                    kind: strata_storage::ErrorKind::Unavailable,
+                    message: "shutting down".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                ApiError::Registry(strata_registry::RegistryError::LimitExceeded("q".into())),
+                Code::ResourceExhausted,
+            ),
+            (ApiError::GatewayTimeout("g".into()), Code::DeadlineExceeded),
         ];
         for (e, code) in cases {
             let text = e.to_string();

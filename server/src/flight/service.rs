@@ -135,7 +135,9 @@ fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> DoGetStream {
 /// whole; an execution error ends the stream with an error status).
 fn batch_stream(stream: SendableRecordBatchStream) -> DoGetStream {
     let schema = stream.schema();
-    let batches = stream.map_err(|e| FlightError::ExternalError(Box::new(e)));
+    // An error while running keeps its kind (a timeout or the memory limit is `UNAVAILABLE`,
+    // storage errors as their kind says), like one while planning.
+    let batches = stream.map_err(|e| FlightError::Tonic(Box::new(sql_status(QueryError::from(e)))));
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)

@@ -57,14 +57,16 @@ impl From<PgError> for PgWireError {
 
 impl From<ApiError> for PgError {
     /// 400 → `42601`/`42P01`-like syntax or semantic errors (`42000`), 401 → `28000`, 403 →
-    /// `42501`, 503 (timeout, memory) → `53000`/`57014`, disk full → `53100`, the rest `XX000`.
+    /// `42501`, 413 and 422 (a database limit) → `54000`, 429 → `53300`, 503 (timeout, memory)
+    /// → `53000`/`57014`, disk full → `53100`, the rest `XX000`.
     fn from(e: ApiError) -> PgError {
         let message = e.to_string();
         let code = match e.status().as_u16() {
             400 | 404 | 415 => "42000",
             401 => "28000",
             403 => "42501",
-            413 => "54000",
+            413 | 422 => "54000",
+            429 => "53300",
             503 if message.contains("timed out") || message.contains("timeout") => "57014",
             503 => "53000",
             507 => "53100",

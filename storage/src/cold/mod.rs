@@ -477,8 +477,10 @@ impl ColdTier {
     }
 
     /// After a failed manifest put: `Ok` when the store holds exactly `bytes` at `path` (the
-    /// put landed), `Refused` when it holds something else or nothing, `Unknown` when it
-    /// cannot be read.
+    /// put landed), `Refused` when it holds something else (another writer won the number),
+    /// `Unknown` when it holds nothing or cannot be read: a put whose answer was lost (a
+    /// client timeout) may still land after this read, naming the move's object, so the
+    /// object must be kept until a later run's reconciliation sees which way it went.
     fn check_lost_answer(
         &self,
         path: &ObjectPath,
@@ -491,15 +493,20 @@ impl ColdTier {
                 tracing::warn!(manifest = %path, error = %e, "a cold manifest put reported an error but landed: committed");
                 Ok(())
             }
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
-                Err(CommitFailure::Refused(match e {
-                    object_store::Error::AlreadyExists { .. } => StorageError::Cold(format!(
-                        "cold store {}: manifest {number} was written by another writer first; the move is retried on the newer manifest",
-                        self.url
-                    )),
-                    e => store_error(&self.url, &format!("cannot write {path}"), e),
-                }))
-            }
+            Err(object_store::Error::NotFound { .. }) => Err(CommitFailure::Unknown(store_error(
+                &self.url,
+                &format!(
+                    "cannot write {path}; it is not in the store now, but a write whose answer was lost may still land, so the next run reconciles"
+                ),
+                e,
+            ))),
+            Ok(_) => Err(CommitFailure::Refused(match e {
+                object_store::Error::AlreadyExists { .. } => StorageError::Cold(format!(
+                    "cold store {}: manifest {number} was written by another writer first; the move is retried on the newer manifest",
+                    self.url
+                )),
+                e => store_error(&self.url, &format!("cannot write {path}"), e),
+            })),
             Err(check) => Err(CommitFailure::Unknown(store_error(
                 &self.url,
                 &format!(
@@ -580,15 +587,13 @@ impl ColdTier {
             Ok::<_, object_store::Error>(names)
         });
         let listed = listed.map_err(|e| store_error(&self.url, "cannot list objects", e))?;
+        let skip = self.prefix.parts().count();
         Ok(listed
             .into_iter()
             .filter_map(|p| {
-                let full = p.to_string();
-                let rel = match self.prefix.as_ref() {
-                    "" => full.as_str(),
-                    pre => full.strip_prefix(pre)?.strip_prefix('/')?,
-                };
-                rel.ends_with(".parquet").then(|| rel.to_string())
+                p.prefix_matches(&self.prefix).then_some(())?;
+                let key = key_of_location(&p, skip)?;
+                key.ends_with(".parquet").then_some(key)
             })
             .collect())
     }
@@ -720,6 +725,24 @@ pub(crate) fn date_of(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The key of a listed object: its parts after the prefix's `skip`, each decoded from the
+/// escaping [`ObjectPath`] applies to a part (a key part `cpu%20load` is stored as
+/// `cpu%2520load`), so listed names compare equal to the keys manifests record; `None` for a
+/// name that is not UTF-8 once decoded (never one of ours).
+fn key_of_location(location: &ObjectPath, skip: usize) -> Option<String> {
+    let parts: Option<Vec<String>> = location
+        .parts()
+        .skip(skip)
+        .map(|part| {
+            percent_encoding::percent_decode_str(part.as_ref())
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect();
+    Some(parts?.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,5 +866,32 @@ mod tests {
         assert!(e.contains("checksum"), "{e}");
         assert_eq!(t.counters.corrupt_objects.load(Ordering::Relaxed), 1);
         assert_eq!(t.list_objects().unwrap(), vec![obj.key.clone()]);
+    }
+
+    /// Keys whose stream part is percent-encoded (`cpu%20load` for `cpu load`) are listed as
+    /// the manifest records them, under a prefix or not, though the store escapes the `%`.
+    #[test]
+    fn listed_objects_come_back_as_their_keys() {
+        for prefix in ["", "/tier/a"] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("file://{}{prefix}", dir.path().display());
+            std::fs::create_dir_all(format!("{}{prefix}", dir.path().display())).unwrap();
+            let t = ColdTier::open(&url, 0).unwrap();
+            let keys = [
+                "db/cpu%20load/date=2023-11-14/1-x.parquet",
+                "db/temp%C2%B0C%3Aa/date=2023-11-14/2-y.parquet",
+            ];
+            for key in keys {
+                t.put_verified(key, bytes::Bytes::from_static(b"PAR1 x PAR1"))
+                    .unwrap();
+            }
+            let mut listed = t.list_objects().unwrap();
+            listed.sort();
+            let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            want.sort();
+            assert_eq!(listed, want, "prefix {prefix:?}");
+            t.delete(keys[0]).unwrap();
+            assert_eq!(t.list_objects().unwrap(), vec![keys[1].to_string()]);
+        }
     }
 }

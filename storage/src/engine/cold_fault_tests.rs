@@ -413,3 +413,68 @@ fn a_commit_seen_as_failed_is_finished_before_its_window_moves_again() {
     drop(engine);
     assert_eq!(totals(&open()), want, "after reopening");
 }
+
+/// An erase rewrite of a cold object whose manifest commit landed though it was seen to fail
+/// (the answer lost, the read-back refused): the next purge reconciles first and adopts the
+/// replacement, so the bucket and the manifest keep one object per window, never the replaced
+/// object's rows twice, and the erased rows stay gone after a reopen.
+#[test]
+fn an_erase_rewrite_seen_as_failed_is_adopted_not_repeated() {
+    // Five cold windows, then device c's rows of the oldest erased (reads drop them at once).
+    let erased = || {
+        let (s, engine) = Setup::new();
+        let run = engine.run_lifecycle().unwrap();
+        assert_eq!(run.moved.len(), WINDOWS as usize, "{run:?}");
+        let first = now_ns().div_euclid(DAY) * DAY - 10 * DAY;
+        engine
+            .erase_device(&crate::EraseRequest {
+                database: Some("db".into()),
+                device: "c".into(),
+                start: first,
+                end: first + DAY,
+            })
+            .unwrap();
+        let want = totals(&engine);
+        assert_eq!(want["c"].0, (WINDOWS as usize - 1) * 24);
+        objfaults::take_trace(&s.url);
+        (s, engine, want)
+    };
+    // A reference purge: how many gets come before its manifest put (the next one is the
+    // read-back that checks a failed put).
+    let gets_before_commit = {
+        let (s, engine, _) = erased();
+        engine.compact().unwrap();
+        let trace = objfaults::take_trace(&s.url);
+        let put = trace
+            .iter()
+            .position(|(c, _)| *c == Call::ManifestPut)
+            .expect("the purge commits a manifest");
+        trace[..put].iter().filter(|(c, _)| *c == Call::Get).count()
+    };
+    let (s, engine, want) = erased();
+    objfaults::inject(&s.url, Call::ManifestPut, 0, When::After);
+    objfaults::inject(&s.url, Call::Get, gets_before_commit, When::Before);
+    engine.compact().unwrap();
+    assert_eq!(objfaults::clear(&s.url), 2, "both faults fired");
+    assert_eq!(totals(&engine), want);
+    // The next purges reconcile first and find the replacement holds no erased row.
+    engine.compact().unwrap();
+    engine.compact().unwrap();
+    assert_eq!(totals(&engine), want);
+    let tier = ColdTier::open(&s.url, 0).unwrap();
+    let manifest = tier.load_manifest().unwrap();
+    assert_eq!(
+        manifest.objects.len(),
+        WINDOWS as usize,
+        "one object per window: {:?}",
+        manifest.objects.iter().map(|o| &o.key).collect::<Vec<_>>()
+    );
+    let rows: u64 = manifest.objects.iter().map(|o| o.rows).sum();
+    let kept = (WINDOWS as u64) * 24 * 3 - 24;
+    assert_eq!(rows, kept, "the erased rows are in no object");
+    assert_no_orphan(&s, "after the purges");
+    drop(engine);
+    let engine = s.open();
+    assert_eq!(totals(&engine), want, "after reopening");
+    assert_eq!(tier_rows(&engine).1, kept);
+}

@@ -62,14 +62,17 @@ pub(super) fn reconcile(
 }
 
 /// Deletes every object in the store that no manifest names (`named`) and whose segment is
-/// still local (`live`): the leftover of a move that did not commit. Other unnamed objects are
-/// kept and reported: they may hold the only copy of their rows.
+/// still local (`live`): the leftover of a move that did not commit; or whose segment a named
+/// object holds: an object an erase rewrite replaced (its commit landed unseen), or a rewrite
+/// that did not commit. Other unnamed objects are kept and reported: they may hold the only
+/// copy of their rows.
 fn sweep_orphans(
     tier: &ColdTier,
     named: &HashSet<&str>,
     live: &HashSet<u64>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
+    let named_segments: HashSet<u64> = named.iter().filter_map(|k| segment_of_key(k)).collect();
     for key in tier.list_objects()? {
         if named.contains(key.as_str()) {
             continue;
@@ -79,6 +82,12 @@ fn sweep_orphans(
                 tier.delete(&key)?;
                 notes.push(format!(
                     "deleted cold object {key} of an interrupted move (segment {id} is still local)"
+                ));
+            }
+            Some(id) if named_segments.contains(&id) => {
+                tier.delete(&key)?;
+                notes.push(format!(
+                    "deleted cold object {key}: a rewrite of segment {id}'s object replaced it, or it is a rewrite that did not commit"
                 ));
             }
             _ => {
@@ -91,6 +100,16 @@ fn sweep_orphans(
         }
     }
     Ok(())
+}
+
+/// [`reconcile_after_failure`] when a failed step left `ColdTier::reconcile_pending` set (an
+/// erase purge calls it before rewriting objects; a move's `prepare` does the same itself).
+/// Runs under the compaction lock, like both.
+pub(in crate::engine) fn reconcile_if_pending(inner: &Inner, tier: &ColdTier) -> Result<()> {
+    if !tier.reconcile_pending.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    reconcile_after_failure(inner, tier, &mut LifecycleRun::default())
 }
 
 /// After a failed move, rewrite or retention step (`ColdTier::reconcile_pending`): reloads
@@ -115,12 +134,39 @@ fn reconcile_after_failure(
     let mut notes = Vec::new();
     sweep_orphans(tier, &named, &live, &mut notes)?;
     finish_committed(inner, tier, &cold, &mut notes)?;
+    adopt_cold_objects(inner, &cold)?;
     for n in notes {
         tracing::warn!(note = %n, "cold tier reconciliation");
         report.cold_notes.push(n);
     }
     *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold;
     tier.reconcile_pending.store(false, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Makes the live cold objects the manifest's, as open does: an erase rewrite or a retention
+/// step whose commit landed though it was seen to fail replaced or dropped objects the live state
+/// still lists (a later rewrite of the old object would otherwise add a second copy).
+fn adopt_cold_objects(inner: &Inner, cold: &ColdManifest) -> Result<()> {
+    let mut state = inner.write_state()?;
+    let mut current: std::collections::HashMap<&str, Arc<ColdObject>> = state
+        .cold
+        .iter()
+        .map(|o| (o.key.as_str(), o.clone()))
+        .collect();
+    let mut objects: Vec<Arc<ColdObject>> = cold
+        .objects
+        .iter()
+        .map(|o| {
+            current
+                .remove(o.key.as_str())
+                .filter(|live| **live == *o)
+                .unwrap_or_else(|| Arc::new(o.clone()))
+        })
+        .collect();
+    drop(current);
+    objects.sort_by_key(|o| o.seq);
+    state.cold = objects;
     Ok(())
 }
 

@@ -282,6 +282,44 @@ fn a_compaction_failing_on_a_full_disk_keeps_its_inputs_and_is_retried() {
     }
 }
 
+/// Every fsync of a flush and of a compaction failing in turn (EIO), the directory fsync that
+/// makes a MANIFEST replace durable included: the MANIFEST in place names exactly the segment
+/// files left on disk, and every acknowledged point is there after a restart.
+#[test]
+fn each_failing_fsync_of_flush_and_compaction_leaves_the_manifest_naming_what_is_on_disk() {
+    for compaction in [false, true] {
+        for after in 0.. {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = Engine::open(config(dir.path())).unwrap();
+            let rounds = if compaction { 3 } else { 1 };
+            for round in 0..rounds {
+                write_ok(&engine, round * 10..round * 10 + 10);
+                if compaction {
+                    engine.flush().unwrap();
+                }
+            }
+            faults::inject_after(dir.path(), Op::Sync, EIO, after);
+            let result = match compaction {
+                true => engine.compact().map(|_| ()),
+                false => engine.flush(),
+            };
+            faults::clear(dir.path());
+            assert_manifest_matches_disk(dir.path());
+            drop(engine);
+            let expected: Vec<i64> = (0..rounds * 10).collect();
+            reopen_and_check(dir.path(), &expected);
+            if result.is_ok() {
+                assert!(after > 2, "the fault must have hit some fsync");
+                break;
+            }
+            assert!(
+                after < 50,
+                "compaction {compaction}: still failing after {after} fsyncs"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_cold_move_whose_local_manifest_save_fails_finishes_later_without_a_second_copy() {
     use crate::lifecycle::LifecyclePolicy;

@@ -82,6 +82,18 @@ fn offer_into(
     }
 }
 
+/// For a batch whose series resolve to `series_ids`: `None` when they are all distinct (the
+/// usual case), else for each batch series the first batch series with the same id.
+fn first_of_each_series(series_ids: &[SeriesId]) -> Option<Vec<usize>> {
+    let mut first: HashMap<SeriesId, usize> = HashMap::default();
+    first.reserve(series_ids.len());
+    let mut repeated = false;
+    for (i, &sid) in series_ids.iter().enumerate() {
+        repeated |= *first.entry(sid).or_insert(i) != i;
+    }
+    repeated.then(|| series_ids.iter().map(|sid| first[sid]).collect())
+}
+
 impl LastValues {
     /// The cached values of `sid`, one slot per field id (shorter when later fields were never set).
     pub fn get(&self, sid: SeriesId) -> Vec<Option<LatestValue>> {
@@ -99,6 +111,9 @@ impl LastValues {
     pub fn apply(&mut self, table: &TableWrite, series_ids: &[SeriesId], field_ids: &[usize]) {
         let width = field_ids.iter().max().map_or(0, |&f| f + 1);
         let nseries = table.series.len();
+        // A batch may list one series key twice: its rows then compete as one series.
+        let canon = first_of_each_series(series_ids);
+        let local = |s: u32| canon.as_ref().map_or(s as usize, |c| c[s as usize]);
         // best[c * nseries + s]: the row of column c's latest value in batch series s.
         let mut best: Vec<Option<usize>> = vec![None; table.columns.len() * nseries];
         for (col, best) in table.columns.iter().zip(best.chunks_mut(nseries.max(1))) {
@@ -106,7 +121,7 @@ impl LastValues {
                 if !col.valid[row] {
                     continue;
                 }
-                let slot = &mut best[s as usize];
+                let slot = &mut best[local(s)];
                 // Later rows win ties: the last write of a timestamp is the one kept.
                 if slot.is_none_or(|b| table.times[b] <= t) {
                     *slot = Some(row);
@@ -292,6 +307,29 @@ mod tests {
             Some((5, Value::Float(8.0))),
             "same time: last write"
         );
+    }
+
+    /// A batch listing one series twice: its rows compete as one series, and the later row of
+    /// a shared time wins whichever batch series lists it (as in the memtable).
+    #[test]
+    fn a_series_listed_twice_in_a_batch_keeps_its_last_row() {
+        let mut l = LastValues::default();
+        l.apply(
+            &write(&[10, 10], &[1, 0], &[Some(1.0), Some(2.0)]),
+            &[7, 7],
+            &[0],
+        );
+        assert_eq!(latest(&l, 7), Some((10, Value::Float(2.0))));
+        l.apply(
+            &write(
+                &[20, 20, 15],
+                &[0, 1, 0],
+                &[Some(3.0), Some(4.0), Some(5.0)],
+            ),
+            &[7, 7],
+            &[0],
+        );
+        assert_eq!(latest(&l, 7), Some((20, Value::Float(4.0))));
     }
 }
 

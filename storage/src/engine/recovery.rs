@@ -50,14 +50,8 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         }
         None => (None, Vec::new(), crate::cold::ColdManifest::default()),
     };
-    let (catalog_log, mut catalog) = open_catalog(&paths, &manifest)?;
-    if let Some(tier) = &cold {
-        super::cold_move::learn_catalog(tier, &cold_objects, &mut catalog, &mut report.cold_notes);
-    }
     let mut state = State {
-        catalog,
         rollups: super::rollups::load(&config.data_dir)?,
-        cold: cold_objects,
         ..State::default()
     };
     open_segments(
@@ -67,6 +61,18 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
         &mut state,
         &mut report,
     );
+    let series_needed = state
+        .segments
+        .iter()
+        .filter_map(|l| l.segment.series_ids().max())
+        .max()
+        .map_or(0, |id| id as usize + 1);
+    let (catalog_log, mut catalog) = open_catalog(&paths, &manifest, series_needed)?;
+    if let Some(tier) = &cold {
+        super::cold_move::learn_catalog(tier, &cold_objects, &mut catalog, &mut report.cold_notes);
+    }
+    state.catalog = catalog;
+    state.cold = cold_objects;
     remove_orphans(&paths.segments, &manifest)?;
     remove_stale_temporaries(&paths)?;
     load_last_values(&mut state, &mut report);
@@ -278,11 +284,13 @@ fn segment_meta(id: u64, path: &Path, segment: &Segment) -> Result<SegmentMeta> 
     })
 }
 
-/// Opens the catalog; a missing one with segments present, or a damaged one, refuses (forced or
-/// not: series ids in segments cannot be resolved without it).
+/// Opens the catalog; a missing one with segments present, a damaged one, or one defining fewer
+/// series than the segments hold (`series_needed`) refuses (forced or not: series ids in
+/// segments cannot be resolved without it, and new series would take their ids).
 fn open_catalog(
     paths: &Paths,
     manifest: &Manifest,
+    series_needed: usize,
 ) -> Result<(CatalogLog, crate::catalog::Catalog)> {
     let log = catalog_log_path(paths);
     let fix = format!(
@@ -296,7 +304,7 @@ fn open_catalog(
         );
         return Err(refused(&log, problem, fix));
     }
-    CatalogLog::open(&log, &paths.catalog).map_err(|e| match e {
+    CatalogLog::open_needing(&log, &paths.catalog, series_needed).map_err(|e| match e {
         StorageError::Corrupt { path, detail } => {
             refused(&path, format!("the catalog is damaged: {detail}"), fix)
         }
@@ -523,8 +531,8 @@ fn open_segments(
     state.segments.sort_by_key(|l| l.meta.age());
 }
 
-/// Deletes the temporary files of an interrupted atomic replace (`MANIFEST.tmp`, `catalog.tmp`):
-/// the file they were to replace is intact.
+/// Deletes the temporary files of an interrupted atomic replace (`MANIFEST.tmp`, `catalog.tmp`,
+/// and the `*.prev` old copies): the file they were to replace is intact, or replaced.
 fn remove_stale_temporaries(paths: &Paths) -> Result<()> {
     for path in [
         paths.manifest.with_extension("tmp"),
@@ -540,6 +548,15 @@ fn remove_stale_temporaries(paths: &Paths) -> Result<()> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).at(&path),
+        }
+    }
+    // The old contents an atomic replace keeps until its directory fsync (`fsutil::write_atomic`).
+    let dir = paths.manifest.parent().unwrap_or(Path::new("."));
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let path = entry.at(dir)?.path();
+        if path.extension().is_some_and(|e| e == "prev") && path.is_file() {
+            std::fs::remove_file(&path).at(&path)?;
+            tracing::info!(file = %path.display(), "removed the old copy of an interrupted replace");
         }
     }
     Ok(())

@@ -197,6 +197,26 @@ fn raw_fields(inner: &Inner, database: &str, stream: &str) -> Result<Vec<(String
         .unwrap_or_default())
 }
 
+/// Start of the oldest window whose raw data the stream's retention has not cut into (reads
+/// of raw data stop at the retention cut, so a window starting before it would be aggregated
+/// from part of its points and overwrite a whole row with a partial one); `i64::MIN` without a
+/// retention. The cut moves on with the clock, so a window starting less than a minute after
+/// it counts as cut too: the scan that follows computes its own, later cut.
+fn first_whole_window(inner: &Inner, database: &str, stream: &str, every: i64) -> Result<i64> {
+    const CLOCK_MARGIN_NS: i64 = 60_000_000_000;
+    let floor = super::policy::read_floor(inner, database, stream)?;
+    if floor == i64::MIN {
+        return Ok(i64::MIN);
+    }
+    let floor = floor.saturating_add(CLOCK_MARGIN_NS);
+    let start = window_start(floor, every);
+    Ok(if start == floor {
+        start
+    } else {
+        start.saturating_add(every)
+    })
+}
+
 /// Maximal runs of adjacent windows, as `[start, end)` time ranges.
 fn runs(windows: &BTreeSet<i64>, every: i64) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
@@ -265,10 +285,16 @@ pub(super) fn absorb(inner: &Inner, only: Option<(&str, &str)>) -> Result<(usize
 /// Re-aggregates the dirty windows of one rollup; returns the rows written.
 fn absorb_one(inner: &Inner, t: &Taken, keys: &HashMap<SeriesId, SeriesKey>) -> Result<usize> {
     let fields = raw_fields(inner, &t.database, &t.stream)?;
+    let whole = first_whole_window(inner, &t.database, &t.stream, t.every)?;
     let mut out = RollupWriter::new(inner, &t.database, &t.stream, t.every, fields.clone());
     for (sid, windows) in &t.dirty {
         let key = &keys[sid];
         for (start, end) in runs(windows, t.every) {
+            // A window the raw retention has cut keeps the row absorbed while it was whole.
+            let start = start.max(whole);
+            if start >= end {
+                continue;
+            }
             let req = ScanRequest {
                 database: t.database.clone(),
                 stream: t.stream.clone(),
@@ -371,6 +397,10 @@ fn backfill_range(
     hi: i64,
 ) -> Result<usize> {
     let fields = raw_fields(inner, db, stream)?;
+    let lo = lo.max(first_whole_window(inner, db, stream, every)?);
+    if lo >= hi {
+        return Ok(0);
+    }
     let req = ScanRequest {
         database: db.to_string(),
         stream: stream.to_string(),

@@ -581,3 +581,49 @@ fn rollups_follow_the_policy_even_when_their_file_is_lost() {
     engine.run_rollups(100).unwrap();
     assert_eq!(stored(&engine, MIN), expected(&engine, MIN));
 }
+
+#[test]
+fn a_late_point_in_a_window_cut_by_retention_leaves_the_absorbed_row_whole() {
+    const DAY: i64 = 24 * 60 * MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let now = crate::engine::policy::now_ns();
+    // A day-long window three days back; the retention will cut it in the middle.
+    let w = window_start(now - 3 * DAY, DAY);
+    write(
+        &engine,
+        &[("a", w + MIN, 1.0), ("a", w + DAY - 3 * MIN, 5.0)],
+    );
+    engine
+        .set_lifecycle("db", Some("s"), Some(rollups_policy(&[spec(DAY)], None)))
+        .unwrap();
+    engine.run_rollups(100).unwrap();
+    let whole = stored(&engine, DAY);
+    let retention = now - (w + DAY / 2);
+    engine
+        .set_lifecycle(
+            "db",
+            Some("s"),
+            Some(rollups_policy(&[spec(DAY)], Some(retention))),
+        )
+        .unwrap();
+    // A device back online sends a point after the cut, in the cut window, and one in the
+    // next window.
+    write(
+        &engine,
+        &[("a", w + DAY - MIN, 3.0), ("a", w + DAY + MIN, 4.0)],
+    );
+    engine.run_rollups(100).unwrap();
+    let after = stored(&engine, DAY);
+    let key = |t| {
+        let (k, _) = whole.keys().next().unwrap();
+        (k.clone(), t)
+    };
+    // The cut window's raw data is no longer whole: its row stays as absorbed (min 1, first
+    // 1, two points), not rebuilt from the points after the cut.
+    assert_eq!(after.get(&key(w)), whole.get(&key(w)));
+    // The next window is whole and absorbs its late point, as a recomputation gives it.
+    let fresh = expected(&engine, DAY);
+    assert_eq!(after.get(&key(w + DAY)), fresh.get(&key(w + DAY)));
+    assert!(after.get(&key(w + DAY)).is_some());
+}

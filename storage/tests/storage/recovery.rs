@@ -169,6 +169,46 @@ fn a_missing_catalog_with_segments_refuses_even_when_forced() {
     assert!(!dir.path().join("catalog.log").exists());
 }
 
+/// A flipped bit in the first frame's length makes the rest of catalog.log look like a torn
+/// last append; cutting it would leave a catalog without the series the segments hold (and give
+/// their ids to new series). The open refuses, forced or not, and the file stays as it was.
+#[test]
+fn a_catalog_log_cut_short_by_a_damaged_frame_length_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = Engine::open(config(dir.path())).unwrap();
+        let mut two = rows(0, 10);
+        two.extend(
+            rows(10, 20)
+                .into_iter()
+                .map(|(_, t, v)| ("d2".to_string(), t, v)),
+        );
+        e.write(&batch("db", "m", &two)).unwrap();
+        e.flush().unwrap();
+    }
+    let log = dir.path().join("catalog.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    // Header (16 bytes), then the first frame: u32 length, u32 CRC, payload.
+    bytes[19] ^= 0x80;
+    std::fs::write(&log, &bytes).unwrap();
+    for cfg in [config(dir.path()), forced(dir.path())] {
+        let (path, problem, fix) = refusal(cfg);
+        assert_eq!(path, log);
+        assert!(problem.contains("records were lost"), "{problem}");
+        assert!(fix.contains("backup"), "{fix}");
+    }
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "nothing cut from the file"
+    );
+    // Repaired (the bit flipped back), the directory opens with both devices.
+    bytes[19] ^= 0x80;
+    std::fs::write(&log, &bytes).unwrap();
+    let e = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(flatten(&e.scan(&all("db", "m")).unwrap()).len(), 20);
+}
+
 #[test]
 fn new_and_never_flushed_directories_still_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,9 +7,10 @@
 //! object left empty is only dropped from the manifest and deleted. Until then, reads drop the
 //! covered rows (`read.rs`).
 //!
-//! A crash after the put leaves an object no manifest names (open keeps and reports it); a crash
-//! after the commit leaves the old object unlisted (reported the same way, and readable by no
-//! one through Strata): delete such leftovers by hand, as open's report says.
+//! A crash after the put leaves an object no manifest names; a crash after the commit (or a
+//! commit that landed though the store answered an error) leaves the old object unlisted. Both
+//! share their segment with an object the manifest names, so open's orphan sweep, or the
+//! reconciliation the next purge or move runs first, deletes them.
 
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
     let Some(tier) = inner.cold.clone() else {
         return Ok(0);
     };
+    // A commit whose outcome is unknown may have replaced objects the live state still lists:
+    // reconcile first, or a rewrite of a replaced object would add a second copy.
+    crate::engine::cold_move::reconcile_if_pending(inner, &tier)?;
     let mut done = 0;
     for c in candidates(inner)? {
         if rewrite(inner, &tier, &c)? {
