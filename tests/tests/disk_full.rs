@@ -178,18 +178,24 @@ fn mqtt_publish(port: u16, dev: &str, key: &str, t_ms: i64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_returns() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mount_point = tmp.path().join("small");
+/// A server (`sync` durability, MQTT on a free port) whose data directory is on a 16 MiB tmpfs
+/// mounted under `tmp`: the filesystem, the server, the path of a filler file on that
+/// filesystem, and the MQTT port.
+fn on_a_small_fs(tmp: &Path) -> (SmallFs, Server, PathBuf, u16) {
+    let mount_point = tmp.join("small");
     std::fs::create_dir(&mount_point).expect("mkdir");
     let fs = SmallFs::mount(&mount_point, "16m");
-    let data = mount_point.join("data");
-    let filler = mount_point.join("filler");
     let mqtt_port = free_port();
     let mqtt = format!("127.0.0.1:{mqtt_port}");
     let args = ["--durability", "sync", "--mqtt-addr", &mqtt];
-    let mut server = Server::start_wrapped(&data, &args, &fs.wrapper());
+    let server = Server::start_wrapped(&mount_point.join("data"), &args, &fs.wrapper());
+    (fs, server, mount_point.join("filler"), mqtt_port)
+}
+
+#[test]
+fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_returns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (fs, mut server, filler, mqtt_port) = on_a_small_fs(tmp.path());
     let device = server.create_device("disk-dev", "disk-model");
     let key = device["primary_key"]
         .as_str()
@@ -313,15 +319,7 @@ fn a_full_disk_refuses_writes_with_507_and_the_server_recovers_when_space_return
 fn the_device_sdk_keeps_its_buffered_telemetry_through_a_full_disk() {
     use strata_client::device::{Device, DeviceConfig, Point};
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mount_point = tmp.path().join("small");
-    std::fs::create_dir(&mount_point).expect("mkdir");
-    let fs = SmallFs::mount(&mount_point, "16m");
-    let data = mount_point.join("data");
-    let filler = mount_point.join("filler");
-    let mqtt_port = free_port();
-    let mqtt = format!("127.0.0.1:{mqtt_port}");
-    let args = ["--durability", "sync", "--mqtt-addr", &mqtt];
-    let server = Server::start_wrapped(&data, &args, &fs.wrapper());
+    let (fs, server, filler, mqtt_port) = on_a_small_fs(tmp.path());
     let key = server.create_device("sdk-dev", "")["primary_key"]
         .as_str()
         .expect("primary key")

@@ -35,6 +35,12 @@ fn setup() -> (
     ];
     engine.set_rollups("default", "readings", &specs).unwrap();
     engine.run_rollups(100).unwrap();
+    let (fast, plain) = fast_and_plain(&engine);
+    (dir, engine, fast, plain)
+}
+
+/// A query engine with the rewrite and one without any fast path (nor plan cache).
+fn fast_and_plain(engine: &std::sync::Arc<strata_storage::Engine>) -> (QueryEngine, QueryEngine) {
     let fast = QueryEngine::new(engine.clone()).unwrap();
     let plain = QueryEngine::with_config(
         engine.clone(),
@@ -45,7 +51,7 @@ fn setup() -> (
         },
     )
     .unwrap();
-    (dir, engine, fast, plain)
+    (fast, plain)
 }
 
 /// Queries the rewrite must answer, with the rollup interval it should pick.
@@ -373,16 +379,7 @@ async fn tags_named_like_statistics_are_not_read_as_them() {
         )
         .unwrap();
     engine.run_rollups(100).unwrap();
-    let fast = QueryEngine::new(engine.clone()).unwrap();
-    let plain = QueryEngine::with_config(
-        engine.clone(),
-        QueryConfig {
-            plan_cache_entries: 0,
-            fast_paths: false,
-            ..QueryConfig::default()
-        },
-    )
-    .unwrap();
+    let (fast, plain) = fast_and_plain(&engine);
     for q in [
         "SELECT date_bin(INTERVAL '1 hour', time) AS h, count(*), max(speed), min(speed) \
          FROM clashes GROUP BY h ORDER BY h",

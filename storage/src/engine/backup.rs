@@ -242,6 +242,20 @@ mod tests {
         }
     }
 
+    /// A snapshot's segments as its MANIFEST bytes name them (written to `path` to be read
+    /// back) and as it lists them.
+    fn named_and_listed(engine: &Engine, path: &std::path::Path) -> (BTreeSet<u64>, BTreeSet<u64>) {
+        let snap = engine.backup_snapshot().unwrap();
+        std::fs::write(path, &snap.manifest).unwrap();
+        let named = Manifest::load(path)
+            .unwrap()
+            .segments
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        (named, snap.segments.iter().map(|s| s.id).collect())
+    }
+
     /// Snapshots taken while flushes and compactions commit: the MANIFEST bytes of each name
     /// exactly the segments it lists (a restore of it opens without broken or orphan segments).
     #[test]
@@ -262,15 +276,7 @@ mod tests {
         crate::fsutil::on_step(dir.path(), "backup-locks-released", move || {
             compactor.compact().unwrap();
         });
-        let snap = engine.backup_snapshot().unwrap();
-        std::fs::write(&path, &snap.manifest).unwrap();
-        let named: BTreeSet<u64> = Manifest::load(&path)
-            .unwrap()
-            .segments
-            .iter()
-            .map(|s| s.id)
-            .collect();
-        let listed: BTreeSet<u64> = snap.segments.iter().map(|s| s.id).collect();
+        let (named, listed) = named_and_listed(&engine, &path);
         assert_eq!(named, listed, "a compaction right after the locks");
         let done = Arc::new(AtomicBool::new(false));
         let writer = {
@@ -288,15 +294,7 @@ mod tests {
         };
         let mut snapshots = 0;
         while !done.load(Ordering::Relaxed) {
-            let snap = engine.backup_snapshot().unwrap();
-            std::fs::write(&path, &snap.manifest).unwrap();
-            let named: BTreeSet<u64> = Manifest::load(&path)
-                .unwrap()
-                .segments
-                .iter()
-                .map(|s| s.id)
-                .collect();
-            let listed: BTreeSet<u64> = snap.segments.iter().map(|s| s.id).collect();
+            let (named, listed) = named_and_listed(&engine, &path);
             assert_eq!(named, listed, "snapshot {snapshots}");
             snapshots += 1;
         }
