@@ -81,3 +81,38 @@ impl From<QueryError> for PgError {
         PgError::from(query_error(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use strata_storage::ErrorKind;
+
+    /// SQLSTATEs follow the HTTP status of the same failure: a database limit is a program
+    /// limit (54000), a timeout a cancel (57014), a full disk 53100, damage an internal error.
+    #[test]
+    fn failures_map_to_sqlstates() {
+        let storage = |kind| ApiError::StorageKind {
+            kind,
+            message: "m".into(),
+        };
+        let cases = [
+            (ApiError::BadRequest("b".into()), "42000"),
+            (ApiError::Forbidden("f".into()), "42501"),
+            (storage(ErrorKind::LimitExceeded), "54000"),
+            (storage(ErrorKind::OutOfSpace), "53100"),
+            (storage(ErrorKind::Unavailable), "53000"),
+            (storage(ErrorKind::Corruption), "XX000"),
+            (
+                ApiError::Registry(strata_registry::RegistryError::LimitExceeded("q".into())),
+                "53300",
+            ),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            assert_eq!(PgError::from(e).code, code, "{text}");
+        }
+        let timeout = PgError::from(QueryError::Timeout(Duration::from_secs(30)));
+        assert_eq!(timeout.code, "57014", "{}", timeout.message);
+    }
+}
