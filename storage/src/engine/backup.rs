@@ -218,29 +218,9 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use crate::engine::fault_tests::point;
     use crate::manifest::Manifest;
-    use crate::{
-        Column, Engine, EngineConfig, FieldType, SeriesKey, TableWrite, Value, WriteBatch,
-    };
-
-    fn batch(t: i64) -> WriteBatch {
-        let mut column = Column::new("v", FieldType::Float);
-        column.data.push_value(&Value::Float(t as f64));
-        column.valid.push(true);
-        WriteBatch {
-            database: "db".into(),
-            tables: vec![TableWrite {
-                stream: "m".into(),
-                series: vec![SeriesKey {
-                    device: "d1".into(),
-                    tags: vec![],
-                }],
-                row_series: vec![0],
-                times: vec![t],
-                columns: vec![column],
-            }],
-        }
-    }
+    use crate::{Engine, EngineConfig};
 
     /// A snapshot's segments as its MANIFEST bytes name them (written to `path` to be read
     /// back) and as it lists them.
@@ -269,7 +249,7 @@ mod tests {
         // Deterministically first: a compaction commits right after the snapshot let go of
         // its locks.
         for t in 1000..1003 {
-            engine.write(&batch(t)).unwrap();
+            engine.write(&point(t)).unwrap();
             engine.flush().unwrap();
         }
         let compactor = engine.clone();
@@ -283,7 +263,7 @@ mod tests {
             let (engine, done) = (engine.clone(), done.clone());
             std::thread::spawn(move || {
                 for t in 0..600 {
-                    engine.write(&batch(t)).unwrap();
+                    engine.write(&point(t)).unwrap();
                     engine.flush().unwrap();
                     if t % 3 == 2 {
                         engine.compact().unwrap();

@@ -23,8 +23,8 @@ fn config(dir: &Path) -> EngineConfig {
     c
 }
 
-/// One point of device `d1` at time `t` with value `t`.
-fn point(t: i64) -> WriteBatch {
+/// One point of device `d1` at time `t` with value `t` (also used by other engine tests).
+pub(in crate::engine) fn point(t: i64) -> WriteBatch {
     let mut column = Column::new("v", FieldType::Float);
     column.data.push_value(&Value::Float(t as f64));
     column.valid.push(true);
