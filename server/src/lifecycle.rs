@@ -308,6 +308,11 @@ pub fn render_metrics(engine: &strata_storage::Engine, out: &mut String) {
             "# HELP strata_cold_store_error 1 while the cold store's last operation failed.\n# TYPE strata_cold_store_error gauge\nstrata_cold_store_error {}",
             u8::from(c.last_error.is_some())
         );
+        let _ = writeln!(
+            out,
+            "# HELP strata_cold_retired_objects Cold objects dropped from the manifest, deleted once no read uses them.\n# TYPE strata_cold_retired_objects gauge\nstrata_cold_retired_objects {}",
+            c.retired_objects
+        );
     }
 }
 

@@ -117,6 +117,13 @@ pub struct ColdManifest {
     pub number: u64,
     /// Live objects.
     pub objects: Vec<ColdObject>,
+    /// Keys of objects an earlier version listed and a later one dropped (an erase rewrite
+    /// replaced them, retention expired them) that may not be deleted yet: a read that began
+    /// before the drop may still be fetching them. Open deletes them (no read is running then);
+    /// a running node deletes them once no snapshot holds them and leaves them out of the next
+    /// version. Absent in manifests written before 2026-12-07 (session 24).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
 }
 
 /// Counters of the cold tier (for `/metrics` and the status).
@@ -324,6 +331,10 @@ pub struct ColdTier {
     /// Objects up to this many bytes are fetched whole ([`ranged::WHOLE_BELOW`]; tests lower
     /// it to read small objects by parts).
     pub(crate) whole_below: AtomicU64,
+    /// Objects the committed manifest no longer lists, still to be deleted: each is deleted
+    /// once this list holds its only reference, i.e. no read snapshot is using it
+    /// (`engine/cold_retire.rs`).
+    pub(crate) retired: Mutex<Vec<std::sync::Arc<ColdObject>>>,
 }
 
 fn store_error(url: &str, what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -356,6 +367,7 @@ impl ColdTier {
             last_error: Mutex::new(None),
             reconcile_pending: std::sync::atomic::AtomicBool::new(false),
             whole_below: AtomicU64::new(ranged::WHOLE_BELOW),
+            retired: Mutex::new(Vec::new()),
         })
     }
 

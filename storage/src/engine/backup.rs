@@ -61,6 +61,10 @@ pub struct BackupSnapshot {
     pub rollups: Option<Vec<u8>>,
     /// The cold-tier reference when the engine runs with a cold store.
     pub cold: Option<ColdReference>,
+    /// The objects `cold` lists, held so that an erase or a retention step dropping them while
+    /// the snapshot lives (a backup session copying them with `--with-cold`) deletes them only
+    /// after it is gone (`cold_retire.rs`).
+    _cold_pins: Vec<std::sync::Arc<crate::cold::ColdObject>>,
 }
 
 /// What a snapshot read from the cold tier: the store and the objects (cold objects are not
@@ -145,8 +149,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
             })
             .collect();
         let rollups = (!state.rollups.is_empty()).then(|| state.rollups.encode());
-        let cold: Vec<crate::cold::ColdObject> =
-            state.cold.iter().map(|o| o.as_ref().clone()).collect();
+        let cold = state.cold.clone();
         (
             manifest.clone(),
             manifest_bytes,
@@ -169,7 +172,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
                 .lock()
                 .map_err(|_| super::poisoned())?
                 .number,
-            objects: cold_objects,
+            objects: cold_objects.iter().map(|o| o.as_ref().clone()).collect(),
         }),
     };
     let mut wal = Vec::new();
@@ -209,6 +212,7 @@ pub(super) fn snapshot(inner: &Inner) -> Result<BackupSnapshot> {
         lifecycle,
         rollups,
         cold,
+        _cold_pins: cold_objects,
     })
 }
 

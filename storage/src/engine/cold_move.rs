@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 
 use super::cold_group::{Group, encode, groups, series_keys, tag_keys};
 use super::in_order::{Encoded, in_order};
-use super::{Inner, LiveSegment, poisoned};
+use super::{Inner, LiveSegment, cold_retire, poisoned};
 use crate::cold::{ColdManifest, ColdObject, ColdTier, CommitFailure, MergedSegment, date_of};
 use crate::error::{Result, StorageError};
 use crate::fsutil::step;
@@ -37,9 +37,11 @@ pub(super) fn reconcile(
     tier: &ColdTier,
     manifest: &mut Manifest,
     manifest_path: &std::path::Path,
-) -> Result<(Vec<Arc<ColdObject>>, Vec<String>)> {
-    let cold = tier.load_manifest()?;
+) -> Result<(ColdManifest, Vec<Arc<ColdObject>>, Vec<String>)> {
+    let mut cold = tier.load_manifest()?;
     let mut notes = Vec::new();
+    // Objects dropped from the manifest that reads were still using when the node stopped.
+    cold_retire::delete_leftovers(tier, &mut cold, &HashSet::new(), &mut notes)?;
     // Every segment a committed object was moved from, as the local MANIFEST lists it.
     let committed: HashSet<SourceKey> = cold.objects.iter().flat_map(sources_of).collect();
     let before = manifest.segments.len();
@@ -55,26 +57,28 @@ pub(super) fn reconcile(
     }
     let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
     let live: HashSet<u64> = manifest.segments.iter().map(|m| m.id).collect();
-    sweep_orphans(tier, &named, &live, &mut notes)?;
-    let mut objects: Vec<Arc<ColdObject>> = cold.objects.into_iter().map(Arc::new).collect();
+    sweep_orphans(tier, &named, &HashSet::new(), &live, &mut notes)?;
+    let mut objects: Vec<Arc<ColdObject>> = cold.objects.iter().cloned().map(Arc::new).collect();
     objects.sort_by_key(|o| o.seq);
-    Ok((objects, notes))
+    Ok((cold, objects, notes))
 }
 
-/// Deletes every object in the store that no manifest names (`named`) and whose segment is
-/// still local (`live`): the leftover of a move that did not commit; or whose segment a named
-/// object holds: an object an erase rewrite replaced (its commit landed unseen), or a rewrite
-/// that did not commit. Other unnamed objects are kept and reported: they may hold the only
-/// copy of their rows.
+/// Deletes every object in the store that no manifest names (`named`), that nothing here still
+/// reads (`in_use`: live or retired objects, see `cold_retire.rs`), and whose segment is still
+/// local (`live`): the leftover of a move that did not commit; or whose segment a named object
+/// holds: an object an erase rewrite replaced (its commit landed unseen), or a rewrite that did
+/// not commit. Other unnamed objects are kept and reported: they may hold the only copy of their
+/// rows.
 fn sweep_orphans(
     tier: &ColdTier,
     named: &HashSet<&str>,
+    in_use: &HashSet<String>,
     live: &HashSet<u64>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
     let named_segments: HashSet<u64> = named.iter().filter_map(|k| segment_of_key(k)).collect();
     for key in tier.list_objects()? {
-        if named.contains(key.as_str()) {
+        if named.contains(key.as_str()) || in_use.contains(&key) {
             continue;
         }
         match segment_of_key(&key) {
@@ -123,18 +127,21 @@ fn reconcile_after_failure(
     tier: &ColdTier,
     report: &mut LifecycleRun,
 ) -> Result<()> {
-    let cold = tier.load_manifest()?;
-    let live: HashSet<u64> = inner
-        .read_state()?
-        .segments
-        .iter()
-        .map(|l| l.meta.id)
-        .collect();
-    let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut cold = tier.load_manifest()?;
+    let (live, mut in_use) = {
+        let state = inner.read_state()?;
+        let live: HashSet<u64> = state.segments.iter().map(|l| l.meta.id).collect();
+        let cold_keys: HashSet<String> = state.cold.iter().map(|o| o.key.clone()).collect();
+        (live, cold_keys)
+    };
+    in_use.extend(cold_retire::retired_keys(tier)?);
     let mut notes = Vec::new();
-    sweep_orphans(tier, &named, &live, &mut notes)?;
+    cold_retire::delete_leftovers(tier, &mut cold, &in_use, &mut notes)?;
+    in_use.extend(cold.retired.iter().cloned());
+    let named: HashSet<&str> = cold.objects.iter().map(|o| o.key.as_str()).collect();
+    sweep_orphans(tier, &named, &in_use, &live, &mut notes)?;
     finish_committed(inner, tier, &cold, &mut notes)?;
-    adopt_cold_objects(inner, &cold)?;
+    adopt_cold_objects(inner, tier, &cold)?;
     for n in notes {
         tracing::warn!(note = %n, "cold tier reconciliation");
         report.cold_notes.push(n);
@@ -146,8 +153,9 @@ fn reconcile_after_failure(
 
 /// Makes the live cold objects the manifest's, as open does: an erase rewrite or a retention
 /// step whose commit landed though it was seen to fail replaced or dropped objects the live state
-/// still lists (a later rewrite of the old object would otherwise add a second copy).
-fn adopt_cold_objects(inner: &Inner, cold: &ColdManifest) -> Result<()> {
+/// still lists (a later rewrite of the old object would otherwise add a second copy). The
+/// objects it drops are retired (deleted once no read uses them).
+fn adopt_cold_objects(inner: &Inner, tier: &ColdTier, cold: &ColdManifest) -> Result<()> {
     let mut state = inner.write_state()?;
     let mut current: std::collections::HashMap<&str, Arc<ColdObject>> = state
         .cold
@@ -164,9 +172,11 @@ fn adopt_cold_objects(inner: &Inner, cold: &ColdManifest) -> Result<()> {
                 .unwrap_or_else(|| Arc::new(o.clone()))
         })
         .collect();
-    drop(current);
+    let dropped: Vec<Arc<ColdObject>> = current.into_values().collect();
     objects.sort_by_key(|o| o.seq);
     state.cold = objects;
+    drop(state);
+    cold_retire::retire(tier, dropped);
     Ok(())
 }
 
@@ -696,7 +706,7 @@ pub(super) fn drop_expired_cold(
     let keys: HashSet<&str> = expired.iter().map(|o| o.key.as_str()).collect();
     {
         let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
-        let next = ColdManifest {
+        let mut next = ColdManifest {
             number: current.number + 1,
             objects: current
                 .objects
@@ -706,6 +716,7 @@ pub(super) fn drop_expired_cold(
                 .collect(),
             ..current.clone()
         };
+        cold_retire::mark(&mut next, keys.iter().copied());
         if let Err(e) = tier.commit_manifest(&next) {
             tier.reconcile_pending.store(true, Ordering::Relaxed);
             return Err(e);
@@ -714,12 +725,15 @@ pub(super) fn drop_expired_cold(
         let mut state = inner.write_state()?;
         state.cold.retain(|o| !keys.contains(o.key.as_str()));
     }
-    for o in &expired {
-        if let Err(e) = tier.delete(&o.key) {
-            report.errors.push(format!("cold retention: {e}"));
-        }
-        report.dropped_cold.push(o.key.clone());
-    }
+    report
+        .dropped_cold
+        .extend(expired.iter().map(|o| o.key.clone()));
+    // A read that began before the commit may still fetch them: deleted once none does.
+    cold_retire::retire(tier, expired);
+    let (_, errors) = cold_retire::reap(inner, tier)?;
+    report
+        .errors
+        .extend(errors.into_iter().map(|e| format!("cold retention: {e}")));
     Ok(())
 }
 

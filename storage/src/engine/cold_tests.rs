@@ -680,3 +680,179 @@ fn warm_cold_reads_take_decoded_row_groups_from_the_cache_and_erasures_still_app
     assert_eq!((a, b.clone()), (expected.clone(), expected));
     assert_eq!(hits, 0);
 }
+
+/// Every row of a snapshot taken before an erase or a retention step, read after it.
+fn snapshot_rows(snap: &std::sync::Arc<crate::ReadSnapshot>) -> Vec<(String, i64, String)> {
+    let batches = (0..snap.series_count())
+        .filter_map(|i| snap.read_series(i).unwrap())
+        .collect();
+    rows_of(batches)
+}
+
+fn all_of_m() -> ScanRequest {
+    ScanRequest {
+        database: "db".into(),
+        stream: "m".into(),
+        start: i64::MIN,
+        end: i64::MAX,
+        ..Default::default()
+    }
+}
+
+/// Two days of devices a and b moved cold (two objects); the engine, its rows and the objects.
+fn two_cold_days(
+    dir: &std::path::Path,
+    cold: &std::path::Path,
+) -> (Engine, Vec<(String, i64, String)>, Vec<std::path::PathBuf>) {
+    let engine = Engine::open(config(dir, cold)).unwrap();
+    for (days, base) in [(10, 0.0), (9, 100.0)] {
+        engine
+            .write(&batch(&["a", "b"], day_start(days), 24, base))
+            .unwrap();
+    }
+    engine.flush().unwrap();
+    engine.set_lifecycle("db", None, Some(hot(3))).unwrap();
+    assert_eq!(engine.run_lifecycle().unwrap().moved.len(), 2);
+    let rows = rows_of(engine.scan(&all_of_m()).unwrap());
+    assert_eq!(rows.len(), 96);
+    let objects = parquet_files(cold);
+    assert_eq!(objects.len(), 2);
+    (engine, rows, objects)
+}
+
+fn retired_in_manifest(cold: &std::path::Path) -> Vec<String> {
+    let url = format!("file://{}", cold.display());
+    crate::cold::ColdTier::open(&url, 0)
+        .unwrap()
+        .load_manifest()
+        .unwrap()
+        .retired
+}
+
+fn erase_all_of(device: &str) -> crate::EraseRequest {
+    crate::EraseRequest {
+        database: None,
+        device: device.into(),
+        start: i64::MIN,
+        end: i64::MAX,
+    }
+}
+
+fn snapshot_of_m(engine: &Engine) -> std::sync::Arc<crate::ReadSnapshot> {
+    let snap = engine.snapshot(&all_of_m(), None, crate::ReadMode::Values);
+    std::sync::Arc::new(snap.unwrap().unwrap())
+}
+
+/// A read that took its snapshot before an erase rewrote the cold objects still reads the old
+/// objects to the end: they are deleted only once the snapshot is gone (the maintenance pass
+/// after it), and the cold manifest then stops naming them as retired.
+#[test]
+fn a_cold_object_a_read_still_uses_outlives_its_erase_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, before, old_objects) = two_cold_days(dir.path(), cold.path());
+    let snap = snapshot_of_m(&engine);
+    engine.erase_device(&erase_all_of("a")).unwrap();
+    engine.compact().unwrap();
+    let now: Vec<_> = parquet_files(cold.path());
+    assert_eq!(now.len(), 4, "two replacements beside the two old objects");
+    assert!(old_objects.iter().all(|o| now.contains(o)));
+    assert_eq!(retired_in_manifest(cold.path()).len(), 2);
+    assert_eq!(
+        snapshot_rows(&snap),
+        before,
+        "the snapshot reads as of its start"
+    );
+    let b_only: Vec<_> = before.iter().filter(|r| r.0 == "b").cloned().collect();
+    assert_eq!(rows_of(engine.scan(&all_of_m()).unwrap()), b_only);
+
+    drop(snap);
+    engine.compact().unwrap();
+    let now = parquet_files(cold.path());
+    assert_eq!(now.len(), 2);
+    assert!(old_objects.iter().all(|o| !now.contains(o)));
+    assert_eq!(retired_in_manifest(cold.path()), Vec::<String>::new());
+    assert_eq!(rows_of(engine.scan(&all_of_m()).unwrap()), b_only);
+}
+
+/// The same for objects cold retention drops: the run reports them dropped, the snapshot still
+/// reads them, and they are deleted after it.
+#[test]
+fn a_cold_object_a_read_still_uses_outlives_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, before, old_objects) = two_cold_days(dir.path(), cold.path());
+    let snap = snapshot_of_m(&engine);
+    let policy = LifecyclePolicy {
+        retention: Some(5 * DAY),
+        ..hot(3)
+    };
+    engine.set_lifecycle("db", None, Some(policy)).unwrap();
+    let run = engine.run_lifecycle().unwrap();
+    assert_eq!(run.dropped_cold.len(), 2, "{run:?}");
+    assert!(run.errors.is_empty(), "{run:?}");
+    assert_eq!(parquet_files(cold.path()), old_objects);
+    assert_eq!(snapshot_rows(&snap), before);
+    assert!(engine.scan(&all_of_m()).unwrap().is_empty());
+
+    drop(snap);
+    engine.compact().unwrap();
+    assert_eq!(parquet_files(cold.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(retired_in_manifest(cold.path()), Vec::<String>::new());
+}
+
+/// A node that stops while a read still holds replaced objects (a crash, as far as the store
+/// sees it) deletes them at the next open, which reports it, and reports no unknown object.
+#[test]
+fn retired_cold_objects_left_by_a_stop_are_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, before, old_objects) = two_cold_days(dir.path(), cold.path());
+    let snap = snapshot_of_m(&engine);
+    engine.erase_device(&erase_all_of("a")).unwrap();
+    engine.compact().unwrap();
+    drop(engine);
+    assert_eq!(parquet_files(cold.path()).len(), 4);
+    assert_eq!(retired_in_manifest(cold.path()).len(), 2);
+
+    let engine = Engine::open(config(dir.path(), cold.path())).unwrap();
+    let notes = engine.recovery_report().cold_notes;
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("the cold manifest had dropped it"))
+            .count(),
+        2,
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.contains("in no cold manifest")),
+        "{notes:?}"
+    );
+    let now = parquet_files(cold.path());
+    assert_eq!(now.len(), 2);
+    assert!(old_objects.iter().all(|o| !now.contains(o)));
+    let b_only: Vec<_> = before.iter().filter(|r| r.0 == "b").cloned().collect();
+    assert_eq!(rows_of(engine.scan(&all_of_m()).unwrap()), b_only);
+    drop(snap);
+}
+
+/// A backup snapshot (a backup session copying cold objects with `--with-cold`) keeps the
+/// objects it lists until it is dropped, like a read.
+#[test]
+fn a_backup_snapshot_keeps_its_cold_objects_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = tempfile::tempdir().unwrap();
+    let (engine, _, old_objects) = two_cold_days(dir.path(), cold.path());
+    let backup = engine.backup_snapshot().unwrap();
+    assert_eq!(backup.cold.as_ref().unwrap().objects.len(), 2);
+    engine.erase_device(&erase_all_of("a")).unwrap();
+    engine.compact().unwrap();
+    let now = parquet_files(cold.path());
+    assert!(old_objects.iter().all(|o| now.contains(o)), "{now:?}");
+    drop(backup);
+    engine.compact().unwrap();
+    let now = parquet_files(cold.path());
+    assert!(old_objects.iter().all(|o| !now.contains(o)), "{now:?}");
+    assert_eq!(now.len(), 2);
+}

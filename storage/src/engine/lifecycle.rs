@@ -352,6 +352,7 @@ pub(super) fn status(
                 move_errors: n(&c.move_errors),
                 corrupt_objects: n(&c.corrupt_objects),
                 last_error: t.last_error.lock().ok().and_then(|e| e.clone()),
+                retired_objects: t.retired.lock().map_or(0, |r| r.len() as u64),
             })
         }
         None => None,

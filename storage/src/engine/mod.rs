@@ -11,6 +11,7 @@ mod apply;
 mod backup;
 mod cold_group;
 mod cold_move;
+mod cold_retire;
 mod compaction;
 mod config;
 mod erase;
@@ -347,9 +348,13 @@ impl Engine {
     }
 
     /// Merges the segments of every partition that has more than one; returns how many partitions were compacted.
-    /// Runs without blocking flushes (see `compaction/mod.rs`).
+    /// Runs without blocking flushes (see `compaction/mod.rs`). Cold objects an erase or
+    /// retention dropped are deleted before it returns, waiting up to
+    /// [`cold_retire::READS_IN_FLIGHT`] for reads still using them (a later pass deletes the rest).
     pub fn compact(&self) -> Result<usize> {
-        maintenance::compact_all(&self.inner)
+        let merged = maintenance::compact_all(&self.inner)?;
+        cold_retire::reap_waiting(&self.inner, cold_retire::READS_IN_FLIGHT)?;
+        Ok(merged)
     }
 
     /// Stops background work and flushes. Later writes fail with [`StorageError::ShutDown`].
@@ -365,6 +370,8 @@ impl Engine {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        // Snapshots of finished reads are gone by now: delete what they kept alive.
+        cold_retire::reap_quietly(&self.inner);
     }
 
     /// Database names.

@@ -39,13 +39,12 @@ pub(super) fn open(config: EngineConfig) -> Result<Inner> {
     let (cold, cold_objects, cold_manifest) = match &config.cold_store {
         Some(url) => {
             let tier = crate::cold::ColdTier::open(url, config.cold_cache_bytes)?;
-            let (objects, notes) =
+            let (committed, objects, notes) =
                 super::cold_move::reconcile(&tier, &mut manifest, &paths.manifest)?;
             for n in &notes {
                 tracing::warn!(note = %n, "cold tier reconciliation");
             }
             report.cold_notes = notes;
-            let committed = tier.load_manifest()?;
             (Some(Arc::new(tier)), objects, committed)
         }
         None => (None, Vec::new(), crate::cold::ColdManifest::default()),

@@ -120,4 +120,7 @@ pub struct ColdStatus {
     pub corrupt_objects: u64,
     /// The last error met (cleared by a successful move).
     pub last_error: Option<String>,
+    /// Objects an erase or retention dropped from the manifest that are not deleted yet: reads
+    /// that began before the drop still use them (deleted by the next maintenance pass after).
+    pub retired_objects: u64,
 }

@@ -66,6 +66,8 @@ pub(super) fn compact(inner: &Inner, mode: Mode) -> Result<usize> {
     } else if !inner.read_state()?.tombstones.is_empty() {
         return Ok(0);
     }
+    // Cold objects an erase or retention dropped while a read was using them.
+    super::cold_retire::reap_quietly(inner);
     let jobs = {
         let state = inner.read_state()?;
         let candidates = candidates(&state.segments, &state.broken, &moving);

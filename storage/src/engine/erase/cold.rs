@@ -3,22 +3,24 @@
 //! decoded; if it holds covered rows it is written again without them, like a move: the new
 //! object (same directory, same source segment and age, a new unique name) is put with
 //! `PutMode::Create` and verified (size and CRC32C read back), cold manifest n+1 replacing the
-//! old entry is committed, the live state swaps the objects, and the old object is deleted. An
-//! object left empty is only dropped from the manifest and deleted. Until then, reads drop the
+//! old entry (and naming it `retired`) is committed, the live state swaps the objects, and the
+//! old object is retired: deleted once no read snapshot holds it (`cold_retire.rs`). An object
+//! left empty is only dropped from the manifest and retired. Until the swap, reads drop the
 //! covered rows (`read.rs`).
 //!
-//! A crash after the put leaves an object no manifest names; a crash after the commit (or a
-//! commit that landed though the store answered an error) leaves the old object unlisted. Both
-//! share their segment with an object the manifest names, so open's orphan sweep, or the
-//! reconciliation the next purge or move runs first, deletes them.
+//! A crash after the put leaves an object no manifest names, which shares its segment with an
+//! object the manifest names: open's orphan sweep, or the reconciliation the next purge or move
+//! runs first, deletes it. A crash after the commit leaves the old object named `retired`, which
+//! open deletes; a commit that landed though the store answered an error is adopted by that
+//! reconciliation, which retires the old object.
 
 use std::sync::Arc;
 
 use crate::cold::encode::{Encoder, tag_columns};
 use crate::cold::parquet::decode;
 use crate::cold::{ColdObject, ColdTier, CommitFailure};
-use crate::engine::Inner;
 use crate::engine::tombstone::{Tombstone, remove_ranges};
+use crate::engine::{Inner, cold_retire};
 use crate::error::{Result, StorageError};
 use crate::rows::Rows;
 use crate::{SeriesKey, engine::poisoned};
@@ -71,6 +73,8 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
             done += 1;
         }
     }
+    // The replaced objects no read still uses go now; the others at a later pass.
+    cold_retire::reap(inner, &tier)?;
     Ok(done)
 }
 
@@ -186,9 +190,6 @@ fn rewrite(inner: &Inner, tier: &ColdTier, c: &Candidate) -> Result<bool> {
             return Err(e);
         }
     }
-    if let Err(e) = tier.delete(&old.key) {
-        tracing::warn!(object = %old.key, error = %e, "cannot delete a cold object rewritten without erased rows; open reports it");
-    }
     tracing::info!(
         object = %old.key,
         replacement = replacement.as_ref().map(|o| o.key.as_str()),
@@ -213,6 +214,7 @@ fn commit(
     next.number += 1;
     next.objects.retain(|o| o.key != old.key);
     next.objects.extend(new.cloned());
+    cold_retire::mark(&mut next, [old.key.as_str()]);
     if let Err(e) = tier.try_commit(&next) {
         // Another writer may have committed: start from its list next time.
         if let Ok(newer) = tier.load_manifest() {
@@ -223,8 +225,14 @@ fn commit(
     *current = next;
     // Committed: a failure from here on must not make the caller delete the replacement.
     let mut state = inner.write_state().map_err(CommitFailure::Unknown)?;
-    state.cold.retain(|o| o.key != old.key);
+    let (dropped, kept) = std::mem::take(&mut state.cold)
+        .into_iter()
+        .partition(|o| o.key == old.key);
+    state.cold = kept;
     state.cold.extend(new.cloned().map(Arc::new));
     state.cold.sort_by_key(|o| o.seq);
+    drop(state);
+    // Reads that took the old object before the swap may still fetch it.
+    cold_retire::retire(tier, dropped);
     Ok(())
 }
