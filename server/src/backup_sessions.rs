@@ -11,7 +11,7 @@ use strata_storage::{BackupSnapshot, COLD_REFERENCE_FILE};
 
 use crate::error::ApiError;
 
-/// A session unused this long is released.
+/// A session unused this long is released (default of `--backup-session-idle`).
 pub const IDLE: Duration = Duration::from_secs(600);
 /// Most sessions at once (each pins segments and holds WAL, catalog and registry copies).
 pub const MAX_SESSIONS: usize = 4;
@@ -52,11 +52,22 @@ pub(crate) struct Session {
 }
 
 /// The live sessions and the segment checksum cache (part of the server state).
-#[derive(Default)]
 pub struct Sessions {
     pub(crate) live: Mutex<HashMap<String, Arc<Session>>>,
     /// Segment id → (size, CRC32C).
     pub(crate) crcs: Mutex<HashMap<u64, (u64, u32)>>,
+    /// A session unused this long is released ([`IDLE`] unless the server sets it).
+    idle: Mutex<Duration>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            live: Mutex::default(),
+            crcs: Mutex::default(),
+            idle: Mutex::new(IDLE),
+        }
+    }
 }
 
 impl Session {
@@ -91,9 +102,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sessions {
+    /// Sets how long an unused session lives (`--backup-session-idle`, at least a second).
+    pub fn set_idle(&self, idle: Duration) {
+        *lock(&self.idle) = idle.max(Duration::from_secs(1));
+    }
+
+    /// How long an unused session lives.
+    pub fn idle(&self) -> Duration {
+        *lock(&self.idle)
+    }
+
     pub(crate) fn expire(&self) {
+        let idle = self.idle();
         lock(&self.live).retain(|id, s| {
-            let keep = lock(&s.last_used).elapsed() < IDLE;
+            let keep = lock(&s.last_used).elapsed() < idle;
             if !keep {
                 tracing::warn!(backup = %id, "released an idle backup session");
             }

@@ -153,6 +153,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_FLUSH_IDLE", default_value = "30s", value_parser = parse_duration)]
     pub flush_idle: Duration,
 
+    /// Release a backup session (`strata backup`) unused for this long; the client keeps its
+    /// session alive while it paces a copy with --max-rate.
+    #[arg(long, env = "STRATA_BACKUP_SESSION_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub backup_session_idle: Duration,
+
     /// Length of a time partition: one segment file per stream and partition (e.g. 1d, 6h).
     #[arg(long, env = "STRATA_PARTITION", default_value = "1d", value_parser = parse_duration)]
     pub partition: Duration,

@@ -177,7 +177,7 @@ fn registry_routes() -> Router<AppState> {
         .route("/api/v1/backup", post(api::backup::create))
         .route(
             "/api/v1/backup/{id}",
-            axum::routing::delete(api::backup::release),
+            get(api::backup::status).delete(api::backup::release),
         )
         .route("/api/v1/backup/{id}/files/{*path}", get(api::backup::file))
         .layer(DefaultBodyLimit::max(REGISTRY_BODY_LIMIT))

@@ -104,6 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         channel: Some(Arc::new(RegistryChannel::new(state.plane.clone()))),
         ..MqttConfig::default()
     };
+    state.backups.set_idle(args.backup_session_idle);
     state
         .plane
         .set_queue_depth(usize::try_from(args.command_queue_depth).unwrap_or(usize::MAX));

@@ -343,6 +343,63 @@ fn a_killed_run_leaves_no_complete_backup_and_the_next_run_resumes() {
     assert_eq!(sql(&server, q), sql(&restored, q));
 }
 
+/// A run paced by `--max-rate` so slowly that one file's wait outlasts the server's session idle
+/// release (`--backup-session-idle 2s` here) keeps its session alive (`GET /api/v1/backup/{id}`)
+/// and completes; an unused session is still released after the idle time.
+#[test]
+fn a_slow_paced_run_keeps_its_session_alive() {
+    let (_tmp, dir) = temp_data_dir();
+    let (_tmp_target, target_dir) = temp_data_dir();
+    let server = Server::start(&dir, &["--backup-session-idle", "2s"]);
+    let target = format!("file://{}", target_dir.display());
+    let body: String = (0..60_000u64)
+        .map(|i| {
+            let noise = i.wrapping_mul(2_654_435_761) % 100_003;
+            format!(
+                "m,device=d{} v={noise}.25,w={} {}\n",
+                i % 7,
+                i * 3,
+                i * 1000
+            )
+        })
+        .collect();
+    assert_eq!(server.write("default", &body).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+
+    // The rate is set so that the largest file but the last (files are copied in the session's
+    // order) alone takes 5 s: the next file is asked for after a 5 s wait, past the idle time.
+    let probe = server.send_json("POST", "/api/v1/backup", &serde_json::json!({}));
+    assert_eq!(probe.status, 201, "{}", probe.body);
+    let probe = probe.json();
+    assert_eq!(probe["idle_release_s"].as_f64(), Some(2.0), "{probe}");
+    let id = probe["id"].as_str().unwrap();
+    let status = server.get(&format!("/api/v1/backup/{id}"));
+    assert_eq!(status.status, 200, "{}", status.body);
+    let sizes: Vec<u64> = probe["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(status.json()["bytes"].as_u64(), Some(sizes.iter().sum()));
+    // Unused for longer than the idle release: gone.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let gone = server.get(&format!("/api/v1/backup/{id}"));
+    assert_eq!(gone.status, 404, "{}", gone.body);
+
+    let largest = *sizes[..sizes.len() - 1].iter().max().unwrap() as f64;
+    let rate = format!("{}", largest / 5.0 / 1e6);
+    let started = Instant::now();
+    let report = backup(&server, &target, &["--max-rate", &rate, "--quiet"]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the run was paced"
+    );
+    assert!(report["copied_bytes"].as_u64().unwrap() > 0, "{report}");
+    let verified = ok(&strata(&["backup", "verify", "--from", &target]));
+    assert_eq!(verified.matches(": ok").count(), 1, "{verified}");
+}
+
 #[test]
 fn backups_need_an_unlimited_admin_token() {
     let (_tmp, dir) = temp_data_dir();

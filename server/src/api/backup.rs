@@ -7,9 +7,10 @@
 //!   "size", "crc32c"}]}`;
 //! - `GET /api/v1/backup/{id}/files/{*path}` serves one file's bytes (a segment straight from its
 //!   mapping, so compaction deleting the file meanwhile does not matter);
+//! - `GET /api/v1/backup/{id}` tells the session's file count and bytes and keeps it alive;
 //! - `DELETE /api/v1/backup/{id}` releases the session.
 //!
-//! A session unused for [`IDLE`](crate::backup_sessions::IDLE) is released by the next call, at most [`MAX_SESSIONS`](crate::backup_sessions::MAX_SESSIONS) exist at
+//! A session unused for `--backup-session-idle` (default [`IDLE`](crate::backup_sessions::IDLE)) is released by the next call, at most [`MAX_SESSIONS`](crate::backup_sessions::MAX_SESSIONS) exist at
 //! once. Segment checksums are cached by segment id (segments are immutable and ids never
 //! reused), so an incremental run does not read unchanged segments again. Admin scope with no
 //! stream limits; creating a session is audited (`backup_snapshot`).
@@ -102,7 +103,8 @@ pub async fn create(
     });
     lock(&st.backups.live).insert(id.clone(), session);
     tracing::info!(backup = %id, files = listed.len(), actor = %p.actor(), "backup session opened");
-    let body = json!({"id": id, "created_ns": now, "files": listed});
+    let idle = st.backups.idle().as_secs_f64();
+    let body = json!({"id": id, "created_ns": now, "files": listed, "idle_release_s": idle});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -132,6 +134,25 @@ pub async fn file(
         body,
     )
         .into_response())
+}
+
+/// `GET /api/v1/backup/{id}`: the session's files and how long it stays unused before it is
+/// released; the call counts as a use, so a client pacing a long copy (`--max-rate`) keeps its
+/// session alive with it.
+pub async fn status(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    unlimited(&p)?;
+    let session = st.backups.get(&id)?;
+    let bytes: u64 = session.files.iter().map(|f| f.size).sum();
+    Ok(Json(json!({
+        "id": id,
+        "files": session.files.len(),
+        "bytes": bytes,
+        "idle_release_s": st.backups.idle().as_secs_f64(),
+    })))
 }
 
 /// `DELETE /api/v1/backup/{id}`.

@@ -231,14 +231,82 @@ impl Target {
     }
 }
 
-/// Waits so that `done` bytes since `started` stay under `mb_per_s` (0: no limit).
-fn throttle(done: u64, started: Instant, mb_per_s: f64) {
+/// The longest a copy goes without a keep-alive call to its session: a quarter of the idle
+/// release the server announces (`idle_release_s`), at most a minute.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+/// How long to wait so that `done` bytes since `started` stay under `mb_per_s` (0: no limit).
+fn throttle_wait(done: u64, started: Instant, mb_per_s: f64) -> Duration {
     if mb_per_s <= 0.0 {
-        return;
+        return Duration::ZERO;
     }
     let due = Duration::from_secs_f64(done as f64 / (mb_per_s * 1e6));
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(wait);
+    due.saturating_sub(started.elapsed())
+}
+
+/// Paces a backup's copy (`--max-rate`, segment files and cold objects alike) and keeps its
+/// server session alive: a slow copy calls `GET /api/v1/backup/{id}` at least every
+/// [`KEEP_ALIVE`] (or a quarter of the server's idle release, when shorter), also while it
+/// waits, so the server never releases the snapshot mid-run.
+struct Pacer<'a> {
+    client: &'a crate::ctl::Client,
+    session: String,
+    mb_per_s: f64,
+    started: Instant,
+    done: u64,
+    touched: Instant,
+    /// `None` for a server that announces no idle release (and has no keep-alive call).
+    every: Option<Duration>,
+}
+
+impl<'a> Pacer<'a> {
+    fn new(client: &'a crate::ctl::Client, id: &str, session: &Value, mb_per_s: f64) -> Self {
+        let every = session["idle_release_s"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Duration::from_secs_f64(s / 4.0).min(KEEP_ALIVE));
+        Pacer {
+            client,
+            session: format!("/api/v1/backup/{}", enc(id)),
+            mb_per_s,
+            started: Instant::now(),
+            done: 0,
+            touched: Instant::now(),
+            every,
+        }
+    }
+
+    /// After `bytes` more were copied: waits for the rate, touching the session as it goes.
+    fn copied(&mut self, bytes: u64) -> anyhow::Result<()> {
+        self.done += bytes;
+        let mut wait = throttle_wait(self.done, self.started, self.mb_per_s);
+        loop {
+            let slice = match self.every {
+                Some(every) => {
+                    if self.touched.elapsed() >= every {
+                        self.touch()?;
+                    }
+                    wait.min(every.saturating_sub(self.touched.elapsed()))
+                }
+                None => wait,
+            };
+            if wait.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(slice);
+            wait -= slice;
+        }
+    }
+
+    fn touch(&mut self) -> anyhow::Result<()> {
+        self.client.get(&self.session).with_context(|| {
+            format!(
+                "the backup session {} could not be kept alive (released by the server?)",
+                self.session
+            )
+        })?;
+        self.touched = Instant::now();
+        Ok(())
     }
 }
 
@@ -374,7 +442,7 @@ fn copy_session(
     }
     let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
     let bar = super::progress::bytes(total, quiet, &format!("backup {id}"));
-    let copy_started = Instant::now();
+    let mut pace = Pacer::new(client, id, session, max_rate);
     for (f, object) in todo {
         let path = format!("/api/v1/backup/{}/files/{}", enc(id), f.path);
         let bytes = client.get_bytes(&path)?;
@@ -392,11 +460,11 @@ fn copy_session(
         report.copied_files += 1;
         report.copied_bytes += f.size;
         bar.inc(f.size);
-        throttle(report.copied_bytes, copy_started, max_rate);
+        pace.copied(f.size)?;
     }
     bar.finish_and_clear();
     if let Some(c) = cold {
-        listed.extend(copy_cold(target, id, &c, &mut report)?);
+        listed.extend(copy_cold(target, id, &c, &mut report, &mut pace)?);
     }
     let manifest = BackupManifest {
         version: BACKUP_VERSION,
@@ -426,6 +494,7 @@ fn copy_cold(
     id: &str,
     c: &ColdCopy,
     report: &mut CopyReport,
+    pace: &mut Pacer,
 ) -> anyhow::Result<Vec<BackupFile>> {
     let key = backup_object(id, COLD_REFERENCE_FILE);
     let bytes = target.get(&key).with_context(
@@ -450,6 +519,7 @@ fn copy_cold(
             report.cold_copied += 1;
             report.copied_files += 1;
             report.copied_bytes += o.bytes;
+            pace.copied(o.bytes)?;
         }
         report.files += 1;
         out.push(BackupFile {
@@ -880,10 +950,11 @@ mod tests {
     #[test]
     fn throttle_waits_for_the_rate() {
         let t = Instant::now();
-        throttle(200_000, t, 1.0); // 0.2 MB at 1 MB/s
-        assert!(t.elapsed() >= Duration::from_millis(190));
-        let t = Instant::now();
-        throttle(u64::MAX, t, 0.0);
-        assert!(t.elapsed() < Duration::from_millis(100));
+        let wait = throttle_wait(200_000, t, 1.0); // 0.2 MB at 1 MB/s
+        assert!(wait > Duration::from_millis(150) && wait <= Duration::from_millis(200));
+        assert_eq!(throttle_wait(u64::MAX, t, 0.0), Duration::ZERO);
+        if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(10)) {
+            assert_eq!(throttle_wait(1_000_000, long_ago, 1.0), Duration::ZERO);
+        }
     }
 }
