@@ -106,6 +106,11 @@ pub struct Command {
     pub result: Option<Value>,
     /// How many times it was sent to the device (MQTT resends after a reconnect count).
     pub attempts: u32,
+    /// For a command handed out by the HTTP long-poll that expects an acknowledgement: when the
+    /// next poll hands it out again if it is still unacknowledged (the device may never have
+    /// received the response). Absent otherwise, and in commands stored before 2026-12-07.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeliver_ns: Option<i64>,
 }
 
 impl Command {
@@ -122,6 +127,29 @@ impl Command {
     fn due(&self, now: i64) -> bool {
         self.status == CommandStatus::Queued && now < self.expires_ns
     }
+
+    /// Whether the HTTP long-poll may hand it out at `now`: due, or handed out by a poll whose
+    /// lease passed without an acknowledgement.
+    fn pollable(&self, now: i64) -> bool {
+        self.due(now)
+            || (self.status == CommandStatus::Delivered
+                && self.redeliver_ns.is_some_and(|t| now >= t)
+                && now < self.expires_ns)
+    }
+}
+
+/// How long a command handed out by the HTTP long-poll waits for its acknowledgement before the
+/// next poll hands it out again, unless the poll asks for another lease: 60 s.
+pub const POLL_LEASE_NS: i64 = 60_000_000_000;
+
+/// What [`Registry::poll_command`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Poll {
+    /// The command handed out (now `delivered`).
+    pub command: Option<Command>,
+    /// With no command: when the earliest lease of a command handed out earlier ends (ns since
+    /// the epoch), if any.
+    pub retry_ns: Option<i64>,
 }
 
 /// A command to enqueue.
@@ -203,6 +231,7 @@ fn enqueue_into(
         finished_ns: None,
         result: None,
         attempts: 0,
+        redeliver_ns: None,
     };
     put_json(table, &key(device, &command.id), &command)?;
     Ok(command)
@@ -468,8 +497,19 @@ impl Registry {
         })
     }
 
-    /// Hands out the oldest due command of `device` and marks it delivered (HTTP long-poll).
+    /// Hands out the oldest due command of `device` and marks it delivered (HTTP long-poll),
+    /// with the default lease ([`POLL_LEASE_NS`]); see [`Registry::poll_command`].
     pub fn next_command(&self, device: &str) -> Result<Option<Command>> {
+        Ok(self.poll_command(device, POLL_LEASE_NS)?.command)
+    }
+
+    /// Hands out the oldest command of `device` the HTTP long-poll may take and marks it
+    /// delivered: a queued one, or one an earlier poll handed out whose lease (`lease_ns`) passed
+    /// without an acknowledgement (its response may never have reached the device: delivery
+    /// over HTTP is at least once for commands that expect an acknowledgement; a command with
+    /// `ack: false` is final once handed out). When none is ready, tells when the earliest lease
+    /// ends, so a waiting poll can look again then.
+    pub fn poll_command(&self, device: &str, lease_ns: i64) -> Result<Poll> {
         validate_device_id(device)?;
         let now = now_ns();
         let txn = self.inner.write_txn()?;
@@ -477,25 +517,38 @@ impl Registry {
             let mut table = txn.open_table(COMMANDS)?;
             let (start, end) = device_range(device);
             let mut found = None;
+            let mut retry_ns: Option<i64> = None;
             for item in table.range::<&str>(start.as_str()..end.as_str())? {
                 let (_, v) = item?;
                 let c: Command = serde_json::from_slice(v.value())?;
-                if c.due(now) {
+                if c.pollable(now) {
                     found = Some(c);
                     break;
                 }
+                if c.status == CommandStatus::Delivered
+                    && let Some(t) = c.redeliver_ns.filter(|_| now < c.expires_ns)
+                {
+                    retry_ns = Some(retry_ns.map_or(t, |r| r.min(t)));
+                }
             }
             let Some(mut c) = found else {
-                return Ok(None);
+                return Ok(Poll {
+                    command: None,
+                    retry_ns,
+                });
             };
             c.status = CommandStatus::Delivered;
             c.delivered_ns = Some(now);
             c.attempts = c.attempts.saturating_add(1);
+            c.redeliver_ns = c.ack.then(|| now.saturating_add(lease_ns.max(0)));
             put_json(&mut table, &key(device, &c.id), &c)?;
             c
         };
         txn.commit()?;
-        Ok(Some(command))
+        Ok(Poll {
+            command: Some(command),
+            retry_ns: None,
+        })
     }
 
     /// The device's acknowledgement. Repeating the same acknowledgement is harmless; a command
@@ -755,6 +808,50 @@ mod tests {
             reg.enqueue_command("nope", cmd("x", 1_000_000_000, true), 2),
             Err(RegistryError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_polled_command_left_unacknowledged_is_handed_out_again_after_its_lease() {
+        let (_d, reg) = registry();
+        let hour = 3_600_000_000_000;
+        let a = reg.enqueue_command("d1", cmd("a", hour, true), 10).unwrap();
+        let b = reg
+            .enqueue_command("d1", cmd("b", hour, false), 10)
+            .unwrap();
+        let first = reg.poll_command("d1", hour).unwrap().command.unwrap();
+        assert_eq!((first.id.as_str(), first.attempts), (a.id.as_str(), 1));
+        let lease_end = first.redeliver_ns.unwrap();
+        // Within the lease the next poll takes the next command; `ack: false` is final.
+        let second = reg.poll_command("d1", hour).unwrap().command.unwrap();
+        assert_eq!(
+            (second.id.as_str(), second.redeliver_ns),
+            (b.id.as_str(), None)
+        );
+        let none = reg.poll_command("d1", hour).unwrap();
+        assert_eq!((none.command, none.retry_ns), (None, Some(lease_end)));
+
+        // A lease that has passed: the same command again, counted as a second attempt.
+        reg.register_device("t", DeviceRegistration::new("d2"))
+            .unwrap();
+        let c = reg.enqueue_command("d2", cmd("c", hour, true), 10).unwrap();
+        reg.poll_command("d2", 0).unwrap().command.unwrap();
+        let again = reg.poll_command("d2", hour).unwrap().command.unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), (c.id.as_str(), 2));
+        // Acknowledged, it is never handed out again, and nothing is waited for.
+        let done = CommandAck {
+            status: CommandStatus::Completed,
+            result: None,
+        };
+        reg.ack_command("d2", &c.id, done.clone()).unwrap();
+        let d = reg.enqueue_command("d2", cmd("d", hour, true), 10).unwrap();
+        reg.poll_command("d2", 0).unwrap().command.unwrap();
+        reg.ack_command("d2", &d.id, done).unwrap();
+        let none = reg.poll_command("d2", 0).unwrap();
+        assert_eq!((none.command, none.retry_ns), (None, None));
+        // A command delivered over MQTT (PUBACK) is never handed out by a poll.
+        let e = reg.enqueue_command("d2", cmd("e", hour, true), 10).unwrap();
+        reg.mark_command_delivered("d2", &e.id).unwrap();
+        assert_eq!(reg.poll_command("d2", 0).unwrap().command, None);
     }
 
     #[test]

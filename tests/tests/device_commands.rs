@@ -373,6 +373,58 @@ fn http_devices_long_poll_and_acknowledge() {
     assert_eq!(r.status, 404, "{}", r.body);
 }
 
+/// A long-poll whose device went away before the answer (its socket closed mid-wait) does not
+/// lose the command: a command expecting an acknowledgement is handed out again once the poll's
+/// `lease` passes unacknowledged, counted as another attempt; one acknowledged is not.
+#[test]
+fn a_command_whose_poll_answer_was_lost_is_handed_out_again() {
+    let (_tmp, data) = temp_data_dir();
+    let server = start(&data, free_port(), "50");
+    let key = key_of(&server.create_device("meter-1", "meter"));
+    let auth = basic("meter-1", &key);
+    let r = server.get_as("/api/v1/devices/meter-1/commands/next?lease=0s", &auth);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("lease must be between"), "{}", r.body);
+
+    // A device polls, then drops the connection while the server waits.
+    let base = server.base();
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut sock = TcpStream::connect(host).unwrap();
+    let request = format!(
+        "GET /api/v1/devices/meter-1/commands/next?wait=5s&lease=1s HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n\r\n"
+    );
+    sock.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let c = send(&server, "meter-1", json!({"name": "reboot"}));
+    let cid = c["id"].as_str().unwrap().to_owned();
+    drop(sock);
+
+    // The next poll gets it, at the latest once the lost answer's lease has passed.
+    let r = server.get_as(
+        "/api/v1/devices/meter-1/commands/next?wait=10s&lease=1s",
+        &auth,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["id"], cid.as_str());
+    // Not acknowledged within its lease: handed out again, a further attempt.
+    let r = server.get_as("/api/v1/devices/meter-1/commands/next?wait=10s", &auth);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["id"], cid.as_str());
+    let stored = status(&server, "meter-1", &cid);
+    assert_eq!(stored["status"], "delivered", "{stored}");
+    assert!(stored["attempts"].as_u64().unwrap() >= 2, "{stored}");
+    let ack_path = format!("/api/v1/devices/meter-1/commands/{cid}/ack");
+    let r = server.send(
+        "POST",
+        &ack_path,
+        Some(br#"{"status":"completed"}"#),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server.get_as("/api/v1/devices/meter-1/commands/next?wait=1500ms", &auth);
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
 /// `POST /api/v1/commands`: one command for many devices in one call, a result per device
 /// (unknown device 404, full queue 429), delivered to a persistent paho session like a
 /// single-device command; a `read` token may not send.

@@ -7,6 +7,9 @@
 //! - HTTP devices (Basic device credentials, or a `write` token on the device's behalf):
 //!   `GET .../commands/next?wait=30s` long-polls the oldest due command (200, marked delivered)
 //!   or answers 204 when none came within `wait`; `POST .../commands/{cid}/ack` acknowledges it.
+//!   A command expecting an acknowledgement is handed out again by a later poll once its lease
+//!   (`lease=`, default 60s) passes unacknowledged: a response lost on the way (the device
+//!   disconnected mid-poll) does not lose the command.
 
 use std::time::Duration;
 
@@ -202,6 +205,29 @@ pub async fn cancel(
 pub struct NextParams {
     /// How long to wait for a command (default 0: answer at once; at most 120s).
     wait: Option<String>,
+    /// How long a handed-out command that expects an acknowledgement waits for it before a
+    /// later poll hands it out again (default 60s; 1s to 1h).
+    lease: Option<String>,
+}
+
+/// Bounds of `lease`.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+const MAX_LEASE: Duration = Duration::from_secs(3_600);
+
+fn lease_of(q: &NextParams) -> Result<i64, ApiError> {
+    let Some(l) = q.lease.as_deref() else {
+        return Ok(strata_registry::POLL_LEASE_NS);
+    };
+    let lease = strata_ingest::text::parse_duration(l)
+        .map_err(|e| ApiError::BadRequest(format!("invalid lease {l:?}: {e}")))?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        return Err(ApiError::BadRequest(format!(
+            "lease must be between {}s and {}s",
+            MIN_LEASE.as_secs(),
+            MAX_LEASE.as_secs()
+        )));
+    }
+    Ok(lease.as_nanos() as i64)
 }
 
 /// `GET /api/v1/devices/{id}/commands/next?wait=30s`: 200 with the oldest due command (now
@@ -234,6 +260,7 @@ pub async fn next(
             MAX_WAIT.as_secs()
         )));
     }
+    let lease = lease_of(&q)?;
     let deadline = tokio::time::Instant::now() + wait;
     let waiter = st.plane.waiter(&id);
     let outcome = loop {
@@ -241,12 +268,16 @@ pub async fn next(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let device = id.clone();
-        match blocking(&st, move |r| r.next_command(&device)).await {
-            Ok(Some(c)) => break Ok(Some(c)),
-            Ok(None) => {}
+        let retry_ns = match blocking(&st, move |r| r.poll_command(&device, lease)).await {
+            Ok(p) if p.command.is_some() => break Ok(p.command),
+            Ok(p) => p.retry_ns,
             Err(e) => break Err(e),
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+        };
+        // Wake for a new command, or when a handed-out one's lease ends.
+        let until = retry_ns.map_or(deadline, |t| deadline.min(instant_at(t)));
+        if tokio::time::timeout_at(until, notified).await.is_err()
+            && tokio::time::Instant::now() >= deadline
+        {
             break Ok(None);
         }
     };
@@ -255,6 +286,15 @@ pub async fn next(
         Some(c) => (StatusCode::OK, Json(command_message(&c))).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+/// The monotonic instant of wall-clock time `ns` (ns since the epoch; now when it has passed).
+fn instant_at(ns: i64) -> tokio::time::Instant {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let ahead = u64::try_from(ns.saturating_sub(now_ns)).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_nanos(ahead)
 }
 
 /// `POST /api/v1/devices/{id}/commands/{cid}/ack` with `{"status": "completed" | "rejected",
