@@ -360,6 +360,45 @@ fn limited_admin_cannot_mint_broader_tokens() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Nor may it mint device credentials: a device writes to every stream of the device
+    // database (`default` here), which this token may not touch.
+    let existing = server.create_device("meter-1", "meter");
+    assert!(existing["primary_key"].is_string(), "{existing}");
+    let device = json!({"id": "sneaky-1", "model": "meter", "attributes": {}});
+    let bulk = json!({"devices": [{"id": "sneaky-2", "model": "meter"}]});
+    let group = json!({"id": "line-9", "attributes": {}});
+    for (method, path, body) in [
+        ("POST", "/api/v1/devices", Some(device.clone())),
+        ("POST", "/api/v1/devices/bulk", Some(bulk)),
+        ("POST", "/api/v1/devices/meter-1/rotate-keys", None),
+        ("POST", "/api/v1/devices/meter-1/enable", None),
+        ("POST", "/api/v1/enrollments", Some(group)),
+    ] {
+        assert_refused(
+            &as_limited(method, path, body),
+            403,
+            "may not create or enable device credentials",
+        );
+    }
+    assert_eq!(server.get("/api/v1/devices/sneaky-1").status, 404);
+    // An admin allowed on the whole device database may.
+    let r = server.post_json(
+        "/api/v1/tokens",
+        &json!({"scopes": ["admin"], "streams": ["default"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let device_admin = bearer(r.json()["token"].as_str().unwrap());
+    let r = server.send(
+        "POST",
+        "/api/v1/devices",
+        Some(device.to_string().as_bytes()),
+        &[
+            ("Authorization", device_admin.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 #[test]

@@ -51,6 +51,7 @@ pub async fn bulk(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     let body = body.map_err(|r| body::rejection(r, st.max_body))?;
     let encoding = body::content_encoding(&headers)?;
     let payload = body::decode(body, encoding, st.max_body)?;

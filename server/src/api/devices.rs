@@ -35,6 +35,7 @@ pub async fn create(
     Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     let reg: DeviceRegistration = json_body(body, REGISTRY_BODY_LIMIT)?;
     let actor = p.actor();
     let created = blocking(&st, move |r| r.register_device(&actor, reg)).await?;
@@ -161,6 +162,7 @@ pub async fn enable(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Device>, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     set_enabled(st, p, id, true).await
 }
 
@@ -193,6 +195,7 @@ pub async fn rotate_keys(
     q: Result<Query<RotateParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     let Query(q) = q.map_err(bad_query)?;
     let from_body: RotateParams = optional_json(body, REGISTRY_BODY_LIMIT)?;
     let slot = from_body.slot.or(q.slot).unwrap_or_default();

@@ -47,6 +47,7 @@ pub async fn create(
     verifier: Verifier,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     let new: NewEnrollment = json_body(body, REGISTRY_BODY_LIMIT)?;
     if let Some(pem) = &new.ca_cert {
         crate::tls::enrolled::ca_verifier(pem)
@@ -92,6 +93,7 @@ pub async fn enable(
     verifier: Verifier,
     Path(id): Path<String>,
 ) -> Result<Json<Enrollment>, ApiError> {
+    super::may_mint_device_credentials(&st, &p)?;
     let group = set_enabled(&st, &p, id, true).await?;
     reload_cas(&st, &verifier).await?;
     Ok(group)

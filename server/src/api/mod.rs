@@ -53,6 +53,20 @@ pub fn only_applications(p: &Principal, what: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Minting or re-enabling device credentials (registering devices, rotating keys, issuing
+/// certificates, provisioning groups): a device writes to any stream of the device database, so
+/// a token limited to other streams may not do it (it could then write through the device).
+pub fn may_mint_device_credentials(st: &AppState, p: &Principal) -> Result<(), ApiError> {
+    let db = st.pipeline.admission().device_database();
+    if p.allows_database(db) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "{} may not create or enable device credentials: devices write to every stream of database '{db}', which it is not allowed; use a token allowed on '{db}' or one without stream limits",
+        p.actor()
+    )))
+}
+
 /// A device acts only on its own inbox, twin and methods (tokens act for any device).
 pub fn same_device(p: &Principal, id: &str) -> Result<(), ApiError> {
     match p {

@@ -43,6 +43,7 @@ pub async fn issue(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    crate::api::may_mint_device_credentials(&st, &principal)?;
     let days = request_days(&body)?;
     let ca = issuer.0.ok_or_else(|| {
         ApiError::Conflict(
