@@ -456,6 +456,7 @@ impl Registry {
                 )));
             }
             c.status = CommandStatus::Cancelled;
+            c.redeliver_ns = None;
             c.finished_ns = Some(now);
             Ok(true)
         })
@@ -584,6 +585,7 @@ impl Registry {
             }
             c.delivered_ns.get_or_insert(now);
             c.status = ack.status;
+            c.redeliver_ns = None;
             c.result = ack.result;
             c.finished_ns = Some(now);
             Ok(true)

@@ -105,6 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..MqttConfig::default()
     };
     state.backups.set_idle(args.backup_session_idle);
+    release_idle_backups(state.clone());
     state
         .plane
         .set_queue_depth(usize::try_from(args.command_queue_depth).unwrap_or(usize::MAX));
@@ -340,6 +341,23 @@ async fn start_mqtt(
         tracing::info!(addr = %local, "MQTTS device endpoint listening");
     }
     Ok(Some(mqtt))
+}
+
+/// Releases abandoned backup sessions even when no backup call comes (a session pins segments
+/// and cold objects an erase or retention would otherwise delete): checks every quarter of
+/// `--backup-session-idle`, at most every 30 s.
+fn release_idle_backups(state: AppState) {
+    let every = (state.backups.idle() / 4).clamp(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(30),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            state.backups.expire();
+        }
+    });
 }
 
 /// Logs what recovery found: a summary, and each damage item as a warning.

@@ -329,3 +329,60 @@ fn a_failing_cold_store_delays_the_cold_rewrite_but_not_compaction() {
     let counts = "SELECT device, count(*) AS n FROM m GROUP BY device ORDER BY device";
     assert_eq!(sql(&server, counts), "device,n\nbystander,291\n");
 }
+
+/// A backup session pins the cold objects of its snapshot: an erase's rewrite deletes the old
+/// objects only after the session is gone, and an abandoned session is released after
+/// `--backup-session-idle` with no further call, so the erased rows do not linger.
+#[test]
+fn an_abandoned_backup_session_holds_erased_cold_objects_only_until_its_idle_release() {
+    let (_tmp, dir) = temp_data_dir();
+    let (_tmp_cold, cold_dir) = temp_data_dir();
+    let cold = format!("file://{}", cold_dir.display());
+    let server = Server::start(
+        &dir,
+        &["--cold-store", &cold, "--backup-session-idle", "5s"],
+    );
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &serde_json::json!({"hot": "3d"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.write("default", &old_and_recent_lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+
+    let session = server.send_json("POST", "/api/v1/backup", &serde_json::json!({}));
+    assert_eq!(session.status, 201, "{}", session.body);
+    assert_eq!(
+        server.delete("/api/v1/devices/victim/data").status,
+        200,
+        "erase"
+    );
+    assert_eq!(server.post("/api/v1/compact", b"", &[]).status, 200);
+    assert!(
+        !files_containing(&cold_dir, MARKER.as_bytes()).is_empty(),
+        "the session's snapshot still holds the old objects"
+    );
+    let status = server.get("/api/v1/databases/default/lifecycle").json();
+    assert_eq!(status["cold_store"]["retired_objects"], 2, "{status}");
+
+    // No backup call from here on: the session is released after 5 s all the same (the
+    // compaction above waited 2 s for it, in vain).
+    std::thread::sleep(std::time::Duration::from_millis(6_000));
+    assert_eq!(server.post("/api/v1/compact", b"", &[]).status, 200);
+    assert_eq!(
+        files_containing(&cold_dir, MARKER.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let status = server.get("/api/v1/databases/default/lifecycle").json();
+    assert_eq!(status["cold_store"]["retired_objects"], 0, "{status}");
+    assert_eq!(
+        sql(
+            &server,
+            "SELECT device, count(*) AS n FROM m GROUP BY device"
+        ),
+        "device,n\nbystander,291\n"
+    );
+}

@@ -373,7 +373,14 @@ fn limited_admin_cannot_mint_broader_tokens() {
         ("POST", "/api/v1/devices/bulk", Some(bulk)),
         ("POST", "/api/v1/devices/meter-1/rotate-keys", None),
         ("POST", "/api/v1/devices/meter-1/enable", None),
+        ("POST", "/api/v1/devices/meter-1/certificate", None),
+        (
+            "PATCH",
+            "/api/v1/devices/meter-1",
+            Some(json!({"thumbprint": "ab".repeat(32)})),
+        ),
         ("POST", "/api/v1/enrollments", Some(group)),
+        ("POST", "/api/v1/enrollments/line-9/enable", None),
     ] {
         assert_refused(
             &as_limited(method, path, body),

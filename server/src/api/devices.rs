@@ -99,6 +99,10 @@ async fn update_device(
     id: String,
     update: DeviceUpdate,
 ) -> Result<Json<Device>, ApiError> {
+    // A new pinned certificate is a credential too (clearing one is not).
+    if update.thumbprint.as_deref().is_some_and(|t| !t.is_empty()) {
+        super::may_mint_device_credentials(st, p)?;
+    }
     let actor = p.actor();
     let device = blocking(st, move |r| r.update_device(&actor, &id, update)).await?;
     Ok(Json(device))

@@ -53,8 +53,8 @@ pub fn only_applications(p: &Principal, what: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Minting or re-enabling device credentials (registering devices, rotating keys, issuing
-/// certificates, provisioning groups): a device writes to any stream of the device database, so
+/// Minting or re-enabling device credentials (registering devices, rotating keys, issuing or
+/// pinning certificates, provisioning groups): a device writes to any stream of the device database, so
 /// a token limited to other streams may not do it (it could then write through the device).
 pub fn may_mint_device_credentials(st: &AppState, p: &Principal) -> Result<(), ApiError> {
     let db = st.pipeline.admission().device_database();

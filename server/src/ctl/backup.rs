@@ -263,8 +263,8 @@ impl<'a> Pacer<'a> {
     fn new(client: &'a crate::ctl::Client, id: &str, session: &Value, mb_per_s: f64) -> Self {
         let every = session["idle_release_s"]
             .as_f64()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| Duration::from_secs_f64(s / 4.0).min(KEEP_ALIVE));
+            .and_then(|s| Duration::try_from_secs_f64(s / 4.0).ok())
+            .map(|d| d.clamp(Duration::from_millis(250), KEEP_ALIVE));
         Pacer {
             client,
             session: format!("/api/v1/backup/{}", enc(id)),

@@ -146,7 +146,14 @@ fn reconcile_after_failure(
         tracing::warn!(note = %n, "cold tier reconciliation");
         report.cold_notes.push(n);
     }
-    *inner.cold_manifest.lock().map_err(|_| poisoned())? = cold;
+    {
+        // A version committed meanwhile (a reap's `forget` runs without the compaction lock)
+        // is newer than the one loaded above: keep it.
+        let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
+        if cold.number >= current.number {
+            *current = cold;
+        }
+    }
     tier.reconcile_pending.store(false, Ordering::Relaxed);
     Ok(())
 }
@@ -166,9 +173,10 @@ fn adopt_cold_objects(inner: &Inner, tier: &ColdTier, cold: &ColdManifest) -> Re
         .objects
         .iter()
         .map(|o| {
+            // A key names one object (keys are unique per put), so the live entry of the same
+            // key is kept: reads holding it count as its users (`cold_retire.rs`).
             current
                 .remove(o.key.as_str())
-                .filter(|live| **live == *o)
                 .unwrap_or_else(|| Arc::new(o.clone()))
         })
         .collect();

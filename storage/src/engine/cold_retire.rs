@@ -92,23 +92,31 @@ pub(super) fn reap(inner: &Inner, tier: &ColdTier) -> Result<(Vec<String>, Vec<S
 fn forget(inner: &Inner, tier: &ColdTier, deleted: &[String]) -> Result<()> {
     let gone: HashSet<&str> = deleted.iter().map(String::as_str).collect();
     let mut current = inner.cold_manifest.lock().map_err(|_| poisoned())?;
-    if !current.retired.iter().any(|k| gone.contains(k.as_str())) {
-        return Ok(());
-    }
-    let mut next = current.clone();
-    next.number += 1;
-    next.retired.retain(|k| !gone.contains(k.as_str()));
-    match tier.try_commit(&next) {
-        Ok(()) => *current = next,
-        Err(CommitFailure::Refused(e)) => {
-            tracing::warn!(error = %e, "cold manifest not updated after deleting retired objects");
-            if let Ok(newer) = tier.load_manifest() {
-                *current = newer;
-            }
+    // A refused commit (the manifest moved on unseen) is tried once more on the newer version.
+    for _ in 0..2 {
+        if !current.retired.iter().any(|k| gone.contains(k.as_str())) {
+            return Ok(());
         }
-        Err(CommitFailure::Unknown(e)) => {
-            tracing::warn!(error = %e, "cold manifest update after deleting retired objects may not have landed");
-            tier.reconcile_pending.store(true, Ordering::Relaxed);
+        let mut next = current.clone();
+        next.number += 1;
+        next.retired.retain(|k| !gone.contains(k.as_str()));
+        match tier.try_commit(&next) {
+            Ok(()) => {
+                *current = next;
+                return Ok(());
+            }
+            Err(CommitFailure::Refused(e)) => {
+                tracing::warn!(error = %e, "cold manifest not updated after deleting retired objects");
+                match tier.load_manifest() {
+                    Ok(newer) => *current = newer,
+                    Err(_) => return Ok(()),
+                }
+            }
+            Err(CommitFailure::Unknown(e)) => {
+                tracing::warn!(error = %e, "cold manifest update after deleting retired objects may not have landed");
+                tier.reconcile_pending.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -146,7 +154,8 @@ pub(super) fn reap_quietly(inner: &Inner) {
 
 /// At open, and in a reconciliation after a failed step: deletes the objects `cold.retired`
 /// names that nothing here still uses (`in_use`: the live state's and the retired list's keys;
-/// empty at open) and drops them from `cold.retired`. Notes what it did.
+/// empty at open) and drops them from `cold.retired`. Notes what it did; a failed delete is
+/// noted and its key kept (a store refusing deletes never stops an open).
 pub(super) fn delete_leftovers(
     tier: &ColdTier,
     cold: &mut ColdManifest,
@@ -159,10 +168,18 @@ pub(super) fn delete_leftovers(
             kept.push(key);
             continue;
         }
-        tier.delete(&key)?;
-        notes.push(format!(
-            "deleted cold object {key}: the cold manifest had dropped it and no read was using it"
-        ));
+        match tier.delete(&key) {
+            Ok(()) => notes.push(format!(
+                "deleted cold object {key}: the cold manifest had dropped it and no read was using it"
+            )),
+            // Kept named: the next start or reconciliation tries again.
+            Err(e) => {
+                notes.push(format!(
+                    "cold object {key} (dropped by the cold manifest) could not be deleted, retried later: {e}"
+                ));
+                kept.push(key);
+            }
+        }
     }
     cold.retired = kept;
     Ok(())
