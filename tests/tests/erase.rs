@@ -185,6 +185,21 @@ fn old_and_recent_lines() -> String {
     out
 }
 
+/// [`old_and_recent_lines`] written and flushed under `hot: 3d`, and a lifecycle run that moves
+/// the two old days to the cold store (two objects).
+fn two_days_moved_cold(server: &Server) {
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/databases/default/lifecycle",
+        &serde_json::json!({"hot": "3d"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.write("default", &old_and_recent_lines()).status, 204);
+    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
+    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
+    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+}
+
 const ROLLUP_BY_DEVICE: &str = "SELECT device, count(*) AS windows, sum(points) AS points, \
      sum(speed_sum) AS s FROM _rollup_1h_m GROUP BY device ORDER BY device";
 
@@ -288,16 +303,7 @@ fn a_failing_cold_store_delays_the_cold_rewrite_but_not_compaction() {
     let store = cold_root.join("store");
     let cold = format!("file://{}", store.display());
     let server = Server::start(&dir, &["--cold-store", &cold]);
-    let r = server.send_json(
-        "PUT",
-        "/api/v1/databases/default/lifecycle",
-        &serde_json::json!({"hot": "3d"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(server.write("default", &old_and_recent_lines()).status, 204);
-    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
-    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
-    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+    two_days_moved_cold(&server);
 
     // The store breaks: its directory is replaced by a plain file (writes and reads fail).
     let away = cold_root.join("away");
@@ -342,16 +348,7 @@ fn an_abandoned_backup_session_holds_erased_cold_objects_only_until_its_idle_rel
         &dir,
         &["--cold-store", &cold, "--backup-session-idle", "5s"],
     );
-    let r = server.send_json(
-        "PUT",
-        "/api/v1/databases/default/lifecycle",
-        &serde_json::json!({"hot": "3d"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(server.write("default", &old_and_recent_lines()).status, 204);
-    assert_eq!(server.post("/api/v1/flush", b"", &[]).status, 204);
-    let r = server.post("/api/v1/lifecycle/run", b"", &[]);
-    assert_eq!(r.json()["moved"].as_array().unwrap().len(), 2, "{}", r.body);
+    two_days_moved_cold(&server);
 
     let session = server.send_json("POST", "/api/v1/backup", &serde_json::json!({}));
     assert_eq!(session.status, 201, "{}", session.body);

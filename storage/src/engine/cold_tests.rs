@@ -743,17 +743,33 @@ fn snapshot_of_m(engine: &Engine) -> std::sync::Arc<crate::ReadSnapshot> {
     std::sync::Arc::new(snap.unwrap().unwrap())
 }
 
-/// A read that took its snapshot before an erase rewrote the cold objects still reads the old
-/// objects to the end: they are deleted only once the snapshot is gone (the maintenance pass
-/// after it), and the cold manifest then stops naming them as retired.
-#[test]
-fn a_cold_object_a_read_still_uses_outlives_its_erase_rewrite() {
+/// [`two_cold_days`], a snapshot of every row, then device a erased and a maintenance pass
+/// (which rewrites both objects while the snapshot holds the old ones).
+type ErasedUnderASnapshot = (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    Engine,
+    Vec<(String, i64, String)>,
+    Vec<std::path::PathBuf>,
+    std::sync::Arc<crate::ReadSnapshot>,
+);
+
+fn erased_under_a_snapshot() -> ErasedUnderASnapshot {
     let dir = tempfile::tempdir().unwrap();
     let cold = tempfile::tempdir().unwrap();
     let (engine, before, old_objects) = two_cold_days(dir.path(), cold.path());
     let snap = snapshot_of_m(&engine);
     engine.erase_device(&erase_all_of("a")).unwrap();
     engine.compact().unwrap();
+    (dir, cold, engine, before, old_objects, snap)
+}
+
+/// A read that took its snapshot before an erase rewrote the cold objects still reads the old
+/// objects to the end: they are deleted only once the snapshot is gone (the maintenance pass
+/// after it), and the cold manifest then stops naming them as retired.
+#[test]
+fn a_cold_object_a_read_still_uses_outlives_its_erase_rewrite() {
+    let (_dir, cold, engine, before, old_objects, snap) = erased_under_a_snapshot();
     let now: Vec<_> = parquet_files(cold.path());
     assert_eq!(now.len(), 4, "two replacements beside the two old objects");
     assert!(old_objects.iter().all(|o| now.contains(o)));
@@ -805,12 +821,7 @@ fn a_cold_object_a_read_still_uses_outlives_its_retention() {
 /// sees it) deletes them at the next open, which reports it, and reports no unknown object.
 #[test]
 fn retired_cold_objects_left_by_a_stop_are_deleted_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let cold = tempfile::tempdir().unwrap();
-    let (engine, before, old_objects) = two_cold_days(dir.path(), cold.path());
-    let snap = snapshot_of_m(&engine);
-    engine.erase_device(&erase_all_of("a")).unwrap();
-    engine.compact().unwrap();
+    let (dir, cold, engine, before, old_objects, snap) = erased_under_a_snapshot();
     drop(engine);
     assert_eq!(parquet_files(cold.path()).len(), 4);
     assert_eq!(retired_in_manifest(cold.path()).len(), 2);
