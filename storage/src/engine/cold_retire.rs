@@ -8,8 +8,8 @@
 //!    deletes it after a crash (no read is running then) instead of reporting an unknown object;
 //! 2. after the commit the live state stops listing it and it joins [`ColdTier`]'s retired
 //!    list, which keeps one reference;
-//! 3. [`reap`] (at the end of every purge and retention step, in every compaction pass: each
-//!    maintenance tick and `Engine::compact`, and when the engine stops) deletes each retired object whose only
+//! 3. [`reap`] (at the end of every retention step, in every compaction pass right after the
+//!    erase purge: each maintenance tick and `Engine::compact`, and when the engine stops) deletes each retired object whose only
 //!    reference is the list's, i.e. no snapshot uses it, then commits a manifest version whose
 //!    `retired` list no longer names it.
 //!

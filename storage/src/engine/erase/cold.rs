@@ -73,8 +73,7 @@ pub(super) fn purge(inner: &Inner) -> Result<usize> {
             done += 1;
         }
     }
-    // The replaced objects no read still uses go now; the others at a later pass.
-    cold_retire::reap(inner, &tier)?;
+    // The replaced objects are deleted by the reap of the compaction pass that runs this purge.
     Ok(done)
 }
 
