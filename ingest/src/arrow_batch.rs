@@ -53,6 +53,17 @@ pub enum ArrowError {
     /// A column could not be converted to its stored type.
     #[error("cannot convert a column: {0}")]
     Convert(String),
+    /// A float field holds NaN or an infinity (refused as on every other write path: a
+    /// device model's min/max could not judge it, and SQL aggregates would turn NaN).
+    #[error("column '{column}' row {row}: {value} is not a finite number")]
+    NotFinite {
+        /// Column name.
+        column: String,
+        /// Row within the batch.
+        row: usize,
+        /// The value sent (`NaN`, `inf`, `-inf`).
+        value: String,
+    },
     /// A `time` or `device` value is null or out of range.
     #[error("column '{column}' row {row}: {problem}")]
     Value {
@@ -316,13 +327,31 @@ fn series_of(
     Ok((series, row_series))
 }
 
+/// Refuses the first valid value of a float column that is NaN or infinite.
+fn finite(values: &[f64], valid: &[bool], name: &str) -> Result<(), ArrowError> {
+    match values
+        .iter()
+        .zip(valid)
+        .position(|(v, ok)| *ok && !v.is_finite())
+    {
+        Some(row) => Err(ArrowError::NotFinite {
+            column: name.to_owned(),
+            row,
+            value: values[row].to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// One field column in the engine's layout.
 fn column(col: &ArrayRef, name: &str, ty: FieldType) -> Result<Column, ArrowError> {
     let valid: Vec<bool> = (0..col.len()).map(|i| col.is_valid(i)).collect();
     let data = match ty {
         FieldType::Float => {
             let a = cast_to(col, &DataType::Float64)?;
-            ColumnData::Float(a.as_primitive::<Float64Type>().values().to_vec())
+            let values = a.as_primitive::<Float64Type>().values().to_vec();
+            finite(&values, &valid, name)?;
+            ColumnData::Float(values)
         }
         FieldType::Integer => {
             let a = cast_to(col, &DataType::Int64)?;
@@ -455,6 +484,56 @@ mod tests {
         let num_tag = Field::new("site", DataType::Int32, false);
         let e = layout(&schema(vec![time, device, v, num_tag], Some("site"))).unwrap_err();
         assert!(e.to_string().contains("tags must be utf8"), "{e}");
+    }
+
+    #[test]
+    fn nan_and_infinite_floats_are_refused_but_null_slots_are_not_checked() {
+        let s = schema(
+            vec![
+                Field::new("time", DataType::Int64, false),
+                Field::new("device", DataType::Utf8, false),
+                Field::new("v", DataType::Float64, true),
+            ],
+            None,
+        );
+        let batch = |v: Vec<Option<f64>>| {
+            let times: Vec<i64> = (1..=v.len() as i64).collect();
+            let devices = vec!["d"; v.len()];
+            RecordBatch::try_new(
+                s.clone(),
+                vec![
+                    Arc::new(Int64Array::from(times)),
+                    Arc::new(StringArray::from(devices)),
+                    Arc::new(arrow::array::Float64Array::from(v)),
+                ],
+            )
+            .unwrap()
+        };
+        let l = layout(&s).unwrap();
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = to_table(&l, "m", &batch(vec![Some(1.0), Some(bad)])).unwrap_err();
+            assert!(
+                e.to_string().contains("column 'v' row 1")
+                    && e.to_string().contains("not a finite number"),
+                "{e}"
+            );
+        }
+        // A null slot's buffer value is not data (Arrow leaves it unspecified).
+        let nulls = arrow::array::Float64Array::new(
+            vec![1.0, f64::NAN].into(),
+            Some(vec![true, false].into()),
+        );
+        let b = RecordBatch::try_new(
+            s.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["d", "d"])),
+                Arc::new(nulls),
+            ],
+        )
+        .unwrap();
+        let t = to_table(&l, "m", &b).unwrap();
+        assert_eq!(t.columns[0].valid, vec![true, false]);
     }
 
     #[test]

@@ -1,26 +1,37 @@
-//! The outbox dispatcher: a thread that delivers due [`OutboxEntry`]s — webhook POST (with the
-//! `X-Strata-Signature` HMAC), MQTT publish ([`crate::mqtt`]), device command ([`CommandSink`]),
-//! stream row and `alert_history` row (`Engine::write`) — deletes an entry only once delivered,
-//! and retries a failed one with exponential backoff until its `max_attempts`, after which it
-//! stays in the outbox as dead.
+//! The outbox dispatcher: a thread that passes over the due [`OutboxEntry`]s in sequence order
+//! and delivers them — webhook POST (with the `X-Strata-Signature` HMAC), MQTT publish
+//! ([`crate::mqtt`]), device command ([`CommandSink`]), stream row and `alert_history` row
+//! (`Engine::write`) — deletes an entry only once delivered, and retries a failed one with
+//! exponential backoff until its `max_attempts`, after which it stays in the outbox as dead.
+//!
+//! Webhooks and MQTT publishes are remote and may be slow: the dispatcher hands them, one job per
+//! destination ([`crate::lanes`]), to the delivery workers ([`crate::pool`]) and goes on without
+//! waiting, so an unreachable host costs only its own notifications. A worker records each
+//! result in the store itself and wakes the dispatcher when its job is done. Stream, command and
+//! history entries are local and delivered by the dispatcher thread itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use strata_storage::{Column, Engine, FieldType, SeriesKey, TableWrite, Value, WriteBatch};
 
+use crate::lanes::{Round, lane};
 use crate::outbox::{
     CommandSink, HISTORY_STREAM, IDEMPOTENCY_HEADER, Notification, OutboxEntry, SIGNATURE_HEADER,
     Target, backoff_ns, signature,
 };
+use crate::pool::{Job, Pool};
 use crate::spec::{ActionSpec, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, duration_ns};
 use crate::store::Store;
 
 /// Outbox entries read (and their deliveries removed) at a time.
 pub const PAGE: usize = 512;
+
+/// A worker removes its delivered entries at least every this many deliveries.
+const FLUSH: usize = 64;
 
 /// Timeout of one webhook request.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,11 +52,51 @@ pub struct Dispatcher {
     pub stop: Arc<AtomicBool>,
     /// Counters.
     pub stats: Arc<crate::stats::Stats>,
+    /// The delivery workers of webhooks and MQTT publishes.
+    pub pool: Arc<Pool>,
+    /// Wakes the dispatcher (a worker ended a job).
+    pub wake: SyncSender<()>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug)]
+struct Failure {
+    text: String,
+    /// The destination did not answer at all (timeout, refused or lost connection): its other
+    /// entries would fail the same way, so it is paused.
+    unreachable: bool,
+}
+
+/// What became of one remote delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Answered with an error: retried later, its lane waits.
+    Failed,
+    /// No answer: retried later, and the destination is paused.
+    Unreachable,
+}
+
+impl Failure {
+    fn answered(text: String) -> Failure {
+        Failure {
+            text,
+            unreachable: false,
+        }
+    }
+
+    fn unreachable(text: String) -> Failure {
+        Failure {
+            text,
+            unreachable: true,
+        }
+    }
 }
 
 impl Dispatcher {
-    /// The dispatcher loop: deliver what is due, then wait for a wake-up or the next due time.
-    pub fn run(self, wake: Receiver<()>) {
+    /// The dispatcher loop: deliver what is due, then wait for a wake-up or the next due time;
+    /// once stopped, ends the workers after their current delivery.
+    pub fn run(self: Arc<Self>, wake: Receiver<()>) {
         while !self.stop.load(Ordering::Relaxed) {
             let wait = match self.round() {
                 Ok(w) => w,
@@ -59,59 +110,82 @@ impl Dispatcher {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.pool.close();
     }
 
-    /// One pass: attempts every due entry, [`PAGE`] entries at a time (oldest first); returns
-    /// how long to wait for the next. The `alert_history` rows of a page are written together
-    /// (one engine write per database) and a page's delivered entries are removed in one
-    /// transaction; an entry is removed only after its delivery succeeded, as before.
-    fn round(&self) -> crate::Result<Duration> {
-        let now = crate::now_ns();
-        let mut next = now + 1_000_000_000;
+    /// One pass: every due entry, [`PAGE`] entries at a time (oldest first); returns how long
+    /// to wait for the next. Remote entries go to the workers, one job per free destination (see
+    /// [`Round::plan`]); local ones are attempted here, the `alert_history` rows of a page
+    /// written together (one engine write per database) and a page's delivered local entries
+    /// removed in one transaction; an entry is removed only after its delivery succeeded.
+    fn round(self: &Arc<Self>) -> crate::Result<Duration> {
+        let mut round = Round::new(crate::now_ns());
         let mut after = 0;
-        // Lanes (rule, instance, target) with an earlier entry still waiting: their later
-        // entries wait too, so a receiver never gets "resolved" before the "firing" it ends.
-        let mut waiting: HashSet<String> = HashSet::new();
         loop {
             let page = self.store.outbox_page(after, PAGE)?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            let mut done = Vec::new();
-            let mut history = Vec::new();
-            for e in page {
-                if e.dead {
-                    continue;
-                }
-                let lane = lane(&e);
-                if lane.as_ref().is_some_and(|l| waiting.contains(l)) {
-                    continue;
-                }
-                if e.next_at_ns > now {
-                    next = next.min(e.next_at_ns);
-                    waiting.extend(lane);
-                    continue;
-                }
-                if self.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if matches!(e.target, Target::History { .. }) {
-                    history.push(e);
-                    continue;
-                }
-                if !self.attempt(e, &mut done, &mut next)? {
-                    waiting.extend(lane);
-                }
+            let now = round.now;
+            let plan = round.plan(page, |dest| self.pool.avail(dest, now));
+            if self.stop.load(Ordering::Relaxed) {
+                break;
             }
-            self.write_history(history, &mut done, &mut next)?;
+            self.hand_off(plan.jobs);
+            let mut done = Vec::new();
+            self.attempt_local(plan.local, &mut round, &mut done)?;
+            self.write_history(plan.history, &mut done, &mut round.next)?;
             self.store.delivered_many(&done)?;
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
         }
-        let wait = next
+        let wait = round
+            .next
             .saturating_sub(crate::now_ns())
             .clamp(1_000_000, 1_000_000_000);
         Ok(Duration::from_nanos(wait as u64))
+    }
+
+    /// Queues one job per destination and starts the workers they need.
+    fn hand_off(self: &Arc<Self>, jobs: std::collections::BTreeMap<String, Vec<OutboxEntry>>) {
+        for (dest, entries) in jobs {
+            let seqs = entries.iter().map(|e| e.seq).collect();
+            self.pool.submit(Job { dest, seqs });
+        }
+        while self.pool.wants_worker() {
+            let me = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("rules-delivery".into())
+                .spawn(move || me.serve());
+            if let Err(e) = spawned {
+                // The queued jobs wait for a running worker, or for the next pass to try again.
+                tracing::error!(error = %e, "rules outbox: cannot start a delivery thread");
+                self.pool.worker_gone();
+                break;
+            }
+        }
+    }
+
+    /// Stream and command entries in sequence order; a failure holds its lane's later entries.
+    fn attempt_local(
+        &self,
+        entries: Vec<OutboxEntry>,
+        round: &mut Round,
+        done: &mut Vec<u64>,
+    ) -> crate::Result<()> {
+        for e in entries {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let lane = lane(&e);
+            if lane.as_ref().is_some_and(|l| round.waiting.contains(l)) {
+                continue;
+            }
+            if !self.attempt(e, done, &mut round.next)? {
+                round.waiting.extend(lane);
+            }
+        }
+        Ok(())
     }
 
     /// Delivers one entry: its sequence joins `done` (true), or its failure is recorded (false).
@@ -122,7 +196,109 @@ impl Dispatcher {
                 self.stats.delivered(e.rule());
                 Ok(true)
             }
-            Err(err) => self.failed(e, err, next).map(|()| false),
+            Err(err) => {
+                let retry_at = self.failed(e, err.text)?;
+                *next = (*next).min(retry_at);
+                Ok(false)
+            }
+        }
+    }
+
+    /// A worker: runs jobs until the pool closes or it idles; a destination is freed (and the
+    /// dispatcher woken) only after its job's results are committed.
+    fn serve(self: Arc<Self>) {
+        while let Some(job) = self.pool.next_job() {
+            let release = Release {
+                pool: &self.pool,
+                dest: &job.dest,
+            };
+            if let Err(e) = self.run_job(&job) {
+                tracing::warn!(destination = %job.dest, error = %e,
+                    "rules outbox: delivery job ended early");
+                self.pool.pause(&job.dest, crate::now_ns() + 1_000_000_000);
+            }
+            drop(release);
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    /// Delivers a job's entries in its order (each lane in sequence order), each re-read from the
+    /// store first.
+    ///
+    /// The dispatcher planned the job from a page it read earlier, maybe before the previous
+    /// job of this destination committed (delivered entries deleted, failures given a later
+    /// retry time): that page may be stale. It cannot be stale any more here: only the worker
+    /// holding a destination changes that destination's entries, the destination was busy from
+    /// the moment the previous job was queued until its results were committed, and this job was
+    /// queued after that. So an entry gone from the store (delivered, or its rule's outbox
+    /// removed) is skipped, a dead one is skipped, and one that is not due makes its lane wait
+    /// (its later entries in this job are skipped too, like the dispatcher does).
+    fn run_job(&self, job: &Job) -> crate::Result<()> {
+        let mut done = Vec::new();
+        let walked = self.walk_job(job, &mut done);
+        // What was delivered is removed even if the job ended on an error.
+        let removed = self.store.delivered_many(&done);
+        walked.and(removed)
+    }
+
+    /// The deliveries of [`Dispatcher::run_job`]; delivered sequences not removed yet stay in
+    /// `done`.
+    fn walk_job(&self, job: &Job, done: &mut Vec<u64>) -> crate::Result<()> {
+        let mut waiting: HashSet<String> = HashSet::new();
+        for &seq in &job.seqs {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(e) = self.store.entry(seq)? else {
+                continue;
+            };
+            let lane = lane(&e);
+            if e.dead || lane.as_ref().is_some_and(|l| waiting.contains(l)) {
+                continue;
+            }
+            if e.next_at_ns > crate::now_ns() {
+                waiting.extend(lane);
+                continue;
+            }
+            match self.attempt_remote(&job.dest, e, done)? {
+                Outcome::Delivered => {}
+                Outcome::Failed => waiting.extend(lane),
+                // Paused: the rest of the job stays due, without an attempt counted.
+                Outcome::Unreachable => break,
+            }
+            if done.len() >= FLUSH {
+                self.store.delivered_many(done)?;
+                done.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers one remote entry: its sequence joins `done`, or its failure is recorded; an
+    /// unreachable destination is paused until the entry's retry time.
+    fn attempt_remote(
+        &self,
+        dest: &str,
+        e: OutboxEntry,
+        done: &mut Vec<u64>,
+    ) -> crate::Result<Outcome> {
+        let result = {
+            let _counted = self.pool.delivering();
+            self.deliver(&e)
+        };
+        match result {
+            Ok(()) => {
+                self.pool.resume(dest);
+                done.push(e.seq);
+                self.stats.delivered(e.rule());
+                Ok(Outcome::Delivered)
+            }
+            Err(err) if err.unreachable => {
+                let retry_at = self.failed(e, err.text)?;
+                self.pool.pause(dest, retry_at);
+                Ok(Outcome::Unreachable)
+            }
+            Err(err) => self.failed(e, err.text).map(|_| Outcome::Failed),
         }
     }
 
@@ -169,47 +345,53 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Counts a failed attempt: retried after a backoff, or dead after the last attempt.
-    fn failed(&self, mut e: OutboxEntry, err: String, next: &mut i64) -> crate::Result<()> {
+    /// Counts a failed attempt: retried after a backoff, or dead after the last attempt; returns
+    /// when the entry (or, dead, the next one of its destination) is tried again (ns).
+    fn failed(&self, mut e: OutboxEntry, err: String) -> crate::Result<i64> {
         e.attempts += 1;
         e.last_error = Some(err.clone());
         let (max, base) = retry_policy(&e.target);
+        let retry_at = crate::now_ns() + backoff_ns(base, e.attempts);
         if e.attempts >= max {
             e.dead = true;
             tracing::warn!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
                 error = %err, "rules outbox: notification dead-lettered");
             self.stats.dead(e.rule());
         } else {
-            e.next_at_ns = crate::now_ns() + backoff_ns(base, e.attempts);
-            *next = (*next).min(e.next_at_ns);
+            e.next_at_ns = retry_at;
             tracing::info!(rule = %e.rule(), id = %e.notification.id, attempts = e.attempts,
                 error = %err, "rules outbox: delivery failed, will retry");
             self.stats.failed_delivery(e.rule());
         }
-        self.store.update_entry(&e)
+        self.store.update_entry(&e).map(|()| retry_at)
     }
 
-    fn deliver(&self, e: &OutboxEntry) -> Result<(), String> {
+    fn deliver(&self, e: &OutboxEntry) -> Result<(), Failure> {
+        let local = |r: Result<(), String>| r.map_err(Failure::answered);
         match &e.target {
             Target::Action { action, db } => match action {
                 ActionSpec::Webhook { url, secret, .. } => {
                     post_webhook(&self.agent, url, secret.as_deref(), &e.notification)
                 }
-                ActionSpec::Stream { db: d, stream } => self.write_row(
+                ActionSpec::Stream { db: d, stream } => local(self.write_row(
                     d.as_deref().unwrap_or(db),
                     stream,
                     e,
                     notification_columns(&e.notification, false),
-                ),
-                ActionSpec::Command { name, payload } => self.command(e, name, payload),
-                ActionSpec::Mqtt { topic, .. } => self.publish(topic, &e.notification),
+                )),
+                ActionSpec::Command { name, payload } => local(self.command(e, name, payload)),
+                // Every failure of the one broker connection (refused, no PUBACK, closed) is
+                // the broker's: the other publishes would fail the same way.
+                ActionSpec::Mqtt { topic, .. } => self
+                    .publish(topic, &e.notification)
+                    .map_err(Failure::unreachable),
             },
-            Target::History { db } => self.write_row(
+            Target::History { db } => local(self.write_row(
                 db,
                 HISTORY_STREAM,
                 e,
                 notification_columns(&e.notification, true),
-            ),
+            )),
         }
     }
 
@@ -261,6 +443,22 @@ impl Dispatcher {
             .write(&batch)
             .map(|_| ())
             .map_err(|e| format!("write to {db}.{stream}: {e}"))
+    }
+}
+
+/// Frees a worker's destination when its job ends, also if the job panicked (the worker's slot
+/// is given back then, as its thread is gone).
+struct Release<'a> {
+    pool: &'a Pool,
+    dest: &'a str,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.pool.finish(self.dest);
+        if std::thread::panicking() {
+            self.pool.worker_gone();
+        }
     }
 }
 
@@ -348,21 +546,28 @@ fn string_column(name: &str, value: &str) -> Column {
 }
 
 /// A webhook client with the delivery timeout.
+///
+/// Without a connection pool: ureq does not retry a POST on a kept connection the receiver has
+/// closed meanwhile (many close idle ones after a few seconds), which would count as an
+/// unreachable host and pause it. A fresh connection per notification costs a handshake.
 pub fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(WEBHOOK_TIMEOUT)
         .redirects(0)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
         .build()
 }
 
-/// POSTs the notification; any 2xx is a delivery.
+/// POSTs the notification; any 2xx is a delivery, no answer (timeout, refused or broken
+/// connection) makes the host unreachable.
 fn post_webhook(
     agent: &ureq::Agent,
     url: &str,
     secret: Option<&str>,
     n: &Notification,
-) -> Result<(), String> {
-    let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
+) -> Result<(), Failure> {
+    let body = serde_json::to_vec(n).map_err(|e| Failure::answered(e.to_string()))?;
     let mut req = agent
         .post(url)
         .set("Content-Type", "application/json")
@@ -372,22 +577,10 @@ fn post_webhook(
     }
     match req.send_bytes(&body) {
         Ok(r) if (200..300).contains(&r.status()) => Ok(()),
-        Ok(r) => Err(format!("{url} answered {}", r.status())),
-        Err(ureq::Error::Status(code, _)) => Err(format!("{url} answered {code}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The delivery lane of an entry: its rule, alert instance and action, whose notifications
-/// must arrive in order; `None` for history rows (each carries its own time).
-fn lane(e: &OutboxEntry) -> Option<String> {
-    match &e.target {
-        Target::History { .. } => None,
-        target => Some(format!(
-            "{}\u{0}{}\u{0}{}",
-            e.notification.rule,
-            serde_json::to_string(&e.notification.key).unwrap_or_default(),
-            serde_json::to_string(target).unwrap_or_default()
-        )),
+        Ok(r) => Err(Failure::answered(format!("{url} answered {}", r.status()))),
+        Err(ureq::Error::Status(code, _)) => {
+            Err(Failure::answered(format!("{url} answered {code}")))
+        }
+        Err(e) => Err(Failure::unreachable(e.to_string())),
     }
 }

@@ -8,6 +8,8 @@
 //! - [`outbox`]: notifications and outbox entries (idempotency key, HMAC signature, backoff).
 //! - [`dispatch`]: the delivery thread (webhook, MQTT, command, stream writes, history), retries
 //!   with exponential backoff and dead letters.
+//! - [`lanes`]: how a pass splits due entries: lanes (in order), destinations, one job each.
+//! - [`pool`]: the delivery workers of webhooks and MQTT publishes, one job per destination.
 //! - [`mqtt`]: the QoS 1 publisher of `mqtt` actions.
 //! - [`registry_join`]: `devices` (attributes as a typed struct) joined into conditions.
 //! - [`row`]: row rules: the after-durable-write observer, its bounded queue, the condition
@@ -35,9 +37,11 @@ pub mod dispatch;
 pub mod dryrun;
 pub mod error;
 pub mod eval;
+pub mod lanes;
 pub mod mqtt;
 pub mod outbox;
 pub mod pending;
+pub mod pool;
 pub mod query_share;
 pub mod registry_join;
 pub mod row;
@@ -114,6 +118,8 @@ pub struct Rules {
     query: Arc<QueryEngine>,
     loaded: RwLock<BTreeMap<String, Loaded>>,
     stats: Arc<stats::Stats>,
+    /// The outbox's delivery workers (their gauges are in `/metrics`).
+    delivery: Arc<pool::Pool>,
     wake: SyncSender<()>,
     wake_rx: Mutex<Option<Receiver<()>>>,
     stop: Arc<AtomicBool>,
@@ -172,6 +178,7 @@ impl Rules {
             query,
             loaded: RwLock::new(loaded),
             stats: Arc::default(),
+            delivery: Arc::default(),
             wake,
             wake_rx: Mutex::new(Some(rx)),
             stop: Arc::default(),
@@ -592,6 +599,7 @@ impl Rules {
     /// Prometheus text of the per-rule counters.
     pub fn render_metrics(&self, out: &mut String) {
         self.stats.render(out);
+        self.delivery.render(out, now_ns());
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
@@ -628,7 +636,7 @@ impl Rules {
         let Some(rx) = self.wake_rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let dispatcher = dispatch::Dispatcher {
+        let dispatcher = Arc::new(dispatch::Dispatcher {
             commands: self.commands.get().cloned(),
             mqtt: std::sync::Mutex::new(self.broker.get().cloned().map(mqtt::Publisher::new)),
             store: self.store.clone(),
@@ -636,7 +644,9 @@ impl Rules {
             agent: dispatch::agent(),
             stop: self.stop.clone(),
             stats: self.stats.clone(),
-        };
+            pool: self.delivery.clone(),
+            wake: self.wake.clone(),
+        });
         let spawned = std::thread::Builder::new()
             .name("rules-outbox".into())
             .spawn(move || dispatcher.run(rx));

@@ -401,6 +401,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The outbox entry `seq` as committed now (none once delivered or removed).
+    pub fn entry(&self, seq: u64) -> Result<Option<OutboxEntry>> {
+        let txn = self.db.begin_read().map_err(RulesError::db)?;
+        let t = txn.open_table(OUTBOX).map_err(RulesError::db)?;
+        match t.get(seq).map_err(RulesError::db)? {
+            Some(v) => Ok(Some(codec::decode_entry(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Removes delivered entries, in one transaction.
     pub fn delivered_many(&self, seqs: &[u64]) -> Result<()> {
         if seqs.is_empty() {

@@ -122,6 +122,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub tls: Box<crate::tls::TlsArgs>,
 
+    /// Broker bridge: --bridge-broker and its --bridge-* settings (docs/mqtt.md).
+    #[command(flatten)]
+    pub bridge: Box<crate::bridge::BridgeArgs>,
+
     /// Arrow Flight SQL endpoint (HOST:PORT, e.g. 127.0.0.1:7087; port 0 picks a free port,
     /// logged as "Flight SQL listening"). Off unless given. SQL queries, prepared statements,
     /// catalog metadata and DoPut bulk ingest with API tokens; see docs/flight-sql.md.
@@ -252,11 +256,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_TWIN_MAX_DEPTH", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub twin_max_depth: u64,
 
-    /// Most open Flight SQL connections; one that has sent nothing yet makes room at the cap.
+    /// Most open Flight SQL connections; one that has made no call with valid credentials makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_flight: u64,
 
-    /// Most open PostgreSQL connections; more are closed at accept.
+    /// Most open PostgreSQL connections; one that has not signed in yet makes room at the cap.
     #[arg(long, env = "STRATA_MAX_CONNECTIONS_PG", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_pg: u64,
 

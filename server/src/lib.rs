@@ -10,6 +10,7 @@ mod auth;
 mod backup_sessions;
 mod body;
 mod bootstrap;
+mod bridge;
 pub mod cli;
 mod console;
 mod credentials;

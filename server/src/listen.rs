@@ -5,7 +5,8 @@
 //! body-read timeout (longest pause between two chunks of a request body) and a per-listener
 //! [`ConnectionLimit`]: at the cap, the oldest connection that has not yet sent a complete request
 //! is closed to make room, and only when every connection is busy is the new one refused. Flight
-//! SQL gets the same cap, its connections counting as established once they sent any bytes.
+//! SQL gets the same cap, its connections counting as established from their first call with
+//! valid credentials.
 //! Refusals and evictions are counted in `/metrics` (`strata_connections_refused_total`).
 
 use std::future::Future;
@@ -253,18 +254,22 @@ async fn body_timeout(limit: Duration, req: Request, next: Next) -> Response {
         .await
 }
 
-/// A Flight SQL connection under its listener's [`ConnectionLimit`]: established once it has
-/// sent any bytes.
+/// A Flight SQL connection under its listener's [`ConnectionLimit`]: pending (evicted first when
+/// the cap is reached) until a call with valid credentials, which the Flight service marks
+/// through the connection's [`Establish`] handle (tonic puts this connect info in each
+/// request's extensions). Bytes alone (a half-sent HTTP/2 preface) or calls without a valid
+/// token do not hold a place.
 #[derive(Debug)]
 pub struct FlightConn {
     io: LimitedIo<TcpStream>,
-    established: bool,
 }
 
 impl tonic::transport::server::Connected for FlightConn {
-    type ConnectInfo = ();
+    type ConnectInfo = Establish;
 
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.slot().handle()
+    }
 }
 
 impl AsyncRead for FlightConn {
@@ -273,13 +278,7 @@ impl AsyncRead for FlightConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.io).poll_read(cx, buf);
-        if !self.established && buf.filled().len() > before {
-            self.established = true;
-            self.io.slot().establish();
-        }
-        res
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -325,7 +324,6 @@ pub fn flight_incoming(
             let _ = tcp.set_nodelay(true);
             let conn = FlightConn {
                 io: LimitedIo::new(tcp, slot),
-                established: false,
             };
             return Some((Ok(conn), (listener, limit)));
         }

@@ -2,20 +2,21 @@
 //! and status, rows/values/bytes written, write and read latency histograms, engine gauges, and
 //! the per-protocol ingest families (`strata_ingest_*{protocol="http"|"mqtt"}`: connections,
 //! messages, bytes, rejects by reason, flagged rows) with the MQTT endpoint's own counters read
-//! from [`MqttServer::stats`] at scrape time (never counted twice).
+//! from [`MqttServer::stats`] at scrape time (never counted twice), and the broker bridge's
+//! counters (`strata_bridge_*`, from [`Bridge::stats`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use strata_ingest::mqtt::{ConnectionLimit, MqttServer, MqttStats};
+use strata_ingest::mqtt::{Bridge, BridgeStats, ConnectionLimit, MqttServer, MqttStats};
 use strata_storage::{EngineStats, WriteReceipt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -169,6 +170,7 @@ pub struct Metrics {
     http_flagged: AtomicU64,
     http_rejects: Mutex<BTreeMap<(&'static str, u16), u64>>,
     mqtt: Mutex<Vec<(&'static str, MqttServer)>>,
+    bridge: Mutex<Option<Arc<Bridge>>>,
     limits: Mutex<Vec<(&'static str, ConnectionLimit)>>,
 }
 
@@ -196,6 +198,11 @@ impl Metrics {
     pub fn attach_mqtt(&self, protocol: &'static str, server: MqttServer) {
         let mut list = self.mqtt.lock().unwrap_or_else(|p| p.into_inner());
         list.push((protocol, server));
+    }
+
+    /// Exposes the counters of the broker bridge (`strata_bridge_*`).
+    pub fn attach_bridge(&self, bridge: Arc<Bridge>) {
+        *self.bridge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bridge);
     }
 
     /// Exposes the connection limit of `listener` (`http`, `https`, `mqtt`, `flight`).
@@ -455,6 +462,14 @@ impl Metrics {
         );
         self.render_rejects(out, &mqtt);
         render_mqtt_details(out, &mqtt);
+        let bridge = self
+            .bridge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(b) = bridge {
+            render_bridge(out, &b.stats());
+        }
     }
 
     fn render_rejects(&self, out: &mut String, mqtt: &[(&'static str, MqttStats)]) {
@@ -561,6 +576,55 @@ fn render_mqtt_details(out: &mut String, mqtt: &[(&'static str, MqttStats)]) {
         for (p, st) in mqtt {
             let _ = writeln!(out, "{name}{{protocol=\"{p}\"}} {}", get(st));
         }
+    }
+}
+
+/// The broker bridge's counters (`--bridge-broker`).
+fn render_bridge(out: &mut String, s: &BridgeStats) {
+    let families: [(&str, &str, u64); 8] = [
+        (
+            "connects",
+            "Successful connections to the broker.",
+            s.connects,
+        ),
+        (
+            "connection_errors",
+            "Broker connection failures (each followed by a reconnect).",
+            s.connection_errors,
+        ),
+        (
+            "messages_received",
+            "Messages received from the broker.",
+            s.messages_received,
+        ),
+        (
+            "messages_acked",
+            "Messages acknowledged to the broker (stored, or refused for their content).",
+            s.messages_acked,
+        ),
+        (
+            "messages_invalid",
+            "Messages dropped for their topic or content (acknowledged: redelivery cannot fix them).",
+            s.messages_invalid,
+        ),
+        (
+            "rows_written",
+            "Rows written to the engine from the broker.",
+            s.rows_written,
+        ),
+        (
+            "commits",
+            "Engine writes (group commits) of bridged messages.",
+            s.commits,
+        ),
+        (
+            "storage_failures",
+            "Commits that failed on storage; each ends the broker session, whose unacknowledged messages come again.",
+            s.storage_failures,
+        ),
+    ];
+    for (name, help, value) in families {
+        counter(out, &format!("strata_bridge_{name}_total"), help, value);
     }
 }
 

@@ -126,6 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         mqtt_config,
     )
     .await?;
+    let bridge = crate::bridge::start(&args.bridge, &args.device_tags, &engine, &state)?;
     let limit = |listener: &'static str, max: u64| {
         let limit = ConnectionLimit::new(usize::try_from(max).unwrap_or(usize::MAX));
         state.metrics.attach_limit(listener, limit.clone());
@@ -205,6 +206,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(mqtt) = mqtt {
         mqtt.shutdown(args.shutdown_timeout).await;
+    }
+    if let Some(bridge) = bridge {
+        bridge.stop(args.shutdown_timeout).await;
     }
     rules.shutdown();
     tracing::info!("HTTP server stopped; flushing the engine");

@@ -686,6 +686,36 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A real Mosquitto broker (Debian `mosquitto`) on 127.0.0.1:`port`, killed when dropped.
+pub struct Mosquitto {
+    child: Child,
+}
+
+impl Mosquitto {
+    /// Starts the broker; returns once it accepts TCP connections.
+    pub fn start(port: u16) -> Mosquitto {
+        let child = Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/install.d/10-mqtt.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { child }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Publishes `payload` to `topic` at QoS 1 with the real `mosquitto_pub`, as device `id` (client
 /// id = user name = `id`, password `key`), on 127.0.0.1:`port`.
 pub fn mosquitto_pub(port: u16, id: &str, key: &str, topic: &str, payload: &str) -> Output {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_tests::{Server, free_port, rows};
+use strata_tests::{Server, free_port, rows, wait_until};
 
 /// A process holding a user + mount namespace in which `mount_point` is a small tmpfs.
 struct SmallFs {
@@ -371,4 +371,137 @@ fn the_device_sdk_keeps_its_buffered_telemetry_through_a_full_disk() {
 /// One line of line protocol for the HTTP probe writes.
 fn point_line(t: i64) -> String {
     format!("probe,device=p v={t} {t}")
+}
+
+/// Publishes `lines` to the broker on `port`, one QoS 1 message each, with the real
+/// `mosquitto_pub` (its PUBACKs come from the broker, not from Strata).
+fn broker_publish(port: u16, topic: &str, lines: &str) {
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(lines.as_bytes()).expect("write");
+    std::io::Seek::rewind(&mut file).expect("rewind");
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-q", "1", "-l", "-t", topic])
+        .stdin(Stdio::from(file))
+        .output()
+        .expect("mosquitto_pub is installed (.ci/run installs mosquitto-clients)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Time (ms since the epoch) of the bridged message numbered 0.
+const BRIDGE_T0_MS: i64 = 1_700_000_000_000;
+
+/// JSON messages `{"ts": T0 + i, "v": i}` for `i` in `range`.
+fn bridge_messages(range: std::ops::Range<i64>) -> String {
+    range
+        .map(|i| format!("{{\"ts\": {}, \"v\": {i}}}\n", BRIDGE_T0_MS + i))
+        .collect()
+}
+
+/// Numbers of the rows of stream `bridged` in time order, each checked to hold its own value;
+/// empty while the stream does not exist.
+fn bridged(server: &Server) -> Vec<i64> {
+    let sql = format!(
+        "SELECT CAST(v AS BIGINT) AS v, CAST(time AS BIGINT) / 1000000 - {BRIDGE_T0_MS} AS t \
+         FROM bridged ORDER BY time"
+    );
+    let r = server.post(
+        "/api/v1/query",
+        sql.as_bytes(),
+        &[("Accept", "application/json")],
+    );
+    if r.status == 400 && r.body.contains("not found") {
+        return Vec::new();
+    }
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            let t = row["t"].as_i64().expect("t");
+            assert_eq!(row["v"].as_i64(), Some(t), "value of the row at {t}");
+            t
+        })
+        .collect()
+}
+
+/// The broker bridge (`--bridge-broker`, a real Mosquitto) through a full disk: the commit of
+/// the messages published meanwhile fails, the bridge acknowledges none of them, ends its broker
+/// session and connects again (every second here), and once space returns the broker's
+/// redelivery brings every message in: nothing is lost, nothing is stored twice, and messages
+/// published after the failure do not overtake the ones before. (Before this, the bridge kept
+/// its session: the failed messages stayed unacknowledged and were never delivered again, while
+/// the later ones were stored and acknowledged out of order.)
+#[test]
+fn the_broker_bridge_redelivers_what_a_full_disk_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mount_point = tmp.path().join("small");
+    std::fs::create_dir(&mount_point).expect("mkdir");
+    let fs = SmallFs::mount(&mount_point, "16m");
+    let broker_port = free_port();
+    let _broker = strata_tests::Mosquitto::start(broker_port);
+    let broker = format!("127.0.0.1:{broker_port}");
+    let args = [
+        "--durability",
+        "sync",
+        "--no-mqtt",
+        "--bridge-broker",
+        &broker,
+        "--bridge-route",
+        "plant/{device}/{stream}",
+        "--bridge-client-id",
+        "strata-disk-test",
+        "--bridge-storage-retry",
+        "1s",
+    ];
+    let server = Server::start_wrapped(&mount_point.join("data"), &args, &fs.wrapper());
+    let metric_of = |name: &str| metric(&server.get("/metrics").body, name);
+    wait_until("the bridge connected", Duration::from_secs(20), || {
+        (metric_of("strata_bridge_connects_total ") >= 1.0).then_some(())
+    });
+    // The SUBSCRIBE follows the CONNACK: publish the first messages again until they arrive
+    // (the same times and values again: stored once).
+    let topic = "plant/press-1/bridged";
+    let mut attempts = 0;
+    while bridged(&server).len() != 5 {
+        assert!(attempts < 10, "the bridge never stored the first messages");
+        attempts += 1;
+        broker_publish(broker_port, topic, &bridge_messages(0..5));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while bridged(&server).len() != 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    let filler = mount_point.join("filler");
+    fs.fill(&filler);
+    let mut t = 0;
+    while server.write("default", &point_line(t)).status != 507 {
+        assert!(t < 1_000, "no write was refused on a full disk");
+        t += 1;
+    }
+    broker_publish(broker_port, topic, &bridge_messages(5..25));
+    wait_until(
+        "a commit failed on storage",
+        Duration::from_secs(20),
+        || (metric_of("strata_bridge_storage_failures_total ") >= 1.0).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2)); // a few reconnects, each failing again
+    assert_eq!(
+        bridged(&server).len(),
+        5,
+        "nothing stored while the disk is full"
+    );
+
+    std::fs::remove_file(fs.outside(&filler)).expect("remove filler");
+    broker_publish(broker_port, topic, &bridge_messages(25..30));
+    let all: Vec<i64> = (0..30).collect();
+    wait_until("every message stored", Duration::from_secs(30), || {
+        (bridged(&server) == all).then_some(())
+    });
+    assert!(metric_of("strata_bridge_connects_total ") >= 2.0);
+    let acked = metric_of("strata_bridge_messages_acked_total ");
+    assert!(acked >= 30.0, "{acked} messages acknowledged");
+    assert_eq!(metric_of("strata_bridge_messages_invalid_total "), 0.0);
 }

@@ -189,3 +189,114 @@ fn busy_connections_fill_the_cap_then_new_ones_are_refused_and_counted() {
         ) >= 1
     );
 }
+
+/// One Flight call (`ListActions` with a bearer token) through pyarrow: `IN` when the server
+/// answered (whatever it answered), `OUT` when the connection was refused or timed out.
+const FLIGHT_PROBE: &str = r#"
+import sys
+import pyarrow.flight as fl
+c = fl.FlightClient(sys.argv[1])
+opts = fl.FlightCallOptions(headers=[(b"authorization", ("Bearer " + sys.argv[2]).encode())], timeout=5)
+try:
+    list(c.list_actions(opts))
+    print("IN")
+except (fl.FlightUnavailableError, fl.FlightTimedOutError) as e:
+    print("OUT", e)
+except Exception:
+    print("IN")
+"#;
+
+/// Flight connections that make calls without a token and keep the connection open, until
+/// killed: prints `held` once every call failed.
+const FLIGHT_HOLDER: &str = r#"
+import sys, time
+import pyarrow.flight as fl
+clients = [fl.FlightClient(sys.argv[1]) for _ in range(int(sys.argv[2]))]
+for c in clients:
+    try:
+        list(c.list_actions(fl.FlightCallOptions(timeout=5)))
+    except Exception:
+        pass
+print("held", flush=True)
+time.sleep(120)
+"#;
+
+/// Idle sockets that never sign in (PostgreSQL: silent; Flight: a half-sent HTTP/2 preface, or
+/// a connection whose calls carry no token) do not keep SQL clients out: they are the first to
+/// go when the cap is reached. (Before, a PG connection held its place from accept and a Flight
+/// connection from its first byte, so a few hundred sockets without any token locked every
+/// client out.)
+#[test]
+fn idle_sockets_without_a_sign_in_do_not_keep_sql_clients_out() {
+    let (_tmp, dir) = temp_data_dir();
+    let server = Server::start(
+        &dir,
+        &[
+            "--pg-addr",
+            "127.0.0.1:0",
+            "--flight-addr",
+            "127.0.0.1:0",
+            "--max-connections-pg",
+            "20",
+            "--max-connections-flight",
+            "20",
+        ],
+    );
+    let pg_port = server.logged_port("PostgreSQL listening");
+    let flight_port = server.logged_port("Flight SQL listening");
+    let reader = server.create_token(&["read"]);
+    let pg_idle = idle_sockets(pg_port, 100, b"");
+    let flight_idle = idle_sockets(flight_port, 100, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(pg_idle.len() >= 95 && flight_idle.len() >= 95);
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", FLIGHT_HOLDER])
+        .arg(format!("grpc://127.0.0.1:{flight_port}"))
+        .arg("30")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with pyarrow is installed");
+    let mut line = String::new();
+    let stdout = holder.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    std::thread::sleep(Duration::from_millis(300)); // every one accepted
+
+    let psql = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={pg_port} user=strata dbname=default sslmode=disable connect_timeout=5"
+        ))
+        .args(["-X", "-tA", "-c", "SELECT 41 + 1"])
+        .env("PGPASSWORD", &reader)
+        .output()
+        .expect("psql is installed (.ci/install.d/50-postgres.sh)");
+    assert!(
+        psql.status.success(),
+        "a signed-in client was kept out: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "42");
+
+    let probe = Command::new("python3")
+        .args(["-c", FLIGHT_PROBE])
+        .arg(format!("grpc://127.0.0.1:{flight_port}"))
+        .arg(&reader)
+        .output()
+        .expect("python3 with pyarrow is installed");
+    let answer = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        answer.starts_with("IN"),
+        "a Flight client was kept out: {answer} {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    for listener in ["pg", "flight"] {
+        let evicted = metric(
+            &server,
+            &format!(
+                "strata_connections_refused_total{{listener=\"{listener}\",reason=\"evicted\"}}"
+            ),
+        );
+        assert!(evicted >= 75, "{listener} evictions {evicted}");
+    }
+}

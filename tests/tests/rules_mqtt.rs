@@ -4,42 +4,12 @@
 //! and is retried, and arrives (same id) once the broker is back; an action whose attempts run
 //! out is dead-lettered; without `--rules-mqtt-broker` an mqtt action is refused with a 400.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use strata_tests::{Server, free_port, temp_data_dir, wait_until};
-
-/// A Mosquitto broker on `port`, killed when dropped.
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    fn start(port: u16) -> Broker {
-        let child = Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/install.d/10-mqtt.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker { child }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use strata_tests::{Mosquitto, Server, free_port, temp_data_dir, wait_until};
 
 /// `mosquitto_sub -v` on `alerts/#` at QoS 1, printing `topic payload` lines into a file.
 struct Subscriber {
@@ -127,7 +97,7 @@ fn mqtt_action_publishes_and_retries_until_the_broker_is_back() {
     let (_tmp, dir) = temp_data_dir();
     let subs = tempfile::tempdir().unwrap();
     let port = free_port();
-    let broker = Broker::start(port);
+    let broker = Mosquitto::start(port);
     let sub = Subscriber::start(port, &subs.path().join("sub1.txt"));
     let broker_addr = format!("127.0.0.1:{port}");
     let server = Server::start(&dir, &["--rules-mqtt-broker", &broker_addr]);
@@ -182,7 +152,7 @@ fn mqtt_action_publishes_and_retries_until_the_broker_is_back() {
     assert_eq!(dead["attempts"], 1);
 
     // Broker up again: the same notification arrives.
-    let _broker = Broker::start(port);
+    let _broker = Mosquitto::start(port);
     let sub = Subscriber::start(port, &subs.path().join("sub2.txt"));
     let (topic, body) = wait_until("the resolved message", Duration::from_secs(15), || {
         sub.notifications().first().cloned()

@@ -1025,3 +1025,113 @@ fn a_resolved_notification_waits_for_the_firing_one_it_ends() {
         ]
     );
 }
+
+/// Webhook entries of rule `rule` in its outbox (history rows left out).
+fn webhook_entries(server: &Server, rule: &str) -> Vec<Value> {
+    let r = server.get(&format!("/api/v1/rules/{rule}/outbox"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["target"]["to"] == "action")
+        .cloned()
+        .collect()
+}
+
+/// A "black hole" webhook host (it accepts every connection and never answers) receives ten
+/// notifications; another rule's webhook to a healthy receiver still gets its notification
+/// within seconds, and the black hole's notifications stay in the outbox, the first with an
+/// attempt counted (the host timed out and is paused), none lost nor dead.
+///
+/// With the former single delivery thread this fails: the ten black-hole entries are queued
+/// first (lower sequence numbers), each costs the 5 s webhook timeout in turn, so the healthy
+/// receiver's notification would come only after about 50 s, not within the 15 s allowed here.
+#[test]
+fn a_black_hole_webhook_host_does_not_delay_other_destinations() {
+    let (_tmp, dir) = temp_data_dir();
+    let hooks = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]);
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Keep every accepted socket open, reading nothing and answering nothing.
+        let open: Vec<_> = hole.incoming().map_while(Result::ok).collect();
+        drop(open);
+    });
+    let port = free_port();
+    let rx = WebhookReceiver::start(port, SECRET, &hooks.path().join("hooks.jsonl"), 200);
+    write_lp(
+        &server,
+        "env,device=d0 temperature=20\nother,device=x level=1",
+    );
+    let rule = |name: &str, stream: &str, condition: &str, url: String| {
+        json!({"name": name, "db": "default", "stream": stream, "kind": "row",
+            "condition": condition,
+            "actions": [{"type": "webhook", "url": url, "secret": SECRET, "backoff": "60s"}]})
+    };
+    let hole_url = format!("http://127.0.0.1:{hole_port}/hook");
+    let r = server.post_json(
+        "/api/v1/rules",
+        &rule("to-hole", "env", "temperature > 90", hole_url),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let healthy_url = format!("http://127.0.0.1:{port}/hook");
+    let r = server.post_json(
+        "/api/v1/rules",
+        &rule("healthy", "other", "level > 5", healthy_url),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let hot: Vec<String> = (0..10)
+        .map(|i| format!("env,device=d{i} temperature=95"))
+        .collect();
+    write_lp(&server, &hot.join("\n"));
+    wait_until("ten black-hole entries", Duration::from_secs(10), || {
+        (webhook_entries(&server, "to-hole").len() == 10).then_some(())
+    });
+    let start = std::time::Instant::now();
+    write_lp(&server, "other,device=x level=9");
+    let got = wait_until(
+        "the healthy receiver's notification",
+        Duration::from_secs(15),
+        || rx.records().first().cloned(),
+    );
+    let took = start.elapsed();
+    assert_eq!(got["body"]["rule"], "healthy", "{got}");
+    assert_eq!(got["body"]["state"], "firing", "{got}");
+    assert_eq!(got["signature_ok"], true, "{got}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    // The black hole timed out once (5 s) and is paused for the entry's 60 s backoff: its
+    // notifications wait in the outbox, the first with its attempt counted.
+    let entries = wait_until("a timed-out attempt", Duration::from_secs(15), || {
+        let entries = webhook_entries(&server, "to-hole");
+        entries
+            .iter()
+            .any(|e| e["attempts"].as_u64() >= Some(1))
+            .then_some(entries)
+    });
+    assert_eq!(entries.len(), 10, "{entries:?}");
+    assert!(entries.iter().all(|e| e["dead"] == false), "{entries:?}");
+    let tried: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["attempts"].as_u64() >= Some(1))
+        .collect();
+    assert_eq!(
+        tried.len(),
+        1,
+        "one probe while the host is paused: {entries:?}"
+    );
+    assert!(tried[0]["last_error"].is_string(), "{entries:?}");
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("strata_rule_outbox_destinations_paused 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_rule_delivery_failures_total{rule=\"to-hole\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(rx.records().len(), 1, "{:?}", rx.records());
+}

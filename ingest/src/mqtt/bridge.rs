@@ -4,12 +4,17 @@
 //! validated against its model, group commit), and acknowledges each
 //! QoS 1 message (manual acks, in order) only after its rows are durable. With a shared
 //! subscription (`$share/{group}/...`) several Strata nodes split one broker's load.
+//!
+//! A commit that fails on storage (a full disk, an I/O error) ends the broker session: nothing
+//! after the failed message is stored or acknowledged, the bridge waits
+//! [`BridgeConfig::storage_retry_delay`] and connects again, and the broker (persistent session)
+//! delivers every unacknowledged message again, in order. Acks therefore never skip a message.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
 use strata_storage::{DEFAULT_DATABASE, Engine, WriteBatch};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -115,6 +120,9 @@ pub struct BridgeConfig {
     pub keep_alive: Duration,
     /// Wait before reconnecting after a failure (default 1 s).
     pub reconnect_delay: Duration,
+    /// Wait before connecting again after a commit failed on storage (default 5 s): the broker
+    /// then delivers the unacknowledged messages again.
+    pub storage_retry_delay: Duration,
     /// Largest packet accepted from the broker (default 1 MiB).
     pub max_packet_bytes: usize,
     /// Database the rows go to (default `default`).
@@ -125,6 +133,9 @@ pub struct BridgeConfig {
     pub json_integers: IntegerMode,
     /// Timestamp precision of line-protocol payloads (default nanoseconds).
     pub line_protocol_precision: Precision,
+    /// Tag names that identify a line-protocol point's device (default `device`); a point naming
+    /// another device than its topic's is refused.
+    pub device_tags: Vec<String>,
     /// Threads writing merged batches to the engine (default 1).
     pub commit_threads: usize,
     /// Where each device's model schema is found; messages are validated against it like on
@@ -145,11 +156,13 @@ impl BridgeConfig {
             persistent_session: true,
             keep_alive: Duration::from_secs(30),
             reconnect_delay: Duration::from_secs(1),
+            storage_retry_delay: Duration::from_secs(5),
             max_packet_bytes: 1 << 20,
             database: DEFAULT_DATABASE.into(),
             json_epoch_unit: Precision::Milliseconds,
             json_integers: IntegerMode::Float,
             line_protocol_precision: Precision::Nanoseconds,
+            device_tags: vec!["device".into()],
             commit_threads: 1,
             schemas: None,
         }
@@ -199,6 +212,9 @@ pub struct BridgeStats {
     pub rows_written: u64,
     /// Engine writes.
     pub commits: u64,
+    /// Commits that failed on storage, each ending the broker session (the messages from the
+    /// failed one on come again after [`BridgeConfig::storage_retry_delay`]).
+    pub storage_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +224,7 @@ struct BridgeCounters {
     messages_received: AtomicU64,
     messages_acked: AtomicU64,
     messages_invalid: AtomicU64,
+    storage_failures: AtomicU64,
 }
 
 /// A subscription to an external broker that stores what it receives.
@@ -234,6 +251,8 @@ enum BrokerEvent {
     Message(Publish),
     /// The connection failed; the task reconnects after the delay.
     Failed(String),
+    /// Our DISCONNECT went out (after the acks queued before it); the task has ended.
+    Closed,
 }
 
 /// Polls the broker connection forever, forwarding what matters.
@@ -242,6 +261,11 @@ async fn poll_broker(mut events: EventLoop, tx: mpsc::Sender<BrokerEvent>, delay
         let event = match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => BrokerEvent::Connected,
             Ok(Event::Incoming(Packet::Publish(p))) => BrokerEvent::Message(p),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                // Written and flushed after every request queued before it (the acks).
+                let _ = tx.send(BrokerEvent::Closed).await;
+                return;
+            }
             Ok(_) => continue,
             Err(e) => BrokerEvent::Failed(e.to_string()),
         };
@@ -253,6 +277,33 @@ async fn poll_broker(mut events: EventLoop, tx: mpsc::Sender<BrokerEvent>, delay
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// Longest wait at a stop for the commit in flight to be answered (and acknowledged).
+const STOP_COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest wait for the DISCONNECT (and the acks queued before it) to go out.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Ends a broker connection: queues DISCONNECT behind the acks already queued and waits (at most
+/// [`CLOSE_WAIT`]) until the poller wrote it, so that those acks reach the broker, then stops the
+/// poller. Events still arriving meanwhile are dropped (unacknowledged: they come again).
+async fn close(
+    client: &AsyncClient,
+    rx: &mut mpsc::Receiver<BrokerEvent>,
+    poller: tokio::task::JoinHandle<()>,
+) {
+    if client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(event) = rx.recv().await {
+                if matches!(event, BrokerEvent::Closed | BrokerEvent::Failed(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    poller.abort();
 }
 
 /// Messages waiting for (or in) one commit, with the publishes to acknowledge afterwards.
@@ -278,7 +329,7 @@ impl Bridge {
             json_epoch_unit: config.json_epoch_unit,
             json_integers: config.json_integers,
             lp_precision: config.line_protocol_precision,
-            device_tags: vec!["device".into()],
+            device_tags: config.device_tags.clone(),
         };
         let admission = Admission::new(config.database.clone(), config.schemas.clone());
         let (stop, _) = watch::channel(false);
@@ -294,21 +345,53 @@ impl Bridge {
     }
 
     /// Runs until [`Bridge::stop`]: connects, subscribes, stores and acknowledges, and
-    /// reconnects after failures. Must be called inside a tokio runtime.
+    /// reconnects after failures (of the broker connection, or of a commit on storage). Must be
+    /// called inside a tokio runtime.
     pub async fn run(&self) {
         let mut stop = self.stop.subscribe();
+        while self.session(&mut stop).await == SessionEnd::StorageFailed {
+            add(&self.counters.storage_failures, 1);
+            tracing::warn!(
+                retry_in = ?self.config.storage_retry_delay,
+                broker = %self.config.host,
+                "mqtt bridge: a commit failed on storage; reconnecting later so that the broker \
+                 delivers the unacknowledged messages again"
+            );
+            tokio::select! {
+                () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                () = tokio::time::sleep(self.config.storage_retry_delay) => {}
+            }
+        }
+    }
+
+    /// One broker session (a client and its reconnects after connection failures), until a
+    /// stop or a commit that fails on storage.
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> SessionEnd {
         let (client, events) = AsyncClient::new(self.options(), 1024);
         let (tx, mut rx) = mpsc::channel(1024);
         // `EventLoop::poll` is not cancel-safe: it runs alone in its own task.
         let poller = tokio::spawn(poll_broker(events, tx, self.config.reconnect_delay));
         let mut pending = Pending::default();
         let mut inflight: Option<Inflight> = None;
-        loop {
+        let end = loop {
             if inflight.is_none() && !pending.publishes.is_empty() {
                 inflight = self.submit(&mut pending);
+                if inflight.is_none() {
+                    break SessionEnd::StorageFailed;
+                }
             }
             tokio::select! {
-                () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    // Answer the commit in flight first: its rows may be durable, and an ack
+                    // now spares the broker a redelivery (a duplicate row for a message without
+                    // its own timestamp).
+                    if let Some((rx, publishes)) = inflight.take()
+                        && let Ok(done) = tokio::time::timeout(STOP_COMMIT_WAIT, rx).await
+                    {
+                        self.committed(&client, done, publishes).await;
+                    }
+                    break SessionEnd::Stopped;
+                }
                 done = async {
                     match &mut inflight {
                         Some((rx, _)) => rx.await,
@@ -316,7 +399,9 @@ impl Bridge {
                     }
                 } => {
                     let publishes = inflight.take().map(|(_, p)| p).unwrap_or_default();
-                    self.committed(&client, done, publishes).await;
+                    if !self.committed(&client, done, publishes).await {
+                        break SessionEnd::StorageFailed;
+                    }
                 }
                 event = rx.recv() => match event {
                     Some(BrokerEvent::Connected) => {
@@ -331,18 +416,19 @@ impl Bridge {
                         pending = Pending::default();
                         inflight = None;
                     }
-                    None => break,
+                    Some(BrokerEvent::Closed) | None => break SessionEnd::Stopped,
                 },
             }
-        }
-        let _ = client.disconnect().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        poller.abort();
+        };
+        // Messages received but not acknowledged are dropped here: the broker keeps them in the
+        // session and delivers them again on the next connection.
+        close(&client, &mut rx, poller).await;
+        end
     }
 
-    /// Asks [`Bridge::run`] to return.
+    /// Asks [`Bridge::run`] to return (also when called before `run` started).
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
     }
 
     /// A snapshot of the counters.
@@ -354,6 +440,7 @@ impl Bridge {
             messages_received: get(&self.counters.messages_received),
             messages_acked: get(&self.counters.messages_acked),
             messages_invalid: get(&self.counters.messages_invalid),
+            storage_failures: get(&self.counters.storage_failures),
             rows_written: get(&self.commit_counters.rows_written),
             commits: get(&self.commit_counters.commits),
         }
@@ -410,6 +497,7 @@ impl Bridge {
         Ok(batch)
     }
 
+    /// Hands the pending messages to the commit threads; `None` when those are gone.
     fn submit(&self, pending: &mut Pending) -> Option<Inflight> {
         let Pending { batches, publishes } = std::mem::take(pending);
         let (reply, rx) = oneshot::channel();
@@ -423,16 +511,16 @@ impl Bridge {
     }
 
     /// Acknowledges the publishes of a finished commit, in order (messages skipped for their
-    /// content too: they can never be stored). After a storage failure nothing more is
-    /// acknowledged: the engine refuses every later write as well, and the broker delivers the
-    /// messages again once the bridge reconnects.
+    /// content too: they can never be stored). False after a storage failure: the messages
+    /// before the failed one are acknowledged, nothing after it is, and the caller ends the
+    /// session so that the broker delivers them again.
     async fn committed(
         &self,
         client: &AsyncClient,
         outcome: Result<CommitOutcome, oneshot::error::RecvError>,
         publishes: Vec<Publish>,
-    ) {
-        let acked = match outcome {
+    ) -> bool {
+        let acked = match &outcome {
             Ok(Ok(skipped)) => {
                 add(&self.counters.messages_invalid, skipped.len() as u64);
                 publishes.len()
@@ -445,11 +533,21 @@ impl Bridge {
         };
         for p in publishes.iter().take(acked) {
             if client.ack(p).await.is_err() {
-                return;
+                break;
             }
             add(&self.counters.messages_acked, 1);
         }
+        matches!(outcome, Ok(Ok(_)))
     }
+}
+
+/// Why [`Bridge::session`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    /// [`Bridge::stop`] was called.
+    Stopped,
+    /// A commit failed on storage (or the commit threads are gone).
+    StorageFailed,
 }
 
 /// Why a bridge could not start.

@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use arrow_flight::HandshakeResponse;
 use futures::Stream;
+use strata_ingest::mqtt::Establish;
 use strata_registry::TokenInfo;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -46,10 +47,23 @@ pub fn status(e: ApiError) -> Status {
     }
 }
 
-/// The principal behind a call's `authorization` header.
+/// The principal behind a call's `authorization` header. Valid credentials also make the
+/// call's connection hold its place under `--max-connections-flight` (see [`signed_in`]).
 pub fn principal<T>(st: &AppState, req: &Request<T>) -> Result<Principal, Status> {
     let presented = presented(req)?;
-    resolve(st, presented).map_err(status)
+    let principal = resolve(st, presented).map_err(status)?;
+    signed_in(req);
+    Ok(principal)
+}
+
+/// Marks the call's connection established: until a call with valid credentials, a connection
+/// is the first to be closed when the cap is reached, so sockets without a token (silent, a
+/// half-sent HTTP/2 preface, calls that fail authentication) cannot keep clients out. The
+/// listener puts the connection's handle in every request's extensions.
+fn signed_in<T>(req: &Request<T>) {
+    if let Some(slot) = req.extensions().get::<Establish>() {
+        slot.establish();
+    }
 }
 
 /// A principal allowed to run SQL: `read` scope, not limited to named streams, not a device.
@@ -89,6 +103,7 @@ pub fn handshake<T>(st: &AppState, req: &Request<T>) -> Result<Response<Handshak
         .authenticate_token(&token)
         .map_err(|e| status(ApiError::Registry(e)))?;
     tracing::debug!(token_id = %info.id, "Flight handshake");
+    signed_in(req);
     let header = MetadataValue::try_from(format!("Bearer {token}"))
         .map_err(|_| Status::unauthenticated("the token is not a valid header value"))?;
     let reply = HandshakeResponse {

@@ -60,6 +60,9 @@ pub async fn start(
     };
     let task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
+            // Dead peers of idle connections are found and closed.
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(service)
             .serve_with_incoming_shutdown(crate::listen::flight_incoming(listener, limit), signal)
             .await;

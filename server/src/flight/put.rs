@@ -135,8 +135,9 @@ pub async fn ingest_statement(
         ));
     }
     let db = cmd.schema.as_deref().unwrap_or(DEFAULT_DATABASE);
+    // The caller's rights first: whether a stream exists is not told to who may not write it.
+    let mut ingest = Ingest::new(st.clone(), principal, db, cmd.table.clone())?;
     check_ingest_mode(&st, cmd, db)?;
-    let mut ingest = Ingest::new(st, principal, db, cmd.table.clone())?;
     let mut input = decoder(input);
     let mut rows = 0i64;
     while let Some(n) = next_batch(&mut ingest, &mut input).await? {

@@ -252,15 +252,31 @@ impl FlightSqlService for StrataFlightSql {
         let owner = principal.actor();
         let handle = query.prepared_statement_handle;
         self.statements.get(&handle, &owner)?;
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-                request
-                    .into_inner()
-                    .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
-            )
-            .try_collect()
+        let mut stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request
+                .into_inner()
+                .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
+        );
+        // Read as it comes, refusing a second row at once: a client must not make the server
+        // hold an unbounded stream of batches only to be told it sent too many rows.
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut rows = 0usize;
+        while let Some(batch) = stream
+            .try_next()
             .await
-            .map_err(|e| Status::invalid_argument(format!("cannot decode the parameters: {e}")))?;
+            .map_err(|e| Status::invalid_argument(format!("cannot decode the parameters: {e}")))?
+        {
+            rows = rows.saturating_add(batch.num_rows());
+            if rows > 1 {
+                return Err(Status::invalid_argument(format!(
+                    "bind exactly one row of parameters per execution (got {rows} rows or more)"
+                )));
+            }
+            // Empty batches bind nothing; keep at most one (its columns: no parameters).
+            if batch.num_rows() > 0 || batches.is_empty() {
+                batches.push(batch);
+            }
+        }
         let params = params_from_batches(&batches)?;
         self.statements.bind(&handle, &owner, params)?;
         Ok(DoPutPreparedStatementResult {

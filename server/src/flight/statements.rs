@@ -1,7 +1,8 @@
 //! Open prepared statements of the Flight SQL server: the SQL text, the principal that created
 //! the statement (only it may use or close the handle), and the parameter values last bound with
-//! `DoPut`. Handles are opaque strings; at most [`MAX_PER_OWNER`] statements may be open per
-//! principal, so a client that never closes its statements cannot exhaust memory.
+//! `DoPut`. Handles are opaque strings; at most [`MAX_PER_OWNER`] statements holding at most
+//! [`MAX_BYTES_PER_OWNER`] of SQL text and bound values may be open per principal, so a client
+//! that never closes its statements cannot exhaust memory.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -14,6 +15,9 @@ use tonic::Status;
 
 /// Most prepared statements one principal may hold open at once.
 pub const MAX_PER_OWNER: usize = 256;
+
+/// Most bytes of SQL text and bound parameter values one principal's open statements may hold.
+pub const MAX_BYTES_PER_OWNER: usize = 16 << 20;
 
 /// One open prepared statement.
 #[derive(Debug, Clone)]
@@ -44,6 +48,7 @@ impl Statements {
                 "too many open prepared statements ({MAX_PER_OWNER}): close some first"
             )));
         }
+        check_bytes(&open, owner, None, sql.len())?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let handle = format!("ps-{n}-{:016x}", self.seed.hash_one(n));
         open.insert(
@@ -66,7 +71,9 @@ impl Statements {
     /// Replaces the bound parameter values of `handle`.
     pub fn bind(&self, handle: &[u8], owner: &str, params: Vec<ScalarValue>) -> Result<(), Status> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        lookup(&open, handle, owner)?;
+        let sql_len = lookup(&open, handle, owner)?.sql.len();
+        let added = sql_len.saturating_add(params_size(&params));
+        check_bytes(&open, owner, Some(key(handle)?), added)?;
         if let Some(p) = open.get_mut(key(handle)?) {
             p.params = params;
         }
@@ -80,6 +87,38 @@ impl Statements {
         open.remove(key(handle)?);
         Ok(())
     }
+}
+
+/// Bytes a statement holds: its SQL text and its bound values.
+fn held_bytes(p: &Prepared) -> usize {
+    p.sql.len().saturating_add(params_size(&p.params))
+}
+
+fn params_size(params: &[ScalarValue]) -> usize {
+    params.iter().map(ScalarValue::size).sum()
+}
+
+/// Refuses `added` more bytes for `owner` (replacing statement `replacing`, if any) past
+/// [`MAX_BYTES_PER_OWNER`].
+fn check_bytes(
+    open: &HashMap<String, Prepared>,
+    owner: &str,
+    replacing: Option<&str>,
+    added: usize,
+) -> Result<(), Status> {
+    let held: usize = open
+        .iter()
+        .filter(|(h, p)| p.owner == owner && Some(h.as_str()) != replacing)
+        .map(|(_, p)| held_bytes(p))
+        .sum();
+    if held.saturating_add(added) > MAX_BYTES_PER_OWNER {
+        return Err(Status::resource_exhausted(format!(
+            "open prepared statements would hold more than {} MiB of SQL text and parameter \
+             values: close some, or bind smaller values",
+            MAX_BYTES_PER_OWNER >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn key(handle: &[u8]) -> Result<&str, Status> {
@@ -147,6 +186,29 @@ mod tests {
         assert!(s.get(h.as_bytes(), "token:a").is_err());
         let h2 = s.create("token:a", "SELECT 2").unwrap();
         assert_ne!(h, h2);
+    }
+
+    #[test]
+    fn the_bytes_of_open_statements_are_limited_per_owner() {
+        let s = Statements::default();
+        let big = format!("SELECT '{}'", "x".repeat(MAX_BYTES_PER_OWNER / 2));
+        let h = s.create("token:a", &big).unwrap();
+        let e = s.create("token:a", &big).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(e.message().contains("MiB"), "{}", e.message());
+        assert!(s.create("token:b", &big).is_ok(), "another owner's budget");
+        let value = ScalarValue::Utf8(Some("y".repeat(MAX_BYTES_PER_OWNER / 2)));
+        let e = s.bind(h.as_bytes(), "token:a", vec![value]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        let small = ScalarValue::Utf8(Some("y".into()));
+        s.bind(h.as_bytes(), "token:a", vec![small.clone()])
+            .unwrap();
+        s.bind(h.as_bytes(), "token:a", vec![small]).unwrap();
+        s.close(h.as_bytes(), "token:a").unwrap();
+        assert!(
+            s.create("token:a", &big).is_ok(),
+            "closing gave the bytes back"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::sink::{Sink, SinkExt};
@@ -17,6 +18,8 @@ use pgwire::api::{ClientInfo, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use strata_ingest::mqtt::Establish;
 
 use crate::auth::{Access, Principal, authorize};
 use crate::error::ApiError;
@@ -141,5 +144,39 @@ impl StartupHandler for TokenStartup {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The sign-in of one connection: [`TokenStartup`], then marks the connection's slot under
+/// `--max-connections-pg` established, so that only connections that signed in hold their place.
+pub struct EstablishOnSignIn {
+    inner: Arc<TokenStartup>,
+    slot: Establish,
+}
+
+impl EstablishOnSignIn {
+    /// Sign-in through `inner` for the connection holding `slot`.
+    pub fn new(inner: Arc<TokenStartup>, slot: Establish) -> Self {
+        EstablishOnSignIn { inner, slot }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for EstablishOnSignIn {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.inner.on_startup(client, message).await?;
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            self.slot.establish();
+        }
+        Ok(())
     }
 }

@@ -277,10 +277,42 @@ pub fn parameter(
         text_parameter(index, text, ty)?
     };
     match want {
-        Some(t) if value.data_type() != *t => value
-            .cast_to(t)
-            .map_err(|e| invalid_parameter(index, &format!("cannot use it as {t}: {e}"))),
+        Some(t) if value.data_type() != *t => {
+            let cast = value
+                .cast_to(t)
+                .map_err(|e| invalid_parameter(index, &format!("cannot use it as {t}: {e}")))?;
+            if changed_by_cast(&value, &cast, t) {
+                return Err(invalid_parameter(
+                    index,
+                    &format!(
+                        "{value} would change when used as {t} (the column it meets); \
+                         cast the column instead, e.g. col::float8"
+                    ),
+                ));
+            }
+            Ok(cast)
+        }
         _ => Ok(value),
+    }
+}
+
+/// Whether casting a parameter lost something: a value that became NULL (out of range), or a
+/// number that does not come back the same (20.5 as an integer is 20). PostgreSQL would compare
+/// `int_col >= 20.5` as numeric; answering it as `>= 20` would be a wrong answer, so it is
+/// refused instead.
+fn changed_by_cast(from: &ScalarValue, to: &ScalarValue, target: &DataType) -> bool {
+    if to.is_null() != from.is_null() {
+        return true;
+    }
+    // Float targets round (0.1 as float4) as PostgreSQL does; only exact targets are checked.
+    let exact = target.is_integer() || matches!(target, DataType::Decimal128(..));
+    match from {
+        _ if !exact => false,
+        ScalarValue::Float64(Some(f)) => !matches!(
+            to.cast_to(&DataType::Float64),
+            Ok(ScalarValue::Float64(Some(back))) if back == *f
+        ),
+        _ => false,
     }
 }
 
@@ -314,8 +346,9 @@ fn text_parameter(index: usize, text: &str, ty: &Type) -> Result<ScalarValue, Pg
 /// without an offset is UTC.
 fn normalise_timestamp(text: &str) -> String {
     let mut t = text.trim().replacen(' ', "T", 1);
-    if t.len() > 10 {
-        let tail = &t[10..];
+    // `get`: byte 10 may fall inside a multi-byte character of a malformed value (left as it is
+    // for the timestamp parser to refuse).
+    if let Some(tail) = t.get(10..).filter(|tail| !tail.is_empty()) {
         match tail.rfind(['+', '-']) {
             Some(p) => {
                 let offset = &tail[p..];
@@ -388,6 +421,50 @@ mod tests {
         );
         assert_eq!(timestamptz_text(-1), "1969-12-31 23:59:59.999999+00");
         assert_eq!(date_text(i64::from(PG_EPOCH_DAYS)), "2000-01-01");
+    }
+
+    #[test]
+    fn a_parameter_that_a_cast_would_change_is_refused() {
+        let int = Some(&DataType::Int64);
+        let v = parameter(0, Some(b"20"), false, &Type::FLOAT8, int).unwrap();
+        assert_eq!(v, ScalarValue::Int64(Some(20)));
+        for text in ["20.5", "-0.25"] {
+            let e = parameter(0, Some(text.as_bytes()), false, &Type::FLOAT8, int).unwrap_err();
+            assert_eq!(e.code, "22023", "{text}");
+            assert!(e.message.contains("would change"), "{text}: {}", e.message);
+        }
+        let e = parameter(0, Some(b"1e300"), false, &Type::FLOAT8, int).unwrap_err();
+        assert_eq!(e.code, "22023", "{}", e.message);
+        let bits = 20.5f64.to_bits().to_be_bytes();
+        assert!(parameter(0, Some(&bits), true, &Type::FLOAT8, int).is_err());
+        let v = parameter(
+            0,
+            Some(b"2.5"),
+            false,
+            &Type::FLOAT8,
+            Some(&DataType::Float64),
+        );
+        assert_eq!(v.unwrap(), ScalarValue::Float64(Some(2.5)));
+    }
+
+    #[test]
+    fn a_malformed_timestamp_parameter_is_an_error_not_a_panic() {
+        for text in [
+            "2024-01-0\u{e9}",
+            "2024-01-01\u{e9}",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            let e = parameter(0, Some(text.as_bytes()), false, &Type::TIMESTAMPTZ, None);
+            assert!(e.is_err(), "{text:?}");
+        }
+        let ok = parameter(
+            0,
+            Some(b"2024-01-01 00:00:00+00"),
+            false,
+            &Type::TIMESTAMPTZ,
+            None,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -310,6 +310,14 @@ impl QueryParser for PgParser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = |i: usize| column_format.map_or(FieldFormat::Text, |f| f.format_for(i));
+        if let Some(f) = column_format {
+            let columns = match stmt {
+                PgStatement::Query(p) => p.plan.schema().fields().len(),
+                PgStatement::Local(Local::Show(_)) => 1,
+                PgStatement::Local(_) => 0,
+            };
+            check_formats(f, columns, "result column")?;
+        }
         Ok(match stmt {
             PgStatement::Query(p) => encode::fields(p.plan.schema().as_arrow(), format),
             PgStatement::Local(Local::Show(name)) => show_fields(name, format(0)),
@@ -346,11 +354,27 @@ async fn respond(
     physical: Arc<dyn ExecutionPlan>,
     format: &Format,
 ) -> Result<Response, PgError> {
+    check_formats(format, physical.schema().fields().len(), "result column")?;
     let result = st.query.run_plan(physical).await?;
     let fields = Arc::new(encode::fields(&result.schema, |i| format.format_for(i)));
     let rows = encode::rows(&result.batches, &fields)?;
     let stream = futures::stream::iter(rows.into_iter().map(Ok));
     Ok(Response::Query(QueryResponse::new(fields, stream)))
+}
+
+/// Refuses a Bind whose format codes are neither one for all (0 or 1 codes) nor one per
+/// `what` (`pgwire`'s `Format::format_for` would index past the client's list).
+fn check_formats(format: &Format, n: usize, what: &str) -> Result<(), PgError> {
+    match format {
+        Format::Individual(codes) if codes.len() != n => Err(PgError::new(
+            "08P01",
+            format!(
+                "bind message has {} {what} format codes, but the statement has {n} {what}s",
+                codes.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Unquoted `SHOW` names that differ from the startup parameter names.
@@ -540,6 +564,7 @@ fn bind(
             ),
         ));
     }
+    check_formats(&portal.parameter_format, count, "parameter")?;
     (0..count)
         .map(|i| {
             let want = planned.params[i].as_ref();
@@ -560,4 +585,22 @@ fn bind(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_codes_must_be_one_for_all_or_one_each() {
+        assert!(check_formats(&Format::UnifiedText, 3, "parameter").is_ok());
+        assert!(check_formats(&Format::UnifiedBinary, 0, "parameter").is_ok());
+        assert!(check_formats(&Format::Individual(vec![0, 1, 1]), 3, "parameter").is_ok());
+        let e = check_formats(&Format::Individual(vec![0, 1]), 3, "result column").unwrap_err();
+        assert_eq!(e.code, "08P01");
+        assert_eq!(
+            e.message,
+            "bind message has 2 result column format codes, but the statement has 3 result columns"
+        );
+    }
 }

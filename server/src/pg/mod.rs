@@ -33,10 +33,11 @@ use crate::state::AppState;
 use auth::TokenStartup;
 use handler::PgHandler;
 
-/// The handlers of every connection.
+/// The handlers of one connection: the shared query handler, and a sign-in that marks the
+/// connection's slot established once it signed in.
 struct Handlers {
     query: Arc<PgHandler>,
-    startup: Arc<TokenStartup>,
+    startup: Arc<auth::EstablishOnSignIn>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -62,7 +63,8 @@ pub struct PgServer {
 
 /// Binds `addr` (port 0 picks a free port, logged as "PostgreSQL listening") and serves the
 /// protocol over `state` in the background. With `tls`, clients may upgrade (`sslmode=require`);
-/// at most `limit` connections are open at once (more are closed at accept).
+/// at most `limit` connections are open at once: a new one takes the place of the oldest that
+/// has not signed in yet, and is closed at accept when every one has.
 pub async fn start(
     addr: SocketAddr,
     state: AppState,
@@ -76,10 +78,7 @@ pub async fn start(
         .local_addr()
         .context("no local PostgreSQL address")?;
     let startup = Arc::new(TokenStartup::new(state.clone()));
-    let handlers = Arc::new(Handlers {
-        query: Arc::new(PgHandler::new(state, startup.clone())),
-        startup,
-    });
+    let query = Arc::new(PgHandler::new(state, startup.clone()));
     let acceptor = tls.map(pgwire::tokio::TlsAcceptor::from);
     let tls_on = acceptor.is_some();
     let (stop, mut stopped) = watch::channel(false);
@@ -104,12 +103,23 @@ pub async fn start(
                 );
                 continue;
             };
-            slot.establish();
-            let (handlers, acceptor) = (handlers.clone(), acceptor.clone());
+            // Pending until it signs in: a silent or unauthenticated connection is the first to
+            // go when the cap is reached (evicted), so it cannot keep clients out.
+            let handlers = Arc::new(Handlers {
+                query: query.clone(),
+                startup: Arc::new(auth::EstablishOnSignIn::new(startup.clone(), slot.handle())),
+            });
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let _slot = slot;
-                if let Err(e) = process_socket(socket, acceptor, handlers).await {
-                    tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
+                tokio::select! {
+                    served = process_socket(socket, acceptor, handlers) => {
+                        if let Err(e) = served {
+                            tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
+                        }
+                    }
+                    () = slot.evicted() => {
+                        tracing::debug!("PostgreSQL connection closed before sign-in to make room");
+                    }
                 }
             });
         }
