@@ -486,16 +486,21 @@ mod tests {
         assert!(e.to_string().contains("tags must be utf8"), "{e}");
     }
 
-    #[test]
-    fn nan_and_infinite_floats_are_refused_but_null_slots_are_not_checked() {
-        let s = schema(
+    /// `time` (int64), `device` and a float field `v`, with the first two `nullable` or not.
+    fn time_device_v(nullable: bool) -> Arc<Schema> {
+        schema(
             vec![
-                Field::new("time", DataType::Int64, false),
-                Field::new("device", DataType::Utf8, false),
+                Field::new("time", DataType::Int64, nullable),
+                Field::new("device", DataType::Utf8, nullable),
                 Field::new("v", DataType::Float64, true),
             ],
             None,
-        );
+        )
+    }
+
+    #[test]
+    fn nan_and_infinite_floats_are_refused_but_null_slots_are_not_checked() {
+        let s = time_device_v(false);
         let batch = |v: Vec<Option<f64>>| {
             let times: Vec<i64> = (1..=v.len() as i64).collect();
             let devices = vec!["d"; v.len()];
@@ -538,14 +543,7 @@ mod tests {
 
     #[test]
     fn null_time_and_device_are_refused() {
-        let s = schema(
-            vec![
-                Field::new("time", DataType::Int64, true),
-                Field::new("device", DataType::Utf8, true),
-                Field::new("v", DataType::Float64, true),
-            ],
-            None,
-        );
+        let s = time_device_v(true);
         let b = RecordBatch::try_new(
             s.clone(),
             vec![
