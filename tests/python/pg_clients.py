@@ -191,6 +191,22 @@ def types_and_parameters(conn):
         check("prepared statement executed again with other values", row == (3, 33.0), row)
         cur.execute("SELECT %s::double precision * 2 AS x", (1.25,))
         check("float parameter", cur.fetchone() == (2.5,), "")
+        # A placeholder the planner cannot type is described by its bound value's type.
+        cur.execute("SELECT %s AS v", (5,))
+        v = cur.fetchone()[0]
+        check("SELECT %s with an int is described as int8 and comes back as 5",
+              v == 5 and cur.description[0].type_code == 20,
+              f"{v!r}, type {cur.description[0].type_code}")
+        # A float meeting an integer column is refused rather than truncated (20.5 -> 20).
+        try:
+            cur.execute("SELECT count(*) FROM env WHERE count >= %s", (20.5,))
+            check("a fractional value for an integer column is refused", False, cur.fetchone())
+        except psycopg.Error as e:
+            check("a fractional value for an integer column is refused",
+                  e.sqlstate == "22023" and "would change" in str(e), f"{e.sqlstate} {e}")
+            conn.rollback()
+        cur.execute("SELECT count(*) FROM env WHERE count >= %s", (20.0,))
+        check("a whole float for an integer column is accepted", cur.fetchone()[0] >= 0, "")
 
 
 def catalog(conn):

@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use futures::sink::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    DescribePortalResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
@@ -508,6 +510,36 @@ impl ExtendedQueryHandler for PgHandler {
 
     fn query_parser(&self) -> Arc<PgParser> {
         self.parser.clone()
+    }
+
+    /// The row description of a bound portal: a statement with parameters is described with its
+    /// values bound, so a placeholder the planner could not type (`SELECT $1`) is described by
+    /// the type of its value, as Execute then sends it (and not as `text`).
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<PgStatement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let format = &portal.result_column_format;
+        let fields = match &portal.statement.statement {
+            PgStatement::Query(planned) if !planned.params.is_empty() => {
+                let plan = planned
+                    .plan
+                    .clone()
+                    .with_param_values(bind(portal, planned)?)
+                    .map_err(|e| PgError::new("22023", e.to_string()))?;
+                check_formats(format, plan.schema().fields().len(), "result column")?;
+                encode::fields(plan.schema().as_arrow(), |i| format.format_for(i))
+            }
+            stmt => self.parser.get_result_schema(stmt, Some(format))?,
+        };
+        Ok(DescribePortalResponse::new(fields))
     }
 
     async fn do_query<C>(
