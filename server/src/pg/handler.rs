@@ -529,11 +529,7 @@ impl ExtendedQueryHandler for PgHandler {
         let format = &portal.result_column_format;
         let fields = match &portal.statement.statement {
             PgStatement::Query(planned) if !planned.params.is_empty() => {
-                let plan = planned
-                    .plan
-                    .clone()
-                    .with_param_values(bind(portal, planned)?)
-                    .map_err(|e| PgError::new("22023", e.to_string()))?;
+                let plan = with_values(planned, bind(portal, planned)?)?;
                 check_formats(format, plan.schema().fields().len(), "result column")?;
                 encode::fields(plan.schema().as_arrow(), |i| format.format_for(i))
             }
@@ -566,19 +562,26 @@ impl ExtendedQueryHandler for PgHandler {
                 if let Some(plan) = self.st.query.cached_plan(&key).map_err(PgError::from)? {
                     return Ok(respond(&self.st, plan, format).await?);
                 }
-                let plan = if values.is_empty() {
-                    planned.plan.clone()
-                } else {
-                    planned
-                        .plan
-                        .clone()
-                        .with_param_values(values)
-                        .map_err(|e| PgError::new("22023", e.to_string()))?
-                };
+                let plan = with_values(planned, values)?;
                 Ok(run(&self.st, &plan, Some((&key, planned.version)), format).await?)
             }
         }
     }
+}
+
+/// The statement's plan with `values` bound to its placeholders.
+fn with_values(
+    planned: &Planned,
+    values: Vec<strata_query::datafusion::scalar::ScalarValue>,
+) -> Result<LogicalPlan, PgError> {
+    if values.is_empty() {
+        return Ok(planned.plan.clone());
+    }
+    planned
+        .plan
+        .clone()
+        .with_param_values(values)
+        .map_err(|e| PgError::new("22023", e.to_string()))
 }
 
 /// The portal's parameter values, decoded and typed for the plan.
