@@ -27,7 +27,8 @@
 # STORE=file uses a local directory.
 #
 # Binaries: $STRATA_BIN and $FLEET_BIN, else $CARGO_TARGET_DIR/{release,debug}/ (built if missing,
-# release preferred). CACHE_MB sets --cold-cache-mb (default 1024). Work files go to $WORK (default:
+# release preferred). CACHE_MB sets --cold-cache-mb (default 1024). PERF=FILE records the server
+# with `perf record` over the move. Work files go to $WORK (default:
 # a new directory under /tmp), removed at exit unless KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -163,12 +164,16 @@ post -X PUT -H 'Content-Type: application/json' --data "{\"hot\": \"1d\", \"roll
 C0=$(cpu); T0=$(now)
 post "$URL/api/v1/lifecycle/run" >"$WORK/run.json" &
 RUN_PID=$!
+PERF_PID=
+# PERF=FILE records the server's samples over the move (`perf record`) into FILE.
+[ -n "${PERF:-}" ] && { perf record -F 499 -p "$PID" -o "$PERF" >/dev/null 2>&1 & PERF_PID=$!; }
 if [ "$INGEST" != 0 ]; then
     LINE=$(ingest ingest_during_move)
     echo "ingest during the move (database ingest_during_move): $LINE, loader done after $(secs "$T0" "$(now)") s"
 fi
 wait "$RUN_PID"
 T1=$(now)
+[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
 MOVE_CPU=$(echo "$(cpu) - $C0" | bc)
 python3 - "$WORK/run.json" "$(secs "$T0" "$T1")" "$MOVE_CPU" "$INGEST" <<'PY'
 import json, sys

@@ -275,6 +275,8 @@ pub(crate) struct Writer {
     leaves: Vec<ColumnDescPtr>,
     file: SerializedFileWriter<Vec<u8>>,
     zstd: zstd::bulk::Compressor<'static>,
+    /// Per leaf column, whether [`ints`] compresses its pages (decided by its first page).
+    squeeze: Vec<ints::Squeeze>,
     /// The row group being gathered, and its rows.
     group: Vec<Series>,
     group_rows: usize,
@@ -339,6 +341,7 @@ impl Writer {
             tags: tags.to_vec(),
             columns,
             leaves: parquet_schema.columns().to_vec(),
+            squeeze: vec![ints::Squeeze::default(); parquet_schema.columns().len()],
             file,
             zstd: zstd::bulk::Compressor::new(ints::ZSTD_LEVEL).map_err(|e| e.to_string())?,
             group: Vec::new(),
@@ -404,7 +407,7 @@ impl Writer {
                 leaves: &self.leaves,
             },
             &mut self.scratch,
-            &mut self.zstd,
+            (&mut self.zstd, &mut self.squeeze),
         )?;
         writer.close().map_err(|e| e.to_string())?;
         Ok(())
@@ -467,7 +470,8 @@ struct Layout<'a> {
 
 /// Writes one row group's columns in schema order: `time`, `device`, the tags, the fields
 /// (how each field is written, and the descriptor of every leaf column); `scratch` holds a
-/// scaled column's integers while its chunk is written.
+/// scaled column's integers while its chunk is written; `squeeze` says per leaf whether
+/// [`ints`] compresses its pages.
 fn write_columns(
     writer: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
     group: &[Series],
@@ -478,7 +482,7 @@ fn write_columns(
         leaves,
     }: Layout<'_>,
     scratch: &mut Vec<i64>,
-    zstd: &mut zstd::bulk::Compressor<'static>,
+    (zstd, squeeze): (&mut zstd::bulk::Compressor<'static>, &mut [ints::Squeeze]),
 ) -> CodecResult<()> {
     let e = |e: parquet::errors::ParquetError| e.to_string();
     let times: Vec<Part<'_>> = group
@@ -488,7 +492,7 @@ fn write_columns(
             valid: None,
         })
         .collect();
-    ints::append(writer, leaves[0].clone(), &times, zstd).map_err(e)?;
+    ints::append(writer, leaves[0].clone(), &times, (&mut *zstd, &mut squeeze[0])).map_err(e)?;
     let device: Vec<Run<'_>> = group
         .iter()
         .map(|s| Run {
@@ -513,7 +517,8 @@ fn write_columns(
         runs::append(writer, leaves[2 + ti].clone(), &tag_runs).map_err(e)?;
     }
     for (fi, c) in columns.iter().enumerate() {
-        let leaf = leaves[2 + tags.len() + fi].clone();
+        let li = 2 + tags.len() + fi;
+        let (leaf, pages) = (leaves[li].clone(), (&mut *zstd, &mut squeeze[li]));
         match (c, fields[fi].1) {
             (FieldColumn::Scaled(scale), _) => {
                 scaled_column(group, fi, *scale, scratch)?;
@@ -531,7 +536,7 @@ fn write_columns(
                         part
                     })
                     .collect();
-                ints::append(writer, leaf, &parts, zstd).map_err(e)?;
+                ints::append(writer, leaf, &parts, pages).map_err(e)?;
             }
             (FieldColumn::Plain, FieldType::Integer) => {
                 let present: Vec<Vec<i64>> = group
@@ -551,7 +556,7 @@ fn write_columns(
                         valid: Some(&s.rows.columns[fi].valid),
                     })
                     .collect();
-                ints::append(writer, leaf, &parts, zstd).map_err(e)?;
+                ints::append(writer, leaf, &parts, pages).map_err(e)?;
             }
             (FieldColumn::Plain, _) => crate_column(writer, group, fi).map_err(e)?,
         }

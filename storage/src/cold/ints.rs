@@ -22,6 +22,25 @@ pub(crate) const PAGE_ROWS: usize = 20_480;
 /// the bytes and costs a tenth of a move's time (`benches/cold/RESULTS.md`).
 pub(crate) const ZSTD_LEVEL: i32 = 1;
 
+/// A column chunk keeps zstd when its first page compresses to at most this many thousandths
+/// of its raw size. Delta-packed random walks (positions, headings, loads) are near their
+/// entropy already and zstd takes 0–4 % off them; compressing them cost about a tenth of a move
+/// (`benches/cold/RESULTS.md`).
+const ZSTD_WORTH_PER_MILLE: usize = 950;
+
+/// Whether a column's pages are zstd-compressed or stored raw, decided by the first page of the
+/// column in an object; the caller keeps it from row group to row group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Squeeze {
+    /// No page written yet: the next one decides.
+    #[default]
+    Untried,
+    /// Pages are zstd-compressed.
+    Zstd,
+    /// Pages are stored uncompressed.
+    Raw,
+}
+
 /// Deltas per block and values per miniblock of DELTA_BINARY_PACKED.
 const BLOCK: usize = 128;
 const MINIBLOCK: usize = 32;
@@ -34,12 +53,13 @@ pub(crate) struct Part<'a> {
 }
 
 /// Writes `parts` as the next column chunk of `group`, whose column `descr` is INT64 with a
-/// signed order (timestamps, decimals, signed integers), compressing pages with `zstd`.
+/// signed order (timestamps, decimals, signed integers), compressing pages with `zstd` or not
+/// as `squeeze` says (deciding it, if untried, on the chunk's first page).
 pub(crate) fn append(
     group: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
     descr: ColumnDescPtr,
     parts: &[Part<'_>],
-    zstd: &mut zstd::bulk::Compressor<'static>,
+    (zstd, squeeze): (&mut zstd::bulk::Compressor<'static>, &mut Squeeze),
 ) -> Result<()> {
     let optional = descr.max_def_level() > 0;
     let mut pages = Pages {
@@ -51,6 +71,7 @@ pub(crate) fn append(
         raw: Vec::new(),
         min_max: None,
         zstd,
+        squeeze: *squeeze,
     };
     for part in parts {
         match (part.valid, optional) {
@@ -74,18 +95,17 @@ pub(crate) fn append(
         Some(pages.chunk.nulls() as u64),
         false,
     );
-    let level = ZstdLevel::try_new(ZSTD_LEVEL)?;
+    *squeeze = pages.squeeze;
+    let compression = match pages.squeeze {
+        Squeeze::Raw => Compression::UNCOMPRESSED,
+        _ => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?),
+    };
     // What the chunk's pages use: definition levels only in an optional column.
     let mut encodings = vec![Encoding::DELTA_BINARY_PACKED];
     if optional {
         encodings.insert(0, Encoding::RLE);
     }
-    pages.chunk.append_to(
-        group,
-        descr,
-        (Compression::ZSTD(level), encodings),
-        statistics,
-    )
+    pages.chunk.append_to(group, descr, (compression, encodings), statistics)
 }
 
 /// The page being filled and the chunk so far.
@@ -103,6 +123,8 @@ struct Pages<'z> {
     /// The chunk's smallest and largest value so far.
     min_max: Option<(i64, i64)>,
     zstd: &'z mut zstd::bulk::Compressor<'static>,
+    /// Whether the chunk's pages are compressed (decided by its first page when untried).
+    squeeze: Squeeze,
 }
 
 impl Pages<'_> {
@@ -157,7 +179,21 @@ impl Pages<'_> {
             raw.extend_from_slice(&levels);
         }
         delta_binary_packed(&self.values, raw);
-        let compressed = self.zstd.compress(raw)?;
+        let raw_len = raw.len();
+        let body = match self.squeeze {
+            Squeeze::Raw => std::mem::replace(raw, Vec::with_capacity(raw_len)),
+            Squeeze::Zstd => self.zstd.compress(raw)?,
+            Squeeze::Untried => {
+                let compressed = self.zstd.compress(raw)?;
+                if compressed.len() * 1000 <= raw_len * ZSTD_WORTH_PER_MILLE {
+                    self.squeeze = Squeeze::Zstd;
+                    compressed
+                } else {
+                    self.squeeze = Squeeze::Raw;
+                    std::mem::replace(raw, Vec::with_capacity(raw_len))
+                }
+            }
+        };
         let min_max = min_max(&self.values);
         if let Some((lo, hi)) = min_max {
             self.min_max = Some(match self.min_max {
@@ -170,12 +206,8 @@ impl Pages<'_> {
             nulls: self.rows - self.values.len(),
             min_max: min_max.map(|(lo, hi)| (lo.to_le_bytes().to_vec(), hi.to_le_bytes().to_vec())),
         };
-        self.chunk.data_page(
-            compressed,
-            self.raw.len(),
-            Encoding::DELTA_BINARY_PACKED,
-            summary,
-        )?;
+        self.chunk
+            .data_page(body, raw_len, Encoding::DELTA_BINARY_PACKED, summary)?;
         self.levels.clear();
         self.rows = 0;
         self.values.clear();
@@ -316,6 +348,16 @@ mod tests {
     /// Writes one INT64 column (`optional` or required) from `parts` (values, validity) and
     /// reads it back through the parquet crate's Arrow reader.
     fn round_trip(optional: bool, parts: &[(Vec<i64>, Option<Vec<bool>>)]) -> Vec<Option<i64>> {
+        read(write(optional, parts, &mut Squeeze::default()))
+    }
+
+    /// One INT64 column chunk from `parts` in a Parquet file, compressed as `squeeze` says
+    /// (and decides, when untried).
+    fn write(
+        optional: bool,
+        parts: &[(Vec<i64>, Option<Vec<bool>>)],
+        squeeze: &mut Squeeze,
+    ) -> bytes::Bytes {
         let kind = if optional { "optional" } else { "required" };
         let schema =
             Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
@@ -331,9 +373,13 @@ mod tests {
                 valid: ok.as_deref(),
             })
             .collect();
-        append(&mut group, descr, &parts, &mut zstd).unwrap();
+        append(&mut group, descr, &parts, (&mut zstd, squeeze)).unwrap();
         group.close().unwrap();
-        let bytes = bytes::Bytes::from(file.into_inner().unwrap());
+        bytes::Bytes::from(file.into_inner().unwrap())
+    }
+
+    /// The column of a file [`write`] made, row by row.
+    fn read(bytes: bytes::Bytes) -> Vec<Option<i64>> {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
             .build()
@@ -349,6 +395,49 @@ mod tests {
             out.extend((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))));
         }
         out
+    }
+
+    /// The compression of the chunk of a file [`write`] made.
+    fn compression(bytes: &bytes::Bytes) -> Compression {
+        let reader = parquet::file::reader::SerializedFileReader::new(bytes.clone()).unwrap();
+        use parquet::file::reader::FileReader;
+        reader.metadata().row_group(0).column(0).compression()
+    }
+
+    #[test]
+    fn a_chunk_keeps_zstd_only_when_its_first_page_shrinks() {
+        // Deltas of noise do not compress; a repeating pattern of wide deltas does.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<i64> = (0..3 * PAGE_ROWS)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 20) as i64
+            })
+            .collect();
+        let pattern: Vec<i64> = (0..3 * PAGE_ROWS as i64)
+            .map(|i| (i % 5) * 1_000_003 + (i / 5) * 7)
+            .collect();
+        for (values, want, name) in [
+            (noise, Squeeze::Raw, "noise"),
+            (pattern, Squeeze::Zstd, "pattern"),
+        ] {
+            let parts = vec![(values, None)];
+            let mut squeeze = Squeeze::Untried;
+            let bytes = write(false, &parts, &mut squeeze);
+            assert_eq!(squeeze, want, "{name}");
+            let codec = compression(&bytes);
+            match want {
+                Squeeze::Raw => assert_eq!(codec, Compression::UNCOMPRESSED, "{name}"),
+                _ => assert!(matches!(codec, Compression::ZSTD(_)), "{name}: {codec:?}"),
+            }
+            assert_eq!(read(bytes), expected(&parts), "{name}");
+            // A later row group follows the decision without trying again.
+            let mut again = want;
+            let bytes = write(false, &parts, &mut again);
+            assert_eq!((again, compression(&bytes) == codec), (want, true), "{name}");
+        }
     }
 
     /// What `parts` stand for, row by row.
