@@ -7,9 +7,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement as SqlStatement};
 use futures::StreamExt;
 use strata_storage::{DEFAULT_DATABASE, Engine};
 
@@ -248,6 +249,43 @@ impl QueryEngine {
         let logical = state.statement_to_plan(statement).await?;
         self.options.verify_plan(&logical)?;
         Ok(logical)
+    }
+
+    /// [`QueryEngine::statement_plan`] with the types a client declared for its parameters:
+    /// placeholder `$i` takes `types[i - 1]`, and placeholders past the list are typed from
+    /// their use as usual. `SELECT $1` declared `bigint` is then an `Int64` column, and
+    /// `int_col >= $1` declared `double precision` compares as floats, as PostgreSQL does.
+    /// Statements that are not plain SQL (DataFusion's own, e.g. `EXPLAIN`) ignore `types`.
+    pub async fn statement_plan_typed(
+        &self,
+        mut statement: datafusion::sql::parser::Statement,
+        types: Vec<SqlDataType>,
+    ) -> Result<LogicalPlan, QueryError> {
+        use datafusion::sql::parser::Statement as DfStatement;
+        crate::params::number_placeholders(&mut statement);
+        let inner = match statement {
+            DfStatement::Statement(inner) if !types.is_empty() => inner,
+            other => return self.statement_plan(other).await,
+        };
+        // Planned as `PREPARE strata_typed(types) AS statement`, whose input is the statement
+        // with its placeholders typed.
+        let prepare = SqlStatement::Prepare {
+            name: Ident::new("strata_typed"),
+            data_types: types,
+            statement: inner,
+        };
+        let state = self.ctx.state();
+        let logical = state
+            .statement_to_plan(DfStatement::Statement(Box::new(prepare)))
+            .await?;
+        let LogicalPlan::Statement(PlanStatement::Prepare(prepared)) = logical else {
+            return Err(QueryError::Execution(
+                "a PREPARE statement was not planned as one".into(),
+            ));
+        };
+        let plan = Arc::unwrap_or_clone(prepared.input);
+        self.options.verify_plan(&plan)?;
+        Ok(plan)
     }
 
     /// A fresh copy of the physical plan cached under `key` for the current catalog, if any. A

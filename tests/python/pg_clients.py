@@ -36,6 +36,7 @@ import sys
 
 import pandas as pd
 import psycopg
+from psycopg import pq
 import sqlalchemy as sa
 
 PORT = int(os.environ["STRATA_PG_PORT"])
@@ -191,19 +192,43 @@ def types_and_parameters(conn):
         check("prepared statement executed again with other values", row == (3, 33.0), row)
         cur.execute("SELECT %s::double precision * 2 AS x", (1.25,))
         check("float parameter", cur.fetchone() == (2.5,), "")
-        # A placeholder the planner cannot type is described by its bound value's type.
+        # A placeholder the planner cannot type takes the type the client declared: psycopg
+        # declares a small int as int2, and PostgreSQL answers `SELECT $1` with an int2 column.
         cur.execute("SELECT %s AS v", (5,))
         v = cur.fetchone()[0]
-        check("SELECT %s with an int is described as int8 and comes back as 5",
-              v == 5 and cur.description[0].type_code == 20,
+        check("SELECT %s with an int is described as the declared int2 and comes back as 5",
+              v == 5 and cur.description[0].type_code == 21,
               f"{v!r}, type {cur.description[0].type_code}")
-        # A float meeting an integer column is refused rather than truncated (20.5 -> 20).
+        # Describe of a statement (before any Bind) reports the declared parameter type and
+        # the result column it gives.
+        pg = conn.pgconn
+        res = pg.prepare(b"declared_int8", b"SELECT $1 AS v", [20])
+        check("Parse with a declared int8 parameter", res.status == pq.ExecStatus.COMMAND_OK,
+              res.error_message)
+        res = pg.describe_prepared(b"declared_int8")
+        check("Describe Statement of SELECT $1 declared int8: parameter and column are int8",
+              res.nparams == 1 and res.param_type(0) == 20 and res.ftype(0) == 20,
+              f"{res.error_message} params {res.nparams} "
+              f"{[res.param_type(i) for i in range(res.nparams)]} "
+              f"columns {[res.ftype(i) for i in range(res.nfields)]}")
+        # A float meeting an integer column compares as a float, as in PostgreSQL (psycopg
+        # declares 20.5 as float8): not truncated to 20, not refused.
+        cur.execute("SELECT count(*) FROM env WHERE count >= %s", (20.5,))
+        got = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM env WHERE count >= 21")
+        want = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM env WHERE count >= 20")
+        truncated = cur.fetchone()[0]
+        check("a float8 parameter meeting an integer column compares as a float",
+              got == want, f"got {got}, count >= 21 gives {want}, count >= 20 gives {truncated}")
+        # Sent as text without a declared type, the planner types it from the column and a
+        # value that would change as an integer is refused rather than truncated (20.5 -> 20).
         try:
-            cur.execute("SELECT count(*) FROM env WHERE count >= %s", (20.5,))
-            check("a fractional value for an integer column is refused", False, cur.fetchone())
+            cur.execute("SELECT count(*) FROM env WHERE count >= %s", ("20.5",))
+            check("an untyped '20.5' for an integer column is refused", False, cur.fetchone())
         except psycopg.Error as e:
-            check("a fractional value for an integer column is refused",
-                  e.sqlstate == "22023" and "would change" in str(e), f"{e.sqlstate} {e}")
+            check("an untyped '20.5' for an integer column is refused",
+                  e.sqlstate == "22023", f"{e.sqlstate} {e}")
             conn.rollback()
         cur.execute("SELECT count(*) FROM env WHERE count >= %s", (20.0,))
         check("a whole float for an integer column is accepted", cur.fetchone()[0] >= 0, "")

@@ -22,6 +22,7 @@ use strata_query::arrow::datatypes::{
 };
 use strata_query::arrow::util::display::FormatOptions;
 use strata_query::datafusion::scalar::ScalarValue;
+use strata_query::datafusion::sql::sqlparser::ast::DataType as SqlDataType;
 
 use super::error::{PgError, invalid_parameter};
 
@@ -29,6 +30,75 @@ use super::error::{PgError, invalid_parameter};
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// The types to plan a statement's placeholders with when the planner's own typing
+/// (`inferred`, one per `$n`) differs from what the client declared in Parse in a way that
+/// changes answers: a placeholder it left untyped (`SELECT $1`), or one typed as an integer or
+/// decimal for which the client declared a float (`count >= 20.5`, which PostgreSQL compares as
+/// floats). `None` when the inferred types stand (a declared `int2` meeting an `int8` column
+/// is bound as `int8`: the same answers). The list runs while each position has a declared type
+/// that plans plainly (see [`sql_type`]) or an inferred one; the placeholders past it are typed
+/// from their use.
+pub fn retyped(declared: &[Option<Type>], inferred: &[Option<DataType>]) -> Option<Vec<SqlDataType>> {
+    let decl = |i: usize| declared.get(i).cloned().flatten();
+    let changes = (0..inferred.len()).any(|i| {
+        let Some(d) = decl(i).filter(|d| sql_type(d).is_some()) else {
+            return false;
+        };
+        match &inferred[i] {
+            None => true,
+            Some(t) => {
+                (t.is_integer() || matches!(t, DataType::Decimal128(..)))
+                    && matches!(d, Type::FLOAT4 | Type::FLOAT8)
+            }
+        }
+    });
+    changes.then(|| {
+        (0..inferred.len().max(declared.len()))
+            .map_while(|i| {
+                let from_use = || inferred.get(i)?.as_ref().and_then(inferred_sql_type);
+                decl(i).as_ref().and_then(sql_type).or_else(from_use)
+            })
+            .collect()
+    })
+}
+
+/// The SQL type of a placeholder the planner typed as `t`, to plan it as typed again
+/// (timestamps have none, see [`sql_type`]).
+fn inferred_sql_type(t: &DataType) -> Option<SqlDataType> {
+    Some(match t {
+        DataType::Int8 | DataType::Int16 => SqlDataType::SmallInt(None),
+        DataType::Int32 => SqlDataType::Integer(None),
+        DataType::Int64 => SqlDataType::BigInt(None),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            SqlDataType::BigIntUnsigned(None)
+        }
+        DataType::Float32 => SqlDataType::Real,
+        DataType::Float64 => SqlDataType::DoublePrecision,
+        DataType::Boolean => SqlDataType::Boolean,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlDataType::Text,
+        DataType::Date32 => SqlDataType::Date,
+        _ => return None,
+    })
+}
+
+/// The SQL type DataFusion plans for a declared parameter type, if there is a plain one.
+/// Timestamps have none: DataFusion plans `timestamptz` in the session's time zone, which
+/// Strata leaves unset, so a declared `timestamptz` would plan as a timestamp without one; a
+/// placeholder meeting `time` is typed from it, and a bound value types the rest.
+fn sql_type(t: &Type) -> Option<SqlDataType> {
+    Some(match *t {
+        Type::INT2 => SqlDataType::SmallInt(None),
+        Type::INT4 => SqlDataType::Integer(None),
+        Type::INT8 => SqlDataType::BigInt(None),
+        Type::FLOAT4 => SqlDataType::Real,
+        Type::FLOAT8 => SqlDataType::DoublePrecision,
+        Type::BOOL => SqlDataType::Boolean,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlDataType::Text,
+        Type::DATE => SqlDataType::Date,
+        _ => return None,
+    })
+}
 
 /// The wire type of a column of Arrow type `t`.
 pub fn wire_type(t: &DataType) -> Type {
@@ -421,6 +491,30 @@ mod tests {
         );
         assert_eq!(timestamptz_text(-1), "1969-12-31 23:59:59.999999+00");
         assert_eq!(date_text(i64::from(PG_EPOCH_DAYS)), "2000-01-01");
+    }
+
+    #[test]
+    fn declared_types_retype_only_what_would_change_answers() {
+        let int8 = Some(DataType::Int64);
+        // psycopg's int2 for a placeholder meeting an int8 column: the inferred type stands.
+        assert_eq!(retyped(&[Some(Type::INT2)], std::slice::from_ref(&int8)), None);
+        // Nothing declared (OID 0), or a declared type without a plain SQL type: as inferred.
+        assert_eq!(retyped(&[None], &[None]), None);
+        assert_eq!(retyped(&[Some(Type::TIMESTAMPTZ)], &[None]), None);
+        // An untyped placeholder takes the declared type.
+        assert_eq!(
+            retyped(&[Some(Type::INT8)], &[None]),
+            Some(vec![SqlDataType::BigInt(None)])
+        );
+        // A float declared where an integer was inferred: the float, the positions before it
+        // as inferred, and the list stops at the first position typed neither way.
+        assert_eq!(
+            retyped(
+                &[None, Some(Type::FLOAT8), None, None],
+                &[Some(DataType::Utf8), int8.clone(), None, int8]
+            ),
+            Some(vec![SqlDataType::Text, SqlDataType::DoublePrecision])
+        );
     }
 
     #[test]

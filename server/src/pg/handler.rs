@@ -236,32 +236,54 @@ fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
 }
 
 impl PgParser {
-    /// Plans one statement; its parameter types in `$n` order.
-    async fn plan(&self, statement: DfStatement, text: &str) -> Result<Planned, PgError> {
+    /// Plans one statement; its parameter types in `$n` order. Placeholders are typed from
+    /// their use; where that leaves one untyped (`SELECT $1`) or would make a value the client
+    /// declared as a float meet an integer column as an integer (`count >= 20.5`), the
+    /// statement is planned again with the types the client declared in Parse (`declared`),
+    /// as PostgreSQL types them.
+    async fn plan(
+        &self,
+        statement: DfStatement,
+        text: &str,
+        declared: &[Option<Type>],
+    ) -> Result<Planned, PgError> {
         let version = self.st.query.plan_version();
-        let plan = self.st.query.statement_plan(statement).await?;
-        let types = plan
-            .get_parameter_types()
-            .map_err(|e| PgError::new("42P18", e.to_string()))?;
-        let mut numbered: Vec<(usize, Option<DataType>)> = types
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
-            .collect();
-        numbered.sort_by_key(|(n, _)| *n);
-        let count = numbered.last().map_or(0, |(n, _)| *n);
-        let mut params = vec![None; count];
-        for (n, t) in numbered {
-            if let Some(slot) = n.checked_sub(1).and_then(|i| params.get_mut(i)) {
-                *slot = t;
-            }
+        let mut plan = self.st.query.statement_plan(statement.clone()).await?;
+        let mut params = parameter_types(&plan)?;
+        if let Some(types) = encode::retyped(declared, &params) {
+            plan = (self.st.query)
+                .statement_plan_typed(statement, types)
+                .await?;
+            params = parameter_types(&plan)?;
         }
+        let oids: Vec<u32> = declared.iter().map(|t| t.as_ref().map_or(0, Type::oid)).collect();
         Ok(Planned {
             plan,
             params,
-            key: format!("{PLAN_KEY}{text}"),
+            key: format!("{PLAN_KEY}{oids:?}\u{1f}{text}"),
             version,
         })
     }
+}
+
+/// The types of a plan's placeholders `$1..$n` (`None`: not typed by the planner).
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, PgError> {
+    let types = plan
+        .get_parameter_types()
+        .map_err(|e| PgError::new("42P18", e.to_string()))?;
+    let mut numbered: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
+        .collect();
+    numbered.sort_by_key(|(n, _)| *n);
+    let count = numbered.last().map_or(0, |(n, _)| *n);
+    let mut params = vec![None; count];
+    for (n, t) in numbered {
+        if let Some(slot) = n.checked_sub(1).and_then(|i| params.get_mut(i)) {
+            *slot = t;
+        }
+    }
+    Ok(params)
 }
 
 #[async_trait]
@@ -272,7 +294,7 @@ impl QueryParser for PgParser {
         &self,
         client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<PgStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -291,7 +313,7 @@ impl QueryParser for PgParser {
         };
         Ok(Some(match classify(statement, &principal)? {
             Kind::Local(l) => PgStatement::Local(l),
-            Kind::Sql(s) => PgStatement::Query(Arc::new(self.plan(s, sql).await?)),
+            Kind::Sql(s) => PgStatement::Query(Arc::new(self.plan(s, sql, types).await?)),
         }))
     }
 
