@@ -39,7 +39,10 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// is bound as `int8`: the same answers). The list runs while each position has a declared type
 /// that plans plainly (see [`sql_type`]) or an inferred one; the placeholders past it are typed
 /// from their use.
-pub fn retyped(declared: &[Option<Type>], inferred: &[Option<DataType>]) -> Option<Vec<SqlDataType>> {
+pub fn retyped(
+    declared: &[Option<Type>],
+    inferred: &[Option<DataType>],
+) -> Option<Vec<SqlDataType>> {
     let decl = |i: usize| declared.get(i).cloned().flatten();
     let changes = (0..inferred.len()).any(|i| {
         let Some(d) = decl(i).filter(|d| sql_type(d).is_some()) else {
@@ -497,7 +500,10 @@ mod tests {
     fn declared_types_retype_only_what_would_change_answers() {
         let int8 = Some(DataType::Int64);
         // psycopg's int2 for a placeholder meeting an int8 column: the inferred type stands.
-        assert_eq!(retyped(&[Some(Type::INT2)], std::slice::from_ref(&int8)), None);
+        assert_eq!(
+            retyped(&[Some(Type::INT2)], std::slice::from_ref(&int8)),
+            None
+        );
         // Nothing declared (OID 0), or a declared type without a plain SQL type: as inferred.
         assert_eq!(retyped(&[None], &[None]), None);
         assert_eq!(retyped(&[Some(Type::TIMESTAMPTZ)], &[None]), None);

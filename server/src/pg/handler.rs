@@ -256,7 +256,10 @@ impl PgParser {
                 .await?;
             params = parameter_types(&plan)?;
         }
-        let oids: Vec<u32> = declared.iter().map(|t| t.as_ref().map_or(0, Type::oid)).collect();
+        let oids: Vec<u32> = declared
+            .iter()
+            .map(|t| t.as_ref().map_or(0, Type::oid))
+            .collect();
         Ok(Planned {
             plan,
             params,
@@ -496,7 +499,7 @@ impl SimpleQueryHandler for PgHandler {
         for statement in statements {
             let answer = match classify(statement, &principal) {
                 Ok(Kind::Local(l)) => self.local(client, &l, FieldFormat::Text),
-                Ok(Kind::Sql(s)) => match self.parser.plan(s, query).await {
+                Ok(Kind::Sql(s)) => match self.parser.plan(s, query, &[]).await {
                     Ok(p) if !p.params.is_empty() => Err(PgError::new(
                         "08P01",
                         "parameters ($1, ...) need the extended query protocol",

@@ -492,7 +492,13 @@ fn write_columns(
             valid: None,
         })
         .collect();
-    ints::append(writer, leaves[0].clone(), &times, (&mut *zstd, &mut squeeze[0])).map_err(e)?;
+    ints::append(
+        writer,
+        leaves[0].clone(),
+        &times,
+        (&mut *zstd, &mut squeeze[0]),
+    )
+    .map_err(e)?;
     let device: Vec<Run<'_>> = group
         .iter()
         .map(|s| Run {

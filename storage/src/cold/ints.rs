@@ -105,7 +105,9 @@ pub(crate) fn append(
     if optional {
         encodings.insert(0, Encoding::RLE);
     }
-    pages.chunk.append_to(group, descr, (compression, encodings), statistics)
+    pages
+        .chunk
+        .append_to(group, descr, (compression, encodings), statistics)
 }
 
 /// The page being filled and the chunk so far.
@@ -436,7 +438,11 @@ mod tests {
             // A later row group follows the decision without trying again.
             let mut again = want;
             let bytes = write(false, &parts, &mut again);
-            assert_eq!((again, compression(&bytes) == codec), (want, true), "{name}");
+            assert_eq!(
+                (again, compression(&bytes) == codec),
+                (want, true),
+                "{name}"
+            );
         }
     }
 
