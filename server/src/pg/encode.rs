@@ -38,13 +38,19 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// floats). `None` when the inferred types stand (a declared `int2` meeting an `int8` column
 /// is bound as `int8`: the same answers). The list runs while each position has a declared type
 /// that plans plainly (see [`sql_type`]) or an inferred one; the placeholders past it are typed
-/// from their use.
+/// from their use, so only a change within the list asks for a second plan.
 pub fn retyped(
     declared: &[Option<Type>],
     inferred: &[Option<DataType>],
 ) -> Option<Vec<SqlDataType>> {
     let decl = |i: usize| declared.get(i).cloned().flatten();
-    let changes = (0..inferred.len()).any(|i| {
+    let types: Vec<SqlDataType> = (0..inferred.len().max(declared.len()))
+        .map_while(|i| {
+            let from_use = || inferred.get(i)?.as_ref().and_then(inferred_sql_type);
+            decl(i).as_ref().and_then(sql_type).or_else(from_use)
+        })
+        .collect();
+    let changes = (0..types.len().min(inferred.len())).any(|i| {
         let Some(d) = decl(i).filter(|d| sql_type(d).is_some()) else {
             return false;
         };
@@ -56,14 +62,7 @@ pub fn retyped(
             }
         }
     });
-    changes.then(|| {
-        (0..inferred.len().max(declared.len()))
-            .map_while(|i| {
-                let from_use = || inferred.get(i)?.as_ref().and_then(inferred_sql_type);
-                decl(i).as_ref().and_then(sql_type).or_else(from_use)
-            })
-            .collect()
-    })
+    changes.then_some(types)
 }
 
 /// The SQL type of a placeholder the planner typed as `t`, to plan it as typed again
@@ -86,16 +85,16 @@ fn inferred_sql_type(t: &DataType) -> Option<SqlDataType> {
 }
 
 /// The SQL type DataFusion plans for a declared parameter type, if there is a plain one.
-/// Timestamps have none: DataFusion plans `timestamptz` in the session's time zone, which
+/// Integers plan as `bigint` and floats as `double precision` whatever width was declared
+/// (psycopg declares `int2` for any small integer: `$1 + $2` of two of them must not wrap
+/// at 16 bits, and an `int8` column meeting a `float4` must not compare at 24 bits). Timestamps
+/// have none: DataFusion plans `timestamptz` in the session's time zone, which
 /// Strata leaves unset, so a declared `timestamptz` would plan as a timestamp without one; a
 /// placeholder meeting `time` is typed from it, and a bound value types the rest.
 fn sql_type(t: &Type) -> Option<SqlDataType> {
     Some(match *t {
-        Type::INT2 => SqlDataType::SmallInt(None),
-        Type::INT4 => SqlDataType::Integer(None),
-        Type::INT8 => SqlDataType::BigInt(None),
-        Type::FLOAT4 => SqlDataType::Real,
-        Type::FLOAT8 => SqlDataType::DoublePrecision,
+        Type::INT2 | Type::INT4 | Type::INT8 => SqlDataType::BigInt(None),
+        Type::FLOAT4 | Type::FLOAT8 => SqlDataType::DoublePrecision,
         Type::BOOL => SqlDataType::Boolean,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlDataType::Text,
         Type::DATE => SqlDataType::Date,
@@ -507,10 +506,24 @@ mod tests {
         // Nothing declared (OID 0), or a declared type without a plain SQL type: as inferred.
         assert_eq!(retyped(&[None], &[None]), None);
         assert_eq!(retyped(&[Some(Type::TIMESTAMPTZ)], &[None]), None);
-        // An untyped placeholder takes the declared type.
+        // An untyped placeholder takes the declared type, integers at 64 bits whatever the
+        // declared width (two int2 values added must not wrap).
+        for t in [Type::INT2, Type::INT4, Type::INT8] {
+            assert_eq!(
+                retyped(&[Some(t)], &[None]),
+                Some(vec![SqlDataType::BigInt(None)])
+            );
+        }
         assert_eq!(
-            retyped(&[Some(Type::INT8)], &[None]),
-            Some(vec![SqlDataType::BigInt(None)])
+            retyped(&[Some(Type::FLOAT4)], &[int8.clone()]),
+            Some(vec![SqlDataType::DoublePrecision])
+        );
+        // A change past a position typed neither way (a timestamp) is left to the inference:
+        // no second plan that would not use it.
+        let ts = Some(DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())));
+        assert_eq!(
+            retyped(&[Some(Type::TIMESTAMPTZ), Some(Type::FLOAT8)], &[ts, int8.clone()]),
+            None
         );
         // A float declared where an integer was inferred: the float, the positions before it
         // as inferred, and the list stops at the first position typed neither way.

@@ -263,10 +263,16 @@ impl PgParser {
         Ok(Planned {
             plan,
             params,
-            key: format!("{PLAN_KEY}{oids:?}\u{1f}{text}"),
+            key: plan_key(&oids, text),
             version,
         })
     }
+}
+
+/// The plan cache key of statement `text` parsed with declared parameter types `oids` (none
+/// for a simple query): the same text with other declared types may plan differently.
+fn plan_key(oids: &[u32], text: &str) -> String {
+    format!("{PLAN_KEY}{oids:?}\u{1f}{text}")
 }
 
 /// The types of a plan's placeholders `$1..$n` (`None`: not typed by the planner).
@@ -485,7 +491,7 @@ impl SimpleQueryHandler for PgHandler {
     {
         let principal = principal(&self.st, client)?;
         // A text run before (one read-only statement): its cached physical plan.
-        let key = format!("{PLAN_KEY}{query}");
+        let key = plan_key(&[], query);
         if let Some(plan) = self.st.query.cached_plan(&key).map_err(PgError::from)? {
             return Ok(vec![respond(&self.st, plan, &Format::UnifiedText).await?]);
         }

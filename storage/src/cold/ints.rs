@@ -28,8 +28,14 @@ pub(crate) const ZSTD_LEVEL: i32 = 1;
 /// (`benches/cold/RESULTS.md`).
 const ZSTD_WORTH_PER_MILLE: usize = 950;
 
+/// Smallest raw page that decides [`Squeeze`] for the rest of an object: a smaller one (a row
+/// group's few rows, a page of nulls) says little about the column; its chunk is compressed
+/// and the next chunk tries again.
+const DECIDING_PAGE_BYTES: usize = 4096;
+
 /// Whether a column's pages are zstd-compressed or stored raw, decided by the first page of the
-/// column in an object; the caller keeps it from row group to row group.
+/// column in an object of at least [`DECIDING_PAGE_BYTES`]; the caller keeps it from row group
+/// to row group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Squeeze {
     /// No page written yet: the next one decides.
@@ -72,6 +78,7 @@ pub(crate) fn append(
         min_max: None,
         zstd,
         squeeze: *squeeze,
+        chunk_zstd: None,
     };
     for part in parts {
         match (part.valid, optional) {
@@ -96,8 +103,8 @@ pub(crate) fn append(
         false,
     );
     *squeeze = pages.squeeze;
-    let compression = match pages.squeeze {
-        Squeeze::Raw => Compression::UNCOMPRESSED,
+    let compression = match pages.chunk_zstd {
+        Some(false) => Compression::UNCOMPRESSED,
         _ => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?),
     };
     // What the chunk's pages use: definition levels only in an optional column.
@@ -125,8 +132,11 @@ struct Pages<'z> {
     /// The chunk's smallest and largest value so far.
     min_max: Option<(i64, i64)>,
     zstd: &'z mut zstd::bulk::Compressor<'static>,
-    /// Whether the chunk's pages are compressed (decided by its first page when untried).
+    /// Whether the column's pages are compressed, for the object (see [`Squeeze`]).
     squeeze: Squeeze,
+    /// Whether this chunk's pages are compressed, once its first page is written (every page
+    /// of a chunk has the chunk's codec).
+    chunk_zstd: Option<bool>,
 }
 
 impl Pages<'_> {
@@ -182,20 +192,34 @@ impl Pages<'_> {
         }
         delta_binary_packed(&self.values, raw);
         let raw_len = raw.len();
-        let body = match self.squeeze {
-            Squeeze::Raw => std::mem::replace(raw, Vec::with_capacity(raw_len)),
-            Squeeze::Zstd => self.zstd.compress(raw)?,
-            Squeeze::Untried => {
+        let decided = match self.squeeze {
+            Squeeze::Zstd => Some(true),
+            Squeeze::Raw => Some(false),
+            Squeeze::Untried => None,
+        };
+        let body = match self.chunk_zstd.or(decided) {
+            Some(true) => self.zstd.compress(raw)?,
+            Some(false) => std::mem::replace(raw, Vec::with_capacity(raw_len)),
+            None => {
                 let compressed = self.zstd.compress(raw)?;
-                if compressed.len() * 1000 <= raw_len * ZSTD_WORTH_PER_MILLE {
-                    self.squeeze = Squeeze::Zstd;
-                    compressed
-                } else {
-                    self.squeeze = Squeeze::Raw;
-                    std::mem::replace(raw, Vec::with_capacity(raw_len))
+                let pays = compressed.len() * 1000 <= raw_len * ZSTD_WORTH_PER_MILLE;
+                match (raw_len >= DECIDING_PAGE_BYTES, pays) {
+                    (false, _) => compressed,
+                    (true, true) => {
+                        self.squeeze = Squeeze::Zstd;
+                        compressed
+                    }
+                    (true, false) => {
+                        self.squeeze = Squeeze::Raw;
+                        std::mem::replace(raw, Vec::with_capacity(raw_len))
+                    }
                 }
             }
         };
+        // A chunk's codec is its first page's.
+        if self.chunk_zstd.is_none() {
+            self.chunk_zstd = Some(self.squeeze != Squeeze::Raw);
+        }
         let min_max = min_max(&self.values);
         if let Some((lo, hi)) = min_max {
             self.min_max = Some(match self.min_max {
@@ -406,18 +430,23 @@ mod tests {
         reader.metadata().row_group(0).column(0).compression()
     }
 
-    #[test]
-    fn a_chunk_keeps_zstd_only_when_its_first_page_shrinks() {
-        // Deltas of noise do not compress; a repeating pattern of wide deltas does.
+    /// `n` values of xorshift noise (44 bits).
+    fn noise(n: usize) -> Vec<i64> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<i64> = (0..3 * PAGE_ROWS)
+        (0..n)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 (x >> 20) as i64
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_keeps_zstd_only_when_its_first_page_shrinks() {
+        // Deltas of noise do not compress; a repeating pattern of wide deltas does.
+        let noise = noise(3 * PAGE_ROWS);
         let pattern: Vec<i64> = (0..3 * PAGE_ROWS as i64)
             .map(|i| (i % 5) * 1_000_003 + (i / 5) * 7)
             .collect();
