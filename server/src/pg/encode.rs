@@ -520,9 +520,15 @@ mod tests {
         );
         // A change past a position typed neither way (a timestamp) is left to the inference:
         // no second plan that would not use it.
-        let ts = Some(DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())));
+        let ts = Some(DataType::Timestamp(
+            TimeUnit::Nanosecond,
+            Some("UTC".into()),
+        ));
         assert_eq!(
-            retyped(&[Some(Type::TIMESTAMPTZ), Some(Type::FLOAT8)], &[ts, int8.clone()]),
+            retyped(
+                &[Some(Type::TIMESTAMPTZ), Some(Type::FLOAT8)],
+                &[ts, int8.clone()]
+            ),
             None
         );
         // A float declared where an integer was inferred: the float, the positions before it
