@@ -515,7 +515,7 @@ mod tests {
             );
         }
         assert_eq!(
-            retyped(&[Some(Type::FLOAT4)], &[int8.clone()]),
+            retyped(&[Some(Type::FLOAT4)], std::slice::from_ref(&int8)),
             Some(vec![SqlDataType::DoublePrecision])
         );
         // A change past a position typed neither way (a timestamp) is left to the inference:
