@@ -54,8 +54,9 @@ pub fn retyped(
         let Some(d) = decl(i).filter(|d| sql_type(d).is_some()) else {
             return false;
         };
+        // `Null`: typed from another placeholder only (`$1 + $2`), so untyped.
         match &inferred[i] {
-            None => true,
+            None | Some(DataType::Null) => true,
             Some(t) => {
                 (t.is_integer() || matches!(t, DataType::Decimal128(..)))
                     && matches!(d, Type::FLOAT4 | Type::FLOAT8)
@@ -508,6 +509,10 @@ mod tests {
         assert_eq!(retyped(&[Some(Type::TIMESTAMPTZ)], &[None]), None);
         // An untyped placeholder takes the declared type, integers at 64 bits whatever the
         // declared width (two int2 values added must not wrap).
+        assert_eq!(
+            retyped(&[Some(Type::INT2)], &[Some(DataType::Null)]),
+            Some(vec![SqlDataType::BigInt(None)])
+        );
         for t in [Type::INT2, Type::INT4, Type::INT8] {
             assert_eq!(
                 retyped(&[Some(t)], &[None]),
