@@ -9,7 +9,8 @@
 #   benches/cold/ab.sh A_BIN B_BIN FLEET_BIN [TRUCKS] [DAYS] [INTERVAL]   (defaults: 1000 30 1m)
 #
 # ROUNDS (default 3) pairs; work files in $WORK (default: a new directory under /tmp, removed
-# at exit unless KEEP=1).
+# at exit unless KEEP=1). PERF=FILE records B's move of the last round with `perf record` into
+# FILE.
 set -euo pipefail
 A=$1 B=$2 FLEET=$3
 TRUCKS=${4:-1000} DAYS=${5:-30} INTERVAL=${6:-1m}
@@ -57,10 +58,16 @@ move() { # label binary
     serve "$2" "$WORK/data" "$WORK/cold"
     post -X PUT -H 'Content-Type: application/json' --data '{"hot": "1d"}' \
         "$URL/api/v1/databases/default/lifecycle" >/dev/null
-    local c0 t0 c1 t1
+    local c0 t0 c1 t1 perf=
+    if [ "$1" = B ] && [ -n "${PERF:-}" ] && [ "${LAST:-0}" = 1 ]; then
+        perf record -F 499 -p "$PID" -o "$PERF" >/dev/null 2>&1 &
+        perf=$!
+        sleep 0.5
+    fi
     c0=$(cpu); t0=$(now)
     post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
     t1=$(now); c1=$(cpu)
+    [ -n "$perf" ] && { kill -INT "$perf"; wait "$perf" || true; }
     stop
     python3 - "$1" "$WORK/run.json" "$t0" "$t1" "$c0" "$c1" <<'PY'
 import json, sys
@@ -74,7 +81,8 @@ print(f"{label}: {len(r['moved'])} objects, {seg/1e6:.1f} MB -> {obj/1e6:.1f} MB
       f"errors {r['errors']}")
 PY
 }
-for _ in $(seq 1 "$ROUNDS"); do
+for round in $(seq 1 "$ROUNDS"); do
+    [ "$round" = "$ROUNDS" ] && LAST=1
     move A "$A"
     move B "$B"
 done

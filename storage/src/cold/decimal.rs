@@ -175,14 +175,20 @@ pub(crate) fn scaled_at(v: f64, s: u8) -> Option<i64> {
         .filter(|x| x.unsigned_abs() < LIMIT_INT)
 }
 
+/// Whether integers at a column's scale are all within the column's range (below 2^53 in
+/// magnitude, where every integer converts to a float exactly).
+pub(crate) fn fits(ints: &[i64]) -> bool {
+    ints.iter().all(|i| i.unsigned_abs() < LIMIT_INT)
+}
+
 /// Integers at scale `k` onto `out` at scale `s`, for a run a [`Scaler`] that ended at `s` took
 /// (so when `k > s` they end in `k - s` zeros and divide exactly); false when one does not fit.
 pub(crate) fn rescale(ints: &[i64], k: u8, s: u8, out: &mut Vec<i64>) -> bool {
     let start = out.len();
-    let fits = match k.cmp(&s) {
+    let ok = match k.cmp(&s) {
         std::cmp::Ordering::Equal => {
             out.extend_from_slice(ints);
-            ints.iter().all(|i| i.unsigned_abs() < LIMIT_INT)
+            fits(ints)
         }
         std::cmp::Ordering::Less => {
             let p = 10i64.pow(u32::from(s - k));
@@ -195,10 +201,10 @@ pub(crate) fn rescale(ints: &[i64], k: u8, s: u8, out: &mut Vec<i64>) -> bool {
             ints.iter().all(|i| i % p == 0)
         }
     };
-    if !fits {
+    if !ok {
         out.truncate(start);
     }
-    fits
+    ok
 }
 
 #[cfg(test)]

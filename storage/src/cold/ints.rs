@@ -4,8 +4,11 @@
 //! `benches/cold/RESULTS.md`). Data pages (v1) of at most [`PAGE_ROWS`] rows: definition levels
 //! (optional columns) as one RLE run or bit-packed, values DELTA_BINARY_PACKED as the Parquet
 //! spec lays it out (blocks of 128 deltas in 4 miniblocks of 32, each bit-packed at its own
-//! width above the block's smallest delta), each page zstd-compressed. Signed min/max statistics
-//! for the chunk and every page, and the page index, through [`super::chunk`].
+//! width above the block's smallest delta), zstd-compressed where it pays ([`Squeeze`]). Signed
+//! min/max statistics for the chunk and every page, and the page index, through
+//! [`super::chunk`]. Values and levels are encoded as they arrive, in one pass over the
+//! caller's slices ([`Deltas`], [`Levels`]), instead of being copied into a page first and
+//! passed over again for the extremes.
 
 use parquet::basic::{Compression, Encoding, Type as Physical, ZstdLevel};
 use parquet::errors::{ParquetError, Result};
@@ -60,19 +63,20 @@ pub(crate) struct Part<'a> {
 
 /// Writes `parts` as the next column chunk of `group`, whose column `descr` is INT64 with a
 /// signed order (timestamps, decimals, signed integers), compressing pages with `zstd` or not
-/// as `squeeze` says (deciding it, if untried, on the chunk's first page).
+/// as `squeeze` says (deciding it, if untried, on the chunk's first page). Returns the chunk's
+/// smallest and largest value (none without values).
 pub(crate) fn append(
     group: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
     descr: ColumnDescPtr,
     parts: &[Part<'_>],
     (zstd, squeeze): (&mut zstd::bulk::Compressor<'static>, &mut Squeeze),
-) -> Result<()> {
+) -> Result<Option<(i64, i64)>> {
     let optional = descr.max_def_level() > 0;
     let mut pages = Pages {
         chunk: ChunkWriter::new(Physical::INT64),
         rows: 0,
-        levels: Vec::new(),
-        values: Vec::with_capacity(PAGE_ROWS),
+        levels: Levels::default(),
+        values: Deltas::new(),
         optional,
         raw: Vec::new(),
         min_max: None,
@@ -112,9 +116,11 @@ pub(crate) fn append(
     if optional {
         encodings.insert(0, Encoding::RLE);
     }
+    let min_max = pages.min_max;
     pages
         .chunk
-        .append_to(group, descr, (compression, encodings), statistics)
+        .append_to(group, descr, (compression, encodings), statistics)?;
+    Ok(min_max)
 }
 
 /// The page being filled and the chunk so far.
@@ -122,10 +128,10 @@ struct Pages<'z> {
     chunk: ChunkWriter,
     /// Rows in the page.
     rows: usize,
-    /// One definition level per row of the page (optional columns only).
-    levels: Vec<bool>,
-    /// The page's present values.
-    values: Vec<i64>,
+    /// The page's definition levels (optional columns only).
+    levels: Levels,
+    /// The page's present values, delta-packed as they come.
+    values: Deltas,
     optional: bool,
     /// The page's bytes before compression (kept from page to page).
     raw: Vec<u8>,
@@ -144,9 +150,9 @@ impl Pages<'_> {
     fn required(&mut self, mut values: &[i64]) -> Result<()> {
         while !values.is_empty() {
             let take = values.len().min(PAGE_ROWS - self.rows);
-            self.values.extend_from_slice(&values[..take]);
+            self.values.push(&values[..take]);
             if self.optional {
-                self.levels.resize(self.levels.len() + take, true);
+                self.levels.push_ones(take);
             }
             self.rows += take;
             values = &values[take..];
@@ -163,13 +169,12 @@ impl Pages<'_> {
         while !valid.is_empty() {
             let take = valid.len().min(PAGE_ROWS - self.rows);
             let (now, rest) = valid.split_at(take);
-            let present = now.iter().filter(|ok| **ok).count();
+            let present = self.levels.push(now);
             if present > values.len() {
                 return Err(ParquetError::General("fewer values than valid rows".into()));
             }
-            self.levels.extend_from_slice(now);
             self.rows += take;
-            self.values.extend_from_slice(&values[..present]);
+            self.values.push(&values[..present]);
             (values, valid) = (&values[present..], rest);
             if self.rows == PAGE_ROWS {
                 self.flush()?;
@@ -186,11 +191,9 @@ impl Pages<'_> {
         let raw = &mut self.raw;
         raw.clear();
         if self.optional {
-            let levels = levels(&self.levels);
-            raw.extend_from_slice(&(levels.len() as u32).to_le_bytes());
-            raw.extend_from_slice(&levels);
+            self.levels.encode(raw);
         }
-        delta_binary_packed(&self.values, raw);
+        let (present, min_max) = self.values.finish(raw);
         let raw_len = raw.len();
         let decided = match self.squeeze {
             Squeeze::Zstd => Some(true),
@@ -220,7 +223,6 @@ impl Pages<'_> {
         if self.chunk_zstd.is_none() {
             self.chunk_zstd = Some(self.squeeze != Squeeze::Raw);
         }
-        let min_max = min_max(&self.values);
         if let Some((lo, hi)) = min_max {
             self.min_max = Some(match self.min_max {
                 Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -229,88 +231,227 @@ impl Pages<'_> {
         }
         let summary = PageSummary {
             rows: self.rows,
-            nulls: self.rows - self.values.len(),
+            nulls: self.rows - present,
             min_max: min_max.map(|(lo, hi)| (lo.to_le_bytes().to_vec(), hi.to_le_bytes().to_vec())),
         };
         self.chunk
             .data_page(body, raw_len, Encoding::DELTA_BINARY_PACKED, summary)?;
         self.levels.clear();
         self.rows = 0;
-        self.values.clear();
         Ok(())
     }
 }
 
-fn min_max(values: &[i64]) -> Option<(i64, i64)> {
-    let first = *values.first()?;
-    Some(
-        values
-            .iter()
-            .fold((first, first), |(lo, hi), v| (lo.min(*v), hi.max(*v))),
-    )
+/// A page's definition levels (bit width 1), packed as rows arrive: row `i`'s level is bit
+/// `i % 8` of byte `i / 8`, which is the RLE/bit-packed hybrid's bit-packed layout.
+#[derive(Default)]
+struct Levels {
+    bytes: Vec<u8>,
+    /// Levels so far.
+    len: usize,
+    /// How many of them are 1 (a value is present).
+    ones: usize,
+}
+
+impl Levels {
+    /// Adds `n` rows with a value.
+    fn push_ones(&mut self, mut n: usize) {
+        self.ones += n;
+        while n > 0 && self.len % 8 != 0 {
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= 1 << (self.len % 8);
+            }
+            self.len += 1;
+            n -= 1;
+        }
+        let full = n / 8;
+        self.bytes.resize(self.bytes.len() + full, 0xFF);
+        self.len += 8 * full;
+        let rest = n % 8;
+        if rest > 0 {
+            self.bytes.push((1u8 << rest) - 1);
+            self.len += rest;
+        }
+    }
+
+    /// Adds one row per flag (set: a value is present); returns how many are set.
+    fn push(&mut self, mut flags: &[bool]) -> usize {
+        let before = self.ones;
+        while self.len % 8 != 0 && !flags.is_empty() {
+            self.push_one(flags[0]);
+            flags = &flags[1..];
+        }
+        let mut groups = flags.chunks_exact(8);
+        self.bytes.reserve(flags.len() / 8 + 1);
+        for group in &mut groups {
+            let byte = pack8(group);
+            self.ones += byte.count_ones() as usize;
+            self.bytes.push(byte);
+        }
+        self.len += 8 * (flags.len() / 8);
+        for &flag in groups.remainder() {
+            self.push_one(flag);
+        }
+        self.ones - before
+    }
+
+    /// Adds one row.
+    fn push_one(&mut self, flag: bool) {
+        let bit = self.len % 8;
+        if bit == 0 {
+            self.bytes.push(0);
+        }
+        if let Some(last) = self.bytes.last_mut() {
+            *last |= u8::from(flag) << bit;
+        }
+        self.ones += usize::from(flag);
+        self.len += 1;
+    }
+
+    /// The levels as a data page v1 holds them: their byte length (u32, little endian), then
+    /// one RLE run when all are equal, else one bit-packed run of groups of 8 (the last one
+    /// padded with zeros).
+    fn encode(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        if self.ones == self.len || self.ones == 0 {
+            let value = u32::from(self.ones == self.len);
+            out.extend_from_slice(&rle(std::iter::once((value, self.len)), 1));
+        } else {
+            varint(((self.bytes.len() as u64) << 1) | 1, out);
+            out.extend_from_slice(&self.bytes);
+        }
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        (self.len, self.ones) = (0, 0);
+    }
+}
+
+/// Eight flags as the bits of a byte, the first in the least significant bit: their bytes (0 or
+/// 1) read as one little-endian word, and the multiplication moves byte `i`'s bit to bit
+/// `56 + i` (every other product lands elsewhere, below bit 56 without carries or above 63).
+fn pack8(flags: &[bool]) -> u8 {
+    let mut bytes = [0u8; 8];
+    for (b, f) in bytes.iter_mut().zip(flags) {
+        *b = u8::from(*f);
+    }
+    (u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// DELTA_BINARY_PACKED of a page's values as they arrive: a block of 128 deltas is packed as
+/// soon as it is full, so values are read once, from where the caller holds them. [`finish`]
+/// writes the header (block size, miniblocks per block, value count, first value zigzag) and
+/// then the blocks: per block of up to 128 deltas the smallest delta (zigzag), the 4 miniblock
+/// bit widths, and the miniblocks holding deltas, each 32 values of `delta - smallest`
+/// bit-packed (the last one padded with zeros; miniblocks past the last delta have width 0 and
+/// no bytes).
+///
+/// [`finish`]: Deltas::finish
+struct Deltas {
+    /// Values so far.
+    count: usize,
+    first: i64,
+    last: i64,
+    lo: i64,
+    hi: i64,
+    /// Deltas of the block being filled.
+    deltas: [i64; BLOCK],
+    pending: usize,
+    /// The full blocks, packed.
+    blocks: Vec<u8>,
+}
+
+impl Deltas {
+    fn new() -> Deltas {
+        Deltas {
+            count: 0,
+            first: 0,
+            last: 0,
+            lo: 0,
+            hi: 0,
+            deltas: [0; BLOCK],
+            pending: 0,
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Adds values after those so far.
+    fn push(&mut self, values: &[i64]) {
+        let Some((&head, mut rest)) = values.split_first() else {
+            return;
+        };
+        if self.count == 0 {
+            (self.first, self.last, self.lo, self.hi) = (head, head, head, head);
+            self.count = 1;
+        } else {
+            rest = values;
+        }
+        self.count += rest.len();
+        while !rest.is_empty() {
+            let take = rest.len().min(BLOCK - self.pending);
+            let (now, later) = rest.split_at(take);
+            let deltas = &mut self.deltas[self.pending..self.pending + take];
+            deltas[0] = now[0].wrapping_sub(self.last);
+            for (d, pair) in deltas[1..].iter_mut().zip(now.windows(2)) {
+                *d = pair[1].wrapping_sub(pair[0]);
+            }
+            let (lo, hi) = now
+                .iter()
+                .fold((self.lo, self.hi), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            (self.last, self.lo, self.hi) = (now[take - 1], lo, hi);
+            self.pending += take;
+            if self.pending == BLOCK {
+                self.block();
+            }
+            rest = later;
+        }
+    }
+
+    /// Packs the pending deltas as one block.
+    fn block(&mut self) {
+        let deltas = &self.deltas[..self.pending];
+        let min = deltas.iter().copied().min().unwrap_or(0);
+        varint(zigzag(min), &mut self.blocks);
+        let widths_at = self.blocks.len();
+        self.blocks.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
+        for (m, chunk) in deltas.chunks(MINIBLOCK).enumerate() {
+            let mut mini = [0u64; MINIBLOCK];
+            let mut any = 0u64;
+            for (slot, d) in mini.iter_mut().zip(chunk) {
+                *slot = d.wrapping_sub(min) as u64;
+                any |= *slot;
+            }
+            let width = 64 - any.leading_zeros();
+            self.blocks[widths_at + m] = width as u8;
+            pack32(&mini, width, &mut self.blocks);
+        }
+        self.pending = 0;
+    }
+
+    /// Appends the encoding of the values so far to `out` and starts over; returns how many
+    /// values there were and their smallest and largest.
+    fn finish(&mut self, out: &mut Vec<u8>) -> (usize, Option<(i64, i64)>) {
+        if self.pending > 0 {
+            self.block();
+        }
+        varint(BLOCK as u64, out);
+        varint((BLOCK / MINIBLOCK) as u64, out);
+        varint(self.count as u64, out);
+        varint(zigzag(self.first), out);
+        out.extend_from_slice(&self.blocks);
+        let done = (self.count, (self.count > 0).then_some((self.lo, self.hi)));
+        self.blocks.clear();
+        (self.count, self.first) = (0, 0);
+        done
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
-}
-
-/// Definition levels of bit width 1 in the RLE/bit-packed hybrid: one RLE run when every level
-/// is the same, else bit-packed groups of 8 (least significant bit first, the last group padded
-/// with zeros).
-fn levels(levels: &[bool]) -> Vec<u8> {
-    let first = levels.first().copied().unwrap_or(true);
-    if levels.iter().all(|l| *l == first) {
-        return rle(std::iter::once((u32::from(first), levels.len())), 1);
-    }
-    let mut out = Vec::with_capacity(levels.len() / 8 + 8);
-    let groups = levels.len().div_ceil(8);
-    varint(((groups as u64) << 1) | 1, &mut out);
-    for group in levels.chunks(8) {
-        let byte = group
-            .iter()
-            .enumerate()
-            .fold(0u8, |b, (i, l)| b | (u8::from(*l) << i));
-        out.push(byte);
-    }
-    out
-}
-
-/// The DELTA_BINARY_PACKED encoding of `values`: the header (block size, miniblocks per block,
-/// value count, first value zigzag), then per block of up to 128 deltas the smallest delta
-/// (zigzag), the 4 miniblock bit widths, and the miniblocks holding deltas, each 32 values of
-/// `delta - smallest` bit-packed (the last one padded with zeros; miniblocks past the last
-/// delta have width 0 and no bytes).
-pub(crate) fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
-    varint(BLOCK as u64, out);
-    varint((BLOCK / MINIBLOCK) as u64, out);
-    varint(values.len() as u64, out);
-    varint(zigzag(values.first().copied().unwrap_or(0)), out);
-    if values.len() < 2 {
-        return;
-    }
-    let mut deltas = [0i64; BLOCK];
-    for start in (1..values.len()).step_by(BLOCK) {
-        let n = (values.len() - start).min(BLOCK);
-        for (i, d) in deltas[..n].iter_mut().enumerate() {
-            *d = values[start + i].wrapping_sub(values[start + i - 1]);
-        }
-        let min = deltas[..n].iter().copied().min().unwrap_or(0);
-        varint(zigzag(min), out);
-        let mut widths = [0u8; BLOCK / MINIBLOCK];
-        let mut packed = [[0u64; MINIBLOCK]; BLOCK / MINIBLOCK];
-        for (m, chunk) in deltas[..n].chunks(MINIBLOCK).enumerate() {
-            let mut any = 0u64;
-            for (slot, d) in packed[m].iter_mut().zip(chunk) {
-                *slot = d.wrapping_sub(min) as u64;
-                any |= *slot;
-            }
-            widths[m] = (64 - any.leading_zeros()) as u8;
-        }
-        out.extend_from_slice(&widths);
-        for m in 0..n.div_ceil(MINIBLOCK) {
-            pack32(&packed[m], u32::from(widths[m]), out);
-        }
-    }
 }
 
 /// 32 values of `width` bits each, least significant bit first (`4 · width` bytes): through a
@@ -515,6 +656,14 @@ mod tests {
         assert_eq!(round_trip(true, &parts), expected(&parts));
     }
 
+    #[test]
+    fn eight_flags_pack_into_one_byte_first_flag_lowest() {
+        for byte in 0..=255u8 {
+            let flags: Vec<bool> = (0..8).map(|i| byte >> i & 1 == 1).collect();
+            assert_eq!(pack8(&flags), byte);
+        }
+    }
+
     /// The bit packing of a miniblock by a plain loop over the bits.
     fn pack_reference(values: &[u64; MINIBLOCK], width: u32) -> Vec<u8> {
         let mut out = vec![0u8; 4 * width as usize];
@@ -555,6 +704,35 @@ mod tests {
     }
 
     proptest! {
+        /// Series with and without validity flags, of any lengths, mixed in one optional
+        /// column (levels packed across byte, block and page edges) read back as written.
+        #[test]
+        fn dense_and_sparse_series_mix_in_one_column(
+            series in proptest::collection::vec((0usize..3_000, 0u8..3, any::<u64>()), 1..12),
+        ) {
+            let mut parts = Vec::new();
+            for (i, (len, kind, seed)) in series.into_iter().enumerate() {
+                let mut x = seed | 1;
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let valid: Vec<bool> = (0..len).map(|_| kind != 1 || next() % 3 != 0).collect();
+                let present = valid.iter().filter(|v| **v).count();
+                let values: Vec<i64> = (0..present as i64)
+                    .map(|j| match kind {
+                        2 => (next() >> 1) as i64 - (1 << 62),
+                        _ => 1_000 * i as i64 + j * 7 - (next() % 5) as i64,
+                    })
+                    .collect();
+                let flags = if kind == 0 { None } else { Some(valid) };
+                parts.push((values, flags));
+            }
+            prop_assert_eq!(round_trip(true, &parts), expected(&parts));
+        }
+
         /// Any values with any validity read back as written.
         #[test]
         fn any_values_and_validity_read_back(

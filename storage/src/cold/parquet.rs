@@ -771,6 +771,107 @@ mod tests {
         }
     }
 
+    /// A run already at the column's scale is written from where it is; a value in it that no
+    /// float holds exactly (2^53 or more) still fails the object instead of being stored.
+    #[test]
+    fn a_value_beyond_the_decimal_range_fails_the_object() {
+        use crate::cold::encode::Writer;
+        use crate::segment::Decimals;
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        for (big, ok) in [
+            ((1i64 << 53) - 1, true),
+            (1 << 53, false),
+            (-(1 << 53), false),
+        ] {
+            let mut w = Writer::new(&fields, &[], vec![], (&[Some(2)], 0)).unwrap();
+            let mut held = Rows::empty(&fields);
+            held.times = vec![1, 2, 3];
+            held.columns[0].valid = vec![true; 3];
+            held.columns[0].data = ColumnData::Float(Vec::new());
+            let dec = Decimals {
+                values: vec![5, big, -7],
+                scales: vec![(3, 2)],
+            };
+            let key = SeriesKey {
+                device: "d".into(),
+                tags: vec![],
+            };
+            let done = w.push(key, held, vec![Some(dec)]).and_then(|()| w.finish());
+            assert_eq!(done.is_ok(), ok, "{big}: {:?}", done.err());
+        }
+    }
+
+    proptest::proptest! {
+        /// Runs of decimals at every scale up to the column's (those at its scale written from
+        /// where they are, the others rescaled), nulls before, between and after them, and
+        /// series with no value at all: every value reads back with its bits.
+        #[test]
+        fn runs_at_and_below_the_column_scale_read_back(
+            series in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::option::of((-100_000i64..100_000, 0u8..4)),
+                    0..40,
+                ),
+                1..6,
+            ),
+        ) {
+            use crate::segment::Decimals;
+            let fields = vec![
+                ("v".to_string(), FieldType::Float),
+                ("s".to_string(), FieldType::String),
+            ];
+            let key = |i: usize| SeriesKey {
+                device: format!("d{i}"),
+                tags: vec![],
+            };
+            let mut enc = Encoder::new(&fields, &[], &[]).unwrap();
+            let mut want = Vec::new();
+            for (i, cells) in series.iter().enumerate() {
+                // Integers at their smallest scale (no trailing zero), as the hot codec gives.
+                let cells: Vec<Option<(i64, u8)>> = cells
+                    .iter()
+                    .map(|c| c.map(|(m, k)| match k {
+                        0 => (m, 0),
+                        _ => (m * 10 + 1 + m.rem_euclid(9), k),
+                    }))
+                    .collect();
+                let floats: Vec<Option<f64>> = cells
+                    .iter()
+                    .map(|c| c.map(|(m, k)| super::super::decimal::from_scaled(m, k)))
+                    .collect();
+                let times: Vec<i64> = (1..=cells.len() as i64).collect();
+                let full = rows(&times, &floats, &vec![None; cells.len()]);
+                let mut dec = Decimals::default();
+                for (m, k) in cells.iter().flatten() {
+                    dec.values.push(*m);
+                    match dec.scales.last_mut() {
+                        Some((end, last)) if last == k => *end = dec.values.len(),
+                        _ => dec.scales.push((dec.values.len(), *k)),
+                    }
+                }
+                let mut held = full.clone();
+                held.columns[0].data = ColumnData::Float(Vec::new());
+                enc.push_decimal(key(i), held, vec![Some(dec), None]).unwrap();
+                want.push(full);
+            }
+            let d = decode(bytes::Bytes::from(enc.finish().unwrap().0)).unwrap();
+            let bits = |r: &Rows| match &r.columns[0].data {
+                ColumnData::Float(v) => v
+                    .iter()
+                    .zip(&r.columns[0].valid)
+                    .map(|(f, ok)| ok.then(|| f.to_bits()))
+                    .collect::<Vec<_>>(),
+                _ => panic!("not a float column"),
+            };
+            for (i, w) in want.iter().enumerate() {
+                match d.series.get(&canonical(&key(i))) {
+                    Some(got) => proptest::prop_assert_eq!(bits(got), bits(w), "series {}", i),
+                    None => proptest::prop_assert!(w.times.is_empty(), "series {} lost", i),
+                }
+            }
+        }
+    }
+
     /// The rows of series `key` read from every row group of an object as a one-device read.
     fn one_device(
         bytes: &bytes::Bytes,
