@@ -88,17 +88,9 @@ impl Rows {
 
     /// Makes room for `extra` more rows in the times and in every fixed-width column.
     pub fn reserve(&mut self, extra: usize) {
-        use crate::ColumnData as D;
         self.times.reserve(extra);
         for c in &mut self.columns {
-            c.valid.reserve(extra);
-            match &mut c.data {
-                D::Float(d) => d.reserve(extra),
-                D::Integer(d) => d.reserve(extra),
-                D::Unsigned(d) => d.reserve(extra),
-                D::Boolean(d) => d.reserve(extra),
-                D::String(_) => {}
-            }
+            c.reserve(extra);
         }
     }
 

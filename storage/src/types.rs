@@ -290,6 +290,19 @@ pub struct Column {
 }
 
 impl Column {
+    /// Makes room for `extra` more rows: their flags and, in a fixed-width column, their values.
+    pub(crate) fn reserve(&mut self, extra: usize) {
+        use ColumnData as D;
+        self.valid.reserve(extra);
+        match &mut self.data {
+            D::Float(d) => d.reserve(extra),
+            D::Integer(d) => d.reserve(extra),
+            D::Unsigned(d) => d.reserve(extra),
+            D::Boolean(d) => d.reserve(extra),
+            D::String(_) => {}
+        }
+    }
+
     /// An empty column.
     pub fn new(name: impl Into<String>, ty: FieldType) -> Self {
         Column {

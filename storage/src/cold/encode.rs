@@ -371,7 +371,7 @@ impl Writer {
             }
             if let Some(d) = s.decimals.get_mut(fi).and_then(Option::take) {
                 let col = &mut s.rows.columns[fi];
-                col.data = ColumnData::Float(floats(&d, &col.valid)?);
+                col.data = ColumnData::Float(d.to_floats(&col.valid)?);
             }
         }
         if !self.group.is_empty() && self.group_rows + s.rows.len() > ROW_GROUP_ROWS {
@@ -726,30 +726,6 @@ fn write_field(
         }
     }
     Ok(())
-}
-
-/// A float column's values (one per row, 0.0 where `valid` is not set) from its present
-/// values' integers at their decimal scales: each `i / 10^k`, the float they stand for. An error
-/// when there are not exactly as many integers as set flags.
-fn floats(d: &Decimals, valid: &[bool]) -> CodecResult<Vec<f64>> {
-    let present = d.values.len();
-    if valid.iter().filter(|ok| **ok).count() != present {
-        return Err(format!(
-            "{present} decimal values given for {} present rows",
-            valid.iter().filter(|ok| **ok).count()
-        ));
-    }
-    let mut values = d.runs().flat_map(|(ints, k)| {
-        let div = 10f64.powi(i32::from(k));
-        ints.iter().map(move |&i| i as f64 / div)
-    });
-    Ok(valid
-        .iter()
-        .map(|ok| match ok {
-            true => values.next().unwrap_or(0.0),
-            false => 0.0,
-        })
-        .collect())
 }
 
 /// The values of `v` whose `valid` entry is set.

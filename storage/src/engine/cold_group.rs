@@ -25,7 +25,8 @@ use super::tombstone::Tombstones;
 use crate::cold::encode::{Scales, Writer, tag_columns};
 use crate::error::{Result, StorageError};
 use crate::rows::{Rows, merge_lww};
-use crate::{FieldType, SeriesId, SeriesKey};
+use crate::segment::Decimals;
+use crate::{ColumnData, FieldType, SeriesId, SeriesKey};
 
 /// Largest sum of segment bytes merged into one object.
 pub(super) const MERGE_BYTES: u64 = 256 << 20;
@@ -241,7 +242,7 @@ fn check_rows(
 }
 
 /// A series' rows, with per field the decimal integers of a float field stored that way.
-type SeriesRows = (Rows, Vec<Option<crate::segment::Decimals>>);
+type SeriesRows = (Rows, Vec<Option<Decimals>>);
 
 /// One series' rows from the segments holding it (oldest first): as stored (float fields as
 /// decimal integers where every block has them) from one segment, merged last-write-wins from
@@ -257,13 +258,71 @@ fn series_rows(
         _ => {
             let mut parts = Vec::with_capacity(holders.len());
             for l in holders {
-                if let Some(rows) = l.segment.read_series(sid, i64::MIN, i64::MAX, fields)? {
-                    parts.push(rows);
+                if let Some(part) = l.segment.read_series_decimal(sid, fields)? {
+                    parts.push(part);
                 }
             }
-            Ok(merge_lww(parts).map(|rows| (rows, Vec::new())))
+            joined(parts).map_err(|e| {
+                let id = holders[0].meta.id;
+                StorageError::Internal(format!("series {sid} of segment {id} and others: {e}"))
+            })
         }
     }
+}
+
+/// One series' parts from several segments (oldest first) as one. Parts whose times do not
+/// overlap (what time-ordered writes and flushes leave) are concatenated in time order, and a
+/// float field stays decimal integers where every part has it so; overlapping parts are merged
+/// last-write-wins as compaction merges them, as floats. Before, every series of a merged
+/// window took the merge: a sort, a copy of every column, and floats for every decimal field.
+fn joined(mut parts: Vec<SeriesRows>) -> std::result::Result<Option<SeriesRows>, String> {
+    if parts.len() <= 1 {
+        return Ok(parts.pop());
+    }
+    let fields = parts[0].0.columns.len();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| parts[i].0.times.first().copied());
+    let disjoint = order.windows(2).all(|w| {
+        let (a, b) = (&parts[w[0]].0.times, &parts[w[1]].0.times);
+        a.last()
+            .zip(b.first())
+            .is_some_and(|(last, first)| last < first)
+    });
+    let keep: Vec<bool> = (0..fields)
+        .map(|fi| {
+            disjoint
+                && parts
+                    .iter()
+                    .all(|p| p.1.get(fi).is_some_and(Option::is_some))
+        })
+        .collect();
+    for (rows, decimals) in &mut parts {
+        for (fi, d) in decimals.iter_mut().enumerate() {
+            if keep.get(fi) == Some(&false)
+                && let Some(d) = d.take()
+            {
+                let col = &mut rows.columns[fi];
+                col.data = ColumnData::Float(d.to_floats(&col.valid)?);
+            }
+        }
+    }
+    if !disjoint {
+        let rows: Vec<Rows> = parts.into_iter().map(|p| p.0).collect();
+        return Ok(merge_lww(rows).map(|rows| (rows, Vec::new())));
+    }
+    let mut slots: Vec<Option<SeriesRows>> = parts.into_iter().map(Some).collect();
+    let in_order: Vec<SeriesRows> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let mut decimals: Vec<Option<Decimals>> =
+        keep.iter().map(|k| k.then(Decimals::default)).collect();
+    for (_, part) in &in_order {
+        for (acc, d) in decimals.iter_mut().zip(part) {
+            if let (Some(acc), Some(d)) = (acc, d) {
+                acc.append(d);
+            }
+        }
+    }
+    let rows = Rows::concat(in_order.into_iter().map(|p| p.0).collect());
+    Ok(rows.map(|rows| (rows, decimals)))
 }
 
 #[cfg(test)]
@@ -299,6 +358,73 @@ mod tests {
             },
             segment: crate::segment::Segment::open(&path).unwrap(),
         })
+    }
+
+    /// A part of a series: times, and field `v` as decimal integers at scale 1 (`Some`) or as
+    /// floats, `None` in a cell being a row without a value.
+    fn part(times: &[i64], cells: &[Option<i64>], decimal: bool) -> SeriesRows {
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        let mut rows = Rows::empty(&fields);
+        rows.times = times.to_vec();
+        rows.columns[0].valid = cells.iter().map(Option::is_some).collect();
+        let mut d = Decimals::default();
+        for c in cells.iter().flatten() {
+            d.values.push(*c);
+        }
+        d.scales = vec![(d.values.len(), 1)];
+        if decimal {
+            return (rows, vec![Some(d)]);
+        }
+        let floats = d.to_floats(&rows.columns[0].valid).unwrap();
+        rows.columns[0].data = ColumnData::Float(floats);
+        (rows, vec![None])
+    }
+
+    /// Field `v` of joined rows, row by row, as floats.
+    fn values((rows, decimals): &SeriesRows) -> Vec<Option<f64>> {
+        let col = &rows.columns[0];
+        let floats = match decimals.first() {
+            Some(Some(d)) => d.to_floats(&col.valid).unwrap(),
+            _ => match &col.data {
+                ColumnData::Float(v) => v.clone(),
+                other => panic!("not floats: {other:?}"),
+            },
+        };
+        floats
+            .iter()
+            .zip(&col.valid)
+            .map(|(f, ok)| ok.then_some(*f))
+            .collect()
+    }
+
+    #[test]
+    fn parts_apart_in_time_join_in_time_order_and_stay_decimal() {
+        // The newer segment holds the older times (a late flush).
+        let newer_times = part(&[1, 2, 3], &[Some(11), None, Some(-5)], true);
+        let older = part(&[10, 20], &[Some(7), Some(300)], true);
+        let got = joined(vec![older.clone(), newer_times.clone()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.0.times, vec![1, 2, 3, 10, 20]);
+        assert!(got.1[0].is_some(), "every part decimal: the join is too");
+        assert_eq!(
+            values(&got),
+            vec![Some(1.1), None, Some(-0.5), Some(0.7), Some(30.0)]
+        );
+        // One part of floats: the field comes back as floats, with the same values.
+        let floats = part(&[10, 20], &[Some(7), Some(300)], false);
+        let mixed = joined(vec![floats, newer_times]).unwrap().unwrap();
+        assert!(mixed.1[0].is_none());
+        assert_eq!(values(&mixed), values(&got));
+    }
+
+    #[test]
+    fn overlapping_parts_merge_with_the_newer_winning() {
+        let older = part(&[1, 2, 3], &[Some(10), Some(20), Some(30)], true);
+        let newer = part(&[2, 4], &[Some(99), None], true);
+        let got = joined(vec![older, newer]).unwrap().unwrap();
+        assert_eq!(got.0.times, vec![1, 2, 3, 4]);
+        assert_eq!(values(&got), vec![Some(1.0), Some(9.9), Some(3.0), None]);
     }
 
     #[test]

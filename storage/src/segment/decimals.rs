@@ -34,6 +34,37 @@ impl Decimals {
         }
     }
 
+    /// Adds `other`'s runs after these.
+    pub fn append(&mut self, other: &Decimals) {
+        for (run, k) in other.runs() {
+            self.values.extend_from_slice(run);
+            self.close_run(k);
+        }
+    }
+
+    /// The column's floats, one slot per row of `valid` (0 where a row has no value): value
+    /// `i` at scale `k` is `i / 10^k`, correctly rounded, as the decimal codec decodes it.
+    pub fn to_floats(&self, valid: &[bool]) -> std::result::Result<Vec<f64>, String> {
+        let present = valid.iter().filter(|ok| **ok).count();
+        if present != self.values.len() {
+            return Err(format!(
+                "{} decimal values given for {present} present rows",
+                self.values.len()
+            ));
+        }
+        let mut values = self.runs().flat_map(|(ints, k)| {
+            let div = 10f64.powi(i32::from(k));
+            ints.iter().map(move |&i| i as f64 / div)
+        });
+        Ok(valid
+            .iter()
+            .map(|ok| match ok {
+                true => values.next().unwrap_or(0.0),
+                false => 0.0,
+            })
+            .collect())
+    }
+
     /// The runs: each slice of values with its scale.
     pub fn runs(&self) -> impl Iterator<Item = (&[i64], u8)> + '_ {
         let mut start = 0;
@@ -131,7 +162,17 @@ impl Segment {
         }
         let mut out = Rows::empty(fields);
         let total: usize = index.iter().map(|b| b.rows as usize).sum();
+        // Room for every row up front: growing by doubling copied each column once more.
         out.times.reserve(total);
+        for (col, d) in out.columns.iter_mut().zip(&mut decimals) {
+            match d {
+                Some(d) => {
+                    col.valid.reserve(total);
+                    d.values.reserve(total);
+                }
+                None => col.reserve(total),
+            }
+        }
         for (bi, block) in index.iter().enumerate() {
             let n = block.rows as usize;
             let bytes = self.chunk(&block.time, series, bi, "time")?;
