@@ -48,7 +48,7 @@ START=$(( ($(date +%s) - DAYS * 86400 - 3600) * 1000000000 ))
     grep -E '^rows' || true
 post "$URL/api/v1/flush" >/dev/null
 stop
-echo "data: $(du -sm "$WORK/data0" | cut -f1) MB"
+echo "data: $(du -sm "$WORK/data0" | cut -f1) MB, $(find "$WORK/data0" -name '*.seg' | wc -l) segments"
 
 move() { # label binary
     rm -rf "$WORK/data" "$WORK/cold"

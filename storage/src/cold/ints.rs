@@ -257,7 +257,7 @@ impl Levels {
     /// Adds `n` rows with a value.
     fn push_ones(&mut self, mut n: usize) {
         self.ones += n;
-        while n > 0 && self.len % 8 != 0 {
+        while n > 0 && !self.len.is_multiple_of(8) {
             if let Some(last) = self.bytes.last_mut() {
                 *last |= 1 << (self.len % 8);
             }
@@ -277,7 +277,7 @@ impl Levels {
     /// Adds one row per flag (set: a value is present); returns how many are set.
     fn push(&mut self, mut flags: &[bool]) -> usize {
         let before = self.ones;
-        while self.len % 8 != 0 && !flags.is_empty() {
+        while !self.len.is_multiple_of(8) && !flags.is_empty() {
             self.push_one(flags[0]);
             flags = &flags[1..];
         }
@@ -331,9 +331,9 @@ impl Levels {
     }
 }
 
-/// Eight flags as the bits of a byte, the first in the least significant bit: their bytes (0 or
-/// 1) read as one little-endian word, and the multiplication moves byte `i`'s bit to bit
-/// `56 + i` (every other product lands elsewhere, below bit 56 without carries or above 63).
+/// Eight flags as the bits of a byte, the first in the least significant bit: their bytes
+/// (each 0 or 1) read as one little-endian word, and the multiplication moves byte `i`'s bit to
+/// bit 56 + i (every other product lands elsewhere, below bit 56 without carries or above 63).
 fn pack8(flags: &[bool]) -> u8 {
     let mut bytes = [0u8; 8];
     for (b, f) in bytes.iter_mut().zip(flags) {

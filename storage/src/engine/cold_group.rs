@@ -5,7 +5,9 @@
 //! worth a rewrite. Moved one object per segment, such a day costs a cold read one more object
 //! to open (a footer and a row group, or the whole sliver: one more request on S3). So a move
 //! writes a window's segments as one object, merged as compaction merges them (last write wins
-//! per timestamp and field, newest input wins), as long as:
+//! per timestamp and field, newest input wins; a series whose parts do not overlap in time, the
+//! common case, is joined in time order, which is the same answer without the merge's cost), as
+//! long as:
 //!
 //! - they are contiguous in age order (all of a window's segments move together, so they are):
 //!   the object takes the greatest `seq` of its inputs, as a compaction output does;
