@@ -713,6 +713,18 @@ mod tests {
         }
     }
 
+    /// The first column's floats, row by row, as bits (`None` for a row without a value).
+    fn float_bits(r: &Rows) -> Vec<Option<u64>> {
+        match &r.columns[0].data {
+            ColumnData::Float(v) => v
+                .iter()
+                .zip(&r.columns[0].valid)
+                .map(|(f, ok)| ok.then(|| f.to_bits()))
+                .collect(),
+            _ => panic!("not a float column"),
+        }
+    }
+
     /// Series given as integers at decimal scales (as a move reads them from segments) beside
     /// series given as floats: the column takes the scale all of them need, or DOUBLE when one
     /// has a float no scale fits; either way every value reads back with its bits.
@@ -757,15 +769,7 @@ mod tests {
             for (k, want) in [("a", &a_floats), ("b", &b)] {
                 let got = &d.series[&canonical(&key(k))];
                 assert_eq!(got.times, want.times, "{k}");
-                let bits = |r: &Rows| match &r.columns[0].data {
-                    ColumnData::Float(v) => v
-                        .iter()
-                        .zip(&r.columns[0].valid)
-                        .map(|(f, ok)| ok.then(|| f.to_bits()))
-                        .collect::<Vec<_>>(),
-                    _ => panic!("not a float column"),
-                };
-                assert_eq!(bits(got), bits(want), "{k} with {physical}");
+                assert_eq!(float_bits(got), float_bits(want), "{k} with {physical}");
                 assert_eq!(got.columns[1], want.columns[1], "{k}");
             }
         }
@@ -855,17 +859,11 @@ mod tests {
                 want.push(full);
             }
             let d = decode(bytes::Bytes::from(enc.finish().unwrap().0)).unwrap();
-            let bits = |r: &Rows| match &r.columns[0].data {
-                ColumnData::Float(v) => v
-                    .iter()
-                    .zip(&r.columns[0].valid)
-                    .map(|(f, ok)| ok.then(|| f.to_bits()))
-                    .collect::<Vec<_>>(),
-                _ => panic!("not a float column"),
-            };
             for (i, w) in want.iter().enumerate() {
                 match d.series.get(&canonical(&key(i))) {
-                    Some(got) => proptest::prop_assert_eq!(bits(got), bits(w), "series {}", i),
+                    Some(got) => {
+                        proptest::prop_assert_eq!(float_bits(got), float_bits(w), "series {}", i)
+                    }
                     None => proptest::prop_assert!(w.times.is_empty(), "series {} lost", i),
                 }
             }
