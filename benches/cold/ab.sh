@@ -67,7 +67,7 @@ move() { # label binary
     c0=$(cpu); t0=$(now)
     post "$URL/api/v1/lifecycle/run" >"$WORK/run.json"
     t1=$(now); c1=$(cpu)
-    [ -n "$perf" ] && { kill -INT "$perf"; wait "$perf" || true; }
+    [ -n "$perf" ] && { kill -INT "$perf" 2>/dev/null || true; wait "$perf" || true; }
     stop
     python3 - "$1" "$WORK/run.json" "$t0" "$t1" "$c0" "$c1" <<'PY'
 import json, sys

@@ -807,8 +807,9 @@ mod tests {
 
     proptest::proptest! {
         /// Runs of decimals at every scale up to the column's (those at its scale written from
-        /// where they are, the others rescaled), nulls before, between and after them, and
-        /// series with no value at all: every value reads back with its bits.
+        /// where they are, the others rescaled), nulls before, between and after them, series
+        /// with no value at all, and series given as floats between them: every value reads
+        /// back with its bits.
         #[test]
         fn runs_at_and_below_the_column_scale_read_back(
             series in proptest::collection::vec(
@@ -853,9 +854,14 @@ mod tests {
                         _ => dec.scales.push((dec.values.len(), *k)),
                     }
                 }
-                let mut held = full.clone();
-                held.columns[0].data = ColumnData::Float(Vec::new());
-                enc.push_decimal(key(i), held, vec![Some(dec), None]).unwrap();
+                // Every third series as floats, between series of decimal runs.
+                if i % 3 == 2 {
+                    enc.push(key(i), full.clone()).unwrap();
+                } else {
+                    let mut held = full.clone();
+                    held.columns[0].data = ColumnData::Float(Vec::new());
+                    enc.push_decimal(key(i), held, vec![Some(dec), None]).unwrap();
+                }
                 want.push(full);
             }
             let d = decode(bytes::Bytes::from(enc.finish().unwrap().0)).unwrap();

@@ -247,8 +247,8 @@ fn check_rows(
 type SeriesRows = (Rows, Vec<Option<Decimals>>);
 
 /// One series' rows from the segments holding it (oldest first): as stored (float fields as
-/// decimal integers where every block has them) from one segment, merged last-write-wins from
-/// several.
+/// decimal integers where every block has them) from one segment; from several, joined in time
+/// order when their parts do not overlap, else merged last-write-wins ([`joined`]).
 fn series_rows(
     holders: &[&LiveSegment],
     sid: SeriesId,
@@ -323,8 +323,24 @@ fn joined(mut parts: Vec<SeriesRows>) -> std::result::Result<Option<SeriesRows>,
             }
         }
     }
-    let rows = Rows::concat(in_order.into_iter().map(|p| p.0).collect());
-    Ok(rows.map(|rows| (rows, decimals)))
+    // Room for every row up front, but no floats for a field kept as decimal integers.
+    let total: usize = in_order.iter().map(|p| p.0.len()).sum();
+    let mut rest = in_order.into_iter().map(|p| p.0);
+    let Some(mut rows) = rest.next() else {
+        return Ok(None);
+    };
+    let extra = total - rows.len();
+    rows.times.reserve(extra);
+    for (col, d) in rows.columns.iter_mut().zip(&decimals) {
+        match d {
+            Some(_) => col.valid.reserve(extra),
+            None => col.reserve(extra),
+        }
+    }
+    for part in rest {
+        rows.append(&part);
+    }
+    Ok(Some((rows, decimals)))
 }
 
 #[cfg(test)]
@@ -427,6 +443,97 @@ mod tests {
         let got = joined(vec![older, newer]).unwrap().unwrap();
         assert_eq!(got.0.times, vec![1, 2, 3, 4]);
         assert_eq!(values(&got), vec![Some(1.0), Some(9.9), Some(3.0), None]);
+        // Parts that only touch (the last time of one is the first of the other) overlap too.
+        let older = part(&[1, 2], &[Some(10), Some(20)], true);
+        let newer = part(&[2, 3], &[Some(55), Some(66)], true);
+        let got = joined(vec![older, newer]).unwrap().unwrap();
+        assert_eq!(got.0.times, vec![1, 2, 3]);
+        assert_eq!(values(&got), vec![Some(1.0), Some(5.5), Some(6.6)]);
+    }
+
+    /// A segment `id` of window 0 holding series 1 and 2 as given (field `v`).
+    fn segment_of(
+        dir: &std::path::Path,
+        id: u64,
+        series: &[(SeriesId, &Rows)],
+    ) -> Arc<LiveSegment> {
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        let path = dir.join(format!("{id}.seg"));
+        let mut w =
+            crate::segment::SegmentWriter::create(&path, "db", "s", 0, 1 << 40, &fields).unwrap();
+        for (sid, rows) in series {
+            w.write_series(*sid, rows).unwrap();
+        }
+        w.finish().unwrap();
+        let times = series.iter().flat_map(|(_, r)| r.times.iter().copied());
+        Arc::new(LiveSegment {
+            meta: SegmentMeta {
+                id,
+                seq: id,
+                database: "db".into(),
+                stream: "s".into(),
+                partition_start: 0,
+                min_time: times.clone().min().unwrap(),
+                max_time: times.max().unwrap(),
+                rows: series.iter().map(|(_, r)| r.len() as u64).sum(),
+                bytes: 100,
+            },
+            segment: crate::segment::Segment::open(&path).unwrap(),
+        })
+    }
+
+    /// Field `v` rows of `times` with `v = f(t)`, every 4th row without a value.
+    fn float_rows(times: std::ops::Range<i64>, f: impl Fn(i64) -> f64) -> Rows {
+        let mut r = Rows::empty(&[("v".to_string(), FieldType::Float)]);
+        for t in times {
+            r.times.push(t);
+            match t % 4 == 0 {
+                true => r.columns[0].push_null(),
+                false => {
+                    r.columns[0].data.push_value(&crate::Value::Float(f(t)));
+                    r.columns[0].valid.push(true);
+                }
+            }
+        }
+        r
+    }
+
+    /// A window of three segments through `encode` and back: series 1 split over segments
+    /// apart in time (the newest holding the oldest times), series 2 overlapping itself with
+    /// the newest winning, series 3 in one segment; decimals of two scales and full-precision
+    /// floats. The object holds exactly what the segments say, row by row.
+    #[test]
+    fn a_window_of_several_segments_reads_back_from_its_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let dec = |t: i64| t as f64 / 4.0; // two decimals at most
+        let fine = |t: i64| (t as f64 * 0.37).sin();
+        let s1_late = float_rows(0..3000, dec);
+        let s1_early = float_rows(3000..7000, |t| t as f64 / 10.0);
+        let s2_old = float_rows(100..2100, dec);
+        let s2_new = float_rows(2000..2600, |t| -(t as f64) / 2.0);
+        let s3 = float_rows(0..5000, fine);
+        let group = vec![
+            segment_of(d, 1, &[(1, &s1_early), (2, &s2_old)]),
+            segment_of(d, 2, &[(2, &s2_new), (3, &s3)]),
+            segment_of(d, 3, &[(1, &s1_late)]),
+        ];
+        let key = |n: u64| SeriesKey {
+            device: format!("d{n}"),
+            tags: vec![],
+        };
+        let keys: SeriesKeys = (1..=3).map(|n| (n, key(n))).collect();
+        let (bytes, rows) = encode(&group, &keys).unwrap();
+        let decoded = crate::cold::parquet::decode(bytes::Bytes::from(bytes)).unwrap();
+        let s1 = Rows::concat(vec![s1_late, s1_early]).unwrap();
+        let s2 = merge_lww(vec![s2_old, s2_new]).unwrap();
+        assert_eq!(rows as usize, s1.len() + s2.len() + s3.len());
+        for (n, want) in [(1, s1), (2, s2), (3, s3)] {
+            let got = &decoded.series[&key(n)];
+            assert_eq!(got.times, want.times, "series {n}");
+            let floats = |r: &Rows| values(&(r.clone(), Vec::new()));
+            assert_eq!(floats(got), floats(&want), "series {n}");
+        }
     }
 
     #[test]
