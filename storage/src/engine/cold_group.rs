@@ -518,7 +518,7 @@ mod tests {
             segment_of(d, 2, &[(2, &s2_new), (3, &s3)]),
             segment_of(d, 3, &[(1, &s1_late)]),
         ];
-        let key = |n: u64| SeriesKey {
+        let key = |n: SeriesId| SeriesKey {
             device: format!("d{n}"),
             tags: vec![],
         };
