@@ -613,21 +613,24 @@ fn scaled_parts<'a>(
     };
     for s in group {
         let valid = s.rows.columns[fi].valid.as_slice();
-        let runs = s.decimals(fi).map(|d| d.scales.len()).unwrap_or(0);
-        let Some(d) = s.decimals(fi).filter(|_| runs > 0) else {
-            let present = match s.decimals(fi) {
-                Some(_) => 0,
-                None => valid.iter().filter(|v| **v).count(),
-            };
+        let Some(d) = s.decimals(fi) else {
+            let present = valid.iter().filter(|v| **v).count();
             parts.push(Part {
                 values: take(present),
                 valid: Some(valid),
             });
             continue;
         };
+        if d.scales.is_empty() {
+            parts.push(Part {
+                values: &[],
+                valid: Some(valid),
+            });
+            continue;
+        }
         let mut row = 0;
         for (i, (ints, k)) in d.runs().enumerate() {
-            let end = match i + 1 == runs {
+            let end = match i + 1 == d.scales.len() {
                 true => valid.len(),
                 false => after_present(valid, row, ints.len()),
             };

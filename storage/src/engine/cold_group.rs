@@ -312,11 +312,10 @@ fn joined(mut parts: Vec<SeriesRows>) -> std::result::Result<Option<SeriesRows>,
         let rows: Vec<Rows> = parts.into_iter().map(|p| p.0).collect();
         return Ok(merge_lww(rows).map(|rows| (rows, Vec::new())));
     }
-    let mut slots: Vec<Option<SeriesRows>> = parts.into_iter().map(Some).collect();
-    let in_order: Vec<SeriesRows> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    parts.sort_by_key(|p| p.0.times.first().copied());
     let mut decimals: Vec<Option<Decimals>> =
         keep.iter().map(|k| k.then(Decimals::default)).collect();
-    for (_, part) in &in_order {
+    for (_, part) in &parts {
         for (acc, d) in decimals.iter_mut().zip(part) {
             if let (Some(acc), Some(d)) = (acc, d) {
                 acc.append(d);
@@ -324,8 +323,8 @@ fn joined(mut parts: Vec<SeriesRows>) -> std::result::Result<Option<SeriesRows>,
         }
     }
     // Room for every row up front, but no floats for a field kept as decimal integers.
-    let total: usize = in_order.iter().map(|p| p.0.len()).sum();
-    let mut rest = in_order.into_iter().map(|p| p.0);
+    let total: usize = parts.iter().map(|p| p.0.len()).sum();
+    let mut rest = parts.into_iter().map(|p| p.0);
     let Some(mut rows) = rest.next() else {
         return Ok(None);
     };
