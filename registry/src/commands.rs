@@ -1,13 +1,18 @@
 //! Cloud-to-device command inbox: one durable queue per device in the `commands` table (key
 //! `{device}/{command id}`, ids grow with enqueue time, so a prefix range is the device's queue in
 //! order), with a depth limit, a time-to-live, and the states
-//! `queued → delivered → completed | rejected`, `queued | delivered → expired | cancelled`.
+//! `queued → delivered → completed | rejected`, `queued | delivered → expired | cancelled |
+//! undeliverable`.
 //! Every change is one committed (fsynced) redb transaction, so a command accepted by
 //! [`Registry::enqueue_command`] survives a crash, and so does every state change.
 //!
 //! An expired command is never handed out: [`Registry::due_commands`] and
 //! [`Registry::next_command`] skip commands whose `expires_ns` has passed, and readers see such a
-//! command as `expired` even before [`Registry::sweep_commands`] writes that state. The
+//! command as `expired` even before [`Registry::sweep_commands`] writes that state. A command
+//! is sent at most `max_attempts` times ([`DEFAULT_COMMAND_MAX_ATTEMPTS`]; an MQTT PUBLISH the
+//! device did not PUBACK before its connection ended, a long-poll hand-out whose lease passed
+//! unacknowledged): the send after that gives it up as `undeliverable`, so a device that crashes
+//! on a command is not sent it again and again until its time-to-live. The
 //! `mqtt_sessions` table keeps the subscriptions of persistent MQTT sessions (clean session = 0)
 //! across restarts.
 
@@ -33,6 +38,9 @@ pub const MAX_COMMAND_TTL_NS: i64 = 7 * 24 * 3_600 * 1_000_000_000;
 pub const MAX_COMMAND_PAYLOAD: usize = 64 * 1024;
 /// Longest command name.
 pub const MAX_COMMAND_NAME: usize = 128;
+/// Default most times a command is sent to its device before it is given up as
+/// `undeliverable` (IoT Hub's default `maxDeliveryCount`).
+pub const DEFAULT_COMMAND_MAX_ATTEMPTS: u32 = 10;
 /// How long finished commands stay readable before [`Registry::sweep_commands`] deletes them.
 pub const COMMAND_RETENTION_NS: i64 = 24 * 3_600 * 1_000_000_000;
 
@@ -54,6 +62,9 @@ pub enum CommandStatus {
     Expired,
     /// An application cancelled it before it finished.
     Cancelled,
+    /// It was sent `max_attempts` times (MQTT PUBLISHes never PUBACKed, or long-poll hand-outs
+    /// never acknowledged) and was given up instead of being sent again.
+    Undeliverable,
 }
 
 impl CommandStatus {
@@ -75,6 +86,7 @@ impl CommandStatus {
             CommandStatus::Rejected => "rejected",
             CommandStatus::Expired => "expired",
             CommandStatus::Cancelled => "cancelled",
+            CommandStatus::Undeliverable => "undeliverable",
         }
     }
 }
@@ -104,7 +116,8 @@ pub struct Command {
     pub finished_ns: Option<i64>,
     /// The device's result (with `completed` or `rejected`).
     pub result: Option<Value>,
-    /// How many times it was sent to the device (MQTT resends after a reconnect count).
+    /// How many times it was sent to the device: MQTT PUBLISHes (one per connection that sent
+    /// it) and long-poll hand-outs. Counted without an fsync, so a crash may forget the last few.
     pub attempts: u32,
     /// For a command handed out by the HTTP long-poll that expects an acknowledgement: when the
     /// next poll hands it out again if it is still unacknowledged (the device may never have
@@ -126,6 +139,18 @@ impl Command {
     /// Whether it may be sent to the device at `now`.
     fn due(&self, now: i64) -> bool {
         self.status == CommandStatus::Queued && now < self.expires_ns
+    }
+
+    /// Whether it was already sent `max_attempts` times, so the next send gives it up.
+    fn exhausted(&self, max_attempts: u32) -> bool {
+        self.attempts >= max_attempts
+    }
+
+    /// Gives it up as `undeliverable` at `now`.
+    fn give_up(&mut self, now: i64) {
+        self.status = CommandStatus::Undeliverable;
+        self.redeliver_ns = None;
+        self.finished_ns = Some(now);
     }
 
     /// Whether the HTTP long-poll may hand it out at `now`: due, or handed out by a poll whose
@@ -490,65 +515,111 @@ impl Registry {
         attempt().unwrap_or_else(|e| marks.iter().map(|_| Err(e.clone())).collect())
     }
 
-    /// Counts a send attempt of a command (before it goes out over MQTT).
-    pub fn count_command_attempt(&self, device: &str, id: &str) -> Result<Command> {
-        self.update_command(device, id, |c, _| {
-            c.attempts = c.attempts.saturating_add(1);
-            Ok(true)
-        })
+    /// Counts one MQTT send of each command of `ids` (commands of `device` that a connection is
+    /// about to PUBLISH for the first time) and returns the ones to send, in the order given:
+    /// those still due and sent fewer than `max_attempts` times before. A due command already
+    /// sent `max_attempts` times becomes `undeliverable` instead. Counts alone are committed
+    /// without an fsync (a crash may forget the last few; they guard against endless resends
+    /// and are no audit log); a give-up is durable.
+    pub fn send_commands(
+        &self,
+        device: &str,
+        ids: &[String],
+        max_attempts: u32,
+    ) -> Result<Vec<Command>> {
+        validate_device_id(device)?;
+        let now = now_ns();
+        let mut txn = self.inner.write_txn()?;
+        let mut sent = Vec::with_capacity(ids.len());
+        let mut gave_up = false;
+        {
+            let mut table = txn.open_table(COMMANDS)?;
+            for id in ids {
+                check_id(id)?;
+                let k = key(device, id);
+                let Some(mut c) = get_json::<Command, _>(&table, &k)? else {
+                    continue;
+                };
+                if !c.due(now) {
+                    continue;
+                }
+                if c.exhausted(max_attempts) {
+                    c.give_up(now);
+                    gave_up = true;
+                } else {
+                    c.attempts = c.attempts.saturating_add(1);
+                }
+                put_json(&mut table, &k, &c)?;
+                if c.status == CommandStatus::Queued {
+                    sent.push(c);
+                }
+            }
+        }
+        if !gave_up {
+            txn.lazy()?;
+        }
+        txn.commit()?;
+        Ok(sent)
     }
 
     /// Hands out the oldest due command of `device` and marks it delivered (HTTP long-poll),
-    /// with the default lease ([`POLL_LEASE_NS`]); see [`Registry::poll_command`].
+    /// with the default lease ([`POLL_LEASE_NS`]) and [`DEFAULT_COMMAND_MAX_ATTEMPTS`]; see
+    /// [`Registry::poll_command`].
     pub fn next_command(&self, device: &str) -> Result<Option<Command>> {
-        Ok(self.poll_command(device, POLL_LEASE_NS)?.command)
+        Ok(self
+            .poll_command(device, POLL_LEASE_NS, DEFAULT_COMMAND_MAX_ATTEMPTS)?
+            .command)
     }
 
     /// Hands out the oldest command of `device` the HTTP long-poll may take and marks it
     /// delivered: a queued one, or one an earlier poll handed out whose lease (`lease_ns`) passed
     /// without an acknowledgement (its response may never have reached the device: delivery
     /// over HTTP is at least once for commands that expect an acknowledgement; a command with
-    /// `ack: false` is final once handed out). When none is ready, tells when the earliest lease
-    /// ends, so a waiting poll can look again then.
-    pub fn poll_command(&self, device: &str, lease_ns: i64) -> Result<Poll> {
+    /// `ack: false` is final once handed out). A command already handed out `max_attempts`
+    /// times is given up as `undeliverable` instead. When none is ready, tells when the earliest
+    /// lease ends, so a waiting poll can look again then.
+    pub fn poll_command(&self, device: &str, lease_ns: i64, max_attempts: u32) -> Result<Poll> {
         validate_device_id(device)?;
         let now = now_ns();
         let txn = self.inner.write_txn()?;
-        let command = {
+        let mut changed = Vec::new();
+        let mut found = None;
+        let mut retry_ns: Option<i64> = None;
+        {
             let mut table = txn.open_table(COMMANDS)?;
             let (start, end) = device_range(device);
-            let mut found = None;
-            let mut retry_ns: Option<i64> = None;
             for item in table.range::<&str>(start.as_str()..end.as_str())? {
                 let (_, v) = item?;
-                let c: Command = serde_json::from_slice(v.value())?;
-                if c.pollable(now) {
+                let mut c: Command = serde_json::from_slice(v.value())?;
+                if c.pollable(now) && c.exhausted(max_attempts) {
+                    c.give_up(now);
+                    changed.push(c);
+                } else if c.pollable(now) {
                     found = Some(c);
                     break;
-                }
-                if c.status == CommandStatus::Delivered
+                } else if c.status == CommandStatus::Delivered
                     && let Some(t) = c.redeliver_ns.filter(|_| now < c.expires_ns)
                 {
                     retry_ns = Some(retry_ns.map_or(t, |r| r.min(t)));
                 }
             }
-            let Some(mut c) = found else {
-                return Ok(Poll {
-                    command: None,
-                    retry_ns,
-                });
-            };
-            c.status = CommandStatus::Delivered;
-            c.delivered_ns = Some(now);
-            c.attempts = c.attempts.saturating_add(1);
-            c.redeliver_ns = c.ack.then(|| now.saturating_add(lease_ns.max(0)));
-            put_json(&mut table, &key(device, &c.id), &c)?;
-            c
-        };
-        txn.commit()?;
+            if let Some(c) = &mut found {
+                c.status = CommandStatus::Delivered;
+                c.delivered_ns = Some(now);
+                c.attempts = c.attempts.saturating_add(1);
+                c.redeliver_ns = c.ack.then(|| now.saturating_add(lease_ns.max(0)));
+                changed.push(c.clone());
+            }
+            for c in &changed {
+                put_json(&mut table, &key(device, &c.id), c)?;
+            }
+        }
+        if !changed.is_empty() {
+            txn.commit()?;
+        }
         Ok(Poll {
-            command: Some(command),
-            retry_ns: None,
+            retry_ns: if found.is_some() { None } else { retry_ns },
+            command: found,
         })
     }
 
@@ -820,24 +891,24 @@ mod tests {
         let b = reg
             .enqueue_command("d1", cmd("b", hour, false), 10)
             .unwrap();
-        let first = reg.poll_command("d1", hour).unwrap().command.unwrap();
+        let first = reg.poll_command("d1", hour, MAX).unwrap().command.unwrap();
         assert_eq!((first.id.as_str(), first.attempts), (a.id.as_str(), 1));
         let lease_end = first.redeliver_ns.unwrap();
         // Within the lease the next poll takes the next command; `ack: false` is final.
-        let second = reg.poll_command("d1", hour).unwrap().command.unwrap();
+        let second = reg.poll_command("d1", hour, MAX).unwrap().command.unwrap();
         assert_eq!(
             (second.id.as_str(), second.redeliver_ns),
             (b.id.as_str(), None)
         );
-        let none = reg.poll_command("d1", hour).unwrap();
+        let none = reg.poll_command("d1", hour, MAX).unwrap();
         assert_eq!((none.command, none.retry_ns), (None, Some(lease_end)));
 
         // A lease that has passed: the same command again, counted as a second attempt.
         reg.register_device("t", DeviceRegistration::new("d2"))
             .unwrap();
         let c = reg.enqueue_command("d2", cmd("c", hour, true), 10).unwrap();
-        reg.poll_command("d2", 0).unwrap().command.unwrap();
-        let again = reg.poll_command("d2", hour).unwrap().command.unwrap();
+        reg.poll_command("d2", 0, MAX).unwrap().command.unwrap();
+        let again = reg.poll_command("d2", hour, MAX).unwrap().command.unwrap();
         assert_eq!((again.id.as_str(), again.attempts), (c.id.as_str(), 2));
         // Acknowledged, it is never handed out again, and nothing is waited for.
         let done = CommandAck {
@@ -846,14 +917,106 @@ mod tests {
         };
         reg.ack_command("d2", &c.id, done.clone()).unwrap();
         let d = reg.enqueue_command("d2", cmd("d", hour, true), 10).unwrap();
-        reg.poll_command("d2", 0).unwrap().command.unwrap();
+        reg.poll_command("d2", 0, MAX).unwrap().command.unwrap();
         reg.ack_command("d2", &d.id, done).unwrap();
-        let none = reg.poll_command("d2", 0).unwrap();
+        let none = reg.poll_command("d2", 0, MAX).unwrap();
         assert_eq!((none.command, none.retry_ns), (None, None));
         // A command delivered over MQTT (PUBACK) is never handed out by a poll.
         let e = reg.enqueue_command("d2", cmd("e", hour, true), 10).unwrap();
         reg.mark_command_delivered("d2", &e.id).unwrap();
-        assert_eq!(reg.poll_command("d2", 0).unwrap().command, None);
+        assert_eq!(reg.poll_command("d2", 0, MAX).unwrap().command, None);
+    }
+
+    /// A cap on sends high enough not to matter in a test.
+    const MAX: u32 = DEFAULT_COMMAND_MAX_ATTEMPTS;
+
+    #[test]
+    fn a_polled_command_never_acknowledged_is_given_up_after_max_attempts() {
+        let (_d, reg) = registry();
+        let hour = 3_600_000_000_000;
+        let a = reg.enqueue_command("d1", cmd("a", hour, true), 2).unwrap();
+        let b = reg.enqueue_command("d1", cmd("b", hour, true), 2).unwrap();
+        for attempt in 1..=3 {
+            let got = reg.poll_command("d1", 0, 3).unwrap().command.unwrap();
+            assert_eq!((got.id.as_str(), got.attempts), (a.id.as_str(), attempt));
+        }
+        // The fourth hand-out of `a` gives it up; the same poll hands out `b`.
+        let next = reg.poll_command("d1", hour, 3).unwrap().command.unwrap();
+        assert_eq!((next.id.as_str(), next.attempts), (b.id.as_str(), 1));
+        let gone = reg.command("d1", &a.id).unwrap();
+        assert_eq!(gone.status, CommandStatus::Undeliverable);
+        assert_eq!(gone.attempts, 3);
+        assert!(gone.finished_ns.is_some() && gone.redeliver_ns.is_none());
+        // It no longer holds a place in the queue (depth 2: `b` and a new one fit).
+        reg.enqueue_command("d1", cmd("c", hour, true), 2).unwrap();
+        // Nor can it be acknowledged or cancelled any more.
+        let done = CommandAck {
+            status: CommandStatus::Completed,
+            result: None,
+        };
+        assert!(matches!(
+            reg.ack_command("d1", &a.id, done),
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(matches!(
+            reg.cancel_command("d1", &a.id),
+            Err(RegistryError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn mqtt_sends_are_counted_and_capped() {
+        let (_d, reg) = registry();
+        let hour = 3_600_000_000_000;
+        let a = reg.enqueue_command("d1", cmd("a", hour, true), 10).unwrap();
+        let b = reg.enqueue_command("d1", cmd("b", hour, true), 10).unwrap();
+        let ids = [a.id.clone(), b.id.clone()];
+        let names = |sent: Vec<Command>| -> Vec<(String, u32)> {
+            sent.into_iter().map(|c| (c.name, c.attempts)).collect()
+        };
+        let first = reg.send_commands("d1", &ids, 2).unwrap();
+        assert_eq!(names(first), [("a".into(), 1), ("b".into(), 1)]);
+        // `b` reached the device (PUBACK): not due, so neither sent nor counted again.
+        reg.mark_command_delivered("d1", &b.id).unwrap();
+        let second = reg.send_commands("d1", &ids, 2).unwrap();
+        assert_eq!(names(second), [("a".into(), 2)]);
+        assert!(reg.send_commands("d1", &ids, 2).unwrap().is_empty());
+        let a = reg.command("d1", &a.id).unwrap();
+        assert_eq!((a.status, a.attempts), (CommandStatus::Undeliverable, 2));
+        assert_eq!(reg.command("d1", &b.id).unwrap().attempts, 1);
+        assert!(reg.due_commands("d1").unwrap().is_empty());
+        // Unknown and malformed ids.
+        assert!(
+            reg.send_commands("d1", &["00000000000000ff".into()], 2)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            reg.send_commands("d1", &["nope".into()], 2),
+            Err(RegistryError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn counted_sends_survive_a_reopen_after_a_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let id = {
+            let reg = Registry::open(&path).unwrap();
+            reg.register_device("t", DeviceRegistration::new("d1"))
+                .unwrap();
+            let a = reg
+                .enqueue_command("d1", cmd("a", 3_600_000_000_000, true), 10)
+                .unwrap();
+            reg.send_commands("d1", std::slice::from_ref(&a.id), MAX)
+                .unwrap();
+            // Any later durable commit (here another command) makes the count durable too.
+            reg.enqueue_command("d1", cmd("b", 3_600_000_000_000, true), 10)
+                .unwrap();
+            a.id
+        };
+        let reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.command("d1", &id).unwrap().attempts, 1);
     }
 
     #[test]

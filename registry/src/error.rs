@@ -94,6 +94,7 @@ storage_from!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
+    redb::SetDurabilityError,
 );
 
 impl From<serde_json::Error> for RegistryError {

@@ -38,9 +38,9 @@ mod twins;
 pub mod validate;
 
 pub use commands::{
-    COMMAND_RETENTION_NS, Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH,
-    DEFAULT_COMMAND_TTL_NS, MAX_COMMAND_PAYLOAD, MAX_COMMAND_TTL_NS, NewCommand, POLL_LEASE_NS,
-    Poll,
+    COMMAND_RETENTION_NS, Command, CommandAck, CommandStatus, DEFAULT_COMMAND_MAX_ATTEMPTS,
+    DEFAULT_COMMAND_QUEUE_DEPTH, DEFAULT_COMMAND_TTL_NS, MAX_COMMAND_PAYLOAD, MAX_COMMAND_TTL_NS,
+    NewCommand, POLL_LEASE_NS, Poll,
 };
 pub use csv::{CsvRowError, parse_devices_csv};
 pub use enrollments::{

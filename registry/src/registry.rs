@@ -73,6 +73,12 @@ pub(crate) struct WriteTxn<'a> {
 }
 
 impl WriteTxn<'_> {
+    /// Makes the commit skip the fsync: durable with the next durable commit, lost in a crash
+    /// before it.
+    pub(crate) fn lazy(&mut self) -> std::result::Result<(), redb::SetDurabilityError> {
+        self.txn.set_durability(redb::Durability::None)
+    }
+
     /// Commits, then advances the write generation.
     pub(crate) fn commit(self) -> std::result::Result<(), redb::CommitError> {
         self.txn.commit()?;

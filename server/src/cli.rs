@@ -247,6 +247,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_COMMAND_QUEUE_DEPTH", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub command_queue_depth: u64,
 
+    /// Most times a cloud-to-device command is sent to its device (MQTT PUBLISHes the device did
+    /// not PUBACK before its connection ended, long-poll hand-outs whose lease passed without an
+    /// acknowledgement) before it is given up as `undeliverable` (docs/devices.md).
+    #[arg(long, env = "STRATA_COMMAND_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub command_max_attempts: u32,
+
     /// Largest twin section (desired or reported properties as compact JSON, in bytes); a patch
     /// that would make a section larger answers 413 (docs/devices.md).
     #[arg(long, env = "STRATA_TWIN_MAX_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]

@@ -6,17 +6,17 @@
 //! `expired` into commands past their time-to-live and drops finished ones after a day
 //! (`Registry::sweep_commands`).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use strata_ingest::mqtt::{DeviceChannel, InboundError, MqttServer, Outgoing};
+use strata_ingest::mqtt::{DeviceChannel, InboundError, MqttServer, Outgoing, filter_matches};
 use strata_registry::{
-    Command, CommandAck, CommandStatus, DEFAULT_COMMAND_QUEUE_DEPTH, Registry, RegistryError, Twin,
-    TwinLimits, TwinSection,
+    Command, CommandAck, CommandStatus, DEFAULT_COMMAND_MAX_ATTEMPTS, DEFAULT_COMMAND_QUEUE_DEPTH,
+    Registry, RegistryError, Twin, TwinLimits, TwinSection,
 };
 use tokio::sync::Notify;
 
@@ -36,6 +36,10 @@ pub struct DevicePlane {
     registry: Arc<Registry>,
     mqtt: OnceLock<MqttServer>,
     queue_depth: AtomicUsize,
+    max_attempts: AtomicU32,
+    /// The commands each device's current MQTT connection has sent (and counted) and the
+    /// device has not yet PUBACKed; emptied when a new connection of the device opens.
+    sent: Mutex<HashMap<String, HashSet<String>>>,
     mqtt_port: OnceLock<u16>,
     mqtts_port: OnceLock<u16>,
     provisioner: OnceLock<Option<crate::group_commit::Provisioner>>,
@@ -64,6 +68,8 @@ impl DevicePlane {
             registry,
             mqtt: OnceLock::new(),
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
+            max_attempts: AtomicU32::new(DEFAULT_COMMAND_MAX_ATTEMPTS),
+            sent: Mutex::new(HashMap::new()),
             mqtt_port: OnceLock::new(),
             mqtts_port: OnceLock::new(),
             provisioner: OnceLock::new(),
@@ -106,6 +112,17 @@ impl DevicePlane {
     /// The most open commands per device.
     pub fn queue_depth(&self) -> usize {
         self.queue_depth.load(Ordering::Relaxed)
+    }
+
+    /// Sets the most times a command is sent before it is given up as `undeliverable`
+    /// (`--command-max-attempts`).
+    pub fn set_max_attempts(&self, attempts: u32) {
+        self.max_attempts.store(attempts.max(1), Ordering::Relaxed);
+    }
+
+    /// The most times a command is sent before it is given up.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts.load(Ordering::Relaxed)
     }
 
     /// Connects the MQTT endpoint (once).
@@ -333,9 +350,12 @@ impl RegistryChannel {
         }
     }
 
-    /// The due commands of `device`.
-    fn commands(&self, device: &str) -> Vec<Outgoing> {
-        match self.registry.due_commands(device) {
+    /// The due commands of `device` that its connection, holding `subscriptions`, sends: the
+    /// ones it already sent (and counted) and has no PUBACK for yet, then the ones it sends
+    /// for the first time, each counted as a send attempt (a command sent `max_attempts` times
+    /// already is given up instead).
+    fn commands(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
+        match self.sendable(device, subscriptions) {
             Ok(commands) => commands
                 .iter()
                 .map(|c| Outgoing {
@@ -350,6 +370,42 @@ impl RegistryChannel {
                 Vec::new()
             }
         }
+    }
+
+    fn sendable(
+        &self,
+        device: &str,
+        subscriptions: &[String],
+    ) -> Result<Vec<Command>, RegistryError> {
+        let subscribed = |c: &Command| {
+            let topic = command_topic(device, &c.id);
+            subscriptions.iter().any(|f| filter_matches(f, &topic))
+        };
+        let due: Vec<Command> = self
+            .registry
+            .due_commands(device)?
+            .into_iter()
+            .filter(subscribed)
+            .collect();
+        let (mut out, new): (Vec<Command>, Vec<Command>) = {
+            let sent = lock(&self.plane.sent);
+            let counted = sent.get(device);
+            due.into_iter()
+                .partition(|c| counted.is_some_and(|s| s.contains(&c.id)))
+        };
+        if new.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<String> = new.into_iter().map(|c| c.id).collect();
+        let fresh = self
+            .registry
+            .send_commands(device, &ids, self.plane.max_attempts())?;
+        lock(&self.plane.sent)
+            .entry(device.to_owned())
+            .or_default()
+            .extend(fresh.iter().map(|c| c.id.clone()));
+        out.extend(fresh);
+        Ok(out)
     }
 
     /// What `device` is owed of its twin's desired section.
@@ -412,10 +468,11 @@ impl std::fmt::Debug for RegistryChannel {
 impl DeviceChannel for RegistryChannel {
     fn session_opened(&self, device: &str) {
         self.plane.twins.opened(device);
+        lock(&self.plane.sent).remove(device);
     }
 
     fn pending(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
-        let mut due = self.commands(device);
+        let mut due = self.commands(device, subscriptions);
         due.extend(self.twin(device, subscriptions));
         due.extend(self.plane.methods.due(device));
         due
@@ -428,6 +485,9 @@ impl DeviceChannel for RegistryChannel {
         if key.starts_with("method:") {
             self.plane.methods.sent(device, key);
             return;
+        }
+        if let Some(sent) = lock(&self.plane.sent).get_mut(device) {
+            sent.remove(key);
         }
         if let Err(e) = self.plane.mark_delivered(device, key) {
             tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");

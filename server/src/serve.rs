@@ -109,6 +109,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     state
         .plane
         .set_queue_depth(usize::try_from(args.command_queue_depth).unwrap_or(usize::MAX));
+    state.plane.set_max_attempts(args.command_max_attempts);
     state.plane.set_twin_limits(strata_registry::TwinLimits {
         max_bytes: usize::try_from(args.twin_max_bytes).unwrap_or(usize::MAX),
         max_depth: usize::try_from(args.twin_max_depth).unwrap_or(usize::MAX),

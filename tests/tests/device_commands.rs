@@ -2,7 +2,8 @@
 //! paho-mqtt (Python, persistent sessions with clean_session=False) receives and acknowledges
 //! commands queued while it was offline, across a kill -9 of the server; an expired command is
 //! never delivered; a delivery in flight (sent, never PUBACKed) when the server is killed is sent
-//! again after the restart; the queue depth answers 429; HTTP devices long-poll and acknowledge.
+//! again after the restart; a command never taken is given up after `--command-max-attempts`
+//! sends; the queue depth answers 429; HTTP devices long-poll and acknowledge.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -289,6 +290,74 @@ fn a_delivery_in_flight_at_a_kill9_is_sent_again() {
     let s = status(&server, "valve-1", &cid);
     assert_eq!(s["status"], "rejected", "{s}");
     assert!(s["delivered_ns"].as_i64().is_some(), "{s}");
+}
+
+/// A device that takes a command and never acknowledges it (it crashes on it, say) is sent it at
+/// most `--command-max-attempts` times, over MQTT and over the long-poll; then the command is
+/// `undeliverable`, frees its place in the queue, and the commands behind it go out.
+#[test]
+fn a_command_never_taken_is_given_up_after_max_attempts() {
+    let (_tmp, data) = temp_data_dir();
+    let port = free_port();
+    let mqtt = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &data,
+        &["--mqtt-addr", &mqtt, "--command-max-attempts", "2"],
+    );
+    let key = key_of(&server.create_device("valve-1", "valve"));
+    let c = send(&server, "valve-1", json!({"name": "poison"}));
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let topic = format!("devices/valve-1/commands/{cid}");
+    // Two connections receive it and end without a PUBACK (the second resumes the stored
+    // session, so it needs no SUBSCRIBE).
+    let mut raw = RawClient::connect(port, "valve-1", &key);
+    raw.subscribe("devices/valve-1/commands/#");
+    assert_eq!(raw.next_publish_topic(), topic);
+    drop(raw);
+    let mut raw = RawClient::connect(port, "valve-1", &key);
+    assert_eq!(raw.next_publish_topic(), topic);
+    assert_eq!(status(&server, "valve-1", &cid)["attempts"], 2);
+    drop(raw);
+    // The third connection gives it up instead of sending it; the next command goes out.
+    let mut raw = RawClient::connect(port, "valve-1", &key);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&server, "valve-1", &cid)["status"] != "undeliverable" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            status(&server, "valve-1", &cid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = status(&server, "valve-1", &cid);
+    assert_eq!(s["attempts"], 2, "{s}");
+    assert!(s["finished_ns"].as_i64().is_some(), "{s}");
+    let next = send(&server, "valve-1", json!({"name": "next"}));
+    let next_id = next["id"].as_str().unwrap();
+    assert_eq!(
+        raw.next_publish_topic(),
+        format!("devices/valve-1/commands/{next_id}")
+    );
+
+    // Over HTTP: two hand-outs whose 1 s leases pass unacknowledged, then none.
+    let meter = key_of(&server.create_device("meter-1", "meter"));
+    let auth = basic("meter-1", &meter);
+    let c = send(&server, "meter-1", json!({"name": "poison"}));
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let poll = "/api/v1/devices/meter-1/commands/next?wait=5s&lease=1s";
+    for _ in 0..2 {
+        let r = server.get_as(poll, &auth);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["id"], cid.as_str());
+    }
+    let r = server.get_as(poll, &auth);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let s = status(&server, "meter-1", &cid);
+    assert_eq!(
+        (s["status"].as_str(), s["attempts"].as_u64()),
+        (Some("undeliverable"), Some(2)),
+        "{s}"
+    );
 }
 
 #[test]

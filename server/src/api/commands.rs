@@ -268,7 +268,9 @@ pub async fn next(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let device = id.clone();
-        let retry_ns = match blocking(&st, move |r| r.poll_command(&device, lease)).await {
+        let attempts = st.plane.max_attempts();
+        let retry_ns = match blocking(&st, move |r| r.poll_command(&device, lease, attempts)).await
+        {
             Ok(p) if p.command.is_some() => break Ok(p.command),
             Ok(p) => p.retry_ns,
             Err(e) => break Err(e),
