@@ -865,18 +865,7 @@ mod tests {
         assert_eq!(acked.status, CommandStatus::Completed);
         // The same acknowledgement again is harmless; a different one conflicts.
         reg.ack_command("d1", &a.id, done).unwrap();
-        let other = CommandAck {
-            status: CommandStatus::Rejected,
-            result: None,
-        };
-        assert!(matches!(
-            reg.ack_command("d1", &a.id, other),
-            Err(RegistryError::Conflict(_))
-        ));
-        assert!(matches!(
-            reg.cancel_command("d1", &a.id),
-            Err(RegistryError::Conflict(_))
-        ));
+        assert_final(&reg, &a.id, CommandStatus::Rejected);
         assert!(matches!(
             reg.enqueue_command("nope", cmd("x", 1_000_000_000, true), 2),
             Err(RegistryError::NotFound { .. })
@@ -950,16 +939,22 @@ mod tests {
         // It no longer holds a place in the queue (depth 2: `b` and a new one fit).
         reg.enqueue_command("d1", cmd("c", hour, true), 2).unwrap();
         // Nor can it be acknowledged or cancelled any more.
-        let done = CommandAck {
-            status: CommandStatus::Completed,
+        assert_final(&reg, &a.id, CommandStatus::Completed);
+    }
+
+    /// Asserts that command `id` of `d1` is final: acknowledging it with `ack` and cancelling
+    /// it both conflict.
+    fn assert_final(reg: &Registry, id: &str, ack: CommandStatus) {
+        let ack = CommandAck {
+            status: ack,
             result: None,
         };
         assert!(matches!(
-            reg.ack_command("d1", &a.id, done),
+            reg.ack_command("d1", id, ack),
             Err(RegistryError::Conflict(_))
         ));
         assert!(matches!(
-            reg.cancel_command("d1", &a.id),
+            reg.cancel_command("d1", id),
             Err(RegistryError::Conflict(_))
         ));
     }
