@@ -6,7 +6,7 @@
 //! `expired` into commands past their time-to-live and drops finished ones after a day
 //! (`Registry::sweep_commands`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -37,9 +37,10 @@ pub struct DevicePlane {
     mqtt: OnceLock<MqttServer>,
     queue_depth: AtomicUsize,
     max_attempts: AtomicU32,
-    /// The commands each device's current MQTT connection has sent (and counted) and the
-    /// device has not yet PUBACKed; emptied when a new connection of the device opens.
-    sent: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per device, the command its current MQTT connection counted a send of (the oldest due
+    /// one, see `RegistryChannel::sendable`); forgotten at its PUBACK and when a new
+    /// connection of the device opens.
+    counted: Mutex<HashMap<String, String>>,
     mqtt_port: OnceLock<u16>,
     mqtts_port: OnceLock<u16>,
     provisioner: OnceLock<Option<crate::group_commit::Provisioner>>,
@@ -69,7 +70,7 @@ impl DevicePlane {
             mqtt: OnceLock::new(),
             queue_depth: AtomicUsize::new(DEFAULT_COMMAND_QUEUE_DEPTH),
             max_attempts: AtomicU32::new(DEFAULT_COMMAND_MAX_ATTEMPTS),
-            sent: Mutex::new(HashMap::new()),
+            counted: Mutex::new(HashMap::new()),
             mqtt_port: OnceLock::new(),
             mqtts_port: OnceLock::new(),
             provisioner: OnceLock::new(),
@@ -350,10 +351,9 @@ impl RegistryChannel {
         }
     }
 
-    /// The due commands of `device` that its connection, holding `subscriptions`, sends: the
-    /// ones it already sent (and counted) and has no PUBACK for yet, then the ones it sends
-    /// for the first time, each counted as a send attempt (a command sent `max_attempts` times
-    /// already is given up instead).
+    /// The due commands of `device` that its connection, holding `subscriptions`, sends, oldest
+    /// first; the oldest is counted as a send attempt once per connection (see
+    /// [`RegistryChannel::sendable`]).
     fn commands(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
         match self.sendable(device, subscriptions) {
             Ok(commands) => commands
@@ -372,6 +372,12 @@ impl RegistryChannel {
         }
     }
 
+    /// The due commands a subscription of the connection matches, oldest first. A device
+    /// takes its commands in order, so one that crashes on a command leaves that one, the
+    /// oldest, un-PUBACKed: each connection counts one send of its oldest due command (the
+    /// others go out behind it uncounted, so a poison command does not use up the attempts of
+    /// the commands queued after it). One already sent `max_attempts` times is given up and
+    /// the next oldest takes its place.
     fn sendable(
         &self,
         device: &str,
@@ -381,31 +387,34 @@ impl RegistryChannel {
             let topic = command_topic(device, &c.id);
             subscriptions.iter().any(|f| filter_matches(f, &topic))
         };
-        let due: Vec<Command> = self
+        let mut due: Vec<Command> = self
             .registry
             .due_commands(device)?
             .into_iter()
             .filter(subscribed)
             .collect();
-        let (mut out, new): (Vec<Command>, Vec<Command>) = {
-            let sent = lock(&self.plane.sent);
-            let counted = sent.get(device);
-            due.into_iter()
-                .partition(|c| counted.is_some_and(|s| s.contains(&c.id)))
-        };
-        if new.is_empty() {
-            return Ok(out);
+        while let Some(head) = due.first() {
+            if lock(&self.plane.counted).get(device) == Some(&head.id) {
+                break;
+            }
+            let max = self.plane.max_attempts();
+            match self
+                .registry
+                .send_commands(device, std::slice::from_ref(&head.id), max)?
+                .pop()
+            {
+                Some(counted) => {
+                    lock(&self.plane.counted).insert(device.to_owned(), counted.id.clone());
+                    due[0] = counted;
+                    break;
+                }
+                // Given up (or no longer due): the next one is the oldest.
+                None => {
+                    due.remove(0);
+                }
+            }
         }
-        let ids: Vec<String> = new.into_iter().map(|c| c.id).collect();
-        let fresh = self
-            .registry
-            .send_commands(device, &ids, self.plane.max_attempts())?;
-        lock(&self.plane.sent)
-            .entry(device.to_owned())
-            .or_default()
-            .extend(fresh.iter().map(|c| c.id.clone()));
-        out.extend(fresh);
-        Ok(out)
+        Ok(due)
     }
 
     /// What `device` is owed of its twin's desired section.
@@ -468,7 +477,7 @@ impl std::fmt::Debug for RegistryChannel {
 impl DeviceChannel for RegistryChannel {
     fn session_opened(&self, device: &str) {
         self.plane.twins.opened(device);
-        lock(&self.plane.sent).remove(device);
+        lock(&self.plane.counted).remove(device);
     }
 
     fn pending(&self, device: &str, subscriptions: &[String]) -> Vec<Outgoing> {
@@ -486,11 +495,14 @@ impl DeviceChannel for RegistryChannel {
             self.plane.methods.sent(device, key);
             return;
         }
-        if let Some(sent) = lock(&self.plane.sent).get_mut(device) {
-            sent.remove(key);
-        }
         if let Err(e) = self.plane.mark_delivered(device, key) {
             tracing::warn!(device, command = key, error = %e, "cannot mark a command delivered");
+        }
+        // Only once it is marked: a fetch meanwhile still reads it as due, and must not count
+        // it again.
+        let mut counted = lock(&self.plane.counted);
+        if counted.get(device).is_some_and(|id| id == key) {
+            counted.remove(device);
         }
     }
 
