@@ -597,12 +597,13 @@ impl Registry {
             for item in table.range::<&str>(start.as_str()..end.as_str())? {
                 let (_, v) = item?;
                 let mut c: Command = serde_json::from_slice(v.value())?;
-                if c.pollable(now) && c.exhausted(max_attempts) {
+                if c.pollable(now) {
+                    if !c.exhausted(max_attempts) {
+                        found = Some(c);
+                        break;
+                    }
                     c.give_up(now);
                     changed.push(c);
-                } else if c.pollable(now) {
-                    found = Some(c);
-                    break;
                 } else if c.status == CommandStatus::Delivered
                     && let Some(t) = c.redeliver_ns.filter(|_| now < c.expires_ns)
                 {
