@@ -666,6 +666,120 @@ fn decode_packed<const ORDER: usize, S: Sink>(
     r.finish()
 }
 
+/// `values` in [`Codec::DeltaPacked`] whatever codec would be smallest, for tests of what reads
+/// that layout.
+#[cfg(test)]
+pub(crate) fn encode_delta_packed(values: &[i64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let [only] = values {
+        put_varint(&mut out, zigzag(*only));
+    }
+    if values.len() < 2 {
+        return out;
+    }
+    let deltas = diffs(values);
+    let rank = CANDIDATES
+        .iter()
+        .position(|&c| c == Codec::DeltaPacked)
+        .unwrap_or(1);
+    let step = grid_step(values, &deltas);
+    let p = Packing::new(
+        Codec::DeltaPacked,
+        candidate_head(rank, values, step),
+        candidate_seq(rank, values, &deltas, step),
+    );
+    write_packed(&p.head, &p.seq, p.plan, &mut out);
+    out
+}
+
+/// One block of a [`Codec::DeltaPacked`] stream as [`delta_blocks`] hands it over: deltas that
+/// are each `min` plus an offset.
+pub(crate) enum DeltaBlock<'a> {
+    /// `len` offsets packed at `width` bits as stored ([`pack`]'s layout, `packed_len(len,
+    /// width)` bytes): a block without exceptions in a stream whose common divisor is 1 (or
+    /// of width 0: every offset 0).
+    Packed {
+        min: i64,
+        len: usize,
+        width: u32,
+        bytes: &'a [u8],
+    },
+    /// The block's offsets, unpacked, exceptions applied and multiplied by the divisor.
+    Offsets { min: i64, offsets: &'a [u64] },
+}
+
+/// Walks a [`Codec::DeltaPacked`] payload of `n` values without decoding it: returns the first
+/// value (`None` when `n` is 0) after calling `each` with every block of deltas in order
+/// (`value[i + 1] = value[i] + delta[i]`, wrapping). The payload is checked as [`decode`] checks
+/// it; on an error some blocks may have been handed over already.
+pub(crate) fn delta_blocks(
+    buf: &[u8],
+    n: usize,
+    mut each: impl FnMut(DeltaBlock<'_>),
+) -> Result<Option<i64>, CodecError> {
+    let mut r = Reader::new(buf, Codec::DeltaPacked);
+    if n > MAX_CHUNK_VALUES {
+        return Err(r.error(format!("{n} values exceed the limit of {MAX_CHUNK_VALUES}")));
+    }
+    if n == 0 {
+        r.finish()?;
+        return Ok(None);
+    }
+    let first = r.signed()?;
+    let m = n - 1;
+    if m == 0 {
+        r.finish()?;
+        return Ok(Some(first));
+    }
+    let g = r.varint()?;
+    let blocks = m.div_ceil(BLOCK);
+    if blocks > r.remaining() / 2 {
+        return Err(r.error(format!("{} bytes cannot hold {n} values", r.remaining())));
+    }
+    let (mut min, mut q) = (0i64, [0u64; BLOCK]);
+    let mut patches = Patches {
+        count: 0,
+        pos: [0; BLOCK],
+        high: [0; BLOCK],
+    };
+    for b in 0..blocks {
+        let len = BLOCK.min(m - b * BLOCK);
+        let head = r.u8()?;
+        let width = u32::from(head & !PATCHED);
+        if width > 64 {
+            return Err(r.error(format!("bit width {width} exceeds 64")));
+        }
+        min = min.wrapping_add(r.signed()?);
+        patches.count = 0;
+        if head & PATCHED != 0 {
+            patches.read(&mut r, len, width)?;
+        }
+        let tail = r.peek();
+        let bytes = r.bytes(packed_len(len, width))?;
+        // As `decode` reads it: `min + q * g`, where a divisor of 0 makes every delta `min`.
+        if patches.count == 0 && (g == 1 || width == 0) {
+            each(DeltaBlock::Packed {
+                min,
+                len,
+                width,
+                bytes,
+            });
+            continue;
+        }
+        unpack_within(tail, bytes.len(), width, &mut q);
+        patches.apply(&mut q, width);
+        for o in &mut q[..len] {
+            *o = o.wrapping_mul(g);
+        }
+        each(DeltaBlock::Offsets {
+            min,
+            offsets: &q[..len],
+        });
+    }
+    r.finish()?;
+    Ok(Some(first))
+}
+
 /// The exceptions of one block: positions and the bits above the block's width.
 struct Patches {
     count: usize,
@@ -905,6 +1019,85 @@ mod tests {
                 proptest::prop_assert_eq!(&quick, &smallest);
             }
         }
+    }
+
+    /// The values a [`delta_blocks`] walk describes, rebuilt from its blocks.
+    fn walked(buf: &[u8], n: usize) -> Result<Vec<i64>, CodecError> {
+        let mut deltas = Vec::new();
+        let first = delta_blocks(buf, n, |block| match block {
+            DeltaBlock::Packed {
+                min,
+                len,
+                width,
+                bytes,
+            } => {
+                let mut q = [0u64; BLOCK];
+                super::super::bits::unpack(bytes, width, &mut q);
+                deltas.extend(q[..len].iter().map(|o| min.wrapping_add(*o as i64)));
+            }
+            DeltaBlock::Offsets { min, offsets } => {
+                deltas.extend(offsets.iter().map(|o| min.wrapping_add(*o as i64)));
+            }
+        })?;
+        let mut out: Vec<i64> = first.into_iter().collect();
+        for d in deltas {
+            let last = out.last().copied().unwrap_or(0);
+            out.push(last.wrapping_add(d));
+        }
+        Ok(out)
+    }
+
+    proptest::proptest! {
+        /// Walking a delta-packed payload's blocks gives back the values it encodes, whatever
+        /// the blocks hold: plain blocks, exceptions, a common divisor, extremes that wrap.
+        #[test]
+        fn delta_blocks_walk_gives_back_the_values(
+            len in 0usize..1_500,
+            shape in 0u8..5,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut x = seed;
+            let mut noise = |m: u64| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 17) % m) as i64
+            };
+            let mut v = 0i64;
+            let values: Vec<i64> = (0..len)
+                .map(|i| {
+                    v = match shape {
+                        0 => v + noise(2_001) - 1_000,
+                        1 => v + 30 * (noise(21) - 10),
+                        2 if i % 53 == 0 => v + noise(1 << 40),
+                        3 => if i % 2 == 0 { i64::MAX - noise(9) } else { i64::MIN + noise(9) },
+                        _ => v + 7,
+                    };
+                    v
+                })
+                .collect();
+            let buf = encode_delta_packed(&values);
+            proptest::prop_assert_eq!(walked(&buf, values.len()).unwrap(), values);
+        }
+    }
+
+    #[test]
+    fn delta_blocks_refuse_what_decode_refuses() {
+        let values: Vec<i64> = (0..300).map(|i| i * i % 1_000).collect();
+        let buf = forced(&values, Codec::DeltaPacked);
+        for cut in [1, buf.len() / 2, buf.len() - 1] {
+            assert!(walked(&buf[..cut], values.len()).is_err(), "cut at {cut}");
+        }
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(walked(&longer, values.len()).is_err(), "trailing byte");
+        assert!(
+            walked(&buf, MAX_CHUNK_VALUES + 1).is_err(),
+            "too many values"
+        );
+        let mut wide = Vec::new();
+        put_varint(&mut wide, 0);
+        put_varint(&mut wide, 1);
+        wide.extend_from_slice(&[65, 0]);
+        assert!(walked(&wide, 2).is_err(), "width 65");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use std::fmt;
 use crate::StringColumn;
 
 pub use float::MAX_DECIMAL_DIGITS;
+#[cfg(test)]
+pub(crate) use int::encode_delta_packed;
+pub(crate) use int::{DeltaBlock, delta_blocks};
 
 /// Most values one chunk may decode to; a larger `n` is refused before any work is done.
 ///
@@ -225,6 +228,20 @@ pub fn decimal_value(i: i64, k: u8) -> f64 {
 /// [`decode_decimal_ints`] guarantees; larger `k` are clamped to it).
 pub fn decimal_divisor(k: u8) -> f64 {
     float::pow10(usize::from(k.min(float::MAX_DECIMAL_DIGITS)))
+}
+
+/// The scale `k` and the integer payload of a [`Codec::Decimal`] payload without exceptions
+/// whose integers are [`Codec::DeltaPacked`] (what [`delta_blocks`] walks); `None` for any other
+/// payload. A cold move hands such integers to Parquet's delta encoding without decoding them.
+pub(crate) fn decimal_delta_packed(buf: &[u8]) -> Option<(u8, &[u8])> {
+    match buf {
+        [k, 0, inner, rest @ ..]
+            if *k <= MAX_DECIMAL_DIGITS && *inner == Codec::DeltaPacked.id() =>
+        {
+            Some((*k, rest))
+        }
+        _ => None,
+    }
 }
 
 /// Decodes `n` floats of a payload [`decimal_scale`] accepted as their integers at scale `k`

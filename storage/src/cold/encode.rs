@@ -32,7 +32,7 @@ use super::ints::{self, Part};
 use super::parquet::CodecResult;
 use super::runs::{self, Run};
 use crate::rows::Rows;
-use crate::segment::{Decimals, FloatChunk};
+use crate::segment::{Decimals, FloatChunk, PackedInts};
 use crate::{Column, ColumnData, FieldType, SeriesKey};
 
 /// The tag keys of `keys`, sorted: an object's tag columns.
@@ -138,7 +138,10 @@ impl Encoder {
         rows: Rows,
         decimals: Vec<Option<Decimals>>,
     ) -> CodecResult<()> {
-        let series = series(key, rows, decimals, self.fields.len())?;
+        let mut series = series(key, rows, decimals, self.fields.len())?;
+        for d in series.decimals.iter_mut().flatten() {
+            d.unpack()?;
+        }
         self.pending.push(series);
         Ok(())
     }
@@ -365,7 +368,13 @@ impl Writer {
 
     fn push_series(&mut self, mut s: Series) -> CodecResult<()> {
         // A DOUBLE column takes floats: a series that brought integers gets its floats back.
+        // Integers still encoded stay so only at their column's scale with exact extremes.
         for (fi, c) in self.columns.iter().enumerate() {
+            if let (FieldColumn::Scaled(scale), Some(Some(d))) = (c, s.decimals.get_mut(fi))
+                && d.packed.iter().any(|p| encoded_at(p, *scale).is_none())
+            {
+                d.unpack()?;
+            }
             if !matches!(c, FieldColumn::Plain) {
                 continue;
             }
@@ -487,10 +496,7 @@ fn write_columns(
     let e = |e: parquet::errors::ParquetError| e.to_string();
     let times: Vec<Part<'_>> = group
         .iter()
-        .map(|s| Part {
-            values: &s.rows.times,
-            valid: None,
-        })
+        .map(|s| Part::values(&s.rows.times, None))
         .collect();
     ints::append(
         writer,
@@ -552,10 +558,7 @@ fn write_columns(
                 let parts: Vec<Part<'_>> = group
                     .iter()
                     .zip(&present)
-                    .map(|(s, p)| Part {
-                        values: p,
-                        valid: Some(&s.rows.columns[fi].valid),
-                    })
+                    .map(|(s, p)| Part::values(p, Some(&s.rows.columns[fi].valid)))
                     .collect();
                 ints::append(writer, leaf, &parts, pages).map_err(e)?;
             }
@@ -576,6 +579,10 @@ fn scaled_column(group: &[Series], fi: usize, scale: u8, out: &mut Vec<i64>) -> 
         || format!("a value of float field #{fi} does not fit the column's decimal scale {scale}");
     for s in group {
         if let Some(d) = s.decimals(fi) {
+            // Integers still encoded are at `scale` (`Writer::push` decoded any other).
+            if !d.packed.is_empty() {
+                continue;
+            }
             for (ints, k) in d.runs() {
                 if k != scale && !decimal::rescale(ints, k, scale, out) {
                     return Err(unfit());
@@ -615,17 +622,15 @@ fn scaled_parts<'a>(
         let valid = s.rows.columns[fi].valid.as_slice();
         let Some(d) = s.decimals(fi) else {
             let present = valid.iter().filter(|v| **v).count();
-            parts.push(Part {
-                values: take(present),
-                valid: Some(valid),
-            });
+            parts.push(Part::values(take(present), Some(valid)));
             continue;
         };
+        if !d.packed.is_empty() {
+            encoded_parts(d, valid, scale, &mut parts);
+            continue;
+        }
         if d.scales.is_empty() {
-            parts.push(Part {
-                values: &[],
-                valid: Some(valid),
-            });
+            parts.push(Part::values(&[], Some(valid)));
             continue;
         }
         let mut row = 0;
@@ -638,14 +643,45 @@ fn scaled_parts<'a>(
                 true => ints,
                 false => take(ints.len()),
             };
-            parts.push(Part {
-                values,
-                valid: Some(&valid[row..end]),
-            });
+            parts.push(Part::values(values, Some(&valid[row..end])));
             row = end;
         }
     }
     parts
+}
+
+/// The parts of a series whose float field came still encoded ([`Decimals::packed`], each chunk
+/// at `scale`, which [`Writer::push`] checked): one per chunk, with the validity flags up to its
+/// last value (the last chunk takes the rest).
+fn encoded_parts<'a>(d: &'a Decimals, valid: &'a [bool], scale: u8, parts: &mut Vec<Part<'a>>) {
+    let mut row = 0;
+    for (i, p) in d.packed.iter().enumerate() {
+        let end = match i + 1 == d.packed.len() {
+            true => valid.len(),
+            false => after_present(valid, row, p.count),
+        };
+        parts.push(Part {
+            values: &[],
+            valid: Some(&valid[row..end]),
+            encoded: encoded_at(p, scale).map(|min_max| ints::Encoded {
+                payload: &p.payload,
+                count: p.count,
+                min_max,
+            }),
+        });
+        row = end;
+    }
+}
+
+/// The extremes of an encoded chunk as integers at `scale`, when its integers are at that scale
+/// and its statistics give them exactly (`None`: the chunk must be decoded to be written).
+fn encoded_at(p: &PackedInts, scale: u8) -> Option<(i64, i64)> {
+    if p.k != scale {
+        return None;
+    }
+    let lo = decimal::scaled_at(p.min, scale)?;
+    let hi = decimal::scaled_at(p.max, scale)?;
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// The row just after the `n`-th set flag of `valid` from `row` (`valid.len()` if there are

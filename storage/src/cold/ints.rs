@@ -17,6 +17,7 @@ use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{ChunkWriter, PageSummary, rle, varint};
+use crate::codec;
 
 /// Most rows per data page.
 pub(crate) const PAGE_ROWS: usize = 20_480;
@@ -31,23 +32,28 @@ pub(crate) const ZSTD_LEVEL: i32 = 1;
 /// (`benches/cold/RESULTS.md`).
 const ZSTD_WORTH_PER_MILLE: usize = 950;
 
-/// Smallest raw page that decides [`Squeeze`] for the rest of an object: a smaller one (a row
-/// group's few rows, a page of nulls) says little about the column; its chunk is compressed
-/// and the next chunk tries again.
+/// Raw bytes of a column's first pages that decide [`Squeeze`] for the rest of an object: fewer
+/// (a row group's few rows, a page of nulls) say little about the column; until then pages are
+/// compressed. A chunk's pages all share its first page's codec.
 const DECIDING_PAGE_BYTES: usize = 4096;
 
-/// Whether a column's pages are zstd-compressed or stored raw, decided by the first page of the
-/// column in an object of at least [`DECIDING_PAGE_BYTES`]; the caller keeps it from row group
-/// to row group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Whether a column's pages are zstd-compressed or stored raw, decided by the column's first
+/// pages in an object, once they hold at least [`DECIDING_PAGE_BYTES`]; the caller keeps it
+/// from row group to row group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Squeeze {
-    /// No page written yet: the next one decides.
-    #[default]
-    Untried,
+    /// Not decided yet: the pages tried so far held `raw` bytes, `zstd` once compressed.
+    Untried { raw: usize, zstd: usize },
     /// Pages are zstd-compressed.
     Zstd,
     /// Pages are stored uncompressed.
     Raw,
+}
+
+impl Default for Squeeze {
+    fn default() -> Squeeze {
+        Squeeze::Untried { raw: 0, zstd: 0 }
+    }
 }
 
 /// Deltas per block and values per miniblock of DELTA_BINARY_PACKED.
@@ -55,10 +61,34 @@ const BLOCK: usize = 128;
 const MINIBLOCK: usize = 32;
 
 /// One series' part of a column: its present values, and for an optional column one validity
-/// flag per row (as many set as there are values).
+/// flag per row (as many set as there are values). The values may come still encoded
+/// (`encoded`; `values` is then empty): such a part is a page of its own.
 pub(crate) struct Part<'a> {
     pub values: &'a [i64],
     pub valid: Option<&'a [bool]>,
+    pub encoded: Option<Encoded<'a>>,
+}
+
+/// Values still in Strata's delta-packed integer codec ([`codec::delta_blocks`] walks them):
+/// its blocks of 128 deltas are Parquet's blocks of 4 miniblocks of 32 at one width, bit for
+/// bit, so most are copied instead of decoded and packed again.
+pub(crate) struct Encoded<'a> {
+    pub payload: &'a [u8],
+    /// Values in the payload.
+    pub count: usize,
+    /// Their smallest and largest (from the segment's statistics).
+    pub min_max: (i64, i64),
+}
+
+impl<'a> Part<'a> {
+    /// A part of decoded values.
+    pub fn values(values: &'a [i64], valid: Option<&'a [bool]>) -> Part<'a> {
+        Part {
+            values,
+            valid,
+            encoded: None,
+        }
+    }
 }
 
 /// Writes `parts` as the next column chunk of `group`, whose column `descr` is INT64 with a
@@ -83,8 +113,19 @@ pub(crate) fn append(
         zstd,
         squeeze: *squeeze,
         chunk_zstd: None,
+        blocks: Vec::new(),
     };
     for part in parts {
+        if part.valid.is_some() && !optional {
+            return Err(ParquetError::General(format!(
+                "column '{}' is required but a series has validity flags",
+                descr.name()
+            )));
+        }
+        if let Some(encoded) = &part.encoded {
+            pages.encoded(encoded, part.valid)?;
+            continue;
+        }
         match (part.valid, optional) {
             (None, _) => pages.required(part.values)?,
             (Some(valid), true) => pages.optional(part.values, valid)?,
@@ -143,6 +184,8 @@ struct Pages<'z> {
     /// Whether this chunk's pages are compressed, once its first page is written (every page
     /// of a chunk has the chunk's codec).
     chunk_zstd: Option<bool>,
+    /// An encoded part's blocks, rewritten (kept from page to page).
+    blocks: Vec<u8>,
 }
 
 impl Pages<'_> {
@@ -186,36 +229,77 @@ impl Pages<'_> {
         }
     }
 
+    /// Writes an encoded part as a page of its own (after the page filled so far): its
+    /// definition levels, then its values in DELTA_BINARY_PACKED, block by block from the
+    /// payload's ([`transcode`]).
+    fn encoded(&mut self, e: &Encoded<'_>, valid: Option<&[bool]>) -> Result<()> {
+        if self.rows > 0 {
+            self.flush()?;
+        }
+        self.raw.clear();
+        let rows = match valid {
+            Some(flags) => {
+                if self.levels.push(flags) != e.count {
+                    self.levels.clear();
+                    return Err(ParquetError::General(
+                        "an encoded part's values are not its valid rows".into(),
+                    ));
+                }
+                flags.len()
+            }
+            None => {
+                if self.optional {
+                    self.levels.push_ones(e.count);
+                }
+                e.count
+            }
+        };
+        if self.optional {
+            self.levels.encode(&mut self.raw);
+        }
+        transcode(e, &mut self.blocks, &mut self.raw)?;
+        self.rows = rows;
+        let min_max = (e.count > 0).then_some(e.min_max);
+        self.write_page(e.count, min_max)
+    }
+
     /// Writes the page filled so far.
     fn flush(&mut self) -> Result<()> {
-        let raw = &mut self.raw;
-        raw.clear();
+        self.raw.clear();
         if self.optional {
-            self.levels.encode(raw);
+            self.levels.encode(&mut self.raw);
         }
-        let (present, min_max) = self.values.finish(raw);
-        let raw_len = raw.len();
-        let decided = match self.squeeze {
-            Squeeze::Zstd => Some(true),
-            Squeeze::Raw => Some(false),
-            Squeeze::Untried => None,
+        let (present, min_max) = self.values.finish(&mut self.raw);
+        self.write_page(present, min_max)
+    }
+
+    /// Writes the page in `raw` (of `rows` rows, `present` of them with a value, whose smallest
+    /// and largest are `min_max`), compressed as the chunk or the column says, or deciding it.
+    fn write_page(&mut self, present: usize, min_max: Option<(i64, i64)>) -> Result<()> {
+        let raw_len = self.raw.len();
+        let compress = match (self.chunk_zstd, self.squeeze) {
+            (Some(chunk), _) => chunk,
+            (None, column) => column != Squeeze::Raw,
         };
-        let body = match self.chunk_zstd.or(decided) {
-            Some(true) => self.zstd.compress(raw)?,
-            Some(false) => std::mem::replace(raw, Vec::with_capacity(raw_len)),
-            None => {
-                let compressed = self.zstd.compress(raw)?;
-                let pays = compressed.len() * 1000 <= raw_len * ZSTD_WORTH_PER_MILLE;
-                match (raw_len >= DECIDING_PAGE_BYTES, pays) {
-                    (false, _) => compressed,
-                    (true, true) => {
-                        self.squeeze = Squeeze::Zstd;
-                        compressed
+        let body = match compress {
+            false => std::mem::replace(&mut self.raw, Vec::with_capacity(raw_len)),
+            true => {
+                let compressed = self.zstd.compress(&self.raw)?;
+                if let Squeeze::Untried { raw, zstd } = self.squeeze {
+                    let (raw, zstd) = (raw + raw_len, zstd + compressed.len());
+                    let pays = zstd * 1000 <= raw * ZSTD_WORTH_PER_MILLE;
+                    self.squeeze = match (raw >= DECIDING_PAGE_BYTES, pays) {
+                        (false, _) => Squeeze::Untried { raw, zstd },
+                        (true, true) => Squeeze::Zstd,
+                        (true, false) => Squeeze::Raw,
+                    };
+                }
+                match (self.chunk_zstd, self.squeeze) {
+                    // The chunk's first page, and the column turned out not to pay.
+                    (None, Squeeze::Raw) => {
+                        std::mem::replace(&mut self.raw, Vec::with_capacity(raw_len))
                     }
-                    (true, false) => {
-                        self.squeeze = Squeeze::Raw;
-                        std::mem::replace(raw, Vec::with_capacity(raw_len))
-                    }
+                    _ => compressed,
                 }
             }
         };
@@ -450,6 +534,50 @@ impl Deltas {
     }
 }
 
+/// Rewrites an encoded part's values as DELTA_BINARY_PACKED onto `out`: the header, then per
+/// block of the payload one Parquet block. A block stored at one width without exceptions is
+/// copied (its 128 offsets packed LSB first are the 4 miniblocks of 32 at that width, bit for
+/// bit; a last, partial block is padded to whole miniblocks); any other block's offsets, as
+/// [`codec::delta_blocks`] unpacks them, are packed again per miniblock. `blocks` is scratch
+/// space: the header needs the first value, which the walk gives at its end.
+fn transcode(e: &Encoded<'_>, blocks: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<()> {
+    blocks.clear();
+    let first = codec::delta_blocks(e.payload, e.count, |block| match block {
+        codec::DeltaBlock::Packed {
+            min,
+            len,
+            width,
+            bytes,
+        } => {
+            varint(zigzag(min), blocks);
+            let minis = len.div_ceil(MINIBLOCK);
+            blocks.extend((0..BLOCK / MINIBLOCK).map(|m| if m < minis { width as u8 } else { 0 }));
+            blocks.extend_from_slice(bytes);
+            let padded = minis * 4 * width as usize;
+            blocks.resize(blocks.len() + padded.saturating_sub(bytes.len()), 0);
+        }
+        codec::DeltaBlock::Offsets { min, offsets } => {
+            varint(zigzag(min), blocks);
+            let widths_at = blocks.len();
+            blocks.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
+            for (m, chunk) in offsets.chunks(MINIBLOCK).enumerate() {
+                let mut mini = [0u64; MINIBLOCK];
+                mini[..chunk.len()].copy_from_slice(chunk);
+                let width = 64 - mini.iter().fold(0, |any, o| any | o).leading_zeros();
+                blocks[widths_at + m] = width as u8;
+                pack32(&mini, width, blocks);
+            }
+        }
+    })
+    .map_err(|e| ParquetError::General(format!("an encoded part cannot be read: {e}")))?;
+    varint(BLOCK as u64, out);
+    varint((BLOCK / MINIBLOCK) as u64, out);
+    varint(e.count as u64, out);
+    varint(zigzag(first.unwrap_or(0)), out);
+    out.extend_from_slice(blocks);
+    Ok(())
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -535,10 +663,7 @@ mod tests {
         let mut group = file.next_row_group().unwrap();
         let parts: Vec<Part<'_>> = parts
             .iter()
-            .map(|(v, ok)| Part {
-                values: v,
-                valid: ok.as_deref(),
-            })
+            .map(|(v, ok)| Part::values(v, ok.as_deref()))
             .collect();
         append(&mut group, descr, &parts, (&mut zstd, squeeze)).unwrap();
         group.close().unwrap();
@@ -596,7 +721,7 @@ mod tests {
             (pattern, Squeeze::Zstd, "pattern"),
         ] {
             let parts = vec![(values, None)];
-            let mut squeeze = Squeeze::Untried;
+            let mut squeeze = Squeeze::default();
             let bytes = write(false, &parts, &mut squeeze);
             assert_eq!(squeeze, want, "{name}");
             let codec = compression(&bytes);
@@ -654,6 +779,146 @@ mod tests {
             (extremes.clone(), Some(vec![true; extremes.len()])),
         ];
         assert_eq!(round_trip(true, &parts), expected(&parts));
+    }
+
+    /// One INT64 column chunk from `parts` whose values are given in Strata's delta-packed
+    /// codec where `encoded` says so, in a Parquet file.
+    fn write_encoded(
+        optional: bool,
+        parts: &[(Vec<i64>, Option<Vec<bool>>, bool)],
+    ) -> parquet::errors::Result<bytes::Bytes> {
+        let kind = if optional { "optional" } else { "required" };
+        let schema =
+            Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+        let descr = file.schema_descr().column(0);
+        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        let mut group = file.next_row_group().unwrap();
+        let payloads: Vec<Vec<u8>> = parts
+            .iter()
+            .map(|(v, _, _)| codec::encode_delta_packed(v))
+            .collect();
+        let parts: Vec<Part<'_>> = parts
+            .iter()
+            .zip(&payloads)
+            .map(|((v, ok, encoded), payload)| match encoded {
+                false => Part::values(v, ok.as_deref()),
+                true => Part {
+                    values: &[],
+                    valid: ok.as_deref(),
+                    encoded: Some(Encoded {
+                        payload,
+                        count: v.len(),
+                        min_max: (
+                            v.iter().copied().min().unwrap_or(0),
+                            v.iter().copied().max().unwrap_or(0),
+                        ),
+                    }),
+                },
+            })
+            .collect();
+        append(
+            &mut group,
+            descr,
+            &parts,
+            (&mut zstd, &mut Squeeze::default()),
+        )?;
+        group.close().unwrap();
+        Ok(bytes::Bytes::from(file.into_inner().unwrap()))
+    }
+
+    /// The shapes of the encoded-part tests: walks of several step sizes, sparse spikes (blocks
+    /// with exceptions), multiples of 30 (a common divisor), extremes that wrap.
+    fn shaped(len: usize, shape: u8, seed: u64) -> Vec<i64> {
+        let mut x = seed | 1;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m) as i64
+        };
+        let mut v = 0i64;
+        (0..len)
+            .map(|i| {
+                v = match shape {
+                    0 => v + next(2_001) - 1_000,
+                    1 => v + 30 * (next(21) - 10),
+                    2 if i % 41 == 0 => v + next(1 << 40),
+                    2 => v + next(5),
+                    3 => [i64::MIN, i64::MAX, 0, -1][i % 4],
+                    _ => 1_700_000_000 + i as i64 * 60,
+                };
+                v
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Parts handed over still encoded read back as the values they encode, beside parts
+        /// of decoded values, with and without validity flags.
+        #[test]
+        fn encoded_parts_read_back_as_their_values(
+            lens in proptest::collection::vec(0usize..1_200, 1..5),
+            shape in 0u8..5,
+            seed in any::<u64>(),
+            optional in any::<bool>(),
+            gaps in any::<bool>(),
+        ) {
+            let parts: Vec<(Vec<i64>, Option<Vec<bool>>, bool)> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let values = shaped(len, shape, seed.wrapping_add(i as u64));
+                    let valid = optional.then(|| {
+                        let mut flags = Vec::new();
+                        for r in 0..len {
+                            if gaps && (r + i) % 7 == 3 {
+                                flags.push(false);
+                            }
+                            flags.push(true);
+                        }
+                        flags
+                    });
+                    (values, valid, i % 3 != 1)
+                })
+                .collect();
+            let plain: Vec<(Vec<i64>, Option<Vec<bool>>)> =
+                parts.iter().map(|(v, ok, _)| (v.clone(), ok.clone())).collect();
+            let bytes = write_encoded(optional, &parts).unwrap();
+            prop_assert_eq!(read(bytes), expected(&plain));
+        }
+    }
+
+    #[test]
+    fn a_damaged_encoded_part_is_an_error() {
+        let values = shaped(500, 0, 7);
+        let mut payload = codec::encode_delta_packed(&values);
+        payload.truncate(payload.len() - 3);
+        let part = Part {
+            values: &[],
+            valid: None,
+            encoded: Some(Encoded {
+                payload: &payload,
+                count: values.len(),
+                min_max: (0, 0),
+            }),
+        };
+        let schema = Arc::new(parse_message_type("message m { required int64 v; }").unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+        let descr = file.schema_descr().column(0);
+        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        let mut group = file.next_row_group().unwrap();
+        let err = append(
+            &mut group,
+            descr,
+            &[part],
+            (&mut zstd, &mut Squeeze::default()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("an encoded part cannot be read"), "{err}");
     }
 
     #[test]

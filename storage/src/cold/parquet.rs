@@ -750,6 +750,7 @@ mod tests {
         let a_dec = Decimals {
             values: vec![15, -225, 30],
             scales: vec![(1, 1), (2, 2), (3, 0)],
+            packed: Vec::new(),
         };
         for (b_value, physical) in [(0.125, "INT64"), (1.0 / 3.0, "DOUBLE")] {
             let b = rows(&[5, 6], &[Some(b_value), Some(7.0)], &[Some("x"), None]);
@@ -795,6 +796,7 @@ mod tests {
             let dec = Decimals {
                 values: vec![5, big, -7],
                 scales: vec![(3, 2)],
+                packed: Vec::new(),
             };
             let key = SeriesKey {
                 device: "d".into(),

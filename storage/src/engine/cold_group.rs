@@ -315,10 +315,10 @@ fn joined(mut parts: Vec<SeriesRows>) -> std::result::Result<Option<SeriesRows>,
     parts.sort_by_key(|p| p.0.times.first().copied());
     let mut decimals: Vec<Option<Decimals>> =
         keep.iter().map(|k| k.then(Decimals::default)).collect();
-    for (_, part) in &parts {
+    for (_, part) in &mut parts {
         for (acc, d) in decimals.iter_mut().zip(part) {
-            if let (Some(acc), Some(d)) = (acc, d) {
-                acc.append(d);
+            if let (Some(acc), Some(d)) = (acc, d.take()) {
+                acc.append(d)?;
             }
         }
     }

@@ -15,11 +15,36 @@ use crate::{ColumnData, FieldType, SeriesId};
 
 /// A float column's present values as integers at decimal scales: `values[start..end]` are at
 /// scale `k` for each `(end, k)` of `scales` (`start` is the previous run's end, or 0), so value
-/// `j` is `values[j] / 10^k`.
+/// `j` is `values[j] / 10^k`; or, for a cold move, the chunks those integers are still encoded
+/// in (`packed`, in row order; `values` and `scales` then empty), which the cold writer turns
+/// into Parquet's delta encoding without decoding them. [`Decimals::unpack`] decodes them.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Decimals {
     pub values: Vec<i64>,
     pub scales: Vec<(usize, u8)>,
+    pub packed: Vec<PackedInts>,
+}
+
+/// One decimal chunk's integers as the segment stores them: a [`Codec::DeltaPacked`] payload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PackedInts {
+    /// Values in the chunk (its rows with a value).
+    pub count: usize,
+    /// Their decimal scale: value `i` is `i / 10^k`.
+    pub k: u8,
+    /// The payload, copied out of the segment (its chunk checksum verified).
+    pub payload: Vec<u8>,
+    /// The chunk's smallest and largest value, from its statistics.
+    pub min: f64,
+    pub max: f64,
+}
+
+impl PackedInts {
+    /// Decodes the integers onto `out`.
+    pub fn decode(&self, out: &mut Vec<i64>) -> std::result::Result<(), String> {
+        codec::decode_integers(Codec::DeltaPacked, &self.payload, self.count, out)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Decimals {
@@ -34,17 +59,40 @@ impl Decimals {
         }
     }
 
-    /// Adds `other`'s runs after these.
-    pub fn append(&mut self, other: &Decimals) {
+    /// Adds `other`'s values after these: still encoded when both are, else decoded.
+    pub fn append(&mut self, mut other: Decimals) -> std::result::Result<(), String> {
+        if self.values.is_empty() && other.values.is_empty() {
+            self.packed.append(&mut other.packed);
+            return Ok(());
+        }
+        self.unpack()?;
+        other.unpack()?;
         for (run, k) in other.runs() {
             self.values.extend_from_slice(run);
             self.close_run(k);
         }
+        Ok(())
+    }
+
+    /// Decodes the chunks still encoded ([`Decimals::packed`]) into `values` and `scales`.
+    pub fn unpack(&mut self) -> std::result::Result<(), String> {
+        let total: usize = self.packed.iter().map(|p| p.count).sum();
+        self.values.reserve(total);
+        for p in std::mem::take(&mut self.packed) {
+            p.decode(&mut self.values)?;
+            self.close_run(p.k);
+        }
+        Ok(())
     }
 
     /// The column's floats, one slot per row of `valid` (0 where a row has no value): value
     /// `i` at scale `k` is `i / 10^k`, correctly rounded, as the decimal codec decodes it.
     pub fn to_floats(&self, valid: &[bool]) -> std::result::Result<Vec<f64>, String> {
+        if !self.packed.is_empty() {
+            let mut plain = self.clone();
+            plain.unpack()?;
+            return plain.to_floats(valid);
+        }
         let present = valid.iter().filter(|ok| **ok).count();
         if present != self.values.len() {
             return Err(format!(
@@ -65,8 +113,10 @@ impl Decimals {
             .collect())
     }
 
-    /// The runs: each slice of values with its scale.
+    /// The runs of decoded values: each slice of values with its scale (none for the chunks
+    /// still encoded: [`Decimals::unpack`] first).
     pub fn runs(&self) -> impl Iterator<Item = (&[i64], u8)> + '_ {
+        debug_assert!(self.packed.is_empty(), "runs of encoded decimals");
         let mut start = 0;
         self.scales.iter().map(move |&(end, k)| {
             let run = &self.values[start..end];
@@ -160,6 +210,14 @@ impl Segment {
             let rows = self.read_series(series, i64::MIN, i64::MAX, fields)?;
             return Ok(rows.map(|r| (r, decimals)));
         }
+        // A decimal field whose every chunk's integers are delta-packed stays encoded.
+        let packed: Vec<bool> = wanted
+            .iter()
+            .zip(&decimals)
+            .map(|(want, d)| {
+                d.is_some() && want.is_some_and(|fid| self.delta_packed_everywhere(index, fid))
+            })
+            .collect();
         let mut out = Rows::empty(fields);
         let total: usize = index.iter().map(|b| b.rows as usize).sum();
         // Room for every row up front: growing by doubling copied each column once more.
@@ -187,9 +245,14 @@ impl Segment {
                     (None, None) => (0..n).for_each(|_| col.push_null()),
                     (Some(fc), Some(d)) => {
                         let bytes = self.chunk(&fc.chunk, series, bi, name)?;
-                        let count = fc.stats.count as usize;
-                        decode_decimal_onto(bytes, n, count, &mut col.valid, d)
-                            .map_err(|e| self.decode_error(series, bi, name, e))?;
+                        let read = match packed[fi] {
+                            true => keep_packed_onto(bytes, (n, fc), &mut col.valid, d),
+                            false => {
+                                let count = fc.stats.count as usize;
+                                decode_decimal_onto(bytes, n, count, &mut col.valid, d)
+                            }
+                        };
+                        read.map_err(|e| self.decode_error(series, bi, name, e))?;
                     }
                     (Some(fc), None) => {
                         let bytes = self.chunk(&fc.chunk, series, bi, name)?;
@@ -209,6 +272,23 @@ impl Segment {
         blocks.iter().all(|b| {
             (self.index.field(b, fid))
                 .is_none_or(|fc| self.decimal_header(fc, b.rows as usize).is_some())
+        })
+    }
+
+    /// True when every chunk of field `fid` in `blocks` is decimal without exceptions with
+    /// delta-packed integers, from the chunks' first bytes (checked as in
+    /// [`Segment::decimal_everywhere`]).
+    fn delta_packed_everywhere(&self, blocks: &[Block], fid: u16) -> bool {
+        blocks.iter().all(|b| {
+            (self.index.field(b, fid)).is_none_or(|fc| {
+                let start = fc.chunk.offset as usize;
+                self.bytes()
+                    .get(start..start.saturating_add(fc.chunk.len as usize))
+                    .and_then(|bytes| payload(bytes, b.rows as usize))
+                    .is_some_and(|(codec, rest)| {
+                        codec == Codec::Decimal && codec::decimal_delta_packed(rest).is_some()
+                    })
+            })
         })
     }
 
@@ -234,6 +314,36 @@ fn payload(bytes: &[u8], rows: usize) -> Option<(Codec, &[u8])> {
     };
     let (&codec, rest) = rest.split_first()?;
     Some((Codec::from_u8(codec).ok()?, rest))
+}
+
+/// Reads a decimal field chunk of `rows` rows with delta-packed integers: its flags onto
+/// `valid`, its integers still encoded onto `d` (with the chunk's extremes).
+fn keep_packed_onto(
+    bytes: &[u8],
+    (rows, fc): (usize, &FieldChunk),
+    valid: &mut Vec<bool>,
+    d: &mut Decimals,
+) -> std::result::Result<(), String> {
+    let count = fc.stats.count as usize;
+    let rest = presence(bytes, rows, count, valid)?;
+    let inner = match rest.split_first() {
+        Some((&codec, payload)) if codec == Codec::Decimal.id() => {
+            codec::decimal_delta_packed(payload)
+        }
+        _ => None,
+    };
+    let Some((k, payload)) = inner else {
+        valid.truncate(valid.len() - rows);
+        return Err("not the delta-packed decimal chunk its header said".into());
+    };
+    d.packed.push(PackedInts {
+        count,
+        k,
+        payload: payload.to_vec(),
+        min: f64::from_bits(fc.stats.min),
+        max: f64::from_bits(fc.stats.max),
+    });
+    Ok(())
 }
 
 /// Decodes a decimal field chunk of `rows` rows and `count` values: its flags onto `valid`, its
@@ -333,6 +443,8 @@ mod tests {
 
     /// A float column's values from its decimals (0.0 where not valid), as the floats read.
     fn floats(d: &Decimals, valid: &[bool]) -> Vec<u64> {
+        let mut d = d.clone();
+        d.unpack().unwrap();
         let mut present = d.runs().flat_map(|(ints, k)| {
             ints.iter()
                 .map(move |i| *i as f64 / 10f64.powi(i32::from(k)))
@@ -391,7 +503,9 @@ mod tests {
                 }
             }
             if sid == 7 {
-                let scales: Vec<u8> = decimals[0].as_ref().unwrap().runs().map(|r| r.1).collect();
+                let mut d = decimals[0].clone().unwrap();
+                d.unpack().unwrap();
+                let scales: Vec<u8> = d.runs().map(|r| r.1).collect();
                 assert_eq!(scales, vec![1, 3]);
             }
         }
