@@ -535,6 +535,55 @@ mod tests {
         }
     }
 
+    /// Walks at 5 decimals (positions, say) are stored delta-packed and reach the object still
+    /// encoded, block by block: from one segment and joined over two, with rows without a
+    /// value, a spike (a block with exceptions) and blocks of several widths. The object holds
+    /// exactly the segments' values.
+    #[test]
+    fn delta_packed_decimals_reach_the_object_encoded_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let walk = |t: i64| {
+            let mut x = 0x9e37_79b9u64 ^ (t as u64 / 997);
+            let mut v = 4_123_456i64;
+            for i in 0..t % 997 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                v += ((x >> 40) % 1_001) as i64 - 500 + if i == 300 { 9_000_000 } else { 0 };
+            }
+            v as f64 / 100_000.0
+        };
+        let s1_early = float_rows(0..3_000, walk);
+        let s1_late = float_rows(3_000..5_000, walk);
+        let s2 = float_rows(0..9_000, walk);
+        let group = vec![
+            segment_of(d, 1, &[(1, &s1_early), (2, &s2)]),
+            segment_of(d, 2, &[(1, &s1_late)]),
+        ];
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        let (_, decimals) = group[0]
+            .segment
+            .read_series_decimal(2, &fields)
+            .unwrap()
+            .unwrap();
+        let packed = decimals[0].as_ref().map_or(0, |d| d.packed.len());
+        assert_eq!(packed, 2, "9,000 rows: two blocks, both delta-packed");
+        let key = |n: SeriesId| SeriesKey {
+            device: format!("d{n}"),
+            tags: vec![],
+        };
+        let keys: SeriesKeys = (1..=2).map(|n| (n, key(n))).collect();
+        let (bytes, rows) = encode(&group, &keys).unwrap();
+        let decoded = crate::cold::parquet::decode(bytes::Bytes::from(bytes)).unwrap();
+        let s1 = Rows::concat(vec![s1_early, s1_late]).unwrap();
+        assert_eq!(rows as usize, s1.len() + s2.len());
+        for (n, want) in [(1, s1), (2, s2)] {
+            let got = &decoded.series[&key(n)];
+            assert_eq!(got.times, want.times, "series {n}");
+            let floats = |r: &Rows| values(&(r.clone(), Vec::new()));
+            assert_eq!(floats(got), floats(&want), "series {n}");
+        }
+    }
+
     #[test]
     fn a_field_of_one_segment_named_like_a_tag_key_of_another_cuts_the_group() {
         let dir = tempfile::tempdir().unwrap();
