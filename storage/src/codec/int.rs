@@ -708,6 +708,13 @@ pub(crate) enum DeltaBlock<'a> {
     Offsets { min: i64, offsets: &'a [u64] },
 }
 
+/// The first value of a [`Codec::DeltaPacked`] payload of at least one value (its head), read
+/// without walking the rest; `None` when the head is not there. [`delta_blocks`] checks the
+/// whole payload.
+pub(crate) fn delta_first(buf: &[u8]) -> Option<i64> {
+    Reader::new(buf, Codec::DeltaPacked).signed().ok()
+}
+
 /// Walks a [`Codec::DeltaPacked`] payload of `n` values without decoding it: returns the first
 /// value (`None` when `n` is 0) after calling `each` with every block of deltas in order
 /// (`value[i + 1] = value[i] + delta[i]`, wrapping). The payload is checked as [`decode`] checks

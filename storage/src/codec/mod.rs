@@ -21,7 +21,7 @@ use crate::StringColumn;
 pub use float::MAX_DECIMAL_DIGITS;
 #[cfg(test)]
 pub(crate) use int::encode_delta_packed;
-pub(crate) use int::{DeltaBlock, delta_blocks};
+pub(crate) use int::{DeltaBlock, delta_blocks, delta_first};
 
 /// Most values one chunk may decode to; a larger `n` is refused before any work is done.
 ///

@@ -26,11 +26,14 @@ pub(crate) const PAGE_ROWS: usize = 20_480;
 /// the bytes and costs a tenth of a move's time (`benches/cold/RESULTS.md`).
 pub(crate) const ZSTD_LEVEL: i32 = 1;
 
-/// A column chunk keeps zstd when its first page compresses to at most this many thousandths
-/// of its raw size. Delta-packed random walks (positions, headings, loads) are near their
+/// A column chunk keeps zstd when its first pages compress to at most this many thousandths
+/// of their raw size. Delta-packed random walks (positions, headings, loads) are near their
 /// entropy already and zstd takes 0–4 % off them; compressing them cost about a tenth of a move
-/// (`benches/cold/RESULTS.md`).
-const ZSTD_WORTH_PER_MILLE: usize = 950;
+/// (`benches/cold/RESULTS.md`). Pages rewritten from segment chunks hold one series each
+/// (1–2 KB for a day of minutes), and zstd's fixed cost per page (its Huffman tables) made
+/// a 7–13 % saving on two such columns cost a tenth of a move again: a column must shrink by
+/// 15 %.
+const ZSTD_WORTH_PER_MILLE: usize = 850;
 
 /// Raw bytes of a column's first pages that decide [`Squeeze`] for the rest of an object: fewer
 /// (a row group's few rows, a page of nulls) say little about the column; until then pages are
@@ -69,15 +72,36 @@ pub(crate) struct Part<'a> {
     pub encoded: Option<Encoded<'a>>,
 }
 
-/// Values still in Strata's delta-packed integer codec ([`codec::delta_blocks`] walks them):
-/// its blocks of 128 deltas are Parquet's blocks of 4 miniblocks of 32 at one width, bit for
-/// bit, so most are copied instead of decoded and packed again.
+/// Values given in a form their pages are written from without a pass over each value.
 pub(crate) struct Encoded<'a> {
-    pub payload: &'a [u8],
-    /// Values in the payload.
+    pub form: Form<'a>,
+    /// How many values.
     pub count: usize,
-    /// Their smallest and largest (from the segment's statistics).
+    /// Their smallest and largest (from the segment's statistics, or the progression's ends).
     pub min_max: (i64, i64),
+}
+
+/// The forms of [`Encoded`] values.
+pub(crate) enum Form<'a> {
+    /// Strata's delta-packed integer codec ([`codec::delta_blocks`] walks it): its blocks of 128
+    /// deltas are Parquet's blocks of 4 miniblocks of 32 at one width, bit for bit, so most are
+    /// copied instead of decoded and packed again.
+    DeltaPacked(&'a [u8]),
+    /// `first + i · step`: timestamps at a regular interval, every delta `step`.
+    Regular { first: i64, step: i64 },
+}
+
+impl<'a> Encoded<'a> {
+    /// `count` values `first + i · step`, when none of them overflows.
+    pub fn regular(first: i64, step: i64, count: usize) -> Option<Encoded<'a>> {
+        let span = step.checked_mul(i64::try_from(count.checked_sub(1)?).ok()?)?;
+        let last = first.checked_add(span)?;
+        Some(Encoded {
+            form: Form::Regular { first, step },
+            count,
+            min_max: (first.min(last), first.max(last)),
+        })
+    }
 }
 
 impl<'a> Part<'a> {
@@ -113,7 +137,6 @@ pub(crate) fn append(
         zstd,
         squeeze: *squeeze,
         chunk_zstd: None,
-        blocks: Vec::new(),
     };
     for part in parts {
         if part.valid.is_some() && !optional {
@@ -184,8 +207,6 @@ struct Pages<'z> {
     /// Whether this chunk's pages are compressed, once its first page is written (every page
     /// of a chunk has the chunk's codec).
     chunk_zstd: Option<bool>,
-    /// An encoded part's blocks, rewritten (kept from page to page).
-    blocks: Vec<u8>,
 }
 
 impl Pages<'_> {
@@ -238,6 +259,11 @@ impl Pages<'_> {
         }
         self.raw.clear();
         let rows = match valid {
+            // Every row has a value (a segment chunk without a presence bitmap): one run.
+            Some(flags) if flags.len() == e.count && !flags.contains(&false) => {
+                self.levels.push_ones(e.count);
+                e.count
+            }
             Some(flags) => {
                 if self.levels.push(flags) != e.count {
                     self.levels.clear();
@@ -257,7 +283,7 @@ impl Pages<'_> {
         if self.optional {
             self.levels.encode(&mut self.raw);
         }
-        transcode(e, &mut self.blocks, &mut self.raw)?;
+        transcode(e, &mut self.raw)?;
         self.rows = rows;
         let min_max = (e.count > 0).then_some(e.min_max);
         self.write_page(e.count, min_max)
@@ -538,44 +564,74 @@ impl Deltas {
 /// block of the payload one Parquet block. A block stored at one width without exceptions is
 /// copied (its 128 offsets packed LSB first are the 4 miniblocks of 32 at that width, bit for
 /// bit; a last, partial block is padded to whole miniblocks); any other block's offsets, as
-/// [`codec::delta_blocks`] unpacks them, are packed again per miniblock. `blocks` is scratch
-/// space: the header needs the first value, which the walk gives at its end.
-fn transcode(e: &Encoded<'_>, blocks: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<()> {
-    blocks.clear();
-    let first = codec::delta_blocks(e.payload, e.count, |block| match block {
+/// [`codec::delta_blocks`] unpacks them, are packed again per miniblock.
+fn transcode(e: &Encoded<'_>, out: &mut Vec<u8>) -> Result<()> {
+    let payload = match e.form {
+        Form::DeltaPacked(payload) => payload,
+        Form::Regular { first, step } => {
+            regular(first, step, e.count, out);
+            return Ok(());
+        }
+    };
+    let first = match e.count {
+        0 => Some(0),
+        _ => codec::delta_first(payload),
+    };
+    let unreadable =
+        |e: String| ParquetError::General(format!("an encoded part cannot be read: {e}"));
+    let first = first.ok_or_else(|| unreadable("no first value".into()))?;
+    varint(BLOCK as u64, out);
+    varint((BLOCK / MINIBLOCK) as u64, out);
+    varint(e.count as u64, out);
+    varint(zigzag(first), out);
+    out.reserve(payload.len() + payload.len() / 8);
+    let walked = codec::delta_blocks(payload, e.count, |block| match block {
         codec::DeltaBlock::Packed {
             min,
             len,
             width,
             bytes,
         } => {
-            varint(zigzag(min), blocks);
+            varint(zigzag(min), out);
             let minis = len.div_ceil(MINIBLOCK);
-            blocks.extend((0..BLOCK / MINIBLOCK).map(|m| if m < minis { width as u8 } else { 0 }));
-            blocks.extend_from_slice(bytes);
+            out.extend((0..BLOCK / MINIBLOCK).map(|m| if m < minis { width as u8 } else { 0 }));
+            out.extend_from_slice(bytes);
             let padded = minis * 4 * width as usize;
-            blocks.resize(blocks.len() + padded.saturating_sub(bytes.len()), 0);
+            out.resize(out.len() + padded.saturating_sub(bytes.len()), 0);
         }
         codec::DeltaBlock::Offsets { min, offsets } => {
-            varint(zigzag(min), blocks);
-            let widths_at = blocks.len();
-            blocks.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
+            varint(zigzag(min), out);
+            let widths_at = out.len();
+            out.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
             for (m, chunk) in offsets.chunks(MINIBLOCK).enumerate() {
                 let mut mini = [0u64; MINIBLOCK];
                 mini[..chunk.len()].copy_from_slice(chunk);
                 let width = 64 - mini.iter().fold(0, |any, o| any | o).leading_zeros();
-                blocks[widths_at + m] = width as u8;
-                pack32(&mini, width, blocks);
+                out[widths_at + m] = width as u8;
+                pack32(&mini, width, out);
             }
         }
     })
-    .map_err(|e| ParquetError::General(format!("an encoded part cannot be read: {e}")))?;
+    .map_err(|e| unreadable(e.to_string()))?;
+    match walked.unwrap_or(0) == first {
+        true => Ok(()),
+        false => Err(unreadable("its head and its walk disagree".into())),
+    }
+}
+
+/// `count` values `first + i · step` as DELTA_BINARY_PACKED onto `out`: every block's
+/// smallest delta is `step` and its miniblocks have width 0 (no bytes).
+fn regular(first: i64, step: i64, count: usize, out: &mut Vec<u8>) {
     varint(BLOCK as u64, out);
     varint((BLOCK / MINIBLOCK) as u64, out);
-    varint(e.count as u64, out);
-    varint(zigzag(first.unwrap_or(0)), out);
-    out.extend_from_slice(blocks);
-    Ok(())
+    varint(count as u64, out);
+    varint(zigzag(first), out);
+    let mut block = Vec::with_capacity(10 + BLOCK / MINIBLOCK);
+    varint(zigzag(step), &mut block);
+    block.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
+    for _ in 0..count.saturating_sub(1).div_ceil(BLOCK) {
+        out.extend_from_slice(&block);
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -787,14 +843,6 @@ mod tests {
         optional: bool,
         parts: &[(Vec<i64>, Option<Vec<bool>>, bool)],
     ) -> parquet::errors::Result<bytes::Bytes> {
-        let kind = if optional { "optional" } else { "required" };
-        let schema =
-            Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
-        let props = Arc::new(WriterProperties::builder().build());
-        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
-        let descr = file.schema_descr().column(0);
-        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
-        let mut group = file.next_row_group().unwrap();
         let payloads: Vec<Vec<u8>> = parts
             .iter()
             .map(|(v, _, _)| codec::encode_delta_packed(v))
@@ -808,7 +856,7 @@ mod tests {
                     values: &[],
                     valid: ok.as_deref(),
                     encoded: Some(Encoded {
-                        payload,
+                        form: Form::DeltaPacked(payload),
                         count: v.len(),
                         min_max: (
                             v.iter().copied().min().unwrap_or(0),
@@ -818,10 +866,23 @@ mod tests {
                 },
             })
             .collect();
+        write_parts(optional, &parts)
+    }
+
+    /// One INT64 column chunk from `parts` in a Parquet file.
+    fn write_parts(optional: bool, parts: &[Part<'_>]) -> parquet::errors::Result<bytes::Bytes> {
+        let kind = if optional { "optional" } else { "required" };
+        let schema =
+            Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+        let descr = file.schema_descr().column(0);
+        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        let mut group = file.next_row_group().unwrap();
         append(
             &mut group,
             descr,
-            &parts,
+            parts,
             (&mut zstd, &mut Squeeze::default()),
         )?;
         group.close().unwrap();
@@ -891,6 +952,36 @@ mod tests {
     }
 
     #[test]
+    fn regular_parts_read_back_at_block_edges_and_beside_other_parts() {
+        for n in [1usize, 2, 127, 128, 129, 130, 257, 8_192] {
+            for step in [60_000_000_000i64, -7, 0] {
+                let first = 1_796_000_000_000_000_000;
+                let regular = Encoded::regular(first, step, n).unwrap();
+                let want: Vec<i64> = (0..n as i64).map(|i| first + i * step).collect();
+                let ends = (*want.iter().min().unwrap(), *want.iter().max().unwrap());
+                assert_eq!(regular.min_max, ends);
+                let plain = vec![5, -3, 8];
+                let parts = [
+                    Part::values(&plain, None),
+                    Part {
+                        values: &[],
+                        valid: None,
+                        encoded: Some(regular),
+                    },
+                    Part::values(&plain, None),
+                ];
+                let got = read(write_parts(false, &parts).unwrap());
+                let mut expect: Vec<Option<i64>> = plain.iter().map(|v| Some(*v)).collect();
+                expect.extend(want.iter().map(|v| Some(*v)));
+                expect.extend(plain.iter().map(|v| Some(*v)));
+                assert_eq!(got, expect, "{n} values, step {step}");
+            }
+        }
+        assert!(Encoded::regular(0, 1, 0).is_none(), "no values");
+        assert!(Encoded::regular(i64::MAX - 5, 1, 10).is_none(), "overflow");
+    }
+
+    #[test]
     fn a_damaged_encoded_part_is_an_error() {
         let values = shaped(500, 0, 7);
         let mut payload = codec::encode_delta_packed(&values);
@@ -899,25 +990,12 @@ mod tests {
             values: &[],
             valid: None,
             encoded: Some(Encoded {
-                payload: &payload,
+                form: Form::DeltaPacked(&payload),
                 count: values.len(),
                 min_max: (0, 0),
             }),
         };
-        let schema = Arc::new(parse_message_type("message m { required int64 v; }").unwrap());
-        let props = Arc::new(WriterProperties::builder().build());
-        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
-        let descr = file.schema_descr().column(0);
-        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
-        let mut group = file.next_row_group().unwrap();
-        let err = append(
-            &mut group,
-            descr,
-            &[part],
-            (&mut zstd, &mut Squeeze::default()),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = write_parts(false, &[part]).unwrap_err().to_string();
         assert!(err.contains("an encoded part cannot be read"), "{err}");
     }
 
