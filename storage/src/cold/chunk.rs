@@ -41,8 +41,14 @@ pub(crate) struct ChunkWriter {
 impl ChunkWriter {
     /// An empty chunk of a column of physical type `physical`.
     pub fn new(physical: Physical) -> ChunkWriter {
+        ChunkWriter::with_capacity(physical, 0)
+    }
+
+    /// An empty chunk expected to take about `bytes` (reserved up front, so that the pages are
+    /// not copied again each time the buffer grows).
+    pub fn with_capacity(physical: Physical, bytes: usize) -> ChunkWriter {
         ChunkWriter {
-            sink: TrackedWrite::new(Vec::new()),
+            sink: TrackedWrite::new(Vec::with_capacity(bytes)),
             column_index: ColumnIndexBuilder::new(physical),
             offset_index: OffsetIndexBuilder::new(),
             dictionary_offset: None,

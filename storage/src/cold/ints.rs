@@ -127,7 +127,7 @@ pub(crate) fn append(
 ) -> Result<Option<(i64, i64)>> {
     let optional = descr.max_def_level() > 0;
     let mut pages = Pages {
-        chunk: ChunkWriter::new(Physical::INT64),
+        chunk: ChunkWriter::with_capacity(Physical::INT64, expected_bytes(parts)),
         rows: 0,
         levels: Levels::default(),
         values: Deltas::new(),
@@ -185,6 +185,23 @@ pub(crate) fn append(
         .chunk
         .append_to(group, descr, (compression, encodings), statistics)?;
     Ok(min_max)
+}
+
+/// About the bytes a chunk of `parts` takes, to reserve: a delta-packed part about its payload,
+/// a regular one a few bytes per block, decoded values a byte each, and a page header each.
+fn expected_bytes(parts: &[Part<'_>]) -> usize {
+    let part = |p: &Part<'_>| {
+        let values = match &p.encoded {
+            Some(Encoded {
+                form: Form::DeltaPacked(payload),
+                ..
+            }) => payload.len() + payload.len() / 16,
+            Some(e) => e.count / 16,
+            None => p.values.len(),
+        };
+        values + p.valid.map_or(0, |v| v.len() / 8) + 64
+    };
+    parts.iter().map(part).sum()
 }
 
 /// The page being filled and the chunk so far.
