@@ -565,10 +565,12 @@ fn write_columns(
     Ok(())
 }
 
-/// A series' `time` part: a page of its own, written without a pass over the values, when the
-/// times are at a regular interval (a device reporting every minute); else its values.
+/// A series' `time` part: a page of its own, written without delta-packing the values, when
+/// there are enough of them at a regular interval (a device reporting every minute); else its
+/// values.
 fn time_part(times: &[i64]) -> Part<'_> {
     let regular = match times {
+        _ if times.len() < ints::OWN_PAGE_VALUES => None,
         [] => None,
         [first, rest @ ..] => {
             let step = rest.first().map_or(0, |t| t.wrapping_sub(*first));
@@ -679,9 +681,11 @@ fn encoded_parts<'a>(d: &'a Decimals, valid: &'a [bool], scale: u8, parts: &mut 
             true => valid.len(),
             false => after_present(valid, row, p.count),
         };
+        // Rows that all have a value (most chunks) need no flags: one run of levels.
+        let flags = &valid[row..end];
         parts.push(Part {
             values: &[],
-            valid: Some(&valid[row..end]),
+            valid: (flags.len() != p.count).then_some(flags),
             encoded: encoded_at(p, scale).map(|min_max| ints::Encoded {
                 form: ints::Form::DeltaPacked(&p.payload),
                 count: p.count,
@@ -692,10 +696,12 @@ fn encoded_parts<'a>(d: &'a Decimals, valid: &'a [bool], scale: u8, parts: &mut 
     }
 }
 
-/// The extremes of an encoded chunk as integers at `scale`, when its integers are at that scale
-/// and its statistics give them exactly (`None`: the chunk must be decoded to be written).
+/// The extremes of an encoded chunk as integers at `scale`, when its integers are at that scale,
+/// its statistics give them exactly and it is long enough for a page of its own (`None`: the
+/// chunk must be decoded to be written). The page index and the column's range check then
+/// rest on the segment's statistics, which its writer computed over the very values.
 fn encoded_at(p: &PackedInts, scale: u8) -> Option<(i64, i64)> {
-    if p.k != scale {
+    if p.k != scale || p.count < ints::OWN_PAGE_VALUES {
         return None;
     }
     let lo = decimal::scaled_at(p.min, scale)?;

@@ -59,6 +59,14 @@ impl Default for Squeeze {
     }
 }
 
+/// Fewest values worth a page of their own ([`Encoded`] parts): a smaller part costs more in its
+/// page header and index entries than its values cost to encode on the page being filled, so
+/// writers hand it over decoded.
+pub(crate) const OWN_PAGE_VALUES: usize = 256;
+
+/// Most deltas in one block of a page of regular values ([`regular`]).
+const REGULAR_BLOCK: usize = 8192;
+
 /// Deltas per block and values per miniblock of DELTA_BINARY_PACKED.
 const BLOCK: usize = 128;
 const MINIBLOCK: usize = 32;
@@ -271,6 +279,14 @@ impl Pages<'_> {
     /// definition levels, then its values in DELTA_BINARY_PACKED, block by block from the
     /// payload's ([`transcode`]).
     fn encoded(&mut self, e: &Encoded<'_>, valid: Option<&[bool]>) -> Result<()> {
+        if e.count == 0 {
+            // No values: its rows (if any, all null) join the page being filled; a page of no
+            // rows would end a reader's column early.
+            return match valid {
+                Some(flags) => self.optional(&[], flags),
+                None => Ok(()),
+            };
+        }
         if self.rows > 0 {
             self.flush()?;
         }
@@ -636,18 +652,21 @@ fn transcode(e: &Encoded<'_>, out: &mut Vec<u8>) -> Result<()> {
     }
 }
 
-/// `count` values `first + i · step` as DELTA_BINARY_PACKED onto `out`: every block's
-/// smallest delta is `step` and its miniblocks have width 0 (no bytes).
+/// `count` values `first + i · step` as DELTA_BINARY_PACKED onto `out`, in blocks of one
+/// miniblock of width 0 (every delta is the block's smallest, `step`), each as long as the
+/// deltas need up to [`REGULAR_BLOCK`]: a day of minutes takes one block, 15 bytes with the
+/// header. (The format allows any block size that is a multiple of 128 with miniblocks of a
+/// multiple of 32; DuckDB writes blocks of 2,048.)
 fn regular(first: i64, step: i64, count: usize, out: &mut Vec<u8>) {
-    varint(BLOCK as u64, out);
-    varint((BLOCK / MINIBLOCK) as u64, out);
+    let deltas = count.saturating_sub(1);
+    let block = (deltas.div_ceil(BLOCK).max(1) * BLOCK).min(REGULAR_BLOCK);
+    varint(block as u64, out);
+    varint(1, out);
     varint(count as u64, out);
     varint(zigzag(first), out);
-    let mut block = Vec::with_capacity(10 + BLOCK / MINIBLOCK);
-    varint(zigzag(step), &mut block);
-    block.extend_from_slice(&[0; BLOCK / MINIBLOCK]);
-    for _ in 0..count.saturating_sub(1).div_ceil(BLOCK) {
-        out.extend_from_slice(&block);
+    for _ in 0..deltas.div_ceil(block) {
+        varint(zigzag(step), out);
+        out.push(0);
     }
 }
 
@@ -970,7 +989,9 @@ mod tests {
 
     #[test]
     fn regular_parts_read_back_at_block_edges_and_beside_other_parts() {
-        for n in [1usize, 2, 127, 128, 129, 130, 257, 8_192] {
+        for n in [
+            1usize, 2, 127, 128, 129, 130, 257, 8_192, 8_193, 8_194, 20_000,
+        ] {
             for step in [60_000_000_000i64, -7, 0] {
                 let first = 1_796_000_000_000_000_000;
                 let regular = Encoded::regular(first, step, n).unwrap();
