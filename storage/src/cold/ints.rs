@@ -873,11 +873,14 @@ mod tests {
         assert_eq!(round_trip(true, &parts), expected(&parts));
     }
 
+    /// A part of the encoded-part tests: values, validity flags, whether given encoded.
+    type EncodedCase = (Vec<i64>, Option<Vec<bool>>, bool);
+
     /// One INT64 column chunk from `parts` whose values are given in Strata's delta-packed
     /// codec where `encoded` says so, in a Parquet file.
     fn write_encoded(
         optional: bool,
-        parts: &[(Vec<i64>, Option<Vec<bool>>, bool)],
+        parts: &[EncodedCase],
     ) -> parquet::errors::Result<bytes::Bytes> {
         let payloads: Vec<Vec<u8>> = parts
             .iter()
@@ -962,7 +965,7 @@ mod tests {
             optional in any::<bool>(),
             gaps in any::<bool>(),
         ) {
-            let parts: Vec<(Vec<i64>, Option<Vec<bool>>, bool)> = lens
+            let parts: Vec<EncodedCase> = lens
                 .iter()
                 .enumerate()
                 .map(|(i, &len)| {
