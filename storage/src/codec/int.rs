@@ -632,25 +632,11 @@ fn decode_packed<const ORDER: usize, S: Sink>(
         st.x = st.x.wrapping_add(st.d);
     }
     let (mut min, mut q, mut vals) = (0i64, [0u64; BLOCK], [0i64; BLOCK]);
-    let mut patches = Patches {
-        count: 0,
-        pos: [0; BLOCK],
-        high: [0; BLOCK],
-    };
+    let mut patches = Patches::new();
     for b in 0..blocks {
         let len = BLOCK.min(m - b * BLOCK);
-        let head = r.u8()?;
-        let width = u32::from(head & !PATCHED);
-        if width > 64 {
-            return Err(r.error(format!("bit width {width} exceeds 64")));
-        }
-        min = min.wrapping_add(r.signed()?);
-        patches.count = 0;
-        if head & PATCHED != 0 {
-            patches.read(r, len, width)?;
-        }
-        let tail = r.peek();
-        let packed = r.bytes(packed_len(len, width))?.len();
+        let (width, tail, bytes) = read_block(r, len, &mut min, &mut patches)?;
+        let packed = bytes.len();
         if width == 0 && patches.count == 0 {
             // Every offset is zero (a run of equal deltas, say): nothing to unpack or multiply.
             vals.fill(min);
@@ -744,25 +730,10 @@ pub(crate) fn delta_blocks(
         return Err(r.error(format!("{} bytes cannot hold {n} values", r.remaining())));
     }
     let (mut min, mut q) = (0i64, [0u64; BLOCK]);
-    let mut patches = Patches {
-        count: 0,
-        pos: [0; BLOCK],
-        high: [0; BLOCK],
-    };
+    let mut patches = Patches::new();
     for b in 0..blocks {
         let len = BLOCK.min(m - b * BLOCK);
-        let head = r.u8()?;
-        let width = u32::from(head & !PATCHED);
-        if width > 64 {
-            return Err(r.error(format!("bit width {width} exceeds 64")));
-        }
-        min = min.wrapping_add(r.signed()?);
-        patches.count = 0;
-        if head & PATCHED != 0 {
-            patches.read(&mut r, len, width)?;
-        }
-        let tail = r.peek();
-        let bytes = r.bytes(packed_len(len, width))?;
+        let (width, tail, bytes) = read_block(&mut r, len, &mut min, &mut patches)?;
         // As `decode` reads it: `min + q * g`, where a divisor of 0 makes every delta `min`.
         if patches.count == 0 && (g == 1 || width == 0) {
             each(DeltaBlock::Packed {
@@ -787,6 +758,32 @@ pub(crate) fn delta_blocks(
     Ok(Some(first))
 }
 
+/// Reads one packed block of `len` values as [`decode`] and [`delta_blocks`] both read it: its
+/// width, its smallest value (added to `min`, which holds the previous block's), its exceptions
+/// (into `patches`), and its packed offsets: the width, what follows the block's head (for
+/// unpacking in place) and the block's own packed bytes.
+#[inline(always)]
+fn read_block<'a>(
+    r: &mut Reader<'a>,
+    len: usize,
+    min: &mut i64,
+    patches: &mut Patches,
+) -> Result<(u32, &'a [u8], &'a [u8]), CodecError> {
+    let head = r.u8()?;
+    let width = u32::from(head & !PATCHED);
+    if width > 64 {
+        return Err(r.error(format!("bit width {width} exceeds 64")));
+    }
+    *min = min.wrapping_add(r.signed()?);
+    patches.count = 0;
+    if head & PATCHED != 0 {
+        patches.read(r, len, width)?;
+    }
+    let tail = r.peek();
+    let bytes = r.bytes(packed_len(len, width))?;
+    Ok((width, tail, bytes))
+}
+
 /// The exceptions of one block: positions and the bits above the block's width.
 struct Patches {
     count: usize,
@@ -795,6 +792,14 @@ struct Patches {
 }
 
 impl Patches {
+    fn new() -> Patches {
+        Patches {
+            count: 0,
+            pos: [0; BLOCK],
+            high: [0; BLOCK],
+        }
+    }
+
     fn read(&mut self, r: &mut Reader<'_>, len: usize, width: u32) -> Result<(), CodecError> {
         let count = usize::from(r.u8()?);
         if width >= 64 || count == 0 || count > len.min(MAX_EXCEPTIONS) {

@@ -745,21 +745,11 @@ mod tests {
         parts: &[(Vec<i64>, Option<Vec<bool>>)],
         squeeze: &mut Squeeze,
     ) -> bytes::Bytes {
-        let kind = if optional { "optional" } else { "required" };
-        let schema =
-            Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
-        let props = Arc::new(WriterProperties::builder().build());
-        let mut file = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
-        let descr = file.schema_descr().column(0);
-        let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
-        let mut group = file.next_row_group().unwrap();
         let parts: Vec<Part<'_>> = parts
             .iter()
             .map(|(v, ok)| Part::values(v, ok.as_deref()))
             .collect();
-        append(&mut group, descr, &parts, (&mut zstd, squeeze)).unwrap();
-        group.close().unwrap();
-        bytes::Bytes::from(file.into_inner().unwrap())
+        write_parts(optional, &parts, squeeze).unwrap()
     }
 
     /// The column of a file [`write`] made, row by row.
@@ -905,11 +895,15 @@ mod tests {
                 },
             })
             .collect();
-        write_parts(optional, &parts)
+        write_parts(optional, &parts, &mut Squeeze::default())
     }
 
     /// One INT64 column chunk from `parts` in a Parquet file.
-    fn write_parts(optional: bool, parts: &[Part<'_>]) -> parquet::errors::Result<bytes::Bytes> {
+    fn write_parts(
+        optional: bool,
+        parts: &[Part<'_>],
+        squeeze: &mut Squeeze,
+    ) -> parquet::errors::Result<bytes::Bytes> {
         let kind = if optional { "optional" } else { "required" };
         let schema =
             Arc::new(parse_message_type(&format!("message m {{ {kind} int64 v; }}")).unwrap());
@@ -918,12 +912,7 @@ mod tests {
         let descr = file.schema_descr().column(0);
         let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
         let mut group = file.next_row_group().unwrap();
-        append(
-            &mut group,
-            descr,
-            parts,
-            (&mut zstd, &mut Squeeze::default()),
-        )?;
+        append(&mut group, descr, parts, (&mut zstd, squeeze))?;
         group.close().unwrap();
         Ok(bytes::Bytes::from(file.into_inner().unwrap()))
     }
@@ -1011,7 +1000,7 @@ mod tests {
                     },
                     Part::values(&plain, None),
                 ];
-                let got = read(write_parts(false, &parts).unwrap());
+                let got = read(write_parts(false, &parts, &mut Squeeze::default()).unwrap());
                 let mut expect: Vec<Option<i64>> = plain.iter().map(|v| Some(*v)).collect();
                 expect.extend(want.iter().map(|v| Some(*v)));
                 expect.extend(plain.iter().map(|v| Some(*v)));
@@ -1036,7 +1025,9 @@ mod tests {
                 min_max: (0, 0),
             }),
         };
-        let err = write_parts(false, &[part]).unwrap_err().to_string();
+        let err = write_parts(false, &[part], &mut Squeeze::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("an encoded part cannot be read"), "{err}");
     }
 
