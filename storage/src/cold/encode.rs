@@ -570,14 +570,13 @@ fn write_columns(
 /// values.
 fn time_part(times: &[i64]) -> Part<'_> {
     let regular = match times {
-        _ if times.len() < ints::OWN_PAGE_VALUES => None,
-        [] => None,
-        [first, rest @ ..] => {
-            let step = rest.first().map_or(0, |t| t.wrapping_sub(*first));
+        [first, second, ..] if times.len() >= ints::OWN_PAGE_VALUES => {
+            let step = second.wrapping_sub(*first);
             let even = times.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step);
             even.then(|| ints::Encoded::regular(*first, step, times.len()))
                 .flatten()
         }
+        _ => None,
     };
     match regular {
         Some(encoded) => Part {
