@@ -825,7 +825,7 @@ fn restore_cold(
                 f.object
             );
         }
-        tier.put_verified(&o.key, bytes.into())?;
+        tier.put_verified(&o.key, bytes.into(), o.crc32c)?;
     }
     // The number the backup saw, so the store reads as that state of the original.
     next.number = reference.manifest_number.max(1);

@@ -32,7 +32,7 @@ use super::ints::{self, Part};
 use super::parquet::CodecResult;
 use super::runs::{self, Run};
 use crate::rows::Rows;
-use crate::segment::{Decimals, FloatChunk, PackedInts};
+use crate::segment::{ChunkInts, Decimals, FloatChunk, PackedInts};
 use crate::{Column, ColumnData, FieldType, SeriesKey};
 
 /// The tag keys of `keys`, sorted: an object's tag columns.
@@ -370,10 +370,9 @@ impl Writer {
         // A DOUBLE column takes floats: a series that brought integers gets its floats back.
         // Integers still encoded stay so only at their column's scale with exact extremes.
         for (fi, c) in self.columns.iter().enumerate() {
-            if let (FieldColumn::Scaled(scale), Some(Some(d))) = (c, s.decimals.get_mut(fi))
-                && d.packed.iter().any(|p| encoded_at(p, *scale).is_none())
-            {
-                d.unpack()?;
+            if let (FieldColumn::Scaled(scale), Some(Some(d))) = (c, s.decimals.get_mut(fi)) {
+                at_scale(d, *scale)
+                    .map_err(|e| format!("float field #{fi} at decimal scale {scale}: {e}"))?;
             }
             if !matches!(c, FieldColumn::Plain) {
                 continue;
@@ -531,7 +530,7 @@ fn write_columns(
         match (c, fields[fi].1) {
             (FieldColumn::Scaled(scale), _) => {
                 scaled_column(group, fi, *scale, scratch)?;
-                let parts = scaled_parts(group, fi, *scale, scratch);
+                let parts = scaled_parts(group, fi, *scale, scratch)?;
                 let range = ints::append(writer, leaf, &parts, pages).map_err(e)?;
                 // Runs already at the scale were not checked on the way (a pass over memory
                 // that cost 5 % of a move): the chunk's extremes are.
@@ -543,10 +542,13 @@ fn write_columns(
                 }
             }
             (FieldColumn::Plain, FieldType::Integer) => {
+                // A series with a value on every row (most) gives its values as they lie; the
+                // others, their present values gathered.
+                let full = |s: &Series| s.rows.columns[fi].valid.iter().all(|v| *v);
                 let present: Vec<Vec<i64>> = group
                     .iter()
                     .map(|s| match &s.rows.columns[fi].data {
-                        ColumnData::Integer(v) => {
+                        ColumnData::Integer(v) if !full(s) => {
                             valid(v, &s.rows.columns[fi].valid).copied().collect()
                         }
                         _ => Vec::new(),
@@ -555,7 +557,10 @@ fn write_columns(
                 let parts: Vec<Part<'_>> = group
                     .iter()
                     .zip(&present)
-                    .map(|(s, p)| Part::values(p, Some(&s.rows.columns[fi].valid)))
+                    .map(|(s, p)| match &s.rows.columns[fi].data {
+                        ColumnData::Integer(v) if full(s) => Part::values(v, None),
+                        _ => Part::values(p, Some(&s.rows.columns[fi].valid)),
+                    })
                     .collect();
                 ints::append(writer, leaf, &parts, pages).map_err(e)?;
             }
@@ -630,7 +635,7 @@ fn scaled_parts<'a>(
     fi: usize,
     scale: u8,
     rescaled: &'a [i64],
-) -> Vec<Part<'a>> {
+) -> CodecResult<Vec<Part<'a>>> {
     let mut parts = Vec::with_capacity(group.len());
     let mut from = 0;
     let mut take = |n: usize| {
@@ -646,7 +651,7 @@ fn scaled_parts<'a>(
             continue;
         };
         if !d.packed.is_empty() {
-            encoded_parts(d, valid, scale, &mut parts);
+            encoded_parts(d, valid, scale, &mut parts)?;
             continue;
         }
         if d.scales.is_empty() {
@@ -667,13 +672,42 @@ fn scaled_parts<'a>(
             row = end;
         }
     }
-    parts
+    Ok(parts)
 }
 
-/// The parts of a series whose float field came still encoded ([`Decimals::packed`], each chunk
-/// at `scale`, which [`Writer::push`] checked): one per chunk, with the validity flags up to its
-/// last value (the last chunk takes the rest).
-fn encoded_parts<'a>(d: &'a Decimals, valid: &'a [bool], scale: u8, parts: &mut Vec<Part<'a>>) {
+/// Decodes the chunks of `d` that cannot be written still encoded at `scale` ([`encoded_at`]:
+/// another scale, inexact extremes, too short for a page of their own), and brings decoded
+/// chunks at another scale to `scale`. The other chunks of the series stay encoded.
+fn at_scale(d: &mut Decimals, scale: u8) -> CodecResult<()> {
+    for p in &mut d.packed {
+        if matches!(p.ints, ChunkInts::Encoded(_)) && encoded_at(p, scale).is_some() {
+            continue;
+        }
+        p.decode_in_place()?;
+        if let ChunkInts::Decoded(ints) = &mut p.ints
+            && p.k != scale
+        {
+            let mut out = Vec::with_capacity(ints.len());
+            if !decimal::rescale(ints, p.k, scale, &mut out) {
+                return Err("a value does not fit the scale".into());
+            }
+            *ints = out;
+            p.k = scale;
+        }
+    }
+    Ok(())
+}
+
+/// The parts of a series whose float field came chunk by chunk ([`Decimals::packed`], each
+/// chunk at `scale` and either encoded as [`encoded_at`] allows or decoded, which
+/// [`Writer::push`] saw to): one per chunk, with the validity flags up to its last value (the
+/// last chunk takes the rest).
+fn encoded_parts<'a>(
+    d: &'a Decimals,
+    valid: &'a [bool],
+    scale: u8,
+    parts: &mut Vec<Part<'a>>,
+) -> CodecResult<()> {
     let mut row = 0;
     for (i, p) in d.packed.iter().enumerate() {
         let end = match i + 1 == d.packed.len() {
@@ -682,17 +716,26 @@ fn encoded_parts<'a>(d: &'a Decimals, valid: &'a [bool], scale: u8, parts: &mut 
         };
         // Rows that all have a value (most chunks) need no flags: one run of levels.
         let flags = &valid[row..end];
-        parts.push(Part {
-            values: &[],
-            valid: (flags.len() != p.count).then_some(flags),
-            encoded: encoded_at(p, scale).map(|min_max| ints::Encoded {
-                form: ints::Form::DeltaPacked(&p.payload),
-                count: p.count,
-                min_max,
-            }),
+        let flags = (flags.len() != p.count).then_some(flags);
+        parts.push(match &p.ints {
+            ChunkInts::Decoded(ints) if p.k == scale => Part::values(ints, flags),
+            ChunkInts::Encoded(payload) => match encoded_at(p, scale) {
+                Some(min_max) => Part {
+                    values: &[],
+                    valid: flags,
+                    encoded: Some(ints::Encoded {
+                        form: ints::Form::DeltaPacked(payload),
+                        count: p.count,
+                        min_max,
+                    }),
+                },
+                None => return Err("an encoded chunk not at its column's scale".into()),
+            },
+            ChunkInts::Decoded(_) => return Err("a decoded chunk not at its column's scale".into()),
         });
         row = end;
     }
+    Ok(())
 }
 
 /// The extremes of an encoded chunk as integers at `scale`, when its integers are at that scale,

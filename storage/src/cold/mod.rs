@@ -20,7 +20,7 @@ pub(crate) mod ranged;
 mod runs;
 
 pub use ranged::ObjectParts;
-pub(crate) use ranged::{Sparse, parts_of};
+pub(crate) use ranged::{Sparse, parts_and_crc};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -536,8 +536,9 @@ impl ColdTier {
     }
 
     /// Writes an object (`PutMode::Create`: a key is never overwritten) and verifies it: the
-    /// size the store reports and the CRC32C of the bytes read back must match what was sent.
-    pub fn put_verified(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+    /// size the store reports and the CRC32C of the bytes read back must match what was sent
+    /// (`bytes`, whose CRC32C the caller gives as `sent_crc32c`).
+    pub fn put_verified(&self, key: &str, bytes: bytes::Bytes, sent_crc32c: u32) -> Result<()> {
         let path = self.path(key);
         let store = self.store.clone();
         let (p, b) = (path.clone(), bytes.clone());
@@ -559,17 +560,14 @@ impl ColdTier {
         let back = self
             .get_raw(&path)
             .map_err(|e| store_error(&self.url, &format!("cannot read back {key}"), e))?;
-        if size != bytes.len() as u64 || crc32c::crc32c(&back) != crc32c::crc32c(&bytes) {
+        let (want, got) = (sent_crc32c, crc32c::crc32c(&back));
+        if size != bytes.len() as u64 || got != want {
             return Err(StorageError::Cold(format!(
                 "cold store {}: {key} did not verify after writing ({} bytes stored of {}, checksum {})",
                 self.url,
                 size,
                 bytes.len(),
-                if crc32c::crc32c(&back) == crc32c::crc32c(&bytes) {
-                    "ok"
-                } else {
-                    "mismatch"
-                }
+                if got == want { "ok" } else { "mismatch" }
             )));
         }
         Ok(())
@@ -855,8 +853,12 @@ mod tests {
         let url = format!("file://{}", dir.path().display());
         let t = ColdTier::open(&url, 0).unwrap();
         let bytes = bytes::Bytes::from_static(b"PAR1 not really parquet PAR1");
-        t.put_verified("db/s/date=2023-11-14/1-x.parquet", bytes.clone())
-            .unwrap();
+        t.put_verified(
+            "db/s/date=2023-11-14/1-x.parquet",
+            bytes.clone(),
+            crc32c::crc32c(&bytes),
+        )
+        .unwrap();
         let obj = ColdObject {
             key: "db/s/date=2023-11-14/1-x.parquet".into(),
             database: "db".into(),
@@ -894,8 +896,12 @@ mod tests {
                 "db/temp%C2%B0C%3Aa/date=2023-11-14/2-y.parquet",
             ];
             for key in keys {
-                t.put_verified(key, bytes::Bytes::from_static(b"PAR1 x PAR1"))
-                    .unwrap();
+                t.put_verified(
+                    key,
+                    bytes::Bytes::from_static(b"PAR1 x PAR1"),
+                    crc32c::crc32c(b"PAR1 x PAR1"),
+                )
+                .unwrap();
             }
             let mut listed = t.list_objects().unwrap();
             listed.sort();

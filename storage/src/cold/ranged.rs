@@ -100,13 +100,15 @@ fn first_devices(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<String>
 }
 
 /// The parts of an object as written: row group ranges from its footer, in file order, each
-/// after the one before and all before the footer part.
-pub(crate) fn parts_of(bytes: &Bytes) -> CodecResult<ObjectParts> {
+/// after the one before and all before the footer part; and the CRC32C of the whole object,
+/// combined from those of its parts (one pass over the bytes for both).
+pub(crate) fn parts_and_crc(bytes: &Bytes) -> CodecResult<(ObjectParts, u32)> {
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(bytes)
         .map_err(|e| e.to_string())?;
     let mut groups = Vec::with_capacity(meta.num_row_groups());
     let mut end = 4u64; // after the leading magic `PAR1`
+    let mut whole = crc32c::crc32c(bytes.get(..4).unwrap_or_default());
     for (g, rg) in meta.row_groups().iter().enumerate() {
         let ranges = rg.columns().iter().map(|c| c.byte_range());
         let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(end);
@@ -116,19 +118,21 @@ pub(crate) fn parts_of(bytes: &Bytes) -> CodecResult<ObjectParts> {
                 "row group {g} spans bytes {start}..{stop}, not after the group before it and within the object"
             ));
         }
-        groups.push((
-            start,
-            stop,
-            crc32c::crc32c(&bytes[start as usize..stop as usize]),
-        ));
+        whole = crc32c::crc32c_append(whole, &bytes[end as usize..start as usize]);
+        let crc = crc32c::crc32c(&bytes[start as usize..stop as usize]);
+        whole = crc32c::crc32c_combine(whole, crc, (stop - start) as usize);
+        groups.push((start, stop, crc));
         end = stop;
     }
-    Ok(ObjectParts {
+    let footer_crc32c = crc32c::crc32c(&bytes[end as usize..]);
+    let whole = crc32c::crc32c_combine(whole, footer_crc32c, bytes.len() - end as usize);
+    let parts = ObjectParts {
         footer_at: end,
-        footer_crc32c: crc32c::crc32c(&bytes[end as usize..]),
+        footer_crc32c,
         groups,
         first_devices: first_devices(&meta),
-    })
+    };
+    Ok((parts, whole))
 }
 
 /// A Parquet file of which only some byte ranges are at hand: reads inside one of them are
@@ -529,16 +533,18 @@ mod tests {
     fn stored(bytes: Bytes) -> (tempfile::TempDir, ColdTier, Bytes, ObjectParts, ColdObject) {
         let dir = tempfile::tempdir().unwrap();
         let t = ColdTier::open(&format!("file://{}", dir.path().display()), 64 << 20).unwrap();
-        let parts = parts_of(&bytes).unwrap();
+        let parts = parts_and_crc(&bytes).unwrap().0;
         let obj = cold_object(&bytes, Some(parts.clone()));
-        t.put_verified(&obj.key, bytes.clone()).unwrap();
+        t.put_verified(&obj.key, bytes.clone(), obj.crc32c).unwrap();
         (dir, t, bytes, parts, obj)
     }
 
     #[test]
     fn parts_tile_the_object_and_a_sparse_file_reads_like_the_whole() {
         let bytes = object();
-        let parts = parts_of(&bytes).unwrap();
+        let (parts, crc) = parts_and_crc(&bytes).unwrap();
+        // The whole object's CRC, combined from its parts', is that of its bytes.
+        assert_eq!(crc, crc32c::crc32c(&bytes));
         assert_eq!(parts.groups.len(), 3);
         assert_eq!(
             parts.groups[0].0, 4,
@@ -652,7 +658,7 @@ mod tests {
     #[test]
     fn first_devices_pick_the_groups_a_device_may_be_in() {
         let bytes = object();
-        let parts = parts_of(&bytes).unwrap();
+        let parts = parts_and_crc(&bytes).unwrap().0;
         assert_eq!(parts.first_devices, ["a", "b", "c"]);
         assert_eq!(parts.groups_for(&["b"]), Some(vec![1]));
         assert_eq!(parts.groups_for(&["c", "a"]), Some(vec![0, 2]));
@@ -679,7 +685,9 @@ mod tests {
             };
             enc.push(key, rows).unwrap();
         }
-        let split = parts_of(&Bytes::from(enc.finish().unwrap().0)).unwrap();
+        let split = parts_and_crc(&Bytes::from(enc.finish().unwrap().0))
+            .unwrap()
+            .0;
         assert_eq!(split.groups.len(), 2);
         assert!(split.first_devices.is_empty(), "{:?}", split.first_devices);
         // Entries without them (older manifests, unsorted objects) give no hint.

@@ -584,6 +584,64 @@ mod tests {
         }
     }
 
+    /// A series whose parts in a window are a long delta-packed walk at 3 decimals, a tail too
+    /// short for a page of its own, and a stretch at a regular step at 1 decimal (another inner
+    /// codec, a coarser scale): each chunk is written as it can be (the walk still encoded, the
+    /// tail decoded, the stretch decoded and brought to the column's scale) beside the others,
+    /// and the object holds exactly the segments' values.
+    #[test]
+    fn a_series_mixes_encoded_and_decoded_chunks_and_reads_back() {
+        use crate::segment::ChunkInts;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A random walk: steps of -500..=500 thousandths.
+        let mut at = vec![1_000_000i64];
+        for t in 1..3_100u64 {
+            let x = (t.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 1_001;
+            at.push(at[at.len() - 1] + x as i64 - 500);
+        }
+        let walk = |t: i64| at[t as usize] as f64 / 1_000.0;
+        let a = float_rows(0..3_000, walk);
+        let b = float_rows(3_000..3_100, walk);
+        // Rows `t % 4 == 0` have no value, so the present values step by 0.1.
+        let c = float_rows(3_100..6_000, |t| (t - t / 4) as f64 / 10.0);
+        let group = vec![
+            segment_of(d, 1, &[(1, &a)]),
+            segment_of(d, 2, &[(1, &b)]),
+            segment_of(d, 3, &[(1, &c)]),
+        ];
+        let fields = vec![("v".to_string(), FieldType::Float)];
+        let chunks: Vec<(bool, u8, usize)> = group
+            .iter()
+            .flat_map(|l| {
+                let (_, decimals) = l.segment.read_series_decimal(1, &fields).unwrap().unwrap();
+                let d = decimals[0].clone().expect("decimal everywhere");
+                d.packed
+                    .iter()
+                    .map(|p| (matches!(p.ints, ChunkInts::Encoded(_)), p.k, p.count))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            chunks,
+            vec![(true, 3, 2_250), (true, 3, 75), (false, 1, 2_175)],
+            "the walk and its tail delta-packed, the stretch regular"
+        );
+        let key = SeriesKey {
+            device: "d1".into(),
+            tags: vec![],
+        };
+        let keys: SeriesKeys = vec![(1, key.clone())];
+        let (bytes, rows) = encode(&group, &keys).unwrap();
+        let want = Rows::concat(vec![a, b, c]).unwrap();
+        assert_eq!(rows as usize, want.len());
+        let decoded = crate::cold::parquet::decode(bytes::Bytes::from(bytes)).unwrap();
+        let got = &decoded.series[&key];
+        assert_eq!(got.times, want.times);
+        let floats = |r: &Rows| values(&(r.clone(), Vec::new()));
+        assert_eq!(floats(got), floats(&want));
+    }
+
     #[test]
     fn a_field_of_one_segment_named_like_a_tag_key_of_another_cuts_the_group() {
         let dir = tempfile::tempdir().unwrap();

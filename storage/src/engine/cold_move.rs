@@ -575,7 +575,7 @@ fn move_group(
     let (bytes, rows) = encoded?;
     let bytes = bytes::Bytes::from(bytes);
     let first = &metas[0];
-    let parts = crate::cold::parts_of(&bytes).map_err(|e| {
+    let (parts, crc32c) = crate::cold::parts_and_crc(&bytes).map_err(|e| {
         StorageError::Internal(format!(
             "segment {}: its Parquet copy does not read back: {e}",
             first.id
@@ -606,7 +606,7 @@ fn move_group(
             .unwrap_or(first.max_time),
         rows,
         bytes: bytes.len() as u64,
-        crc32c: crc32c::crc32c(&bytes),
+        crc32c,
         seq: metas.iter().map(|m| m.seq).max().unwrap_or(first.seq),
         segment: first.id,
         parts: Some(parts),
@@ -615,7 +615,7 @@ fn move_group(
             _ => metas.iter().map(merged_from).collect(),
         },
     };
-    if let Err(e) = tier.put_verified(&key, bytes) {
+    if let Err(e) = tier.put_verified(&key, bytes, object.crc32c) {
         // The object may be in the store (a put whose answer was lost, a failed check): remove
         // it now; if that fails too, the next run's reconciliation does.
         let _ = tier.delete(&key);

@@ -15,9 +15,10 @@ use crate::{ColumnData, FieldType, SeriesId};
 
 /// A float column's present values as integers at decimal scales: `values[start..end]` are at
 /// scale `k` for each `(end, k)` of `scales` (`start` is the previous run's end, or 0), so value
-/// `j` is `values[j] / 10^k`; or, for a cold move, the chunks those integers are still encoded
-/// in (`packed`, in row order; `values` and `scales` then empty), which the cold writer turns
-/// into Parquet's delta encoding without decoding them. [`Decimals::unpack`] decodes them.
+/// `j` is `values[j] / 10^k`; or, for a cold move, one entry per chunk (`packed`, in row order;
+/// `values` and `scales` then empty): its integers still encoded as the segment stores them
+/// where they are delta-packed, which the cold writer turns into Parquet's delta encoding
+/// without decoding them, else decoded. [`Decimals::unpack`] turns the chunks into runs.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Decimals {
     pub values: Vec<i64>,
@@ -25,25 +26,53 @@ pub(crate) struct Decimals {
     pub packed: Vec<PackedInts>,
 }
 
-/// One decimal chunk's integers as the segment stores them: a [`Codec::DeltaPacked`] payload.
+/// One decimal chunk's integers.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PackedInts {
     /// Values in the chunk (its rows with a value).
     pub count: usize,
     /// Their decimal scale: value `i` is `i / 10^k`.
     pub k: u8,
-    /// The payload, copied out of the segment (its chunk checksum verified).
-    pub payload: Vec<u8>,
+    /// The integers.
+    pub ints: ChunkInts,
     /// The chunk's smallest and largest value, from its statistics.
     pub min: f64,
     pub max: f64,
 }
 
+/// A chunk's integers, as the segment stores them or decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ChunkInts {
+    /// A [`Codec::DeltaPacked`] payload, copied out of the segment (its chunk checksum
+    /// verified).
+    Encoded(Vec<u8>),
+    /// The `count` integers.
+    Decoded(Vec<i64>),
+}
+
 impl PackedInts {
-    /// Decodes the integers onto `out`.
+    /// Appends the integers to `out`.
     pub fn decode(&self, out: &mut Vec<i64>) -> std::result::Result<(), String> {
-        codec::decode_integers(Codec::DeltaPacked, &self.payload, self.count, out)
-            .map_err(|e| e.to_string())
+        match &self.ints {
+            ChunkInts::Encoded(payload) => {
+                codec::decode_integers(Codec::DeltaPacked, payload, self.count, out)
+                    .map_err(|e| e.to_string())
+            }
+            ChunkInts::Decoded(ints) => {
+                out.extend_from_slice(ints);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes the integers in place (nothing to do when they are decoded).
+    pub fn decode_in_place(&mut self) -> std::result::Result<(), String> {
+        if let ChunkInts::Encoded(_) = self.ints {
+            let mut ints = Vec::with_capacity(self.count);
+            self.decode(&mut ints)?;
+            self.ints = ChunkInts::Decoded(ints);
+        }
+        Ok(())
     }
 }
 
@@ -210,24 +239,13 @@ impl Segment {
             let rows = self.read_series(series, i64::MIN, i64::MAX, fields)?;
             return Ok(rows.map(|r| (r, decimals)));
         }
-        // A decimal field whose every chunk's integers are delta-packed stays encoded.
-        let packed: Vec<bool> = wanted
-            .iter()
-            .zip(&decimals)
-            .map(|(want, d)| {
-                d.is_some() && want.is_some_and(|fid| self.delta_packed_everywhere(index, fid))
-            })
-            .collect();
         let mut out = Rows::empty(fields);
         let total: usize = index.iter().map(|b| b.rows as usize).sum();
         // Room for every row up front: growing by doubling copied each column once more.
         out.times.reserve(total);
         for (col, d) in out.columns.iter_mut().zip(&mut decimals) {
             match d {
-                Some(d) => {
-                    col.valid.reserve(total);
-                    d.values.reserve(total);
-                }
+                Some(_) => col.valid.reserve(total),
                 None => col.reserve(total),
             }
         }
@@ -245,14 +263,8 @@ impl Segment {
                     (None, None) => (0..n).for_each(|_| col.push_null()),
                     (Some(fc), Some(d)) => {
                         let bytes = self.chunk(&fc.chunk, series, bi, name)?;
-                        let read = match packed[fi] {
-                            true => keep_packed_onto(bytes, (n, fc), &mut col.valid, d),
-                            false => {
-                                let count = fc.stats.count as usize;
-                                decode_decimal_onto(bytes, n, count, &mut col.valid, d)
-                            }
-                        };
-                        read.map_err(|e| self.decode_error(series, bi, name, e))?;
+                        chunk_onto(bytes, (n, fc), &mut col.valid, d)
+                            .map_err(|e| self.decode_error(series, bi, name, e))?;
                     }
                     (Some(fc), None) => {
                         let bytes = self.chunk(&fc.chunk, series, bi, name)?;
@@ -272,23 +284,6 @@ impl Segment {
         blocks.iter().all(|b| {
             (self.index.field(b, fid))
                 .is_none_or(|fc| self.decimal_header(fc, b.rows as usize).is_some())
-        })
-    }
-
-    /// True when every chunk of field `fid` in `blocks` is decimal without exceptions with
-    /// delta-packed integers, from the chunks' first bytes (checked as in
-    /// [`Segment::decimal_everywhere`]).
-    fn delta_packed_everywhere(&self, blocks: &[Block], fid: u16) -> bool {
-        blocks.iter().all(|b| {
-            (self.index.field(b, fid)).is_none_or(|fc| {
-                let start = fc.chunk.offset as usize;
-                self.bytes()
-                    .get(start..start.saturating_add(fc.chunk.len as usize))
-                    .and_then(|bytes| payload(bytes, b.rows as usize))
-                    .is_some_and(|(codec, rest)| {
-                        codec == Codec::Decimal && codec::decimal_delta_packed(rest).is_some()
-                    })
-            })
         })
     }
 
@@ -316,9 +311,10 @@ fn payload(bytes: &[u8], rows: usize) -> Option<(Codec, &[u8])> {
     Some((Codec::from_u8(codec).ok()?, rest))
 }
 
-/// Reads a decimal field chunk of `rows` rows with delta-packed integers: its flags onto
-/// `valid`, its integers still encoded onto `d` (with the chunk's extremes).
-fn keep_packed_onto(
+/// Reads a decimal field chunk (without exceptions) of `rows` rows: its flags onto `valid`, its
+/// integers onto `d` as one more chunk, still encoded when they are delta-packed, else decoded
+/// (with the chunk's extremes either way).
+fn chunk_onto(
     bytes: &[u8],
     (rows, fc): (usize, &FieldChunk),
     valid: &mut Vec<bool>,
@@ -326,55 +322,37 @@ fn keep_packed_onto(
 ) -> std::result::Result<(), String> {
     let count = fc.stats.count as usize;
     let rest = presence(bytes, rows, count, valid)?;
-    let inner = match rest.split_first() {
+    let read = match rest.split_first() {
         Some((&codec, payload)) if codec == Codec::Decimal.id() => {
-            codec::decimal_delta_packed(payload)
+            match codec::decimal_delta_packed(payload) {
+                Some((k, packed)) => Ok((k, ChunkInts::Encoded(packed.to_vec()))),
+                None => {
+                    let mut ints = Vec::with_capacity(count);
+                    codec::decode_decimal_ints(payload, count, &mut ints)
+                        .map(|k| (k, ChunkInts::Decoded(ints)))
+                        .map_err(|e| e.to_string())
+                }
+            }
         }
-        _ => None,
-    };
-    let Some((k, payload)) = inner else {
-        valid.truncate(valid.len() - rows);
-        return Err("not the delta-packed decimal chunk its header said".into());
-    };
-    d.packed.push(PackedInts {
-        count,
-        k,
-        payload: payload.to_vec(),
-        min: f64::from_bits(fc.stats.min),
-        max: f64::from_bits(fc.stats.max),
-    });
-    Ok(())
-}
-
-/// Decodes a decimal field chunk of `rows` rows and `count` values: its flags onto `valid`, its
-/// integers onto `d`.
-fn decode_decimal_onto(
-    bytes: &[u8],
-    rows: usize,
-    count: usize,
-    valid: &mut Vec<bool>,
-    d: &mut Decimals,
-) -> std::result::Result<(), String> {
-    let rest = presence(bytes, rows, count, valid)?;
-    let undo = |valid: &mut Vec<bool>| valid.truncate(valid.len() - rows);
-    let Some((&codec, payload)) = rest.split_first() else {
-        undo(valid);
-        return Err("missing codec byte".into());
-    };
-    if codec != Codec::Decimal.id() {
-        undo(valid);
-        return Err(format!(
+        Some((codec, _)) => Err(format!(
             "codec {codec} is not the decimal codec its header said"
-        ));
-    }
-    match codec::decode_decimal_ints(payload, count, &mut d.values) {
-        Ok(k) => {
-            d.close_run(k);
+        )),
+        None => Err("missing codec byte".into()),
+    };
+    match read {
+        Ok((k, ints)) => {
+            d.packed.push(PackedInts {
+                count,
+                k,
+                ints,
+                min: f64::from_bits(fc.stats.min),
+                max: f64::from_bits(fc.stats.max),
+            });
             Ok(())
         }
         Err(e) => {
-            undo(valid);
-            Err(e.to_string())
+            valid.truncate(valid.len() - rows);
+            Err(e)
         }
     }
 }

@@ -14,7 +14,7 @@ mod reader;
 mod writer;
 
 pub use reader::DenseBlock;
-pub(crate) use reader::{Decimals, FloatChunk, PackedInts, Segment};
+pub(crate) use reader::{ChunkInts, Decimals, FloatChunk, PackedInts, Segment};
 pub(crate) use writer::{SegmentWriter, WrittenSegment};
 
 /// Magic at the start of every segment file.

@@ -384,7 +384,7 @@ impl Segment {
 mod decimals;
 #[path = "dense.rs"]
 mod dense;
-pub(crate) use decimals::{Decimals, FloatChunk, PackedInts};
+pub(crate) use decimals::{ChunkInts, Decimals, FloatChunk, PackedInts};
 pub use dense::DenseBlock;
 
 fn null_column(name: &str, ty: FieldType, n: usize) -> Column {

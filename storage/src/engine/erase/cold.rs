@@ -137,7 +137,7 @@ fn encode(
     let (bytes, rows) = enc.finish().map_err(codec)?;
     let bytes = bytes::Bytes::from(bytes);
     // The new object's own parts (never the old object's).
-    let parts = crate::cold::parts_of(&bytes).map_err(codec)?;
+    let (parts, crc32c) = crate::cold::parts_and_crc(&bytes).map_err(codec)?;
     let dir = old.key.rsplit_once('/').map_or("", |(d, _)| d);
     let object = ColdObject {
         key: format!(
@@ -149,7 +149,7 @@ fn encode(
         max_time,
         rows,
         bytes: bytes.len() as u64,
-        crc32c: crc32c::crc32c(&bytes),
+        crc32c,
         parts: Some(parts),
         ..old.clone()
     };
@@ -166,7 +166,7 @@ fn rewrite(inner: &Inner, tier: &ColdTier, c: &Candidate) -> Result<bool> {
         true => None,
         false => {
             let (object, bytes) = encode(old, kept, &fields)?;
-            if let Err(e) = tier.put_verified(&object.key, bytes) {
+            if let Err(e) = tier.put_verified(&object.key, bytes, object.crc32c) {
                 // It may be in the store (a lost answer, a failed check): remove it.
                 let _ = tier.delete(&object.key);
                 return Err(e);
