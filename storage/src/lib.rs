@@ -28,6 +28,7 @@ mod memtable;
 mod objfaults;
 #[cfg(test)]
 mod powerloss;
+mod priority;
 mod rows;
 mod segment;
 mod types;

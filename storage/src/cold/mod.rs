@@ -319,6 +319,9 @@ pub struct ColdTier {
     prefix: ObjectPath,
     /// Always `Some` until drop (taken there to shut it down without blocking).
     runtime: Option<tokio::runtime::Runtime>,
+    /// The runtime of [`ColdTier::put_verified`] (its writes and their checks), whose threads
+    /// run at `priority::Nice::Maintenance`; `Some` until drop.
+    bulk: Option<tokio::runtime::Runtime>,
     cache: Mutex<Cache>,
     /// Counters.
     pub counters: ColdCounters,
@@ -354,11 +357,21 @@ impl ColdTier {
             .enable_all()
             .build()
             .map_err(|e| store_error(url, "cannot start its runtime", e))?;
+        // Writes (moves, rewrites) copy whole objects: their threads, the local store's blocking
+        // writes included, run below request threads, as the maintenance that asks for them.
+        let bulk = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("strata-cold-write")
+            .on_thread_start(|| crate::priority::lower(crate::priority::Nice::Maintenance))
+            .enable_all()
+            .build()
+            .map_err(|e| store_error(url, "cannot start its runtime", e))?;
         Ok(ColdTier {
             url: url.to_string(),
             store,
             prefix,
             runtime: Some(runtime),
+            bulk: Some(bulk),
             cache: Mutex::new(Cache {
                 limit: cache_bytes,
                 ..Cache::default()
@@ -381,14 +394,15 @@ impl ColdTier {
         &self,
         f: impl std::future::Future<Output = T> + Send + 'static,
     ) -> T {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        if let Some(rt) = &self.runtime {
-            rt.spawn(async move {
-                let _ = tx.send(f.await);
-            });
-        }
-        rx.recv()
-            .expect("the cold-tier runtime is running until drop")
+        on(&self.runtime, f)
+    }
+
+    /// Runs `f` on the tier's runtime for writes (at maintenance priority) and waits for it.
+    fn block_bulk<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        on(&self.bulk, f)
     }
 
     fn path(&self, key: &str) -> ObjectPath {
@@ -542,7 +556,7 @@ impl ColdTier {
         let path = self.path(key);
         let store = self.store.clone();
         let (p, b) = (path.clone(), bytes.clone());
-        self.block(async move {
+        self.block_bulk(async move {
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..PutOptions::default()
@@ -554,11 +568,12 @@ impl ColdTier {
         let store = self.store.clone();
         let p = path.clone();
         let size = self
-            .block(async move { store.head(&p).await })
+            .block_bulk(async move { store.head(&p).await })
             .map_err(|e| store_error(&self.url, &format!("cannot check {key}"), e))?
             .size;
+        let store = self.store.clone();
         let back = self
-            .get_raw(&path)
+            .block_bulk(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| store_error(&self.url, &format!("cannot read back {key}"), e))?;
         let (want, got) = (sent_crc32c, crc32c::crc32c(&back));
         if size != bytes.len() as u64 || got != want {
@@ -717,12 +732,30 @@ impl ColdTier {
 }
 
 impl Drop for ColdTier {
-    /// Shuts the runtime down without blocking (the engine may be dropped on an async thread).
+    /// Shuts the runtimes down without blocking (the engine may be dropped on an async thread).
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
+        for rt in [self.runtime.take(), self.bulk.take()]
+            .into_iter()
+            .flatten()
+        {
             rt.shutdown_background();
         }
     }
+}
+
+/// Runs `f` on `runtime` and waits for it (from any thread).
+fn on<T: Send + 'static>(
+    runtime: &Option<tokio::runtime::Runtime>,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if let Some(rt) = runtime {
+        rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+    }
+    rx.recv()
+        .expect("the cold-tier runtime is running until drop")
 }
 
 fn poisoned() -> StorageError {
@@ -845,6 +878,37 @@ mod tests {
         // The same bytes again (a retried put that meets its own write) are that commit.
         b.commit_manifest(&m).unwrap();
         assert_eq!(a.load_manifest().unwrap(), m);
+    }
+
+    /// Writes run on threads below request priority (nice 10 or more), reads do not change.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writes_run_at_maintenance_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = ColdTier::open(&format!("file://{}", dir.path().display()), 0).unwrap();
+        let bytes = bytes::Bytes::from_static(b"PAR1 x PAR1");
+        t.put_verified("db/s/a.parquet", bytes.clone(), crc32c::crc32c(&bytes))
+            .unwrap();
+        // A sent CRC that is not the bytes' is a failed check.
+        let e = t.put_verified("db/s/b.parquet", bytes, 7).unwrap_err();
+        assert!(e.to_string().contains("did not verify"), "{e}");
+        let mut writers = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("strata-cold-wri") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after_name = &stat[stat.rfind(')').unwrap_or(0) + 1..];
+            let nice: i32 = after_name
+                .split_whitespace()
+                .nth(16)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(nice >= 10, "a cold write thread at nice {nice}");
+            writers += 1;
+        }
+        assert!(writers >= 1, "no cold write thread seen");
     }
 
     #[test]

@@ -420,9 +420,11 @@ pub(super) fn prepare<'a>(
 /// Moves the groups of segments [`prepare`] picked, oldest first, without the compaction lock;
 /// stops at the first failure or when the engine closes (the rest stays hot and is retried at the
 /// next run). Groups are encoded on [`ENCODERS`] threads at a lower CPU priority
-/// (`priority::Nice::Bulk`) through [`in_order`]; writing, verifying and committing stay on this
-/// thread, at its priority (the background lifecycle thread's `Nice::Maintenance`, the same as
-/// flush, whose locks it takes; a requested run's caller's), in age order. No lock a flush or
+/// (`priority::Nice::Bulk`) through [`in_order`]; committing stays on this thread, at its
+/// priority (`Nice::Maintenance`, the same as flush, whose locks it takes: the background
+/// lifecycle thread, or the thread `Engine::run_lifecycle` starts for a requested run), and the
+/// object's write and check run on the cold tier's write runtime at that priority too, in age
+/// order. No lock a flush or
 /// a write takes is held while encoding or storing: only the manifest edits and the live-state
 /// swap take them.
 pub(super) fn move_cold(

@@ -4,8 +4,8 @@
 //! consumer's wait for the next item always ends. Cold moves encode with it
 //! (`cold_move::move_cold`), at `priority::Nice::Bulk`.
 
-use super::priority::{self, Nice};
 use crate::error::{Result, StorageError};
+use crate::priority::{self, Nice};
 
 /// Groups handed out per encoder ahead of the one being stored (with their series keys): with 2
 /// encoders, at most 4 encoded or being encoded while one is stored.

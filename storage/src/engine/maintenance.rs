@@ -35,7 +35,7 @@ pub(super) fn spawn_background(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
 }
 
 fn background_loop(inner: &Arc<Inner>) {
-    super::priority::lower(super::priority::Nice::Maintenance);
+    crate::priority::lower(crate::priority::Nice::Maintenance);
     let mut lifecycle: Option<JoinHandle<()>> = None;
     let (lock, cv) = &inner.wake;
     while !inner.shutdown.load(Ordering::Acquire) {

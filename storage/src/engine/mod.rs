@@ -25,7 +25,6 @@ mod maintenance;
 mod policy;
 #[cfg(test)]
 mod powerloss_tests;
-mod priority;
 mod read;
 mod recovery;
 mod rollups;
@@ -495,9 +494,27 @@ impl Engine {
     }
 
     /// Runs lifecycle maintenance now (retention drops, cold moves) and reports what it did.
+    /// The run takes a thread of its own at the background thread's priority
+    /// (`priority::Nice::Maintenance`), as a scheduled run does: an operator's "run now" must
+    /// not take the cores from writers either (the calling thread's priority is left alone).
     pub fn run_lifecycle(&self) -> Result<crate::lifecycle::LifecycleRun> {
         self.inner.check_open()?;
-        lifecycle::run(&self.inner, true)
+        std::thread::scope(|s| {
+            let run = std::thread::Builder::new()
+                .name("strata-lifecycle-run".into())
+                .spawn_scoped(s, || {
+                    crate::priority::lower(crate::priority::Nice::Maintenance);
+                    lifecycle::run(&self.inner, true)
+                })
+                .map_err(|e| {
+                    StorageError::Internal(format!("cannot start a lifecycle run's thread: {e}"))
+                })?;
+            run.join().unwrap_or_else(|_| {
+                Err(StorageError::Internal(
+                    "the lifecycle run stopped on a panic; see the log".into(),
+                ))
+            })
+        })
     }
 
     /// Per stream and tier (`hot`, `cold`): files, rows, bytes, oldest/newest time, moves due;

@@ -1,11 +1,12 @@
 //! CPU priorities of the engine's own threads, below the threads that parse, apply and answer
-//! requests: [`Nice::Maintenance`] for the background thread that flushes and compacts,
-//! [`Nice::Bulk`] for the encoders of cold moves. Linux sets a thread's own nice value; elsewhere
+//! requests: [`Nice::Maintenance`] for the background thread that flushes and compacts, for
+//! requested lifecycle runs and for the cold tier's writes, [`Nice::Bulk`] for the encoders of
+//! cold moves. Linux sets a thread's own nice value; elsewhere
 //! it would set the whole process's, so nothing is done there.
 
 /// A nice value the engine gives one of its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Nice {
+pub(crate) enum Nice {
     /// 10 (CFS weight 110 against a request thread's 1024), for the background thread that
     /// flushes, compacts and maintains rollups, and the lifecycle runs it starts: while a burst
     /// of writes keeps the cores busy, it gets 110 / (110 + 1024 · n) of a core shared with n
@@ -34,7 +35,7 @@ impl Nice {
 /// `nice -n 15` keeps 15 here, even where privilege would allow going back to 10). Failure only
 /// costs priority: logged.
 #[allow(unsafe_code)]
-pub(super) fn lower(nice: Nice) {
+pub(crate) fn lower(nice: Nice) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain system calls on the calling thread's id; no memory is shared. errno is
