@@ -8,7 +8,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Nice {
     /// 10 (CFS weight 110 against a request thread's 1024), for the background thread that
-    /// flushes, compacts and maintains rollups, and the lifecycle runs it starts: while a burst
+    /// flushes, compacts and maintains rollups, the lifecycle runs it starts, a run asked for
+    /// through `Engine::run_lifecycle`, and the cold tier's write threads: while a burst
     /// of writes keeps the cores busy, it gets 110 / (110 + 1024 · n) of a core shared with n
     /// busy request threads, plus any idle time, and the flush the burst needs runs when it ends
     /// or while writers wait for their fsync (`benches/compare/RESULTS.md`, session 21). Not

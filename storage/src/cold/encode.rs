@@ -544,11 +544,15 @@ fn write_columns(
             (FieldColumn::Plain, FieldType::Integer) => {
                 // A series with a value on every row (most) gives its values as they lie; the
                 // others, their present values gathered.
-                let full = |s: &Series| s.rows.columns[fi].valid.iter().all(|v| *v);
+                let full: Vec<bool> = group
+                    .iter()
+                    .map(|s| s.rows.columns[fi].valid.iter().all(|v| *v))
+                    .collect();
                 let present: Vec<Vec<i64>> = group
                     .iter()
-                    .map(|s| match &s.rows.columns[fi].data {
-                        ColumnData::Integer(v) if !full(s) => {
+                    .zip(&full)
+                    .map(|(s, full)| match &s.rows.columns[fi].data {
+                        ColumnData::Integer(v) if !full => {
                             valid(v, &s.rows.columns[fi].valid).copied().collect()
                         }
                         _ => Vec::new(),
@@ -556,9 +560,9 @@ fn write_columns(
                     .collect();
                 let parts: Vec<Part<'_>> = group
                     .iter()
-                    .zip(&present)
-                    .map(|(s, p)| match &s.rows.columns[fi].data {
-                        ColumnData::Integer(v) if full(s) => Part::values(v, None),
+                    .zip(full.iter().zip(&present))
+                    .map(|(s, (full, p))| match &s.rows.columns[fi].data {
+                        ColumnData::Integer(v) if *full => Part::values(v, None),
                         _ => Part::values(p, Some(&s.rows.columns[fi].valid)),
                     })
                     .collect();
@@ -604,7 +608,7 @@ fn scaled_column(group: &[Series], fi: usize, scale: u8, out: &mut Vec<i64>) -> 
         || format!("a value of float field #{fi} does not fit the column's decimal scale {scale}");
     for s in group {
         if let Some(d) = s.decimals(fi) {
-            // Integers still encoded are at `scale` (`Writer::push` decoded any other).
+            // Chunk by chunk: each is at `scale` already (`at_scale` saw to it in `push_series`).
             if !d.packed.is_empty() {
                 continue;
             }
@@ -699,8 +703,8 @@ fn at_scale(d: &mut Decimals, scale: u8) -> CodecResult<()> {
 }
 
 /// The parts of a series whose float field came chunk by chunk ([`Decimals::packed`], each
-/// chunk at `scale` and either encoded as [`encoded_at`] allows or decoded, which
-/// [`Writer::push`] saw to): one per chunk, with the validity flags up to its last value (the
+/// chunk at `scale` and either encoded as [`encoded_at`] allows or decoded, which [`at_scale`]
+/// saw to): one per chunk, with the validity flags up to its last value (the
 /// last chunk takes the rest).
 fn encoded_parts<'a>(
     d: &'a Decimals,

@@ -544,9 +544,7 @@ impl ColdTier {
     }
 
     fn get_raw(&self, path: &ObjectPath) -> std::result::Result<bytes::Bytes, object_store::Error> {
-        let store = self.store.clone();
-        let p = path.clone();
-        self.block(async move { store.get(&p).await?.bytes().await })
+        self.block(get_bytes(self.store.clone(), path.clone()))
     }
 
     /// Writes an object (`PutMode::Create`: a key is never overwritten) and verifies it: the
@@ -571,9 +569,8 @@ impl ColdTier {
             .block_bulk(async move { store.head(&p).await })
             .map_err(|e| store_error(&self.url, &format!("cannot check {key}"), e))?
             .size;
-        let store = self.store.clone();
         let back = self
-            .block_bulk(async move { store.get(&path).await?.bytes().await })
+            .block_bulk(get_bytes(self.store.clone(), path))
             .map_err(|e| store_error(&self.url, &format!("cannot read back {key}"), e))?;
         let (want, got) = (sent_crc32c, crc32c::crc32c(&back));
         if size != bytes.len() as u64 || got != want {
@@ -741,6 +738,14 @@ impl Drop for ColdTier {
             rt.shutdown_background();
         }
     }
+}
+
+/// The whole object at `path`.
+async fn get_bytes(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+) -> std::result::Result<bytes::Bytes, object_store::Error> {
+    store.get(&path).await?.bytes().await
 }
 
 /// Runs `f` on `runtime` and waits for it (from any thread).
